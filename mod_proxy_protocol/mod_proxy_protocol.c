@@ -1,0 +1,697 @@
+/*
+ * mod_proxy_protocol: receive the HAProxy PROXY protocol (v1 and v2).
+ *
+ * The header is read in a process_connection hook that runs before any other
+ * (before mod_ssl's handshake, mod_http2 and mod_reqtimeout), straight from
+ * the filters below TLS, and exactly as many bytes as the header holds: the
+ * parser (pp_parse.c) says how many more bytes may be read without touching
+ * what follows.  The client address is then set on the connection itself,
+ * so TLS, HTTP/2, access checks and every log line see it.
+ *
+ * Settings apply per local address, like mod_remoteip's: the header arrives
+ * before any name-based virtual host can be chosen.
+ */
+#include <arpa/inet.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_connection.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_cfgtree.h"
+#include "util_filter.h"
+
+#include "apr_strings.h"
+
+#include "pp_cidr.h"
+#include "pp_parse.h"
+#include "pp_private.h"
+
+module AP_MODULE_DECLARE_DATA proxy_protocol_module;
+
+typedef struct {
+    int enabled;                        /* -1: unset */
+    apr_array_header_t *trusted;        /* of pp_cidr_t; NULL: unset */
+    apr_array_header_t *exceptions;     /* of pp_cidr_t; NULL: unset */
+    apr_interval_time_t timeout;        /* -1: unset */
+    apr_size_t max_header;              /* 0: unset */
+} pp_conf_t;
+
+/* The settings in force on one local address (built by check_config). */
+typedef struct {
+    apr_sockaddr_t *addr;               /* NULL: any address */
+    apr_port_t port;                    /* 0: any port */
+    pp_conf_t conf;                     /* defaults applied */
+    server_rec *s;                      /* where the settings come from */
+} pp_rule_t;
+
+/* What the header said, kept for the connection's requests. */
+typedef struct {
+    apr_table_t *env;                   /* NULL: nothing to export */
+} pp_conn_t;
+
+/* Marks connections that need nothing, without allocating. */
+static pp_conn_t pp_conn_none;
+
+/* Rebuilt on every (re)start from the new configuration. */
+static apr_array_header_t *pp_rules;
+static pp_conf_t pp_main_conf;
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                       */
+/* ------------------------------------------------------------------ */
+
+static void *pp_create_server_config(apr_pool_t *p, server_rec *s)
+{
+    pp_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
+
+    conf->enabled = -1;
+    conf->timeout = -1;
+    return conf;
+}
+
+static void *pp_merge_server_config(apr_pool_t *p, void *basev, void *addv)
+{
+    pp_conf_t *base = basev, *add = addv;
+    pp_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
+
+    conf->enabled = add->enabled != -1 ? add->enabled : base->enabled;
+    conf->trusted = add->trusted ? add->trusted : base->trusted;
+    conf->exceptions = add->exceptions ? add->exceptions : base->exceptions;
+    conf->timeout = add->timeout != -1 ? add->timeout : base->timeout;
+    conf->max_header = add->max_header ? add->max_header : base->max_header;
+    return conf;
+}
+
+static pp_conf_t pp_effective(const pp_conf_t *conf)
+{
+    pp_conf_t e = *conf;
+
+    e.enabled = conf->enabled == 1;
+    e.timeout = conf->timeout != -1 ? conf->timeout : PP_DEFAULT_TIMEOUT;
+    e.max_header = conf->max_header ? conf->max_header : PP_DEFAULT_MAX_HEADER;
+    return e;
+}
+
+static const char *pp_set_enabled(cmd_parms *cmd, void *dummy, int flag)
+{
+    pp_conf_t *conf = ap_get_module_config(cmd->server->module_config,
+                                           &proxy_protocol_module);
+
+    conf->enabled = flag;
+    return NULL;
+}
+
+/* ProxyProtocolTrustedProxies and ProxyProtocolExceptions: cmd->info says
+ * which list; every argument is an address or a CIDR block. */
+static const char *pp_add_cidr(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    pp_conf_t *conf = ap_get_module_config(cmd->server->module_config,
+                                           &proxy_protocol_module);
+    apr_array_header_t **list = cmd->info ? &conf->exceptions
+                                          : &conf->trusted;
+    pp_cidr_t cidr;
+    const char *why;
+
+    if ((why = pp_cidr_parse(&cidr, arg)) != NULL) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is invalid: %s "
+                            "(expected an IP address or address/bits)",
+                            cmd->cmd->name, arg, why);
+    }
+    if (!*list) {
+        *list = apr_array_make(cmd->pool, 4, sizeof(pp_cidr_t));
+    }
+    *(pp_cidr_t *)apr_array_push(*list) = cidr;
+    return NULL;
+}
+
+static const char *pp_set_timeout(cmd_parms *cmd, void *dummy,
+                                  const char *arg)
+{
+    pp_conf_t *conf = ap_get_module_config(cmd->server->module_config,
+                                           &proxy_protocol_module);
+    apr_interval_time_t t;
+
+    if (ap_timeout_parameter_parse(arg, &t, "s") != APR_SUCCESS
+        || t <= 0 || t > PP_MAX_TIMEOUT) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a time between "
+                            "1ms and 3600s (a number of seconds, or with a "
+                            "unit: 500ms, 2s)", cmd->cmd->name, arg);
+    }
+    conf->timeout = t;
+    return NULL;
+}
+
+static const char *pp_set_max_header(cmd_parms *cmd, void *dummy,
+                                     const char *arg)
+{
+    pp_conf_t *conf = ap_get_module_config(cmd->server->module_config,
+                                           &proxy_protocol_module);
+    char *end;
+    apr_int64_t v = apr_strtoi64(arg, &end, 10);
+
+    if (*arg < '0' || *arg > '9' || *end || v < PP_MIN_MAX_HEADER
+        || v > PP_V2_MAX_LEN) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number of bytes "
+                            "between %d and %d", cmd->cmd->name, arg,
+                            PP_MIN_MAX_HEADER, PP_V2_MAX_LEN);
+    }
+    conf->max_header = (apr_size_t)v;
+    return NULL;
+}
+
+static const command_rec pp_cmds[] = {
+    AP_INIT_FLAG("ProxyProtocol", pp_set_enabled, NULL, RSRC_CONF,
+                 "Require a PROXY protocol header on connections to this "
+                 "address (On|Off)"),
+    AP_INIT_ITERATE("ProxyProtocolTrustedProxies", pp_add_cidr, NULL,
+                    RSRC_CONF, "Addresses or CIDR blocks of the load "
+                    "balancers allowed to send a PROXY header"),
+    AP_INIT_ITERATE("ProxyProtocolExceptions", pp_add_cidr, (void *)1,
+                    RSRC_CONF, "Addresses or CIDR blocks of peers that "
+                    "connect directly, without a header"),
+    AP_INIT_TAKE1("ProxyProtocolTimeout", pp_set_timeout, NULL, RSRC_CONF,
+                  "Time allowed for the whole header to arrive (default 5s)"),
+    AP_INIT_TAKE1("ProxyProtocolMaxHeaderSize", pp_set_max_header, NULL,
+                  RSRC_CONF, "Largest PROXY v2 header accepted, in bytes "
+                  "(default 16384)"),
+    { NULL }
+};
+
+/* ------------------------------------------------------------------ */
+/* Rules per local address                                             */
+/* ------------------------------------------------------------------ */
+
+static int pp_same_cidrs(const apr_array_header_t *a,
+                         const apr_array_header_t *b)
+{
+    if (a == b) {
+        return 1;
+    }
+    if (!a || !b || a->nelts != b->nelts) {
+        return 0;
+    }
+    return memcmp(a->elts, b->elts, (size_t)a->nelts * sizeof(pp_cidr_t))
+           == 0;
+}
+
+static int pp_same_conf(const pp_conf_t *a, const pp_conf_t *b)
+{
+    return a->enabled == b->enabled && a->timeout == b->timeout
+           && a->max_header == b->max_header
+           && pp_same_cidrs(a->trusted, b->trusted)
+           && pp_same_cidrs(a->exceptions, b->exceptions);
+}
+
+static int pp_addr_is_any(const apr_sockaddr_t *sa)
+{
+    /* "*" and "_default_" both mean every address. */
+    return apr_sockaddr_is_wildcard(sa)
+           || (sa->family == APR_INET
+               && sa->sa.sin.sin_addr.s_addr == 0xFFFFFFFFu);
+}
+
+static const char *pp_rule_name(apr_pool_t *p, const pp_rule_t *rule)
+{
+    char ip[64] = "*";
+
+    if (rule->addr) {
+        apr_sockaddr_ip_getbuf(ip, sizeof(ip), rule->addr);
+    }
+    return rule->port ? apr_psprintf(p, "%s:%u", ip, rule->port)
+                      : apr_psprintf(p, "%s:*", ip);
+}
+
+static const char *pp_server_name(apr_pool_t *p, const server_rec *s)
+{
+    return apr_psprintf(p, "<VirtualHost> at %s:%d",
+                        s->defn_name ? s->defn_name : "?",
+                        s->defn_line_number);
+}
+
+/* Adds the settings of one virtual host address; vhosts that share an
+ * address must agree, since the header is read before either is chosen. */
+static const char *pp_add_rule(apr_pool_t *p, server_rec *s,
+                               const server_addr_rec *sar)
+{
+    pp_conf_t conf = pp_effective(ap_get_module_config(
+                                      s->module_config,
+                                      &proxy_protocol_module));
+    apr_sockaddr_t *addr = pp_addr_is_any(sar->host_addr) ? NULL
+                                                          : sar->host_addr;
+    pp_rule_t *rule;
+    int i;
+
+    for (i = 0; i < pp_rules->nelts; i++) {
+        rule = &APR_ARRAY_IDX(pp_rules, i, pp_rule_t);
+        if (rule->port != sar->host_port || !rule->addr != !addr
+            || (addr && !apr_sockaddr_equal(rule->addr, addr))) {
+            continue;
+        }
+        if (pp_same_conf(&rule->conf, &conf)) {
+            return NULL;
+        }
+        return apr_psprintf(p, "ProxyProtocol settings differ between %s "
+                            "and %s, which share the address %s: a PROXY "
+                            "header is read before a name-based virtual "
+                            "host is chosen, so they must agree",
+                            pp_server_name(p, rule->s), pp_server_name(p, s),
+                            pp_rule_name(p, rule));
+    }
+    rule = apr_array_push(pp_rules);
+    rule->addr = addr;
+    rule->port = sar->host_port;
+    rule->conf = conf;
+    rule->s = s;
+    return NULL;
+}
+
+/* The settings for a local address: an exact address beats "*", a port
+ * beats any port, and the main server's apply where no vhost matches. */
+static const pp_conf_t *pp_conf_for(const apr_sockaddr_t *local)
+{
+    const pp_conf_t *best = &pp_main_conf;
+    int best_score = -1, i;
+
+    for (i = 0; i < pp_rules->nelts; i++) {
+        const pp_rule_t *rule = &APR_ARRAY_IDX(pp_rules, i, pp_rule_t);
+        int score = (rule->addr ? 2 : 0) + (rule->port ? 1 : 0);
+
+        if (score <= best_score
+            || (rule->port && rule->port != local->port)
+            || (rule->addr && !apr_sockaddr_equal(rule->addr, local))) {
+            continue;
+        }
+        best = &rule->conf;
+        best_score = score;
+    }
+    return best;
+}
+
+static int pp_is_on(const ap_directive_t *d)
+{
+    return d->args && strcasecmp(d->args, "on") == 0;
+}
+
+static server_rec *pp_server_defined_at(server_rec *main_s,
+                                        const ap_directive_t *d)
+{
+    server_rec *s;
+
+    for (s = main_s->next; s; s = s->next) {
+        if (s->defn_line_number == (unsigned)d->line_num && s->defn_name
+            && d->filename && strcmp(s->defn_name, d->filename) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* mod_remoteip's RemoteIPProxyProtocol would read a second header. */
+static const char *pp_check_remoteip(apr_pool_t *p, server_rec *main_s,
+                                     const ap_directive_t *d,
+                                     server_rec *vhost)
+{
+    const char *err;
+
+    for (; d; d = d->next) {
+        if (strcasecmp(d->directive, "<VirtualHost") == 0) {
+            server_rec *s = pp_server_defined_at(main_s, d);
+            if ((err = pp_check_remoteip(p, main_s, d->first_child,
+                                         s ? s : vhost))) {
+                return err;
+            }
+            continue;
+        }
+        if (d->first_child) {
+            if ((err = pp_check_remoteip(p, main_s, d->first_child,
+                                         vhost))) {
+                return err;
+            }
+        }
+        if (strcasecmp(d->directive, "RemoteIPProxyProtocol") || !pp_is_on(d)) {
+            continue;
+        }
+        if (vhost) {
+            pp_conf_t c = pp_effective(ap_get_module_config(
+                              vhost->module_config, &proxy_protocol_module));
+            if (!c.enabled) {
+                continue;
+            }
+        }
+        else if (!pp_main_conf.enabled && pp_rules->nelts == 0) {
+            continue;
+        }
+        else if (!pp_main_conf.enabled) {
+            int i, any = 0;
+            for (i = 0; i < pp_rules->nelts; i++) {
+                any |= APR_ARRAY_IDX(pp_rules, i, pp_rule_t).conf.enabled;
+            }
+            if (!any) {
+                continue;
+            }
+        }
+        return apr_psprintf(p, "RemoteIPProxyProtocol On (%s:%d) and "
+                            "ProxyProtocol On apply to the same address: "
+                            "only one module may read the PROXY header; "
+                            "remove RemoteIPProxyProtocol",
+                            d->filename, d->line_num);
+    }
+    return NULL;
+}
+
+static int pp_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *main_s)
+{
+    server_rec *s;
+    server_addr_rec *sar;
+    const char *err = NULL;
+    int i, startup = ap_state_query(AP_SQ_MAIN_STATE)
+                     != AP_SQ_MS_CREATE_PRE_CONFIG;
+
+    pp_main_conf = pp_effective(ap_get_module_config(
+                                    main_s->module_config,
+                                    &proxy_protocol_module));
+    pp_rules = apr_array_make(pconf, 8, sizeof(pp_rule_t));
+    for (s = main_s->next; s && !err; s = s->next) {
+        for (sar = s->addrs; sar && !err; sar = sar->next) {
+            err = pp_add_rule(ptemp, s, sar);
+        }
+    }
+    if (!err) {
+        err = pp_check_remoteip(ptemp, main_s, ap_conftree, NULL);
+    }
+    if (err) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
+                     PPLOGNO(00001) "%s", err);
+        return !OK;
+    }
+
+    if (!startup) {
+        return OK;
+    }
+    if (pp_main_conf.enabled && !pp_main_conf.trusted) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, main_s, PPLOGNO(00002)
+                     "ProxyProtocol On without ProxyProtocolTrustedProxies "
+                     "(main server): every peer must send a PROXY header, "
+                     "and any peer can claim any client address");
+    }
+    for (i = 0; i < pp_rules->nelts; i++) {
+        pp_rule_t *rule = &APR_ARRAY_IDX(pp_rules, i, pp_rule_t);
+        if (rule->conf.enabled && !rule->conf.trusted
+            && !pp_same_conf(&rule->conf, &pp_main_conf)) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, rule->s,
+                         PPLOGNO(00003) "ProxyProtocol On for %s without "
+                         "ProxyProtocolTrustedProxies: every peer must send "
+                         "a PROXY header, and any peer can claim any client "
+                         "address", pp_rule_name(ptemp, rule));
+        }
+    }
+    return OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections                                                         */
+/* ------------------------------------------------------------------ */
+
+static int pp_reject(conn_rec *c, const char *why)
+{
+    ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c, PPLOGNO(00004)
+                  "PROXY protocol: closing connection from %s: %s",
+                  c->client_ip, why);
+    c->aborted = 1;
+    c->keepalive = AP_CONN_CLOSE;
+    /* OK: no later process_connection hook may serve this connection. */
+    return OK;
+}
+
+/* The first filter below TLS: reading from it bypasses mod_ssl (at
+ * AP_FTYPE_CONNECTION + 5) and leaves what follows the header to it. */
+static ap_filter_t *pp_filter_below_tls(conn_rec *c)
+{
+    ap_filter_t *f = c->input_filters;
+
+    while (f && f->frec->ftype <= AP_FTYPE_CONNECTION + 5) {
+        f = f->next;
+    }
+    return f;
+}
+
+/*
+ * Reads the header into *pbuf (initially a buffer of *pcap bytes; a larger
+ * v2 header gets one from c->pool).  Returns NULL, or why it failed.
+ */
+static const char *pp_read_header(conn_rec *c, const pp_conf_t *conf,
+                                  pp_header_t *hdr, unsigned char **pbuf,
+                                  apr_size_t *pcap)
+{
+    ap_filter_t *f = pp_filter_below_tls(c);
+    apr_socket_t *sock = ap_get_conn_socket(c);
+    apr_time_t deadline = apr_time_now() + conf->timeout;
+    apr_interval_time_t saved_timeout;
+    apr_bucket_brigade *bb;
+    apr_size_t n = 0, need, got;
+    apr_status_t rv;
+    const char *why = NULL;
+
+    if (!f) {
+        return "no input filter to read from";
+    }
+    bb = apr_brigade_create(c->pool, c->bucket_alloc);
+    apr_socket_timeout_get(sock, &saved_timeout);
+    for (;;) {
+        apr_time_t now;
+        pp_result_t res = pp_header_parse(hdr, *pbuf, n, conf->max_header,
+                                          &need);
+        if (res == PP_OK) {
+            break;
+        }
+        if (res == PP_ERROR) {
+            why = hdr->error;
+            break;
+        }
+        if (n + need > *pcap) {
+            apr_size_t cap = n + need;
+            unsigned char *bigger = apr_palloc(c->pool, cap);
+            memcpy(bigger, *pbuf, n);
+            *pbuf = bigger;
+            *pcap = cap;
+        }
+        now = apr_time_now();
+        if (now >= deadline) {
+            why = apr_psprintf(c->pool, "header incomplete after %s "
+                               "(ProxyProtocolTimeout), %" APR_SIZE_T_FMT
+                               " bytes received",
+                               apr_psprintf(c->pool, "%" APR_TIME_T_FMT "ms",
+                                            apr_time_as_msec(conf->timeout)),
+                               n);
+            break;
+        }
+        apr_socket_timeout_set(sock, deadline - now);
+        rv = ap_get_brigade(f, bb, AP_MODE_READBYTES, APR_BLOCK_READ, need);
+        got = need;
+        if (rv == APR_SUCCESS) {
+            rv = apr_brigade_flatten(bb, (char *)*pbuf + n, &got);
+        }
+        apr_brigade_cleanup(bb);
+        if (APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_EAGAIN(rv)) {
+            continue;   /* the deadline check above says why */
+        }
+        if (rv != APR_SUCCESS && !APR_STATUS_IS_EOF(rv)) {
+            why = apr_psprintf(c->pool, "read error: %pm", &rv);
+            break;
+        }
+        if (rv != APR_SUCCESS || got == 0) {
+            why = apr_psprintf(c->pool, "connection closed after %"
+                               APR_SIZE_T_FMT " bytes of the header", n);
+            break;
+        }
+        n += got;
+    }
+    apr_socket_timeout_set(sock, saved_timeout);
+    return why;
+}
+
+static apr_sockaddr_t *pp_make_sockaddr(apr_pool_t *p, pp_family_t family,
+                                        const unsigned char *ip,
+                                        apr_port_t port)
+{
+    apr_sockaddr_t *sa = apr_pcalloc(p, sizeof(*sa));
+
+    /* Filled in place: numeric bytes need no resolver call. */
+    sa->pool = p;
+    sa->port = port;
+    if (family == PP_FAM_INET) {
+        sa->family = APR_INET;
+        sa->sa.sin.sin_family = AF_INET;
+        sa->sa.sin.sin_port = htons(port);
+        memcpy(&sa->sa.sin.sin_addr, ip, 4);
+        sa->salen = sizeof(struct sockaddr_in);
+        sa->ipaddr_len = sizeof(struct in_addr);
+        sa->addr_str_len = INET_ADDRSTRLEN;
+        sa->ipaddr_ptr = &sa->sa.sin.sin_addr;
+    }
+    else {
+        sa->family = APR_INET6;
+        sa->sa.sin6.sin6_family = AF_INET6;
+        sa->sa.sin6.sin6_port = htons(port);
+        memcpy(&sa->sa.sin6.sin6_addr, ip, 16);
+        sa->salen = sizeof(struct sockaddr_in6);
+        sa->ipaddr_len = sizeof(struct in6_addr);
+        sa->addr_str_len = INET6_ADDRSTRLEN;
+        sa->ipaddr_ptr = &sa->sa.sin6.sin6_addr;
+    }
+    return sa;
+}
+
+static void pp_export_env(void *baton, const char *name, pp_format_t fmt,
+                          const unsigned char *value, size_t len)
+{
+    apr_table_t *env = baton;
+    apr_pool_t *p = apr_table_elts(env)->pool;
+    char *text = apr_palloc(p, pp_format_len(fmt, len));
+
+    pp_format_value(text, fmt, value, len);
+    if (!apr_table_get(env, name)) {
+        apr_table_setn(env, apr_pstrdup(p, name), text);
+    }
+}
+
+/* Records what the header says and sets the client address. */
+static void pp_apply_header(conn_rec *c, pp_conn_t *cc,
+                            const pp_header_t *hdr)
+{
+    apr_table_t *env = apr_table_make(c->pool, 12);
+
+    apr_table_setn(env, "PROXY_PROTOCOL_VERSION",
+                   hdr->version == 1 ? "1" : "2");
+    apr_table_setn(env, "PROXY_PROTOCOL_PEER_ADDR", c->client_ip);
+    if (hdr->has_addresses) {
+        apr_sockaddr_t *src = pp_make_sockaddr(c->pool, hdr->family,
+                                               hdr->src_addr, hdr->src_port);
+        apr_sockaddr_t *dst = pp_make_sockaddr(c->pool, hdr->family,
+                                               hdr->dst_addr, hdr->dst_port);
+        char *src_ip = apr_palloc(c->pool, INET6_ADDRSTRLEN);
+        char *dst_ip = apr_palloc(c->pool, INET6_ADDRSTRLEN);
+
+        apr_sockaddr_ip_getbuf(src_ip, INET6_ADDRSTRLEN, src);
+        apr_sockaddr_ip_getbuf(dst_ip, INET6_ADDRSTRLEN, dst);
+        apr_table_setn(env, "PROXY_PROTOCOL_SRC_ADDR", src_ip);
+        apr_table_setn(env, "PROXY_PROTOCOL_SRC_PORT",
+                       apr_itoa(c->pool, hdr->src_port));
+        apr_table_setn(env, "PROXY_PROTOCOL_DST_ADDR", dst_ip);
+        apr_table_setn(env, "PROXY_PROTOCOL_DST_PORT",
+                       apr_itoa(c->pool, hdr->dst_port));
+
+        ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, PPLOGNO(00005)
+                      "PROXY v%d from %s: client %s:%u", hdr->version,
+                      c->client_ip, src_ip, hdr->src_port);
+        c->client_addr = src;
+        c->client_ip = src_ip;
+    }
+    else {
+        ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, PPLOGNO(00006)
+                      "PROXY v%d from %s: no usable address (LOCAL, "
+                      "UNKNOWN, UNIX or DGRAM), keeping the peer's",
+                      hdr->version, c->client_ip);
+    }
+    if (hdr->tlvs_len) {
+        pp_header_export_tlvs(hdr, pp_export_env, env);
+    }
+    cc->env = env;
+}
+
+static int pp_process_connection(conn_rec *c)
+{
+    const pp_conf_t *conf;
+    pp_conn_t *cc;
+    pp_header_t hdr;
+    unsigned char small[512], *buf = small;
+    apr_size_t cap = sizeof(small);
+    const unsigned char *peer;
+    const char *why;
+    int family;
+
+    /* HTTP/2 secondary connections are copies of their primary, client
+     * address included; the event MPM calls again on keep-alive. */
+    if (c->master
+        || ap_get_module_config(c->conn_config, &proxy_protocol_module)) {
+        return DECLINED;
+    }
+    conf = pp_conf_for(c->local_addr);
+    if (!conf->enabled) {
+        ap_set_module_config(c->conn_config, &proxy_protocol_module,
+                             &pp_conn_none);
+        return DECLINED;
+    }
+    cc = apr_pcalloc(c->pool, sizeof(*cc));
+    ap_set_module_config(c->conn_config, &proxy_protocol_module, cc);
+
+    family = c->client_addr->family == APR_INET ? 4 : 6;
+    peer = c->client_addr->ipaddr_ptr;
+    if (conf->exceptions
+        && pp_cidr_match_any((pp_cidr_t *)conf->exceptions->elts,
+                             (size_t)conf->exceptions->nelts, family, peer)) {
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE1, 0, c, PPLOGNO(00007)
+                      "PROXY protocol: %s is an exception, served as itself",
+                      c->client_ip);
+        return DECLINED;
+    }
+    if (conf->trusted
+        && !pp_cidr_match_any((pp_cidr_t *)conf->trusted->elts,
+                              (size_t)conf->trusted->nelts, family, peer)) {
+        return pp_reject(c, "peer is not in ProxyProtocolTrustedProxies");
+    }
+    if ((why = pp_read_header(c, conf, &hdr, &buf, &cap)) != NULL) {
+        if (hdr.version == 2 && hdr.length > conf->max_header) {
+            why = apr_psprintf(c->pool, "%s (%" APR_SIZE_T_FMT " > %"
+                               APR_SIZE_T_FMT ")", why, hdr.length,
+                               conf->max_header);
+        }
+        return pp_reject(c, why);
+    }
+    pp_apply_header(c, cc, &hdr);
+    return DECLINED;
+}
+
+static int pp_set_request_env(void *rec, const char *key, const char *value)
+{
+    apr_table_setn(rec, key, value);
+    return 1;
+}
+
+static int pp_post_read_request(request_rec *r)
+{
+    conn_rec *c = r->connection;
+    pp_conn_t *cc;
+
+    while (c->master) {
+        c = c->master;
+    }
+    cc = ap_get_module_config(c->conn_config, &proxy_protocol_module);
+    if (cc && cc->env) {
+        apr_table_do(pp_set_request_env, r->subprocess_env, cc->env, NULL);
+    }
+    return DECLINED;
+}
+
+static void pp_register_hooks(apr_pool_t *p)
+{
+    ap_hook_check_config(pp_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_process_connection(pp_process_connection, NULL, NULL,
+                               APR_HOOK_REALLY_FIRST);
+    ap_hook_post_read_request(pp_post_read_request, NULL, NULL,
+                              APR_HOOK_REALLY_FIRST);
+}
+
+AP_DECLARE_MODULE(proxy_protocol) = {
+    STANDARD20_MODULE_STUFF,
+    NULL,                       /* per-directory config */
+    NULL,                       /* merge per-directory */
+    pp_create_server_config,
+    pp_merge_server_config,
+    pp_cmds,
+    pp_register_hooks
+};
