@@ -1,0 +1,85 @@
+#!/bin/bash
+# The whole test suite, from a fresh Debian machine or a developer's tree:
+#   as root:  installs the dependencies, then builds and runs everything as
+#             an unprivileged user on a copy of the tree (Apache-Test
+#             refuses to run as root);
+#   as a user: builds and runs everything in place (dependencies must be
+#             installed: sudo build/install-deps.sh).
+# Steps: build with -Werror; make check (C unit tests, fuzz-corpus replay,
+# Apache-Test); then the unit tests and fuzz replay again under
+# AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+TEST_USER=${CERTSUITE_TEST_USER:-certsuite-test}
+
+# Files of the tree worth copying: tracked and untracked-but-not-ignored.
+tree_files() {
+    if git -C "$top" rev-parse --git-dir >/dev/null 2>&1; then
+        git -C "$top" ls-files -co --exclude-standard -z
+    else
+        (cd "$top" && find . -path ./.git -prune -o -type f -print0)
+    fi
+}
+
+copy_tree() {
+    local dest=$1
+    mkdir -p "$dest"
+    (cd "$top" && tree_files | tar --null -T - -cf -) | tar -C "$dest" -xf -
+}
+
+if [ "$(id -u)" = 0 ]; then
+    "$top/build/install-deps.sh"
+    if ! id -u "$TEST_USER" >/dev/null 2>&1; then
+        useradd --create-home --shell /bin/bash "$TEST_USER"
+    fi
+    work=$(mktemp -d /tmp/certsuite-test.XXXXXX)
+    copy_tree "$work/src"
+    chown -R "$TEST_USER:" "$work"
+    chmod 755 "$work"
+    echo "== running the suite as $TEST_USER in $work/src"
+    exec runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+        HOME="$(getent passwd "$TEST_USER" | cut -d: -f6)" LANG=C.UTF-8 \
+        ${CI:+CI="$CI"} bash "$work/src/build/test.sh"
+fi
+
+for cmd in autoreconf apxs perl haproxy curl; do
+    if ! PATH=$PATH:/usr/sbin command -v "$cmd" >/dev/null 2>&1; then
+        echo "test.sh: '$cmd' is missing: run 'sudo build/install-deps.sh'" >&2
+        exit 1
+    fi
+done
+
+passed=0
+step() {
+    echo
+    echo "== $*"
+}
+
+cd "$top"
+step "build (-Werror)"
+./autogen.sh >/dev/null 2>&1
+./configure --enable-werror >/dev/null
+make -j2 >/dev/null
+passed=$((passed + 1))
+
+step "make check: unit tests, fuzz-corpus replay, Apache-Test"
+make check
+passed=$((passed + 1))
+
+step "unit tests and fuzz replay under AddressSanitizer + UBSan"
+san=$(mktemp -d "${TMPDIR:-/tmp}/certsuite-asan.XXXXXX")
+trap 'rm -rf "$san"' EXIT
+copy_tree "$san"
+(
+    cd "$san"
+    ./autogen.sh >/dev/null 2>&1
+    ./configure --enable-werror --enable-sanitizers >/dev/null
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        make -j2 check-unit check-fuzz
+)
+passed=$((passed + 1))
+
+echo
+echo "suites: $passed passed, 0 failed"
