@@ -1,0 +1,62 @@
+/*
+ * cs_x509.h: certificates: the built-in local CA issuer and the checks a
+ * bundle passes before it is stored (CertService imports) or served
+ * (mod_certsync).
+ *
+ * Pure code: APR and OpenSSL only, no httpd types.
+ */
+#ifndef CS_X509_H
+#define CS_X509_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_time.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+/** The facts about a leaf certificate that the API and store need. */
+typedef struct {
+    const char *serial;         /* lower-case hex, no leading zeros */
+    apr_time_t not_before;
+    apr_time_t not_after;
+} cs_cert_info_t;
+
+void cs_cert_info(cs_cert_info_t *info, apr_pool_t *p, X509 *cert);
+
+/** A local certificate authority: its certificate and key. */
+typedef struct {
+    X509 *cert;
+    EVP_PKEY *key;
+} cs_ca_t;
+
+/** Load a CA from PEM files (the key must match the certificate). */
+apr_status_t cs_ca_load(cs_ca_t **ca, apr_pool_t *p, const char *cert_file,
+                        const char *key_file, const char **err);
+
+/**
+ * Issue a leaf certificate for one name (DNS SAN; a "*.example.com"
+ * wildcard allowed), for key, valid from now - 1 minute for lifetime,
+ * random 128-bit serial, signed by the CA with SHA-256.  The chain
+ * returned (array of X509 *) is the leaf followed by the CA certificate.
+ */
+apr_status_t cs_ca_issue(apr_array_header_t **chain, apr_pool_t *p,
+                         const cs_ca_t *ca, EVP_PKEY *key, const char *name,
+                         apr_interval_time_t lifetime, const char **err);
+
+/**
+ * The checks before a bundle may be stored or served, each failure named
+ * in *err:
+ *  - the chain is not empty and in order: every certificate is issued and
+ *    signed by the next one;
+ *  - key matches the leaf's public key;
+ *  - the leaf is valid for name (exact, or the leaf's wildcard covers it,
+ *    or name is itself the wildcard the leaf names);
+ *  - now lies between the leaf's notBefore and notAfter.
+ * Whether the chain ends in a trusted root is not checked here (CertService
+ * trusts its issuers; mod_certsync may add a trust store).
+ */
+apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
+                              const char *name, apr_time_t now,
+                              const char **err);
+
+#endif /* CS_X509_H */

@@ -1,0 +1,168 @@
+/*
+ * cs_store.h: CertService's storage through apr_dbd.
+ *
+ * Pure code: APR and APR-util only, no httpd types.  One SQL dialect for
+ * the sqlite3 and mysql drivers (the DDL too).  The glue hands in a
+ * connection it got from mod_dbd; unit tests open one with apr_dbd_open.
+ *
+ * Ordering: every write that changes what proxies serve appends one row to
+ * the change feed with the next value of a counter row, inside the same
+ * transaction, and the counter row stays locked until commit.  So sequence
+ * numbers are committed in order: a reader that has seen seq N can never
+ * later find a change below N appear (no gaps filled in behind a cursor),
+ * with one CertService or several on one database.
+ */
+#ifndef CS_STORE_H
+#define CS_STORE_H
+
+#include <apr_dbd.h>
+#include <apr_hash.h>
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_time.h>
+
+typedef struct {
+    const apr_dbd_driver_t *driver;
+    apr_dbd_t *handle;
+    /* Prepared statements by label (cs_store_statements()); mod_dbd keeps
+     * them per connection.  A label missing from the hash is prepared on
+     * first use and added to it, allocated from the hash's own pool (for
+     * mod_dbd's hash: the connection's pool).  NULL: a hash is made from
+     * the pool of the first call, which must then live as long as the
+     * handle. */
+    apr_hash_t *prepared;
+    /* The last failure's text (for cs_store_error()), kept here because
+     * rolling back clears the driver's own message. */
+    char error[256];
+} cs_db_t;
+
+/** One SQL statement the store uses, for mod_dbd's ap_dbd_prepare(). */
+typedef struct {
+    const char *label;
+    const char *sql;
+} cs_statement_t;
+
+/** The statements, ending with { NULL, NULL }. */
+const cs_statement_t *cs_store_statements(void);
+
+/** Create the tables if missing (idempotent, safe to race). */
+apr_status_t cs_store_schema(cs_db_t *db, apr_pool_t *p);
+
+typedef struct {
+    const char *domain;         /* normalised */
+    apr_int64_t seq;            /* of the latest change */
+    const char *state;          /* "active", "pending", "error" */
+    const char *serial;         /* hex; NULL while pending */
+    apr_int64_t not_before;     /* unix seconds; 0 while pending */
+    apr_int64_t not_after;
+    const char *key_type;       /* "ec-p256", "rsa-2048" */
+    const char *chain_pem;      /* leaf first */
+    const char *key_cms;        /* base64 DER CMS envelope */
+    const char *last_error;     /* NULL if none */
+    apr_int64_t updated;        /* unix seconds */
+} cs_bundle_t;
+
+typedef struct {
+    apr_int64_t seq;
+    const char *domain;
+    const char *op;             /* "upsert" or "delete" */
+    const char *serial;         /* NULL for delete */
+    apr_int64_t not_after;      /* 0 for delete */
+} cs_change_t;
+
+/**
+ * Store a new certificate + key for a domain (issue, renewal or import)
+ * and append an "upsert" change; all in one transaction.
+ * b->seq is set to the change's sequence number.
+ * actor: who did it (for the log line the glue writes; stored too).
+ */
+apr_status_t cs_store_put_bundle(cs_db_t *db, apr_pool_t *p, cs_bundle_t *b,
+                                 const char *actor);
+
+/** Record a domain's error (state "error", last_error) without a change. */
+apr_status_t cs_store_set_error(cs_db_t *db, apr_pool_t *p,
+                                const char *domain, const char *error);
+
+/** Remove a domain and append a "delete" change (*seq).
+ * APR_NOTFOUND if the domain is unknown. */
+apr_status_t cs_store_delete(cs_db_t *db, apr_pool_t *p, const char *domain,
+                             const char *actor, apr_int64_t *seq);
+
+/** One domain, or APR_NOTFOUND. */
+apr_status_t cs_store_get(cs_bundle_t **b, cs_db_t *db, apr_pool_t *p,
+                          const char *domain);
+
+/** Every domain (array of cs_bundle_t, without chain_pem/key_cms), ordered
+ * by name, starting after `after` (NULL: from the start), at most limit. */
+apr_status_t cs_store_list(apr_array_header_t **domains, cs_db_t *db,
+                           apr_pool_t *p, const char *after, int limit);
+
+/**
+ * The change feed: changes with seq > since, in order, at most limit
+ * (array of cs_change_t).  *next is the seq to pass as since next time
+ * (the last returned, or since if none); *more says whether more follow.
+ */
+apr_status_t cs_store_changes(apr_array_header_t **changes,
+                              apr_int64_t *next, int *more, cs_db_t *db,
+                              apr_pool_t *p, apr_int64_t since, int limit);
+
+/**
+ * Restart leases.  Atomically (one transaction, the pool's row locked):
+ * drop expired leases of the pool; if fewer than max_unavailable remain,
+ * grant one to host for ttl seconds (*lease_id, *expires set, *granted 1);
+ * else *granted 0 and *retry_after the seconds until the first live lease
+ * expires (at least 1).  now: unix seconds.
+ */
+apr_status_t cs_store_lease_acquire(const char **lease_id,
+                                    apr_int64_t *expires, int *granted,
+                                    apr_int64_t *retry_after, cs_db_t *db,
+                                    apr_pool_t *p, const char *pool,
+                                    const char *host, int ttl,
+                                    int max_unavailable, apr_int64_t now);
+
+/** Release a lease; APR_NOTFOUND if it is unknown or expired. */
+apr_status_t cs_store_lease_release(cs_db_t *db, apr_pool_t *p,
+                                    const char *pool, const char *lease_id);
+
+/** Live leases of a pool (array of cs_lease_t). */
+typedef struct {
+    const char *id;
+    const char *host;
+    apr_int64_t expires;
+} cs_lease_t;
+apr_status_t cs_store_leases(apr_array_header_t **leases, cs_db_t *db,
+                             apr_pool_t *p, const char *pool,
+                             apr_int64_t now);
+
+/**
+ * A proxy's report: it now serves the feed up to seq, in rollout state
+ * `state`; failed_json is a JSON object {"domain":"reason",...} of the
+ * domains it skipped (may be "{}").
+ */
+apr_status_t cs_store_host_report(cs_db_t *db, apr_pool_t *p,
+                                  const char *host, const char *pool,
+                                  apr_int64_t seq, const char *state,
+                                  const char *failed_json, apr_int64_t now);
+
+typedef struct {
+    const char *host;
+    const char *pool;
+    apr_int64_t seq;            /* what it reported */
+    const char *state;
+    const char *serial;         /* of this domain as of seq; NULL: none */
+    const char *failed_json;
+    apr_int64_t reported;
+} cs_host_serving_t;
+
+/**
+ * Which hosts serve which serial of a domain: for every host that
+ * reported, the serial of the domain's latest change at or below the
+ * host's reported seq (array of cs_host_serving_t).
+ */
+apr_status_t cs_store_domain_hosts(apr_array_header_t **hosts, cs_db_t *db,
+                                   apr_pool_t *p, const char *domain);
+
+/** A short text for the last database error on db (from p). */
+const char *cs_store_error(cs_db_t *db, apr_pool_t *p, int rv);
+
+#endif /* CS_STORE_H */

@@ -1,0 +1,1180 @@
+/*
+ * mod_certservice: CertService, the trusted host that issues certificates,
+ * generates key pairs, seals private keys to the proxy pool's wrapping
+ * certificates and serves them, with a change feed and restart leases, as
+ * JSON over mutual TLS (ARCHITECTURE.md section 3, docs/certservice-api.md).
+ *
+ * This file is httpd glue only: directives, roles from client certificates,
+ * routing and JSON I/O.  The work happens in pure code: cs_service.c
+ * (issuing, importing, JSON views), cs_store.c (apr_dbd storage),
+ * lib/cs_crypto.c and lib/cs_x509.c (keys, envelopes, certificates) and
+ * lib/cs_name.c (domain names).
+ */
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "apr_dbd.h"
+#include "apr_lib.h"
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "mod_dbd.h"
+#include "mod_ssl.h"
+
+#include "apr_optional.h"
+#include "apr_strings.h"
+
+#include "cs_crypto.h"
+#include "cs_name.h"
+#include "cs_service.h"
+#include "cs_store.h"
+#include "cs_x509.h"
+
+module AP_MODULE_DECLARE_DATA certservice_module;
+
+/* Log tags "CSnnnnn": never reused; the next free one is 00012. */
+#define CSLOGNO(n) "CS" #n ": "
+
+#define CS_HANDLER              "certservice"
+#define CS_DEFAULT_LIFETIME     apr_time_from_sec(47 * 86400)
+#define CS_DEFAULT_MAX_BODY     (1024 * 1024)
+#define CS_DEFAULT_MAX_BATCH    100
+#define CS_DEFAULT_LEASE_TTL    900
+#define CS_DEFAULT_FEED_LIMIT   100
+#define CS_MAX_FEED_LIMIT       1000
+
+typedef enum { CS_ROLE_NONE = 0, CS_ROLE_PROXY = 1, CS_ROLE_ADMIN = 2 } cs_role_t;
+
+typedef struct {
+    cs_role_t role;
+    int by_fingerprint;         /* else by subject DN */
+    const char *value;          /* DN, or lower-case hex SHA-256 */
+} cs_role_rule_t;
+
+typedef struct {
+    apr_array_header_t *wrap_certs;     /* X509 *; NULL: unset */
+    cs_ca_t *ca;
+    apr_interval_time_t lifetime;       /* -1: unset */
+    int key_type;                       /* -1: unset */
+    apr_array_header_t *roles;          /* cs_role_rule_t; NULL: unset */
+    int max_unavailable;                /* 0: unset */
+    apr_table_t *pool_max_unavailable;  /* pool -> N; NULL: unset */
+    int lease_max_ttl;                  /* 0: unset */
+    apr_size_t max_body;                /* 0: unset */
+    int max_batch;                      /* 0: unset */
+} cs_conf_t;
+
+static APR_OPTIONAL_FN_TYPE(ssl_var_lookup) *cs_ssl_var;
+static APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *cs_dbd_acquire;
+/* Set once the schema exists (per process; creating it is idempotent). */
+static volatile int cs_schema_ready;
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                       */
+/* ------------------------------------------------------------------ */
+
+static void *cs_create_server_config(apr_pool_t *p, server_rec *s)
+{
+    cs_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
+
+    conf->lifetime = -1;
+    conf->key_type = -1;
+    return conf;
+}
+
+#define CS_MERGE(field, unset) \
+    conf->field = add->field != (unset) ? add->field : base->field
+
+static void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv)
+{
+    cs_conf_t *base = basev, *add = addv;
+    cs_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
+
+    CS_MERGE(wrap_certs, NULL);
+    CS_MERGE(ca, NULL);
+    CS_MERGE(lifetime, -1);
+    CS_MERGE(key_type, -1);
+    CS_MERGE(roles, NULL);
+    CS_MERGE(max_unavailable, 0);
+    CS_MERGE(pool_max_unavailable, NULL);
+    CS_MERGE(lease_max_ttl, 0);
+    CS_MERGE(max_body, 0);
+    CS_MERGE(max_batch, 0);
+    return conf;
+}
+
+static cs_conf_t *cs_conf(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &certservice_module);
+}
+
+static const char *cs_set_wrap_cert(cmd_parms *cmd, void *dummy,
+                                    const char *arg)
+{
+    cs_conf_t *conf = cs_conf(cmd->server);
+    apr_array_header_t *certs;
+    const char *path = ap_server_root_relative(cmd->pool, arg), *err;
+    int i;
+
+    if (!path || cs_file_read_certs(&certs, cmd->pool, path, &err)) {
+        return apr_psprintf(cmd->pool, "%s: cannot read '%s': %s",
+                            cmd->cmd->name, arg, path ? err : "bad path");
+    }
+    for (i = 0; i < certs->nelts; i++) {
+        EVP_PKEY *pub = X509_get0_pubkey(APR_ARRAY_IDX(certs, i, X509 *));
+        if (!pub || EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA
+            || EVP_PKEY_get_bits(pub) < 2048) {
+            return apr_psprintf(cmd->pool, "%s: '%s': a wrapping certificate "
+                                "must hold an RSA key of at least 2048 bits "
+                                "(keys are sealed with RSA-OAEP)",
+                                cmd->cmd->name, arg);
+        }
+    }
+    if (!conf->wrap_certs) {
+        conf->wrap_certs = apr_array_make(cmd->pool, 2, sizeof(X509 *));
+    }
+    apr_array_cat(conf->wrap_certs, certs);
+    return NULL;
+}
+
+static const char *cs_set_local_ca(cmd_parms *cmd, void *dummy,
+                                   const char *cert, const char *key)
+{
+    cs_conf_t *conf = cs_conf(cmd->server);
+    const char *err;
+
+    if (cs_ca_load(&conf->ca, cmd->pool,
+                   ap_server_root_relative(cmd->pool, cert),
+                   ap_server_root_relative(cmd->pool, key), &err)) {
+        return apr_psprintf(cmd->pool, "%s: cannot load CA '%s' / '%s': %s",
+                            cmd->cmd->name, cert, key, err);
+    }
+    return NULL;
+}
+
+static const char *cs_set_lifetime(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    cs_conf_t *conf = cs_conf(cmd->server);
+    apr_interval_time_t t;
+
+    if (ap_timeout_parameter_parse(arg, &t, "s") || t < apr_time_from_sec(60)
+        || t > apr_time_from_sec(825 * 86400)) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a lifetime between "
+                            "60s and 825 days (seconds, or with a unit: "
+                            "2h, 30m)", cmd->cmd->name, arg);
+    }
+    conf->lifetime = t;
+    return NULL;
+}
+
+static const char *cs_set_key_type(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    int kt = cs_key_type_parse(arg);
+
+    if (kt < 0) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a key type "
+                            "(ec-p256 or rsa-2048)", cmd->cmd->name, arg);
+    }
+    cs_conf(cmd->server)->key_type = kt;
+    return NULL;
+}
+
+static const char *cs_add_role(cmd_parms *cmd, void *dummy, const char *role,
+                               const char *match)
+{
+    cs_conf_t *conf = cs_conf(cmd->server);
+    cs_role_rule_t *rule;
+
+    if (!conf->roles) {
+        conf->roles = apr_array_make(cmd->pool, 4, sizeof(cs_role_rule_t));
+    }
+    rule = apr_array_push(conf->roles);
+    if (strcasecmp(role, "proxy") == 0) {
+        rule->role = CS_ROLE_PROXY;
+    }
+    else if (strcasecmp(role, "admin") == 0) {
+        rule->role = CS_ROLE_ADMIN;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a role (proxy or "
+                            "admin)", cmd->cmd->name, role);
+    }
+    if (strncasecmp(match, "dn:", 3) == 0 && match[3]) {
+        rule->value = match + 3;
+    }
+    else if (strncasecmp(match, "sha256:", 7) == 0) {
+        char *hex = apr_pstrdup(cmd->pool, match + 7), *o = hex;
+        const char *i;
+        for (i = hex; *i; i++) {
+            if (*i != ':') {
+                *o++ = (char)apr_tolower(*i);
+            }
+        }
+        *o = '\0';
+        if (strlen(hex) != 64 || hex[strspn(hex, "0123456789abcdef")]) {
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a SHA-256 "
+                                "fingerprint (64 hex digits, ':' allowed)",
+                                cmd->cmd->name, match);
+        }
+        rule->by_fingerprint = 1;
+        rule->value = hex;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' must be dn:<subject DN> or "
+                            "sha256:<certificate fingerprint>",
+                            cmd->cmd->name, match);
+    }
+    return NULL;
+}
+
+static const char *cs_parse_int(cmd_parms *cmd, const char *arg, int min,
+                                int max, int *out)
+{
+    char *end;
+    apr_int64_t v = apr_strtoi64(arg, &end, 10);
+
+    if (*arg < '0' || *arg > '9' || *end || v < min || v > max) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number between %d "
+                            "and %d", cmd->cmd->name, arg, min, max);
+    }
+    *out = (int)v;
+    return NULL;
+}
+
+static const char *cs_set_max_unavailable(cmd_parms *cmd, void *dummy,
+                                          const char *n, const char *pool)
+{
+    cs_conf_t *conf = cs_conf(cmd->server);
+    const char *err;
+    int v;
+
+    if ((err = cs_parse_int(cmd, n, 1, 100000, &v))) {
+        return err;
+    }
+    if (!pool) {
+        conf->max_unavailable = v;
+        return NULL;
+    }
+    if (!conf->pool_max_unavailable) {
+        conf->pool_max_unavailable = apr_table_make(cmd->pool, 4);
+    }
+    apr_table_set(conf->pool_max_unavailable, pool, n);
+    return NULL;
+}
+
+static const char *cs_set_int(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    cs_conf_t *conf = cs_conf(cmd->server);
+    const char *name = cmd->cmd->name, *err;
+    int v;
+
+    if (strcasecmp(name, "CertServiceLeaseMaxTTL") == 0) {
+        if (!(err = cs_parse_int(cmd, arg, 1, 86400, &v))) {
+            conf->lease_max_ttl = v;
+        }
+    }
+    else if (strcasecmp(name, "CertServiceMaxBodySize") == 0) {
+        if (!(err = cs_parse_int(cmd, arg, 1024, 64 * 1024 * 1024, &v))) {
+            conf->max_body = (apr_size_t)v;
+        }
+    }
+    else if (!(err = cs_parse_int(cmd, arg, 1, 10000, &v))) {
+        conf->max_batch = v;
+    }
+    return err;
+}
+
+static const command_rec cs_cmds[] = {
+    AP_INIT_TAKE1("CertServiceWrapCertificate", cs_set_wrap_cert, NULL,
+                  RSRC_CONF, "PEM file of a wrapping certificate (RSA): "
+                  "private keys are sealed to every one configured"),
+    AP_INIT_TAKE2("CertServiceLocalCA", cs_set_local_ca, NULL, RSRC_CONF,
+                  "Issue with a local CA: certificate file and key file"),
+    AP_INIT_TAKE1("CertServiceCertificateLifetime", cs_set_lifetime, NULL,
+                  RSRC_CONF, "Lifetime of certificates the local CA issues "
+                  "(default 47 days)"),
+    AP_INIT_TAKE1("CertServiceKeyType", cs_set_key_type, NULL, RSRC_CONF,
+                  "Default key type: ec-p256 (default) or rsa-2048"),
+    AP_INIT_TAKE2("CertServiceRole", cs_add_role, NULL, RSRC_CONF,
+                  "Map a client certificate to a role: proxy|admin "
+                  "dn:<subject>|sha256:<fingerprint>"),
+    AP_INIT_TAKE12("CertServiceMaxUnavailable", cs_set_max_unavailable, NULL,
+                   RSRC_CONF, "Restart leases granted at once: N [pool] "
+                   "(default 1)"),
+    AP_INIT_TAKE1("CertServiceLeaseMaxTTL", cs_set_int, NULL, RSRC_CONF,
+                  "Longest restart lease, in seconds (default 900)"),
+    AP_INIT_TAKE1("CertServiceMaxBodySize", cs_set_int, NULL, RSRC_CONF,
+                  "Largest request body, in bytes (default 1048576)"),
+    AP_INIT_TAKE1("CertServiceMaxBatch", cs_set_int, NULL, RSRC_CONF,
+                  "Most domains in one POST /v1/bundles (default 100)"),
+    { NULL }
+};
+
+/* ------------------------------------------------------------------ */
+/* Responses                                                           */
+/* ------------------------------------------------------------------ */
+
+static int cs_send_json(request_rec *r, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+
+    json_decref(body);
+    r->status = status;
+    ap_set_content_type(r, "application/json");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    if (text) {
+        ap_rputs(text, r);
+        ap_rputc('\n', r);
+        free(text);
+    }
+    return OK;
+}
+
+static int cs_error(request_rec *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int cs_error(request_rec *r, int status, const char *fmt, ...)
+{
+    va_list ap;
+    const char *msg;
+
+    va_start(ap, fmt);
+    msg = apr_pvsprintf(r->pool, fmt, ap);
+    va_end(ap);
+    ap_log_rerror(APLOG_MARK, status >= 500 ? APLOG_ERR : APLOG_INFO, 0, r,
+                  CSLOGNO(00001) "%s %s: %d %s", r->method, r->uri, status,
+                  msg);
+    return cs_send_json(r, status, json_pack("{s:s, s:i}", "error", msg,
+                                             "status", status));
+}
+
+/* Reads a JSON object body of at most max bytes. */
+static int cs_read_json(request_rec *r, apr_size_t max, json_t **out)
+{
+    char *buf;
+    apr_size_t len = 0;
+    long n;
+    json_error_t jerr;
+    int rc;
+
+    *out = NULL;
+    if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK) {
+        return cs_error(r, rc, "cannot read the request body");
+    }
+    if (r->remaining > (apr_off_t)max) {
+        return cs_error(r, HTTP_REQUEST_ENTITY_TOO_LARGE, "request body of "
+                        "%" APR_OFF_T_FMT " bytes exceeds "
+                        "CertServiceMaxBodySize (%" APR_SIZE_T_FMT ")",
+                        r->remaining, max);
+    }
+    buf = apr_palloc(r->pool, max + 1);
+    if (ap_should_client_block(r)) {
+        while ((n = ap_get_client_block(r, buf + len, max + 1 - len)) > 0) {
+            len += (apr_size_t)n;
+            if (len > max) {
+                return cs_error(r, HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                "request body exceeds CertServiceMaxBodySize "
+                                "(%" APR_SIZE_T_FMT ")", max);
+            }
+        }
+        if (n < 0) {
+            return cs_error(r, HTTP_BAD_REQUEST, "cannot read the request "
+                            "body");
+        }
+    }
+    if (len == 0) {
+        *out = json_object();
+        return DECLINED;
+    }
+    *out = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!*out) {
+        return cs_error(r, HTTP_BAD_REQUEST, "malformed JSON at line %d "
+                        "column %d: %s", jerr.line, jerr.column, jerr.text);
+    }
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return cs_error(r, HTTP_BAD_REQUEST, "the body must be a JSON "
+                        "object");
+    }
+    /* DECLINED: go on; anything else is the response already sent. */
+    return DECLINED;
+}
+
+/* ------------------------------------------------------------------ */
+/* Who is calling                                                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    cs_role_t role;
+    const char *who;            /* for the audit log: the subject DN */
+    const char *why;            /* when role is CS_ROLE_NONE */
+} cs_caller_t;
+
+static void cs_identify(cs_caller_t *caller, request_rec *r,
+                        const cs_conf_t *conf)
+{
+    const char *verify, *dn, *pem, *fp = NULL;
+    int i;
+
+    memset(caller, 0, sizeof(*caller));
+    if (!cs_ssl_var) {
+        caller->why = "mod_ssl is not loaded: no client certificates";
+        return;
+    }
+    verify = cs_ssl_var(r->pool, r->server, r->connection, r,
+                        "SSL_CLIENT_VERIFY");
+    if (!verify || strcmp(verify, "SUCCESS") != 0) {
+        caller->why = "a verified client certificate is required";
+        return;
+    }
+    dn = cs_ssl_var(r->pool, r->server, r->connection, r, "SSL_CLIENT_S_DN");
+    caller->who = dn ? dn : "?";
+    for (i = 0; conf->roles && i < conf->roles->nelts; i++) {
+        const cs_role_rule_t *rule = &APR_ARRAY_IDX(conf->roles, i,
+                                                    cs_role_rule_t);
+        int match;
+
+        if (rule->by_fingerprint) {
+            if (!fp) {
+                pem = cs_ssl_var(r->pool, r->server, r->connection, r,
+                                 "SSL_CLIENT_CERT");
+                fp = "";
+                if (pem) {
+                    apr_array_header_t *certs;
+                    const char *err;
+                    if (!cs_pem_read_certs(&certs, r->pool, pem, strlen(pem),
+                                           &err) && certs->nelts) {
+                        fp = cs_cert_fingerprint(r->pool,
+                                                 APR_ARRAY_IDX(certs, 0,
+                                                               X509 *));
+                    }
+                }
+            }
+            match = strcmp(fp, rule->value) == 0;
+        }
+        else {
+            match = dn && strcmp(dn, rule->value) == 0;
+        }
+        if (match && rule->role > caller->role) {
+            caller->role = rule->role;
+        }
+    }
+    if (!caller->role) {
+        caller->why = "the client certificate maps to no role";
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                            */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    request_rec *r;
+    const cs_conf_t *conf;
+    cs_caller_t caller;
+    cs_db_t db;
+    const char *seg[7];
+    int nseg;
+} cs_req_t;
+
+static int cs_open_db(cs_req_t *q)
+{
+    ap_dbd_t *dbd = cs_dbd_acquire ? cs_dbd_acquire(q->r) : NULL;
+    apr_status_t rv;
+
+    if (!dbd) {
+        return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "database "
+                        "unavailable (see DBDriver/DBDParams)");
+    }
+    /* Statements are prepared on first use into mod_dbd's per-connection
+     * hash, so they live exactly as long as the connection.  They are not
+     * registered with ap_dbd_prepare(): mod_dbd would prepare them before
+     * the schema exists and refuse every connection of a new database. */
+    q->db.driver = dbd->driver;
+    q->db.handle = dbd->handle;
+    q->db.prepared = dbd->prepared;
+    if (!cs_schema_ready) {
+        if ((rv = cs_store_schema(&q->db, q->r->pool)) != APR_SUCCESS) {
+            return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "database "
+                            "schema: %s", cs_store_error(&q->db, q->r->pool,
+                                                         rv));
+        }
+        cs_schema_ready = 1;
+    }
+    return DECLINED;
+}
+
+static int cs_db_error(cs_req_t *q, apr_status_t rv)
+{
+    return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "database error: %s",
+                    cs_store_error(&q->db, q->r->pool, rv));
+}
+
+/* Domain from a path segment or JSON, normalised; NULL after a 400. */
+static const char *cs_domain(cs_req_t *q, const char *raw, int *rc)
+{
+    const char *name, *why = cs_name_normalize(&name, q->r->pool, raw);
+
+    if (why) {
+        *rc = cs_error(q->r, HTTP_BAD_REQUEST, "invalid domain name '%s': "
+                       "%s", raw ? ap_escape_logitem(q->r->pool, raw) : "",
+                       why);
+        return NULL;
+    }
+    return name;
+}
+
+/* Pool and host names: short tokens. */
+static int cs_token_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n >= 1 && n <= 64
+           && s[strspn(s, "abcdefghijklmnopqrstuvwxyz"
+                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")] == '\0';
+}
+
+static int cs_query_int(request_rec *r, const char *name, apr_int64_t dflt,
+                        apr_int64_t max, apr_int64_t *out)
+{
+    const char *args = r->args, *p;
+    size_t nlen = strlen(name);
+    char *end;
+
+    *out = dflt;
+    for (p = args; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        if (strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            const char *v = p + nlen + 1;
+            apr_int64_t n = apr_strtoi64(v, &end, 10);
+            if (*v < '0' || *v > '9' || (*end && *end != '&') || n > max) {
+                return cs_error(r, HTTP_BAD_REQUEST, "query parameter '%s' "
+                                "must be a number from 0 to %" APR_INT64_T_FMT,
+                                name, max);
+            }
+            *out = n;
+        }
+    }
+    return DECLINED;
+}
+
+static int cs_get_changes(cs_req_t *q)
+{
+    apr_array_header_t *changes;
+    apr_int64_t since, limit, next;
+    apr_status_t rv;
+    int more, rc;
+
+    if ((rc = cs_query_int(q->r, "since", 0, APR_INT64_MAX, &since))
+        != DECLINED
+        || (rc = cs_query_int(q->r, "limit", CS_DEFAULT_FEED_LIMIT,
+                              CS_MAX_FEED_LIMIT, &limit)) != DECLINED) {
+        return rc;
+    }
+    if (limit < 1) {
+        return cs_error(q->r, HTTP_BAD_REQUEST, "limit must be at least 1");
+    }
+    if ((rv = cs_store_changes(&changes, &next, &more, &q->db, q->r->pool,
+                               since, (int)limit))) {
+        return cs_db_error(q, rv);
+    }
+    return cs_send_json(q->r, HTTP_OK, cs_json_changes(changes, next, more));
+}
+
+static int cs_get_bundle(cs_req_t *q, const char *raw)
+{
+    const char *domain;
+    cs_bundle_t *b;
+    apr_status_t rv;
+    int rc;
+
+    if (!(domain = cs_domain(q, raw, &rc))) {
+        return rc;
+    }
+    rv = cs_store_get(&b, &q->db, q->r->pool, domain);
+    if (APR_STATUS_IS_NOTFOUND(rv) || (!rv && !b->key_cms)) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "no certificate for %s",
+                        domain);
+    }
+    if (rv) {
+        return cs_db_error(q, rv);
+    }
+    return cs_send_json(q->r, HTTP_OK, cs_json_bundle(b));
+}
+
+static int cs_post_bundles(cs_req_t *q)
+{
+    json_t *body, *names, *v, *bundles, *missing;
+    size_t i;
+    int rc;
+
+    if ((rc = cs_read_json(q->r, q->conf->max_body, &body)) != DECLINED) {
+        return rc;
+    }
+    names = json_object_get(body, "domains");
+    if (!json_is_array(names)) {
+        json_decref(body);
+        return cs_error(q->r, HTTP_BAD_REQUEST, "body must be "
+                        "{\"domains\":[...]}");
+    }
+    if (json_array_size(names) > (size_t)q->conf->max_batch) {
+        size_t n = json_array_size(names);
+        json_decref(body);
+        return cs_error(q->r, HTTP_REQUEST_ENTITY_TOO_LARGE, "%" APR_SIZE_T_FMT
+                        " domains requested; CertServiceMaxBatch is %d", n,
+                        q->conf->max_batch);
+    }
+    bundles = json_array();
+    missing = json_array();
+    json_array_foreach(names, i, v) {
+        const char *domain;
+        cs_bundle_t *b;
+        apr_status_t rv;
+
+        if (!json_is_string(v)) {
+            json_decref(body);
+            json_decref(bundles);
+            json_decref(missing);
+            return cs_error(q->r, HTTP_BAD_REQUEST, "domains[%"
+                            APR_SIZE_T_FMT "] is not a string", i);
+        }
+        if (!(domain = cs_domain(q, json_string_value(v), &rc))) {
+            json_decref(body);
+            json_decref(bundles);
+            json_decref(missing);
+            return rc;
+        }
+        rv = cs_store_get(&b, &q->db, q->r->pool, domain);
+        if (rv == APR_SUCCESS && b->key_cms) {
+            json_array_append_new(bundles, cs_json_bundle(b));
+        }
+        else if (APR_STATUS_IS_NOTFOUND(rv) || rv == APR_SUCCESS) {
+            json_array_append_new(missing, json_string(domain));
+        }
+        else {
+            json_decref(body);
+            json_decref(bundles);
+            json_decref(missing);
+            return cs_db_error(q, rv);
+        }
+    }
+    json_decref(body);
+    return cs_send_json(q->r, HTTP_OK, json_pack("{s:o, s:o}", "bundles",
+                                                 bundles, "missing",
+                                                 missing));
+}
+
+static int cs_max_unavailable(const cs_conf_t *conf, const char *pool)
+{
+    const char *v = conf->pool_max_unavailable
+                    ? apr_table_get(conf->pool_max_unavailable, pool) : NULL;
+
+    if (v) {
+        return atoi(v);
+    }
+    return conf->max_unavailable ? conf->max_unavailable : 1;
+}
+
+static int cs_post_lease(cs_req_t *q, const char *pool)
+{
+    json_t *body, *jhost, *jttl;
+    const char *host, *lease;
+    apr_int64_t expires, retry;
+    apr_status_t rv;
+    int rc, granted, ttl, max_ttl = q->conf->lease_max_ttl;
+
+    if (!cs_token_ok(pool)) {
+        return cs_error(q->r, HTTP_BAD_REQUEST, "invalid pool name");
+    }
+    if ((rc = cs_read_json(q->r, q->conf->max_body, &body)) != DECLINED) {
+        return rc;
+    }
+    jhost = json_object_get(body, "host");
+    jttl = json_object_get(body, "ttl");
+    if (!json_is_string(jhost) || !cs_token_ok(json_string_value(jhost))
+        || !json_is_integer(jttl) || json_integer_value(jttl) < 1
+        || json_integer_value(jttl) > max_ttl) {
+        json_decref(body);
+        return cs_error(q->r, HTTP_BAD_REQUEST, "body must be {\"host\": "
+                        "<name of 1-64 of [A-Za-z0-9._-]>, \"ttl\": <1..%d "
+                        "seconds>}", max_ttl);
+    }
+    host = apr_pstrdup(q->r->pool, json_string_value(jhost));
+    ttl = (int)json_integer_value(jttl);
+    json_decref(body);
+    rv = cs_store_lease_acquire(&lease, &expires, &granted, &retry, &q->db,
+                                q->r->pool, pool, host, ttl,
+                                cs_max_unavailable(q->conf, pool),
+                                apr_time_sec(apr_time_now()));
+    if (rv) {
+        return cs_db_error(q, rv);
+    }
+    if (!granted) {
+        apr_table_setn(q->r->err_headers_out, "Retry-After",
+                       apr_psprintf(q->r->pool, "%" APR_INT64_T_FMT, retry));
+        return cs_send_json(q->r, HTTP_CONFLICT, json_pack(
+            "{s:s, s:i, s:I}", "error", "every restart slot of the pool is "
+            "taken", "status", HTTP_CONFLICT, "retry_after",
+            (json_int_t)retry));
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r, CSLOGNO(00002)
+                  "lease %s granted to host %s in pool %s for %ds", lease,
+                  host, pool, ttl);
+    apr_table_setn(q->r->headers_out, "Location",
+                   apr_pstrcat(q->r->pool, q->r->uri, "/", lease, NULL));
+    return cs_send_json(q->r, HTTP_CREATED, json_pack(
+        "{s:s, s:I}", "lease", lease, "expires", (json_int_t)expires));
+}
+
+static int cs_delete_lease(cs_req_t *q, const char *pool, const char *lease)
+{
+    apr_status_t rv;
+
+    if (!cs_token_ok(pool) || !cs_token_ok(lease)) {
+        return cs_error(q->r, HTTP_BAD_REQUEST, "invalid pool or lease id");
+    }
+    rv = cs_store_lease_release(&q->db, q->r->pool, pool, lease);
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "no live lease %s in pool %s",
+                        lease, pool);
+    }
+    if (rv) {
+        return cs_db_error(q, rv);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r, CSLOGNO(00003)
+                  "lease %s of pool %s released", lease, pool);
+    q->r->status = HTTP_NO_CONTENT;
+    return OK;
+}
+
+static int cs_post_report(cs_req_t *q, const char *host)
+{
+    json_t *body, *jpool, *jseq, *jstate, *jfailed;
+    char *failed;
+    apr_status_t rv;
+    int rc;
+
+    if (!cs_token_ok(host)) {
+        return cs_error(q->r, HTTP_BAD_REQUEST, "invalid host name");
+    }
+    if ((rc = cs_read_json(q->r, q->conf->max_body, &body)) != DECLINED) {
+        return rc;
+    }
+    jpool = json_object_get(body, "pool");
+    jseq = json_object_get(body, "seq");
+    jstate = json_object_get(body, "state");
+    jfailed = json_object_get(body, "failed");
+    if (!json_is_string(jpool) || !cs_token_ok(json_string_value(jpool))
+        || !json_is_integer(jseq) || json_integer_value(jseq) < 0
+        || !json_is_string(jstate) || !cs_token_ok(json_string_value(jstate))
+        || (jfailed && !json_is_object(jfailed))) {
+        json_decref(body);
+        return cs_error(q->r, HTTP_BAD_REQUEST, "body must be {\"pool\": "
+                        "name, \"seq\": n, \"state\": word, \"failed\": "
+                        "{domain: reason, ...}}");
+    }
+    failed = json_dumps(jfailed ? jfailed : json_object(), JSON_COMPACT);
+    rv = cs_store_host_report(&q->db, q->r->pool, host,
+                              json_string_value(jpool),
+                              (apr_int64_t)json_integer_value(jseq),
+                              json_string_value(jstate), failed ? failed : "{}",
+                              apr_time_sec(apr_time_now()));
+    free(failed);
+    json_decref(body);
+    if (rv) {
+        return cs_db_error(q, rv);
+    }
+    q->r->status = HTTP_NO_CONTENT;
+    return OK;
+}
+
+static cs_service_t *cs_service(cs_req_t *q, const char **why)
+{
+    cs_service_t *svc = apr_pcalloc(q->r->pool, sizeof(*svc));
+
+    if (!q->conf->wrap_certs || !q->conf->wrap_certs->nelts) {
+        *why = "no wrapping certificate configured "
+               "(CertServiceWrapCertificate)";
+        return NULL;
+    }
+    svc->wrap_certs = q->conf->wrap_certs;
+    if (q->conf->ca) {
+        svc->issuer = cs_issuer_local_ca(q->r->pool, q->conf->ca,
+                                         q->conf->lifetime != -1
+                                         ? q->conf->lifetime
+                                         : CS_DEFAULT_LIFETIME);
+    }
+    return svc;
+}
+
+/* Stores a new bundle and answers with the domain's state. */
+static int cs_store_and_reply(cs_req_t *q, cs_bundle_t *b, int existed,
+                              const char *what)
+{
+    apr_status_t rv = cs_store_put_bundle(&q->db, q->r->pool, b,
+                                          q->caller.who);
+
+    if (rv) {
+        return cs_db_error(q, rv);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, q->r, CSLOGNO(00004)
+                  "admin '%s': %s %s: serial %s, expires %" APR_INT64_T_FMT
+                  ", seq %" APR_INT64_T_FMT, q->caller.who, what, b->domain,
+                  b->serial, b->not_after, b->seq);
+    return cs_send_json(q->r, existed ? HTTP_OK : HTTP_CREATED,
+                        cs_json_domain(b, NULL));
+}
+
+static int cs_put_domain(cs_req_t *q, const char *raw)
+{
+    const char *domain, *why = NULL;
+    cs_service_t *svc;
+    cs_bundle_t *b, *old;
+    json_t *body, *jkt;
+    apr_status_t rv;
+    int rc, kt = q->conf->key_type != -1 ? q->conf->key_type : CS_KEY_EC_P256;
+    int existed;
+
+    if (!(domain = cs_domain(q, raw, &rc))) {
+        return rc;
+    }
+    if ((rc = cs_read_json(q->r, q->conf->max_body, &body)) != DECLINED) {
+        return rc;
+    }
+    jkt = json_object_get(body, "key_type");
+    if (jkt && (!json_is_string(jkt)
+                || (kt = cs_key_type_parse(json_string_value(jkt))) < 0)) {
+        json_decref(body);
+        return cs_error(q->r, HTTP_BAD_REQUEST, "key_type must be "
+                        "\"ec-p256\" or \"rsa-2048\"");
+    }
+    json_decref(body);
+    if (!(svc = cs_service(q, &why))) {
+        return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "%s", why);
+    }
+    rv = cs_store_get(&old, &q->db, q->r->pool, domain);
+    if (rv && !APR_STATUS_IS_NOTFOUND(rv)) {
+        return cs_db_error(q, rv);
+    }
+    existed = rv == APR_SUCCESS;
+    if ((rv = cs_service_issue(&b, q->r->pool, svc, domain,
+                               (cs_key_type_t)kt, &why))) {
+        cs_store_set_error(&q->db, q->r->pool, domain, why);
+        return cs_error(q->r, rv == APR_ENOTIMPL ? HTTP_SERVICE_UNAVAILABLE
+                                                 : HTTP_BAD_GATEWAY,
+                        "issuing %s failed: %s", domain, why);
+    }
+    return cs_store_and_reply(q, b, existed, existed ? "reissued" : "issued");
+}
+
+static int cs_put_certificate(cs_req_t *q, const char *raw)
+{
+    const char *domain, *why = NULL;
+    cs_service_t *svc;
+    cs_bundle_t *b, *old;
+    json_t *body, *jchain, *jkey;
+    apr_status_t rv;
+    int rc, existed;
+
+    if (!(domain = cs_domain(q, raw, &rc))) {
+        return rc;
+    }
+    if ((rc = cs_read_json(q->r, q->conf->max_body, &body)) != DECLINED) {
+        return rc;
+    }
+    jchain = json_object_get(body, "chain_pem");
+    jkey = json_object_get(body, "key_pem");
+    if (!json_is_string(jchain) || !json_is_string(jkey)) {
+        json_decref(body);
+        return cs_error(q->r, HTTP_BAD_REQUEST, "body must be "
+                        "{\"chain_pem\": \"...\", \"key_pem\": \"...\"}");
+    }
+    if (!(svc = cs_service(q, &why))) {
+        json_decref(body);
+        return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "%s", why);
+    }
+    rv = cs_service_import(&b, q->r->pool, svc, domain,
+                           json_string_value(jchain),
+                           json_string_value(jkey), apr_time_now(), &why);
+    json_decref(body);
+    if (rv) {
+        return cs_error(q->r, HTTP_BAD_REQUEST, "import refused, nothing "
+                        "stored: %s", why);
+    }
+    rv = cs_store_get(&old, &q->db, q->r->pool, domain);
+    if (rv && !APR_STATUS_IS_NOTFOUND(rv)) {
+        return cs_db_error(q, rv);
+    }
+    existed = rv == APR_SUCCESS;
+    return cs_store_and_reply(q, b, existed, "imported");
+}
+
+static int cs_delete_domain(cs_req_t *q, const char *raw)
+{
+    const char *domain;
+    apr_int64_t seq;
+    apr_status_t rv;
+    int rc;
+
+    if (!(domain = cs_domain(q, raw, &rc))) {
+        return rc;
+    }
+    rv = cs_store_delete(&q->db, q->r->pool, domain, q->caller.who, &seq);
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "unknown domain %s", domain);
+    }
+    if (rv) {
+        return cs_db_error(q, rv);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, q->r, CSLOGNO(00005)
+                  "admin '%s': deleted %s, seq %" APR_INT64_T_FMT,
+                  q->caller.who, domain, seq);
+    return cs_send_json(q->r, HTTP_OK, json_pack("{s:s, s:s, s:I}", "domain",
+                                                 domain, "op", "delete",
+                                                 "seq", (json_int_t)seq));
+}
+
+static int cs_get_domain(cs_req_t *q, const char *raw)
+{
+    const char *domain;
+    cs_bundle_t *b;
+    apr_array_header_t *hosts;
+    apr_status_t rv;
+    int rc;
+
+    if (!(domain = cs_domain(q, raw, &rc))) {
+        return rc;
+    }
+    rv = cs_store_get(&b, &q->db, q->r->pool, domain);
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "unknown domain %s", domain);
+    }
+    if (rv || (rv = cs_store_domain_hosts(&hosts, &q->db, q->r->pool,
+                                          domain))) {
+        return cs_db_error(q, rv);
+    }
+    return cs_send_json(q->r, HTTP_OK, cs_json_domain(b, hosts));
+}
+
+static int cs_get_domains(cs_req_t *q)
+{
+    apr_array_header_t *list;
+    apr_int64_t limit;
+    const char *after = NULL, *p;
+    json_t *arr;
+    apr_status_t rv;
+    int rc, i;
+
+    if ((rc = cs_query_int(q->r, "limit", 100, 1000, &limit)) != DECLINED) {
+        return rc;
+    }
+    if (q->r->args && (p = strstr(q->r->args, "after="))
+        && (p == q->r->args || p[-1] == '&')) {
+        char *v = apr_pstrndup(q->r->pool, p + 6, strcspn(p + 6, "&"));
+        ap_unescape_url(v);
+        if (!(after = cs_domain(q, v, &rc))) {
+            return rc;
+        }
+    }
+    if ((rv = cs_store_list(&list, &q->db, q->r->pool, after,
+                            limit < 1 ? 1 : (int)limit))) {
+        return cs_db_error(q, rv);
+    }
+    arr = json_array();
+    for (i = 0; i < list->nelts; i++) {
+        json_array_append_new(arr, cs_json_domain(
+            &APR_ARRAY_IDX(list, i, cs_bundle_t), NULL));
+    }
+    return cs_send_json(q->r, HTTP_OK, json_pack(
+        "{s:o, s:o}", "domains", arr, "next", list->nelts
+            ? json_string(APR_ARRAY_IDX(list, list->nelts - 1,
+                                        cs_bundle_t).domain)
+            : json_null()));
+}
+
+/* ------------------------------------------------------------------ */
+/* Routing                                                             */
+/* ------------------------------------------------------------------ */
+
+static int cs_method(cs_req_t *q, int allowed_mask, const char *allow)
+{
+    if (allowed_mask & (AP_METHOD_BIT << q->r->method_number)) {
+        return DECLINED;
+    }
+    apr_table_setn(q->r->err_headers_out, "Allow", allow);
+    return cs_error(q->r, HTTP_METHOD_NOT_ALLOWED, "method %s not allowed "
+                    "here (allowed: %s)", q->r->method, allow);
+}
+
+static int cs_need(cs_req_t *q, cs_role_t role)
+{
+    if (q->caller.role >= role) {
+        return DECLINED;
+    }
+    return cs_error(q->r, HTTP_FORBIDDEN, "this endpoint needs the %s role",
+                    role == CS_ROLE_ADMIN ? "admin" : "proxy");
+}
+
+#define M(x) (AP_METHOD_BIT << (x))
+
+static int cs_route(cs_req_t *q)
+{
+    const char **s = q->seg;
+    int n = q->nseg, m = q->r->method_number, rc;
+
+    if (n < 2 || strcmp(s[0], "v1") != 0) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "no such endpoint");
+    }
+    if (strcmp(s[1], "domains") == 0 && n <= 4) {
+        if ((rc = cs_need(q, CS_ROLE_ADMIN)) != DECLINED
+            || (rc = cs_open_db(q)) != DECLINED) {
+            return rc;
+        }
+        if (n == 2) {
+            return (rc = cs_method(q, M(M_GET), "GET")) != DECLINED
+                   ? rc : cs_get_domains(q);
+        }
+        if (n == 4 && strcmp(s[3], "certificate") == 0) {
+            return (rc = cs_method(q, M(M_PUT), "PUT")) != DECLINED
+                   ? rc : cs_put_certificate(q, s[2]);
+        }
+        if (n == 3) {
+            if ((rc = cs_method(q, M(M_GET) | M(M_PUT) | M(M_DELETE),
+                                "GET, PUT, DELETE")) != DECLINED) {
+                return rc;
+            }
+            return m == M_GET ? cs_get_domain(q, s[2])
+                   : m == M_PUT ? cs_put_domain(q, s[2])
+                   : cs_delete_domain(q, s[2]);
+        }
+        return cs_error(q->r, HTTP_NOT_FOUND, "no such endpoint");
+    }
+
+    if ((rc = cs_need(q, CS_ROLE_PROXY)) != DECLINED) {
+        return rc;
+    }
+    if (n == 2 && strcmp(s[1], "changes") == 0) {
+        if ((rc = cs_method(q, M(M_GET), "GET")) != DECLINED
+            || (rc = cs_open_db(q)) != DECLINED) {
+            return rc;
+        }
+        return cs_get_changes(q);
+    }
+    if (strcmp(s[1], "bundles") == 0 && (n == 2 || n == 3)) {
+        if ((rc = cs_method(q, n == 2 ? M(M_POST) : M(M_GET),
+                            n == 2 ? "POST" : "GET")) != DECLINED
+            || (rc = cs_open_db(q)) != DECLINED) {
+            return rc;
+        }
+        return n == 2 ? cs_post_bundles(q) : cs_get_bundle(q, s[2]);
+    }
+    if (strcmp(s[1], "pools") == 0 && (n == 4 || n == 5)
+        && strcmp(s[3], "leases") == 0) {
+        if ((rc = cs_method(q, n == 4 ? M(M_POST) : M(M_DELETE),
+                            n == 4 ? "POST" : "DELETE")) != DECLINED
+            || (rc = cs_open_db(q)) != DECLINED) {
+            return rc;
+        }
+        return n == 4 ? cs_post_lease(q, s[2]) : cs_delete_lease(q, s[2],
+                                                                 s[4]);
+    }
+    if (n == 4 && strcmp(s[1], "hosts") == 0 && strcmp(s[3], "report") == 0) {
+        if ((rc = cs_method(q, M(M_POST), "POST")) != DECLINED
+            || (rc = cs_open_db(q)) != DECLINED) {
+            return rc;
+        }
+        return cs_post_report(q, s[2]);
+    }
+    return cs_error(q->r, HTTP_NOT_FOUND, "no such endpoint");
+}
+
+static int cs_handler(request_rec *r)
+{
+    cs_req_t q;
+    cs_conf_t eff;
+    char *path, *tok, *last;
+
+    if (!r->handler || strcmp(r->handler, CS_HANDLER) != 0) {
+        return DECLINED;
+    }
+    memset(&q, 0, sizeof(q));
+    q.r = r;
+    eff = *cs_conf(r->server);
+    eff.max_body = eff.max_body ? eff.max_body : CS_DEFAULT_MAX_BODY;
+    eff.max_batch = eff.max_batch ? eff.max_batch : CS_DEFAULT_MAX_BATCH;
+    eff.lease_max_ttl = eff.lease_max_ttl ? eff.lease_max_ttl
+                                          : CS_DEFAULT_LEASE_TTL;
+    q.conf = &eff;
+
+    path = apr_pstrdup(r->pool, r->uri);
+    for (tok = apr_strtok(path, "/", &last); tok;
+         tok = apr_strtok(NULL, "/", &last)) {
+        if (q.nseg == (int)(sizeof(q.seg) / sizeof(q.seg[0]))) {
+            return cs_error(r, HTTP_NOT_FOUND, "no such endpoint");
+        }
+        q.seg[q.nseg++] = tok;
+    }
+
+    /* http-01 challenges are public: the CA asks through the proxies. */
+    if (q.nseg == 2 && strcmp(q.seg[0], "acme-challenge") == 0) {
+        return cs_error(r, HTTP_NOT_FOUND, "no challenge in progress for "
+                        "this token");
+    }
+
+    cs_identify(&q.caller, r, q.conf);
+    if (!q.caller.role) {
+        return cs_error(r, HTTP_FORBIDDEN, "%s", q.caller.why);
+    }
+    return cs_route(&q);
+}
+
+/* ------------------------------------------------------------------ */
+/* Hooks                                                               */
+/* ------------------------------------------------------------------ */
+
+static int cs_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                          apr_pool_t *ptemp, server_rec *main_s)
+{
+    server_rec *s;
+    cs_conf_t *conf;
+
+    cs_ssl_var = APR_RETRIEVE_OPTIONAL_FN(ssl_var_lookup);
+    cs_dbd_acquire = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
+    if (!cs_dbd_acquire) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, main_s, CSLOGNO(00006)
+                     "mod_certservice needs mod_dbd (LoadModule dbd_module)");
+        return !OK;
+    }
+    for (s = main_s; s; s = s->next) {
+        conf = cs_conf(s);
+        if (conf->ca && (!conf->wrap_certs || !conf->wrap_certs->nelts)) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, CSLOGNO(00007)
+                         "CertServiceLocalCA without "
+                         "CertServiceWrapCertificate: nothing can be issued "
+                         "until a wrapping certificate is configured");
+        }
+    }
+    return OK;
+}
+
+static void cs_register_hooks(apr_pool_t *p)
+{
+    ap_hook_post_config(cs_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(cs_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(certservice) = {
+    STANDARD20_MODULE_STUFF,
+    NULL,
+    NULL,
+    cs_create_server_config,
+    cs_merge_server_config,
+    cs_cmds,
+    cs_register_hooks
+};

@@ -1,0 +1,106 @@
+/*
+ * test_cs_name.c: domain name normalisation at CertService's API edge.
+ */
+#include <string.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include "cs_name.h"
+#include "unit.h"
+
+static apr_pool_t *pool;
+
+/* The name normalises to want (NULL: it is refused). */
+static void norm(const char *in, const char *want)
+{
+    const char *out = NULL, *why = cs_name_normalize(&out, pool, in);
+
+    UNIT_CASE(in);
+    if (want) {
+        CHECK_STR(why, NULL);
+        CHECK_STR(out, want);
+    }
+    else {
+        CHECK(why != NULL);
+        CHECK(out == NULL);
+    }
+}
+
+int main(void)
+{
+    char label63[64], label64[65], longname[300];
+    size_t i;
+
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+
+    /* case, trailing dot */
+    norm("example.com", "example.com");
+    norm("Example.COM", "example.com");
+    norm("www.example.com.", "www.example.com");
+    norm("a-b.c-d.example", "a-b.c-d.example");
+    norm("123.example", "123.example");
+    /* wildcards: only as the whole first label */
+    norm("*.example.com", "*.example.com");
+    norm("*.Example.com.", "*.example.com");
+    norm("*", NULL);
+    norm("*.com", NULL);
+    norm("w*.example.com", NULL);
+    norm("www.*.example.com", NULL);
+    norm("*.*.example.com", NULL);
+    /* IDNA: Unicode labels become A-labels; bad A-labels are refused */
+    norm("b\xc3\xbc" "cher.example", "xn--bcher-kva.example");
+    norm("B\xc3\x9c" "CHER.example", "xn--bcher-kva.example");
+    norm("xn--bcher-kva.example", "xn--bcher-kva.example");
+    norm("XN--BCHER-KVA.example", "xn--bcher-kva.example");
+    norm("xn--zz-.example", NULL);
+    norm("ab--cd.example", NULL);
+    norm("\xff\xfe.example", NULL);
+    /* LDH, labels, lengths */
+    norm("", NULL);
+    norm(".", NULL);
+    norm("com", NULL);
+    norm("example..com", NULL);
+    norm(".example.com", NULL);
+    norm("-a.example.com", NULL);
+    norm("a-.example.com", NULL);
+    norm("a_b.example.com", NULL);
+    norm("a b.example.com", NULL);
+    norm("a/b.example.com", NULL);
+    norm("../etc/passwd", NULL);
+    norm("a.example.com\n", NULL);
+    norm("a'; DROP TABLE cs_domains; --.example", NULL);
+    norm("192.168.1.1", NULL);
+    norm("example.com..", NULL);
+
+    memset(label63, 'a', 63);
+    label63[63] = '\0';
+    memset(label64, 'a', 64);
+    label64[64] = '\0';
+    norm(apr_pstrcat(pool, label63, ".example", NULL),
+         apr_pstrcat(pool, label63, ".example", NULL));
+    norm(apr_pstrcat(pool, label64, ".example", NULL), NULL);
+
+    /* 253 characters is the most: 4 x 61 + 3 dots + ".com" = 251..254 */
+    for (i = 0; i < 249; i++) {
+        longname[i] = (i % 50 == 49) ? '.' : 'a';
+    }
+    strcpy(longname + 249, ".com");            /* 253 characters */
+    norm(longname, longname);
+    strcpy(longname + 249, ".comx");           /* 254 characters */
+    norm(longname, NULL);
+    strcpy(longname + 249, ".com.");           /* 253 + the root's dot */
+    longname[253] = '.';
+    longname[254] = '\0';
+    UNIT_CASE("253 characters and a trailing dot");
+    {
+        const char *out, *why = cs_name_normalize(&out, pool, longname);
+        CHECK_STR(why, NULL);
+        CHECK_EQ_INT(out ? strlen(out) : 0, 253);
+    }
+
+    apr_pool_destroy(pool);
+    apr_terminate();
+    return unit_summary();
+}
