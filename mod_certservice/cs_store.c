@@ -216,10 +216,11 @@ static apr_status_t db_fail(cs_db_t *db, int rv, const char *what)
         apr_snprintf(db->error, sizeof(db->error), "%s: %s (%d)", what,
                      msg && *msg ? msg : "unknown error", rv);
     }
-    /* SQLITE_BUSY, SQLITE_LOCKED; MySQL lock wait timeout, deadlock. */
+    /* SQLITE_BUSY, SQLITE_LOCKED; MySQL lock wait timeout, deadlock,
+     * MariaDB's innodb_snapshot_isolation conflict. */
     if ((sqlite && (rv == 5 || rv == 6
                     || (msg && strstr(msg, "database is locked"))))
-        || (!sqlite && (rv == 1205 || rv == 1213))) {
+        || (!sqlite && (rv == 1205 || rv == 1213 || rv == 1020))) {
         return APR_EAGAIN;
     }
     return APR_EGENERAL;
@@ -261,13 +262,15 @@ static apr_status_t call_begin(cs_db_t *db, apr_pool_t *p)
     return APR_SUCCESS;
 }
 
+/* fresh: prepare again even if the hash has the statement. */
 static apr_status_t stmt_get(apr_dbd_prepared_t **st, cs_db_t *db,
-                             const char *label)
+                             const char *label, int fresh)
 {
     const cs_statement_t *s;
     int rv;
 
-    *st = apr_hash_get(db->prepared, label, APR_HASH_KEY_STRING);
+    *st = fresh ? NULL : apr_hash_get(db->prepared, label,
+                                      APR_HASH_KEY_STRING);
     if (*st) {
         return APR_SUCCESS;
     }
@@ -288,6 +291,32 @@ static apr_status_t stmt_get(apr_dbd_prepared_t **st, cs_db_t *db,
     return APR_SUCCESS;
 }
 
+/* Prepared statements can die under the store:
+ * - the sqlite3 driver prepares with the legacy sqlite3_prepare(), whose
+ *   statements fail for good once another connection changed the schema
+ *   (created a table, say).  Such a statement is prepared again and run
+ *   once more, right away: the connection and its transaction are intact.
+ * - the MySQL client reconnects by itself after the connection was lost
+ *   (server restart, idle timeout), and the new session knows none of the
+ *   old statements.  They are all forgotten, to be prepared again on next
+ *   use, but not retried: a transaction did not survive either. */
+static int stale(cs_db_t *db, int rv)
+{
+    const char *msg;
+
+    if (!is_sqlite(db)) {
+        /* Unknown statement handler, server gone away, lost connection,
+         * statement not prepared, statement closed. */
+        if (rv == 1243 || rv == 2006 || rv == 2013 || rv == 2030
+            || rv == 2056) {
+            apr_hash_clear(db->prepared);
+        }
+        return 0;
+    }
+    msg = apr_dbd_error(db->driver, db->handle, rv);
+    return msg && strstr(msg, "schema has changed") != NULL;
+}
+
 /* A statement without a result; args as apr_dbd_pbquery() takes them. */
 static apr_status_t db_exec(int *nrows, cs_db_t *db, apr_pool_t *p,
                             const char *label, const void **args)
@@ -296,10 +325,14 @@ static apr_status_t db_exec(int *nrows, cs_db_t *db, apr_pool_t *p,
     apr_status_t status;
     int n = 0, rv;
 
-    if ((status = stmt_get(&st, db, label)) != APR_SUCCESS) {
+    if ((status = stmt_get(&st, db, label, 0)) != APR_SUCCESS) {
         return status;
     }
     rv = apr_dbd_pbquery(db->driver, p, db->handle, &n, st, args);
+    if (rv && stale(db, rv)
+        && stmt_get(&st, db, label, 1) == APR_SUCCESS) {
+        rv = apr_dbd_pbquery(db->driver, p, db->handle, &n, st, args);
+    }
     if (rv) {
         return db_fail(db, rv, label);
     }
@@ -323,10 +356,15 @@ static apr_status_t db_rows(apr_array_header_t **rows, cs_db_t *db,
     const char **vals, *v;
     int rv, i, ncols;
 
-    if ((status = stmt_get(&st, db, label)) != APR_SUCCESS) {
+    if ((status = stmt_get(&st, db, label, 0)) != APR_SUCCESS) {
         return status;
     }
     rv = apr_dbd_pbselect(db->driver, p, db->handle, &res, st, 0, args);
+    if (rv && stale(db, rv)
+        && stmt_get(&st, db, label, 1) == APR_SUCCESS) {
+        res = NULL;
+        rv = apr_dbd_pbselect(db->driver, p, db->handle, &res, st, 0, args);
+    }
     if (rv) {
         return db_fail(db, rv, label);
     }
@@ -358,16 +396,36 @@ static apr_int64_t to_int64(const char *s)
     return s ? apr_atoi64(s) : 0;
 }
 
-/* Transactions: apr_dbd rolls back by itself after a failed statement;
- * any other failure (not found, invalid) is marked here. */
+/* Transactions: any failure (of a statement, or not found, invalid)
+ * marks the transaction for rollback before it ends. */
 static apr_status_t tx_begin(apr_dbd_transaction_t **t, cs_db_t *db,
                              apr_pool_t *p)
 {
+    const cs_statement_t *s;
+    apr_dbd_prepared_t *st;
+    apr_status_t status;
     int rv;
 
     *t = NULL;
+    /* Nothing is prepared inside a transaction: preparing could make the
+     * MySQL client reconnect, silently, into a session in autocommit
+     * mode, and the rest of the "transaction" would commit piecemeal.  A
+     * statement run after a reconnect fails instead. */
+    for (s = statements; s->label; s++) {
+        if ((status = stmt_get(&st, db, s->label, 0)) != APR_SUCCESS) {
+            return status;
+        }
+    }
     rv = apr_dbd_transaction_start(db->driver, p, db->handle, t);
-    if (rv) {
+    if (rv == 0) {
+        /* Every statement's result is checked here, and the first
+         * failure ends the work and rolls back; the driver's habit of
+         * failing every later statement too would only stop a stale
+         * statement from being prepared again and retried. */
+        apr_dbd_transaction_mode_set(db->driver, *t,
+                                     APR_DBD_TRANSACTION_IGNORE_ERRORS);
+    }
+    else {
         apr_status_t status = db_fail(db, rv, "begin");
 
         /* The drivers attach the transaction to the handle even when

@@ -45,7 +45,8 @@ typedef struct {
 /** The statements, ending with { NULL, NULL }. */
 const cs_statement_t *cs_store_statements(void);
 
-/** Create the tables if missing (idempotent, safe to race). */
+/** Create the tables if missing (idempotent, safe to race).  SQLite: also
+ * switches the file to WAL, so the feed's readers never wait on writers. */
 apr_status_t cs_store_schema(cs_db_t *db, apr_pool_t *p);
 
 typedef struct {
@@ -79,7 +80,9 @@ typedef struct {
 apr_status_t cs_store_put_bundle(cs_db_t *db, apr_pool_t *p, cs_bundle_t *b,
                                  const char *actor);
 
-/** Record a domain's error (state "error", last_error) without a change. */
+/** Record a domain's error (state "error", last_error) without a change.
+ * An unknown domain is added without a certificate (key_cms NULL).  error
+ * NULL clears it: state "active", or "pending" if no certificate. */
 apr_status_t cs_store_set_error(cs_db_t *db, apr_pool_t *p,
                                 const char *domain, const char *error);
 
@@ -111,7 +114,8 @@ apr_status_t cs_store_changes(apr_array_header_t **changes,
  * drop expired leases of the pool; if fewer than max_unavailable remain,
  * grant one to host for ttl seconds (*lease_id, *expires set, *granted 1);
  * else *granted 0 and *retry_after the seconds until the first live lease
- * expires (at least 1).  now: unix seconds.
+ * expires (at least 1).  now: unix seconds.  A host that already holds a
+ * live lease of the pool gets that one back, renewed to now + ttl.
  */
 apr_status_t cs_store_lease_acquire(const char **lease_id,
                                     apr_int64_t *expires, int *granted,
@@ -120,7 +124,8 @@ apr_status_t cs_store_lease_acquire(const char **lease_id,
                                     const char *host, int ttl,
                                     int max_unavailable, apr_int64_t now);
 
-/** Release a lease; APR_NOTFOUND if it is unknown or expired. */
+/** Release a lease; APR_NOTFOUND if it is unknown or expired (by the
+ * wall clock). */
 apr_status_t cs_store_lease_release(cs_db_t *db, apr_pool_t *p,
                                     const char *pool, const char *lease_id);
 
@@ -162,7 +167,10 @@ typedef struct {
 apr_status_t cs_store_domain_hosts(apr_array_header_t **hosts, cs_db_t *db,
                                    apr_pool_t *p, const char *domain);
 
-/** A short text for the last database error on db (from p). */
+/** A short text for the last failure on db (from p).  The calls return
+ * APR_EGENERAL when the database failed, APR_EAGAIN when it stayed locked
+ * or found a deadlock (worth a retry), APR_EINVAL for a value the schema
+ * cannot hold, APR_NOTFOUND where said. */
 const char *cs_store_error(cs_db_t *db, apr_pool_t *p, int rv);
 
 #endif /* CS_STORE_H */

@@ -1,0 +1,1306 @@
+/*
+ * test_cs_store.c: unit tests of CertService's storage (cs_store.c).
+ *
+ * Runs on SQLite (a temporary file) by default.  With
+ *     CS_TEST_MYSQL="host=127.0.0.1;port=N;user=U;pass=P;dbname=D"
+ * it runs the same tests through apr_dbd's mysql driver instead (the
+ * database's cs_* tables are dropped first); t/db/mariadb.sh starts a
+ * private MariaDB and prints such a string.
+ *
+ * The key property is the change feed's: a reader paging from any cursor
+ * while several processes write sees every seq exactly once, in order,
+ * and never a seq appear behind its cursor.  Leases must never be granted
+ * beyond max_unavailable, whichever process asks.  Both are checked with
+ * forked writers, each on its own connection, as CertService's httpd
+ * children or several CertService hosts would be.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <apr_dbd.h>
+#include <apr_file_io.h>
+#include <apr_general.h>
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include <apr_time.h>
+
+#include "cs_store.h"
+#include "unit.h"
+
+#define MAX_EXPECTED 4096
+
+static const char *driver_name;
+static const char *params;
+static const char *sqlite_path;
+static apr_pool_t *root;
+
+typedef struct {
+    apr_pool_t *pool;
+    cs_db_t db;
+} conn_t;
+
+/* What the feed must contain, in order: recorded by the single-process
+ * tests as they write. */
+typedef struct {
+    apr_int64_t seq;
+    char domain[64];
+    char op[8];
+    char serial[65];
+    int has_serial;
+    apr_int64_t not_after;
+} expect_t;
+
+static expect_t expected[MAX_EXPECTED];
+static int nexpected;
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+static conn_t *conn_open(void)
+{
+    conn_t *c;
+    apr_pool_t *p;
+    const apr_dbd_driver_t *driver;
+    const char *err = NULL;
+    apr_status_t rv;
+
+    apr_pool_create(&p, root);
+    c = apr_pcalloc(p, sizeof(*c));
+    c->pool = p;
+    if ((rv = apr_dbd_get_driver(p, driver_name, &driver)) != APR_SUCCESS) {
+        fprintf(stderr, "apr_dbd driver %s: error %d\n", driver_name, rv);
+        exit(2);
+    }
+    rv = apr_dbd_open_ex(driver, p, params, &c->db.handle, &err);
+    if (rv != APR_SUCCESS) {
+        fprintf(stderr, "apr_dbd_open %s: %s\n", driver_name,
+                err ? err : "failed");
+        exit(2);
+    }
+    c->db.driver = driver;
+    /* Owned by the test, in the connection's pool: statements prepared
+     * on demand live exactly as long as the connection. */
+    c->db.prepared = apr_hash_make(p);
+    return c;
+}
+
+static void conn_close(conn_t *c)
+{
+    apr_dbd_close(c->db.driver, c->db.handle);
+    apr_pool_destroy(c->pool);
+}
+
+static void drop_tables(conn_t *c)
+{
+    static const char *const tables[] = {
+        "cs_counter", "cs_domains", "cs_changes", "cs_pools", "cs_leases",
+        "cs_hosts", NULL
+    };
+    char sql[64];
+    int i, nrows;
+
+    for (i = 0; tables[i]; i++) {
+        apr_snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s",
+                     tables[i]);
+        apr_dbd_query(c->db.driver, c->db.handle, &nrows, sql);
+    }
+}
+
+static void expect(apr_int64_t seq, const char *domain, const char *op,
+                   const char *serial, apr_int64_t not_after)
+{
+    expect_t *e = &expected[nexpected++];
+
+    e->seq = seq;
+    apr_cpystrn(e->domain, domain, sizeof(e->domain));
+    apr_cpystrn(e->op, op, sizeof(e->op));
+    e->has_serial = serial != NULL;
+    apr_cpystrn(e->serial, serial ? serial : "", sizeof(e->serial));
+    e->not_after = not_after;
+}
+
+static cs_bundle_t *bundle(apr_pool_t *p, const char *domain,
+                           const char *serial, apr_int64_t not_after)
+{
+    cs_bundle_t *b = apr_pcalloc(p, sizeof(*b));
+
+    b->domain = domain;
+    b->serial = serial;
+    b->not_before = not_after - 1000;
+    b->not_after = not_after;
+    b->key_type = "ec-p256";
+    b->chain_pem = apr_psprintf(p, "-----BEGIN CERTIFICATE-----\n%s\n"
+                                "-----END CERTIFICATE-----\n", serial);
+    b->key_cms = apr_psprintf(p, "MII%sKEY", serial);
+    return b;
+}
+
+/* A put that the single-process tests expect to work. */
+static apr_int64_t put(conn_t *c, apr_pool_t *p, const char *domain,
+                       const char *serial, apr_int64_t not_after)
+{
+    cs_bundle_t *b = bundle(p, domain, serial, not_after);
+    apr_status_t rv = cs_store_put_bundle(&c->db, p, b, "admin");
+
+    if (!CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        printf("  put %s: %s\n", domain, cs_store_error(&c->db, p, rv));
+        return -1;
+    }
+    expect(b->seq, domain, "upsert", serial, not_after);
+    return b->seq;
+}
+
+static apr_int64_t now_sec(void)
+{
+    return apr_time_sec(apr_time_now());
+}
+
+static int child_wait_all(pid_t *pids, int n)
+{
+    int i, status, ok = 1;
+
+    for (i = 0; i < n; i++) {
+        if (waitpid(pids[i], &status, 0) != pids[i]
+            || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            ok = 0;
+        }
+    }
+    return ok;
+}
+
+/* ------------------------------------------------------------------ */
+/* Schema                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Before the schema exists: every call fails cleanly with the database's
+ * reason, and the connection is still usable afterwards (each failed
+ * transaction was ended). */
+static void test_errors(void)
+{
+    conn_t *c;
+    apr_pool_t *p;
+    cs_bundle_t *got;
+    apr_array_header_t *arr;
+    apr_int64_t seq, next, exp, retry;
+    const char *id;
+    apr_status_t rv;
+    int more, granted;
+
+    UNIT_CASE("errors: no schema yet");
+    c = conn_open();
+    p = c->pool;
+    drop_tables(c);
+    rv = cs_store_get(&got, &c->db, p, "a.example");
+    CHECK_EQ_INT(rv, APR_EGENERAL);
+    CHECK(strstr(cs_store_error(&c->db, p, rv), "cs_") != NULL);
+    rv = cs_store_put_bundle(&c->db, p, bundle(p, "a.example", "01", 1),
+                             "admin");
+    CHECK_EQ_INT(rv, APR_EGENERAL);
+    CHECK(strstr(cs_store_error(&c->db, p, rv), "cs_") != NULL);
+    rv = cs_store_delete(&c->db, p, "a.example", "admin", &seq);
+    CHECK_EQ_INT(rv, APR_EGENERAL);
+    rv = cs_store_set_error(&c->db, p, "a.example", "x");
+    CHECK_EQ_INT(rv, APR_EGENERAL);
+    rv = cs_store_changes(&arr, &next, &more, &c->db, p, 0, 10);
+    CHECK_EQ_INT(rv, APR_EGENERAL);
+    rv = cs_store_lease_acquire(&id, &exp, &granted, &retry, &c->db, p,
+                                "web", "h1", 60, 1, now_sec());
+    CHECK_EQ_INT(rv, APR_EGENERAL);
+    rv = cs_store_host_report(&c->db, p, "h1", "web", 1, "ready", "{}",
+                              now_sec());
+    CHECK_EQ_INT(rv, APR_EGENERAL);
+    rv = cs_store_domain_hosts(&arr, &c->db, p, "a.example");
+    CHECK_EQ_INT(rv, APR_EGENERAL);
+
+    UNIT_CASE("errors: the connection recovers");
+    rv = cs_store_schema(&c->db, p);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    CHECK_STR(cs_store_error(&c->db, p, APR_SUCCESS), "no error");
+    rv = cs_store_put_bundle(&c->db, p, got = bundle(p, "a.example", "01", 1),
+                             "admin");
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    CHECK_EQ_INT(got->seq, 1);
+    CHECK_STR(cs_store_error(&c->db, p, APR_NOTFOUND),
+              apr_psprintf(p, "%pm", &(apr_status_t){ APR_NOTFOUND }));
+    conn_close(c);
+}
+
+/* Every statement prepared when the connection opens, the way mod_dbd
+ * does with what the glue registered: all must prepare on this
+ * database, and the store must use them rather than its own. */
+static void test_prepared_upfront(void)
+{
+    conn_t *c = conn_open();
+    apr_pool_t *p = c->pool;
+    const cs_statement_t *s;
+    apr_dbd_prepared_t *st;
+    cs_bundle_t *got;
+    apr_array_header_t *arr;
+    apr_int64_t next;
+    int rv, n = 0, more;
+
+    UNIT_CASE("statements: all prepare, as mod_dbd would");
+    for (s = cs_store_statements(); s->label; s++) {
+        st = NULL;
+        rv = apr_dbd_prepare(c->db.driver, p, c->db.handle, s->sql,
+                             s->label, &st);
+        if (!CHECK_EQ_INT(rv, 0)) {
+            printf("  %s: %s\n", s->label,
+                   apr_dbd_error(c->db.driver, c->db.handle, rv));
+            continue;
+        }
+        apr_hash_set(c->db.prepared, s->label, APR_HASH_KEY_STRING, st);
+        n++;
+    }
+    CHECK_EQ_INT(cs_store_get(&got, &c->db, p, "none.example"),
+                 APR_NOTFOUND);
+    CHECK_EQ_INT(cs_store_changes(&arr, &next, &more, &c->db, p, 0, 5),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(apr_hash_count(c->db.prepared), n);
+    conn_close(c);
+}
+
+static void test_schema_race(void)
+{
+    conn_t *c;
+    pid_t pids[3];
+    int i;
+
+    UNIT_CASE("schema: created by racing processes");
+    c = conn_open();
+    drop_tables(c);
+    /* No connection may be open across fork (SQLite's locks are per
+     * process). */
+    conn_close(c);
+    for (i = 0; i < 3; i++) {
+        if ((pids[i] = fork()) == 0) {
+            conn_t *cc = conn_open();
+            apr_status_t rv = cs_store_schema(&cc->db, cc->pool);
+
+            if (rv != APR_SUCCESS) {
+                fprintf(stderr, "child schema: %s\n",
+                        cs_store_error(&cc->db, cc->pool, rv));
+            }
+            _exit(rv == APR_SUCCESS ? 0 : 1);
+        }
+    }
+    CHECK(child_wait_all(pids, 3));
+}
+
+static void test_schema(void)
+{
+    conn_t *a, *b;
+    apr_status_t rv;
+    cs_bundle_t *got;
+
+    UNIT_CASE("schema: idempotent");
+    a = conn_open();
+    rv = cs_store_schema(&a->db, a->pool);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    rv = cs_store_schema(&a->db, a->pool);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+
+    /* Another connection creating the schema (each httpd child does on
+     * its first request) leaves this connection's statements working. */
+    rv = cs_store_get(&got, &a->db, a->pool, "nothing.example");
+    CHECK_EQ_INT(rv, APR_NOTFOUND);
+    b = conn_open();
+    b->db.prepared = NULL;      /* the hash from the call's pool */
+    rv = cs_store_schema(&b->db, b->pool);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    CHECK(b->db.prepared != NULL);
+    rv = cs_store_get(&got, &b->db, b->pool, "nothing.example");
+    CHECK_EQ_INT(rv, APR_NOTFOUND);
+    rv = cs_store_get(&got, &a->db, a->pool, "nothing.example");
+    CHECK_EQ_INT(rv, APR_NOTFOUND);
+    conn_close(b);
+    conn_close(a);
+}
+
+static void test_statements(void)
+{
+    const cs_statement_t *s;
+    int n = 0;
+
+    UNIT_CASE("statements: labelled, no request data in the SQL");
+    for (s = cs_store_statements(); s->label; s++) {
+        n++;
+        CHECK(strncmp(s->label, "cs_", 3) == 0);
+        CHECK(s->sql != NULL && *s->sql);
+    }
+    CHECK(n > 10);
+    CHECK(s->sql == NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Domains                                                             */
+/* ------------------------------------------------------------------ */
+
+static void test_domains(void)
+{
+    conn_t *c = conn_open();
+    apr_pool_t *p = c->pool;
+    cs_bundle_t *b, *got;
+    apr_array_header_t *list;
+    apr_status_t rv;
+    apr_int64_t s1, s2, s3, seq;
+    const char *nasty = "x'); DROP TABLE cs_domains; -- \"%s%lld\\";
+    char *big;
+
+    UNIT_CASE("domains: get unknown");
+    rv = cs_store_get(&got, &c->db, p, "a.example");
+    CHECK_EQ_INT(rv, APR_NOTFOUND);
+    CHECK(strstr(cs_store_error(&c->db, p, rv), "a.example") != NULL);
+
+    UNIT_CASE("domains: put and get");
+    s1 = put(c, p, "a.example", "0a", 2000000000);
+    CHECK_EQ_INT(s1, 1);
+    rv = cs_store_get(&got, &c->db, p, "a.example");
+    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        CHECK_STR(got->domain, "a.example");
+        CHECK_EQ_INT(got->seq, s1);
+        CHECK_STR(got->state, "active");
+        CHECK_STR(got->serial, "0a");
+        CHECK_EQ_INT(got->not_before, 2000000000 - 1000);
+        CHECK_EQ_INT(got->not_after, 2000000000);
+        CHECK_STR(got->key_type, "ec-p256");
+        CHECK_STR(got->chain_pem, "-----BEGIN CERTIFICATE-----\n0a\n"
+                  "-----END CERTIFICATE-----\n");
+        CHECK_STR(got->key_cms, "MII0aKEY");
+        CHECK_STR(got->last_error, NULL);
+        CHECK(got->updated >= now_sec() - 5 && got->updated <= now_sec());
+    }
+    s2 = put(c, p, "b.example", "0b", 2000000100);
+    CHECK_EQ_INT(s2, s1 + 1);
+
+    UNIT_CASE("domains: renewal replaces");
+    b = bundle(p, "a.example", "0c", 2000000200);
+    b->key_type = "rsa-2048";
+    b->updated = 1234;
+    b->last_error = "stored as given";
+    rv = cs_store_put_bundle(&c->db, p, b, nasty);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    s3 = b->seq;
+    CHECK_EQ_INT(s3, s2 + 1);
+    expect(s3, "a.example", "upsert", "0c", 2000000200);
+    rv = cs_store_get(&got, &c->db, p, "a.example");
+    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        CHECK_EQ_INT(got->seq, s3);
+        CHECK_STR(got->serial, "0c");
+        CHECK_STR(got->key_type, "rsa-2048");
+        CHECK_EQ_INT(got->updated, 1234);
+        CHECK_STR(got->last_error, b->last_error);
+    }
+
+    UNIT_CASE("domains: errors are no change");
+    rv = cs_store_set_error(&c->db, p, "a.example", nasty);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    rv = cs_store_get(&got, &c->db, p, "a.example");
+    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        CHECK_STR(got->state, "error");
+        CHECK_STR(got->last_error, nasty);
+        CHECK_STR(got->serial, "0c");
+        CHECK_EQ_INT(got->seq, s3);
+    }
+    rv = cs_store_set_error(&c->db, p, "a.example", NULL);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    rv = cs_store_get(&got, &c->db, p, "a.example");
+    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        CHECK_STR(got->state, "active");
+        CHECK_STR(got->last_error, NULL);
+    }
+    /* A first issuance that failed: the domain is known, with no
+     * certificate. */
+    rv = cs_store_set_error(&c->db, p, "c.example", "acme: rejected");
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    rv = cs_store_get(&got, &c->db, p, "c.example");
+    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        CHECK_STR(got->state, "error");
+        CHECK_STR(got->last_error, "acme: rejected");
+        CHECK_STR(got->serial, NULL);
+        CHECK_STR(got->key_cms, NULL);
+        CHECK_STR(got->chain_pem, NULL);
+        CHECK_EQ_INT(got->seq, 0);
+        CHECK_EQ_INT(got->not_after, 0);
+    }
+    rv = cs_store_set_error(&c->db, p, "c.example", NULL);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    rv = cs_store_get(&got, &c->db, p, "c.example");
+    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        CHECK_STR(got->state, "pending");
+    }
+    /* A long error is cut (at a character boundary), not refused. */
+    big = apr_palloc(p, 10001);
+    memset(big, 'e', 10000);
+    big[3999] = '\xc3';
+    big[4000] = '\xa9';
+    big[10000] = '\0';
+    rv = cs_store_set_error(&c->db, p, "c.example", big);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    rv = cs_store_get(&got, &c->db, p, "c.example");
+    if (CHECK_EQ_INT(rv, APR_SUCCESS) && CHECK(got->last_error != NULL)) {
+        CHECK_EQ_INT(strlen(got->last_error), 3999);
+    }
+
+    UNIT_CASE("domains: list");
+    rv = cs_store_list(&list, &c->db, p, NULL, 10);
+    if (CHECK_EQ_INT(rv, APR_SUCCESS) && CHECK_EQ_INT(list->nelts, 3)) {
+        CHECK_STR(APR_ARRAY_IDX(list, 0, cs_bundle_t).domain, "a.example");
+        CHECK_STR(APR_ARRAY_IDX(list, 1, cs_bundle_t).domain, "b.example");
+        CHECK_STR(APR_ARRAY_IDX(list, 2, cs_bundle_t).domain, "c.example");
+        CHECK_STR(APR_ARRAY_IDX(list, 0, cs_bundle_t).serial, "0c");
+        CHECK_EQ_INT(APR_ARRAY_IDX(list, 1, cs_bundle_t).seq, s2);
+        CHECK_EQ_INT(APR_ARRAY_IDX(list, 1, cs_bundle_t).not_after,
+                     2000000100);
+        CHECK_STR(APR_ARRAY_IDX(list, 1, cs_bundle_t).state, "active");
+        CHECK_STR(APR_ARRAY_IDX(list, 2, cs_bundle_t).state, "error");
+        /* Without the bulky columns. */
+        CHECK_STR(APR_ARRAY_IDX(list, 0, cs_bundle_t).chain_pem, NULL);
+        CHECK_STR(APR_ARRAY_IDX(list, 0, cs_bundle_t).key_cms, NULL);
+    }
+    rv = cs_store_list(&list, &c->db, p, "a.example", 1);
+    if (CHECK_EQ_INT(rv, APR_SUCCESS) && CHECK_EQ_INT(list->nelts, 1)) {
+        CHECK_STR(APR_ARRAY_IDX(list, 0, cs_bundle_t).domain, "b.example");
+    }
+    rv = cs_store_list(&list, &c->db, p, "b.example", 5);
+    if (CHECK_EQ_INT(rv, APR_SUCCESS) && CHECK_EQ_INT(list->nelts, 1)) {
+        CHECK_STR(APR_ARRAY_IDX(list, 0, cs_bundle_t).domain, "c.example");
+    }
+    rv = cs_store_list(&list, &c->db, p, "c.example", 5);
+    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        CHECK_EQ_INT(list->nelts, 0);
+    }
+    rv = cs_store_list(&list, &c->db, p, NULL, 0);
+    CHECK_EQ_INT(rv, APR_EINVAL);
+
+    UNIT_CASE("domains: delete");
+    rv = cs_store_delete(&c->db, p, "b.example", "admin", &seq);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    CHECK_EQ_INT(seq, s3 + 1);
+    expect(seq, "b.example", "delete", NULL, 0);
+    rv = cs_store_get(&got, &c->db, p, "b.example");
+    CHECK_EQ_INT(rv, APR_NOTFOUND);
+    seq = -7;
+    rv = cs_store_delete(&c->db, p, "b.example", "admin", &seq);
+    CHECK_EQ_INT(rv, APR_NOTFOUND);
+    CHECK_EQ_INT(seq, -7);
+    CHECK(strstr(cs_store_error(&c->db, p, rv), "b.example") != NULL);
+    /* The refused delete used no seq: the next change follows on. */
+    CHECK_EQ_INT(put(c, p, "b.example", "0d", 2000000300), s3 + 2);
+    /* A domain that never had a certificate is deleted like any. */
+    rv = cs_store_delete(&c->db, p, "c.example", NULL, &seq);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    CHECK_EQ_INT(seq, s3 + 3);
+    expect(seq, "c.example", "delete", NULL, 0);
+
+    UNIT_CASE("domains: values the schema cannot hold are refused");
+    big = apr_palloc(p, 70001);
+    memset(big, 'a', 70000);
+    big[70000] = '\0';
+    b = bundle(p, "big.example", "0e", 2000000400);
+    b->chain_pem = big;
+    rv = cs_store_put_bundle(&c->db, p, b, "admin");
+    CHECK_EQ_INT(rv, APR_EINVAL);
+    CHECK(strstr(cs_store_error(&c->db, p, rv), "chain_pem") != NULL);
+    big[254] = '\0';
+    rv = cs_store_put_bundle(&c->db, p, bundle(p, big, "0f", 1), "admin");
+    CHECK_EQ_INT(rv, APR_EINVAL);
+    rv = cs_store_get(&got, &c->db, p, big);
+    CHECK_EQ_INT(rv, APR_EINVAL);
+    rv = cs_store_get(&got, &c->db, p, "");
+    CHECK_EQ_INT(rv, APR_EINVAL);
+    rv = cs_store_get(&got, &c->db, p, "big.example");
+    CHECK_EQ_INT(rv, APR_NOTFOUND);
+    /* Nothing refused took a seq. */
+    CHECK_EQ_INT(put(c, p, "d.example", "10", 2000000500), s3 + 4);
+
+    conn_close(c);
+}
+
+/* Another connection changes the schema (a later version adding a
+ * table, say): statements this connection prepared before keep working,
+ * in and out of transactions. */
+static void test_schema_change(void)
+{
+    conn_t *a = conn_open(), *b = conn_open();
+    apr_pool_t *p = a->pool;
+    cs_bundle_t *got;
+    apr_array_header_t *list;
+    apr_status_t rv;
+    apr_int64_t s1;
+    int nrows;
+
+    UNIT_CASE("schema: changed by another connection");
+    s1 = put(a, p, "s.example", "51", 2000000000);
+    CHECK(s1 > 0);
+    CHECK_EQ_INT(cs_store_get(&got, &a->db, p, "s.example"), APR_SUCCESS);
+    CHECK_EQ_INT(apr_dbd_query(b->db.driver, b->db.handle, &nrows,
+                               "CREATE TABLE cs_test_extra (x BIGINT)"), 0);
+    CHECK_EQ_INT(put(a, p, "s.example", "52", 2000000000), s1 + 1);
+    rv = cs_store_get(&got, &a->db, p, "s.example");
+    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        CHECK_STR(got->serial, "52");
+    }
+    CHECK_EQ_INT(apr_dbd_query(b->db.driver, b->db.handle, &nrows,
+                               "DROP TABLE cs_test_extra"), 0);
+    rv = cs_store_list(&list, &a->db, p, "s", 1);
+    if (CHECK_EQ_INT(rv, APR_SUCCESS) && CHECK_EQ_INT(list->nelts, 1)) {
+        CHECK_STR(APR_ARRAY_IDX(list, 0, cs_bundle_t).domain, "s.example");
+    }
+    CHECK_EQ_INT(cs_store_get(&got, &a->db, p, "s.example"), APR_SUCCESS);
+    conn_close(b);
+    conn_close(a);
+}
+
+/* MySQL: the connection is lost (server restart, wait_timeout) and the
+ * client reconnects by itself into a session that knows none of the
+ * prepared statements.  At most one call fails, and a write commits whole
+ * or not at all (the feed paging test after this finds any gap). */
+static apr_status_t kill_session(conn_t *a, conn_t *b)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    const char *id = NULL;
+    int nrows;
+
+    if (apr_dbd_select(a->db.driver, a->pool, a->db.handle, &res,
+                       "SELECT CONNECTION_ID()", 0) != 0) {
+        return APR_EGENERAL;
+    }
+    while (apr_dbd_get_row(a->db.driver, a->pool, res, &row, -1) == 0) {
+        id = apr_pstrdup(a->pool, apr_dbd_get_entry(a->db.driver, row, 0));
+        row = NULL;
+    }
+    if (!id || apr_dbd_query(b->db.driver, b->db.handle, &nrows,
+                             apr_pstrcat(a->pool, "KILL ", id, NULL))) {
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+static void test_reconnect(void)
+{
+    conn_t *a, *b;
+    apr_pool_t *p;
+    cs_bundle_t *got, *nb;
+    apr_status_t rv;
+    const char *last = NULL;
+    int round, step, failed;
+    char serial[8];
+
+    if (strcmp(driver_name, "mysql") != 0) {
+        return;
+    }
+    UNIT_CASE("mysql: at most one call fails across a reconnect");
+    a = conn_open();
+    b = conn_open();
+    p = a->pool;
+    for (round = 0; round < 3; round++) {
+        /* Different statements prepared before the loss each round. */
+        if (round == 1) {
+            CHECK_EQ_INT(cs_store_get(&got, &a->db, p, "r.example"),
+                         last ? APR_SUCCESS : APR_NOTFOUND);
+        }
+        CHECK_EQ_INT(kill_session(a, b), APR_SUCCESS);
+        failed = 0;
+        for (step = 0; step < 6; step++) {
+            if (step % 2) {
+                rv = cs_store_get(&got, &a->db, p, "r.example");
+                if (rv == APR_SUCCESS) {
+                    CHECK_STR(got->serial, last);
+                }
+                else if (!last && rv == APR_NOTFOUND) {
+                    rv = APR_SUCCESS;
+                }
+            }
+            else {
+                apr_snprintf(serial, sizeof(serial), "7%d%d", round, step);
+                nb = bundle(p, "r.example", apr_pstrdup(p, serial),
+                            2000000000);
+                rv = cs_store_put_bundle(&a->db, p, nb, "admin");
+                if (rv == APR_SUCCESS) {
+                    expect(nb->seq, "r.example", "upsert", nb->serial,
+                           2000000000);
+                    last = nb->serial;
+                }
+            }
+            if (rv != APR_SUCCESS) {
+                CHECK_EQ_INT(rv, APR_EGENERAL);
+                failed++;
+            }
+        }
+        CHECK(failed <= 1);
+    }
+    CHECK(last != NULL);
+    conn_close(b);
+    conn_close(a);
+}
+
+/* ------------------------------------------------------------------ */
+/* The change feed                                                     */
+/* ------------------------------------------------------------------ */
+
+static void check_change(const cs_change_t *c, const expect_t *e)
+{
+    CHECK_EQ_INT(c->seq, e->seq);
+    CHECK_STR(c->domain, e->domain);
+    CHECK_STR(c->op, e->op);
+    CHECK_STR(c->serial, e->has_serial ? e->serial : NULL);
+    CHECK_EQ_INT(c->not_after, e->not_after);
+}
+
+static void test_feed_paging(void)
+{
+    conn_t *c = conn_open();
+    apr_pool_t *p;
+    apr_array_header_t *changes;
+    apr_int64_t since, cur, next, n = nexpected;
+    apr_status_t rv;
+    int limits[] = { 1, 2, 3, 0, 0 };
+    int li, more, i, want, pages;
+
+    limits[3] = nexpected;
+    limits[4] = nexpected + 5;
+    UNIT_CASE("feed: paging from every cursor");
+    CHECK(n >= 8);
+    /* Recorded seqs are 1..n: the single-process tests wrote them all. */
+    for (i = 0; i < n; i++) {
+        CHECK_EQ_INT(expected[i].seq, i + 1);
+    }
+    apr_pool_create(&p, c->pool);
+    for (since = 0; since <= n + 2; since++) {
+        for (li = 0; li < 5; li++) {
+            cur = since;
+            pages = 0;
+            do {
+                apr_pool_clear(p);
+                rv = cs_store_changes(&changes, &next, &more, &c->db, p,
+                                      cur, limits[li]);
+                if (!CHECK_EQ_INT(rv, APR_SUCCESS)) {
+                    break;
+                }
+                want = cur >= n ? 0 : (n - cur < limits[li] ? n - cur
+                                                            : limits[li]);
+                CHECK_EQ_INT(changes->nelts, want);
+                for (i = 0; i < changes->nelts && i < want; i++) {
+                    check_change(&APR_ARRAY_IDX(changes, i, cs_change_t),
+                                 &expected[cur + i]);
+                }
+                CHECK_EQ_INT(next, want ? cur + want : cur);
+                CHECK_EQ_INT(more, cur + want < n);
+                cur = next;
+                pages++;
+            } while (more && pages <= n + 1);
+            CHECK_EQ_INT(cur, since > n ? since : n);
+        }
+    }
+    rv = cs_store_changes(&changes, &next, &more, &c->db, p, 0, 0);
+    CHECK_EQ_INT(rv, APR_EINVAL);
+    conn_close(c);
+}
+
+/* A writer child: puts (and now and then deletes) its own domains,
+ * retrying what the database refused for being busy. */
+static int feed_writer(int id, int writes)
+{
+    conn_t *c = conn_open();
+    apr_pool_t *p;
+    apr_int64_t last = 0, seq;
+    apr_status_t rv;
+    cs_bundle_t *b;
+    int i, tries, live[5] = { 0, 0, 0, 0, 0 };
+    char domain[64], serial[32];
+
+    apr_pool_create(&p, c->pool);
+    srand(getpid());
+    for (i = 0; i < writes; i++) {
+        int slot = i % 5, del = live[slot] && (rand() % 4 == 0);
+
+        apr_snprintf(domain, sizeof(domain), "w%d-%d.example", id, slot);
+        apr_snprintf(serial, sizeof(serial), "%x%04x", id, i);
+        for (tries = 0; tries < 200; tries++) {
+            apr_pool_clear(p);
+            if (del) {
+                rv = cs_store_delete(&c->db, p, domain, "writer", &seq);
+            }
+            else {
+                b = bundle(p, domain, serial, 2000000000 + i);
+                rv = cs_store_put_bundle(&c->db, p, b, "writer");
+                seq = b->seq;
+            }
+            if (rv == APR_SUCCESS) {
+                break;
+            }
+            if (rv != APR_EAGAIN) {
+                fprintf(stderr, "writer %d: %s\n", id,
+                        cs_store_error(&c->db, p, rv));
+            }
+            apr_sleep(apr_time_from_msec(5 + rand() % 20));
+        }
+        if (rv != APR_SUCCESS || seq <= last) {
+            fprintf(stderr, "writer %d: write %d failed or seq %"
+                    APR_INT64_T_FMT " after %" APR_INT64_T_FMT "\n", id, i,
+                    seq, last);
+            return 1;
+        }
+        last = seq;
+        live[slot] = !del;
+        if (rand() % 3 == 0) {
+            apr_sleep(rand() % 2000);
+        }
+    }
+    conn_close(c);
+    return 0;
+}
+
+/* One pass over the whole feed from cursor 0 in small pages: every seq
+ * must follow the one before it, so none can ever be skipped. */
+static int feed_pass(conn_t *c, apr_pool_t *p, apr_int64_t *total,
+                     int limit)
+{
+    apr_array_header_t *changes;
+    apr_int64_t cur = 0, next;
+    apr_status_t rv;
+    int more, i, ok = 1;
+
+    do {
+        apr_pool_clear(p);
+        rv = cs_store_changes(&changes, &next, &more, &c->db, p, cur,
+                              limit);
+        if (rv != APR_SUCCESS) {
+            printf("  feed: %s\n", cs_store_error(&c->db, p, rv));
+            return 0;
+        }
+        for (i = 0; i < changes->nelts; i++) {
+            if (APR_ARRAY_IDX(changes, i, cs_change_t).seq != cur + 1) {
+                printf("  feed: seq %" APR_INT64_T_FMT " after %"
+                       APR_INT64_T_FMT "\n",
+                       APR_ARRAY_IDX(changes, i, cs_change_t).seq, cur);
+                ok = 0;
+            }
+            cur = APR_ARRAY_IDX(changes, i, cs_change_t).seq;
+        }
+        if (next != cur || changes->nelts > limit
+            || (more && changes->nelts != limit)) {
+            ok = 0;
+        }
+    } while (more && ok);
+    *total = cur;
+    return ok;
+}
+
+static void test_feed_concurrent(void)
+{
+    enum { WRITERS = 3, WRITES = 60 };
+    conn_t *c;
+    apr_pool_t *p;
+    pid_t pids[WRITERS];
+    apr_int64_t start = nexpected, total = 0, prev = 0;
+    int i, running, status, passes = 0, ok = 1, grew = 0;
+    int done[WRITERS] = { 0 };
+    apr_array_header_t *list;
+    apr_status_t rv;
+
+    UNIT_CASE("feed: exactly once, in order, under concurrent writers");
+    for (i = 0; i < WRITERS; i++) {
+        if ((pids[i] = fork()) == 0) {
+            _exit(feed_writer(i, WRITES));
+        }
+    }
+    c = conn_open();
+    apr_pool_create(&p, c->pool);
+    do {
+        running = 0;
+        for (i = 0; i < WRITERS; i++) {
+            if (!done[i]) {
+                if (waitpid(pids[i], &status, WNOHANG) == pids[i]) {
+                    done[i] = 1;
+                    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+                }
+                else {
+                    running++;
+                }
+            }
+        }
+        /* After the last writer ended, one more pass sees everything. */
+        if (!feed_pass(c, p, &total, 1 + passes % 4)) {
+            ok = 0;
+        }
+        if (total < prev) {
+            ok = 0;
+        }
+        grew += total > prev;
+        prev = total;
+        passes++;
+    } while (running && ok);
+    CHECK(ok);
+    CHECK_EQ_INT(total, start + WRITERS * WRITES);
+    CHECK(passes >= 2);
+    if (!ok) {
+        for (i = 0; i < WRITERS; i++) {
+            if (!done[i]) {
+                waitpid(pids[i], &status, 0);
+            }
+        }
+    }
+
+    /* The feed describes the table: each writer domain's last change
+     * matches its row. */
+    UNIT_CASE("feed: agrees with the domains");
+    apr_pool_clear(p);
+    rv = cs_store_list(&list, &c->db, p, "w", 1000);
+    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        apr_array_header_t *changes;
+        apr_hash_t *last = apr_hash_make(p);
+        apr_int64_t next;
+        int more, live = 0, rows = 0;
+
+        rv = cs_store_changes(&changes, &next, &more, &c->db, p, start,
+                              100000);
+        CHECK_EQ_INT(rv, APR_SUCCESS);
+        for (i = 0; rv == APR_SUCCESS && i < changes->nelts; i++) {
+            cs_change_t *ch = &APR_ARRAY_IDX(changes, i, cs_change_t);
+
+            apr_hash_set(last, ch->domain, APR_HASH_KEY_STRING, ch);
+        }
+        for (i = 0; i < list->nelts; i++) {
+            cs_bundle_t *b = &APR_ARRAY_IDX(list, i, cs_bundle_t);
+            cs_change_t *ch = apr_hash_get(last, b->domain,
+                                           APR_HASH_KEY_STRING);
+
+            if (b->domain[0] != 'w') {
+                continue;       /* another test's */
+            }
+            rows++;
+            if (CHECK(ch != NULL)) {
+                CHECK_EQ_INT(ch->seq, b->seq);
+                CHECK_STR(ch->op, "upsert");
+                CHECK_STR(ch->serial, b->serial);
+            }
+        }
+        {
+            apr_hash_index_t *hi;
+
+            for (hi = apr_hash_first(p, last); hi; hi = apr_hash_next(hi)) {
+                cs_change_t *ch;
+
+                apr_hash_this(hi, NULL, NULL, (void **)&ch);
+                live += strcmp(ch->op, "upsert") == 0;
+            }
+        }
+        CHECK_EQ_INT(live, rows);
+        CHECK(rows > 0);
+    }
+    conn_close(c);
+    printf("# feed: %d passes from cursor 0, %d of them saw new changes\n",
+           passes, grew);
+}
+
+/* ------------------------------------------------------------------ */
+/* Leases                                                              */
+/* ------------------------------------------------------------------ */
+
+static int is_hex32(const char *s)
+{
+    int i;
+
+    for (i = 0; s && s[i]; i++) {
+        if (!strchr("0123456789abcdef", s[i])) {
+            return 0;
+        }
+    }
+    return s && i == 32;
+}
+
+static void test_leases(void)
+{
+    conn_t *c = conn_open();
+    apr_pool_t *p = c->pool;
+    apr_array_header_t *leases;
+    const char *l1, *l2, *l3, *again, *l4, *id;
+    apr_int64_t now = now_sec(), exp, retry;
+    apr_status_t rv;
+    int granted;
+
+    UNIT_CASE("leases: granted up to max_unavailable");
+    rv = cs_store_lease_acquire(&l1, &exp, &granted, &retry, &c->db, p,
+                                "web", "h1", 60, 2, now);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    CHECK_EQ_INT(granted, 1);
+    CHECK(is_hex32(l1));
+    CHECK_EQ_INT(exp, now + 60);
+    rv = cs_store_lease_acquire(&l2, &exp, &granted, &retry, &c->db, p,
+                                "web", "h2", 60, 2, now + 1);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    CHECK_EQ_INT(granted, 1);
+    CHECK(is_hex32(l2) && strcmp(l1, l2) != 0);
+    CHECK_EQ_INT(exp, now + 61);
+
+    UNIT_CASE("leases: full pool says when to retry");
+    retry = 0;
+    rv = cs_store_lease_acquire(&l3, &exp, &granted, &retry, &c->db, p,
+                                "web", "h3", 60, 2, now + 10);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    CHECK_EQ_INT(granted, 0);
+    CHECK_EQ_INT(retry, 50);
+    CHECK(l3 == NULL);
+
+    UNIT_CASE("leases: asking again renews the same lease");
+    rv = cs_store_lease_acquire(&again, &exp, &granted, &retry, &c->db, p,
+                                "web", "h1", 60, 2, now + 20);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    CHECK_EQ_INT(granted, 1);
+    CHECK_STR(again, l1);
+    CHECK_EQ_INT(exp, now + 80);
+    rv = cs_store_lease_acquire(&l3, &exp, &granted, &retry, &c->db, p,
+                                "web", "h3", 60, 2, now + 20);
+    CHECK_EQ_INT(granted, 0);
+    CHECK_EQ_INT(retry, 41);    /* h2's, now the first to expire */
+    rv = cs_store_leases(&leases, &c->db, p, "web", now + 20);
+    if (CHECK_EQ_INT(rv, APR_SUCCESS) && CHECK_EQ_INT(leases->nelts, 2)) {
+        CHECK_STR(APR_ARRAY_IDX(leases, 0, cs_lease_t).id, l2);
+        CHECK_STR(APR_ARRAY_IDX(leases, 0, cs_lease_t).host, "h2");
+        CHECK_EQ_INT(APR_ARRAY_IDX(leases, 0, cs_lease_t).expires, now + 61);
+        CHECK_STR(APR_ARRAY_IDX(leases, 1, cs_lease_t).id, l1);
+        CHECK_EQ_INT(APR_ARRAY_IDX(leases, 1, cs_lease_t).expires, now + 80);
+    }
+
+    UNIT_CASE("leases: release");
+    rv = cs_store_lease_release(&c->db, p, "other", l2);
+    CHECK_EQ_INT(rv, APR_NOTFOUND);
+    rv = cs_store_lease_release(&c->db, p, "web", l2);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    rv = cs_store_lease_release(&c->db, p, "web", l2);
+    CHECK_EQ_INT(rv, APR_NOTFOUND);
+    rv = cs_store_lease_release(&c->db, p, "web",
+                                "00000000000000000000000000000000");
+    CHECK_EQ_INT(rv, APR_NOTFOUND);
+    CHECK(strstr(cs_store_error(&c->db, p, rv), "no live lease") != NULL);
+    rv = cs_store_lease_acquire(&l3, &exp, &granted, &retry, &c->db, p,
+                                "web", "h3", 60, 2, now + 20);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    CHECK_EQ_INT(granted, 1);
+
+    UNIT_CASE("leases: expiry frees the slots");
+    /* h1's and h3's leases both end at now + 80. */
+    rv = cs_store_lease_acquire(&l4, &exp, &granted, &retry, &c->db, p,
+                                "web", "h4", 60, 1, now + 79);
+    CHECK_EQ_INT(granted, 0);
+    CHECK_EQ_INT(retry, 1);
+    rv = cs_store_lease_acquire(&l4, &exp, &granted, &retry, &c->db, p,
+                                "web", "h4", 60, 1, now + 80);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    CHECK_EQ_INT(granted, 1);
+    rv = cs_store_leases(&leases, &c->db, p, "web", now + 80);
+    if (CHECK_EQ_INT(rv, APR_SUCCESS) && CHECK_EQ_INT(leases->nelts, 1)) {
+        CHECK_STR(APR_ARRAY_IDX(leases, 0, cs_lease_t).id, l4);
+    }
+    /* Dropped when h4 was granted: gone, even for the wall clock. */
+    rv = cs_store_lease_release(&c->db, p, "web", l1);
+    CHECK_EQ_INT(rv, APR_NOTFOUND);
+
+    UNIT_CASE("leases: pools are independent");
+    rv = cs_store_lease_acquire(&id, &exp, &granted, &retry, &c->db, p,
+                                "api", "h1", 30, 1, now);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    CHECK_EQ_INT(granted, 1);
+    rv = cs_store_leases(&leases, &c->db, p, "api", now);
+    CHECK(rv == APR_SUCCESS && leases->nelts == 1);
+    rv = cs_store_lease_release(&c->db, p, "api", id);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    rv = cs_store_lease_release(&c->db, p, "web", l4);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+
+    UNIT_CASE("leases: invalid arguments");
+    rv = cs_store_lease_acquire(&id, &exp, &granted, &retry, &c->db, p,
+                                "web", "h1", 60, 0, now);
+    CHECK_EQ_INT(rv, APR_EINVAL);
+    rv = cs_store_lease_acquire(&id, &exp, &granted, &retry, &c->db, p,
+                                "web", "h1", 0, 1, now);
+    CHECK_EQ_INT(rv, APR_EINVAL);
+    rv = cs_store_lease_acquire(&id, &exp, &granted, &retry, &c->db, p,
+                                "", "h1", 60, 1, now);
+    CHECK_EQ_INT(rv, APR_EINVAL);
+    conn_close(c);
+}
+
+/* Shared between the lease children: how many hold a lease right now,
+ * by their own count (raised after the grant, lowered before the
+ * release, so it can only under-count the database's view). */
+typedef struct {
+    volatile int holders;
+    volatile int max_holders;
+    volatile int grants;
+    volatile int refusals;
+    volatile int over;
+} lease_shared_t;
+
+static int lease_child(lease_shared_t *sh, int id, int attempts, int max)
+{
+    conn_t *c = conn_open();
+    apr_pool_t *p;
+    apr_array_header_t *leases;
+    const char *lease;
+    apr_int64_t exp, retry;
+    apr_status_t rv;
+    int i, granted, h, m;
+    char host[16];
+
+    apr_pool_create(&p, c->pool);
+    srand(getpid());
+    apr_snprintf(host, sizeof(host), "race%d", id);
+    for (i = 0; i < attempts; i++) {
+        apr_pool_clear(p);
+        rv = cs_store_lease_acquire(&lease, &exp, &granted, &retry, &c->db,
+                                    p, "race", host, 60, max, now_sec());
+        if (rv != APR_SUCCESS) {
+            if (rv != APR_EAGAIN) {
+                fprintf(stderr, "lease child %d: %s\n", id,
+                        cs_store_error(&c->db, p, rv));
+                return 1;
+            }
+            continue;
+        }
+        if (!granted) {
+            __sync_add_and_fetch(&sh->refusals, 1);
+            apr_sleep(500 + rand() % 1500);
+            continue;
+        }
+        h = __sync_add_and_fetch(&sh->holders, 1);
+        __sync_add_and_fetch(&sh->grants, 1);
+        while ((m = sh->max_holders) < h
+               && !__sync_bool_compare_and_swap(&sh->max_holders, m, h)) {
+            ;
+        }
+        /* The database's own view, from inside the critical section. */
+        if (cs_store_leases(&leases, &c->db, p, "race", now_sec())
+            == APR_SUCCESS && leases->nelts > max) {
+            __sync_add_and_fetch(&sh->over, 1);
+        }
+        apr_sleep(1000 + rand() % 2000);
+        __sync_sub_and_fetch(&sh->holders, 1);
+        for (m = 0; m < 100; m++) {
+            rv = cs_store_lease_release(&c->db, p, "race", lease);
+            if (rv != APR_EAGAIN) {
+                break;
+            }
+        }
+        if (rv != APR_SUCCESS) {
+            fprintf(stderr, "lease child %d: release: %s\n", id,
+                    cs_store_error(&c->db, p, rv));
+            return 1;
+        }
+    }
+    conn_close(c);
+    return 0;
+}
+
+static void test_leases_concurrent(void)
+{
+    enum { CHILDREN = 4, ATTEMPTS = 40, MAX = 2 };
+    lease_shared_t *sh;
+    pid_t pids[CHILDREN];
+    conn_t *c;
+    apr_array_header_t *leases;
+    apr_status_t rv;
+    int i;
+
+    UNIT_CASE("leases: never over-granted across processes");
+    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (!CHECK(sh != MAP_FAILED)) {
+        return;
+    }
+    memset((void *)sh, 0, sizeof(*sh));
+    for (i = 0; i < CHILDREN; i++) {
+        if ((pids[i] = fork()) == 0) {
+            _exit(lease_child(sh, i, ATTEMPTS, MAX));
+        }
+    }
+    CHECK(child_wait_all(pids, CHILDREN));
+    CHECK(sh->max_holders <= MAX);
+    CHECK_EQ_INT(sh->over, 0);
+    CHECK_EQ_INT(sh->holders, 0);
+    CHECK(sh->grants > 0);
+    CHECK(sh->grants + sh->refusals >= CHILDREN);
+    c = conn_open();
+    rv = cs_store_leases(&leases, &c->db, c->pool, "race", now_sec());
+    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        CHECK_EQ_INT(leases->nelts, 0);
+    }
+    conn_close(c);
+    printf("# leases: %d granted, %d refused, at most %d held at once\n",
+           sh->grants, sh->refusals, sh->max_holders);
+    munmap((void *)sh, sizeof(*sh));
+}
+
+/* ------------------------------------------------------------------ */
+/* Host reports                                                        */
+/* ------------------------------------------------------------------ */
+
+static void test_hosts(void)
+{
+    conn_t *c = conn_open();
+    apr_pool_t *p = c->pool;
+    apr_array_header_t *hosts;
+    apr_int64_t s1, s2, s3, s4, now = now_sec();
+    apr_status_t rv;
+    cs_host_serving_t *h;
+    const char *want[7];
+    int i;
+
+    UNIT_CASE("hosts: which serial each host serves");
+    s1 = put(c, p, "x.example", "01", 2000000000);
+    s2 = put(c, p, "y.example", "02", 2000000000);
+    s3 = put(c, p, "x.example", "03", 2000000000);
+    rv = cs_store_delete(&c->db, p, "x.example", "admin", &s4);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    expect(s4, "x.example", "delete", NULL, 0);
+    CHECK(s1 < s2 && s2 < s3 && s3 < s4);
+
+    CHECK_EQ_INT(cs_store_host_report(&c->db, p, "h0", "web", 0, "idle",
+                                      "{}", now), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_host_report(&c->db, p, "h1", "web", s1 - 1,
+                                      "idle", "{}", now), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_host_report(&c->db, p, "h2", "web", s1,
+                                      "ready", "{\"y.example\":\"bad\"}",
+                                      now + 1), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_host_report(&c->db, p, "h3", "api", s2,
+                                      "draining", NULL, now), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_host_report(&c->db, p, "h4", "web", s3,
+                                      "ready", "{}", now), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_host_report(&c->db, p, "h5", "web", s4,
+                                      "ready", "{}", now), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_host_report(&c->db, p, "h6", "web", s4 + 100,
+                                      "ready", "{}", now), APR_SUCCESS);
+    want[0] = NULL;
+    want[1] = NULL;
+    want[2] = "01";
+    want[3] = "01";
+    want[4] = "03";
+    want[5] = NULL;             /* deleted as of its seq */
+    want[6] = NULL;
+    rv = cs_store_domain_hosts(&hosts, &c->db, p, "x.example");
+    if (CHECK_EQ_INT(rv, APR_SUCCESS) && CHECK_EQ_INT(hosts->nelts, 7)) {
+        for (i = 0; i < 7; i++) {
+            h = &APR_ARRAY_IDX(hosts, i, cs_host_serving_t);
+            CHECK_STR(h->host, apr_psprintf(p, "h%d", i));
+            CHECK_STR(h->serial, want[i]);
+        }
+        h = &APR_ARRAY_IDX(hosts, 2, cs_host_serving_t);
+        CHECK_STR(h->pool, "web");
+        CHECK_EQ_INT(h->seq, s1);
+        CHECK_STR(h->state, "ready");
+        CHECK_STR(h->failed_json, "{\"y.example\":\"bad\"}");
+        CHECK_EQ_INT(h->reported, now + 1);
+        h = &APR_ARRAY_IDX(hosts, 3, cs_host_serving_t);
+        CHECK_STR(h->pool, "api");
+        CHECK_STR(h->state, "draining");
+        CHECK_STR(h->failed_json, "{}");
+    }
+    rv = cs_store_domain_hosts(&hosts, &c->db, p, "y.example");
+    if (CHECK_EQ_INT(rv, APR_SUCCESS) && CHECK_EQ_INT(hosts->nelts, 7)) {
+        CHECK_STR(APR_ARRAY_IDX(hosts, 2, cs_host_serving_t).serial, NULL);
+        CHECK_STR(APR_ARRAY_IDX(hosts, 3, cs_host_serving_t).serial, "02");
+        CHECK_STR(APR_ARRAY_IDX(hosts, 6, cs_host_serving_t).serial, "02");
+    }
+
+    UNIT_CASE("hosts: a report replaces the last one");
+    /* Exactly the same report again: MySQL counts no changed row. */
+    CHECK_EQ_INT(cs_store_host_report(&c->db, p, "h2", "web", s1,
+                                      "ready", "{\"y.example\":\"bad\"}",
+                                      now + 1), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_host_report(&c->db, p, "h1", "api", s3,
+                                      "ready", "{}", now + 2), APR_SUCCESS);
+    rv = cs_store_domain_hosts(&hosts, &c->db, p, "x.example");
+    if (CHECK_EQ_INT(rv, APR_SUCCESS) && CHECK_EQ_INT(hosts->nelts, 7)) {
+        h = &APR_ARRAY_IDX(hosts, 1, cs_host_serving_t);
+        CHECK_STR(h->serial, "03");
+        CHECK_STR(h->pool, "api");
+        CHECK_EQ_INT(h->seq, s3);
+        CHECK_EQ_INT(h->reported, now + 2);
+        CHECK_STR(APR_ARRAY_IDX(hosts, 2, cs_host_serving_t).serial, "01");
+    }
+    rv = cs_store_domain_hosts(&hosts, &c->db, p, "unknown.example");
+    if (CHECK_EQ_INT(rv, APR_SUCCESS) && CHECK_EQ_INT(hosts->nelts, 7)) {
+        for (i = 0; i < 7; i++) {
+            CHECK_STR(APR_ARRAY_IDX(hosts, i, cs_host_serving_t).serial,
+                      NULL);
+        }
+    }
+    conn_close(c);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void cleanup_sqlite(void)
+{
+    if (sqlite_path) {
+        unlink(sqlite_path);
+        unlink(apr_pstrcat(root, sqlite_path, "-wal", NULL));
+        unlink(apr_pstrcat(root, sqlite_path, "-shm", NULL));
+        unlink(apr_pstrcat(root, sqlite_path, "-journal", NULL));
+    }
+}
+
+int main(void)
+{
+    const char *mysql = getenv("CS_TEST_MYSQL");
+    const char *tmpdir;
+    apr_file_t *f;
+    char *path;
+    int rc;
+
+    apr_initialize();
+    apr_pool_create(&root, NULL);
+    apr_dbd_init(root);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    if (mysql && *mysql) {
+        driver_name = "mysql";
+        params = mysql;
+    }
+    else {
+        driver_name = "sqlite3";
+        if (apr_temp_dir_get(&tmpdir, root) != APR_SUCCESS) {
+            tmpdir = "/tmp";
+        }
+        path = apr_pstrcat(root, tmpdir, "/cs_store_test_XXXXXX", NULL);
+        if (apr_file_mktemp(&f, path, APR_FOPEN_CREATE | APR_FOPEN_READ
+                            | APR_FOPEN_WRITE | APR_FOPEN_EXCL, root)
+            != APR_SUCCESS) {
+            fprintf(stderr, "no temporary file in %s\n", tmpdir);
+            return 2;
+        }
+        apr_file_close(f);
+        sqlite_path = params = path;
+    }
+    printf("# cs_store on %s\n", driver_name);
+
+    test_statements();
+    test_errors();
+    test_schema_race();
+    test_schema();
+    test_prepared_upfront();
+    test_domains();
+    test_hosts();
+    test_schema_change();
+    test_reconnect();
+    test_feed_paging();
+    test_feed_concurrent();
+    test_leases();
+    test_leases_concurrent();
+
+    rc = unit_summary();
+    cleanup_sqlite();
+    apr_pool_destroy(root);
+    apr_terminate();
+    return rc;
+}
