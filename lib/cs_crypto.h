@@ -50,7 +50,11 @@ apr_status_t cs_envelope_seal(unsigned char **der, apr_size_t *der_len,
  * Decrypt an envelope with one wrapping certificate and its private key.
  * Checks that the content is AuthEnvelopedData with AES-256-GCM (anything
  * else is refused).  The key is freed with the pool; plaintext buffers are
- * cleansed.
+ * cleansed.  wrap_cert may be NULL: every recipient is then tried.
+ * Returns APR_EINVAL if der is not an AES-256-GCM AuthEnvelopedData,
+ * APR_ENOENT if wrap_cert is not one of its recipients (during a rotation:
+ * try the other wrapping key), APR_EGENERAL if it does not decrypt (wrong
+ * key or damaged envelope: OpenSSL does not tell these apart, on purpose).
  */
 apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
                               const unsigned char *der, apr_size_t der_len,

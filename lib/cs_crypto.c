@@ -1,0 +1,804 @@
+/*
+ * cs_crypto.c: key pairs, the private-key envelope (CMS AuthEnvelopedData)
+ * and PEM/DER/base64 helpers.
+ *
+ * Pure code: APR and OpenSSL 3.0 only.  Every OpenSSL object handed out is
+ * freed by a cleanup on the caller's pool; every buffer that held a
+ * plaintext private key is cleansed before it is released.
+ */
+#include <limits.h>
+#include <string.h>
+
+#include <apr_cstr.h>
+#include <apr_lib.h>
+#include <apr_file_io.h>
+#include <apr_strings.h>
+
+#include <openssl/asn1.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/cms.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "cs_crypto.h"
+
+/* Files we read are certificates and keys: anything larger is a mistake. */
+#define CS_FILE_MAX     (1024 * 1024)
+
+/* ------------------------------------------------------------------ */
+/* pool cleanups and errors                                            */
+/* ------------------------------------------------------------------ */
+
+static apr_status_t pkey_cleanup(void *data)
+{
+    EVP_PKEY_free(data);
+    return APR_SUCCESS;
+}
+
+static apr_status_t x509_cleanup(void *data)
+{
+    X509_free(data);
+    return APR_SUCCESS;
+}
+
+static void pkey_own(apr_pool_t *p, EVP_PKEY *key)
+{
+    apr_pool_cleanup_register(p, key, pkey_cleanup,
+                              apr_pool_cleanup_null);
+}
+
+static void x509_own(apr_pool_t *p, X509 *cert)
+{
+    apr_pool_cleanup_register(p, cert, x509_cleanup,
+                              apr_pool_cleanup_null);
+}
+
+/*
+ * what, followed by OpenSSL's reason for the last error if it has one.
+ * The error queue is cleared so that nothing stale reaches the next
+ * OpenSSL user on this thread (mod_ssl reads the same queue).
+ */
+static const char *ssl_error(apr_pool_t *p, const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+
+    ERR_clear_error();
+    if (reason == NULL) {
+        return what;
+    }
+    return apr_psprintf(p, "%s (%s)", what, reason);
+}
+
+/* ------------------------------------------------------------------ */
+/* key types and generation                                            */
+/* ------------------------------------------------------------------ */
+
+int cs_key_type_parse(const char *name)
+{
+    if (name == NULL) {
+        return -1;
+    }
+    if (!apr_cstr_casecmp(name, "ec-p256")) {
+        return CS_KEY_EC_P256;
+    }
+    if (!apr_cstr_casecmp(name, "rsa-2048")) {
+        return CS_KEY_RSA_2048;
+    }
+    return -1;
+}
+
+const char *cs_key_type_name(cs_key_type_t type)
+{
+    switch (type) {
+    case CS_KEY_EC_P256:
+        return "ec-p256";
+    case CS_KEY_RSA_2048:
+        return "rsa-2048";
+    }
+    return NULL;
+}
+
+int cs_key_type_of(EVP_PKEY *key)
+{
+    char group[64];
+    size_t glen = 0;
+
+    if (key == NULL) {
+        return -1;
+    }
+    switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_RSA:
+        return EVP_PKEY_get_bits(key) == 2048 ? CS_KEY_RSA_2048 : -1;
+    case EVP_PKEY_EC:
+        if (!EVP_PKEY_get_group_name(key, group, sizeof(group), &glen)) {
+            ERR_clear_error();
+            return -1;
+        }
+        return (OBJ_txt2nid(group) == NID_X9_62_prime256v1
+                || !strcmp(group, "P-256")) ? CS_KEY_EC_P256 : -1;
+    }
+    return -1;
+}
+
+apr_status_t cs_key_generate(EVP_PKEY **pkey, apr_pool_t *p,
+                             cs_key_type_t type)
+{
+    EVP_PKEY *key = NULL;
+
+    *pkey = NULL;
+    switch (type) {
+    case CS_KEY_EC_P256:
+        key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+        break;
+    case CS_KEY_RSA_2048:
+        key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+        break;
+    default:
+        return APR_EINVAL;
+    }
+    if (key == NULL) {
+        ERR_clear_error();
+        return APR_EGENERAL;
+    }
+    pkey_own(p, key);
+    *pkey = key;
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ */
+/* the envelope                                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Whether key holds its private half.  The PKCS#8 encoder refuses a
+ * public key too, but names it "malloc failure": ask first, for a clear
+ * message.
+ */
+static int has_private(EVP_PKEY *key)
+{
+    BIGNUM *bn = NULL;
+    int ok;
+
+    switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_RSA:
+        ok = EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_D, &bn);
+        break;
+    case EVP_PKEY_EC:
+        ok = EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &bn);
+        break;
+    default:
+        /* other types: the PKCS#8 encoder decides */
+        return 1;
+    }
+    BN_clear_free(bn);
+    ERR_clear_error();
+    return ok && bn != NULL;
+}
+
+apr_status_t cs_envelope_seal(unsigned char **der, apr_size_t *der_len,
+                              apr_pool_t *p, EVP_PKEY *key,
+                              const apr_array_header_t *recipients,
+                              const char **err)
+{
+    PKCS8_PRIV_KEY_INFO *p8 = NULL;
+    unsigned char *plain = NULL, *q;
+    int plain_len = 0, len, i;
+    BIO *in = NULL;
+    CMS_ContentInfo *cms = NULL;
+    CMS_RecipientInfo *ri;
+    EVP_PKEY_CTX *pctx;
+    X509 *cert;
+    EVP_PKEY *pub;
+    apr_status_t rv = APR_EGENERAL;
+
+    *der = NULL;
+    *der_len = 0;
+    *err = NULL;
+    if (key == NULL) {
+        *err = "envelope: no key to seal";
+        return APR_EINVAL;
+    }
+    if (!has_private(key)) {
+        *err = "envelope: the key has no private half";
+        return APR_EINVAL;
+    }
+    if (recipients == NULL || recipients->nelts == 0) {
+        *err = "envelope: no wrapping certificate";
+        return APR_EINVAL;
+    }
+    /* RSA-OAEP key transport needs an RSA key; less than 2048 bits would
+     * be the weakest link of the envelope. */
+    for (i = 0; i < recipients->nelts; i++) {
+        cert = APR_ARRAY_IDX(recipients, i, X509 *);
+        pub = cert ? X509_get0_pubkey(cert) : NULL;
+        if (pub == NULL || EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA
+            || EVP_PKEY_get_bits(pub) < 2048) {
+            ERR_clear_error();
+            *err = "envelope: a wrapping certificate does not hold an RSA "
+                   "key of at least 2048 bits";
+            return APR_EINVAL;
+        }
+    }
+
+    if ((p8 = EVP_PKEY2PKCS8(key)) == NULL
+        || (plain_len = i2d_PKCS8_PRIV_KEY_INFO(p8, &plain)) <= 0) {
+        plain_len = 0;
+        *err = ssl_error(p, "envelope: cannot encode the private key "
+                            "as PKCS#8");
+        goto leave;
+    }
+    /* not detached: the encrypted content travels inside the CMS */
+    if ((in = BIO_new_mem_buf(plain, plain_len)) == NULL
+        || (cms = CMS_AuthEnvelopedData_create(EVP_aes_256_gcm())) == NULL
+        || !CMS_set_detached(cms, 0)) {
+        *err = ssl_error(p, "envelope: cannot create AuthEnvelopedData");
+        goto leave;
+    }
+    for (i = 0; i < recipients->nelts; i++) {
+        cert = APR_ARRAY_IDX(recipients, i, X509 *);
+        /* CMS_KEY_PARAM leaves the key transport context to us, so the
+         * padding is OAEP instead of the PKCS#1 v1.5 default. */
+        ri = CMS_add1_recipient_cert(cms, cert, CMS_KEY_PARAM);
+        pctx = ri ? CMS_RecipientInfo_get0_pkey_ctx(ri) : NULL;
+        if (pctx == NULL
+            || EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_OAEP_PADDING) <= 0
+            || EVP_PKEY_CTX_set_rsa_oaep_md(pctx, EVP_sha256()) <= 0
+            || EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) <= 0) {
+            *err = ssl_error(p, "envelope: cannot add a recipient");
+            goto leave;
+        }
+    }
+    if (CMS_final(cms, in, NULL, CMS_BINARY) != 1) {
+        *err = ssl_error(p, "envelope: encryption failed");
+        goto leave;
+    }
+    if ((len = i2d_CMS_ContentInfo(cms, NULL)) <= 0) {
+        *err = ssl_error(p, "envelope: cannot encode the CMS");
+        goto leave;
+    }
+    *der = q = apr_palloc(p, (apr_size_t)len);
+    if (i2d_CMS_ContentInfo(cms, &q) != len) {
+        *der = NULL;
+        *err = ssl_error(p, "envelope: cannot encode the CMS");
+        goto leave;
+    }
+    *der_len = (apr_size_t)len;
+    rv = APR_SUCCESS;
+
+leave:
+    BIO_free(in);
+    CMS_ContentInfo_free(cms);
+    OPENSSL_clear_free(plain, (size_t)plain_len);
+    PKCS8_PRIV_KEY_INFO_free(p8);   /* cleanses the key octets */
+    return rv;
+}
+
+/*
+ * Move *pp past the next DER element of the *plen bytes left, returning
+ * its tag, class and contents.  Definite lengths only: the input is
+ * OpenSSL's own re-encoding, always DER.
+ */
+static int der_next(const unsigned char **pp, long *plen, int *tag,
+                    int *xclass, const unsigned char **body, long *body_len)
+{
+    const unsigned char *q = *pp;
+    long len;
+    int r;
+
+    if (*plen <= 0) {
+        return 0;
+    }
+    r = ASN1_get_object(&q, &len, tag, xclass, *plen);
+    if ((r & 0x80) || (r & 0x01)) {
+        return 0;
+    }
+    *body = q;
+    *body_len = len;
+    *plen -= (long)(q - *pp) + len;
+    *pp = q + len;
+    return 1;
+}
+
+/*
+ * The NID of the content-encryption algorithm of an AuthEnvelopedData.
+ * OpenSSL 3.0 has no accessor for it, so walk the DER (RFC 5083):
+ *   ContentInfo ::= SEQUENCE { contentType, [0] EXPLICIT content }
+ *   AuthEnvelopedData ::= SEQUENCE { version, originatorInfo [0] OPTIONAL,
+ *       recipientInfos SET, authEncryptedContentInfo SEQUENCE {
+ *           contentType, contentEncryptionAlgorithm, ... }, ... }
+ */
+static int auth_enveloped_cipher(CMS_ContentInfo *cms)
+{
+    unsigned char *der = NULL;
+    const unsigned char *q, *body, *alg_der;
+    long left, body_len;
+    int der_len, tag, xclass, nid = NID_undef;
+    X509_ALGOR *alg = NULL;
+    const ASN1_OBJECT *obj;
+
+    if ((der_len = i2d_CMS_ContentInfo(cms, &der)) <= 0) {
+        return NID_undef;
+    }
+    q = der;
+    left = der_len;
+    /* ContentInfo */
+    if (!der_next(&q, &left, &tag, &xclass, &body, &body_len)
+        || tag != V_ASN1_SEQUENCE || xclass != V_ASN1_UNIVERSAL) {
+        goto leave;
+    }
+    q = body;
+    left = body_len;
+    if (!der_next(&q, &left, &tag, &xclass, &body, &body_len)
+        || tag != V_ASN1_OBJECT
+        || !der_next(&q, &left, &tag, &xclass, &body, &body_len)
+        || tag != 0 || xclass != V_ASN1_CONTEXT_SPECIFIC) {
+        goto leave;
+    }
+    /* AuthEnvelopedData */
+    q = body;
+    left = body_len;
+    if (!der_next(&q, &left, &tag, &xclass, &body, &body_len)
+        || tag != V_ASN1_SEQUENCE || xclass != V_ASN1_UNIVERSAL) {
+        goto leave;
+    }
+    q = body;
+    left = body_len;
+    if (!der_next(&q, &left, &tag, &xclass, &body, &body_len)
+        || tag != V_ASN1_INTEGER
+        || !der_next(&q, &left, &tag, &xclass, &body, &body_len)) {
+        goto leave;
+    }
+    if (tag == 0 && xclass == V_ASN1_CONTEXT_SPECIFIC) {
+        /* originatorInfo: skip to recipientInfos */
+        if (!der_next(&q, &left, &tag, &xclass, &body, &body_len)) {
+            goto leave;
+        }
+    }
+    if (tag != V_ASN1_SET
+        || !der_next(&q, &left, &tag, &xclass, &body, &body_len)
+        || tag != V_ASN1_SEQUENCE) {
+        goto leave;
+    }
+    /* authEncryptedContentInfo */
+    q = body;
+    left = body_len;
+    if (!der_next(&q, &left, &tag, &xclass, &body, &body_len)
+        || tag != V_ASN1_OBJECT) {
+        goto leave;
+    }
+    alg_der = q;
+    if (!der_next(&q, &left, &tag, &xclass, &body, &body_len)
+        || tag != V_ASN1_SEQUENCE
+        || (alg = d2i_X509_ALGOR(NULL, &alg_der, (long)(q - alg_der)))
+           == NULL) {
+        goto leave;
+    }
+    X509_ALGOR_get0(&obj, NULL, NULL, alg);
+    nid = OBJ_obj2nid(obj);
+
+leave:
+    X509_ALGOR_free(alg);
+    OPENSSL_free(der);
+    ERR_clear_error();
+    return nid;
+}
+
+/* Is cert one of the key transport recipients? (Their identifiers are
+ * public, so asking tells an attacker nothing.) */
+static int has_recipient(CMS_ContentInfo *cms, X509 *cert)
+{
+    STACK_OF(CMS_RecipientInfo) *ris = CMS_get0_RecipientInfos(cms);
+    CMS_RecipientInfo *ri;
+    int i;
+
+    for (i = 0; i < sk_CMS_RecipientInfo_num(ris); i++) {
+        ri = sk_CMS_RecipientInfo_value(ris, i);
+        if (CMS_RecipientInfo_type(ri) == CMS_RECIPINFO_TRANS
+            && CMS_RecipientInfo_ktri_cert_cmp(ri, cert) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
+                              const unsigned char *der, apr_size_t der_len,
+                              X509 *wrap_cert, EVP_PKEY *wrap_key,
+                              const char **err)
+{
+    CMS_ContentInfo *cms = NULL;
+    PKCS8_PRIV_KEY_INFO *p8 = NULL;
+    EVP_PKEY *pk = NULL;
+    BIO *out = NULL;
+    const unsigned char *q = der;
+    char *plain = NULL;
+    long plain_len = 0;
+    apr_status_t rv = APR_EINVAL;
+
+    *key = NULL;
+    *err = NULL;
+    if (der == NULL || der_len == 0 || der_len > LONG_MAX) {
+        *err = "envelope: empty or oversized input";
+        return APR_EINVAL;
+    }
+    if (wrap_key == NULL) {
+        *err = "envelope: no wrapping key";
+        return APR_EINVAL;
+    }
+    cms = d2i_CMS_ContentInfo(NULL, &q, (long)der_len);
+    if (cms == NULL || q != der + der_len) {
+        *err = ssl_error(p, "envelope: not a CMS structure");
+        goto leave;
+    }
+    if (OBJ_obj2nid(CMS_get0_type(cms))
+        != NID_id_smime_ct_authEnvelopedData) {
+        *err = "envelope: not a CMS AuthEnvelopedData";
+        goto leave;
+    }
+    if (auth_enveloped_cipher(cms) != NID_aes_256_gcm) {
+        *err = "envelope: the content cipher is not AES-256-GCM";
+        goto leave;
+    }
+
+    if (wrap_cert != NULL && !has_recipient(cms, wrap_cert)) {
+        *err = "envelope: not sealed to this wrapping certificate";
+        rv = APR_ENOENT;
+        goto leave;
+    }
+
+    /* A secure-memory BIO: its buffer is cleansed when freed. */
+    if ((out = BIO_new(BIO_s_secmem())) == NULL) {
+        *err = ssl_error(p, "envelope: out of memory");
+        rv = APR_ENOMEM;
+        goto leave;
+    }
+    /* Fails with a wrong key and when the GCM tag does not authenticate
+     * the content.  OpenSSL does not say which, on purpose (a wrong key
+     * decrypts to a random content key, against Bleichenbacher-style
+     * oracles), so neither do we. */
+    if (CMS_decrypt(cms, wrap_key, wrap_cert, NULL, out, CMS_BINARY) != 1) {
+        ERR_clear_error();
+        *err = "envelope: cannot decrypt (wrong key or damaged envelope)";
+        rv = APR_EGENERAL;
+        goto leave;
+    }
+    plain_len = BIO_get_mem_data(out, &plain);
+    q = (const unsigned char *)plain;
+    if (plain_len <= 0
+        || (p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &q, plain_len)) == NULL
+        || q != (const unsigned char *)plain + plain_len
+        || (pk = EVP_PKCS82PKEY(p8)) == NULL) {
+        *err = ssl_error(p, "envelope: the content is not a PKCS#8 "
+                            "private key");
+        rv = APR_EGENERAL;
+        goto leave;
+    }
+    pkey_own(p, pk);
+    *key = pk;
+    rv = APR_SUCCESS;
+
+leave:
+    if (out != NULL) {
+        plain_len = BIO_get_mem_data(out, &plain);
+        if (plain_len > 0) {
+            OPENSSL_cleanse(plain, (size_t)plain_len);
+        }
+        BIO_free(out);
+    }
+    PKCS8_PRIV_KEY_INFO_free(p8);
+    CMS_ContentInfo_free(cms);
+    ERR_clear_error();
+    return rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* PEM and files                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Never prompt on a terminal for a pass phrase: encrypted keys are
+ * refused. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+apr_status_t cs_pem_read_certs(apr_array_header_t **certs, apr_pool_t *p,
+                               const char *pem, apr_size_t len,
+                               const char **err)
+{
+    apr_array_header_t *a;
+    BIO *bio;
+    X509 *x;
+    unsigned long e;
+
+    *certs = NULL;
+    *err = NULL;
+    if (pem == NULL || len > INT_MAX) {
+        *err = "PEM: no input or input too large";
+        return APR_EINVAL;
+    }
+    /* the end of the loop below is told by the error queue */
+    ERR_clear_error();
+    if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL) {
+        *err = ssl_error(p, "PEM: out of memory");
+        return APR_ENOMEM;
+    }
+    a = apr_array_make(p, 3, sizeof(X509 *));
+    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        x509_own(p, x);
+        APR_ARRAY_PUSH(a, X509 *) = x;
+    }
+    BIO_free(bio);
+    /* The loop ends at the first block that is not a certificate; only
+     * "no more PEM" is a clean end. */
+    e = ERR_peek_last_error();
+    if (e != 0 && !(ERR_GET_LIB(e) == ERR_LIB_PEM
+                    && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
+        *err = ssl_error(p, "PEM: a certificate cannot be parsed");
+        return APR_EINVAL;
+    }
+    ERR_clear_error();
+    if (a->nelts == 0) {
+        *err = "PEM: no certificate found";
+        return APR_ENOENT;
+    }
+    *certs = a;
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_pem_read_key(EVP_PKEY **key, apr_pool_t *p, const char *pem,
+                             apr_size_t len, const char **err)
+{
+    BIO *bio;
+    EVP_PKEY *pk;
+
+    *key = NULL;
+    *err = NULL;
+    if (pem == NULL || len > INT_MAX) {
+        *err = "PEM: no input or input too large";
+        return APR_EINVAL;
+    }
+    if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL) {
+        *err = ssl_error(p, "PEM: out of memory");
+        return APR_ENOMEM;
+    }
+    pk = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+    BIO_free(bio);
+    if (pk == NULL) {
+        *err = ssl_error(p, "PEM: no unencrypted private key found");
+        return APR_EINVAL;
+    }
+    ERR_clear_error();
+    pkey_own(p, pk);
+    *key = pk;
+    return APR_SUCCESS;
+}
+
+/* The whole of a small file, NUL-terminated, from p. */
+static apr_status_t file_read(char **data, apr_size_t *len, apr_pool_t *p,
+                              const char *path, const char **err)
+{
+    apr_file_t *f;
+    apr_finfo_t fi;
+    apr_size_t n;
+    apr_status_t rv;
+    char *buf, ebuf[128];
+
+    *data = NULL;
+    *len = 0;
+    rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY,
+                       APR_OS_DEFAULT, p);
+    if (rv != APR_SUCCESS) {
+        *err = apr_psprintf(p, "cannot open %s: %s", path,
+                            apr_strerror(rv, ebuf, sizeof(ebuf)));
+        return APR_STATUS_IS_ENOENT(rv) ? APR_ENOENT : rv;
+    }
+    rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f);
+    if (rv != APR_SUCCESS) {
+        *err = apr_psprintf(p, "cannot stat %s: %s", path,
+                            apr_strerror(rv, ebuf, sizeof(ebuf)));
+        goto leave;
+    }
+    if (fi.size < 0 || fi.size > CS_FILE_MAX) {
+        *err = apr_psprintf(p, "%s: too large for a certificate or key",
+                            path);
+        rv = APR_EINVAL;
+        goto leave;
+    }
+    n = (apr_size_t)fi.size;
+    buf = apr_palloc(p, n + 1);
+    rv = apr_file_read_full(f, buf, n, &n);
+    if (rv != APR_SUCCESS && !(APR_STATUS_IS_EOF(rv) && n == 0)) {
+        *err = apr_psprintf(p, "cannot read %s: %s", path,
+                            apr_strerror(rv, ebuf, sizeof(ebuf)));
+        goto leave;
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    rv = APR_SUCCESS;
+
+leave:
+    apr_file_close(f);
+    return rv;
+}
+
+apr_status_t cs_file_read_certs(apr_array_header_t **certs, apr_pool_t *p,
+                                const char *path, const char **err)
+{
+    char *pem;
+    apr_size_t len;
+    apr_status_t rv;
+
+    *certs = NULL;
+    *err = NULL;
+    if ((rv = file_read(&pem, &len, p, path, err)) != APR_SUCCESS) {
+        return rv;
+    }
+    if ((rv = cs_pem_read_certs(certs, p, pem, len, err)) != APR_SUCCESS) {
+        *err = apr_psprintf(p, "%s: %s", path, *err);
+    }
+    return rv;
+}
+
+apr_status_t cs_file_read_key(EVP_PKEY **key, apr_pool_t *p,
+                              const char *path, const char **err)
+{
+    char *pem;
+    apr_size_t len;
+    apr_status_t rv;
+
+    *key = NULL;
+    *err = NULL;
+    if ((rv = file_read(&pem, &len, p, path, err)) != APR_SUCCESS) {
+        return rv;
+    }
+    rv = cs_pem_read_key(key, p, pem, len, err);
+    OPENSSL_cleanse(pem, len);
+    if (rv != APR_SUCCESS) {
+        *err = apr_psprintf(p, "%s: %s", path, *err);
+    }
+    return rv;
+}
+
+const char *cs_pem_write_certs(apr_pool_t *p,
+                               const apr_array_header_t *certs)
+{
+    BIO *bio;
+    char *data;
+    const char *pem = NULL;
+    long len;
+    int i;
+
+    if (certs == NULL || (bio = BIO_new(BIO_s_mem())) == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < certs->nelts; i++) {
+        if (!PEM_write_bio_X509(bio, APR_ARRAY_IDX(certs, i, X509 *))) {
+            goto leave;
+        }
+    }
+    len = BIO_get_mem_data(bio, &data);
+    pem = len > 0 ? apr_pstrmemdup(p, data, (apr_size_t)len) : "";
+
+leave:
+    BIO_free(bio);
+    ERR_clear_error();
+    return pem;
+}
+
+char *cs_pem_write_key(apr_pool_t *p, EVP_PKEY *key, apr_size_t *len)
+{
+    BIO *bio;
+    char *data, *pem = NULL;
+    long n;
+
+    if (len != NULL) {
+        *len = 0;
+    }
+    if (key == NULL || (bio = BIO_new(BIO_s_secmem())) == NULL) {
+        return NULL;
+    }
+    if (PEM_write_bio_PKCS8PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL)
+        && (n = BIO_get_mem_data(bio, &data)) > 0) {
+        pem = apr_pstrmemdup(p, data, (apr_size_t)n);
+        OPENSSL_cleanse(data, (size_t)n);
+        if (len != NULL) {
+            *len = (apr_size_t)n;
+        }
+    }
+    BIO_free(bio);
+    ERR_clear_error();
+    return pem;
+}
+
+/* ------------------------------------------------------------------ */
+/* base64 and fingerprints                                             */
+/* ------------------------------------------------------------------ */
+
+const char *cs_base64_encode(apr_pool_t *p, const unsigned char *data,
+                             apr_size_t len)
+{
+    unsigned char *out;
+
+    if (len > (apr_size_t)INT_MAX / 4 * 3) {
+        return NULL;
+    }
+    out = apr_palloc(p, (len + 2) / 3 * 4 + 1);
+    /* EVP_EncodeBlock writes no newlines and NUL-terminates. */
+    EVP_EncodeBlock(out, data, (int)len);
+    return (const char *)out;
+}
+
+static int is_b64(int c)
+{
+    return apr_isalnum(c) || c == '+' || c == '/';
+}
+
+apr_status_t cs_base64_decode(unsigned char **data, apr_size_t *len,
+                              apr_pool_t *p, const char *text)
+{
+    apr_size_t n, i, pad = 0;
+    unsigned char *out;
+    int r;
+
+    *data = NULL;
+    *len = 0;
+    if (text == NULL) {
+        return APR_EINVAL;
+    }
+    n = strlen(text);
+    if (n % 4 != 0 || n > INT_MAX) {
+        return APR_EINVAL;
+    }
+    if (n > 0 && text[n - 1] == '=') {
+        pad = text[n - 2] == '=' ? 2 : 1;
+    }
+    /* EVP_DecodeBlock skips blanks and accepts stray '=': be strict. */
+    for (i = 0; i < n - pad; i++) {
+        if (!is_b64((unsigned char)text[i])) {
+            return APR_EINVAL;
+        }
+    }
+    out = apr_palloc(p, n / 4 * 3 + 1);
+    if (n > 0) {
+        r = EVP_DecodeBlock(out, (const unsigned char *)text, (int)n);
+        if (r < 0 || (apr_size_t)r < pad) {
+            return APR_EINVAL;
+        }
+        *len = (apr_size_t)r - pad;
+    }
+    out[*len] = 0;
+    *data = out;
+    return APR_SUCCESS;
+}
+
+const char *cs_cert_fingerprint(apr_pool_t *p, X509 *cert)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0, i;
+    char *hex;
+    static const char digits[] = "0123456789abcdef";
+
+    if (cert == NULL || !X509_digest(cert, EVP_sha256(), md, &n)) {
+        ERR_clear_error();
+        return NULL;
+    }
+    hex = apr_palloc(p, (apr_size_t)n * 2 + 1);
+    for (i = 0; i < n; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 0x0f];
+    }
+    hex[2 * n] = '\0';
+    return hex;
+}

@@ -1,0 +1,421 @@
+/*
+ * cs_x509.c: the local CA issuer and the checks of a certificate bundle.
+ *
+ * Pure code: APR and OpenSSL 3.0 only.  Certificates handed out are freed
+ * by a cleanup on the caller's pool.
+ */
+#include <string.h>
+#include <time.h>
+
+#include <apr_cstr.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "cs_crypto.h"
+#include "cs_x509.h"
+
+/* ub-common-name (RFC 5280): a longer name cannot be the subject CN. */
+#define CS_CN_MAX       64
+
+static apr_status_t x509_cleanup(void *data)
+{
+    X509_free(data);
+    return APR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ */
+/* certificate facts                                                   */
+/* ------------------------------------------------------------------ */
+
+/* Seconds since the epoch of an ASN.1 time; 0 if it cannot be read. */
+static apr_time_t asn1_time_to_apr(const ASN1_TIME *t)
+{
+    ASN1_TIME *epoch;
+    int days = 0, secs = 0, ok;
+
+    if (t == NULL || (epoch = ASN1_TIME_set(NULL, 0)) == NULL) {
+        ERR_clear_error();
+        return 0;
+    }
+    ok = ASN1_TIME_diff(&days, &secs, epoch, t);
+    ASN1_TIME_free(epoch);
+    if (!ok) {
+        ERR_clear_error();
+        return 0;
+    }
+    return apr_time_from_sec((apr_time_t)days * 86400 + secs);
+}
+
+void cs_cert_info(cs_cert_info_t *info, apr_pool_t *p, X509 *cert)
+{
+    BIGNUM *bn;
+    char *hex, *s, *d;
+
+    memset(info, 0, sizeof(*info));
+    info->serial = "";
+    if (cert == NULL) {
+        return;
+    }
+    bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+    hex = bn ? BN_bn2hex(bn) : NULL;
+    if (hex != NULL) {
+        /* BN_bn2hex prints whole bytes in upper case ("0ABC", "-01"). */
+        s = hex + (*hex == '-');
+        while (s[0] == '0' && s[1] != '\0') {
+            s++;
+        }
+        info->serial = d = apr_pstrcat(p, *hex == '-' ? "-" : "", s, NULL);
+        for (; *d; d++) {
+            *d = (char)apr_tolower(*d);
+        }
+    }
+    OPENSSL_free(hex);
+    BN_free(bn);
+    ERR_clear_error();
+    info->not_before = asn1_time_to_apr(X509_get0_notBefore(cert));
+    info->not_after = asn1_time_to_apr(X509_get0_notAfter(cert));
+}
+
+/* ------------------------------------------------------------------ */
+/* the local CA                                                        */
+/* ------------------------------------------------------------------ */
+
+apr_status_t cs_ca_load(cs_ca_t **ca, apr_pool_t *p, const char *cert_file,
+                        const char *key_file, const char **err)
+{
+    apr_array_header_t *certs;
+    EVP_PKEY *key;
+    X509 *cert;
+    cs_ca_t *c;
+    apr_status_t rv;
+
+    *ca = NULL;
+    *err = NULL;
+    if ((rv = cs_file_read_certs(&certs, p, cert_file, err))
+        != APR_SUCCESS) {
+        return rv;
+    }
+    if ((rv = cs_file_read_key(&key, p, key_file, err)) != APR_SUCCESS) {
+        return rv;
+    }
+    cert = APR_ARRAY_IDX(certs, 0, X509 *);
+    if (X509_check_private_key(cert, key) != 1) {
+        ERR_clear_error();
+        *err = apr_psprintf(p, "CA key %s does not match the certificate "
+                            "in %s", key_file, cert_file);
+        return APR_EINVAL;
+    }
+    if (X509_check_ca(cert) == 0) {
+        *err = apr_psprintf(p, "the certificate in %s is not a CA",
+                            cert_file);
+        return APR_EINVAL;
+    }
+    c = apr_pcalloc(p, sizeof(*c));
+    c->cert = cert;
+    c->key = key;
+    *ca = c;
+    return APR_SUCCESS;
+}
+
+/* The name goes into the certificate verbatim: LDH labels only, with an
+ * optional leading "*." label. */
+static int issue_name_ok(const char *name)
+{
+    const char *s = name;
+
+    if (name == NULL || *name == '\0' || strlen(name) > 253) {
+        return 0;
+    }
+    if (s[0] == '*' && s[1] == '.') {
+        s += 2;
+    }
+    if (*s == '\0' || *s == '.') {
+        return 0;
+    }
+    for (; *s; s++) {
+        if (!apr_isalnum(*s) && *s != '-' && *s != '.') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
+{
+    X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, ctx, nid, value);
+    int ok;
+
+    if (ext == NULL) {
+        return 0;
+    }
+    ok = X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    return ok;
+}
+
+/* The SAN is built as an object, not from config text, so no character
+ * of the name can be read as syntax. */
+static int add_san(X509 *x, const char *name, int critical)
+{
+    GENERAL_NAMES *gens = NULL;
+    GENERAL_NAME *gen = NULL;
+    ASN1_IA5STRING *ia5 = NULL;
+    int ok = 0;
+
+    if ((gens = sk_GENERAL_NAME_new_null()) == NULL
+        || (gen = GENERAL_NAME_new()) == NULL
+        || (ia5 = ASN1_IA5STRING_new()) == NULL
+        || !ASN1_STRING_set(ia5, name, (int)strlen(name))) {
+        goto leave;
+    }
+    GENERAL_NAME_set0_value(gen, GEN_DNS, ia5);
+    ia5 = NULL;
+    if (!sk_GENERAL_NAME_push(gens, gen)) {
+        goto leave;
+    }
+    gen = NULL;
+    ok = X509_add1_ext_i2d(x, NID_subject_alt_name, gens, critical,
+                           X509V3_ADD_DEFAULT) == 1;
+
+leave:
+    ASN1_IA5STRING_free(ia5);
+    GENERAL_NAME_free(gen);
+    GENERAL_NAMES_free(gens);
+    return ok;
+}
+
+/* A random positive serial of 128 bits (CA/B Forum: at least 64). */
+static int set_serial(X509 *x)
+{
+    unsigned char bytes[16];
+    BIGNUM *bn = NULL;
+    int ok = 0;
+
+    do {
+        BN_free(bn);
+        if (RAND_bytes(bytes, sizeof(bytes)) != 1
+            || (bn = BN_bin2bn(bytes, sizeof(bytes), NULL)) == NULL) {
+            return 0;
+        }
+    } while (BN_is_zero(bn));
+    ok = BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL;
+    BN_free(bn);
+    return ok;
+}
+
+apr_status_t cs_ca_issue(apr_array_header_t **chain, apr_pool_t *p,
+                         const cs_ca_t *ca, EVP_PKEY *key, const char *name,
+                         apr_interval_time_t lifetime, const char **err)
+{
+    X509 *x = NULL, *ca_cert;
+    X509_NAME *subject;
+    X509V3_CTX ctx;
+    apr_array_header_t *a;
+    time_t now;
+    int with_cn;
+
+    *chain = NULL;
+    *err = NULL;
+    if (ca == NULL || ca->cert == NULL || ca->key == NULL || key == NULL) {
+        *err = "issue: no CA or no key";
+        return APR_EINVAL;
+    }
+    if (!issue_name_ok(name)) {
+        *err = "issue: not a DNS name";
+        return APR_EINVAL;
+    }
+    if (lifetime < apr_time_from_sec(60)) {
+        *err = "issue: lifetime shorter than a minute";
+        return APR_EINVAL;
+    }
+
+    now = time(NULL);
+    /* RFC 5280: with an empty subject the SAN must be critical. */
+    with_cn = strlen(name) <= CS_CN_MAX;
+    if ((x = X509_new()) == NULL
+        || !X509_set_version(x, X509_VERSION_3)
+        || !set_serial(x)
+        || !X509_set_issuer_name(x, X509_get_subject_name(ca->cert))
+        || (subject = X509_get_subject_name(x)) == NULL
+        || (with_cn
+            && !X509_NAME_add_entry_by_NID(subject, NID_commonName,
+                                           MBSTRING_UTF8,
+                                           (const unsigned char *)name,
+                                           -1, -1, 0))
+        || !ASN1_TIME_set(X509_getm_notBefore(x), now - 60)
+        || !ASN1_TIME_set(X509_getm_notAfter(x),
+                          now + (time_t)apr_time_sec(lifetime))
+        || !X509_set_pubkey(x, key)) {
+        goto failed;
+    }
+    X509V3_set_ctx(&ctx, ca->cert, x, NULL, NULL, 0);
+    if (!add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE")
+        || !add_ext(x, &ctx, NID_key_usage,
+                    EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA
+                    ? "critical,digitalSignature,keyEncipherment"
+                    : "critical,digitalSignature")
+        || !add_ext(x, &ctx, NID_ext_key_usage, "serverAuth")
+        || !add_ext(x, &ctx, NID_subject_key_identifier, "hash")
+        /* the issuer and serial only if the CA has no key identifier */
+        || !add_ext(x, &ctx, NID_authority_key_identifier, "keyid,issuer")
+        || !add_san(x, name, !with_cn)
+        || X509_sign(x, ca->key, EVP_sha256()) <= 0) {
+        goto failed;
+    }
+
+    if ((ca_cert = X509_dup(ca->cert)) == NULL) {
+        goto failed;
+    }
+    apr_pool_cleanup_register(p, x, x509_cleanup, apr_pool_cleanup_null);
+    apr_pool_cleanup_register(p, ca_cert, x509_cleanup,
+                              apr_pool_cleanup_null);
+    a = apr_array_make(p, 2, sizeof(X509 *));
+    APR_ARRAY_PUSH(a, X509 *) = x;
+    APR_ARRAY_PUSH(a, X509 *) = ca_cert;
+    *chain = a;
+    return APR_SUCCESS;
+
+failed:
+    {
+        unsigned long e = ERR_peek_last_error();
+        const char *reason = e ? ERR_reason_error_string(e) : NULL;
+
+        *err = reason ? apr_psprintf(p, "issue: cannot make the "
+                                     "certificate (%s)", reason)
+                      : "issue: cannot make the certificate";
+    }
+    ERR_clear_error();
+    X509_free(x);
+    return APR_EGENERAL;
+}
+
+/* ------------------------------------------------------------------ */
+/* bundle checks                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Does a DNS entry of the leaf's SAN equal name (a wildcard itself)? */
+static int san_has(X509 *leaf, const char *name)
+{
+    GENERAL_NAMES *gens;
+    const GENERAL_NAME *gen;
+    const ASN1_IA5STRING *dns;
+    size_t len = strlen(name);
+    int i, found = 0;
+
+    gens = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+    for (i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+        gen = sk_GENERAL_NAME_value(gens, i);
+        if (gen->type != GEN_DNS) {
+            continue;
+        }
+        dns = gen->d.dNSName;
+        if ((size_t)ASN1_STRING_length(dns) == len
+            && !apr_cstr_casecmpn((const char *)ASN1_STRING_get0_data(dns),
+                                  name, len)) {
+            found = 1;
+            break;
+        }
+    }
+    GENERAL_NAMES_free(gens);
+    return found;
+}
+
+apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
+                              const char *name, apr_time_t now,
+                              const char **err)
+{
+    X509 *leaf, *cert, *issuer;
+    EVP_PKEY *pub;
+    time_t t;
+    int i, r;
+
+    *err = NULL;
+    if (chain == NULL || chain->nelts == 0) {
+        *err = "bundle: the certificate chain is empty";
+        return APR_EINVAL;
+    }
+    for (i = 0; i < chain->nelts; i++) {
+        if (APR_ARRAY_IDX(chain, i, X509 *) == NULL) {
+            *err = "bundle: the certificate chain has a hole";
+            return APR_EINVAL;
+        }
+    }
+    for (i = 0; i + 1 < chain->nelts; i++) {
+        cert = APR_ARRAY_IDX(chain, i, X509 *);
+        issuer = APR_ARRAY_IDX(chain, i + 1, X509 *);
+        if (X509_check_issued(issuer, cert) != X509_V_OK) {
+            ERR_clear_error();
+            *err = "bundle: the chain is not in order (a certificate is "
+                   "not issued by the next one)";
+            return APR_EINVAL;
+        }
+        pub = X509_get0_pubkey(issuer);
+        if (pub == NULL || X509_verify(cert, pub) != 1) {
+            ERR_clear_error();
+            *err = "bundle: a certificate's signature does not verify with "
+                   "the next certificate's key";
+            return APR_EINVAL;
+        }
+    }
+
+    leaf = APR_ARRAY_IDX(chain, 0, X509 *);
+    pub = X509_get0_pubkey(leaf);
+    if (key == NULL || pub == NULL || EVP_PKEY_eq(pub, key) != 1) {
+        ERR_clear_error();
+        *err = "bundle: the key does not match the certificate";
+        return APR_EINVAL;
+    }
+
+    if (name == NULL || *name == '\0') {
+        *err = "bundle: no name to check";
+        return APR_EINVAL;
+    }
+    if (name[0] == '*' && name[1] == '.') {
+        /* X509_check_host takes a host, not a pattern: a wildcard name
+         * is valid only if the leaf lists exactly that wildcard. */
+        r = san_has(leaf, name);
+    }
+    else {
+        /* Subject CN is not looked at: clients have ignored it for years,
+         * a certificate they would refuse must not be served. */
+        r = X509_check_host(leaf, name, strlen(name),
+                            X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS
+                            | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT,
+                            NULL) == 1;
+    }
+    ERR_clear_error();
+    if (!r) {
+        *err = "bundle: the certificate is not valid for the name";
+        return APR_EINVAL;
+    }
+
+    t = (time_t)apr_time_sec(now);
+    r = X509_cmp_time(X509_get0_notBefore(leaf), &t);
+    if (r == 0) {
+        ERR_clear_error();
+        *err = "bundle: the certificate's notBefore cannot be read";
+        return APR_EINVAL;
+    }
+    if (r > 0) {
+        *err = "bundle: the certificate is not yet valid";
+        return APR_EINVAL;
+    }
+    r = X509_cmp_time(X509_get0_notAfter(leaf), &t);
+    if (r == 0) {
+        ERR_clear_error();
+        *err = "bundle: the certificate's notAfter cannot be read";
+        return APR_EINVAL;
+    }
+    if (r < 0) {
+        *err = "bundle: the certificate has expired";
+        return APR_EINVAL;
+    }
+    return APR_SUCCESS;
+}
