@@ -126,6 +126,38 @@ int cs_key_type_of(EVP_PKEY *key)
     return -1;
 }
 
+const char *cs_key_describe(apr_pool_t *p, EVP_PKEY *key)
+{
+    char group[64];
+    size_t glen = 0;
+    int nid;
+
+    if (key == NULL) {
+        return NULL;
+    }
+    switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_RSA:
+        if (EVP_PKEY_get_bits(key) < 2048) {
+            return NULL;
+        }
+        return apr_psprintf(p, "rsa-%d", EVP_PKEY_get_bits(key));
+    case EVP_PKEY_EC:
+        if (!EVP_PKEY_get_group_name(key, group, sizeof(group), &glen)) {
+            ERR_clear_error();
+            return NULL;
+        }
+        nid = OBJ_txt2nid(group);
+        if (nid == NID_X9_62_prime256v1) {
+            return "ec-p256";
+        }
+        if (nid == NID_secp384r1) {
+            return "ec-p384";
+        }
+        return NULL;
+    }
+    return NULL;
+}
+
 apr_status_t cs_key_generate(EVP_PKEY **pkey, apr_pool_t *p,
                              cs_key_type_t type)
 {

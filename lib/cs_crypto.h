@@ -31,6 +31,13 @@ const char *cs_key_type_name(cs_key_type_t type);
 /** The type of an existing key, or -1 if it is neither. */
 int cs_key_type_of(EVP_PKEY *key);
 
+/**
+ * The key-type name of any key a bundle may carry: "ec-p256", "ec-p384",
+ * "rsa-<bits>" (2048 bits or more); NULL for anything else (imports of
+ * such keys are refused).
+ */
+const char *cs_key_describe(apr_pool_t *p, EVP_PKEY *key);
+
 /** A new key pair, freed with the pool. */
 apr_status_t cs_key_generate(EVP_PKEY **pkey, apr_pool_t *p,
                              cs_key_type_t type);

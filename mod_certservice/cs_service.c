@@ -55,13 +55,14 @@ static apr_status_t make_bundle(cs_bundle_t **pb, apr_pool_t *p,
     unsigned char *der;
     apr_size_t der_len;
     apr_status_t rv;
-    int kt;
+    const char *key_type;
 
     if ((rv = cs_bundle_verify(chain, key, domain, now, err))) {
         return rv;
     }
-    if ((kt = cs_key_type_of(key)) < 0) {
-        *err = "unsupported key type (ECDSA P-256 or RSA-2048 expected)";
+    if (!(key_type = cs_key_describe(p, key))) {
+        *err = "unsupported key type (ECDSA P-256/P-384 or RSA of at "
+               "least 2048 bits expected)";
         return APR_EINVAL;
     }
     if ((rv = cs_envelope_seal(&der, &der_len, p, key, svc->wrap_certs,
@@ -75,7 +76,7 @@ static apr_status_t make_bundle(cs_bundle_t **pb, apr_pool_t *p,
     b->serial = info.serial;
     b->not_before = apr_time_sec(info.not_before);
     b->not_after = apr_time_sec(info.not_after);
-    b->key_type = cs_key_type_name((cs_key_type_t)kt);
+    b->key_type = key_type;
     b->chain_pem = cs_pem_write_certs(p, chain);
     b->key_cms = cs_base64_encode(p, der, der_len);
     b->updated = apr_time_sec(now);

@@ -10,6 +10,8 @@
  * lib/cs_crypto.c and lib/cs_x509.c (keys, envelopes, certificates) and
  * lib/cs_name.c (domain names).
  */
+#include <errno.h>
+
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -552,8 +554,12 @@ static int cs_query_int(request_rec *r, const char *name, apr_int64_t dflt,
     for (p = args; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
         if (strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
             const char *v = p + nlen + 1;
-            apr_int64_t n = apr_strtoi64(v, &end, 10);
-            if (*v < '0' || *v > '9' || (*end && *end != '&') || n > max) {
+            apr_int64_t n;
+
+            errno = 0;
+            n = apr_strtoi64(v, &end, 10);
+            if (*v < '0' || *v > '9' || (*end && *end != '&') || n > max
+                || errno == ERANGE) {
                 return cs_error(r, HTTP_BAD_REQUEST, "query parameter '%s' "
                                 "must be a number from 0 to %" APR_INT64_T_FMT,
                                 name, max);

@@ -221,8 +221,23 @@ static void test_key_types(void)
                  APR_EINVAL);
     p384 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
     CHECK_EQ_INT(cs_key_type_of(p384), -1);
+
+    UNIT_CASE("key descriptions (imports)");
+    CHECK_STR(cs_key_describe(pool, ec), "ec-p256");
+    CHECK_STR(cs_key_describe(pool, rsa), "rsa-2048");
+    CHECK_STR(cs_key_describe(pool, p384), "ec-p384");
+    EVP_PKEY_free(p384);
+    p384 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)3072);
+    CHECK_STR(cs_key_describe(pool, p384), "rsa-3072");
+    EVP_PKEY_free(p384);
+    p384 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+    CHECK_STR(cs_key_describe(pool, p384), NULL);
+    EVP_PKEY_free(p384);
+    p384 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-521");
+    CHECK_STR(cs_key_describe(pool, p384), NULL);
     EVP_PKEY_free(p384);
     CHECK_EQ_INT(cs_key_type_of(NULL), -1);
+    CHECK_STR(cs_key_describe(pool, NULL), NULL);
 }
 
 static void test_seal_open(const wrap_t *w1, const wrap_t *w2,
