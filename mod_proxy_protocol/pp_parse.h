@@ -137,7 +137,8 @@ typedef void pp_export_fn(void *baton, const char *name, pp_format_t fmt,
  * (the names of ARCHITECTURE.md section 2): ALPN, AUTHORITY, UNIQUE_ID,
  * the SSL sub-TLVs, the AWS, Azure and GCP TLVs; any other type as
  * PROXY_PROTOCOL_TLV_0xNN in hex (NN upper-case hex).  CRC32C and NOOP are
- * not exported.  The first occurrence of a name wins.
+ * not exported.  The first TLV of each type wins (and of each SSL
+ * sub-TLV type).
  */
 void pp_header_export_tlvs(const pp_header_t *hdr, pp_export_fn *fn,
                            void *baton);
