@@ -1,12 +1,17 @@
 /*
  * mod_proxy_protocol: receive the HAProxy PROXY protocol (v1 and v2).
  *
- * The header is read in a process_connection hook that runs before any other
- * (before mod_ssl's handshake, mod_http2 and mod_reqtimeout), straight from
- * the filters below TLS, and exactly as many bytes as the header holds: the
- * parser (pp_parse.c) says how many more bytes may be read without touching
- * what follows.  The client address is then set on the connection itself,
- * so TLS, HTTP/2, access checks and every log line see it.
+ * The header is read in a pre_connection hook that runs before any other
+ * module's, straight from the socket: before core's filters exist, before
+ * mod_ssl logs or handshakes, before mod_http2 and mod_reqtimeout start.
+ * It reads exactly as many bytes as the header holds (the parser,
+ * pp_parse.c, says how many more bytes may be read without touching what
+ * follows), so the TLS ClientHello or HTTP/2 preface behind it is left in
+ * the socket.  The client address is then set on the connection itself,
+ * so TLS, HTTP/2, access checks and every log line of the connection see
+ * it.  (A process_connection hook reading through the filters below TLS
+ * would also work, but would run after mod_ssl's pre_connection has logged
+ * its first line with the load balancer's address.)
  *
  * Settings apply per local address, like mod_remoteip's: the header arrives
  * before any name-based virtual host can be chosen.
@@ -21,7 +26,6 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "util_cfgtree.h"
-#include "util_filter.h"
 
 #include "apr_strings.h"
 
@@ -51,9 +55,6 @@ typedef struct {
 typedef struct {
     apr_table_t *env;                   /* NULL: nothing to export */
 } pp_conn_t;
-
-/* Marks connections that need nothing, without allocating. */
-static pp_conn_t pp_conn_none;
 
 /* Rebuilt on every (re)start from the new configuration. */
 static apr_array_header_t *pp_rules;
@@ -421,45 +422,27 @@ static int pp_reject(conn_rec *c, const char *why)
     ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c, PPLOGNO(00004)
                   "PROXY protocol: closing connection from %s: %s",
                   c->client_ip, why);
-    c->aborted = 1;
     c->keepalive = AP_CONN_CLOSE;
-    /* OK: no later process_connection hook may serve this connection. */
-    return OK;
-}
-
-/* The first filter below TLS: reading from it bypasses mod_ssl (at
- * AP_FTYPE_CONNECTION + 5) and leaves what follows the header to it. */
-static ap_filter_t *pp_filter_below_tls(conn_rec *c)
-{
-    ap_filter_t *f = c->input_filters;
-
-    while (f && f->frec->ftype <= AP_FTYPE_CONNECTION + 5) {
-        f = f->next;
-    }
-    return f;
+    /* Neither OK nor DONE: the MPM aborts and closes the connection
+     * without running any other hook on it. */
+    return HTTP_FORBIDDEN;
 }
 
 /*
- * Reads the header into *pbuf (initially a buffer of *pcap bytes; a larger
- * v2 header gets one from c->pool).  Returns NULL, or why it failed.
+ * Reads the header from the socket into *pbuf (initially a buffer of *pcap
+ * bytes; a larger v2 header gets one from c->pool).  Returns NULL, or why
+ * it failed.
  */
-static const char *pp_read_header(conn_rec *c, const pp_conf_t *conf,
-                                  pp_header_t *hdr, unsigned char **pbuf,
-                                  apr_size_t *pcap)
+static const char *pp_read_header(conn_rec *c, apr_socket_t *sock,
+                                  const pp_conf_t *conf, pp_header_t *hdr,
+                                  unsigned char **pbuf, apr_size_t *pcap)
 {
-    ap_filter_t *f = pp_filter_below_tls(c);
-    apr_socket_t *sock = ap_get_conn_socket(c);
     apr_time_t deadline = apr_time_now() + conf->timeout;
     apr_interval_time_t saved_timeout;
-    apr_bucket_brigade *bb;
     apr_size_t n = 0, need, got;
     apr_status_t rv;
     const char *why = NULL;
 
-    if (!f) {
-        return "no input filter to read from";
-    }
-    bb = apr_brigade_create(c->pool, c->bucket_alloc);
     apr_socket_timeout_get(sock, &saved_timeout);
     for (;;) {
         apr_time_t now;
@@ -481,34 +464,28 @@ static const char *pp_read_header(conn_rec *c, const pp_conf_t *conf,
         }
         now = apr_time_now();
         if (now >= deadline) {
-            why = apr_psprintf(c->pool, "header incomplete after %s "
-                               "(ProxyProtocolTimeout), %" APR_SIZE_T_FMT
-                               " bytes received",
-                               apr_psprintf(c->pool, "%" APR_TIME_T_FMT "ms",
-                                            apr_time_as_msec(conf->timeout)),
-                               n);
+            why = apr_psprintf(c->pool, "header incomplete after %"
+                               APR_TIME_T_FMT "ms (ProxyProtocolTimeout), %"
+                               APR_SIZE_T_FMT " bytes received",
+                               apr_time_as_msec(conf->timeout), n);
             break;
         }
+        /* One deadline for the whole header, however it is split. */
         apr_socket_timeout_set(sock, deadline - now);
-        rv = ap_get_brigade(f, bb, AP_MODE_READBYTES, APR_BLOCK_READ, need);
         got = need;
-        if (rv == APR_SUCCESS) {
-            rv = apr_brigade_flatten(bb, (char *)*pbuf + n, &got);
+        rv = apr_socket_recv(sock, (char *)*pbuf + n, &got);
+        n += got;
+        if (rv == APR_SUCCESS || (APR_STATUS_IS_EOF(rv) && got)) {
+            continue;
         }
-        apr_brigade_cleanup(bb);
         if (APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_EAGAIN(rv)) {
             continue;   /* the deadline check above says why */
         }
-        if (rv != APR_SUCCESS && !APR_STATUS_IS_EOF(rv)) {
-            why = apr_psprintf(c->pool, "read error: %pm", &rv);
-            break;
-        }
-        if (rv != APR_SUCCESS || got == 0) {
-            why = apr_psprintf(c->pool, "connection closed after %"
-                               APR_SIZE_T_FMT " bytes of the header", n);
-            break;
-        }
-        n += got;
+        why = APR_STATUS_IS_EOF(rv)
+              ? apr_psprintf(c->pool, "connection closed after %"
+                             APR_SIZE_T_FMT " bytes of the header", n)
+              : apr_psprintf(c->pool, "read error: %pm", &rv);
+        break;
     }
     apr_socket_timeout_set(sock, saved_timeout);
     return why;
@@ -586,8 +563,10 @@ static void pp_apply_header(conn_rec *c, pp_conn_t *cc,
                        apr_itoa(c->pool, hdr->dst_port));
 
         ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, PPLOGNO(00005)
-                      "PROXY v%d from %s: client %s:%u", hdr->version,
-                      c->client_ip, src_ip, hdr->src_port);
+                      "PROXY v%d from %s: client %s%s%s:%u", hdr->version,
+                      c->client_ip, src->family == APR_INET6 ? "[" : "",
+                      src_ip, src->family == APR_INET6 ? "]" : "",
+                      hdr->src_port);
         c->client_addr = src;
         c->client_ip = src_ip;
     }
@@ -603,7 +582,7 @@ static void pp_apply_header(conn_rec *c, pp_conn_t *cc,
     cc->env = env;
 }
 
-static int pp_process_connection(conn_rec *c)
+static int pp_pre_connection(conn_rec *c, void *csd)
 {
     const pp_conf_t *conf;
     pp_conn_t *cc;
@@ -615,15 +594,13 @@ static int pp_process_connection(conn_rec *c)
     int family;
 
     /* HTTP/2 secondary connections are copies of their primary, client
-     * address included; the event MPM calls again on keep-alive. */
-    if (c->master
-        || ap_get_module_config(c->conn_config, &proxy_protocol_module)) {
+     * address included; mod_proxy's backend connections are ours to make,
+     * not to receive. */
+    if (c->master || c->outgoing) {
         return DECLINED;
     }
     conf = pp_conf_for(c->local_addr);
     if (!conf->enabled) {
-        ap_set_module_config(c->conn_config, &proxy_protocol_module,
-                             &pp_conn_none);
         return DECLINED;
     }
     cc = apr_pcalloc(c->pool, sizeof(*cc));
@@ -644,7 +621,7 @@ static int pp_process_connection(conn_rec *c)
                               (size_t)conf->trusted->nelts, family, peer)) {
         return pp_reject(c, "peer is not in ProxyProtocolTrustedProxies");
     }
-    if ((why = pp_read_header(c, conf, &hdr, &buf, &cap)) != NULL) {
+    if ((why = pp_read_header(c, csd, conf, &hdr, &buf, &cap)) != NULL) {
         if (hdr.version == 2 && hdr.length > conf->max_header) {
             why = apr_psprintf(c->pool, "%s (%" APR_SIZE_T_FMT " > %"
                                APR_SIZE_T_FMT ")", why, hdr.length,
@@ -680,8 +657,8 @@ static int pp_post_read_request(request_rec *r)
 static void pp_register_hooks(apr_pool_t *p)
 {
     ap_hook_check_config(pp_check_config, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_process_connection(pp_process_connection, NULL, NULL,
-                               APR_HOOK_REALLY_FIRST);
+    ap_hook_pre_connection(pp_pre_connection, NULL, NULL,
+                           APR_HOOK_REALLY_FIRST);
     ap_hook_post_read_request(pp_post_read_request, NULL, NULL,
                               APR_HOOK_REALLY_FIRST);
 }
