@@ -1,0 +1,97 @@
+/*
+ * csy_store.h: mod_certsync's local certificate store on disk.
+ *
+ * Pure code: APR only, no httpd types.  Every write is atomic and durable:
+ * temp file, fsync, rename, fsync of the directory.  A kill -9 at any
+ * point leaves every domain with a matching certificate and key (the old
+ * pair or the new one), and the next run converges.
+ *
+ * Layout under the store directory (created 0700 if missing):
+ *
+ *   cursor                  the change-feed sequence applied ("123\n")
+ *   manifest                the servable domains (docs/manifest.md):
+ *                             # certsync manifest v1
+ *                             example.com /store/live/example.com/current
+ *   state.json              failures and counters for the status page
+ *   live/DOMAIN/SERIAL/     one version: fullchain.pem (0644) and
+ *                           privkey.pem (0600, vhost mode) or key.cms
+ *                           (0600, the sealed envelope, dynamic mode)
+ *   live/DOMAIN/current     symlink -> SERIAL: what is served
+ *   live/DOMAIN/previous    symlink -> SERIAL: what was served before
+ *                           (rollback target)
+ *
+ * Switching a domain is one rename() of a new symlink over `current`, so a
+ * reader always sees a complete version.  Versions other than current and
+ * previous are removed by csy_store_prune().
+ *
+ * DOMAIN and SERIAL must have been validated by the caller (normalised
+ * domain names; hex serials): they become path components.
+ */
+#ifndef CSY_STORE_H
+#define CSY_STORE_H
+
+#include <apr_file_info.h>
+#include <apr_pools.h>
+#include <apr_tables.h>
+
+typedef struct csy_store_t csy_store_t;
+
+/** Open (creating the directories if needed) the store at dir. */
+apr_status_t csy_store_open(csy_store_t **store, apr_pool_t *p,
+                            const char *dir);
+
+/** Write a file atomically and durably with the given permissions. */
+apr_status_t csy_write_atomic(const char *path, const void *data,
+                              apr_size_t len, apr_fileperms_t perms,
+                              apr_pool_t *p);
+
+/** The saved cursor (0 if none). */
+apr_status_t csy_store_cursor_get(long long *seq, csy_store_t *store,
+                                  apr_pool_t *p);
+/** Save the cursor durably; call only after the data it covers is. */
+apr_status_t csy_store_cursor_set(csy_store_t *store, long long seq,
+                                  apr_pool_t *p);
+
+/**
+ * Install a new version of a domain and make it current; the old current
+ * becomes previous.  key is the private key PEM (vhost mode; written
+ * 0600) or, with key_is_envelope, the DER envelope (written as key.cms).
+ * Installing the serial that is already current is a no-op.
+ */
+apr_status_t csy_store_install(csy_store_t *store, apr_pool_t *p,
+                               const char *domain, const char *serial,
+                               const char *chain_pem, const void *key,
+                               apr_size_t key_len, int key_is_envelope);
+
+/** Make previous current again (rollback); APR_NOTFOUND if none. */
+apr_status_t csy_store_rollback(csy_store_t *store, apr_pool_t *p,
+                                const char *domain);
+
+/** The serial that is current for domain (NULL if none). */
+const char *csy_store_current(csy_store_t *store, apr_pool_t *p,
+                              const char *domain);
+
+/** Path of the current version's directory ("live/DOMAIN/current"). */
+const char *csy_store_current_dir(csy_store_t *store, apr_pool_t *p,
+                                  const char *domain);
+
+/** The servable domains (array of const char *) read from the manifest. */
+apr_status_t csy_store_manifest_read(apr_array_header_t **domains,
+                                     csy_store_t *store, apr_pool_t *p);
+
+/**
+ * Write the manifest for domains (array of const char *, each with a
+ * current version; others are left out), sorted, atomically.
+ */
+apr_status_t csy_store_manifest_write(csy_store_t *store, apr_pool_t *p,
+                                      const apr_array_header_t *domains);
+
+/** Remove versions other than current and previous, and the directories
+ * of domains not in the manifest whose files are no longer referenced. */
+apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
+                             const char *domain);
+
+/** The store directory. */
+const char *csy_store_dir(const csy_store_t *store);
+
+#endif /* CSY_STORE_H */

@@ -1,0 +1,579 @@
+/*
+ * csy_sync.c: one synchronisation cycle with CertService.  See csy_sync.h.
+ */
+#include <stdarg.h>
+#include <string.h>
+
+#include <apr_strings.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "cs_crypto.h"
+#include "cs_name.h"
+#include "cs_x509.h"
+#include "csy_sync.h"
+
+/* Largest response accepted: a page of bundles with long chains. */
+#define CSY_MAX_RESPONSE    (64 * 1024 * 1024)
+#define CSY_FEED_PAGE       1000
+
+struct csy_client_t {
+    const csy_config_t *config;
+    CURL *curl;
+    struct curl_slist *headers;
+};
+
+typedef struct {
+    char *data;
+    apr_size_t len;
+    apr_size_t cap;
+    int too_big;
+} csy_buf_t;
+
+static void csy_log(const csy_config_t *cfg, csy_log_level_t level,
+                    apr_pool_t *p, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!cfg->log) {
+        return;
+    }
+    va_start(ap, fmt);
+    cfg->log(cfg->log_baton, level, apr_pvsprintf(p, fmt, ap));
+    va_end(ap);
+}
+
+static apr_status_t client_cleanup(void *data)
+{
+    csy_client_t *client = data;
+
+    curl_slist_free_all(client->headers);
+    curl_easy_cleanup(client->curl);
+    return APR_SUCCESS;
+}
+
+apr_status_t csy_client_create(csy_client_t **pclient, apr_pool_t *p,
+                               const csy_config_t *config)
+{
+    csy_client_t *client = apr_pcalloc(p, sizeof(*client));
+
+    client->config = config;
+    client->curl = curl_easy_init();
+    if (!client->curl) {
+        return APR_ENOMEM;
+    }
+    client->headers = curl_slist_append(NULL, "Accept: application/json");
+    client->headers = curl_slist_append(client->headers,
+                                        "Content-Type: application/json");
+    apr_pool_cleanup_register(p, client, client_cleanup,
+                              apr_pool_cleanup_null);
+    *pclient = client;
+    return APR_SUCCESS;
+}
+
+static size_t on_data(char *data, size_t size, size_t n, void *baton)
+{
+    csy_buf_t *buf = baton;
+    size_t len = size * n;
+
+    if (buf->len + len > CSY_MAX_RESPONSE) {
+        buf->too_big = 1;
+        return 0;
+    }
+    if (buf->len + len + 1 > buf->cap) {
+        apr_size_t cap = buf->cap ? buf->cap : 16384;
+        char *bigger;
+        while (cap < buf->len + len + 1) {
+            cap *= 2;
+        }
+        bigger = realloc(buf->data, cap);
+        if (!bigger) {
+            return 0;
+        }
+        buf->data = bigger;
+        buf->cap = cap;
+    }
+    memcpy(buf->data + buf->len, data, len);
+    buf->len += len;
+    buf->data[buf->len] = '\0';
+    return len;
+}
+
+/*
+ * One request.  On success *json holds the parsed body (for 2xx with a
+ * body) and *status the HTTP status; *err says what went wrong otherwise.
+ */
+static apr_status_t request(json_t **json, long *status, csy_client_t *cl,
+                            apr_pool_t *p, const char *method,
+                            const char *path, json_t *body, const char **err)
+{
+    const csy_config_t *cfg = cl->config;
+    CURL *c = cl->curl;
+    csy_buf_t buf = { NULL, 0, 0, 0 };
+    char *text = NULL, errbuf[CURL_ERROR_SIZE] = "";
+    json_error_t jerr;
+    CURLcode rc;
+    apr_status_t rv = APR_SUCCESS;
+
+    *json = NULL;
+    *status = 0;
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, apr_pstrcat(p, cfg->url, path, NULL));
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, cl->headers);
+    curl_easy_setopt(c, CURLOPT_SSLCERT, cfg->client_cert);
+    curl_easy_setopt(c, CURLOPT_SSLKEY, cfg->client_key);
+    if (cfg->ca_file) {
+        curl_easy_setopt(c, CURLOPT_CAINFO, cfg->ca_file);
+    }
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, cfg->timeout > 0 ? cfg->timeout
+                                                          : 30L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &buf);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        text = json_dumps(body, JSON_COMPACT);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, text ? text : "{}");
+    }
+    rc = curl_easy_perform(c);
+    free(text);
+    if (rc != CURLE_OK) {
+        *err = apr_psprintf(p, "%s %s: %s", method, path,
+                            buf.too_big ? "response too large"
+                            : *errbuf ? errbuf : curl_easy_strerror(rc));
+        rv = APR_EGENERAL;
+        goto done;
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    if (buf.len) {
+        *json = json_loadb(buf.data, buf.len, 0, &jerr);
+        if (!*json && *status < 300) {
+            *err = apr_psprintf(p, "%s %s: malformed JSON: %s", method, path,
+                                jerr.text);
+            rv = APR_EGENERAL;
+            goto done;
+        }
+    }
+    if (*status < 200 || *status >= 300) {
+        json_t *msg = *json ? json_object_get(*json, "error") : NULL;
+        *err = apr_psprintf(p, "%s %s: HTTP %ld%s%s", method, path, *status,
+                            json_is_string(msg) ? ": " : "",
+                            json_is_string(msg) ? json_string_value(msg)
+                                                : "");
+        rv = APR_EGENERAL;
+    }
+done:
+    if (rv != APR_SUCCESS) {
+        json_decref(*json);
+        *json = NULL;
+    }
+    free(buf.data);
+    return rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* One bundle                                                          */
+/* ------------------------------------------------------------------ */
+
+static int serial_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n >= 1 && n <= 64 && s[strspn(s, "0123456789abcdef")] == '\0';
+}
+
+/* Opens the envelope with whichever wrapping key it was sealed to. */
+static apr_status_t open_key(EVP_PKEY **key, const csy_config_t *cfg,
+                             apr_pool_t *p, const unsigned char *der,
+                             apr_size_t len, const char **err)
+{
+    apr_status_t rv = APR_ENOENT;
+    int i;
+
+    *err = "no wrapping key configured (CertSyncWrappingKey)";
+    for (i = 0; i < cfg->wrap_keys->nelts; i++) {
+        rv = cs_envelope_open(key, p, der, len,
+                              APR_ARRAY_IDX(cfg->wrap_certs, i, X509 *),
+                              APR_ARRAY_IDX(cfg->wrap_keys, i, EVP_PKEY *),
+                              err);
+        if (rv != APR_ENOENT) {
+            return rv;
+        }
+    }
+    return rv;
+}
+
+/*
+ * Checks and installs one bundle.  Returns NULL, or why it was refused.
+ * *installed says whether the served version changed.
+ */
+static const char *apply_bundle(int *installed, const csy_config_t *cfg,
+                                csy_store_t *store, apr_pool_t *p,
+                                json_t *b, const char *want)
+{
+    const char *domain, *norm, *serial, *chain_pem, *key_cms, *err, *cur;
+    apr_array_header_t *chain;
+    unsigned char *der;
+    apr_size_t der_len, pem_len = 0;
+    EVP_PKEY *key;
+    char *pem = NULL;
+    apr_status_t rv;
+
+    *installed = 0;
+    if (json_unpack(b, "{s:s, s:s, s:s, s:s}", "domain", &domain,
+                    "serial", &serial, "chain_pem", &chain_pem,
+                    "key_cms", &key_cms) != 0) {
+        return "bundle lacks domain, serial, chain_pem or key_cms";
+    }
+    if (cs_name_normalize(&norm, p, domain) || strcmp(norm, domain) != 0
+        || (want && strcmp(domain, want) != 0)) {
+        return "bundle names another or an invalid domain";
+    }
+    if (!serial_ok(serial)) {
+        return "bundle has an invalid serial";
+    }
+    cur = csy_store_current(store, p, domain);
+    if (cur && strcmp(cur, serial) == 0) {
+        return NULL;    /* already served */
+    }
+    if (cs_base64_decode(&der, &der_len, p, key_cms) != APR_SUCCESS) {
+        return "key_cms is not base64";
+    }
+    if ((rv = open_key(&key, cfg, p, der, der_len, &err))) {
+        return apr_pstrcat(p, "cannot open the key envelope: ", err, NULL);
+    }
+    if (cs_pem_read_certs(&chain, p, chain_pem, strlen(chain_pem), &err)) {
+        return apr_pstrcat(p, "bad chain: ", err, NULL);
+    }
+    if (cs_bundle_verify(chain, key, domain, apr_time_now(), &err)) {
+        return err;
+    }
+    if (cfg->keep_envelopes) {
+        rv = csy_store_install(store, p, domain, serial, chain_pem, der,
+                               der_len, 1);
+    }
+    else {
+        pem = cs_pem_write_key(p, key, &pem_len);
+        if (!pem) {
+            return "cannot encode the private key";
+        }
+        rv = csy_store_install(store, p, domain, serial, chain_pem, pem,
+                               pem_len, 0);
+        OPENSSL_cleanse(pem, pem_len);
+    }
+    if (rv != APR_SUCCESS) {
+        return apr_psprintf(p, "store: %pm", &rv);
+    }
+    *installed = 1;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* The cycle                                                           */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    csy_client_t *cl;
+    csy_store_t *store;
+    csy_result_t *res;
+    apr_hash_t *servable;       /* domain -> "" */
+    apr_hash_t *failures;       /* domain -> reason */
+    apr_pool_t *keep;           /* where failure texts live */
+} cycle_t;
+
+static void record_failure(cycle_t *cy, apr_pool_t *p, const char *domain,
+                           const char *why)
+{
+    const char *prev = apr_hash_get(cy->failures, domain,
+                                    APR_HASH_KEY_STRING);
+
+    if (!prev || strcmp(prev, why) != 0) {
+        csy_log(cy->cl->config, CSY_LOG_WARN, p, "bundle %s skipped: %s "
+                "(what was served stays served; retried next cycle)",
+                domain, why);
+    }
+    apr_hash_set(cy->failures, apr_pstrdup(cy->keep, domain),
+                 APR_HASH_KEY_STRING, apr_pstrdup(cy->keep, why));
+}
+
+/* Fetches and applies the bundles of names (array of const char *). */
+static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
+                                apr_array_header_t *names, const char **err)
+{
+    json_t *body = json_pack("{s:[]}", "domains"), *resp, *v;
+    json_t *arr = json_object_get(body, "domains");
+    apr_hash_t *asked = apr_hash_make(p);
+    apr_hash_index_t *hi;
+    long status;
+    apr_status_t rv;
+    size_t i;
+    int k;
+
+    for (k = 0; k < names->nelts; k++) {
+        const char *n = APR_ARRAY_IDX(names, k, const char *);
+        json_array_append_new(arr, json_string(n));
+        apr_hash_set(asked, n, APR_HASH_KEY_STRING, n);
+    }
+    rv = request(&resp, &status, cy->cl, p, "POST", "/v1/bundles", body,
+                 err);
+    json_decref(body);
+    if (rv) {
+        return rv;
+    }
+    if (!json_is_array(json_object_get(resp, "bundles"))) {
+        json_decref(resp);
+        *err = "POST /v1/bundles: answer has no bundles array";
+        return APR_EGENERAL;
+    }
+    json_array_foreach(json_object_get(resp, "bundles"), i, v) {
+        const char *domain = json_string_value(json_object_get(v, "domain"));
+        const char *why, *want;
+        int installed;
+
+        want = domain ? apr_hash_get(asked, domain, APR_HASH_KEY_STRING)
+                      : NULL;
+        if (!want) {
+            continue;   /* not asked for: ignore, never trust */
+        }
+        apr_hash_set(asked, want, APR_HASH_KEY_STRING, NULL);
+        why = apply_bundle(&installed, cy->cl->config, cy->store, p, v,
+                           want);
+        if (why) {
+            record_failure(cy, p, want, why);
+            continue;
+        }
+        apr_hash_set(cy->failures, want, APR_HASH_KEY_STRING, NULL);
+        if (installed) {
+            cy->res->installed++;
+            cy->res->changed = 1;
+            csy_log(cy->cl->config, CSY_LOG_INFO, p, "installed %s serial %s",
+                    want, json_string_value(json_object_get(v, "serial")));
+        }
+        else {
+            cy->res->unchanged++;
+        }
+        if (!apr_hash_get(cy->servable, want, APR_HASH_KEY_STRING)) {
+            apr_hash_set(cy->servable, apr_pstrdup(cy->keep, want),
+                         APR_HASH_KEY_STRING, "");
+            cy->res->changed = 1;
+        }
+    }
+    json_decref(resp);
+    /* Asked for but not answered: deleted meanwhile; the feed will say. */
+    for (hi = apr_hash_first(p, asked); hi; hi = apr_hash_next(hi)) {
+        const char *n = apr_hash_this_key(hi);
+        csy_log(cy->cl->config, CSY_LOG_DEBUG, p, "no bundle for %s", n);
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
+                              const char **err)
+{
+    apr_array_header_t *batch;
+    apr_hash_index_t *hi;
+    int size = cy->cl->config->batch_size > 0 ? cy->cl->config->batch_size
+                                              : 100;
+    apr_status_t rv;
+
+    batch = apr_array_make(p, size, sizeof(const char *));
+    for (hi = apr_hash_first(p, names); hi; hi = apr_hash_next(hi)) {
+        APR_ARRAY_PUSH(batch, const char *) = apr_hash_this_key(hi);
+        if (batch->nelts == size) {
+            if ((rv = fetch_batch(cy, p, batch, err))) {
+                return rv;
+            }
+            apr_array_clear(batch);
+        }
+    }
+    return batch->nelts ? fetch_batch(cy, p, batch, err) : APR_SUCCESS;
+}
+
+static apr_status_t write_manifest(cycle_t *cy, apr_pool_t *p)
+{
+    apr_array_header_t *list = apr_array_make(p, apr_hash_count(
+                                                  cy->servable),
+                                              sizeof(const char *));
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(p, cy->servable); hi; hi = apr_hash_next(hi)) {
+        APR_ARRAY_PUSH(list, const char *) = apr_hash_this_key(hi);
+    }
+    return csy_store_manifest_write(cy->store, p, list);
+}
+
+/* Reads one page of the feed into upserts/deletes (latest op wins). */
+static apr_status_t read_page(cycle_t *cy, apr_pool_t *p, long long since,
+                              apr_hash_t *upserts, apr_hash_t *deletes,
+                              long long *next, int *more, const char **err)
+{
+    json_t *resp, *changes, *c;
+    json_int_t jnext;
+    long status;
+    apr_status_t rv;
+    size_t i;
+    int jmore;
+
+    rv = request(&resp, &status, cy->cl, p, "GET",
+                 apr_psprintf(p, "/v1/changes?since=%" APR_INT64_T_FMT
+                              "&limit=%d", (apr_int64_t)since,
+                              CSY_FEED_PAGE), NULL, err);
+    if (rv) {
+        return rv;
+    }
+    if (json_unpack(resp, "{s:o, s:I, s:b}", "changes", &changes, "next",
+                    &jnext, "more", &jmore) != 0 || !json_is_array(changes)
+        || jnext < since) {
+        json_decref(resp);
+        *err = "GET /v1/changes: malformed answer";
+        return APR_EGENERAL;
+    }
+    json_array_foreach(changes, i, c) {
+        const char *domain = json_string_value(json_object_get(c, "domain"));
+        const char *op = json_string_value(json_object_get(c, "op"));
+        const char *norm;
+
+        if (!domain || !op || cs_name_normalize(&norm, p, domain)
+            || strcmp(norm, domain) != 0) {
+            json_decref(resp);
+            *err = "GET /v1/changes: a change lacks a valid domain or op";
+            return APR_EGENERAL;
+        }
+        domain = apr_pstrdup(p, domain);
+        if (strcmp(op, "delete") == 0) {
+            apr_hash_set(upserts, domain, APR_HASH_KEY_STRING, NULL);
+            apr_hash_set(deletes, domain, APR_HASH_KEY_STRING, domain);
+        }
+        else if (strcmp(op, "upsert") == 0) {
+            apr_hash_set(deletes, domain, APR_HASH_KEY_STRING, NULL);
+            apr_hash_set(upserts, domain, APR_HASH_KEY_STRING, domain);
+        }
+        cy->res->changes++;
+    }
+    *next = (long long)jnext;
+    *more = jmore;
+    json_decref(resp);
+    return APR_SUCCESS;
+}
+
+apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
+                           csy_store_t *store, apr_hash_t *failures,
+                           apr_pool_t *p)
+{
+    cycle_t cy;
+    apr_array_header_t *served;
+    apr_hash_t *upserts, *deletes, *retry;
+    apr_hash_index_t *hi;
+    apr_pool_t *page;
+    long long cursor, next;
+    const char *err = NULL;
+    apr_status_t rv;
+    int more = 1, i;
+
+    memset(res, 0, sizeof(*res));
+    memset(&cy, 0, sizeof(cy));
+    cy.cl = cl;
+    cy.store = store;
+    cy.res = res;
+    cy.failures = failures;
+    cy.keep = apr_hash_pool_get(failures);
+    cy.servable = apr_hash_make(p);
+    res->failures = failures;
+
+    if ((rv = csy_store_cursor_get(&cursor, store, p))
+        || (rv = csy_store_manifest_read(&served, store, p))) {
+        res->error = apr_psprintf(p, "cannot read the store: %pm", &rv);
+        return rv;
+    }
+    res->cursor_before = res->cursor_after = cursor;
+    for (i = 0; i < served->nelts; i++) {
+        apr_hash_set(cy.servable, APR_ARRAY_IDX(served, i, const char *),
+                     APR_HASH_KEY_STRING, "");
+    }
+
+    apr_pool_create(&page, p);
+    while (more) {
+        apr_pool_clear(page);
+        upserts = apr_hash_make(page);
+        deletes = apr_hash_make(page);
+        if ((rv = read_page(&cy, page, cursor, upserts, deletes, &next,
+                            &more, &err))
+            || (rv = fetch_all(&cy, page, upserts, &err))) {
+            break;
+        }
+        if (more && next == cursor) {
+            err = "GET /v1/changes: more without progress";
+            rv = APR_EGENERAL;
+            break;
+        }
+        for (hi = apr_hash_first(page, deletes); hi; hi = apr_hash_next(hi)) {
+            const char *d = apr_hash_this_key(hi);
+            apr_hash_set(failures, d, APR_HASH_KEY_STRING, NULL);
+            if (apr_hash_get(cy.servable, d, APR_HASH_KEY_STRING)) {
+                apr_hash_set(cy.servable, d, APR_HASH_KEY_STRING, NULL);
+                res->removed++;
+                res->changed = 1;
+                csy_log(cl->config, CSY_LOG_INFO, page, "removed %s", d);
+            }
+        }
+        /* Durable data first, then the manifest, then the cursor. */
+        if (res->changed && (rv = write_manifest(&cy, page))) {
+            err = apr_psprintf(p, "cannot write the manifest: %pm", &rv);
+            break;
+        }
+        if (next != cursor && (rv = csy_store_cursor_set(store, next, page))) {
+            err = apr_psprintf(p, "cannot save the cursor: %pm", &rv);
+            break;
+        }
+        cursor = res->cursor_after = next;
+    }
+
+    /* Earlier failures: try their latest bundle again. */
+    if (!rv && apr_hash_count(failures)) {
+        apr_pool_clear(page);
+        retry = apr_hash_copy(page, failures);
+        if ((rv = fetch_all(&cy, page, retry, &err)) == APR_SUCCESS
+            && res->changed) {
+            rv = write_manifest(&cy, page);
+        }
+    }
+    apr_pool_destroy(page);
+    if (rv) {
+        res->error = err ? apr_pstrdup(p, err)
+                         : apr_psprintf(p, "store error: %pm", &rv);
+    }
+    return rv;
+}
+
+apr_status_t csy_report(csy_client_t *cl, apr_pool_t *p, long long seq,
+                        const char *state, apr_hash_t *failures)
+{
+    const csy_config_t *cfg = cl->config;
+    json_t *failed = json_object(), *body, *resp;
+    apr_hash_index_t *hi;
+    const char *err;
+    long status;
+    apr_status_t rv;
+
+    for (hi = apr_hash_first(p, failures); hi; hi = apr_hash_next(hi)) {
+        json_object_set_new(failed, apr_hash_this_key(hi),
+                            json_string(apr_hash_this_val(hi)));
+    }
+    body = json_pack("{s:s, s:I, s:s, s:o}", "pool", cfg->pool_name,
+                     "seq", (json_int_t)seq, "state", state,
+                     "failed", failed);
+    rv = request(&resp, &status, cl, p, "POST",
+                 apr_pstrcat(p, "/v1/hosts/", cfg->host_name, "/report",
+                             NULL), body, &err);
+    json_decref(body);
+    json_decref(resp);
+    if (rv) {
+        csy_log(cfg, CSY_LOG_WARN, p, "report to CertService failed: %s",
+                err);
+    }
+    return rv;
+}

@@ -1,0 +1,80 @@
+/*
+ * csy_sync.h: one synchronisation of the local store with CertService.
+ *
+ * Pure code: APR, libcurl, OpenSSL and jansson; no httpd types.  The glue
+ * (mod_certsync.c) runs it in its sync process and decides about restarts.
+ *
+ * A cycle pages through GET /v1/changes from the saved cursor, fetches the
+ * changed bundles in batches (POST /v1/bundles) over one kept-alive mutual
+ * TLS connection, opens each key envelope in memory with a wrapping key,
+ * verifies the bundle (chain order, name, validity, key match) and installs
+ * it (csy_store.h).  A bundle that fails is skipped, remembered and retried
+ * in later cycles; what was serving keeps serving.  The manifest, then the
+ * cursor, are written only after the data they describe is durable.
+ */
+#ifndef CSY_SYNC_H
+#define CSY_SYNC_H
+
+#include <apr_hash.h>
+#include <apr_pools.h>
+#include <apr_tables.h>
+
+#include "csy_store.h"
+
+typedef enum {
+    CSY_LOG_ERR, CSY_LOG_WARN, CSY_LOG_INFO, CSY_LOG_DEBUG
+} csy_log_level_t;
+
+typedef void csy_log_fn(void *baton, csy_log_level_t level, const char *msg);
+
+typedef struct {
+    const char *url;                    /* base URL, no trailing '/' */
+    const char *client_cert;            /* PEM files for mutual TLS */
+    const char *client_key;
+    const char *ca_file;                /* CA of CertService's certificate */
+    const apr_array_header_t *wrap_certs;   /* X509 * */
+    const apr_array_header_t *wrap_keys;    /* EVP_PKEY *, same order */
+    int batch_size;                     /* domains per POST /v1/bundles */
+    int keep_envelopes;                 /* store key.cms, not privkey.pem */
+    long timeout;                       /* seconds per HTTP request */
+    const char *pool_name;              /* for reports */
+    const char *host_name;
+    csy_log_fn *log;
+    void *log_baton;
+} csy_config_t;
+
+typedef struct {
+    long long cursor_before;
+    long long cursor_after;
+    int changed;                /* what is servable or served changed */
+    int changes;                /* feed entries read */
+    int installed;
+    int removed;
+    int unchanged;
+    apr_hash_t *failures;       /* domain -> reason, after this cycle */
+    const char *error;          /* the cycle stopped early: why */
+} csy_result_t;
+
+typedef struct csy_client_t csy_client_t;
+
+/** A client that keeps its connection between cycles (freed with p). */
+apr_status_t csy_client_create(csy_client_t **client, apr_pool_t *p,
+                               const csy_config_t *config);
+
+/**
+ * Run one cycle.  failures (domain -> reason, may be empty, allocated
+ * from a pool that outlives p) holds the domains that failed before;
+ * they are retried, and res->failures is the updated set (same hash).
+ * Returns APR_SUCCESS even when bundles failed; an error when the cycle
+ * could not run (CertService unreachable, garbage answers, store errors):
+ * then res->error says why and nothing that was served changed.
+ */
+apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *client,
+                           csy_store_t *store, apr_hash_t *failures,
+                           apr_pool_t *p);
+
+/** POST /v1/hosts/HOST/report: seq served, rollout state, failures. */
+apr_status_t csy_report(csy_client_t *client, apr_pool_t *p, long long seq,
+                        const char *state, apr_hash_t *failures);
+
+#endif /* CSY_SYNC_H */

@@ -1,0 +1,779 @@
+/*
+ * mod_certsync: keeps a proxy's certificate store in step with CertService
+ * and makes new certificates live (ARCHITECTURE.md section 4).
+ *
+ * The sync loop runs in a daemon the module forks from the httpd parent at
+ * every (re)start, the way mod_cgid starts cgid: it keeps the parent's
+ * privileges (root in production, so it can write root-only key files and
+ * signal the parent), is started again if it dies, and is stopped with the
+ * configuration generation that started it.  No sync work happens in the
+ * request path: workers only read the status file the daemon writes.
+ *
+ * vhost activation: after a cycle that changed what is servable, the daemon
+ * runs the configuration test (httpd -t) and, only if it passes, asks the
+ * parent for a graceful restart (SIGUSR1); mod_macro_gen expands the new
+ * manifest.  dynamic activation is not implemented yet (refused at startup).
+ */
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "ap_listen.h"
+#include "ap_mpm.h"
+#include "mod_status.h"
+#include "mpm_common.h"
+#include "util_cfgtree.h"
+
+#include "apr_optional.h"
+#include "apr_signal.h"
+#include "apr_strings.h"
+#include "apr_thread_proc.h"
+
+#include "cs_crypto.h"
+#include "csy_store.h"
+#include "csy_sync.h"
+
+module AP_MODULE_DECLARE_DATA certsync_module;
+
+/* Log tags "CYnnnnn": never reused; the next free one is 00014. */
+#define CYLOGNO(n) "CY" #n ": "
+
+#define CSY_STATUS_HANDLER      "certsync-status"
+#define CSY_DEFAULT_INTERVAL    30
+#define CSY_MAX_BACKOFF         600
+
+typedef struct {
+    const char *url;
+    const char *client_cert;
+    const char *client_key;
+    const char *ca_file;
+    apr_array_header_t *wrap_certs;     /* X509 * */
+    apr_array_header_t *wrap_keys;      /* EVP_PKEY * */
+    const char *store_dir;
+    int interval;                       /* seconds; 0: unset */
+    int jitter;                         /* seconds; -1: unset */
+    int batch_size;                     /* 0: unset */
+    int dynamic;                        /* -1: unset */
+    int restart;                        /* -1: unset; 1 graceful, 0 off */
+    const char *pool_name;
+    const char *host_name;
+} csy_conf_t;
+
+static pid_t csy_daemon_pid;
+static pid_t csy_parent_pid;
+static volatile sig_atomic_t csy_stop;
+
+/* ------------------------------------------------------------------ */
+/* Configuration (server config only: one store per httpd)             */
+/* ------------------------------------------------------------------ */
+
+static void *csy_create_server_config(apr_pool_t *p, server_rec *s)
+{
+    csy_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
+
+    conf->jitter = -1;
+    conf->dynamic = -1;
+    conf->restart = -1;
+    return conf;
+}
+
+static csy_conf_t *csy_conf(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &certsync_module);
+}
+
+static const char *csy_set_str(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    csy_conf_t *conf = csy_conf(cmd->server);
+    const char *name = cmd->cmd->name;
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(name, "CertSyncServiceURL")) {
+        if (strncmp(arg, "https://", 8) && strncmp(arg, "http://", 7)) {
+            return apr_psprintf(cmd->pool, "%s: '%s' is not an http(s) URL",
+                                name, arg);
+        }
+        conf->url = apr_pstrdup(cmd->pool, arg);
+        if (conf->url[strlen(conf->url) - 1] == '/') {
+            ((char *)conf->url)[strlen(conf->url) - 1] = '\0';
+        }
+    }
+    else if (!strcasecmp(name, "CertSyncServiceCA")) {
+        conf->ca_file = ap_server_root_relative(cmd->pool, arg);
+    }
+    else if (!strcasecmp(name, "CertSyncStoreDir")) {
+        conf->store_dir = ap_server_root_relative(cmd->pool, arg);
+    }
+    else if (!strcasecmp(name, "CertSyncPool")) {
+        conf->pool_name = arg;
+    }
+    else if (!strcasecmp(name, "CertSyncHost")) {
+        conf->host_name = arg;
+    }
+    return NULL;
+}
+
+static const char *csy_set_client_cert(cmd_parms *cmd, void *dummy,
+                                       const char *cert, const char *key)
+{
+    csy_conf_t *conf = csy_conf(cmd->server);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    conf->client_cert = ap_server_root_relative(cmd->pool, cert);
+    conf->client_key = ap_server_root_relative(cmd->pool, key ? key : cert);
+    return NULL;
+}
+
+static const char *csy_add_wrap_key(cmd_parms *cmd, void *dummy,
+                                    const char *cert, const char *key)
+{
+    csy_conf_t *conf = csy_conf(cmd->server);
+    apr_array_header_t *certs;
+    EVP_PKEY *pkey;
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    /* Read by the parent at startup (root may read what workers cannot);
+     * the sync daemon inherits it. */
+    if (cs_file_read_certs(&certs, cmd->pool,
+                           ap_server_root_relative(cmd->pool, cert), &err)) {
+        return apr_psprintf(cmd->pool, "%s: cannot read certificate '%s': "
+                            "%s", cmd->cmd->name, cert, err);
+    }
+    if (cs_file_read_key(&pkey, cmd->pool,
+                         ap_server_root_relative(cmd->pool, key), &err)) {
+        return apr_psprintf(cmd->pool, "%s: cannot read key '%s': %s",
+                            cmd->cmd->name, key, err);
+    }
+    if (X509_check_private_key(APR_ARRAY_IDX(certs, 0, X509 *), pkey) != 1) {
+        return apr_psprintf(cmd->pool, "%s: key '%s' does not match "
+                            "certificate '%s'", cmd->cmd->name, key, cert);
+    }
+    if (!conf->wrap_certs) {
+        conf->wrap_certs = apr_array_make(cmd->pool, 2, sizeof(X509 *));
+        conf->wrap_keys = apr_array_make(cmd->pool, 2, sizeof(EVP_PKEY *));
+    }
+    APR_ARRAY_PUSH(conf->wrap_certs, X509 *) = APR_ARRAY_IDX(certs, 0,
+                                                             X509 *);
+    APR_ARRAY_PUSH(conf->wrap_keys, EVP_PKEY *) = pkey;
+    return NULL;
+}
+
+static const char *csy_int(cmd_parms *cmd, const char *arg, int min, int max,
+                           int *out)
+{
+    char *end;
+    apr_int64_t v = apr_strtoi64(arg, &end, 10);
+
+    if (*arg < '0' || *arg > '9' || *end || v < min || v > max) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number between %d "
+                            "and %d", cmd->cmd->name, arg, min, max);
+    }
+    *out = (int)v;
+    return NULL;
+}
+
+static const char *csy_set_interval(cmd_parms *cmd, void *dummy,
+                                    const char *interval, const char *jitter)
+{
+    csy_conf_t *conf = csy_conf(cmd->server);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err || (err = csy_int(cmd, interval, 1, 86400, &conf->interval))) {
+        return err;
+    }
+    return jitter ? csy_int(cmd, jitter, 0, 86400, &conf->jitter) : NULL;
+}
+
+static const char *csy_set_batch(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    return csy_int(cmd, arg, 1, 10000, &csy_conf(cmd->server)->batch_size);
+}
+
+static const char *csy_set_activation(cmd_parms *cmd, void *dummy,
+                                      const char *arg)
+{
+    csy_conf_t *conf = csy_conf(cmd->server);
+
+    if (!strcasecmp(arg, "vhost")) {
+        conf->dynamic = 0;
+        return NULL;
+    }
+    if (!strcasecmp(arg, "dynamic")) {
+        return apr_psprintf(cmd->pool, "%s: 'dynamic' is not implemented "
+                            "yet; use 'vhost'", cmd->cmd->name);
+    }
+    return apr_psprintf(cmd->pool, "%s: '%s' is neither 'vhost' nor "
+                        "'dynamic'", cmd->cmd->name, arg);
+}
+
+static const char *csy_set_restart(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    csy_conf_t *conf = csy_conf(cmd->server);
+
+    if (!strcasecmp(arg, "graceful")) {
+        conf->restart = 1;
+    }
+    else if (!strcasecmp(arg, "off")) {
+        conf->restart = 0;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' is neither 'graceful' nor "
+                            "'off'", cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
+static const command_rec csy_cmds[] = {
+    AP_INIT_TAKE1("CertSyncServiceURL", csy_set_str, NULL, RSRC_CONF,
+                  "Base URL of CertService (https://host:port)"),
+    AP_INIT_TAKE12("CertSyncClientCertificate", csy_set_client_cert, NULL,
+                   RSRC_CONF, "Client certificate and key (PEM) for mutual "
+                   "TLS with CertService"),
+    AP_INIT_TAKE1("CertSyncServiceCA", csy_set_str, NULL, RSRC_CONF,
+                  "CA file that verifies CertService's certificate"),
+    AP_INIT_TAKE2("CertSyncWrappingKey", csy_add_wrap_key, NULL, RSRC_CONF,
+                  "Wrapping certificate and private key that open the key "
+                  "envelopes (repeat during a rotation)"),
+    AP_INIT_TAKE1("CertSyncStoreDir", csy_set_str, NULL, RSRC_CONF,
+                  "Directory of the local certificate store"),
+    AP_INIT_TAKE12("CertSyncInterval", csy_set_interval, NULL, RSRC_CONF,
+                   "Seconds between polls, and optional jitter seconds"),
+    AP_INIT_TAKE1("CertSyncBatchSize", csy_set_batch, NULL, RSRC_CONF,
+                  "Bundles fetched per request (default 100)"),
+    AP_INIT_TAKE1("CertSyncActivation", csy_set_activation, NULL, RSRC_CONF,
+                  "vhost (graceful restarts) or dynamic"),
+    AP_INIT_TAKE1("CertSyncRestart", csy_set_restart, NULL, RSRC_CONF,
+                  "graceful (default) or off"),
+    AP_INIT_TAKE1("CertSyncPool", csy_set_str, NULL, RSRC_CONF,
+                  "Name of this host's pool (for leases and reports)"),
+    AP_INIT_TAKE1("CertSyncHost", csy_set_str, NULL, RSRC_CONF,
+                  "Name of this host (default: the system's host name)"),
+    { NULL }
+};
+
+/* ------------------------------------------------------------------ */
+/* The sync daemon                                                     */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    server_rec *s;
+    const csy_conf_t *conf;
+    json_t *state;              /* what the status page shows */
+} csy_daemon_t;
+
+static void csy_daemon_log(void *baton, csy_log_level_t level,
+                           const char *msg)
+{
+    csy_daemon_t *d = baton;
+    int lvl = level == CSY_LOG_ERR ? APLOG_ERR
+              : level == CSY_LOG_WARN ? APLOG_WARNING
+              : level == CSY_LOG_INFO ? APLOG_INFO : APLOG_DEBUG;
+
+    ap_log_error(APLOG_MARK, lvl, 0, d->s, CYLOGNO(00001) "%s", msg);
+}
+
+static void csy_on_term(int sig)
+{
+    csy_stop = 1;
+}
+
+/* The configuration test, with the parent's own arguments. */
+static int csy_configtest(csy_daemon_t *d, apr_pool_t *p)
+{
+    apr_array_header_t *argv = apr_array_make(p, 12, sizeof(char *));
+    const char *conffile = ap_conftree ? ap_conftree->filename : NULL;
+    apr_procattr_t *attr;
+    apr_proc_t proc;
+    apr_exit_why_e why;
+    int code = -1, i;
+
+    APR_ARRAY_PUSH(argv, const char *) = ap_server_argv0;
+    APR_ARRAY_PUSH(argv, const char *) = "-t";
+    APR_ARRAY_PUSH(argv, const char *) = "-d";
+    APR_ARRAY_PUSH(argv, const char *) = ap_server_root;
+    if (conffile) {
+        APR_ARRAY_PUSH(argv, const char *) = "-f";
+        APR_ARRAY_PUSH(argv, const char *) = conffile;
+    }
+    for (i = 0; i < ap_server_config_defines->nelts; i++) {
+        APR_ARRAY_PUSH(argv, const char *) = "-D";
+        APR_ARRAY_PUSH(argv, const char *) =
+            APR_ARRAY_IDX(ap_server_config_defines, i, const char *);
+    }
+    APR_ARRAY_PUSH(argv, const char *) = NULL;
+    if (apr_procattr_create(&attr, p)
+        || apr_procattr_cmdtype_set(attr, APR_PROGRAM_PATH)
+        || apr_procattr_io_set(attr, APR_NO_PIPE, APR_NO_FILE, APR_NO_FILE)
+        || apr_proc_create(&proc, ap_server_argv0,
+                           (const char *const *)argv->elts, NULL, attr, p)
+        || apr_proc_wait(&proc, &code, &why, APR_WAIT) != APR_CHILD_DONE) {
+        return -1;
+    }
+    return why == APR_PROC_EXIT ? code : -1;
+}
+
+static void csy_write_state(csy_daemon_t *d, apr_pool_t *p)
+{
+    char *text = json_dumps(d->state, JSON_INDENT(1) | JSON_SORT_KEYS);
+
+    if (text) {
+        csy_write_atomic(apr_pstrcat(p, d->conf->store_dir, "/state.json",
+                                     NULL), text, strlen(text),
+                         APR_FPROT_UREAD | APR_FPROT_UWRITE
+                         | APR_FPROT_GREAD | APR_FPROT_WREAD, p);
+        free(text);
+    }
+}
+
+static void csy_count(json_t *state, const char *name, json_int_t add)
+{
+    json_t *counters = json_object_get(state, "counters");
+    json_int_t v = json_integer_value(json_object_get(counters, name));
+
+    json_object_set_new(counters, name, json_integer(v + add));
+}
+
+static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
+{
+    csy_daemon_t d;
+    csy_config_t cfg;
+    csy_client_t *client;
+    csy_store_t *store;
+    apr_pool_t *pool, *cycle, *keep;
+    apr_hash_t *failures;
+    apr_status_t rv;
+    int backoff = 0, pending_restart = 0;
+    char host[256];
+
+    apr_pool_create(&pool, NULL);
+    apr_pool_create(&keep, pool);
+    apr_pool_create(&cycle, pool);
+    memset(&d, 0, sizeof(d));
+    d.s = s;
+    d.conf = conf;
+    /* The parent's handlers are not ours. */
+    apr_signal(SIGTERM, csy_on_term);
+    apr_signal(SIGINT, csy_on_term);
+    apr_signal(SIGHUP, SIG_IGN);
+    apr_signal(SIGUSR1, SIG_IGN);
+    apr_signal(SIGWINCH, SIG_IGN);
+    apr_signal(SIGPIPE, SIG_IGN);
+    apr_signal(SIGCHLD, SIG_DFL);
+
+    if (gethostname(host, sizeof(host)) != 0) {
+        apr_cpystrn(host, "unknown", sizeof(host));
+    }
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.url = conf->url;
+    cfg.client_cert = conf->client_cert;
+    cfg.client_key = conf->client_key;
+    cfg.ca_file = conf->ca_file;
+    cfg.wrap_certs = conf->wrap_certs;
+    cfg.wrap_keys = conf->wrap_keys;
+    cfg.batch_size = conf->batch_size ? conf->batch_size : 100;
+    cfg.keep_envelopes = 0;
+    cfg.timeout = 30;
+    cfg.pool_name = conf->pool_name ? conf->pool_name : "default";
+    cfg.host_name = conf->host_name ? conf->host_name
+                                    : apr_pstrdup(pool, host);
+    cfg.log = csy_daemon_log;
+    cfg.log_baton = &d;
+
+    d.state = json_pack("{s:s, s:s, s:s, s:s, s:{}, s:{}}", "state",
+                        "starting", "host", cfg.host_name, "pool",
+                        cfg.pool_name, "service", cfg.url, "failures",
+                        "counters");
+    if ((rv = csy_store_open(&store, pool, conf->store_dir))
+        || (rv = csy_client_create(&client, pool, &cfg))) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, CYLOGNO(00002)
+                     "sync daemon: cannot open the store %s or a client",
+                     conf->store_dir);
+        exit(APEXIT_CHILDFATAL);
+    }
+    failures = apr_hash_make(keep);
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CYLOGNO(00003)
+                 "sync daemon started (pid %" APR_PID_T_FMT "): %s every "
+                 "%ds, store %s", getpid(), cfg.url, conf->interval,
+                 conf->store_dir);
+
+    while (!csy_stop && getppid() == csy_parent_pid) {
+        csy_result_t res;
+        apr_hash_index_t *hi;
+        apr_time_t now = apr_time_now();
+        json_t *failed = json_object();
+        int wait;
+
+        apr_pool_clear(cycle);
+        rv = csy_sync_once(&res, client, store, failures, cycle);
+        json_object_set_new(d.state, "last_sync",
+                            json_integer(apr_time_sec(now)));
+        json_object_set_new(d.state, "cursor",
+                            json_integer(res.cursor_after));
+        for (hi = apr_hash_first(cycle, failures); hi;
+             hi = apr_hash_next(hi)) {
+            json_object_set_new(failed, apr_hash_this_key(hi),
+                                json_string(apr_hash_this_val(hi)));
+        }
+        json_object_set_new(d.state, "failures", failed);
+        csy_count(d.state, "cycles", 1);
+        csy_count(d.state, "installed", res.installed);
+        csy_count(d.state, "removed", res.removed);
+        if (rv) {
+            backoff = backoff ? backoff * 2 : conf->interval;
+            if (backoff > CSY_MAX_BACKOFF) {
+                backoff = CSY_MAX_BACKOFF;
+            }
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CYLOGNO(00004)
+                         "sync failed: %s; nothing served changed; next try "
+                         "in about %ds", res.error, backoff);
+            json_object_set_new(d.state, "last_error",
+                                json_string(res.error));
+            json_object_set_new(d.state, "state", json_string("backoff"));
+            csy_count(d.state, "errors", 1);
+        }
+        else {
+            backoff = 0;
+            json_object_set_new(d.state, "last_success",
+                                json_integer(apr_time_sec(now)));
+            json_object_set_new(d.state, "last_error", json_null());
+            json_object_set_new(d.state, "state", json_string("idle"));
+            if (res.changed) {
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, CYLOGNO(00005)
+                             "sync to seq %" APR_INT64_T_FMT ": %d installed, %d removed, "
+                             "%d failed", (apr_int64_t)res.cursor_after, res.installed,
+                             res.removed, (int)apr_hash_count(failures));
+                pending_restart = 1;
+            }
+        }
+        if (pending_restart && conf->restart != 0) {
+            int code = csy_configtest(&d, cycle);
+            if (code == 0) {
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, CYLOGNO(00006)
+                             "configuration test passed: graceful restart "
+                             "to serve the new certificates");
+                json_object_set_new(d.state, "state",
+                                    json_string("restarting"));
+                csy_count(d.state, "restarts", 1);
+                csy_write_state(&d, cycle);
+                csy_report(client, cycle, res.cursor_after, "restarting",
+                           failures);
+                kill(csy_parent_pid, AP_SIG_GRACEFUL);
+                /* The restart ends this generation (and this daemon, by
+                 * SIGTERM); until then, sync on as usual. */
+                pending_restart = 0;
+            }
+            else {
+                ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CYLOGNO(00007)
+                             "configuration test failed (exit %d): not "
+                             "restarting; what is served stays served",
+                             code);
+                json_object_set_new(d.state, "state",
+                                    json_string("configtest-failed"));
+                csy_count(d.state, "configtest_failures", 1);
+            }
+        }
+        else if (pending_restart) {
+            json_object_set_new(d.state, "state",
+                                json_string("restart-pending"));
+        }
+        wait = backoff ? backoff : conf->interval;
+        if (conf->jitter > 0) {
+            unsigned char r[2];
+            apr_generate_random_bytes(r, sizeof(r));
+            wait += (int)(((r[0] << 8) | r[1]) % (conf->jitter + 1));
+        }
+        json_object_set_new(d.state, "next_sync",
+                            json_integer(apr_time_sec(now) + wait));
+        csy_write_state(&d, cycle);
+        if (!rv) {
+            csy_report(client, cycle, res.cursor_after,
+                       pending_restart ? "restart-pending" : "ready",
+                       failures);
+        }
+        while (wait-- > 0 && !csy_stop && getppid() == csy_parent_pid) {
+            apr_sleep(apr_time_from_sec(1));
+        }
+    }
+    json_decref(d.state);
+    apr_pool_destroy(pool);
+    exit(0);
+}
+
+static apr_status_t csy_kill_daemon(void *data)
+{
+    if (csy_daemon_pid > 0) {
+        kill(csy_daemon_pid, SIGTERM);
+        csy_daemon_pid = 0;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t csy_start_daemon(server_rec *s, apr_pool_t *pconf);
+
+/* Restarts the daemon if it died (and httpd is not stopping). */
+static void csy_maintenance(int reason, void *data, apr_wait_t status)
+{
+    apr_proc_t *proc = data;
+    server_rec *s = ap_server_conf;
+
+    switch (reason) {
+    case APR_OC_REASON_DEATH:
+    case APR_OC_REASON_LOST:
+        apr_proc_other_child_unregister(data);
+        if (csy_daemon_pid != proc->pid) {
+            break;      /* an older generation's daemon */
+        }
+        csy_daemon_pid = 0;
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, CYLOGNO(00008)
+                     "sync daemon %" APR_PID_T_FMT " died; starting it "
+                     "again", proc->pid);
+        csy_start_daemon(s, NULL);
+        break;
+    case APR_OC_REASON_RESTART:
+        /* The pconf cleanup stops it; unregistering calls us again with
+         * APR_OC_REASON_UNREGISTER, which has nothing left to do. */
+        apr_proc_other_child_unregister(data);
+        break;
+    default:
+        break;
+    }
+}
+
+static apr_status_t csy_start_daemon(server_rec *s, apr_pool_t *pconf)
+{
+    apr_proc_t *proc;
+    apr_status_t rv;
+
+    if (!pconf) {
+        pconf = s->process->pconf;
+    }
+    proc = apr_pcalloc(pconf, sizeof(*proc));
+    csy_parent_pid = getpid();
+    rv = apr_proc_fork(proc, pconf);
+    if (rv == APR_INCHILD) {
+        /* Not a worker: no listening sockets, no children to reap. */
+        ap_close_listeners();
+        csy_daemon_main(s, csy_conf(s));
+        exit(0);    /* not reached */
+    }
+    if (rv != APR_INPARENT) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, CYLOGNO(00009)
+                     "cannot fork the sync daemon");
+        return rv;
+    }
+    csy_daemon_pid = proc->pid;
+    apr_proc_other_child_register(proc, csy_maintenance, proc, NULL, pconf);
+    return APR_SUCCESS;
+}
+
+static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *s)
+{
+    csy_conf_t *conf = csy_conf(s);
+
+    if (!conf->url) {
+        return OK;
+    }
+    if (!conf->store_dir || !conf->client_cert || !conf->wrap_keys) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
+                     CYLOGNO(00010) "CertSyncServiceURL needs "
+                     "CertSyncStoreDir, CertSyncClientCertificate and at "
+                     "least one CertSyncWrappingKey");
+        return !OK;
+    }
+    if (!conf->interval) {
+        conf->interval = CSY_DEFAULT_INTERVAL;
+    }
+    if (conf->jitter < 0) {
+        conf->jitter = conf->interval / 5;
+    }
+    /* The first pass only checks the configuration. */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (csy_start_daemon(s, pconf) != APR_SUCCESS) {
+        return !OK;
+    }
+    apr_pool_cleanup_register(pconf, NULL, csy_kill_daemon,
+                              apr_pool_cleanup_null);
+    return OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Status                                                              */
+/* ------------------------------------------------------------------ */
+
+static json_t *csy_read_state(request_rec *r, const csy_conf_t *conf)
+{
+    json_error_t jerr;
+
+    if (!conf->store_dir) {
+        return NULL;
+    }
+    return json_load_file(apr_pstrcat(r->pool, conf->store_dir,
+                                      "/state.json", NULL), 0, &jerr);
+}
+
+static apr_int64_t csy_int_of(json_t *state, const char *key)
+{
+    return (apr_int64_t)json_integer_value(json_object_get(state, key));
+}
+
+static void csy_metrics(request_rec *r, json_t *state)
+{
+    json_t *counters = json_object_get(state, "counters"), *v;
+    const char *k;
+
+    ap_set_content_type(r, "text/plain; version=0.0.4");
+    ap_rprintf(r, "# HELP certsync_cursor Change-feed sequence applied.\n"
+               "# TYPE certsync_cursor gauge\ncertsync_cursor %"
+               APR_INT64_T_FMT "\n", csy_int_of(state, "cursor"));
+    ap_rprintf(r, "# HELP certsync_last_success_seconds Time of the last "
+               "successful sync.\n# TYPE certsync_last_success_seconds "
+               "gauge\ncertsync_last_success_seconds %" APR_INT64_T_FMT
+               "\n", csy_int_of(state, "last_success"));
+    ap_rprintf(r, "# HELP certsync_failed_domains Bundles skipped.\n"
+               "# TYPE certsync_failed_domains gauge\n"
+               "certsync_failed_domains %lu\n",
+               (unsigned long)json_object_size(json_object_get(state,
+                                                               "failures")));
+    json_object_foreach(counters, k, v) {
+        ap_rprintf(r, "# TYPE certsync_%s_total counter\ncertsync_%s_total %"
+                   APR_INT64_T_FMT "\n", k, k, (apr_int64_t)json_integer_value(v));
+    }
+}
+
+static void csy_html(request_rec *r, json_t *state)
+{
+    json_t *v;
+    const char *k;
+
+    ap_set_content_type(r, "text/html; charset=utf-8");
+    ap_rputs("<!DOCTYPE html><html><head><title>certsync</title></head>"
+             "<body><h1>certsync</h1><table>\n", r);
+    json_object_foreach(state, k, v) {
+        char *text;
+        if (json_is_object(v)) {
+            continue;
+        }
+        text = json_dumps(v, JSON_ENCODE_ANY);
+        ap_rprintf(r, "<tr><th>%s</th><td>%s</td></tr>\n",
+                   ap_escape_html(r->pool, k),
+                   ap_escape_html(r->pool, text ? text : ""));
+        free(text);
+    }
+    ap_rputs("</table><h2>Failures</h2><table>\n", r);
+    json_object_foreach(json_object_get(state, "failures"), k, v) {
+        ap_rprintf(r, "<tr><th>%s</th><td>%s</td></tr>\n",
+                   ap_escape_html(r->pool, k),
+                   ap_escape_html(r->pool, json_string_value(v)));
+    }
+    ap_rputs("</table></body></html>\n", r);
+}
+
+static int csy_status_handler(request_rec *r)
+{
+    const char *accept;
+    json_t *state;
+    char *text;
+
+    if (!r->handler || strcmp(r->handler, CSY_STATUS_HANDLER)) {
+        return DECLINED;
+    }
+    if (r->method_number != M_GET) {
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    state = csy_read_state(r, csy_conf(r->server));
+    if (!state) {
+        state = json_pack("{s:s}", "state", "no status yet (is "
+                          "CertSyncServiceURL set and the daemon running?)");
+    }
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    accept = apr_table_get(r->headers_in, "Accept");
+    if (r->args && !strcmp(r->args, "metrics")) {
+        csy_metrics(r, state);
+    }
+    else if (accept && ap_strstr_c(accept, "text/html")) {
+        csy_html(r, state);
+    }
+    else {
+        ap_set_content_type(r, "application/json");
+        text = json_dumps(state, JSON_INDENT(1) | JSON_SORT_KEYS);
+        if (text) {
+            ap_rputs(text, r);
+            ap_rputc('\n', r);
+            free(text);
+        }
+    }
+    json_decref(state);
+    return OK;
+}
+
+/* A section in mod_status's server-status page. */
+static int csy_status_hook(request_rec *r, int flags)
+{
+    json_t *state = csy_read_state(r, csy_conf(r->server));
+
+    if (!state) {
+        return OK;
+    }
+    if (flags & AP_STATUS_SHORT) {
+        ap_rprintf(r, "CertSyncCursor: %" APR_INT64_T_FMT "\n"
+                   "CertSyncState: %s\nCertSyncFailures: %lu\n",
+                   csy_int_of(state, "cursor"),
+                   json_string_value(json_object_get(state, "state")),
+                   (unsigned long)json_object_size(
+                       json_object_get(state, "failures")));
+    }
+    else {
+        ap_rprintf(r, "<hr><h2>certsync</h2><dl><dt>state: %s</dt>"
+                   "<dt>cursor: %" APR_INT64_T_FMT "</dt>"
+                   "<dt>failed domains: %lu</dt></dl>\n",
+                   ap_escape_html(r->pool, json_string_value(
+                                      json_object_get(state, "state"))),
+                   csy_int_of(state, "cursor"),
+                   (unsigned long)json_object_size(
+                       json_object_get(state, "failures")));
+    }
+    json_decref(state);
+    return OK;
+}
+
+static void csy_register_hooks(apr_pool_t *p)
+{
+    ap_hook_post_config(csy_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(csy_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(ap, status_hook, csy_status_hook, NULL, NULL,
+                      APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(certsync) = {
+    STANDARD20_MODULE_STUFF,
+    NULL,
+    NULL,
+    csy_create_server_config,
+    NULL,
+    csy_cmds,
+    csy_register_hooks
+};
