@@ -6,13 +6,16 @@
  * point leaves every domain with a matching certificate and key (the old
  * pair or the new one), and the next run converges.
  *
- * Layout under the store directory (created 0700 if missing):
+ * Layout under the store directory (created 0755 if missing; directories
+ * are 0755 because httpd's parent reads the chains and, in dynamic mode,
+ * the workers look versions up; the keys themselves are 0600):
  *
  *   cursor                  the change-feed sequence applied ("123\n")
  *   manifest                the servable domains (docs/manifest.md):
  *                             # certsync manifest v1
  *                             example.com /store/live/example.com/current
  *   state.json              failures and counters for the status page
+ *                           (written by the glue with csy_write_atomic)
  *   live/DOMAIN/SERIAL/     one version: fullchain.pem (0644) and
  *                           privkey.pem (0600, vhost mode) or key.cms
  *                           (0600, the sealed envelope, dynamic mode)
@@ -22,10 +25,16 @@
  *
  * Switching a domain is one rename() of a new symlink over `current`, so a
  * reader always sees a complete version.  Versions other than current and
- * previous are removed by csy_store_prune().
+ * previous are removed by csy_store_prune().  Temp entries are named
+ * .tmp-* and sit beside their target.
  *
  * DOMAIN and SERIAL must have been validated by the caller (normalised
- * domain names; hex serials): they become path components.
+ * domain names; hex serials): they become path components.  The store
+ * checks them again ([a-z0-9.*-], no "..", no leading or trailing dot, at
+ * most 253 characters; 1 to 64 hex digits) and answers APR_EINVAL.
+ *
+ * One writer at a time (the sync process): there is no lock, and prune
+ * removes temp entries that a concurrent install would still be using.
  */
 #ifndef CSY_STORE_H
 #define CSY_STORE_H
@@ -36,16 +45,27 @@
 
 typedef struct csy_store_t csy_store_t;
 
-/** Open (creating the directories if needed) the store at dir. */
+/**
+ * Open (creating the directories if needed) the store at dir, made
+ * absolute.  APR_EINVAL if the path has characters that would need quoting
+ * in httpd's configuration (space, control, quotes, '\\', '$'),
+ * APR_EACCES if the directory is world-writable, APR_ENOTDIR if it or
+ * live/ is not a directory (live/ must not be a symlink).
+ */
 apr_status_t csy_store_open(csy_store_t **store, apr_pool_t *p,
                             const char *dir);
 
-/** Write a file atomically and durably with the given permissions. */
+/**
+ * Write a file atomically and durably with exactly perms (APR_FPROT_*
+ * read/write/execute bits only, else APR_EINVAL; the umask does not
+ * apply): a .tmp-* file beside path, written, synced, renamed over path,
+ * and the directory synced.
+ */
 apr_status_t csy_write_atomic(const char *path, const void *data,
                               apr_size_t len, apr_fileperms_t perms,
                               apr_pool_t *p);
 
-/** The saved cursor (0 if none). */
+/** The saved cursor (0 if none; APR_EINVAL if the file is not "N\n"). */
 apr_status_t csy_store_cursor_get(long long *seq, csy_store_t *store,
                                   apr_pool_t *p);
 /** Save the cursor durably; call only after the data it covers is. */
@@ -71,11 +91,14 @@ apr_status_t csy_store_rollback(csy_store_t *store, apr_pool_t *p,
 const char *csy_store_current(csy_store_t *store, apr_pool_t *p,
                               const char *domain);
 
-/** Path of the current version's directory ("live/DOMAIN/current"). */
+/** Path of the current version's directory ("DIR/live/DOMAIN/current"),
+ * NULL if the domain has no current version. */
 const char *csy_store_current_dir(csy_store_t *store, apr_pool_t *p,
                                   const char *domain);
 
-/** The servable domains (array of const char *) read from the manifest. */
+/** The servable domains (array of const char *) read from the manifest;
+ * empty if there is none yet.  Comments and blank lines are skipped;
+ * APR_EINVAL if the first line is not the v1 header or a line is bad. */
 apr_status_t csy_store_manifest_read(apr_array_header_t **domains,
                                      csy_store_t *store, apr_pool_t *p);
 
@@ -86,8 +109,15 @@ apr_status_t csy_store_manifest_read(apr_array_header_t **domains,
 apr_status_t csy_store_manifest_write(csy_store_t *store, apr_pool_t *p,
                                       const apr_array_header_t *domains);
 
-/** Remove versions other than current and previous, and the directories
- * of domains not in the manifest whose files are no longer referenced. */
+/**
+ * With a domain: remove its versions other than current and previous, and
+ * the .tmp-* entries a crash left in its directory.  With NULL: that for
+ * every domain, the .tmp-* entries of the store and of live/, and the
+ * directories of domains not in the manifest (only if a manifest has been
+ * written).  Call it with NULL only once the manifest it goes by has been
+ * activated (after the graceful restart), since until then httpd's
+ * configuration may still name those files.
+ */
 apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
                              const char *domain);
 

@@ -1,0 +1,1193 @@
+/*
+ * test_csy_store.c: mod_certsync's on-disk store: versions and their
+ * links, permissions, manifest, cursor, prune, input checks, and crash
+ * safety under kill -9.
+ *
+ * Everything happens below one mkdtemp() directory, removed at the end.
+ * It is made on /dev/shm when possible: the crash test kills a process
+ * (which fsync cannot matter for) and on a disk every fsync costs
+ * milliseconds.  CSY_TEST_TMPDIR chooses another place; CSY_CRASH_ROUNDS
+ * and CSY_CRASH_SEED repeat or lengthen the crash test.
+ */
+#include <dirent.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#ifdef __linux__
+#include <sys/ptrace.h>
+#endif
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include "csy_store.h"
+#include "unit.h"
+
+#define PERMS_PUBLIC (APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_GREAD \
+                      | APR_FPROT_WREAD)
+#define PERMS_SECRET (APR_FPROT_UREAD | APR_FPROT_UWRITE)
+
+static apr_pool_t *pool;
+static char base[PATH_MAX];
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+
+static const char *at(const char *rel)
+{
+    return apr_pstrcat(pool, base, "/", rel, NULL);
+}
+
+static int remove_cb(const char *path, const struct stat *st, int flag,
+                     struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void remove_all(const char *path)
+{
+    nftw(path, remove_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int tmp_count;
+
+static int count_tmp_cb(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw)
+{
+    if (strncmp(path + ftw->base, ".tmp-", 5) == 0) {
+        tmp_count++;
+    }
+    return 0;
+}
+
+/* Entries named .tmp-* anywhere below dir. */
+static int count_tmp(const char *dir)
+{
+    tmp_count = 0;
+    nftw(dir, count_tmp_cb, 16, FTW_PHYS);
+    return tmp_count;
+}
+
+/* The permission bits of path (not following a symlink), -1 if none. */
+static int mode_of(const char *path)
+{
+    struct stat st;
+
+    return lstat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+
+    return lstat(path, &st) == 0;
+}
+
+/* The contents of a file (NUL-terminated), NULL if it cannot be read. */
+static char *slurp(const char *path, apr_pool_t *p, size_t *plen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    size_t len = 0, cap = 1024, n;
+
+    if (plen) {
+        *plen = 0;
+    }
+    if (f == NULL) {
+        return NULL;
+    }
+    buf = malloc(cap);
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 2) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    fclose(f);
+    buf[len] = '\0';
+    if (plen) {
+        *plen = len;
+    }
+    {
+        char *copy = apr_pstrmemdup(p, buf, len);
+
+        free(buf);
+        return copy;
+    }
+}
+
+static void spit(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static const char *link_of(const char *path, apr_pool_t *p)
+{
+    char buf[256];
+    ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+
+    if (n < 0) {
+        return NULL;
+    }
+    buf[n] = '\0';
+    return apr_pstrdup(p, buf);
+}
+
+static csy_store_t *open_store(const char *rel)
+{
+    csy_store_t *store = NULL;
+    apr_status_t rv = csy_store_open(&store, pool, at(rel));
+
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    return store;
+}
+
+static apr_status_t put(csy_store_t *store, const char *domain,
+                        const char *serial)
+{
+    const char *chain = apr_psprintf(pool, "chain-%s\n", serial);
+    const char *key = apr_psprintf(pool, "key-%s\n", serial);
+
+    return csy_store_install(store, pool, domain, serial, chain, key,
+                             strlen(key), 0);
+}
+
+static apr_array_header_t *list(const char *first, ...)
+{
+    apr_array_header_t *arr = apr_array_make(pool, 4, sizeof(const char *));
+    const char *s;
+    va_list ap;
+
+    va_start(ap, first);
+    for (s = first; s; s = va_arg(ap, const char *)) {
+        APR_ARRAY_PUSH(arr, const char *) = s;
+    }
+    va_end(ap);
+    return arr;
+}
+
+static const char *joined(const apr_array_header_t *arr)
+{
+    return apr_array_pstrcat(pool, arr, ',');
+}
+
+/* ------------------------------------------------------------------ */
+/* Cases                                                               */
+
+static void test_open(void)
+{
+    csy_store_t *store = NULL;
+    char cwd[PATH_MAX];
+    mode_t old;
+
+    UNIT_CASE("open");
+    old = umask(077);
+    store = open_store("open/deep/store/");
+    umask(old);
+    if (!CHECK(store != NULL)) {
+        return;
+    }
+    CHECK_STR(csy_store_dir(store), at("open/deep/store"));
+    /* root reads the store at startup, dynamic-mode workers later */
+    CHECK_EQ_INT(mode_of(at("open/deep/store")), 0755);
+    CHECK_EQ_INT(mode_of(at("open/deep/store/live")), 0755);
+    CHECK(open_store("open/deep/store") != NULL);
+
+    UNIT_CASE("open relative");
+    if (CHECK(getcwd(cwd, sizeof(cwd)) != NULL) && CHECK(chdir(base) == 0)) {
+        CHECK_EQ_INT(csy_store_open(&store, pool, "rel"), APR_SUCCESS);
+        CHECK_STR(csy_store_dir(store), at("rel"));
+        CHECK(chdir(cwd) == 0);
+    }
+
+    UNIT_CASE("open refused");
+    spit(at("open/file"), "x");
+    CHECK_EQ_INT(csy_store_open(&store, pool, at("open/file")), APR_ENOTDIR);
+    CHECK(store == NULL);
+    CHECK_EQ_INT(csy_store_open(&store, pool, at("open/a space")),
+                 APR_EINVAL);
+    CHECK_EQ_INT(csy_store_open(&store, pool, at("open/$x")), APR_EINVAL);
+    CHECK_EQ_INT(csy_store_open(&store, pool, ""), APR_EINVAL);
+    CHECK(mkdir(at("open/ww"), 0700) == 0 && chmod(at("open/ww"), 0777) == 0);
+    CHECK_EQ_INT(csy_store_open(&store, pool, at("open/ww")), APR_EACCES);
+    /* a symlinked store is fine (another disk); a symlinked live/ is not */
+    CHECK(symlink(at("open/deep/store"), at("open/link")) == 0);
+    CHECK_EQ_INT(csy_store_open(&store, pool, at("open/link")),
+                 APR_SUCCESS);
+    CHECK(mkdir(at("open/sl"), 0755) == 0
+          && symlink(at("open/deep"), at("open/sl/live")) == 0);
+    CHECK_EQ_INT(csy_store_open(&store, pool, at("open/sl")), APR_ENOTDIR);
+}
+
+static void test_install(void)
+{
+    csy_store_t *store = open_store("inst");
+    const char *live = at("inst/live/ex.com");
+
+    if (!store) {
+        return;
+    }
+    UNIT_CASE("install first");
+    CHECK_STR(csy_store_current(store, pool, "ex.com"), NULL);
+    CHECK_STR(csy_store_current_dir(store, pool, "ex.com"), NULL);
+    CHECK_EQ_INT(put(store, "ex.com", "01"), APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "ex.com"), "01");
+    CHECK_STR(csy_store_current_dir(store, pool, "ex.com"),
+              at("inst/live/ex.com/current"));
+    CHECK_STR(link_of(apr_pstrcat(pool, live, "/current", NULL), pool),
+              "01");
+    CHECK(!exists(apr_pstrcat(pool, live, "/previous", NULL)));
+    CHECK_STR(slurp(apr_pstrcat(pool, live, "/current/fullchain.pem", NULL),
+                    pool, NULL), "chain-01\n");
+    CHECK_STR(slurp(apr_pstrcat(pool, live, "/current/privkey.pem", NULL),
+                    pool, NULL), "key-01\n");
+    CHECK_EQ_INT(csy_store_rollback(store, pool, "ex.com"), APR_NOTFOUND);
+
+    UNIT_CASE("install second");
+    CHECK_EQ_INT(put(store, "ex.com", "02"), APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "ex.com"), "02");
+    CHECK_STR(link_of(apr_pstrcat(pool, live, "/previous", NULL), pool),
+              "01");
+    CHECK_STR(slurp(apr_pstrcat(pool, live, "/current/privkey.pem", NULL),
+                    pool, NULL), "key-02\n");
+    CHECK_STR(slurp(apr_pstrcat(pool, live, "/previous/privkey.pem", NULL),
+                    pool, NULL), "key-01\n");
+
+    UNIT_CASE("rollback");
+    CHECK_EQ_INT(csy_store_rollback(store, pool, "ex.com"), APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "ex.com"), "01");
+    CHECK_STR(link_of(apr_pstrcat(pool, live, "/previous", NULL), pool),
+              "02");
+    CHECK_STR(slurp(apr_pstrcat(pool, live, "/current/fullchain.pem", NULL),
+                    pool, NULL), "chain-01\n");
+    CHECK_EQ_INT(csy_store_rollback(store, pool, "ex.com"), APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "ex.com"), "02");
+    CHECK_STR(link_of(apr_pstrcat(pool, live, "/previous", NULL), pool),
+              "01");
+    CHECK_EQ_INT(csy_store_rollback(store, pool, "none.example"),
+                 APR_NOTFOUND);
+
+    UNIT_CASE("install third");
+    CHECK_EQ_INT(put(store, "ex.com", "03"), APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "ex.com"), "03");
+    CHECK_STR(link_of(apr_pstrcat(pool, live, "/previous", NULL), pool),
+              "02");
+    /* 01 stays until prune */
+    CHECK(exists(apr_pstrcat(pool, live, "/01/privkey.pem", NULL)));
+    CHECK_EQ_INT(count_tmp(at("inst")), 0);
+
+    UNIT_CASE("install envelope");
+    CHECK_EQ_INT(csy_store_install(store, pool, "env.example", "0e",
+                                   "chain-0e\n", "\x30\x00\x82", 3, 1),
+                 APR_SUCCESS);
+    {
+        size_t len;
+        const char *der = slurp(at("inst/live/env.example/current/key.cms"),
+                                pool, &len);
+
+        if (CHECK(der != NULL)) {
+            CHECK_EQ_INT(len, 3);
+            CHECK_MEM(der, "\x30\x00\x82", 3);
+        }
+    }
+    CHECK(!exists(at("inst/live/env.example/current/privkey.pem")));
+
+    UNIT_CASE("install over a stale directory");
+    CHECK(mkdir(apr_pstrcat(pool, live, "/0c", NULL), 0755) == 0);
+    spit(apr_pstrcat(pool, live, "/0c/junk", NULL), "junk");
+    spit(apr_pstrcat(pool, live, "/0c/privkey.pem", NULL), "stale");
+    CHECK_EQ_INT(put(store, "ex.com", "0c"), APR_SUCCESS);
+    CHECK_STR(slurp(apr_pstrcat(pool, live, "/current/privkey.pem", NULL),
+                    pool, NULL), "key-0c\n");
+    CHECK(!exists(apr_pstrcat(pool, live, "/0c/junk", NULL)));
+    CHECK_EQ_INT(count_tmp(at("inst")), 0);
+}
+
+static void test_reinstall(void)
+{
+    csy_store_t *store = open_store("again");
+    const char *live = at("again/live/ex.com");
+    struct stat before, after;
+
+    if (!store) {
+        return;
+    }
+    UNIT_CASE("reinstall current is a no-op");
+    CHECK_EQ_INT(put(store, "ex.com", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "ex.com", "02"), APR_SUCCESS);
+    CHECK(stat(apr_pstrcat(pool, live, "/02", NULL), &before) == 0);
+    CHECK_EQ_INT(csy_store_install(store, pool, "ex.com", "02", "other\n",
+                                   "other\n", 6, 0), APR_SUCCESS);
+    CHECK(stat(apr_pstrcat(pool, live, "/02", NULL), &after) == 0);
+    CHECK_EQ_INT(after.st_ino, before.st_ino);
+    CHECK_STR(csy_store_current(store, pool, "ex.com"), "02");
+    CHECK_STR(link_of(apr_pstrcat(pool, live, "/previous", NULL), pool),
+              "01");
+    CHECK_STR(slurp(apr_pstrcat(pool, live, "/current/privkey.pem", NULL),
+                    pool, NULL), "key-02\n");
+
+    UNIT_CASE("reinstall previous");
+    /* the alternating case: the directory replaced is the rollback
+     * target until previous moves to the old current */
+    CHECK_EQ_INT(csy_store_install(store, pool, "ex.com", "01", "chain-1b\n",
+                                   "key-1b\n", 7, 0), APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "ex.com"), "01");
+    CHECK_STR(link_of(apr_pstrcat(pool, live, "/previous", NULL), pool),
+              "02");
+    CHECK_STR(slurp(apr_pstrcat(pool, live, "/current/privkey.pem", NULL),
+                    pool, NULL), "key-1b\n");
+    CHECK_STR(slurp(apr_pstrcat(pool, live, "/current/fullchain.pem", NULL),
+                    pool, NULL), "chain-1b\n");
+    CHECK_EQ_INT(count_tmp(at("again")), 0);
+}
+
+static void test_perms(void)
+{
+    static const mode_t masks[] = { 077, 0 };
+    csy_store_t *store;
+    const char *name, *v;
+    mode_t old;
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        UNIT_CASE(i == 0 ? "permissions, umask 077" : "permissions, umask 0");
+        name = apr_psprintf(pool, "perms%d", i);
+        old = umask(masks[i]);
+        store = open_store(name);
+        if (store) {
+            CHECK_EQ_INT(put(store, "ex.com", "0a"), APR_SUCCESS);
+            CHECK_EQ_INT(csy_store_install(store, pool, "env.ex.com", "0b",
+                                           "chain\n", "der", 3, 1),
+                         APR_SUCCESS);
+            CHECK_EQ_INT(csy_store_cursor_set(store, 7, pool), APR_SUCCESS);
+            CHECK_EQ_INT(csy_store_manifest_write(store, pool,
+                                                  list("ex.com", NULL)),
+                         APR_SUCCESS);
+        }
+        umask(old);
+        v = apr_pstrcat(pool, name, "/live/ex.com/0a", NULL);
+        CHECK_EQ_INT(mode_of(at(name)), 0755);
+        CHECK_EQ_INT(mode_of(at(apr_pstrcat(pool, name, "/live", NULL))),
+                     0755);
+        CHECK_EQ_INT(mode_of(at(apr_pstrcat(pool, name, "/live/ex.com",
+                                            NULL))), 0755);
+        CHECK_EQ_INT(mode_of(at(v)), 0755);
+        CHECK_EQ_INT(mode_of(at(apr_pstrcat(pool, v, "/privkey.pem", NULL))),
+                     0600);
+        CHECK_EQ_INT(mode_of(at(apr_pstrcat(pool, v, "/fullchain.pem",
+                                            NULL))), 0644);
+        CHECK_EQ_INT(mode_of(at(apr_pstrcat(pool, name,
+                                            "/live/env.ex.com/0b/key.cms",
+                                            NULL))), 0600);
+        CHECK_EQ_INT(mode_of(at(apr_pstrcat(pool, name, "/cursor", NULL))),
+                     0644);
+        CHECK_EQ_INT(mode_of(at(apr_pstrcat(pool, name, "/manifest", NULL))),
+                     0644);
+    }
+
+    UNIT_CASE("csy_write_atomic");
+    old = umask(0);
+    CHECK_EQ_INT(csy_write_atomic(at("secret"), "s", 1, PERMS_SECRET, pool),
+                 APR_SUCCESS);
+    umask(077);
+    CHECK_EQ_INT(csy_write_atomic(at("public"), "p", 1, PERMS_PUBLIC, pool),
+                 APR_SUCCESS);
+    umask(old);
+    CHECK_EQ_INT(mode_of(at("secret")), 0600);
+    CHECK_EQ_INT(mode_of(at("public")), 0644);
+    /* replaced, not rewritten: a reader holding the old file keeps it */
+    CHECK_EQ_INT(csy_write_atomic(at("public"), "", 0, PERMS_PUBLIC, pool),
+                 APR_SUCCESS);
+    CHECK_STR(slurp(at("public"), pool, NULL), "");
+    CHECK_EQ_INT(csy_write_atomic(at("x"), "x", 1, APR_FPROT_OS_DEFAULT,
+                                  pool), APR_EINVAL);
+    CHECK_EQ_INT(csy_write_atomic(at("x"), "x", 1,
+                                  PERMS_SECRET | APR_FPROT_USETID, pool),
+                 APR_EINVAL);
+    CHECK_EQ_INT(csy_write_atomic(at("nodir/x"), "x", 1, PERMS_SECRET, pool),
+                 APR_ENOENT);
+    CHECK(!exists(at("x")));
+    CHECK_EQ_INT(count_tmp(base), 0);
+    remove(at("secret"));
+    remove(at("public"));
+}
+
+static void test_manifest(void)
+{
+    csy_store_t *store = open_store("man");
+    apr_array_header_t *got = NULL;
+    const char *want, *dir;
+
+    if (!store) {
+        return;
+    }
+    dir = csy_store_dir(store);
+    UNIT_CASE("manifest missing");
+    CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_SUCCESS);
+    CHECK(got != NULL && got->nelts == 0);
+
+    UNIT_CASE("manifest round trip");
+    CHECK_EQ_INT(put(store, "b.example", "0b"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "a.example", "0a"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "*.w.example", "0c"), APR_SUCCESS);
+    /* a directory, but no current version: not servable */
+    CHECK(mkdir(at("man/live/half.example"), 0755) == 0);
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool,
+                                          list("b.example", "none.example",
+                                               "a.example", "half.example",
+                                               "*.w.example", "a.example",
+                                               NULL)), APR_SUCCESS);
+    want = apr_pstrcat(pool, "# certsync manifest v1\n",
+                       "*.w.example ", dir, "/live/*.w.example/current\n",
+                       "a.example ", dir, "/live/a.example/current\n",
+                       "b.example ", dir, "/live/b.example/current\n", NULL);
+    CHECK_STR(slurp(at("man/manifest"), pool, NULL), want);
+    CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_SUCCESS);
+    CHECK_STR(joined(got), "*.w.example,a.example,b.example");
+
+    UNIT_CASE("manifest empty");
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool,
+                                          list("none.example", NULL)),
+                 APR_SUCCESS);
+    CHECK_STR(slurp(at("man/manifest"), pool, NULL),
+              "# certsync manifest v1\n");
+    CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_SUCCESS);
+    CHECK_EQ_INT(got->nelts, 0);
+
+    UNIT_CASE("manifest comments");
+    spit(at("man/manifest"), "# certsync manifest v1\n\n# a comment\n"
+         "a.example /x/live/a.example/current\n\n"
+         "b.example\t/x/live/b.example/current\n");
+    CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_SUCCESS);
+    CHECK_STR(joined(got), "a.example,b.example");
+
+    UNIT_CASE("manifest refused");
+    spit(at("man/manifest"), "# certsync manifest v2\na.example /x\n");
+    CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_EINVAL);
+    spit(at("man/manifest"), "a.example /x\n");
+    CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_EINVAL);
+    spit(at("man/manifest"), "# certsync manifest v1\n../etc /x\n");
+    CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_EINVAL);
+    spit(at("man/manifest"), "# certsync manifest v1\na.example\n");
+    CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_EINVAL);
+    spit(at("man/manifest"), "# certsync manifest v1\n");
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool,
+                                          list("a.example", "A.example",
+                                               NULL)), APR_EINVAL);
+    CHECK_STR(slurp(at("man/manifest"), pool, NULL),
+              "# certsync manifest v1\n");
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool, NULL), APR_EINVAL);
+    CHECK_EQ_INT(count_tmp(at("man")), 0);
+}
+
+static void test_cursor(void)
+{
+    csy_store_t *store = open_store("cur");
+    long long seq = -1;
+
+    if (!store) {
+        return;
+    }
+    UNIT_CASE("cursor");
+    CHECK_EQ_INT(csy_store_cursor_get(&seq, store, pool), APR_SUCCESS);
+    CHECK_EQ_INT(seq, 0);
+    CHECK_EQ_INT(csy_store_cursor_set(store, 123, pool), APR_SUCCESS);
+    CHECK_STR(slurp(at("cur/cursor"), pool, NULL), "123\n");
+    CHECK_EQ_INT(csy_store_cursor_get(&seq, store, pool), APR_SUCCESS);
+    CHECK_EQ_INT(seq, 123);
+    CHECK_EQ_INT(csy_store_cursor_set(store, 0, pool), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_cursor_get(&seq, store, pool), APR_SUCCESS);
+    CHECK_EQ_INT(seq, 0);
+    CHECK_EQ_INT(csy_store_cursor_set(store, 9223372036854775807LL, pool),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_cursor_get(&seq, store, pool), APR_SUCCESS);
+    CHECK(seq == 9223372036854775807LL);
+    CHECK_EQ_INT(csy_store_cursor_set(store, -1, pool), APR_EINVAL);
+    CHECK_EQ_INT(csy_store_cursor_get(&seq, store, pool), APR_SUCCESS);
+    CHECK(seq == 9223372036854775807LL);
+
+    UNIT_CASE("cursor refused");
+    spit(at("cur/cursor"), "12x\n");
+    CHECK_EQ_INT(csy_store_cursor_get(&seq, store, pool), APR_EINVAL);
+    CHECK_EQ_INT(seq, 0);
+    spit(at("cur/cursor"), "");
+    CHECK_EQ_INT(csy_store_cursor_get(&seq, store, pool), APR_EINVAL);
+    spit(at("cur/cursor"), "12");
+    CHECK_EQ_INT(csy_store_cursor_get(&seq, store, pool), APR_EINVAL);
+    spit(at("cur/cursor"), "-5\n");
+    CHECK_EQ_INT(csy_store_cursor_get(&seq, store, pool), APR_EINVAL);
+    spit(at("cur/cursor"), "9223372036854775808\n");
+    CHECK_EQ_INT(csy_store_cursor_get(&seq, store, pool), APR_EINVAL);
+    CHECK_EQ_INT(count_tmp(at("cur")), 0);
+}
+
+static void test_prune(void)
+{
+    csy_store_t *store = open_store("prune");
+    const char *live = at("prune/live/ex.com");
+
+    if (!store) {
+        return;
+    }
+    UNIT_CASE("prune one domain");
+    CHECK_EQ_INT(put(store, "ex.com", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "ex.com", "02"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "ex.com", "03"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "ex.com", "04"), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_rollback(store, pool, "ex.com"), APR_SUCCESS);
+    /* what a crash leaves: a half-built version, a link, a file */
+    CHECK(mkdir(apr_pstrcat(pool, live, "/.tmp-0123", NULL), 0700) == 0);
+    spit(apr_pstrcat(pool, live, "/.tmp-0123/privkey.pem", NULL), "k");
+    CHECK(symlink("01", apr_pstrcat(pool, live, "/.tmp-link", NULL)) == 0);
+    spit(apr_pstrcat(pool, live, "/.tmp-file", NULL), "f");
+    spit(apr_pstrcat(pool, live, "/README", NULL), "not ours");
+    CHECK_EQ_INT(csy_store_prune(store, pool, "ex.com"), APR_SUCCESS);
+    CHECK(!exists(apr_pstrcat(pool, live, "/01", NULL)));
+    CHECK(!exists(apr_pstrcat(pool, live, "/02", NULL)));
+    CHECK(exists(apr_pstrcat(pool, live, "/03/privkey.pem", NULL)));
+    CHECK(exists(apr_pstrcat(pool, live, "/04/privkey.pem", NULL)));
+    CHECK(exists(apr_pstrcat(pool, live, "/README", NULL)));
+    CHECK_EQ_INT(count_tmp(at("prune")), 0);
+    CHECK_STR(csy_store_current(store, pool, "ex.com"), "03");
+    CHECK_EQ_INT(csy_store_rollback(store, pool, "ex.com"), APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "ex.com"), "04");
+    CHECK_EQ_INT(csy_store_prune(store, pool, "none.example"), APR_SUCCESS);
+
+    UNIT_CASE("prune store without a manifest");
+    CHECK_EQ_INT(put(store, "other.example", "0a"), APR_SUCCESS);
+    spit(at("prune/.tmp-cursor"), "1");
+    spit(at("prune/live/.tmp-x"), "1");
+    CHECK_EQ_INT(csy_store_prune(store, pool, NULL), APR_SUCCESS);
+    CHECK_EQ_INT(count_tmp(at("prune")), 0);
+    CHECK_STR(csy_store_current(store, pool, "other.example"), "0a");
+    CHECK_STR(csy_store_current(store, pool, "ex.com"), "04");
+
+    UNIT_CASE("prune store with a manifest");
+    CHECK_EQ_INT(put(store, "ex.com", "05"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "ex.com", "06"), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool, list("ex.com", NULL)),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_prune(store, pool, NULL), APR_SUCCESS);
+    CHECK(!exists(at("prune/live/other.example")));
+    CHECK(!exists(apr_pstrcat(pool, live, "/04", NULL)));
+    CHECK(exists(apr_pstrcat(pool, live, "/05", NULL)));
+    CHECK_STR(csy_store_current(store, pool, "ex.com"), "06");
+    CHECK_EQ_INT(count_tmp(at("prune")), 0);
+}
+
+static void test_validation(void)
+{
+    static const char *bad_domains[] = {
+        "", ".", "..", "a..b", ".a", "a.", "a/b", "../x", "x/../y", "A.com",
+        "a b", "a_b.example", "a\nb", "current/..", NULL
+    };
+    static const char *bad_serials[] = {
+        "", "xyz", "0g", "01/", "../01", ".tmp-01", "current", " 01",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0",
+        NULL
+    };
+    csy_store_t *store = open_store("val");
+    apr_array_header_t *arr;
+    char longname[300];
+    int i;
+
+    if (!store) {
+        return;
+    }
+    UNIT_CASE("bad domains");
+    for (i = 0; bad_domains[i]; i++) {
+        if (!CHECK_EQ_INT(put(store, bad_domains[i], "01"), APR_EINVAL)) {
+            printf("  domain \"%s\"\n", bad_domains[i]);
+        }
+        CHECK_EQ_INT(csy_store_rollback(store, pool, bad_domains[i]),
+                     APR_EINVAL);
+        CHECK_EQ_INT(csy_store_prune(store, pool, bad_domains[i]),
+                     APR_EINVAL);
+        CHECK_STR(csy_store_current(store, pool, bad_domains[i]), NULL);
+        CHECK_STR(csy_store_current_dir(store, pool, bad_domains[i]), NULL);
+        arr = list(bad_domains[i], NULL);
+        CHECK_EQ_INT(csy_store_manifest_write(store, pool, arr), APR_EINVAL);
+    }
+    CHECK_EQ_INT(put(store, NULL, "01"), APR_EINVAL);
+    memset(longname, 'a', sizeof(longname));
+    longname[254] = '\0';
+    CHECK_EQ_INT(put(store, longname, "01"), APR_EINVAL);
+    longname[253] = '\0';
+    CHECK_EQ_INT(put(store, longname, "01"), APR_SUCCESS);
+
+    UNIT_CASE("bad serials");
+    for (i = 0; bad_serials[i]; i++) {
+        if (!CHECK_EQ_INT(put(store, "ex.com", bad_serials[i]), APR_EINVAL)) {
+            printf("  serial \"%s\"\n", bad_serials[i]);
+        }
+    }
+    CHECK_EQ_INT(put(store, "ex.com", NULL), APR_EINVAL);
+
+    UNIT_CASE("bad content");
+    CHECK_EQ_INT(csy_store_install(store, pool, "ex.com", "01", NULL, "k", 1,
+                                   0), APR_EINVAL);
+    CHECK_EQ_INT(csy_store_install(store, pool, "ex.com", "01", "", "k", 1,
+                                   0), APR_EINVAL);
+    CHECK_EQ_INT(csy_store_install(store, pool, "ex.com", "01", "c", NULL, 1,
+                                   0), APR_EINVAL);
+    CHECK_EQ_INT(csy_store_install(store, pool, "ex.com", "01", "c", "k", 0,
+                                   0), APR_EINVAL);
+
+    UNIT_CASE("nothing escaped the store");
+    CHECK(!exists(at("val/x")));
+    CHECK(!exists(at("x")));
+    CHECK(!exists(at("val/live/ex.com/01")));
+    CHECK(!exists(at("val/live/ex.com")));
+
+    UNIT_CASE("good names");
+    CHECK_EQ_INT(put(store, "*.example.com", "DEADbeef"), APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "*.example.com"), "DEADbeef");
+    CHECK_EQ_INT(put(store, "xn--bcher-kva.example", "0123456789abcdef"),
+                 APR_SUCCESS);
+
+    UNIT_CASE("symlinked domain directory");
+    CHECK(mkdir(at("elsewhere"), 0755) == 0);
+    CHECK(symlink(at("elsewhere"), at("val/live/evil.example")) == 0);
+    CHECK_EQ_INT(put(store, "evil.example", "01"), APR_ENOTDIR);
+    CHECK(!exists(at("elsewhere/01")));
+    CHECK(!exists(at("elsewhere/current")));
+    CHECK_EQ_INT(csy_store_prune(store, pool, "evil.example"), APR_ENOTDIR);
+}
+
+/* ------------------------------------------------------------------ */
+/* Crash safety                                                        */
+
+static const char *crash_domains[] = {
+    "a.example", "*.b.example", "c.example"
+};
+static const char *crash_serials[] = { "0a", "1b", "2c" };
+#define CRASH_NDOMAINS 3
+
+/* Contents that name their version, padded so that a torn file cannot
+ * pass for a whole one. */
+static const char *body(apr_pool_t *p, const char *kind, const char *serial,
+                        const char *nonce)
+{
+    char pad[4097];
+
+    memset(pad, kind[0], sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    return apr_psprintf(p, "%s %s %s\n%s\nEND %s %s %s\n", kind, serial,
+                        nonce, pad, kind, serial, nonce);
+}
+
+static apr_status_t crash_put(csy_store_t *store, apr_pool_t *p,
+                              const char *domain, const char *serial,
+                              const char *nonce)
+{
+    const char *key = body(p, "key", serial, nonce);
+
+    return csy_store_install(store, p, domain, serial,
+                             body(p, "chain", serial, nonce), key,
+                             strlen(key), 0);
+}
+
+/* One round of what the sync loop does.  Serials are random, or with
+ * scripted: per domain two fresh versions, then the first again, which
+ * replaces the directory that is the rollback target until previous
+ * moves. */
+static int crash_cycle(csy_store_t *store, apr_pool_t *p, long long n,
+                       const apr_array_header_t *domains, int scripted)
+{
+    const char *nonce;
+    int i, j;
+    apr_status_t rv;
+
+    for (i = 0; i < CRASH_NDOMAINS; i++) {
+        for (j = 0; j < (scripted ? 3 : 1); j++) {
+            nonce = apr_psprintf(p, "%ld.%" APR_INT64_T_FMT ".%d",
+                                 (long)getpid(), (apr_int64_t)n, j);
+            if (crash_put(store, p, crash_domains[i],
+                          crash_serials[scripted ? j % 2 : rand() % 3],
+                          nonce) != APR_SUCCESS) {
+                return 1;
+            }
+        }
+    }
+    if (n % 7 == 0) {
+        rv = csy_store_rollback(store, p, crash_domains[n % 3]);
+        if (rv != APR_SUCCESS && rv != APR_NOTFOUND) {
+            return 2;
+        }
+    }
+    if (csy_store_manifest_write(store, p, domains) != APR_SUCCESS) {
+        return 3;
+    }
+    if (csy_store_cursor_set(store, n, p) != APR_SUCCESS) {
+        return 4;
+    }
+    if (csy_store_prune(store, p, crash_domains[n % 3]) != APR_SUCCESS) {
+        return 5;
+    }
+    if (n % 5 == 0 && csy_store_prune(store, p, NULL) != APR_SUCCESS) {
+        return 6;
+    }
+    return 0;
+}
+
+static apr_array_header_t *crash_list(apr_pool_t *p)
+{
+    apr_array_header_t *arr = apr_array_make(p, 3, sizeof(const char *));
+    int i;
+
+    for (i = 0; i < CRASH_NDOMAINS; i++) {
+        APR_ARRAY_PUSH(arr, const char *) = crash_domains[i];
+    }
+    return arr;
+}
+
+/* The sync loop until killed; traced: one scripted cycle under ptrace. */
+static void crash_child(const char *dir, unsigned seed, int traced)
+{
+    apr_pool_t *cp, *iter;
+    csy_store_t *store;
+    apr_array_header_t *domains;
+    long long n;
+    int rc;
+
+#ifdef __linux__
+    if (traced) {
+        if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0) {
+            _exit(99);
+        }
+        raise(SIGSTOP);
+    }
+#endif
+    srand(seed);
+    apr_pool_create(&cp, NULL);
+    apr_pool_create(&iter, cp);
+    domains = crash_list(cp);
+    if (csy_store_open(&store, cp, dir) != APR_SUCCESS
+        || csy_store_cursor_get(&n, store, cp) != APR_SUCCESS) {
+        _exit(10);
+    }
+    for (;;) {
+        apr_pool_clear(iter);
+        rc = crash_cycle(store, iter, ++n, domains, traced);
+        if (rc) {
+            _exit(10 + rc);
+        }
+        if (traced) {
+            _exit(0);
+        }
+    }
+}
+
+/* One version behind a link: both files whole, of that serial, and of the
+ * same install.  NULL if good, else what is wrong. */
+static const char *check_version(const char *ddir, const char *link,
+                                 apr_pool_t *p)
+{
+    const char *serial, *chain, *key, *path;
+    char kind[16], ser[80], nonce[80], knonce[80];
+
+    serial = link_of(apr_pstrcat(p, ddir, "/", link, NULL), p);
+    if (serial == NULL) {
+        return apr_psprintf(p, "%s: no link", link);
+    }
+    path = apr_pstrcat(p, ddir, "/", link, "/fullchain.pem", NULL);
+    chain = slurp(path, p, NULL);
+    key = slurp(apr_pstrcat(p, ddir, "/", link, "/privkey.pem", NULL), p,
+                NULL);
+    if (chain == NULL || key == NULL) {
+        return apr_psprintf(p, "%s -> %s: %s missing", link, serial,
+                            chain ? "privkey.pem" : "fullchain.pem");
+    }
+    if (sscanf(chain, "%15s %79s %79s", kind, ser, nonce) != 3
+        || strcmp(kind, "chain") || strcmp(ser, serial)
+        || strcmp(chain, body(p, "chain", serial, nonce))) {
+        return apr_psprintf(p, "%s -> %s: fullchain.pem torn or foreign "
+                            "(%.40s)", link, serial, chain);
+    }
+    if (sscanf(key, "%15s %79s %79s", kind, ser, knonce) != 3
+        || strcmp(kind, "key") || strcmp(ser, serial)
+        || strcmp(key, body(p, "key", serial, knonce))) {
+        return apr_psprintf(p, "%s -> %s: privkey.pem torn or foreign "
+                            "(%.40s)", link, serial, key);
+    }
+    if (strcmp(nonce, knonce)) {
+        return apr_psprintf(p, "%s -> %s: chain of %s, key of %s", link,
+                            serial, nonce, knonce);
+    }
+    return NULL;
+}
+
+/* What a reader may rely on at any moment.  NULL if it holds. */
+static const char *check_store(const char *dir, long long min_seq,
+                               long long *seq, apr_pool_t *p)
+{
+    csy_store_t *store;
+    apr_array_header_t *domains;
+    const char *ddir, *why;
+    int i;
+
+    if (csy_store_open(&store, p, dir) != APR_SUCCESS) {
+        return "store does not open";
+    }
+    if (csy_store_cursor_get(seq, store, p) != APR_SUCCESS) {
+        return apr_psprintf(p, "cursor does not parse: \"%s\"",
+                            slurp(apr_pstrcat(p, dir, "/cursor", NULL), p,
+                                  NULL));
+    }
+    if (*seq < min_seq) {
+        return apr_psprintf(p, "cursor went back from %" APR_INT64_T_FMT
+                            " to %" APR_INT64_T_FMT, (apr_int64_t)min_seq,
+                            (apr_int64_t)*seq);
+    }
+    if (csy_store_manifest_read(&domains, store, p) != APR_SUCCESS) {
+        return "manifest does not parse";
+    }
+    /* every cycle lists all domains, all of which have a version */
+    if (strcmp(joined(domains), "*.b.example,a.example,c.example")) {
+        return apr_psprintf(p, "manifest lists \"%s\"", joined(domains));
+    }
+    for (i = 0; i < CRASH_NDOMAINS; i++) {
+        ddir = apr_pstrcat(p, dir, "/live/", crash_domains[i], NULL);
+        why = check_version(ddir, "current", p);
+        if (why) {
+            return apr_pstrcat(p, crash_domains[i], ": ", why, NULL);
+        }
+        if (!csy_store_current(store, p, crash_domains[i])) {
+            return apr_pstrcat(p, crash_domains[i], ": no current", NULL);
+        }
+        /* the rollback target, when there is one, is whole too */
+        if (exists(apr_pstrcat(p, ddir, "/previous", NULL))) {
+            why = check_version(ddir, "previous", p);
+            if (why) {
+                return apr_pstrcat(p, crash_domains[i], ": ", why, NULL);
+            }
+        }
+    }
+    return NULL;
+}
+
+/* The next run after a crash: it must work and leave no debris. */
+static const char *converge(const char *dir, int round, apr_pool_t *p)
+{
+    csy_store_t *store;
+    apr_array_header_t *names;
+    const char *serial = apr_psprintf(p, "ff%04x", round);
+    const char *nonce = apr_psprintf(p, "converge.%d", round);
+    long long seq;
+    int i, versions;
+    apr_status_t rv;
+    DIR *d;
+    struct dirent *de;
+
+    if (csy_store_open(&store, p, dir) != APR_SUCCESS
+        || csy_store_cursor_get(&seq, store, p) != APR_SUCCESS) {
+        return "store does not open";
+    }
+    for (i = 0; i < CRASH_NDOMAINS; i++) {
+        rv = crash_put(store, p, crash_domains[i], serial, nonce);
+        if (rv != APR_SUCCESS) {
+            return apr_psprintf(p, "install %s: error %d", crash_domains[i],
+                                rv);
+        }
+    }
+    names = crash_list(p);
+    if (csy_store_manifest_write(store, p, names) != APR_SUCCESS
+        || csy_store_cursor_set(store, seq + 1, p) != APR_SUCCESS
+        || csy_store_prune(store, p, NULL) != APR_SUCCESS) {
+        return "manifest, cursor or prune failed";
+    }
+    if (count_tmp(dir)) {
+        return apr_psprintf(p, "%d temp entries left after prune",
+                            count_tmp(dir));
+    }
+    for (i = 0; i < CRASH_NDOMAINS; i++) {
+        if (strcmp(csy_store_current(store, p, crash_domains[i]) ?
+                   csy_store_current(store, p, crash_domains[i]) : "",
+                   serial)) {
+            return apr_psprintf(p, "%s: %s is not current", crash_domains[i],
+                                serial);
+        }
+        d = opendir(apr_pstrcat(p, dir, "/live/", crash_domains[i], NULL));
+        if (d == NULL) {
+            return "domain directory gone";
+        }
+        versions = 0;
+        while ((de = readdir(d)) != NULL) {
+            if (de->d_name[0] != '.' && strcmp(de->d_name, "current")
+                && strcmp(de->d_name, "previous")) {
+                versions++;
+            }
+        }
+        closedir(d);
+        if (versions > 2) {
+            return apr_psprintf(p, "%s: %d versions after prune",
+                                crash_domains[i], versions);
+        }
+    }
+    return NULL;
+}
+
+static long long now_us(void)
+{
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    return (long long)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+/* After a kill: what a reader sees must hold, the next run must converge,
+ * and it must hold again.  A broken store is rebuilt so the next round
+ * tests something.  Returns 0 if all was well. */
+static int after_kill(const char *dir, int round, unsigned seed,
+                      long long *seen, int *bad, apr_pool_t *p)
+{
+    csy_store_t *store;
+    const char *why;
+    long long seq = 0;
+
+    why = check_store(dir, *seen, &seq, p);
+    if (why == NULL) {
+        *seen = seq;
+        why = converge(dir, round, p);
+    }
+    if (why == NULL) {
+        why = check_store(dir, *seen, &seq, p);
+        *seen = seq;
+    }
+    if (why == NULL) {
+        return 0;
+    }
+    if ((*bad)++ < 5) {
+        printf("  round %d (seed %u): %s\n", round, seed, why);
+    }
+    remove_all(dir);
+    *seen = 0;
+    if (csy_store_open(&store, p, dir) != APR_SUCCESS
+        || crash_cycle(store, p, 1, crash_list(p), 0) != 0) {
+        return -1;
+    }
+    return 1;
+}
+
+/* kill -9 at random moments of the sync loop. */
+static void test_crash_random(const char *dir)
+{
+    const char *env_rounds = getenv("CSY_CRASH_ROUNDS");
+    const char *env_seed = getenv("CSY_CRASH_SEED");
+    int rounds = env_rounds ? atoi(env_rounds) : 200;
+    unsigned seed = env_seed ? (unsigned)strtoul(env_seed, NULL, 10)
+                             : (unsigned)time(NULL) ^ (unsigned)getpid();
+    int round, status, bad = 0, child_errors = 0, debris = 0;
+    long long t0, cycle_us, max_delay_us, seen = 0;
+    apr_pool_t *p;
+    csy_store_t *store;
+    pid_t pid;
+
+    UNIT_CASE("crash safety, random kills");
+    apr_pool_create(&p, pool);
+    /* A first complete cycle, timed: the kills must land anywhere in a
+     * cycle, and a slow file system (or ASan) makes cycles longer. */
+    if (!CHECK_EQ_INT(csy_store_open(&store, p, dir), APR_SUCCESS)) {
+        return;
+    }
+    t0 = now_us();
+    CHECK_EQ_INT(crash_cycle(store, p, 1, crash_list(p), 0), 0);
+    cycle_us = now_us() - t0;
+    max_delay_us = cycle_us * 3 > 2000 ? cycle_us * 3 : 2000;
+    if (max_delay_us > 200000) {
+        max_delay_us = 200000;
+    }
+    srand(seed);
+
+    for (round = 0; round < rounds; round++) {
+        apr_pool_clear(p);
+        fflush(stdout);
+        fflush(stderr);
+        pid = fork();
+        if (pid < 0) {
+            CHECK(pid >= 0);
+            break;
+        }
+        if (pid == 0) {
+            crash_child(dir, seed + round, 0);
+        }
+        usleep((useconds_t)(rand() % (max_delay_us + 1)));
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) {
+            if (child_errors++ < 3) {
+                printf("  round %d: the child ended by itself (status "
+                       "0x%x)\n", round, status);
+            }
+            continue;
+        }
+        debris += count_tmp(dir) > 0;
+        if (after_kill(dir, round, seed, &seen, &bad, p) < 0) {
+            break;
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(child_errors, 0);
+    CHECK_EQ_INT(round, rounds);
+    /* kills mid-write are what the test is for: make sure some happened */
+    CHECK(rounds < 20 || debris > 0);
+    printf("# crash: %d kills within 0-%lld us (a cycle takes %lld us), "
+           "%d left temp entries, seed %u\n", round, max_delay_us, cycle_us,
+           debris, seed);
+    apr_pool_destroy(p);
+}
+
+#ifdef __linux__
+/* Run one scripted cycle in a traced child and SIGKILL it as it enters
+ * its kill_at-th system call (0: never).  Returns the number of system
+ * calls it entered, -1 if tracing is not possible, -2 if the child failed
+ * on its own. */
+static long traced_run(const char *dir, long kill_at)
+{
+    pid_t pid;
+    int status, sig = 0, in_call = 0;
+    long entries = 0;
+
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid == 0) {
+        crash_child(dir, 1, 1);
+    }
+    if (waitpid(pid, &status, 0) != pid || !WIFSTOPPED(status)) {
+        return -1;      /* PTRACE_TRACEME refused: the child exited */
+    }
+    if (ptrace(PTRACE_SETOPTIONS, pid, NULL,
+               (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL))
+        != 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return -1;
+    }
+    for (;;) {
+        if (ptrace(PTRACE_SYSCALL, pid, NULL, (void *)(long)sig) != 0
+            || waitpid(pid, &status, 0) != pid) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -2;
+        }
+        if (WIFEXITED(status) || WIFSIGNALED(status)) {
+            return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? entries
+                                                                 : -2;
+        }
+        sig = 0;
+        if (WSTOPSIG(status) != (SIGTRAP | 0x80)) {
+            sig = WSTOPSIG(status);     /* a real signal: deliver it */
+            continue;
+        }
+        in_call = !in_call;
+        /* Killed at the entry stop, the call never runs. */
+        if (in_call && ++entries == kill_at) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return entries;
+        }
+    }
+}
+#endif
+
+/* kill -9 before each system call of one cycle in turn: the random kills
+ * rarely land in a window a few instructions wide, this finds them. */
+static void test_crash_syscalls(const char *dir)
+{
+#ifdef __linux__
+    long total, k, got;
+    long long seen = 0;
+    int bad = 0, child_errors = 0;
+    apr_pool_t *p;
+
+    UNIT_CASE("crash safety, a kill at every system call");
+    apr_pool_create(&p, pool);
+    total = traced_run(dir, 0);
+    if (total == -1) {
+        printf("# crash: ptrace not permitted, system call kills "
+               "skipped\n");
+        apr_pool_destroy(p);
+        return;
+    }
+    if (!CHECK(total > 100)) {
+        apr_pool_destroy(p);
+        return;
+    }
+    /* converge after the counting run, as after every kill */
+    CHECK_EQ_INT(after_kill(dir, 0, 1, &seen, &bad, p), 0);
+    for (k = 1; k <= total; k++) {
+        apr_pool_clear(p);
+        got = traced_run(dir, k);
+        if (got < 0) {
+            if (child_errors++ < 3) {
+                printf("  kill at system call %ld: the child failed\n", k);
+            }
+            continue;
+        }
+        if (after_kill(dir, (int)k, 1, &seen, &bad, p) < 0) {
+            break;
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(child_errors, 0);
+    printf("# crash: a kill at each of the %ld system calls of a cycle\n",
+           total);
+    apr_pool_destroy(p);
+#endif
+}
+
+int main(void)
+{
+    const char *parent = getenv("CSY_TEST_TMPDIR");
+    struct stat st;
+
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    if (parent == NULL) {
+        parent = (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode)
+                  && access("/dev/shm", W_OK | X_OK) == 0)
+                 ? "/dev/shm" : getenv("TMPDIR");
+    }
+    snprintf(base, sizeof(base), "%s/test_csy_store.XXXXXX",
+             parent ? parent : "/tmp");
+    if (mkdtemp(base) == NULL) {
+        perror(base);
+        return 1;
+    }
+
+    test_open();
+    test_install();
+    test_reinstall();
+    test_perms();
+    test_manifest();
+    test_cursor();
+    test_prune();
+    test_validation();
+    test_crash_random(at("crash"));
+    test_crash_syscalls(at("crash"));
+
+    remove_all(base);
+    apr_pool_destroy(pool);
+    apr_terminate();
+    return unit_summary();
+}
