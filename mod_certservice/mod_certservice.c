@@ -980,6 +980,9 @@ static int cs_get_domains(cs_req_t *q)
     if ((rc = cs_query_int(q->r, "limit", 100, 1000, &limit)) != DECLINED) {
         return rc;
     }
+    if (limit < 1) {
+        return cs_error(q->r, HTTP_BAD_REQUEST, "limit must be at least 1");
+    }
     if (q->r->args && (p = strstr(q->r->args, "after="))
         && (p == q->r->args || p[-1] == '&')) {
         char *v = apr_pstrndup(q->r->pool, p + 6, strcspn(p + 6, "&"));
@@ -989,7 +992,7 @@ static int cs_get_domains(cs_req_t *q)
         }
     }
     if ((rv = cs_store_list(&list, &q->db, q->r->pool, after,
-                            limit < 1 ? 1 : (int)limit))) {
+                            (int)limit))) {
         return cs_db_error(q, rv);
     }
     arr = json_array();
