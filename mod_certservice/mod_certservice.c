@@ -543,30 +543,45 @@ static int cs_token_ok(const char *s)
                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")] == '\0';
 }
 
+/* The unescaped value of a query parameter, NULL if absent; the last
+ * occurrence wins. */
+static char *cs_query_arg(request_rec *r, const char *name)
+{
+    size_t nlen = strlen(name);
+    const char *p;
+    char *v = NULL;
+
+    for (p = r->args; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1
+                                                   : NULL) {
+        if (strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            v = apr_pstrndup(r->pool, p + nlen + 1,
+                             strcspn(p + nlen + 1, "&"));
+        }
+    }
+    if (v) {
+        ap_unescape_url(v);
+    }
+    return v;
+}
+
 static int cs_query_int(request_rec *r, const char *name, apr_int64_t dflt,
                         apr_int64_t max, apr_int64_t *out)
 {
-    const char *args = r->args, *p;
-    size_t nlen = strlen(name);
+    const char *v = cs_query_arg(r, name);
+    apr_int64_t n;
     char *end;
 
     *out = dflt;
-    for (p = args; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
-        if (strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            const char *v = p + nlen + 1;
-            apr_int64_t n;
-
-            errno = 0;
-            n = apr_strtoi64(v, &end, 10);
-            if (*v < '0' || *v > '9' || (*end && *end != '&') || n > max
-                || errno == ERANGE) {
-                return cs_error(r, HTTP_BAD_REQUEST, "query parameter '%s' "
-                                "must be a number from 0 to %" APR_INT64_T_FMT,
-                                name, max);
-            }
-            *out = n;
-        }
+    if (!v) {
+        return DECLINED;
     }
+    errno = 0;
+    n = apr_strtoi64(v, &end, 10);
+    if (*v < '0' || *v > '9' || *end || n > max || errno == ERANGE) {
+        return cs_error(r, HTTP_BAD_REQUEST, "query parameter '%s' must be "
+                        "a number from 0 to %" APR_INT64_T_FMT, name, max);
+    }
+    *out = n;
     return DECLINED;
 }
 
@@ -972,7 +987,7 @@ static int cs_get_domains(cs_req_t *q)
 {
     apr_array_header_t *list;
     apr_int64_t limit;
-    const char *after = NULL, *p;
+    const char *after = NULL, *v;
     json_t *arr;
     apr_status_t rv;
     int rc, i;
@@ -983,13 +998,9 @@ static int cs_get_domains(cs_req_t *q)
     if (limit < 1) {
         return cs_error(q->r, HTTP_BAD_REQUEST, "limit must be at least 1");
     }
-    if (q->r->args && (p = strstr(q->r->args, "after="))
-        && (p == q->r->args || p[-1] == '&')) {
-        char *v = apr_pstrndup(q->r->pool, p + 6, strcspn(p + 6, "&"));
-        ap_unescape_url(v);
-        if (!(after = cs_domain(q, v, &rc))) {
-            return rc;
-        }
+    if ((v = cs_query_arg(q->r, "after")) != NULL
+        && !(after = cs_domain(q, v, &rc))) {
+        return rc;
     }
     if ((rv = cs_store_list(&list, &q->db, q->r->pool, after,
                             (int)limit))) {
