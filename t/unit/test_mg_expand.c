@@ -1,0 +1,155 @@
+/*
+ * test_mg_expand.c: the Use lines of mod_macro_gen and the reader the
+ * configuration reader sees them through.
+ */
+#include <string.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include "mg_expand.h"
+#include "mg_manifest.h"
+#include "unit.h"
+
+static apr_pool_t *pool;
+
+static apr_array_header_t *entries(int n)
+{
+    apr_array_header_t *a = apr_array_make(pool, n ? n : 1,
+                                           sizeof(mg_entry_t));
+    int i;
+
+    for (i = 0; i < n; i++) {
+        mg_entry_t *e = apr_array_push(a);
+
+        e->domain = apr_psprintf(pool, "d%d.example.com", i);
+        e->certdir = apr_psprintf(pool, "/store/d%d", i);
+        e->line = i + 2;
+    }
+    return a;
+}
+
+static void test_render(void)
+{
+    apr_size_t len = 99;
+    char *s;
+
+    UNIT_CASE("no entries");
+    s = mg_expand_use_lines(&len, pool, "M", NULL, entries(0));
+    CHECK_STR(s, "");
+    CHECK_EQ_INT(len, 0);
+
+    UNIT_CASE("entries");
+    s = mg_expand_use_lines(&len, pool, "TLSHost", NULL, entries(2));
+    CHECK_STR(s, "Use TLSHost d0.example.com /store/d0\n"
+                 "Use TLSHost d1.example.com /store/d1\n");
+    CHECK_EQ_INT(len, strlen(s));
+
+    UNIT_CASE("empty extra is none");
+    s = mg_expand_use_lines(&len, pool, "M", "", entries(1));
+    CHECK_STR(s, "Use M d0.example.com /store/d0\n");
+
+    UNIT_CASE("extra arguments verbatim");
+    s = mg_expand_use_lines(&len, pool, "M", "10.0.0.1 \"a b\" ''",
+                            entries(1));
+    CHECK_STR(s, "Use M d0.example.com /store/d0 10.0.0.1 \"a b\" ''\n");
+    CHECK_EQ_INT(len, strlen(s));
+
+    UNIT_CASE("100,000 entries");
+    s = mg_expand_use_lines(&len, pool, "M", "x", entries(100000));
+    CHECK_EQ_INT(len, strlen(s));
+    CHECK(strncmp(s, "Use M d0.example.com /store/d0 x\n", 33) == 0);
+    CHECK(len > 40 && strcmp(s + len - 41,
+                             "Use M d99999.example.com /store/d99999 x\n")
+                      == 0);
+}
+
+static void test_reader(void)
+{
+    static const char text[] = "first line\nsecond\n\nlast, no newline";
+    mg_reader_t r;
+    char buf[64], small[5], *joined;
+    apr_status_t rv;
+
+    UNIT_CASE("whole lines");
+    mg_reader_init(&r, text, sizeof(text) - 1);
+    CHECK_EQ_INT(r.line, -1);
+    CHECK_EQ_INT(mg_reader_gets(buf, sizeof(buf), &r), APR_SUCCESS);
+    CHECK_STR(buf, "first line\n");
+    CHECK_EQ_INT(r.line, 0);
+    CHECK_EQ_INT(mg_reader_gets(buf, sizeof(buf), &r), APR_SUCCESS);
+    CHECK_STR(buf, "second\n");
+    CHECK_EQ_INT(r.line, 1);
+    CHECK_EQ_INT(mg_reader_gets(buf, sizeof(buf), &r), APR_SUCCESS);
+    CHECK_STR(buf, "\n");
+    CHECK_EQ_INT(r.line, 2);
+    CHECK_EQ_INT(mg_reader_gets(buf, sizeof(buf), &r), APR_SUCCESS);
+    CHECK_STR(buf, "last, no newline");
+    CHECK_EQ_INT(r.line, 3);
+    CHECK_EQ_INT(mg_reader_gets(buf, sizeof(buf), &r), APR_EOF);
+    CHECK_EQ_INT(mg_reader_gets(buf, sizeof(buf), &r), APR_EOF);
+
+    /* The configuration reader starts with a small buffer and reads the
+     * rest of a long line into a bigger one: pieces, same line index. */
+    UNIT_CASE("pieces of a long line");
+    mg_reader_init(&r, text, sizeof(text) - 1);
+    CHECK_EQ_INT(mg_reader_gets(small, sizeof(small), &r), APR_SUCCESS);
+    CHECK_STR(small, "firs");
+    CHECK_EQ_INT(r.line, 0);
+    CHECK_EQ_INT(mg_reader_gets(small, sizeof(small), &r), APR_SUCCESS);
+    CHECK_STR(small, "t li");
+    CHECK_EQ_INT(mg_reader_gets(small, sizeof(small), &r), APR_SUCCESS);
+    CHECK_STR(small, "ne\n");
+    CHECK_EQ_INT(r.line, 0);
+    CHECK_EQ_INT(mg_reader_gets(small, sizeof(small), &r), APR_SUCCESS);
+    CHECK_STR(small, "seco");
+    CHECK_EQ_INT(r.line, 1);
+
+    UNIT_CASE("pieces join up to the text");
+    mg_reader_init(&r, text, sizeof(text) - 1);
+    joined = "";
+    while ((rv = mg_reader_gets(small, sizeof(small), &r)) == APR_SUCCESS) {
+        joined = apr_pstrcat(pool, joined, small, NULL);
+    }
+    CHECK_EQ_INT(rv, APR_EOF);
+    CHECK_STR(joined, text);
+    CHECK_EQ_INT(r.line, 3);
+
+    UNIT_CASE("buffer too small");
+    mg_reader_init(&r, text, sizeof(text) - 1);
+    CHECK_EQ_INT(mg_reader_gets(small, 1, &r), APR_EINVAL);
+    CHECK_EQ_INT(mg_reader_gets(small, 2, &r), APR_SUCCESS);
+    CHECK_STR(small, "f");
+
+    UNIT_CASE("bytes");
+    mg_reader_init(&r, "ab\nc", 4);
+    CHECK_EQ_INT(mg_reader_getc(buf, &r), APR_SUCCESS);
+    CHECK_EQ_INT(buf[0], 'a');
+    CHECK_EQ_INT(r.line, 0);
+    mg_reader_getc(buf, &r);
+    mg_reader_getc(buf, &r);
+    CHECK_EQ_INT(buf[0], '\n');
+    CHECK_EQ_INT(r.line, 0);
+    CHECK_EQ_INT(mg_reader_getc(buf, &r), APR_SUCCESS);
+    CHECK_EQ_INT(buf[0], 'c');
+    CHECK_EQ_INT(r.line, 1);
+    CHECK_EQ_INT(mg_reader_getc(buf, &r), APR_EOF);
+
+    UNIT_CASE("empty buffer");
+    mg_reader_init(&r, "", 0);
+    CHECK_EQ_INT(mg_reader_gets(buf, sizeof(buf), &r), APR_EOF);
+    CHECK_EQ_INT(mg_reader_getc(buf, &r), APR_EOF);
+}
+
+int main(void)
+{
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+
+    test_render();
+    test_reader();
+
+    apr_pool_destroy(pool);
+    apr_terminate();
+    return unit_summary();
+}
