@@ -168,7 +168,7 @@ static const char *cs_set_lifetime(cmd_parms *cmd, void *dummy,
         || t > apr_time_from_sec(825 * 86400)) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a lifetime between "
                             "60s and 825 days (seconds, or with a unit: "
-                            "2h, 30m)", cmd->cmd->name, arg);
+                            "2h, 30mi)", cmd->cmd->name, arg);
     }
     conf->lifetime = t;
     return NULL;

@@ -410,6 +410,13 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
                      conf->store_dir);
         exit(APEXIT_CHILDFATAL);
     }
+    /* This generation's configuration was built from the manifest as it
+     * is now: versions and deleted domains it does not use can go. */
+    if ((rv = csy_store_prune(store, cycle, NULL)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CYLOGNO(00011)
+                     "sync daemon: cannot prune the store %s",
+                     conf->store_dir);
+    }
     failures = apr_hash_make(keep);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CYLOGNO(00003)
                  "sync daemon started (pid %" APR_PID_T_FMT "): %s every "
