@@ -45,7 +45,7 @@
 
 module AP_MODULE_DECLARE_DATA certsync_module;
 
-/* Log tags "CYnnnnn": never reused; the next free one is 00014. */
+/* Log tags "CYnnnnn": never reused; the next free one is 00013. */
 #define CYLOGNO(n) "CY" #n ": "
 
 #define CSY_STATUS_HANDLER      "certsync-status"
@@ -360,6 +360,7 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
     csy_client_t *client;
     csy_store_t *store;
     apr_pool_t *pool, *cycle, *keep;
+    apr_file_t *lock;
     apr_hash_t *failures;
     apr_status_t rv;
     int backoff = 0, pending_restart = 0;
@@ -407,6 +408,22 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
         || (rv = csy_client_create(&client, pool, &cfg))) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, CYLOGNO(00002)
                      "sync daemon: cannot open the store %s or a client",
+                     conf->store_dir);
+        exit(APEXIT_CHILDFATAL);
+    }
+    /* One writer at a time: the previous generation's daemon may still be
+     * finishing a cycle after its SIGTERM.  The kernel drops the lock when
+     * a daemon exits, however it exits. */
+    rv = apr_file_open(&lock, apr_pstrcat(pool, conf->store_dir, "/.lock",
+                                          NULL),
+                       APR_FOPEN_WRITE | APR_FOPEN_CREATE,
+                       APR_FPROT_UREAD | APR_FPROT_UWRITE, pool);
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_lock(lock, APR_FLOCK_EXCLUSIVE);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, CYLOGNO(00012)
+                     "sync daemon: cannot lock the store %s",
                      conf->store_dir);
         exit(APEXIT_CHILDFATAL);
     }
