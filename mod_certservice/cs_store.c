@@ -121,11 +121,11 @@ static const cs_statement_t statements[] = {
       " FROM cs_domains WHERE name = %s" },
     { "cs_dom_serial",
       "SELECT serial FROM cs_domains WHERE name = %s" },
+    /* Same parameters, in the same order, as cs_dom_update. */
     { "cs_dom_insert",
-      "INSERT INTO cs_domains (name, state, key_type, seq, serial,"
-      " not_before, not_after, chain_pem, key_cms, last_error, updated,"
-      " actor) VALUES (%s, %s, %s, %lld, %s, %lld, %lld, %s, %s, %s, %lld,"
-      " %s)" },
+      "INSERT INTO cs_domains (state, key_type, seq, serial, not_before,"
+      " not_after, chain_pem, key_cms, last_error, updated, actor, name)"
+      " VALUES (%s, %s, %lld, %s, %lld, %lld, %s, %s, %s, %lld, %s, %s)" },
     { "cs_dom_update",
       "UPDATE cs_domains SET state = %s, key_type = %s, seq = %lld,"
       " serial = %s, not_before = %lld, not_after = %lld, chain_pem = %s,"
@@ -657,7 +657,7 @@ apr_status_t cs_store_put_bundle(cs_db_t *db, apr_pool_t *p, cs_bundle_t *b,
         args[0] = b->domain;
         status = db_rows(&rows, db, p, "cs_dom_serial", args);
     }
-    if (status == APR_SUCCESS && rows->nelts) {
+    if (status == APR_SUCCESS) {
         args[0] = state;
         args[1] = b->key_type;
         args[2] = &seq;
@@ -670,22 +670,8 @@ apr_status_t cs_store_put_bundle(cs_db_t *db, apr_pool_t *p, cs_bundle_t *b,
         args[9] = &updated;
         args[10] = actor;
         args[11] = b->domain;
-        status = db_exec(NULL, db, p, "cs_dom_update", args);
-    }
-    else if (status == APR_SUCCESS) {
-        args[0] = b->domain;
-        args[1] = state;
-        args[2] = b->key_type;
-        args[3] = &seq;
-        args[4] = b->serial;
-        args[5] = &b->not_before;
-        args[6] = &b->not_after;
-        args[7] = b->chain_pem;
-        args[8] = b->key_cms;
-        args[9] = error;
-        args[10] = &updated;
-        args[11] = actor;
-        status = db_exec(NULL, db, p, "cs_dom_insert", args);
+        status = db_exec(NULL, db, p, rows->nelts ? "cs_dom_update"
+                                                  : "cs_dom_insert", args);
     }
     if (status == APR_SUCCESS) {
         args[0] = &seq;
@@ -744,18 +730,18 @@ apr_status_t cs_store_set_error(cs_db_t *db, apr_pool_t *p,
             status = db_exec(NULL, db, p, "cs_dom_error", args);
         }
         else {
-            args[0] = domain;
-            args[1] = state;
-            args[2] = NULL;
-            args[3] = &zero;
-            args[4] = NULL;
+            args[0] = state;
+            args[1] = NULL;
+            args[2] = &zero;
+            args[3] = NULL;
+            args[4] = &zero;
             args[5] = &zero;
-            args[6] = &zero;
+            args[6] = NULL;
             args[7] = NULL;
-            args[8] = NULL;
-            args[9] = error;
-            args[10] = &now;
-            args[11] = NULL;
+            args[8] = error;
+            args[9] = &now;
+            args[10] = NULL;
+            args[11] = domain;
             status = db_exec(NULL, db, p, "cs_dom_insert", args);
         }
     }
