@@ -240,6 +240,12 @@ static const char *apply_bundle(int *installed, const csy_config_t *cfg,
     if (cur && strcmp(cur, serial) == 0) {
         return NULL;    /* already served */
     }
+    if (cfg->quarantine
+        && (cur = apr_hash_get(cfg->quarantine, domain, APR_HASH_KEY_STRING))
+        && strcmp(cur, serial) == 0) {
+        return "this serial failed the probe after a restart and was "
+               "rolled back; waiting for a newer one";
+    }
     if (cs_base64_decode(&der, &der_len, p, key_cms) != APR_SUCCESS) {
         return "key_cms is not base64";
     }
@@ -283,6 +289,7 @@ typedef struct {
     apr_hash_t *servable;       /* domain -> "" */
     apr_hash_t *failures;       /* domain -> reason */
     apr_pool_t *keep;           /* where failure texts live */
+    apr_pool_t *p;              /* the cycle's results */
 } cycle_t;
 
 static void record_failure(cycle_t *cy, apr_pool_t *p, const char *domain,
@@ -350,6 +357,10 @@ static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
         if (installed) {
             cy->res->installed++;
             cy->res->changed = 1;
+            apr_hash_set(cy->res->made_current, apr_pstrdup(cy->p, want),
+                         APR_HASH_KEY_STRING, apr_pstrdup(cy->p,
+                             json_string_value(json_object_get(v,
+                                                               "serial"))));
             csy_log(cy->cl->config, CSY_LOG_INFO, p, "installed %s serial %s",
                     want, json_string_value(json_object_get(v, "serial")));
         }
@@ -482,7 +493,9 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
     cy.failures = failures;
     cy.keep = apr_hash_pool_get(failures);
     cy.servable = apr_hash_make(p);
+    cy.p = p;
     res->failures = failures;
+    res->made_current = apr_hash_make(p);
 
     if ((rv = csy_store_cursor_get(&cursor, store, p))
         || (rv = csy_store_manifest_read(&served, store, p))) {
@@ -547,6 +560,63 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
                          : apr_psprintf(p, "store error: %pm", &rv);
     }
     return rv;
+}
+
+apr_status_t csy_lease_acquire(const char **lease, long *retry_after,
+                               csy_client_t *cl, apr_pool_t *p, int ttl,
+                               const char **err)
+{
+    const csy_config_t *cfg = cl->config;
+    json_t *body, *resp = NULL;
+    const char *id;
+    long status;
+    apr_status_t rv;
+
+    *lease = NULL;
+    *retry_after = 0;
+    body = json_pack("{s:s, s:i}", "host", cfg->host_name, "ttl", ttl);
+    rv = request(&resp, &status, cl, p, "POST",
+                 apr_pstrcat(p, "/v1/pools/", cfg->pool_name, "/leases",
+                             NULL), body, err);
+    json_decref(body);
+    if (rv && status == 409) {
+        curl_off_t ra = 0;
+        curl_easy_getinfo(cl->curl, CURLINFO_RETRY_AFTER, &ra);
+        *retry_after = ra > 0 ? (long)ra : 5;
+        return APR_EAGAIN;
+    }
+    if (rv) {
+        return rv;
+    }
+    id = json_string_value(json_object_get(resp, "lease"));
+    if (!id) {
+        json_decref(resp);
+        *err = "lease answer without a lease id";
+        return APR_EGENERAL;
+    }
+    *lease = apr_pstrdup(p, id);
+    json_decref(resp);
+    return APR_SUCCESS;
+}
+
+apr_status_t csy_lease_release(csy_client_t *cl, apr_pool_t *p,
+                               const char *lease)
+{
+    json_t *resp;
+    const char *err;
+    long status;
+    apr_status_t rv;
+
+    rv = request(&resp, &status, cl, p, "DELETE",
+                 apr_pstrcat(p, "/v1/pools/", cl->config->pool_name,
+                             "/leases/", lease, NULL), NULL, &err);
+    json_decref(resp);
+    if (rv && status != 404) {
+        csy_log(cl->config, CSY_LOG_WARN, p, "releasing lease %s failed: %s",
+                lease, err);
+        return rv;
+    }
+    return APR_SUCCESS;
 }
 
 apr_status_t csy_report(csy_client_t *cl, apr_pool_t *p, long long seq,

@@ -37,8 +37,11 @@ typedef struct {
     int batch_size;                     /* domains per POST /v1/bundles */
     int keep_envelopes;                 /* store key.cms, not privkey.pem */
     long timeout;                       /* seconds per HTTP request */
-    const char *pool_name;              /* for reports */
+    const char *pool_name;              /* for reports and leases */
     const char *host_name;
+    /* domain -> serial that failed its post-restart probe and was rolled
+     * back: never installed again (a newer serial is).  May be NULL. */
+    apr_hash_t *quarantine;
     csy_log_fn *log;
     void *log_baton;
 } csy_config_t;
@@ -51,6 +54,7 @@ typedef struct {
     int installed;
     int removed;
     int unchanged;
+    apr_hash_t *made_current;   /* domain -> serial made current (from p) */
     apr_hash_t *failures;       /* domain -> reason, after this cycle */
     const char *error;          /* the cycle stopped early: why */
 } csy_result_t;
@@ -72,6 +76,20 @@ apr_status_t csy_client_create(csy_client_t **client, apr_pool_t *p,
 apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *client,
                            csy_store_t *store, apr_hash_t *failures,
                            apr_pool_t *p);
+
+/**
+ * POST /v1/pools/POOL/leases: a restart lease for ttl seconds (asking
+ * again while holding one renews it).  APR_SUCCESS with *lease set;
+ * APR_EAGAIN when every slot is taken (*retry_after seconds); an error
+ * otherwise, with *err.
+ */
+apr_status_t csy_lease_acquire(const char **lease, long *retry_after,
+                               csy_client_t *client, apr_pool_t *p, int ttl,
+                               const char **err);
+
+/** DELETE /v1/pools/POOL/leases/LEASE. */
+apr_status_t csy_lease_release(csy_client_t *client, apr_pool_t *p,
+                               const char *lease);
 
 /** POST /v1/hosts/HOST/report: seq served, rollout state, failures. */
 apr_status_t csy_report(csy_client_t *client, apr_pool_t *p, long long seq,

@@ -35,20 +35,23 @@
 #include "util_cfgtree.h"
 
 #include "apr_optional.h"
+#include "apr_poll.h"
 #include "apr_signal.h"
 #include "apr_strings.h"
 #include "apr_thread_proc.h"
 
 #include "cs_crypto.h"
+#include "csy_probe.h"
 #include "csy_store.h"
 #include "csy_sync.h"
 
 module AP_MODULE_DECLARE_DATA certsync_module;
 
-/* Log tags "CYnnnnn": never reused; the next free one is 00013. */
+/* Log tags "CYnnnnn": never reused; the next free one is 00019. */
 #define CYLOGNO(n) "CY" #n ": "
 
 #define CSY_STATUS_HANDLER      "certsync-status"
+#define CSY_HEALTH_HANDLER      "certsync-health"
 #define CSY_DEFAULT_INTERVAL    30
 #define CSY_MAX_BACKOFF         600
 
@@ -67,6 +70,15 @@ typedef struct {
     int restart;                        /* -1: unset; 1 graceful, 0 off */
     const char *pool_name;
     const char *host_name;
+    /* Staggered restarts (section 6 of ARCHITECTURE.md). */
+    int drain_time;                     /* seconds; -1: unset */
+    int lease_ttl;                      /* seconds; 0: unset */
+    int min_restart_interval;           /* seconds; -1: unset */
+    int restart_timeout;                /* seconds; 0: unset */
+    const char *probe_host;             /* NULL: no probe */
+    int probe_port;
+    const char *agent_host;             /* HAProxy agent-check; NULL: none */
+    int agent_port;
 } csy_conf_t;
 
 static pid_t csy_daemon_pid;
@@ -84,6 +96,8 @@ static void *csy_create_server_config(apr_pool_t *p, server_rec *s)
     conf->jitter = -1;
     conf->dynamic = -1;
     conf->restart = -1;
+    conf->drain_time = -1;
+    conf->min_restart_interval = -1;
     return conf;
 }
 
@@ -243,6 +257,50 @@ static const char *csy_set_restart(cmd_parms *cmd, void *dummy,
     return NULL;
 }
 
+/* CertSyncDrainTime, CertSyncLeaseTTL, CertSyncMinRestartInterval and
+ * CertSyncRestartTimeout: seconds. */
+static const char *csy_set_seconds(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    csy_conf_t *conf = csy_conf(cmd->server);
+    const char *name = cmd->cmd->name;
+
+    if (!strcasecmp(name, "CertSyncDrainTime")) {
+        return csy_int(cmd, arg, 0, 3600, &conf->drain_time);
+    }
+    if (!strcasecmp(name, "CertSyncLeaseTTL")) {
+        return csy_int(cmd, arg, 10, 86400, &conf->lease_ttl);
+    }
+    if (!strcasecmp(name, "CertSyncMinRestartInterval")) {
+        return csy_int(cmd, arg, 0, 86400, &conf->min_restart_interval);
+    }
+    return csy_int(cmd, arg, 5, 3600, &conf->restart_timeout);
+}
+
+/* CertSyncProbe and CertSyncAgent: host:port. */
+static const char *csy_set_hostport(cmd_parms *cmd, void *dummy,
+                                    const char *arg)
+{
+    csy_conf_t *conf = csy_conf(cmd->server);
+    char *host, *scope;
+    apr_port_t port;
+
+    if (apr_parse_addr_port(&host, &scope, &port, arg, cmd->pool)
+        || !host || !port || scope) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not host:port",
+                            cmd->cmd->name, arg);
+    }
+    if (!strcasecmp(cmd->cmd->name, "CertSyncProbe")) {
+        conf->probe_host = host;
+        conf->probe_port = port;
+    }
+    else {
+        conf->agent_host = host;
+        conf->agent_port = port;
+    }
+    return NULL;
+}
+
 static const command_rec csy_cmds[] = {
     AP_INIT_TAKE1("CertSyncServiceURL", csy_set_str, NULL, RSRC_CONF,
                   "Base URL of CertService (https://host:port)"),
@@ -268,6 +326,24 @@ static const command_rec csy_cmds[] = {
                   "Name of this host's pool (for leases and reports)"),
     AP_INIT_TAKE1("CertSyncHost", csy_set_str, NULL, RSRC_CONF,
                   "Name of this host (default: the system's host name)"),
+    AP_INIT_TAKE1("CertSyncDrainTime", csy_set_seconds, NULL, RSRC_CONF,
+                  "Seconds between reporting drain and restarting "
+                  "(default 5)"),
+    AP_INIT_TAKE1("CertSyncLeaseTTL", csy_set_seconds, NULL, RSRC_CONF,
+                  "Seconds a restart lease lasts unless renewed "
+                  "(default 300)"),
+    AP_INIT_TAKE1("CertSyncMinRestartInterval", csy_set_seconds, NULL,
+                  RSRC_CONF, "Fewest seconds between two restarts "
+                  "(default 0)"),
+    AP_INIT_TAKE1("CertSyncRestartTimeout", csy_set_seconds, NULL,
+                  RSRC_CONF, "Seconds a restarted generation has to pass "
+                  "its probe before the store is rolled back (default 120)"),
+    AP_INIT_TAKE1("CertSyncProbe", csy_set_hostport, NULL, RSRC_CONF,
+                  "host:port of this proxy's TLS listener, probed after a "
+                  "restart"),
+    AP_INIT_TAKE1("CertSyncAgent", csy_set_hostport, NULL, RSRC_CONF,
+                  "host:port where the sync daemon answers HAProxy's "
+                  "agent-check (ready/drain)"),
     { NULL }
 };
 
@@ -278,7 +354,16 @@ static const command_rec csy_cmds[] = {
 typedef struct {
     server_rec *s;
     const csy_conf_t *conf;
+    apr_pool_t *pool;
+    csy_config_t cfg;
+    csy_client_t *client;
+    csy_store_t *store;
     json_t *state;              /* what the status page shows */
+    const char *health;         /* "ready" or "drain" */
+    apr_socket_t *agent;        /* HAProxy agent-check listener, or NULL */
+    apr_pollset_t *pollset;
+    apr_hash_t *pending;        /* domain -> serial installed, not yet live */
+    apr_hash_t *quarantine;     /* domain -> serial rolled back */
 } csy_daemon_t;
 
 static void csy_daemon_log(void *baton, csy_log_level_t level,
@@ -297,8 +382,18 @@ static void csy_on_term(int sig)
     csy_stop = 1;
 }
 
+static int csy_running(void)
+{
+    return !csy_stop && getppid() == csy_parent_pid;
+}
+
+static const char *csy_path(csy_daemon_t *d, apr_pool_t *p, const char *name)
+{
+    return apr_pstrcat(p, d->conf->store_dir, "/", name, NULL);
+}
+
 /* The configuration test, with the parent's own arguments. */
-static int csy_configtest(csy_daemon_t *d, apr_pool_t *p)
+static int csy_configtest(apr_pool_t *p)
 {
     apr_array_header_t *argv = apr_array_make(p, 12, sizeof(char *));
     const char *conffile = ap_conftree ? ap_conftree->filename : NULL;
@@ -332,17 +427,30 @@ static int csy_configtest(csy_daemon_t *d, apr_pool_t *p)
     return why == APR_PROC_EXIT ? code : -1;
 }
 
-static void csy_write_state(csy_daemon_t *d, apr_pool_t *p)
+static void csy_write_json(csy_daemon_t *d, apr_pool_t *p, const char *name,
+                           json_t *j)
 {
-    char *text = json_dumps(d->state, JSON_INDENT(1) | JSON_SORT_KEYS);
+    char *text = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS);
 
     if (text) {
-        csy_write_atomic(apr_pstrcat(p, d->conf->store_dir, "/state.json",
-                                     NULL), text, strlen(text),
+        csy_write_atomic(csy_path(d, p, name), text, strlen(text),
                          APR_FPROT_UREAD | APR_FPROT_UWRITE
                          | APR_FPROT_GREAD | APR_FPROT_WREAD, p);
         free(text);
     }
+}
+
+static json_t *csy_read_json(csy_daemon_t *d, apr_pool_t *p,
+                             const char *name)
+{
+    json_error_t jerr;
+
+    return json_load_file(csy_path(d, p, name), 0, &jerr);
+}
+
+static void csy_set_state(csy_daemon_t *d, const char *state)
+{
+    json_object_set_new(d->state, "state", json_string(state));
 }
 
 static void csy_count(json_t *state, const char *name, json_int_t add)
@@ -353,17 +461,331 @@ static void csy_count(json_t *state, const char *name, json_int_t add)
     json_object_set_new(counters, name, json_integer(v + add));
 }
 
+/* ready/drain, for HAProxy's agent-check and the certsync-health page. */
+static void csy_set_health(csy_daemon_t *d, apr_pool_t *p, const char *health)
+{
+    d->health = health;
+    json_object_set_new(d->state, "health", json_string(health));
+    csy_write_atomic(csy_path(d, p, "health"), health, strlen(health),
+                     APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_GREAD
+                     | APR_FPROT_WREAD, p);
+    csy_write_json(d, p, "state.json", d->state);
+}
+
+static void csy_agent_open(csy_daemon_t *d)
+{
+    apr_sockaddr_t *sa;
+    apr_pollfd_t pfd;
+    apr_status_t rv;
+
+    if (!d->conf->agent_host) {
+        return;
+    }
+    if ((rv = apr_sockaddr_info_get(&sa, d->conf->agent_host, APR_UNSPEC,
+                                    (apr_port_t)d->conf->agent_port, 0,
+                                    d->pool))
+        || (rv = apr_socket_create(&d->agent, sa->family, SOCK_STREAM,
+                                   APR_PROTO_TCP, d->pool))
+        || (rv = apr_socket_opt_set(d->agent, APR_SO_REUSEADDR, 1))
+        || (rv = apr_socket_bind(d->agent, sa))
+        || (rv = apr_socket_listen(d->agent, 16))
+        || (rv = apr_pollset_create(&d->pollset, 1, d->pool, 0))) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, CYLOGNO(00013)
+                     "CertSyncAgent %s:%d: cannot listen; the load "
+                     "balancer's agent-check will not see drain/ready",
+                     d->conf->agent_host, d->conf->agent_port);
+        d->agent = NULL;
+        return;
+    }
+    memset(&pfd, 0, sizeof(pfd));
+    pfd.desc_type = APR_POLL_SOCKET;
+    pfd.desc.s = d->agent;
+    pfd.reqevents = APR_POLLIN;
+    apr_pollset_add(d->pollset, &pfd);
+}
+
+/* Waits about `seconds`, answering agent-checks meanwhile. */
+static void csy_idle(csy_daemon_t *d, int seconds)
+{
+    apr_time_t until = apr_time_now() + apr_time_from_sec(seconds);
+
+    while (csy_running() && apr_time_now() < until) {
+        const apr_pollfd_t *out;
+        apr_int32_t n = 0;
+        apr_socket_t *c;
+        apr_pool_t *p;
+
+        if (!d->agent) {
+            apr_sleep(apr_time_from_msec(200));
+            continue;
+        }
+        if (apr_pollset_poll(d->pollset, apr_time_from_msec(200), &n, &out)
+            != APR_SUCCESS || n == 0) {
+            continue;
+        }
+        apr_pool_create(&p, d->pool);
+        if (apr_socket_accept(&c, d->agent, p) == APR_SUCCESS) {
+            const char *line = apr_pstrcat(p, d->health, "\n", NULL);
+            apr_size_t len = strlen(line);
+            apr_socket_timeout_set(c, apr_time_from_sec(1));
+            apr_socket_send(c, line, &len);
+            apr_socket_close(c);
+        }
+        apr_pool_destroy(p);
+    }
+}
+
+/* Which of the pending serials does the listener not present yet?
+ * NULL when all of (up to 3 of) them are served. */
+static const char *csy_probe(csy_daemon_t *d, apr_pool_t *p,
+                             apr_hash_t *expected)
+{
+    apr_hash_index_t *hi;
+    int probed = 0;
+
+    if (!d->conf->probe_host) {
+        return NULL;
+    }
+    for (hi = apr_hash_first(p, expected); hi && probed < 3;
+         hi = apr_hash_next(hi), probed++) {
+        const char *domain = apr_hash_this_key(hi), *serial, *err;
+        const char *want = apr_hash_this_val(hi);
+
+        if (domain[0] == '*') {
+            domain = apr_pstrcat(p, "probe", domain + 1, NULL);
+        }
+        if (csy_probe_serial(&serial, p, d->conf->probe_host,
+                             d->conf->probe_port, domain,
+                             apr_time_from_sec(5), &err)) {
+            return err;
+        }
+        if (strcmp(serial, want) != 0) {
+            return apr_psprintf(p, "%s is served with serial %s, not %s",
+                                (const char *)apr_hash_this_key(hi), serial,
+                                want);
+        }
+    }
+    return NULL;
+}
+
+static json_t *csy_hash_json(apr_pool_t *p, apr_hash_t *h)
+{
+    json_t *o = json_object();
+    apr_hash_index_t *hi;
+
+    for (hi = apr_hash_first(p, h); hi; hi = apr_hash_next(hi)) {
+        json_object_set_new(o, apr_hash_this_key(hi),
+                            json_string(apr_hash_this_val(hi)));
+    }
+    return o;
+}
+
+static apr_hash_t *csy_json_hash(apr_pool_t *p, json_t *o)
+{
+    apr_hash_t *h = apr_hash_make(p);
+    const char *k;
+    json_t *v;
+
+    json_object_foreach(o, k, v) {
+        if (json_is_string(v)) {
+            apr_hash_set(h, apr_pstrdup(p, k), APR_HASH_KEY_STRING,
+                         apr_pstrdup(p, json_string_value(v)));
+        }
+    }
+    return h;
+}
+
+static void csy_restart(csy_daemon_t *d, apr_pool_t *p, json_t *rollout,
+                        const char *phase)
+{
+    json_object_set_new(rollout, "phase", json_string(phase));
+    json_object_set_new(rollout, "restart_at",
+                        json_integer(apr_time_sec(apr_time_now())));
+    csy_write_json(d, p, "rollout.json", rollout);
+    csy_set_state(d, phase);
+    csy_count(d->state, "restarts", 1);
+    csy_write_json(d, p, "state.json", d->state);
+    kill(csy_parent_pid, AP_SIG_GRACEFUL);
+    /* The restart ends this daemon (SIGTERM); the next one resumes from
+     * rollout.json.  Should the parent not restart, sync on. */
+    csy_idle(d, d->conf->restart_timeout);
+}
+
+/*
+ * The second half of a rollout, in the daemon of the new generation:
+ * probe, then release the lease; or roll the store back and restart.
+ */
+static void csy_resume(csy_daemon_t *d, apr_pool_t *p, json_t *rollout)
+{
+    const char *phase = json_string_value(json_object_get(rollout, "phase"));
+    const char *lease = json_string_value(json_object_get(rollout, "lease"));
+    apr_hash_t *expected = csy_json_hash(p, json_object_get(rollout,
+                                                            "expected"));
+    apr_time_t deadline = apr_time_now()
+                          + apr_time_from_sec(d->conf->restart_timeout);
+    const char *why = "no probe ran", *err, *renewed;
+    apr_hash_index_t *hi;
+    long retry;
+
+    if (!phase || !lease) {
+        apr_file_remove(csy_path(d, p, "rollout.json"), p);
+        return;
+    }
+    /* Renew the lease: the restart may have taken a while. */
+    csy_lease_acquire(&renewed, &retry, d->client, p, d->conf->lease_ttl,
+                      &err);
+    while (csy_running() && apr_time_now() < deadline) {
+        if (!(why = csy_probe(d, p, strcmp(phase, "restarting") == 0
+                                    ? expected : apr_hash_make(p)))) {
+            break;
+        }
+        csy_idle(d, 1);
+    }
+    if (!csy_running()) {
+        return;
+    }
+    if (!why) {
+        if (strcmp(phase, "restarting") == 0) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, CYLOGNO(00014)
+                         "rollout complete: %u new certificates served",
+                         apr_hash_count(expected));
+            csy_set_state(d, "idle");
+        }
+        else {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, d->s, CYLOGNO(00015)
+                         "rollout failed and was rolled back: %s",
+                         json_string_value(json_object_get(rollout,
+                                                           "failure")));
+            csy_set_state(d, "rolled-back");
+            json_object_set(d->state, "last_rollout_failure",
+                            json_object_get(rollout, "failure"));
+        }
+        json_object_set_new(d->state, "last_restart",
+                            json_object_get(rollout, "restart_at")
+                            ? json_incref(json_object_get(rollout,
+                                                          "restart_at"))
+                            : json_integer(0));
+        apr_file_remove(csy_path(d, p, "rollout.json"), p);
+        csy_lease_release(d->client, p, lease);
+        csy_set_health(d, p, "ready");
+        return;
+    }
+
+    if (strcmp(phase, "restarting") != 0) {
+        /* Even the rolled-back generation does not answer: leave the lease
+         * to expire rather than restart in a loop. */
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, d->s, CYLOGNO(00016)
+                     "after the rollback the listener still fails its "
+                     "probe (%s): staying drained; the lease expires", why);
+        csy_set_state(d, "failed");
+        apr_file_remove(csy_path(d, p, "rollout.json"), p);
+        return;
+    }
+    ap_log_error(APLOG_MARK, APLOG_CRIT, 0, d->s, CYLOGNO(00017)
+                 "probe after restart failed (%s): rolling the store back",
+                 why);
+    for (hi = apr_hash_first(p, expected); hi; hi = apr_hash_next(hi)) {
+        const char *domain = apr_hash_this_key(hi);
+        apr_hash_set(d->quarantine, apr_pstrdup(d->pool, domain),
+                     APR_HASH_KEY_STRING,
+                     apr_pstrdup(d->pool, apr_hash_this_val(hi)));
+        if (csy_store_rollback(d->store, p, domain) != APR_SUCCESS) {
+            /* A new domain: nothing to go back to; leave it out. */
+            apr_array_header_t *served;
+            int i;
+            if (csy_store_manifest_read(&served, d->store, p)
+                == APR_SUCCESS) {
+                apr_array_header_t *keep = apr_array_make(
+                    p, served->nelts, sizeof(const char *));
+                for (i = 0; i < served->nelts; i++) {
+                    const char *x = APR_ARRAY_IDX(served, i, const char *);
+                    if (strcmp(x, domain) != 0) {
+                        APR_ARRAY_PUSH(keep, const char *) = x;
+                    }
+                }
+                csy_store_manifest_write(d->store, p, keep);
+            }
+        }
+    }
+    csy_write_json(d, p, "quarantine.json", csy_hash_json(p, d->quarantine));
+    json_object_set_new(rollout, "failure", json_string(why));
+    csy_count(d->state, "rollbacks", 1);
+    csy_restart(d, p, rollout, "rolling-back");
+}
+
+/*
+ * The first half of a rollout: lease, drain, restart.  Returns the seconds
+ * to wait before the next cycle when the rollout has to wait.
+ */
+static int csy_rollout(csy_daemon_t *d, apr_pool_t *p, long long cursor)
+{
+    const csy_conf_t *conf = d->conf;
+    apr_int64_t last = json_integer_value(json_object_get(d->state,
+                                                          "last_restart"));
+    apr_int64_t now = apr_time_sec(apr_time_now());
+    const char *lease, *err;
+    json_t *rollout;
+    long retry;
+    apr_status_t rv;
+    int code;
+
+    if (last && now - last < conf->min_restart_interval) {
+        csy_set_state(d, "restart-pending");
+        return (int)(conf->min_restart_interval - (now - last));
+    }
+    if ((code = csy_configtest(p)) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->s, CYLOGNO(00007)
+                     "configuration test failed (exit %d): not restarting; "
+                     "what is served stays served", code);
+        csy_set_state(d, "configtest-failed");
+        csy_count(d->state, "configtest_failures", 1);
+        return 0;
+    }
+    rv = csy_lease_acquire(&lease, &retry, d->client, p, conf->lease_ttl,
+                           &err);
+    if (rv == APR_EAGAIN) {
+        csy_set_state(d, "waiting-for-lease");
+        return (int)(retry < 1 ? 1 : retry);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, CYLOGNO(00018)
+                     "no restart lease: %s; trying again later", err);
+        csy_set_state(d, "waiting-for-lease");
+        return 0;
+    }
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, CYLOGNO(00006)
+                 "lease %s: draining for %ds, then a graceful restart to "
+                 "serve %u new certificates", lease, conf->drain_time,
+                 apr_hash_count(d->pending));
+    rollout = json_pack("{s:s, s:s, s:o, s:I}", "phase", "draining",
+                        "lease", lease, "expected",
+                        csy_hash_json(p, d->pending), "cursor",
+                        (json_int_t)cursor);
+    csy_write_json(d, p, "rollout.json", rollout);
+    csy_set_state(d, "draining");
+    csy_set_health(d, p, "drain");
+    csy_report(d->client, p, cursor, "draining", apr_hash_make(p));
+    csy_idle(d, conf->drain_time);
+    if (!csy_running()) {
+        json_decref(rollout);
+        return 0;
+    }
+    csy_report(d->client, p, cursor, "restarting", apr_hash_make(p));
+    apr_hash_clear(d->pending);
+    csy_restart(d, p, rollout, "restarting");
+    json_decref(rollout);
+    return 0;
+}
+
 static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
 {
     csy_daemon_t d;
-    csy_config_t cfg;
-    csy_client_t *client;
-    csy_store_t *store;
     apr_pool_t *pool, *cycle, *keep;
     apr_file_t *lock;
     apr_hash_t *failures;
+    json_t *j;
     apr_status_t rv;
-    int backoff = 0, pending_restart = 0;
+    int backoff = 0;
     char host[256];
 
     apr_pool_create(&pool, NULL);
@@ -372,6 +794,8 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
     memset(&d, 0, sizeof(d));
     d.s = s;
     d.conf = conf;
+    d.pool = pool;
+    d.health = "ready";
     /* The parent's handlers are not ours. */
     apr_signal(SIGTERM, csy_on_term);
     apr_signal(SIGINT, csy_on_term);
@@ -384,28 +808,22 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
     if (gethostname(host, sizeof(host)) != 0) {
         apr_cpystrn(host, "unknown", sizeof(host));
     }
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.url = conf->url;
-    cfg.client_cert = conf->client_cert;
-    cfg.client_key = conf->client_key;
-    cfg.ca_file = conf->ca_file;
-    cfg.wrap_certs = conf->wrap_certs;
-    cfg.wrap_keys = conf->wrap_keys;
-    cfg.batch_size = conf->batch_size ? conf->batch_size : 100;
-    cfg.keep_envelopes = 0;
-    cfg.timeout = 30;
-    cfg.pool_name = conf->pool_name ? conf->pool_name : "default";
-    cfg.host_name = conf->host_name ? conf->host_name
-                                    : apr_pstrdup(pool, host);
-    cfg.log = csy_daemon_log;
-    cfg.log_baton = &d;
+    d.cfg.url = conf->url;
+    d.cfg.client_cert = conf->client_cert;
+    d.cfg.client_key = conf->client_key;
+    d.cfg.ca_file = conf->ca_file;
+    d.cfg.wrap_certs = conf->wrap_certs;
+    d.cfg.wrap_keys = conf->wrap_keys;
+    d.cfg.batch_size = conf->batch_size ? conf->batch_size : 100;
+    d.cfg.timeout = 30;
+    d.cfg.pool_name = conf->pool_name ? conf->pool_name : "default";
+    d.cfg.host_name = conf->host_name ? conf->host_name
+                                      : apr_pstrdup(pool, host);
+    d.cfg.log = csy_daemon_log;
+    d.cfg.log_baton = &d;
 
-    d.state = json_pack("{s:s, s:s, s:s, s:s, s:{}, s:{}}", "state",
-                        "starting", "host", cfg.host_name, "pool",
-                        cfg.pool_name, "service", cfg.url, "failures",
-                        "counters");
-    if ((rv = csy_store_open(&store, pool, conf->store_dir))
-        || (rv = csy_client_create(&client, pool, &cfg))) {
+    if ((rv = csy_store_open(&d.store, pool, conf->store_dir))
+        || (rv = csy_client_create(&d.client, pool, &d.cfg))) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, CYLOGNO(00002)
                      "sync daemon: cannot open the store %s or a client",
                      conf->store_dir);
@@ -414,8 +832,7 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
     /* One writer at a time: the previous generation's daemon may still be
      * finishing a cycle after its SIGTERM.  The kernel drops the lock when
      * a daemon exits, however it exits. */
-    rv = apr_file_open(&lock, apr_pstrcat(pool, conf->store_dir, "/.lock",
-                                          NULL),
+    rv = apr_file_open(&lock, csy_path(&d, pool, ".lock"),
                        APR_FOPEN_WRITE | APR_FOPEN_CREATE,
                        APR_FPROT_UREAD | APR_FPROT_UWRITE, pool);
     if (rv == APR_SUCCESS) {
@@ -429,39 +846,69 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
     }
     /* This generation's configuration was built from the manifest as it
      * is now: versions and deleted domains it does not use can go. */
-    if ((rv = csy_store_prune(store, cycle, NULL)) != APR_SUCCESS) {
+    if ((rv = csy_store_prune(d.store, cycle, NULL)) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CYLOGNO(00011)
                      "sync daemon: cannot prune the store %s",
                      conf->store_dir);
     }
+
+    /* What the previous generation knew. */
+    d.state = csy_read_json(&d, cycle, "state.json");
+    if (!json_is_object(d.state)) {
+        json_decref(d.state);
+        d.state = json_object();
+    }
+    if (!json_is_object(json_object_get(d.state, "counters"))) {
+        json_object_set_new(d.state, "counters", json_object());
+    }
+    json_object_set_new(d.state, "host", json_string(d.cfg.host_name));
+    json_object_set_new(d.state, "pool", json_string(d.cfg.pool_name));
+    json_object_set_new(d.state, "service", json_string(d.cfg.url));
+    j = csy_read_json(&d, cycle, "quarantine.json");
+    d.quarantine = csy_json_hash(pool, j);
+    json_decref(j);
+    d.cfg.quarantine = d.quarantine;
+    d.pending = apr_hash_make(pool);
     failures = apr_hash_make(keep);
+    csy_agent_open(&d);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CYLOGNO(00003)
                  "sync daemon started (pid %" APR_PID_T_FMT "): %s every "
-                 "%ds, store %s", getpid(), cfg.url, conf->interval,
+                 "%ds, store %s", getpid(), d.cfg.url, conf->interval,
                  conf->store_dir);
 
-    while (!csy_stop && getppid() == csy_parent_pid) {
+    j = csy_read_json(&d, cycle, "rollout.json");
+    if (json_is_object(j)) {
+        csy_set_health(&d, cycle, "drain");
+        csy_resume(&d, cycle, j);
+    }
+    else {
+        csy_set_health(&d, cycle, "ready");
+    }
+    json_decref(j);
+
+    while (csy_running()) {
         csy_result_t res;
         apr_hash_index_t *hi;
         apr_time_t now = apr_time_now();
-        json_t *failed = json_object();
-        int wait;
+        int wait = 0;
 
         apr_pool_clear(cycle);
-        rv = csy_sync_once(&res, client, store, failures, cycle);
+        rv = csy_sync_once(&res, d.client, d.store, failures, cycle);
         json_object_set_new(d.state, "last_sync",
                             json_integer(apr_time_sec(now)));
         json_object_set_new(d.state, "cursor",
                             json_integer(res.cursor_after));
-        for (hi = apr_hash_first(cycle, failures); hi;
-             hi = apr_hash_next(hi)) {
-            json_object_set_new(failed, apr_hash_this_key(hi),
-                                json_string(apr_hash_this_val(hi)));
-        }
-        json_object_set_new(d.state, "failures", failed);
+        json_object_set_new(d.state, "failures",
+                            csy_hash_json(cycle, failures));
         csy_count(d.state, "cycles", 1);
         csy_count(d.state, "installed", res.installed);
         csy_count(d.state, "removed", res.removed);
+        for (hi = apr_hash_first(cycle, res.made_current); hi;
+             hi = apr_hash_next(hi)) {
+            apr_hash_set(d.pending, apr_pstrdup(pool, apr_hash_this_key(hi)),
+                         APR_HASH_KEY_STRING,
+                         apr_pstrdup(pool, apr_hash_this_val(hi)));
+        }
         if (rv) {
             backoff = backoff ? backoff * 2 : conf->interval;
             if (backoff > CSY_MAX_BACKOFF) {
@@ -472,55 +919,49 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
                          "in about %ds", res.error, backoff);
             json_object_set_new(d.state, "last_error",
                                 json_string(res.error));
-            json_object_set_new(d.state, "state", json_string("backoff"));
+            csy_set_state(&d, "backoff");
             csy_count(d.state, "errors", 1);
+            wait = backoff;
         }
         else {
             backoff = 0;
             json_object_set_new(d.state, "last_success",
                                 json_integer(apr_time_sec(now)));
             json_object_set_new(d.state, "last_error", json_null());
-            json_object_set_new(d.state, "state", json_string("idle"));
+            csy_set_state(&d, "idle");
             if (res.changed) {
                 ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, CYLOGNO(00005)
-                             "sync to seq %" APR_INT64_T_FMT ": %d installed, %d removed, "
-                             "%d failed", (apr_int64_t)res.cursor_after, res.installed,
+                             "sync to seq %" APR_INT64_T_FMT ": %d "
+                             "installed, %d removed, %d failed",
+                             (apr_int64_t)res.cursor_after, res.installed,
                              res.removed, (int)apr_hash_count(failures));
-                pending_restart = 1;
+                json_object_set_new(d.state, "restart_pending",
+                                    json_true());
             }
+            csy_report(d.client, cycle, res.cursor_after,
+                       json_is_true(json_object_get(d.state,
+                                                    "restart_pending"))
+                       ? "restart-pending" : "ready", failures);
         }
-        if (pending_restart && conf->restart != 0) {
-            int code = csy_configtest(&d, cycle);
-            if (code == 0) {
-                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, CYLOGNO(00006)
-                             "configuration test passed: graceful restart "
-                             "to serve the new certificates");
-                json_object_set_new(d.state, "state",
-                                    json_string("restarting"));
-                csy_count(d.state, "restarts", 1);
-                csy_write_state(&d, cycle);
-                csy_report(client, cycle, res.cursor_after, "restarting",
-                           failures);
-                kill(csy_parent_pid, AP_SIG_GRACEFUL);
-                /* The restart ends this generation (and this daemon, by
-                 * SIGTERM); until then, sync on as usual. */
-                pending_restart = 0;
+        if (!rv && json_is_true(json_object_get(d.state, "restart_pending"))) {
+            if (conf->restart == 0) {
+                csy_set_state(&d, "restart-pending");
             }
             else {
-                ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, CYLOGNO(00007)
-                             "configuration test failed (exit %d): not "
-                             "restarting; what is served stays served",
-                             code);
-                json_object_set_new(d.state, "state",
-                                    json_string("configtest-failed"));
-                csy_count(d.state, "configtest_failures", 1);
+                /* Cleared first: a restart ends this daemon. */
+                json_object_set_new(d.state, "restart_pending", json_false());
+                wait = csy_rollout(&d, cycle, res.cursor_after);
+                if (wait || !strcmp(json_string_value(json_object_get(
+                                        d.state, "state")),
+                                    "configtest-failed")) {
+                    json_object_set_new(d.state, "restart_pending",
+                                        json_true());
+                }
             }
         }
-        else if (pending_restart) {
-            json_object_set_new(d.state, "state",
-                                json_string("restart-pending"));
+        if (!wait) {
+            wait = conf->interval;
         }
-        wait = backoff ? backoff : conf->interval;
         if (conf->jitter > 0) {
             unsigned char r[2];
             apr_generate_random_bytes(r, sizeof(r));
@@ -528,15 +969,8 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
         }
         json_object_set_new(d.state, "next_sync",
                             json_integer(apr_time_sec(now) + wait));
-        csy_write_state(&d, cycle);
-        if (!rv) {
-            csy_report(client, cycle, res.cursor_after,
-                       pending_restart ? "restart-pending" : "ready",
-                       failures);
-        }
-        while (wait-- > 0 && !csy_stop && getppid() == csy_parent_pid) {
-            apr_sleep(apr_time_from_sec(1));
-        }
+        csy_write_json(&d, cycle, "state.json", d.state);
+        csy_idle(&d, wait);
     }
     json_decref(d.state);
     apr_pool_destroy(pool);
@@ -631,6 +1065,18 @@ static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (conf->jitter < 0) {
         conf->jitter = conf->interval / 5;
     }
+    if (conf->drain_time < 0) {
+        conf->drain_time = 5;
+    }
+    if (!conf->lease_ttl) {
+        conf->lease_ttl = 300;
+    }
+    if (conf->min_restart_interval < 0) {
+        conf->min_restart_interval = 0;
+    }
+    if (!conf->restart_timeout) {
+        conf->restart_timeout = 120;
+    }
     /* The first pass only checks the configuration. */
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
@@ -716,6 +1162,34 @@ static void csy_html(request_rec *r, json_t *state)
     ap_rputs("</table></body></html>\n", r);
 }
 
+/* For the load balancer's httpchk: 200 "ready", or 503 "drain" while this
+ * host is about to restart.  (agent-check: CertSyncAgent.) */
+static int csy_health_handler(request_rec *r)
+{
+    const csy_conf_t *conf = csy_conf(r->server);
+    apr_file_t *f;
+    char buf[16] = "";
+    apr_size_t n = sizeof(buf) - 1;
+    int drain = 0;
+
+    if (!r->handler || strcmp(r->handler, CSY_HEALTH_HANDLER)) {
+        return DECLINED;
+    }
+    if (conf->store_dir
+        && apr_file_open(&f, apr_pstrcat(r->pool, conf->store_dir,
+                                         "/health", NULL),
+                         APR_FOPEN_READ, 0, r->pool) == APR_SUCCESS) {
+        apr_file_read(f, buf, &n);
+        apr_file_close(f);
+        drain = strncmp(buf, "drain", 5) == 0;
+    }
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    ap_set_content_type(r, "text/plain");
+    r->status = drain ? HTTP_SERVICE_UNAVAILABLE : HTTP_OK;
+    ap_rputs(drain ? "drain\n" : "ready\n", r);
+    return OK;
+}
+
 static int csy_status_handler(request_rec *r)
 {
     const char *accept;
@@ -788,6 +1262,7 @@ static void csy_register_hooks(apr_pool_t *p)
 {
     ap_hook_post_config(csy_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(csy_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(csy_health_handler, NULL, NULL, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, csy_status_hook, NULL, NULL,
                       APR_HOOK_MIDDLE);
 }
