@@ -1,149 +1,201 @@
 #!/bin/bash
-# The demo, all on loopback: HAProxy (TCP mode, send-proxy-v2) in front of
-# an Apache httpd with mod_proxy_protocol, over plain HTTP and TLS.  Shows
-# the client address arriving through the PROXY header, then keeps running
-# until Ctrl-C (or exits at once with DEMO_ONESHOT=1).
+# The demo pool, all on loopback (build/pool-lib.sh):
 #
-# As root on a fresh Debian machine it installs the dependencies first.
-# Ports: DEMO_PORT (default 8080) and the next three.
+#   client ──TLS──▶ HAProxy (TCP mode, send-proxy-v2, httpchk + agent-check)
+#                     ├──▶ proxy1 ┐ Apache httpd: mod_proxy_protocol, mod_ssl,
+#                     ├──▶ proxy2 ├ mod_macro_gen (one TLS vhost per domain),
+#                     └──▶ proxy3 ┘ mod_certsync ──mTLS──▶ CertService
+#                                      │ ProxyPass               (mod_certservice,
+#                                      ▼                          SQLite, local CA)
+#                                   backend (a page showing who served it)
+#
+# Adds a few domains on CertService and shows each proxy pick them up:
+# sync, restart lease (one proxy at a time), drain (HAProxy sees DRAIN),
+# graceful restart, probe, ready.  Then prints how to reach every domain
+# through the load balancer and where to look; keeps running until Ctrl-C,
+# or, with DEMO_ONESHOT=1 (or no terminal), makes one request per domain
+# through HAProxy, prints the answers and exits.
+#
+# As root on a fresh Debian machine it installs the dependencies first and
+# builds if needed; the httpd children then run as nobody.
+# Ports: DEMO_PORT (default 8440) to DEMO_PORT+32, on 127.0.0.1.
+# DEMO_KEEP=1 keeps the temporary directory (logs, stores, database).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-port=${DEMO_PORT:-8080}
-lb_http=$port lb_tls=$((port + 1)) be_http=$((port + 2)) be_tls=$((port + 3))
+port=${DEMO_PORT:-8440}
+domains=(shop.example blog.example '*.apps.example')
+# The host name asked for a wildcard domain.
+wildcard_host=hello.apps.example
 
-say() { printf '\033[1m== %s\033[0m\n' "$*"; }
+bold() { printf '\033[1m%s\033[0m\n' "$*"; }
+say() { bold "== $*"; }
+t0=$(date +%s%N)
+elapsed() { # seconds since the start, one decimal
+    local ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    printf '%3d.%ds' $((ms / 1000)) $((ms % 1000 / 100))
+}
+host_of() { # domain: the host name to request
+    case $1 in \*.*) echo "${wildcard_host}" ;; *) echo "$1" ;; esac
+}
 
 if [ "$(id -u)" = 0 ]; then
     "$top/build/install-deps.sh"
 fi
 cd "$top"
-if [ ! -f mod_proxy_protocol/.libs/mod_proxy_protocol.so ]; then
+if ! for m in proxy_protocol certservice certsync macro_gen; do
+         [ -f "mod_$m/.libs/mod_$m.so" ] || exit 1
+     done; then
     say "building"
     [ -x configure ] || ./autogen.sh >/dev/null 2>&1
     [ -f Makefile ] || ./configure >/dev/null
     make -j2 >/dev/null
 fi
 
-HTTPD=$(apxs -q SBINDIR)/$(apxs -q TARGET)
-MODDIR=$(apxs -q LIBEXECDIR)
-HAPROXY=$(PATH=$PATH:/usr/sbin command -v haproxy)
-
+# shellcheck source=build/pool-lib.sh
+. "$top/build/pool-lib.sh"
 dir=$(mktemp -d /tmp/certsuite-demo.XXXXXX)
-chmod 755 "$dir"
-mkdir -p "$dir/htdocs" "$dir/logs"
+sleeper=
 cleanup() {
-    [ -f "$dir/httpd.pid" ] && kill "$(cat "$dir/httpd.pid")" 2>/dev/null
-    [ -f "$dir/haproxy.pid" ] && kill "$(cat "$dir/haproxy.pid")" 2>/dev/null
-    sleep 0.5
-    rm -rf "$dir"
+    trap - EXIT INT TERM
+    [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null || true
+    pool_stop_all
+    if [ -n "${DEMO_KEEP:-}" ]; then
+        echo "(kept $dir)"
+    else
+        rm -rf "$dir"
+    fi
 }
 trap cleanup EXIT
 trap 'echo; say "stopping"; exit 0' INT TERM
-
-say "a self-signed certificate for demo.example"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -subj /CN=demo.example -addext subjectAltName=DNS:demo.example \
-    -days 2 -keyout "$dir/demo.key" -out "$dir/demo.crt" 2>/dev/null
-
-cat > "$dir/htdocs/index.shtml" <<'HTML'
-client address (from the PROXY header): <!--#echo var="REMOTE_ADDR" -->
-load balancer (the TCP peer):           <!--#echo var="PROXY_PROTOCOL_PEER_ADDR" -->
-PROXY protocol version:                 <!--#echo var="PROXY_PROTOCOL_VERSION" -->
-protocol:                               <!--#echo var="SERVER_PROTOCOL" --> <!--#echo var="HTTPS" -->
-HTML
-
-user_conf=""
-if [ "$(id -u)" = 0 ]; then
-    user_conf="User nobody
-Group nogroup"
-fi
-
-cat > "$dir/httpd.conf" <<CONF
-ServerRoot "$dir"
-ServerName localhost
-PidFile "$dir/httpd.pid"
-ErrorLog "$dir/logs/error_log"
-LogLevel info
-$user_conf
-LoadModule mpm_event_module $MODDIR/mod_mpm_event.so
-LoadModule authz_core_module $MODDIR/mod_authz_core.so
-LoadModule mime_module $MODDIR/mod_mime.so
-LoadModule include_module $MODDIR/mod_include.so
-LoadModule dir_module $MODDIR/mod_dir.so
-LoadModule socache_shmcb_module $MODDIR/mod_socache_shmcb.so
-LoadModule ssl_module $MODDIR/mod_ssl.so
-LoadModule http2_module $MODDIR/mod_http2.so
-LoadModule proxy_protocol_module $top/mod_proxy_protocol/.libs/mod_proxy_protocol.so
-
-DocumentRoot "$dir/htdocs"
-DirectoryIndex index.shtml
-TypesConfig /etc/mime.types
-AddType text/plain .shtml
-AddOutputFilter INCLUDES .shtml
-<Directory "$dir/htdocs">
-    Options +Includes
-    Require all granted
-</Directory>
-LogFormat "client %a (connection %{c}a), load balancer %{PROXY_PROTOCOL_PEER_ADDR}e \"%r\" %>s" demo
-CustomLog "$dir/logs/access_log" demo
-
-# Every connection must come from the load balancer with a PROXY header.
-ProxyProtocol On
-ProxyProtocolTrustedProxies 127.0.0.1
-
-Listen 127.0.0.1:$be_http
-Listen 127.0.0.1:$be_tls
-Protocols h2 h2c http/1.1
-<VirtualHost 127.0.0.1:$be_tls>
-    ServerName demo.example
-    SSLEngine on
-    SSLCertificateFile "$dir/demo.crt"
-    SSLCertificateKeyFile "$dir/demo.key"
-</VirtualHost>
-CONF
-
-cat > "$dir/haproxy.cfg" <<CONF
-global
-    pidfile $dir/haproxy.pid
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-listen http
-    bind 127.0.0.1:$lb_http
-    server apache 127.0.0.1:$be_http send-proxy-v2
-listen tls
-    bind 127.0.0.1:$lb_tls
-    server apache 127.0.0.1:$be_tls send-proxy-v2
-CONF
-
-say "starting Apache httpd ($HTTPD) on 127.0.0.1:$be_http and :$be_tls"
-"$HTTPD" -f "$dir/httpd.conf" -k start || { cat "$dir/logs/error_log" >&2; exit 1; }
-say "starting HAProxy on 127.0.0.1:$lb_http and :$lb_tls (send-proxy-v2)"
-"$HAPROXY" -D -f "$dir/haproxy.cfg"
-sleep 1
-
-run() {
-    echo "\$ $*"
-    "$@"
-    echo
+fail() {
+    echo "demo: $*" >&2
+    pool_log_tail 15 >&2 || true
+    exit 1
 }
-say "requests through the load balancer, from client address 127.0.0.7"
-run curl -sS --interface 127.0.0.7 "http://127.0.0.1:$lb_http/"
-run curl -sS --interface 127.0.0.7 --http2 --cacert "$dir/demo.crt" \
-    --resolve "demo.example:$lb_tls:127.0.0.1" "https://demo.example:$lb_tls/"
-say "a client that skips the load balancer is refused (no PROXY header)"
-run curl -sS --interface 127.0.0.7 "http://127.0.0.1:$be_http/" || true
-say "access log"
-cat "$dir/logs/access_log"
+
+pool_init "$dir" "$port" || exit 1
+t0=$(date +%s%N)
+say "the pool in $dir (as $(id -un)${POOL_USER:+, httpd children as $POOL_USER})"
+pool_pki || fail "no PKI"
+echo "$(elapsed)  test PKI: CA, CertService's TLS certificate, client certificates, wrapping key"
+pool_start_certservice || fail "CertService did not start"
+echo "$(elapsed)  CertService      https://127.0.0.1:$POOL_CS_PORT  (mutual TLS, SQLite, local CA)"
+pool_start_backend || fail "the backend did not start"
+echo "$(elapsed)  backend          http://127.0.0.1:$POOL_BACKEND_PORT"
+for n in 1 2 3; do
+    pool_start_proxy "$n" || fail "proxy$n did not start"
+    echo "$(elapsed)  proxy$n           TLS 127.0.0.1:$(pool_proxy_port "$n" tls)" \
+         " status http://127.0.0.1:$(pool_proxy_port "$n" status)" \
+         " agent :$(pool_proxy_port "$n" agent)"
+done
+pool_start_haproxy || fail "HAProxy did not start"
+echo "$(elapsed)  HAProxy          TLS 127.0.0.1:$POOL_LB_PORT  stats http://127.0.0.1:$POOL_LB_STATS_PORT/"
+
+say "adding ${#domains[@]} domains on CertService (admin client certificate)"
+declare -A serial
+for d in "${domains[@]}"; do
+    serial[$d]=$(pool_add_domain "$d") || fail "cannot add $d"
+    echo "$(elapsed)  PUT /v1/domains/$d  -> serial ${serial[$d]}"
+done
+
+say "rollout: each proxy syncs, takes the pool's restart lease, drains, restarts, probes"
+echo "       (one proxy at a time: CertServiceMaxUnavailable 1; HAProxy's view on the right)"
+declare -A last done_count
+deadline=$(( $(date +%s) + 120 ))
+while :; do
+    stat=$(pool_lb_cmd "show stat" 2>/dev/null || true)
+    ready=0
+    for n in 1 2 3; do
+        # A proxy that served them all still does (a new generation only
+        # ever adds them): no more handshakes for it.
+        served=${done_count[$n]:-0}
+        if [ "$served" != "${#domains[@]}" ]; then
+            served=0
+            for d in "${domains[@]}"; do
+                s=$(pool_served_serial "$n" "$d" 2>/dev/null || true)
+                [ "$s" = "${serial[$d]}" ] && served=$((served + 1))
+            done
+            done_count[$n]=$served
+        fi
+        state=$(pool_proxy_state "$n" 2>/dev/null || true)
+        # UP, DOWN, DRAIN (agent-check said "drain"), ...
+        lb=$(awk -F, -v s="proxy$n" \
+                 '$1 == "proxies" && $2 == s { split($18, w, " "); print w[1] }' \
+                 <<<"$stat")
+        if [ "$lb" = UP ] && [ "$served" = "${#domains[@]}" ]; then
+            ready=$((ready + 1))
+        fi
+        line=$(printf 'proxy%s  certsync %-18s haproxy %-6s serves %d/%d' \
+                   "$n" "${state:-(restarting)}" "${lb:-?}" "$served" \
+                   "${#domains[@]}")
+        if [ "${last[$n]:-}" != "$line" ]; then
+            last[$n]=$line
+            echo "$(elapsed)  $line"
+        fi
+    done
+    [ "$ready" = 3 ] && break
+    [ "$(date +%s)" -lt "$deadline" ] || fail "the pool did not converge in 120s"
+    sleep 0.3
+done
+say "every proxy serves every domain ($(elapsed) since the start)"
+
+lb_curl() { # host: the curl command line through the load balancer
+    echo "curl --cacert $POOL_PKI/ca.crt --resolve $1:$POOL_LB_PORT:127.0.0.1 https://$1:$POOL_LB_PORT/"
+}
 echo
-say "error log lines of mod_proxy_protocol"
-grep -h 'PP0' "$dir/logs/error_log" || true
+bold "Through the load balancer (add --interface 127.0.0.7 to come from another address):"
+for d in "${domains[@]}"; do
+    echo "  $(lb_curl "$(host_of "$d")")"
+done
+echo
+bold "Where to look:"
+for n in 1 2 3; do
+    s=$(pool_proxy_port "$n" status)
+    echo "  proxy$n: http://127.0.0.1:$s/certsync-status (JSON; ?metrics)," \
+         "/certsync-health, /server-status"
+done
+echo "  HAProxy: http://127.0.0.1:$POOL_LB_STATS_PORT/"
+if command -v socat >/dev/null 2>&1; then
+    echo "           echo 'show stat' | socat stdio UNIX-CONNECT:$POOL_DIR/haproxy/haproxy.sock"
+fi
+echo "  CertService: curl --cacert $POOL_PKI/clients-ca.crt" \
+     "--cert $POOL_PKI/admin.crt --key $POOL_PKI/admin.key" \
+     "$POOL_CS_URL/v1/domains"
+echo "  logs: $POOL_DIR/*/logs/"
 
 if [ -n "${DEMO_ONESHOT:-}" ] || [ ! -t 0 ]; then
+    echo
+    say "one request per domain through HAProxy, from client address 127.0.0.7"
+    for d in "${domains[@]}"; do
+        h=$(host_of "$d")
+        echo "\$ $(lb_curl "$h") --interface 127.0.0.7"
+        pool_lb_request "$h" --interface 127.0.0.7 || fail "request for $h failed"
+        echo
+    done
+    say "a client that skips the load balancer is refused (no PROXY header)"
+    p1=$(pool_proxy_port 1 tls)
+    echo "\$ curl --interface 127.0.0.7 --cacert ... --resolve shop.example:$p1:127.0.0.1 https://shop.example:$p1/"
+    if curl -sS --noproxy '*' --max-time 5 --interface 127.0.0.7 \
+            --cacert "$POOL_PKI/ca.crt" \
+            --resolve "shop.example:$p1:127.0.0.1" "https://shop.example:$p1/"
+    then
+        fail "proxy1 answered a client that is not the load balancer"
+    fi
+    echo
+    grep -h 'PP00004' "$POOL_DIR/proxy1/logs/error_log" || true
+    echo
+    say "the proxies' access logs (client address from the PROXY header)"
+    for n in 1 2 3; do
+        sed "s/^/proxy$n: /" "$POOL_DIR/proxy$n/logs/access_log"
+    done
     exit 0
 fi
-say "running: try the curl commands above; Ctrl-C stops everything"
-while sleep 3600; do :; done
+echo
+say "running: try the commands above; Ctrl-C stops everything"
+# (wait returns at once on a signal, so TERM stops the demo too)
+while :; do
+    sleep 3600 &
+    sleeper=$!
+    wait "$sleeper" || true
+done

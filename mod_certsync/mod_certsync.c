@@ -393,15 +393,23 @@ static const char *csy_path(csy_daemon_t *d, apr_pool_t *p, const char *name)
 }
 
 /* The configuration test, with the parent's own arguments. */
-static int csy_configtest(apr_pool_t *p)
+/*
+ * The configuration test, with the parent's own arguments.  Returns its
+ * exit code (-1 if it could not run) and, in *output, what it printed.
+ */
+static int csy_configtest(apr_pool_t *p, const char **output)
 {
     apr_array_header_t *argv = apr_array_make(p, 12, sizeof(char *));
     const char *conffile = ap_conftree ? ap_conftree->filename : NULL;
     apr_procattr_t *attr;
+    apr_file_t *rd, *wr;
     apr_proc_t proc;
     apr_exit_why_e why;
+    char buf[4096];
+    apr_size_t len = 0, n;
     int code = -1, i;
 
+    *output = "";
     APR_ARRAY_PUSH(argv, const char *) = ap_server_argv0;
     APR_ARRAY_PUSH(argv, const char *) = "-t";
     APR_ARRAY_PUSH(argv, const char *) = "-d";
@@ -416,14 +424,36 @@ static int csy_configtest(apr_pool_t *p)
             APR_ARRAY_IDX(ap_server_config_defines, i, const char *);
     }
     APR_ARRAY_PUSH(argv, const char *) = NULL;
-    if (apr_procattr_create(&attr, p)
+    /* Its output goes to a pipe, so a failure can say why. */
+    if (apr_file_pipe_create_ex(&rd, &wr, APR_READ_BLOCK, p)
+        || apr_procattr_create(&attr, p)
         || apr_procattr_cmdtype_set(attr, APR_PROGRAM_PATH)
-        || apr_procattr_io_set(attr, APR_NO_PIPE, APR_NO_FILE, APR_NO_FILE)
-        || apr_proc_create(&proc, ap_server_argv0,
-                           (const char *const *)argv->elts, NULL, attr, p)
-        || apr_proc_wait(&proc, &code, &why, APR_WAIT) != APR_CHILD_DONE) {
+        || apr_procattr_io_set(attr, APR_NO_PIPE, APR_NO_PIPE, APR_NO_PIPE)
+        || apr_procattr_child_out_set(attr, wr, NULL)
+        || apr_procattr_child_err_set(attr, wr, NULL)
+        /* ap_server_argv0 is only the base name ("apache2"): looked up
+         * in PATH it may be missing (/usr/sbin is not in every PATH) or
+         * another httpd.  The parent's own argv[0] is what started it. */
+        || apr_proc_create(&proc, ap_server_conf->process->argv[0],
+                           (const char *const *)argv->elts, NULL, attr, p)) {
         return -1;
     }
+    apr_file_close(wr);
+    while (n = sizeof(buf) - 1 - len, n > 0
+           && apr_file_read(rd, buf + len, &n) == APR_SUCCESS) {
+        len += n;
+    }
+    buf[len] = '\0';
+    for (n = 0; n < len; n++) {
+        if (buf[n] == '\n' || buf[n] == '\r') {
+            buf[n] = ' ';   /* one log line */
+        }
+    }
+    apr_file_close(rd);
+    if (apr_proc_wait(&proc, &code, &why, APR_WAIT) != APR_CHILD_DONE) {
+        return -1;
+    }
+    *output = apr_pstrdup(p, buf);
     return why == APR_PROC_EXIT ? code : -1;
 }
 
@@ -631,6 +661,22 @@ static void csy_resume(csy_daemon_t *d, apr_pool_t *p, json_t *rollout)
         apr_file_remove(csy_path(d, p, "rollout.json"), p);
         return;
     }
+    if (strcmp(phase, "draining") == 0) {
+        /* The previous daemon died while draining, before it asked for
+         * the restart: nothing was rolled back, and the new certificates
+         * may not be live.  Start the rollout again. */
+        for (hi = apr_hash_first(p, expected); hi; hi = apr_hash_next(hi)) {
+            apr_hash_set(d->pending, apr_pstrdup(d->pool,
+                                                 apr_hash_this_key(hi)),
+                         APR_HASH_KEY_STRING,
+                         apr_pstrdup(d->pool, apr_hash_this_val(hi)));
+        }
+        json_object_set_new(d->state, "restart_pending", json_true());
+        csy_lease_release(d->client, p, lease);
+        apr_file_remove(csy_path(d, p, "rollout.json"), p);
+        csy_set_health(d, p, "ready");
+        return;
+    }
     /* Renew the lease: the restart may have taken a while. */
     csy_lease_acquire(&renewed, &retry, d->client, p, d->conf->lease_ttl,
                       &err);
@@ -723,7 +769,7 @@ static int csy_rollout(csy_daemon_t *d, apr_pool_t *p, long long cursor)
     apr_int64_t last = json_integer_value(json_object_get(d->state,
                                                           "last_restart"));
     apr_int64_t now = apr_time_sec(apr_time_now());
-    const char *lease, *err;
+    const char *lease, *err, *output;
     json_t *rollout;
     long retry;
     apr_status_t rv;
@@ -733,10 +779,10 @@ static int csy_rollout(csy_daemon_t *d, apr_pool_t *p, long long cursor)
         csy_set_state(d, "restart-pending");
         return (int)(conf->min_restart_interval - (now - last));
     }
-    if ((code = csy_configtest(p)) != 0) {
+    if ((code = csy_configtest(p, &output)) != 0) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->s, CYLOGNO(00007)
                      "configuration test failed (exit %d): not restarting; "
-                     "what is served stays served", code);
+                     "what is served stays served: %s", code, output);
         csy_set_state(d, "configtest-failed");
         csy_count(d->state, "configtest_failures", 1);
         return 0;
@@ -744,8 +790,11 @@ static int csy_rollout(csy_daemon_t *d, apr_pool_t *p, long long cursor)
     rv = csy_lease_acquire(&lease, &retry, d->client, p, conf->lease_ttl,
                            &err);
     if (rv == APR_EAGAIN) {
+        /* Retry-After is when the held lease would expire; the holder
+         * usually releases it much sooner, so ask again each interval. */
         csy_set_state(d, "waiting-for-lease");
-        return (int)(retry < 1 ? 1 : retry);
+        return (int)(retry < 1 ? 1 : retry < conf->interval ? retry
+                                                           : conf->interval);
     }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, CYLOGNO(00018)
@@ -869,7 +918,10 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
     json_decref(j);
     d.cfg.quarantine = d.quarantine;
     d.pending = apr_hash_make(pool);
-    failures = apr_hash_make(keep);
+    /* Skipped bundles stay listed, reported and retried across daemons:
+     * a daemon lives only until the next restart, and the cursor has
+     * already moved past them. */
+    failures = csy_json_hash(keep, json_object_get(d.state, "failures"));
     csy_agent_open(&d);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CYLOGNO(00003)
                  "sync daemon started (pid %" APR_PID_T_FMT "): %s every "
@@ -937,6 +989,10 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
                              res.removed, (int)apr_hash_count(failures));
                 json_object_set_new(d.state, "restart_pending",
                                     json_true());
+                /* Durable before the rollout starts: a daemon that dies
+                 * before rollout.json is written (in the configuration
+                 * test, say) leaves the next one a restart to make. */
+                csy_write_json(&d, cycle, "state.json", d.state);
             }
             csy_report(d.client, cycle, res.cursor_after,
                        json_is_true(json_object_get(d.state,

@@ -17,6 +17,9 @@
  * before any name-based virtual host can be chosen.
  */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
 
 #include "httpd.h"
 #include "http_config.h"
@@ -27,6 +30,7 @@
 #include "http_request.h"
 #include "util_cfgtree.h"
 
+#include "apr_portable.h"
 #include "apr_strings.h"
 
 #include "pp_cidr.h"
@@ -428,67 +432,112 @@ static int pp_reject(conn_rec *c, const char *why)
     return HTTP_FORBIDDEN;
 }
 
+/* Waits until the socket is readable or the deadline passes. */
+static int pp_wait_readable(int fd, apr_time_t deadline)
+{
+    struct pollfd pfd;
+    apr_time_t now;
+    int rc;
+
+    do {
+        now = apr_time_now();
+        if (now >= deadline) {
+            return 0;
+        }
+        pfd.fd = fd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        rc = poll(&pfd, 1, (int)((deadline - now + 999) / 1000));
+    } while (rc < 0 && errno == EINTR);
+    return rc > 0;
+}
+
 /*
  * Reads the header from the socket into *pbuf (initially a buffer of *pcap
  * bytes; a larger v2 header gets one from c->pool).  Returns NULL, or why
  * it failed.
+ *
+ * The bytes are peeked (MSG_PEEK) and parsed, then exactly the header's
+ * bytes are read: in the usual case, where the whole header arrived in one
+ * segment, that is two system calls, and the socket's mode and timeout are
+ * never touched.  Bytes that are only a prefix of a header are consumed
+ * before waiting for more, so the wait sees new data only.
  */
 static const char *pp_read_header(conn_rec *c, apr_socket_t *sock,
                                   const pp_conf_t *conf, pp_header_t *hdr,
                                   unsigned char **pbuf, apr_size_t *pcap)
 {
     apr_time_t deadline = apr_time_now() + conf->timeout;
-    apr_interval_time_t saved_timeout;
-    apr_size_t n = 0, need, got;
-    apr_status_t rv;
-    const char *why = NULL;
+    apr_size_t n = 0, peeked = 0, need = 0, want;
+    apr_os_sock_t fd;
+    ssize_t got;
 
-    apr_socket_timeout_get(sock, &saved_timeout);
+    apr_os_sock_get(&fd, sock);
     for (;;) {
-        apr_time_t now;
-        pp_result_t res = pp_header_parse(hdr, *pbuf, n, conf->max_header,
-                                          &need);
-        if (res == PP_OK) {
-            break;
-        }
+        pp_result_t res = pp_header_parse(hdr, *pbuf, n + peeked,
+                                          conf->max_header, &need);
         if (res == PP_ERROR) {
-            why = hdr->error;
-            break;
+            return hdr->error;
         }
-        if (n + need > *pcap) {
-            apr_size_t cap = n + need;
-            unsigned char *bigger = apr_palloc(c->pool, cap);
+        if (res == PP_OK) {
+            /* What was peeked holds the rest of the header. */
+            apr_size_t rest = hdr->length - n;
+            do {
+                got = recv(fd, *pbuf + n, rest, MSG_DONTWAIT);
+            } while (got < 0 && errno == EINTR);
+            if (got != (ssize_t)rest) {
+                return "read error after peeking the header";
+            }
+            return NULL;
+        }
+        /* A prefix: everything peeked belongs to the header. */
+        while (peeked) {
+            got = recv(fd, *pbuf + n, peeked, MSG_DONTWAIT);
+            if (got > 0) {
+                n += (apr_size_t)got;
+                peeked -= (apr_size_t)got;
+            }
+            else if (got == 0 || errno != EINTR) {
+                return "read error after peeking the header";
+            }
+        }
+        /* Peek at as much as the header can still hold. */
+        want = hdr->version == 2 ? n + need
+                                 : (n + need > PP_V1_MAX_LEN ? n + need
+                                                             : PP_V1_MAX_LEN);
+        if (want > *pcap) {
+            unsigned char *bigger = apr_palloc(c->pool, want);
             memcpy(bigger, *pbuf, n);
             *pbuf = bigger;
-            *pcap = cap;
+            *pcap = want;
         }
-        now = apr_time_now();
-        if (now >= deadline) {
-            why = apr_psprintf(c->pool, "header incomplete after %"
-                               APR_TIME_T_FMT "ms (ProxyProtocolTimeout), %"
-                               APR_SIZE_T_FMT " bytes received",
-                               apr_time_as_msec(conf->timeout), n);
-            break;
+        for (;;) {
+            got = recv(fd, *pbuf + n, want - n, MSG_PEEK | MSG_DONTWAIT);
+            if (got > 0) {
+                peeked = (apr_size_t)got;
+                break;
+            }
+            if (got == 0) {
+                return apr_psprintf(c->pool, "connection closed after %"
+                                    APR_SIZE_T_FMT " bytes of the header",
+                                    n);
+            }
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                return apr_psprintf(c->pool, "read error: %s",
+                                    strerror(errno));
+            }
+            /* One deadline for the whole header, however it is split. */
+            if (!pp_wait_readable(fd, deadline)) {
+                return apr_psprintf(c->pool, "header incomplete after %"
+                                    APR_TIME_T_FMT "ms (ProxyProtocolTimeout)"
+                                    ", %" APR_SIZE_T_FMT " bytes received",
+                                    apr_time_as_msec(conf->timeout), n);
+            }
         }
-        /* One deadline for the whole header, however it is split. */
-        apr_socket_timeout_set(sock, deadline - now);
-        got = need;
-        rv = apr_socket_recv(sock, (char *)*pbuf + n, &got);
-        n += got;
-        if (rv == APR_SUCCESS || (APR_STATUS_IS_EOF(rv) && got)) {
-            continue;
-        }
-        if (APR_STATUS_IS_TIMEUP(rv) || APR_STATUS_IS_EAGAIN(rv)) {
-            continue;   /* the deadline check above says why */
-        }
-        why = APR_STATUS_IS_EOF(rv)
-              ? apr_psprintf(c->pool, "connection closed after %"
-                             APR_SIZE_T_FMT " bytes of the header", n)
-              : apr_psprintf(c->pool, "read error: %pm", &rv);
-        break;
     }
-    apr_socket_timeout_set(sock, saved_timeout);
-    return why;
 }
 
 static apr_sockaddr_t *pp_make_sockaddr(apr_pool_t *p, pp_family_t family,

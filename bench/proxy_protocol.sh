@@ -1,0 +1,733 @@
+#!/bin/bash
+#
+# bench/proxy_protocol.sh: what does mod_proxy_protocol cost?
+#
+# 1. Parser micro-benchmark (bench/pp_parse_bench.c): ns per header for a v1
+#    header, a v2 IPv4 header and a v2 header with TLVs, then instructions
+#    per header counted by callgrind.
+# 2. The same HTTP workload through HAProxy (TCP mode) to three Apache
+#    instances that differ only in how they learn the client address:
+#      (a) plain      haproxy without send-proxy, Apache without PROXY support
+#      (b) remoteip   haproxy send-proxy, mod_remoteip RemoteIPProxyProtocol On
+#      (c) module     haproxy send-proxy, mod_proxy_protocol (ProxyProtocol On,
+#                     ProxyProtocolTrustedProxies 127.0.0.1)
+#    Workloads:
+#      close      Connection: close, so every request is a new connection and
+#                 carries a PROXY header: the worst case for the module
+#      keepalive  wrk's usual keep-alive connections: one header per
+#                 connection, so no difference is expected
+#      direct     (optional, not in the default WORKLOADS) like close but
+#                 without haproxy: wrk itself writes the PROXY header and
+#                 the request in one segment, to (b) and (c); (a) gets the
+#                 bare request.  Without haproxy's load, Apache is more
+#                 likely to be the bottleneck, and sees exactly one
+#                 segment per connection either way.
+#    Runs are interleaved (a b c a b c ...) for ROUNDS rounds and the median
+#    is reported, since the machine is small and shared.  Besides wrk's
+#    req/s and p99, the CPU time Apache used per request is reported (from
+#    /proc/PID/task/*/schedstat): the least noisy of the three.
+# 3. Cost per connection in Apache, counted rather than timed, so not
+#    disturbed by the noise that part 2 suffers from.  ab sends
+#    COUNT_CONNECTIONS requests through haproxy, one per connection:
+#    - syscalls: perf counts raw_syscalls:sys_enter of every Apache thread
+#      (needs perf, and root or kernel.perf_event_paranoid=-1; else "-");
+#    - instructions: each instance in turn runs as a single process (-X)
+#      under callgrind, counting only inside the pre_connection and
+#      process_connection hooks (PROXY header, request and response; user
+#      space only).
+#
+# Targets (from the issue): (c) req/s within 2% of (a), and not below (b).
+#
+# Everything listens on 127.0.0.1 only, in a temporary directory, and is
+# stopped on exit.  Works as root (Apache then runs as $SUDO_USER or nobody)
+# or as a normal user.
+#
+# Usage: bench/proxy_protocol.sh        (run from anywhere; build first: make)
+#
+# Environment (defaults in brackets):
+#   DURATION      seconds per measured run [3]
+#   ROUNDS        interleaved rounds per workload [7]
+#   CONNECTIONS   wrk connections [32]
+#   WARMUP        seconds of unmeasured load per instance and workload [2]
+#   WORKLOADS     any of close, keepalive, direct [close keepalive]
+#   PROXY_VERSION 1 (send-proxy) or 2 (send-proxy-v2) [1]
+#   BASE_PORT     Apache on BASE_PORT+1..3, haproxy on BASE_PORT+11..13 [18080]
+#   PIN           1: Apache on APACHE_CPUS, wrk+haproxy on CLIENT_CPUS
+#                 [1 if there are 2 CPUs or more]
+#   APACHE_CPUS   [1]       CLIENT_CPUS [0]      WRK_THREADS [1]
+#   MICRO, MACRO, COUNTS
+#                 0 skips part 1, part 2, part 3 [1]
+#   COUNT_CONNECTIONS  connections per instance in part 3 [2000]
+#   HTTPD [/usr/sbin/apache2]  MODULES_DIR [/usr/lib/apache2/modules]
+#   HAPROXY [haproxy]  WRK [wrk]  CC [cc]  KEEP=1 keeps the temporary dir
+#
+set -eu
+
+DURATION=${DURATION:-3}
+ROUNDS=${ROUNDS:-7}
+CONNECTIONS=${CONNECTIONS:-32}
+WARMUP=${WARMUP:-2}
+WORKLOADS=${WORKLOADS:-close keepalive}
+PROXY_VERSION=${PROXY_VERSION:-1}
+BASE_PORT=${BASE_PORT:-18080}
+PIN=${PIN:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
+APACHE_CPUS=${APACHE_CPUS:-1}
+CLIENT_CPUS=${CLIENT_CPUS:-0}
+WRK_THREADS=${WRK_THREADS:-1}
+MICRO=${MICRO:-1}
+MACRO=${MACRO:-1}
+COUNTS=${COUNTS:-1}
+COUNT_CONNECTIONS=${COUNT_CONNECTIONS:-2000}
+HTTPD=${HTTPD:-/usr/sbin/apache2}
+MODULES_DIR=${MODULES_DIR:-/usr/lib/apache2/modules}
+HAPROXY=${HAPROXY:-haproxy}
+WRK=${WRK:-wrk}
+CC=${CC:-cc}
+KEEP=${KEEP:-0}
+
+for w in $WORKLOADS; do
+    case $w in
+    close|keepalive|direct) ;;
+    *) echo "proxy_protocol.sh: unknown workload '$w'" \
+            "(close, keepalive, direct)" >&2; exit 1 ;;
+    esac
+done
+
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+MODULE_SO=${MODULE_SO:-$TOP/mod_proxy_protocol/.libs/mod_proxy_protocol.so}
+
+VARIANTS="a b c"
+declare -A LABEL=([a]="(a) no PROXY" [b]="(b) mod_remoteip"
+                  [c]="(c) mod_proxy_protocol")
+declare -A APACHE_PORT=([a]=$((BASE_PORT + 1)) [b]=$((BASE_PORT + 2))
+                        [c]=$((BASE_PORT + 3)))
+declare -A FRONT_PORT=([a]=$((BASE_PORT + 11)) [b]=$((BASE_PORT + 12))
+                       [c]=$((BASE_PORT + 13)))
+declare -A APACHE_PID=()
+PIDS=""
+
+die() {
+    echo "proxy_protocol.sh: $*" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------------------
+# Setup and cleanup
+# ---------------------------------------------------------------------------
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ppbench.XXXXXX")
+chmod 755 "$WORK"       # Apache's children may run as another user
+
+cleanup() {
+    local pid
+    for pid in $PIDS; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in $PIDS; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ "$KEEP" = 1 ]; then
+        echo "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Command prefixes that pin to the chosen CPUs (empty when PIN=0).  Plain
+# prefixes, not a shell function, so that "$! of cmd &" is the server itself.
+ON_APACHE_CPUS=()
+ON_CLIENT_CPUS=()
+if [ "$PIN" = 1 ]; then
+    ON_APACHE_CPUS=(taskset -c "$APACHE_CPUS")
+    ON_CLIENT_CPUS=(taskset -c "$CLIENT_CPUS")
+fi
+
+# Median of the numbers on stdin (mean of the middle two for an even count).
+median() {
+    sort -g | awk '{ v[NR] = $1 }
+        END { if (NR == 0) print "nan";
+              else if (NR % 2) print v[(NR + 1) / 2];
+              else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# ---------------------------------------------------------------------------
+# 1. Parser micro-benchmark
+# ---------------------------------------------------------------------------
+
+micro_benchmark() {
+    local bench=$WORK/pp_parse_bench iters=10000 c m out ir
+
+    echo "== Parser micro-benchmark (pp_header_parse) =="
+    (cd "$TOP" && "$CC" -O2 -I mod_proxy_protocol bench/pp_parse_bench.c \
+        mod_proxy_protocol/pp_parse.c mod_proxy_protocol/pp_cidr.c \
+        -o "$bench")
+    echo "ns per header: median of 15 batches of ~20 ms, and the fastest;"
+    echo "'calls' is how many parser calls mod_proxy_protocol makes per header"
+    echo "(it parses again after each read of the bytes the parser asks for)."
+    echo
+    "${ON_APACHE_CPUS[@]}" "$bench"
+    echo
+    if ! command -v valgrind >/dev/null; then
+        echo "(valgrind not found: no instruction counts)"
+        return
+    fi
+    echo "instructions (Ir) per header, callgrind, only inside pp_header_parse"
+    echo "(--toggle-collect), $iters headers per case:"
+    printf '%-6s %12s %12s\n' header oneshot incremental
+    for c in v1 v2 v2tlv; do
+        printf '%-6s' "$c"
+        for m in oneshot incremental; do
+            out=$WORK/callgrind.$c.$m
+            valgrind -q --tool=callgrind --toggle-collect=pp_header_parse \
+                --callgrind-out-file="$out" "$bench" "$c" "$m" "$iters"
+            ir=$(awk '/^totals:/ { print $2 }' "$out")
+            printf ' %12.0f' "$(awk -v t="$ir" -v n="$iters" \
+                'BEGIN { print t / n }')"
+        done
+        echo
+    done
+    echo
+}
+
+# ---------------------------------------------------------------------------
+# 2. HTTP benchmark: configuration
+# ---------------------------------------------------------------------------
+
+check_tools() {
+    local t v port
+    for t in "$HTTPD" "$HAPROXY" "$WRK" curl taskset awk ss; do
+        command -v "$t" >/dev/null || die "$t not found"
+    done
+    [ -f "$MODULE_SO" ] || die "$MODULE_SO not found: run make first"
+    [ -f "$MODULES_DIR/mod_remoteip.so" ] \
+        || die "$MODULES_DIR/mod_remoteip.so not found"
+    for v in $VARIANTS; do
+        for port in "${APACHE_PORT[$v]}" "${FRONT_PORT[$v]}"; do
+            if ss -Hltn "sport = :$port" | grep -q .; then
+                die "port $port is in use (set BASE_PORT)"
+            fi
+        done
+    done
+}
+
+# The user Apache's workers run as: when started as root, the invoking
+# user (sudo) or nobody; otherwise whoever runs this.
+run_user() {
+    if [ "$(id -u)" != 0 ]; then
+        id -un
+    elif [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+        echo "$SUDO_USER"
+    else
+        echo nobody
+    fi
+}
+
+# User/Group lines: only meaningful (and needed) when started as root.
+user_directives() {
+    [ "$(id -u)" = 0 ] || return 0
+    printf 'User %s\nGroup %s\n' "$(run_user)" "$(id -gn "$(run_user)")"
+}
+
+write_apache_conf() {
+    local v=$1 dir=$WORK/httpd-$1
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    {
+        cat <<EOF
+ServerRoot "$dir"
+ServerName 127.0.0.1
+Listen 127.0.0.1:${APACHE_PORT[$v]}
+PidFile "$dir/httpd.pid"
+DefaultRuntimeDir "$dir"
+ErrorLog "$dir/error.log"
+LogLevel warn
+$(user_directives)
+
+LoadModule mpm_event_module "$MODULES_DIR/mod_mpm_event.so"
+LoadModule authz_core_module "$MODULES_DIR/mod_authz_core.so"
+
+# The same MPM configuration for all three: every worker started up front,
+# none stopped or replaced while measuring, and far more workers than wrk
+# has connections (with Connection: close, connections that haproxy has
+# opened but not yet written to also hold a worker).
+StartServers            2
+ServerLimit             2
+ThreadLimit             64
+ThreadsPerChild         64
+MaxRequestWorkers       128
+MinSpareThreads         8
+MaxSpareThreads         128
+MaxConnectionsPerChild  0
+KeepAlive               On
+MaxKeepAliveRequests    0
+KeepAliveTimeout        30
+Timeout                 30
+
+DocumentRoot "$WORK/htdocs"
+<Directory "$WORK/htdocs">
+    Require all granted
+</Directory>
+EOF
+        case $v in
+        b)
+            cat <<EOF
+
+LoadModule remoteip_module "$MODULES_DIR/mod_remoteip.so"
+RemoteIPProxyProtocol On
+LogLevel warn remoteip:info
+EOF
+            ;;
+        c)
+            cat <<EOF
+
+LoadModule proxy_protocol_module "$MODULE_SO"
+ProxyProtocol On
+ProxyProtocolTrustedProxies 127.0.0.1
+LogLevel warn proxy_protocol:info
+EOF
+            ;;
+        esac
+    } >"$dir/httpd.conf"
+}
+
+write_haproxy_conf() {
+    local send_proxy=send-proxy
+    [ "$PROXY_VERSION" = 1 ] || send_proxy=send-proxy-v2
+    cat >"$WORK/haproxy.cfg" <<EOF
+global
+    maxconn 4096
+    nbthread 1
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+
+listen plain
+    bind 127.0.0.1:${FRONT_PORT[a]}
+    server apache 127.0.0.1:${APACHE_PORT[a]}
+
+listen remoteip
+    bind 127.0.0.1:${FRONT_PORT[b]}
+    server apache 127.0.0.1:${APACHE_PORT[b]} $send_proxy
+
+listen module
+    bind 127.0.0.1:${FRONT_PORT[c]}
+    server apache 127.0.0.1:${APACHE_PORT[c]} $send_proxy
+EOF
+}
+
+# ---------------------------------------------------------------------------
+# 2. HTTP benchmark: starting and checking
+# ---------------------------------------------------------------------------
+
+http_code() {
+    curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" || true
+}
+
+start_servers() {
+    local v code
+
+    mkdir -p "$WORK/htdocs"
+    # A small static file: 1 KiB.
+    head -c 1024 /dev/zero | tr '\0' 'x' >"$WORK/htdocs/index.html"
+    chmod -R a+rX "$WORK/htdocs"
+
+    for v in $VARIANTS; do
+        write_apache_conf "$v"
+        "$HTTPD" -t -f "$WORK/httpd-$v/httpd.conf" 2>"$WORK/httpd-$v/t.log" \
+            || { cat "$WORK/httpd-$v/t.log" >&2; die "bad config for $v"; }
+        "${ON_APACHE_CPUS[@]}" "$HTTPD" -f "$WORK/httpd-$v/httpd.conf" \
+            -DFOREGROUND &
+        APACHE_PID[$v]=$!
+        PIDS="$PIDS $!"
+    done
+    write_haproxy_conf
+    "${ON_CLIENT_CPUS[@]}" "$HAPROXY" -db -f "$WORK/haproxy.cfg" \
+        >"$WORK/haproxy.log" 2>&1 &
+    PIDS="$PIDS $!"
+
+    # Ready when each answers through haproxy.
+    for v in $VARIANTS; do
+        for _ in $(seq 50); do
+            code=$(http_code "http://127.0.0.1:${FRONT_PORT[$v]}/index.html")
+            [ "$code" = 200 ] && break
+            kill -0 "${APACHE_PID[$v]}" 2>/dev/null \
+                || { cat "$WORK/httpd-$v/error.log" >&2; die "$v died"; }
+            sleep 0.2
+        done
+        [ "$code" = 200 ] || die "${LABEL[$v]} does not answer through haproxy"
+    done
+
+    # Sanity: (b) and (c) must refuse a connection without a PROXY header
+    # (otherwise the header would not be read by the module under test),
+    # and (a) must serve it.
+    [ "$(http_code "http://127.0.0.1:${APACHE_PORT[a]}/index.html")" = 200 ] \
+        || die "(a) does not answer directly"
+    for v in b c; do
+        code=$(http_code "http://127.0.0.1:${APACHE_PORT[$v]}/index.html")
+        [ "$code" != 200 ] \
+            || die "${LABEL[$v]} served a request without a PROXY header"
+    done
+    echo "servers up; (b) and (c) refuse connections without a PROXY header"
+}
+
+# CPU time used so far by one Apache instance (every thread of every
+# process), in ns, from /proc/PID/task/TID/schedstat.
+apache_cpu_ns() {
+    local parent=${APACHE_PID[$1]} p
+    for p in $parent $(pgrep -P "$parent"); do
+        cat /proc/"$p"/task/*/schedstat 2>/dev/null || true
+    done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# "WARNINGS REFUSED" in an instance's error log so far: lines at level warn
+# or worse, and connections refused by the PROXY module (logged at info).
+error_log_counts() {
+    awk '/\[(proxy_protocol|remoteip):info\]/  { refused++; next }
+         /:(emerg|alert|crit|error|warn)\]/     { warnings++ }
+         END { print warnings + 0, refused + 0 }' "$WORK/httpd-$1/error.log"
+}
+
+# ---------------------------------------------------------------------------
+# 2. HTTP benchmark: runs
+# ---------------------------------------------------------------------------
+
+# For the direct workload: wrk writes a PROXY header (when PP_SEND=1) and
+# the request in one go; every request is on a new connection.
+write_wrk_script() {
+    cat >"$WORK/direct.lua" <<'EOF'
+local prefix = ""
+if os.getenv("PP_SEND") == "1" then
+    if os.getenv("PP_VERSION") == "2" then
+        -- v2, PROXY, TCP over IPv4: 203.0.113.195:56324 -> 127.0.0.1:443
+        prefix = string.char(13, 10, 13, 10, 0, 13, 10, 81, 85, 73, 84, 10,
+                             0x21, 0x11, 0, 12, 203, 0, 113, 195, 127, 0, 0, 1,
+                             0xDC, 0x04, 0x01, 0xBB)
+    else
+        prefix = "PROXY TCP4 203.0.113.195 127.0.0.1 56324 443\r\n"
+    end
+end
+-- wrk checks the first request of its first thread with an HTTP parser,
+-- which the PROXY header would fail: that one (never sent) is the bare
+-- request.
+local threads = 0
+function setup(thread)
+    thread:set("first_thread", threads == 0)
+    threads = threads + 1
+end
+local req
+request = function()
+    if not req then
+        req = prefix .. wrk.format()
+        if first_thread then
+            return wrk.format()
+        end
+    end
+    return req
+end
+EOF
+}
+
+# run_wrk VARIANT WORKLOAD SECONDS OUTFILE
+run_wrk() {
+    local v=$1 workload=$2 seconds=$3 out=$4
+    local url="http://127.0.0.1:${FRONT_PORT[$v]}/index.html"
+    local args=(-H "Connection: close")
+    case $workload in
+    keepalive)
+        args=(-H "Connection: keep-alive")
+        ;;
+    direct)
+        url="http://127.0.0.1:${APACHE_PORT[$v]}/index.html"
+        args=(-H "Connection: close" -s "$WORK/direct.lua")
+        ;;
+    esac
+    PP_SEND=$([ "$v" = a ] && echo 0 || echo 1) PP_VERSION=$PROXY_VERSION \
+        "${ON_CLIENT_CPUS[@]}" "$WRK" -t "$WRK_THREADS" -c "$CONNECTIONS" \
+        -d "${seconds}s" --latency "${args[@]}" "$url" >"$out" 2>&1 || true
+}
+
+# Prints "requests req/s p99_ms errors" from a wrk output file.  errors is
+# socket errors plus non-2xx/3xx responses; a run without a result counts
+# as one error.
+parse_wrk() {
+    awk '
+        /requests in/           { req = $1 }
+        /^Requests\/sec:/       { rps = $2 }
+        $1 == "99%" {
+            v = $2; unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
+            p99 = unit == "us" ? v / 1000 : unit == "s" ? v * 1000 : v
+        }
+        /Socket errors:/        { gsub(",", ""); err += $4 + $6 + $8 + $10 }
+        /Non-2xx or 3xx/        { err += $5 }
+        END {
+            if (rps == "" || p99 == "" || req == 0) { print 0, 0, 0, 1; exit }
+            print req, rps, p99, err + 0
+        }' "$1"
+}
+
+# One measured run; appends to $WORK/results:
+#   workload variant round req/s p99_ms errors httpd_us_per_req httpd_cpu%
+measure() {
+    local v=$1 workload=$2 round=$3 out cpu0 cpu1 warn0 warn1 ref0 ref1
+    local req rps p99 err us pct flag="" refused allowed=0
+    out=$WORK/wrk.$workload.$v.$round
+    cpu0=$(apache_cpu_ns "$v")
+    read -r warn0 ref0 < <(error_log_counts "$v")
+    run_wrk "$v" "$workload" "$DURATION" "$out"
+    cpu1=$(apache_cpu_ns "$v")
+    read -r warn1 ref1 < <(error_log_counts "$v")
+    read -r req rps p99 err < <(parse_wrk "$out")
+    # Warnings logged during the run are errors, and so are connections the
+    # module refused, except in the direct workload up to one per wrk
+    # connection and thread: wrk closes, when time is up, the connections
+    # it has opened but not yet written to, and it opens and closes one
+    # at start to check the address.
+    err=$((err + warn1 - warn0))
+    refused=$((ref1 - ref0))
+    [ "$workload" != direct ] || allowed=$((CONNECTIONS + WRK_THREADS + 1))
+    [ "$refused" -le "$allowed" ] || err=$((err + refused))
+    read -r us pct < <(awk -v c="$((cpu1 - cpu0))" -v r="$req" \
+        -v d="$DURATION" 'BEGIN {
+            printf "%.1f %.0f\n", r ? c / 1000 / r : 0, c / 1e7 / d }')
+    [ "$err" = 0 ] || flag="  <-- ERRORS, see $out"
+    printf '%-9s %-24s round %d: %9.0f req/s  p99 %7.2f ms  httpd %6.1f us/req %4s%%  errors %s%s\n' \
+        "$workload" "${LABEL[$v]}" "$round" "$rps" "$p99" "$us" "$pct" \
+        "$err" "$flag"
+    echo "$workload $v $round $rps $p99 $err $us $pct" >>"$WORK/results"
+}
+
+warm_up() {
+    local workload=$1 v req rps p99 err
+    for v in $VARIANTS; do
+        run_wrk "$v" "$workload" "$WARMUP" "$WORK/warmup.$workload.$v"
+        read -r req rps p99 err < <(parse_wrk "$WORK/warmup.$workload.$v")
+        [ "$err" = 0 ] || echo "warning: warm-up of ${LABEL[$v]} ($workload)" \
+            "had $err errors, see $WORK/warmup.$workload.$v"
+    done
+}
+
+# field N of the results of one workload and variant, one per line
+field() {
+    awk -v w="$1" -v v="$2" -v f="$3" '$1 == w && $2 == v { print $f }' \
+        "$WORK/results"
+}
+
+# Median over rounds of the per-round ratio X/Y of field F.
+paired_ratio() {
+    local w=$1 x=$2 y=$3 f=$4
+    paste <(field "$w" "$x" "$f") <(field "$w" "$y" "$f") \
+        | awk '$2 != 0 { print $1 / $2 }' | median
+}
+
+ratio_range() {
+    local w=$1 x=$2 y=$3 f=$4
+    paste <(field "$w" "$x" "$f") <(field "$w" "$y" "$f") \
+        | awk '$2 != 0 { r = $1 / $2; if (n++ == 0 || r < lo) lo = r
+                         if (n == 1 || r > hi) hi = r }
+               END { if (n) printf "%.3f-%.3f", lo, hi; else print "-" }'
+}
+
+verdict() {   # verdict VALUE THRESHOLD -> MET / NOT MET
+    awk -v x="$1" -v t="$2" 'BEGIN { print (x >= t ? "MET" : "NOT MET") }'
+}
+
+summary() {
+    local w v rps p99 us pct errs ca cb
+    echo
+    echo "== Summary: medians of $ROUNDS interleaved rounds of ${DURATION}s," \
+        "$CONNECTIONS connections, PROXY v$PROXY_VERSION =="
+    for w in $WORKLOADS; do
+        echo
+        case $w in
+        close)     echo "workload: close (via haproxy, new connection per request)" ;;
+        keepalive) echo "workload: keepalive (via haproxy, $CONNECTIONS persistent connections)" ;;
+        direct)    echo "workload: direct (no haproxy, new connection per request, wrk sends the header)" ;;
+        esac
+        echo "  medians:"
+        printf '  %-24s %10s %10s %12s %9s %7s\n' variant "req/s" "p99 ms" \
+            "httpd us/req" "httpd CPU" errors
+        for v in $VARIANTS; do
+            rps=$(field "$w" "$v" 4 | median)
+            p99=$(field "$w" "$v" 5 | median)
+            us=$(field "$w" "$v" 7 | median)
+            pct=$(field "$w" "$v" 8 | median)
+            errs=$(field "$w" "$v" 6 | awk '{ s += $1 } END { print s + 0 }')
+            printf '  %-24s %10.0f %10.2f %12.1f %8.0f%% %7d\n' \
+                "${LABEL[$v]}" "$rps" "$p99" "$us" "$pct" "$errs"
+        done
+        ca=$(paired_ratio "$w" c a 4)
+        cb=$(paired_ratio "$w" c b 4)
+        echo "  ratios (median of per-round ratios; range over rounds):"
+        printf '    req/s  (c)/(a) %.3f (%s)   (c)/(b) %.3f (%s)\n' \
+            "$ca" "$(ratio_range "$w" c a 4)" "$cb" "$(ratio_range "$w" c b 4)"
+        printf '    p99    (c)/(a) %.3f (%s)   (c)/(b) %.3f (%s)\n' \
+            "$(paired_ratio "$w" c a 5)" "$(ratio_range "$w" c a 5)" \
+            "$(paired_ratio "$w" c b 5)" "$(ratio_range "$w" c b 5)"
+        printf '    httpd us/req (c)/(a) %.3f (%s)   (c)/(b) %.3f (%s)\n' \
+            "$(paired_ratio "$w" c a 7)" "$(ratio_range "$w" c a 7)" \
+            "$(paired_ratio "$w" c b 7)" "$(ratio_range "$w" c b 7)"
+        echo "  target: (c) req/s >= 0.98 x (a): $(verdict "$ca" 0.98)"
+        echo "  target: (c) req/s >= 1.00 x (b): $(verdict "$cb" 1.00)"
+    done
+    errs=$(awk '$6 != 0' "$WORK/results" | wc -l)
+    if [ "$errs" != 0 ]; then
+        echo
+        echo "WARNING: $errs run(s) had errors (flagged above); their" \
+            "figures are not trustworthy."
+    else
+        echo
+        echo "every request of every measured run succeeded (no socket" \
+            "errors, no non-2xx, no warning or refused connection in the" \
+            "error logs)"
+    fi
+}
+
+macro_benchmark() {
+    local w round v
+    : >"$WORK/results"
+    for w in $WORKLOADS; do
+        echo
+        echo "-- workload $w: warm-up ${WARMUP}s each, then $ROUNDS rounds --"
+        warm_up "$w"
+        for round in $(seq "$ROUNDS"); do
+            for v in $VARIANTS; do
+                measure "$v" "$w" "$round"
+            done
+        done
+    done
+    summary
+}
+
+# ---------------------------------------------------------------------------
+# 3. Cost per connection in Apache: syscalls (perf), instructions (callgrind)
+# ---------------------------------------------------------------------------
+
+# Replaces the running instance V by one under callgrind (same
+# configuration and port, one process), sends COUNT_CONNECTIONS
+# requests through haproxy, and prints the instructions per connection.
+callgrind_instance() {
+    local v=$1 dir=$WORK/httpd-$1 out=$WORK/callgrind.httpd.$1
+    local pid ab_out
+
+    kill "${APACHE_PID[$v]}"
+    wait "${APACHE_PID[$v]}" 2>/dev/null || true
+    # Callgrind writes its file at exit, after Apache has switched user.
+    : >"$out"
+    chmod 666 "$out"
+    [ "$(id -u)" != 0 ] || chown "$(run_user)" "$out"
+    "${ON_APACHE_CPUS[@]}" valgrind -q --tool=callgrind --vgdb=no \
+        --toggle-collect=ap_run_pre_connection \
+        --toggle-collect=ap_run_process_connection \
+        --callgrind-out-file="$out" \
+        "$HTTPD" -X -f "$dir/httpd.conf" 2>"$dir/valgrind.log" &
+    pid=$!
+    PIDS="$PIDS $pid"
+    # Ready when one request succeeds: that connection is counted too (a
+    # probe that fails never reached Apache: haproxy's connect was refused).
+    for _ in $(seq 100); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 60 \
+            "http://127.0.0.1:${FRONT_PORT[$v]}/index.html")" = 200 ] && break
+        kill -0 "$pid" 2>/dev/null || die "callgrind run of $v died"
+        sleep 0.3
+    done
+    ab_out=$WORK/ab.$v
+    "${ON_CLIENT_CPUS[@]}" ab -n "$COUNT_CONNECTIONS" -c 4 \
+        "http://127.0.0.1:${FRONT_PORT[$v]}/index.html" >"$ab_out" 2>&1 \
+        || true
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    if ! grep -q "^Complete requests: *$COUNT_CONNECTIONS\$" "$ab_out" \
+        || ! grep -q "^Failed requests: *0\$" "$ab_out" \
+        || grep -q "^Non-2xx" "$ab_out"; then
+        echo "ERRORS in the callgrind run of ${LABEL[$v]}, see $ab_out" >&2
+        echo -
+        return
+    fi
+    awk -v n="$((COUNT_CONNECTIONS + 1))" \
+        '/^totals:/ { printf "%.0f\n", $2 / n }' "$out"
+}
+
+# Syscalls per connection of the running instance V (every thread of every
+# process), counted by perf while ab sends COUNT_CONNECTIONS requests
+# through haproxy; "-" where perf cannot count them (not installed, or not
+# allowed: tracepoints need root or kernel.perf_event_paranoid <= -1).
+count_syscalls() {
+    local v=$1 out=$WORK/perf.$1 pids perf_pid n
+    if ! command -v perf >/dev/null; then
+        echo -
+        return
+    fi
+    pids=$(echo "${APACHE_PID[$v]}" $(pgrep -P "${APACHE_PID[$v]}") | tr ' ' ,)
+    perf stat -x, -e raw_syscalls:sys_enter -p "$pids" -o "$out" \
+        2>/dev/null &
+    perf_pid=$!
+    sleep 0.5
+    "${ON_CLIENT_CPUS[@]}" ab -n "$COUNT_CONNECTIONS" -c 4 \
+        "http://127.0.0.1:${FRONT_PORT[$v]}/index.html" >/dev/null 2>&1 \
+        || true
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    n=$(awk -F, '$3 ~ /raw_syscalls/ && $1 ~ /^[0-9]+$/ { print $1 }' \
+        "$out" 2>/dev/null)
+    if [ -n "$n" ]; then
+        awk -v s="$n" -v n="$COUNT_CONNECTIONS" \
+            'BEGIN { printf "%.1f\n", s / n }'
+    else
+        echo -
+    fi
+}
+
+# difference X Y DECIMALS -> "+D (+P%)", how much more X is than Y
+difference() {
+    awk -v x="$1" -v y="$2" -v d="$3" 'BEGIN {
+        if (x == "-" || y == "-" || y == 0) print "-";
+        else printf "%+." d "f (%+.1f%%)\n", x - y, 100 * (x - y) / y }'
+}
+
+count_per_connection() {
+    local v
+    declare -A ir=() sys=()
+    echo
+    echo "== Apache cost per connection: instructions (callgrind, user space," \
+        "inside the"
+    echo "   pre_connection and process_connection hooks) and syscalls" \
+        "(perf, all"
+    echo "   threads); ab: $COUNT_CONNECTIONS requests, one per" \
+        "connection, via haproxy, PROXY v$PROXY_VERSION =="
+    if ! command -v valgrind >/dev/null || ! command -v ab >/dev/null; then
+        echo "(needs valgrind and ab, from apache2-utils: skipped)"
+        return
+    fi
+    for v in $VARIANTS; do
+        sys[$v]=$(count_syscalls "$v")
+        ir[$v]=$(callgrind_instance "$v")
+    done
+    printf '  %-24s %18s %20s\n' variant "Ir/connection" "syscalls/connection"
+    for v in $VARIANTS; do
+        printf '  %-24s %18s %20s\n' "${LABEL[$v]}" "${ir[$v]}" "${sys[$v]}"
+    done
+    printf '  %-24s %18s %20s\n' "(c) - (a)" \
+        "$(difference "${ir[c]}" "${ir[a]}" 0)" \
+        "$(difference "${sys[c]}" "${sys[a]}" 1)"
+    printf '  %-24s %18s %20s\n' "(c) - (b)" \
+        "$(difference "${ir[c]}" "${ir[b]}" 0)" \
+        "$(difference "${sys[c]}" "${sys[b]}" 1)"
+}
+
+[ "$MICRO" = 0 ] || micro_benchmark
+if [ "$MACRO" != 0 ] || [ "$COUNTS" != 0 ]; then
+    echo "== HTTP benchmark: wrk -> haproxy (TCP) -> Apache event MPM =="
+    echo "$(nproc) CPUs; PIN=$PIN (Apache on CPU $APACHE_CPUS," \
+        "wrk+haproxy on CPU $CLIENT_CPUS); $($HTTPD -v | head -1);" \
+        "$($HAPROXY -v | head -1 | cut -d' ' -f1-3); PROXY v$PROXY_VERSION"
+    check_tools
+    write_wrk_script
+    start_servers
+    [ "$MACRO" = 0 ] || macro_benchmark
+    [ "$COUNTS" = 0 ] || count_per_connection
+fi

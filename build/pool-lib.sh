@@ -1,0 +1,766 @@
+# shellcheck shell=bash
+#
+# build/pool-lib.sh: the demo pool on loopback, as a sourced bash library
+# (build/demo.sh, end-to-end tests).  Source it, then:
+#
+#   pool_init DIR BASEPORT   set the POOL_* variables; DIR is created (or
+#                            made by mktemp when empty); ports BASEPORT ..
+#                            BASEPORT+32 (see "Ports" below); finds httpd,
+#                            its modules, haproxy, the build tree's modules
+#   pool_pki                 test PKI in $POOL_DIR/pki (t/certservice/
+#                            make-pki.sh: CA, CertService TLS, clients
+#                            admin/proxy/proxy2/proxy3, wrap1, roles.conf)
+#                            and the proxies' fallback certificate
+#   pool_start_certservice   CertService: mod_ssl mutual TLS, mod_dbd SQLite,
+#                            mod_certservice (local CA, wrap1, roles,
+#                            CertServiceMaxUnavailable 1)
+#   pool_start_backend       the internal web server: a page (SSI) echoing
+#                            REMOTE_ADDR, Host, X-Proxy, X-Forwarded-For, ...
+#   pool_start_proxy N       proxy N (1..3): mod_proxy_protocol, mod_ssl,
+#                            mod_macro_gen TLS vhosts proxying to the
+#                            backend, mod_certsync (pool "demo", host
+#                            "proxyN", probe, agent, drain 2s), status port
+#   pool_start_haproxy       HAProxy, TCP mode, send-proxy-v2 to the three
+#                            proxies, httpchk + agent-check, stats socket
+#                            and stats page
+#   pool_stop_proxy N        stop one proxy (and its sync daemon)
+#   pool_stop_all            stop everything started (idempotent)
+#
+#   pool_add_domain NAME     admin PUT /v1/domains/NAME; prints the serial
+#   pool_cs_serial NAME      the serial CertService has for NAME
+#   pool_served_serial N NAME  the serial proxy N presents for NAME (SNI;
+#                            "*.x" is asked as "probe.x"), directly
+#   pool_lb_request HOST [curl args...]  GET https://HOST/ through HAProxy
+#                            (--resolve, --cacert of the demo CA; "*.x"
+#                            is asked as "probe.x")
+#   pool_cs_curl WHO PATH [curl args...]  CertService with client cert WHO
+#                            (admin, proxy, proxy2, proxy3, norole)
+#   pool_proxy_status N [QUERY]  proxy N's /certsync-status (JSON)
+#   pool_proxy_state N       its sync state (idle, draining, ...)
+#   pool_lb_cmd COMMAND      HAProxy stats socket command ("show stat")
+#   pool_lb_state N          HAProxy's status of proxyN (UP, DRAIN, DOWN..)
+#   pool_json_get KEY        first "KEY" string/number of the JSON on stdin
+#   pool_log_tail [LINES]    the last lines of every error log (diagnosis)
+#
+# Ports (BASEPORT = B): B HAProxy TLS frontend, B+1 HAProxy stats page,
+# B+2 CertService, B+3 backend; proxy N: B+10N TLS (PROXY protocol),
+# B+10N+1 plain HTTP (/certsync-status, /certsync-health, /server-status),
+# B+10N+2 certsync agent (HAProxy agent-check).  Everything listens on
+# 127.0.0.1 only.
+#
+# Layout of POOL_DIR (stable: tests read these files):
+#   pki/                 make-pki.sh's files, fallback.{crt,key}
+#   cs/                  httpd.conf, logs/error_log, run/httpd.pid,
+#                        db/certservice.db
+#   backend/             httpd.conf, htdocs/index.shtml, logs/access_log
+#   proxyN/              httpd.conf, logs/{error_log,access_log (TLS),
+#                        status_log (status port)}, run/httpd.pid, store/
+#                        (CertSyncStoreDir: manifest, state.json, live/)
+#   haproxy/             haproxy.cfg, haproxy.pid, haproxy.sock
+#
+# Addresses: HAProxy connects to the proxies from 127.0.0.2 (`source`), the
+# only address trusted to send a PROXY header; 127.0.0.1 is an exception
+# (ProxyProtocolExceptions): mod_certsync's own probe and
+# pool_served_serial connect directly from there, without a header.
+#
+# As root every httpd runs its children as nobody/nogroup (the sync daemons
+# stay root: they write root-only keys); the tree must then be readable by
+# nobody.  Nothing here sets traps or changes the shell's options: the
+# caller stops the pool (trap pool_stop_all EXIT).  Functions return
+# non-zero on failure and say why on stderr.
+#
+# Variables set by pool_init: POOL_DIR POOL_TOP POOL_BASE POOL_LB_PORT
+# POOL_LB_STATS_PORT POOL_CS_PORT POOL_BACKEND_PORT POOL_HTTPD POOL_MODDIR
+# POOL_HAPROXY POOL_USER POOL_GROUP POOL_PKI POOL_CS_URL POOL_LB_ADDR
+# POOL_CERTSYNC_POOL POOL_COMPILED.  Knobs the caller may set before
+# pool_init: POOL_HTTPD (the httpd binary; default from apxs); before
+# pool_start_proxy: POOL_SYNC_INTERVAL ("2 1"), POOL_DRAIN_TIME (2),
+# POOL_LEASE_TTL (10: CertService answers a lease request that finds the
+# pool's slot taken with Retry-After = until that lease expires, so the TTL
+# paces a rollout across the pool), POOL_LOGLEVEL ("warn certsync:info
+# proxy_protocol:info").
+
+POOL_LIB_SOURCE=${BASH_SOURCE[0]}
+
+# --- setup -------------------------------------------------------------------
+
+_pool_find_prog() { # name...: the first found, also in sbin dirs
+    local name d
+    for name in "$@"; do
+        if command -v "$name" >/dev/null 2>&1; then
+            command -v "$name"
+            return 0
+        fi
+        for d in /usr/sbin /usr/local/sbin /usr/bin /usr/local/bin; do
+            if [ -x "$d/$name" ]; then
+                echo "$d/$name"
+                return 0
+            fi
+        done
+    done
+    return 1
+}
+
+pool_init() { # DIR BASEPORT
+    local dir=${1:-} base=${2:-} apxs sbindir target m
+    if [ -z "$base" ] || ! [ "$base" -gt 1024 ] 2>/dev/null \
+       || [ "$base" -gt 65500 ]; then
+        echo "pool_init: BASEPORT must be 1025..65500" >&2
+        return 1
+    fi
+    POOL_TOP=$(cd "$(dirname "$POOL_LIB_SOURCE")/.." && pwd)
+    if [ -z "$dir" ]; then
+        dir=$(mktemp -d "${TMPDIR:-/tmp}/certsuite-pool.XXXXXX") || return 1
+    fi
+    mkdir -p "$dir" || return 1
+    POOL_DIR=$(cd "$dir" && pwd)
+    POOL_BASE=$base
+    POOL_LB_PORT=$base
+    POOL_LB_STATS_PORT=$((base + 1))
+    POOL_CS_PORT=$((base + 2))
+    POOL_BACKEND_PORT=$((base + 3))
+    POOL_CS_URL=https://127.0.0.1:$POOL_CS_PORT
+    POOL_LB_ADDR=127.0.0.2
+    POOL_CERTSYNC_POOL=demo
+    POOL_PKI=$POOL_DIR/pki
+
+    apxs=$(_pool_find_prog apxs apxs2 || true)
+    POOL_HTTPD=${POOL_HTTPD:-}
+    if [ -z "$POOL_HTTPD" ] && [ -n "$apxs" ]; then
+        sbindir=$("$apxs" -q SBINDIR 2>/dev/null || true)
+        target=$("$apxs" -q TARGET 2>/dev/null || true)
+        [ -x "$sbindir/$target" ] && POOL_HTTPD=$sbindir/$target
+    fi
+    [ -n "$POOL_HTTPD" ] || POOL_HTTPD=$(_pool_find_prog apache2 httpd || true)
+    if [ -z "$POOL_HTTPD" ]; then
+        echo "pool_init: no httpd (install apache2-dev, or set POOL_HTTPD)" >&2
+        return 1
+    fi
+    POOL_MODDIR=
+    for m in ${apxs:+"$("$apxs" -q LIBEXECDIR 2>/dev/null)"} \
+             /usr/lib/apache2/modules /usr/lib64/httpd/modules \
+             /usr/lib/httpd/modules /usr/local/apache2/modules; do
+        if [ -n "$m" ] && [ -f "$m/mod_ssl.so" ]; then
+            POOL_MODDIR=$m
+            break
+        fi
+    done
+    if [ -z "$POOL_MODDIR" ]; then
+        echo "pool_init: no httpd modules directory with mod_ssl.so" >&2
+        return 1
+    fi
+    POOL_HAPROXY=$(_pool_find_prog haproxy || true)
+    for m in proxy_protocol certservice certsync macro_gen; do
+        if [ ! -f "$POOL_TOP/mod_$m/.libs/mod_$m.so" ]; then
+            echo "pool_init: mod_$m is not built (make)" >&2
+            return 1
+        fi
+    done
+    POOL_USER='' POOL_GROUP=''
+    if [ "$(id -u)" = 0 ]; then
+        POOL_USER=nobody
+        POOL_GROUP=nogroup
+        getent group nogroup >/dev/null 2>&1 || POOL_GROUP=nobody
+        chmod 755 "$POOL_DIR"
+    fi
+    POOL_SYNC_INTERVAL=${POOL_SYNC_INTERVAL:-2 1}
+    POOL_DRAIN_TIME=${POOL_DRAIN_TIME:-2}
+    POOL_LEASE_TTL=${POOL_LEASE_TTL:-10}
+    POOL_LOGLEVEL=${POOL_LOGLEVEL:-warn certsync:info proxy_protocol:info}
+    POOL_COMPILED=$("$POOL_HTTPD" -l 2>/dev/null)
+}
+
+# Ports of proxy N: pool_proxy_port N tls|status|agent
+pool_proxy_port() {
+    case $2 in
+        tls) echo $((POOL_BASE + 10 * $1)) ;;
+        status) echo $((POOL_BASE + 10 * $1 + 1)) ;;
+        agent) echo $((POOL_BASE + 10 * $1 + 2)) ;;
+        *) return 1 ;;
+    esac
+}
+
+pool_pki() {
+    if ! "$POOL_TOP/t/certservice/make-pki.sh" "$POOL_PKI" \
+         >"$POOL_DIR/pki.log" 2>&1; then
+        cat "$POOL_DIR/pki.log" >&2
+        echo "pool_pki: make-pki.sh failed" >&2
+        return 1
+    fi
+    # What a name with no certificate of its own gets from a proxy.
+    if [ ! -f "$POOL_PKI/fallback.crt" ]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+            -nodes -keyout "$POOL_PKI/fallback.key" \
+            -out "$POOL_PKI/fallback.crt" -days 30 \
+            -subj "/CN=fallback.pool.invalid" \
+            -addext basicConstraints=critical,CA:FALSE \
+            -addext subjectAltName=DNS:fallback.pool.invalid \
+            >/dev/null 2>&1 || {
+            echo "pool_pki: cannot make the fallback certificate" >&2
+            return 1
+        }
+    fi
+    chmod 755 "$POOL_PKI"
+    chmod 644 "$POOL_PKI"/*.crt "$POOL_PKI"/*.key
+}
+
+# --- httpd instances -----------------------------------------------------------
+
+_pool_load() { # module_name file.so: LoadModule unless compiled in
+    local src=${2#mod_}
+    src=mod_${src%.so}.c
+    if ! grep -q "^ *$src\$" <<<"$POOL_COMPILED"; then
+        echo "LoadModule $1 $POOL_MODDIR/$2"
+    fi
+}
+
+_pool_common_conf() { # dir name
+    local d=$1 m
+    cat <<EOF
+# $2, generated by build/pool-lib.sh
+ServerRoot "$d"
+ServerName $2.pool.invalid
+PidFile "$d/run/httpd.pid"
+DefaultRuntimeDir "$d/run"
+ErrorLog "$d/logs/error_log"
+EOF
+    if ! grep -qE '^ *(event|worker|prefork)\.c$' <<<"$POOL_COMPILED"; then
+        for m in event worker prefork; do
+            if [ -f "$POOL_MODDIR/mod_mpm_$m.so" ]; then
+                echo "LoadModule mpm_${m}_module $POOL_MODDIR/mod_mpm_$m.so"
+                break
+            fi
+        done
+    fi
+    _pool_load unixd_module mod_unixd.so
+    _pool_load log_config_module mod_log_config.so
+    _pool_load authz_core_module mod_authz_core.so
+    _pool_load authz_host_module mod_authz_host.so
+    if [ -n "$POOL_USER" ]; then
+        echo "User $POOL_USER"
+        echo "Group $POOL_GROUP"
+    fi
+    cat <<EOF
+<IfModule mpm_event_module>
+    StartServers 1
+    ServerLimit 2
+    ThreadsPerChild 8
+    MaxRequestWorkers 16
+    MinSpareThreads 1
+    MaxSpareThreads 16
+</IfModule>
+<IfModule mpm_prefork_module>
+    StartServers 2
+    MaxRequestWorkers 8
+</IfModule>
+KeepAliveTimeout 5
+Timeout 30
+EOF
+}
+
+_pool_port_busy() { # port: something listens on 127.0.0.1:port
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# pool_wait_port PORT [SECONDS]: until something listens there
+pool_wait_port() {
+    local i n=$(( ${2:-10} * 10 ))
+    for ((i = 0; i < n; i++)); do
+        _pool_port_busy "$1" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+_pool_start_httpd() { # dir port-to-wait-for
+    local d=$1 p
+    for p in "${@:2}"; do
+        if _pool_port_busy "$p"; then
+            echo "pool: port $p on 127.0.0.1 is already in use" \
+                 "(choose another BASEPORT)" >&2
+            return 1
+        fi
+    done
+    rm -f "$d/run/httpd.pid"
+    if ! "$POOL_HTTPD" -f "$d/httpd.conf" -k start >"$d/logs/start.log" 2>&1
+    then
+        cat "$d/logs/start.log" >&2
+        tail -n 20 "$d/logs/error_log" >&2 2>/dev/null
+        echo "pool: httpd did not start ($d/httpd.conf)" >&2
+        return 1
+    fi
+    for p in "${@:2}"; do
+        if ! pool_wait_port "$p" 10; then
+            tail -n 20 "$d/logs/error_log" >&2 2>/dev/null
+            echo "pool: httpd ($d) does not listen on $p" >&2
+            return 1
+        fi
+    done
+}
+
+_pool_mkdirs() { # dir: logs, run (and readable by the children)
+    mkdir -p "$1/logs" "$1/run" || return 1
+    chmod 755 "$1" "$1/logs" "$1/run"
+}
+
+pool_start_certservice() {
+    local d=$POOL_DIR/cs
+    _pool_mkdirs "$d" || return 1
+    mkdir -p "$d/db"
+    # The children write the database.
+    [ -n "$POOL_USER" ] && chown "$POOL_USER:$POOL_GROUP" "$d/db"
+    {
+        _pool_common_conf "$d" certservice
+        _pool_load socache_shmcb_module mod_socache_shmcb.so
+        _pool_load ssl_module mod_ssl.so
+        _pool_load dbd_module mod_dbd.so
+        cat <<EOF
+LoadModule certservice_module "$POOL_TOP/mod_certservice/.libs/mod_certservice.so"
+LogLevel warn certservice:notice
+SSLSessionCache "shmcb:$d/run/ssl_scache(512000)"
+DBDriver sqlite3
+DBDParams "$d/db/certservice.db"
+
+Listen 127.0.0.1:$POOL_CS_PORT
+<VirtualHost 127.0.0.1:$POOL_CS_PORT>
+    ServerName localhost
+    SSLEngine on
+    SSLCertificateFile    "$POOL_PKI/tls.crt"
+    SSLCertificateKeyFile "$POOL_PKI/tls.key"
+    SSLCACertificateFile  "$POOL_PKI/clients-ca.crt"
+    SSLVerifyClient require
+    SSLVerifyDepth 2
+    CertServiceWrapCertificate "$POOL_PKI/wrap1.crt"
+    CertServiceLocalCA "$POOL_PKI/ca.crt" "$POOL_PKI/ca.key"
+    CertServiceMaxUnavailable 1
+    Include "$POOL_PKI/roles.conf"
+    <Location />
+        SetHandler certservice
+    </Location>
+</VirtualHost>
+EOF
+    } >"$d/httpd.conf"
+    _pool_start_httpd "$d" "$POOL_CS_PORT" || return 1
+    # The first request makes the schema.
+    if [ "$(pool_cs_curl admin "/v1/domains?limit=1" -o /dev/null \
+            -w '%{http_code}' 2>&1)" != 200 ]; then
+        echo "pool_start_certservice: CertService does not answer" >&2
+        return 1
+    fi
+}
+
+pool_start_backend() {
+    local d=$POOL_DIR/backend
+    _pool_mkdirs "$d" || return 1
+    mkdir -p "$d/htdocs"
+    chmod 755 "$d/htdocs"
+    cat >"$d/htdocs/index.shtml" <<'HTML'
+backend page for https://<!--#echo var="HTTP_HOST" --><!--#echo var="REQUEST_URI" -->
+  served through:   <!--#echo var="HTTP_X_PROXY" --> (REMOTE_ADDR at the backend: <!--#echo var="REMOTE_ADDR" -->)
+  X-Forwarded-For:  <!--#echo var="HTTP_X_FORWARDED_FOR" -->  (the client, from the PROXY header)
+  load balancer:    <!--#echo var="HTTP_X_LOAD_BALANCER" -->  (the TCP peer the proxy saw)
+  TLS at the proxy: <!--#echo var="HTTP_X_TLS" -->
+HTML
+    chmod 644 "$d/htdocs/index.shtml"
+    {
+        _pool_common_conf "$d" backend
+        _pool_load mime_module mod_mime.so
+        _pool_load include_module mod_include.so
+        _pool_load dir_module mod_dir.so
+        cat <<EOF
+LogLevel warn
+KeepAliveTimeout 15
+Listen 127.0.0.1:$POOL_BACKEND_PORT
+DocumentRoot "$d/htdocs"
+TypesConfig /dev/null
+AddType text/plain .shtml
+AddOutputFilter INCLUDES .shtml
+DirectoryIndex index.shtml
+FallbackResource /index.shtml
+<Directory "$d/htdocs">
+    Options +Includes
+    Require all granted
+</Directory>
+LogFormat "%a host %{Host}i via %{X-Proxy}i for %{X-Forwarded-For}i \"%r\" %>s" backend
+CustomLog "$d/logs/access_log" backend
+EOF
+    } >"$d/httpd.conf"
+    _pool_start_httpd "$d" "$POOL_BACKEND_PORT"
+}
+
+_pool_client_cert() { # N: proxy, proxy2, proxy3
+    if [ "$1" = 1 ]; then echo proxy; else echo "proxy$1"; fi
+}
+
+pool_start_proxy() { # N
+    local n=${1:?pool_start_proxy N} d tls status agent cert
+    d=$POOL_DIR/proxy$n
+    tls=$(pool_proxy_port "$n" tls)
+    status=$(pool_proxy_port "$n" status)
+    agent=$(pool_proxy_port "$n" agent)
+    cert=$(_pool_client_cert "$n")
+    if [ ! -f "$POOL_PKI/$cert.crt" ]; then
+        echo "pool_start_proxy: no client certificate $POOL_PKI/$cert.crt" >&2
+        return 1
+    fi
+    _pool_mkdirs "$d" || return 1
+    {
+        _pool_common_conf "$d" "proxy$n"
+        _pool_load socache_shmcb_module mod_socache_shmcb.so
+        _pool_load ssl_module mod_ssl.so
+        _pool_load headers_module mod_headers.so
+        _pool_load proxy_module mod_proxy.so
+        _pool_load proxy_http_module mod_proxy_http.so
+        _pool_load status_module mod_status.so
+        _pool_load macro_module mod_macro.so
+        cat <<EOF
+LoadModule proxy_protocol_module "$POOL_TOP/mod_proxy_protocol/.libs/mod_proxy_protocol.so"
+LoadModule macro_gen_module "$POOL_TOP/mod_macro_gen/.libs/mod_macro_gen.so"
+LoadModule certsync_module "$POOL_TOP/mod_certsync/.libs/mod_certsync.so"
+LogLevel $POOL_LOGLEVEL
+SSLSessionCache "shmcb:$d/run/ssl_scache(512000)"
+LogFormat "%a (load balancer %{PROXY_PROTOCOL_PEER_ADDR}e) SNI %{SSL_TLS_SNI}x \"%r\" %>s" pool
+CustomLog "$d/logs/access_log" pool
+
+# Certificates from CertService (mod_certsync); rollouts staggered by the
+# pool's restart leases, drained through HAProxy's agent-check.
+CertSyncServiceURL        $POOL_CS_URL
+CertSyncServiceCA         "$POOL_PKI/clients-ca.crt"
+CertSyncClientCertificate "$POOL_PKI/$cert.crt" "$POOL_PKI/$cert.key"
+CertSyncWrappingKey       "$POOL_PKI/wrap1.crt" "$POOL_PKI/wrap1.key"
+CertSyncStoreDir          "$d/store"
+CertSyncInterval          $POOL_SYNC_INTERVAL
+CertSyncPool              $POOL_CERTSYNC_POOL
+CertSyncHost              proxy$n
+CertSyncProbe             127.0.0.1:$tls
+CertSyncAgent             127.0.0.1:$agent
+CertSyncDrainTime         $POOL_DRAIN_TIME
+CertSyncLeaseTTL          $POOL_LEASE_TTL
+CertSyncRestartTimeout    60
+
+# The TLS listener: every connection from the load balancer ($POOL_LB_ADDR)
+# starts with a PROXY header; 127.0.0.1 (the certsync probe, direct
+# checks) connects without one.
+ProxyProtocol On
+ProxyProtocolTrustedProxies $POOL_LB_ADDR
+ProxyProtocolExceptions 127.0.0.1
+Listen 127.0.0.1:$tls https
+
+# The first virtual host of the address: names without a certificate.
+<VirtualHost 127.0.0.1:$tls>
+    ServerName fallback.pool.invalid
+    SSLEngine on
+    SSLCertificateFile    "$POOL_PKI/fallback.crt"
+    SSLCertificateKeyFile "$POOL_PKI/fallback.key"
+    <Location />
+        Require all denied
+    </Location>
+    ErrorDocument 403 "proxy$n: no certificate for this name"
+</VirtualHost>
+
+# One virtual host per domain of the store's manifest.
+<Macro TLSHost \$domain \$certdir>
+    <VirtualHost 127.0.0.1:$tls>
+        ServerAlias \$domain
+        SSLEngine on
+        SSLCertificateFile    \$certdir/fullchain.pem
+        SSLCertificateKeyFile \$certdir/privkey.pem
+        ProxyPreserveHost On
+        # ttl=2: an idle pooled connection is not reused after 2s, well
+        # before the backend's KeepAliveTimeout (15s) closes it (a reuse
+        # racing that close answers 502).
+        ProxyPass / http://127.0.0.1:$POOL_BACKEND_PORT/ ttl=2
+        RequestHeader set X-Proxy "proxy$n"
+        RequestHeader set X-Load-Balancer "%{PROXY_PROTOCOL_PEER_ADDR}e"
+        RequestHeader set X-TLS "%{SSL_PROTOCOL}s, SNI %{SSL_TLS_SNI}s, certificate serial %{SSL_SERVER_M_SERIAL}s"
+    </VirtualHost>
+</Macro>
+MacroGenerate TLSHost "$d/store/manifest"
+
+# Plain HTTP for people and for HAProxy's httpchk: no PROXY header here.
+Listen 127.0.0.1:$status http
+LogFormat "%h %l %u %t \"%r\" %>s %b" common
+<VirtualHost 127.0.0.1:$status>
+    ServerName proxy$n-status.pool.invalid
+    ProxyProtocol Off
+    CustomLog "$d/logs/status_log" common
+    <Location /certsync-status>
+        SetHandler certsync-status
+        Require ip 127.0.0.0/8
+    </Location>
+    <Location /certsync-health>
+        SetHandler certsync-health
+        Require ip 127.0.0.0/8
+    </Location>
+    <Location /server-status>
+        SetHandler server-status
+        Require ip 127.0.0.0/8
+    </Location>
+</VirtualHost>
+EOF
+    } >"$d/httpd.conf"
+    _pool_start_httpd "$d" "$status" "$tls"
+}
+
+_pool_stop_httpd() { # dir
+    local d=$1 pid i dpid
+    pid=$(cat "$d/run/httpd.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$d/run/httpd.pid"
+    # Sync daemons stop within a second of their parent; one whose parent
+    # had to be killed is stopped here (only ours: its command line names
+    # this configuration).
+    sed -n 's/.*CY00003: sync daemon started (pid \([0-9]*\)).*/\1/p' \
+        "$d/logs/error_log" 2>/dev/null | while read -r dpid; do
+        if [ -r "/proc/$dpid/cmdline" ] \
+           && tr '\0' ' ' 2>/dev/null <"/proc/$dpid/cmdline" \
+              | grep -qF "$d/httpd.conf"; then
+            for ((i = 0; i < 20; i++)); do
+                kill -0 "$dpid" 2>/dev/null || break
+                sleep 0.1
+            done
+            kill -TERM "$dpid" 2>/dev/null || true
+        fi
+    done
+    return 0
+}
+
+pool_stop_proxy() { # N
+    _pool_stop_httpd "$POOL_DIR/proxy${1:?pool_stop_proxy N}"
+}
+
+# --- HAProxy -------------------------------------------------------------------
+
+pool_start_haproxy() {
+    local d=$POOL_DIR/haproxy n
+    if [ -z "$POOL_HAPROXY" ]; then
+        echo "pool_start_haproxy: haproxy is not installed" >&2
+        return 1
+    fi
+    mkdir -p "$d"
+    if _pool_port_busy "$POOL_LB_PORT" || _pool_port_busy "$POOL_LB_STATS_PORT"
+    then
+        echo "pool_start_haproxy: port $POOL_LB_PORT or $POOL_LB_STATS_PORT" \
+             "is already in use" >&2
+        return 1
+    fi
+    {
+        cat <<EOF
+# generated by build/pool-lib.sh
+global
+    pidfile $d/haproxy.pid
+    stats socket $d/haproxy.sock level admin
+
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout check 2s
+
+# TLS passes through (TCP mode); each connection to a proxy starts with a
+# PROXY v2 header naming the client.  Checks: httpchk on the proxy's
+# status port (503 while it drains) and agent-check on its certsync agent
+# ("drain" / "ready").
+frontend tls
+    bind 127.0.0.1:$POOL_LB_PORT
+    default_backend proxies
+
+backend proxies
+    balance roundrobin
+    option httpchk GET /certsync-health
+    default-server source $POOL_LB_ADDR send-proxy-v2 inter 1s fall 2 rise 1 agent-check agent-addr 127.0.0.1 agent-inter 500ms
+EOF
+        for n in 1 2 3; do
+            echo "    server proxy$n 127.0.0.1:$(pool_proxy_port $n tls) check port $(pool_proxy_port $n status) agent-port $(pool_proxy_port $n agent)"
+        done
+        cat <<EOF
+
+listen stats
+    mode http
+    bind 127.0.0.1:$POOL_LB_STATS_PORT
+    stats enable
+    stats uri /
+    stats refresh 1s
+    stats show-legends
+EOF
+    } >"$d/haproxy.cfg"
+    if ! "$POOL_HAPROXY" -c -q -f "$d/haproxy.cfg" >"$d/check.log" 2>&1; then
+        cat "$d/check.log" >&2
+        return 1
+    fi
+    rm -f "$d/haproxy.pid"
+    if ! "$POOL_HAPROXY" -D -f "$d/haproxy.cfg" >"$d/haproxy.log" 2>&1; then
+        cat "$d/haproxy.log" >&2
+        return 1
+    fi
+    pool_wait_port "$POOL_LB_PORT" 10 || {
+        echo "pool_start_haproxy: HAProxy does not listen" >&2
+        return 1
+    }
+    # Until every server has had its first check (status no longer
+    # "Initializing"), so that what pool_lb_state says is HAProxy's view.
+    for ((n = 0; n < 50; n++)); do
+        pool_lb_cmd "show stat" 2>/dev/null | awk -F, '
+            $1 == "proxies" && $2 ~ /^proxy/ { seen++; if ($37 ~ /INI/) ini++ }
+            END { exit !(seen == 3 && !ini) }' && return 0
+        sleep 0.1
+    done
+    return 0
+}
+
+# pool_lb_cmd COMMAND: one command on HAProxy's stats socket
+pool_lb_cmd() {
+    local sock=$POOL_DIR/haproxy/haproxy.sock
+    [ -S "$sock" ] || { echo "pool_lb_cmd: no $sock" >&2; return 1; }
+    if command -v socat >/dev/null 2>&1; then
+        printf '%s\n' "$1" | socat -t 2 - "UNIX-CONNECT:$sock"
+    elif command -v python3 >/dev/null 2>&1; then
+        python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.sendall((sys.argv[2] + "\n").encode())
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    sys.stdout.write(b.decode(errors="replace"))' "$sock" "$1"
+    else
+        perl -MIO::Socket::UNIX -e '
+my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die "$ARGV[0]: $!\n";
+print $s "$ARGV[1]\n";
+print while <$s>;' "$sock" "$1"
+    fi
+}
+
+# pool_lb_state N: HAProxy's status of proxyN: UP, DOWN, DRAIN, MAINT, NOLB,
+# maybe followed by details ("UP 1/2": going down, "DRAIN (agent)", ...)
+pool_lb_state() {
+    pool_lb_cmd "show stat" | awk -F, -v s="proxy$1" \
+        '$1 == "proxies" && $2 == s { print $18; found = 1 }
+         END { exit !found }'
+}
+
+# --- requests ------------------------------------------------------------------
+
+# pool_cs_curl WHO PATH [curl args...]
+pool_cs_curl() {
+    local who=$1 path=$2
+    shift 2
+    curl -sS --noproxy '*' --max-time 30 --cacert "$POOL_PKI/clients-ca.crt" \
+        --cert "$POOL_PKI/$who.crt" --key "$POOL_PKI/$who.key" "$@" \
+        --url "$POOL_CS_URL$path"
+}
+
+# pool_json_get KEY: the first "KEY": value (string or number) on stdin
+pool_json_get() {
+    grep -o "\"$1\" *: *\(\"[^\"]*\"\|[-0-9.]*\|null\|true\|false\)" \
+        | head -n 1 | sed 's/^[^:]*: *//; s/^"//; s/"$//'
+}
+
+_pool_serial_norm() { # stdin: a serial in any case, with colons
+    tr -d ': \n' | tr 'A-F' 'a-f' | sed 's/^0*//'
+    echo
+}
+
+# pool_add_domain NAME [JSON body]: prints the new serial
+pool_add_domain() {
+    local name=$1 body=${2:-'{}'} out code
+    out=$(pool_cs_curl admin "/v1/domains/$name" -X PUT \
+          -H 'Content-Type: application/json' --data-binary "$body" \
+          -w '\n%{http_code}') || { echo "pool_add_domain: $out" >&2; return 1; }
+    code=${out##*$'\n'}
+    out=${out%$'\n'*}
+    case $code in
+        200|201) pool_json_get serial <<<"$out" | _pool_serial_norm ;;
+        *) echo "pool_add_domain $name: HTTP $code: $out" >&2; return 1 ;;
+    esac
+}
+
+# pool_cs_serial NAME: CertService's current serial of NAME
+pool_cs_serial() {
+    local s
+    s=$(pool_cs_curl admin "/v1/domains/$1" | pool_json_get serial)
+    [ -n "$s" ] && [ "$s" != null ] || return 1
+    _pool_serial_norm <<<"$s"
+}
+
+# pool_sni NAME: the name to ask for: "*.x" -> "probe.x" (like certsync)
+pool_sni() {
+    case $1 in
+        \*.*) echo "probe.${1#\*.}" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# pool_served_serial N NAME: the serial proxy N presents for NAME
+pool_served_serial() {
+    local port sni s
+    port=$(pool_proxy_port "$1" tls)
+    sni=$(pool_sni "$2")
+    s=$(openssl s_client -connect "127.0.0.1:$port" -servername "$sni" \
+            </dev/null 2>/dev/null | openssl x509 -noout -serial 2>/dev/null)
+    s=${s#serial=}
+    [ -n "$s" ] || return 1
+    _pool_serial_norm <<<"$s"
+}
+
+# pool_lb_request HOST [curl args...]: GET https://HOST/ through HAProxy
+pool_lb_request() {
+    local host
+    host=$(pool_sni "$1")
+    shift
+    curl -sS --noproxy '*' --max-time 10 --cacert "$POOL_PKI/ca.crt" \
+        --resolve "$host:$POOL_LB_PORT:127.0.0.1" "$@" \
+        "https://$host:$POOL_LB_PORT/"
+}
+
+# pool_proxy_status N [QUERY]: /certsync-status of proxy N
+pool_proxy_status() {
+    curl -sS --noproxy '*' --max-time 5 \
+        "http://127.0.0.1:$(pool_proxy_port "$1" status)/certsync-status${2:+?$2}"
+}
+
+# pool_proxy_state N: its sync state (idle, draining, restarting, ...)
+pool_proxy_state() {
+    pool_proxy_status "$1" 2>/dev/null | pool_json_get state
+}
+
+# pool_log_tail [LINES]: the end of every error log
+pool_log_tail() {
+    local f
+    for f in "$POOL_DIR"/*/logs/error_log "$POOL_DIR"/haproxy/haproxy.log; do
+        [ -s "$f" ] || continue
+        echo "--- $f"
+        tail -n "${1:-20}" "$f"
+    done
+}
+
+# --- stopping ------------------------------------------------------------------
+
+pool_stop_all() {
+    local pid n
+    [ -n "${POOL_DIR:-}" ] || return 0
+    pid=$(cat "$POOL_DIR/haproxy/haproxy.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
+        for ((n = 0; n < 50; n++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    rm -f "$POOL_DIR/haproxy/haproxy.pid"
+    for n in 1 2 3; do
+        [ -d "$POOL_DIR/proxy$n" ] && _pool_stop_httpd "$POOL_DIR/proxy$n"
+    done
+    [ -d "$POOL_DIR/backend" ] && _pool_stop_httpd "$POOL_DIR/backend"
+    [ -d "$POOL_DIR/cs" ] && _pool_stop_httpd "$POOL_DIR/cs"
+    return 0
+}
