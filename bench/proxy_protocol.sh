@@ -22,6 +22,21 @@
 #                 bare request.  Without haproxy's load, Apache is more
 #                 likely to be the bottleneck, and sees exactly one
 #                 segment per connection either way.
+#      tls        the deployment the module is for: haproxy in TCP mode
+#                 passes TLS through and Apache terminates it (mod_ssl, a
+#                 self-signed ECDSA P-256 certificate made in the temporary
+#                 directory, default protocols, so TLS 1.3).  Each instance
+#                 has a TLS virtual host on its own port, with its own
+#                 haproxy frontend (send-proxy for (b) and (c)).  wrk sends
+#                 Connection: close, so every request is a new connection
+#                 with a full handshake: wrk would resume its session on
+#                 every reconnect, so the server has no session cache
+#                 (SSLSessionCache none) and no tickets (SSLSessionTickets
+#                 off); the script checks with openssl s_client that a
+#                 session is not resumed.
+#      tls-keepalive  (optional) like tls, but with keep-alive connections
+#    mod_ssl is loaded (in all three instances) only when a tls workload is
+#    chosen.
 #    Runs are interleaved (a b c a b c ...) for ROUNDS rounds and the median
 #    is reported, since the machine is small and shared.  Besides wrk's
 #    req/s and p99, the CPU time Apache used per request is reported (from
@@ -35,6 +50,9 @@
 #      under callgrind, counting only inside the pre_connection and
 #      process_connection hooks (PROXY header, request and response; user
 #      space only).
+#    Plain HTTP only, also when a tls workload is chosen (mod_ssl is then
+#    loaded in all three instances, which adds about 270 Ir per plain
+#    connection to each).
 #
 # Targets (from the issue): (c) req/s within 2% of (a), and not below (b).
 #
@@ -46,12 +64,15 @@
 #
 # Environment (defaults in brackets):
 #   DURATION      seconds per measured run [3]
-#   ROUNDS        interleaved rounds per workload [7]
+#   ROUNDS        interleaved rounds per workload [5 for close, keepalive
+#                 and direct, 7 for tls and tls-keepalive]
 #   CONNECTIONS   wrk connections [32]
 #   WARMUP        seconds of unmeasured load per instance and workload [2]
-#   WORKLOADS     any of close, keepalive, direct [close keepalive]
+#   WORKLOADS     any of close, keepalive, direct, tls, tls-keepalive
+#                 [close keepalive tls]
 #   PROXY_VERSION 1 (send-proxy) or 2 (send-proxy-v2) [1]
-#   BASE_PORT     Apache on BASE_PORT+1..3, haproxy on BASE_PORT+11..13 [18080]
+#   BASE_PORT     Apache on BASE_PORT+1..3 (TLS: +21..23), haproxy on
+#                 BASE_PORT+11..13 (TLS: +31..33) [18080]
 #   PIN           1: Apache on APACHE_CPUS, wrk+haproxy on CLIENT_CPUS
 #                 [1 if there are 2 CPUs or more]
 #   APACHE_CPUS   [1]       CLIENT_CPUS [0]      WRK_THREADS [1]
@@ -59,15 +80,16 @@
 #                 0 skips part 1, part 2, part 3 [1]
 #   COUNT_CONNECTIONS  connections per instance in part 3 [2000]
 #   HTTPD [/usr/sbin/apache2]  MODULES_DIR [/usr/lib/apache2/modules]
-#   HAPROXY [haproxy]  WRK [wrk]  CC [cc]  KEEP=1 keeps the temporary dir
+#   HAPROXY [haproxy]  WRK [wrk]  CC [cc]  OPENSSL [openssl]
+#   KEEP=1 keeps the temporary dir
 #
 set -eu
 
 DURATION=${DURATION:-3}
-ROUNDS=${ROUNDS:-7}
+ROUNDS=${ROUNDS:-}
 CONNECTIONS=${CONNECTIONS:-32}
 WARMUP=${WARMUP:-2}
-WORKLOADS=${WORKLOADS:-close keepalive}
+WORKLOADS=${WORKLOADS:-close keepalive tls}
 PROXY_VERSION=${PROXY_VERSION:-1}
 BASE_PORT=${BASE_PORT:-18080}
 PIN=${PIN:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
@@ -83,15 +105,32 @@ MODULES_DIR=${MODULES_DIR:-/usr/lib/apache2/modules}
 HAPROXY=${HAPROXY:-haproxy}
 WRK=${WRK:-wrk}
 CC=${CC:-cc}
+OPENSSL=${OPENSSL:-openssl}
 KEEP=${KEEP:-0}
 
+TLS=0           # 1: a tls workload is chosen, so Apache terminates TLS too
 for w in $WORKLOADS; do
     case $w in
     close|keepalive|direct) ;;
+    tls|tls-keepalive) TLS=1 ;;
     *) echo "proxy_protocol.sh: unknown workload '$w'" \
-            "(close, keepalive, direct)" >&2; exit 1 ;;
+            "(close, keepalive, direct, tls, tls-keepalive)" >&2; exit 1 ;;
     esac
 done
+
+# Rounds for workload $1: ROUNDS if set, else 7 for the TLS workloads (the
+# deployment the module is for) and 5 for the others, so that the default
+# run stays under about 4 minutes.
+rounds_for() {
+    if [ -n "$ROUNDS" ]; then
+        echo "$ROUNDS"
+    else
+        case $1 in
+        tls*) echo 7 ;;
+        *)    echo 5 ;;
+        esac
+    fi
+}
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 MODULE_SO=${MODULE_SO:-$TOP/mod_proxy_protocol/.libs/mod_proxy_protocol.so}
@@ -103,6 +142,10 @@ declare -A APACHE_PORT=([a]=$((BASE_PORT + 1)) [b]=$((BASE_PORT + 2))
                         [c]=$((BASE_PORT + 3)))
 declare -A FRONT_PORT=([a]=$((BASE_PORT + 11)) [b]=$((BASE_PORT + 12))
                        [c]=$((BASE_PORT + 13)))
+declare -A APACHE_TLS_PORT=([a]=$((BASE_PORT + 21)) [b]=$((BASE_PORT + 22))
+                            [c]=$((BASE_PORT + 23)))
+declare -A FRONT_TLS_PORT=([a]=$((BASE_PORT + 31)) [b]=$((BASE_PORT + 32))
+                           [c]=$((BASE_PORT + 33)))
 declare -A APACHE_PID=()
 PIDS=""
 
@@ -196,15 +239,23 @@ micro_benchmark() {
 # ---------------------------------------------------------------------------
 
 check_tools() {
-    local t v port
+    local t v port ports
     for t in "$HTTPD" "$HAPROXY" "$WRK" curl taskset awk ss; do
         command -v "$t" >/dev/null || die "$t not found"
     done
     [ -f "$MODULE_SO" ] || die "$MODULE_SO not found: run make first"
     [ -f "$MODULES_DIR/mod_remoteip.so" ] \
         || die "$MODULES_DIR/mod_remoteip.so not found"
+    if [ "$TLS" = 1 ]; then
+        command -v "$OPENSSL" >/dev/null || die "$OPENSSL not found"
+        [ -f "$MODULES_DIR/mod_ssl.so" ] \
+            || die "$MODULES_DIR/mod_ssl.so not found"
+    fi
     for v in $VARIANTS; do
-        for port in "${APACHE_PORT[$v]}" "${FRONT_PORT[$v]}"; do
+        ports="${APACHE_PORT[$v]} ${FRONT_PORT[$v]}"
+        [ "$TLS" = 0 ] \
+            || ports="$ports ${APACHE_TLS_PORT[$v]} ${FRONT_TLS_PORT[$v]}"
+        for port in $ports; do
             if ss -Hltn "sport = :$port" | grep -q .; then
                 die "port $port is in use (set BASE_PORT)"
             fi
@@ -270,6 +321,22 @@ DocumentRoot "$WORK/htdocs"
     Require all granted
 </Directory>
 EOF
+        # The TLS virtual host inherits everything above and the PROXY
+        # directives below (they are server-wide).  No session cache and no
+        # tickets: every connection is a full handshake.
+        [ "$TLS" = 0 ] || cat <<EOF
+
+LoadModule ssl_module "$MODULES_DIR/mod_ssl.so"
+Listen 127.0.0.1:${APACHE_TLS_PORT[$v]} https
+SSLSessionCache none
+<VirtualHost 127.0.0.1:${APACHE_TLS_PORT[$v]}>
+    ServerName 127.0.0.1
+    SSLEngine on
+    SSLCertificateFile "$WORK/tls/cert.pem"
+    SSLCertificateKeyFile "$WORK/tls/key.pem"
+    SSLSessionTickets off
+</VirtualHost>
+EOF
         case $v in
         b)
             cat <<EOF
@@ -318,14 +385,65 @@ listen module
     bind 127.0.0.1:${FRONT_PORT[c]}
     server apache 127.0.0.1:${APACHE_PORT[c]} $send_proxy
 EOF
+    [ "$TLS" = 0 ] || cat >>"$WORK/haproxy.cfg" <<EOF
+
+# TLS passed through (TCP mode): Apache terminates it
+listen tls-plain
+    bind 127.0.0.1:${FRONT_TLS_PORT[a]}
+    server apache 127.0.0.1:${APACHE_TLS_PORT[a]}
+
+listen tls-remoteip
+    bind 127.0.0.1:${FRONT_TLS_PORT[b]}
+    server apache 127.0.0.1:${APACHE_TLS_PORT[b]} $send_proxy
+
+listen tls-module
+    bind 127.0.0.1:${FRONT_TLS_PORT[c]}
+    server apache 127.0.0.1:${APACHE_TLS_PORT[c]} $send_proxy
+EOF
+}
+
+# A self-signed ECDSA P-256 certificate for 127.0.0.1 (not a CA
+# certificate, which mod_ssl would warn about).
+make_certificate() {
+    mkdir -p "$WORK/tls"
+    "$OPENSSL" req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+        -nodes -days 2 -subj /CN=127.0.0.1 \
+        -addext basicConstraints=critical,CA:FALSE \
+        -addext subjectAltName=IP:127.0.0.1 \
+        -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" \
+        >"$WORK/tls/openssl.log" 2>&1 \
+        || { cat "$WORK/tls/openssl.log" >&2; die "openssl req failed"; }
+}
+
+# s_client PORT [ARGS...]: one request over TLS, with openssl s_client.
+s_client() {
+    local port=$1
+    shift
+    printf 'GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' \
+        | timeout 10 "$OPENSSL" s_client -connect "127.0.0.1:$port" -ign_eof \
+            "$@" 2>&1 || true
+}
+
+# Checks that a TLS session through haproxy to V is a full handshake and
+# cannot be resumed: a second connection offering the first one's session
+# (and ticket, read with the response) must be "New".  Prints the
+# protocol and cipher.
+check_tls() {
+    local v=$1 port=${FRONT_TLS_PORT[$1]} sess=$WORK/tls/session.$1 first
+    first=$(s_client "$port" -sess_out "$sess")
+    grep -q '^HTTP/1.1 200' <<<"$first" \
+        || die "${LABEL[$v]}: no 200 over TLS through haproxy"
+    grep -q '^New, TLSv1.3' <<<"$(s_client "$port" -sess_in "$sess")" \
+        || die "${LABEL[$v]}: TLS session resumed (or not TLS 1.3)"
+    sed -n 's/^New, \(.*\)$/\1/p' <<<"$first" | head -1
 }
 
 # ---------------------------------------------------------------------------
 # 2. HTTP benchmark: starting and checking
 # ---------------------------------------------------------------------------
 
-http_code() {
-    curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" || true
+http_code() {   # http_code [-k] URL
+    curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" || true
 }
 
 start_servers() {
@@ -335,6 +453,7 @@ start_servers() {
     # A small static file: 1 KiB.
     head -c 1024 /dev/zero | tr '\0' 'x' >"$WORK/htdocs/index.html"
     chmod -R a+rX "$WORK/htdocs"
+    [ "$TLS" = 0 ] || make_certificate
 
     for v in $VARIANTS; do
         write_apache_conf "$v"
@@ -373,6 +492,31 @@ start_servers() {
             || die "${LABEL[$v]} served a request without a PROXY header"
     done
     echo "servers up; (b) and (c) refuse connections without a PROXY header"
+    [ "$TLS" = 1 ] || return 0
+
+    # The same over TLS, and no session resumption.
+    for v in $VARIANTS; do
+        code=$(http_code -k \
+            "https://127.0.0.1:${FRONT_TLS_PORT[$v]}/index.html")
+        [ "$code" = 200 ] \
+            || die "${LABEL[$v]} does not answer over TLS through haproxy"
+    done
+    [ "$(http_code -k \
+        "https://127.0.0.1:${APACHE_TLS_PORT[a]}/index.html")" = 200 ] \
+        || die "(a) does not answer directly over TLS"
+    for v in b c; do
+        code=$(http_code -k \
+            "https://127.0.0.1:${APACHE_TLS_PORT[$v]}/index.html")
+        [ "$code" != 200 ] || die "${LABEL[$v]} served a TLS request" \
+            "without a PROXY header"
+    done
+    for v in $VARIANTS; do
+        TLS_PARAMS=$(check_tls "$v")
+    done
+    echo "TLS: $TLS_PARAMS, ECDSA P-256 certificate; (b) and (c) refuse" \
+        "TLS without a PROXY header; a session offered again is not" \
+        "resumed (openssl s_client: New), so each connection is a full" \
+        "handshake"
 }
 
 # CPU time used so far by one Apache instance (every thread of every
@@ -445,6 +589,13 @@ run_wrk() {
         url="http://127.0.0.1:${APACHE_PORT[$v]}/index.html"
         args=(-H "Connection: close" -s "$WORK/direct.lua")
         ;;
+    tls)
+        url="https://127.0.0.1:${FRONT_TLS_PORT[$v]}/index.html"
+        ;;
+    tls-keepalive)
+        url="https://127.0.0.1:${FRONT_TLS_PORT[$v]}/index.html"
+        args=(-H "Connection: keep-alive")
+        ;;
     esac
     PP_SEND=$([ "$v" = a ] && echo 0 || echo 1) PP_VERSION=$PROXY_VERSION \
         "${ON_CLIENT_CPUS[@]}" "$WRK" -t "$WRK_THREADS" -c "$CONNECTIONS" \
@@ -495,7 +646,7 @@ measure() {
         -v d="$DURATION" 'BEGIN {
             printf "%.1f %.0f\n", r ? c / 1000 / r : 0, c / 1e7 / d }')
     [ "$err" = 0 ] || flag="  <-- ERRORS, see $out"
-    printf '%-9s %-24s round %d: %9.0f req/s  p99 %7.2f ms  httpd %6.1f us/req %4s%%  errors %s%s\n' \
+    printf '%-13s %-24s round %d: %9.0f req/s  p99 %7.2f ms  httpd %6.1f us/req %4s%%  errors %s%s\n' \
         "$workload" "${LABEL[$v]}" "$round" "$rps" "$p99" "$us" "$pct" \
         "$err" "$flag"
     echo "$workload $v $round $rps $p99 $err $us $pct" >>"$WORK/results"
@@ -539,7 +690,7 @@ verdict() {   # verdict VALUE THRESHOLD -> MET / NOT MET
 summary() {
     local w v rps p99 us pct errs ca cb
     echo
-    echo "== Summary: medians of $ROUNDS interleaved rounds of ${DURATION}s," \
+    echo "== Summary: medians of interleaved rounds of ${DURATION}s," \
         "$CONNECTIONS connections, PROXY v$PROXY_VERSION =="
     for w in $WORKLOADS; do
         echo
@@ -547,8 +698,10 @@ summary() {
         close)     echo "workload: close (via haproxy, new connection per request)" ;;
         keepalive) echo "workload: keepalive (via haproxy, $CONNECTIONS persistent connections)" ;;
         direct)    echo "workload: direct (no haproxy, new connection per request, wrk sends the header)" ;;
+        tls)       echo "workload: tls (via haproxy, TLS terminated by Apache, new connection and full handshake per request)" ;;
+        tls-keepalive) echo "workload: tls-keepalive (via haproxy, TLS terminated by Apache, $CONNECTIONS persistent connections)" ;;
         esac
-        echo "  medians:"
+        echo "  medians of $(rounds_for "$w") rounds:"
         printf '  %-24s %10s %10s %12s %9s %7s\n' variant "req/s" "p99 ms" \
             "httpd us/req" "httpd CPU" errors
         for v in $VARIANTS; do
@@ -592,9 +745,10 @@ macro_benchmark() {
     : >"$WORK/results"
     for w in $WORKLOADS; do
         echo
-        echo "-- workload $w: warm-up ${WARMUP}s each, then $ROUNDS rounds --"
+        echo "-- workload $w: warm-up ${WARMUP}s each, then" \
+            "$(rounds_for "$w") rounds --"
         warm_up "$w"
-        for round in $(seq "$ROUNDS"); do
+        for round in $(seq "$(rounds_for "$w")"); do
             for v in $VARIANTS; do
                 measure "$v" "$w" "$round"
             done

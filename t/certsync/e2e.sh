@@ -1,0 +1,1140 @@
+#!/bin/bash
+#
+# t/certsync/e2e.sh: mod_certsync end to end (issue 4).
+#
+# Starts two Apache httpd instances on 127.0.0.1, both with modules from
+# the build tree:
+#
+#   CertService  mod_certservice, mod_dbd (DBDriver sqlite3), mod_ssl with
+#                client-certificate authentication, a local CA; the test
+#                PKI of t/certservice/make-pki.sh
+#   proxy        mod_certsync (CertSyncInterval 1 0, CertSyncRestart
+#                graceful), mod_macro, mod_macro_gen, mod_ssl: one TLS
+#                listener whose default virtual host has a self-signed
+#                fallback certificate, and `MacroGenerate` of a TLS macro
+#                (ServerAlias $domain) over the store's manifest; a plain
+#                HTTP listener with `SetHandler certsync-status`
+#
+# and shows, with curl (admin client certificate), openssl s_client (SNI)
+# and the sqlite3 CLI:
+#
+#   1. 5 domains added on CertService are synced, the proxy restarts
+#      gracefully, and a handshake with SNI for each presents the serial
+#      CertService reports (GET /v1/domains/D)
+#   2. a renewal (PUT again) is served after the next sync and restart
+#   3. a deleted domain is no longer served (the default certificate is)
+#   4. corrupted bundles are skipped while others go live: a bad key
+#      envelope (new domain), the envelope of another domain (a domain that
+#      was good) and an expired certificate (another good domain), written
+#      straight into CertService's database beside two good domains added
+#      through the API; the good ones go live, the bad ones are not served
+#      or keep their previous serial, the proxy's status lists them with
+#      reasons, CertService shows the host's report; fixing them at
+#      CertService clears them
+#   5. CertService stopped: the proxy keeps serving, its status shows
+#      backoff and the last error; CertService started again and a domain
+#      added: the proxy converges
+#   6. kill -9 of the sync daemon in the middle of a batch of 200 domains
+#      (it is held with SIGSTOP while they are issued, so that one cycle
+#      gets them all): the httpd parent starts it again, every domain in
+#      the manifest has a certificate and key that match, and all 200 are
+#      eventually served
+#   7. kill -9 of the sync daemon after a change was synced but before
+#      the restart (in the configuration test; while draining): the next
+#      daemon still makes the change live, and claims no rollback
+#
+# Handshakes are made with openssl s_client; lists of more than 20 names
+# with one Perl process (IO::Socket::SSL) when it is installed.
+#
+# Output: "ok N - ..." / "not ok N - ..." per check, diagnostics as "# ...",
+# and one last line "N passed, M failed"; the exit status is non-zero if
+# any check failed.  Runs as a normal user or as root (httpd's children
+# then run as nobody).  Talks only to 127.0.0.1 on free ports it picks;
+# everything it starts is stopped on exit.
+#
+# Environment:
+#   HTTPD, APXS      the httpd binary / apxs to find it and its modules
+#   E2E_DOMAINS_BIG  domains of the kill -9 batch [200]
+#   E2E_KEEP=1       keep the temporary directory (logs, store, database)
+#
+set -u
+export LC_ALL=C
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+BIG=${E2E_DOMAINS_BIG:-200}
+T0=$(date +%s)
+
+# --- Test output -------------------------------------------------------------
+
+n=0
+npass=0
+nfail=0
+ok() {
+    n=$((n + 1))
+    npass=$((npass + 1))
+    echo "ok $n - $*"
+}
+notok() {
+    n=$((n + 1))
+    nfail=$((nfail + 1))
+    echo "not ok $n - $*"
+}
+# section TITLE: a diagnostic line with the time so far
+section() {
+    echo "# --- $* ($(($(date +%s) - T0)) s)"
+}
+diag() {
+    local line
+    while IFS= read -r line; do
+        echo "# $line"
+    done <<<"$*"
+}
+# okif $? DESC...: ok if the status is 0.  (The status is passed, not
+# read inside: a command substitution in DESC would overwrite $?.)
+okif() {
+    local rc=$1
+    shift
+    if [ "$rc" = 0 ]; then ok "$*"; else notok "$*"; fi
+}
+# is GOT WANT DESC...
+is() {
+    if [ "$1" = "$2" ]; then
+        ok "${*:3}"
+    else
+        notok "${*:3}"
+        diag "got:  '$1'"
+        diag "want: '$2'"
+    fi
+}
+bail() {
+    echo "Bail out! $*"
+    nfail=$((nfail + 1))
+    echo "$npass passed, $nfail failed"
+    exit 1
+}
+
+# --- Prerequisites -----------------------------------------------------------
+
+find_prog() {
+    local name d
+    for name in "$@"; do
+        if command -v "$name" >/dev/null 2>&1; then
+            command -v "$name"
+            return 0
+        fi
+        for d in /usr/sbin /usr/local/sbin /usr/bin /usr/local/bin; do
+            if [ -x "$d/$name" ]; then
+                echo "$d/$name"
+                return 0
+            fi
+        done
+    done
+    return 1
+}
+
+for p in curl jq openssl sqlite3; do
+    command -v $p >/dev/null 2>&1 || bail "$p is needed"
+done
+
+APXS=${APXS:-$(find_prog apxs apxs2 || true)}
+if [ -z "${HTTPD:-}" ] && [ -n "$APXS" ]; then
+    sbindir=$("$APXS" -q SBINDIR 2>/dev/null || true)
+    target=$("$APXS" -q TARGET 2>/dev/null || true)
+    if [ -n "$sbindir" ] && [ -n "$target" ] && [ -x "$sbindir/$target" ]; then
+        HTTPD=$sbindir/$target
+    fi
+fi
+HTTPD=${HTTPD:-$(find_prog apache2 httpd || true)}
+[ -n "$HTTPD" ] && [ -x "$HTTPD" ] || bail "no httpd binary (set HTTPD)"
+
+moddir=
+for d in ${APXS:+"$("$APXS" -q LIBEXECDIR 2>/dev/null)"} \
+         /usr/lib/apache2/modules /usr/lib64/httpd/modules \
+         /usr/lib/httpd/modules /usr/local/apache2/modules; do
+    if [ -n "$d" ] && [ -f "$d/mod_ssl.so" ]; then
+        moddir=$d
+        break
+    fi
+done
+[ -n "$moddir" ] || bail "no httpd modules directory with mod_ssl.so"
+compiled=$("$HTTPD" -l 2>/dev/null)
+for m in dbd macro; do
+    grep -q "^ *mod_$m.c\$" <<<"$compiled" || [ -f "$moddir/mod_$m.so" ] \
+        || bail "no mod_$m.so in $moddir"
+done
+
+build_module() { # name: the build tree's .so
+    local f
+    for f in "$top/mod_$1/.libs/mod_$1.so" "$PWD/mod_$1/.libs/mod_$1.so"; do
+        if [ -f "$f" ]; then
+            echo "$f"
+            return 0
+        fi
+    done
+    return 1
+}
+CS_MODULE=$(build_module certservice) || bail "mod_certservice.so not built"
+CSY_MODULE=$(build_module certsync) || bail "mod_certsync.so not built"
+MG_MODULE=$(build_module macro_gen) || bail "mod_macro_gen.so not built"
+
+# --- Temporary directory, users, cleanup -------------------------------------
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/certsync-e2e.XXXXXX") || bail "mktemp failed"
+pki=$tmp/pki
+csdir=$tmp/cs
+pxdir=$tmp/px
+store=$pxdir/store
+db=$csdir/db/cs.db
+mkdir -p "$csdir/logs" "$csdir/db" "$pxdir/logs" "$tmp/work"
+
+run_user=
+run_group=
+if [ "$(id -u)" = 0 ]; then
+    run_user=nobody
+    if getent group nogroup >/dev/null 2>&1; then
+        run_group=nogroup
+    else
+        run_group=nobody
+    fi
+    # The children (nobody) must reach the tree and write the database.
+    chmod 755 "$tmp" "$csdir" "$pxdir" "$tmp/work"
+    chown "$run_user:$run_group" "$csdir/db"
+fi
+# sqlite3 CLI as the user the CertService children run as, so that files
+# it creates (journal, WAL) stay theirs.
+sql() {
+    if [ -n "$run_user" ]; then
+        setpriv --reuid="$run_user" --regid="$run_group" --clear-groups \
+            sqlite3 -batch -bail -cmd '.timeout 10000' "$db" "$@"
+    else
+        sqlite3 -batch -bail -cmd '.timeout 10000' "$db" "$@"
+    fi
+}
+
+stopped_pids=()
+# ours PID: the process runs with a configuration from our directory (an
+# httpd parent or a sync daemon forked from it), not a reused pid
+ours() {
+    [ -n "$1" ] && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" \
+        | grep -qF -- "$tmp/"
+}
+stop_httpd() { # dir
+    local pidf=$1/httpd.pid pid i
+    [ -f "$pidf" ] || return 0
+    pid=$(cat "$pidf" 2>/dev/null)
+    ours "$pid" || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local pid
+    trap - EXIT INT TERM HUP
+    # A daemon we stopped with SIGSTOP must be able to die.
+    for pid in "${stopped_pids[@]}"; do
+        ours "$pid" && kill -CONT "$pid" 2>/dev/null
+    done
+    stop_httpd "$pxdir"
+    stop_httpd "$csdir"
+    # Sync daemons still running (they stop within a second of their
+    # parent; this is for a parent that had to be killed).
+    for pid in $(daemon_pids 2>/dev/null); do
+        ours "$pid" && kill -TERM "$pid" 2>/dev/null
+    done
+    if [ -n "${E2E_KEEP:-}" ]; then
+        echo "# kept $tmp"
+    else
+        rm -rf "$tmp"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# --- PKI ---------------------------------------------------------------------
+
+if ! "$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1; then
+    cat "$tmp/pki.log"
+    bail "make-pki.sh failed"
+fi
+chmod 755 "$pki"
+# The proxy's fallback certificate (what a name without a vhost gets).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$pki/fallback.key" -out "$pki/fallback.crt" -days 30 \
+    -subj "/CN=fallback.e2e.invalid" \
+    -addext basicConstraints=critical,CA:FALSE >/dev/null 2>&1 \
+    || bail "cannot make the fallback certificate"
+chmod 644 "$pki/fallback.key"
+
+# Certificates made here with CertService's own local CA (step 4).
+cadir=$tmp/work/ca
+mkdir -p "$cadir/new"
+: >"$cadir/index.txt"
+cat >"$cadir/ca.cnf" <<EOF
+[ ca ]
+default_ca = e2e
+[ e2e ]
+database = $cadir/index.txt
+new_certs_dir = $cadir/new
+serial = $cadir/serial
+default_md = sha256
+policy = pol
+unique_subject = no
+copy_extensions = copy
+x509_extensions = leaf
+[ pol ]
+commonName = supplied
+[ leaf ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+EOF
+# ca_issue NAME KEYFILE START END OUT: a leaf for NAME with that key,
+# signed by CertService's CA, valid START..END (YYYYMMDDHHMMSSZ).
+ca_issue() {
+    local name=$1 key=$2 start=$3 end=$4 out=$5
+    # A random positive serial, like CertService's (16 bytes).
+    echo "4$(openssl rand -hex 16 | cut -c2-)" >"$cadir/serial"
+    openssl req -new -key "$key" -subj "/CN=$name" \
+        -addext "subjectAltName=DNS:$name" -out "$out.csr" 2>/dev/null \
+    && openssl ca -batch -config "$cadir/ca.cnf" -cert "$pki/ca.crt" \
+        -keyfile "$pki/ca.key" -in "$out.csr" -out "$out.leaf" \
+        -startdate "$start" -enddate "$end" -notext >/dev/null 2>&1 \
+    && cat "$out.leaf" "$pki/ca.crt" >"$out" \
+    && chmod 644 "$out"
+}
+utc() { # date offset in seconds -> YYYYMMDDHHMMSSZ
+    date -u -d "@$(($(date +%s) + $1))" +%Y%m%d%H%M%SZ
+}
+
+# --- httpd instances ---------------------------------------------------------
+
+load() { # module_name file.so source.c
+    if ! grep -q "^ *$3\$" <<<"$compiled" && [ -f "$moddir/$2" ]; then
+        echo "LoadModule $1 $moddir/$2"
+    fi
+}
+common_conf() { # dir
+    echo "ServerRoot $1"
+    echo "ServerName localhost"
+    echo "PidFile $1/httpd.pid"
+    echo "DefaultRuntimeDir $1/logs"
+    echo "ErrorLog $1/logs/error_log"
+    if ! grep -qE '^ *(event|worker|prefork)\.c$' <<<"$compiled"; then
+        for m in event worker prefork; do
+            if [ -f "$moddir/mod_mpm_$m.so" ]; then
+                echo "LoadModule mpm_${m}_module $moddir/mod_mpm_$m.so"
+                break
+            fi
+        done
+    fi
+    load unixd_module mod_unixd.so mod_unixd.c
+    load authz_core_module mod_authz_core.so mod_authz_core.c
+    load socache_shmcb_module mod_socache_shmcb.so mod_socache_shmcb.c
+    load ssl_module mod_ssl.so mod_ssl.c
+    if [ -n "$run_user" ]; then
+        echo "User $run_user"
+        echo "Group $run_group"
+    fi
+    cat <<EOF
+<IfModule mpm_event_module>
+    StartServers 1
+    ServerLimit 2
+    ThreadsPerChild 16
+    MaxRequestWorkers 32
+    MinSpareThreads 1
+    MaxSpareThreads 32
+</IfModule>
+<IfModule socache_shmcb_module>
+    SSLSessionCache "shmcb:$1/logs/ssl_scache(512000)"
+</IfModule>
+KeepAliveTimeout 5
+Timeout 30
+EOF
+}
+
+write_cs_conf() {
+    {
+        common_conf "$csdir"
+        load dbd_module mod_dbd.so mod_dbd.c
+        echo "LoadModule certservice_module $CS_MODULE"
+        cat <<EOF
+Listen 127.0.0.1:$cs_port
+LogLevel warn certservice:notice
+DBDriver sqlite3
+DBDParams "$db"
+<VirtualHost 127.0.0.1:$cs_port>
+    SSLEngine on
+    SSLCertificateFile    $pki/tls.crt
+    SSLCertificateKeyFile $pki/tls.key
+    SSLCACertificateFile  $pki/clients-ca.crt
+    SSLVerifyClient require
+    SSLVerifyDepth 2
+    CertServiceWrapCertificate $pki/wrap1.crt
+    CertServiceLocalCA $pki/ca.crt $pki/ca.key
+    Include $pki/roles.conf
+    <Location />
+        SetHandler certservice
+    </Location>
+</VirtualHost>
+EOF
+    } >"$csdir/httpd.conf"
+}
+
+write_px_conf() {
+    {
+        common_conf "$pxdir"
+        load macro_module mod_macro.so mod_macro.c
+        echo "LoadModule macro_gen_module $MG_MODULE"
+        echo "LoadModule certsync_module $CSY_MODULE"
+        cat <<EOF
+Listen 127.0.0.1:$px_port https
+Listen 127.0.0.1:$st_port http
+LogLevel warn certsync:info
+
+CertSyncServiceURL        https://127.0.0.1:$cs_port
+CertSyncClientCertificate $pki/proxy.crt $pki/proxy.key
+CertSyncServiceCA         $pki/clients-ca.crt
+CertSyncWrappingKey       $pki/wrap1.crt $pki/wrap1.key
+CertSyncStoreDir          $store
+CertSyncInterval          1 0
+CertSyncPool              e2e
+CertSyncHost              e2e-proxy
+# Restarts as fast as the test can go; the new generation probes its own
+# listener for the new serials (and the store rolls back if it fails).
+CertSyncDrainTime         0
+CertSyncProbe             127.0.0.1:$px_port
+CertSyncRestartTimeout    30
+
+# The first virtual host of the address: what a name without its own gets.
+<VirtualHost 127.0.0.1:$px_port>
+    ServerName fallback.e2e.invalid
+    SSLEngine on
+    SSLCertificateFile    $pki/fallback.crt
+    SSLCertificateKeyFile $pki/fallback.key
+</VirtualHost>
+
+<Macro TLSHost \$domain \$certdir>
+    <VirtualHost 127.0.0.1:$px_port>
+        ServerAlias \$domain
+        SSLEngine on
+        SSLCertificateFile    \$certdir/fullchain.pem
+        SSLCertificateKeyFile \$certdir/privkey.pem
+    </VirtualHost>
+</Macro>
+MacroGenerate TLSHost $store/manifest
+
+<VirtualHost 127.0.0.1:$st_port>
+    <Location /certsync-status>
+        SetHandler certsync-status
+    </Location>
+</VirtualHost>
+EOF
+    } >"$pxdir/httpd.conf"
+}
+
+port_free() {
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+pick_port() { # a free port outside the ephemeral range (client sockets)
+    local lo=32768 hi=60999 p
+    read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
+    while :; do
+        if [ "$lo" -gt 12000 ]; then
+            p=$((10000 + (RANDOM * 32768 + RANDOM) % (lo - 10000)))
+        elif [ "$hi" -lt 64000 ]; then
+            p=$((hi + 1 + (RANDOM * 32768 + RANDOM) % (65535 - hi)))
+        else
+            p=$((20000 + (RANDOM * 32768 + RANDOM) % 10000))
+        fi
+        if port_free "$p"; then
+            echo "$p"
+            return
+        fi
+    done
+}
+# start_httpd DIR PORT: start and wait until PORT answers
+start_httpd() {
+    local dir=$1 port=$2 i
+    rm -f "$dir/httpd.pid"
+    if ! "$HTTPD" -f "$dir/httpd.conf" -k start >"$dir/start.log" 2>&1; then
+        return 1
+    fi
+    for i in $(seq 1 100); do
+        if ! port_free "$port"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+start_failed_in_use() { # dir
+    grep -qs "in use" "$1/start.log" "$1/logs/error_log"
+}
+
+# curl with a client certificate: WHO PATH [curl args...]
+cs_curl() {
+    local who=$1 path=$2
+    shift 2
+    curl -sS --noproxy '*' --max-time 30 --cacert "$pki/clients-ca.crt" \
+        --cert "$pki/$who.crt" --key "$pki/$who.key" "$@" \
+        --url "https://127.0.0.1:$cs_port$path"
+}
+# req METHOD PATH [BODY]: as admin; sets code and body
+req() {
+    local rf=$tmp/work/req.$BASHPID args=(-X "$1" -o "$tmp/work/req.$BASHPID.body" -w '%{http_code}')
+    [ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
+    rm -f "$rf.body"
+    code=$(cs_curl admin "$2" "${args[@]}" 2>"$rf.err") || code=000
+    body=$(cat "$rf.body" 2>/dev/null)
+    [ "$code" != 000 ] || body="curl: $(cat "$rf.err")"
+}
+jqb() { jq -r "$@" <<<"$body"; }
+
+cs_port=
+for attempt in 1 2 3 4 5; do
+    cs_port=$(pick_port)
+    write_cs_conf
+    start_httpd "$csdir" "$cs_port" && break
+    start_failed_in_use "$csdir" || break
+    stop_httpd "$csdir"
+    cs_port=
+done
+if [ -z "$cs_port" ] || port_free "$cs_port"; then
+    tail -20 "$csdir/start.log" "$csdir/logs/error_log" 2>/dev/null \
+        | sed 's/^/# /'
+    bail "CertService did not start"
+fi
+# The schema is made by the first request.
+req GET "/v1/domains?limit=1"
+[ "$code" = 200 ] || bail "CertService answers GET /v1/domains with $code: $body"
+ok "CertService started on 127.0.0.1:$cs_port (SQLite, mutual TLS, local CA)"
+
+px_port=
+for attempt in 1 2 3 4 5; do
+    px_port=$(pick_port)
+    st_port=$(pick_port)
+    [ "$px_port" != "$st_port" ] || continue
+    write_px_conf
+    start_httpd "$pxdir" "$st_port" && ! port_free "$px_port" && break
+    start_failed_in_use "$pxdir" || break
+    stop_httpd "$pxdir"
+    px_port=
+done
+if [ -z "$px_port" ] || port_free "$px_port"; then
+    tail -20 "$pxdir/start.log" "$pxdir/logs/error_log" 2>/dev/null \
+        | sed 's/^/# /'
+    bail "the proxy did not start"
+fi
+ok "proxy started: TLS on 127.0.0.1:$px_port, status on 127.0.0.1:$st_port"
+
+pxlog=$pxdir/logs/error_log
+px_parent() { cat "$pxdir/httpd.pid" 2>/dev/null; }
+# The pids of the sync daemons that logged their start, newest last.
+daemon_pids() {
+    sed -n 's/.*CY00003: sync daemon started (pid \([0-9]*\)).*/\1/p' \
+        "$pxlog" 2>/dev/null
+}
+# The running daemon: the newest one that is a live child of the parent.
+current_daemon() {
+    local pid parent
+    parent=$(px_parent)
+    for pid in $(daemon_pids | tac); do
+        if [ "$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')" = "$parent" ]
+        then
+            echo "$pid"
+            return 0
+        fi
+    done
+    return 1
+}
+status() { # the proxy's certsync-status JSON
+    curl -sS --noproxy '*' --max-time 10 \
+        "http://127.0.0.1:$st_port/certsync-status" 2>/dev/null
+}
+count_lines() { # pattern: lines of the proxy's error log
+    grep -c -- "$1" "$pxlog" 2>/dev/null || true
+}
+
+# --- Probing what the proxy serves -------------------------------------------
+
+norm_serial() { # upper/lower hex, leading zeros -> lower, none
+    local s
+    s=$(tr 'A-F' 'a-f' <<<"$1" | sed 's/^0*//')
+    echo "${s:-0}"
+}
+# The serial presented for SNI name $1 ("none" if no handshake).
+served() {
+    local s
+    s=$(timeout 10 openssl s_client -connect "127.0.0.1:$px_port" \
+            -servername "$1" </dev/null 2>/dev/null \
+        | openssl x509 -noout -serial 2>/dev/null | sed 's/^serial=//')
+    if [ -n "$s" ]; then norm_serial "$s"; else echo none; fi
+}
+fallback_serial=$(norm_serial "$(openssl x509 -in "$pki/fallback.crt" \
+                                   -noout -serial | sed 's/^serial=//')")
+
+# A helper for many names at once: "domain serial" lines in, the domains
+# whose handshake presents another serial out (with what it presents).
+cat >"$tmp/work/probe.sh" <<EOF
+#!/bin/sh
+# probe.sh DOMAIN WANT: prints "DOMAIN WANT GOT" unless DOMAIN's handshake
+# presents serial WANT
+s=\$(timeout 10 openssl s_client -connect 127.0.0.1:$px_port \\
+        -servername "\$1" </dev/null 2>/dev/null \\
+    | openssl x509 -noout -serial 2>/dev/null)
+s=\$(echo "\${s#serial=}" | tr A-F a-f | sed 's/^0*//')
+[ "\$s" = "\$2" ] || echo "\$1 \$2 \${s:-none}"
+EOF
+chmod 755 "$tmp/work/probe.sh"
+# For long lists, one Perl process (IO::Socket::SSL) makes the same
+# handshakes much faster than two openssl processes per name.
+cat >"$tmp/work/probe.pl" <<'EOF'
+# probe.pl PORT < "domain want" lines: prints "domain want got" for every
+# domain whose handshake (SNI = domain) presents another serial
+use strict;
+use warnings;
+use IO::Socket::SSL;
+my $port = shift;
+while (my $line = <STDIN>) {
+    my ($d, $want) = split ' ', $line;
+    next unless defined $want;
+    my $got = 'none';
+    my $s = IO::Socket::SSL->new(PeerAddr => "127.0.0.1:$port",
+                                 SSL_hostname => $d, Timeout => 10,
+                                 SSL_verify_mode => SSL_VERIFY_NONE);
+    if ($s) {
+        my $c = $s->peer_certificate;
+        if ($c) {
+            $got = lc Net::SSLeay::P_ASN1_INTEGER_get_hex(
+                Net::SSLeay::X509_get_serialNumber($c));
+            $got =~ s/^0+//;
+        }
+        close $s;
+    }
+    print "$d $want $got\n" if $got ne $want;
+}
+EOF
+have_perl_ssl=
+perl -MIO::Socket::SSL -e 1 2>/dev/null && have_perl_ssl=1
+probe_many() { # file of "domain serial": prints mismatches
+    if [ -n "$have_perl_ssl" ] && [ "$(wc -l <"$1")" -gt 20 ]; then
+        perl "$tmp/work/probe.pl" "$px_port" <"$1"
+    else
+        xargs -P 4 -n 2 "$tmp/work/probe.sh" <"$1"
+    fi
+}
+# wait_served FILE TIMEOUT: until every domain serves its serial (only
+# those that did not are probed again); what is left, as "domain want
+# got", is in $tmp/work/mismatch
+wait_served() {
+    local end=$(($(date +%s) + $2))
+    cp "$1" "$tmp/work/probe.todo"
+    while :; do
+        probe_many "$tmp/work/probe.todo" >"$tmp/work/mismatch"
+        [ -s "$tmp/work/mismatch" ] || return 0
+        [ "$(date +%s)" -lt "$end" ] || return 1
+        cut -d' ' -f1,2 "$tmp/work/mismatch" >"$tmp/work/probe.todo"
+        sleep 0.5
+    done
+}
+# wait_for TIMEOUT CMD...: until CMD succeeds (polled every 0.2 s)
+wait_for() {
+    local end=$(($(date +%s) + $1))
+    shift
+    while :; do
+        "$@" && return 0
+        [ "$(date +%s)" -lt "$end" ] || return 1
+        sleep 0.2
+    done
+}
+# CertService's serial of a domain (normalised), "none" if it has none
+cs_serial() {
+    local s
+    req GET "/v1/domains/$1"
+    s=$(jqb '.serial // empty' 2>/dev/null)
+    if [ "$code" = 200 ] && [ -n "$s" ]; then norm_serial "$s"; else echo none; fi
+}
+# issue DOMAIN...: PUT each as admin over one kept-alive connection; the
+# answers in $tmp/work/issued/DOMAIN, "code domain" lines in
+# $tmp/work/issued.codes
+issue() {
+    local d cfg=$tmp/work/issue.cfg
+    mkdir -p "$tmp/work/issued"
+    : >"$cfg"
+    for d in "$@"; do
+        cat >>"$cfg" <<EOF
+url = "https://127.0.0.1:$cs_port/v1/domains/$d"
+request = "PUT"
+output = "$tmp/work/issued/$d"
+write-out = "%{http_code} $d\n"
+EOF
+    done
+    curl -sS --noproxy '*' --max-time 600 --cacert "$pki/clients-ca.crt" \
+        --cert "$pki/admin.crt" --key "$pki/admin.key" -K "$cfg" \
+        >"$tmp/work/issued.codes" 2>"$tmp/work/issued.err"
+}
+issued_ok() { # N: all N PUTs got 200 or 201
+    [ "$(awk '$1 == 200 || $1 == 201' "$tmp/work/issued.codes" | wc -l)" \
+        = "$1" ]
+}
+issued_serial() { # domain
+    norm_serial "$(jq -r .serial "$tmp/work/issued/$1")"
+}
+
+# --- 1. Five domains -----------------------------------------------------------
+section "1. Five domains"
+
+first=(a.e2e.test b.e2e.test c.e2e.test d.e2e.test e.e2e.test)
+restarts0=$(count_lines 'CY00006')
+issue "${first[@]}"
+issued_ok 5
+okif $? "1: 5 domains added on CertService (PUT /v1/domains/D: 200/201)"
+: >"$tmp/work/want1"
+for d in "${first[@]}"; do
+    echo "$d $(cs_serial "$d")" >>"$tmp/work/want1"
+done
+t=$(date +%s%N)
+wait_served "$tmp/work/want1" 30
+okif $? "1: after the sync and a graceful restart, a handshake with SNI for" \
+     "each presents the serial GET /v1/domains/D reports" \
+     "($((($(date +%s%N) - t) / 1000000)) ms)"
+[ -s "$tmp/work/mismatch" ] && diag "$(head -5 "$tmp/work/mismatch")"
+[ "$(count_lines 'CY00006')" -gt "$restarts0" ] \
+    && [ "$(count_lines 'AH00493')" -ge 1 ]
+okif $? "1: the proxy ran the configuration test and restarted gracefully" \
+     "(CY00006, SIGUSR1 received)"
+s=$(served unknown.e2e.test)
+is "$s" "$fallback_serial" "1: a name CertService does not have gets the" \
+   "fallback certificate"
+perm=$(stat -c %a "$store/live/a.e2e.test/current/privkey.pem" 2>/dev/null)
+is "$perm" 600 "1: the store's private keys are mode 0600"
+
+# --- 2. Renewal ----------------------------------------------------------------
+section "2. Renewal"
+
+old_b=$(cs_serial b.e2e.test)
+req PUT /v1/domains/b.e2e.test
+new_b=$(norm_serial "$(jqb .serial)")
+[ "$code" = 200 ] && [ "$new_b" != "$old_b" ]
+okif $? "2: b.e2e.test re-issued (PUT again: 200, new serial $new_b)"
+echo "b.e2e.test $new_b" >"$tmp/work/want2"
+wait_served "$tmp/work/want2" 30
+okif $? "2: the new serial is served after the next sync and restart"
+sed -i "s/^b.e2e.test .*/b.e2e.test $new_b/" "$tmp/work/want1"
+
+# --- 3. Delete -----------------------------------------------------------------
+section "3. Delete"
+
+req DELETE /v1/domains/e.e2e.test
+is "$code $(jqb .op 2>/dev/null)" "200 delete" "3: e.e2e.test deleted on CertService"
+echo "e.e2e.test $fallback_serial" >"$tmp/work/want3"
+wait_served "$tmp/work/want3" 30
+okif $? "3: e.e2e.test is no longer served: its handshake gets the fallback" \
+     "certificate"
+grep -q '^e\.e2e\.test ' "$store/manifest"
+[ $? != 0 ]
+okif $? "3: e.e2e.test left the manifest"
+sed -i '/^e.e2e.test /d' "$tmp/work/want1"
+wait_served "$tmp/work/want1" 10
+okif $? "3: the other domains still serve their serials"
+
+# --- 4. Corrupted bundles skipped, good ones go live ---------------------------
+section "4. Corrupted bundles skipped, good ones go live"
+
+# Three bad bundles written straight into CertService's database, each a
+# domain row and an upsert change with the next sequence number:
+#   bad-cms.e2e.test  new domain; a valid certificate, key_cms garbage
+#   c.e2e.test        was good; a new certificate (new key), key_cms of
+#                     another domain (a.e2e.test)
+#   d.e2e.test        was good; its own key, but the certificate expired
+w=$tmp/work/bad
+mkdir -p "$w"
+chmod 755 "$w"
+old_c=$(cs_serial c.e2e.test)
+old_d=$(cs_serial d.e2e.test)
+openssl ecparam -name prime256v1 -genkey -noout -out "$w/any.key" 2>/dev/null
+# d's own key, out of its envelope (the test holds the wrapping key).
+cs_curl proxy /v1/bundles/d.e2e.test | jq -r .key_cms | base64 -d \
+    >"$w/d.cms"
+openssl cms -decrypt -inform DER -in "$w/d.cms" -recip "$pki/wrap1.crt" \
+    -inkey "$pki/wrap1.key" -out "$w/d.der" 2>"$w/cms.err"
+openssl pkey -inform DER -in "$w/d.der" -out "$w/d.key" 2>>"$w/cms.err"
+a_cms=$(cs_curl proxy /v1/bundles/a.e2e.test | jq -r .key_cms)
+ca_issue bad-cms.e2e.test "$w/any.key" "$(utc -3600)" "$(utc 864000)" \
+    "$w/bad-cms.pem" \
+&& ca_issue c.e2e.test "$w/any.key" "$(utc -3600)" "$(utc 864000)" \
+    "$w/c.pem" \
+&& ca_issue d.e2e.test "$w/d.key" 20200101000000Z 20200201000000Z \
+    "$w/d.pem"
+okif $? "4: made with openssl and CertService's CA: a certificate for" \
+     "bad-cms.e2e.test, a new one for c.e2e.test, an expired one" \
+     "(2020-01-01..2020-02-01) for d.e2e.test with d's own key"
+head -c 300 /dev/urandom | base64 -w0 >"$w/garbage.b64"
+printf '%s' "$a_cms" >"$w/a.b64"
+chmod 644 "$w"/*
+cert_field() { # pem field: serial (lower hex) / not_before / not_after
+    case $2 in
+    serial) norm_serial "$(openssl x509 -in "$1" -noout -serial | cut -d= -f2)" ;;
+    not_before) date -u -d "$(openssl x509 -in "$1" -noout -startdate \
+                | cut -d= -f2)" +%s ;;
+    not_after) date -u -d "$(openssl x509 -in "$1" -noout -enddate \
+               | cut -d= -f2)" +%s ;;
+    esac
+}
+# SQL for one bad bundle: domain pem key_file
+bad_sql() {
+    local d=$1 pem=$2 key=$3 serial nb na
+    serial=$(cert_field "$pem" serial)
+    nb=$(cert_field "$pem" not_before)
+    na=$(cert_field "$pem" not_after)
+    cat <<EOF
+UPDATE cs_counter SET value = value + 1 WHERE name = 'seq';
+INSERT OR IGNORE INTO cs_domains (name, state, key_type, seq, serial,
+    not_before, not_after, chain_pem, key_cms, last_error, updated, actor)
+    VALUES ('$d', 'active', 'ec-p256', 0, NULL, 0, 0, NULL, NULL, NULL, 0,
+            'e2e');
+UPDATE cs_domains SET state = 'active', key_type = 'ec-p256',
+    seq = (SELECT value FROM cs_counter WHERE name = 'seq'),
+    serial = '$serial', not_before = $nb, not_after = $na,
+    chain_pem = CAST(readfile('$pem') AS TEXT),
+    key_cms = CAST(readfile('$key') AS TEXT), last_error = NULL,
+    updated = strftime('%s', 'now'), actor = 'e2e.sh (sqlite3)'
+    WHERE name = '$d';
+INSERT INTO cs_changes (seq, domain, op, serial, not_after, actor, at)
+    VALUES ((SELECT value FROM cs_counter WHERE name = 'seq'), '$d',
+            'upsert', '$serial', $na, 'e2e.sh (sqlite3)',
+            strftime('%s', 'now'));
+EOF
+}
+{
+    echo "BEGIN IMMEDIATE;"
+    bad_sql bad-cms.e2e.test "$w/bad-cms.pem" "$w/garbage.b64"
+    bad_sql c.e2e.test "$w/c.pem" "$w/a.b64"
+    bad_sql d.e2e.test "$w/d.pem" "$w/d.cms.b64"
+    echo "COMMIT;"
+} >"$w/bad.sql"
+base64 -w0 "$w/d.cms" >"$w/d.cms.b64"
+chmod 644 "$w"/*
+good4=(f.e2e.test g.e2e.test)
+# At the same time: two good domains through the API, the bad ones in SQL.
+issue "${good4[@]}" &
+issue_pid=$!
+sql <"$w/bad.sql" 2>"$w/sql.err"
+sql_rc=$?
+wait $issue_pid
+issued_ok 2
+okif $? "4: two good domains added through the API (f, g)"
+[ $sql_rc = 0 ]
+okif $? "4: three bad bundles written into CertService's database (cs_domains" \
+     "rows, cs_changes with the next seqs from cs_counter)"
+[ $sql_rc = 0 ] || diag "$(cat "$w/sql.err")"
+body=$(cs_curl proxy "/v1/changes?since=0&limit=1000")
+jq -e '[.changes[] | select(.domain == "bad-cms.e2e.test"
+        or .domain == "c.e2e.test" or .domain == "d.e2e.test")
+        | select(.serial != null)] | length >= 3' <<<"$body" >/dev/null \
+    && jq -e '[.changes[].seq] as $s | $s == ($s | sort) and
+              ($s | unique | length) == ($s | length)' <<<"$body" >/dev/null
+okif $? "4: the change feed lists them, in order, no seq twice"
+
+: >"$w/want"
+for d in "${good4[@]}"; do
+    echo "$d $(cs_serial "$d")" >>"$w/want"
+done
+echo "bad-cms.e2e.test $fallback_serial" >>"$w/want"
+echo "c.e2e.test $old_c" >>"$w/want"
+echo "d.e2e.test $old_d" >>"$w/want"
+# The good ones going live means a sync and a restart have happened; the
+# bad ones must still be what they were.
+head -2 "$w/want" >"$w/want.good"
+wait_served "$w/want.good" 30
+okif $? "4: the good domains go live (f, g serve their serials)"
+[ -s "$tmp/work/mismatch" ] && diag "$(cat "$tmp/work/mismatch")"
+# The bad changes have been read, and whatever restart they led to is done.
+head_seq=$(jq '[.changes[].seq] | max' <<<"$body")
+synced_past() { # seq: the proxy's cursor is there and it is idle
+    local s
+    s=$(status)
+    [ "$(jq -r '.cursor // 0' <<<"$s")" -ge "$1" ] \
+        && [ "$(jq -r .state <<<"$s")" = idle ]
+}
+wait_for 30 synced_past "$head_seq"
+okif $? "4: the proxy read the feed past the bad changes (seq $head_seq)" \
+     "and is idle"
+wait_served "$w/want" 5
+okif $? "4: the bad ones are skipped: bad-cms.e2e.test is not served (fallback" \
+     "certificate), c and d keep serving their previous serials"
+[ -s "$tmp/work/mismatch" ] && diag "$(cat "$tmp/work/mismatch")"
+wait_served "$tmp/work/want1" 5
+okif $? "4: a and b still serve their serials"
+
+wait_for 10 eval '[ "$(status | jq ".failures | length")" = 3 ]'
+st=$(status)
+reason() { jq -r --arg d "$1" '.failures[$d] // "(none)"' <<<"$st"; }
+grep -qi 'envelope' <<<"$(reason bad-cms.e2e.test)"
+okif $? "4: the proxy's status lists bad-cms.e2e.test: $(reason bad-cms.e2e.test)"
+grep -qi 'key does not match' <<<"$(reason c.e2e.test)"
+okif $? "4: ... c.e2e.test: $(reason c.e2e.test)"
+grep -qi 'expired' <<<"$(reason d.e2e.test)"
+okif $? "4: ... d.e2e.test: $(reason d.e2e.test)"
+is "$(jq '.failures | length' <<<"$st")" 3 "4: ... and nothing else"
+[ "$(count_lines 'bundle c.e2e.test skipped')" -ge 1 ]
+okif $? "4: the proxy's error log says which bundle was skipped and why"
+
+host_report() { # domain: this host's entry in GET /v1/domains/D
+    req GET "/v1/domains/$1"
+    jqb '.hosts[]? | select(.host == "e2e-proxy")' 2>/dev/null
+}
+reported_failed() { # domain
+    [ "$(host_report "$1" | jq -r '.failed // empty')" != "" ]
+}
+wait_for 10 reported_failed c.e2e.test
+r=$(host_report c.e2e.test)
+f=$(jq -r '.failed // "null"' <<<"$r")
+grep -qi 'key does not match' <<<"$f"
+okif $? "4: CertService's GET /v1/domains/c.e2e.test shows the host's report:" \
+     "failed '$f'"
+r=$(host_report d.e2e.test)
+grep -qi expired <<<"$(jq -r '.failed // "null"' <<<"$r")"
+okif $? "4: ... and for d.e2e.test: failed '$(jq -r '.failed' <<<"$r")'"
+r=$(host_report f.e2e.test)
+is "$(jq -r '.failed' <<<"$r") $(norm_serial "$(jq -r '.serial' <<<"$r")")" \
+   "null $(cs_serial f.e2e.test)" \
+   "4: ... while for f.e2e.test the host serves its serial, no failure"
+
+# Fixed at CertService: re-issue c and d, delete bad-cms.
+issue c.e2e.test d.e2e.test
+issued_ok 2
+req DELETE /v1/domains/bad-cms.e2e.test
+okif $? "4: fixed at CertService: c and d re-issued, bad-cms deleted"
+: >"$w/want.fixed"
+for d in c.e2e.test d.e2e.test; do
+    echo "$d $(cs_serial "$d")" >>"$w/want.fixed"
+done
+wait_served "$w/want.fixed" 30
+okif $? "4: the re-issued c and d go live"
+wait_for 10 eval '[ "$(status | jq ".failures | length")" = 0 ]'
+okif $? "4: the proxy's status lists no failures any more"
+# want1: every domain and the serial it must serve, c and d renewed.
+awk '{ last[$1] = $2 } END { for (d in last) print d, last[d] }' \
+    "$tmp/work/want1" "$w/want.good" "$w/want.fixed" \
+    | sort >"$tmp/work/want1.new"
+mv "$tmp/work/want1.new" "$tmp/work/want1"
+
+# --- 5. CertService stopped and started again ----------------------------------
+section "5. CertService stopped and started again"
+
+errors0=$(count_lines 'CY00004')
+stop_httpd "$csdir"
+port_free "$cs_port"
+okif $? "5: CertService stopped"
+in_backoff() {
+    local s
+    s=$(status)
+    [ "$(jq -r .state <<<"$s")" = backoff ] \
+        && [ "$(jq -r '.last_error // empty' <<<"$s")" != "" ]
+}
+wait_for 15 in_backoff
+okif $? "5: the proxy's status shows state backoff and the last error"
+diag "last_error: $(status | jq -r .last_error)"
+[ "$(count_lines 'CY00004')" -gt "$errors0" ]
+okif $? "5: the proxy logs the failed cycle and its backoff (CY00004)"
+sleep 2
+wait_served "$tmp/work/want1" 5
+okif $? "5: the proxy keeps serving every domain while CertService is down"
+[ -s "$tmp/work/mismatch" ] && diag "$(cat "$tmp/work/mismatch")"
+start_httpd "$csdir" "$cs_port"
+okif $? "5: CertService started again on the same port"
+issue h.e2e.test
+issued_ok 1
+okif $? "5: h.e2e.test added"
+echo "h.e2e.test $(issued_serial h.e2e.test)" >"$tmp/work/want5"
+t=$(date +%s)
+wait_served "$tmp/work/want5" 60
+okif $? "5: the proxy converges: h.e2e.test is served" \
+     "($(($(date +%s) - t)) s, backoff included)"
+cat "$tmp/work/want5" >>"$tmp/work/want1"
+st=$(status)
+is "$(jq -r '.state + " " + (.last_error | tostring)' <<<"$st")" \
+   "idle null" "5: the status is back to idle, no last error"
+
+# --- 6. kill -9 of the sync daemon in the middle of a batch --------------------
+section "6. kill -9 of the sync daemon in the middle of a batch"
+
+# The daemon must see all $BIG changes in one cycle: it is stopped
+# (SIGSTOP) while they are issued and continued afterwards.
+wait_for 20 eval '[ "$(status | jq -r .state)" = idle ]'
+sleep 1.5
+d1=$(current_daemon)
+[ -n "$d1" ] || bail "no sync daemon found"
+kill -STOP "$d1"
+stopped_pids+=("$d1")
+big=()
+for i in $(seq 1 "$BIG"); do
+    big+=("n$i.big.e2e.test")
+done
+t=$(date +%s%N)
+issue "${big[@]}"
+ms=$((($(date +%s%N) - t) / 1000000))
+issued_ok "$BIG"
+okif $? "6: $BIG domains issued through the API in $ms ms" \
+     "($((BIG * 1000 / (ms > 0 ? ms : 1))) per second, one connection)"
+: >"$tmp/work/want6"
+for d in "${big[@]}"; do
+    echo "$d $(issued_serial "$d")" >>"$tmp/work/want6"
+done
+shopt -s nullglob
+before=("$store"/live/*/current)
+nbefore=${#before[@]}
+died0=$(count_lines 'CY00008')
+kill -CONT "$d1"
+# Watch the store fill and kill the daemon in the middle of the batch.
+t=$(date +%s%N)
+deadline=$(($(date +%s) + 60))
+killed_at=
+while [ "$(date +%s)" -lt "$deadline" ]; do
+    now=("$store"/live/*/current)
+    if [ $((${#now[@]} - nbefore)) -ge $((BIG / 10)) ]; then
+        kill -KILL "$d1"
+        now=("$store"/live/*/current)
+        killed_at=$((${#now[@]} - nbefore))
+        break
+    fi
+done
+shopt -u nullglob
+[ -n "$killed_at" ] && [ "$killed_at" -lt "$BIG" ]
+okif $? "6: sync daemon $d1 killed with SIGKILL in the middle of the batch" \
+     "(${killed_at:-?} of $BIG installed,"\
+     "$((($(date +%s%N) - t) / 1000000)) ms after it went on)"
+new_daemon() {
+    local d
+    d=$(current_daemon) && [ "$d" != "$d1" ]
+}
+wait_for 15 new_daemon
+okif $? "6: the httpd parent started the daemon again: new pid $(current_daemon)" \
+     "(CY00003), and logged that $d1 died"
+[ "$(count_lines 'CY00008')" -gt "$died0" ] || diag "no CY00008 line"
+# Every domain in the manifest has a certificate and key that match.
+cat >"$tmp/work/keymatch.sh" <<'EOF'
+#!/bin/sh
+# keymatch.sh DOMAIN CERTDIR: complains unless the certificate's public key
+# is the private key's
+k=$(openssl pkey -in "$2/privkey.pem" -pubout 2>/dev/null)
+c=$(openssl x509 -in "$2/fullchain.pem" -noout -pubkey 2>/dev/null)
+[ -n "$k" ] && [ "$k" = "$c" ] \
+    || echo "$1: certificate and key do not match ($2)"
+EOF
+chmod 755 "$tmp/work/keymatch.sh"
+store_consistent() {
+    grep -v '^#' "$store/manifest" | xargs -P 4 -n 2 "$tmp/work/keymatch.sh" \
+        >"$tmp/work/keymatch.out"
+    cat "$tmp/work/keymatch.out"
+    [ ! -s "$tmp/work/keymatch.out" ]
+}
+store_consistent >"$tmp/work/inconsistent"
+okif $? "6: right after the kill, every domain in the manifest has a matching" \
+     "fullchain.pem and privkey.pem ($(grep -vc '^#' "$store/manifest")" \
+     "entries)"
+[ -s "$tmp/work/inconsistent" ] && diag "$(head -5 "$tmp/work/inconsistent")"
+t=$(date +%s)
+all_listed() {
+    [ "$(grep -c '^n[0-9]*\.big\.e2e\.test ' "$store/manifest")" = "$BIG" ] \
+        && [ "$(status | jq -r .state)" = idle ]
+}
+wait_for 60 all_listed
+wait_served "$tmp/work/want6" 60
+okif $? "6: eventually all $BIG are served with their serials" \
+     "($(($(date +%s) - t)) s after the kill)"
+[ -s "$tmp/work/mismatch" ] && diag "$(wc -l <"$tmp/work/mismatch") not" \
+    "served, e.g. $(head -3 "$tmp/work/mismatch")"
+wait_for 20 eval '[ "$(status | jq -r .state)" = idle ]'
+store_consistent >"$tmp/work/inconsistent"
+okif $? "6: after convergence, every domain in the manifest has a matching" \
+     "fullchain.pem and privkey.pem ($(grep -vc '^#' "$store/manifest")" \
+     "entries)"
+[ -s "$tmp/work/inconsistent" ] && diag "$(head -5 "$tmp/work/inconsistent")"
+# The manifest lists exactly CertService's domains.
+cs_list() {
+    local after= page
+    while :; do
+        req GET "/v1/domains?limit=1000${after:+&after=$after}"
+        page=$(jqb -r '.domains[].domain')
+        [ -n "$page" ] || break
+        echo "$page"
+        after=$(jqb -r .next)
+    done
+}
+diff <(cs_list | sort) <(grep -v '^#' "$store/manifest" | cut -d' ' -f1 | sort) \
+    >"$tmp/work/manifest.diff"
+okif $? "6: the manifest lists exactly CertService's $(cs_list | wc -l) domains"
+[ -s "$tmp/work/manifest.diff" ] && diag "$(head -5 "$tmp/work/manifest.diff")"
+wait_served "$tmp/work/want1" 10
+okif $? "6: the first domains still serve their serials"
+
+# --- 7. The daemon dies during a rollout ---------------------------------------
+section "7. The daemon dies during a rollout"
+
+# A change has been synced (cursor and manifest saved) but the daemon dies
+# before the restart: in the configuration test, or while draining.  The
+# next daemon must still make the change live.
+sed -i 's/^CertSyncDrainTime .*/CertSyncDrainTime 3/' "$pxdir/httpd.conf"
+d0=$(current_daemon)
+"$HTTPD" -f "$pxdir/httpd.conf" -k graceful >/dev/null 2>&1
+wait_for 20 eval '[ "$(current_daemon)" != "$d0" ]' \
+    && wait_for 20 eval '[ "$(status | jq -r .state)" = idle ]'
+okif $? "7: proxy restarted with CertSyncDrainTime 3"
+
+d1=$(current_daemon)
+issue k1.e2e.test
+echo "k1.e2e.test $(issued_serial k1.e2e.test)" >"$tmp/work/want7a"
+caught=
+end=$(($(date +%s) + 20))
+while [ "$(date +%s)" -lt "$end" ]; do
+    c=$(ps -o pid= --ppid "$d1" 2>/dev/null | head -1 | tr -d ' ')
+    if [ -n "$c" ]; then
+        kill -KILL "$d1"
+        caught=$(ps -o args= -p "$c" 2>/dev/null)
+        break
+    fi
+    sleep 0.01
+done
+if [ -n "$caught" ]; then
+    ok "7: sync daemon $d1 killed while its child ran: $caught"
+    wait_served "$tmp/work/want7a" 45
+    okif $? "7: ... the next daemon still makes k1.e2e.test live"
+else
+    ok "7: # SKIP the configuration test was not caught running"
+    ok "7: # SKIP (not killed)"
+fi
+
+wait_for 20 eval '[ "$(status | jq -r .state)" = idle ]'
+d1=$(current_daemon)
+n0=$(count_lines 'CY00006')
+issue k2.e2e.test
+echo "k2.e2e.test $(issued_serial k2.e2e.test)" >"$tmp/work/want7b"
+wait_for 20 eval '[ "$(count_lines CY00006)" -gt "$n0" ]' \
+    && [ "$(status | jq -r .state)" = draining ] && kill -KILL "$d1"
+okif $? "7: sync daemon $d1 killed while draining (status: draining)"
+wait_served "$tmp/work/want7b" 45
+okif $? "7: ... the next daemon restarts again and k2.e2e.test goes live"
+crit=$(grep 'CY00015' "$pxlog" | head -1 | cut -c1-200)
+is "$crit" "" "7: ... and no rollback is claimed (no CY00015)"
+wait_served "$tmp/work/want1" 10
+okif $? "7: the first domains still serve their serials"
+
+# --- Logs --------------------------------------------------------------------
+
+crash=$(grep -hE 'exit signal|Segmentation|AH00052' "$pxlog" \
+        "$csdir/logs/error_log" | head -3)
+is "$crash" "" "no httpd child crashed (error logs)"
+cterr=$(grep -h 'CY00007' "$pxlog" | head -3)
+is "$cterr" "" "no failed configuration test (CY00007)"
+
+diag "$(($(date +%s) - T0)) s in all"
+echo "$npass passed, $nfail failed"
+[ "$nfail" = 0 ]
