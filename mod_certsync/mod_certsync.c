@@ -364,6 +364,7 @@ typedef struct {
     apr_pollset_t *pollset;
     apr_hash_t *pending;        /* domain -> serial installed, not yet live */
     apr_hash_t *quarantine;     /* domain -> serial rolled back */
+    apr_hash_t *failures;       /* domain -> why its bundle was skipped */
 } csy_daemon_t;
 
 static void csy_daemon_log(void *baton, csy_log_level_t level,
@@ -813,13 +814,13 @@ static int csy_rollout(csy_daemon_t *d, apr_pool_t *p, long long cursor)
     csy_write_json(d, p, "rollout.json", rollout);
     csy_set_state(d, "draining");
     csy_set_health(d, p, "drain");
-    csy_report(d->client, p, cursor, "draining", apr_hash_make(p));
+    csy_report(d->client, p, cursor, "draining", d->failures);
     csy_idle(d, conf->drain_time);
     if (!csy_running()) {
         json_decref(rollout);
         return 0;
     }
-    csy_report(d->client, p, cursor, "restarting", apr_hash_make(p));
+    csy_report(d->client, p, cursor, "restarting", d->failures);
     apr_hash_clear(d->pending);
     csy_restart(d, p, rollout, "restarting");
     json_decref(rollout);
@@ -922,6 +923,7 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
      * a daemon lives only until the next restart, and the cursor has
      * already moved past them. */
     failures = csy_json_hash(keep, json_object_get(d.state, "failures"));
+    d.failures = failures;
     csy_agent_open(&d);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CYLOGNO(00003)
                  "sync daemon started (pid %" APR_PID_T_FMT "): %s every "

@@ -1,0 +1,534 @@
+#!/bin/bash
+#
+# bench/certsync.sh: mod_certsync's initial and incremental sync from a
+# local CertService.
+#
+# One CertService httpd (mod_certservice, mod_dbd with SQLite, mod_ssl with
+# client certificates, local CA) and one proxy httpd (mod_certsync with
+# CertSyncInterval 1 0, CertSyncDrainTime 0 and CertSyncProbe on its own
+# listener; mod_macro + mod_macro_gen expanding a TLS virtual host per
+# manifest entry; mod_ssl), both on 127.0.0.1, modules from the build tree.
+#
+#   issue      $DOMAINS domains issued through the API (PUT /v1/domains/D
+#              as admin; each a real issuance: ECDSA P-256 key pair,
+#              certificate from the local CA, key sealed as CMS), over
+#              $ISSUE_WORKERS kept-alive connections, before the proxy
+#              starts.  -> issued/s
+#   initial    the proxy starts with an empty store and syncs all of them:
+#              feed, POST /v1/bundles in batches of 100, envelope opened,
+#              bundle verified, written durably, manifest, configuration
+#              test, graceful restart with $DOMAINS TLS virtual hosts,
+#              probe.  -> bundles/s (first to last "installed" log line),
+#              time to the first domain in the manifest, time to the first
+#              domain served (TLS handshake), total time (proxy start to
+#              "rollout complete", CY00014), and the phases
+#   incremental  $INCR domains re-issued through the API at once (one
+#              connection); latency from the first and from the last
+#              change to the last one being served (its new serial in a
+#              TLS handshake with SNI), and to every one being served
+#
+# Usage: bench/certsync.sh             (build first: make)
+#
+# Environment [defaults]:
+#   DOMAINS        domains of the initial sync [10000]
+#   INCR           changes of the incremental sync [100]
+#   ISSUE_WORKERS  parallel issuing connections [2; more gain nothing on
+#                  2 CPUs: SQLite commits one writer at a time]
+#   HTTPD, APXS    the httpd binary / apxs to find it and its modules
+#   KEEP=1         keep the temporary directory
+#
+# Works as a normal user and as root (httpd's children then run as
+# nobody).  Talks only to 127.0.0.1; everything is stopped on exit.
+#
+set -u
+export LC_ALL=C
+
+DOMAINS=${DOMAINS:-10000}
+INCR=${INCR:-100}
+ISSUE_WORKERS=${ISSUE_WORKERS:-2}
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+
+die() {
+    echo "certsync.sh: $*" >&2
+    exit 1
+}
+say() { echo "$*"; }
+now() { date +%s.%N; }
+secs() { # from to -> seconds, 2 decimals
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'
+}
+rate() { # count from to -> per second
+    awk -v n="$1" -v a="$2" -v b="$3" \
+        'BEGIN { if (b > a) printf "%.0f", n / (b - a); else print "-" }'
+}
+
+find_prog() {
+    local name d
+    for name in "$@"; do
+        if command -v "$name" >/dev/null 2>&1; then
+            command -v "$name"
+            return 0
+        fi
+        for d in /usr/sbin /usr/local/sbin /usr/bin /usr/local/bin; do
+            if [ -x "$d/$name" ]; then
+                echo "$d/$name"
+                return 0
+            fi
+        done
+    done
+    return 1
+}
+for p in curl jq openssl; do
+    command -v $p >/dev/null 2>&1 || die "$p is needed"
+done
+APXS=${APXS:-$(find_prog apxs apxs2 || true)}
+if [ -z "${HTTPD:-}" ] && [ -n "$APXS" ]; then
+    sbindir=$("$APXS" -q SBINDIR 2>/dev/null || true)
+    target=$("$APXS" -q TARGET 2>/dev/null || true)
+    if [ -n "$sbindir" ] && [ -n "$target" ] && [ -x "$sbindir/$target" ]; then
+        HTTPD=$sbindir/$target
+    fi
+fi
+HTTPD=${HTTPD:-$(find_prog apache2 httpd || true)}
+[ -n "$HTTPD" ] && [ -x "$HTTPD" ] || die "no httpd binary (set HTTPD)"
+moddir=
+for d in ${APXS:+"$("$APXS" -q LIBEXECDIR 2>/dev/null)"} \
+         /usr/lib/apache2/modules /usr/lib64/httpd/modules \
+         /usr/lib/httpd/modules /usr/local/apache2/modules; do
+    if [ -n "$d" ] && [ -f "$d/mod_ssl.so" ]; then
+        moddir=$d
+        break
+    fi
+done
+[ -n "$moddir" ] || die "no httpd modules directory with mod_ssl.so"
+compiled=$("$HTTPD" -l 2>/dev/null)
+for m in certservice certsync macro_gen; do
+    [ -f "$top/mod_$m/.libs/mod_$m.so" ] || die "mod_$m.so is not built (make)"
+done
+CS_MODULE=$top/mod_certservice/.libs/mod_certservice.so
+CSY_MODULE=$top/mod_certsync/.libs/mod_certsync.so
+MG_MODULE=$top/mod_macro_gen/.libs/mod_macro_gen.so
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/certsync-bench.XXXXXX") || die "mktemp"
+pki=$tmp/pki
+csdir=$tmp/cs
+pxdir=$tmp/px
+store=$pxdir/store
+mkdir -p "$csdir/logs" "$csdir/db" "$pxdir/logs" "$tmp/work"
+run_user=
+run_group=
+if [ "$(id -u)" = 0 ]; then
+    run_user=nobody
+    if getent group nogroup >/dev/null 2>&1; then
+        run_group=nogroup
+    else
+        run_group=nobody
+    fi
+    chmod 755 "$tmp" "$csdir" "$pxdir"
+    chown "$run_user:$run_group" "$csdir/db"
+fi
+
+# ours PID: the process runs with a configuration from our directory (an
+# httpd parent or a sync daemon forked from it), not a reused pid
+ours() {
+    [ -n "$1" ] && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" \
+        | grep -qF -- "$tmp/"
+}
+stop_httpd() { # dir
+    local pidf=$1/httpd.pid pid i
+    [ -f "$pidf" ] || return 0
+    pid=$(cat "$pidf" 2>/dev/null)
+    ours "$pid" || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+bg_pids=()
+cleanup() {
+    local pid
+    trap - EXIT INT TERM HUP
+    for pid in "${bg_pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    stop_httpd "$pxdir"
+    stop_httpd "$csdir"
+    if [ -n "${KEEP:-}" ]; then
+        echo "# kept $tmp"
+    else
+        rm -rf "$tmp"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+"$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1 \
+    || { cat "$tmp/pki.log"; die "make-pki.sh failed"; }
+chmod 755 "$pki"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$pki/fallback.key" -out "$pki/fallback.crt" -days 30 \
+    -subj "/CN=fallback.bench.invalid" \
+    -addext basicConstraints=critical,CA:FALSE >/dev/null 2>&1 \
+    || die "cannot make the fallback certificate"
+chmod 644 "$pki/fallback.key"
+
+load() { # module_name file.so source.c
+    if ! grep -q "^ *$3\$" <<<"$compiled" && [ -f "$moddir/$2" ]; then
+        echo "LoadModule $1 $moddir/$2"
+    fi
+}
+common_conf() { # dir
+    echo "ServerRoot $1"
+    echo "ServerName localhost"
+    echo "PidFile $1/httpd.pid"
+    echo "DefaultRuntimeDir $1/logs"
+    echo "ErrorLog $1/logs/error_log"
+    if ! grep -qE '^ *(event|worker|prefork)\.c$' <<<"$compiled"; then
+        for m in event worker prefork; do
+            if [ -f "$moddir/mod_mpm_$m.so" ]; then
+                echo "LoadModule mpm_${m}_module $moddir/mod_mpm_$m.so"
+                break
+            fi
+        done
+    fi
+    load unixd_module mod_unixd.so mod_unixd.c
+    load authz_core_module mod_authz_core.so mod_authz_core.c
+    load socache_shmcb_module mod_socache_shmcb.so mod_socache_shmcb.c
+    load ssl_module mod_ssl.so mod_ssl.c
+    if [ -n "$run_user" ]; then
+        echo "User $run_user"
+        echo "Group $run_group"
+    fi
+    cat <<EOF
+<IfModule mpm_event_module>
+    StartServers 1
+    ServerLimit 2
+    ThreadsPerChild 16
+    MaxRequestWorkers 32
+    MinSpareThreads 1
+    MaxSpareThreads 32
+</IfModule>
+<IfModule socache_shmcb_module>
+    SSLSessionCache "shmcb:$1/logs/ssl_scache(512000)"
+</IfModule>
+KeepAliveTimeout 5
+Timeout 60
+EOF
+}
+port_free() {
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+pick_port() { # a free port outside the ephemeral range (client sockets)
+    local lo=32768 hi=60999 p
+    read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
+    while :; do
+        if [ "$lo" -gt 12000 ]; then
+            p=$((10000 + (RANDOM * 32768 + RANDOM) % (lo - 10000)))
+        elif [ "$hi" -lt 64000 ]; then
+            p=$((hi + 1 + (RANDOM * 32768 + RANDOM) % (65535 - hi)))
+        else
+            p=$((20000 + (RANDOM * 32768 + RANDOM) % 10000))
+        fi
+        if port_free "$p"; then
+            echo "$p"
+            return
+        fi
+    done
+}
+write_cs_conf() {
+{
+    common_conf "$csdir"
+    load dbd_module mod_dbd.so mod_dbd.c
+    echo "LoadModule certservice_module $CS_MODULE"
+    cat <<EOF
+Listen 127.0.0.1:$cs_port
+LogLevel warn
+DBDriver sqlite3
+DBDParams "$csdir/db/cs.db"
+<VirtualHost 127.0.0.1:$cs_port>
+    SSLEngine on
+    SSLCertificateFile    $pki/tls.crt
+    SSLCertificateKeyFile $pki/tls.key
+    SSLCACertificateFile  $pki/clients-ca.crt
+    SSLVerifyClient require
+    SSLVerifyDepth 2
+    CertServiceWrapCertificate $pki/wrap1.crt
+    CertServiceLocalCA $pki/ca.crt $pki/ca.key
+    Include $pki/roles.conf
+    <Location />
+        SetHandler certservice
+    </Location>
+</VirtualHost>
+EOF
+} >"$csdir/httpd.conf"
+}
+write_px_conf() {
+{
+    common_conf "$pxdir"
+    load macro_module mod_macro.so mod_macro.c
+    echo "LoadModule macro_gen_module $MG_MODULE"
+    echo "LoadModule certsync_module $CSY_MODULE"
+    cat <<EOF
+Listen 127.0.0.1:$px_port https
+Listen 127.0.0.1:$st_port http
+LogLevel warn certsync:info
+CertSyncServiceURL        https://127.0.0.1:$cs_port
+CertSyncClientCertificate $pki/proxy.crt $pki/proxy.key
+CertSyncServiceCA         $pki/clients-ca.crt
+CertSyncWrappingKey       $pki/wrap1.crt $pki/wrap1.key
+CertSyncStoreDir          $store
+CertSyncInterval          1 0
+CertSyncPool              bench
+CertSyncHost              bench-proxy
+CertSyncDrainTime         0
+CertSyncProbe             127.0.0.1:$px_port
+CertSyncRestartTimeout    600
+<VirtualHost 127.0.0.1:$px_port>
+    ServerName fallback.bench.invalid
+    SSLEngine on
+    SSLCertificateFile    $pki/fallback.crt
+    SSLCertificateKeyFile $pki/fallback.key
+</VirtualHost>
+<Macro TLSHost \$domain \$certdir>
+    <VirtualHost 127.0.0.1:$px_port>
+        ServerAlias \$domain
+        SSLEngine on
+        SSLCertificateFile    \$certdir/fullchain.pem
+        SSLCertificateKeyFile \$certdir/privkey.pem
+    </VirtualHost>
+</Macro>
+MacroGenerate TLSHost $store/manifest
+<VirtualHost 127.0.0.1:$st_port>
+    <Location /certsync-status>
+        SetHandler certsync-status
+    </Location>
+</VirtualHost>
+EOF
+} >"$pxdir/httpd.conf"
+}
+
+start_httpd() { # dir port
+    rm -f "$1/httpd.pid"
+    "$HTTPD" -f "$1/httpd.conf" -k start >"$1/start.log" 2>&1 || return 1
+    for _ in $(seq 1 300); do
+        port_free "$2" || return 0
+        sleep 0.1
+    done
+    return 1
+}
+# start NAME: pick ports, write the configuration, start; again with
+# other ports if one was taken meanwhile
+start() {
+    local dir=$tmp/$1 attempt
+    for attempt in 1 2 3 4 5; do
+        if [ "$1" = cs ]; then
+            cs_port=$(pick_port)
+            write_cs_conf
+            start_httpd "$dir" "$cs_port" && return 0
+        else
+            px_port=$(pick_port)
+            st_port=$(pick_port)
+            [ "$px_port" != "$st_port" ] || continue
+            write_px_conf
+            start_httpd "$dir" "$px_port" && ! port_free "$st_port" \
+                && return 0
+        fi
+        grep -qs "in use" "$dir/start.log" "$dir/logs/error_log" || break
+        stop_httpd "$dir"
+    done
+    cat "$dir/start.log"
+    tail -5 "$dir/logs/error_log"
+    return 1
+}
+served() { # domain: the serial its handshake presents (lower case)
+    local s
+    s=$(timeout 20 openssl s_client -connect "127.0.0.1:$px_port" \
+            -servername "$1" </dev/null 2>/dev/null \
+        | openssl x509 -noout -serial 2>/dev/null)
+    s=$(echo "${s#serial=}" | tr A-F a-f | sed 's/^0*//')
+    echo "${s:-none}"
+}
+norm() { echo "$1" | tr A-F a-f | sed 's/^0*//'; }
+status() {
+    curl -sS --noproxy '*' --max-time 10 \
+        "http://127.0.0.1:$st_port/certsync-status" 2>/dev/null
+}
+pxlog=$pxdir/logs/error_log
+log_time() { # line of the error log -> epoch seconds
+    date -d "$(sed -n 's/^\[[A-Za-z]* \([^]]*\)\].*/\1/p' <<<"$1")" +%s.%N
+}
+# The time of the first line matching a pattern after line N of the log.
+log_first() { # pattern [after-line]
+    local l
+    l=$(tail -n +"$((${2:-0} + 1))" "$pxlog" | grep -m1 -- "$1")
+    [ -n "$l" ] && log_time "$l"
+}
+log_last() { # pattern [after-line]
+    local l
+    l=$(tail -n +"$((${2:-0} + 1))" "$pxlog" | grep -- "$1" | tail -1)
+    [ -n "$l" ] && log_time "$l"
+}
+
+# issue FILE: PUT every domain listed, over $ISSUE_WORKERS connections;
+# the answers (JSON, each followed by its status code) in FILE.raw
+issue() {
+    local list=$1 w
+    rm -f "$list".part.*
+    split -n "r/$ISSUE_WORKERS" -d "$list" "$list.part."
+    for w in "$list".part.*; do
+        awk -v port="$cs_port" '{
+            printf "url = \"https://127.0.0.1:%s/v1/domains/%s\"\n", port, $1
+            print "request = \"PUT\""
+            print "write-out = \"%{http_code} \""
+        }' "$w" >"$w.cfg"
+        curl -sS --noproxy '*' --max-time 3600 \
+            --cacert "$pki/clients-ca.crt" --cert "$pki/admin.crt" \
+            --key "$pki/admin.key" -K "$w.cfg" >"$w.out" 2>"$w.err" &
+    done
+    wait
+    # The answers, each '{"domain":...,"serial":...}' and its status code.
+    cat "$list".part.*.out >"$list.raw"
+}
+issued_count() { # raw file: answers with a serial
+    grep -o '"serial":"[0-9a-f]*"' "$1" | wc -l
+}
+
+say "certsync bench: $DOMAINS domains, $INCR changes; $(nproc) CPUs," \
+    "load $(cut -d' ' -f1-3 /proc/loadavg); $("$HTTPD" -v | head -1 \
+    | sed 's/Server version: //'), $(openssl version | cut -d' ' -f1-2)"
+
+start cs || die "CertService did not start"
+curl -sS --noproxy '*' --cacert "$pki/clients-ca.crt" --cert "$pki/admin.crt" \
+    --key "$pki/admin.key" "https://127.0.0.1:$cs_port/v1/domains?limit=1" \
+    >/dev/null || die "CertService does not answer"
+
+# --- Issue ---------------------------------------------------------------------
+
+seq -f "s%.0f.bench.test" 1 "$DOMAINS" >"$tmp/work/domains"
+t1=$(now)
+issue "$tmp/work/domains"
+t2=$(now)
+n=$(issued_count "$tmp/work/domains.raw")
+[ "$n" = "$DOMAINS" ] || die "only $n of $DOMAINS issued: $(head -c 300 \
+    "$tmp"/work/domains.part.*.err)"
+say "issue:       $DOMAINS domains in $(secs "$t1" "$t2") s:" \
+    "$(rate "$DOMAINS" "$t1" "$t2") issued/s ($ISSUE_WORKERS connection(s))"
+
+# --- Initial sync ----------------------------------------------------------------
+
+t0=$(now)
+start px || die "the proxy did not start"
+t_started=$(now)
+t_manifest=
+first=
+deadline=$(($(date +%s) + 3600))
+while [ "$(date +%s)" -lt "$deadline" ]; do
+    if [ -z "$t_manifest" ] && [ -s "$store/manifest" ]; then
+        first=$(grep -m1 -v '^#' "$store/manifest" | cut -d' ' -f1)
+        [ -n "$first" ] && t_manifest=$(now)
+    fi
+    grep -q 'CY00014' "$pxlog" && break
+    grep -q 'CY0001[5-7]' "$pxlog" && die "rollout failed: $(grep \
+        'CY0001[5-7]' "$pxlog" | head -2)"
+    sleep 0.1
+done
+t_done=$(log_first CY00014)
+[ -n "$t_done" ] || die "no rollout complete within an hour"
+t_first_served=$(now)
+[ -n "$first" ] || first=$(grep -m1 -v '^#' "$store/manifest" | cut -d' ' -f1)
+want_first=$(norm "$(grep -o "\"domain\":\"$first\"[^}]*" \
+    "$tmp/work/domains.raw" | sed 's/.*"serial":"\([0-9a-f]*\)".*/\1/' \
+    | tail -1)")
+got_first=$(served "$first")
+[ "$got_first" = "$want_first" ] \
+    || die "first domain $first serves $got_first, want $want_first"
+last=$(tail -1 "$store/manifest" | cut -d' ' -f1)
+want_last=$(norm "$(grep -o "\"domain\":\"$last\"[^}]*" \
+    "$tmp/work/domains.raw" | sed 's/.*"serial":"\([0-9a-f]*\)".*/\1/' \
+    | tail -1)")
+[ "$(served "$last")" = "$want_last" ] || die "last domain $last not served"
+entries=$(grep -vc '^#' "$store/manifest")
+[ "$entries" = "$DOMAINS" ] || die "the manifest lists $entries of $DOMAINS"
+
+t_inst1=$(log_first 'CY00001: installed')
+t_instN=$(log_last 'CY00001: installed')
+t_synced=$(log_first 'CY00005')
+t_rollout=$(log_first 'CY00006')
+t_sigusr1=$(log_first 'AH00493')
+sig_line=$(grep -n -m1 'AH00493' "$pxlog" | cut -d: -f1)
+t_resumed=$(log_first 'AH00489' "$sig_line")
+ninst=$(grep -c 'CY00001: installed' "$pxlog")
+parent=$(cat "$pxdir/httpd.pid")
+rss_parent=$(ps -o rss= -p "$parent" | tr -d ' ')
+rss_child=$(ps -o rss= --ppid "$parent" | sort -n | tail -1 | tr -d ' ')
+store_mb=$(du -sm "$store" | cut -f1)
+
+say "initial:     proxy started in $(secs "$t0" "$t_started") s (empty store)"
+say "  bundles:   $ninst installed in $(secs "$t_inst1" "$t_instN") s:" \
+    "$(rate "$ninst" "$t_inst1" "$t_instN") bundles/s (first to last" \
+    "install; fetch, open, verify, durable write)"
+say "  first domain in the manifest ($first): $(secs "$t0" "$t_manifest") s" \
+    "after the proxy's start"
+say "  sync done (CY00005):            $(secs "$t0" "$t_synced") s"
+say "  configtest + lease (CY00006):   $(secs "$t0" "$t_rollout") s" \
+    "($(secs "$t_synced" "$t_rollout") s)"
+say "  graceful restart, $DOMAINS TLS vhosts: SIGUSR1 at $(secs "$t0" \
+    "$t_sigusr1") s, serving at $(secs "$t0" "$t_resumed") s" \
+    "($(secs "$t_sigusr1" "$t_resumed") s)"
+say "  rollout complete (probe passed, CY00014): $(secs "$t0" "$t_done") s"
+say "  first domain served (handshake): by $(secs "$t0" "$t_first_served") s" \
+    "(needs the restart)"
+say "  total:     $(secs "$t0" "$t_done") s for $DOMAINS domains" \
+    "($(rate "$DOMAINS" "$t0" "$t_done") domains/s end to end)"
+say "  memory:    parent RSS $((rss_parent / 1024)) MB, largest child" \
+    "$((${rss_child:-0} / 1024)) MB; store $store_mb MB"
+
+# --- Incremental sync ------------------------------------------------------------
+
+sleep 2
+lines0=$(wc -l <"$pxlog")
+step=$((DOMAINS / INCR))
+[ "$step" -ge 1 ] || step=1
+awk -v s="$step" -v n="$INCR" 'NR % s == 0 && c < n { print; c++ }' \
+    "$tmp/work/domains" >"$tmp/work/incr"
+ti1=$(now)
+ISSUE_WORKERS=1 issue "$tmp/work/incr"
+ti2=$(now)
+ni=$(issued_count "$tmp/work/incr.raw")
+[ "$ni" = "$(wc -l <"$tmp/work/incr")" ] || die "incremental: $ni issued"
+lastd=$(tail -1 "$tmp/work/incr")
+want=$(norm "$(grep -o "\"domain\":\"$lastd\"[^}]*" "$tmp/work/incr.raw" \
+    | sed 's/.*"serial":"\([0-9a-f]*\)".*/\1/')")
+deadline=$(($(date +%s) + 1800))
+while [ "$(served "$lastd")" != "$want" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || die "incremental: not served"
+    sleep 0.2
+done
+ti3=$(now)
+# Every one of them.
+bad=0
+while read -r d; do
+    w=$(norm "$(grep -o "\"domain\":\"$d\"[^}]*" "$tmp/work/incr.raw" \
+        | sed 's/.*"serial":"\([0-9a-f]*\)".*/\1/')")
+    [ "$(served "$d")" = "$w" ] || bad=$((bad + 1))
+done <"$tmp/work/incr"
+restarts=$(tail -n +"$((lines0 + 1))" "$pxlog" | grep -c 'AH00493')
+ti_sync=$(log_first CY00005 "$lines0")
+ti_sig=$(log_first AH00493 "$lines0")
+ti_res=$(log_last AH00489 "$lines0")
+say "incremental: $ni changes issued in $(secs "$ti1" "$ti2") s"
+say "  last change served (handshake shows its new serial):" \
+    "$(secs "$ti2" "$ti3") s after the last change," \
+    "$(secs "$ti1" "$ti3") s after the first"
+say "  first sync of them done $(secs "$ti1" "$ti_sync") s after the first" \
+    "change; $restarts graceful restart(s), the last one serving" \
+    "$(secs "$ti1" "$ti_res") s after the first change"
+say "  all $ni served with their new serial: $([ $bad = 0 ] && echo yes \
+    || echo "NO ($bad not)")"
+[ "$bad" = 0 ]
