@@ -65,52 +65,19 @@ BACKENDS=${BACKENDS:-sqlite mariadb}
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
+. "$top/t/lib/certsuite.sh"
 
 die() {
     echo "certservice.sh: $*" >&2
     exit 1
 }
 
-find_prog() {
-    local name d
-    for name in "$@"; do
-        if command -v "$name" >/dev/null 2>&1; then
-            command -v "$name"
-            return 0
-        fi
-        for d in /usr/sbin /usr/local/sbin /usr/bin /usr/local/bin; do
-            if [ -x "$d/$name" ]; then
-                echo "$d/$name"
-                return 0
-            fi
-        done
-    done
-    return 1
-}
 
 command -v perl >/dev/null || die "perl is needed"
 perl -MIO::Socket::SSL -MHTTP::Tiny -MTime::HiRes -e 1 2>/dev/null \
     || die "perl needs IO::Socket::SSL (apt-get install libio-socket-ssl-perl)"
-APXS=${APXS:-$(find_prog apxs apxs2 || true)}
-if [ -z "${HTTPD:-}" ] && [ -n "$APXS" ]; then
-    sbindir=$("$APXS" -q SBINDIR 2>/dev/null || true)
-    target=$("$APXS" -q TARGET 2>/dev/null || true)
-    if [ -n "$sbindir" ] && [ -n "$target" ] && [ -x "$sbindir/$target" ]; then
-        HTTPD=$sbindir/$target
-    fi
-fi
-HTTPD=${HTTPD:-$(find_prog apache2 httpd || true)}
-[ -n "$HTTPD" ] && [ -x "$HTTPD" ] || die "no httpd binary (set HTTPD)"
-moddir=
-for d in ${APXS:+"$("$APXS" -q LIBEXECDIR 2>/dev/null)"} \
-         /usr/lib/apache2/modules /usr/lib64/httpd/modules \
-         /usr/lib/httpd/modules /usr/local/apache2/modules; do
-    if [ -n "$d" ] && [ -f "$d/mod_ssl.so" ]; then
-        moddir=$d
-        break
-    fi
-done
-[ -n "$moddir" ] || die "no httpd modules directory with mod_ssl.so"
+cs_find_httpd || die "no httpd binary (set HTTPD)"
+cs_find_moddir || die "no httpd modules directory with mod_ssl.so"
 CS_MODULE=${CS_MODULE:-$top/mod_certservice/.libs/mod_certservice.so}
 [ -f "$CS_MODULE" ] || die "$CS_MODULE is not built (run make)"
 case " $BACKENDS " in
@@ -122,12 +89,8 @@ esac
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/csbench.XXXXXX")
 pki=$tmp/pki
-run_user=
-run_group=
-if [ "$(id -u)" = 0 ]; then
-    run_user=nobody
-    if getent group nogroup >/dev/null 2>&1; then run_group=nogroup
-    else run_group=nobody; fi
+cs_run_user
+if [ -n "$run_user" ]; then
     chmod 755 "$tmp"
 fi
 
@@ -139,6 +102,7 @@ cleanup() {
         >/dev/null 2>&1 || true
     if [ -n "${KEEP:-}" ]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
+# (replaces t/lib/certsuite.sh's stop_httpd)
 stop_httpd() {
     local pid
     [ -f "$tmp/httpd/httpd.pid" ] || return 0
@@ -314,17 +278,10 @@ PERL
 # --- httpd -------------------------------------------------------------------
 
 compiled=$("$HTTPD" -l 2>/dev/null)
-load() { # module_name file.so source.c
-    if ! grep -q "^ *$3\$" <<<"$compiled" && [ -f "$moddir/$2" ]; then
-        echo "LoadModule $1 $moddir/$2"
-    fi
-}
-port_free() {
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 
+# (replaces t/lib/certsuite.sh's start_httpd)
 start_httpd() { # driver params
-    local dir=$tmp/httpd m
+    local dir=$tmp/httpd
     rm -rf "$dir"
     mkdir -p "$dir/logs"
     for _ in 1 2 3 4 5; do
@@ -339,24 +296,10 @@ start_httpd() { # driver params
         echo "DefaultRuntimeDir $dir/logs"
         echo "ErrorLog $dir/logs/error_log"
         echo "LogLevel warn"
-        if ! grep -qE '^ *(event|worker|prefork)\.c$' <<<"$compiled"; then
-            for m in event worker prefork; do
-                if [ -f "$moddir/mod_mpm_$m.so" ]; then
-                    echo "LoadModule mpm_${m}_module $moddir/mod_mpm_$m.so"
-                    break
-                fi
-            done
-        fi
-        load unixd_module mod_unixd.so mod_unixd.c
-        load authz_core_module mod_authz_core.so mod_authz_core.c
-        load socache_shmcb_module mod_socache_shmcb.so mod_socache_shmcb.c
-        load ssl_module mod_ssl.so mod_ssl.c
+        cs_conf_modules
         load dbd_module mod_dbd.so mod_dbd.c
         echo "LoadModule certservice_module $CS_MODULE"
-        if [ -n "$run_user" ]; then
-            echo "User $run_user"
-            echo "Group $run_group"
-        fi
+        cs_conf_user
         cat <<EOF
 <IfModule socache_shmcb_module>
     SSLSessionCache "shmcb:$dir/logs/ssl_scache(512000)"

@@ -49,6 +49,7 @@ ISSUE_WORKERS=${ISSUE_WORKERS:-2}
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
+. "$top/t/lib/certsuite.sh"
 
 die() {
     echo "certsync.sh: $*" >&2
@@ -64,45 +65,11 @@ rate() { # count from to -> per second
         'BEGIN { if (b > a) printf "%.0f", n / (b - a); else print "-" }'
 }
 
-find_prog() {
-    local name d
-    for name in "$@"; do
-        if command -v "$name" >/dev/null 2>&1; then
-            command -v "$name"
-            return 0
-        fi
-        for d in /usr/sbin /usr/local/sbin /usr/bin /usr/local/bin; do
-            if [ -x "$d/$name" ]; then
-                echo "$d/$name"
-                return 0
-            fi
-        done
-    done
-    return 1
-}
 for p in curl jq openssl; do
     command -v $p >/dev/null 2>&1 || die "$p is needed"
 done
-APXS=${APXS:-$(find_prog apxs apxs2 || true)}
-if [ -z "${HTTPD:-}" ] && [ -n "$APXS" ]; then
-    sbindir=$("$APXS" -q SBINDIR 2>/dev/null || true)
-    target=$("$APXS" -q TARGET 2>/dev/null || true)
-    if [ -n "$sbindir" ] && [ -n "$target" ] && [ -x "$sbindir/$target" ]; then
-        HTTPD=$sbindir/$target
-    fi
-fi
-HTTPD=${HTTPD:-$(find_prog apache2 httpd || true)}
-[ -n "$HTTPD" ] && [ -x "$HTTPD" ] || die "no httpd binary (set HTTPD)"
-moddir=
-for d in ${APXS:+"$("$APXS" -q LIBEXECDIR 2>/dev/null)"} \
-         /usr/lib/apache2/modules /usr/lib64/httpd/modules \
-         /usr/lib/httpd/modules /usr/local/apache2/modules; do
-    if [ -n "$d" ] && [ -f "$d/mod_ssl.so" ]; then
-        moddir=$d
-        break
-    fi
-done
-[ -n "$moddir" ] || die "no httpd modules directory with mod_ssl.so"
+cs_find_httpd || die "no httpd binary (set HTTPD)"
+cs_find_moddir || die "no httpd modules directory with mod_ssl.so"
 compiled=$("$HTTPD" -l 2>/dev/null)
 for m in certservice certsync macro_gen; do
     [ -f "$top/mod_$m/.libs/mod_$m.so" ] || die "mod_$m.so is not built (make)"
@@ -117,37 +84,12 @@ csdir=$tmp/cs
 pxdir=$tmp/px
 store=$pxdir/store
 mkdir -p "$csdir/logs" "$csdir/db" "$pxdir/logs" "$tmp/work"
-run_user=
-run_group=
-if [ "$(id -u)" = 0 ]; then
-    run_user=nobody
-    if getent group nogroup >/dev/null 2>&1; then
-        run_group=nogroup
-    else
-        run_group=nobody
-    fi
+cs_run_user
+if [ -n "$run_user" ]; then
     chmod 755 "$tmp" "$csdir" "$pxdir"
     chown "$run_user:$run_group" "$csdir/db"
 fi
 
-# ours PID: the process runs with a configuration from our directory (an
-# httpd parent or a sync daemon forked from it), not a reused pid
-ours() {
-    [ -n "$1" ] && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" \
-        | grep -qF -- "$tmp/"
-}
-stop_httpd() { # dir
-    local pidf=$1/httpd.pid pid i
-    [ -f "$pidf" ] || return 0
-    pid=$(cat "$pidf" 2>/dev/null)
-    ours "$pid" || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 300); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 bg_pids=()
 cleanup() {
     local pid
@@ -155,8 +97,8 @@ cleanup() {
     for pid in "${bg_pids[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
-    stop_httpd "$pxdir"
-    stop_httpd "$csdir"
+    stop_httpd "$pxdir" 300
+    stop_httpd "$csdir" 300
     if [ -n "${KEEP:-}" ]; then
         echo "# kept $tmp"
     else
@@ -178,99 +120,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     || die "cannot make the fallback certificate"
 chmod 644 "$pki/fallback.key"
 
-load() { # module_name file.so source.c
-    if ! grep -q "^ *$3\$" <<<"$compiled" && [ -f "$moddir/$2" ]; then
-        echo "LoadModule $1 $moddir/$2"
-    fi
-}
-common_conf() { # dir
-    echo "ServerRoot $1"
-    echo "ServerName localhost"
-    echo "PidFile $1/httpd.pid"
-    echo "DefaultRuntimeDir $1/logs"
-    echo "ErrorLog $1/logs/error_log"
-    if ! grep -qE '^ *(event|worker|prefork)\.c$' <<<"$compiled"; then
-        for m in event worker prefork; do
-            if [ -f "$moddir/mod_mpm_$m.so" ]; then
-                echo "LoadModule mpm_${m}_module $moddir/mod_mpm_$m.so"
-                break
-            fi
-        done
-    fi
-    load unixd_module mod_unixd.so mod_unixd.c
-    load authz_core_module mod_authz_core.so mod_authz_core.c
-    load socache_shmcb_module mod_socache_shmcb.so mod_socache_shmcb.c
-    load ssl_module mod_ssl.so mod_ssl.c
-    if [ -n "$run_user" ]; then
-        echo "User $run_user"
-        echo "Group $run_group"
-    fi
-    cat <<EOF
-<IfModule mpm_event_module>
-    StartServers 1
-    ServerLimit 2
-    ThreadsPerChild 16
-    MaxRequestWorkers 32
-    MinSpareThreads 1
-    MaxSpareThreads 32
-</IfModule>
-<IfModule socache_shmcb_module>
-    SSLSessionCache "shmcb:$1/logs/ssl_scache(512000)"
-</IfModule>
-KeepAliveTimeout 5
-Timeout 60
-EOF
-}
-port_free() {
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-pick_port() { # a free port outside the ephemeral range (client sockets)
-    local lo=32768 hi=60999 p
-    read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
-    while :; do
-        if [ "$lo" -gt 12000 ]; then
-            p=$((10000 + (RANDOM * 32768 + RANDOM) % (lo - 10000)))
-        elif [ "$hi" -lt 64000 ]; then
-            p=$((hi + 1 + (RANDOM * 32768 + RANDOM) % (65535 - hi)))
-        else
-            p=$((20000 + (RANDOM * 32768 + RANDOM) % 10000))
-        fi
-        if port_free "$p"; then
-            echo "$p"
-            return
-        fi
-    done
-}
-write_cs_conf() {
-{
-    common_conf "$csdir"
-    load dbd_module mod_dbd.so mod_dbd.c
-    echo "LoadModule certservice_module $CS_MODULE"
-    cat <<EOF
-Listen 127.0.0.1:$cs_port
-LogLevel warn
-DBDriver sqlite3
-DBDParams "$csdir/db/cs.db"
-<VirtualHost 127.0.0.1:$cs_port>
-    SSLEngine on
-    SSLCertificateFile    $pki/tls.crt
-    SSLCertificateKeyFile $pki/tls.key
-    SSLCACertificateFile  $pki/clients-ca.crt
-    SSLVerifyClient require
-    SSLVerifyDepth 2
-    CertServiceWrapCertificate $pki/wrap1.crt
-    CertServiceLocalCA $pki/ca.crt $pki/ca.key
-    Include $pki/roles.conf
-    <Location />
-        SetHandler certservice
-    </Location>
-</VirtualHost>
-EOF
-} >"$csdir/httpd.conf"
-}
 write_px_conf() {
 {
-    common_conf "$pxdir"
+    common_conf "$pxdir" 60
     load macro_module mod_macro.so mod_macro.c
     echo "LoadModule macro_gen_module $MG_MODULE"
     echo "LoadModule certsync_module $CSY_MODULE"
@@ -313,15 +165,6 @@ EOF
 } >"$pxdir/httpd.conf"
 }
 
-start_httpd() { # dir port
-    rm -f "$1/httpd.pid"
-    "$HTTPD" -f "$1/httpd.conf" -k start >"$1/start.log" 2>&1 || return 1
-    for _ in $(seq 1 300); do
-        port_free "$2" || return 0
-        sleep 0.1
-    done
-    return 1
-}
 # start NAME: pick ports, write the configuration, start; again with
 # other ports if one was taken meanwhile
 start() {
@@ -329,18 +172,18 @@ start() {
     for attempt in 1 2 3 4 5; do
         if [ "$1" = cs ]; then
             cs_port=$(pick_port)
-            write_cs_conf
-            start_httpd "$dir" "$cs_port" && return 0
+            write_cs_conf "$csdir" "$cs_port" warn 60
+            start_httpd "$dir" "$cs_port" 300 && return 0
         else
             px_port=$(pick_port)
             st_port=$(pick_port)
             [ "$px_port" != "$st_port" ] || continue
             write_px_conf
-            start_httpd "$dir" "$px_port" && ! port_free "$st_port" \
+            start_httpd "$dir" "$px_port" 300 && ! port_free "$st_port" \
                 && return 0
         fi
         grep -qs "in use" "$dir/start.log" "$dir/logs/error_log" || break
-        stop_httpd "$dir"
+        stop_httpd "$dir" 300
     done
     cat "$dir/start.log"
     tail -5 "$dir/logs/error_log"

@@ -47,9 +47,12 @@ export LC_ALL=C
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
+. "$top/t/lib/certsuite.sh"
 
 # --- Prerequisites -----------------------------------------------------------
 
+# find_prog NAME...: as t/lib/certsuite.sh's (which this replaces, also for
+# cs_find_httpd), but also looks in /usr/libexec (mariadbd on some systems)
 find_prog() {
     local name d
     for name in "$@"; do
@@ -85,27 +88,8 @@ for p in curl jq openssl; do
 done
 MYSQL=$(find_prog mariadb mysql) || bail "no mariadb/mysql client"
 
-APXS=${APXS:-$(find_prog apxs apxs2 || true)}
-if [ -z "${HTTPD:-}" ] && [ -n "$APXS" ]; then
-    sbindir=$("$APXS" -q SBINDIR 2>/dev/null || true)
-    target=$("$APXS" -q TARGET 2>/dev/null || true)
-    if [ -n "$sbindir" ] && [ -n "$target" ] && [ -x "$sbindir/$target" ]; then
-        HTTPD=$sbindir/$target
-    fi
-fi
-HTTPD=${HTTPD:-$(find_prog apache2 httpd || true)}
-[ -n "$HTTPD" ] && [ -x "$HTTPD" ] || bail "no httpd binary (set HTTPD)"
-
-moddir=
-for d in ${APXS:+"$("$APXS" -q LIBEXECDIR 2>/dev/null)"} \
-         /usr/lib/apache2/modules /usr/lib64/httpd/modules \
-         /usr/lib/httpd/modules /usr/local/apache2/modules; do
-    if [ -n "$d" ] && [ -f "$d/mod_ssl.so" ]; then
-        moddir=$d
-        break
-    fi
-done
-[ -n "$moddir" ] || bail "no httpd modules directory with mod_ssl.so"
+cs_find_httpd || bail "no httpd binary (set HTTPD)"
+cs_find_moddir || bail "no httpd modules directory with mod_ssl.so"
 [ -f "$moddir/mod_dbd.so" ] || bail "no mod_dbd.so in $moddir"
 
 if [ -z "${CS_MODULE:-}" ]; then
@@ -126,22 +110,6 @@ CS_MODULE=$(cd "$(dirname "$CS_MODULE")" && pwd)/$(basename "$CS_MODULE")
 n=0
 npass=0
 nfail=0
-ok() {
-    n=$((n + 1))
-    npass=$((npass + 1))
-    echo "ok $n - $*"
-}
-notok() {
-    n=$((n + 1))
-    nfail=$((nfail + 1))
-    echo "not ok $n - $*"
-}
-diag() { # TEXT...: "# " before every line
-    local line
-    while IFS= read -r line; do
-        echo "# $line"
-    done <<<"$*"
-}
 # check DESC... [ TEST ]: ok if the test succeeds; the description is
 # every argument before the "[".
 check() {
@@ -176,6 +144,7 @@ pki=$tmp/pki
 dbdir=$tmp/db
 bg_pids=()
 
+# (replaces t/lib/certsuite.sh's stop_httpd)
 stop_httpd() { # name
     local pidf=$tmp/$1/httpd.pid pid i
     [ -f "$pidf" ] || return 0
@@ -213,15 +182,8 @@ trap 'exit 143' TERM
 trap 'exit 129' HUP
 
 # As root the httpd children run as nobody: they must reach the tree.
-run_user=
-run_group=
-if [ "$(id -u)" = 0 ]; then
-    run_user=nobody
-    if getent group nogroup >/dev/null 2>&1; then
-        run_group=nogroup
-    else
-        run_group=nobody
-    fi
+cs_run_user
+if [ -n "$run_user" ]; then
     chmod 755 "$tmp"
 fi
 
@@ -256,11 +218,6 @@ sql() { # SQL: rows, tab-separated, no header
 # --- httpd instances ---------------------------------------------------------
 
 compiled=$("$HTTPD" -l 2>/dev/null)
-load() { # module_name file.so source.c
-    if ! grep -q "^ *$3\$" <<<"$compiled" && [ -f "$moddir/$2" ]; then
-        echo "LoadModule $1 $moddir/$2"
-    fi
-}
 
 write_conf() { # name port
     local dir=$tmp/$1
@@ -273,24 +230,10 @@ write_conf() { # name port
         echo "DefaultRuntimeDir $dir/logs"
         echo "ErrorLog $dir/logs/error_log"
         echo "LogLevel warn ssl:warn certservice:info dbd:info"
-        if ! grep -qE '^ *(event|worker|prefork)\.c$' <<<"$compiled"; then
-            for m in event worker prefork; do
-                if [ -f "$moddir/mod_mpm_$m.so" ]; then
-                    echo "LoadModule mpm_${m}_module $moddir/mod_mpm_$m.so"
-                    break
-                fi
-            done
-        fi
-        load unixd_module mod_unixd.so mod_unixd.c
-        load authz_core_module mod_authz_core.so mod_authz_core.c
-        load socache_shmcb_module mod_socache_shmcb.so mod_socache_shmcb.c
-        load ssl_module mod_ssl.so mod_ssl.c
+        cs_conf_modules
         load dbd_module mod_dbd.so mod_dbd.c
         echo "LoadModule certservice_module $CS_MODULE"
-        if [ -n "$run_user" ]; then
-            echo "User $run_user"
-            echo "Group $run_group"
-        fi
+        cs_conf_user
         cat <<EOF
 <IfModule mpm_event_module>
     StartServers 2
@@ -338,10 +281,6 @@ EOF
     } >"$dir/httpd.conf"
 }
 
-port_free() {
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
 # curl with the PKI: WHO (a client certificate name) INST (A or B) ...
 port_A=
 port_B=
@@ -356,6 +295,7 @@ cs_curl() {
         --url "https://127.0.0.1:$port${path:-/}"
 }
 
+# (replaces t/lib/certsuite.sh's start_httpd)
 start_httpd() { # name: sets port_<name>
     local name=$1 port i code
     for _ in 1 2 3 4 5; do

@@ -63,6 +63,7 @@ export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 BIG=${E2E_DOMAINS_BIG:-200}
+. "$top/t/lib/certsuite.sh"
 T0=$(date +%s)
 
 # --- Test output -------------------------------------------------------------
@@ -70,25 +71,9 @@ T0=$(date +%s)
 n=0
 npass=0
 nfail=0
-ok() {
-    n=$((n + 1))
-    npass=$((npass + 1))
-    echo "ok $n - $*"
-}
-notok() {
-    n=$((n + 1))
-    nfail=$((nfail + 1))
-    echo "not ok $n - $*"
-}
 # section TITLE: a diagnostic line with the time so far
 section() {
     echo "# --- $* ($(($(date +%s) - T0)) s)"
-}
-diag() {
-    local line
-    while IFS= read -r line; do
-        echo "# $line"
-    done <<<"$*"
 }
 # okif $? DESC...: ok if the status is 0.  (The status is passed, not
 # read inside: a command substitution in DESC would overwrite $?.)
@@ -116,48 +101,13 @@ bail() {
 
 # --- Prerequisites -----------------------------------------------------------
 
-find_prog() {
-    local name d
-    for name in "$@"; do
-        if command -v "$name" >/dev/null 2>&1; then
-            command -v "$name"
-            return 0
-        fi
-        for d in /usr/sbin /usr/local/sbin /usr/bin /usr/local/bin; do
-            if [ -x "$d/$name" ]; then
-                echo "$d/$name"
-                return 0
-            fi
-        done
-    done
-    return 1
-}
 
 for p in curl jq openssl sqlite3; do
     command -v $p >/dev/null 2>&1 || bail "$p is needed"
 done
 
-APXS=${APXS:-$(find_prog apxs apxs2 || true)}
-if [ -z "${HTTPD:-}" ] && [ -n "$APXS" ]; then
-    sbindir=$("$APXS" -q SBINDIR 2>/dev/null || true)
-    target=$("$APXS" -q TARGET 2>/dev/null || true)
-    if [ -n "$sbindir" ] && [ -n "$target" ] && [ -x "$sbindir/$target" ]; then
-        HTTPD=$sbindir/$target
-    fi
-fi
-HTTPD=${HTTPD:-$(find_prog apache2 httpd || true)}
-[ -n "$HTTPD" ] && [ -x "$HTTPD" ] || bail "no httpd binary (set HTTPD)"
-
-moddir=
-for d in ${APXS:+"$("$APXS" -q LIBEXECDIR 2>/dev/null)"} \
-         /usr/lib/apache2/modules /usr/lib64/httpd/modules \
-         /usr/lib/httpd/modules /usr/local/apache2/modules; do
-    if [ -n "$d" ] && [ -f "$d/mod_ssl.so" ]; then
-        moddir=$d
-        break
-    fi
-done
-[ -n "$moddir" ] || bail "no httpd modules directory with mod_ssl.so"
+cs_find_httpd || bail "no httpd binary (set HTTPD)"
+cs_find_moddir || bail "no httpd modules directory with mod_ssl.so"
 compiled=$("$HTTPD" -l 2>/dev/null)
 for m in dbd macro; do
     grep -q "^ *mod_$m.c\$" <<<"$compiled" || [ -f "$moddir/mod_$m.so" ] \
@@ -188,15 +138,8 @@ store=$pxdir/store
 db=$csdir/db/cs.db
 mkdir -p "$csdir/logs" "$csdir/db" "$pxdir/logs" "$tmp/work"
 
-run_user=
-run_group=
-if [ "$(id -u)" = 0 ]; then
-    run_user=nobody
-    if getent group nogroup >/dev/null 2>&1; then
-        run_group=nogroup
-    else
-        run_group=nobody
-    fi
+cs_run_user
+if [ -n "$run_user" ]; then
     # The children (nobody) must reach the tree and write the database.
     chmod 755 "$tmp" "$csdir" "$pxdir" "$tmp/work"
     chown "$run_user:$run_group" "$csdir/db"
@@ -213,24 +156,6 @@ sql() {
 }
 
 stopped_pids=()
-# ours PID: the process runs with a configuration from our directory (an
-# httpd parent or a sync daemon forked from it), not a reused pid
-ours() {
-    [ -n "$1" ] && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" \
-        | grep -qF -- "$tmp/"
-}
-stop_httpd() { # dir
-    local pidf=$1/httpd.pid pid i
-    [ -f "$pidf" ] || return 0
-    pid=$(cat "$pidf" 2>/dev/null)
-    ours "$pid" || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 cleanup() {
     local pid
     trap - EXIT INT TERM HUP
@@ -314,78 +239,6 @@ utc() { # date offset in seconds -> YYYYMMDDHHMMSSZ
 
 # --- httpd instances ---------------------------------------------------------
 
-load() { # module_name file.so source.c
-    if ! grep -q "^ *$3\$" <<<"$compiled" && [ -f "$moddir/$2" ]; then
-        echo "LoadModule $1 $moddir/$2"
-    fi
-}
-common_conf() { # dir
-    echo "ServerRoot $1"
-    echo "ServerName localhost"
-    echo "PidFile $1/httpd.pid"
-    echo "DefaultRuntimeDir $1/logs"
-    echo "ErrorLog $1/logs/error_log"
-    if ! grep -qE '^ *(event|worker|prefork)\.c$' <<<"$compiled"; then
-        for m in event worker prefork; do
-            if [ -f "$moddir/mod_mpm_$m.so" ]; then
-                echo "LoadModule mpm_${m}_module $moddir/mod_mpm_$m.so"
-                break
-            fi
-        done
-    fi
-    load unixd_module mod_unixd.so mod_unixd.c
-    load authz_core_module mod_authz_core.so mod_authz_core.c
-    load socache_shmcb_module mod_socache_shmcb.so mod_socache_shmcb.c
-    load ssl_module mod_ssl.so mod_ssl.c
-    if [ -n "$run_user" ]; then
-        echo "User $run_user"
-        echo "Group $run_group"
-    fi
-    cat <<EOF
-<IfModule mpm_event_module>
-    StartServers 1
-    ServerLimit 2
-    ThreadsPerChild 16
-    MaxRequestWorkers 32
-    MinSpareThreads 1
-    MaxSpareThreads 32
-</IfModule>
-<IfModule socache_shmcb_module>
-    SSLSessionCache "shmcb:$1/logs/ssl_scache(512000)"
-</IfModule>
-KeepAliveTimeout 5
-Timeout 30
-EOF
-}
-
-write_cs_conf() {
-    {
-        common_conf "$csdir"
-        load dbd_module mod_dbd.so mod_dbd.c
-        echo "LoadModule certservice_module $CS_MODULE"
-        cat <<EOF
-Listen 127.0.0.1:$cs_port
-LogLevel warn certservice:notice
-DBDriver sqlite3
-DBDParams "$db"
-<VirtualHost 127.0.0.1:$cs_port>
-    SSLEngine on
-    SSLCertificateFile    $pki/tls.crt
-    SSLCertificateKeyFile $pki/tls.key
-    SSLCACertificateFile  $pki/clients-ca.crt
-    SSLVerifyClient require
-    SSLVerifyDepth 2
-    CertServiceWrapCertificate $pki/wrap1.crt
-    CertServiceLocalCA $pki/ca.crt $pki/ca.key
-    Include $pki/roles.conf
-    <Location />
-        SetHandler certservice
-    </Location>
-</VirtualHost>
-EOF
-    } >"$csdir/httpd.conf"
-}
-
 write_px_conf() {
     {
         common_conf "$pxdir"
@@ -438,41 +291,6 @@ EOF
     } >"$pxdir/httpd.conf"
 }
 
-port_free() {
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-pick_port() { # a free port outside the ephemeral range (client sockets)
-    local lo=32768 hi=60999 p
-    read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
-    while :; do
-        if [ "$lo" -gt 12000 ]; then
-            p=$((10000 + (RANDOM * 32768 + RANDOM) % (lo - 10000)))
-        elif [ "$hi" -lt 64000 ]; then
-            p=$((hi + 1 + (RANDOM * 32768 + RANDOM) % (65535 - hi)))
-        else
-            p=$((20000 + (RANDOM * 32768 + RANDOM) % 10000))
-        fi
-        if port_free "$p"; then
-            echo "$p"
-            return
-        fi
-    done
-}
-# start_httpd DIR PORT: start and wait until PORT answers
-start_httpd() {
-    local dir=$1 port=$2 i
-    rm -f "$dir/httpd.pid"
-    if ! "$HTTPD" -f "$dir/httpd.conf" -k start >"$dir/start.log" 2>&1; then
-        return 1
-    fi
-    for i in $(seq 1 100); do
-        if ! port_free "$port"; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
 start_failed_in_use() { # dir
     grep -qs "in use" "$1/start.log" "$1/logs/error_log"
 }
@@ -499,7 +317,7 @@ jqb() { jq -r "$@" <<<"$body"; }
 cs_port=
 for attempt in 1 2 3 4 5; do
     cs_port=$(pick_port)
-    write_cs_conf
+    write_cs_conf "$csdir" "$cs_port" "warn certservice:notice"
     start_httpd "$csdir" "$cs_port" && break
     start_failed_in_use "$csdir" || break
     stop_httpd "$csdir"
