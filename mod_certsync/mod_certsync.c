@@ -943,6 +943,7 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
     while (csy_running()) {
         csy_result_t res;
         apr_hash_index_t *hi;
+        const char *state;
         apr_time_t now = apr_time_now();
         int wait = 0;
 
@@ -982,7 +983,11 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
             json_object_set_new(d.state, "last_success",
                                 json_integer(apr_time_sec(now)));
             json_object_set_new(d.state, "last_error", json_null());
-            csy_set_state(&d, "idle");
+            /* A rollback stays visible until the next rollout ends. */
+            state = json_string_value(json_object_get(d.state, "state"));
+            if (!state || strcmp(state, "rolled-back") != 0) {
+                csy_set_state(&d, "idle");
+            }
             if (res.changed) {
                 ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, CYLOGNO(00005)
                              "sync to seq %" APR_INT64_T_FMT ": %d "
