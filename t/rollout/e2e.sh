@@ -1,0 +1,591 @@
+#!/bin/bash
+#
+# t/rollout/e2e.sh: staggered restarts across a pool, end to end (issue 5,
+# ARCHITECTURE.md section 6, docs/mod_certsync.md).
+#
+# Starts the demo pool of build/pool-lib.sh on 127.0.0.1: CertService, a
+# backend, three proxy httpds (mod_proxy_protocol, mod_ssl, mod_macro_gen,
+# mod_certsync; pool "demo", hosts proxy1..3, CertServiceMaxUnavailable 1)
+# and HAProxy (TCP mode, send-proxy-v2, httpchk on /certsync-health and
+# agent-check on CertSyncAgent, a stats socket).  A client load runs
+# through HAProxy the whole time: curl with SNI for many domains, the demo
+# CA verified, part on a new connection per request, part on kept-alive
+# connections (t/rollout/rollout-lib.sh).  A sampler records every
+# RT_SAMPLE_MS HAProxy's `show stat` and each proxy's /certsync-status.
+#
+#   1. Full rollout under load: RT_CHANGES domains change on CertService
+#      (new ones and re-issues of the domains under load) in a few bursts;
+#      never more than one proxy is out of rotation at once (HAProxy DRAIN/
+#      DOWN/MAINT, or certsync draining/restarting/rolling-back, or no
+#      answer), each proxy restarted, every request succeeded, every proxy
+#      finally serves every new serial (TLS handshake vs CertService's
+#      GET /v1/domains/D), no lease is left.
+#   2. A broken configuration: proxy2 gets a bad directive in a file its
+#      configuration includes, written after startup (the running
+#      configuration is fine, `httpd -t` fails).  It does not restart
+#      (configtest-failed, CY00007, same sync daemon, same restart count,
+#      never out of rotation, keeps serving what it served); proxies 1 and 3
+#      roll; no request fails.  Fixed, it catches up.
+#   3. A failing probe: proxy3 gets, after startup, a hand-written virtual
+#      host for a name CertService then issues, placed before the generated
+#      ones (think of a legacy vhost nobody removed).  mod_certsync verifies
+#      the new bundle (it is fine) and restarts, but httpd picks the first
+#      virtual host that matches the SNI name, so the listener presents the
+#      hand-written certificate: the probe fails, the store is rolled back
+#      (rolled-back, CY00017 and CY00015, last_rollout_failure, the new name
+#      leaves the manifest), the lease is released at once (not left to
+#      expire), the other proxies serve the new name; no request fails.
+#   4. The lease holder dies: when a proxy starts draining, its httpd
+#      parent and children are killed (SIGKILL).  Its lease is not taken
+#      over before it expires (CertSyncLeaseTTL); then the two others roll
+#      and serve every change, never both out at once.  Started again, the
+#      dead proxy serves everything, raises no rollback alert and leaves no
+#      lease behind.
+#
+# Output: "ok N - ..." / "not ok N - ..." per check, diagnostics as "# ...",
+# and one last line "N passed, M failed"; the exit status is non-zero if a
+# check failed.  Runs as a normal user or as root (httpd's children then
+# run as nobody).  Only 127.0.0.1/127.0.0.2, 33 ports BASE..BASE+32 from
+# 61000 up (above Linux's ephemeral range); everything it starts is
+# stopped on exit.  About 3 minutes.
+#
+# Environment (all optional):
+#   RT_DOMAINS          domains under load, served before the rollout [24]
+#   RT_CHANGES          domains changed in scenario 1 [50]; a third of them
+#                       (at most RT_DOMAINS) are re-issues, the rest new
+#   RT_LEASE_TTL        CertSyncLeaseTTL [10] (scenario 4 waits for it)
+#   RT_RESTART_TIMEOUT  CertSyncRestartTimeout [6] (< RT_LEASE_TTL: the
+#                       lease is renewed once, when the restarted
+#                       generation starts, not while it probes)
+#   RT_DRAIN_TIME       CertSyncDrainTime [2] (HAProxy agent-inter 500ms)
+#   RT_WAIT             seconds to wait for a wave of restarts [120]
+#   RT_LOAD_NEW, RT_LOAD_KA, RT_LOAD_BATCH, RT_LOAD_KA_REQS, RT_LOAD_PAUSE,
+#   RT_LOAD_MAX, RT_LOAD_SECONDS, RT_SAMPLE_MS   (rollout-lib.sh)
+#   RT_PORT_BASE        the base port [61000 + 40 * (PID % 100), a free one]
+#   RT_KEEP=1           keep the directory (logs, samples, load logs)
+#   HTTPD / POOL_HTTPD  the httpd binary
+#
+set -u
+export LC_ALL=C
+
+here=$(cd "$(dirname "$0")" && pwd)
+T0=$SECONDS
+
+RT_DOMAINS=${RT_DOMAINS:-24}
+RT_CHANGES=${RT_CHANGES:-50}
+RT_LEASE_TTL=${RT_LEASE_TTL:-10}
+RT_RESTART_TIMEOUT=${RT_RESTART_TIMEOUT:-6}
+RT_DRAIN_TIME=${RT_DRAIN_TIME:-2}
+RT_WAIT=${RT_WAIT:-120}
+
+# --- Test output -------------------------------------------------------------
+
+n=0
+npass=0
+nfail=0
+ok() {
+    n=$((n + 1))
+    npass=$((npass + 1))
+    echo "ok $n - $*"
+}
+notok() {
+    n=$((n + 1))
+    nfail=$((nfail + 1))
+    echo "not ok $n - $*"
+}
+diag() {
+    local line
+    while IFS= read -r line; do
+        echo "# $line"
+    done <<<"$*"
+}
+check() { # DESC...: ok if the previous command succeeded
+    local rc=$?
+    if [ $rc = 0 ]; then ok "$*"; else notok "$*"; fi
+    return $rc
+}
+is() { # GOT WANT DESC...
+    if [ "$1" = "$2" ]; then
+        ok "${*:3}"
+    else
+        notok "${*:3}"
+        diag "got:  '$1'"
+        diag "want: '$2'"
+        return 1
+    fi
+}
+finish() { # the summary is the last line: stop everything first
+    type cleanup >/dev/null 2>&1 && cleanup
+    echo "$npass passed, $nfail failed"
+    [ $nfail = 0 ]
+    exit
+}
+bail() {
+    echo "Bail out! $*"
+    nfail=$((nfail + 1))
+    finish
+}
+elapsed() { echo "$((SECONDS - T0))s"; }
+
+# --- Setup -------------------------------------------------------------------
+
+for p in curl openssl awk; do
+    command -v $p >/dev/null 2>&1 || bail "$p is needed"
+done
+command -v socat >/dev/null 2>&1 || command -v python3 >/dev/null 2>&1 \
+    || command -v perl >/dev/null 2>&1 || bail "socat, python3 or perl is needed"
+[ "$RT_RESTART_TIMEOUT" -lt "$RT_LEASE_TTL" ] \
+    || bail "RT_RESTART_TIMEOUT must be below RT_LEASE_TTL"
+
+# shellcheck source=rollout-lib.sh
+. "$here/rollout-lib.sh"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/rollout-e2e.XXXXXX") || bail "mktemp failed"
+chmod 755 "$tmp"
+work=$tmp/work
+mkdir -p "$work"
+
+cleanup() {
+    trap - EXIT INT TERM HUP
+    [ -n "${cleaned:-}" ] && return 0
+    cleaned=1
+    rt_sampler_stop
+    rt_load_stop
+    pool_stop_all
+    if [ -n "${RT_KEEP:-}" ]; then
+        echo "# kept $tmp"
+    else
+        rm -rf "$tmp"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+POOL_LEASE_TTL=$RT_LEASE_TTL
+POOL_DRAIN_TIME=$RT_DRAIN_TIME
+POOL_SYNC_INTERVAL=${POOL_SYNC_INTERVAL:-2 1}
+# A port taken meanwhile (another test, or a client's outgoing
+# connection): try other ports.
+started=
+for attempt in 1 2 3; do
+    base=${RT_PORT_BASE:-}
+    [ -n "$base" ] || base=$(rt_pick_base) || bail "no free ports"
+    if rt_start_pool "$tmp/pool" "$base" >"$work/start.log" 2>&1; then
+        started=1
+        break
+    fi
+    pool_stop_all
+    grep -qi 'in use' "$work/start.log" || break
+    [ -z "${RT_PORT_BASE:-}" ] || break
+    diag "ports from $base: one is in use, trying others"
+    rm -rf "$tmp/pool"
+done
+if [ -z "$started" ]; then
+    diag "$(cat "$work/start.log")"
+    diag "$(pool_log_tail 10 2>/dev/null)"
+    bail "the pool did not start"
+fi
+ok "pool started on 127.0.0.1:$base.. (CertService, backend, proxy1-3, HAProxy; lease TTL ${RT_LEASE_TTL}s, drain ${RT_DRAIN_TIME}s)"
+
+# HAProxy sees the three proxies up (httpchk and agent-check).
+for i in $(seq 1 50); do
+    up=$(pool_lb_cmd "show stat" 2>/dev/null | awk -F, '$1 == "proxies" &&
+           $2 ~ /^proxy/ && $18 == "UP"' | wc -l)
+    [ "$up" = 3 ] && break
+    sleep 0.2
+done
+is "$up" 3 "HAProxy: the three proxies are UP"
+
+# restarts N: the restart counter of proxy N's status
+restarts() {
+    pool_proxy_status "$1" 2>/dev/null | awk -F: '/"restarts"/ {
+        gsub(/[ ,]/, "", $2); print $2 }'
+}
+# wait_state N REGEX SECONDS: until proxy N's state matches
+wait_state() {
+    local end=$((SECONDS + $3)) s
+    while :; do
+        s=$(pool_proxy_state "$1")
+        [[ $s =~ $2 ]] && return 0
+        [ $SECONDS -ge $end ] && return 1
+        sleep 0.2
+    done
+}
+states() {
+    local i
+    for i in 1 2 3; do
+        echo "proxy$i: $(pool_proxy_state $i) (HAProxy $(pool_lb_state $i))"
+    done
+}
+dump() { # on a failed wait
+    diag "$(states)"
+    diag "$(pool_log_tail 30 2>/dev/null | grep -v 'AH01630:' | cut -c1-240)"
+}
+# s_counts SINCE UNTIL LABEL: requests of that window; ok if none failed
+s_counts() {
+    local c
+    c=($(rt_load_counts "$1" "$2"))
+    diag "$3: ${c[0]} requests (${c[2]} on new connections, ${c[3]} kept alive), ${c[1]} failed"
+    [ "${c[0]}" -gt 0 ] && [ "${c[1]}" = 0 ]
+    check "$3: every request through HAProxy succeeded (${c[0]} requests, ${c[1]} failed)" \
+        || diag "$(rt_load_failures "$1" "$2" | head -n 10)"
+}
+# s_max_out FROM TO LABEL [SKIP]
+s_max_out() {
+    local m
+    m=($(rt_max_out "$work/samples" "$1" "$2" "${4:-0}"))
+    [ "${m[0]}" -le 1 ]
+    check "$3: never more than one proxy out of rotation (max ${m[0]} in ${m[1]} samples)" \
+        || diag "$(rt_overlaps "$work/samples" "$1" "$2" "${4:-0}" | head -n 10)"
+}
+now() { date +%s; }
+lease_check() { # DESC
+    local l
+    if ! command -v sqlite3 >/dev/null 2>&1; then
+        ok "$1 # SKIP no sqlite3"
+        return 0
+    fi
+    l=$(no_leases)
+    check "$1" || diag "live: $l"
+}
+# no_leases: until no host holds a live lease (a host keeps its lease while
+# the load balancer puts it back: up to CertSyncDrainTime after "ready");
+# prints the live ones if some remain
+no_leases() {
+    local i l
+    for ((i = 0; i < (RT_DRAIN_TIME + 3) * 5; i++)); do
+        l=$(for h in proxy1 proxy2 proxy3; do rt_lease_of $h | sed "s/^/$h /"; done)
+        [ -z "$l" ] && return 0
+        sleep 0.2
+    done
+    echo "$l (now $(now))"
+    return 1
+}
+
+# --- The domains under load --------------------------------------------------
+
+load=$work/load-domains
+: >"$load"
+for ((i = 1; i <= RT_DOMAINS; i++)); do
+    printf 'load-%02d.rollout.test\n' "$i"
+done >"$work/load-names"
+rt_issue "$load" $(cat "$work/load-names")
+check "$RT_DOMAINS domains issued on CertService"
+if rt_wait_served "$load" "$RT_WAIT" 1 2 3; then
+    ok "every proxy serves the $RT_DOMAINS domains ($(elapsed))"
+else
+    notok "every proxy serves the $RT_DOMAINS domains"
+    dump
+    bail "the pool does not converge"
+fi
+
+rt_sampler_start "$work/samples"
+rt_load_start "$work/load" "$load"
+sleep 2
+
+# --- 1. Full rollout under load ----------------------------------------------
+
+echo "# 1. full rollout under load: $RT_CHANGES changes"
+s1_from=$(now)
+reissue=$((RT_CHANGES / 3))
+[ $reissue -gt "$RT_DOMAINS" ] && reissue=$RT_DOMAINS
+fresh=$((RT_CHANGES - reissue))
+for i in 1 2 3; do
+    r1[$i]=$(restarts $i)
+done
+: >"$work/s1-changes"
+{
+    head -n "$reissue" "$work/load-names"
+    for ((i = 1; i <= fresh; i++)); do printf 's1-new-%02d.rollout.test\n' "$i"; done
+} | shuf >"$work/s1-names" 2>/dev/null || true
+[ -s "$work/s1-names" ] || {
+    head -n "$reissue" "$work/load-names"
+    for ((i = 1; i <= fresh; i++)); do printf 's1-new-%02d.rollout.test\n' "$i"; done
+} >"$work/s1-names"
+# Two bursts, a second apart: more than one sync cycle sees changes,
+# rollouts coalesce what arrives meanwhile.
+burst=$(((RT_CHANGES + 1) / 2))
+split -l "$burst" "$work/s1-names" "$work/s1-burst."
+for f in "$work"/s1-burst.*; do
+    rt_issue "$work/s1-changes" $(cat "$f")
+    sleep 1
+done
+is "$(wc -l <"$work/s1-changes")" "$RT_CHANGES" \
+    "$RT_CHANGES domains changed on CertService ($reissue re-issues of domains under load, $fresh new)"
+if rt_wait_served "$work/s1-changes" "$RT_WAIT" 1 2 3 \
+   && wait_state 1 '^idle$' 30 && wait_state 2 '^idle$' 30 \
+   && wait_state 3 '^idle$' 30; then
+    ok "the pool converged ($(($(now) - s1_from)) s after the first change)"
+else
+    notok "the pool converged"
+    dump
+fi
+diag "scenario 1: all idle at $(elapsed)"
+sleep 2   # HAProxy: the last proxy back UP (rise 1, inter 1s)
+s1_to=$(now)
+s_max_out "$s1_from" "$s1_to" "scenario 1"
+for i in 1 2 3; do
+    r=$(restarts $i)
+    o=$(rt_out_samples "$work/samples" $i "$s1_from" "$s1_to")
+    [ "${r:-0}" -gt "${r1[$i]:-0}" ] && [ "$o" -gt 0 ]
+    check "scenario 1: proxy$i restarted $((${r:-0} - ${r1[$i]:-0})) time(s), out of rotation in $o samples"
+done
+diag "$(for i in 1 2 3; do
+          echo "proxy$i out of rotation (HAProxy or certsync): $(rt_out_periods "$work/samples" $i |
+              awk -v a="$s1_from" '$1 >= a { printf "%.1fs ", $2 - $1 }')"
+      done)"
+s_counts "$s1_from" "$s1_to" "scenario 1"
+diag "scenario 1: checking serials at $(elapsed)"
+mism=$(rt_check_served "$work/s1-changes" 1 2 3)
+check "scenario 1: every proxy presents CertService's serial of each of the $RT_CHANGES changed domains" \
+    || diag "$(head -n 10 <<<"$mism")"
+lease_check "scenario 1: no restart lease left in CertService's database"
+bad=$(cat "$POOL_DIR"/proxy*/logs/error_log | grep -E 'CY000(07|15|16|17):' | head -n 5)
+[ -z "$bad" ]
+check "scenario 1: no failed configuration test, probe or rollback logged" || diag "$bad"
+diag "scenario 1 done at $(elapsed)"
+
+# --- 2. A configuration that does not pass httpd -t ------------------------------
+
+echo "# 2. proxy2's configuration breaks after startup"
+s2_from=$(now)
+rt_post_conf 2 "RolloutTestBrokenDirective on"
+"$POOL_HTTPD" -t -f "$POOL_DIR/proxy2/httpd.conf" >/dev/null 2>&1
+[ $? != 0 ]
+check "scenario 2: httpd -t now fails on proxy2's configuration"
+d2=$(rt_daemon_pid 2)
+r2=$(restarts 2)
+echo "load-01.rollout.test" >"$work/s2-name"
+old2=$(rt_served 2 "$work/s2-name")
+: >"$work/s2-changes"
+rt_issue "$work/s2-changes" s2-new-1.rollout.test s2-new-2.rollout.test \
+    load-01.rollout.test
+wait_state 2 '^configtest-failed$' 30
+check "scenario 2: proxy2's status shows configtest-failed" || dump
+if rt_wait_served "$work/s2-changes" "$RT_WAIT" 1 3; then
+    ok "scenario 2: proxy1 and proxy3 rolled out the changes"
+else
+    notok "scenario 2: proxy1 and proxy3 rolled out the changes"
+    dump
+fi
+s2_mid=$(now)
+grep -q 'CY00007:' "$POOL_DIR/proxy2/logs/error_log"
+check "scenario 2: CY00007 (configuration test failed) in proxy2's error log"
+is "$(rt_daemon_pid 2) $(restarts 2)" "$d2 $r2" \
+    "scenario 2: proxy2 did not restart (same sync daemon, same restart count)"
+o=$(rt_out_samples "$work/samples" 2 "$s2_from" "$s2_mid")
+is "$o" 0 "scenario 2: proxy2 never left the rotation"
+printf '%s\n' "$old2" >"$work/s2-old"
+printf 's2-new-1.rollout.test -\n' >>"$work/s2-old"
+got=$(rt_served 2 "$work/s2-old" | tr '\n' ' ')
+want=$(tr '\n' ' ' <"$work/s2-old")
+is "$got" "$want" "scenario 2: proxy2 still serves what it served (old serial of a re-issued domain, no new domain)"
+s_max_out "$s2_from" "$s2_mid" "scenario 2"
+s_counts "$s2_from" "$s2_mid" "scenario 2"
+# Fixed: proxy2 catches up (scenario 3 starts meanwhile).
+rt_post_conf 2
+diag "scenario 2: configuration fixed at $(elapsed)"
+
+# --- 3. A probe that fails after the restart ------------------------------------
+
+echo "# 3. proxy3 presents another certificate for a new name after its restart"
+s3_from=$(now)
+shadow=s3-shadow.rollout.test
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$POOL_DIR/proxy3/legacy.key" -out "$POOL_DIR/proxy3/legacy.crt" \
+    -days 2 -subj "/CN=$shadow" -addext "subjectAltName=DNS:$shadow" \
+    >/dev/null 2>&1
+chmod 644 "$POOL_DIR/proxy3/legacy.key"
+cat >"$POOL_DIR/proxy3/rollout-pre.conf" <<EOF
+# A hand-written virtual host for a name CertService now also issues
+# (written by t/rollout/e2e.sh).  Before MacroGenerate: httpd picks it.
+<VirtualHost 127.0.0.1:$(pool_proxy_port 3 tls)>
+    ServerName $shadow
+    SSLEngine on
+    SSLCertificateFile    "$POOL_DIR/proxy3/legacy.crt"
+    SSLCertificateKeyFile "$POOL_DIR/proxy3/legacy.key"
+</VirtualHost>
+EOF
+: >"$work/s3-changes"
+rt_issue "$work/s3-changes" "$shadow"
+check "scenario 3: $shadow issued"
+# Until CY00015 is logged; the state may show rolled-back meanwhile.
+seen=
+end=$((SECONDS + RT_WAIT))
+while [ $SECONDS -lt $end ]; do
+    s=$(pool_proxy_state 3)
+    if [ "$s" = rolled-back ]; then
+        seen=$s
+        break
+    fi
+    grep -q 'CY00015:' "$POOL_DIR/proxy3/logs/error_log" && break
+    sleep 0.2
+done
+grep -q 'CY00015:' "$POOL_DIR/proxy3/logs/error_log"
+check "scenario 3: CY00015 (rolled back) in proxy3's error log" || dump
+t15=$(now)
+# Released, not left to expire: gone from the database within
+# CertSyncDrainTime + 3 s of the alert (it was renewed, for
+# CertSyncLeaseTTL, when the rolled-back generation started).
+for i in $(seq 1 $(((RT_DRAIN_TIME + 3) * 10))); do
+    l=$(rt_lease_of proxy3)
+    [ -z "$l" ] && break
+    sleep 0.1
+done
+if ! command -v sqlite3 >/dev/null 2>&1; then
+    ok "scenario 3: lease released # SKIP no sqlite3"
+else
+    [ -z "$l" ]
+    check "scenario 3: proxy3's lease released at once after the rollback" \
+        || diag "live lease: $l (now $(now))"
+fi
+grep -q "CY00017: probe after restart failed (.*$shadow" \
+    "$POOL_DIR/proxy3/logs/error_log"
+check "scenario 3: CY00017 names the failing probe of $shadow" \
+    || diag "$(grep -E 'CY0001[57]' "$POOL_DIR/proxy3/logs/error_log" | cut -c1-240)"
+# The alert stays in the status (docs/mod_certsync.md: "state rolled-back
+# and last_rollout_failure"): look for it during the 2 s after CY00015,
+# and in every sample.
+after=
+for i in $(seq 1 10); do
+    s=$(pool_proxy_state 3)
+    after="$after $s"
+    [ "$s" = rolled-back ] && seen=$s
+    sleep 0.2
+done
+if [ -z "$seen" ]; then
+    awk '$7 ~ /^rolled-back/' "$work/samples" | grep -q . && seen=rolled-back
+fi
+is "${seen:-never}" rolled-back "scenario 3: proxy3's status shows state rolled-back after the rollback" \
+    || diag "proxy3's state in the 2 s after CY00015:$(tr ' ' '\n' <<<"$after" | uniq | tr '\n' ' ')"
+f=$(pool_proxy_status 3 | tr -d '\n' | sed -n 's/.*"last_rollout_failure": *\("[^"]*"\).*/\1/p')
+case $f in
+    *"$shadow"*) ok "scenario 3: last_rollout_failure: $f" ;;
+    *) notok "scenario 3: last_rollout_failure names $shadow"; diag "got: ${f:-none}" ;;
+esac
+if grep -q "^$shadow[[:space:]]" "$POOL_DIR/proxy3/store/manifest"; then
+    notok "scenario 3: $shadow left proxy3's manifest"
+else
+    ok "scenario 3: $shadow left proxy3's manifest"
+fi
+# The others go on: proxy1 (and proxy2, fixed) serve the new name, and
+# proxy2 caught up with scenario 2.
+if rt_wait_served "$work/s3-changes" "$RT_WAIT" 1 2; then
+    ok "scenario 3: proxy1 and proxy2 serve $shadow's new serial"
+else
+    notok "scenario 3: proxy1 and proxy2 serve $shadow's new serial"
+    dump
+fi
+if rt_wait_served "$work/s2-changes" 30 2 && wait_state 2 '^idle$' 30; then
+    ok "scenario 2: fixed, proxy2 caught up (serves the changes, idle)"
+else
+    notok "scenario 2: fixed, proxy2 caught up"
+    dump
+fi
+for i in 1 2 3; do wait_state $i '^(idle|rolled-back)$' 30; done
+diag "$(for i in 1 2 3; do grep -h -E 'CY000(06|14|15):' "$POOL_DIR/proxy$i/logs/error_log" |
+          while IFS= read -r l; do t=$(rt_log_time "$l");
+             awk -v t="$t" -v a="$s2_from" 'BEGIN { exit !(t >= a) }' &&
+             echo "$t proxy$i $(sed 's/.*\] \(CY000[0-9]*\): \(.\{0,70\}\).*/\1 \2/' <<<"$l")"; done
+        done | sort | sed 's/^[0-9.]* //')"
+sleep 2
+s3_to=$(now)
+s_max_out "$s3_from" "$s3_to" "scenario 3"
+s_counts "$s2_mid" "$s3_to" "scenario 3 (and proxy2's catch-up)"
+diag "scenario 3 done at $(elapsed)"
+
+# --- 4. The lease holder is killed ----------------------------------------------
+
+echo "# 4. the proxy holding the lease is killed (SIGKILL) while it drains"
+: >"$POOL_DIR/proxy3/rollout-pre.conf"   # the legacy vhost goes
+s4_from=$(now)
+: >"$work/s4-changes"
+rt_issue "$work/s4-changes" "$shadow" s1-new-01.rollout.test \
+    s4-new-1.rollout.test s4-new-2.rollout.test load-02.rollout.test
+victim=
+end=$((SECONDS + RT_WAIT))
+while [ -z "$victim" ] && [ $SECONDS -lt $end ]; do
+    for i in 1 2 3; do
+        s=$(rt_json_state $i)
+        if [ "${s% *}" = draining ]; then
+            victim=$i
+            break
+        fi
+    done
+    [ -n "$victim" ] || sleep 0.1
+done
+if [ -z "$victim" ]; then
+    notok "scenario 4: a proxy started draining"
+    dump
+else
+    vpid=$(rt_proxy_pid "$victim")
+    kids=$(ps -o pid= --ppid "$vpid" 2>/dev/null | tr -s ' \n' ' ')
+    lease=$(rt_lease_of "proxy$victim")
+    kill -KILL "$vpid" $kids 2>/dev/null
+    tk=$(rt_now)
+    ok "scenario 4: proxy$victim drains: killed its httpd parent $vpid and children $kids"
+    exp=
+    [ -n "$lease" ] && exp=${lease#* }
+    diag "its lease: ${lease:-none found} ${exp:+(expires in $((exp - ${tk%.*})) s)}"
+    others=$(for i in 1 2 3; do [ $i = "$victim" ] || printf '%s ' $i; done)
+    others=${others% }
+    if rt_wait_served "$work/s4-changes" "$RT_WAIT" $others; then
+        ok "scenario 4: the two others (proxy${others% *} and proxy${others#* }) rolled out every change"
+    else
+        notok "scenario 4: the two others rolled out every change"
+        dump
+    fi
+    for i in $others; do wait_state $i '^idle$' 30; done
+    sleep 2
+    s4_to=$(now)
+    # Nobody drained before the dead proxy's lease expired.
+    first=$(for i in $others; do rt_log_lines $i 'CY00006:' "${tk%.*}"; done \
+            | sort -n | head -n 1 | awk '{ print $1 }')
+    if [ -n "$first" ] && [ -n "$exp" ]; then
+        awk -v f="$first" -v e="$exp" 'BEGIN { exit !(f >= e - 1) }'
+        check "scenario 4: the next lease was granted $(awk -v f="$first" -v k="$tk" 'BEGIN { printf "%.1f", f - k }') s after the kill, when the dead proxy's lease had expired ($(awk -v f="$first" -v e="$exp" 'BEGIN { printf "%+.1f", f - e }') s)"
+    else
+        notok "scenario 4: the next lease after the lease expired"
+        diag "first lease after the kill: ${first:-none}, dead lease: ${lease:-none}"
+    fi
+    s_max_out "${tk%.*}" "$s4_to" "scenario 4 (among the live proxies)" "$victim"
+    c=($(rt_load_counts "$s4_from" "$s4_to"))
+    c2=($(rt_load_counts "$(( ${tk%.*} + 3 ))" "$s4_to"))
+    diag "scenario 4: ${c[0]} requests, ${c[1]} failed (connections open on the killed proxy can fail); ${c2[0]} requests started 3 s or more after the kill, ${c2[1]} failed"
+    [ "${c2[0]}" -gt 0 ] && [ "${c2[1]}" = 0 ]
+    check "scenario 4: every request started 3 s after the kill or later succeeded (${c2[0]} requests, ${c2[1]} failed)" \
+        || diag "$(rt_load_failures "$(( ${tk%.*} + 3 ))" "$s4_to" | head -n 5)"
+    # The dead proxy comes back: a fresh start serves its whole store.
+    tr=$(now)
+    if pool_start_proxy "$victim" >"$work/restart.log" 2>&1; then
+        rt_patch_conf "$victim"
+        ok "scenario 4: proxy$victim started again"
+    else
+        notok "scenario 4: proxy$victim started again"
+        diag "$(cat "$work/restart.log")"
+    fi
+    all=$work/s4-all
+    cat "$work/s4-changes" >"$all"
+    if rt_wait_served "$all" 60 "$victim" && wait_state "$victim" '^idle$' 30; then
+        ok "scenario 4: proxy$victim serves every change and is idle"
+    else
+        notok "scenario 4: proxy$victim serves every change and is idle"
+        dump
+    fi
+    sleep 1
+    alerts=$(rt_log_lines "$victim" 'CY00015:' "$tr")
+    [ -z "$alerts" ]
+    check "scenario 4: proxy$victim raises no rollback alert (nothing was rolled back)" \
+        || diag "$(cut -c1-220 <<<"$alerts")"
+    lease_check "scenario 4: no restart lease left in CertService's database"
+fi
+
+# --- The end -------------------------------------------------------------------
+
+rt_load_stop
+rt_sampler_stop
+c=($(rt_load_counts))
+diag "all scenarios: ${c[0]} requests through HAProxy (${c[2]} on new connections, ${c[3]} kept alive), ${c[1]} failed; $(wc -l <"$work/samples") samples; $(elapsed)"
+finish
