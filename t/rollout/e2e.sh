@@ -53,8 +53,8 @@
 #   RT_DOMAINS          domains under load, served before the rollout [24]
 #   RT_CHANGES          domains changed in scenario 1 [50]; a third of them
 #                       (at most RT_DOMAINS) are re-issues, the rest new
-#   RT_LEASE_TTL        CertSyncLeaseTTL [10] (scenario 4 waits for it)
-#   RT_RESTART_TIMEOUT  CertSyncRestartTimeout [6] (< RT_LEASE_TTL: the
+#   RT_LEASE_TTL        CertSyncLeaseTTL [20] (scenario 4 waits for it)
+#   RT_RESTART_TIMEOUT  CertSyncRestartTimeout [12] (< RT_LEASE_TTL: the
 #                       lease is renewed once, when the restarted
 #                       generation starts, not while it probes)
 #   RT_DRAIN_TIME       CertSyncDrainTime [2] (HAProxy agent-inter 500ms)
@@ -73,8 +73,8 @@ T0=$SECONDS
 
 RT_DOMAINS=${RT_DOMAINS:-24}
 RT_CHANGES=${RT_CHANGES:-50}
-RT_LEASE_TTL=${RT_LEASE_TTL:-10}
-RT_RESTART_TIMEOUT=${RT_RESTART_TIMEOUT:-6}
+RT_LEASE_TTL=${RT_LEASE_TTL:-20}
+RT_RESTART_TIMEOUT=${RT_RESTART_TIMEOUT:-12}
 RT_DRAIN_TIME=${RT_DRAIN_TIME:-2}
 RT_WAIT=${RT_WAIT:-120}
 

@@ -169,7 +169,7 @@ rt_served() {
                --url "https://$name:$port/rt-check" -o /dev/null)
     done <"$f"
     [ ${#args[@]} -gt 0 ] || return 0
-    curl -s -k --noproxy '*' --max-time 60 --connect-timeout 5 \
+    curl -s -k --noproxy '*' --max-time 5 --connect-timeout 5 \
         -H 'Connection: close' \
         -w '\nRT@@ %{url_effective}\n%{certs}\nRT@@END\n' "${args[@]}" 2>/dev/null \
     | awk -v fb="$fb" '
@@ -257,7 +257,7 @@ rt_post_conf() {
     shift
     {
         echo "# written by t/rollout (rollout-lib.sh)"
-        echo "CertSyncRestartTimeout ${RT_RESTART_TIMEOUT:-6}"
+        echo "CertSyncRestartTimeout ${RT_RESTART_TIMEOUT:-12}"
         if [ -n "${RT_BACKEND_NOREUSE:-}" ]; then
             if ! grep -q '^ *mod_env\.c$' <<<"$POOL_COMPILED"; then
                 echo "LoadModule env_module \"$POOL_MODDIR/mod_env.so\""
