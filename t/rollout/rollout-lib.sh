@@ -13,7 +13,8 @@
 #                             .conf before MacroGenerate, rollout-post.conf
 #                             at the end; the tests write into them
 #   rt_post_conf N [LINE...]  (re)writes rollout-post.conf: the test's
-#                             CertSyncRestartTimeout, then LINEs
+#                             CertSyncRestartTimeout, proxy-nokeepalive
+#                             (see there), then LINEs
 #   rt_proxy_pid N            the httpd parent of proxy N
 #   rt_daemon_pid N           its current sync daemon
 #   rt_state_file N           STORE/state.json of proxy N
@@ -246,19 +247,23 @@ rt_check_served() {
 }
 
 # rt_post_conf N [LINES...]: proxy N's rollout-post.conf: the test's
-# CertSyncRestartTimeout, then LINES.  RT_BACKEND_NOREUSE=1 adds
-# proxy-nokeepalive (a new backend connection per request): with pooled
-# connections, mod_proxy_http may reuse one the backend is closing at that
-# moment and answer 502 (AH01102), which is not what these tests are
-# about; pool-lib's ProxyPass ttl=2 (below the backend's KeepAliveTimeout)
-# should already prevent it.
+# CertSyncRestartTimeout, proxy-nokeepalive, then LINES.
+# proxy-nokeepalive: each proxy closes its backend connection after the
+# response.  With pool-lib's pooled connections (ProxyPass ttl=2, backend
+# KeepAliveTimeout 15, backend MaxRequestWorkers 16) the idle connections
+# of three proxies fill the backend's connection slots: requests then wait
+# 5 to 10 s for one to free (AH00484 in the backend's log), and the tests
+# crawl.  With KeepAliveTimeout 5 and no ttl (pool-lib before), some
+# requests got a 502 instead (AH01102: a pooled connection the backend was
+# closing).  Neither is what these tests are about.  RT_BACKEND_REUSE=1
+# keeps pool-lib's pooled connections.
 rt_post_conf() {
     local n=$1
     shift
     {
         echo "# written by t/rollout (rollout-lib.sh)"
         echo "CertSyncRestartTimeout ${RT_RESTART_TIMEOUT:-12}"
-        if [ -n "${RT_BACKEND_NOREUSE:-}" ]; then
+        if [ -z "${RT_BACKEND_REUSE:-}" ]; then
             if ! grep -q '^ *mod_env\.c$' <<<"$POOL_COMPILED"; then
                 echo "LoadModule env_module \"$POOL_MODDIR/mod_env.so\""
             fi
