@@ -713,8 +713,11 @@ static void csy_resume(csy_daemon_t *d, apr_pool_t *p, json_t *rollout)
                                                           "restart_at"))
                             : json_integer(0));
         apr_file_remove(csy_path(d, p, "rollout.json"), p);
-        csy_lease_release(d->client, p, lease);
         csy_set_health(d, p, "ready");
+        /* Back in the load balancer's rotation before another host may
+         * leave it: it sees "ready" within its check interval. */
+        csy_idle(d, d->conf->drain_time);
+        csy_lease_release(d->client, p, lease);
         return;
     }
 

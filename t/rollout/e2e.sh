@@ -47,7 +47,8 @@
 # check failed.  Runs as a normal user or as root (httpd's children then
 # run as nobody).  Only 127.0.0.1/127.0.0.2, 33 ports BASE..BASE+32 from
 # 61000 up (above Linux's ephemeral range); everything it starts is
-# stopped on exit.  About 3 minutes.
+# stopped on exit.  2.5 minutes on an idle 2-CPU machine, up to 5 when
+# other jobs load it.
 #
 # Environment (all optional):
 #   RT_DOMAINS          domains under load, served before the rollout [24]

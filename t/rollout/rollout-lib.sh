@@ -21,25 +21,32 @@
 #   rt_issue FILE NAME...     PUT each NAME on CertService; appends
 #                             "NAME SERIAL" lines to FILE
 #   rt_served N FILE          "NAME SERIAL" for each name of FILE (first
-#                             column) as proxy N serves it now, from one
-#                             curl process (fast; for waiting loops)
+#                             column): the serial proxy N presents in a
+#                             TLS handshake with NAME as SNI ("-": the
+#                             fallback certificate), one curl process
 #   rt_wait_served FILE SECONDS N...  until every proxy N serves every
 #                             "NAME SERIAL" of FILE; 0 or 1
-#   rt_check_served FILE N... with pool_served_serial (openssl s_client):
-#                             prints the mismatches, returns 1 if any
+#   rt_check_served FILE N... every proxy N presents CertService's serial
+#                             (pool_cs_serial) of every name of FILE
+#                             (rt_served; pool_served_serial on RT_SPOT
+#                             of them); prints mismatches, 1 if any
 #   rt_load_start DIR DOMAINFILE  client load through HAProxy (see below)
 #   rt_load_stop              stop it and wait
-#   rt_load_counts [SINCE]    "requests failed" (requests of batches
-#                             started at or after SINCE, epoch seconds)
+#   rt_load_counts [SINCE [UNTIL]]  "requests failed new-connection
+#                             kept-alive" of the batches started in
+#                             [SINCE, UNTIL) (epoch seconds)
+#   rt_load_failures [SINCE [UNTIL]]  the failed requests
 #   rt_sampler_start FILE     sample HAProxy's `show stat` and each
 #                             proxy's /certsync-status every RT_SAMPLE_MS
 #   rt_sampler_stop
 #   rt_max_out FILE [FROM [TO [SKIP]]]  the most proxies out of rotation
 #                             in one sample (between FROM and TO, without
 #                             proxy SKIP), "max samples"
+#   rt_overlaps, rt_out_samples, rt_out_periods  more of the samples
 #   rt_lease_of HOST          live leases of HOST in CertService's
 #                             database ("id expires"), via sqlite3
 #   rt_log_time LINE          the epoch seconds of an error_log line
+#   rt_log_lines N TAG [SINCE]  proxy N's error_log lines with TAG
 #
 # Load (rt_load_start): RT_LOAD_NEW workers each run curl with
 # RT_LOAD_BATCH URLs of different domains (every request on a new
