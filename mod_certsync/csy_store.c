@@ -59,6 +59,7 @@ struct csy_store_t {
     apr_pool_t *pool;
     const char *dir;            /* absolute, no trailing '/' */
     const char *live;           /* dir/live */
+    long envelope_gid;          /* group that may read key.cms; -1: none */
 };
 
 /* ------------------------------------------------------------------ */
@@ -569,6 +570,7 @@ apr_status_t csy_store_open(csy_store_t **pstore, apr_pool_t *p,
 
     store = apr_pcalloc(p, sizeof(*store));
     store->pool = p;
+    store->envelope_gid = -1;
     store->dir = trim;
     store->live = apr_pstrcat(p, trim, "/live", NULL);
     rv = ensure_dir(store->live, store->dir, p);
@@ -577,6 +579,11 @@ apr_status_t csy_store_open(csy_store_t **pstore, apr_pool_t *p,
     }
     *pstore = store;
     return APR_SUCCESS;
+}
+
+void csy_store_set_envelope_group(csy_store_t *store, long gid)
+{
+    store->envelope_gid = gid;
 }
 
 const char *csy_store_dir(const csy_store_t *store)
@@ -635,7 +642,7 @@ apr_status_t csy_store_cursor_set(csy_store_t *store, long long seq,
 static apr_status_t build_version(const char **pdir, const char *ddir,
                                   const char *chain_pem, const void *key,
                                   apr_size_t key_len, int key_is_envelope,
-                                  apr_pool_t *p)
+                                  long gid, apr_pool_t *p)
 {
     const char *dir = NULL;
     apr_status_t rv = APR_EEXIST;
@@ -653,9 +660,20 @@ static apr_status_t build_version(const char **pdir, const char *ddir,
     rv = write_new(apr_pstrcat(p, dir, "/" CSY_CHAIN, NULL), chain_pem,
                    strlen(chain_pem), CSY_PERMS_PUBLIC, p);
     if (rv == APR_SUCCESS) {
-        rv = write_new(apr_pstrcat(p, dir, "/",
-                                   key_is_envelope ? CSY_ENVELOPE : CSY_KEY,
-                                   NULL), key, key_len, CSY_PERMS_SECRET, p);
+        const char *kpath = apr_pstrcat(p, dir, "/", key_is_envelope
+                                        ? CSY_ENVELOPE : CSY_KEY, NULL);
+        rv = write_new(kpath, key, key_len, CSY_PERMS_SECRET, p);
+        /* A sealed key is useless without the wrapping key: the workers'
+         * group may read it (dynamic mode); a plaintext key never. */
+        if (rv == APR_SUCCESS && key_is_envelope && gid >= 0) {
+            if (chown(kpath, (uid_t)-1, (gid_t)gid) != 0) {
+                rv = APR_FROM_OS_ERROR(errno);
+            }
+            else {
+                rv = apr_file_perms_set(kpath, CSY_PERMS_SECRET
+                                        | APR_FPROT_GREAD);
+            }
+        }
     }
     if (rv == APR_SUCCESS) {
         rv = apr_file_perms_set(dir, CSY_PERMS_DIR);
@@ -690,7 +708,7 @@ apr_status_t csy_store_install(csy_store_t *store, apr_pool_t *p,
     }
 
     rv = build_version(&tmpdir, ddir, chain_pem, key, key_len,
-                       key_is_envelope, p);
+                       key_is_envelope, store->envelope_gid, p);
     if (rv != APR_SUCCESS) {
         if (tmpdir) {
             remove_tree(tmpdir, CSY_RM_DEPTH, p);

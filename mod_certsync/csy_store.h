@@ -121,6 +121,14 @@ apr_status_t csy_store_manifest_write(csy_store_t *store, apr_pool_t *p,
 apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
                              const char *domain);
 
+/**
+ * Envelopes (key.cms) installed from now on belong to group gid and are
+ * readable by it (0640): in dynamic mode the workers, running as that
+ * group, read them and decrypt in memory.  -1 (the default): 0600.
+ * Plaintext keys (privkey.pem) are always 0600.
+ */
+void csy_store_set_envelope_group(csy_store_t *store, long gid);
+
 /** The store directory. */
 const char *csy_store_dir(const csy_store_t *store);
 

@@ -496,6 +496,7 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
     cy.p = p;
     res->failures = failures;
     res->made_current = apr_hash_make(p);
+    res->removed_set = apr_hash_make(p);
 
     if ((rv = csy_store_cursor_get(&cursor, store, p))
         || (rv = csy_store_manifest_read(&served, store, p))) {
@@ -528,6 +529,8 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
             apr_hash_set(failures, d, APR_HASH_KEY_STRING, NULL);
             if (apr_hash_get(cy.servable, d, APR_HASH_KEY_STRING)) {
                 apr_hash_set(cy.servable, d, APR_HASH_KEY_STRING, NULL);
+                d = apr_pstrdup(p, d);
+                apr_hash_set(res->removed_set, d, APR_HASH_KEY_STRING, d);
                 res->removed++;
                 res->changed = 1;
                 csy_log(cl->config, CSY_LOG_INFO, page, "removed %s", d);

@@ -55,6 +55,7 @@ typedef struct {
     int removed;
     int unchanged;
     apr_hash_t *made_current;   /* domain -> serial made current (from p) */
+    apr_hash_t *removed_set;    /* domain -> domain no longer servable */
     apr_hash_t *failures;       /* domain -> reason, after this cycle */
     const char *error;          /* the cycle stopped early: why */
 } csy_result_t;

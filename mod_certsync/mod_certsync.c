@@ -12,7 +12,15 @@
  * vhost activation: after a cycle that changed what is servable, the daemon
  * runs the configuration test (httpd -t) and, only if it passes, asks the
  * parent for a graceful restart (SIGUSR1); mod_macro_gen expands the new
- * manifest.  dynamic activation is not implemented yet (refused at startup).
+ * manifest.
+ *
+ * dynamic activation: the store keeps the sealed keys (key.cms) and no
+ * restart ever happens.  Every virtual host marked `CertSyncCatchAll On`
+ * gets an OpenSSL certificate callback through mod_ssl's optional
+ * ssl_init_server hook; for each handshake it picks the chain and key for
+ * the client's server name from a per-process cache (csy_dyn.h), which
+ * reads and decrypts a domain's current version on first use and again
+ * after the daemon bumped that domain's generation slot in shared memory.
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -33,29 +41,35 @@
 #include "mod_status.h"
 #include "mpm_common.h"
 #include "util_cfgtree.h"
+#include "unixd.h"
 
 #include "apr_optional.h"
 #include "apr_poll.h"
+#include "apr_shm.h"
 #include "apr_signal.h"
 #include "apr_strings.h"
 #include "apr_thread_proc.h"
 
+#include <openssl/ssl.h>
+
 #include "cs_crypto.h"
+#include "csy_dyn.h"
 #include "csy_probe.h"
 #include "csy_store.h"
 #include "csy_sync.h"
 
 module AP_MODULE_DECLARE_DATA certsync_module;
 
-/* Log tags "CYnnnnn": never reused; the next free one is 00019. */
+/* Log tags "CYnnnnn": never reused; the next free one is 00029. */
 #define CYLOGNO(n) "CY" #n ": "
 
 #define CSY_STATUS_HANDLER      "certsync-status"
 #define CSY_HEALTH_HANDLER      "certsync-health"
 #define CSY_DEFAULT_INTERVAL    30
 #define CSY_MAX_BACKOFF         600
+#define CSY_DEFAULT_CACHE_SIZE  10000
 
-typedef struct {
+typedef struct csy_conf_t {
     const char *url;
     const char *client_cert;
     const char *client_key;
@@ -79,11 +93,22 @@ typedef struct {
     int probe_port;
     const char *agent_host;             /* HAProxy agent-check; NULL: none */
     int agent_port;
+    /* Dynamic activation. */
+    int cache_size;                     /* bundles per process; 0: unset */
+    int catch_all;                      /* per virtual host; -1: unset */
+    int refuse_unknown;                 /* per virtual host; -1: unset */
 } csy_conf_t;
 
 static pid_t csy_daemon_pid;
 static pid_t csy_parent_pid;
 static volatile sig_atomic_t csy_stop;
+
+/* Dynamic activation: the main server's configuration, the generation
+ * table the parent maps before it forks (shared by the daemon and every
+ * worker), and each worker process's cache. */
+static const struct csy_conf_t *csy_main_conf;
+static csy_shared_t *csy_shared;
+static csy_cache_t *csy_cache;
 
 /* ------------------------------------------------------------------ */
 /* Configuration (server config only: one store per httpd)             */
@@ -98,6 +123,8 @@ static void *csy_create_server_config(apr_pool_t *p, server_rec *s)
     conf->restart = -1;
     conf->drain_time = -1;
     conf->min_restart_interval = -1;
+    conf->catch_all = -1;
+    conf->refuse_unknown = -1;
     return conf;
 }
 
@@ -232,8 +259,8 @@ static const char *csy_set_activation(cmd_parms *cmd, void *dummy,
         return NULL;
     }
     if (!strcasecmp(arg, "dynamic")) {
-        return apr_psprintf(cmd->pool, "%s: 'dynamic' is not implemented "
-                            "yet; use 'vhost'", cmd->cmd->name);
+        conf->dynamic = 1;
+        return NULL;
     }
     return apr_psprintf(cmd->pool, "%s: '%s' is neither 'vhost' nor "
                         "'dynamic'", cmd->cmd->name, arg);
@@ -275,6 +302,39 @@ static const char *csy_set_seconds(cmd_parms *cmd, void *dummy,
         return csy_int(cmd, arg, 0, 86400, &conf->min_restart_interval);
     }
     return csy_int(cmd, arg, 5, 3600, &conf->restart_timeout);
+}
+
+static const char *csy_set_cache_size(cmd_parms *cmd, void *dummy,
+                                      const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    return err ? err : csy_int(cmd, arg, 1, 10000000,
+                               &csy_conf(cmd->server)->cache_size);
+}
+
+static const char *csy_set_catch_all(cmd_parms *cmd, void *dummy, int on)
+{
+    csy_conf(cmd->server)->catch_all = on;
+    return NULL;
+}
+
+static const char *csy_set_unknown(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    csy_conf_t *conf = csy_conf(cmd->server);
+
+    if (!strcasecmp(arg, "default")) {
+        conf->refuse_unknown = 0;
+    }
+    else if (!strcasecmp(arg, "refuse")) {
+        conf->refuse_unknown = 1;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' is neither 'default' nor "
+                            "'refuse'", cmd->cmd->name, arg);
+    }
+    return NULL;
 }
 
 /* CertSyncProbe and CertSyncAgent: host:port. */
@@ -344,6 +404,16 @@ static const command_rec csy_cmds[] = {
     AP_INIT_TAKE1("CertSyncAgent", csy_set_hostport, NULL, RSRC_CONF,
                   "host:port where the sync daemon answers HAProxy's "
                   "agent-check (ready/drain)"),
+    AP_INIT_TAKE1("CertSyncCacheSize", csy_set_cache_size, NULL, RSRC_CONF,
+                  "dynamic mode: certificates and keys each httpd process "
+                  "keeps parsed (default 10000)"),
+    AP_INIT_FLAG("CertSyncCatchAll", csy_set_catch_all, NULL, RSRC_CONF,
+                 "dynamic mode: this TLS virtual host serves every domain "
+                 "of the store by SNI"),
+    AP_INIT_TAKE1("CertSyncUnknownName", csy_set_unknown, NULL, RSRC_CONF,
+                  "dynamic mode: a name the store does not have (or no SNI) "
+                  "gets the virtual host's own certificate ('default') or "
+                  "no handshake ('refuse')"),
     { NULL }
 };
 
@@ -830,6 +900,40 @@ static int csy_rollout(csy_daemon_t *d, apr_pool_t *p, long long cursor)
     return 0;
 }
 
+/*
+ * Dynamic mode: what the cycle installed or removed goes live now.  Prune
+ * first (a deleted domain's directory goes), then bump each changed
+ * domain's generation slot: a worker that looks the name up after the
+ * bump finds the store already in its new state.
+ */
+static void csy_dyn_activate(csy_daemon_t *d, apr_pool_t *p,
+                             const csy_result_t *res)
+{
+    apr_hash_index_t *hi;
+    apr_status_t rv;
+
+    if ((rv = csy_store_prune(d->store, p, NULL)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, d->s, CYLOGNO(00019)
+                     "dynamic: cannot prune the store %s",
+                     d->conf->store_dir);
+    }
+    for (hi = apr_hash_first(p, res->made_current); hi;
+         hi = apr_hash_next(hi)) {
+        csy_gen_bump(csy_shared, apr_hash_this_key(hi));
+    }
+    for (hi = apr_hash_first(p, res->removed_set); hi;
+         hi = apr_hash_next(hi)) {
+        csy_gen_bump(csy_shared, apr_hash_this_key(hi));
+    }
+    csy_count(d->state, "activations", 1);
+    json_object_set_new(d->state, "last_activation",
+                        json_integer(apr_time_sec(apr_time_now())));
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, CYLOGNO(00020)
+                 "dynamic: %d installed and %d removed are live, no "
+                 "restart", (int)apr_hash_count(res->made_current),
+                 (int)apr_hash_count(res->removed_set));
+}
+
 static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
 {
     csy_daemon_t d;
@@ -868,6 +972,7 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
     d.cfg.wrap_certs = conf->wrap_certs;
     d.cfg.wrap_keys = conf->wrap_keys;
     d.cfg.batch_size = conf->batch_size ? conf->batch_size : 100;
+    d.cfg.keep_envelopes = conf->dynamic == 1;
     d.cfg.timeout = 30;
     d.cfg.pool_name = conf->pool_name ? conf->pool_name : "default";
     d.cfg.host_name = conf->host_name ? conf->host_name
@@ -881,6 +986,10 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
                      "sync daemon: cannot open the store %s or a client",
                      conf->store_dir);
         exit(APEXIT_CHILDFATAL);
+    }
+    if (conf->dynamic == 1 && geteuid() == 0) {
+        /* The workers read the sealed keys as httpd's Group. */
+        csy_store_set_envelope_group(d.store, (long)ap_unixd_config.group_id);
     }
     /* One writer at a time: the previous generation's daemon may still be
      * finishing a cycle after its SIGTERM.  The kernel drops the lock when
@@ -934,7 +1043,12 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
                  conf->store_dir);
 
     j = csy_read_json(&d, cycle, "rollout.json");
-    if (json_is_object(j)) {
+    if (json_is_object(j) && conf->dynamic == 1) {
+        /* Left by vhost mode: nothing to restart for any more. */
+        apr_file_remove(csy_path(&d, cycle, "rollout.json"), cycle);
+        csy_set_health(&d, cycle, "ready");
+    }
+    else if (json_is_object(j)) {
         csy_set_health(&d, cycle, "drain");
         csy_resume(&d, cycle, j);
     }
@@ -961,8 +1075,8 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
         csy_count(d.state, "cycles", 1);
         csy_count(d.state, "installed", res.installed);
         csy_count(d.state, "removed", res.removed);
-        for (hi = apr_hash_first(cycle, res.made_current); hi;
-             hi = apr_hash_next(hi)) {
+        for (hi = apr_hash_first(cycle, res.made_current);
+             hi && conf->dynamic != 1; hi = apr_hash_next(hi)) {
             apr_hash_set(d.pending, apr_pstrdup(pool, apr_hash_this_key(hi)),
                          APR_HASH_KEY_STRING,
                          apr_pstrdup(pool, apr_hash_this_val(hi)));
@@ -997,6 +1111,11 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
                              "installed, %d removed, %d failed",
                              (apr_int64_t)res.cursor_after, res.installed,
                              res.removed, (int)apr_hash_count(failures));
+            }
+            if (res.changed && conf->dynamic == 1) {
+                csy_dyn_activate(&d, cycle, &res);
+            }
+            else if (res.changed) {
                 json_object_set_new(d.state, "restart_pending",
                                     json_true());
                 /* Durable before the rollout starts: a daemon that dies
@@ -1110,11 +1229,51 @@ static apr_status_t csy_start_daemon(server_rec *s, apr_pool_t *pconf)
     return APR_SUCCESS;
 }
 
+/* Dynamic mode's settings, checked before anything starts. */
+static int csy_dyn_check(apr_pool_t *pconf, server_rec *s)
+{
+    csy_conf_t *conf = csy_conf(s);
+    server_rec *v;
+    int catch_alls = 0;
+
+    for (v = s; v; v = v->next) {
+        catch_alls += csy_conf(v)->catch_all == 1;
+    }
+    if (conf->dynamic != 1) {
+        if (catch_alls) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
+                         CYLOGNO(00021) "CertSyncCatchAll On needs "
+                         "CertSyncActivation dynamic");
+            return !OK;
+        }
+        return OK;
+    }
+    if (!conf->cache_size) {
+        conf->cache_size = CSY_DEFAULT_CACHE_SIZE;
+    }
+    if (conf->refuse_unknown < 0) {
+        conf->refuse_unknown = 0;
+    }
+    if (!catch_alls) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, CYLOGNO(00022)
+                     "CertSyncActivation dynamic, but no virtual host has "
+                     "CertSyncCatchAll On: only names with their own "
+                     "virtual host are served");
+    }
+    return OK;
+}
+
 static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s)
 {
     csy_conf_t *conf = csy_conf(s);
+    apr_shm_t *shm;
+    apr_status_t rv;
 
+    csy_main_conf = conf;
+    if (csy_dyn_check(pconf, s) != OK) {
+        return !OK;
+    }
     if (!conf->url) {
         return OK;
     }
@@ -1148,11 +1307,120 @@ static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return OK;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (conf->dynamic == 1) {
+        /* Anonymous: the daemon and the workers inherit the mapping. */
+        if ((rv = apr_shm_create(&shm, sizeof(csy_shared_t), NULL, pconf))) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, rv, s,
+                         CYLOGNO(00023) "dynamic: cannot create shared "
+                         "memory (%" APR_SIZE_T_FMT " bytes)",
+                         sizeof(csy_shared_t));
+            return !OK;
+        }
+        csy_shared = apr_shm_baseaddr_get(shm);
+        memset(csy_shared, 0, sizeof(*csy_shared));
+    }
     if (csy_start_daemon(s, pconf) != APR_SUCCESS) {
         return !OK;
     }
     apr_pool_cleanup_register(pconf, NULL, csy_kill_daemon,
                               apr_pool_cleanup_null);
+    return OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Dynamic activation: the certificate for each handshake              */
+/* ------------------------------------------------------------------ */
+
+/* mod_ssl's optional hook; Debian does not ship mod_ssl_openssl.h. */
+typedef int ssl_HOOK_init_server_t(server_rec *s, apr_pool_t *p,
+                                   int is_proxy, SSL_CTX *ctx);
+
+static void csy_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    const csy_conf_t *conf = csy_conf(s);
+    apr_status_t rv;
+
+    if (conf->dynamic != 1 || !csy_shared) {
+        return;
+    }
+    rv = csy_cache_create(&csy_cache, pchild, (unsigned)conf->cache_size,
+                          csy_shared, conf->store_dir, conf->wrap_certs,
+                          conf->wrap_keys);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, CYLOGNO(00024)
+                     "dynamic: cannot create the certificate cache; this "
+                     "process serves only default certificates");
+    }
+}
+
+/* A name the store does not serve (or no SNI): the virtual host's own
+ * certificate, or no handshake. */
+static int csy_unknown(SSL *ssl, server_rec *s, const char *name)
+{
+    int refuse = csy_conf(s)->refuse_unknown;
+    conn_rec *c = SSL_get_app_data(ssl);
+
+    if (refuse < 0) {
+        refuse = csy_main_conf ? csy_main_conf->refuse_unknown : 0;
+    }
+    if (refuse == 1) {
+        if (c) {
+            ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c, CYLOGNO(00025)
+                          "dynamic: no certificate for %s; handshake "
+                          "refused (CertSyncUnknownName refuse)",
+                          name ? name : "a client without SNI");
+        }
+        return 0;
+    }
+    return 1;
+}
+
+static int csy_cert_cb(SSL *ssl, void *arg)
+{
+    server_rec *s = arg;
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    conn_rec *c = SSL_get_app_data(ssl);
+    csy_bundle_t *b;
+    char name[254], err[512];
+    apr_status_t rv;
+    int ok;
+
+    if (!csy_cache) {
+        return 1;       /* not a worker (or no cache): default */
+    }
+    if (!sni || !csy_sni_name(name, sni)) {
+        return csy_unknown(ssl, s, sni);
+    }
+    rv = csy_cache_lookup(&b, csy_cache, name, err, sizeof(err));
+    if (err[0] && c) {
+        ap_log_cerror(APLOG_MARK, APLOG_WARNING, rv, c, CYLOGNO(00026)
+                      "dynamic: %s%s", err, rv == APR_SUCCESS
+                      ? "; the version loaded before keeps serving" : "");
+    }
+    if (rv != APR_SUCCESS) {
+        return csy_unknown(ssl, s, name);
+    }
+    ok = csy_bundle_use(ssl, b);
+    csy_bundle_release(b);
+    if (!ok && c) {
+        ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, c, CYLOGNO(00027)
+                      "dynamic: OpenSSL refused the certificate of %s",
+                      name);
+    }
+    return ok;
+}
+
+static int csy_ssl_init_server(server_rec *s, apr_pool_t *p, int is_proxy,
+                               SSL_CTX *ctx)
+{
+    if (is_proxy || csy_conf(s)->catch_all != 1 || !csy_main_conf
+        || csy_main_conf->dynamic != 1) {
+        return DECLINED;
+    }
+    SSL_CTX_set_cert_cb(ctx, csy_cert_cb, s);
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CYLOGNO(00028)
+                 "dynamic: %s:%d serves every domain of the store by SNI",
+                 s->server_hostname, s->addrs ? s->addrs->host_port : 0);
     return OK;
 }
 
@@ -1197,6 +1465,13 @@ static void csy_metrics(request_rec *r, json_t *state)
     json_object_foreach(counters, k, v) {
         ap_rprintf(r, "# TYPE certsync_%s_total counter\ncertsync_%s_total %"
                    APR_INT64_T_FMT "\n", k, k, (apr_int64_t)json_integer_value(v));
+    }
+    json_object_foreach(json_object_get(state, "dynamic"), k, v) {
+        if (json_is_integer(v) && strcmp(k, "pid")) {
+            ap_rprintf(r, "# TYPE certsync_dynamic_%s gauge\n"
+                       "certsync_dynamic_%s %" APR_INT64_T_FMT "\n", k, k,
+                       (apr_int64_t)json_integer_value(v));
+        }
     }
 }
 
@@ -1256,6 +1531,71 @@ static int csy_health_handler(request_rec *r)
     return OK;
 }
 
+/*
+ * Dynamic mode's part of the status: the cache counters of every process
+ * (shared memory), this process's cache, and what a domain is served
+ * with: ?domain=NAME for one, ?domains for every domain of the manifest.
+ */
+static void csy_dyn_status(request_rec *r, json_t *state)
+{
+    const csy_conf_t *conf = csy_conf(r->server);
+    csy_cache_info_t info = { 0, 0 };
+    csy_store_t *store;
+    apr_array_header_t *domains = NULL;
+    json_t *dyn, *served;
+    const char *one = NULL;
+    char name[254], serial[65];
+    int i;
+
+    if (!csy_main_conf || csy_main_conf->dynamic != 1 || !csy_shared) {
+        return;
+    }
+    if (csy_cache) {
+        csy_cache_info(csy_cache, &info);
+    }
+#define CSY_SHARED(f) json_integer((json_int_t)__atomic_load_n( \
+                          &csy_shared->f, __ATOMIC_RELAXED))
+    dyn = json_pack("{s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                    "pid", (int)getpid(), "cache_capacity", info.capacity,
+                    "cache_entries", info.entries,
+                    "hits", CSY_SHARED(hits), "misses", CSY_SHARED(misses),
+                    "revalidated", CSY_SHARED(revalidated),
+                    "evictions", CSY_SHARED(evictions),
+                    "unknown", CSY_SHARED(unknown),
+                    "errors", CSY_SHARED(errors),
+                    "changes", CSY_SHARED(changes));
+#undef CSY_SHARED
+    if (r->args && !strncmp(r->args, "domain=", 7)) {
+        one = r->args + 7;
+    }
+    if ((one || (r->args && !strcmp(r->args, "domains")))
+        && csy_store_open(&store, r->pool, conf->store_dir) == APR_SUCCESS) {
+        served = json_object();
+        if (!one) {
+            csy_store_manifest_read(&domains, store, r->pool);
+        }
+        for (i = 0; one ? i < 1 : domains && i < domains->nelts; i++) {
+            const char *d = one ? one : APR_ARRAY_IDX(domains, i,
+                                                      const char *);
+            const char *cur;
+            if (!csy_sni_name(name, d) && strncmp(d, "*.", 2)) {
+                continue;
+            }
+            if (!strncmp(d, "*.", 2)) {
+                apr_cpystrn(name, d, sizeof(name));
+            }
+            cur = csy_store_current(store, r->pool, name);
+            json_object_set_new(served, name, json_pack(
+                "{s:o, s:o}", "store", cur ? json_string(cur) : json_null(),
+                "cached_here", csy_cache && csy_cache_serial(csy_cache, name,
+                                                             serial)
+                               ? json_string(serial) : json_null()));
+        }
+        json_object_set_new(dyn, "served", served);
+    }
+    json_object_set_new(state, "dynamic", dyn);
+}
+
 static int csy_status_handler(request_rec *r)
 {
     const char *accept;
@@ -1273,6 +1613,7 @@ static int csy_status_handler(request_rec *r)
         state = json_pack("{s:s}", "state", "no status yet (is "
                           "CertSyncServiceURL set and the daemon running?)");
     }
+    csy_dyn_status(r, state);
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     accept = apr_table_get(r->headers_in, "Accept");
     if (r->args && !strcmp(r->args, "metrics")) {
@@ -1326,7 +1667,13 @@ static int csy_status_hook(request_rec *r, int flags)
 
 static void csy_register_hooks(apr_pool_t *p)
 {
-    ap_hook_post_config(csy_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Before mod_ssl's: its ssl_init_server hook reads our settings. */
+    static const char *const before_ssl[] = { "mod_ssl.c", NULL };
+
+    ap_hook_post_config(csy_post_config, NULL, before_ssl, APR_HOOK_MIDDLE);
+    ap_hook_child_init(csy_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(ssl, init_server, csy_ssl_init_server, NULL, NULL,
+                      APR_HOOK_MIDDLE);
     ap_hook_handler(csy_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(csy_health_handler, NULL, NULL, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, csy_status_hook, NULL, NULL,

@@ -1,0 +1,588 @@
+/*
+ * csy_dyn.c: per-handshake certificates from the store (see csy_dyn.h).
+ *
+ * A lookup under the cache's mutex is a hash probe and a list splice;
+ * everything slow (reading files, opening the envelope, parsing) happens
+ * outside it, so one cold domain never holds up the handshakes of the
+ * others.  Two threads missing the same name at once both load it and the
+ * second insert wins; that is rarer and cheaper than making one wait.
+ *
+ * Consistency: a worker reads the domain's generation slot before it
+ * reads the files, and the daemon bumps the slot after the new `current`
+ * link is in place.  So a worker that raced the switch holds an entry
+ * tagged with the old slot value and reloads at its next lookup; it never
+ * keeps a stale version past a bump.  A version is read through the
+ * serial the `current` link names, so a switch during the read cannot mix
+ * two versions; if pruning removed it meanwhile the read starts again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <apr_strings.h>
+#include <apr_thread_mutex.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+
+#include "cs_crypto.h"
+#include "csy_dyn.h"
+
+#define CSY_MAX_CHAIN   (256 * 1024)
+#define CSY_MAX_CMS     (64 * 1024)
+#define CSY_LOAD_TRIES  3
+
+/* ------------------------------------------------------------------ */
+/* Names and the shared generation table                               */
+/* ------------------------------------------------------------------ */
+
+static apr_uint32_t fnv1a(const char *s)
+{
+    apr_uint32_t h = 2166136261u;
+
+    while (*s) {
+        h ^= (unsigned char)*s++;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/* Counters are shared by every process: relaxed atomic adds. */
+#define COUNT(c, field) do { \
+        if ((c)->sh) { \
+            __atomic_fetch_add(&(c)->sh->field, 1, __ATOMIC_RELAXED); \
+        } \
+    } while (0)
+
+apr_uint32_t csy_gen_get(const csy_shared_t *sh, const char *name)
+{
+    return __atomic_load_n(&sh->slot[fnv1a(name) & (CSY_GEN_SLOTS - 1)],
+                           __ATOMIC_ACQUIRE);
+}
+
+void csy_gen_bump(csy_shared_t *sh, const char *name)
+{
+    __atomic_add_fetch(&sh->slot[fnv1a(name) & (CSY_GEN_SLOTS - 1)], 1,
+                       __ATOMIC_RELEASE);
+    __atomic_add_fetch(&sh->changes, 1, __ATOMIC_RELAXED);
+}
+
+int csy_sni_name(char *out, const char *sni)
+{
+    apr_size_t i, label = 0, labels = 1;
+    char c, prev = '.';
+
+    for (i = 0; sni[i]; i++) {
+        if (i >= 253) {
+            return 0;
+        }
+        c = sni[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (char)(c - 'A' + 'a');
+        }
+        if (c == '.') {
+            if (prev == '.' || prev == '-') {
+                return 0;       /* empty label, or ends with '-' */
+            }
+            labels++;
+            label = 0;
+        }
+        else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+                 || (c == '-' && prev != '.')) {
+            if (++label > 63) {
+                return 0;
+            }
+        }
+        else {
+            return 0;
+        }
+        out[i] = prev = c;
+    }
+    out[i] = '\0';
+    return i > 0 && labels >= 2 && prev != '.' && prev != '-';
+}
+
+/* ------------------------------------------------------------------ */
+/* Bundles                                                             */
+/* ------------------------------------------------------------------ */
+
+void csy_bundle_release(csy_bundle_t *b)
+{
+    if (b && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        X509_free(b->leaf);
+        sk_X509_pop_free(b->chain, X509_free);
+        EVP_PKEY_free(b->key);
+        OPENSSL_free(b);
+    }
+}
+
+static void bundle_ref(csy_bundle_t *b)
+{
+    __atomic_add_fetch(&b->refs, 1, __ATOMIC_RELAXED);
+}
+
+/* The serial `current` names; APR_NOTFOUND if none (or not a serial). */
+static apr_status_t current_serial(char *serial, const char *store_dir,
+                                   const char *name)
+{
+    char path[1400];
+    ssize_t n, i;
+
+    snprintf(path, sizeof(path), "%s/live/%s/current", store_dir, name);
+    n = readlink(path, serial, 64);
+    if (n < 0) {
+        return errno == ENOENT || errno == ENOTDIR ? APR_NOTFOUND
+                                                   : APR_FROM_OS_ERROR(errno);
+    }
+    if (n == 0 || n > 64) {
+        return APR_NOTFOUND;
+    }
+    for (i = 0; i < n; i++) {
+        if (!((serial[i] >= '0' && serial[i] <= '9')
+              || (serial[i] >= 'a' && serial[i] <= 'f')
+              || (serial[i] >= 'A' && serial[i] <= 'F'))) {
+            return APR_NOTFOUND;
+        }
+    }
+    serial[n] = '\0';
+    return APR_SUCCESS;
+}
+
+/* A whole small file, NUL-terminated, from p. */
+static apr_status_t read_all(char **data, apr_size_t *len, apr_pool_t *p,
+                             const char *path, apr_size_t max)
+{
+    struct stat st;
+    apr_size_t got = 0;
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)
+        || (apr_size_t)st.st_size > max) {
+        close(fd);
+        return APR_EINVAL;
+    }
+    *data = apr_palloc(p, (apr_size_t)st.st_size + 1);
+    while (got < (apr_size_t)st.st_size) {
+        n = read(fd, *data + got, (apr_size_t)st.st_size - got);
+        if (n <= 0) {
+            close(fd);
+            return n < 0 ? APR_FROM_OS_ERROR(errno) : APR_EINVAL;
+        }
+        got += (apr_size_t)n;
+    }
+    close(fd);
+    (*data)[got] = '\0';
+    *len = got;
+    return APR_SUCCESS;
+}
+
+static apr_status_t open_envelope(EVP_PKEY **key, apr_pool_t *p,
+                                  const unsigned char *der, apr_size_t len,
+                                  const apr_array_header_t *certs,
+                                  const apr_array_header_t *keys,
+                                  const char **why)
+{
+    apr_status_t rv = APR_ENOENT;
+    int i;
+
+    *why = "no wrapping key";
+    for (i = 0; keys && i < keys->nelts; i++) {
+        rv = cs_envelope_open(key, p, der, len,
+                              APR_ARRAY_IDX(certs, i, X509 *),
+                              APR_ARRAY_IDX(keys, i, EVP_PKEY *), why);
+        if (rv != APR_ENOENT) {
+            break;
+        }
+    }
+    return rv;
+}
+
+/* One attempt at reading the version `serial` of name. */
+static apr_status_t load_version(csy_bundle_t *b, apr_pool_t *p,
+                                 const char *store_dir, const char *name,
+                                 const apr_array_header_t *wrap_certs,
+                                 const apr_array_header_t *wrap_keys,
+                                 const char **why)
+{
+    apr_array_header_t *certs;
+    EVP_PKEY *key;
+    char *pem, *cms;
+    apr_size_t pem_len, cms_len;
+    const char *dir;
+    apr_status_t rv;
+    int i;
+
+    dir = apr_psprintf(p, "%s/live/%s/%s", store_dir, name, b->serial);
+    if ((rv = read_all(&pem, &pem_len, p,
+                       apr_pstrcat(p, dir, "/fullchain.pem", NULL),
+                       CSY_MAX_CHAIN))
+        || (rv = read_all(&cms, &cms_len, p,
+                          apr_pstrcat(p, dir, "/key.cms", NULL),
+                          CSY_MAX_CMS))) {
+        *why = APR_STATUS_IS_ENOENT(rv) ? "version removed while reading"
+                                        : "cannot read the version";
+        return rv;
+    }
+    if ((rv = cs_pem_read_certs(&certs, p, pem, pem_len, why))) {
+        return rv;
+    }
+    rv = open_envelope(&key, p, (unsigned char *)cms, cms_len, wrap_certs,
+                       wrap_keys, why);
+    OPENSSL_cleanse(cms, cms_len);
+    if (rv) {
+        return rv;
+    }
+    if (X509_check_private_key(APR_ARRAY_IDX(certs, 0, X509 *), key) != 1) {
+        ERR_clear_error();
+        *why = "the key does not match the certificate";
+        return APR_EINVAL;
+    }
+    /* Our own references: the pool's cleanups free its copies. */
+    b->leaf = APR_ARRAY_IDX(certs, 0, X509 *);
+    X509_up_ref(b->leaf);
+    EVP_PKEY_up_ref(key);
+    b->key = key;
+    b->chain = sk_X509_new_null();
+    for (i = 1; b->chain && i < certs->nelts; i++) {
+        X509 *x = APR_ARRAY_IDX(certs, i, X509 *);
+        X509_up_ref(x);
+        if (!sk_X509_push(b->chain, x)) {
+            X509_free(x);
+            break;
+        }
+    }
+    if (!b->chain || sk_X509_num(b->chain) != certs->nelts - 1) {
+        *why = "out of memory";
+        return APR_ENOMEM;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t csy_bundle_load(csy_bundle_t **pb, const char *store_dir,
+                             const char *name,
+                             const apr_array_header_t *wrap_certs,
+                             const apr_array_header_t *wrap_keys,
+                             char *err, apr_size_t errlen)
+{
+    csy_bundle_t *b;
+    apr_pool_t *p;
+    apr_status_t rv;
+    const char *why = "";
+    int tries;
+
+    *pb = NULL;
+    if (strlen(name) > 253) {
+        return APR_NOTFOUND;
+    }
+    b = OPENSSL_zalloc(sizeof(*b));
+    if (!b) {
+        return APR_ENOMEM;
+    }
+    b->refs = 1;
+    apr_cpystrn(b->name, name, sizeof(b->name));
+    /* Its own allocator: workers call this from any thread. */
+    if ((rv = apr_pool_create_unmanaged_ex(&p, NULL, NULL))) {
+        OPENSSL_free(b);
+        return rv;
+    }
+    for (tries = 0; tries < CSY_LOAD_TRIES; tries++) {
+        if ((rv = current_serial(b->serial, store_dir, name))) {
+            why = "no current version";
+            break;
+        }
+        rv = load_version(b, p, store_dir, name, wrap_certs, wrap_keys,
+                          &why);
+        if (!APR_STATUS_IS_ENOENT(rv)) {
+            break;      /* done, or an error a retry would not fix */
+        }
+        apr_pool_clear(p);
+    }
+    apr_pool_destroy(p);
+    if (rv) {
+        if (err && errlen) {
+            apr_snprintf(err, errlen, "%s (serial %s): %s", name,
+                         b->serial[0] ? b->serial : "-", why);
+        }
+        b->refs = 1;
+        csy_bundle_release(b);
+        return rv;
+    }
+    *pb = b;
+    return APR_SUCCESS;
+}
+
+int csy_bundle_use(SSL *ssl, const csy_bundle_t *b)
+{
+    /* The virtual host's own (default) certificate goes: a client that
+     * prefers its key type must not be offered it instead. */
+    SSL_certs_clear(ssl);
+    return SSL_use_cert_and_key(ssl, b->leaf, b->key, b->chain, 1) == 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* The cache                                                           */
+/* ------------------------------------------------------------------ */
+
+typedef struct entry_t entry_t;
+struct entry_t {
+    entry_t *hnext;                 /* bucket chain */
+    entry_t *prev, *next;           /* LRU list, most recent first */
+    csy_bundle_t *b;
+    apr_uint32_t hash;
+    apr_uint32_t gen;
+};
+
+struct csy_cache_t {
+    apr_thread_mutex_t *mu;
+    entry_t **buckets;
+    apr_uint32_t mask;
+    unsigned capacity;
+    unsigned count;
+    entry_t lru;                    /* sentinel */
+    csy_shared_t *sh;
+    const char *store_dir;
+    const apr_array_header_t *wrap_certs;
+    const apr_array_header_t *wrap_keys;
+};
+
+static entry_t *find(csy_cache_t *c, apr_uint32_t h, const char *name)
+{
+    entry_t *e;
+
+    for (e = c->buckets[h & c->mask]; e; e = e->hnext) {
+        if (e->hash == h && strcmp(e->b->name, name) == 0) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+static void lru_unlink(entry_t *e)
+{
+    e->prev->next = e->next;
+    e->next->prev = e->prev;
+}
+
+static void lru_front(csy_cache_t *c, entry_t *e)
+{
+    e->next = c->lru.next;
+    e->prev = &c->lru;
+    c->lru.next->prev = e;
+    c->lru.next = e;
+}
+
+static void drop(csy_cache_t *c, entry_t *e)
+{
+    entry_t **pp = &c->buckets[e->hash & c->mask];
+
+    while (*pp != e) {
+        pp = &(*pp)->hnext;
+    }
+    *pp = e->hnext;
+    lru_unlink(e);
+    c->count--;
+    csy_bundle_release(e->b);
+    free(e);
+}
+
+static apr_status_t cache_cleanup(void *data)
+{
+    csy_cache_t *c = data;
+
+    while (c->lru.next != &c->lru) {
+        drop(c, c->lru.next);
+    }
+    free(c->buckets);
+    return APR_SUCCESS;
+}
+
+apr_status_t csy_cache_create(csy_cache_t **pc, apr_pool_t *p,
+                              unsigned capacity, csy_shared_t *sh,
+                              const char *store_dir,
+                              const apr_array_header_t *wrap_certs,
+                              const apr_array_header_t *wrap_keys)
+{
+    csy_cache_t *c = apr_pcalloc(p, sizeof(*c));
+    apr_uint32_t n = 16;
+    apr_status_t rv;
+
+    *pc = NULL;
+    if (capacity == 0) {
+        return APR_EINVAL;
+    }
+    while (n < capacity && n < (1u << 24)) {
+        n <<= 1;
+    }
+    if ((rv = apr_thread_mutex_create(&c->mu, APR_THREAD_MUTEX_DEFAULT, p))) {
+        return rv;
+    }
+    c->buckets = calloc(n, sizeof(*c->buckets));
+    if (!c->buckets) {
+        return APR_ENOMEM;
+    }
+    c->mask = n - 1;
+    c->capacity = capacity;
+    c->lru.next = c->lru.prev = &c->lru;
+    c->sh = sh;
+    c->store_dir = apr_pstrdup(p, store_dir);
+    c->wrap_certs = wrap_certs;
+    c->wrap_keys = wrap_keys;
+    apr_pool_cleanup_register(p, c, cache_cleanup, apr_pool_cleanup_null);
+    *pc = c;
+    return APR_SUCCESS;
+}
+
+/* Under the mutex: e (or a new entry) now holds b at generation gen. */
+static void store_entry(csy_cache_t *c, entry_t *e, apr_uint32_t h,
+                        csy_bundle_t *b, apr_uint32_t gen)
+{
+    if (e) {
+        csy_bundle_release(e->b);
+        lru_unlink(e);
+    }
+    else {
+        e = calloc(1, sizeof(*e));
+        if (!e) {
+            csy_bundle_release(b);
+            return;
+        }
+        e->hash = h;
+        e->hnext = c->buckets[h & c->mask];
+        c->buckets[h & c->mask] = e;
+        c->count++;
+    }
+    e->b = b;
+    e->gen = gen;
+    lru_front(c, e);
+    while (c->count > c->capacity) {
+        drop(c, c->lru.prev);
+        COUNT(c, evictions);
+    }
+}
+
+/* The bundle for exactly this store name. */
+static apr_status_t lookup_exact(csy_bundle_t **pb, csy_cache_t *c,
+                                 const char *name, char *err,
+                                 apr_size_t errlen)
+{
+    apr_uint32_t h = fnv1a(name);
+    apr_uint32_t gen = c->sh ? csy_gen_get(c->sh, name) : 0;
+    char cached[65] = "", now[65];
+    csy_bundle_t *b;
+    entry_t *e;
+    apr_status_t rv;
+
+    apr_thread_mutex_lock(c->mu);
+    e = find(c, h, name);
+    if (e && e->gen == gen) {
+        lru_unlink(e);
+        lru_front(c, e);
+        bundle_ref(e->b);
+        *pb = e->b;
+        apr_thread_mutex_unlock(c->mu);
+        COUNT(c, hits);
+        return APR_SUCCESS;
+    }
+    if (e) {
+        memcpy(cached, e->b->serial, sizeof(cached));
+    }
+    apr_thread_mutex_unlock(c->mu);
+
+    /* The slot moved (the name, or another sharing its slot, changed):
+     * still the same version? Then one readlink() was the whole cost. */
+    if (cached[0] && current_serial(now, c->store_dir, name) == APR_SUCCESS
+        && strcmp(now, cached) == 0) {
+        apr_thread_mutex_lock(c->mu);
+        e = find(c, h, name);
+        if (e && strcmp(e->b->serial, now) == 0) {
+            e->gen = gen;
+            bundle_ref(e->b);
+            *pb = e->b;
+            apr_thread_mutex_unlock(c->mu);
+            COUNT(c, revalidated);
+            return APR_SUCCESS;
+        }
+        apr_thread_mutex_unlock(c->mu);
+    }
+
+    rv = csy_bundle_load(&b, c->store_dir, name, c->wrap_certs,
+                         c->wrap_keys, err, errlen);
+    apr_thread_mutex_lock(c->mu);
+    e = find(c, h, name);
+    if (rv == APR_SUCCESS) {
+        COUNT(c, misses);
+        bundle_ref(b);          /* one for the cache, one for the caller */
+        store_entry(c, e, h, b, gen);
+        *pb = b;
+    }
+    else if (APR_STATUS_IS_NOTFOUND(rv)) {
+        if (e) {
+            drop(c, e);         /* deleted: forget it */
+        }
+    }
+    else {
+        COUNT(c, errors);
+        if (e) {
+            /* What was serving keeps serving; try again at the next
+             * change of this slot, not at every handshake. */
+            e->gen = gen;
+            bundle_ref(e->b);
+            *pb = e->b;
+            rv = APR_SUCCESS;
+        }
+    }
+    apr_thread_mutex_unlock(c->mu);
+    return rv;
+}
+
+apr_status_t csy_cache_lookup(csy_bundle_t **pb, csy_cache_t *c,
+                              const char *name, char *err,
+                              apr_size_t errlen)
+{
+    const char *dot = strchr(name, '.');
+    char wild[256];
+    apr_status_t rv;
+
+    *pb = NULL;
+    if (err && errlen) {
+        err[0] = '\0';
+    }
+    rv = lookup_exact(pb, c, name, err, errlen);
+    if (APR_STATUS_IS_NOTFOUND(rv) && dot && strchr(dot + 1, '.')
+        && name[0] != '*') {
+        apr_snprintf(wild, sizeof(wild), "*%s", dot);
+        rv = lookup_exact(pb, c, wild, err, errlen);
+    }
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        COUNT(c, unknown);
+    }
+    return rv;
+}
+
+void csy_cache_info(csy_cache_t *c, csy_cache_info_t *info)
+{
+    apr_thread_mutex_lock(c->mu);
+    info->capacity = c->capacity;
+    info->entries = c->count;
+    apr_thread_mutex_unlock(c->mu);
+}
+
+int csy_cache_serial(csy_cache_t *c, const char *name, char *out)
+{
+    entry_t *e;
+
+    apr_thread_mutex_lock(c->mu);
+    e = find(c, fnv1a(name), name);
+    if (e) {
+        memcpy(out, e->b->serial, 65);
+    }
+    apr_thread_mutex_unlock(c->mu);
+    return e != NULL;
+}

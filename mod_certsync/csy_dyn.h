@@ -1,0 +1,130 @@
+/*
+ * csy_dyn.h: dynamic activation, the certificate for each TLS handshake
+ * picked by SNI from the store (ARCHITECTURE.md section 4, "dynamic").
+ *
+ * Pure code: APR and OpenSSL, no httpd types (mod_certsync.c is the glue
+ * that calls it from an OpenSSL certificate callback).
+ *
+ * Three parts:
+ *
+ *  - csy_shared_t, a small block of shared memory the httpd parent maps
+ *    before it forks the sync daemon and the workers.  It holds a table of
+ *    generation counters indexed by a hash of the domain name: the daemon
+ *    bumps a domain's slot after it installed or removed that domain, and
+ *    a worker that cached the domain notices the new value on its next
+ *    lookup.  Also the cache counters, summed over every process.
+ *
+ *  - csy_bundle_t, one domain's chain and key as OpenSSL objects, read
+ *    from the store's current version (fullchain.pem and key.cms) and
+ *    decrypted in memory with a wrapping key.  Never written anywhere.
+ *
+ *  - csy_cache_t, a bounded per-process cache of bundles: a hash table
+ *    (O(1) in the number of domains) with least-recently-used eviction,
+ *    safe to use from the threads of one process.
+ */
+#ifndef CSY_DYN_H
+#define CSY_DYN_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+/** Generation slots (a power of two); 256 KiB of shared memory. */
+#define CSY_GEN_SLOTS 65536
+
+typedef struct {
+    apr_uint32_t slot[CSY_GEN_SLOTS];
+    apr_uint64_t changes;           /* bumps by the daemon */
+    apr_uint64_t hits;              /* counters of every worker */
+    apr_uint64_t misses;            /* versions read and decrypted */
+    apr_uint64_t revalidated;       /* slot moved, same serial kept */
+    apr_uint64_t evictions;
+    apr_uint64_t unknown;           /* names the store does not have */
+    apr_uint64_t errors;            /* a version that could not be read */
+} csy_shared_t;
+
+/** Slot value for a store name (a domain or "*.parent"). */
+apr_uint32_t csy_gen_get(const csy_shared_t *sh, const char *name);
+
+/** Tell every worker that name changed (after the store has it). */
+void csy_gen_bump(csy_shared_t *sh, const char *name);
+
+/** A domain's chain and key; reference counted, shared by threads. */
+typedef struct csy_bundle_t csy_bundle_t;
+struct csy_bundle_t {
+    X509 *leaf;
+    STACK_OF(X509) *chain;          /* intermediates, may be empty */
+    EVP_PKEY *key;
+    char serial[65];                /* hex, as in the store */
+    char name[254];                 /* the store name it came from */
+    volatile apr_uint32_t refs;
+};
+
+/** Drop a reference (the last one frees the bundle and its key). */
+void csy_bundle_release(csy_bundle_t *b);
+
+/**
+ * Read name's current version from the store at store_dir and open its
+ * key envelope with one of the wrapping keys (X509 * / EVP_PKEY * arrays,
+ * same order).  APR_NOTFOUND if the store has no such name; another error
+ * with a reason in err (errlen bytes) if the version is unreadable or the
+ * key does not open or match.  name must be a valid store name.
+ */
+apr_status_t csy_bundle_load(csy_bundle_t **b, const char *store_dir,
+                             const char *name,
+                             const apr_array_header_t *wrap_certs,
+                             const apr_array_header_t *wrap_keys,
+                             char *err, apr_size_t errlen);
+
+/**
+ * The server name a client sent, as a store name: lower case, LDH labels
+ * (A-labels), at least two labels, at most 253 characters, no trailing
+ * dot.  Writes it to out (254 bytes); 0 if the name cannot be a domain
+ * of the store (then no lookup is made).
+ */
+int csy_sni_name(char *out, const char *sni);
+
+typedef struct csy_cache_t csy_cache_t;
+
+typedef struct {
+    unsigned capacity;
+    unsigned entries;
+} csy_cache_info_t;
+
+/**
+ * A cache of at most capacity bundles for this process (freed with p).
+ * sh may be NULL (no change notices: entries then live until evicted,
+ * which only tests want).
+ */
+apr_status_t csy_cache_create(csy_cache_t **c, apr_pool_t *p,
+                              unsigned capacity, csy_shared_t *sh,
+                              const char *store_dir,
+                              const apr_array_header_t *wrap_certs,
+                              const apr_array_header_t *wrap_keys);
+
+/**
+ * The bundle for a client's server name (as csy_sni_name gives it): the
+ * exact name, else the wildcard "*.parent".  On APR_SUCCESS *b holds a
+ * reference the caller releases.  APR_NOTFOUND: the store serves neither.
+ * An unreadable new version keeps the cached one serving (err says why);
+ * with nothing cached the error is returned.
+ */
+apr_status_t csy_cache_lookup(csy_bundle_t **b, csy_cache_t *c,
+                              const char *name, char *err,
+                              apr_size_t errlen);
+
+/** Size and fill of this process's cache. */
+void csy_cache_info(csy_cache_t *c, csy_cache_info_t *info);
+
+/**
+ * The serial this process has cached for name, in out (65 bytes); 0 if
+ * not cached.
+ */
+int csy_cache_serial(csy_cache_t *c, const char *name, char *out);
+
+/** Install a bundle on a handshake (chain, key; replaces the default). */
+int csy_bundle_use(SSL *ssl, const csy_bundle_t *b);
+
+#endif /* CSY_DYN_H */

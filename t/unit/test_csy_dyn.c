@@ -1,0 +1,408 @@
+/*
+ * Unit tests of csy_dyn.c: server names, bundles read from a real store
+ * (csy_store.c) with sealed keys (cs_crypto.c), the per-process cache
+ * (hits, generation slots, renewal, deletion, wildcards, eviction, a bad
+ * new version) and many threads looking up while versions change.
+ */
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include <openssl/x509.h>
+
+#include "cs_crypto.h"
+#include "cs_x509.h"
+#include "csy_dyn.h"
+#include "csy_store.h"
+#include "unit.h"
+
+static apr_pool_t *pool;
+static char base[256];
+static csy_store_t *store;
+static cs_ca_t ca;
+static apr_array_header_t *wrap_certs, *wrap_keys;
+
+static apr_status_t x509_free_cleanup(void *data)
+{
+    X509_free(data);
+    return APR_SUCCESS;
+}
+
+/* A self-signed certificate for key, owned by pool. */
+static X509 *self_signed(EVP_PKEY *key, const char *cn)
+{
+    static long serial;
+    X509 *x = X509_new();
+
+    X509_set_version(x, X509_VERSION_3);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), ++serial);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN",
+                               MBSTRING_UTF8, (const unsigned char *)cn,
+                               -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, key);
+    X509_sign(x, key, EVP_sha256());
+    apr_pool_cleanup_register(pool, x, x509_free_cleanup,
+                              apr_pool_cleanup_null);
+    return x;
+}
+
+/* Issue and install a new version of name; its serial (or NULL).
+ * garbage: store an envelope that does not open. */
+static const char *install(const char *name, int garbage)
+{
+    apr_array_header_t *chain;
+    cs_cert_info_t info;
+    EVP_PKEY *key;
+    unsigned char *der;
+    apr_size_t len;
+    const char *err, *pem;
+
+    if (cs_key_generate(&key, pool, CS_KEY_EC_P256)
+        || cs_ca_issue(&chain, pool, &ca, key, name, apr_time_from_sec(3600),
+                       &err)
+        || cs_envelope_seal(&der, &len, pool, key, wrap_certs, &err)) {
+        return NULL;
+    }
+    if (garbage) {
+        memset(der + len / 2, 0x5a, 16);
+    }
+    cs_cert_info(&info, pool, APR_ARRAY_IDX(chain, 0, X509 *));
+    pem = cs_pem_write_certs(pool, chain);
+    if (csy_store_install(store, pool, name, info.serial, pem, der, len, 1)) {
+        return NULL;
+    }
+    return info.serial;
+}
+
+static int rm_cb(const char *path, const struct stat *st, int flag,
+                 struct FTW *ftw)
+{
+    (void)st; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+static void remove_domain(const char *name)
+{
+    nftw(apr_pstrcat(pool, base, "/live/", name, NULL), rm_cb, 16,
+         FTW_DEPTH | FTW_PHYS);
+}
+
+static void test_sni_name(void)
+{
+    static const struct { const char *in, *out; } good[] = {
+        { "example.com", "example.com" },
+        { "WWW.Example.COM", "www.example.com" },
+        { "xn--bcher-kva.example", "xn--bcher-kva.example" },
+        { "a-b.c-d.e", "a-b.c-d.e" },
+        { "1.2", "1.2" },
+    };
+    static const char *bad[] = {
+        "", "localhost", "example.com.", ".example.com", "a..b", "-a.b",
+        "a-.b", "a.-b", "a.b-", "*.example.com", "a b.c", "a/b.c",
+        "../x.y", "a.b\n", "exa_mple.com", "caf\xc3\xa9.fr",
+    };
+    char out[254], big[300];
+    unsigned i;
+
+    UNIT_CASE("csy_sni_name");
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        CHECK(csy_sni_name(out, good[i].in));
+        CHECK_STR(out, good[i].out);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (!CHECK(!csy_sni_name(out, bad[i]))) {
+            printf("accepted '%s'\n", bad[i]);
+        }
+    }
+    /* A 64-character label, and a name longer than 253. */
+    memset(big, 'a', 64);
+    strcpy(big + 64, ".com");
+    CHECK(!csy_sni_name(out, big));
+    for (i = 0; i < 254; i += 2) {
+        big[i] = 'a';
+        big[i + 1] = '.';
+    }
+    big[253] = 'b';
+    big[254] = '\0';
+    CHECK(!csy_sni_name(out, big));
+    big[251] = 'b';
+    big[252] = '\0';
+    CHECK(csy_sni_name(out, big + 1) == 0);     /* starts with '.' */
+    CHECK(csy_sni_name(out, big));              /* 252 characters */
+}
+
+static void test_bundle(void)
+{
+    csy_bundle_t *b = NULL;
+    const char *serial = install("load.test", 0);
+    apr_array_header_t *none = apr_array_make(pool, 1, sizeof(void *));
+    char err[256];
+
+    UNIT_CASE("csy_bundle_load");
+    CHECK(serial != NULL);
+    CHECK_EQ_INT(csy_bundle_load(&b, base, "load.test", wrap_certs,
+                                 wrap_keys, err, sizeof(err)), APR_SUCCESS);
+    if (CHECK(b != NULL)) {
+        CHECK_STR(b->serial, serial);
+        CHECK_STR(b->name, "load.test");
+        CHECK_EQ_INT(X509_check_private_key(b->leaf, b->key), 1);
+        CHECK_EQ_INT(sk_X509_num(b->chain), 1);
+        CHECK_EQ_INT(X509_cmp(sk_X509_value(b->chain, 0), ca.cert), 0);
+        csy_bundle_release(b);
+    }
+    CHECK(APR_STATUS_IS_NOTFOUND(csy_bundle_load(&b, base, "nope.test",
+                                                 wrap_certs, wrap_keys, err,
+                                                 sizeof(err))));
+    CHECK(b == NULL);
+    /* No wrapping key that opens it. */
+    CHECK(csy_bundle_load(&b, base, "load.test", none, none, err,
+                          sizeof(err)) != APR_SUCCESS);
+    CHECK(b == NULL);
+    CHECK(strstr(err, "load.test") != NULL);
+    /* An envelope that does not open. */
+    CHECK(install("broken.test", 1) != NULL);
+    CHECK(csy_bundle_load(&b, base, "broken.test", wrap_certs, wrap_keys,
+                          err, sizeof(err)) != APR_SUCCESS);
+    CHECK(b == NULL && err[0] != '\0');
+}
+
+static csy_bundle_t *get(csy_cache_t *c, const char *name, apr_status_t *rv,
+                         char *err)
+{
+    csy_bundle_t *b = NULL;
+
+    *rv = csy_cache_lookup(&b, c, name, err, 256);
+    return b;
+}
+
+static void test_cache(void)
+{
+    csy_shared_t *sh = calloc(1, sizeof(*sh));
+    csy_cache_t *c;
+    csy_cache_info_t info;
+    csy_bundle_t *b, *held;
+    const char *s1, *s2, *w;
+    char err[256], serial[65];
+    apr_status_t rv;
+
+    UNIT_CASE("cache: hit, renewal, revalidation");
+    CHECK_EQ_INT(csy_cache_create(&c, pool, 3, sh, base, wrap_certs,
+                                  wrap_keys), APR_SUCCESS);
+    s1 = install("a.test", 0);
+    b = get(c, "a.test", &rv, err);
+    CHECK(rv == APR_SUCCESS && b && !strcmp(b->serial, s1));
+    csy_bundle_release(b);
+    CHECK_EQ_INT((int)sh->misses, 1);
+    b = get(c, "a.test", &rv, err);
+    CHECK(rv == APR_SUCCESS && b && !strcmp(b->serial, s1));
+    CHECK_EQ_INT((int)sh->hits, 1);
+    held = b;                   /* a handshake still using it */
+
+    /* Renewed in the store: served only after the daemon's bump. */
+    s2 = install("a.test", 0);
+    CHECK(s2 && strcmp(s1, s2));
+    b = get(c, "a.test", &rv, err);
+    CHECK(b && !strcmp(b->serial, s1));
+    csy_bundle_release(b);
+    csy_gen_bump(sh, "a.test");
+    b = get(c, "a.test", &rv, err);
+    CHECK(b && !strcmp(b->serial, s2));
+    csy_bundle_release(b);
+    CHECK_EQ_INT((int)sh->misses, 2);
+    /* The replaced bundle is still whole for its holder. */
+    CHECK_STR(held->serial, s1);
+    CHECK_EQ_INT(X509_check_private_key(held->leaf, held->key), 1);
+    csy_bundle_release(held);
+    /* A bump without a change (slot shared, say): one readlink. */
+    csy_gen_bump(sh, "a.test");
+    b = get(c, "a.test", &rv, err);
+    CHECK(b && !strcmp(b->serial, s2));
+    csy_bundle_release(b);
+    CHECK_EQ_INT((int)sh->revalidated, 1);
+    CHECK_EQ_INT((int)sh->misses, 2);
+    CHECK(csy_cache_serial(c, "a.test", serial));
+    CHECK_STR(serial, s2);
+
+    UNIT_CASE("cache: wildcard, unknown");
+    w = install("*.wild.test", 0);
+    b = get(c, "x.wild.test", &rv, err);
+    CHECK(rv == APR_SUCCESS && b && !strcmp(b->serial, w)
+          && !strcmp(b->name, "*.wild.test"));
+    csy_bundle_release(b);
+    b = get(c, "a.b.wild.test", &rv, err);   /* one label only */
+    CHECK(b == NULL && APR_STATUS_IS_NOTFOUND(rv));
+    b = get(c, "wild.test", &rv, err);
+    CHECK(b == NULL && APR_STATUS_IS_NOTFOUND(rv));
+    CHECK_EQ_INT((int)sh->unknown, 2);
+
+    UNIT_CASE("cache: a bad new version keeps the old one serving");
+    CHECK(install("a.test", 1) != NULL);
+    csy_gen_bump(sh, "a.test");
+    b = get(c, "a.test", &rv, err);
+    CHECK(rv == APR_SUCCESS && b && !strcmp(b->serial, s2));
+    CHECK(err[0] != '\0');
+    CHECK_EQ_INT((int)sh->errors, 1);
+    csy_bundle_release(b);
+    b = get(c, "a.test", &rv, err);         /* not retried per handshake */
+    CHECK(b && err[0] == '\0');
+    csy_bundle_release(b);
+    CHECK_EQ_INT((int)sh->errors, 1);
+
+    UNIT_CASE("cache: deletion");
+    remove_domain("a.test");
+    b = get(c, "a.test", &rv, err);         /* no bump yet: still cached */
+    CHECK(b != NULL);
+    csy_bundle_release(b);
+    csy_gen_bump(sh, "a.test");
+    b = get(c, "a.test", &rv, err);
+    CHECK(b == NULL && APR_STATUS_IS_NOTFOUND(rv));
+    CHECK(!csy_cache_serial(c, "a.test", serial));
+
+    UNIT_CASE("cache: eviction");
+    CHECK(install("e1.test", 0) && install("e2.test", 0)
+          && install("e3.test", 0) && install("e4.test", 0));
+    b = get(c, "e1.test", &rv, err);
+    csy_bundle_release(b);
+    b = get(c, "e2.test", &rv, err);
+    csy_bundle_release(b);
+    b = get(c, "e3.test", &rv, err);
+    csy_bundle_release(b);
+    b = get(c, "e1.test", &rv, err);        /* e1 is now the most recent */
+    csy_bundle_release(b);
+    b = get(c, "e4.test", &rv, err);        /* evicts the LRU: the wildcard */
+    csy_bundle_release(b);
+    csy_cache_info(c, &info);
+    CHECK_EQ_INT((int)info.entries, 3);
+    CHECK_EQ_INT((int)info.capacity, 3);
+    CHECK(csy_cache_serial(c, "e1.test", serial));
+    CHECK(!csy_cache_serial(c, "*.wild.test", serial));
+    CHECK(sh->evictions >= 1);
+    free(sh);
+}
+
+/* Many threads look names up in a cache smaller than their working set
+ * while the main thread renews domains and bumps their slots. */
+#define T_THREADS 6
+#define T_NAMES 12
+#define T_LOOKUPS 1500
+
+typedef struct {
+    csy_cache_t *c;
+    int failures;
+    int mismatches;
+} worker_t;
+
+static void *worker(void *arg)
+{
+    worker_t *w = arg;
+    char name[32], err[256];
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    csy_bundle_t *b;
+    int i;
+
+    for (i = 0; i < T_LOOKUPS; i++) {
+        snprintf(name, sizeof(name), "c%d.test", rand_r(&seed) % T_NAMES);
+        if (csy_cache_lookup(&b, w->c, name, err, sizeof(err))
+            != APR_SUCCESS) {
+            w->failures++;
+            continue;
+        }
+        if (strcmp(b->name, name)
+            || X509_check_private_key(b->leaf, b->key) != 1) {
+            w->mismatches++;
+        }
+        csy_bundle_release(b);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    csy_shared_t *sh = calloc(1, sizeof(*sh));
+    worker_t w[T_THREADS];
+    pthread_t t[T_THREADS];
+    csy_cache_t *c;
+    char name[32];
+    int i, renewals = 0, failures = 0, mismatches = 0;
+
+    UNIT_CASE("cache: threads, eviction and renewals at once");
+    for (i = 0; i < T_NAMES; i++) {
+        snprintf(name, sizeof(name), "c%d.test", i);
+        CHECK(install(name, 0) != NULL);
+    }
+    CHECK_EQ_INT(csy_cache_create(&c, pool, 5, sh, base, wrap_certs,
+                                  wrap_keys), APR_SUCCESS);
+    for (i = 0; i < T_THREADS; i++) {
+        w[i].c = c;
+        w[i].failures = w[i].mismatches = 0;
+        pthread_create(&t[i], NULL, worker, &w[i]);
+    }
+    for (i = 0; i < 40; i++) {
+        snprintf(name, sizeof(name), "c%d.test", i % T_NAMES);
+        renewals += install(name, 0) != NULL;
+        csy_gen_bump(sh, name);
+        /* Old versions go, as the daemon's prune does. */
+        csy_store_prune(store, pool, name);
+    }
+    for (i = 0; i < T_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        failures += w[i].failures;
+        mismatches += w[i].mismatches;
+    }
+    CHECK_EQ_INT(renewals, 40);
+    CHECK_EQ_INT(failures, 0);
+    CHECK_EQ_INT(mismatches, 0);
+    CHECK(sh->evictions > 0);
+    CHECK_EQ_INT((int)(sh->hits + sh->misses + sh->revalidated),
+                 T_THREADS * T_LOOKUPS);
+    printf("threads: %llu hits, %llu misses, %llu revalidated, "
+           "%llu evictions\n", (unsigned long long)sh->hits,
+           (unsigned long long)sh->misses,
+           (unsigned long long)sh->revalidated,
+           (unsigned long long)sh->evictions);
+    free(sh);
+}
+
+int main(void)
+{
+    EVP_PKEY *wrap_key;
+    const char *err;
+
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    snprintf(base, sizeof(base), "/tmp/test_csy_dyn.%d", (int)getpid());
+    if (csy_store_open(&store, pool, base) != APR_SUCCESS) {
+        printf("cannot open a store in %s\n", base);
+        return 1;
+    }
+    if (cs_key_generate(&ca.key, pool, CS_KEY_EC_P256)
+        || cs_key_generate(&wrap_key, pool, CS_KEY_RSA_2048)) {
+        printf("cannot generate keys\n");
+        return 1;
+    }
+    ca.cert = self_signed(ca.key, "test CA");
+    wrap_certs = apr_array_make(pool, 1, sizeof(X509 *));
+    wrap_keys = apr_array_make(pool, 1, sizeof(EVP_PKEY *));
+    APR_ARRAY_PUSH(wrap_certs, X509 *) = self_signed(wrap_key, "wrap");
+    APR_ARRAY_PUSH(wrap_keys, EVP_PKEY *) = wrap_key;
+    (void)err;
+
+    test_sni_name();
+    test_bundle();
+    test_cache();
+    test_threads();
+
+    nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    apr_pool_destroy(pool);
+    apr_terminate();
+    return unit_summary();
+}
