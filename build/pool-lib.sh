@@ -78,7 +78,10 @@
 # POOL_LEASE_TTL (10: CertService answers a lease request that finds the
 # pool's slot taken with Retry-After = until that lease expires, so the TTL
 # paces a rollout across the pool), POOL_LOGLEVEL ("warn certsync:info
-# proxy_protocol:info").
+# proxy_protocol:info"), POOL_ACTIVATION (vhost; "dynamic": one catch-all
+# virtual host, certificates per handshake, no restarts), and in dynamic
+# mode POOL_CACHE_SIZE (CertSyncCacheSize, 10000) and POOL_PROCS (worker
+# processes of 8 threads each, 2).
 
 POOL_LIB_SOURCE=${BASH_SOURCE[0]}
 
@@ -445,7 +448,50 @@ ProxyProtocol On
 ProxyProtocolTrustedProxies $POOL_LB_ADDR
 ProxyProtocolExceptions 127.0.0.1
 Listen 127.0.0.1:$tls https
+EOF
+        if [ "${POOL_ACTIVATION:-vhost}" = dynamic ]; then
+            _pool_dynamic_vhost "$n" "$tls"
+        else
+            _pool_macro_vhosts "$d" "$n" "$tls"
+        fi
+        _pool_status_vhost "$d" "$n" "$status"
+    } >"$d/httpd.conf"
+    _pool_start_httpd "$d" "$status" "$tls"
+}
 
+# Dynamic activation: one catch-all TLS virtual host serves every domain of
+# the store; its own certificate is for names the store does not have.
+_pool_dynamic_vhost() { # N TLSPORT
+    local procs=${POOL_PROCS:-2}
+    cat <<EOF
+<IfModule mpm_event_module>
+    StartServers $procs
+    ServerLimit $procs
+    MaxRequestWorkers $((procs * 8))
+    MinSpareThreads $((procs * 8))
+    MaxSpareThreads $((procs * 8))
+</IfModule>
+CertSyncActivation dynamic
+CertSyncCacheSize  ${POOL_CACHE_SIZE:-10000}
+<VirtualHost 127.0.0.1:$2>
+    ServerName fallback.pool.invalid
+    SSLEngine on
+    SSLCertificateFile    "$POOL_PKI/fallback.crt"
+    SSLCertificateKeyFile "$POOL_PKI/fallback.key"
+    CertSyncCatchAll On
+    ProxyPreserveHost On
+    ProxyPass / http://127.0.0.1:$POOL_BACKEND_PORT/ ttl=2
+    RequestHeader set X-Proxy "proxy$1"
+    RequestHeader set X-Load-Balancer "%{PROXY_PROTOCOL_PEER_ADDR}e"
+    RequestHeader set X-TLS "%{SSL_PROTOCOL}s, SNI %{SSL_TLS_SNI}s, certificate serial %{SSL_SERVER_M_SERIAL}s"
+</VirtualHost>
+EOF
+}
+
+# vhost activation: one virtual host per domain of the manifest.
+_pool_macro_vhosts() { # DIR N TLSPORT
+    local d=$1 n=$2 tls=$3
+    cat <<EOF
 # The first virtual host of the address: names without a certificate.
 <VirtualHost 127.0.0.1:$tls>
     ServerName fallback.pool.invalid
@@ -476,7 +522,12 @@ Listen 127.0.0.1:$tls https
     </VirtualHost>
 </Macro>
 MacroGenerate TLSHost "$d/store/manifest"
+EOF
+}
 
+_pool_status_vhost() { # DIR N STATUSPORT
+    local d=$1 n=$2 status=$3
+    cat <<EOF
 # Plain HTTP for people and for HAProxy's httpchk: no PROXY header here.
 Listen 127.0.0.1:$status http
 LogFormat "%h %l %u %t \"%r\" %>s %b" common
@@ -498,8 +549,6 @@ LogFormat "%h %l %u %t \"%r\" %>s %b" common
     </Location>
 </VirtualHost>
 EOF
-    } >"$d/httpd.conf"
-    _pool_start_httpd "$d" "$status" "$tls"
 }
 
 _pool_stop_httpd() { # dir

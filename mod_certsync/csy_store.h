@@ -18,7 +18,8 @@
  *                           (written by the glue with csy_write_atomic)
  *   live/DOMAIN/SERIAL/     one version: fullchain.pem (0644) and
  *                           privkey.pem (0600, vhost mode) or key.cms
- *                           (0600, the sealed envelope, dynamic mode)
+ *                           (the sealed envelope, dynamic mode: 0600, or
+ *                           0640 with csy_store_set_envelope_group)
  *   live/DOMAIN/current     symlink -> SERIAL: what is served
  *   live/DOMAIN/previous    symlink -> SERIAL: what was served before
  *                           (rollback target)

@@ -1,0 +1,307 @@
+#!/bin/bash
+#
+# t/dynamic/e2e.sh: CertSyncActivation dynamic end to end, on the demo
+# pool's components (build/pool-lib.sh): a real CertService (SQLite, local
+# CA) and one proxy httpd whose single catch-all TLS virtual host serves
+# every domain by SNI, with several worker processes and a cache smaller
+# than the working set.
+#
+#   1. DYN_DOMAINS (1,000) domains synced: a handshake for each presents
+#      CertService's certificate, verified against the CA and the name.
+#   2. No SNI and unknown names get the virtual host's own certificate; a
+#      wildcard serves its subdomains; a name with its own VirtualHost
+#      keeps it.
+#   3. Under a client loop of handshakes (random names, new connections,
+#      verified), 100 domains are renewed and 10 deleted on CertService:
+#      the new serials appear within one sync interval, deleted names get
+#      the default certificate, no handshake fails, and httpd's pid and
+#      configuration generation do not change (no restart).
+#   4. The status shows the cache counters and per-domain serials; no
+#      plaintext key is on disk; CertSyncUnknownName refuse refuses.
+#
+# Runs as root (workers as nobody) or as a normal user.  Needs the build
+# tree's modules and t/dynamic/hsclient (make check builds both), curl,
+# jq, openssl.
+set -u
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=../rollout/rollout-lib.sh
+. "$top/t/rollout/rollout-lib.sh"
+# shellcheck source=../lib/certsuite.sh
+. "$top/t/lib/certsuite.sh"
+
+N=${DYN_DOMAINS:-1000}
+RENEW=${DYN_RENEW:-100}
+DELETE=${DYN_DELETE:-10}
+INTERVAL=3
+JITTER=1
+HS=${HSCLIENT:-$top/t/dynamic/hsclient}
+n=0 npass=0 nfail=0
+
+for p in curl jq openssl; do
+    command -v "$p" >/dev/null || { echo "1..0 # SKIP $p not found"; exit 0; }
+done
+[ -x "$HS" ] || { echo "Bail out! $HS not built (make check builds it)"; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/certsuite-dyn.XXXXXX")
+chmod 755 "$work"
+cleanup() {
+    pool_stop_all >/dev/null 2>&1
+    if [ "$nfail" != 0 ] || [ -n "${KEEP:-}" ]; then
+        echo "# kept $work"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+okif() { # DESC COMMAND...: ok if the command succeeds
+    local desc=$1
+    shift
+    if "$@"; then ok "$desc"; else notok "$desc"; fi
+}
+is() { # GOT WANT DESC
+    if [ "$1" = "$2" ]; then ok "$3"; else notok "$3 (got '$1', want '$2')"; fi
+}
+bail() {
+    echo "Bail out! $*"
+    pool_log_tail 30 | sed 's/^/# /'
+    exit 1
+}
+
+# cs_bulk METHOD FILE: METHOD /v1/domains/NAME for every name of FILE,
+# over one kept-alive connection; prints "NAME SERIAL" for each answer
+# that has a serial (PUT), normalised like pool-lib's serials.
+cs_bulk() {
+    local m=$1 f=$2 cfg=$work/bulk.$$.cfg name
+    : >"$cfg"
+    while read -r name _; do
+        printf 'url = "%s/v1/domains/%s"\n' "$POOL_CS_URL" "$name" >>"$cfg"
+    done <"$f"
+    pool_cs_curl admin "/v1/domains" -o /dev/null >/dev/null 2>&1
+    curl -sS --noproxy '*' --max-time 600 --cacert "$POOL_PKI/clients-ca.crt" \
+        --cert "$POOL_PKI/admin.crt" --key "$POOL_PKI/admin.key" \
+        -X "$m" -H 'Content-Type: application/json' --data-binary '{}' \
+        -w '\n' -K "$cfg" \
+    | jq -r 'select(.serial != null) | "\(.domain) \(.serial)"' \
+    | while read -r name s; do
+        echo "$name $(_pool_serial_norm <<<"$s")"
+    done
+}
+
+tls_port() { pool_proxy_port 1 tls; }
+# start_again: proxy 1 with its (edited) httpd.conf, once its ports are
+# free (the old generation's children may linger a moment)
+start_again() {
+    local i p
+    for ((i = 0; i < 100; i++)); do
+        p=0
+        for port in "$(tls_port)" "$(pool_proxy_port 1 status)"; do
+            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && p=1
+        done
+        [ $p = 0 ] && break
+        sleep 0.1
+    done
+    _pool_start_httpd "$POOL_DIR/proxy1" "$(pool_proxy_port 1 status)" \
+        "$(tls_port)"
+}
+status() { pool_proxy_status 1 "$@"; }
+gen_of() { # the parent's configuration generation (mod_status)
+    curl -sS --noproxy '*' --max-time 5 \
+        "http://127.0.0.1:$(pool_proxy_port 1 status)/server-status?auto" \
+    | sed -n 's/^ParentServerConfigGeneration: *//p'
+}
+serial_of_pem() {
+    openssl x509 -in "$1" -noout -serial | sed 's/^serial=//' | _pool_serial_norm
+}
+# handshakes FILE [hsclient args]: one handshake per name; "name serial"
+# in $work/out; prints hsclient's summary line
+handshakes() {
+    local f=$1
+    shift
+    "$HS" -p "$(tls_port)" -f "$f" -c 4 -o "$work/out" "$@"
+}
+failed_of() { sed -n 's/.* failed \([0-9]*\) .*/\1/p' <<<"$1"; }
+mismatches() { # WANT GOT: names whose served serial differs
+    join <(sort "$1") <(sort "$2") | awk '$2 != $3' | wc -l
+}
+wait_synced() { # NAME SERIAL SECONDS: until the proxy serves it
+    local i want=$2 got
+    echo "$1" >"$work/one"
+    for ((i = 0; i < $3 * 4; i++)); do
+        "$HS" -p "$(tls_port)" -f "$work/one" -o "$work/one.out" >/dev/null
+        got=$(awk '{print $2}' "$work/one.out")
+        [ "$got" = "$want" ] && return 0
+        sleep 0.25
+    done
+    return 1
+}
+
+echo "# dynamic activation, $N domains"
+base=$(rt_pick_base) || bail "no free ports"
+export POOL_ACTIVATION=dynamic POOL_PROCS=3 POOL_CACHE_SIZE=$((N * 3 / 10))
+export POOL_SYNC_INTERVAL="$INTERVAL $JITTER"
+pool_init "$work/pool" "$base" || bail "pool_init"
+pool_pki >/dev/null || bail "pool_pki"
+pool_start_certservice || bail "CertService did not start"
+pool_start_backend || bail "backend did not start"
+fallback=$(serial_of_pem "$POOL_PKI/fallback.crt")
+
+# --- 1. N domains --------------------------------------------------------------
+for ((i = 1; i <= N; i++)); do echo "d$i.dyn.test"; done >"$work/names"
+t0=$(date +%s)
+cs_bulk PUT "$work/names" >"$work/issued"
+is "$(wc -l <"$work/issued")" "$N" "CertService issued $N certificates ($(($(date +%s) - t0)) s)"
+
+# A name with its own virtual host (and also on CertService) keeps it.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$work/real.key" -out "$work/real.crt" -days 2 \
+    -subj "/CN=real.dyn.test" -addext "subjectAltName=DNS:real.dyn.test" \
+    2>/dev/null || bail "openssl req"
+chmod 644 "$work/real.key"
+echo real.dyn.test >"$work/realname"
+cs_bulk PUT "$work/realname" >/dev/null
+pool_start_proxy 1 || bail "proxy 1 did not start"
+pool_stop_proxy 1
+cat >>"$POOL_DIR/proxy1/httpd.conf" <<EOF
+<VirtualHost 127.0.0.1:$(tls_port)>
+    ServerName real.dyn.test
+    SSLEngine on
+    SSLCertificateFile    "$work/real.crt"
+    SSLCertificateKeyFile "$work/real.key"
+</VirtualHost>
+EOF
+start_again || bail "proxy 1 did not start again"
+
+t0=$(date +%s)
+for ((i = 0; i < 600; i++)); do
+    m=$(grep -c '\.dyn\.test ' "$POOL_DIR/proxy1/store/manifest" 2>/dev/null)
+    [ "${m:-0}" -ge $((N + 1)) ] && break
+    sleep 0.2
+done
+[ "${m:-0}" -ge $((N + 1)) ] || bail "the proxy did not sync within 120 s"
+ok "synced $N domains in about $(($(date +%s) - t0)) s"
+pid0=$(cat "$POOL_DIR/proxy1/run/httpd.pid")
+gen0=$(gen_of)
+
+summary=$(handshakes "$work/names" -A "$POOL_PKI/ca.crt")
+echo "# every domain once: $summary"
+is "$(failed_of "$summary")" 0 "a verified handshake for each of $N domains"
+is "$(mismatches "$work/issued" "$work/out")" 0 \
+    "each presents the serial CertService issued"
+
+# --- 2. defaults, wildcard, own virtual host --------------------------------------
+printf 'unknown.dyn.test\nnot-a-domain\n' >"$work/unknown"
+handshakes "$work/unknown" >/dev/null
+is "$(awk '{print $2}' "$work/out" | sort -u)" "$fallback" \
+    "unknown names get the virtual host's own certificate"
+s=$(openssl s_client -connect "127.0.0.1:$(tls_port)" -noservername \
+        </dev/null 2>/dev/null | openssl x509 -noout -serial \
+    | sed 's/^serial=//' | _pool_serial_norm)
+is "$s" "$fallback" "no SNI gets the virtual host's own certificate"
+echo '*.wild.dyn.test' >"$work/wild"
+w=$(cs_bulk PUT "$work/wild")
+okif "wildcard issued" test -n "$w"
+if wait_synced x.wild.dyn.test "${w#* }" 30; then
+    ok "a wildcard serves x.wild.dyn.test"
+else
+    notok "a wildcard serves x.wild.dyn.test"
+fi
+echo y.wild.dyn.test >"$work/w2"
+summary=$(handshakes "$work/w2" -A "$POOL_PKI/ca.crt")
+is "$(failed_of "$summary")" 0 "... verified for y.wild.dyn.test too"
+handshakes "$work/realname" >/dev/null
+is "$(awk '{print $2}' "$work/out")" "$(serial_of_pem "$work/real.crt")" \
+    "a name with its own VirtualHost keeps its certificate"
+
+# --- 3. renewals and deletions under load, no restart ---------------------------
+head -n "$DELETE" "$work/names" >"$work/delete"
+tail -n +"$((DELETE + 1))" "$work/names" >"$work/loop"
+sed -n "$((DELETE + 1)),$((DELETE + RENEW))p" "$work/names" >"$work/renew"
+rm -f "$work/stop"
+"$HS" -p "$(tls_port)" -f "$work/loop" -c 3 -r -u "$work/stop" \
+    -A "$POOL_PKI/ca.crt" >"$work/loop.out" 2>&1 &
+loop=$!
+sleep 2
+cs_bulk PUT "$work/renew" >"$work/renewed"
+cs_bulk DELETE "$work/delete" >/dev/null
+t0=$(date +%s.%N)   # every change is on CertService
+is "$(wc -l <"$work/renewed")" "$RENEW" "$RENEW domains renewed on CertService"
+tail -n 1 "$work/renewed" >"$work/lastrenew"
+# One interval (plus its jitter) until the daemon's next cycle, then the
+# cycle itself (fetch, verify and install 100 bundles) and this loop's own
+# polling: 3 s for those two.
+deadline=$((INTERVAL + JITTER + 3))
+live=""
+for ((i = 0; i < deadline * 4 + 40; i++)); do
+    handshakes "$work/renew" >/dev/null
+    if [ "$(mismatches "$work/renewed" "$work/out")" = 0 ]; then
+        live=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+        break
+    fi
+    sleep 0.25
+done
+okif "all $RENEW renewed serials served ${live:+after $live s}" test -n "$live"
+if [ -n "$live" ] && awk -v l="$live" -v d="$deadline" 'BEGIN{exit !(l <= d)}'; then
+    ok "within one sync interval (${INTERVAL}s + ${JITTER}s jitter + 3s work and polling: $live s <= $deadline s)"
+else
+    notok "within one sync interval ($live s > $deadline s)"
+fi
+sleep 1
+handshakes "$work/delete" >/dev/null
+is "$(awk '{print $2}' "$work/out" | sort -u)" "$fallback" \
+    "the $DELETE deleted names get the default certificate"
+sleep 2
+touch "$work/stop"
+wait "$loop"
+summary=$(cat "$work/loop.out")
+echo "# client loop during the changes: $summary"
+total=$(sed -n 's/^handshakes \([0-9]*\) .*/\1/p' <<<"$summary")
+okif "the client loop ran ($total handshakes)" test "${total:-0}" -gt 100
+is "$(failed_of "$summary")" 0 "no failed handshake during renewals and deletions"
+is "$(cat "$POOL_DIR/proxy1/run/httpd.pid")" "$pid0" "httpd's pid unchanged"
+is "$(gen_of)" "$gen0" "configuration generation unchanged (no restart)"
+is "$(grep -c 'AH00493\|AH00494' "$POOL_DIR/proxy1/logs/error_log")" 0 \
+    "no restart in the error log"
+okif "activation logged (CY00020)" \
+    grep -q 'CY00020.*live, no restart' "$POOL_DIR/proxy1/logs/error_log"
+
+# --- 4. status, keys on disk, refuse -----------------------------------------------
+st=$(status)
+for k in hits misses evictions cache_capacity; do
+    v=$(jq -r ".dynamic.$k // 0" <<<"$st")
+    okif "status: dynamic.$k = $v (> 0)" test "$v" -gt 0
+done
+r1=$(sed -n 1p "$work/renewed")
+st=$(status "domain=${r1% *}")
+is "$(jq -r ".dynamic.served[\"${r1% *}\"].store" <<<"$st")" "${r1#* }" \
+    "status ?domain= shows the served serial"
+d1=$(head -n 1 "$work/delete")
+st=$(status "domain=$d1")
+is "$(jq -r ".dynamic.served[\"$d1\"].store" <<<"$st")" null \
+    "... and none for a deleted domain"
+is "$(find "$POOL_DIR/proxy1/store" -name privkey.pem | wc -l)" 0 \
+    "no plaintext key in the store"
+okif "sealed keys (key.cms) in the store" \
+    test "$(find "$POOL_DIR/proxy1/store" -name key.cms | wc -l)" -ge "$N"
+bad=$(find "$POOL_DIR/proxy1/store" -name key.cms -perm /o=rwx | wc -l)
+is "$bad" 0 "no key.cms readable by others"
+
+pool_stop_proxy 1
+sed -i 's/^    CertSyncCatchAll On$/    CertSyncCatchAll On\n    CertSyncUnknownName refuse/' \
+    "$POOL_DIR/proxy1/httpd.conf"
+start_again || bail "proxy 1 did not start with refuse"
+handshakes "$work/unknown" >/dev/null
+is "$(awk '{print $2}' "$work/out" | sort -u)" "-" \
+    "CertSyncUnknownName refuse: no handshake for unknown names"
+summary=$(handshakes "$work/renew" -A "$POOL_PKI/ca.crt")
+is "$(failed_of "$summary")" 0 "... known names still served"
+okif "refusals logged (CY00025)" \
+    grep -q 'CY00025' "$POOL_DIR/proxy1/logs/error_log"
+is "$(grep -c 'AH00052\|Segmentation\|CY00027' \
+      "$POOL_DIR/proxy1/logs/error_log")" 0 "no crashed child, no refused certificate"
+
+echo "1..$n"
+echo "# dynamic e2e: $npass passed, $nfail failed"
+[ "$nfail" = 0 ]
