@@ -39,15 +39,20 @@
 /* Names and the shared generation table                               */
 /* ------------------------------------------------------------------ */
 
-static apr_uint32_t fnv1a(const char *s)
+static apr_uint32_t fnv1a_n(const char *s, apr_size_t len)
 {
     apr_uint32_t h = 2166136261u;
 
-    while (*s) {
+    while (len--) {
         h ^= (unsigned char)*s++;
         h *= 16777619u;
     }
     return h;
+}
+
+static apr_uint32_t fnv1a(const char *s)
+{
+    return fnv1a_n(s, strlen(s));
 }
 
 /* Counters are shared by every process: relaxed atomic adds. */
@@ -103,6 +108,105 @@ int csy_sni_name(char *out, const char *sni)
     }
     out[i] = '\0';
     return i > 0 && labels >= 2 && prev != '.' && prev != '-';
+}
+
+/* ------------------------------------------------------------------ */
+/* Intermediate chains: one per CA, parsed once per process            */
+/* ------------------------------------------------------------------ */
+
+#define CSY_MAX_CHAINS 64
+
+typedef struct chain_t chain_t;
+struct chain_t {
+    chain_t *next;
+    apr_uint32_t hash;
+    apr_size_t len;
+    char *pem;
+    STACK_OF(X509) *sk;
+};
+
+typedef struct {
+    apr_thread_mutex_t *mu;
+    chain_t *head;
+    unsigned count;
+} chains_t;
+
+/* A stack of its own (certificates shared, referenced) for the chain
+ * whose PEM text is pem; parsed only the first time this process sees
+ * it.  NULL on a parse error (why says so). */
+static STACK_OF(X509) *chain_get(chains_t *ch, apr_pool_t *p,
+                                 const char *pem, apr_size_t len,
+                                 const char **why)
+{
+    apr_uint32_t h = fnv1a_n(pem, len);
+    apr_array_header_t *certs;
+    STACK_OF(X509) *sk = NULL;
+    chain_t *c;
+    int i;
+
+    if (ch) {
+        apr_thread_mutex_lock(ch->mu);
+        for (c = ch->head; c; c = c->next) {
+            if (c->hash == h && c->len == len && !memcmp(c->pem, pem, len)) {
+                sk = X509_chain_up_ref(c->sk);
+                break;
+            }
+        }
+        apr_thread_mutex_unlock(ch->mu);
+        if (sk) {
+            return sk;
+        }
+    }
+    if (cs_pem_read_certs(&certs, p, pem, len, why)
+        || !(sk = sk_X509_new_null())) {
+        return NULL;
+    }
+    for (i = 0; i < certs->nelts; i++) {
+        X509 *x = APR_ARRAY_IDX(certs, i, X509 *);
+        if (!X509_up_ref(x) || !sk_X509_push(sk, x)) {
+            sk_X509_pop_free(sk, X509_free);
+            *why = "out of memory";
+            return NULL;
+        }
+    }
+    if (ch && (c = calloc(1, sizeof(*c))) != NULL) {
+        c->pem = malloc(len);
+        c->sk = X509_chain_up_ref(sk);
+        if (!c->pem || !c->sk) {
+            free(c->pem);
+            free(c);
+            return sk;
+        }
+        memcpy(c->pem, pem, len);
+        c->len = len;
+        c->hash = h;
+        apr_thread_mutex_lock(ch->mu);
+        if (ch->count < CSY_MAX_CHAINS) {
+            c->next = ch->head;
+            ch->head = c;
+            ch->count++;
+            c = NULL;
+        }
+        apr_thread_mutex_unlock(ch->mu);
+        if (c) {
+            sk_X509_pop_free(c->sk, X509_free);
+            free(c->pem);
+            free(c);
+        }
+    }
+    return sk;
+}
+
+static void chains_free(chains_t *ch)
+{
+    chain_t *c;
+
+    while ((c = ch->head) != NULL) {
+        ch->head = c->next;
+        sk_X509_pop_free(c->sk, X509_free);
+        free(c->pem);
+        free(c);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -206,18 +310,19 @@ static apr_status_t open_envelope(EVP_PKEY **key, apr_pool_t *p,
 
 /* One attempt at reading the version `serial` of name. */
 static apr_status_t load_version(csy_bundle_t *b, apr_pool_t *p,
-                                 const char *store_dir, const char *name,
+                                 chains_t *chains, const char *store_dir,
+                                 const char *name,
                                  const apr_array_header_t *wrap_certs,
                                  const apr_array_header_t *wrap_keys,
                                  const char **why)
 {
+    static const char end_mark[] = "-----END CERTIFICATE-----";
     apr_array_header_t *certs;
     EVP_PKEY *key;
-    char *pem, *cms;
+    char *pem, *cms, *rest;
     apr_size_t pem_len, cms_len;
     const char *dir;
     apr_status_t rv;
-    int i;
 
     dir = apr_psprintf(p, "%s/live/%s/%s", store_dir, name, b->serial);
     if ((rv = read_all(&pem, &pem_len, p,
@@ -230,8 +335,25 @@ static apr_status_t load_version(csy_bundle_t *b, apr_pool_t *p,
                                         : "cannot read the version";
         return rv;
     }
-    if ((rv = cs_pem_read_certs(&certs, p, pem, pem_len, why))) {
+    /* The leaf, then the intermediates (shared by many domains). */
+    rest = strstr(pem, end_mark);
+    if (!rest) {
+        *why = "fullchain.pem has no certificate";
+        return APR_EINVAL;
+    }
+    rest += sizeof(end_mark) - 1;
+    while (*rest == '\r' || *rest == '\n' || *rest == ' ' || *rest == '\t') {
+        rest++;
+    }
+    if ((rv = cs_pem_read_certs(&certs, p, pem, (apr_size_t)(rest - pem),
+                                why))) {
         return rv;
+    }
+    b->chain = *rest ? chain_get(chains, p, rest,
+                                 pem_len - (apr_size_t)(rest - pem), why)
+                     : sk_X509_new_null();
+    if (!b->chain) {
+        return APR_EINVAL;
     }
     rv = open_envelope(&key, p, (unsigned char *)cms, cms_len, wrap_certs,
                        wrap_keys, why);
@@ -249,27 +371,14 @@ static apr_status_t load_version(csy_bundle_t *b, apr_pool_t *p,
     X509_up_ref(b->leaf);
     EVP_PKEY_up_ref(key);
     b->key = key;
-    b->chain = sk_X509_new_null();
-    for (i = 1; b->chain && i < certs->nelts; i++) {
-        X509 *x = APR_ARRAY_IDX(certs, i, X509 *);
-        X509_up_ref(x);
-        if (!sk_X509_push(b->chain, x)) {
-            X509_free(x);
-            break;
-        }
-    }
-    if (!b->chain || sk_X509_num(b->chain) != certs->nelts - 1) {
-        *why = "out of memory";
-        return APR_ENOMEM;
-    }
     return APR_SUCCESS;
 }
 
-apr_status_t csy_bundle_load(csy_bundle_t **pb, const char *store_dir,
-                             const char *name,
-                             const apr_array_header_t *wrap_certs,
-                             const apr_array_header_t *wrap_keys,
-                             char *err, apr_size_t errlen)
+static apr_status_t bundle_load(csy_bundle_t **pb, chains_t *chains,
+                                const char *store_dir, const char *name,
+                                const apr_array_header_t *wrap_certs,
+                                const apr_array_header_t *wrap_keys,
+                                char *err, apr_size_t errlen)
 {
     csy_bundle_t *b;
     apr_pool_t *p;
@@ -297,11 +406,13 @@ apr_status_t csy_bundle_load(csy_bundle_t **pb, const char *store_dir,
             why = "no current version";
             break;
         }
-        rv = load_version(b, p, store_dir, name, wrap_certs, wrap_keys,
-                          &why);
+        rv = load_version(b, p, chains, store_dir, name, wrap_certs,
+                          wrap_keys, &why);
         if (!APR_STATUS_IS_ENOENT(rv)) {
             break;      /* done, or an error a retry would not fix */
         }
+        sk_X509_pop_free(b->chain, X509_free);
+        b->chain = NULL;
         apr_pool_clear(p);
     }
     apr_pool_destroy(p);
@@ -316,6 +427,16 @@ apr_status_t csy_bundle_load(csy_bundle_t **pb, const char *store_dir,
     }
     *pb = b;
     return APR_SUCCESS;
+}
+
+apr_status_t csy_bundle_load(csy_bundle_t **pb, const char *store_dir,
+                             const char *name,
+                             const apr_array_header_t *wrap_certs,
+                             const apr_array_header_t *wrap_keys,
+                             char *err, apr_size_t errlen)
+{
+    return bundle_load(pb, NULL, store_dir, name, wrap_certs, wrap_keys, err,
+                       errlen);
 }
 
 int csy_bundle_use(SSL *ssl, const csy_bundle_t *b)
@@ -346,6 +467,7 @@ struct csy_cache_t {
     unsigned capacity;
     unsigned count;
     entry_t lru;                    /* sentinel */
+    chains_t chains;
     csy_shared_t *sh;
     const char *store_dir;
     const apr_array_header_t *wrap_certs;
@@ -400,6 +522,7 @@ static apr_status_t cache_cleanup(void *data)
         drop(c, c->lru.next);
     }
     free(c->buckets);
+    chains_free(&c->chains);
     return APR_SUCCESS;
 }
 
@@ -420,7 +543,9 @@ apr_status_t csy_cache_create(csy_cache_t **pc, apr_pool_t *p,
     while (n < capacity && n < (1u << 24)) {
         n <<= 1;
     }
-    if ((rv = apr_thread_mutex_create(&c->mu, APR_THREAD_MUTEX_DEFAULT, p))) {
+    if ((rv = apr_thread_mutex_create(&c->mu, APR_THREAD_MUTEX_DEFAULT, p))
+        || (rv = apr_thread_mutex_create(&c->chains.mu,
+                                         APR_THREAD_MUTEX_DEFAULT, p))) {
         return rv;
     }
     c->buckets = calloc(n, sizeof(*c->buckets));
@@ -512,8 +637,8 @@ static apr_status_t lookup_exact(csy_bundle_t **pb, csy_cache_t *c,
         apr_thread_mutex_unlock(c->mu);
     }
 
-    rv = csy_bundle_load(&b, c->store_dir, name, c->wrap_certs,
-                         c->wrap_keys, err, errlen);
+    rv = bundle_load(&b, &c->chains, c->store_dir, name, c->wrap_certs,
+                     c->wrap_keys, err, errlen);
     apr_thread_mutex_lock(c->mu);
     e = find(c, h, name);
     if (rv == APR_SUCCESS) {

@@ -271,8 +271,12 @@ static void test_cache(void)
     CHECK(install("e1.test", 0) && install("e2.test", 0)
           && install("e3.test", 0) && install("e4.test", 0));
     b = get(c, "e1.test", &rv, err);
-    csy_bundle_release(b);
-    b = get(c, "e2.test", &rv, err);
+    held = get(c, "e2.test", &rv, err);
+    /* One CA: its certificate is parsed once and shared. */
+    CHECK(b && held && sk_X509_num(b->chain) == 1
+          && sk_X509_value(b->chain, 0) == sk_X509_value(held->chain, 0));
+    CHECK_EQ_INT(X509_cmp(sk_X509_value(held->chain, 0), ca.cert), 0);
+    csy_bundle_release(held);
     csy_bundle_release(b);
     b = get(c, "e3.test", &rv, err);
     csy_bundle_release(b);
