@@ -962,6 +962,35 @@ static apr_status_t prune_tmp(const char *dir, apr_pool_t *p)
     return rv;
 }
 
+/* A domain's directory out of the served set in one rename(), so that a
+ * crash halfway through the removal leaves only a temp entry. */
+static apr_status_t remove_domain(csy_store_t *store, const char *name,
+                                  apr_pool_t *p)
+{
+    const char *to = tmp_path(store->live, p);
+    apr_status_t rv = apr_file_rename(domain_dir(store, name, p), to, p);
+
+    if (APR_STATUS_IS_ENOENT(rv)) {
+        return APR_SUCCESS;
+    }
+    if (rv == APR_SUCCESS) {
+        rv = sync_dir(store->live);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = remove_tree(to, CSY_RM_DEPTH, p);
+    }
+    return rv;
+}
+
+apr_status_t csy_store_remove(csy_store_t *store, apr_pool_t *p,
+                              const char *domain)
+{
+    if (!valid_domain(domain)) {
+        return APR_EINVAL;
+    }
+    return remove_domain(store, domain, p);
+}
+
 apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
                              const char *domain)
 {
@@ -969,7 +998,7 @@ apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
     apr_hash_t *keep = NULL;
     apr_pool_t *sub;
     apr_status_t rv, rv2;
-    const char *name, *from, *to;
+    const char *name;
     apr_filetype_e type;
     int i;
 
@@ -1011,17 +1040,7 @@ apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
             continue;           /* not ours */
         }
         else if (keep && !apr_hash_get(keep, name, APR_HASH_KEY_STRING)) {
-            /* Out of the served set in one rename(), so that a crash
-             * halfway through the removal leaves only a temp entry. */
-            from = domain_dir(store, name, sub);
-            to = tmp_path(store->live, sub);
-            rv = apr_file_rename(from, to, sub);
-            if (rv == APR_SUCCESS) {
-                rv = sync_dir(store->live);
-            }
-            if (rv == APR_SUCCESS) {
-                rv = remove_tree(to, CSY_RM_DEPTH, sub);
-            }
+            rv = remove_domain(store, name, sub);
         }
         else {
             rv = prune_domain(domain_dir(store, name, sub), sub);

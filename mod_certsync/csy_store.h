@@ -130,6 +130,14 @@ apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
  */
 void csy_store_set_envelope_group(csy_store_t *store, long gid);
 
+/**
+ * Remove a domain's directory, every version (dynamic mode, where nothing
+ * in httpd's configuration names the files: once the manifest no longer
+ * lists the domain).  A domain without a directory is not an error.
+ */
+apr_status_t csy_store_remove(csy_store_t *store, apr_pool_t *p,
+                              const char *domain);
+
 /** The store directory. */
 const char *csy_store_dir(const csy_store_t *store);
 

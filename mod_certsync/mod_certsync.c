@@ -60,7 +60,7 @@
 
 module AP_MODULE_DECLARE_DATA certsync_module;
 
-/* Log tags "CYnnnnn": never reused; the next free one is 00029. */
+/* Log tags "CYnnnnn": never reused; the next free one is 00037. */
 #define CYLOGNO(n) "CY" #n ": "
 
 #define CSY_STATUS_HANDLER      "certsync-status"
@@ -910,10 +910,32 @@ static void csy_dyn_activate(csy_daemon_t *d, apr_pool_t *p,
                              const csy_result_t *res)
 {
     apr_hash_index_t *hi;
-    apr_status_t rv;
+    apr_status_t rv = APR_SUCCESS;
+    int whole = 0;
 
-    if ((rv = csy_store_prune(d->store, p, NULL)) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, d->s, CYLOGNO(00019)
+    /* Only what changed: a pass over 100,000 domains per change would
+     * cost seconds.  A domain both removed and made current in one cycle
+     * (deleted, then added again, or the other way round) leaves the
+     * manifest to decide: prune the whole store then. */
+    for (hi = apr_hash_first(p, res->removed_set); hi;
+         hi = apr_hash_next(hi)) {
+        const char *name = apr_hash_this_key(hi);
+        whole |= apr_hash_get(res->made_current, name,
+                              APR_HASH_KEY_STRING) != NULL;
+    }
+    if (whole) {
+        rv = csy_store_prune(d->store, p, NULL);
+    }
+    for (hi = apr_hash_first(p, res->removed_set); hi && !whole && !rv;
+         hi = apr_hash_next(hi)) {
+        rv = csy_store_remove(d->store, p, apr_hash_this_key(hi));
+    }
+    for (hi = apr_hash_first(p, res->made_current); hi && !whole;
+         hi = apr_hash_next(hi)) {
+        csy_store_prune(d->store, p, apr_hash_this_key(hi));
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, d->s, CYLOGNO(00027)
                      "dynamic: cannot prune the store %s",
                      d->conf->store_dir);
     }
@@ -928,7 +950,7 @@ static void csy_dyn_activate(csy_daemon_t *d, apr_pool_t *p,
     csy_count(d->state, "activations", 1);
     json_object_set_new(d->state, "last_activation",
                         json_integer(apr_time_sec(apr_time_now())));
-    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, CYLOGNO(00020)
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, CYLOGNO(00028)
                  "dynamic: %d installed and %d removed are live, no "
                  "restart", (int)apr_hash_count(res->made_current),
                  (int)apr_hash_count(res->removed_set));
@@ -1242,7 +1264,7 @@ static int csy_dyn_check(apr_pool_t *pconf, server_rec *s)
     if (conf->dynamic != 1) {
         if (catch_alls) {
             ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
-                         CYLOGNO(00021) "CertSyncCatchAll On needs "
+                         CYLOGNO(00029) "CertSyncCatchAll On needs "
                          "CertSyncActivation dynamic");
             return !OK;
         }
@@ -1255,7 +1277,7 @@ static int csy_dyn_check(apr_pool_t *pconf, server_rec *s)
         conf->refuse_unknown = 0;
     }
     if (!catch_alls) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, CYLOGNO(00022)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, CYLOGNO(00030)
                      "CertSyncActivation dynamic, but no virtual host has "
                      "CertSyncCatchAll On: only names with their own "
                      "virtual host are served");
@@ -1311,7 +1333,7 @@ static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         /* Anonymous: the daemon and the workers inherit the mapping. */
         if ((rv = apr_shm_create(&shm, sizeof(csy_shared_t), NULL, pconf))) {
             ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, rv, s,
-                         CYLOGNO(00023) "dynamic: cannot create shared "
+                         CYLOGNO(00031) "dynamic: cannot create shared "
                          "memory (%" APR_SIZE_T_FMT " bytes)",
                          sizeof(csy_shared_t));
             return !OK;
@@ -1347,7 +1369,7 @@ static void csy_child_init(apr_pool_t *pchild, server_rec *s)
                           csy_shared, conf->store_dir, conf->wrap_certs,
                           conf->wrap_keys);
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, CYLOGNO(00024)
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, CYLOGNO(00032)
                      "dynamic: cannot create the certificate cache; this "
                      "process serves only default certificates");
     }
@@ -1365,7 +1387,7 @@ static int csy_unknown(SSL *ssl, server_rec *s, const char *name)
     }
     if (refuse == 1) {
         if (c) {
-            ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c, CYLOGNO(00025)
+            ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, c, CYLOGNO(00033)
                           "dynamic: no certificate for %s; handshake "
                           "refused (CertSyncUnknownName refuse)",
                           name ? name : "a client without SNI");
@@ -1393,7 +1415,7 @@ static int csy_cert_cb(SSL *ssl, void *arg)
     }
     rv = csy_cache_lookup(&b, csy_cache, name, err, sizeof(err));
     if (err[0] && c) {
-        ap_log_cerror(APLOG_MARK, APLOG_WARNING, rv, c, CYLOGNO(00026)
+        ap_log_cerror(APLOG_MARK, APLOG_WARNING, rv, c, CYLOGNO(00034)
                       "dynamic: %s%s", err, rv == APR_SUCCESS
                       ? "; the version loaded before keeps serving" : "");
     }
@@ -1403,7 +1425,7 @@ static int csy_cert_cb(SSL *ssl, void *arg)
     ok = csy_bundle_use(ssl, b);
     csy_bundle_release(b);
     if (!ok && c) {
-        ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, c, CYLOGNO(00027)
+        ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, c, CYLOGNO(00035)
                       "dynamic: OpenSSL refused the certificate of %s",
                       name);
     }
@@ -1418,7 +1440,7 @@ static int csy_ssl_init_server(server_rec *s, apr_pool_t *p, int is_proxy,
         return DECLINED;
     }
     SSL_CTX_set_cert_cb(ctx, csy_cert_cb, s);
-    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CYLOGNO(00028)
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CYLOGNO(00036)
                  "dynamic: %s:%d serves every domain of the store by SNI",
                  s->server_hostname, s->addrs ? s->addrs->host_port : 0);
     return OK;

@@ -264,8 +264,8 @@ is "$(cat "$POOL_DIR/proxy1/run/httpd.pid")" "$pid0" "httpd's pid unchanged"
 is "$(gen_of)" "$gen0" "configuration generation unchanged (no restart)"
 is "$(grep -c 'AH00493\|AH00494' "$POOL_DIR/proxy1/logs/error_log")" 0 \
     "no restart in the error log"
-okif "activation logged (CY00020)" \
-    grep -q 'CY00020.*live, no restart' "$POOL_DIR/proxy1/logs/error_log"
+okif "activation logged (CY00028)" \
+    grep -q 'CY00028.*live, no restart' "$POOL_DIR/proxy1/logs/error_log"
 
 # --- 4. status, keys on disk, refuse -----------------------------------------------
 st=$(status)
@@ -297,9 +297,9 @@ is "$(awk '{print $2}' "$work/out" | sort -u)" "-" \
     "CertSyncUnknownName refuse: no handshake for unknown names"
 summary=$(handshakes "$work/renew" -A "$POOL_PKI/ca.crt")
 is "$(failed_of "$summary")" 0 "... known names still served"
-okif "refusals logged (CY00025)" \
-    grep -q 'CY00025' "$POOL_DIR/proxy1/logs/error_log"
-is "$(grep -c 'AH00052\|Segmentation\|CY00027' \
+okif "refusals logged (CY00033)" \
+    grep -q 'CY00033' "$POOL_DIR/proxy1/logs/error_log"
+is "$(grep -c 'AH00052\|Segmentation\|CY00035' \
       "$POOL_DIR/proxy1/logs/error_log")" 0 "no crashed child, no refused certificate"
 
 echo "1..$n"
