@@ -241,9 +241,13 @@ EOF
         echo "Group $POOL_GROUP"
     fi
     cat <<EOF
+# ServerLimit: twice the processes MaxRequestWorkers needs, so that a
+# graceful restart finds free scoreboard slots while the old generation's
+# processes finish their connections ("scoreboard is full" otherwise: the
+# new generation cannot start a child and does not answer).
 <IfModule mpm_event_module>
     StartServers 1
-    ServerLimit 2
+    ServerLimit 4
     ThreadsPerChild 8
     MaxRequestWorkers 16
     MinSpareThreads 1
