@@ -379,6 +379,7 @@ typedef struct {
     int lease_wanted;           /* a rollout is under way: hold a lease */
     int lease_backoff;          /* seconds, after a failed renewal */
     apr_time_t lease_due;       /* when to renew it (or ask again) */
+    apr_time_t lease_ok;        /* when it was granted or renewed */
     json_t *rollout;            /* rollout.json of the rollout under way */
     apr_uint64_t change_set;    /* bumped when pending grows */
     apr_uint64_t tested_set;    /* the change set that passed httpd -t */
@@ -633,6 +634,7 @@ static void csy_lease_tick(csy_daemon_t *d)
             }
         }
         d->lease_backoff = 0;
+        d->lease_ok = now;
         d->lease_due = now + apr_time_from_sec(conf->lease_ttl / 3);
         return;
     }
@@ -668,6 +670,7 @@ static void csy_lease_hold(csy_daemon_t *d, const char *lease,
     d->lease = apr_pstrdup(d->pool, lease);
     d->lease_wanted = 1;
     d->lease_backoff = 0;
+    d->lease_ok = apr_time_now();
     d->lease_due = renew_now ? 0 : apr_time_now()
                    + apr_time_from_sec(d->conf->lease_ttl / 3);
     d->rollout = rollout;
@@ -1098,15 +1101,24 @@ static int csy_rollout(csy_daemon_t *d, apr_pool_t *p, long long cursor)
     csy_set_health(d, p, "drain");
     csy_report(d->client, p, cursor, "draining", d->failures);
     csy_idle(d, conf->drain_time);
-    if (csy_running() && !d->lease) {
-        /* Lost while draining (CertService unreachable past the TTL):
-         * no restart without it. */
-        csy_lease_wait(d);
-    }
     if (!csy_running()) {
         d->rollout = NULL;
         json_decref(rollout);
         return 0;
+    }
+    if (!d->lease || apr_time_now() - d->lease_ok
+                     >= apr_time_from_sec(conf->lease_ttl)) {
+        /* Taken by another host, or not renewed for a whole TTL: no
+         * restart without it.  Back in rotation; the rollout waits. */
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, CYLOGNO(00024)
+                     "restart lease lost while draining: ready again, the "
+                     "restart stays pending");
+        apr_file_remove(csy_path(d, p, "rollout.json"), p);
+        csy_set_state(d, "waiting-for-lease");
+        csy_set_health(d, p, "ready");
+        csy_lease_drop(d, p);
+        json_decref(rollout);
+        return conf->interval;
     }
     csy_report(d->client, p, cursor, "restarting", d->failures);
     apr_hash_clear(d->pending);
