@@ -44,6 +44,16 @@
 #      and serve every change, never both out at once.  Started again, the
 #      dead proxy serves everything, raises no rollback alert and leaves no
 #      lease behind.
+#   5. A restarted generation that is slow to answer its probe: proxy1's
+#      CertSyncProbe is pointed (test-only include) at a port where
+#      connections are accepted by the kernel but nobody answers (like a
+#      listener whose generation cannot start its children: "scoreboard is
+#      full"), for longer than the lease's TTL, then at a forwarder to its
+#      real listener.  The probe keeps trying (CY00022) instead of rolling
+#      back; the lease is renewed meanwhile (still live after its first
+#      TTL; no other proxy drains: never two out); then the rollout
+#      completes (CY00014, no rollback, nothing quarantined); no request
+#      fails.  Needs socat (else skipped).
 #
 # Output: "ok N - ..." / "not ok N - ..." per check, diagnostics as "# ...",
 # and one last line "N passed, M failed"; the exit status is non-zero if a
@@ -153,6 +163,7 @@ cleanup() {
     cleaned=1
     rt_sampler_stop
     rt_load_stop
+    [ -n "${s5_pids:-}" ] && kill $s5_pids 2>/dev/null
     pool_stop_all
     if [ -n "${RT_KEEP:-}" ]; then
         echo "# kept $tmp"
@@ -596,6 +607,94 @@ else
     check "scenario 4: proxy$victim raises no rollback alert (nothing was rolled back)" \
         || diag "$(cut -c1-220 <<<"$alerts")"
     lease_check "scenario 4: no restart lease left in CertService's database"
+fi
+
+# --- 5. A probe that does not get an answer for a while ---------------------
+
+echo "# 5. proxy1's restarted generation does not answer its probe for longer than the lease TTL"
+s5_slow=$((RT_LEASE_TTL + 6))
+if ! command -v socat >/dev/null 2>&1; then
+    ok "scenario 5 # SKIP no socat"
+else
+    for i in 1 2 3; do wait_state $i '^(idle|rolled-back)$' 60; done
+    s5_from=$(now)
+    hole=$((base + 9))
+    # Connections queue in the backlog, nobody accepts: every handshake
+    # times out, as with a generation that cannot start its children.
+    perl -MIO::Socket::INET -e '
+        my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
+            LocalPort => $ARGV[0], Listen => 128, ReuseAddr => 1)
+            or die "listen $ARGV[0]: $!\n";
+        sleep 1 while 1;' "$hole" 2>"$work/s5-hole.log" &
+    s5_pids=$!
+    rt_post_conf 1 "CertSyncProbe 127.0.0.1:$hole" \
+        "CertSyncRestartTimeout $((s5_slow + 30))"
+    : >"$work/s5-changes"
+    rt_issue "$work/s5-changes" s5-slow-1.rollout.test load-03.rollout.test
+    check "scenario 5: two domains changed (one new, one re-issued)"
+    if wait_state 1 '^probing$' "$RT_WAIT"; then
+        tp=$(now)
+        ok "scenario 5: proxy1 restarted and probes (its listener does not answer the probe)"
+        l1=$(rt_lease_of proxy1)
+        diag "proxy1's lease when it started probing: ${l1:-none} (now $tp)"
+        # Past the first TTL of the lease (granted before the drain).
+        sleep $((RT_LEASE_TTL + 2))
+        s=$(pool_proxy_state 1)
+        l2=$(rt_lease_of proxy1)
+        is "$s" probing "scenario 5: proxy1 still probes $((RT_LEASE_TTL + 2)) s later (not rolled back on handshake timeouts)"
+        if command -v sqlite3 >/dev/null 2>&1; then
+            [ -n "$l2" ] && [ "${l1%% *}" = "${l2%% *}" ]
+            check "scenario 5: proxy1 still holds the same lease, renewed (was ${l1#* }, now expires ${l2#* })" \
+                || diag "lease before: ${l1:-none}, now: ${l2:-none} (now $(now))"
+        else
+            ok "scenario 5: lease renewed # SKIP no sqlite3"
+        fi
+        sleep $((s5_slow - RT_LEASE_TTL - 2))
+        # The listener "comes back": the probe's port now reaches it.
+        kill $s5_pids 2>/dev/null
+        wait $s5_pids 2>/dev/null
+        socat TCP-LISTEN:$hole,bind=127.0.0.1,reuseaddr,fork \
+            TCP:127.0.0.1:$(pool_proxy_port 1 tls) 2>"$work/s5-fwd.log" &
+        s5_pids=$!
+        tf=$(now)
+        diag "scenario 5: probe port forwarded to proxy1's listener $((tf - tp)) s after probing began"
+    else
+        notok "scenario 5: proxy1 restarted and probes"
+        dump
+    fi
+    if rt_wait_served "$work/s5-changes" "$RT_WAIT" 1 2 3 \
+       && wait_state 1 '^idle$' 30 && wait_state 2 '^idle$' 30 \
+       && wait_state 3 '^idle$' 30; then
+        ok "scenario 5: every proxy serves both changes, all idle"
+    else
+        notok "scenario 5: every proxy serves both changes, all idle"
+        dump
+    fi
+    sleep 2
+    s5_to=$(now)
+    l=$(rt_log_lines 1 'CY00022:' "$s5_from")
+    [ -n "$l" ]
+    check "scenario 5: CY00022 (probe waits for the listener) in proxy1's log" \
+        || dump
+    l=$(rt_log_lines 1 'CY00014:' "$s5_from")
+    [ -n "$l" ]
+    check "scenario 5: proxy1's rollout completed (CY00014)"
+    bad=$(for t in CY00015: CY00016: CY00017: CY00020: CY00025:; do
+              rt_log_lines 1 "$t" "$s5_from"; done)
+    [ -z "$bad" ]
+    check "scenario 5: no rollback, no lost lease (no CY00015/16/17/20/25)" \
+        || diag "$(cut -c1-240 <<<"$bad")"
+    q=$(tr -d ' \n' <"$POOL_DIR/proxy1/store/quarantine.json" 2>/dev/null)
+    case $q in
+        *s5-slow-1*|*load-03*) notok "scenario 5: nothing quarantined"; diag "$q" ;;
+        *) ok "scenario 5: nothing quarantined" ;;
+    esac
+    o=$(rt_out_samples "$work/samples" 1 "$s5_from" "$s5_to")
+    s_max_out "$s5_from" "$s5_to" "scenario 5 (proxy1 out of rotation in $o samples)"
+    s_counts "$s5_from" "$s5_to" "scenario 5"
+    lease_check "scenario 5: no restart lease left in CertService's database"
+    rt_post_conf 1
+    diag "scenario 5 done at $(elapsed)"
 fi
 
 # --- The end -------------------------------------------------------------------
