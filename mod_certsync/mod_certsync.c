@@ -49,7 +49,7 @@
 
 module AP_MODULE_DECLARE_DATA certsync_module;
 
-/* Log tags "CYnnnnn": never reused; the next free one is 00026. */
+/* Log tags "CYnnnnn": never reused; the next free one is 00027. */
 #define CYLOGNO(n) "CY" #n ": "
 
 #define CSY_STATUS_HANDLER      "certsync-status"
@@ -1292,9 +1292,23 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
             json_object_set_new(d.state, "last_success",
                                 json_integer(apr_time_sec(now)));
             json_object_set_new(d.state, "last_error", json_null());
-            /* A rollback stays visible until the next rollout ends. */
+            /* A rollback stays visible until the next rollout ends; a
+             * host left drained after one (CY00016) until its listener
+             * answers again. */
             state = json_string_value(json_object_get(d.state, "state"));
-            if (!state || strcmp(state, "rolled-back") != 0) {
+            if (state && strcmp(state, "failed") == 0) {
+                apr_hash_t *none = apr_hash_make(cycle);
+                const char *why;
+                if (csy_probe(&d, cycle, none, none, &why)
+                    == CSY_PROBE_OK) {
+                    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                                 CYLOGNO(00026) "the listener answers "
+                                 "again: back in rotation");
+                    csy_set_state(&d, "rolled-back");
+                    csy_set_health(&d, cycle, "ready");
+                }
+            }
+            else if (!state || strcmp(state, "rolled-back") != 0) {
                 csy_set_state(&d, "idle");
             }
             if (res.changed) {

@@ -491,7 +491,7 @@ else
     notok "scenario 3: proxy3 serves $s3ok's new serial"
     diag "$(rt_served 3 "$work/s3-fine")"
 fi
-q=$(tr -d ' \n' <"$POOL_DIR/proxy3/store/quarantine.json" 2>/dev/null)
+q=$(tr -d ' \n' 2>/dev/null <"$POOL_DIR/proxy3/store/quarantine.json")
 case $q in
     *"\"$s3ok\""*) notok "scenario 3: proxy3 quarantined $shadow only"; diag "quarantine.json: $q" ;;
     *"\"$shadow\""*) ok "scenario 3: proxy3 quarantined $shadow only" ;;
@@ -684,7 +684,7 @@ else
     [ -z "$bad" ]
     check "scenario 5: no rollback, no lost lease (no CY00015/16/17/20/25)" \
         || diag "$(cut -c1-240 <<<"$bad")"
-    q=$(tr -d ' \n' <"$POOL_DIR/proxy1/store/quarantine.json" 2>/dev/null)
+    q=$(tr -d ' \n' 2>/dev/null <"$POOL_DIR/proxy1/store/quarantine.json")
     case $q in
         *s5-slow-1*|*load-03*) notok "scenario 5: nothing quarantined"; diag "$q" ;;
         *) ok "scenario 5: nothing quarantined" ;;
