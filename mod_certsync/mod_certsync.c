@@ -957,6 +957,9 @@ static void csy_resume(csy_daemon_t *d, apr_pool_t *p, json_t *rollout)
                             : json_integer(0));
         apr_file_remove(csy_path(d, p, "rollout.json"), p);
         csy_set_health(d, p, "ready");
+        if (!d->lease) {
+            d->lease_wanted = 0;    /* lost meanwhile: no slot to take now */
+        }
         /* Back in the load balancer's rotation before another host may
          * leave it: it sees "ready" within its check interval. */
         csy_idle(d, d->conf->drain_time);
