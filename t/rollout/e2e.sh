@@ -53,7 +53,8 @@
 #      back; the lease is renewed meanwhile (still live after its first
 #      TTL; no other proxy drains: never two out); then the rollout
 #      completes (CY00014, no rollback, nothing quarantined); no request
-#      fails.  Needs socat (else skipped).
+#      fails.  Meanwhile the agent port answers "drain" at once although
+#      the daemon waits on probe handshakes.  Needs socat (else skipped).
 #
 # Output: "ok N - ..." / "not ok N - ..." per check, diagnostics as "# ...",
 # and one last line "N passed, M failed"; the exit status is non-zero if a
@@ -637,6 +638,15 @@ else
         ok "scenario 5: proxy1 restarted and probes (its listener does not answer the probe)"
         l1=$(rt_lease_of proxy1)
         diag "proxy1's lease when it started probing: ${l1:-none} (now $tp)"
+        # The agent answers while the daemon's main thread waits on probe
+        # handshakes (5 s each): within 1 s, every time.
+        ag=0
+        for i in 1 2 3 4 5 6; do
+            a=$(timeout 1 socat -u "TCP:127.0.0.1:$(pool_proxy_port 1 agent)" STDOUT 2>/dev/null)
+            [ "$a" = drain ] && ag=$((ag + 1))
+            sleep 0.5
+        done
+        is "$ag" 6 "scenario 5: proxy1's agent answers drain within 1 s while its daemon probes (6 of 6 asked)"
         # Past the first TTL of the lease (granted before the drain).
         sleep $((RT_LEASE_TTL + 2))
         s=$(pool_proxy_state 1)
