@@ -44,10 +44,10 @@
 #   ROLLOUT_SAMPLE           domains checked per proxy after each phase [300]
 #   ROLLOUT_ISSUE_WORKERS    parallel issuing connections [2]
 #   ROLLOUT_MAX_ISSUE_SECONDS  issuance budget per size [300]
-#   ROLLOUT_LEASE_TTL        CertSyncLeaseTTL [300]: must cover drain +
-#                            reload + probe (renewed when the new
-#                            generation starts); waiting hosts ask again
-#                            each CertSyncInterval, so it costs no time
+#   ROLLOUT_LEASE_TTL        CertSyncLeaseTTL [300] (renewed every third
+#                            of it while a host drains, reloads and
+#                            probes); waiting hosts ask again each
+#                            CertSyncInterval, so it costs no time
 #   ROLLOUT_RESTART_TIMEOUT  CertSyncRestartTimeout [120]
 #   ROLLOUT_WAIT             seconds allowed per phase [900]
 #   RT_SAMPLE_MS, RT_LOAD_*  see t/rollout/rollout-lib.sh

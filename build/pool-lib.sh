@@ -244,9 +244,13 @@ EOF
         echo "Group $POOL_GROUP"
     fi
     cat <<EOF
+# ServerLimit: twice the processes MaxRequestWorkers needs, so that a
+# graceful restart finds free scoreboard slots while the old generation's
+# processes finish their connections ("scoreboard is full" otherwise: the
+# new generation cannot start a child and does not answer).
 <IfModule mpm_event_module>
     StartServers 1
-    ServerLimit 2
+    ServerLimit 4
     ThreadsPerChild 8
     MaxRequestWorkers 16
     MinSpareThreads 1
@@ -299,6 +303,14 @@ _pool_start_httpd() { # dir port-to-wait-for
             return 1
         fi
     done
+    # The listeners are open a moment before the pid file is written; a
+    # caller that stops httpd right away needs the pid.
+    for ((p = 0; p < 100; p++)); do
+        [ -s "$d/run/httpd.pid" ] && return 0
+        sleep 0.1
+    done
+    echo "pool: httpd ($d) wrote no pid file" >&2
+    return 1
 }
 
 _pool_mkdirs() { # dir: logs, run (and readable by the children)

@@ -22,7 +22,9 @@
  * reads and decrypts a domain's current version on first use and again
  * after the daemon bumped that domain's generation slot in shared memory.
  */
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -68,6 +70,15 @@ module AP_MODULE_DECLARE_DATA certsync_module;
 #define CSY_DEFAULT_INTERVAL    30
 #define CSY_MAX_BACKOFF         600
 #define CSY_DEFAULT_CACHE_SIZE  10000
+/* Seconds a probe must keep seeing another serial before it counts as a
+ * failure: just after a graceful restart a connection may still reach
+ * the old generation. */
+#define CSY_PROBE_CONFIRM       3
+
+/* csy_probe() */
+#define CSY_PROBE_OK            0
+#define CSY_PROBE_NOT_READY     1   /* no handshake: not listening yet */
+#define CSY_PROBE_MISMATCH      2   /* it answers with other certificates */
 
 typedef struct csy_conf_t {
     const char *url;
@@ -429,9 +440,19 @@ typedef struct {
     csy_client_t *client;
     csy_store_t *store;
     json_t *state;              /* what the status page shows */
-    const char *health;         /* "ready" or "drain" */
+    /* "ready" or "drain" (string literals): the agent thread reads it. */
+    const char *volatile health;
     apr_socket_t *agent;        /* HAProxy agent-check listener, or NULL */
-    apr_pollset_t *pollset;
+    apr_os_sock_t agent_fd;
+    apr_pool_t *tick;           /* lease renewals */
+    const char *lease;          /* the restart lease held, or NULL */
+    int lease_wanted;           /* a rollout is under way: hold a lease */
+    int lease_backoff;          /* seconds, after a failed renewal */
+    apr_time_t lease_due;       /* when to renew it (or ask again) */
+    apr_time_t lease_ok;        /* when it was granted or renewed */
+    json_t *rollout;            /* rollout.json of the rollout under way */
+    apr_uint64_t change_set;    /* bumped when pending grows */
+    apr_uint64_t tested_set;    /* the change set that passed httpd -t */
     apr_hash_t *pending;        /* domain -> serial installed, not yet live */
     apr_hash_t *quarantine;     /* domain -> serial rolled back */
     apr_hash_t *failures;       /* domain -> why its bundle was skipped */
@@ -573,10 +594,49 @@ static void csy_set_health(csy_daemon_t *d, apr_pool_t *p, const char *health)
     csy_write_json(d, p, "state.json", d->state);
 }
 
+/*
+ * HAProxy's agent-check, answered by a thread of its own: the daemon's
+ * main thread may be busy for a while (a sync cycle, the configuration
+ * test, a probe), and the load balancer must see ready/drain in every
+ * phase.  Plain system calls only: no pool is shared with the main thread.
+ */
+static void *APR_THREAD_FUNC csy_agent_main(apr_thread_t *thread, void *baton)
+{
+    csy_daemon_t *d = baton;
+    struct pollfd pfd;
+    sigset_t all;
+
+    /* Signals are for the main thread (csy_on_term). */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    pfd.fd = d->agent_fd;
+    pfd.events = POLLIN;
+    while (!csy_stop) {
+        char line[16];
+        int c;
+
+        pfd.revents = 0;
+        if (poll(&pfd, 1, 500) <= 0) {
+            continue;
+        }
+        if ((c = accept(d->agent_fd, NULL, NULL)) < 0) {
+            continue;
+        }
+        apr_cpystrn(line, d->health, sizeof(line) - 1);
+        strcat(line, "\n");
+        if (send(c, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+            /* HAProxy gave up already: it asks again. */
+        }
+        close(c);
+    }
+    return NULL;
+}
+
 static void csy_agent_open(csy_daemon_t *d)
 {
     apr_sockaddr_t *sa;
-    apr_pollfd_t pfd;
+    apr_threadattr_t *attr;
+    apr_thread_t *thread;
     apr_status_t rv;
 
     if (!d->conf->agent_host) {
@@ -590,83 +650,201 @@ static void csy_agent_open(csy_daemon_t *d)
         || (rv = apr_socket_opt_set(d->agent, APR_SO_REUSEADDR, 1))
         || (rv = apr_socket_bind(d->agent, sa))
         || (rv = apr_socket_listen(d->agent, 16))
-        || (rv = apr_pollset_create(&d->pollset, 1, d->pool, 0))) {
+        || (rv = apr_socket_opt_set(d->agent, APR_SO_NONBLOCK, 1))
+        || (rv = apr_os_sock_get(&d->agent_fd, d->agent))
+        || (rv = apr_threadattr_create(&attr, d->pool))
+        || (rv = apr_threadattr_detach_set(attr, 1))
+        || (rv = apr_thread_create(&thread, attr, csy_agent_main, d,
+                                   d->pool))) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, CYLOGNO(00013)
-                     "CertSyncAgent %s:%d: cannot listen; the load "
-                     "balancer's agent-check will not see drain/ready",
+                     "CertSyncAgent %s:%d: cannot listen (or start the "
+                     "agent thread); the load balancer's agent-check will "
+                     "not see drain/ready",
                      d->conf->agent_host, d->conf->agent_port);
+        if (d->agent) {
+            apr_socket_close(d->agent);
+        }
         d->agent = NULL;
-        return;
     }
-    memset(&pfd, 0, sizeof(pfd));
-    pfd.desc_type = APR_POLL_SOCKET;
-    pfd.desc.s = d->agent;
-    pfd.reqevents = APR_POLLIN;
-    apr_pollset_add(d->pollset, &pfd);
 }
 
-/* Waits about `seconds`, answering agent-checks meanwhile. */
+/*
+ * Keeps the restart lease of the rollout under way alive, in every phase
+ * (drain, restart, probe, the wait for the load balancer): renewed every
+ * third of CertSyncLeaseTTL.  Asking CertService again renews a live
+ * lease; if it expired meanwhile the answer is a new lease, which is ours
+ * from then on (rollout.json names it), or a 409 when another host took
+ * the slot: then the daemon asks again, with a jittered backoff.
+ */
+static void csy_lease_tick(csy_daemon_t *d)
+{
+    const csy_conf_t *conf = d->conf;
+    apr_time_t now = apr_time_now();
+    const char *id, *err = "";
+    unsigned char r;
+    long retry;
+    apr_status_t rv;
+    int wait;
+
+    if (!d->lease_wanted || now < d->lease_due) {
+        return;
+    }
+    apr_pool_clear(d->tick);
+    rv = csy_lease_acquire(&id, &retry, d->client, d->tick, conf->lease_ttl,
+                           &err);
+    if (rv == APR_SUCCESS) {
+        if (!d->lease || strcmp(d->lease, id) != 0) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, CYLOGNO(00019)
+                         "restart lease %s had expired; holding lease %s "
+                         "now", d->lease ? d->lease : "(none)", id);
+            d->lease = apr_pstrdup(d->pool, id);
+            if (d->rollout) {
+                json_object_set_new(d->rollout, "lease", json_string(id));
+                csy_write_json(d, d->tick, "rollout.json", d->rollout);
+            }
+        }
+        d->lease_backoff = 0;
+        d->lease_ok = now;
+        d->lease_due = now + apr_time_from_sec(conf->lease_ttl / 3);
+        return;
+    }
+    wait = d->lease_backoff ? d->lease_backoff * 2 : 1;
+    if (wait > conf->lease_ttl / 3) {
+        wait = conf->lease_ttl / 3;
+    }
+    d->lease_backoff = wait;
+    apr_generate_random_bytes(&r, 1);
+    d->lease_due = now + apr_time_from_sec(wait)
+                   + apr_time_from_msec(r * 4 * wait);   /* up to +100% */
+    if (rv == APR_EAGAIN) {
+        if (d->lease) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, CYLOGNO(00020)
+                         "restart lease %s expired and another host holds "
+                         "the pool's slot now; asking again (next in about "
+                         "%ds)", d->lease, wait);
+        }
+        d->lease = NULL;
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, CYLOGNO(00021)
+                     "renewing restart lease %s failed: %s; trying again "
+                     "in about %ds", d->lease ? d->lease : "(none)", err,
+                     wait);
+    }
+}
+
+/* A rollout starts holding lease (rollout: its rollout.json). */
+static void csy_lease_hold(csy_daemon_t *d, const char *lease,
+                           json_t *rollout, int renew_now)
+{
+    d->lease = apr_pstrdup(d->pool, lease);
+    d->lease_wanted = 1;
+    d->lease_backoff = 0;
+    d->lease_ok = apr_time_now();
+    d->lease_due = renew_now ? 0 : apr_time_now()
+                   + apr_time_from_sec(d->conf->lease_ttl / 3);
+    d->rollout = rollout;
+}
+
+/* The rollout is over: release the lease, never left to expire. */
+static void csy_lease_drop(csy_daemon_t *d, apr_pool_t *p)
+{
+    if (d->lease) {
+        csy_lease_release(d->client, p, d->lease);
+    }
+    d->lease = NULL;
+    d->lease_wanted = 0;
+    d->rollout = NULL;
+}
+
+/* Waits about `seconds` (the agent thread answers meanwhile), keeping the
+ * restart lease alive. */
 static void csy_idle(csy_daemon_t *d, int seconds)
 {
     apr_time_t until = apr_time_now() + apr_time_from_sec(seconds);
 
     while (csy_running() && apr_time_now() < until) {
-        const apr_pollfd_t *out;
-        apr_int32_t n = 0;
-        apr_socket_t *c;
-        apr_pool_t *p;
-
-        if (!d->agent) {
-            apr_sleep(apr_time_from_msec(200));
-            continue;
-        }
-        if (apr_pollset_poll(d->pollset, apr_time_from_msec(200), &n, &out)
-            != APR_SUCCESS || n == 0) {
-            continue;
-        }
-        apr_pool_create(&p, d->pool);
-        if (apr_socket_accept(&c, d->agent, p) == APR_SUCCESS) {
-            const char *line = apr_pstrcat(p, d->health, "\n", NULL);
-            apr_size_t len = strlen(line);
-            apr_socket_timeout_set(c, apr_time_from_sec(1));
-            apr_socket_send(c, line, &len);
-            apr_socket_close(c);
-        }
-        apr_pool_destroy(p);
+        csy_lease_tick(d);
+        apr_sleep(apr_time_from_msec(200));
     }
 }
 
-/* Which of the pending serials does the listener not present yet?
- * NULL when all of (up to 3 of) them are served. */
-static const char *csy_probe(csy_daemon_t *d, apr_pool_t *p,
-                             apr_hash_t *expected)
+/* Until the lease is ours again (after a 409 on renewal).  0: stopping. */
+static int csy_lease_wait(csy_daemon_t *d)
 {
+    while (csy_running() && !d->lease) {
+        csy_lease_tick(d);
+        if (!d->lease) {
+            apr_sleep(apr_time_from_msec(200));
+        }
+    }
+    return d->lease != NULL;
+}
+
+/*
+ * Which certificates does the listener present?  Handshakes with (up to
+ * three of) the expected domains as SNI; if one presents another serial,
+ * all of them are probed, and those that do not match go into mismatched
+ * (domain -> the serial expected): CSY_PROBE_MISMATCH, *why says which.
+ * A connection or handshake that fails means the restarted generation
+ * does not answer yet (CSY_PROBE_NOT_READY: "scoreboard is full", the
+ * listener still starting), never that a certificate is wrong.  With
+ * nothing expected: does the listener answer at all?
+ */
+static int csy_probe(csy_daemon_t *d, apr_pool_t *p, apr_hash_t *expected,
+                     apr_hash_t *mismatched, const char **why)
+{
+    const char *serial, *err;
     apr_hash_index_t *hi;
-    int probed = 0;
+    int probed, pass;
 
+    *why = NULL;
     if (!d->conf->probe_host) {
-        return NULL;
+        return CSY_PROBE_OK;
     }
-    for (hi = apr_hash_first(p, expected); hi && probed < 3;
-         hi = apr_hash_next(hi), probed++) {
-        const char *domain = apr_hash_this_key(hi), *serial, *err;
-        const char *want = apr_hash_this_val(hi);
-
-        if (domain[0] == '*') {
-            domain = apr_pstrcat(p, "probe", domain + 1, NULL);
-        }
+    if (apr_hash_count(expected) == 0) {
         if (csy_probe_serial(&serial, p, d->conf->probe_host,
-                             d->conf->probe_port, domain,
+                             d->conf->probe_port, "localhost",
                              apr_time_from_sec(5), &err)) {
-            return err;
+            *why = err;
+            return CSY_PROBE_NOT_READY;
         }
-        if (strcmp(serial, want) != 0) {
-            return apr_psprintf(p, "%s is served with serial %s, not %s",
-                                (const char *)apr_hash_this_key(hi), serial,
-                                want);
+        return CSY_PROBE_OK;
+    }
+    for (pass = 0; pass < 2; pass++) {
+        probed = 0;
+        for (hi = apr_hash_first(p, expected);
+             hi && (pass || probed < 3); hi = apr_hash_next(hi), probed++) {
+            const char *domain = apr_hash_this_key(hi), *sni = domain;
+            const char *want = apr_hash_this_val(hi);
+
+            if (domain[0] == '*') {
+                sni = apr_pstrcat(p, "probe", domain + 1, NULL);
+            }
+            if (csy_probe_serial(&serial, p, d->conf->probe_host,
+                                 d->conf->probe_port, sni,
+                                 apr_time_from_sec(5), &err)) {
+                *why = err;
+                return CSY_PROBE_NOT_READY;
+            }
+            if (strcmp(serial, want) != 0) {
+                if (!*why) {
+                    *why = apr_psprintf(p, "%s is served with serial %s, "
+                                        "not %s", domain, serial, want);
+                }
+                apr_hash_set(mismatched, domain, APR_HASH_KEY_STRING, want);
+            }
+        }
+        if (!*why) {
+            return CSY_PROBE_OK;
+        }
+        if (pass == 0) {
+            /* Which ones, of all of them? */
+            *why = NULL;
+            apr_hash_clear(mismatched);
         }
     }
-    return NULL;
+    return CSY_PROBE_MISMATCH;
 }
 
 static json_t *csy_hash_json(apr_pool_t *p, apr_hash_t *h)
@@ -699,6 +877,9 @@ static apr_hash_t *csy_json_hash(apr_pool_t *p, json_t *o)
 static void csy_restart(csy_daemon_t *d, apr_pool_t *p, json_t *rollout,
                         const char *phase)
 {
+    apr_hash_index_t *hi;
+    apr_hash_t *expected;
+
     json_object_set_new(rollout, "phase", json_string(phase));
     json_object_set_new(rollout, "restart_at",
                         json_integer(apr_time_sec(apr_time_now())));
@@ -708,13 +889,39 @@ static void csy_restart(csy_daemon_t *d, apr_pool_t *p, json_t *rollout,
     csy_write_json(d, p, "state.json", d->state);
     kill(csy_parent_pid, AP_SIG_GRACEFUL);
     /* The restart ends this daemon (SIGTERM); the next one resumes from
-     * rollout.json.  Should the parent not restart, sync on. */
+     * rollout.json.  Should the parent not restart, back in rotation, the
+     * change pending again, the lease released. */
     csy_idle(d, d->conf->restart_timeout);
+    if (!csy_running()) {
+        return;
+    }
+    ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->s, CYLOGNO(00023)
+                 "the parent (pid %" APR_PID_T_FMT ") did not restart "
+                 "within CertSyncRestartTimeout (%ds): ready again, the "
+                 "restart stays pending", csy_parent_pid,
+                 d->conf->restart_timeout);
+    if (strcmp(phase, "restarting") == 0) {
+        expected = csy_json_hash(p, json_object_get(rollout, "expected"));
+        for (hi = apr_hash_first(p, expected); hi; hi = apr_hash_next(hi)) {
+            apr_hash_set(d->pending, apr_pstrdup(d->pool,
+                                                 apr_hash_this_key(hi)),
+                         APR_HASH_KEY_STRING,
+                         apr_pstrdup(d->pool, apr_hash_this_val(hi)));
+        }
+        d->change_set++;
+    }
+    json_object_set_new(d->state, "restart_pending", json_true());
+    csy_count(d->state, "restart_failures", 1);
+    apr_file_remove(csy_path(d, p, "rollout.json"), p);
+    csy_set_state(d, "restart-failed");
+    csy_set_health(d, p, "ready");
+    csy_lease_drop(d, p);
 }
 
 /*
  * The second half of a rollout, in the daemon of the new generation:
- * probe, then release the lease; or roll the store back and restart.
+ * renew the lease, probe until the listener answers, then release the
+ * lease; or roll the store back and restart.
  */
 static void csy_resume(csy_daemon_t *d, apr_pool_t *p, json_t *rollout)
 {
@@ -722,11 +929,12 @@ static void csy_resume(csy_daemon_t *d, apr_pool_t *p, json_t *rollout)
     const char *lease = json_string_value(json_object_get(rollout, "lease"));
     apr_hash_t *expected = csy_json_hash(p, json_object_get(rollout,
                                                             "expected"));
-    apr_time_t deadline = apr_time_now()
-                          + apr_time_from_sec(d->conf->restart_timeout);
-    const char *why = "no probe ran", *err, *renewed;
+    apr_hash_t *mismatched = apr_hash_make(p), *back;
+    apr_time_t deadline, first_mismatch = 0;
+    const char *why = "no probe ran";
     apr_hash_index_t *hi;
-    long retry;
+    apr_pool_t *pp;
+    int restarting, rc = CSY_PROBE_NOT_READY, told = 0;
 
     if (!phase || !lease) {
         apr_file_remove(csy_path(d, p, "rollout.json"), p);
@@ -742,27 +950,62 @@ static void csy_resume(csy_daemon_t *d, apr_pool_t *p, json_t *rollout)
                          APR_HASH_KEY_STRING,
                          apr_pstrdup(d->pool, apr_hash_this_val(hi)));
         }
+        d->change_set++;
         json_object_set_new(d->state, "restart_pending", json_true());
         csy_lease_release(d->client, p, lease);
         apr_file_remove(csy_path(d, p, "rollout.json"), p);
         csy_set_health(d, p, "ready");
         return;
     }
-    /* Renew the lease: the restart may have taken a while. */
-    csy_lease_acquire(&renewed, &retry, d->client, p, d->conf->lease_ttl,
-                      &err);
+    restarting = strcmp(phase, "restarting") == 0;
+    if (restarting) {
+        csy_set_state(d, "probing");
+        csy_write_json(d, p, "state.json", d->state);
+    }
+    else {
+        expected = apr_hash_make(p);    /* does it answer at all? */
+    }
+    /* Renewed at once (the restart may have taken a while), then every
+     * third of its TTL.  If another host holds the slot now, the probe
+     * goes on meanwhile (this host is out of rotation already: waiting
+     * would only keep it out longer); a restart waits for the lease. */
+    csy_lease_hold(d, lease, rollout, 1);
+    csy_lease_tick(d);
+    deadline = apr_time_now() + apr_time_from_sec(d->conf->restart_timeout);
+    apr_pool_create(&pp, p);
     while (csy_running() && apr_time_now() < deadline) {
-        if (!(why = csy_probe(d, p, strcmp(phase, "restarting") == 0
-                                    ? expected : apr_hash_make(p)))) {
+        apr_time_t now = apr_time_now();
+
+        apr_pool_clear(pp);
+        apr_hash_clear(mismatched);
+        rc = csy_probe(d, pp, expected, mismatched, &why);
+        if (rc == CSY_PROBE_OK) {
             break;
+        }
+        if (rc == CSY_PROBE_MISMATCH) {
+            /* It answers: a wrong serial is a failure once it lasts. */
+            if (!first_mismatch) {
+                first_mismatch = now;
+            }
+            else if (now - first_mismatch
+                     >= apr_time_from_sec(CSY_PROBE_CONFIRM)) {
+                break;
+            }
+        }
+        else if (!told) {
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, d->s, CYLOGNO(00022)
+                         "probe: the restarted listener does not answer "
+                         "yet (%s); trying again for up to %ds", why,
+                         d->conf->restart_timeout);
+            told = 1;
         }
         csy_idle(d, 1);
     }
     if (!csy_running()) {
         return;
     }
-    if (!why) {
-        if (strcmp(phase, "restarting") == 0) {
+    if (rc == CSY_PROBE_OK) {
+        if (restarting) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, CYLOGNO(00014)
                          "rollout complete: %u new certificates served",
                          apr_hash_count(expected));
@@ -784,27 +1027,56 @@ static void csy_resume(csy_daemon_t *d, apr_pool_t *p, json_t *rollout)
                             : json_integer(0));
         apr_file_remove(csy_path(d, p, "rollout.json"), p);
         csy_set_health(d, p, "ready");
+        if (!d->lease) {
+            d->lease_wanted = 0;    /* lost meanwhile: no slot to take now */
+        }
         /* Back in the load balancer's rotation before another host may
          * leave it: it sees "ready" within its check interval. */
         csy_idle(d, d->conf->drain_time);
-        csy_lease_release(d->client, p, lease);
+        csy_lease_drop(d, p);
         return;
     }
 
-    if (strcmp(phase, "restarting") != 0) {
-        /* Even the rolled-back generation does not answer: leave the lease
-         * to expire rather than restart in a loop. */
+    if (!restarting) {
+        /* Even the rolled-back generation does not answer: no restart in
+         * a loop.  The host stays out of rotation, loudly (state, log,
+         * report); the lease is released so that the pool goes on. */
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, d->s, CYLOGNO(00016)
                      "after the rollback the listener still fails its "
-                     "probe (%s): staying drained; the lease expires", why);
+                     "probe (%s): staying drained; lease released", why);
         csy_set_state(d, "failed");
+        json_object_set_new(d->state, "last_rollout_failure",
+                            json_string(apr_psprintf(p, "%s; after the "
+                                "rollback: %s", json_string_value(
+                                    json_object_get(rollout, "failure")),
+                                why)));
+        csy_write_json(d, p, "state.json", d->state);
         apr_file_remove(csy_path(d, p, "rollout.json"), p);
+        csy_report(d->client, p, json_integer_value(json_object_get(
+                       rollout, "cursor")), "failed", d->failures);
+        csy_lease_drop(d, p);
         return;
     }
-    ap_log_error(APLOG_MARK, APLOG_CRIT, 0, d->s, CYLOGNO(00017)
-                 "probe after restart failed (%s): rolling the store back",
-                 why);
-    for (hi = apr_hash_first(p, expected); hi; hi = apr_hash_next(hi)) {
+    if (rc == CSY_PROBE_MISMATCH) {
+        /* Only what is served wrong goes back (and into quarantine): the
+         * other new certificates were presented as they should be. */
+        back = mismatched;
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, d->s, CYLOGNO(00017)
+                     "probe after restart failed (%s): rolling the store "
+                     "back for %u of the %u new certificates", why,
+                     apr_hash_count(back), apr_hash_count(expected));
+    }
+    else {
+        /* Never answered: nothing can be told apart, all of it goes. */
+        back = expected;
+        why = apr_psprintf(p, "the restarted generation did not answer "
+                           "within CertSyncRestartTimeout (%ds): %s",
+                           d->conf->restart_timeout, why);
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, d->s, CYLOGNO(00025)
+                     "%s; rolling the store back for the %u new "
+                     "certificates", why, apr_hash_count(back));
+    }
+    for (hi = apr_hash_first(p, back); hi; hi = apr_hash_next(hi)) {
         const char *domain = apr_hash_this_key(hi);
         apr_hash_set(d->quarantine, apr_pstrdup(d->pool, domain),
                      APR_HASH_KEY_STRING,
@@ -829,7 +1101,12 @@ static void csy_resume(csy_daemon_t *d, apr_pool_t *p, json_t *rollout)
     }
     csy_write_json(d, p, "quarantine.json", csy_hash_json(p, d->quarantine));
     json_object_set_new(rollout, "failure", json_string(why));
+    json_object_set_new(rollout, "rolled_back", csy_hash_json(p, back));
     csy_count(d->state, "rollbacks", 1);
+    /* Another restart: only with the lease. */
+    if (!csy_lease_wait(d)) {
+        return;
+    }
     csy_restart(d, p, rollout, "rolling-back");
 }
 
@@ -853,13 +1130,20 @@ static int csy_rollout(csy_daemon_t *d, apr_pool_t *p, long long cursor)
         csy_set_state(d, "restart-pending");
         return (int)(conf->min_restart_interval - (now - last));
     }
-    if ((code = csy_configtest(p, &output)) != 0) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->s, CYLOGNO(00007)
-                     "configuration test failed (exit %d): not restarting; "
-                     "what is served stays served: %s", code, output);
-        csy_set_state(d, "configtest-failed");
-        csy_count(d->state, "configtest_failures", 1);
-        return 0;
+    /* Once per change set, not per lease retry (tens of seconds with
+     * 10,000 virtual hosts); a failed test runs again each cycle, so that
+     * a fixed configuration is seen. */
+    if (d->tested_set != d->change_set) {
+        if ((code = csy_configtest(p, &output)) != 0) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->s, CYLOGNO(00007)
+                         "configuration test failed (exit %d): not "
+                         "restarting; what is served stays served: %s",
+                         code, output);
+            csy_set_state(d, "configtest-failed");
+            csy_count(d->state, "configtest_failures", 1);
+            return 0;
+        }
+        d->tested_set = d->change_set;
     }
     rv = csy_lease_acquire(&lease, &retry, d->client, p, conf->lease_ttl,
                            &err);
@@ -885,17 +1169,34 @@ static int csy_rollout(csy_daemon_t *d, apr_pool_t *p, long long cursor)
                         csy_hash_json(p, d->pending), "cursor",
                         (json_int_t)cursor);
     csy_write_json(d, p, "rollout.json", rollout);
+    csy_lease_hold(d, lease, rollout, 0);
     csy_set_state(d, "draining");
     csy_set_health(d, p, "drain");
     csy_report(d->client, p, cursor, "draining", d->failures);
     csy_idle(d, conf->drain_time);
     if (!csy_running()) {
+        d->rollout = NULL;
         json_decref(rollout);
         return 0;
+    }
+    if (!d->lease || apr_time_now() - d->lease_ok
+                     >= apr_time_from_sec(conf->lease_ttl)) {
+        /* Taken by another host, or not renewed for a whole TTL: no
+         * restart without it.  Back in rotation; the rollout waits. */
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, CYLOGNO(00024)
+                     "restart lease lost while draining: ready again, the "
+                     "restart stays pending");
+        apr_file_remove(csy_path(d, p, "rollout.json"), p);
+        csy_set_state(d, "waiting-for-lease");
+        csy_set_health(d, p, "ready");
+        csy_lease_drop(d, p);
+        json_decref(rollout);
+        return conf->interval;
     }
     csy_report(d->client, p, cursor, "restarting", d->failures);
     apr_hash_clear(d->pending);
     csy_restart(d, p, rollout, "restarting");
+    d->rollout = NULL;
     json_decref(rollout);
     return 0;
 }
@@ -975,6 +1276,8 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
     d.conf = conf;
     d.pool = pool;
     d.health = "ready";
+    apr_pool_create(&d.tick, pool);
+    d.change_set = 1;   /* the restart pending from a previous daemon */
     /* The parent's handlers are not ours. */
     apr_signal(SIGTERM, csy_on_term);
     apr_signal(SIGINT, csy_on_term);
@@ -1045,6 +1348,10 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
     if (!json_is_object(json_object_get(d.state, "counters"))) {
         json_object_set_new(d.state, "counters", json_object());
     }
+    /* Until the first cycle says more (a rollback stays shown). */
+    if (!json_is_string(json_object_get(d.state, "state"))) {
+        csy_set_state(&d, "starting");
+    }
     json_object_set_new(d.state, "host", json_string(d.cfg.host_name));
     json_object_set_new(d.state, "pool", json_string(d.cfg.pool_name));
     json_object_set_new(d.state, "service", json_string(d.cfg.url));
@@ -1073,6 +1380,7 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
     else if (json_is_object(j)) {
         csy_set_health(&d, cycle, "drain");
         csy_resume(&d, cycle, j);
+        d.rollout = NULL;
     }
     else {
         csy_set_health(&d, cycle, "ready");
@@ -1102,6 +1410,7 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
             apr_hash_set(d.pending, apr_pstrdup(pool, apr_hash_this_key(hi)),
                          APR_HASH_KEY_STRING,
                          apr_pstrdup(pool, apr_hash_this_val(hi)));
+            d.change_set++;
         }
         if (rv) {
             backoff = backoff ? backoff * 2 : conf->interval;
@@ -1122,9 +1431,23 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
             json_object_set_new(d.state, "last_success",
                                 json_integer(apr_time_sec(now)));
             json_object_set_new(d.state, "last_error", json_null());
-            /* A rollback stays visible until the next rollout ends. */
+            /* A rollback stays visible until the next rollout ends; a
+             * host left drained after one (CY00016) until its listener
+             * answers again. */
             state = json_string_value(json_object_get(d.state, "state"));
-            if (!state || strcmp(state, "rolled-back") != 0) {
+            if (state && strcmp(state, "failed") == 0) {
+                apr_hash_t *none = apr_hash_make(cycle);
+                const char *why;
+                if (csy_probe(&d, cycle, none, none, &why)
+                    == CSY_PROBE_OK) {
+                    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                                 CYLOGNO(00026) "the listener answers "
+                                 "again: back in rotation");
+                    csy_set_state(&d, "rolled-back");
+                    csy_set_health(&d, cycle, "ready");
+                }
+            }
+            else if (!state || strcmp(state, "rolled-back") != 0) {
                 csy_set_state(&d, "idle");
             }
             if (res.changed) {
@@ -1632,8 +1955,11 @@ static int csy_status_handler(request_rec *r)
     }
     state = csy_read_state(r, csy_conf(r->server));
     if (!state) {
-        state = json_pack("{s:s}", "state", "no status yet (is "
-                          "CertSyncServiceURL set and the daemon running?)");
+        /* The daemon has not written anything yet (or is not running). */
+        state = json_pack("{s:s, s:s, s:s}", "state", "starting", "health",
+                          "ready", "detail", "no status from the sync "
+                          "daemon yet (is CertSyncServiceURL set and the "
+                          "daemon running?)");
     }
     csy_dyn_status(r, state);
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");

@@ -172,7 +172,11 @@ cat >>"$POOL_DIR/proxy1/httpd.conf" <<EOF
     SSLCertificateKeyFile "$work/real.key"
 </VirtualHost>
 EOF
-start_again || bail "proxy 1 did not start again"
+start_again || {
+    ss -ltnp | grep -F -e "127.0.0.1:$(tls_port) " \
+        -e "127.0.0.1:$(pool_proxy_port 1 status) " | sed 's/^/# /'
+    bail "proxy 1 did not start again"
+}
 
 t0=$(date +%s)
 for ((i = 0; i < 600; i++)); do
