@@ -4,22 +4,26 @@
 # in one run, at SCALE_SIZES domains (1,000 10,000 100,000).
 #
 # For each size a store is filled once (bench/mkstore: certificates from
-# the pool's CA, keys sealed to its wrapping certificate) and copied for
-# each mode; one proxy of the demo pool (build/pool-lib.sh, with a real
-# CertService) starts on it:
+# the pool's CA, keys sealed to its wrapping certificate); proxy 1 of the
+# demo pool (build/pool-lib.sh, with a real CertService) runs vhost mode on
+# a copy, proxy 2 dynamic mode, side by side:
 #
 #   cold start      from starting httpd until a handshake for the last
-#                   domain of the manifest presents its certificate
+#                   domain of the manifest presents its certificate (each
+#                   proxy started alone)
 #   RSS             of the parent and of the largest worker process
 #                   (after the handshake runs; dynamic: with its cache)
 #   handshakes      SCALE_HS full TLS handshakes on new connections with
-#                   SCALE_CONC client threads (t/dynamic/hsclient), for
-#                   one domain and for random domains of the whole store:
-#                   handshakes/s and p99 latency
-#   activation      100 domains renewed on CertService while a client loop
-#                   runs handshakes: time until all 100 new serials are
-#                   served, the longest handshake meanwhile (the restart
-#                   stall in vhost mode) and failed handshakes
+#                   SCALE_CONC client threads (t/dynamic/hsclient) per
+#                   case, in SCALE_ROUNDS rounds interleaved between the
+#                   modes (medians): one domain; random among the first
+#                   SCALE_HOT (1,000) domains, warmed first (a working set
+#                   that the dynamic cache holds); random among all
+#   activation      SCALE_CHANGED (100) domains renewed on CertService,
+#                   which both proxies sync, while a client loop runs
+#                   handshakes on each: time until all of them are served,
+#                   the longest handshake meanwhile (the restart stall in
+#                   vhost mode) and failed handshakes
 #
 # vhost mode runs up to SCALE_VHOST_MAX domains (10,000): at 100,000 its
 # start alone takes minutes (see the issue's figures for stock httpd).
@@ -36,6 +40,8 @@ VHOST_MAX=${SCALE_VHOST_MAX:-10000}
 HS_N=${SCALE_HS:-3000}
 CONC=${SCALE_CONC:-4}
 CHANGED=${SCALE_CHANGED:-100}
+ROUNDS=${SCALE_ROUNDS:-3}
+HOT=${SCALE_HOT:-1000}
 PLOT=${SCALE_PLOT:-$top/docs/scale.png}
 HS=$top/t/dynamic/hsclient
 MK=$top/bench/mkstore
@@ -92,83 +98,158 @@ cs_put() {
     done
 }
 
-# run MODE SIZE: one proxy on a copy of the SIZE store; appends a row
-run() {
-    local mode=$1 size=$2 d=$POOL_DIR/proxy1 last want t0 got cold pid
-    local one rnd child c r loop act stall lfail
-    say "$mode, $size domains"
-    pool_stop_proxy 1 >/dev/null 2>&1
+# Proxy N runs MODE: proxy 1 vhost, proxy 2 dynamic.
+proxy_of() { [ "$1" = vhost ] && echo 1 || echo 2; }
+
+# start MODE SIZE: proxy of MODE on its copy of the SIZE store; prints the
+# cold start time (until the last domain serves) or fails
+start() {
+    local mode=$1 size=$2 n d last want t0
+    n=$(proxy_of "$mode")
+    d=$POOL_DIR/proxy$n
+    pool_stop_proxy "$n" >/dev/null 2>&1
     rm -rf "$d"
     mkdir -p "$d/logs" "$d/run"
-    cp -a "$work/store-$size" "$d/store"
-    echo "$cs_seq" >"$d/store/cursor"     # CertService's earlier changes: seen
+    if [ "$mode" = dynamic ]; then
+        mv "$work/store-$size" "$d/store"
+    else
+        cp -a "$work/store-$size" "$d/store"
+    fi
+    echo "$cs_seq" >"$d/store/cursor"  # CertService's earlier changes: seen
     last=d$size.scale.test
     want=$(store_serial "$d/store" "$last")
     echo "$last" >"$work/last"
     t0=$(now)
-    POOL_ACTIVATION=$mode pool_start_proxy 1 >/dev/null 2>&1
-    cold=""
+    POOL_ACTIVATION=$mode pool_start_proxy "$n" >/dev/null 2>&1
     while [ "$(since "$t0" | cut -d. -f1)" -lt 900 ]; do
-        "$HS" -p "$tls" -f "$work/last" -o "$work/last.out" >/dev/null
+        "$HS" -p "$(pool_proxy_port "$n" tls)" -f "$work/last" \
+            -o "$work/last.out" >/dev/null
         if [ "$(awk '{print $2}' "$work/last.out")" = "$want" ]; then
-            cold=$(since "$t0")
-            break
+            since "$t0"
+            return 0
         fi
         sleep 0.1
     done
-    [ -n "$cold" ] || { say "  did not serve $last within 900 s"; return 1; }
-    pid=$(cat "$d/run/httpd.pid")
-    say "  cold start ${cold}s"
+    return 1
+}
 
-    head -n 1 "$work/names-$size" >"$work/one"
-    "$HS" -p "$tls" -f "$work/one" -n 200 -c "$CONC" >/dev/null   # warm
-    one=$("$HS" -p "$tls" -f "$work/one" -n "$HS_N" -c "$CONC")
-    rnd=$("$HS" -p "$tls" -f "$work/names-$size" -r -n "$HS_N" -c "$CONC")
-    say "  one domain:     $one"
-    say "  random domains: $rnd"
-    child=0
+# hs MODE NAMES [hsclient args]: one hsclient run against MODE's proxy
+hs() {
+    local mode=$1 f=$2
+    shift 2
+    "$HS" -p "$(pool_proxy_port "$(proxy_of "$mode")" tls)" -f "$f" \
+        -c "$CONC" "$@"
+}
+
+# child_rss MODE: the largest worker of MODE's proxy (MB)
+child_rss() {
+    local n d pid c r max=0
+    n=$(proxy_of "$1")
+    d=$POOL_DIR/proxy$n
+    pid=$(cat "$d/run/httpd.pid")
     for c in $(pgrep -P "$pid"); do
-        # the sync daemon is a child too; it has no listening sockets
+        # the sync daemon is a child too
         grep -q "CY00003: sync daemon started (pid $c)" "$d/logs/error_log" \
             && continue
         r=$(rss_mb "$c")
-        [ "${r:-0}" -gt "$child" ] && child=$r
+        [ "${r:-0}" -gt "$max" ] && max=$r
+    done
+    echo "$max"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END{print (NR ? a[int((NR+1)/2)] : "-")}'; }
+
+# measure SIZE MODE...: everything for the modes running side by side
+measure() {
+    local size=$1 mode r kind f args out act
+    shift
+    hot=$work/hot-$size
+    head -n "$HOT" "$work/names-$size" >"$hot"
+    head -n 1 "$work/names-$size" >"$work/one"
+    for mode in "$@"; do
+        # warm: the one domain, and the hot set in every worker
+        hs "$mode" "$work/one" -n 200 >/dev/null
+        hs "$mode" "$hot" -r -n $((HOT * 4)) >/dev/null
+    done
+    : >"$work/hs"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for kind in one hot random; do
+            for mode in "$@"; do
+                case $kind in
+                    one) f=$work/one; args=() ;;
+                    hot) f=$hot; args=(-r) ;;
+                    random) f=$work/names-$size; args=(-r) ;;
+                esac
+                out=$(hs "$mode" "$f" "${args[@]}" -n $((HS_N / ROUNDS)))
+                echo "$mode $kind $(field rate "$out") $(field p99 "$out") $(field failed "$out")" \
+                    >>"$work/hs"
+                say "  round $r $mode $kind: $out"
+            done
+        done
     done
 
+    # Activation: 100 domains renewed on CertService, every proxy syncs
+    # them; a client loop on each proxy meanwhile.
     shuf -n "$CHANGED" "$work/names-$size" >"$work/changed"
     rm -f "$work/stop"
-    "$HS" -p "$tls" -f "$work/names-$size" -r -c 2 -u "$work/stop" \
-        >"$work/loop.out" &
-    loop=$!
+    for mode in "$@"; do
+        "$HS" -p "$(pool_proxy_port "$(proxy_of "$mode")" tls)" \
+            -f "$work/names-$size" -r -c 2 -u "$work/stop" \
+            >"$work/loop-$mode" &
+    done
     sleep 1
     cs_put "$work/changed" >"$work/changed.want"
     cs_seq=$(cat "$work/seq")
     t0=$(now)
-    act=""
+    for mode in "$@"; do
+        eval "act_$mode="
+    done
     while [ "$(since "$t0" | cut -d. -f1)" -lt 900 ]; do
-        "$HS" -p "$tls" -f "$work/changed" -c 2 -o "$work/changed.got" >/dev/null
-        if [ -z "$(join <(sort "$work/changed.want") <(sort "$work/changed.got") \
-                   | awk '$2 != $3')" ]; then
-            act=$(since "$t0")
-            break
-        fi
+        local pending=0
+        for mode in "$@"; do
+            [ -n "$(eval echo "\${act_$mode}")" ] && continue
+            "$HS" -p "$(pool_proxy_port "$(proxy_of "$mode")" tls)" \
+                -f "$work/changed" -c 2 -o "$work/changed.got" >/dev/null
+            if [ -z "$(join <(sort "$work/changed.want") \
+                            <(sort "$work/changed.got") | awk '$2 != $3')" ]
+            then
+                eval "act_$mode=$(since "$t0")"
+            else
+                pending=1
+            fi
+        done
+        [ $pending = 0 ] && break
         sleep 0.5
     done
     sleep 1
     touch "$work/stop"
-    wait "$loop"
-    stall=$(field max "$(cat "$work/loop.out")")
-    lfail=$(field failed "$(cat "$work/loop.out")")
-    say "  activation ${act:-(not within 900 s)}s; loop: $(cat "$work/loop.out")"
-    printf '| %s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s | %s | %s |\n' \
-        "$size" "$mode" "$cold" "$(rss_mb "$pid")" "$child" \
-        "$(field rate "$one")" "$(field p99 "$one")" \
-        "$(field rate "$rnd")" "$(field p99 "$rnd")" \
-        "${act:--}" "$stall" "$lfail" \
-        "$(grep -c 'AH00493' "$d/logs/error_log")" >>"$work/rows"
-    echo "$size $mode $cold $(rss_mb "$pid") $child $(field p99 "$one") $(field p99 "$rnd") ${act:-0} $stall" \
-        >>"$work/plot.dat"
+    wait
+
+    for mode in "$@"; do
+        local n=$(proxy_of "$mode") cold pone phot prnd rone rhot rrnd loop
+        cold=$(cat "$work/cold-$mode")
+        pone=$(awk -v m="$mode" '$1==m && $2=="one"{print $4}' "$work/hs" | median)
+        phot=$(awk -v m="$mode" '$1==m && $2=="hot"{print $4}' "$work/hs" | median)
+        prnd=$(awk -v m="$mode" '$1==m && $2=="random"{print $4}' "$work/hs" | median)
+        rone=$(awk -v m="$mode" '$1==m && $2=="one"{print $3}' "$work/hs" | median)
+        rhot=$(awk -v m="$mode" '$1==m && $2=="hot"{print $3}' "$work/hs" | median)
+        rrnd=$(awk -v m="$mode" '$1==m && $2=="random"{print $3}' "$work/hs" | median)
+        loop=$(cat "$work/loop-$mode")
+        act=$(eval echo "\${act_$mode}")
+        say "  $mode activation ${act:-(not within 900 s)} s; loop: $loop"
+        printf '| %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %s | %s | %s | %s |\n' \
+            "$size" "$mode" "$cold" \
+            "$(rss_mb "$(cat "$POOL_DIR/proxy$n/run/httpd.pid")")" \
+            "$(child_rss "$mode")" "$rone" "$pone" "$rhot" "$phot" \
+            "$rrnd" "$prnd" "${act:--}" "$(field max "$loop")" \
+            "$(awk '{s+=$5} END{print s+0}' <(grep "^$mode " "$work/hs"))/$(field failed "$loop")" \
+            "$(grep -c 'AH00493' "$POOL_DIR/proxy$n/logs/error_log")" \
+            >>"$work/rows"
+        echo "$size $mode $cold $(child_rss "$mode") $pone $phot $prnd ${act:-0}" \
+            >>"$work/plot.dat"
+    done
     pool_stop_proxy 1 >/dev/null 2>&1
+    pool_stop_proxy 2 >/dev/null 2>&1
 }
 
 : >"$work/rows"
@@ -186,19 +267,27 @@ for size in $SIZES; do
         find "$work/store-$size" -name key.cms -exec chgrp "$POOL_GROUP" {} +
     fi
     seq 1 "$size" | sed 's/.*/d&.scale.test/' >"$work/names-$size"
-    if [ "$size" -le "$VHOST_MAX" ]; then
-        run vhost "$size"
-    fi
-    run dynamic "$size"
-    rm -rf "$work/store-$size"
+    modes=dynamic
+    [ "$size" -le "$VHOST_MAX" ] && modes="vhost dynamic"
+    for mode in $modes; do
+        say "$mode, $size domains: starting"
+        start "$mode" "$size" >"$work/cold-$mode" \
+            || die "$mode did not serve within 900 s"
+        say "  cold start $(cat "$work/cold-$mode") s"
+    done
+    # shellcheck disable=SC2086
+    measure "$size" $modes
 done
 
 echo
-echo "Handshakes: $HS_N per case, $CONC client threads, new connection each;"
-echo "activation: $CHANGED domains renewed on CertService, client loop of 2 threads."
+echo "Handshakes: $HS_N per case in $ROUNDS interleaved rounds (medians), $CONC"
+echo "client threads, a new connection and a full handshake each; hot: random"
+echo "among the first $HOT domains (warmed first); random: among all."
+echo "Activation: $CHANGED domains renewed on CertService; meanwhile a loop of"
+echo "2 client threads on each proxy (longest handshake, failed ones)."
 echo
-echo "| domains | mode | cold start s | parent RSS MB | largest child RSS MB | 1 domain: hs/s / p99 ms | random: hs/s / p99 ms | activation s | longest handshake during activation ms | failed | graceful restarts |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| domains | mode | cold start s | parent RSS MB | largest worker RSS MB | 1 domain: hs/s / p99 ms | hot: hs/s / p99 ms | random: hs/s / p99 ms | activation s | longest handshake during activation ms | failed (measured/loop) | graceful restarts |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 cat "$work/rows"
 
 if command -v gnuplot >/dev/null 2>&1 && [ -s "$work/plot.dat" ]; then
@@ -214,12 +303,14 @@ set title "cold start (s)"
 plot "< grep ' vhost ' $work/plot.dat" using 1:3 title "vhost" lw 2, \
      "< grep ' dynamic ' $work/plot.dat" using 1:3 title "dynamic" lw 2
 set title "largest worker RSS (MB)"
-plot "< grep ' vhost ' $work/plot.dat" using 1:5 title "vhost" lw 2, \
-     "< grep ' dynamic ' $work/plot.dat" using 1:5 title "dynamic" lw 2
-set title "handshake p99 (ms), random domains"
-plot "< grep ' vhost ' $work/plot.dat" using 1:7 title "vhost" lw 2, \
-     "< grep ' dynamic ' $work/plot.dat" using 1:7 title "dynamic" lw 2, \
-     "< grep ' dynamic ' $work/plot.dat" using 1:6 title "dynamic, 1 domain" lw 1 dt 2
+plot "< grep ' vhost ' $work/plot.dat" using 1:4 title "vhost" lw 2, \
+     "< grep ' dynamic ' $work/plot.dat" using 1:4 title "dynamic" lw 2
+set title "handshake p99 (ms)"
+plot "< grep ' vhost ' $work/plot.dat" using 1:7 title "vhost, random" lw 2, \
+     "< grep ' dynamic ' $work/plot.dat" using 1:7 title "dynamic, random" lw 2, \
+     "< grep ' vhost ' $work/plot.dat" using 1:6 title "vhost, hot" lw 1 dt 2, \
+     "< grep ' dynamic ' $work/plot.dat" using 1:6 title "dynamic, hot" lw 1 dt 2, \
+     "< grep ' dynamic ' $work/plot.dat" using 1:5 title "dynamic, 1 domain" lw 1 dt 3
 unset multiplot
 EOF
 fi
