@@ -169,7 +169,7 @@ measure() {
     for mode in "$@"; do
         # warm: the one domain, and the hot set in every worker
         hs "$mode" "$work/one" -n 200 >/dev/null
-        hs "$mode" "$hot" -r -n $((HOT * 4)) >/dev/null
+        hs "$mode" "$hot" -r -n $((HOT * 8)) >/dev/null
     done
     : >"$work/hs"
     for ((r = 1; r <= ROUNDS; r++)); do
