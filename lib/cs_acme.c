@@ -1049,3 +1049,51 @@ apr_status_t cs_acme_renewal_info(apr_int64_t *start, apr_int64_t *end,
     *retry_after = r.retry_after;
     return APR_SUCCESS;
 }
+
+/* ------------------------------------------------------------------ */
+/* Pre-check                                                           */
+/* ------------------------------------------------------------------ */
+
+apr_status_t cs_acme_http_check(cs_acme_t *a, apr_pool_t *p,
+                                const char *url, const char *expect,
+                                const char **err)
+{
+    CURL *c = curl_easy_init();
+    resp_t r;
+    char ebuf[CURL_ERROR_SIZE];
+    CURLcode rc;
+
+    if (!c) {
+        return APR_ENOMEM;
+    }
+    memset(&r, 0, sizeof(r));
+    r.p = p;
+    r.acme = a;
+    r.alternates = apr_array_make(p, 1, sizeof(const char *));
+    ebuf[0] = '\0';
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    rc = curl_easy_perform(c);
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    }
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK) {
+        *err = apr_psprintf(p, "pre-check: %s: %s", url,
+                            ebuf[0] ? ebuf : curl_easy_strerror(rc));
+        return APR_EGENERAL;
+    }
+    if (r.status != 200 || !r.body || strcmp(r.body, expect) != 0) {
+        *err = apr_psprintf(p, "pre-check: %s answered HTTP %ld without our "
+                            "probe: the name does not reach this pool",
+                            url, r.status);
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}

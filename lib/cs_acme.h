@@ -113,6 +113,15 @@ apr_status_t cs_acme_renewal_info(apr_int64_t *start, apr_int64_t *end,
                                   apr_pool_t *p, X509 *cert,
                                   const char **err);
 
+/**
+ * The pre-check: GET url (plain http, the system's resolver, no
+ * redirects, 10 s) must answer 200 with exactly expect.  APR_EGENERAL and
+ * *err naming what came back otherwise.
+ */
+apr_status_t cs_acme_http_check(cs_acme_t *acme, apr_pool_t *p,
+                                const char *url, const char *expect,
+                                const char **err);
+
 /** The Retry-After (seconds) of the last error answer; 0 if none. */
 apr_int64_t cs_acme_retry_after(const cs_acme_t *acme);
 
