@@ -1393,7 +1393,7 @@ typedef struct {
     const char *owner;          /* "host:pid:index", for claims */
     cs_db_t *db;                /* during a job, for the http-01 callback */
     apr_pool_t *jp;             /* the job's pool */
-    int precheck_seen;          /* the pre-check's probe arrived */
+    int account_ok;             /* registered since the last failure */
 } cs_worker_t;
 
 /* Effective ACME settings (defaults for unset fields). */
@@ -1481,8 +1481,15 @@ static apr_status_t cs_acme_ensure_account(cs_worker_t *w, const char **err)
                                     "%s", *err ? *err : "bad base64");
                 return rv;
             }
-            return cs_acme_account(&got, w->acme, key, conf->acme_contact,
-                                   err);
+            if ((rv = cs_acme_account(&got, w->acme, key,
+                                      conf->acme_contact, err))) {
+                return rv;
+            }
+            if (!kid || strcmp(kid, got) != 0) {
+                cs_store_account_put(w->db, w->jp, conf->acme_url, got, cms,
+                                     0);
+            }
+            return APR_SUCCESS;
         }
         if (!APR_STATUS_IS_NOTFOUND(rv)) {
             *err = cs_store_error(w->db, w->jp, rv);
@@ -1644,11 +1651,16 @@ static void cs_acme_job(cs_worker_t *w, const char *domain)
         goto release;
     }
 
-    if ((rv = cs_acme_ensure_account(w, &err)) == APR_SUCCESS
-        && conf->acme_precheck_port > 0) {
+    /* After any failure the account is looked up again: the CA may have
+     * forgotten it (a test CA restarted) or the key may have changed. */
+    if (!w->account_ok
+        && (rv = cs_acme_ensure_account(w, &err)) == APR_SUCCESS) {
+        w->account_ok = 1;
+    }
+    if (w->account_ok && conf->acme_precheck_port > 0) {
         rv = cs_acme_precheck(w, domain, &err);
     }
-    if (rv == APR_SUCCESS) {
+    if (w->account_ok && rv == APR_SUCCESS) {
         memset(&svc, 0, sizeof(svc));
         memset(&issuer, 0, sizeof(issuer));
         ai.acme = w->acme;
@@ -1689,6 +1701,7 @@ static void cs_acme_job(cs_worker_t *w, const char *domain)
         goto release;
     }
     /* Failed: back off per domain, and for a rate limit pause everyone. */
+    w->account_ok = 0;
     job->attempts++;
     job->state = "failed";
     job->last_error = err ? err : "unknown error";
