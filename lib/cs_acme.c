@@ -6,9 +6,16 @@
  * carries a new nonce and is retried at once (a few times): CAs reject
  * valid nonces now and then on purpose (pebble: 5% by default).
  */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <apr_date.h>
 #include <apr_lib.h>
@@ -1054,11 +1061,146 @@ apr_status_t cs_acme_renewal_info(apr_int64_t *start, apr_int64_t *end,
 /* Pre-check                                                           */
 /* ------------------------------------------------------------------ */
 
-apr_status_t cs_acme_http_check(cs_acme_t *a, apr_pool_t *p,
-                                const char *url, const char *expect,
-                                const char **err)
+/* A records of name from the DNS server at "ipv4:port": one UDP query,
+ * 3 s.  Only what the pre-check needs: no TCP fallback, no CNAME chase
+ * beyond what the server puts in the answer section. */
+static apr_status_t dns_a(apr_array_header_t **addrs, apr_pool_t *p,
+                          const char *name, const char *server,
+                          const char **err)
+{
+    unsigned char q[300], r[1500];
+    struct sockaddr_in sa;
+    struct pollfd pfd;
+    const char *colon = strrchr(server, ':'), *l;
+    char host[64], buf[INET_ADDRSTRLEN];
+    size_t qlen = 12, off, ll;
+    ssize_t n;
+    unsigned int id, an, i, type, rdlen;
+    int fd;
+
+    *addrs = apr_array_make(p, 2, sizeof(const char *));
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    if (!colon || (size_t)(colon - server) >= sizeof(host)) {
+        *err = "pre-check: bad DNS server";
+        return APR_EINVAL;
+    }
+    memcpy(host, server, (size_t)(colon - server));
+    host[colon - server] = '\0';
+    sa.sin_port = htons((unsigned short)atoi(colon + 1));
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1 || strlen(name) > 253) {
+        *err = "pre-check: bad DNS server or name";
+        return APR_EINVAL;
+    }
+    apr_generate_random_bytes(q, 2);
+    id = ((unsigned int)q[0] << 8) | q[1];
+    memset(q + 2, 0, 10);
+    q[2] = 0x01;                /* recursion desired */
+    q[5] = 1;                   /* one question */
+    for (l = name; *l; l += ll + (l[ll] == '.')) {
+        ll = strcspn(l, ".");
+        if (ll == 0 || ll > 63 || qlen + ll + 6 > sizeof(q)) {
+            *err = "pre-check: bad name";
+            return APR_EINVAL;
+        }
+        q[qlen++] = (unsigned char)ll;
+        memcpy(q + qlen, l, ll);
+        qlen += ll;
+    }
+    q[qlen++] = 0;
+    q[qlen++] = 0;
+    q[qlen++] = 1;              /* A */
+    q[qlen++] = 0;
+    q[qlen++] = 1;              /* IN */
+    if ((fd = socket(AF_INET, SOCK_DGRAM, 0)) < 0) {
+        *err = "pre-check: no socket";
+        return APR_EGENERAL;
+    }
+    pfd.fd = fd;
+    pfd.events = POLLIN;
+    if (sendto(fd, q, qlen, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0
+        || poll(&pfd, 1, 3000) != 1
+        || (n = recv(fd, r, sizeof(r), 0)) < 12) {
+        close(fd);
+        *err = apr_psprintf(p, "pre-check: no answer from the DNS server %s "
+                            "for %s", server, name);
+        return APR_EGENERAL;
+    }
+    close(fd);
+    if ((((unsigned int)r[0] << 8) | r[1]) != id || !(r[2] & 0x80)) {
+        *err = "pre-check: a DNS answer that is not ours";
+        return APR_EGENERAL;
+    }
+    if ((r[3] & 0x0F) != 0) {
+        *err = apr_psprintf(p, "pre-check: %s does not resolve (DNS rcode "
+                            "%d)", name, r[3] & 0x0F);
+        return APR_EGENERAL;
+    }
+    an = ((unsigned int)r[6] << 8) | r[7];
+    /* Skip the question: our own name back, then type and class. */
+    off = qlen;
+    for (i = 0; i < an; i++) {
+        while (off < (size_t)n && r[off] && (r[off] & 0xC0) != 0xC0) {
+            off += (size_t)r[off] + 1;
+        }
+        off += off < (size_t)n && r[off] ? 2 : 1;
+        if (off + 10 > (size_t)n) {
+            break;
+        }
+        type = ((unsigned int)r[off] << 8) | r[off + 1];
+        rdlen = ((unsigned int)r[off + 8] << 8) | r[off + 9];
+        off += 10;
+        if (off + rdlen > (size_t)n) {
+            break;
+        }
+        if (type == 1 && rdlen == 4
+            && inet_ntop(AF_INET, r + off, buf, sizeof(buf))) {
+            APR_ARRAY_PUSH(*addrs, const char *) = apr_pstrdup(p, buf);
+        }
+        off += rdlen;
+    }
+    return APR_SUCCESS;
+}
+
+/* Addresses of name from the system's resolver. */
+static apr_status_t sys_addrs(apr_array_header_t **addrs, apr_pool_t *p,
+                              const char *name, const char **err)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    char buf[INET6_ADDRSTRLEN];
+    int rc;
+
+    *addrs = apr_array_make(p, 2, sizeof(const char *));
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    if ((rc = getaddrinfo(name, NULL, &hints, &res)) != 0) {
+        *err = apr_psprintf(p, "pre-check: %s does not resolve: %s", name,
+                            gai_strerror(rc));
+        return APR_EGENERAL;
+    }
+    for (ai = res; ai; ai = ai->ai_next) {
+        const void *a = ai->ai_family == AF_INET
+            ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+            : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+        if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6)
+            && inet_ntop(ai->ai_family, a, buf, sizeof(buf))) {
+            APR_ARRAY_PUSH(*addrs, const char *) =
+                ai->ai_family == AF_INET6 ? apr_pstrcat(p, "[", buf, "]",
+                                                        NULL)
+                                          : apr_pstrdup(p, buf);
+        }
+    }
+    freeaddrinfo(res);
+    return APR_SUCCESS;
+}
+
+/* GET url from addr (pinned with CURLOPT_RESOLVE): 200 and expect. */
+static apr_status_t http_probe(cs_acme_t *a, apr_pool_t *p, const char *url,
+                               const char *pin, const char *expect,
+                               const char **err)
 {
     CURL *c = curl_easy_init();
+    struct curl_slist *resolve = NULL;
     resp_t r;
     char ebuf[CURL_ERROR_SIZE];
     CURLcode rc;
@@ -1071,7 +1213,9 @@ apr_status_t cs_acme_http_check(cs_acme_t *a, apr_pool_t *p,
     r.acme = a;
     r.alternates = apr_array_make(p, 1, sizeof(const char *));
     ebuf[0] = '\0';
+    resolve = curl_slist_append(NULL, pin);
     curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
@@ -1084,16 +1228,50 @@ apr_status_t cs_acme_http_check(cs_acme_t *a, apr_pool_t *p,
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
     }
     curl_easy_cleanup(c);
+    curl_slist_free_all(resolve);
     if (rc != CURLE_OK) {
-        *err = apr_psprintf(p, "pre-check: %s: %s", url,
+        *err = apr_psprintf(p, "pre-check: %s (%s): %s", url, pin,
                             ebuf[0] ? ebuf : curl_easy_strerror(rc));
         return APR_EGENERAL;
     }
     if (r.status != 200 || !r.body || strcmp(r.body, expect) != 0) {
-        *err = apr_psprintf(p, "pre-check: %s answered HTTP %ld without our "
-                            "probe: the name does not reach this pool",
-                            url, r.status);
+        *err = apr_psprintf(p, "pre-check: %s (%s) answered HTTP %ld "
+                            "without our probe: the name does not reach "
+                            "this pool", url, pin, r.status);
         return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_acme_precheck(cs_acme_t *a, apr_pool_t *p,
+                              const char *domain, int port,
+                              const char *dns_server, const char *token,
+                              const char *expect, const char **err)
+{
+    apr_array_header_t *addrs;
+    const char *url, *addr;
+    apr_status_t rv;
+    int i;
+
+    rv = dns_server ? dns_a(&addrs, p, domain, dns_server, err)
+                    : sys_addrs(&addrs, p, domain, err);
+    if (rv) {
+        return rv;
+    }
+    if (!addrs->nelts) {
+        *err = apr_psprintf(p, "pre-check: %s has no address", domain);
+        return APR_EGENERAL;
+    }
+    url = apr_psprintf(p, "http://%s:%d/.well-known/acme-challenge/%s",
+                       domain, port, token);
+    /* Every address the CA might pick must reach us. */
+    for (i = 0; i < addrs->nelts; i++) {
+        addr = APR_ARRAY_IDX(addrs, i, const char *);
+        if ((rv = http_probe(a, p, url,
+                             apr_psprintf(p, "%s:%d:%s", domain, port, addr),
+                             expect, err))) {
+            return rv;
+        }
     }
     return APR_SUCCESS;
 }

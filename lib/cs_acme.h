@@ -114,13 +114,17 @@ apr_status_t cs_acme_renewal_info(apr_int64_t *start, apr_int64_t *end,
                                   const char **err);
 
 /**
- * The pre-check: GET url (plain http, the system's resolver, no
- * redirects, 10 s) must answer 200 with exactly expect.  APR_EGENERAL and
- * *err naming what came back otherwise.
+ * The pre-check: resolve domain (A records from dns_server "ipv4:port", or
+ * the system's resolver when NULL) and GET
+ * http://domain:port/.well-known/acme-challenge/token from every address
+ * (10 s each, no redirects): each must answer 200 with exactly expect
+ * (the caller published it as a challenge in progress).  APR_EGENERAL and
+ * *err naming what failed otherwise.
  */
-apr_status_t cs_acme_http_check(cs_acme_t *acme, apr_pool_t *p,
-                                const char *url, const char *expect,
-                                const char **err);
+apr_status_t cs_acme_precheck(cs_acme_t *acme, apr_pool_t *p,
+                              const char *domain, int port,
+                              const char *dns_server, const char *token,
+                              const char *expect, const char **err);
 
 /** The Retry-After (seconds) of the last error answer; 0 if none. */
 apr_int64_t cs_acme_retry_after(const cs_acme_t *acme);

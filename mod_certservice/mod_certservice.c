@@ -10,6 +10,7 @@
  * lib/cs_crypto.c and lib/cs_x509.c (keys, envelopes, certificates) and
  * lib/cs_name.c (domain names).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 
 #include <openssl/evp.h>
@@ -33,6 +34,7 @@
 
 #include "cs_acme.h"
 #include "cs_crypto.h"
+#include "cs_jws.h"
 #include "cs_name.h"
 #include "cs_sched.h"
 #include "cs_service.h"
@@ -100,6 +102,7 @@ typedef struct {
     int acme_workers;                   /* 0: unset */
     const char *acme_chain;
     int acme_precheck_port;             /* 0: unset, -1: off */
+    const char *acme_precheck_dns;      /* NULL: the system's resolver */
 } cs_conf_t;
 
 static APR_OPTIONAL_FN_TYPE(ssl_var_lookup) *cs_ssl_var;
@@ -154,6 +157,12 @@ static void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     CS_MERGE(acme_workers, 0);
     CS_MERGE(acme_chain, NULL);
     CS_MERGE(acme_precheck_port, 0);
+    if (add->acme_precheck_port) {
+        conf->acme_precheck_dns = add->acme_precheck_dns;
+    }
+    else {
+        conf->acme_precheck_dns = base->acme_precheck_dns;
+    }
     return conf;
 }
 
@@ -544,19 +553,41 @@ static const char *cs_set_acme_chain(cmd_parms *cmd, void *dummy,
 }
 
 static const char *cs_set_acme_precheck(cmd_parms *cmd, void *dummy,
-                                        const char *arg)
+                                        const char *arg, const char *dns)
 {
     cs_conf_t *conf = cs_conf(cmd->server);
+    const char *err, *colon = dns ? strrchr(dns, ':') : NULL;
+    struct in_addr ia;
+    char host[64];
+    int port;
 
     if (strcasecmp(arg, "off") == 0) {
         conf->acme_precheck_port = -1;
-        return NULL;
+        return dns ? apr_psprintf(cmd->pool, "%s: 'off' takes no DNS server",
+                                  cmd->cmd->name) : NULL;
     }
     if (strcasecmp(arg, "on") == 0) {
         conf->acme_precheck_port = 80;
-        return NULL;
     }
-    return cs_parse_int(cmd, arg, 1, 65535, &conf->acme_precheck_port);
+    else if ((err = cs_parse_int(cmd, arg, 1, 65535,
+                                 &conf->acme_precheck_port))) {
+        return apr_psprintf(cmd->pool, "%s (or on, off)", err);
+    }
+    if (dns) {
+        if (!colon || colon - dns >= (long)sizeof(host)
+            || cs_parse_int(cmd, colon + 1, 1, 65535, &port)) {
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a DNS server "
+                                "(IPv4:port)", cmd->cmd->name, dns);
+        }
+        memcpy(host, dns, (size_t)(colon - dns));
+        host[colon - dns] = '\0';
+        if (inet_pton(AF_INET, host, &ia) != 1) {
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a DNS server "
+                                "(IPv4:port)", cmd->cmd->name, dns);
+        }
+    }
+    conf->acme_precheck_dns = dns;
+    return NULL;
 }
 
 static const command_rec cs_cmds[] = {
@@ -585,9 +616,10 @@ static const command_rec cs_cmds[] = {
     AP_INIT_TAKE1("CertServiceACMEPreferredChain", cs_set_acme_chain, NULL,
                   RSRC_CONF, "Pick the alternate chain whose top names this "
                   "issuer"),
-    AP_INIT_TAKE1("CertServiceACMEPreCheck", cs_set_acme_precheck, NULL,
-                  RSRC_CONF, "Before ordering, check that the domain reaches "
-                  "us over http: on|off|PORT (default off)"),
+    AP_INIT_TAKE12("CertServiceACMEPreCheck", cs_set_acme_precheck, NULL,
+                   RSRC_CONF, "Before ordering, check that the domain "
+                   "reaches us over http: on|off|PORT [DNS-SERVER:PORT] "
+                   "(default off)"),
     AP_INIT_TAKE1("CertServiceWrapCertificate", cs_set_wrap_cert, NULL,
                   RSRC_CONF, "PEM file of a wrapping certificate (RSA): "
                   "private keys are sealed to every one configured"),
@@ -1561,33 +1593,25 @@ static apr_int64_t cs_acme_renew_time(cs_worker_t *w, const cs_bundle_t *b,
 
 /* Pre-check: a probe token of ours must come back through
  * http://DOMAIN:PORT/.well-known/acme-challenge/. */
-static apr_status_t cs_acme_precheck(cs_worker_t *w, const char *domain,
-                                     const char **err)
+static apr_status_t cs_worker_precheck(cs_worker_t *w, const char *domain,
+                                       const char **err)
 {
     unsigned char raw[16];
-    const char *token, *expect, *url;
+    const char *token, *expect;
     apr_status_t rv;
 
     apr_generate_random_bytes(raw, sizeof(raw));
     token = apr_pstrcat(w->jp, "cs-precheck-",
-                        cs_base64_encode(w->jp, raw, sizeof(raw)), NULL);
-    token = apr_pstrdup(w->jp, token);
-    /* base64 -> the token alphabet */
-    {
-        char *t = (char *)token;
-        for (; *t; t++) {
-            *t = *t == '+' ? '-' : *t == '/' ? '_' : *t == '=' ? 'A' : *t;
-        }
-    }
+                        cs_b64url_encode(w->jp, raw, sizeof(raw)), NULL);
     expect = apr_pstrcat(w->jp, token, ".precheck", NULL);
     if ((rv = cs_store_challenge_put(w->db, w->jp, token, domain, expect,
                                      apr_time_sec(apr_time_now()) + 120))) {
         *err = cs_store_error(w->db, w->jp, rv);
         return rv;
     }
-    url = apr_psprintf(w->jp, "http://%s:%d/.well-known/acme-challenge/%s",
-                       domain, w->conf->acme_precheck_port, token);
-    rv = cs_acme_http_check(w->acme, w->jp, url, expect, err);
+    rv = cs_acme_precheck(w->acme, w->jp, domain,
+                          w->conf->acme_precheck_port,
+                          w->conf->acme_precheck_dns, token, expect, err);
     cs_store_challenge_delete(w->db, w->jp, token);
     return rv;
 }
@@ -1658,7 +1682,7 @@ static void cs_acme_job(cs_worker_t *w, const char *domain)
         w->account_ok = 1;
     }
     if (w->account_ok && conf->acme_precheck_port > 0) {
-        rv = cs_acme_precheck(w, domain, &err);
+        rv = cs_worker_precheck(w, domain, &err);
     }
     if (w->account_ok && rv == APR_SUCCESS) {
         memset(&svc, 0, sizeof(svc));

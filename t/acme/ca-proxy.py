@@ -15,10 +15,12 @@ talking to the proxy), and:
     when a window is set (POST /__fault/ari {"start": T, "end": T,
     "retry_after": S}, unix seconds): the directory gains "renewalInfo"
     and GET /renewal-info/ID answers the window;
-  * counts what went through: GET /__fault/stats.
+  * counts what went through: GET /__fault/stats (new orders per name
+    in "orders_for", from the JWS payloads).
 
 Talks only to 127.0.0.1.  Stops on SIGTERM.
 """
+import base64
 import http.client
 import json
 import signal
@@ -33,10 +35,22 @@ LISTEN, PEBBLE, CERT, KEY = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], \
 lock = threading.Lock()
 state = {"ratelimit": 0, "retry_after": 2, "ari": None}
 stats = {"requests": 0, "new_order": 0, "rate_limited": 0, "bad_nonce": 0,
-         "renewal_info": 0, "new_account": 0, "finalize": 0}
+         "renewal_info": 0, "new_account": 0, "finalize": 0,
+         "orders_for": {}}
 client_ctx = ssl.create_default_context()
 client_ctx.check_hostname = False
 client_ctx.verify_mode = ssl.CERT_NONE
+
+
+def order_names(body):
+    """The identifiers of a newOrder JWS (flattened JSON)."""
+    try:
+        pay = json.loads(body)["payload"]
+        pay += "=" * (-len(pay) % 4)
+        ids = json.loads(base64.urlsafe_b64decode(pay))["identifiers"]
+        return [i["value"] for i in ids]
+    except (ValueError, KeyError, TypeError):
+        return []
 
 
 def rfc3339(t):
@@ -99,6 +113,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and "order-plz" in self.path:
             with lock:
                 stats["new_order"] += 1
+                for name in order_names(body):
+                    stats["orders_for"][name] = \
+                        stats["orders_for"].get(name, 0) + 1
                 limited = state["ratelimit"] > 0
                 if limited:
                     state["ratelimit"] -= 1

@@ -293,12 +293,13 @@ fault() { # path [json]: the ca-proxy's control API
     curl -sS --noproxy '*' --max-time 10 --cacert "$pki/acme-tls-ca.crt" \
         ${2:+-X POST -d "$2"} "https://127.0.0.1:$caproxy_port/__fault/$1"
 }
-stat() { fault stats | jq -r ".$1"; }
+castat() { fault stats | jq -r ".$1"; }
 ok "pebble (validation on, $NONCEREJECT% nonces refused), pebble-challtestsrv and ca-proxy.py started"
 
 # --- CertService -------------------------------------------------------------
 
-# write_cs DIR PORT LIMIT WINDOW: a CertService on the database of $csdir
+# write_cs DIR PORT LIMIT WINDOW [LINE]: a CertService on the database of
+# $csdir (LINE: one more directive)
 write_cs() {
     {
         common_conf "$1"
@@ -325,6 +326,7 @@ DBDParams "$csdir/db/cs.db"
     CertServiceACMEWorkers 3
     CertServiceACMELimit $3 $4
     CertServiceACMEBackoff 2 16
+    ${5:-}
     <Location />
         SetHandler certservice
     </Location>
@@ -540,7 +542,7 @@ for d in "${domains[@]}"; do
     rm -f "$tmp/work"/c*.pem
 done
 is "$bad" 0 "every domain is served with pebble's chain (leaf for the name + pebble's intermediate, verifying to pebble's root)"
-finalized=$(stat finalize)
+finalized=$(castat finalize)
 [ "$finalized" -ge "$NDOM" ]
 okif $? "pebble finalized $finalized orders (validation on: each was validated by a request through the proxy)"
 missing=0
@@ -578,12 +580,37 @@ okif $? "no certificate for it"
 is "$(served elsewhere.acme.test)" \
    "$(norm_serial "$(openssl x509 -in "$pki/fallback.crt" -noout -serial | sed 's/^serial=//')")" \
    "the proxy does not serve it (fallback certificate)"
+[ "$(castat 'orders_for["elsewhere.acme.test"]')" -ge 1 ]
+okif $? "without the pre-check, orders for it reached the CA ($(castat 'orders_for["elsewhere.acme.test"]'))"
 req DELETE /v1/domains/elsewhere.acme.test
+
+# The pre-check keeps such a domain from the CA.
+stop_httpd "$csdir"
+write_cs "$csdir" "$cs_port" 1000 60 \
+    "CertServiceACMEPreCheck $http_port 127.0.0.1:$dns_port"
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart"
+cts /add-a '{"host":"pc-bad.acme.test.","addresses":["127.0.0.2"]}'
+req PUT /v1/domains/pc-good.acme.test '{}'
+req PUT /v1/domains/pc-bad.acme.test '{}'
+wait_for 60 domains_active pc-good.acme.test
+okif $? "with CertServiceACMEPreCheck, a domain that reaches us is issued"
+wait_for 60 attempts_ge pc-bad.acme.test 2
+req GET /v1/domains/pc-bad.acme.test
+diag "last_error: $(jqb .last_error)"
+grep -q 'pre-check: .*127.0.0.2' <<<"$(jqb .last_error)" \
+    && [ "$(jqb .acme.attempts)" -ge 2 ]
+okif $? "a domain that does not reach us fails the pre-check (visible, retried)"
+is "$(castat 'orders_for["pc-bad.acme.test"] // 0')" 0 \
+    "no order for it reached the CA (nothing counts against the CA's limits)"
+req DELETE /v1/domains/pc-bad.acme.test
+stop_httpd "$csdir"
+write_cs "$csdir" "$cs_port" 1000 60
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart"
 
 # =============================================================================
 section "3. bad nonces"
 
-bn=$(stat bad_nonce)
+bn=$(castat bad_nonce)
 diag "badNonce answers from pebble so far: $bn"
 [ "$bn" -ge 1 ]
 okif $? "pebble refused nonces ($bn badNonce answers) and every order still completed"
@@ -591,7 +618,7 @@ okif $? "pebble refused nonces ($bn badNonce answers) and every order still comp
 # =============================================================================
 section "4. rate limits"
 
-nb0=$(stat new_order)
+nb0=$(castat new_order)
 fault ratelimit '{"count": 2, "retry_after": 6}' >/dev/null
 req PUT /v1/domains/limited.acme.test '{}'
 wait_for 30 attempts_ge limited.acme.test 1
@@ -603,7 +630,7 @@ okif $? "a 429 from the CA is visible (rateLimited)"
 t_limited=$(date +%s)
 req PUT /v1/domains/limited2.acme.test '{}'
 sleep 3
-is "$(stat rate_limited)" 1 "during the CA's Retry-After nobody else orders (cluster-wide pause)"
+is "$(castat rate_limited)" 1 "during the CA's Retry-After nobody else orders (cluster-wide pause)"
 if wait_for 60 domains_active limited.acme.test limited2.acme.test; then
     ok "after the pause both are issued ($(($(date +%s) - t_limited)) s)"
 else
@@ -615,7 +642,7 @@ write_cs "$csdir" "$cs_port" 3 40
 write_cs "$cs2dir" "$cs2_port" 3 40
 start_httpd "$csdir" "$cs_port" && start_httpd "$cs2dir" "$cs2_port" \
     || bail "CertService did not restart"
-o0=$(stat new_order)
+o0=$(castat new_order)
 lim=()
 for i in 1 2 3 4 5 6; do
     lim+=("lim$i.acme.test")
@@ -623,7 +650,7 @@ for i in 1 2 3 4 5 6; do
     else req PUT "/v1/domains/lim$i.acme.test" '{}'; fi
 done
 sleep 15
-o1=$(($(stat new_order) - o0))
+o1=$(($(castat new_order) - o0))
 active=0
 for d in "${lim[@]}"; do
     [ -n "$(cs_serial "$d")" ] && active=$((active + 1))
@@ -718,8 +745,8 @@ t_ari=$(date +%s)
 [ "$t_ari" -ge $((now + 20)) ]
 okif $? "renewed inside the window (at +$((t_ari - now)) s), before two thirds of the lifetime"
 fault ari '{"end": 0}' >/dev/null
-[ "$(stat renewal_info)" -ge 1 ]
-okif $? "renewalInfo was asked ($(stat renewal_info) times)"
+[ "$(castat renewal_info)" -ge 1 ]
+okif $? "renewalInfo was asked ($(castat renewal_info) times)"
 
 # No unexpected errors in the logs.
 errs=$(grep -h -E '\[(crit|alert|emerg)\]|AH00052|Segmentation' \
