@@ -36,7 +36,7 @@ lock = threading.Lock()
 state = {"ratelimit": 0, "retry_after": 2, "ari": None}
 stats = {"requests": 0, "new_order": 0, "rate_limited": 0, "bad_nonce": 0,
          "renewal_info": 0, "new_account": 0, "finalize": 0,
-         "orders_for": {}}
+         "orders_for": {}, "orders_created": 0}
 client_ctx = ssl.create_default_context()
 client_ctx.check_hostname = False
 client_ctx.verify_mode = ssl.CERT_NONE
@@ -151,6 +151,10 @@ class Handler(BaseHTTPRequestHandler):
         if b"badNonce" in data:
             with lock:
                 stats["bad_nonce"] += 1
+        if method == "POST" and "order-plz" in self.path \
+                and resp.status == 201:
+            with lock:
+                stats["orders_created"] += 1
         if self.path == "/dir" and ari and resp.status == 200:
             d = json.loads(data)
             d["renewalInfo"] = "https://%s/renewal-info/" % host
