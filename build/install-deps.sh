@@ -16,6 +16,7 @@ PACKAGES="
     libaprutil1-dbd-sqlite3 sqlite3
     libapache2-mod-perl2 libio-socket-ssl-perl
     haproxy curl nghttp2-client openssl jq
+    pebble python3
     clang libclang-rt-dev
     valgrind wrk
     passwd util-linux procps iproute2
