@@ -43,7 +43,7 @@
 
 module AP_MODULE_DECLARE_DATA certservice_module;
 
-/* Log tags "CSnnnnn": never reused; the next free one is 00030. */
+/* Log tags "CSnnnnn": never reused; the next free one is 00031. */
 #define CSLOGNO(n) "CS" #n ": "
 
 #define CS_HANDLER              "certservice"
@@ -1196,6 +1196,191 @@ static void cs_acme_json(json_t *j, cs_req_t *q, const char *domain)
                                       : json_null()));
 }
 
+static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt);
+
+/* An ACME client for one request, logged in with the stored account. */
+static cs_acme_t *cs_acme_request_client(cs_req_t *q, EVP_PKEY **key,
+                                         const char **kid, int *status)
+{
+    const cs_conf_t *conf = q->conf;
+    cs_acme_conf_t ac;
+    cs_acme_t *acme;
+    const char *cms, *err = NULL;
+    unsigned char *der;
+    apr_size_t len;
+    apr_status_t rv;
+
+    *status = HTTP_SERVICE_UNAVAILABLE;
+    if (!conf->acme_url || !conf->acme_seal_cert) {
+        *status = cs_error(q->r, HTTP_NOT_FOUND, "ACME is not configured "
+                           "(CertServiceACMEDirectory)");
+        return NULL;
+    }
+    rv = cs_store_account_get(kid, &cms, &q->db, q->r->pool, conf->acme_url);
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        *status = cs_error(q->r, HTTP_NOT_FOUND, "no ACME account yet (it "
+                           "is made with the first order)");
+        return NULL;
+    }
+    if (rv) {
+        *status = cs_db_error(q, rv);
+        return NULL;
+    }
+    memset(&ac, 0, sizeof(ac));
+    ac.directory_url = conf->acme_url;
+    ac.ca_file = conf->acme_ca;
+    if (cs_base64_decode(&der, &len, q->r->pool, cms)
+        || cs_envelope_open(key, q->r->pool, der, len, conf->acme_seal_cert,
+                            conf->acme_seal_key, &err)
+        || cs_acme_create(&acme, q->r->pool, &ac)
+        || (rv = cs_acme_account(kid, acme, *key, conf->acme_contact,
+                                 &err))) {
+        *status = cs_error(q->r, HTTP_BAD_GATEWAY, "ACME account: %s",
+                           err ? err : "cannot unseal the account key");
+        return NULL;
+    }
+    return acme;
+}
+
+/* GET /v1/acme/account: the account's URL and key thumbprint. */
+static int cs_get_acme_account(cs_req_t *q)
+{
+    const char *kid, *cms, *thumb = NULL, *err = NULL;
+    unsigned char *der;
+    apr_size_t len;
+    EVP_PKEY *key;
+    apr_status_t rv;
+
+    if (!q->conf->acme_url || !q->conf->acme_seal_cert) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "ACME is not configured "
+                        "(CertServiceACMEDirectory)");
+    }
+    rv = cs_store_account_get(&kid, &cms, &q->db, q->r->pool,
+                              q->conf->acme_url);
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "no ACME account yet");
+    }
+    if (rv) {
+        return cs_db_error(q, rv);
+    }
+    if (cs_base64_decode(&der, &len, q->r->pool, cms)
+        || cs_envelope_open(&key, q->r->pool, der, len,
+                            q->conf->acme_seal_cert, q->conf->acme_seal_key,
+                            &err)
+        || cs_jwk_thumbprint(&thumb, q->r->pool, key)) {
+        return cs_error(q->r, HTTP_INTERNAL_SERVER_ERROR, "cannot unseal "
+                        "the account key: %s", err ? err : "bad envelope");
+    }
+    return cs_send_json(q->r, HTTP_OK, json_pack(
+        "{s:s, s:o, s:s}", "directory", q->conf->acme_url, "account",
+        kid ? json_string(kid) : json_null(), "key_thumbprint", thumb));
+}
+
+/* POST /v1/acme/account/key-change: roll the account over to a new key
+ * (RFC 8555 7.3.5) and store it sealed; workers pick it up. */
+static int cs_post_acme_key_change(cs_req_t *q)
+{
+    cs_acme_t *acme;
+    EVP_PKEY *old, *key;
+    apr_array_header_t *rcpt;
+    unsigned char *der;
+    apr_size_t len;
+    const char *kid, *err = NULL, *thumb;
+    apr_status_t rv;
+    int rc;
+
+    if (!(acme = cs_acme_request_client(q, &old, &kid, &rc))) {
+        return rc;
+    }
+    rcpt = apr_array_make(q->r->pool, 1, sizeof(X509 *));
+    APR_ARRAY_PUSH(rcpt, X509 *) = q->conf->acme_seal_cert;
+    if (cs_key_generate(&key, q->r->pool, CS_KEY_EC_P256)
+        || cs_envelope_seal(&der, &len, q->r->pool, key, rcpt, &err)) {
+        return cs_error(q->r, HTTP_INTERNAL_SERVER_ERROR, "new account "
+                        "key: %s", err ? err : "key generation failed");
+    }
+    if ((rv = cs_acme_key_change(acme, key, &err))) {
+        return cs_error(q->r, HTTP_BAD_GATEWAY, "key change refused, "
+                        "nothing changed: %s", err);
+    }
+    if ((rv = cs_store_account_put(&q->db, q->r->pool, q->conf->acme_url,
+                                   kid, cs_base64_encode(q->r->pool, der,
+                                                         len), 0))) {
+        /* The CA has the new key; losing it would lock the account. */
+        ap_log_rerror(APLOG_MARK, APLOG_CRIT, 0, q->r, CSLOGNO(00028)
+                      "ACME account %s rolled over but the new key could "
+                      "not be stored: %s", kid,
+                      cs_store_error(&q->db, q->r->pool, rv));
+        return cs_db_error(q, rv);
+    }
+    cs_jwk_thumbprint(&thumb, q->r->pool, key);
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, q->r, CSLOGNO(00029)
+                  "admin '%s': ACME account %s rolled over to key %s",
+                  q->caller.who, kid, thumb);
+    return cs_send_json(q->r, HTTP_OK, json_pack(
+        "{s:s, s:s, s:s}", "directory", q->conf->acme_url, "account", kid,
+        "key_thumbprint", thumb));
+}
+
+/* POST /v1/domains/DOMAIN/revoke {"reason": n}: revoke the current
+ * certificate at the CA and queue a new one. */
+static int cs_post_revoke(cs_req_t *q, const char *raw)
+{
+    const char *domain, *kid, *err = NULL;
+    cs_acme_t *acme;
+    EVP_PKEY *akey;
+    cs_bundle_t *b;
+    apr_array_header_t *chain;
+    json_t *body, *jr;
+    apr_status_t rv;
+    int rc, reason = 0;
+
+    if (!(domain = cs_domain(q, raw, &rc))) {
+        return rc;
+    }
+    if ((rc = cs_read_json(q->r, q->conf->max_body, &body)) != DECLINED) {
+        return rc;
+    }
+    jr = json_object_get(body, "reason");
+    if (jr && (!json_is_integer(jr) || json_integer_value(jr) < 0
+               || json_integer_value(jr) > 10
+               || json_integer_value(jr) == 7)) {
+        json_decref(body);
+        return cs_error(q->r, HTTP_BAD_REQUEST, "reason must be an RFC 5280 "
+                        "reason code (0-10, not 7)");
+    }
+    reason = jr ? (int)json_integer_value(jr) : 0;
+    json_decref(body);
+    rv = cs_store_get(&b, &q->db, q->r->pool, domain);
+    if (APR_STATUS_IS_NOTFOUND(rv) || (!rv && !b->chain_pem)) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "no certificate for %s",
+                        domain);
+    }
+    if (rv) {
+        return cs_db_error(q, rv);
+    }
+    if (cs_pem_read_certs(&chain, q->r->pool, b->chain_pem,
+                          strlen(b->chain_pem), &err) || !chain->nelts) {
+        return cs_error(q->r, HTTP_INTERNAL_SERVER_ERROR, "stored chain "
+                        "unreadable: %s", err ? err : "empty");
+    }
+    if (!(acme = cs_acme_request_client(q, &akey, &kid, &rc))) {
+        return rc;
+    }
+    if ((rv = cs_acme_revoke(acme, APR_ARRAY_IDX(chain, 0, X509 *), reason,
+                             &err))) {
+        return cs_error(q->r, HTTP_BAD_GATEWAY, "revocation refused: %s",
+                        err);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, q->r, CSLOGNO(00030)
+                  "admin '%s': revoked %s serial %s (reason %d); a new "
+                  "certificate is queued", q->caller.who, domain, b->serial,
+                  reason);
+    return cs_acme_enqueue(q, domain, cs_key_type_parse(b->key_type) < 0
+                           ? CS_KEY_EC_P256
+                           : cs_key_type_parse(b->key_type));
+}
+
 /* PUT /v1/domains/DOMAIN with ACME: queue the order, answer 202. */
 static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt)
 {
@@ -1426,6 +1611,7 @@ typedef struct {
     cs_db_t *db;                /* during a job, for the http-01 callback */
     apr_pool_t *jp;             /* the job's pool */
     int account_ok;             /* registered since the last failure */
+    char *account_cms;          /* the sealed key it registered with */
 } cs_worker_t;
 
 /* Effective ACME settings (defaults for unset fields). */
@@ -1504,6 +1690,8 @@ static apr_status_t cs_acme_ensure_account(cs_worker_t *w, const char **err)
     for (attempt = 0; attempt < 2; attempt++) {
         rv = cs_store_account_get(&kid, &cms, w->db, w->jp, conf->acme_url);
         if (rv == APR_SUCCESS) {
+            free(w->account_cms);
+            w->account_cms = strdup(cms);
             if ((rv = cs_base64_decode(&der, &len, w->jp, cms))
                 || (rv = cs_envelope_open(&key, w->pool, der, len,
                                           conf->acme_seal_cert,
@@ -1675,8 +1863,16 @@ static void cs_acme_job(cs_worker_t *w, const char *domain)
         goto release;
     }
 
-    /* After any failure the account is looked up again: the CA may have
-     * forgotten it (a test CA restarted) or the key may have changed. */
+    /* After any failure the account is looked up again (the CA may have
+     * forgotten it: a test CA restarted), and when its key changed in the
+     * database (a key rollover by any instance). */
+    if (w->account_ok && w->account_cms) {
+        const char *kid, *cms;
+        if (cs_store_account_get(&kid, &cms, w->db, p, conf->acme_url)
+            == APR_SUCCESS && strcmp(cms, w->account_cms) != 0) {
+            w->account_ok = 0;
+        }
+    }
     if (!w->account_ok
         && (rv = cs_acme_ensure_account(w, &err)) == APR_SUCCESS) {
         w->account_ok = 1;
@@ -1763,6 +1959,8 @@ static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
     int i, claimed, worked;
 
     if (state == AP_WATCHDOG_STATE_STOPPING) {
+        free(w->account_cms);
+        w->account_cms = NULL;
         if (w->pool) {
             apr_pool_destroy(w->pool);
             w->pool = NULL;
@@ -1886,6 +2084,10 @@ static int cs_route(cs_req_t *q)
             return (rc = cs_method(q, M(M_PUT), "PUT")) != DECLINED
                    ? rc : cs_put_certificate(q, s[2]);
         }
+        if (n == 4 && strcmp(s[3], "revoke") == 0) {
+            return (rc = cs_method(q, M(M_POST), "POST")) != DECLINED
+                   ? rc : cs_post_revoke(q, s[2]);
+        }
         if (n == 3) {
             if ((rc = cs_method(q, M(M_GET) | M(M_PUT) | M(M_DELETE),
                                 "GET, PUT, DELETE")) != DECLINED) {
@@ -1894,6 +2096,23 @@ static int cs_route(cs_req_t *q)
             return m == M_GET ? cs_get_domain(q, s[2])
                    : m == M_PUT ? cs_put_domain(q, s[2])
                    : cs_delete_domain(q, s[2]);
+        }
+        return cs_error(q->r, HTTP_NOT_FOUND, "no such endpoint");
+    }
+
+    if (strcmp(s[1], "acme") == 0 && n >= 3 && n <= 4
+        && strcmp(s[2], "account") == 0) {
+        if ((rc = cs_need(q, CS_ROLE_ADMIN)) != DECLINED
+            || (rc = cs_open_db(q)) != DECLINED) {
+            return rc;
+        }
+        if (n == 3) {
+            return (rc = cs_method(q, M(M_GET), "GET")) != DECLINED
+                   ? rc : cs_get_acme_account(q);
+        }
+        if (strcmp(s[3], "key-change") == 0) {
+            return (rc = cs_method(q, M(M_POST), "POST")) != DECLINED
+                   ? rc : cs_post_acme_key_change(q);
         }
         return cs_error(q->r, HTTP_NOT_FOUND, "no such endpoint");
     }

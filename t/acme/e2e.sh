@@ -748,6 +748,39 @@ fault ari '{"end": 0}' >/dev/null
 [ "$(castat renewal_info)" -ge 1 ]
 okif $? "renewalInfo was asked ($(castat renewal_info) times)"
 
+# =============================================================================
+section "7. account key rollover, revocation"
+
+req GET /v1/acme/account
+acct1=$(jqb .account)
+thumb1=$(jqb .key_thumbprint)
+req POST /v1/acme/account/key-change '{}'
+is "$code" 200 "POST /v1/acme/account/key-change: 200 ($(jqb -c . | head -c 300))"
+[ "$(jqb .account)" = "$acct1" ] && [ -n "$thumb1" ] \
+    && [ "$(jqb .key_thumbprint)" != "$thumb1" ]
+okif $? "same account, new key"
+req PUT /v1/domains/after-rollover.acme.test '{}'
+if wait_for 60 domains_active after-rollover.acme.test; then
+    ok "orders after the rollover succeed (signed with the new key)"
+else
+    req GET /v1/domains/after-rollover.acme.test
+    notok "orders after the rollover succeed: $(jqb -c .acme)"
+fi
+req GET /v1/domains/after-rollover.acme.test
+rs=$(jqb .serial)
+req POST /v1/domains/after-rollover.acme.test/revoke '{"reason": 4}'
+is "$code" 202 "POST /v1/domains/D/revoke: 202 (revoked, new certificate queued)"
+st=$(curl -sS --noproxy '*' --cacert "$pki/acme-tls-ca.crt" \
+    "https://127.0.0.1:$pebble_mgmt/cert-status-by-serial/$rs" | jq -r .Status)
+is "$st" Revoked "pebble reports serial $rs revoked"
+replaced() {
+    local s
+    s=$(cs_serial after-rollover.acme.test)
+    [ -n "$s" ] && [ "$s" != "$rs" ]
+}
+wait_for 60 replaced
+okif $? "the revoked certificate is replaced"
+
 # No unexpected errors in the logs.
 errs=$(grep -h -E '\[(crit|alert|emerg)\]|AH00052|Segmentation' \
     "$csdir/logs/error_log" "$pxdir/logs/error_log" 2>/dev/null | head -5)
