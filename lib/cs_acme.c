@@ -860,7 +860,9 @@ apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
         if ((rv = make_csr(&csr, p, key, domain, err))) {
             return rv;
         }
-        text = json_dumps(json_pack("{s:s}", "csr", csr), JSON_COMPACT);
+        payload = json_pack("{s:s}", "csr", csr);
+        text = json_dumps(payload, JSON_COMPACT);
+        json_decref(payload);
         rv = post(&r, a, p, finalize, text ? text : "{}", a->key, 0, NULL,
                   "finalize", err);
         free(text);
@@ -955,6 +957,7 @@ apr_status_t cs_acme_revoke(cs_acme_t *a, X509 *cert, int reason,
     apr_pool_t *p;
     resp_t r;
     unsigned char *der = NULL;
+    json_t *payload;
     char *text;
     int len;
     apr_status_t rv;
@@ -971,9 +974,11 @@ apr_status_t cs_acme_revoke(cs_acme_t *a, X509 *cert, int reason,
         return APR_EINVAL;
     }
     apr_pool_create(&p, a->pool);
-    text = json_dumps(json_pack("{s:s, s:i}", "certificate",
-                                cs_b64url_encode(p, der, (apr_size_t)len),
-                                "reason", reason), JSON_COMPACT);
+    payload = json_pack("{s:s, s:i}", "certificate",
+                        cs_b64url_encode(p, der, (apr_size_t)len),
+                        "reason", reason);
+    text = json_dumps(payload, JSON_COMPACT);
+    json_decref(payload);
     OPENSSL_free(der);
     rv = post(&r, a, p, a->revoke_cert, text ? text : "{}", a->key, 0, NULL,
               "revokeCert", err);
