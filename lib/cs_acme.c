@@ -173,7 +173,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *baton)
                 continue;
             }
             url = apr_pstrndup(r->p, tok + 1, (apr_size_t)(gt - tok - 1));
-            if (strstr(gt, "rel=\"alternate\"") || strstr(gt, "rel=alternate")) {
+            if (strstr(gt, "rel=\"alternate\"")
+                || strstr(gt, "rel=alternate")) {
                 APR_ARRAY_PUSH(r->alternates, const char *) = url;
             }
         }

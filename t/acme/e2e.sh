@@ -43,6 +43,13 @@
 #      lifetime (read from the certificate), the renewal appears in the
 #      change feed and the proxy serves the new serial; with an ARI window
 #      offered, the renewal happens inside the window
+#   7. account key rollover (POST /v1/acme/account/key-change: same
+#      account, new key, later orders succeed), revocation (POST
+#      /v1/domains/D/revoke: pebble reports the serial revoked, a new
+#      certificate replaces it), and an alternate chain
+#      (CertServiceACMEPreferredChain: pebble's second root)
+#   2b. CertServiceACMEPreCheck: a domain that reaches the pool is issued,
+#      one that does not fails before any order reaches the CA
 #
 # Output: "ok N - ..." / "not ok N - ..." per check, "# ..." diagnostics, and
 # one last line "N passed, M failed"; non-zero exit status if any failed.
@@ -260,7 +267,7 @@ start_pebble() {
 }
 EOF
     PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=$NONCEREJECT \
-    PEBBLE_AUTHZREUSE=0 PEBBLE_VA_ALWAYS_VALID= \
+    PEBBLE_AUTHZREUSE=0 PEBBLE_VA_ALWAYS_VALID= PEBBLE_ALTERNATE_ROOTS=1 \
         pebble -config "$tmp/pebble/config.json" \
         -dnsserver "127.0.0.1:$dns_port" >>"$tmp/pebble/pebble.log" 2>&1 &
     pebble_pid=$!
@@ -780,6 +787,24 @@ replaced() {
 }
 wait_for 60 replaced
 okif $? "the revoked certificate is replaced"
+
+# Alternate chains: pebble offers one to its second root.
+curl -sS --noproxy '*' --cacert "$pki/acme-tls-ca.crt" \
+    "https://127.0.0.1:$pebble_mgmt/roots/1" >"$tmp/work/root1.pem"
+alt_cn=$(openssl x509 -in "$tmp/work/root1.pem" -noout -subject -nameopt multiline \
+    | sed -n 's/^ *commonName *= *//p')
+diag "alternate root: $alt_cn"
+stop_httpd "$csdir"
+write_cs "$csdir" "$cs_port" 1000 60 "CertServiceACMEPreferredChain \"$alt_cn\""
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart"
+req PUT /v1/domains/alt-chain.acme.test '{}'
+wait_for 60 domains_active alt-chain.acme.test
+cs_curl proxy "$cs_port" /v1/bundles/alt-chain.acme.test | jq -r .chain_pem \
+    >"$tmp/work/alt-chain.pem"
+n_certs=$(grep -c 'BEGIN CERT' "$tmp/work/alt-chain.pem")
+openssl verify -CAfile "$tmp/work/root1.pem" -untrusted "$tmp/work/alt-chain.pem" \
+    "$tmp/work/alt-chain.pem" >/dev/null 2>&1
+okif $? "CertServiceACMEPreferredChain picks the alternate chain (verifies to pebble's second root; $n_certs certificates)"
 
 # No unexpected errors in the logs.
 errs=$(grep -h -E '\[(crit|alert|emerg)\]|AH00052|Segmentation' \
