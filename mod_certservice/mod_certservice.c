@@ -43,7 +43,7 @@
 
 module AP_MODULE_DECLARE_DATA certservice_module;
 
-/* Log tags "CSnnnnn": never reused; the next free one is 00031. */
+/* Log tags "CSnnnnn": never reused; the next free one is 00032. */
 #define CSLOGNO(n) "CS" #n ": "
 
 #define CS_HANDLER              "certservice"
@@ -1900,6 +1900,14 @@ static void cs_acme_job(cs_worker_t *w, const char *domain)
         rv = cs_service_issue(&b, p, &svc, domain,
                               (cs_key_type_t)cs_key_type_parse(job->key_type),
                               &err);
+    }
+    /* Deleted while the order ran: do not bring it back. */
+    if (rv == APR_SUCCESS
+        && APR_STATUS_IS_NOTFOUND(cs_store_job_get(&job, w->db, p, domain))) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, w->s, CSLOGNO(00031)
+                     "acme: %s was deleted during its order; certificate "
+                     "%s dropped", domain, b->serial);
+        return;
     }
     if (rv == APR_SUCCESS
         && (rv = cs_store_put_bundle(w->db, p, b, "acme")) != APR_SUCCESS) {
