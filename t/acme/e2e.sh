@@ -48,8 +48,11 @@
 #      /v1/domains/D/revoke: pebble reports the serial revoked, a new
 #      certificate replaces it), and an alternate chain
 #      (CertServiceACMEPreferredChain: pebble's second root)
-#   2b. CertServiceACMEPreCheck: a domain that reaches the pool is issued,
-#      one that does not fails before any order reaches the CA
+#
+# Step 2 also runs CertServiceACMEPreCheck: a domain that reaches the pool
+# is issued, one that does not fails before any order reaches the CA.
+# Step 1 also checks that the renewal times of certificates issued
+# together are spread (per-certificate jitter: no renewal storm).
 #
 # Output: "ok N - ..." / "not ok N - ..." per check, "# ..." diagnostics, and
 # one last line "N passed, M failed"; non-zero exit status if any failed.
@@ -514,6 +517,12 @@ nb=$(jqb .not_before)
 frac=$(( life > 0 ? (renew - nb) * 1000 / life : 0 ))
 [ "$frac" -ge 610 ] && [ "$frac" -le 670 ]
 okif $? "renewal scheduled at ${frac} per mille of the lifetime the certificate states ($life s)"
+# Certificates issued within seconds of each other: renewals spread over
+# the jitter (5% of the lifetime), all distinct.
+ras=$(for d in "${domains[@]}"; do req GET "/v1/domains/$d"; jqb .acme.renew_at; done | sort -n)
+spread=$(( ($(tail -1 <<<"$ras") - $(head -1 <<<"$ras")) * 1000 / life ))
+[ "$(uniq <<<"$ras" | wc -l)" = "$NDOM" ] && [ "$spread" -ge $((NDOM >= 10 ? 25 : 5)) ]
+okif $? "their renewals are spread: $NDOM distinct times over ${spread} per mille of the lifetime (no renewal storm)"
 
 # The chain is pebble's.
 curl -sS --noproxy '*' --cacert "$pki/acme-tls-ca.crt" \
