@@ -6,8 +6,14 @@
 #                     ├──▶ proxy2 ├ mod_macro_gen (one TLS vhost per domain),
 #                     └──▶ proxy3 ┘ mod_certsync ──mTLS──▶ CertService
 #                                      │ ProxyPass               (mod_certservice,
-#                                      ▼                          SQLite, local CA)
+#                                      ▼                          SQLite, ACME)
 #                                   backend (a page showing who served it)
+#
+# Certificates come from pebble (Let's Encrypt's test CA) with real http-01
+# validation: pebble asks HAProxy's plain-HTTP port, a proxy relays
+# /.well-known/acme-challenge/ to CertService (docs/acme-relay.md);
+# pebble-challtestsrv is pebble's DNS.  DEMO_ISSUER=local uses CertService's
+# local CA instead (and adds a wildcard domain, which http-01 cannot do).
 #
 # Adds a few domains on CertService and shows each proxy pick them up:
 # sync, restart lease (one proxy at a time), drain (HAProxy sees DRAIN),
@@ -24,7 +30,12 @@ set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 port=${DEMO_PORT:-8440}
-domains=(shop.example blog.example '*.apps.example')
+issuer=${DEMO_ISSUER:-acme}
+if [ "$issuer" = acme ]; then
+    domains=(shop.example blog.example hello.apps.example)
+else
+    domains=(shop.example blog.example '*.apps.example')
+fi
 # The host name asked for a wildcard domain.
 wildcard_host=hello.apps.example
 
@@ -74,13 +85,21 @@ fail() {
     exit 1
 }
 
+POOL_ISSUER=$issuer
 pool_init "$dir" "$port" || exit 1
 t0=$(date +%s%N)
 say "the pool in $dir (as $(id -un)${POOL_USER:+, httpd children as $POOL_USER})"
 pool_pki || fail "no PKI"
 echo "$(elapsed)  test PKI: CA, CertService's TLS certificate, client certificates, wrapping key"
+if [ "$issuer" = acme ]; then
+    pool_start_acme || fail "pebble did not start"
+    echo "$(elapsed)  pebble           https://127.0.0.1:$((port + 4))/dir  (ACME CA, validation on; DNS: pebble-challtestsrv)"
+    issued_by="ACME through pebble, http-01 via HAProxy :$((port + 9)) and the proxies"
+else
+    issued_by="local CA"
+fi
 pool_start_certservice || fail "CertService did not start"
-echo "$(elapsed)  CertService      https://127.0.0.1:$POOL_CS_PORT  (mutual TLS, SQLite, local CA)"
+echo "$(elapsed)  CertService      https://127.0.0.1:$POOL_CS_PORT  (mutual TLS, SQLite, $issued_by)"
 pool_start_backend || fail "the backend did not start"
 echo "$(elapsed)  backend          http://127.0.0.1:$POOL_BACKEND_PORT"
 for n in 1 2 3; do
@@ -141,7 +160,7 @@ done
 say "every proxy serves every domain ($(elapsed) since the start)"
 
 lb_curl() { # host: the curl command line through the load balancer
-    echo "curl --cacert $POOL_PKI/ca.crt --resolve $1:$POOL_LB_PORT:127.0.0.1 https://$1:$POOL_LB_PORT/"
+    echo "curl --cacert $POOL_TRUST_CA --resolve $1:$POOL_LB_PORT:127.0.0.1 https://$1:$POOL_LB_PORT/"
 }
 echo
 bold "Through the load balancer (add --interface 127.0.0.7 to come from another address):"
@@ -177,7 +196,7 @@ if [ -n "${DEMO_ONESHOT:-}" ] || [ ! -t 0 ]; then
     p1=$(pool_proxy_port 1 tls)
     echo "\$ curl --interface 127.0.0.7 --cacert ... --resolve shop.example:$p1:127.0.0.1 https://shop.example:$p1/"
     if curl -sS --noproxy '*' --max-time 5 --interface 127.0.0.7 \
-            --cacert "$POOL_PKI/ca.crt" \
+            --cacert "$POOL_TRUST_CA" \
             --resolve "shop.example:$p1:127.0.0.1" "https://shop.example:$p1/"
     then
         fail "proxy1 answered a client that is not the load balancer"

@@ -16,6 +16,7 @@ PACKAGES="
     libaprutil1-dbd-sqlite3 sqlite3
     libapache2-mod-perl2 libio-socket-ssl-perl
     haproxy curl nghttp2-client openssl jq socat python3
+    pebble
     clang libclang-rt-dev
     valgrind wrk
     passwd util-linux procps iproute2

@@ -11,8 +11,13 @@
 #                            make-pki.sh: CA, CertService TLS, clients
 #                            admin/proxy/proxy2/proxy3, wrap1, roles.conf)
 #                            and the proxies' fallback certificate
+#   pool_start_acme          (POOL_ISSUER=acme) pebble, validation on, and
+#                            pebble-challtestsrv as its DNS (every name is
+#                            127.0.0.1); its http-01 goes to HAProxy's plain
+#                            HTTP port, then a proxy's relay to CertService
 #   pool_start_certservice   CertService: mod_ssl mutual TLS, mod_dbd SQLite,
-#                            mod_certservice (local CA, wrap1, roles,
+#                            mod_certservice (local CA, or ACME through
+#                            pebble with POOL_ISSUER=acme; wrap1, roles,
 #                            CertServiceMaxUnavailable 1)
 #   pool_start_backend       the internal web server: a page (SSI) echoing
 #                            REMOTE_ADDR, Host, X-Proxy, X-Forwarded-For, ...
@@ -46,7 +51,10 @@
 # B+2 CertService, B+3 backend; proxy N: B+10N TLS (PROXY protocol),
 # B+10N+1 plain HTTP (/certsync-status, /certsync-health, /server-status),
 # B+10N+2 certsync agent (HAProxy agent-check).  Everything listens on
-# 127.0.0.1 only.
+# 127.0.0.1 only.  With POOL_ISSUER=acme also: B+4 pebble, B+5 pebble's
+# management, B+6 DNS (challtestsrv), B+7 challtestsrv's management, B+8
+# pebble's unused tls-alpn port, B+9 HAProxy's plain HTTP ("port 80"),
+# B+10N+3 proxy N's http-01 relay.
 #
 # Layout of POOL_DIR (stable: tests read these files):
 #   pki/                 make-pki.sh's files, fallback.{crt,key}
@@ -171,6 +179,77 @@ pool_init() { # DIR BASEPORT
     POOL_LEASE_TTL=${POOL_LEASE_TTL:-10}
     POOL_LOGLEVEL=${POOL_LOGLEVEL:-warn certsync:info proxy_protocol:info}
     POOL_COMPILED=$("$POOL_HTTPD" -l 2>/dev/null)
+    POOL_ISSUER=${POOL_ISSUER:-local}
+    POOL_TRUST_CA=$POOL_PKI/ca.crt
+}
+
+# --- ACME: pebble and its DNS (POOL_ISSUER=acme) ----------------------------
+
+pool_start_acme() {
+    local d=$POOL_DIR/acme p
+    mkdir -p "$d"
+    for p in pebble pebble-challtestsrv; do
+        command -v "$p" >/dev/null 2>&1 \
+            || { echo "pool_start_acme: $p is not installed" >&2; return 1; }
+    done
+    # pebble's own TLS certificate (CertServiceACMECA trusts its CA), the
+    # key that seals CertService's ACME account key, and the proxies'
+    # client certificates as single files for SSLProxyMachineCertificateFile.
+    (
+        cd "$POOL_PKI" || exit 1
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout acme-tls-ca.key -out acme-tls-ca.crt -days 30 \
+            -subj "/CN=pool pebble TLS CA" \
+            -addext basicConstraints=critical,CA:TRUE \
+        && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+            -nodes -keyout acme-tls.key -out acme-tls.csr -subj /CN=127.0.0.1 \
+        && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >acme-tls.ext \
+        && openssl x509 -req -in acme-tls.csr -CA acme-tls-ca.crt \
+            -CAkey acme-tls-ca.key -CAcreateserial -days 30 \
+            -extfile acme-tls.ext -out acme-tls.crt \
+        && openssl req -x509 -newkey rsa:2048 -nodes -keyout seal.key \
+            -out seal.crt -subj "/CN=pool account seal" -days 30 \
+        && for c in proxy proxy2 proxy3; do
+               cat "$c.crt" "$c.key" >"$c.pem" || exit 1
+           done \
+        && chmod 644 ./*.crt ./*.key ./*.pem
+    ) >"$d/pki.log" 2>&1 || {
+        cat "$d/pki.log" >&2
+        echo "pool_start_acme: cannot make pebble's certificates" >&2
+        return 1
+    }
+    printf '%s\n' '{"pebble": {' \
+        "\"listenAddress\": \"127.0.0.1:$((POOL_BASE + 4))\"," \
+        "\"managementListenAddress\": \"127.0.0.1:$((POOL_BASE + 5))\"," \
+        "\"certificate\": \"$POOL_PKI/acme-tls.crt\"," \
+        "\"privateKey\": \"$POOL_PKI/acme-tls.key\"," \
+        "\"httpPort\": $((POOL_BASE + 9)), \"tlsPort\": $((POOL_BASE + 8))," \
+        '"ocspResponderURL": "", "externalAccountBindingRequired": false}}' \
+        >"$d/pebble.json"
+    pebble-challtestsrv -dns01 "127.0.0.1:$((POOL_BASE + 6))" \
+        -management "127.0.0.1:$((POOL_BASE + 7))" -http01 "" -https01 "" \
+        -tlsalpn01 "" -defaultIPv4 127.0.0.1 -defaultIPv6 "" \
+        >"$d/challtestsrv.log" 2>&1 &
+    echo $! >"$d/challtestsrv.pid"
+    PEBBLE_VA_NOSLEEP=1 PEBBLE_VA_ALWAYS_VALID='' pebble -config "$d/pebble.json" \
+        -dnsserver "127.0.0.1:$((POOL_BASE + 6))" >"$d/pebble.log" 2>&1 &
+    echo $! >"$d/pebble.pid"
+    if ! pool_wait_port $((POOL_BASE + 4)) 10 \
+       || ! pool_wait_port $((POOL_BASE + 5)) 10; then
+        tail -n 5 "$d/pebble.log" >&2
+        echo "pool_start_acme: pebble did not start" >&2
+        return 1
+    fi
+    # Clients trust pebble's root (made anew at every start).
+    if ! curl -sS --noproxy '*' --cacert "$POOL_PKI/acme-tls-ca.crt" \
+            -o "$POOL_PKI/pebble-root.pem" \
+            "https://127.0.0.1:$((POOL_BASE + 5))/roots/0" \
+       || ! grep -q 'BEGIN CERTIFICATE' "$POOL_PKI/pebble-root.pem"; then
+        echo "pool_start_acme: cannot fetch pebble's root" >&2
+        return 1
+    fi
+    chmod 644 "$POOL_PKI/pebble-root.pem"
+    POOL_TRUST_CA=$POOL_PKI/pebble-root.pem
 }
 
 # Ports of proxy N: pool_proxy_port N tls|status|agent
@@ -318,6 +397,36 @@ _pool_mkdirs() { # dir: logs, run (and readable by the children)
     chmod 755 "$1" "$1/logs" "$1/run"
 }
 
+_pool_issuer_conf() { # CertService's issuer directives
+    if [ "$POOL_ISSUER" = acme ]; then
+        echo "    CertServiceACMEDirectory https://127.0.0.1:$((POOL_BASE + 4))/dir"
+        echo "    CertServiceACMECA \"$POOL_PKI/acme-tls-ca.crt\""
+        echo "    CertServiceACMEAccountSeal \"$POOL_PKI/seal.crt\" \"$POOL_PKI/seal.key\""
+        echo "    CertServiceACMEContact mailto:demo@example.org"
+    else
+        echo "    CertServiceLocalCA \"$POOL_PKI/ca.crt\" \"$POOL_PKI/ca.key\""
+    fi
+}
+
+_pool_relay_conf() { # N cert: proxy N's http-01 relay (POOL_ISSUER=acme)
+    local p
+    [ "$POOL_ISSUER" = acme ] || return 0
+    p=$(($(pool_proxy_port "$1" tls) + 3))
+    cat <<EOF
+# http-01 (docs/acme-relay.md): HAProxy's "port 80" comes here, any host.
+Listen 127.0.0.1:$p http
+<VirtualHost 127.0.0.1:$p>
+    ServerName proxy$1-acme.pool.invalid
+    ProxyProtocol Off
+    SSLProxyEngine on
+    SSLProxyVerify require
+    SSLProxyCACertificateFile "$POOL_PKI/clients-ca.crt"
+    SSLProxyMachineCertificateFile "$POOL_PKI/$2.pem"
+    ProxyPass /.well-known/acme-challenge/ https://localhost:$POOL_CS_PORT/acme-challenge/ timeout=10
+</VirtualHost>
+EOF
+}
+
 pool_start_certservice() {
     local d=$POOL_DIR/cs
     _pool_mkdirs "$d" || return 1
@@ -346,7 +455,7 @@ Listen 127.0.0.1:$POOL_CS_PORT
     SSLVerifyClient require
     SSLVerifyDepth 2
     CertServiceWrapCertificate "$POOL_PKI/wrap1.crt"
-    CertServiceLocalCA "$POOL_PKI/ca.crt" "$POOL_PKI/ca.key"
+$(_pool_issuer_conf)
     CertServiceMaxUnavailable 1
     Include "$POOL_PKI/roles.conf"
     <Location />
@@ -466,6 +575,8 @@ EOF
         else
             _pool_macro_vhosts "$d" "$n" "$tls"
         fi
+        _pool_relay_conf "$n" "$cert"
+        echo
         _pool_status_vhost "$d" "$n" "$status"
     } >"$d/httpd.conf"
     _pool_start_httpd "$d" "$status" "$tls"
@@ -641,6 +752,15 @@ EOF
         for n in 1 2 3; do
             echo "    server proxy$n 127.0.0.1:$(pool_proxy_port $n tls) check port $(pool_proxy_port $n status) agent-port $(pool_proxy_port $n agent)"
         done
+        if [ "$POOL_ISSUER" = acme ]; then
+            echo
+            echo "# Plain HTTP (\"port 80\"): the CA's http-01 requests."
+            echo "listen acme-http"
+            echo "    bind 127.0.0.1:$((POOL_BASE + 9))"
+            for n in 1 2 3; do
+                echo "    server proxy$n 127.0.0.1:$(($(pool_proxy_port $n tls) + 3))"
+            done
+        fi
         cat <<EOF
 
 listen stats
@@ -742,6 +862,14 @@ pool_add_domain() {
     out=${out%$'\n'*}
     case $code in
         200|201) pool_json_get serial <<<"$out" | _pool_serial_norm ;;
+        202)    # queued for ACME: until the certificate is there
+            for ((code = 0; code < 240; code++)); do
+                pool_cs_serial "$name" && return 0
+                sleep 0.5
+            done
+            echo "pool_add_domain $name: no certificate after 120 s:" \
+                 "$(pool_cs_curl admin "/v1/domains/$name")" >&2
+            return 1 ;;
         *) echo "pool_add_domain $name: HTTP $code: $out" >&2; return 1 ;;
     esac
 }
@@ -779,7 +907,7 @@ pool_lb_request() {
     local host
     host=$(pool_sni "$1")
     shift
-    curl -sS --noproxy '*' --max-time 10 --cacert "$POOL_PKI/ca.crt" \
+    curl -sS --noproxy '*' --max-time 10 --cacert "$POOL_TRUST_CA" \
         --resolve "$host:$POOL_LB_PORT:127.0.0.1" "$@" \
         "https://$host:$POOL_LB_PORT/"
 }
@@ -823,5 +951,10 @@ pool_stop_all() {
     done
     [ -d "$POOL_DIR/backend" ] && _pool_stop_httpd "$POOL_DIR/backend"
     [ -d "$POOL_DIR/cs" ] && _pool_stop_httpd "$POOL_DIR/cs"
+    for n in pebble challtestsrv; do
+        pid=$(cat "$POOL_DIR/acme/$n.pid" 2>/dev/null || true)
+        [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+        rm -f "$POOL_DIR/acme/$n.pid"
+    done
     return 0
 }

@@ -29,6 +29,7 @@
 #include <apr_strings.h>
 #include <apr_time.h>
 
+#include "cs_sched.h"
 #include "cs_store.h"
 
 /* Column limits, checked here so both databases refuse the same values
@@ -104,6 +105,39 @@ static const char *const schema_ddl[] = {
     " state VARCHAR(32) NOT NULL,"
     " failed_json MEDIUMTEXT,"
     " reported BIGINT NOT NULL)",
+
+    /* ACME: the issuer queue and renewal schedule (one row per domain,
+     * due at next_at), challenges in progress, accounts, limiters. */
+    "CREATE TABLE IF NOT EXISTS cs_acme_jobs ("
+    " domain VARCHAR(253) NOT NULL PRIMARY KEY,"
+    " key_type VARCHAR(16) NOT NULL,"
+    " state VARCHAR(16) NOT NULL,"
+    " attempts BIGINT NOT NULL,"
+    " next_at BIGINT NOT NULL,"
+    " owner VARCHAR(64),"
+    " lease_until BIGINT NOT NULL,"
+    " last_error TEXT,"
+    " renew_at BIGINT NOT NULL,"
+    " updated BIGINT NOT NULL,"
+    " UNIQUE (next_at, domain))",
+
+    "CREATE TABLE IF NOT EXISTS cs_acme_challenges ("
+    " token VARCHAR(128) NOT NULL PRIMARY KEY,"
+    " domain VARCHAR(253) NOT NULL,"
+    " keyauth VARCHAR(255) NOT NULL,"
+    " expires BIGINT NOT NULL)",
+
+    "CREATE TABLE IF NOT EXISTS cs_acme_accounts ("
+    " directory VARCHAR(255) NOT NULL PRIMARY KEY,"
+    " kid VARCHAR(255),"
+    " key_cms TEXT NOT NULL,"
+    " updated BIGINT NOT NULL)",
+
+    "CREATE TABLE IF NOT EXISTS cs_acme_limits ("
+    " name VARCHAR(32) NOT NULL PRIMARY KEY,"
+    " window_start BIGINT NOT NULL,"
+    " count BIGINT NOT NULL,"
+    " paused_until BIGINT NOT NULL)",
 
     NULL
 };
@@ -192,6 +226,68 @@ static const cs_statement_t statements[] = {
       " (SELECT c.serial FROM cs_changes c WHERE c.domain = %s"
       " AND c.seq <= h.seq ORDER BY c.seq DESC LIMIT 1)"
       " FROM cs_hosts h ORDER BY h.host" },
+
+    /* ACME queue.  A claim is one UPDATE whose WHERE re-checks that the
+     * job is due and unclaimed, so two workers (of any instance) never
+     * both get it; its values always change, so the row count is right
+     * on MySQL too. */
+    { "cs_job_get",
+      "SELECT domain, key_type, state, attempts, next_at, owner,"
+      " lease_until, last_error, renew_at, updated"
+      " FROM cs_acme_jobs WHERE domain = %s" },
+    { "cs_job_insert",
+      "INSERT INTO cs_acme_jobs (domain, key_type, state, attempts, next_at,"
+      " owner, lease_until, last_error, renew_at, updated)"
+      " VALUES (%s, %s, 'queued', 0, %lld, NULL, 0, NULL, 0, %lld)" },
+    { "cs_job_requeue",
+      "UPDATE cs_acme_jobs SET key_type = %s, state = 'queued',"
+      " attempts = 0, next_at = %lld, last_error = NULL, updated = %lld"
+      " WHERE domain = %s" },
+    { "cs_job_due",
+      "SELECT domain FROM cs_acme_jobs WHERE next_at <= %lld"
+      " AND lease_until < %lld ORDER BY next_at, domain LIMIT %d" },
+    { "cs_job_claim",
+      "UPDATE cs_acme_jobs SET owner = %s, lease_until = %lld"
+      " WHERE domain = %s AND next_at <= %lld AND lease_until < %lld" },
+    { "cs_job_finish",
+      "UPDATE cs_acme_jobs SET state = %s, attempts = %lld, next_at = %lld,"
+      " owner = NULL, lease_until = 0, last_error = %s, renew_at = %lld,"
+      " updated = %lld WHERE domain = %s AND owner = %s" },
+    { "cs_job_delete",
+      "DELETE FROM cs_acme_jobs WHERE domain = %s" },
+    { "cs_job_count",
+      "SELECT COUNT(*) FROM cs_acme_jobs WHERE state = %s" },
+
+    { "cs_chal_insert",
+      "INSERT INTO cs_acme_challenges (token, domain, keyauth, expires)"
+      " VALUES (%s, %s, %s, %lld)" },
+    { "cs_chal_get",
+      "SELECT keyauth FROM cs_acme_challenges WHERE token = %s"
+      " AND expires > %lld" },
+    { "cs_chal_delete",
+      "DELETE FROM cs_acme_challenges WHERE token = %s OR expires <= %lld" },
+
+    { "cs_acct_get",
+      "SELECT kid, key_cms FROM cs_acme_accounts WHERE directory = %s" },
+    { "cs_acct_insert",
+      "INSERT INTO cs_acme_accounts (directory, kid, key_cms, updated)"
+      " VALUES (%s, %s, %s, %lld)" },
+    { "cs_acct_update",
+      "UPDATE cs_acme_accounts SET kid = %s, key_cms = %s, updated = %lld"
+      " WHERE directory = %s" },
+
+    /* A limiter's row is its lock, like a pool's for leases. */
+    { "cs_lim_get",
+      "SELECT window_start, count, paused_until FROM cs_acme_limits"
+      " WHERE name = %s" },
+    { "cs_lim_insert",
+      "INSERT INTO cs_acme_limits (name, window_start, count, paused_until)"
+      " VALUES (%s, 0, 0, 0)" },
+    { "cs_lim_lock",
+      "UPDATE cs_acme_limits SET count = count WHERE name = %s" },
+    { "cs_lim_set",
+      "UPDATE cs_acme_limits SET window_start = %lld, count = %lld,"
+      " paused_until = %lld WHERE name = %s" },
 
     { NULL, NULL }
 };
@@ -1216,4 +1312,391 @@ const char *cs_store_error(cs_db_t *db, apr_pool_t *p, int rv)
         return "no error";
     }
     return apr_pstrdup(p, apr_strerror(rv, buf, sizeof(buf)));
+}
+
+/* ------------------------------------------------------------------ */
+/* ACME: issuer queue, challenges, accounts, limiter                   */
+/* ------------------------------------------------------------------ */
+
+apr_status_t cs_store_job_enqueue(cs_db_t *db, apr_pool_t *p,
+                                  const char *domain, const char *key_type,
+                                  apr_int64_t now)
+{
+    apr_array_header_t *rows;
+    apr_status_t status;
+    const void *args[4];
+
+    if ((status = call_begin(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    if ((status = check_len(db, "domain", domain, CS_MAX_DOMAIN, 1))
+        || (status = check_len(db, "key_type", key_type, CS_MAX_WORD, 1))) {
+        return status;
+    }
+    args[0] = domain;
+    if ((status = db_rows(&rows, db, p, "cs_job_get", args))) {
+        return status;
+    }
+    if (!rows->nelts) {
+        args[0] = domain;
+        args[1] = key_type;
+        args[2] = &now;
+        args[3] = &now;
+        if (db_exec(NULL, db, p, "cs_job_insert", args) == APR_SUCCESS) {
+            return APR_SUCCESS;
+        }
+        /* A racing PUT of the same domain inserted first. */
+        db->error[0] = '\0';
+    }
+    args[0] = key_type;
+    args[1] = &now;
+    args[2] = &now;
+    args[3] = domain;
+    return db_exec(NULL, db, p, "cs_job_requeue", args);
+}
+
+apr_status_t cs_store_job_get(cs_job_t **job, cs_db_t *db, apr_pool_t *p,
+                              const char *domain)
+{
+    apr_array_header_t *rows;
+    apr_status_t status;
+    const char **r;
+    const void *args[1];
+    cs_job_t *j;
+
+    if ((status = call_begin(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    if ((status = check_len(db, "domain", domain, CS_MAX_DOMAIN, 1))) {
+        return status;
+    }
+    args[0] = domain;
+    if ((status = db_rows(&rows, db, p, "cs_job_get", args))) {
+        return status;
+    }
+    if (!rows->nelts) {
+        return fail(db, APR_NOTFOUND, "no ACME job for %s", domain);
+    }
+    r = ROW(rows, 0);
+    j = apr_pcalloc(p, sizeof(*j));
+    j->domain = r[0];
+    j->key_type = r[1];
+    j->state = r[2];
+    j->attempts = (int)to_int64(r[3]);
+    j->next_at = to_int64(r[4]);
+    j->owner = r[5];
+    j->lease_until = to_int64(r[6]);
+    j->last_error = r[7];
+    j->renew_at = to_int64(r[8]);
+    j->updated = to_int64(r[9]);
+    *job = j;
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_job_due(apr_array_header_t **domains, cs_db_t *db,
+                              apr_pool_t *p, apr_int64_t now, int limit)
+{
+    apr_array_header_t *rows;
+    apr_status_t status;
+    const void *args[3];
+    int i;
+
+    if ((status = call_begin(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    args[0] = &now;
+    args[1] = &now;
+    args[2] = &limit;
+    if ((status = db_rows(&rows, db, p, "cs_job_due", args))) {
+        return status;
+    }
+    *domains = apr_array_make(p, rows->nelts + 1, sizeof(const char *));
+    for (i = 0; i < rows->nelts; i++) {
+        APR_ARRAY_PUSH(*domains, const char *) = ROW(rows, i)[0];
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_job_claim(int *claimed, cs_db_t *db, apr_pool_t *p,
+                                const char *domain, const char *owner,
+                                apr_int64_t now, int lease)
+{
+    apr_status_t status;
+    apr_int64_t until = now + lease;
+    const void *args[5];
+    int nrows = 0;
+
+    *claimed = 0;
+    if ((status = call_begin(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    if ((status = check_len(db, "owner", owner, CS_MAX_TOKEN, 1))) {
+        return status;
+    }
+    args[0] = owner;
+    args[1] = &until;
+    args[2] = domain;
+    args[3] = &now;
+    args[4] = &now;
+    if ((status = db_exec(&nrows, db, p, "cs_job_claim", args))) {
+        return status;
+    }
+    *claimed = nrows == 1;
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_job_finish(cs_db_t *db, apr_pool_t *p,
+                                 const cs_job_t *job, const char *owner)
+{
+    apr_status_t status;
+    apr_int64_t attempts = job->attempts, now = now_sec();
+    const void *args[8];
+
+    if ((status = call_begin(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    args[0] = job->state;
+    args[1] = &attempts;
+    args[2] = &job->next_at;
+    args[3] = cut(p, job->last_error, CS_MAX_ERROR);
+    args[4] = &job->renew_at;
+    args[5] = &now;
+    args[6] = job->domain;
+    args[7] = owner;
+    return db_exec(NULL, db, p, "cs_job_finish", args);
+}
+
+apr_status_t cs_store_job_delete(cs_db_t *db, apr_pool_t *p,
+                                 const char *domain)
+{
+    apr_status_t status;
+    const void *args[1];
+
+    if ((status = call_begin(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    args[0] = domain;
+    return db_exec(NULL, db, p, "cs_job_delete", args);
+}
+
+apr_status_t cs_store_job_count(apr_int64_t *count, cs_db_t *db,
+                                apr_pool_t *p, const char *state)
+{
+    apr_array_header_t *rows;
+    apr_status_t status;
+    const void *args[1];
+
+    if ((status = call_begin(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    args[0] = state;
+    if ((status = db_rows(&rows, db, p, "cs_job_count", args))) {
+        return status;
+    }
+    *count = rows->nelts ? to_int64(ROW(rows, 0)[0]) : 0;
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_challenge_put(cs_db_t *db, apr_pool_t *p,
+                                    const char *token, const char *domain,
+                                    const char *keyauth, apr_int64_t expires)
+{
+    apr_status_t status;
+    apr_int64_t now = now_sec();
+    const void *args[4];
+
+    if ((status = call_begin(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    if ((status = check_len(db, "token", token, 128, 1))
+        || (status = check_len(db, "keyauth", keyauth, 255, 1))) {
+        return status;
+    }
+    /* Drops this token if a retried order left it, and stale ones. */
+    args[0] = token;
+    args[1] = &now;
+    if ((status = db_exec(NULL, db, p, "cs_chal_delete", args))) {
+        return status;
+    }
+    args[0] = token;
+    args[1] = domain;
+    args[2] = keyauth;
+    args[3] = &expires;
+    return db_exec(NULL, db, p, "cs_chal_insert", args);
+}
+
+apr_status_t cs_store_challenge_get(const char **keyauth, cs_db_t *db,
+                                    apr_pool_t *p, const char *token,
+                                    apr_int64_t now)
+{
+    apr_array_header_t *rows;
+    apr_status_t status;
+    const void *args[2];
+
+    if ((status = call_begin(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    if ((status = check_len(db, "token", token, 128, 1))) {
+        return status;
+    }
+    args[0] = token;
+    args[1] = &now;
+    if ((status = db_rows(&rows, db, p, "cs_chal_get", args))) {
+        return status;
+    }
+    if (!rows->nelts || !ROW(rows, 0)[0]) {
+        return fail(db, APR_NOTFOUND, "no challenge in progress");
+    }
+    *keyauth = ROW(rows, 0)[0];
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_challenge_delete(cs_db_t *db, apr_pool_t *p,
+                                       const char *token)
+{
+    apr_status_t status;
+    apr_int64_t now = now_sec();
+    const void *args[2];
+
+    if ((status = call_begin(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    args[0] = token;
+    args[1] = &now;
+    return db_exec(NULL, db, p, "cs_chal_delete", args);
+}
+
+apr_status_t cs_store_account_get(const char **kid, const char **key_cms,
+                                  cs_db_t *db, apr_pool_t *p,
+                                  const char *directory)
+{
+    apr_array_header_t *rows;
+    apr_status_t status;
+    const void *args[1];
+
+    if ((status = call_begin(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    if ((status = check_len(db, "directory", directory, 255, 1))) {
+        return status;
+    }
+    args[0] = directory;
+    if ((status = db_rows(&rows, db, p, "cs_acct_get", args))) {
+        return status;
+    }
+    if (!rows->nelts) {
+        return fail(db, APR_NOTFOUND, "no ACME account for %s", directory);
+    }
+    *kid = ROW(rows, 0)[0];
+    *key_cms = ROW(rows, 0)[1];
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_account_put(cs_db_t *db, apr_pool_t *p,
+                                  const char *directory, const char *kid,
+                                  const char *key_cms, int insert)
+{
+    apr_status_t status;
+    apr_int64_t now = now_sec();
+    const void *args[4];
+
+    if ((status = call_begin(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    if ((status = check_len(db, "directory", directory, 255, 1))
+        || (status = check_len(db, "kid", kid, 255, 0))
+        || (status = check_len(db, "key_cms", key_cms, CS_MAX_TEXT, 1))) {
+        return status;
+    }
+    if (insert) {
+        args[0] = directory;
+        args[1] = kid;
+        args[2] = key_cms;
+        args[3] = &now;
+        return db_exec(NULL, db, p, "cs_acct_insert", args);
+    }
+    args[0] = kid;
+    args[1] = key_cms;
+    args[2] = &now;
+    args[3] = directory;
+    return db_exec(NULL, db, p, "cs_acct_update", args);
+}
+
+/* The limiter's row must exist before a transaction locks it (as for
+ * pools: inserted outside, a racing duplicate is fine). */
+static apr_status_t limiter_ensure(cs_db_t *db, apr_pool_t *p,
+                                   const char *name)
+{
+    apr_array_header_t *rows;
+    apr_status_t status;
+    const void *args[1];
+
+    args[0] = name;
+    if ((status = db_rows(&rows, db, p, "cs_lim_get", args))) {
+        return status;
+    }
+    if (!rows->nelts
+        && db_exec(NULL, db, p, "cs_lim_insert", args) != APR_SUCCESS) {
+        db->error[0] = '\0';
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_rate_take(int *granted, apr_int64_t *retry_after,
+                                cs_db_t *db, apr_pool_t *p,
+                                const char *name, apr_int64_t now,
+                                apr_int64_t window, int limit,
+                                apr_int64_t pause_until)
+{
+    apr_dbd_transaction_t *t;
+    apr_array_header_t *rows = NULL;
+    apr_status_t status;
+    cs_rate_t r;
+    const void *args[4];
+
+    *granted = 0;
+    *retry_after = 1;
+    if ((status = call_begin(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    if ((status = check_len(db, "limiter", name, 32, 1))) {
+        return status;
+    }
+    if ((status = limiter_ensure(db, p, name)) != APR_SUCCESS) {
+        return status;
+    }
+    if ((status = tx_begin(&t, db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    args[0] = name;
+    status = db_exec(NULL, db, p, "cs_lim_lock", args);
+    if (status == APR_SUCCESS) {
+        status = db_rows(&rows, db, p, "cs_lim_get", args);
+    }
+    if (status == APR_SUCCESS && rows->nelts != 1) {
+        status = fail(db, APR_EGENERAL, "limiter %s has no row", name);
+    }
+    if (status == APR_SUCCESS) {
+        r.window_start = to_int64(ROW(rows, 0)[0]);
+        r.count = to_int64(ROW(rows, 0)[1]);
+        r.paused_until = to_int64(ROW(rows, 0)[2]);
+        if (pause_until > 0) {
+            /* The CA said wait: everyone waits (never shortened). */
+            if (pause_until > r.paused_until) {
+                r.paused_until = pause_until;
+            }
+        }
+        else if (limit > 0) {
+            cs_sched_rate_take(&r, granted, retry_after, now, window, limit);
+        }
+        args[0] = &r.window_start;
+        args[1] = &r.count;
+        args[2] = &r.paused_until;
+        args[3] = name;
+        status = db_exec(NULL, db, p, "cs_lim_set", args);
+    }
+    if ((status = tx_end(t, db, p, status)) != APR_SUCCESS) {
+        *granted = 0;
+    }
+    return status;
 }

@@ -167,6 +167,84 @@ typedef struct {
 apr_status_t cs_store_domain_hosts(apr_array_header_t **hosts, cs_db_t *db,
                                    apr_pool_t *p, const char *domain);
 
+/* --- ACME: issuer queue, challenges, accounts, limiter --------------- */
+
+/** A domain's row in the issuer queue, which is also its renewal
+ * schedule: a worker takes it up when next_at has come. */
+typedef struct {
+    const char *domain;
+    const char *key_type;
+    const char *state;          /* "queued", "valid", "failed" */
+    int attempts;               /* failures since the last success */
+    apr_int64_t next_at;        /* unix seconds: due then */
+    const char *owner;          /* worker holding it; NULL: none */
+    apr_int64_t lease_until;    /* the owner's claim ends */
+    const char *last_error;
+    apr_int64_t renew_at;       /* of the current certificate; 0: none */
+    apr_int64_t updated;
+} cs_job_t;
+
+/** Queue an order for domain now (a new row, or the existing one reset:
+ * attempts 0, state "queued"). */
+apr_status_t cs_store_job_enqueue(cs_db_t *db, apr_pool_t *p,
+                                  const char *domain, const char *key_type,
+                                  apr_int64_t now);
+/** One job, or APR_NOTFOUND. */
+apr_status_t cs_store_job_get(cs_job_t **job, cs_db_t *db, apr_pool_t *p,
+                              const char *domain);
+/** Domains due at now and not claimed, earliest first, at most limit
+ * (array of const char *). */
+apr_status_t cs_store_job_due(apr_array_header_t **domains, cs_db_t *db,
+                              apr_pool_t *p, apr_int64_t now, int limit);
+/** Claim a due job for lease seconds, atomically across instances;
+ * *claimed 0 if it was not due or another worker had it. */
+apr_status_t cs_store_job_claim(int *claimed, cs_db_t *db, apr_pool_t *p,
+                                const char *domain, const char *owner,
+                                apr_int64_t now, int lease);
+/** Store the outcome (state, attempts, next_at, last_error, renew_at of
+ * job) and release the claim of owner. */
+apr_status_t cs_store_job_finish(cs_db_t *db, apr_pool_t *p,
+                                 const cs_job_t *job, const char *owner);
+apr_status_t cs_store_job_delete(cs_db_t *db, apr_pool_t *p,
+                                 const char *domain);
+apr_status_t cs_store_job_count(apr_int64_t *count, cs_db_t *db,
+                                apr_pool_t *p, const char *state);
+
+/** http-01 key authorizations in progress, for any instance to answer. */
+apr_status_t cs_store_challenge_put(cs_db_t *db, apr_pool_t *p,
+                                    const char *token, const char *domain,
+                                    const char *keyauth,
+                                    apr_int64_t expires);
+/** APR_NOTFOUND unless token is in progress (not expired at now). */
+apr_status_t cs_store_challenge_get(const char **keyauth, cs_db_t *db,
+                                    apr_pool_t *p, const char *token,
+                                    apr_int64_t now);
+apr_status_t cs_store_challenge_delete(cs_db_t *db, apr_pool_t *p,
+                                       const char *token);
+
+/** The ACME account of a directory: its URL and its key, sealed (base64
+ * CMS); APR_NOTFOUND if none yet. */
+apr_status_t cs_store_account_get(const char **kid, const char **key_cms,
+                                  cs_db_t *db, apr_pool_t *p,
+                                  const char *directory);
+/** insert: a new row (fails if another instance inserted first: read it
+ * again), else update the row. */
+apr_status_t cs_store_account_put(cs_db_t *db, apr_pool_t *p,
+                                  const char *directory, const char *kid,
+                                  const char *key_cms, int insert);
+
+/**
+ * The cluster-wide order limiter `name` (one row, locked while deciding):
+ * at most limit orders per window seconds (cs_sched_rate_take()).
+ * pause_until > 0 instead records that the CA asked everyone to wait
+ * until then (429 Retry-After); *granted stays 0.
+ */
+apr_status_t cs_store_rate_take(int *granted, apr_int64_t *retry_after,
+                                cs_db_t *db, apr_pool_t *p,
+                                const char *name, apr_int64_t now,
+                                apr_int64_t window, int limit,
+                                apr_int64_t pause_until);
+
 /** A short text for the last failure on db (from p).  The calls return
  * APR_EGENERAL when the database failed, APR_EAGAIN when it stayed locked
  * or found a deadlock (worth a retry), APR_EINVAL for a value the schema

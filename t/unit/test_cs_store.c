@@ -101,7 +101,8 @@ static void drop_tables(conn_t *c)
 {
     static const char *const tables[] = {
         "cs_counter", "cs_domains", "cs_changes", "cs_pools", "cs_leases",
-        "cs_hosts", NULL
+        "cs_hosts", "cs_acme_jobs", "cs_acme_challenges", "cs_acme_accounts",
+        "cs_acme_limits", NULL
     };
     char sql[64];
     int i, nrows;
@@ -1250,6 +1251,139 @@ static void cleanup_sqlite(void)
     }
 }
 
+/* The ACME queue, challenges, accounts and limiter, from two connections
+ * (two CertService instances on one database). */
+static void test_acme(void)
+{
+    conn_t *a = conn_open(), *b = conn_open();
+    apr_pool_t *p = a->pool;
+    apr_array_header_t *due;
+    cs_job_t *job, fin;
+    const char *v, *kid, *cms;
+    apr_int64_t ra;
+    int claimed, granted;
+
+    UNIT_CASE("acme: queue");
+    drop_tables(a);
+    CHECK_EQ_INT(cs_store_schema(&a->db, p), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_job_enqueue(&a->db, p, "a.example", "ec-p256",
+                                      1000), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_job_enqueue(&b->db, p, "a.example", "rsa-2048",
+                                      1000), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_job_enqueue(&b->db, p, "b.example", "ec-p256",
+                                      1001), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_job_get(&job, &a->db, p, "a.example"), APR_SUCCESS);
+    CHECK_STR(job->key_type, "rsa-2048");
+    CHECK_STR(job->state, "queued");
+    CHECK_EQ_INT(cs_store_job_get(&job, &a->db, p, "nope.example"),
+                 APR_NOTFOUND);
+    CHECK_EQ_INT(cs_store_job_due(&due, &b->db, p, 1000, 10), APR_SUCCESS);
+    CHECK_EQ_INT(due->nelts, 1);
+    CHECK_EQ_INT(cs_store_job_due(&due, &b->db, p, 1001, 10), APR_SUCCESS);
+    CHECK_EQ_INT(due->nelts, 2);
+
+    UNIT_CASE("acme: one claim wins");
+    CHECK_EQ_INT(cs_store_job_claim(&claimed, &a->db, p, "a.example", "w1",
+                                    1001, 300), APR_SUCCESS);
+    CHECK_EQ_INT(claimed, 1);
+    CHECK_EQ_INT(cs_store_job_claim(&claimed, &b->db, p, "a.example", "w2",
+                                    1001, 300), APR_SUCCESS);
+    CHECK_EQ_INT(claimed, 0);
+    CHECK_EQ_INT(cs_store_job_due(&due, &b->db, p, 1001, 10), APR_SUCCESS);
+    CHECK_EQ_INT(due->nelts, 1);
+    CHECK_STR(APR_ARRAY_IDX(due, 0, const char *), "b.example");
+    /* A claim whose worker died expires. */
+    CHECK_EQ_INT(cs_store_job_claim(&claimed, &b->db, p, "a.example", "w2",
+                                    1302, 300), APR_SUCCESS);
+    CHECK_EQ_INT(claimed, 1);
+    /* Only the owner records the outcome. */
+    memset(&fin, 0, sizeof(fin));
+    fin.domain = "a.example";
+    fin.state = "valid";
+    fin.next_at = 5000;
+    fin.renew_at = 5000;
+    CHECK_EQ_INT(cs_store_job_finish(&a->db, p, &fin, "w1"), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_job_get(&job, &a->db, p, "a.example"), APR_SUCCESS);
+    CHECK_STR(job->state, "queued");
+    CHECK_EQ_INT(cs_store_job_finish(&a->db, p, &fin, "w2"), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_job_get(&job, &a->db, p, "a.example"), APR_SUCCESS);
+    CHECK_STR(job->state, "valid");
+    CHECK_EQ_INT(job->next_at, 5000);
+    CHECK(job->owner == NULL);
+    CHECK_EQ_INT(cs_store_job_due(&due, &b->db, p, 4999, 10), APR_SUCCESS);
+    CHECK_EQ_INT(due->nelts, 1);
+    CHECK_EQ_INT(cs_store_job_due(&due, &b->db, p, 5000, 10), APR_SUCCESS);
+    CHECK_EQ_INT(due->nelts, 2);
+    CHECK_EQ_INT(cs_store_job_delete(&b->db, p, "b.example"), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_job_due(&due, &b->db, p, 5000, 10), APR_SUCCESS);
+    CHECK_EQ_INT(due->nelts, 1);
+
+    UNIT_CASE("acme: challenges");
+    CHECK_EQ_INT(cs_store_challenge_put(&a->db, p, "tok-1", "a.example",
+                                        "tok-1.thumb", APR_INT64_MAX / 2),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_challenge_get(&v, &b->db, p, "tok-1", 1000),
+                 APR_SUCCESS);
+    CHECK_STR(v, "tok-1.thumb");
+    CHECK_EQ_INT(cs_store_challenge_get(&v, &b->db, p, "tok-2", 1000),
+                 APR_NOTFOUND);
+    CHECK_EQ_INT(cs_store_challenge_get(&v, &b->db, p, "tok-1",
+                                        APR_INT64_MAX / 2), APR_NOTFOUND);
+    CHECK_EQ_INT(cs_store_challenge_delete(&b->db, p, "tok-1"), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_challenge_get(&v, &a->db, p, "tok-1", 1000),
+                 APR_NOTFOUND);
+
+    UNIT_CASE("acme: accounts");
+    CHECK_EQ_INT(cs_store_account_get(&kid, &cms, &a->db, p,
+                                      "https://ca/dir"), APR_NOTFOUND);
+    CHECK_EQ_INT(cs_store_account_put(&a->db, p, "https://ca/dir",
+                                      "https://ca/acct/1", "c2VhbGVk", 1),
+                 APR_SUCCESS);
+    /* The other instance's racing insert fails: it reads ours. */
+    CHECK(cs_store_account_put(&b->db, p, "https://ca/dir",
+                               "https://ca/acct/2", "b3RoZXI=", 1)
+          != APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_account_get(&kid, &cms, &b->db, p,
+                                      "https://ca/dir"), APR_SUCCESS);
+    CHECK_STR(kid, "https://ca/acct/1");
+    CHECK_STR(cms, "c2VhbGVk");
+    CHECK_EQ_INT(cs_store_account_put(&b->db, p, "https://ca/dir",
+                                      "https://ca/acct/1", "bmV3a2V5", 0),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_account_get(&kid, &cms, &a->db, p,
+                                      "https://ca/dir"), APR_SUCCESS);
+    CHECK_STR(cms, "bmV3a2V5");
+
+    UNIT_CASE("acme: one limiter for both instances");
+    CHECK_EQ_INT(cs_store_rate_take(&granted, &ra, &a->db, p, "orders", 100,
+                                    10, 2, 0), APR_SUCCESS);
+    CHECK_EQ_INT(granted, 1);
+    CHECK_EQ_INT(cs_store_rate_take(&granted, &ra, &b->db, p, "orders", 101,
+                                    10, 2, 0), APR_SUCCESS);
+    CHECK_EQ_INT(granted, 1);
+    CHECK_EQ_INT(cs_store_rate_take(&granted, &ra, &a->db, p, "orders", 102,
+                                    10, 2, 0), APR_SUCCESS);
+    CHECK_EQ_INT(granted, 0);
+    CHECK_EQ_INT(ra, 8);
+    CHECK_EQ_INT(cs_store_rate_take(&granted, &ra, &b->db, p, "orders", 110,
+                                    10, 2, 0), APR_SUCCESS);
+    CHECK_EQ_INT(granted, 1);
+    /* A 429 seen by one instance pauses the other. */
+    CHECK_EQ_INT(cs_store_rate_take(&granted, &ra, &a->db, p, "orders", 111,
+                                    0, 0, 200), APR_SUCCESS);
+    CHECK_EQ_INT(granted, 0);
+    CHECK_EQ_INT(cs_store_rate_take(&granted, &ra, &b->db, p, "orders", 150,
+                                    10, 2, 0), APR_SUCCESS);
+    CHECK_EQ_INT(granted, 0);
+    CHECK_EQ_INT(ra, 50);
+    CHECK_EQ_INT(cs_store_rate_take(&granted, &ra, &b->db, p, "orders", 200,
+                                    10, 2, 0), APR_SUCCESS);
+    CHECK_EQ_INT(granted, 1);
+
+    conn_close(b);
+    conn_close(a);
+}
+
 int main(void)
 {
     const char *mysql = getenv("CS_TEST_MYSQL");
@@ -1297,6 +1431,7 @@ int main(void)
     test_feed_concurrent();
     test_leases();
     test_leases_concurrent();
+    test_acme();
 
     rc = unit_summary();
     cleanup_sqlite();

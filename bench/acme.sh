@@ -1,0 +1,219 @@
+#!/bin/bash
+#
+# bench/acme.sh: certificates issued per minute by CertService through
+# pebble, with real http-01 validation through a proxy's relay.
+#
+# Starts on 127.0.0.1: pebble-challtestsrv (DNS: every name is 127.0.0.1),
+# pebble (validation on, PEBBLE_VA_NOSLEEP=1, nonces refused at pebble's
+# default 5%), CertService (mod_certservice with CertServiceACMEDirectory,
+# SQLite, no order limit) and a proxy httpd that only relays
+# /.well-known/acme-challenge/ to CertService (docs/acme-relay.md).
+# For each worker count in $WORKERS, CertService is started afresh on a new
+# database, $DOMAINS domains are added at once (PUT /v1/domains/D, 202)
+# and the time from the first PUT to the last certificate stored is
+# measured.  Each issue is a full order: newOrder, authorization, http-01
+# challenge fetched by pebble through the relay, finalize with a CSR of a
+# fresh ECDSA P-256 key, polling, chain download, key sealed as CMS,
+# bundle stored, change appended.
+#
+# Prints one line per worker count: "workers N: D certificates in S s =
+# R per minute".
+#
+# Environment [defaults]:
+#   DOMAINS     domains per run [60]
+#   WORKERS     CertServiceACMEWorkers values to run ["1 2 4"]
+#   HTTPD, APXS the httpd binary / apxs to find it and its modules
+#   KEEP=1      keep the temporary directory
+#
+set -u
+export LC_ALL=C
+
+DOMAINS=${DOMAINS:-60}
+WORKERS=${WORKERS:-1 2 4}
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+. "$top/t/lib/certsuite.sh"
+
+die() {
+    echo "acme.sh: $*" >&2
+    exit 1
+}
+for p in curl jq openssl pebble pebble-challtestsrv; do
+    command -v $p >/dev/null 2>&1 || die "$p is needed"
+done
+cs_find_httpd || die "no httpd binary (set HTTPD)"
+cs_find_moddir || die "no httpd modules directory with mod_ssl.so"
+compiled=$("$HTTPD" -l 2>/dev/null)
+CS_MODULE=$top/mod_certservice/.libs/mod_certservice.so
+[ -f "$CS_MODULE" ] || die "mod_certservice.so not built (make)"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/acme-bench.XXXXXX") || die "mktemp failed"
+pki=$tmp/pki
+csdir=$tmp/cs
+pxdir=$tmp/px
+mkdir -p "$csdir/logs" "$pxdir/logs" "$tmp/pebble"
+cs_run_user
+[ -n "$run_user" ] && chmod 755 "$tmp" "$csdir" "$pxdir"
+
+pids=()
+cleanup() {
+    local pid
+    trap - EXIT INT TERM
+    stop_httpd "$pxdir"
+    stop_httpd "$csdir"
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    wait 2>/dev/null
+    if [ -n "${KEEP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+"$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1 \
+    || die "make-pki.sh failed"
+chmod 755 "$pki"
+(
+    cd "$pki" || exit 1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout acme-tls-ca.key -out acme-tls-ca.crt -days 30 \
+        -subj "/CN=bench pebble TLS CA" \
+        -addext basicConstraints=critical,CA:TRUE \
+    && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout acme-tls.key -out acme-tls.csr -subj "/CN=127.0.0.1" \
+    && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >acme-tls.ext \
+    && openssl x509 -req -in acme-tls.csr -CA acme-tls-ca.crt \
+        -CAkey acme-tls-ca.key -CAcreateserial -days 30 \
+        -extfile acme-tls.ext -out acme-tls.crt \
+    && openssl req -x509 -newkey rsa:2048 -nodes -keyout seal.key \
+        -out seal.crt -subj "/CN=bench account seal" -days 30 \
+    && cat proxy.crt proxy.key >proxy.pem \
+    && chmod 644 ./*.key ./*.pem
+) >"$tmp/pki2.log" 2>&1 || die "cannot make the certificates"
+
+declare -A used
+newport() {
+    local p
+    while :; do
+        p=$(pick_port)
+        [ -n "${used[$p]:-}" ] || { used[$p]=1; echo "$p"; return; }
+    done
+}
+dns_port=$(newport); cts_port=$(newport); pebble_port=$(newport)
+pebble_mgmt=$(newport); tls01=$(newport); http_port=$(newport)
+cs_port=$(newport)
+for v in dns_port cts_port pebble_port pebble_mgmt tls01 http_port cs_port; do
+    used[${!v}]=1
+done
+wait_port() {
+    local i
+    for i in $(seq 1 100); do
+        port_free "$1" || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+pebble-challtestsrv -dns01 "127.0.0.1:$dns_port" \
+    -management "127.0.0.1:$cts_port" -http01 "" -https01 "" -tlsalpn01 "" \
+    -defaultIPv4 127.0.0.1 -defaultIPv6 "" >"$tmp/challtestsrv.log" 2>&1 &
+pids+=($!)
+cat >"$tmp/pebble/config.json" <<EOF
+{"pebble": {"listenAddress": "127.0.0.1:$pebble_port",
+ "managementListenAddress": "127.0.0.1:$pebble_mgmt",
+ "certificate": "$pki/acme-tls.crt", "privateKey": "$pki/acme-tls.key",
+ "httpPort": $http_port, "tlsPort": $tls01, "ocspResponderURL": "",
+ "externalAccountBindingRequired": false}}
+EOF
+PEBBLE_VA_NOSLEEP=1 PEBBLE_VA_ALWAYS_VALID= pebble -config "$tmp/pebble/config.json" \
+    -dnsserver "127.0.0.1:$dns_port" >"$tmp/pebble/pebble.log" 2>&1 &
+pids+=($!)
+wait_port "$pebble_port" || die "pebble did not start"
+
+# The relay proxy.
+{
+    common_conf "$pxdir"
+    load proxy_module mod_proxy.so mod_proxy.c
+    load proxy_http_module mod_proxy_http.so mod_proxy_http.c
+    cat <<EOF
+Listen 127.0.0.1:$http_port http
+LogLevel warn
+<VirtualHost 127.0.0.1:$http_port>
+    SSLProxyEngine on
+    SSLProxyVerify require
+    SSLProxyCACertificateFile $pki/clients-ca.crt
+    SSLProxyMachineCertificateFile $pki/proxy.pem
+    ProxyPass /.well-known/acme-challenge/ https://localhost:$cs_port/acme-challenge/ timeout=10
+</VirtualHost>
+EOF
+} >"$pxdir/httpd.conf"
+start_httpd "$pxdir" "$http_port" || die "the relay proxy did not start"
+
+write_cs() { # workers
+    {
+        common_conf "$csdir"
+        load dbd_module mod_dbd.so mod_dbd.c
+        echo "LoadModule certservice_module $CS_MODULE"
+        cat <<EOF
+Listen 127.0.0.1:$cs_port
+LogLevel warn certservice:notice
+DBDriver sqlite3
+DBDParams "$csdir/db/cs.db"
+<VirtualHost 127.0.0.1:$cs_port>
+    SSLEngine on
+    SSLCertificateFile    $pki/tls.crt
+    SSLCertificateKeyFile $pki/tls.key
+    SSLCACertificateFile  $pki/clients-ca.crt
+    SSLVerifyClient require
+    CertServiceWrapCertificate $pki/wrap1.crt
+    Include $pki/roles.conf
+    CertServiceACMEDirectory https://127.0.0.1:$pebble_port/dir
+    CertServiceACMECA $pki/acme-tls-ca.crt
+    CertServiceACMEAccountSeal $pki/seal.crt $pki/seal.key
+    CertServiceACMEWorkers $1
+    CertServiceACMELimit 1000000 60
+    CertServiceACMEBackoff 1 5
+    <Location />
+        SetHandler certservice
+    </Location>
+</VirtualHost>
+EOF
+    } >"$csdir/httpd.conf"
+}
+admin() { # method path
+    curl -sS --noproxy '*' --max-time 30 --cacert "$pki/clients-ca.crt" \
+        --cert "$pki/admin.crt" --key "$pki/admin.key" -X "$1" \
+        "https://127.0.0.1:$cs_port$2"
+}
+
+echo "bench/acme.sh: $DOMAINS domains per run, pebble validation on, $(nproc) CPUs"
+for w in $WORKERS; do
+    stop_httpd "$csdir"
+    rm -rf "$csdir/db" "$csdir/logs/error_log"
+    mkdir -p "$csdir/db"
+    [ -n "$run_user" ] && chown "$run_user:$run_group" "$csdir/db"
+    write_cs "$w"
+    start_httpd "$csdir" "$cs_port" || die "CertService did not start"
+    admin GET "/v1/domains?limit=1" >/dev/null
+    t0=$(date +%s.%N)
+    for i in $(seq 1 "$DOMAINS"); do
+        admin PUT "/v1/domains/b$i.w$w.bench.test" >/dev/null
+    done
+    t_put=$(date +%s.%N)
+    deadline=$(( $(date +%s) + 600 ))
+    while :; do
+        n=$(grep -c 'CS00019: acme: issued' "$csdir/logs/error_log" 2>/dev/null)
+        [ "${n:-0}" -ge "$DOMAINS" ] && break
+        [ "$(date +%s)" -lt "$deadline" ] || { echo "workers $w: timeout, $n issued"; continue 2; }
+        sleep 0.2
+    done
+    t1=$(date +%s.%N)
+    failed=$(grep -c 'CS00020' "$csdir/logs/error_log" 2>/dev/null)
+    awk -v w="$w" -v d="$DOMAINS" -v t0="$t0" -v tp="$t_put" -v t1="$t1" \
+        -v f="${failed:-0}" 'BEGIN {
+        s = t1 - t0
+        printf "workers %d: %d certificates in %.1f s = %.1f per minute" \
+               " (PUTs took %.1f s; %d failed attempts retried)\n",
+               w, d, s, d * 60 / s, tp - t0, f }'
+done

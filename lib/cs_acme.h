@@ -1,0 +1,139 @@
+/*
+ * cs_acme.h: an ACME client (RFC 8555) for CertService: directory, nonces,
+ * accounts, orders with http-01 authorizations, finalization, certificate
+ * chains (and alternates), account key rollover, revocation, and ACME
+ * Renewal Information (RFC 9773).
+ *
+ * Pure code: APR, OpenSSL, libcurl and jansson; no httpd types.  One
+ * cs_acme_t is used by one thread at a time (it holds one kept-alive curl
+ * handle and the current nonce).
+ *
+ * Errors: APR_EAGAIN when the CA refused for a rate limit (HTTP 429 or
+ * urn:ietf:params:acme:error:rateLimited; cs_acme_retry_after() says how
+ * long it asked to wait), APR_ECONNREFUSED when the CA could not be
+ * reached at all, APR_TIMEUP when an order did not settle in time,
+ * APR_EGENERAL when the CA answered with an error (its problem document is
+ * in *err: type, detail, subproblems), APR_EINVAL for bad arguments.
+ */
+#ifndef CS_ACME_H
+#define CS_ACME_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_time.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+typedef struct cs_acme_t cs_acme_t;
+
+/** Log levels of the callback. */
+#define CS_ACME_LOG_ERR     0
+#define CS_ACME_LOG_WARN    1
+#define CS_ACME_LOG_INFO    2
+#define CS_ACME_LOG_DEBUG   3
+
+typedef void cs_acme_log_fn(void *baton, int level, const char *msg);
+
+/** http-01: publish the key authorization for token (setup 1) or take it
+ * down again (setup 0).  Returning an error abandons the order. */
+typedef apr_status_t cs_acme_http01_fn(void *baton, const char *domain,
+                                       const char *token,
+                                       const char *keyauth, int setup);
+
+typedef struct {
+    const char *directory_url;
+    const char *ca_file;            /* trust for the CA's TLS; NULL: system */
+    apr_interval_time_t timeout;    /* one request; 0: 30 s */
+    apr_interval_time_t poll_max;   /* waiting for a state; 0: 180 s */
+    const char *user_agent;         /* NULL: "certsuite-acme/1" */
+    /* Chain choice: the first chain (default, then alternates) whose
+     * topmost certificate's issuer or subject contains this text; NULL or
+     * no match: the default chain. */
+    const char *preferred_chain;
+    cs_acme_log_fn *log;
+    void *log_baton;
+    cs_acme_http01_fn *http01;
+    void *http01_baton;
+} cs_acme_conf_t;
+
+/** Once per process, before any thread uses the client (curl). */
+void cs_acme_global_init(void);
+
+/** A client for one directory; the curl handle is freed with p. */
+apr_status_t cs_acme_create(cs_acme_t **acme, apr_pool_t *p,
+                            const cs_acme_conf_t *conf);
+
+/** Fetch the directory (done by every call below when not yet done). */
+apr_status_t cs_acme_directory(cs_acme_t *acme, const char **err);
+
+/** Whether the directory offers renewalInfo (RFC 9773). */
+int cs_acme_has_ari(cs_acme_t *acme);
+
+/**
+ * Use key as the account key: newAccount with it, agreeing to the terms;
+ * the CA returns the existing account for a key it knows (reuse), or
+ * creates one.  contact: array of "mailto:..." (may be NULL).  *kid is
+ * the account URL (from the client's pool).
+ */
+apr_status_t cs_acme_account(const char **kid, cs_acme_t *acme,
+                             EVP_PKEY *key,
+                             const apr_array_header_t *contact,
+                             const char **err);
+
+/**
+ * Order a certificate for domain with http-01 and the CSR of key; the
+ * chain (array of X509 *, leaf first) from p.  replaces: the ARI
+ * certificate id of the certificate this one renews, or NULL.
+ */
+apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
+                           cs_acme_t *acme, EVP_PKEY *key,
+                           const char *domain, const char *replaces,
+                           const char **err);
+
+/** Roll the account over to new_key (RFC 8555 7.3.5). */
+apr_status_t cs_acme_key_change(cs_acme_t *acme, EVP_PKEY *new_key,
+                                const char **err);
+
+/** Revoke cert (RFC 8555 7.6) with the account key; reason: RFC 5280
+ * code (0 unspecified, 4 superseded ...). */
+apr_status_t cs_acme_revoke(cs_acme_t *acme, X509 *cert, int reason,
+                            const char **err);
+
+/** RFC 9773 certificate identifier: base64url(AKI keyIdentifier) "."
+ * base64url(serial DER content); APR_EINVAL without an AKI. */
+apr_status_t cs_acme_cert_id(const char **id, apr_pool_t *p, X509 *cert);
+
+/**
+ * RFC 9773: the CA's suggested renewal window for cert (unix seconds) and
+ * the Retry-After it gave (seconds; 0 if none).  APR_ENOTIMPL if the
+ * directory has no renewalInfo.
+ */
+apr_status_t cs_acme_renewal_info(apr_int64_t *start, apr_int64_t *end,
+                                  apr_int64_t *retry_after, cs_acme_t *acme,
+                                  apr_pool_t *p, X509 *cert,
+                                  const char **err);
+
+/**
+ * The pre-check: resolve domain (A records from dns_server "ipv4:port", or
+ * the system's resolver when NULL) and GET
+ * http://domain:port/.well-known/acme-challenge/token from every address
+ * (10 s each, no redirects): each must answer 200 with exactly expect
+ * (the caller published it as a challenge in progress).  APR_EGENERAL and
+ * *err naming what failed otherwise.
+ */
+apr_status_t cs_acme_precheck(cs_acme_t *acme, apr_pool_t *p,
+                              const char *domain, int port,
+                              const char *dns_server, const char *token,
+                              const char *expect, const char **err);
+
+/** The Retry-After (seconds) of the last error answer; 0 if none. */
+apr_int64_t cs_acme_retry_after(const cs_acme_t *acme);
+
+/** Counters since creation, for logs and tests. */
+typedef struct {
+    int requests;
+    int bad_nonces;             /* badNonce answers retried */
+} cs_acme_stats_t;
+void cs_acme_stats(cs_acme_stats_t *stats, const cs_acme_t *acme);
+
+#endif /* CS_ACME_H */

@@ -1,0 +1,825 @@
+#!/bin/bash
+#
+# t/acme/e2e.sh: ACME issuance and renewal through a real proxy, end to end.
+#
+# Starts, all on 127.0.0.1 and free ports:
+#
+#   pebble-challtestsrv  DNS only: every name is 127.0.0.1 (no AAAA),
+#                        except names the test maps elsewhere
+#   pebble               the ACME CA, validation ON (PEBBLE_VA_ALWAYS_VALID
+#                        unset), PEBBLE_VA_NOSLEEP=1, PEBBLE_WFE_NONCEREJECT
+#                        (default 25%: one nonce in four refused), its http-01
+#                        validation sent to the proxy's plain-HTTP port
+#   ca-proxy.py          a fault-injecting HTTPS proxy in front of pebble: 429
+#                        + Retry-After on new orders when asked, and ACME
+#                        Renewal Information (which pebble 2.4 lacks)
+#   CertService          mod_certservice with CertServiceACMEDirectory (the
+#                        ca-proxy), SQLite, mutual TLS
+#   proxy                httpd with mod_certsync, mod_macro_gen, mod_ssl and
+#                        the documented http-01 relay (mod_proxy: ProxyPass
+#                        /.well-known/acme-challenge/ to CertService's
+#                        /acme-challenge/ with the proxy's client certificate)
+#
+# and shows:
+#
+#   1. 20 domains added (PUT /v1/domains/D, 202): each gets a certificate
+#      from pebble validated over http-01 through the proxy; the proxy
+#      serves each with pebble's chain (leaf + pebble's intermediate, which
+#      verifies to pebble's root)
+#   2. a domain that resolves elsewhere (127.0.0.2) fails cleanly: the
+#      CA's error is in GET /v1/domains/D, and it is retried with backoff
+#      (attempts grow, the gaps double)
+#   3. badNonce answers (PEBBLE_WFE_NONCEREJECT) were retried: pebble
+#      refused nonces and every order still succeeded
+#   4. rate limits: the CA answers 429 + Retry-After to new orders: the
+#      domain waits (error visible), nobody orders during the pause, then
+#      it is issued; CertService's own limiter (CertServiceACMELimit) holds
+#      across two CertService instances on one database
+#   5. CA down: pebble stopped, a domain added fails with "CA
+#      unreachable", is retried with backoff, and issued once pebble is
+#      back (a new pebble: the account is registered again)
+#   6. renewal: with pebble's certificateValidityPeriod at 90 s a
+#      certificate is renewed by itself at about two thirds of its
+#      lifetime (read from the certificate), the renewal appears in the
+#      change feed and the proxy serves the new serial; with an ARI window
+#      offered, the renewal happens inside the window
+#   7. account key rollover (POST /v1/acme/account/key-change: same
+#      account, new key, later orders succeed), revocation (POST
+#      /v1/domains/D/revoke: pebble reports the serial revoked, a new
+#      certificate replaces it), and an alternate chain
+#      (CertServiceACMEPreferredChain: pebble's second root)
+#
+# Step 2 also runs CertServiceACMEPreCheck: a domain that reaches the pool
+# is issued, one that does not fails before any order reaches the CA.
+# Step 1 also checks that the renewal times of certificates issued
+# together are spread (per-certificate jitter: no renewal storm).
+#
+# Output: "ok N - ..." / "not ok N - ..." per check, "# ..." diagnostics, and
+# one last line "N passed, M failed"; non-zero exit status if any failed.
+# Runs as root (httpd's children then run as nobody) or as a normal user.
+# Everything it starts is stopped on exit.
+#
+# Environment:
+#   HTTPD, APXS         the httpd binary / apxs to find it and its modules
+#   ACME_DOMAINS        domains of step 1 [20]
+#   ACME_NONCEREJECT    pebble's PEBBLE_WFE_NONCEREJECT [25]
+#   E2E_KEEP=1          keep the temporary directory
+#
+set -u
+export LC_ALL=C
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+NDOM=${ACME_DOMAINS:-20}
+NONCEREJECT=${ACME_NONCEREJECT:-25}
+. "$top/t/lib/certsuite.sh"
+T0=$(date +%s)
+
+n=0
+npass=0
+nfail=0
+section() {
+    echo "# --- $* ($(($(date +%s) - T0)) s)"
+}
+okif() {
+    local rc=$1
+    shift
+    if [ "$rc" = 0 ]; then ok "$*"; else notok "$*"; fi
+}
+is() {
+    if [ "$1" = "$2" ]; then
+        ok "${*:3}"
+    else
+        notok "${*:3}"
+        diag "got:  '$1'"
+        diag "want: '$2'"
+    fi
+}
+bail() {
+    echo "Bail out! $*"
+    nfail=$((nfail + 1))
+    echo "$npass passed, $nfail failed"
+    exit 1
+}
+
+# --- Prerequisites -----------------------------------------------------------
+
+for p in curl jq openssl python3 pebble pebble-challtestsrv; do
+    command -v $p >/dev/null 2>&1 || bail "$p is needed"
+done
+cs_find_httpd || bail "no httpd binary (set HTTPD)"
+cs_find_moddir || bail "no httpd modules directory with mod_ssl.so"
+compiled=$("$HTTPD" -l 2>/dev/null)
+for m in dbd macro proxy proxy_http; do
+    grep -q "^ *mod_$m.c\$" <<<"$compiled" || [ -f "$moddir/mod_$m.so" ] \
+        || bail "no mod_$m.so in $moddir"
+done
+grep -q "^ *mod_watchdog.c\$" <<<"$compiled" \
+    || [ -f "$moddir/mod_watchdog.so" ] || bail "no mod_watchdog"
+
+build_module() {
+    local f
+    for f in "$top/mod_$1/.libs/mod_$1.so" "$PWD/mod_$1/.libs/mod_$1.so"; do
+        if [ -f "$f" ]; then
+            echo "$f"
+            return 0
+        fi
+    done
+    return 1
+}
+CS_MODULE=$(build_module certservice) || bail "mod_certservice.so not built"
+CSY_MODULE=$(build_module certsync) || bail "mod_certsync.so not built"
+MG_MODULE=$(build_module macro_gen) || bail "mod_macro_gen.so not built"
+
+# --- Temporary directory, cleanup --------------------------------------------
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/acme-e2e.XXXXXX") || bail "mktemp failed"
+pki=$tmp/pki
+csdir=$tmp/cs
+cs2dir=$tmp/cs2
+pxdir=$tmp/px
+store=$pxdir/store
+mkdir -p "$csdir/logs" "$csdir/db" "$cs2dir/logs" "$pxdir/logs" \
+    "$tmp/work" "$tmp/pebble"
+
+cs_run_user
+if [ -n "$run_user" ]; then
+    chmod 755 "$tmp" "$csdir" "$cs2dir" "$pxdir" "$tmp/work"
+    chown "$run_user:$run_group" "$csdir/db"
+fi
+
+pids=()         # pebble, challtestsrv, ca-proxy
+pebble_pid=
+cleanup() {
+    local pid
+    trap - EXIT INT TERM HUP
+    stop_httpd "$pxdir"
+    stop_httpd "$csdir"
+    stop_httpd "$cs2dir"
+    for pid in "${pids[@]}" $pebble_pid $caproxy_pid; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    wait 2>/dev/null
+    if [ -n "${E2E_KEEP:-}" ]; then
+        echo "# kept $tmp"
+    else
+        rm -rf "$tmp"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# --- PKI ---------------------------------------------------------------------
+
+"$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1 \
+    || bail "make-pki.sh failed: $(cat "$tmp/pki.log")"
+chmod 755 "$pki"
+(
+    cd "$pki" || exit 1
+    # The proxy's fallback certificate; pebble's own TLS (a CA and a leaf
+    # for 127.0.0.1, which CertServiceACMECA trusts); the account seal.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout fallback.key -out fallback.crt -days 30 \
+        -subj "/CN=fallback.e2e.invalid" \
+        -addext basicConstraints=critical,CA:FALSE \
+    && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout acme-tls-ca.key -out acme-tls-ca.crt -days 30 \
+        -subj "/CN=e2e pebble TLS CA" \
+        -addext basicConstraints=critical,CA:TRUE \
+    && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout acme-tls.key -out acme-tls.csr -subj "/CN=127.0.0.1" \
+    && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >acme-tls.ext \
+    && openssl x509 -req -in acme-tls.csr -CA acme-tls-ca.crt \
+        -CAkey acme-tls-ca.key -CAcreateserial -days 30 \
+        -extfile acme-tls.ext -out acme-tls.crt \
+    && openssl req -x509 -newkey rsa:2048 -nodes -keyout seal.key \
+        -out seal.crt -subj "/CN=e2e account seal" -days 30 \
+    && cat proxy.crt proxy.key >proxy.pem \
+    && chmod 644 ./*.key ./*.pem
+) >"$tmp/pki2.log" 2>&1 || bail "cannot make the test certificates: $(cat "$tmp/pki2.log")"
+
+# --- Ports -------------------------------------------------------------------
+
+declare -A used
+newport() { # a free port not handed out before
+    local p
+    while :; do
+        p=$(pick_port)
+        if [ -z "${used[$p]:-}" ]; then
+            used[$p]=1
+            echo "$p"
+            return
+        fi
+    done
+}
+dns_port=$(newport)
+cts_port=$(newport)
+pebble_port=$(newport)
+pebble_mgmt=$(newport)
+pebble_tls01=$(newport)
+caproxy_port=$(newport)
+http_port=$(newport)
+px_port=$(newport)
+st_port=$(newport)
+cs_port=$(newport)
+cs2_port=$(newport)
+for v in dns_port cts_port pebble_port pebble_mgmt caproxy_port http_port \
+         px_port st_port cs_port cs2_port; do
+    used[${!v}]=1
+done
+diag "ports: dns $dns_port, pebble $pebble_port (mgmt $pebble_mgmt), ca-proxy $caproxy_port, proxy http $http_port https $px_port status $st_port, CertService $cs_port / $cs2_port"
+
+wait_port() { # port [tries x 0.1 s]
+    local i
+    for i in $(seq 1 "${2:-100}"); do
+        port_free "$1" || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# --- DNS, pebble, ca-proxy ---------------------------------------------------
+
+pebble-challtestsrv -dns01 "127.0.0.1:$dns_port" \
+    -management "127.0.0.1:$cts_port" -http01 "" -https01 "" -tlsalpn01 "" \
+    -defaultIPv4 127.0.0.1 -defaultIPv6 "" >"$tmp/challtestsrv.log" 2>&1 &
+pids+=($!)
+wait_port "$cts_port" || bail "pebble-challtestsrv did not start: $(tail -5 "$tmp/challtestsrv.log")"
+cts() { # path json: challtestsrv's management API
+    curl -sS --noproxy '*' --max-time 10 -X POST -d "$2" \
+        "http://127.0.0.1:$cts_port$1" >/dev/null
+}
+
+# start_pebble VALIDITY: pebble with that certificateValidityPeriod (s)
+start_pebble() {
+    cat >"$tmp/pebble/config.json" <<EOF
+{
+  "pebble": {
+    "listenAddress": "127.0.0.1:$pebble_port",
+    "managementListenAddress": "127.0.0.1:$pebble_mgmt",
+    "certificate": "$pki/acme-tls.crt",
+    "privateKey": "$pki/acme-tls.key",
+    "httpPort": $http_port,
+    "tlsPort": $pebble_tls01,
+    "ocspResponderURL": "",
+    "externalAccountBindingRequired": false,
+    "certificateValidityPeriod": $1
+  }
+}
+EOF
+    PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=$NONCEREJECT \
+    PEBBLE_AUTHZREUSE=0 PEBBLE_VA_ALWAYS_VALID= PEBBLE_ALTERNATE_ROOTS=1 \
+        pebble -config "$tmp/pebble/config.json" \
+        -dnsserver "127.0.0.1:$dns_port" >>"$tmp/pebble/pebble.log" 2>&1 &
+    pebble_pid=$!
+    wait_port "$pebble_port" && wait_port "$pebble_mgmt"
+}
+stop_pebble() {
+    [ -n "$pebble_pid" ] || return 0
+    kill -TERM "$pebble_pid" 2>/dev/null
+    wait "$pebble_pid" 2>/dev/null
+    pebble_pid=
+}
+# 5 years: nothing renews during steps 1 to 5.
+start_pebble 157766400 || bail "pebble did not start: $(tail -5 "$tmp/pebble/pebble.log")"
+
+caproxy_pid=
+start_caproxy() {
+    python3 "$here/ca-proxy.py" "$caproxy_port" "$pebble_port" \
+        "$pki/acme-tls.crt" "$pki/acme-tls.key" >>"$tmp/ca-proxy.log" 2>&1 &
+    caproxy_pid=$!
+    wait_port "$caproxy_port"
+}
+stop_caproxy() {
+    [ -n "$caproxy_pid" ] || return 0
+    kill -TERM "$caproxy_pid" 2>/dev/null
+    wait "$caproxy_pid" 2>/dev/null
+    caproxy_pid=
+}
+start_caproxy || bail "ca-proxy.py did not start: $(tail -5 "$tmp/ca-proxy.log")"
+fault() { # path [json]: the ca-proxy's control API
+    curl -sS --noproxy '*' --max-time 10 --cacert "$pki/acme-tls-ca.crt" \
+        ${2:+-X POST -d "$2"} "https://127.0.0.1:$caproxy_port/__fault/$1"
+}
+castat() { fault stats | jq -r ".$1"; }
+ok "pebble (validation on, $NONCEREJECT% nonces refused), pebble-challtestsrv and ca-proxy.py started"
+
+# --- CertService -------------------------------------------------------------
+
+# write_cs DIR PORT LIMIT WINDOW [LINE]: a CertService on the database of
+# $csdir (LINE: one more directive)
+write_cs() {
+    {
+        common_conf "$1"
+        load dbd_module mod_dbd.so mod_dbd.c
+        echo "LoadModule certservice_module $CS_MODULE"
+        cat <<EOF
+Listen 127.0.0.1:$2
+LogLevel warn certservice:info
+DBDriver sqlite3
+DBDParams "$csdir/db/cs.db"
+<VirtualHost 127.0.0.1:$2>
+    SSLEngine on
+    SSLCertificateFile    $pki/tls.crt
+    SSLCertificateKeyFile $pki/tls.key
+    SSLCACertificateFile  $pki/clients-ca.crt
+    SSLVerifyClient require
+    SSLVerifyDepth 2
+    CertServiceWrapCertificate $pki/wrap1.crt
+    Include $pki/roles.conf
+    CertServiceACMEDirectory https://127.0.0.1:$caproxy_port/dir
+    CertServiceACMECA $pki/acme-tls-ca.crt
+    CertServiceACMEContact mailto:e2e@example.org
+    CertServiceACMEAccountSeal $pki/seal.crt $pki/seal.key
+    CertServiceACMEWorkers 3
+    CertServiceACMELimit $3 $4
+    CertServiceACMEBackoff 2 16
+    ${5:-}
+    <Location />
+        SetHandler certservice
+    </Location>
+</VirtualHost>
+EOF
+    } >"$1/httpd.conf"
+}
+write_cs "$csdir" "$cs_port" 1000 60
+start_httpd "$csdir" "$cs_port" \
+    || bail "CertService did not start: $(tail -5 "$csdir/start.log" "$csdir/logs/error_log")"
+
+cs_curl() { # who port path [curl args]
+    local who=$1 port=$2 path=$3
+    shift 3
+    curl -sS --noproxy '*' --max-time 30 --cacert "$pki/clients-ca.crt" \
+        --cert "$pki/$who.crt" --key "$pki/$who.key" "$@" \
+        --url "https://127.0.0.1:$port$path"
+}
+# req METHOD PATH [BODY]: as admin on the first CertService; sets code, body
+req() {
+    local rf=$tmp/work/req.$BASHPID args=(-X "$1" -o "$tmp/work/req.$BASHPID.body" -w '%{http_code}')
+    [ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
+    rm -f "$rf.body"
+    code=$(cs_curl admin "${PORT:-$cs_port}" "$2" "${args[@]}" 2>"$rf.err") || code=000
+    body=$(cat "$rf.body" 2>/dev/null)
+    [ "$code" != 000 ] || body="curl: $(cat "$rf.err")"
+}
+jqb() { jq -r "$@" <<<"$body"; }
+req GET "/v1/domains?limit=1"
+[ "$code" = 200 ] || bail "CertService answers GET /v1/domains with $code: $body"
+ok "CertService started with ACME (directory through ca-proxy.py)"
+
+# --- proxy -------------------------------------------------------------------
+
+{
+    common_conf "$pxdir"
+    load macro_module mod_macro.so mod_macro.c
+    load proxy_module mod_proxy.so mod_proxy.c
+    load proxy_http_module mod_proxy_http.so mod_proxy_http.c
+    echo "LoadModule macro_gen_module $MG_MODULE"
+    echo "LoadModule certsync_module $CSY_MODULE"
+    cat <<EOF
+Listen 127.0.0.1:$px_port https
+Listen 127.0.0.1:$st_port http
+Listen 127.0.0.1:$http_port http
+LogLevel warn certsync:info
+
+CertSyncServiceURL        https://127.0.0.1:$cs_port
+CertSyncClientCertificate $pki/proxy.crt $pki/proxy.key
+CertSyncServiceCA         $pki/clients-ca.crt
+CertSyncWrappingKey       $pki/wrap1.crt $pki/wrap1.key
+CertSyncStoreDir          $store
+CertSyncInterval          1 0
+CertSyncPool              acme
+CertSyncHost              acme-proxy
+CertSyncDrainTime         0
+CertSyncProbe             127.0.0.1:$px_port
+CertSyncRestartTimeout    30
+
+<VirtualHost 127.0.0.1:$px_port>
+    ServerName fallback.e2e.invalid
+    SSLEngine on
+    SSLCertificateFile    $pki/fallback.crt
+    SSLCertificateKeyFile $pki/fallback.key
+</VirtualHost>
+<Macro TLSHost \$domain \$certdir>
+    <VirtualHost 127.0.0.1:$px_port>
+        ServerAlias \$domain
+        SSLEngine on
+        SSLCertificateFile    \$certdir/fullchain.pem
+        SSLCertificateKeyFile \$certdir/privkey.pem
+    </VirtualHost>
+</Macro>
+MacroGenerate TLSHost $store/manifest
+
+# The http-01 relay (docs/acme-relay.md): port 80 of every proxy, any host.
+<VirtualHost 127.0.0.1:$http_port>
+    ServerName acme-relay.invalid
+    CustomLog $pxdir/logs/relay_log "%{Host}i %r %>s"
+    SSLProxyEngine on
+    SSLProxyVerify require
+    SSLProxyCACertificateFile $pki/clients-ca.crt
+    SSLProxyMachineCertificateFile $pki/proxy.pem
+    ProxyPass        /.well-known/acme-challenge/ https://localhost:$cs_port/acme-challenge/ timeout=10
+    ProxyPassReverse /.well-known/acme-challenge/ https://localhost:$cs_port/acme-challenge/
+</VirtualHost>
+
+<VirtualHost 127.0.0.1:$st_port>
+    <Location /certsync-status>
+        SetHandler certsync-status
+    </Location>
+</VirtualHost>
+EOF
+} >"$pxdir/httpd.conf"
+start_httpd "$pxdir" "$st_port" && wait_port "$px_port" && wait_port "$http_port" \
+    || bail "the proxy did not start: $(tail -5 "$pxdir/start.log" "$pxdir/logs/error_log")"
+ok "proxy started: TLS $px_port, http-01 relay $http_port, status $st_port"
+
+# The relay answers nothing that is not in progress.
+c=$(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' \
+    -H 'Host: nothing.test' "http://127.0.0.1:$http_port/.well-known/acme-challenge/abcDEF123")
+is "$c" 404 "the relay answers 404 for a token not in progress"
+
+# --- probing -----------------------------------------------------------------
+
+norm_serial() {
+    local s
+    s=$(tr 'A-F' 'a-f' <<<"$1" | sed 's/^0*//')
+    echo "${s:-0}"
+}
+served() { # SNI name: the serial presented ("none": no handshake)
+    local s
+    s=$(timeout 10 openssl s_client -connect "127.0.0.1:$px_port" \
+            -servername "$1" </dev/null 2>/dev/null \
+        | openssl x509 -noout -serial 2>/dev/null | sed 's/^serial=//')
+    if [ -n "$s" ]; then norm_serial "$s"; else echo none; fi
+}
+cs_serial() { # domain: the serial CertService has ("" if none)
+    req GET "/v1/domains/$1"
+    jqb '.serial // ""'
+}
+# wait_for SECONDS CMD...: until CMD succeeds; status 1 on timeout
+wait_for() {
+    local limit=$(($(date +%s) + $1))
+    shift
+    while ! "$@"; do
+        [ "$(date +%s)" -lt "$limit" ] || return 1
+        sleep 1
+    done
+}
+# domains_active D...: every one has a serial at CertService
+domains_active() {
+    local d
+    for d in "$@"; do
+        [ -n "$(cs_serial "$d")" ] || return 1
+    done
+}
+# served_all D...: the proxy presents CertService's serial for every one
+served_all() {
+    local d
+    for d in "$@"; do
+        [ "$(served "$d")" = "$(norm_serial "$(cs_serial "$d")")" ] || return 1
+    done
+}
+
+# =============================================================================
+section "1. $NDOM domains through pebble, validated over http-01 by the proxy"
+
+domains=()
+for i in $(seq 1 "$NDOM"); do
+    domains+=("d$i.acme.test")
+done
+codes=
+for d in "${domains[@]}"; do
+    req PUT "/v1/domains/$d" '{}'
+    codes="$codes$code "
+done
+is "$(tr ' ' '\n' <<<"$codes" | sort -u | tr '\n' ' ')" " 202 " \
+    "PUT /v1/domains/D answers 202 (queued) for all $NDOM"
+req GET "/v1/domains/d1.acme.test"
+diag "just queued: $(jqb -c '{state, acme}')"
+t1=$(date +%s)
+if wait_for 240 domains_active "${domains[@]}"; then
+    ok "all $NDOM domains have a certificate ($(($(date +%s) - t1)) s)"
+else
+    notok "all $NDOM domains have a certificate"
+    for d in "${domains[@]}"; do
+        req GET "/v1/domains/$d"
+        diag "$d: $(jqb -c '{state, serial, last_error, acme}')"
+    done
+fi
+req GET "/v1/domains/d1.acme.test"
+is "$(jqb '.acme.state')/$(jqb '.acme.attempts')" "valid/0" \
+    "the queue shows the job valid, no failed attempt"
+life=$(( $(jqb .not_after) - $(jqb .not_before) ))
+renew=$(jqb .acme.renew_at)
+nb=$(jqb .not_before)
+frac=$(( life > 0 ? (renew - nb) * 1000 / life : 0 ))
+[ "$frac" -ge 610 ] && [ "$frac" -le 670 ]
+okif $? "renewal scheduled at ${frac} per mille of the lifetime the certificate states ($life s)"
+# Certificates issued within seconds of each other: renewals spread over
+# the jitter (5% of the lifetime), all distinct.
+ras=$(for d in "${domains[@]}"; do req GET "/v1/domains/$d"; jqb .acme.renew_at; done | sort -n)
+spread=$(( ($(tail -1 <<<"$ras") - $(head -1 <<<"$ras")) * 1000 / life ))
+[ "$(uniq <<<"$ras" | wc -l)" = "$NDOM" ] && [ "$spread" -ge $((NDOM >= 10 ? 25 : 5)) ]
+okif $? "their renewals are spread: $NDOM distinct times over ${spread} per mille of the lifetime (no renewal storm)"
+
+# The chain is pebble's.
+curl -sS --noproxy '*' --cacert "$pki/acme-tls-ca.crt" \
+    "https://127.0.0.1:$pebble_mgmt/roots/0" >"$tmp/work/pebble-root.pem"
+curl -sS --noproxy '*' --cacert "$pki/acme-tls-ca.crt" \
+    "https://127.0.0.1:$pebble_mgmt/intermediates/0" >"$tmp/work/pebble-int.pem"
+grep -q 'BEGIN CERTIFICATE' "$tmp/work/pebble-root.pem" \
+    || diag "no pebble root: $(head -c 200 "$tmp/work/pebble-root.pem")"
+
+if wait_for 120 served_all "${domains[@]}"; then
+    ok "the proxy serves every domain with the serial CertService has"
+else
+    notok "the proxy serves every domain with the serial CertService has"
+    for d in "${domains[@]}"; do
+        diag "$d: served $(served "$d"), CertService $(cs_serial "$d")"
+    done
+fi
+bad=0
+for d in "${domains[@]}"; do
+    timeout 10 openssl s_client -connect "127.0.0.1:$px_port" -servername "$d" \
+        -showcerts </dev/null 2>/dev/null \
+        | awk '/BEGIN CERT/{n++} n{print > ("'"$tmp/work/c"'" n ".pem")} /END CERT/{}' 
+    # c1 leaf, c2 intermediate
+    if ! openssl verify -CAfile "$tmp/work/pebble-root.pem" \
+            -untrusted "$tmp/work/c2.pem" "$tmp/work/c1.pem" >/dev/null 2>&1 \
+       || ! cmp -s <(openssl x509 -in "$tmp/work/c2.pem" -outform DER) \
+                   <(openssl x509 -in "$tmp/work/pebble-int.pem" -outform DER) \
+       || ! openssl x509 -in "$tmp/work/c1.pem" -noout -ext subjectAltName \
+            | grep -q "DNS:$d\$"; then
+        bad=$((bad + 1))
+        diag "$d: chain not pebble's: $(openssl x509 -in "$tmp/work/c1.pem" -noout -issuer -subject 2>&1)"
+    fi
+    rm -f "$tmp/work"/c*.pem
+done
+is "$bad" 0 "every domain is served with pebble's chain (leaf for the name + pebble's intermediate, verifying to pebble's root)"
+finalized=$(castat finalize)
+[ "$finalized" -ge "$NDOM" ]
+okif $? "pebble finalized $finalized orders (validation on: each was validated by a request through the proxy)"
+missing=0
+for d in "${domains[@]}"; do
+    grep -qE "^$d(:$http_port)? GET /\.well-known/acme-challenge/[A-Za-z0-9_-]+ HTTP/1\.1 200\$" \
+        "$pxdir/logs/relay_log" || missing=$((missing + 1))
+done
+is "$missing" 0 "for every domain the CA fetched its token through the proxy's relay (200 in the relay's log)"
+
+# =============================================================================
+section "2. a domain that does not resolve to us"
+
+cts /add-a '{"host":"elsewhere.acme.test.","addresses":["127.0.0.2"]}'
+req PUT /v1/domains/elsewhere.acme.test '{}'
+is "$code" 202 "PUT of a domain resolving to 127.0.0.2 is queued"
+attempts_ge() { # domain n
+    req GET "/v1/domains/$1"
+    [ "$(jqb '.acme.attempts')" -ge "$2" ] 2>/dev/null
+}
+wait_for 60 attempts_ge elsewhere.acme.test 1
+req GET /v1/domains/elsewhere.acme.test
+err=$(jqb '.last_error // ""')
+diag "last_error: $err"
+grep -q 'urn:ietf:params:acme:error:' <<<"$err" && [ "$(jqb .state)" = error ]
+okif $? "the failure is visible in GET /v1/domains/D with the CA's error (state error)"
+first_next=$(( $(jqb .acme.next_attempt) - $(jqb .updated) ))
+wait_for 60 attempts_ge elsewhere.acme.test 3
+req GET /v1/domains/elsewhere.acme.test
+third_next=$(( $(jqb .acme.next_attempt) - $(jqb .updated) ))
+diag "attempt 1: next in ${first_next} s; attempt $(jqb .acme.attempts): next in ${third_next} s"
+[ "$(jqb .acme.attempts)" -ge 3 ] && [ "$third_next" -gt "$first_next" ]
+okif $? "it is retried with a growing backoff"
+[ -z "$(jqb '.serial // ""')" ]
+okif $? "no certificate for it"
+is "$(served elsewhere.acme.test)" \
+   "$(norm_serial "$(openssl x509 -in "$pki/fallback.crt" -noout -serial | sed 's/^serial=//')")" \
+   "the proxy does not serve it (fallback certificate)"
+[ "$(castat 'orders_for["elsewhere.acme.test"]')" -ge 1 ]
+okif $? "without the pre-check, orders for it reached the CA ($(castat 'orders_for["elsewhere.acme.test"]'))"
+req DELETE /v1/domains/elsewhere.acme.test
+
+# The pre-check keeps such a domain from the CA.
+stop_httpd "$csdir"
+write_cs "$csdir" "$cs_port" 1000 60 \
+    "CertServiceACMEPreCheck $http_port 127.0.0.1:$dns_port"
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart"
+cts /add-a '{"host":"pc-bad.acme.test.","addresses":["127.0.0.2"]}'
+req PUT /v1/domains/pc-good.acme.test '{}'
+req PUT /v1/domains/pc-bad.acme.test '{}'
+wait_for 60 domains_active pc-good.acme.test
+okif $? "with CertServiceACMEPreCheck, a domain that reaches us is issued"
+wait_for 60 attempts_ge pc-bad.acme.test 2
+req GET /v1/domains/pc-bad.acme.test
+diag "last_error: $(jqb .last_error)"
+grep -q 'pre-check: .*127.0.0.2' <<<"$(jqb .last_error)" \
+    && [ "$(jqb .acme.attempts)" -ge 2 ]
+okif $? "a domain that does not reach us fails the pre-check (visible, retried)"
+is "$(castat 'orders_for["pc-bad.acme.test"] // 0')" 0 \
+    "no order for it reached the CA (nothing counts against the CA's limits)"
+req DELETE /v1/domains/pc-bad.acme.test
+stop_httpd "$csdir"
+write_cs "$csdir" "$cs_port" 1000 60
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart"
+
+# =============================================================================
+section "3. bad nonces"
+
+bn=$(castat bad_nonce)
+diag "badNonce answers from pebble so far: $bn"
+[ "$bn" -ge 1 ]
+okif $? "pebble refused nonces ($bn badNonce answers) and every order still completed"
+
+# =============================================================================
+section "4. rate limits"
+
+nb0=$(castat new_order)
+fault ratelimit '{"count": 2, "retry_after": 6}' >/dev/null
+req PUT /v1/domains/limited.acme.test '{}'
+wait_for 30 attempts_ge limited.acme.test 1
+req GET /v1/domains/limited.acme.test
+err=$(jqb '.last_error // ""')
+diag "last_error: $err"
+grep -q rateLimited <<<"$err"
+okif $? "a 429 from the CA is visible (rateLimited)"
+t_limited=$(date +%s)
+req PUT /v1/domains/limited2.acme.test '{}'
+sleep 3
+is "$(castat rate_limited)" 1 "during the CA's Retry-After nobody else orders (cluster-wide pause)"
+if wait_for 60 domains_active limited.acme.test limited2.acme.test; then
+    ok "after the pause both are issued ($(($(date +%s) - t_limited)) s)"
+else
+    notok "after the pause both are issued"
+fi
+# CertService's own limiter, shared by two instances on one database.
+stop_httpd "$csdir"
+write_cs "$csdir" "$cs_port" 3 40
+write_cs "$cs2dir" "$cs2_port" 3 40
+start_httpd "$csdir" "$cs_port" && start_httpd "$cs2dir" "$cs2_port" \
+    || bail "CertService did not restart"
+o0=$(castat orders_created)
+lim=()
+for i in 1 2 3 4 5 6; do
+    lim+=("lim$i.acme.test")
+    if [ $((i % 2)) = 0 ]; then PORT=$cs2_port req PUT "/v1/domains/lim$i.acme.test" '{}'
+    else req PUT "/v1/domains/lim$i.acme.test" '{}'; fi
+done
+sleep 15
+o1=$(($(castat orders_created) - o0))
+active=0
+for d in "${lim[@]}"; do
+    [ -n "$(cs_serial "$d")" ] && active=$((active + 1))
+done
+diag "after 15 s: the CA created $o1 orders, $active of 6 domains issued"
+[ "$o1" -le 3 ] && [ "$active" -le 3 ]
+okif $? "CertServiceACMELimit 3 per 40 s holds across two instances on one database"
+grep -h 'CS00018' "$csdir/logs/error_log" "$cs2dir/logs/error_log" | tail -2 \
+    | while read -r l; do diag "$l"; done
+if wait_for 90 domains_active "${lim[@]}"; then
+    ok "the rest are issued in the next window"
+else
+    notok "the rest are issued in the next window"
+fi
+stop_httpd "$cs2dir"
+stop_httpd "$csdir"
+write_cs "$csdir" "$cs_port" 1000 60
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart"
+
+# =============================================================================
+section "5. CA down"
+
+stop_pebble
+stop_caproxy
+req PUT /v1/domains/down.acme.test '{}'
+wait_for 30 attempts_ge down.acme.test 2
+req GET /v1/domains/down.acme.test
+err=$(jqb '.last_error // ""')
+diag "last_error: $err"
+[ "$(jqb .acme.attempts)" -ge 2 ] && grep -q 'CA unreachable' <<<"$err"
+okif $? "CA down (connection refused): the failure is visible and retried"
+# A new pebble, certificates of 90 s from now on (step 6).
+start_pebble 90 || bail "pebble did not start again"
+start_caproxy || bail "ca-proxy.py did not start again"
+if wait_for 60 domains_active down.acme.test; then
+    ok "pebble back (a new one): the domain is issued"
+else
+    notok "pebble back (a new one): the domain is issued"
+fi
+
+# =============================================================================
+section "6. renewal"
+
+req GET /v1/domains/down.acme.test
+s1=$(jqb .serial)
+life=$(( $(jqb .not_after) - $(jqb .not_before) ))
+renew_in=$(( $(jqb .acme.renew_at) - $(date +%s) ))
+diag "lifetime $life s (from the certificate), renewal in $renew_in s"
+req GET "/v1/changes?since=0&limit=1000"
+seq1=$(jqb '[.changes[] | select(.domain == "down.acme.test")] | last | .seq')
+renewed() {
+    local s
+    s=$(cs_serial down.acme.test)
+    [ -n "$s" ] && [ "$s" != "$s1" ]
+}
+if wait_for 120 renewed; then
+    s2=$(cs_serial down.acme.test)
+    ok "renewed by itself at about two thirds of its $life s lifetime"
+else
+    s2=
+    notok "renewed by itself at about two thirds of its $life s lifetime"
+fi
+req GET "/v1/changes?since=$seq1&limit=1000"
+is "$(jqb --arg s "$s2" '[.changes[] | select(.domain == "down.acme.test" and .op == "upsert" and .serial == $s)] | length')" 1 \
+    "the renewal is in the change feed"
+if [ -n "$s2" ] && wait_for 60 served_all down.acme.test; then
+    ok "the proxy serves the renewed certificate"
+else
+    notok "the proxy serves the renewed certificate (served $(served down.acme.test), want $s2)"
+fi
+
+# ARI: the directory offers renewalInfo; the window decides.
+now=$(date +%s)
+fault ari "{\"start\": $((now + 20)), \"end\": $((now + 30)), \"retry_after\": 5}" >/dev/null
+stop_httpd "$csdir"   # a fresh directory fetch
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart"
+req PUT /v1/domains/ari.acme.test '{}'
+wait_for 60 domains_active ari.acme.test
+req GET /v1/domains/ari.acme.test
+sa=$(jqb .serial)
+ra=$(jqb .acme.renew_at)
+diag "ARI window $((now + 20))..$((now + 30)); renewal planned at $ra"
+[ "$ra" -ge $((now + 20)) ] && [ "$ra" -lt $((now + 30)) ]
+okif $? "with renewalInfo offered, the renewal is planned inside the CA's window"
+ari_renewed() {
+    local s
+    s=$(cs_serial ari.acme.test)
+    [ -n "$s" ] && [ "$s" != "$sa" ]
+}
+wait_for 60 ari_renewed
+t_ari=$(date +%s)
+[ "$t_ari" -ge $((now + 20)) ]
+okif $? "renewed inside the window (at +$((t_ari - now)) s), before two thirds of the lifetime"
+fault ari '{"end": 0}' >/dev/null
+[ "$(castat renewal_info)" -ge 1 ]
+okif $? "renewalInfo was asked ($(castat renewal_info) times)"
+
+# =============================================================================
+section "7. account key rollover, revocation"
+
+req GET /v1/acme/account
+acct1=$(jqb .account)
+thumb1=$(jqb .key_thumbprint)
+req POST /v1/acme/account/key-change '{}'
+is "$code" 200 "POST /v1/acme/account/key-change: 200 ($(jqb -c . | head -c 300))"
+[ "$(jqb .account)" = "$acct1" ] && [ -n "$thumb1" ] \
+    && [ "$(jqb .key_thumbprint)" != "$thumb1" ]
+okif $? "same account, new key"
+req PUT /v1/domains/after-rollover.acme.test '{}'
+if wait_for 60 domains_active after-rollover.acme.test; then
+    ok "orders after the rollover succeed (signed with the new key)"
+else
+    req GET /v1/domains/after-rollover.acme.test
+    notok "orders after the rollover succeed: $(jqb -c .acme)"
+fi
+req GET /v1/domains/after-rollover.acme.test
+rs=$(jqb .serial)
+req POST /v1/domains/after-rollover.acme.test/revoke '{"reason": 4}'
+is "$code" 202 "POST /v1/domains/D/revoke: 202 (revoked, new certificate queued)"
+st=$(curl -sS --noproxy '*' --cacert "$pki/acme-tls-ca.crt" \
+    "https://127.0.0.1:$pebble_mgmt/cert-status-by-serial/$rs" | jq -r .Status)
+is "$st" Revoked "pebble reports serial $rs revoked"
+replaced() {
+    local s
+    s=$(cs_serial after-rollover.acme.test)
+    [ -n "$s" ] && [ "$s" != "$rs" ]
+}
+wait_for 60 replaced
+okif $? "the revoked certificate is replaced"
+
+# Alternate chains: pebble offers one to its second root.
+curl -sS --noproxy '*' --cacert "$pki/acme-tls-ca.crt" \
+    "https://127.0.0.1:$pebble_mgmt/roots/1" >"$tmp/work/root1.pem"
+alt_cn=$(openssl x509 -in "$tmp/work/root1.pem" -noout -subject -nameopt multiline \
+    | sed -n 's/^ *commonName *= *//p')
+diag "alternate root: $alt_cn"
+stop_httpd "$csdir"
+write_cs "$csdir" "$cs_port" 1000 60 "CertServiceACMEPreferredChain \"$alt_cn\""
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart"
+req PUT /v1/domains/alt-chain.acme.test '{}'
+wait_for 60 domains_active alt-chain.acme.test
+cs_curl proxy "$cs_port" /v1/bundles/alt-chain.acme.test | jq -r .chain_pem \
+    >"$tmp/work/alt-chain.pem"
+n_certs=$(grep -c 'BEGIN CERT' "$tmp/work/alt-chain.pem")
+openssl verify -CAfile "$tmp/work/root1.pem" -untrusted "$tmp/work/alt-chain.pem" \
+    "$tmp/work/alt-chain.pem" >/dev/null 2>&1
+okif $? "CertServiceACMEPreferredChain picks the alternate chain (verifies to pebble's second root; $n_certs certificates)"
+
+# No unexpected errors in the logs.
+errs=$(grep -h -E '\[(crit|alert|emerg)\]|AH00052|Segmentation' \
+    "$csdir/logs/error_log" "$pxdir/logs/error_log" 2>/dev/null | head -5)
+is "$errs" "" "no crash or critical line in the error logs"
+
+echo "# $(($(date +%s) - T0)) s"
+echo "$npass passed, $nfail failed"
+[ "$nfail" = 0 ]
