@@ -54,9 +54,13 @@ if [ "$(id -u)" = 0 ]; then
     "$top/build/install-deps.sh"
 fi
 cd "$top"
-if ! for m in proxy_protocol certservice certsync macro_gen; do
-         [ -f "mod_$m/.libs/mod_$m.so" ] || exit 1
-     done; then
+built() { # every module is in the build tree
+    local m
+    for m in proxy_protocol certservice certsync macro_gen; do
+        [ -f "mod_$m/.libs/mod_$m.so" ] || return 1
+    done
+}
+if ! built; then
     say "building"
     [ -x configure ] || ./autogen.sh >/dev/null 2>&1
     [ -f Makefile ] || ./configure >/dev/null
