@@ -26,10 +26,14 @@
 # builds if needed; the httpd children then run as nobody.
 # Ports: DEMO_PORT (default 8440) to DEMO_PORT+32, on 127.0.0.1.
 # DEMO_KEEP=1 keeps the temporary directory (logs, stores, database).
+# DEMO_ACTIVATION=dynamic runs the proxies in dynamic mode instead: one
+# catch-all TLS virtual host, certificates chosen per handshake, live
+# without any restart (docs/mod_certsync.md, "Dynamic activation").
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 port=${DEMO_PORT:-8440}
+export POOL_ACTIVATION=${DEMO_ACTIVATION:-${POOL_ACTIVATION:-vhost}}
 issuer=${DEMO_ISSUER:-acme}
 if [ "$issuer" = acme ]; then
     domains=(shop.example blog.example hello.apps.example)
@@ -122,8 +126,13 @@ for d in "${domains[@]}"; do
     echo "$(elapsed)  PUT /v1/domains/$d  -> serial ${serial[$d]}"
 done
 
-say "rollout: each proxy syncs, takes the pool's restart lease, drains, restarts, probes"
-echo "       (one proxy at a time: CertServiceMaxUnavailable 1; HAProxy's view on the right)"
+if [ "$POOL_ACTIVATION" = dynamic ]; then
+    say "dynamic activation: each proxy syncs and serves the new certificates at once, no restart"
+    echo "       (HAProxy's view on the right)"
+else
+    say "rollout: each proxy syncs, takes the pool's restart lease, drains, restarts, probes"
+    echo "       (one proxy at a time: CertServiceMaxUnavailable 1; HAProxy's view on the right)"
+fi
 declare -A last done_count
 deadline=$(( $(date +%s) + 120 ))
 while :; do
