@@ -34,6 +34,9 @@
 #define CSY_MAX_CHAIN   (256 * 1024)
 #define CSY_MAX_CMS     (64 * 1024)
 #define CSY_LOAD_TRIES  3
+/* After a new version failed to load, the old one keeps serving and the
+ * new one is tried again after this long, not at every handshake. */
+#define CSY_RETRY_AFTER apr_time_from_sec(5)
 
 /* ------------------------------------------------------------------ */
 /* Names and the shared generation table                               */
@@ -72,6 +75,16 @@ void csy_gen_bump(csy_shared_t *sh, const char *name)
 {
     __atomic_add_fetch(&sh->slot[fnv1a(name) & (CSY_GEN_SLOTS - 1)], 1,
                        __ATOMIC_RELEASE);
+    __atomic_add_fetch(&sh->changes, 1, __ATOMIC_RELAXED);
+}
+
+void csy_gen_bump_all(csy_shared_t *sh)
+{
+    apr_size_t i;
+
+    for (i = 0; i < CSY_GEN_SLOTS; i++) {
+        __atomic_add_fetch(&sh->slot[i], 1, __ATOMIC_RELEASE);
+    }
     __atomic_add_fetch(&sh->changes, 1, __ATOMIC_RELAXED);
 }
 
@@ -345,9 +358,10 @@ static apr_status_t load_version(csy_bundle_t *b, apr_pool_t *p,
     while (*rest == '\r' || *rest == '\n' || *rest == ' ' || *rest == '\t') {
         rest++;
     }
-    if ((rv = cs_pem_read_certs(&certs, p, pem, (apr_size_t)(rest - pem),
-                                why))) {
-        return rv;
+    /* From here on an error is the content's, never a file gone
+     * (APR_ENOENT would make the caller read the version again). */
+    if (cs_pem_read_certs(&certs, p, pem, (apr_size_t)(rest - pem), why)) {
+        return APR_EINVAL;
     }
     b->chain = *rest ? chain_get(chains, p, rest,
                                  pem_len - (apr_size_t)(rest - pem), why)
@@ -359,7 +373,7 @@ static apr_status_t load_version(csy_bundle_t *b, apr_pool_t *p,
                        wrap_keys, why);
     OPENSSL_cleanse(cms, cms_len);
     if (rv) {
-        return rv;
+        return APR_STATUS_IS_ENOENT(rv) ? APR_EINVAL : rv;
     }
     if (X509_check_private_key(APR_ARRAY_IDX(certs, 0, X509 *), key) != 1) {
         ERR_clear_error();
@@ -415,12 +429,14 @@ static apr_status_t bundle_load(csy_bundle_t **pb, chains_t *chains,
         b->chain = NULL;
         apr_pool_clear(p);
     }
+    /* why may live in p: formatted before p goes.  A name the store
+     * does not have is no error worth a log line. */
+    if (rv && !APR_STATUS_IS_NOTFOUND(rv) && err && errlen) {
+        apr_snprintf(err, errlen, "%s (serial %s): %s", name,
+                     b->serial[0] ? b->serial : "-", why);
+    }
     apr_pool_destroy(p);
     if (rv) {
-        if (err && errlen) {
-            apr_snprintf(err, errlen, "%s (serial %s): %s", name,
-                         b->serial[0] ? b->serial : "-", why);
-        }
         b->refs = 1;
         csy_bundle_release(b);
         return rv;
@@ -458,6 +474,8 @@ struct entry_t {
     csy_bundle_t *b;
     apr_uint32_t hash;
     apr_uint32_t gen;
+    apr_uint32_t failed_gen;        /* slot value whose version failed */
+    apr_time_t retry_at;            /* ... tried again not before this */
 };
 
 struct csy_cache_t {
@@ -585,6 +603,7 @@ static void store_entry(csy_cache_t *c, entry_t *e, apr_uint32_t h,
     }
     e->b = b;
     e->gen = gen;
+    e->retry_at = 0;
     lru_front(c, e);
     while (c->count > c->capacity) {
         drop(c, c->lru.prev);
@@ -606,7 +625,9 @@ static apr_status_t lookup_exact(csy_bundle_t **pb, csy_cache_t *c,
 
     apr_thread_mutex_lock(c->mu);
     e = find(c, h, name);
-    if (e && e->gen == gen) {
+    if (e && (e->gen == gen
+              || (e->retry_at && e->failed_gen == gen
+                  && apr_time_now() < e->retry_at))) {
         lru_unlink(e);
         lru_front(c, e);
         bundle_ref(e->b);
@@ -655,9 +676,10 @@ static apr_status_t lookup_exact(csy_bundle_t **pb, csy_cache_t *c,
     else {
         COUNT(c, errors);
         if (e) {
-            /* What was serving keeps serving; try again at the next
-             * change of this slot, not at every handshake. */
-            e->gen = gen;
+            /* What was serving keeps serving; the new version is tried
+             * again in a few seconds (the slot stays unmatched). */
+            e->failed_gen = gen;
+            e->retry_at = apr_time_now() + CSY_RETRY_AFTER;
             bundle_ref(e->b);
             *pb = e->b;
             rv = APR_SUCCESS;
@@ -682,6 +704,9 @@ apr_status_t csy_cache_lookup(csy_bundle_t **pb, csy_cache_t *c,
     rv = lookup_exact(pb, c, name, err, errlen);
     if (APR_STATUS_IS_NOTFOUND(rv) && dot && strchr(dot + 1, '.')
         && name[0] != '*') {
+        if (err && errlen) {
+            err[0] = '\0';
+        }
         apr_snprintf(wild, sizeof(wild), "*%s", dot);
         rv = lookup_exact(pb, c, wild, err, errlen);
     }

@@ -51,6 +51,11 @@ apr_uint32_t csy_gen_get(const csy_shared_t *sh, const char *name);
 /** Tell every worker that name changed (after the store has it). */
 void csy_gen_bump(csy_shared_t *sh, const char *name);
 
+/** Every name may have changed (a new sync daemon: what happened between
+ * the last one's cycle and its death is unknown).  Workers check each
+ * cached entry once more (one readlink). */
+void csy_gen_bump_all(csy_shared_t *sh);
+
 /** A domain's chain and key; reference counted, shared by threads. */
 typedef struct csy_bundle_t csy_bundle_t;
 struct csy_bundle_t {
@@ -108,8 +113,9 @@ apr_status_t csy_cache_create(csy_cache_t **c, apr_pool_t *p,
  * The bundle for a client's server name (as csy_sni_name gives it): the
  * exact name, else the wildcard "*.parent".  On APR_SUCCESS *b holds a
  * reference the caller releases.  APR_NOTFOUND: the store serves neither.
- * An unreadable new version keeps the cached one serving (err says why);
- * with nothing cached the error is returned.
+ * An unreadable new version keeps the cached one serving (err says why)
+ * and is tried again after a few seconds; with nothing cached the error
+ * is returned.  err is left empty for names the store does not have.
  */
 apr_status_t csy_cache_lookup(csy_bundle_t **b, csy_cache_t *c,
                               const char *name, char *err,

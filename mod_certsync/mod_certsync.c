@@ -326,6 +326,13 @@ static const char *csy_set_cache_size(cmd_parms *cmd, void *dummy,
 
 static const char *csy_set_catch_all(cmd_parms *cmd, void *dummy, int on)
 {
+    /* In the main server it would reach every virtual host without
+     * certsync directives, taking their names from them. */
+    if (!cmd->server->is_virtual) {
+        return apr_psprintf(cmd->pool, "%s belongs in the catch-all TLS "
+                            "<VirtualHost>, not in the main server",
+                            cmd->cmd->name);
+    }
     csy_conf(cmd->server)->catch_all = on;
     return NULL;
 }
@@ -1227,9 +1234,13 @@ static void csy_dyn_activate(csy_daemon_t *d, apr_pool_t *p,
     if (whole) {
         rv = csy_store_prune(d->store, p, NULL);
     }
-    for (hi = apr_hash_first(p, res->removed_set); hi && !whole && !rv;
+    for (hi = apr_hash_first(p, res->removed_set); hi && !whole;
          hi = apr_hash_next(hi)) {
-        rv = csy_store_remove(d->store, p, apr_hash_this_key(hi));
+        apr_status_t rv2 = csy_store_remove(d->store, p,
+                                            apr_hash_this_key(hi));
+        if (rv2 != APR_SUCCESS && rv == APR_SUCCESS) {
+            rv = rv2;           /* go on with the others */
+        }
     }
     for (hi = apr_hash_first(p, res->made_current); hi && !whole;
          hi = apr_hash_next(hi)) {
@@ -1337,6 +1348,11 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CYLOGNO(00011)
                      "sync daemon: cannot prune the store %s",
                      conf->store_dir);
+    }
+    if (conf->dynamic == 1 && csy_shared) {
+        /* A daemon before this one may have died between a cycle and its
+         * activation: let the workers check everything they cache. */
+        csy_gen_bump_all(csy_shared);
     }
 
     /* What the previous generation knew. */
@@ -1616,6 +1632,7 @@ static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     apr_status_t rv;
 
     csy_main_conf = conf;
+    csy_shared = NULL;          /* the last generation's went with pconf */
     if (csy_dyn_check(pconf, s) != OK) {
         return !OK;
     }
@@ -1773,6 +1790,13 @@ static int csy_ssl_init_server(server_rec *s, apr_pool_t *p, int is_proxy,
 /* Status                                                              */
 /* ------------------------------------------------------------------ */
 
+/* The store's settings: the main server's (a virtual host with a certsync
+ * directive of its own, CertSyncCatchAll say, has no merged copy). */
+static const csy_conf_t *csy_store_conf(request_rec *r)
+{
+    return csy_main_conf ? csy_main_conf : csy_conf(r->server);
+}
+
 static json_t *csy_read_state(request_rec *r, const csy_conf_t *conf)
 {
     json_error_t jerr;
@@ -1852,7 +1876,7 @@ static void csy_html(request_rec *r, json_t *state)
  * host is about to restart.  (agent-check: CertSyncAgent.) */
 static int csy_health_handler(request_rec *r)
 {
-    const csy_conf_t *conf = csy_conf(r->server);
+    const csy_conf_t *conf = csy_store_conf(r);
     apr_file_t *f;
     char buf[16] = "";
     apr_size_t n = sizeof(buf) - 1;
@@ -1883,7 +1907,7 @@ static int csy_health_handler(request_rec *r)
  */
 static void csy_dyn_status(request_rec *r, json_t *state)
 {
-    const csy_conf_t *conf = csy_conf(r->server);
+    const csy_conf_t *conf = csy_main_conf;
     csy_cache_info_t info = { 0, 0 };
     csy_store_t *store;
     apr_array_header_t *domains = NULL;
@@ -1953,7 +1977,7 @@ static int csy_status_handler(request_rec *r)
     if (r->method_number != M_GET) {
         return HTTP_METHOD_NOT_ALLOWED;
     }
-    state = csy_read_state(r, csy_conf(r->server));
+    state = csy_read_state(r, csy_store_conf(r));
     if (!state) {
         /* The daemon has not written anything yet (or is not running). */
         state = json_pack("{s:s, s:s, s:s}", "state", "starting", "health",
@@ -1986,7 +2010,7 @@ static int csy_status_handler(request_rec *r)
 /* A section in mod_status's server-status page. */
 static int csy_status_hook(request_rec *r, int flags)
 {
-    json_t *state = csy_read_state(r, csy_conf(r->server));
+    json_t *state = csy_read_state(r, csy_store_conf(r));
 
     if (!state) {
         return OK;

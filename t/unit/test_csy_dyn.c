@@ -237,12 +237,21 @@ static void test_cache(void)
     b = get(c, "x.wild.test", &rv, err);
     CHECK(rv == APR_SUCCESS && b && !strcmp(b->serial, w)
           && !strcmp(b->name, "*.wild.test"));
+    CHECK(err[0] == '\0');                  /* nothing to log */
     csy_bundle_release(b);
     b = get(c, "a.b.wild.test", &rv, err);   /* one label only */
     CHECK(b == NULL && APR_STATUS_IS_NOTFOUND(rv));
     b = get(c, "wild.test", &rv, err);
     CHECK(b == NULL && APR_STATUS_IS_NOTFOUND(rv));
+    CHECK(err[0] == '\0');
     CHECK_EQ_INT((int)sh->unknown, 2);
+    /* A new daemon bumps every slot: cached entries are checked again
+     * (one readlink each), not reloaded. */
+    csy_gen_bump_all(sh);
+    b = get(c, "x.wild.test", &rv, err);
+    CHECK(b && !strcmp(b->serial, w));
+    csy_bundle_release(b);
+    CHECK_EQ_INT((int)sh->revalidated, 2);
 
     UNIT_CASE("cache: a bad new version keeps the old one serving");
     CHECK(install("a.test", 1) != NULL);
