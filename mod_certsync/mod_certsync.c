@@ -260,39 +260,30 @@ static const char *csy_set_batch(cmd_parms *cmd, void *dummy, const char *arg)
     return csy_int(cmd, arg, 1, 10000, &csy_conf(cmd->server)->batch_size);
 }
 
+/* A directive with two keywords: *out = 1 for `one`, 0 for `zero`. */
+static const char *csy_choice(cmd_parms *cmd, const char *arg,
+                              const char *one, const char *zero, int *out)
+{
+    if (!strcasecmp(arg, one) || !strcasecmp(arg, zero)) {
+        *out = !strcasecmp(arg, one);
+        return NULL;
+    }
+    return apr_psprintf(cmd->pool, "%s: '%s' is neither '%s' nor '%s'",
+                        cmd->cmd->name, arg, zero, one);
+}
+
 static const char *csy_set_activation(cmd_parms *cmd, void *dummy,
                                       const char *arg)
 {
-    csy_conf_t *conf = csy_conf(cmd->server);
-
-    if (!strcasecmp(arg, "vhost")) {
-        conf->dynamic = 0;
-        return NULL;
-    }
-    if (!strcasecmp(arg, "dynamic")) {
-        conf->dynamic = 1;
-        return NULL;
-    }
-    return apr_psprintf(cmd->pool, "%s: '%s' is neither 'vhost' nor "
-                        "'dynamic'", cmd->cmd->name, arg);
+    return csy_choice(cmd, arg, "dynamic", "vhost",
+                      &csy_conf(cmd->server)->dynamic);
 }
 
 static const char *csy_set_restart(cmd_parms *cmd, void *dummy,
                                    const char *arg)
 {
-    csy_conf_t *conf = csy_conf(cmd->server);
-
-    if (!strcasecmp(arg, "graceful")) {
-        conf->restart = 1;
-    }
-    else if (!strcasecmp(arg, "off")) {
-        conf->restart = 0;
-    }
-    else {
-        return apr_psprintf(cmd->pool, "%s: '%s' is neither 'graceful' nor "
-                            "'off'", cmd->cmd->name, arg);
-    }
-    return NULL;
+    return csy_choice(cmd, arg, "graceful", "off",
+                      &csy_conf(cmd->server)->restart);
 }
 
 /* CertSyncDrainTime, CertSyncLeaseTTL, CertSyncMinRestartInterval and
@@ -340,19 +331,8 @@ static const char *csy_set_catch_all(cmd_parms *cmd, void *dummy, int on)
 static const char *csy_set_unknown(cmd_parms *cmd, void *dummy,
                                    const char *arg)
 {
-    csy_conf_t *conf = csy_conf(cmd->server);
-
-    if (!strcasecmp(arg, "default")) {
-        conf->refuse_unknown = 0;
-    }
-    else if (!strcasecmp(arg, "refuse")) {
-        conf->refuse_unknown = 1;
-    }
-    else {
-        return apr_psprintf(cmd->pool, "%s: '%s' is neither 'default' nor "
-                            "'refuse'", cmd->cmd->name, arg);
-    }
-    return NULL;
+    return csy_choice(cmd, arg, "refuse", "default",
+                      &csy_conf(cmd->server)->refuse_unknown);
 }
 
 /* CertSyncProbe and CertSyncAgent: host:port. */
