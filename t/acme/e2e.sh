@@ -78,29 +78,6 @@ T0=$(date +%s)
 n=0
 npass=0
 nfail=0
-section() {
-    echo "# --- $* ($(($(date +%s) - T0)) s)"
-}
-okif() {
-    local rc=$1
-    shift
-    if [ "$rc" = 0 ]; then ok "$*"; else notok "$*"; fi
-}
-is() {
-    if [ "$1" = "$2" ]; then
-        ok "${*:3}"
-    else
-        notok "${*:3}"
-        diag "got:  '$1'"
-        diag "want: '$2'"
-    fi
-}
-bail() {
-    echo "Bail out! $*"
-    nfail=$((nfail + 1))
-    echo "$npass passed, $nfail failed"
-    exit 1
-}
 
 # --- Prerequisites -----------------------------------------------------------
 

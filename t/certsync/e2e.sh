@@ -71,33 +71,6 @@ T0=$(date +%s)
 n=0
 npass=0
 nfail=0
-# section TITLE: a diagnostic line with the time so far
-section() {
-    echo "# --- $* ($(($(date +%s) - T0)) s)"
-}
-# okif $? DESC...: ok if the status is 0.  (The status is passed, not
-# read inside: a command substitution in DESC would overwrite $?.)
-okif() {
-    local rc=$1
-    shift
-    if [ "$rc" = 0 ]; then ok "$*"; else notok "$*"; fi
-}
-# is GOT WANT DESC...
-is() {
-    if [ "$1" = "$2" ]; then
-        ok "${*:3}"
-    else
-        notok "${*:3}"
-        diag "got:  '$1'"
-        diag "want: '$2'"
-    fi
-}
-bail() {
-    echo "Bail out! $*"
-    nfail=$((nfail + 1))
-    echo "$npass passed, $nfail failed"
-    exit 1
-}
 
 # --- Prerequisites -----------------------------------------------------------
 

@@ -18,6 +18,8 @@
 #      configuration generation do not change (no restart).
 #   4. The status shows the cache counters and per-domain serials; no
 #      plaintext key is on disk; CertSyncUnknownName refuse refuses.
+#   5. Bad values of the dynamic-mode directives are refused, naming the
+#      directive and the value.
 #
 # Runs as root (workers as nobody) or as a normal user.  Needs the build
 # tree's modules and t/dynamic/hsclient (make check builds both), curl,
@@ -47,6 +49,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/certsuite-dyn.XXXXXX")
 chmod 755 "$work"
 cleanup() {
     pool_stop_all >/dev/null 2>&1
+    if [ "$nfail" != 0 ]; then
+        pool_log_tail 30 | sed 's/^/# /'
+    fi
     if [ "$nfail" != 0 ] || [ -n "${KEEP:-}" ]; then
         echo "# kept $work"
     else
@@ -55,20 +60,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-okif() { # DESC COMMAND...: ok if the command succeeds
-    local desc=$1
-    shift
-    if "$@"; then ok "$desc"; else notok "$desc"; fi
-}
-is() { # GOT WANT DESC
-    if [ "$1" = "$2" ]; then ok "$3"; else notok "$3 (got '$1', want '$2')"; fi
-}
-bail() {
-    echo "Bail out! $*"
-    pool_log_tail 30 | sed 's/^/# /'
-    exit 1
-}
 
 # cs_bulk METHOD FILE: METHOD /v1/domains/NAME for every name of FILE,
 # over one kept-alive connection; prints "NAME SERIAL" for each answer
@@ -206,7 +197,8 @@ s=$(openssl s_client -connect "127.0.0.1:$(tls_port)" -noservername \
 is "$s" "$fallback" "no SNI gets the virtual host's own certificate"
 echo '*.wild.dyn.test' >"$work/wild"
 w=$(cs_bulk PUT "$work/wild")
-okif "wildcard issued" test -n "$w"
+test -n "$w"
+okif $? "wildcard issued"
 if wait_synced x.wild.dyn.test "${w#* }" 30; then
     ok "a wildcard serves x.wild.dyn.test"
 else
@@ -249,8 +241,8 @@ for ((i = 0; i < deadline * 4 + 40; i++)); do
     fi
     sleep 0.25
 done
-okif "all $RENEW renewed serials served and the $DELETE deleted names get the default certificate ${live:+after $live s}" \
-    test -n "$live"
+test -n "$live"
+okif $? "all $RENEW renewed serials served and the $DELETE deleted names get the default certificate ${live:+after $live s}"
 if [ -n "$live" ] && awk -v l="$live" -v d="$deadline" 'BEGIN{exit !(l <= d)}'; then
     ok "within one sync interval (${INTERVAL}s + ${JITTER}s jitter + 3s work and polling: $live s <= $deadline s)"
 else
@@ -262,20 +254,22 @@ wait "$loop"
 summary=$(cat "$work/loop.out")
 echo "# client loop during the changes: $summary"
 total=$(sed -n 's/^handshakes \([0-9]*\) .*/\1/p' <<<"$summary")
-okif "the client loop ran ($total handshakes)" test "${total:-0}" -gt 100
+test "${total:-0}" -gt 100
+okif $? "the client loop ran ($total handshakes)"
 is "$(failed_of "$summary")" 0 "no failed handshake during renewals and deletions"
 is "$(cat "$POOL_DIR/proxy1/run/httpd.pid")" "$pid0" "httpd's pid unchanged"
 is "$(gen_of)" "$gen0" "configuration generation unchanged (no restart)"
 is "$(grep -c 'AH00493\|AH00494' "$POOL_DIR/proxy1/logs/error_log")" 0 \
     "no restart in the error log"
-okif "activation logged (CY00028)" \
-    grep -q 'CY00028.*live, no restart' "$POOL_DIR/proxy1/logs/error_log"
+grep -q 'CY00028.*live, no restart' "$POOL_DIR/proxy1/logs/error_log"
+okif $? "activation logged (CY00028)"
 
 # --- 4. status, keys on disk, refuse -----------------------------------------------
 st=$(status)
 for k in hits misses evictions cache_capacity; do
     v=$(jq -r ".dynamic.$k // 0" <<<"$st")
-    okif "status: dynamic.$k = $v (> 0)" test "$v" -gt 0
+    test "$v" -gt 0
+    okif $? "status: dynamic.$k = $v (> 0)"
 done
 r1=$(sed -n 1p "$work/renewed")
 st=$(status "domain=${r1% *}")
@@ -287,8 +281,8 @@ is "$(jq -r ".dynamic.served[\"$d1\"].store" <<<"$st")" null \
     "... and none for a deleted domain"
 is "$(find "$POOL_DIR/proxy1/store" -name privkey.pem | wc -l)" 0 \
     "no plaintext key in the store"
-okif "sealed keys (key.cms) in the store" \
-    test "$(find "$POOL_DIR/proxy1/store" -name key.cms | wc -l)" -ge "$N"
+test "$(find "$POOL_DIR/proxy1/store" -name key.cms | wc -l)" -ge "$N"
+okif $? "sealed keys (key.cms) in the store"
 bad=$(find "$POOL_DIR/proxy1/store" -name key.cms -perm /o=rwx | wc -l)
 is "$bad" 0 "no key.cms readable by others"
 
@@ -301,10 +295,52 @@ is "$(awk '{print $2}' "$work/out" | sort -u)" "-" \
     "CertSyncUnknownName refuse: no handshake for unknown names"
 summary=$(handshakes "$work/renew" -A "$POOL_PKI/ca.crt")
 is "$(failed_of "$summary")" 0 "... known names still served"
-okif "refusals logged (CY00033)" \
-    grep -q 'CY00033' "$POOL_DIR/proxy1/logs/error_log"
+grep -q 'CY00033' "$POOL_DIR/proxy1/logs/error_log"
+okif $? "refusals logged (CY00033)"
 is "$(grep -c 'AH00052\|Segmentation\|CY00035' \
       "$POOL_DIR/proxy1/logs/error_log")" 0 "no crashed child, no refused certificate"
+
+# --- 5. bad configuration: refused, naming the directive and the value ----------
+pool_stop_proxy 1
+conf=$POOL_DIR/proxy1/httpd.conf
+# conf_fails SED-SCRIPT PATTERN DESC [start]: the proxy's configuration
+# edited by SED-SCRIPT is refused by httpd -t (or, with "start", by a
+# start), with PATTERN in what httpd says
+conf_fails() {
+    local out rc
+    sed "$1" "$conf" >"$work/bad.conf"
+    if [ "${4:-}" = start ]; then
+        out=$("$POOL_HTTPD" -f "$work/bad.conf" -k start 2>&1)
+        rc=$?
+        out="$out$(cat "$POOL_DIR/proxy1/logs/error_log")"
+        if [ $rc = 0 ]; then
+            sleep 1
+            "$POOL_HTTPD" -f "$work/bad.conf" -k stop >/dev/null 2>&1
+        fi
+    else
+        out=$("$POOL_HTTPD" -t -f "$work/bad.conf" 2>&1)
+        rc=$?
+    fi
+    if [ $rc != 0 ] && grep -qF -- "$2" <<<"$out"; then
+        ok "$3"
+    else
+        notok "$3"
+        diag "exit $rc: $(tail -n 3 <<<"$out")"
+    fi
+}
+conf_fails 's/^    CertSyncCatchAll On$/    CertSyncCatchAll On\n    CertSyncUnknownName bogus/' \
+    "CertSyncUnknownName: 'bogus' is neither 'default' nor 'refuse'" \
+    "CertSyncUnknownName bogus is refused"
+conf_fails 's/^CertSyncCacheSize .*/CertSyncCacheSize 0/' \
+    "CertSyncCacheSize: '0' is not a number between 1 and 10000000" \
+    "CertSyncCacheSize 0 is refused"
+conf_fails 's/^CertSyncActivation dynamic$/CertSyncActivation dynamic\nCertSyncCatchAll On/' \
+    "CertSyncCatchAll belongs in the catch-all TLS <VirtualHost>" \
+    "CertSyncCatchAll in the main server is refused"
+conf_fails 's/^CertSyncActivation dynamic$/CertSyncActivation vhost/' \
+    "CY00029: CertSyncCatchAll On needs CertSyncActivation dynamic" \
+    "CertSyncCatchAll On without dynamic activation: httpd does not start" \
+    start
 
 echo "1..$n"
 echo "# dynamic e2e: $npass passed, $nfail failed"

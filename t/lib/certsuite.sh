@@ -9,7 +9,8 @@
 # comments; a script may define a function of the same name after sourcing
 # to replace one (t/certservice/mariadb_test.sh does so for find_prog).
 #
-#   Test output   ok, notok, diag      (the script sets n=0 npass=0 nfail=0)
+#   Test output   ok, notok, diag, section, okif, is, bail
+#                                      (the script sets n=0 npass=0 nfail=0)
 #   Finding       find_prog, cs_find_httpd, cs_find_moddir, cs_run_user
 #   Ports         port_free, pick_port
 #   httpd config  load, cs_conf_modules, cs_conf_user, common_conf,
@@ -36,6 +37,35 @@ diag() {
     while IFS= read -r line; do
         echo "# $line"
     done <<<"$*"
+}
+# section TITLE: a diagnostic line with the seconds since $T0
+section() {
+    echo "# --- $* ($(($(date +%s) - T0)) s)"
+}
+# okif $? DESC...: ok if the status is 0.  (The status is passed, not
+# read inside: a command substitution in DESC would overwrite $?.)
+okif() {
+    local rc=$1
+    shift
+    if [ "$rc" = 0 ]; then ok "$*"; else notok "$*"; fi
+}
+# is GOT WANT DESC...: ok if equal, else both shown; status 1 if not
+is() {
+    if [ "$1" = "$2" ]; then
+        ok "${*:3}"
+    else
+        notok "${*:3}"
+        diag "got:  '$1'"
+        diag "want: '$2'"
+        return 1
+    fi
+}
+# bail WHY...: stop the test here, as a failure, with the summary line
+bail() {
+    echo "Bail out! $*"
+    nfail=$((nfail + 1))
+    echo "$npass passed, $nfail failed"
+    exit 1
 }
 
 # --- Finding programs, httpd and its modules ---------------------------------

@@ -95,39 +95,15 @@ RT_WAIT=${RT_WAIT:-120}
 
 # --- Test output -------------------------------------------------------------
 
+# shellcheck source=../lib/certsuite.sh
+. "$here/../lib/certsuite.sh"
 n=0
 npass=0
 nfail=0
-ok() {
-    n=$((n + 1))
-    npass=$((npass + 1))
-    echo "ok $n - $*"
-}
-notok() {
-    n=$((n + 1))
-    nfail=$((nfail + 1))
-    echo "not ok $n - $*"
-}
-diag() {
-    local line
-    while IFS= read -r line; do
-        echo "# $line"
-    done <<<"$*"
-}
 check() { # DESC...: ok if the previous command succeeded
     local rc=$?
     if [ $rc = 0 ]; then ok "$*"; else notok "$*"; fi
     return $rc
-}
-is() { # GOT WANT DESC...
-    if [ "$1" = "$2" ]; then
-        ok "${*:3}"
-    else
-        notok "${*:3}"
-        diag "got:  '$1'"
-        diag "want: '$2'"
-        return 1
-    fi
 }
 finish() { # the summary is the last line: stop everything first
     type cleanup >/dev/null 2>&1 && cleanup
