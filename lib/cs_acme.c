@@ -33,6 +33,7 @@
 #include "cs_sched.h"
 
 #define ACME_MAX_BODY       (1024 * 1024)
+#define ACME_MAX_RETRY_AFTER (7 * 86400)   /* seconds */
 #define ACME_NONCE_TRIES    5
 #define ACME_ERR_PREFIX     "urn:ietf:params:acme:error:"
 
@@ -56,6 +57,7 @@ typedef struct {
     long status;
     char *body;
     apr_size_t len;
+    apr_size_t cap;                     /* bytes allocated for body */
     int too_big;
     const char *location;
     const char *ctype;
@@ -96,14 +98,23 @@ static size_t on_body(char *data, size_t size, size_t n, void *baton)
         r->too_big = 1;
         return 0;
     }
-    nb = apr_palloc(r->p, r->len + len + 1);
-    if (r->len) {
-        memcpy(nb, r->body, r->len);
+    /* Grown geometrically: a copy per chunk would cost the square of
+     * the body's size in the pool. */
+    if (r->len + len + 1 > r->cap) {
+        apr_size_t cap = r->cap ? r->cap : 4096;
+        while (cap < r->len + len + 1) {
+            cap *= 2;
+        }
+        nb = apr_palloc(r->p, cap);
+        if (r->len) {
+            memcpy(nb, r->body, r->len);
+        }
+        r->body = nb;
+        r->cap = cap;
     }
-    memcpy(nb + r->len, data, len);
+    memcpy(r->body + r->len, data, len);
     r->len += len;
-    nb[r->len] = '\0';
-    r->body = nb;
+    r->body[r->len] = '\0';
     return len;
 }
 
@@ -118,12 +129,15 @@ static apr_int64_t parse_retry_after(const char *v)
     }
     if (apr_isdigit(*v)) {
         s = apr_atoi64(v);
-        return s < 0 ? 0 : s;
+        /* Bounded: a huge value must not overflow now + s. */
+        return s < 0 ? 0 : s > ACME_MAX_RETRY_AFTER ? ACME_MAX_RETRY_AFTER
+                                                    : s;
     }
     t = apr_date_parse_http(v);
     if (t) {
         s = apr_time_sec(t - apr_time_now());
-        return s > 0 ? s : 1;
+        return s <= 0 ? 1 : s > ACME_MAX_RETRY_AFTER ? ACME_MAX_RETRY_AFTER
+                                                     : s;
     }
     return 0;
 }
@@ -1027,7 +1041,7 @@ apr_status_t cs_acme_renewal_info(apr_int64_t *start, apr_int64_t *end,
     if ((rv = cs_acme_directory(a, err))) {
         return rv;
     }
-    if (!a->renewal_info) {
+    if (!a->renewal_info || !*a->renewal_info) {
         *err = "the directory offers no renewalInfo";
         return APR_ENOTIMPL;
     }

@@ -64,7 +64,10 @@ module AP_MODULE_DECLARE_DATA certservice_module;
 #define CS_ACME_JITTER_PM       50
 #define CS_ACME_WORKERS         2
 #define CS_ACME_ARI_RECHECK     21600   /* ask renewalInfo again after */
-#define CS_ACME_CLAIM           300     /* a worker's hold on a job */
+/* A worker's hold on a job: longer than one order can take (two polls of
+ * up to 180 s each, a few requests of up to 30 s), so that no other worker
+ * or instance orders the same domain meanwhile. */
+#define CS_ACME_CLAIM           900
 #define CS_ACME_CHALLENGE_TTL   600
 
 typedef enum { CS_ROLE_NONE = 0, CS_ROLE_PROXY = 1, CS_ROLE_ADMIN = 2 } cs_role_t;
@@ -1818,7 +1821,7 @@ static void cs_acme_job(cs_worker_t *w, const char *domain)
     apr_int64_t now = apr_time_sec(apr_time_now()), recheck, ra, when;
     const char *err = NULL, *how;
     apr_status_t rv;
-    int granted, renewal;
+    int granted, renewal, precheck_failed = 0;
 
     if ((rv = cs_store_job_get(&job, w->db, p, domain))) {
         return;
@@ -1833,8 +1836,10 @@ static void cs_acme_job(cs_worker_t *w, const char *domain)
         goto release;
     }
     renewal = old->serial && old->key_cms;
-    /* A scheduled look at a certificate we have: renew only when due. */
-    if (renewal && strcmp(job->state, "queued") != 0) {
+    /* A scheduled look at a certificate we have: renew only when due.
+     * A queued (forced) or failed job is due already: a forced re-issue
+     * that failed once must not wait for the old certificate's renewal. */
+    if (renewal && strcmp(job->state, "valid") == 0) {
         when = cs_acme_renew_time(w, old, now, &recheck, &how);
         if (when > now) {
             job->next_at = recheck;
@@ -1879,6 +1884,7 @@ static void cs_acme_job(cs_worker_t *w, const char *domain)
     }
     if (w->account_ok && conf->acme_precheck_port > 0) {
         rv = cs_worker_precheck(w, domain, &err);
+        precheck_failed = rv != APR_SUCCESS;
     }
     if (w->account_ok && rv == APR_SUCCESS) {
         memset(&svc, 0, sizeof(svc));
@@ -1928,8 +1934,13 @@ static void cs_acme_job(cs_worker_t *w, const char *domain)
                      how);
         goto release;
     }
-    /* Failed: back off per domain, and for a rate limit pause everyone. */
-    w->account_ok = 0;
+    /* Failed: back off per domain, and for a rate limit pause everyone.
+     * The account is looked up again unless the CA was not involved (a
+     * domain failing the pre-check again and again would otherwise unseal
+     * the account key into the worker's pool each time). */
+    if (!precheck_failed) {
+        w->account_ok = 0;
+    }
     job->attempts++;
     job->state = "failed";
     job->last_error = err ? err : "unknown error";
