@@ -25,6 +25,10 @@
 #                   the longest handshake meanwhile (the restart stall in
 #                   vhost mode) and failed handshakes
 #
+# A cache miss in dynamic mode reads the key from key.seal (AES-GCM, see
+# lib/cs_seal.h); SCALE_SEAL=0 leaves it out so that every miss opens
+# key.cms (RSA-OAEP and OpenSSL's decoders), for comparison.
+#
 # vhost mode runs up to SCALE_VHOST_MAX domains (10,000): at 100,000 its
 # start alone takes minutes (see the issue's figures for stock httpd).
 # Prints a Markdown table; with gnuplot, also writes SCALE_PLOT
@@ -44,6 +48,9 @@ ROUNDS=${SCALE_ROUNDS:-3}
 HOT=${SCALE_HOT:-1000}
 PLOT=${SCALE_PLOT:-$top/docs/scale.png}
 HS=$top/t/dynamic/hsclient
+# key.seal beside key.cms, as the sync daemon writes it; SCALE_SEAL=0: the
+# store of a daemon without it (every miss opens key.cms)
+SEAL=${SCALE_SEAL:-1}
 MK=$top/bench/mkstore
 
 die() { echo "scale.sh: $*" >&2; exit 1; }
@@ -256,15 +263,19 @@ measure() {
 : >"$work/plot.dat"
 for size in $SIZES; do
     say "filling a store with $size domains"
+    seal_key=$POOL_PKI/wrap1.key
+    [ "$SEAL" = 0 ] && seal_key=-
     t0=$(now)
     "$MK" "$work/store-$size" "$POOL_PKI/ca.crt" "$POOL_PKI/ca.key" \
-        "$POOL_PKI/wrap1.crt" "$size" scale.test 2 || die "mkstore"
+        "$POOL_PKI/wrap1.crt" "$seal_key" "$size" scale.test 2 \
+        || die "mkstore"
     say "  $(since "$t0") s"
     # As the sync daemon leaves them: the workers' group may read the
     # sealed keys (dynamic mode); plaintext keys stay 0600.
-    find "$work/store-$size" -name key.cms -exec chmod 640 {} +
+    find "$work/store-$size" -name 'key.[cs]*' -exec chmod 640 {} +
     if [ "$(id -u)" = 0 ]; then
-        find "$work/store-$size" -name key.cms -exec chgrp "$POOL_GROUP" {} +
+        find "$work/store-$size" -name 'key.[cs]*' \
+            -exec chgrp "$POOL_GROUP" {} +
     fi
     seq 1 "$size" | sed 's/.*/d&.scale.test/' >"$work/names-$size"
     modes=dynamic

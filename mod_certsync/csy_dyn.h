@@ -39,6 +39,8 @@ typedef struct {
     apr_uint64_t changes;           /* bumps by the daemon */
     apr_uint64_t hits;              /* counters of every worker */
     apr_uint64_t misses;            /* versions read and decrypted */
+    apr_uint64_t envelopes;         /* ... of which from key.cms (no usable
+                                     * key.seal): the slow way */
     apr_uint64_t revalidated;       /* slot moved, same serial kept */
     apr_uint64_t evictions;
     apr_uint64_t unknown;           /* names the store does not have */
@@ -64,6 +66,7 @@ struct csy_bundle_t {
     EVP_PKEY *key;
     char serial[65];                /* hex, as in the store */
     char name[254];                 /* the store name it came from */
+    int from_envelope;              /* key.cms opened, not key.seal */
     volatile apr_uint32_t refs;
 };
 

@@ -33,6 +33,7 @@
 #define CSY_CHAIN           "fullchain.pem"
 #define CSY_KEY             "privkey.pem"
 #define CSY_ENVELOPE        "key.cms"
+#define CSY_SEAL            "key.seal"
 #define CSY_CURSOR          "cursor"
 #define CSY_MANIFEST        "manifest"
 #define CSY_MANIFEST_HEADER "# certsync manifest v1"
@@ -639,9 +640,29 @@ apr_status_t csy_store_cursor_set(csy_store_t *store, long long seq,
 
 /* Write one complete version into a fresh private directory under ddir;
  * it becomes readable (CSY_PERMS_DIR) only once complete. */
+/* A key file: never readable by others; a sealed one (useless without the
+ * wrapping key) readable by the workers' group in dynamic mode. */
+static apr_status_t write_key(const char *path, const void *data,
+                              apr_size_t len, int sealed, long gid,
+                              apr_pool_t *p)
+{
+    apr_status_t rv = write_new(path, data, len, CSY_PERMS_SECRET, p);
+
+    if (rv == APR_SUCCESS && sealed && gid >= 0) {
+        if (chown(path, (uid_t)-1, (gid_t)gid) != 0) {
+            rv = APR_FROM_OS_ERROR(errno);
+        }
+        else {
+            rv = apr_file_perms_set(path, CSY_PERMS_SECRET | APR_FPROT_GREAD);
+        }
+    }
+    return rv;
+}
+
 static apr_status_t build_version(const char **pdir, const char *ddir,
                                   const char *chain_pem, const void *key,
                                   apr_size_t key_len, int key_is_envelope,
+                                  const void *seal, apr_size_t seal_len,
                                   long gid, apr_pool_t *p)
 {
     const char *dir = NULL;
@@ -660,20 +681,13 @@ static apr_status_t build_version(const char **pdir, const char *ddir,
     rv = write_new(apr_pstrcat(p, dir, "/" CSY_CHAIN, NULL), chain_pem,
                    strlen(chain_pem), CSY_PERMS_PUBLIC, p);
     if (rv == APR_SUCCESS) {
-        const char *kpath = apr_pstrcat(p, dir, "/", key_is_envelope
-                                        ? CSY_ENVELOPE : CSY_KEY, NULL);
-        rv = write_new(kpath, key, key_len, CSY_PERMS_SECRET, p);
-        /* A sealed key is useless without the wrapping key: the workers'
-         * group may read it (dynamic mode); a plaintext key never. */
-        if (rv == APR_SUCCESS && key_is_envelope && gid >= 0) {
-            if (chown(kpath, (uid_t)-1, (gid_t)gid) != 0) {
-                rv = APR_FROM_OS_ERROR(errno);
-            }
-            else {
-                rv = apr_file_perms_set(kpath, CSY_PERMS_SECRET
-                                        | APR_FPROT_GREAD);
-            }
-        }
+        rv = write_key(apr_pstrcat(p, dir, "/", key_is_envelope
+                                   ? CSY_ENVELOPE : CSY_KEY, NULL),
+                       key, key_len, key_is_envelope, gid, p);
+    }
+    if (rv == APR_SUCCESS && seal && key_is_envelope) {
+        rv = write_key(apr_pstrcat(p, dir, "/" CSY_SEAL, NULL), seal,
+                       seal_len, 1, gid, p);
     }
     if (rv == APR_SUCCESS) {
         rv = apr_file_perms_set(dir, CSY_PERMS_DIR);
@@ -688,6 +702,16 @@ apr_status_t csy_store_install(csy_store_t *store, apr_pool_t *p,
                                const char *domain, const char *serial,
                                const char *chain_pem, const void *key,
                                apr_size_t key_len, int key_is_envelope)
+{
+    return csy_store_install_sealed(store, p, domain, serial, chain_pem, key,
+                                    key_len, key_is_envelope, NULL, 0);
+}
+
+apr_status_t csy_store_install_sealed(csy_store_t *store, apr_pool_t *p,
+                                      const char *domain, const char *serial,
+                                      const char *chain_pem, const void *key,
+                                      apr_size_t key_len, int key_is_envelope,
+                                      const void *seal, apr_size_t seal_len)
 {
     const char *ddir, *cur, *prev, *target, *tmpdir, *trash = NULL;
     apr_filetype_e type;
@@ -708,7 +732,8 @@ apr_status_t csy_store_install(csy_store_t *store, apr_pool_t *p,
     }
 
     rv = build_version(&tmpdir, ddir, chain_pem, key, key_len,
-                       key_is_envelope, store->envelope_gid, p);
+                       key_is_envelope, seal, seal_len, store->envelope_gid,
+                       p);
     if (rv != APR_SUCCESS) {
         if (tmpdir) {
             remove_tree(tmpdir, CSY_RM_DEPTH, p);

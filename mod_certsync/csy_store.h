@@ -19,7 +19,9 @@
  *   live/DOMAIN/SERIAL/     one version: fullchain.pem (0644) and
  *                           privkey.pem (0600, vhost mode) or key.cms
  *                           (the sealed envelope, dynamic mode: 0600, or
- *                           0640 with csy_store_set_envelope_group)
+ *                           0640 with csy_store_set_envelope_group) and
+ *                           key.seal beside it (the same key sealed for
+ *                           this proxy, lib/cs_seal.h; same permissions)
  *   live/DOMAIN/current     symlink -> SERIAL: what is served
  *   live/DOMAIN/previous    symlink -> SERIAL: what was served before
  *                           (rollback target)
@@ -84,6 +86,14 @@ apr_status_t csy_store_install(csy_store_t *store, apr_pool_t *p,
                                const char *chain_pem, const void *key,
                                apr_size_t key_len, int key_is_envelope);
 
+/** The same, with key.seal beside key.cms (seal from cs_seal(); ignored
+ *  without key_is_envelope): written with key.cms's permissions. */
+apr_status_t csy_store_install_sealed(csy_store_t *store, apr_pool_t *p,
+                                      const char *domain, const char *serial,
+                                      const char *chain_pem, const void *key,
+                                      apr_size_t key_len, int key_is_envelope,
+                                      const void *seal, apr_size_t seal_len);
+
 /** Make previous current again (rollback); APR_NOTFOUND if none. */
 apr_status_t csy_store_rollback(csy_store_t *store, apr_pool_t *p,
                                 const char *domain);
@@ -123,7 +133,7 @@ apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
                              const char *domain);
 
 /**
- * Envelopes (key.cms) installed from now on belong to group gid and are
+ * Envelopes (key.cms, key.seal) installed from now on belong to group gid and are
  * readable by it (0640): in dynamic mode the workers, running as that
  * group, read them and decrypt in memory.  -1 (the default): 0600.
  * Plaintext keys (privkey.pem) are always 0600.

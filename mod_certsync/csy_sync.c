@@ -11,6 +11,7 @@
 
 #include "cs_crypto.h"
 #include "cs_name.h"
+#include "cs_seal.h"
 #include "cs_x509.h"
 #include "csy_sync.h"
 
@@ -187,9 +188,12 @@ static int serial_ok(const char *s)
 }
 
 /* Opens the envelope with whichever wrapping key it was sealed to. */
-static apr_status_t open_key(EVP_PKEY **key, const csy_config_t *cfg,
-                             apr_pool_t *p, const unsigned char *der,
-                             apr_size_t len, const char **err)
+/* Opens the envelope with whichever wrapping key it was sealed to; *which
+ * is that key's index. */
+static apr_status_t open_key(EVP_PKEY **key, int *which,
+                             const csy_config_t *cfg, apr_pool_t *p,
+                             const unsigned char *der, apr_size_t len,
+                             const char **err)
 {
     apr_status_t rv = APR_ENOENT;
     int i;
@@ -201,10 +205,33 @@ static apr_status_t open_key(EVP_PKEY **key, const csy_config_t *cfg,
                               APR_ARRAY_IDX(cfg->wrap_keys, i, EVP_PKEY *),
                               err);
         if (rv != APR_ENOENT) {
+            *which = i;
             return rv;
         }
     }
     return rv;
+}
+
+/* key.seal for dynamic mode's workers (lib/cs_seal.h), sealed with the
+ * key derived from the wrapping key that opened the envelope; NULL
+ * (workers then open key.cms) if there is none. */
+static unsigned char *seal_for_workers(apr_size_t *len,
+                                       const csy_config_t *cfg,
+                                       apr_pool_t *p, EVP_PKEY *key,
+                                       X509 *leaf, int which,
+                                       const char *domain,
+                                       const char *serial)
+{
+    unsigned char *seal;
+    const char *err;
+
+    if (!cfg->seal_keys || which >= cfg->seal_keys->nelts
+        || cs_seal(&seal, len, p, key, leaf,
+                   &APR_ARRAY_IDX(cfg->seal_keys, which, cs_seal_key_t),
+                   domain, serial, &err)) {
+        return NULL;
+    }
+    return seal;
 }
 
 /*
@@ -221,7 +248,10 @@ static const char *apply_bundle(int *installed, const csy_config_t *cfg,
     apr_size_t der_len, pem_len = 0;
     EVP_PKEY *key;
     char *pem = NULL;
+    unsigned char *seal;
+    apr_size_t seal_len = 0;
     apr_status_t rv;
+    int which = 0;
 
     *installed = 0;
     if (json_unpack(b, "{s:s, s:s, s:s, s:s}", "domain", &domain,
@@ -249,7 +279,7 @@ static const char *apply_bundle(int *installed, const csy_config_t *cfg,
     if (cs_base64_decode(&der, &der_len, p, key_cms) != APR_SUCCESS) {
         return "key_cms is not base64";
     }
-    if ((rv = open_key(&key, cfg, p, der, der_len, &err))) {
+    if ((rv = open_key(&key, &which, cfg, p, der, der_len, &err))) {
         return apr_pstrcat(p, "cannot open the key envelope: ", err, NULL);
     }
     if (cs_pem_read_certs(&chain, p, chain_pem, strlen(chain_pem), &err)) {
@@ -259,8 +289,11 @@ static const char *apply_bundle(int *installed, const csy_config_t *cfg,
         return err;
     }
     if (cfg->keep_envelopes) {
-        rv = csy_store_install(store, p, domain, serial, chain_pem, der,
-                               der_len, 1);
+        seal = seal_for_workers(&seal_len, cfg, p, key,
+                                APR_ARRAY_IDX(chain, 0, X509 *), which,
+                                domain, serial);
+        rv = csy_store_install_sealed(store, p, domain, serial, chain_pem,
+                                      der, der_len, 1, seal, seal_len);
     }
     else {
         pem = cs_pem_write_key(p, key, &pem_len);

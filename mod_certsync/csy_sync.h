@@ -34,6 +34,9 @@ typedef struct {
     const char *ca_file;                /* CA of CertService's certificate */
     const apr_array_header_t *wrap_certs;   /* X509 * */
     const apr_array_header_t *wrap_keys;    /* EVP_PKEY *, same order */
+    /* cs_seal_key_t derived from wrap_keys, same order; NULL: no key.seal
+     * (dynamic mode's workers then open key.cms) */
+    const apr_array_header_t *seal_keys;
     int batch_size;                     /* domains per POST /v1/bundles */
     int keep_envelopes;                 /* store key.cms, not privkey.pem */
     long timeout;                       /* seconds per HTTP request */

@@ -55,6 +55,7 @@
 #include <openssl/ssl.h>
 
 #include "cs_crypto.h"
+#include "cs_seal.h"
 #include "csy_dyn.h"
 #include "csy_probe.h"
 #include "csy_store.h"
@@ -1287,6 +1288,8 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
     d.cfg.ca_file = conf->ca_file;
     d.cfg.wrap_certs = conf->wrap_certs;
     d.cfg.wrap_keys = conf->wrap_keys;
+    d.cfg.seal_keys = conf->dynamic == 1
+                      ? cs_seal_keys_derive(pool, conf->wrap_keys) : NULL;
     d.cfg.batch_size = conf->batch_size ? conf->batch_size : 100;
     d.cfg.keep_envelopes = conf->dynamic == 1;
     d.cfg.timeout = 30;
@@ -1904,10 +1907,12 @@ static void csy_dyn_status(request_rec *r, json_t *state)
     }
 #define CSY_SHARED(f) json_integer((json_int_t)__atomic_load_n( \
                           &csy_shared->f, __ATOMIC_RELAXED))
-    dyn = json_pack("{s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+    dyn = json_pack("{s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
+                    "s:o}",
                     "pid", (int)getpid(), "cache_capacity", info.capacity,
                     "cache_entries", info.entries,
                     "hits", CSY_SHARED(hits), "misses", CSY_SHARED(misses),
+                    "envelopes", CSY_SHARED(envelopes),
                     "revalidated", CSY_SHARED(revalidated),
                     "evictions", CSY_SHARED(evictions),
                     "unknown", CSY_SHARED(unknown),

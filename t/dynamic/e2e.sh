@@ -271,6 +271,10 @@ for k in hits misses evictions cache_capacity; do
     test "$v" -gt 0
     okif $? "status: dynamic.$k = $v (> 0)"
 done
+# Every miss read its key from key.seal, which the daemon wrote beside
+# key.cms: none had to open the envelope (RSA-OAEP) itself.
+is "$(jq -r '.dynamic.envelopes' <<<"$st")" 0 \
+    "status: dynamic.envelopes = 0 (every key from key.seal)"
 r1=$(sed -n 1p "$work/renewed")
 st=$(status "domain=${r1% *}")
 is "$(jq -r ".dynamic.served[\"${r1% *}\"].store" <<<"$st")" "${r1#* }" \
@@ -285,6 +289,11 @@ test "$(find "$POOL_DIR/proxy1/store" -name key.cms | wc -l)" -ge "$N"
 okif $? "sealed keys (key.cms) in the store"
 bad=$(find "$POOL_DIR/proxy1/store" -name key.cms -perm /o=rwx | wc -l)
 is "$bad" 0 "no key.cms readable by others"
+is "$(find "$POOL_DIR/proxy1/store" -name key.seal | wc -l)" \
+    "$(find "$POOL_DIR/proxy1/store" -name key.cms | wc -l)" \
+    "a key.seal beside every key.cms"
+bad=$(find "$POOL_DIR/proxy1/store" -name key.seal -perm /o=rwx | wc -l)
+is "$bad" 0 "no key.seal readable by others"
 
 pool_stop_proxy 1
 sed -i 's/^    CertSyncCatchAll On$/    CertSyncCatchAll On\n    CertSyncUnknownName refuse/' \

@@ -17,6 +17,7 @@
 #include <openssl/x509.h>
 
 #include "cs_crypto.h"
+#include "cs_seal.h"
 #include "cs_x509.h"
 #include "csy_dyn.h"
 #include "csy_store.h"
@@ -55,15 +56,17 @@ static X509 *self_signed(EVP_PKEY *key, const char *cn)
     return x;
 }
 
-/* Issue and install a new version of name; its serial (or NULL).
- * garbage: store an envelope that does not open. */
+/* Issue and install a new version of name, with key.cms and, as the sync
+ * daemon writes it, key.seal; its serial (or NULL).  garbage: neither
+ * opens. */
 static const char *install(const char *name, int garbage)
 {
-    apr_array_header_t *chain;
+    apr_array_header_t *chain, *seal_keys = cs_seal_keys_derive(pool,
+                                                                wrap_keys);
     cs_cert_info_t info;
     EVP_PKEY *key;
-    unsigned char *der;
-    apr_size_t len;
+    unsigned char *der, *seal;
+    apr_size_t len, seal_len;
     const char *err, *pem;
 
     if (cs_key_generate(&key, pool, CS_KEY_EC_P256)
@@ -72,15 +75,31 @@ static const char *install(const char *name, int garbage)
         || cs_envelope_seal(&der, &len, pool, key, wrap_certs, &err)) {
         return NULL;
     }
+    cs_cert_info(&info, pool, APR_ARRAY_IDX(chain, 0, X509 *));
+    if (!seal_keys
+        || cs_seal(&seal, &seal_len, pool, key, APR_ARRAY_IDX(chain, 0, X509 *),
+                   &APR_ARRAY_IDX(seal_keys, 0, cs_seal_key_t), name,
+                   info.serial, &err)) {
+        return NULL;
+    }
     if (garbage) {
         memset(der + len / 2, 0x5a, 16);
+        seal[seal_len / 2] ^= 1;
     }
-    cs_cert_info(&info, pool, APR_ARRAY_IDX(chain, 0, X509 *));
     pem = cs_pem_write_certs(pool, chain);
-    if (csy_store_install(store, pool, name, info.serial, pem, der, len, 1)) {
+    if (csy_store_install_sealed(store, pool, name, info.serial, pem, der,
+                                 len, 1, seal, seal_len)) {
         return NULL;
     }
     return info.serial;
+}
+
+/* The path of a file of the version serial of name. */
+static const char *version_file(const char *name, const char *serial,
+                                const char *file)
+{
+    return apr_pstrcat(pool, base, "/live/", name, "/", serial, "/", file,
+                       NULL);
 }
 
 static int rm_cb(const char *path, const struct stat *st, int flag,
@@ -140,6 +159,110 @@ static void test_sni_name(void)
     CHECK(csy_sni_name(out, big));              /* 252 characters */
 }
 
+/* cs_seal.c: key.seal for one pair of key and certificate. */
+static void seal_pair(EVP_PKEY **key, X509 **leaf, cs_key_type_t type,
+                      const char *name)
+{
+    apr_array_header_t *chain;
+    const char *err;
+
+    *leaf = NULL;
+    if (cs_key_generate(key, pool, type) == APR_SUCCESS
+        && cs_ca_issue(&chain, pool, &ca, *key, name,
+                       apr_time_from_sec(3600), &err) == APR_SUCCESS) {
+        *leaf = APR_ARRAY_IDX(chain, 0, X509 *);
+    }
+}
+
+static void test_seal(void)
+{
+    cs_seal_key_t sk, sk2, other;
+    EVP_PKEY *key, *rsa, *got, *wrap2;
+    X509 *leaf, *rsa_leaf;
+    unsigned char *sealed, *copy;
+    apr_size_t len, rlen;
+    const char *err;
+
+    UNIT_CASE("cs_seal: derivation");
+    CHECK_EQ_INT(cs_seal_key_derive(&sk, APR_ARRAY_IDX(wrap_keys, 0,
+                                                       EVP_PKEY *)), 0);
+    CHECK_EQ_INT(cs_seal_key_derive(&sk2, APR_ARRAY_IDX(wrap_keys, 0,
+                                                        EVP_PKEY *)), 0);
+    CHECK_MEM(sk.k, sk2.k, sizeof(sk.k));
+    if (!CHECK_EQ_INT(cs_key_generate(&wrap2, pool, CS_KEY_RSA_2048), 0)) {
+        return;
+    }
+    CHECK_EQ_INT(cs_seal_key_derive(&other, wrap2), 0);
+    CHECK(memcmp(sk.k, other.k, sizeof(sk.k)) != 0);
+    CHECK(cs_seal_key_derive(&other, NULL) != APR_SUCCESS);
+
+    UNIT_CASE("cs_seal: EC key, round trip");
+    seal_pair(&key, &leaf, CS_KEY_EC_P256, "seal.test");
+    if (!CHECK(leaf != NULL)
+        || !CHECK_EQ_INT(cs_seal(&sealed, &len, pool, key, leaf, &sk,
+                                 "seal.test", "0a1b", &err), 0)) {
+        return;
+    }
+    CHECK(len < 200);               /* point and scalar, not PKCS#8 */
+    CHECK_EQ_INT(cs_seal_open(&got, sealed, len, leaf, &sk, "seal.test",
+                              "0a1b", &err), 0);
+    CHECK(got && EVP_PKEY_eq(got, key) == 1);
+    CHECK(got && X509_check_private_key(leaf, got) == 1);
+    EVP_PKEY_free(got);
+
+    UNIT_CASE("cs_seal: RSA key (PKCS#8), round trip");
+    seal_pair(&rsa, &rsa_leaf, CS_KEY_RSA_2048, "rsa.seal.test");
+    if (CHECK(rsa_leaf != NULL)
+        && CHECK_EQ_INT(cs_seal(&copy, &rlen, pool, rsa, rsa_leaf, &sk,
+                                "rsa.seal.test", "01", &err), 0)) {
+        CHECK_EQ_INT(cs_seal_open(&got, copy, rlen, rsa_leaf, &sk,
+                                  "rsa.seal.test", "01", &err), 0);
+        CHECK(got && EVP_PKEY_eq(got, rsa) == 1);
+        EVP_PKEY_free(got);
+    }
+
+    UNIT_CASE("cs_seal: bound to its sealing key, name and serial");
+    CHECK_EQ_INT(cs_seal_open(&got, sealed, len, leaf, &other, "seal.test",
+                              "0a1b", &err), APR_ENOENT);
+    CHECK(got == NULL);
+    CHECK_EQ_INT(cs_seal_open(&got, sealed, len, leaf, &sk, "seal.tesu",
+                              "0a1b", &err), APR_ENOENT);
+    CHECK_EQ_INT(cs_seal_open(&got, sealed, len, leaf, &sk, "seal.test",
+                              "0a1c", &err), APR_ENOENT);
+    CHECK_EQ_INT(cs_seal_open(&got, sealed, len, leaf, &sk, "seal.test0",
+                              "a1b", &err), APR_ENOENT);
+
+    UNIT_CASE("cs_seal: damage is detected");
+    copy = apr_pmemdup(pool, sealed, len);
+    copy[len / 2] ^= 0x01;
+    CHECK_EQ_INT(cs_seal_open(&got, copy, len, leaf, &sk, "seal.test",
+                              "0a1b", &err), APR_ENOENT);
+    copy = apr_pmemdup(pool, sealed, len);
+    copy[len - 1] ^= 0x80;          /* the tag */
+    CHECK_EQ_INT(cs_seal_open(&got, copy, len, leaf, &sk, "seal.test",
+                              "0a1b", &err), APR_ENOENT);
+    CHECK_EQ_INT(cs_seal_open(&got, sealed, len - 1, leaf, &sk, "seal.test",
+                              "0a1b", &err), APR_ENOENT);
+    CHECK_EQ_INT(cs_seal_open(&got, sealed, 20, leaf, &sk, "seal.test",
+                              "0a1b", &err), APR_EINVAL);
+    copy = apr_pmemdup(pool, sealed, len);
+    copy[0] = 'X';                  /* magic */
+    CHECK_EQ_INT(cs_seal_open(&got, copy, len, leaf, &sk, "seal.test",
+                              "0a1b", &err), APR_EINVAL);
+    CHECK(got == NULL);
+    CHECK(strstr(err, "not a sealed key") != NULL);
+
+    UNIT_CASE("cs_seal: the key must be the certificate's");
+    CHECK_EQ_INT(cs_seal(&copy, &rlen, pool, key, rsa_leaf, &sk, "x.test",
+                         "01", &err), APR_EINVAL);
+    CHECK(strstr(err, "does not match") != NULL);
+    /* authentic, but opened against another certificate */
+    CHECK_EQ_INT(cs_seal_open(&got, sealed, len, rsa_leaf, &sk, "seal.test",
+                              "0a1b", &err), APR_EINVAL);
+    CHECK(got == NULL);
+    CHECK(strstr(err, "does not match") != NULL);
+}
+
 static void test_bundle(void)
 {
     csy_bundle_t *b = NULL;
@@ -173,6 +296,58 @@ static void test_bundle(void)
     CHECK(csy_bundle_load(&b, base, "broken.test", wrap_certs, wrap_keys,
                           err, sizeof(err)) != APR_SUCCESS);
     CHECK(b == NULL && err[0] != '\0');
+}
+
+/* A bundle is read through key.seal when it opens, else key.cms. */
+static void test_bundle_seal(void)
+{
+    const char *serial = install("sealed.test", 0), *first = serial;
+    apr_array_header_t *none = apr_array_make(pool, 1, sizeof(void *));
+    csy_bundle_t *b = NULL;
+    char err[256];
+
+    UNIT_CASE("csy_bundle_load: key.seal, then key.cms");
+    if (!CHECK(serial != NULL)) {
+        return;
+    }
+    /* without key.cms: only key.seal can have provided the key */
+    CHECK_EQ_INT(rename(version_file("sealed.test", serial, "key.cms"),
+                        version_file("sealed.test", serial, "cms.away")), 0);
+    CHECK_EQ_INT(csy_bundle_load(&b, base, "sealed.test", wrap_certs,
+                                 wrap_keys, err, sizeof(err)), 0);
+    CHECK(b && X509_check_private_key(b->leaf, b->key) == 1);
+    csy_bundle_release(b);
+    /* without the wrapping key neither opens */
+    CHECK(csy_bundle_load(&b, base, "sealed.test", none, none, err,
+                          sizeof(err)) != APR_SUCCESS);
+    /* a damaged key.seal and no key.cms: an error, no key */
+    CHECK_EQ_INT(rename(version_file("sealed.test", serial, "key.seal"),
+                        version_file("sealed.test", serial, "seal.away")), 0);
+    CHECK(csy_bundle_load(&b, base, "sealed.test", wrap_certs, wrap_keys,
+                          err, sizeof(err)) != APR_SUCCESS);
+    /* key.cms alone (a store written before key.seal existed) */
+    CHECK_EQ_INT(rename(version_file("sealed.test", serial, "cms.away"),
+                        version_file("sealed.test", serial, "key.cms")), 0);
+    CHECK_EQ_INT(csy_bundle_load(&b, base, "sealed.test", wrap_certs,
+                                 wrap_keys, err, sizeof(err)), 0);
+    CHECK(b && X509_check_private_key(b->leaf, b->key) == 1);
+    csy_bundle_release(b);
+    /* a key.seal of another version: key.cms is used */
+    CHECK_EQ_INT(rename(version_file("sealed.test", serial, "seal.away"),
+                        version_file("sealed.test", serial, "key.seal")), 0);
+    serial = install("sealed2.test", 0);
+    if (serial) {
+        CHECK_EQ_INT(rename(version_file("sealed.test", first, "key.seal"),
+                            version_file("sealed2.test", serial,
+                                         "key.seal")), 0);
+        CHECK_EQ_INT(csy_bundle_load(&b, base, "sealed2.test", wrap_certs,
+                                     wrap_keys, err, sizeof(err)), 0);
+        CHECK(b && X509_check_private_key(b->leaf, b->key) == 1);
+        csy_bundle_release(b);
+        unlink(version_file("sealed2.test", serial, "key.cms"));
+        CHECK(csy_bundle_load(&b, base, "sealed2.test", wrap_certs,
+                              wrap_keys, err, sizeof(err)) != APR_SUCCESS);
+    }
 }
 
 static csy_bundle_t *get(csy_cache_t *c, const char *name, apr_status_t *rv,
@@ -299,6 +474,8 @@ static void test_cache(void)
     CHECK(csy_cache_serial(c, "e1.test", serial));
     CHECK(!csy_cache_serial(c, "*.wild.test", serial));
     CHECK(sh->evictions >= 1);
+    CHECK(sh->misses > 0);
+    CHECK_EQ_INT(sh->envelopes, 0);     /* every key from key.seal */
     free(sh);
 }
 
@@ -410,7 +587,9 @@ int main(void)
     (void)err;
 
     test_sni_name();
+    test_seal();
     test_bundle();
+    test_bundle_seal();
     test_cache();
     test_threads();
 
