@@ -51,6 +51,7 @@ struct cs_acme_t {
     char nonce[256];
     apr_int64_t retry_after;
     cs_acme_stats_t stats;
+    char err[1024];         /* the last error of a call whose pool went */
 };
 
 typedef struct {
@@ -66,6 +67,19 @@ typedef struct {
     apr_pool_t *p;
     cs_acme_t *acme;
 } resp_t;
+
+/* err, kept past the call's pool in a's buffer (not in a->pool, which
+ * would grow with every failure of a long-lived client). */
+static const char *keep_err(cs_acme_t *a, const char *err)
+{
+    if (err == NULL) {
+        return NULL;
+    }
+    if (err != a->err) {
+        apr_cpystrn(a->err, err, sizeof(a->err));
+    }
+    return a->err;
+}
 
 static void logf_(cs_acme_t *a, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -485,7 +499,7 @@ apr_status_t cs_acme_directory(cs_acme_t *a, const char **err)
     rv = APR_SUCCESS;
 done:
     if (rv && *err) {
-        *err = apr_pstrdup(a->pool, *err);
+        *err = keep_err(a, *err);
     }
     apr_pool_destroy(p);
     return rv;
@@ -541,13 +555,15 @@ apr_status_t cs_acme_account(const char **kid, cs_acme_t *a, EVP_PKEY *key,
     }
     if (rv == APR_SUCCESS) {
         a->key = key;
-        a->kid = apr_pstrdup(a->pool, r.location);
+        if (!a->kid || strcmp(a->kid, r.location) != 0) {
+            a->kid = apr_pstrdup(a->pool, r.location);
+        }
         *kid = a->kid;
         logf_(a, CS_ACME_LOG_INFO, "ACME account %s (%s)", a->kid,
               r.status == 201 ? "created" : "existing");
     }
     else {
-        *err = apr_pstrdup(a->pool, *err);
+        *err = keep_err(a, *err);
     }
     apr_pool_destroy(p);
     return rv;
@@ -960,7 +976,7 @@ apr_status_t cs_acme_key_change(cs_acme_t *a, EVP_PKEY *new_key,
               "key", a->kid);
     }
     else {
-        *err = apr_pstrdup(a->pool, *err);
+        *err = keep_err(a, *err);
     }
     apr_pool_destroy(p);
     return rv;
@@ -999,7 +1015,7 @@ apr_status_t cs_acme_revoke(cs_acme_t *a, X509 *cert, int reason,
               "revokeCert", err);
     free(text);
     if (rv) {
-        *err = apr_pstrdup(a->pool, *err);
+        *err = keep_err(a, *err);
     }
     apr_pool_destroy(p);
     return rv;

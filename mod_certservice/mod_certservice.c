@@ -1615,6 +1615,7 @@ typedef struct {
     apr_pool_t *jp;             /* the job's pool */
     int account_ok;             /* registered since the last failure */
     char *account_cms;          /* the sealed key it registered with */
+    apr_pool_t *key_pool;       /* the account key in use (under pool) */
 } cs_worker_t;
 
 /* Effective ACME settings (defaults for unset fields). */
@@ -1678,6 +1679,28 @@ static apr_status_t cs_acme_issue_cb(apr_array_header_t **chain,
     return cs_acme_issue(chain, p, ai->acme, key, domain, ai->replaces, err);
 }
 
+/* Register (or find) the account of key, which lives in kp.  The ACME
+ * client keeps using the previous key until the CA accepted this one, so
+ * the previous key's pool goes only then; kp goes on failure.  Either way
+ * a worker holds one account key however often it looks the account up. */
+static apr_status_t cs_acme_use_key(const char **got, cs_worker_t *w,
+                                    apr_pool_t *kp, EVP_PKEY *key,
+                                    const char **err)
+{
+    apr_status_t rv = cs_acme_account(got, w->acme, key,
+                                      w->conf->acme_contact, err);
+
+    if (rv != APR_SUCCESS) {
+        apr_pool_destroy(kp);
+        return rv;
+    }
+    if (w->key_pool) {
+        apr_pool_destroy(w->key_pool);
+    }
+    w->key_pool = kp;
+    return APR_SUCCESS;
+}
+
 /* The account: from the database (key unsealed), else a new one. */
 static apr_status_t cs_acme_ensure_account(cs_worker_t *w, const char **err)
 {
@@ -1686,6 +1709,7 @@ static apr_status_t cs_acme_ensure_account(cs_worker_t *w, const char **err)
     unsigned char *der;
     apr_size_t len;
     apr_array_header_t *rcpt;
+    apr_pool_t *kp;
     EVP_PKEY *key;
     apr_status_t rv;
     int attempt;
@@ -1695,17 +1719,18 @@ static apr_status_t cs_acme_ensure_account(cs_worker_t *w, const char **err)
         if (rv == APR_SUCCESS) {
             free(w->account_cms);
             w->account_cms = strdup(cms);
+            apr_pool_create(&kp, w->pool);
             if ((rv = cs_base64_decode(&der, &len, w->jp, cms))
-                || (rv = cs_envelope_open(&key, w->pool, der, len,
+                || (rv = cs_envelope_open(&key, kp, der, len,
                                           conf->acme_seal_cert,
                                           conf->acme_seal_key, err))) {
                 *err = apr_psprintf(w->jp, "cannot unseal the ACME account "
                                     "key with CertServiceACMEAccountSeal: "
                                     "%s", *err ? *err : "bad base64");
+                apr_pool_destroy(kp);
                 return rv;
             }
-            if ((rv = cs_acme_account(&got, w->acme, key,
-                                      conf->acme_contact, err))) {
+            if ((rv = cs_acme_use_key(&got, w, kp, key, err))) {
                 return rv;
             }
             if (!kid || strcmp(kid, got) != 0) {
@@ -1722,13 +1747,14 @@ static apr_status_t cs_acme_ensure_account(cs_worker_t *w, const char **err)
          * instance racing us wins the insert; we then use its account. */
         rcpt = apr_array_make(w->jp, 1, sizeof(X509 *));
         APR_ARRAY_PUSH(rcpt, X509 *) = conf->acme_seal_cert;
-        if ((rv = cs_key_generate(&key, w->pool, CS_KEY_EC_P256))
+        apr_pool_create(&kp, w->pool);
+        if ((rv = cs_key_generate(&key, kp, CS_KEY_EC_P256))
             || (rv = cs_envelope_seal(&der, &len, w->jp, key, rcpt, err))) {
             *err = *err ? *err : "cannot make an account key";
+            apr_pool_destroy(kp);
             return rv;
         }
-        if ((rv = cs_acme_account(&got, w->acme, key, conf->acme_contact,
-                                  err))) {
+        if ((rv = cs_acme_use_key(&got, w, kp, key, err))) {
             return rv;
         }
         if (cs_store_account_put(w->db, w->jp, conf->acme_url, got,
@@ -1983,6 +2009,7 @@ static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
         if (w->pool) {
             apr_pool_destroy(w->pool);
             w->pool = NULL;
+            w->key_pool = NULL;
             w->acme = NULL;
         }
         return APR_SUCCESS;
