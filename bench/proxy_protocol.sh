@@ -40,7 +40,10 @@
 #    Runs are interleaved (a b c a b c ...) for ROUNDS rounds and the median
 #    is reported, since the machine is small and shared.  Besides wrk's
 #    req/s and p99, the CPU time Apache used per request is reported (from
-#    /proc/PID/task/*/schedstat): the least noisy of the three.
+#    /proc/PID/task/*/schedstat): the least noisy of the three.  So are
+#    haproxy's CPU time per request (the same way) and how busy the CPU
+#    that wrk and haproxy share was (client CPU, from /proc/stat): near
+#    100 %, req/s is limited by the client side, not by Apache.
 # 3. Cost per connection in Apache, counted rather than timed, so not
 #    disturbed by the noise that part 2 suffers from.  ab sends
 #    COUNT_CONNECTIONS requests through haproxy, one per connection:
@@ -71,6 +74,20 @@
 #   WORKLOADS     any of close, keepalive, direct, tls, tls-keepalive
 #                 [close keepalive tls]
 #   PROXY_VERSION 1 (send-proxy) or 2 (send-proxy-v2) [1]
+#   HAPROXY_WAIT_DATA
+#                 1: every haproxy frontend, (a), (b) and (c) alike, waits
+#                 for the client's first bytes before it connects to Apache
+#                 ("tcp-request inspect-delay 5s" and "tcp-request content
+#                 accept if { req.len gt 0 }"), so the PROXY header and the
+#                 request (or ClientHello) reach Apache back to back.  By
+#                 default (0) haproxy in TCP mode connects as soon as the
+#                 client does and writes the PROXY header at once, so
+#                 Apache's accept (TCP_DEFER_ACCEPT) can wake on the
+#                 header alone and a worker then waits for the request,
+#                 which (a), without a header, never does.  (Seen with one
+#                 request at a time; under this script's load it happens
+#                 on fewer than 1 connection in 200: docs/benchmarks.md.)
+#                 [0]
 #   BASE_PORT     Apache on BASE_PORT+1..3 (TLS: +21..23), haproxy on
 #                 BASE_PORT+11..13 (TLS: +31..33) [18080]
 #   PIN           1: Apache on APACHE_CPUS, wrk+haproxy on CLIENT_CPUS
@@ -91,6 +108,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 WARMUP=${WARMUP:-2}
 WORKLOADS=${WORKLOADS:-close keepalive tls}
 PROXY_VERSION=${PROXY_VERSION:-1}
+HAPROXY_WAIT_DATA=${HAPROXY_WAIT_DATA:-0}
 BASE_PORT=${BASE_PORT:-18080}
 PIN=${PIN:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
 APACHE_CPUS=${APACHE_CPUS:-1}
@@ -107,6 +125,11 @@ WRK=${WRK:-wrk}
 CC=${CC:-cc}
 OPENSSL=${OPENSSL:-openssl}
 KEEP=${KEEP:-0}
+
+case $HAPROXY_WAIT_DATA in
+0|1) ;;
+*) echo "proxy_protocol.sh: HAPROXY_WAIT_DATA must be 0 or 1" >&2; exit 1 ;;
+esac
 
 TLS=0           # 1: a tls workload is chosen, so Apache terminates TLS too
 for w in $WORKLOADS; do
@@ -147,6 +170,7 @@ declare -A APACHE_TLS_PORT=([a]=$((BASE_PORT + 21)) [b]=$((BASE_PORT + 22))
 declare -A FRONT_TLS_PORT=([a]=$((BASE_PORT + 31)) [b]=$((BASE_PORT + 32))
                            [c]=$((BASE_PORT + 33)))
 declare -A APACHE_PID=()
+HAPROXY_PID=""
 PIDS=""
 
 die() {
@@ -360,8 +384,13 @@ EOF
 }
 
 write_haproxy_conf() {
-    local send_proxy=send-proxy
+    local send_proxy=send-proxy wait_data=""
     [ "$PROXY_VERSION" = 1 ] || send_proxy=send-proxy-v2
+    # HAPROXY_WAIT_DATA=1: connect to Apache only once the client has sent
+    # something (the same for every frontend).
+    [ "$HAPROXY_WAIT_DATA" != 1 ] || wait_data='
+    tcp-request inspect-delay 5s
+    tcp-request content accept if { req.len gt 0 }'
     cat >"$WORK/haproxy.cfg" <<EOF
 global
     maxconn 4096
@@ -374,30 +403,30 @@ defaults
     timeout server 30s
 
 listen plain
-    bind 127.0.0.1:${FRONT_PORT[a]}
+    bind 127.0.0.1:${FRONT_PORT[a]}$wait_data
     server apache 127.0.0.1:${APACHE_PORT[a]}
 
 listen remoteip
-    bind 127.0.0.1:${FRONT_PORT[b]}
+    bind 127.0.0.1:${FRONT_PORT[b]}$wait_data
     server apache 127.0.0.1:${APACHE_PORT[b]} $send_proxy
 
 listen module
-    bind 127.0.0.1:${FRONT_PORT[c]}
+    bind 127.0.0.1:${FRONT_PORT[c]}$wait_data
     server apache 127.0.0.1:${APACHE_PORT[c]} $send_proxy
 EOF
     [ "$TLS" = 0 ] || cat >>"$WORK/haproxy.cfg" <<EOF
 
 # TLS passed through (TCP mode): Apache terminates it
 listen tls-plain
-    bind 127.0.0.1:${FRONT_TLS_PORT[a]}
+    bind 127.0.0.1:${FRONT_TLS_PORT[a]}$wait_data
     server apache 127.0.0.1:${APACHE_TLS_PORT[a]}
 
 listen tls-remoteip
-    bind 127.0.0.1:${FRONT_TLS_PORT[b]}
+    bind 127.0.0.1:${FRONT_TLS_PORT[b]}$wait_data
     server apache 127.0.0.1:${APACHE_TLS_PORT[b]} $send_proxy
 
 listen tls-module
-    bind 127.0.0.1:${FRONT_TLS_PORT[c]}
+    bind 127.0.0.1:${FRONT_TLS_PORT[c]}$wait_data
     server apache 127.0.0.1:${APACHE_TLS_PORT[c]} $send_proxy
 EOF
 }
@@ -467,6 +496,7 @@ start_servers() {
     write_haproxy_conf
     "${ON_CLIENT_CPUS[@]}" "$HAPROXY" -db -f "$WORK/haproxy.cfg" \
         >"$WORK/haproxy.log" 2>&1 &
+    HAPROXY_PID=$!
     PIDS="$PIDS $!"
 
     # Ready when each answers through haproxy.
@@ -526,6 +556,23 @@ apache_cpu_ns() {
     for p in $parent $(pgrep -P "$parent"); do
         cat /proc/"$p"/task/*/schedstat 2>/dev/null || true
     done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# CPU time used so far by haproxy (all its threads), in ns.
+haproxy_cpu_ns() {
+    cat /proc/"$HAPROXY_PID"/task/*/schedstat 2>/dev/null \
+        | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# "BUSY TOTAL" jiffies so far of the CPU wrk and haproxy run on
+# (CLIENT_CPUS when pinned to one CPU, else all CPUs), from /proc/stat.
+client_cpu_ticks() {
+    local line=cpu
+    [ "$PIN" != 1 ] || ! [[ $CLIENT_CPUS =~ ^[0-9]+$ ]] \
+        || line=cpu$CLIENT_CPUS
+    awk -v l="$line" '$1 == l {
+        t = 0; for (i = 2; i <= NF; i++) t += $i
+        print t - $5 - $6, t }' /proc/stat
 }
 
 # "WARNINGS REFUSED" in an instance's error log so far: lines at level warn
@@ -623,14 +670,22 @@ parse_wrk() {
 
 # One measured run; appends to $WORK/results:
 #   workload variant round req/s p99_ms errors httpd_us_per_req httpd_cpu%
+#   haproxy_us_per_req client_cpu_busy%
+# (the last two: haproxy's CPU time per request, and how busy the CPU that
+# wrk and haproxy share was; near 100 %, the client side limits req/s)
 measure() {
     local v=$1 workload=$2 round=$3 out cpu0 cpu1 warn0 warn1 ref0 ref1
     local req rps p99 err us pct flag="" refused allowed=0
+    local hcpu0 hcpu1 busy0 tot0 busy1 tot1 hus cbusy
     out=$WORK/wrk.$workload.$v.$round
     cpu0=$(apache_cpu_ns "$v")
+    hcpu0=$(haproxy_cpu_ns)
+    read -r busy0 tot0 < <(client_cpu_ticks)
     read -r warn0 ref0 < <(error_log_counts "$v")
     run_wrk "$v" "$workload" "$DURATION" "$out"
     cpu1=$(apache_cpu_ns "$v")
+    hcpu1=$(haproxy_cpu_ns)
+    read -r busy1 tot1 < <(client_cpu_ticks)
     read -r warn1 ref1 < <(error_log_counts "$v")
     read -r req rps p99 err < <(parse_wrk "$out")
     # Warnings logged during the run are errors, and so are connections the
@@ -645,11 +700,15 @@ measure() {
     read -r us pct < <(awk -v c="$((cpu1 - cpu0))" -v r="$req" \
         -v d="$DURATION" 'BEGIN {
             printf "%.1f %.0f\n", r ? c / 1000 / r : 0, c / 1e7 / d }')
+    read -r hus cbusy < <(awk -v c="$((hcpu1 - hcpu0))" -v r="$req" \
+        -v b="$((busy1 - busy0))" -v t="$((tot1 - tot0))" 'BEGIN {
+            printf "%.1f %.0f\n", r ? c / 1000 / r : 0, t ? 100 * b / t : 0 }')
     [ "$err" = 0 ] || flag="  <-- ERRORS, see $out"
-    printf '%-13s %-24s round %d: %9.0f req/s  p99 %7.2f ms  httpd %6.1f us/req %4s%%  errors %s%s\n' \
+    printf '%-13s %-24s round %d: %9.0f req/s  p99 %7.2f ms  httpd %6.1f us/req %4s%%  haproxy %5.1f us/req  client CPU %3s%%  errors %s%s\n' \
         "$workload" "${LABEL[$v]}" "$round" "$rps" "$p99" "$us" "$pct" \
-        "$err" "$flag"
-    echo "$workload $v $round $rps $p99 $err $us $pct" >>"$WORK/results"
+        "$hus" "$cbusy" "$err" "$flag"
+    echo "$workload $v $round $rps $p99 $err $us $pct $hus $cbusy" \
+        >>"$WORK/results"
 }
 
 warm_up() {
@@ -688,10 +747,11 @@ verdict() {   # verdict VALUE THRESHOLD -> MET / NOT MET
 }
 
 summary() {
-    local w v rps p99 us pct errs ca cb
+    local w v rps p99 us pct hus cbusy errs ca cb
     echo
     echo "== Summary: medians of interleaved rounds of ${DURATION}s," \
-        "$CONNECTIONS connections, PROXY v$PROXY_VERSION =="
+        "$CONNECTIONS connections, PROXY v$PROXY_VERSION," \
+        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA =="
     for w in $WORKLOADS; do
         echo
         case $w in
@@ -702,16 +762,20 @@ summary() {
         tls-keepalive) echo "workload: tls-keepalive (via haproxy, TLS terminated by Apache, $CONNECTIONS persistent connections)" ;;
         esac
         echo "  medians of $(rounds_for "$w") rounds:"
-        printf '  %-24s %10s %10s %12s %9s %7s\n' variant "req/s" "p99 ms" \
-            "httpd us/req" "httpd CPU" errors
+        printf '  %-24s %10s %10s %12s %9s %14s %10s %7s\n' variant \
+            "req/s" "p99 ms" "httpd us/req" "httpd CPU" "haproxy us/req" \
+            "client CPU" errors
         for v in $VARIANTS; do
             rps=$(field "$w" "$v" 4 | median)
             p99=$(field "$w" "$v" 5 | median)
             us=$(field "$w" "$v" 7 | median)
             pct=$(field "$w" "$v" 8 | median)
+            hus=$(field "$w" "$v" 9 | median)
+            cbusy=$(field "$w" "$v" 10 | median)
             errs=$(field "$w" "$v" 6 | awk '{ s += $1 } END { print s + 0 }')
-            printf '  %-24s %10.0f %10.2f %12.1f %8.0f%% %7d\n' \
-                "${LABEL[$v]}" "$rps" "$p99" "$us" "$pct" "$errs"
+            printf '  %-24s %10.0f %10.2f %12.1f %8.0f%% %14.1f %9.0f%% %7d\n' \
+                "${LABEL[$v]}" "$rps" "$p99" "$us" "$pct" "$hus" "$cbusy" \
+                "$errs"
         done
         ca=$(paired_ratio "$w" c a 4)
         cb=$(paired_ratio "$w" c b 4)
@@ -724,6 +788,9 @@ summary() {
         printf '    httpd us/req (c)/(a) %.3f (%s)   (c)/(b) %.3f (%s)\n' \
             "$(paired_ratio "$w" c a 7)" "$(ratio_range "$w" c a 7)" \
             "$(paired_ratio "$w" c b 7)" "$(ratio_range "$w" c b 7)"
+        printf '    haproxy us/req (c)/(a) %.3f (%s)   (c)/(b) %.3f (%s)\n' \
+            "$(paired_ratio "$w" c a 9)" "$(ratio_range "$w" c a 9)" \
+            "$(paired_ratio "$w" c b 9)" "$(ratio_range "$w" c b 9)"
         echo "  target: (c) req/s >= 0.98 x (a): $(verdict "$ca" 0.98)"
         echo "  target: (c) req/s >= 1.00 x (b): $(verdict "$cb" 1.00)"
     done
@@ -878,7 +945,8 @@ if [ "$MACRO" != 0 ] || [ "$COUNTS" != 0 ]; then
     echo "== HTTP benchmark: wrk -> haproxy (TCP) -> Apache event MPM =="
     echo "$(nproc) CPUs; PIN=$PIN (Apache on CPU $APACHE_CPUS," \
         "wrk+haproxy on CPU $CLIENT_CPUS); $($HTTPD -v | head -1);" \
-        "$($HAPROXY -v | head -1 | cut -d' ' -f1-3); PROXY v$PROXY_VERSION"
+        "$($HAPROXY -v | head -1 | cut -d' ' -f1-3); PROXY v$PROXY_VERSION;" \
+        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA"
     check_tools
     write_wrk_script
     start_servers
