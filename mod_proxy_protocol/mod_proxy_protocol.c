@@ -4,10 +4,14 @@
  * The header is read in a pre_connection hook that runs before any other
  * module's, straight from the socket: before core's filters exist, before
  * mod_ssl logs or handshakes, before mod_http2 and mod_reqtimeout start.
- * It reads exactly as many bytes as the header holds (the parser,
- * pp_parse.c, says how many more bytes may be read without touching what
- * follows), so the TLS ClientHello or HTTP/2 preface behind it is left in
- * the socket.  The client address is then set on the connection itself,
+ * It peeks at the socket and consumes exactly as many bytes as the header
+ * holds (the parser, pp_parse.c, says how many more bytes may be read
+ * without touching what follows), so the TLS ClientHello or HTTP/2 preface
+ * behind it reaches mod_ssl or mod_http2 intact.  The header's last bytes
+ * are left in the socket and dropped by a one-shot filter at the
+ * connection's first read (pp_skip_filter), which then reads the header
+ * and what follows it with one system call, as without the PROXY
+ * protocol.  The client address is then set on the connection itself,
  * so TLS, HTTP/2, access checks and every log line of the connection see
  * it.  (A process_connection hook reading through the filters below TLS
  * would also work, but would run after mod_ssl's pre_connection has logged
@@ -455,17 +459,19 @@ static int pp_wait_readable(int fd, apr_time_t deadline)
 /*
  * Reads the header from the socket into *pbuf (initially a buffer of *pcap
  * bytes; a larger v2 header gets one from c->pool).  Returns NULL, or why
- * it failed.
+ * it failed.  *unread is the number of the header's last bytes that were
+ * peeked but are still in the socket (see pp_skip_filter).
  *
- * The bytes are peeked (MSG_PEEK) and parsed, then exactly the header's
- * bytes are read: in the usual case, where the whole header arrived in one
- * segment, that is two system calls, and the socket's mode and timeout are
- * never touched.  Bytes that are only a prefix of a header are consumed
- * before waiting for more, so the wait sees new data only.
+ * The bytes are peeked (MSG_PEEK) and parsed: in the usual case, where the
+ * whole header arrived in one segment, that is one system call, and the
+ * socket's mode and timeout are never touched.  Bytes that are only a
+ * prefix of a header are consumed before waiting for more, so the wait
+ * sees new data only.
  */
 static const char *pp_read_header(conn_rec *c, apr_socket_t *sock,
                                   const pp_conf_t *conf, pp_header_t *hdr,
-                                  unsigned char **pbuf, apr_size_t *pcap)
+                                  unsigned char **pbuf, apr_size_t *pcap,
+                                  apr_size_t *unread)
 {
     apr_time_t deadline = apr_time_now() + conf->timeout;
     apr_size_t n = 0, peeked = 0, need = 0, want;
@@ -481,13 +487,7 @@ static const char *pp_read_header(conn_rec *c, apr_socket_t *sock,
         }
         if (res == PP_OK) {
             /* What was peeked holds the rest of the header. */
-            apr_size_t rest = hdr->length - n;
-            do {
-                got = recv(fd, *pbuf + n, rest, MSG_DONTWAIT);
-            } while (got < 0 && errno == EINTR);
-            if (got != (ssize_t)rest) {
-                return "read error after peeking the header";
-            }
+            *unread = hdr->length - n;
             return NULL;
         }
         /* A prefix: everything peeked belongs to the header. */
@@ -631,13 +631,64 @@ static void pp_apply_header(conn_rec *c, pp_conn_t *cc,
     cc->env = env;
 }
 
+/*
+ * The header's last bytes, peeked in pre_connection but left in the
+ * socket: the connection's first read, whoever makes it (mod_ssl, the
+ * HTTP/1 or HTTP/2 reader), takes them off the front and then goes on as
+ * it would have, so the header and what follows it in the same segment (a
+ * ClientHello, a request) come in with one read of the socket, as without
+ * the PROXY protocol.  Nothing after the header is touched: the core keeps
+ * it for the reader.  Registered at AP_FTYPE_NETWORK and added before the
+ * core's input filter (pre_connection, really first), so it sits directly
+ * above the core: mod_logio's byte counts do not include the header.
+ */
+typedef struct {
+    apr_off_t left;
+} pp_skip_t;
+
+static ap_filter_rec_t *pp_skip_handle;
+
+static apr_status_t pp_skip_filter(ap_filter_t *f, apr_bucket_brigade *bb,
+                                   ap_input_mode_t mode,
+                                   apr_read_type_e block, apr_off_t readbytes)
+{
+    pp_skip_t *sk = f->ctx;
+    apr_bucket_brigade *tmp;
+    apr_status_t rv;
+    apr_off_t got;
+
+    if (sk->left > 0) {
+        tmp = apr_brigade_create(f->c->pool, f->c->bucket_alloc);
+        while (sk->left > 0) {
+            /* Peeked, so in the socket already: this does not wait. */
+            rv = ap_get_brigade(f->next, tmp, AP_MODE_READBYTES,
+                                APR_BLOCK_READ, sk->left);
+            if (rv == APR_SUCCESS) {
+                rv = apr_brigade_length(tmp, 1, &got);
+            }
+            apr_brigade_cleanup(tmp);
+            if (rv == APR_SUCCESS && got <= 0) {
+                rv = APR_EOF;
+            }
+            if (rv != APR_SUCCESS) {
+                apr_brigade_destroy(tmp);
+                return rv;
+            }
+            sk->left -= got;
+        }
+        apr_brigade_destroy(tmp);
+    }
+    ap_remove_input_filter(f);
+    return ap_get_brigade(f->next, bb, mode, block, readbytes);
+}
+
 static int pp_pre_connection(conn_rec *c, void *csd)
 {
     const pp_conf_t *conf;
     pp_conn_t *cc;
     pp_header_t hdr;
     unsigned char small[512], *buf = small;
-    apr_size_t cap = sizeof(small);
+    apr_size_t cap = sizeof(small), unread = 0;
     const unsigned char *peer;
     const char *why;
     int family;
@@ -670,7 +721,8 @@ static int pp_pre_connection(conn_rec *c, void *csd)
                               (size_t)conf->trusted->nelts, family, peer)) {
         return pp_reject(c, "peer is not in ProxyProtocolTrustedProxies");
     }
-    if ((why = pp_read_header(c, csd, conf, &hdr, &buf, &cap)) != NULL) {
+    if ((why = pp_read_header(c, csd, conf, &hdr, &buf, &cap, &unread))
+        != NULL) {
         if (hdr.version == 2 && hdr.length > conf->max_header) {
             why = apr_psprintf(c->pool, "%s (%" APR_SIZE_T_FMT " > %"
                                APR_SIZE_T_FMT ")", why, hdr.length,
@@ -679,6 +731,11 @@ static int pp_pre_connection(conn_rec *c, void *csd)
         return pp_reject(c, why);
     }
     pp_apply_header(c, cc, &hdr);
+    if (unread) {
+        pp_skip_t *sk = apr_palloc(c->pool, sizeof(*sk));
+        sk->left = (apr_off_t)unread;
+        ap_add_input_filter_handle(pp_skip_handle, sk, NULL, c);
+    }
     return DECLINED;
 }
 
@@ -710,6 +767,9 @@ static void pp_register_hooks(apr_pool_t *p)
                            APR_HOOK_REALLY_FIRST);
     ap_hook_post_read_request(pp_post_read_request, NULL, NULL,
                               APR_HOOK_REALLY_FIRST);
+    pp_skip_handle = ap_register_input_filter("PROXY_PROTOCOL_SKIP",
+                                              pp_skip_filter, NULL,
+                                              AP_FTYPE_NETWORK);
 }
 
 AP_DECLARE_MODULE(proxy_protocol) = {
