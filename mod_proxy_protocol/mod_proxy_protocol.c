@@ -8,8 +8,8 @@
  * holds (the parser, pp_parse.c, says how many more bytes may be read
  * without touching what follows), so the TLS ClientHello or HTTP/2 preface
  * behind it reaches mod_ssl or mod_http2 intact.  The header's last bytes
- * are left in the socket and dropped by a one-shot filter at the
- * connection's first read (pp_skip_filter), which then reads the header
+ * are left in the socket and dropped by a filter at the connection's
+ * first read (pp_skip_filter), which then reads the header
  * and what follows it with one system call, as without the PROXY
  * protocol.  The client address is then set on the connection itself,
  * so TLS, HTTP/2, access checks and every log line of the connection see
@@ -641,6 +641,11 @@ static void pp_apply_header(conn_rec *c, pp_conn_t *cc,
  * it for the reader.  Registered at AP_FTYPE_NETWORK and added before the
  * core's input filter (pre_connection, really first), so it sits directly
  * above the core: mod_logio's byte counts do not include the header.
+ *
+ * Once done it stays in the chain and passes every read through: removing
+ * itself could leave a request pointing at it (when it heads the
+ * connection's chain, a request made before the first read starts its own
+ * chain there, and HTTP_IN added afterwards would be bypassed).
  */
 typedef struct {
     apr_off_t left;
@@ -678,7 +683,6 @@ static apr_status_t pp_skip_filter(ap_filter_t *f, apr_bucket_brigade *bb,
         }
         apr_brigade_destroy(tmp);
     }
-    ap_remove_input_filter(f);
     return ap_get_brigade(f->next, bb, mode, block, readbytes);
 }
 
