@@ -76,7 +76,17 @@ static const char *keep_err(cs_acme_t *a, const char *err)
         return NULL;
     }
     if (err != a->err) {
-        apr_cpystrn(a->err, err, sizeof(a->err));
+        apr_size_t n = strlen(err), cut;
+        if (n >= sizeof(a->err)) {
+            /* Cut at a character boundary: the text may end up in JSON. */
+            n = sizeof(a->err) - 1;
+            for (cut = n; cut > 0 && ((unsigned char)err[cut] & 0xC0) == 0x80;
+                 cut--) {
+            }
+            n = cut;
+        }
+        memcpy(a->err, err, n);
+        a->err[n] = '\0';
     }
     return a->err;
 }

@@ -41,19 +41,39 @@
 #define MAX_GROUP       32
 #define MAX_PLAIN       16384       /* an RSA-8192 PKCS#8 fits */
 
+/* The wrapping key's private number (RSA d, or an EC scalar) as a
+ * big-endian byte string: the same however the key file is encoded. */
+static unsigned char *private_number(int *len, EVP_PKEY *key)
+{
+    BIGNUM *bn = NULL;
+    unsigned char *buf = NULL;
+
+    if (!EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_D, &bn)
+        && !EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &bn)) {
+        return NULL;
+    }
+    *len = BN_num_bytes(bn);
+    if (*len > 0 && (buf = OPENSSL_secure_malloc((size_t)*len)) != NULL) {
+        BN_bn2bin(bn, buf);
+    }
+    BN_clear_free(bn);
+    return buf;
+}
+
 apr_status_t cs_seal_key_derive(cs_seal_key_t *out, EVP_PKEY *wrap_key)
 {
     static const char salt[] = "mod_certsync key.seal";
     static const char info[] = "v1";
     unsigned char *ikm = NULL;
-    int ikm_len;
-    EVP_KDF *kdf;
+    int ikm_len = 0;
+    EVP_KDF *kdf = NULL;
     EVP_KDF_CTX *kctx = NULL;
     OSSL_PARAM params[5];
     apr_status_t rv = APR_EGENERAL;
 
+    out->ok = 0;
     if (wrap_key == NULL
-        || (ikm_len = i2d_PrivateKey(wrap_key, &ikm)) <= 0) {
+        || (ikm = private_number(&ikm_len, wrap_key)) == NULL) {
         ERR_clear_error();
         return APR_EINVAL;
     }
@@ -69,12 +89,13 @@ apr_status_t cs_seal_key_derive(cs_seal_key_t *out, EVP_PKEY *wrap_key)
             OSSL_KDF_PARAM_INFO, (void *)info, sizeof(info) - 1);
         params[4] = OSSL_PARAM_construct_end();
         if (EVP_KDF_derive(kctx, out->k, sizeof(out->k), params) == 1) {
+            out->ok = 1;
             rv = APR_SUCCESS;
         }
     }
     EVP_KDF_CTX_free(kctx);
     EVP_KDF_free(kdf);
-    OPENSSL_clear_free(ikm, (size_t)ikm_len);
+    OPENSSL_secure_clear_free(ikm, (size_t)ikm_len);
     ERR_clear_error();
     return rv;
 }
@@ -91,7 +112,7 @@ apr_array_header_t *cs_seal_keys_derive(apr_pool_t *p,
                                         const apr_array_header_t *wrap_keys)
 {
     apr_array_header_t *a;
-    int i;
+    int i, any = 0;
 
     if (!wrap_keys || wrap_keys->nelts == 0) {
         return NULL;
@@ -99,12 +120,13 @@ apr_array_header_t *cs_seal_keys_derive(apr_pool_t *p,
     a = apr_array_make(p, wrap_keys->nelts, sizeof(cs_seal_key_t));
     apr_pool_cleanup_register(p, a, keys_cleanse, apr_pool_cleanup_null);
     for (i = 0; i < wrap_keys->nelts; i++) {
-        if (cs_seal_key_derive(apr_array_push(a),
-                               APR_ARRAY_IDX(wrap_keys, i, EVP_PKEY *))) {
-            return NULL;
-        }
+        /* A key whose private number cannot be read (an HSM's) has no
+         * sealing key (ok = 0); the others still do. */
+        any |= cs_seal_key_derive(apr_array_push(a),
+                                  APR_ARRAY_IDX(wrap_keys, i, EVP_PKEY *))
+               == APR_SUCCESS;
     }
-    return a;
+    return any ? a : NULL;
 }
 
 /* The associated data: its length, and written into a (of that length). */
@@ -176,8 +198,9 @@ static unsigned char *plain_ec(apr_size_t *len, apr_pool_t *p,
         return NULL;
     }
     plen = pt->length;
-    slen = BN_num_bytes(priv);
-    if (slen > 0 && slen <= 255) {
+    /* Padded to the key's size: the length says nothing about the key. */
+    slen = (EVP_PKEY_get_bits(key) + 7) / 8;
+    if (slen > 0 && slen <= 255 && BN_num_bytes(priv) <= slen) {
         *len = 1 + 1 + glen + 2 + (apr_size_t)plen + 2 + (apr_size_t)slen;
         buf = q = apr_palloc(p, *len);
         *q++ = KIND_EC;
@@ -190,7 +213,9 @@ static unsigned char *plain_ec(apr_size_t *len, apr_pool_t *p,
         q += plen;
         *q++ = (unsigned char)(slen >> 8);
         *q++ = (unsigned char)slen;
-        BN_bn2bin(priv, q);
+        if (BN_bn2binpad(priv, q, slen) != slen) {
+            buf = NULL;
+        }
     }
     BN_clear_free(priv);
     return buf;
@@ -224,6 +249,7 @@ apr_status_t cs_seal(unsigned char **out, apr_size_t *out_len,
 {
     unsigned char *plain, *buf;
     apr_size_t plain_len = 0, ad_len;
+    EVP_PKEY_CTX *pctx;
     char *ad;
 
     *out = NULL;
@@ -234,6 +260,20 @@ apr_status_t cs_seal(unsigned char **out, apr_size_t *out_len,
         *err = "key.seal: the key does not match the certificate";
         return APR_EINVAL;
     }
+    if (sk == NULL || !sk->ok) {
+        *err = "key.seal: no sealing key";
+        return APR_EINVAL;
+    }
+    /* The opener rebuilds the key from its scalar and the certificate's
+     * point without checking they belong together: check here, once. */
+    if ((pctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL)) == NULL
+        || EVP_PKEY_pairwise_check(pctx) != 1) {
+        EVP_PKEY_CTX_free(pctx);
+        ERR_clear_error();
+        *err = "key.seal: the private key fails its pairwise check";
+        return APR_EINVAL;
+    }
+    EVP_PKEY_CTX_free(pctx);
     plain = plain_ec(&plain_len, p, key, leaf);
     if (plain == NULL && (plain = plain_pkcs8(&plain_len, p, key)) == NULL) {
         *err = "key.seal: cannot encode the private key";
@@ -360,6 +400,10 @@ apr_status_t cs_seal_open(EVP_PKEY **key, const unsigned char *in,
     int authentic;
 
     *key = NULL;
+    if (sk == NULL || !sk->ok) {
+        *err = "key.seal: no sealing key";
+        return APR_ENOENT;
+    }
     if (in == NULL || len < MAGIC_LEN + NONCE_LEN + 2 + TAG_LEN
         || memcmp(in, MAGIC, MAGIC_LEN) != 0
         || len > MAGIC_LEN + NONCE_LEN + MAX_PLAIN + TAG_LEN) {

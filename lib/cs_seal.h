@@ -27,15 +27,18 @@
 
 typedef struct {
     unsigned char k[CS_SEAL_KEY_LEN];
+    int ok;                     /* derived (else k is not a key) */
 } cs_seal_key_t;
 
-/** The sealing key of one wrapping private key (the same in every process
- *  that loaded that key).  Costs an encoding of the wrapping key: derive
- *  once, at startup. */
+/** The sealing key of one wrapping private key, derived from its private
+ *  number (RSA d or an EC scalar), so the same in every process that
+ *  loaded that key, however its file is encoded.  Derive once, at
+ *  startup. */
 apr_status_t cs_seal_key_derive(cs_seal_key_t *out, EVP_PKEY *wrap_key);
 
 /** cs_seal_key_t of every wrapping key (EVP_PKEY *), same order, from p
- *  and cleansed when p goes; NULL if there is none or one fails. */
+ *  and cleansed when p goes (a key that cannot be derived has ok = 0);
+ *  NULL if none can. */
 apr_array_header_t *cs_seal_keys_derive(apr_pool_t *p,
                                         const apr_array_header_t *wrap_keys);
 

@@ -686,8 +686,12 @@ static apr_status_t build_version(const char **pdir, const char *ddir,
                        key, key_len, key_is_envelope, gid, p);
     }
     if (rv == APR_SUCCESS && seal && key_is_envelope) {
-        rv = write_key(apr_pstrcat(p, dir, "/" CSY_SEAL, NULL), seal,
-                       seal_len, 1, gid, p);
+        /* Optional: without it the workers open key.cms (and count it),
+         * so a failure to write it does not stop the install. */
+        const char *spath = apr_pstrcat(p, dir, "/" CSY_SEAL, NULL);
+        if (write_key(spath, seal, seal_len, 1, gid, p) != APR_SUCCESS) {
+            apr_file_remove(spath, p);
+        }
     }
     if (rv == APR_SUCCESS) {
         rv = apr_file_perms_set(dir, CSY_PERMS_DIR);

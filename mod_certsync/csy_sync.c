@@ -223,12 +223,14 @@ static unsigned char *seal_for_workers(apr_size_t *len,
                                        const char *serial)
 {
     unsigned char *seal;
-    const char *err;
+    const char *err = "no sealing key for this wrapping key";
 
     if (!cfg->seal_keys || which >= cfg->seal_keys->nelts
         || cs_seal(&seal, len, p, key, leaf,
                    &APR_ARRAY_IDX(cfg->seal_keys, which, cs_seal_key_t),
                    domain, serial, &err)) {
+        csy_log(cfg, CSY_LOG_WARN, p, "%s (serial %s): no key.seal, workers "
+                "will open key.cms: %s", domain, serial, err);
         return NULL;
     }
     return seal;

@@ -174,6 +174,28 @@ static void seal_pair(EVP_PKEY **key, X509 **leaf, cs_key_type_t type,
     }
 }
 
+/* Does key sign what leaf's public key verifies? */
+static int signs_for(EVP_PKEY *key, X509 *leaf)
+{
+    static const unsigned char msg[] = "key.seal";
+    unsigned char sig[1024];
+    size_t sig_len = sizeof(sig);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok;
+
+    ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1
+         && EVP_DigestSign(md, sig, &sig_len, msg, sizeof(msg)) == 1;
+    EVP_MD_CTX_free(md);
+    if (!ok || !(md = EVP_MD_CTX_new())) {
+        return 0;
+    }
+    ok = EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL,
+                              X509_get0_pubkey(leaf)) == 1
+         && EVP_DigestVerify(md, sig, sig_len, msg, sizeof(msg)) == 1;
+    EVP_MD_CTX_free(md);
+    return ok;
+}
+
 static void test_seal(void)
 {
     cs_seal_key_t sk, sk2, other;
@@ -208,7 +230,18 @@ static void test_seal(void)
                               "0a1b", &err), 0);
     CHECK(got && EVP_PKEY_eq(got, key) == 1);
     CHECK(got && X509_check_private_key(leaf, got) == 1);
+    /* Only the public halves are compared above: the scalar must sign
+     * what the certificate's key verifies. */
+    CHECK(got && signs_for(got, leaf));
     EVP_PKEY_free(got);
+
+    UNIT_CASE("cs_seal: a sealing key that was not derived");
+    other.ok = 0;
+    CHECK_EQ_INT(cs_seal(&copy, &rlen, pool, key, leaf, &other, "seal.test",
+                         "0a1b", &err), APR_EINVAL);
+    CHECK_EQ_INT(cs_seal_open(&got, sealed, len, leaf, &other, "seal.test",
+                              "0a1b", &err), APR_ENOENT);
+    CHECK_EQ_INT(cs_seal_key_derive(&other, wrap2), 0);
 
     UNIT_CASE("cs_seal: RSA key (PKCS#8), round trip");
     seal_pair(&rsa, &rsa_leaf, CS_KEY_RSA_2048, "rsa.seal.test");
@@ -218,6 +251,7 @@ static void test_seal(void)
         CHECK_EQ_INT(cs_seal_open(&got, copy, rlen, rsa_leaf, &sk,
                                   "rsa.seal.test", "01", &err), 0);
         CHECK(got && EVP_PKEY_eq(got, rsa) == 1);
+        CHECK(got && signs_for(got, rsa_leaf));
         EVP_PKEY_free(got);
     }
 
