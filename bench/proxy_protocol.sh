@@ -97,24 +97,33 @@
 #                 in as soon as it starts, and every process of the
 #                 instance (parent and children; children forked later
 #                 inherit the cgroup) once it answers; the script checks
-#                 that each one is in the cgroup, and removes the cgroups on
-#                 exit.  Needs root and a writable /sys/fs/cgroup/cpu, and
-#                 fails otherwise.  Why: by default, on a 2-CPU machine,
-#                 the close and tls workloads are client-bound (the CPU of
-#                 wrk and haproxy is ~97-100 % busy while Apache's is below
-#                 85 %), and haproxy itself costs more per request when it
-#                 sends a PROXY header, so req/s ratios measure the load
-#                 generator more than Apache.  With the quota Apache
-#                 saturates first, so req/s is N % of a CPU divided by
-#                 Apache's CPU time per request, and the ratios compare
-#                 what each Apache variant costs per request.  Check it in
-#                 the output: "httpd CPU" should then be ~N % in every
-#                 variant, "client CPU" well below 100 %, and the extra
-#                 "throttled" column (share of the cgroup's 100 ms periods
-#                 in which the quota ran out) high.  Throttling stops Apache
-#                 for the rest of a period, so p99 then mostly reflects
-#                 the quota (tens of ms), not the module.  Applies to part
-#                 2 (and to the running instances in part 3's syscall
+#                 that each one is in the cgroup, and removes the cgroups
+#                 on exit.  Needs root and a writable /sys/fs/cgroup/cpu,
+#                 and fails otherwise.
+#                 Why: by default, on a 2-CPU machine, the close workload
+#                 is client-bound (the CPU of wrk and haproxy ~97-98 %
+#                 busy, Apache's below 85 %), and haproxy itself costs
+#                 more per request when it sends a PROXY header, so the
+#                 req/s ratios measure the load generator more than
+#                 Apache.  With the quota Apache saturates first: req/s is
+#                 then N % of a CPU divided by Apache's CPU time per
+#                 request, and the ratios compare what each Apache variant
+#                 costs per request.
+#                 Check it in the output: "httpd CPU" should be ~N % in
+#                 every variant and round, the extra "throttled" column
+#                 (share of the cgroup's 100 ms periods in which the quota
+#                 ran out) high, and "client CPU" well below 100 %.  A
+#                 quota above what Apache can get on its CPU (other load)
+#                 is not reached: "httpd CPU" below N % and "throttled"
+#                 near 0 % show such rounds.  On the tls workloads "client
+#                 CPU" stays ~100 % whatever the quota (wrk itself used
+#                 93 % of CPU 0 at 220 req/s, apparently polling the
+#                 connections whose handshakes wait for Apache); there,
+#                 req/s proportional to N and httpd CPU at N % show that
+#                 Apache is the bottleneck.  Throttling stops Apache for
+#                 the rest of a period, so p99 then mostly reflects the
+#                 quota (tens of ms), not the module.  Applies to part 2
+#                 (and to the running instances during part 3's syscall
 #                 count; part 3's callgrind instance is not capped).
 #                 [unset: no cap]
 #   BASE_PORT     Apache on BASE_PORT+1..3 (TLS: +21..23), haproxy on
