@@ -88,6 +88,44 @@
 #                 request at a time; under this script's load it happens
 #                 on fewer than 1 connection in 200: docs/benchmarks.md.)
 #                 [0]
+#   APACHE_CPU_QUOTA
+#                 N (an integer, percent of one CPU, e.g. 40): cap each
+#                 Apache instance, (a), (b) and (c) alike, at N % of one CPU
+#                 with cgroup v1's cpu controller: one cgroup per instance,
+#                 /sys/fs/cgroup/cpu/ppbench.PID.V, cpu.cfs_period_us
+#                 100000 and cpu.cfs_quota_us N*1000.  The parent is moved
+#                 in as soon as it starts, and every process of the
+#                 instance (parent and children; children forked later
+#                 inherit the cgroup) once it answers; the script checks
+#                 that each one is in the cgroup, and removes the cgroups
+#                 on exit.  Needs root and a writable /sys/fs/cgroup/cpu,
+#                 and fails otherwise.
+#                 Why: by default, on a 2-CPU machine, the close workload
+#                 is client-bound (the CPU of wrk and haproxy ~97-98 %
+#                 busy, Apache's below 85 %), and haproxy itself costs
+#                 more per request when it sends a PROXY header, so the
+#                 req/s ratios measure the load generator more than
+#                 Apache.  With the quota Apache saturates first: req/s is
+#                 then N % of a CPU divided by Apache's CPU time per
+#                 request, and the ratios compare what each Apache variant
+#                 costs per request.
+#                 Check it in the output: "httpd CPU" should be ~N % in
+#                 every variant and round, the extra "throttled" column
+#                 (share of the cgroup's 100 ms periods in which the quota
+#                 ran out) high, and "client CPU" well below 100 %.  A
+#                 quota above what Apache can get on its CPU (other load)
+#                 is not reached: "httpd CPU" below N % and "throttled"
+#                 near 0 % show such rounds.  On the tls workloads "client
+#                 CPU" stays ~100 % whatever the quota (wrk itself used
+#                 93 % of CPU 0 at 220 req/s, apparently polling the
+#                 connections whose handshakes wait for Apache); there,
+#                 req/s proportional to N and httpd CPU at N % show that
+#                 Apache is the bottleneck.  Throttling stops Apache for
+#                 the rest of a period, so p99 then mostly reflects the
+#                 quota (tens of ms), not the module.  Applies to part 2
+#                 (and to the running instances during part 3's syscall
+#                 count; part 3's callgrind instance is not capped).
+#                 [unset: no cap]
 #   BASE_PORT     Apache on BASE_PORT+1..3 (TLS: +21..23), haproxy on
 #                 BASE_PORT+11..13 (TLS: +31..33) [18080]
 #   PIN           1: Apache on APACHE_CPUS, wrk+haproxy on CLIENT_CPUS
@@ -125,11 +163,34 @@ WRK=${WRK:-wrk}
 CC=${CC:-cc}
 OPENSSL=${OPENSSL:-openssl}
 KEEP=${KEEP:-0}
+APACHE_CPU_QUOTA=${APACHE_CPU_QUOTA:-}
+CGROUP_CPU=/sys/fs/cgroup/cpu
 
 case $HAPROXY_WAIT_DATA in
 0|1) ;;
 *) echo "proxy_protocol.sh: HAPROXY_WAIT_DATA must be 0 or 1" >&2; exit 1 ;;
 esac
+
+# APACHE_CPU_QUOTA: checked before anything starts.
+if [ -n "$APACHE_CPU_QUOTA" ]; then
+    if ! [[ $APACHE_CPU_QUOTA =~ ^[1-9][0-9]*$ ]] \
+        || [ "$APACHE_CPU_QUOTA" -gt $((100 * $(nproc))) ]; then
+        echo "proxy_protocol.sh: APACHE_CPU_QUOTA must be a whole percentage" \
+            "of one CPU, 1 to $((100 * $(nproc)))" >&2
+        exit 1
+    fi
+    if [ "$(id -u)" != 0 ]; then
+        echo "proxy_protocol.sh: APACHE_CPU_QUOTA needs root (it creates" \
+            "cgroups in $CGROUP_CPU); run as root or unset APACHE_CPU_QUOTA" >&2
+        exit 1
+    fi
+    if [ ! -w "$CGROUP_CPU" ] || [ ! -f "$CGROUP_CPU/cpu.cfs_quota_us" ]; then
+        echo "proxy_protocol.sh: APACHE_CPU_QUOTA needs cgroup v1's cpu" \
+            "controller mounted writable at $CGROUP_CPU (with" \
+            "cpu.cfs_quota_us); not found here, unset APACHE_CPU_QUOTA" >&2
+        exit 1
+    fi
+fi
 
 TLS=0           # 1: a tls workload is chosen, so Apache terminates TLS too
 for w in $WORKLOADS; do
@@ -170,6 +231,7 @@ declare -A APACHE_TLS_PORT=([a]=$((BASE_PORT + 21)) [b]=$((BASE_PORT + 22))
 declare -A FRONT_TLS_PORT=([a]=$((BASE_PORT + 31)) [b]=$((BASE_PORT + 32))
                            [c]=$((BASE_PORT + 33)))
 declare -A APACHE_PID=()
+declare -A CGROUP=()    # APACHE_CPU_QUOTA: each instance's cgroup directory
 HAPROXY_PID=""
 PIDS=""
 
@@ -193,6 +255,7 @@ cleanup() {
     for pid in $PIDS; do
         wait "$pid" 2>/dev/null || true
     done
+    remove_cgroups
     if [ "$KEEP" = 1 ]; then
         echo "kept $WORK"
     else
@@ -210,6 +273,71 @@ if [ "$PIN" = 1 ]; then
     ON_APACHE_CPUS=(taskset -c "$APACHE_CPUS")
     ON_CLIENT_CPUS=(taskset -c "$CLIENT_CPUS")
 fi
+
+# APACHE_CPU_QUOTA: one cgroup v1 cpu cgroup per Apache instance.
+cgroup_create() {   # cgroup_create V
+    local v=$1 dir=$CGROUP_CPU/ppbench.$$.$1
+    mkdir "$dir" || die "APACHE_CPU_QUOTA: cannot create $dir"
+    CGROUP[$v]=$dir
+    echo 100000 >"$dir/cpu.cfs_period_us" \
+        && echo $((APACHE_CPU_QUOTA * 1000)) >"$dir/cpu.cfs_quota_us" \
+        || die "APACHE_CPU_QUOTA: cannot set the quota of $dir"
+}
+
+# Moves PIDS into V's cgroup (a process that has gone is skipped).
+cgroup_add() {   # cgroup_add V PID...
+    local v=$1 pid
+    shift
+    for pid in "$@"; do
+        echo "$pid" >"${CGROUP[$v]}/cgroup.procs" 2>/dev/null \
+            || ! kill -0 "$pid" 2>/dev/null \
+            || die "APACHE_CPU_QUOTA: cannot move $pid into ${CGROUP[$v]}"
+    done
+}
+
+# Moves every process of instance V into its cgroup and checks that each
+# one (and so each of its threads) is there.  Sets CGROUP_NPROCS to how
+# many processes.
+CGROUP_NPROCS=0
+cgroup_add_instance() {   # cgroup_add_instance V
+    local v=$1 parent=${APACHE_PID[$1]} pids pid cg n=0
+    pids="$parent $(pgrep -P "$parent" | tr '\n' ' ')"
+    cgroup_add "$v" $pids
+    for pid in $pids; do
+        cg=$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ { print $3 }' /proc/"$pid"/cgroup)
+        [ "$CGROUP_CPU$cg" = "${CGROUP[$v]}" ] \
+            || die "APACHE_CPU_QUOTA: process $pid of ${LABEL[$v]} is in" \
+                "cpu cgroup '$cg', not ${CGROUP[$v]}"
+        n=$((n + 1))
+    done
+    CGROUP_NPROCS=$n
+}
+
+# "PERIODS THROTTLED" so far of V's cgroup (cpu.stat), or "0 0".
+cgroup_throttling() {   # cgroup_throttling V
+    if [ -n "$APACHE_CPU_QUOTA" ] && [ -n "${CGROUP[$1]:-}" ]; then
+        awk '$1 == "nr_periods" { p = $2 } $1 == "nr_throttled" { t = $2 }
+             END { print p + 0, t + 0 }' "${CGROUP[$1]}/cpu.stat"
+    else
+        echo 0 0
+    fi
+}
+
+# On exit, once the servers are stopped: Apache's children may outlive the
+# parent for a moment, so wait until each cgroup is empty.
+remove_cgroups() {
+    local v dir
+    for v in "${!CGROUP[@]}"; do
+        dir=${CGROUP[$v]}
+        [ -d "$dir" ] || continue
+        for _ in $(seq 50); do
+            rmdir "$dir" 2>/dev/null && break
+            sleep 0.2
+        done
+        [ ! -d "$dir" ] || echo "proxy_protocol.sh: could not remove" \
+            "cgroup $dir (processes: $(tr '\n' ' ' <"$dir/cgroup.procs"))" >&2
+    done
+}
 
 # Median of the numbers on stdin (mean of the middle two for an even count).
 median() {
@@ -488,10 +616,14 @@ start_servers() {
         write_apache_conf "$v"
         "$HTTPD" -t -f "$WORK/httpd-$v/httpd.conf" 2>"$WORK/httpd-$v/t.log" \
             || { cat "$WORK/httpd-$v/t.log" >&2; die "bad config for $v"; }
+        [ -z "$APACHE_CPU_QUOTA" ] || cgroup_create "$v"
         "${ON_APACHE_CPUS[@]}" "$HTTPD" -f "$WORK/httpd-$v/httpd.conf" \
             -DFOREGROUND &
         APACHE_PID[$v]=$!
         PIDS="$PIDS $!"
+        # The parent at once, so that most likely its children are forked
+        # inside; all of them are moved and checked once it answers.
+        [ -z "$APACHE_CPU_QUOTA" ] || cgroup_add "$v" "${APACHE_PID[$v]}"
     done
     write_haproxy_conf
     "${ON_CLIENT_CPUS[@]}" "$HAPROXY" -db -f "$WORK/haproxy.cfg" \
@@ -510,6 +642,15 @@ start_servers() {
         done
         [ "$code" = 200 ] || die "${LABEL[$v]} does not answer through haproxy"
     done
+    if [ -n "$APACHE_CPU_QUOTA" ]; then
+        for v in $VARIANTS; do
+            cgroup_add_instance "$v"
+            echo "APACHE_CPU_QUOTA=$APACHE_CPU_QUOTA: ${LABEL[$v]}:" \
+                "$CGROUP_NPROCS processes in ${CGROUP[$v]}" \
+                "(cfs_quota_us $(cat "${CGROUP[$v]}/cpu.cfs_quota_us")," \
+                "cfs_period_us $(cat "${CGROUP[$v]}/cpu.cfs_period_us"))"
+        done
+    fi
 
     # Sanity: (b) and (c) must refuse a connection without a PROXY header
     # (otherwise the header would not be read by the module under test),
@@ -670,19 +811,24 @@ parse_wrk() {
 
 # One measured run; appends to $WORK/results:
 #   workload variant round req/s p99_ms errors httpd_us_per_req httpd_cpu%
-#   haproxy_us_per_req client_cpu_busy%
-# (the last two: haproxy's CPU time per request, and how busy the CPU that
-# wrk and haproxy share was; near 100 %, the client side limits req/s)
+#   haproxy_us_per_req client_cpu_busy% throttled%
+# (haproxy's CPU time per request, and how busy the CPU that wrk and
+# haproxy share was: near 100 %, the client side limits req/s; with
+# APACHE_CPU_QUOTA, the share of the instance's cgroup periods in which
+# the quota ran out, else "-")
 measure() {
     local v=$1 workload=$2 round=$3 out cpu0 cpu1 warn0 warn1 ref0 ref1
     local req rps p99 err us pct flag="" refused allowed=0
     local hcpu0 hcpu1 busy0 tot0 busy1 tot1 hus cbusy
+    local per0 thr0 per1 thr1 thr=- thr_text=""
     out=$WORK/wrk.$workload.$v.$round
     cpu0=$(apache_cpu_ns "$v")
     hcpu0=$(haproxy_cpu_ns)
     read -r busy0 tot0 < <(client_cpu_ticks)
     read -r warn0 ref0 < <(error_log_counts "$v")
+    read -r per0 thr0 < <(cgroup_throttling "$v")
     run_wrk "$v" "$workload" "$DURATION" "$out"
+    read -r per1 thr1 < <(cgroup_throttling "$v")
     cpu1=$(apache_cpu_ns "$v")
     hcpu1=$(haproxy_cpu_ns)
     read -r busy1 tot1 < <(client_cpu_ticks)
@@ -703,11 +849,16 @@ measure() {
     read -r hus cbusy < <(awk -v c="$((hcpu1 - hcpu0))" -v r="$req" \
         -v b="$((busy1 - busy0))" -v t="$((tot1 - tot0))" 'BEGIN {
             printf "%.1f %.0f\n", r ? c / 1000 / r : 0, t ? 100 * b / t : 0 }')
+    if [ -n "$APACHE_CPU_QUOTA" ]; then
+        thr=$(awk -v p="$((per1 - per0))" -v t="$((thr1 - thr0))" \
+            'BEGIN { printf "%.0f\n", p ? 100 * t / p : 0 }')
+        thr_text="  throttled $thr%"
+    fi
     [ "$err" = 0 ] || flag="  <-- ERRORS, see $out"
-    printf '%-13s %-24s round %d: %9.0f req/s  p99 %7.2f ms  httpd %6.1f us/req %4s%%  haproxy %5.1f us/req  client CPU %3s%%  errors %s%s\n' \
+    printf '%-13s %-24s round %d: %9.0f req/s  p99 %7.2f ms  httpd %6.1f us/req %4s%%  haproxy %5.1f us/req  client CPU %3s%%%s  errors %s%s\n' \
         "$workload" "${LABEL[$v]}" "$round" "$rps" "$p99" "$us" "$pct" \
-        "$hus" "$cbusy" "$err" "$flag"
-    echo "$workload $v $round $rps $p99 $err $us $pct $hus $cbusy" \
+        "$hus" "$cbusy" "$thr_text" "$err" "$flag"
+    echo "$workload $v $round $rps $p99 $err $us $pct $hus $cbusy $thr" \
         >>"$WORK/results"
 }
 
@@ -747,11 +898,13 @@ verdict() {   # verdict VALUE THRESHOLD -> MET / NOT MET
 }
 
 summary() {
-    local w v rps p99 us pct hus cbusy errs ca cb
+    local w v rps p99 us pct hus cbusy errs ca cb thr quota=""
+    [ -z "$APACHE_CPU_QUOTA" ] \
+        || quota=", APACHE_CPU_QUOTA=$APACHE_CPU_QUOTA (% of one CPU)"
     echo
     echo "== Summary: medians of interleaved rounds of ${DURATION}s," \
         "$CONNECTIONS connections, PROXY v$PROXY_VERSION," \
-        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA =="
+        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA$quota =="
     for w in $WORKLOADS; do
         echo
         case $w in
@@ -762,9 +915,15 @@ summary() {
         tls-keepalive) echo "workload: tls-keepalive (via haproxy, TLS terminated by Apache, $CONNECTIONS persistent connections)" ;;
         esac
         echo "  medians of $(rounds_for "$w") rounds:"
-        printf '  %-24s %10s %10s %12s %9s %14s %10s %7s\n' variant \
-            "req/s" "p99 ms" "httpd us/req" "httpd CPU" "haproxy us/req" \
-            "client CPU" errors
+        if [ -n "$APACHE_CPU_QUOTA" ]; then
+            printf '  %-24s %10s %10s %12s %9s %14s %10s %9s %7s\n' variant \
+                "req/s" "p99 ms" "httpd us/req" "httpd CPU" \
+                "haproxy us/req" "client CPU" throttled errors
+        else
+            printf '  %-24s %10s %10s %12s %9s %14s %10s %7s\n' variant \
+                "req/s" "p99 ms" "httpd us/req" "httpd CPU" \
+                "haproxy us/req" "client CPU" errors
+        fi
         for v in $VARIANTS; do
             rps=$(field "$w" "$v" 4 | median)
             p99=$(field "$w" "$v" 5 | median)
@@ -773,9 +932,16 @@ summary() {
             hus=$(field "$w" "$v" 9 | median)
             cbusy=$(field "$w" "$v" 10 | median)
             errs=$(field "$w" "$v" 6 | awk '{ s += $1 } END { print s + 0 }')
-            printf '  %-24s %10.0f %10.2f %12.1f %8.0f%% %14.1f %9.0f%% %7d\n' \
-                "${LABEL[$v]}" "$rps" "$p99" "$us" "$pct" "$hus" "$cbusy" \
-                "$errs"
+            if [ -n "$APACHE_CPU_QUOTA" ]; then
+                thr=$(field "$w" "$v" 11 | median)
+                printf '  %-24s %10.0f %10.2f %12.1f %8.0f%% %14.1f %9.0f%% %8.0f%% %7d\n' \
+                    "${LABEL[$v]}" "$rps" "$p99" "$us" "$pct" "$hus" \
+                    "$cbusy" "$thr" "$errs"
+            else
+                printf '  %-24s %10.0f %10.2f %12.1f %8.0f%% %14.1f %9.0f%% %7d\n' \
+                    "${LABEL[$v]}" "$rps" "$p99" "$us" "$pct" "$hus" \
+                    "$cbusy" "$errs"
+            fi
         done
         ca=$(paired_ratio "$w" c a 4)
         cb=$(paired_ratio "$w" c b 4)
@@ -946,7 +1112,8 @@ if [ "$MACRO" != 0 ] || [ "$COUNTS" != 0 ]; then
     echo "$(nproc) CPUs; PIN=$PIN (Apache on CPU $APACHE_CPUS," \
         "wrk+haproxy on CPU $CLIENT_CPUS); $($HTTPD -v | head -1);" \
         "$($HAPROXY -v | head -1 | cut -d' ' -f1-3); PROXY v$PROXY_VERSION;" \
-        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA"
+        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA$([ -z "$APACHE_CPU_QUOTA" ] \
+            || echo "; APACHE_CPU_QUOTA=$APACHE_CPU_QUOTA (% of one CPU)")"
     check_tools
     write_wrk_script
     start_servers
