@@ -34,6 +34,8 @@
 #define CSY_KEY             "privkey.pem"
 #define CSY_ENVELOPE        "key.cms"
 #define CSY_SEAL            "key.seal"
+/* Files of a version (chain, envelope) are small. */
+#define CSY_READ_MAX        (1024 * 1024)
 #define CSY_CURSOR          "cursor"
 #define CSY_MANIFEST        "manifest"
 #define CSY_MANIFEST_HEADER "# certsync manifest v1"
@@ -318,6 +320,12 @@ static apr_status_t read_all(char **pbuf, apr_size_t *plen,
     }
     apr_file_close(f);
     return rv;
+}
+
+apr_status_t csy_store_read_file(char **buf, apr_size_t *len, apr_pool_t *p,
+                                 const char *path)
+{
+    return read_all(buf, len, path, CSY_READ_MAX, p);
 }
 
 static int lstat_type(apr_filetype_e *type, const char *path, apr_pool_t *p)
@@ -783,6 +791,41 @@ apr_status_t csy_store_install_sealed(csy_store_t *store, apr_pool_t *p,
 
     /* The switch: one rename() of a symlink. */
     return link_set(ddir, CSY_CURRENT, serial, p);
+}
+
+apr_status_t csy_store_add_seal(csy_store_t *store, apr_pool_t *p,
+                                const char *domain, const char *serial,
+                                const void *seal, apr_size_t seal_len)
+{
+    const char *vdir, *path, *tmp = NULL;
+    apr_status_t rv = APR_EEXIST;
+    int i;
+
+    if (!valid_domain(domain) || !valid_serial(serial) || seal == NULL
+        || seal_len == 0) {
+        return APR_EINVAL;
+    }
+    vdir = apr_pstrcat(p, domain_dir(store, domain, p), "/", serial, NULL);
+    path = apr_pstrcat(p, vdir, "/" CSY_SEAL, NULL);
+    if (!is_dir(vdir, p)) {
+        return APR_ENOENT;
+    }
+    /* Written beside, then renamed: a reader sees no key.seal or a whole
+     * one. */
+    for (i = 0; i < CSY_TMP_TRIES && APR_STATUS_IS_EEXIST(rv); i++) {
+        tmp = tmp_path(vdir, p);
+        rv = write_key(tmp, seal, seal_len, 1, store->envelope_gid, p);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_rename(tmp, path, p);
+    }
+    if (rv != APR_SUCCESS) {
+        if (tmp) {
+            apr_file_remove(tmp, p);
+        }
+        return rv;
+    }
+    return sync_dir(vdir);
 }
 
 apr_status_t csy_store_rollback(csy_store_t *store, apr_pool_t *p,

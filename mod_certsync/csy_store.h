@@ -94,6 +94,17 @@ apr_status_t csy_store_install_sealed(csy_store_t *store, apr_pool_t *p,
                                       apr_size_t key_len, int key_is_envelope,
                                       const void *seal, apr_size_t seal_len);
 
+/** A whole file of the store (at most 1 MiB), NUL-terminated, from p;
+ *  APR_ENOENT if it does not exist. */
+apr_status_t csy_store_read_file(char **buf, apr_size_t *len, apr_pool_t *p,
+                                 const char *path);
+
+/** Add key.seal to an installed version (one written before the daemon
+ *  wrote them); APR_ENOENT if there is no such version. */
+apr_status_t csy_store_add_seal(csy_store_t *store, apr_pool_t *p,
+                                const char *domain, const char *serial,
+                                const void *seal, apr_size_t seal_len);
+
 /** Make previous current again (rollback); APR_NOTFOUND if none. */
 apr_status_t csy_store_rollback(csy_store_t *store, apr_pool_t *p,
                                 const char *domain);

@@ -236,6 +236,56 @@ static unsigned char *seal_for_workers(apr_size_t *len,
     return seal;
 }
 
+int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
+                      apr_pool_t *p, int *pos, int max, int *done)
+{
+    apr_array_header_t *domains, *chain;
+    const char *domain, *serial, *dir, *err;
+    char *pem, *cms;
+    apr_size_t pem_len, cms_len, seal_len;
+    apr_finfo_t fi;
+    unsigned char *seal;
+    EVP_PKEY *key;
+    apr_pool_t *one;
+    int sealed = 0, which = 0;
+
+    *done = 0;
+    if (!cfg->seal_keys || csy_store_manifest_read(&domains, store, p)) {
+        *done = 1;
+        return 0;
+    }
+    apr_pool_create(&one, p);
+    for (; *pos < domains->nelts && sealed < max; (*pos)++) {
+        apr_pool_clear(one);
+        domain = APR_ARRAY_IDX(domains, *pos, const char *);
+        if (!(serial = csy_store_current(store, one, domain))
+            || !(dir = csy_store_current_dir(store, one, domain))
+            || apr_stat(&fi, apr_pstrcat(one, dir, "/key.seal", NULL),
+                        APR_FINFO_TYPE, one) == APR_SUCCESS
+            || csy_store_read_file(&cms, &cms_len, one,
+                                   apr_pstrcat(one, dir, "/key.cms", NULL))
+            || csy_store_read_file(&pem, &pem_len, one,
+                                   apr_pstrcat(one, dir, "/fullchain.pem",
+                                               NULL))) {
+            continue;           /* sealed, gone, or not an envelope */
+        }
+        if (open_key(&key, &which, cfg, one, (unsigned char *)cms, cms_len,
+                     &err) == APR_SUCCESS
+            && cs_pem_read_certs(&chain, one, pem, pem_len, &err)
+               == APR_SUCCESS
+            && (seal = seal_for_workers(&seal_len, cfg, one, key,
+                                        APR_ARRAY_IDX(chain, 0, X509 *),
+                                        which, domain, serial)) != NULL
+            && csy_store_add_seal(store, one, domain, serial, seal,
+                                  seal_len) == APR_SUCCESS) {
+            sealed++;
+        }
+    }
+    *done = *pos >= domains->nelts;
+    apr_pool_destroy(one);
+    return sealed;
+}
+
 /*
  * Checks and installs one bundle.  Returns NULL, or why it was refused.
  * *installed says whether the served version changed.

@@ -95,6 +95,15 @@ apr_status_t csy_lease_acquire(const char **lease, long *retry_after,
 apr_status_t csy_lease_release(csy_client_t *client, apr_pool_t *p,
                                const char *lease);
 
+/**
+ * key.seal for versions installed without one (by a mod_certsync from
+ * before key.seal): at most max per call, going on from *pos in the
+ * manifest; *done once a call reached its end.  Returns how many it
+ * sealed.  Needs cfg->seal_keys.
+ */
+int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
+                      apr_pool_t *p, int *pos, int max, int *done);
+
 /** POST /v1/hosts/HOST/report: seq served, rollout state, failures. */
 apr_status_t csy_report(csy_client_t *client, apr_pool_t *p, long long seq,
                         const char *state, apr_hash_t *failures);

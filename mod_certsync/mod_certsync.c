@@ -440,6 +440,9 @@ typedef struct {
     apr_time_t lease_ok;        /* when it was granted or renewed */
     json_t *rollout;            /* rollout.json of the rollout under way */
     apr_uint64_t change_set;    /* bumped when pending grows */
+    int seal_pos;               /* key.seal backfill: manifest position */
+    int seals_done;             /* ... every version checked */
+    long seals_written;
     apr_uint64_t tested_set;    /* the change set that passed httpd -t */
     apr_hash_t *pending;        /* domain -> serial installed, not yet live */
     apr_hash_t *quarantine;     /* domain -> serial rolled back */
@@ -1249,6 +1252,31 @@ static void csy_dyn_activate(csy_daemon_t *d, apr_pool_t *p,
                  (int)apr_hash_count(res->removed_set));
 }
 
+/* Versions installed before the daemon wrote key.seal (an upgraded
+ * store) get one, CSY_SEAL_BATCH per cycle, so that the workers' cache
+ * misses stop opening key.cms; the activation of new certificates is not
+ * held up by more than a batch. */
+#define CSY_SEAL_BATCH 500
+
+static void csy_backfill_seals(csy_daemon_t *d, apr_pool_t *p)
+{
+    int n = csy_seal_backfill(&d->cfg, d->store, p, &d->seal_pos,
+                              CSY_SEAL_BATCH, &d->seals_done);
+
+    d->seals_written += n;
+    if (n > 0) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, d->s, CYLOGNO(00037)
+                     "key.seal written for %d versions installed without "
+                     "one (%d domains of the manifest checked so far)", n,
+                     d->seal_pos);
+    }
+    if (d->seals_done && d->seals_written > 0) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, CYLOGNO(00038)
+                     "every current version has its key.seal (%ld "
+                     "written)", d->seals_written);
+    }
+}
+
 static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
 {
     csy_daemon_t d;
@@ -1471,6 +1499,9 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
                        json_is_true(json_object_get(d.state,
                                                     "restart_pending"))
                        ? "restart-pending" : "ready", failures);
+            if (conf->dynamic == 1 && !d.seals_done) {
+                csy_backfill_seals(&d, cycle);
+            }
         }
         if (!rv && json_is_true(json_object_get(d.state, "restart_pending"))) {
             if (conf->restart == 0) {

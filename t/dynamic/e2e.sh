@@ -296,9 +296,23 @@ bad=$(find "$POOL_DIR/proxy1/store" -name key.seal -perm /o=rwx | wc -l)
 is "$bad" 0 "no key.seal readable by others"
 
 pool_stop_proxy 1
+# A store from before key.seal: the next daemon writes the missing ones,
+# a batch per cycle, while the workers open key.cms meanwhile.
+find "$POOL_DIR/proxy1/store" -name key.seal -delete
 sed -i 's/^    CertSyncCatchAll On$/    CertSyncCatchAll On\n    CertSyncUnknownName refuse/' \
     "$POOL_DIR/proxy1/httpd.conf"
 start_again || bail "proxy 1 did not start with refuse"
+for ((i = 0; i < 300; i++)); do
+    grep -q 'CY00038' "$POOL_DIR/proxy1/logs/error_log" && break
+    sleep 0.1
+done
+grep -q 'CY00038.*every current version has its key.seal' \
+    "$POOL_DIR/proxy1/logs/error_log"
+okif $? "key.seal written again for a store without them (CY00038)"
+cur=$(find "$POOL_DIR/proxy1/store/live" -maxdepth 2 -name current | wc -l)
+is "$(find -L "$POOL_DIR/proxy1/store/live" -mindepth 3 -maxdepth 3 \
+          -path '*/current/key.seal' | wc -l)" "$cur" \
+    "... beside every current version's key.cms"
 handshakes "$work/unknown" >/dev/null
 is "$(awk '{print $2}' "$work/out" | sort -u)" "-" \
     "CertSyncUnknownName refuse: no handshake for unknown names"
