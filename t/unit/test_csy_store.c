@@ -307,6 +307,31 @@ static void test_install(void)
         }
     }
     CHECK(!exists(at("inst/live/env.example/current/privkey.pem")));
+    CHECK(!exists(at("inst/live/env.example/current/key.seal")));
+
+    UNIT_CASE("install envelope with key.seal; add key.seal later");
+    CHECK_EQ_INT(csy_store_install_sealed(store, pool, "env.example", "0f",
+                                          "chain-0f\n", "\x30\x00\x83", 3,
+                                          1, "SEAL", 4), APR_SUCCESS);
+    CHECK_STR(slurp(at("inst/live/env.example/current/key.seal"), pool,
+                    NULL), "SEAL");
+    {
+        struct stat st;
+        CHECK(stat(at("inst/live/env.example/current/key.seal"), &st) == 0
+              && (st.st_mode & 077) == 0);
+    }
+    /* 0e, installed without one, gets it; the file appears whole */
+    CHECK_EQ_INT(csy_store_add_seal(store, pool, "env.example", "0e",
+                                    "SEAL-0e", 7), APR_SUCCESS);
+    CHECK_STR(slurp(at("inst/live/env.example/0e/key.seal"), pool, NULL),
+              "SEAL-0e");
+    CHECK_EQ_INT(count_tmp(at("inst/live/env.example/0e")), 0);
+    CHECK_EQ_INT(csy_store_add_seal(store, pool, "env.example", "0d",
+                                    "S", 1), APR_ENOENT);
+    CHECK_EQ_INT(csy_store_add_seal(store, pool, "../x", "0e", "S", 1),
+                 APR_EINVAL);
+    CHECK_EQ_INT(csy_store_add_seal(store, pool, "env.example", "0e",
+                                    NULL, 0), APR_EINVAL);
 
     UNIT_CASE("install over a stale directory");
     CHECK(mkdir(apr_pstrcat(pool, live, "/0c", NULL), 0755) == 0);
