@@ -399,7 +399,9 @@ apr_status_t cs_seal_open(EVP_PKEY **key, const unsigned char *in,
     apr_size_t plain_len, ad_len = aad_len(name, serial);
     int authentic;
 
-    *key = NULL;
+    if (key != NULL) {
+        *key = NULL;
+    }
     if (sk == NULL || !sk->ok) {
         *err = "key.seal: no sealing key";
         return APR_ENOENT;
@@ -433,6 +435,9 @@ apr_status_t cs_seal_open(EVP_PKEY **key, const unsigned char *in,
         *err = "key.seal: not sealed with this key for this name and "
                "serial, or damaged";
     }
+    else if (key == NULL) {
+        *err = NULL;            /* only asked whether it opens */
+    }
     else if (plain[0] == KIND_EC) {
         *key = open_ec(plain + 1, plain_len - 1, leaf, err);
     }
@@ -450,7 +455,7 @@ apr_status_t cs_seal_open(EVP_PKEY **key, const unsigned char *in,
         OPENSSL_free(ad);
     }
     ERR_clear_error();
-    if (*key != NULL) {
+    if (key == NULL ? authentic : *key != NULL) {
         *err = NULL;
         return APR_SUCCESS;
     }

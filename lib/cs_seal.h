@@ -54,7 +54,8 @@ apr_status_t cs_seal(unsigned char **out, apr_size_t *out_len,
                      const char *serial, const char **err);
 
 /**
- * Open what cs_seal() made.  *key is the caller's (EVP_PKEY_free).
+ * Open what cs_seal() made.  *key is the caller's (EVP_PKEY_free); with
+ * key NULL, only whether it opens is checked (leaf is not used).
  * APR_ENOENT: not sealed with sk for this name and serial (or damaged:
  * GCM cannot tell which), so try another sealing key or key.cms;
  * APR_EINVAL: not a sealed key, or one that does not match leaf.

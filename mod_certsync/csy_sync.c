@@ -236,6 +236,31 @@ static unsigned char *seal_for_workers(apr_size_t *len,
     return seal;
 }
 
+/* Does the key.seal in dir open with one of this daemon's sealing keys?
+ * (After the wrapping key that sealed it was removed, it no longer does.) */
+static int seal_opens(const csy_config_t *cfg, apr_pool_t *p,
+                      const char *dir, const char *domain,
+                      const char *serial)
+{
+    const char *err;
+    apr_size_t len;
+    char *seal;
+    int i;
+
+    if (csy_store_read_file(&seal, &len, p,
+                            apr_pstrcat(p, dir, "/key.seal", NULL))) {
+        return 0;
+    }
+    for (i = 0; i < cfg->seal_keys->nelts; i++) {
+        if (cs_seal_open(NULL, (unsigned char *)seal, len, NULL,
+                         &APR_ARRAY_IDX(cfg->seal_keys, i, cs_seal_key_t),
+                         domain, serial, &err) == APR_SUCCESS) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
                       apr_pool_t *p, int *pos, int max, int *done)
 {
@@ -243,7 +268,6 @@ int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
     const char *domain, *serial, *dir, *err;
     char *pem, *cms;
     apr_size_t pem_len, cms_len, seal_len;
-    apr_finfo_t fi;
     unsigned char *seal;
     EVP_PKEY *key;
     apr_pool_t *one;
@@ -260,8 +284,7 @@ int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
         domain = APR_ARRAY_IDX(domains, *pos, const char *);
         if (!(serial = csy_store_current(store, one, domain))
             || !(dir = csy_store_current_dir(store, one, domain))
-            || apr_stat(&fi, apr_pstrcat(one, dir, "/key.seal", NULL),
-                        APR_FINFO_TYPE, one) == APR_SUCCESS
+            || seal_opens(cfg, one, dir, domain, serial)
             || csy_store_read_file(&cms, &cms_len, one,
                                    apr_pstrcat(one, dir, "/key.cms", NULL))
             || csy_store_read_file(&pem, &pem_len, one,

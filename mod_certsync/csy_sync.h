@@ -96,9 +96,10 @@ apr_status_t csy_lease_release(csy_client_t *client, apr_pool_t *p,
                                const char *lease);
 
 /**
- * key.seal for versions installed without one (by a mod_certsync from
- * before key.seal): at most max per call, going on from *pos in the
- * manifest; *done once a call reached its end.  Returns how many it
+ * key.seal for current versions without one that opens with this
+ * daemon's sealing keys (installed by a mod_certsync from before key.seal,
+ * or sealed with a wrapping key since removed): at most max per call,
+ * going on from *pos in the manifest; *done once a call reached its end.  Returns how many it
  * sealed.  Needs cfg->seal_keys.
  */
 int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,

@@ -255,6 +255,14 @@ static void test_seal(void)
         EVP_PKEY_free(got);
     }
 
+    UNIT_CASE("cs_seal: whether it opens, without building the key");
+    CHECK_EQ_INT(cs_seal_open(NULL, sealed, len, NULL, &sk, "seal.test",
+                              "0a1b", &err), APR_SUCCESS);
+    CHECK_EQ_INT(cs_seal_open(NULL, sealed, len, NULL, &other, "seal.test",
+                              "0a1b", &err), APR_ENOENT);
+    CHECK_EQ_INT(cs_seal_open(NULL, sealed, len, NULL, &sk, "seal.test",
+                              "0a1c", &err), APR_ENOENT);
+
     UNIT_CASE("cs_seal: bound to its sealing key, name and serial");
     CHECK_EQ_INT(cs_seal_open(&got, sealed, len, leaf, &other, "seal.test",
                               "0a1b", &err), APR_ENOENT);
