@@ -77,7 +77,8 @@
 #   RT_LOAD_NEW, RT_LOAD_KA, RT_LOAD_BATCH, RT_LOAD_KA_REQS, RT_LOAD_PAUSE,
 #   RT_LOAD_MAX, RT_LOAD_SECONDS, RT_SAMPLE_MS   (rollout-lib.sh)
 #   RT_PORT_BASE        the base port [61000 + 40 * (PID % 100), a free one]
-#   RT_KEEP=1           keep the directory (logs, samples, load logs)
+#   RT_KEEP=1           keep the directory (logs, samples, load logs); it is
+#                       also kept when a check failed
 #   HTTPD / POOL_HTTPD  the httpd binary
 #
 set -u
@@ -142,7 +143,9 @@ cleanup() {
     rt_load_stop
     [ -n "${s5_pids:-}" ] && kill $s5_pids 2>/dev/null
     pool_stop_all
-    if [ -n "${RT_KEEP:-}" ]; then
+    # Kept when a check failed too: the pool's logs are all there is to
+    # understand a timing failure afterwards.
+    if [ -n "${RT_KEEP:-}" ] || [ "${nfail:-0}" -gt 0 ]; then
         echo "# kept $tmp"
     else
         rm -rf "$tmp"
