@@ -74,23 +74,8 @@ trap 'exit 143' TERM
 "$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1 \
     || die "make-pki.sh failed"
 chmod 755 "$pki"
-(
-    cd "$pki" || exit 1
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout acme-tls-ca.key -out acme-tls-ca.crt -days 30 \
-        -subj "/CN=bench pebble TLS CA" \
-        -addext basicConstraints=critical,CA:TRUE \
-    && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout acme-tls.key -out acme-tls.csr -subj "/CN=127.0.0.1" \
-    && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >acme-tls.ext \
-    && openssl x509 -req -in acme-tls.csr -CA acme-tls-ca.crt \
-        -CAkey acme-tls-ca.key -CAcreateserial -days 30 \
-        -extfile acme-tls.ext -out acme-tls.crt \
-    && openssl req -x509 -newkey rsa:2048 -nodes -keyout seal.key \
-        -out seal.crt -subj "/CN=bench account seal" -days 30 \
-    && cat proxy.crt proxy.key >proxy.pem \
-    && chmod 644 ./*.key ./*.pem
-) >"$tmp/pki2.log" 2>&1 || die "cannot make the certificates"
+acme_pki "$pki" bench >"$tmp/pki2.log" 2>&1 \
+    || die "cannot make the certificates"
 
 declare -A used
 newport() {

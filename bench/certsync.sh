@@ -141,21 +141,7 @@ CertSyncHost              bench-proxy
 CertSyncDrainTime         0
 CertSyncProbe             127.0.0.1:$px_port
 CertSyncRestartTimeout    600
-<VirtualHost 127.0.0.1:$px_port>
-    ServerName fallback.bench.invalid
-    SSLEngine on
-    SSLCertificateFile    $pki/fallback.crt
-    SSLCertificateKeyFile $pki/fallback.key
-</VirtualHost>
-<Macro TLSHost \$domain \$certdir>
-    <VirtualHost 127.0.0.1:$px_port>
-        ServerAlias \$domain
-        SSLEngine on
-        SSLCertificateFile    \$certdir/fullchain.pem
-        SSLCertificateKeyFile \$certdir/privkey.pem
-    </VirtualHost>
-</Macro>
-MacroGenerate TLSHost $store/manifest
+$(certsync_tls_hosts "$px_port" "$pki" "$store" fallback.bench.invalid)
 <VirtualHost 127.0.0.1:$st_port>
     <Location /certsync-status>
         SetHandler certsync-status

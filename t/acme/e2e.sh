@@ -153,29 +153,15 @@ trap 'exit 129' HUP
 "$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1 \
     || bail "make-pki.sh failed: $(cat "$tmp/pki.log")"
 chmod 755 "$pki"
-(
-    cd "$pki" || exit 1
-    # The proxy's fallback certificate; pebble's own TLS (a CA and a leaf
-    # for 127.0.0.1, which CertServiceACMECA trusts); the account seal.
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+# The proxy's fallback certificate, then pebble's TLS and the account seal.
+{
+    (cd "$pki" && openssl req -x509 -newkey ec \
+        -pkeyopt ec_paramgen_curve:P-256 -nodes \
         -keyout fallback.key -out fallback.crt -days 30 \
         -subj "/CN=fallback.e2e.invalid" \
-        -addext basicConstraints=critical,CA:FALSE \
-    && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout acme-tls-ca.key -out acme-tls-ca.crt -days 30 \
-        -subj "/CN=e2e pebble TLS CA" \
-        -addext basicConstraints=critical,CA:TRUE \
-    && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout acme-tls.key -out acme-tls.csr -subj "/CN=127.0.0.1" \
-    && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >acme-tls.ext \
-    && openssl x509 -req -in acme-tls.csr -CA acme-tls-ca.crt \
-        -CAkey acme-tls-ca.key -CAcreateserial -days 30 \
-        -extfile acme-tls.ext -out acme-tls.crt \
-    && openssl req -x509 -newkey rsa:2048 -nodes -keyout seal.key \
-        -out seal.crt -subj "/CN=e2e account seal" -days 30 \
-    && cat proxy.crt proxy.key >proxy.pem \
-    && chmod 644 ./*.key ./*.pem
-) >"$tmp/pki2.log" 2>&1 || bail "cannot make the test certificates: $(cat "$tmp/pki2.log")"
+        -addext basicConstraints=critical,CA:FALSE) \
+    && acme_pki "$pki" e2e
+} >"$tmp/pki2.log" 2>&1 || bail "cannot make the test certificates: $(cat "$tmp/pki2.log")"
 
 # --- Ports -------------------------------------------------------------------
 
@@ -373,21 +359,7 @@ CertSyncDrainTime         0
 CertSyncProbe             127.0.0.1:$px_port
 CertSyncRestartTimeout    30
 
-<VirtualHost 127.0.0.1:$px_port>
-    ServerName fallback.e2e.invalid
-    SSLEngine on
-    SSLCertificateFile    $pki/fallback.crt
-    SSLCertificateKeyFile $pki/fallback.key
-</VirtualHost>
-<Macro TLSHost \$domain \$certdir>
-    <VirtualHost 127.0.0.1:$px_port>
-        ServerAlias \$domain
-        SSLEngine on
-        SSLCertificateFile    \$certdir/fullchain.pem
-        SSLCertificateKeyFile \$certdir/privkey.pem
-    </VirtualHost>
-</Macro>
-MacroGenerate TLSHost $store/manifest
+$(certsync_tls_hosts "$px_port" "$pki" "$store" fallback.e2e.invalid)
 
 # The http-01 relay (docs/acme-relay.md): port 80 of every proxy, any host.
 <VirtualHost 127.0.0.1:$http_port>

@@ -238,22 +238,7 @@ CertSyncProbe             127.0.0.1:$px_port
 CertSyncRestartTimeout    30
 
 # The first virtual host of the address: what a name without its own gets.
-<VirtualHost 127.0.0.1:$px_port>
-    ServerName fallback.e2e.invalid
-    SSLEngine on
-    SSLCertificateFile    $pki/fallback.crt
-    SSLCertificateKeyFile $pki/fallback.key
-</VirtualHost>
-
-<Macro TLSHost \$domain \$certdir>
-    <VirtualHost 127.0.0.1:$px_port>
-        ServerAlias \$domain
-        SSLEngine on
-        SSLCertificateFile    \$certdir/fullchain.pem
-        SSLCertificateKeyFile \$certdir/privkey.pem
-    </VirtualHost>
-</Macro>
-MacroGenerate TLSHost $store/manifest
+$(certsync_tls_hosts "$px_port" "$pki" "$store" fallback.e2e.invalid)
 
 <VirtualHost 127.0.0.1:$st_port>
     <Location /certsync-status>

@@ -296,3 +296,50 @@ stop_httpd() {
     done
     kill -KILL "$pid" 2>/dev/null || true
 }
+# acme_pki DIR LABEL: in DIR (from t/certservice/make-pki.sh), what an ACME
+# run adds: pebble's TLS (a CA and a leaf for 127.0.0.1, which
+# CertServiceACMECA trusts), the account seal (RSA) and proxy.pem (the
+# proxy's client certificate and key in one file)
+acme_pki() {
+    (
+        cd "$1" || exit 1
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+            -nodes -keyout acme-tls-ca.key -out acme-tls-ca.crt -days 30 \
+            -subj "/CN=$2 pebble TLS CA" \
+            -addext basicConstraints=critical,CA:TRUE \
+        && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+            -nodes -keyout acme-tls.key -out acme-tls.csr \
+            -subj "/CN=127.0.0.1" \
+        && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' \
+            >acme-tls.ext \
+        && openssl x509 -req -in acme-tls.csr -CA acme-tls-ca.crt \
+            -CAkey acme-tls-ca.key -CAcreateserial -days 30 \
+            -extfile acme-tls.ext -out acme-tls.crt \
+        && openssl req -x509 -newkey rsa:2048 -nodes -keyout seal.key \
+            -out seal.crt -subj "/CN=$2 account seal" -days 30 \
+        && cat proxy.crt proxy.key >proxy.pem \
+        && chmod 644 ./*.key ./*.pem
+    )
+}
+# certsync_tls_hosts PORT PKI STORE FALLBACK-NAME: the configuration of a
+# vhost-mode proxy's TLS address: the fallback virtual host (PKI/fallback.*)
+# first, then one virtual host per domain of STORE's manifest (mod_macro)
+certsync_tls_hosts() {
+    cat <<CONF
+<VirtualHost 127.0.0.1:$1>
+    ServerName $4
+    SSLEngine on
+    SSLCertificateFile    $2/fallback.crt
+    SSLCertificateKeyFile $2/fallback.key
+</VirtualHost>
+<Macro TLSHost \$domain \$certdir>
+    <VirtualHost 127.0.0.1:$1>
+        ServerAlias \$domain
+        SSLEngine on
+        SSLCertificateFile    \$certdir/fullchain.pem
+        SSLCertificateKeyFile \$certdir/privkey.pem
+    </VirtualHost>
+</Macro>
+MacroGenerate TLSHost $3/manifest
+CONF
+}
