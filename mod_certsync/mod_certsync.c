@@ -45,6 +45,7 @@
 #include "util_cfgtree.h"
 #include "unixd.h"
 
+#include "apr_atomic.h"
 #include "apr_optional.h"
 #include "apr_poll.h"
 #include "apr_shm.h"
@@ -430,8 +431,14 @@ typedef struct {
     json_t *state;              /* what the status page shows */
     /* "ready" or "drain" (string literals): the agent thread reads it. */
     const char *volatile health;
-    apr_socket_t *agent;        /* HAProxy agent-check listener, or NULL */
-    apr_os_sock_t agent_fd;
+    apr_sockaddr_t *agent_sa;   /* HAProxy agent-check address, or NULL */
+    /* Answers the agent thread sent (all, and "ready" ones): tell whether
+     * the load balancer has seen this host back in rotation. */
+    volatile apr_uint32_t agent_told;
+    volatile apr_uint32_t agent_told_ready;
+    /* The previous generation's agent was asked (rollout.json): a load
+     * balancer uses it, even if it has not asked this daemon yet. */
+    int agent_used;
     apr_pool_t *tick;           /* lease renewals */
     const char *lease;          /* the restart lease held, or NULL */
     int lease_wanted;           /* a rollout is under way: hold a lease */
@@ -585,22 +592,78 @@ static void csy_set_health(csy_daemon_t *d, apr_pool_t *p, const char *health)
     csy_write_json(d, p, "state.json", d->state);
 }
 
+/* Seconds: how long the agent's port may stay taken by the previous
+ * generation's daemon, and how long a host back in rotation waits for the
+ * load balancer to ask its agent, before either is logged as a problem. */
+#define CSY_AGENT_GRACE 10
+
+/* A listening socket for the agent, or -1 with errno set. */
+static int csy_agent_listen(const apr_sockaddr_t *sa)
+{
+    int one = 1, e;
+    int fd = socket(sa->family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    0);
+
+    if (fd < 0) {
+        return -1;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0
+        && bind(fd, (const struct sockaddr *)&sa->sa, sa->salen) == 0
+        && listen(fd, 16) == 0) {
+        return fd;
+    }
+    e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
 /*
  * HAProxy's agent-check, answered by a thread of its own: the daemon's
  * main thread may be busy for a while (a sync cycle, the configuration
  * test, a probe), and the load balancer must see ready/drain in every
  * phase.  Plain system calls only: no pool is shared with the main thread.
+ *
+ * After a graceful restart the previous generation's daemon may still hold
+ * the port for a moment (it is on its way out): the port is taken as soon
+ * as it is free.  Until then connections are refused, and HAProxy keeps
+ * the last answer it had, "drain".
  */
 static void *APR_THREAD_FUNC csy_agent_main(apr_thread_t *thread, void *baton)
 {
     csy_daemon_t *d = baton;
+    apr_time_t since = apr_time_now();
     struct pollfd pfd;
     sigset_t all;
+    int fd, told = 0;
 
     /* Signals are for the main thread (csy_on_term). */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
-    pfd.fd = d->agent_fd;
+    while ((fd = csy_agent_listen(d->agent_sa)) < 0) {
+        if (!told && (errno != EADDRINUSE || apr_time_now() - since
+                      >= apr_time_from_sec(CSY_AGENT_GRACE))) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno),
+                         d->s, CYLOGNO(00013) "CertSyncAgent %s:%d: cannot "
+                         "listen; trying again every 100 ms, meanwhile the "
+                         "load balancer's agent-check sees neither drain "
+                         "nor ready", d->conf->agent_host,
+                         d->conf->agent_port);
+            told = 1;
+        }
+        if (csy_stop) {
+            return NULL;
+        }
+        apr_sleep(apr_time_from_msec(100));
+    }
+    if (apr_time_now() - since >= apr_time_from_msec(100)) {
+        ap_log_error(APLOG_MARK, told ? APLOG_NOTICE : APLOG_INFO, 0, d->s,
+                     CYLOGNO(00040) "CertSyncAgent %s:%d: listening after "
+                     "%" APR_TIME_T_FMT " ms (the port was taken)",
+                     d->conf->agent_host, d->conf->agent_port,
+                     apr_time_as_msec(apr_time_now() - since));
+    }
+    pfd.fd = fd;
     pfd.events = POLLIN;
     while (!csy_stop) {
         char line[16];
@@ -610,22 +673,26 @@ static void *APR_THREAD_FUNC csy_agent_main(apr_thread_t *thread, void *baton)
         if (poll(&pfd, 1, 500) <= 0) {
             continue;
         }
-        if ((c = accept(d->agent_fd, NULL, NULL)) < 0) {
+        if ((c = accept(fd, NULL, NULL)) < 0) {
             continue;
         }
         apr_cpystrn(line, d->health, sizeof(line) - 1);
         strcat(line, "\n");
-        if (send(c, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-            /* HAProxy gave up already: it asks again. */
+        if (send(c, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
+            if (strcmp(line, "ready\n") == 0) {
+                apr_atomic_inc32(&d->agent_told_ready);
+            }
+            apr_atomic_inc32(&d->agent_told);
         }
+        /* else HAProxy gave up already: it asks again. */
         close(c);
     }
+    close(fd);
     return NULL;
 }
 
 static void csy_agent_open(csy_daemon_t *d)
 {
-    apr_sockaddr_t *sa;
     apr_threadattr_t *attr;
     apr_thread_t *thread;
     apr_status_t rv;
@@ -633,29 +700,20 @@ static void csy_agent_open(csy_daemon_t *d)
     if (!d->conf->agent_host) {
         return;
     }
-    if ((rv = apr_sockaddr_info_get(&sa, d->conf->agent_host, APR_UNSPEC,
+    if ((rv = apr_sockaddr_info_get(&d->agent_sa, d->conf->agent_host,
+                                    APR_UNSPEC,
                                     (apr_port_t)d->conf->agent_port, 0,
                                     d->pool))
-        || (rv = apr_socket_create(&d->agent, sa->family, SOCK_STREAM,
-                                   APR_PROTO_TCP, d->pool))
-        || (rv = apr_socket_opt_set(d->agent, APR_SO_REUSEADDR, 1))
-        || (rv = apr_socket_bind(d->agent, sa))
-        || (rv = apr_socket_listen(d->agent, 16))
-        || (rv = apr_socket_opt_set(d->agent, APR_SO_NONBLOCK, 1))
-        || (rv = apr_os_sock_get(&d->agent_fd, d->agent))
         || (rv = apr_threadattr_create(&attr, d->pool))
         || (rv = apr_threadattr_detach_set(attr, 1))
         || (rv = apr_thread_create(&thread, attr, csy_agent_main, d,
                                    d->pool))) {
+        d->agent_sa = NULL;
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, CYLOGNO(00013)
-                     "CertSyncAgent %s:%d: cannot listen (or start the "
-                     "agent thread); the load balancer's agent-check will "
-                     "not see drain/ready",
+                     "CertSyncAgent %s:%d: cannot resolve the address or "
+                     "start the agent thread; the load balancer's "
+                     "agent-check will not see drain/ready",
                      d->conf->agent_host, d->conf->agent_port);
-        if (d->agent) {
-            apr_socket_close(d->agent);
-        }
-        d->agent = NULL;
     }
 }
 
@@ -757,6 +815,47 @@ static void csy_idle(csy_daemon_t *d, int seconds)
     while (csy_running() && apr_time_now() < until) {
         csy_lease_tick(d);
         apr_sleep(apr_time_from_msec(200));
+    }
+}
+
+/*
+ * Back in the load balancer's rotation before the lease goes, so that
+ * another host leaves it only once this one is back: "ready", then at
+ * least CertSyncDrainTime (an httpchk on certsync-health needs its rise
+ * checks).  With an agent-check, until HAProxy has also been answered
+ * "ready" at least once: it may not have asked for a while (its agent
+ * connection refused while the new generation's daemon started, a busy
+ * machine), and until it asks it keeps the host in DRAIN.  An agent
+ * nobody ever asked (no agent-check configured) is not waited for; one
+ * that is not asked again within CSY_AGENT_GRACE seconds is given up on,
+ * with a warning.
+ */
+static int csy_agent_used(csy_daemon_t *d)
+{
+    return d->agent_used || apr_atomic_read32(&d->agent_told) > 0;
+}
+
+static void csy_back_in_rotation(csy_daemon_t *d, apr_pool_t *p)
+{
+    apr_uint32_t ready = apr_atomic_read32(&d->agent_told_ready);
+    apr_time_t start = apr_time_now(), limit;
+
+    csy_set_health(d, p, "ready");
+    csy_idle(d, d->conf->drain_time);
+    limit = start + apr_time_from_sec(d->conf->drain_time + CSY_AGENT_GRACE);
+    while (csy_running() && d->agent_sa && csy_agent_used(d)
+           && apr_atomic_read32(&d->agent_told_ready) == ready) {
+        if (apr_time_now() >= limit) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, CYLOGNO(00039)
+                         "CertSyncAgent %s:%d: not asked since this host "
+                         "became ready %" APR_TIME_T_FMT " s ago; the load "
+                         "balancer may still see it draining",
+                         d->conf->agent_host, d->conf->agent_port,
+                         apr_time_sec(apr_time_now() - start));
+            break;
+        }
+        csy_lease_tick(d);
+        apr_sleep(apr_time_from_msec(50));
     }
 }
 
@@ -874,6 +973,8 @@ static void csy_restart(csy_daemon_t *d, apr_pool_t *p, json_t *rollout,
     json_object_set_new(rollout, "phase", json_string(phase));
     json_object_set_new(rollout, "restart_at",
                         json_integer(apr_time_sec(apr_time_now())));
+    json_object_set_new(rollout, "agent_used",
+                        json_boolean(csy_agent_used(d)));
     csy_write_json(d, p, "rollout.json", rollout);
     csy_set_state(d, phase);
     csy_count(d->state, "restarts", 1);
@@ -905,7 +1006,7 @@ static void csy_restart(csy_daemon_t *d, apr_pool_t *p, json_t *rollout,
     csy_count(d->state, "restart_failures", 1);
     apr_file_remove(csy_path(d, p, "rollout.json"), p);
     csy_set_state(d, "restart-failed");
-    csy_set_health(d, p, "ready");
+    csy_back_in_rotation(d, p);
     csy_lease_drop(d, p);
 }
 
@@ -931,6 +1032,7 @@ static void csy_resume(csy_daemon_t *d, apr_pool_t *p, json_t *rollout)
         apr_file_remove(csy_path(d, p, "rollout.json"), p);
         return;
     }
+    d->agent_used = json_is_true(json_object_get(rollout, "agent_used"));
     if (strcmp(phase, "draining") == 0) {
         /* The previous daemon died while draining, before it asked for
          * the restart: nothing was rolled back, and the new certificates
@@ -943,9 +1045,9 @@ static void csy_resume(csy_daemon_t *d, apr_pool_t *p, json_t *rollout)
         }
         d->change_set++;
         json_object_set_new(d->state, "restart_pending", json_true());
-        csy_lease_release(d->client, p, lease);
         apr_file_remove(csy_path(d, p, "rollout.json"), p);
-        csy_set_health(d, p, "ready");
+        csy_back_in_rotation(d, p);
+        csy_lease_release(d->client, p, lease);
         return;
     }
     restarting = strcmp(phase, "restarting") == 0;
@@ -1017,13 +1119,10 @@ static void csy_resume(csy_daemon_t *d, apr_pool_t *p, json_t *rollout)
                                                           "restart_at"))
                             : json_integer(0));
         apr_file_remove(csy_path(d, p, "rollout.json"), p);
-        csy_set_health(d, p, "ready");
         if (!d->lease) {
             d->lease_wanted = 0;    /* lost meanwhile: no slot to take now */
         }
-        /* Back in the load balancer's rotation before another host may
-         * leave it: it sees "ready" within its check interval. */
-        csy_idle(d, d->conf->drain_time);
+        csy_back_in_rotation(d, p);
         csy_lease_drop(d, p);
         return;
     }
@@ -1159,6 +1258,8 @@ static int csy_rollout(csy_daemon_t *d, apr_pool_t *p, long long cursor)
                         "lease", lease, "expected",
                         csy_hash_json(p, d->pending), "cursor",
                         (json_int_t)cursor);
+    json_object_set_new(rollout, "agent_used",
+                        json_boolean(csy_agent_used(d)));
     csy_write_json(d, p, "rollout.json", rollout);
     csy_lease_hold(d, lease, rollout, 0);
     csy_set_state(d, "draining");

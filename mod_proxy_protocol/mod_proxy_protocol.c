@@ -589,11 +589,12 @@ static void pp_export_env(void *baton, const char *name, pp_format_t fmt,
 static void pp_apply_header(conn_rec *c, pp_conn_t *cc,
                             const pp_header_t *hdr)
 {
+    /* A fresh table and distinct names: added without a lookup. */
     apr_table_t *env = apr_table_make(c->pool, 12);
 
-    apr_table_setn(env, "PROXY_PROTOCOL_VERSION",
+    apr_table_addn(env, "PROXY_PROTOCOL_VERSION",
                    hdr->version == 1 ? "1" : "2");
-    apr_table_setn(env, "PROXY_PROTOCOL_PEER_ADDR", c->client_ip);
+    apr_table_addn(env, "PROXY_PROTOCOL_PEER_ADDR", c->client_ip);
     if (hdr->has_addresses) {
         apr_sockaddr_t *src = pp_make_sockaddr(c->pool, hdr->family,
                                                hdr->src_addr, hdr->src_port);
@@ -604,11 +605,11 @@ static void pp_apply_header(conn_rec *c, pp_conn_t *cc,
 
         apr_sockaddr_ip_getbuf(src_ip, INET6_ADDRSTRLEN, src);
         apr_sockaddr_ip_getbuf(dst_ip, INET6_ADDRSTRLEN, dst);
-        apr_table_setn(env, "PROXY_PROTOCOL_SRC_ADDR", src_ip);
-        apr_table_setn(env, "PROXY_PROTOCOL_SRC_PORT",
+        apr_table_addn(env, "PROXY_PROTOCOL_SRC_ADDR", src_ip);
+        apr_table_addn(env, "PROXY_PROTOCOL_SRC_PORT",
                        apr_itoa(c->pool, hdr->src_port));
-        apr_table_setn(env, "PROXY_PROTOCOL_DST_ADDR", dst_ip);
-        apr_table_setn(env, "PROXY_PROTOCOL_DST_PORT",
+        apr_table_addn(env, "PROXY_PROTOCOL_DST_ADDR", dst_ip);
+        apr_table_addn(env, "PROXY_PROTOCOL_DST_PORT",
                        apr_itoa(c->pool, hdr->dst_port));
 
         ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, PPLOGNO(00005)

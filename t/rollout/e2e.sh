@@ -55,6 +55,11 @@
 #      completes (CY00014, no rollback, nothing quarantined); no request
 #      fails.  Meanwhile the agent port answers "drain" at once although
 #      the daemon waits on probe handshakes.  Needs socat (else skipped).
+#   6. HAProxy asks an agent late: while proxy2 rolls out, HAProxy's
+#      agent-check on it is stopped (stats socket), so HAProxy keeps it in
+#      DRAIN after it turned ready.  proxy2 keeps its lease (nobody else
+#      leaves the rotation) until HAProxy asks again and is answered
+#      "ready", then releases it at once; no request fails.
 #
 # Output: "ok N - ..." / "not ok N - ..." per check, diagnostics as "# ...",
 # and one last line "N passed, M failed"; the exit status is non-zero if a
@@ -244,7 +249,8 @@ lease_check() { # DESC
     check "$1" || diag "live: $l"
 }
 # no_leases: until no host holds a live lease (a host keeps its lease while
-# the load balancer puts it back: up to CertSyncDrainTime after "ready");
+# the load balancer puts it back: CertSyncDrainTime after "ready", and
+# until HAProxy has asked the agent again);
 # prints the live ones if some remain
 no_leases() {
     local i l
@@ -686,8 +692,65 @@ else
     diag "scenario 5 done at $(elapsed)"
 fi
 
+# --- 6. HAProxy does not ask the agent again in time ---------------------------
+
+# While proxy2 rolls out, HAProxy's agent-check on it is stopped (stats
+# socket "disable agent"), so HAProxy keeps it in DRAIN after proxy2 turns
+# ready, as when HAProxy's agent connections were refused or late.  proxy2
+# must keep its lease (no other proxy may leave the rotation) until HAProxy
+# has been answered "ready", and release it right after.
+echo "# 6. HAProxy asks proxy2's agent late: proxy2 keeps its lease until it has answered ready"
+s6_from=$(now)
+: >"$work/s6-changes"
+rt_issue "$work/s6-changes" s6-new.rollout.test
+for ((i = 0; i < RT_WAIT * 5; i++)); do
+    [[ $(pool_lb_state 2 2>/dev/null) == DRAIN* ]] && break
+    sleep 0.2
+done
+pool_lb_cmd "disable agent proxies/proxy2" >/dev/null
+[[ $(pool_lb_state 2 2>/dev/null) == DRAIN* ]]
+check "scenario 6: HAProxy shows proxy2 draining, its agent-check stopped" || dump
+wait_state 2 '^idle$' "$RT_WAIT"
+check "scenario 6: proxy2's rollout completed (idle, health ready)" || dump
+sleep $((RT_DRAIN_TIME + 2))
+l=$(rt_lease_of proxy2)
+[ -n "$l" ]
+check "scenario 6: $((RT_DRAIN_TIME + 2)) s later proxy2 still holds its lease (HAProxy has not asked)" \
+    || diag "$(states)"
+o=$(for i in 1 3; do pool_proxy_state $i; done | grep -cE '^(draining|restarting|probing|rolling-back)$')
+is "$o" 0 "scenario 6: meanwhile no other proxy left the rotation"
+pool_lb_cmd "enable agent proxies/proxy2" >/dev/null
+for ((i = 0; i < 25; i++)); do
+    l=$(rt_lease_of proxy2)
+    [ -z "$l" ] && [ "$(pool_lb_state 2 2>/dev/null)" = UP ] && break
+    sleep 0.2
+done
+[ -z "$l" ] && [ "$(pool_lb_state 2 2>/dev/null)" = UP ]
+check "scenario 6: once HAProxy asks again, proxy2 is UP and its lease released within 5 s" \
+    || diag "lease: $l; $(states)"
+if rt_wait_served "$work/s6-changes" "$RT_WAIT" 1 2 3; then
+    ok "scenario 6: every proxy serves the change"
+else
+    notok "scenario 6: every proxy serves the change"
+    dump
+fi
+s6_to=$(now)
+l=$(rt_log_lines 2 'CY00039:' "$s6_from")
+[ -z "$l" ]
+check "scenario 6: no CY00039 (given up waiting for the agent)" \
+    || diag "$(cut -c1-240 <<<"$l")"
+s_max_out "$s6_from" "$s6_to" "scenario 6"
+s_counts "$s6_from" "$s6_to" "scenario 6"
+diag "scenario 6 done at $(elapsed)"
+
 # --- The end -------------------------------------------------------------------
 
+# The agent: every new generation's daemon had its port (at once, or once
+# the previous daemon let it go), and the load balancer always asked again.
+bad=$(grep -h -E 'CY000(13|39):' "$POOL_DIR"/proxy[123]/logs/error_log)
+[ -z "$bad" ]
+check "every agent listened and was asked after ready (no CY00013, CY00039)" \
+    || diag "$(cut -c1-240 <<<"$bad")"
 rt_load_stop
 rt_sampler_stop
 c=($(rt_load_counts))
