@@ -37,8 +37,9 @@
 #      tls-keepalive  (optional) like tls, but with keep-alive connections
 #    mod_ssl is loaded (in all three instances) only when a tls workload is
 #    chosen.
-#    Runs are interleaved (a b c a b c ...) for ROUNDS rounds and the median
-#    is reported, since the machine is small and shared.  Besides wrk's
+#    Runs are interleaved (a b c, b c a, c a b, ...: ORDER) for ROUNDS
+#    rounds and the median is reported, since the machine is small and
+#    shared.  Besides wrk's
 #    req/s and p99, the CPU time Apache used per request is reported (from
 #    /proc/PID/task/*/schedstat): the least noisy of the three.  So are
 #    haproxy's CPU time per request (the same way) and how busy the CPU
@@ -126,6 +127,10 @@
 #                 (and to the running instances during part 3's syscall
 #                 count; part 3's callgrind instance is not capped).
 #                 [unset: no cap]
+#   ORDER         rotate: round N runs the variants rotated by N - 1 (a b c,
+#                 b c a, c a b, ...), so that none is always the first or
+#                 the last of a round; fixed: a b c in every round (runs
+#                 before the fifth session) [rotate]
 #   BASE_PORT     Apache on BASE_PORT+1..3 (TLS: +21..23), haproxy on
 #                 BASE_PORT+11..13 (TLS: +31..33) [18080]
 #   PIN           1: Apache on APACHE_CPUS, wrk+haproxy on CLIENT_CPUS
@@ -164,8 +169,13 @@ CC=${CC:-cc}
 OPENSSL=${OPENSSL:-openssl}
 KEEP=${KEEP:-0}
 APACHE_CPU_QUOTA=${APACHE_CPU_QUOTA:-}
+ORDER=${ORDER:-rotate}
 CGROUP_CPU=/sys/fs/cgroup/cpu
 
+case $ORDER in
+rotate|fixed) ;;
+*) echo "proxy_protocol.sh: ORDER must be rotate or fixed" >&2; exit 1 ;;
+esac
 case $HAPROXY_WAIT_DATA in
 0|1) ;;
 *) echo "proxy_protocol.sh: HAPROXY_WAIT_DATA must be 0 or 1" >&2; exit 1 ;;
@@ -904,7 +914,7 @@ summary() {
     echo
     echo "== Summary: medians of interleaved rounds of ${DURATION}s," \
         "$CONNECTIONS connections, PROXY v$PROXY_VERSION," \
-        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA$quota =="
+        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA, ORDER=$ORDER$quota =="
     for w in $WORKLOADS; do
         echo
         case $w in
@@ -973,6 +983,22 @@ summary() {
     fi
 }
 
+# The variants in the order round N runs them: with ORDER=rotate, round 1
+# runs a b c, round 2 b c a, round 3 c a b, ..., so that no variant is
+# always first or last in a round (what ran just before, the sockets it
+# left in TIME_WAIT, other work on the machine that comes and goes).
+round_order() {
+    local vs=($VARIANTS) n i
+    n=${#vs[@]}
+    for ((i = 0; i < n; i++)); do
+        if [ "$ORDER" = rotate ]; then
+            echo "${vs[$(((i + $1 - 1) % n))]}"
+        else
+            echo "${vs[$i]}"
+        fi
+    done
+}
+
 macro_benchmark() {
     local w round v
     : >"$WORK/results"
@@ -982,7 +1008,7 @@ macro_benchmark() {
             "$(rounds_for "$w") rounds --"
         warm_up "$w"
         for round in $(seq "$(rounds_for "$w")"); do
-            for v in $VARIANTS; do
+            for v in $(round_order "$round"); do
                 measure "$v" "$w" "$round"
             done
         done
