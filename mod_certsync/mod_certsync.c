@@ -645,7 +645,8 @@ static void *APR_THREAD_FUNC csy_agent_main(apr_thread_t *thread, void *baton)
                       >= apr_time_from_sec(CSY_AGENT_GRACE))) {
             ap_log_error(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno),
                          d->s, CYLOGNO(00013) "CertSyncAgent %s:%d: cannot "
-                         "listen; trying again every 100 ms, meanwhile the "
+                         "listen; trying again (every 100 ms while the port is "
+                         "taken, else every 5 s), meanwhile the "
                          "load balancer's agent-check sees neither drain "
                          "nor ready", d->conf->agent_host,
                          d->conf->agent_port);
@@ -654,7 +655,9 @@ static void *APR_THREAD_FUNC csy_agent_main(apr_thread_t *thread, void *baton)
         if (csy_stop) {
             return NULL;
         }
-        apr_sleep(apr_time_from_msec(100));
+        /* Taken: free in a moment.  Anything else (no such address, a
+         * privileged port) will hardly change: tried again now and then. */
+        apr_sleep(apr_time_from_msec(errno == EADDRINUSE ? 100 : 5000));
     }
     if (apr_time_now() - since >= apr_time_from_msec(100)) {
         ap_log_error(APLOG_MARK, told ? APLOG_NOTICE : APLOG_INFO, 0, d->s,
@@ -673,7 +676,7 @@ static void *APR_THREAD_FUNC csy_agent_main(apr_thread_t *thread, void *baton)
         if (poll(&pfd, 1, 500) <= 0) {
             continue;
         }
-        if ((c = accept(fd, NULL, NULL)) < 0) {
+        if ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
             continue;
         }
         apr_cpystrn(line, d->health, sizeof(line) - 1);
@@ -835,6 +838,14 @@ static int csy_agent_used(csy_daemon_t *d)
     return d->agent_used || apr_atomic_read32(&d->agent_told) > 0;
 }
 
+/* For rollout.json: has a load balancer asked this daemon's agent?  Its
+ * own experience only, so that the flag does not outlive an agent-check
+ * removed from the load balancer. */
+static json_t *csy_agent_asked(csy_daemon_t *d)
+{
+    return json_boolean(apr_atomic_read32(&d->agent_told) > 0);
+}
+
 static void csy_back_in_rotation(csy_daemon_t *d, apr_pool_t *p)
 {
     apr_uint32_t ready = apr_atomic_read32(&d->agent_told_ready);
@@ -973,8 +984,7 @@ static void csy_restart(csy_daemon_t *d, apr_pool_t *p, json_t *rollout,
     json_object_set_new(rollout, "phase", json_string(phase));
     json_object_set_new(rollout, "restart_at",
                         json_integer(apr_time_sec(apr_time_now())));
-    json_object_set_new(rollout, "agent_used",
-                        json_boolean(csy_agent_used(d)));
+    json_object_set_new(rollout, "agent_used", csy_agent_asked(d));
     csy_write_json(d, p, "rollout.json", rollout);
     csy_set_state(d, phase);
     csy_count(d->state, "restarts", 1);
@@ -1004,6 +1014,7 @@ static void csy_restart(csy_daemon_t *d, apr_pool_t *p, json_t *rollout,
     }
     json_object_set_new(d->state, "restart_pending", json_true());
     csy_count(d->state, "restart_failures", 1);
+    d->rollout = NULL;      /* a lease renewed meanwhile must not write it */
     apr_file_remove(csy_path(d, p, "rollout.json"), p);
     csy_set_state(d, "restart-failed");
     csy_back_in_rotation(d, p);
@@ -1046,8 +1057,11 @@ static void csy_resume(csy_daemon_t *d, apr_pool_t *p, json_t *rollout)
         d->change_set++;
         json_object_set_new(d->state, "restart_pending", json_true());
         apr_file_remove(csy_path(d, p, "rollout.json"), p);
+        /* The predecessor's lease, kept alive until the load balancer
+         * has this host back (no rollout.json to update meanwhile). */
+        csy_lease_hold(d, lease, NULL, 1);
         csy_back_in_rotation(d, p);
-        csy_lease_release(d->client, p, lease);
+        csy_lease_drop(d, p);
         return;
     }
     restarting = strcmp(phase, "restarting") == 0;
@@ -1118,6 +1132,7 @@ static void csy_resume(csy_daemon_t *d, apr_pool_t *p, json_t *rollout)
                             ? json_incref(json_object_get(rollout,
                                                           "restart_at"))
                             : json_integer(0));
+        d->rollout = NULL;  /* a lease renewed meanwhile must not write it */
         apr_file_remove(csy_path(d, p, "rollout.json"), p);
         if (!d->lease) {
             d->lease_wanted = 0;    /* lost meanwhile: no slot to take now */
@@ -1258,8 +1273,7 @@ static int csy_rollout(csy_daemon_t *d, apr_pool_t *p, long long cursor)
                         "lease", lease, "expected",
                         csy_hash_json(p, d->pending), "cursor",
                         (json_int_t)cursor);
-    json_object_set_new(rollout, "agent_used",
-                        json_boolean(csy_agent_used(d)));
+    json_object_set_new(rollout, "agent_used", csy_agent_asked(d));
     csy_write_json(d, p, "rollout.json", rollout);
     csy_lease_hold(d, lease, rollout, 0);
     csy_set_state(d, "draining");
@@ -1396,7 +1410,9 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
     d.s = s;
     d.conf = conf;
     d.pool = pool;
-    d.health = "ready";
+    /* Until the daemon knows whether a rollout is under way (rollout.json):
+     * the agent thread may answer before that. */
+    d.health = "drain";
     apr_pool_create(&d.tick, pool);
     d.change_set = 1;   /* the restart pending from a previous daemon */
     /* The parent's handlers are not ours. */
@@ -1634,6 +1650,7 @@ static void csy_daemon_main(server_rec *s, const csy_conf_t *conf)
         csy_idle(&d, wait);
     }
     json_decref(d.state);
+    csy_stop = 1;       /* the agent thread must not outlive the pool */
     apr_pool_destroy(pool);
     exit(0);
 }
