@@ -66,7 +66,7 @@
 # check failed.  Runs as a normal user or as root (httpd's children then
 # run as nobody).  Only 127.0.0.1/127.0.0.2, 33 ports BASE..BASE+32 from
 # 61000 up (above Linux's ephemeral range); everything it starts is
-# stopped on exit.  2.5 minutes on an idle 2-CPU machine, up to 5 when
+# stopped on exit.  3 minutes on an idle 2-CPU machine, up to 6 when
 # other jobs load it.
 #
 # Environment (all optional):
