@@ -340,10 +340,38 @@ static void test_bundle(void)
     CHECK(b == NULL && err[0] != '\0');
 }
 
+/* Loads name: ok, the key matches the leaf, and it came from key.cms
+ * (envelope 1) or from key.seal (0). */
+static void load_checked(const char *name, int envelope)
+{
+    csy_bundle_t *b = NULL;
+    char err[256];
+
+    CHECK_EQ_INT(csy_bundle_load(&b, base, name, wrap_certs, wrap_keys, err,
+                                 sizeof(err)), 0);
+    CHECK(b && X509_check_private_key(b->leaf, b->key) == 1);
+    CHECK(b && b->from_envelope == envelope);
+    csy_bundle_release(b);
+}
+
+/* Overwrites byte `at` of a file (a damaged copy, same size). */
+static int damage(const char *path, long at)
+{
+    FILE *fp = fopen(path, "r+b");
+    int ch, ok;
+
+    if (!fp) {
+        return 0;
+    }
+    ok = fseek(fp, at, SEEK_SET) == 0 && (ch = fgetc(fp)) != EOF
+         && fseek(fp, at, SEEK_SET) == 0 && fputc(ch ^ 0x5a, fp) != EOF;
+    return fclose(fp) == 0 && ok;
+}
+
 /* A bundle is read through key.seal when it opens, else key.cms. */
 static void test_bundle_seal(void)
 {
-    const char *serial = install("sealed.test", 0), *first = serial;
+    const char *serial = install("sealed.test", 0), *other;
     apr_array_header_t *none = apr_array_make(pool, 1, sizeof(void *));
     csy_bundle_t *b = NULL;
     char err[256];
@@ -352,40 +380,37 @@ static void test_bundle_seal(void)
     if (!CHECK(serial != NULL)) {
         return;
     }
+    /* both there: key.seal is used */
+    load_checked("sealed.test", 0);
     /* without key.cms: only key.seal can have provided the key */
     CHECK_EQ_INT(rename(version_file("sealed.test", serial, "key.cms"),
                         version_file("sealed.test", serial, "cms.away")), 0);
-    CHECK_EQ_INT(csy_bundle_load(&b, base, "sealed.test", wrap_certs,
-                                 wrap_keys, err, sizeof(err)), 0);
-    CHECK(b && X509_check_private_key(b->leaf, b->key) == 1);
-    csy_bundle_release(b);
+    load_checked("sealed.test", 0);
     /* without the wrapping key neither opens */
     CHECK(csy_bundle_load(&b, base, "sealed.test", none, none, err,
                           sizeof(err)) != APR_SUCCESS);
-    /* a damaged key.seal and no key.cms: an error, no key */
-    CHECK_EQ_INT(rename(version_file("sealed.test", serial, "key.seal"),
-                        version_file("sealed.test", serial, "seal.away")), 0);
+    /* a damaged key.seal (a byte of its ciphertext) and no key.cms: an
+     * error, no key */
+    CHECK(damage(version_file("sealed.test", serial, "key.seal"), 40));
     CHECK(csy_bundle_load(&b, base, "sealed.test", wrap_certs, wrap_keys,
                           err, sizeof(err)) != APR_SUCCESS);
-    /* key.cms alone (a store written before key.seal existed) */
+    CHECK(b == NULL);
+    /* the damaged key.seal and key.cms: key.cms is used */
     CHECK_EQ_INT(rename(version_file("sealed.test", serial, "cms.away"),
                         version_file("sealed.test", serial, "key.cms")), 0);
-    CHECK_EQ_INT(csy_bundle_load(&b, base, "sealed.test", wrap_certs,
-                                 wrap_keys, err, sizeof(err)), 0);
-    CHECK(b && X509_check_private_key(b->leaf, b->key) == 1);
-    csy_bundle_release(b);
-    /* a key.seal of another version: key.cms is used */
-    CHECK_EQ_INT(rename(version_file("sealed.test", serial, "seal.away"),
-                        version_file("sealed.test", serial, "key.seal")), 0);
+    load_checked("sealed.test", 1);
+    /* key.cms alone (a store written before key.seal existed) */
+    CHECK_EQ_INT(unlink(version_file("sealed.test", serial, "key.seal")), 0);
+    load_checked("sealed.test", 1);
+    /* a key.seal of another version: key.cms is used, and without key.cms
+     * nothing opens */
     serial = install("sealed2.test", 0);
-    if (serial) {
-        CHECK_EQ_INT(rename(version_file("sealed.test", first, "key.seal"),
+    other = install("sealed3.test", 0);
+    if (CHECK(serial != NULL && other != NULL)) {
+        CHECK_EQ_INT(rename(version_file("sealed3.test", other, "key.seal"),
                             version_file("sealed2.test", serial,
                                          "key.seal")), 0);
-        CHECK_EQ_INT(csy_bundle_load(&b, base, "sealed2.test", wrap_certs,
-                                     wrap_keys, err, sizeof(err)), 0);
-        CHECK(b && X509_check_private_key(b->leaf, b->key) == 1);
-        csy_bundle_release(b);
+        load_checked("sealed2.test", 1);
         unlink(version_file("sealed2.test", serial, "key.cms"));
         CHECK(csy_bundle_load(&b, base, "sealed2.test", wrap_certs,
                               wrap_keys, err, sizeof(err)) != APR_SUCCESS);
