@@ -278,6 +278,28 @@ static apr_status_t write_new(const char *path, const void *data,
     return rv;
 }
 
+/* A key file: never readable by others; a sealed one (useless without the
+ * wrapping key) readable by the workers' group in dynamic mode. */
+static apr_status_t write_key(const char *path, const void *data,
+                              apr_size_t len, int sealed, long gid,
+                              apr_pool_t *p)
+{
+    apr_status_t rv = write_new(path, data, len, CSY_PERMS_SECRET, p);
+
+    if (rv == APR_SUCCESS && sealed && gid >= 0) {
+        if (chown(path, (uid_t)-1, (gid_t)gid) != 0) {
+            rv = APR_FROM_OS_ERROR(errno);
+        }
+        else {
+            rv = apr_file_perms_set(path, CSY_PERMS_SECRET | APR_FPROT_GREAD);
+        }
+        if (rv != APR_SUCCESS) {
+            apr_file_remove(path, p);
+        }
+    }
+    return rv;
+}
+
 /* Read a whole (small) file; APR_ENOENT if it does not exist. */
 static apr_status_t read_all(char **pbuf, apr_size_t *plen,
                              const char *path, apr_size_t max,
@@ -491,14 +513,41 @@ static const char *domain_dir(const csy_store_t *store, const char *domain,
 /* ------------------------------------------------------------------ */
 /* Public API                                                          */
 
+/* Replaces path (in dir) by a new file: written beside it, then renamed,
+ * so that a reader sees the old file or the whole new one.  gid >= 0:
+ * a secret file readable by that group (write_key). */
+static apr_status_t replace_file(const char *dir, const char *path,
+                                 const void *data, apr_size_t len,
+                                 apr_fileperms_t perms, long gid,
+                                 apr_pool_t *p)
+{
+    const char *tmp = NULL;
+    apr_status_t rv = APR_EEXIST;
+    int i;
+
+    for (i = 0; i < CSY_TMP_TRIES && APR_STATUS_IS_EEXIST(rv); i++) {
+        tmp = tmp_path(dir, p);
+        rv = gid >= 0 ? write_key(tmp, data, len, 1, gid, p)
+                      : write_new(tmp, data, len, perms, p);
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;      /* nothing of ours left: write_new removes it */
+    }
+    rv = apr_file_rename(tmp, path, p);
+    if (rv != APR_SUCCESS) {
+        apr_file_remove(tmp, p);
+        return rv;
+    }
+    return sync_dir(dir);
+}
+
 apr_status_t csy_write_atomic(const char *path, const void *data,
                               apr_size_t len, apr_fileperms_t perms,
                               apr_pool_t *p)
 {
-    const char *dir, *tmp;
+    const char *dir;
     apr_status_t rv;
     mode_t mode;
-    int i;
 
     if (path == NULL || *path == '\0' || (data == NULL && len > 0)
         || perms_mode(&mode, perms) != APR_SUCCESS) {
@@ -508,20 +557,7 @@ apr_status_t csy_write_atomic(const char *path, const void *data,
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    rv = APR_EEXIST;
-    for (i = 0; i < CSY_TMP_TRIES && APR_STATUS_IS_EEXIST(rv); i++) {
-        tmp = tmp_path(dir, p);
-        rv = write_new(tmp, data, len, perms, p);
-    }
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    rv = apr_file_rename(tmp, path, p);
-    if (rv != APR_SUCCESS) {
-        apr_file_remove(tmp, p);
-        return rv;
-    }
-    return sync_dir(dir);
+    return replace_file(dir, path, data, len, perms, -1, p);
 }
 
 apr_status_t csy_store_open(csy_store_t **pstore, apr_pool_t *p,
@@ -646,27 +682,9 @@ apr_status_t csy_store_cursor_set(csy_store_t *store, long long seq,
                             text, strlen(text), CSY_PERMS_PUBLIC, p);
 }
 
+
 /* Write one complete version into a fresh private directory under ddir;
  * it becomes readable (CSY_PERMS_DIR) only once complete. */
-/* A key file: never readable by others; a sealed one (useless without the
- * wrapping key) readable by the workers' group in dynamic mode. */
-static apr_status_t write_key(const char *path, const void *data,
-                              apr_size_t len, int sealed, long gid,
-                              apr_pool_t *p)
-{
-    apr_status_t rv = write_new(path, data, len, CSY_PERMS_SECRET, p);
-
-    if (rv == APR_SUCCESS && sealed && gid >= 0) {
-        if (chown(path, (uid_t)-1, (gid_t)gid) != 0) {
-            rv = APR_FROM_OS_ERROR(errno);
-        }
-        else {
-            rv = apr_file_perms_set(path, CSY_PERMS_SECRET | APR_FPROT_GREAD);
-        }
-    }
-    return rv;
-}
-
 static apr_status_t build_version(const char **pdir, const char *ddir,
                                   const char *chain_pem, const void *key,
                                   apr_size_t key_len, int key_is_envelope,
@@ -797,35 +815,20 @@ apr_status_t csy_store_add_seal(csy_store_t *store, apr_pool_t *p,
                                 const char *domain, const char *serial,
                                 const void *seal, apr_size_t seal_len)
 {
-    const char *vdir, *path, *tmp = NULL;
-    apr_status_t rv = APR_EEXIST;
-    int i;
+    const char *vdir, *path;
 
     if (!valid_domain(domain) || !valid_serial(serial) || seal == NULL
         || seal_len == 0) {
         return APR_EINVAL;
     }
-    vdir = apr_pstrcat(p, domain_dir(store, domain, p), "/", serial, NULL);
+    vdir = csy_store_version_dir(store, p, domain, serial);
     path = apr_pstrcat(p, vdir, "/" CSY_SEAL, NULL);
     if (!is_dir(vdir, p)) {
         return APR_ENOENT;
     }
-    /* Written beside, then renamed: a reader sees no key.seal or a whole
-     * one. */
-    for (i = 0; i < CSY_TMP_TRIES && APR_STATUS_IS_EEXIST(rv); i++) {
-        tmp = tmp_path(vdir, p);
-        rv = write_key(tmp, seal, seal_len, 1, store->envelope_gid, p);
-    }
-    if (rv == APR_SUCCESS) {
-        rv = apr_file_rename(tmp, path, p);
-    }
-    if (rv != APR_SUCCESS) {
-        if (tmp) {
-            apr_file_remove(tmp, p);
-        }
-        return rv;
-    }
-    return sync_dir(vdir);
+    /* A reader sees no key.seal or a whole one. */
+    return replace_file(vdir, path, seal, seal_len, CSY_PERMS_SECRET,
+                        store->envelope_gid, p);
 }
 
 apr_status_t csy_store_rollback(csy_store_t *store, apr_pool_t *p,
@@ -859,6 +862,12 @@ const char *csy_store_current(csy_store_t *store, apr_pool_t *p,
         return NULL;
     }
     return link_version(domain_dir(store, domain, p), CSY_CURRENT, p);
+}
+
+const char *csy_store_version_dir(const csy_store_t *store, apr_pool_t *p,
+                                  const char *domain, const char *serial)
+{
+    return apr_pstrcat(p, domain_dir(store, domain, p), "/", serial, NULL);
 }
 
 const char *csy_store_current_dir(csy_store_t *store, apr_pool_t *p,

@@ -113,6 +113,11 @@ apr_status_t csy_store_rollback(csy_store_t *store, apr_pool_t *p,
 const char *csy_store_current(csy_store_t *store, apr_pool_t *p,
                               const char *domain);
 
+/** Path of one version's directory ("DIR/live/DOMAIN/SERIAL"), whether
+ * or not it exists. */
+const char *csy_store_version_dir(const csy_store_t *store, apr_pool_t *p,
+                                  const char *domain, const char *serial);
+
 /** Path of the current version's directory ("DIR/live/DOMAIN/current"),
  * NULL if the domain has no current version. */
 const char *csy_store_current_dir(csy_store_t *store, apr_pool_t *p,

@@ -266,8 +266,8 @@ int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
 {
     apr_array_header_t *domains, *chain;
     const char *domain, *serial, *dir, *err;
-    char *pem, *cms;
-    apr_size_t pem_len, cms_len, seal_len;
+    char *cms;
+    apr_size_t cms_len, seal_len;
     unsigned char *seal;
     EVP_PKEY *key;
     apr_pool_t *one;
@@ -282,20 +282,20 @@ int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
     for (; *pos < domains->nelts && sealed < max; (*pos)++) {
         apr_pool_clear(one);
         domain = APR_ARRAY_IDX(domains, *pos, const char *);
+        /* The version's own directory, not "current": a switch meanwhile
+         * cannot pair one version's files with another's serial. */
         if (!(serial = csy_store_current(store, one, domain))
-            || !(dir = csy_store_current_dir(store, one, domain))
-            || seal_opens(cfg, one, dir, domain, serial)
+            || seal_opens(cfg, one, dir = csy_store_version_dir(
+                              store, one, domain, serial), domain, serial)
             || csy_store_read_file(&cms, &cms_len, one,
-                                   apr_pstrcat(one, dir, "/key.cms", NULL))
-            || csy_store_read_file(&pem, &pem_len, one,
-                                   apr_pstrcat(one, dir, "/fullchain.pem",
-                                               NULL))) {
+                                   apr_pstrcat(one, dir, "/key.cms", NULL))) {
             continue;           /* sealed, gone, or not an envelope */
         }
         if (open_key(&key, &which, cfg, one, (unsigned char *)cms, cms_len,
                      &err) == APR_SUCCESS
-            && cs_pem_read_certs(&chain, one, pem, pem_len, &err)
-               == APR_SUCCESS
+            && cs_file_read_certs(&chain, one,
+                                  apr_pstrcat(one, dir, "/fullchain.pem",
+                                              NULL), &err) == APR_SUCCESS
             && (seal = seal_for_workers(&seal_len, cfg, one, key,
                                         APR_ARRAY_IDX(chain, 0, X509 *),
                                         which, domain, serial)) != NULL

@@ -250,6 +250,8 @@ static void test_install(void)
     CHECK_STR(csy_store_current(store, pool, "ex.com"), "01");
     CHECK_STR(csy_store_current_dir(store, pool, "ex.com"),
               at("inst/live/ex.com/current"));
+    CHECK_STR(csy_store_version_dir(store, pool, "ex.com", "01"),
+              at("inst/live/ex.com/01"));
     CHECK_STR(link_of(apr_pstrcat(pool, live, "/current", NULL), pool),
               "01");
     CHECK(!exists(apr_pstrcat(pool, live, "/previous", NULL)));
