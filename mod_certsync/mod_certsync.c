@@ -431,7 +431,10 @@ typedef struct {
     json_t *state;              /* what the status page shows */
     /* "ready" or "drain" (string literals): the agent thread reads it. */
     const char *volatile health;
-    apr_sockaddr_t *agent_sa;   /* HAProxy agent-check address, or NULL */
+    /* HAProxy agent-check address (a copy: the agent thread may still
+     * look at it while the daemon's pool goes at exit); agent_on: set. */
+    apr_sockaddr_t agent_addr;
+    int agent_on;
     /* Answers the agent thread sent (all, and "ready" ones): tell whether
      * the load balancer has seen this host back in rotation. */
     volatile apr_uint32_t agent_told;
@@ -635,15 +638,16 @@ static void *APR_THREAD_FUNC csy_agent_main(apr_thread_t *thread, void *baton)
     apr_time_t since = apr_time_now();
     struct pollfd pfd;
     sigset_t all;
-    int fd, told = 0;
+    int fd = -1, told = 0, e;
 
     /* Signals are for the main thread (csy_on_term). */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
-    while ((fd = csy_agent_listen(d->agent_sa)) < 0) {
-        if (!told && (errno != EADDRINUSE || apr_time_now() - since
+    while (!csy_stop && (fd = csy_agent_listen(&d->agent_addr)) < 0) {
+        e = errno;
+        if (!told && (e != EADDRINUSE || apr_time_now() - since
                       >= apr_time_from_sec(CSY_AGENT_GRACE))) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(errno),
+            ap_log_error(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(e),
                          d->s, CYLOGNO(00013) "CertSyncAgent %s:%d: cannot "
                          "listen; trying again (every 100 ms while the port is "
                          "taken, else every 5 s), meanwhile the "
@@ -652,12 +656,12 @@ static void *APR_THREAD_FUNC csy_agent_main(apr_thread_t *thread, void *baton)
                          d->conf->agent_port);
             told = 1;
         }
-        if (csy_stop) {
-            return NULL;
-        }
         /* Taken: free in a moment.  Anything else (no such address, a
          * privileged port) will hardly change: tried again now and then. */
-        apr_sleep(apr_time_from_msec(errno == EADDRINUSE ? 100 : 5000));
+        apr_sleep(apr_time_from_msec(e == EADDRINUSE ? 100 : 5000));
+    }
+    if (fd < 0) {
+        return NULL;
     }
     if (apr_time_now() - since >= apr_time_from_msec(100)) {
         ap_log_error(APLOG_MARK, told ? APLOG_NOTICE : APLOG_INFO, 0, d->s,
@@ -698,20 +702,24 @@ static void csy_agent_open(csy_daemon_t *d)
 {
     apr_threadattr_t *attr;
     apr_thread_t *thread;
+    apr_sockaddr_t *sa;
     apr_status_t rv;
 
     if (!d->conf->agent_host) {
         return;
     }
-    if ((rv = apr_sockaddr_info_get(&d->agent_sa, d->conf->agent_host,
-                                    APR_UNSPEC,
+    if ((rv = apr_sockaddr_info_get(&sa, d->conf->agent_host, APR_UNSPEC,
                                     (apr_port_t)d->conf->agent_port, 0,
-                                    d->pool))
+                                    d->pool)) == APR_SUCCESS) {
+        d->agent_addr = *sa;
+        d->agent_on = 1;
+    }
+    if (rv
         || (rv = apr_threadattr_create(&attr, d->pool))
         || (rv = apr_threadattr_detach_set(attr, 1))
         || (rv = apr_thread_create(&thread, attr, csy_agent_main, d,
                                    d->pool))) {
-        d->agent_sa = NULL;
+        d->agent_on = 0;
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, CYLOGNO(00013)
                      "CertSyncAgent %s:%d: cannot resolve the address or "
                      "start the agent thread; the load balancer's "
@@ -854,7 +862,7 @@ static void csy_back_in_rotation(csy_daemon_t *d, apr_pool_t *p)
     csy_set_health(d, p, "ready");
     csy_idle(d, d->conf->drain_time);
     limit = start + apr_time_from_sec(d->conf->drain_time + CSY_AGENT_GRACE);
-    while (csy_running() && d->agent_sa && csy_agent_used(d)
+    while (csy_running() && d->agent_on && csy_agent_used(d)
            && apr_atomic_read32(&d->agent_told_ready) == ready) {
         if (apr_time_now() >= limit) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, CYLOGNO(00039)
