@@ -16,7 +16,7 @@ use Apache::Test;
 use Apache::TestUtil;
 use PPTest;
 
-plan tests => 6, need_module('pp_bare');
+plan tests => 7, need_module('pp_bare');
 
 my $v1 = "PROXY TCP4 192.0.2.40 192.0.2.20 4444 80\r\n";
 my $v2 = pp_v2(src => '192.0.2.41', dst => '192.0.2.20', src_port => 4445,
@@ -31,6 +31,17 @@ sub get {
 sub statuses {
     my $raw = shift;
     return join ',', $raw =~ m{^HTTP/1\.1 (\d{3})}mg;
+}
+
+# The case meant: mod_proxy_protocol's filter heads the chain.
+{
+    my $sock = pp_connect('pp_bare');
+    syswrite $sock, $v1 . get('/pp/ok.txt', 1);
+    my ($raw) = read_all($sock, 4);
+    close $sock;
+    my ($head) = $raw =~ m{^X-PP-Bare-Head: (\S+)}mi;
+    ok t_cmp(lc($head // '(none)'), 'proxy_protocol_skip',
+             "the skip filter heads the connection's input chain");
 }
 
 # Header, two requests, one write.

@@ -709,7 +709,7 @@ for ((i = 0; i < RT_WAIT * 5; i++)); do
 done
 pool_lb_cmd "disable agent proxies/proxy2" >/dev/null
 [[ $(pool_lb_state 2 2>/dev/null) == DRAIN* ]]
-check "scenario 6: HAProxy shows proxy2 draining, its agent-check stopped" || dump
+check "scenario 6: HAProxy shows proxy2 draining when its agent-check is stopped" || dump
 wait_state 2 '^idle$' "$RT_WAIT"
 check "scenario 6: proxy2's rollout completed (idle, health ready)" || dump
 sleep $((RT_DRAIN_TIME + 2))
@@ -718,7 +718,7 @@ l=$(rt_lease_of proxy2)
 check "scenario 6: $((RT_DRAIN_TIME + 2)) s later proxy2 still holds its lease (HAProxy has not asked)" \
     || diag "$(states)"
 o=$(for i in 1 3; do pool_proxy_state $i; done | grep -cE '^(draining|restarting|probing|rolling-back)$')
-is "$o" 0 "scenario 6: meanwhile no other proxy left the rotation"
+is "$o" 0 "scenario 6: then, no other proxy is out of rotation"
 pool_lb_cmd "enable agent proxies/proxy2" >/dev/null
 for ((i = 0; i < 25; i++)); do
     l=$(rt_lease_of proxy2)
@@ -735,10 +735,6 @@ else
     dump
 fi
 s6_to=$(now)
-l=$(rt_log_lines 2 'CY00039:' "$s6_from")
-[ -z "$l" ]
-check "scenario 6: no CY00039 (given up waiting for the agent)" \
-    || diag "$(cut -c1-240 <<<"$l")"
 s_max_out "$s6_from" "$s6_to" "scenario 6"
 s_counts "$s6_from" "$s6_to" "scenario 6"
 diag "scenario 6 done at $(elapsed)"

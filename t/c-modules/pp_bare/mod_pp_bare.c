@@ -4,7 +4,10 @@
  * that mod_proxy_protocol's filter heads the connection's input chain, as
  * in an httpd built without those modules (Debian builds mod_logio in).
  * t/proxy_protocol/45_bare_chain.t checks that requests and their bodies
- * are still read through HTTP_IN there.
+ * are still read through HTTP_IN there.  Each response says which filter
+ * headed the connection's input chain once the others were gone
+ * (X-PP-Bare-Head), so that the test knows the case it meant is the one
+ * it ran.
  */
 #define HTTPD_TEST_REQUIRE_APACHE 2.4
 
@@ -14,6 +17,7 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_connection.h"
+#include "http_request.h"
 #include "util_filter.h"
 #include "apr_strings.h"
 
@@ -50,7 +54,7 @@ static int bare_strip(conn_rec *c)
                                              &pp_bare_module);
     ap_filter_t *f, *next;
 
-    if (!conf || !conf->on) {
+    if (!conf->on) {
         return DECLINED;
     }
     for (f = c->input_filters; f; f = next) {
@@ -59,6 +63,20 @@ static int bare_strip(conn_rec *c)
             || !strcasecmp(f->frec->name, "reqtimeout")) {
             ap_remove_input_filter(f);
         }
+    }
+    if (c->input_filters) {
+        apr_table_setn(c->notes, "pp_bare_head",
+                       c->input_filters->frec->name);
+    }
+    return DECLINED;
+}
+
+static int bare_fixups(request_rec *r)
+{
+    const char *head = apr_table_get(r->connection->notes, "pp_bare_head");
+
+    if (head) {
+        apr_table_setn(r->headers_out, "X-PP-Bare-Head", head);
     }
     return DECLINED;
 }
@@ -79,6 +97,7 @@ static void bare_register_hooks(apr_pool_t *p)
     ap_hook_pre_connection(bare_pre_connection, NULL, NULL,
                            APR_HOOK_LAST);
     ap_hook_process_connection(bare_strip, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_fixups(bare_fixups, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 module AP_MODULE_DECLARE_DATA pp_bare_module = {
