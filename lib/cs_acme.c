@@ -30,6 +30,7 @@
 #include "cs_acme.h"
 #include "cs_crypto.h"
 #include "cs_jws.h"
+#include "cs_name.h"
 #include "cs_sched.h"
 
 #define ACME_MAX_BODY       (1024 * 1024)
@@ -76,15 +77,7 @@ static const char *keep_err(cs_acme_t *a, const char *err)
         return NULL;
     }
     if (err != a->err) {
-        apr_size_t n = strlen(err), cut;
-        if (n >= sizeof(a->err)) {
-            /* Cut at a character boundary: the text may end up in JSON. */
-            n = sizeof(a->err) - 1;
-            for (cut = n; cut > 0 && ((unsigned char)err[cut] & 0xC0) == 0x80;
-                 cut--) {
-            }
-            n = cut;
-        }
+        apr_size_t n = cs_utf8_prefix(err, sizeof(a->err) - 1);
         memcpy(a->err, err, n);
         a->err[n] = '\0';
     }

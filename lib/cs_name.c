@@ -133,3 +133,15 @@ const char *cs_name_normalize(const char **out, apr_pool_t *p,
     *out = wildcard ? apr_pstrcat(p, "*.", norm, NULL) : norm;
     return NULL;
 }
+
+apr_size_t cs_utf8_prefix(const char *s, apr_size_t max)
+{
+    apr_size_t n = strlen(s);
+
+    if (n <= max) {
+        return n;
+    }
+    for (n = max; n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80; n--) {
+    }
+    return n;
+}

@@ -1,5 +1,5 @@
 /*
- * cs_name.h: domain names at the API edge.
+ * cs_name.h: domain names, and text, at the API edge.
  *
  * Pure code: APR and libidn2 only, no httpd types.
  */
@@ -22,5 +22,12 @@
  */
 const char *cs_name_normalize(const char **out, apr_pool_t *p,
                               const char *name);
+
+/**
+ * How much of s fits in max bytes without splitting a UTF-8 sequence: the
+ * length of that prefix (strlen(s) if all of it fits).  For error texts
+ * that are cut to a column or a buffer and may end up in JSON.
+ */
+apr_size_t cs_utf8_prefix(const char *s, apr_size_t max);
 
 #endif /* CS_NAME_H */

@@ -29,6 +29,7 @@
 #include <apr_strings.h>
 #include <apr_time.h>
 
+#include "cs_name.h"
 #include "cs_sched.h"
 #include "cs_store.h"
 
@@ -568,12 +569,8 @@ static const char *cut(apr_pool_t *p, const char *s, apr_size_t max)
 {
     apr_size_t n;
 
-    if (!s || strlen(s) <= max) {
+    if (!s || (n = cs_utf8_prefix(s, max)) == strlen(s)) {
         return s;
-    }
-    n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) {
-        n--;
     }
     return apr_pstrndup(p, s, n);
 }

@@ -100,6 +100,19 @@ int main(void)
         CHECK_EQ_INT(out ? strlen(out) : 0, 253);
     }
 
+    UNIT_CASE("cs_utf8_prefix: never splits a UTF-8 sequence");
+    CHECK_EQ_INT(cs_utf8_prefix("abc", 3), 3);
+    CHECK_EQ_INT(cs_utf8_prefix("abc", 10), 3);
+    CHECK_EQ_INT(cs_utf8_prefix("abcd", 2), 2);
+    CHECK_EQ_INT(cs_utf8_prefix("", 0), 0);
+    /* "a" then U+00E9 (2 bytes) then U+20AC (3 bytes) */
+    CHECK_EQ_INT(cs_utf8_prefix("a\xc3\xa9\xe2\x82\xac", 2), 1);
+    CHECK_EQ_INT(cs_utf8_prefix("a\xc3\xa9\xe2\x82\xac", 3), 3);
+    CHECK_EQ_INT(cs_utf8_prefix("a\xc3\xa9\xe2\x82\xac", 4), 3);
+    CHECK_EQ_INT(cs_utf8_prefix("a\xc3\xa9\xe2\x82\xac", 5), 3);
+    CHECK_EQ_INT(cs_utf8_prefix("a\xc3\xa9\xe2\x82\xac", 6), 6);
+    CHECK_EQ_INT(cs_utf8_prefix("\xe2\x82\xac", 2), 0);
+
     apr_pool_destroy(pool);
     apr_terminate();
     return unit_summary();
