@@ -113,12 +113,8 @@ trap 'exit 129' HUP
 "$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1 \
     || { cat "$tmp/pki.log"; die "make-pki.sh failed"; }
 chmod 755 "$pki"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$pki/fallback.key" -out "$pki/fallback.crt" -days 30 \
-    -subj "/CN=fallback.bench.invalid" \
-    -addext basicConstraints=critical,CA:FALSE >/dev/null 2>&1 \
+fallback_cert "$pki" fallback.bench.invalid \
     || die "cannot make the fallback certificate"
-chmod 644 "$pki/fallback.key"
 
 write_px_conf() {
 {

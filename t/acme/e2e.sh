@@ -155,12 +155,7 @@ trap 'exit 129' HUP
 chmod 755 "$pki"
 # The proxy's fallback certificate, then pebble's TLS and the account seal.
 {
-    (cd "$pki" && openssl req -x509 -newkey ec \
-        -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout fallback.key -out fallback.crt -days 30 \
-        -subj "/CN=fallback.e2e.invalid" \
-        -addext basicConstraints=critical,CA:FALSE) \
-    && acme_pki "$pki" e2e
+    fallback_cert "$pki" fallback.e2e.invalid && acme_pki "$pki" e2e
 } >"$tmp/pki2.log" 2>&1 || bail "cannot make the test certificates: $(cat "$tmp/pki2.log")"
 
 # --- Ports -------------------------------------------------------------------

@@ -162,12 +162,8 @@ if ! "$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1; then
 fi
 chmod 755 "$pki"
 # The proxy's fallback certificate (what a name without a vhost gets).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$pki/fallback.key" -out "$pki/fallback.crt" -days 30 \
-    -subj "/CN=fallback.e2e.invalid" \
-    -addext basicConstraints=critical,CA:FALSE >/dev/null 2>&1 \
+fallback_cert "$pki" fallback.e2e.invalid \
     || bail "cannot make the fallback certificate"
-chmod 644 "$pki/fallback.key"
 
 # Certificates made here with CertService's own local CA (step 4).
 cadir=$tmp/work/ca

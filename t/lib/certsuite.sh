@@ -321,6 +321,16 @@ acme_pki() {
         && chmod 644 ./*.key ./*.pem
     )
 }
+# fallback_cert DIR NAME: DIR/fallback.{crt,key}, a self-signed P-256
+# certificate for NAME: what a proxy presents for a name without a
+# certificate of its own (the key readable by httpd's children)
+fallback_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$1/fallback.key" -out "$1/fallback.crt" -days 30 \
+        -subj "/CN=$2" -addext basicConstraints=critical,CA:FALSE \
+        >/dev/null 2>&1 \
+    && chmod 644 "$1/fallback.key"
+}
 # certsync_tls_hosts PORT PKI STORE FALLBACK-NAME: the configuration of a
 # vhost-mode proxy's TLS address: the fallback virtual host (PKI/fallback.*)
 # first, then one virtual host per domain of STORE's manifest (mod_macro)
