@@ -702,17 +702,21 @@ start_servers() {
 
 # CPU time used so far by one Apache instance (every thread of every
 # process), in ns, from /proc/PID/task/TID/schedstat.
-apache_cpu_ns() {
-    local parent=${APACHE_PID[$1]} p
-    for p in $parent $(pgrep -P "$parent"); do
+cpu_ns_of() {   # cpu_ns_of PID...: every thread of these processes
+    local p
+    for p in "$@"; do
         cat /proc/"$p"/task/*/schedstat 2>/dev/null || true
     done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+apache_cpu_ns() {
+    local parent=${APACHE_PID[$1]}
+    # shellcheck disable=SC2046
+    cpu_ns_of "$parent" $(pgrep -P "$parent")
 }
 
 # CPU time used so far by haproxy (all its threads), in ns.
 haproxy_cpu_ns() {
-    cat /proc/"$HAPROXY_PID"/task/*/schedstat 2>/dev/null \
-        | awk '{ s += $1 } END { printf "%.0f\n", s }'
+    cpu_ns_of "$HAPROXY_PID"
 }
 
 # "BUSY TOTAL" jiffies so far of the CPU wrk and haproxy run on
