@@ -74,7 +74,7 @@ trap 'exit 143' TERM
 "$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1 \
     || die "make-pki.sh failed"
 chmod 755 "$pki"
-acme_pki "$pki" bench >"$tmp/pki2.log" 2>&1 \
+"$top/t/certservice/make-acme-pki.sh" "$pki" bench >"$tmp/pki2.log" 2>&1 \
     || die "cannot make the certificates"
 
 declare -A used

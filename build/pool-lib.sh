@@ -195,25 +195,8 @@ pool_start_acme() {
     # pebble's own TLS certificate (CertServiceACMECA trusts its CA), the
     # key that seals CertService's ACME account key, and the proxies'
     # client certificates as single files for SSLProxyMachineCertificateFile.
-    (
-        cd "$POOL_PKI" || exit 1
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-            -keyout acme-tls-ca.key -out acme-tls-ca.crt -days 30 \
-            -subj "/CN=pool pebble TLS CA" \
-            -addext basicConstraints=critical,CA:TRUE \
-        && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
-            -nodes -keyout acme-tls.key -out acme-tls.csr -subj /CN=127.0.0.1 \
-        && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >acme-tls.ext \
-        && openssl x509 -req -in acme-tls.csr -CA acme-tls-ca.crt \
-            -CAkey acme-tls-ca.key -CAcreateserial -days 30 \
-            -extfile acme-tls.ext -out acme-tls.crt \
-        && openssl req -x509 -newkey rsa:2048 -nodes -keyout seal.key \
-            -out seal.crt -subj "/CN=pool account seal" -days 30 \
-        && for c in proxy proxy2 proxy3; do
-               cat "$c.crt" "$c.key" >"$c.pem" || exit 1
-           done \
-        && chmod 644 ./*.crt ./*.key ./*.pem
-    ) >"$d/pki.log" 2>&1 || {
+    "$POOL_TOP/t/certservice/make-acme-pki.sh" "$POOL_PKI" pool \
+        proxy proxy2 proxy3 >"$d/pki.log" 2>&1 || {
         cat "$d/pki.log" >&2
         echo "pool_start_acme: cannot make pebble's certificates" >&2
         return 1

@@ -155,7 +155,8 @@ trap 'exit 129' HUP
 chmod 755 "$pki"
 # The proxy's fallback certificate, then pebble's TLS and the account seal.
 {
-    fallback_cert "$pki" fallback.e2e.invalid && acme_pki "$pki" e2e
+    fallback_cert "$pki" fallback.e2e.invalid \
+    && "$top/t/certservice/make-acme-pki.sh" "$pki" e2e
 } >"$tmp/pki2.log" 2>&1 || bail "cannot make the test certificates: $(cat "$tmp/pki2.log")"
 
 # --- Ports -------------------------------------------------------------------

@@ -296,31 +296,6 @@ stop_httpd() {
     done
     kill -KILL "$pid" 2>/dev/null || true
 }
-# acme_pki DIR LABEL: in DIR (from t/certservice/make-pki.sh), what an ACME
-# run adds: pebble's TLS (a CA and a leaf for 127.0.0.1, which
-# CertServiceACMECA trusts), the account seal (RSA) and proxy.pem (the
-# proxy's client certificate and key in one file)
-acme_pki() {
-    (
-        cd "$1" || exit 1
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
-            -nodes -keyout acme-tls-ca.key -out acme-tls-ca.crt -days 30 \
-            -subj "/CN=$2 pebble TLS CA" \
-            -addext basicConstraints=critical,CA:TRUE \
-        && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
-            -nodes -keyout acme-tls.key -out acme-tls.csr \
-            -subj "/CN=127.0.0.1" \
-        && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' \
-            >acme-tls.ext \
-        && openssl x509 -req -in acme-tls.csr -CA acme-tls-ca.crt \
-            -CAkey acme-tls-ca.key -CAcreateserial -days 30 \
-            -extfile acme-tls.ext -out acme-tls.crt \
-        && openssl req -x509 -newkey rsa:2048 -nodes -keyout seal.key \
-            -out seal.crt -subj "/CN=$2 account seal" -days 30 \
-        && cat proxy.crt proxy.key >proxy.pem \
-        && chmod 644 ./*.key ./*.pem
-    )
-}
 # fallback_cert DIR NAME: DIR/fallback.{crt,key}, a self-signed P-256
 # certificate for NAME: what a proxy presents for a name without a
 # certificate of its own (the key readable by httpd's children)
