@@ -98,9 +98,10 @@ apr_status_t csy_lease_release(csy_client_t *client, apr_pool_t *p,
 /**
  * key.seal for current versions without one that opens with this
  * daemon's sealing keys (installed by a mod_certsync from before key.seal,
- * or sealed with a wrapping key since removed): at most max per call,
- * going on from *pos in the manifest; *done once a call reached its end.  Returns how many it
- * sealed.  Needs cfg->seal_keys.
+ * or sealed with a wrapping key since removed): at most max written and
+ * 20 * max checked per call, going on from *pos in the manifest; *done
+ * once a call reached its end.  Returns how many it sealed.  Needs
+ * cfg->seal_keys.
  */
 int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
                       apr_pool_t *p, int *pos, int max, int *done);
