@@ -6,7 +6,9 @@
 #   as a user: builds and runs everything in place (dependencies must be
 #             installed: sudo build/install-deps.sh).
 # Steps: build with -Werror; make check (C unit tests, fuzz-corpus replay,
-# Apache-Test); then the unit tests and fuzz replay again under
+# golden configuration tests, source checks, Apache-Test); make check-e2e
+# (the end-to-end suites with real daemons: MariaDB, sync, rollout,
+# dynamic, ACME); then the unit tests and fuzz replay again under
 # AddressSanitizer + UndefinedBehaviorSanitizer.
 set -euo pipefail
 
@@ -63,8 +65,13 @@ step "build (-Werror)"
 make -j2 >/dev/null
 passed=$((passed + 1))
 
-step "make check: unit tests, fuzz-corpus replay, Apache-Test"
-make check
+step "make check: unit tests, fuzz-corpus replay, golden and source checks, Apache-Test"
+# VERBOSE: a failing test's log is printed, not only named.
+make check VERBOSE=yes
+passed=$((passed + 1))
+
+step "make check-e2e: MariaDB, sync, rollout, dynamic and ACME end to end"
+make check-e2e
 passed=$((passed + 1))
 
 step "unit tests and fuzz replay under AddressSanitizer + UBSan"
@@ -77,7 +84,7 @@ copy_tree "$san"
     ./configure --enable-werror --enable-sanitizers >/dev/null
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        make -j2 check-unit check-fuzz
+        make -j2 check-unit VERBOSE=yes
 )
 passed=$((passed + 1))
 

@@ -5,6 +5,10 @@
  *
  *     replay_pp_parse t/fuzz/corpus/pp_parse [more dirs or files ...]
  *
+ * With no argument it replays $srcdir/t/fuzz/corpus/FUZZ_NAME (FUZZ_NAME
+ * is set when the program is built; srcdir defaults to "."), which is how
+ * automake's test harness runs it.
+ *
  * A failing input aborts inside the harness; the file is then named on
  * stderr.  Ends with "<count> passed, 0 failed"; exits non-zero if no file
  * at all could be read, or if any named file or directory could not be.
@@ -158,12 +162,27 @@ int main(int argc, char **argv)
 {
     struct stat st;
     int i, count = 0, errors = 0;
+#ifdef FUZZ_NAME
+    static char corpus[4096];
+    static char *dflt[3];
+    const char *srcdir = getenv("srcdir");
+#endif
 
     if (argc > 1 && strcmp(argv[1], "-v") == 0) {
         verbose = 1;
         argv++;
         argc--;
     }
+#ifdef FUZZ_NAME
+    if (argc < 2) {
+        snprintf(corpus, sizeof(corpus), "%s/t/fuzz/corpus/%s",
+                 srcdir && *srcdir ? srcdir : ".", FUZZ_NAME);
+        dflt[0] = argv[0];
+        dflt[1] = corpus;
+        argv = dflt;
+        argc = 2;
+    }
+#endif
     if (argc < 2) {
         fprintf(stderr, "usage: %s [-v] corpus-dir-or-file ...\n", argv[0]);
         return 2;

@@ -1,0 +1,70 @@
+#!/usr/bin/perl
+# logtags.pl: every log tag (PPLOGNO, CSLOGNO, CYLOGNO, MGLOGNO) is used
+# once in the code and explained in the docs, so that an operator who
+# greps a tag from the error log finds one line of code and its meaning.
+#
+#   * a tag number used by two log calls fails (numbers are never reused);
+#   * a tag of the code that no page under docs/ names fails;
+#   * a tag that a module's page (docs/mod_*.md) names but no code uses
+#     fails (the docs describe a message that no longer exists).
+#
+# Prints "ok"/"not ok" lines and "N passed, M failed"; exits non-zero on
+# any failure.  Run from the top of the tree or with $srcdir set.
+use strict;
+use warnings;
+
+my $top = $ENV{srcdir} // '.';
+my ($pass, $fail) = (0, 0);
+
+sub ok {
+    my ($cond, $what) = @_;
+    if ($cond) { $pass++; print "ok - $what\n"; }
+    else       { $fail++; print "not ok - $what\n"; }
+}
+
+sub slurp {
+    my ($f) = @_;
+    open my $fh, '<', $f or die "$f: $!";
+    local $/;
+    return scalar <$fh>;
+}
+
+my (%uses, %where);
+for my $f (sort(glob("$top/mod_*/*.[ch]"), glob("$top/lib/*.[ch]"))) {
+    my $n = 0;
+    for my $line (split /\n/, slurp($f)) {
+        $n++;
+        next if $line =~ /#\s*define\s+\w+LOGNO/;
+        while ($line =~ /\b(PP|CS|CY|MG)LOGNO\((\d{5})\)/g) {
+            my $tag = "$1$2";
+            $uses{$tag}++;
+            (my $rel = $f) =~ s{^\Q$top\E/}{};
+            push @{$where{$tag}}, "$rel:$n";
+        }
+    }
+}
+
+my (%documented, %module_doc);
+for my $f (glob("$top/docs/*.md")) {
+    my $text = slurp($f);
+    my $is_module = $f =~ m{/mod_[^/]+\.md$};
+    while ($text =~ /\b(PP|CS|CY|MG)(\d{5})\b/g) {
+        $documented{"$1$2"} = 1;
+        $module_doc{"$1$2"} = $f if $is_module;
+    }
+}
+
+ok(scalar(keys %uses) > 0, "log tags found in the code");
+for my $tag (sort keys %uses) {
+    ok($uses{$tag} == 1, "$tag used once"
+       . ($uses{$tag} > 1 ? " (used at " . join(', ', @{$where{$tag}}) . ")"
+                          : ""));
+    ok($documented{$tag}, "$tag named in docs/ ($where{$tag}[0])");
+}
+for my $tag (sort keys %module_doc) {
+    (my $rel = $module_doc{$tag}) =~ s{^\Q$top\E/}{};
+    ok($uses{$tag}, "$tag of $rel used in the code");
+}
+
+print "$pass passed, $fail failed\n";
+exit($fail ? 1 : 0);
