@@ -284,18 +284,6 @@ apr_status_t cs_db_exec(int *nrows, cs_db_t *db, apr_pool_t *p,
     return status;
 }
 
-apr_status_t cs_db_rows(apr_array_header_t **rows, cs_db_t *db,
-                        apr_pool_t *p, cs_stmt_e stmt, ...)
-{
-    apr_status_t status;
-    va_list ap;
-
-    va_start(ap, stmt);
-    status = run(NULL, rows, db, p, stmt, ap);
-    va_end(ap);
-    return status;
-}
-
 apr_status_t cs_db_row(cs_db_row_t *row, cs_db_t *db, apr_pool_t *p,
                        cs_stmt_e stmt, ...)
 {
@@ -308,9 +296,31 @@ apr_status_t cs_db_row(cs_db_row_t *row, cs_db_t *db, apr_pool_t *p,
     status = run(NULL, &rows, db, p, stmt, ap);
     va_end(ap);
     if (status == APR_SUCCESS && rows->nelts) {
-        *row = CS_DB_ROW(rows, 0);
+        *row = APR_ARRAY_IDX(rows, 0, cs_db_row_t);
     }
     return status;
+}
+
+apr_status_t cs_db_rows(apr_array_header_t **items, cs_db_t *db,
+                        apr_pool_t *p, apr_size_t size,
+                        cs_db_from_row_fn *from_row, cs_stmt_e stmt, ...)
+{
+    apr_array_header_t *rows;
+    apr_status_t status;
+    va_list ap;
+    int i;
+
+    va_start(ap, stmt);
+    status = run(NULL, &rows, db, p, stmt, ap);
+    va_end(ap);
+    if (status != APR_SUCCESS) {
+        return status;
+    }
+    *items = apr_array_make(p, rows->nelts ? rows->nelts : 1, size);
+    for (i = 0; i < rows->nelts; i++) {
+        from_row(apr_array_push(*items), APR_ARRAY_IDX(rows, i, cs_db_row_t));
+    }
+    return APR_SUCCESS;
 }
 
 apr_status_t cs_db_ensure_row(cs_db_t *db, apr_pool_t *p, cs_stmt_e get,

@@ -75,7 +75,6 @@ typedef enum {
 /* A row: its columns as strings, NULL for SQL NULL, copied into the
  * call's pool. */
 typedef const char **cs_db_row_t;
-#define CS_DB_ROW(rows, i) APR_ARRAY_IDX(rows, i, cs_db_row_t)
 
 /* Every public call starts here: clears db->error, makes the statement
  * hash if there is none, and sets the connection up for this driver
@@ -90,16 +89,20 @@ apr_status_t cs_db_enter(cs_db_t *db, apr_pool_t *p);
  * again (see cs_db.c).
  *
  * cs_db_exec: no result; *nrows (if not NULL) the rows it changed.
- * cs_db_rows: every row (array of cs_db_row_t), read to the end so the
- *             connection is free for the next statement.
  * cs_db_row:  the first row, or *row NULL if there is none.
+ * cs_db_rows: every row, each turned by from_row into an item of size
+ *             bytes (zeroed first) of the array *items.
+ * Every row is read, so the connection is free for the next statement.
  */
+typedef void cs_db_from_row_fn(void *item, cs_db_row_t row);
+
 apr_status_t cs_db_exec(int *nrows, cs_db_t *db, apr_pool_t *p,
                         cs_stmt_e stmt, ...);
-apr_status_t cs_db_rows(apr_array_header_t **rows, cs_db_t *db,
-                        apr_pool_t *p, cs_stmt_e stmt, ...);
 apr_status_t cs_db_row(cs_db_row_t *row, cs_db_t *db, apr_pool_t *p,
                        cs_stmt_e stmt, ...);
+apr_status_t cs_db_rows(apr_array_header_t **items, cs_db_t *db,
+                        apr_pool_t *p, apr_size_t size,
+                        cs_db_from_row_fn *from_row, cs_stmt_e stmt, ...);
 
 /* A row that a transaction will lock (a lease pool's, a limiter's) must
  * exist before the transaction starts: select it by key with get, insert

@@ -73,23 +73,21 @@ apr_status_t cs_store_job_get(cs_job_t **job, cs_db_t *db, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
+static void domain_from_row(void *item, cs_db_row_t r)
+{
+    *(const char **)item = r[0];
+}
+
 apr_status_t cs_store_job_due(apr_array_header_t **domains, cs_db_t *db,
                               apr_pool_t *p, apr_int64_t now, int limit)
 {
-    apr_array_header_t *rows;
     apr_status_t status;
-    int i;
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS
-        || (status = cs_db_rows(&rows, db, p, CS_STMT_JOB_DUE, &now, &now,
-                                &limit))) {
+    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
         return status;
     }
-    *domains = apr_array_make(p, rows->nelts + 1, sizeof(const char *));
-    for (i = 0; i < rows->nelts; i++) {
-        APR_ARRAY_PUSH(*domains, const char *) = CS_DB_ROW(rows, i)[0];
-    }
-    return APR_SUCCESS;
+    return cs_db_rows(domains, db, p, sizeof(const char *), domain_from_row,
+                      CS_STMT_JOB_DUE, &now, &now, &limit);
 }
 
 apr_status_t cs_store_job_claim(int *claimed, cs_db_t *db, apr_pool_t *p,

@@ -6,10 +6,7 @@
  * next value of the counter row, in the same transaction; the counter
  * row stays locked until commit, so seqs commit in order (cs_store.h).
  */
-#include <string.h>
-
 #include <apr_dbd.h>
-#include <apr_strings.h>
 
 #include "cs_db.h"
 #include "cs_store.h"
@@ -198,10 +195,11 @@ apr_status_t cs_store_delete(cs_db_t *db, apr_pool_t *p, const char *domain,
     return status;
 }
 
-/* One cs_domains row, columns as in DOMAIN_COLS (+ chain_pem, key_cms). */
-static void bundle_from_row(cs_bundle_t *b, cs_db_row_t r, int full)
+/* A cs_domains row without the bulky columns (DOMAIN_COLS). */
+static void summary_from_row(void *item, cs_db_row_t r)
 {
-    memset(b, 0, sizeof(*b));
+    cs_bundle_t *b = item;
+
     b->domain = r[0];
     b->seq = cs_db_int(r[1]);
     b->state = r[2];
@@ -211,10 +209,17 @@ static void bundle_from_row(cs_bundle_t *b, cs_db_row_t r, int full)
     b->key_type = r[6];
     b->last_error = r[7];
     b->updated = cs_db_int(r[8]);
-    if (full) {
-        b->chain_pem = r[9];
-        b->key_cms = r[10];
-    }
+}
+
+static void change_from_row(void *item, cs_db_row_t r)
+{
+    cs_change_t *c = item;
+
+    c->seq = cs_db_int(r[0]);
+    c->domain = r[1];
+    c->op = r[2];
+    c->serial = r[3];
+    c->not_after = cs_db_int(r[4]);
 }
 
 apr_status_t cs_store_get(cs_bundle_t **b, cs_db_t *db, apr_pool_t *p,
@@ -233,17 +238,17 @@ apr_status_t cs_store_get(cs_bundle_t **b, cs_db_t *db, apr_pool_t *p,
     if (!row) {
         return cs_db_fail(db, APR_NOTFOUND, "unknown domain %s", domain);
     }
-    *b = apr_palloc(p, sizeof(**b));
-    bundle_from_row(*b, row, 1);
+    *b = apr_pcalloc(p, sizeof(**b));
+    summary_from_row(*b, row);
+    (*b)->chain_pem = row[9];
+    (*b)->key_cms = row[10];
     return APR_SUCCESS;
 }
 
 apr_status_t cs_store_list(apr_array_header_t **domains, cs_db_t *db,
                            apr_pool_t *p, const char *after, int limit)
 {
-    apr_array_header_t *rows;
     apr_status_t status;
-    int i;
 
     if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
         return status;
@@ -252,27 +257,17 @@ apr_status_t cs_store_list(apr_array_header_t **domains, cs_db_t *db,
         return cs_db_fail(db, APR_EINVAL, "limit must be at least 1");
     }
     /* Every name sorts after "". */
-    if ((status = cs_db_rows(&rows, db, p, CS_STMT_DOM_LIST,
-                             after ? after : "", &limit))) {
-        return status;
-    }
-    *domains = apr_array_make(p, rows->nelts ? rows->nelts : 1,
-                              sizeof(cs_bundle_t));
-    for (i = 0; i < rows->nelts; i++) {
-        bundle_from_row(apr_array_push(*domains), CS_DB_ROW(rows, i), 0);
-    }
-    return APR_SUCCESS;
+    return cs_db_rows(domains, db, p, sizeof(cs_bundle_t), summary_from_row,
+                      CS_STMT_DOM_LIST, after ? after : "", &limit);
 }
 
 apr_status_t cs_store_changes(apr_array_header_t **changes,
                               apr_int64_t *next, int *more, cs_db_t *db,
                               apr_pool_t *p, apr_int64_t since, int limit)
 {
-    apr_array_header_t *rows;
+    apr_array_header_t *c;
     apr_status_t status;
-    cs_change_t *c;
-    cs_db_row_t r;
-    int i, fetch;
+    int fetch;
 
     if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
         return status;
@@ -285,24 +280,17 @@ apr_status_t cs_store_changes(apr_array_header_t **changes,
     }
     /* One more row than asked for tells whether more follow. */
     fetch = limit + 1;
-    if ((status = cs_db_rows(&rows, db, p, CS_STMT_CHG_LIST, &since,
+    if ((status = cs_db_rows(&c, db, p, sizeof(cs_change_t),
+                             change_from_row, CS_STMT_CHG_LIST, &since,
                              &fetch))) {
         return status;
     }
-    *changes = apr_array_make(p, limit < rows->nelts ? limit
-                                                     : rows->nelts + 1,
-                              sizeof(cs_change_t));
-    *next = since;
-    for (i = 0; i < rows->nelts && i < limit; i++) {
-        r = CS_DB_ROW(rows, i);
-        c = apr_array_push(*changes);
-        c->seq = cs_db_int(r[0]);
-        c->domain = r[1];
-        c->op = r[2];
-        c->serial = r[3];
-        c->not_after = cs_db_int(r[4]);
-        *next = c->seq;
+    *more = c->nelts > limit;
+    if (*more) {
+        c->nelts = limit;
     }
-    *more = rows->nelts > limit;
+    *next = c->nelts ? APR_ARRAY_IDX(c, c->nelts - 1, cs_change_t).seq
+                     : since;
+    *changes = c;
     return APR_SUCCESS;
 }

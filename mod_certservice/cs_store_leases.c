@@ -7,7 +7,6 @@
  */
 #include <apr_dbd.h>
 #include <apr_general.h>
-#include <apr_strings.h>
 
 #include "cs_db.h"
 #include "cs_store.h"
@@ -159,34 +158,27 @@ apr_status_t cs_store_lease_release(cs_db_t *db, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
+static void lease_from_row(void *item, cs_db_row_t r)
+{
+    cs_lease_t *l = item;
+
+    l->id = r[0];
+    l->host = r[1];
+    l->expires = cs_db_int(r[2]);
+}
+
 apr_status_t cs_store_leases(apr_array_header_t **leases, cs_db_t *db,
                              apr_pool_t *p, const char *pool,
                              apr_int64_t now)
 {
-    apr_array_header_t *rows;
     apr_status_t status;
-    cs_lease_t *l;
-    cs_db_row_t r;
-    int i;
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
+    if ((status = cs_db_enter(db, p)) != APR_SUCCESS
+        || (status = cs_db_check_len(db, "pool", pool, CS_MAX_TOKEN, 1))) {
         return status;
     }
-    if ((status = cs_db_check_len(db, "pool", pool, CS_MAX_TOKEN, 1))
-        || (status = cs_db_rows(&rows, db, p, CS_STMT_LEASE_LIST, pool,
-                                &now))) {
-        return status;
-    }
-    *leases = apr_array_make(p, rows->nelts ? rows->nelts : 1,
-                             sizeof(cs_lease_t));
-    for (i = 0; i < rows->nelts; i++) {
-        r = CS_DB_ROW(rows, i);
-        l = apr_array_push(*leases);
-        l->id = r[0];
-        l->host = r[1];
-        l->expires = cs_db_int(r[2]);
-    }
-    return APR_SUCCESS;
+    return cs_db_rows(leases, db, p, sizeof(cs_lease_t), lease_from_row,
+                      CS_STMT_LEASE_LIST, pool, &now);
 }
 
 apr_status_t cs_store_host_report(cs_db_t *db, apr_pool_t *p,
@@ -228,35 +220,30 @@ apr_status_t cs_store_host_report(cs_db_t *db, apr_pool_t *p,
                       failed_json, &now, host);
 }
 
+/* Columns as in cs_host_serving (the serial last). */
+static void serving_from_row(void *item, cs_db_row_t r)
+{
+    cs_host_serving_t *h = item;
+
+    h->host = r[0];
+    h->pool = r[1];
+    h->seq = cs_db_int(r[2]);
+    h->state = r[3];
+    h->failed_json = r[4];
+    h->reported = cs_db_int(r[5]);
+    h->serial = r[6];
+}
+
 apr_status_t cs_store_domain_hosts(apr_array_header_t **hosts, cs_db_t *db,
                                    apr_pool_t *p, const char *domain)
 {
-    apr_array_header_t *rows;
     apr_status_t status;
-    cs_host_serving_t *h;
-    cs_db_row_t r;
-    int i;
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
+    if ((status = cs_db_enter(db, p)) != APR_SUCCESS
+        || (status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN,
+                                     1))) {
         return status;
     }
-    if ((status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN, 1))
-        || (status = cs_db_rows(&rows, db, p, CS_STMT_HOST_SERVING,
-                                domain))) {
-        return status;
-    }
-    *hosts = apr_array_make(p, rows->nelts ? rows->nelts : 1,
-                            sizeof(cs_host_serving_t));
-    for (i = 0; i < rows->nelts; i++) {
-        r = CS_DB_ROW(rows, i);
-        h = apr_array_push(*hosts);
-        h->host = r[0];
-        h->pool = r[1];
-        h->seq = cs_db_int(r[2]);
-        h->state = r[3];
-        h->failed_json = r[4];
-        h->reported = cs_db_int(r[5]);
-        h->serial = r[6];
-    }
-    return APR_SUCCESS;
+    return cs_db_rows(hosts, db, p, sizeof(cs_host_serving_t),
+                      serving_from_row, CS_STMT_HOST_SERVING, domain);
 }
