@@ -20,10 +20,8 @@ apr_status_t cs_store_job_enqueue(cs_db_t *db, apr_pool_t *p,
     cs_db_row_t row;
     apr_status_t status;
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
-        return status;
-    }
-    if ((status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN, 1))
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN, 1))
         || (status = cs_db_check_len(db, "key_type", key_type, CS_MAX_WORD,
                                      1))
         || (status = cs_db_row(&row, db, p, CS_STMT_JOB_GET, domain))) {
@@ -48,10 +46,8 @@ apr_status_t cs_store_job_get(cs_job_t **job, cs_db_t *db, apr_pool_t *p,
     apr_status_t status;
     cs_job_t *j;
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
-        return status;
-    }
-    if ((status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN, 1))
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN, 1))
         || (status = cs_db_row(&r, db, p, CS_STMT_JOB_GET, domain))) {
         return status;
     }
@@ -99,10 +95,8 @@ apr_status_t cs_store_job_claim(int *claimed, cs_db_t *db, apr_pool_t *p,
     int nrows = 0;
 
     *claimed = 0;
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
-        return status;
-    }
-    if ((status = cs_db_check_len(db, "owner", owner, CS_MAX_TOKEN, 1))
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "owner", owner, CS_MAX_TOKEN, 1))
         || (status = cs_db_exec(&nrows, db, p, CS_STMT_JOB_CLAIM, owner,
                                 &until, domain, &now, &now))) {
         return status;
@@ -143,7 +137,7 @@ apr_status_t cs_store_job_count(apr_int64_t *count, cs_db_t *db,
     cs_db_row_t row;
     apr_status_t status;
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS
+    if ((status = cs_db_enter(db, p))
         || (status = cs_db_row(&row, db, p, CS_STMT_JOB_COUNT, state))) {
         return status;
     }
@@ -158,10 +152,8 @@ apr_status_t cs_store_challenge_put(cs_db_t *db, apr_pool_t *p,
     apr_status_t status;
     apr_int64_t now = cs_db_now();
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
-        return status;
-    }
-    if ((status = cs_db_check_len(db, "token", token, CS_MAX_CHTOKEN, 1))
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "token", token, CS_MAX_CHTOKEN, 1))
         || (status = cs_db_check_len(db, "keyauth", keyauth, CS_MAX_VARCHAR,
                                      1))) {
         return status;
@@ -182,10 +174,8 @@ apr_status_t cs_store_challenge_get(const char **keyauth, cs_db_t *db,
     cs_db_row_t row;
     apr_status_t status;
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
-        return status;
-    }
-    if ((status = cs_db_check_len(db, "token", token, CS_MAX_CHTOKEN, 1))
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "token", token, CS_MAX_CHTOKEN, 1))
         || (status = cs_db_row(&row, db, p, CS_STMT_CHAL_GET, token,
                                &now))) {
         return status;
@@ -216,11 +206,9 @@ apr_status_t cs_store_account_get(const char **kid, const char **key_cms,
     cs_db_row_t row;
     apr_status_t status;
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
-        return status;
-    }
-    if ((status = cs_db_check_len(db, "directory", directory,
-                                  CS_MAX_VARCHAR, 1))
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "directory", directory,
+                                     CS_MAX_VARCHAR, 1))
         || (status = cs_db_row(&row, db, p, CS_STMT_ACCT_GET, directory))) {
         return status;
     }
@@ -240,11 +228,9 @@ apr_status_t cs_store_account_put(cs_db_t *db, apr_pool_t *p,
     apr_status_t status;
     apr_int64_t now = cs_db_now();
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
-        return status;
-    }
-    if ((status = cs_db_check_len(db, "directory", directory,
-                                  CS_MAX_VARCHAR, 1))
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "directory", directory,
+                                     CS_MAX_VARCHAR, 1))
         || (status = cs_db_check_len(db, "kid", kid, CS_MAX_VARCHAR, 0))
         || (status = cs_db_check_len(db, "key_cms", key_cms, CS_MAX_TEXT,
                                      1))) {
@@ -304,10 +290,8 @@ apr_status_t cs_store_rate_take(int *granted, apr_int64_t *retry_after,
 
     *granted = 0;
     *retry_after = 1;
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
-        return status;
-    }
-    if ((status = cs_db_check_len(db, "limiter", name, CS_MAX_NAME, 1))
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "limiter", name, CS_MAX_NAME, 1))
         || (status = cs_db_ensure_row(db, p, CS_STMT_LIM_GET,
                                       CS_STMT_LIM_INSERT, name))
         || (status = cs_db_tx_begin(&t, db, p))) {

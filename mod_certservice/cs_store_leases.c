@@ -84,10 +84,8 @@ apr_status_t cs_store_lease_acquire(const char **lease_id,
     const char *id = NULL;
     int nrows = 0;
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
-        return status;
-    }
-    if ((status = cs_db_check_len(db, "pool", pool, CS_MAX_TOKEN, 1))
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "pool", pool, CS_MAX_TOKEN, 1))
         || (status = cs_db_check_len(db, "host", host, CS_MAX_DOMAIN, 1))) {
         return status;
     }
@@ -137,10 +135,8 @@ apr_status_t cs_store_lease_release(cs_db_t *db, apr_pool_t *p,
     apr_int64_t now = cs_db_now();
     int nrows = 0;
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
-        return status;
-    }
-    if ((status = cs_db_check_len(db, "pool", pool, CS_MAX_TOKEN, 1))
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "pool", pool, CS_MAX_TOKEN, 1))
         || (status = cs_db_check_len(db, "lease", lease_id, CS_MAX_TOKEN,
                                      1))) {
         return status;
@@ -173,7 +169,7 @@ apr_status_t cs_store_leases(apr_array_header_t **leases, cs_db_t *db,
 {
     apr_status_t status;
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS
+    if ((status = cs_db_enter(db, p))
         || (status = cs_db_check_len(db, "pool", pool, CS_MAX_TOKEN, 1))) {
         return status;
     }
@@ -189,10 +185,8 @@ apr_status_t cs_store_host_report(cs_db_t *db, apr_pool_t *p,
     cs_db_row_t row;
     apr_status_t status;
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
-        return status;
-    }
-    if ((status = cs_db_check_len(db, "host", host, CS_MAX_DOMAIN, 1))
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "host", host, CS_MAX_DOMAIN, 1))
         || (status = cs_db_check_len(db, "pool", pool, CS_MAX_TOKEN, 1))
         || (status = cs_db_check_len(db, "state", state, CS_MAX_STATE, 1))
         || (status = cs_db_check_len(db, "failed", failed_json, CS_MAX_JSON,
@@ -239,7 +233,7 @@ apr_status_t cs_store_domain_hosts(apr_array_header_t **hosts, cs_db_t *db,
 {
     apr_status_t status;
 
-    if ((status = cs_db_enter(db, p)) != APR_SUCCESS
+    if ((status = cs_db_enter(db, p))
         || (status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN,
                                      1))) {
         return status;
