@@ -239,7 +239,7 @@ static apr_status_t run(int *nrows, apr_array_header_t **rows, cs_db_t *db,
     const char *s, *label;
     int n = 0, rv;
 
-    if (stmt < 0 || stmt >= CS_STMT_COUNT) {
+    if ((unsigned int)stmt >= CS_STMT_COUNT) {
         return cs_db_fail(db, APR_EGENERAL, "no statement %d", (int)stmt);
     }
     label = cs_store_statements()[stmt].label;
