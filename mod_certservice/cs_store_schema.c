@@ -1,8 +1,8 @@
 /*
- * cs_store_schema.c: the database's shape: the tables, created (and, when
- * they change, migrated) by cs_store_schema(), and every statement the
- * store runs on them, in one dialect for the sqlite3 and mysql drivers
- * (see cs_db.h).
+ * cs_store_schema.c: the database's shape: the tables, which
+ * cs_store_schema() creates (there are no migrations yet; they belong
+ * here), and every statement the store runs on them, in one dialect for
+ * the sqlite3 and mysql drivers (see cs_db.h).
  */
 #include <apr_dbd.h>
 #include <apr_time.h>
