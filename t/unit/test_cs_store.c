@@ -1,5 +1,6 @@
 /*
- * test_cs_store.c: unit tests of CertService's storage (cs_store.c).
+ * test_cs_store.c: unit tests of CertService's storage (cs_store.h: cs_db.c
+ * and cs_store_*.c).
  *
  * Runs on SQLite (a temporary file) by default.  With
  *     CS_TEST_MYSQL="host=127.0.0.1;port=N;user=U;pass=P;dbname=D"
@@ -30,6 +31,7 @@
 #include <apr_strings.h>
 #include <apr_time.h>
 
+#include "cs_db.h"
 #include "cs_store.h"
 #include "unit.h"
 
@@ -338,6 +340,8 @@ static void test_statements(void)
     }
     CHECK(n > 10);
     CHECK(s->sql == NULL);
+    /* The store's ids (cs_db.h) index the table: no hole before its end. */
+    CHECK_EQ_INT(n, CS_STMT_COUNT);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1251,6 +1255,19 @@ static void cleanup_sqlite(void)
     }
 }
 
+/* cs_store_rate_take() on the "orders" limiter, which must succeed:
+ * whether it granted (*ra: the seconds it said to wait). */
+static int rate_take(conn_t *c, apr_int64_t now, apr_int64_t window,
+                     int limit, apr_int64_t pause, apr_int64_t *ra)
+{
+    int granted = -1;
+
+    CHECK_EQ_INT(cs_store_rate_take(&granted, ra, &c->db, c->pool, "orders",
+                                    now, window, limit, pause),
+                 APR_SUCCESS);
+    return granted;
+}
+
 /* The ACME queue, challenges, accounts and limiter, from two connections
  * (two CertService instances on one database). */
 static void test_acme(void)
@@ -1261,7 +1278,7 @@ static void test_acme(void)
     cs_job_t *job, fin;
     const char *v, *kid, *cms;
     apr_int64_t ra;
-    int claimed, granted;
+    int claimed;
 
     UNIT_CASE("acme: queue");
     drop_tables(a);
@@ -1355,30 +1372,16 @@ static void test_acme(void)
     CHECK_STR(cms, "bmV3a2V5");
 
     UNIT_CASE("acme: one limiter for both instances");
-    CHECK_EQ_INT(cs_store_rate_take(&granted, &ra, &a->db, p, "orders", 100,
-                                    10, 2, 0), APR_SUCCESS);
-    CHECK_EQ_INT(granted, 1);
-    CHECK_EQ_INT(cs_store_rate_take(&granted, &ra, &b->db, p, "orders", 101,
-                                    10, 2, 0), APR_SUCCESS);
-    CHECK_EQ_INT(granted, 1);
-    CHECK_EQ_INT(cs_store_rate_take(&granted, &ra, &a->db, p, "orders", 102,
-                                    10, 2, 0), APR_SUCCESS);
-    CHECK_EQ_INT(granted, 0);
+    CHECK_EQ_INT(rate_take(a, 100, 10, 2, 0, &ra), 1);
+    CHECK_EQ_INT(rate_take(b, 101, 10, 2, 0, &ra), 1);
+    CHECK_EQ_INT(rate_take(a, 102, 10, 2, 0, &ra), 0);
     CHECK_EQ_INT(ra, 8);
-    CHECK_EQ_INT(cs_store_rate_take(&granted, &ra, &b->db, p, "orders", 110,
-                                    10, 2, 0), APR_SUCCESS);
-    CHECK_EQ_INT(granted, 1);
+    CHECK_EQ_INT(rate_take(b, 110, 10, 2, 0, &ra), 1);
     /* A 429 seen by one instance pauses the other. */
-    CHECK_EQ_INT(cs_store_rate_take(&granted, &ra, &a->db, p, "orders", 111,
-                                    0, 0, 200), APR_SUCCESS);
-    CHECK_EQ_INT(granted, 0);
-    CHECK_EQ_INT(cs_store_rate_take(&granted, &ra, &b->db, p, "orders", 150,
-                                    10, 2, 0), APR_SUCCESS);
-    CHECK_EQ_INT(granted, 0);
+    CHECK_EQ_INT(rate_take(a, 111, 0, 0, 200, &ra), 0);
+    CHECK_EQ_INT(rate_take(b, 150, 10, 2, 0, &ra), 0);
     CHECK_EQ_INT(ra, 50);
-    CHECK_EQ_INT(cs_store_rate_take(&granted, &ra, &b->db, p, "orders", 200,
-                                    10, 2, 0), APR_SUCCESS);
-    CHECK_EQ_INT(granted, 1);
+    CHECK_EQ_INT(rate_take(b, 200, 10, 2, 0, &ra), 1);
 
     conn_close(b);
     conn_close(a);

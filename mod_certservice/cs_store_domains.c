@@ -1,0 +1,292 @@
+/*
+ * cs_store_domains.c: the domains (their certificates, keys and errors)
+ * and the change feed that tells proxies about them.
+ *
+ * Every write that changes what proxies serve appends one change with the
+ * next value of the counter row, in the same transaction; the counter
+ * row stays locked until commit, so seqs commit in order (cs_store.h).
+ */
+#include <apr_dbd.h>
+
+#include "cs_db.h"
+#include "cs_store.h"
+
+/* The most changes one cs_store_changes() returns. */
+#define CS_MAX_CHANGES 1000000
+
+static apr_status_t check_bundle(cs_db_t *db, const cs_bundle_t *b)
+{
+    apr_status_t status;
+
+    if ((status = cs_db_check_len(db, "domain", b->domain, CS_MAX_DOMAIN,
+                                  1))
+        || (status = cs_db_check_len(db, "state", b->state, CS_MAX_WORD, 0))
+        || (status = cs_db_check_len(db, "serial", b->serial, CS_MAX_TOKEN,
+                                     0))
+        || (status = cs_db_check_len(db, "key_type", b->key_type,
+                                     CS_MAX_WORD, 0))
+        || (status = cs_db_check_len(db, "chain_pem", b->chain_pem,
+                                     CS_MAX_TEXT, 0))
+        || (status = cs_db_check_len(db, "key_cms", b->key_cms, CS_MAX_TEXT,
+                                     0))) {
+        return status;
+    }
+    return APR_SUCCESS;
+}
+
+/* Takes the next sequence number; from here until the transaction ends
+ * the counter row is locked, so seqs commit in order. */
+static apr_status_t seq_next(apr_int64_t *seq, cs_db_t *db, apr_pool_t *p)
+{
+    cs_db_row_t row;
+    apr_status_t status;
+    int nrows = 0;
+
+    if ((status = cs_db_exec(&nrows, db, p, CS_STMT_SEQ_NEXT))) {
+        return status;
+    }
+    if (nrows != 1) {
+        return cs_db_fail(db, APR_EGENERAL, "the sequence counter is "
+                          "missing (cs_store_schema() not run?)");
+    }
+    if ((status = cs_db_row(&row, db, p, CS_STMT_SEQ_GET))) {
+        return status;
+    }
+    if (!row || !row[0]) {
+        return cs_db_fail(db, APR_EGENERAL, "the sequence counter is "
+                          "missing");
+    }
+    *seq = cs_db_int(row[0]);
+    return APR_SUCCESS;
+}
+
+/* Appends a change; serial NULL and not_after 0 for a delete. */
+static apr_status_t change_add(cs_db_t *db, apr_pool_t *p, apr_int64_t seq,
+                               const char *domain, const char *op,
+                               const char *serial, apr_int64_t not_after,
+                               const char *actor, apr_int64_t at)
+{
+    return cs_db_exec(NULL, db, p, CS_STMT_CHG_INSERT, &seq, domain, op,
+                      serial, &not_after, actor, &at);
+}
+
+apr_status_t cs_store_put_bundle(cs_db_t *db, apr_pool_t *p, cs_bundle_t *b,
+                                 const char *actor)
+{
+    apr_dbd_transaction_t *t;
+    cs_db_row_t row = NULL;
+    apr_status_t status;
+    apr_int64_t seq = 0, updated;
+    const char *state, *error;
+
+    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    if (!b) {
+        return cs_db_fail(db, APR_EINVAL, "no bundle");
+    }
+    if ((status = check_bundle(db, b)) != APR_SUCCESS) {
+        return status;
+    }
+    state = b->state ? b->state : "active";
+    error = cs_db_cut(p, b->last_error, CS_MAX_ERROR);
+    actor = cs_db_cut(p, actor, CS_MAX_ACTOR);
+    updated = b->updated ? b->updated : cs_db_now();
+
+    if ((status = cs_db_tx_begin(&t, db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    if ((status = seq_next(&seq, db, p)) == APR_SUCCESS) {
+        status = cs_db_row(&row, db, p, CS_STMT_DOM_SERIAL, b->domain);
+    }
+    if (status == APR_SUCCESS) {
+        /* Insert and update take the same arguments. */
+        status = cs_db_exec(NULL, db, p, row ? CS_STMT_DOM_UPDATE
+                                             : CS_STMT_DOM_INSERT,
+                            state, b->key_type, &seq, b->serial,
+                            &b->not_before, &b->not_after, b->chain_pem,
+                            b->key_cms, error, &updated, actor, b->domain);
+    }
+    if (status == APR_SUCCESS) {
+        status = change_add(db, p, seq, b->domain, "upsert", b->serial,
+                            b->not_after, actor, updated);
+    }
+    if ((status = cs_db_tx_end(t, db, p, status)) == APR_SUCCESS) {
+        b->seq = seq;
+    }
+    return status;
+}
+
+apr_status_t cs_store_set_error(cs_db_t *db, apr_pool_t *p,
+                                const char *domain, const char *error)
+{
+    apr_dbd_transaction_t *t;
+    cs_db_row_t row = NULL;
+    apr_status_t status;
+    apr_int64_t now = cs_db_now(), zero = 0;
+    const char *state;
+
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN,
+                                     1))) {
+        return status;
+    }
+    error = cs_db_cut(p, error, CS_MAX_ERROR);
+
+    if ((status = cs_db_tx_begin(&t, db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    /* The counter's lock without a new seq: this is no change to what
+     * proxies serve, but it must not race put_bundle's insert. */
+    if ((status = cs_db_exec(NULL, db, p, CS_STMT_SEQ_LOCK))
+        == APR_SUCCESS) {
+        status = cs_db_row(&row, db, p, CS_STMT_DOM_SERIAL, domain);
+    }
+    if (status == APR_SUCCESS) {
+        /* No error: back to what the domain's certificate says. */
+        state = error ? "error" : row && row[0] ? "active" : "pending";
+        if (row) {
+            status = cs_db_exec(NULL, db, p, CS_STMT_DOM_ERROR, state, error,
+                                &now, domain);
+        }
+        else {
+            status = cs_db_exec(NULL, db, p, CS_STMT_DOM_INSERT, state, NULL,
+                                &zero, NULL, &zero, &zero, NULL, NULL, error,
+                                &now, NULL, domain);
+        }
+    }
+    return cs_db_tx_end(t, db, p, status);
+}
+
+apr_status_t cs_store_delete(cs_db_t *db, apr_pool_t *p, const char *domain,
+                             const char *actor, apr_int64_t *seq)
+{
+    apr_dbd_transaction_t *t;
+    apr_status_t status;
+    apr_int64_t s = 0, now = cs_db_now();
+    int nrows = 0;
+
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN,
+                                     1))) {
+        return status;
+    }
+    actor = cs_db_cut(p, actor, CS_MAX_ACTOR);
+
+    if ((status = cs_db_tx_begin(&t, db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    if ((status = seq_next(&s, db, p)) == APR_SUCCESS) {
+        status = cs_db_exec(&nrows, db, p, CS_STMT_DOM_DELETE, domain);
+    }
+    if (status == APR_SUCCESS && nrows == 0) {
+        /* Rolling back returns the seq too: no gap in the feed. */
+        status = cs_db_fail(db, APR_NOTFOUND, "unknown domain %s", domain);
+    }
+    if (status == APR_SUCCESS) {
+        status = change_add(db, p, s, domain, "delete", NULL, 0, actor,
+                            now);
+    }
+    if ((status = cs_db_tx_end(t, db, p, status)) == APR_SUCCESS && seq) {
+        *seq = s;
+    }
+    return status;
+}
+
+/* A cs_domains row without the bulky columns (DOMAIN_COLS). */
+static void summary_from_row(void *item, cs_db_row_t r)
+{
+    cs_bundle_t *b = item;
+
+    b->domain = r[0];
+    b->seq = cs_db_int(r[1]);
+    b->state = r[2];
+    b->serial = r[3];
+    b->not_before = cs_db_int(r[4]);
+    b->not_after = cs_db_int(r[5]);
+    b->key_type = r[6];
+    b->last_error = r[7];
+    b->updated = cs_db_int(r[8]);
+}
+
+static void change_from_row(void *item, cs_db_row_t r)
+{
+    cs_change_t *c = item;
+
+    c->seq = cs_db_int(r[0]);
+    c->domain = r[1];
+    c->op = r[2];
+    c->serial = r[3];
+    c->not_after = cs_db_int(r[4]);
+}
+
+apr_status_t cs_store_get(cs_bundle_t **b, cs_db_t *db, apr_pool_t *p,
+                          const char *domain)
+{
+    cs_db_row_t row;
+    apr_status_t status;
+
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN, 1))
+        || (status = cs_db_row(&row, db, p, CS_STMT_DOM_GET, domain))) {
+        return status;
+    }
+    if (!row) {
+        return cs_db_fail(db, APR_NOTFOUND, "unknown domain %s", domain);
+    }
+    *b = apr_pcalloc(p, sizeof(**b));
+    summary_from_row(*b, row);
+    (*b)->chain_pem = row[9];
+    (*b)->key_cms = row[10];
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_list(apr_array_header_t **domains, cs_db_t *db,
+                           apr_pool_t *p, const char *after, int limit)
+{
+    apr_status_t status;
+
+    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    if (limit < 1) {
+        return cs_db_fail(db, APR_EINVAL, "limit must be at least 1");
+    }
+    /* Every name sorts after "". */
+    return cs_db_rows(domains, db, p, sizeof(cs_bundle_t), summary_from_row,
+                      CS_STMT_DOM_LIST, after ? after : "", &limit);
+}
+
+apr_status_t cs_store_changes(apr_array_header_t **changes,
+                              apr_int64_t *next, int *more, cs_db_t *db,
+                              apr_pool_t *p, apr_int64_t since, int limit)
+{
+    apr_array_header_t *c;
+    apr_status_t status;
+    int fetch;
+
+    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    if (limit < 1) {
+        return cs_db_fail(db, APR_EINVAL, "limit must be at least 1");
+    }
+    if (limit > CS_MAX_CHANGES) {
+        limit = CS_MAX_CHANGES;
+    }
+    /* One more row than asked for tells whether more follow. */
+    fetch = limit + 1;
+    if ((status = cs_db_rows(&c, db, p, sizeof(cs_change_t),
+                             change_from_row, CS_STMT_CHG_LIST, &since,
+                             &fetch))) {
+        return status;
+    }
+    *more = c->nelts > limit;
+    if (*more) {
+        c->nelts = limit;
+    }
+    *next = c->nelts ? APR_ARRAY_IDX(c, c->nelts - 1, cs_change_t).seq
+                     : since;
+    *changes = c;
+    return APR_SUCCESS;
+}

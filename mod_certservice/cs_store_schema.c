@@ -1,0 +1,325 @@
+/*
+ * cs_store_schema.c: the database's shape: the tables, which
+ * cs_store_schema() creates (there are no migrations yet; they belong
+ * here), and every statement the store runs on them, in one dialect for
+ * the sqlite3 and mysql drivers (see cs_db.h).
+ */
+#include <apr_dbd.h>
+#include <apr_time.h>
+
+#include "cs_db.h"
+#include "cs_store.h"
+
+/* ------------------------------------------------------------------ */
+/* Tables                                                              */
+/* ------------------------------------------------------------------ */
+
+static const char *const schema_ddl[] = {
+    "CREATE TABLE IF NOT EXISTS cs_counter ("
+    " name VARCHAR(32) NOT NULL PRIMARY KEY,"
+    " value BIGINT NOT NULL)",
+
+    "CREATE TABLE IF NOT EXISTS cs_domains ("
+    " name VARCHAR(253) NOT NULL PRIMARY KEY,"
+    " state VARCHAR(16) NOT NULL,"
+    " key_type VARCHAR(16),"
+    " seq BIGINT NOT NULL,"
+    " serial VARCHAR(64),"
+    " not_before BIGINT NOT NULL,"
+    " not_after BIGINT NOT NULL,"
+    " chain_pem TEXT,"
+    " key_cms TEXT,"
+    " last_error TEXT,"
+    " updated BIGINT NOT NULL,"
+    " actor VARCHAR(255))",
+
+    /* UNIQUE (domain, seq): the index cs_store_domain_hosts() needs. */
+    "CREATE TABLE IF NOT EXISTS cs_changes ("
+    " seq BIGINT NOT NULL PRIMARY KEY,"
+    " domain VARCHAR(253) NOT NULL,"
+    " op VARCHAR(8) NOT NULL,"
+    " serial VARCHAR(64),"
+    " not_after BIGINT NOT NULL,"
+    " actor VARCHAR(255),"
+    " at BIGINT NOT NULL,"
+    " UNIQUE (domain, seq))",
+
+    "CREATE TABLE IF NOT EXISTS cs_pools ("
+    " name VARCHAR(64) NOT NULL PRIMARY KEY,"
+    " gen BIGINT NOT NULL)",
+
+    /* UNIQUE (pool, id): an index on pool (id is unique anyway). */
+    "CREATE TABLE IF NOT EXISTS cs_leases ("
+    " id VARCHAR(64) NOT NULL PRIMARY KEY,"
+    " pool VARCHAR(64) NOT NULL,"
+    " host VARCHAR(253) NOT NULL,"
+    " expires BIGINT NOT NULL,"
+    " UNIQUE (pool, id))",
+
+    "CREATE TABLE IF NOT EXISTS cs_hosts ("
+    " host VARCHAR(253) NOT NULL PRIMARY KEY,"
+    " pool VARCHAR(64) NOT NULL,"
+    " seq BIGINT NOT NULL,"
+    " state VARCHAR(32) NOT NULL,"
+    " failed_json MEDIUMTEXT,"
+    " reported BIGINT NOT NULL)",
+
+    /* ACME: the issuer queue and renewal schedule (one row per domain,
+     * due at next_at), challenges in progress, accounts, limiters. */
+    "CREATE TABLE IF NOT EXISTS cs_acme_jobs ("
+    " domain VARCHAR(253) NOT NULL PRIMARY KEY,"
+    " key_type VARCHAR(16) NOT NULL,"
+    " state VARCHAR(16) NOT NULL,"
+    " attempts BIGINT NOT NULL,"
+    " next_at BIGINT NOT NULL,"
+    " owner VARCHAR(64),"
+    " lease_until BIGINT NOT NULL,"
+    " last_error TEXT,"
+    " renew_at BIGINT NOT NULL,"
+    " updated BIGINT NOT NULL,"
+    " UNIQUE (next_at, domain))",
+
+    "CREATE TABLE IF NOT EXISTS cs_acme_challenges ("
+    " token VARCHAR(128) NOT NULL PRIMARY KEY,"
+    " domain VARCHAR(253) NOT NULL,"
+    " keyauth VARCHAR(255) NOT NULL,"
+    " expires BIGINT NOT NULL)",
+
+    "CREATE TABLE IF NOT EXISTS cs_acme_accounts ("
+    " directory VARCHAR(255) NOT NULL PRIMARY KEY,"
+    " kid VARCHAR(255),"
+    " key_cms TEXT NOT NULL,"
+    " updated BIGINT NOT NULL)",
+
+    "CREATE TABLE IF NOT EXISTS cs_acme_limits ("
+    " name VARCHAR(32) NOT NULL PRIMARY KEY,"
+    " window_start BIGINT NOT NULL,"
+    " count BIGINT NOT NULL,"
+    " paused_until BIGINT NOT NULL)",
+
+    NULL
+};
+
+/* ------------------------------------------------------------------ */
+/* Statements, by id (cs_db.h); the labels are mod_dbd's names         */
+/* ------------------------------------------------------------------ */
+
+#define DOMAIN_COLS "name, seq, state, serial, not_before, not_after, " \
+                    "key_type, last_error, updated"
+
+static const cs_statement_t statements[CS_STMT_COUNT + 1] = {
+    /* The sequence counter; its row lock orders all domain writes. */
+    [CS_STMT_SEQ_NEXT] = { "cs_seq_next",
+      "UPDATE cs_counter SET value = value + 1 WHERE name = 'seq'" },
+    [CS_STMT_SEQ_GET] = { "cs_seq_get",
+      "SELECT value FROM cs_counter WHERE name = 'seq'" },
+    [CS_STMT_SEQ_LOCK] = { "cs_seq_lock",
+      "UPDATE cs_counter SET value = value WHERE name = 'seq'" },
+
+    [CS_STMT_DOM_GET] = { "cs_dom_get",
+      "SELECT " DOMAIN_COLS ", chain_pem, key_cms"
+      " FROM cs_domains WHERE name = %s" },
+    [CS_STMT_DOM_SERIAL] = { "cs_dom_serial",
+      "SELECT serial FROM cs_domains WHERE name = %s" },
+    /* Same parameters, in the same order, as cs_dom_update. */
+    [CS_STMT_DOM_INSERT] = { "cs_dom_insert",
+      "INSERT INTO cs_domains (state, key_type, seq, serial, not_before,"
+      " not_after, chain_pem, key_cms, last_error, updated, actor, name)"
+      " VALUES (%s, %s, %lld, %s, %lld, %lld, %s, %s, %s, %lld, %s, %s)" },
+    [CS_STMT_DOM_UPDATE] = { "cs_dom_update",
+      "UPDATE cs_domains SET state = %s, key_type = %s, seq = %lld,"
+      " serial = %s, not_before = %lld, not_after = %lld, chain_pem = %s,"
+      " key_cms = %s, last_error = %s, updated = %lld, actor = %s"
+      " WHERE name = %s" },
+    [CS_STMT_DOM_ERROR] = { "cs_dom_error",
+      "UPDATE cs_domains SET state = %s, last_error = %s, updated = %lld"
+      " WHERE name = %s" },
+    [CS_STMT_DOM_DELETE] = { "cs_dom_delete",
+      "DELETE FROM cs_domains WHERE name = %s" },
+    [CS_STMT_DOM_LIST] = { "cs_dom_list",
+      "SELECT " DOMAIN_COLS " FROM cs_domains WHERE name > %s"
+      " ORDER BY name LIMIT %d" },
+
+    [CS_STMT_CHG_INSERT] = { "cs_chg_insert",
+      "INSERT INTO cs_changes (seq, domain, op, serial, not_after, actor,"
+      " at) VALUES (%lld, %s, %s, %s, %lld, %s, %lld)" },
+    [CS_STMT_CHG_LIST] = { "cs_chg_list",
+      "SELECT seq, domain, op, serial, not_after FROM cs_changes"
+      " WHERE seq > %lld ORDER BY seq LIMIT %d" },
+
+    /* A pool's row is the lock its lease decisions serialise on. */
+    [CS_STMT_POOL_GET] = { "cs_pool_get",
+      "SELECT gen FROM cs_pools WHERE name = %s" },
+    [CS_STMT_POOL_INSERT] = { "cs_pool_insert",
+      "INSERT INTO cs_pools (name, gen) VALUES (%s, 0)" },
+    [CS_STMT_POOL_LOCK] = { "cs_pool_lock",
+      "UPDATE cs_pools SET gen = gen + 1 WHERE name = %s" },
+
+    [CS_STMT_LEASE_EXPIRE] = { "cs_lease_expire",
+      "DELETE FROM cs_leases WHERE pool = %s AND expires <= %lld" },
+    [CS_STMT_LEASE_COUNT] = { "cs_lease_count",
+      "SELECT COUNT(*), MIN(expires) FROM cs_leases WHERE pool = %s" },
+    [CS_STMT_LEASE_MINE] = { "cs_lease_mine",
+      "SELECT id FROM cs_leases WHERE pool = %s AND host = %s"
+      " ORDER BY expires DESC, id" },
+    [CS_STMT_LEASE_RENEW] = { "cs_lease_renew",
+      "UPDATE cs_leases SET expires = %lld WHERE id = %s" },
+    [CS_STMT_LEASE_INSERT] = { "cs_lease_insert",
+      "INSERT INTO cs_leases (id, pool, host, expires)"
+      " VALUES (%s, %s, %s, %lld)" },
+    [CS_STMT_LEASE_DELETE] = { "cs_lease_delete",
+      "DELETE FROM cs_leases WHERE pool = %s AND id = %s AND expires > %lld" },
+    [CS_STMT_LEASE_LIST] = { "cs_lease_list",
+      "SELECT id, host, expires FROM cs_leases"
+      " WHERE pool = %s AND expires > %lld ORDER BY expires, id" },
+
+    [CS_STMT_HOST_COUNT] = { "cs_host_count",
+      "SELECT COUNT(*) FROM cs_hosts WHERE host = %s" },
+    [CS_STMT_HOST_INSERT] = { "cs_host_insert",
+      "INSERT INTO cs_hosts (host, pool, seq, state, failed_json, reported)"
+      " VALUES (%s, %s, %lld, %s, %s, %lld)" },
+    [CS_STMT_HOST_UPDATE] = { "cs_host_update",
+      "UPDATE cs_hosts SET pool = %s, seq = %lld, state = %s,"
+      " failed_json = %s, reported = %lld WHERE host = %s" },
+    /* The domain's latest change at or below each host's seq; a delete
+     * has a NULL serial, which is the answer for it too. */
+    [CS_STMT_HOST_SERVING] = { "cs_host_serving",
+      "SELECT h.host, h.pool, h.seq, h.state, h.failed_json, h.reported,"
+      " (SELECT c.serial FROM cs_changes c WHERE c.domain = %s"
+      " AND c.seq <= h.seq ORDER BY c.seq DESC LIMIT 1)"
+      " FROM cs_hosts h ORDER BY h.host" },
+
+    /* ACME queue.  A claim is one UPDATE whose WHERE re-checks that the
+     * job is due and unclaimed, so two workers (of any instance) never
+     * both get it; its values always change, so the row count is right
+     * on MySQL too. */
+    [CS_STMT_JOB_GET] = { "cs_job_get",
+      "SELECT domain, key_type, state, attempts, next_at, owner,"
+      " lease_until, last_error, renew_at, updated"
+      " FROM cs_acme_jobs WHERE domain = %s" },
+    [CS_STMT_JOB_INSERT] = { "cs_job_insert",
+      "INSERT INTO cs_acme_jobs (domain, key_type, state, attempts, next_at,"
+      " owner, lease_until, last_error, renew_at, updated)"
+      " VALUES (%s, %s, 'queued', 0, %lld, NULL, 0, NULL, 0, %lld)" },
+    [CS_STMT_JOB_REQUEUE] = { "cs_job_requeue",
+      "UPDATE cs_acme_jobs SET key_type = %s, state = 'queued',"
+      " attempts = 0, next_at = %lld, last_error = NULL, updated = %lld"
+      " WHERE domain = %s" },
+    [CS_STMT_JOB_DUE] = { "cs_job_due",
+      "SELECT domain FROM cs_acme_jobs WHERE next_at <= %lld"
+      " AND lease_until < %lld ORDER BY next_at, domain LIMIT %d" },
+    [CS_STMT_JOB_CLAIM] = { "cs_job_claim",
+      "UPDATE cs_acme_jobs SET owner = %s, lease_until = %lld"
+      " WHERE domain = %s AND next_at <= %lld AND lease_until < %lld" },
+    [CS_STMT_JOB_FINISH] = { "cs_job_finish",
+      "UPDATE cs_acme_jobs SET state = %s, attempts = %lld, next_at = %lld,"
+      " owner = NULL, lease_until = 0, last_error = %s, renew_at = %lld,"
+      " updated = %lld WHERE domain = %s AND owner = %s" },
+    [CS_STMT_JOB_DELETE] = { "cs_job_delete",
+      "DELETE FROM cs_acme_jobs WHERE domain = %s" },
+    [CS_STMT_JOB_COUNT] = { "cs_job_count",
+      "SELECT COUNT(*) FROM cs_acme_jobs WHERE state = %s" },
+
+    [CS_STMT_CHAL_INSERT] = { "cs_chal_insert",
+      "INSERT INTO cs_acme_challenges (token, domain, keyauth, expires)"
+      " VALUES (%s, %s, %s, %lld)" },
+    [CS_STMT_CHAL_GET] = { "cs_chal_get",
+      "SELECT keyauth FROM cs_acme_challenges WHERE token = %s"
+      " AND expires > %lld" },
+    [CS_STMT_CHAL_DELETE] = { "cs_chal_delete",
+      "DELETE FROM cs_acme_challenges WHERE token = %s OR expires <= %lld" },
+
+    [CS_STMT_ACCT_GET] = { "cs_acct_get",
+      "SELECT kid, key_cms FROM cs_acme_accounts WHERE directory = %s" },
+    [CS_STMT_ACCT_INSERT] = { "cs_acct_insert",
+      "INSERT INTO cs_acme_accounts (directory, kid, key_cms, updated)"
+      " VALUES (%s, %s, %s, %lld)" },
+    [CS_STMT_ACCT_UPDATE] = { "cs_acct_update",
+      "UPDATE cs_acme_accounts SET kid = %s, key_cms = %s, updated = %lld"
+      " WHERE directory = %s" },
+
+    /* A limiter's row is its lock, like a pool's for leases. */
+    [CS_STMT_LIM_GET] = { "cs_lim_get",
+      "SELECT window_start, count, paused_until FROM cs_acme_limits"
+      " WHERE name = %s" },
+    [CS_STMT_LIM_INSERT] = { "cs_lim_insert",
+      "INSERT INTO cs_acme_limits (name, window_start, count, paused_until)"
+      " VALUES (%s, 0, 0, 0)" },
+    [CS_STMT_LIM_LOCK] = { "cs_lim_lock",
+      "UPDATE cs_acme_limits SET count = count WHERE name = %s" },
+    [CS_STMT_LIM_SET] = { "cs_lim_set",
+      "UPDATE cs_acme_limits SET window_start = %lld, count = %lld,"
+      " paused_until = %lld WHERE name = %s" },
+
+
+    [CS_STMT_COUNT] = { NULL, NULL }
+};
+
+const cs_statement_t *cs_store_statements(void)
+{
+    return statements;
+}
+
+/* ------------------------------------------------------------------ */
+/* Creating the tables                                                 */
+/* ------------------------------------------------------------------ */
+
+/* Not through the prepared cs_seq_get: this runs while the tables may
+ * still be changing under other processes. */
+static apr_status_t counter_exists(int *exists, cs_db_t *db, apr_pool_t *p)
+{
+    apr_array_header_t *rows;
+    apr_status_t status;
+
+    *exists = 0;
+    status = cs_db_select(&rows, db, p, "SELECT value FROM cs_counter"
+                          " WHERE name = 'seq'", "schema: counter");
+    if (status == APR_SUCCESS) {
+        *exists = rows->nelts > 0;
+    }
+    return status;
+}
+
+apr_status_t cs_store_schema(cs_db_t *db, apr_pool_t *p)
+{
+    apr_status_t status;
+    int i, rv = 0, attempt, exists;
+
+    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    cs_db_setup_file(db);
+    /* Another process creating the same tables at the same moment can
+     * make a statement fail once (SQLite: the schema changed under it);
+     * the next attempt finds the tables there. */
+    for (attempt = 0; attempt < 3; attempt++) {
+        for (i = 0; schema_ddl[i]; i++) {
+            if ((rv = cs_db_run(db, schema_ddl[i])) != 0) {
+                break;
+            }
+        }
+        if (!schema_ddl[i]) {
+            break;
+        }
+        apr_sleep(apr_time_from_msec(50 * (attempt + 1)));
+    }
+    if (rv) {
+        return cs_db_driver_fail(db, rv, "schema");
+    }
+    if ((status = counter_exists(&exists, db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    if (!exists && (rv = cs_db_run(db, "INSERT INTO cs_counter"
+                                   " (name, value) VALUES ('seq', 0)"))) {
+        /* Fine if a racing process inserted it first. */
+        if ((status = counter_exists(&exists, db, p)) != APR_SUCCESS) {
+            return status;
+        }
+        if (!exists) {
+            cs_db_forget(db);
+            return cs_db_driver_fail(db, rv, "schema: seeding the counter");
+        }
+    }
+    cs_db_forget(db);
+    return APR_SUCCESS;
+}
