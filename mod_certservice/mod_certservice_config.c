@@ -442,7 +442,7 @@ static const char *cs_set_acme_renewal(cmd_parms *cmd, void *dummy,
                                        const char *args)
 {
     cs_conf_t *conf = cs_conf_raw(cmd->server);
-    const char *w, *err;
+    const char *w, *err, *orig = args;
     int i = 0;
 
     while (*(w = ap_getword_conf(cmd->temp_pool, &args))) {
@@ -469,8 +469,9 @@ static const char *cs_set_acme_renewal(cmd_parms *cmd, void *dummy,
         }
     }
     if (conf->acme_renew_pm && conf->acme_jitter_pm > conf->acme_renew_pm) {
-        return apr_psprintf(cmd->pool, "%s: the jitter is larger than the "
-                            "renewal point", cmd->cmd->name);
+        return apr_psprintf(cmd->pool, "%s: '%s': the jitter is larger "
+                            "than the renewal point", cmd->cmd->name,
+                            orig);
     }
     if (!conf->acme_jitter_pm && i == 2) {
         conf->acme_jitter_pm = -1;      /* an explicit 0% */
@@ -501,8 +502,9 @@ static const char *cs_set_acme_precheck(cmd_parms *cmd, void *dummy,
 
     if (strcasecmp(arg, "off") == 0) {
         conf->acme_precheck_port = -1;
-        return dns ? apr_psprintf(cmd->pool, "%s: 'off' takes no DNS server",
-                                  cmd->cmd->name) : NULL;
+        return dns ? apr_psprintf(cmd->pool, "%s: 'off' takes no DNS "
+                                  "server ('%s')", cmd->cmd->name, dns)
+                   : NULL;
     }
     if (strcasecmp(arg, "on") == 0) {
         conf->acme_precheck_port = 80;

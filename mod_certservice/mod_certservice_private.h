@@ -34,9 +34,9 @@
 APLOG_USE_MODULE(certservice);
 extern module AP_MODULE_DECLARE_DATA certservice_module;
 
-/* Log tags "CSnnnnn": never reused; the next free one is 00035.  Tags
- * of the pure ACME drive are in cs_acme_drive.c (CS00013 ... CS00021,
- * CS00031 ... CS00034). */
+/* Log tags "CSnnnnn": never reused; the next free one is 00035.  The
+ * pure ACME drive puts its own tags in its messages (cs_acme_drive.c:
+ * CS00013, CS00015 ... CS00018, CS00021, CS00031 ... CS00034). */
 #define CSLOGNO(n) "CS" #n ": "
 
 #define CS_HANDLER              "certservice"
