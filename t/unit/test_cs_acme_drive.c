@@ -15,7 +15,7 @@
  * without ARI for two different lifetimes (nothing assumes 90 days); a
  * renewal that names the certificate it replaces; account
  * re-registration (the CA forgot the account; another instance rolled
- * the key over); backoff growth and cap.
+ * the key over); backoff growth and cap; the pre-check.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +74,8 @@ typedef struct {
     int orders;
     int validated;              /* the key authorization was served */
     const char *replaces;       /* of the last order */
+    int prechecks;              /* probes that found our token served */
+    int precheck_fail;          /* the domain does not reach us */
     const char *last_key;       /* thumbprint of the last account key */
 } fake_ca_t;
 
@@ -171,11 +173,25 @@ static apr_status_t ca_renewal_info(apr_int64_t *start, apr_int64_t *end,
     return APR_SUCCESS;
 }
 
+/* The pre-check's probe: the token must be answerable from the store. */
 static apr_status_t ca_precheck(void *c, apr_pool_t *p, const char *domain,
                                 int port, const char *dns_server,
                                 const char *token, const char *expect,
                                 const char **err)
 {
+    fake_ca_t *f = c;
+    const char *got;
+
+    if (port == 80
+        && cs_store_challenge_get(&got, &db, p, token, clock_now)
+           == APR_SUCCESS && strcmp(got, expect) == 0) {
+        f->prechecks++;
+    }
+    if (f->precheck_fail) {
+        *err = apr_psprintf(p, "http://%s/.well-known/acme-challenge/: "
+                            "connection refused", domain);
+        return APR_EGENERAL;
+    }
     return APR_SUCCESS;
 }
 
@@ -628,6 +644,44 @@ static void test_backoff(cs_acme_drive_t *d, const cs_acme_policy_t *pol)
     apr_pool_destroy(p);
 }
 
+static void test_precheck(const cs_acme_policy_t *base)
+{
+    apr_pool_t *p;
+    cs_acme_outcome_t out;
+    cs_acme_policy_t pol = *base;
+    cs_acme_drive_t *d;
+    int orders = ca.orders, registrations;
+
+    UNIT_CASE("pre-check: a domain that does not reach us is not ordered");
+    apr_pool_create(&p, root);
+    pol.precheck_port = 80;
+    cs_acme_drive_create(&d, p, &pol, "test:1:1", test_log, NULL);
+    cs_acme_drive_set_client(d, &fake_ops, &ca);
+    cs_acme_drive_set_clock(d, test_clock, NULL);
+    ca.drive = d;
+    ca.precheck_fail = 1;
+    enqueue("away.test");
+    CHECK_EQ_INT(run(&out, d, p, "away.test"), CS_ACME_JOB_FAILED);
+    CHECK_EQ_INT(ca.prechecks, 1);
+    CHECK_EQ_INT(ca.orders, orders);
+    CHECK(out.job && out.job->last_error
+          && strstr(out.job->last_error, "connection refused"));
+    /* The CA was not involved: the account is not looked up again. */
+    registrations = ca.registrations;
+    clock_now += pol.backoff;
+    CHECK_EQ_INT(run(&out, d, p, "away.test"), CS_ACME_JOB_FAILED);
+    CHECK_EQ_INT(ca.registrations, registrations);
+
+    UNIT_CASE("pre-check: passed, the order goes on");
+    ca.precheck_fail = 0;
+    clock_now += 2 * pol.backoff;
+    CHECK_EQ_INT(run(&out, d, p, "away.test"), CS_ACME_JOB_ISSUED);
+    CHECK_EQ_INT(ca.prechecks, 3);
+    CHECK_EQ_INT(ca.orders, orders + 1);
+    CHECK_EQ_INT(cs_store_job_delete(&db, p, "away.test"), APR_SUCCESS);
+    apr_pool_destroy(p);
+}
+
 int main(void)
 {
     const char *tmpdir;
@@ -702,6 +756,7 @@ int main(void)
     test_ari(d, &pol);
     test_account_again(d, &pol);
     test_backoff(d, &pol);
+    test_precheck(&pol);
 
     UNIT_CASE("no error was logged");
     CHECK_EQ_INT(logged_errors, 0);
