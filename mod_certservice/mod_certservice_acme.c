@@ -163,7 +163,7 @@ static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
     db.driver = dbd->driver;
     db.handle = dbd->handle;
     db.prepared = dbd->prepared;
-    if (!cs_schema_ready) {
+    if (!*w->conf->schema_ready) {
         if ((rv = cs_store_schema(&db, wdp)) != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, w->s, CSLOGNO(00022)
                          "acme: database schema: %s",
@@ -171,7 +171,7 @@ static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
             cs_dbd_close(w->s, dbd);
             return APR_SUCCESS;
         }
-        cs_schema_ready = 1;
+        *w->conf->schema_ready = 1;
     }
     /* Work while jobs are due, for a while: then give the watchdog its
      * thread back (it checks for stopping between calls). */

@@ -21,6 +21,7 @@ void *cs_create_server_config(apr_pool_t *p, server_rec *s)
     conf->lifetime = -1;
     conf->key_type = -1;
     conf->acme_ari = -1;
+    conf->schema_ready = apr_pcalloc(p, sizeof(*conf->schema_ready));
     return conf;
 }
 
@@ -64,7 +65,9 @@ void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     else {
         conf->acme_precheck_dns = base->acme_precheck_dns;
     }
-    /* conf->effective stays 0: defaults are applied after merging. */
+    /* conf->effective stays 0: defaults are applied after merging; the
+     * schema flag is this server's own. */
+    conf->schema_ready = apr_pcalloc(p, sizeof(*conf->schema_ready));
     return conf;
 }
 

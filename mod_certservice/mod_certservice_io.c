@@ -14,7 +14,6 @@
 
 APR_OPTIONAL_FN_TYPE(ssl_var_lookup) *cs_ssl_var;
 APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *cs_dbd_acquire;
-volatile int cs_schema_ready;
 
 int cs_send_json(request_rec *r, int status, json_t *body)
 {
@@ -176,13 +175,13 @@ int cs_open_db(cs_req_t *q)
     q->db.driver = dbd->driver;
     q->db.handle = dbd->handle;
     q->db.prepared = dbd->prepared;
-    if (!cs_schema_ready) {
+    if (!*q->conf->schema_ready) {
         if ((rv = cs_store_schema(&q->db, q->r->pool)) != APR_SUCCESS) {
             return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "database "
                             "schema: %s", cs_store_error(&q->db, q->r->pool,
                                                          rv));
         }
-        cs_schema_ready = 1;
+        *q->conf->schema_ready = 1;
     }
     return DECLINED;
 }

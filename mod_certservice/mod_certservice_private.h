@@ -107,6 +107,11 @@ typedef struct {
     int acme_precheck_port;             /* 0: unset, -1: off */
     const char *acme_precheck_dns;      /* NULL: the system's resolver */
     int effective;                      /* defaults applied (not merged) */
+    /* Per process, per server (not merged): the schema exists in this
+     * server's database.  Creating it is idempotent; the flag only saves
+     * the statements.  Per server because virtual hosts may name
+     * different databases (DBDParams). */
+    volatile int *schema_ready;
 } cs_conf_t;
 
 /* --- mod_certservice_config.c ----------------------------------------- */
@@ -142,8 +147,6 @@ typedef struct {
 /* Set at post_config (mod_certservice.c). */
 extern APR_OPTIONAL_FN_TYPE(ssl_var_lookup) *cs_ssl_var;
 extern APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *cs_dbd_acquire;
-/* Set once the schema exists (per process; creating it is idempotent). */
-extern volatile int cs_schema_ready;
 
 /* These answer the request and return what the handler returns. */
 int cs_send_json(request_rec *r, int status, json_t *body);
