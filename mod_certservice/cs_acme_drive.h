@@ -1,0 +1,150 @@
+/*
+ * cs_acme_drive.h: CertService's ACME job: one claimed domain of the
+ * issuer queue taken from "due" to its outcome: renewal time (ARI or the
+ * lifetime fraction), the cluster-wide order limiter, the account
+ * (bootstrap, re-registration, key rollover by another instance), the
+ * reachability pre-check, the order, storing the bundle, and the backoff
+ * after a failure.
+ *
+ * Pure code: APR, OpenSSL, jansson and the store; no httpd types.  The
+ * glue (mod_certservice_acme.c) owns the thread, the database connection
+ * and the log; the ACME client comes from the caller through an ops table
+ * (cs_acme_client_ops: lib/cs_acme.c), so that t/unit/test_cs_acme_drive.c
+ * can play the CA.  When lib/cs_acme.c sends through a cs_http_t
+ * (lib/cs_http.h), a test can instead give the real client a fake
+ * transport and keep cs_acme_client_ops.
+ *
+ * One drive belongs to one worker thread.  Log lines start with their
+ * "CSnnnnn: " tag (the tags are in cs_acme_drive.c).
+ */
+#ifndef CS_ACME_DRIVE_H
+#define CS_ACME_DRIVE_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "cs_acme.h"
+#include "cs_log.h"
+#include "cs_store.h"
+
+/* A worker's hold on a job: longer than one order can take (two polls of
+ * up to 180 s each, a few requests of up to 30 s), so that no other worker
+ * or instance orders the same domain meanwhile. */
+#define CS_ACME_CLAIM           900
+/* How long an http-01 key authorization stays answerable. */
+#define CS_ACME_CHALLENGE_TTL   600
+/* Ask renewalInfo again after this when the CA gave no Retry-After. */
+#define CS_ACME_ARI_RECHECK     21600
+
+/** The ACME client as the drive uses it (see lib/cs_acme.h for each). */
+typedef struct {
+    apr_status_t (*directory)(void *client, const char **err);
+    int (*has_ari)(void *client);
+    apr_status_t (*account)(const char **kid, void *client, EVP_PKEY *key,
+                            const apr_array_header_t *contact,
+                            const char **err);
+    apr_status_t (*issue)(apr_array_header_t **chain, apr_pool_t *p,
+                          void *client, EVP_PKEY *key, const char *domain,
+                          const char *replaces, const char **err);
+    apr_status_t (*renewal_info)(apr_int64_t *start, apr_int64_t *end,
+                                 apr_int64_t *retry_after, void *client,
+                                 apr_pool_t *p, X509 *cert,
+                                 const char **err);
+    apr_status_t (*precheck)(void *client, apr_pool_t *p,
+                             const char *domain, int port,
+                             const char *dns_server, const char *token,
+                             const char *expect, const char **err);
+    apr_int64_t (*retry_after)(void *client);
+} cs_acme_ops_t;
+
+/** The ops over lib/cs_acme.c; the client is a cs_acme_t *. */
+extern const cs_acme_ops_t cs_acme_client_ops;
+
+/** What the job does, every value effective (the glue applied the
+ * defaults of the directives). */
+typedef struct {
+    const char *directory_url;
+    const apr_array_header_t *contact;      /* const char *; or NULL */
+    X509 *seal_cert;                        /* seals the account key */
+    EVP_PKEY *seal_key;
+    const apr_array_header_t *wrap_certs;   /* X509 *: key recipients */
+    int limit;                  /* orders per window, cluster-wide */
+    apr_int64_t window;         /* seconds */
+    apr_int64_t backoff;        /* first retry delay, seconds */
+    apr_int64_t backoff_cap;
+    int renew_pm;               /* renewal point, per mille of lifetime */
+    int jitter_pm;              /* up to this much earlier */
+    int ari;                    /* ask renewalInfo when the CA has it */
+    int precheck_port;          /* <= 0: no pre-check */
+    const char *precheck_dns;   /* NULL: the system's resolver */
+} cs_acme_policy_t;
+
+typedef struct cs_acme_drive_t cs_acme_drive_t;
+
+/**
+ * A drive for one worker; everything it keeps (the account key) lives in
+ * subpools of p.  owner names the worker in job claims.  log may be NULL.
+ * The client is set with cs_acme_drive_set_client() (a real client needs
+ * the drive as the baton of its http-01 callback first).
+ */
+apr_status_t cs_acme_drive_create(cs_acme_drive_t **d, apr_pool_t *p,
+                                  const cs_acme_policy_t *policy,
+                                  const char *owner, cs_log_fn *log,
+                                  void *log_baton);
+void cs_acme_drive_set_client(cs_acme_drive_t *d, const cs_acme_ops_t *ops,
+                              void *client);
+/** The clock (unix seconds); NULL: the real one.  For tests. */
+void cs_acme_drive_set_clock(cs_acme_drive_t *d,
+                             apr_int64_t (*now)(void *baton), void *baton);
+
+/** The http-01 callback (cs_acme_http01_fn) with the drive as baton: the
+ * key authorization goes into the store, for any instance to answer. */
+apr_status_t cs_acme_drive_http01(void *baton, const char *domain,
+                                  const char *token, const char *keyauth,
+                                  int setup);
+
+/**
+ * The next due job, claimed for this worker for CS_ACME_CLAIM seconds;
+ * *domain NULL when none is due (or all were claimed by others).
+ */
+apr_status_t cs_acme_drive_claim(const char **domain, cs_acme_drive_t *d,
+                                 cs_db_t *db, apr_pool_t *p);
+
+typedef enum {
+    CS_ACME_JOB_NONE,           /* no such job, or the store failed */
+    CS_ACME_JOB_DELETED,        /* the domain is gone: job removed */
+    CS_ACME_JOB_NOT_DUE,        /* renewal later: job->renew_at */
+    CS_ACME_JOB_LIMITED,        /* the order limiter said wait */
+    CS_ACME_JOB_ISSUED,         /* a first certificate stored */
+    CS_ACME_JOB_RENEWED,
+    CS_ACME_JOB_DROPPED,        /* deleted while its order ran */
+    CS_ACME_JOB_FAILED          /* job->last_error; retry in delay */
+} cs_acme_result_t;
+
+typedef struct {
+    cs_acme_result_t result;
+    const cs_job_t *job;        /* the queue row as recorded, or NULL */
+    const cs_bundle_t *bundle;  /* ISSUED, RENEWED, DROPPED */
+    const char *how;            /* renewal time: "lifetime", "ARI window" */
+    apr_int64_t delay;          /* FAILED, LIMITED: seconds until retry */
+    const char *new_account;    /* an account made by this job: its URL */
+} cs_acme_outcome_t;
+
+/**
+ * Work on the claimed job of domain (everything from p) and record its
+ * outcome in the queue, releasing the claim.  The outcome says what
+ * happened, for the glue's log lines; APR_SUCCESS unless the outcome could
+ * not be recorded.
+ */
+apr_status_t cs_acme_drive_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
+                               cs_db_t *db, apr_pool_t *p,
+                               const char *domain);
+
+/** Seconds before the next attempt after attempts failures: the backoff,
+ * doubling up to the cap, and never sooner than the CA's Retry-After. */
+apr_int64_t cs_acme_retry_delay(const cs_acme_policy_t *policy,
+                                int attempts, apr_int64_t retry_after);
+
+#endif /* CS_ACME_DRIVE_H */

@@ -1,0 +1,273 @@
+/*
+ * mod_certservice_acme.c: the watchdog glue of the ACME workers: start
+ * them once per process, give each thread its allocator, pool, ACME
+ * client and database connection, map the drive's log onto the error log,
+ * and run due jobs through the pure drive (cs_acme_drive.c).
+ */
+#include <unistd.h>
+
+#include "apr_hash.h"
+#include "apr_strings.h"
+#include "http_core.h"
+#include "mod_watchdog.h"
+
+#include "cs_acme.h"
+#include "cs_acme_drive.h"
+#include "mod_certservice_private.h"
+
+static APR_OPTIONAL_FN_TYPE(ap_dbd_open) *cs_dbd_open;
+static APR_OPTIONAL_FN_TYPE(ap_dbd_close) *cs_dbd_close;
+
+/* One worker thread: its own pool and allocator, client and drive. */
+typedef struct {
+    server_rec *s;
+    const cs_conf_t *conf;
+    int index;
+    apr_pool_t *pool;           /* lives as long as the thread */
+    cs_acme_t *acme;
+    cs_acme_drive_t *drive;
+} cs_worker_t;
+
+static int cs_aplevel(int level)
+{
+    return level == CS_LOG_ERR ? APLOG_ERR
+           : level == CS_LOG_WARN ? APLOG_WARNING
+           : level == CS_LOG_INFO ? APLOG_INFO : APLOG_DEBUG;
+}
+
+/* The ACME client's own messages. */
+static void cs_acme_log(void *baton, int level, const char *msg)
+{
+    cs_worker_t *w = baton;
+
+    ap_log_error(APLOG_MARK, cs_aplevel(level), 0, w->s, CSLOGNO(00012)
+                 "acme worker %d: %s", w->index, msg);
+}
+
+/* The drive's: they carry their own tags. */
+static void cs_drive_log(void *baton, cs_log_level_t level, const char *msg)
+{
+    cs_worker_t *w = baton;
+
+    ap_log_error(APLOG_MARK, cs_aplevel(level), 0, w->s, "%s", msg);
+}
+
+/* The job's outcome in the error log (the drive logged the details). */
+static void cs_log_outcome(cs_worker_t *w, const char *domain,
+                           const cs_acme_outcome_t *o)
+{
+    if (o->new_account) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, w->s, CSLOGNO(00014)
+                     "acme: new account %s at %s", o->new_account,
+                     w->conf->acme_url);
+    }
+    if (o->result == CS_ACME_JOB_ISSUED || o->result == CS_ACME_JOB_RENEWED) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, w->s, CSLOGNO(00019)
+                     "acme: %s %s: serial %s, expires %" APR_INT64_T_FMT
+                     ", seq %" APR_INT64_T_FMT ", renewal at %"
+                     APR_INT64_T_FMT " (%s)",
+                     o->result == CS_ACME_JOB_RENEWED ? "renewed" : "issued",
+                     domain, o->bundle->serial, o->bundle->not_after,
+                     o->bundle->seq, o->job->renew_at, o->how);
+    }
+    else if (o->result == CS_ACME_JOB_FAILED) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, w->s, CSLOGNO(00020)
+                     "acme: %s failed (attempt %d, next in %"
+                     APR_INT64_T_FMT " s): %s", domain, o->job->attempts,
+                     o->delay, o->job->last_error);
+    }
+}
+
+/* The thread's pool, drive and client, on its first run. */
+static apr_status_t cs_worker_init(cs_worker_t *w)
+{
+    const cs_conf_t *conf = w->conf;
+    apr_allocator_t *alloc;
+    cs_acme_policy_t pol;
+    cs_acme_conf_t ac;
+    const char *owner;
+    apr_status_t rv;
+
+    if ((rv = apr_allocator_create(&alloc)) != APR_SUCCESS) {
+        return rv;
+    }
+    if ((rv = apr_pool_create_ex(&w->pool, NULL, NULL, alloc))
+        != APR_SUCCESS) {
+        apr_allocator_destroy(alloc);
+        return rv;
+    }
+    apr_allocator_owner_set(alloc, w->pool);
+    memset(&pol, 0, sizeof(pol));
+    pol.directory_url = conf->acme_url;
+    pol.contact = conf->acme_contact;
+    pol.seal_cert = conf->acme_seal_cert;
+    pol.seal_key = conf->acme_seal_key;
+    pol.wrap_certs = conf->wrap_certs;
+    pol.limit = conf->acme_limit;
+    pol.window = conf->acme_window;
+    pol.backoff = conf->acme_backoff;
+    pol.backoff_cap = conf->acme_backoff_cap;
+    pol.renew_pm = conf->acme_renew_pm;
+    pol.jitter_pm = conf->acme_jitter_pm;
+    pol.ari = conf->acme_ari;
+    pol.precheck_port = conf->acme_precheck_port;
+    pol.precheck_dns = conf->acme_precheck_dns;
+    owner = apr_psprintf(w->pool, "%.40s:%" APR_PID_T_FMT ":%d",
+                         w->s->server_hostname ? w->s->server_hostname
+                                               : "cs", getpid(), w->index);
+    cs_acme_drive_create(&w->drive, w->pool, &pol, owner, cs_drive_log, w);
+    memset(&ac, 0, sizeof(ac));
+    ac.directory_url = conf->acme_url;
+    ac.ca_file = conf->acme_ca;
+    ac.preferred_chain = conf->acme_chain;
+    ac.log = cs_acme_log;
+    ac.log_baton = w;
+    ac.http01 = cs_acme_drive_http01;
+    ac.http01_baton = w->drive;
+    if ((rv = cs_acme_create(&w->acme, w->pool, &ac)) != APR_SUCCESS) {
+        apr_pool_destroy(w->pool);
+        w->pool = NULL;
+        return rv;
+    }
+    cs_acme_drive_set_client(w->drive, &cs_acme_client_ops, w->acme);
+    return APR_SUCCESS;
+}
+
+static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
+{
+    cs_worker_t *w = (cs_worker_t *)data;
+    cs_acme_outcome_t out;
+    const char *domain;
+    apr_pool_t *jp;
+    ap_dbd_t *dbd;
+    cs_db_t db;
+    apr_status_t rv;
+    apr_time_t until = apr_time_now() + apr_time_from_sec(20);
+
+    if (state == AP_WATCHDOG_STATE_STOPPING) {
+        if (w->pool) {
+            apr_pool_destroy(w->pool);
+            w->pool = NULL;
+            w->drive = NULL;
+            w->acme = NULL;
+        }
+        return APR_SUCCESS;
+    }
+    if (!w->pool && cs_worker_init(w) != APR_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    if (!(dbd = cs_dbd_open(wdp, w->s))) {
+        return APR_SUCCESS;
+    }
+    memset(&db, 0, sizeof(db));
+    db.driver = dbd->driver;
+    db.handle = dbd->handle;
+    db.prepared = dbd->prepared;
+    if (!*w->conf->schema_ready) {
+        if ((rv = cs_store_schema(&db, wdp)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, w->s, CSLOGNO(00022)
+                         "acme: database schema: %s",
+                         cs_store_error(&db, wdp, rv));
+            cs_dbd_close(w->s, dbd);
+            return APR_SUCCESS;
+        }
+        *w->conf->schema_ready = 1;
+    }
+    /* Work while jobs are due, for a while: then give the watchdog its
+     * thread back (it checks for stopping between calls). */
+    do {
+        apr_pool_create(&jp, wdp);
+        if (cs_acme_drive_claim(&domain, w->drive, &db, jp) != APR_SUCCESS
+            || !domain) {
+            apr_pool_destroy(jp);
+            break;
+        }
+        cs_acme_drive_job(&out, w->drive, &db, jp, domain);
+        cs_log_outcome(w, domain, &out);
+        apr_pool_destroy(jp);
+    } while (apr_time_now() < until);
+    cs_dbd_close(w->s, dbd);
+    return APR_SUCCESS;
+}
+
+/* The ACME workers of one configuration: watchdog threads (singletons:
+ * in one child process of this instance). */
+static int cs_acme_start(apr_pool_t *pconf, server_rec *s,
+                         const cs_conf_t *conf, int nth)
+{
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_wd;
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *reg_wd;
+    ap_watchdog_t *wd;
+    cs_worker_t *w;
+    apr_status_t rv;
+    int i;
+
+    if (!conf->acme_seal_cert || !conf->wrap_certs
+        || !conf->wrap_certs->nelts) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, CSLOGNO(00024)
+                     "CertServiceACMEDirectory %s needs "
+                     "CertServiceACMEAccountSeal and "
+                     "CertServiceWrapCertificate", conf->acme_url);
+        return !OK;
+    }
+    get_wd = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+    reg_wd = APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
+    if (!get_wd || !reg_wd || !cs_dbd_open || !cs_dbd_close) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, CSLOGNO(00025)
+                     "CertServiceACMEDirectory needs mod_watchdog and "
+                     "mod_dbd");
+        return !OK;
+    }
+    for (i = 0; i < conf->acme_workers; i++) {
+        w = apr_pcalloc(pconf, sizeof(*w));
+        w->s = s;
+        w->conf = conf;
+        w->index = i;
+        if ((rv = get_wd(&wd, apr_psprintf(pconf, "certservice-acme-%d-%d",
+                                           nth, i), 0, 1, pconf))
+            || (rv = reg_wd(wd, apr_time_from_sec(1), w, cs_acme_wd))) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, CSLOGNO(00026)
+                         "cannot start ACME worker %d", i);
+            return !OK;
+        }
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CSLOGNO(00027)
+                 "ACME issuance through %s: %d workers, %d orders per %"
+                 APR_INT64_T_FMT " s", conf->acme_url, conf->acme_workers,
+                 conf->acme_limit, conf->acme_window);
+    return OK;
+}
+
+/*
+ * Virtual hosts inherit the main server's ACME directives, and several
+ * may name the same directory: they all share one issuer queue in the
+ * database, so one set of workers per directory serves them all.  (Before,
+ * every server_rec whose merged configuration had a directory started its
+ * own set: N + 1 sets with N inheriting virtual hosts.)
+ */
+int cs_acme_post_config(apr_pool_t *pconf, server_rec *main_s)
+{
+    /* Across restarts too: every start gets watchdog names of its own. */
+    static int nth;
+    apr_hash_t *started = apr_hash_make(pconf);
+    const cs_conf_t *conf;
+    server_rec *s;
+
+    cs_dbd_open = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_open);
+    cs_dbd_close = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close);
+    for (s = main_s; s; s = s->next) {
+        conf = cs_config_get(s);
+        if (!conf->acme_url || apr_hash_get(started, conf->acme_url,
+                                            APR_HASH_KEY_STRING)) {
+            continue;
+        }
+        if (!nth) {
+            cs_acme_global_init();
+        }
+        if (cs_acme_start(pconf, s, conf, ++nth) != OK) {
+            return !OK;
+        }
+        apr_hash_set(started, conf->acme_url, APR_HASH_KEY_STRING, s);
+    }
+    return OK;
+}

@@ -1,0 +1,499 @@
+/*
+ * mod_certservice_admin.c: the endpoints of the admin role (domains:
+ * issue or queue, import, delete, list, revoke; the ACME account and its
+ * key rollover) and the public answer to an http-01 challenge.
+ */
+#include "apr_strings.h"
+#include "http_protocol.h"
+
+#include "cs_acme.h"
+#include "cs_jws.h"
+#include "cs_service.h"
+#include "mod_certservice_private.h"
+
+static cs_service_t *cs_service(cs_req_t *q, const char **why)
+{
+    cs_service_t *svc = apr_pcalloc(q->r->pool, sizeof(*svc));
+
+    if (!q->conf->wrap_certs || !q->conf->wrap_certs->nelts) {
+        *why = "no wrapping certificate configured "
+               "(CertServiceWrapCertificate)";
+        return NULL;
+    }
+    svc->wrap_certs = q->conf->wrap_certs;
+    if (q->conf->ca) {
+        svc->issuer = cs_issuer_local_ca(q->r->pool, q->conf->ca,
+                                         q->conf->lifetime);
+    }
+    return svc;
+}
+
+/* Stores a new bundle and answers with the domain's state. */
+static int cs_store_and_reply(cs_req_t *q, cs_bundle_t *b, int existed,
+                              const char *what)
+{
+    apr_status_t rv = cs_store_put_bundle(&q->db, q->r->pool, b,
+                                          q->caller.who);
+
+    if (rv) {
+        return cs_db_error(q, rv);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, q->r, CSLOGNO(00004)
+                  "admin '%s': %s %s: serial %s, expires %" APR_INT64_T_FMT
+                  ", seq %" APR_INT64_T_FMT, q->caller.who, what, b->domain,
+                  b->serial, b->not_after, b->seq);
+    return cs_send_json(q->r, existed ? HTTP_OK : HTTP_CREATED,
+                        cs_json_domain(b, NULL));
+}
+
+/* The domain's place in the ACME queue, for GET /v1/domains/DOMAIN. */
+static void cs_acme_json(json_t *j, cs_req_t *q, const char *domain)
+{
+    cs_job_t *job;
+
+    if (cs_store_job_get(&job, &q->db, q->r->pool, domain) != APR_SUCCESS) {
+        return;
+    }
+    json_object_set_new(j, "acme", json_pack(
+        "{s:s, s:i, s:I, s:I, s:o}",
+        "state", job->state, "attempts", job->attempts,
+        "next_attempt", (json_int_t)job->next_at,
+        "renew_at", (json_int_t)job->renew_at,
+        "last_error", job->last_error ? json_string(job->last_error)
+                                      : json_null()));
+}
+
+static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt);
+
+/* An ACME client for one request, logged in with the stored account. */
+static cs_acme_t *cs_acme_request_client(cs_req_t *q, EVP_PKEY **key,
+                                         const char **kid, int *status)
+{
+    const cs_conf_t *conf = q->conf;
+    cs_acme_conf_t ac;
+    cs_acme_t *acme;
+    const char *cms, *err = NULL;
+    unsigned char *der;
+    apr_size_t len;
+    apr_status_t rv;
+
+    *status = HTTP_SERVICE_UNAVAILABLE;
+    if (!conf->acme_url || !conf->acme_seal_cert) {
+        *status = cs_error(q->r, HTTP_NOT_FOUND, "ACME is not configured "
+                           "(CertServiceACMEDirectory)");
+        return NULL;
+    }
+    rv = cs_store_account_get(kid, &cms, &q->db, q->r->pool, conf->acme_url);
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        *status = cs_error(q->r, HTTP_NOT_FOUND, "no ACME account yet (it "
+                           "is made with the first order)");
+        return NULL;
+    }
+    if (rv) {
+        *status = cs_db_error(q, rv);
+        return NULL;
+    }
+    memset(&ac, 0, sizeof(ac));
+    ac.directory_url = conf->acme_url;
+    ac.ca_file = conf->acme_ca;
+    if (cs_base64_decode(&der, &len, q->r->pool, cms)
+        || cs_envelope_open(key, q->r->pool, der, len, conf->acme_seal_cert,
+                            conf->acme_seal_key, &err)
+        || cs_acme_create(&acme, q->r->pool, &ac)
+        || (rv = cs_acme_account(kid, acme, *key, conf->acme_contact,
+                                 &err))) {
+        *status = cs_error(q->r, HTTP_BAD_GATEWAY, "ACME account: %s",
+                           err ? err : "cannot unseal the account key");
+        return NULL;
+    }
+    return acme;
+}
+
+/* GET /v1/acme/account: the account's URL and key thumbprint. */
+int cs_get_acme_account(cs_req_t *q)
+{
+    const char *kid, *cms, *thumb = NULL, *err = NULL;
+    unsigned char *der;
+    apr_size_t len;
+    EVP_PKEY *key;
+    apr_status_t rv;
+
+    if (!q->conf->acme_url || !q->conf->acme_seal_cert) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "ACME is not configured "
+                        "(CertServiceACMEDirectory)");
+    }
+    rv = cs_store_account_get(&kid, &cms, &q->db, q->r->pool,
+                              q->conf->acme_url);
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "no ACME account yet");
+    }
+    if (rv) {
+        return cs_db_error(q, rv);
+    }
+    if (cs_base64_decode(&der, &len, q->r->pool, cms)
+        || cs_envelope_open(&key, q->r->pool, der, len,
+                            q->conf->acme_seal_cert, q->conf->acme_seal_key,
+                            &err)
+        || cs_jwk_thumbprint(&thumb, q->r->pool, key)) {
+        return cs_error(q->r, HTTP_INTERNAL_SERVER_ERROR, "cannot unseal "
+                        "the account key: %s", err ? err : "bad envelope");
+    }
+    return cs_send_json(q->r, HTTP_OK, json_pack(
+        "{s:s, s:o, s:s}", "directory", q->conf->acme_url, "account",
+        kid ? json_string(kid) : json_null(), "key_thumbprint", thumb));
+}
+
+/* POST /v1/acme/account/key-change: roll the account over to a new key
+ * (RFC 8555 7.3.5) and store it sealed; workers pick it up. */
+int cs_post_acme_key_change(cs_req_t *q)
+{
+    cs_acme_t *acme;
+    EVP_PKEY *old, *key;
+    apr_array_header_t *rcpt;
+    unsigned char *der;
+    apr_size_t len;
+    const char *kid, *err = NULL, *thumb;
+    apr_status_t rv;
+    int rc;
+
+    if (!(acme = cs_acme_request_client(q, &old, &kid, &rc))) {
+        return rc;
+    }
+    rcpt = apr_array_make(q->r->pool, 1, sizeof(X509 *));
+    APR_ARRAY_PUSH(rcpt, X509 *) = q->conf->acme_seal_cert;
+    if (cs_key_generate(&key, q->r->pool, CS_KEY_EC_P256)
+        || cs_envelope_seal(&der, &len, q->r->pool, key, rcpt, &err)) {
+        return cs_error(q->r, HTTP_INTERNAL_SERVER_ERROR, "new account "
+                        "key: %s", err ? err : "key generation failed");
+    }
+    if ((rv = cs_acme_key_change(acme, key, &err))) {
+        return cs_error(q->r, HTTP_BAD_GATEWAY, "key change refused, "
+                        "nothing changed: %s", err);
+    }
+    if ((rv = cs_store_account_put(&q->db, q->r->pool, q->conf->acme_url,
+                                   kid, cs_base64_encode(q->r->pool, der,
+                                                         len), 0))) {
+        /* The CA has the new key; losing it would lock the account. */
+        ap_log_rerror(APLOG_MARK, APLOG_CRIT, 0, q->r, CSLOGNO(00028)
+                      "ACME account %s rolled over but the new key could "
+                      "not be stored: %s", kid,
+                      cs_store_error(&q->db, q->r->pool, rv));
+        return cs_db_error(q, rv);
+    }
+    cs_jwk_thumbprint(&thumb, q->r->pool, key);
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, q->r, CSLOGNO(00029)
+                  "admin '%s': ACME account %s rolled over to key %s",
+                  q->caller.who, kid, thumb);
+    return cs_send_json(q->r, HTTP_OK, json_pack(
+        "{s:s, s:s, s:s}", "directory", q->conf->acme_url, "account", kid,
+        "key_thumbprint", thumb));
+}
+
+/* POST /v1/domains/DOMAIN/revoke {"reason": n}: revoke the current
+ * certificate at the CA and queue a new one. */
+int cs_post_revoke(cs_req_t *q, const char *raw)
+{
+    const char *domain, *kid, *err = NULL;
+    cs_acme_t *acme;
+    EVP_PKEY *akey;
+    cs_bundle_t *b;
+    apr_array_header_t *chain;
+    json_t *body, *jr;
+    apr_status_t rv;
+    int rc, reason = 0;
+
+    if (!(domain = cs_domain(q, raw, &rc))) {
+        return rc;
+    }
+    if ((rc = cs_read_body(q, &body)) != DECLINED) {
+        return rc;
+    }
+    jr = json_object_get(body, "reason");
+    if (jr && (!json_is_integer(jr) || json_integer_value(jr) < 0
+               || json_integer_value(jr) > 10
+               || json_integer_value(jr) == 7)) {
+        json_decref(body);
+        return cs_error(q->r, HTTP_BAD_REQUEST, "reason must be an RFC 5280 "
+                        "reason code (0-10, not 7)");
+    }
+    reason = jr ? (int)json_integer_value(jr) : 0;
+    json_decref(body);
+    rv = cs_store_get(&b, &q->db, q->r->pool, domain);
+    if (APR_STATUS_IS_NOTFOUND(rv) || (!rv && !b->chain_pem)) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "no certificate for %s",
+                        domain);
+    }
+    if (rv) {
+        return cs_db_error(q, rv);
+    }
+    if (cs_pem_read_certs(&chain, q->r->pool, b->chain_pem,
+                          strlen(b->chain_pem), &err) || !chain->nelts) {
+        return cs_error(q->r, HTTP_INTERNAL_SERVER_ERROR, "stored chain "
+                        "unreadable: %s", err ? err : "empty");
+    }
+    if (!(acme = cs_acme_request_client(q, &akey, &kid, &rc))) {
+        return rc;
+    }
+    if ((rv = cs_acme_revoke(acme, APR_ARRAY_IDX(chain, 0, X509 *), reason,
+                             &err))) {
+        return cs_error(q->r, HTTP_BAD_GATEWAY, "revocation refused: %s",
+                        err);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, q->r, CSLOGNO(00030)
+                  "admin '%s': revoked %s serial %s (reason %d); a new "
+                  "certificate is queued", q->caller.who, domain, b->serial,
+                  reason);
+    return cs_acme_enqueue(q, domain, cs_key_type_parse(b->key_type) < 0
+                           ? CS_KEY_EC_P256
+                           : cs_key_type_parse(b->key_type));
+}
+
+/* PUT /v1/domains/DOMAIN with ACME: queue the order, answer 202. */
+static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt)
+{
+    cs_bundle_t *b;
+    apr_status_t rv;
+    json_t *j;
+
+    if (domain[0] == '*') {
+        return cs_error(q->r, HTTP_BAD_REQUEST, "%s: a wildcard needs a "
+                        "dns-01 challenge; this CertService answers "
+                        "http-01 only", domain);
+    }
+    if (!q->conf->wrap_certs || !q->conf->wrap_certs->nelts
+        || !q->conf->acme_seal_cert) {
+        return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "ACME needs "
+                        "CertServiceWrapCertificate and "
+                        "CertServiceACMEAccountSeal");
+    }
+    rv = cs_store_get(&b, &q->db, q->r->pool, domain);
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        /* Known from now on, without a certificate: state "pending". */
+        rv = cs_store_set_error(&q->db, q->r->pool, domain, NULL);
+        if (rv == APR_SUCCESS) {
+            rv = cs_store_get(&b, &q->db, q->r->pool, domain);
+        }
+    }
+    if (rv || (rv = cs_store_job_enqueue(&q->db, q->r->pool, domain,
+                                         cs_key_type_name((cs_key_type_t)kt),
+                                         apr_time_sec(apr_time_now())))) {
+        return cs_db_error(q, rv);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, q->r, CSLOGNO(00023)
+                  "admin '%s': %s queued for ACME issuance", q->caller.who,
+                  domain);
+    j = cs_json_domain(b, NULL);
+    cs_acme_json(j, q, domain);
+    return cs_send_json(q->r, HTTP_ACCEPTED, j);
+}
+
+int cs_put_domain(cs_req_t *q, const char *raw)
+{
+    const char *domain, *why = NULL;
+    cs_service_t *svc;
+    cs_bundle_t *b, *old;
+    json_t *body, *jkt;
+    apr_status_t rv;
+    int rc, kt = q->conf->key_type, existed;
+
+    if (!(domain = cs_domain(q, raw, &rc))) {
+        return rc;
+    }
+    if ((rc = cs_read_body(q, &body)) != DECLINED) {
+        return rc;
+    }
+    jkt = json_object_get(body, "key_type");
+    if (jkt && (!json_is_string(jkt)
+                || (kt = cs_key_type_parse(json_string_value(jkt))) < 0)) {
+        json_decref(body);
+        return cs_error(q->r, HTTP_BAD_REQUEST, "key_type must be "
+                        "\"ec-p256\" or \"rsa-2048\"");
+    }
+    json_decref(body);
+    if (q->conf->acme_url) {
+        return cs_acme_enqueue(q, domain, kt);
+    }
+    if (!(svc = cs_service(q, &why))) {
+        return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "%s", why);
+    }
+    rv = cs_store_get(&old, &q->db, q->r->pool, domain);
+    if (rv && !APR_STATUS_IS_NOTFOUND(rv)) {
+        return cs_db_error(q, rv);
+    }
+    existed = rv == APR_SUCCESS;
+    if ((rv = cs_service_issue(&b, q->r->pool, svc, domain,
+                               (cs_key_type_t)kt, &why))) {
+        cs_store_set_error(&q->db, q->r->pool, domain, why);
+        return cs_error(q->r, rv == APR_ENOTIMPL ? HTTP_SERVICE_UNAVAILABLE
+                                                 : HTTP_BAD_GATEWAY,
+                        "issuing %s failed: %s", domain, why);
+    }
+    return cs_store_and_reply(q, b, existed, existed ? "reissued" : "issued");
+}
+
+int cs_put_certificate(cs_req_t *q, const char *raw)
+{
+    const char *domain, *why = NULL;
+    cs_service_t *svc;
+    cs_bundle_t *b, *old;
+    json_t *body, *jchain, *jkey;
+    apr_status_t rv;
+    int rc, existed;
+
+    if (!(domain = cs_domain(q, raw, &rc))) {
+        return rc;
+    }
+    if ((rc = cs_read_body(q, &body)) != DECLINED) {
+        return rc;
+    }
+    jchain = json_object_get(body, "chain_pem");
+    jkey = json_object_get(body, "key_pem");
+    if (!json_is_string(jchain) || !json_is_string(jkey)) {
+        json_decref(body);
+        return cs_error(q->r, HTTP_BAD_REQUEST, "body must be "
+                        "{\"chain_pem\": \"...\", \"key_pem\": \"...\"}");
+    }
+    if (!(svc = cs_service(q, &why))) {
+        json_decref(body);
+        return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "%s", why);
+    }
+    rv = cs_service_import(&b, q->r->pool, svc, domain,
+                           json_string_value(jchain),
+                           json_string_value(jkey), apr_time_now(), &why);
+    json_decref(body);
+    if (rv) {
+        return cs_error(q->r, HTTP_BAD_REQUEST, "import refused, nothing "
+                        "stored: %s", why);
+    }
+    rv = cs_store_get(&old, &q->db, q->r->pool, domain);
+    if (rv && !APR_STATUS_IS_NOTFOUND(rv)) {
+        return cs_db_error(q, rv);
+    }
+    existed = rv == APR_SUCCESS;
+    return cs_store_and_reply(q, b, existed, "imported");
+}
+
+int cs_delete_domain(cs_req_t *q, const char *raw)
+{
+    const char *domain;
+    apr_int64_t seq;
+    apr_status_t rv;
+    int rc;
+
+    if (!(domain = cs_domain(q, raw, &rc))) {
+        return rc;
+    }
+    rv = cs_store_delete(&q->db, q->r->pool, domain, q->caller.who, &seq);
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "unknown domain %s", domain);
+    }
+    if (rv) {
+        return cs_db_error(q, rv);
+    }
+    cs_store_job_delete(&q->db, q->r->pool, domain);
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, q->r, CSLOGNO(00005)
+                  "admin '%s': deleted %s, seq %" APR_INT64_T_FMT,
+                  q->caller.who, domain, seq);
+    return cs_send_json(q->r, HTTP_OK, json_pack("{s:s, s:s, s:I}", "domain",
+                                                 domain, "op", "delete",
+                                                 "seq", (json_int_t)seq));
+}
+
+int cs_get_domain(cs_req_t *q, const char *raw)
+{
+    const char *domain;
+    cs_bundle_t *b;
+    apr_array_header_t *hosts;
+    json_t *j;
+    apr_status_t rv;
+    int rc;
+
+    if (!(domain = cs_domain(q, raw, &rc))) {
+        return rc;
+    }
+    rv = cs_store_get(&b, &q->db, q->r->pool, domain);
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "unknown domain %s", domain);
+    }
+    if (rv || (rv = cs_store_domain_hosts(&hosts, &q->db, q->r->pool,
+                                          domain))) {
+        return cs_db_error(q, rv);
+    }
+    j = cs_json_domain(b, hosts);
+    cs_acme_json(j, q, domain);
+    return cs_send_json(q->r, HTTP_OK, j);
+}
+
+int cs_get_domains(cs_req_t *q)
+{
+    apr_array_header_t *list;
+    apr_int64_t limit;
+    const char *after = NULL, *v;
+    json_t *arr;
+    apr_status_t rv;
+    int rc, i;
+
+    if ((rc = cs_query_int(q->r, "limit", 100, 1000, &limit)) != DECLINED) {
+        return rc;
+    }
+    if (limit < 1) {
+        return cs_error(q->r, HTTP_BAD_REQUEST, "limit must be at least 1");
+    }
+    if ((v = cs_query_arg(q->r, "after")) != NULL
+        && !(after = cs_domain(q, v, &rc))) {
+        return rc;
+    }
+    if ((rv = cs_store_list(&list, &q->db, q->r->pool, after,
+                            (int)limit))) {
+        return cs_db_error(q, rv);
+    }
+    arr = json_array();
+    for (i = 0; i < list->nelts; i++) {
+        json_array_append_new(arr, cs_json_domain(
+            &APR_ARRAY_IDX(list, i, cs_bundle_t), NULL));
+    }
+    return cs_send_json(q->r, HTTP_OK, json_pack(
+        "{s:o, s:o}", "domains", arr, "next", list->nelts
+            ? json_string(APR_ARRAY_IDX(list, list->nelts - 1,
+                                        cs_bundle_t).domain)
+            : json_null()));
+}
+
+
+/* GET /acme-challenge/TOKEN: the key authorization of a challenge in
+ * progress, and nothing else (404). */
+int cs_get_challenge(cs_req_t *q, const char *token)
+{
+    const char *keyauth;
+    apr_status_t rv;
+    int rc;
+
+    if (q->r->method_number != M_GET) {
+        apr_table_setn(q->r->err_headers_out, "Allow", "GET");
+        return cs_error(q->r, HTTP_METHOD_NOT_ALLOWED, "method %s not "
+                        "allowed here (allowed: GET)", q->r->method);
+    }
+    if (strlen(token) > 128
+        || token[strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+                               "qrstuvwxyz0123456789-_")]) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "no challenge in progress for "
+                        "this token");
+    }
+    if ((rc = cs_open_db(q)) != DECLINED) {
+        return rc;
+    }
+    rv = cs_store_challenge_get(&keyauth, &q->db, q->r->pool, token,
+                                apr_time_sec(apr_time_now()));
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "no challenge in progress for "
+                        "this token");
+    }
+    if (rv) {
+        return cs_db_error(q, rv);
+    }
+    ap_set_content_type(q->r, "application/octet-stream");
+    apr_table_setn(q->r->headers_out, "Cache-Control", "no-store");
+    ap_rputs(keyauth, q->r);
+    return OK;
+}
+

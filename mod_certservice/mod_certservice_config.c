@@ -1,0 +1,600 @@
+/*
+ * mod_certservice_config.c: mod_certservice's directives, the merge of a
+ * virtual host's configuration with the main server's, and the one place
+ * where defaults are applied (cs_config_get()).
+ */
+#include <arpa/inet.h>
+
+#include "apr_lib.h"
+#include "apr_strings.h"
+#include "http_core.h"
+
+#include "mod_certservice_private.h"
+
+#define CS_STR(x)       CS_STR2(x)
+#define CS_STR2(x)      #x
+
+void *cs_create_server_config(apr_pool_t *p, server_rec *s)
+{
+    cs_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
+
+    conf->lifetime = -1;
+    conf->key_type = -1;
+    conf->acme_ari = -1;
+    conf->schema_ready = apr_pcalloc(p, sizeof(*conf->schema_ready));
+    return conf;
+}
+
+#define CS_MERGE(field, unset) \
+    conf->field = add->field != (unset) ? add->field : base->field
+
+void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv)
+{
+    cs_conf_t *base = basev, *add = addv;
+    cs_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
+
+    CS_MERGE(wrap_certs, NULL);
+    CS_MERGE(ca, NULL);
+    CS_MERGE(lifetime, -1);
+    CS_MERGE(key_type, -1);
+    CS_MERGE(roles, NULL);
+    CS_MERGE(max_unavailable, 0);
+    CS_MERGE(pool_max_unavailable, NULL);
+    CS_MERGE(lease_max_ttl, 0);
+    CS_MERGE(max_body, 0);
+    CS_MERGE(max_batch, 0);
+    CS_MERGE(acme_url, NULL);
+    CS_MERGE(acme_contact, NULL);
+    CS_MERGE(acme_ca, NULL);
+    CS_MERGE(acme_seal_cert, NULL);
+    CS_MERGE(acme_seal_key, NULL);
+    CS_MERGE(acme_limit, 0);
+    CS_MERGE(acme_window, 0);
+    CS_MERGE(acme_backoff, 0);
+    CS_MERGE(acme_backoff_cap, 0);
+    CS_MERGE(acme_renew_pm, 0);
+    CS_MERGE(acme_jitter_pm, 0);
+    CS_MERGE(acme_ari, -1);
+    CS_MERGE(acme_workers, 0);
+    CS_MERGE(acme_chain, NULL);
+    CS_MERGE(acme_precheck_port, 0);
+    /* The DNS server goes with the port it was given with. */
+    if (add->acme_precheck_port) {
+        conf->acme_precheck_dns = add->acme_precheck_dns;
+    }
+    else {
+        conf->acme_precheck_dns = base->acme_precheck_dns;
+    }
+    /* conf->effective stays 0: defaults are applied after merging; the
+     * schema flag is this server's own. */
+    conf->schema_ready = apr_pcalloc(p, sizeof(*conf->schema_ready));
+    return conf;
+}
+
+/* The configuration as the directives left it (unset markers). */
+static cs_conf_t *cs_conf_raw(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &certservice_module);
+}
+
+#define CS_DEFAULT(field, unset, dflt) \
+    if (conf->field == (unset)) { conf->field = (dflt); }
+
+const cs_conf_t *cs_config_get(server_rec *s)
+{
+    cs_conf_t *conf = cs_conf_raw(s);
+
+    if (conf->effective) {
+        return conf;
+    }
+    CS_DEFAULT(lifetime, -1, CS_DEFAULT_LIFETIME);
+    CS_DEFAULT(key_type, -1, CS_KEY_EC_P256);
+    CS_DEFAULT(max_unavailable, 0, CS_DEFAULT_MAX_UNAVAIL);
+    CS_DEFAULT(lease_max_ttl, 0, CS_DEFAULT_LEASE_TTL);
+    CS_DEFAULT(max_body, 0, CS_DEFAULT_MAX_BODY);
+    CS_DEFAULT(max_batch, 0, CS_DEFAULT_MAX_BATCH);
+    CS_DEFAULT(acme_limit, 0, CS_ACME_LIMIT);
+    CS_DEFAULT(acme_window, 0, CS_ACME_WINDOW);
+    CS_DEFAULT(acme_backoff, 0, CS_ACME_BACKOFF);
+    CS_DEFAULT(acme_backoff_cap, 0, CS_ACME_BACKOFF_CAP);
+    CS_DEFAULT(acme_renew_pm, 0, CS_ACME_RENEW_PM);
+    CS_DEFAULT(acme_jitter_pm, 0, CS_ACME_JITTER_PM);
+    CS_DEFAULT(acme_jitter_pm, -1, 0);
+    CS_DEFAULT(acme_ari, -1, 1);
+    CS_DEFAULT(acme_workers, 0, CS_ACME_WORKERS);
+    CS_DEFAULT(acme_precheck_port, 0, -1);
+    conf->effective = 1;
+    return conf;
+}
+
+int cs_config_max_unavailable(const cs_conf_t *conf, const char *pool)
+{
+    const char *v = conf->pool_max_unavailable
+                    ? apr_table_get(conf->pool_max_unavailable, pool) : NULL;
+
+    return v ? atoi(v) : conf->max_unavailable;
+}
+
+static const char *cs_set_wrap_cert(cmd_parms *cmd, void *dummy,
+                                    const char *arg)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+    apr_array_header_t *certs;
+    const char *path = ap_server_root_relative(cmd->pool, arg), *err;
+    int i;
+
+    if (!path || cs_file_read_certs(&certs, cmd->pool, path, &err)) {
+        return apr_psprintf(cmd->pool, "%s: cannot read '%s': %s",
+                            cmd->cmd->name, arg, path ? err : "bad path");
+    }
+    for (i = 0; i < certs->nelts; i++) {
+        EVP_PKEY *pub = X509_get0_pubkey(APR_ARRAY_IDX(certs, i, X509 *));
+        if (!pub || EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA
+            || EVP_PKEY_get_bits(pub) < 2048) {
+            return apr_psprintf(cmd->pool, "%s: '%s': a wrapping certificate "
+                                "must hold an RSA key of at least 2048 bits "
+                                "(keys are sealed with RSA-OAEP)",
+                                cmd->cmd->name, arg);
+        }
+    }
+    if (!conf->wrap_certs) {
+        conf->wrap_certs = apr_array_make(cmd->pool, 2, sizeof(X509 *));
+    }
+    apr_array_cat(conf->wrap_certs, certs);
+    return NULL;
+}
+
+static const char *cs_set_local_ca(cmd_parms *cmd, void *dummy,
+                                   const char *cert, const char *key)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+    const char *err;
+
+    if (cs_ca_load(&conf->ca, cmd->pool,
+                   ap_server_root_relative(cmd->pool, cert),
+                   ap_server_root_relative(cmd->pool, key), &err)) {
+        return apr_psprintf(cmd->pool, "%s: cannot load CA '%s' / '%s': %s",
+                            cmd->cmd->name, cert, key, err);
+    }
+    return NULL;
+}
+
+static const char *cs_set_lifetime(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+    apr_interval_time_t t;
+
+    if (ap_timeout_parameter_parse(arg, &t, "s") || t < apr_time_from_sec(60)
+        || t > apr_time_from_sec(825 * 86400)) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a lifetime between "
+                            "60s and 825 days (seconds, or with a unit: "
+                            "2h, 30mi)", cmd->cmd->name, arg);
+    }
+    conf->lifetime = t;
+    return NULL;
+}
+
+static const char *cs_set_key_type(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    int kt = cs_key_type_parse(arg);
+
+    if (kt < 0) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a key type "
+                            "(ec-p256 or rsa-2048)", cmd->cmd->name, arg);
+    }
+    cs_conf_raw(cmd->server)->key_type = kt;
+    return NULL;
+}
+
+static const char *cs_add_role(cmd_parms *cmd, void *dummy, const char *role,
+                               const char *match)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+    cs_role_rule_t *rule;
+
+    if (!conf->roles) {
+        conf->roles = apr_array_make(cmd->pool, 4, sizeof(cs_role_rule_t));
+    }
+    rule = apr_array_push(conf->roles);
+    if (strcasecmp(role, "proxy") == 0) {
+        rule->role = CS_ROLE_PROXY;
+    }
+    else if (strcasecmp(role, "admin") == 0) {
+        rule->role = CS_ROLE_ADMIN;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a role (proxy or "
+                            "admin)", cmd->cmd->name, role);
+    }
+    if (strncasecmp(match, "dn:", 3) == 0 && match[3]) {
+        rule->value = match + 3;
+    }
+    else if (strncasecmp(match, "sha256:", 7) == 0) {
+        char *hex = apr_pstrdup(cmd->pool, match + 7), *o = hex;
+        const char *i;
+        for (i = hex; *i; i++) {
+            if (*i != ':') {
+                *o++ = (char)apr_tolower(*i);
+            }
+        }
+        *o = '\0';
+        if (strlen(hex) != 64 || hex[strspn(hex, "0123456789abcdef")]) {
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a SHA-256 "
+                                "fingerprint (64 hex digits, ':' allowed)",
+                                cmd->cmd->name, match);
+        }
+        rule->by_fingerprint = 1;
+        rule->value = hex;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' must be dn:<subject DN> or "
+                            "sha256:<certificate fingerprint>",
+                            cmd->cmd->name, match);
+    }
+    return NULL;
+}
+
+static const char *cs_parse_int(cmd_parms *cmd, const char *arg, int min,
+                                int max, int *out)
+{
+    char *end;
+    apr_int64_t v = apr_strtoi64(arg, &end, 10);
+
+    if (*arg < '0' || *arg > '9' || *end || v < min || v > max) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number between %d "
+                            "and %d", cmd->cmd->name, arg, min, max);
+    }
+    *out = (int)v;
+    return NULL;
+}
+
+static const char *cs_set_max_unavailable(cmd_parms *cmd, void *dummy,
+                                          const char *n, const char *pool)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+    const char *err;
+    int v;
+
+    if ((err = cs_parse_int(cmd, n, 1, 100000, &v))) {
+        return err;
+    }
+    if (!pool) {
+        conf->max_unavailable = v;
+        return NULL;
+    }
+    if (!conf->pool_max_unavailable) {
+        conf->pool_max_unavailable = apr_table_make(cmd->pool, 4);
+    }
+    apr_table_set(conf->pool_max_unavailable, pool, n);
+    return NULL;
+}
+
+/* An integer directive: cmd->info says which field and its bounds. */
+typedef struct {
+    apr_size_t offset;          /* of an int in cs_conf_t */
+    int min;
+    int max;
+} cs_int_slot_t;
+
+#define CS_INT_SLOT(name, field, min, max) \
+    static cs_int_slot_t name = { \
+        APR_OFFSETOF(cs_conf_t, field), (min), (max) }
+
+CS_INT_SLOT(cs_slot_lease_ttl, lease_max_ttl, 1, 86400);
+CS_INT_SLOT(cs_slot_max_body, max_body, 1024, 64 * 1024 * 1024);
+CS_INT_SLOT(cs_slot_max_batch, max_batch, 1, 10000);
+CS_INT_SLOT(cs_slot_acme_workers, acme_workers, 1, 16);
+
+static const char *cs_set_int_slot(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    const cs_int_slot_t *slot = cmd->info;
+    int *field = (int *)((char *)cs_conf_raw(cmd->server) + slot->offset);
+
+    return cs_parse_int(cmd, arg, slot->min, slot->max, field);
+}
+
+/* --- ACME directives ------------------------------------------------ */
+
+static const char *cs_set_acme_url(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    if (strncmp(arg, "https://", 8) != 0 || strlen(arg) < 12
+        || strlen(arg) > 255 || strpbrk(arg, " \t\"'<>")) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not an https:// URL of "
+                            "an ACME directory (at most 255 characters)",
+                            cmd->cmd->name, arg);
+    }
+    cs_conf_raw(cmd->server)->acme_url = arg;
+    return NULL;
+}
+
+static const char *cs_add_acme_contact(cmd_parms *cmd, void *dummy,
+                                       const char *arg)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+
+    if (strncmp(arg, "mailto:", 7) != 0 || !strchr(arg + 7, '@')
+        || strpbrk(arg, " \t\",<>")) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a contact "
+                            "(mailto:name@example.com)", cmd->cmd->name,
+                            arg);
+    }
+    if (!conf->acme_contact) {
+        conf->acme_contact = apr_array_make(cmd->pool, 2,
+                                            sizeof(const char *));
+    }
+    APR_ARRAY_PUSH(conf->acme_contact, const char *) = arg;
+    return NULL;
+}
+
+static const char *cs_set_acme_ca(cmd_parms *cmd, void *dummy,
+                                  const char *arg)
+{
+    const char *path = ap_server_root_relative(cmd->pool, arg), *err;
+    apr_array_header_t *certs;
+
+    if (!path || cs_file_read_certs(&certs, cmd->pool, path, &err)
+        || !certs->nelts) {
+        return apr_psprintf(cmd->pool, "%s: cannot read certificates from "
+                            "'%s': %s", cmd->cmd->name, arg,
+                            path ? err : "bad path");
+    }
+    cs_conf_raw(cmd->server)->acme_ca = path;
+    return NULL;
+}
+
+static const char *cs_set_acme_seal(cmd_parms *cmd, void *dummy,
+                                    const char *cert, const char *key)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+    apr_array_header_t *certs;
+    EVP_PKEY *pub, *priv;
+    const char *err;
+
+    if (cs_file_read_certs(&certs, cmd->pool,
+                           ap_server_root_relative(cmd->pool, cert), &err)
+        || !certs->nelts) {
+        return apr_psprintf(cmd->pool, "%s: cannot read certificate '%s': "
+                            "%s", cmd->cmd->name, cert, err);
+    }
+    if (cs_file_read_key(&priv, cmd->pool,
+                         ap_server_root_relative(cmd->pool, key), &err)) {
+        return apr_psprintf(cmd->pool, "%s: cannot read key '%s': %s",
+                            cmd->cmd->name, key, err);
+    }
+    pub = X509_get0_pubkey(APR_ARRAY_IDX(certs, 0, X509 *));
+    if (!pub || EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA
+        || EVP_PKEY_get_bits(pub) < 2048 || EVP_PKEY_eq(pub, priv) != 1) {
+        return apr_psprintf(cmd->pool, "%s: '%s' / '%s' must be an RSA "
+                            "certificate of at least 2048 bits and its "
+                            "key", cmd->cmd->name, cert, key);
+    }
+    conf->acme_seal_cert = APR_ARRAY_IDX(certs, 0, X509 *);
+    conf->acme_seal_key = priv;
+    return NULL;
+}
+
+/* A duration: seconds, or with a unit (ap_timeout_parameter_parse). */
+static const char *cs_parse_secs(cmd_parms *cmd, const char *arg,
+                                 apr_int64_t min, apr_int64_t max,
+                                 apr_int64_t *out)
+{
+    apr_interval_time_t t;
+
+    if (ap_timeout_parameter_parse(arg, &t, "s")
+        || apr_time_sec(t) < min || apr_time_sec(t) > max) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a duration between "
+                            "%" APR_INT64_T_FMT " and %" APR_INT64_T_FMT
+                            " seconds (or with a unit: 3h, 30mi)",
+                            cmd->cmd->name, arg, min, max);
+    }
+    *out = apr_time_sec(t);
+    return NULL;
+}
+
+static const char *cs_set_acme_limit(cmd_parms *cmd, void *dummy,
+                                     const char *n, const char *window)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+    const char *err;
+
+    if ((err = cs_parse_int(cmd, n, 1, 1000000, &conf->acme_limit))) {
+        return err;
+    }
+    return cs_parse_secs(cmd, window, 1, 30 * 86400, &conf->acme_window);
+}
+
+static const char *cs_set_acme_backoff(cmd_parms *cmd, void *dummy,
+                                       const char *base, const char *cap)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+    const char *err;
+
+    if ((err = cs_parse_secs(cmd, base, 1, 86400, &conf->acme_backoff))
+        || (err = cs_parse_secs(cmd, cap, 1, 7 * 86400,
+                                &conf->acme_backoff_cap))) {
+        return err;
+    }
+    if (conf->acme_backoff_cap < conf->acme_backoff) {
+        return apr_psprintf(cmd->pool, "%s: the cap '%s' is below the first "
+                            "delay '%s'", cmd->cmd->name, cap, base);
+    }
+    return NULL;
+}
+
+/* "67%" -> 670 per mille. */
+static const char *cs_parse_percent(cmd_parms *cmd, const char *arg,
+                                    int min, int max, int *pm)
+{
+    char *end;
+    double v = strtod(arg, &end);
+
+    if (end == arg || strcmp(end, "%") != 0 || v < min || v > max) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a percentage "
+                            "between %d%% and %d%%", cmd->cmd->name, arg,
+                            min, max);
+    }
+    *pm = (int)(v * 10 + 0.5);
+    return NULL;
+}
+
+static const char *cs_set_acme_renewal(cmd_parms *cmd, void *dummy,
+                                       const char *args)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+    const char *w, *err, *orig = args;
+    int i = 0;
+
+    while (*(w = ap_getword_conf(cmd->temp_pool, &args))) {
+        if (strcasecmp(w, "ari") == 0 || strcasecmp(w, "noari") == 0) {
+            conf->acme_ari = strcasecmp(w, "ari") == 0;
+        }
+        else if (i == 0) {
+            if ((err = cs_parse_percent(cmd, w, 10, 95,
+                                        &conf->acme_renew_pm))) {
+                return err;
+            }
+            i++;
+        }
+        else if (i == 1) {
+            if ((err = cs_parse_percent(cmd, w, 0, 50,
+                                        &conf->acme_jitter_pm))) {
+                return err;
+            }
+            i++;
+        }
+        else {
+            return apr_psprintf(cmd->pool, "%s: unexpected '%s' (FRACTION%% "
+                                "[JITTER%%] [ari|noari])", cmd->cmd->name, w);
+        }
+    }
+    if (conf->acme_renew_pm && conf->acme_jitter_pm > conf->acme_renew_pm) {
+        return apr_psprintf(cmd->pool, "%s: '%s': the jitter is larger "
+                            "than the renewal point", cmd->cmd->name,
+                            orig);
+    }
+    if (!conf->acme_jitter_pm && i == 2) {
+        conf->acme_jitter_pm = -1;      /* an explicit 0% */
+    }
+    return NULL;
+}
+
+static const char *cs_set_acme_chain(cmd_parms *cmd, void *dummy,
+                                     const char *arg)
+{
+    if (!*arg || strlen(arg) > 200) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a name to look for "
+                            "in the chain's issuer (1 to 200 characters)",
+                            cmd->cmd->name, arg);
+    }
+    cs_conf_raw(cmd->server)->acme_chain = arg;
+    return NULL;
+}
+
+static const char *cs_set_acme_precheck(cmd_parms *cmd, void *dummy,
+                                        const char *arg, const char *dns)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+    const char *err, *colon = dns ? strrchr(dns, ':') : NULL;
+    struct in_addr ia;
+    char host[64];
+    int port;
+
+    if (strcasecmp(arg, "off") == 0) {
+        conf->acme_precheck_port = -1;
+        return dns ? apr_psprintf(cmd->pool, "%s: 'off' takes no DNS "
+                                  "server ('%s')", cmd->cmd->name, dns)
+                   : NULL;
+    }
+    if (strcasecmp(arg, "on") == 0) {
+        conf->acme_precheck_port = 80;
+    }
+    else if ((err = cs_parse_int(cmd, arg, 1, 65535,
+                                 &conf->acme_precheck_port))) {
+        return apr_psprintf(cmd->pool, "%s (or on, off)", err);
+    }
+    if (dns) {
+        if (!colon || colon - dns >= (long)sizeof(host)
+            || cs_parse_int(cmd, colon + 1, 1, 65535, &port)) {
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a DNS server "
+                                "(IPv4:port)", cmd->cmd->name, dns);
+        }
+        memcpy(host, dns, (size_t)(colon - dns));
+        host[colon - dns] = '\0';
+        if (inet_pton(AF_INET, host, &ia) != 1) {
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a DNS server "
+                                "(IPv4:port)", cmd->cmd->name, dns);
+        }
+    }
+    conf->acme_precheck_dns = dns;
+    return NULL;
+}
+
+const command_rec cs_cmds[] = {
+    AP_INIT_TAKE1("CertServiceACMEDirectory", cs_set_acme_url, NULL,
+                  RSRC_CONF, "Issue through this ACME directory (https URL); "
+                  "PUT /v1/domains then queues an order"),
+    AP_INIT_ITERATE("CertServiceACMEContact", cs_add_acme_contact, NULL,
+                    RSRC_CONF, "Contact of the ACME account: mailto:..."),
+    AP_INIT_TAKE1("CertServiceACMECA", cs_set_acme_ca, NULL, RSRC_CONF,
+                  "PEM file of the CA certificates to trust for the ACME "
+                  "directory's TLS (default: the system's)"),
+    AP_INIT_TAKE2("CertServiceACMEAccountSeal", cs_set_acme_seal, NULL,
+                  RSRC_CONF, "RSA certificate and key file that seal the "
+                  "ACME account key in the database"),
+    AP_INIT_TAKE2("CertServiceACMELimit", cs_set_acme_limit, NULL, RSRC_CONF,
+                  "New orders per window, for the whole cluster: N SECONDS "
+                  "(default " CS_STR(CS_ACME_LIMIT) " "
+                  CS_STR(CS_ACME_WINDOW) ")"),
+    AP_INIT_TAKE2("CertServiceACMEBackoff", cs_set_acme_backoff, NULL,
+                  RSRC_CONF, "Retry delay after a failure, doubling: FIRST "
+                  "CAP (default " CS_STR(CS_ACME_BACKOFF) " "
+                  CS_STR(CS_ACME_BACKOFF_CAP) ")"),
+    AP_INIT_RAW_ARGS("CertServiceACMERenewal", cs_set_acme_renewal, NULL,
+                     RSRC_CONF, "Renew at FRACTION% of the lifetime, up to "
+                     "JITTER% earlier; ari|noari (default 66.7% 5% ari)"),
+    AP_INIT_TAKE1("CertServiceACMEWorkers", cs_set_int_slot,
+                  &cs_slot_acme_workers, RSRC_CONF,
+                  "Threads processing ACME orders (default "
+                  CS_STR(CS_ACME_WORKERS) ")"),
+    AP_INIT_TAKE1("CertServiceACMEPreferredChain", cs_set_acme_chain, NULL,
+                  RSRC_CONF, "Pick the alternate chain whose top names this "
+                  "issuer"),
+    AP_INIT_TAKE12("CertServiceACMEPreCheck", cs_set_acme_precheck, NULL,
+                   RSRC_CONF, "Before ordering, check that the domain "
+                   "reaches us over http: on|off|PORT [DNS-SERVER:PORT] "
+                   "(default off)"),
+    AP_INIT_TAKE1("CertServiceWrapCertificate", cs_set_wrap_cert, NULL,
+                  RSRC_CONF, "PEM file of a wrapping certificate (RSA): "
+                  "private keys are sealed to every one configured"),
+    AP_INIT_TAKE2("CertServiceLocalCA", cs_set_local_ca, NULL, RSRC_CONF,
+                  "Issue with a local CA: certificate file and key file"),
+    AP_INIT_TAKE1("CertServiceCertificateLifetime", cs_set_lifetime, NULL,
+                  RSRC_CONF, "Lifetime of certificates the local CA issues "
+                  "(default " CS_STR(CS_DEFAULT_LIFETIME_DAYS) " days)"),
+    AP_INIT_TAKE1("CertServiceKeyType", cs_set_key_type, NULL, RSRC_CONF,
+                  "Default key type: ec-p256 (default) or rsa-2048"),
+    AP_INIT_TAKE2("CertServiceRole", cs_add_role, NULL, RSRC_CONF,
+                  "Map a client certificate to a role: proxy|admin "
+                  "dn:<subject>|sha256:<fingerprint>"),
+    AP_INIT_TAKE12("CertServiceMaxUnavailable", cs_set_max_unavailable, NULL,
+                   RSRC_CONF, "Restart leases granted at once: N [pool] "
+                   "(default " CS_STR(CS_DEFAULT_MAX_UNAVAIL) ")"),
+    AP_INIT_TAKE1("CertServiceLeaseMaxTTL", cs_set_int_slot,
+                  &cs_slot_lease_ttl, RSRC_CONF,
+                  "Longest restart lease, in seconds (default "
+                  CS_STR(CS_DEFAULT_LEASE_TTL) ")"),
+    AP_INIT_TAKE1("CertServiceMaxBodySize", cs_set_int_slot,
+                  &cs_slot_max_body, RSRC_CONF,
+                  "Largest request body, in bytes (default "
+                  CS_STR(CS_DEFAULT_MAX_BODY) ")"),
+    AP_INIT_TAKE1("CertServiceMaxBatch", cs_set_int_slot,
+                  &cs_slot_max_batch, RSRC_CONF,
+                  "Most domains in one POST /v1/bundles (default "
+                  CS_STR(CS_DEFAULT_MAX_BATCH) ")"),
+    { NULL }
+};
+

@@ -1,0 +1,259 @@
+/*
+ * mod_certservice_io.c: the API's request and response plumbing: JSON
+ * answers and error answers, reading a JSON body, query arguments, the
+ * database handle of a request, and who the caller is (the role its
+ * client certificate maps to).
+ */
+#include <errno.h>
+
+#include "apr_strings.h"
+#include "http_protocol.h"
+
+#include "cs_name.h"
+#include "mod_certservice_private.h"
+
+APR_OPTIONAL_FN_TYPE(ssl_var_lookup) *cs_ssl_var;
+APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *cs_dbd_acquire;
+
+int cs_send_json(request_rec *r, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+
+    json_decref(body);
+    r->status = status;
+    ap_set_content_type(r, "application/json");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    if (text) {
+        ap_rputs(text, r);
+        ap_rputc('\n', r);
+        free(text);
+    }
+    return OK;
+}
+
+int cs_error(request_rec *r, int status, const char *fmt, ...)
+{
+    va_list ap;
+    const char *msg;
+
+    va_start(ap, fmt);
+    msg = apr_pvsprintf(r->pool, fmt, ap);
+    va_end(ap);
+    ap_log_rerror(APLOG_MARK, status >= 500 ? APLOG_ERR : APLOG_INFO, 0, r,
+                  CSLOGNO(00001) "%s %s: %d %s", r->method, r->uri, status,
+                  msg);
+    return cs_send_json(r, status, json_pack("{s:s, s:i}", "error", msg,
+                                             "status", status));
+}
+
+/* Reads a JSON object body of at most max bytes. */
+int cs_read_json(request_rec *r, apr_size_t max, json_t **out)
+{
+    char *buf;
+    apr_size_t len = 0;
+    long n;
+    json_error_t jerr;
+    int rc;
+
+    *out = NULL;
+    if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK) {
+        return cs_error(r, rc, "cannot read the request body");
+    }
+    if (r->remaining > (apr_off_t)max) {
+        return cs_error(r, HTTP_REQUEST_ENTITY_TOO_LARGE, "request body of "
+                        "%" APR_OFF_T_FMT " bytes exceeds "
+                        "CertServiceMaxBodySize (%" APR_SIZE_T_FMT ")",
+                        r->remaining, max);
+    }
+    buf = apr_palloc(r->pool, max + 1);
+    if (ap_should_client_block(r)) {
+        while ((n = ap_get_client_block(r, buf + len, max + 1 - len)) > 0) {
+            len += (apr_size_t)n;
+            if (len > max) {
+                return cs_error(r, HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                "request body exceeds CertServiceMaxBodySize "
+                                "(%" APR_SIZE_T_FMT ")", max);
+            }
+        }
+        if (n < 0) {
+            return cs_error(r, HTTP_BAD_REQUEST, "cannot read the request "
+                            "body");
+        }
+    }
+    if (len == 0) {
+        *out = json_object();
+        return DECLINED;
+    }
+    *out = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!*out) {
+        return cs_error(r, HTTP_BAD_REQUEST, "malformed JSON at line %d "
+                        "column %d: %s", jerr.line, jerr.column, jerr.text);
+    }
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return cs_error(r, HTTP_BAD_REQUEST, "the body must be a JSON "
+                        "object");
+    }
+    /* DECLINED: go on; anything else is the response already sent. */
+    return DECLINED;
+}
+
+/* The request's JSON body, within CertServiceMaxBodySize. */
+int cs_read_body(cs_req_t *q, json_t **out)
+{
+    return cs_read_json(q->r, (apr_size_t)q->conf->max_body, out);
+}
+
+void cs_identify(cs_caller_t *caller, request_rec *r,
+                 const cs_conf_t *conf)
+{
+    const char *verify, *dn, *pem, *fp = NULL;
+    int i;
+
+    memset(caller, 0, sizeof(*caller));
+    if (!cs_ssl_var) {
+        caller->why = "mod_ssl is not loaded: no client certificates";
+        return;
+    }
+    verify = cs_ssl_var(r->pool, r->server, r->connection, r,
+                        "SSL_CLIENT_VERIFY");
+    if (!verify || strcmp(verify, "SUCCESS") != 0) {
+        caller->why = "a verified client certificate is required";
+        return;
+    }
+    dn = cs_ssl_var(r->pool, r->server, r->connection, r, "SSL_CLIENT_S_DN");
+    caller->who = dn ? dn : "?";
+    for (i = 0; conf->roles && i < conf->roles->nelts; i++) {
+        const cs_role_rule_t *rule = &APR_ARRAY_IDX(conf->roles, i,
+                                                    cs_role_rule_t);
+        int match;
+
+        if (rule->by_fingerprint) {
+            if (!fp) {
+                pem = cs_ssl_var(r->pool, r->server, r->connection, r,
+                                 "SSL_CLIENT_CERT");
+                fp = "";
+                if (pem) {
+                    apr_array_header_t *certs;
+                    const char *err;
+                    if (!cs_pem_read_certs(&certs, r->pool, pem, strlen(pem),
+                                           &err) && certs->nelts) {
+                        fp = cs_cert_fingerprint(r->pool,
+                                                 APR_ARRAY_IDX(certs, 0,
+                                                               X509 *));
+                    }
+                }
+            }
+            match = strcmp(fp, rule->value) == 0;
+        }
+        else {
+            match = dn && strcmp(dn, rule->value) == 0;
+        }
+        if (match && rule->role > caller->role) {
+            caller->role = rule->role;
+        }
+    }
+    if (!caller->role) {
+        caller->why = "the client certificate maps to no role";
+    }
+}
+
+int cs_open_db(cs_req_t *q)
+{
+    ap_dbd_t *dbd = cs_dbd_acquire ? cs_dbd_acquire(q->r) : NULL;
+    apr_status_t rv;
+
+    if (!dbd) {
+        return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "database "
+                        "unavailable (see DBDriver/DBDParams)");
+    }
+    /* Statements are prepared on first use into mod_dbd's per-connection
+     * hash, so they live exactly as long as the connection.  They are not
+     * registered with ap_dbd_prepare(): mod_dbd would prepare them before
+     * the schema exists and refuse every connection of a new database. */
+    q->db.driver = dbd->driver;
+    q->db.handle = dbd->handle;
+    q->db.prepared = dbd->prepared;
+    if (!*q->conf->schema_ready) {
+        if ((rv = cs_store_schema(&q->db, q->r->pool)) != APR_SUCCESS) {
+            return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "database "
+                            "schema: %s", cs_store_error(&q->db, q->r->pool,
+                                                         rv));
+        }
+        *q->conf->schema_ready = 1;
+    }
+    return DECLINED;
+}
+
+int cs_db_error(cs_req_t *q, apr_status_t rv)
+{
+    return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "database error: %s",
+                    cs_store_error(&q->db, q->r->pool, rv));
+}
+
+/* Domain from a path segment or JSON, normalised; NULL after a 400. */
+const char *cs_domain(cs_req_t *q, const char *raw, int *rc)
+{
+    const char *name, *why = cs_name_normalize(&name, q->r->pool, raw);
+
+    if (why) {
+        *rc = cs_error(q->r, HTTP_BAD_REQUEST, "invalid domain name '%s': "
+                       "%s", raw ? ap_escape_logitem(q->r->pool, raw) : "",
+                       why);
+        return NULL;
+    }
+    return name;
+}
+
+/* Pool and host names: short tokens. */
+int cs_token_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n >= 1 && n <= 64
+           && s[strspn(s, "abcdefghijklmnopqrstuvwxyz"
+                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")] == '\0';
+}
+
+/* The unescaped value of a query parameter, NULL if absent; the last
+ * occurrence wins. */
+char *cs_query_arg(request_rec *r, const char *name)
+{
+    size_t nlen = strlen(name);
+    const char *p;
+    char *v = NULL;
+
+    for (p = r->args; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1
+                                                   : NULL) {
+        if (strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            v = apr_pstrndup(r->pool, p + nlen + 1,
+                             strcspn(p + nlen + 1, "&"));
+        }
+    }
+    if (v) {
+        ap_unescape_url(v);
+    }
+    return v;
+}
+
+int cs_query_int(request_rec *r, const char *name, apr_int64_t dflt,
+                 apr_int64_t max, apr_int64_t *out)
+{
+    const char *v = cs_query_arg(r, name);
+    apr_int64_t n;
+    char *end;
+
+    *out = dflt;
+    if (!v) {
+        return DECLINED;
+    }
+    errno = 0;
+    n = apr_strtoi64(v, &end, 10);
+    if (*v < '0' || *v > '9' || *end || n > max || errno == ERANGE) {
+        return cs_error(r, HTTP_BAD_REQUEST, "query parameter '%s' must be "
+                        "a number from 0 to %" APR_INT64_T_FMT, name, max);
+    }
+    *out = n;
+    return DECLINED;
+}

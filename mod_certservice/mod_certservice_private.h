@@ -1,0 +1,201 @@
+/*
+ * mod_certservice_private.h: what the glue files of mod_certservice share:
+ * the module's log tags, the server configuration and its defaults, the
+ * request being served, and the functions one glue file offers another.
+ *
+ * Layout (docs/mod_certservice.md, "Source layout"): mod_certservice.c
+ * (module record, hooks), mod_certservice_config.c (directives, effective
+ * configuration), mod_certservice_io.c (JSON in and out, errors, callers),
+ * mod_certservice_api.c (the router), mod_certservice_proxy.c and
+ * mod_certservice_admin.c (the endpoints), mod_certservice_acme.c (the
+ * watchdog glue of the ACME workers); the work is in pure code
+ * (cs_acme_drive.c, cs_service.c, cs_store.c, lib/).
+ */
+#ifndef MOD_CERTSERVICE_PRIVATE_H
+#define MOD_CERTSERVICE_PRIVATE_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <jansson.h>
+
+#include "apr_dbd.h"
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "mod_dbd.h"
+#include "mod_ssl.h"
+
+#include "apr_optional.h"
+
+#include "cs_crypto.h"
+#include "cs_store.h"
+#include "cs_x509.h"
+
+APLOG_USE_MODULE(certservice);
+extern module AP_MODULE_DECLARE_DATA certservice_module;
+
+/* Log tags "CSnnnnn": never reused; the next free one is 00035.  The
+ * pure ACME drive puts its own tags in its messages (cs_acme_drive.c:
+ * CS00013, CS00015 ... CS00018, CS00021, CS00031 ... CS00034). */
+#define CSLOGNO(n) "CS" #n ": "
+
+#define CS_HANDLER              "certservice"
+
+/* Defaults: the only place they are spelled (cs_config_get() applies
+ * them; the directives' help strings print them). */
+#define CS_DEFAULT_LIFETIME_DAYS 47
+#define CS_DEFAULT_LIFETIME     apr_time_from_sec(CS_DEFAULT_LIFETIME_DAYS \
+                                                  * 86400)
+#define CS_DEFAULT_MAX_UNAVAIL  1
+#define CS_DEFAULT_MAX_BODY     1048576
+#define CS_DEFAULT_MAX_BATCH    100
+#define CS_DEFAULT_LEASE_TTL    900
+#define CS_DEFAULT_FEED_LIMIT   100
+#define CS_MAX_FEED_LIMIT       1000
+/* ACME defaults: Let's Encrypt's 300 new orders per account per 3 hours;
+ * retries from 1 minute doubling to 6 hours; renewal between 61.7% and
+ * 66.7% of the lifetime. */
+#define CS_ACME_LIMIT           300
+#define CS_ACME_WINDOW          10800
+#define CS_ACME_BACKOFF         60
+#define CS_ACME_BACKOFF_CAP     21600
+#define CS_ACME_RENEW_PM        667
+#define CS_ACME_JITTER_PM       50
+#define CS_ACME_WORKERS         2
+
+typedef enum {
+    CS_ROLE_NONE = 0,
+    CS_ROLE_PROXY = 1,
+    CS_ROLE_ADMIN = 2
+} cs_role_t;
+
+typedef struct {
+    cs_role_t role;
+    int by_fingerprint;         /* else by subject DN */
+    const char *value;          /* DN, or lower-case hex SHA-256 */
+} cs_role_rule_t;
+
+/* The server configuration.  While the configuration is read, fields
+ * hold "unset" markers (noted per field); cs_config_get() gives the
+ * effective one, every default applied. */
+typedef struct {
+    apr_array_header_t *wrap_certs;     /* X509 *; NULL: unset */
+    cs_ca_t *ca;                        /* NULL: no local CA */
+    apr_interval_time_t lifetime;       /* -1: unset */
+    int key_type;                       /* -1: unset */
+    apr_array_header_t *roles;          /* cs_role_rule_t; NULL: unset */
+    int max_unavailable;                /* 0: unset */
+    apr_table_t *pool_max_unavailable;  /* pool -> N; NULL: unset */
+    int lease_max_ttl;                  /* 0: unset */
+    int max_body;                       /* 0: unset */
+    int max_batch;                      /* 0: unset */
+    /* ACME */
+    const char *acme_url;               /* NULL: ACME off */
+    apr_array_header_t *acme_contact;   /* const char *; NULL: none */
+    const char *acme_ca;                /* NULL: the system's trust */
+    X509 *acme_seal_cert;               /* NULL: unset */
+    EVP_PKEY *acme_seal_key;
+    int acme_limit;                     /* 0: unset */
+    apr_int64_t acme_window;            /* 0: unset */
+    apr_int64_t acme_backoff;           /* 0: unset */
+    apr_int64_t acme_backoff_cap;       /* 0: unset */
+    int acme_renew_pm;                  /* 0: unset */
+    int acme_jitter_pm;                 /* 0: unset, -1: an explicit 0% */
+    int acme_ari;                       /* -1: unset */
+    int acme_workers;                   /* 0: unset */
+    const char *acme_chain;             /* NULL: the default chain */
+    int acme_precheck_port;             /* 0: unset, -1: off */
+    const char *acme_precheck_dns;      /* NULL: the system's resolver */
+    int effective;              /* not merged: cs_config_get() sets it */
+    /* Per process, per server (not merged): the schema exists in this
+     * server's database.  Creating it is idempotent; the flag only saves
+     * the statements.  Per server because virtual hosts may name
+     * different databases (DBDParams). */
+    volatile int *schema_ready;
+} cs_conf_t;
+
+/* --- mod_certservice_config.c ----------------------------------------- */
+
+extern const command_rec cs_cmds[];
+void *cs_create_server_config(apr_pool_t *p, server_rec *s);
+void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv);
+/* The effective configuration of s: every default applied.  post_config
+ * calls it for every server first, so that requests and workers only
+ * read it. */
+const cs_conf_t *cs_config_get(server_rec *s);
+/* Restart leases granted at once in pool. */
+int cs_config_max_unavailable(const cs_conf_t *conf, const char *pool);
+
+/* --- mod_certservice_io.c --------------------------------------------- */
+
+typedef struct {
+    cs_role_t role;
+    const char *who;            /* for the audit log: the subject DN */
+    const char *why;            /* when role is CS_ROLE_NONE */
+} cs_caller_t;
+
+/* One request to the API. */
+typedef struct {
+    request_rec *r;
+    const cs_conf_t *conf;
+    cs_caller_t caller;
+    cs_db_t db;
+    const char *seg[7];
+    int nseg;
+} cs_req_t;
+
+/* Set at post_config (mod_certservice.c). */
+extern APR_OPTIONAL_FN_TYPE(ssl_var_lookup) *cs_ssl_var;
+extern APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *cs_dbd_acquire;
+
+/* These answer the request and return what the handler returns. */
+int cs_send_json(request_rec *r, int status, json_t *body);
+int cs_error(request_rec *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int cs_db_error(cs_req_t *q, apr_status_t rv);
+/* These return DECLINED to go on, anything else is the response sent. */
+int cs_read_json(request_rec *r, apr_size_t max, json_t **out);
+int cs_read_body(cs_req_t *q, json_t **out);
+int cs_open_db(cs_req_t *q);
+int cs_query_int(request_rec *r, const char *name, apr_int64_t dflt,
+                 apr_int64_t max, apr_int64_t *out);
+
+char *cs_query_arg(request_rec *r, const char *name);
+/* Domain from a path segment or JSON, normalised; NULL after a 400. */
+const char *cs_domain(cs_req_t *q, const char *raw, int *rc);
+/* Pool, host and lease names: short tokens. */
+int cs_token_ok(const char *s);
+void cs_identify(cs_caller_t *caller, request_rec *r, const cs_conf_t *conf);
+
+/* --- mod_certservice_proxy.c: role proxy ------------------------------ */
+
+int cs_get_changes(cs_req_t *q);
+int cs_get_bundle(cs_req_t *q, const char *raw);
+int cs_post_bundles(cs_req_t *q);
+int cs_post_lease(cs_req_t *q, const char *pool);
+int cs_delete_lease(cs_req_t *q, const char *pool, const char *lease);
+int cs_post_report(cs_req_t *q, const char *host);
+
+/* --- mod_certservice_admin.c: role admin, and http-01 ------------------ */
+
+int cs_get_domains(cs_req_t *q);
+int cs_get_domain(cs_req_t *q, const char *raw);
+int cs_put_domain(cs_req_t *q, const char *raw);
+int cs_delete_domain(cs_req_t *q, const char *raw);
+int cs_put_certificate(cs_req_t *q, const char *raw);
+int cs_post_revoke(cs_req_t *q, const char *raw);
+int cs_get_acme_account(cs_req_t *q);
+int cs_post_acme_key_change(cs_req_t *q);
+int cs_get_challenge(cs_req_t *q, const char *token);
+
+/* --- mod_certservice_api.c -------------------------------------------- */
+
+int cs_handler(request_rec *r);
+
+/* --- mod_certservice_acme.c ------------------------------------------- */
+
+/* Start the ACME workers of every distinct ACME configuration once per
+ * process (post_config, after cs_config_get() for every server). */
+int cs_acme_post_config(apr_pool_t *pconf, server_rec *main_s);
+
+#endif /* MOD_CERTSERVICE_PRIVATE_H */
