@@ -1,0 +1,118 @@
+/*
+ * mod_certsync_private.h: what the glue files of mod_certsync share (the
+ * log tag, the configuration type, the per-generation globals and the
+ * functions one file calls in another).  Not for the pure code
+ * (csy_*.c), which must build without httpd's headers.
+ *
+ *   mod_certsync.c         module record, hooks, post_config
+ *   mod_certsync_config.c  directives, defaults, merge
+ *   mod_certsync_daemon.c  the sync daemon process
+ *   mod_certsync_dyn.c     dynamic activation (mod_ssl hooks)
+ *   mod_certsync_status.c  status, health, metrics, mod_status
+ */
+#ifndef MOD_CERTSYNC_PRIVATE_H
+#define MOD_CERTSYNC_PRIVATE_H
+
+#include <sys/types.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+
+#include "apr_hash.h"
+#include "apr_tables.h"
+
+#include "csy_dyn.h"
+
+APLOG_USE_MODULE(certsync);
+
+/*
+ * Log tags "CYnnnnn": never reused, each used by one message only; the
+ * next free one is 00045.  The pure rollout and agent code
+ * (csy_rollout.c, csy_agent.c) spell their tags the same way and share
+ * the numbering; docs/mod_certsync.md lists every tag.
+ */
+#define CYLOGNO(n) "CY" #n ": "
+
+/* host:port of CertSyncProbe and CertSyncAgent; host NULL: unset. */
+typedef struct csy_addr_t {
+    const char *host;
+    int port;
+} csy_addr_t;
+
+/*
+ * One per server_rec.  Every directive except CertSyncCatchAll and
+ * CertSyncUnknownName is server-config only (one store per httpd); a
+ * virtual host's merged copy therefore carries the main server's values.
+ * The markers below say "unset"; csy_conf_effective() replaces them with
+ * the defaults, the only place that knows them.
+ */
+typedef struct csy_conf_t {
+    const char *url;                    /* no trailing '/' */
+    const char *client_cert;
+    const char *client_key;
+    const char *ca_file;
+    apr_array_header_t *wrap_certs;     /* X509 * */
+    apr_array_header_t *wrap_keys;      /* EVP_PKEY * */
+    const char *store_dir;
+    int interval;                       /* seconds; 0: unset */
+    int jitter;                         /* seconds; -1: unset */
+    int batch_size;                     /* 0: unset */
+    int dynamic;                        /* -1: unset */
+    int restart;                        /* -1: unset; 1 graceful, 0 off */
+    const char *pool_name;              /* NULL: unset */
+    const char *host_name;              /* NULL: unset */
+    /* Staggered restarts (section 6 of ARCHITECTURE.md). */
+    int drain_time;                     /* seconds; -1: unset */
+    int lease_ttl;                      /* seconds; 0: unset */
+    int min_restart_interval;           /* seconds; -1: unset */
+    int restart_timeout;                /* seconds; 0: unset */
+    csy_addr_t probe;                   /* 0: unset (NULL host: no probe) */
+    csy_addr_t agent;           /* HAProxy agent-check; 0: unset (none) */
+    /* Dynamic activation. */
+    int cache_size;                     /* bundles per process; 0: unset */
+    int catch_all;                      /* per virtual host; -1: unset */
+    int refuse_unknown;                 /* per virtual host; -1: unset */
+} csy_conf_t;
+
+/* The defaults (csy_conf_effective; the directives' help strings quote
+ * them through CSY_STR). */
+#define CSY_DEFAULT_INTERVAL        30
+#define CSY_DEFAULT_BATCH_SIZE      100
+#define CSY_DEFAULT_DRAIN_TIME      5
+#define CSY_DEFAULT_LEASE_TTL       300
+#define CSY_DEFAULT_MIN_RESTART     0
+#define CSY_DEFAULT_RESTART_TIMEOUT 120
+#define CSY_DEFAULT_CACHE_SIZE      10000
+#define CSY_DEFAULT_POOL            "default"
+#define CSY_STR(n)                  APR_STRINGIFY(n)
+
+/* Set by post_config for the generation that runs: the main server's
+ * effective configuration, and dynamic mode's generation table the parent
+ * maps before it forks (shared by the daemon and every worker). */
+extern const csy_conf_t *csy_main_conf;
+extern csy_shared_t *csy_shared;
+/* Each worker process's certificate cache (dynamic mode; child_init). */
+extern csy_cache_t *csy_cache;
+
+/* mod_certsync_config.c */
+extern const command_rec csy_cmds[];
+void *csy_create_server_config(apr_pool_t *p, server_rec *s);
+void *csy_merge_server_config(apr_pool_t *p, void *basev, void *addv);
+csy_conf_t *csy_conf(server_rec *s);
+void csy_conf_effective(csy_conf_t *conf, apr_pool_t *p);
+
+/* mod_certsync_daemon.c: the forked daemon's life; never returns.
+ * parent: the httpd parent's pid (signalled for a graceful restart; the
+ * daemon stops when it is gone). */
+void csy_daemon_main(server_rec *s, const csy_conf_t *conf, pid_t parent)
+    __attribute__((noreturn));
+
+/* mod_certsync_dyn.c */
+int csy_dyn_check(apr_pool_t *pconf, server_rec *s);
+void csy_dyn_register_hooks(apr_pool_t *p);
+
+/* mod_certsync_status.c */
+void csy_status_register_hooks(apr_pool_t *p);
+
+#endif /* MOD_CERTSYNC_PRIVATE_H */
