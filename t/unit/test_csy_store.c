@@ -10,6 +10,7 @@
  * and CSY_CRASH_SEED repeat or lengthen the crash test.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <limits.h>
 #include <signal.h>
@@ -30,6 +31,8 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include "cs_file.h"
+#include "cs_layout.h"
 #include "csy_store.h"
 #include "unit.h"
 
@@ -453,6 +456,50 @@ static void test_perms(void)
     CHECK_EQ_INT(count_tmp(base), 0);
     remove(at("secret"));
     remove(at("public"));
+}
+
+/* lib/cs_file.c's bounded read and lib/cs_layout.c's paths, which the
+ * store, the dynamic-mode reader and mod_macro_gen share. */
+static void test_file_layout(void)
+{
+    char *buf = NULL, small[16];
+    apr_size_t len = 99;
+
+    UNIT_CASE("cs_file_read");
+    spit(at("f"), "abc");
+    CHECK_EQ_INT(cs_file_read(&buf, &len, pool, at("f"), 3), APR_SUCCESS);
+    CHECK_STR(buf, "abc");
+    CHECK_EQ_INT(len, 3);
+    CHECK_EQ_INT(cs_file_read(&buf, &len, pool, at("f"), 2),
+                 APR_FROM_OS_ERROR(EFBIG));
+    CHECK(buf == NULL && len == 0);
+    CHECK_EQ_INT(cs_file_read(&buf, &len, pool, at("nothing"), 9),
+                 APR_ENOENT);
+    CHECK_EQ_INT(cs_file_read(&buf, &len, pool, base, 9), APR_EINVAL);
+    spit(at("f"), "");
+    CHECK_EQ_INT(cs_file_read(&buf, &len, pool, at("f"), 0), APR_SUCCESS);
+    CHECK(buf != NULL && *buf == '\0' && len == 0);
+    remove(at("f"));
+
+    UNIT_CASE("cs_layout paths");
+    CHECK_STR(cs_layout_path(pool, "/s", NULL, NULL, NULL), "/s/live");
+    CHECK_STR(cs_layout_path(pool, "/s", "a.example", NULL, NULL),
+              "/s/live/a.example");
+    CHECK_STR(cs_layout_path(pool, "/s", "a.example", CS_LAYOUT_CURRENT,
+                             NULL), "/s/live/a.example/current");
+    CHECK_STR(cs_layout_path(pool, "/s", "a.example", "0a",
+                             CS_LAYOUT_CHAIN),
+              "/s/live/a.example/0a/fullchain.pem");
+    CHECK_STR(cs_layout_top(pool, "/s", CS_LAYOUT_MANIFEST), "/s/manifest");
+    CHECK_EQ_INT(cs_layout_path_buf(small, sizeof(small), "/s", "a.b",
+                                    CS_LAYOUT_CURRENT, NULL), 0);
+    CHECK_STR(small, "");
+    CHECK_EQ_INT(cs_layout_path_buf(small, sizeof(small), "/s", "a.b", "0a",
+                                    NULL), 14);
+    CHECK_STR(small, "/s/live/a.b/0a");
+    CHECK(cs_layout_serial_ok("0aF", 3));
+    CHECK(!cs_layout_serial_ok("0g", 2));
+    CHECK(!cs_layout_serial_ok("", 0));
 }
 
 static void test_manifest(void)
@@ -1252,6 +1299,7 @@ int main(void)
     test_install();
     test_reinstall();
     test_perms();
+    test_file_layout();
     test_manifest();
     test_cursor();
     test_prune();
