@@ -99,6 +99,7 @@ static name_fault_t name_rule(char *out, const char *name, apr_size_t len,
             digits = 0;
         }
         else if (c >= '0' && c <= '9') {
+            /* a digit: the label may still be all digits */
         }
         else if (c >= 'A' && c <= 'Z') {
             if (!(flags & CS_NAME_ANY_CASE)) {

@@ -30,8 +30,6 @@ apr_status_t csy_store_manifest_load(cs_manifest_t **pm, const char **why,
     rv = cs_file_read(&buf, &len, p, csy_store_manifest_path(store, p),
                       CS_MANIFEST_MAX);
     if (APR_STATUS_IS_ENOENT(rv)) {
-        buf = NULL;
-        len = 0;
         rv = APR_SUCCESS;
     }
     else if (rv == APR_SUCCESS) {
@@ -40,8 +38,9 @@ apr_status_t csy_store_manifest_load(cs_manifest_t **pm, const char **why,
         return *why ? APR_EINVAL : APR_SUCCESS;
     }
     /* None (yet), or one that cannot be read: no entries. */
-    cs_manifest_parse(pm, p, CS_MANIFEST_HEADER "\n",
-                      sizeof(CS_MANIFEST_HEADER));
+    *pm = apr_palloc(p, sizeof(**pm));
+    (*pm)->entries = apr_array_make(p, 1, sizeof(cs_manifest_entry_t));
+    (*pm)->problems = apr_array_make(p, 1, sizeof(cs_manifest_problem_t));
     return rv;
 }
 
