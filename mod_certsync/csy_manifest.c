@@ -57,7 +57,20 @@ apr_status_t csy_store_manifest_read(apr_array_header_t **domains,
     rv = csy_store_manifest_load(&m, &why, store, p);
     *domains = apr_array_make(p, m->entries->nelts + 1, sizeof(const char *));
     if (rv != APR_SUCCESS) {
+        if (why && store->log) {
+            store->log(store->log_baton, CS_LOG_WARN,
+                       apr_psprintf(p, "manifest %s refused: %s",
+                                    csy_store_manifest_path(store, p), why));
+        }
         return rv;
+    }
+    /* docs/manifest.md: a skipped line is named, never silent. */
+    for (i = 0; store->log && i < m->problems->nelts; i++) {
+        store->log(store->log_baton, CS_LOG_WARN,
+                   cs_manifest_problem_text(
+                       p, csy_store_manifest_path(store, p),
+                       &APR_ARRAY_IDX(m->problems, i,
+                                      cs_manifest_problem_t)));
     }
     for (i = 0; i < m->entries->nelts; i++) {
         e = &APR_ARRAY_IDX(m->entries, i, cs_manifest_entry_t);

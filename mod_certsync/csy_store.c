@@ -213,6 +213,12 @@ apr_status_t csy_store_open(csy_store_t **pstore, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
+void csy_store_set_log(csy_store_t *store, cs_log_fn *log, void *baton)
+{
+    store->log = log;
+    store->log_baton = baton;
+}
+
 void csy_store_set_envelope_group(csy_store_t *store, long gid)
 {
     store->envelope_gid = gid;
@@ -553,6 +559,13 @@ apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
         }
         if (damaged != APR_SUCCESS) {
             keep = NULL;
+            if (store->log) {
+                store->log(store->log_baton, CS_LOG_WARN,
+                           apr_psprintf(p, "%s has skipped lines: no domain "
+                                        "directory is removed until it is "
+                                        "whole again",
+                                        csy_store_manifest_path(store, p)));
+            }
         }
     }
     rv = cs_file_list_dir(&names, store->live, p);

@@ -36,6 +36,7 @@
 #include <apr_pools.h>
 #include <apr_tables.h>
 
+#include "cs_log.h"
 #include "cs_manifest.h"
 
 typedef struct csy_store_t csy_store_t;
@@ -176,6 +177,14 @@ void csy_store_set_envelope_group(csy_store_t *store, long gid);
  */
 apr_status_t csy_store_remove(csy_store_t *store, apr_pool_t *p,
                               const char *domain);
+
+/**
+ * Where the store reports what it skips (the manifest's bad lines, a
+ * prune that removed no domain because of them), at CS_LOG_WARN, once per
+ * read.  NULL (the default): the caller learns it from the return values
+ * (APR_INCOMPLETE) and csy_store_manifest_load.
+ */
+void csy_store_set_log(csy_store_t *store, cs_log_fn *log, void *baton);
 
 /** The store directory. */
 const char *csy_store_dir(const csy_store_t *store);

@@ -26,6 +26,8 @@ struct csy_store_t {
     const char *dir;            /* absolute, no trailing '/' */
     const char *live;           /* dir/live */
     long envelope_gid;          /* group that may read key.cms; -1: none */
+    cs_log_fn *log;             /* csy_store_set_log; NULL: none */
+    void *log_baton;
 };
 
 /* A domain the store accepts as a path component: cs_name_check, lower

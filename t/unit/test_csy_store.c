@@ -502,6 +502,15 @@ static void test_file_layout(void)
     CHECK(!cs_layout_serial_ok("", 0));
 }
 
+/* csy_store_set_log: what the store reported. */
+static void collect(void *baton, cs_log_level_t level, const char *msg)
+{
+    apr_array_header_t *got = baton;
+
+    APR_ARRAY_PUSH(got, const char *) =
+        apr_psprintf(pool, "%d %s", (int)level, msg);
+}
+
 static void test_manifest(void)
 {
     csy_store_t *store = open_store("man");
@@ -568,6 +577,22 @@ static void test_manifest(void)
          "c.example /x/c\nb.example /x/b2\nd.example relative\n");
     CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_INCOMPLETE);
     CHECK_STR(joined(got), "b.example,c.example");
+    {
+        apr_array_header_t *logged = apr_array_make(pool, 4,
+                                                    sizeof(const char *));
+
+        csy_store_set_log(store, collect, logged);
+        CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool),
+                     APR_INCOMPLETE);
+        csy_store_set_log(store, NULL, NULL);
+        if (CHECK_EQ_INT(logged->nelts, 3)) {
+            CHECK_STR(APR_ARRAY_IDX(logged, 0, const char *),
+                      apr_psprintf(pool, "%d skipping line 2 of %s/manifest "
+                                   "(domain 'a.example'): no certdir "
+                                   "(expected '<domain> <certdir>')",
+                                   (int)CS_LOG_WARN, dir));
+        }
+    }
     {
         cs_manifest_t *m = NULL;
         const char *why = "";
