@@ -9,13 +9,13 @@
  * Domains are "dI.PREFIX" for I = 1..COUNT.  Each gets a certificate from
  * the CA for one EC P-256 key (one key for all: generating 100,000 keys
  * would only slow the setup; the proxy parses and decrypts every domain's
- * copy separately all the same), written as the store's layout (see
- * mod_certsync/csy_store.h): live/NAME/SERIAL/fullchain.pem, privkey.pem
- * (vhost mode), key.cms (the key sealed to WRAP.crt, dynamic mode) and,
- * unless WRAP.key is "-", key.seal (what the sync daemon writes for the
- * workers, lib/cs_seal.h), the `current` link, then the manifest and a
- * cursor of 0.  No fsync: this is
- * a benchmark's scratch store.
+ * copy separately all the same), written in the store's layout
+ * (lib/cs_layout.h): live/NAME/SERIAL/fullchain.pem, privkey.pem (vhost
+ * mode), key.cms (the key sealed to WRAP.crt, dynamic mode) and, unless
+ * WRAP.key is "-", key.seal (what the sync daemon writes for the workers,
+ * lib/cs_seal.h), the `current` link.  The versions are written without
+ * fsync (a benchmark's scratch store); the store itself, the manifest and
+ * the cursor (0) are mod_certsync's own code (csy_store.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +28,10 @@
 #include <apr_strings.h>
 
 #include "cs_crypto.h"
+#include "cs_layout.h"
 #include "cs_seal.h"
 #include "cs_x509.h"
+#include "csy_store.h"
 
 static int put(const char *path, const void *data, size_t len, mode_t mode)
 {
@@ -67,17 +69,19 @@ static int one(apr_pool_t *p, const char *store, const cs_ca_t *ca,
         return -1;
     }
     pem = cs_pem_write_certs(p, chain);
-    ddir = apr_pstrcat(p, store, "/live/", name, NULL);
-    vdir = apr_pstrcat(p, ddir, "/", info.serial, NULL);
+    ddir = cs_layout_path(p, store, name, NULL, NULL);
+    vdir = cs_layout_path(p, store, name, info.serial, NULL);
     if (mkdir(ddir, 0755) || mkdir(vdir, 0755)
-        || put(apr_pstrcat(p, vdir, "/fullchain.pem", NULL), pem,
+        || put(apr_pstrcat(p, vdir, "/" CS_LAYOUT_CHAIN, NULL), pem,
                strlen(pem), 0644)
-        || put(apr_pstrcat(p, vdir, "/privkey.pem", NULL), key_pem, key_len,
-               0600)
-        || put(apr_pstrcat(p, vdir, "/key.cms", NULL), der, der_len, 0600)
-        || (seal && put(apr_pstrcat(p, vdir, "/key.seal", NULL), seal,
+        || put(apr_pstrcat(p, vdir, "/" CS_LAYOUT_KEY, NULL), key_pem,
+               key_len, 0600)
+        || put(apr_pstrcat(p, vdir, "/" CS_LAYOUT_ENVELOPE, NULL), der,
+               der_len, 0600)
+        || (seal && put(apr_pstrcat(p, vdir, "/" CS_LAYOUT_SEAL, NULL), seal,
                         seal_len, 0600))
-        || symlink(info.serial, apr_pstrcat(p, ddir, "/current", NULL))) {
+        || symlink(info.serial, cs_layout_path(p, store, name,
+                                               CS_LAYOUT_CURRENT, NULL))) {
         perror(ddir);
         return -1;
     }
@@ -87,23 +91,23 @@ static int one(apr_pool_t *p, const char *store, const cs_ca_t *ca,
 int main(int argc, char **argv)
 {
     apr_pool_t *pool, *p;
-    apr_array_header_t *wrap;
+    apr_array_header_t *wrap, *domains;
+    csy_store_t *st;
     cs_ca_t *ca;
     EVP_PKEY *key, *wrap_key = NULL;
     cs_seal_key_t sk;
     const char *err = NULL, *store, *prefix;
-    char *key_pem, *path;
+    char *key_pem, ebuf[128];
     apr_size_t key_len;
+    apr_status_t rv;
     long count, i;
     int workers, w, status, bad = 0;
-    FILE *m;
 
     if (argc < 8) {
         fprintf(stderr, "usage: mkstore STORE CA.crt CA.key WRAP.crt "
                 "WRAP.key|- COUNT PREFIX [WORKERS]\n");
         return 2;
     }
-    store = argv[1];
     count = atol(argv[6]);
     prefix = argv[7];
     workers = argc > 8 ? atoi(argv[8]) : 2;
@@ -122,12 +126,13 @@ int main(int argc, char **argv)
         return 1;
     }
     key_pem = cs_pem_write_key(pool, key, &key_len);
-    path = apr_pstrcat(pool, store, "/live", NULL);
-    mkdir(store, 0755);
-    if (mkdir(path, 0755) && access(path, W_OK)) {
-        perror(path);
+    /* Makes the store and live/ (0755), absolute: the manifest's paths. */
+    if ((rv = csy_store_open(&st, pool, argv[1])) != APR_SUCCESS) {
+        fprintf(stderr, "mkstore: %s: %s\n", argv[1],
+                apr_strerror(rv, ebuf, sizeof(ebuf)));
         return 1;
     }
+    store = csy_store_dir(st);
     for (w = 0; w < workers; w++) {
         if (fork() == 0) {
             apr_pool_create(&p, pool);
@@ -149,17 +154,16 @@ int main(int argc, char **argv)
     if (bad) {
         return 1;
     }
-    m = fopen(apr_pstrcat(pool, store, "/manifest", NULL), "w");
-    if (!m) {
-        perror("manifest");
+    domains = apr_array_make(pool, (int)count, sizeof(const char *));
+    for (i = 1; i <= count; i++) {
+        APR_ARRAY_PUSH(domains, const char *) =
+            apr_psprintf(pool, "d%ld.%s", i, prefix);
+    }
+    if ((rv = csy_store_manifest_write(st, pool, domains)) != APR_SUCCESS
+        || (rv = csy_store_cursor_set(st, 0, pool)) != APR_SUCCESS) {
+        fprintf(stderr, "mkstore: manifest or cursor: %s\n",
+                apr_strerror(rv, ebuf, sizeof(ebuf)));
         return 1;
     }
-    fputs("# certsync manifest v1\n", m);
-    for (i = 1; i <= count; i++) {
-        fprintf(m, "d%ld.%s %s/live/d%ld.%s/current\n", i, prefix, store, i,
-                prefix);
-    }
-    fclose(m);
-    return put(apr_pstrcat(pool, store, "/cursor", NULL), "0\n", 2, 0644)
-           ? 1 : 0;
+    return 0;
 }

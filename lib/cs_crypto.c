@@ -6,12 +6,12 @@
  * freed by a cleanup on the caller's pool; every buffer that held a
  * plaintext private key is cleansed before it is released.
  */
+#include <errno.h>
 #include <limits.h>
 #include <string.h>
 
 #include <apr_cstr.h>
 #include <apr_lib.h>
-#include <apr_file_io.h>
 #include <apr_strings.h>
 
 #include <openssl/asn1.h>
@@ -26,6 +26,7 @@
 #include <openssl/x509.h>
 
 #include "cs_crypto.h"
+#include "cs_file.h"
 
 /* Files we read are certificates and keys: anything larger is a mistake. */
 #define CS_FILE_MAX     (1024 * 1024)
@@ -616,52 +617,25 @@ apr_status_t cs_pem_read_key(EVP_PKEY **key, apr_pool_t *p, const char *pem,
     return APR_SUCCESS;
 }
 
-/* The whole of a small file, NUL-terminated, from p. */
+/* The whole of a small file, NUL-terminated, from p (cs_file_read), with
+ * the words for *err. */
 static apr_status_t file_read(char **data, apr_size_t *len, apr_pool_t *p,
                               const char *path, const char **err)
 {
-    apr_file_t *f;
-    apr_finfo_t fi;
-    apr_size_t n;
-    apr_status_t rv;
-    char *buf, ebuf[128];
+    apr_status_t rv = cs_file_read(data, len, p, path, CS_FILE_MAX);
+    char ebuf[128];
 
-    *data = NULL;
-    *len = 0;
-    rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY,
-                       APR_OS_DEFAULT, p);
-    if (rv != APR_SUCCESS) {
-        *err = apr_psprintf(p, "cannot open %s: %s", path,
-                            apr_strerror(rv, ebuf, sizeof(ebuf)));
-        return APR_STATUS_IS_ENOENT(rv) ? APR_ENOENT : rv;
-    }
-    rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f);
-    if (rv != APR_SUCCESS) {
-        *err = apr_psprintf(p, "cannot stat %s: %s", path,
-                            apr_strerror(rv, ebuf, sizeof(ebuf)));
-        goto leave;
-    }
-    if (fi.size < 0 || fi.size > CS_FILE_MAX) {
+    if (rv == APR_FROM_OS_ERROR(EFBIG)) {
         *err = apr_psprintf(p, "%s: too large for a certificate or key",
                             path);
-        rv = APR_EINVAL;
-        goto leave;
     }
-    n = (apr_size_t)fi.size;
-    buf = apr_palloc(p, n + 1);
-    rv = apr_file_read_full(f, buf, n, &n);
-    if (rv != APR_SUCCESS && !(APR_STATUS_IS_EOF(rv) && n == 0)) {
+    else if (rv == APR_EINVAL) {
+        *err = apr_psprintf(p, "%s: not a regular file", path);
+    }
+    else if (rv != APR_SUCCESS) {
         *err = apr_psprintf(p, "cannot read %s: %s", path,
                             apr_strerror(rv, ebuf, sizeof(ebuf)));
-        goto leave;
     }
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
-    rv = APR_SUCCESS;
-
-leave:
-    apr_file_close(f);
     return rv;
 }
 

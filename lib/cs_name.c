@@ -1,137 +1,150 @@
 /*
- * cs_name.c: domain name normalisation and validation.  See cs_name.h.
+ * cs_name.c: the domain-name rule (see cs_name.h) and text for log lines.
+ * APR only: mod_macro_gen links this file.
+ *
+ * One pass over the name, no allocation unless a refused name's reason
+ * quotes its character: the dynamic-mode certificate callback runs it on
+ * every handshake that misses its cache.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include <apr_strings.h>
-#include <idn2.h>
 
 #include "cs_name.h"
 
-static int is_ldh(char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-';
-}
+typedef enum {
+    NAME_OK,
+    NAME_EMPTY,
+    NAME_TOO_LONG,
+    NAME_CHAR,
+    NAME_STAR,
+    NAME_UPPER,
+    NAME_EMPTY_LABEL,
+    NAME_LABEL_LONG,
+    NAME_HYPHEN,
+    NAME_RESERVED,
+    NAME_TRAILING_DOT,
+    NAME_ONE_LABEL,
+    NAME_NUMERIC
+} name_fault_t;
 
-static const char *check_label(apr_pool_t *p, const char *label, size_t len)
+static const char *const name_reason[] = {
+    NULL,
+    "empty domain name",
+    "domain name longer than 253 characters",
+    "character not allowed in a domain name (letters, digits, '-' and '.')",
+    "'*' is only allowed as a whole first label (\"*.example.com\")",
+    "upper-case letter in a name that must be in lower case",
+    "empty label in domain name",
+    "label longer than 63 characters in domain name",
+    "label starts or ends with '-' in domain name",
+    "label has '--' in the third and fourth positions (reserved for IDNA "
+    "xn--)",
+    "domain name ends with '.'",
+    "domain name needs at least two labels",
+    "the top-level label is numeric (an IP address is not a domain name)"
+};
+
+/* The rule.  out (if not NULL) receives the name in lower case, not
+ * terminated; *at is where a NAME_CHAR fault is. */
+static name_fault_t name_rule(char *out, const char *name, apr_size_t len,
+                              int flags, apr_size_t *at)
 {
-    size_t i;
-    char *u8 = NULL, *copy;
-    int rc;
+    apr_size_t i = 0, start, labels = 0;
+    int digits = 1;
+    char c;
 
     if (len == 0) {
-        return "empty label";
+        return NAME_EMPTY;
     }
-    if (len > CS_LABEL_MAX) {
-        return "label longer than 63 characters";
+    if (len > CS_NAME_MAX) {
+        return NAME_TOO_LONG;
     }
-    for (i = 0; i < len; i++) {
-        if (!is_ldh(label[i])) {
-            return label[i] == '*' ? "a wildcard is only allowed as the "
-                                     "whole first label (*.example.com)"
-                                   : "invalid character (letters, digits "
-                                     "and '-' only)";
-        }
-    }
-    if (label[0] == '-' || label[len - 1] == '-') {
-        return "label starts or ends with '-'";
-    }
-    /* "??--" is reserved for encodings; the only one in use is IDNA's. */
-    if (len >= 4 && label[2] == '-' && label[3] == '-') {
-        if (strncmp(label, "xn--", 4) != 0) {
-            return "label has '--' in the third and fourth positions "
-                   "(reserved for IDNA xn--)";
-        }
-        copy = apr_pstrmemdup(p, label, len);
-        rc = idn2_to_unicode_8z8z(copy, &u8, 0);
-        if (rc != IDN2_OK) {
-            return apr_psprintf(p, "invalid IDNA A-label '%s': %s", copy,
-                                idn2_strerror(rc));
-        }
-        idn2_free(u8);
-    }
-    return NULL;
-}
-
-const char *cs_name_normalize(const char **out, apr_pool_t *p,
-                              const char *name)
-{
-    const char *host, *label, *dot, *why;
-    char *ascii = NULL, *norm;
-    size_t len, i, labels = 0, last_start = 0;
-    int wildcard = 0, non_ascii = 0, all_digits;
-
-    *out = NULL;
-    if (!name || !*name) {
-        return "empty name";
-    }
-    len = strlen(name);
-    if (len > 4 * (CS_NAME_MAX + 1)) {
-        return "name too long";
-    }
-    if (name[len - 1] == '.') {
-        len--;     /* the root's dot: example.com. is example.com */
-    }
-    host = name;
     if (len >= 2 && name[0] == '*' && name[1] == '.') {
-        wildcard = 1;
-        host += 2;
-        len -= 2;
+        if (out) {
+            out[0] = '*';
+            out[1] = '.';
+        }
+        i = 2;
     }
-    norm = apr_pstrmemdup(p, host, len);
-    for (i = 0; i < len; i++) {
-        if ((unsigned char)norm[i] >= 0x80) {
-            non_ascii = 1;
+    for (start = i; i <= len; i++) {
+        c = i < len ? name[i] : '.';
+        if (c == '.') {
+            if (i == start) {
+                return NAME_EMPTY_LABEL;
+            }
+            if (i - start > CS_LABEL_MAX) {
+                return NAME_LABEL_LONG;
+            }
+            if (name[start] == '-' || name[i - 1] == '-') {
+                return NAME_HYPHEN;
+            }
+            /* "ab--" is reserved for encodings; IDNA's is the one in use. */
+            if (i - start >= 4 && name[start + 2] == '-'
+                && name[start + 3] == '-'
+                && !((name[start] | 0x20) == 'x'
+                     && (name[start + 1] | 0x20) == 'n')) {
+                return NAME_RESERVED;
+            }
+            labels++;
+            if (i + 1 == len) {
+                return NAME_TRAILING_DOT;
+            }
+            if (i < len) {
+                digits = 1;
+            }
+            start = i + 1;
         }
-        else if (norm[i] >= 'A' && norm[i] <= 'Z') {
-            norm[i] = (char)(norm[i] - 'A' + 'a');
+        else if ((c >= 'a' && c <= 'z') || c == '-') {
+            digits = 0;
         }
-        else if (norm[i] < 0x21 || norm[i] == 0x7F) {
-            return "control character or space in name";
+        else if (c >= '0' && c <= '9') {
+            /* a digit: the label may still be all digits */
         }
-    }
-    if (non_ascii) {
-        int rc = idn2_to_ascii_8z(norm, &ascii,
-                                  IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
-        if (rc != IDN2_OK) {
-            return apr_psprintf(p, "not a valid internationalised name: %s",
-                                idn2_strerror(rc));
+        else if (c >= 'A' && c <= 'Z') {
+            if (!(flags & CS_NAME_ANY_CASE)) {
+                return NAME_UPPER;
+            }
+            c = (char)(c - 'A' + 'a');
+            digits = 0;
         }
-        norm = apr_pstrdup(p, ascii);
-        idn2_free(ascii);
-        len = strlen(norm);
-    }
-    if (len + (wildcard ? 2 : 0) > CS_NAME_MAX) {
-        return "name longer than 253 characters";
-    }
-
-    for (label = norm; ; label = dot + 1) {
-        dot = strchr(label, '.');
-        last_start = (size_t)(label - norm);
-        why = check_label(p, label, dot ? (size_t)(dot - label)
-                                        : strlen(label));
-        if (why) {
-            return why;
+        else {
+            *at = i;
+            return c == '*' ? NAME_STAR : NAME_CHAR;
         }
-        labels++;
-        if (!dot) {
-            break;
+        if (out && i < len) {
+            out[i] = c;
         }
     }
     if (labels < 2) {
-        return "a name needs at least two labels (example.com)";
+        return NAME_ONE_LABEL;
     }
-    all_digits = 1;
-    for (i = last_start; norm[i]; i++) {
-        all_digits &= norm[i] >= '0' && norm[i] <= '9';
+    return digits ? NAME_NUMERIC : NAME_OK;
+}
+
+const char *cs_name_check(apr_pool_t *p, const char *name, apr_size_t len,
+                          int flags)
+{
+    apr_size_t at = 0;
+    name_fault_t f = name_rule(NULL, name, len, flags, &at);
+
+    if (f == NAME_CHAR && p) {
+        return apr_psprintf(p, "character '%s' is not allowed in a domain "
+                            "name (letters, digits, '-' and '.')",
+                            cs_printable(p, name + at, 1, 1));
     }
-    if (all_digits) {
-        return "the top-level label is numeric (an IP address is not a "
-               "domain name)";
+    return name_reason[f];
+}
+
+int cs_name_lower(char *out, const char *name)
+{
+    apr_size_t at, len = strnlen(name, CS_NAME_MAX + 1);
+
+    if (name_rule(out, name, len, CS_NAME_ANY_CASE, &at) != NAME_OK) {
+        return 0;
     }
-    *out = wildcard ? apr_pstrcat(p, "*.", norm, NULL) : norm;
-    return NULL;
+    out[len] = '\0';
+    return 1;
 }
 
 apr_size_t cs_utf8_prefix(const char *s, apr_size_t max)
@@ -144,4 +157,33 @@ apr_size_t cs_utf8_prefix(const char *s, apr_size_t max)
     for (n = max; n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80; n--) {
     }
     return n;
+}
+
+const char *cs_printable(apr_pool_t *p, const char *s, apr_size_t len,
+                         apr_size_t max)
+{
+    apr_size_t n = len > max ? max : len;
+    char *out = apr_palloc(p, n * 4 + sizeof("..."));
+    char *o = out;
+    apr_size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c < 0x20 || c > 0x7e || c == '\\') {
+            *o++ = '\\';
+            *o++ = 'x';
+            *o++ = "0123456789abcdef"[c >> 4];
+            *o++ = "0123456789abcdef"[c & 0x0f];
+        }
+        else {
+            *o++ = (char)c;
+        }
+    }
+    if (n < len) {
+        memcpy(o, "...", 3);
+        o += 3;
+    }
+    *o = '\0';
+    return out;
 }

@@ -16,11 +16,8 @@
  * two versions; if pruning removed it meanwhile the read starts again.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <apr_strings.h>
@@ -30,6 +27,9 @@
 #include <openssl/err.h>
 
 #include "cs_crypto.h"
+#include "cs_file.h"
+#include "cs_layout.h"
+#include "cs_name.h"
 #include "cs_seal.h"
 #include "csy_dyn.h"
 
@@ -93,37 +93,9 @@ void csy_gen_bump_all(csy_shared_t *sh)
 
 int csy_sni_name(char *out, const char *sni)
 {
-    apr_size_t i, label = 0, labels = 1;
-    char c, prev = '.';
-
-    for (i = 0; sni[i]; i++) {
-        if (i >= 253) {
-            return 0;
-        }
-        c = sni[i];
-        if (c >= 'A' && c <= 'Z') {
-            c = (char)(c - 'A' + 'a');
-        }
-        if (c == '.') {
-            if (prev == '.' || prev == '-') {
-                return 0;       /* empty label, or ends with '-' */
-            }
-            labels++;
-            label = 0;
-        }
-        else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-                 || (c == '-' && prev != '.')) {
-            if (++label > 63) {
-                return 0;
-            }
-        }
-        else {
-            return 0;
-        }
-        out[i] = prev = c;
-    }
-    out[i] = '\0';
-    return i > 0 && labels >= 2 && prev != '.' && prev != '-';
+    /* The suite's one rule, then: a client does not ask for "*.x" (the
+     * wildcard entry is found from the name it covers). */
+    return cs_name_lower(out, sni) && out[0] != '*';
 }
 
 /* ------------------------------------------------------------------ */
@@ -248,58 +220,23 @@ static void bundle_ref(csy_bundle_t *b)
 static apr_status_t current_serial(char *serial, const char *store_dir,
                                    const char *name)
 {
-    char path[1400];
-    ssize_t n, i;
+    char path[1400], buf[CS_LAYOUT_SERIAL_MAX + 1];
+    ssize_t n;
 
-    snprintf(path, sizeof(path), "%s/live/%s/current", store_dir, name);
-    n = readlink(path, serial, 64);
+    if (!cs_layout_path_buf(path, sizeof(path), store_dir, name,
+                            CS_LAYOUT_CURRENT, NULL)) {
+        return APR_NOTFOUND;
+    }
+    n = readlink(path, buf, sizeof(buf));
     if (n < 0) {
         return errno == ENOENT || errno == ENOTDIR ? APR_NOTFOUND
                                                    : APR_FROM_OS_ERROR(errno);
     }
-    if (n == 0 || n > 64) {
-        return APR_NOTFOUND;
+    if (!cs_layout_serial_ok(buf, (apr_size_t)n)) {
+        return APR_NOTFOUND;    /* also a target longer than a serial */
     }
-    for (i = 0; i < n; i++) {
-        if (!((serial[i] >= '0' && serial[i] <= '9')
-              || (serial[i] >= 'a' && serial[i] <= 'f')
-              || (serial[i] >= 'A' && serial[i] <= 'F'))) {
-            return APR_NOTFOUND;
-        }
-    }
+    memcpy(serial, buf, (apr_size_t)n);
     serial[n] = '\0';
-    return APR_SUCCESS;
-}
-
-/* A whole small file, NUL-terminated, from p. */
-static apr_status_t read_all(char **data, apr_size_t *len, apr_pool_t *p,
-                             const char *path, apr_size_t max)
-{
-    struct stat st;
-    apr_size_t got = 0;
-    ssize_t n;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-    if (fd < 0) {
-        return APR_FROM_OS_ERROR(errno);
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)
-        || (apr_size_t)st.st_size > max) {
-        close(fd);
-        return APR_EINVAL;
-    }
-    *data = apr_palloc(p, (apr_size_t)st.st_size + 1);
-    while (got < (apr_size_t)st.st_size) {
-        n = read(fd, *data + got, (apr_size_t)st.st_size - got);
-        if (n <= 0) {
-            close(fd);
-            return n < 0 ? APR_FROM_OS_ERROR(errno) : APR_EINVAL;
-        }
-        got += (apr_size_t)n;
-    }
-    close(fd);
-    (*data)[got] = '\0';
-    *len = got;
     return APR_SUCCESS;
 }
 
@@ -331,8 +268,9 @@ static apr_status_t open_envelope(EVP_PKEY **key, apr_pool_t *p,
     int i;
 
     *key = NULL;
-    if ((rv = read_all(&cms, &len, p, apr_pstrcat(p, dir, "/key.cms", NULL),
-                       CSY_MAX_CMS))) {
+    if ((rv = cs_file_read(&cms, &len, p,
+                           apr_pstrcat(p, dir, "/" CS_LAYOUT_ENVELOPE, NULL),
+                           CSY_MAX_CMS))) {
         *why = APR_STATUS_IS_ENOENT(rv) ? "version removed while reading"
                                         : "cannot read key.cms";
         return rv;
@@ -378,8 +316,9 @@ static EVP_PKEY *open_seal(apr_pool_t *p, const char *dir, X509 *leaf,
     int i;
 
     if (!w->seal
-        || read_all(&sealed, &len, p, apr_pstrcat(p, dir, "/key.seal", NULL),
-                    CSY_MAX_SEAL)) {
+        || cs_file_read(&sealed, &len, p,
+                        apr_pstrcat(p, dir, "/" CS_LAYOUT_SEAL, NULL),
+                        CSY_MAX_SEAL)) {
         return NULL;
     }
     for (i = 0; i < w->seal->nelts; i++) {
@@ -452,10 +391,10 @@ static apr_status_t load_version(csy_bundle_t *b, apr_pool_t *p,
     char *pem;
 
     b->from_envelope = 0;
-    dir = apr_psprintf(p, "%s/live/%s/%s", store_dir, name, b->serial);
-    if ((rv = read_all(&pem, &pem_len, p,
-                       apr_pstrcat(p, dir, "/fullchain.pem", NULL),
-                       CSY_MAX_CHAIN))) {
+    dir = cs_layout_path(p, store_dir, name, b->serial, NULL);
+    if ((rv = cs_file_read(&pem, &pem_len, p,
+                           apr_pstrcat(p, dir, "/" CS_LAYOUT_CHAIN, NULL),
+                           CSY_MAX_CHAIN))) {
         *why = APR_STATUS_IS_ENOENT(rv) ? "version removed while reading"
                                         : "cannot read the version";
         return rv;
@@ -492,7 +431,7 @@ static apr_status_t bundle_load(csy_bundle_t **pb, chains_t *chains,
     int tries;
 
     *pb = NULL;
-    if (strlen(name) > 253) {
+    if (strlen(name) > CS_NAME_MAX) {
         return APR_NOTFOUND;
     }
     b = OPENSSL_zalloc(sizeof(*b));

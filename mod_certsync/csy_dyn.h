@@ -87,10 +87,10 @@ apr_status_t csy_bundle_load(csy_bundle_t **b, const char *store_dir,
                              char *err, apr_size_t errlen);
 
 /**
- * The server name a client sent, as a store name: lower case, LDH labels
- * (A-labels), at least two labels, at most 253 characters, no trailing
- * dot.  Writes it to out (254 bytes); 0 if the name cannot be a domain
- * of the store (then no lookup is made).
+ * The server name a client sent, as a store name: the suite's one domain
+ * rule (cs_name_lower, lib/cs_name.h) in lower case, and not a wildcard.
+ * Writes it to out (254 bytes); 0 if the name cannot be a domain of the
+ * store (then no lookup is made).
  */
 int csy_sni_name(char *out, const char *sni);
 

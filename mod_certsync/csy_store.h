@@ -6,25 +6,15 @@
  * point leaves every domain with a matching certificate and key (the old
  * pair or the new one), and the next run converges.
  *
- * Layout under the store directory (created 0755 if missing; directories
- * are 0755 because httpd's parent reads the chains and, in dynamic mode,
- * the workers look versions up; the keys themselves are 0600):
- *
- *   cursor                  the change-feed sequence applied ("123\n")
- *   manifest                the servable domains (docs/manifest.md):
- *                             # certsync manifest v1
- *                             example.com /store/live/example.com/current
- *   state.json              failures and counters for the status page
- *                           (written by the glue with csy_write_atomic)
- *   live/DOMAIN/SERIAL/     one version: fullchain.pem (0644) and
- *                           privkey.pem (0600, vhost mode) or key.cms
- *                           (the sealed envelope, dynamic mode: 0600, or
- *                           0640 with csy_store_set_envelope_group) and
- *                           key.seal beside it (the same key sealed for
- *                           this proxy, lib/cs_seal.h; same permissions)
- *   live/DOMAIN/current     symlink -> SERIAL: what is served
- *   live/DOMAIN/previous    symlink -> SERIAL: what was served before
- *                           (rollback target)
+ * The layout (live/DOMAIN/SERIAL/, the current and previous links, the
+ * file names, manifest, cursor) is lib/cs_layout.h; the durable-write and
+ * bounded-read primitives are lib/cs_file.h; the manifest's grammar is
+ * lib/cs_manifest.h.  This API says how the store changes.  Directories
+ * are 0755 (created if missing) because httpd's parent reads the chains
+ * and, in dynamic mode, the workers look versions up; fullchain.pem is
+ * 0644; privkey.pem (vhost mode) 0600; key.cms and key.seal (dynamic
+ * mode) 0600, or 0640 with csy_store_set_envelope_group.  state.json and
+ * the other state files of the glue are written with csy_write_atomic.
  *
  * Switching a domain is one rename() of a new symlink over `current`, so a
  * reader always sees a complete version.  Versions other than current and
@@ -33,8 +23,8 @@
  *
  * DOMAIN and SERIAL must have been validated by the caller (normalised
  * domain names; hex serials): they become path components.  The store
- * checks them again ([a-z0-9.*-], no "..", no leading or trailing dot, at
- * most 253 characters; 1 to 64 hex digits) and answers APR_EINVAL.
+ * checks them again (cs_name_check in lower case; 1 to 64 hex digits) and
+ * answers APR_EINVAL.
  *
  * One writer at a time (the sync process): there is no lock, and prune
  * removes temp entries that a concurrent install would still be using.
@@ -45,6 +35,9 @@
 #include <apr_file_info.h>
 #include <apr_pools.h>
 #include <apr_tables.h>
+
+#include "cs_log.h"
+#include "cs_manifest.h"
 
 typedef struct csy_store_t csy_store_t;
 
@@ -62,7 +55,7 @@ apr_status_t csy_store_open(csy_store_t **store, apr_pool_t *p,
  * Write a file atomically and durably with exactly perms (APR_FPROT_*
  * read/write/execute bits only, else APR_EINVAL; the umask does not
  * apply): a .tmp-* file beside path, written, synced, renamed over path,
- * and the directory synced.
+ * and the directory synced.  cs_file_write_atomic under the store's name.
  */
 apr_status_t csy_write_atomic(const char *path, const void *data,
                               apr_size_t len, apr_fileperms_t perms,
@@ -95,7 +88,7 @@ apr_status_t csy_store_install_sealed(csy_store_t *store, apr_pool_t *p,
                                       const void *seal, apr_size_t seal_len);
 
 /** A whole file of the store (at most 1 MiB), NUL-terminated, from p;
- *  APR_ENOENT if it does not exist. */
+ *  APR_ENOENT if it does not exist (cs_file_read's other errors). */
 apr_status_t csy_store_read_file(char **buf, apr_size_t *len, apr_pool_t *p,
                                  const char *path);
 
@@ -123,9 +116,28 @@ const char *csy_store_version_dir(const csy_store_t *store, apr_pool_t *p,
 const char *csy_store_current_dir(csy_store_t *store, apr_pool_t *p,
                                   const char *domain);
 
-/** The servable domains (array of const char *) read from the manifest;
- * empty if there is none yet.  Comments and blank lines are skipped;
- * APR_EINVAL if the first line is not the v1 header or a line is bad. */
+/** The manifest's path (STORE/manifest). */
+const char *csy_store_manifest_path(const csy_store_t *store, apr_pool_t *p);
+
+/**
+ * The manifest as parsed (lib/cs_manifest.h): entries and the lines that
+ * were skipped, for a caller that reports them.  None yet: no entries,
+ * APR_SUCCESS.  Refused as a whole (another version, not a manifest):
+ * APR_EINVAL, *why says why.  Unreadable: that error.  *pm is always set.
+ */
+apr_status_t csy_store_manifest_load(cs_manifest_t **pm, const char **why,
+                                     csy_store_t *store, apr_pool_t *p);
+
+/**
+ * The servable domains (array of const char *, lower case) read from the
+ * manifest; empty if there is none yet.  The one policy for bad lines
+ * (docs/manifest.md): a malformed line or a repeated domain is skipped;
+ * the others are returned, with APR_INCOMPLETE instead of APR_SUCCESS so
+ * that the caller knows the list is not the whole manifest
+ * (csy_store_manifest_load says which lines and why; the next
+ * csy_store_manifest_write leaves them out).  APR_EINVAL if the first line
+ * is not the v1 header; *domains is then empty.
+ */
 apr_status_t csy_store_manifest_read(apr_array_header_t **domains,
                                      csy_store_t *store, apr_pool_t *p);
 
@@ -141,9 +153,11 @@ apr_status_t csy_store_manifest_write(csy_store_t *store, apr_pool_t *p,
  * the .tmp-* entries a crash left in its directory.  With NULL: that for
  * every domain, the .tmp-* entries of the store and of live/, and the
  * directories of domains not in the manifest (only if a manifest has been
- * written).  Call it with NULL only once the manifest it goes by has been
- * activated (after the graceful restart), since until then httpd's
- * configuration may still name those files.
+ * written, and only if it has no skipped line: else no domain is removed
+ * and, the rest done, APR_INCOMPLETE is returned).  Call it with NULL only
+ * once the manifest it goes by has been activated (after the graceful
+ * restart), since until then httpd's configuration may still name those
+ * files.
  */
 apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
                              const char *domain);
@@ -163,6 +177,14 @@ void csy_store_set_envelope_group(csy_store_t *store, long gid);
  */
 apr_status_t csy_store_remove(csy_store_t *store, apr_pool_t *p,
                               const char *domain);
+
+/**
+ * Where the store reports what it skips (the manifest's bad lines, a
+ * prune that removed no domain because of them), at CS_LOG_WARN, once per
+ * read.  NULL (the default): the caller learns it from the return values
+ * (APR_INCOMPLETE) and csy_store_manifest_load.
+ */
+void csy_store_set_log(csy_store_t *store, cs_log_fn *log, void *baton);
 
 /** The store directory. */
 const char *csy_store_dir(const csy_store_t *store);

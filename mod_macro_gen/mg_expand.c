@@ -9,7 +9,7 @@
 #include <apr_strings.h>
 
 #include "mg_expand.h"
-#include "mg_manifest.h"
+#include "cs_manifest.h"
 
 #define MG_USE  "Use "
 
@@ -17,7 +17,8 @@ char *mg_expand_use_lines(apr_size_t *len, apr_pool_t *p, const char *macro,
                           const char *extra,
                           const apr_array_header_t *entries)
 {
-    const mg_entry_t *e = (const mg_entry_t *)entries->elts;
+    const cs_manifest_entry_t *e =
+        (const cs_manifest_entry_t *)entries->elts;
     apr_size_t mlen = strlen(macro);
     apr_size_t xlen = extra ? strlen(extra) : 0;
     apr_size_t total = 0;

@@ -20,7 +20,7 @@
  * @param len       the length of the result (0 for no entries)
  * @param macro     the macro's name
  * @param extra     further arguments, copied verbatim; NULL or "" for none
- * @param entries   of mg_entry_t
+ * @param entries   of cs_manifest_entry_t
  * @return the NUL-terminated lines, from p
  */
 char *mg_expand_use_lines(apr_size_t *len, apr_pool_t *p, const char *macro,

@@ -32,6 +32,7 @@
 #include "apr_file_io.h"
 #include "apr_strings.h"
 
+#include "cs_file.h"
 #include "mg_expand.h"
 #include "mg_manifest.h"
 #include "mg_private.h"
@@ -44,7 +45,7 @@ module AP_MODULE_DECLARE_DATA macro_gen_module;
 
 typedef struct {
     mg_reader_t reader;
-    const mg_entry_t *entries;  /* one per generated line */
+    const cs_manifest_entry_t *entries;  /* one per generated line */
     int nentries;
     ap_configfile_t *cfg;       /* this stream */
     ap_configfile_t *next;      /* the file that held MacroGenerate */
@@ -187,14 +188,9 @@ static const char *mg_check_macro(cmd_parms *cmd, void *mconfig,
 static const char *mg_read_manifest(char **buf, apr_size_t *len,
                                     cmd_parms *cmd, const char *path)
 {
-    apr_finfo_t finfo;
-    apr_file_t *f;
     apr_status_t rv;
 
-    *buf = NULL;
-    *len = 0;
-    rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY,
-                       APR_OS_DEFAULT, cmd->temp_pool);
+    rv = cs_file_read(buf, len, cmd->temp_pool, path, CS_MANIFEST_MAX);
     if (APR_STATUS_IS_ENOENT(rv)) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, NULL,
                      MGLOGNO(00001) "%s: manifest %s does not exist: no "
@@ -202,23 +198,11 @@ static const char *mg_read_manifest(char **buf, apr_size_t *len,
                      cmd->config_file->line_number, cmd->config_file->name);
         return NULL;
     }
-    if (rv == APR_SUCCESS) {
-        rv = apr_file_info_get(&finfo, APR_FINFO_TYPE | APR_FINFO_SIZE, f);
-    }
-    if (rv != APR_SUCCESS) {
-        return apr_psprintf(cmd->pool, "%s: cannot read manifest %s: %pm",
-                            cmd->cmd->name, path, &rv);
-    }
-    if (finfo.filetype != APR_REG) {
-        apr_file_close(f);
+    if (rv == APR_EINVAL) {
         return apr_psprintf(cmd->pool, "%s: manifest %s is not a regular "
                             "file", cmd->cmd->name, path);
     }
-    *buf = apr_palloc(cmd->temp_pool, (apr_size_t)finfo.size + 1);
-    rv = apr_file_read_full(f, *buf, (apr_size_t)finfo.size, len);
-    apr_file_close(f);
-    /* A file that shrank since the stat is read as it now is. */
-    if (rv != APR_SUCCESS && rv != APR_EOF) {
+    if (rv != APR_SUCCESS) {
         return apr_psprintf(cmd->pool, "%s: cannot read manifest %s: %pm",
                             cmd->cmd->name, path, &rv);
     }
@@ -232,24 +216,26 @@ static const char *mg_read_manifest(char **buf, apr_size_t *len,
  */
 static apr_array_header_t *mg_usable(int *skipped, cmd_parms *cmd,
                                      const char *path,
-                                     const mg_manifest_t *m)
+                                     const cs_manifest_t *m)
 {
-    const mg_entry_t *e = (const mg_entry_t *)m->entries->elts;
-    const mg_problem_t *pr = (const mg_problem_t *)m->problems->elts;
+    const cs_manifest_entry_t *e =
+        (const cs_manifest_entry_t *)m->entries->elts;
+    const cs_manifest_problem_t *pr =
+        (const cs_manifest_problem_t *)m->problems->elts;
     int ne = m->entries->nelts, np = m->problems->nelts, i = 0, j = 0;
     apr_array_header_t *usable = apr_array_make(cmd->temp_pool, ne ? ne : 1,
-                                                sizeof(mg_entry_t));
+                                                sizeof(cs_manifest_entry_t));
     const char *why, *file;
 
     *skipped = 0;
     while (i < ne || j < np) {
         if (j < np && (i == ne || pr[j].line < e[i].line)) {
+            /* docs/manifest.md: each skipped line once, in line order,
+             * and counted in MG00004. */
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, NULL,
-                         MGLOGNO(00002) "%s: skipping line %d of %s%s%s%s: "
-                         "%s", cmd->cmd->name, pr[j].line, path,
-                         pr[j].domain ? " (domain '" : "",
-                         pr[j].domain ? pr[j].domain : "",
-                         pr[j].domain ? "')" : "", pr[j].reason);
+                         MGLOGNO(00002) "%s: %s", cmd->cmd->name,
+                         cs_manifest_problem_text(cmd->temp_pool, path,
+                                                  &pr[j]));
             ++*skipped;
             j++;
         }
@@ -263,7 +249,7 @@ static apr_array_header_t *mg_usable(int *skipped, cmd_parms *cmd,
             i++;
         }
         else {
-            *(mg_entry_t *)apr_array_push(usable) = e[i++];
+            *(cs_manifest_entry_t *)apr_array_push(usable) = e[i++];
         }
     }
     return usable;
@@ -292,7 +278,7 @@ static const char *mg_generate(cmd_parms *cmd, void *mconfig,
 {
     const char *macro, *path, *extra, *err;
     apr_array_header_t *usable;
-    mg_manifest_t *m = NULL;
+    cs_manifest_t *m = NULL;
     mg_stream_t *st;
     apr_size_t len = 0, llen = 0;
     char *buf, *lines;
@@ -322,7 +308,7 @@ static const char *mg_generate(cmd_parms *cmd, void *mconfig,
         return err;
     }
     if (buf) {
-        if ((err = mg_manifest_parse(&m, cmd->temp_pool, buf, len))
+        if ((err = cs_manifest_parse(&m, cmd->temp_pool, buf, len))
             != NULL) {
             return apr_psprintf(cmd->pool, "%s: manifest %s refused: %s",
                                 cmd->cmd->name, path, err);
@@ -330,7 +316,7 @@ static const char *mg_generate(cmd_parms *cmd, void *mconfig,
         usable = mg_usable(&skipped, cmd, path, m);
     }
     else {
-        usable = apr_array_make(cmd->temp_pool, 1, sizeof(mg_entry_t));
+        usable = apr_array_make(cmd->temp_pool, 1, sizeof(cs_manifest_entry_t));
     }
     lines = mg_expand_use_lines(&llen, cmd->temp_pool, macro, extra, usable);
 
@@ -347,7 +333,7 @@ static const char *mg_generate(cmd_parms *cmd, void *mconfig,
 
     st = apr_palloc(cmd->temp_pool, sizeof(*st));
     mg_reader_init(&st->reader, lines, llen);
-    st->entries = (const mg_entry_t *)usable->elts;
+    st->entries = (const cs_manifest_entry_t *)usable->elts;
     st->nentries = usable->nelts;
     st->next = cmd->config_file;
     st->upper = &cmd->config_file;

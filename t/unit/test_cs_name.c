@@ -1,5 +1,6 @@
 /*
- * test_cs_name.c: domain name normalisation at CertService's API edge.
+ * test_cs_name.c: the suite's domain-name rule (cs_name_check) and its
+ * normalisation at CertService's API edge.
  */
 #include <string.h>
 
@@ -99,6 +100,38 @@ int main(void)
         CHECK_STR(why, NULL);
         CHECK_EQ_INT(out ? strlen(out) : 0, 253);
     }
+
+    /* The rule itself, as the store, the manifest and SNI apply it. */
+    UNIT_CASE("cs_name_check");
+    CHECK_STR(cs_name_check(NULL, "a.example", 9, 0), NULL);
+    CHECK_STR(cs_name_check(NULL, "*.a.example", 11, 0), NULL);
+    CHECK(cs_name_check(NULL, "A.example", 9, 0) != NULL);
+    CHECK_STR(cs_name_check(NULL, "A.example", 9, CS_NAME_ANY_CASE), NULL);
+    CHECK_STR(cs_name_check(NULL, "a.example.", 9, 0), NULL);  /* len */
+    CHECK(cs_name_check(NULL, "a.example.", 10, 0) != NULL);
+    CHECK(cs_name_check(NULL, "10.0.0.1", 8, 0) != NULL);
+    CHECK(cs_name_check(NULL, "ab--c.example", 13, 0) != NULL);
+    CHECK_STR(cs_name_check(NULL, "xn--bcher-kva.example", 21, 0), NULL);
+    CHECK_STR(cs_name_check(pool, "a_b.example", 11, 0),
+              "character '_' is not allowed in a domain name (letters, "
+              "digits, '-' and '.')");
+    CHECK(cs_name_check(NULL, "", 0, 0) != NULL);
+
+    UNIT_CASE("cs_name_lower");
+    {
+        char out[CS_NAME_MAX + 1];
+
+        CHECK(cs_name_lower(out, "WWW.Example.COM"));
+        CHECK_STR(out, "www.example.com");
+        CHECK(!cs_name_lower(out, "www.example.com."));
+        CHECK(!cs_name_lower(out, "caf\xc3\xa9.example"));
+        CHECK(cs_name_lower(out, longname) == 0);   /* 254 characters */
+    }
+
+    UNIT_CASE("cs_printable");
+    CHECK_STR(cs_printable(pool, "abc", 3, 80), "abc");
+    CHECK_STR(cs_printable(pool, "a\nb\\", 4, 80), "a\\x0ab\\x5c");
+    CHECK_STR(cs_printable(pool, "abcdef", 6, 3), "abc...");
 
     UNIT_CASE("cs_utf8_prefix: never splits a UTF-8 sequence");
     CHECK_EQ_INT(cs_utf8_prefix("abc", 3), 3);

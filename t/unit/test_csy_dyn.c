@@ -122,12 +122,13 @@ static void test_sni_name(void)
         { "WWW.Example.COM", "www.example.com" },
         { "xn--bcher-kva.example", "xn--bcher-kva.example" },
         { "a-b.c-d.e", "a-b.c-d.e" },
-        { "1.2", "1.2" },
+        { "1.example", "1.example" },
     };
     static const char *bad[] = {
         "", "localhost", "example.com.", ".example.com", "a..b", "-a.b",
         "a-.b", "a.-b", "a.b-", "*.example.com", "a b.c", "a/b.c",
         "../x.y", "a.b\n", "exa_mple.com", "caf\xc3\xa9.fr",
+        "1.2", "10.0.0.1", "ab--cd.example",
     };
     char out[254], big[300];
     unsigned i;

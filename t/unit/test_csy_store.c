@@ -10,6 +10,7 @@
  * and CSY_CRASH_SEED repeat or lengthen the crash test.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <limits.h>
 #include <signal.h>
@@ -30,6 +31,8 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include "cs_file.h"
+#include "cs_layout.h"
 #include "csy_store.h"
 #include "unit.h"
 
@@ -455,6 +458,59 @@ static void test_perms(void)
     remove(at("public"));
 }
 
+/* lib/cs_file.c's bounded read and lib/cs_layout.c's paths, which the
+ * store, the dynamic-mode reader and mod_macro_gen share. */
+static void test_file_layout(void)
+{
+    char *buf = NULL, small[16];
+    apr_size_t len = 99;
+
+    UNIT_CASE("cs_file_read");
+    spit(at("f"), "abc");
+    CHECK_EQ_INT(cs_file_read(&buf, &len, pool, at("f"), 3), APR_SUCCESS);
+    CHECK_STR(buf, "abc");
+    CHECK_EQ_INT(len, 3);
+    CHECK_EQ_INT(cs_file_read(&buf, &len, pool, at("f"), 2),
+                 APR_FROM_OS_ERROR(EFBIG));
+    CHECK(buf == NULL && len == 0);
+    CHECK_EQ_INT(cs_file_read(&buf, &len, pool, at("nothing"), 9),
+                 APR_ENOENT);
+    CHECK_EQ_INT(cs_file_read(&buf, &len, pool, base, 9), APR_EINVAL);
+    spit(at("f"), "");
+    CHECK_EQ_INT(cs_file_read(&buf, &len, pool, at("f"), 0), APR_SUCCESS);
+    CHECK(buf != NULL && *buf == '\0' && len == 0);
+    remove(at("f"));
+
+    UNIT_CASE("cs_layout paths");
+    CHECK_STR(cs_layout_path(pool, "/s", NULL, NULL, NULL), "/s/live");
+    CHECK_STR(cs_layout_path(pool, "/s", "a.example", NULL, NULL),
+              "/s/live/a.example");
+    CHECK_STR(cs_layout_path(pool, "/s", "a.example", CS_LAYOUT_CURRENT,
+                             NULL), "/s/live/a.example/current");
+    CHECK_STR(cs_layout_path(pool, "/s", "a.example", "0a",
+                             CS_LAYOUT_CHAIN),
+              "/s/live/a.example/0a/fullchain.pem");
+    CHECK_STR(cs_layout_top(pool, "/s", CS_LAYOUT_MANIFEST), "/s/manifest");
+    CHECK_EQ_INT(cs_layout_path_buf(small, sizeof(small), "/s", "a.b",
+                                    CS_LAYOUT_CURRENT, NULL), 0);
+    CHECK_STR(small, "");
+    CHECK_EQ_INT(cs_layout_path_buf(small, sizeof(small), "/s", "a.b", "0a",
+                                    NULL), 14);
+    CHECK_STR(small, "/s/live/a.b/0a");
+    CHECK(cs_layout_serial_ok("0aF", 3));
+    CHECK(!cs_layout_serial_ok("0g", 2));
+    CHECK(!cs_layout_serial_ok("", 0));
+}
+
+/* csy_store_set_log: what the store reported. */
+static void collect(void *baton, cs_log_level_t level, const char *msg)
+{
+    apr_array_header_t *got = baton;
+
+    APR_ARRAY_PUSH(got, const char *) =
+        apr_psprintf(pool, "%d %s", (int)level, msg);
+}
+
 static void test_manifest(void)
 {
     csy_store_t *store = open_store("man");
@@ -509,10 +565,55 @@ static void test_manifest(void)
     CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_EINVAL);
     spit(at("man/manifest"), "a.example /x\n");
     CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_EINVAL);
+
+    /* docs/manifest.md: a bad line is skipped, never the whole file; the
+     * caller learns that the list is not whole, and which lines. */
+    UNIT_CASE("manifest bad lines skipped");
     spit(at("man/manifest"), "# certsync manifest v1\n../etc /x\n");
-    CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_EINVAL);
-    spit(at("man/manifest"), "# certsync manifest v1\na.example\n");
-    CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_EINVAL);
+    CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_INCOMPLETE);
+    CHECK_EQ_INT(got->nelts, 0);
+    spit(at("man/manifest"), "# certsync manifest v1\na.example\n"
+         "B.Example /x/live/b.example/current\n"
+         "c.example /x/c\nb.example /x/b2\nd.example relative\n");
+    CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_INCOMPLETE);
+    CHECK_STR(joined(got), "b.example,c.example");
+    {
+        apr_array_header_t *logged = apr_array_make(pool, 4,
+                                                    sizeof(const char *));
+
+        csy_store_set_log(store, collect, logged);
+        CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool),
+                     APR_INCOMPLETE);
+        csy_store_set_log(store, NULL, NULL);
+        if (CHECK_EQ_INT(logged->nelts, 3)) {
+            CHECK_STR(APR_ARRAY_IDX(logged, 0, const char *),
+                      apr_psprintf(pool, "%d skipping line 2 of %s/manifest "
+                                   "(domain 'a.example'): no certdir "
+                                   "(expected '<domain> <certdir>')",
+                                   (int)CS_LOG_WARN, dir));
+        }
+    }
+    {
+        cs_manifest_t *m = NULL;
+        const char *why = "";
+
+        CHECK_EQ_INT(csy_store_manifest_load(&m, &why, store, pool),
+                     APR_SUCCESS);
+        CHECK_STR(why, NULL);
+        if (CHECK(m != NULL) && CHECK_EQ_INT(m->problems->nelts, 3)) {
+            CHECK_EQ_INT(APR_ARRAY_IDX(m->problems, 0,
+                                       cs_manifest_problem_t).line, 2);
+            CHECK_EQ_INT(APR_ARRAY_IDX(m->problems, 1,
+                                       cs_manifest_problem_t).line, 5);
+            CHECK_EQ_INT(APR_ARRAY_IDX(m->problems, 2,
+                                       cs_manifest_problem_t).line, 6);
+        }
+        spit(at("man/manifest"), "# certsync manifest v2\n");
+        CHECK_EQ_INT(csy_store_manifest_load(&m, &why, store, pool),
+                     APR_EINVAL);
+        CHECK(why != NULL && strstr(why, "unsupported") != NULL);
+        CHECK(m != NULL && m->entries->nelts == 0);
+    }
     spit(at("man/manifest"), "# certsync manifest v1\n");
     CHECK_EQ_INT(csy_store_manifest_write(store, pool,
                                           list("a.example", "A.example",
@@ -616,6 +717,18 @@ static void test_prune(void)
     CHECK(exists(apr_pstrcat(pool, live, "/05", NULL)));
     CHECK_STR(csy_store_current(store, pool, "ex.com"), "06");
     CHECK_EQ_INT(count_tmp(at("prune")), 0);
+
+    /* A skipped line may be a domain still served: no domain goes, old
+     * versions do, and the caller hears that the manifest is not whole. */
+    UNIT_CASE("prune store with a damaged manifest");
+    CHECK_EQ_INT(put(store, "keep.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "ex.com", "07"), APR_SUCCESS);
+    spit(at("prune/manifest"), "# certsync manifest v1\n"
+         "ex.com /x/live/ex.com/current\nkeep.example\n");
+    CHECK_EQ_INT(csy_store_prune(store, pool, NULL), APR_INCOMPLETE);
+    CHECK(exists(at("prune/live/keep.example")));
+    CHECK(!exists(apr_pstrcat(pool, live, "/05", NULL)));
+    CHECK_STR(csy_store_current(store, pool, "ex.com"), "07");
 }
 
 static void test_validation(void)
@@ -652,11 +765,16 @@ static void test_validation(void)
         CHECK_EQ_INT(csy_store_manifest_write(store, pool, arr), APR_EINVAL);
     }
     CHECK_EQ_INT(put(store, NULL, "01"), APR_EINVAL);
+    /* The suite's one rule (lib/cs_name.h): labels of at most 63, at
+     * least two, 253 characters in all. */
     memset(longname, 'a', sizeof(longname));
+    longname[62] = longname[125] = longname[188] = longname[251] = '.';
     longname[254] = '\0';
     CHECK_EQ_INT(put(store, longname, "01"), APR_EINVAL);
     longname[253] = '\0';
     CHECK_EQ_INT(put(store, longname, "01"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "localhost", "01"), APR_EINVAL);
+    CHECK_EQ_INT(put(store, "10.0.0.1", "01"), APR_EINVAL);
 
     UNIT_CASE("bad serials");
     for (i = 0; bad_serials[i]; i++) {
@@ -1206,6 +1324,7 @@ int main(void)
     test_install();
     test_reinstall();
     test_perms();
+    test_file_layout();
     test_manifest();
     test_cursor();
     test_prune();

@@ -16,11 +16,11 @@ static apr_pool_t *pool;
 static apr_array_header_t *entries(int n)
 {
     apr_array_header_t *a = apr_array_make(pool, n ? n : 1,
-                                           sizeof(mg_entry_t));
+                                           sizeof(cs_manifest_entry_t));
     int i;
 
     for (i = 0; i < n; i++) {
-        mg_entry_t *e = apr_array_push(a);
+        cs_manifest_entry_t *e = apr_array_push(a);
 
         e->domain = apr_psprintf(pool, "d%d.example.com", i);
         e->certdir = apr_psprintf(pool, "/store/d%d", i);

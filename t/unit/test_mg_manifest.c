@@ -1,6 +1,7 @@
 /*
- * test_mg_manifest.c: the certsync manifest parser and the entry file
- * checks of mod_macro_gen.
+ * test_mg_manifest.c: the certsync manifest as mod_macro_gen reads it: the
+ * parser (lib/cs_manifest.c), the domain rule it applies (lib/cs_name.c)
+ * and the entry file checks (mg_manifest.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -10,36 +11,38 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include "cs_layout.h"
+#include "cs_name.h"
 #include "mg_manifest.h"
 #include "unit.h"
 
-#define HDR MG_MANIFEST_HEADER "\n"
+#define HDR CS_MANIFEST_HEADER "\n"
 
 static apr_pool_t *pool;
 
-static mg_manifest_t *parse(const char *text, const char **err)
+static cs_manifest_t *parse(const char *text, const char **err)
 {
-    mg_manifest_t *m = NULL;
+    cs_manifest_t *m = NULL;
 
-    *err = mg_manifest_parse(&m, pool, text, strlen(text));
+    *err = cs_manifest_parse(&m, pool, text, strlen(text));
     return m;
 }
 
-static const mg_entry_t *entry(const mg_manifest_t *m, int i)
+static const cs_manifest_entry_t *entry(const cs_manifest_t *m, int i)
 {
-    return &((const mg_entry_t *)m->entries->elts)[i];
+    return &((const cs_manifest_entry_t *)m->entries->elts)[i];
 }
 
-static const mg_problem_t *problem(const mg_manifest_t *m, int i)
+static const cs_manifest_problem_t *problem(const cs_manifest_t *m, int i)
 {
-    return &((const mg_problem_t *)m->problems->elts)[i];
+    return &((const cs_manifest_problem_t *)m->problems->elts)[i];
 }
 
 /* A one-line manifest body is refused; the reason contains want. */
 static void bad_line(const char *name, const char *line, const char *want)
 {
     const char *err;
-    mg_manifest_t *m = parse(apr_pstrcat(pool, HDR, line, "\n", NULL), &err);
+    cs_manifest_t *m = parse(apr_pstrcat(pool, HDR, line, "\n", NULL), &err);
 
     UNIT_CASE(name);
     CHECK_STR(err, NULL);
@@ -54,7 +57,8 @@ static void bad_line(const char *name, const char *line, const char *want)
 
 static void domain(const char *name, int ok)
 {
-    const char *why = mg_domain_check(pool, name, strlen(name));
+    const char *why = cs_name_check(pool, name, strlen(name),
+                                    CS_NAME_ANY_CASE);
 
     UNIT_CASE(name);
     if (ok) {
@@ -68,7 +72,7 @@ static void domain(const char *name, int ok)
 static void test_header(void)
 {
     const char *err;
-    mg_manifest_t *m;
+    cs_manifest_t *m;
 
     UNIT_CASE("header only");
     m = parse(HDR, &err);
@@ -77,12 +81,12 @@ static void test_header(void)
     CHECK_EQ_INT(m->problems->nelts, 0);
 
     UNIT_CASE("header without newline");
-    m = parse(MG_MANIFEST_HEADER, &err);
+    m = parse(CS_MANIFEST_HEADER, &err);
     CHECK_STR(err, NULL);
     CHECK_EQ_INT(m->entries->nelts, 0);
 
     UNIT_CASE("header with CRLF");
-    m = parse(MG_MANIFEST_HEADER "\r\na.example.com /c/a\r\n", &err);
+    m = parse(CS_MANIFEST_HEADER "\r\na.example.com /c/a\r\n", &err);
     CHECK_STR(err, NULL);
     if (CHECK_EQ_INT(m->entries->nelts, 1)) {
         CHECK_STR(entry(m, 0)->certdir, "/c/a");
@@ -113,14 +117,14 @@ static void test_header(void)
     CHECK(err && strstr(err, "not a certsync manifest"));
 
     UNIT_CASE("header with trailing space");
-    m = parse(MG_MANIFEST_HEADER " \n", &err);
+    m = parse(CS_MANIFEST_HEADER " \n", &err);
     CHECK(err != NULL);
 }
 
 static void test_entries(void)
 {
     const char *err;
-    mg_manifest_t *m;
+    cs_manifest_t *m;
 
     UNIT_CASE("entries, comments, blank lines");
     m = parse(HDR
@@ -198,7 +202,7 @@ static void test_entries(void)
         static const char text[] = HDR "a.example.com /c/a\0x\n"
                                    "b.example.com /c/b\n";
 
-        err = mg_manifest_parse(&m, pool, text, sizeof(text) - 1);
+        err = cs_manifest_parse(&m, pool, text, sizeof(text) - 1);
         CHECK_STR(err, NULL);
         if (CHECK_EQ_INT(m->entries->nelts, 1)) {
             CHECK_STR(entry(m, 0)->domain, "b.example.com");
@@ -231,14 +235,14 @@ static void test_entries(void)
     bad_line("non-ASCII", "a.example.com /c/\xc3\xa9", "'\\xc3'");
     bad_line("control", "a.example.com /c/\x7f", "'\\x7f'");
     {
-        char *dir = apr_palloc(pool, MG_CERTDIR_MAX + 2);
+        char *dir = apr_palloc(pool, CS_MANIFEST_CERTDIR_MAX + 2);
 
-        memset(dir, 'd', MG_CERTDIR_MAX + 1);
+        memset(dir, 'd', CS_MANIFEST_CERTDIR_MAX + 1);
         dir[0] = '/';
-        dir[MG_CERTDIR_MAX + 1] = '\0';
+        dir[CS_MANIFEST_CERTDIR_MAX + 1] = '\0';
         bad_line("certdir too long",
                  apr_pstrcat(pool, "a.example.com ", dir, NULL), "longer");
-        dir[MG_CERTDIR_MAX] = '\0';
+        dir[CS_MANIFEST_CERTDIR_MAX] = '\0';
         UNIT_CASE("certdir at the limit");
         m = parse(apr_pstrcat(pool, HDR "a.example.com ", dir, "\n", NULL),
                   &err);
@@ -259,7 +263,12 @@ static void test_domains(void)
     domain("a.b.c.d.example.com", 1);
     domain("xn--bcher-kva.example", 1);
     domain("EXAMPLE.com", 1);
-    domain("1.2.3.4", 1);               /* LDH, even if it reads as an IP */
+    /* The suite's one rule (lib/cs_name.h), as CertService applies it: an
+     * all-digit top-level label is an IP address, and "ab--" is reserved
+     * for IDNA's "xn--". */
+    domain("1.2.3.4", 0);
+    domain("123.example", 1);
+    domain("ab--cd.example.com", 0);
     domain("a-b.example.com", 1);
     domain("*.example.com", 1);
     domain("", 0);
@@ -303,10 +312,10 @@ static void test_domains(void)
 static void test_printable(void)
 {
     UNIT_CASE("printable");
-    CHECK_STR(mg_printable(pool, "abc", 3, 80), "abc");
-    CHECK_STR(mg_printable(pool, "a\nb", 3, 80), "a\\x0ab");
-    CHECK_STR(mg_printable(pool, "abcdef", 6, 3), "abc...");
-    CHECK_STR(mg_printable(pool, "", 0, 3), "");
+    CHECK_STR(cs_printable(pool, "abc", 3, 80), "abc");
+    CHECK_STR(cs_printable(pool, "a\nb", 3, 80), "a\\x0ab");
+    CHECK_STR(cs_printable(pool, "abcdef", 6, 3), "abc...");
+    CHECK_STR(cs_printable(pool, "", 0, 3), "");
 }
 
 static char *make_dir(const char *base, const char *name)
@@ -332,7 +341,7 @@ static void put(const char *dir, const char *file, const char *data)
 static void files(const char *name, const char *dir, const char *want_file,
                   const char *want_why)
 {
-    mg_entry_t e;
+    cs_manifest_entry_t e;
     const char *path = NULL, *why;
 
     e.domain = "a.example.com";
@@ -360,42 +369,42 @@ static void test_files(void)
     }
 
     d = make_dir(base, "ok");
-    put(d, MG_CERT_FILE, "cert\n");
-    put(d, MG_KEY_FILE, "key\n");
+    put(d, CS_LAYOUT_CHAIN, "cert\n");
+    put(d, CS_LAYOUT_KEY, "key\n");
     files("both files present", d, NULL, NULL);
 
     files("no certdir", apr_pstrcat(pool, base, "/none", NULL),
-          MG_CERT_FILE, "No such file");
+          CS_LAYOUT_CHAIN, "No such file");
 
     d = make_dir(base, "nokey");
-    put(d, MG_CERT_FILE, "cert\n");
-    files("no key", d, MG_KEY_FILE, "No such file");
+    put(d, CS_LAYOUT_CHAIN, "cert\n");
+    files("no key", d, CS_LAYOUT_KEY, "No such file");
 
     d = make_dir(base, "nocert");
-    put(d, MG_KEY_FILE, "key\n");
-    files("no certificate", d, MG_CERT_FILE, "No such file");
+    put(d, CS_LAYOUT_KEY, "key\n");
+    files("no certificate", d, CS_LAYOUT_CHAIN, "No such file");
 
     d = make_dir(base, "empty");
-    put(d, MG_CERT_FILE, "");
-    put(d, MG_KEY_FILE, "key\n");
-    files("empty certificate", d, MG_CERT_FILE, "empty file");
+    put(d, CS_LAYOUT_CHAIN, "");
+    put(d, CS_LAYOUT_KEY, "key\n");
+    files("empty certificate", d, CS_LAYOUT_CHAIN, "empty file");
 
     d = make_dir(base, "isdir");
-    put(d, MG_CERT_FILE, "cert\n");
-    make_dir(d, MG_KEY_FILE);
-    files("key is a directory", d, MG_KEY_FILE, "not a regular file");
+    put(d, CS_LAYOUT_CHAIN, "cert\n");
+    make_dir(d, CS_LAYOUT_KEY);
+    files("key is a directory", d, CS_LAYOUT_KEY, "not a regular file");
 
     d = make_dir(base, "fifo");
-    put(d, MG_CERT_FILE, "cert\n");
-    mkfifo(apr_pstrcat(pool, d, "/" MG_KEY_FILE, NULL), 0600);
-    files("key is a FIFO (and does not hang)", d, MG_KEY_FILE,
+    put(d, CS_LAYOUT_CHAIN, "cert\n");
+    mkfifo(apr_pstrcat(pool, d, "/" CS_LAYOUT_KEY, NULL), 0600);
+    files("key is a FIFO (and does not hang)", d, CS_LAYOUT_KEY,
           "not a regular file");
 
     d = make_dir(base, "dangling");
-    put(d, MG_CERT_FILE, "cert\n");
+    put(d, CS_LAYOUT_CHAIN, "cert\n");
     symlink("/nonexistent/privkey.pem",
-            apr_pstrcat(pool, d, "/" MG_KEY_FILE, NULL));
-    files("dangling symlink", d, MG_KEY_FILE, "No such file");
+            apr_pstrcat(pool, d, "/" CS_LAYOUT_KEY, NULL));
+    files("dangling symlink", d, CS_LAYOUT_KEY, "No such file");
 
     d = make_dir(base, "link");
     symlink(apr_pstrcat(pool, base, "/ok", NULL),
@@ -406,10 +415,10 @@ static void test_files(void)
     /* root reads anything: only an unprivileged run can check this */
     if (geteuid() != 0) {
         d = make_dir(base, "noperm");
-        put(d, MG_CERT_FILE, "cert\n");
-        put(d, MG_KEY_FILE, "key\n");
-        chmod(apr_pstrcat(pool, d, "/" MG_KEY_FILE, NULL), 0);
-        files("unreadable key", d, MG_KEY_FILE, "Permission denied");
+        put(d, CS_LAYOUT_CHAIN, "cert\n");
+        put(d, CS_LAYOUT_KEY, "key\n");
+        chmod(apr_pstrcat(pool, d, "/" CS_LAYOUT_KEY, NULL), 0);
+        files("unreadable key", d, CS_LAYOUT_KEY, "Permission denied");
     }
 
     if (system(apr_pstrcat(pool, "rm -rf '", base, "'", NULL)) != 0) {

@@ -1,0 +1,37 @@
+/*
+ * csy_store_private.h: what csy_store.c, csy_manifest.c and csy_cursor.c
+ * share: the store handle and its permissions.  Not for other callers.
+ */
+#ifndef CSY_STORE_PRIVATE_H
+#define CSY_STORE_PRIVATE_H
+
+#include <apr_file_info.h>
+
+#include "csy_store.h"
+
+/* Directories and public files: the parent (root) and, in dynamic mode,
+ * the workers read them; only the sync process writes. */
+#define CSY_PERMS_DIR    (APR_FPROT_UREAD | APR_FPROT_UWRITE \
+                          | APR_FPROT_UEXECUTE | APR_FPROT_GREAD \
+                          | APR_FPROT_GEXECUTE | APR_FPROT_WREAD \
+                          | APR_FPROT_WEXECUTE)
+#define CSY_PERMS_PUBLIC (APR_FPROT_UREAD | APR_FPROT_UWRITE \
+                          | APR_FPROT_GREAD | APR_FPROT_WREAD)
+#define CSY_PERMS_SECRET (APR_FPROT_UREAD | APR_FPROT_UWRITE)
+#define CSY_PERMS_BUILD  (APR_FPROT_UREAD | APR_FPROT_UWRITE \
+                          | APR_FPROT_UEXECUTE)
+
+struct csy_store_t {
+    apr_pool_t *pool;
+    const char *dir;            /* absolute, no trailing '/' */
+    const char *live;           /* dir/live */
+    long envelope_gid;          /* group that may read key.cms; -1: none */
+    cs_log_fn *log;             /* csy_store_set_log; NULL: none */
+    void *log_baton;
+};
+
+/* A domain the store accepts as a path component: cs_name_check, lower
+ * case. */
+int csy_store_domain_ok(const char *domain);
+
+#endif /* CSY_STORE_PRIVATE_H */
