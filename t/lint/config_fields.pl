@@ -18,23 +18,11 @@
 # any failure.  Run from the top of the tree or with $srcdir set.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::Bin;
+use Lint;
 
-my $top = $ENV{srcdir} // '.';
-my ($pass, $fail) = (0, 0);
-
-sub ok {
-    my ($cond, $what) = @_;
-    if ($cond) { $pass++; print "ok - $what\n"; }
-    else       { $fail++; print "not ok - $what\n"; }
-}
-
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or die "$f: $!";
-    local $/;
-    my $s = <$fh>;
-    return $s;
-}
+my $top = top();
 
 # The body of function NAME in TEXT (from its "{" to the matching "}").
 sub body_of {
@@ -118,5 +106,4 @@ for my $dir (sort glob("$top/mod_*")) {
     }
 }
 
-print "$pass passed, $fail failed\n";
-exit($fail ? 1 : 0);
+done();

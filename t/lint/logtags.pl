@@ -12,22 +12,11 @@
 # any failure.  Run from the top of the tree or with $srcdir set.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::Bin;
+use Lint;
 
-my $top = $ENV{srcdir} // '.';
-my ($pass, $fail) = (0, 0);
-
-sub ok {
-    my ($cond, $what) = @_;
-    if ($cond) { $pass++; print "ok - $what\n"; }
-    else       { $fail++; print "not ok - $what\n"; }
-}
-
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or die "$f: $!";
-    local $/;
-    return scalar <$fh>;
-}
+my $top = top();
 
 my (%uses, %where);
 for my $f (sort(glob("$top/mod_*/*.[ch]"), glob("$top/lib/*.[ch]"))) {
@@ -66,5 +55,4 @@ for my $tag (sort keys %module_doc) {
     ok($uses{$tag}, "$tag of $rel used in the code");
 }
 
-print "$pass passed, $fail failed\n";
-exit($fail ? 1 : 0);
+done();
