@@ -1631,12 +1631,12 @@ typedef struct {
                          ? (c)->acme_jitter_pm : CS_ACME_JITTER_PM)
 #define ACME_ARI(c)     ((c)->acme_ari != 0)
 
-static void cs_acme_log(void *baton, int level, const char *msg)
+static void cs_acme_log(void *baton, cs_log_level_t level, const char *msg)
 {
     cs_worker_t *w = baton;
-    int l = level == CS_ACME_LOG_ERR ? APLOG_ERR
-            : level == CS_ACME_LOG_WARN ? APLOG_WARNING
-            : level == CS_ACME_LOG_INFO ? APLOG_INFO : APLOG_DEBUG;
+    int l = level == CS_LOG_ERR ? APLOG_ERR
+            : level == CS_LOG_WARN ? APLOG_WARNING
+            : level == CS_LOG_INFO ? APLOG_INFO : APLOG_DEBUG;
 
     ap_log_error(APLOG_MARK, l, 0, w->s, CSLOGNO(00012) "acme worker %d: %s",
                  w->index, msg);
@@ -2310,7 +2310,7 @@ static int cs_acme_start(apr_pool_t *pconf, server_rec *s, cs_conf_t *conf)
         return !OK;
     }
     if (!started++) {
-        cs_acme_global_init();
+        cs_http_global_init();
     }
     for (i = 0; i < n; i++) {
         w = apr_pcalloc(pconf, sizeof(*w));

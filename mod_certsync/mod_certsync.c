@@ -28,7 +28,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 
 #include "httpd.h"
@@ -459,13 +458,13 @@ typedef struct {
     apr_hash_t *failures;       /* domain -> why its bundle was skipped */
 } csy_daemon_t;
 
-static void csy_daemon_log(void *baton, csy_log_level_t level,
+static void csy_daemon_log(void *baton, cs_log_level_t level,
                            const char *msg)
 {
     csy_daemon_t *d = baton;
-    int lvl = level == CSY_LOG_ERR ? APLOG_ERR
-              : level == CSY_LOG_WARN ? APLOG_WARNING
-              : level == CSY_LOG_INFO ? APLOG_INFO : APLOG_DEBUG;
+    int lvl = level == CS_LOG_ERR ? APLOG_ERR
+              : level == CS_LOG_WARN ? APLOG_WARNING
+              : level == CS_LOG_INFO ? APLOG_INFO : APLOG_DEBUG;
 
     ap_log_error(APLOG_MARK, lvl, 0, d->s, CYLOGNO(00001) "%s", msg);
 }
@@ -1808,7 +1807,7 @@ static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
     }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    cs_http_global_init();
     if (conf->dynamic == 1) {
         /* Anonymous: the daemon and the workers inherit the mapping. */
         if ((rv = apr_shm_create(&shm, sizeof(csy_shared_t), NULL, pconf))) {
