@@ -227,6 +227,9 @@ const char *fake_http_header(const fake_http_request_t *r, const char *name)
     const char *h;
     int i;
 
+    if (!r) {
+        return NULL;
+    }
     for (i = 0; i < r->headers->nelts; i++) {
         h = APR_ARRAY_IDX(r->headers, i, const char *);
         if (strncasecmp(h, name, n) == 0 && h[n] == ':') {

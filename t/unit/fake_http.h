@@ -84,7 +84,8 @@ int fake_http_count_of(const fake_http_t *f, const char *method,
 /** Requests that no answer matched. */
 int fake_http_unanswered(const fake_http_t *f);
 
-/** The value of header name ("Accept") in a recorded request, or NULL. */
+/** The value of header name ("Accept") in a recorded request (may be
+ * NULL), or NULL. */
 const char *fake_http_header(const fake_http_request_t *r, const char *name);
 
 #endif /* FAKE_HTTP_H */
