@@ -340,7 +340,7 @@ apr_status_t cs_acme_directory(cs_acme_t *a, const char **err)
     }
     apr_pool_create(&p, a->pool);
     if ((rv = acme_http(&r, a, p, "GET", a->conf.directory_url, NULL, NULL,
-                   err))) {
+                        err))) {
         goto done;
     }
     if (r.status != 200) {
@@ -415,7 +415,7 @@ apr_status_t cs_acme_account(const char **kid, cs_acme_t *a, EVP_PKEY *key,
     text = json_dumps(payload, JSON_COMPACT);
     json_decref(payload);
     rv = acme_post(&r, a, p, a->new_account, text ? text : "{}", key, 1, NULL,
-              "newAccount", err);
+                   "newAccount", err);
     free(text);
     if (rv == APR_SUCCESS && (!r.location || (r.status != 200
                                               && r.status != 201))) {
@@ -430,7 +430,7 @@ apr_status_t cs_acme_account(const char **kid, cs_acme_t *a, EVP_PKEY *key,
         }
         *kid = a->kid;
         acme_log(a, CS_LOG_INFO, "ACME account %s (%s)", a->kid,
-              r.status == 201 ? "created" : "existing");
+                 r.status == 201 ? "created" : "existing");
     }
     else {
         *err = acme_keep_err(a, *err);
@@ -473,12 +473,12 @@ apr_status_t cs_acme_key_change(cs_acme_t *a, EVP_PKEY *new_key,
     free(text);
     if (rv == APR_SUCCESS) {
         rv = acme_post(&r, a, p, a->key_change, inner, a->key, 0, NULL,
-                  "keyChange", err);
+                       "keyChange", err);
     }
     if (rv == APR_SUCCESS) {
         a->key = new_key;
         acme_log(a, CS_LOG_INFO, "ACME account %s rolled over to a new "
-              "key", a->kid);
+                 "key", a->kid);
     }
     else {
         *err = acme_keep_err(a, *err);
@@ -516,8 +516,8 @@ apr_status_t cs_acme_revoke(cs_acme_t *a, X509 *cert, int reason,
     text = json_dumps(payload, JSON_COMPACT);
     json_decref(payload);
     OPENSSL_free(der);
-    rv = acme_post(&r, a, p, a->revoke_cert, text ? text : "{}", a->key, 0, NULL,
-              "revokeCert", err);
+    rv = acme_post(&r, a, p, a->revoke_cert, text ? text : "{}", a->key, 0,
+                   NULL, "revokeCert", err);
     free(text);
     if (rv) {
         *err = acme_keep_err(a, *err);

@@ -100,7 +100,7 @@ static apr_status_t do_authz(cs_acme_t *a, apr_pool_t *p, const char *url,
     size_t i;
 
     if ((rv = acme_post(&r, a, p, url, "", a->key, 0, NULL, "authorization",
-                   err))) {
+                        err))) {
         return rv;
     }
     if (!(authz = acme_body_json(p, &r, "authorization", err))) {
@@ -191,8 +191,8 @@ static apr_status_t download(apr_array_header_t **chain,
     apr_status_t rv;
 
     if ((rv = acme_post(&r, a, p, url, "", a->key, 0,
-                   "application/pem-certificate-chain", "certificate",
-                   err))) {
+                        "application/pem-certificate-chain", "certificate",
+                        err))) {
         return rv;
     }
     if ((rv = cs_pem_read_certs(chain, p, r.body, r.len, err))
@@ -242,7 +242,7 @@ apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
     text = json_dumps(payload, JSON_COMPACT);
     json_decref(payload);
     rv = acme_post(&r, a, p, a->new_order, text ? text : "{}", a->key, 0, NULL,
-              "newOrder", err);
+                   "newOrder", err);
     free(text);
     if (rv) {
         return rv;
@@ -290,7 +290,7 @@ apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
         text = json_dumps(payload, JSON_COMPACT);
         json_decref(payload);
         rv = acme_post(&r, a, p, finalize, text ? text : "{}", a->key, 0, NULL,
-                  "finalize", err);
+                       "finalize", err);
         free(text);
         if (rv) {
             return rv;
@@ -325,8 +325,8 @@ apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
         *err = NULL;
     }
     acme_log(a, CS_LOG_INFO, "certificate for %s issued (%d certificates "
-          "in the chain, %d alternate chains)", domain, (*chain)->nelts,
-          alts->nelts);
+             "in the chain, %d alternate chains)", domain, (*chain)->nelts,
+             alts->nelts);
     return APR_SUCCESS;
 }
 

@@ -250,8 +250,9 @@ static void test_bad_answers(void)
      * Scripted for 50 answers: a client that loops runs out of them. */
     fake_http_reset(fake);
     fake_http_answer_n(fake, "GET", CHANGES, 200, NULL,
-                       "{\"changes\":[{\"seq\":7,\"domain\":\"www.example.com\","
-                       "\"op\":\"delete\"}],\"next\":7,\"more\":true}", 50);
+                       "{\"changes\":[{\"seq\":7,\"domain\":"
+                       "\"www.example.com\",\"op\":\"delete\"}],\"next\":7,"
+                       "\"more\":true}", 50);
     failing_cycle("a feed page that repeats", "more without progress");
     CHECK_EQ_INT(fake_http_count(fake), 1);
     CHECK_EQ_INT(fake_http_unanswered(fake), 0);
