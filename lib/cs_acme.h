@@ -4,9 +4,10 @@
  * chains (and alternates), account key rollover, revocation, and ACME
  * Renewal Information (RFC 9773).
  *
- * Pure code: APR, OpenSSL, libcurl and jansson; no httpd types.  One
- * cs_acme_t is used by one thread at a time (it holds one kept-alive curl
- * handle and the current nonce).
+ * Pure code: APR, OpenSSL, jansson and c-ares; no httpd types.  HTTP goes
+ * through a transport (cs_http.h): libcurl's unless the caller gives one
+ * (a unit test's fake).  One cs_acme_t is used by one thread at a time (it
+ * holds one kept-alive connection and the current nonce).
  *
  * Errors: APR_EAGAIN when the CA refused for a rate limit (HTTP 429 or
  * urn:ietf:params:acme:error:rateLimited; cs_acme_retry_after() says how
@@ -24,15 +25,10 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "cs_http.h"
+#include "cs_log.h"
+
 typedef struct cs_acme_t cs_acme_t;
-
-/** Log levels of the callback. */
-#define CS_ACME_LOG_ERR     0
-#define CS_ACME_LOG_WARN    1
-#define CS_ACME_LOG_INFO    2
-#define CS_ACME_LOG_DEBUG   3
-
-typedef void cs_acme_log_fn(void *baton, int level, const char *msg);
 
 /** http-01: publish the key authorization for token (setup 1) or take it
  * down again (setup 0).  Returning an error abandons the order. */
@@ -50,16 +46,20 @@ typedef struct {
      * topmost certificate's issuer or subject contains this text; NULL or
      * no match: the default chain. */
     const char *preferred_chain;
-    cs_acme_log_fn *log;
+    /* The transport to the CA; NULL: a libcurl one (https only) made from
+     * ca_file, timeout and user_agent. */
+    cs_http_t *http;
+    /* The pre-check's transport; NULL: a libcurl one per address probed
+     * (http only, 10 s). */
+    cs_http_t *probe_http;
+    cs_log_fn *log;
     void *log_baton;
     cs_acme_http01_fn *http01;
     void *http01_baton;
 } cs_acme_conf_t;
 
-/** Once per process, before any thread uses the client (curl). */
-void cs_acme_global_init(void);
-
-/** A client for one directory; the curl handle is freed with p. */
+/** A client for one directory; its transport is freed with p.  Call
+ * cs_http_global_init() once per process before. */
 apr_status_t cs_acme_create(cs_acme_t **acme, apr_pool_t *p,
                             const cs_acme_conf_t *conf);
 

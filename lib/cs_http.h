@@ -28,6 +28,9 @@ typedef struct {
     const char *const *headers; /* "Name: value", NULL-terminated; or NULL */
     const char *body;           /* NULL: no body */
     apr_size_t body_len;
+    /* Pin the address: "host:port:addr" (curl's CURLOPT_RESOLVE), for the
+     * ACME pre-check's probe of each address of a name; or NULL. */
+    const char *resolve;
 } cs_http_req_t;
 
 typedef struct {
@@ -47,7 +50,7 @@ typedef struct {
 } cs_http_t;
 
 typedef struct {
-    const char *protocols;      /* allowed schemes: "https", "https,http" */
+    const char *protocols;      /* "https" (NULL) or "https,http" */
     const char *ca_file;        /* trust for the server; NULL: system */
     const char *client_cert;    /* PEM files for mutual TLS; or NULL */
     const char *client_key;
@@ -68,5 +71,13 @@ apr_status_t cs_http_curl_create(cs_http_t **http, apr_pool_t *p,
 apr_status_t cs_http_send(cs_http_t *http, cs_http_resp_t *resp,
                           const cs_http_req_t *req, apr_pool_t *p,
                           const char **err);
+
+/**
+ * A Retry-After value (delta-seconds or an HTTP date) in seconds from
+ * now, at most max; 0 when value is NULL or neither form.  A date in the
+ * past gives 1.  What to do with it stays the client's business.
+ */
+apr_int64_t cs_http_retry_after(const char *value, apr_time_t now,
+                                apr_int64_t max);
 
 #endif /* CS_HTTP_H */

@@ -419,3 +419,59 @@ apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
     }
     return APR_SUCCESS;
 }
+
+/* ------------------------------------------------------------------ */
+/* certificate requests                                                */
+/* ------------------------------------------------------------------ */
+
+apr_status_t cs_csr_make(const unsigned char **csr, apr_size_t *csr_len,
+                         apr_pool_t *p, EVP_PKEY *key, const char *domain,
+                         const char **err)
+{
+    X509_REQ *req = X509_REQ_new();
+    X509_NAME *name = X509_NAME_new();
+    STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+    X509_EXTENSION *san = NULL;
+    unsigned char *der = NULL, *q;
+    int len;
+    apr_status_t rv = APR_EGENERAL;
+
+    *err = "cannot build the CSR";
+    if (!req || !name || !exts) {
+        goto done;
+    }
+    /* A CN is at most 64 characters; the SAN is what counts. */
+    if (strlen(domain) <= CS_CN_MAX
+        && !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                       (const unsigned char *)domain, -1,
+                                       -1, 0)) {
+        goto done;
+    }
+    san = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name,
+                              apr_pstrcat(p, "DNS:", domain, NULL));
+    if (!san || !sk_X509_EXTENSION_push(exts, san)) {
+        goto done;
+    }
+    if (!X509_REQ_set_version(req, 0) || !X509_REQ_set_subject_name(req, name)
+        || !X509_REQ_set_pubkey(req, key)
+        || !X509_REQ_add_extensions(req, exts)
+        || !X509_REQ_sign(req, key, EVP_sha256())) {
+        goto done;
+    }
+    if ((len = i2d_X509_REQ(req, NULL)) <= 0) {
+        goto done;
+    }
+    der = apr_palloc(p, (apr_size_t)len);
+    q = der;
+    i2d_X509_REQ(req, &q);
+    *csr = der;
+    *csr_len = (apr_size_t)len;
+    *err = NULL;
+    rv = APR_SUCCESS;
+done:
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    X509_NAME_free(name);
+    X509_REQ_free(req);
+    ERR_clear_error();
+    return rv;
+}

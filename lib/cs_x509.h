@@ -59,4 +59,13 @@ apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
                               const char *name, apr_time_t now,
                               const char **err);
 
+/**
+ * A certificate signing request for one name, signed with key (SHA-256):
+ * the name as a DNS SAN, and as the subject CN when it fits one (64
+ * characters); DER from p.  For ACME's finalize (cs_acme_order.c).
+ */
+apr_status_t cs_csr_make(const unsigned char **csr, apr_size_t *csr_len,
+                         apr_pool_t *p, EVP_PKEY *key, const char *domain,
+                         const char **err);
+
 #endif /* CS_X509_H */

@@ -28,7 +28,7 @@ typedef struct {
     cs_acme_drive_t *drive;
 } cs_worker_t;
 
-static int cs_aplevel(int level)
+static int cs_aplevel(cs_log_level_t level)
 {
     return level == CS_LOG_ERR ? APLOG_ERR
            : level == CS_LOG_WARN ? APLOG_WARNING
@@ -36,7 +36,7 @@ static int cs_aplevel(int level)
 }
 
 /* The ACME client's own messages. */
-static void cs_acme_log(void *baton, int level, const char *msg)
+static void cs_acme_log(void *baton, cs_log_level_t level, const char *msg)
 {
     cs_worker_t *w = baton;
 
@@ -262,7 +262,7 @@ int cs_acme_post_config(apr_pool_t *pconf, server_rec *main_s)
             continue;
         }
         if (!nth) {
-            cs_acme_global_init();
+            cs_http_global_init();
         }
         if (cs_acme_start(pconf, s, conf, ++nth) != OK) {
             return !OK;

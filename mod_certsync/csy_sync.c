@@ -2,10 +2,10 @@
  * csy_sync.c: one synchronisation cycle with CertService.  See csy_sync.h.
  */
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_strings.h>
-#include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 
@@ -18,21 +18,21 @@
 /* Largest response accepted: a page of bundles with long chains. */
 #define CSY_MAX_RESPONSE    (64 * 1024 * 1024)
 #define CSY_FEED_PAGE       1000
+/* A lease refused without a Retry-After: ask again after this; one with a
+ * Retry-After longer than the longest lease is not believed. */
+#define CSY_LEASE_RETRY     5
+#define CSY_LEASE_RETRY_MAX 3600
 
 struct csy_client_t {
     const csy_config_t *config;
-    CURL *curl;
-    struct curl_slist *headers;
+    cs_http_t *http;
 };
 
-typedef struct {
-    char *data;
-    apr_size_t len;
-    apr_size_t cap;
-    int too_big;
-} csy_buf_t;
+static void csy_log(const csy_config_t *cfg, cs_log_level_t level,
+                    apr_pool_t *p, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static void csy_log(const csy_config_t *cfg, csy_log_level_t level,
+static void csy_log(const csy_config_t *cfg, cs_log_level_t level,
                     apr_pool_t *p, const char *fmt, ...)
 {
     va_list ap;
@@ -45,118 +45,85 @@ static void csy_log(const csy_config_t *cfg, csy_log_level_t level,
     va_end(ap);
 }
 
-static apr_status_t client_cleanup(void *data)
-{
-    csy_client_t *client = data;
-
-    curl_slist_free_all(client->headers);
-    curl_easy_cleanup(client->curl);
-    return APR_SUCCESS;
-}
-
 apr_status_t csy_client_create(csy_client_t **pclient, apr_pool_t *p,
                                const csy_config_t *config)
 {
     csy_client_t *client = apr_pcalloc(p, sizeof(*client));
+    cs_http_conf_t hc;
+    apr_status_t rv;
 
     client->config = config;
-    client->curl = curl_easy_init();
-    if (!client->curl) {
-        return APR_ENOMEM;
+    if (config->http) {
+        client->http = config->http;
     }
-    client->headers = curl_slist_append(NULL, "Accept: application/json");
-    client->headers = curl_slist_append(client->headers,
-                                        "Content-Type: application/json");
-    apr_pool_cleanup_register(p, client, client_cleanup,
-                              apr_pool_cleanup_null);
+    else {
+        memset(&hc, 0, sizeof(hc));
+        hc.protocols = "https,http";
+        hc.ca_file = config->ca_file;
+        hc.client_cert = config->client_cert;
+        hc.client_key = config->client_key;
+        hc.timeout = apr_time_from_sec(config->timeout > 0 ? config->timeout
+                                                           : 30);
+        hc.connect_timeout = apr_time_from_sec(10);
+        hc.max_body = CSY_MAX_RESPONSE;
+        if ((rv = cs_http_curl_create(&client->http, p, &hc))) {
+            return rv;
+        }
+    }
     *pclient = client;
     return APR_SUCCESS;
-}
-
-static size_t on_data(char *data, size_t size, size_t n, void *baton)
-{
-    csy_buf_t *buf = baton;
-    size_t len = size * n;
-
-    if (buf->len + len > CSY_MAX_RESPONSE) {
-        buf->too_big = 1;
-        return 0;
-    }
-    if (buf->len + len + 1 > buf->cap) {
-        apr_size_t cap = buf->cap ? buf->cap : 16384;
-        char *bigger;
-        while (cap < buf->len + len + 1) {
-            cap *= 2;
-        }
-        bigger = realloc(buf->data, cap);
-        if (!bigger) {
-            return 0;
-        }
-        buf->data = bigger;
-        buf->cap = cap;
-    }
-    memcpy(buf->data + buf->len, data, len);
-    buf->len += len;
-    buf->data[buf->len] = '\0';
-    return len;
 }
 
 /*
  * One request.  On success *json holds the parsed body (for 2xx with a
  * body) and *status the HTTP status; *err says what went wrong otherwise.
+ * resp, if not NULL, receives the whole answer (its headers).
  */
 static apr_status_t request(json_t **json, long *status, csy_client_t *cl,
                             apr_pool_t *p, const char *method,
-                            const char *path, json_t *body, const char **err)
+                            const char *path, json_t *body,
+                            cs_http_resp_t *resp, const char **err)
 {
-    const csy_config_t *cfg = cl->config;
-    CURL *c = cl->curl;
-    csy_buf_t buf = { NULL, 0, 0, 0 };
-    char *text = NULL, errbuf[CURL_ERROR_SIZE] = "";
+    static const char *const headers[] = {
+        "Accept: application/json", "Content-Type: application/json", NULL
+    };
+    cs_http_req_t req;
+    cs_http_resp_t r;
+    char *text = NULL;
     json_error_t jerr;
-    CURLcode rc;
-    apr_status_t rv = APR_SUCCESS;
+    apr_status_t rv;
 
     *json = NULL;
     *status = 0;
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, apr_pstrcat(p, cfg->url, path, NULL));
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, cl->headers);
-    curl_easy_setopt(c, CURLOPT_SSLCERT, cfg->client_cert);
-    curl_easy_setopt(c, CURLOPT_SSLKEY, cfg->client_key);
-    if (cfg->ca_file) {
-        curl_easy_setopt(c, CURLOPT_CAINFO, cfg->ca_file);
+    if (!resp) {
+        resp = &r;
     }
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, cfg->timeout > 0 ? cfg->timeout
-                                                          : 30L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &buf);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    memset(&req, 0, sizeof(req));
+    req.method = method;
+    req.url = apr_pstrcat(p, cl->config->url, path, NULL);
+    req.headers = headers;
     if (body) {
         text = json_dumps(body, JSON_COMPACT);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, text ? text : "{}");
+        req.body = text ? text : "{}";
+        req.body_len = strlen(req.body);
     }
-    rc = curl_easy_perform(c);
+    rv = cs_http_send(cl->http, resp, &req, p, err);
     free(text);
-    if (rc != CURLE_OK) {
-        *err = apr_psprintf(p, "%s %s: %s", method, path,
-                            buf.too_big ? "response too large"
-                            : *errbuf ? errbuf : curl_easy_strerror(rc));
-        rv = APR_EGENERAL;
-        goto done;
+    if (rv != APR_SUCCESS) {
+        /* The transport's error names the method and the URL. */
+        if (rv == APR_ENOSPC) {
+            *err = apr_psprintf(p, "%s %s: response too large", method,
+                                path);
+        }
+        return APR_EGENERAL;
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-    if (buf.len) {
-        *json = json_loadb(buf.data, buf.len, 0, &jerr);
+    *status = resp->status;
+    if (resp->len) {
+        *json = json_loadb(resp->body, resp->len, 0, &jerr);
         if (!*json && *status < 300) {
             *err = apr_psprintf(p, "%s %s: malformed JSON: %s", method, path,
                                 jerr.text);
-            rv = APR_EGENERAL;
-            goto done;
+            return APR_EGENERAL;
         }
     }
     if (*status < 200 || *status >= 300) {
@@ -165,15 +132,11 @@ static apr_status_t request(json_t **json, long *status, csy_client_t *cl,
                             json_is_string(msg) ? ": " : "",
                             json_is_string(msg) ? json_string_value(msg)
                                                 : "");
-        rv = APR_EGENERAL;
-    }
-done:
-    if (rv != APR_SUCCESS) {
         json_decref(*json);
         *json = NULL;
+        return APR_EGENERAL;
     }
-    free(buf.data);
-    return rv;
+    return APR_SUCCESS;
 }
 
 /* ------------------------------------------------------------------ */
@@ -187,7 +150,6 @@ static int serial_ok(const char *s)
     return n >= 1 && n <= 64 && s[strspn(s, "0123456789abcdef")] == '\0';
 }
 
-/* Opens the envelope with whichever wrapping key it was sealed to. */
 /* Opens the envelope with whichever wrapping key it was sealed to; *which
  * is that key's index. */
 static apr_status_t open_key(EVP_PKEY **key, int *which,
@@ -229,7 +191,7 @@ static unsigned char *seal_for_workers(apr_size_t *len,
         || cs_seal(&seal, len, p, key, leaf,
                    &APR_ARRAY_IDX(cfg->seal_keys, which, cs_seal_key_t),
                    domain, serial, &err)) {
-        csy_log(cfg, CSY_LOG_WARN, p, "%s (serial %s): no key.seal, workers "
+        csy_log(cfg, CS_LOG_WARN, p, "%s (serial %s): no key.seal, workers "
                 "will open key.cms: %s", domain, serial, err);
         return NULL;
     }
@@ -411,7 +373,7 @@ static void record_failure(cycle_t *cy, apr_pool_t *p, const char *domain,
                                     APR_HASH_KEY_STRING);
 
     if (!prev || strcmp(prev, why) != 0) {
-        csy_log(cy->cl->config, CSY_LOG_WARN, p, "bundle %s skipped: %s "
+        csy_log(cy->cl->config, CS_LOG_WARN, p, "bundle %s skipped: %s "
                 "(what was served stays served; retried next cycle)",
                 domain, why);
     }
@@ -438,7 +400,7 @@ static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
         apr_hash_set(asked, n, APR_HASH_KEY_STRING, n);
     }
     rv = request(&resp, &status, cy->cl, p, "POST", "/v1/bundles", body,
-                 err);
+                 NULL, err);
     json_decref(body);
     if (rv) {
         return rv;
@@ -473,7 +435,7 @@ static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
                          APR_HASH_KEY_STRING, apr_pstrdup(cy->p,
                              json_string_value(json_object_get(v,
                                                                "serial"))));
-            csy_log(cy->cl->config, CSY_LOG_INFO, p, "installed %s serial %s",
+            csy_log(cy->cl->config, CS_LOG_INFO, p, "installed %s serial %s",
                     want, json_string_value(json_object_get(v, "serial")));
         }
         else {
@@ -489,7 +451,7 @@ static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
     /* Asked for but not answered: deleted meanwhile; the feed will say. */
     for (hi = apr_hash_first(p, asked); hi; hi = apr_hash_next(hi)) {
         const char *n = apr_hash_this_key(hi);
-        csy_log(cy->cl->config, CSY_LOG_DEBUG, p, "no bundle for %s", n);
+        csy_log(cy->cl->config, CS_LOG_DEBUG, p, "no bundle for %s", n);
     }
     return APR_SUCCESS;
 }
@@ -544,7 +506,7 @@ static apr_status_t read_page(cycle_t *cy, apr_pool_t *p, long long since,
     rv = request(&resp, &status, cy->cl, p, "GET",
                  apr_psprintf(p, "/v1/changes?since=%" APR_INT64_T_FMT
                               "&limit=%d", (apr_int64_t)since,
-                              CSY_FEED_PAGE), NULL, err);
+                              CSY_FEED_PAGE), NULL, NULL, err);
     if (rv) {
         return rv;
     }
@@ -645,7 +607,7 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
                 apr_hash_set(res->removed_set, d, APR_HASH_KEY_STRING, d);
                 res->removed++;
                 res->changed = 1;
-                csy_log(cl->config, CSY_LOG_INFO, page, "removed %s", d);
+                csy_log(cl->config, CS_LOG_INFO, page, "removed %s", d);
             }
         }
         /* Durable data first, then the manifest, then the cursor. */
@@ -683,8 +645,10 @@ apr_status_t csy_lease_acquire(const char **lease, long *retry_after,
 {
     const csy_config_t *cfg = cl->config;
     json_t *body, *resp = NULL;
+    cs_http_resp_t answer;
     const char *id;
     long status;
+    apr_int64_t ra;
     apr_status_t rv;
 
     *lease = NULL;
@@ -692,12 +656,12 @@ apr_status_t csy_lease_acquire(const char **lease, long *retry_after,
     body = json_pack("{s:s, s:i}", "host", cfg->host_name, "ttl", ttl);
     rv = request(&resp, &status, cl, p, "POST",
                  apr_pstrcat(p, "/v1/pools/", cfg->pool_name, "/leases",
-                             NULL), body, err);
+                             NULL), body, &answer, err);
     json_decref(body);
     if (rv && status == 409) {
-        curl_off_t ra = 0;
-        curl_easy_getinfo(cl->curl, CURLINFO_RETRY_AFTER, &ra);
-        *retry_after = ra > 0 ? (long)ra : 5;
+        ra = cs_http_retry_after(apr_table_get(answer.headers, "Retry-After"),
+                                 apr_time_now(), CSY_LEASE_RETRY_MAX);
+        *retry_after = ra > 0 ? (long)ra : CSY_LEASE_RETRY;
         return APR_EAGAIN;
     }
     if (rv) {
@@ -724,10 +688,10 @@ apr_status_t csy_lease_release(csy_client_t *cl, apr_pool_t *p,
 
     rv = request(&resp, &status, cl, p, "DELETE",
                  apr_pstrcat(p, "/v1/pools/", cl->config->pool_name,
-                             "/leases/", lease, NULL), NULL, &err);
+                             "/leases/", lease, NULL), NULL, NULL, &err);
     json_decref(resp);
     if (rv && status != 404) {
-        csy_log(cl->config, CSY_LOG_WARN, p, "releasing lease %s failed: %s",
+        csy_log(cl->config, CS_LOG_WARN, p, "releasing lease %s failed: %s",
                 lease, err);
         return rv;
     }
@@ -753,11 +717,11 @@ apr_status_t csy_report(csy_client_t *cl, apr_pool_t *p, long long seq,
                      "failed", failed);
     rv = request(&resp, &status, cl, p, "POST",
                  apr_pstrcat(p, "/v1/hosts/", cfg->host_name, "/report",
-                             NULL), body, &err);
+                             NULL), body, NULL, &err);
     json_decref(body);
     json_decref(resp);
     if (rv) {
-        csy_log(cfg, CSY_LOG_WARN, p, "report to CertService failed: %s",
+        csy_log(cfg, CS_LOG_WARN, p, "report to CertService failed: %s",
                 err);
     }
     return rv;

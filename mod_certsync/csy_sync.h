@@ -1,8 +1,10 @@
 /*
  * csy_sync.h: one synchronisation of the local store with CertService.
  *
- * Pure code: APR, libcurl, OpenSSL and jansson; no httpd types.  The glue
- * (mod_certsync.c) runs it in its sync process and decides about restarts.
+ * Pure code: APR, OpenSSL and jansson; no httpd types.  HTTP goes through
+ * a transport (cs_http.h): libcurl's unless the caller gives one (a unit
+ * test's fake).  The glue (mod_certsync.c) runs it in its sync process and
+ * decides about restarts.
  *
  * A cycle pages through GET /v1/changes from the saved cursor, fetches the
  * changed bundles in batches (POST /v1/bundles) over one kept-alive mutual
@@ -19,16 +21,15 @@
 #include <apr_pools.h>
 #include <apr_tables.h>
 
+#include "cs_http.h"
+#include "cs_log.h"
 #include "csy_store.h"
-
-typedef enum {
-    CSY_LOG_ERR, CSY_LOG_WARN, CSY_LOG_INFO, CSY_LOG_DEBUG
-} csy_log_level_t;
-
-typedef void csy_log_fn(void *baton, csy_log_level_t level, const char *msg);
 
 typedef struct {
     const char *url;                    /* base URL, no trailing '/' */
+    /* The transport to CertService; NULL: a libcurl one (https or http)
+     * made from the four fields below. */
+    cs_http_t *http;
     const char *client_cert;            /* PEM files for mutual TLS */
     const char *client_key;
     const char *ca_file;                /* CA of CertService's certificate */
@@ -45,7 +46,7 @@ typedef struct {
     /* domain -> serial that failed its post-restart probe and was rolled
      * back: never installed again (a newer serial is).  May be NULL. */
     apr_hash_t *quarantine;
-    csy_log_fn *log;
+    cs_log_fn *log;
     void *log_baton;
 } csy_config_t;
 
@@ -65,7 +66,8 @@ typedef struct {
 
 typedef struct csy_client_t csy_client_t;
 
-/** A client that keeps its connection between cycles (freed with p). */
+/** A client that keeps its connection between cycles (freed with p).
+ * config must outlive the client. */
 apr_status_t csy_client_create(csy_client_t **client, apr_pool_t *p,
                                const csy_config_t *config);
 

@@ -28,7 +28,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 
 #include "httpd.h"
 #include "http_config.h"
@@ -41,6 +40,7 @@
 #include "apr_shm.h"
 #include "apr_thread_proc.h"
 
+#include "cs_http.h"
 #include "csy_dyn.h"
 #include "mod_certsync_private.h"
 
@@ -147,7 +147,7 @@ static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
     }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    cs_http_global_init();
     if (conf->dynamic == 1) {
         /* Anonymous: the daemon and the workers inherit the mapping. */
         if ((rv = apr_shm_create(&shm, sizeof(csy_shared_t), NULL, pconf))) {

@@ -80,13 +80,13 @@ typedef struct {
 
 static volatile sig_atomic_t csy_stop;
 
-static void csy_daemon_log(void *baton, csy_log_level_t level,
+static void csy_daemon_log(void *baton, cs_log_level_t level,
                            const char *msg)
 {
     csy_daemon_t *d = baton;
-    int lvl = level == CSY_LOG_ERR ? APLOG_ERR
-              : level == CSY_LOG_WARN ? APLOG_WARNING
-              : level == CSY_LOG_INFO ? APLOG_INFO : APLOG_DEBUG;
+    int lvl = level == CS_LOG_ERR ? APLOG_ERR
+              : level == CS_LOG_WARN ? APLOG_WARNING
+              : level == CS_LOG_INFO ? APLOG_INFO : APLOG_DEBUG;
 
     ap_log_error(APLOG_MARK, lvl, 0, d->s, CYLOGNO(00001) "%s", msg);
 }

@@ -1,0 +1,595 @@
+/*
+ * test_cs_acme.c: the ACME client (lib/cs_acme*.c) over the fake
+ * transport (fake_http.h), no network: nonces (every answer's
+ * Replay-Nonce is the next POST's; badNonce retried with the nonce it
+ * brought, up to a limit), Retry-After (seconds, HTTP dates, bounds, the
+ * rate limit's default), Link rel=alternate and the preferred chain, the
+ * pre-check's probes pinned to each address, with the A records from a
+ * small DNS server on loopback (c-ares); and the transport's Retry-After
+ * grammar itself.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+#include <apr_time.h>
+#include <jansson.h>
+
+#include <openssl/x509.h>
+
+#include "cs_acme.h"
+#include "cs_crypto.h"
+#include "cs_http.h"
+#include "cs_jws.h"
+#include "cs_x509.h"
+#include "fake_http.h"
+#include "unit.h"
+
+#define CA          "https://ca.test"
+#define DIR_JSON \
+    "{\"newNonce\":\"" CA "/nonce\",\"newAccount\":\"" CA "/acct\"," \
+    "\"newOrder\":\"" CA "/order\",\"revokeCert\":\"" CA "/revoke\"," \
+    "\"keyChange\":\"" CA "/key\",\"renewalInfo\":\"" CA "/ari/\"}"
+#define BAD_NONCE \
+    "{\"type\":\"urn:ietf:params:acme:error:badNonce\",\"detail\":\"no\"}"
+
+static apr_pool_t *pool;
+static EVP_PKEY *account_key;
+
+static const char *chain_pem(const char *cn, EVP_PKEY *leaf_key,
+                             const char *domain);
+
+/* A client over a fresh fake that knows the directory and newNonce. */
+static cs_acme_t *client(fake_http_t **pf, const char *preferred)
+{
+    cs_acme_conf_t conf;
+    cs_acme_t *acme;
+    fake_http_t *f = fake_http_create(pool);
+
+    fake_http_answer(f, "GET", CA "/dir", 200, NULL, DIR_JSON);
+    fake_http_answer(f, "HEAD", CA "/nonce", 200, "Replay-Nonce: head-1\n",
+                     NULL);
+    memset(&conf, 0, sizeof(conf));
+    conf.directory_url = CA "/dir";
+    conf.http = fake_http_transport(f);
+    conf.probe_http = conf.http;
+    conf.preferred_chain = preferred;
+    if (cs_acme_create(&acme, pool, &conf) != APR_SUCCESS) {
+        return NULL;
+    }
+    *pf = f;
+    return acme;
+}
+
+/* The nonce in the protected header of a recorded POST. */
+static const char *sent_nonce(const fake_http_request_t *r)
+{
+    const char *hdr, *payload, *err;
+    json_t *j;
+    const char *n = NULL;
+
+    if (!r || cs_jws_verify(&hdr, &payload, pool, account_key, r->body,
+                            &err)) {
+        return NULL;
+    }
+    j = json_loads(hdr, 0, NULL);
+    if (json_string_value(json_object_get(j, "nonce"))) {
+        n = apr_pstrdup(pool, json_string_value(json_object_get(j, "nonce")));
+    }
+    json_decref(j);
+    return n;
+}
+
+static void test_nonces(void)
+{
+    fake_http_t *f;
+    cs_acme_t *acme;
+    cs_acme_stats_t st;
+    const char *kid = NULL, *err = NULL;
+
+    UNIT_CASE("badNonce: retried at once with the nonce it brought");
+    acme = client(&f, NULL);
+    if (!CHECK(acme != NULL)) {
+        return;
+    }
+    fake_http_answer_n(f, "POST", CA "/acct", 400,
+                       "Replay-Nonce: from-bad-1\n"
+                       "Content-Type: application/problem+json\n",
+                       BAD_NONCE, 1);
+    fake_http_answer(f, "POST", CA "/acct", 201,
+                     "Replay-Nonce: after-acct\n"
+                     "Location: " CA "/acct/17\n", "{\"status\":\"valid\"}");
+    CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
+                 APR_SUCCESS);
+    CHECK_STR(kid, CA "/acct/17");
+    cs_acme_stats(&st, acme);
+    CHECK_EQ_INT(st.bad_nonces, 1);
+    CHECK_EQ_INT(st.requests, 4);   /* directory, newNonce, 2 x newAccount */
+    CHECK_EQ_INT(fake_http_count_of(f, "HEAD", CA "/nonce"), 1);
+    CHECK_STR(sent_nonce(fake_http_request(f, 2)), "head-1");
+    CHECK_STR(sent_nonce(fake_http_request(f, 3)), "from-bad-1");
+    CHECK_STR(fake_http_header(fake_http_request(f, 3), "Content-Type"),
+              "application/jose+json");
+
+    UNIT_CASE("the next POST uses the last answer's nonce, no newNonce");
+    fake_http_answer(f, "POST", CA "/revoke", 200,
+                     "Replay-Nonce: after-revoke\n", "");
+    {
+        apr_array_header_t *chain;
+        EVP_PKEY *leaf_key;
+        const char *pem;
+
+        cs_key_generate(&leaf_key, pool, CS_KEY_EC_P256);
+        pem = chain_pem("Revoke Root", leaf_key, "x.example.com");
+        if (CHECK(pem != NULL)
+            && CHECK_EQ_INT(cs_pem_read_certs(&chain, pool, pem, strlen(pem),
+                                              &err), APR_SUCCESS)) {
+            CHECK_EQ_INT(cs_acme_revoke(acme,
+                                        APR_ARRAY_IDX(chain, 0, X509 *), 4,
+                                        &err), APR_SUCCESS);
+            CHECK_STR(sent_nonce(fake_http_request(f, 4)), "after-acct");
+        }
+    }
+    CHECK_EQ_INT(fake_http_count_of(f, "HEAD", CA "/nonce"), 1);
+
+    UNIT_CASE("badNonce forever: given up after 5, with the CA's error");
+    acme = client(&f, NULL);
+    fake_http_answer(f, "POST", CA "/acct", 400, "Replay-Nonce: again\n",
+                     BAD_NONCE);
+    err = NULL;
+    CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
+                 APR_EGENERAL);
+    CHECK(err && strstr(err, "after 5 bad nonces"));
+    CHECK(err && strstr(err, "badNonce"));
+    cs_acme_stats(&st, acme);
+    CHECK_EQ_INT(st.bad_nonces, 5);
+    CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/acct"), 5);
+
+    UNIT_CASE("a malformed Replay-Nonce is not sent back");
+    acme = client(&f, NULL);
+    fake_http_answer_n(f, "POST", CA "/acct", 400,
+                       "Replay-Nonce: bad nonce!\n", BAD_NONCE, 1);
+    fake_http_answer(f, "POST", CA "/acct", 200,
+                     "Location: " CA "/acct/17\n", "{}");
+    CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
+                 APR_SUCCESS);
+    /* The bad one dropped: a second newNonce instead. */
+    CHECK_EQ_INT(fake_http_count_of(f, "HEAD", CA "/nonce"), 2);
+}
+
+static void test_retry_after(void)
+{
+    fake_http_t *f;
+    cs_acme_t *acme;
+    const char *kid, *err = NULL;
+    apr_time_t now = apr_time_now();
+    char date[APR_RFC822_DATE_LEN];
+
+    UNIT_CASE("cs_http_retry_after: seconds, dates, bounds, garbage");
+    CHECK_EQ_INT(cs_http_retry_after("120", now, 3600), 120);
+    CHECK_EQ_INT(cs_http_retry_after(" 7", now, 3600), 7);
+    CHECK_EQ_INT(cs_http_retry_after("99999999999999", now, 3600), 3600);
+    CHECK_EQ_INT(cs_http_retry_after("soon", now, 3600), 0);
+    CHECK_EQ_INT(cs_http_retry_after("", now, 3600), 0);
+    CHECK_EQ_INT(cs_http_retry_after(NULL, now, 3600), 0);
+    apr_rfc822_date(date, now + apr_time_from_sec(600));
+    /* The date has whole seconds: 599 or 600. */
+    CHECK(cs_http_retry_after(date, now, 3600) >= 599
+          && cs_http_retry_after(date, now, 3600) <= 600);
+    apr_rfc822_date(date, now - apr_time_from_sec(600));
+    CHECK_EQ_INT(cs_http_retry_after(date, now, 3600), 1);
+    apr_rfc822_date(date, now + apr_time_from_sec(86400));
+    CHECK_EQ_INT(cs_http_retry_after(date, now, 3600), 3600);
+
+    UNIT_CASE("429 with Retry-After: APR_EAGAIN and its seconds");
+    acme = client(&f, NULL);
+    fake_http_answer(f, "POST", CA "/acct", 429,
+                     "Replay-Nonce: n2\nRetry-After: 1800\n",
+                     "{\"type\":\"urn:ietf:params:acme:error:rateLimited\","
+                     "\"detail\":\"slow down\"}");
+    CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
+                 APR_EAGAIN);
+    CHECK_EQ_INT(cs_acme_retry_after(acme), 1800);
+    CHECK(err && strstr(err, "slow down"));
+
+    UNIT_CASE("rateLimited with an HTTP date, a week at most");
+    acme = client(&f, NULL);
+    apr_rfc822_date(date, apr_time_now() + apr_time_from_sec(30 * 86400));
+    fake_http_answer(f, "POST", CA "/acct", 403,
+                     apr_psprintf(pool, "Retry-After: %s\n", date),
+                     "{\"type\":\"urn:ietf:params:acme:error:rateLimited\"}");
+    CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
+                 APR_EAGAIN);
+    CHECK_EQ_INT(cs_acme_retry_after(acme), 7 * 86400);
+
+    UNIT_CASE("429 without Retry-After: 60 s");
+    acme = client(&f, NULL);
+    fake_http_answer(f, "POST", CA "/acct", 429, NULL, "{}");
+    CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
+                 APR_EAGAIN);
+    CHECK_EQ_INT(cs_acme_retry_after(acme), 60);
+
+    UNIT_CASE("a 5xx is the CA unreachable, a 4xx its error");
+    acme = client(&f, NULL);
+    fake_http_answer_n(f, "POST", CA "/acct", 503, NULL, "{}", 1);
+    fake_http_answer(f, "POST", CA "/acct", 400, NULL,
+                     "{\"type\":\"urn:ietf:params:acme:error:malformed\"}");
+    CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
+                 APR_ECONNREFUSED);
+    CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
+                 APR_EGENERAL);
+    CHECK(err && strstr(err, "malformed"));
+
+    UNIT_CASE("no answer at all: APR_ECONNREFUSED, CA unreachable");
+    acme = client(&f, NULL);
+    fake_http_reset(f);
+    fake_http_fail(f, NULL, CA "/*", APR_ECONNREFUSED, 0);
+    CHECK_EQ_INT(cs_acme_directory(acme, &err), APR_ECONNREFUSED);
+    CHECK(err && strstr(err, "CA unreachable"));
+}
+
+/* A chain for domain issued by a CA named cn: PEM. */
+static const char *chain_pem(const char *cn, EVP_PKEY *leaf_key,
+                             const char *domain)
+{
+    cs_ca_t ca;
+    X509 *x = X509_new();
+    apr_array_header_t *chain;
+    const char *err;
+
+    cs_key_generate(&ca.key, pool, CS_KEY_EC_P256);
+    X509_set_version(x, X509_VERSION_3);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, ca.key);
+    X509_sign(x, ca.key, EVP_sha256());
+    ca.cert = x;
+    if (cs_ca_issue(&chain, pool, &ca, leaf_key, domain,
+                    apr_time_from_sec(3600), &err)) {
+        X509_free(x);
+        return NULL;
+    }
+    X509_free(x);
+    return cs_pem_write_certs(pool, chain);
+}
+
+/* The CN of the topmost certificate of chain. */
+static const char *top_cn(apr_array_header_t *chain)
+{
+    char buf[256];
+    X509 *top;
+
+    if (!chain || !chain->nelts) {
+        return "(no chain)";
+    }
+    top = APR_ARRAY_IDX(chain, chain->nelts - 1, X509 *);
+    X509_NAME_get_text_by_NID(X509_get_subject_name(top), NID_commonName,
+                              buf, sizeof(buf));
+    return apr_pstrdup(pool, buf);
+}
+
+/* An order whose authorization is already valid, the certificate at
+ * CA/cert/1 with an alternate chain at CA/cert/1/alt. */
+static void script_order(fake_http_t *f, const char *leaf_pem,
+                         const char *alt_pem)
+{
+    fake_http_answer(f, "POST", CA "/acct", 200,
+                     "Replay-Nonce: a1\nLocation: " CA "/acct/1\n", "{}");
+    fake_http_answer(f, "POST", CA "/order", 201,
+                     "Replay-Nonce: o1\nLocation: " CA "/order/1\n",
+                     "{\"status\":\"pending\",\"authorizations\":[\"" CA
+                     "/authz/1\"],\"finalize\":\"" CA "/order/1/fin\"}");
+    fake_http_answer(f, "POST", CA "/authz/1", 200, "Replay-Nonce: z1\n",
+                     "{\"status\":\"valid\"}");
+    fake_http_answer_n(f, "POST", CA "/order/1", 200, "Replay-Nonce: o2\n",
+                       "{\"status\":\"ready\",\"finalize\":\"" CA
+                       "/order/1/fin\"}", 1);
+    fake_http_answer(f, "POST", CA "/order/1/fin", 200, "Replay-Nonce: f1\n",
+                     "{\"status\":\"processing\"}");
+    fake_http_answer(f, "POST", CA "/order/1", 200, "Replay-Nonce: o3\n",
+                     "{\"status\":\"valid\",\"certificate\":\"" CA
+                     "/cert/1\"}");
+    fake_http_answer(f, "POST", CA "/cert/1", 200,
+                     "Replay-Nonce: c1\n"
+                     "Content-Type: application/pem-certificate-chain\n"
+                     "Link: <" CA "/dir>;rel=\"index\"\n"
+                     "Link: <" CA "/cert/1/alt>;rel=\"alternate\", <" CA
+                     "/cert/1/up>;rel=\"up\"\n", leaf_pem);
+    fake_http_answer(f, "POST", CA "/cert/1/alt", 200, "Replay-Nonce: c2\n",
+                     alt_pem);
+}
+
+static void test_link_alternate(void)
+{
+    fake_http_t *f;
+    cs_acme_t *acme;
+    apr_array_header_t *chain = NULL;
+    EVP_PKEY *key;
+    const char *kid, *err = NULL, *dflt, *alt;
+    const fake_http_request_t *fin;
+    int i;
+
+    cs_key_generate(&key, pool, CS_KEY_EC_P256);
+    dflt = chain_pem("Default Root X1", key, "www.example.com");
+    alt = chain_pem("Alternate Root X2", key, "www.example.com");
+    if (!CHECK(dflt && alt)) {
+        return;
+    }
+
+    UNIT_CASE("Link rel=alternate: the preferred chain is fetched");
+    acme = client(&f, "Alternate Root");
+    script_order(f, dflt, alt);
+    CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
+                               NULL, &err), APR_SUCCESS);
+    if (CHECK(chain != NULL) && CHECK_EQ_INT(chain->nelts, 2)) {
+        CHECK_STR(top_cn(chain), "Alternate Root X2");
+    }
+    CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/cert/1/alt"), 1);
+    CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/cert/1/up"), 0);
+    CHECK_EQ_INT(fake_http_unanswered(f), 0);
+    for (i = 0, fin = NULL; i < fake_http_count(f); i++) {
+        if (strcmp(fake_http_request(f, i)->url, CA "/order/1/fin") == 0) {
+            fin = fake_http_request(f, i);
+        }
+    }
+    CHECK(fin && strstr(fin->body, "\"payload\""));
+    CHECK_STR(fake_http_header(fake_http_request(f, fake_http_count(f) - 2),
+                               "Accept"),
+              "application/pem-certificate-chain");
+
+    UNIT_CASE("no preferred chain: the default, no alternate fetched");
+    acme = client(&f, NULL);
+    script_order(f, dflt, alt);
+    cs_acme_account(&kid, acme, account_key, NULL, &err);
+    chain = NULL;
+    CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
+                               NULL, &err), APR_SUCCESS);
+    CHECK_STR(top_cn(chain), "Default Root X1");
+    CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/cert/1/alt"), 0);
+
+    UNIT_CASE("a preferred chain that no chain has: the default");
+    acme = client(&f, "Nobody's Root");
+    script_order(f, dflt, alt);
+    cs_acme_account(&kid, acme, account_key, NULL, &err);
+    chain = NULL;
+    CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
+                               NULL, &err), APR_SUCCESS);
+    CHECK_STR(top_cn(chain), "Default Root X1");
+    CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/cert/1/alt"), 1);
+}
+
+static void test_renewal_info(void)
+{
+    fake_http_t *f;
+    cs_acme_t *acme;
+    apr_array_header_t *chain;
+    apr_int64_t start, end, retry;
+    EVP_PKEY *key;
+    const char *pem, *err = NULL, *id;
+
+    UNIT_CASE("renewalInfo: the window and its Retry-After");
+    cs_key_generate(&key, pool, CS_KEY_EC_P256);
+    pem = chain_pem("ARI Root", key, "ari.example.com");
+    if (!CHECK(pem != NULL)
+        || !CHECK_EQ_INT(cs_pem_read_certs(&chain, pool, pem, strlen(pem),
+                                           &err), APR_SUCCESS)) {
+        return;
+    }
+    acme = client(&f, NULL);
+    if (cs_acme_cert_id(&id, pool, APR_ARRAY_IDX(chain, 0, X509 *))) {
+        /* cs_ca_issue gives no AKI: the call must say so. */
+        CHECK_EQ_INT(cs_acme_renewal_info(&start, &end, &retry, acme, pool,
+                                          APR_ARRAY_IDX(chain, 0, X509 *),
+                                          &err), APR_EINVAL);
+        return;
+    }
+    fake_http_answer(f, "GET", apr_pstrcat(pool, CA "/ari/", id, NULL), 200,
+                     "Retry-After: 21600\n",
+                     "{\"suggestedWindow\":{\"start\":"
+                     "\"2030-01-01T00:00:00Z\",\"end\":"
+                     "\"2030-01-02T00:00:00Z\"}}");
+    CHECK_EQ_INT(cs_acme_renewal_info(&start, &end, &retry, acme, pool,
+                                      APR_ARRAY_IDX(chain, 0, X509 *), &err),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(retry, 21600);
+    CHECK_EQ_INT(end - start, 86400);
+}
+
+static void test_precheck(void)
+{
+    fake_http_t *f;
+    cs_acme_t *acme;
+    const char *err = NULL;
+    const fake_http_request_t *r;
+
+    UNIT_CASE("pre-check: each address probed, pinned");
+    acme = client(&f, NULL);
+    fake_http_answer(f, "GET", "http://localhost:5002/.well-known/"
+                     "acme-challenge/tok", 200, NULL, "tok.thumb");
+    CHECK_EQ_INT(cs_acme_precheck(acme, pool, "localhost", 5002, NULL, "tok",
+                                  "tok.thumb", &err), APR_SUCCESS);
+    CHECK(fake_http_count(f) >= 1);
+    r = fake_http_request(f, 0);
+    CHECK(r && r->resolve
+          && strncmp(r->resolve, "localhost:5002:", 15) == 0);
+
+    UNIT_CASE("pre-check: a wrong answer fails it");
+    fake_http_reset(f);
+    fake_http_answer(f, "GET", "http://localhost:5002/*", 200, NULL,
+                     "someone else");
+    CHECK_EQ_INT(cs_acme_precheck(acme, pool, "localhost", 5002, NULL, "tok",
+                                  "tok.thumb", &err), APR_EGENERAL);
+    CHECK(err && strstr(err, "does not reach this pool"));
+
+    UNIT_CASE("pre-check: a bad DNS server is refused before any query");
+    CHECK_EQ_INT(cs_acme_precheck(acme, pool, "localhost", 5002,
+                                  "dns.example:53", "tok", "tok.thumb",
+                                  &err), APR_EINVAL);
+    CHECK_EQ_INT(cs_acme_precheck(acme, pool, "localhost", 5002,
+                                  "127.0.0.1", "tok", "tok.thumb", &err),
+                 APR_EINVAL);
+}
+
+/* ------------------------------------------------------------------ */
+/* A DNS server on loopback for the pre-check (c-ares)                 */
+/* ------------------------------------------------------------------ */
+
+/* Names: "two.test" has A 127.0.0.2 and 127.0.0.3, "none.test" no A
+ * record, "nx.test" does not exist, "silent.test" is never answered. */
+typedef struct {
+    int fd;
+    volatile int stop;
+    int queries;
+} dns_server_t;
+
+static void *dns_serve(void *arg)
+{
+    dns_server_t *d = arg;
+    unsigned char q[512], r[600];
+    struct sockaddr_in from;
+    socklen_t fromlen;
+    struct pollfd pfd;
+    ssize_t n;
+    size_t off, qend, rl;
+    char name[256];
+    int an;
+
+    pfd.fd = d->fd;
+    pfd.events = POLLIN;
+    while (!d->stop) {
+        if (poll(&pfd, 1, 100) != 1) {
+            continue;
+        }
+        fromlen = sizeof(from);
+        n = recvfrom(d->fd, q, sizeof(q), 0, (struct sockaddr *)&from,
+                     &fromlen);
+        if (n < 17) {
+            continue;
+        }
+        d->queries++;
+        /* The question's name, dotted. */
+        name[0] = '\0';
+        for (off = 12; off < (size_t)n && q[off]; off += q[off] + 1) {
+            if (strlen(name) + q[off] + 2 > sizeof(name)) {
+                break;
+            }
+            strncat(name, (const char *)q + off + 1, q[off]);
+            strcat(name, ".");
+        }
+        qend = off + 5;             /* the root label, type, class */
+        if (qend > (size_t)n || strcmp(name, "silent.test.") == 0) {
+            continue;
+        }
+        memcpy(r, q, qend);
+        r[2] = 0x81;                /* an answer, recursion desired */
+        r[3] = strcmp(name, "nx.test.") == 0 ? 0x83 : 0x80;  /* NXDOMAIN */
+        an = strcmp(name, "two.test.") == 0 ? 2 : 0;
+        r[4] = 0; r[5] = 1;
+        r[6] = 0; r[7] = (unsigned char)an;
+        r[8] = r[9] = r[10] = r[11] = 0;
+        rl = qend;
+        while (an-- > 0) {
+            static const unsigned char rr[] = {
+                0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0
+            };
+            memcpy(r + rl, rr, sizeof(rr));
+            r[rl + sizeof(rr)] = (unsigned char)(an == 1 ? 2 : 3);
+            rl += sizeof(rr) + 1;
+        }
+        sendto(d->fd, r, rl, 0, (struct sockaddr *)&from, fromlen);
+    }
+    return NULL;
+}
+
+static void test_precheck_dns(void)
+{
+    dns_server_t d;
+    pthread_t th;
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    fake_http_t *f;
+    cs_acme_t *acme;
+    const char *server, *err = NULL;
+    apr_time_t t0;
+
+    memset(&d, 0, sizeof(d));
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    d.fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (!CHECK(d.fd >= 0)
+        || !CHECK(bind(d.fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+        || !CHECK(getsockname(d.fd, (struct sockaddr *)&sa, &len) == 0)
+        || !CHECK(pthread_create(&th, NULL, dns_serve, &d) == 0)) {
+        return;
+    }
+    server = apr_psprintf(pool, "127.0.0.1:%d", ntohs(sa.sin_port));
+    acme = client(&f, NULL);
+
+    UNIT_CASE("pre-check DNS: every A record from the given server probed");
+    fake_http_answer(f, "GET", "http://two.test:80/*", 200, NULL, "k.t");
+    CHECK_EQ_INT(cs_acme_precheck(acme, pool, "two.test", 80, server, "k",
+                                  "k.t", &err), APR_SUCCESS);
+    CHECK_EQ_INT(fake_http_count(f), 2);
+    if (fake_http_count(f) == 2) {
+        CHECK_STR(fake_http_request(f, 0)->resolve, "two.test:80:127.0.0.2");
+        CHECK_STR(fake_http_request(f, 1)->resolve, "two.test:80:127.0.0.3");
+    }
+    CHECK_EQ_INT(d.queries, 1);
+
+    UNIT_CASE("pre-check DNS: NXDOMAIN");
+    CHECK_EQ_INT(cs_acme_precheck(acme, pool, "nx.test", 80, server, "k",
+                                  "k.t", &err), APR_EGENERAL);
+    CHECK(err && strstr(err, "nx.test does not resolve"));
+
+    UNIT_CASE("pre-check DNS: a name without an A record");
+    CHECK_EQ_INT(cs_acme_precheck(acme, pool, "none.test", 80, server, "k",
+                                  "k.t", &err), APR_EGENERAL);
+    CHECK(err && strstr(err, "none.test has no address"));
+
+    UNIT_CASE("pre-check DNS: no answer within 3 s");
+    t0 = apr_time_now();
+    CHECK_EQ_INT(cs_acme_precheck(acme, pool, "silent.test", 80, server,
+                                  "k", "k.t", &err), APR_EGENERAL);
+    CHECK(err && strstr(err, "no answer from the DNS server"));
+    CHECK(apr_time_now() - t0 < apr_time_from_sec(6));
+    CHECK_EQ_INT(fake_http_count(f), 2);    /* nothing probed since */
+
+    d.stop = 1;
+    pthread_join(th, NULL);
+    close(d.fd);
+}
+
+int main(void)
+{
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    cs_http_global_init();
+    if (cs_key_generate(&account_key, pool, CS_KEY_EC_P256)) {
+        printf("cannot generate a key\n");
+        return 1;
+    }
+    test_nonces();
+    test_retry_after();
+    test_link_alternate();
+    test_renewal_info();
+    test_precheck();
+    test_precheck_dns();
+    apr_pool_destroy(pool);
+    apr_terminate();
+    return unit_summary();
+}

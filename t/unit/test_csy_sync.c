@@ -1,0 +1,446 @@
+/*
+ * test_csy_sync.c: one sync cycle (csy_sync.c) over the fake transport
+ * (fake_http.h) into a real store (csy_store.c) below a temporary
+ * directory: a normal cycle that installs a bundle, then what
+ * CertService must not be able to do to a proxy: a garbage body,
+ * truncated JSON, HTTP 500, a feed page that repeats, a cursor that goes
+ * backwards, a bundle that does not verify.  After every failed cycle the
+ * cursor, the manifest and what is served are as before.  Then the lease
+ * (Retry-After) and the requests' shape.
+ */
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+#include <jansson.h>
+
+#include <openssl/x509.h>
+
+#include "cs_crypto.h"
+#include "cs_x509.h"
+#include "csy_store.h"
+#include "csy_sync.h"
+#include "fake_http.h"
+#include "unit.h"
+
+#define CS_URL      "https://cs.test:8443"
+#define CHANGES     CS_URL "/v1/changes*"
+#define BUNDLES     CS_URL "/v1/bundles"
+
+static apr_pool_t *pool;
+static char base[256];
+static csy_store_t *store;
+static cs_ca_t ca;
+static apr_array_header_t *wrap_certs, *wrap_keys;
+static fake_http_t *fake;
+static csy_config_t cfg;
+static csy_client_t *client;
+static apr_hash_t *failures;
+static int logged_warn;
+
+static apr_status_t x509_free_cleanup(void *data)
+{
+    X509_free(data);
+    return APR_SUCCESS;
+}
+
+static X509 *self_signed(EVP_PKEY *key, const char *cn)
+{
+    static long serial;
+    X509 *x = X509_new();
+
+    X509_set_version(x, X509_VERSION_3);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), ++serial);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN",
+                               MBSTRING_UTF8, (const unsigned char *)cn,
+                               -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, key);
+    X509_sign(x, key, EVP_sha256());
+    apr_pool_cleanup_register(pool, x, x509_free_cleanup,
+                              apr_pool_cleanup_null);
+    return x;
+}
+
+/* A bundle as CertService sends it (a JSON object, as text); *serial is
+ * its serial.  wrong_key: the envelope holds another key than the
+ * certificate's. */
+static const char *make_bundle(const char **serial, const char *name,
+                               int wrong_key)
+{
+    apr_array_header_t *chain;
+    cs_cert_info_t info;
+    EVP_PKEY *key, *other;
+    unsigned char *der;
+    apr_size_t len;
+    const char *err;
+    json_t *j;
+    char *text, *copy;
+
+    if (cs_key_generate(&key, pool, CS_KEY_EC_P256)
+        || cs_key_generate(&other, pool, CS_KEY_EC_P256)
+        || cs_ca_issue(&chain, pool, &ca, key, name, apr_time_from_sec(3600),
+                       &err)
+        || cs_envelope_seal(&der, &len, pool, wrong_key ? other : key,
+                            wrap_certs, &err)) {
+        return NULL;
+    }
+    cs_cert_info(&info, pool, APR_ARRAY_IDX(chain, 0, X509 *));
+    *serial = info.serial;
+    j = json_pack("{s:s, s:s, s:s, s:s}", "domain", name, "serial",
+                  info.serial, "chain_pem", cs_pem_write_certs(pool, chain),
+                  "key_cms", cs_base64_encode(pool, der, len));
+    text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    copy = apr_pstrdup(pool, text);
+    free(text);
+    return copy;
+}
+
+static void test_log(void *baton, cs_log_level_t level, const char *msg)
+{
+    if (level <= CS_LOG_WARN) {
+        logged_warn++;
+    }
+    if (getenv("TEST_VERBOSE")) {
+        printf("  log %d: %s\n", (int)level, msg);
+    }
+}
+
+static long long cursor(void)
+{
+    long long c = -1;
+
+    csy_store_cursor_get(&c, store, pool);
+    return c;
+}
+
+/* The manifest as one line ("a b"), for comparisons. */
+static const char *manifest(void)
+{
+    apr_array_header_t *d;
+    const char *s = "";
+    int i;
+
+    if (csy_store_manifest_read(&d, store, pool)) {
+        return "(unreadable)";
+    }
+    for (i = 0; i < d->nelts; i++) {
+        s = apr_pstrcat(pool, s, i ? " " : "",
+                        APR_ARRAY_IDX(d, i, const char *), NULL);
+    }
+    return s;
+}
+
+/* One cycle over whatever the fake was told. */
+static apr_status_t cycle(csy_result_t *res)
+{
+    return csy_sync_once(res, client, store, failures, pool);
+}
+
+static void test_normal_cycle(void)
+{
+    csy_result_t res;
+    const char *serial, *b;
+    const fake_http_request_t *r;
+
+    UNIT_CASE("a normal cycle installs a bundle");
+    b = make_bundle(&serial, "www.example.com", 0);
+    CHECK(b != NULL);
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", CS_URL "/v1/changes?since=0&limit=1000",
+                     200, NULL,
+                     "{\"changes\":[{\"seq\":7,\"domain\":\"www.example.com\","
+                     "\"op\":\"upsert\"}],\"next\":7,\"more\":false}");
+    fake_http_answer(fake, "POST", BUNDLES, 200, NULL,
+                     apr_psprintf(pool, "{\"bundles\":[%s]}", b));
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_STR(res.error, NULL);
+    CHECK_EQ_INT(res.installed, 1);
+    CHECK_EQ_INT(res.changes, 1);
+    CHECK(res.changed);
+    CHECK_EQ_INT(res.cursor_before, 0);
+    CHECK_EQ_INT(res.cursor_after, 7);
+    CHECK_EQ_INT(cursor(), 7);
+    CHECK_STR(csy_store_current(store, pool, "www.example.com"), serial);
+    CHECK_STR(apr_hash_get(res.made_current, "www.example.com",
+                           APR_HASH_KEY_STRING), serial);
+    CHECK_STR(manifest(), "www.example.com");
+    CHECK_EQ_INT(fake_http_unanswered(fake), 0);
+    /* What went over the wire. */
+    CHECK_EQ_INT(fake_http_count(fake), 2);
+    r = fake_http_request(fake, 1);
+    if (CHECK(r != NULL)) {
+        CHECK_STR(r->method, "POST");
+        CHECK_STR(fake_http_header(r, "Content-Type"), "application/json");
+        CHECK_STR(fake_http_header(r, "Accept"), "application/json");
+        CHECK_STR(r->body, "{\"domains\":[\"www.example.com\"]}");
+    }
+
+    UNIT_CASE("the next cycle starts at the cursor, nothing new");
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", CS_URL "/v1/changes?since=7&limit=1000",
+                     200, NULL, "{\"changes\":[],\"next\":7,\"more\":false}");
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.changed, 0);
+    CHECK_EQ_INT(fake_http_count(fake), 1);
+    CHECK_EQ_INT(fake_http_unanswered(fake), 0);
+}
+
+/* A cycle that must fail and change nothing: cursor 7, one domain. */
+static void failing_cycle(const char *name, const char *why)
+{
+    csy_result_t res;
+    apr_status_t rv;
+
+    UNIT_CASE(name);
+    rv = cycle(&res);
+    CHECK(rv != APR_SUCCESS);
+    if (CHECK(res.error != NULL) && !CHECK(strstr(res.error, why))) {
+        printf("  error was: %s\n", res.error);
+    }
+    CHECK_EQ_INT(cursor(), 7);
+    CHECK_EQ_INT(res.installed, 0);
+    CHECK_STR(manifest(), "www.example.com");
+    CHECK(csy_store_current(store, pool, "www.example.com") != NULL);
+}
+
+static void test_bad_answers(void)
+{
+    const char *serial, *b;
+    int i;
+
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
+                     "<html>502 Bad Gateway</html>");
+    failing_cycle("a garbage body", "malformed JSON");
+
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
+                     "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\","
+                     "\"op\":\"ups");
+    failing_cycle("truncated JSON", "malformed JSON");
+
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", CHANGES, 500, NULL,
+                     "{\"error\":\"database is down\"}");
+    failing_cycle("HTTP 500 on the feed", "HTTP 500: database is down");
+
+    /* The feed is fine but the bundles cannot be fetched: the cursor must
+     * not pass the change whose bundle it did not get. */
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
+                     "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\","
+                     "\"op\":\"upsert\"}],\"next\":8,\"more\":false}");
+    fake_http_answer(fake, "POST", BUNDLES, 500, NULL, "oops");
+    failing_cycle("HTTP 500 on the bundles", "HTTP 500");
+
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
+                     "{\"changes\":[],\"next\":7,\"more\":false,");
+    failing_cycle("truncated JSON after all fields", "malformed JSON");
+
+    /* The same page again and again: "more" without the cursor moving.
+     * Scripted for 50 answers: a client that loops runs out of them. */
+    fake_http_reset(fake);
+    fake_http_answer_n(fake, "GET", CHANGES, 200, NULL,
+                       "{\"changes\":[{\"seq\":7,\"domain\":"
+                       "\"www.example.com\",\"op\":\"delete\"}],\"next\":7,"
+                       "\"more\":true}", 50);
+    failing_cycle("a feed page that repeats", "more without progress");
+    CHECK_EQ_INT(fake_http_count(fake), 1);
+    CHECK_EQ_INT(fake_http_unanswered(fake), 0);
+
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
+                     "{\"changes\":[{\"seq\":3,\"domain\":\"www.example.com\","
+                     "\"op\":\"delete\"}],\"next\":3,\"more\":false}");
+    failing_cycle("a cursor that goes backwards", "malformed answer");
+
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
+                     "{\"changes\":[{\"seq\":8,\"domain\":\"../etc\","
+                     "\"op\":\"upsert\"}],\"next\":8,\"more\":false}");
+    failing_cycle("a change naming no valid domain", "valid domain");
+
+    fake_http_reset(fake);
+    fake_http_fail(fake, NULL, CS_URL "*", APR_ECONNREFUSED, 0);
+    failing_cycle("CertService unreachable", "fails as scripted");
+
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
+                     "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\","
+                     "\"op\":\"upsert\"}],\"next\":8,\"more\":false}");
+    fake_http_answer(fake, "POST", BUNDLES, 200, NULL, "{\"bundles\":{}}");
+    failing_cycle("a bundles answer without an array", "no bundles array");
+
+    /* A bundle that does not verify is skipped, remembered and retried;
+     * the cycle itself succeeds and the cursor moves on. */
+    {
+        csy_result_t res;
+
+        UNIT_CASE("a bundle whose key does not match is skipped");
+        b = make_bundle(&serial, "b.example.com", 1);
+        fake_http_reset(fake);
+        fake_http_answer(fake, "GET", CHANGES, 200, NULL,
+                         "{\"changes\":[{\"seq\":8,\"domain\":"
+                         "\"b.example.com\",\"op\":\"upsert\"}],\"next\":8,"
+                         "\"more\":false}");
+        fake_http_answer(fake, "POST", BUNDLES, 200, NULL,
+                         apr_psprintf(pool, "{\"bundles\":[%s]}", b));
+        logged_warn = 0;
+        CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+        CHECK_EQ_INT(res.installed, 0);
+        CHECK_EQ_INT(cursor(), 8);
+        CHECK(apr_hash_get(failures, "b.example.com", APR_HASH_KEY_STRING)
+              != NULL);
+        CHECK_STR(csy_store_current(store, pool, "b.example.com"), NULL);
+        CHECK_STR(manifest(), "www.example.com");
+        CHECK_EQ_INT(logged_warn, 1);
+
+        UNIT_CASE("the failed bundle is retried and installed");
+        b = make_bundle(&serial, "b.example.com", 0);
+        fake_http_reset(fake);
+        fake_http_answer(fake, "GET", CHANGES, 200, NULL,
+                         "{\"changes\":[],\"next\":8,\"more\":false}");
+        fake_http_answer(fake, "POST", BUNDLES, 200, NULL,
+                         apr_psprintf(pool, "{\"bundles\":[%s]}", b));
+        CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+        CHECK_EQ_INT(res.installed, 1);
+        CHECK_EQ_INT(apr_hash_count(failures), 0);
+        CHECK_STR(csy_store_current(store, pool, "b.example.com"), serial);
+        CHECK_STR(manifest(), "b.example.com www.example.com");
+    }
+
+    UNIT_CASE("a page then the next page");
+    {
+        csy_result_t res;
+
+        fake_http_reset(fake);
+        fake_http_answer(fake, "GET", CS_URL "/v1/changes?since=8&limit=1000",
+                         200, NULL,
+                         "{\"changes\":[{\"seq\":9,\"domain\":"
+                         "\"b.example.com\",\"op\":\"delete\"}],\"next\":9,"
+                         "\"more\":true}");
+        fake_http_answer(fake, "GET", CS_URL "/v1/changes?since=9&limit=1000",
+                         200, NULL, "{\"changes\":[],\"next\":9,"
+                         "\"more\":false}");
+        CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+        CHECK_EQ_INT(res.removed, 1);
+        CHECK_EQ_INT(cursor(), 9);
+        CHECK_STR(manifest(), "www.example.com");
+        CHECK_EQ_INT(fake_http_count(fake), 2);
+        CHECK_EQ_INT(fake_http_unanswered(fake), 0);
+    }
+    (void)i;
+}
+
+static void test_lease(void)
+{
+    const char *lease, *err = NULL;
+    long retry;
+    const fake_http_request_t *r;
+
+    UNIT_CASE("a lease granted");
+    fake_http_reset(fake);
+    fake_http_answer(fake, "POST", CS_URL "/v1/pools/web/leases", 201, NULL,
+                     "{\"lease\":\"l-1\",\"ttl\":300}");
+    CHECK_EQ_INT(csy_lease_acquire(&lease, &retry, client, pool, 300, &err),
+                 APR_SUCCESS);
+    CHECK_STR(lease, "l-1");
+    r = fake_http_request(fake, 0);
+    if (CHECK(r != NULL)) {
+        CHECK_STR(r->body, "{\"host\":\"h1\",\"ttl\":300}");
+    }
+
+    UNIT_CASE("a lease refused: its Retry-After");
+    fake_http_reset(fake);
+    fake_http_answer(fake, "POST", CS_URL "/v1/pools/web/leases", 409,
+                     "Retry-After: 17\n", "{\"error\":\"all slots taken\"}");
+    CHECK_EQ_INT(csy_lease_acquire(&lease, &retry, client, pool, 300, &err),
+                 APR_EAGAIN);
+    CHECK_EQ_INT(retry, 17);
+    CHECK_STR(lease, NULL);
+
+    UNIT_CASE("a lease refused without a Retry-After: 5 s");
+    fake_http_reset(fake);
+    fake_http_answer(fake, "POST", CS_URL "/v1/pools/web/leases", 409, NULL,
+                     "{}");
+    CHECK_EQ_INT(csy_lease_acquire(&lease, &retry, client, pool, 300, &err),
+                 APR_EAGAIN);
+    CHECK_EQ_INT(retry, 5);
+
+    UNIT_CASE("a lease released, a gone lease is released too");
+    fake_http_reset(fake);
+    fake_http_answer(fake, "DELETE", CS_URL "/v1/pools/web/leases/l-1", 204,
+                     NULL, NULL);
+    fake_http_answer(fake, "DELETE", CS_URL "/v1/pools/web/leases/l-2", 404,
+                     NULL, "{\"error\":\"no such lease\"}");
+    CHECK_EQ_INT(csy_lease_release(client, pool, "l-1"), APR_SUCCESS);
+    CHECK_EQ_INT(csy_lease_release(client, pool, "l-2"), APR_SUCCESS);
+    CHECK_EQ_INT(fake_http_count(fake), 2);
+}
+
+static int rm_cb(const char *path, const struct stat *st, int flag,
+                 struct FTW *ftw)
+{
+    (void)st; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+int main(void)
+{
+    EVP_PKEY *wrap_key;
+    const char *tmp = getenv("CSY_TEST_TMPDIR");
+
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    snprintf(base, sizeof(base), "%s/test_csy_sync.XXXXXX",
+             tmp ? tmp : access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    if (!mkdtemp(base)
+        || csy_store_open(&store, pool, apr_pstrcat(pool, base, "/store",
+                                                    NULL)) != APR_SUCCESS) {
+        printf("cannot open a store in %s\n", base);
+        return 1;
+    }
+    if (cs_key_generate(&ca.key, pool, CS_KEY_EC_P256)
+        || cs_key_generate(&wrap_key, pool, CS_KEY_RSA_2048)) {
+        printf("cannot generate keys\n");
+        return 1;
+    }
+    ca.cert = self_signed(ca.key, "test CA");
+    wrap_certs = apr_array_make(pool, 1, sizeof(X509 *));
+    wrap_keys = apr_array_make(pool, 1, sizeof(EVP_PKEY *));
+    APR_ARRAY_PUSH(wrap_certs, X509 *) = self_signed(wrap_key, "wrap");
+    APR_ARRAY_PUSH(wrap_keys, EVP_PKEY *) = wrap_key;
+
+    fake = fake_http_create(pool);
+    cfg.url = CS_URL;
+    cfg.http = fake_http_transport(fake);
+    cfg.wrap_certs = wrap_certs;
+    cfg.wrap_keys = wrap_keys;
+    cfg.batch_size = 100;
+    cfg.pool_name = "web";
+    cfg.host_name = "h1";
+    cfg.log = test_log;
+    failures = apr_hash_make(pool);
+    if (csy_client_create(&client, pool, &cfg) != APR_SUCCESS) {
+        printf("cannot make a client\n");
+        return 1;
+    }
+
+    test_normal_cycle();
+    test_bad_answers();
+    test_lease();
+
+    nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    apr_pool_destroy(pool);
+    apr_terminate();
+    return unit_summary();
+}
