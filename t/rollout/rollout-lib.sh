@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 #
 # t/rollout/rollout-lib.sh: helpers for the staggered-restart tests
-# (t/rollout/e2e.sh) and benchmark (bench/rollout.sh), on top of
-# build/pool-lib.sh (which this file sources; it is not changed here).
+# (t/rollout/e2e.sh, t/dynamic/e2e.sh) and benchmarks (bench/rollout.sh,
+# bench/scale.sh), on top of t/lib/pool.sh (which this file sources, and
+# with it t/lib/certsuite.sh).
 #
 #   rt_pick_base [FIRST]      a free BASEPORT for pool_init (33 free ports)
 #   rt_start_pool DIR BASE    pool_init, PKI, CertService, backend, the
@@ -57,8 +58,8 @@
 # fails if it does not end with a 200 (curl error, reset, timeout:
 # status 000).  Bounded: RT_LOAD_MAX requests per worker, RT_LOAD_SECONDS.
 
-# shellcheck source=../../build/pool-lib.sh
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/pool-lib.sh"
+# shellcheck source=../lib/pool.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../lib" && pwd)/pool.sh"
 
 RT_LOAD_NEW=${RT_LOAD_NEW:-2}
 RT_LOAD_KA=${RT_LOAD_KA:-2}
@@ -87,7 +88,7 @@ rt_pick_base() {
         [ $b -gt $hi ] && b=$lo
         busy=0
         for ((p = b; p <= b + 32; p++)); do
-            if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            if ! port_free "$p"; then
                 busy=1
                 break
             fi
@@ -117,8 +118,6 @@ rt_patch_conf() { # N
 
 rt_start_pool() { # DIR BASE
     local n
-    # The HTTPD of make (and of t/certsync/e2e.sh) for pool-lib.
-    [ -n "${HTTPD:-}" ] && [ -z "${POOL_HTTPD:-}" ] && POOL_HTTPD=$HTTPD
     pool_init "$1" "$2" || return 1
     pool_pki || return 1
     pool_start_certservice || return 1
@@ -256,14 +255,14 @@ rt_check_served() {
 # rt_post_conf N [LINES...]: proxy N's rollout-post.conf: the test's
 # CertSyncRestartTimeout, proxy-nokeepalive, then LINES.
 # proxy-nokeepalive: each proxy closes its backend connection after the
-# response.  With pool-lib's pooled connections (ProxyPass ttl=2, backend
+# response.  With pool.sh's pooled connections (ProxyPass ttl=2, backend
 # KeepAliveTimeout 15, backend MaxRequestWorkers 16) the idle connections
 # of three proxies fill the backend's connection slots: requests then wait
 # 5 to 10 s for one to free (AH00484 in the backend's log), and the tests
-# crawl.  With KeepAliveTimeout 5 and no ttl (pool-lib before), some
+# crawl.  With KeepAliveTimeout 5 and no ttl (pool.sh before), some
 # requests got a 502 instead (AH01102: a pooled connection the backend was
 # closing).  Neither is what these tests are about.  RT_BACKEND_REUSE=1
-# keeps pool-lib's pooled connections.
+# keeps pool.sh's pooled connections.
 rt_post_conf() {
     local n=$1
     shift
@@ -339,8 +338,10 @@ rt_load_stop() {
     [ ${#RT_LOAD_PIDS[@]} -gt 0 ] || return 0
     touch "$RT_LOAD_DIR/stop" 2>/dev/null
     for pid in "${RT_LOAD_PIDS[@]}"; do
-        kill -0 "$pid" 2>/dev/null && [ ! -d "$RT_LOAD_DIR" ] && kill "$pid"
-        wait "$pid" 2>/dev/null
+        if kill -0 "$pid" 2>/dev/null && [ ! -d "$RT_LOAD_DIR" ]; then
+            kill "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
     done
     RT_LOAD_PIDS=()
 }
