@@ -3,7 +3,7 @@
 # bench/rollout.sh: staggered restarts of a whole pool (ARCHITECTURE.md
 # section 6) with many domains per proxy.
 #
-# For each size N of ROLLOUT_SIZES, a fresh demo pool of build/pool-lib.sh
+# For each size N of ROLLOUT_SIZES, a fresh demo pool of t/lib/pool.sh
 # on 127.0.0.1 (CertService, backend, three proxies with mod_certsync /
 # mod_macro_gen / mod_ssl, HAProxy with agent-check) and:
 #
@@ -51,7 +51,7 @@
 #   ROLLOUT_RESTART_TIMEOUT  CertSyncRestartTimeout [120]
 #   ROLLOUT_WAIT             seconds allowed per phase [900]
 #   RT_SAMPLE_MS, RT_LOAD_*  see t/rollout/rollout-lib.sh
-#   ROLLOUT_KEEP=1           keep the directories
+#   CERTSUITE_KEEP=1         keep the directories
 #
 # Runs as a normal user or as root.  127.0.0.1/127.0.0.2 only, ports from
 # 61000 up; everything it starts is stopped on exit.
@@ -74,34 +74,20 @@ RT_LOAD_NEW=${RT_LOAD_NEW:-1}
 RT_LOAD_KA=${RT_LOAD_KA:-1}
 RT_LOAD_PAUSE=${RT_LOAD_PAUSE:-0.3}
 
-die() {
-    echo "rollout.sh: $*" >&2
-    exit 1
-}
+# shellcheck source=../t/rollout/rollout-lib.sh
+. "$top/t/rollout/rollout-lib.sh"
+
 for p in curl openssl jq awk; do
     command -v $p >/dev/null 2>&1 || die "$p is needed"
 done
 
-# shellcheck source=../t/rollout/rollout-lib.sh
-. "$top/t/rollout/rollout-lib.sh"
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/rollout-bench.XXXXXX") || die "mktemp failed"
+cs_tmpdir rollout-bench || die "mktemp failed"
 chmod 755 "$tmp"
-cleanup() {
-    trap - EXIT INT TERM HUP
+on_cleanup() {
     rt_sampler_stop
     rt_load_stop
     pool_stop_all
-    if [ -n "${ROLLOUT_KEEP:-}" ]; then
-        echo "(kept $tmp)"
-    else
-        rm -rf "$tmp"
-    fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
 
 now() { date +%s.%N | cut -c1-14; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
@@ -208,7 +194,6 @@ for N in $SIZES; do
     echo "== $N domains per proxy"
     dir=$tmp/n$N
     base=$(rt_pick_base) || die "no free ports"
-    [ -n "${HTTPD:-}" ] && [ -z "${POOL_HTTPD:-}" ] && POOL_HTTPD=$HTTPD
     POOL_LEASE_TTL=${ROLLOUT_LEASE_TTL:-300}
     pool_init "$dir" "$base" >/dev/null || die "pool_init failed"
     { pool_pki && pool_start_certservice && pool_start_backend; } \
@@ -316,7 +301,7 @@ for N in $SIZES; do
     results+=("| $N_RUN | $issue_s s ($issue_rate/s) | $initial_s s | $served_s s / $roll_s s |${outs% ;} | ${maxout[0]} | ${counts[0]} / ${counts[1]} |")
     pool_stop_all
     POOL_DIR=
-    [ -n "${ROLLOUT_KEEP:-}" ] || rm -rf "$dir"
+    [ -n "${CERTSUITE_KEEP:-}" ] || rm -rf "$dir"
 done
 
 echo

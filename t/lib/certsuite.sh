@@ -10,7 +10,7 @@
 # set the globals named in their comments.  A script does not redefine
 # them.
 #
-#   Test output   ok, notok, diag, section, okif, is, bail
+#   Test output   ok, notok, diag, section, okif, is, bail, die
 #                                      (the script sets n=0 npass=0 nfail=0)
 #   Finding       find_prog, cs_find_httpd, cs_find_moddir, cs_run_user,
 #                 cs_build_module
@@ -73,6 +73,12 @@ bail() {
     echo "Bail out! $*"
     nfail=$((${nfail:-0} + 1))
     echo "${npass:-0} passed, $nfail failed"
+    exit 1
+}
+
+# die WHY...: "SCRIPT: WHY" on stderr, exit 1 (the benchmarks' bail)
+die() {
+    echo "${0##*/}: $*" >&2
     exit 1
 }
 

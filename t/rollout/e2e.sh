@@ -3,7 +3,7 @@
 # t/rollout/e2e.sh: staggered restarts across a pool, end to end (issue 5,
 # ARCHITECTURE.md section 6, docs/mod_certsync.md).
 #
-# Starts the demo pool of build/pool-lib.sh on 127.0.0.1: CertService, a
+# Starts the demo pool of t/lib/pool.sh on 127.0.0.1: CertService, a
 # backend, three proxy httpds (mod_proxy_protocol, mod_ssl, mod_macro_gen,
 # mod_certsync; pool "demo", hosts proxy1..3, CertServiceMaxUnavailable 1)
 # and HAProxy (TCP mode, send-proxy-v2, httpchk on /certsync-health and
