@@ -55,7 +55,7 @@
 # Environment:
 #   HTTPD, APXS      the httpd binary / apxs to find it and its modules
 #   E2E_DOMAINS_BIG  domains of the kill -9 batch [200]
-#   E2E_KEEP=1       keep the temporary directory (logs, store, database)
+#   CERTSUITE_KEEP=1 keep the temporary directory (logs, store, database)
 #
 set -u
 export LC_ALL=C
@@ -87,23 +87,13 @@ for m in dbd macro; do
         || bail "no mod_$m.so in $moddir"
 done
 
-build_module() { # name: the build tree's .so
-    local f
-    for f in "$top/mod_$1/.libs/mod_$1.so" "$PWD/mod_$1/.libs/mod_$1.so"; do
-        if [ -f "$f" ]; then
-            echo "$f"
-            return 0
-        fi
-    done
-    return 1
-}
-CS_MODULE=$(build_module certservice) || bail "mod_certservice.so not built"
-CSY_MODULE=$(build_module certsync) || bail "mod_certsync.so not built"
-MG_MODULE=$(build_module macro_gen) || bail "mod_macro_gen.so not built"
+CS_MODULE=$(cs_build_module certservice) || bail "mod_certservice.so not built"
+CSY_MODULE=$(cs_build_module certsync) || bail "mod_certsync.so not built"
+MG_MODULE=$(cs_build_module macro_gen) || bail "mod_macro_gen.so not built"
 
 # --- Temporary directory, users, cleanup -------------------------------------
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/certsync-e2e.XXXXXX") || bail "mktemp failed"
+cs_tmpdir certsync-e2e || bail "mktemp failed"
 pki=$tmp/pki
 csdir=$tmp/cs
 pxdir=$tmp/px
@@ -129,30 +119,24 @@ sql() {
 }
 
 stopped_pids=()
-cleanup() {
+on_cleanup() {
     local pid
-    trap - EXIT INT TERM HUP
     # A daemon we stopped with SIGSTOP must be able to die.
     for pid in "${stopped_pids[@]}"; do
-        ours "$pid" && kill -CONT "$pid" 2>/dev/null
+        if ours "$pid"; then
+            kill -CONT "$pid" 2>/dev/null
+        fi
     done
     stop_httpd "$pxdir"
     stop_httpd "$csdir"
     # Sync daemons still running (they stop within a second of their
     # parent; this is for a parent that had to be killed).
     for pid in $(daemon_pids 2>/dev/null); do
-        ours "$pid" && kill -TERM "$pid" 2>/dev/null
+        if ours "$pid"; then
+            kill -TERM "$pid" 2>/dev/null
+        fi
     done
-    if [ -n "${E2E_KEEP:-}" ]; then
-        echo "# kept $tmp"
-    else
-        rm -rf "$tmp"
-    fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
 
 # --- PKI ---------------------------------------------------------------------
 
@@ -208,45 +192,19 @@ utc() { # date offset in seconds -> YYYYMMDDHHMMSSZ
 
 # --- httpd instances ---------------------------------------------------------
 
-write_px_conf() {
-    {
-        common_conf "$pxdir"
-        load macro_module mod_macro.so mod_macro.c
-        echo "LoadModule macro_gen_module $MG_MODULE"
-        echo "LoadModule certsync_module $CSY_MODULE"
-        cat <<EOF
-Listen 127.0.0.1:$px_port https
-Listen 127.0.0.1:$st_port http
-LogLevel warn certsync:info
-
-CertSyncServiceURL        https://127.0.0.1:$cs_port
-CertSyncClientCertificate $pki/proxy.crt $pki/proxy.key
-CertSyncServiceCA         $pki/clients-ca.crt
-CertSyncWrappingKey       $pki/wrap1.crt $pki/wrap1.key
-CertSyncStoreDir          $store
-CertSyncInterval          1 0
-CertSyncPool              e2e
-CertSyncHost              e2e-proxy
-# Restarts as fast as the test can go; the new generation probes its own
-# listener for the new serials (and the store rolls back if it fails).
-CertSyncDrainTime         0
-CertSyncProbe             127.0.0.1:$px_port
-CertSyncRestartTimeout    30
-
-# The first virtual host of the address: what a name without its own gets.
-$(certsync_tls_hosts "$px_port" "$pki" "$store" fallback.e2e.invalid)
-
-<VirtualHost 127.0.0.1:$st_port>
-    <Location /certsync-status>
-        SetHandler certsync-status
-    </Location>
-</VirtualHost>
-EOF
-    } >"$pxdir/httpd.conf"
+# write_cs / write_px: the configurations of CertService and the proxy on
+# ports picked now (for start_httpd_retry)
+write_cs() {
+    cs_port=$(pick_port)
+    listen_ports=$cs_port
+    write_cs_conf "$csdir" "$cs_port" log="warn certservice:notice"
 }
-
-start_failed_in_use() { # dir
-    grep -qs "in use" "$1/start.log" "$1/logs/error_log"
+write_px() {
+    px_port=$(pick_port)
+    st_port=$(pick_port)
+    while [ "$st_port" = "$px_port" ]; do st_port=$(pick_port); done
+    listen_ports="$st_port $px_port"
+    write_px_conf "$pxdir" "$px_port" "$st_port" "$cs_port" e2e
 }
 
 # curl with a client certificate: WHO PATH [curl args...]
@@ -268,41 +226,13 @@ req() {
 }
 jqb() { jq -r "$@" <<<"$body"; }
 
-cs_port=
-for attempt in 1 2 3 4 5; do
-    cs_port=$(pick_port)
-    write_cs_conf "$csdir" "$cs_port" "warn certservice:notice"
-    start_httpd "$csdir" "$cs_port" && break
-    start_failed_in_use "$csdir" || break
-    stop_httpd "$csdir"
-    cs_port=
-done
-if [ -z "$cs_port" ] || port_free "$cs_port"; then
-    tail -20 "$csdir/start.log" "$csdir/logs/error_log" 2>/dev/null \
-        | sed 's/^/# /'
-    bail "CertService did not start"
-fi
+start_httpd_retry "$csdir" write_cs || bail "CertService did not start"
 # The schema is made by the first request.
 req GET "/v1/domains?limit=1"
 [ "$code" = 200 ] || bail "CertService answers GET /v1/domains with $code: $body"
 ok "CertService started on 127.0.0.1:$cs_port (SQLite, mutual TLS, local CA)"
 
-px_port=
-for attempt in 1 2 3 4 5; do
-    px_port=$(pick_port)
-    st_port=$(pick_port)
-    [ "$px_port" != "$st_port" ] || continue
-    write_px_conf
-    start_httpd "$pxdir" "$st_port" && ! port_free "$px_port" && break
-    start_failed_in_use "$pxdir" || break
-    stop_httpd "$pxdir"
-    px_port=
-done
-if [ -z "$px_port" ] || port_free "$px_port"; then
-    tail -20 "$pxdir/start.log" "$pxdir/logs/error_log" 2>/dev/null \
-        | sed 's/^/# /'
-    bail "the proxy did not start"
-fi
+start_httpd_retry "$pxdir" write_px || bail "the proxy did not start"
 ok "proxy started: TLS on 127.0.0.1:$px_port, status on 127.0.0.1:$st_port"
 
 pxlog=$pxdir/logs/error_log
