@@ -63,7 +63,7 @@
 #   HTTPD, APXS         the httpd binary / apxs to find it and its modules
 #   ACME_DOMAINS        domains of step 1 [20]
 #   ACME_NONCEREJECT    pebble's PEBBLE_WFE_NONCEREJECT [25]
-#   E2E_KEEP=1          keep the temporary directory
+#   CERTSUITE_KEEP=1    keep the temporary directory
 #
 set -u
 export LC_ALL=C
@@ -94,23 +94,13 @@ done
 grep -q "^ *mod_watchdog.c\$" <<<"$compiled" \
     || [ -f "$moddir/mod_watchdog.so" ] || bail "no mod_watchdog"
 
-build_module() {
-    local f
-    for f in "$top/mod_$1/.libs/mod_$1.so" "$PWD/mod_$1/.libs/mod_$1.so"; do
-        if [ -f "$f" ]; then
-            echo "$f"
-            return 0
-        fi
-    done
-    return 1
-}
-CS_MODULE=$(build_module certservice) || bail "mod_certservice.so not built"
-CSY_MODULE=$(build_module certsync) || bail "mod_certsync.so not built"
-MG_MODULE=$(build_module macro_gen) || bail "mod_macro_gen.so not built"
+CS_MODULE=$(cs_build_module certservice) || bail "mod_certservice.so not built"
+CSY_MODULE=$(cs_build_module certsync) || bail "mod_certsync.so not built"
+MG_MODULE=$(cs_build_module macro_gen) || bail "mod_macro_gen.so not built"
 
 # --- Temporary directory, cleanup --------------------------------------------
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/acme-e2e.XXXXXX") || bail "mktemp failed"
+cs_tmpdir acme-e2e || bail "mktemp failed"
 pki=$tmp/pki
 csdir=$tmp/cs
 cs2dir=$tmp/cs2
@@ -125,28 +115,15 @@ if [ -n "$run_user" ]; then
     chown "$run_user:$run_group" "$csdir/db"
 fi
 
-pids=()         # pebble, challtestsrv, ca-proxy
+pids=()         # challtestsrv
 pebble_pid=
-cleanup() {
-    local pid
-    trap - EXIT INT TERM HUP
+caproxy_pid=
+on_cleanup() {
     stop_httpd "$pxdir"
     stop_httpd "$csdir"
     stop_httpd "$cs2dir"
-    for pid in "${pids[@]}" $pebble_pid $caproxy_pid; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    wait 2>/dev/null
-    if [ -n "${E2E_KEEP:-}" ]; then
-        echo "# kept $tmp"
-    else
-        rm -rf "$tmp"
-    fi
+    stop_pids "${pids[@]}" "$pebble_pid" "$caproxy_pid"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
 
 # --- PKI ---------------------------------------------------------------------
 
@@ -190,15 +167,6 @@ for v in dns_port cts_port pebble_port pebble_mgmt caproxy_port http_port \
 done
 diag "ports: dns $dns_port, pebble $pebble_port (mgmt $pebble_mgmt), ca-proxy $caproxy_port, proxy http $http_port https $px_port status $st_port, CertService $cs_port / $cs2_port"
 
-wait_port() { # port [tries x 0.1 s]
-    local i
-    for i in $(seq 1 "${2:-100}"); do
-        port_free "$1" || return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # --- DNS, pebble, ca-proxy ---------------------------------------------------
 
 pebble-challtestsrv -dns01 "127.0.0.1:$dns_port" \
@@ -236,15 +204,12 @@ EOF
     wait_port "$pebble_port" && wait_port "$pebble_mgmt"
 }
 stop_pebble() {
-    [ -n "$pebble_pid" ] || return 0
-    kill -TERM "$pebble_pid" 2>/dev/null
-    wait "$pebble_pid" 2>/dev/null
+    stop_pids "$pebble_pid"
     pebble_pid=
 }
 # 5 years: nothing renews during steps 1 to 5.
 start_pebble 157766400 || bail "pebble did not start: $(tail -5 "$tmp/pebble/pebble.log")"
 
-caproxy_pid=
 start_caproxy() {
     python3 "$here/ca-proxy.py" "$caproxy_port" "$pebble_port" \
         "$pki/acme-tls.crt" "$pki/acme-tls.key" >>"$tmp/ca-proxy.log" 2>&1 &
@@ -252,9 +217,7 @@ start_caproxy() {
     wait_port "$caproxy_port"
 }
 stop_caproxy() {
-    [ -n "$caproxy_pid" ] || return 0
-    kill -TERM "$caproxy_pid" 2>/dev/null
-    wait "$caproxy_pid" 2>/dev/null
+    stop_pids "$caproxy_pid"
     caproxy_pid=
 }
 start_caproxy || bail "ca-proxy.py did not start: $(tail -5 "$tmp/ca-proxy.log")"
@@ -270,38 +233,13 @@ ok "pebble (validation on, $NONCEREJECT% nonces refused), pebble-challtestsrv an
 # write_cs DIR PORT LIMIT WINDOW [LINE]: a CertService on the database of
 # $csdir (LINE: one more directive)
 write_cs() {
-    {
-        common_conf "$1"
-        load dbd_module mod_dbd.so mod_dbd.c
-        echo "LoadModule certservice_module $CS_MODULE"
-        cat <<EOF
-Listen 127.0.0.1:$2
-LogLevel warn certservice:info
-DBDriver sqlite3
-DBDParams "$csdir/db/cs.db"
-<VirtualHost 127.0.0.1:$2>
-    SSLEngine on
-    SSLCertificateFile    $pki/tls.crt
-    SSLCertificateKeyFile $pki/tls.key
-    SSLCACertificateFile  $pki/clients-ca.crt
-    SSLVerifyClient require
-    SSLVerifyDepth 2
-    CertServiceWrapCertificate $pki/wrap1.crt
-    Include $pki/roles.conf
-    CertServiceACMEDirectory https://127.0.0.1:$caproxy_port/dir
-    CertServiceACMECA $pki/acme-tls-ca.crt
-    CertServiceACMEContact mailto:e2e@example.org
-    CertServiceACMEAccountSeal $pki/seal.crt $pki/seal.key
-    CertServiceACMEWorkers 3
-    CertServiceACMELimit $3 $4
-    CertServiceACMEBackoff 2 16
-    ${5:-}
-    <Location />
-        SetHandler certservice
-    </Location>
-</VirtualHost>
-EOF
-    } >"$1/httpd.conf"
+    write_cs_conf "$1" "$2" log="warn certservice:info" db="$csdir/db/cs.db" \
+        acme="https://127.0.0.1:$caproxy_port/dir" \
+        vhost="CertServiceACMEContact mailto:e2e@example.org
+CertServiceACMEWorkers 3
+CertServiceACMELimit $3 $4
+CertServiceACMEBackoff 2 16${5:+
+$5}"
 }
 write_cs "$csdir" "$cs_port" 1000 60
 start_httpd "$csdir" "$cs_port" \
@@ -330,52 +268,14 @@ ok "CertService started with ACME (directory through ca-proxy.py)"
 
 # --- proxy -------------------------------------------------------------------
 
-{
-    common_conf "$pxdir"
-    load macro_module mod_macro.so mod_macro.c
-    load proxy_module mod_proxy.so mod_proxy.c
-    load proxy_http_module mod_proxy_http.so mod_proxy_http.c
-    echo "LoadModule macro_gen_module $MG_MODULE"
-    echo "LoadModule certsync_module $CSY_MODULE"
-    cat <<EOF
-Listen 127.0.0.1:$px_port https
-Listen 127.0.0.1:$st_port http
-Listen 127.0.0.1:$http_port http
-LogLevel warn certsync:info
-
-CertSyncServiceURL        https://127.0.0.1:$cs_port
-CertSyncClientCertificate $pki/proxy.crt $pki/proxy.key
-CertSyncServiceCA         $pki/clients-ca.crt
-CertSyncWrappingKey       $pki/wrap1.crt $pki/wrap1.key
-CertSyncStoreDir          $store
-CertSyncInterval          1 0
-CertSyncPool              acme
-CertSyncHost              acme-proxy
-CertSyncDrainTime         0
-CertSyncProbe             127.0.0.1:$px_port
-CertSyncRestartTimeout    30
-
-$(certsync_tls_hosts "$px_port" "$pki" "$store" fallback.e2e.invalid)
-
-# The http-01 relay (docs/acme-relay.md): port 80 of every proxy, any host.
-<VirtualHost 127.0.0.1:$http_port>
-    ServerName acme-relay.invalid
-    CustomLog $pxdir/logs/relay_log "%{Host}i %r %>s"
-    SSLProxyEngine on
-    SSLProxyVerify require
-    SSLProxyCACertificateFile $pki/clients-ca.crt
-    SSLProxyMachineCertificateFile $pki/proxy.pem
-    ProxyPass        /.well-known/acme-challenge/ https://localhost:$cs_port/acme-challenge/ timeout=10
-    ProxyPassReverse /.well-known/acme-challenge/ https://localhost:$cs_port/acme-challenge/
-</VirtualHost>
-
-<VirtualHost 127.0.0.1:$st_port>
-    <Location /certsync-status>
-        SetHandler certsync-status
-    </Location>
-</VirtualHost>
-EOF
-} >"$pxdir/httpd.conf"
+# The proxy, with the http-01 relay (docs/acme-relay.md): port 80 of
+# every proxy, any host.
+write_px_conf "$pxdir" "$px_port" "$st_port" "$cs_port" acme \
+    fallback=fallback.e2e.invalid extra="$(
+        load proxy_module mod_proxy.so mod_proxy.c
+        load proxy_http_module mod_proxy_http.so mod_proxy_http.c
+        acme_relay_vhost "$http_port" "$cs_port" proxy acme-relay.invalid \
+            "$pki" "$pxdir/logs/relay_log")"
 start_httpd "$pxdir" "$st_port" && wait_port "$px_port" && wait_port "$http_port" \
     || bail "the proxy did not start: $(tail -5 "$pxdir/start.log" "$pxdir/logs/error_log")"
 ok "proxy started: TLS $px_port, http-01 relay $http_port, status $st_port"
