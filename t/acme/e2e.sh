@@ -245,23 +245,8 @@ write_cs "$csdir" "$cs_port" 1000 60
 start_httpd "$csdir" "$cs_port" \
     || bail "CertService did not start: $(tail -5 "$csdir/start.log" "$csdir/logs/error_log")"
 
-cs_curl() { # who port path [curl args]
-    local who=$1 port=$2 path=$3
-    shift 3
-    curl -sS --noproxy '*' --max-time 30 --cacert "$pki/clients-ca.crt" \
-        --cert "$pki/$who.crt" --key "$pki/$who.key" "$@" \
-        --url "https://127.0.0.1:$port$path"
-}
-# req METHOD PATH [BODY]: as admin on the first CertService; sets code, body
-req() {
-    local rf=$tmp/work/req.$BASHPID args=(-X "$1" -o "$tmp/work/req.$BASHPID.body" -w '%{http_code}')
-    [ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
-    rm -f "$rf.body"
-    code=$(cs_curl admin "${PORT:-$cs_port}" "$2" "${args[@]}" 2>"$rf.err") || code=000
-    body=$(cat "$rf.body" 2>/dev/null)
-    [ "$code" != 000 ] || body="curl: $(cat "$rf.err")"
-}
-jqb() { jq -r "$@" <<<"$body"; }
+# req METHOD PATH [BODY]: as admin on the first CertService (or $PORT)
+req() { cs_req admin "${PORT:-$cs_port}" "$@"; }
 req GET "/v1/domains?limit=1"
 [ "$code" = 200 ] || bail "CertService answers GET /v1/domains with $code: $body"
 ok "CertService started with ACME (directory through ca-proxy.py)"

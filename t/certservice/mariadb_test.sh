@@ -170,18 +170,10 @@ CertServiceLeaseMaxTTL 120
 CertServiceMaxBatch 100"
 }
 
-# curl with the PKI: WHO (a client certificate name) INST (A or B) ...
 port_A=
 port_B=
-last_rf=
-cs_curl() {
-    local who=$1 inst=$2
-    shift 2
-    local port
-    if [ "$inst" = A ]; then port=$port_A; else port=$port_B; fi
-    curl -sS --noproxy '*' --max-time 30 --cacert "$pki/clients-ca.crt" \
-        --cert "$pki/$who.crt" --key "$pki/$who.key" "$@" \
-        --url "https://127.0.0.1:$port${path:-/}"
+port_of() { # INST (A or B): its port
+    if [ "$1" = A ]; then echo "$port_A"; else echo "$port_B"; fi
 }
 
 for inst in A B; do
@@ -191,34 +183,19 @@ done
 ok "httpd instances A (port $port_A) and B (port $port_B) started," \
    "both on one MariaDB"
 
-# req WHO INST METHOD PATH [BODY]: sets code, body; headers in $rf.hdr.
-# Safe in background jobs: files are per process.
-req() {
-    local who=$1 inst=$2 method=$3 data=${5-}
-    local rf=$tmp/req.$BASHPID
-    last_rf=$rf
-    local args=(-X "$method" -o "$rf.body" -D "$rf.hdr" -w '%{http_code}')
-    if [ -n "$data" ]; then
-        args+=(-H 'Content-Type: application/json' --data-binary "$data")
-    fi
-    rm -f "$rf.body" "$rf.hdr"
-    code=$(path=$4 cs_curl "$who" "$inst" "${args[@]}" 2>"$rf.err") \
-        || code=000
-    body=$(cat "$rf.body" 2>/dev/null)
-    [ "$code" != 000 ] || body="curl: $(cat "$rf.err")"
-}
+# req WHO INST METHOD PATH [BODY]: cs_req on instance INST (A or B)
+req() { cs_req "$1" "$(port_of "$2")" "${@:3}"; }
 header() { # NAME: from the last req's response headers
     tr -d '\r' <"$last_rf.hdr" 2>/dev/null \
         | sed -n "s/^$1: *//Ip" | head -1
 }
 other() { if [ "$1" = A ]; then echo B; else echo A; fi; }
-jqb() { jq -r "$@" <<<"$body"; }
 
 # --- 1. Schema, created by both at once --------------------------------------
 
-path="/v1/changes?limit=10" cs_curl proxy A -o "$tmp/first.A" \
+cs_curl proxy "$port_A" "/v1/changes?limit=10" -o "$tmp/first.A" \
     -w '%{http_code}' >"$tmp/first.A.code" 2>&1 &
-path="/v1/changes?limit=10" cs_curl proxy2 B -o "$tmp/first.B" \
+cs_curl proxy2 "$port_B" "/v1/changes?limit=10" -o "$tmp/first.B" \
     -w '%{http_code}' >"$tmp/first.B.code" 2>&1 &
 wait
 first_ok=1

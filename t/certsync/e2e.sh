@@ -207,24 +207,8 @@ write_px() {
     write_px_conf "$pxdir" "$px_port" "$st_port" "$cs_port" e2e
 }
 
-# curl with a client certificate: WHO PATH [curl args...]
-cs_curl() {
-    local who=$1 path=$2
-    shift 2
-    curl -sS --noproxy '*' --max-time 30 --cacert "$pki/clients-ca.crt" \
-        --cert "$pki/$who.crt" --key "$pki/$who.key" "$@" \
-        --url "https://127.0.0.1:$cs_port$path"
-}
-# req METHOD PATH [BODY]: as admin; sets code and body
-req() {
-    local rf=$tmp/work/req.$BASHPID args=(-X "$1" -o "$tmp/work/req.$BASHPID.body" -w '%{http_code}')
-    [ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
-    rm -f "$rf.body"
-    code=$(cs_curl admin "$2" "${args[@]}" 2>"$rf.err") || code=000
-    body=$(cat "$rf.body" 2>/dev/null)
-    [ "$code" != 000 ] || body="curl: $(cat "$rf.err")"
-}
-jqb() { jq -r "$@" <<<"$body"; }
+# req METHOD PATH [BODY]: as admin; sets code and body (cs_req)
+req() { cs_req admin "$cs_port" "$@"; }
 
 start_httpd_retry "$csdir" write_cs || bail "CertService did not start"
 # The schema is made by the first request.
@@ -462,12 +446,12 @@ old_c=$(cs_serial c.e2e.test)
 old_d=$(cs_serial d.e2e.test)
 openssl ecparam -name prime256v1 -genkey -noout -out "$w/any.key" 2>/dev/null
 # d's own key, out of its envelope (the test holds the wrapping key).
-cs_curl proxy /v1/bundles/d.e2e.test | jq -r .key_cms | base64 -d \
+cs_curl proxy "$cs_port" /v1/bundles/d.e2e.test | jq -r .key_cms | base64 -d \
     >"$w/d.cms"
 openssl cms -decrypt -inform DER -in "$w/d.cms" -recip "$pki/wrap1.crt" \
     -inkey "$pki/wrap1.key" -out "$w/d.der" 2>"$w/cms.err"
 openssl pkey -inform DER -in "$w/d.der" -out "$w/d.key" 2>>"$w/cms.err"
-a_cms=$(cs_curl proxy /v1/bundles/a.e2e.test | jq -r .key_cms)
+a_cms=$(cs_curl proxy "$cs_port" /v1/bundles/a.e2e.test | jq -r .key_cms)
 ca_issue bad-cms.e2e.test "$w/any.key" "$(utc -3600)" "$(utc 864000)" \
     "$w/bad-cms.pem" \
 && ca_issue c.e2e.test "$w/any.key" "$(utc -3600)" "$(utc 864000)" \
@@ -536,7 +520,7 @@ okif $? "4: two good domains added through the API (f, g)"
 okif $? "4: three bad bundles written into CertService's database (cs_domains" \
      "rows, cs_changes with the next seqs from cs_counter)"
 [ $sql_rc = 0 ] || diag "$(cat "$w/sql.err")"
-body=$(cs_curl proxy "/v1/changes?since=0&limit=1000")
+body=$(cs_curl proxy "$cs_port" "/v1/changes?since=0&limit=1000")
 jq -e '[.changes[] | select(.domain == "bad-cms.e2e.test"
         or .domain == "c.e2e.test" or .domain == "d.e2e.test")
         | select(.serial != null)] | length >= 3' <<<"$body" >/dev/null \

@@ -22,6 +22,7 @@
 #                 acme_relay_vhost
 #   httpd run     ours, start_httpd, start_httpd_retry, stop_httpd
 #   PKI           fallback_cert
+#   CertService   cs_curl, cs_req, jqb
 
 # --- Test output -------------------------------------------------------------
 
@@ -604,3 +605,34 @@ certsync_tls_hosts() {
 MacroGenerate TLSHost $3/manifest
 CONF
 }
+
+# --- Talking to CertService --------------------------------------------------
+
+# cs_curl WHO PORT PATH [curl args...]: curl to the CertService on
+# 127.0.0.1:PORT with the client certificate $pki/WHO.{crt,key}
+cs_curl() {
+    local who=$1 port=$2 path=$3
+    shift 3
+    curl -sS --noproxy '*' --max-time 30 --cacert "$pki/clients-ca.crt" \
+        --cert "$pki/$who.crt" --key "$pki/$who.key" "$@" \
+        --url "https://127.0.0.1:$port$path"
+}
+# cs_req WHO PORT METHOD PATH [BODY]: cs_curl with a JSON BODY; sets code
+# (000: no answer) and body (curl's error then), the response headers in
+# $last_rf.hdr.  Safe in background jobs: the files ($tmp/req.PID.*) are
+# per process.
+cs_req() {
+    local who=$1 port=$2 method=$3 path=$4 data=${5-} rf=$tmp/req.$BASHPID
+    local args=(-X "$method" -o "$rf.body" -D "$rf.hdr" -w '%{http_code}')
+    last_rf=$rf
+    if [ -n "$data" ]; then
+        args+=(-H 'Content-Type: application/json' --data-binary "$data")
+    fi
+    rm -f "$rf.body" "$rf.hdr"
+    code=$(cs_curl "$who" "$port" "$path" "${args[@]}" 2>"$rf.err") \
+        || code=000
+    body=$(cat "$rf.body" 2>/dev/null)
+    [ "$code" != 000 ] || body="curl: $(cat "$rf.err")"
+}
+# jqb JQ-ARGS...: jq -r on the last answer's body
+jqb() { jq -r "$@" <<<"$body"; }

@@ -711,11 +711,7 @@ pool_lb_state() {
 
 # pool_cs_curl WHO PATH [curl args...]
 pool_cs_curl() {
-    local who=$1 path=$2
-    shift 2
-    curl -sS --noproxy '*' --max-time 30 --cacert "$POOL_PKI/clients-ca.crt" \
-        --cert "$POOL_PKI/$who.crt" --key "$POOL_PKI/$who.key" "$@" \
-        --url "$POOL_CS_URL$path"
+    pki=$POOL_PKI cs_curl "$1" "$POOL_CS_PORT" "${@:2}"
 }
 
 # pool_json_get KEY: the first "KEY": value (string or number) on stdin
