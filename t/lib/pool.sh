@@ -459,6 +459,21 @@ EOF
     _pool_start_httpd "$d" "$status" "$tls"
 }
 
+# _pool_to_backend N INDENT: a TLS virtual host's way to the backend, with
+# the headers the backend's page shows
+_pool_to_backend() {
+    sed "s/^/$2/" <<EOF
+ProxyPreserveHost On
+# ttl=2: an idle pooled connection is not reused after 2s, well
+# before the backend's KeepAliveTimeout (15s) closes it (a reuse
+# racing that close answers 502).
+ProxyPass / http://127.0.0.1:$POOL_BACKEND_PORT/ ttl=2
+RequestHeader set X-Proxy "proxy$1"
+RequestHeader set X-Load-Balancer "%{PROXY_PROTOCOL_PEER_ADDR}e"
+RequestHeader set X-TLS "%{SSL_PROTOCOL}s, SNI %{SSL_TLS_SNI}s, certificate serial %{SSL_SERVER_M_SERIAL}s"
+EOF
+}
+
 # Dynamic activation: one catch-all TLS virtual host serves every domain of
 # the store; its own certificate is for names the store does not have.
 _pool_dynamic_vhost() { # N TLSPORT
@@ -479,11 +494,7 @@ CertSyncCacheSize  ${POOL_CACHE_SIZE:-10000}
     SSLCertificateFile    "$POOL_PKI/fallback.crt"
     SSLCertificateKeyFile "$POOL_PKI/fallback.key"
     CertSyncCatchAll On
-    ProxyPreserveHost On
-    ProxyPass / http://127.0.0.1:$POOL_BACKEND_PORT/ ttl=2
-    RequestHeader set X-Proxy "proxy$1"
-    RequestHeader set X-Load-Balancer "%{PROXY_PROTOCOL_PEER_ADDR}e"
-    RequestHeader set X-TLS "%{SSL_PROTOCOL}s, SNI %{SSL_TLS_SNI}s, certificate serial %{SSL_SERVER_M_SERIAL}s"
+$(_pool_to_backend "$1" "    ")
 </VirtualHost>
 EOF
 }
@@ -511,14 +522,7 @@ _pool_macro_vhosts() { # DIR N TLSPORT
         SSLEngine on
         SSLCertificateFile    \$certdir/fullchain.pem
         SSLCertificateKeyFile \$certdir/privkey.pem
-        ProxyPreserveHost On
-        # ttl=2: an idle pooled connection is not reused after 2s, well
-        # before the backend's KeepAliveTimeout (15s) closes it (a reuse
-        # racing that close answers 502).
-        ProxyPass / http://127.0.0.1:$POOL_BACKEND_PORT/ ttl=2
-        RequestHeader set X-Proxy "proxy$n"
-        RequestHeader set X-Load-Balancer "%{PROXY_PROTOCOL_PEER_ADDR}e"
-        RequestHeader set X-TLS "%{SSL_PROTOCOL}s, SNI %{SSL_TLS_SNI}s, certificate serial %{SSL_SERVER_M_SERIAL}s"
+$(_pool_to_backend "$n" "        ")
     </VirtualHost>
 </Macro>
 MacroGenerate TLSHost "$d/store/manifest"

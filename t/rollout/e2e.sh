@@ -187,6 +187,12 @@ wait_state() {
         sleep 0.2
     done
 }
+# served_and_idle FILE: every proxy serves FILE's serials (RT_WAIT), then
+# all three are idle (30 s each)
+served_and_idle() {
+    rt_wait_served "$1" "$RT_WAIT" 1 2 3 && wait_state 1 '^idle$' 30 \
+        && wait_state 2 '^idle$' 30 && wait_state 3 '^idle$' 30
+}
 states() {
     local i
     for i in 1 2 3; do
@@ -289,9 +295,7 @@ for f in "$work"/s1-burst.*; do
 done
 is "$(wc -l <"$work/s1-changes")" "$RT_CHANGES" \
     "$RT_CHANGES domains changed on CertService ($reissue re-issues of domains under load, $fresh new)"
-if rt_wait_served "$work/s1-changes" "$RT_WAIT" 1 2 3 \
-   && wait_state 1 '^idle$' 30 && wait_state 2 '^idle$' 30 \
-   && wait_state 3 '^idle$' 30; then
+if served_and_idle "$work/s1-changes"; then
     ok "the pool converged ($(($(now) - s1_from)) s after the first change)"
 else
     notok "the pool converged"
@@ -633,9 +637,7 @@ else
         notok "scenario 5: proxy1 restarted and probes"
         dump
     fi
-    if rt_wait_served "$work/s5-changes" "$RT_WAIT" 1 2 3 \
-       && wait_state 1 '^idle$' 30 && wait_state 2 '^idle$' 30 \
-       && wait_state 3 '^idle$' 30; then
+    if served_and_idle "$work/s5-changes"; then
         ok "scenario 5: every proxy serves both changes, all idle"
     else
         notok "scenario 5: every proxy serves both changes, all idle"

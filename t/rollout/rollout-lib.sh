@@ -464,14 +464,19 @@ function out(lb, st) {
     return 0
 }'
 
+# _RT_COUNT_AWK: n, the proxies out of rotation in this sample (but SKIP),
+# for the samples from FROM to TO
+_RT_COUNT_AWK=$_RT_OUT_AWK'
+NF >= 7 && $1 >= from && $1 < to {
+    n = 0
+    for (i = 1; i <= 3; i++)
+        if (i != skip && out($(i + 1), $(i + 4))) n++
+'
+
 # rt_max_out FILE [FROM [TO [SKIP]]]: "MAX SAMPLES"
 rt_max_out() {
     awk -v from="${2:-0}" -v to="${3:-9999999999}" -v skip="${4:-0}" \
-        "$_RT_OUT_AWK"'
-        NF >= 7 && $1 >= from && $1 < to {
-            n = 0
-            for (i = 1; i <= 3; i++)
-                if (i != skip && out($(i + 1), $(i + 4))) n++
+        "$_RT_COUNT_AWK"'
             if (n > max) max = n
             samples++
         }
@@ -488,11 +493,7 @@ rt_out_samples() {
 # rt_overlaps FILE [FROM [TO [SKIP]]]: the samples with more than one out
 rt_overlaps() {
     awk -v from="${2:-0}" -v to="${3:-9999999999}" -v skip="${4:-0}" \
-        "$_RT_OUT_AWK"'
-        NF >= 7 && $1 >= from && $1 < to {
-            n = 0
-            for (i = 1; i <= 3; i++)
-                if (i != skip && out($(i + 1), $(i + 4))) n++
+        "$_RT_COUNT_AWK"'
             if (n > 1) print
         }' "$1"
 }
