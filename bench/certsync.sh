@@ -67,12 +67,7 @@ done
 cs_find_httpd || die "no httpd binary (set HTTPD)"
 cs_find_moddir || die "no httpd modules directory with mod_ssl.so"
 compiled=$("$HTTPD" -l 2>/dev/null)
-for m in certservice certsync macro_gen; do
-    [ -f "$top/mod_$m/.libs/mod_$m.so" ] || die "mod_$m.so is not built (make)"
-done
-CS_MODULE=$top/mod_certservice/.libs/mod_certservice.so
-CSY_MODULE=$top/mod_certsync/.libs/mod_certsync.so
-MG_MODULE=$top/mod_macro_gen/.libs/mod_macro_gen.so
+cs_modules || die "the modules are not built (make)"
 
 cs_tmpdir certsync-bench || die "mktemp"
 pki=$tmp/pki

@@ -87,9 +87,7 @@ for m in dbd macro; do
         || bail "no mod_$m.so in $moddir"
 done
 
-CS_MODULE=$(cs_build_module certservice) || bail "mod_certservice.so not built"
-CSY_MODULE=$(cs_build_module certsync) || bail "mod_certsync.so not built"
-MG_MODULE=$(cs_build_module macro_gen) || bail "mod_macro_gen.so not built"
+cs_modules || bail "the modules are not built (make)"
 
 # --- Temporary directory, users, cleanup -------------------------------------
 

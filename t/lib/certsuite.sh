@@ -13,8 +13,8 @@
 #   Test output   ok, notok, diag, section, okif, is, bail, die
 #                                      (the script sets n=0 npass=0 nfail=0)
 #   Finding       find_prog, cs_find_httpd, cs_find_moddir, cs_run_user,
-#                 cs_build_module
-#   Cleanup       cs_tmpdir, cs_cleanup (CERTSUITE_KEEP), stop_pids
+#                 cs_build_module, cs_modules
+#   Cleanup       cs_tmpdir, cs_cleanup (CERTSUITE_KEEP), stop_pid, stop_pids
 #   Ports         port_free, pick_port, wait_port
 #   httpd config  load, cs_conf_mpm, cs_conf_modules, cs_conf_user,
 #                 common_conf, write_cs_conf (CertService), certsync_conf,
@@ -170,6 +170,18 @@ cs_build_module() {
     return 1
 }
 
+# cs_modules: sets CS_MODULE, CSY_MODULE and MG_MODULE to the build tree's
+# mod_certservice, mod_certsync and mod_macro_gen (cs_build_module); status
+# 1, naming the first one missing on stderr, if one is not built
+cs_modules() {
+    CS_MODULE=$(cs_build_module certservice) \
+        || { echo "mod_certservice.so not built (make)" >&2; return 1; }
+    CSY_MODULE=$(cs_build_module certsync) \
+        || { echo "mod_certsync.so not built (make)" >&2; return 1; }
+    MG_MODULE=$(cs_build_module macro_gen) \
+        || { echo "mod_macro_gen.so not built (make)" >&2; return 1; }
+}
+
 # --- Temporary directory and cleanup -----------------------------------------
 # One knob for every script: CERTSUITE_KEEP=1 keeps the temporary directory
 # (logs, stores, databases); CERTSUITE_KEEP=failed keeps it only when the
@@ -212,6 +224,19 @@ cs_cleanup() {
             fi ;;
         *) echo "# kept $tmp" ;;
     esac
+    return 0
+}
+# stop_pid PID [TRIES [SIGNAL]]: SIGTERM to PID (if set) and, if it still
+# runs after TRIES [100] times 0.1 s, SIGNAL [KILL]; never fails
+stop_pid() {
+    local pid=$1 tries=${2:-100} i
+    if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
+        for ((i = 0; i < tries; i++)); do
+            kill -0 "$pid" 2>/dev/null || return 0
+            sleep 0.1
+        done
+        kill "-${3:-KILL}" "$pid" 2>/dev/null || true
+    fi
     return 0
 }
 # stop_pids PID...: SIGTERM to each PID that is set (the empty and the
@@ -534,16 +559,11 @@ start_httpd() {
 # stop_httpd DIR [TRIES]: SIGTERM to the httpd of DIR/httpd.pid if it is
 # ours, SIGKILL if it still runs after TRIES [100] times 0.1 s
 stop_httpd() {
-    local pidf=$1/httpd.pid tries=${2:-100} pid i
+    local pidf=$1/httpd.pid pid
     [ -f "$pidf" ] || return 0
     pid=$(cat "$pidf" 2>/dev/null)
     ours "$pid" || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 "$tries"); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
+    stop_pid "$pid" "${2:-100}"
 }
 # start_httpd_retry DIR WRITE... : start httpd on ports picked now: the
 # command WRITE... picks them (pick_port), writes DIR/httpd.conf and sets

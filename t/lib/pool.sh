@@ -556,15 +556,8 @@ EOF
 }
 
 _pool_stop_httpd() { # dir
-    local d=$1 pid i dpid
-    pid=$(cat "$d/run/httpd.pid" 2>/dev/null || true)
-    if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    local d=$1 i dpid
+    stop_pid "$(cat "$d/run/httpd.pid" 2>/dev/null || true)"
     rm -f "$d/run/httpd.pid"
     # Sync daemons stop within a second of their parent; one whose parent
     # had to be killed is stopped here (only ours: its command line names
@@ -813,15 +806,10 @@ pool_log_tail() {
 # --- stopping ------------------------------------------------------------------
 
 pool_stop_all() {
-    local pid n d
+    local n d
     [ -n "${POOL_DIR:-}" ] || return 0
-    pid=$(cat "$POOL_DIR/haproxy/haproxy.pid" 2>/dev/null || true)
-    if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
-        for ((n = 0; n < 50; n++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-    fi
+    # HAProxy: 5 s to stop, then it is left alone (SIGCONT: a no-op)
+    stop_pid "$(cat "$POOL_DIR/haproxy/haproxy.pid" 2>/dev/null || true)" 50 CONT
     rm -f "$POOL_DIR/haproxy/haproxy.pid"
     for d in proxy1 proxy2 proxy3 backend cs; do
         if [ -d "$POOL_DIR/$d" ]; then
