@@ -31,8 +31,9 @@ fi
 
 . "$here/env.sh"
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/mg_golden.XXXXXX") || exit 2
-trap 'chmod -R u+rwx "$T" 2>/dev/null; rm -rf "$T"' EXIT
+cs_tmpdir mg_golden || exit 2
+T=$tmp
+on_cleanup() { chmod -R u+rwx "$T" 2>/dev/null; }
 trap 'exit 2' HUP INT TERM
 
 # Templates: @T@, @MODULES@ and @MG_MODULE@ become real paths.
