@@ -78,17 +78,10 @@ cs_port=$(newport)
 for v in dns_port cts_port pebble_port pebble_mgmt tls01 http_port cs_port; do
     used[${!v}]=1
 done
-pebble-challtestsrv -dns01 "127.0.0.1:$dns_port" \
-    -management "127.0.0.1:$cts_port" -http01 "" -https01 "" -tlsalpn01 "" \
-    -defaultIPv4 127.0.0.1 -defaultIPv6 "" >"$tmp/challtestsrv.log" 2>&1 &
+start_challtestsrv "$dns_port" "$cts_port" "$tmp/challtestsrv.log"
 pids+=($!)
-cat >"$tmp/pebble/config.json" <<EOF
-{"pebble": {"listenAddress": "127.0.0.1:$pebble_port",
- "managementListenAddress": "127.0.0.1:$pebble_mgmt",
- "certificate": "$pki/acme-tls.crt", "privateKey": "$pki/acme-tls.key",
- "httpPort": $http_port, "tlsPort": $tls01, "ocspResponderURL": "",
- "externalAccountBindingRequired": false}}
-EOF
+pebble_conf "$pebble_port" "$pebble_mgmt" "$http_port" "$tls01" "$pki" \
+    >"$tmp/pebble/config.json"
 PEBBLE_VA_NOSLEEP=1 PEBBLE_VA_ALWAYS_VALID= pebble -config "$tmp/pebble/config.json" \
     -dnsserver "127.0.0.1:$dns_port" >"$tmp/pebble/pebble.log" 2>&1 &
 pids+=($!)

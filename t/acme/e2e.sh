@@ -167,9 +167,7 @@ diag "ports: dns $dns_port, pebble $pebble_port (mgmt $pebble_mgmt), ca-proxy $c
 
 # --- DNS, pebble, ca-proxy ---------------------------------------------------
 
-pebble-challtestsrv -dns01 "127.0.0.1:$dns_port" \
-    -management "127.0.0.1:$cts_port" -http01 "" -https01 "" -tlsalpn01 "" \
-    -defaultIPv4 127.0.0.1 -defaultIPv6 "" >"$tmp/challtestsrv.log" 2>&1 &
+start_challtestsrv "$dns_port" "$cts_port" "$tmp/challtestsrv.log"
 pids+=($!)
 wait_port "$cts_port" || bail "pebble-challtestsrv did not start: $(tail -5 "$tmp/challtestsrv.log")"
 cts() { # path json: challtestsrv's management API
@@ -179,21 +177,8 @@ cts() { # path json: challtestsrv's management API
 
 # start_pebble VALIDITY: pebble with that certificateValidityPeriod (s)
 start_pebble() {
-    cat >"$tmp/pebble/config.json" <<EOF
-{
-  "pebble": {
-    "listenAddress": "127.0.0.1:$pebble_port",
-    "managementListenAddress": "127.0.0.1:$pebble_mgmt",
-    "certificate": "$pki/acme-tls.crt",
-    "privateKey": "$pki/acme-tls.key",
-    "httpPort": $http_port,
-    "tlsPort": $pebble_tls01,
-    "ocspResponderURL": "",
-    "externalAccountBindingRequired": false,
-    "certificateValidityPeriod": $1
-  }
-}
-EOF
+    pebble_conf "$pebble_port" "$pebble_mgmt" "$http_port" "$pebble_tls01" \
+        "$pki" "$1" >"$tmp/pebble/config.json"
     PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=$NONCEREJECT \
     PEBBLE_AUTHZREUSE=0 PEBBLE_VA_ALWAYS_VALID= PEBBLE_ALTERNATE_ROOTS=1 \
         pebble -config "$tmp/pebble/config.json" \

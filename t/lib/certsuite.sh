@@ -23,6 +23,7 @@
 #   httpd run     ours, start_httpd, start_httpd_retry, stop_httpd
 #   PKI           fallback_cert
 #   CertService   cs_curl, cs_req, jqb
+#   ACME CA       start_challtestsrv, pebble_conf
 
 # --- Test output -------------------------------------------------------------
 
@@ -656,3 +657,38 @@ cs_req() {
 }
 # jqb JQ-ARGS...: jq -r on the last answer's body
 jqb() { jq -r "$@" <<<"$body"; }
+
+# --- pebble, the test ACME CA ------------------------------------------------
+
+# start_challtestsrv DNSPORT MGMTPORT LOG: pebble-challtestsrv in the
+# background ($! is its pid), the DNS server on 127.0.0.1:DNSPORT that
+# answers 127.0.0.1 for every name (no IPv6), its management API on
+# MGMTPORT, no challenge servers of its own; output to LOG
+start_challtestsrv() {
+    pebble-challtestsrv -dns01 "127.0.0.1:$1" -management "127.0.0.1:$2" \
+        -http01 "" -https01 "" -tlsalpn01 "" \
+        -defaultIPv4 127.0.0.1 -defaultIPv6 "" >"$3" 2>&1 &
+}
+# pebble_conf PORT MGMTPORT HTTPPORT TLSPORT PKI [VALIDITY]: pebble's JSON
+# configuration: ACME on 127.0.0.1:PORT, management on MGMTPORT, http-01
+# asked on HTTPPORT, tls-alpn-01 on TLSPORT, its TLS certificate
+# PKI/acme-tls.{crt,key} (t/certservice/make-acme-pki.sh), no OCSP, no
+# external account binding; certificates valid VALIDITY seconds (pebble's
+# default when not given)
+pebble_conf() {
+    cat <<EOF
+{
+  "pebble": {
+    "listenAddress": "127.0.0.1:$1",
+    "managementListenAddress": "127.0.0.1:$2",
+    "certificate": "$5/acme-tls.crt",
+    "privateKey": "$5/acme-tls.key",
+    "httpPort": $3,
+    "tlsPort": $4,
+    "ocspResponderURL": "",
+    "externalAccountBindingRequired": false${6:+,
+    \"certificateValidityPeriod\": $6}
+  }
+}
+EOF
+}

@@ -173,18 +173,10 @@ pool_start_acme() {
         echo "pool_start_acme: cannot make pebble's certificates" >&2
         return 1
     }
-    printf '%s\n' '{"pebble": {' \
-        "\"listenAddress\": \"127.0.0.1:$((POOL_BASE + 4))\"," \
-        "\"managementListenAddress\": \"127.0.0.1:$((POOL_BASE + 5))\"," \
-        "\"certificate\": \"$POOL_PKI/acme-tls.crt\"," \
-        "\"privateKey\": \"$POOL_PKI/acme-tls.key\"," \
-        "\"httpPort\": $((POOL_BASE + 9)), \"tlsPort\": $((POOL_BASE + 8))," \
-        '"ocspResponderURL": "", "externalAccountBindingRequired": false}}' \
-        >"$d/pebble.json"
-    pebble-challtestsrv -dns01 "127.0.0.1:$((POOL_BASE + 6))" \
-        -management "127.0.0.1:$((POOL_BASE + 7))" -http01 "" -https01 "" \
-        -tlsalpn01 "" -defaultIPv4 127.0.0.1 -defaultIPv6 "" \
-        >"$d/challtestsrv.log" 2>&1 &
+    pebble_conf $((POOL_BASE + 4)) $((POOL_BASE + 5)) $((POOL_BASE + 9)) \
+        $((POOL_BASE + 8)) "$POOL_PKI" >"$d/pebble.json"
+    start_challtestsrv $((POOL_BASE + 6)) $((POOL_BASE + 7)) \
+        "$d/challtestsrv.log"
     echo $! >"$d/challtestsrv.pid"
     PEBBLE_VA_NOSLEEP=1 PEBBLE_VA_ALWAYS_VALID='' pebble -config "$d/pebble.json" \
         -dnsserver "127.0.0.1:$((POOL_BASE + 6))" >"$d/pebble.log" 2>&1 &
