@@ -44,12 +44,7 @@ CS_MODULE=$top/mod_certservice/.libs/mod_certservice.so
 [ -f "$CS_MODULE" ] || die "mod_certservice.so not built (make)"
 
 cs_tmpdir acme-bench || die "mktemp failed"
-pki=$tmp/pki
-csdir=$tmp/cs
-pxdir=$tmp/px
-mkdir -p "$csdir/logs" "$pxdir/logs" "$tmp/pebble"
-cs_run_user
-[ -n "$run_user" ] && chmod 755 "$tmp" "$csdir" "$pxdir"
+cs_layout pebble || die "cannot make the directories in $tmp"
 
 pids=()
 on_cleanup() {

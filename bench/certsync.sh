@@ -70,16 +70,7 @@ compiled=$("$HTTPD" -l 2>/dev/null)
 cs_modules || die "the modules are not built (make)"
 
 cs_tmpdir certsync-bench || die "mktemp"
-pki=$tmp/pki
-csdir=$tmp/cs
-pxdir=$tmp/px
-store=$pxdir/store
-mkdir -p "$csdir/logs" "$csdir/db" "$pxdir/logs" "$tmp/work"
-cs_run_user
-if [ -n "$run_user" ]; then
-    chmod 755 "$tmp" "$csdir" "$pxdir"
-    chown "$run_user:$run_group" "$csdir/db"
-fi
+cs_layout || die "cannot make the directories in $tmp"
 
 bg_pids=()
 on_cleanup() {

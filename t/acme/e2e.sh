@@ -99,19 +99,9 @@ cs_modules || bail "the modules are not built (make)"
 # --- Temporary directory, cleanup --------------------------------------------
 
 cs_tmpdir acme-e2e || bail "mktemp failed"
-pki=$tmp/pki
-csdir=$tmp/cs
+cs_layout cs2/logs pebble || bail "cannot make the directories in $tmp"
 cs2dir=$tmp/cs2
-pxdir=$tmp/px
-store=$pxdir/store
-mkdir -p "$csdir/logs" "$csdir/db" "$cs2dir/logs" "$pxdir/logs" \
-    "$tmp/work" "$tmp/pebble"
-
-cs_run_user
-if [ -n "$run_user" ]; then
-    chmod 755 "$tmp" "$csdir" "$cs2dir" "$pxdir" "$tmp/work"
-    chown "$run_user:$run_group" "$csdir/db"
-fi
+[ -z "$run_user" ] || chmod 755 "$cs2dir"
 
 pids=()         # challtestsrv
 pebble_pid=

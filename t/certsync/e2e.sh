@@ -92,19 +92,9 @@ cs_modules || bail "the modules are not built (make)"
 # --- Temporary directory, users, cleanup -------------------------------------
 
 cs_tmpdir certsync-e2e || bail "mktemp failed"
-pki=$tmp/pki
-csdir=$tmp/cs
-pxdir=$tmp/px
-store=$pxdir/store
+# (as root the children, nobody, reach the tree and write the database)
+cs_layout || bail "cannot make the directories in $tmp"
 db=$csdir/db/cs.db
-mkdir -p "$csdir/logs" "$csdir/db" "$pxdir/logs" "$tmp/work"
-
-cs_run_user
-if [ -n "$run_user" ]; then
-    # The children (nobody) must reach the tree and write the database.
-    chmod 755 "$tmp" "$csdir" "$pxdir" "$tmp/work"
-    chown "$run_user:$run_group" "$csdir/db"
-fi
 # sqlite3 CLI as the user the CertService children run as, so that files
 # it creates (journal, WAL) stay theirs.
 sql() {

@@ -14,7 +14,8 @@
 #                                      (the script sets n=0 npass=0 nfail=0)
 #   Finding       find_prog, cs_find_httpd, cs_find_moddir, cs_run_user,
 #                 cs_build_module, cs_modules
-#   Cleanup       cs_tmpdir, cs_cleanup (CERTSUITE_KEEP), stop_pid, stop_pids
+#   Cleanup       cs_tmpdir, cs_layout, cs_cleanup (CERTSUITE_KEEP),
+#                 stop_pid, stop_pids
 #   Ports         port_free, pick_port, wait_port
 #   httpd config  load, cs_conf_mpm, cs_conf_modules, cs_conf_user,
 #                 common_conf, write_cs_conf (CertService), certsync_conf,
@@ -226,6 +227,26 @@ cs_cleanup() {
         *) echo "# kept $tmp" ;;
     esac
     return 0
+}
+# cs_layout [DIR...]: the usual layout in $tmp: pki=$tmp/pki,
+# csdir=$tmp/cs (logs/, db/), pxdir=$tmp/px (logs/), store=$pxdir/store,
+# $tmp/work, and $tmp/DIR for each DIR; cs_run_user, and as root the tree
+# readable by httpd's children, the database directory theirs
+cs_layout() {
+    local d
+    pki=$tmp/pki
+    csdir=$tmp/cs
+    pxdir=$tmp/px
+    store=$pxdir/store
+    mkdir -p "$csdir/logs" "$csdir/db" "$pxdir/logs" "$tmp/work" || return 1
+    for d in "$@"; do
+        mkdir -p "$tmp/$d" || return 1
+    done
+    cs_run_user
+    if [ -n "$run_user" ]; then
+        chmod 755 "$tmp" "$csdir" "$pxdir" "$tmp/work"
+        chown "$run_user:$run_group" "$csdir/db"
+    fi
 }
 # stop_pid PID [TRIES [SIGNAL]]: SIGTERM to PID (if set) and, if it still
 # runs after TRIES [100] times 0.1 s, SIGNAL [KILL]; never fails
