@@ -34,12 +34,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 . "$top/t/lib/certsuite.sh"
 
-for p in curl jq openssl pebble pebble-challtestsrv; do
-    command -v $p >/dev/null 2>&1 || die "$p is needed"
-done
-cs_find_httpd || die "no httpd binary (set HTTPD)"
-cs_find_moddir || die "no httpd modules directory with mod_ssl.so"
-compiled=$("$HTTPD" -l 2>/dev/null)
+cs_need curl jq openssl pebble pebble-challtestsrv || die "$need_why"
 CS_MODULE=$top/mod_certservice/.libs/mod_certservice.so
 [ -f "$CS_MODULE" ] || die "mod_certservice.so not built (make)"
 

@@ -69,11 +69,9 @@ top=$(cd "$here/.." && pwd)
 
 
 
-command -v perl >/dev/null || die "perl is needed"
+cs_need perl -- dbd || die "$need_why"
 perl -MIO::Socket::SSL -MHTTP::Tiny -MTime::HiRes -e 1 2>/dev/null \
     || die "perl needs IO::Socket::SSL (apt-get install libio-socket-ssl-perl)"
-cs_find_httpd || die "no httpd binary (set HTTPD)"
-cs_find_moddir || die "no httpd modules directory with mod_ssl.so"
 CS_MODULE=${CS_MODULE:-$top/mod_certservice/.libs/mod_certservice.so}
 [ -f "$CS_MODULE" ] || die "$CS_MODULE is not built (run make)"
 case " $BACKENDS " in
@@ -255,8 +253,6 @@ else {
 PERL
 
 # --- httpd -------------------------------------------------------------------
-
-compiled=$("$HTTPD" -l 2>/dev/null)
 
 # start_cs DRIVER PARAMS: CertService on that database, on a free port
 # (port), kept-alive connections without limit; until it answers

@@ -61,12 +61,7 @@ rate() { # count from to -> per second
         'BEGIN { if (b > a) printf "%.0f", n / (b - a); else print "-" }'
 }
 
-for p in curl jq openssl; do
-    command -v $p >/dev/null 2>&1 || die "$p is needed"
-done
-cs_find_httpd || die "no httpd binary (set HTTPD)"
-cs_find_moddir || die "no httpd modules directory with mod_ssl.so"
-compiled=$("$HTTPD" -l 2>/dev/null)
+cs_need curl jq openssl || die "$need_why"
 cs_modules || die "the modules are not built (make)"
 
 cs_tmpdir certsync-bench || die "mktemp"

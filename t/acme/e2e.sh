@@ -81,18 +81,8 @@ nfail=0
 
 # --- Prerequisites -----------------------------------------------------------
 
-for p in curl jq openssl python3 pebble pebble-challtestsrv; do
-    command -v $p >/dev/null 2>&1 || bail "$p is needed"
-done
-cs_find_httpd || bail "no httpd binary (set HTTPD)"
-cs_find_moddir || bail "no httpd modules directory with mod_ssl.so"
-compiled=$("$HTTPD" -l 2>/dev/null)
-for m in dbd macro proxy proxy_http; do
-    grep -q "^ *mod_$m.c\$" <<<"$compiled" || [ -f "$moddir/mod_$m.so" ] \
-        || bail "no mod_$m.so in $moddir"
-done
-grep -q "^ *mod_watchdog.c\$" <<<"$compiled" \
-    || [ -f "$moddir/mod_watchdog.so" ] || bail "no mod_watchdog"
+cs_need curl jq openssl python3 pebble pebble-challtestsrv \
+    -- dbd macro proxy proxy_http watchdog || bail "$need_why"
 
 cs_modules || bail "the modules are not built (make)"
 

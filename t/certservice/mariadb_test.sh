@@ -57,14 +57,8 @@ if ! find_prog mariadbd mysqld >/dev/null; then
     exit 0
 fi
 
-for p in curl jq openssl; do
-    command -v $p >/dev/null 2>&1 || bail "$p is needed"
-done
+cs_need curl jq openssl -- dbd || bail "$need_why"
 MYSQL=$(find_prog mariadb mysql) || bail "no mariadb/mysql client"
-
-cs_find_httpd || bail "no httpd binary (set HTTPD)"
-cs_find_moddir || bail "no httpd modules directory with mod_ssl.so"
-[ -f "$moddir/mod_dbd.so" ] || bail "no mod_dbd.so in $moddir"
 
 CS_MODULE=${CS_MODULE:-$(cs_build_module certservice)}
 [ -n "${CS_MODULE:-}" ] && [ -f "$CS_MODULE" ] \
@@ -138,8 +132,6 @@ sql() { # SQL: rows, tab-separated, no header
 }
 
 # --- httpd instances ---------------------------------------------------------
-
-compiled=$("$HTTPD" -l 2>/dev/null)
 
 # write_conf NAME: $tmp/NAME/httpd.conf for instance NAME on a port picked
 # now (port_NAME, listen_ports: start_httpd_retry): one of two CertServices

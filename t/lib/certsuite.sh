@@ -12,7 +12,7 @@
 #
 #   Test output   ok, notok, diag, section, okif, is, bail, die
 #                                      (the script sets n=0 npass=0 nfail=0)
-#   Finding       find_prog, cs_find_httpd, cs_find_moddir, cs_run_user,
+#   Finding       find_prog, cs_find_httpd, cs_find_moddir, cs_need, cs_run_user,
 #                 cs_build_module, cs_modules
 #   Cleanup       cs_tmpdir, cs_layout, cs_cleanup (CERTSUITE_KEEP),
 #                 stop_pid, stop_pids
@@ -141,6 +141,39 @@ cs_find_moddir() {
         fi
     done
     return 1
+}
+
+# cs_need PROG... [-- MODULE...]: every PROG in PATH; httpd and its
+# modules directory found (cs_find_httpd, cs_find_moddir; sets compiled,
+# the output of "$HTTPD" -l); every httpd MODULE compiled in or
+# mod_MODULE.so in moddir.  Else status 1 and need_why says what is missing.
+cs_need() {
+    local p m
+    need_why=
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        if ! command -v "$1" >/dev/null 2>&1; then
+            need_why="$1 is needed"
+            return 1
+        fi
+        shift
+    done
+    [ $# = 0 ] || shift
+    if ! cs_find_httpd; then
+        need_why="no httpd binary (set HTTPD)"
+        return 1
+    fi
+    if ! cs_find_moddir; then
+        need_why="no httpd modules directory with mod_ssl.so"
+        return 1
+    fi
+    compiled=$("$HTTPD" -l 2>/dev/null)
+    for m in "$@"; do
+        if ! grep -q "^ *mod_$m.c\$" <<<"$compiled" \
+           && [ ! -f "$moddir/mod_$m.so" ]; then
+            need_why="no mod_$m.so in $moddir"
+            return 1
+        fi
+    done
 }
 
 # cs_run_user: sets run_user and run_group, the user httpd's children run
