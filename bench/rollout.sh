@@ -17,7 +17,7 @@
 #             bundles, then they restart one at a time (lease, drain,
 #             graceful restart with N TLS virtual hosts, probe).  -> time
 #             from the proxies' start to the last one done (CY00014)
-#   rollout   a light client load through HAProxy (rollout-lib.sh: one
+#   rollout   a light client load through HAProxy (t/lib/rollout.sh: one
 #             worker with a new TLS connection per request, one with
 #             kept-alive connections, over ROLLOUT_LOAD_DOMAINS of the
 #             domains); ROLLOUT_CHANGES domains re-issued at once (half of
@@ -50,7 +50,7 @@
 #                            CertSyncInterval, so it costs no time
 #   ROLLOUT_RESTART_TIMEOUT  CertSyncRestartTimeout [120]
 #   ROLLOUT_WAIT             seconds allowed per phase [900]
-#   RT_SAMPLE_MS, RT_LOAD_*  see t/rollout/rollout-lib.sh
+#   RT_SAMPLE_MS, RT_LOAD_*  see t/lib/rollout.sh
 #   CERTSUITE_KEEP=1         keep the directories
 #
 # Runs as a normal user or as root.  127.0.0.1/127.0.0.2 only, ports from
@@ -74,8 +74,8 @@ RT_LOAD_NEW=${RT_LOAD_NEW:-1}
 RT_LOAD_KA=${RT_LOAD_KA:-1}
 RT_LOAD_PAUSE=${RT_LOAD_PAUSE:-0.3}
 
-# shellcheck source=../t/rollout/rollout-lib.sh
-. "$top/t/rollout/rollout-lib.sh"
+# shellcheck source=../t/lib/rollout.sh
+. "$top/t/lib/rollout.sh"
 
 for p in curl openssl jq awk; do
     command -v $p >/dev/null 2>&1 || die "$p is needed"
@@ -193,7 +193,7 @@ results=()
 for N in $SIZES; do
     echo "== $N domains per proxy"
     dir=$tmp/n$N
-    base=$(rt_pick_base) || die "no free ports"
+    base=$(pool_pick_base) || die "no free ports"
     POOL_LEASE_TTL=${ROLLOUT_LEASE_TTL:-300}
     pool_init "$dir" "$base" >/dev/null || die "pool_init failed"
     { pool_pki && pool_start_certservice && pool_start_backend; } \

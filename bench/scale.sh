@@ -36,8 +36,8 @@
 set -u
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=../t/rollout/rollout-lib.sh
-. "$top/t/rollout/rollout-lib.sh"
+# shellcheck source=../t/lib/pool.sh
+. "$top/t/lib/pool.sh"
 
 SIZES=${SCALE_SIZES:-1000 10000 100000}
 VHOST_MAX=${SCALE_VHOST_MAX:-10000}
@@ -63,7 +63,7 @@ work=$tmp
 chmod 755 "$work"
 on_cleanup() { pool_stop_all >/dev/null 2>&1; }
 
-base=$(rt_pick_base) || die "no free ports"
+base=$(pool_pick_base) || die "no free ports"
 export POOL_SYNC_INTERVAL="2 1" POOL_PROCS=2 POOL_LOGLEVEL=warn
 pool_init "$work/pool" "$base" >/dev/null || die "pool_init"
 pool_pki >/dev/null || die "pool_pki"

@@ -31,8 +31,8 @@
 set -u
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
-# shellcheck source=../rollout/rollout-lib.sh
-. "$top/t/rollout/rollout-lib.sh"   # and t/lib/pool.sh, t/lib/certsuite.sh
+# shellcheck source=../lib/pool.sh
+. "$top/t/lib/pool.sh"   # and t/lib/certsuite.sh
 
 N=${DYN_DOMAINS:-1000}
 RENEW=${DYN_RENEW:-100}
@@ -126,7 +126,7 @@ wait_synced() { # NAME SERIAL SECONDS: until the proxy serves it
 }
 
 echo "# dynamic activation, $N domains"
-base=$(rt_pick_base) || bail "no free ports"
+base=$(pool_pick_base) || bail "no free ports"
 export POOL_ACTIVATION=dynamic POOL_PROCS=3 POOL_CACHE_SIZE=$((N * 3 / 10))
 export POOL_SYNC_INTERVAL="$INTERVAL $JITTER"
 pool_init "$work/pool" "$base" || bail "pool_init"

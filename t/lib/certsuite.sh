@@ -1,7 +1,8 @@
 # t/lib/certsuite.sh: the shell helpers shared by the test, benchmark and
 # demo scripts (t/*/e2e.sh, t/certservice/mariadb_test.sh, bench/*.sh, and,
-# through t/lib/pool.sh, build/demo.sh).  The one shell library of the tree:
-# t/lib/pool.sh (the demo pool) and t/rollout/rollout-lib.sh build on it.
+# through t/lib/pool.sh, build/demo.sh).  The base of the tree's one shell
+# library: t/lib/pool.sh (the demo pool) builds on it, t/lib/rollout.sh
+# (load, sampler, for the rollout test and benchmark) on pool.sh.
 #
 # Source it from bash:   . "$top/t/lib/certsuite.sh"
 #

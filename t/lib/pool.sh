@@ -1,10 +1,11 @@
 # shellcheck shell=bash
 #
 # t/lib/pool.sh: the demo pool on loopback, as a sourced bash library
-# (build/demo.sh, t/rollout, t/dynamic, bench/rollout.sh, bench/scale.sh).
+# (build/demo.sh, t/dynamic, bench/scale.sh; t/lib/rollout.sh builds on it).
 # It sources t/lib/certsuite.sh (find_prog, cs_find_httpd, cs_find_moddir,
 # cs_run_user, port_free, wait_port, write_cs_conf, ...).  Source it, then:
 #
+#   pool_pick_base [FIRST]   a free BASEPORT (BASEPORT..+32 free)
 #   pool_init DIR BASEPORT   set the POOL_* variables; DIR is created (or
 #                            made by mktemp when empty); ports BASEPORT ..
 #                            BASEPORT+32 (see "Ports" below); finds httpd,
@@ -197,6 +198,34 @@ pool_start_acme() {
     fi
     chmod 644 "$POOL_PKI/pebble-root.pem"
     POOL_TRUST_CA=$POOL_PKI/pebble-root.pem
+}
+
+# pool_pick_base [FIRST]: a base port with BASE..BASE+32 free on 127.0.0.1.
+# Above the kernel's ephemeral range (Linux: 32768-60999) where it can:
+# there a listener cannot collide with some client's outgoing connection.
+pool_pick_base() {
+    local b p busy tries lo=61000 hi=65400 range
+    range=$(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+    if [ -n "$range" ] && [ "${range##*[[:space:]]}" -ge 65000 ] 2>/dev/null; then
+        lo=42000
+    fi
+    b=${1:-$((lo + ($$ % 100) * 40))}
+    for ((tries = 0; tries < 60; tries++)); do
+        [ $b -gt $hi ] && b=$lo
+        busy=0
+        for ((p = b; p <= b + 32; p++)); do
+            if ! port_free "$p"; then
+                busy=1
+                break
+            fi
+        done
+        if [ $busy = 0 ]; then
+            echo "$b"
+            return 0
+        fi
+        b=$((b + 40))
+    done
+    return 1
 }
 
 # Ports of proxy N: pool_proxy_port N tls|status|agent

@@ -10,7 +10,7 @@
 # agent-check on CertSyncAgent, a stats socket).  A client load runs
 # through HAProxy the whole time: curl with SNI for many domains, the demo
 # CA verified, part on a new connection per request, part on kept-alive
-# connections (t/rollout/rollout-lib.sh).  A sampler records every
+# connections (t/lib/rollout.sh).  A sampler records every
 # RT_SAMPLE_MS HAProxy's `show stat` and each proxy's /certsync-status.
 #
 #   1. Full rollout under load: RT_CHANGES domains change on CertService
@@ -80,7 +80,7 @@
 #   RT_DRAIN_TIME       CertSyncDrainTime [2] (HAProxy agent-inter 500ms)
 #   RT_WAIT             seconds to wait for a wave of restarts [120]
 #   RT_LOAD_NEW, RT_LOAD_KA, RT_LOAD_BATCH, RT_LOAD_KA_REQS, RT_LOAD_PAUSE,
-#   RT_LOAD_MAX, RT_LOAD_SECONDS, RT_SAMPLE_MS   (rollout-lib.sh)
+#   RT_LOAD_MAX, RT_LOAD_SECONDS, RT_SAMPLE_MS   (t/lib/rollout.sh)
 #   RT_PORT_BASE        the base port [61000 + 40 * (PID % 100), a free one]
 #   CERTSUITE_KEEP=1    keep the directory (logs, samples, load logs);
 #                       CERTSUITE_KEEP=failed: only when a check failed
@@ -101,8 +101,8 @@ RT_WAIT=${RT_WAIT:-120}
 
 # --- Test output -------------------------------------------------------------
 
-# shellcheck source=../lib/certsuite.sh
-. "$here/../lib/certsuite.sh"
+# shellcheck source=../lib/rollout.sh
+. "$here/../lib/rollout.sh"     # and t/lib/pool.sh, t/lib/certsuite.sh
 n=0
 npass=0
 nfail=0
@@ -122,8 +122,6 @@ done
 command -v socat >/dev/null 2>&1 || command -v python3 >/dev/null 2>&1 \
     || command -v perl >/dev/null 2>&1 || bail "socat, python3 or perl is needed"
 
-# shellcheck source=rollout-lib.sh
-. "$here/rollout-lib.sh"
 
 cs_tmpdir rollout-e2e || bail "mktemp failed"
 chmod 755 "$tmp"
@@ -145,7 +143,7 @@ POOL_SYNC_INTERVAL=${POOL_SYNC_INTERVAL:-2 1}
 started=
 for attempt in 1 2 3; do
     base=${RT_PORT_BASE:-}
-    [ -n "$base" ] || base=$(rt_pick_base) || bail "no free ports"
+    [ -n "$base" ] || base=$(pool_pick_base) || bail "no free ports"
     if rt_start_pool "$tmp/pool" "$base" >"$work/start.log" 2>&1; then
         started=1
         break

@@ -1,11 +1,10 @@
 # shellcheck shell=bash
 #
-# t/rollout/rollout-lib.sh: helpers for the staggered-restart tests
+# t/lib/rollout.sh: helpers for the staggered-restart tests
 # (t/rollout/e2e.sh, t/dynamic/e2e.sh) and benchmarks (bench/rollout.sh,
 # bench/scale.sh), on top of t/lib/pool.sh (which this file sources, and
 # with it t/lib/certsuite.sh).
 #
-#   rt_pick_base [FIRST]      a free BASEPORT for pool_init (33 free ports)
 #   rt_start_pool DIR BASE    pool_init, PKI, CertService, backend, the
 #                             three proxies, HAProxy; then rt_patch_conf
 #   rt_patch_conf N           adds two IncludeOptional lines to proxy N's
@@ -58,8 +57,8 @@
 # fails if it does not end with a 200 (curl error, reset, timeout:
 # status 000).  Bounded: RT_LOAD_MAX requests per worker, RT_LOAD_SECONDS.
 
-# shellcheck source=../lib/pool.sh
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../lib" && pwd)/pool.sh"
+# shellcheck source=pool.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pool.sh"
 
 RT_LOAD_NEW=${RT_LOAD_NEW:-2}
 RT_LOAD_KA=${RT_LOAD_KA:-2}
@@ -73,34 +72,6 @@ RT_SAMPLE_MS=${RT_SAMPLE_MS:-200}
 RT_LOAD_PIDS=()
 
 rt_now() { date +%s.%N | cut -c1-14; }
-
-# rt_pick_base [FIRST]: a base port with BASE..BASE+32 free on 127.0.0.1.
-# Above the kernel's ephemeral range (Linux: 32768-60999) where it can:
-# there a listener cannot collide with some client's outgoing connection.
-rt_pick_base() {
-    local b p busy tries lo=61000 hi=65400 range
-    range=$(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
-    if [ -n "$range" ] && [ "${range##*[[:space:]]}" -ge 65000 ] 2>/dev/null; then
-        lo=42000
-    fi
-    b=${1:-$((lo + ($$ % 100) * 40))}
-    for ((tries = 0; tries < 60; tries++)); do
-        [ $b -gt $hi ] && b=$lo
-        busy=0
-        for ((p = b; p <= b + 32; p++)); do
-            if ! port_free "$p"; then
-                busy=1
-                break
-            fi
-        done
-        if [ $busy = 0 ]; then
-            echo "$b"
-            return 0
-        fi
-        b=$((b + 40))
-    done
-    return 1
-}
 
 rt_patch_conf() { # N
     local d=$POOL_DIR/proxy$1
@@ -267,7 +238,7 @@ rt_post_conf() {
     local n=$1
     shift
     {
-        echo "# written by t/rollout (rollout-lib.sh)"
+        echo "# written by t/rollout (t/lib/rollout.sh)"
         echo "CertSyncRestartTimeout ${RT_RESTART_TIMEOUT:-12}"
         if [ -z "${RT_BACKEND_REUSE:-}" ]; then
             if ! grep -q '^ *mod_env\.c$' <<<"$POOL_COMPILED"; then
