@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # t/lib/certsuite.sh: the shell helpers shared by the test, benchmark and
 # demo scripts (t/*/e2e.sh, t/certservice/mariadb_test.sh, bench/*.sh, and,
 # through t/lib/pool.sh, build/demo.sh).  The base of the tree's one shell
@@ -448,8 +449,8 @@ _cs_opts() {
 #   vhost=LINES    more directives in the virtual host
 write_cs_conf() {
     local dir=$1 port=$2 o_pki=${pki:-} o_log="warn certservice:notice" \
-        o_timeout=30 o_dbd=sqlite3 o_db=$1/db/cs.db o_acme= \
-        o_common=common_conf o_server= o_vhost= issuer
+        o_timeout=30 o_dbd=sqlite3 o_db=$1/db/cs.db o_acme='' \
+        o_common=common_conf o_server='' o_vhost='' issuer
     shift 2
     _cs_opts "$@" || return 1
     if [ -n "$o_acme" ]; then
@@ -498,8 +499,8 @@ EOF
 # probe= (host:port); drain= [0]; restart= (CertSyncRestartTimeout) [30];
 # and, when set, agent= (host:port) and ttl= (CertSyncLeaseTTL)
 certsync_conf() {
-    local o_url= o_cert=proxy o_pki=${pki:-} o_store= o_interval="1 0" \
-        o_pool= o_host= o_probe= o_drain=0 o_restart=30 o_agent= o_ttl=
+    local o_url='' o_cert=proxy o_pki=${pki:-} o_store='' o_interval="1 0" \
+        o_pool='' o_host='' o_probe='' o_drain=0 o_restart=30 o_agent='' o_ttl=''
     _cs_opts "$@" || return 1
     cat <<EOF
 CertSyncServiceURL        $o_url
