@@ -73,11 +73,7 @@ top=$(cd "$here/../.." && pwd)
 NDOM=${ACME_DOMAINS:-20}
 NONCEREJECT=${ACME_NONCEREJECT:-25}
 . "$top/t/lib/certsuite.sh"
-T0=$(date +%s)
-
-n=0
-npass=0
-nfail=0
+tap_init
 
 # --- Prerequisites -----------------------------------------------------------
 
@@ -613,6 +609,6 @@ errs=$(grep -h -E '\[(crit|alert|emerg)\]|AH00052|Segmentation' \
     "$csdir/logs/error_log" "$pxdir/logs/error_log" 2>/dev/null | head -5)
 is "$errs" "" "no crash or critical line in the error logs"
 
-echo "# $(($(date +%s) - T0)) s"
+echo "# $((SECONDS - T0)) s"
 echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]

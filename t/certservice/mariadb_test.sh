@@ -67,9 +67,7 @@ CS_MODULE=$(cd "$(dirname "$CS_MODULE")" && pwd)/$(basename "$CS_MODULE")
 
 # --- Test output -------------------------------------------------------------
 
-n=0
-npass=0
-nfail=0
+tap_init
 # check DESC... [ TEST ]: ok if the test succeeds; the description is
 # every argument before the "[".
 check() {

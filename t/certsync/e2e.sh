@@ -64,13 +64,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 BIG=${E2E_DOMAINS_BIG:-200}
 . "$top/t/lib/certsuite.sh"
-T0=$(date +%s)
-
-# --- Test output -------------------------------------------------------------
-
-n=0
-npass=0
-nfail=0
+tap_init
 
 # --- Prerequisites -----------------------------------------------------------
 
@@ -798,6 +792,6 @@ is "$crash" "" "no httpd child crashed (error logs)"
 cterr=$(grep -h 'CY00007' "$pxlog" | head -3)
 is "$cterr" "" "no failed configuration test (CY00007)"
 
-diag "$(($(date +%s) - T0)) s in all"
+diag "$((SECONDS - T0)) s in all"
 echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]

@@ -40,7 +40,7 @@ DELETE=${DYN_DELETE:-10}
 INTERVAL=3
 JITTER=1
 HS=${HSCLIENT:-$top/t/dynamic/hsclient}
-n=0 npass=0 nfail=0
+tap_init
 
 for p in curl jq openssl; do
     command -v "$p" >/dev/null || { echo "1..0 # SKIP $p not found"; exit 0; }

@@ -12,8 +12,7 @@
 # set the globals named in their comments.  A script does not redefine
 # them.
 #
-#   Test output   ok, notok, diag, section, okif, is, bail, die
-#                                      (the script sets n=0 npass=0 nfail=0)
+#   Test output   tap_init, ok, notok, diag, section, okif, is, bail, die
 #   Finding       find_prog, cs_find_httpd, cs_find_moddir, cs_need, cs_run_user,
 #                 cs_build_module, cs_modules
 #   Cleanup       cs_tmpdir, cs_layout, cs_cleanup (CERTSUITE_KEEP),
@@ -49,9 +48,17 @@ diag() {
         echo "# $line"
     done <<<"$*"
 }
+# tap_init: the start of a test's output: n=0 npass=0 nfail=0, and T0,
+# the script's $SECONDS now (section, elapsed times)
+tap_init() {
+    n=0
+    npass=0
+    nfail=0
+    T0=$SECONDS
+}
 # section TITLE: a diagnostic line with the seconds since $T0
 section() {
-    echo "# --- $* ($(($(date +%s) - T0)) s)"
+    echo "# --- $* ($((SECONDS - T0)) s)"
 }
 # okif $? DESC...: ok if the status is 0.  (The status is passed, not
 # read inside: a command substitution in DESC would overwrite $?.)  Returns

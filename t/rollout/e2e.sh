@@ -90,7 +90,6 @@ set -u
 export LC_ALL=C
 
 here=$(cd "$(dirname "$0")" && pwd)
-T0=$SECONDS
 
 RT_DOMAINS=${RT_DOMAINS:-24}
 RT_CHANGES=${RT_CHANGES:-50}
@@ -103,9 +102,7 @@ RT_WAIT=${RT_WAIT:-120}
 
 # shellcheck source=../lib/rollout.sh
 . "$here/../lib/rollout.sh"     # and t/lib/pool.sh, t/lib/certsuite.sh
-n=0
-npass=0
-nfail=0
+tap_init
 finish() { # the summary is the last line: stop everything first
     cs_cleanup
     echo "$npass passed, $nfail failed"
