@@ -1,6 +1,5 @@
 # env.sh: sourced by run_golden.sh and scale.sh to find httpd, its modules
-# (t/lib/certsuite.sh's cs_find_httpd, cs_find_moddir) and the
-# mod_macro_gen.so under test; $here must be this directory.
+# and the mod_macro_gen.so under test; $here must be this directory.
 #
 #   MG_MODULE      mod_macro_gen.so (default: the build tree's
 #                  mod_macro_gen/.libs/mod_macro_gen.so)
@@ -8,18 +7,24 @@
 #                  to find the two below
 #   HTTPD          the httpd binary (default: apxs' SBINDIR/TARGET, else
 #                  apache2 or httpd in PATH)
-#   HTTPD_MODULES  httpd's module directory (default: apxs' LIBEXECDIR,
-#                  else the usual places: the first with mod_ssl.so)
+#   HTTPD_MODULES  httpd's module directory (default: apxs' LIBEXECDIR)
 
 top=$(cd "$here/../.." && pwd)
-# shellcheck source=../lib/certsuite.sh
-. "$top/t/lib/certsuite.sh"
 
-cs_find_httpd || HTTPD=${HTTPD:-/usr/sbin/apache2}
-if [ -z "${HTTPD_MODULES:-}" ]; then
-    cs_find_moddir || moddir=/usr/lib/apache2/modules
-    HTTPD_MODULES=$moddir
+APXS=${APXS:-$(command -v apxs 2>/dev/null || true)}
+if [ -z "${HTTPD:-}" ]; then
+    if [ -n "$APXS" ]; then
+        HTTPD="$("$APXS" -q SBINDIR)/$("$APXS" -q TARGET)"
+    fi
+    if [ -z "${HTTPD:-}" ] || [ ! -x "$HTTPD" ]; then
+        HTTPD=$(command -v apache2 || command -v httpd \
+                || echo /usr/sbin/apache2)
+    fi
 fi
+if [ -z "${HTTPD_MODULES:-}" ] && [ -n "$APXS" ]; then
+    HTTPD_MODULES=$("$APXS" -q LIBEXECDIR)
+fi
+HTTPD_MODULES=${HTTPD_MODULES:-/usr/lib/apache2/modules}
 MG_MODULE=${MG_MODULE:-$top/mod_macro_gen/.libs/mod_macro_gen.so}
 
 for f in "$HTTPD" "$HTTPD_MODULES/mod_macro.so" "$MG_MODULE"; do

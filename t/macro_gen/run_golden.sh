@@ -31,9 +31,8 @@ fi
 
 . "$here/env.sh"
 
-cs_tmpdir mg_golden || exit 2
-T=$tmp
-on_cleanup() { chmod -R u+rwx "$T" 2>/dev/null; }
+T=$(mktemp -d "${TMPDIR:-/tmp}/mg_golden.XXXXXX") || exit 2
+trap 'chmod -R u+rwx "$T" 2>/dev/null; rm -rf "$T"' EXIT
 trap 'exit 2' HUP INT TERM
 
 # Templates: @T@, @MODULES@ and @MG_MODULE@ become real paths.

@@ -27,8 +27,8 @@ if [ $# -eq 0 ]; then
     set -- 10000 100000
 fi
 
-cs_tmpdir mg_scale || exit 2
-T=$tmp
+T=$(mktemp -d "${TMPDIR:-/tmp}/mg_scale.XXXXXX") || exit 2
+trap 'rm -rf "$T"' EXIT
 trap 'exit 2' HUP INT TERM
 
 mkdir -p "$T/logs" "$T/certs"
