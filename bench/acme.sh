@@ -23,7 +23,7 @@
 #   DOMAINS     domains per run [60]
 #   WORKERS     CertServiceACMEWorkers values to run ["1 2 4"]
 #   HTTPD, APXS the httpd binary / apxs to find it and its modules
-#   KEEP=1      keep the temporary directory
+#   CERTSUITE_KEEP=1  keep the temporary directory
 #
 set -u
 export LC_ALL=C
@@ -34,42 +34,19 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 . "$top/t/lib/certsuite.sh"
 
-die() {
-    echo "acme.sh: $*" >&2
-    exit 1
-}
-for p in curl jq openssl pebble pebble-challtestsrv; do
-    command -v $p >/dev/null 2>&1 || die "$p is needed"
-done
-cs_find_httpd || die "no httpd binary (set HTTPD)"
-cs_find_moddir || die "no httpd modules directory with mod_ssl.so"
-compiled=$("$HTTPD" -l 2>/dev/null)
+cs_need curl jq openssl pebble pebble-challtestsrv || die "$need_why"
 CS_MODULE=$top/mod_certservice/.libs/mod_certservice.so
 [ -f "$CS_MODULE" ] || die "mod_certservice.so not built (make)"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/acme-bench.XXXXXX") || die "mktemp failed"
-pki=$tmp/pki
-csdir=$tmp/cs
-pxdir=$tmp/px
-mkdir -p "$csdir/logs" "$pxdir/logs" "$tmp/pebble"
-cs_run_user
-[ -n "$run_user" ] && chmod 755 "$tmp" "$csdir" "$pxdir"
+cs_tmpdir acme-bench || die "mktemp failed"
+cs_layout pebble || die "cannot make the directories in $tmp"
 
 pids=()
-cleanup() {
-    local pid
-    trap - EXIT INT TERM
+on_cleanup() {
     stop_httpd "$pxdir"
     stop_httpd "$csdir"
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    wait 2>/dev/null
-    if [ -n "${KEEP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
+    stop_pids "${pids[@]}"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 "$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1 \
     || die "make-pki.sh failed"
@@ -91,26 +68,10 @@ cs_port=$(newport)
 for v in dns_port cts_port pebble_port pebble_mgmt tls01 http_port cs_port; do
     used[${!v}]=1
 done
-wait_port() {
-    local i
-    for i in $(seq 1 100); do
-        port_free "$1" || return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-pebble-challtestsrv -dns01 "127.0.0.1:$dns_port" \
-    -management "127.0.0.1:$cts_port" -http01 "" -https01 "" -tlsalpn01 "" \
-    -defaultIPv4 127.0.0.1 -defaultIPv6 "" >"$tmp/challtestsrv.log" 2>&1 &
+start_challtestsrv "$dns_port" "$cts_port" "$tmp/challtestsrv.log"
 pids+=($!)
-cat >"$tmp/pebble/config.json" <<EOF
-{"pebble": {"listenAddress": "127.0.0.1:$pebble_port",
- "managementListenAddress": "127.0.0.1:$pebble_mgmt",
- "certificate": "$pki/acme-tls.crt", "privateKey": "$pki/acme-tls.key",
- "httpPort": $http_port, "tlsPort": $tls01, "ocspResponderURL": "",
- "externalAccountBindingRequired": false}}
-EOF
+pebble_conf "$pebble_port" "$pebble_mgmt" "$http_port" "$tls01" "$pki" \
+    >"$tmp/pebble/config.json"
 PEBBLE_VA_NOSLEEP=1 PEBBLE_VA_ALWAYS_VALID= pebble -config "$tmp/pebble/config.json" \
     -dnsserver "127.0.0.1:$dns_port" >"$tmp/pebble/pebble.log" 2>&1 &
 pids+=($!)
@@ -121,50 +82,16 @@ wait_port "$pebble_port" || die "pebble did not start"
     common_conf "$pxdir"
     load proxy_module mod_proxy.so mod_proxy.c
     load proxy_http_module mod_proxy_http.so mod_proxy_http.c
-    cat <<EOF
-Listen 127.0.0.1:$http_port http
-LogLevel warn
-<VirtualHost 127.0.0.1:$http_port>
-    SSLProxyEngine on
-    SSLProxyVerify require
-    SSLProxyCACertificateFile $pki/clients-ca.crt
-    SSLProxyMachineCertificateFile $pki/proxy.pem
-    ProxyPass /.well-known/acme-challenge/ https://localhost:$cs_port/acme-challenge/ timeout=10
-</VirtualHost>
-EOF
+    echo "LogLevel warn"
+    acme_relay_vhost "$http_port" "$cs_port" proxy acme-relay.invalid
 } >"$pxdir/httpd.conf"
 start_httpd "$pxdir" "$http_port" || die "the relay proxy did not start"
 
 write_cs() { # workers
-    {
-        common_conf "$csdir"
-        load dbd_module mod_dbd.so mod_dbd.c
-        echo "LoadModule certservice_module $CS_MODULE"
-        cat <<EOF
-Listen 127.0.0.1:$cs_port
-LogLevel warn certservice:notice
-DBDriver sqlite3
-DBDParams "$csdir/db/cs.db"
-<VirtualHost 127.0.0.1:$cs_port>
-    SSLEngine on
-    SSLCertificateFile    $pki/tls.crt
-    SSLCertificateKeyFile $pki/tls.key
-    SSLCACertificateFile  $pki/clients-ca.crt
-    SSLVerifyClient require
-    CertServiceWrapCertificate $pki/wrap1.crt
-    Include $pki/roles.conf
-    CertServiceACMEDirectory https://127.0.0.1:$pebble_port/dir
-    CertServiceACMECA $pki/acme-tls-ca.crt
-    CertServiceACMEAccountSeal $pki/seal.crt $pki/seal.key
-    CertServiceACMEWorkers $1
-    CertServiceACMELimit 1000000 60
-    CertServiceACMEBackoff 1 5
-    <Location />
-        SetHandler certservice
-    </Location>
-</VirtualHost>
-EOF
-    } >"$csdir/httpd.conf"
+    write_cs_conf "$csdir" "$cs_port" acme="https://127.0.0.1:$pebble_port/dir" \
+        vhost="CertServiceACMEWorkers $1
+CertServiceACMELimit 1000000 60
+CertServiceACMEBackoff 1 5"
 }
 admin() { # method path
     curl -sS --noproxy '*' --max-time 30 --cacert "$pki/clients-ca.crt" \

@@ -40,7 +40,7 @@
 #   BACKENDS       any of sqlite mariadb [sqlite mariadb]
 #   HTTPD, APXS    the httpd binary / apxs to find it and its modules
 #   CS_MODULE      mod_certservice.so [the build tree's]
-#   KEEP=1         keep the temporary directory
+#   CERTSUITE_KEEP=1  keep the temporary directory
 #
 # Works as a normal user and as root (httpd's children then run as
 # nobody).  Talks only to 127.0.0.1; everything is stopped on exit.
@@ -67,17 +67,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 . "$top/t/lib/certsuite.sh"
 
-die() {
-    echo "certservice.sh: $*" >&2
-    exit 1
-}
 
 
-command -v perl >/dev/null || die "perl is needed"
+cs_need perl -- dbd || die "$need_why"
 perl -MIO::Socket::SSL -MHTTP::Tiny -MTime::HiRes -e 1 2>/dev/null \
     || die "perl needs IO::Socket::SSL (apt-get install libio-socket-ssl-perl)"
-cs_find_httpd || die "no httpd binary (set HTTPD)"
-cs_find_moddir || die "no httpd modules directory with mod_ssl.so"
 CS_MODULE=${CS_MODULE:-$top/mod_certservice/.libs/mod_certservice.so}
 [ -f "$CS_MODULE" ] || die "$CS_MODULE is not built (run make)"
 case " $BACKENDS " in
@@ -87,36 +81,19 @@ case " $BACKENDS " in
                "BACKENDS=sqlite" ;;
 esac
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/csbench.XXXXXX")
+cs_tmpdir csbench || die "mktemp failed"
 pki=$tmp/pki
 cs_run_user
 if [ -n "$run_user" ]; then
     chmod 755 "$tmp"
 fi
 
-cleanup() {
-    trap - EXIT
-    trap "" INT TERM
-    stop_httpd
-    [ ! -d "$tmp/db" ] || "$top/t/db/mariadb.sh" stop "$tmp/db" \
-        >/dev/null 2>&1 || true
-    if [ -n "${KEEP:-}" ]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
+on_cleanup() {
+    stop_httpd "$tmp/httpd"
+    if [ -d "$tmp/db" ]; then
+        "$top/t/db/mariadb.sh" stop "$tmp/db" >/dev/null 2>&1
+    fi
 }
-# (replaces t/lib/certsuite.sh's stop_httpd)
-stop_httpd() {
-    local pid
-    [ -f "$tmp/httpd/httpd.pid" ] || return 0
-    pid=$(cat "$tmp/httpd/httpd.pid")
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$tmp/httpd/httpd.pid"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 "$top/t/certservice/make-pki.sh" "$pki" >/dev/null 2>&1 \
     || die "make-pki.sh failed"
@@ -277,55 +254,17 @@ PERL
 
 # --- httpd -------------------------------------------------------------------
 
-compiled=$("$HTTPD" -l 2>/dev/null)
-
-# (replaces t/lib/certsuite.sh's start_httpd)
-start_httpd() { # driver params
+# start_cs DRIVER PARAMS: CertService on that database, on a free port
+# (port), kept-alive connections without limit; until it answers
+start_cs() {
     local dir=$tmp/httpd
     rm -rf "$dir"
     mkdir -p "$dir/logs"
-    for _ in 1 2 3 4 5; do
-        port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-        port_free "$port" && break
-    done
-    {
-        echo "ServerRoot $dir"
-        echo "ServerName localhost"
-        echo "Listen 127.0.0.1:$port"
-        echo "PidFile $dir/httpd.pid"
-        echo "DefaultRuntimeDir $dir/logs"
-        echo "ErrorLog $dir/logs/error_log"
-        echo "LogLevel warn"
-        cs_conf_modules
-        load dbd_module mod_dbd.so mod_dbd.c
-        echo "LoadModule certservice_module $CS_MODULE"
-        cs_conf_user
-        cat <<EOF
-<IfModule socache_shmcb_module>
-    SSLSessionCache "shmcb:$dir/logs/ssl_scache(512000)"
-</IfModule>
-KeepAlive On
+    port=$(pick_port)
+    write_cs_conf "$dir" "$port" log=warn dbd="$1" db="$2" \
+        server="KeepAlive On
 MaxKeepAliveRequests 0
-KeepAliveTimeout 30
-DBDriver $1
-DBDParams "$2"
-<VirtualHost 127.0.0.1:$port>
-    SSLEngine on
-    SSLCertificateFile    $pki/tls.crt
-    SSLCertificateKeyFile $pki/tls.key
-    SSLCACertificateFile  $pki/clients-ca.crt
-    SSLVerifyClient require
-    SSLVerifyDepth 2
-    CertServiceWrapCertificate $pki/wrap1.crt
-    CertServiceLocalCA $pki/ca.crt $pki/ca.key
-    Include $pki/roles.conf
-    CertServiceMaxBatch $BATCH
-    <Location />
-        SetHandler certservice
-    </Location>
-</VirtualHost>
-EOF
-    } >"$dir/httpd.conf"
+KeepAliveTimeout 30" vhost="CertServiceMaxBatch $BATCH"
     "$HTTPD" -f "$dir/httpd.conf" -k start \
         || die "httpd did not start: $(tail -5 "$dir/logs/error_log")"
     for _ in $(seq 1 100); do
@@ -385,15 +324,15 @@ for be in $BACKENDS; do
     sqlite)
         mkdir -p "$tmp/sqlite"
         [ -z "$run_user" ] || chown "$run_user:$run_group" "$tmp/sqlite"
-        start_httpd sqlite3 "$tmp/sqlite/cs.db"
+        start_cs sqlite3 "$tmp/sqlite/cs.db"
         bench_backend sqlite "$SQLITE_ISSUE_WORKERS"
-        stop_httpd ;;
+        stop_httpd "$tmp/httpd" ;;
     mariadb)
         params=$("$top/t/db/mariadb.sh" start "$tmp/db") \
             || die "t/db/mariadb.sh start failed"
-        start_httpd mysql "$params"
+        start_cs mysql "$params"
         bench_backend mariadb "$MARIADB_ISSUE_WORKERS"
-        stop_httpd
+        stop_httpd "$tmp/httpd"
         "$top/t/db/mariadb.sh" stop "$tmp/db" >/dev/null 2>&1 || true ;;
     *) die "unknown backend $be" ;;
     esac

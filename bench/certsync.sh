@@ -35,7 +35,7 @@
 #   ISSUE_WORKERS  parallel issuing connections [2; more gain nothing on
 #                  2 CPUs: SQLite commits one writer at a time]
 #   HTTPD, APXS    the httpd binary / apxs to find it and its modules
-#   KEEP=1         keep the temporary directory
+#   CERTSUITE_KEEP=1  keep the temporary directory
 #
 # Works as a normal user and as root (httpd's children then run as
 # nobody).  Talks only to 127.0.0.1; everything is stopped on exit.
@@ -51,10 +51,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 . "$top/t/lib/certsuite.sh"
 
-die() {
-    echo "certsync.sh: $*" >&2
-    exit 1
-}
 say() { echo "$*"; }
 now() { date +%s.%N; }
 secs() { # from to -> seconds, 2 decimals
@@ -65,50 +61,18 @@ rate() { # count from to -> per second
         'BEGIN { if (b > a) printf "%.0f", n / (b - a); else print "-" }'
 }
 
-for p in curl jq openssl; do
-    command -v $p >/dev/null 2>&1 || die "$p is needed"
-done
-cs_find_httpd || die "no httpd binary (set HTTPD)"
-cs_find_moddir || die "no httpd modules directory with mod_ssl.so"
-compiled=$("$HTTPD" -l 2>/dev/null)
-for m in certservice certsync macro_gen; do
-    [ -f "$top/mod_$m/.libs/mod_$m.so" ] || die "mod_$m.so is not built (make)"
-done
-CS_MODULE=$top/mod_certservice/.libs/mod_certservice.so
-CSY_MODULE=$top/mod_certsync/.libs/mod_certsync.so
-MG_MODULE=$top/mod_macro_gen/.libs/mod_macro_gen.so
+cs_need curl jq openssl || die "$need_why"
+cs_modules || die "the modules are not built (make)"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/certsync-bench.XXXXXX") || die "mktemp"
-pki=$tmp/pki
-csdir=$tmp/cs
-pxdir=$tmp/px
-store=$pxdir/store
-mkdir -p "$csdir/logs" "$csdir/db" "$pxdir/logs" "$tmp/work"
-cs_run_user
-if [ -n "$run_user" ]; then
-    chmod 755 "$tmp" "$csdir" "$pxdir"
-    chown "$run_user:$run_group" "$csdir/db"
-fi
+cs_tmpdir certsync-bench || die "mktemp"
+cs_layout || die "cannot make the directories in $tmp"
 
 bg_pids=()
-cleanup() {
-    local pid
-    trap - EXIT INT TERM HUP
-    for pid in "${bg_pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
+on_cleanup() {
+    stop_pids "${bg_pids[@]}"
     stop_httpd "$pxdir" 300
     stop_httpd "$csdir" 300
-    if [ -n "${KEEP:-}" ]; then
-        echo "# kept $tmp"
-    else
-        rm -rf "$tmp"
-    fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
 
 "$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1 \
     || { cat "$tmp/pki.log"; die "make-pki.sh failed"; }
@@ -116,60 +80,24 @@ chmod 755 "$pki"
 fallback_cert "$pki" fallback.bench.invalid \
     || die "cannot make the fallback certificate"
 
-write_px_conf() {
-{
-    common_conf "$pxdir" 60
-    load macro_module mod_macro.so mod_macro.c
-    echo "LoadModule macro_gen_module $MG_MODULE"
-    echo "LoadModule certsync_module $CSY_MODULE"
-    cat <<EOF
-Listen 127.0.0.1:$px_port https
-Listen 127.0.0.1:$st_port http
-LogLevel warn certsync:info
-CertSyncServiceURL        https://127.0.0.1:$cs_port
-CertSyncClientCertificate $pki/proxy.crt $pki/proxy.key
-CertSyncServiceCA         $pki/clients-ca.crt
-CertSyncWrappingKey       $pki/wrap1.crt $pki/wrap1.key
-CertSyncStoreDir          $store
-CertSyncInterval          1 0
-CertSyncPool              bench
-CertSyncHost              bench-proxy
-CertSyncDrainTime         0
-CertSyncProbe             127.0.0.1:$px_port
-CertSyncRestartTimeout    600
-$(certsync_tls_hosts "$px_port" "$pki" "$store" fallback.bench.invalid)
-<VirtualHost 127.0.0.1:$st_port>
-    <Location /certsync-status>
-        SetHandler certsync-status
-    </Location>
-</VirtualHost>
-EOF
-} >"$pxdir/httpd.conf"
+# write_cs / write_px: the configurations of CertService and the proxy on
+# ports picked now (for start_httpd_retry)
+write_cs() {
+    cs_port=$(pick_port)
+    listen_ports=$cs_port
+    write_cs_conf "$csdir" "$cs_port" log=warn timeout=60
 }
-
-# start NAME: pick ports, write the configuration, start; again with
-# other ports if one was taken meanwhile
+write_px() {
+    px_port=$(pick_port)
+    st_port=$(pick_port)
+    while [ "$st_port" = "$px_port" ]; do st_port=$(pick_port); done
+    listen_ports="$px_port $st_port"
+    write_px_conf "$pxdir" "$px_port" "$st_port" "$cs_port" bench timeout=60 \
+        restart=600
+}
+# start NAME (cs or px): started on free ports, 300 x 0.1 s to start
 start() {
-    local dir=$tmp/$1 attempt
-    for attempt in 1 2 3 4 5; do
-        if [ "$1" = cs ]; then
-            cs_port=$(pick_port)
-            write_cs_conf "$csdir" "$cs_port" warn 60
-            start_httpd "$dir" "$cs_port" 300 && return 0
-        else
-            px_port=$(pick_port)
-            st_port=$(pick_port)
-            [ "$px_port" != "$st_port" ] || continue
-            write_px_conf
-            start_httpd "$dir" "$px_port" 300 && ! port_free "$st_port" \
-                && return 0
-        fi
-        grep -qs "in use" "$dir/start.log" "$dir/logs/error_log" || break
-        stop_httpd "$dir" 300
-    done
-    cat "$dir/start.log"
-    tail -5 "$dir/logs/error_log"
-    return 1
+    start_tries=300 start_httpd_retry "$tmp/$1" "write_$1"
 }
 served() { # domain: the serial its handshake presents (lower case)
     local s

@@ -141,7 +141,7 @@
 #   COUNT_CONNECTIONS  connections per instance in part 3 [2000]
 #   HTTPD [/usr/sbin/apache2]  MODULES_DIR [/usr/lib/apache2/modules]
 #   HAPROXY [haproxy]  WRK [wrk]  CC [cc]  OPENSSL [openssl]
-#   KEEP=1 keeps the temporary dir
+#   CERTSUITE_KEEP=1 keeps the temporary dir
 #
 set -eu
 
@@ -167,7 +167,6 @@ HAPROXY=${HAPROXY:-haproxy}
 WRK=${WRK:-wrk}
 CC=${CC:-cc}
 OPENSSL=${OPENSSL:-openssl}
-KEEP=${KEEP:-0}
 APACHE_CPU_QUOTA=${APACHE_CPU_QUOTA:-}
 ORDER=${ORDER:-rotate}
 CGROUP_CPU=/sys/fs/cgroup/cpu
@@ -245,35 +244,23 @@ declare -A CGROUP=()    # APACHE_CPU_QUOTA: each instance's cgroup directory
 HAPROXY_PID=""
 PIDS=""
 
-die() {
-    echo "proxy_protocol.sh: $*" >&2
-    exit 1
-}
+# die, cs_tmpdir, cs_cleanup, stop_pids
+# shellcheck source=../t/lib/certsuite.sh
+. "$TOP/t/lib/certsuite.sh"
 
 # ---------------------------------------------------------------------------
 # Setup and cleanup
 # ---------------------------------------------------------------------------
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ppbench.XXXXXX")
+cs_tmpdir ppbench || die "mktemp failed"
+WORK=$tmp
 chmod 755 "$WORK"       # Apache's children may run as another user
 
-cleanup() {
-    local pid
-    for pid in $PIDS; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in $PIDS; do
-        wait "$pid" 2>/dev/null || true
-    done
+on_cleanup() {
+    # shellcheck disable=SC2086
+    stop_pids $PIDS
     remove_cgroups
-    if [ "$KEEP" = 1 ]; then
-        echo "kept $WORK"
-    else
-        rm -rf "$WORK"
-    fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # Command prefixes that pin to the chosen CPUs (empty when PIN=0).  Plain
 # prefixes, not a shell function, so that "$! of cmd &" is the server itself.

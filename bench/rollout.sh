@@ -3,7 +3,7 @@
 # bench/rollout.sh: staggered restarts of a whole pool (ARCHITECTURE.md
 # section 6) with many domains per proxy.
 #
-# For each size N of ROLLOUT_SIZES, a fresh demo pool of build/pool-lib.sh
+# For each size N of ROLLOUT_SIZES, a fresh demo pool of t/lib/pool.sh
 # on 127.0.0.1 (CertService, backend, three proxies with mod_certsync /
 # mod_macro_gen / mod_ssl, HAProxy with agent-check) and:
 #
@@ -17,7 +17,7 @@
 #             bundles, then they restart one at a time (lease, drain,
 #             graceful restart with N TLS virtual hosts, probe).  -> time
 #             from the proxies' start to the last one done (CY00014)
-#   rollout   a light client load through HAProxy (rollout-lib.sh: one
+#   rollout   a light client load through HAProxy (t/lib/rollout.sh: one
 #             worker with a new TLS connection per request, one with
 #             kept-alive connections, over ROLLOUT_LOAD_DOMAINS of the
 #             domains); ROLLOUT_CHANGES domains re-issued at once (half of
@@ -50,8 +50,8 @@
 #                            CertSyncInterval, so it costs no time
 #   ROLLOUT_RESTART_TIMEOUT  CertSyncRestartTimeout [120]
 #   ROLLOUT_WAIT             seconds allowed per phase [900]
-#   RT_SAMPLE_MS, RT_LOAD_*  see t/rollout/rollout-lib.sh
-#   ROLLOUT_KEEP=1           keep the directories
+#   RT_SAMPLE_MS, RT_LOAD_*  see t/lib/rollout.sh
+#   CERTSUITE_KEEP=1         keep the directories
 #
 # Runs as a normal user or as root.  127.0.0.1/127.0.0.2 only, ports from
 # 61000 up; everything it starts is stopped on exit.
@@ -74,34 +74,20 @@ RT_LOAD_NEW=${RT_LOAD_NEW:-1}
 RT_LOAD_KA=${RT_LOAD_KA:-1}
 RT_LOAD_PAUSE=${RT_LOAD_PAUSE:-0.3}
 
-die() {
-    echo "rollout.sh: $*" >&2
-    exit 1
-}
+# shellcheck source=../t/lib/rollout.sh
+. "$top/t/lib/rollout.sh"
+
 for p in curl openssl jq awk; do
     command -v $p >/dev/null 2>&1 || die "$p is needed"
 done
 
-# shellcheck source=../t/rollout/rollout-lib.sh
-. "$top/t/rollout/rollout-lib.sh"
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/rollout-bench.XXXXXX") || die "mktemp failed"
+cs_tmpdir rollout-bench || die "mktemp failed"
 chmod 755 "$tmp"
-cleanup() {
-    trap - EXIT INT TERM HUP
+on_cleanup() {
     rt_sampler_stop
     rt_load_stop
     pool_stop_all
-    if [ -n "${ROLLOUT_KEEP:-}" ]; then
-        echo "(kept $tmp)"
-    else
-        rm -rf "$tmp"
-    fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
 
 now() { date +%s.%N | cut -c1-14; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
@@ -207,8 +193,7 @@ results=()
 for N in $SIZES; do
     echo "== $N domains per proxy"
     dir=$tmp/n$N
-    base=$(rt_pick_base) || die "no free ports"
-    [ -n "${HTTPD:-}" ] && [ -z "${POOL_HTTPD:-}" ] && POOL_HTTPD=$HTTPD
+    base=$(pool_pick_base) || die "no free ports"
     POOL_LEASE_TTL=${ROLLOUT_LEASE_TTL:-300}
     pool_init "$dir" "$base" >/dev/null || die "pool_init failed"
     { pool_pki && pool_start_certservice && pool_start_backend; } \
@@ -316,7 +301,7 @@ for N in $SIZES; do
     results+=("| $N_RUN | $issue_s s ($issue_rate/s) | $initial_s s | $served_s s / $roll_s s |${outs% ;} | ${maxout[0]} | ${counts[0]} / ${counts[1]} |")
     pool_stop_all
     POOL_DIR=
-    [ -n "${ROLLOUT_KEEP:-}" ] || rm -rf "$dir"
+    [ -n "${CERTSUITE_KEEP:-}" ] || rm -rf "$dir"
 done
 
 echo

@@ -5,7 +5,7 @@
 #
 # For each size a store is filled once (bench/mkstore: certificates from
 # the pool's CA, keys sealed to its wrapping certificate); proxy 1 of the
-# demo pool (build/pool-lib.sh, with a real CertService) runs vhost mode on
+# demo pool (t/lib/pool.sh, with a real CertService) runs vhost mode on
 # a copy, proxy 2 dynamic mode, side by side:
 #
 #   cold start      from starting httpd until a handshake for the last
@@ -36,8 +36,8 @@
 set -u
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=../t/rollout/rollout-lib.sh
-. "$top/t/rollout/rollout-lib.sh"
+# shellcheck source=../t/lib/pool.sh
+. "$top/t/lib/pool.sh"
 
 SIZES=${SCALE_SIZES:-1000 10000 100000}
 VHOST_MAX=${SCALE_VHOST_MAX:-10000}
@@ -53,22 +53,17 @@ HS=$top/t/dynamic/hsclient
 SEAL=${SCALE_SEAL:-1}
 MK=$top/bench/mkstore
 
-die() { echo "scale.sh: $*" >&2; exit 1; }
 say() { echo "# $*" >&2; }
 
 (cd "$top" && make -s t/dynamic/hsclient bench/mkstore >/dev/null) \
     || die "cannot build t/dynamic/hsclient and bench/mkstore"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/certsuite-scale.XXXXXX")
+cs_tmpdir certsuite-scale || die "mktemp failed"
+work=$tmp
 chmod 755 "$work"
-cleanup() {
-    pool_stop_all >/dev/null 2>&1
-    [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+on_cleanup() { pool_stop_all >/dev/null 2>&1; }
 
-base=$(rt_pick_base) || die "no free ports"
+base=$(pool_pick_base) || die "no free ports"
 export POOL_SYNC_INTERVAL="2 1" POOL_PROCS=2 POOL_LOGLEVEL=warn
 pool_init "$work/pool" "$base" >/dev/null || die "pool_init"
 pool_pki >/dev/null || die "pool_pki"

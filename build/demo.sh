@@ -1,5 +1,5 @@
 #!/bin/bash
-# The demo pool, all on loopback (build/pool-lib.sh):
+# The demo pool, all on loopback (t/lib/pool.sh):
 #
 #   client ──TLS──▶ HAProxy (TCP mode, send-proxy-v2, httpchk + agent-check)
 #                     ├──▶ proxy1 ┐ Apache httpd: mod_proxy_protocol, mod_ssl,
@@ -25,7 +25,8 @@
 # As root on a fresh Debian machine it installs the dependencies first and
 # builds if needed; the httpd children then run as nobody.
 # Ports: DEMO_PORT (default 8440) to DEMO_PORT+32, on 127.0.0.1.
-# DEMO_KEEP=1 keeps the temporary directory (logs, stores, database).
+# CERTSUITE_KEEP=1 keeps the temporary directory (logs, stores, database);
+# every other way out (the end, a failure, Ctrl-C, SIGTERM) removes it.
 # DEMO_ACTIVATION=dynamic runs the proxies in dynamic mode instead: one
 # catch-all TLS virtual host, certificates chosen per handshake, live
 # without any restart (docs/mod_certsync.md, "Dynamic activation").
@@ -71,21 +72,15 @@ if ! built; then
     make -j2 >/dev/null
 fi
 
-# shellcheck source=build/pool-lib.sh
-. "$top/build/pool-lib.sh"
-dir=$(mktemp -d /tmp/certsuite-demo.XXXXXX)
+# shellcheck source=t/lib/pool.sh
+. "$top/t/lib/pool.sh"
+cs_tmpdir certsuite-demo || exit 1
+dir=$tmp
 sleeper=
-cleanup() {
-    trap - EXIT INT TERM
-    [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null || true
+on_cleanup() {
+    stop_pids "$sleeper"
     pool_stop_all
-    if [ -n "${DEMO_KEEP:-}" ]; then
-        echo "(kept $dir)"
-    else
-        rm -rf "$dir"
-    fi
 }
-trap cleanup EXIT
 trap 'echo; say "stopping"; exit 0' INT TERM
 fail() {
     echo "demo: $*" >&2
@@ -230,4 +225,5 @@ while :; do
     sleep 3600 &
     sleeper=$!
     wait "$sleeper" || true
+    sleeper=
 done

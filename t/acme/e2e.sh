@@ -63,7 +63,7 @@
 #   HTTPD, APXS         the httpd binary / apxs to find it and its modules
 #   ACME_DOMAINS        domains of step 1 [20]
 #   ACME_NONCEREJECT    pebble's PEBBLE_WFE_NONCEREJECT [25]
-#   E2E_KEEP=1          keep the temporary directory
+#   CERTSUITE_KEEP=1    keep the temporary directory
 #
 set -u
 export LC_ALL=C
@@ -73,80 +73,31 @@ top=$(cd "$here/../.." && pwd)
 NDOM=${ACME_DOMAINS:-20}
 NONCEREJECT=${ACME_NONCEREJECT:-25}
 . "$top/t/lib/certsuite.sh"
-T0=$(date +%s)
-
-n=0
-npass=0
-nfail=0
+tap_init
 
 # --- Prerequisites -----------------------------------------------------------
 
-for p in curl jq openssl python3 pebble pebble-challtestsrv; do
-    command -v $p >/dev/null 2>&1 || bail "$p is needed"
-done
-cs_find_httpd || bail "no httpd binary (set HTTPD)"
-cs_find_moddir || bail "no httpd modules directory with mod_ssl.so"
-compiled=$("$HTTPD" -l 2>/dev/null)
-for m in dbd macro proxy proxy_http; do
-    grep -q "^ *mod_$m.c\$" <<<"$compiled" || [ -f "$moddir/mod_$m.so" ] \
-        || bail "no mod_$m.so in $moddir"
-done
-grep -q "^ *mod_watchdog.c\$" <<<"$compiled" \
-    || [ -f "$moddir/mod_watchdog.so" ] || bail "no mod_watchdog"
+cs_need curl jq openssl python3 pebble pebble-challtestsrv \
+    -- dbd macro proxy proxy_http watchdog || bail "$need_why"
 
-build_module() {
-    local f
-    for f in "$top/mod_$1/.libs/mod_$1.so" "$PWD/mod_$1/.libs/mod_$1.so"; do
-        if [ -f "$f" ]; then
-            echo "$f"
-            return 0
-        fi
-    done
-    return 1
-}
-CS_MODULE=$(build_module certservice) || bail "mod_certservice.so not built"
-CSY_MODULE=$(build_module certsync) || bail "mod_certsync.so not built"
-MG_MODULE=$(build_module macro_gen) || bail "mod_macro_gen.so not built"
+cs_modules || bail "the modules are not built (make)"
 
 # --- Temporary directory, cleanup --------------------------------------------
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/acme-e2e.XXXXXX") || bail "mktemp failed"
-pki=$tmp/pki
-csdir=$tmp/cs
+cs_tmpdir acme-e2e || bail "mktemp failed"
+cs_layout cs2/logs pebble || bail "cannot make the directories in $tmp"
 cs2dir=$tmp/cs2
-pxdir=$tmp/px
-store=$pxdir/store
-mkdir -p "$csdir/logs" "$csdir/db" "$cs2dir/logs" "$pxdir/logs" \
-    "$tmp/work" "$tmp/pebble"
+[ -z "$run_user" ] || chmod 755 "$cs2dir"
 
-cs_run_user
-if [ -n "$run_user" ]; then
-    chmod 755 "$tmp" "$csdir" "$cs2dir" "$pxdir" "$tmp/work"
-    chown "$run_user:$run_group" "$csdir/db"
-fi
-
-pids=()         # pebble, challtestsrv, ca-proxy
+pids=()         # challtestsrv
 pebble_pid=
-cleanup() {
-    local pid
-    trap - EXIT INT TERM HUP
+caproxy_pid=
+on_cleanup() {
     stop_httpd "$pxdir"
     stop_httpd "$csdir"
     stop_httpd "$cs2dir"
-    for pid in "${pids[@]}" $pebble_pid $caproxy_pid; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    wait 2>/dev/null
-    if [ -n "${E2E_KEEP:-}" ]; then
-        echo "# kept $tmp"
-    else
-        rm -rf "$tmp"
-    fi
+    stop_pids "${pids[@]}" "$pebble_pid" "$caproxy_pid"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
 
 # --- PKI ---------------------------------------------------------------------
 
@@ -190,20 +141,9 @@ for v in dns_port cts_port pebble_port pebble_mgmt caproxy_port http_port \
 done
 diag "ports: dns $dns_port, pebble $pebble_port (mgmt $pebble_mgmt), ca-proxy $caproxy_port, proxy http $http_port https $px_port status $st_port, CertService $cs_port / $cs2_port"
 
-wait_port() { # port [tries x 0.1 s]
-    local i
-    for i in $(seq 1 "${2:-100}"); do
-        port_free "$1" || return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # --- DNS, pebble, ca-proxy ---------------------------------------------------
 
-pebble-challtestsrv -dns01 "127.0.0.1:$dns_port" \
-    -management "127.0.0.1:$cts_port" -http01 "" -https01 "" -tlsalpn01 "" \
-    -defaultIPv4 127.0.0.1 -defaultIPv6 "" >"$tmp/challtestsrv.log" 2>&1 &
+start_challtestsrv "$dns_port" "$cts_port" "$tmp/challtestsrv.log"
 pids+=($!)
 wait_port "$cts_port" || bail "pebble-challtestsrv did not start: $(tail -5 "$tmp/challtestsrv.log")"
 cts() { # path json: challtestsrv's management API
@@ -213,21 +153,8 @@ cts() { # path json: challtestsrv's management API
 
 # start_pebble VALIDITY: pebble with that certificateValidityPeriod (s)
 start_pebble() {
-    cat >"$tmp/pebble/config.json" <<EOF
-{
-  "pebble": {
-    "listenAddress": "127.0.0.1:$pebble_port",
-    "managementListenAddress": "127.0.0.1:$pebble_mgmt",
-    "certificate": "$pki/acme-tls.crt",
-    "privateKey": "$pki/acme-tls.key",
-    "httpPort": $http_port,
-    "tlsPort": $pebble_tls01,
-    "ocspResponderURL": "",
-    "externalAccountBindingRequired": false,
-    "certificateValidityPeriod": $1
-  }
-}
-EOF
+    pebble_conf "$pebble_port" "$pebble_mgmt" "$http_port" "$pebble_tls01" \
+        "$pki" "$1" >"$tmp/pebble/config.json"
     PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=$NONCEREJECT \
     PEBBLE_AUTHZREUSE=0 PEBBLE_VA_ALWAYS_VALID= PEBBLE_ALTERNATE_ROOTS=1 \
         pebble -config "$tmp/pebble/config.json" \
@@ -236,15 +163,12 @@ EOF
     wait_port "$pebble_port" && wait_port "$pebble_mgmt"
 }
 stop_pebble() {
-    [ -n "$pebble_pid" ] || return 0
-    kill -TERM "$pebble_pid" 2>/dev/null
-    wait "$pebble_pid" 2>/dev/null
+    stop_pids "$pebble_pid"
     pebble_pid=
 }
 # 5 years: nothing renews during steps 1 to 5.
 start_pebble 157766400 || bail "pebble did not start: $(tail -5 "$tmp/pebble/pebble.log")"
 
-caproxy_pid=
 start_caproxy() {
     python3 "$here/ca-proxy.py" "$caproxy_port" "$pebble_port" \
         "$pki/acme-tls.crt" "$pki/acme-tls.key" >>"$tmp/ca-proxy.log" 2>&1 &
@@ -252,9 +176,7 @@ start_caproxy() {
     wait_port "$caproxy_port"
 }
 stop_caproxy() {
-    [ -n "$caproxy_pid" ] || return 0
-    kill -TERM "$caproxy_pid" 2>/dev/null
-    wait "$caproxy_pid" 2>/dev/null
+    stop_pids "$caproxy_pid"
     caproxy_pid=
 }
 start_caproxy || bail "ca-proxy.py did not start: $(tail -5 "$tmp/ca-proxy.log")"
@@ -270,112 +192,34 @@ ok "pebble (validation on, $NONCEREJECT% nonces refused), pebble-challtestsrv an
 # write_cs DIR PORT LIMIT WINDOW [LINE]: a CertService on the database of
 # $csdir (LINE: one more directive)
 write_cs() {
-    {
-        common_conf "$1"
-        load dbd_module mod_dbd.so mod_dbd.c
-        echo "LoadModule certservice_module $CS_MODULE"
-        cat <<EOF
-Listen 127.0.0.1:$2
-LogLevel warn certservice:info
-DBDriver sqlite3
-DBDParams "$csdir/db/cs.db"
-<VirtualHost 127.0.0.1:$2>
-    SSLEngine on
-    SSLCertificateFile    $pki/tls.crt
-    SSLCertificateKeyFile $pki/tls.key
-    SSLCACertificateFile  $pki/clients-ca.crt
-    SSLVerifyClient require
-    SSLVerifyDepth 2
-    CertServiceWrapCertificate $pki/wrap1.crt
-    Include $pki/roles.conf
-    CertServiceACMEDirectory https://127.0.0.1:$caproxy_port/dir
-    CertServiceACMECA $pki/acme-tls-ca.crt
-    CertServiceACMEContact mailto:e2e@example.org
-    CertServiceACMEAccountSeal $pki/seal.crt $pki/seal.key
-    CertServiceACMEWorkers 3
-    CertServiceACMELimit $3 $4
-    CertServiceACMEBackoff 2 16
-    ${5:-}
-    <Location />
-        SetHandler certservice
-    </Location>
-</VirtualHost>
-EOF
-    } >"$1/httpd.conf"
+    write_cs_conf "$1" "$2" log="warn certservice:info" db="$csdir/db/cs.db" \
+        acme="https://127.0.0.1:$caproxy_port/dir" \
+        vhost="CertServiceACMEContact mailto:e2e@example.org
+CertServiceACMEWorkers 3
+CertServiceACMELimit $3 $4
+CertServiceACMEBackoff 2 16${5:+
+$5}"
 }
 write_cs "$csdir" "$cs_port" 1000 60
 start_httpd "$csdir" "$cs_port" \
     || bail "CertService did not start: $(tail -5 "$csdir/start.log" "$csdir/logs/error_log")"
 
-cs_curl() { # who port path [curl args]
-    local who=$1 port=$2 path=$3
-    shift 3
-    curl -sS --noproxy '*' --max-time 30 --cacert "$pki/clients-ca.crt" \
-        --cert "$pki/$who.crt" --key "$pki/$who.key" "$@" \
-        --url "https://127.0.0.1:$port$path"
-}
-# req METHOD PATH [BODY]: as admin on the first CertService; sets code, body
-req() {
-    local rf=$tmp/work/req.$BASHPID args=(-X "$1" -o "$tmp/work/req.$BASHPID.body" -w '%{http_code}')
-    [ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
-    rm -f "$rf.body"
-    code=$(cs_curl admin "${PORT:-$cs_port}" "$2" "${args[@]}" 2>"$rf.err") || code=000
-    body=$(cat "$rf.body" 2>/dev/null)
-    [ "$code" != 000 ] || body="curl: $(cat "$rf.err")"
-}
-jqb() { jq -r "$@" <<<"$body"; }
+# req METHOD PATH [BODY]: as admin on the first CertService (or $PORT)
+req() { cs_req admin "${PORT:-$cs_port}" "$@"; }
 req GET "/v1/domains?limit=1"
 [ "$code" = 200 ] || bail "CertService answers GET /v1/domains with $code: $body"
 ok "CertService started with ACME (directory through ca-proxy.py)"
 
 # --- proxy -------------------------------------------------------------------
 
-{
-    common_conf "$pxdir"
-    load macro_module mod_macro.so mod_macro.c
-    load proxy_module mod_proxy.so mod_proxy.c
-    load proxy_http_module mod_proxy_http.so mod_proxy_http.c
-    echo "LoadModule macro_gen_module $MG_MODULE"
-    echo "LoadModule certsync_module $CSY_MODULE"
-    cat <<EOF
-Listen 127.0.0.1:$px_port https
-Listen 127.0.0.1:$st_port http
-Listen 127.0.0.1:$http_port http
-LogLevel warn certsync:info
-
-CertSyncServiceURL        https://127.0.0.1:$cs_port
-CertSyncClientCertificate $pki/proxy.crt $pki/proxy.key
-CertSyncServiceCA         $pki/clients-ca.crt
-CertSyncWrappingKey       $pki/wrap1.crt $pki/wrap1.key
-CertSyncStoreDir          $store
-CertSyncInterval          1 0
-CertSyncPool              acme
-CertSyncHost              acme-proxy
-CertSyncDrainTime         0
-CertSyncProbe             127.0.0.1:$px_port
-CertSyncRestartTimeout    30
-
-$(certsync_tls_hosts "$px_port" "$pki" "$store" fallback.e2e.invalid)
-
-# The http-01 relay (docs/acme-relay.md): port 80 of every proxy, any host.
-<VirtualHost 127.0.0.1:$http_port>
-    ServerName acme-relay.invalid
-    CustomLog $pxdir/logs/relay_log "%{Host}i %r %>s"
-    SSLProxyEngine on
-    SSLProxyVerify require
-    SSLProxyCACertificateFile $pki/clients-ca.crt
-    SSLProxyMachineCertificateFile $pki/proxy.pem
-    ProxyPass        /.well-known/acme-challenge/ https://localhost:$cs_port/acme-challenge/ timeout=10
-    ProxyPassReverse /.well-known/acme-challenge/ https://localhost:$cs_port/acme-challenge/
-</VirtualHost>
-
-<VirtualHost 127.0.0.1:$st_port>
-    <Location /certsync-status>
-        SetHandler certsync-status
-    </Location>
-</VirtualHost>
-EOF
-} >"$pxdir/httpd.conf"
+# The proxy, with the http-01 relay (docs/acme-relay.md): port 80 of
+# every proxy, any host.
+write_px_conf "$pxdir" "$px_port" "$st_port" "$cs_port" acme \
+    fallback=fallback.e2e.invalid extra="$(
+        load proxy_module mod_proxy.so mod_proxy.c
+        load proxy_http_module mod_proxy_http.so mod_proxy_http.c
+        acme_relay_vhost "$http_port" "$cs_port" proxy acme-relay.invalid \
+            "$pki" "$pxdir/logs/relay_log")"
 start_httpd "$pxdir" "$st_port" && wait_port "$px_port" && wait_port "$http_port" \
     || bail "the proxy did not start: $(tail -5 "$pxdir/start.log" "$pxdir/logs/error_log")"
 ok "proxy started: TLS $px_port, http-01 relay $http_port, status $st_port"
@@ -765,6 +609,6 @@ errs=$(grep -h -E '\[(crit|alert|emerg)\]|AH00052|Segmentation' \
     "$csdir/logs/error_log" "$pxdir/logs/error_log" 2>/dev/null | head -5)
 is "$errs" "" "no crash or critical line in the error logs"
 
-echo "# $(($(date +%s) - T0)) s"
+echo "# $((SECONDS - T0)) s"
 echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]

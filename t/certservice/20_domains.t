@@ -213,14 +213,13 @@ my %count;
 $count{$_}++ for @seen;
 ok(!grep({ $_ > 1 } values %count), 'paging repeats no name');
 ok(!grep({ !$count{$_} } keys %mine), 'every domain added here is listed');
-cs_json_error(cs_req('admin', 'GET', '/v1/domains?limit=1001'), 400,
-              'limit above 1000 is 400');
-cs_json_error(cs_req('admin', 'GET', '/v1/domains?limit=0'), 400,
-              'limit 0 is 400');
-cs_json_error(cs_req('admin', 'GET', '/v1/domains?limit=x'), 400,
-              'limit not a number is 400');
-cs_json_error(cs_req('admin', 'GET', '/v1/domains?after=-x.example'), 400,
-              'after= a bad name is 400');
+for my $c (['limit=1001', 'limit above 1000'], ['limit=0', 'limit 0'],
+           ['limit=x', 'limit not a number'],
+           ['after=-x.example', 'after= a bad name']) {
+    my ($query, $what) = @$c;
+    cs_json_error(cs_req('admin', 'GET', "/v1/domains?$query"), 400,
+                  "$what is 400");
+}
 
 # --- Delete ------------------------------------------------------------------
 $before = feed_head();
@@ -229,14 +228,14 @@ is($res->{status}, 200, 'DELETE /v1/domains/DOMAIN: 200');
 is($res->{json}{domain}, $d, '... names it');
 is($res->{json}{op}, 'delete', '... op delete');
 ok(($res->{json}{seq} // 0) > $before, '... with a new seq');
-cs_json_error(cs_req('admin', 'GET', "/v1/domains/$d"), 404,
-              'then GET /v1/domains/DOMAIN is 404');
-cs_json_error(cs_req('proxy', 'GET', "/v1/bundles/$d"), 404,
-              'and GET /v1/bundles/DOMAIN is 404');
-cs_json_error(cs_req('admin', 'DELETE', "/v1/domains/$d"), 404,
-              'deleting it again is 404');
-cs_json_error(cs_req('admin', 'DELETE', '/v1/domains/' . uniq_name('never')),
-              404, 'deleting an unknown domain is 404');
+for my $c (['admin', 'GET', "/v1/domains/$d", 'then GET /v1/domains/DOMAIN'],
+           ['proxy', 'GET', "/v1/bundles/$d", 'and GET /v1/bundles/DOMAIN'],
+           ['admin', 'DELETE', "/v1/domains/$d", 'deleting it again'],
+           ['admin', 'DELETE', '/v1/domains/' . uniq_name('never'),
+            'deleting an unknown domain']) {
+    my ($who, $method, $path, $what) = @$c;
+    cs_json_error(cs_req($who, $method, $path), 404, "$what is 404");
+}
 is(feed_head(), $res->{json}{seq}, 'the failed deletes appended no change');
 # It can come back.
 $res = cs_req('admin', 'PUT', "/v1/domains/\U$d");

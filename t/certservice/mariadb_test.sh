@@ -36,7 +36,7 @@
 #               ./mod_certservice/.libs or next to this source tree)
 #   HTTPD       the httpd binary (default: from apxs, else apache2/httpd)
 #   APXS        apxs, to find HTTPD and the modules directory
-#   CS_KEEP=1   keep the temporary directory (logs) after the run
+#   CERTSUITE_KEEP=1  keep the temporary directory (logs) after the run
 #
 # Works as a normal user and as root (the httpd children then run as
 # nobody; mariadb.sh runs the database server as root).  Talks only to
@@ -51,65 +51,23 @@ top=$(cd "$here/../.." && pwd)
 
 # --- Prerequisites -----------------------------------------------------------
 
-# find_prog NAME...: as t/lib/certsuite.sh's (which this replaces, also for
-# cs_find_httpd), but also looks in /usr/libexec (mariadbd on some systems)
-find_prog() {
-    local name d
-    for name in "$@"; do
-        if command -v "$name" >/dev/null 2>&1; then
-            command -v "$name"
-            return 0
-        fi
-        for d in /usr/sbin /usr/local/sbin /usr/bin /usr/local/bin \
-                 /usr/libexec; do
-            if [ -x "$d/$name" ]; then
-                echo "$d/$name"
-                return 0
-            fi
-        done
-    done
-    return 1
-}
-
 if ! find_prog mariadbd mysqld >/dev/null; then
     echo "SKIP: no MariaDB server installed (mariadbd/mysqld not found;" \
          "apt-get install mariadb-server)"
     exit 0
 fi
 
-bail() {
-    echo "Bail out! $*"
-    echo "0 passed, 1 failed"
-    exit 1
-}
-
-for p in curl jq openssl; do
-    command -v $p >/dev/null 2>&1 || bail "$p is needed"
-done
+cs_need curl jq openssl -- dbd || bail "$need_why"
 MYSQL=$(find_prog mariadb mysql) || bail "no mariadb/mysql client"
 
-cs_find_httpd || bail "no httpd binary (set HTTPD)"
-cs_find_moddir || bail "no httpd modules directory with mod_ssl.so"
-[ -f "$moddir/mod_dbd.so" ] || bail "no mod_dbd.so in $moddir"
-
-if [ -z "${CS_MODULE:-}" ]; then
-    for f in "$PWD/mod_certservice/.libs/mod_certservice.so" \
-             "$top/mod_certservice/.libs/mod_certservice.so"; do
-        if [ -f "$f" ]; then
-            CS_MODULE=$f
-            break
-        fi
-    done
-fi
+CS_MODULE=${CS_MODULE:-$(cs_build_module certservice)}
 [ -n "${CS_MODULE:-}" ] && [ -f "$CS_MODULE" ] \
     || bail "mod_certservice.so is not built (run make, or set CS_MODULE)"
 CS_MODULE=$(cd "$(dirname "$CS_MODULE")" && pwd)/$(basename "$CS_MODULE")
 
 # --- Test output -------------------------------------------------------------
 
-n=0
-npass=0
-nfail=0
+tap_init
 # check DESC... [ TEST ]: ok if the test succeeds; the description is
 # every argument before the "[".
 check() {
@@ -120,66 +78,22 @@ check() {
     done
     if "$@"; then ok "${desc[*]}"; else notok "${desc[*]}"; fi
 }
-# okif DESC: ok if the previous command (list) succeeded
-okif() {
-    local rc=$?
-    if [ $rc = 0 ]; then ok "$*"; else notok "$*"; fi
-}
-# is GOT WANT DESC...
-is() {
-    if [ "$1" = "$2" ]; then
-        ok "${*:3}"
-    else
-        notok "${*:3}"
-        diag "got: '$1'"
-        diag "want: '$2'"
-    fi
-}
 
 # --- Temporary directory and cleanup ---------------------------------------
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cs-mariadb-test.XXXXXX") \
-    || bail "mktemp failed"
+cs_tmpdir cs-mariadb-test || bail "mktemp failed"
 pki=$tmp/pki
 dbdir=$tmp/db
 bg_pids=()
 
-# (replaces t/lib/certsuite.sh's stop_httpd)
-stop_httpd() { # name
-    local pidf=$tmp/$1/httpd.pid pid i
-    [ -f "$pidf" ] || return 0
-    pid=$(cat "$pidf" 2>/dev/null)
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local pid
-    trap - EXIT
-    trap "" INT TERM HUP
-    for pid in "${bg_pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    stop_httpd A
-    stop_httpd B
+on_cleanup() {
+    stop_pids "${bg_pids[@]}"
+    stop_httpd "$tmp/A"
+    stop_httpd "$tmp/B"
     if [ -d "$dbdir" ]; then
-        "$top/t/db/mariadb.sh" stop "$dbdir" >/dev/null 2>&1 || true
-    fi
-    if [ -n "${CS_KEEP:-}" ]; then
-        echo "# kept $tmp"
-    else
-        rm -rf "$tmp"
+        "$top/t/db/mariadb.sh" stop "$dbdir" >/dev/null 2>&1
     fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
 
 # As root the httpd children run as nobody: they must reach the tree.
 cs_run_user
@@ -217,155 +131,61 @@ sql() { # SQL: rows, tab-separated, no header
 
 # --- httpd instances ---------------------------------------------------------
 
-compiled=$("$HTTPD" -l 2>/dev/null)
-
-write_conf() { # name port
-    local dir=$tmp/$1
+# write_conf NAME: $tmp/NAME/httpd.conf for instance NAME on a port picked
+# now (port_NAME, listen_ports: start_httpd_retry): one of two CertServices
+# on the MariaDB, local CA
+write_conf() {
+    local dir=$tmp/$1 port
     mkdir -p "$dir/logs"
-    {
-        echo "ServerRoot $dir"
-        echo "ServerName localhost"
-        echo "Listen 127.0.0.1:$2"
-        echo "PidFile $dir/httpd.pid"
-        echo "DefaultRuntimeDir $dir/logs"
-        echo "ErrorLog $dir/logs/error_log"
-        echo "LogLevel warn ssl:warn certservice:info dbd:info"
-        cs_conf_modules
-        load dbd_module mod_dbd.so mod_dbd.c
-        echo "LoadModule certservice_module $CS_MODULE"
-        cs_conf_user
-        cat <<EOF
-<IfModule mpm_event_module>
+    port=$(pick_port)
+    printf -v "port_$1" %s "$port"
+    listen_ports=$port
+    write_cs_conf "$dir" "$port" log="warn ssl:warn certservice:info dbd:info" \
+        dbd=mysql db="$params" server="<IfModule mpm_event_module>
     StartServers 2
     ServerLimit 4
     ThreadsPerChild 25
     MaxRequestWorkers 100
+    MaxSpareThreads 100
 </IfModule>
 <IfModule mpm_worker_module>
     StartServers 2
     ServerLimit 4
     ThreadsPerChild 25
     MaxRequestWorkers 100
-</IfModule>
-<IfModule socache_shmcb_module>
-    SSLSessionCache "shmcb:$dir/logs/ssl_scache(512000)"
-</IfModule>
-KeepAliveTimeout 5
-Timeout 30
-
-DBDriver mysql
-DBDParams "$params"
-
-<VirtualHost 127.0.0.1:$2>
-    SSLEngine on
-    SSLCertificateFile    $pki/tls.crt
-    SSLCertificateKeyFile $pki/tls.key
-    SSLCACertificateFile  $pki/clients-ca.crt
-    SSLVerifyClient require
-    SSLVerifyDepth 2
-
-    CertServiceWrapCertificate $pki/wrap1.crt
-    CertServiceLocalCA $pki/ca.crt $pki/ca.key
-    CertServiceCertificateLifetime 240h
-    Include $pki/roles.conf
-    CertServiceMaxUnavailable 1
-    CertServiceMaxUnavailable 2 pool2
-    CertServiceLeaseMaxTTL 120
-    CertServiceMaxBatch 100
-
-    <Location />
-        SetHandler certservice
-    </Location>
-</VirtualHost>
-EOF
-    } >"$dir/httpd.conf"
+</IfModule>" vhost="CertServiceCertificateLifetime 240h
+CertServiceMaxUnavailable 1
+CertServiceMaxUnavailable 2 pool2
+CertServiceLeaseMaxTTL 120
+CertServiceMaxBatch 100"
 }
 
-# curl with the PKI: WHO (a client certificate name) INST (A or B) ...
 port_A=
 port_B=
-last_rf=
-cs_curl() {
-    local who=$1 inst=$2
-    shift 2
-    local port
-    if [ "$inst" = A ]; then port=$port_A; else port=$port_B; fi
-    curl -sS --noproxy '*' --max-time 30 --cacert "$pki/clients-ca.crt" \
-        --cert "$pki/$who.crt" --key "$pki/$who.key" "$@" \
-        --url "https://127.0.0.1:$port${path:-/}"
-}
-
-# (replaces t/lib/certsuite.sh's start_httpd)
-start_httpd() { # name: sets port_<name>
-    local name=$1 port i code
-    for _ in 1 2 3 4 5; do
-        port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-        port_free "$port" || continue
-        write_conf "$name" "$port"
-        if ! "$HTTPD" -f "$tmp/$name/httpd.conf" -k start \
-                >"$tmp/$name/start.log" 2>&1; then
-            if grep -q "in use" "$tmp/$name/start.log" \
-                    "$tmp/$name/logs/error_log" 2>/dev/null; then
-                continue
-            fi
-            cat "$tmp/$name/start.log" "$tmp/$name/logs/error_log" \
-                2>/dev/null | tail -20 | sed 's/^/# /'
-            return 1
-        fi
-        printf -v "port_$name" %s "$port"
-        for i in $(seq 1 100); do
-            code=$(path=/v1/ cs_curl proxy "$name" -o /dev/null \
-                   -w '%{http_code}' 2>/dev/null)
-            if [ "$code" != 000 ] && [ -n "$code" ]; then
-                return 0
-            fi
-            if [ -f "$tmp/$name/httpd.pid" ] \
-               && ! kill -0 "$(cat "$tmp/$name/httpd.pid")" 2>/dev/null; then
-                break
-            fi
-            sleep 0.1
-        done
-        tail -20 "$tmp/$name/logs/error_log" 2>/dev/null | sed 's/^/# /'
-        grep -q "in use" "$tmp/$name/logs/error_log" 2>/dev/null || return 1
-        stop_httpd "$name"
-    done
-    return 1
+port_of() { # INST (A or B): its port
+    if [ "$1" = A ]; then echo "$port_A"; else echo "$port_B"; fi
 }
 
 for inst in A B; do
-    start_httpd $inst || bail "httpd instance $inst did not start"
+    start_httpd_retry "$tmp/$inst" write_conf "$inst" \
+        || bail "httpd instance $inst did not start"
 done
 ok "httpd instances A (port $port_A) and B (port $port_B) started," \
    "both on one MariaDB"
 
-# req WHO INST METHOD PATH [BODY]: sets code, body; headers in $rf.hdr.
-# Safe in background jobs: files are per process.
-req() {
-    local who=$1 inst=$2 method=$3 data=${5-}
-    local rf=$tmp/req.$BASHPID
-    last_rf=$rf
-    local args=(-X "$method" -o "$rf.body" -D "$rf.hdr" -w '%{http_code}')
-    if [ -n "$data" ]; then
-        args+=(-H 'Content-Type: application/json' --data-binary "$data")
-    fi
-    rm -f "$rf.body" "$rf.hdr"
-    code=$(path=$4 cs_curl "$who" "$inst" "${args[@]}" 2>"$rf.err") \
-        || code=000
-    body=$(cat "$rf.body" 2>/dev/null)
-    [ "$code" != 000 ] || body="curl: $(cat "$rf.err")"
-}
+# req WHO INST METHOD PATH [BODY]: cs_req on instance INST (A or B)
+req() { cs_req "$1" "$(port_of "$2")" "${@:3}"; }
 header() { # NAME: from the last req's response headers
     tr -d '\r' <"$last_rf.hdr" 2>/dev/null \
         | sed -n "s/^$1: *//Ip" | head -1
 }
 other() { if [ "$1" = A ]; then echo B; else echo A; fi; }
-jqb() { jq -r "$@" <<<"$body"; }
 
 # --- 1. Schema, created by both at once --------------------------------------
 
-path="/v1/changes?limit=10" cs_curl proxy A -o "$tmp/first.A" \
+cs_curl proxy "$port_A" "/v1/changes?limit=10" -o "$tmp/first.A" \
     -w '%{http_code}' >"$tmp/first.A.code" 2>&1 &
-path="/v1/changes?limit=10" cs_curl proxy2 B -o "$tmp/first.B" \
+cs_curl proxy2 "$port_B" "/v1/changes?limit=10" -o "$tmp/first.B" \
     -w '%{http_code}' >"$tmp/first.B.code" 2>&1 &
 wait
 first_ok=1
@@ -453,7 +273,7 @@ k1=$(openssl cms -decrypt -inform DER -in "$tmp/key.der" \
      | openssl pkey -pubout 2>/dev/null)
 k2=$(openssl x509 -in "$tmp/chain.pem" -noout -pubkey 2>/dev/null)
 [ -n "$k1" ] && [ "$k1" = "$k2" ]
-okif "key_cms of $d (issued via B, read via A) opens with wrap1.key to" \
+okif $? "key_cms of $d (issued via B, read via A) opens with wrap1.key to" \
      "the certificate's key"
 if [ -z "$k1" ] || [ "$k1" != "$k2" ]; then
     diag "cms: '$k1'"
@@ -854,7 +674,7 @@ m1=$(sample_max "$tmp/leases.samples" p1)
 m2=$(sample_max "$tmp/leases.samples" pool2)
 [ "$nsamples" -ge 5 ] && [ "$m1" -le 1 ] && [ "$m2" -le 2 ] \
     && [ "$m1" -ge 1 ] && [ "$m2" -ge 2 ]
-okif "listing the lease table over time ($nsamples samples during and" \
+okif $? "listing the lease table over time ($nsamples samples during and" \
      "after the race): never more than 1 live lease in p1 (max seen $m1)," \
      "2 in pool2 (max seen $m2)"
 
@@ -873,7 +693,7 @@ is "$code $(jqb .lease 2>/dev/null)" "201 $h_lease" \
 req proxy A POST /v1/pools/p1/leases '{"host":"late-1","ttl":60}'
 ra=$(header Retry-After)
 [ "$code" = 409 ] && [ "${ra:-0}" -ge 1 ] 2>/dev/null
-okif "another host on p1: 409 with Retry-After ($ra)"
+okif $? "another host on p1: 409 with Retry-After ($ra)"
 
 # Release via the other instance, then re-acquire.
 req proxy "$(other "$h_inst")" DELETE "/v1/pools/p1/leases/$h_lease"
@@ -921,7 +741,7 @@ check_race 2
 m1=$(sample_max "$tmp/leases.samples2" p1)
 m2=$(sample_max "$tmp/leases.samples2" pool2)
 [ "$m1" -le 1 ] && [ "$m2" -le 2 ]
-okif "race 2 listing over time: max $m1 live in p1, $m2 in pool2"
+okif $? "race 2 listing over time: max $m1 live in p1, $m2 in pool2"
 
 # Expiry: a 2 s lease frees the slot by itself.
 req proxy A POST /v1/pools/exp/leases '{"host":"e1","ttl":2}'
@@ -931,11 +751,11 @@ e_exp=$(jqb .expires 2>/dev/null)
 now=$(date +%s)
 [ "$e_code" = 201 ] && [ $((e_exp - now)) -ge 1 ] \
     && [ $((e_exp - now)) -le 2 ] 2>/dev/null
-okif "a lease with ttl 2 in pool exp: 201, expires = now + 2"
+okif $? "a lease with ttl 2 in pool exp: 201, expires = now + 2"
 req proxy B POST /v1/pools/exp/leases '{"host":"e2","ttl":30}'
 ra=$(header Retry-After)
 [ "$code" = 409 ] && [ "${ra:-0}" -ge 1 ] && [ "${ra:-9}" -le 2 ]
-okif "e2 via B while it lives: 409, Retry-After $ra (1..2)"
+okif $? "e2 via B while it lives: 409, Retry-After $ra (1..2)"
 while [ "$(date +%s)" -lt "${e_exp:-0}" ]; do
     sleep 0.2
 done

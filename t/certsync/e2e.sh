@@ -55,7 +55,7 @@
 # Environment:
 #   HTTPD, APXS      the httpd binary / apxs to find it and its modules
 #   E2E_DOMAINS_BIG  domains of the kill -9 batch [200]
-#   E2E_KEEP=1       keep the temporary directory (logs, store, database)
+#   CERTSUITE_KEEP=1 keep the temporary directory (logs, store, database)
 #
 set -u
 export LC_ALL=C
@@ -64,59 +64,20 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 BIG=${E2E_DOMAINS_BIG:-200}
 . "$top/t/lib/certsuite.sh"
-T0=$(date +%s)
-
-# --- Test output -------------------------------------------------------------
-
-n=0
-npass=0
-nfail=0
+tap_init
 
 # --- Prerequisites -----------------------------------------------------------
 
+cs_need curl jq openssl sqlite3 -- dbd macro || bail "$need_why"
 
-for p in curl jq openssl sqlite3; do
-    command -v $p >/dev/null 2>&1 || bail "$p is needed"
-done
-
-cs_find_httpd || bail "no httpd binary (set HTTPD)"
-cs_find_moddir || bail "no httpd modules directory with mod_ssl.so"
-compiled=$("$HTTPD" -l 2>/dev/null)
-for m in dbd macro; do
-    grep -q "^ *mod_$m.c\$" <<<"$compiled" || [ -f "$moddir/mod_$m.so" ] \
-        || bail "no mod_$m.so in $moddir"
-done
-
-build_module() { # name: the build tree's .so
-    local f
-    for f in "$top/mod_$1/.libs/mod_$1.so" "$PWD/mod_$1/.libs/mod_$1.so"; do
-        if [ -f "$f" ]; then
-            echo "$f"
-            return 0
-        fi
-    done
-    return 1
-}
-CS_MODULE=$(build_module certservice) || bail "mod_certservice.so not built"
-CSY_MODULE=$(build_module certsync) || bail "mod_certsync.so not built"
-MG_MODULE=$(build_module macro_gen) || bail "mod_macro_gen.so not built"
+cs_modules || bail "the modules are not built (make)"
 
 # --- Temporary directory, users, cleanup -------------------------------------
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/certsync-e2e.XXXXXX") || bail "mktemp failed"
-pki=$tmp/pki
-csdir=$tmp/cs
-pxdir=$tmp/px
-store=$pxdir/store
+cs_tmpdir certsync-e2e || bail "mktemp failed"
+# (as root the children, nobody, reach the tree and write the database)
+cs_layout || bail "cannot make the directories in $tmp"
 db=$csdir/db/cs.db
-mkdir -p "$csdir/logs" "$csdir/db" "$pxdir/logs" "$tmp/work"
-
-cs_run_user
-if [ -n "$run_user" ]; then
-    # The children (nobody) must reach the tree and write the database.
-    chmod 755 "$tmp" "$csdir" "$pxdir" "$tmp/work"
-    chown "$run_user:$run_group" "$csdir/db"
-fi
 # sqlite3 CLI as the user the CertService children run as, so that files
 # it creates (journal, WAL) stay theirs.
 sql() {
@@ -129,30 +90,24 @@ sql() {
 }
 
 stopped_pids=()
-cleanup() {
+on_cleanup() {
     local pid
-    trap - EXIT INT TERM HUP
     # A daemon we stopped with SIGSTOP must be able to die.
     for pid in "${stopped_pids[@]}"; do
-        ours "$pid" && kill -CONT "$pid" 2>/dev/null
+        if ours "$pid"; then
+            kill -CONT "$pid" 2>/dev/null
+        fi
     done
     stop_httpd "$pxdir"
     stop_httpd "$csdir"
     # Sync daemons still running (they stop within a second of their
     # parent; this is for a parent that had to be killed).
     for pid in $(daemon_pids 2>/dev/null); do
-        ours "$pid" && kill -TERM "$pid" 2>/dev/null
+        if ours "$pid"; then
+            kill -TERM "$pid" 2>/dev/null
+        fi
     done
-    if [ -n "${E2E_KEEP:-}" ]; then
-        echo "# kept $tmp"
-    else
-        rm -rf "$tmp"
-    fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
 
 # --- PKI ---------------------------------------------------------------------
 
@@ -208,101 +163,31 @@ utc() { # date offset in seconds -> YYYYMMDDHHMMSSZ
 
 # --- httpd instances ---------------------------------------------------------
 
-write_px_conf() {
-    {
-        common_conf "$pxdir"
-        load macro_module mod_macro.so mod_macro.c
-        echo "LoadModule macro_gen_module $MG_MODULE"
-        echo "LoadModule certsync_module $CSY_MODULE"
-        cat <<EOF
-Listen 127.0.0.1:$px_port https
-Listen 127.0.0.1:$st_port http
-LogLevel warn certsync:info
-
-CertSyncServiceURL        https://127.0.0.1:$cs_port
-CertSyncClientCertificate $pki/proxy.crt $pki/proxy.key
-CertSyncServiceCA         $pki/clients-ca.crt
-CertSyncWrappingKey       $pki/wrap1.crt $pki/wrap1.key
-CertSyncStoreDir          $store
-CertSyncInterval          1 0
-CertSyncPool              e2e
-CertSyncHost              e2e-proxy
-# Restarts as fast as the test can go; the new generation probes its own
-# listener for the new serials (and the store rolls back if it fails).
-CertSyncDrainTime         0
-CertSyncProbe             127.0.0.1:$px_port
-CertSyncRestartTimeout    30
-
-# The first virtual host of the address: what a name without its own gets.
-$(certsync_tls_hosts "$px_port" "$pki" "$store" fallback.e2e.invalid)
-
-<VirtualHost 127.0.0.1:$st_port>
-    <Location /certsync-status>
-        SetHandler certsync-status
-    </Location>
-</VirtualHost>
-EOF
-    } >"$pxdir/httpd.conf"
-}
-
-start_failed_in_use() { # dir
-    grep -qs "in use" "$1/start.log" "$1/logs/error_log"
-}
-
-# curl with a client certificate: WHO PATH [curl args...]
-cs_curl() {
-    local who=$1 path=$2
-    shift 2
-    curl -sS --noproxy '*' --max-time 30 --cacert "$pki/clients-ca.crt" \
-        --cert "$pki/$who.crt" --key "$pki/$who.key" "$@" \
-        --url "https://127.0.0.1:$cs_port$path"
-}
-# req METHOD PATH [BODY]: as admin; sets code and body
-req() {
-    local rf=$tmp/work/req.$BASHPID args=(-X "$1" -o "$tmp/work/req.$BASHPID.body" -w '%{http_code}')
-    [ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
-    rm -f "$rf.body"
-    code=$(cs_curl admin "$2" "${args[@]}" 2>"$rf.err") || code=000
-    body=$(cat "$rf.body" 2>/dev/null)
-    [ "$code" != 000 ] || body="curl: $(cat "$rf.err")"
-}
-jqb() { jq -r "$@" <<<"$body"; }
-
-cs_port=
-for attempt in 1 2 3 4 5; do
+# write_cs / write_px: the configurations of CertService and the proxy on
+# ports picked now (for start_httpd_retry)
+write_cs() {
     cs_port=$(pick_port)
-    write_cs_conf "$csdir" "$cs_port" "warn certservice:notice"
-    start_httpd "$csdir" "$cs_port" && break
-    start_failed_in_use "$csdir" || break
-    stop_httpd "$csdir"
-    cs_port=
-done
-if [ -z "$cs_port" ] || port_free "$cs_port"; then
-    tail -20 "$csdir/start.log" "$csdir/logs/error_log" 2>/dev/null \
-        | sed 's/^/# /'
-    bail "CertService did not start"
-fi
+    listen_ports=$cs_port
+    write_cs_conf "$csdir" "$cs_port" log="warn certservice:notice"
+}
+write_px() {
+    px_port=$(pick_port)
+    st_port=$(pick_port)
+    while [ "$st_port" = "$px_port" ]; do st_port=$(pick_port); done
+    listen_ports="$st_port $px_port"
+    write_px_conf "$pxdir" "$px_port" "$st_port" "$cs_port" e2e
+}
+
+# req METHOD PATH [BODY]: as admin; sets code and body (cs_req)
+req() { cs_req admin "$cs_port" "$@"; }
+
+start_httpd_retry "$csdir" write_cs || bail "CertService did not start"
 # The schema is made by the first request.
 req GET "/v1/domains?limit=1"
 [ "$code" = 200 ] || bail "CertService answers GET /v1/domains with $code: $body"
 ok "CertService started on 127.0.0.1:$cs_port (SQLite, mutual TLS, local CA)"
 
-px_port=
-for attempt in 1 2 3 4 5; do
-    px_port=$(pick_port)
-    st_port=$(pick_port)
-    [ "$px_port" != "$st_port" ] || continue
-    write_px_conf
-    start_httpd "$pxdir" "$st_port" && ! port_free "$px_port" && break
-    start_failed_in_use "$pxdir" || break
-    stop_httpd "$pxdir"
-    px_port=
-done
-if [ -z "$px_port" ] || port_free "$px_port"; then
-    tail -20 "$pxdir/start.log" "$pxdir/logs/error_log" 2>/dev/null \
-        | sed 's/^/# /'
-    bail "the proxy did not start"
-fi
+start_httpd_retry "$pxdir" write_px || bail "the proxy did not start"
 ok "proxy started: TLS on 127.0.0.1:$px_port, status on 127.0.0.1:$st_port"
 
 pxlog=$pxdir/logs/error_log
@@ -532,12 +417,12 @@ old_c=$(cs_serial c.e2e.test)
 old_d=$(cs_serial d.e2e.test)
 openssl ecparam -name prime256v1 -genkey -noout -out "$w/any.key" 2>/dev/null
 # d's own key, out of its envelope (the test holds the wrapping key).
-cs_curl proxy /v1/bundles/d.e2e.test | jq -r .key_cms | base64 -d \
+cs_curl proxy "$cs_port" /v1/bundles/d.e2e.test | jq -r .key_cms | base64 -d \
     >"$w/d.cms"
 openssl cms -decrypt -inform DER -in "$w/d.cms" -recip "$pki/wrap1.crt" \
     -inkey "$pki/wrap1.key" -out "$w/d.der" 2>"$w/cms.err"
 openssl pkey -inform DER -in "$w/d.der" -out "$w/d.key" 2>>"$w/cms.err"
-a_cms=$(cs_curl proxy /v1/bundles/a.e2e.test | jq -r .key_cms)
+a_cms=$(cs_curl proxy "$cs_port" /v1/bundles/a.e2e.test | jq -r .key_cms)
 ca_issue bad-cms.e2e.test "$w/any.key" "$(utc -3600)" "$(utc 864000)" \
     "$w/bad-cms.pem" \
 && ca_issue c.e2e.test "$w/any.key" "$(utc -3600)" "$(utc 864000)" \
@@ -606,7 +491,7 @@ okif $? "4: two good domains added through the API (f, g)"
 okif $? "4: three bad bundles written into CertService's database (cs_domains" \
      "rows, cs_changes with the next seqs from cs_counter)"
 [ $sql_rc = 0 ] || diag "$(cat "$w/sql.err")"
-body=$(cs_curl proxy "/v1/changes?since=0&limit=1000")
+body=$(cs_curl proxy "$cs_port" "/v1/changes?since=0&limit=1000")
 jq -e '[.changes[] | select(.domain == "bad-cms.e2e.test"
         or .domain == "c.e2e.test" or .domain == "d.e2e.test")
         | select(.serial != null)] | length >= 3' <<<"$body" >/dev/null \
@@ -907,6 +792,6 @@ is "$crash" "" "no httpd child crashed (error logs)"
 cterr=$(grep -h 'CY00007' "$pxlog" | head -3)
 is "$cterr" "" "no failed configuration test (CY00007)"
 
-diag "$(($(date +%s) - T0)) s in all"
+diag "$((SECONDS - T0)) s in all"
 echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]

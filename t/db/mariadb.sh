@@ -26,21 +26,12 @@ cmd=${1:-}
 dir=${2:-${CS_MARIADB_DIR:-/tmp/cs-mariadb-$(id -u)}}
 user=$(id -un)
 
-find_prog() {
-    local name d
-    for name in "$@"; do
-        if command -v "$name" >/dev/null 2>&1; then
-            command -v "$name"
-            return 0
-        fi
-        for d in /usr/sbin /usr/local/sbin /usr/bin /usr/local/bin \
-                 /usr/libexec; do
-            if [ -x "$d/$name" ]; then
-                echo "$d/$name"
-                return 0
-            fi
-        done
-    done
+# find_prog, port_free
+# shellcheck source=../lib/certsuite.sh
+. "$(cd "$(dirname "$0")/../lib" && pwd)/certsuite.sh"
+
+need_prog() { # NAME...: find_prog, or a hint on stderr
+    find_prog "$@" && return 0
     echo "mariadb.sh: none of $* found (apt-get install mariadb-server)" >&2
     return 1
 }
@@ -50,18 +41,14 @@ running() {
 }
 
 client() {
-    "$(find_prog mariadb mysql)" --no-defaults --socket="$dir/sock" \
+    "$(need_prog mariadb mysql)" --no-defaults --socket="$dir/sock" \
         -uroot "$@"
 }
 
 ping() {
-    "$(find_prog mariadb-admin mysqladmin)" --no-defaults \
+    "$(need_prog mariadb-admin mysqladmin)" --no-defaults \
         --socket="$dir/sock" -uroot --connect-timeout=2 ping \
         >/dev/null 2>&1
-}
-
-port_free() {
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 start() {
@@ -70,8 +57,8 @@ start() {
         cat "$dir/params"
         return 0
     fi
-    server=$(find_prog mariadbd mysqld)
-    install=$(find_prog mariadb-install-db mysql_install_db)
+    server=$(need_prog mariadbd mysqld)
+    install=$(need_prog mariadb-install-db mysql_install_db)
     rm -rf "$dir"
     mkdir -p "$dir"
     chmod 700 "$dir"
@@ -131,7 +118,7 @@ stop() {
     local pid
     if running; then
         pid=$(cat "$dir/pid")
-        "$(find_prog mariadb-admin mysqladmin)" --no-defaults \
+        "$(need_prog mariadb-admin mysqladmin)" --no-defaults \
             --socket="$dir/sock" -uroot shutdown >/dev/null 2>&1 \
             || kill "$pid" 2>/dev/null || true
         for _ in $(seq 1 300); do

@@ -1,7 +1,7 @@
 #!/bin/bash
 #
 # t/dynamic/e2e.sh: CertSyncActivation dynamic end to end, on the demo
-# pool's components (build/pool-lib.sh): a real CertService (SQLite, local
+# pool's components (t/lib/pool.sh): a real CertService (SQLite, local
 # CA) and one proxy httpd whose single catch-all TLS virtual host serves
 # every domain by SNI, with several worker processes and a cache smaller
 # than the working set.
@@ -21,16 +21,18 @@
 #   5. Bad values of the dynamic-mode directives are refused, naming the
 #      directive and the value.
 #
+# CERTSUITE_KEEP=1 keeps the temporary directory, CERTSUITE_KEEP=failed
+# only when a check failed (t/lib/certsuite.sh); the pool's error logs are
+# shown when a check failed.
+#
 # Runs as root (workers as nobody) or as a normal user.  Needs the build
 # tree's modules and t/dynamic/hsclient (make check builds both), curl,
 # jq, openssl.
 set -u
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
-# shellcheck source=../rollout/rollout-lib.sh
-. "$top/t/rollout/rollout-lib.sh"
-# shellcheck source=../lib/certsuite.sh
-. "$top/t/lib/certsuite.sh"
+# shellcheck source=../lib/pool.sh
+. "$top/t/lib/pool.sh"   # and t/lib/certsuite.sh
 
 N=${DYN_DOMAINS:-1000}
 RENEW=${DYN_RENEW:-100}
@@ -38,32 +40,26 @@ DELETE=${DYN_DELETE:-10}
 INTERVAL=3
 JITTER=1
 HS=${HSCLIENT:-$top/t/dynamic/hsclient}
-n=0 npass=0 nfail=0
+tap_init
 
 for p in curl jq openssl; do
     command -v "$p" >/dev/null || { echo "1..0 # SKIP $p not found"; exit 0; }
 done
 [ -x "$HS" ] || { echo "Bail out! $HS not built (make check builds it)"; exit 1; }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/certsuite-dyn.XXXXXX")
+cs_tmpdir certsuite-dyn || { echo "Bail out! mktemp failed"; exit 1; }
+work=$tmp
 chmod 755 "$work"
-cleanup() {
+on_cleanup() {
     pool_stop_all >/dev/null 2>&1
     if [ "$nfail" != 0 ]; then
         pool_log_tail 30 | sed 's/^/# /'
     fi
-    if [ "$nfail" != 0 ] || [ -n "${KEEP:-}" ]; then
-        echo "# kept $work"
-    else
-        rm -rf "$work"
-    fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # cs_bulk METHOD FILE: METHOD /v1/domains/NAME for every name of FILE,
 # over one kept-alive connection; prints "NAME SERIAL" for each answer
-# that has a serial (PUT), normalised like pool-lib's serials.
+# that has a serial (PUT), normalised like pool.sh's serials.
 cs_bulk() {
     local m=$1 f=$2 cfg=$work/bulk.$$.cfg name
     : >"$cfg"
@@ -89,7 +85,7 @@ start_again() {
     for ((i = 0; i < 100; i++)); do
         p=0
         for port in "$(tls_port)" "$(pool_proxy_port 1 status)"; do
-            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && p=1
+            port_free "$port" || p=1
         done
         [ $p = 0 ] && break
         sleep 0.1
@@ -130,7 +126,7 @@ wait_synced() { # NAME SERIAL SECONDS: until the proxy serves it
 }
 
 echo "# dynamic activation, $N domains"
-base=$(rt_pick_base) || bail "no free ports"
+base=$(pool_pick_base) || bail "no free ports"
 export POOL_ACTIVATION=dynamic POOL_PROCS=3 POOL_CACHE_SIZE=$((N * 3 / 10))
 export POOL_SYNC_INTERVAL="$INTERVAL $JITTER"
 pool_init "$work/pool" "$base" || bail "pool_init"

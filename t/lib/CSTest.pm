@@ -284,19 +284,28 @@ sub tmpfile {
     return tmpdir() . '/f' . ++$file_seq . ".$ext";
 }
 
+# openssl_io(IN_EXT, DATA, ARGS...): runs openssl ARGS... -in FILE -out
+# FILE2 with DATA in FILE (a temporary .IN_EXT); returns FILE2's contents
+# (undef if openssl failed) and openssl's stderr.
+sub openssl_io {
+    my ($ext, $data, @args) = @_;
+    my $in = write_file(tmpfile($ext), $data);
+    my $out = tmpfile('out');
+    my ($rc, undef, $err) = run_cmd('openssl', @args, '-in', $in,
+                                    '-out', $out);
+    my $res = $rc == 0 ? read_file($out) : undef;
+    unlink $in, $out;
+    return ($res, $err);
+}
+
 # Decrypts a key_cms (base64 DER CMS) with wrapping key WRAP (wrap1, wrap2)
 # exactly as the documentation tells operators to; returns the plaintext
 # (DER) or undef, and openssl's complaint.
 sub envelope_open {
     my ($key_cms, $wrap) = @_;
-    my $in = write_file(tmpfile('cms'), decode_base64($key_cms // ''));
-    my $out = tmpfile('der');
-    my ($rc, undef, $err) = run_cmd('openssl', 'cms', '-decrypt',
-        '-inform', 'DER', '-in', $in,
-        '-recip', cs_pki("$wrap.crt"), '-inkey', cs_pki("$wrap.key"),
-        '-out', $out);
-    my $der = $rc == 0 ? read_file($out) : undef;
-    unlink $in, $out;
+    my ($der, $err) = openssl_io('cms', decode_base64($key_cms // ''),
+        'cms', '-decrypt', '-inform', 'DER',
+        '-recip', cs_pki("$wrap.crt"), '-inkey', cs_pki("$wrap.key"));
     remember_key($der) if defined $der;
     return wantarray ? ($der, $err) : $der;
 }
@@ -304,17 +313,9 @@ sub envelope_open {
 # The DER SubjectPublicKeyInfo of the first certificate in PEM text.
 sub pubkey_der_of_cert {
     my $pem = shift;
-    my $in = write_file(tmpfile('pem'), $pem);
-    my ($rc, $pub) = run_cmd('openssl', 'x509', '-in', $in, '-noout',
-                             '-pubkey');
-    unlink $in;
-    return undef if $rc;
-    my $pin = write_file(tmpfile('pem'), $pub);
-    my $out = tmpfile('der');
-    ($rc) = run_cmd('openssl', 'pkey', '-pubin', '-in', $pin,
-                    '-outform', 'DER', '-out', $out);
-    my $der = $rc ? undef : read_file($out);
-    unlink $pin, $out;
+    my ($pub) = openssl_io('pem', $pem, 'x509', '-noout', '-pubkey');
+    return undef unless defined $pub;
+    my ($der) = openssl_io('pem', $pub, 'pkey', '-pubin', '-outform', 'DER');
     return $der;
 }
 
@@ -323,12 +324,8 @@ sub pubkey_der_of_cert {
 sub pubkey_der_of_key {
     my $der = shift;
     return undef unless defined $der;
-    my $in = write_file(tmpfile('der'), $der);
-    my $out = tmpfile('der');
-    my ($rc) = run_cmd('openssl', 'pkey', '-inform', 'DER', '-in', $in,
-                       '-pubout', '-outform', 'DER', '-out', $out);
-    my $pub = $rc ? undef : read_file($out);
-    unlink $in, $out;
+    my ($pub) = openssl_io('der', $der, 'pkey', '-inform', 'DER', '-pubout',
+                           '-outform', 'DER');
     return $pub;
 }
 
@@ -540,14 +537,9 @@ CNF
 
 # The DER (PKCS#8) of a private key in PEM.
 sub key_der {
-    my $pem = shift;
-    my $in = write_file(tmpfile('pem'), $pem);
-    my $out = tmpfile('der');
     # (openssl pkey -outform DER writes the traditional format.)
-    my ($rc) = run_cmd('openssl', 'pkcs8', '-topk8', '-nocrypt', '-in', $in,
-                       '-outform', 'DER', '-out', $out);
-    my $der = $rc ? undef : read_file($out);
-    unlink $in, $out;
+    my ($der) = openssl_io('pem', shift, 'pkcs8', '-topk8', '-nocrypt',
+                           '-outform', 'DER');
     return $der;
 }
 

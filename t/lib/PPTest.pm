@@ -24,7 +24,7 @@ our @EXPORT = qw(
     pp_v2 pp_tlv pp_ssl_tlv crc32c PP2_SIG
     error_log_mark error_log_since wait_error_log rejections
     expect_rejected REJECTED_TESTS
-    access_entry access_entries log_fields
+    access_entry access_entries log_fields seen_as logged_as
     haproxy_bin free_port start_haproxy stop_haproxy curl_headers
 );
 
@@ -355,6 +355,27 @@ sub log_fields {
     } @keys;
 }
 
+# seen_as(NAME, HEADERS, ADDR): two ok lines: the request's REMOTE_ADDR and
+# CONN_REMOTE_ADDR (the x-remote-addr and x-conn-remote-addr headers that
+# t/htdocs/pp answers with) are ADDR.
+sub seen_as {
+    my ($name, $h, $addr) = @_;
+    ok t_cmp($h->{'x-remote-addr'}, $addr, "$name: REMOTE_ADDR");
+    ok t_cmp($h->{'x-conn-remote-addr'}, $addr, "$name: CONN_REMOTE_ADDR");
+}
+
+# logged_as(NAME, TAG, ADDR, [FIELD...]): one ok line: the access log line
+# of TAG has ADDR in each FIELD (a ca); returns that entry.
+sub logged_as {
+    my ($name, $tag, $addr, @fields) = @_;
+    @fields = qw(a ca) unless @fields;
+    my $log = access_entry($tag);
+    ok t_cmp(log_fields($log, @fields), join(' ', ($addr) x @fields),
+             "$name: access log " . join(' ', map { $_ eq 'ca' ? '%{c}a'
+                                                              : "%$_" } @fields));
+    return $log;
+}
+
 # ------------------------------------------------------------------------
 # HAProxy and curl
 
@@ -379,10 +400,23 @@ sub free_port {
 
 our @HAPROXIES;
 
+# The start of a configuration without a "global" section of its own: TCP
+# mode, short timeouts.
+my $HAPROXY_TCP_DEFAULTS = <<'EOF';
+global
+    maxconn 100
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+EOF
+
 # Starts haproxy (a daemon) in a temporary directory under t/logs.
 # Options: cfg, the configuration text, where %DIR% stands for that
-# directory; files, more files to write there ({name => content}); ports,
-# the ports to wait for.  Returns a handle for stop_haproxy, or dies.
+# directory (without a "global" section it follows the TCP defaults
+# above); files, more files to write there ({name => content}); ports, the
+# ports to wait for.  Returns a handle for stop_haproxy, or dies.
 sub start_haproxy {
     my %opt = @_;
     my $bin = haproxy_bin() or die "haproxy not found";
@@ -390,6 +424,7 @@ sub start_haproxy {
                       CLEANUP => 1);
     my $hp = { dir => $dir, pidfile => "$dir/haproxy.pid" };
     (my $cfg = $opt{cfg}) =~ s/%DIR%/$dir/g;
+    $cfg = $HAPROXY_TCP_DEFAULTS . $cfg unless $cfg =~ /^global\b/m;
     my %files = (%{ $opt{files} || {} }, 'haproxy.cfg' => $cfg);
     for my $name (keys %files) {
         open my $fh, '>', "$dir/$name" or die "$dir/$name: $!";

@@ -1,21 +1,31 @@
-# t/lib/certsuite.sh: shell helpers shared by the CertService / certsync
-# test and benchmark scripts (t/certsync/e2e.sh, t/certservice/mariadb_test.sh,
-# bench/certservice.sh, bench/certsync.sh).
+# shellcheck shell=bash
+# t/lib/certsuite.sh: the shell helpers shared by the test, benchmark and
+# demo scripts (t/*/e2e.sh, t/certservice/mariadb_test.sh, bench/*.sh, and,
+# through t/lib/pool.sh, build/demo.sh).  The base of the tree's one shell
+# library: t/lib/pool.sh (the demo pool) builds on it, t/lib/rollout.sh
+# (load, sampler, for the rollout test and benchmark) on pool.sh.
 #
 # Source it from bash:   . "$top/t/lib/certsuite.sh"
 #
 # Sourcing only defines functions: it sets no variable, runs no command and
-# installs no trap.  The functions read and set the globals named in their
-# comments; a script may define a function of the same name after sourcing
-# to replace one (t/certservice/mariadb_test.sh does so for find_prog).
+# installs no trap (cs_tmpdir does, when called).  The functions read and
+# set the globals named in their comments.  A script does not redefine
+# them.
 #
-#   Test output   ok, notok, diag, section, okif, is, bail
-#                                      (the script sets n=0 npass=0 nfail=0)
-#   Finding       find_prog, cs_find_httpd, cs_find_moddir, cs_run_user
-#   Ports         port_free, pick_port
-#   httpd config  load, cs_conf_modules, cs_conf_user, common_conf,
-#                 write_cs_conf
-#   httpd run     ours, start_httpd, stop_httpd
+#   Test output   tap_init, ok, notok, diag, section, okif, is, bail, die
+#   Finding       find_prog, cs_find_httpd, cs_find_moddir, cs_need, cs_run_user,
+#                 cs_build_module, cs_modules
+#   Cleanup       cs_tmpdir, cs_layout, cs_cleanup (CERTSUITE_KEEP),
+#                 stop_pid, stop_pids
+#   Ports         port_free, pick_port, wait_port
+#   httpd config  load, cs_conf_mpm, cs_conf_modules, cs_conf_user,
+#                 common_conf, write_cs_conf (CertService), certsync_conf,
+#                 certsync_tls_hosts, write_px_conf (certsync proxy),
+#                 acme_relay_vhost
+#   httpd run     ours, start_httpd, start_httpd_retry, stop_httpd
+#   PKI           fallback_cert
+#   CertService   cs_curl, cs_req, jqb
+#   ACME CA       start_challtestsrv, pebble_conf
 
 # --- Test output -------------------------------------------------------------
 
@@ -38,16 +48,26 @@ diag() {
         echo "# $line"
     done <<<"$*"
 }
+# tap_init: the start of a test's output: n=0 npass=0 nfail=0, and T0,
+# the script's $SECONDS now (section, elapsed times)
+tap_init() {
+    n=0
+    npass=0
+    nfail=0
+    T0=$SECONDS
+}
 # section TITLE: a diagnostic line with the seconds since $T0
 section() {
-    echo "# --- $* ($(($(date +%s) - T0)) s)"
+    echo "# --- $* ($((SECONDS - T0)) s)"
 }
 # okif $? DESC...: ok if the status is 0.  (The status is passed, not
-# read inside: a command substitution in DESC would overwrite $?.)
+# read inside: a command substitution in DESC would overwrite $?.)  Returns
+# that status (okif $? DESC || diag ...).
 okif() {
     local rc=$1
     shift
     if [ "$rc" = 0 ]; then ok "$*"; else notok "$*"; fi
+    return "$rc"
 }
 # is GOT WANT DESC...: ok if equal, else both shown; status 1 if not
 is() {
@@ -63,15 +83,22 @@ is() {
 # bail WHY...: stop the test here, as a failure, with the summary line
 bail() {
     echo "Bail out! $*"
-    nfail=$((nfail + 1))
-    echo "$npass passed, $nfail failed"
+    nfail=$((${nfail:-0} + 1))
+    echo "${npass:-0} passed, $nfail failed"
+    exit 1
+}
+
+# die WHY...: "SCRIPT: WHY" on stderr, exit 1 (the benchmarks' bail)
+die() {
+    echo "${0##*/}: $*" >&2
     exit 1
 }
 
 # --- Finding programs, httpd and its modules ---------------------------------
 
 # find_prog NAME...: the path of the first NAME found in PATH or in the
-# usual sbin/bin directories; status 1 if none
+# usual sbin/bin directories (and /usr/libexec: mariadbd on some systems);
+# status 1 if none
 find_prog() {
     local name d
     for name in "$@"; do
@@ -79,7 +106,8 @@ find_prog() {
             command -v "$name"
             return 0
         fi
-        for d in /usr/sbin /usr/local/sbin /usr/bin /usr/local/bin; do
+        for d in /usr/sbin /usr/local/sbin /usr/bin /usr/local/bin \
+                 /usr/libexec; do
             if [ -x "$d/$name" ]; then
                 echo "$d/$name"
                 return 0
@@ -124,6 +152,39 @@ cs_find_moddir() {
     return 1
 }
 
+# cs_need PROG... [-- MODULE...]: every PROG in PATH; httpd and its
+# modules directory found (cs_find_httpd, cs_find_moddir; sets compiled,
+# the output of "$HTTPD" -l); every httpd MODULE compiled in or
+# mod_MODULE.so in moddir.  Else status 1 and need_why says what is missing.
+cs_need() {
+    local p m
+    need_why=
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        if ! command -v "$1" >/dev/null 2>&1; then
+            need_why="$1 is needed"
+            return 1
+        fi
+        shift
+    done
+    [ $# = 0 ] || shift
+    if ! cs_find_httpd; then
+        need_why="no httpd binary (set HTTPD)"
+        return 1
+    fi
+    if ! cs_find_moddir; then
+        need_why="no httpd modules directory with mod_ssl.so"
+        return 1
+    fi
+    compiled=$("$HTTPD" -l 2>/dev/null)
+    for m in "$@"; do
+        if ! grep -q "^ *mod_$m.c\$" <<<"$compiled" \
+           && [ ! -f "$moddir/mod_$m.so" ]; then
+            need_why="no mod_$m.so in $moddir"
+            return 1
+        fi
+    done
+}
+
 # cs_run_user: sets run_user and run_group, the user httpd's children run
 # as: nobody and nogroup (or nobody) when running as root, else both empty
 cs_run_user() {
@@ -137,6 +198,126 @@ cs_run_user() {
             run_group=nobody
         fi
     fi
+}
+
+# cs_build_module NAME: the build tree's mod_NAME.so (next to this library,
+# else below the current directory); status 1 if not built
+cs_build_module() {
+    local f top
+    top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    for f in "$top/mod_$1/.libs/mod_$1.so" "$PWD/mod_$1/.libs/mod_$1.so"; do
+        if [ -f "$f" ]; then
+            echo "$f"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# cs_modules: sets CS_MODULE, CSY_MODULE and MG_MODULE to the build tree's
+# mod_certservice, mod_certsync and mod_macro_gen (cs_build_module); status
+# 1, naming the first one missing on stderr, if one is not built
+cs_modules() {
+    CS_MODULE=$(cs_build_module certservice) \
+        || { echo "mod_certservice.so not built (make)" >&2; return 1; }
+    CSY_MODULE=$(cs_build_module certsync) \
+        || { echo "mod_certsync.so not built (make)" >&2; return 1; }
+    MG_MODULE=$(cs_build_module macro_gen) \
+        || { echo "mod_macro_gen.so not built (make)" >&2; return 1; }
+}
+
+# --- Temporary directory and cleanup -----------------------------------------
+# One knob for every script: CERTSUITE_KEEP=1 keeps the temporary directory
+# (logs, stores, databases); CERTSUITE_KEEP=failed keeps it only when the
+# script fails (a check failed, or a non-zero exit).  Otherwise every way
+# out (success, failure, bail, Ctrl-C, SIGTERM, SIGHUP) removes it.
+
+# cs_tmpdir NAME: sets tmp to a new directory ${TMPDIR:-/tmp}/NAME.XXXXXX
+# and arms cs_cleanup: on EXIT, and INT/TERM/HUP exit 130/143/129 (which
+# runs it).  A script may set its own INT/TERM traps afterwards (they must
+# exit).  Status 1 if mktemp fails.
+cs_tmpdir() {
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || return 1
+    trap cs_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
+}
+# cs_cleanup: once: the script's on_cleanup function if it defines one
+# (stops what it started), then $tmp removed unless CERTSUITE_KEEP says
+# otherwise ("# kept DIR").  Runs with errexit off and the signals ignored,
+# so that nothing cuts it short.
+cs_cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT
+    trap '' INT TERM HUP
+    [ -z "${_cs_cleaned:-}" ] || return 0
+    _cs_cleaned=1
+    if declare -F on_cleanup >/dev/null; then
+        on_cleanup
+    fi
+    [ -n "${tmp:-}" ] && [ -d "$tmp" ] || return 0
+    case ${CERTSUITE_KEEP:-} in
+        '') rm -rf "$tmp" ;;
+        failed)
+            if [ "$rc" != 0 ] || [ "${nfail:-0}" != 0 ]; then
+                echo "# kept $tmp"
+            else
+                rm -rf "$tmp"
+            fi ;;
+        *) echo "# kept $tmp" ;;
+    esac
+    return 0
+}
+# cs_layout [DIR...]: the usual layout in $tmp: pki=$tmp/pki,
+# csdir=$tmp/cs (logs/, db/), pxdir=$tmp/px (logs/), store=$pxdir/store,
+# $tmp/work, and $tmp/DIR for each DIR; cs_run_user, and as root the tree
+# readable by httpd's children, the database directory theirs
+cs_layout() {
+    local d
+    pki=$tmp/pki
+    csdir=$tmp/cs
+    pxdir=$tmp/px
+    store=$pxdir/store
+    mkdir -p "$csdir/logs" "$csdir/db" "$pxdir/logs" "$tmp/work" || return 1
+    for d in "$@"; do
+        mkdir -p "$tmp/$d" || return 1
+    done
+    cs_run_user
+    if [ -n "$run_user" ]; then
+        chmod 755 "$tmp" "$csdir" "$pxdir" "$tmp/work"
+        chown "$run_user:$run_group" "$csdir/db"
+    fi
+}
+# stop_pid PID [TRIES [SIGNAL]]: SIGTERM to PID (if set) and, if it still
+# runs after TRIES [100] times 0.1 s, SIGNAL [KILL]; never fails
+stop_pid() {
+    local pid=$1 tries=${2:-100} i
+    if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
+        for ((i = 0; i < tries; i++)); do
+            kill -0 "$pid" 2>/dev/null || return 0
+            sleep 0.1
+        done
+        kill "-${3:-KILL}" "$pid" 2>/dev/null || true
+    fi
+    return 0
+}
+# stop_pids PID...: SIGTERM to each PID that is set (the empty and the
+# dead are skipped without error), then waits for our children among them
+stop_pids() {
+    local pid
+    for pid in "$@"; do
+        if [ -n "$pid" ]; then
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+    for pid in "$@"; do
+        if [ -n "$pid" ]; then
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    return 0
 }
 
 # --- Ports -------------------------------------------------------------------
@@ -164,20 +345,33 @@ pick_port() {
     done
 }
 
+# wait_port PORT [SECONDS]: until something accepts on 127.0.0.1:PORT
+# [10 s]; status 1 if nothing does
+wait_port() {
+    local i n=$((${2:-10} * 10))
+    for ((i = 0; i < n; i++)); do
+        port_free "$1" || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # --- httpd configuration -----------------------------------------------------
 # These print configuration lines.  They read compiled (the output of
 # "$HTTPD" -l), moddir, and run_user/run_group (see cs_run_user).
 
-# load MODULE_NAME FILE.so SOURCE.c: a LoadModule line unless the module
-# is compiled in or not in moddir
+# load MODULE_NAME FILE.so [SOURCE.c]: a LoadModule line unless the
+# module is compiled in (SOURCE.c, by default FILE's name with .c) or not
+# in moddir
 load() {
-    if ! grep -q "^ *$3\$" <<<"$compiled" && [ -f "$moddir/$2" ]; then
+    local src=${3:-${2%.so}.c}
+    if ! grep -q "^ *$src\$" <<<"$compiled" && [ -f "$moddir/$2" ]; then
         echo "LoadModule $1 $moddir/$2"
     fi
 }
-# cs_conf_modules: an MPM (unless one is compiled in), mod_unixd,
-# mod_authz_core, mod_socache_shmcb and mod_ssl
-cs_conf_modules() {
+# cs_conf_mpm: an MPM (event, else worker, else prefork) unless one is
+# compiled in
+cs_conf_mpm() {
     local m
     if ! grep -qE '^ *(event|worker|prefork)\.c$' <<<"$compiled"; then
         for m in event worker prefork; do
@@ -187,6 +381,11 @@ cs_conf_modules() {
             fi
         done
     fi
+}
+# cs_conf_modules: an MPM (cs_conf_mpm), mod_unixd, mod_authz_core,
+# mod_socache_shmcb and mod_ssl
+cs_conf_modules() {
+    cs_conf_mpm
     load unixd_module mod_unixd.so mod_unixd.c
     load authz_core_module mod_authz_core.so mod_authz_core.c
     load socache_shmcb_module mod_socache_shmcb.so mod_socache_shmcb.c
@@ -226,36 +425,175 @@ KeepAliveTimeout 5
 Timeout ${2:-30}
 EOF
 }
-# write_cs_conf DIR PORT LOGLEVEL [TIMEOUT]: DIR/httpd.conf for a
-# CertService on 127.0.0.1:PORT: common_conf DIR TIMEOUT, SQLite database
-# DIR/db/cs.db, mutual TLS with the test PKI in $pki
-# (t/certservice/make-pki.sh), its local CA; module $CS_MODULE
+# _cs_opts NAME=VALUE...: sets the caller's local o_NAME to VALUE for each
+# argument; status 1 (and a message) for a NAME the caller has no o_NAME of
+_cs_opts() {
+    local kv k
+    for kv in "$@"; do
+        k=${kv%%=*}
+        if [ "$k" = "$kv" ] || ! [[ -v o_$k ]]; then
+            echo "${FUNCNAME[1]}: unknown option '$kv'" >&2
+            return 1
+        fi
+        printf -v "o_$k" '%s' "${kv#*=}"
+    done
+}
+
+# write_cs_conf DIR PORT [NAME=VALUE...]: DIR/httpd.conf for a CertService
+# on 127.0.0.1:PORT: mod_ssl mutual TLS with the test PKI
+# (t/certservice/make-pki.sh: TLS certificate, clients' CA, wrap1,
+# roles.conf), mod_dbd, mod_certservice $CS_MODULE.  Options:
+#   pki=DIR        the test PKI [$pki]
+#   log=LEVELS     LogLevel [warn certservice:notice]
+#   timeout=S      Timeout [30]
+#   dbd=DRIVER     DBDriver [sqlite3]
+#   db=PARAMS      DBDParams [DIR/db/cs.db]
+#   acme=URL       issue through the ACME CA at this directory URL (CA
+#                  certificate PKI/acme-tls-ca.crt, account seal PKI/seal.*:
+#                  t/certservice/make-acme-pki.sh); else the local CA PKI/ca.*
+#   common=FUNC    writes the server part: FUNC DIR TIMEOUT [common_conf]
+#   server=LINES   more server-level directives (they may override common's)
+#   vhost=LINES    more directives in the virtual host
 write_cs_conf() {
+    local dir=$1 port=$2 o_pki=${pki:-} o_log="warn certservice:notice" \
+        o_timeout=30 o_dbd=sqlite3 o_db=$1/db/cs.db o_acme='' \
+        o_common=common_conf o_server='' o_vhost='' issuer
+    shift 2
+    _cs_opts "$@" || return 1
+    if [ -n "$o_acme" ]; then
+        issuer="CertServiceACMEDirectory $o_acme
+    CertServiceACMECA \"$o_pki/acme-tls-ca.crt\"
+    CertServiceACMEAccountSeal \"$o_pki/seal.crt\" \"$o_pki/seal.key\""
+    else
+        issuer="CertServiceLocalCA \"$o_pki/ca.crt\" \"$o_pki/ca.key\""
+    fi
     {
-        common_conf "$1" "${4:-30}"
+        "$o_common" "$dir" "$o_timeout"
         load dbd_module mod_dbd.so mod_dbd.c
-        echo "LoadModule certservice_module $CS_MODULE"
+        echo "LoadModule certservice_module \"$CS_MODULE\""
+        [ -z "$o_server" ] || echo "$o_server"
         cat <<EOF
-Listen 127.0.0.1:$2
-LogLevel $3
-DBDriver sqlite3
-DBDParams "$1/db/cs.db"
-<VirtualHost 127.0.0.1:$2>
+Listen 127.0.0.1:$port
+LogLevel $o_log
+DBDriver $o_dbd
+DBDParams "$o_db"
+<VirtualHost 127.0.0.1:$port>
+    ServerName localhost
     SSLEngine on
-    SSLCertificateFile    $pki/tls.crt
-    SSLCertificateKeyFile $pki/tls.key
-    SSLCACertificateFile  $pki/clients-ca.crt
+    SSLCertificateFile    "$o_pki/tls.crt"
+    SSLCertificateKeyFile "$o_pki/tls.key"
+    SSLCACertificateFile  "$o_pki/clients-ca.crt"
     SSLVerifyClient require
     SSLVerifyDepth 2
-    CertServiceWrapCertificate $pki/wrap1.crt
-    CertServiceLocalCA $pki/ca.crt $pki/ca.key
-    Include $pki/roles.conf
+    CertServiceWrapCertificate "$o_pki/wrap1.crt"
+    $issuer
+    Include "$o_pki/roles.conf"
+EOF
+        [ -z "$o_vhost" ] || sed 's/^/    /' <<<"$o_vhost"
+        cat <<EOF
     <Location />
         SetHandler certservice
     </Location>
 </VirtualHost>
 EOF
-    } >"$1/httpd.conf"
+    } >"$dir/httpd.conf"
+}
+
+# certsync_conf NAME=VALUE...: mod_certsync's directives for a proxy that
+# syncs from the CertService at url= with the client certificate cert=
+# (PKI/CERT.crt and .key) [proxy]; the clients' CA and wrap1 of pki=
+# [$pki]; store= (CertSyncStoreDir); interval= ["1 0"]; pool=, host=;
+# probe= (host:port); drain= [0]; restart= (CertSyncRestartTimeout) [30];
+# and, when set, agent= (host:port) and ttl= (CertSyncLeaseTTL)
+certsync_conf() {
+    local o_url='' o_cert=proxy o_pki=${pki:-} o_store='' o_interval="1 0" \
+        o_pool='' o_host='' o_probe='' o_drain=0 o_restart=30 o_agent='' o_ttl=''
+    _cs_opts "$@" || return 1
+    cat <<EOF
+CertSyncServiceURL        $o_url
+CertSyncServiceCA         "$o_pki/clients-ca.crt"
+CertSyncClientCertificate "$o_pki/$o_cert.crt" "$o_pki/$o_cert.key"
+CertSyncWrappingKey       "$o_pki/wrap1.crt" "$o_pki/wrap1.key"
+CertSyncStoreDir          "$o_store"
+CertSyncInterval          $o_interval
+CertSyncPool              $o_pool
+CertSyncHost              $o_host
+CertSyncProbe             $o_probe
+CertSyncDrainTime         $o_drain
+CertSyncRestartTimeout    $o_restart
+EOF
+    [ -z "$o_agent" ] || echo "CertSyncAgent             $o_agent"
+    [ -z "$o_ttl" ] || echo "CertSyncLeaseTTL          $o_ttl"
+}
+
+# write_px_conf DIR TLSPORT STATUSPORT CSPORT POOL [NAME=VALUE...]:
+# DIR/httpd.conf for a vhost-mode certsync proxy of the CertService on
+# 127.0.0.1:CSPORT: common_conf DIR TIMEOUT; mod_macro, mod_macro_gen
+# $MG_MODULE, mod_certsync $CSY_MODULE (pool POOL, store DIR/store, client
+# certificate $pki/proxy.*, probe of its own TLS port); TLS on TLSPORT
+# (certsync_tls_hosts with the fallback certificate $pki/fallback.*),
+# /certsync-status on STATUSPORT.  Options: host= [POOL-proxy],
+# fallback= (its ServerName) [fallback.POOL.invalid], timeout= [30],
+# restart= (CertSyncRestartTimeout) [30], extra=LINES (more configuration)
+write_px_conf() {
+    local dir=$1 tls=$2 st=$3 cs=$4 name=$5 o_host=$5-proxy \
+        o_fallback=fallback.$5.invalid o_timeout=30 o_restart=30 o_extra=
+    shift 5
+    _cs_opts "$@" || return 1
+    {
+        common_conf "$dir" "$o_timeout"
+        load macro_module mod_macro.so mod_macro.c
+        echo "LoadModule macro_gen_module \"$MG_MODULE\""
+        echo "LoadModule certsync_module \"$CSY_MODULE\""
+        cat <<EOF
+Listen 127.0.0.1:$tls https
+Listen 127.0.0.1:$st http
+LogLevel warn certsync:info
+
+# Restarts as fast as the test can go; the new generation probes its own
+# listener for the new serials (and the store rolls back if it fails).
+$(certsync_conf url="https://127.0.0.1:$cs" store="$dir/store" pool="$name" \
+      host="$o_host" probe="127.0.0.1:$tls" restart="$o_restart")
+
+# The first virtual host of the address: what a name without its own gets.
+$(certsync_tls_hosts "$tls" "$pki" "$dir/store" "$o_fallback")
+
+<VirtualHost 127.0.0.1:$st>
+    <Location /certsync-status>
+        SetHandler certsync-status
+    </Location>
+</VirtualHost>
+EOF
+        [ -z "$o_extra" ] || echo "$o_extra"
+    } >"$dir/httpd.conf"
+}
+
+# acme_relay_vhost PORT CSPORT CERT NAME [PKI [LOG]]: a plain HTTP virtual
+# host on 127.0.0.1:PORT (Listen included) that relays the ACME CA's
+# http-01 requests to CertService on localhost:CSPORT (docs/acme-relay.md)
+# with the client certificate PKI/CERT.pem [$pki]; ServerName NAME; with
+# LOG, a CustomLog there ("HOST REQUEST STATUS")
+acme_relay_vhost() {
+    local p=${5:-$pki}
+    cat <<EOF
+# http-01 (docs/acme-relay.md): the CA's "port 80" comes here, any host.
+Listen 127.0.0.1:$1 http
+<VirtualHost 127.0.0.1:$1>
+    ServerName $4
+    <IfModule proxy_protocol_module>
+        ProxyProtocol Off
+    </IfModule>
+EOF
+    [ -z "${6:-}" ] || echo "    CustomLog \"$6\" \"%{Host}i %r %>s\""
+    cat <<EOF
+    SSLProxyEngine on
+    SSLProxyVerify require
+    SSLProxyCACertificateFile "$p/clients-ca.crt"
+    SSLProxyMachineCertificateFile "$p/$3.pem"
+    ProxyPass        /.well-known/acme-challenge/ https://localhost:$2/acme-challenge/ timeout=10
+    ProxyPassReverse /.well-known/acme-challenge/ https://localhost:$2/acme-challenge/
+</VirtualHost>
+EOF
 }
 
 # --- Running httpd -----------------------------------------------------------
@@ -285,16 +623,39 @@ start_httpd() {
 # stop_httpd DIR [TRIES]: SIGTERM to the httpd of DIR/httpd.pid if it is
 # ours, SIGKILL if it still runs after TRIES [100] times 0.1 s
 stop_httpd() {
-    local pidf=$1/httpd.pid tries=${2:-100} pid i
+    local pidf=$1/httpd.pid pid
     [ -f "$pidf" ] || return 0
     pid=$(cat "$pidf" 2>/dev/null)
     ours "$pid" || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 "$tries"); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
+    stop_pid "$pid" "${2:-100}"
+}
+# start_httpd_retry DIR WRITE... : start httpd on ports picked now: the
+# command WRITE... picks them (pick_port), writes DIR/httpd.conf and sets
+# listen_ports to the ports httpd then listens on (the first is waited
+# for, start_httpd DIR PORT $start_tries [100], the others must answer
+# too).  Up to 5 times with new ports when one was taken meanwhile ("in
+# use"); else the end of DIR's start.log and error_log as diagnostics and
+# status 1.
+start_httpd_retry() {
+    local dir=$1 attempt p up
+    shift
+    for attempt in 1 2 3 4 5; do
+        listen_ports=
+        "$@" || return 1
+        up=
+        if start_httpd "$dir" "${listen_ports%% *}" "${start_tries:-100}"; then
+            up=1
+            for p in $listen_ports; do
+                port_free "$p" && up=
+            done
+        fi
+        [ -z "$up" ] || return 0
+        grep -qs "in use" "$dir/start.log" "$dir/logs/error_log" || break
+        stop_httpd "$dir" "${start_tries:-100}"
     done
-    kill -KILL "$pid" 2>/dev/null || true
+    tail -20 "$dir/start.log" "$dir/logs/error_log" 2>/dev/null \
+        | sed 's/^/# /'
+    return 1
 }
 # fallback_cert DIR NAME: DIR/fallback.{crt,key}, a self-signed P-256
 # certificate for NAME: what a proxy presents for a name without a
@@ -327,4 +688,70 @@ certsync_tls_hosts() {
 </Macro>
 MacroGenerate TLSHost $3/manifest
 CONF
+}
+
+# --- Talking to CertService --------------------------------------------------
+
+# cs_curl WHO PORT PATH [curl args...]: curl to the CertService on
+# 127.0.0.1:PORT with the client certificate $pki/WHO.{crt,key}
+cs_curl() {
+    local who=$1 port=$2 path=$3
+    shift 3
+    curl -sS --noproxy '*' --max-time 30 --cacert "$pki/clients-ca.crt" \
+        --cert "$pki/$who.crt" --key "$pki/$who.key" "$@" \
+        --url "https://127.0.0.1:$port$path"
+}
+# cs_req WHO PORT METHOD PATH [BODY]: cs_curl with a JSON BODY; sets code
+# (000: no answer) and body (curl's error then), the response headers in
+# $last_rf.hdr.  Safe in background jobs: the files ($tmp/req.PID.*) are
+# per process.
+cs_req() {
+    local who=$1 port=$2 method=$3 path=$4 data=${5-} rf=$tmp/req.$BASHPID
+    local args=(-X "$method" -o "$rf.body" -D "$rf.hdr" -w '%{http_code}')
+    last_rf=$rf
+    if [ -n "$data" ]; then
+        args+=(-H 'Content-Type: application/json' --data-binary "$data")
+    fi
+    rm -f "$rf.body" "$rf.hdr"
+    code=$(cs_curl "$who" "$port" "$path" "${args[@]}" 2>"$rf.err") \
+        || code=000
+    body=$(cat "$rf.body" 2>/dev/null)
+    [ "$code" != 000 ] || body="curl: $(cat "$rf.err")"
+}
+# jqb JQ-ARGS...: jq -r on the last answer's body
+jqb() { jq -r "$@" <<<"$body"; }
+
+# --- pebble, the test ACME CA ------------------------------------------------
+
+# start_challtestsrv DNSPORT MGMTPORT LOG: pebble-challtestsrv in the
+# background ($! is its pid), the DNS server on 127.0.0.1:DNSPORT that
+# answers 127.0.0.1 for every name (no IPv6), its management API on
+# MGMTPORT, no challenge servers of its own; output to LOG
+start_challtestsrv() {
+    pebble-challtestsrv -dns01 "127.0.0.1:$1" -management "127.0.0.1:$2" \
+        -http01 "" -https01 "" -tlsalpn01 "" \
+        -defaultIPv4 127.0.0.1 -defaultIPv6 "" >"$3" 2>&1 &
+}
+# pebble_conf PORT MGMTPORT HTTPPORT TLSPORT PKI [VALIDITY]: pebble's JSON
+# configuration: ACME on 127.0.0.1:PORT, management on MGMTPORT, http-01
+# asked on HTTPPORT, tls-alpn-01 on TLSPORT, its TLS certificate
+# PKI/acme-tls.{crt,key} (t/certservice/make-acme-pki.sh), no OCSP, no
+# external account binding; certificates valid VALIDITY seconds (pebble's
+# default when not given)
+pebble_conf() {
+    cat <<EOF
+{
+  "pebble": {
+    "listenAddress": "127.0.0.1:$1",
+    "managementListenAddress": "127.0.0.1:$2",
+    "certificate": "$5/acme-tls.crt",
+    "privateKey": "$5/acme-tls.key",
+    "httpPort": $3,
+    "tlsPort": $4,
+    "ocspResponderURL": "",
+    "externalAccountBindingRequired": false${6:+,
+    \"certificateValidityPeriod\": $6}
+  }
+}
+EOF
 }

@@ -23,13 +23,6 @@ my ($plain, $tls) = (pp_port('pp_plain'), pp_port('pp_tls'));
 my %port = map { $_ => free_port() } qw(h2 h2c);
 
 my $hp = start_haproxy(ports => [values %port], cfg => <<EOF);
-global
-    maxconn 100
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 10s
-    timeout server 10s
 listen h2
     bind 127.0.0.1:$port{h2}
     server apache 127.0.0.1:$tls send-proxy-v2

@@ -36,13 +36,6 @@ my $hp = start_haproxy(
     files => { 'server.pem' => slurp("$ca/certs/server.crt")
                                . slurp("$ca/keys/server.pem") },
     cfg   => <<EOF);
-global
-    maxconn 100
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 10s
-    timeout server 10s
 listen v1
     bind 127.0.0.1:$port{v1}
     server apache 127.0.0.1:$plain send-proxy
@@ -55,6 +48,19 @@ listen v2opts
     server apache 127.0.0.1:$plain send-proxy-v2 proxy-v2-options crc32c,unique-id,ssl,cert-cn,ssl-cipher,cert-sig,cert-key,authority
 EOF
 
+# from_haproxy(NAME, HEADERS, VERSION, PORT): five ok lines: the client's
+# address twice (seen_as), the PROXY version, HAProxy's frontend PORT as
+# DST_PORT and HAProxy (127.0.0.1) as the peer
+sub from_haproxy {
+    my ($name, $h, $version, $port) = @_;
+    seen_as($name, $h, $CLIENT);
+    ok t_cmp($h->{'x-pp-version'}, $version, "$name: PROXY_PROTOCOL_VERSION");
+    ok t_cmp($h->{'x-pp-dst-port'}, $port,
+             "$name: DST_PORT is HAProxy's frontend");
+    ok t_cmp($h->{'x-pp-peer-addr'}, '127.0.0.1',
+             "$name: PEER_ADDR is HAProxy");
+}
+
 # send-proxy: v1 to the plain host.
 {
     my $name = 'HAProxy send-proxy';
@@ -62,16 +68,8 @@ EOF
     my ($status, $h) = curl_headers('--interface', $CLIENT, '-H',
         "X-PP-Test: $tag", "http://127.0.0.1:$port{v1}/pp/ok.txt");
     ok t_cmp($status, 200, "$name: status");
-    ok t_cmp($h->{'x-remote-addr'}, $CLIENT, "$name: REMOTE_ADDR");
-    ok t_cmp($h->{'x-conn-remote-addr'}, $CLIENT, "$name: CONN_REMOTE_ADDR");
-    ok t_cmp($h->{'x-pp-version'}, 1, "$name: PROXY_PROTOCOL_VERSION");
-    ok t_cmp($h->{'x-pp-dst-port'}, $port{v1},
-             "$name: DST_PORT is HAProxy's frontend");
-    ok t_cmp($h->{'x-pp-peer-addr'}, '127.0.0.1',
-             "$name: PEER_ADDR is HAProxy");
-    my $log = access_entry($tag);
-    ok t_cmp(log_fields($log, qw(a ca h)), "$CLIENT $CLIENT $CLIENT",
-             "$name: access log %a %{c}a %h");
+    from_haproxy($name, $h, 1, $port{v1});
+    my $log = logged_as($name, $tag, $CLIENT, qw(a ca h));
     ok t_cmp($log->{peer}, '127.0.0.1', "$name: access log PEER_ADDR");
 }
 
@@ -82,16 +80,8 @@ EOF
     my ($status, $h) = curl_headers('-k', '--http1.1', '--interface', $CLIENT,
         '-H', "X-PP-Test: $tag", "https://127.0.0.1:$port{v2}/pp/ok.txt");
     ok t_cmp($status, 200, "$name: status");
-    ok t_cmp($h->{'x-remote-addr'}, $CLIENT, "$name: REMOTE_ADDR");
-    ok t_cmp($h->{'x-conn-remote-addr'}, $CLIENT, "$name: CONN_REMOTE_ADDR");
-    ok t_cmp($h->{'x-pp-version'}, 2, "$name: PROXY_PROTOCOL_VERSION");
-    ok t_cmp($h->{'x-pp-dst-port'}, $port{v2},
-             "$name: DST_PORT is HAProxy's frontend");
-    ok t_cmp($h->{'x-pp-peer-addr'}, '127.0.0.1',
-             "$name: PEER_ADDR is HAProxy");
-    my $log = access_entry($tag);
-    ok t_cmp(log_fields($log, qw(a ca)), "$CLIENT $CLIENT",
-             "$name: access log %a %{c}a");
+    from_haproxy($name, $h, 2, $port{v2});
+    logged_as($name, $tag, $CLIENT);
 }
 
 # send-proxy-v2 with TLVs: HAProxy terminates TLS (with a client
@@ -104,8 +94,7 @@ EOF
         '--resolve', "pp.example:$port{v2opts}:127.0.0.1",
         '-H', "X-PP-Test: $tag", "https://pp.example:$port{v2opts}/pp/ok.txt");
     ok t_cmp($status, 200, "$name: status (CRC32C accepted)");
-    ok t_cmp($h->{'x-remote-addr'}, $CLIENT, "$name: REMOTE_ADDR");
-    ok t_cmp($h->{'x-conn-remote-addr'}, $CLIENT, "$name: CONN_REMOTE_ADDR");
+    seen_as($name, $h, $CLIENT);
     ok t_cmp($h->{'x-pp-version'}, 2, "$name: PROXY_PROTOCOL_VERSION");
     ok t_cmp($h->{'x-server-protocol'}, 'HTTP/1.1',
              "$name: plain HTTP/1.1 from HAProxy to httpd");
@@ -126,9 +115,7 @@ EOF
     ok t_cmp($h->{'x-pp-tlv-ssl-sig-alg'}, qr/SHA256/, "$name: SSL_SIG_ALG");
     ok t_cmp($h->{'x-pp-tlv-ssl-key-alg'}, qr/^RSA\d+$/,
              "$name: SSL_KEY_ALG");
-    my $log = access_entry($tag);
-    ok t_cmp(log_fields($log, qw(a ca)), "$CLIENT $CLIENT",
-             "$name: access log %a %{c}a");
+    logged_as($name, $tag, $CLIENT);
 
     # Without a client certificate there is no CN.
     ($status, $h) = curl_headers('-k', '--http1.1', '--interface', $CLIENT,

@@ -3,14 +3,14 @@
 # t/rollout/e2e.sh: staggered restarts across a pool, end to end (issue 5,
 # ARCHITECTURE.md section 6, docs/mod_certsync.md).
 #
-# Starts the demo pool of build/pool-lib.sh on 127.0.0.1: CertService, a
+# Starts the demo pool of t/lib/pool.sh on 127.0.0.1: CertService, a
 # backend, three proxy httpds (mod_proxy_protocol, mod_ssl, mod_macro_gen,
 # mod_certsync; pool "demo", hosts proxy1..3, CertServiceMaxUnavailable 1)
 # and HAProxy (TCP mode, send-proxy-v2, httpchk on /certsync-health and
 # agent-check on CertSyncAgent, a stats socket).  A client load runs
 # through HAProxy the whole time: curl with SNI for many domains, the demo
 # CA verified, part on a new connection per request, part on kept-alive
-# connections (t/rollout/rollout-lib.sh).  A sampler records every
+# connections (t/lib/rollout.sh).  A sampler records every
 # RT_SAMPLE_MS HAProxy's `show stat` and each proxy's /certsync-status.
 #
 #   1. Full rollout under load: RT_CHANGES domains change on CertService
@@ -80,17 +80,16 @@
 #   RT_DRAIN_TIME       CertSyncDrainTime [2] (HAProxy agent-inter 500ms)
 #   RT_WAIT             seconds to wait for a wave of restarts [120]
 #   RT_LOAD_NEW, RT_LOAD_KA, RT_LOAD_BATCH, RT_LOAD_KA_REQS, RT_LOAD_PAUSE,
-#   RT_LOAD_MAX, RT_LOAD_SECONDS, RT_SAMPLE_MS   (rollout-lib.sh)
+#   RT_LOAD_MAX, RT_LOAD_SECONDS, RT_SAMPLE_MS   (t/lib/rollout.sh)
 #   RT_PORT_BASE        the base port [61000 + 40 * (PID % 100), a free one]
-#   RT_KEEP=1           keep the directory (logs, samples, load logs); it is
-#                       also kept when a check failed
+#   CERTSUITE_KEEP=1    keep the directory (logs, samples, load logs);
+#                       CERTSUITE_KEEP=failed: only when a check failed
 #   HTTPD / POOL_HTTPD  the httpd binary
 #
 set -u
 export LC_ALL=C
 
 here=$(cd "$(dirname "$0")" && pwd)
-T0=$SECONDS
 
 RT_DOMAINS=${RT_DOMAINS:-24}
 RT_CHANGES=${RT_CHANGES:-50}
@@ -101,26 +100,14 @@ RT_WAIT=${RT_WAIT:-120}
 
 # --- Test output -------------------------------------------------------------
 
-# shellcheck source=../lib/certsuite.sh
-. "$here/../lib/certsuite.sh"
-n=0
-npass=0
-nfail=0
-check() { # DESC...: ok if the previous command succeeded
-    local rc=$?
-    if [ $rc = 0 ]; then ok "$*"; else notok "$*"; fi
-    return $rc
-}
+# shellcheck source=../lib/rollout.sh
+. "$here/../lib/rollout.sh"     # and t/lib/pool.sh, t/lib/certsuite.sh
+tap_init
 finish() { # the summary is the last line: stop everything first
-    type cleanup >/dev/null 2>&1 && cleanup
+    cs_cleanup
     echo "$npass passed, $nfail failed"
     [ $nfail = 0 ]
     exit
-}
-bail() {
-    echo "Bail out! $*"
-    nfail=$((nfail + 1))
-    finish
 }
 elapsed() { echo "$((SECONDS - T0))s"; }
 
@@ -132,34 +119,18 @@ done
 command -v socat >/dev/null 2>&1 || command -v python3 >/dev/null 2>&1 \
     || command -v perl >/dev/null 2>&1 || bail "socat, python3 or perl is needed"
 
-# shellcheck source=rollout-lib.sh
-. "$here/rollout-lib.sh"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/rollout-e2e.XXXXXX") || bail "mktemp failed"
+cs_tmpdir rollout-e2e || bail "mktemp failed"
 chmod 755 "$tmp"
 work=$tmp/work
 mkdir -p "$work"
 
-cleanup() {
-    trap - EXIT INT TERM HUP
-    [ -n "${cleaned:-}" ] && return 0
-    cleaned=1
+on_cleanup() {
     rt_sampler_stop
     rt_load_stop
-    [ -n "${s5_pids:-}" ] && kill $s5_pids 2>/dev/null
+    stop_pids ${s5_pids:-}
     pool_stop_all
-    # Kept when a check failed too: the pool's logs are all there is to
-    # understand a timing failure afterwards.
-    if [ -n "${RT_KEEP:-}" ] || [ "${nfail:-0}" -gt 0 ]; then
-        echo "# kept $tmp"
-    else
-        rm -rf "$tmp"
-    fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
 
 POOL_LEASE_TTL=$RT_LEASE_TTL
 POOL_DRAIN_TIME=$RT_DRAIN_TIME
@@ -169,7 +140,7 @@ POOL_SYNC_INTERVAL=${POOL_SYNC_INTERVAL:-2 1}
 started=
 for attempt in 1 2 3; do
     base=${RT_PORT_BASE:-}
-    [ -n "$base" ] || base=$(rt_pick_base) || bail "no free ports"
+    [ -n "$base" ] || base=$(pool_pick_base) || bail "no free ports"
     if rt_start_pool "$tmp/pool" "$base" >"$work/start.log" 2>&1; then
         started=1
         break
@@ -211,6 +182,12 @@ wait_state() {
         sleep 0.2
     done
 }
+# served_and_idle FILE: every proxy serves FILE's serials (RT_WAIT), then
+# all three are idle (30 s each)
+served_and_idle() {
+    rt_wait_served "$1" "$RT_WAIT" 1 2 3 && wait_state 1 '^idle$' 30 \
+        && wait_state 2 '^idle$' 30 && wait_state 3 '^idle$' 30
+}
 states() {
     local i
     for i in 1 2 3; do
@@ -227,7 +204,7 @@ s_counts() {
     c=($(rt_load_counts "$1" "$2"))
     diag "$3: ${c[0]} requests (${c[2]} on new connections, ${c[3]} kept alive), ${c[1]} failed"
     [ "${c[0]}" -gt 0 ] && [ "${c[1]}" = 0 ]
-    check "$3: every request through HAProxy succeeded (${c[0]} requests, ${c[1]} failed)" \
+    okif $? "$3: every request through HAProxy succeeded (${c[0]} requests, ${c[1]} failed)" \
         || diag "$(rt_load_failures "$1" "$2" | head -n 10)"
 }
 # s_max_out FROM TO LABEL [SKIP]
@@ -235,7 +212,7 @@ s_max_out() {
     local m
     m=($(rt_max_out "$work/samples" "$1" "$2" "${4:-0}"))
     [ "${m[0]}" -le 1 ]
-    check "$3: never more than one proxy out of rotation (max ${m[0]} in ${m[1]} samples)" \
+    okif $? "$3: never more than one proxy out of rotation (max ${m[0]} in ${m[1]} samples)" \
         || diag "$(rt_overlaps "$work/samples" "$1" "$2" "${4:-0}" | head -n 10)"
 }
 now() { date +%s; }
@@ -246,7 +223,7 @@ lease_check() { # DESC
         return 0
     fi
     l=$(no_leases)
-    check "$1" || diag "live: $l"
+    okif $? "$1" || diag "live: $l"
 }
 # no_leases: until no host holds a live lease (a host keeps its lease while
 # the load balancer puts it back: CertSyncDrainTime after "ready", and
@@ -271,7 +248,7 @@ for ((i = 1; i <= RT_DOMAINS; i++)); do
     printf 'load-%02d.rollout.test\n' "$i"
 done >"$work/load-names"
 rt_issue "$load" $(cat "$work/load-names")
-check "$RT_DOMAINS domains issued on CertService"
+okif $? "$RT_DOMAINS domains issued on CertService"
 if rt_wait_served "$load" "$RT_WAIT" 1 2 3; then
     ok "every proxy serves the $RT_DOMAINS domains ($(elapsed))"
 else
@@ -313,9 +290,7 @@ for f in "$work"/s1-burst.*; do
 done
 is "$(wc -l <"$work/s1-changes")" "$RT_CHANGES" \
     "$RT_CHANGES domains changed on CertService ($reissue re-issues of domains under load, $fresh new)"
-if rt_wait_served "$work/s1-changes" "$RT_WAIT" 1 2 3 \
-   && wait_state 1 '^idle$' 30 && wait_state 2 '^idle$' 30 \
-   && wait_state 3 '^idle$' 30; then
+if served_and_idle "$work/s1-changes"; then
     ok "the pool converged ($(($(now) - s1_from)) s after the first change)"
 else
     notok "the pool converged"
@@ -329,7 +304,7 @@ for i in 1 2 3; do
     r=$(restarts $i)
     o=$(rt_out_samples "$work/samples" $i "$s1_from" "$s1_to")
     [ "${r:-0}" -gt "${r1[$i]:-0}" ] && [ "$o" -gt 0 ]
-    check "scenario 1: proxy$i restarted $((${r:-0} - ${r1[$i]:-0})) time(s), out of rotation in $o samples"
+    okif $? "scenario 1: proxy$i restarted $((${r:-0} - ${r1[$i]:-0})) time(s), out of rotation in $o samples"
 done
 diag "$(for i in 1 2 3; do
           echo "proxy$i out of rotation (HAProxy or certsync): $(rt_out_periods "$work/samples" $i |
@@ -338,12 +313,12 @@ diag "$(for i in 1 2 3; do
 s_counts "$s1_from" "$s1_to" "scenario 1"
 diag "scenario 1: checking serials at $(elapsed)"
 mism=$(rt_check_served "$work/s1-changes" 1 2 3)
-check "scenario 1: every proxy presents CertService's serial of each of the $RT_CHANGES changed domains" \
+okif $? "scenario 1: every proxy presents CertService's serial of each of the $RT_CHANGES changed domains" \
     || diag "$(head -n 10 <<<"$mism")"
 lease_check "scenario 1: no restart lease left in CertService's database"
 bad=$(cat "$POOL_DIR"/proxy*/logs/error_log | grep -E 'CY000(07|15|16|17|25):' | head -n 5)
 [ -z "$bad" ]
-check "scenario 1: no failed configuration test, probe or rollback logged" || diag "$bad"
+okif $? "scenario 1: no failed configuration test, probe or rollback logged" || diag "$bad"
 diag "scenario 1 done at $(elapsed)"
 
 # --- 2. A configuration that does not pass httpd -t ------------------------------
@@ -353,7 +328,7 @@ s2_from=$(now)
 rt_post_conf 2 "RolloutTestBrokenDirective on"
 "$POOL_HTTPD" -t -f "$POOL_DIR/proxy2/httpd.conf" >/dev/null 2>&1
 [ $? != 0 ]
-check "scenario 2: httpd -t now fails on proxy2's configuration"
+okif $? "scenario 2: httpd -t now fails on proxy2's configuration"
 d2=$(rt_daemon_pid 2)
 r2=$(restarts 2)
 echo "load-01.rollout.test" >"$work/s2-name"
@@ -362,7 +337,7 @@ old2=$(rt_served 2 "$work/s2-name")
 rt_issue "$work/s2-changes" s2-new-1.rollout.test s2-new-2.rollout.test \
     load-01.rollout.test
 wait_state 2 '^configtest-failed$' 30
-check "scenario 2: proxy2's status shows configtest-failed" || dump
+okif $? "scenario 2: proxy2's status shows configtest-failed" || dump
 if rt_wait_served "$work/s2-changes" "$RT_WAIT" 1 3; then
     ok "scenario 2: proxy1 and proxy3 rolled out the changes"
 else
@@ -371,7 +346,7 @@ else
 fi
 s2_mid=$(now)
 grep -q 'CY00007:' "$POOL_DIR/proxy2/logs/error_log"
-check "scenario 2: CY00007 (configuration test failed) in proxy2's error log"
+okif $? "scenario 2: CY00007 (configuration test failed) in proxy2's error log"
 is "$(rt_daemon_pid 2) $(restarts 2)" "$d2 $r2" \
     "scenario 2: proxy2 did not restart (same sync daemon, same restart count)"
 o=$(rt_out_samples "$work/samples" 2 "$s2_from" "$s2_mid")
@@ -410,7 +385,7 @@ EOF
 : >"$work/s3-changes"
 s3ok=s3-fine.rollout.test
 rt_issue "$work/s3-changes" "$shadow" "$s3ok"
-check "scenario 3: $shadow and $s3ok issued"
+okif $? "scenario 3: $shadow and $s3ok issued"
 # Until CY00015 is logged; the state may show rolled-back meanwhile.
 seen=
 end=$((SECONDS + RT_WAIT))
@@ -424,7 +399,7 @@ while [ $SECONDS -lt $end ]; do
     sleep 0.2
 done
 grep -q 'CY00015:' "$POOL_DIR/proxy3/logs/error_log"
-check "scenario 3: CY00015 (rolled back) in proxy3's error log" || dump
+okif $? "scenario 3: CY00015 (rolled back) in proxy3's error log" || dump
 t15=$(now)
 # Released, not left to expire: gone from the database within
 # CertSyncDrainTime + 3 s of the alert (it was renewed, for
@@ -438,12 +413,12 @@ if ! command -v sqlite3 >/dev/null 2>&1; then
     ok "scenario 3: lease released # SKIP no sqlite3"
 else
     [ -z "$l" ]
-    check "scenario 3: proxy3's lease released at once after the rollback" \
+    okif $? "scenario 3: proxy3's lease released at once after the rollback" \
         || diag "live lease: $l (now $(now))"
 fi
 grep -q "CY00017: probe after restart failed (.*$shadow" \
     "$POOL_DIR/proxy3/logs/error_log"
-check "scenario 3: CY00017 names the failing probe of $shadow" \
+okif $? "scenario 3: CY00017 names the failing probe of $shadow" \
     || diag "$(grep -E 'CY0001[57]' "$POOL_DIR/proxy3/logs/error_log" | cut -c1-240)"
 # The alert stays in the status (docs/mod_certsync.md: "state rolled-back
 # and last_rollout_failure"): look for it during the 2 s after CY00015,
@@ -558,7 +533,7 @@ else
             | sort -n | head -n 1 | awk '{ print $1 }')
     if [ -n "$first" ] && [ -n "$exp" ]; then
         awk -v f="$first" -v e="$exp" 'BEGIN { exit !(f >= e - 1) }'
-        check "scenario 4: the next lease was granted $(awk -v f="$first" -v k="$tk" 'BEGIN { printf "%.1f", f - k }') s after the kill, when the dead proxy's lease had expired ($(awk -v f="$first" -v e="$exp" 'BEGIN { printf "%+.1f", f - e }') s)"
+        okif $? "scenario 4: the next lease was granted $(awk -v f="$first" -v k="$tk" 'BEGIN { printf "%.1f", f - k }') s after the kill, when the dead proxy's lease had expired ($(awk -v f="$first" -v e="$exp" 'BEGIN { printf "%+.1f", f - e }') s)"
     else
         notok "scenario 4: the next lease after the lease expired"
         diag "first lease after the kill: ${first:-none}, dead lease: ${lease:-none}"
@@ -568,7 +543,7 @@ else
     c2=($(rt_load_counts "$(( ${tk%.*} + 3 ))" "$s4_to"))
     diag "scenario 4: ${c[0]} requests, ${c[1]} failed (connections open on the killed proxy can fail); ${c2[0]} requests started 3 s or more after the kill, ${c2[1]} failed"
     [ "${c2[0]}" -gt 0 ] && [ "${c2[1]}" = 0 ]
-    check "scenario 4: every request started 3 s after the kill or later succeeded (${c2[0]} requests, ${c2[1]} failed)" \
+    okif $? "scenario 4: every request started 3 s after the kill or later succeeded (${c2[0]} requests, ${c2[1]} failed)" \
         || diag "$(rt_load_failures "$(( ${tk%.*} + 3 ))" "$s4_to" | head -n 5)"
     # The dead proxy comes back: a fresh start serves its whole store.
     tr=$(now)
@@ -590,7 +565,7 @@ else
     sleep 1
     alerts=$(rt_log_lines "$victim" 'CY00015:' "$tr")
     [ -z "$alerts" ]
-    check "scenario 4: proxy$victim raises no rollback alert (nothing was rolled back)" \
+    okif $? "scenario 4: proxy$victim raises no rollback alert (nothing was rolled back)" \
         || diag "$(cut -c1-220 <<<"$alerts")"
     lease_check "scenario 4: no restart lease left in CertService's database"
 fi
@@ -617,7 +592,7 @@ else
         "CertSyncRestartTimeout $((s5_slow + 30))"
     : >"$work/s5-changes"
     rt_issue "$work/s5-changes" s5-slow-1.rollout.test load-03.rollout.test
-    check "scenario 5: two domains changed (one new, one re-issued)"
+    okif $? "scenario 5: two domains changed (one new, one re-issued)"
     if wait_state 1 '^probing$' "$RT_WAIT"; then
         tp=$(now)
         ok "scenario 5: proxy1 restarted and probes (its listener does not answer the probe)"
@@ -639,7 +614,7 @@ else
         is "$s" probing "scenario 5: proxy1 still probes $((RT_LEASE_TTL + 2)) s later (not rolled back on handshake timeouts)"
         if command -v sqlite3 >/dev/null 2>&1; then
             [ -n "$l2" ] && [ "${l1%% *}" = "${l2%% *}" ]
-            check "scenario 5: proxy1 still holds the same lease, renewed (was ${l1#* }, now expires ${l2#* })" \
+            okif $? "scenario 5: proxy1 still holds the same lease, renewed (was ${l1#* }, now expires ${l2#* })" \
                 || diag "lease before: ${l1:-none}, now: ${l2:-none} (now $(now))"
         else
             ok "scenario 5: lease renewed # SKIP no sqlite3"
@@ -657,9 +632,7 @@ else
         notok "scenario 5: proxy1 restarted and probes"
         dump
     fi
-    if rt_wait_served "$work/s5-changes" "$RT_WAIT" 1 2 3 \
-       && wait_state 1 '^idle$' 30 && wait_state 2 '^idle$' 30 \
-       && wait_state 3 '^idle$' 30; then
+    if served_and_idle "$work/s5-changes"; then
         ok "scenario 5: every proxy serves both changes, all idle"
     else
         notok "scenario 5: every proxy serves both changes, all idle"
@@ -669,15 +642,15 @@ else
     s5_to=$(now)
     l=$(rt_log_lines 1 'CY00022:' "$s5_from")
     [ -n "$l" ]
-    check "scenario 5: CY00022 (probe waits for the listener) in proxy1's log" \
+    okif $? "scenario 5: CY00022 (probe waits for the listener) in proxy1's log" \
         || dump
     l=$(rt_log_lines 1 'CY00014:' "$s5_from")
     [ -n "$l" ]
-    check "scenario 5: proxy1's rollout completed (CY00014)"
+    okif $? "scenario 5: proxy1's rollout completed (CY00014)"
     bad=$(for t in CY00015: CY00016: CY00017: CY00020: CY00025:; do
               rt_log_lines 1 "$t" "$s5_from"; done)
     [ -z "$bad" ]
-    check "scenario 5: no rollback, no lost lease (no CY00015/16/17/20/25)" \
+    okif $? "scenario 5: no rollback, no lost lease (no CY00015/16/17/20/25)" \
         || diag "$(cut -c1-240 <<<"$bad")"
     q=$(tr -d ' \n' 2>/dev/null <"$POOL_DIR/proxy1/store/quarantine.json")
     case $q in
@@ -709,13 +682,13 @@ for ((i = 0; i < RT_WAIT * 5; i++)); do
 done
 pool_lb_cmd "disable agent proxies/proxy2" >/dev/null
 [[ $(pool_lb_state 2 2>/dev/null) == DRAIN* ]]
-check "scenario 6: HAProxy shows proxy2 draining when its agent-check is stopped" || dump
+okif $? "scenario 6: HAProxy shows proxy2 draining when its agent-check is stopped" || dump
 wait_state 2 '^idle$' "$RT_WAIT"
-check "scenario 6: proxy2's rollout completed (idle, health ready)" || dump
+okif $? "scenario 6: proxy2's rollout completed (idle, health ready)" || dump
 sleep $((RT_DRAIN_TIME + 2))
 l=$(rt_lease_of proxy2)
 [ -n "$l" ]
-check "scenario 6: $((RT_DRAIN_TIME + 2)) s later proxy2 still holds its lease (HAProxy has not asked)" \
+okif $? "scenario 6: $((RT_DRAIN_TIME + 2)) s later proxy2 still holds its lease (HAProxy has not asked)" \
     || diag "$(states)"
 o=$(for i in 1 3; do pool_proxy_state $i; done | grep -cE '^(draining|restarting|probing|rolling-back)$')
 is "$o" 0 "scenario 6: then, no other proxy is out of rotation"
@@ -726,7 +699,7 @@ for ((i = 0; i < 25; i++)); do
     sleep 0.2
 done
 [ -z "$l" ] && [ "$(pool_lb_state 2 2>/dev/null)" = UP ]
-check "scenario 6: once HAProxy asks again, proxy2 is UP and its lease released within 5 s" \
+okif $? "scenario 6: once HAProxy asks again, proxy2 is UP and its lease released within 5 s" \
     || diag "lease: $l; $(states)"
 if rt_wait_served "$work/s6-changes" "$RT_WAIT" 1 2 3; then
     ok "scenario 6: every proxy serves the change"
@@ -745,7 +718,7 @@ diag "scenario 6 done at $(elapsed)"
 # the previous daemon let it go), and the load balancer always asked again.
 bad=$(grep -h -E 'CY000(13|39):' "$POOL_DIR"/proxy[123]/logs/error_log)
 [ -z "$bad" ]
-check "every agent listened and was asked after ready (no CY00013, CY00039)" \
+okif $? "every agent listened and was asked after ready (no CY00013, CY00039)" \
     || diag "$(cut -c1-240 <<<"$bad")"
 rt_load_stop
 rt_sampler_stop

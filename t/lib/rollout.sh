@@ -1,10 +1,10 @@
 # shellcheck shell=bash
 #
-# t/rollout/rollout-lib.sh: helpers for the staggered-restart tests
-# (t/rollout/e2e.sh) and benchmark (bench/rollout.sh), on top of
-# build/pool-lib.sh (which this file sources; it is not changed here).
+# t/lib/rollout.sh: helpers for the staggered-restart tests
+# (t/rollout/e2e.sh, t/dynamic/e2e.sh) and benchmarks (bench/rollout.sh,
+# bench/scale.sh), on top of t/lib/pool.sh (which this file sources, and
+# with it t/lib/certsuite.sh).
 #
-#   rt_pick_base [FIRST]      a free BASEPORT for pool_init (33 free ports)
 #   rt_start_pool DIR BASE    pool_init, PKI, CertService, backend, the
 #                             three proxies, HAProxy; then rt_patch_conf
 #   rt_patch_conf N           adds two IncludeOptional lines to proxy N's
@@ -57,8 +57,8 @@
 # fails if it does not end with a 200 (curl error, reset, timeout:
 # status 000).  Bounded: RT_LOAD_MAX requests per worker, RT_LOAD_SECONDS.
 
-# shellcheck source=../../build/pool-lib.sh
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/pool-lib.sh"
+# shellcheck source=pool.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pool.sh"
 
 RT_LOAD_NEW=${RT_LOAD_NEW:-2}
 RT_LOAD_KA=${RT_LOAD_KA:-2}
@@ -72,34 +72,6 @@ RT_SAMPLE_MS=${RT_SAMPLE_MS:-200}
 RT_LOAD_PIDS=()
 
 rt_now() { date +%s.%N | cut -c1-14; }
-
-# rt_pick_base [FIRST]: a base port with BASE..BASE+32 free on 127.0.0.1.
-# Above the kernel's ephemeral range (Linux: 32768-60999) where it can:
-# there a listener cannot collide with some client's outgoing connection.
-rt_pick_base() {
-    local b p busy tries lo=61000 hi=65400 range
-    range=$(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
-    if [ -n "$range" ] && [ "${range##*[[:space:]]}" -ge 65000 ] 2>/dev/null; then
-        lo=42000
-    fi
-    b=${1:-$((lo + ($$ % 100) * 40))}
-    for ((tries = 0; tries < 60; tries++)); do
-        [ $b -gt $hi ] && b=$lo
-        busy=0
-        for ((p = b; p <= b + 32; p++)); do
-            if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-                busy=1
-                break
-            fi
-        done
-        if [ $busy = 0 ]; then
-            echo "$b"
-            return 0
-        fi
-        b=$((b + 40))
-    done
-    return 1
-}
 
 rt_patch_conf() { # N
     local d=$POOL_DIR/proxy$1
@@ -117,8 +89,6 @@ rt_patch_conf() { # N
 
 rt_start_pool() { # DIR BASE
     local n
-    # The HTTPD of make (and of t/certsync/e2e.sh) for pool-lib.
-    [ -n "${HTTPD:-}" ] && [ -z "${POOL_HTTPD:-}" ] && POOL_HTTPD=$HTTPD
     pool_init "$1" "$2" || return 1
     pool_pki || return 1
     pool_start_certservice || return 1
@@ -256,19 +226,19 @@ rt_check_served() {
 # rt_post_conf N [LINES...]: proxy N's rollout-post.conf: the test's
 # CertSyncRestartTimeout, proxy-nokeepalive, then LINES.
 # proxy-nokeepalive: each proxy closes its backend connection after the
-# response.  With pool-lib's pooled connections (ProxyPass ttl=2, backend
+# response.  With pool.sh's pooled connections (ProxyPass ttl=2, backend
 # KeepAliveTimeout 15, backend MaxRequestWorkers 16) the idle connections
 # of three proxies fill the backend's connection slots: requests then wait
 # 5 to 10 s for one to free (AH00484 in the backend's log), and the tests
-# crawl.  With KeepAliveTimeout 5 and no ttl (pool-lib before), some
+# crawl.  With KeepAliveTimeout 5 and no ttl (pool.sh before), some
 # requests got a 502 instead (AH01102: a pooled connection the backend was
 # closing).  Neither is what these tests are about.  RT_BACKEND_REUSE=1
-# keeps pool-lib's pooled connections.
+# keeps pool.sh's pooled connections.
 rt_post_conf() {
     local n=$1
     shift
     {
-        echo "# written by t/rollout (rollout-lib.sh)"
+        echo "# written by t/rollout (t/lib/rollout.sh)"
         echo "CertSyncRestartTimeout ${RT_RESTART_TIMEOUT:-12}"
         if [ -z "${RT_BACKEND_REUSE:-}" ]; then
             if ! grep -q '^ *mod_env\.c$' <<<"$POOL_COMPILED"; then
@@ -339,8 +309,10 @@ rt_load_stop() {
     [ ${#RT_LOAD_PIDS[@]} -gt 0 ] || return 0
     touch "$RT_LOAD_DIR/stop" 2>/dev/null
     for pid in "${RT_LOAD_PIDS[@]}"; do
-        kill -0 "$pid" 2>/dev/null && [ ! -d "$RT_LOAD_DIR" ] && kill "$pid"
-        wait "$pid" 2>/dev/null
+        if kill -0 "$pid" 2>/dev/null && [ ! -d "$RT_LOAD_DIR" ]; then
+            kill "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
     done
     RT_LOAD_PIDS=()
 }
@@ -463,14 +435,19 @@ function out(lb, st) {
     return 0
 }'
 
+# _RT_COUNT_AWK: n, the proxies out of rotation in this sample (but SKIP),
+# for the samples from FROM to TO
+_RT_COUNT_AWK=$_RT_OUT_AWK'
+NF >= 7 && $1 >= from && $1 < to {
+    n = 0
+    for (i = 1; i <= 3; i++)
+        if (i != skip && out($(i + 1), $(i + 4))) n++
+'
+
 # rt_max_out FILE [FROM [TO [SKIP]]]: "MAX SAMPLES"
 rt_max_out() {
     awk -v from="${2:-0}" -v to="${3:-9999999999}" -v skip="${4:-0}" \
-        "$_RT_OUT_AWK"'
-        NF >= 7 && $1 >= from && $1 < to {
-            n = 0
-            for (i = 1; i <= 3; i++)
-                if (i != skip && out($(i + 1), $(i + 4))) n++
+        "$_RT_COUNT_AWK"'
             if (n > max) max = n
             samples++
         }
@@ -487,11 +464,7 @@ rt_out_samples() {
 # rt_overlaps FILE [FROM [TO [SKIP]]]: the samples with more than one out
 rt_overlaps() {
     awk -v from="${2:-0}" -v to="${3:-9999999999}" -v skip="${4:-0}" \
-        "$_RT_OUT_AWK"'
-        NF >= 7 && $1 >= from && $1 < to {
-            n = 0
-            for (i = 1; i <= 3; i++)
-                if (i != skip && out($(i + 1), $(i + 4))) n++
+        "$_RT_COUNT_AWK"'
             if (n > 1) print
         }' "$1"
 }

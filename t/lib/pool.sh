@@ -1,8 +1,11 @@
 # shellcheck shell=bash
 #
-# build/pool-lib.sh: the demo pool on loopback, as a sourced bash library
-# (build/demo.sh, end-to-end tests).  Source it, then:
+# t/lib/pool.sh: the demo pool on loopback, as a sourced bash library
+# (build/demo.sh, t/dynamic, bench/scale.sh; t/lib/rollout.sh builds on it).
+# It sources t/lib/certsuite.sh (find_prog, cs_find_httpd, cs_find_moddir,
+# cs_run_user, port_free, wait_port, write_cs_conf, ...).  Source it, then:
 #
+#   pool_pick_base [FIRST]   a free BASEPORT (BASEPORT..+32 free)
 #   pool_init DIR BASEPORT   set the POOL_* variables; DIR is created (or
 #                            made by mktemp when empty); ports BASEPORT ..
 #                            BASEPORT+32 (see "Ports" below); finds httpd,
@@ -92,34 +95,19 @@
 # processes of 8 threads each, 2).
 
 POOL_LIB_SOURCE=${BASH_SOURCE[0]}
+# shellcheck source=certsuite.sh
+. "$(dirname "$POOL_LIB_SOURCE")/certsuite.sh"
 
 # --- setup -------------------------------------------------------------------
 
-_pool_find_prog() { # name...: the first found, also in sbin dirs
-    local name d
-    for name in "$@"; do
-        if command -v "$name" >/dev/null 2>&1; then
-            command -v "$name"
-            return 0
-        fi
-        for d in /usr/sbin /usr/local/sbin /usr/bin /usr/local/bin; do
-            if [ -x "$d/$name" ]; then
-                echo "$d/$name"
-                return 0
-            fi
-        done
-    done
-    return 1
-}
-
 pool_init() { # DIR BASEPORT
-    local dir=${1:-} base=${2:-} apxs sbindir target m
+    local dir=${1:-} base=${2:-} m APXS=${APXS:-} HTTPD=${POOL_HTTPD:-${HTTPD:-}}
     if [ -z "$base" ] || ! [ "$base" -gt 1024 ] 2>/dev/null \
        || [ "$base" -gt 65500 ]; then
         echo "pool_init: BASEPORT must be 1025..65500" >&2
         return 1
     fi
-    POOL_TOP=$(cd "$(dirname "$POOL_LIB_SOURCE")/.." && pwd)
+    POOL_TOP=$(cd "$(dirname "$POOL_LIB_SOURCE")/../.." && pwd)
     if [ -z "$dir" ]; then
         dir=$(mktemp -d "${TMPDIR:-/tmp}/certsuite-pool.XXXXXX") || return 1
     fi
@@ -135,43 +123,26 @@ pool_init() { # DIR BASEPORT
     POOL_CERTSYNC_POOL=demo
     POOL_PKI=$POOL_DIR/pki
 
-    apxs=$(_pool_find_prog apxs apxs2 || true)
-    POOL_HTTPD=${POOL_HTTPD:-}
-    if [ -z "$POOL_HTTPD" ] && [ -n "$apxs" ]; then
-        sbindir=$("$apxs" -q SBINDIR 2>/dev/null || true)
-        target=$("$apxs" -q TARGET 2>/dev/null || true)
-        [ -x "$sbindir/$target" ] && POOL_HTTPD=$sbindir/$target
-    fi
-    [ -n "$POOL_HTTPD" ] || POOL_HTTPD=$(_pool_find_prog apache2 httpd || true)
-    if [ -z "$POOL_HTTPD" ]; then
+    if ! cs_find_httpd; then
         echo "pool_init: no httpd (install apache2-dev, or set POOL_HTTPD)" >&2
         return 1
     fi
-    POOL_MODDIR=
-    for m in ${apxs:+"$("$apxs" -q LIBEXECDIR 2>/dev/null)"} \
-             /usr/lib/apache2/modules /usr/lib64/httpd/modules \
-             /usr/lib/httpd/modules /usr/local/apache2/modules; do
-        if [ -n "$m" ] && [ -f "$m/mod_ssl.so" ]; then
-            POOL_MODDIR=$m
-            break
-        fi
-    done
-    if [ -z "$POOL_MODDIR" ]; then
+    POOL_HTTPD=$HTTPD
+    if ! cs_find_moddir; then
         echo "pool_init: no httpd modules directory with mod_ssl.so" >&2
         return 1
     fi
-    POOL_HAPROXY=$(_pool_find_prog haproxy || true)
+    POOL_MODDIR=$moddir
+    POOL_HAPROXY=$(find_prog haproxy || true)
     for m in proxy_protocol certservice certsync macro_gen; do
         if [ ! -f "$POOL_TOP/mod_$m/.libs/mod_$m.so" ]; then
             echo "pool_init: mod_$m is not built (make)" >&2
             return 1
         fi
     done
-    POOL_USER='' POOL_GROUP=''
-    if [ "$(id -u)" = 0 ]; then
-        POOL_USER=nobody
-        POOL_GROUP=nogroup
-        getent group nogroup >/dev/null 2>&1 || POOL_GROUP=nobody
+    cs_run_user
+    POOL_USER=$run_user POOL_GROUP=$run_group
+    if [ -n "$POOL_USER" ]; then
         chmod 755 "$POOL_DIR"
     fi
     POOL_SYNC_INTERVAL=${POOL_SYNC_INTERVAL:-2 1}
@@ -179,6 +150,8 @@ pool_init() { # DIR BASEPORT
     POOL_LEASE_TTL=${POOL_LEASE_TTL:-10}
     POOL_LOGLEVEL=${POOL_LOGLEVEL:-warn certsync:info proxy_protocol:info}
     POOL_COMPILED=$("$POOL_HTTPD" -l 2>/dev/null)
+    # what load, cs_conf_mpm, cs_conf_user (t/lib/certsuite.sh) read
+    compiled=$POOL_COMPILED
     POOL_ISSUER=${POOL_ISSUER:-local}
     POOL_TRUST_CA=$POOL_PKI/ca.crt
 }
@@ -201,24 +174,16 @@ pool_start_acme() {
         echo "pool_start_acme: cannot make pebble's certificates" >&2
         return 1
     }
-    printf '%s\n' '{"pebble": {' \
-        "\"listenAddress\": \"127.0.0.1:$((POOL_BASE + 4))\"," \
-        "\"managementListenAddress\": \"127.0.0.1:$((POOL_BASE + 5))\"," \
-        "\"certificate\": \"$POOL_PKI/acme-tls.crt\"," \
-        "\"privateKey\": \"$POOL_PKI/acme-tls.key\"," \
-        "\"httpPort\": $((POOL_BASE + 9)), \"tlsPort\": $((POOL_BASE + 8))," \
-        '"ocspResponderURL": "", "externalAccountBindingRequired": false}}' \
-        >"$d/pebble.json"
-    pebble-challtestsrv -dns01 "127.0.0.1:$((POOL_BASE + 6))" \
-        -management "127.0.0.1:$((POOL_BASE + 7))" -http01 "" -https01 "" \
-        -tlsalpn01 "" -defaultIPv4 127.0.0.1 -defaultIPv6 "" \
-        >"$d/challtestsrv.log" 2>&1 &
+    pebble_conf $((POOL_BASE + 4)) $((POOL_BASE + 5)) $((POOL_BASE + 9)) \
+        $((POOL_BASE + 8)) "$POOL_PKI" >"$d/pebble.json"
+    start_challtestsrv $((POOL_BASE + 6)) $((POOL_BASE + 7)) \
+        "$d/challtestsrv.log"
     echo $! >"$d/challtestsrv.pid"
     PEBBLE_VA_NOSLEEP=1 PEBBLE_VA_ALWAYS_VALID='' pebble -config "$d/pebble.json" \
         -dnsserver "127.0.0.1:$((POOL_BASE + 6))" >"$d/pebble.log" 2>&1 &
     echo $! >"$d/pebble.pid"
-    if ! pool_wait_port $((POOL_BASE + 4)) 10 \
-       || ! pool_wait_port $((POOL_BASE + 5)) 10; then
+    if ! wait_port $((POOL_BASE + 4)) 10 \
+       || ! wait_port $((POOL_BASE + 5)) 10; then
         tail -n 5 "$d/pebble.log" >&2
         echo "pool_start_acme: pebble did not start" >&2
         return 1
@@ -233,6 +198,34 @@ pool_start_acme() {
     fi
     chmod 644 "$POOL_PKI/pebble-root.pem"
     POOL_TRUST_CA=$POOL_PKI/pebble-root.pem
+}
+
+# pool_pick_base [FIRST]: a base port with BASE..BASE+32 free on 127.0.0.1.
+# Above the kernel's ephemeral range (Linux: 32768-60999) where it can:
+# there a listener cannot collide with some client's outgoing connection.
+pool_pick_base() {
+    local b p busy tries lo=61000 hi=65400 range
+    range=$(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+    if [ -n "$range" ] && [ "${range##*[[:space:]]}" -ge 65000 ] 2>/dev/null; then
+        lo=42000
+    fi
+    b=${1:-$((lo + ($$ % 100) * 40))}
+    for ((tries = 0; tries < 60; tries++)); do
+        [ $b -gt $hi ] && b=$lo
+        busy=0
+        for ((p = b; p <= b + 32; p++)); do
+            if ! port_free "$p"; then
+                busy=1
+                break
+            fi
+        done
+        if [ $busy = 0 ]; then
+            echo "$b"
+            return 0
+        fi
+        b=$((b + 40))
+    done
+    return 1
 }
 
 # Ports of proxy N: pool_proxy_port N tls|status|agent
@@ -271,40 +264,22 @@ pool_pki() {
 
 # --- httpd instances -----------------------------------------------------------
 
-_pool_load() { # module_name file.so: LoadModule unless compiled in
-    local src=${2#mod_}
-    src=mod_${src%.so}.c
-    if ! grep -q "^ *$src\$" <<<"$POOL_COMPILED"; then
-        echo "LoadModule $1 $POOL_MODDIR/$2"
-    fi
-}
-
 _pool_common_conf() { # dir name
-    local d=$1 m
+    local d=$1
     cat <<EOF
-# $2, generated by build/pool-lib.sh
+# $2, generated by t/lib/pool.sh
 ServerRoot "$d"
 ServerName $2.pool.invalid
 PidFile "$d/run/httpd.pid"
 DefaultRuntimeDir "$d/run"
 ErrorLog "$d/logs/error_log"
 EOF
-    if ! grep -qE '^ *(event|worker|prefork)\.c$' <<<"$POOL_COMPILED"; then
-        for m in event worker prefork; do
-            if [ -f "$POOL_MODDIR/mod_mpm_$m.so" ]; then
-                echo "LoadModule mpm_${m}_module $POOL_MODDIR/mod_mpm_$m.so"
-                break
-            fi
-        done
-    fi
-    _pool_load unixd_module mod_unixd.so
-    _pool_load log_config_module mod_log_config.so
-    _pool_load authz_core_module mod_authz_core.so
-    _pool_load authz_host_module mod_authz_host.so
-    if [ -n "$POOL_USER" ]; then
-        echo "User $POOL_USER"
-        echo "Group $POOL_GROUP"
-    fi
+    cs_conf_mpm
+    load unixd_module mod_unixd.so
+    load log_config_module mod_log_config.so
+    load authz_core_module mod_authz_core.so
+    load authz_host_module mod_authz_host.so
+    cs_conf_user
     cat <<EOF
 # ServerLimit: twice the processes MaxRequestWorkers needs, so that a
 # graceful restart finds free scoreboard slots while the old generation's
@@ -327,24 +302,10 @@ Timeout 30
 EOF
 }
 
-_pool_port_busy() { # port: something listens on 127.0.0.1:port
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# pool_wait_port PORT [SECONDS]: until something listens there
-pool_wait_port() {
-    local i n=$(( ${2:-10} * 10 ))
-    for ((i = 0; i < n; i++)); do
-        _pool_port_busy "$1" && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 _pool_start_httpd() { # dir port-to-wait-for
     local d=$1 p
     for p in "${@:2}"; do
-        if _pool_port_busy "$p"; then
+        if ! port_free "$p"; then
             echo "pool: port $p on 127.0.0.1 is already in use" \
                  "(choose another BASEPORT)" >&2
             return 1
@@ -359,7 +320,7 @@ _pool_start_httpd() { # dir port-to-wait-for
         return 1
     fi
     for p in "${@:2}"; do
-        if ! pool_wait_port "$p" 10; then
+        if ! wait_port "$p" 10; then
             tail -n 20 "$d/logs/error_log" >&2 2>/dev/null
             echo "pool: httpd ($d) does not listen on $p" >&2
             return 1
@@ -380,34 +341,18 @@ _pool_mkdirs() { # dir: logs, run (and readable by the children)
     chmod 755 "$1" "$1/logs" "$1/run"
 }
 
-_pool_issuer_conf() { # CertService's issuer directives
-    if [ "$POOL_ISSUER" = acme ]; then
-        echo "    CertServiceACMEDirectory https://127.0.0.1:$((POOL_BASE + 4))/dir"
-        echo "    CertServiceACMECA \"$POOL_PKI/acme-tls-ca.crt\""
-        echo "    CertServiceACMEAccountSeal \"$POOL_PKI/seal.crt\" \"$POOL_PKI/seal.key\""
-        echo "    CertServiceACMEContact mailto:demo@example.org"
-    else
-        echo "    CertServiceLocalCA \"$POOL_PKI/ca.crt\" \"$POOL_PKI/ca.key\""
-    fi
+_pool_relay_conf() { # N cert: proxy N's http-01 relay (POOL_ISSUER=acme)
+    [ "$POOL_ISSUER" = acme ] || return 0
+    acme_relay_vhost $(($(pool_proxy_port "$1" tls) + 3)) "$POOL_CS_PORT" \
+        "$2" "proxy$1-acme.pool.invalid" "$POOL_PKI"
 }
 
-_pool_relay_conf() { # N cert: proxy N's http-01 relay (POOL_ISSUER=acme)
-    local p
-    [ "$POOL_ISSUER" = acme ] || return 0
-    p=$(($(pool_proxy_port "$1" tls) + 3))
-    cat <<EOF
-# http-01 (docs/acme-relay.md): HAProxy's "port 80" comes here, any host.
-Listen 127.0.0.1:$p http
-<VirtualHost 127.0.0.1:$p>
-    ServerName proxy$1-acme.pool.invalid
-    ProxyProtocol Off
-    SSLProxyEngine on
-    SSLProxyVerify require
-    SSLProxyCACertificateFile "$POOL_PKI/clients-ca.crt"
-    SSLProxyMachineCertificateFile "$POOL_PKI/$2.pem"
-    ProxyPass /.well-known/acme-challenge/ https://localhost:$POOL_CS_PORT/acme-challenge/ timeout=10
-</VirtualHost>
-EOF
+# CertService's server part (write_cs_conf's common=): the pool's layout
+_pool_cs_common() { # DIR TIMEOUT
+    _pool_common_conf "$1" certservice
+    load socache_shmcb_module mod_socache_shmcb.so
+    load ssl_module mod_ssl.so
+    echo "SSLSessionCache \"shmcb:$1/run/ssl_scache(512000)\""
 }
 
 pool_start_certservice() {
@@ -416,37 +361,15 @@ pool_start_certservice() {
     mkdir -p "$d/db"
     # The children write the database.
     [ -n "$POOL_USER" ] && chown "$POOL_USER:$POOL_GROUP" "$d/db"
-    {
-        _pool_common_conf "$d" certservice
-        _pool_load socache_shmcb_module mod_socache_shmcb.so
-        _pool_load ssl_module mod_ssl.so
-        _pool_load dbd_module mod_dbd.so
-        cat <<EOF
-LoadModule certservice_module "$POOL_TOP/mod_certservice/.libs/mod_certservice.so"
-LogLevel warn certservice:notice
-SSLSessionCache "shmcb:$d/run/ssl_scache(512000)"
-DBDriver sqlite3
-DBDParams "$d/db/certservice.db"
-
-Listen 127.0.0.1:$POOL_CS_PORT
-<VirtualHost 127.0.0.1:$POOL_CS_PORT>
-    ServerName localhost
-    SSLEngine on
-    SSLCertificateFile    "$POOL_PKI/tls.crt"
-    SSLCertificateKeyFile "$POOL_PKI/tls.key"
-    SSLCACertificateFile  "$POOL_PKI/clients-ca.crt"
-    SSLVerifyClient require
-    SSLVerifyDepth 2
-    CertServiceWrapCertificate "$POOL_PKI/wrap1.crt"
-$(_pool_issuer_conf)
-    CertServiceMaxUnavailable 1
-    Include "$POOL_PKI/roles.conf"
-    <Location />
-        SetHandler certservice
-    </Location>
-</VirtualHost>
-EOF
-    } >"$d/httpd.conf"
+    local acme=
+    if [ "$POOL_ISSUER" = acme ]; then
+        acme=https://127.0.0.1:$((POOL_BASE + 4))/dir
+    fi
+    CS_MODULE=$POOL_TOP/mod_certservice/.libs/mod_certservice.so \
+    write_cs_conf "$d" "$POOL_CS_PORT" pki="$POOL_PKI" common=_pool_cs_common \
+        db="$d/db/certservice.db" acme="$acme" vhost="$(
+            [ -z "$acme" ] || echo "CertServiceACMEContact mailto:demo@example.org"
+            echo "CertServiceMaxUnavailable 1")" || return 1
     _pool_start_httpd "$d" "$POOL_CS_PORT" || return 1
     # The first request makes the schema.
     if [ "$(pool_cs_curl admin "/v1/domains?limit=1" -o /dev/null \
@@ -471,9 +394,9 @@ HTML
     chmod 644 "$d/htdocs/index.shtml"
     {
         _pool_common_conf "$d" backend
-        _pool_load mime_module mod_mime.so
-        _pool_load include_module mod_include.so
-        _pool_load dir_module mod_dir.so
+        load mime_module mod_mime.so
+        load include_module mod_include.so
+        load dir_module mod_dir.so
         cat <<EOF
 LogLevel warn
 KeepAliveTimeout 15
@@ -513,13 +436,13 @@ pool_start_proxy() { # N
     _pool_mkdirs "$d" || return 1
     {
         _pool_common_conf "$d" "proxy$n"
-        _pool_load socache_shmcb_module mod_socache_shmcb.so
-        _pool_load ssl_module mod_ssl.so
-        _pool_load headers_module mod_headers.so
-        _pool_load proxy_module mod_proxy.so
-        _pool_load proxy_http_module mod_proxy_http.so
-        _pool_load status_module mod_status.so
-        _pool_load macro_module mod_macro.so
+        load socache_shmcb_module mod_socache_shmcb.so
+        load ssl_module mod_ssl.so
+        load headers_module mod_headers.so
+        load proxy_module mod_proxy.so
+        load proxy_http_module mod_proxy_http.so
+        load status_module mod_status.so
+        load macro_module mod_macro.so
         cat <<EOF
 LoadModule proxy_protocol_module "$POOL_TOP/mod_proxy_protocol/.libs/mod_proxy_protocol.so"
 LoadModule macro_gen_module "$POOL_TOP/mod_macro_gen/.libs/mod_macro_gen.so"
@@ -531,19 +454,11 @@ CustomLog "$d/logs/access_log" pool
 
 # Certificates from CertService (mod_certsync); rollouts staggered by the
 # pool's restart leases, drained through HAProxy's agent-check.
-CertSyncServiceURL        $POOL_CS_URL
-CertSyncServiceCA         "$POOL_PKI/clients-ca.crt"
-CertSyncClientCertificate "$POOL_PKI/$cert.crt" "$POOL_PKI/$cert.key"
-CertSyncWrappingKey       "$POOL_PKI/wrap1.crt" "$POOL_PKI/wrap1.key"
-CertSyncStoreDir          "$d/store"
-CertSyncInterval          $POOL_SYNC_INTERVAL
-CertSyncPool              $POOL_CERTSYNC_POOL
-CertSyncHost              proxy$n
-CertSyncProbe             127.0.0.1:$tls
-CertSyncAgent             127.0.0.1:$agent
-CertSyncDrainTime         $POOL_DRAIN_TIME
-CertSyncLeaseTTL          $POOL_LEASE_TTL
-CertSyncRestartTimeout    60
+$(certsync_conf url="$POOL_CS_URL" pki="$POOL_PKI" cert="$cert" \
+      store="$d/store" interval="$POOL_SYNC_INTERVAL" \
+      pool="$POOL_CERTSYNC_POOL" host="proxy$n" probe="127.0.0.1:$tls" \
+      agent="127.0.0.1:$agent" drain="$POOL_DRAIN_TIME" \
+      ttl="$POOL_LEASE_TTL" restart=60)
 
 # The TLS listener: every connection from the load balancer ($POOL_LB_ADDR)
 # starts with a PROXY header; 127.0.0.1 (the certsync probe, direct
@@ -563,6 +478,21 @@ EOF
         _pool_status_vhost "$d" "$n" "$status"
     } >"$d/httpd.conf"
     _pool_start_httpd "$d" "$status" "$tls"
+}
+
+# _pool_to_backend N INDENT: a TLS virtual host's way to the backend, with
+# the headers the backend's page shows
+_pool_to_backend() {
+    sed "s/^/$2/" <<EOF
+ProxyPreserveHost On
+# ttl=2: an idle pooled connection is not reused after 2s, well
+# before the backend's KeepAliveTimeout (15s) closes it (a reuse
+# racing that close answers 502).
+ProxyPass / http://127.0.0.1:$POOL_BACKEND_PORT/ ttl=2
+RequestHeader set X-Proxy "proxy$1"
+RequestHeader set X-Load-Balancer "%{PROXY_PROTOCOL_PEER_ADDR}e"
+RequestHeader set X-TLS "%{SSL_PROTOCOL}s, SNI %{SSL_TLS_SNI}s, certificate serial %{SSL_SERVER_M_SERIAL}s"
+EOF
 }
 
 # Dynamic activation: one catch-all TLS virtual host serves every domain of
@@ -585,11 +515,7 @@ CertSyncCacheSize  ${POOL_CACHE_SIZE:-10000}
     SSLCertificateFile    "$POOL_PKI/fallback.crt"
     SSLCertificateKeyFile "$POOL_PKI/fallback.key"
     CertSyncCatchAll On
-    ProxyPreserveHost On
-    ProxyPass / http://127.0.0.1:$POOL_BACKEND_PORT/ ttl=2
-    RequestHeader set X-Proxy "proxy$1"
-    RequestHeader set X-Load-Balancer "%{PROXY_PROTOCOL_PEER_ADDR}e"
-    RequestHeader set X-TLS "%{SSL_PROTOCOL}s, SNI %{SSL_TLS_SNI}s, certificate serial %{SSL_SERVER_M_SERIAL}s"
+$(_pool_to_backend "$1" "    ")
 </VirtualHost>
 EOF
 }
@@ -617,14 +543,7 @@ _pool_macro_vhosts() { # DIR N TLSPORT
         SSLEngine on
         SSLCertificateFile    \$certdir/fullchain.pem
         SSLCertificateKeyFile \$certdir/privkey.pem
-        ProxyPreserveHost On
-        # ttl=2: an idle pooled connection is not reused after 2s, well
-        # before the backend's KeepAliveTimeout (15s) closes it (a reuse
-        # racing that close answers 502).
-        ProxyPass / http://127.0.0.1:$POOL_BACKEND_PORT/ ttl=2
-        RequestHeader set X-Proxy "proxy$n"
-        RequestHeader set X-Load-Balancer "%{PROXY_PROTOCOL_PEER_ADDR}e"
-        RequestHeader set X-TLS "%{SSL_PROTOCOL}s, SNI %{SSL_TLS_SNI}s, certificate serial %{SSL_SERVER_M_SERIAL}s"
+$(_pool_to_backend "$n" "        ")
     </VirtualHost>
 </Macro>
 MacroGenerate TLSHost "$d/store/manifest"
@@ -658,15 +577,8 @@ EOF
 }
 
 _pool_stop_httpd() { # dir
-    local d=$1 pid i dpid
-    pid=$(cat "$d/run/httpd.pid" 2>/dev/null || true)
-    if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    local d=$1 i dpid
+    stop_pid "$(cat "$d/run/httpd.pid" 2>/dev/null || true)"
     rm -f "$d/run/httpd.pid"
     # Sync daemons stop within a second of their parent; one whose parent
     # had to be killed is stopped here (only ours: its command line names
@@ -699,7 +611,7 @@ pool_start_haproxy() {
         return 1
     fi
     mkdir -p "$d"
-    if _pool_port_busy "$POOL_LB_PORT" || _pool_port_busy "$POOL_LB_STATS_PORT"
+    if ! port_free "$POOL_LB_PORT" || ! port_free "$POOL_LB_STATS_PORT"
     then
         echo "pool_start_haproxy: port $POOL_LB_PORT or $POOL_LB_STATS_PORT" \
              "is already in use" >&2
@@ -707,7 +619,7 @@ pool_start_haproxy() {
     fi
     {
         cat <<EOF
-# generated by build/pool-lib.sh
+# generated by t/lib/pool.sh
 global
     pidfile $d/haproxy.pid
     stats socket $d/haproxy.sock level admin
@@ -764,7 +676,7 @@ EOF
         cat "$d/haproxy.log" >&2
         return 1
     fi
-    pool_wait_port "$POOL_LB_PORT" 10 || {
+    wait_port "$POOL_LB_PORT" 10 || {
         echo "pool_start_haproxy: HAProxy does not listen" >&2
         return 1
     }
@@ -817,11 +729,7 @@ pool_lb_state() {
 
 # pool_cs_curl WHO PATH [curl args...]
 pool_cs_curl() {
-    local who=$1 path=$2
-    shift 2
-    curl -sS --noproxy '*' --max-time 30 --cacert "$POOL_PKI/clients-ca.crt" \
-        --cert "$POOL_PKI/$who.crt" --key "$POOL_PKI/$who.key" "$@" \
-        --url "$POOL_CS_URL$path"
+    pki=$POOL_PKI cs_curl "$1" "$POOL_CS_PORT" "${@:2}"
 }
 
 # pool_json_get KEY: the first "KEY": value (string or number) on stdin
@@ -919,24 +827,18 @@ pool_log_tail() {
 # --- stopping ------------------------------------------------------------------
 
 pool_stop_all() {
-    local pid n
+    local n d
     [ -n "${POOL_DIR:-}" ] || return 0
-    pid=$(cat "$POOL_DIR/haproxy/haproxy.pid" 2>/dev/null || true)
-    if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
-        for ((n = 0; n < 50; n++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-    fi
+    # HAProxy: 5 s to stop, then it is left alone (SIGCONT: a no-op)
+    stop_pid "$(cat "$POOL_DIR/haproxy/haproxy.pid" 2>/dev/null || true)" 50 CONT
     rm -f "$POOL_DIR/haproxy/haproxy.pid"
-    for n in 1 2 3; do
-        [ -d "$POOL_DIR/proxy$n" ] && _pool_stop_httpd "$POOL_DIR/proxy$n"
+    for d in proxy1 proxy2 proxy3 backend cs; do
+        if [ -d "$POOL_DIR/$d" ]; then
+            _pool_stop_httpd "$POOL_DIR/$d"
+        fi
     done
-    [ -d "$POOL_DIR/backend" ] && _pool_stop_httpd "$POOL_DIR/backend"
-    [ -d "$POOL_DIR/cs" ] && _pool_stop_httpd "$POOL_DIR/cs"
     for n in pebble challtestsrv; do
-        pid=$(cat "$POOL_DIR/acme/$n.pid" 2>/dev/null || true)
-        [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+        stop_pids "$(cat "$POOL_DIR/acme/$n.pid" 2>/dev/null || true)"
         rm -f "$POOL_DIR/acme/$n.pid"
     done
     return 0
