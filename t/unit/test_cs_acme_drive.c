@@ -16,6 +16,8 @@
  * download, keyChange, renewalInfo, and problem documents (rateLimited
  * with Retry-After).  The pre-check's probe goes through a second fake
  * transport (probe_http), the name resolved by a DNS server on loopback.
+ * The CA settles every state at once, so the client's polls never sleep.
+ * No case needs the drive's ops table played by the test any more.
  *
  * Cases: an order that succeeds (http-01 answered from the store, the
  * bundle stored sealed, the account made once); an invalid challenge;
@@ -581,7 +583,8 @@ static apr_status_t ca_post(cs_http_resp_t *resp, const cs_http_req_t *req,
     if (strcmp(url, CA "/key-change") == 0) {
         return key_change(resp, p, acct, payload);
     }
-    if (!(o = order_of(url, CA "/order/")) && !(o = order_of(url, CA "/authz/"))
+    if (!(o = order_of(url, CA "/order/"))
+        && !(o = order_of(url, CA "/authz/"))
         && !(o = order_of(url, CA "/chall/"))
         && !(o = order_of(url, CA "/cert/"))) {
         return problem(resp, p, 404, "malformed", "no such resource");
