@@ -1,25 +1,43 @@
 /*
  * test_cs_acme_drive.c: unit tests of CertService's ACME job
- * (mod_certservice/cs_acme_drive.c) against a scripted CA, on a real
- * SQLite store in a temporary file, with a clock of the test's own.
+ * (mod_certservice/cs_acme_drive.c) end to end through the real ACME
+ * client (lib/cs_acme*.c, the production ops cs_acme_client_ops) over the
+ * fake transport (fake_http.h), on a real SQLite store in a temporary
+ * file, with a clock of the test's own.
  *
- * The CA is played through the drive's client ops table
- * (cs_acme_ops_t): lib/cs_acme.c cannot take a transport (lib/cs_http.h)
- * on this branch yet.  Once it can, these cases can run the real client
- * over t/unit/fake_http.h instead; what they check stays the same.
+ * The fake plays an RFC 8555 CA at the HTTP level: directory (with and
+ * without renewalInfo), newNonce and Replay-Nonce (each nonce good once),
+ * newAccount (a key's account found again, or made), every other POST
+ * checked as a JWS signed by the account's key for its kid (an unknown kid
+ * is accountDoesNotExist), newOrder, the authorization and its http-01
+ * challenge (validated by reading the key authorization from the store,
+ * as GET /.well-known/acme-challenge/TOKEN through the proxies would),
+ * finalize (the certificate issued for the CSR's key), the certificate
+ * download, keyChange, renewalInfo, and problem documents (rateLimited
+ * with Retry-After).  The pre-check's probe goes through a second fake
+ * transport (probe_http), the name resolved by a DNS server on loopback.
+ * The CA settles every state at once, so the client's polls never sleep.
+ * No case needs the drive's ops table played by the test any more.
  *
  * Cases: an order that succeeds (http-01 answered from the store, the
  * bundle stored sealed, the account made once); an invalid challenge;
  * rateLimited with Retry-After (the job and the cluster-wide limiter
- * wait); the renewal time inside an ARI window, and by lifetime fraction
- * without ARI for two different lifetimes (nothing assumes 90 days); a
- * renewal that names the certificate it replaces; account
- * re-registration (the CA forgot the account; another instance rolled
- * the key over); backoff growth and cap; the pre-check.
+ * wait); the renewal time by lifetime fraction without ARI for two
+ * different lifetimes (nothing assumes 90 days), inside an ARI window, and
+ * a renewal that names the certificate it replaces; account
+ * re-registration (the CA forgot the account; another instance rolled the
+ * key over with keyChange); backoff growth and cap; the pre-check.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <apr_dbd.h>
 #include <apr_file_io.h>
@@ -27,18 +45,26 @@
 #include <apr_hash.h>
 #include <apr_strings.h>
 #include <apr_time.h>
+#include <jansson.h>
 
+#include <openssl/core_names.h>
 #include <openssl/x509v3.h>
 
 #include "cs_acme_drive.h"
 #include "cs_crypto.h"
+#include "cs_http.h"
 #include "cs_jws.h"
-#include "cs_sched.h"
 #include "cs_store.h"
 #include "cs_x509.h"
+#include "fake_http.h"
 #include "unit.h"
 
 #define DAY 86400
+#define CA          "https://ca.test"
+#define DIR_URL     CA "/directory"         /* a CA without renewalInfo */
+#define ARI_DIR_URL CA "/ari/directory"     /* the same CA, with it */
+#define ACME_ERR    "urn:ietf:params:acme:error:"
+#define STARTS(s, prefix) (strncmp((s), (prefix), strlen(prefix)) == 0)
 
 static apr_pool_t *root;
 static cs_db_t db;
@@ -46,164 +72,646 @@ static apr_int64_t clock_now;   /* the drive's clock */
 static int logged_errors;
 
 /* ------------------------------------------------------------------ */
-/* The scripted CA                                                     */
+/* The fake CA, at the HTTP level                                      */
 /* ------------------------------------------------------------------ */
 
 typedef enum {
-    CA_VALID,                   /* the challenge validates */
-    CA_INVALID,                 /* the CA says the challenge failed */
-    CA_RATE_LIMITED             /* 429 rateLimited with Retry-After */
+    CA_VALID,                   /* the challenge validates if served */
+    CA_INVALID,                 /* the CA cannot reach the domain */
+    CA_RATE_LIMITED             /* newOrder: 429 rateLimited, Retry-After */
 } ca_mode_t;
+
+typedef struct {
+    const char *url;
+    EVP_PKEY *key;
+    const char *thumb;
+} ca_account_t;
+
+typedef struct {
+    int id;
+    const ca_account_t *account;
+    const char *domain;
+    const char *status;         /* pending ready valid invalid */
+    const char *authz;          /* pending valid invalid */
+    const char *token;
+    const char *error;          /* the challenge's problem type */
+    const char *chain_pem;
+} ca_order_t;
 
 typedef struct {
     apr_pool_t *pool;
     cs_ca_t *ca;
-    cs_acme_drive_t *drive;     /* for the http-01 callback */
-    apr_hash_t *accounts;       /* key thumbprint -> account URL */
-    const char *current;        /* the account the client is logged in */
-    int next_account;
+    fake_http_t *http;          /* the CA */
+    fake_http_t *probe;         /* the domains, as the pre-check sees them */
+    apr_array_header_t *accounts;   /* ca_account_t * */
+    apr_array_header_t *orders;     /* ca_order_t * */
+    apr_hash_t *nonces;         /* handed out, not used yet */
+    apr_hash_t *issued;         /* RFC 9773 certificate id -> "1" */
+    int next_nonce;
     ca_mode_t mode;
     apr_interval_time_t lifetime;
-    apr_int64_t retry_after;    /* of the last error */
-    int ari;                    /* the directory offers renewalInfo */
-    apr_int64_t ari_start;
+    apr_int64_t ari_start;      /* the suggested window */
     apr_int64_t ari_end;
     /* What happened. */
-    int registrations;          /* newAccount calls */
     int accounts_made;
-    int orders;
     int validated;              /* the key authorization was served */
-    const char *replaces;       /* of the last order */
-    int prechecks;              /* probes that found our token served */
+    int bad_requests;           /* POSTs refused for a bad JWS */
+    const char *replaces;       /* of the last newOrder */
+    const char *last_key;       /* thumbprint of the last newAccount key */
+    const char *last_account;   /* the URL it answered */
+    int probes_served;          /* probes that found our token published */
     int precheck_fail;          /* the domain does not reach us */
-    const char *last_key;       /* thumbprint of the last account key */
 } fake_ca_t;
 
 static fake_ca_t ca;
 
-static apr_status_t ca_directory(void *c, const char **err)
+static apr_status_t key_free_cleanup(void *k)
 {
+    EVP_PKEY_free(k);
     return APR_SUCCESS;
 }
 
-static int ca_has_ari(void *c)
+/* The EC P-256 key of a public JWK, in the CA's pool; NULL if not one. */
+static EVP_PKEY *jwk_key(apr_pool_t *p, json_t *jwk)
 {
-    return ((fake_ca_t *)c)->ari;
+    const char *kty = json_string_value(json_object_get(jwk, "kty"));
+    const char *sx = json_string_value(json_object_get(jwk, "x"));
+    const char *sy = json_string_value(json_object_get(jwk, "y"));
+    unsigned char *x, *y, pub[65];
+    apr_size_t xl, yl;
+    OSSL_PARAM params[3];
+    EVP_PKEY_CTX *ctx;
+    EVP_PKEY *key = NULL;
+
+    if (!kty || strcmp(kty, "EC") || !sx || !sy
+        || cs_b64url_decode(&x, &xl, p, sx) || cs_b64url_decode(&y, &yl, p, sy)
+        || xl != 32 || yl != 32) {
+        return NULL;
+    }
+    pub[0] = 4;
+    memcpy(pub + 1, x, 32);
+    memcpy(pub + 33, y, 32);
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+                                                 (char *)"P-256", 0);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+                                                  pub, sizeof(pub));
+    params[2] = OSSL_PARAM_construct_end();
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    if (!ctx || EVP_PKEY_fromdata_init(ctx) != 1
+        || EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+        key = NULL;
+    }
+    EVP_PKEY_CTX_free(ctx);
+    if (key) {
+        apr_pool_cleanup_register(ca.pool, key, key_free_cleanup,
+                                  apr_pool_cleanup_null);
+    }
+    return key;
 }
 
-static apr_status_t ca_account(const char **kid, void *c, EVP_PKEY *key,
-                               const apr_array_header_t *contact,
-                               const char **err)
+static ca_account_t *account_by(const char *url, const char *thumb)
 {
-    fake_ca_t *f = c;
-    const char *thumb, *url;
+    ca_account_t *a;
+    int i;
 
-    f->registrations++;
-    if (cs_jwk_thumbprint(&thumb, f->pool, key)) {
-        *err = "bad key";
-        return APR_EGENERAL;
+    for (i = 0; i < ca.accounts->nelts; i++) {
+        a = APR_ARRAY_IDX(ca.accounts, i, ca_account_t *);
+        if ((url && strcmp(a->url, url) == 0)
+            || (thumb && strcmp(a->thumb, thumb) == 0)) {
+            return a;
+        }
     }
-    f->last_key = thumb;
-    url = apr_hash_get(f->accounts, thumb, APR_HASH_KEY_STRING);
-    if (!url) {
-        url = apr_psprintf(f->pool, "https://ca.test/acct/%d",
-                           ++f->next_account);
-        apr_hash_set(f->accounts, thumb, APR_HASH_KEY_STRING, url);
-        f->accounts_made++;
+    return NULL;
+}
+
+/* The order of a URL ending in /order/N, /authz/N ...; NULL if none. */
+static ca_order_t *order_of(const char *url, const char *prefix)
+{
+    apr_size_t n = strlen(prefix);
+    int id;
+
+    if (strncmp(url, prefix, n) != 0) {
+        return NULL;
     }
-    f->current = url;
-    *kid = url;
+    id = atoi(url + n);
+    if (id < 1 || id > ca.orders->nelts) {
+        return NULL;
+    }
+    return APR_ARRAY_IDX(ca.orders, id - 1, ca_order_t *);
+}
+
+/* An answer, with a fresh nonce as every answer of the CA has. */
+static apr_status_t reply(cs_http_resp_t *resp, apr_pool_t *p, long status,
+                          const char *ctype, const char *body)
+{
+    const char *nonce = apr_psprintf(ca.pool, "nonce%d", ++ca.next_nonce);
+
+    apr_hash_set(ca.nonces, nonce, APR_HASH_KEY_STRING, "1");
+    apr_table_set(resp->headers, "Replay-Nonce", nonce);
+    if (ctype) {
+        apr_table_set(resp->headers, "Content-Type", ctype);
+    }
+    resp->status = status;
+    resp->body = apr_pstrdup(p, body ? body : "");
+    resp->len = strlen(resp->body);
     return APR_SUCCESS;
 }
 
-static apr_status_t ca_issue(apr_array_header_t **chain, apr_pool_t *p,
-                             void *c, EVP_PKEY *key, const char *domain,
-                             const char *replaces, const char **err)
+static apr_status_t reply_json(cs_http_resp_t *resp, apr_pool_t *p,
+                               long status, json_t *j)
 {
-    fake_ca_t *f = c;
-    const char *token = apr_psprintf(p, "tok%d", f->orders + 1);
-    const char *keyauth = apr_pstrcat(p, token, ".thumb", NULL), *got;
-    apr_status_t rv;
+    char *text = json_dumps(j, JSON_COMPACT);
+    apr_status_t rv = reply(resp, p, status, "application/json", text);
 
-    f->orders++;
-    f->replaces = replaces ? apr_pstrdup(f->pool, replaces) : NULL;
-    f->retry_after = 0;
-    if (!f->current) {
-        *err = "urn:ietf:params:acme:error:accountDoesNotExist";
-        return APR_EGENERAL;
-    }
-    if (f->mode == CA_RATE_LIMITED) {
-        f->retry_after = 3600;
-        *err = "urn:ietf:params:acme:error:rateLimited: too many orders";
-        return APR_EAGAIN;
-    }
-    /* http-01: the client publishes, the CA fetches through the proxies
-     * (here: from the store, as GET /acme-challenge/TOKEN would). */
-    if ((rv = cs_acme_drive_http01(f->drive, domain, token, keyauth, 1))) {
-        *err = "cannot publish";
-        return rv;
-    }
-    if (cs_store_challenge_get(&got, &db, p, token, clock_now)
-        == APR_SUCCESS && strcmp(got, keyauth) == 0) {
-        f->validated++;
-    }
-    if (f->mode == CA_INVALID) {
-        cs_acme_drive_http01(f->drive, domain, token, keyauth, 0);
-        *err = "urn:ietf:params:acme:error:unauthorized: challenge invalid";
-        return APR_EGENERAL;
-    }
-    rv = cs_ca_issue(chain, p, f->ca, key, domain, f->lifetime, err);
-    cs_acme_drive_http01(f->drive, domain, token, keyauth, 0);
+    free(text);
+    json_decref(j);
     return rv;
 }
 
-static apr_status_t ca_renewal_info(apr_int64_t *start, apr_int64_t *end,
-                                    apr_int64_t *retry_after, void *c,
-                                    apr_pool_t *p, X509 *cert,
-                                    const char **err)
+static apr_status_t problem(cs_http_resp_t *resp, apr_pool_t *p,
+                            long status, const char *type,
+                            const char *detail)
 {
-    fake_ca_t *f = c;
+    json_t *j = json_pack("{s:s, s:s}", "type",
+                          apr_pstrcat(p, ACME_ERR, type, NULL), "detail",
+                          detail);
+    char *text = json_dumps(j, JSON_COMPACT);
+    apr_status_t rv = reply(resp, p, status, "application/problem+json",
+                            text);
 
-    if (!f->ari) {
-        return APR_ENOTIMPL;
-    }
-    *start = f->ari_start;
-    *end = f->ari_end;
-    *retry_after = 0;
-    return APR_SUCCESS;
+    free(text);
+    json_decref(j);
+    return rv;
 }
 
-/* The pre-check's probe: the token must be answerable from the store. */
-static apr_status_t ca_precheck(void *c, apr_pool_t *p, const char *domain,
-                                int port, const char *dns_server,
-                                const char *token, const char *expect,
+/* A POST: a flattened JWS for this URL with a nonce of ours, signed by
+ * the key of its jwk (*key) or of its account (*acct).  0 with the
+ * payload; -1 when an error answer was made. */
+static int open_jws(const char **payload, ca_account_t **acct,
+                    EVP_PKEY **key, cs_http_resp_t *resp,
+                    const cs_http_req_t *req, apr_pool_t *p)
+{
+    json_t *jws = json_loads(req->body ? req->body : "", 0, NULL), *hdr;
+    const char *prot64 = json_string_value(json_object_get(jws, "protected"));
+    const char *nonce, *url, *kid, *hdr_text, *err;
+    const char *bad = NULL, *detail = NULL;
+    unsigned char *prot;
+    apr_size_t plen;
+
+    *acct = NULL;
+    *key = NULL;
+    if (!prot64 || cs_b64url_decode(&prot, &plen, p, prot64)
+        || !(hdr = json_loadb((const char *)prot, plen, 0, NULL))) {
+        json_decref(jws);
+        ca.bad_requests++;
+        problem(resp, p, 400, "malformed", "not a JWS");
+        return -1;
+    }
+    json_decref(jws);
+    nonce = json_string_value(json_object_get(hdr, "nonce"));
+    url = json_string_value(json_object_get(hdr, "url"));
+    kid = json_string_value(json_object_get(hdr, "kid"));
+    if (!url || strcmp(url, req->url) != 0) {
+        bad = "malformed";
+        detail = "url mismatch";
+    }
+    else if (!nonce || !apr_hash_get(ca.nonces, nonce, APR_HASH_KEY_STRING)) {
+        bad = "badNonce";
+        detail = "unknown nonce";
+    }
+    else {
+        apr_hash_set(ca.nonces, nonce, APR_HASH_KEY_STRING, NULL);
+        if (kid) {
+            if ((*acct = account_by(kid, NULL))) {
+                *key = (*acct)->key;
+            }
+            else {
+                bad = "accountDoesNotExist";
+                detail = "no such account";
+            }
+        }
+        else if (!(*key = jwk_key(p, json_object_get(hdr, "jwk")))) {
+            bad = "malformed";
+            detail = "no usable jwk";
+        }
+    }
+    json_decref(hdr);
+    if (bad) {
+        /* A kid the CA forgot is no fault of the client's. */
+        ca.bad_requests += strcmp(bad, "accountDoesNotExist") != 0;
+        problem(resp, p, 400, bad, detail);
+        return -1;
+    }
+    if (cs_jws_verify(&hdr_text, payload, p, *key, req->body, &err)) {
+        ca.bad_requests++;
+        problem(resp, p, 400, "malformed", apr_pstrcat(p, "JWS: ", err,
+                                                       NULL));
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *order_json(const ca_order_t *o)
+{
+    json_t *j = json_pack("{s:s, s:[{s:s, s:s}], s:[s], s:s}", "status",
+                          o->status, "identifiers", "type", "dns", "value",
+                          o->domain, "authorizations",
+                          apr_psprintf(ca.pool, CA "/authz/%d", o->id),
+                          "finalize",
+                          apr_psprintf(ca.pool, CA "/order/%d/fin", o->id));
+
+    if (o->chain_pem) {
+        json_object_set_new(j, "certificate",
+                            json_string(apr_psprintf(ca.pool, CA "/cert/%d",
+                                                     o->id)));
+    }
+    return j;
+}
+
+static json_t *challenge_json(const ca_order_t *o)
+{
+    json_t *c = json_pack("{s:s, s:s, s:s, s:s}", "type", "http-01", "url",
+                          apr_psprintf(ca.pool, CA "/chall/%d", o->id),
+                          "token", o->token, "status", o->authz);
+
+    if (o->error) {
+        json_object_set_new(c, "error",
+                            json_pack("{s:s, s:s}", "type",
+                                      apr_pstrcat(ca.pool, ACME_ERR,
+                                                  o->error, NULL),
+                                      "detail", "the key authorization "
+                                      "was not served"));
+    }
+    return c;
+}
+
+static apr_status_t new_account(cs_http_resp_t *resp, apr_pool_t *p,
+                                EVP_PKEY *key)
+{
+    ca_account_t *a;
+    const char *thumb;
+    long status = 200;
+
+    cs_jwk_thumbprint(&thumb, ca.pool, key);
+    ca.last_key = thumb;
+    if (!(a = account_by(NULL, thumb))) {
+        a = apr_pcalloc(ca.pool, sizeof(*a));
+        a->url = apr_psprintf(ca.pool, CA "/acct/%d",
+                              ++ca.accounts_made);
+        a->key = key;
+        a->thumb = thumb;
+        APR_ARRAY_PUSH(ca.accounts, ca_account_t *) = a;
+        status = 201;
+    }
+    ca.last_account = a->url;
+    apr_table_set(resp->headers, "Location", a->url);
+    return reply_json(resp, p, status, json_pack("{s:s}", "status",
+                                                 "valid"));
+}
+
+static apr_status_t new_order(cs_http_resp_t *resp, apr_pool_t *p,
+                              ca_account_t *acct, const char *payload)
+{
+    json_t *j = json_loads(payload, 0, NULL);
+    const char *domain = json_string_value(json_object_get(
+        json_array_get(json_object_get(j, "identifiers"), 0), "value"));
+    const char *replaces = json_string_value(json_object_get(j,
+                                                             "replaces"));
+    unsigned char raw[12];
+    ca_order_t *o;
+
+    ca.replaces = replaces ? apr_pstrdup(ca.pool, replaces) : NULL;
+    if (!domain) {
+        json_decref(j);
+        return problem(resp, p, 400, "malformed", "no identifier");
+    }
+    o = apr_pcalloc(ca.pool, sizeof(*o));
+    o->domain = apr_pstrdup(ca.pool, domain);
+    json_decref(j);
+    if (ca.mode == CA_RATE_LIMITED) {
+        apr_table_set(resp->headers, "Retry-After", "3600");
+        return problem(resp, p, 429, "rateLimited", "too many orders");
+    }
+    APR_ARRAY_PUSH(ca.orders, ca_order_t *) = o;
+    o->id = ca.orders->nelts;
+    o->account = acct;
+    o->status = "pending";
+    o->authz = "pending";
+    apr_generate_random_bytes(raw, sizeof(raw));
+    o->token = cs_b64url_encode(ca.pool, raw, sizeof(raw));
+    apr_table_set(resp->headers, "Location",
+                  apr_psprintf(p, CA "/order/%d", o->id));
+    return reply_json(resp, p, 201, order_json(o));
+}
+
+/* The challenge: the CA fetches the key authorization at once (here
+ * from the store, as GET /.well-known/acme-challenge/TOKEN would). */
+static apr_status_t challenge(cs_http_resp_t *resp, apr_pool_t *p,
+                              ca_order_t *o)
+{
+    const char *got = NULL, *want;
+
+    if (strcmp(o->authz, "pending") == 0) {
+        want = apr_pstrcat(p, o->token, ".", o->account->thumb, NULL);
+        if (cs_store_challenge_get(&got, &db, p, o->token, clock_now)
+            == APR_SUCCESS && strcmp(got, want) == 0) {
+            ca.validated++;
+        }
+        else {
+            got = NULL;
+        }
+        if (ca.mode == CA_INVALID || !got) {
+            o->authz = "invalid";
+            o->status = "invalid";
+            o->error = "unauthorized";
+        }
+        else {
+            o->authz = "valid";
+            o->status = "ready";
+        }
+    }
+    return reply_json(resp, p, 200, challenge_json(o));
+}
+
+/* Finalize: the certificate for the CSR's key, its id kept for ARI. */
+static apr_status_t finalize(cs_http_resp_t *resp, apr_pool_t *p,
+                             ca_order_t *o, const char *payload)
+{
+    json_t *j = json_loads(payload, 0, NULL);
+    const char *csr64 = json_string_value(json_object_get(j, "csr"));
+    const char *err = NULL, *id;
+    unsigned char *der = NULL;
+    const unsigned char *q;
+    apr_size_t len = 0;
+    apr_array_header_t *chain;
+    X509_REQ *req = NULL;
+    EVP_PKEY *pub;
+    apr_status_t rv;
+
+    if (strcmp(o->status, "ready") != 0) {
+        json_decref(j);
+        return problem(resp, p, 403, "orderNotReady", o->status);
+    }
+    if (csr64) {
+        cs_b64url_decode(&der, &len, p, csr64);
+    }
+    json_decref(j);
+    q = der;
+    if (!der || !(req = d2i_X509_REQ(NULL, &q, (long)len))
+        || !(pub = X509_REQ_get0_pubkey(req))
+        || X509_REQ_verify(req, pub) != 1) {
+        X509_REQ_free(req);
+        return problem(resp, p, 400, "badCSR", "bad CSR");
+    }
+    rv = cs_ca_issue(&chain, p, ca.ca, pub, o->domain, ca.lifetime, &err);
+    X509_REQ_free(req);
+    if (rv) {
+        return problem(resp, p, 500, "serverInternal", err);
+    }
+    o->chain_pem = apr_pstrdup(ca.pool, cs_pem_write_certs(p, chain));
+    if (cs_acme_cert_id(&id, ca.pool, APR_ARRAY_IDX(chain, 0, X509 *))
+        == APR_SUCCESS) {
+        apr_hash_set(ca.issued, id, APR_HASH_KEY_STRING, "1");
+    }
+    o->status = "valid";
+    return reply_json(resp, p, 200, order_json(o));
+}
+
+/* keyChange (RFC 8555 7.3.5): the inner JWS, signed by the new key,
+ * names the account and its old key. */
+static apr_status_t key_change(cs_http_resp_t *resp, apr_pool_t *p,
+                               ca_account_t *acct, const char *payload)
+{
+    json_t *inner = json_loads(payload, 0, NULL), *hdr = NULL, *in = NULL;
+    const char *prot64 = json_string_value(json_object_get(inner,
+                                                           "protected"));
+    const char *hdr_text, *in_payload, *err, *old_thumb = NULL, *thumb;
+    unsigned char *prot;
+    apr_size_t plen;
+    EVP_PKEY *key = NULL, *old;
+    int ok = 0;
+
+    if (prot64 && !cs_b64url_decode(&prot, &plen, p, prot64)
+        && (hdr = json_loadb((const char *)prot, plen, 0, NULL))
+        && (key = jwk_key(p, json_object_get(hdr, "jwk")))
+        && !cs_jws_verify(&hdr_text, &in_payload, p, key, payload, &err)
+        && (in = json_loads(in_payload, 0, NULL))
+        && json_string_value(json_object_get(in, "account"))
+        && strcmp(json_string_value(json_object_get(in, "account")),
+                  acct->url) == 0
+        && (old = jwk_key(p, json_object_get(in, "oldKey")))
+        && !cs_jwk_thumbprint(&old_thumb, p, old)
+        && strcmp(old_thumb, acct->thumb) == 0) {
+        ok = 1;
+    }
+    json_decref(inner);
+    json_decref(hdr);
+    json_decref(in);
+    if (!ok) {
+        return problem(resp, p, 400, "malformed", "bad keyChange");
+    }
+    cs_jwk_thumbprint(&thumb, ca.pool, key);
+    acct->key = key;
+    acct->thumb = thumb;
+    return reply_json(resp, p, 200, json_pack("{s:s}", "status", "valid"));
+}
+
+static const char *rfc3339(apr_pool_t *p, apr_int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    char buf[32];
+
+    gmtime_r(&tt, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return apr_pstrdup(p, buf);
+}
+
+static apr_status_t ca_get(cs_http_resp_t *resp, const cs_http_req_t *req,
+                           apr_pool_t *p)
+{
+    const char *id;
+
+    if (strcmp(req->url, DIR_URL) == 0 || strcmp(req->url, ARI_DIR_URL) == 0) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}",
+                              "newNonce", CA "/nonce",
+                              "newAccount", CA "/new-acct",
+                              "newOrder", CA "/new-order",
+                              "revokeCert", CA "/revoke",
+                              "keyChange", CA "/key-change");
+
+        if (strcmp(req->url, ARI_DIR_URL) == 0) {
+            json_object_set_new(j, "renewalInfo",
+                                json_string(CA "/renewal-info/"));
+        }
+        return reply_json(resp, p, 200, j);
+    }
+    if (STARTS(req->url, CA "/renewal-info/")) {
+        id = req->url + strlen(CA "/renewal-info/");
+        if (!apr_hash_get(ca.issued, id, APR_HASH_KEY_STRING)) {
+            return problem(resp, p, 404, "malformed", "unknown certificate");
+        }
+        return reply_json(resp, p, 200,
+                          json_pack("{s:{s:s, s:s}}", "suggestedWindow",
+                                    "start", rfc3339(p, ca.ari_start),
+                                    "end", rfc3339(p, ca.ari_end)));
+    }
+    return FAKE_HTTP_DECLINED;
+}
+
+static apr_status_t ca_post(cs_http_resp_t *resp, const cs_http_req_t *req,
+                            apr_pool_t *p)
+{
+    const char *payload, *url = req->url;
+    ca_account_t *acct;
+    ca_order_t *o;
+    EVP_PKEY *key;
+
+    if (open_jws(&payload, &acct, &key, resp, req, p)) {
+        return APR_SUCCESS;
+    }
+    if (strcmp(url, CA "/new-acct") == 0) {
+        return acct ? problem(resp, p, 400, "malformed", "jwk wanted")
+                    : new_account(resp, p, key);
+    }
+    if (!acct) {
+        return problem(resp, p, 400, "malformed", "kid wanted");
+    }
+    if (strcmp(url, CA "/new-order") == 0) {
+        return new_order(resp, p, acct, payload);
+    }
+    if (strcmp(url, CA "/key-change") == 0) {
+        return key_change(resp, p, acct, payload);
+    }
+    if (!(o = order_of(url, CA "/order/"))
+        && !(o = order_of(url, CA "/authz/"))
+        && !(o = order_of(url, CA "/chall/"))
+        && !(o = order_of(url, CA "/cert/"))) {
+        return problem(resp, p, 404, "malformed", "no such resource");
+    }
+    if (o->account != acct) {
+        return problem(resp, p, 403, "unauthorized", "not your order");
+    }
+    if (STARTS(url, CA "/authz/")) {
+        json_t *a = json_pack("{s:s, s:{s:s, s:s}, s:[o]}", "status",
+                              o->authz, "identifier", "type", "dns", "value",
+                              o->domain, "challenges", challenge_json(o));
+        return reply_json(resp, p, 200, a);
+    }
+    if (STARTS(url, CA "/chall/")) {
+        return challenge(resp, p, o);
+    }
+    if (STARTS(url, CA "/cert/")) {
+        return o->chain_pem
+               ? reply(resp, p, 200, "application/pem-certificate-chain",
+                       o->chain_pem)
+               : problem(resp, p, 404, "malformed", "no certificate");
+    }
+    if (strstr(url, "/fin")) {
+        return finalize(resp, p, o, payload);
+    }
+    return reply_json(resp, p, 200, order_json(o));
+}
+
+static apr_status_t ca_serve(void *baton, cs_http_resp_t *resp,
+                             const cs_http_req_t *req, apr_pool_t *p,
+                             const char **err)
+{
+    if (strcmp(req->method, "HEAD") == 0
+        && strcmp(req->url, CA "/nonce") == 0) {
+        return reply(resp, p, 200, NULL, NULL);
+    }
+    if (strcmp(req->method, "GET") == 0) {
+        return ca_get(resp, req, p);
+    }
+    if (strcmp(req->method, "POST") == 0) {
+        return ca_post(resp, req, p);
+    }
+    return FAKE_HTTP_DECLINED;
+}
+
+/* The domains as the pre-check reaches them: our proxies answer the
+ * probe token from the store; an unreachable domain refuses. */
+static apr_status_t probe_serve(void *baton, cs_http_resp_t *resp,
+                                const cs_http_req_t *req, apr_pool_t *p,
                                 const char **err)
 {
-    fake_ca_t *f = c;
+    const char *path = strstr(req->url, "/.well-known/acme-challenge/");
     const char *got;
 
-    if (port == 80
-        && cs_store_challenge_get(&got, &db, p, token, clock_now)
-           == APR_SUCCESS && strcmp(got, expect) == 0) {
-        f->prechecks++;
+    if (!path) {
+        return FAKE_HTTP_DECLINED;
     }
-    if (f->precheck_fail) {
-        *err = apr_psprintf(p, "http://%s/.well-known/acme-challenge/: "
-                            "connection refused", domain);
-        return APR_EGENERAL;
+    path += strlen("/.well-known/acme-challenge/");
+    if (cs_store_challenge_get(&got, &db, p, path, clock_now)
+        != APR_SUCCESS) {
+        got = NULL;
     }
+    ca.probes_served += got != NULL;
+    if (ca.precheck_fail) {
+        *err = "connection refused";
+        return APR_ECONNREFUSED;
+    }
+    resp->status = got ? 200 : 404;
+    resp->body = apr_pstrdup(p, got ? got : "not found");
+    resp->len = strlen(resp->body);
     return APR_SUCCESS;
 }
 
-static apr_int64_t ca_retry_after(void *c)
-{
-    return ((fake_ca_t *)c)->retry_after;
-}
+/* ------------------------------------------------------------------ */
+/* A DNS server on loopback for the pre-check: A 127.0.0.1 for any name */
+/* ------------------------------------------------------------------ */
 
-static const cs_acme_ops_t fake_ops = {
-    ca_directory, ca_has_ari, ca_account, ca_issue, ca_renewal_info,
-    ca_precheck, ca_retry_after
-};
+typedef struct {
+    int fd;
+    volatile int stop;
+    int queries;
+} dns_server_t;
+
+static void *dns_serve(void *arg)
+{
+    static const unsigned char rr[] = {
+        0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1
+    };
+    dns_server_t *d = arg;
+    unsigned char q[512], r[600];
+    struct sockaddr_in from;
+    socklen_t fromlen;
+    struct pollfd pfd;
+    ssize_t n;
+    size_t off, qend;
+
+    pfd.fd = d->fd;
+    pfd.events = POLLIN;
+    while (!d->stop) {
+        if (poll(&pfd, 1, 100) != 1) {
+            continue;
+        }
+        fromlen = sizeof(from);
+        n = recvfrom(d->fd, q, sizeof(q), 0, (struct sockaddr *)&from,
+                     &fromlen);
+        if (n < 17) {
+            continue;
+        }
+        d->queries++;
+        for (off = 12; off < (size_t)n && q[off]; off += q[off] + 1) {
+        }
+        qend = off + 5;             /* the root label, type, class */
+        if (qend > (size_t)n) {
+            continue;
+        }
+        memcpy(r, q, qend);
+        r[2] = 0x81;
+        r[3] = 0x80;
+        r[4] = 0; r[5] = 1;
+        r[6] = 0; r[7] = 1;
+        r[8] = r[9] = r[10] = r[11] = 0;
+        memcpy(r + qend, rr, sizeof(rr));
+        sendto(d->fd, r, qend + sizeof(rr), 0, (struct sockaddr *)&from,
+               fromlen);
+    }
+    return NULL;
+}
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
@@ -230,7 +738,8 @@ static apr_status_t x509_free_cleanup(void *x)
     return APR_SUCCESS;
 }
 
-/* A self-signed certificate for key: a CA unless leaf. */
+/* A self-signed certificate for key: a CA unless leaf.  Its subject key
+ * identifier becomes the AKI of what the CA issues (ARI ids). */
 static X509 *self_signed(EVP_PKEY *key, const char *cn, int is_ca)
 {
     X509V3_CTX ctx;
@@ -282,6 +791,60 @@ static void open_db(const char *path)
     }
 }
 
+/* A real ACME client over the fake CA (and the fake domains for the
+ * pre-check), with the production ops and the drive's http-01 callback,
+ * as mod_certservice_acme.c wires them. */
+static cs_acme_t *acme_client(apr_pool_t *p, const char *directory_url,
+                              cs_acme_drive_t *d)
+{
+    cs_acme_conf_t conf;
+    cs_acme_t *acme;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.directory_url = directory_url;
+    conf.http = fake_http_transport(ca.http);
+    conf.probe_http = fake_http_transport(ca.probe);
+    conf.log = test_log;
+    conf.http01 = d ? cs_acme_drive_http01 : NULL;
+    conf.http01_baton = d;
+    if (cs_acme_create(&acme, p, &conf) != APR_SUCCESS) {
+        fprintf(stderr, "cannot create an ACME client\n");
+        exit(2);
+    }
+    return acme;
+}
+
+static cs_acme_drive_t *make_drive(apr_pool_t *p,
+                                   const cs_acme_policy_t *pol,
+                                   const char *owner)
+{
+    cs_acme_drive_t *d;
+
+    cs_acme_drive_create(&d, p, pol, owner, test_log, NULL);
+    cs_acme_drive_set_client(d, &cs_acme_client_ops,
+                             acme_client(p, pol->directory_url, d));
+    cs_acme_drive_set_clock(d, test_clock, NULL);
+    return d;
+}
+
+/* Requests the CA saw. */
+static int new_orders(void)
+{
+    return fake_http_count_of(ca.http, "POST", CA "/new-order");
+}
+
+static int registrations(void)
+{
+    return fake_http_count_of(ca.http, "POST", CA "/new-acct");
+}
+
+static const ca_order_t *last_order(void)
+{
+    return ca.orders->nelts
+           ? APR_ARRAY_IDX(ca.orders, ca.orders->nelts - 1, ca_order_t *)
+           : NULL;
+}
+
 /* What PUT /v1/domains/DOMAIN does with ACME: known, pending, queued. */
 static void enqueue(const char *domain)
 {
@@ -325,6 +888,21 @@ static int nothing_due(cs_acme_drive_t *d, apr_pool_t *p)
     return domain == NULL;
 }
 
+/* The RFC 9773 id of the leaf of a stored bundle, or NULL. */
+static const char *leaf_id(apr_pool_t *p, const cs_bundle_t *b)
+{
+    apr_array_header_t *chain;
+    const char *err, *id;
+
+    if (!b || !b->chain_pem
+        || cs_pem_read_certs(&chain, p, b->chain_pem, strlen(b->chain_pem),
+                             &err) || !chain->nelts
+        || cs_acme_cert_id(&id, p, APR_ARRAY_IDX(chain, 0, X509 *))) {
+        return NULL;
+    }
+    return id;
+}
+
 /* ------------------------------------------------------------------ */
 /* Cases                                                               */
 /* ------------------------------------------------------------------ */
@@ -344,19 +922,24 @@ static void test_success(cs_acme_drive_t *d, const cs_acme_policy_t *pol)
     CHECK_EQ_INT(run(&out, d, p, "ok.test"), CS_ACME_JOB_ISSUED);
     CHECK(out.new_account != NULL);
     CHECK_EQ_INT(ca.accounts_made, 1);
-    CHECK_EQ_INT(ca.orders, 1);
+    CHECK_EQ_INT(new_orders(), 1);
     CHECK_EQ_INT(ca.validated, 1);
     CHECK(ca.replaces == NULL);
+    CHECK_EQ_INT(fake_http_count_of(ca.http, "POST", CA "/order/1/fin"), 1);
+    CHECK_EQ_INT(fake_http_count_of(ca.http, "POST", CA "/cert/1"), 1);
     /* The http-01 answer is gone once the order is over. */
-    CHECK(APR_STATUS_IS_NOTFOUND(cs_store_challenge_get(&keyauth, &db, p,
-                                                        "tok1",
-                                                        clock_now)));
-    /* The bundle is stored, its key sealed. */
+    if (CHECK(last_order() != NULL)) {
+        CHECK(APR_STATUS_IS_NOTFOUND(cs_store_challenge_get(
+            &keyauth, &db, p, last_order()->token, clock_now)));
+    }
+    /* The bundle is stored, its key sealed, its certificate the CA's. */
     if (CHECK_EQ_INT(cs_store_get(&b, &db, p, "ok.test"), APR_SUCCESS)) {
         CHECK(b->serial != NULL);
         CHECK(b->key_cms != NULL);
         CHECK_STR(b->state, "active");
         CHECK(out.bundle && strcmp(out.bundle->serial, b->serial) == 0);
+        CHECK(leaf_id(p, b) != NULL
+              && apr_hash_get(ca.issued, leaf_id(p, b), APR_HASH_KEY_STRING));
     }
     /* The queue row: valid, renewal by lifetime at 61.7% .. 66.7%. */
     job = job_of(p, "ok.test");
@@ -377,7 +960,7 @@ static void test_success(cs_acme_drive_t *d, const cs_acme_policy_t *pol)
     if (CHECK_EQ_INT(cs_store_account_get(&kid, &cms, &db, p,
                                           pol->directory_url),
                      APR_SUCCESS)) {
-        CHECK_STR(kid, ca.current);
+        CHECK_STR(kid, ca.last_account);
     }
     /* Not due again before its renewal. */
     CHECK(nothing_due(d, p));
@@ -392,14 +975,15 @@ static void test_invalid_challenge(cs_acme_drive_t *d,
     cs_acme_outcome_t out;
     cs_bundle_t *b;
     cs_job_t *job;
-    int orders = ca.orders;
+    int orders = new_orders();
 
     UNIT_CASE("an invalid challenge");
     apr_pool_create(&p, root);
     ca.mode = CA_INVALID;
     enqueue("bad.test");
     CHECK_EQ_INT(run(&out, d, p, "bad.test"), CS_ACME_JOB_FAILED);
-    CHECK_EQ_INT(ca.orders, orders + 1);
+    CHECK_EQ_INT(new_orders(), orders + 1);
+    CHECK(last_order() && strcmp(last_order()->status, "invalid") == 0);
     job = job_of(p, "bad.test");
     if (job) {
         CHECK_STR(job->state, "failed");
@@ -438,19 +1022,21 @@ static void test_rate_limited(cs_acme_drive_t *d,
         CHECK_EQ_INT(job->attempts, 1);
         CHECK_EQ_INT(out.delay, 3600);
         CHECK_EQ_INT(job->next_at, clock_now + 3600);
+        CHECK(job->last_error && strstr(job->last_error, "rateLimited"));
     }
     /* Everyone waits: another domain is held by the limiter without
      * asking the CA. */
     ca.mode = CA_VALID;
-    orders = ca.orders;
+    orders = new_orders();
     enqueue("other.test");
     CHECK_EQ_INT(run(&out, d, p, "other.test"), CS_ACME_JOB_LIMITED);
     CHECK(out.delay > 3500 && out.delay <= 3600);
-    CHECK_EQ_INT(ca.orders, orders);
+    CHECK_EQ_INT(new_orders(), orders);
     /* After the pause both go through. */
     clock_now += 3601;
     CHECK_EQ_INT(run(&out, d, p, NULL), CS_ACME_JOB_ISSUED);
     CHECK_EQ_INT(run(&out, d, p, NULL), CS_ACME_JOB_ISSUED);
+    CHECK_EQ_INT(new_orders(), orders + 2);
     CHECK(nothing_due(d, p));
     CHECK_EQ_INT(cs_store_job_delete(&db, p, "busy.test"), APR_SUCCESS);
     CHECK_EQ_INT(cs_store_job_delete(&db, p, "other.test"), APR_SUCCESS);
@@ -488,31 +1074,47 @@ static void test_ari(cs_acme_drive_t *d, const cs_acme_policy_t *pol)
 {
     apr_pool_t *p;
     cs_acme_outcome_t out;
+    cs_acme_policy_t ari_pol = *pol;
+    cs_acme_drive_t *ad;
     cs_job_t *job;
     cs_bundle_t *b;
     apr_int64_t start;
+    const char *old_id = NULL;
 
     UNIT_CASE("no ARI: renewal by lifetime fraction, 6 and 30 days");
-    ca.ari = 0;
+    /* d's directory has no renewalInfo. */
     check_lifetime_fraction(d, pol, "six.test", 6);
     CHECK_EQ_INT(cs_store_job_delete(&db, root, "six.test"), APR_SUCCESS);
     check_lifetime_fraction(d, pol, "thirty.test", 30);
+    CHECK_EQ_INT(fake_http_count_of(ca.http, "GET", CA "/renewal-info/*"),
+                 0);
 
     UNIT_CASE("ARI: renewal time inside the window");
     apr_pool_create(&p, root);
+    /* The same CA through a directory with renewalInfo. */
+    ari_pol.directory_url = ARI_DIR_URL;
+    ad = make_drive(p, &ari_pol, "test:1:2");
     /* At the look scheduled by lifetime (about day 19 of 30), the CA
      * suggests a later window: the renewal moves into it. */
     job = job_of(p, "thirty.test");
     if (!job) {
+        apr_pool_destroy(p);
         return;
     }
+    if (CHECK_EQ_INT(cs_store_get(&b, &db, p, "thirty.test"), APR_SUCCESS)) {
+        old_id = leaf_id(p, b);
+    }
+    CHECK(old_id != NULL);
     clock_now = job->next_at;
-    ca.ari = 1;
     start = clock_now + 2 * DAY;
     ca.ari_start = start;
     ca.ari_end = start + DAY;
-    CHECK_EQ_INT(run(&out, d, p, "thirty.test"), CS_ACME_JOB_NOT_DUE);
+    CHECK_EQ_INT(run(&out, ad, p, "thirty.test"), CS_ACME_JOB_NOT_DUE);
     CHECK_STR(out.how, "ARI window");
+    /* Asked for this very certificate. */
+    CHECK_EQ_INT(fake_http_count_of(ca.http, "GET",
+                                    apr_pstrcat(p, CA "/renewal-info/",
+                                                old_id, NULL)), 1);
     job = job_of(p, "thirty.test");
     if (job) {
         CHECK(job->renew_at >= start && job->renew_at < start + DAY);
@@ -524,15 +1126,15 @@ static void test_ari(cs_acme_drive_t *d, const cs_acme_policy_t *pol)
     if (job) {
         clock_now = job->renew_at;
     }
-    CHECK_EQ_INT(run(&out, d, p, "thirty.test"), CS_ACME_JOB_RENEWED);
+    CHECK_EQ_INT(run(&out, ad, p, "thirty.test"), CS_ACME_JOB_RENEWED);
     /* The new order names the certificate it replaces (RFC 9773). */
-    CHECK(ca.replaces != NULL);
+    CHECK(ca.replaces && old_id && strcmp(ca.replaces, old_id) == 0);
     if (out.bundle && CHECK_EQ_INT(cs_store_get(&b, &db, p, "thirty.test"),
                                    APR_SUCCESS)) {
         CHECK_STR(b->serial, out.bundle->serial);
+        CHECK(leaf_id(p, b) && old_id && strcmp(leaf_id(p, b), old_id));
     }
     CHECK_EQ_INT(cs_store_job_delete(&db, p, "thirty.test"), APR_SUCCESS);
-    ca.ari = 0;
     apr_pool_destroy(p);
 }
 
@@ -541,12 +1143,13 @@ static void test_account_again(cs_acme_drive_t *d,
 {
     apr_pool_t *p;
     cs_acme_outcome_t out;
-    const char *kid, *cms, *old_kid, *thumb, *err = NULL;
+    const char *kid, *cms, *old_kid, *thumb, *k2 = NULL, *err = NULL;
     apr_array_header_t *rcpt;
     unsigned char *der;
     apr_size_t len;
-    EVP_PKEY *key;
-    int made;
+    EVP_PKEY *key, *old_key = NULL;
+    cs_acme_t *other;
+    int made, bad;
 
     UNIT_CASE("account re-registration: the CA forgot the account");
     apr_pool_create(&p, root);
@@ -556,8 +1159,7 @@ static void test_account_again(cs_acme_drive_t *d,
     CHECK_EQ_INT(cs_store_account_get(&old_kid, &cms, &db, p,
                                       pol->directory_url), APR_SUCCESS);
     /* A test CA restarted: no account for any key. */
-    apr_hash_clear(ca.accounts);
-    ca.current = NULL;
+    apr_array_clear(ca.accounts);
     made = ca.accounts_made;
     enqueue("again.test");
     CHECK_EQ_INT(run(&out, d, p, "again.test"), CS_ACME_JOB_FAILED);
@@ -572,28 +1174,45 @@ static void test_account_again(cs_acme_drive_t *d,
     if (CHECK_EQ_INT(cs_store_account_get(&kid, &cms, &db, p,
                                           pol->directory_url),
                      APR_SUCCESS)) {
-        CHECK_STR(kid, ca.current);
+        CHECK_STR(kid, ca.last_account);
         CHECK(strcmp(kid, old_kid) != 0);
     }
 
     UNIT_CASE("account re-registration: the key was rolled over");
-    /* Another instance rolled the account over to a new key. */
+    /* Another instance rolls the account over to a new key: it unseals
+     * the stored key, logs in, asks the CA (keyChange), and stores the
+     * new key sealed.  The CA no longer accepts the old key. */
     rcpt = apr_array_make(p, 1, sizeof(X509 *));
     APR_ARRAY_PUSH(rcpt, X509 *) = pol->seal_cert;
+    CHECK_EQ_INT(cs_base64_decode(&der, &len, p, cms), APR_SUCCESS);
+    CHECK_EQ_INT(cs_envelope_open(&old_key, p, der, len, pol->seal_cert,
+                                  pol->seal_key, &err), APR_SUCCESS);
+    other = acme_client(p, pol->directory_url, NULL);
+    if (!CHECK(old_key != NULL)
+        || !CHECK_EQ_INT(cs_acme_account(&k2, other, old_key, NULL, &err),
+                         APR_SUCCESS)) {
+        apr_pool_destroy(p);
+        return;
+    }
+    CHECK_STR(k2, kid);
     CHECK_EQ_INT(cs_key_generate(&key, p, CS_KEY_EC_P256), APR_SUCCESS);
+    CHECK_EQ_INT(cs_acme_key_change(other, key, &err), APR_SUCCESS);
     CHECK_EQ_INT(cs_envelope_seal(&der, &len, p, key, rcpt, &err),
                  APR_SUCCESS);
     CHECK_EQ_INT(cs_jwk_thumbprint(&thumb, p, key), APR_SUCCESS);
-    apr_hash_set(ca.accounts, apr_pstrdup(ca.pool, thumb),
-                 APR_HASH_KEY_STRING, kid);
     CHECK_EQ_INT(cs_store_account_put(&db, p, pol->directory_url, kid,
                                       cs_base64_encode(p, der, len), 0),
                  APR_SUCCESS);
+    bad = ca.bad_requests;
+    made = ca.accounts_made;
     enqueue("rolled.test");
     CHECK_EQ_INT(run(&out, d, p, "rolled.test"), CS_ACME_JOB_ISSUED);
-    /* The worker logged in with the new key before ordering. */
+    /* The worker logged in with the new key before ordering: the same
+     * account, and no request signed with the old key. */
     CHECK_STR(ca.last_key, thumb);
-    CHECK_STR(ca.current, kid);
+    CHECK_STR(ca.last_account, kid);
+    CHECK_EQ_INT(ca.accounts_made, made);
+    CHECK_EQ_INT(ca.bad_requests, bad);
     CHECK_EQ_INT(cs_store_job_delete(&db, p, "again.test"), APR_SUCCESS);
     CHECK_EQ_INT(cs_store_job_delete(&db, p, "rolled.test"), APR_SUCCESS);
     apr_pool_destroy(p);
@@ -606,7 +1225,7 @@ static void test_backoff(cs_acme_drive_t *d, const cs_acme_policy_t *pol)
     cs_acme_outcome_t out;
     cs_job_t *job;
     cs_acme_policy_t big = *pol;
-    int i;
+    int i, orders = new_orders();
 
     UNIT_CASE("backoff: the delay doubles up to the cap");
     CHECK_EQ_INT(cs_acme_retry_delay(pol, 1, 0), 60);
@@ -636,6 +1255,8 @@ static void test_backoff(cs_acme_drive_t *d, const cs_acme_policy_t *pol)
         CHECK(nothing_due(d, p));
         clock_now = job->next_at;
     }
+    /* Every attempt was an order the CA refused. */
+    CHECK_EQ_INT(new_orders(), orders + i);
     /* A success resets the count. */
     ca.mode = CA_VALID;
     CHECK_EQ_INT(run(&out, d, p, "flaky.test"), CS_ACME_JOB_ISSUED);
@@ -650,35 +1271,62 @@ static void test_precheck(const cs_acme_policy_t *base)
     cs_acme_outcome_t out;
     cs_acme_policy_t pol = *base;
     cs_acme_drive_t *d;
-    int orders = ca.orders, registrations;
+    dns_server_t dns;
+    pthread_t th;
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    const fake_http_request_t *r;
+    int orders = new_orders(), regs;
 
     UNIT_CASE("pre-check: a domain that does not reach us is not ordered");
+    memset(&dns, 0, sizeof(dns));
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    dns.fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (!CHECK(dns.fd >= 0)
+        || !CHECK(bind(dns.fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+        || !CHECK(getsockname(dns.fd, (struct sockaddr *)&sa, &len) == 0)
+        || !CHECK(pthread_create(&th, NULL, dns_serve, &dns) == 0)) {
+        return;
+    }
     apr_pool_create(&p, root);
     pol.precheck_port = 80;
-    cs_acme_drive_create(&d, p, &pol, "test:1:1", test_log, NULL);
-    cs_acme_drive_set_client(d, &fake_ops, &ca);
-    cs_acme_drive_set_clock(d, test_clock, NULL);
-    ca.drive = d;
+    pol.precheck_dns = apr_psprintf(p, "127.0.0.1:%d", ntohs(sa.sin_port));
+    d = make_drive(p, &pol, "test:1:1");
     ca.precheck_fail = 1;
     enqueue("away.test");
     CHECK_EQ_INT(run(&out, d, p, "away.test"), CS_ACME_JOB_FAILED);
-    CHECK_EQ_INT(ca.prechecks, 1);
-    CHECK_EQ_INT(ca.orders, orders);
+    /* One probe, to the address from the policy's DNS server, of a token
+     * published in the store meanwhile. */
+    CHECK_EQ_INT(fake_http_count(ca.probe), 1);
+    r = fake_http_request(ca.probe, 0);
+    CHECK(r && r->resolve && strcmp(r->resolve, "away.test:80:127.0.0.1")
+                             == 0);
+    CHECK(r && STARTS(r->url, "http://away.test:80/.well-known/"
+                      "acme-challenge/cs-precheck-"));
+    CHECK_EQ_INT(dns.queries, 1);
+    CHECK_EQ_INT(ca.probes_served, 1);
+    CHECK_EQ_INT(new_orders(), orders);
     CHECK(out.job && out.job->last_error
           && strstr(out.job->last_error, "connection refused"));
     /* The CA was not involved: the account is not looked up again. */
-    registrations = ca.registrations;
+    regs = registrations();
     clock_now += pol.backoff;
     CHECK_EQ_INT(run(&out, d, p, "away.test"), CS_ACME_JOB_FAILED);
-    CHECK_EQ_INT(ca.registrations, registrations);
+    CHECK_EQ_INT(registrations(), regs);
 
     UNIT_CASE("pre-check: passed, the order goes on");
     ca.precheck_fail = 0;
     clock_now += 2 * pol.backoff;
     CHECK_EQ_INT(run(&out, d, p, "away.test"), CS_ACME_JOB_ISSUED);
-    CHECK_EQ_INT(ca.prechecks, 3);
-    CHECK_EQ_INT(ca.orders, orders + 1);
+    CHECK_EQ_INT(fake_http_count(ca.probe), 3);
+    CHECK_EQ_INT(ca.probes_served, 3);
+    CHECK_EQ_INT(new_orders(), orders + 1);
     CHECK_EQ_INT(cs_store_job_delete(&db, p, "away.test"), APR_SUCCESS);
+    dns.stop = 1;
+    pthread_join(th, NULL);
+    close(dns.fd);
     apr_pool_destroy(p);
 }
 
@@ -697,6 +1345,7 @@ int main(void)
     apr_initialize();
     apr_pool_create(&root, NULL);
     apr_dbd_init(root);
+    cs_http_global_init();
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     if (apr_temp_dir_get(&tmpdir, root) != APR_SUCCESS) {
@@ -724,13 +1373,20 @@ int main(void)
     ca.ca = apr_pcalloc(root, sizeof(*ca.ca));
     ca.ca->key = ca_key;
     ca.ca->cert = self_signed(ca_key, "fake ACME CA", 1);
-    ca.accounts = apr_hash_make(root);
+    ca.accounts = apr_array_make(root, 4, sizeof(ca_account_t *));
+    ca.orders = apr_array_make(root, 16, sizeof(ca_order_t *));
+    ca.nonces = apr_hash_make(root);
+    ca.issued = apr_hash_make(root);
     ca.lifetime = apr_time_from_sec(10 * DAY);
+    ca.http = fake_http_create(root);
+    fake_http_handler(ca.http, ca_serve, NULL);
+    ca.probe = fake_http_create(root);
+    fake_http_handler(ca.probe, probe_serve, NULL);
     wrap = apr_array_make(root, 1, sizeof(X509 *));
     APR_ARRAY_PUSH(wrap, X509 *) = self_signed(seal_key, "wrap and seal", 0);
 
     memset(&pol, 0, sizeof(pol));
-    pol.directory_url = "https://ca.test/directory";
+    pol.directory_url = DIR_URL;
     pol.seal_cert = APR_ARRAY_IDX(wrap, 0, X509 *);
     pol.seal_key = seal_key;
     pol.wrap_certs = wrap;
@@ -745,10 +1401,7 @@ int main(void)
 
     clock_now = apr_time_sec(apr_time_now());
     apr_pool_create(&dp, root);
-    cs_acme_drive_create(&d, dp, &pol, "test:1:0", test_log, NULL);
-    cs_acme_drive_set_client(d, &fake_ops, &ca);
-    cs_acme_drive_set_clock(d, test_clock, NULL);
-    ca.drive = d;
+    d = make_drive(dp, &pol, "test:1:0");
 
     test_success(d, &pol);
     test_invalid_challenge(d, &pol);
@@ -757,6 +1410,11 @@ int main(void)
     test_account_again(d, &pol);
     test_backoff(d, &pol);
     test_precheck(&pol);
+
+    UNIT_CASE("the CA and the domains were asked nothing unexpected");
+    CHECK_EQ_INT(fake_http_unanswered(ca.http), 0);
+    CHECK_EQ_INT(fake_http_unanswered(ca.probe), 0);
+    CHECK_EQ_INT(ca.bad_requests, 0);
 
     UNIT_CASE("no error was logged");
     CHECK_EQ_INT(logged_errors, 0);
