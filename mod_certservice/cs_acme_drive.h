@@ -9,10 +9,9 @@
  * Pure code: APR, OpenSSL, jansson and the store; no httpd types.  The
  * glue (mod_certservice_acme.c) owns the thread, the database connection
  * and the log; the ACME client comes from the caller through an ops table
- * (cs_acme_client_ops: lib/cs_acme.c), so that t/unit/test_cs_acme_drive.c
- * can play the CA.  When lib/cs_acme.c sends through a cs_http_t
- * (lib/cs_http.h), a test can instead give the real client a fake
- * transport and keep cs_acme_client_ops.
+ * (cs_acme_client_ops: lib/cs_acme.c).  t/unit/test_cs_acme_drive.c keeps
+ * those production ops and gives the real client a fake transport
+ * (lib/cs_http.h, t/unit/fake_http.h) behind which a scripted CA answers.
  *
  * One drive belongs to one worker thread.  Log lines start with their
  * "CSnnnnn: " tag (the tags are in cs_acme_drive.c).
