@@ -84,11 +84,9 @@ static void csy_daemon_log(void *baton, cs_log_level_t level,
                            const char *msg)
 {
     csy_daemon_t *d = baton;
-    int lvl = level == CS_LOG_ERR ? APLOG_ERR
-              : level == CS_LOG_WARN ? APLOG_WARNING
-              : level == CS_LOG_INFO ? APLOG_INFO : APLOG_DEBUG;
 
-    ap_log_error(APLOG_MARK, lvl, 0, d->s, CYLOGNO(00001) "%s", msg);
+    ap_log_error(APLOG_MARK, csy_aplevel(level), 0, d->s, CYLOGNO(00001)
+                 "%s", msg);
 }
 
 static void csy_on_term(int sig)
@@ -522,11 +520,12 @@ static int csy_op_agent(void *baton, apr_uint32_t *told,
     return d->agent_on;
 }
 
-static void csy_op_log(void *baton, int level, const char *msg)
+/* The rollout's lines carry their own tags. */
+static void csy_op_log(void *baton, cs_log_level_t level, const char *msg)
 {
     csy_daemon_t *d = baton;
 
-    ap_log_error(APLOG_MARK, level, 0, d->s, "%s", msg);
+    ap_log_error(APLOG_MARK, csy_aplevel(level), 0, d->s, "%s", msg);
 }
 
 static const csy_rollout_ops_t csy_rollout_ops = {
