@@ -29,7 +29,7 @@ APLOG_USE_MODULE(certsync);
 
 /*
  * Log tags "CYnnnnn": never reused, each used by one message only; the
- * next free one is 00045.  The pure rollout and agent code
+ * next free one is 00046.  The pure rollout and agent code
  * (csy_rollout.c, csy_agent.c) spell their tags the same way and share
  * the numbering; docs/mod_certsync.md lists every tag.
  */
