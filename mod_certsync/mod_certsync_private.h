@@ -1,7 +1,7 @@
 /*
  * mod_certsync_private.h: what the glue files of mod_certsync share (the
- * log tag, the configuration type, the per-generation globals and the
- * functions one file calls in another).  Not for the pure code
+ * log tag and level mapping, the configuration type, the per-generation
+ * globals and the functions one file calls in another).  Not for the pure code
  * (csy_*.c), which must build without httpd's headers.
  *
  *   mod_certsync.c         module record, hooks, post_config
