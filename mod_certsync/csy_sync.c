@@ -53,9 +53,9 @@ apr_status_t csy_client_create(csy_client_t **pclient, apr_pool_t *p,
     cs_http_conf_t hc;
     apr_status_t rv;
 
-    /* The default is the glue's (csy_conf_effective), not a second one
-     * here. */
-    if (config->batch_size < 1) {
+    /* The defaults are the glue's (csy_conf_effective, CSY_HTTP_TIMEOUT),
+     * not second ones here. */
+    if (config->batch_size < 1 || (!config->http && config->timeout < 1)) {
         return APR_EINVAL;
     }
     client->config = config;
@@ -68,8 +68,7 @@ apr_status_t csy_client_create(csy_client_t **pclient, apr_pool_t *p,
         hc.ca_file = config->ca_file;
         hc.client_cert = config->client_cert;
         hc.client_key = config->client_key;
-        hc.timeout = apr_time_from_sec(config->timeout > 0 ? config->timeout
-                                                           : 30);
+        hc.timeout = apr_time_from_sec(config->timeout);
         hc.connect_timeout = apr_time_from_sec(10);
         hc.max_body = CSY_MAX_RESPONSE;
         if ((rv = cs_http_curl_create(&client->http, p, &hc))) {

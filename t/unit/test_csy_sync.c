@@ -394,8 +394,9 @@ static int rm_cb(const char *path, const struct stat *st, int flag,
     return remove(path);
 }
 
-/* The batch size's default is the glue's (csy_conf_effective): the pure
- * client has none to fall back on. */
+/* The batch size's default and the timeout are the glue's
+ * (csy_conf_effective, CSY_HTTP_TIMEOUT): the pure client has none to
+ * fall back on. */
 static void test_batch_size(void)
 {
     csy_config_t c = cfg;
@@ -406,6 +407,11 @@ static void test_batch_size(void)
     CHECK_EQ_INT(csy_client_create(&cl, pool, &c), APR_EINVAL);
     c.batch_size = 1;
     CHECK_EQ_INT(csy_client_create(&cl, pool, &c), APR_SUCCESS);
+
+    UNIT_CASE("libcurl's transport without a timeout: refused");
+    c.http = NULL;
+    c.timeout = 0;
+    CHECK_EQ_INT(csy_client_create(&cl, pool, &c), APR_EINVAL);
 }
 
 int main(void)
