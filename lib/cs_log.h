@@ -2,15 +2,23 @@
  * cs_log.h: the one log callback of the suite's pure code.
  *
  * Pure code reports through a cs_log_fn and a baton; the glue maps the
- * level onto ap_log_error's (ERR, WARNING, INFO, DEBUG) and adds its own
- * tag.  A NULL function means: do not log.
+ * level onto ap_log_error's (CRIT, ERR, WARNING, NOTICE, INFO, DEBUG: one
+ * mapping per module, csy_aplevel and cs_aplevel) and adds its own tag.
+ * A NULL function means: do not log.
+ *
+ * The levels run from the most to the least severe, as syslog's do, so
+ * that "level <= CS_LOG_WARN" means "a warning or worse".  CRIT is for
+ * what needs an operator now (a failed rollout), NOTICE for the
+ * milestones of normal operation (a rollout complete).
  */
 #ifndef CS_LOG_H
 #define CS_LOG_H
 
 typedef enum {
+    CS_LOG_CRIT,
     CS_LOG_ERR,
     CS_LOG_WARN,
+    CS_LOG_NOTICE,
     CS_LOG_INFO,
     CS_LOG_DEBUG
 } cs_log_level_t;

@@ -28,11 +28,19 @@ typedef struct {
     cs_acme_drive_t *drive;
 } cs_worker_t;
 
+/* The module's one mapping of the pure code's log levels (lib/cs_log.h)
+ * onto httpd's: both callbacks below go through it. */
 static int cs_aplevel(cs_log_level_t level)
 {
-    return level == CS_LOG_ERR ? APLOG_ERR
-           : level == CS_LOG_WARN ? APLOG_WARNING
-           : level == CS_LOG_INFO ? APLOG_INFO : APLOG_DEBUG;
+    switch (level) {
+    case CS_LOG_CRIT:   return APLOG_CRIT;
+    case CS_LOG_ERR:    return APLOG_ERR;
+    case CS_LOG_WARN:   return APLOG_WARNING;
+    case CS_LOG_NOTICE: return APLOG_NOTICE;
+    case CS_LOG_INFO:   return APLOG_INFO;
+    case CS_LOG_DEBUG:  return APLOG_DEBUG;
+    }
+    return APLOG_ERR;   /* not a level: loud rather than lost */
 }
 
 /* The ACME client's own messages. */

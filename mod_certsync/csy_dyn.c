@@ -256,10 +256,11 @@ static void wrapping_init(wrapping_t *w, apr_pool_t *p,
     w->seal = cs_seal_keys_derive(p, keys);
 }
 
-/* The key from key.cms: an RSA-OAEP decryption and OpenSSL's decoders,
- * about 1.2 ms.  *key is the caller's. */
+/* The key from the version's key.cms: an RSA-OAEP decryption and
+ * OpenSSL's decoders, about 1.2 ms.  *key is the caller's. */
 static apr_status_t open_envelope(EVP_PKEY **key, apr_pool_t *p,
-                                  const char *dir, X509 *leaf,
+                                  const char *store_dir, const char *name,
+                                  const char *serial, X509 *leaf,
                                   const wrapping_t *w, const char **why)
 {
     apr_status_t rv;
@@ -269,7 +270,8 @@ static apr_status_t open_envelope(EVP_PKEY **key, apr_pool_t *p,
 
     *key = NULL;
     if ((rv = cs_file_read(&cms, &len, p,
-                           apr_pstrcat(p, dir, "/" CS_LAYOUT_ENVELOPE, NULL),
+                           cs_layout_path(p, store_dir, name, serial,
+                                          CS_LAYOUT_ENVELOPE),
                            CSY_MAX_CMS))) {
         *why = APR_STATUS_IS_ENOENT(rv) ? "version removed while reading"
                                         : "cannot read key.cms";
@@ -305,8 +307,8 @@ static apr_status_t open_envelope(EVP_PKEY **key, apr_pool_t *p,
  * AES-GCM decryption and, for EC keys, no decoder (~35 us).  Anything but
  * success (an older store without it, another wrapping key) means: use
  * key.cms. */
-static EVP_PKEY *open_seal(apr_pool_t *p, const char *dir, X509 *leaf,
-                           const wrapping_t *w, const char *name,
+static EVP_PKEY *open_seal(apr_pool_t *p, const char *store_dir,
+                           X509 *leaf, const wrapping_t *w, const char *name,
                            const char *serial)
 {
     EVP_PKEY *key = NULL;
@@ -317,7 +319,8 @@ static EVP_PKEY *open_seal(apr_pool_t *p, const char *dir, X509 *leaf,
 
     if (!w->seal
         || cs_file_read(&sealed, &len, p,
-                        apr_pstrcat(p, dir, "/" CS_LAYOUT_SEAL, NULL),
+                        cs_layout_path(p, store_dir, name, serial,
+                                       CS_LAYOUT_SEAL),
                         CSY_MAX_SEAL)) {
         return NULL;
     }
@@ -385,15 +388,15 @@ static apr_status_t load_version(csy_bundle_t *b, apr_pool_t *p,
                                  const char *name, const wrapping_t *w,
                                  const char **why)
 {
-    const char *dir, *rest;
+    const char *rest;
     apr_size_t pem_len;
     apr_status_t rv;
     char *pem;
 
     b->from_envelope = 0;
-    dir = cs_layout_path(p, store_dir, name, b->serial, NULL);
     if ((rv = cs_file_read(&pem, &pem_len, p,
-                           apr_pstrcat(p, dir, "/" CS_LAYOUT_CHAIN, NULL),
+                           cs_layout_path(p, store_dir, name, b->serial,
+                                          CS_LAYOUT_CHAIN),
                            CSY_MAX_CHAIN))) {
         *why = APR_STATUS_IS_ENOENT(rv) ? "version removed while reading"
                                         : "cannot read the version";
@@ -412,11 +415,12 @@ static apr_status_t load_version(csy_bundle_t *b, apr_pool_t *p,
     if (!b->chain) {
         return APR_EINVAL;
     }
-    if ((b->key = open_seal(p, dir, b->leaf, w, name, b->serial))) {
+    if ((b->key = open_seal(p, store_dir, b->leaf, w, name, b->serial))) {
         return APR_SUCCESS;
     }
     b->from_envelope = 1;
-    return open_envelope(&b->key, p, dir, b->leaf, w, why);
+    return open_envelope(&b->key, p, store_dir, name, b->serial, b->leaf, w,
+                         why);
 }
 
 static apr_status_t bundle_load(csy_bundle_t **pb, chains_t *chains,
@@ -658,7 +662,7 @@ static apr_status_t lookup_exact(csy_bundle_t **pb, csy_cache_t *c,
 {
     apr_uint32_t h = fnv1a(name);
     apr_uint32_t gen = c->sh ? csy_gen_get(c->sh, name) : 0;
-    char cached[65] = "", now[65];
+    char cached[CSY_SERIAL_SIZE] = "", now[CSY_SERIAL_SIZE];
     csy_bundle_t *b;
     entry_t *e;
     apr_status_t rv;
@@ -737,7 +741,7 @@ apr_status_t csy_cache_lookup(csy_bundle_t **pb, csy_cache_t *c,
                               apr_size_t errlen)
 {
     const char *dot = strchr(name, '.');
-    char wild[256];
+    char wild[CSY_NAME_SIZE];
     apr_status_t rv;
 
     *pb = NULL;
@@ -774,7 +778,7 @@ int csy_cache_serial(csy_cache_t *c, const char *name, char *out)
     apr_thread_mutex_lock(c->mu);
     e = find(c, fnv1a(name), name);
     if (e) {
-        memcpy(out, e->b->serial, 65);
+        memcpy(out, e->b->serial, CSY_SERIAL_SIZE);
     }
     apr_thread_mutex_unlock(c->mu);
     return e != NULL;

@@ -31,6 +31,14 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "cs_layout.h"
+#include "cs_name.h"
+
+/* Buffers for a store name (a domain or "*.parent", lib/cs_name.h) and a
+ * serial (lib/cs_layout.h), NUL included. */
+#define CSY_NAME_SIZE   (CS_NAME_MAX + 1)
+#define CSY_SERIAL_SIZE (CS_LAYOUT_SERIAL_MAX + 1)
+
 /** Generation slots (a power of two); 256 KiB of shared memory. */
 #define CSY_GEN_SLOTS 65536
 
@@ -64,8 +72,8 @@ struct csy_bundle_t {
     X509 *leaf;
     STACK_OF(X509) *chain;          /* intermediates, may be empty */
     EVP_PKEY *key;
-    char serial[65];                /* hex, as in the store */
-    char name[254];                 /* the store name it came from */
+    char serial[CSY_SERIAL_SIZE];   /* hex, as in the store */
+    char name[CSY_NAME_SIZE];       /* the store name it came from */
     int from_envelope;              /* key.cms opened, not key.seal */
     volatile apr_uint32_t refs;
 };
@@ -89,7 +97,7 @@ apr_status_t csy_bundle_load(csy_bundle_t **b, const char *store_dir,
 /**
  * The server name a client sent, as a store name: the suite's one domain
  * rule (cs_name_lower, lib/cs_name.h) in lower case, and not a wildcard.
- * Writes it to out (254 bytes); 0 if the name cannot be a domain of the
+ * Writes it to out (CSY_NAME_SIZE bytes); 0 if the name cannot be a domain of the
  * store (then no lookup is made).
  */
 int csy_sni_name(char *out, const char *sni);
@@ -128,8 +136,8 @@ apr_status_t csy_cache_lookup(csy_bundle_t **b, csy_cache_t *c,
 void csy_cache_info(csy_cache_t *c, csy_cache_info_t *info);
 
 /**
- * The serial this process has cached for name, in out (65 bytes); 0 if
- * not cached.
+ * The serial this process has cached for name, in out (CSY_SERIAL_SIZE
+ * bytes); 0 if not cached.
  */
 int csy_cache_serial(csy_cache_t *c, const char *name, char *out);
 

@@ -50,7 +50,7 @@ csy_phase_t csy_phase_parse(const char *name)
     return CSY_PHASE_NONE;
 }
 
-static void rlog(csy_rollout_t *r, apr_pool_t *p, int level,
+static void rlog(csy_rollout_t *r, apr_pool_t *p, cs_log_level_t level,
                  const char *fmt, ...)
 {
     va_list ap;
@@ -182,7 +182,7 @@ static void lease_tick(csy_rollout_t *r)
                                &retry, &err);
     if (rv == APR_SUCCESS) {
         if (!r->lease || strcmp(r->lease, id) != 0) {
-            rlog(r, r->tick, CSY_RLOG_NOTICE, CYLOGNO(00019) "restart lease "
+            rlog(r, r->tick, CS_LOG_NOTICE, CYLOGNO(00019) "restart lease "
                  "%s had expired; holding lease %s now",
                  r->lease ? r->lease : "(none)", id);
             r->lease = apr_pstrdup(r->pool, id);
@@ -207,14 +207,14 @@ static void lease_tick(csy_rollout_t *r)
                    + apr_time_from_msec(rnd * 4 * wait);   /* up to +100% */
     if (rv == APR_EAGAIN) {
         if (r->lease) {
-            rlog(r, r->tick, CSY_RLOG_WARNING, CYLOGNO(00020) "restart "
+            rlog(r, r->tick, CS_LOG_WARN, CYLOGNO(00020) "restart "
                  "lease %s expired and another host holds the pool's slot "
                  "now; asking again (next in about %ds)", r->lease, wait);
         }
         r->lease = NULL;
     }
     else {
-        rlog(r, r->tick, CSY_RLOG_WARNING, CYLOGNO(00021) "renewing restart "
+        rlog(r, r->tick, CS_LOG_WARN, CYLOGNO(00021) "renewing restart "
              "lease %s failed: %s; trying again in about %ds",
              r->lease ? r->lease : "(none)", err, wait);
     }
@@ -303,7 +303,7 @@ static void back_in_rotation(csy_rollout_t *r, apr_pool_t *p)
            && r->ops->agent(r->baton, &told_now, &ready_now)
            && (r->agent_used || told_now > 0) && ready_now == ready) {
         if (now(r) >= limit) {
-            rlog(r, p, CSY_RLOG_WARNING, CYLOGNO(00039) "CertSyncAgent %s: "
+            rlog(r, p, CS_LOG_WARN, CYLOGNO(00039) "CertSyncAgent %s: "
                  "not asked since this host became ready %" APR_TIME_T_FMT
                  " s ago; the load balancer may still see it draining",
                  r->conf.agent_name, apr_time_sec(now(r) - start));
@@ -338,7 +338,7 @@ static void restart(csy_rollout_t *r, apr_pool_t *p, json_t *journal,
     if (!running(r)) {
         return;
     }
-    rlog(r, p, CSY_RLOG_ERR, CYLOGNO(00023) "the parent (%s) did not "
+    rlog(r, p, CS_LOG_ERR, CYLOGNO(00023) "the parent (%s) did not "
          "restart within CertSyncRestartTimeout (%ds): ready again, the "
          "restart stays pending", r->conf.parent, r->conf.restart_timeout);
     if (phase == CSY_PHASE_RESTARTING) {
@@ -402,7 +402,7 @@ static int probe_until(csy_rollout_t *r, apr_pool_t *p,
             }
         }
         else if (!told) {
-            rlog(r, p, CSY_RLOG_INFO, CYLOGNO(00022) "probe: the restarted "
+            rlog(r, p, CS_LOG_INFO, CYLOGNO(00022) "probe: the restarted "
                  "listener does not answer yet (%s); trying again for up "
                  "to %ds", *why, r->conf.restart_timeout);
             told = 1;
@@ -422,12 +422,12 @@ static void resume_done(csy_rollout_t *r, apr_pool_t *p, json_t *journal,
     json_t *at = json_object_get(journal, "restart_at");
 
     if (restarting) {
-        rlog(r, p, CSY_RLOG_NOTICE, CYLOGNO(00014) "rollout complete: %u "
+        rlog(r, p, CS_LOG_NOTICE, CYLOGNO(00014) "rollout complete: %u "
              "new certificates served", apr_hash_count(expected));
         set_state(r, CSY_PHASE_IDLE);
     }
     else {
-        rlog(r, p, CSY_RLOG_CRIT, CYLOGNO(00015) "rollout failed and was "
+        rlog(r, p, CS_LOG_CRIT, CYLOGNO(00015) "rollout failed and was "
              "rolled back: %s", json_string_value(json_object_get(
                  journal, "failure")));
         set_state(r, CSY_PHASE_ROLLED_BACK);
@@ -454,7 +454,7 @@ static void resume_failed(csy_rollout_t *r, apr_pool_t *p, json_t *journal,
     const char *failure = json_string_value(json_object_get(journal,
                                                             "failure"));
 
-    rlog(r, p, CSY_RLOG_CRIT, CYLOGNO(00016) "after the rollback the "
+    rlog(r, p, CS_LOG_CRIT, CYLOGNO(00016) "after the rollback the "
          "listener still fails its probe (%s): staying drained; lease "
          "released", why);
     set_state(r, CSY_PHASE_FAILED);
@@ -485,7 +485,7 @@ static void resume_rollback(csy_rollout_t *r, apr_pool_t *p, json_t *journal,
         /* Only what is served wrong goes back (and into quarantine): the
          * other new certificates were presented as they should be. */
         back = mismatched;
-        rlog(r, p, CSY_RLOG_CRIT, CYLOGNO(00017) "probe after restart "
+        rlog(r, p, CS_LOG_CRIT, CYLOGNO(00017) "probe after restart "
              "failed (%s): rolling the store back for %u of the %u new "
              "certificates", why, apr_hash_count(back),
              apr_hash_count(expected));
@@ -496,7 +496,7 @@ static void resume_rollback(csy_rollout_t *r, apr_pool_t *p, json_t *journal,
         why = apr_psprintf(p, "the restarted generation did not answer "
                            "within CertSyncRestartTimeout (%ds): %s",
                            r->conf.restart_timeout, why);
-        rlog(r, p, CSY_RLOG_CRIT, CYLOGNO(00025) "%s; rolling the store "
+        rlog(r, p, CS_LOG_CRIT, CYLOGNO(00025) "%s; rolling the store "
              "back for the %u new certificates", why, apr_hash_count(back));
     }
     for (hi = apr_hash_first(p, back); hi; hi = apr_hash_next(hi)) {
@@ -614,7 +614,7 @@ static int rollout(csy_rollout_t *r, apr_pool_t *p, long long cursor)
      * a fixed configuration is seen. */
     if (r->tested_set != r->change_set) {
         if ((code = r->ops->configtest(r->baton, p, &output)) != 0) {
-            rlog(r, p, CSY_RLOG_ERR, CYLOGNO(00007) "configuration test "
+            rlog(r, p, CS_LOG_ERR, CYLOGNO(00007) "configuration test "
                  "failed (exit %d): not restarting; what is served stays "
                  "served: %s", code, output);
             set_state(r, CSY_PHASE_CONFIGTEST_FAILED);
@@ -633,12 +633,12 @@ static int rollout(csy_rollout_t *r, apr_pool_t *p, long long cursor)
                                      ? retry : r->conf.interval);
     }
     if (rv != APR_SUCCESS) {
-        rlog(r, p, CSY_RLOG_WARNING, CYLOGNO(00018) "no restart lease: %s; "
+        rlog(r, p, CS_LOG_WARN, CYLOGNO(00018) "no restart lease: %s; "
              "trying again later", err);
         set_state(r, CSY_PHASE_WAITING_FOR_LEASE);
         return 0;
     }
-    rlog(r, p, CSY_RLOG_NOTICE, CYLOGNO(00006) "lease %s: draining for %ds, "
+    rlog(r, p, CS_LOG_NOTICE, CYLOGNO(00006) "lease %s: draining for %ds, "
          "then a graceful restart to serve %u new certificates", lease,
          r->conf.drain_time, apr_hash_count(r->pending));
     journal = json_pack("{s:s, s:s, s:o, s:I}", "phase",
@@ -661,7 +661,7 @@ static int rollout(csy_rollout_t *r, apr_pool_t *p, long long cursor)
                      >= apr_time_from_sec(r->conf.lease_ttl)) {
         /* Taken by another host, or not renewed for a whole TTL: no
          * restart without it.  Back in rotation; the rollout waits. */
-        rlog(r, p, CSY_RLOG_WARNING, CYLOGNO(00024) "restart lease lost "
+        rlog(r, p, CS_LOG_WARN, CYLOGNO(00024) "restart lease lost "
              "while draining: ready again, the restart stays pending");
         r->ops->remove(r->baton, p, "rollout.json");
         set_state(r, CSY_PHASE_WAITING_FOR_LEASE);
@@ -713,7 +713,7 @@ void csy_rollout_recheck(csy_rollout_t *r, apr_pool_t *p)
     }
     none = apr_hash_make(p);
     if (r->ops->probe(r->baton, p, none, none, &why) == CSY_PROBE_OK) {
-        rlog(r, p, CSY_RLOG_NOTICE, CYLOGNO(00026) "the listener answers "
+        rlog(r, p, CS_LOG_NOTICE, CYLOGNO(00026) "the listener answers "
              "again: back in rotation");
         set_state(r, CSY_PHASE_ROLLED_BACK);
         r->ops->set_health(r->baton, p, "ready");

@@ -28,6 +28,8 @@
 
 #include <jansson.h>
 
+#include "cs_log.h"
+
 /* The states the status page shows (state.json "state"); draining,
  * restarting and rolling-back are also the journal's phases. */
 typedef enum {
@@ -62,15 +64,6 @@ apr_hash_t *csy_json_hash(apr_pool_t *p, json_t *o);
 #define CSY_PROBE_OK            0
 #define CSY_PROBE_NOT_READY     1   /* no handshake: not listening yet */
 #define CSY_PROBE_MISMATCH      2   /* it answers with other certificates */
-
-/* Log levels of csy_rollout_ops_t.log: syslog's (and so httpd's APLOG_*)
- * numbers, because a rollout's alerts are at crit and its milestones at
- * notice, which cs_log_level_t does not have. */
-#define CSY_RLOG_CRIT       2
-#define CSY_RLOG_ERR        3
-#define CSY_RLOG_WARNING    4
-#define CSY_RLOG_NOTICE     5
-#define CSY_RLOG_INFO       6
 
 typedef struct csy_rollout_ops_t {
     /** 0 once the daemon is to stop (SIGTERM, the parent gone). */
@@ -112,8 +105,9 @@ typedef struct csy_rollout_ops_t {
     /** The agent-check answers sent so far (all, and "ready" ones);
      * returns 0 when no agent listens. */
     int (*agent)(void *baton, apr_uint32_t *told, apr_uint32_t *told_ready);
-    /** A log line, CYnnnnn tag included. */
-    void (*log)(void *baton, int level, const char *msg);
+    /** A log line, CYnnnnn tag included: a rollout's alerts are at
+     * CS_LOG_CRIT, its milestones at CS_LOG_NOTICE. */
+    cs_log_fn *log;
 } csy_rollout_ops_t;
 
 typedef struct {

@@ -371,7 +371,7 @@ apr_status_t csy_store_add_seal(csy_store_t *store, apr_pool_t *p,
         return APR_EINVAL;
     }
     vdir = csy_store_version_dir(store, p, domain, serial);
-    path = apr_pstrcat(p, vdir, "/" CS_LAYOUT_SEAL, NULL);
+    path = cs_layout_path(p, store->dir, domain, serial, CS_LAYOUT_SEAL);
     if (!is_dir(vdir, p)) {
         return APR_ENOENT;
     }

@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "cs_crypto.h"
+#include "cs_layout.h"
 #include "cs_name.h"
 #include "cs_seal.h"
 #include "cs_x509.h"
@@ -52,6 +53,11 @@ apr_status_t csy_client_create(csy_client_t **pclient, apr_pool_t *p,
     cs_http_conf_t hc;
     apr_status_t rv;
 
+    /* The defaults are the glue's (csy_conf_effective, CSY_HTTP_TIMEOUT),
+     * not second ones here. */
+    if (config->batch_size < 1 || (!config->http && config->timeout < 1)) {
+        return APR_EINVAL;
+    }
     client->config = config;
     if (config->http) {
         client->http = config->http;
@@ -62,8 +68,7 @@ apr_status_t csy_client_create(csy_client_t **pclient, apr_pool_t *p,
         hc.ca_file = config->ca_file;
         hc.client_cert = config->client_cert;
         hc.client_key = config->client_key;
-        hc.timeout = apr_time_from_sec(config->timeout > 0 ? config->timeout
-                                                           : 30);
+        hc.timeout = apr_time_from_sec(config->timeout);
         hc.connect_timeout = apr_time_from_sec(10);
         hc.max_body = CSY_MAX_RESPONSE;
         if ((rv = cs_http_curl_create(&client->http, p, &hc))) {
@@ -198,10 +203,11 @@ static unsigned char *seal_for_workers(apr_size_t *len,
     return seal;
 }
 
-/* Does the key.seal in dir open with one of this daemon's sealing keys?
- * (After the wrapping key that sealed it was removed, it no longer does.) */
+/* Does the version's key.seal open with one of this daemon's sealing
+ * keys?  (After the wrapping key that sealed it was removed, it no longer
+ * does.) */
 static int seal_opens(const csy_config_t *cfg, apr_pool_t *p,
-                      const char *dir, const char *domain,
+                      const char *store_dir, const char *domain,
                       const char *serial)
 {
     const char *err;
@@ -210,7 +216,8 @@ static int seal_opens(const csy_config_t *cfg, apr_pool_t *p,
     int i;
 
     if (csy_store_read_file(&seal, &len, p,
-                            apr_pstrcat(p, dir, "/key.seal", NULL))) {
+                            cs_layout_path(p, store_dir, domain, serial,
+                                           CS_LAYOUT_SEAL))) {
         return 0;
     }
     for (i = 0; i < cfg->seal_keys->nelts; i++) {
@@ -227,7 +234,7 @@ int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
                       apr_pool_t *p, int *pos, int max, int *done)
 {
     apr_array_header_t *domains, *chain;
-    const char *domain, *serial, *dir, *err;
+    const char *sdir = csy_store_dir(store), *domain, *serial, *err;
     char *cms;
     apr_size_t cms_len, seal_len;
     unsigned char *seal;
@@ -251,17 +258,18 @@ int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
         /* The version's own directory, not "current": a switch meanwhile
          * cannot pair one version's files with another's serial. */
         if (!(serial = csy_store_current(store, one, domain))
-            || seal_opens(cfg, one, dir = csy_store_version_dir(
-                              store, one, domain, serial), domain, serial)
+            || seal_opens(cfg, one, sdir, domain, serial)
             || csy_store_read_file(&cms, &cms_len, one,
-                                   apr_pstrcat(one, dir, "/key.cms", NULL))) {
+                                   cs_layout_path(one, sdir, domain, serial,
+                                                  CS_LAYOUT_ENVELOPE))) {
             continue;           /* sealed, gone, or not an envelope */
         }
         if (open_key(&key, &which, cfg, one, (unsigned char *)cms, cms_len,
                      &err) == APR_SUCCESS
             && cs_file_read_certs(&chain, one,
-                                  apr_pstrcat(one, dir, "/fullchain.pem",
-                                              NULL), &err) == APR_SUCCESS
+                                  cs_layout_path(one, sdir, domain, serial,
+                                                 CS_LAYOUT_CHAIN),
+                                  &err) == APR_SUCCESS
             && (seal = seal_for_workers(&seal_len, cfg, one, key,
                                         APR_ARRAY_IDX(chain, 0, X509 *),
                                         which, domain, serial)) != NULL
@@ -461,8 +469,7 @@ static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
 {
     apr_array_header_t *batch;
     apr_hash_index_t *hi;
-    int size = cy->cl->config->batch_size > 0 ? cy->cl->config->batch_size
-                                              : 100;
+    int size = cy->cl->config->batch_size;   /* > 0: csy_client_create */
     apr_status_t rv;
 
     batch = apr_array_make(p, size, sizeof(const char *));

@@ -38,9 +38,12 @@ typedef struct {
     /* cs_seal_key_t derived from wrap_keys, same order; NULL: no key.seal
      * (dynamic mode's workers then open key.cms) */
     const apr_array_header_t *seal_keys;
-    int batch_size;                     /* domains per POST /v1/bundles */
+    /* Domains per POST /v1/bundles, at least 1 (csy_client_create says
+     * APR_EINVAL otherwise); the default is the caller's (the glue's
+     * csy_conf_effective). */
+    int batch_size;
     int keep_envelopes;                 /* store key.cms, not privkey.pem */
-    long timeout;                       /* seconds per HTTP request */
+    long timeout;       /* seconds per HTTP request, > 0 (with http NULL) */
     const char *pool_name;              /* for reports and leases */
     const char *host_name;
     /* domain -> serial that failed its post-restart probe and was rolled
@@ -67,7 +70,8 @@ typedef struct {
 typedef struct csy_client_t csy_client_t;
 
 /** A client that keeps its connection between cycles (freed with p).
- * config must outlive the client. */
+ * config must outlive the client.  APR_EINVAL if config->batch_size < 1,
+ * or without a transport if config->timeout < 1. */
 apr_status_t csy_client_create(csy_client_t **client, apr_pool_t *p,
                                const csy_config_t *config);
 

@@ -84,11 +84,19 @@ static void csy_daemon_log(void *baton, cs_log_level_t level,
                            const char *msg)
 {
     csy_daemon_t *d = baton;
-    int lvl = level == CS_LOG_ERR ? APLOG_ERR
-              : level == CS_LOG_WARN ? APLOG_WARNING
-              : level == CS_LOG_INFO ? APLOG_INFO : APLOG_DEBUG;
 
-    ap_log_error(APLOG_MARK, lvl, 0, d->s, CYLOGNO(00001) "%s", msg);
+    ap_log_error(APLOG_MARK, csy_aplevel(level), 0, d->s, CYLOGNO(00001)
+                 "%s", msg);
+}
+
+/* The store's: the manifest lines it skipped (they name the manifest, the
+ * line and the domain), a prune that kept domains because of them. */
+static void csy_store_log(void *baton, cs_log_level_t level, const char *msg)
+{
+    csy_daemon_t *d = baton;
+
+    ap_log_error(APLOG_MARK, csy_aplevel(level), 0, d->s, CYLOGNO(00045)
+                 "%s", msg);
 }
 
 static void csy_on_term(int sig)
@@ -475,8 +483,11 @@ static apr_status_t csy_op_rollback(void *baton, apr_pool_t *p,
     if (csy_store_rollback(d->store, p, domain) == APR_SUCCESS) {
         return APR_SUCCESS;
     }
-    if ((rv = csy_store_manifest_read(&served, d->store, p))
-        == APR_SUCCESS) {
+    /* With skipped lines (APR_INCOMPLETE, logged by the store) the other
+     * domains are still the list: the rewrite leaves the bad lines out,
+     * as every manifest write does. */
+    rv = csy_store_manifest_read(&served, d->store, p);
+    if (rv == APR_SUCCESS || rv == APR_INCOMPLETE) {
         keep = apr_array_make(p, served->nelts, sizeof(const char *));
         for (i = 0; i < served->nelts; i++) {
             const char *x = APR_ARRAY_IDX(served, i, const char *);
@@ -522,11 +533,12 @@ static int csy_op_agent(void *baton, apr_uint32_t *told,
     return d->agent_on;
 }
 
-static void csy_op_log(void *baton, int level, const char *msg)
+/* The rollout's lines carry their own tags. */
+static void csy_op_log(void *baton, cs_log_level_t level, const char *msg)
 {
     csy_daemon_t *d = baton;
 
-    ap_log_error(APLOG_MARK, level, 0, d->s, "%s", msg);
+    ap_log_error(APLOG_MARK, csy_aplevel(level), 0, d->s, "%s", msg);
 }
 
 static const csy_rollout_ops_t csy_rollout_ops = {
@@ -658,6 +670,7 @@ static void csy_daemon_open(csy_daemon_t *d, apr_pool_t *cycle)
                      conf->store_dir);
         exit(APEXIT_CHILDFATAL);
     }
+    csy_store_set_log(d->store, csy_store_log, d);
     if (conf->dynamic == 1 && geteuid() == 0) {
         /* The workers read the sealed keys as httpd's Group. */
         csy_store_set_envelope_group(d->store,

@@ -100,7 +100,7 @@ static int csy_cert_cb(SSL *ssl, void *arg)
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     conn_rec *c = SSL_get_app_data(ssl);
     csy_bundle_t *b;
-    char name[254], err[512];
+    char name[CSY_NAME_SIZE], err[512];
     apr_status_t rv;
     int ok;
 

@@ -1,7 +1,7 @@
 /*
  * mod_certsync_private.h: what the glue files of mod_certsync share (the
- * log tag, the configuration type, the per-generation globals and the
- * functions one file calls in another).  Not for the pure code
+ * log tag and level mapping, the configuration type, the per-generation
+ * globals and the functions one file calls in another).  Not for the pure code
  * (csy_*.c), which must build without httpd's headers.
  *
  *   mod_certsync.c         module record, hooks, post_config
@@ -22,17 +22,33 @@
 #include "apr_hash.h"
 #include "apr_tables.h"
 
+#include "cs_log.h"
 #include "csy_dyn.h"
 
 APLOG_USE_MODULE(certsync);
 
 /*
  * Log tags "CYnnnnn": never reused, each used by one message only; the
- * next free one is 00045.  The pure rollout and agent code
+ * next free one is 00046.  The pure rollout and agent code
  * (csy_rollout.c, csy_agent.c) spell their tags the same way and share
  * the numbering; docs/mod_certsync.md lists every tag.
  */
 #define CYLOGNO(n) "CY" #n ": "
+
+/* The module's one mapping of the pure code's log levels (lib/cs_log.h)
+ * onto httpd's: every cs_log_fn of the glue goes through it. */
+static APR_INLINE int csy_aplevel(cs_log_level_t level)
+{
+    switch (level) {
+    case CS_LOG_CRIT:   return APLOG_CRIT;
+    case CS_LOG_ERR:    return APLOG_ERR;
+    case CS_LOG_WARN:   return APLOG_WARNING;
+    case CS_LOG_NOTICE: return APLOG_NOTICE;
+    case CS_LOG_INFO:   return APLOG_INFO;
+    case CS_LOG_DEBUG:  return APLOG_DEBUG;
+    }
+    return APLOG_ERR;   /* not a level: loud rather than lost */
+}
 
 /* host:port of CertSyncProbe and CertSyncAgent; host NULL: unset. */
 typedef struct csy_addr_t {

@@ -162,7 +162,7 @@ static void csy_dyn_status(request_rec *r, json_t *state)
     apr_array_header_t *domains = NULL;
     json_t *dyn, *served;
     const char *one = NULL;
-    char name[254], serial[65];
+    char name[CSY_NAME_SIZE], serial[CSY_SERIAL_SIZE];
     int i;
 
     if (!csy_main_conf || csy_main_conf->dynamic != 1 || !csy_shared) {

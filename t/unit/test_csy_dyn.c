@@ -130,7 +130,7 @@ static void test_sni_name(void)
         "../x.y", "a.b\n", "exa_mple.com", "caf\xc3\xa9.fr",
         "1.2", "10.0.0.1", "ab--cd.example",
     };
-    char out[254], big[300];
+    char out[CSY_NAME_SIZE], big[300];
     unsigned i;
 
     UNIT_CASE("csy_sni_name");
@@ -434,7 +434,7 @@ static void test_cache(void)
     csy_cache_info_t info;
     csy_bundle_t *b, *held;
     const char *s1, *s2, *w;
-    char err[256], serial[65];
+    char err[256], serial[CSY_SERIAL_SIZE];
     apr_status_t rv;
 
     UNIT_CASE("cache: hit, renewal, revalidation");

@@ -201,9 +201,14 @@ static int op_agent(void *b, apr_uint32_t *told, apr_uint32_t *ready)
     return f.agent_on;
 }
 
-static void op_log(void *b, int level, const char *msg)
+/* Each line as "<LEVEL>CYnnnnn: text", the level's number in
+ * cs_log_level_t (logged_at). */
+static void op_log(void *b, cs_log_level_t level, const char *msg)
 {
-    append(f.logs, sizeof(f.logs), msg);
+    char line[1024];
+
+    snprintf(line, sizeof(line), "<%d>%s", (int)level, msg);
+    append(f.logs, sizeof(f.logs), line);
 }
 
 static const csy_rollout_ops_t ops = {
@@ -286,6 +291,15 @@ static int logged(const char *tag)
     return strstr(f.logs, tag) != NULL;
 }
 
+/* tag (and what follows it, if given) logged at level. */
+static int logged_at(cs_log_level_t level, const char *tag)
+{
+    char want[256];
+
+    snprintf(want, sizeof(want), "<%d>%s", (int)level, tag);
+    return strstr(f.logs, want) != NULL;
+}
+
 /* Generation 1: two new certificates and a sync cycle that rolls them
  * out; returns what csy_rollout_cycle returned. */
 static int first_half(csy_rollout_t *r)
@@ -333,7 +347,7 @@ static void test_full_rollout(void)
     CHECK_EQ_INT(f.gracefuls, 1);
     CHECK_STR(f.healths, "ready drain");
     CHECK_STR(f.reports, "draining restarting");
-    CHECK(logged("CY00006"));
+    CHECK(logged_at(CS_LOG_NOTICE, "CY00006"));
     /* The journal the next generation reads, in the old format. */
     CHECK_STR(journal("phase"), "restarting");
     CHECK_STR(journal("lease"), "L1");
@@ -357,7 +371,8 @@ static void test_full_rollout(void)
     generation(&r2);
     csy_rollout_start(&r2, pool);
     CHECK_STR(state_of(&r2), "idle");
-    CHECK(logged("CY00014: rollout complete: 2 new certificates"));
+    CHECK(logged_at(CS_LOG_NOTICE,
+                    "CY00014: rollout complete: 2 new certificates"));
     CHECK(!json_object_get(f.files, "rollout.json"));
     CHECK_STR(f.healths, "drain ready");
     CHECK_STR(f.released, "L1");
@@ -446,8 +461,8 @@ static void test_lease_lost_while_draining(void)
     csy_rollout_add(&r, "a.example", "0a");
     json_object_set_new(r.state, "restart_pending", json_true());
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 3, 1), 30);
-    CHECK(logged("CY00020"));
-    CHECK(logged("CY00024"));
+    CHECK(logged_at(CS_LOG_WARN, "CY00020"));
+    CHECK(logged_at(CS_LOG_WARN, "CY00024"));
     CHECK_EQ_INT(f.gracefuls, 0);
     CHECK_STR(state_of(&r), "waiting-for-lease");
     CHECK_STR(f.health, "ready");
@@ -470,7 +485,7 @@ static void test_configtest_fails(void)
     json_object_set_new(r.state, "restart_pending", json_true());
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 3, 1), 0);
     CHECK_STR(state_of(&r), "configtest-failed");
-    CHECK(logged("CY00007"));
+    CHECK(logged_at(CS_LOG_ERR, "CY00007"));
     CHECK_EQ_INT(counter(&r, "configtest_failures"), 1);
     CHECK_EQ_INT(f.acquires, 0);
     CHECK_EQ_INT(f.gracefuls, 0);
@@ -526,8 +541,8 @@ static void test_probe_old_serial(void)
     f.answer_at = T0 + SEC(8);      /* the listener starts a bit later */
     generation(&r2);
     csy_rollout_start(&r2, pool);
-    CHECK(logged("CY00022"));
-    CHECK(logged("CY00017"));
+    CHECK(logged_at(CS_LOG_INFO, "CY00022"));
+    CHECK(logged_at(CS_LOG_CRIT, "CY00017"));
     CHECK_STR(f.rolled_back, "a.example");     /* b is served right */
     CHECK_STR(json_string_value(json_object_get(json_object_get(
                   f.files, "quarantine.json"), "a.example")), "0a");
@@ -549,7 +564,7 @@ static void test_probe_old_serial(void)
     generation(&r3);
     CHECK(apr_hash_get(r3.quarantine, "a.example", APR_HASH_KEY_STRING));
     csy_rollout_start(&r3, pool);
-    CHECK(logged("CY00015"));
+    CHECK(logged_at(CS_LOG_CRIT, "CY00015"));
     CHECK_STR(state_of(&r3), "rolled-back");
     CHECK(json_is_string(json_object_get(r3.state,
                                          "last_rollout_failure")));
@@ -570,7 +585,7 @@ static void test_never_answers(void)
     f.answer_at = 0;                /* never */
     generation(&r2);
     csy_rollout_start(&r2, pool);
-    CHECK(logged("CY00025"));
+    CHECK(logged_at(CS_LOG_CRIT, "CY00025"));
     CHECK(f.now - T0 >= SEC(60));   /* CertSyncRestartTimeout */
     CHECK(strstr(f.rolled_back, "a.example") != NULL);
     CHECK(strstr(f.rolled_back, "b.example") != NULL);
@@ -580,7 +595,7 @@ static void test_never_answers(void)
     generation(&r3);
     f.reports[0] = '\0';
     csy_rollout_start(&r3, pool);
-    CHECK(logged("CY00016"));
+    CHECK(logged_at(CS_LOG_CRIT, "CY00016"));
     CHECK_STR(state_of(&r3), "failed");
     CHECK_STR(f.reports, "failed");
     CHECK_STR(f.released, "L1");
@@ -591,7 +606,7 @@ static void test_never_answers(void)
     CHECK_STR(state_of(&r3), "failed");
     f.answer_at = f.now;
     csy_rollout_recheck(&r3, pool);
-    CHECK(logged("CY00026"));
+    CHECK(logged_at(CS_LOG_NOTICE, "CY00026"));
     CHECK_STR(state_of(&r3), "rolled-back");
     CHECK_STR(f.health, "ready");
     done(&r3);
@@ -606,7 +621,8 @@ static void test_parent_did_not_restart(void)
     f.graceful_stops = 0;
     first_half(&r);
     CHECK_EQ_INT(f.gracefuls, 1);
-    CHECK(logged("CY00023: the parent (pid 42) did not restart"));
+    CHECK(logged_at(CS_LOG_ERR,
+                    "CY00023: the parent (pid 42) did not restart"));
     CHECK_STR(state_of(&r), "restart-failed");
     CHECK(json_is_true(json_object_get(r.state, "restart_pending")));
     CHECK_EQ_INT(counter(&r, "restart_failures"), 1);
@@ -646,7 +662,8 @@ static void test_resume_phases(void)
     f.lease_id = "L9";              /* CertService renews it */
     generation(&r);
     csy_rollout_start(&r, pool);
-    CHECK(logged("CY00014: rollout complete: 1 new certificates"));
+    CHECK(logged_at(CS_LOG_NOTICE,
+                    "CY00014: rollout complete: 1 new certificates"));
     CHECK_STR(state_of(&r), "idle");
     CHECK_STR(f.released, "L9");
     CHECK_EQ_INT(json_integer_value(json_object_get(r.state,
@@ -661,7 +678,8 @@ static void test_resume_phases(void)
     f.lease_id = "L2";
     generation(&r);
     csy_rollout_start(&r, pool);
-    CHECK(logged("CY00019: restart lease L1 had expired; holding lease L2"));
+    CHECK(logged_at(CS_LOG_NOTICE, "CY00019: restart lease L1 had expired; "
+                    "holding lease L2"));
     CHECK_STR(state_of(&r), "idle");
     CHECK_STR(f.released, "L2");
     done(&r);
@@ -684,8 +702,8 @@ static void test_resume_phases(void)
     }
     generation(&r);
     csy_rollout_start(&r, pool);
-    CHECK(logged("CY00020"));
-    CHECK(logged("CY00017"));
+    CHECK(logged_at(CS_LOG_WARN, "CY00020"));
+    CHECK(logged_at(CS_LOG_CRIT, "CY00017"));
     CHECK_EQ_INT(f.gracefuls, 2);
     CHECK(f.lease_i > 8);           /* asked until it was granted */
     CHECK_STR(journal("phase"), "rolling-back");
@@ -723,7 +741,7 @@ static void test_agent_wait(void)
     f.agent_on = 1;
     generation(&r);
     csy_rollout_start(&r, pool);
-    CHECK(logged("CY00039"));
+    CHECK(logged_at(CS_LOG_WARN, "CY00039"));
     CHECK_STR(f.released, "L1");
     CHECK(f.released_at - (T0 + SEC(5)) >= SEC(5 + 10));
     done(&r);

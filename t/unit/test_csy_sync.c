@@ -394,6 +394,26 @@ static int rm_cb(const char *path, const struct stat *st, int flag,
     return remove(path);
 }
 
+/* The batch size's default and the timeout are the glue's
+ * (csy_conf_effective, CSY_HTTP_TIMEOUT): the pure client has none to
+ * fall back on. */
+static void test_batch_size(void)
+{
+    csy_config_t c = cfg;
+    csy_client_t *cl;
+
+    UNIT_CASE("no batch size: refused, no default of its own");
+    c.batch_size = 0;
+    CHECK_EQ_INT(csy_client_create(&cl, pool, &c), APR_EINVAL);
+    c.batch_size = 1;
+    CHECK_EQ_INT(csy_client_create(&cl, pool, &c), APR_SUCCESS);
+
+    UNIT_CASE("libcurl's transport without a timeout: refused");
+    c.http = NULL;
+    c.timeout = 0;
+    CHECK_EQ_INT(csy_client_create(&cl, pool, &c), APR_EINVAL);
+}
+
 int main(void)
 {
     EVP_PKEY *wrap_key;
@@ -435,6 +455,7 @@ int main(void)
         return 1;
     }
 
+    test_batch_size();
     test_normal_cycle();
     test_bad_answers();
     test_lease();
