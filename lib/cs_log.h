@@ -25,4 +25,13 @@ typedef enum {
 
 typedef void cs_log_fn(void *baton, cs_log_level_t level, const char *msg);
 
+/*
+ * The log tags of the two modules whose pure code logs through cs_log_fn:
+ * glue and pure code spell a tag with the same macro and share one
+ * numbering, never reused (the next free number is in each module's
+ * private header; t/lint/logtags.pl fails on a tag used twice).
+ */
+#define CSLOGNO(n) "CS" #n ": "         /* mod_certservice */
+#define CYLOGNO(n) "CY" #n ": "         /* mod_certsync */
+
 #endif /* CS_LOG_H */

@@ -18,8 +18,6 @@
 #include "cs_service.h"
 #include "cs_x509.h"
 
-#define CSLOGNO(n) "CS" #n ": "
-
 struct cs_acme_drive_t {
     apr_pool_t *pool;           /* the worker's */
     cs_acme_policy_t policy;

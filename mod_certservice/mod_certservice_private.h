@@ -28,6 +28,7 @@
 #include "apr_optional.h"
 
 #include "cs_crypto.h"
+#include "cs_log.h"
 #include "cs_store.h"
 #include "cs_x509.h"
 
@@ -36,8 +37,8 @@ extern module AP_MODULE_DECLARE_DATA certservice_module;
 
 /* Log tags "CSnnnnn": never reused; the next free one is 00035.  The
  * pure ACME drive puts its own tags in its messages (cs_acme_drive.c:
- * CS00013, CS00015 ... CS00018, CS00021, CS00031 ... CS00034). */
-#define CSLOGNO(n) "CS" #n ": "
+ * CS00013, CS00015 ... CS00018, CS00021, CS00031 ... CS00034).  The
+ * macro CSLOGNO is lib/cs_log.h's. */
 
 #define CS_HANDLER              "certservice"
 

@@ -18,9 +18,6 @@
 
 #include "csy_rollout.h"
 
-/* Log tags: shared numbering with mod_certsync_private.h. */
-#define CYLOGNO(n) "CY" #n ": "
-
 /* Seconds a probe must keep seeing another serial before it counts as a
  * failure: just after a graceful restart a connection may still reach
  * the old generation. */

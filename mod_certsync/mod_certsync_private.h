@@ -31,9 +31,9 @@ APLOG_USE_MODULE(certsync);
  * Log tags "CYnnnnn": never reused, each used by one message only; the
  * next free one is 00046.  The pure rollout and agent code
  * (csy_rollout.c, csy_agent.c) spell their tags the same way and share
- * the numbering; docs/mod_certsync.md lists every tag.
+ * the numbering; docs/mod_certsync.md lists every tag.  The macro
+ * CYLOGNO is lib/cs_log.h's.
  */
-#define CYLOGNO(n) "CY" #n ": "
 
 /* The module's one mapping of the pure code's log levels (lib/cs_log.h)
  * onto httpd's: every cs_log_fn of the glue goes through it. */
