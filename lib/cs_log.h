@@ -1,9 +1,11 @@
 /*
  * cs_log.h: the one log callback of the suite's pure code.
  *
- * Pure code reports through a cs_log_fn and a baton; the glue maps the
- * level onto ap_log_error's (CRIT, ERR, WARNING, NOTICE, INFO, DEBUG: one
- * mapping per module, csy_aplevel and cs_aplevel) and adds its own tag.
+ * Pure code reports through a cs_log_fn and a baton; the glue hands the
+ * message to ap_log_error at the same level and adds its own tag.  The
+ * levels are syslog's (<syslog.h>), which are also httpd's APLOG_* on
+ * every Unix (http_log.h defines them so), so no glue needs a mapping;
+ * configure checks the equality against the target httpd's headers.
  * A NULL function means: do not log.
  *
  * The levels run from the most to the least severe, as syslog's do, so
@@ -14,13 +16,15 @@
 #ifndef CS_LOG_H
 #define CS_LOG_H
 
+#include <syslog.h>
+
 typedef enum {
-    CS_LOG_CRIT,
-    CS_LOG_ERR,
-    CS_LOG_WARN,
-    CS_LOG_NOTICE,
-    CS_LOG_INFO,
-    CS_LOG_DEBUG
+    CS_LOG_CRIT = LOG_CRIT,
+    CS_LOG_ERR = LOG_ERR,
+    CS_LOG_WARN = LOG_WARNING,
+    CS_LOG_NOTICE = LOG_NOTICE,
+    CS_LOG_INFO = LOG_INFO,
+    CS_LOG_DEBUG = LOG_DEBUG
 } cs_log_level_t;
 
 typedef void cs_log_fn(void *baton, cs_log_level_t level, const char *msg);

@@ -28,27 +28,12 @@ typedef struct {
     cs_acme_drive_t *drive;
 } cs_worker_t;
 
-/* The module's one mapping of the pure code's log levels (lib/cs_log.h)
- * onto httpd's: both callbacks below go through it. */
-static int cs_aplevel(cs_log_level_t level)
-{
-    switch (level) {
-    case CS_LOG_CRIT:   return APLOG_CRIT;
-    case CS_LOG_ERR:    return APLOG_ERR;
-    case CS_LOG_WARN:   return APLOG_WARNING;
-    case CS_LOG_NOTICE: return APLOG_NOTICE;
-    case CS_LOG_INFO:   return APLOG_INFO;
-    case CS_LOG_DEBUG:  return APLOG_DEBUG;
-    }
-    return APLOG_ERR;   /* not a level: loud rather than lost */
-}
-
 /* The ACME client's own messages. */
 static void cs_acme_log(void *baton, cs_log_level_t level, const char *msg)
 {
     cs_worker_t *w = baton;
 
-    ap_log_error(APLOG_MARK, cs_aplevel(level), 0, w->s, CSLOGNO(00012)
+    ap_log_error(APLOG_MARK, (int)level, 0, w->s, CSLOGNO(00012)
                  "acme worker %d: %s", w->index, msg);
 }
 
@@ -57,7 +42,7 @@ static void cs_drive_log(void *baton, cs_log_level_t level, const char *msg)
 {
     cs_worker_t *w = baton;
 
-    ap_log_error(APLOG_MARK, cs_aplevel(level), 0, w->s, "%s", msg);
+    ap_log_error(APLOG_MARK, (int)level, 0, w->s, "%s", msg);
 }
 
 /* The job's outcome in the error log (the drive logged the details). */

@@ -85,7 +85,7 @@ static void csy_daemon_log(void *baton, cs_log_level_t level,
 {
     csy_daemon_t *d = baton;
 
-    ap_log_error(APLOG_MARK, csy_aplevel(level), 0, d->s, CYLOGNO(00001)
+    ap_log_error(APLOG_MARK, (int)level, 0, d->s, CYLOGNO(00001)
                  "%s", msg);
 }
 
@@ -95,7 +95,7 @@ static void csy_store_log(void *baton, cs_log_level_t level, const char *msg)
 {
     csy_daemon_t *d = baton;
 
-    ap_log_error(APLOG_MARK, csy_aplevel(level), 0, d->s, CYLOGNO(00045)
+    ap_log_error(APLOG_MARK, (int)level, 0, d->s, CYLOGNO(00045)
                  "%s", msg);
 }
 
@@ -538,7 +538,7 @@ static void csy_op_log(void *baton, cs_log_level_t level, const char *msg)
 {
     csy_daemon_t *d = baton;
 
-    ap_log_error(APLOG_MARK, csy_aplevel(level), 0, d->s, "%s", msg);
+    ap_log_error(APLOG_MARK, (int)level, 0, d->s, "%s", msg);
 }
 
 static const csy_rollout_ops_t csy_rollout_ops = {

@@ -35,21 +35,6 @@ APLOG_USE_MODULE(certsync);
  * CYLOGNO is lib/cs_log.h's.
  */
 
-/* The module's one mapping of the pure code's log levels (lib/cs_log.h)
- * onto httpd's: every cs_log_fn of the glue goes through it. */
-static APR_INLINE int csy_aplevel(cs_log_level_t level)
-{
-    switch (level) {
-    case CS_LOG_CRIT:   return APLOG_CRIT;
-    case CS_LOG_ERR:    return APLOG_ERR;
-    case CS_LOG_WARN:   return APLOG_WARNING;
-    case CS_LOG_NOTICE: return APLOG_NOTICE;
-    case CS_LOG_INFO:   return APLOG_INFO;
-    case CS_LOG_DEBUG:  return APLOG_DEBUG;
-    }
-    return APLOG_ERR;   /* not a level: loud rather than lost */
-}
-
 /* host:port of CertSyncProbe and CertSyncAgent; host NULL: unset. */
 typedef struct csy_addr_t {
     const char *host;
