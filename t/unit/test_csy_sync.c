@@ -8,7 +8,6 @@
  * cursor, the manifest and what is served are as before.  Then the lease
  * (Retry-After) and the requests' shape.
  */
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include "csy_store.h"
 #include "csy_sync.h"
 #include "fake_http.h"
+#include "testkit.h"
 #include "unit.h"
 
 #define CS_URL      "https://cs.test:8443"
@@ -41,32 +41,6 @@ static csy_config_t cfg;
 static csy_client_t *client;
 static apr_hash_t *failures;
 static int logged_warn;
-
-static apr_status_t x509_free_cleanup(void *data)
-{
-    X509_free(data);
-    return APR_SUCCESS;
-}
-
-static X509 *self_signed(EVP_PKEY *key, const char *cn)
-{
-    static long serial;
-    X509 *x = X509_new();
-
-    X509_set_version(x, X509_VERSION_3);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), ++serial);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN",
-                               MBSTRING_UTF8, (const unsigned char *)cn,
-                               -1, -1, 0);
-    X509_set_issuer_name(x, X509_get_subject_name(x));
-    X509_gmtime_adj(X509_getm_notBefore(x), -60);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, key);
-    X509_sign(x, key, EVP_sha256());
-    apr_pool_cleanup_register(pool, x, x509_free_cleanup,
-                              apr_pool_cleanup_null);
-    return x;
-}
 
 /* A bundle as CertService sends it (a JSON object, as text); *serial is
  * its serial.  wrong_key: the envelope holds another key than the
@@ -387,16 +361,8 @@ static void test_lease(void)
     CHECK_EQ_INT(fake_http_count(fake), 2);
 }
 
-static int rm_cb(const char *path, const struct stat *st, int flag,
-                 struct FTW *ftw)
-{
-    (void)st; (void)flag; (void)ftw;
-    return remove(path);
-}
-
 int main(void)
 {
-    EVP_PKEY *wrap_key;
     const char *tmp = getenv("CSY_TEST_TMPDIR");
 
     apr_initialize();
@@ -409,16 +375,9 @@ int main(void)
         printf("cannot open a store in %s\n", base);
         return 1;
     }
-    if (cs_key_generate(&ca.key, pool, CS_KEY_EC_P256)
-        || cs_key_generate(&wrap_key, pool, CS_KEY_RSA_2048)) {
-        printf("cannot generate keys\n");
+    if (testkit_ca_and_wrap(pool, &ca, &wrap_certs, &wrap_keys) != 0) {
         return 1;
     }
-    ca.cert = self_signed(ca.key, "test CA");
-    wrap_certs = apr_array_make(pool, 1, sizeof(X509 *));
-    wrap_keys = apr_array_make(pool, 1, sizeof(EVP_PKEY *));
-    APR_ARRAY_PUSH(wrap_certs, X509 *) = self_signed(wrap_key, "wrap");
-    APR_ARRAY_PUSH(wrap_keys, EVP_PKEY *) = wrap_key;
 
     fake = fake_http_create(pool);
     cfg.url = CS_URL;
@@ -439,7 +398,7 @@ int main(void)
     test_bad_answers();
     test_lease();
 
-    nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    testkit_rm_tree(base);
     apr_pool_destroy(pool);
     apr_terminate();
     return unit_summary();
