@@ -338,15 +338,16 @@ static int der_next(const unsigned char **pp, long *plen, int *tag,
     return 1;
 }
 
-/* The next element is a universal SEQUENCE: step into its contents. */
-static int der_enter_sequence(const unsigned char **pp, long *plen)
+/* The next element has this tag and class: step into its contents. */
+static int der_enter(const unsigned char **pp, long *plen, int want_tag,
+                     int want_class)
 {
     const unsigned char *body;
     long body_len;
     int tag, xclass;
 
     if (!der_next(pp, plen, &tag, &xclass, &body, &body_len)
-        || tag != V_ASN1_SEQUENCE || xclass != V_ASN1_UNIVERSAL) {
+        || tag != want_tag || xclass != want_class) {
         return 0;
     }
     *pp = body;
@@ -376,18 +377,12 @@ static int auth_enveloped_cipher(CMS_ContentInfo *cms)
     }
     q = der;
     left = der_len;
-    /* ContentInfo */
-    if (!der_enter_sequence(&q, &left)
+    /* ContentInfo: contentType, [0] AuthEnvelopedData: version, ... */
+    if (!der_enter(&q, &left, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL)
         || !der_next(&q, &left, &tag, &xclass, &body, &body_len)
         || tag != V_ASN1_OBJECT
-        || !der_next(&q, &left, &tag, &xclass, &body, &body_len)
-        || tag != 0 || xclass != V_ASN1_CONTEXT_SPECIFIC) {
-        goto leave;
-    }
-    /* AuthEnvelopedData */
-    q = body;
-    left = body_len;
-    if (!der_enter_sequence(&q, &left)
+        || !der_enter(&q, &left, 0, V_ASN1_CONTEXT_SPECIFIC)
+        || !der_enter(&q, &left, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL)
         || !der_next(&q, &left, &tag, &xclass, &body, &body_len)
         || tag != V_ASN1_INTEGER
         || !der_next(&q, &left, &tag, &xclass, &body, &body_len)) {

@@ -167,9 +167,23 @@ static int run(const char *cmd)
 
 /* ------------------------------------------------------------------ */
 
+/* A new key of type: its type, base id and size read back. */
+static EVP_PKEY *keygen(cs_key_type_t type, int base_id, int bits)
+{
+    EVP_PKEY *key = NULL;
+
+    UNIT_CASE(apr_pstrcat(pool, "keygen ", cs_key_type_name(type), NULL));
+    CHECK_EQ_INT(cs_key_generate(&key, pool, type), APR_SUCCESS);
+    CHECK(key != NULL);
+    CHECK_EQ_INT(EVP_PKEY_get_base_id(key), base_id);
+    CHECK_EQ_INT(EVP_PKEY_get_bits(key), bits);
+    CHECK_EQ_INT(cs_key_type_of(key), type);
+    return key;
+}
+
 static void test_key_types(void)
 {
-    EVP_PKEY *ec = NULL, *rsa = NULL, *p384;
+    EVP_PKEY *ec, *rsa, *p384;
 
     UNIT_CASE("key types");
     CHECK_EQ_INT(cs_key_type_parse("ec-p256"), CS_KEY_EC_P256);
@@ -181,19 +195,8 @@ static void test_key_types(void)
     CHECK_STR(cs_key_type_name(CS_KEY_EC_P256), "ec-p256");
     CHECK_STR(cs_key_type_name(CS_KEY_RSA_2048), "rsa-2048");
 
-    UNIT_CASE("keygen ec-p256");
-    CHECK_EQ_INT(cs_key_generate(&ec, pool, CS_KEY_EC_P256), APR_SUCCESS);
-    CHECK(ec != NULL);
-    CHECK_EQ_INT(EVP_PKEY_get_base_id(ec), EVP_PKEY_EC);
-    CHECK_EQ_INT(EVP_PKEY_get_bits(ec), 256);
-    CHECK_EQ_INT(cs_key_type_of(ec), CS_KEY_EC_P256);
-
-    UNIT_CASE("keygen rsa-2048");
-    CHECK_EQ_INT(cs_key_generate(&rsa, pool, CS_KEY_RSA_2048), APR_SUCCESS);
-    CHECK(rsa != NULL);
-    CHECK_EQ_INT(EVP_PKEY_get_base_id(rsa), EVP_PKEY_RSA);
-    CHECK_EQ_INT(EVP_PKEY_get_bits(rsa), 2048);
-    CHECK_EQ_INT(cs_key_type_of(rsa), CS_KEY_RSA_2048);
+    ec = keygen(CS_KEY_EC_P256, EVP_PKEY_EC, 256);
+    rsa = keygen(CS_KEY_RSA_2048, EVP_PKEY_RSA, 2048);
     CHECK(EVP_PKEY_eq(ec, rsa) != 1);
 
     UNIT_CASE("key type of others");

@@ -392,6 +392,17 @@ static csy_bundle_t *get(csy_cache_t *c, const char *name, apr_status_t *rv,
     return b;
 }
 
+/* c serves name's version serial. */
+static void serves(csy_cache_t *c, const char *name, const char *serial)
+{
+    apr_status_t rv;
+    char err[256];
+    csy_bundle_t *b = get(c, name, &rv, err);
+
+    CHECK(b && !strcmp(b->serial, serial));
+    csy_bundle_release(b);
+}
+
 static void test_cache(void)
 {
     csy_shared_t *sh = calloc(1, sizeof(*sh));
@@ -418,13 +429,9 @@ static void test_cache(void)
     /* Renewed in the store: served only after the daemon's bump. */
     s2 = install("a.test", 0);
     CHECK(s2 && strcmp(s1, s2));
-    b = get(c, "a.test", &rv, err);
-    CHECK(b && !strcmp(b->serial, s1));
-    csy_bundle_release(b);
+    serves(c, "a.test", s1);
     csy_gen_bump(sh, "a.test");
-    b = get(c, "a.test", &rv, err);
-    CHECK(b && !strcmp(b->serial, s2));
-    csy_bundle_release(b);
+    serves(c, "a.test", s2);
     CHECK_EQ_INT((int)sh->misses, 2);
     /* The replaced bundle is still whole for its holder. */
     CHECK_STR(held->serial, s1);
@@ -432,9 +439,7 @@ static void test_cache(void)
     csy_bundle_release(held);
     /* A bump without a change (slot shared, say): one readlink. */
     csy_gen_bump(sh, "a.test");
-    b = get(c, "a.test", &rv, err);
-    CHECK(b && !strcmp(b->serial, s2));
-    csy_bundle_release(b);
+    serves(c, "a.test", s2);
     CHECK_EQ_INT((int)sh->revalidated, 1);
     CHECK_EQ_INT((int)sh->misses, 2);
     CHECK(csy_cache_serial(c, "a.test", serial));
@@ -456,9 +461,7 @@ static void test_cache(void)
     /* A new daemon bumps every slot: cached entries are checked again
      * (one readlink each), not reloaded. */
     csy_gen_bump_all(sh);
-    b = get(c, "x.wild.test", &rv, err);
-    CHECK(b && !strcmp(b->serial, w));
-    csy_bundle_release(b);
+    serves(c, "x.wild.test", w);
     CHECK_EQ_INT((int)sh->revalidated, 2);
 
     UNIT_CASE("cache: a bad new version keeps the old one serving");
