@@ -185,40 +185,65 @@ static void failing_cycle(const char *name, const char *why)
     CHECK(csy_store_current(store, pool, "www.example.com") != NULL);
 }
 
+/* The fake answers the feed with status and feed, and the bundles with
+ * bundles_status and bundles unless that is NULL. */
+static void script(int status, const char *feed, int bundles_status,
+                   const char *bundles)
+{
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", CHANGES, status, NULL, feed);
+    if (bundles) {
+        fake_http_answer(fake, "POST", BUNDLES, bundles_status, NULL,
+                         bundles);
+    }
+}
+
+#define UPSERT_B8 "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\"," \
+                  "\"op\":\"upsert\"}],\"next\":8,\"more\":false}"
+
 static void test_bad_answers(void)
 {
+    /* Each a failing cycle: what, the answers, what the error says. */
+    static const struct {
+        const char *what;
+        int status;
+        const char *feed;
+        int bundles_status;
+        const char *bundles, *says;
+    } bad[] = {
+        { "a garbage body", 200, "<html>502 Bad Gateway</html>", 0, NULL,
+          "malformed JSON" },
+        { "truncated JSON", 200,
+          "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\","
+          "\"op\":\"ups", 0, NULL, "malformed JSON" },
+        { "HTTP 500 on the feed", 500, "{\"error\":\"database is down\"}", 0,
+          NULL, "HTTP 500: database is down" },
+        /* The feed is fine but the bundles cannot be fetched: the cursor
+         * must not pass the change whose bundle it did not get. */
+        { "HTTP 500 on the bundles", 200, UPSERT_B8, 500, "oops",
+          "HTTP 500" },
+        { "truncated JSON after all fields", 200,
+          "{\"changes\":[],\"next\":7,\"more\":false,", 0, NULL,
+          "malformed JSON" },
+        { "a cursor that goes backwards", 200,
+          "{\"changes\":[{\"seq\":3,\"domain\":\"www.example.com\","
+          "\"op\":\"delete\"}],\"next\":3,\"more\":false}", 0, NULL,
+          "malformed answer" },
+        { "a change naming no valid domain", 200,
+          "{\"changes\":[{\"seq\":8,\"domain\":\"../etc\","
+          "\"op\":\"upsert\"}],\"next\":8,\"more\":false}", 0, NULL,
+          "valid domain" },
+        { "a bundles answer without an array", 200, UPSERT_B8, 200,
+          "{\"bundles\":{}}", "no bundles array" },
+    };
     const char *serial, *b;
-    int i;
+    unsigned i;
 
-    fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                     "<html>502 Bad Gateway</html>");
-    failing_cycle("a garbage body", "malformed JSON");
-
-    fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                     "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\","
-                     "\"op\":\"ups");
-    failing_cycle("truncated JSON", "malformed JSON");
-
-    fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 500, NULL,
-                     "{\"error\":\"database is down\"}");
-    failing_cycle("HTTP 500 on the feed", "HTTP 500: database is down");
-
-    /* The feed is fine but the bundles cannot be fetched: the cursor must
-     * not pass the change whose bundle it did not get. */
-    fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                     "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\","
-                     "\"op\":\"upsert\"}],\"next\":8,\"more\":false}");
-    fake_http_answer(fake, "POST", BUNDLES, 500, NULL, "oops");
-    failing_cycle("HTTP 500 on the bundles", "HTTP 500");
-
-    fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                     "{\"changes\":[],\"next\":7,\"more\":false,");
-    failing_cycle("truncated JSON after all fields", "malformed JSON");
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        script(bad[i].status, bad[i].feed, bad[i].bundles_status,
+               bad[i].bundles);
+        failing_cycle(bad[i].what, bad[i].says);
+    }
 
     /* The same page again and again: "more" without the cursor moving.
      * Scripted for 50 answers: a client that loops runs out of them. */
@@ -232,27 +257,8 @@ static void test_bad_answers(void)
     CHECK_EQ_INT(fake_http_unanswered(fake), 0);
 
     fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                     "{\"changes\":[{\"seq\":3,\"domain\":\"www.example.com\","
-                     "\"op\":\"delete\"}],\"next\":3,\"more\":false}");
-    failing_cycle("a cursor that goes backwards", "malformed answer");
-
-    fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                     "{\"changes\":[{\"seq\":8,\"domain\":\"../etc\","
-                     "\"op\":\"upsert\"}],\"next\":8,\"more\":false}");
-    failing_cycle("a change naming no valid domain", "valid domain");
-
-    fake_http_reset(fake);
     fake_http_fail(fake, NULL, CS_URL "*", APR_ECONNREFUSED, 0);
     failing_cycle("CertService unreachable", "fails as scripted");
-
-    fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                     "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\","
-                     "\"op\":\"upsert\"}],\"next\":8,\"more\":false}");
-    fake_http_answer(fake, "POST", BUNDLES, 200, NULL, "{\"bundles\":{}}");
-    failing_cycle("a bundles answer without an array", "no bundles array");
 
     /* A bundle that does not verify is skipped, remembered and retried;
      * the cycle itself succeeds and the cursor moves on. */
@@ -261,13 +267,8 @@ static void test_bad_answers(void)
 
         UNIT_CASE("a bundle whose key does not match is skipped");
         b = make_bundle(&serial, "b.example.com", 1);
-        fake_http_reset(fake);
-        fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                         "{\"changes\":[{\"seq\":8,\"domain\":"
-                         "\"b.example.com\",\"op\":\"upsert\"}],\"next\":8,"
-                         "\"more\":false}");
-        fake_http_answer(fake, "POST", BUNDLES, 200, NULL,
-                         apr_psprintf(pool, "{\"bundles\":[%s]}", b));
+        script(200, UPSERT_B8, 200,
+               apr_psprintf(pool, "{\"bundles\":[%s]}", b));
         logged_warn = 0;
         CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
         CHECK_EQ_INT(res.installed, 0);
@@ -280,11 +281,8 @@ static void test_bad_answers(void)
 
         UNIT_CASE("the failed bundle is retried and installed");
         b = make_bundle(&serial, "b.example.com", 0);
-        fake_http_reset(fake);
-        fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                         "{\"changes\":[],\"next\":8,\"more\":false}");
-        fake_http_answer(fake, "POST", BUNDLES, 200, NULL,
-                         apr_psprintf(pool, "{\"bundles\":[%s]}", b));
+        script(200, "{\"changes\":[],\"next\":8,\"more\":false}", 200,
+               apr_psprintf(pool, "{\"bundles\":[%s]}", b));
         CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
         CHECK_EQ_INT(res.installed, 1);
         CHECK_EQ_INT(apr_hash_count(failures), 0);
