@@ -313,17 +313,27 @@ static void test_bad_answers(void)
     (void)i;
 }
 
+/* Ask for a lease of 300 s; CertService answers status, headers, body. */
+static apr_status_t lease_asked(const char **lease, long *retry, int status,
+                                const char *headers, const char *body)
+{
+    const char *err = NULL;
+
+    fake_http_reset(fake);
+    fake_http_answer(fake, "POST", CS_URL "/v1/pools/web/leases", status,
+                     headers, body);
+    return csy_lease_acquire(lease, retry, client, pool, 300, &err);
+}
+
 static void test_lease(void)
 {
-    const char *lease, *err = NULL;
+    const char *lease;
     long retry;
     const fake_http_request_t *r;
 
     UNIT_CASE("a lease granted");
-    fake_http_reset(fake);
-    fake_http_answer(fake, "POST", CS_URL "/v1/pools/web/leases", 201, NULL,
-                     "{\"lease\":\"l-1\",\"ttl\":300}");
-    CHECK_EQ_INT(csy_lease_acquire(&lease, &retry, client, pool, 300, &err),
+    CHECK_EQ_INT(lease_asked(&lease, &retry, 201, NULL,
+                             "{\"lease\":\"l-1\",\"ttl\":300}"),
                  APR_SUCCESS);
     CHECK_STR(lease, "l-1");
     r = fake_http_request(fake, 0);
@@ -332,20 +342,14 @@ static void test_lease(void)
     }
 
     UNIT_CASE("a lease refused: its Retry-After");
-    fake_http_reset(fake);
-    fake_http_answer(fake, "POST", CS_URL "/v1/pools/web/leases", 409,
-                     "Retry-After: 17\n", "{\"error\":\"all slots taken\"}");
-    CHECK_EQ_INT(csy_lease_acquire(&lease, &retry, client, pool, 300, &err),
+    CHECK_EQ_INT(lease_asked(&lease, &retry, 409, "Retry-After: 17\n",
+                             "{\"error\":\"all slots taken\"}"),
                  APR_EAGAIN);
     CHECK_EQ_INT(retry, 17);
     CHECK_STR(lease, NULL);
 
     UNIT_CASE("a lease refused without a Retry-After: 5 s");
-    fake_http_reset(fake);
-    fake_http_answer(fake, "POST", CS_URL "/v1/pools/web/leases", 409, NULL,
-                     "{}");
-    CHECK_EQ_INT(csy_lease_acquire(&lease, &retry, client, pool, 300, &err),
-                 APR_EAGAIN);
+    CHECK_EQ_INT(lease_asked(&lease, &retry, 409, NULL, "{}"), APR_EAGAIN);
     CHECK_EQ_INT(retry, 5);
 
     UNIT_CASE("a lease released, a gone lease is released too");
