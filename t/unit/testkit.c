@@ -82,6 +82,26 @@ char *testkit_tmpdir(apr_pool_t *pool, const char *name)
     return dir;
 }
 
+char *testkit_tmpfile(apr_pool_t *pool, const char *prefix)
+{
+    const char *tmpdir;
+    apr_file_t *f;
+    char *path;
+
+    if (apr_temp_dir_get(&tmpdir, pool) != APR_SUCCESS) {
+        tmpdir = "/tmp";
+    }
+    path = apr_pstrcat(pool, tmpdir, "/", prefix, "XXXXXX", NULL);
+    if (apr_file_mktemp(&f, path, APR_FOPEN_CREATE | APR_FOPEN_READ
+                        | APR_FOPEN_WRITE | APR_FOPEN_EXCL, pool)
+        != APR_SUCCESS) {
+        fprintf(stderr, "no temporary file in %s\n", tmpdir);
+        return NULL;
+    }
+    apr_file_close(f);
+    return path;
+}
+
 static int rm_cb(const char *path, const struct stat *st, int flag,
                  struct FTW *ftw)
 {

@@ -32,6 +32,10 @@ int testkit_ca_and_wrap(apr_pool_t *pool, cs_ca_t *ca,
 /* A new directory $TMPDIR/cs-unit-<name>-XXXXXX, or NULL (perror). */
 char *testkit_tmpdir(apr_pool_t *pool, const char *name);
 
+/* A new empty file $TMPDIR/<prefix>XXXXXX (/tmp if TMPDIR is not known):
+ * its path, or NULL (and a line on stderr). */
+char *testkit_tmpfile(apr_pool_t *pool, const char *prefix);
+
 /* Remove path and all below it. */
 void testkit_rm_tree(const char *path);
 
