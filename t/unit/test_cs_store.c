@@ -924,6 +924,13 @@ static int is_hex32(const char *s)
 
 static void test_leases(void)
 {
+    /* none may be unavailable, no TTL, no pool name */
+    static const struct {
+        const char *pool;
+        int ttl, max_unavailable;
+    } invalid[] = {
+        { "web", 60, 0 }, { "web", 0, 1 }, { "", 60, 1 },
+    };
     conn_t *c = conn_open();
     apr_pool_t *p = c->pool;
     apr_array_header_t *leases;
@@ -931,6 +938,7 @@ static void test_leases(void)
     apr_int64_t now = now_sec(), exp, retry;
     apr_status_t rv;
     int granted;
+    size_t i;
 
     UNIT_CASE("leases: granted up to max_unavailable");
     rv = cs_store_lease_acquire(&l1, &exp, &granted, &retry, &c->db, p,
@@ -1022,15 +1030,12 @@ static void test_leases(void)
     CHECK_EQ_INT(rv, APR_SUCCESS);
 
     UNIT_CASE("leases: invalid arguments");
-    rv = cs_store_lease_acquire(&id, &exp, &granted, &retry, &c->db, p,
-                                "web", "h1", 60, 0, now);
-    CHECK_EQ_INT(rv, APR_EINVAL);
-    rv = cs_store_lease_acquire(&id, &exp, &granted, &retry, &c->db, p,
-                                "web", "h1", 0, 1, now);
-    CHECK_EQ_INT(rv, APR_EINVAL);
-    rv = cs_store_lease_acquire(&id, &exp, &granted, &retry, &c->db, p,
-                                "", "h1", 60, 1, now);
-    CHECK_EQ_INT(rv, APR_EINVAL);
+    for (i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+        rv = cs_store_lease_acquire(&id, &exp, &granted, &retry, &c->db, p,
+                                    invalid[i].pool, "h1", invalid[i].ttl,
+                                    invalid[i].max_unavailable, now);
+        CHECK_EQ_INT(rv, APR_EINVAL);
+    }
     conn_close(c);
 }
 
