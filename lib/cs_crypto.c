@@ -338,6 +338,23 @@ static int der_next(const unsigned char **pp, long *plen, int *tag,
     return 1;
 }
 
+/* The next element has this tag and class: step into its contents. */
+static int der_enter(const unsigned char **pp, long *plen, int want_tag,
+                     int want_class)
+{
+    const unsigned char *body;
+    long body_len;
+    int tag, xclass;
+
+    if (!der_next(pp, plen, &tag, &xclass, &body, &body_len)
+        || tag != want_tag || xclass != want_class) {
+        return 0;
+    }
+    *pp = body;
+    *plen = body_len;
+    return 1;
+}
+
 /*
  * The NID of the content-encryption algorithm of an AuthEnvelopedData.
  * OpenSSL 3.0 has no accessor for it, so walk the DER (RFC 5083):
@@ -360,29 +377,13 @@ static int auth_enveloped_cipher(CMS_ContentInfo *cms)
     }
     q = der;
     left = der_len;
-    /* ContentInfo */
-    if (!der_next(&q, &left, &tag, &xclass, &body, &body_len)
-        || tag != V_ASN1_SEQUENCE || xclass != V_ASN1_UNIVERSAL) {
-        goto leave;
-    }
-    q = body;
-    left = body_len;
-    if (!der_next(&q, &left, &tag, &xclass, &body, &body_len)
-        || tag != V_ASN1_OBJECT
+    /* ContentInfo: contentType, [0] AuthEnvelopedData: version, ... */
+    if (!der_enter(&q, &left, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL)
         || !der_next(&q, &left, &tag, &xclass, &body, &body_len)
-        || tag != 0 || xclass != V_ASN1_CONTEXT_SPECIFIC) {
-        goto leave;
-    }
-    /* AuthEnvelopedData */
-    q = body;
-    left = body_len;
-    if (!der_next(&q, &left, &tag, &xclass, &body, &body_len)
-        || tag != V_ASN1_SEQUENCE || xclass != V_ASN1_UNIVERSAL) {
-        goto leave;
-    }
-    q = body;
-    left = body_len;
-    if (!der_next(&q, &left, &tag, &xclass, &body, &body_len)
+        || tag != V_ASN1_OBJECT
+        || !der_enter(&q, &left, 0, V_ASN1_CONTEXT_SPECIFIC)
+        || !der_enter(&q, &left, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL)
+        || !der_next(&q, &left, &tag, &xclass, &body, &body_len)
         || tag != V_ASN1_INTEGER
         || !der_next(&q, &left, &tag, &xclass, &body, &body_len)) {
         goto leave;
@@ -639,42 +640,45 @@ static apr_status_t file_read(char **data, apr_size_t *len, apr_pool_t *p,
     return rv;
 }
 
-apr_status_t cs_file_read_certs(apr_array_header_t **certs, apr_pool_t *p,
-                                const char *path, const char **err)
+/* The PEM file at path as certificates (certs) or as a key (key, and the
+ * text read is cleansed): the other is NULL. */
+static apr_status_t file_read_pem(apr_array_header_t **certs, EVP_PKEY **key,
+                                  apr_pool_t *p, const char *path,
+                                  const char **err)
 {
     char *pem;
     apr_size_t len;
     apr_status_t rv;
 
-    *certs = NULL;
     *err = NULL;
     if ((rv = file_read(&pem, &len, p, path, err)) != APR_SUCCESS) {
         return rv;
     }
-    if ((rv = cs_pem_read_certs(certs, p, pem, len, err)) != APR_SUCCESS) {
+    if (certs) {
+        rv = cs_pem_read_certs(certs, p, pem, len, err);
+    }
+    else {
+        rv = cs_pem_read_key(key, p, pem, len, err);
+        OPENSSL_cleanse(pem, len);
+    }
+    if (rv != APR_SUCCESS) {
         *err = apr_psprintf(p, "%s: %s", path, *err);
     }
     return rv;
 }
 
+apr_status_t cs_file_read_certs(apr_array_header_t **certs, apr_pool_t *p,
+                                const char *path, const char **err)
+{
+    *certs = NULL;
+    return file_read_pem(certs, NULL, p, path, err);
+}
+
 apr_status_t cs_file_read_key(EVP_PKEY **key, apr_pool_t *p,
                               const char *path, const char **err)
 {
-    char *pem;
-    apr_size_t len;
-    apr_status_t rv;
-
     *key = NULL;
-    *err = NULL;
-    if ((rv = file_read(&pem, &len, p, path, err)) != APR_SUCCESS) {
-        return rv;
-    }
-    rv = cs_pem_read_key(key, p, pem, len, err);
-    OPENSSL_cleanse(pem, len);
-    if (rv != APR_SUCCESS) {
-        *err = apr_psprintf(p, "%s: %s", path, *err);
-    }
-    return rv;
+    return file_read_pem(NULL, key, p, path, err);
 }
 
 const char *cs_pem_write_certs(apr_pool_t *p,

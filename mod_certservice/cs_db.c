@@ -443,6 +443,17 @@ apr_status_t cs_db_check_len(cs_db_t *db, const char *what, const char *s,
     return APR_SUCCESS;
 }
 
+apr_status_t cs_db_enter_domain(cs_db_t *db, apr_pool_t *p,
+                                const char *domain)
+{
+    apr_status_t status;
+
+    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    return cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN, 1);
+}
+
 const char *cs_db_cut(apr_pool_t *p, const char *s, apr_size_t max)
 {
     apr_size_t n;

@@ -81,6 +81,11 @@ typedef const char **cs_db_row_t;
  * (SQLite: a busy timeout; mod_dbd may have opened it without one). */
 apr_status_t cs_db_enter(cs_db_t *db, apr_pool_t *p);
 
+/* cs_db_enter(), then domain must be 1 to CS_MAX_DOMAIN bytes: the start
+ * of every call about one domain. */
+apr_status_t cs_db_enter_domain(cs_db_t *db, apr_pool_t *p,
+                                const char *domain);
+
 /*
  * Run a statement.  The arguments follow stmt, one for each placeholder
  * of its SQL, in order, as apr_dbd_pvbquery() takes them: a const char *

@@ -135,31 +135,46 @@ static json_t *str_or_null(const char *s)
     return s ? json_string(s) : json_null();
 }
 
+/*
+ * b's domain, its state if given, its version (seq to key_type), then the
+ * members of tail (taken), in that order.
+ */
+static json_t *bundle_json(const cs_bundle_t *b, const char *state,
+                           json_t *tail)
+{
+    json_t *j = json_pack("{s:s}", "domain", b->domain);
+
+    if (state) {
+        json_object_set_new(j, "state", json_string(state));
+    }
+    json_object_update_new(j, json_pack("{s:I, s:o, s:I, s:I, s:o}",
+                                        "seq", (json_int_t)b->seq,
+                                        "serial", str_or_null(b->serial),
+                                        "not_before",
+                                        (json_int_t)b->not_before,
+                                        "not_after",
+                                        (json_int_t)b->not_after,
+                                        "key_type",
+                                        str_or_null(b->key_type)));
+    json_object_update_new(j, tail);
+    return j;
+}
+
 json_t *cs_json_bundle(const cs_bundle_t *b)
 {
-    return json_pack("{s:s, s:I, s:o, s:I, s:I, s:o, s:o, s:o}",
-                     "domain", b->domain,
-                     "seq", (json_int_t)b->seq,
-                     "serial", str_or_null(b->serial),
-                     "not_before", (json_int_t)b->not_before,
-                     "not_after", (json_int_t)b->not_after,
-                     "key_type", str_or_null(b->key_type),
-                     "chain_pem", str_or_null(b->chain_pem),
-                     "key_cms", str_or_null(b->key_cms));
+    return bundle_json(b, NULL,
+                       json_pack("{s:o, s:o}",
+                                 "chain_pem", str_or_null(b->chain_pem),
+                                 "key_cms", str_or_null(b->key_cms)));
 }
 
 json_t *cs_json_domain(const cs_bundle_t *b, const apr_array_header_t *hosts)
 {
-    json_t *j = json_pack("{s:s, s:s, s:I, s:o, s:I, s:I, s:o, s:o, s:I}",
-                          "domain", b->domain,
-                          "state", b->state ? b->state : "unknown",
-                          "seq", (json_int_t)b->seq,
-                          "serial", str_or_null(b->serial),
-                          "not_before", (json_int_t)b->not_before,
-                          "not_after", (json_int_t)b->not_after,
-                          "key_type", str_or_null(b->key_type),
-                          "last_error", str_or_null(b->last_error),
-                          "updated", (json_int_t)b->updated);
+    json_t *j = bundle_json(b, b->state ? b->state : "unknown",
+                            json_pack("{s:o, s:I}",
+                                      "last_error",
+                                      str_or_null(b->last_error),
+                                      "updated", (json_int_t)b->updated));
     int i;
 
     if (hosts) {

@@ -20,8 +20,7 @@ apr_status_t cs_store_job_enqueue(cs_db_t *db, apr_pool_t *p,
     cs_db_row_t row;
     apr_status_t status;
 
-    if ((status = cs_db_enter(db, p))
-        || (status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN, 1))
+    if ((status = cs_db_enter_domain(db, p, domain))
         || (status = cs_db_check_len(db, "key_type", key_type, CS_MAX_WORD,
                                      1))
         || (status = cs_db_row(&row, db, p, CS_STMT_JOB_GET, domain))) {
@@ -46,8 +45,7 @@ apr_status_t cs_store_job_get(cs_job_t **job, cs_db_t *db, apr_pool_t *p,
     apr_status_t status;
     cs_job_t *j;
 
-    if ((status = cs_db_enter(db, p))
-        || (status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN, 1))
+    if ((status = cs_db_enter_domain(db, p, domain))
         || (status = cs_db_row(&r, db, p, CS_STMT_JOB_GET, domain))) {
         return status;
     }

@@ -126,9 +126,7 @@ apr_status_t cs_store_set_error(cs_db_t *db, apr_pool_t *p,
     apr_int64_t now = cs_db_now(), zero = 0;
     const char *state;
 
-    if ((status = cs_db_enter(db, p))
-        || (status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN,
-                                     1))) {
+    if ((status = cs_db_enter_domain(db, p, domain))) {
         return status;
     }
     error = cs_db_cut(p, error, CS_MAX_ERROR);
@@ -166,9 +164,7 @@ apr_status_t cs_store_delete(cs_db_t *db, apr_pool_t *p, const char *domain,
     apr_int64_t s = 0, now = cs_db_now();
     int nrows = 0;
 
-    if ((status = cs_db_enter(db, p))
-        || (status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN,
-                                     1))) {
+    if ((status = cs_db_enter_domain(db, p, domain))) {
         return status;
     }
     actor = cs_db_cut(p, actor, CS_MAX_ACTOR);
@@ -226,8 +222,7 @@ apr_status_t cs_store_get(cs_bundle_t **b, cs_db_t *db, apr_pool_t *p,
     cs_db_row_t row;
     apr_status_t status;
 
-    if ((status = cs_db_enter(db, p))
-        || (status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN, 1))
+    if ((status = cs_db_enter_domain(db, p, domain))
         || (status = cs_db_row(&row, db, p, CS_STMT_DOM_GET, domain))) {
         return status;
     }

@@ -233,9 +233,7 @@ apr_status_t cs_store_domain_hosts(apr_array_header_t **hosts, cs_db_t *db,
 {
     apr_status_t status;
 
-    if ((status = cs_db_enter(db, p))
-        || (status = cs_db_check_len(db, "domain", domain, CS_MAX_DOMAIN,
-                                     1))) {
+    if ((status = cs_db_enter_domain(db, p, domain))) {
         return status;
     }
     return cs_db_rows(hosts, db, p, sizeof(cs_host_serving_t),

@@ -9,6 +9,7 @@
 #include "apr_strings.h"
 #include "http_core.h"
 
+#include "cs_conf.h"
 #include "mod_certservice_private.h"
 
 #define CS_STR(x)       CS_STR2(x)
@@ -239,15 +240,7 @@ static const char *cs_add_role(cmd_parms *cmd, void *dummy, const char *role,
 static const char *cs_parse_int(cmd_parms *cmd, const char *arg, int min,
                                 int max, int *out)
 {
-    char *end;
-    apr_int64_t v = apr_strtoi64(arg, &end, 10);
-
-    if (*arg < '0' || *arg > '9' || *end || v < min || v > max) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a number between %d "
-                            "and %d", cmd->cmd->name, arg, min, max);
-    }
-    *out = (int)v;
-    return NULL;
+    return cs_conf_int(cmd->pool, cmd->cmd->name, arg, min, max, out);
 }
 
 static const char *cs_set_max_unavailable(cmd_parms *cmd, void *dummy,
@@ -255,7 +248,7 @@ static const char *cs_set_max_unavailable(cmd_parms *cmd, void *dummy,
 {
     cs_conf_t *conf = cs_conf_raw(cmd->server);
     const char *err;
-    int v;
+    int v = 0;      /* set when err is NULL; gcc cannot see through */
 
     if ((err = cs_parse_int(cmd, n, 1, 100000, &v))) {
         return err;

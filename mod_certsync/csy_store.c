@@ -429,47 +429,12 @@ const char *csy_store_current_dir(csy_store_t *store, apr_pool_t *p,
     return cs_layout_path(p, store->dir, domain, CS_LAYOUT_CURRENT, NULL);
 }
 
-/* Remove the versions of one domain that nothing points to, and temp
- * entries a crash left behind.  Unknown names are left alone: the store
- * deletes only what it made. */
-static apr_status_t prune_domain(const char *ddir, apr_pool_t *p)
-{
-    apr_array_header_t *names;
-    apr_filetype_e type;
-    apr_status_t rv, rv2;
-    const char *cur, *prev, *name;
-    int i, removed = 0;
-
-    if (!cs_file_type(&type, ddir, p)) {
-        return APR_SUCCESS;
-    }
-    if (type != APR_DIR) {
-        return APR_ENOTDIR;
-    }
-    cur = link_serial(ddir, CS_LAYOUT_CURRENT, p);
-    prev = link_serial(ddir, CS_LAYOUT_PREVIOUS, p);
-    rv = cs_file_list_dir(&names, ddir, p);
-    for (i = 0; rv == APR_SUCCESS && i < names->nelts; i++) {
-        name = APR_ARRAY_IDX(names, i, const char *);
-        if (cs_file_is_tmp(name)
-            || (valid_serial(name) && !(cur && strcmp(name, cur) == 0)
-                && !(prev && strcmp(name, prev) == 0))) {
-            rv = cs_file_remove_tree(apr_pstrcat(p, ddir, "/", name, NULL),
-                             CSY_RM_DEPTH, p);
-            removed = 1;
-        }
-    }
-    if (removed) {
-        rv2 = cs_file_sync_dir(ddir);
-        if (rv == APR_SUCCESS) {
-            rv = rv2;
-        }
-    }
-    return rv;
-}
-
-/* Remove the .tmp- entries in dir (the store's root: cursor, manifest). */
-static apr_status_t prune_tmp(const char *dir, apr_pool_t *p)
+/* Remove the .tmp- entries in dir that a crash left behind and, if
+ * versions, the versions that neither cur nor prev names.  Unknown names
+ * are left alone: the store deletes only what it made. */
+static apr_status_t prune_entries(const char *dir, int versions,
+                                  const char *cur, const char *prev,
+                                  apr_pool_t *p)
 {
     apr_array_header_t *names;
     apr_status_t rv, rv2;
@@ -479,7 +444,10 @@ static apr_status_t prune_tmp(const char *dir, apr_pool_t *p)
     rv = cs_file_list_dir(&names, dir, p);
     for (i = 0; rv == APR_SUCCESS && i < names->nelts; i++) {
         name = APR_ARRAY_IDX(names, i, const char *);
-        if (cs_file_is_tmp(name)) {
+        if (cs_file_is_tmp(name)
+            || (versions && valid_serial(name)
+                && !(cur && strcmp(name, cur) == 0)
+                && !(prev && strcmp(name, prev) == 0))) {
             rv = cs_file_remove_tree(apr_pstrcat(p, dir, "/", name, NULL),
                              CSY_RM_DEPTH, p);
             removed = 1;
@@ -492,6 +460,28 @@ static apr_status_t prune_tmp(const char *dir, apr_pool_t *p)
         }
     }
     return rv;
+}
+
+/* Remove the versions of one domain that nothing points to, and temp
+ * entries. */
+static apr_status_t prune_domain(const char *ddir, apr_pool_t *p)
+{
+    apr_filetype_e type;
+
+    if (!cs_file_type(&type, ddir, p)) {
+        return APR_SUCCESS;
+    }
+    if (type != APR_DIR) {
+        return APR_ENOTDIR;
+    }
+    return prune_entries(ddir, 1, link_serial(ddir, CS_LAYOUT_CURRENT, p),
+                         link_serial(ddir, CS_LAYOUT_PREVIOUS, p), p);
+}
+
+/* Remove the .tmp- entries in dir (the store's root: cursor, manifest). */
+static apr_status_t prune_tmp(const char *dir, apr_pool_t *p)
+{
+    return prune_entries(dir, 0, NULL, NULL, p);
 }
 
 /* A domain's directory out of the served set in one rename(), so that a

@@ -19,6 +19,7 @@
 
 #include <openssl/x509.h>
 
+#include "cs_conf.h"
 #include "cs_crypto.h"
 #include "mod_certsync_private.h"
 
@@ -152,15 +153,7 @@ typedef struct {
 static const char *csy_int(cmd_parms *cmd, const char *arg, int min, int max,
                            int *out)
 {
-    char *end;
-    apr_int64_t v = apr_strtoi64(arg, &end, 10);
-
-    if (*arg < '0' || *arg > '9' || *end || v < min || v > max) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a number between %d "
-                            "and %d", cmd->cmd->name, arg, min, max);
-    }
-    *out = (int)v;
-    return NULL;
+    return cs_conf_int(cmd->pool, cmd->cmd->name, arg, min, max, out);
 }
 
 /* CertSyncServiceURL: http(s), without its trailing '/'. */

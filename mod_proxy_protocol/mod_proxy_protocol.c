@@ -545,30 +545,26 @@ static apr_sockaddr_t *pp_make_sockaddr(apr_pool_t *p, pp_family_t family,
                                         apr_port_t port)
 {
     apr_sockaddr_t *sa = apr_pcalloc(p, sizeof(*sa));
+    int v4 = family == PP_FAM_INET;
 
     /* Filled in place: numeric bytes need no resolver call. */
     sa->pool = p;
     sa->port = port;
-    if (family == PP_FAM_INET) {
-        sa->family = APR_INET;
+    sa->family = v4 ? APR_INET : APR_INET6;
+    sa->salen = v4 ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    sa->ipaddr_len = v4 ? sizeof(struct in_addr) : sizeof(struct in6_addr);
+    sa->addr_str_len = v4 ? INET_ADDRSTRLEN : INET6_ADDRSTRLEN;
+    if (v4) {
         sa->sa.sin.sin_family = AF_INET;
         sa->sa.sin.sin_port = htons(port);
-        memcpy(&sa->sa.sin.sin_addr, ip, 4);
-        sa->salen = sizeof(struct sockaddr_in);
-        sa->ipaddr_len = sizeof(struct in_addr);
-        sa->addr_str_len = INET_ADDRSTRLEN;
         sa->ipaddr_ptr = &sa->sa.sin.sin_addr;
     }
     else {
-        sa->family = APR_INET6;
         sa->sa.sin6.sin6_family = AF_INET6;
         sa->sa.sin6.sin6_port = htons(port);
-        memcpy(&sa->sa.sin6.sin6_addr, ip, 16);
-        sa->salen = sizeof(struct sockaddr_in6);
-        sa->ipaddr_len = sizeof(struct in6_addr);
-        sa->addr_str_len = INET6_ADDRSTRLEN;
         sa->ipaddr_ptr = &sa->sa.sin6.sin6_addr;
     }
+    memcpy(sa->ipaddr_ptr, ip, sa->ipaddr_len);
     return sa;
 }
 

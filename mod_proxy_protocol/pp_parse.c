@@ -695,6 +695,27 @@ static void export_ssl(pp_export_fn *fn, void *baton, pp_seen_t *seen,
     }
 }
 
+/* ALPN, authority and unique ID: each its own variable, as it came. */
+static void export_plain(pp_export_fn *fn, void *baton, const pp_tlv_t *tlv)
+{
+    static const struct {
+        unsigned type;
+        const char *name;
+        pp_format_t fmt;
+    } plain[] = {
+        { PP_TLV_ALPN, "PROXY_PROTOCOL_TLV_ALPN", PP_FMT_TEXT },
+        { PP_TLV_AUTHORITY, "PROXY_PROTOCOL_TLV_AUTHORITY", PP_FMT_TEXT },
+        { PP_TLV_UNIQUE_ID, "PROXY_PROTOCOL_TLV_UNIQUE_ID", PP_FMT_HEX },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        if (plain[i].type == tlv->type) {
+            fn(baton, plain[i].name, plain[i].fmt, tlv->value, tlv->len);
+        }
+    }
+}
+
 void pp_header_export_tlvs(const pp_header_t *hdr, pp_export_fn *fn,
                            void *baton)
 {
@@ -712,16 +733,9 @@ void pp_header_export_tlvs(const pp_header_t *hdr, pp_export_fn *fn,
         case PP_TLV_NOOP:
             break;
         case PP_TLV_ALPN:
-            fn(baton, "PROXY_PROTOCOL_TLV_ALPN", PP_FMT_TEXT, tlv.value,
-               tlv.len);
-            break;
         case PP_TLV_AUTHORITY:
-            fn(baton, "PROXY_PROTOCOL_TLV_AUTHORITY", PP_FMT_TEXT, tlv.value,
-               tlv.len);
-            break;
         case PP_TLV_UNIQUE_ID:
-            fn(baton, "PROXY_PROTOCOL_TLV_UNIQUE_ID", PP_FMT_HEX, tlv.value,
-               tlv.len);
+            export_plain(fn, baton, &tlv);
             break;
         case PP_TLV_SSL:
             export_ssl(fn, baton, &seen, &tlv);

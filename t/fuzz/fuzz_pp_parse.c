@@ -99,6 +99,24 @@ static void export_one(void *baton, const char *name, pp_format_t fmt,
     free(out);
 }
 
+/* Parse the first fed bytes; if more are needed, that *need asks for
+ * some, and never past the end of the whole header. */
+static pp_result_t parse_prefix(pp_header_t *h, const uint8_t *data,
+                                size_t fed, size_t *need,
+                                pp_result_t whole_rv,
+                                const pp_header_t *whole)
+{
+    pp_result_t rv = pp_header_parse(h, data, fed, MAX_V2, need);
+
+    if (rv == PP_NEED_MORE) {
+        REQUIRE(*need >= 1);
+        if (whole_rv == PP_OK) {
+            REQUIRE(fed + *need <= whole->length);
+        }
+    }
+    return rv;
+}
+
 /* The way the connection filter reads: only what *need allows. */
 static void follow_need(const uint8_t *data, size_t size,
                         pp_result_t whole_rv, const pp_header_t *whole,
@@ -109,13 +127,9 @@ static void follow_need(const uint8_t *data, size_t size,
     size_t fed = 0, need;
 
     for (;;) {
-        rv = pp_header_parse(&h, data, fed, MAX_V2, &need);
+        rv = parse_prefix(&h, data, fed, &need, whole_rv, whole);
         if (rv != PP_NEED_MORE) {
             break;
-        }
-        REQUIRE(need >= 1);
-        if (whole_rv == PP_OK) {
-            REQUIRE(fed + need <= whole->length);
         }
         if (fed == size) {
             /* The same call as the whole parse. */
@@ -143,13 +157,9 @@ static void every_prefix(const uint8_t *data, size_t size,
     size_t p, need = 0;
 
     for (p = 0; p <= size; p++) {
-        rv = pp_header_parse(&h, data, p, MAX_V2, &need);
+        rv = parse_prefix(&h, data, p, &need, whole_rv, whole);
         if (rv != PP_NEED_MORE) {
             break;
-        }
-        REQUIRE(need >= 1);
-        if (whole_rv == PP_OK) {
-            REQUIRE(p + need <= whole->length);
         }
     }
     if (rv == PP_OK) {

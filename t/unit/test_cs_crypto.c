@@ -26,6 +26,7 @@
 #include <openssl/x509.h>
 
 #include "cs_crypto.h"
+#include "testkit.h"
 #include "unit.h"
 
 #define OPENSSL_CLI     "/usr/bin/openssl"
@@ -38,36 +39,15 @@ typedef struct {
 static apr_pool_t *pool;
 static const char *tmpdir;
 
-static apr_status_t x509_free_cleanup(void *data)
-{
-    X509_free(data);
-    return APR_SUCCESS;
-}
-
 /* A self-signed RSA-2048 wrapping certificate, owned by pool. */
 static wrap_t make_wrap(const char *cn)
 {
-    static long serial;
     wrap_t w = { NULL, NULL };
-    X509 *x;
 
     if (cs_key_generate(&w.key, pool, CS_KEY_RSA_2048) != APR_SUCCESS) {
         return w;
     }
-    x = X509_new();
-    X509_set_version(x, X509_VERSION_3);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), ++serial);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN",
-                               MBSTRING_UTF8, (const unsigned char *)cn,
-                               -1, -1, 0);
-    X509_set_issuer_name(x, X509_get_subject_name(x));
-    X509_gmtime_adj(X509_getm_notBefore(x), -60);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, w.key);
-    X509_sign(x, w.key, EVP_sha256());
-    apr_pool_cleanup_register(pool, x, x509_free_cleanup,
-                              apr_pool_cleanup_null);
-    w.cert = x;
+    w.cert = testkit_self_signed(pool, w.key, cn);
     return w;
 }
 
@@ -187,9 +167,23 @@ static int run(const char *cmd)
 
 /* ------------------------------------------------------------------ */
 
+/* A new key of type: its type, base id and size read back. */
+static EVP_PKEY *keygen(cs_key_type_t type, int base_id, int bits)
+{
+    EVP_PKEY *key = NULL;
+
+    UNIT_CASE(apr_pstrcat(pool, "keygen ", cs_key_type_name(type), NULL));
+    CHECK_EQ_INT(cs_key_generate(&key, pool, type), APR_SUCCESS);
+    CHECK(key != NULL);
+    CHECK_EQ_INT(EVP_PKEY_get_base_id(key), base_id);
+    CHECK_EQ_INT(EVP_PKEY_get_bits(key), bits);
+    CHECK_EQ_INT(cs_key_type_of(key), type);
+    return key;
+}
+
 static void test_key_types(void)
 {
-    EVP_PKEY *ec = NULL, *rsa = NULL, *p384;
+    EVP_PKEY *ec, *rsa, *p384;
 
     UNIT_CASE("key types");
     CHECK_EQ_INT(cs_key_type_parse("ec-p256"), CS_KEY_EC_P256);
@@ -201,19 +195,8 @@ static void test_key_types(void)
     CHECK_STR(cs_key_type_name(CS_KEY_EC_P256), "ec-p256");
     CHECK_STR(cs_key_type_name(CS_KEY_RSA_2048), "rsa-2048");
 
-    UNIT_CASE("keygen ec-p256");
-    CHECK_EQ_INT(cs_key_generate(&ec, pool, CS_KEY_EC_P256), APR_SUCCESS);
-    CHECK(ec != NULL);
-    CHECK_EQ_INT(EVP_PKEY_get_base_id(ec), EVP_PKEY_EC);
-    CHECK_EQ_INT(EVP_PKEY_get_bits(ec), 256);
-    CHECK_EQ_INT(cs_key_type_of(ec), CS_KEY_EC_P256);
-
-    UNIT_CASE("keygen rsa-2048");
-    CHECK_EQ_INT(cs_key_generate(&rsa, pool, CS_KEY_RSA_2048), APR_SUCCESS);
-    CHECK(rsa != NULL);
-    CHECK_EQ_INT(EVP_PKEY_get_base_id(rsa), EVP_PKEY_RSA);
-    CHECK_EQ_INT(EVP_PKEY_get_bits(rsa), 2048);
-    CHECK_EQ_INT(cs_key_type_of(rsa), CS_KEY_RSA_2048);
+    ec = keygen(CS_KEY_EC_P256, EVP_PKEY_EC, 256);
+    rsa = keygen(CS_KEY_RSA_2048, EVP_PKEY_RSA, 2048);
     CHECK(EVP_PKEY_eq(ec, rsa) != 1);
 
     UNIT_CASE("key type of others");
@@ -714,18 +697,13 @@ static void test_fingerprint(const wrap_t *w1)
 int main(void)
 {
     wrap_t w1, w2, w3;
-    char *dir;
 
     apr_initialize();
     atexit(apr_terminate);
     apr_pool_create(&pool, NULL);
-    apr_temp_dir_get(&tmpdir, pool);
-    dir = apr_psprintf(pool, "%s/cs-unit-crypto-XXXXXX", tmpdir);
-    if (mkdtemp(dir) == NULL) {
-        perror("mkdtemp");
+    if ((tmpdir = testkit_tmpdir(pool, "crypto")) == NULL) {
         return 2;
     }
-    tmpdir = dir;
 
     test_key_types();
     w1 = make_wrap("wrap one");

@@ -187,19 +187,22 @@ static void *serve(void *arg)
     return NULL;
 }
 
+static const char *base;        /* the server's URL */
+
+/* Send method to path below base, with an X-Req header and body. */
 static apr_status_t get(cs_http_t *h, cs_http_resp_t *resp,
-                        const char *method, const char *url,
+                        const char *method, const char *path,
                         const char *body, const char **err)
 {
     static const char *const hdrs[] = { "X-Req: r1", NULL };
-    cs_http_req_t req;
+    cs_http_req_t req = {
+        .method = method,
+        .url = apr_pstrcat(pool, base, path, NULL),
+        .headers = hdrs,
+        .body = body,
+        .body_len = body ? strlen(body) : 0,
+    };
 
-    memset(&req, 0, sizeof(req));
-    req.method = method;
-    req.url = url;
-    req.headers = hdrs;
-    req.body = body;
-    req.body_len = body ? strlen(body) : 0;
     return cs_http_send(h, resp, &req, pool, err);
 }
 
@@ -229,7 +232,17 @@ int main(void)
     cs_http_conf_t conf;
     cs_http_t *h;
     cs_http_resp_t resp;
-    const char *err, *base;
+    const char *err;
+    /* The server echoes method [body] X-Req. */
+    static const struct {
+        const char *method, *body, *echo;
+    } echoes[] = {
+        { "POST", "{\"a\":1}", "POST [{\"a\":1}] r1" },
+        { "POST", NULL, "POST [] r1" },
+        { "DELETE", NULL, "DELETE [] r1" },
+        { "PUT", "x", "PUT [x] r1" },
+        { "GET", NULL, "GET [] r1" },
+    };
     size_t i;
     int bad;
 
@@ -258,9 +271,7 @@ int main(void)
     }
 
     UNIT_CASE("status, body, headers (twice is two entries)");
-    CHECK_EQ_INT(get(h, &resp, "GET", apr_pstrcat(pool, base, "/small",
-                                                  NULL), NULL, &err),
-                 APR_SUCCESS);
+    CHECK_EQ_INT(get(h, &resp, "GET", "/small", NULL, &err), APR_SUCCESS);
     CHECK_EQ_INT(resp.status, 200);
     CHECK_STR(resp.body, "hello");
     CHECK_EQ_INT(resp.len, 5);
@@ -270,8 +281,7 @@ int main(void)
     CHECK_STR(apr_table_get(resp.headers, "Content-Length"), "5");
 
     UNIT_CASE("a body far larger than the first buffer");
-    CHECK_EQ_INT(get(h, &resp, "GET", apr_pstrcat(pool, base, "/big", NULL),
-                     NULL, &err), APR_SUCCESS);
+    CHECK_EQ_INT(get(h, &resp, "GET", "/big", NULL, &err), APR_SUCCESS);
     CHECK_EQ_INT(resp.len, BIG);
     for (i = 0, bad = 0; i < resp.len; i++) {
         bad += resp.body[i] != 'x';
@@ -281,43 +291,24 @@ int main(void)
     CHECK_EQ_INT(s.connections, 1);     /* kept alive */
 
     UNIT_CASE("a body over max_body: APR_ENOSPC");
-    CHECK_EQ_INT(get(h, &resp, "GET", apr_pstrcat(pool, base, "/huge", NULL),
-                     NULL, &err), APR_ENOSPC);
+    CHECK_EQ_INT(get(h, &resp, "GET", "/huge", NULL, &err), APR_ENOSPC);
     CHECK(err && strstr(err, "too large"));
 
     UNIT_CASE("methods, request bodies and headers");
-    CHECK_EQ_INT(get(h, &resp, "POST", apr_pstrcat(pool, base, "/echo",
-                                                   NULL), "{\"a\":1}", &err),
-                 APR_SUCCESS);
-    CHECK_STR(resp.body, "POST [{\"a\":1}] r1");
-    CHECK_EQ_INT(get(h, &resp, "POST", apr_pstrcat(pool, base, "/echo",
-                                                   NULL), NULL, &err),
-                 APR_SUCCESS);
-    CHECK_STR(resp.body, "POST [] r1");
-    CHECK_EQ_INT(get(h, &resp, "DELETE", apr_pstrcat(pool, base, "/echo",
-                                                     NULL), NULL, &err),
-                 APR_SUCCESS);
-    CHECK_STR(resp.body, "DELETE [] r1");
-    CHECK_EQ_INT(get(h, &resp, "PUT", apr_pstrcat(pool, base, "/echo",
-                                                  NULL), "x", &err),
-                 APR_SUCCESS);
-    CHECK_STR(resp.body, "PUT [x] r1");
-    CHECK_EQ_INT(get(h, &resp, "GET", apr_pstrcat(pool, base, "/echo",
-                                                  NULL), NULL, &err),
-                 APR_SUCCESS);
-    CHECK_STR(resp.body, "GET [] r1");
+    for (i = 0; i < sizeof(echoes) / sizeof(echoes[0]); i++) {
+        CHECK_EQ_INT(get(h, &resp, echoes[i].method, "/echo", echoes[i].body,
+                         &err), APR_SUCCESS);
+        CHECK_STR(resp.body, echoes[i].echo);
+    }
 
     UNIT_CASE("HEAD: headers, no body");
-    CHECK_EQ_INT(get(h, &resp, "HEAD", apr_pstrcat(pool, base, "/small",
-                                                   NULL), NULL, &err),
-                 APR_SUCCESS);
+    CHECK_EQ_INT(get(h, &resp, "HEAD", "/small", NULL, &err), APR_SUCCESS);
     CHECK_EQ_INT(resp.status, 200);
     CHECK_STR(resp.body, "");
     CHECK(apr_table_get(resp.headers, "Link") != NULL);
 
     UNIT_CASE("an error status is an answer; its Retry-After");
-    CHECK_EQ_INT(get(h, &resp, "GET", apr_pstrcat(pool, base, "/nope", NULL),
-                     NULL, &err), APR_SUCCESS);
+    CHECK_EQ_INT(get(h, &resp, "GET", "/nope", NULL, &err), APR_SUCCESS);
     CHECK_EQ_INT(resp.status, 503);
     CHECK_EQ_INT(cs_http_retry_after(apr_table_get(resp.headers,
                                                    "Retry-After"),
@@ -362,9 +353,7 @@ int main(void)
     s.stop = 1;
     pthread_join(th, NULL);
     close(s.fd);
-    CHECK_EQ_INT(get(h, &resp, "GET", apr_pstrcat(pool, base, "/small",
-                                                  NULL), NULL, &err),
-                 APR_ECONNREFUSED);
+    CHECK_EQ_INT(get(h, &resp, "GET", "/small", NULL, &err), APR_ECONNREFUSED);
     CHECK(err && strstr(err, base));
 
     apr_pool_destroy(pool);

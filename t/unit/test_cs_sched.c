@@ -46,9 +46,19 @@ static void spread(const char *name, apr_int64_t life)
 
 int main(void)
 {
+    static const struct {
+        const char *text;
+        apr_int64_t t;
+    } times[] = {
+        { "2025-01-02T03:04:05Z", 1735787045 },
+        { "2025-01-02T03:04:05.123456789Z", 1735787045 },
+        { "2025-01-02T04:04:05+01:00", 1735787045 },
+        { "2000-02-29T23:59:59z", 951868799 },
+    };
     apr_int64_t t, ra;
     cs_rate_t r = { 0, 0, 0 };
-    int granted, i;
+    int granted;
+    unsigned i;
 
     apr_initialize();
     apr_pool_create(&pool, NULL);
@@ -120,18 +130,10 @@ int main(void)
     CHECK_EQ_INT(r.window_start, 10);
 
     UNIT_CASE("RFC 3339");
-    CHECK_EQ_INT(cs_sched_parse_time(&t, "2025-01-02T03:04:05Z"),
-                 APR_SUCCESS);
-    CHECK_EQ_INT(t, 1735787045);
-    CHECK_EQ_INT(cs_sched_parse_time(&t, "2025-01-02T03:04:05.123456789Z"),
-                 APR_SUCCESS);
-    CHECK_EQ_INT(t, 1735787045);
-    CHECK_EQ_INT(cs_sched_parse_time(&t, "2025-01-02T04:04:05+01:00"),
-                 APR_SUCCESS);
-    CHECK_EQ_INT(t, 1735787045);
-    CHECK_EQ_INT(cs_sched_parse_time(&t, "2000-02-29T23:59:59z"),
-                 APR_SUCCESS);
-    CHECK_EQ_INT(t, 951868799);
+    for (i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+        CHECK_EQ_INT(cs_sched_parse_time(&t, times[i].text), APR_SUCCESS);
+        CHECK_EQ_INT(t, times[i].t);
+    }
     CHECK_EQ_INT(cs_sched_parse_time(&t, "2025-13-02T03:04:05Z"),
                  APR_EINVAL);
     CHECK_EQ_INT(cs_sched_parse_time(&t, "2025-01-02T03:04:05"), APR_EINVAL);

@@ -33,6 +33,7 @@
 
 #include "cs_db.h"
 #include "cs_store.h"
+#include "testkit.h"
 #include "unit.h"
 
 #define MAX_EXPECTED 4096
@@ -348,6 +349,17 @@ static void test_statements(void)
 /* Domains                                                             */
 /* ------------------------------------------------------------------ */
 
+/* Set (error) or clear (NULL) domain's last error, and read the domain
+ * back into *got: whether both went through. */
+static int error_set(cs_bundle_t **got, conn_t *c, const char *domain,
+                     const char *error)
+{
+    CHECK_EQ_INT(cs_store_set_error(&c->db, c->pool, domain, error),
+                 APR_SUCCESS);
+    return CHECK_EQ_INT(cs_store_get(got, &c->db, c->pool, domain),
+                        APR_SUCCESS);
+}
+
 static void test_domains(void)
 {
     conn_t *c = conn_open();
@@ -405,28 +417,19 @@ static void test_domains(void)
     }
 
     UNIT_CASE("domains: errors are no change");
-    rv = cs_store_set_error(&c->db, p, "a.example", nasty);
-    CHECK_EQ_INT(rv, APR_SUCCESS);
-    rv = cs_store_get(&got, &c->db, p, "a.example");
-    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+    if (error_set(&got, c, "a.example", nasty)) {
         CHECK_STR(got->state, "error");
         CHECK_STR(got->last_error, nasty);
         CHECK_STR(got->serial, "0c");
         CHECK_EQ_INT(got->seq, s3);
     }
-    rv = cs_store_set_error(&c->db, p, "a.example", NULL);
-    CHECK_EQ_INT(rv, APR_SUCCESS);
-    rv = cs_store_get(&got, &c->db, p, "a.example");
-    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+    if (error_set(&got, c, "a.example", NULL)) {
         CHECK_STR(got->state, "active");
         CHECK_STR(got->last_error, NULL);
     }
     /* A first issuance that failed: the domain is known, with no
      * certificate. */
-    rv = cs_store_set_error(&c->db, p, "c.example", "acme: rejected");
-    CHECK_EQ_INT(rv, APR_SUCCESS);
-    rv = cs_store_get(&got, &c->db, p, "c.example");
-    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+    if (error_set(&got, c, "c.example", "acme: rejected")) {
         CHECK_STR(got->state, "error");
         CHECK_STR(got->last_error, "acme: rejected");
         CHECK_STR(got->serial, NULL);
@@ -435,10 +438,7 @@ static void test_domains(void)
         CHECK_EQ_INT(got->seq, 0);
         CHECK_EQ_INT(got->not_after, 0);
     }
-    rv = cs_store_set_error(&c->db, p, "c.example", NULL);
-    CHECK_EQ_INT(rv, APR_SUCCESS);
-    rv = cs_store_get(&got, &c->db, p, "c.example");
-    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+    if (error_set(&got, c, "c.example", NULL)) {
         CHECK_STR(got->state, "pending");
     }
     /* A long error is cut (at a character boundary), not refused. */
@@ -447,10 +447,8 @@ static void test_domains(void)
     big[3999] = '\xc3';
     big[4000] = '\xa9';
     big[10000] = '\0';
-    rv = cs_store_set_error(&c->db, p, "c.example", big);
-    CHECK_EQ_INT(rv, APR_SUCCESS);
-    rv = cs_store_get(&got, &c->db, p, "c.example");
-    if (CHECK_EQ_INT(rv, APR_SUCCESS) && CHECK(got->last_error != NULL)) {
+    if (error_set(&got, c, "c.example", big)
+        && CHECK(got->last_error != NULL)) {
         CHECK_EQ_INT(strlen(got->last_error), 3999);
     }
 
@@ -926,6 +924,13 @@ static int is_hex32(const char *s)
 
 static void test_leases(void)
 {
+    /* none may be unavailable, no TTL, no pool name */
+    static const struct {
+        const char *pool;
+        int ttl, max_unavailable;
+    } invalid[] = {
+        { "web", 60, 0 }, { "web", 0, 1 }, { "", 60, 1 },
+    };
     conn_t *c = conn_open();
     apr_pool_t *p = c->pool;
     apr_array_header_t *leases;
@@ -933,6 +938,7 @@ static void test_leases(void)
     apr_int64_t now = now_sec(), exp, retry;
     apr_status_t rv;
     int granted;
+    size_t i;
 
     UNIT_CASE("leases: granted up to max_unavailable");
     rv = cs_store_lease_acquire(&l1, &exp, &granted, &retry, &c->db, p,
@@ -1024,15 +1030,12 @@ static void test_leases(void)
     CHECK_EQ_INT(rv, APR_SUCCESS);
 
     UNIT_CASE("leases: invalid arguments");
-    rv = cs_store_lease_acquire(&id, &exp, &granted, &retry, &c->db, p,
-                                "web", "h1", 60, 0, now);
-    CHECK_EQ_INT(rv, APR_EINVAL);
-    rv = cs_store_lease_acquire(&id, &exp, &granted, &retry, &c->db, p,
-                                "web", "h1", 0, 1, now);
-    CHECK_EQ_INT(rv, APR_EINVAL);
-    rv = cs_store_lease_acquire(&id, &exp, &granted, &retry, &c->db, p,
-                                "", "h1", 60, 1, now);
-    CHECK_EQ_INT(rv, APR_EINVAL);
+    for (i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+        rv = cs_store_lease_acquire(&id, &exp, &granted, &retry, &c->db, p,
+                                    invalid[i].pool, "h1", invalid[i].ttl,
+                                    invalid[i].max_unavailable, now);
+        CHECK_EQ_INT(rv, APR_EINVAL);
+    }
     conn_close(c);
 }
 
@@ -1390,35 +1393,23 @@ static void test_acme(void)
 int main(void)
 {
     const char *mysql = getenv("CS_TEST_MYSQL");
-    const char *tmpdir;
-    apr_file_t *f;
-    char *path;
     int rc;
 
     apr_initialize();
     apr_pool_create(&root, NULL);
-    apr_dbd_init(root);
     setvbuf(stdout, NULL, _IOLBF, 0);
-
     if (mysql && *mysql) {
         driver_name = "mysql";
         params = mysql;
     }
     else {
         driver_name = "sqlite3";
-        if (apr_temp_dir_get(&tmpdir, root) != APR_SUCCESS) {
-            tmpdir = "/tmp";
-        }
-        path = apr_pstrcat(root, tmpdir, "/cs_store_test_XXXXXX", NULL);
-        if (apr_file_mktemp(&f, path, APR_FOPEN_CREATE | APR_FOPEN_READ
-                            | APR_FOPEN_WRITE | APR_FOPEN_EXCL, root)
-            != APR_SUCCESS) {
-            fprintf(stderr, "no temporary file in %s\n", tmpdir);
+        if ((sqlite_path = testkit_tmpfile(root, "cs_store_test_")) == NULL) {
             return 2;
         }
-        apr_file_close(f);
-        sqlite_path = params = path;
+        params = sqlite_path;
     }
+    apr_dbd_init(root);
     printf("# cs_store on %s\n", driver_name);
 
     test_statements();

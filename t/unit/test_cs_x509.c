@@ -24,18 +24,13 @@
 
 #include "cs_crypto.h"
 #include "cs_x509.h"
+#include "testkit.h"
 #include "unit.h"
 
 #define DAY     apr_time_from_sec(86400)
 
 static apr_pool_t *pool;
 static const char *tmpdir;
-
-static apr_status_t x509_free_cleanup(void *data)
-{
-    X509_free(data);
-    return APR_SUCCESS;
-}
 
 static void add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
 {
@@ -59,16 +54,7 @@ static cs_ca_t *make_ca(const char *cn, cs_key_type_t kt, int leaf,
     if (cs_key_generate(&ca->key, pool, kt) != APR_SUCCESS) {
         return NULL;
     }
-    x = X509_new();
-    X509_set_version(x, X509_VERSION_3);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 4242);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN",
-                               MBSTRING_UTF8, (const unsigned char *)cn,
-                               -1, -1, 0);
-    X509_set_issuer_name(x, X509_get_subject_name(x));
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 365 * 86400L);
-    X509_set_pubkey(x, ca->key);
+    x = testkit_cert(pool, ca->key, cn, 4242, -3600, 365 * 86400L);
     X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
     if (leaf) {
         add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE");
@@ -79,8 +65,6 @@ static cs_ca_t *make_ca(const char *cn, cs_key_type_t kt, int leaf,
     }
     add_ext(x, &ctx, NID_subject_key_identifier, skid ? skid : "hash");
     X509_sign(x, ca->key, EVP_sha256());
-    apr_pool_cleanup_register(pool, x, x509_free_cleanup,
-                              apr_pool_cleanup_null);
     ca->cert = x;
     return ca;
 }
@@ -484,18 +468,13 @@ int main(void)
 {
     cs_ca_t *ca, *foreign;
     EVP_PKEY *ec, *rsa;
-    char *dir;
 
     apr_initialize();
     atexit(apr_terminate);
     apr_pool_create(&pool, NULL);
-    apr_temp_dir_get(&tmpdir, pool);
-    dir = apr_psprintf(pool, "%s/cs-unit-x509-XXXXXX", tmpdir);
-    if (mkdtemp(dir) == NULL) {
-        perror("mkdtemp");
+    if ((tmpdir = testkit_tmpdir(pool, "x509")) == NULL) {
         return 2;
     }
-    tmpdir = dir;
 
     UNIT_CASE("setup");
     ca = make_ca("Unit Test CA", CS_KEY_RSA_2048, 0, NULL);

@@ -4,7 +4,6 @@
  * (hits, generation slots, renewal, deletion, wildcards, eviction, a bad
  * new version) and many threads looking up while versions change.
  */
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include "cs_x509.h"
 #include "csy_dyn.h"
 #include "csy_store.h"
+#include "testkit.h"
 #include "unit.h"
 
 static apr_pool_t *pool;
@@ -28,33 +28,6 @@ static char base[256];
 static csy_store_t *store;
 static cs_ca_t ca;
 static apr_array_header_t *wrap_certs, *wrap_keys;
-
-static apr_status_t x509_free_cleanup(void *data)
-{
-    X509_free(data);
-    return APR_SUCCESS;
-}
-
-/* A self-signed certificate for key, owned by pool. */
-static X509 *self_signed(EVP_PKEY *key, const char *cn)
-{
-    static long serial;
-    X509 *x = X509_new();
-
-    X509_set_version(x, X509_VERSION_3);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), ++serial);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN",
-                               MBSTRING_UTF8, (const unsigned char *)cn,
-                               -1, -1, 0);
-    X509_set_issuer_name(x, X509_get_subject_name(x));
-    X509_gmtime_adj(X509_getm_notBefore(x), -60);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, key);
-    X509_sign(x, key, EVP_sha256());
-    apr_pool_cleanup_register(pool, x, x509_free_cleanup,
-                              apr_pool_cleanup_null);
-    return x;
-}
 
 /* Issue and install a new version of name, with key.cms and, as the sync
  * daemon writes it, key.seal; its serial (or NULL).  garbage: neither
@@ -102,17 +75,9 @@ static const char *version_file(const char *name, const char *serial,
                        NULL);
 }
 
-static int rm_cb(const char *path, const struct stat *st, int flag,
-                 struct FTW *ftw)
-{
-    (void)st; (void)flag; (void)ftw;
-    return remove(path);
-}
-
 static void remove_domain(const char *name)
 {
-    nftw(apr_pstrcat(pool, base, "/live/", name, NULL), rm_cb, 16,
-         FTW_DEPTH | FTW_PHYS);
+    testkit_rm_tree(apr_pstrcat(pool, base, "/live/", name, NULL));
 }
 
 static void test_sni_name(void)
@@ -427,6 +392,17 @@ static csy_bundle_t *get(csy_cache_t *c, const char *name, apr_status_t *rv,
     return b;
 }
 
+/* c serves name's version serial. */
+static void serves(csy_cache_t *c, const char *name, const char *serial)
+{
+    apr_status_t rv;
+    char err[256];
+    csy_bundle_t *b = get(c, name, &rv, err);
+
+    CHECK(b && !strcmp(b->serial, serial));
+    csy_bundle_release(b);
+}
+
 static void test_cache(void)
 {
     csy_shared_t *sh = calloc(1, sizeof(*sh));
@@ -453,13 +429,9 @@ static void test_cache(void)
     /* Renewed in the store: served only after the daemon's bump. */
     s2 = install("a.test", 0);
     CHECK(s2 && strcmp(s1, s2));
-    b = get(c, "a.test", &rv, err);
-    CHECK(b && !strcmp(b->serial, s1));
-    csy_bundle_release(b);
+    serves(c, "a.test", s1);
     csy_gen_bump(sh, "a.test");
-    b = get(c, "a.test", &rv, err);
-    CHECK(b && !strcmp(b->serial, s2));
-    csy_bundle_release(b);
+    serves(c, "a.test", s2);
     CHECK_EQ_INT((int)sh->misses, 2);
     /* The replaced bundle is still whole for its holder. */
     CHECK_STR(held->serial, s1);
@@ -467,9 +439,7 @@ static void test_cache(void)
     csy_bundle_release(held);
     /* A bump without a change (slot shared, say): one readlink. */
     csy_gen_bump(sh, "a.test");
-    b = get(c, "a.test", &rv, err);
-    CHECK(b && !strcmp(b->serial, s2));
-    csy_bundle_release(b);
+    serves(c, "a.test", s2);
     CHECK_EQ_INT((int)sh->revalidated, 1);
     CHECK_EQ_INT((int)sh->misses, 2);
     CHECK(csy_cache_serial(c, "a.test", serial));
@@ -491,9 +461,7 @@ static void test_cache(void)
     /* A new daemon bumps every slot: cached entries are checked again
      * (one readlink each), not reloaded. */
     csy_gen_bump_all(sh);
-    b = get(c, "x.wild.test", &rv, err);
-    CHECK(b && !strcmp(b->serial, w));
-    csy_bundle_release(b);
+    serves(c, "x.wild.test", w);
     CHECK_EQ_INT((int)sh->revalidated, 2);
 
     UNIT_CASE("cache: a bad new version keeps the old one serving");
@@ -632,7 +600,6 @@ static void test_threads(void)
 
 int main(void)
 {
-    EVP_PKEY *wrap_key;
     const char *err;
 
     apr_initialize();
@@ -642,16 +609,9 @@ int main(void)
         printf("cannot open a store in %s\n", base);
         return 1;
     }
-    if (cs_key_generate(&ca.key, pool, CS_KEY_EC_P256)
-        || cs_key_generate(&wrap_key, pool, CS_KEY_RSA_2048)) {
-        printf("cannot generate keys\n");
+    if (testkit_ca_and_wrap(pool, &ca, &wrap_certs, &wrap_keys) != 0) {
         return 1;
     }
-    ca.cert = self_signed(ca.key, "test CA");
-    wrap_certs = apr_array_make(pool, 1, sizeof(X509 *));
-    wrap_keys = apr_array_make(pool, 1, sizeof(EVP_PKEY *));
-    APR_ARRAY_PUSH(wrap_certs, X509 *) = self_signed(wrap_key, "wrap");
-    APR_ARRAY_PUSH(wrap_keys, EVP_PKEY *) = wrap_key;
     (void)err;
 
     test_sni_name();
@@ -661,7 +621,7 @@ int main(void)
     test_cache();
     test_threads();
 
-    nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    testkit_rm_tree(base);
     apr_pool_destroy(pool);
     apr_terminate();
     return unit_summary();

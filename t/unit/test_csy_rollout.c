@@ -711,17 +711,26 @@ static void test_resume_phases(void)
     done(&r);
 }
 
+/* The first half of a rollout done, with an agent on (and marked used
+ * before in rollout.json if used_before). */
+static void agent_half(csy_rollout_t *r, int used_before)
+{
+    world();
+    first_half(r);
+    done(r);
+    if (used_before) {
+        json_object_set_new(json_object_get(f.files, "rollout.json"),
+                            "agent_used", json_true());
+    }
+    f.agent_on = 1;
+}
+
 static void test_agent_wait(void)
 {
     csy_rollout_t r;
 
     UNIT_CASE("the lease goes once HAProxy was told 'ready'");
-    world();
-    first_half(&r);
-    done(&r);
-    json_object_set_new(json_object_get(f.files, "rollout.json"),
-                        "agent_used", json_true());
-    f.agent_on = 1;
+    agent_half(&r, 1);
     f.agent_from = T0 + SEC(15);    /* asks late (a busy machine) */
     f.agent_every = SEC(2);
     generation(&r);
@@ -733,12 +742,7 @@ static void test_agent_wait(void)
     done(&r);
 
     UNIT_CASE("an agent used before but not asked again: CY00039");
-    world();
-    first_half(&r);
-    done(&r);
-    json_object_set_new(json_object_get(f.files, "rollout.json"),
-                        "agent_used", json_true());
-    f.agent_on = 1;
+    agent_half(&r, 1);
     generation(&r);
     csy_rollout_start(&r, pool);
     CHECK(logged_at(CS_LOG_WARN, "CY00039"));
@@ -747,10 +751,7 @@ static void test_agent_wait(void)
     done(&r);
 
     UNIT_CASE("an agent nobody asks: not waited for");
-    world();
-    first_half(&r);
-    done(&r);
-    f.agent_on = 1;
+    agent_half(&r, 0);
     generation(&r);
     csy_rollout_start(&r, pool);
     CHECK(!logged("CY00039"));

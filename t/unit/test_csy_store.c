@@ -238,6 +238,15 @@ static void test_open(void)
     CHECK_EQ_INT(csy_store_open(&store, pool, at("open/sl")), APR_ENOTDIR);
 }
 
+/* ex.com's current version is cur, and previous links to prev. */
+static void versions_are(csy_store_t *store, const char *live,
+                         const char *cur, const char *prev)
+{
+    CHECK_STR(csy_store_current(store, pool, "ex.com"), cur);
+    CHECK_STR(link_of(apr_pstrcat(pool, live, "/previous", NULL), pool),
+              prev);
+}
+
 static void test_install(void)
 {
     csy_store_t *store = open_store("inst");
@@ -266,9 +275,7 @@ static void test_install(void)
 
     UNIT_CASE("install second");
     CHECK_EQ_INT(put(store, "ex.com", "02"), APR_SUCCESS);
-    CHECK_STR(csy_store_current(store, pool, "ex.com"), "02");
-    CHECK_STR(link_of(apr_pstrcat(pool, live, "/previous", NULL), pool),
-              "01");
+    versions_are(store, live, "02", "01");
     CHECK_STR(slurp(apr_pstrcat(pool, live, "/current/privkey.pem", NULL),
                     pool, NULL), "key-02\n");
     CHECK_STR(slurp(apr_pstrcat(pool, live, "/previous/privkey.pem", NULL),
@@ -276,23 +283,17 @@ static void test_install(void)
 
     UNIT_CASE("rollback");
     CHECK_EQ_INT(csy_store_rollback(store, pool, "ex.com"), APR_SUCCESS);
-    CHECK_STR(csy_store_current(store, pool, "ex.com"), "01");
-    CHECK_STR(link_of(apr_pstrcat(pool, live, "/previous", NULL), pool),
-              "02");
+    versions_are(store, live, "01", "02");
     CHECK_STR(slurp(apr_pstrcat(pool, live, "/current/fullchain.pem", NULL),
                     pool, NULL), "chain-01\n");
     CHECK_EQ_INT(csy_store_rollback(store, pool, "ex.com"), APR_SUCCESS);
-    CHECK_STR(csy_store_current(store, pool, "ex.com"), "02");
-    CHECK_STR(link_of(apr_pstrcat(pool, live, "/previous", NULL), pool),
-              "01");
+    versions_are(store, live, "02", "01");
     CHECK_EQ_INT(csy_store_rollback(store, pool, "none.example"),
                  APR_NOTFOUND);
 
     UNIT_CASE("install third");
     CHECK_EQ_INT(put(store, "ex.com", "03"), APR_SUCCESS);
-    CHECK_STR(csy_store_current(store, pool, "ex.com"), "03");
-    CHECK_STR(link_of(apr_pstrcat(pool, live, "/previous", NULL), pool),
-              "02");
+    versions_are(store, live, "03", "02");
     /* 01 stays until prune */
     CHECK(exists(apr_pstrcat(pool, live, "/01/privkey.pem", NULL)));
     CHECK_EQ_INT(count_tmp(at("inst")), 0);
@@ -366,9 +367,7 @@ static void test_reinstall(void)
                                    "other\n", 6, 0), APR_SUCCESS);
     CHECK(stat(apr_pstrcat(pool, live, "/02", NULL), &after) == 0);
     CHECK_EQ_INT(after.st_ino, before.st_ino);
-    CHECK_STR(csy_store_current(store, pool, "ex.com"), "02");
-    CHECK_STR(link_of(apr_pstrcat(pool, live, "/previous", NULL), pool),
-              "01");
+    versions_are(store, live, "02", "01");
     CHECK_STR(slurp(apr_pstrcat(pool, live, "/current/privkey.pem", NULL),
                     pool, NULL), "key-02\n");
 
@@ -377,9 +376,7 @@ static void test_reinstall(void)
      * target until previous moves to the old current */
     CHECK_EQ_INT(csy_store_install(store, pool, "ex.com", "01", "chain-1b\n",
                                    "key-1b\n", 7, 0), APR_SUCCESS);
-    CHECK_STR(csy_store_current(store, pool, "ex.com"), "01");
-    CHECK_STR(link_of(apr_pstrcat(pool, live, "/previous", NULL), pool),
-              "02");
+    versions_are(store, live, "01", "02");
     CHECK_STR(slurp(apr_pstrcat(pool, live, "/current/privkey.pem", NULL),
                     pool, NULL), "key-1b\n");
     CHECK_STR(slurp(apr_pstrcat(pool, live, "/current/fullchain.pem", NULL),
@@ -669,15 +666,16 @@ static void test_prune(void)
 {
     csy_store_t *store = open_store("prune");
     const char *live = at("prune/live/ex.com");
+    int i;
 
     if (!store) {
         return;
     }
     UNIT_CASE("prune one domain");
-    CHECK_EQ_INT(put(store, "ex.com", "01"), APR_SUCCESS);
-    CHECK_EQ_INT(put(store, "ex.com", "02"), APR_SUCCESS);
-    CHECK_EQ_INT(put(store, "ex.com", "03"), APR_SUCCESS);
-    CHECK_EQ_INT(put(store, "ex.com", "04"), APR_SUCCESS);
+    for (i = 1; i <= 4; i++) {
+        CHECK_EQ_INT(put(store, "ex.com", apr_psprintf(pool, "%02d", i)),
+                     APR_SUCCESS);
+    }
     CHECK_EQ_INT(csy_store_rollback(store, pool, "ex.com"), APR_SUCCESS);
     /* what a crash leaves: a half-built version, a link, a file */
     CHECK(mkdir(apr_pstrcat(pool, live, "/.tmp-0123", NULL), 0700) == 0);

@@ -8,7 +8,6 @@
  * cursor, the manifest and what is served are as before.  Then the lease
  * (Retry-After) and the requests' shape.
  */
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include "csy_store.h"
 #include "csy_sync.h"
 #include "fake_http.h"
+#include "testkit.h"
 #include "unit.h"
 
 #define CS_URL      "https://cs.test:8443"
@@ -41,32 +41,6 @@ static csy_config_t cfg;
 static csy_client_t *client;
 static apr_hash_t *failures;
 static int logged_warn;
-
-static apr_status_t x509_free_cleanup(void *data)
-{
-    X509_free(data);
-    return APR_SUCCESS;
-}
-
-static X509 *self_signed(EVP_PKEY *key, const char *cn)
-{
-    static long serial;
-    X509 *x = X509_new();
-
-    X509_set_version(x, X509_VERSION_3);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), ++serial);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN",
-                               MBSTRING_UTF8, (const unsigned char *)cn,
-                               -1, -1, 0);
-    X509_set_issuer_name(x, X509_get_subject_name(x));
-    X509_gmtime_adj(X509_getm_notBefore(x), -60);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, key);
-    X509_sign(x, key, EVP_sha256());
-    apr_pool_cleanup_register(pool, x, x509_free_cleanup,
-                              apr_pool_cleanup_null);
-    return x;
-}
 
 /* A bundle as CertService sends it (a JSON object, as text); *serial is
  * its serial.  wrong_key: the envelope holds another key than the
@@ -211,40 +185,65 @@ static void failing_cycle(const char *name, const char *why)
     CHECK(csy_store_current(store, pool, "www.example.com") != NULL);
 }
 
+/* The fake answers the feed with status and feed, and the bundles with
+ * bundles_status and bundles unless that is NULL. */
+static void script(int status, const char *feed, int bundles_status,
+                   const char *bundles)
+{
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", CHANGES, status, NULL, feed);
+    if (bundles) {
+        fake_http_answer(fake, "POST", BUNDLES, bundles_status, NULL,
+                         bundles);
+    }
+}
+
+#define UPSERT_B8 "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\"," \
+                  "\"op\":\"upsert\"}],\"next\":8,\"more\":false}"
+
 static void test_bad_answers(void)
 {
+    /* Each a failing cycle: what, the answers, what the error says. */
+    static const struct {
+        const char *what;
+        int status;
+        const char *feed;
+        int bundles_status;
+        const char *bundles, *says;
+    } bad[] = {
+        { "a garbage body", 200, "<html>502 Bad Gateway</html>", 0, NULL,
+          "malformed JSON" },
+        { "truncated JSON", 200,
+          "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\","
+          "\"op\":\"ups", 0, NULL, "malformed JSON" },
+        { "HTTP 500 on the feed", 500, "{\"error\":\"database is down\"}", 0,
+          NULL, "HTTP 500: database is down" },
+        /* The feed is fine but the bundles cannot be fetched: the cursor
+         * must not pass the change whose bundle it did not get. */
+        { "HTTP 500 on the bundles", 200, UPSERT_B8, 500, "oops",
+          "HTTP 500" },
+        { "truncated JSON after all fields", 200,
+          "{\"changes\":[],\"next\":7,\"more\":false,", 0, NULL,
+          "malformed JSON" },
+        { "a cursor that goes backwards", 200,
+          "{\"changes\":[{\"seq\":3,\"domain\":\"www.example.com\","
+          "\"op\":\"delete\"}],\"next\":3,\"more\":false}", 0, NULL,
+          "malformed answer" },
+        { "a change naming no valid domain", 200,
+          "{\"changes\":[{\"seq\":8,\"domain\":\"../etc\","
+          "\"op\":\"upsert\"}],\"next\":8,\"more\":false}", 0, NULL,
+          "valid domain" },
+        { "a bundles answer without an array", 200, UPSERT_B8, 200,
+          "{\"bundles\":{}}", "no bundles array" },
+    };
     const char *serial, *b;
-    int i;
+    unsigned i;
 
-    fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                     "<html>502 Bad Gateway</html>");
-    failing_cycle("a garbage body", "malformed JSON");
-
-    fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                     "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\","
-                     "\"op\":\"ups");
-    failing_cycle("truncated JSON", "malformed JSON");
-
-    fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 500, NULL,
-                     "{\"error\":\"database is down\"}");
-    failing_cycle("HTTP 500 on the feed", "HTTP 500: database is down");
-
-    /* The feed is fine but the bundles cannot be fetched: the cursor must
-     * not pass the change whose bundle it did not get. */
-    fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                     "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\","
-                     "\"op\":\"upsert\"}],\"next\":8,\"more\":false}");
-    fake_http_answer(fake, "POST", BUNDLES, 500, NULL, "oops");
-    failing_cycle("HTTP 500 on the bundles", "HTTP 500");
-
-    fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                     "{\"changes\":[],\"next\":7,\"more\":false,");
-    failing_cycle("truncated JSON after all fields", "malformed JSON");
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        script(bad[i].status, bad[i].feed, bad[i].bundles_status,
+               bad[i].bundles);
+        failing_cycle(bad[i].what, bad[i].says);
+    }
 
     /* The same page again and again: "more" without the cursor moving.
      * Scripted for 50 answers: a client that loops runs out of them. */
@@ -258,27 +257,8 @@ static void test_bad_answers(void)
     CHECK_EQ_INT(fake_http_unanswered(fake), 0);
 
     fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                     "{\"changes\":[{\"seq\":3,\"domain\":\"www.example.com\","
-                     "\"op\":\"delete\"}],\"next\":3,\"more\":false}");
-    failing_cycle("a cursor that goes backwards", "malformed answer");
-
-    fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                     "{\"changes\":[{\"seq\":8,\"domain\":\"../etc\","
-                     "\"op\":\"upsert\"}],\"next\":8,\"more\":false}");
-    failing_cycle("a change naming no valid domain", "valid domain");
-
-    fake_http_reset(fake);
     fake_http_fail(fake, NULL, CS_URL "*", APR_ECONNREFUSED, 0);
     failing_cycle("CertService unreachable", "fails as scripted");
-
-    fake_http_reset(fake);
-    fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                     "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\","
-                     "\"op\":\"upsert\"}],\"next\":8,\"more\":false}");
-    fake_http_answer(fake, "POST", BUNDLES, 200, NULL, "{\"bundles\":{}}");
-    failing_cycle("a bundles answer without an array", "no bundles array");
 
     /* A bundle that does not verify is skipped, remembered and retried;
      * the cycle itself succeeds and the cursor moves on. */
@@ -287,13 +267,8 @@ static void test_bad_answers(void)
 
         UNIT_CASE("a bundle whose key does not match is skipped");
         b = make_bundle(&serial, "b.example.com", 1);
-        fake_http_reset(fake);
-        fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                         "{\"changes\":[{\"seq\":8,\"domain\":"
-                         "\"b.example.com\",\"op\":\"upsert\"}],\"next\":8,"
-                         "\"more\":false}");
-        fake_http_answer(fake, "POST", BUNDLES, 200, NULL,
-                         apr_psprintf(pool, "{\"bundles\":[%s]}", b));
+        script(200, UPSERT_B8, 200,
+               apr_psprintf(pool, "{\"bundles\":[%s]}", b));
         logged_warn = 0;
         CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
         CHECK_EQ_INT(res.installed, 0);
@@ -306,11 +281,8 @@ static void test_bad_answers(void)
 
         UNIT_CASE("the failed bundle is retried and installed");
         b = make_bundle(&serial, "b.example.com", 0);
-        fake_http_reset(fake);
-        fake_http_answer(fake, "GET", CHANGES, 200, NULL,
-                         "{\"changes\":[],\"next\":8,\"more\":false}");
-        fake_http_answer(fake, "POST", BUNDLES, 200, NULL,
-                         apr_psprintf(pool, "{\"bundles\":[%s]}", b));
+        script(200, "{\"changes\":[],\"next\":8,\"more\":false}", 200,
+               apr_psprintf(pool, "{\"bundles\":[%s]}", b));
         CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
         CHECK_EQ_INT(res.installed, 1);
         CHECK_EQ_INT(apr_hash_count(failures), 0);
@@ -341,17 +313,27 @@ static void test_bad_answers(void)
     (void)i;
 }
 
+/* Ask for a lease of 300 s; CertService answers status, headers, body. */
+static apr_status_t lease_asked(const char **lease, long *retry, int status,
+                                const char *headers, const char *body)
+{
+    const char *err = NULL;
+
+    fake_http_reset(fake);
+    fake_http_answer(fake, "POST", CS_URL "/v1/pools/web/leases", status,
+                     headers, body);
+    return csy_lease_acquire(lease, retry, client, pool, 300, &err);
+}
+
 static void test_lease(void)
 {
-    const char *lease, *err = NULL;
+    const char *lease;
     long retry;
     const fake_http_request_t *r;
 
     UNIT_CASE("a lease granted");
-    fake_http_reset(fake);
-    fake_http_answer(fake, "POST", CS_URL "/v1/pools/web/leases", 201, NULL,
-                     "{\"lease\":\"l-1\",\"ttl\":300}");
-    CHECK_EQ_INT(csy_lease_acquire(&lease, &retry, client, pool, 300, &err),
+    CHECK_EQ_INT(lease_asked(&lease, &retry, 201, NULL,
+                             "{\"lease\":\"l-1\",\"ttl\":300}"),
                  APR_SUCCESS);
     CHECK_STR(lease, "l-1");
     r = fake_http_request(fake, 0);
@@ -360,20 +342,14 @@ static void test_lease(void)
     }
 
     UNIT_CASE("a lease refused: its Retry-After");
-    fake_http_reset(fake);
-    fake_http_answer(fake, "POST", CS_URL "/v1/pools/web/leases", 409,
-                     "Retry-After: 17\n", "{\"error\":\"all slots taken\"}");
-    CHECK_EQ_INT(csy_lease_acquire(&lease, &retry, client, pool, 300, &err),
+    CHECK_EQ_INT(lease_asked(&lease, &retry, 409, "Retry-After: 17\n",
+                             "{\"error\":\"all slots taken\"}"),
                  APR_EAGAIN);
     CHECK_EQ_INT(retry, 17);
     CHECK_STR(lease, NULL);
 
     UNIT_CASE("a lease refused without a Retry-After: 5 s");
-    fake_http_reset(fake);
-    fake_http_answer(fake, "POST", CS_URL "/v1/pools/web/leases", 409, NULL,
-                     "{}");
-    CHECK_EQ_INT(csy_lease_acquire(&lease, &retry, client, pool, 300, &err),
-                 APR_EAGAIN);
+    CHECK_EQ_INT(lease_asked(&lease, &retry, 409, NULL, "{}"), APR_EAGAIN);
     CHECK_EQ_INT(retry, 5);
 
     UNIT_CASE("a lease released, a gone lease is released too");
@@ -385,13 +361,6 @@ static void test_lease(void)
     CHECK_EQ_INT(csy_lease_release(client, pool, "l-1"), APR_SUCCESS);
     CHECK_EQ_INT(csy_lease_release(client, pool, "l-2"), APR_SUCCESS);
     CHECK_EQ_INT(fake_http_count(fake), 2);
-}
-
-static int rm_cb(const char *path, const struct stat *st, int flag,
-                 struct FTW *ftw)
-{
-    (void)st; (void)flag; (void)ftw;
-    return remove(path);
 }
 
 /* The batch size's default and the timeout are the glue's
@@ -416,7 +385,6 @@ static void test_batch_size(void)
 
 int main(void)
 {
-    EVP_PKEY *wrap_key;
     const char *tmp = getenv("CSY_TEST_TMPDIR");
 
     apr_initialize();
@@ -429,16 +397,9 @@ int main(void)
         printf("cannot open a store in %s\n", base);
         return 1;
     }
-    if (cs_key_generate(&ca.key, pool, CS_KEY_EC_P256)
-        || cs_key_generate(&wrap_key, pool, CS_KEY_RSA_2048)) {
-        printf("cannot generate keys\n");
+    if (testkit_ca_and_wrap(pool, &ca, &wrap_certs, &wrap_keys) != 0) {
         return 1;
     }
-    ca.cert = self_signed(ca.key, "test CA");
-    wrap_certs = apr_array_make(pool, 1, sizeof(X509 *));
-    wrap_keys = apr_array_make(pool, 1, sizeof(EVP_PKEY *));
-    APR_ARRAY_PUSH(wrap_certs, X509 *) = self_signed(wrap_key, "wrap");
-    APR_ARRAY_PUSH(wrap_keys, EVP_PKEY *) = wrap_key;
 
     fake = fake_http_create(pool);
     cfg.url = CS_URL;
@@ -460,7 +421,7 @@ int main(void)
     test_bad_answers();
     test_lease();
 
-    nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    testkit_rm_tree(base);
     apr_pool_destroy(pool);
     apr_terminate();
     return unit_summary();
