@@ -58,8 +58,12 @@ typedef struct {
     void *http01_baton;
 } cs_acme_conf_t;
 
+/** Once per process, before any thread makes a client: the transport's
+ * (cs_http_global_init) and c-ares' global state.  Not thread-safe. */
+void cs_acme_global_init(void);
+
 /** A client for one directory; its transport is freed with p.  Call
- * cs_http_global_init() once per process before. */
+ * cs_acme_global_init() once per process before. */
 apr_status_t cs_acme_create(cs_acme_t **acme, apr_pool_t *p,
                             const cs_acme_conf_t *conf);
 

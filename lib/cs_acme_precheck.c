@@ -20,6 +20,17 @@
 
 #include "cs_acme_private.h"
 
+void cs_acme_global_init(void)
+{
+    static int done;
+
+    cs_http_global_init();
+    if (!done) {
+        ares_library_init(ARES_LIB_INIT_ALL);
+        done = 1;
+    }
+}
+
 #define PRECHECK_DNS_MS     3000    /* one query, one try */
 #define PRECHECK_HTTP_S     10      /* one probe */
 #define PRECHECK_MAX_FDS    4       /* one server: UDP, and TCP if ever */

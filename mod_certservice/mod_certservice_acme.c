@@ -232,17 +232,21 @@ static int cs_acme_start(apr_pool_t *pconf, server_rec *s,
 }
 
 /*
- * Virtual hosts inherit the main server's ACME directives, and several
- * may name the same directory: they all share one issuer queue in the
- * database, so one set of workers per directory serves them all.  (Before,
- * every server_rec whose merged configuration had a directory started its
- * own set: N + 1 sets with N inheriting virtual hosts.)
+ * One set of workers for each server whose own configuration names an
+ * ACME directory (CertServiceACMEDirectory in the main server or in that
+ * virtual host).  A virtual host that only inherits the main server's ACME
+ * directives shares the main server's issuer queue and its workers;
+ * before, every server_rec whose merged configuration had a directory
+ * started a set of its own: N + 1 sets with N inheriting virtual hosts.
+ * Two virtual hosts that each name a directory get a set each, since each
+ * may keep its queue in a database of its own (DBDParams); on one database
+ * their workers take turns through the queue's claims, as several
+ * CertService instances do.
  */
 int cs_acme_post_config(apr_pool_t *pconf, server_rec *main_s)
 {
     /* Across restarts too: every start gets watchdog names of its own. */
     static int nth;
-    apr_hash_t *started = apr_hash_make(pconf);
     const cs_conf_t *conf;
     server_rec *s;
 
@@ -250,17 +254,15 @@ int cs_acme_post_config(apr_pool_t *pconf, server_rec *main_s)
     cs_dbd_close = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close);
     for (s = main_s; s; s = s->next) {
         conf = cs_config_get(s);
-        if (!conf->acme_url || apr_hash_get(started, conf->acme_url,
-                                            APR_HASH_KEY_STRING)) {
+        if (!conf->acme_url || !conf->acme_here) {
             continue;
         }
         if (!nth) {
-            cs_http_global_init();
+            cs_acme_global_init();
         }
         if (cs_acme_start(pconf, s, conf, ++nth) != OK) {
             return !OK;
         }
-        apr_hash_set(started, conf->acme_url, APR_HASH_KEY_STRING, s);
     }
     return OK;
 }

@@ -66,6 +66,7 @@ void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     else {
         conf->acme_precheck_dns = base->acme_precheck_dns;
     }
+    conf->acme_here = add->acme_here;
     /* conf->effective stays 0: defaults are applied after merging; the
      * schema flag is this server's own. */
     conf->schema_ready = apr_pcalloc(p, sizeof(*conf->schema_ready));
@@ -301,6 +302,7 @@ static const char *cs_set_acme_url(cmd_parms *cmd, void *dummy,
                             cmd->cmd->name, arg);
     }
     cs_conf_raw(cmd->server)->acme_url = arg;
+    cs_conf_raw(cmd->server)->acme_here = 1;
     return NULL;
 }
 
@@ -548,7 +550,8 @@ const command_rec cs_cmds[] = {
                   CS_STR(CS_ACME_BACKOFF_CAP) ")"),
     AP_INIT_RAW_ARGS("CertServiceACMERenewal", cs_set_acme_renewal, NULL,
                      RSRC_CONF, "Renew at FRACTION% of the lifetime, up to "
-                     "JITTER% earlier; ari|noari (default 66.7% 5% ari)"),
+                     "JITTER% earlier; ari|noari (default "
+                     CS_RENEW_DEFAULT_TEXT " ari)"),
     AP_INIT_TAKE1("CertServiceACMEWorkers", cs_set_int_slot,
                   &cs_slot_acme_workers, RSRC_CONF,
                   "Threads processing ACME orders (default "

@@ -9,7 +9,8 @@
  * mod_certservice_api.c (the router), mod_certservice_proxy.c and
  * mod_certservice_admin.c (the endpoints), mod_certservice_acme.c (the
  * watchdog glue of the ACME workers); the work is in pure code
- * (cs_acme_drive.c, cs_service.c, cs_store.c, lib/).
+ * (cs_acme_drive.c, cs_service.c, the store cs_db.c and cs_store_*.c,
+ * lib/).
  */
 #ifndef MOD_CERTSERVICE_PRIVATE_H
 #define MOD_CERTSERVICE_PRIVATE_H
@@ -62,6 +63,8 @@ extern module AP_MODULE_DECLARE_DATA certservice_module;
 #define CS_ACME_BACKOFF_CAP     21600
 #define CS_ACME_RENEW_PM        667
 #define CS_ACME_JITTER_PM       50
+/* The two above in CertServiceACMERenewal's own words, for its help. */
+#define CS_RENEW_DEFAULT_TEXT   "66.7% 5%"
 #define CS_ACME_WORKERS         2
 
 typedef enum {
@@ -108,11 +111,14 @@ typedef struct {
     int acme_precheck_port;             /* 0: unset, -1: off */
     const char *acme_precheck_dns;      /* NULL: the system's resolver */
     int effective;              /* not merged: cs_config_get() sets it */
+    int acme_here;              /* not merged: the directory is named in
+                                 * this server's own context; only such
+                                 * servers start ACME workers */
     /* Per process, per server (not merged): the schema exists in this
      * server's database.  Creating it is idempotent; the flag only saves
      * the statements.  Per server because virtual hosts may name
      * different databases (DBDParams). */
-    volatile int *schema_ready;
+    volatile int *schema_ready; /* not merged: per server, see above */
 } cs_conf_t;
 
 /* --- mod_certservice_config.c ----------------------------------------- */

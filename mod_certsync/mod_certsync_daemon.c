@@ -735,8 +735,10 @@ static void csy_daemon_recall(csy_daemon_t *d, apr_pool_t *keep,
     rc.min_restart_interval = conf->min_restart_interval;
     rc.restart_timeout = conf->restart_timeout;
     rc.agent_grace = CSY_AGENT_GRACE;
-    rc.agent_name = apr_psprintf(d->pool, "%s:%d", conf->agent.host,
-                                 conf->agent.port);
+    rc.agent_name = conf->agent.host
+                    ? apr_psprintf(d->pool, "%s:%d", conf->agent.host,
+                                   conf->agent.port)
+                    : "(no CertSyncAgent)";
     rc.parent = apr_psprintf(d->pool, "pid %" APR_PID_T_FMT, d->parent);
     j = csy_read_json(d, cycle, "quarantine.json");
     csy_rollout_init(&d->rollout, d->pool, &csy_rollout_ops, d, &rc,

@@ -1,8 +1,9 @@
 /*
  * mod_certsync_private.h: what the glue files of mod_certsync share (the
- * log tag and level mapping, the configuration type, the per-generation
- * globals and the functions one file calls in another).  Not for the pure code
- * (csy_*.c), which must build without httpd's headers.
+ * configuration type and its defaults, the per-generation globals and the
+ * functions one file calls in another; the CYLOGNO tag macro comes from
+ * lib/cs_log.h).  Not for the pure code (csy_*.c), which must build
+ * without httpd's headers.
  *
  *   mod_certsync.c         module record, hooks, post_config
  *   mod_certsync_config.c  directives, defaults, merge

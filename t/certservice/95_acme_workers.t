@@ -1,10 +1,12 @@
 #
-# ACME workers start once per directory and process, not once per server_rec
-# whose merged configuration names a directory: the two virtual hosts
-# certservice_acme1 and certservice_acme2 (t/conf/certservice.conf.in) name
-# the same one, and startup must log CS00027 ("ACME issuance through ...")
-# once for it.  Before the fix it was logged, and a set of workers started,
-# for each of them.
+# ACME workers start for each server whose own configuration names an ACME
+# directory, since each may keep its queue in a database of its own: the
+# two virtual hosts certservice_acme1 and certservice_acme2
+# (t/conf/certservice.conf.in) each name the same directory, and startup
+# logs CS00027 ("ACME issuance through ...") once for each of them, and for
+# no other server.  (A virtual host that only inherits the main server's
+# directory starts none; this shared test server has no ACME directory in
+# its main server, so that case is not exercised here.)
 #
 use strict;
 use warnings FATAL => 'all';
@@ -35,7 +37,9 @@ ok(scalar @lines, 'the server\'s startup lines') or diag("pid $pid");
 
 my @started = grep { /CS00027: ACME issuance through \Q$url\E: 1 workers/ }
     @lines;
-is(scalar @started, 1, 'one set of ACME workers for the directory two '
-   . 'virtual hosts name') or diag(join "\n", @started);
+is(scalar @started, 2, 'a set of ACME workers for each of the two virtual '
+   . 'hosts that name the directory') or diag(join "\n", @started);
+is(scalar(grep { /CS00027:/ } @lines), 2, 'no other server starts ACME '
+   . 'workers');
 
 done_testing();

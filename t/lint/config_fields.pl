@@ -6,8 +6,9 @@
 # names the create and merge functions of the server configuration; the
 # type that the create function allocates is the configuration.  Then:
 #   * a module with a create function has a merge function;
-#   * every field of the type is named (->field, .field, or as the first
-#     argument of a MERGE-named macro) in the merge function, so a virtual host inherits what it does not set;
+#   * every field of the type is taken from the base in the merge
+#     function (base->field, or the first argument of a MERGE-named
+#     macro), so a virtual host inherits what it does not set;
 #   * every field that is not a pointer is set in the create function (its
 #     "unset" marker, -1 say), unless its comment says "0: unset" (the
 #     zero apr_pcalloc() left is the marker); a pointer's marker is NULL.
@@ -98,7 +99,7 @@ for my $dir (sort glob("$top/mod_*")) {
     for my $f (@$fields) {
         my ($name, $ptr, $comment) = @$f;
         next if $comment =~ /not merged:/;
-        ok(scalar($mbody =~ /(?:->|\.)\Q$name\E\b|\b\w*MERGE\w*\s*\(\s*\Q$name\E\b/), "$mod: $type.$name merged in $merge");
+        ok(scalar($mbody =~ /\bbase(?:->|\.)\Q$name\E\b|\b\w*MERGE\w*\s*\(\s*\Q$name\E\b/), "$mod: $type.$name merged in $merge");
         next if $ptr;
         ok(scalar($cbody =~ /(?:->|\.)\Q$name\E\b/)
            || scalar($comment =~ /\b0: unset\b/),

@@ -575,7 +575,7 @@ int main(void)
 {
     apr_initialize();
     apr_pool_create(&pool, NULL);
-    cs_http_global_init();
+    cs_acme_global_init();
     if (cs_key_generate(&account_key, pool, CS_KEY_EC_P256)) {
         printf("cannot generate a key\n");
         return 1;

@@ -1345,7 +1345,7 @@ int main(void)
     apr_initialize();
     apr_pool_create(&root, NULL);
     apr_dbd_init(root);
-    cs_http_global_init();
+    cs_acme_global_init();
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     if (apr_temp_dir_get(&tmpdir, root) != APR_SUCCESS) {
