@@ -20,7 +20,7 @@
 #   Ports         port_free, pick_port, wait_port
 #   httpd config  load, cs_conf_mpm, cs_conf_modules, cs_conf_user,
 #                 common_conf, write_cs_conf (CertService), certsync_conf,
-#                 certsync_tls_hosts, write_px_conf (certsync proxy),
+#                 write_px_conf (certsync proxy: the tests' and the pool's),
 #                 acme_relay_vhost
 #   httpd run     ours, start_httpd, start_httpd_retry, stop_httpd
 #   PKI           fallback_cert
@@ -526,46 +526,229 @@ EOF
     [ -z "$o_ttl" ] || echo "CertSyncLeaseTTL          $o_ttl"
 }
 
-# write_px_conf DIR TLSPORT STATUSPORT CSPORT POOL [NAME=VALUE...]:
-# DIR/httpd.conf for a vhost-mode certsync proxy of the CertService on
-# 127.0.0.1:CSPORT: common_conf DIR TIMEOUT; mod_macro, mod_macro_gen
-# $MG_MODULE, mod_certsync $CSY_MODULE (pool POOL, store DIR/store, client
-# certificate $pki/proxy.*, probe of its own TLS port); TLS on TLSPORT
-# (certsync_tls_hosts with the fallback certificate $pki/fallback.*),
-# /certsync-status on STATUSPORT.  Options: host= [POOL-proxy],
-# fallback= (its ServerName) [fallback.POOL.invalid], timeout= [30],
-# restart= (CertSyncRestartTimeout) [30], extra=LINES (more configuration)
+# write_px_conf DIR TLSPORT STATUSPORT CSPORT POOL [NAME=VALUE...]: the one
+# writer of a certsync proxy's DIR/httpd.conf (the tests' proxies and the
+# pool's, t/lib/pool.sh).  The proxy syncs from the CertService on
+# 127.0.0.1:CSPORT (mod_certsync $CSY_MODULE: certsync_conf with pool POOL,
+# store DIR/store, probe of its own TLS port) and serves TLS on TLSPORT
+# (mod_macro, mod_macro_gen $MG_MODULE): first a fallback virtual host
+# (PKI/fallback.*) for names without a certificate, then one virtual host
+# per domain of the store's manifest; /certsync-status on STATUSPORT.
+# Options:
+#   host=NAME      CertSyncHost [POOL-proxy]
+#   fallback=NAME  the fallback virtual host's ServerName
+#                  [fallback.POOL.invalid]
+#   pki=DIR        the test PKI [$pki]
+#   timeout=S      Timeout [30]
+#   log=LEVELS     LogLevel [warn certsync:info]
+#   common=FUNC    writes the server part: FUNC DIR TIMEOUT [common_conf]
+#                  (it loads mod_ssl; with status=full mod_authz_host, with
+#                  lb= or status=full mod_log_config unless compiled in)
+#   url= cert= interval= drain= agent= ttl= restart=
+#                  passed to certsync_conf (defaults there; url=
+#                  [https://127.0.0.1:CSPORT])
+#   lb=ADDR        a load balancer at ADDR sends a PROXY header on the TLS
+#                  port (mod_proxy_protocol $PP_MODULE; 127.0.0.1, the
+#                  probe, sends none); an access log DIR/logs/access_log
+#   backend=PORT   the TLS virtual hosts proxy to http://127.0.0.1:PORT/
+#                  (headers X-Proxy: NAME of host=, X-Load-Balancer,
+#                  X-TLS); vhost mode's fallback host then answers 403
+#   activation=M   vhost [vhost]; dynamic: one catch-all TLS virtual host,
+#                  certificates per handshake, with procs= worker processes
+#                  of 8 threads [2] and CertSyncCacheSize cache= [10000]
+#   status=S       basic [basic]: /certsync-status only; full: also
+#                  /certsync-health and /server-status (mod_status), for
+#                  127.0.0.0/8 only, logged to DIR/logs/status_log
+#   extra=LINES    more configuration, at the end
 write_px_conf() {
     local dir=$1 tls=$2 st=$3 cs=$4 name=$5 o_host=$5-proxy \
-        o_fallback=fallback.$5.invalid o_timeout=30 o_restart=30 o_extra=
+        o_fallback=fallback.$5.invalid o_pki=${pki:-} o_timeout=30 \
+        o_log="warn certsync:info" o_common=common_conf o_lb='' o_backend='' \
+        o_activation=vhost o_procs=2 o_cache=10000 o_status=basic o_extra='' \
+        kv own=() sync=()
     shift 5
-    _cs_opts "$@" || return 1
+    for kv in "$@"; do
+        case ${kv%%=*} in
+            url | cert | interval | drain | agent | ttl | restart)
+                sync+=("$kv") ;;
+            *) own+=("$kv") ;;
+        esac
+    done
+    _cs_opts "${own[@]}" || return 1
+    case $o_activation/$o_status in
+        vhost/basic | vhost/full | dynamic/basic | dynamic/full) ;;
+        *)
+            echo "write_px_conf: activation=$o_activation," \
+                 "status=$o_status?" >&2
+            return 1
+            ;;
+    esac
     {
-        common_conf "$dir" "$o_timeout"
+        "$o_common" "$dir" "$o_timeout"
+        if [ -n "$o_backend" ]; then
+            load headers_module mod_headers.so mod_headers.c
+            load proxy_module mod_proxy.so mod_proxy.c
+            load proxy_http_module mod_proxy_http.so mod_proxy_http.c
+        fi
+        if [ "$o_status" = full ]; then
+            load status_module mod_status.so mod_status.c
+        fi
         load macro_module mod_macro.so mod_macro.c
+        # shellcheck disable=SC2153 # PP_MODULE: the caller's
+        [ -z "$o_lb" ] || echo "LoadModule proxy_protocol_module \"$PP_MODULE\""
         echo "LoadModule macro_gen_module \"$MG_MODULE\""
         echo "LoadModule certsync_module \"$CSY_MODULE\""
+        echo "LogLevel $o_log"
+        if [ -n "$o_lb" ]; then
+            cat <<EOF
+LogFormat "%a (load balancer %{PROXY_PROTOCOL_PEER_ADDR}e) SNI %{SSL_TLS_SNI}x \"%r\" %>s" pool
+CustomLog "$dir/logs/access_log" pool
+EOF
+        fi
         cat <<EOF
-Listen 127.0.0.1:$tls https
-Listen 127.0.0.1:$st http
-LogLevel warn certsync:info
 
-# Restarts as fast as the test can go; the new generation probes its own
+# Certificates from CertService; a new generation probes its own TLS
 # listener for the new serials (and the store rolls back if it fails).
-$(certsync_conf url="https://127.0.0.1:$cs" store="$dir/store" pool="$name" \
-      host="$o_host" probe="127.0.0.1:$tls" restart="$o_restart")
+$(certsync_conf url="https://127.0.0.1:$cs" pki="$o_pki" store="$dir/store" \
+      pool="$name" host="$o_host" probe="127.0.0.1:$tls" "${sync[@]}")
+EOF
+        if [ -n "$o_lb" ]; then
+            cat <<EOF
 
-# The first virtual host of the address: what a name without its own gets.
-$(certsync_tls_hosts "$tls" "$pki" "$dir/store" "$o_fallback")
+# The TLS listener: every connection from the load balancer ($o_lb)
+# starts with a PROXY header; 127.0.0.1 (the certsync probe, direct
+# checks) connects without one.
+ProxyProtocol On
+ProxyProtocolTrustedProxies $o_lb
+ProxyProtocolExceptions 127.0.0.1
+EOF
+        else
+            echo
+        fi
+        echo "Listen 127.0.0.1:$tls https"
+        if [ "$o_activation" = dynamic ]; then
+            _px_dynamic_vhost
+        else
+            _px_macro_vhosts
+        fi
+        echo
+        _px_status_vhost
+        [ -z "$o_extra" ] || printf '\n%s\n' "$o_extra"
+    } >"$dir/httpd.conf"
+}
+# The parts of write_px_conf's configuration; they read its variables.
+# _px_to_backend INDENT: a TLS virtual host's way to backend=, with the
+# headers the pool's backend page shows (nothing without backend=)
+_px_to_backend() {
+    [ -n "$o_backend" ] || return 0
+    sed "s/^/$1/" <<EOF
+ProxyPreserveHost On
+# ttl=2: an idle pooled connection is not reused after 2s, well
+# before the backend's KeepAliveTimeout (15s) closes it (a reuse
+# racing that close answers 502).
+ProxyPass / http://127.0.0.1:$o_backend/ ttl=2
+RequestHeader set X-Proxy "$o_host"
+RequestHeader set X-Load-Balancer "%{PROXY_PROTOCOL_PEER_ADDR}e"
+RequestHeader set X-TLS "%{SSL_PROTOCOL}s, SNI %{SSL_TLS_SNI}s, certificate serial %{SSL_SERVER_M_SERIAL}s"
+EOF
+}
+# vhost activation: the fallback virtual host first (what a name without
+# its own gets), then one virtual host per domain of the store's manifest
+_px_macro_vhosts() {
+    cat <<EOF
+# The first virtual host of the address: names without a certificate.
+<VirtualHost 127.0.0.1:$tls>
+    ServerName $o_fallback
+    SSLEngine on
+    SSLCertificateFile    "$o_pki/fallback.crt"
+    SSLCertificateKeyFile "$o_pki/fallback.key"
+EOF
+    [ -z "$o_backend" ] || cat <<EOF
+    <Location />
+        Require all denied
+    </Location>
+    ErrorDocument 403 "$o_host: no certificate for this name"
+EOF
+    cat <<EOF
+</VirtualHost>
 
+# One virtual host per domain of the store's manifest.
+<Macro TLSHost \$domain \$certdir>
+    <VirtualHost 127.0.0.1:$tls>
+        ServerAlias \$domain
+        SSLEngine on
+        SSLCertificateFile    \$certdir/fullchain.pem
+        SSLCertificateKeyFile \$certdir/privkey.pem
+EOF
+    _px_to_backend "        "
+    cat <<EOF
+    </VirtualHost>
+</Macro>
+MacroGenerate TLSHost "$dir/store/manifest"
+EOF
+}
+# dynamic activation: one catch-all TLS virtual host serves every domain of
+# the store; its own certificate is for names the store does not have
+_px_dynamic_vhost() {
+    cat <<EOF
+<IfModule mpm_event_module>
+    StartServers $o_procs
+    ServerLimit $o_procs
+    MaxRequestWorkers $((o_procs * 8))
+    MinSpareThreads $((o_procs * 8))
+    MaxSpareThreads $((o_procs * 8))
+</IfModule>
+CertSyncActivation dynamic
+CertSyncCacheSize  $o_cache
+<VirtualHost 127.0.0.1:$tls>
+    ServerName $o_fallback
+    SSLEngine on
+    SSLCertificateFile    "$o_pki/fallback.crt"
+    SSLCertificateKeyFile "$o_pki/fallback.key"
+    CertSyncCatchAll On
+EOF
+    _px_to_backend "    "
+    echo "</VirtualHost>"
+}
+# the plain HTTP status port (status=): no PROXY header there
+_px_status_vhost() {
+    echo "# Plain HTTP for people and for health checks: no PROXY header here."
+    echo "Listen 127.0.0.1:$st http"
+    if [ "$o_status" = full ]; then
+        cat <<EOF
+LogFormat "%h %l %u %t \"%r\" %>s %b" common
 <VirtualHost 127.0.0.1:$st>
+    ServerName $o_host-status.${o_fallback#*.}
+EOF
+    else
+        echo "<VirtualHost 127.0.0.1:$st>"
+    fi
+    [ -z "$o_lb" ] || echo "    ProxyProtocol Off"
+    if [ "$o_status" = full ]; then
+        cat <<EOF
+    CustomLog "$dir/logs/status_log" common
+    <Location /certsync-status>
+        SetHandler certsync-status
+        Require ip 127.0.0.0/8
+    </Location>
+    <Location /certsync-health>
+        SetHandler certsync-health
+        Require ip 127.0.0.0/8
+    </Location>
+    <Location /server-status>
+        SetHandler server-status
+        Require ip 127.0.0.0/8
+    </Location>
+</VirtualHost>
+EOF
+    else
+        cat <<EOF
     <Location /certsync-status>
         SetHandler certsync-status
     </Location>
 </VirtualHost>
 EOF
-        [ -z "$o_extra" ] || echo "$o_extra"
-    } >"$dir/httpd.conf"
+    fi
 }
 
 # acme_relay_vhost PORT CSPORT CERT NAME [PKI [LOG]]: a plain HTTP virtual
@@ -667,29 +850,6 @@ fallback_cert() {
         >/dev/null 2>&1 \
     && chmod 644 "$1/fallback.key"
 }
-# certsync_tls_hosts PORT PKI STORE FALLBACK-NAME: the configuration of a
-# vhost-mode proxy's TLS address: the fallback virtual host (PKI/fallback.*)
-# first, then one virtual host per domain of STORE's manifest (mod_macro)
-certsync_tls_hosts() {
-    cat <<CONF
-<VirtualHost 127.0.0.1:$1>
-    ServerName $4
-    SSLEngine on
-    SSLCertificateFile    $2/fallback.crt
-    SSLCertificateKeyFile $2/fallback.key
-</VirtualHost>
-<Macro TLSHost \$domain \$certdir>
-    <VirtualHost 127.0.0.1:$1>
-        ServerAlias \$domain
-        SSLEngine on
-        SSLCertificateFile    \$certdir/fullchain.pem
-        SSLCertificateKeyFile \$certdir/privkey.pem
-    </VirtualHost>
-</Macro>
-MacroGenerate TLSHost $3/manifest
-CONF
-}
-
 # --- Talking to CertService --------------------------------------------------
 
 # cs_curl WHO PORT PATH [curl args...]: curl to the CertService on

@@ -24,10 +24,11 @@
 #                            CertServiceMaxUnavailable 1)
 #   pool_start_backend       the internal web server: a page (SSI) echoing
 #                            REMOTE_ADDR, Host, X-Proxy, X-Forwarded-For, ...
-#   pool_start_proxy N       proxy N (1..3): mod_proxy_protocol, mod_ssl,
-#                            mod_macro_gen TLS vhosts proxying to the
-#                            backend, mod_certsync (pool "demo", host
-#                            "proxyN", probe, agent, drain 2s), status port
+#   pool_start_proxy N       proxy N (1..3), configured by write_px_conf:
+#                            mod_proxy_protocol, mod_ssl, mod_macro_gen TLS
+#                            vhosts proxying to the backend, mod_certsync
+#                            (pool "demo", host "proxyN", probe, agent,
+#                            drain 2s), status port
 #   pool_start_haproxy       HAProxy, TCP mode, send-proxy-v2 to the three
 #                            proxies, httpchk + agent-check, stats socket
 #                            and stats page
@@ -347,13 +348,16 @@ _pool_relay_conf() { # N cert: proxy N's http-01 relay (POOL_ISSUER=acme)
         "$2" "proxy$1-acme.pool.invalid" "$POOL_PKI"
 }
 
-# CertService's server part (write_cs_conf's common=): the pool's layout
-_pool_cs_common() { # DIR TIMEOUT
-    _pool_common_conf "$1" certservice
+# The server part of the pool's TLS servers: the pool's layout, mod_ssl
+_pool_tls_common() { # DIR NAME
+    _pool_common_conf "$1" "$2"
     load socache_shmcb_module mod_socache_shmcb.so
     load ssl_module mod_ssl.so
     echo "SSLSessionCache \"shmcb:$1/run/ssl_scache(512000)\""
 }
+# write_cs_conf's and write_px_conf's common= (DIR TIMEOUT)
+_pool_cs_common() { _pool_tls_common "$1" certservice; }
+_pool_px_common() { _pool_tls_common "$1" "${1##*/}"; } # proxyN
 
 pool_start_certservice() {
     local d=$POOL_DIR/cs
@@ -434,146 +438,21 @@ pool_start_proxy() { # N
         return 1
     fi
     _pool_mkdirs "$d" || return 1
-    {
-        _pool_common_conf "$d" "proxy$n"
-        load socache_shmcb_module mod_socache_shmcb.so
-        load ssl_module mod_ssl.so
-        load headers_module mod_headers.so
-        load proxy_module mod_proxy.so
-        load proxy_http_module mod_proxy_http.so
-        load status_module mod_status.so
-        load macro_module mod_macro.so
-        cat <<EOF
-LoadModule proxy_protocol_module "$POOL_TOP/mod_proxy_protocol/.libs/mod_proxy_protocol.so"
-LoadModule macro_gen_module "$POOL_TOP/mod_macro_gen/.libs/mod_macro_gen.so"
-LoadModule certsync_module "$POOL_TOP/mod_certsync/.libs/mod_certsync.so"
-LogLevel $POOL_LOGLEVEL
-SSLSessionCache "shmcb:$d/run/ssl_scache(512000)"
-LogFormat "%a (load balancer %{PROXY_PROTOCOL_PEER_ADDR}e) SNI %{SSL_TLS_SNI}x \"%r\" %>s" pool
-CustomLog "$d/logs/access_log" pool
-
-# Certificates from CertService (mod_certsync); rollouts staggered by the
-# pool's restart leases, drained through HAProxy's agent-check.
-$(certsync_conf url="$POOL_CS_URL" pki="$POOL_PKI" cert="$cert" \
-      store="$d/store" interval="$POOL_SYNC_INTERVAL" \
-      pool="$POOL_CERTSYNC_POOL" host="proxy$n" probe="127.0.0.1:$tls" \
-      agent="127.0.0.1:$agent" drain="$POOL_DRAIN_TIME" \
-      ttl="$POOL_LEASE_TTL" restart=60)
-
-# The TLS listener: every connection from the load balancer ($POOL_LB_ADDR)
-# starts with a PROXY header; 127.0.0.1 (the certsync probe, direct
-# checks) connects without one.
-ProxyProtocol On
-ProxyProtocolTrustedProxies $POOL_LB_ADDR
-ProxyProtocolExceptions 127.0.0.1
-Listen 127.0.0.1:$tls https
-EOF
-        if [ "${POOL_ACTIVATION:-vhost}" = dynamic ]; then
-            _pool_dynamic_vhost "$n" "$tls"
-        else
-            _pool_macro_vhosts "$d" "$n" "$tls"
-        fi
-        _pool_relay_conf "$n" "$cert"
-        echo
-        _pool_status_vhost "$d" "$n" "$status"
-    } >"$d/httpd.conf"
+    # Certificates from CertService; rollouts staggered by the pool's
+    # restart leases, drained through HAProxy's agent-check.
+    PP_MODULE=$POOL_TOP/mod_proxy_protocol/.libs/mod_proxy_protocol.so \
+    MG_MODULE=$POOL_TOP/mod_macro_gen/.libs/mod_macro_gen.so \
+    CSY_MODULE=$POOL_TOP/mod_certsync/.libs/mod_certsync.so \
+    write_px_conf "$d" "$tls" "$status" "$POOL_CS_PORT" "$POOL_CERTSYNC_POOL" \
+        common=_pool_px_common url="$POOL_CS_URL" pki="$POOL_PKI" \
+        host="proxy$n" fallback=fallback.pool.invalid log="$POOL_LOGLEVEL" \
+        cert="$cert" interval="$POOL_SYNC_INTERVAL" agent="127.0.0.1:$agent" \
+        drain="$POOL_DRAIN_TIME" ttl="$POOL_LEASE_TTL" restart=60 \
+        lb="$POOL_LB_ADDR" backend="$POOL_BACKEND_PORT" status=full \
+        activation="${POOL_ACTIVATION:-vhost}" procs="${POOL_PROCS:-2}" \
+        cache="${POOL_CACHE_SIZE:-10000}" \
+        extra="$(_pool_relay_conf "$n" "$cert")" || return 1
     _pool_start_httpd "$d" "$status" "$tls"
-}
-
-# _pool_to_backend N INDENT: a TLS virtual host's way to the backend, with
-# the headers the backend's page shows
-_pool_to_backend() {
-    sed "s/^/$2/" <<EOF
-ProxyPreserveHost On
-# ttl=2: an idle pooled connection is not reused after 2s, well
-# before the backend's KeepAliveTimeout (15s) closes it (a reuse
-# racing that close answers 502).
-ProxyPass / http://127.0.0.1:$POOL_BACKEND_PORT/ ttl=2
-RequestHeader set X-Proxy "proxy$1"
-RequestHeader set X-Load-Balancer "%{PROXY_PROTOCOL_PEER_ADDR}e"
-RequestHeader set X-TLS "%{SSL_PROTOCOL}s, SNI %{SSL_TLS_SNI}s, certificate serial %{SSL_SERVER_M_SERIAL}s"
-EOF
-}
-
-# Dynamic activation: one catch-all TLS virtual host serves every domain of
-# the store; its own certificate is for names the store does not have.
-_pool_dynamic_vhost() { # N TLSPORT
-    local procs=${POOL_PROCS:-2}
-    cat <<EOF
-<IfModule mpm_event_module>
-    StartServers $procs
-    ServerLimit $procs
-    MaxRequestWorkers $((procs * 8))
-    MinSpareThreads $((procs * 8))
-    MaxSpareThreads $((procs * 8))
-</IfModule>
-CertSyncActivation dynamic
-CertSyncCacheSize  ${POOL_CACHE_SIZE:-10000}
-<VirtualHost 127.0.0.1:$2>
-    ServerName fallback.pool.invalid
-    SSLEngine on
-    SSLCertificateFile    "$POOL_PKI/fallback.crt"
-    SSLCertificateKeyFile "$POOL_PKI/fallback.key"
-    CertSyncCatchAll On
-$(_pool_to_backend "$1" "    ")
-</VirtualHost>
-EOF
-}
-
-# vhost activation: one virtual host per domain of the manifest.
-_pool_macro_vhosts() { # DIR N TLSPORT
-    local d=$1 n=$2 tls=$3
-    cat <<EOF
-# The first virtual host of the address: names without a certificate.
-<VirtualHost 127.0.0.1:$tls>
-    ServerName fallback.pool.invalid
-    SSLEngine on
-    SSLCertificateFile    "$POOL_PKI/fallback.crt"
-    SSLCertificateKeyFile "$POOL_PKI/fallback.key"
-    <Location />
-        Require all denied
-    </Location>
-    ErrorDocument 403 "proxy$n: no certificate for this name"
-</VirtualHost>
-
-# One virtual host per domain of the store's manifest.
-<Macro TLSHost \$domain \$certdir>
-    <VirtualHost 127.0.0.1:$tls>
-        ServerAlias \$domain
-        SSLEngine on
-        SSLCertificateFile    \$certdir/fullchain.pem
-        SSLCertificateKeyFile \$certdir/privkey.pem
-$(_pool_to_backend "$n" "        ")
-    </VirtualHost>
-</Macro>
-MacroGenerate TLSHost "$d/store/manifest"
-EOF
-}
-
-_pool_status_vhost() { # DIR N STATUSPORT
-    local d=$1 n=$2 status=$3
-    cat <<EOF
-# Plain HTTP for people and for HAProxy's httpchk: no PROXY header here.
-Listen 127.0.0.1:$status http
-LogFormat "%h %l %u %t \"%r\" %>s %b" common
-<VirtualHost 127.0.0.1:$status>
-    ServerName proxy$n-status.pool.invalid
-    ProxyProtocol Off
-    CustomLog "$d/logs/status_log" common
-    <Location /certsync-status>
-        SetHandler certsync-status
-        Require ip 127.0.0.0/8
-    </Location>
-    <Location /certsync-health>
-        SetHandler certsync-health
-        Require ip 127.0.0.0/8
-    </Location>
-    <Location /server-status>
-        SetHandler server-status
-        Require ip 127.0.0.0/8
-    </Location>
-</VirtualHost>
-EOF
 }
 
 _pool_stop_httpd() { # dir
