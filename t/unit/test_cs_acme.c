@@ -30,6 +30,7 @@
 #include "cs_http.h"
 #include "cs_jws.h"
 #include "cs_x509.h"
+#include "fake_dns.h"
 #include "fake_http.h"
 #include "unit.h"
 
@@ -447,94 +448,37 @@ static void test_precheck(void)
 
 /* Names: "two.test" has A 127.0.0.2 and 127.0.0.3, "none.test" no A
  * record, "nx.test" does not exist, "silent.test" is never answered. */
-typedef struct {
-    int fd;
-    volatile int stop;
-    int queries;
-} dns_server_t;
-
-static void *dns_serve(void *arg)
+static int dns_answer(const char *name, unsigned char addrs[][4], int max)
 {
-    dns_server_t *d = arg;
-    unsigned char q[512], r[600];
-    struct sockaddr_in from;
-    socklen_t fromlen;
-    struct pollfd pfd;
-    ssize_t n;
-    size_t off, qend, rl;
-    char name[256];
-    int an;
+    static const unsigned char two[2][4] = {
+        { 127, 0, 0, 2 }, { 127, 0, 0, 3 }
+    };
 
-    pfd.fd = d->fd;
-    pfd.events = POLLIN;
-    while (!d->stop) {
-        if (poll(&pfd, 1, 100) != 1) {
-            continue;
-        }
-        fromlen = sizeof(from);
-        n = recvfrom(d->fd, q, sizeof(q), 0, (struct sockaddr *)&from,
-                     &fromlen);
-        if (n < 17) {
-            continue;
-        }
-        d->queries++;
-        /* The question's name, dotted. */
-        name[0] = '\0';
-        for (off = 12; off < (size_t)n && q[off]; off += q[off] + 1) {
-            if (strlen(name) + q[off] + 2 > sizeof(name)) {
-                break;
-            }
-            strncat(name, (const char *)q + off + 1, q[off]);
-            strcat(name, ".");
-        }
-        qend = off + 5;             /* the root label, type, class */
-        if (qend > (size_t)n || strcmp(name, "silent.test.") == 0) {
-            continue;
-        }
-        memcpy(r, q, qend);
-        r[2] = 0x81;                /* an answer, recursion desired */
-        r[3] = strcmp(name, "nx.test.") == 0 ? 0x83 : 0x80;  /* NXDOMAIN */
-        an = strcmp(name, "two.test.") == 0 ? 2 : 0;
-        r[4] = 0; r[5] = 1;
-        r[6] = 0; r[7] = (unsigned char)an;
-        r[8] = r[9] = r[10] = r[11] = 0;
-        rl = qend;
-        while (an-- > 0) {
-            static const unsigned char rr[] = {
-                0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0
-            };
-            memcpy(r + rl, rr, sizeof(rr));
-            r[rl + sizeof(rr)] = (unsigned char)(an == 1 ? 2 : 3);
-            rl += sizeof(rr) + 1;
-        }
-        sendto(d->fd, r, rl, 0, (struct sockaddr *)&from, fromlen);
+    if (strcmp(name, "silent.test.") == 0) {
+        return FAKE_DNS_SILENT;
     }
-    return NULL;
+    if (strcmp(name, "nx.test.") == 0) {
+        return FAKE_DNS_NXDOMAIN;
+    }
+    if (strcmp(name, "two.test.") == 0 && max >= 2) {
+        memcpy(addrs, two, sizeof(two));
+        return 2;
+    }
+    return 0;
 }
 
 static void test_precheck_dns(void)
 {
-    dns_server_t d;
-    pthread_t th;
-    struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
+    fake_dns_t d;
     fake_http_t *f;
     cs_acme_t *acme;
     const char *server, *err = NULL;
     apr_time_t t0;
 
-    memset(&d, 0, sizeof(d));
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    d.fd = socket(AF_INET, SOCK_DGRAM, 0);
-    if (!CHECK(d.fd >= 0)
-        || !CHECK(bind(d.fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-        || !CHECK(getsockname(d.fd, (struct sockaddr *)&sa, &len) == 0)
-        || !CHECK(pthread_create(&th, NULL, dns_serve, &d) == 0)) {
+    if (!CHECK(fake_dns_start(&d, dns_answer) == 0)) {
         return;
     }
-    server = apr_psprintf(pool, "127.0.0.1:%d", ntohs(sa.sin_port));
+    server = apr_psprintf(pool, "127.0.0.1:%d", d.port);
     acme = client(&f, NULL);
 
     UNIT_CASE("pre-check DNS: every A record from the given server probed");
@@ -566,9 +510,7 @@ static void test_precheck_dns(void)
     CHECK(apr_time_now() - t0 < apr_time_from_sec(6));
     CHECK_EQ_INT(fake_http_count(f), 2);    /* nothing probed since */
 
-    d.stop = 1;
-    pthread_join(th, NULL);
-    close(d.fd);
+    fake_dns_stop(&d);
 }
 
 int main(void)

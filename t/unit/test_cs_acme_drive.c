@@ -56,6 +56,7 @@
 #include "cs_jws.h"
 #include "cs_store.h"
 #include "cs_x509.h"
+#include "fake_dns.h"
 #include "fake_http.h"
 #include "unit.h"
 
@@ -658,59 +659,13 @@ static apr_status_t probe_serve(void *baton, cs_http_resp_t *resp,
     return APR_SUCCESS;
 }
 
-/* ------------------------------------------------------------------ */
-/* A DNS server on loopback for the pre-check: A 127.0.0.1 for any name */
-/* ------------------------------------------------------------------ */
-
-typedef struct {
-    int fd;
-    volatile int stop;
-    int queries;
-} dns_server_t;
-
-static void *dns_serve(void *arg)
+/* The pre-check's DNS server (fake_dns.h): A 127.0.0.1 for any name. */
+static int dns_answer(const char *name, unsigned char addrs[][4], int max)
 {
-    static const unsigned char rr[] = {
-        0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1
-    };
-    dns_server_t *d = arg;
-    unsigned char q[512], r[600];
-    struct sockaddr_in from;
-    socklen_t fromlen;
-    struct pollfd pfd;
-    ssize_t n;
-    size_t off, qend;
+    static const unsigned char lo[4] = { 127, 0, 0, 1 };
 
-    pfd.fd = d->fd;
-    pfd.events = POLLIN;
-    while (!d->stop) {
-        if (poll(&pfd, 1, 100) != 1) {
-            continue;
-        }
-        fromlen = sizeof(from);
-        n = recvfrom(d->fd, q, sizeof(q), 0, (struct sockaddr *)&from,
-                     &fromlen);
-        if (n < 17) {
-            continue;
-        }
-        d->queries++;
-        for (off = 12; off < (size_t)n && q[off]; off += q[off] + 1) {
-        }
-        qend = off + 5;             /* the root label, type, class */
-        if (qend > (size_t)n) {
-            continue;
-        }
-        memcpy(r, q, qend);
-        r[2] = 0x81;
-        r[3] = 0x80;
-        r[4] = 0; r[5] = 1;
-        r[6] = 0; r[7] = 1;
-        r[8] = r[9] = r[10] = r[11] = 0;
-        memcpy(r + qend, rr, sizeof(rr));
-        sendto(d->fd, r, qend + sizeof(rr), 0, (struct sockaddr *)&from,
-               fromlen);
-    }
-    return NULL;
+    memcpy(addrs[0], lo, sizeof(lo));
+    return 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1271,28 +1226,17 @@ static void test_precheck(const cs_acme_policy_t *base)
     cs_acme_outcome_t out;
     cs_acme_policy_t pol = *base;
     cs_acme_drive_t *d;
-    dns_server_t dns;
-    pthread_t th;
-    struct sockaddr_in sa;
-    socklen_t len = sizeof(sa);
+    fake_dns_t dns;
     const fake_http_request_t *r;
     int orders = new_orders(), regs;
 
     UNIT_CASE("pre-check: a domain that does not reach us is not ordered");
-    memset(&dns, 0, sizeof(dns));
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    dns.fd = socket(AF_INET, SOCK_DGRAM, 0);
-    if (!CHECK(dns.fd >= 0)
-        || !CHECK(bind(dns.fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-        || !CHECK(getsockname(dns.fd, (struct sockaddr *)&sa, &len) == 0)
-        || !CHECK(pthread_create(&th, NULL, dns_serve, &dns) == 0)) {
+    if (!CHECK(fake_dns_start(&dns, dns_answer) == 0)) {
         return;
     }
     apr_pool_create(&p, root);
     pol.precheck_port = 80;
-    pol.precheck_dns = apr_psprintf(p, "127.0.0.1:%d", ntohs(sa.sin_port));
+    pol.precheck_dns = apr_psprintf(p, "127.0.0.1:%d", dns.port);
     d = make_drive(p, &pol, "test:1:1");
     ca.precheck_fail = 1;
     enqueue("away.test");
@@ -1324,9 +1268,7 @@ static void test_precheck(const cs_acme_policy_t *base)
     CHECK_EQ_INT(ca.probes_served, 3);
     CHECK_EQ_INT(new_orders(), orders + 1);
     CHECK_EQ_INT(cs_store_job_delete(&db, p, "away.test"), APR_SUCCESS);
-    dns.stop = 1;
-    pthread_join(th, NULL);
-    close(dns.fd);
+    fake_dns_stop(&dns);
     apr_pool_destroy(p);
 }
 
