@@ -44,9 +44,6 @@
 /* Seconds between tries after a failed cycle, at most. */
 #define CSY_MAX_BACKOFF         600
 
-/* Seconds per HTTP request to CertService. */
-#define CSY_HTTP_TIMEOUT        30
-
 /* Versions installed before the daemon wrote key.seal (an upgraded
  * store) get one, CSY_SEAL_BATCH per cycle, so that the workers' cache
  * misses stop opening key.cms; the activation of new certificates is not
@@ -665,7 +662,7 @@ static void csy_daemon_open(csy_daemon_t *d, apr_pool_t *cycle)
                        : NULL;
     d->cfg.batch_size = conf->batch_size;
     d->cfg.keep_envelopes = conf->dynamic == 1;
-    d->cfg.timeout = CSY_HTTP_TIMEOUT;
+    d->cfg.timeout = conf->timeout;
     d->cfg.pool_name = conf->pool_name;
     d->cfg.host_name = conf->host_name;
     d->cfg.log = csy_daemon_log;
