@@ -36,7 +36,9 @@ export LC_ALL=C
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
+# shellcheck source=t/lib/certsuite.sh
 . "$top/t/lib/certsuite.sh"
+# shellcheck source=t/certsync/common.sh
 . "$here/common.sh"
 tap_init
 
@@ -190,6 +192,7 @@ set_clock +0
 cp "$tmp/work/want" "$tmp/work/w4"
 served_within "$tmp/work/w4" 45 "4: set right, the proxy converges alone:" \
     "the skipped domain is retried and served"
+# shellcheck disable=SC2016 # expanded by eval, each time
 wait_for 20 eval '[ "$(status | jq ".failures | length")" = 0 ]'
 okif $? "4: the status lists no failures any more"
 

@@ -30,7 +30,9 @@ export LC_ALL=C
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
+# shellcheck source=t/lib/certsuite.sh
 . "$top/t/lib/certsuite.sh"
+# shellcheck source=t/certsync/common.sh
 . "$here/common.sh"
 tap_init
 
@@ -45,7 +47,7 @@ start_cs
 ok "CertService started on 127.0.0.1:$cs_port"
 
 # The fault proxy, on a port picked now (again if it was taken meanwhile).
-for attempt in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
     fault_port=$(pick_port)
     python3 "$here/cs-fault.py" "$fault_port" "$cs_port" "$pki/tls.crt" \
         "$pki/tls.key" "$pki/clients-ca.crt" "$pki/proxy.crt" \
