@@ -15,7 +15,7 @@ PACKAGES="
     mariadb-server libaprutil1-dbd-mysql
     libaprutil1-dbd-sqlite3 sqlite3
     libapache2-mod-perl2 libio-socket-ssl-perl
-    haproxy curl nghttp2-client openssl jq socat python3
+    haproxy curl nghttp2-client openssl jq socat python3 faketime
     pebble
     clang libclang-rt-dev
     valgrind wrk

@@ -31,6 +31,7 @@
 #include "cs_layout.h"
 #include "cs_name.h"
 #include "cs_seal.h"
+#include "csy_clock.h"
 #include "csy_dyn.h"
 
 #define CSY_MAX_CHAIN   (256 * 1024)
@@ -521,7 +522,8 @@ struct entry_t {
     apr_uint32_t hash;
     apr_uint32_t gen;
     apr_uint32_t failed_gen;        /* slot value whose version failed */
-    apr_time_t retry_at;            /* ... tried again not before this */
+    apr_time_t retry_at;            /* ... tried again not before this
+                                     * (monotonic clock) */
 };
 
 struct csy_cache_t {
@@ -671,7 +673,7 @@ static apr_status_t lookup_exact(csy_bundle_t **pb, csy_cache_t *c,
     e = find(c, h, name);
     if (e && (e->gen == gen
               || (e->retry_at && e->failed_gen == gen
-                  && apr_time_now() < e->retry_at))) {
+                  && csy_clock_mono() < e->retry_at))) {
         lru_unlink(e);
         lru_front(c, e);
         bundle_ref(e->b);
@@ -726,7 +728,7 @@ static apr_status_t lookup_exact(csy_bundle_t **pb, csy_cache_t *c,
             /* What was serving keeps serving; the new version is tried
              * again in a few seconds (the slot stays unmatched). */
             e->failed_gen = gen;
-            e->retry_at = apr_time_now() + CSY_RETRY_AFTER;
+            e->retry_at = csy_clock_mono() + CSY_RETRY_AFTER;
             bundle_ref(e->b);
             *pb = e->b;
             rv = APR_SUCCESS;

@@ -82,9 +82,16 @@ static int running(csy_rollout_t *r)
     return r->ops->running(r->baton);
 }
 
+/* The monotonic clock: every wait and deadline. */
 static apr_time_t now(csy_rollout_t *r)
 {
     return r->ops->now(r->baton);
+}
+
+/* The wall clock: only for times that are saved (seconds). */
+static apr_int64_t wall_sec(csy_rollout_t *r)
+{
+    return apr_time_sec(r->ops->wall(r->baton));
 }
 
 json_t *csy_hash_json(apr_pool_t *p, apr_hash_t *h)
@@ -114,6 +121,34 @@ apr_hash_t *csy_json_hash(apr_pool_t *p, json_t *o)
     return h;
 }
 
+/*
+ * The last restart, a wall-clock time in seconds (from state.json's
+ * last_restart or rollout.json's restart_at; 0: none), onto the monotonic
+ * clock that CertSyncMinRestartInterval is measured on.  A time in the
+ * future was written while the clock was ahead, and it has been set right
+ * since: taken as now, and saved so, so that a pending restart waits
+ * CertSyncMinRestartInterval at most, not as long as the clock was wrong.
+ */
+static void recall_restart(csy_rollout_t *r, apr_pool_t *p, apr_int64_t at,
+                           const char *from)
+{
+    apr_int64_t t = wall_sec(r);
+
+    r->restart_known = at > 0;
+    if (!r->restart_known) {
+        return;
+    }
+    if (at > t) {
+        rlog(r, p, CS_LOG_WARN, CYLOGNO(00200) "%s: the last restart is "
+             "saved as %" APR_INT64_T_FMT ", %" APR_INT64_T_FMT " s in the "
+             "future (the clock was ahead when it was written?): taken as "
+             "now", from, at, at - t);
+        at = t;
+        json_object_set_new(r->state, "last_restart", json_integer(t));
+    }
+    r->restart_mono = now(r) - apr_time_from_sec(t - at);
+}
+
 void csy_rollout_init(csy_rollout_t *r, apr_pool_t *pool,
                       const csy_rollout_ops_t *ops, void *baton,
                       const csy_rollout_conf_t *conf, json_t *state,
@@ -129,6 +164,8 @@ void csy_rollout_init(csy_rollout_t *r, apr_pool_t *pool,
     r->pending = apr_hash_make(pool);
     r->quarantine = quarantine ? quarantine : apr_hash_make(pool);
     r->change_set = 1;      /* the restart pending from a previous daemon */
+    recall_restart(r, r->tick, json_integer_value(json_object_get(
+                       state, "last_restart")), "state.json");
 }
 
 void csy_rollout_add(csy_rollout_t *r, const char *domain,
@@ -322,8 +359,7 @@ static void restart(csy_rollout_t *r, apr_pool_t *p, json_t *journal,
 {
     json_object_set_new(journal, "phase",
                         json_string(csy_phase_name(phase)));
-    json_object_set_new(journal, "restart_at",
-                        json_integer(apr_time_sec(now(r))));
+    json_object_set_new(journal, "restart_at", json_integer(wall_sec(r)));
     json_object_set_new(journal, "agent_used",
                         json_boolean(agent_asked(r)));
     r->ops->write_json(r->baton, p, "rollout.json", journal);
@@ -433,6 +469,7 @@ static void resume_done(csy_rollout_t *r, apr_pool_t *p, json_t *journal,
     }
     json_object_set_new(r->state, "last_restart",
                         at ? json_incref(at) : json_integer(0));
+    recall_restart(r, p, json_integer_value(at), "rollout.json");
     r->journal = NULL;      /* a lease renewed meanwhile must not write it */
     r->ops->remove(r->baton, p, "rollout.json");
     if (!r->lease) {
@@ -593,18 +630,16 @@ void csy_rollout_start(csy_rollout_t *r, apr_pool_t *p)
  */
 static int rollout(csy_rollout_t *r, apr_pool_t *p, long long cursor)
 {
-    apr_int64_t last = json_integer_value(json_object_get(r->state,
-                                                          "last_restart"));
-    apr_int64_t t = apr_time_sec(now(r));
+    apr_int64_t since = apr_time_sec(now(r) - r->restart_mono);
     const char *lease = NULL, *err = "", *output = "";
     json_t *journal;
     long retry = 0;
     apr_status_t rv;
     int code;
 
-    if (last && t - last < r->conf.min_restart_interval) {
+    if (r->restart_known && since < r->conf.min_restart_interval) {
         set_state(r, CSY_PHASE_RESTART_PENDING);
-        return (int)(r->conf.min_restart_interval - (t - last));
+        return (int)(r->conf.min_restart_interval - since);
     }
     /* Once per change set, not per lease retry (tens of seconds with
      * 10,000 virtual hosts); a failed test runs again each cycle, so that

@@ -5,9 +5,17 @@
  * Pure code: APR and jansson; no httpd types.  Everything the rollout does
  * to the world goes through csy_rollout_ops_t (the configuration test, the
  * graceful restart, the probe, the health the load balancer sees, reports
- * and leases on CertService, the clock, the journal STORE/rollout.json),
- * so that a unit test drives every path with fake operations and a fake
- * clock; the sync daemon (mod_certsync_daemon.c) installs the real ones.
+ * and leases on CertService, the clocks, the journal STORE/rollout.json),
+ * so that a unit test drives every path with fake operations and fake
+ * clocks; the sync daemon (mod_certsync_daemon.c) installs the real ones.
+ *
+ * Two clocks: every wait and deadline runs on the monotonic one (now),
+ * which no step of the wall clock moves; the wall clock (wall) only
+ * stamps what is saved for people and for the next daemon (restart_at,
+ * last_restart).  A saved wall-clock time that lies in the future (the
+ * clock was ahead when it was written, and has been set right since) is
+ * taken as "now", once, with a warning (CY00200): it never holds the
+ * daemon back for as long as the clock was wrong.
  *
  * A rollout spans two daemons: the one of the generation that asks for
  * the graceful restart (csy_rollout_cycle: configuration test, lease,
@@ -68,7 +76,11 @@ apr_hash_t *csy_json_hash(apr_pool_t *p, json_t *o);
 typedef struct csy_rollout_ops_t {
     /** 0 once the daemon is to stop (SIGTERM, the parent gone). */
     int (*running)(void *baton);
+    /** The monotonic clock (csy_clock_mono): intervals and deadlines. */
     apr_time_t (*now)(void *baton);
+    /** The wall clock (apr_time_now): times saved in the journal and
+     * state.json, shown to people. */
+    apr_time_t (*wall)(void *baton);
     void (*sleep)(void *baton, apr_interval_time_t t);
     /** httpd -t: its exit code (-1: did not run), *output what it said. */
     int (*configtest)(void *baton, apr_pool_t *p, const char **output);
@@ -143,13 +155,18 @@ typedef struct csy_rollout_t {
     json_t *journal;            /* rollout.json of the rollout under way */
     /* The previous generation's agent was asked (rollout.json). */
     int agent_used;
+    /* The last restart on the monotonic clock (CertSyncMinRestartInterval),
+     * from last_restart as it was read; restart_known: there was one. */
+    apr_time_t restart_mono;
+    int restart_known;
 } csy_rollout_t;
 
 /**
  * A machine for one daemon.  state: the daemon's state.json object;
  * quarantine: domain -> serial, read from quarantine.json by the caller.
  * Its pending set starts empty and change_set at 1 (a restart pending
- * from a previous daemon is tested again).
+ * from a previous daemon is tested again).  A last_restart in state that
+ * lies in the future is taken as now (CY00200) and saved so.
  */
 void csy_rollout_init(csy_rollout_t *r, apr_pool_t *pool,
                       const csy_rollout_ops_t *ops, void *baton,

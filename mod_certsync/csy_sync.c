@@ -53,7 +53,7 @@ apr_status_t csy_client_create(csy_client_t **pclient, apr_pool_t *p,
     cs_http_conf_t hc;
     apr_status_t rv;
 
-    /* The defaults are the glue's (csy_conf_effective, CSY_HTTP_TIMEOUT),
+    /* The defaults are the glue's (csy_conf_effective, CertSyncTimeout),
      * not second ones here. */
     if (config->batch_size < 1 || (!config->http && config->timeout < 1)) {
         return APR_EINVAL;

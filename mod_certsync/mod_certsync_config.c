@@ -57,6 +57,7 @@ void *csy_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     CSY_MERGE_INT(interval, 0);
     CSY_MERGE_INT(jitter, -1);
     CSY_MERGE_INT(batch_size, 0);
+    CSY_MERGE_INT(timeout, 0);
     CSY_MERGE_INT(dynamic, -1);
     CSY_MERGE_INT(restart, -1);
     CSY_MERGE_PTR(pool_name);
@@ -91,6 +92,9 @@ void csy_conf_effective(csy_conf_t *conf, apr_pool_t *p)
     }
     if (!conf->batch_size) {
         conf->batch_size = CSY_DEFAULT_BATCH_SIZE;
+    }
+    if (!conf->timeout) {
+        conf->timeout = CSY_DEFAULT_TIMEOUT;
     }
     if (conf->dynamic < 0) {
         conf->dynamic = 0;
@@ -356,6 +360,9 @@ static const char *csy_set_addr(cmd_parms *cmd, void *dummy, const char *arg)
 static csy_int_slot_t csy_batch_slot = {
     APR_OFFSETOF(csy_conf_t, batch_size), 1, 10000
 };
+static csy_int_slot_t csy_timeout_slot = {
+    APR_OFFSETOF(csy_conf_t, timeout), 1, 3600
+};
 static csy_int_slot_t csy_drain_slot = {
     APR_OFFSETOF(csy_conf_t, drain_time), 0, 3600
 };
@@ -402,6 +409,10 @@ const command_rec csy_cmds[] = {
     AP_INIT_TAKE1("CertSyncBatchSize", csy_set_int, &csy_batch_slot,
                   RSRC_CONF, "Bundles fetched per request (default "
                   CSY_STR(CSY_DEFAULT_BATCH_SIZE) ")"),
+    AP_INIT_TAKE1("CertSyncTimeout", csy_set_int, &csy_timeout_slot,
+                  RSRC_CONF, "Seconds one request to CertService may take, "
+                  "answer included (default " CSY_STR(CSY_DEFAULT_TIMEOUT)
+                  ")"),
     AP_INIT_TAKE1("CertSyncActivation", csy_set_choice, &csy_activation_slot,
                   RSRC_CONF, "vhost (graceful restarts; default) or "
                   "dynamic"),

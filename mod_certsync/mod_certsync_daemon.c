@@ -33,6 +33,7 @@
 
 #include "cs_seal.h"
 #include "csy_agent.h"
+#include "csy_clock.h"
 #include "csy_dyn.h"
 #include "csy_probe.h"
 #include "csy_rollout.h"
@@ -42,9 +43,6 @@
 
 /* Seconds between tries after a failed cycle, at most. */
 #define CSY_MAX_BACKOFF         600
-
-/* Seconds per HTTP request to CertService. */
-#define CSY_HTTP_TIMEOUT        30
 
 /* Versions installed before the daemon wrote key.seal (an upgraded
  * store) get one, CSY_SEAL_BATCH per cycle, so that the workers' cache
@@ -261,10 +259,10 @@ static void *APR_THREAD_FUNC csy_agent_main(apr_thread_t *thread, void *baton)
     /* Signals are for the main thread (csy_on_term). */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
-    csy_agent_retry_init(&retry, apr_time_now());
+    csy_agent_retry_init(&retry, csy_clock_mono());
     while (!csy_stop && (fd = csy_agent_listen(&d->agent_addr)) < 0) {
         e = errno;
-        wait = csy_agent_retry(&retry, e, apr_time_now(), &log_now);
+        wait = csy_agent_retry(&retry, e, csy_clock_mono(), &log_now);
         if (log_now) {
             ap_log_error(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(e),
                          d->s, CYLOGNO(00013) "CertSyncAgent %s:%d: cannot "
@@ -279,12 +277,12 @@ static void *APR_THREAD_FUNC csy_agent_main(apr_thread_t *thread, void *baton)
     if (fd < 0) {
         return NULL;
     }
-    if (csy_agent_listening_late(&retry, apr_time_now(), &notice)) {
+    if (csy_agent_listening_late(&retry, csy_clock_mono(), &notice)) {
         ap_log_error(APLOG_MARK, notice ? APLOG_NOTICE : APLOG_INFO, 0, d->s,
                      CYLOGNO(00040) "CertSyncAgent %s:%d: listening after "
                      "%" APR_TIME_T_FMT " ms (the port was taken)",
                      d->conf->agent.host, d->conf->agent.port,
-                     apr_time_as_msec(apr_time_now() - retry.since));
+                     apr_time_as_msec(csy_clock_mono() - retry.since));
     }
     pfd.fd = fd;
     pfd.events = POLLIN;
@@ -418,7 +416,14 @@ static int csy_op_running(void *baton)
     return !csy_stop && getppid() == d->parent;
 }
 
+/* Intervals on the monotonic clock (csy_clock.h); the wall clock only
+ * for the times saved in rollout.json and state.json. */
 static apr_time_t csy_op_now(void *baton)
+{
+    return csy_clock_mono();
+}
+
+static apr_time_t csy_op_wall(void *baton)
 {
     return apr_time_now();
 }
@@ -542,7 +547,7 @@ static void csy_op_log(void *baton, cs_log_level_t level, const char *msg)
 }
 
 static const csy_rollout_ops_t csy_rollout_ops = {
-    csy_op_running, csy_op_now, csy_op_sleep, csy_op_configtest,
+    csy_op_running, csy_op_now, csy_op_wall, csy_op_sleep, csy_op_configtest,
     csy_op_graceful, csy_probe, csy_op_set_health, csy_op_report,
     csy_op_lease_acquire, csy_op_lease_release, csy_op_rollback,
     csy_op_read_json, csy_op_write_json, csy_op_remove, csy_op_agent,
@@ -657,7 +662,7 @@ static void csy_daemon_open(csy_daemon_t *d, apr_pool_t *cycle)
                        : NULL;
     d->cfg.batch_size = conf->batch_size;
     d->cfg.keep_envelopes = conf->dynamic == 1;
-    d->cfg.timeout = CSY_HTTP_TIMEOUT;
+    d->cfg.timeout = conf->timeout;
     d->cfg.pool_name = conf->pool_name;
     d->cfg.host_name = conf->host_name;
     d->cfg.log = csy_daemon_log;
@@ -725,6 +730,11 @@ static void csy_daemon_recall(csy_daemon_t *d, apr_pool_t *keep,
     if (!json_is_string(json_object_get(d->state, "state"))) {
         csy_set_state(d, CSY_PHASE_STARTING);
     }
+    /* The first cycle runs now.  The previous daemon's next_sync is in
+     * the future after any restart, and hours ahead if its clock was:
+     * shown, it would only mislead. */
+    json_object_set_new(d->state, "next_sync",
+                        json_integer(apr_time_sec(apr_time_now())));
     json_object_set_new(d->state, "host", json_string(d->cfg.host_name));
     json_object_set_new(d->state, "pool", json_string(d->cfg.pool_name));
     json_object_set_new(d->state, "service", json_string(d->cfg.url));

@@ -60,6 +60,7 @@ typedef struct csy_conf_t {
     int interval;                       /* seconds; 0: unset */
     int jitter;                         /* seconds; -1: unset */
     int batch_size;                     /* 0: unset */
+    int timeout;                        /* seconds a request; 0: unset */
     int dynamic;                        /* -1: unset */
     int restart;                        /* -1: unset; 1 graceful, 0 off */
     const char *pool_name;              /* NULL: unset */
@@ -81,6 +82,7 @@ typedef struct csy_conf_t {
  * them through CSY_STR). */
 #define CSY_DEFAULT_INTERVAL        30
 #define CSY_DEFAULT_BATCH_SIZE      100
+#define CSY_DEFAULT_TIMEOUT         30
 #define CSY_DEFAULT_DRAIN_TIME      5
 #define CSY_DEFAULT_LEASE_TTL       300
 #define CSY_DEFAULT_MIN_RESTART     0

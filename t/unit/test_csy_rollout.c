@@ -2,7 +2,8 @@
  * Unit tests of csy_rollout.c (and csy_agent.c): every path of a staggered
  * restart, driven with fake operations and a fake clock.
  *
- * The fake world: a clock that moves only when the machine sleeps; a
+ * The fake world: two clocks that move only when the machine sleeps, the
+ * monotonic one and a wall clock that a test may step back or forward; a
  * parent whose graceful restart ends the daemon (or, for one test, never
  * happens); a listener that answers from some time on, serving some
  * domains with an old serial; a CertService whose lease answers follow a
@@ -28,7 +29,10 @@
 
 typedef struct {
     apr_pool_t *pool;
-    apr_time_t now;
+    apr_time_t now;                 /* the monotonic clock */
+    /* The wall clock is now + wall_step; once now reaches step_at (0:
+     * never), wall_step grows by step_by (a clock set by hand or NTP). */
+    apr_time_t wall_step, step_at, step_by;
     int running;
     apr_time_t stop_at;             /* SIGTERM then (0: never) */
     int configtest_code;
@@ -83,9 +87,18 @@ static apr_time_t op_now(void *b)
     return f.now;
 }
 
+static apr_time_t op_wall(void *b)
+{
+    return f.now + f.wall_step;
+}
+
 static void op_sleep(void *b, apr_interval_time_t t)
 {
     f.now += t;
+    if (f.step_at && f.now >= f.step_at) {
+        f.wall_step += f.step_by;
+        f.step_at = 0;
+    }
     if (f.agent_on && f.agent_every && f.now >= f.agent_from
         && f.now - f.agent_last >= f.agent_every) {
         f.agent_last = f.now;
@@ -212,8 +225,8 @@ static void op_log(void *b, cs_log_level_t level, const char *msg)
 }
 
 static const csy_rollout_ops_t ops = {
-    op_running, op_now, op_sleep, op_configtest, op_graceful, op_probe,
-    op_set_health, op_report, op_lease_acquire, op_lease_release,
+    op_running, op_now, op_wall, op_sleep, op_configtest, op_graceful,
+    op_probe, op_set_health, op_report, op_lease_acquire, op_lease_release,
     op_rollback, op_read_json, op_write_json, op_remove, op_agent, op_log
 };
 
@@ -397,9 +410,16 @@ static void test_restart_off_and_too_soon(void)
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 0), 0);
     CHECK_STR(state_of(&r), "restart-pending");
     CHECK_EQ_INT(f.configtests + f.acquires, 0);
+    done(&r);
+    /* The last restart 40 s ago, as the daemon reads it at its start. */
+    json_object_set_new(f.files, "state.json",
+                        json_pack("{s:s, s:{}, s:I}", "state", "idle",
+                                  "counters", "last_restart",
+                                  (json_int_t)apr_time_sec(T0) - 40));
+    generation(&r);
+    csy_rollout_add(&r, "a.example", "0a");
+    json_object_set_new(r.state, "restart_pending", json_true());
     r.conf.min_restart_interval = 100;
-    json_object_set_new(r.state, "last_restart",
-                        json_integer(apr_time_sec(T0) - 40));
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 1), 60);
     CHECK_STR(state_of(&r), "restart-pending");
     CHECK(json_is_true(json_object_get(r.state, "restart_pending")));
@@ -659,6 +679,7 @@ static void test_resume_phases(void)
                          "\"0a\"}, \"lease\": \"L9\", \"phase\": "
                          "\"restarting\", \"restart_at\": 1000005}}",
                          0, NULL);
+    f.now = T0 + SEC(10);           /* 5 s after restart_at */
     f.lease_id = "L9";              /* CertService renews it */
     generation(&r);
     csy_rollout_start(&r, pool);
@@ -760,6 +781,137 @@ static void test_agent_wait(void)
     done(&r);
 }
 
+/* How often tag was logged. */
+static int times_logged(const char *tag)
+{
+    const char *at = f.logs;
+    int n = 0;
+
+    while ((at = strstr(at, tag)) != NULL) {
+        n++;
+        at += strlen(tag);
+    }
+    return n;
+}
+
+#define HOURS(n) SEC(3600 * (n))
+
+static void test_clock_steps(void)
+{
+    csy_rollout_t r, r2;
+    json_int_t t0 = (json_int_t)apr_time_sec(T0);
+
+    UNIT_CASE("the wall clock stepped back 2 h during a wait: it still "
+              "ends on time");
+    world();
+    generation(&r);
+    f.step_at = T0 + SEC(3);
+    f.step_by = -HOURS(2);
+    csy_rollout_idle(&r, 30);
+    CHECK(f.running);
+    CHECK(f.now - T0 >= SEC(30));
+    CHECK(f.now - T0 < SEC(31));
+    CHECK(f.wall_step == -HOURS(2));
+    done(&r);
+
+    UNIT_CASE("the wall clock stepped forward a day during a wait: it does "
+              "not end early");
+    world();
+    generation(&r);
+    f.step_at = T0 + SEC(3);
+    f.step_by = HOURS(24);
+    csy_rollout_idle(&r, 30);
+    CHECK(f.now - T0 >= SEC(30));
+    done(&r);
+
+    UNIT_CASE("the clock stepped back 2 h while draining: the lease is "
+              "still renewed every third of its TTL, the restart on time");
+    world();
+    f.step_at = T0 + SEC(2);
+    f.step_by = -HOURS(2);
+    generation(&r);
+    r.conf.drain_time = 25;
+    csy_rollout_start(&r, pool);
+    csy_rollout_add(&r, "a.example", "0a");
+    json_object_set_new(r.state, "restart_pending", json_true());
+    CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 3, 1), 0);
+    CHECK_EQ_INT(f.gracefuls, 1);
+    CHECK(f.acquires >= 3);         /* at 0, 10 and 20 s */
+    CHECK(f.now - T0 < SEC(60));
+    /* restart_at is the wall clock's, for the next generation. */
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(
+                     f.files, "rollout.json"), "restart_at")),
+                 apr_time_sec(f.now + f.wall_step));
+    done(&r);
+
+    UNIT_CASE("a last_restart 2 h in the future in state.json (a full "
+              "restart after the clock was set right): taken as now, once");
+    world();
+    json_object_set_new(f.files, "state.json",
+                        json_pack("{s:s, s:{}, s:I, s:b}", "state",
+                                  "restart-pending", "counters",
+                                  "last_restart", t0 + 7200,
+                                  "restart_pending", 1));
+    generation(&r);
+    CHECK(logged_at(CS_LOG_WARN, "CY00200: state.json: the last restart "
+                    "is saved as"));
+    CHECK_EQ_INT(json_integer_value(json_object_get(r.state,
+                                                    "last_restart")), t0);
+    r.conf.min_restart_interval = 100;
+    csy_rollout_add(&r, "a.example", "0a");
+    /* CertSyncMinRestartInterval from now, not 2 h and more. */
+    CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 1), 100);
+    CHECK_STR(state_of(&r), "restart-pending");
+    op_sleep(NULL, SEC(60));
+    CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 1), 40);
+    op_sleep(NULL, SEC(40));
+    CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 1), 0);
+    CHECK_EQ_INT(f.gracefuls, 1);
+    CHECK_EQ_INT(times_logged("CY00200"), 1);
+    done(&r);
+
+    UNIT_CASE("a last_restart in the past: CertSyncMinRestartInterval "
+              "counts from it, on the monotonic clock");
+    world();
+    json_object_set_new(f.files, "state.json",
+                        json_pack("{s:s, s:{}, s:I}", "state", "idle",
+                                  "counters", "last_restart", t0 - 30));
+    generation(&r);
+    r.conf.min_restart_interval = 100;
+    csy_rollout_add(&r, "a.example", "0a");
+    json_object_set_new(r.state, "restart_pending", json_true());
+    /* The wall clock going back 2 h changes nothing: 70 s left. */
+    f.wall_step = -HOURS(2);
+    CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 1), 70);
+    CHECK(!logged("CY00200"));
+    done(&r);
+
+    UNIT_CASE("restart_at 2 h in the future in rollout.json (the previous "
+              "generation's clock was ahead): taken as now");
+    world();
+    f.wall_step = HOURS(2);         /* generation 1: the clock is ahead */
+    first_half(&r);
+    done(&r);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(
+                     f.files, "rollout.json"), "restart_at")),
+                 t0 + 7200 + 5);
+    f.wall_step = 0;                /* set right before generation 2 */
+    generation(&r2);
+    csy_rollout_start(&r2, pool);
+    CHECK_STR(state_of(&r2), "idle");
+    CHECK(logged_at(CS_LOG_WARN, "CY00200: rollout.json: the last "
+                    "restart is saved as"));
+    CHECK_EQ_INT(json_integer_value(json_object_get(r2.state,
+                                                    "last_restart")),
+                 t0 + 5);           /* when generation 2 read it */
+    r2.conf.min_restart_interval = 100;
+    csy_rollout_add(&r2, "c.example", "0c");
+    json_object_set_new(r2.state, "restart_pending", json_true());
+    CHECK(csy_rollout_cycle(&r2, pool, 18, 1) <= 100);
+    CHECK_EQ_INT(times_logged("CY00200"), 1);
+    done(&r2);
+}
+
 static void test_agent(void)
 {
     csy_agent_retry_t st;
@@ -811,6 +963,7 @@ int main(void)
     test_parent_did_not_restart();
     test_resume_phases();
     test_agent_wait();
+    test_clock_steps();
     test_agent();
     json_decref(f.files);
     apr_pool_destroy(pool);
