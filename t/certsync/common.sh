@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# t/certsync/common.sh: what t/certsync/clock.sh and t/certsync/faults.sh
+# t/certsync/common.sh: what t/certsync/clock.sh and t/certsync/service-faults.sh
 # share: one CertService and one vhost-mode proxy on 127.0.0.1, as in
 # t/certsync/e2e.sh, and the helpers to drive them.  Sourced after
 # t/lib/certsuite.sh; sourcing only defines functions.

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """t/certsync/cs-fault.py: a fault-injecting HTTPS proxy in front of a real
-CertService, for t/certsync/faults.sh: the certsync proxy's
+CertService, for t/certsync/service-faults.sh: the certsync proxy's
 CertSyncServiceURL points here.
 
     cs-fault.py LISTEN_PORT CS_PORT CERT KEY CA CLIENT_CERT CLIENT_KEY

@@ -1,6 +1,6 @@
 #!/bin/bash
 #
-# t/certsync/faults.sh: a CertService that misbehaves (issue 17, "handled
+# t/certsync/service-faults.sh: a CertService that misbehaves (issue 17, "handled
 # well already, keep it tested").
 #
 # One CertService, and in front of it t/certsync/cs-fault.py, a fault
@@ -36,7 +36,7 @@ top=$(cd "$here/../.." && pwd)
 . "$here/common.sh"
 tap_init
 
-csy_setup certsync-faults python3
+csy_setup certsync-service python3
 
 fault_pid=
 on_cleanup_more() {
