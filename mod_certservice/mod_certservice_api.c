@@ -9,10 +9,12 @@
 
 #include "mod_certservice_private.h"
 
+/* The method is allowed here, and then the query string is good (every
+ * endpoint: one that takes no parameter refuses a malformed one too). */
 static int cs_method(cs_req_t *q, int allowed_mask, const char *allow)
 {
     if (allowed_mask & (AP_METHOD_BIT << q->r->method_number)) {
-        return DECLINED;
+        return cs_query(q);
     }
     apr_table_setn(q->r->err_headers_out, "Allow", allow);
     return cs_error(q->r, HTTP_METHOD_NOT_ALLOWED, "method %s not allowed "
