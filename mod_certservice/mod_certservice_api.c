@@ -5,6 +5,7 @@
  * mod_certservice_admin.c) once the role allows it.
  */
 #include "apr_strings.h"
+#include "http_core.h"
 #include "http_protocol.h"
 
 #include "mod_certservice_private.h"
@@ -155,4 +156,34 @@ int cs_handler(request_rec *r)
         return cs_error(r, HTTP_FORBIDDEN, "%s", q.caller.why);
     }
     return cs_route(&q);
+}
+
+/*
+ * map_to_storage, first: a TRACE to a location whose handler is
+ * certservice skips httpd's own TRACE answer (ap_send_http_trace, a 200
+ * echo of the request unless TraceEnable is off) and reaches cs_handler,
+ * which answers it like any other method the API does not take: 403 to a
+ * client without a role, 405 to one with.  So a configuration that
+ * forgets TraceEnable off does not open TRACE on the API.  Locations with
+ * any other handler are left to httpd (and TraceEnable).
+ */
+int cs_map_to_storage(request_rec *r)
+{
+    core_dir_config *d;
+    const char *handler, *err = NULL;
+
+    if (r->method_number != M_TRACE) {
+        return DECLINED;
+    }
+    /* The <Location> sections are merged already (httpd walks them
+     * before translate_name); SetHandler is an expression. */
+    d = ap_get_core_module_config(r->per_dir_config);
+    if (!d || !d->expr_handler) {
+        return DECLINED;
+    }
+    handler = ap_expr_str_exec(r, d->expr_handler, &err);
+    if (err || !handler || strcasecmp(handler, CS_HANDLER) != 0) {
+        return DECLINED;
+    }
+    return OK;
 }

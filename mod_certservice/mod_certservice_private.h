@@ -198,6 +198,8 @@ int cs_get_challenge(cs_req_t *q, const char *token);
 /* --- mod_certservice_api.c -------------------------------------------- */
 
 int cs_handler(request_rec *r);
+/* TRACE on the API's locations goes to cs_handler, not httpd's echo. */
+int cs_map_to_storage(request_rec *r);
 
 /* --- mod_certservice_acme.c ------------------------------------------- */
 
