@@ -159,15 +159,20 @@ int cs_handler(request_rec *r)
 }
 
 /*
- * map_to_storage, first: a TRACE to a location whose handler is
- * certservice skips httpd's own TRACE answer (ap_send_http_trace, a 200
- * echo of the request unless TraceEnable is off) and reaches cs_handler,
- * which answers it like any other method the API does not take: 403 to a
- * client without a role, 405 to one with.  So a configuration that
- * forgets TraceEnable off does not open TRACE on the API.  Locations with
- * any other handler are left to httpd (and TraceEnable).
+ * TRACE on the API.  httpd answers TRACE itself in map_to_storage
+ * (ap_send_http_trace: a 200 echo of the request unless TraceEnable is
+ * off), before any handler, whoever asks.  On a location whose handler is
+ * certservice the module takes it away: translate_name, which runs while
+ * the <Location> sections are merged (map_to_storage runs on the server's
+ * defaults), marks the request; map_to_storage, first, then ends the hook
+ * for it, so the request reaches cs_handler, which answers TRACE like any
+ * other method the API does not take: 403 to a client without a role, 405
+ * to one with.  So a configuration that forgets TraceEnable off does not
+ * open TRACE on the API.  Other locations are left to httpd (TraceEnable).
  */
-int cs_map_to_storage(request_rec *r)
+#define CS_TRACE_NOTE "certservice-trace"
+
+int cs_trace_mark(request_rec *r)
 {
     core_dir_config *d;
     const char *handler, *err = NULL;
@@ -175,15 +180,24 @@ int cs_map_to_storage(request_rec *r)
     if (r->method_number != M_TRACE) {
         return DECLINED;
     }
-    /* The <Location> sections are merged already (httpd walks them
-     * before translate_name); SetHandler is an expression. */
     d = ap_get_core_module_config(r->per_dir_config);
     if (!d || !d->expr_handler) {
         return DECLINED;
     }
+    /* SetHandler is an expression. */
     handler = ap_expr_str_exec(r, d->expr_handler, &err);
-    if (err || !handler || strcasecmp(handler, CS_HANDLER) != 0) {
+    if (!err && handler && strcasecmp(handler, CS_HANDLER) == 0) {
+        apr_table_setn(r->notes, CS_TRACE_NOTE, "1");
+    }
+    return DECLINED;
+}
+
+int cs_trace_keep(request_rec *r)
+{
+    if (r->method_number != M_TRACE
+        || !apr_table_get(r->notes, CS_TRACE_NOTE)) {
         return DECLINED;
     }
+    /* No directory walk either: the API has no files. */
     return OK;
 }

@@ -198,8 +198,10 @@ int cs_get_challenge(cs_req_t *q, const char *token);
 /* --- mod_certservice_api.c -------------------------------------------- */
 
 int cs_handler(request_rec *r);
-/* TRACE on the API's locations goes to cs_handler, not httpd's echo. */
-int cs_map_to_storage(request_rec *r);
+/* TRACE on the API's locations goes to cs_handler, not httpd's echo:
+ * translate_name marks it, map_to_storage keeps it from http_core. */
+int cs_trace_mark(request_rec *r);
+int cs_trace_keep(request_rec *r);
 
 /* --- mod_certservice_acme.c ------------------------------------------- */
 
