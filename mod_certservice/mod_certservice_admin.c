@@ -3,6 +3,8 @@
  * issue or queue, import, delete, list, revoke; the ACME account and its
  * key rollover) and the public answer to an http-01 challenge.
  */
+#include <openssl/crypto.h>
+
 #include "apr_strings.h"
 #include "http_protocol.h"
 
@@ -337,8 +339,10 @@ int cs_put_certificate(cs_req_t *q, const char *raw)
     if ((rc = cs_read_body(q, &body, &len)) != DECLINED) {
         return rc;
     }
-    if ((rc = cs_req_import(&chain_pem, &key_pem, q->r->pool, body, len,
-                            &why))) {
+    rc = cs_req_import(&chain_pem, &key_pem, q->r->pool, body, len, &why);
+    /* The body as read holds the key in plaintext too. */
+    OPENSSL_cleanse((char *)body, len);
+    if (rc) {
         return cs_req_fail(q, rc, why);
     }
     if (!(svc = cs_service(q, &why))) {
