@@ -61,6 +61,9 @@ typedef struct {
     const char *key_cms;        /* base64 DER CMS envelope */
     const char *last_error;     /* NULL if none */
     apr_int64_t updated;        /* unix seconds */
+    int created;                /* set by cs_store_put_bundle: 1 if the
+                                 * domain was unknown in its transaction
+                                 * (201), 0 if it was known (200) */
 } cs_bundle_t;
 
 typedef struct {
@@ -74,7 +77,10 @@ typedef struct {
 /**
  * Store a new certificate + key for a domain (issue, renewal or import)
  * and append an "upsert" change; all in one transaction.
- * b->seq is set to the change's sequence number.
+ * b->seq is set to the change's sequence number, and b->created to
+ * whether the domain was unknown: decided inside the transaction (under
+ * the counter's lock), so of concurrent writers of one new name exactly
+ * one sees it unknown.
  * actor: who did it (for the log line the glue writes; stored too).
  */
 apr_status_t cs_store_put_bundle(cs_db_t *db, apr_pool_t *p, cs_bundle_t *b,

@@ -113,6 +113,7 @@ apr_status_t cs_store_put_bundle(cs_db_t *db, apr_pool_t *p, cs_bundle_t *b,
     }
     if ((status = cs_db_tx_end(t, db, p, status)) == APR_SUCCESS) {
         b->seq = seq;
+        b->created = row == NULL;
     }
     return status;
 }

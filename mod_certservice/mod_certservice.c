@@ -12,6 +12,7 @@
 #include "mod_certservice_private.h"
 
 #include "http_core.h"
+#include "http_request.h"
 
 static int cs_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                           apr_pool_t *ptemp, server_rec *main_s)
@@ -47,6 +48,10 @@ static void cs_register_hooks(apr_pool_t *p)
 {
     ap_hook_post_config(cs_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(cs_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    /* TRACE on the API goes to the handler, not to http_core's echo
+     * (mod_certservice_api.c). */
+    ap_hook_translate_name(cs_trace_mark, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_map_to_storage(cs_trace_keep, NULL, NULL, APR_HOOK_REALLY_FIRST);
 }
 
 /* Declared without AP_DECLARE_MODULE: mod_certservice_private.h already

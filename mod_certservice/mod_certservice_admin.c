@@ -3,6 +3,8 @@
  * issue or queue, import, delete, list, revoke; the ACME account and its
  * key rollover) and the public answer to an http-01 challenge.
  */
+#include <openssl/crypto.h>
+
 #include "apr_strings.h"
 #include "http_protocol.h"
 
@@ -28,9 +30,11 @@ static cs_service_t *cs_service(cs_req_t *q, const char **why)
     return svc;
 }
 
-/* Stores a new bundle and answers with the domain's state. */
-static int cs_store_and_reply(cs_req_t *q, cs_bundle_t *b, int existed,
-                              const char *what)
+/* Stores a new bundle and answers with the domain's state: 201 if the
+ * domain was unknown in the transaction that stored it, else 200 (a check
+ * before would race a concurrent PUT or DELETE of the same name). */
+static int cs_store_and_reply(cs_req_t *q, cs_bundle_t *b,
+                              const char *what_new, const char *what_known)
 {
     apr_status_t rv = cs_store_put_bundle(&q->db, q->r->pool, b,
                                           q->caller.who);
@@ -40,9 +44,10 @@ static int cs_store_and_reply(cs_req_t *q, cs_bundle_t *b, int existed,
     }
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, q->r, CSLOGNO(00004)
                   "admin '%s': %s %s: serial %s, expires %" APR_INT64_T_FMT
-                  ", seq %" APR_INT64_T_FMT, q->caller.who, what, b->domain,
-                  b->serial, b->not_after, b->seq);
-    return cs_send_json(q->r, existed ? HTTP_OK : HTTP_CREATED,
+                  ", seq %" APR_INT64_T_FMT, q->caller.who,
+                  b->created ? what_new : what_known, b->domain, b->serial,
+                  b->not_after, b->seq);
+    return cs_send_json(q->r, b->created ? HTTP_CREATED : HTTP_OK,
                         cs_json_domain(b, NULL));
 }
 
@@ -198,26 +203,21 @@ int cs_post_revoke(cs_req_t *q, const char *raw)
     EVP_PKEY *akey;
     cs_bundle_t *b;
     apr_array_header_t *chain;
-    json_t *body, *jr;
+    const char *body;
+    apr_size_t len;
     apr_status_t rv;
     int rc, reason = 0;
 
     if (!(domain = cs_domain(q, raw, &rc))) {
         return rc;
     }
-    if ((rc = cs_read_body(q, &body)) != DECLINED) {
+    if ((rc = cs_read_body(q, &body, &len)) != DECLINED) {
         return rc;
     }
-    jr = json_object_get(body, "reason");
-    if (jr && (!json_is_integer(jr) || json_integer_value(jr) < 0
-               || json_integer_value(jr) > 10
-               || json_integer_value(jr) == 7)) {
-        json_decref(body);
-        return cs_error(q->r, HTTP_BAD_REQUEST, "reason must be an RFC 5280 "
-                        "reason code (0-10, not 7)");
+    if ((rc = cs_req_revoke(&reason, q->r->pool, body, len, &err))) {
+        return cs_req_fail(q, rc, err);
     }
-    reason = jr ? (int)json_integer_value(jr) : 0;
-    json_decref(body);
+    err = NULL;
     rv = cs_store_get(&b, &q->db, q->r->pool, domain);
     if (APR_STATUS_IS_NOTFOUND(rv) || (!rv && !b->chain_pem)) {
         return cs_error(q->r, HTTP_NOT_FOUND, "no certificate for %s",
@@ -291,36 +291,28 @@ int cs_put_domain(cs_req_t *q, const char *raw)
 {
     const char *domain, *why = NULL;
     cs_service_t *svc;
-    cs_bundle_t *b, *old;
-    json_t *body, *jkt;
+    cs_bundle_t *b;
+    const char *body;
+    apr_size_t len;
     apr_status_t rv;
-    int rc, kt = q->conf->key_type, existed;
+    int rc, kt;
 
     if (!(domain = cs_domain(q, raw, &rc))) {
         return rc;
     }
-    if ((rc = cs_read_body(q, &body)) != DECLINED) {
+    if ((rc = cs_read_body(q, &body, &len)) != DECLINED) {
         return rc;
     }
-    jkt = json_object_get(body, "key_type");
-    if (jkt && (!json_is_string(jkt)
-                || (kt = cs_key_type_parse(json_string_value(jkt))) < 0)) {
-        json_decref(body);
-        return cs_error(q->r, HTTP_BAD_REQUEST, "key_type must be "
-                        "\"ec-p256\" or \"rsa-2048\"");
+    if ((rc = cs_req_put_domain(&kt, q->r->pool, body, len,
+                                q->conf->key_type, &why))) {
+        return cs_req_fail(q, rc, why);
     }
-    json_decref(body);
     if (q->conf->acme_url) {
         return cs_acme_enqueue(q, domain, kt);
     }
     if (!(svc = cs_service(q, &why))) {
         return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "%s", why);
     }
-    rv = cs_store_get(&old, &q->db, q->r->pool, domain);
-    if (rv && !APR_STATUS_IS_NOTFOUND(rv)) {
-        return cs_db_error(q, rv);
-    }
-    existed = rv == APR_SUCCESS;
     if ((rv = cs_service_issue(&b, q->r->pool, svc, domain,
                                (cs_key_type_t)kt, &why))) {
         cs_store_set_error(&q->db, q->r->pool, domain, why);
@@ -328,49 +320,41 @@ int cs_put_domain(cs_req_t *q, const char *raw)
                                                  : HTTP_BAD_GATEWAY,
                         "issuing %s failed: %s", domain, why);
     }
-    return cs_store_and_reply(q, b, existed, existed ? "reissued" : "issued");
+    return cs_store_and_reply(q, b, "issued", "reissued");
 }
 
 int cs_put_certificate(cs_req_t *q, const char *raw)
 {
     const char *domain, *why = NULL;
     cs_service_t *svc;
-    cs_bundle_t *b, *old;
-    json_t *body, *jchain, *jkey;
+    cs_bundle_t *b;
+    const char *body, *chain_pem, *key_pem;
+    apr_size_t len;
     apr_status_t rv;
-    int rc, existed;
+    int rc;
 
     if (!(domain = cs_domain(q, raw, &rc))) {
         return rc;
     }
-    if ((rc = cs_read_body(q, &body)) != DECLINED) {
+    if ((rc = cs_read_body(q, &body, &len)) != DECLINED) {
         return rc;
     }
-    jchain = json_object_get(body, "chain_pem");
-    jkey = json_object_get(body, "key_pem");
-    if (!json_is_string(jchain) || !json_is_string(jkey)) {
-        json_decref(body);
-        return cs_error(q->r, HTTP_BAD_REQUEST, "body must be "
-                        "{\"chain_pem\": \"...\", \"key_pem\": \"...\"}");
+    rc = cs_req_import(&chain_pem, &key_pem, q->r->pool, body, len, &why);
+    /* The body as read holds the key in plaintext too. */
+    OPENSSL_cleanse((char *)body, len);
+    if (rc) {
+        return cs_req_fail(q, rc, why);
     }
     if (!(svc = cs_service(q, &why))) {
-        json_decref(body);
         return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "%s", why);
     }
-    rv = cs_service_import(&b, q->r->pool, svc, domain,
-                           json_string_value(jchain),
-                           json_string_value(jkey), apr_time_now(), &why);
-    json_decref(body);
+    rv = cs_service_import(&b, q->r->pool, svc, domain, chain_pem, key_pem,
+                           apr_time_now(), &why);
     if (rv) {
         return cs_error(q->r, HTTP_BAD_REQUEST, "import refused, nothing "
                         "stored: %s", why);
     }
-    rv = cs_store_get(&old, &q->db, q->r->pool, domain);
-    if (rv && !APR_STATUS_IS_NOTFOUND(rv)) {
-        return cs_db_error(q, rv);
-    }
-    existed = rv == APR_SUCCESS;
-    return cs_store_and_reply(q, b, existed, "imported");
+    return cs_store_and_reply(q, b, "imported", "imported");
 }
 
 int cs_delete_domain(cs_req_t *q, const char *raw)
@@ -427,24 +411,15 @@ int cs_get_domain(cs_req_t *q, const char *raw)
 int cs_get_domains(cs_req_t *q)
 {
     apr_array_header_t *list;
-    apr_int64_t limit;
-    const char *after = NULL, *v;
+    const char *after, *why;
     json_t *arr;
     apr_status_t rv;
-    int rc, i;
+    int rc, i, limit;
 
-    if ((rc = cs_query_int(q->r, "limit", 100, 1000, &limit)) != DECLINED) {
-        return rc;
+    if ((rc = cs_req_domains(&after, &limit, q->r->pool, q->params, &why))) {
+        return cs_req_fail(q, rc, why);
     }
-    if (limit < 1) {
-        return cs_error(q->r, HTTP_BAD_REQUEST, "limit must be at least 1");
-    }
-    if ((v = cs_query_arg(q->r, "after")) != NULL
-        && !(after = cs_domain(q, v, &rc))) {
-        return rc;
-    }
-    if ((rv = cs_store_list(&list, &q->db, q->r->pool, after,
-                            (int)limit))) {
+    if ((rv = cs_store_list(&list, &q->db, q->r->pool, after, limit))) {
         return cs_db_error(q, rv);
     }
     arr = json_array();

@@ -5,14 +5,17 @@
  * mod_certservice_admin.c) once the role allows it.
  */
 #include "apr_strings.h"
+#include "http_core.h"
 #include "http_protocol.h"
 
 #include "mod_certservice_private.h"
 
+/* The method is allowed here, and then the query string is good (every
+ * endpoint: one that takes no parameter refuses a malformed one too). */
 static int cs_method(cs_req_t *q, int allowed_mask, const char *allow)
 {
     if (allowed_mask & (AP_METHOD_BIT << q->r->method_number)) {
-        return DECLINED;
+        return cs_query(q);
     }
     apr_table_setn(q->r->err_headers_out, "Allow", allow);
     return cs_error(q->r, HTTP_METHOD_NOT_ALLOWED, "method %s not allowed "
@@ -153,4 +156,48 @@ int cs_handler(request_rec *r)
         return cs_error(r, HTTP_FORBIDDEN, "%s", q.caller.why);
     }
     return cs_route(&q);
+}
+
+/*
+ * TRACE on the API.  httpd answers TRACE itself in map_to_storage
+ * (ap_send_http_trace: a 200 echo of the request unless TraceEnable is
+ * off), before any handler, whoever asks.  On a location whose handler is
+ * certservice the module takes it away: translate_name, which runs while
+ * the <Location> sections are merged (map_to_storage runs on the server's
+ * defaults), marks the request; map_to_storage, first, then ends the hook
+ * for it, so the request reaches cs_handler, which answers TRACE like any
+ * other method the API does not take: 403 to a client without a role, 405
+ * to one with.  So a configuration that forgets TraceEnable off does not
+ * open TRACE on the API.  Other locations are left to httpd (TraceEnable).
+ */
+#define CS_TRACE_NOTE "certservice-trace"
+
+int cs_trace_mark(request_rec *r)
+{
+    core_dir_config *d;
+    const char *handler, *err = NULL;
+
+    if (r->method_number != M_TRACE) {
+        return DECLINED;
+    }
+    d = ap_get_core_module_config(r->per_dir_config);
+    if (!d || !d->expr_handler) {
+        return DECLINED;
+    }
+    /* SetHandler is an expression. */
+    handler = ap_expr_str_exec(r, d->expr_handler, &err);
+    if (!err && handler && strcasecmp(handler, CS_HANDLER) == 0) {
+        apr_table_setn(r->notes, CS_TRACE_NOTE, "1");
+    }
+    return DECLINED;
+}
+
+int cs_trace_keep(request_rec *r)
+{
+    if (r->method_number != M_TRACE
+        || !apr_table_get(r->notes, CS_TRACE_NOTE)) {
+        return DECLINED;
+    }
+    /* No directory walk either: the API has no files. */
+    return OK;
 }

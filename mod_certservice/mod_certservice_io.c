@@ -46,16 +46,18 @@ int cs_error(request_rec *r, int status, const char *fmt, ...)
                                              "status", status));
 }
 
-/* Reads a JSON object body of at most max bytes. */
-int cs_read_json(request_rec *r, apr_size_t max, json_t **out)
+/* Reads the request body, at most CertServiceMaxBody bytes, for the
+ * parsers of cs_request.h. */
+int cs_read_body(cs_req_t *q, const char **body, apr_size_t *blen)
 {
+    request_rec *r = q->r;
+    apr_size_t max = (apr_size_t)q->conf->max_body, len = 0;
     char *buf;
-    apr_size_t len = 0;
     long n;
-    json_error_t jerr;
     int rc;
 
-    *out = NULL;
+    *body = "";
+    *blen = 0;
     if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK) {
         return cs_error(r, rc, "cannot read the request body");
     }
@@ -80,29 +82,15 @@ int cs_read_json(request_rec *r, apr_size_t max, json_t **out)
                             "body");
         }
     }
-    if (len == 0) {
-        *out = json_object();
-        return DECLINED;
-    }
-    *out = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!*out) {
-        return cs_error(r, HTTP_BAD_REQUEST, "malformed JSON at line %d "
-                        "column %d: %s", jerr.line, jerr.column, jerr.text);
-    }
-    if (!json_is_object(*out)) {
-        json_decref(*out);
-        *out = NULL;
-        return cs_error(r, HTTP_BAD_REQUEST, "the body must be a JSON "
-                        "object");
-    }
+    *body = buf;
+    *blen = len;
     /* DECLINED: go on; anything else is the response already sent. */
     return DECLINED;
 }
 
-/* The request's JSON body, within CertServiceMaxBodySize. */
-int cs_read_body(cs_req_t *q, json_t **out)
+int cs_req_fail(cs_req_t *q, int status, const char *why)
 {
-    return cs_read_json(q->r, (apr_size_t)q->conf->max_body, out);
+    return cs_error(q->r, status, "%s", why);
 }
 
 void cs_identify(cs_caller_t *caller, request_rec *r,
@@ -192,68 +180,33 @@ int cs_db_error(cs_req_t *q, apr_status_t rv)
                     cs_store_error(&q->db, q->r->pool, rv));
 }
 
-/* Domain from a path segment or JSON, normalised; NULL after a 400. */
+/* Domain from a path segment, normalised; NULL after a 400. */
 const char *cs_domain(cs_req_t *q, const char *raw, int *rc)
 {
-    const char *name, *why = cs_name_normalize(&name, q->r->pool, raw);
+    const char *name, *why;
+    int status = cs_req_domain(&name, q->r->pool, raw, NULL, &why);
 
-    if (why) {
-        *rc = cs_error(q->r, HTTP_BAD_REQUEST, "invalid domain name '%s': "
-                       "%s", raw ? ap_escape_logitem(q->r->pool, raw) : "",
-                       why);
+    if (status) {
+        *rc = cs_req_fail(q, status, why);
         return NULL;
     }
     return name;
 }
 
-/* Pool and host names: short tokens. */
-int cs_token_ok(const char *s)
+/* The query string, decoded once (cs_query_parse): every endpoint refuses
+ * a bad one, whether it reads the parameter or not. */
+int cs_query(cs_req_t *q)
 {
-    size_t n = strlen(s);
+    const char *why;
+    int status;
 
-    return n >= 1 && n <= 64
-           && s[strspn(s, "abcdefghijklmnopqrstuvwxyz"
-                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")] == '\0';
-}
-
-/* The unescaped value of a query parameter, NULL if absent; the last
- * occurrence wins. */
-char *cs_query_arg(request_rec *r, const char *name)
-{
-    size_t nlen = strlen(name);
-    const char *p;
-    char *v = NULL;
-
-    for (p = r->args; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1
-                                                   : NULL) {
-        if (strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            v = apr_pstrndup(r->pool, p + nlen + 1,
-                             strcspn(p + nlen + 1, "&"));
-        }
-    }
-    if (v) {
-        ap_unescape_url(v);
-    }
-    return v;
-}
-
-int cs_query_int(request_rec *r, const char *name, apr_int64_t dflt,
-                 apr_int64_t max, apr_int64_t *out)
-{
-    const char *v = cs_query_arg(r, name);
-    apr_int64_t n;
-    char *end;
-
-    *out = dflt;
-    if (!v) {
+    if (q->params) {
         return DECLINED;
     }
-    errno = 0;
-    n = apr_strtoi64(v, &end, 10);
-    if (*v < '0' || *v > '9' || *end || n > max || errno == ERANGE) {
-        return cs_error(r, HTTP_BAD_REQUEST, "query parameter '%s' must be "
-                        "a number from 0 to %" APR_INT64_T_FMT, name, max);
+    if ((status = cs_query_parse(&q->params, q->r->pool, q->r->args,
+                                 &why))) {
+        q->params = NULL;
+        return cs_req_fail(q, status, why);
     }
-    *out = n;
     return DECLINED;
 }

@@ -30,6 +30,7 @@
 
 #include "cs_crypto.h"
 #include "cs_log.h"
+#include "cs_request.h"
 #include "cs_store.h"
 #include "cs_x509.h"
 
@@ -149,6 +150,9 @@ typedef struct {
     cs_db_t db;
     const char *seg[7];
     int nseg;
+    /* cs_query_param_t: the query string, decoded; NULL until cs_query()
+     * read it */
+    apr_array_header_t *params;
 } cs_req_t;
 
 /* Set at post_config (mod_certservice.c). */
@@ -160,18 +164,14 @@ int cs_send_json(request_rec *r, int status, json_t *body);
 int cs_error(request_rec *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int cs_db_error(cs_req_t *q, apr_status_t rv);
+/* An answer from a cs_request.h parser: status and reason. */
+int cs_req_fail(cs_req_t *q, int status, const char *why);
 /* These return DECLINED to go on, anything else is the response sent. */
-int cs_read_json(request_rec *r, apr_size_t max, json_t **out);
-int cs_read_body(cs_req_t *q, json_t **out);
+int cs_read_body(cs_req_t *q, const char **body, apr_size_t *len);
 int cs_open_db(cs_req_t *q);
-int cs_query_int(request_rec *r, const char *name, apr_int64_t dflt,
-                 apr_int64_t max, apr_int64_t *out);
-
-char *cs_query_arg(request_rec *r, const char *name);
-/* Domain from a path segment or JSON, normalised; NULL after a 400. */
+int cs_query(cs_req_t *q);
+/* Domain from a path segment, normalised; NULL after a 400. */
 const char *cs_domain(cs_req_t *q, const char *raw, int *rc);
-/* Pool, host and lease names: short tokens. */
-int cs_token_ok(const char *s);
 void cs_identify(cs_caller_t *caller, request_rec *r, const cs_conf_t *conf);
 
 /* --- mod_certservice_proxy.c: role proxy ------------------------------ */
@@ -198,6 +198,10 @@ int cs_get_challenge(cs_req_t *q, const char *token);
 /* --- mod_certservice_api.c -------------------------------------------- */
 
 int cs_handler(request_rec *r);
+/* TRACE on the API's locations goes to cs_handler, not httpd's echo:
+ * translate_name marks it, map_to_storage keeps it from http_core. */
+int cs_trace_mark(request_rec *r);
+int cs_trace_keep(request_rec *r);
 
 /* --- mod_certservice_acme.c ------------------------------------------- */
 

@@ -12,21 +12,16 @@
 int cs_get_changes(cs_req_t *q)
 {
     apr_array_header_t *changes;
-    apr_int64_t since, limit, next;
+    apr_int64_t since, next;
     apr_status_t rv;
-    int more, rc;
+    const char *why;
+    int more, rc, limit;
 
-    if ((rc = cs_query_int(q->r, "since", 0, APR_INT64_MAX, &since))
-        != DECLINED
-        || (rc = cs_query_int(q->r, "limit", CS_DEFAULT_FEED_LIMIT,
-                              CS_MAX_FEED_LIMIT, &limit)) != DECLINED) {
-        return rc;
-    }
-    if (limit < 1) {
-        return cs_error(q->r, HTTP_BAD_REQUEST, "limit must be at least 1");
+    if ((rc = cs_req_changes(&since, &limit, q->r->pool, q->params, &why))) {
+        return cs_req_fail(q, rc, why);
     }
     if ((rv = cs_store_changes(&changes, &next, &more, &q->db, q->r->pool,
-                               since, (int)limit))) {
+                               since, limit))) {
         return cs_db_error(q, rv);
     }
     return cs_send_json(q->r, HTTP_OK, cs_json_changes(changes, next, more));
@@ -55,47 +50,26 @@ int cs_get_bundle(cs_req_t *q, const char *raw)
 
 int cs_post_bundles(cs_req_t *q)
 {
-    json_t *body, *names, *v, *bundles, *missing;
-    size_t i;
-    int rc;
+    apr_array_header_t *domains;
+    json_t *bundles, *missing;
+    const char *body, *why;
+    apr_size_t len;
+    int i, rc;
 
-    if ((rc = cs_read_body(q, &body)) != DECLINED) {
+    if ((rc = cs_read_body(q, &body, &len)) != DECLINED) {
         return rc;
     }
-    names = json_object_get(body, "domains");
-    if (!json_is_array(names)) {
-        json_decref(body);
-        return cs_error(q->r, HTTP_BAD_REQUEST, "body must be "
-                        "{\"domains\":[...]}");
-    }
-    if (json_array_size(names) > (size_t)q->conf->max_batch) {
-        size_t n = json_array_size(names);
-        json_decref(body);
-        return cs_error(q->r, HTTP_REQUEST_ENTITY_TOO_LARGE, "%" APR_SIZE_T_FMT
-                        " domains requested; CertServiceMaxBatch is %d", n,
-                        q->conf->max_batch);
+    if ((rc = cs_req_bundles(&domains, q->r->pool, body, len,
+                             q->conf->max_batch, &why))) {
+        return cs_req_fail(q, rc, why);
     }
     bundles = json_array();
     missing = json_array();
-    json_array_foreach(names, i, v) {
-        const char *domain;
+    for (i = 0; i < domains->nelts; i++) {
+        const char *domain = APR_ARRAY_IDX(domains, i, const char *);
         cs_bundle_t *b;
-        apr_status_t rv;
+        apr_status_t rv = cs_store_get(&b, &q->db, q->r->pool, domain);
 
-        if (!json_is_string(v)) {
-            json_decref(body);
-            json_decref(bundles);
-            json_decref(missing);
-            return cs_error(q->r, HTTP_BAD_REQUEST, "domains[%"
-                            APR_SIZE_T_FMT "] is not a string", i);
-        }
-        if (!(domain = cs_domain(q, json_string_value(v), &rc))) {
-            json_decref(body);
-            json_decref(bundles);
-            json_decref(missing);
-            return rc;
-        }
-        rv = cs_store_get(&b, &q->db, q->r->pool, domain);
         if (rv == APR_SUCCESS && b->key_cms) {
             json_array_append_new(bundles, cs_json_bundle(b));
         }
@@ -103,13 +77,11 @@ int cs_post_bundles(cs_req_t *q)
             json_array_append_new(missing, json_string(domain));
         }
         else {
-            json_decref(body);
             json_decref(bundles);
             json_decref(missing);
             return cs_db_error(q, rv);
         }
     }
-    json_decref(body);
     return cs_send_json(q->r, HTTP_OK, json_pack("{s:o, s:o}", "bundles",
                                                  bundles, "missing",
                                                  missing));
@@ -117,31 +89,22 @@ int cs_post_bundles(cs_req_t *q)
 
 int cs_post_lease(cs_req_t *q, const char *pool)
 {
-    json_t *body, *jhost, *jttl;
-    const char *host, *lease;
+    const char *body, *host, *lease, *why;
+    apr_size_t len;
     apr_int64_t expires, retry;
     apr_status_t rv;
-    int rc, granted, ttl, max_ttl = q->conf->lease_max_ttl;
+    int rc, granted, ttl;
 
-    if (!cs_token_ok(pool)) {
+    if (!cs_req_token_ok(pool)) {
         return cs_error(q->r, HTTP_BAD_REQUEST, "invalid pool name");
     }
-    if ((rc = cs_read_body(q, &body)) != DECLINED) {
+    if ((rc = cs_read_body(q, &body, &len)) != DECLINED) {
         return rc;
     }
-    jhost = json_object_get(body, "host");
-    jttl = json_object_get(body, "ttl");
-    if (!json_is_string(jhost) || !cs_token_ok(json_string_value(jhost))
-        || !json_is_integer(jttl) || json_integer_value(jttl) < 1
-        || json_integer_value(jttl) > max_ttl) {
-        json_decref(body);
-        return cs_error(q->r, HTTP_BAD_REQUEST, "body must be {\"host\": "
-                        "<name of 1-64 of [A-Za-z0-9._-]>, \"ttl\": <1..%d "
-                        "seconds>}", max_ttl);
+    if ((rc = cs_req_lease(&host, &ttl, q->r->pool, body, len,
+                           q->conf->lease_max_ttl, &why))) {
+        return cs_req_fail(q, rc, why);
     }
-    host = apr_pstrdup(q->r->pool, json_string_value(jhost));
-    ttl = (int)json_integer_value(jttl);
-    json_decref(body);
     rv = cs_store_lease_acquire(&lease, &expires, &granted, &retry, &q->db,
                                 q->r->pool, pool, host, ttl,
                                 cs_config_max_unavailable(q->conf, pool),
@@ -170,7 +133,7 @@ int cs_delete_lease(cs_req_t *q, const char *pool, const char *lease)
 {
     apr_status_t rv;
 
-    if (!cs_token_ok(pool) || !cs_token_ok(lease)) {
+    if (!cs_req_token_ok(pool) || !cs_req_token_ok(lease)) {
         return cs_error(q->r, HTTP_BAD_REQUEST, "invalid pool or lease id");
     }
     rv = cs_store_lease_release(&q->db, q->r->pool, pool, lease);
@@ -189,39 +152,24 @@ int cs_delete_lease(cs_req_t *q, const char *pool, const char *lease)
 
 int cs_post_report(cs_req_t *q, const char *host)
 {
-    json_t *body, *jpool, *jseq, *jstate, *jfailed;
-    char *failed;
+    cs_report_t rep;
+    const char *body, *why;
+    apr_size_t len;
     apr_status_t rv;
     int rc;
 
-    if (!cs_token_ok(host)) {
+    if (!cs_req_token_ok(host)) {
         return cs_error(q->r, HTTP_BAD_REQUEST, "invalid host name");
     }
-    if ((rc = cs_read_body(q, &body)) != DECLINED) {
+    if ((rc = cs_read_body(q, &body, &len)) != DECLINED) {
         return rc;
     }
-    jpool = json_object_get(body, "pool");
-    jseq = json_object_get(body, "seq");
-    jstate = json_object_get(body, "state");
-    jfailed = json_object_get(body, "failed");
-    if (!json_is_string(jpool) || !cs_token_ok(json_string_value(jpool))
-        || !json_is_integer(jseq) || json_integer_value(jseq) < 0
-        || !json_is_string(jstate) || !cs_token_ok(json_string_value(jstate))
-        || (jfailed && !json_is_object(jfailed))) {
-        json_decref(body);
-        return cs_error(q->r, HTTP_BAD_REQUEST, "body must be {\"pool\": "
-                        "name, \"seq\": n, \"state\": word, \"failed\": "
-                        "{domain: reason, ...}}");
+    if ((rc = cs_req_report(&rep, q->r->pool, body, len, &why))) {
+        return cs_req_fail(q, rc, why);
     }
-    failed = json_dumps(jfailed ? jfailed : json_object(), JSON_COMPACT);
-    rv = cs_store_host_report(&q->db, q->r->pool, host,
-                              json_string_value(jpool),
-                              (apr_int64_t)json_integer_value(jseq),
-                              json_string_value(jstate),
-                              failed ? failed : "{}",
+    rv = cs_store_host_report(&q->db, q->r->pool, host, rep.pool, rep.seq,
+                              rep.state, rep.failed_json,
                               apr_time_sec(apr_time_now()));
-    free(failed);
-    json_decref(body);
     if (rv) {
         return cs_db_error(q, rv);
     }

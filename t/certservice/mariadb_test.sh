@@ -25,6 +25,11 @@
 #                HTTP endpoint that lists leases: SELECT on cs_leases);
 #                renewal by the holder, release and re-acquire, a second
 #                race, and expiry (ttl 2 s) freeing the slot
+#   201 or 200   8 PUTs of one new name at once through A and B: exactly
+#                one 201; then rounds of 16 PUTs and DELETEs of one name
+#                at once: in the order of their seqs, each PUT answered
+#                201 exactly when the name did not exist, each DELETE
+#                that answered 200 followed a PUT
 #   logs         no crashed child, no 5xx logged
 #
 # Output: "ok N - ..." / "not ok N - ..." per check, then one line
@@ -767,7 +772,71 @@ is "$code" 404 "the expired lease cannot be released any more: 404"
 is "$(sql "SELECT host FROM cs_leases WHERE pool = 'exp'
           AND expires > UNIX_TIMESTAMP()")" e2 "pool exp lists only e2"
 
-# --- 6. Logs ----------------------------------------------------------------
+# --- 6. PUTs of one name at once: 201 or 200 -------------------------------
+
+# put_race DIR NAME N MIX: N requests at once from one curl, split over A
+# and B; MIX 1: each a PUT or a DELETE at random, else all PUTs.  Lines
+# "code method file" in DIR/codes, bodies in DIR/<i>.
+put_race() {
+    local dir=$1 name=$2 n=$3 mix=$4 i m port
+    mkdir -p "$dir"
+    : >"$dir/curl.cfg"
+    for i in $(seq 1 "$n"); do
+        if [ $((i % 2)) = 0 ]; then port=$port_A; else port=$port_B; fi
+        m=PUT
+        [ "$mix" = 1 ] && [ $((RANDOM % 2)) = 0 ] && m=DELETE
+        put_n=$((put_n + 1))
+        cat >>"$dir/curl.cfg" <<EOF
+url = "https://127.0.0.1:$port/v1/domains/$name"
+request = "$m"
+cacert = "$pki/clients-ca.crt"
+cert = "$pki/admin.crt"
+key = "$pki/admin.key"
+noproxy = "*"
+max-time = 60
+silent
+show-error
+output = "$dir/$m.$put_n"
+write-out = "%{http_code} $m %{filename_effective}\n"
+next
+EOF
+    done
+    sed -i '$d' "$dir/curl.cfg"
+    curl --no-progress-meter --parallel --parallel-immediate \
+        --parallel-max 100 -K "$dir/curl.cfg" >>"$dir/codes" \
+        2>>"$dir/curl.err"
+}
+
+put_n=0
+d_new=race-$$.example
+put_race "$tmp/put1" "$d_new" 8 0
+is "$(awk '{ print $1 }' "$tmp/put1/codes" | sort | uniq -c | xargs)" \
+   "7 200 1 201" "8 PUTs of a new name at once via A and B: one 201," \
+   "seven 200"
+
+d_mix=race-mix-$$.example
+for round in 1 2 3 4 5 6; do
+    put_race "$tmp/put2" "$d_mix" 16 1
+done
+# "seq method code" of every answer, in seq order (a DELETE's 404 wrote
+# nothing: seq 0); then the writes replayed in that order.
+while read -r code m f; do
+    echo "$(jq -r '.seq // 0' "$f" 2>/dev/null || echo 0) $m $code"
+done <"$tmp/put2/codes" | sort -n >"$tmp/put2/order"
+bad=$(awk '$3 != 200 && $3 != 201 && !($2 == "DELETE" && $3 == 404)' \
+      "$tmp/put2/order" | wc -l)
+wrong=$(awk '$1 > 0 {
+        if ($2 == "PUT") { if (($3 == 201) == exists) w++; exists = 1 }
+        else { if (!exists) w++; exists = 0 }
+        if ($1 == last) w++; last = $1
+    } END { print w + 0 }' "$tmp/put2/order")
+nw=$(awk '$1 > 0' "$tmp/put2/order" | wc -l)
+[ "$bad" = 0 ] && [ "$wrong" = 0 ] && [ "$nw" -gt 0 ]
+okif $? "96 PUTs and DELETEs of one name, 16 at once via A and B: in seq" \
+     "order each of the $nw writes answered as the name then was ($wrong" \
+     "wrong, $bad neither 200/201 nor a DELETE's 404)"
+
+# --- 7. Logs ----------------------------------------------------------------
 
 crash=$(grep -hE 'exit signal|Segmentation|AH00052' \
         "$tmp"/A/logs/error_log "$tmp"/B/logs/error_log | head -3)

@@ -485,6 +485,8 @@ DBDParams "$o_db"
     SSLCACertificateFile  "$o_pki/clients-ca.crt"
     SSLVerifyClient require
     SSLVerifyDepth 2
+    # Else httpd answers TRACE itself, a 200 echo, before any role check.
+    TraceEnable off
     CertServiceWrapCertificate "$o_pki/wrap1.crt"
     $issuer
     Include "$o_pki/roles.conf"

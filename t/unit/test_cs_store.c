@@ -1390,6 +1390,164 @@ static void test_acme(void)
     conn_close(a);
 }
 
+/* ------------------------------------------------------------------ */
+/* 201 or 200: decided inside the transaction                          */
+/* ------------------------------------------------------------------ */
+
+enum { RACERS = 8, MIX_OPS = 40 };
+
+/* What one racing operation saw; filled in by the children. */
+typedef struct {
+    int op;                     /* 'P' put, 'D' delete */
+    int ok;                     /* 1: done (a seq); 0: delete found none */
+    int created;                /* put: b->created */
+    apr_int64_t seq;
+} race_op_t;
+
+typedef struct {
+    race_op_t ops[RACERS][MIX_OPS];
+    int n[RACERS];
+    int failed[RACERS];
+} race_t;
+
+/* One racer: ops puts (or, mixed, puts and deletes) of one name, each
+ * retried while the database is busy. */
+static int racer(race_t *sh, int id, const char *domain, int ops, int mix)
+{
+    conn_t *c = conn_open();
+    apr_pool_t *p;
+    apr_status_t rv = APR_SUCCESS;
+    cs_bundle_t *b;
+    int i, tries;
+
+    apr_pool_create(&p, c->pool);
+    srand(getpid());
+    for (i = 0; i < ops; i++) {
+        race_op_t *o = &sh->ops[id][i];
+
+        o->op = mix && rand() % 2 ? 'D' : 'P';
+        for (tries = 0; tries < 400; tries++) {
+            apr_pool_clear(p);
+            if (o->op == 'D') {
+                rv = cs_store_delete(&c->db, p, domain, "racer", &o->seq);
+                o->ok = rv == APR_SUCCESS;
+                if (APR_STATUS_IS_NOTFOUND(rv)) {
+                    rv = APR_SUCCESS;
+                }
+            }
+            else {
+                b = bundle(p, domain, apr_psprintf(p, "%x%02x", id, i),
+                           2000000000);
+                rv = cs_store_put_bundle(&c->db, p, b, "racer");
+                o->ok = rv == APR_SUCCESS;
+                o->created = b->created;
+                o->seq = b->seq;
+            }
+            if (rv != APR_EAGAIN) {
+                break;
+            }
+            apr_sleep(apr_time_from_msec(1 + rand() % 5));
+        }
+        if (rv != APR_SUCCESS) {
+            fprintf(stderr, "racer %d: %s\n", id,
+                    cs_store_error(&c->db, p, rv));
+            sh->failed[id] = 1;
+            break;
+        }
+        sh->n[id] = i + 1;
+    }
+    conn_close(c);
+    return 0;
+}
+
+static race_t *race(const char *domain, int ops, int mix)
+{
+    race_t *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    pid_t pids[RACERS];
+    int i, status;
+
+    if (sh == MAP_FAILED) {
+        return NULL;
+    }
+    memset(sh, 0, sizeof(*sh));
+    for (i = 0; i < RACERS; i++) {
+        if ((pids[i] = fork()) == 0) {
+            _exit(racer(sh, i, domain, ops, mix));
+        }
+    }
+    for (i = 0; i < RACERS; i++) {
+        waitpid(pids[i], &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CHECK(!sh->failed[i]);
+    }
+    return sh;
+}
+
+static int by_seq(const void *a, const void *b)
+{
+    const race_op_t *x = a, *y = b;
+
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void test_put_created(void)
+{
+    race_t *sh;
+    race_op_t done[RACERS * MIX_OPS];
+    int i, j, n = 0, created = 0, exists = 0, wrong = 0, nputs = 0;
+
+    UNIT_CASE("put: of 8 concurrent PUTs of a new name, one creates it");
+    if (!(sh = race("race-new.example", 1, 0))) {
+        CHECK(!"mmap");
+        return;
+    }
+    for (i = 0; i < RACERS; i++) {
+        CHECK_EQ_INT(sh->n[i], 1);
+        created += sh->ops[i][0].ok && sh->ops[i][0].created;
+    }
+    CHECK_EQ_INT(created, 1);
+    munmap(sh, sizeof(*sh));
+
+    /* PUTs and DELETEs of one name: in the order of their seqs (the
+     * order of their transactions), each put created the name exactly
+     * when it did not exist, and each delete that found it followed a
+     * put. */
+    UNIT_CASE("put: created agrees with its transaction, mixed with "
+              "deletes");
+    if (!(sh = race("race-mix.example", MIX_OPS, 1))) {
+        CHECK(!"mmap");
+        return;
+    }
+    for (i = 0; i < RACERS; i++) {
+        CHECK_EQ_INT(sh->n[i], MIX_OPS);
+        for (j = 0; j < sh->n[i]; j++) {
+            if (sh->ops[i][j].ok) {
+                done[n++] = sh->ops[i][j];
+            }
+        }
+    }
+    qsort(done, n, sizeof(done[0]), by_seq);
+    for (i = 0; i < n; i++) {
+        if (i && done[i].seq == done[i - 1].seq) {
+            wrong++;
+        }
+        if (done[i].op == 'P') {
+            nputs++;
+            wrong += done[i].created == exists;
+            exists = 1;
+        }
+        else {
+            wrong += !exists;
+            exists = 0;
+        }
+    }
+    CHECK_EQ_INT(wrong, 0);
+    CHECK(nputs > 0 && nputs < n);
+    printf("# put/delete race: %d writes in order, %d puts\n", n, nputs);
+    munmap(sh, sizeof(*sh));
+}
+
 int main(void)
 {
     const char *mysql = getenv("CS_TEST_MYSQL");
@@ -1426,6 +1584,7 @@ int main(void)
     test_leases();
     test_leases_concurrent();
     test_acme();
+    test_put_created();
 
     rc = unit_summary();
     cleanup_sqlite();
