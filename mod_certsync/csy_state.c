@@ -4,6 +4,7 @@
  * (csy_state.h).  Pure code.
  */
 #include <sched.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -243,19 +244,19 @@ struct csy_state_shm_t {
 
 apr_size_t csy_state_shm_size(apr_size_t text_max)
 {
-    return APR_OFFSETOF(csy_state_shm_t, text) + text_max;
+    return offsetof(csy_state_shm_t, text) + text_max;
 }
 
 csy_state_shm_t *csy_state_shm_attach(void *base, apr_size_t size)
 {
     csy_state_shm_t *shm = base;
-    apr_size_t cap = size - APR_OFFSETOF(csy_state_shm_t, text);
+    apr_size_t cap = size - offsetof(csy_state_shm_t, text);
 
-    if (size <= APR_OFFSETOF(csy_state_shm_t, text) || cap > 0x7fffffff) {
+    if (size <= offsetof(csy_state_shm_t, text) || cap > 0x7fffffff) {
         return NULL;
     }
     if (shm->magic != CSY_STATE_MAGIC || shm->cap != cap) {
-        memset(shm, 0, APR_OFFSETOF(csy_state_shm_t, text));
+        memset(shm, 0, offsetof(csy_state_shm_t, text));
         shm->cap = (apr_uint32_t)cap;
         __atomic_store_n(&shm->magic, CSY_STATE_MAGIC, __ATOMIC_RELEASE);
     }

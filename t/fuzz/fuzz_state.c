@@ -119,7 +119,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *err, *k, *line;
     json_t *st, *again, *v, *reasons;
-    char *text, *back, buf[256], seg[4096];
+    char *text, *back, buf[256];
+    static apr_uint64_t seg[512];     /* aligned like a mapping */
     apr_size_t len, n;
     csy_state_shm_t *shm;
     apr_pool_t *p;
