@@ -26,6 +26,10 @@
 #      checks with "Read-only file system".  Remounted read-write (the
 #      image checked with e2fsck and mounted again at the same place):
 #      both proxies catch up alone.
+#   3. a status page that reads state.json (an httpd without a sync
+#      daemon): every input of t/fuzz/corpus/state as state.json, the
+#      JSON, HTML, metrics and mod_status pages answer 200, no worker
+#      dies.
 #
 # Needs root (mount, loop devices, ext4's sysfs trigger), haproxy,
 # mkfs.ext4, e2fsck, curl, jq, openssl.  Skips (exit 0) without them.
@@ -306,6 +310,61 @@ recover "disk full" store_free
 section "read-only store"
 fault ro "Read-only file system" store_break
 recover "read-only store" store_repair
+
+# --- A status page that must read state.json --------------------------------
+# Only without a daemon in this httpd is there nothing in shared memory:
+# an httpd with CertSyncStoreDir but no CertSyncServiceURL, its store's
+# state.json each input of the fuzz corpus (truncated, wrong types,
+# missing fields, NULs, not JSON).  Every page answers; no worker dies.
+section "malformed state.json"
+sdir=$tmp/statusonly
+mkdir -p "$sdir/logs" "$sdir/store"
+chmod 755 "$sdir" "$sdir/logs" "$sdir/store"
+write_so() {
+    so_port=$(pick_port)
+    listen_ports=$so_port
+    {
+        common_conf "$sdir" 10
+        load status_module mod_status.so mod_status.c
+        echo "LoadModule certsync_module \"$POOL_TOP/mod_certsync/.libs/mod_certsync.so\""
+        echo "CertSyncStoreDir \"$sdir/store\""
+        echo "Listen 127.0.0.1:$so_port"
+        echo "<Location /certsync-status>"
+        echo "    SetHandler certsync-status"
+        echo "</Location>"
+        echo "<Location /server-status>"
+        echo "    SetHandler server-status"
+        echo "</Location>"
+    } >"$sdir/httpd.conf"
+}
+if start_httpd_retry "$sdir" write_so; then
+    pages=0
+    bad=()
+    for f in "$top"/t/fuzz/corpus/state/*; do
+        cp "$f" "$sdir/store/state.json" && chmod 644 "$sdir/store/state.json"
+        for q in "certsync-status" "certsync-status?metrics" \
+                 "certsync-status html" "server-status" "server-status?auto"; do
+            hdr=()
+            [ "${q#* }" = html ] && hdr=(-H 'Accept: text/html')
+            code=$(curl -sS --noproxy '*' --max-time 5 -o /dev/null \
+                   -w '%{http_code}' "${hdr[@]}" \
+                   "http://127.0.0.1:$so_port/${q% html}" 2>/dev/null)
+            pages=$((pages + 1))
+            [ "$code" = 200 ] || bad+=("${f##*/} $q: $code")
+        done
+    done
+    if [ ${#bad[@]} = 0 ] \
+       && ! grep -q "exit signal\|Segmentation" "$sdir/logs/error_log"; then
+        ok "malformed state.json: $pages pages over $(ls "$top"/t/fuzz/corpus/state | wc -l) inputs answer 200, no worker died"
+    else
+        notok "malformed state.json: every page answers, no worker dies"
+        diag "${bad[*]}"
+        diag "$(grep "exit signal\|Segmentation" "$sdir/logs/error_log" | head -5)"
+    fi
+    stop_httpd "$sdir"
+else
+    notok "an httpd with only the status page starts"
+fi
 
 echo "1..$n"
 echo "# $npass passed, $nfail failed"
