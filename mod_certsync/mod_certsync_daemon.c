@@ -614,33 +614,14 @@ static void csy_op_lease_release(void *baton, apr_pool_t *p,
 }
 
 /* The previous version becomes current again; a new domain, with nothing
- * to go back to, leaves the manifest. */
+ * to go back to, leaves the manifest (csy_store_unserve).  A manifest
+ * that cannot be written is logged and shown in the status. */
 static apr_status_t csy_op_rollback(void *baton, apr_pool_t *p,
                                     const char *domain)
 {
     csy_daemon_t *d = baton;
-    apr_array_header_t *served, *keep;
-    apr_status_t rv;
-    int i;
+    apr_status_t rv = csy_store_unserve(d->store, p, domain);
 
-    if (csy_store_rollback(d->store, p, domain) == APR_SUCCESS) {
-        return APR_SUCCESS;
-    }
-    /* With skipped lines (APR_INCOMPLETE, logged by the store) the other
-     * domains are still the list: the rewrite leaves the bad lines out,
-     * as every manifest write does. */
-    rv = csy_store_manifest_read(&served, d->store, p);
-    if (rv == APR_SUCCESS || rv == APR_INCOMPLETE) {
-        keep = apr_array_make(p, served->nelts, sizeof(const char *));
-        for (i = 0; i < served->nelts; i++) {
-            const char *x = APR_ARRAY_IDX(served, i, const char *);
-
-            if (strcmp(x, domain) != 0) {
-                APR_ARRAY_PUSH(keep, const char *) = x;
-            }
-        }
-        rv = csy_store_manifest_write(d->store, p, keep);
-    }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, CYLOGNO(00044)
                      "rollback: cannot take %s out of the manifest of %s; "
