@@ -928,6 +928,25 @@ static void csy_daemon_recall(csy_daemon_t *d, apr_pool_t *keep,
                                                       "failures"));
 }
 
+/* Files of the store whose last write failed and that nothing else would
+ * write again soon: tried again every cycle, so that a store that takes
+ * writes again does not keep stale copies (and the status its errors).
+ * state.json is written at the end of every cycle anyway; rollout.json
+ * and the sync's own files by what they are for. */
+static void csy_retry_writes(csy_daemon_t *d, apr_pool_t *p)
+{
+    json_t *errs = json_object_get(d->state, "store_errors"), *q;
+
+    if (json_object_get(errs, "health")) {
+        csy_write_file(d, p, "health", d->health);
+    }
+    if (json_object_get(errs, "quarantine.json")) {
+        q = csy_hash_json(p, d->rollout.quarantine);
+        csy_write_json(d, p, "quarantine.json", q);
+        json_decref(q);
+    }
+}
+
 /* One sync cycle and what follows it; the seconds until the next. */
 static int csy_daemon_cycle(csy_daemon_t *d, apr_pool_t *cycle, int *backoff)
 {
@@ -938,6 +957,7 @@ static int csy_daemon_cycle(csy_daemon_t *d, apr_pool_t *cycle, int *backoff)
     const char *state;
     apr_status_t rv;
 
+    csy_retry_writes(d, cycle);
     rv = csy_sync_once(&res, d->client, d->store, d->failures, cycle);
     json_object_set_new(d->state, "last_sync",
                         json_integer(apr_time_sec(now)));
