@@ -36,7 +36,8 @@
 # Talks only to 127.0.0.1/127.0.0.2; everything it starts and mounts is
 # stopped and unmounted on every way out.
 #
-# Environment: FAULTS_NEW new domains per fault [20]; CERTSUITE_KEEP as in
+# Environment: FAULTS_NEW new domains per fault [20]; FAULTS_ONLY=state
+# runs part 3 alone (no pool, no mount); CERTSUITE_KEEP as in
 # t/lib/certsuite.sh (the images are kept too, unmounted).
 set -u
 export LC_ALL=C
@@ -46,6 +47,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 . "$top/t/lib/pool.sh"   # and t/lib/certsuite.sh
 
 NEW=${FAULTS_NEW:-20}
+ONLY=${FAULTS_ONLY:-}   # "state": only part 3
 IMG_MB=16
 tap_init
 
@@ -177,28 +179,30 @@ issue() {
 
 base=$(pool_pick_base) || bail "no free ports"
 pool_init "$tmp/pool" "$base" || bail "pool_init"
-pool_pki >/dev/null || bail "pool_pki"
-pool_start_certservice || bail "CertService did not start"
-pool_start_backend || bail "backend did not start"
-for px in 1 2; do
-    store_mount $px || bail "cannot mount an ext4 image for proxy $px's store"
-done
-for px in 1 2; do
-    pool_start_proxy $px || bail "proxy $px did not start"
-done
-pool_start_haproxy || bail "HAProxy did not start"
-ok "pool: CertService, 2 proxies with their stores on ${IMG_MB} MB ext4 images, HAProxy"
+if [ "$ONLY" != state ]; then
+    pool_pki >/dev/null || bail "pool_pki"
+    pool_start_certservice || bail "CertService did not start"
+    pool_start_backend || bail "backend did not start"
+    for px in 1 2; do
+        store_mount $px || bail "cannot mount an ext4 image for proxy $px's store"
+    done
+    for px in 1 2; do
+        pool_start_proxy $px || bail "proxy $px did not start"
+    done
+    pool_start_haproxy || bail "HAProxy did not start"
+    ok "pool: CertService, 2 proxies with their stores on ${IMG_MB} MB ext4 images, HAProxy"
 
-: >"$tmp/served"
-issue "$tmp/served" one.faults.example two.faults.example \
-    three.faults.example || bail "cannot issue"
-for px in 1 2; do
-    wait_for 120 served_all $px "$tmp/served" \
-        || bail "proxy $px does not serve the first domains"
-done
-wait_for 30 eval '[ "$(pool_lb_state 1)" = UP ] && [ "$(pool_lb_state 2)" = UP ]' \
-    || bail "HAProxy does not see both proxies UP"
-ok "both proxies serve the first 3 domains, HAProxy sees them UP"
+    : >"$tmp/served"
+    issue "$tmp/served" one.faults.example two.faults.example \
+        three.faults.example || bail "cannot issue"
+    for px in 1 2; do
+        wait_for 120 served_all $px "$tmp/served" \
+            || bail "proxy $px does not serve the first domains"
+    done
+    wait_for 30 eval '[ "$(pool_lb_state 1)" = UP ] && [ "$(pool_lb_state 2)" = UP ]' \
+        || bail "HAProxy does not see both proxies UP"
+    ok "both proxies serve the first 3 domains, HAProxy sees them UP"
+fi
 
 # fault KIND TEXT BREAK...: the checks while both stores fail (TEXT: the
 # error the status must name), after BREAK N broke each store
@@ -303,13 +307,15 @@ recover() {
     done
 }
 
-section "disk full"
-fault full "No space left on device" store_fill
-recover "disk full" store_free
+if [ "$ONLY" != state ]; then
+    section "disk full"
+    fault full "No space left on device" store_fill
+    recover "disk full" store_free
 
-section "read-only store"
-fault ro "Read-only file system" store_break
-recover "read-only store" store_repair
+    section "read-only store"
+    fault ro "Read-only file system" store_break
+    recover "read-only store" store_repair
+fi
 
 # --- A status page that must read state.json --------------------------------
 # Only without a daemon in this httpd is there nothing in shared memory:
@@ -337,6 +343,7 @@ write_so() {
         echo "</Location>"
     } >"$sdir/httpd.conf"
 }
+HTTPD=$POOL_HTTPD
 if start_httpd_retry "$sdir" write_so; then
     pages=0
     bad=()
