@@ -275,6 +275,10 @@ fault() {
     else
         notok "$kind: HAProxy keeps both proxies UP: $(pool_lb_state 1) $(pool_lb_state 2)"
     fi
+    # what HAProxy keeps of the agent's description (stats: last_agt)
+    diag "HAProxy on proxy1: $(pool_lb_cmd "show stat" | awk -F, \
+        '$1 == "proxies" && $2 == "proxy1"' | tr ',' '\n' \
+        | grep -m1 "degraded")"
     if pool_lb_request "$old" -o /dev/null; then
         ok "$kind: $old answers through HAProxy"
     else
