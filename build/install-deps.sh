@@ -19,7 +19,7 @@ PACKAGES="
     pebble
     clang libclang-rt-dev
     valgrind wrk
-    passwd util-linux procps iproute2
+    passwd util-linux procps iproute2 e2fsprogs
 "
 
 export DEBIAN_FRONTEND=noninteractive

@@ -70,7 +70,7 @@ step "make check: unit tests, fuzz-corpus replay, golden and source checks, Apac
 make check VERBOSE=yes
 passed=$((passed + 1))
 
-step "make check-e2e: MariaDB, sync (clock, faults), rollout, dynamic and ACME end to end"
+step "make check-e2e: MariaDB, sync (a stepped clock, a misbehaving CertService, a full or read-only store), rollout, dynamic and ACME end to end"
 make check-e2e
 passed=$((passed + 1))
 

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <apr_strings.h>
+
 #include "csy_agent.h"
 
 const char *csy_agent_answer(const char *health)
@@ -14,9 +16,36 @@ const char *csy_agent_answer(const char *health)
     return health && strcmp(health, "ready") == 0 ? "ready\n" : "drain\n";
 }
 
+const char *csy_agent_line(char *buf, apr_size_t size, const char *health,
+                           const char *desc)
+{
+    const char *word = csy_agent_answer(health);
+    apr_size_t n = 0, room;
+
+    if (!desc || !*desc) {
+        apr_cpystrn(buf, word, size);
+        return buf;
+    }
+    n = apr_snprintf(buf, size, "%s #certsync degraded: ",
+                     strcmp(word, "ready\n") == 0 ? "ready up" : "drain");
+    room = size - 2;            /* the newline and the NUL */
+    if (n > room) {
+        n = room;
+    }
+    for (; *desc && n < room; desc++) {
+        unsigned char c = (unsigned char)*desc;
+
+        buf[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    buf[n++] = '\n';
+    buf[n] = '\0';
+    return buf;
+}
+
 int csy_agent_answer_is_ready(const char *answer)
 {
-    return strcmp(answer, "ready\n") == 0;
+    return strncmp(answer, "ready", 5) == 0
+           && (answer[5] == '\n' || answer[5] == ' ');
 }
 
 int csy_agent_listen(const apr_sockaddr_t *sa)

@@ -23,8 +23,20 @@
  */
 const char *csy_agent_answer(const char *health);
 
-/** Is answer (csy_agent_answer's) the one that puts the host in
- * rotation? */
+/**
+ * The line answered for health, with why the host is degraded (desc,
+ * NULL or "" when it is not): HAProxy's agent-check reads words (ready,
+ * up, drain, ...) and an optional description after '#', which its stats
+ * page shows.  A degraded host that serves stays in rotation: "ready up
+ * #certsync degraded: DESC\n"; "drain" keeps its description too.  The
+ * description is cut to fit size (at least 64) and loses every byte that
+ * is not printable ASCII.  Returns buf.
+ */
+const char *csy_agent_line(char *buf, apr_size_t size, const char *health,
+                           const char *desc);
+
+/** Is answer (csy_agent_answer's or csy_agent_line's) one that puts the
+ * host in rotation? */
 int csy_agent_answer_is_ready(const char *answer);
 
 /** A listening socket on sa (non-blocking, close-on-exec), or -1 with

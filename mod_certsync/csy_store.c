@@ -405,6 +405,34 @@ apr_status_t csy_store_rollback(csy_store_t *store, apr_pool_t *p,
     return rv;
 }
 
+apr_status_t csy_store_unserve(csy_store_t *store, apr_pool_t *p,
+                               const char *domain)
+{
+    apr_array_header_t *served, *keep;
+    apr_status_t rv;
+    int i;
+
+    if (csy_store_rollback(store, p, domain) == APR_SUCCESS) {
+        return APR_SUCCESS;
+    }
+    /* With skipped lines (APR_INCOMPLETE, logged) the other domains are
+     * still the list: the rewrite leaves the bad lines out, as every
+     * manifest write does. */
+    rv = csy_store_manifest_read(&served, store, p);
+    if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {
+        return rv;
+    }
+    keep = apr_array_make(p, served->nelts, sizeof(const char *));
+    for (i = 0; i < served->nelts; i++) {
+        const char *x = APR_ARRAY_IDX(served, i, const char *);
+
+        if (strcmp(x, domain) != 0) {
+            APR_ARRAY_PUSH(keep, const char *) = x;
+        }
+    }
+    return csy_store_manifest_write(store, p, keep);
+}
+
 const char *csy_store_current(csy_store_t *store, apr_pool_t *p,
                               const char *domain)
 {

@@ -102,6 +102,16 @@ apr_status_t csy_store_add_seal(csy_store_t *store, apr_pool_t *p,
 apr_status_t csy_store_rollback(csy_store_t *store, apr_pool_t *p,
                                 const char *domain);
 
+/**
+ * A rollout's rollback of domain: previous becomes current again
+ * (csy_store_rollback); a domain that has nothing to go back to (new in
+ * the rollout) leaves the manifest instead, so that the next restart does
+ * not serve it.  Returns the error of that manifest write (or read): the
+ * caller must say that the next restart may still serve the domain.
+ */
+apr_status_t csy_store_unserve(csy_store_t *store, apr_pool_t *p,
+                               const char *domain);
+
 /** The serial that is current for domain (NULL if none). */
 const char *csy_store_current(csy_store_t *store, apr_pool_t *p,
                               const char *domain);

@@ -19,6 +19,9 @@
 /* Largest response accepted: a page of bundles with long chains. */
 #define CSY_MAX_RESPONSE    (64 * 1024 * 1024)
 #define CSY_FEED_PAGE       1000
+
+/* How apply_bundle's answer starts when the store refused the install. */
+#define CSY_STORE_WHY       "store: "
 /* A lease refused without a Retry-After: ask again after this; one with a
  * Retry-After longer than the longest lease is not believed. */
 #define CSY_LEASE_RETRY     5
@@ -354,7 +357,7 @@ static const char *apply_bundle(int *installed, const csy_config_t *cfg,
         OPENSSL_cleanse(pem, pem_len);
     }
     if (rv != APR_SUCCESS) {
-        return apr_psprintf(p, "store: %pm", &rv);
+        return apr_psprintf(p, CSY_STORE_WHY "%pm", &rv);
     }
     *installed = 1;
     return NULL;
@@ -431,6 +434,11 @@ static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
         apr_hash_set(asked, want, APR_HASH_KEY_STRING, NULL);
         why = apply_bundle(&installed, cy->cl->config, cy->store, p, v,
                            want);
+        if (why && !strncmp(why, CSY_STORE_WHY, sizeof(CSY_STORE_WHY) - 1)) {
+            cy->res->store_failed = "bundles";
+            cy->res->store_error = apr_pstrdup(cy->p, why
+                                               + sizeof(CSY_STORE_WHY) - 1);
+        }
         if (why) {
             record_failure(cy, p, want, why);
             continue;
@@ -618,12 +626,20 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
             }
         }
         /* Durable data first, then the manifest, then the cursor. */
+        if (next > res->head) {
+            res->head = next;
+        }
+        res->head_exact = !more;
         if (res->changed && (rv = write_manifest(&cy, page))) {
             err = apr_psprintf(p, "cannot write the manifest: %pm", &rv);
+            res->store_failed = "manifest";
+            res->store_error = apr_psprintf(p, "%pm", &rv);
             break;
         }
         if (next != cursor && (rv = csy_store_cursor_set(store, next, page))) {
             err = apr_psprintf(p, "cannot save the cursor: %pm", &rv);
+            res->store_failed = "cursor";
+            res->store_error = apr_psprintf(p, "%pm", &rv);
             break;
         }
         cursor = res->cursor_after = next;
@@ -634,8 +650,10 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         apr_pool_clear(page);
         retry = apr_hash_copy(page, failures);
         if ((rv = fetch_all(&cy, page, retry, &err)) == APR_SUCCESS
-            && res->changed) {
-            rv = write_manifest(&cy, page);
+            && res->changed && (rv = write_manifest(&cy, page))) {
+            err = apr_psprintf(p, "cannot write the manifest: %pm", &rv);
+            res->store_failed = "manifest";
+            res->store_error = apr_psprintf(p, "%pm", &rv);
         }
     }
     apr_pool_destroy(page);

@@ -65,6 +65,16 @@ typedef struct {
     apr_hash_t *removed_set;    /* domain -> domain no longer servable */
     apr_hash_t *failures;       /* domain -> reason, after this cycle */
     const char *error;          /* the cycle stopped early: why */
+    /* CertService's feed as far as this cycle read it: the "next" of the
+     * last page (0: no page read), exact when that page said no more
+     * follow (else CertService has at least that much). */
+    long long head;
+    int head_exact;
+    /* A write to the store failed: "manifest", "cursor" or "bundles"
+     * (an install; the bundle is skipped and retried), with its error
+     * text; NULL when every write of the cycle succeeded. */
+    const char *store_failed;
+    const char *store_error;
 } csy_result_t;
 
 typedef struct csy_client_t csy_client_t;

@@ -42,10 +42,49 @@
 
 #include "cs_http.h"
 #include "csy_dyn.h"
+#include "csy_state.h"
 #include "mod_certsync_private.h"
 
 const csy_conf_t *csy_main_conf;
 csy_shared_t *csy_shared;
+csy_state_shm_t *csy_status_shm;
+
+/* Bytes of the status's JSON text in shared memory (csy_state.h): far
+ * more than a status needs; a page is only touched when written. */
+#define CSY_STATUS_SHM_TEXT     (1024 * 1024)
+#define CSY_STATUS_SHM_KEY      "mod_certsync: status shm"
+
+/*
+ * The status segment: anonymous, made in the process pool the first time
+ * (it outlives every generation, and the module's DSO, which httpd
+ * unloads at a restart: the pool's user data finds it again), inherited
+ * by the daemon and the workers of each generation.  A graceful restart
+ * keeps what the previous daemon published, even when the store could not
+ * take state.json.
+ */
+static csy_state_shm_t *csy_status_segment(server_rec *s)
+{
+    apr_pool_t *pp = s->process->pool;
+    apr_size_t size = csy_state_shm_size(CSY_STATUS_SHM_TEXT);
+    apr_shm_t *shm = NULL;
+    apr_status_t rv;
+
+    apr_pool_userdata_get((void **)&shm, CSY_STATUS_SHM_KEY, pp);
+    if (!shm) {
+        if ((rv = apr_shm_create(&shm, size, NULL, pp)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, CYLOGNO(00184)
+                         "cannot create shared memory for the status (%"
+                         APR_SIZE_T_FMT " bytes): the status page reads "
+                         "state.json, which a store that cannot be written "
+                         "leaves behind", size);
+            return NULL;
+        }
+        apr_pool_userdata_set(shm, CSY_STATUS_SHM_KEY, apr_pool_cleanup_null,
+                              pp);
+    }
+    return csy_state_shm_attach(apr_shm_baseaddr_get(shm),
+                                apr_shm_size_get(shm));
+}
 
 static pid_t csy_daemon_pid;
 
@@ -130,6 +169,7 @@ static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     csy_main_conf = conf;
     csy_shared = NULL;          /* the last generation's went with pconf */
+    csy_status_shm = NULL;
     if (csy_dyn_check(pconf, s) != OK) {
         return !OK;
     }
@@ -148,6 +188,7 @@ static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return OK;
     }
     cs_http_global_init();
+    csy_status_shm = csy_status_segment(s);
     if (conf->dynamic == 1) {
         /* Anonymous: the daemon and the workers inherit the mapping. */
         if ((rv = apr_shm_create(&shm, sizeof(csy_shared_t), NULL, pconf))) {

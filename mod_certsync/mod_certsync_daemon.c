@@ -37,12 +37,16 @@
 #include "csy_dyn.h"
 #include "csy_probe.h"
 #include "csy_rollout.h"
+#include "csy_state.h"
 #include "csy_store.h"
 #include "csy_sync.h"
 #include "mod_certsync_private.h"
 
 /* Seconds between tries after a failed cycle, at most. */
 #define CSY_MAX_BACKOFF         600
+
+/* Bytes of the agent-check's answer, description included. */
+#define CSY_AGENT_LINE 256
 
 /* Versions installed before the daemon wrote key.seal (an upgraded
  * store) get one, CSY_SEAL_BATCH per cycle, so that the workers' cache
@@ -58,9 +62,15 @@ typedef struct {
     csy_config_t cfg;
     csy_client_t *client;
     csy_store_t *store;
-    json_t *state;              /* what the status page shows */
+    /* What the status page shows: published to shared memory at every
+     * change (csy_publish), and to state.json when the store takes it. */
+    json_t *state;
     /* "ready" or "drain" (string literals): the agent thread reads it. */
     const char *volatile health;
+    /* The agent-check's answer with why the host is degraded: written by
+     * the main thread (csy_publish), read by the agent thread. */
+    pthread_mutex_t agent_mu;
+    char agent_line[CSY_AGENT_LINE];
     /* HAProxy agent-check address (a copy: the agent thread may still
      * look at it while the daemon's pool goes at exit); agent_on: set. */
     apr_sockaddr_t agent_addr;
@@ -72,6 +82,7 @@ typedef struct {
     csy_rollout_t rollout;      /* the staggered restarts (vhost mode) */
     int seal_pos;               /* key.seal backfill: manifest position */
     int seals_done;             /* ... every version checked */
+    int shm_trimmed;            /* CY00182 was logged */
     long seals_written;
     apr_hash_t *failures;       /* domain -> why its bundle was skipped */
 } csy_daemon_t;
@@ -171,9 +182,124 @@ static int csy_configtest(apr_pool_t *p, const char **output)
     return why == APR_PROC_EXIT ? code : -1;
 }
 
+/*
+ * The status goes to shared memory (the status page, the metrics and the
+ * health page read it there: it cannot fail with the store), and the
+ * agent-check's answer is made again from it.  A status too large for
+ * the segment (tens of thousands of skipped bundles) is published without
+ * the list of failures, which state.json still has.
+ */
+static void csy_publish(csy_daemon_t *d)
+{
+    json_t *reasons, *v, *small = NULL;
+    char *text, *desc = NULL, line[CSY_AGENT_LINE];
+    size_t i;
+    apr_size_t len = 0;
+    apr_status_t rv = APR_ENOSPC;
+
+    text = json_dumps(d->state, JSON_COMPACT | JSON_SORT_KEYS);
+    if (csy_status_shm && text
+        && (rv = csy_state_shm_put(csy_status_shm, text, strlen(text)))
+           == APR_ENOSPC) {
+        small = json_deep_copy(d->state);
+        json_object_set_new(small, "failures_trimmed", json_integer(
+            (json_int_t)json_object_size(json_object_get(d->state,
+                                                         "failures"))));
+        json_object_set_new(small, "failures", json_object());
+        free(text);
+        text = json_dumps(small, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(small);
+        rv = text ? csy_state_shm_put(csy_status_shm, text, strlen(text))
+                  : APR_ENOMEM;
+        if (!d->shm_trimmed) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, d->s,
+                         CYLOGNO(00182) "the status is too large for shared "
+                         "memory: published without the list of skipped "
+                         "bundles (%lu of them; state.json and the metrics "
+                         "count them)", (unsigned long)json_object_size(
+                             json_object_get(d->state, "failures")));
+            d->shm_trimmed = 1;
+        }
+    }
+    free(text);
+
+    /* "ready up #certsync degraded: why; why" */
+    reasons = csy_state_degraded(d->state);
+    json_array_foreach(reasons, i, v) {
+        const char *r = json_string_value(v);
+        apr_size_t n = strlen(r);
+
+        if (len + n + 3 > sizeof(line)) {
+            break;
+        }
+        desc = desc ? realloc(desc, len + n + 3) : malloc(n + 1);
+        if (!desc) {
+            len = 0;
+            break;
+        }
+        if (len) {
+            memcpy(desc + len, "; ", 2);
+            len += 2;
+        }
+        memcpy(desc + len, r, n + 1);
+        len += n;
+    }
+    json_decref(reasons);
+    csy_agent_line(line, sizeof(line), d->health, len ? desc : NULL);
+    free(desc);
+    pthread_mutex_lock(&d->agent_mu);
+    memcpy(d->agent_line, line, sizeof(line));
+    pthread_mutex_unlock(&d->agent_mu);
+}
+
+/*
+ * A write to the store failed (name: a file of the store, or "manifest",
+ * "cursor", "bundles" for the sync's own), or works again (why NULL).
+ * The status keeps {"error", "path", "since", "last"} per name until
+ * then: the status page, the metrics and the agent-check tell it.
+ */
+static void csy_store_status(csy_daemon_t *d, apr_pool_t *p,
+                             const char *name, const char *path,
+                             const char *why)
+{
+    json_t *errs = json_object_get(d->state, "store_errors");
+    json_t *e = json_object_get(errs, name);
+    json_int_t now = apr_time_sec(apr_time_now());
+
+    if (!json_is_object(errs)) {
+        errs = json_object();
+        json_object_set_new(d->state, "store_errors", errs);
+    }
+    if (!why) {
+        if (e) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, CYLOGNO(00181)
+                         "the store takes %s again (it failed since %"
+                         APR_INT64_T_FMT ")", path ? path : name,
+                         (apr_int64_t)json_integer_value(
+                             json_object_get(e, "since")));
+            json_object_del(errs, name);
+            csy_publish(d);
+        }
+        return;
+    }
+    if (!e || !json_is_string(json_object_get(e, "error"))
+        || strcmp(json_string_value(json_object_get(e, "error")), why)) {
+        e = json_pack("{s:s, s:I}", "error", why, "since",
+                      json_is_object(e) && json_object_get(e, "since")
+                      ? json_integer_value(json_object_get(e, "since"))
+                      : now);
+        json_object_set_new(errs, name, e);
+    }
+    if (path) {
+        json_object_set_new(e, "path", json_string(path));
+    }
+    json_object_set_new(e, "last", json_integer(now));
+    csy_publish(d);
+}
+
 /* A file of the store, atomically.  rollout.json is the rollout's crash
  * journal and health what the load balancer's httpchk reads: a write that
- * fails is logged, never dropped silently. */
+ * fails is logged and shown in the status, never dropped silently. */
 static apr_status_t csy_write_file(csy_daemon_t *d, apr_pool_t *p,
                                    const char *name, const char *text)
 {
@@ -186,23 +312,35 @@ static apr_status_t csy_write_file(csy_daemon_t *d, apr_pool_t *p,
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, CYLOGNO(00042)
                      "cannot write %s", path);
+        csy_store_status(d, p, name, path, apr_psprintf(p, "%pm", &rv));
+    }
+    else {
+        csy_store_status(d, p, name, path, NULL);
     }
     return rv;
 }
 
-static void csy_write_json(csy_daemon_t *d, apr_pool_t *p, const char *name,
-                           json_t *j)
+/* The status (d->state) is published first: state.json only carries it
+ * across a full restart, and may fail with the store. */
+static apr_status_t csy_write_json(csy_daemon_t *d, apr_pool_t *p,
+                                   const char *name, json_t *j)
 {
-    char *text = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS);
+    char *text;
+    apr_status_t rv;
 
-    if (!text) {
+    if (j == d->state) {
+        csy_publish(d);
+    }
+    if (!(text = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS))) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->s, CYLOGNO(00043)
                      "cannot write %s: no memory for its JSON",
                      csy_path(d, p, name));
-        return;
+        csy_store_status(d, p, name, csy_path(d, p, name), "no memory");
+        return APR_ENOMEM;
     }
-    csy_write_file(d, p, name, text);
+    rv = csy_write_file(d, p, name, text);
     free(text);
+    return rv;
 }
 
 static json_t *csy_read_json(csy_daemon_t *d, apr_pool_t *p,
@@ -232,6 +370,7 @@ static void csy_set_health(csy_daemon_t *d, apr_pool_t *p, const char *health)
 {
     d->health = health;
     json_object_set_new(d->state, "health", json_string(health));
+    csy_publish(d);     /* the agent's answer first: it cannot fail */
     csy_write_file(d, p, "health", health);
     csy_write_json(d, p, "state.json", d->state);
 }
@@ -287,6 +426,7 @@ static void *APR_THREAD_FUNC csy_agent_main(apr_thread_t *thread, void *baton)
     pfd.fd = fd;
     pfd.events = POLLIN;
     while (!csy_stop) {
+        char buf[CSY_AGENT_LINE];
         const char *line;
         int c;
 
@@ -297,7 +437,10 @@ static void *APR_THREAD_FUNC csy_agent_main(apr_thread_t *thread, void *baton)
         if ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
             continue;
         }
-        line = csy_agent_answer(d->health);
+        pthread_mutex_lock(&d->agent_mu);
+        memcpy(buf, d->agent_line, sizeof(buf));
+        pthread_mutex_unlock(&d->agent_mu);
+        line = buf;
         if (send(c, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
             if (csy_agent_answer_is_ready(line)) {
                 apr_atomic_inc32(&d->agent_told_ready);
@@ -476,38 +619,22 @@ static void csy_op_lease_release(void *baton, apr_pool_t *p,
 }
 
 /* The previous version becomes current again; a new domain, with nothing
- * to go back to, leaves the manifest. */
+ * to go back to, leaves the manifest (csy_store_unserve).  A manifest
+ * that cannot be written is logged and shown in the status. */
 static apr_status_t csy_op_rollback(void *baton, apr_pool_t *p,
                                     const char *domain)
 {
     csy_daemon_t *d = baton;
-    apr_array_header_t *served, *keep;
-    apr_status_t rv;
-    int i;
+    apr_status_t rv = csy_store_unserve(d->store, p, domain);
 
-    if (csy_store_rollback(d->store, p, domain) == APR_SUCCESS) {
-        return APR_SUCCESS;
-    }
-    /* With skipped lines (APR_INCOMPLETE, logged by the store) the other
-     * domains are still the list: the rewrite leaves the bad lines out,
-     * as every manifest write does. */
-    rv = csy_store_manifest_read(&served, d->store, p);
-    if (rv == APR_SUCCESS || rv == APR_INCOMPLETE) {
-        keep = apr_array_make(p, served->nelts, sizeof(const char *));
-        for (i = 0; i < served->nelts; i++) {
-            const char *x = APR_ARRAY_IDX(served, i, const char *);
-
-            if (strcmp(x, domain) != 0) {
-                APR_ARRAY_PUSH(keep, const char *) = x;
-            }
-        }
-        rv = csy_store_manifest_write(d->store, p, keep);
-    }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, CYLOGNO(00044)
                      "rollback: cannot take %s out of the manifest of %s; "
                      "the next restart may still serve it", domain,
                      d->conf->store_dir);
+        csy_store_status(d, p, "manifest", csy_path(d, p, "manifest"),
+                         apr_psprintf(p, "rollback of %s: %pm", domain,
+                                      &rv));
     }
     return rv;
 }
@@ -523,9 +650,23 @@ static void csy_op_write_json(void *baton, apr_pool_t *p, const char *name,
     csy_write_json(baton, p, name, j);
 }
 
+/* rollout.json left behind would make the next daemon carry a finished
+ * rollout on: a removal that fails is logged and shown like a write. */
 static void csy_op_remove(void *baton, apr_pool_t *p, const char *name)
 {
-    apr_file_remove(csy_path(baton, p, name), p);
+    csy_daemon_t *d = baton;
+    const char *path = csy_path(d, p, name);
+    apr_status_t rv = apr_file_remove(path, p);
+
+    if (rv != APR_SUCCESS && !APR_STATUS_IS_ENOENT(rv)) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, CYLOGNO(00180)
+                     "cannot remove %s", path);
+        csy_store_status(d, p, name, path,
+                         apr_psprintf(p, "cannot remove: %pm", &rv));
+    }
+    else {
+        csy_store_status(d, p, name, path, NULL);
+    }
 }
 
 static int csy_op_agent(void *baton, apr_uint32_t *told,
@@ -710,7 +851,45 @@ static void csy_daemon_open(csy_daemon_t *d, apr_pool_t *cycle)
     }
 }
 
-/* What the previous generation knew: state.json, quarantine.json. */
+/*
+ * The status the previous daemon left: in shared memory after a graceful
+ * restart (current even when the store could not take state.json), else
+ * in state.json (a full restart), else none.  Either is parsed as
+ * untrusted bytes (csy_state_parse).
+ */
+static json_t *csy_state_recall(csy_daemon_t *d, apr_pool_t *p)
+{
+    const char *path = csy_path(d, p, "state.json"), *err = NULL, *store;
+    apr_size_t len;
+    apr_status_t rv;
+    json_t *st;
+    char *text;
+
+    if (csy_status_shm
+        && (text = csy_state_shm_get(csy_status_shm, p, &len)) != NULL
+        && (st = csy_state_parse(text, len, &err)) != NULL) {
+        store = json_string_value(json_object_get(st, "store"));
+        if (store && strcmp(store, d->conf->store_dir) == 0
+            && !json_object_get(st, "failures_trimmed")) {
+            return st;
+        }
+        /* (trimmed: the skipped bundles, to retry, are in state.json) */
+        json_decref(st);        /* another store's (CertSyncStoreDir) */
+    }
+    rv = csy_store_read_file(&text, &len, p, path);
+    if (rv == APR_SUCCESS && (st = csy_state_parse(text, len, &err))) {
+        return st;
+    }
+    if (rv == APR_SUCCESS || !APR_STATUS_IS_ENOENT(rv)) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, d->s, CYLOGNO(00183)
+                     "cannot read %s (%s): the status starts empty; "
+                     "counters and skipped bundles start again", path,
+                     err ? err : "read error");
+    }
+    return json_object();
+}
+
+/* What the previous generation knew: the status, quarantine.json. */
 static void csy_daemon_recall(csy_daemon_t *d, apr_pool_t *keep,
                               apr_pool_t *cycle)
 {
@@ -718,11 +897,7 @@ static void csy_daemon_recall(csy_daemon_t *d, apr_pool_t *keep,
     csy_rollout_conf_t rc;
     json_t *j;
 
-    d->state = csy_read_json(d, cycle, "state.json");
-    if (!json_is_object(d->state)) {
-        json_decref(d->state);
-        d->state = json_object();
-    }
+    d->state = csy_state_recall(d, cycle);
     if (!json_is_object(json_object_get(d->state, "counters"))) {
         json_object_set_new(d->state, "counters", json_object());
     }
@@ -738,6 +913,7 @@ static void csy_daemon_recall(csy_daemon_t *d, apr_pool_t *keep,
     json_object_set_new(d->state, "host", json_string(d->cfg.host_name));
     json_object_set_new(d->state, "pool", json_string(d->cfg.pool_name));
     json_object_set_new(d->state, "service", json_string(d->cfg.url));
+    json_object_set_new(d->state, "store", json_string(conf->store_dir));
 
     rc.interval = conf->interval;
     rc.drain_time = conf->drain_time;
@@ -762,6 +938,25 @@ static void csy_daemon_recall(csy_daemon_t *d, apr_pool_t *keep,
                                                       "failures"));
 }
 
+/* Files of the store whose last write failed and that nothing else would
+ * write again soon: tried again every cycle, so that a store that takes
+ * writes again does not keep stale copies (and the status its errors).
+ * state.json is written at the end of every cycle anyway; rollout.json
+ * and the sync's own files by what they are for. */
+static void csy_retry_writes(csy_daemon_t *d, apr_pool_t *p)
+{
+    json_t *errs = json_object_get(d->state, "store_errors"), *q;
+
+    if (json_object_get(errs, "health")) {
+        csy_write_file(d, p, "health", d->health);
+    }
+    if (json_object_get(errs, "quarantine.json")) {
+        q = csy_hash_json(p, d->rollout.quarantine);
+        csy_write_json(d, p, "quarantine.json", q);
+        json_decref(q);
+    }
+}
+
 /* One sync cycle and what follows it; the seconds until the next. */
 static int csy_daemon_cycle(csy_daemon_t *d, apr_pool_t *cycle, int *backoff)
 {
@@ -772,10 +967,30 @@ static int csy_daemon_cycle(csy_daemon_t *d, apr_pool_t *cycle, int *backoff)
     const char *state;
     apr_status_t rv;
 
+    csy_retry_writes(d, cycle);
     rv = csy_sync_once(&res, d->client, d->store, d->failures, cycle);
     json_object_set_new(d->state, "last_sync",
                         json_integer(apr_time_sec(now)));
     json_object_set_new(d->state, "cursor", json_integer(res.cursor_after));
+    if (res.head > 0 || res.head_exact) {
+        /* How far behind CertService the host is (a page read). */
+        json_object_set_new(d->state, "service_cursor",
+                            json_integer(res.head > res.cursor_after
+                                         ? res.head : res.cursor_after));
+        json_object_set_new(d->state, "service_cursor_exact",
+                            json_boolean(res.head_exact));
+    }
+    if (res.store_failed) {
+        csy_store_status(d, cycle, res.store_failed,
+                         strcmp(res.store_failed, "bundles")
+                         ? csy_path(d, cycle, res.store_failed)
+                         : conf->store_dir, res.store_error);
+    }
+    else if (rv == APR_SUCCESS) {
+        csy_store_status(d, cycle, "manifest", NULL, NULL);
+        csy_store_status(d, cycle, "cursor", NULL, NULL);
+        csy_store_status(d, cycle, "bundles", NULL, NULL);
+    }
     json_object_set_new(d->state, "failures",
                         csy_hash_json(cycle, d->failures));
     csy_count(d->state, "cycles", 1);
@@ -795,14 +1010,18 @@ static int csy_daemon_cycle(csy_daemon_t *d, apr_pool_t *cycle, int *backoff)
                      "sync failed: %s; nothing served changed; next try "
                      "in about %ds", res.error, *backoff);
         json_object_set_new(d->state, "last_error", json_string(res.error));
+        json_object_set_new(d->state, "last_error_time",
+                            json_integer(apr_time_sec(now)));
         csy_set_state(d, CSY_PHASE_BACKOFF);
         csy_count(d->state, "errors", 1);
+        csy_publish(d);
         return *backoff;
     }
     *backoff = 0;
     json_object_set_new(d->state, "last_success",
                         json_integer(apr_time_sec(now)));
     json_object_set_new(d->state, "last_error", json_null());
+    json_object_del(d->state, "last_error_time");
     /* A rollback stays visible until the next rollout ends; a host left
      * drained after one (CY00016) until its listener answers again. */
     state = json_string_value(json_object_get(d->state, "state"));
@@ -829,6 +1048,7 @@ static int csy_daemon_cycle(csy_daemon_t *d, apr_pool_t *cycle, int *backoff)
          * leaves the next one a restart to make. */
         csy_write_json(d, cycle, "state.json", d->state);
     }
+    csy_publish(d);
     csy_report(d->client, cycle, res.cursor_after,
                json_is_true(json_object_get(d->state, "restart_pending"))
                ? "restart-pending" : "ready", d->failures);
@@ -856,8 +1076,12 @@ void csy_daemon_main(server_rec *s, const csy_conf_t *conf, pid_t parent)
     /* Until the daemon knows whether a rollout is under way (rollout.json):
      * the agent thread may answer before that. */
     d.health = "drain";
+    pthread_mutex_init(&d.agent_mu, NULL);
+    apr_cpystrn(d.agent_line, csy_agent_answer(d.health),
+                sizeof(d.agent_line));
     csy_daemon_open(&d, cycle);
     csy_daemon_recall(&d, keep, cycle);
+    csy_publish(&d);
     csy_agent_open(&d);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CYLOGNO(00003)
                  "sync daemon started (pid %" APR_PID_T_FMT "): %s every "

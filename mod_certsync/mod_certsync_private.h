@@ -96,6 +96,10 @@ typedef struct csy_conf_t {
  * maps before it forks (shared by the daemon and every worker). */
 extern const csy_conf_t *csy_main_conf;
 extern csy_shared_t *csy_shared;
+/* The daemon's status (csy_state.h), written by the daemon, read by the
+ * status and health pages: made once per httpd process, kept across
+ * graceful restarts; NULL without a sync daemon. */
+extern struct csy_state_shm_t *csy_status_shm;
 /* Each worker process's certificate cache (dynamic mode; child_init). */
 extern csy_cache_t *csy_cache;
 

@@ -2,9 +2,13 @@
  * mod_certsync_status.c: what mod_certsync shows: the certsync-status
  * handler (JSON, HTML for people, Prometheus metrics with ?metrics), the
  * certsync-health handler for a load balancer's httpchk, and a section in
- * mod_status's server-status.  Everything comes from the state.json and
- * health files the sync daemon writes, plus dynamic mode's counters in
- * shared memory and the answering process's cache.
+ * mod_status's server-status.  Everything comes from the status the sync
+ * daemon publishes in shared memory (csy_state.h; state.json, which the
+ * daemon writes when the store takes it, only when there is none: no
+ * daemon yet in this httpd), plus dynamic mode's counters in shared
+ * memory and the answering process's cache.  Whatever the bytes, the
+ * status is read with csy_state_parse(), so no field is ever missing
+ * under a reader's feet.
  */
 #include <unistd.h>
 
@@ -23,6 +27,7 @@
 #include "apr_strings.h"
 
 #include "csy_dyn.h"
+#include "csy_state.h"
 #include "csy_store.h"
 #include "mod_certsync_private.h"
 
@@ -36,15 +41,36 @@ static const csy_conf_t *csy_store_conf(request_rec *r)
     return csy_main_conf ? csy_main_conf : csy_conf(r->server);
 }
 
-static json_t *csy_read_state(request_rec *r, const csy_conf_t *conf)
+/* The daemon's status, parsed and annotated (degraded, its reasons, how
+ * far behind CertService); NULL when there is none.  *from: where it was
+ * read. */
+static json_t *csy_read_state(request_rec *r, const csy_conf_t *conf,
+                              const char **from)
 {
-    json_error_t jerr;
+    const char *err;
+    char *text;
+    apr_size_t len;
+    json_t *st = NULL;
 
-    if (!conf->store_dir) {
-        return NULL;
+    *from = NULL;
+    if (csy_status_shm
+        && (text = csy_state_shm_get(csy_status_shm, r->pool, &len))) {
+        st = csy_state_parse(text, len, &err);
+        *from = "shared memory";
     }
-    return json_load_file(apr_pstrcat(r->pool, conf->store_dir,
-                                      "/state.json", NULL), 0, &jerr);
+    if (!st && conf->store_dir
+        && csy_store_read_file(&text, &len, r->pool,
+                               apr_pstrcat(r->pool, conf->store_dir,
+                                           "/state.json", NULL))
+           == APR_SUCCESS) {
+        st = csy_state_parse(text, len, &err);
+        *from = "state.json";
+    }
+    if (st) {
+        csy_state_annotate(st);
+        json_object_set_new(st, "status_from", json_string(*from));
+    }
+    return st;
 }
 
 static apr_int64_t csy_int_of(json_t *state, const char *key)
@@ -65,6 +91,12 @@ static void csy_metrics(request_rec *r, json_t *state)
 {
     json_t *counters = json_object_get(state, "counters"), *v;
     const char *k;
+    apr_int64_t failed = (apr_int64_t)json_object_size(
+        json_object_get(state, "failures"));
+
+    if (csy_int_of(state, "failures_trimmed") > 0) {
+        failed = csy_int_of(state, "failures_trimmed");
+    }
 
     ap_set_content_type(r, "text/plain; version=0.0.4");
     ap_rprintf(r, "# HELP certsync_cursor Change-feed sequence applied.\n"
@@ -76,9 +108,32 @@ static void csy_metrics(request_rec *r, json_t *state)
                "\n", csy_int_of(state, "last_success"));
     ap_rprintf(r, "# HELP certsync_failed_domains Bundles skipped.\n"
                "# TYPE certsync_failed_domains gauge\n"
-               "certsync_failed_domains %lu\n",
+               "certsync_failed_domains %" APR_INT64_T_FMT "\n", failed);
+    ap_rprintf(r, "# HELP certsync_service_cursor CertService's change-feed "
+               "sequence, as far as the last sync read it.\n"
+               "# TYPE certsync_service_cursor gauge\n"
+               "certsync_service_cursor %" APR_INT64_T_FMT "\n"
+               "# HELP certsync_behind Changes CertService has that this "
+               "host has not applied.\n# TYPE certsync_behind gauge\n"
+               "certsync_behind %" APR_INT64_T_FMT "\n",
+               csy_int_of(state, "service_cursor"),
+               csy_int_of(state, "behind"));
+    ap_rprintf(r, "# HELP certsync_last_error_seconds Time of the last "
+               "failed sync (0: the last one succeeded).\n"
+               "# TYPE certsync_last_error_seconds gauge\n"
+               "certsync_last_error_seconds %" APR_INT64_T_FMT "\n",
+               csy_int_of(state, "last_error_time"));
+    ap_rprintf(r, "# HELP certsync_store_write_errors Files of the store "
+               "that cannot be written now.\n"
+               "# TYPE certsync_store_write_errors gauge\n"
+               "certsync_store_write_errors %lu\n",
                (unsigned long)json_object_size(json_object_get(state,
-                                                               "failures")));
+                                                           "store_errors")));
+    ap_rprintf(r, "# HELP certsync_degraded 1 when the host serves, but "
+               "not all that CertService has or not durably "
+               "(degraded_reasons in the status).\n"
+               "# TYPE certsync_degraded gauge\ncertsync_degraded %d\n",
+               json_is_true(json_object_get(state, "degraded")));
     json_object_foreach(counters, k, v) {
         ap_rprintf(r, "# TYPE certsync_%s_total counter\ncertsync_%s_total %"
                    APR_INT64_T_FMT "\n", k, k,
@@ -97,6 +152,7 @@ static void csy_html(request_rec *r, json_t *state)
 {
     json_t *v;
     const char *k;
+    size_t i;
 
     ap_set_content_type(r, "text/html; charset=utf-8");
     ap_rputs("<!DOCTYPE html><html><head><title>certsync</title></head>"
@@ -113,6 +169,16 @@ static void csy_html(request_rec *r, json_t *state)
                    ap_escape_html(r->pool, text ? text : ""));
         free(text);
     }
+    ap_rputs("</table><h2>Degraded</h2><ul>\n", r);
+    json_array_foreach(json_object_get(state, "degraded_reasons"), i, v) {
+        ap_rprintf(r, "<li>%s</li>\n", csy_html_str(r->pool, v));
+    }
+    ap_rputs("</ul><h2>Store write errors</h2><table>\n", r);
+    json_object_foreach(json_object_get(state, "store_errors"), k, v) {
+        ap_rprintf(r, "<tr><th>%s</th><td>%s</td></tr>\n",
+                   ap_escape_html(r->pool, k),
+                   csy_html_str(r->pool, json_object_get(v, "error")));
+    }
     ap_rputs("</table><h2>Failures</h2><table>\n", r);
     json_object_foreach(json_object_get(state, "failures"), k, v) {
         ap_rprintf(r, "<tr><th>%s</th><td>%s</td></tr>\n",
@@ -121,23 +187,37 @@ static void csy_html(request_rec *r, json_t *state)
     ap_rputs("</table></body></html>\n", r);
 }
 
-/* For the load balancer's httpchk: 200 "ready", or 503 "drain" while this
- * host is about to restart.  (agent-check: CertSyncAgent.) */
+/*
+ * For the load balancer's httpchk: 200 "ready", or 503 "drain" while this
+ * host is about to restart.  (agent-check: CertSyncAgent.)  The health is
+ * the daemon's as published in shared memory (the health file of the
+ * store only without one): a store that cannot be written must not leave
+ * a stale "drain" behind.  A degraded host that serves stays 200, its
+ * reasons on a second line, "degraded: ...".
+ */
 static int csy_health_handler(request_rec *r)
 {
     const csy_conf_t *conf = csy_store_conf(r);
+    const char *from, *health;
     apr_file_t *f;
     char buf[16] = "";
     apr_size_t n = sizeof(buf) - 1;
+    json_t *state, *v;
+    size_t i;
     int drain = 0;
 
     if (!r->handler || strcmp(r->handler, CSY_HEALTH_HANDLER)) {
         return DECLINED;
     }
-    if (conf->store_dir
-        && apr_file_open(&f, apr_pstrcat(r->pool, conf->store_dir,
-                                         "/health", NULL),
-                         APR_FOPEN_READ, 0, r->pool) == APR_SUCCESS) {
+    state = csy_read_state(r, conf, &from);
+    health = json_string_value(json_object_get(state, "health"));
+    if (health && from && !strcmp(from, "shared memory")) {
+        drain = strcmp(health, "drain") == 0;
+    }
+    else if (conf->store_dir
+             && apr_file_open(&f, apr_pstrcat(r->pool, conf->store_dir,
+                                              "/health", NULL),
+                              APR_FOPEN_READ, 0, r->pool) == APR_SUCCESS) {
         apr_file_read(f, buf, &n);
         apr_file_close(f);
         drain = strncmp(buf, "drain", 5) == 0;
@@ -146,6 +226,15 @@ static int csy_health_handler(request_rec *r)
     ap_set_content_type(r, "text/plain");
     r->status = drain ? HTTP_SERVICE_UNAVAILABLE : HTTP_OK;
     ap_rputs(drain ? "drain\n" : "ready\n", r);
+    if (json_is_true(json_object_get(state, "degraded"))) {
+        ap_rputs("degraded:", r);
+        json_array_foreach(json_object_get(state, "degraded_reasons"), i,
+                           v) {
+            ap_rprintf(r, "%s %s", i ? ";" : "", json_string_value(v));
+        }
+        ap_rputs("\n", r);
+    }
+    json_decref(state);
     return OK;
 }
 
@@ -219,7 +308,7 @@ static void csy_dyn_status(request_rec *r, json_t *state)
 
 static int csy_status_handler(request_rec *r)
 {
-    const char *accept;
+    const char *accept, *from;
     json_t *state;
     char *text;
 
@@ -229,7 +318,7 @@ static int csy_status_handler(request_rec *r)
     if (r->method_number != M_GET) {
         return HTTP_METHOD_NOT_ALLOWED;
     }
-    state = csy_read_state(r, csy_store_conf(r));
+    state = csy_read_state(r, csy_store_conf(r), &from);
     if (!state) {
         /* The daemon has not written anything yet (or is not running). */
         state = json_pack("{s:s, s:s, s:s}", "state", "starting", "health",
@@ -262,8 +351,8 @@ static int csy_status_handler(request_rec *r)
 /* A section in mod_status's server-status page. */
 static int csy_status_hook(request_rec *r, int flags)
 {
-    json_t *state = csy_read_state(r, csy_store_conf(r));
-    const char *st;
+    const char *from, *st;
+    json_t *state = csy_read_state(r, csy_store_conf(r), &from);
 
     if (!state) {
         return OK;
@@ -271,19 +360,28 @@ static int csy_status_hook(request_rec *r, int flags)
     st = json_string_value(json_object_get(state, "state"));
     if (flags & AP_STATUS_SHORT) {
         ap_rprintf(r, "CertSyncCursor: %" APR_INT64_T_FMT "\n"
-                   "CertSyncState: %s\nCertSyncFailures: %lu\n",
+                   "CertSyncState: %s\nCertSyncFailures: %lu\n"
+                   "CertSyncBehind: %" APR_INT64_T_FMT "\n"
+                   "CertSyncDegraded: %d\n",
                    csy_int_of(state, "cursor"), st ? st : "",
                    (unsigned long)json_object_size(
-                       json_object_get(state, "failures")));
+                       json_object_get(state, "failures")),
+                   csy_int_of(state, "behind"),
+                   json_is_true(json_object_get(state, "degraded")));
     }
     else {
         ap_rprintf(r, "<hr><h2>certsync</h2><dl><dt>state: %s</dt>"
                    "<dt>cursor: %" APR_INT64_T_FMT "</dt>"
-                   "<dt>failed domains: %lu</dt></dl>\n",
+                   "<dt>failed domains: %lu</dt>"
+                   "<dt>behind CertService: %" APR_INT64_T_FMT "</dt>"
+                   "<dt>degraded: %s</dt></dl>\n",
                    csy_html_str(r->pool, json_object_get(state, "state")),
                    csy_int_of(state, "cursor"),
                    (unsigned long)json_object_size(
-                       json_object_get(state, "failures")));
+                       json_object_get(state, "failures")),
+                   csy_int_of(state, "behind"),
+                   json_is_true(json_object_get(state, "degraded"))
+                   ? "yes" : "no");
     }
     json_decref(state);
     return OK;

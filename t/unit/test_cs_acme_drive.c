@@ -71,6 +71,8 @@ static apr_pool_t *root;
 static cs_db_t db;
 static apr_int64_t clock_now;   /* the drive's clock */
 static int logged_errors;
+/* The tags of the warnings and errors logged (test_store_failures). */
+static char logged_tags[1024];
 
 /* ------------------------------------------------------------------ */
 /* The fake CA, at the HTTP level                                      */
@@ -682,6 +684,11 @@ static void test_log(void *baton, cs_log_level_t level, const char *msg)
     if (level == CS_LOG_ERR) {
         logged_errors++;
     }
+    if (level <= CS_LOG_WARN && !strncmp(msg, "CS", 2)
+        && strlen(logged_tags) + 9 < sizeof(logged_tags)) {
+        strncat(logged_tags, msg, 8);
+        strcat(logged_tags, " ");
+    }
     if (getenv("CS_TEST_VERBOSE")) {
         printf("  log %d: %s\n", (int)level, msg);
     }
@@ -1173,6 +1180,93 @@ static void test_account_again(cs_acme_drive_t *d,
     apr_pool_destroy(p);
 }
 
+/* SQL on the test's database: triggers that make one store call fail. */
+static void sql(const char *stmt)
+{
+    int n = 0;
+
+    if (apr_dbd_query(db.driver, db.handle, &n, stmt) != 0) {
+        CHECK_STR(apr_dbd_error(db.driver, db.handle, 1), "");
+    }
+}
+
+/*
+ * The store refuses a write the job makes on the side (issue 17, "seen
+ * while reading"): the domain's error (cs_store_set_error) and the
+ * account (cs_store_account_put) are not dropped silently.
+ */
+static void test_store_failures(cs_acme_drive_t *d,
+                                const cs_acme_policy_t *pol)
+{
+    apr_pool_t *p;
+    cs_acme_outcome_t out;
+    cs_acme_drive_t *fresh;
+    cs_job_t *job;
+    const char *kid, *cms, *old_kid;
+    int errors = logged_errors;
+
+    UNIT_CASE("store failure: the domain's error cannot be recorded");
+    apr_pool_create(&p, root);
+    ca.mode = CA_INVALID;
+    enqueue("noerror.test");
+    sql("CREATE TRIGGER t_no_error BEFORE UPDATE ON cs_domains"
+        " WHEN NEW.last_error IS NOT NULL"
+        " BEGIN SELECT RAISE(ABORT, 'injected by the test'); END");
+    logged_tags[0] = '\0';
+    CHECK_EQ_INT(run(&out, d, p, "noerror.test"), CS_ACME_JOB_FAILED);
+    /* CS00034 at ERR, and the job's outcome is recorded all the same */
+    CHECK(strstr(logged_tags, "CS00034") != NULL);
+    CHECK(logged_errors > errors);
+    job = job_of(p, "noerror.test");
+    CHECK(job && job->attempts == 1 && job->next_at > clock_now);
+    sql("DROP TRIGGER t_no_error");
+    ca.mode = CA_VALID;
+    clock_now += pol->backoff_cap;
+    CHECK_EQ_INT(run(&out, d, p, "noerror.test"), CS_ACME_JOB_ISSUED);
+    CHECK_EQ_INT(cs_store_job_delete(&db, p, "noerror.test"), APR_SUCCESS);
+
+    UNIT_CASE("store failure: a re-registered account's URL");
+    CHECK_EQ_INT(cs_store_account_get(&old_kid, &cms, &db, p,
+                                      pol->directory_url), APR_SUCCESS);
+    apr_array_clear(ca.accounts);       /* the CA forgot the account */
+    enqueue("noaccount.test");
+    CHECK_EQ_INT(run(&out, d, p, "noaccount.test"), CS_ACME_JOB_FAILED);
+    sql("CREATE TRIGGER t_no_acct_update BEFORE UPDATE ON cs_acme_accounts"
+        " BEGIN SELECT RAISE(ABORT, 'injected by the test'); END");
+    logged_tags[0] = '\0';
+    clock_now += pol->backoff_cap;
+    /* Registered again: issued, and the failure to store the new URL is
+     * logged (CS00032), not dropped. */
+    CHECK_EQ_INT(run(&out, d, p, "noaccount.test"), CS_ACME_JOB_ISSUED);
+    CHECK(strstr(logged_tags, "CS00032") != NULL);
+    CHECK_EQ_INT(cs_store_account_get(&kid, &cms, &db, p,
+                                      pol->directory_url), APR_SUCCESS);
+    CHECK_STR(kid, old_kid);            /* the update did not happen */
+    sql("DROP TRIGGER t_no_acct_update");
+    CHECK_EQ_INT(cs_store_job_delete(&db, p, "noaccount.test"),
+                 APR_SUCCESS);
+
+    UNIT_CASE("store failure: a new account cannot be stored");
+    sql("DELETE FROM cs_acme_accounts");
+    sql("CREATE TRIGGER t_no_acct_insert BEFORE INSERT ON cs_acme_accounts"
+        " BEGIN SELECT RAISE(ABORT, 'injected by the test'); END");
+    fresh = make_drive(p, pol, "test:1:9");
+    enqueue("newaccount.test");
+    CHECK_EQ_INT(run(&out, fresh, p, "newaccount.test"), CS_ACME_JOB_FAILED);
+    CHECK(out.new_account == NULL);
+    CHECK(out.job && out.job->last_error
+          && strstr(out.job->last_error, "cannot store the ACME account"));
+    sql("DROP TRIGGER t_no_acct_insert");
+    clock_now += pol->backoff_cap;
+    CHECK_EQ_INT(run(&out, fresh, p, "newaccount.test"), CS_ACME_JOB_ISSUED);
+    CHECK(out.new_account != NULL);
+    CHECK_EQ_INT(cs_store_job_delete(&db, p, "newaccount.test"),
+                 APR_SUCCESS);
+    /* the errors logged on purpose are not the final check's */
+    logged_errors = errors;
+    apr_pool_destroy(p);
+}
+
 static void test_backoff(cs_acme_drive_t *d, const cs_acme_policy_t *pol)
 {
     static const apr_int64_t want[] = { 60, 120, 240, 300, 300, 300 };
@@ -1351,6 +1445,7 @@ int main(void)
     test_ari(d, &pol);
     test_account_again(d, &pol);
     test_backoff(d, &pol);
+    test_store_failures(d, &pol);
     test_precheck(&pol);
 
     UNIT_CASE("the CA and the domains were asked nothing unexpected");

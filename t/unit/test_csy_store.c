@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #ifdef __linux__
@@ -619,6 +620,50 @@ static void test_manifest(void)
               "# certsync manifest v1\n");
     CHECK_EQ_INT(csy_store_manifest_write(store, pool, NULL), APR_EINVAL);
     CHECK_EQ_INT(count_tmp(at("man")), 0);
+}
+
+/*
+ * A rollout's rollback (csy_store_unserve): a domain with a previous
+ * version goes back to it; a new one leaves the manifest, and a manifest
+ * that cannot be written is an error the caller sees (issue 17: it was
+ * dropped).  The write is made to fail with RLIMIT_FSIZE (EFBIG), which
+ * holds for root too.
+ */
+static void test_unserve(void)
+{
+    csy_store_t *store = open_store("unserve");
+    apr_array_header_t *served = NULL;
+    struct rlimit old, tiny;
+    void (*was)(int);
+
+    UNIT_CASE("unserve: a renewed domain goes back to its previous version");
+    CHECK_EQ_INT(put(store, "old.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "old.example", "02"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "new.example", "0a"), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool,
+                                          list("new.example", "old.example",
+                                               NULL)), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_unserve(store, pool, "old.example"),
+                 APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "old.example"), "01");
+
+    UNIT_CASE("unserve: the manifest cannot be written");
+    getrlimit(RLIMIT_FSIZE, &old);
+    tiny = old;
+    tiny.rlim_cur = 8;      /* less than the manifest's header line */
+    was = signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &tiny) == 0);
+    CHECK(csy_store_unserve(store, pool, "new.example") != APR_SUCCESS);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, was);
+    CHECK_EQ_INT(csy_store_manifest_read(&served, store, pool), APR_SUCCESS);
+    CHECK_STR(joined(served), "new.example,old.example");
+
+    UNIT_CASE("unserve: a new domain leaves the manifest");
+    CHECK_EQ_INT(csy_store_unserve(store, pool, "new.example"),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_manifest_read(&served, store, pool), APR_SUCCESS);
+    CHECK_STR(joined(served), "old.example");
 }
 
 static void test_cursor(void)
@@ -1325,6 +1370,7 @@ int main(void)
     test_file_layout();
     test_manifest();
     test_cursor();
+    test_unserve();
     test_prune();
     test_validation();
     test_crash_random(at("crash"));

@@ -9,8 +9,10 @@
  * (Retry-After) and the requests' shape.
  */
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <apr_general.h>
@@ -383,6 +385,71 @@ static void test_batch_size(void)
     CHECK_EQ_INT(csy_client_create(&cl, pool, &c), APR_EINVAL);
 }
 
+/*
+ * A store that takes no write (a full disk: RLIMIT_FSIZE makes every write
+ * fail with EFBIG, for root too): the result says which write failed and
+ * how far CertService's feed goes, for the daemon's status (issue 17).
+ */
+static void test_store_full(void)
+{
+    csy_result_t res;
+    const char *serial, *b;
+    apr_int64_t c0 = cursor(), next = c0 + 5;
+    struct rlimit old, tiny;
+    void (*was)(int);
+
+    UNIT_CASE("store full: the bundle is skipped, the cursor not saved");
+    b = make_bundle(&serial, "full.example.com", 0);
+    script(200, apr_psprintf(pool, "{\"changes\":[{\"seq\":%" APR_INT64_T_FMT ","
+                             "\"domain\":\"full.example.com\","
+                             "\"op\":\"upsert\"}],\"next\":%" APR_INT64_T_FMT ","
+                             "\"more\":false}", next, next),
+           200, apr_psprintf(pool, "{\"bundles\":[%s]}", b));
+    getrlimit(RLIMIT_FSIZE, &old);
+    tiny = old;
+    tiny.rlim_cur = 1;      /* not even the cursor file (3 bytes) */
+    was = signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &tiny) == 0);
+    CHECK(cycle(&res) != APR_SUCCESS);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, was);
+    CHECK_EQ_INT(res.cursor_after, c0);
+    CHECK_EQ_INT(cursor(), c0);
+    CHECK_EQ_INT(res.head, next);
+    CHECK(res.head_exact);
+    CHECK_STR(res.store_failed, "cursor");
+    CHECK(res.store_error && strstr(res.store_error, "too large"));
+    if (!CHECK(res.error && strstr(res.error, "cannot save the cursor"))) {
+        printf("  error was: %s\n", res.error ? res.error : "(none)");
+    }
+    CHECK(apr_hash_get(failures, "full.example.com", APR_HASH_KEY_STRING)
+          != NULL);
+
+    UNIT_CASE("store full: a feed page with more to follow is a lower bound");
+    script(200, apr_psprintf(pool, "{\"changes\":[],\"next\":%" APR_INT64_T_FMT ","
+                             "\"more\":true}", next + 10), 200, NULL);
+    CHECK(setrlimit(RLIMIT_FSIZE, &tiny) == 0);
+    was = signal(SIGXFSZ, SIG_IGN);
+    CHECK(cycle(&res) != APR_SUCCESS);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, was);
+    CHECK_EQ_INT(res.head, next + 10);
+    CHECK(!res.head_exact);
+
+    UNIT_CASE("store full: space again, the cycle catches up");
+    script(200, apr_psprintf(pool, "{\"changes\":[{\"seq\":%" APR_INT64_T_FMT ","
+                             "\"domain\":\"full.example.com\","
+                             "\"op\":\"upsert\"}],\"next\":%" APR_INT64_T_FMT ","
+                             "\"more\":false}", next, next),
+           200, apr_psprintf(pool, "{\"bundles\":[%s]}", b));
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_STR(res.store_failed, NULL);
+    CHECK_EQ_INT(cursor(), next);
+    CHECK_EQ_INT(res.head, next);
+    CHECK_STR(csy_store_current(store, pool, "full.example.com"), serial);
+    apr_hash_clear(failures);
+}
+
 int main(void)
 {
     const char *tmp = getenv("CSY_TEST_TMPDIR");
@@ -420,6 +487,7 @@ int main(void)
     test_normal_cycle();
     test_bad_answers();
     test_lease();
+    test_store_full();
 
     testkit_rm_tree(base);
     apr_pool_destroy(pool);
