@@ -16,6 +16,8 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include "cs_layout.h"
+#include "cs_name.h"
 #include "csy_rollout.h"
 
 /* Seconds a probe must keep seeing another serial before it counts as a
@@ -137,6 +139,41 @@ void csy_rollout_add(csy_rollout_t *r, const char *domain,
     apr_hash_set(r->pending, apr_pstrdup(r->pool, domain),
                  APR_HASH_KEY_STRING, apr_pstrdup(r->pool, serial));
     r->change_set++;
+}
+
+/* A lease id as CertService hands them out and takes them back in a URL
+ * path (docs/certservice-api.md): 1 to 64 of A-Z a-z 0-9 . _ - */
+static int lease_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+
+    return n >= 1 && n <= 64
+           && s[strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV"
+                       "WXYZ0123456789._-")] == '\0';
+}
+
+/* The journal's domain -> serial pairs that can be the store's (a name
+ * the store accepts, a serial): only those are probed, rolled back or
+ * pending again.  The others are dropped, counted in *dropped. */
+static apr_hash_t *journal_pairs(apr_pool_t *p, json_t *o, int *dropped)
+{
+    apr_hash_t *h = apr_hash_make(p);
+    const char *k, *v;
+    json_t *jv;
+
+    *dropped = 0;
+    json_object_foreach(o, k, jv) {
+        v = json_string_value(jv);
+        if (v && cs_name_check(NULL, k, strlen(k), 0) == NULL
+            && cs_layout_serial_ok(v, strlen(v))) {
+            apr_hash_set(h, apr_pstrdup(p, k), APR_HASH_KEY_STRING,
+                         apr_pstrdup(p, v));
+        }
+        else {
+            (*dropped)++;
+        }
+    }
+    return h;
 }
 
 /* A rollout's expected set goes back to pending (the restart did not
@@ -417,6 +454,7 @@ static void resume_done(csy_rollout_t *r, apr_pool_t *p, json_t *journal,
                         int restarting, apr_hash_t *expected)
 {
     json_t *at = json_object_get(journal, "restart_at");
+    apr_int64_t t = apr_time_sec(now(r));
 
     if (restarting) {
         rlog(r, p, CS_LOG_NOTICE, CYLOGNO(00014) "rollout complete: %u "
@@ -431,8 +469,13 @@ static void resume_done(csy_rollout_t *r, apr_pool_t *p, json_t *journal,
         json_object_set(r->state, "last_rollout_failure",
                         json_object_get(journal, "failure"));
     }
-    json_object_set_new(r->state, "last_restart",
-                        at ? json_incref(at) : json_integer(0));
+    /* When the restart was asked for: a time in the future (a clock set
+     * back since, or a damaged journal) would space the next restart by
+     * as much, so it counts as now. */
+    json_object_set_new(r->state, "last_restart", json_integer(
+                            json_is_integer(at) && json_integer_value(at) > 0
+                            && json_integer_value(at) <= t
+                            ? json_integer_value(at) : t));
     r->journal = NULL;      /* a lease renewed meanwhile must not write it */
     r->ops->remove(r->baton, p, "rollout.json");
     if (!r->lease) {
@@ -527,17 +570,33 @@ static void resume(csy_rollout_t *r, apr_pool_t *p, json_t *journal)
     const char *name = json_string_value(json_object_get(journal, "phase"));
     csy_phase_t phase = csy_phase_parse(name);
     const char *lease = json_string_value(json_object_get(journal, "lease"));
-    apr_hash_t *expected = csy_json_hash(p, json_object_get(journal,
-                                                        "expected"));
-    apr_hash_t *mismatched = apr_hash_make(p);
+    apr_hash_t *expected, *mismatched = apr_hash_make(p);
     const char *why = NULL;
-    int rc;
+    int rc, dropped;
 
     /* Any phase but draining and restarting is rolling-back's: does the
-     * listener answer at all? */
-    if (!name || !lease) {
+     * listener answer at all?  Without a phase or a lease nothing can be
+     * carried on: whatever the predecessor installed may not be live, so
+     * the restart is pending again; the host goes back in rotation. */
+    if (!name || phase == CSY_PHASE_NONE || !lease_ok(lease)) {
+        rlog(r, p, CS_LOG_ERR, CYLOGNO(00170) "rollout.json is not a "
+             "journal this daemon can carry on (%s): removed; back in "
+             "rotation, the restart pending again", !name
+             ? "no phase" : phase == CSY_PHASE_NONE ? "unknown phase"
+             : "no valid lease id");
+        json_object_set_new(r->state, "restart_pending", json_true());
         r->ops->remove(r->baton, p, "rollout.json");
+        r->ops->set_health(r->baton, p, "ready");
         return;
+    }
+    /* Only pairs that can be the store's are probed or rolled back. */
+    expected = journal_pairs(p, json_object_get(journal, "expected"),
+                             &dropped);
+    if (dropped) {
+        rlog(r, p, CS_LOG_WARN, CYLOGNO(00171) "rollout.json: %d entries "
+             "of \"expected\" are not a domain name and a serial; "
+             "ignored", dropped);
+        json_object_set_new(journal, "expected", csy_hash_json(p, expected));
     }
     r->agent_used = json_is_true(json_object_get(journal, "agent_used"));
     if (phase == CSY_PHASE_DRAINING) {
@@ -602,7 +661,8 @@ static int rollout(csy_rollout_t *r, apr_pool_t *p, long long cursor)
     apr_status_t rv;
     int code;
 
-    if (last && t - last < r->conf.min_restart_interval) {
+    /* A last restart in the future (a clock set back) spaces nothing. */
+    if (last > 0 && last <= t && t - last < r->conf.min_restart_interval) {
         set_state(r, CSY_PHASE_RESTART_PENDING);
         return (int)(r->conf.min_restart_interval - (t - last));
     }
