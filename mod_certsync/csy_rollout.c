@@ -589,15 +589,16 @@ static void resume(csy_rollout_t *r, apr_pool_t *p, json_t *journal)
         r->ops->set_health(r->baton, p, "ready");
         return;
     }
-    /* Only pairs that can be the store's are probed or rolled back. */
+    /* Only pairs that can be the store's are probed or rolled back; the
+     * journal is written again with those only. */
     expected = journal_pairs(p, json_object_get(journal, "expected"),
                              &dropped);
     if (dropped) {
         rlog(r, p, CS_LOG_WARN, CYLOGNO(00171) "rollout.json: %d entries "
              "of \"expected\" are not a domain name and a serial; "
              "ignored", dropped);
-        json_object_set_new(journal, "expected", csy_hash_json(p, expected));
     }
+    json_object_set_new(journal, "expected", csy_hash_json(p, expected));
     r->agent_used = json_is_true(json_object_get(journal, "agent_used"));
     if (phase == CSY_PHASE_DRAINING) {
         resume_draining(r, p, expected, lease);
