@@ -574,16 +574,21 @@ static void resume(csy_rollout_t *r, apr_pool_t *p, json_t *journal)
     const char *why = NULL;
     int rc, dropped;
 
-    /* Any phase but draining and restarting is rolling-back's: does the
-     * listener answer at all?  Without a phase or a lease nothing can be
-     * carried on: whatever the predecessor installed may not be live, so
-     * the restart is pending again; the host goes back in rotation. */
-    if (!name || phase == CSY_PHASE_NONE || !lease_ok(lease)) {
+    /* A journal's phase is draining, restarting or rolling-back (does
+     * the listener answer at all?).  Without one of those or a lease
+     * nothing can be carried on: whatever the predecessor installed may
+     * not be live, so the restart is pending again; the host goes back in
+     * rotation. */
+    if (!name || !lease_ok(lease) || (phase != CSY_PHASE_DRAINING
+                                      && phase != CSY_PHASE_RESTARTING
+                                      && phase != CSY_PHASE_ROLLING_BACK)) {
         rlog(r, p, CS_LOG_ERR, CYLOGNO(00170) "rollout.json is not a "
              "journal this daemon can carry on (%s): removed; back in "
-             "rotation, the restart pending again", !name
-             ? "no phase" : phase == CSY_PHASE_NONE ? "unknown phase"
-             : "no valid lease id");
+             "rotation, the restart pending again", !name ? "no phase"
+             : !lease_ok(lease) ? "no valid lease id"
+             : apr_psprintf(p, "phase '%s'", cs_printable(p, name,
+                                                          strlen(name),
+                                                          40)));
         json_object_set_new(r->state, "restart_pending", json_true());
         r->ops->remove(r->baton, p, "rollout.json");
         r->ops->set_health(r->baton, p, "ready");

@@ -678,6 +678,20 @@ static void test_resume_phases(void)
                     "this daemon can carry on (no valid lease id)"));
     done(&r);
 
+    UNIT_CASE("journal with a phase that is not a journal's: dropped");
+    world();
+    json_object_set_new(f.files, "rollout.json",
+                        json_pack("{s:s, s:s}", "phase", "idle", "lease",
+                                  "L1"));
+    generation(&r);
+    csy_rollout_start(&r, pool);
+    CHECK(!json_object_get(f.files, "rollout.json"));
+    CHECK_EQ_INT(f.probes, 0);
+    CHECK_STR(f.health, "ready");
+    CHECK(logged_at(CS_LOG_ERR, "CY00170: rollout.json is not a journal "
+                    "this daemon can carry on (phase 'idle')"));
+    done(&r);
+
     UNIT_CASE("journal with a lease id that is not one: dropped, never "
               "sent to CertService");
     world();
