@@ -317,13 +317,14 @@ static const csy_rollout_ops_t ops = {
     op_rollback, op_read_json, op_write_json, op_remove, op_agent, op_log
 };
 
+/* Short waits: every one is a loop of fake sleeps. */
 static const csy_rollout_conf_t conf = {
     30,         /* interval */
-    2,          /* drain_time */
-    30,         /* lease_ttl */
+    1,          /* drain_time */
+    9,          /* lease_ttl: renewed every 3 s */
     60,         /* min_restart_interval */
-    20,         /* restart_timeout */
-    4,          /* agent_grace */
+    8,          /* restart_timeout */
+    1,          /* agent_grace */
     "127.0.0.1:9443",
     "pid 42"
 };
@@ -590,6 +591,13 @@ static void fuzz_links(apr_pool_t *p, unsigned c, const char *buf,
 
     /* Prune removes versions neither link names, nothing else. */
     rv = csy_store_prune(store, p, DOMAIN);
+    if (rv != APR_SUCCESS) {
+        char err[120];
+
+        fprintf(stderr, "prune: %s\n", apr_strerror(rv, err, sizeof(err)));
+        REQUIRE(system(apr_pstrcat(p, "ls -la '", ddir, "' >&2", NULL))
+                >= 0);
+    }
     REQUIRE(rv == APR_SUCCESS);
     for (i = 0; i < NVERSIONS; i++) {
         int named = (cur && strcmp(cur, versions[i]) == 0)
