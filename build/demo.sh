@@ -20,13 +20,18 @@
 # graceful restart, probe, ready.  Then prints how to reach every domain
 # through the load balancer and where to look; keeps running until Ctrl-C,
 # or, with DEMO_ONESHOT=1 (or no terminal), makes one request per domain
-# through HAProxy, prints the answers and exits.
+# through HAProxy, prints the answers and exits; DEMO_ONESHOT=0 keeps it
+# running without a terminal too (until SIGINT or SIGTERM).
 #
-# As root on a fresh Debian machine it installs the dependencies first and
-# builds if needed; the httpd children then run as nobody.
+# As root on a fresh Debian machine it installs the dependencies first
+# (DEMO_INSTALL_DEPS=0 skips that) and builds if needed; the httpd
+# children then run as nobody.
 # Ports: DEMO_PORT (default 8440) to DEMO_PORT+32, on 127.0.0.1.
-# CERTSUITE_KEEP=1 keeps the temporary directory (logs, stores, database);
-# every other way out (the end, a failure, Ctrl-C, SIGTERM) removes it.
+# CERTSUITE_KEEP=1 keeps the temporary directory (logs, stores, database,
+# and so every private key of the pool); every other way out (the end, a
+# failure, Ctrl-C, SIGTERM) stops the pool and removes it: nothing that
+# holds a key is left outside it (t/demo/cleanup.sh checks).  Ctrl-C and
+# SIGTERM exit 0: they are how the demo is stopped.
 # DEMO_ACTIVATION=dynamic runs the proxies in dynamic mode instead: one
 # catch-all TLS virtual host, certificates chosen per handshake, live
 # without any restart (docs/mod_certsync.md, "Dynamic activation").
@@ -55,7 +60,7 @@ host_of() { # domain: the host name to request
     case $1 in \*.*) echo "${wildcard_host}" ;; *) echo "$1" ;; esac
 }
 
-if [ "$(id -u)" = 0 ]; then
+if [ "$(id -u)" = 0 ] && [ "${DEMO_INSTALL_DEPS:-1}" != 0 ]; then
     "$top/build/install-deps.sh"
 fi
 cd "$top"
@@ -191,7 +196,12 @@ echo "  CertService: curl --cacert $POOL_PKI/clients-ca.crt" \
      "$POOL_CS_URL/v1/domains"
 echo "  logs: $POOL_DIR/*/logs/"
 
-if [ -n "${DEMO_ONESHOT:-}" ] || [ ! -t 0 ]; then
+case ${DEMO_ONESHOT:-} in
+    0) oneshot= ;;
+    '') oneshot=1; [ ! -t 0 ] || oneshot= ;;
+    *) oneshot=1 ;;
+esac
+if [ -n "$oneshot" ]; then
     echo
     say "one request per domain through HAProxy, from client address 127.0.0.7"
     for d in "${domains[@]}"; do

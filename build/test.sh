@@ -36,13 +36,25 @@ if [ "$(id -u)" = 0 ]; then
         useradd --create-home --shell /bin/bash "$TEST_USER"
     fi
     work=$(mktemp -d /tmp/certsuite-test.XXXXXX)
+    # The copy ends up holding keys (Apache-Test's t/certservice/pki, and
+    # whatever a suite cut short leaves): removed on every way out, or
+    # kept and named with CERTSUITE_KEEP (as each suite's own directory).
+    # shellcheck disable=SC2154
+    trap 'rc=$?; trap - EXIT; trap "" INT TERM HUP
+          if [ -n "${CERTSUITE_KEEP:-}" ]; then echo "== kept $work"
+          else rm -rf "$work"; fi; exit $rc' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
     copy_tree "$work/src"
     chown -R "$TEST_USER:" "$work"
     chmod 755 "$work"
     echo "== running the suite as $TEST_USER in $work/src"
-    exec runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+    runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
         HOME="$(getent passwd "$TEST_USER" | cut -d: -f6)" LANG=C.UTF-8 \
-        ${CI:+CI="$CI"} bash "$work/src/build/test.sh"
+        ${CI:+CI="$CI"} ${CERTSUITE_KEEP:+CERTSUITE_KEEP="$CERTSUITE_KEEP"} \
+        bash "$work/src/build/test.sh"
+    exit 0
 fi
 
 for cmd in autoreconf apxs perl haproxy curl; do

@@ -16,6 +16,8 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include "cs_layout.h"
+#include "cs_name.h"
 #include "csy_rollout.h"
 
 /* Seconds a probe must keep seeing another serial before it counts as a
@@ -174,6 +176,41 @@ void csy_rollout_add(csy_rollout_t *r, const char *domain,
     apr_hash_set(r->pending, apr_pstrdup(r->pool, domain),
                  APR_HASH_KEY_STRING, apr_pstrdup(r->pool, serial));
     r->change_set++;
+}
+
+/* A lease id as CertService hands them out and takes them back in a URL
+ * path (docs/certservice-api.md): 1 to 64 of A-Z a-z 0-9 . _ - */
+static int lease_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+
+    return n >= 1 && n <= 64
+           && s[strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV"
+                       "WXYZ0123456789._-")] == '\0';
+}
+
+/* The journal's domain -> serial pairs that can be the store's (a name
+ * the store accepts, a serial): only those are probed, rolled back or
+ * pending again.  The others are dropped, counted in *dropped. */
+static apr_hash_t *journal_pairs(apr_pool_t *p, json_t *o, int *dropped)
+{
+    apr_hash_t *h = apr_hash_make(p);
+    const char *k, *v;
+    json_t *jv;
+
+    *dropped = 0;
+    json_object_foreach(o, k, jv) {
+        v = json_string_value(jv);
+        if (v && cs_name_check(NULL, k, strlen(k), 0) == NULL
+            && cs_layout_serial_ok(v, strlen(v))) {
+            apr_hash_set(h, apr_pstrdup(p, k), APR_HASH_KEY_STRING,
+                         apr_pstrdup(p, v));
+        }
+        else {
+            (*dropped)++;
+        }
+    }
+    return h;
 }
 
 /* A rollout's expected set goes back to pending (the restart did not
@@ -453,6 +490,7 @@ static void resume_done(csy_rollout_t *r, apr_pool_t *p, json_t *journal,
                         int restarting, apr_hash_t *expected)
 {
     json_t *at = json_object_get(journal, "restart_at");
+    apr_int64_t at_sec = json_is_integer(at) ? json_integer_value(at) : 0;
 
     if (restarting) {
         rlog(r, p, CS_LOG_NOTICE, CYLOGNO(00014) "rollout complete: %u "
@@ -467,9 +505,12 @@ static void resume_done(csy_rollout_t *r, apr_pool_t *p, json_t *journal,
         json_object_set(r->state, "last_rollout_failure",
                         json_object_get(journal, "failure"));
     }
+    /* When the restart was asked for; anything but a positive number (a
+     * damaged journal) is no known restart, and recall_restart() takes one
+     * in the future (the clock was ahead) as now. */
     json_object_set_new(r->state, "last_restart",
-                        at ? json_incref(at) : json_integer(0));
-    recall_restart(r, p, json_integer_value(at), "rollout.json");
+                        json_integer(at_sec > 0 ? at_sec : 0));
+    recall_restart(r, p, at_sec, "rollout.json");
     r->journal = NULL;      /* a lease renewed meanwhile must not write it */
     r->ops->remove(r->baton, p, "rollout.json");
     if (!r->lease) {
@@ -564,18 +605,40 @@ static void resume(csy_rollout_t *r, apr_pool_t *p, json_t *journal)
     const char *name = json_string_value(json_object_get(journal, "phase"));
     csy_phase_t phase = csy_phase_parse(name);
     const char *lease = json_string_value(json_object_get(journal, "lease"));
-    apr_hash_t *expected = csy_json_hash(p, json_object_get(journal,
-                                                        "expected"));
-    apr_hash_t *mismatched = apr_hash_make(p);
+    apr_hash_t *expected, *mismatched = apr_hash_make(p);
     const char *why = NULL;
-    int rc;
+    int rc, dropped;
 
-    /* Any phase but draining and restarting is rolling-back's: does the
-     * listener answer at all? */
-    if (!name || !lease) {
+    /* A journal's phase is draining, restarting or rolling-back (does
+     * the listener answer at all?).  Without one of those or a lease
+     * nothing can be carried on: whatever the predecessor installed may
+     * not be live, so the restart is pending again; the host goes back in
+     * rotation. */
+    if (!name || !lease_ok(lease) || (phase != CSY_PHASE_DRAINING
+                                      && phase != CSY_PHASE_RESTARTING
+                                      && phase != CSY_PHASE_ROLLING_BACK)) {
+        rlog(r, p, CS_LOG_ERR, CYLOGNO(00170) "rollout.json is not a "
+             "journal this daemon can carry on (%s): removed; back in "
+             "rotation, the restart pending again", !name ? "no phase"
+             : !lease_ok(lease) ? "no valid lease id"
+             : apr_psprintf(p, "phase '%s'", cs_printable(p, name,
+                                                          strlen(name),
+                                                          40)));
+        json_object_set_new(r->state, "restart_pending", json_true());
         r->ops->remove(r->baton, p, "rollout.json");
+        r->ops->set_health(r->baton, p, "ready");
         return;
     }
+    /* Only pairs that can be the store's are probed or rolled back; the
+     * journal is written again with those only. */
+    expected = journal_pairs(p, json_object_get(journal, "expected"),
+                             &dropped);
+    if (dropped) {
+        rlog(r, p, CS_LOG_WARN, CYLOGNO(00171) "rollout.json: %d entries "
+             "of \"expected\" are not a domain name and a serial; "
+             "ignored", dropped);
+    }
+    json_object_set_new(journal, "expected", csy_hash_json(p, expected));
     r->agent_used = json_is_true(json_object_get(journal, "agent_used"));
     if (phase == CSY_PHASE_DRAINING) {
         resume_draining(r, p, expected, lease);

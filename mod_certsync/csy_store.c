@@ -78,12 +78,15 @@ static const char *link_serial(const char *ddir, const char *name,
     ssize_t n;
     const char *path = apr_pstrcat(p, ddir, "/", name, NULL);
 
+    /* The target's bytes as readlink() gives them (what csy_dyn.c's
+     * reader checks too): a serial, never a path ('/', "..") and never
+     * longer than one (a longer target fills buf). */
     n = readlink(path, buf, sizeof(buf));
-    if (n <= 0 || (apr_size_t)n >= sizeof(buf)) {
+    if (n <= 0 || (apr_size_t)n >= sizeof(buf)
+        || !cs_layout_serial_ok(buf, (apr_size_t)n)) {
         return NULL;
     }
-    buf[n] = '\0';
-    return valid_serial(buf) ? apr_pstrdup(p, buf) : NULL;
+    return apr_pstrmemdup(p, buf, (apr_size_t)n);
 }
 
 /* Like link_serial, but only if the version directory exists. */

@@ -13,6 +13,7 @@
  * wrote; and a load balancer that asks the agent every so often.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,6 +426,26 @@ static void test_restart_off_and_too_soon(void)
     CHECK(json_is_true(json_object_get(r.state, "restart_pending")));
     CHECK_EQ_INT(f.gracefuls, 0);
     done(&r);
+
+    UNIT_CASE("CertSyncMinRestartInterval: a last restart in the future "
+              "(or one that would overflow) spaces nothing");
+    world();
+    generation(&r);
+    r.conf.min_restart_interval = 100;
+    json_object_set_new(r.state, "last_restart",
+                        json_integer(apr_time_sec(T0) + 7200));
+    json_object_set_new(r.state, "restart_pending", json_true());
+    CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 1), 0);
+    CHECK_EQ_INT(f.gracefuls, 1);
+    world();
+    generation(&r);
+    r.conf.min_restart_interval = 100;
+    json_object_set_new(r.state, "last_restart",
+                        json_integer((json_int_t)INT64_MIN));
+    json_object_set_new(r.state, "restart_pending", json_true());
+    CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 1), 0);
+    CHECK_EQ_INT(f.gracefuls, 1);
+    done(&r);
 }
 
 static void test_drain_interrupted(void)
@@ -669,6 +690,77 @@ static void test_resume_phases(void)
     CHECK(!json_object_get(f.files, "rollout.json"));
     CHECK_EQ_INT(f.probes, 0);
     CHECK_EQ_INT(f.gracefuls, 0);
+    /* Not left drained, and what the predecessor installed is restarted
+     * for (fuzz_store_files: seed_rollout_empty_object). */
+    CHECK_STR(f.health, "ready");
+    CHECK(json_is_true(json_object_get(r.state, "restart_pending")));
+    CHECK(logged_at(CS_LOG_ERR, "CY00170: rollout.json is not a journal "
+                    "this daemon can carry on (no valid lease id)"));
+    done(&r);
+
+    UNIT_CASE("journal with a phase that is not a journal's: dropped");
+    world();
+    json_object_set_new(f.files, "rollout.json",
+                        json_pack("{s:s, s:s}", "phase", "idle", "lease",
+                                  "L1"));
+    generation(&r);
+    csy_rollout_start(&r, pool);
+    CHECK(!json_object_get(f.files, "rollout.json"));
+    CHECK_EQ_INT(f.probes, 0);
+    CHECK_STR(f.health, "ready");
+    CHECK(logged_at(CS_LOG_ERR, "CY00170: rollout.json is not a journal "
+                    "this daemon can carry on (phase 'idle')"));
+    done(&r);
+
+    UNIT_CASE("journal with a lease id that is not one: dropped, never "
+              "sent to CertService");
+    world();
+    json_object_set_new(f.files, "rollout.json",
+                        json_pack("{s:s, s:s, s:{s:s}}", "phase",
+                                  "restarting", "lease",
+                                  "../../../domains/a.example", "expected",
+                                  "a.example", "0a"));
+    generation(&r);
+    csy_rollout_start(&r, pool);
+    CHECK(!json_object_get(f.files, "rollout.json"));
+    CHECK_EQ_INT(f.probes, 0);
+    CHECK_EQ_INT(f.acquires, 0);
+    CHECK_STR(f.released, "");
+    CHECK_STR(f.health, "ready");
+    done(&r);
+
+    UNIT_CASE("journal: pairs that are not a domain and a serial are "
+              "neither probed nor rolled back");
+    world();
+    f.answer_at = 0;                /* never answers: all goes back */
+    f.lease_id = "L9";
+    json_object_set_new(f.files, "rollout.json",
+                        json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:i}}",
+                                  "phase", "restarting", "lease", "L9",
+                                  "expected", "a.example", "0a",
+                                  "../../etc", "0b", "b.example", "zz",
+                                  "c.example", 12));
+    generation(&r);
+    csy_rollout_start(&r, pool);
+    CHECK_STR(f.rolled_back, "a.example");
+    CHECK(logged_at(CS_LOG_WARN, "CY00171: rollout.json: 3 entries"));
+    done(&r);
+
+    UNIT_CASE("journal: a restart_at in the future spaces no restart");
+    world();
+    f.lease_id = "L9";
+    json_object_set_new(f.files, "rollout.json",
+                        json_pack("{s:s, s:s, s:{}, s:I}", "phase",
+                                  "restarting", "lease", "L9", "expected",
+                                  "restart_at", (json_int_t)INT64_MAX));
+    generation(&r);
+    csy_rollout_start(&r, pool);
+    CHECK_STR(state_of(&r), "idle");
+    /* When it resumed, not the journal's time. */
+    CHECK(json_integer_value(json_object_get(r.state, "last_restart"))
+          >= apr_time_sec(T0));
+    CHECK(json_integer_value(json_object_get(r.state, "last_restart"))
+          <= apr_time_sec(f.now));
     done(&r);
 
     UNIT_CASE("a journal written by the old build (2,205-line glue)");
@@ -677,7 +769,7 @@ static void test_resume_phases(void)
     f.files = json_loads("{\"rollout.json\": {\"agent_used\": false, "
                          "\"cursor\": 17, \"expected\": {\"a.example\": "
                          "\"0a\"}, \"lease\": \"L9\", \"phase\": "
-                         "\"restarting\", \"restart_at\": 1000005}}",
+                         "\"restarting\", \"restart_at\": 999995}}",
                          0, NULL);
     f.now = T0 + SEC(10);           /* 5 s after restart_at */
     f.lease_id = "L9";              /* CertService renews it */
@@ -689,7 +781,7 @@ static void test_resume_phases(void)
     CHECK_STR(f.released, "L9");
     CHECK_EQ_INT(json_integer_value(json_object_get(r.state,
                                                     "last_restart")),
-                 1000005);
+                 999995);
     done(&r);
 
     UNIT_CASE("resume restarting: the lease expired and came back another");
