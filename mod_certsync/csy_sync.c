@@ -23,6 +23,8 @@
  * Retry-After longer than the longest lease is not believed. */
 #define CSY_LEASE_RETRY     5
 #define CSY_LEASE_RETRY_MAX 3600
+/* At most this much of an error text from CertService in ours. */
+#define CSY_MAX_ANSWER_TEXT 300
 
 struct csy_client_t {
     const csy_config_t *config;
@@ -123,11 +125,14 @@ static apr_status_t request(json_t **json, long *status, csy_client_t *cl,
         return APR_EGENERAL;
     }
     *status = resp->status;
+    /* Text from the answer goes into the error log and the status page:
+     * one printable line (cs_printable), whatever CertService sent. */
     if (resp->len) {
         *json = json_loadb(resp->body, resp->len, 0, &jerr);
         if (!*json && *status < 300) {
             *err = apr_psprintf(p, "%s %s: malformed JSON: %s", method, path,
-                                jerr.text);
+                                cs_printable(p, jerr.text, strlen(jerr.text),
+                                             CSY_MAX_ANSWER_TEXT));
             return APR_EGENERAL;
         }
     }
@@ -135,8 +140,11 @@ static apr_status_t request(json_t **json, long *status, csy_client_t *cl,
         json_t *msg = *json ? json_object_get(*json, "error") : NULL;
         *err = apr_psprintf(p, "%s %s: HTTP %ld%s%s", method, path, *status,
                             json_is_string(msg) ? ": " : "",
-                            json_is_string(msg) ? json_string_value(msg)
-                                                : "");
+                            json_is_string(msg)
+                            ? cs_printable(p, json_string_value(msg),
+                                           json_string_length(msg),
+                                           CSY_MAX_ANSWER_TEXT)
+                            : "");
         json_decref(*json);
         *json = NULL;
         return APR_EGENERAL;
@@ -646,6 +654,15 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
     return rv;
 }
 
+static int lease_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n >= 1 && n <= 64
+           && s[strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                          "0123456789._-")] == '\0';
+}
+
 apr_status_t csy_lease_acquire(const char **lease, long *retry_after,
                                csy_client_t *cl, apr_pool_t *p, int ttl,
                                const char **err)
@@ -678,6 +695,15 @@ apr_status_t csy_lease_acquire(const char **lease, long *retry_after,
     if (!id) {
         json_decref(resp);
         *err = "lease answer without a lease id";
+        return APR_EGENERAL;
+    }
+    /* It goes into the URL of its release: a lease name as the API
+     * defines it (1 to 64 of A-Z a-z 0-9 . _ -), nothing that could
+     * point elsewhere ("../") or break the URL. */
+    if (!lease_name_ok(id)) {
+        *err = apr_pstrcat(p, "lease answer with an invalid lease id '",
+                           cs_printable(p, id, strlen(id), 64), "'", NULL);
+        json_decref(resp);
         return APR_EGENERAL;
     }
     *lease = apr_pstrdup(p, id);

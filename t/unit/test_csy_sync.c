@@ -235,6 +235,11 @@ static void test_bad_answers(void)
           "valid domain" },
         { "a bundles answer without an array", 200, UPSERT_B8, 200,
           "{\"bundles\":{}}", "no bundles array" },
+        /* CertService's text goes into the error log and the status: one
+         * line of printable text (found by fuzz_feed). */
+        { "an error text with a line break", 500,
+          "{\"error\":\"down\\nCY00004 forged line\\u0007\"}", 0, NULL,
+          "HTTP 500: down\\x0aCY00004 forged line\\x07" },
     };
     const char *serial, *b;
     unsigned i;
@@ -340,6 +345,18 @@ static void test_lease(void)
     if (CHECK(r != NULL)) {
         CHECK_STR(r->body, "{\"host\":\"h1\",\"ttl\":300}");
     }
+
+    /* The lease goes into the URL of its release: only a lease name as
+     * the API defines it (found by fuzz_feed). */
+    UNIT_CASE("a lease that is not a lease name: refused");
+    CHECK_EQ_INT(lease_asked(&lease, &retry, 201, NULL,
+                             "{\"lease\":\"../../domains/example.com\"}"),
+                 APR_EGENERAL);
+    CHECK_STR(lease, NULL);
+    CHECK_EQ_INT(lease_asked(&lease, &retry, 201, NULL,
+                             "{\"lease\":\"\"}"), APR_EGENERAL);
+    CHECK_EQ_INT(lease_asked(&lease, &retry, 201, NULL,
+                             "{\"lease\":\"l 1\"}"), APR_EGENERAL);
 
     UNIT_CASE("a lease refused: its Retry-After");
     CHECK_EQ_INT(lease_asked(&lease, &retry, 409, "Retry-After: 17\n",
