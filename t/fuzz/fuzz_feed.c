@@ -82,6 +82,9 @@ static fuzz_pki_t pki;
 static const char *tok_key, *tok_rkey, *tok_okey, *tok_chain, *tok_rchain;
 static const char *aa_env;              /* example.com serial aa */
 static apr_size_t aa_env_len;
+/* The envelopes behind the tokens (DER) and their keys: a key.cms the
+ * client stored is one of them, checked without another RSA operation. */
+static struct { unsigned char *der; apr_size_t len; EVP_PKEY *key; } known[3];
 static char base[] = "/dev/shm/fuzz-feed-XXXXXX";
 
 /* ------------------------------------------------------------------ */
@@ -289,9 +292,19 @@ static void check_served(csy_store_t *store, apr_pool_t *p, const char *d,
                                                        CS_LAYOUT_ENVELOPE,
                                                        NULL))
         == APR_SUCCESS) {
-        REQUIRE(cs_envelope_open(&key, p, (unsigned char *)buf, len,
-                                 pki.wrap, pki.wrap_key, &err)
-                == APR_SUCCESS);
+        for (i = 0; i < 3 && !key; i++) {
+            if (len == known[i].len && memcmp(buf, known[i].der, len) == 0) {
+                key = known[i].key;
+            }
+        }
+        if (!key && (len != aa_env_len || memcmp(buf, aa_env, len) != 0)) {
+            REQUIRE(cs_envelope_open(&key, p, (unsigned char *)buf, len,
+                                     pki.wrap, pki.wrap_key, &err)
+                    == APR_SUCCESS);
+        }
+        else if (!key) {
+            key = pki.leaf_key;
+        }
     }
     else {
         /* A proxy that keeps envelopes never writes privkey.pem. */
@@ -355,15 +368,14 @@ static void check_store(csy_store_t *store, apr_pool_t *p,
 /* Setup                                                               */
 /* ------------------------------------------------------------------ */
 
-static const char *envelope_b64(EVP_PKEY *key)
+static const char *envelope_b64(int i, EVP_PKEY *key)
 {
-    unsigned char *der;
-    apr_size_t len;
     const char *err;
 
-    REQUIRE(cs_envelope_seal(&der, &len, root, key, pki.wrap_certs, &err)
-            == APR_SUCCESS);
-    return cs_base64_encode(root, der, len);
+    REQUIRE(cs_envelope_seal(&known[i].der, &known[i].len, root, key,
+                             pki.wrap_certs, &err) == APR_SUCCESS);
+    known[i].key = key;
+    return cs_base64_encode(root, known[i].der, known[i].len);
 }
 
 /* The PEM text as the inside of a JSON string. */
@@ -397,9 +409,9 @@ static void init(void)
     apr_initialize();
     apr_pool_create(&root, NULL);
     fuzz_pki_load(&pki, root);
-    tok_key = envelope_b64(pki.leaf_key);
-    tok_rkey = envelope_b64(pki.rleaf_key);
-    tok_okey = envelope_b64(pki.other_key);
+    tok_key = envelope_b64(0, pki.leaf_key);
+    tok_rkey = envelope_b64(1, pki.rleaf_key);
+    tok_okey = envelope_b64(2, pki.other_key);
     tok_chain = json_inner(pki.chain_pem);
     tok_rchain = json_inner(pki.rchain_pem);
     REQUIRE(cs_envelope_seal(&der, &aa_env_len, root, pki.leaf_key,
