@@ -345,6 +345,12 @@ static const char *apply_bundle(int *installed, const csy_config_t *cfg,
     if (cs_bundle_verify(chain, key, domain, apr_time_now(), &err)) {
         return err;
     }
+    /* Store what was verified, written out again: CertService's text may
+     * hold lines the PEM reader skips, which a worker's reader of the
+     * leaf (csy_dyn.c) or another program need not skip alike. */
+    if ((chain_pem = cs_pem_write_certs(p, chain)) == NULL) {
+        return "cannot encode the chain";
+    }
     if (cfg->keep_envelopes) {
         seal = seal_for_workers(&seal_len, cfg, p, key,
                                 APR_ARRAY_IDX(chain, 0, X509 *), which,

@@ -26,8 +26,9 @@
  *  - every name in the manifest is a normalised domain name, once, with
  *    a current version whose chain and key pass cs_bundle_verify now,
  *    whose private key belongs to the certificate (cs_key_belongs), and
- *    whose key.seal, if any, opens to that key; a domain made current
- *    and still served is at the serial the result says;
+ *    whose key.seal, if any, opens to that key; in dynamic mode a worker
+ *    (csy_bundle_load) reads the same leaf, chain and key; a domain made
+ *    current and still served is at the serial the result says;
  *  - the client asks only for valid names, at most batch size at a time,
  *    never the same twice in a batch, and the feed from no earlier than
  *    its cursor;
@@ -57,6 +58,7 @@
 #include "cs_name.h"
 #include "cs_seal.h"
 #include "cs_x509.h"
+#include "csy_dyn.h"
 #include "csy_store.h"
 #include "csy_sync.h"
 #include "fuzz_pki.h"
@@ -317,6 +319,29 @@ static void check_served(csy_store_t *store, apr_pool_t *p, const char *d,
             == APR_SUCCESS);
     REQUIRE(cs_key_belongs(key, X509_get0_pubkey(APR_ARRAY_IDX(chain, 0,
                                                               X509 *))));
+    if (envelopes) {
+        /* A worker reads what the daemon verified (its own PEM reading,
+         * csy_dyn.c): the same leaf, chain and key. */
+        csy_bundle_t *b = NULL;
+        char why[512];
+
+        why[0] = '\0';
+        if (csy_bundle_load(&b, csy_store_dir(store), d, pki.wrap_certs,
+                            pki.wrap_keys, why, sizeof(why))
+            != APR_SUCCESS) {
+            fprintf(stderr, "worker cannot load %s: %s\n", d, why);
+            abort();
+        }
+        REQUIRE(X509_cmp(b->leaf, APR_ARRAY_IDX(chain, 0, X509 *)) == 0);
+        REQUIRE(sk_X509_num(b->chain) == chain->nelts - 1);
+        for (i = 1; i < chain->nelts; i++) {
+            REQUIRE(X509_cmp(sk_X509_value(b->chain, i - 1),
+                             APR_ARRAY_IDX(chain, i, X509 *)) == 0);
+        }
+        REQUIRE(EVP_PKEY_eq(b->key, key) == 1);
+        REQUIRE(strcmp(b->serial, serial) == 0);
+        csy_bundle_release(b);
+    }
     if (csy_store_read_file(&buf, &len, p, apr_pstrcat(p, dir, "/"
                                                        CS_LAYOUT_SEAL, NULL))
         == APR_SUCCESS) {

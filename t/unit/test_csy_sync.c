@@ -383,6 +383,49 @@ static void test_lease(void)
 /* The batch size's default and the timeout are the glue's
  * (csy_conf_effective, CSY_HTTP_TIMEOUT): the pure client has none to
  * fall back on. */
+/* fullchain.pem holds the certificates the daemon verified, written out
+ * again, not CertService's text: a line that the PEM reader skips but a
+ * worker's faster reader (csy_dyn.c, leaf_parse) takes for the leaf made
+ * dynamic mode fail to load the version (found by fuzz_feed). */
+static void test_chain_as_verified(void)
+{
+    csy_result_t res;
+    const char *serial, *b, *dir;
+    char *pem;
+    apr_size_t len;
+    long long next = cursor() + 1;
+
+    UNIT_CASE("the chain stored is the chain verified, in plain PEM");
+    b = make_bundle(&serial, "pem.example.com", 0);
+    if (!CHECK(b != NULL)) {
+        return;
+    }
+    b = apr_pstrcat(pool, "{\"bundles\":[",
+                    apr_pstrmemdup(pool, b, (apr_size_t)(strstr(b,
+                        "\"chain_pem\":\"") - b)),
+                    "\"chain_pem\":\"x -----BEGIN CERTIFICATE-----\\n"
+                    "-----END CERTIFICATE-----\\n",
+                    strstr(b, "\"chain_pem\":\"") + 13, "]}", NULL);
+    script(200, apr_psprintf(pool, "{\"changes\":[{\"seq\":%"
+                             APR_INT64_T_FMT ",\"domain\":"
+                             "\"pem.example.com\",\"op\":\"upsert\"}],"
+                             "\"next\":%" APR_INT64_T_FMT ",\"more\":false}",
+                             (apr_int64_t)next, (apr_int64_t)next), 200, b);
+    if (!CHECK_EQ_INT(cycle(&res), APR_SUCCESS)) {
+        printf("  error: %s\n", res.error);
+    }
+    CHECK_EQ_INT(res.installed, 1);
+    dir = csy_store_current_dir(store, pool, "pem.example.com");
+    if (CHECK(dir != NULL)
+        && CHECK_EQ_INT(csy_store_read_file(&pem, &len, pool,
+                                            apr_pstrcat(pool, dir,
+                                                        "/fullchain.pem",
+                                                        NULL)), 0)) {
+        CHECK(strncmp(pem, "-----BEGIN CERTIFICATE-----\n", 28) == 0);
+        CHECK(strstr(pem, "x -----") == NULL);
+    }
+}
+
 static void test_batch_size(void)
 {
     csy_config_t c = cfg;
@@ -437,6 +480,7 @@ int main(void)
     test_normal_cycle();
     test_bad_answers();
     test_lease();
+    test_chain_as_verified();
 
     testkit_rm_tree(base);
     apr_pool_destroy(pool);
