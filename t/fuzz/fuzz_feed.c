@@ -19,8 +19,9 @@
  * serial 1002 of example.com is quarantined, 8 no sealing keys, 0x30
  * batch size - 1, 0x40 www.example.com failed in an earlier cycle.
  *
- * One cycle (csy_sync_once), then a lease (csy_lease_acquire) from the
- * answers left.  Invariants (abort otherwise):
+ * One cycle (csy_sync_once), then from the answers left a lease
+ * (csy_lease_acquire), its release and a report (csy_lease_release,
+ * csy_report).  Invariants (abort otherwise):
  *  - success exactly when there is no error text; the cursor never goes
  *    back, and the store holds the one the result says;
  *  - every name in the manifest is a normalised domain name, once, with
@@ -30,8 +31,8 @@
  *    (csy_bundle_load) reads the same leaf, chain and key; a domain made
  *    current and still served is at the serial the result says;
  *  - the client asks only for valid names, at most batch size at a time,
- *    never the same twice in a batch, and the feed from no earlier than
- *    its cursor;
+ *    never the same twice in a batch, the feed from no earlier than its
+ *    cursor, and releases only the lease it was granted;
  *  - log lines and error texts are one printable line (no control
  *    characters from the answers);
  *  - a lease granted is a lease name as the API defines it (1 to 64 of
@@ -99,6 +100,7 @@ typedef struct {
     long long since;            /* the last feed request's cursor */
     int batch;
     int requests;
+    const char *lease;          /* granted: what a DELETE may name */
 } stub_t;
 
 /* body with the tokens replaced, from p. */
@@ -156,7 +158,8 @@ static char *expand(apr_pool_t *p, const char *body, apr_size_t len,
 
 /* What the client asks: valid names, batch size at most, no repeat; the
  * feed from no earlier than before. */
-static void check_request(stub_t *s, const cs_http_req_t *req)
+static void check_request(stub_t *s, const cs_http_req_t *req,
+                          apr_pool_t *rp)
 {
     const char *q;
     json_t *body, *arr, *v;
@@ -172,6 +175,13 @@ static void check_request(stub_t *s, const cs_http_req_t *req)
                                   NULL, 10);
         REQUIRE(since >= s->since);
         s->since = since;
+    }
+    else if (strcmp(req->method, "DELETE") == 0) {
+        /* Only the lease granted, in the pool's path. */
+        REQUIRE(s->lease != NULL);
+        REQUIRE(strcmp(req->url, apr_pstrcat(rp, CS_URL
+                                             "/v1/pools/web/leases/",
+                                             s->lease, NULL)) == 0);
     }
     else if (strcmp(req->method, "POST") == 0
              && strcmp(req->url, CS_URL "/v1/bundles") == 0) {
@@ -204,7 +214,7 @@ static apr_status_t stub_send(void *baton, cs_http_resp_t *resp,
     const char *chunk, *end, *nl, *h;
     apr_size_t clen;
 
-    check_request(s, req);
+    check_request(s, req, p);
     s->requests++;
     if (!s->in) {
         *err = apr_psprintf(p, "%s %s: stub: no more answers", req->method,
@@ -562,6 +572,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             REQUIRE(lease == NULL && err != NULL);
             require_line(err);
         }
+    }
+    /* Its release, and the report, from what is left (only statuses are
+     * read; check_request sees what is sent). */
+    if (stub.in && lease) {
+        stub.lease = lease;
+        rv = csy_lease_release(client, p, lease);
+        REQUIRE(rv == APR_SUCCESS || rv == APR_EGENERAL);
+    }
+    if (stub.in) {
+        rv = csy_report(client, p, res.cursor_after, "idle", failures);
+        REQUIRE(rv == APR_SUCCESS || rv == APR_EGENERAL);
     }
 
     testkit_rm_tree(dir);
