@@ -793,6 +793,50 @@ apr_status_t cs_base64_decode(unsigned char **data, apr_size_t *len,
     return APR_SUCCESS;
 }
 
+int cs_key_belongs(EVP_PKEY *key, EVP_PKEY *pub)
+{
+    static const unsigned char msg[] = "cs_key_belongs";
+    unsigned char sig[1024], *big = NULL;     /* 1024: RSA-8192 */
+    size_t sig_len = 0;
+    EVP_MD_CTX *md = NULL;
+    EVP_PKEY_CTX *pctx;
+    int ok = 0;
+
+    if (key == NULL || pub == NULL || EVP_PKEY_eq(pub, key) != 1) {
+        ERR_clear_error();
+        return 0;
+    }
+    if (EVP_PKEY_is_a(key, "EC")) {
+        /* The scalar times the generator is the point: one
+         * multiplication, cheaper than a signature and its check. */
+        pctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+        ok = pctx != NULL && EVP_PKEY_pairwise_check(pctx) == 1;
+        EVP_PKEY_CTX_free(pctx);
+        ERR_clear_error();
+        return ok;
+    }
+    if ((md = EVP_MD_CTX_new()) != NULL
+        && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1
+        && EVP_DigestSign(md, NULL, &sig_len, msg, sizeof(msg)) == 1) {
+        if (sig_len > sizeof(sig)) {
+            big = OPENSSL_malloc(sig_len);
+        }
+        ok = (sig_len <= sizeof(sig) || big != NULL)
+             && EVP_DigestSign(md, big ? big : sig, &sig_len, msg,
+                               sizeof(msg)) == 1;
+    }
+    EVP_MD_CTX_free(md);
+    md = NULL;
+    ok = ok && (md = EVP_MD_CTX_new()) != NULL
+         && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pub) == 1
+         && EVP_DigestVerify(md, big ? big : sig, sig_len, msg,
+                             sizeof(msg)) == 1;
+    EVP_MD_CTX_free(md);
+    OPENSSL_free(big);
+    ERR_clear_error();
+    return ok;
+}
+
 const char *cs_cert_fingerprint(apr_pool_t *p, X509 *cert)
 {
     unsigned char md[EVP_MAX_MD_SIZE];

@@ -95,6 +95,17 @@ const char *cs_base64_encode(apr_pool_t *p, const unsigned char *data,
 apr_status_t cs_base64_decode(unsigned char **data, apr_size_t *len,
                               apr_pool_t *p, const char *text);
 
+/**
+ * Whether key is pub's key pair: the same public key, and a private key
+ * that belongs to it.  Comparing public keys alone (EVP_PKEY_eq,
+ * X509_check_private_key) does not tell: a decoder takes the public key
+ * a PKCS#8 carries as it is.  EC: the scalar gives the point; other keys:
+ * a signature (SHA-256) verifies with pub, one private-key operation
+ * (RSA-2048 about 1 ms, where EVP_PKEY_pairwise_check tests the primes,
+ * about 100 ms).  1 if it is, 0 if not.
+ */
+int cs_key_belongs(EVP_PKEY *key, EVP_PKEY *pub);
+
 /** SHA-256 fingerprint of a certificate's DER, lower-case hex, from p. */
 const char *cs_cert_fingerprint(apr_pool_t *p, X509 *cert);
 

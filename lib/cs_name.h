@@ -32,8 +32,8 @@
  * CS_NAME_ANY_CASE.  A name that passes is safe as a single path
  * component, as configuration text and as SQL data.
  *
- * Whether an xn-- label decodes is not checked here (that needs libidn2):
- * cs_name_normalize does it where names enter the suite.
+ * Whether an xn-- label is a valid A-label is not checked here (that
+ * needs libidn2): cs_name_normalize does it where names enter the suite.
  * @param p     for a reason that quotes the offending character; NULL: the
  *              reason is static text
  * @param name  len bytes, need not be NUL-terminated
@@ -53,7 +53,9 @@ int cs_name_lower(char *out, const char *name);
 /**
  * Normalise and validate a domain name at the API edge: lower case,
  * Unicode labels to IDNA A-labels (xn--...), the root's trailing dot
- * dropped, then cs_name_check(), and every xn-- label must decode.
+ * dropped, then cs_name_check(), and every xn-- label must be the
+ * A-label of a valid U-label (decoded and encoded again, it is itself):
+ * a name is accepted as its A-labels exactly when it is as Unicode.
  * @param out   the normalised name, from p
  * @return NULL, or why the name is refused (static text or from p)
  */

@@ -10,11 +10,16 @@
 
 #include "cs_name.h"
 
-/* Every xn-- label of an already checked name must decode. */
+/* Every xn-- label of an already checked name must be the A-label of a
+ * valid U-label: it decodes, and that encodes back to the same label with
+ * the flags a Unicode name is encoded with (below).  Decoding alone lets
+ * through labels of code points IDNA disallows (xn--a is U+0080,
+ * xn--ls8h an emoji), which the Unicode path refuses: one name would be
+ * refused as Unicode and accepted as its A-label. */
 static const char *check_alabels(apr_pool_t *p, const char *name)
 {
     const char *label, *dot;
-    char *u8 = NULL, *copy;
+    char *u8 = NULL, *back = NULL, *copy;
     size_t len;
     int rc;
 
@@ -30,7 +35,17 @@ static const char *check_alabels(apr_pool_t *p, const char *name)
             return apr_psprintf(p, "invalid IDNA A-label '%s': %s", copy,
                                 idn2_strerror(rc));
         }
+        rc = idn2_to_ascii_8z(u8, &back, IDN2_NFC_INPUT
+                              | IDN2_NONTRANSITIONAL);
         idn2_free(u8);
+        if (rc != IDN2_OK || strcmp(back, copy) != 0) {
+            idn2_free(back);
+            return apr_psprintf(p, "invalid IDNA A-label '%s': %s", copy,
+                                rc != IDN2_OK ? idn2_strerror(rc)
+                                : "not the A-label of its Unicode form");
+        }
+        idn2_free(back);
+        back = NULL;
     }
     return NULL;
 }

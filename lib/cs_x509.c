@@ -372,6 +372,14 @@ apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
         *err = "bundle: the key does not match the certificate";
         return APR_EINVAL;
     }
+    /* EVP_PKEY_eq compares public keys only, and a decoder takes the
+     * public key a PKCS#8 carries as it is: the private key must belong
+     * to it too, or every handshake with this key fails. */
+    if (!cs_key_belongs(key, pub)) {
+        *err = "bundle: the private key does not belong to the "
+               "certificate's public key";
+        return APR_EINVAL;
+    }
 
     if (name == NULL || *name == '\0') {
         *err = "bundle: no name to check";

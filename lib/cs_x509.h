@@ -48,7 +48,8 @@ apr_status_t cs_ca_issue(apr_array_header_t **chain, apr_pool_t *p,
  * in *err:
  *  - the chain is not empty and in order: every certificate is issued and
  *    signed by the next one;
- *  - key matches the leaf's public key;
+ *  - key matches the leaf's public key, and its private key belongs to
+ *    that public key (EVP_PKEY_pairwise_check);
  *  - the leaf is valid for name (exact, or the leaf's wildcard covers it,
  *    or name is itself the wildcard the leaf names);
  *  - now lies between the leaf's notBefore and notAfter.

@@ -26,6 +26,8 @@
  * Retry-After longer than the longest lease is not believed. */
 #define CSY_LEASE_RETRY     5
 #define CSY_LEASE_RETRY_MAX 3600
+/* At most this much of an error text from CertService in ours. */
+#define CSY_MAX_ANSWER_TEXT 300
 
 struct csy_client_t {
     const csy_config_t *config;
@@ -126,11 +128,14 @@ static apr_status_t request(json_t **json, long *status, csy_client_t *cl,
         return APR_EGENERAL;
     }
     *status = resp->status;
+    /* Text from the answer goes into the error log and the status page:
+     * one printable line (cs_printable), whatever CertService sent. */
     if (resp->len) {
         *json = json_loadb(resp->body, resp->len, 0, &jerr);
         if (!*json && *status < 300) {
             *err = apr_psprintf(p, "%s %s: malformed JSON: %s", method, path,
-                                jerr.text);
+                                cs_printable(p, jerr.text, strlen(jerr.text),
+                                             CSY_MAX_ANSWER_TEXT));
             return APR_EGENERAL;
         }
     }
@@ -138,8 +143,11 @@ static apr_status_t request(json_t **json, long *status, csy_client_t *cl,
         json_t *msg = *json ? json_object_get(*json, "error") : NULL;
         *err = apr_psprintf(p, "%s %s: HTTP %ld%s%s", method, path, *status,
                             json_is_string(msg) ? ": " : "",
-                            json_is_string(msg) ? json_string_value(msg)
-                                                : "");
+                            json_is_string(msg)
+                            ? cs_printable(p, json_string_value(msg),
+                                           json_string_length(msg),
+                                           CSY_MAX_ANSWER_TEXT)
+                            : "");
         json_decref(*json);
         *json = NULL;
         return APR_EGENERAL;
@@ -339,6 +347,12 @@ static const char *apply_bundle(int *installed, const csy_config_t *cfg,
     }
     if (cs_bundle_verify(chain, key, domain, apr_time_now(), &err)) {
         return err;
+    }
+    /* Store what was verified, written out again: CertService's text may
+     * hold lines the PEM reader skips, which a worker's reader of the
+     * leaf (csy_dyn.c) or another program need not skip alike. */
+    if ((chain_pem = cs_pem_write_certs(p, chain)) == NULL) {
+        return "cannot encode the chain";
     }
     if (cfg->keep_envelopes) {
         seal = seal_for_workers(&seal_len, cfg, p, key,
@@ -664,6 +678,15 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
     return rv;
 }
 
+static int lease_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n >= 1 && n <= 64
+           && s[strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                          "0123456789._-")] == '\0';
+}
+
 apr_status_t csy_lease_acquire(const char **lease, long *retry_after,
                                csy_client_t *cl, apr_pool_t *p, int ttl,
                                const char **err)
@@ -696,6 +719,15 @@ apr_status_t csy_lease_acquire(const char **lease, long *retry_after,
     if (!id) {
         json_decref(resp);
         *err = "lease answer without a lease id";
+        return APR_EGENERAL;
+    }
+    /* It goes into the URL of its release: a lease name as the API
+     * defines it (1 to 64 of A-Z a-z 0-9 . _ -), nothing that could
+     * point elsewhere ("../") or break the URL. */
+    if (!lease_name_ok(id)) {
+        *err = apr_pstrcat(p, "lease answer with an invalid lease id '",
+                           cs_printable(p, id, strlen(id), 64), "'", NULL);
+        json_decref(resp);
         return APR_EGENERAL;
     }
     *lease = apr_pstrdup(p, id);

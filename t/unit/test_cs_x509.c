@@ -18,7 +18,9 @@
 #include <apr_strings.h>
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/param_build.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -100,6 +102,47 @@ static int fails(const apr_array_header_t *chain, EVP_PKEY *key,
         return 0;
     }
     return ERR_peek_error() == 0;
+}
+
+static apr_status_t pkey_free(void *data)
+{
+    EVP_PKEY_free(data);
+    return APR_SUCCESS;
+}
+
+/* An EC key with pub's public point and priv's private scalar (P-256
+ * both), as a decoder builds it from a PKCS#8 that carries both. */
+static EVP_PKEY *mixed_ec(EVP_PKEY *pub, EVP_PKEY *priv)
+{
+    unsigned char point[65];
+    size_t plen = 0;
+    BIGNUM *d = NULL;
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    EVP_PKEY *key = NULL;
+
+    if (EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_PUB_KEY, point,
+                                        sizeof(point), &plen)
+        && EVP_PKEY_get_bn_param(priv, OSSL_PKEY_PARAM_PRIV_KEY, &d)
+        && OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+                                           "prime256v1", 0)
+        && OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+                                            point, plen)
+        && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d)
+        && (params = OSSL_PARAM_BLD_to_param(bld)) != NULL
+        && EVP_PKEY_fromdata_init(ctx) == 1) {
+        EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_KEYPAIR, params);
+    }
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_clear_free(d);
+    EVP_PKEY_CTX_free(ctx);
+    if (key) {
+        apr_pool_cleanup_register(pool, key, pkey_free,
+                                  apr_pool_cleanup_null);
+    }
+    return key;
 }
 
 static int passes(const apr_array_header_t *chain, EVP_PKEY *key,
@@ -348,6 +391,13 @@ static void test_verify_failures(const cs_ca_t *ca, const cs_ca_t *foreign,
     CHECK(fails(chain, foreign->key, "www.example.com", now,
                 "key does not match"));
     CHECK(fails(chain, NULL, "www.example.com", now, "key does not match"));
+
+    /* The leaf's public key with another key's private scalar: the public
+     * halves are equal, the pair is not (found by fuzz_seal, in a PKCS#8
+     * whose public key was replaced). */
+    UNIT_CASE("verify: the private key belongs to another public key");
+    CHECK(fails(chain, mixed_ec(ec, foreign->key), "www.example.com", now,
+                "private key does not belong"));
 
     UNIT_CASE("verify: wrong name");
     CHECK(fails(chain, ec, "other.example.com", now,

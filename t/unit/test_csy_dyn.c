@@ -13,6 +13,7 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include <openssl/err.h>
 #include <openssl/x509.h>
 
 #include "cs_crypto.h"
@@ -162,11 +163,43 @@ static int signs_for(EVP_PKEY *key, X509 *leaf)
     return ok;
 }
 
+/* A copy of an EC P-256 leaf whose SubjectPublicKeyInfo names the curve
+ * 1.2.840.10045.3.1.6 (prime239v3) instead of .7: the same point bytes,
+ * a public key that no longer decodes.  The caller frees it. */
+static X509 *damaged_curve(X509 *leaf)
+{
+    static const unsigned char p256[] = {
+        0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07
+    };
+    unsigned char *der = NULL, *at = NULL;
+    const unsigned char *q;
+    X509 *x = NULL;
+    int n, i;
+
+    if ((n = i2d_X509(leaf, &der)) <= 0) {
+        return NULL;
+    }
+    for (i = 0; i + (int)sizeof(p256) <= n; i++) {
+        if (memcmp(der + i, p256, sizeof(p256)) == 0) {
+            at = der + i;
+            break;
+        }
+    }
+    if (at) {
+        at[sizeof(p256) - 1] = 0x06;
+        q = der;
+        x = d2i_X509(NULL, &q, n);
+    }
+    OPENSSL_free(der);
+    ERR_clear_error();
+    return x;
+}
+
 static void test_seal(void)
 {
     cs_seal_key_t sk, sk2, other;
     EVP_PKEY *key, *rsa, *got, *wrap2;
-    X509 *leaf, *rsa_leaf;
+    X509 *leaf, *rsa_leaf, *bad;
     unsigned char *sealed, *copy;
     apr_size_t len, rlen;
     const char *err;
@@ -269,6 +302,20 @@ static void test_seal(void)
                               "0a1b", &err), APR_EINVAL);
     CHECK(got == NULL);
     CHECK(strstr(err, "does not match") != NULL);
+
+    /* The same point in a certificate whose public key is not P-256 (the
+     * curve's OID damaged in fullchain.pem; found by fuzz_seal): the
+     * point's bytes alone do not make it the certificate's key. */
+    UNIT_CASE("cs_seal: the certificate's key, not only its point");
+    bad = damaged_curve(leaf);
+    if (CHECK(bad != NULL)) {
+        CHECK(X509_get0_pubkey(bad) == NULL);
+        CHECK_EQ_INT(cs_seal_open(&got, sealed, len, bad, &sk, "seal.test",
+                                  "0a1b", &err), APR_EINVAL);
+        CHECK(got == NULL);
+        EVP_PKEY_free(got);
+        X509_free(bad);
+    }
 }
 
 static void test_bundle(void)

@@ -237,6 +237,11 @@ static void test_bad_answers(void)
           "valid domain" },
         { "a bundles answer without an array", 200, UPSERT_B8, 200,
           "{\"bundles\":{}}", "no bundles array" },
+        /* CertService's text goes into the error log and the status: one
+         * line of printable text (found by fuzz_feed). */
+        { "an error text with a line break", 500,
+          "{\"error\":\"down\\nCY00004 forged line\\u0007\"}", 0, NULL,
+          "HTTP 500: down\\x0aCY00004 forged line\\x07" },
     };
     const char *serial, *b;
     unsigned i;
@@ -343,6 +348,18 @@ static void test_lease(void)
         CHECK_STR(r->body, "{\"host\":\"h1\",\"ttl\":300}");
     }
 
+    /* The lease goes into the URL of its release: only a lease name as
+     * the API defines it (found by fuzz_feed). */
+    UNIT_CASE("a lease that is not a lease name: refused");
+    CHECK_EQ_INT(lease_asked(&lease, &retry, 201, NULL,
+                             "{\"lease\":\"../../domains/example.com\"}"),
+                 APR_EGENERAL);
+    CHECK_STR(lease, NULL);
+    CHECK_EQ_INT(lease_asked(&lease, &retry, 201, NULL,
+                             "{\"lease\":\"\"}"), APR_EGENERAL);
+    CHECK_EQ_INT(lease_asked(&lease, &retry, 201, NULL,
+                             "{\"lease\":\"l 1\"}"), APR_EGENERAL);
+
     UNIT_CASE("a lease refused: its Retry-After");
     CHECK_EQ_INT(lease_asked(&lease, &retry, 409, "Retry-After: 17\n",
                              "{\"error\":\"all slots taken\"}"),
@@ -368,6 +385,49 @@ static void test_lease(void)
 /* The batch size's default and the timeout are the glue's
  * (csy_conf_effective, CSY_HTTP_TIMEOUT): the pure client has none to
  * fall back on. */
+/* fullchain.pem holds the certificates the daemon verified, written out
+ * again, not CertService's text: a line that the PEM reader skips but a
+ * worker's faster reader (csy_dyn.c, leaf_parse) takes for the leaf made
+ * dynamic mode fail to load the version (found by fuzz_feed). */
+static void test_chain_as_verified(void)
+{
+    csy_result_t res;
+    const char *serial, *b, *dir;
+    char *pem;
+    apr_size_t len;
+    long long next = cursor() + 1;
+
+    UNIT_CASE("the chain stored is the chain verified, in plain PEM");
+    b = make_bundle(&serial, "pem.example.com", 0);
+    if (!CHECK(b != NULL)) {
+        return;
+    }
+    b = apr_pstrcat(pool, "{\"bundles\":[",
+                    apr_pstrmemdup(pool, b, (apr_size_t)(strstr(b,
+                        "\"chain_pem\":\"") - b)),
+                    "\"chain_pem\":\"x -----BEGIN CERTIFICATE-----\\n"
+                    "-----END CERTIFICATE-----\\n",
+                    strstr(b, "\"chain_pem\":\"") + 13, "]}", NULL);
+    script(200, apr_psprintf(pool, "{\"changes\":[{\"seq\":%"
+                             APR_INT64_T_FMT ",\"domain\":"
+                             "\"pem.example.com\",\"op\":\"upsert\"}],"
+                             "\"next\":%" APR_INT64_T_FMT ",\"more\":false}",
+                             (apr_int64_t)next, (apr_int64_t)next), 200, b);
+    if (!CHECK_EQ_INT(cycle(&res), APR_SUCCESS)) {
+        printf("  error: %s\n", res.error);
+    }
+    CHECK_EQ_INT(res.installed, 1);
+    dir = csy_store_current_dir(store, pool, "pem.example.com");
+    if (CHECK(dir != NULL)
+        && CHECK_EQ_INT(csy_store_read_file(&pem, &len, pool,
+                                            apr_pstrcat(pool, dir,
+                                                        "/fullchain.pem",
+                                                        NULL)), 0)) {
+        CHECK(strncmp(pem, "-----BEGIN CERTIFICATE-----\n", 28) == 0);
+        CHECK(strstr(pem, "x -----") == NULL);
+    }
+}
+
 static void test_batch_size(void)
 {
     csy_config_t c = cfg;
@@ -488,6 +548,7 @@ int main(void)
     test_bad_answers();
     test_lease();
     test_store_full();
+    test_chain_as_verified();
 
     testkit_rm_tree(base);
     apr_pool_destroy(pool);
