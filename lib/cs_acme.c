@@ -83,6 +83,21 @@ static int link_cb(void *baton, const char *key, const char *value)
     return 1;
 }
 
+int acme_url_ok(const char *url)
+{
+    const unsigned char *c;
+
+    if (strncmp(url, "https://", 8) != 0 || !url[8]) {
+        return 0;
+    }
+    for (c = (const unsigned char *)url; *c; c++) {
+        if (*c <= 0x20 || *c >= 0x7F) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Whether v may be sent back as a nonce (base64url, fits the buffer). */
 static int nonce_ok(const cs_acme_t *a, const char *v)
 {
@@ -106,8 +121,10 @@ apr_status_t acme_http(acme_resp_t *r, cs_acme_t *a, apr_pool_t *p,
     r->body = "";
     r->alternates = apr_array_make(p, 2, sizeof(const char *));
     /* The client's own rule, whatever the transport allows. */
-    if (strncmp(url, "https://", 8) != 0) {
-        *err = apr_psprintf(p, "refusing a non-https ACME URL: %s", url);
+    if (!acme_url_ok(url)) {
+        *err = apr_psprintf(p, "refusing an ACME URL that is not https "
+                            "or not printable ASCII: %s",
+                            cs_printable(p, url, strlen(url), 200));
         return APR_EINVAL;
     }
     if (accept) {
@@ -150,13 +167,30 @@ apr_status_t acme_http(acme_resp_t *r, cs_acme_t *a, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
-/* The problem document of an error answer, as one line. */
+const char *acme_ca_text(apr_pool_t *p, const char *s, apr_size_t max)
+{
+    char *out, *c;
+
+    if (!s) {
+        return NULL;
+    }
+    out = apr_pstrndup(p, s, cs_utf8_prefix(s, max));
+    for (c = out; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7F) {
+            *c = ' ';
+        }
+    }
+    return out;
+}
+
+/* The problem document of an error answer, as one line of at most about
+ * ACME_ERR_MAX bytes (a CA may send a megabyte of subproblems). */
 static const char *problem(apr_pool_t *p, const acme_resp_t *r,
                            const char **type)
 {
-    json_t *j = json_loadb(r->body, r->len, 0, NULL), *sub;
+    json_t *j = json_loadb(r->body, r->len, 0, NULL), *sub, *o;
     const char *t, *d, *s = NULL;
-    size_t i;
+    size_t i, n;
 
     *type = "";
     if (!json_is_object(j)) {
@@ -166,18 +200,22 @@ static const char *problem(apr_pool_t *p, const acme_resp_t *r,
     t = json_string_value(json_object_get(j, "type"));
     d = json_string_value(json_object_get(j, "detail"));
     *type = t ? apr_pstrdup(p, t) : "";
-    s = apr_psprintf(p, "%s: %s (HTTP %ld)", t ? t : "error",
-                     d ? d : "no detail", r->status);
+    s = apr_psprintf(p, "%s: %s (HTTP %ld)",
+                     t ? acme_ca_text(p, t, ACME_ERR_MAX) : "error",
+                     d ? acme_ca_text(p, d, ACME_ERR_MAX) : "no detail",
+                     r->status);
     sub = json_object_get(j, "subproblems");
-    for (i = 0; json_is_array(sub) && i < json_array_size(sub); i++) {
-        json_t *o = json_array_get(sub, i);
+    n = json_is_array(sub) ? json_array_size(sub) : 0;
+    for (i = 0; i < n && strlen(s) < ACME_ERR_MAX; i++) {
+        o = json_array_get(sub, i);
+        t = json_string_value(json_object_get(o, "type"));
+        d = json_string_value(json_object_get(o, "detail"));
         s = apr_psprintf(p, "%s; %s: %s", s,
-                         json_string_value(json_object_get(o, "type"))
-                         ? json_string_value(json_object_get(o, "type"))
-                         : "?",
-                         json_string_value(json_object_get(o, "detail"))
-                         ? json_string_value(json_object_get(o, "detail"))
-                         : "?");
+                         t ? acme_ca_text(p, t, ACME_ERR_MAX) : "?",
+                         d ? acme_ca_text(p, d, ACME_ERR_MAX) : "?");
+    }
+    if (i < n) {
+        s = apr_psprintf(p, "%s; %lu more", s, (unsigned long)(n - i));
     }
     json_decref(j);
     return s;
@@ -418,10 +456,10 @@ apr_status_t cs_acme_account(const char **kid, cs_acme_t *a, EVP_PKEY *key,
     rv = acme_post(&r, a, p, a->new_account, text ? text : "{}", key, 1, NULL,
                    "newAccount", err);
     free(text);
-    if (rv == APR_SUCCESS && (!r.location || (r.status != 200
-                                              && r.status != 201))) {
-        *err = apr_psprintf(p, "newAccount: HTTP %ld without an account "
-                            "URL", r.status);
+    if (rv == APR_SUCCESS && (!r.location || !acme_url_ok(r.location)
+                              || (r.status != 200 && r.status != 201))) {
+        *err = apr_psprintf(p, "newAccount: HTTP %ld without an https "
+                            "account URL", r.status);
         rv = APR_EGENERAL;
     }
     if (rv == APR_SUCCESS) {
@@ -554,10 +592,9 @@ apr_status_t cs_acme_cert_id(const char **id, apr_pool_t *p, X509 *cert)
     return APR_SUCCESS;
 }
 
-apr_status_t cs_acme_renewal_info(apr_int64_t *start, apr_int64_t *end,
-                                  apr_int64_t *retry_after, cs_acme_t *a,
-                                  apr_pool_t *p, X509 *cert,
-                                  const char **err)
+static apr_status_t renewal_info(apr_int64_t *start, apr_int64_t *end,
+                                 apr_int64_t *retry_after, cs_acme_t *a,
+                                 apr_pool_t *p, X509 *cert, const char **err)
 {
     const char *id, *url;
     acme_resp_t r;
@@ -603,3 +640,16 @@ apr_status_t cs_acme_renewal_info(apr_int64_t *start, apr_int64_t *end,
     return APR_SUCCESS;
 }
 
+
+apr_status_t cs_acme_renewal_info(apr_int64_t *start, apr_int64_t *end,
+                                  apr_int64_t *retry_after, cs_acme_t *a,
+                                  apr_pool_t *p, X509 *cert,
+                                  const char **err)
+{
+    apr_status_t rv = renewal_info(start, end, retry_after, a, p, cert, err);
+
+    if (rv && *err) {
+        *err = acme_keep_err(a, *err);
+    }
+    return rv;
+}

@@ -16,6 +16,8 @@
 #define ACME_MAX_RETRY_AFTER (7 * 86400)   /* seconds */
 #define ACME_NONCE_TRIES    5
 #define ACME_ERR_PREFIX     "urn:ietf:params:acme:error:"
+/* What an error text keeps of a CA's problem document (about). */
+#define ACME_ERR_MAX        1024
 
 struct cs_acme_t {
     apr_pool_t *pool;
@@ -44,6 +46,16 @@ typedef struct {
     apr_int64_t retry_after;            /* seconds; 0: none */
     apr_array_header_t *alternates;     /* const char *: Link rel=alternate */
 } acme_resp_t;
+
+/* Whether the client may use url: "https://" and printable ASCII only
+ * (what a CA hands out; no space or control character reaches the
+ * transport, an error text or a log line). */
+int acme_url_ok(const char *url);
+
+/* A text from a CA's document (JSON: valid UTF-8) for an error line: at
+ * most max bytes, cut at a character, control characters as spaces; from
+ * p.  NULL for NULL. */
+const char *acme_ca_text(apr_pool_t *p, const char *s, apr_size_t max);
 
 /* err, kept past the call's pool in a's buffer. */
 const char *acme_keep_err(cs_acme_t *a, const char *err);
