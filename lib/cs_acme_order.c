@@ -245,8 +245,9 @@ static apr_status_t issue(apr_array_header_t **chain, apr_pool_t *p,
     if (rv) {
         return rv;
     }
-    if (!r.location || !(order = acme_body_json(p, &r, "newOrder", err))) {
-        *err = *err ? *err : "newOrder: no order URL";
+    if (!r.location || !acme_url_ok(r.location)
+        || !(order = acme_body_json(p, &r, "newOrder", err))) {
+        *err = *err ? *err : "newOrder: no https order URL";
         json_decref(order);
         return APR_EGENERAL;
     }
