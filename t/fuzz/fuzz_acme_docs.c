@@ -19,8 +19,8 @@
  * Invariants (besides ASan/UBSan/LSan):
  *  - every request goes to an absolute https URL of printable ASCII;
  *    every POST is a JWS for that URL with exactly one of kid and jwk and
- *    the nonce of the last answer that brought a valid one (base64url,
- *    at most 255 characters) and never the same nonce twice;
+ *    the nonce of the last answer since the previous POST that brought a
+ *    valid one (base64url, at most 255 characters);
  *  - the account URL (kid) is the newAccount answer's Location and an
  *    https URL; the client's nonce is empty or valid;
  *  - a Retry-After is within 0..7 days; a rate limit (APR_EAGAIN) has
@@ -90,16 +90,20 @@ static EVP_PKEY *account_key, *new_account_key;
 static X509 *leaf_cert;
 static const char *account_thumb;
 
+typedef struct {
+    const char *data;
+    apr_size_t len;
+} body_t;
+
 /* The CA: the answers left in the input, and what it saw. */
 typedef struct {
     apr_pool_t *p;
     const uint8_t *next, *end;
     int requests;
     char nonce[256];            /* the valid nonce the client should send */
-    apr_array_header_t *used;   /* nonces sent: const char * */
     const char *location;       /* of the last answer */
     const char *last_url;
-    apr_array_header_t *chains; /* PEM bodies served as a chain */
+    apr_array_header_t *chains; /* bodies served as a chain: body_t */
     int published;              /* http-01 tokens up */
     int waits;
 } ca_t;
@@ -206,7 +210,6 @@ static void check_post(const cs_http_req_t *req, apr_pool_t *p)
     const char *prot, *n;
     unsigned char *raw;
     apr_size_t len;
-    int i;
 
     REQUIRE(req->body != NULL && req->body_len == strlen(req->body));
     j = json_loads(req->body, 0, NULL);
@@ -224,11 +227,8 @@ static void check_post(const cs_http_req_t *req, apr_pool_t *p)
     }
     n = json_string_value(json_object_get(h, "nonce"));
     REQUIRE(n != NULL && nonce_valid(n));
+    /* Given since the last POST (the CA's to repeat one or not). */
     REQUIRE(strcmp(n, ca->nonce) == 0);
-    for (i = 0; i < ca->used->nelts; i++) {
-        REQUIRE(strcmp(APR_ARRAY_IDX(ca->used, i, const char *), n) != 0);
-    }
-    APR_ARRAY_PUSH(ca->used, const char *) = apr_pstrdup(ca->p, n);
     ca->nonce[0] = '\0';
     json_decref(h);
     json_decref(j);
@@ -307,8 +307,10 @@ static apr_status_t ca_send(void *baton, cs_http_resp_t *resp,
     ca->location = ca->location ? apr_pstrdup(ca->p, ca->location) : NULL;
     if (accept && strcmp(accept, "application/pem-certificate-chain") == 0
         && status < 400) {
-        APR_ARRAY_PUSH(ca->chains, const char *) =
-            apr_pstrmemdup(ca->p, resp->body, resp->len);
+        body_t *b = apr_array_push(ca->chains);
+
+        b->data = apr_pstrmemdup(ca->p, resp->body, resp->len);
+        b->len = resp->len;
     }
     return APR_SUCCESS;
 }
@@ -379,13 +381,13 @@ static void check_result(cs_acme_t *acme, apr_status_t rv, const char *err)
 }
 
 static int same_chain(apr_pool_t *p, const apr_array_header_t *chain,
-                      const char *pem)
+                      const body_t *pem)
 {
     apr_array_header_t *sent;
     const char *err;
     int i, same = 1;
 
-    if (cs_pem_read_certs(&sent, p, pem, strlen(pem), &err)
+    if (cs_pem_read_certs(&sent, p, pem->data, pem->len, &err)
         || sent->nelts != chain->nelts) {
         ERR_clear_error();
         return 0;
@@ -419,7 +421,7 @@ static int top_matches(const apr_array_header_t *chain, const char *text)
 static void check_issued(apr_pool_t *p, const apr_array_header_t *chain,
                          int preferred)
 {
-    const char *first;
+    const body_t *first;
     int i, found = 0;
 
     REQUIRE(chain != NULL && chain->nelts >= 1);
@@ -427,7 +429,7 @@ static void check_issued(apr_pool_t *p, const apr_array_header_t *chain,
         REQUIRE(APR_ARRAY_IDX(chain, i, X509 *) != NULL);
     }
     REQUIRE(ca->chains->nelts >= 1);
-    first = APR_ARRAY_IDX(ca->chains, 0, const char *);
+    first = &APR_ARRAY_IDX(ca->chains, 0, body_t);
     if (same_chain(p, chain, first)) {
         return;
     }
@@ -436,8 +438,7 @@ static void check_issued(apr_pool_t *p, const apr_array_header_t *chain,
     REQUIRE(preferred);
     REQUIRE(top_matches(chain, PREFERRED));
     for (i = 1; i < ca->chains->nelts && !found; i++) {
-        found = same_chain(p, chain,
-                           APR_ARRAY_IDX(ca->chains, i, const char *));
+        found = same_chain(p, chain, &APR_ARRAY_IDX(ca->chains, i, body_t));
     }
     REQUIRE(found);
 }
@@ -568,8 +569,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     state.p = p;
     state.next = data + 2;
     state.end = data + size;
-    state.used = apr_array_make(p, 4, sizeof(const char *));
-    state.chains = apr_array_make(p, 2, sizeof(const char *));
+    state.chains = apr_array_make(p, 2, sizeof(body_t));
     ca = &state;
     http.send = ca_send;
     http.baton = NULL;
