@@ -227,6 +227,12 @@ static void check_post(const cs_http_req_t *req, apr_pool_t *p)
     }
     n = json_string_value(json_object_get(h, "nonce"));
     REQUIRE(n != NULL && nonce_valid(n));
+    /* The challenge is answered ("{}") only with its token published. */
+    if (json_string_value(json_object_get(j, "payload"))
+        && strcmp(json_string_value(json_object_get(j, "payload")), "e30")
+           == 0) {
+        REQUIRE(ca->published >= 1);
+    }
     /* Given since the last POST (the CA's to repeat one or not). */
     REQUIRE(strcmp(n, ca->nonce) == 0);
     ca->nonce[0] = '\0';

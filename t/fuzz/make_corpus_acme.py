@@ -212,6 +212,26 @@ def acme_docs():
                                             + str(i).encode() + b'"}'
                                             for i in range(40)]) + b"]")))
 
+    w("account_http_nonce_url", doc(F_ACCOUNT, 0, answer(200, [], DIR.replace(
+        b"https://ca.test/nonce", b"http://ca.test/nonce"))))
+    w("account_bad_nonce_forever", doc(F_ACCOUNT, 0, DIR_OK, NONCE_OK,
+                                       *([problem(b"badNonce", b"x")] * 6)))
+    w("account_429_no_retry_after", doc(F_ACCOUNT, 0, DIR_OK, NONCE_OK,
+                                        answer(429, [], b"slow down")))
+    w("directory_incomplete", doc(F_DIRECTORY, 0, answer(
+        200, [], b'{"newNonce":"' + CA + b'/n"}')))
+    w("key_change_none", doc(F_KEY_CHANGE, 0, answer(200, [], DIR.replace(
+        b'"keyChange"', b'"keyChangeX"')), NONCE_OK, ACCT_OK))
+    w("revoke_none", doc(F_REVOKE, 0, answer(200, [], DIR.replace(
+        b'"revokeCert"', b'"revokeCertX"')), NONCE_OK, ACCT_OK))
+    w("issue_order_pending_timeout", doc(F_ISSUE, 0, DIR_OK, NONCE_OK,
+                                         ACCT_OK, ORDER_OK, AUTHZ_VALID,
+                                         *([answer(200, [nonce(b"p")],
+                                                   b'{"status":"pending"}')]
+                                           * 3)))
+    w("issue_not_ready", doc(F_ISSUE, 0, DIR_OK, NONCE_OK, ACCT_OK, ORDER_OK,
+                             AUTHZ_VALID, answer(200, [], b'{"status":'
+                                                 b'"invalid"}')))
     w("key_change", doc(F_KEY_CHANGE, 0, DIR_OK, NONCE_OK, ACCT_OK,
                         answer(200, [nonce(b"k")], b"{}")))
     w("key_change_conflict", doc(F_KEY_CHANGE, 0, DIR_OK, NONCE_OK, ACCT_OK,
