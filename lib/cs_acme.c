@@ -183,7 +183,7 @@ const char *acme_ca_text(apr_pool_t *p, const char *s, apr_size_t max)
     return out;
 }
 
-/* The problem document of an error answer, as one line of at most about
+/* The problem document of an error answer, as one line of at most
  * ACME_ERR_MAX bytes (a CA may send a megabyte of subproblems). */
 static const char *problem(apr_pool_t *p, const acme_resp_t *r,
                            const char **type)
@@ -201,8 +201,8 @@ static const char *problem(apr_pool_t *p, const acme_resp_t *r,
     d = json_string_value(json_object_get(j, "detail"));
     *type = t ? apr_pstrdup(p, t) : "";
     s = apr_psprintf(p, "%s: %s (HTTP %ld)",
-                     t ? acme_ca_text(p, t, ACME_ERR_MAX) : "error",
-                     d ? acme_ca_text(p, d, ACME_ERR_MAX) : "no detail",
+                     t ? acme_ca_text(p, t, 200) : "error",
+                     d ? acme_ca_text(p, d, 600) : "no detail",
                      r->status);
     sub = json_object_get(j, "subproblems");
     n = json_is_array(sub) ? json_array_size(sub) : 0;
@@ -211,14 +211,14 @@ static const char *problem(apr_pool_t *p, const acme_resp_t *r,
         t = json_string_value(json_object_get(o, "type"));
         d = json_string_value(json_object_get(o, "detail"));
         s = apr_psprintf(p, "%s; %s: %s", s,
-                         t ? acme_ca_text(p, t, ACME_ERR_MAX) : "?",
-                         d ? acme_ca_text(p, d, ACME_ERR_MAX) : "?");
+                         t ? acme_ca_text(p, t, 200) : "?",
+                         d ? acme_ca_text(p, d, 600) : "?");
     }
     if (i < n) {
         s = apr_psprintf(p, "%s; %lu more", s, (unsigned long)(n - i));
     }
     json_decref(j);
-    return s;
+    return apr_pstrndup(p, s, cs_utf8_prefix(s, ACME_ERR_MAX));
 }
 
 apr_status_t acme_answer_error(cs_acme_t *a, apr_pool_t *p,

@@ -16,7 +16,7 @@
 #define ACME_MAX_RETRY_AFTER (7 * 86400)   /* seconds */
 #define ACME_NONCE_TRIES    5
 #define ACME_ERR_PREFIX     "urn:ietf:params:acme:error:"
-/* What an error text keeps of a CA's problem document (about). */
+/* What an error text keeps of a CA's problem document. */
 #define ACME_ERR_MAX        1024
 
 struct cs_acme_t {

@@ -141,16 +141,22 @@ static int nonce_valid(const char *n)
     return len >= 1 && len <= 255 && fuzz_b64url_only(n, len);
 }
 
-static void check_text(const char *s)
+/* An error or log text: bounded, valid UTF-8, one line. */
+static void check_text_max(const char *s, size_t max)
 {
     const unsigned char *c;
 
     REQUIRE(s != NULL);
-    REQUIRE(strlen(s) <= ERR_MAX);
+    REQUIRE(strlen(s) <= max);
     REQUIRE(fuzz_utf8_ok(s));
     for (c = (const unsigned char *)s; *c; c++) {
         REQUIRE(*c >= 0x20 && *c != 0x7F);
     }
+}
+
+static void check_text(const char *s)
+{
+    check_text_max(s, ERR_MAX);
 }
 
 static void on_log(void *baton, cs_log_level_t level, const char *msg)
@@ -498,7 +504,8 @@ static void headers(cs_acme_t *acme, apr_pool_t *p)
         }
         REQUIRE(r.location == apr_table_get(r.headers, "Location"));
         rv = acme_answer_error(acme, p, &r, "fuzz", &err);
-        check_text(err);
+        /* "fuzz: " and the problem document, at most ACME_ERR_MAX. */
+        check_text_max(err, 6 + ACME_ERR_MAX);
         REQUIRE(acme->retry_after >= 0
                 && acme->retry_after <= ACME_MAX_RETRY_AFTER);
         if (r.status == 429) {
