@@ -232,6 +232,13 @@ def acme_docs():
     w("issue_not_ready", doc(F_ISSUE, 0, DIR_OK, NONCE_OK, ACCT_OK, ORDER_OK,
                              AUTHZ_VALID, answer(200, [], b'{"status":'
                                                  b'"invalid"}')))
+    w("account_nonce_unreachable", doc(F_ACCOUNT, 0, DIR_OK, b"X\n\n"))
+    w("issue_authz_not_string", doc(F_ISSUE, 0, DIR_OK, NONCE_OK, ACCT_OK,
+                                    ORDER_OK.replace(b'"authorizations":["',
+                                                     b'"authorizations":[7,'
+                                                     b'null,"'),
+                                    AUTHZ_VALID, ORDER_READY,
+                                    problem(b"badCSR", b"no", 400)))
     w("key_change", doc(F_KEY_CHANGE, 0, DIR_OK, NONCE_OK, ACCT_OK,
                         answer(200, [nonce(b"k")], b"{}")))
     w("key_change_conflict", doc(F_KEY_CHANGE, 0, DIR_OK, NONCE_OK, ACCT_OK,
