@@ -5,7 +5,9 @@ t/fuzz/corpus/x509_chain/ and t/fuzz/corpus/acme_docs/.
 The certificates come from t/fuzz/acme_pki/ (made once with openssl: an EC
 root "Fuzz Root", an intermediate, a leaf for fuzz.example and
 *.fuzz.example whose key the harnesses embed, and "Fuzz Alt Root" with
-the same intermediate key cross-signed; valid 2026-12-05 to 2126).
+the same intermediate key cross-signed; valid 2026-12-05 to 2126; and
+two certificates self-signed by the leaf key valid only in 2020 and in
+2028, made with `openssl ca -selfsign -startdate -enddate`).
 Files named seed_* are rewritten; others (found by fuzzing and merged in
 with -merge=1, or regression inputs) are left alone.
 
@@ -16,6 +18,7 @@ CA's answers in order, separated by "\\n@@\\n"; each answer is a status
 line ("200"; "X": no answer at all; "B": body too large), header lines,
 an empty line, the body.
 """
+import base64
 import os
 import sys
 
@@ -39,8 +42,37 @@ def write(corpus, name, data):
         f.write(data)
 
 
+def name_index(data, i):
+    """fuzz_x509_chain checks the name names[len % 4]: pad to pick i."""
+    while len(data) % 4 != i:
+        data += b"\n"
+    return data
+
+
 def x509_chain():
     w = lambda n, d: write("x509_chain", n, d)
+    # Self-signed by the leaf key, for the time checks (the harness's
+    # "now" is 2027-06-01).
+    w("future", name_index(pem("leaf-future.pem"), 0))
+    w("expired", name_index(pem("leaf-expired.pem"), 0))
+    lines = LEAF.split(b"\n")
+    last = lines[-3]        # the last base64 line: the signature's end
+    lines[-3] = last[:-6] + (b"A" if last[-6:-5] != b"A" else b"B") \
+        + last[-5:]
+    # Times that do not read (month 13, a letter): the leaf is not signed
+    # by anything the harness checks, so only the time checks see them.
+    for n, old, new in (("bad_not_before", b"200101000000Z", b"201301000000Z"),
+                        ("bad_not_after", b"210101000000Z", b"21010100000xZ")):
+        der = base64.b64decode(b"".join(pem("leaf-expired.pem")
+                                        .split(b"\n")[1:-2]))
+        assert old in der
+        der = der.replace(old, new)
+        b64 = base64.b64encode(der)
+        w(n, name_index(b"-----BEGIN CERTIFICATE-----\n"
+                        + b"\n".join(b64[i:i + 64]
+                                      for i in range(0, len(b64), 64))
+                        + b"\n-----END CERTIFICATE-----\n", 0))
+    w("bad_signature", name_index(b"\n".join(lines) + INTER, 0))
     w("chain", LEAF + INTER)
     w("chain_root", LEAF + INTER + ROOT)
     w("chain_alt", LEAF + INTER_ALT + ALT)
