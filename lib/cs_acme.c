@@ -35,11 +35,22 @@ const char *acme_keep_err(cs_acme_t *a, const char *err)
         return NULL;
     }
     if (err != a->err) {
-        apr_size_t n = cs_utf8_prefix(err, sizeof(a->err) - 1);
+        apr_size_t n = cs_utf8_prefix(err, ACME_ERR_TEXT_MAX);
         memcpy(a->err, err, n);
         a->err[n] = '\0';
     }
     return a->err;
+}
+
+const char *acme_cut_err(apr_pool_t *p, const char *err)
+{
+    apr_size_t n;
+
+    if (err == NULL || (n = cs_utf8_prefix(err, ACME_ERR_TEXT_MAX)) ==
+        strlen(err)) {
+        return err;
+    }
+    return apr_pstrndup(p, err, n);
 }
 
 void acme_log(cs_acme_t *a, cs_log_level_t level, const char *fmt, ...)
@@ -648,8 +659,8 @@ apr_status_t cs_acme_renewal_info(apr_int64_t *start, apr_int64_t *end,
 {
     apr_status_t rv = renewal_info(start, end, retry_after, a, p, cert, err);
 
-    if (rv && *err) {
-        *err = acme_keep_err(a, *err);
+    if (rv) {
+        *err = acme_cut_err(p, *err);
     }
     return rv;
 }

@@ -338,8 +338,8 @@ apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
 
     /* Bounded like the other calls' errors (it goes to the log and the
      * store). */
-    if (rv && *err) {
-        *err = acme_keep_err(a, *err);
+    if (rv) {
+        *err = acme_cut_err(p, *err);
     }
     return rv;
 }
