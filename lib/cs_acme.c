@@ -401,6 +401,18 @@ apr_status_t cs_acme_directory(cs_acme_t *a, const char **err)
         rv = APR_EGENERAL;
         goto done;
     }
+    /* Into the client's long-lived pool only once it is complete: a CA
+     * that keeps failing must not grow it with every try. */
+    if (!json_is_string(json_object_get(j, "newNonce"))
+        || !json_is_string(json_object_get(j, "newAccount"))
+        || !json_is_string(json_object_get(j, "newOrder"))) {
+        json_decref(j);
+        *err = apr_psprintf(p, "the directory %s lacks newNonce, "
+                            "newAccount or newOrder",
+                            a->conf.directory_url);
+        rv = APR_EGENERAL;
+        goto done;
+    }
     a->new_nonce = acme_jstr(a->pool, j, "newNonce");
     a->new_account = acme_jstr(a->pool, j, "newAccount");
     a->new_order = acme_jstr(a->pool, j, "newOrder");
@@ -408,13 +420,6 @@ apr_status_t cs_acme_directory(cs_acme_t *a, const char **err)
     a->key_change = acme_jstr(a->pool, j, "keyChange");
     a->renewal_info = acme_jstr(a->pool, j, "renewalInfo");
     json_decref(j);
-    if (!a->new_nonce || !a->new_account || !a->new_order) {
-        *err = apr_psprintf(a->pool, "the directory %s lacks newNonce, "
-                            "newAccount or newOrder",
-                            a->conf.directory_url);
-        rv = APR_EGENERAL;
-        goto done;
-    }
     a->have_dir = 1;
     rv = APR_SUCCESS;
 done:
