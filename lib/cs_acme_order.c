@@ -304,7 +304,8 @@ static apr_status_t issue(apr_array_header_t **chain, apr_pool_t *p,
     json_decref(order);
     if (!st || strcmp(st, "valid") || !cert_url) {
         *err = apr_psprintf(p, "order for %s ended %s without a certificate",
-                            domain, st ? acme_ca_text(p, st, 64) : "without status");
+                            domain,
+                            st ? acme_ca_text(p, st, 64) : "without status");
         return APR_EGENERAL;
     }
     if ((rv = download(chain, &alts, a, p, cert_url, err))) {
