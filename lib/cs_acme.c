@@ -17,6 +17,7 @@
 #include <apr_strings.h>
 
 #include <jansson.h>
+#include <openssl/err.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -34,11 +35,22 @@ const char *acme_keep_err(cs_acme_t *a, const char *err)
         return NULL;
     }
     if (err != a->err) {
-        apr_size_t n = cs_utf8_prefix(err, sizeof(a->err) - 1);
+        apr_size_t n = cs_utf8_prefix(err, ACME_ERR_TEXT_MAX);
         memcpy(a->err, err, n);
         a->err[n] = '\0';
     }
     return a->err;
+}
+
+const char *acme_cut_err(apr_pool_t *p, const char *err)
+{
+    apr_size_t n;
+
+    if (err == NULL || (n = cs_utf8_prefix(err, ACME_ERR_TEXT_MAX)) ==
+        strlen(err)) {
+        return err;
+    }
+    return apr_pstrndup(p, err, n);
 }
 
 void acme_log(cs_acme_t *a, cs_log_level_t level, const char *fmt, ...)
@@ -82,6 +94,21 @@ static int link_cb(void *baton, const char *key, const char *value)
     return 1;
 }
 
+int acme_url_ok(const char *url)
+{
+    const unsigned char *c;
+
+    if (strncmp(url, "https://", 8) != 0 || !url[8]) {
+        return 0;
+    }
+    for (c = (const unsigned char *)url; *c; c++) {
+        if (*c <= 0x20 || *c >= 0x7F) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Whether v may be sent back as a nonce (base64url, fits the buffer). */
 static int nonce_ok(const cs_acme_t *a, const char *v)
 {
@@ -105,8 +132,10 @@ apr_status_t acme_http(acme_resp_t *r, cs_acme_t *a, apr_pool_t *p,
     r->body = "";
     r->alternates = apr_array_make(p, 2, sizeof(const char *));
     /* The client's own rule, whatever the transport allows. */
-    if (strncmp(url, "https://", 8) != 0) {
-        *err = apr_psprintf(p, "refusing a non-https ACME URL: %s", url);
+    if (!acme_url_ok(url)) {
+        *err = apr_psprintf(p, "refusing an ACME URL that is not https "
+                            "or not printable ASCII: %s",
+                            cs_printable(p, url, strlen(url), 200));
         return APR_EINVAL;
     }
     if (accept) {
@@ -149,13 +178,30 @@ apr_status_t acme_http(acme_resp_t *r, cs_acme_t *a, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
-/* The problem document of an error answer, as one line. */
+const char *acme_ca_text(apr_pool_t *p, const char *s, apr_size_t max)
+{
+    char *out, *c;
+
+    if (!s) {
+        return NULL;
+    }
+    out = apr_pstrndup(p, s, cs_utf8_prefix(s, max));
+    for (c = out; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7F) {
+            *c = ' ';
+        }
+    }
+    return out;
+}
+
+/* The problem document of an error answer, as one line of at most
+ * ACME_ERR_MAX bytes (a CA may send a megabyte of subproblems). */
 static const char *problem(apr_pool_t *p, const acme_resp_t *r,
                            const char **type)
 {
-    json_t *j = json_loadb(r->body, r->len, 0, NULL), *sub;
+    json_t *j = json_loadb(r->body, r->len, 0, NULL), *sub, *o;
     const char *t, *d, *s = NULL;
-    size_t i;
+    size_t i, n;
 
     *type = "";
     if (!json_is_object(j)) {
@@ -165,21 +211,25 @@ static const char *problem(apr_pool_t *p, const acme_resp_t *r,
     t = json_string_value(json_object_get(j, "type"));
     d = json_string_value(json_object_get(j, "detail"));
     *type = t ? apr_pstrdup(p, t) : "";
-    s = apr_psprintf(p, "%s: %s (HTTP %ld)", t ? t : "error",
-                     d ? d : "no detail", r->status);
+    s = apr_psprintf(p, "%s: %s (HTTP %ld)",
+                     t ? acme_ca_text(p, t, 200) : "error",
+                     d ? acme_ca_text(p, d, 600) : "no detail",
+                     r->status);
     sub = json_object_get(j, "subproblems");
-    for (i = 0; json_is_array(sub) && i < json_array_size(sub); i++) {
-        json_t *o = json_array_get(sub, i);
+    n = json_is_array(sub) ? json_array_size(sub) : 0;
+    for (i = 0; i < n && strlen(s) < ACME_ERR_MAX; i++) {
+        o = json_array_get(sub, i);
+        t = json_string_value(json_object_get(o, "type"));
+        d = json_string_value(json_object_get(o, "detail"));
         s = apr_psprintf(p, "%s; %s: %s", s,
-                         json_string_value(json_object_get(o, "type"))
-                         ? json_string_value(json_object_get(o, "type"))
-                         : "?",
-                         json_string_value(json_object_get(o, "detail"))
-                         ? json_string_value(json_object_get(o, "detail"))
-                         : "?");
+                         t ? acme_ca_text(p, t, 200) : "?",
+                         d ? acme_ca_text(p, d, 600) : "?");
+    }
+    if (i < n) {
+        s = apr_psprintf(p, "%s; %lu more", s, (unsigned long)(n - i));
     }
     json_decref(j);
-    return s;
+    return apr_pstrndup(p, s, cs_utf8_prefix(s, ACME_ERR_MAX));
 }
 
 apr_status_t acme_answer_error(cs_acme_t *a, apr_pool_t *p,
@@ -351,6 +401,18 @@ apr_status_t cs_acme_directory(cs_acme_t *a, const char **err)
         rv = APR_EGENERAL;
         goto done;
     }
+    /* Into the client's long-lived pool only once it is complete: a CA
+     * that keeps failing must not grow it with every try. */
+    if (!json_is_string(json_object_get(j, "newNonce"))
+        || !json_is_string(json_object_get(j, "newAccount"))
+        || !json_is_string(json_object_get(j, "newOrder"))) {
+        json_decref(j);
+        *err = apr_psprintf(p, "the directory %s lacks newNonce, "
+                            "newAccount or newOrder",
+                            a->conf.directory_url);
+        rv = APR_EGENERAL;
+        goto done;
+    }
     a->new_nonce = acme_jstr(a->pool, j, "newNonce");
     a->new_account = acme_jstr(a->pool, j, "newAccount");
     a->new_order = acme_jstr(a->pool, j, "newOrder");
@@ -358,13 +420,6 @@ apr_status_t cs_acme_directory(cs_acme_t *a, const char **err)
     a->key_change = acme_jstr(a->pool, j, "keyChange");
     a->renewal_info = acme_jstr(a->pool, j, "renewalInfo");
     json_decref(j);
-    if (!a->new_nonce || !a->new_account || !a->new_order) {
-        *err = apr_psprintf(a->pool, "the directory %s lacks newNonce, "
-                            "newAccount or newOrder",
-                            a->conf.directory_url);
-        rv = APR_EGENERAL;
-        goto done;
-    }
     a->have_dir = 1;
     rv = APR_SUCCESS;
 done:
@@ -417,10 +472,10 @@ apr_status_t cs_acme_account(const char **kid, cs_acme_t *a, EVP_PKEY *key,
     rv = acme_post(&r, a, p, a->new_account, text ? text : "{}", key, 1, NULL,
                    "newAccount", err);
     free(text);
-    if (rv == APR_SUCCESS && (!r.location || (r.status != 200
-                                              && r.status != 201))) {
-        *err = apr_psprintf(p, "newAccount: HTTP %ld without an account "
-                            "URL", r.status);
+    if (rv == APR_SUCCESS && (!r.location || !acme_url_ok(r.location)
+                              || (r.status != 200 && r.status != 201))) {
+        *err = apr_psprintf(p, "newAccount: HTTP %ld without an https "
+                            "account URL", r.status);
         rv = APR_EGENERAL;
     }
     if (rv == APR_SUCCESS) {
@@ -533,6 +588,10 @@ apr_status_t cs_acme_cert_id(const char **id, apr_pool_t *p, X509 *cert)
     unsigned char *der = NULL;
     int len;
 
+    /* The lookup parses every extension: one that does not parse leaves
+     * an error queued (for whoever checks the queue next) even when the
+     * AKI itself is fine. */
+    ERR_clear_error();
     if (!aki || !serial) {
         return APR_EINVAL;
     }
@@ -549,10 +608,9 @@ apr_status_t cs_acme_cert_id(const char **id, apr_pool_t *p, X509 *cert)
     return APR_SUCCESS;
 }
 
-apr_status_t cs_acme_renewal_info(apr_int64_t *start, apr_int64_t *end,
-                                  apr_int64_t *retry_after, cs_acme_t *a,
-                                  apr_pool_t *p, X509 *cert,
-                                  const char **err)
+static apr_status_t renewal_info(apr_int64_t *start, apr_int64_t *end,
+                                 apr_int64_t *retry_after, cs_acme_t *a,
+                                 apr_pool_t *p, X509 *cert, const char **err)
 {
     const char *id, *url;
     acme_resp_t r;
@@ -598,3 +656,16 @@ apr_status_t cs_acme_renewal_info(apr_int64_t *start, apr_int64_t *end,
     return APR_SUCCESS;
 }
 
+
+apr_status_t cs_acme_renewal_info(apr_int64_t *start, apr_int64_t *end,
+                                  apr_int64_t *retry_after, cs_acme_t *a,
+                                  apr_pool_t *p, X509 *cert,
+                                  const char **err)
+{
+    apr_status_t rv = renewal_info(start, end, retry_after, a, p, cert, err);
+
+    if (rv) {
+        *err = acme_cut_err(p, *err);
+    }
+    return rv;
+}

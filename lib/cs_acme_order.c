@@ -56,7 +56,7 @@ static apr_status_t poll_status(json_t **obj, cs_acme_t *a, apr_pool_t *p,
         json_decref(j);
         if (apr_time_now() >= deadline) {
             *err = apr_psprintf(p, "%s: still %s after %" APR_TIME_T_FMT
-                                " s", what, st,
+                                " s", what, acme_ca_text(p, st, 64),
                                 apr_time_sec(a->conf.poll_max));
             return APR_TIMEUP;
         }
@@ -68,21 +68,19 @@ static apr_status_t poll_status(json_t **obj, cs_acme_t *a, apr_pool_t *p,
 static const char *authz_error(apr_pool_t *p, json_t *authz)
 {
     json_t *ch = json_object_get(authz, "challenges"), *e;
+    const char *t, *d;
     size_t i;
 
     for (i = 0; json_is_array(ch) && i < json_array_size(ch); i++) {
         e = json_object_get(json_array_get(ch, i), "error");
         if (json_is_object(e)) {
+            t = json_string_value(json_object_get(e, "type"));
+            d = json_string_value(json_object_get(e, "detail"));
             return apr_psprintf(p, "%s: %s",
-                                json_string_value(json_object_get(e, "type"))
-                                ? json_string_value(json_object_get(e,
-                                                                    "type"))
-                                : "error",
-                                json_string_value(json_object_get(e,
-                                                                  "detail"))
-                                ? json_string_value(json_object_get(e,
-                                                                    "detail"))
-                                : "no detail");
+                                t ? acme_ca_text(p, t, ACME_ERR_MAX)
+                                  : "error",
+                                d ? acme_ca_text(p, d, ACME_ERR_MAX)
+                                  : "no detail");
         }
     }
     return "the authorization is invalid (no challenge error given)";
@@ -113,7 +111,7 @@ static apr_status_t do_authz(cs_acme_t *a, apr_pool_t *p, const char *url,
     }
     if (!st || strcmp(st, "pending") != 0) {
         *err = apr_psprintf(p, "authorization for %s is %s: %s", domain,
-                            st ? st : "without status",
+                            st ? acme_ca_text(p, st, 64) : "without status",
                             authz_error(p, authz));
         json_decref(authz);
         return APR_EGENERAL;
@@ -207,9 +205,9 @@ static apr_status_t download(apr_array_header_t **chain,
     return APR_SUCCESS;
 }
 
-apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
-                           cs_acme_t *a, EVP_PKEY *key, const char *domain,
-                           const char *replaces, const char **err)
+static apr_status_t issue(apr_array_header_t **chain, apr_pool_t *p,
+                          cs_acme_t *a, EVP_PKEY *key, const char *domain,
+                          const char *replaces, const char **err)
 {
     acme_resp_t r;
     json_t *payload, *order = NULL, *authzs;
@@ -247,8 +245,9 @@ apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
     if (rv) {
         return rv;
     }
-    if (!r.location || !(order = acme_body_json(p, &r, "newOrder", err))) {
-        *err = *err ? *err : "newOrder: no order URL";
+    if (!r.location || !acme_url_ok(r.location)
+        || !(order = acme_body_json(p, &r, "newOrder", err))) {
+        *err = *err ? *err : "newOrder: no https order URL";
         json_decref(order);
         return APR_EGENERAL;
     }
@@ -278,7 +277,7 @@ apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
     json_decref(order);
     if (!st || (strcmp(st, "ready") && strcmp(st, "valid")) || !finalize) {
         *err = apr_psprintf(p, "order for %s is %s, not ready", domain,
-                            st ? st : "without status");
+                            st ? acme_ca_text(p, st, 64) : "without status");
         return APR_EGENERAL;
     }
     if (strcmp(st, "ready") == 0) {
@@ -305,7 +304,8 @@ apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
     json_decref(order);
     if (!st || strcmp(st, "valid") || !cert_url) {
         *err = apr_psprintf(p, "order for %s ended %s without a certificate",
-                            domain, st ? st : "without status");
+                            domain,
+                            st ? acme_ca_text(p, st, 64) : "without status");
         return APR_EGENERAL;
     }
     if ((rv = download(chain, &alts, a, p, cert_url, err))) {
@@ -330,3 +330,17 @@ apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
+
+apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
+                           cs_acme_t *a, EVP_PKEY *key, const char *domain,
+                           const char *replaces, const char **err)
+{
+    apr_status_t rv = issue(chain, p, a, key, domain, replaces, err);
+
+    /* Bounded like the other calls' errors (it goes to the log and the
+     * store). */
+    if (rv) {
+        *err = acme_cut_err(p, *err);
+    }
+    return rv;
+}

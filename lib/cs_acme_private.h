@@ -16,6 +16,10 @@
 #define ACME_MAX_RETRY_AFTER (7 * 86400)   /* seconds */
 #define ACME_NONCE_TRIES    5
 #define ACME_ERR_PREFIX     "urn:ietf:params:acme:error:"
+/* What an error text keeps of a CA's problem document. */
+#define ACME_ERR_MAX        1024
+/* The longest error text of a call (cs_acme.h). */
+#define ACME_ERR_TEXT_MAX   1023
 
 struct cs_acme_t {
     apr_pool_t *pool;
@@ -31,7 +35,8 @@ struct cs_acme_t {
     char nonce[256];
     apr_int64_t retry_after;
     cs_acme_stats_t stats;
-    char err[1024];         /* the last error of a call whose pool went */
+    char err[ACME_ERR_TEXT_MAX + 1];    /* the last error of a call
+                                         * whose pool went */
 };
 
 /* An answer, with the headers the protocol reads taken out. */
@@ -45,7 +50,21 @@ typedef struct {
     apr_array_header_t *alternates;     /* const char *: Link rel=alternate */
 } acme_resp_t;
 
-/* err, kept past the call's pool in a's buffer. */
+/* Whether the client may use url: "https://" and printable ASCII only
+ * (what a CA hands out; no space or control character reaches the
+ * transport, an error text or a log line). */
+int acme_url_ok(const char *url);
+
+/* A text from a CA's document (JSON: valid UTF-8) for an error line: at
+ * most max bytes, cut at a character, control characters as spaces; from
+ * p.  NULL for NULL. */
+const char *acme_ca_text(apr_pool_t *p, const char *s, apr_size_t max);
+
+/* err cut to ACME_ERR_TEXT_MAX bytes at a character (a copy from p if
+ * it must be cut); NULL for NULL. */
+const char *acme_cut_err(apr_pool_t *p, const char *err);
+
+/* err, cut likewise and kept past the call's pool in a's buffer. */
 const char *acme_keep_err(cs_acme_t *a, const char *err);
 
 void acme_log(cs_acme_t *a, cs_log_level_t level, const char *fmt, ...)
