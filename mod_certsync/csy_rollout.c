@@ -399,7 +399,23 @@ static void restart(csy_rollout_t *r, apr_pool_t *p, json_t *journal,
     json_object_set_new(journal, "restart_at", json_integer(wall_sec(r)));
     json_object_set_new(journal, "agent_used",
                         json_boolean(agent_asked(r)));
-    r->ops->write_json(r->baton, p, "rollout.json", journal);
+    if (r->ops->write_json(r->baton, p, "rollout.json", journal)
+        != APR_SUCCESS && phase == CSY_PHASE_RESTARTING) {
+        /* The next daemon would not probe what it serves: no restart.  A
+         * rollback restarts anyway, to serve what worked. */
+        rlog(r, p, CS_LOG_ERR, CYLOGNO(00173) "cannot write rollout.json, "
+             "the rollout's journal: not restarting; ready again, the "
+             "restart stays pending");
+        pending_again(r, p, csy_json_hash(p, json_object_get(journal,
+                                                         "expected")));
+        json_object_set_new(r->state, "restart_pending", json_true());
+        r->journal = NULL;
+        r->ops->remove(r->baton, p, "rollout.json");
+        set_state(r, CSY_PHASE_RESTART_PENDING);
+        back_in_rotation(r, p);
+        lease_drop(r, p);
+        return;
+    }
     set_state(r, phase);
     count(r, "restarts", 1);
     r->ops->write_json(r->baton, p, "state.json", r->state);
@@ -741,7 +757,17 @@ static int rollout(csy_rollout_t *r, apr_pool_t *p, long long cursor)
                         "expected", csy_hash_json(p, r->pending), "cursor",
                         (json_int_t)cursor);
     json_object_set_new(journal, "agent_used", json_boolean(agent_asked(r)));
-    r->ops->write_json(r->baton, p, "rollout.json", journal);
+    if (r->ops->write_json(r->baton, p, "rollout.json", journal)
+        != APR_SUCCESS) {
+        /* A restart the next daemon could not carry on: none. */
+        rlog(r, p, CS_LOG_ERR, CYLOGNO(00172) "cannot write rollout.json, "
+             "the rollout's journal: not draining, the restart stays "
+             "pending; what is served stays served");
+        r->ops->lease_release(r->baton, p, lease);
+        set_state(r, CSY_PHASE_RESTART_PENDING);
+        json_decref(journal);
+        return r->conf.interval;
+    }
     lease_hold(r, lease, journal, 0);
     set_state(r, CSY_PHASE_DRAINING);
     r->ops->set_health(r->baton, p, "drain");

@@ -111,8 +111,10 @@ typedef struct csy_rollout_ops_t {
     /** Files of the store: "rollout.json" (the journal), "state.json",
      * "quarantine.json".  read: NULL when missing or not JSON. */
     json_t *(*read_json)(void *baton, apr_pool_t *p, const char *name);
-    void (*write_json)(void *baton, apr_pool_t *p, const char *name,
-                       json_t *j);
+    /** Returns APR_SUCCESS or why the file could not be written: without
+     * its journal a host neither drains nor restarts for a rollout. */
+    apr_status_t (*write_json)(void *baton, apr_pool_t *p, const char *name,
+                               json_t *j);
     void (*remove)(void *baton, apr_pool_t *p, const char *name);
     /** The agent-check answers sent so far (all, and "ready" ones);
      * returns 0 when no agent listens. */

@@ -644,10 +644,10 @@ static json_t *csy_op_read_json(void *baton, apr_pool_t *p, const char *name)
     return csy_read_json(baton, p, name);
 }
 
-static void csy_op_write_json(void *baton, apr_pool_t *p, const char *name,
-                              json_t *j)
+static apr_status_t csy_op_write_json(void *baton, apr_pool_t *p,
+                                      const char *name, json_t *j)
 {
-    csy_write_json(baton, p, name, j);
+    return csy_write_json(baton, p, name, j);
 }
 
 /* rollout.json left behind would make the next daemon carry a finished

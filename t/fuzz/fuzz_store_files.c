@@ -275,7 +275,8 @@ static void check_state(json_t *state)
             != CSY_PHASE_NONE);
 }
 
-static void op_write_json(void *b, apr_pool_t *p, const char *name, json_t *j)
+static apr_status_t op_write_json(void *b, apr_pool_t *p, const char *name,
+                                  json_t *j)
 {
     char *text;
 
@@ -296,6 +297,7 @@ static void op_write_json(void *b, apr_pool_t *p, const char *name, json_t *j)
     json_object_set_new(f.files, name, json_loads(text, 0, NULL));
     REQUIRE(json_object_get(f.files, name) != NULL);
     free(text);
+    return APR_SUCCESS;
 }
 
 static void op_remove(void *b, apr_pool_t *p, const char *name)

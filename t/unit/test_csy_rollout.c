@@ -57,6 +57,9 @@ typedef struct {
     apr_time_t released_at;
     char rolled_back[128];
     json_t *files;                  /* name -> JSON */
+    /* Writes of rollout.json fail from the journal_fail_from'th on (1: the
+     * first; 0: none), as on a full or read-only store. */
+    int journal_writes, journal_fail_from;
     /* The load balancer's agent-check: asked every agent_every from
      * agent_from on (agent_every 0: never). */
     int agent_on;
@@ -198,9 +201,15 @@ static json_t *op_read_json(void *b, apr_pool_t *p, const char *name)
     return j ? json_deep_copy(j) : NULL;
 }
 
-static void op_write_json(void *b, apr_pool_t *p, const char *name, json_t *j)
+static apr_status_t op_write_json(void *b, apr_pool_t *p, const char *name,
+                                  json_t *j)
 {
+    if (strcmp(name, "rollout.json") == 0 && f.journal_fail_from
+        && ++f.journal_writes >= f.journal_fail_from) {
+        return APR_ENOSPC;
+    }
     json_object_set_new(f.files, name, json_deep_copy(j));
+    return APR_SUCCESS;
 }
 
 static void op_remove(void *b, apr_pool_t *p, const char *name)
@@ -677,6 +686,47 @@ static void test_parent_did_not_restart(void)
     done(&r);
 }
 
+static void test_journal_not_written(void)
+{
+    csy_rollout_t r;
+
+    UNIT_CASE("no journal when draining: no drain, no restart, pending");
+    world();
+    f.journal_fail_from = 1;
+    CHECK(first_half(&r) > 0);
+    CHECK(logged_at(CS_LOG_ERR, "CY00172: cannot write rollout.json"));
+    CHECK_EQ_INT(f.gracefuls, 0);
+    CHECK(!strstr(f.healths, "drain"));
+    CHECK_STR(f.released, "L1");
+    CHECK_STR(state_of(&r), "restart-pending");
+    CHECK(json_is_true(json_object_get(r.state, "restart_pending")));
+    CHECK(!json_object_get(f.files, "rollout.json"));
+    /* The store takes writes again: the next cycle rolls out. */
+    f.journal_fail_from = 0;
+    f.released[0] = '\0';
+    CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 17, 1), 0);
+    CHECK_EQ_INT(f.gracefuls, 1);
+    CHECK_STR(journal("phase"), "restarting");
+    done(&r);
+
+    UNIT_CASE("no journal before the restart: not restarting, ready again");
+    world();
+    f.journal_fail_from = 2;
+    f.graceful_stops = 0;
+    first_half(&r);
+    CHECK(logged_at(CS_LOG_ERR, "CY00173: cannot write rollout.json"));
+    CHECK_EQ_INT(f.gracefuls, 0);
+    CHECK_STR(f.healths, "ready drain ready");
+    CHECK_STR(f.health, "ready");
+    CHECK_STR(f.released, "L1");
+    CHECK_STR(state_of(&r), "restart-pending");
+    CHECK(json_is_true(json_object_get(r.state, "restart_pending")));
+    CHECK_STR(apr_hash_get(r.pending, "a.example", APR_HASH_KEY_STRING),
+              "0a");
+    CHECK(!json_object_get(f.files, "rollout.json"));
+    done(&r);
+}
+
 static void test_resume_phases(void)
 {
     csy_rollout_t r;
@@ -1056,6 +1106,7 @@ int main(void)
     test_resume_phases();
     test_agent_wait();
     test_clock_steps();
+    test_journal_not_written();
     test_agent();
     json_decref(f.files);
     apr_pool_destroy(pool);
