@@ -37,14 +37,7 @@
 #include "cs_name.h"
 #include "cs_request.h"
 
-#define REQUIRE(cond) \
-    do { \
-        if (!(cond)) { \
-            fprintf(stderr, "%s:%d: REQUIRE(%s) failed\n", __FILE__, \
-                    __LINE__, #cond); \
-            abort(); \
-        } \
-    } while (0)
+#include "fuzz.h"
 
 #define MAX_TTL 900
 

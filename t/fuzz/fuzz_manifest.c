@@ -37,17 +37,7 @@
 #include "cs_name.h"
 #include "mg_expand.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Not assert(): it must hold in builds with NDEBUG too. */
-#define REQUIRE(cond) \
-    do { \
-        if (!(cond)) { \
-            fprintf(stderr, "%s:%d: REQUIRE(%s) failed\n", __FILE__, \
-                    __LINE__, #cond); \
-            abort(); \
-        } \
-    } while (0)
+#include "fuzz.h"
 
 #define MACRO   "Site"
 

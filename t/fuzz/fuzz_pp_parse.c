@@ -19,17 +19,7 @@
 #include "pp_cidr.h"
 #include "pp_parse.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Not assert(): it must hold in builds with NDEBUG too. */
-#define REQUIRE(cond) \
-    do { \
-        if (!(cond)) { \
-            fprintf(stderr, "%s:%d: REQUIRE(%s) failed\n", __FILE__, \
-                    __LINE__, #cond); \
-            abort(); \
-        } \
-    } while (0)
+#include "fuzz.h"
 
 #define MAX_V2          PP_V2_MAX_LEN
 #define SMALL_MAX_V2    64      /* a low ProxyProtocolMaxHeaderSize */

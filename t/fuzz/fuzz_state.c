@@ -31,16 +31,7 @@
 #include "csy_rollout.h"
 #include "csy_state.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond) \
-    do { \
-        if (!(cond)) { \
-            fprintf(stderr, "%s:%d: REQUIRE(%s) failed\n", __FILE__, \
-                    __LINE__, #cond); \
-            abort(); \
-        } \
-    } while (0)
+#include "fuzz.h"
 
 static apr_pool_t *root;
 

@@ -53,17 +53,7 @@
 #include "csy_rollout.h"
 #include "csy_store.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Not assert(): it must hold in builds with NDEBUG too. */
-#define REQUIRE(cond) \
-    do { \
-        if (!(cond)) { \
-            fprintf(stderr, "%s:%d: REQUIRE(%s) failed\n", __FILE__, \
-                    __LINE__, #cond); \
-            abort(); \
-        } \
-    } while (0)
+#include "fuzz.h"
 
 #define SEC(n)          apr_time_from_sec(n)
 #define T0              SEC(1800000000)
