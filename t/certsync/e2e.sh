@@ -810,14 +810,18 @@ back0=$(count_lines 'CY00015\|CY00016')
 issue r8.e2e.test
 echo "r8.e2e.test $(issued_serial r8.e2e.test)" >"$tmp/work/want8"
 killed=
+live_in_group() { # PGID: "pid args" of its processes, zombies left out
+    ps -o pid=,stat=,args= -g "$1" 2>/dev/null | awk '$2 !~ /^Z/'
+}
 journal_restarting() {
     grep -qs '"phase": *"restarting"' "$store/rollout.json"
 }
 end=$(($(date +%s) + 30))
 while [ "$(date +%s)" -lt "$end" ]; do
     if [ "$(count_lines 'AH00493')" -gt "$ah0" ] && journal_restarting; then
-        # only our httpd's processes: each names this configuration
-        group=$(ps -o pid=,args= -g "$p0" 2>/dev/null)
+        # only our httpd's processes: each live one names this
+        # configuration (a zombie names nothing)
+        group=$(live_in_group "$p0")
         if [ -n "$group" ] && ! grep -vqF -- "$pxdir/httpd.conf" <<<"$group"
         then
             kill -KILL -- "-$p0"
@@ -836,7 +840,7 @@ if [ "$(count_lines 'AH00489')" -gt "$up0" ]; then
 else
     diag "killed in the middle of the graceful restart (no AH00489 yet)"
 fi
-wait_for 5 eval '[ -z "$(ps -o pid= -g "$p0" 2>/dev/null)" ]'
+wait_for 5 eval '[ -z "$(live_in_group "$p0")" ]'
 okif $? "8: none of its processes is left"
 cp "$pxdir/httpd.pid" "$tmp/work/pid8" 2>/dev/null
 is "$(cat "$tmp/work/pid8" 2>/dev/null)" "$p0" \
