@@ -811,7 +811,8 @@ issue r8.e2e.test
 echo "r8.e2e.test $(issued_serial r8.e2e.test)" >"$tmp/work/want8"
 killed=
 live_in_group() { # PGID: "pid args" of its processes, zombies left out
-    ps -o pid=,stat=,args= -g "$1" 2>/dev/null | awk '$2 !~ /^Z/'
+    ps -e -o pgid=,pid=,stat=,args= 2>/dev/null \
+        | awk -v g="$1" '$1 == g && $3 !~ /^Z/ { $1 = ""; print }'
 }
 journal_restarting() {
     grep -qs '"phase": *"restarting"' "$store/rollout.json"
