@@ -844,6 +844,11 @@ else
 fi
 wait_for 5 eval '[ -z "$(live_in_group "$p0")" ]'
 okif $? "8: none of its processes is left"
+# Until init has reaped the dead parent: a zombie passes kill -0, and
+# "httpd -k start" then says "already running" and exits 0 without
+# starting (init here reaps after about a second).
+wait_for 10 eval '! kill -0 "$p0" 2>/dev/null'
+okif $? "8: the dead parent $p0 is reaped"
 cp "$pxdir/httpd.pid" "$tmp/work/pid8" 2>/dev/null
 is "$(cat "$tmp/work/pid8" 2>/dev/null)" "$p0" \
    "8: the dead parent's pid file is left behind"
