@@ -42,6 +42,12 @@
 #   7. kill -9 of the sync daemon after a change was synced but before
 #      the restart (in the configuration test; while draining): the next
 #      daemon still makes the change live, and claims no rollback
+#   8. kill -9 of the httpd parent and its whole process group in the
+#      middle of a rollout's graceful restart (rollout.json says
+#      restarting, the parent logged AH00493): httpd started again with
+#      the same configuration and its stale pid file; the new daemon
+#      carries on from the journal (probe, CY00014), the new certificate
+#      is served, the status ends idle and ready, no rollback
 #
 # Handshakes are made with openssl s_client; lists of more than 20 names
 # with one Perl process (IO::Socket::SSL) when it is installed.
@@ -783,6 +789,99 @@ crit=$(grep 'CY00015' "$pxlog" | head -1 | cut -c1-200)
 is "$crit" "" "7: ... and no rollback is claimed (no CY00015)"
 wait_served "$tmp/work/want1" 10
 okif $? "7: the first domains still serve their serials"
+
+# --- 8. The httpd parent SIGKILLed during a graceful restart -------------------
+section "8. The httpd parent SIGKILLed during a graceful restart"
+
+# A change starts a rollout; once the daemon's journal (rollout.json) says
+# restarting and the parent has begun the graceful restart (AH00493), the
+# parent and every process of its group (workers, sync daemon) get SIGKILL
+# at once.  httpd started again with the same configuration (its pid file
+# left behind, not removed here): the new daemon carries on from the
+# journal (probe, rollout complete, back in rotation) and ends idle.
+wait_for 20 eval '[ "$(status | jq -r .state)" = idle ]'
+p0=$(px_parent)
+pg=$(ps -o pgid= -p "$p0" 2>/dev/null | tr -d ' ')
+is "$pg" "$p0" "8: httpd's parent $p0 leads its process group (httpd -k start daemonizes)"
+ah0=$(count_lines 'AH00493')
+up0=$(count_lines 'AH00489')
+done0=$(count_lines 'CY00014')
+back0=$(count_lines 'CY00015\|CY00016')
+issue r8.e2e.test
+echo "r8.e2e.test $(issued_serial r8.e2e.test)" >"$tmp/work/want8"
+killed=
+live_in_group() { # PGID: "pid args" of its processes, zombies left out
+    ps -e -o pgid=,pid=,stat=,args= 2>/dev/null \
+        | awk -v g="$1" '$1 == g && $3 !~ /^Z/ { $1 = ""; print }'
+}
+journal_restarting() {
+    grep -qs '"phase": *"restarting"' "$store/rollout.json"
+}
+end=$(($(date +%s) + 30))
+while [ "$(date +%s)" -lt "$end" ]; do
+    if [ "$(count_lines 'AH00493')" -gt "$ah0" ] && journal_restarting; then
+        # only our httpd's processes: each live one names this
+        # configuration (a zombie names nothing)
+        group=$(live_in_group "$p0")
+        if [ -n "$group" ] && ! grep -vqF -- "$pxdir/httpd.conf" <<<"$group"
+        then
+            kill -KILL -- "-$p0"
+            killed="$(wc -l <<<"$group") processes"
+        fi
+        break
+    fi
+    sleep 0.01
+done
+done_at_kill=$(count_lines 'CY00014')
+[ -n "$killed" ]
+okif $? "8: SIGKILL to httpd's parent and its group (${killed:-none}) once" \
+     "rollout.json said restarting and the parent logged AH00493"
+if [ "$(count_lines 'AH00489')" -gt "$up0" ]; then
+    diag "the new generation had already logged AH00489 (resuming normal" \
+         "operations): the kill came after the restart"
+else
+    diag "killed in the middle of the graceful restart (no AH00489 yet)"
+fi
+wait_for 5 eval '[ -z "$(live_in_group "$p0")" ]'
+okif $? "8: none of its processes is left"
+# Until init has reaped the dead parent: a zombie passes kill -0, and
+# "httpd -k start" then says "already running" and exits 0 without
+# starting (init here reaps after about a second).
+wait_for 10 eval '! kill -0 "$p0" 2>/dev/null'
+okif $? "8: the dead parent $p0 is reaped"
+cp "$pxdir/httpd.pid" "$tmp/work/pid8" 2>/dev/null
+is "$(cat "$tmp/work/pid8" 2>/dev/null)" "$p0" \
+   "8: the dead parent's pid file is left behind"
+# Started again as an operator would: the same command, nothing cleaned up.
+out=$("$HTTPD" -f "$pxdir/httpd.conf" -k start 2>&1)
+rc=$?
+[ $rc = 0 ] && wait_port "$px_port" 10 && wait_port "$st_port" 10
+okif $? "8: httpd starts again with the same configuration (exit $rc)" \
+     "and listens on both ports"
+[ -n "$out" ] && diag "httpd -k start: $out"
+grep -q "AH00098" "$pxlog" && diag "$(grep -h 'AH00098' "$pxlog" | tail -1 | cut -c1-200)"
+wait_for 5 eval '[ -s "$pxdir/httpd.pid" ] && [ "$(px_parent)" != "$p0" ]'
+okif $? "8: a new parent ($(px_parent)), in the pid file"
+t=$(date +%s)
+if [ "$done_at_kill" -gt "$done0" ]; then
+    ok "8: # SKIP the rollout was complete before the kill (CY00014)"
+else
+    wait_for 30 eval '[ "$(count_lines CY00014)" -gt "$done0" ]'
+    okif $? "8: the new daemon carries on from rollout.json: probe passed," \
+         "rollout complete (CY00014, $(($(date +%s) - t)) s)"
+fi
+wait_served "$tmp/work/want8" 10
+okif $? "8: the new certificate (r8.e2e.test) is served"
+wait_for 10 eval '[ "$(status | jq -r .state)" = idle ]'
+st=$(status)
+is "$(jq -r '.state + " " + .health' <<<"$st")" "idle ready" \
+   "8: the status ends idle, back in rotation (health ready)"
+is "$(cat "$store/health" 2>/dev/null)" ready "8: ... and the health file says ready"
+[ ! -e "$store/rollout.json" ]
+okif $? "8: the journal (rollout.json) is gone"
+is "$(count_lines 'CY00015\|CY00016')" "$back0" "8: no rollback, no failure claimed"
+wait_served "$tmp/work/want1" 10
+okif $? "8: the first domains still serve their serials"
 
 # --- Logs --------------------------------------------------------------------
 

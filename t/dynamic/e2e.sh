@@ -16,9 +16,14 @@
 #      the new serials appear within one sync interval, deleted names get
 #      the default certificate, no handshake fails, and httpd's pid and
 #      configuration generation do not change (no restart).
-#   4. The status shows the cache counters and per-domain serials; no
+#   4. Under the same client loop, the sync daemon is SIGKILLed
+#      DYN_KILLS (5) times, 1.5 s apart: the parent starts a new daemon
+#      (a new pid, CY00008) each time; a domain added and one renewed on
+#      CertService after the kills are served within two sync intervals;
+#      no handshake fails; httpd's pid and generation do not change.
+#   5. The status shows the cache counters and per-domain serials; no
 #      plaintext key is on disk; CertSyncUnknownName refuse refuses.
-#   5. Bad values of the dynamic-mode directives are refused, naming the
+#   6. Bad values of the dynamic-mode directives are refused, naming the
 #      directive and the value.
 #
 # CERTSUITE_KEEP=1 keeps the temporary directory, CERTSUITE_KEEP=failed
@@ -260,7 +265,83 @@ is "$(grep -c 'AH00493\|AH00494' "$POOL_DIR/proxy1/logs/error_log")" 0 \
 grep -q 'CY00028.*live, no restart' "$POOL_DIR/proxy1/logs/error_log"
 okif $? "activation logged (CY00028)"
 
-# --- 4. status, keys on disk, refuse -----------------------------------------------
+# --- 4. the sync daemon SIGKILLed repeatedly, under load ---------------------
+# The daemon is the httpd parent's other child: a SIGKILL must cost neither
+# a handshake nor a restart; the parent starts a new daemon (a new pid),
+# which carries on from the store.
+KILLS=${DYN_KILLS:-5}
+parent_of() { ps -o ppid= -p "$1" 2>/dev/null | tr -d ' '; }
+# the running daemon: the newest CY00003 pid that is a child of httpd's
+# parent (the workers are its children too, but log no CY00003)
+daemon_pid() {
+    local pid
+    for pid in $(sed -n 's/.*CY00003: sync daemon started (pid \([0-9]*\)).*/\1/p' \
+                     "$POOL_DIR/proxy1/logs/error_log" | tac); do
+        if [ "$(parent_of "$pid")" = "$pid0" ]; then
+            echo "$pid"
+            return 0
+        fi
+    done
+    return 1
+}
+died0=$(grep -c 'CY00008' "$POOL_DIR/proxy1/logs/error_log")
+rm -f "$work/stop"
+"$HS" -p "$(tls_port)" -f "$work/loop" -c 3 -r -u "$work/stop" \
+    -A "$POOL_PKI/ca.crt" >"$work/loop.out" 2>&1 &
+loop=$!
+sleep 1
+back=0
+pids=""
+for ((k = 1; k <= KILLS; k++)); do
+    d=$(daemon_pid) || { diag "kill $k: no running daemon found"; break; }
+    pids="$pids $d"
+    kill -KILL "$d"
+    for ((i = 0; i < 50; i++)); do
+        nd=$(daemon_pid) && [ "$nd" != "$d" ] && break
+        nd=""
+        sleep 0.1
+    done
+    [ -n "$nd" ] && back=$((back + 1))
+    sleep 1.5
+done
+pids="$pids $(daemon_pid)"
+is "$back" "$KILLS" "SIGKILL of the sync daemon $KILLS times: a new daemon each time (pids$pids)"
+is "$(($(grep -c 'CY00008' "$POOL_DIR/proxy1/logs/error_log") - died0))" "$KILLS" \
+    "... each death logged by the parent (CY00008)"
+is "$(tr ' ' '\n' <<<"$pids" | sed '/^$/d' | sort -u | wc -l)" "$((KILLS + 1))" \
+    "... every daemon a new process"
+# After the kills: a new domain and a renewal reach the workers within a
+# couple of sync intervals (a new daemon syncs at once, then each interval).
+printf 'k1.dyn.test\n%s\n' "$(tail -n 1 "$work/names")" >"$work/afterkill"
+t0=$(date +%s.%N)
+cs_bulk PUT "$work/afterkill" >"$work/afterkill.issued"
+is "$(wc -l <"$work/afterkill.issued")" 2 "a domain added and one renewed on CertService after the kills"
+deadline=$((2 * (INTERVAL + JITTER) + 3))
+live=""
+for ((i = 0; i < deadline * 4; i++)); do
+    handshakes "$work/afterkill" >/dev/null
+    if [ "$(mismatches "$work/afterkill.issued" "$work/out")" = 0 ]; then
+        live=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+        break
+    fi
+    sleep 0.25
+done
+test -n "$live"
+okif $? "... both served by the last daemon's sync ${live:+after $live s }(<= $deadline s: two intervals, their jitter, 3 s)"
+touch "$work/stop"
+wait "$loop"
+summary=$(cat "$work/loop.out")
+echo "# client loop during the kills: $summary"
+total=$(sed -n 's/^handshakes \([0-9]*\) .*/\1/p' <<<"$summary")
+test "${total:-0}" -gt 100
+okif $? "the client loop ran ($total handshakes)"
+is "$(failed_of "$summary")" 0 "no failed handshake while the daemon was killed"
+is "$(cat "$POOL_DIR/proxy1/run/httpd.pid")" "$pid0" "httpd's parent pid unchanged"
+is "$(gen_of)" "$gen0" "configuration generation unchanged (no restart)"
+is "$(grep -c 'AH00493\|AH00494\|AH00052\|Segmentation' \
+      "$POOL_DIR/proxy1/logs/error_log")" 0 "no restart, no crashed child in the error log"
+
+# --- 5. status, keys on disk, refuse -----------------------------------------------
 st=$(status)
 for k in hits misses evictions cache_capacity; do
     v=$(jq -r ".dynamic.$k // 0" <<<"$st")
@@ -322,7 +403,7 @@ okif $? "refusals logged (CY00033)"
 is "$(grep -c 'AH00052\|Segmentation\|CY00035' \
       "$POOL_DIR/proxy1/logs/error_log")" 0 "no crashed child, no refused certificate"
 
-# --- 5. bad configuration: refused, naming the directive and the value ----------
+# --- 6. bad configuration: refused, naming the directive and the value ----------
 pool_stop_proxy 1
 conf=$POOL_DIR/proxy1/httpd.conf
 # conf_fails SED-SCRIPT PATTERN DESC [start]: the proxy's configuration
