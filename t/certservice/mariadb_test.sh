@@ -1001,7 +1001,7 @@ file_opens() {
         2>/dev/null
     jq -r .chain_pem "$1" >"$tmp/bo.$BASHPID.pem" 2>/dev/null
     k1=$(openssl cms -decrypt -inform DER -in "$tmp/bo.$BASHPID.der" \
-         -recip "$pki/$3.crt" -inkey "$pki/$3.key" 2>/dev/null \
+         -recip "$pki/$2.crt" -inkey "$pki/$2.key" 2>/dev/null \
          | openssl pkey -pubout 2>/dev/null)
     k2=$(openssl x509 -in "$tmp/bo.$BASHPID.pem" -noout -pubkey 2>/dev/null)
     [ -n "$k1" ] && [ "$k1" = "$k2" ]
