@@ -30,7 +30,26 @@
 #                at once: in the order of their seqs, each PUT answered
 #                201 exactly when the name did not exist, each DELETE
 #                that answered 200 followed a PUT
-#   logs         no crashed child, no 5xx logged
+#   MariaDB      mariadbd SIGKILLed while writers on A and B issue new
+#   killed       names, restarted 2 s later on its data directory and port
+#                (t/db/mariadb.sh restart), httpd left running: every PUT
+#                before the kill and after the restart 201, during the
+#                outage 201 or a 5xx with a JSON error (never no answer,
+#                never a 4xx); every 201 stored with the serial and seq it
+#                answered; the whole feed pages in order with each 201's
+#                change exactly once; a name whose PUT failed is absent
+#                (404, no bundle, not in the feed) or complete (active, in
+#                the feed, its key opens with wrap1); new PUTs via A and B
+#                succeed (mod_dbd reconnected)
+#   rotation     the wrapping key rotation of docs/mod_certservice.md on
+#   under load   both (wrap2 added, graceful restart; every domain
+#                re-issued; wrap1 removed, graceful restart) while 4
+#                clients fetch bundles at random via A and B: every fetch
+#                200, every envelope fetched opens with wrap1 or wrap2 to
+#                its certificate's key, those fetched after the re-issues
+#                with wrap2; at the end every bundle, by batch via A and
+#                B, opens with wrap2
+#   logs         no crashed child; no 5xx logged but during the outage
 #
 # Output: "ok N - ..." / "not ok N - ..." per check, then one line
 # "N passed, M failed"; the exit status is non-zero if any check failed.
@@ -836,14 +855,423 @@ okif $? "96 PUTs and DELETEs of one name, 16 at once via A and B: in seq" \
      "order each of the $nw writes answered as the name then was ($wrong" \
      "wrong, $bad neither 200/201 nor a DELETE's 404)"
 
-# --- 7. Logs ----------------------------------------------------------------
+# --- 7. MariaDB killed mid-issuance ----------------------------------------
+
+# Writers on A and B issue new names (local CA) until told to stop, while
+# the database server is SIGKILLed, down for 2 s and restarted on its data
+# directory and port (httpd keeps running).  Every write logs "start_ns
+# end_ns code inst domain seq serial status": the JSON body's status ("-"
+# if the body is not JSON with a numeric status).
+log_lines() { # INST: lines in its error_log now
+    wc -l <"$tmp/$1/logs/error_log"
+}
+kill_log0_A=$(log_lines A)
+kill_log0_B=$(log_lines B)
+kwriter() { # name inst
+    local name=$1 inst=$2 i=0 d t0 st
+    local log=$tmp/kill.writes.$name
+    : >"$log"
+    while [ ! -e "$tmp/kill.stop" ]; do
+        sleep 0.1
+        i=$((i + 1))
+        d=k$i.${name,,}.kill-test.example
+        t0=$(date +%s%N)
+        req admin "$inst" PUT "/v1/domains/$d"
+        st=$(jq -r 'if (.status|type) == "number" and (.error|type) ==
+                       "string" then .status else "-" end' \
+             <<<"$body" 2>/dev/null)
+        echo "$t0 $(date +%s%N) $code $inst $d $(jqb '.seq // "-"' \
+              2>/dev/null || echo -) $(jqb '.serial // "-"' 2>/dev/null \
+              || echo -) ${st:--}" >>"$log"
+    done
+}
+rm -f "$tmp/kill.stop"
+kw_pids=()
+for w in A1:A B1:B; do
+    kwriter "${w%:*}" "${w#*:}" &
+    kw_pids+=($!)
+done
+bg_pids+=("${kw_pids[@]}")
+sleep 1.5
+db_pid=$(cat "$dbdir/pid" 2>/dev/null)
+t_kill=$(date +%s%N)
+kill -KILL "$db_pid" 2>/dev/null
+killed=$?
+for _ in $(seq 1 50); do
+    kill -0 "$db_pid" 2>/dev/null || break
+    sleep 0.1
+done
+t_dead=$(date +%s%N)
+sleep 2
+t_restart=$(date +%s%N)
+"$top/t/db/mariadb.sh" restart "$dbdir" >"$tmp/kill.params" \
+    2>"$tmp/kill.restart.log"
+restarted=$?
+t_up=$(date +%s%N)
+sleep 2
+touch "$tmp/kill.stop"
+wait "${kw_pids[@]}" 2>/dev/null
+[ $killed = 0 ] && ! kill -0 "$db_pid" 2>/dev/null
+okif $? "mariadbd (pid $db_pid) SIGKILLed while 2 writers issued via A" \
+     "and B"
+[ $restarted = 0 ] && [ "$(cat "$tmp/kill.params")" = "$params" ]
+okif $? "MariaDB restarted on the same data directory and port in" \
+     "$(((t_up - t_restart) / 1000000)) ms"
+[ $restarted = 0 ] || diag "$(cat "$tmp/kill.restart.log")"
+
+cat "$tmp"/kill.writes.* | sort -n >"$tmp/kill.writes"
+# Writes that overlapped the outage (from the kill to the server's answer
+# after the restart) may fail; the others must not.
+awk -v k="$t_kill" -v u="$t_up" \
+    '{ print ($2 < k ? "before" : $1 > u ? "after" : "outage"), $0 }' \
+    "$tmp/kill.writes" >"$tmp/kill.phased"
+n_all=$(wc -l <"$tmp/kill.phased")
+n_ok=$(awk '$4 ~ /^2/' "$tmp/kill.phased" | wc -l)
+n_5xx=$(awk '$4 ~ /^5/' "$tmp/kill.phased" | wc -l)
+diag "kill: $n_all PUTs, $n_ok 2xx, $n_5xx 5xx;" \
+     "$(awk '{ print $1 }' "$tmp/kill.phased" | sort | uniq -c | xargs);" \
+     "down $(((t_up - t_dead) / 1000000)) ms"
+bad=$(awk '$1 != "outage" && $4 != 201' "$tmp/kill.phased" | head -3)
+n_before=$(awk '$1 == "before"' "$tmp/kill.phased" | wc -l)
+n_after=$(awk '$1 == "after"' "$tmp/kill.phased" | wc -l)
+[ -z "$bad" ] && [ "$n_before" -ge 4 ] && [ "$n_after" -ge 4 ]
+okif $? "every PUT before the kill ($n_before) and after MariaDB answered" \
+     "again ($n_after, without restarting httpd): 201"
+[ -z "$bad" ] || diag "$bad"
+bad=$(awk '$1 == "outage" && $4 != 201 &&
+           !($4 ~ /^5[0-9][0-9]$/ && $9 == $4)' "$tmp/kill.phased" | head -3)
+n_out5=$(awk '$1 == "outage" && $4 ~ /^5/' "$tmp/kill.phased" | wc -l)
+[ -z "$bad" ] && [ "$n_out5" -ge 1 ]
+okif $? "PUTs during the outage: $n_out5 failed, each with a 5xx and a" \
+     "JSON error naming that status (no 000, no 4xx)"
+[ -z "$bad" ] || diag "$bad"
+
+# After the restart: every 2xx PUT is stored with the serial it answered.
+lost=
+while read -r _ _ _ c inst d s serial _; do
+    [ "$c" = 201 ] || continue
+    req admin "$(other "$inst")" GET "/v1/domains/$d"
+    got=$(jqb '"\(.state) \(.serial) \(.seq)"' 2>/dev/null)
+    [ "$code $got" = "200 active $serial $s" ] \
+        || lost="$lost $d:$code:$got/want:$serial:$s"
+done <"$tmp/kill.phased"
+is "${lost# }" "" "every one of the $n_ok PUTs answered 201 is stored" \
+   "with the serial and seq it answered (GET via the other instance)"
+
+# The feed from 0, paged via A and B: seqs strictly increasing, and the
+# kill-test changes are exactly the 201s plus, at most once each, names
+# whose PUT failed but landed (then complete: below).
+if page_all 50 0 "$tmp/kill.feed"; then
+    ok "after the restart the whole feed pages via A and B ($npages" \
+       "pages): seqs strictly increasing, next and more right"
+else
+    notok "after the restart the whole feed pages via A and B"
+    diag "$page_err"
+fi
+awk '$2 ~ /\.kill-test\.example$/ { print $1, $2, $4 }' "$tmp/kill.feed" \
+    >"$tmp/kill.feed.k"
+awk '$4 == 201 { print $7, $6, $8 }' "$tmp/kill.phased" | sort -n \
+    >"$tmp/kill.want.k"
+dups=$(awk '{ print $2 }' "$tmp/kill.feed.k" | sort | uniq -d | head -3)
+missing=$(comm -23 <(sort "$tmp/kill.want.k") <(sort "$tmp/kill.feed.k") \
+          | head -3)
+extra=$(comm -13 <(sort "$tmp/kill.want.k") <(sort "$tmp/kill.feed.k"))
+landed_bad=
+n_landed=0
+while read -r s d serial; do
+    [ -n "$d" ] || continue
+    n_landed=$((n_landed + 1))
+    awk -v d="$d" '$6 == d && $4 != 201 { f = 1 } END { exit !f }' \
+        "$tmp/kill.phased" || landed_bad="$landed_bad $d(no failed PUT)"
+done <<<"$extra"
+[ -z "$dups" ] && [ -z "$missing" ] && [ -z "$landed_bad" ]
+okif $? "the feed has each 201 PUT's change exactly once with its seq and" \
+     "serial ($(wc -l <"$tmp/kill.want.k") changes), and $n_landed more of" \
+     "failed PUTs, once each"
+[ -z "$dups$missing$landed_bad" ] \
+    || diag "duplicates: $dups; missing: $missing; other: $landed_bad"
+
+# A name whose PUT failed is absent or complete: active, its bundle's key
+# opens with wrap1 to the certificate's key, its change in the feed.
+# file_opens FILE WRAP: the bundle (JSON) in FILE has a key_cms that opens
+# with $pki/WRAP.key to the key of its certificate
+file_opens() {
+    local k1 k2
+    jq -r .key_cms "$1" 2>/dev/null | base64 -d >"$tmp/bo.$BASHPID.der" \
+        2>/dev/null
+    jq -r .chain_pem "$1" >"$tmp/bo.$BASHPID.pem" 2>/dev/null
+    k1=$(openssl cms -decrypt -inform DER -in "$tmp/bo.$BASHPID.der" \
+         -recip "$pki/$2.crt" -inkey "$pki/$2.key" 2>/dev/null \
+         | openssl pkey -pubout 2>/dev/null)
+    k2=$(openssl x509 -in "$tmp/bo.$BASHPID.pem" -noout -pubkey 2>/dev/null)
+    [ -n "$k1" ] && [ "$k1" = "$k2" ]
+}
+bundle_opens() { # INST DOMAIN WRAP: GET its bundle, 200, file_opens WRAP
+    req proxy "$1" GET "/v1/bundles/$2"
+    [ "$code" = 200 ] && file_opens "$last_rf.body" "$3"
+}
+half=
+n_failed=0
+n_absent=0
+while read -r _ _ _ c inst d _; do
+    [ "$c" = 201 ] && continue
+    n_failed=$((n_failed + 1))
+    req admin "$inst" GET "/v1/domains/$d"
+    if [ "$code" = 404 ]; then
+        req proxy "$inst" GET "/v1/bundles/$d"
+        [ "$code" = 404 ] || half="$half $d:bundle:$code"
+        grep -q " $d " "$tmp/kill.feed.k" && half="$half $d:in-feed"
+        n_absent=$((n_absent + 1))
+        continue
+    fi
+    serial=$(jqb .serial 2>/dev/null)
+    [ "$code" = 200 ] && [ "$(jqb .state 2>/dev/null)" = active ] \
+        && grep -q " $d $serial\$" "$tmp/kill.feed.k" \
+        && bundle_opens "$inst" "$d" wrap1 \
+        || half="$half $d:$code:$serial"
+done <"$tmp/kill.phased"
+is "${half# }" "" "each of the $n_failed names whose PUT failed is absent" \
+   "($n_absent: 404, no bundle, not in the feed) or complete (active, in" \
+   "the feed with its serial, the bundle's key opens with wrap1)"
+
+# mod_dbd reconnected: one more PUT through each instance.
+new_ok=1
+for inst in A B; do
+    req admin "$inst" PUT "/v1/domains/after.${inst,,}.kill-test.example"
+    if [ "$code" != 201 ] \
+       || ! bundle_opens "$(other "$inst")" \
+            "after.${inst,,}.kill-test.example" wrap1; then
+        new_ok=0
+        diag "PUT via $inst after the restart: $code $body"
+    fi
+done
+check "after the restart, new PUTs via A and B succeed (201, the bundle" \
+      "opens) with the same httpd processes" [ $new_ok = 1 ]
+kill_log1_A=$(log_lines A)
+kill_log1_B=$(log_lines B)
+
+# --- 8. Wrapping key rotation under load ------------------------------------
+
+# The documented rotation (docs/mod_certservice.md,
+# CertServiceWrapCertificate) on both instances while 4 clients fetch
+# bundles of every domain at random: wrap2 added beside wrap1 (graceful
+# restart), every domain re-issued (PUT, alternately via A and B), wrap1
+# removed (graceful restart).  Each fetch logs "start_ns end_ns code
+# file"; its bundle must open with wrap1 or wrap2, and after the
+# re-issues with wrap2.
+req admin A GET "/v1/domains?limit=1000"
+jqb '.domains[].domain' >"$tmp/rot.domains" 2>/dev/null
+mapfile -t rot_domains <"$tmp/rot.domains"
+n_rot=${#rot_domains[@]}
+mkdir -p "$tmp/rot"
+rfetcher() { # name inst
+    local name=$1 inst=$2 i=0 f t0 c
+    local log=$tmp/rot.fetches.$name
+    : >"$log"
+    while [ ! -e "$tmp/rot.stop" ]; do
+        i=$((i + 1))
+        f=$tmp/rot/$name.$i.json
+        t0=$(date +%s%N)
+        c=$(cs_curl proxy "$(port_of "$inst")" \
+            "/v1/bundles/${rot_domains[RANDOM % n_rot]}" -o "$f" \
+            -w '%{http_code}' 2>/dev/null) || c=000
+        echo "$t0 $(date +%s%N) $c $f" >>"$log"
+    done
+}
+# reload INST WRAPS... (wrap1, wrap2): its CertServiceWrapCertificate
+# lines set to WRAPS, then a graceful restart
+reload() {
+    local inst=$1 conf=$tmp/$1/httpd.conf w lines=
+    shift
+    for w in "$@"; do
+        lines="$lines    CertServiceWrapCertificate \"$pki/$w.crt\"\n"
+    done
+    awk -v l="$lines" '/^ *CertServiceWrapCertificate / {
+            if (!done) printf "%s", l; done = 1; next } { print }' \
+        "$conf" | sed 's/\\n/\n/g' >"$conf.new" && mv "$conf.new" "$conf"
+    "$HTTPD" -f "$conf" -k graceful >>"$tmp/$inst/start.log" 2>&1
+}
+# took INST WANT NOT: the new generation serves: 3 PUTs in a row of a
+# probe name via INST make an envelope that opens with WANT and not with
+# NOT (up to 10 s)
+took() {
+    local inst=$1 n=0 i
+    for i in $(seq 1 100); do
+        req admin "$inst" PUT "/v1/domains/probe.${inst,,}.rot-test.example"
+        if bundle_opens "$inst" "probe.${inst,,}.rot-test.example" "$2" \
+           && ! file_opens "$last_rf.body" "$3"; then
+            n=$((n + 1))
+            [ $n -lt 3 ] || return 0
+        else
+            n=0
+            sleep 0.1
+        fi
+    done
+    return 1
+}
+rm -f "$tmp/rot.stop"
+rf_pids=()
+for w in A1:A A2:A B1:B B2:B; do
+    rfetcher "${w%:*}" "${w#*:}" &
+    rf_pids+=($!)
+done
+bg_pids+=("${rf_pids[@]}")
+t_rot0=$(date +%s%N)
+sleep 1
+added_ok=1
+for inst in A B; do
+    reload "$inst" wrap1 wrap2 || added_ok=0
+done
+for inst in A B; do
+    took "$inst" wrap2 nowrap || added_ok=0
+done
+check "wrap2 added beside wrap1 on A and B (graceful restart), while 4" \
+      "clients fetch bundles: new envelopes open with wrap2" [ $added_ok = 1 ]
+# Every domain, the probes too, re-issued: 4 at once, alternately via A
+# and B.
+req admin A GET "/v1/domains?limit=1000"
+jqb '.domains[].domain' >"$tmp/rot.all" 2>/dev/null
+: >"$tmp/rot.put.cfg"
+i=0
+while read -r d; do
+    i=$((i + 1))
+    if [ $((i % 2)) = 0 ]; then port=$port_A; else port=$port_B; fi
+    [ $i = 1 ] || echo next >>"$tmp/rot.put.cfg"
+    cat >>"$tmp/rot.put.cfg" <<EOC
+url = "https://127.0.0.1:$port/v1/domains/$d"
+request = "PUT"
+cacert = "$pki/clients-ca.crt"
+cert = "$pki/admin.crt"
+key = "$pki/admin.key"
+noproxy = "*"
+max-time = 60
+silent
+show-error
+output = "/dev/null"
+write-out = "%{http_code} $d\n"
+EOC
+done <"$tmp/rot.all"
+curl --no-progress-meter --parallel --parallel-max 4 -K "$tmp/rot.put.cfg" \
+    >"$tmp/rot.put.codes" 2>"$tmp/rot.put.err"
+t_reissued=$(date +%s%N)
+n_all=$(wc -l <"$tmp/rot.all")
+bad=$(awk '$1 != 200' "$tmp/rot.put.codes" | head -3)
+[ -z "$bad" ] && [ "$(wc -l <"$tmp/rot.put.codes")" = "$n_all" ]
+okif $? "all $n_all domains re-issued during the fetches (PUT: 200 each)"
+[ -z "$bad" ] || diag "$bad $(head -3 "$tmp/rot.put.err")"
+retired_ok=1
+for inst in A B; do
+    reload "$inst" wrap2 || retired_ok=0
+done
+for inst in A B; do
+    took "$inst" wrap2 wrap1 || retired_ok=0
+done
+check "wrap1 removed on A and B (graceful restart): new envelopes open" \
+      "with wrap2 only" [ $retired_ok = 1 ]
+sleep 1
+touch "$tmp/rot.stop"
+wait "${rf_pids[@]}" 2>/dev/null
+t_rot1=$(date +%s%N)
+
+cat "$tmp"/rot.fetches.* | sort -n >"$tmp/rot.fetches"
+n_f=$(wc -l <"$tmp/rot.fetches")
+n_during=$(awk -v a="$t_rot0" -v b="$t_reissued" '$1 > a && $2 < b' \
+           "$tmp/rot.fetches" | wc -l)
+bad=$(awk '$3 != 200' "$tmp/rot.fetches" | head -3)
+[ -z "$bad" ] && [ "$n_during" -ge 20 ]
+okif $? "$n_f fetches of $n_rot domains' bundles via A and B during the" \
+     "rotation ($n_during before the re-issues ended): all 200"
+[ -z "$bad" ] || diag "$bad"
+# Each distinct envelope fetched opens with wrap1 and/or wrap2 (to its
+# certificate's key); fetches started after the re-issues all with wrap2.
+jq -r '[input_filename, .key_cms] | @tsv' "$tmp"/rot/*.json \
+    >"$tmp/rot.envs" 2>/dev/null
+: >"$tmp/rot.opens"
+n_env=0
+while read -r f _; do
+    n_env=$((n_env + 1))
+    o=
+    file_opens "$f" wrap1 && o=${o}1
+    file_opens "$f" wrap2 && o=${o}2
+    echo "$f ${o:-0}" >>"$tmp/rot.opens"
+done < <(awk -F'\t' '!seen[$2]++' "$tmp/rot.envs")
+# opens per fetch: "start end code file how" (how: 1, 2, 12, 0 or none)
+awk 'NR == FNR { how[$1] = $2; next }
+     FILENAME ~ /rot[.]envs$/ { env[$1] = $2
+                                if ($1 in how) rep[$2] = how[$1]; next }
+     { print $0, ($4 in env) ? rep[env[$4]] : "none" }' \
+    "$tmp/rot.opens" "$tmp/rot.envs" "$tmp/rot.fetches" >"$tmp/rot.how"
+bad=$(awk '$3 == 200 && $5 !~ /^(1|2|12)$/' "$tmp/rot.how" | head -3)
+is "$bad" "" "each of the $n_env distinct envelopes fetched opens with" \
+   "wrap1 or wrap2 to its certificate's key"
+n_late=$(awk -v t="$t_reissued" '$1 > t' "$tmp/rot.how" | wc -l)
+bad=$(awk -v t="$t_reissued" '$1 > t && $5 !~ /2/' "$tmp/rot.how" | head -3)
+[ -z "$bad" ] && [ "$n_late" -ge 4 ]
+okif $? "the $n_late fetches started after the re-issues: each bundle" \
+     "opens with wrap2"
+[ -z "$bad" ] || diag "$bad"
+# At the end: every domain's bundle, by batch (POST /v1/bundles, 100 at
+# a time) via A and via B: the same envelopes, each opening with wrap2
+# (what was fetched already is known to, else opened now).
+final_bad=
+for inst in A B; do
+    : >"$tmp/rot.final.$inst"
+    while read -r chunk; do
+        req proxy2 "$inst" POST /v1/bundles "$chunk"
+        [ "$code" = 200 ] || final_bad="$final_bad batch@$inst:$code"
+        jqb -c '.bundles[]' >>"$tmp/rot.final.$inst" 2>/dev/null
+    done < <(jq -R . "$tmp/rot.all" | jq -cs '_nwise(100) | {domains: .}')
+done
+[ "$(jq -r .key_cms "$tmp/rot.final.A" | sort)" = \
+  "$(jq -r .key_cms "$tmp/rot.final.B" | sort)" ] \
+    || final_bad="$final_bad A-and-B-differ"
+declare -A how_of
+while read -r key how; do
+    how_of[$key]=$how
+done < <(awk 'NR == FNR { how[$1] = $2; next }
+              ($1 in how) && !seen[$2]++ { print $2, how[$1] }' \
+         "$tmp/rot.opens" "$tmp/rot.envs")
+n_final=0
+n_new=0
+while read -r line; do
+    n_final=$((n_final + 1))
+    key=$(jq -r .key_cms <<<"$line")
+    if [ -z "${how_of[$key]:-}" ]; then
+        n_new=$((n_new + 1))
+        printf '%s\n' "$line" >"$tmp/rot.final.one"
+        how_of[$key]=0
+        file_opens "$tmp/rot.final.one" wrap2 && how_of[$key]=2
+    fi
+    case ${how_of[$key]} in
+        *2*) ;;
+        *) final_bad="$final_bad $(jq -r .domain <<<"$line")" ;;
+    esac
+done <"$tmp/rot.final.A"
+[ "$n_final" = "$n_all" ] || final_bad="$final_bad $n_final-of-$n_all"
+is "${final_bad# }" "" "at the end every bundle ($n_all domains, by batch" \
+   "via A and via B, $n_new not fetched before) opens with wrap2"
+diag "rotation under load: $(((t_rot1 - t_rot0) / 1000000)) ms"
+
+# --- 9. Logs ----------------------------------------------------------------
 
 crash=$(grep -hE 'exit signal|Segmentation|AH00052' \
         "$tmp"/A/logs/error_log "$tmp"/B/logs/error_log | head -3)
-is "$crash" "" "no child process crashed (error logs)"
-err5=$(grep -h 'certservice:error' "$tmp"/A/logs/error_log \
-       "$tmp"/B/logs/error_log | head -3)
-is "$err5" "" "no 5xx error logged by mod_certservice"
+is "$crash" "" "no child process crashed (error logs, the MariaDB outage" \
+   "and the graceful restarts included)"
+# The outage (section 7) logs errors; nothing else may.
+n_out_err=0
+err5=
+for inst in A B; do
+    if [ $inst = A ]; then a=$kill_log0_A; b=$kill_log1_A
+    else a=$kill_log0_B; b=$kill_log1_B; fi
+    n=$(awk -v a="$a" -v b="$b" 'NR > a && NR <= b' \
+        "$tmp/$inst/logs/error_log" | grep -c 'certservice:error')
+    n_out_err=$((n_out_err + n))
+    err5="$err5$(awk -v a="$a" -v b="$b" 'NR <= a || NR > b' \
+        "$tmp/$inst/logs/error_log" | grep 'certservice:error' | head -3)"
+done
+is "$err5" "" "no 5xx error logged by mod_certservice outside the MariaDB" \
+   "outage ($n_out_err logged during it)"
 
 echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]

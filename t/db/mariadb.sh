@@ -9,6 +9,10 @@
 #                                  the apr_dbd "mysql" parameters, e.g.
 #                                  host=127.0.0.1;port=33306;user=cs;...
 #   t/db/mariadb.sh params [DIR]   print those parameters again
+#   t/db/mariadb.sh restart [DIR]  start it again on its data directory and
+#                                  port, e.g. after it was killed (the
+#                                  same parameters; InnoDB recovers what
+#                                  was committed)
 #   t/db/mariadb.sh stop [DIR]     stop it and remove DIR
 #
 # DIR (default $CS_MARIADB_DIR, else /tmp/cs-mariadb-<uid>) holds the data
@@ -51,13 +55,42 @@ ping() {
         >/dev/null 2>&1
 }
 
+# launch PORT: the server on $dir/data, 127.0.0.1:PORT, in the background;
+# status 0 once it answers (up to 30 s: crash recovery), else it is
+# stopped and the status is 1 (most likely the port was taken)
+launch() {
+    local server pid
+    server=$(need_prog mariadbd mysqld) || return 1
+    # setsid: the server outlives this script and its terminal.
+    setsid "$server" --no-defaults --datadir="$dir/data" \
+        --socket="$dir/sock" --pid-file="$dir/pid" \
+        --log-error="$dir/error.log" --user="$user" \
+        --port="$1" --bind-address=127.0.0.1 \
+        --skip-name-resolve --innodb-buffer-pool-size=64M \
+        </dev/null >/dev/null 2>&1 &
+    pid=$!
+    for _ in $(seq 1 300); do
+        if ping; then
+            return 0
+        fi
+        # Gone already: most likely the port was taken.
+        if ! kill -0 "$pid" 2>/dev/null; then
+            break
+        fi
+        sleep 0.1
+    done
+    ping && return 0
+    kill "$pid" 2>/dev/null || true
+    return 1
+}
+
 start() {
-    local server install port pass tries
+    local install port pass tries
     if running && [ -f "$dir/params" ]; then
         cat "$dir/params"
         return 0
     fi
-    server=$(need_prog mariadbd mysqld)
+    need_prog mariadbd mysqld >/dev/null || return 1
     install=$(need_prog mariadb-install-db mysql_install_db)
     rm -rf "$dir"
     mkdir -p "$dir"
@@ -71,28 +104,8 @@ start() {
     fi
     port=${CS_MARIADB_PORT:-33306}
     for tries in 1 2 3 4 5 6 7 8 9 10; do
-        if port_free "$port"; then
-            # setsid: the server outlives this script and its terminal.
-            setsid "$server" --no-defaults --datadir="$dir/data" \
-                --socket="$dir/sock" --pid-file="$dir/pid" \
-                --log-error="$dir/error.log" --user="$user" \
-                --port="$port" --bind-address=127.0.0.1 \
-                --skip-name-resolve --innodb-buffer-pool-size=64M \
-                </dev/null >/dev/null 2>&1 &
-            for _ in $(seq 1 300); do
-                if ping; then
-                    break
-                fi
-                # Gone already: most likely the port was taken.
-                if ! kill -0 $! 2>/dev/null; then
-                    break
-                fi
-                sleep 0.1
-            done
-            if ping; then
-                break
-            fi
-            kill $! 2>/dev/null || true
+        if port_free "$port" && launch "$port"; then
+            break
         fi
         port=$((port + 1))
     done
@@ -111,6 +124,26 @@ GRANT ALL ON certservice.* TO 'cs'@'localhost';
 EOF
     echo "host=127.0.0.1;port=$port;user=cs;pass=$pass;dbname=certservice" \
         >"$dir/params"
+    cat "$dir/params"
+}
+
+# restart: start the server again on what start made, on the same port
+restart() {
+    local port
+    if running && ping; then
+        cat "$dir/params"
+        return 0
+    fi
+    if [ ! -f "$dir/params" ] || [ ! -d "$dir/data" ]; then
+        echo "mariadb.sh: nothing to restart in $dir (start first)" >&2
+        return 1
+    fi
+    port=$(tr ';' '\n' <"$dir/params" | sed -n 's/^port=//p')
+    if ! launch "$port"; then
+        echo "mariadb.sh: the server did not restart on port $port:" >&2
+        tail -20 "$dir/error.log" >&2 || true
+        return 1
+    fi
     cat "$dir/params"
 }
 
@@ -134,6 +167,7 @@ stop() {
 
 case "$cmd" in
     start) start ;;
+    restart) restart ;;
     stop) stop ;;
     params)
         if running && [ -f "$dir/params" ]; then
@@ -144,7 +178,7 @@ case "$cmd" in
         fi
         ;;
     *)
-        echo "usage: $0 start|stop|params [DIR]" >&2
+        echo "usage: $0 start|restart|stop|params [DIR]" >&2
         exit 2
         ;;
 esac
