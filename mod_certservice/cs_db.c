@@ -62,9 +62,15 @@ static int is_conflict(const cs_db_t *db, int rv, const char *msg)
  *   (created a table, say).  Such a statement is prepared again and run
  *   once more, right away: the connection and its transaction are intact.
  * - the MySQL client reconnects by itself after the connection was lost
- *   (server restart, idle timeout), and the new session knows none of the
- *   old statements.  They are all forgotten, to be prepared again on next
- *   use, but not retried: a transaction did not survive either. */
+ *   (server restart, idle timeout; mod_dbd's ping on acquiring a
+ *   connection does it too), and the new session knows none of the old
+ *   statements.  They are all forgotten, to be prepared again on next use.
+ *   A statement the server never ran (the client knew it stale, or the
+ *   server did not know it, or the server had gone away before it was
+ *   sent) is run again at once, but not inside a transaction: the
+ *   transaction did not survive.  cs_db_tx_begin() proves the session
+ *   first, so a transaction starts on a live one.  A connection lost
+ *   while a statement ran (2013) may have run it: that one fails. */
 static int is_stale(cs_db_t *db, int rv)
 {
     const char *msg;
@@ -75,6 +81,7 @@ static int is_stale(cs_db_t *db, int rv)
         if (rv == 1243 || rv == 2006 || rv == 2013 || rv == 2030
             || rv == 2056) {
             apr_hash_clear(db->prepared);
+            return rv != 2013 && !db->in_tx;
         }
         return 0;
     }
@@ -369,9 +376,20 @@ apr_status_t cs_db_tx_begin(apr_dbd_transaction_t **t, cs_db_t *db,
 {
     apr_dbd_prepared_t *st;
     apr_status_t status;
+    cs_db_row_t row;
     int i, rv;
 
     *t = NULL;
+    /* MySQL: one statement first, outside the transaction, proves the
+     * session and its prepared statements; after a reconnect it is
+     * prepared again and run once more (is_stale) and the others are
+     * forgotten.  A round trip per transaction, so that the first
+     * transaction after a database restart does not fail. */
+    if (!is_sqlite(db)
+        && (status = cs_db_row(&row, db, p, CS_STMT_SEQ_GET))
+           != APR_SUCCESS) {
+        return status;
+    }
     /* Nothing is prepared inside a transaction: preparing could make the
      * MySQL client reconnect, silently, into a session in autocommit
      * mode, and the rest of the "transaction" would commit piecemeal.  A
@@ -389,6 +407,7 @@ apr_status_t cs_db_tx_begin(apr_dbd_transaction_t **t, cs_db_t *db,
          * statement from being prepared again and retried. */
         apr_dbd_transaction_mode_set(db->driver, *t,
                                      APR_DBD_TRANSACTION_IGNORE_ERRORS);
+        db->in_tx = 1;
         return APR_SUCCESS;
     }
     status = cs_db_driver_fail(db, rv, "begin");
@@ -408,6 +427,7 @@ apr_status_t cs_db_tx_end(apr_dbd_transaction_t *t, cs_db_t *db,
 {
     int rv;
 
+    db->in_tx = 0;
     if (status != APR_SUCCESS) {
         apr_dbd_transaction_mode_set(db->driver, t,
                                      APR_DBD_TRANSACTION_ROLLBACK);

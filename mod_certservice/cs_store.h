@@ -31,6 +31,9 @@ typedef struct {
      * the pool of the first call, which must then live as long as the
      * handle. */
     apr_hash_t *prepared;
+    /* Inside cs_db_tx_begin() .. cs_db_tx_end(): a statement whose
+     * session was lost is not run again there. */
+    int in_tx;
     /* The last failure's text (for cs_store_error()), kept here because
      * rolling back clears the driver's own message. */
     char error[256];
