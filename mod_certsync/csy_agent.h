@@ -4,7 +4,7 @@
  * previous generation's daemon may still hold it.
  *
  * Pure code: APR and POSIX sockets; no httpd types.  The thread that
- * answers lives in mod_certsync_daemon.c.
+ * answers lives in mod_certsync_agent.c.
  */
 #ifndef CSY_AGENT_H
 #define CSY_AGENT_H

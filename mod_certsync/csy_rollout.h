@@ -7,7 +7,7 @@
  * graceful restart, the probe, the health the load balancer sees, reports
  * and leases on CertService, the clocks, the journal STORE/rollout.json),
  * so that a unit test drives every path with fake operations and fake
- * clocks; the sync daemon (mod_certsync_daemon.c) installs the real ones.
+ * clocks; the sync daemon installs the real ones (mod_certsync_ops.c).
  *
  * Two clocks: every wait and deadline runs on the monotonic one (now),
  * which no step of the wall clock moves; the wall clock (wall) only

@@ -22,8 +22,9 @@
  * on every catch-all virtual host (mod_certsync_dyn.c).
  *
  * The other files: mod_certsync_config.c (directives, defaults, merge),
- * mod_certsync_daemon.c (the daemon process), mod_certsync_dyn.c,
- * mod_certsync_status.c (status, health, metrics), mod_certsync_private.h.
+ * mod_certsync_daemon.c (the daemon process; its other files are listed
+ * in mod_certsync_daemon.h), mod_certsync_dyn.c, mod_certsync_status.c
+ * (status, health, metrics), mod_certsync_private.h.
  */
 #include <signal.h>
 #include <unistd.h>

@@ -2,18 +2,20 @@
  * mod_certsync_daemon.c: the sync daemon process, from the moment the
  * parent forked it (mod_certsync.c) until it exits.
  *
- * Its signals, the store's lock (one writer at a time across
- * generations), the state files it writes (state.json, health,
- * rollout.json, quarantine.json), the sync loop over csy_sync_once(), the
- * thread that answers HAProxy's agent-check, dynamic mode's activation of
- * what a cycle changed, and the real operations under the rollout state
- * machine (csy_rollout.c): the configuration test, SIGUSR1 to the parent,
- * the probe of our own listener, leases and reports on CertService.
+ * Its log callbacks and signals, the store's lock (one writer at a time
+ * across generations), what the previous generation left (the status,
+ * quarantine.json) and the rollout machine built from it, the sync loop
+ * over csy_sync_once(), dynamic mode's activation of what a cycle
+ * changed and the key.seal backfill.
+ *
+ * Not here (mod_certsync_daemon.h lists them): the status and the other
+ * files of the store (mod_certsync_state.c), the thread that answers
+ * HAProxy's agent-check (mod_certsync_agent.c), the real operations under
+ * the rollout state machine: the configuration test, SIGUSR1 to the
+ * parent, the probe of our own listener, leases and reports on
+ * CertService (mod_certsync_ops.c).
  */
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -21,32 +23,22 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
-#include "http_main.h"
-#include "mpm_common.h"
-#include "util_cfgtree.h"
 #include "unixd.h"
 
-#include "apr_atomic.h"
+#include "apr_general.h"
 #include "apr_signal.h"
 #include "apr_strings.h"
-#include "apr_thread_proc.h"
 
 #include "cs_seal.h"
 #include "csy_agent.h"
-#include "csy_clock.h"
 #include "csy_dyn.h"
-#include "csy_probe.h"
 #include "csy_rollout.h"
-#include "csy_state.h"
 #include "csy_store.h"
 #include "csy_sync.h"
-#include "mod_certsync_private.h"
+#include "mod_certsync_daemon.h"
 
 /* Seconds between tries after a failed cycle, at most. */
 #define CSY_MAX_BACKOFF         600
-
-/* Bytes of the agent-check's answer, description included. */
-#define CSY_AGENT_LINE 256
 
 /* Versions installed before the daemon wrote key.seal (an upgraded
  * store) get one, CSY_SEAL_BATCH per cycle, so that the workers' cache
@@ -54,40 +46,7 @@
  * held up by more than a batch. */
 #define CSY_SEAL_BATCH 500
 
-typedef struct {
-    server_rec *s;
-    const csy_conf_t *conf;
-    apr_pool_t *pool;
-    pid_t parent;
-    csy_config_t cfg;
-    csy_client_t *client;
-    csy_store_t *store;
-    /* What the status page shows: published to shared memory at every
-     * change (csy_publish), and to state.json when the store takes it. */
-    json_t *state;
-    /* "ready" or "drain" (string literals): the agent thread reads it. */
-    const char *volatile health;
-    /* The agent-check's answer with why the host is degraded: written by
-     * the main thread (csy_publish), read by the agent thread. */
-    pthread_mutex_t agent_mu;
-    char agent_line[CSY_AGENT_LINE];
-    /* HAProxy agent-check address (a copy: the agent thread may still
-     * look at it while the daemon's pool goes at exit); agent_on: set. */
-    apr_sockaddr_t agent_addr;
-    int agent_on;
-    /* Answers the agent thread sent (all, and "ready" ones): tell whether
-     * the load balancer has seen this host back in rotation. */
-    volatile apr_uint32_t agent_told;
-    volatile apr_uint32_t agent_told_ready;
-    csy_rollout_t rollout;      /* the staggered restarts (vhost mode) */
-    int seal_pos;               /* key.seal backfill: manifest position */
-    int seals_done;             /* ... every version checked */
-    int shm_trimmed;            /* CY00182 was logged */
-    long seals_written;
-    apr_hash_t *failures;       /* domain -> why its bundle was skipped */
-} csy_daemon_t;
-
-static volatile sig_atomic_t csy_stop;
+volatile sig_atomic_t csy_stop;
 
 static void csy_daemon_log(void *baton, cs_log_level_t level,
                            const char *msg)
@@ -112,588 +71,6 @@ static void csy_on_term(int sig)
 {
     csy_stop = 1;
 }
-
-static const char *csy_path(csy_daemon_t *d, apr_pool_t *p, const char *name)
-{
-    return apr_pstrcat(p, d->conf->store_dir, "/", name, NULL);
-}
-
-/*
- * The configuration test, with the parent's own arguments.  Returns its
- * exit code (-1 if it could not run) and, in *output, what it printed.
- */
-static int csy_configtest(apr_pool_t *p, const char **output)
-{
-    apr_array_header_t *argv = apr_array_make(p, 12, sizeof(char *));
-    const char *conffile = ap_conftree ? ap_conftree->filename : NULL;
-    apr_procattr_t *attr;
-    apr_file_t *rd, *wr;
-    apr_proc_t proc;
-    apr_exit_why_e why;
-    char buf[4096];
-    apr_size_t len = 0, n;
-    int code = -1, i;
-
-    *output = "";
-    APR_ARRAY_PUSH(argv, const char *) = ap_server_argv0;
-    APR_ARRAY_PUSH(argv, const char *) = "-t";
-    APR_ARRAY_PUSH(argv, const char *) = "-d";
-    APR_ARRAY_PUSH(argv, const char *) = ap_server_root;
-    if (conffile) {
-        APR_ARRAY_PUSH(argv, const char *) = "-f";
-        APR_ARRAY_PUSH(argv, const char *) = conffile;
-    }
-    for (i = 0; i < ap_server_config_defines->nelts; i++) {
-        APR_ARRAY_PUSH(argv, const char *) = "-D";
-        APR_ARRAY_PUSH(argv, const char *) =
-            APR_ARRAY_IDX(ap_server_config_defines, i, const char *);
-    }
-    APR_ARRAY_PUSH(argv, const char *) = NULL;
-    /* Its output goes to a pipe, so a failure can say why. */
-    if (apr_file_pipe_create_ex(&rd, &wr, APR_READ_BLOCK, p)
-        || apr_procattr_create(&attr, p)
-        || apr_procattr_cmdtype_set(attr, APR_PROGRAM_PATH)
-        || apr_procattr_io_set(attr, APR_NO_PIPE, APR_NO_PIPE, APR_NO_PIPE)
-        || apr_procattr_child_out_set(attr, wr, NULL)
-        || apr_procattr_child_err_set(attr, wr, NULL)
-        /* ap_server_argv0 is only the base name ("apache2"): looked up
-         * in PATH it may be missing (/usr/sbin is not in every PATH) or
-         * another httpd.  The parent's own argv[0] is what started it. */
-        || apr_proc_create(&proc, ap_server_conf->process->argv[0],
-                           (const char *const *)argv->elts, NULL, attr, p)) {
-        return -1;
-    }
-    apr_file_close(wr);
-    while (n = sizeof(buf) - 1 - len, n > 0
-           && apr_file_read(rd, buf + len, &n) == APR_SUCCESS) {
-        len += n;
-    }
-    buf[len] = '\0';
-    for (n = 0; n < len; n++) {
-        if (buf[n] == '\n' || buf[n] == '\r') {
-            buf[n] = ' ';   /* one log line */
-        }
-    }
-    apr_file_close(rd);
-    if (apr_proc_wait(&proc, &code, &why, APR_WAIT) != APR_CHILD_DONE) {
-        return -1;
-    }
-    *output = apr_pstrdup(p, buf);
-    return why == APR_PROC_EXIT ? code : -1;
-}
-
-/*
- * The status goes to shared memory (the status page, the metrics and the
- * health page read it there: it cannot fail with the store), and the
- * agent-check's answer is made again from it.  A status too large for
- * the segment (tens of thousands of skipped bundles) is published without
- * the list of failures, which state.json still has.
- */
-static void csy_publish(csy_daemon_t *d)
-{
-    json_t *reasons, *v, *small = NULL;
-    char *text, *desc = NULL, line[CSY_AGENT_LINE];
-    size_t i;
-    apr_size_t len = 0;
-    apr_status_t rv = APR_ENOSPC;
-
-    text = json_dumps(d->state, JSON_COMPACT | JSON_SORT_KEYS);
-    if (csy_status_shm && text
-        && (rv = csy_state_shm_put(csy_status_shm, text, strlen(text)))
-           == APR_ENOSPC) {
-        small = json_deep_copy(d->state);
-        json_object_set_new(small, "failures_trimmed", json_integer(
-            (json_int_t)json_object_size(json_object_get(d->state,
-                                                         "failures"))));
-        json_object_set_new(small, "failures", json_object());
-        free(text);
-        text = json_dumps(small, JSON_COMPACT | JSON_SORT_KEYS);
-        json_decref(small);
-        rv = text ? csy_state_shm_put(csy_status_shm, text, strlen(text))
-                  : APR_ENOMEM;
-        if (!d->shm_trimmed) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, d->s,
-                         CYLOGNO(00182) "the status is too large for shared "
-                         "memory: published without the list of skipped "
-                         "bundles (%lu of them; state.json and the metrics "
-                         "count them)", (unsigned long)json_object_size(
-                             json_object_get(d->state, "failures")));
-            d->shm_trimmed = 1;
-        }
-    }
-    free(text);
-
-    /* "ready up #certsync degraded: why; why" */
-    reasons = csy_state_degraded(d->state);
-    json_array_foreach(reasons, i, v) {
-        const char *r = json_string_value(v);
-        apr_size_t n = strlen(r);
-
-        if (len + n + 3 > sizeof(line)) {
-            break;
-        }
-        desc = desc ? realloc(desc, len + n + 3) : malloc(n + 1);
-        if (!desc) {
-            len = 0;
-            break;
-        }
-        if (len) {
-            memcpy(desc + len, "; ", 2);
-            len += 2;
-        }
-        memcpy(desc + len, r, n + 1);
-        len += n;
-    }
-    json_decref(reasons);
-    csy_agent_line(line, sizeof(line), d->health, len ? desc : NULL);
-    free(desc);
-    pthread_mutex_lock(&d->agent_mu);
-    memcpy(d->agent_line, line, sizeof(line));
-    pthread_mutex_unlock(&d->agent_mu);
-}
-
-/*
- * A write to the store failed (name: a file of the store, or "manifest",
- * "cursor", "bundles" for the sync's own), or works again (why NULL).
- * The status keeps {"error", "path", "since", "last"} per name until
- * then: the status page, the metrics and the agent-check tell it.
- */
-static void csy_store_status(csy_daemon_t *d, apr_pool_t *p,
-                             const char *name, const char *path,
-                             const char *why)
-{
-    json_t *errs = json_object_get(d->state, "store_errors");
-    json_t *e = json_object_get(errs, name);
-    json_int_t now = apr_time_sec(apr_time_now());
-
-    if (!json_is_object(errs)) {
-        errs = json_object();
-        json_object_set_new(d->state, "store_errors", errs);
-    }
-    if (!why) {
-        if (e) {
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, CYLOGNO(00181)
-                         "the store takes %s again (it failed since %"
-                         APR_INT64_T_FMT ")", path ? path : name,
-                         (apr_int64_t)json_integer_value(
-                             json_object_get(e, "since")));
-            json_object_del(errs, name);
-            csy_publish(d);
-        }
-        return;
-    }
-    if (!e || !json_is_string(json_object_get(e, "error"))
-        || strcmp(json_string_value(json_object_get(e, "error")), why)) {
-        e = json_pack("{s:s, s:I}", "error", why, "since",
-                      json_is_object(e) && json_object_get(e, "since")
-                      ? json_integer_value(json_object_get(e, "since"))
-                      : now);
-        json_object_set_new(errs, name, e);
-    }
-    if (path) {
-        json_object_set_new(e, "path", json_string(path));
-    }
-    json_object_set_new(e, "last", json_integer(now));
-    csy_publish(d);
-}
-
-/* A file of the store, atomically.  rollout.json is the rollout's crash
- * journal and health what the load balancer's httpchk reads: a write that
- * fails is logged and shown in the status, never dropped silently. */
-static apr_status_t csy_write_file(csy_daemon_t *d, apr_pool_t *p,
-                                   const char *name, const char *text)
-{
-    const char *path = csy_path(d, p, name);
-    apr_status_t rv = csy_write_atomic(path, text, strlen(text),
-                                       APR_FPROT_UREAD | APR_FPROT_UWRITE
-                                       | APR_FPROT_GREAD | APR_FPROT_WREAD,
-                                       p);
-
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, CYLOGNO(00042)
-                     "cannot write %s", path);
-        csy_store_status(d, p, name, path, apr_psprintf(p, "%pm", &rv));
-    }
-    else {
-        csy_store_status(d, p, name, path, NULL);
-    }
-    return rv;
-}
-
-/* The status (d->state) is published first: state.json only carries it
- * across a full restart, and may fail with the store. */
-static apr_status_t csy_write_json(csy_daemon_t *d, apr_pool_t *p,
-                                   const char *name, json_t *j)
-{
-    char *text;
-    apr_status_t rv;
-
-    if (j == d->state) {
-        csy_publish(d);
-    }
-    if (!(text = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS))) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->s, CYLOGNO(00043)
-                     "cannot write %s: no memory for its JSON",
-                     csy_path(d, p, name));
-        csy_store_status(d, p, name, csy_path(d, p, name), "no memory");
-        return APR_ENOMEM;
-    }
-    rv = csy_write_file(d, p, name, text);
-    free(text);
-    return rv;
-}
-
-static json_t *csy_read_json(csy_daemon_t *d, apr_pool_t *p,
-                             const char *name)
-{
-    json_error_t jerr;
-
-    return json_load_file(csy_path(d, p, name), 0, &jerr);
-}
-
-static void csy_set_state(csy_daemon_t *d, csy_phase_t phase)
-{
-    json_object_set_new(d->state, "state",
-                        json_string(csy_phase_name(phase)));
-}
-
-static void csy_count(json_t *state, const char *name, json_int_t add)
-{
-    json_t *counters = json_object_get(state, "counters");
-    json_int_t v = json_integer_value(json_object_get(counters, name));
-
-    json_object_set_new(counters, name, json_integer(v + add));
-}
-
-/* ready/drain, for HAProxy's agent-check and the certsync-health page. */
-static void csy_set_health(csy_daemon_t *d, apr_pool_t *p, const char *health)
-{
-    d->health = health;
-    json_object_set_new(d->state, "health", json_string(health));
-    csy_publish(d);     /* the agent's answer first: it cannot fail */
-    csy_write_file(d, p, "health", health);
-    csy_write_json(d, p, "state.json", d->state);
-}
-
-/*
- * HAProxy's agent-check, answered by a thread of its own: the daemon's
- * main thread may be busy for a while (a sync cycle, the configuration
- * test, a probe), and the load balancer must see ready/drain in every
- * phase.  Plain system calls only: no pool is shared with the main thread.
- *
- * After a graceful restart the previous generation's daemon may still hold
- * the port for a moment (it is on its way out): the port is taken as soon
- * as it is free (csy_agent_retry).  Until then connections are refused,
- * and HAProxy keeps the last answer it had, "drain".
- */
-static void *APR_THREAD_FUNC csy_agent_main(apr_thread_t *thread, void *baton)
-{
-    csy_daemon_t *d = baton;
-    csy_agent_retry_t retry;
-    struct pollfd pfd;
-    sigset_t all;
-    int fd = -1, e, log_now, notice;
-    apr_interval_time_t wait;
-
-    /* Signals are for the main thread (csy_on_term). */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-    csy_agent_retry_init(&retry, csy_clock_mono());
-    while (!csy_stop && (fd = csy_agent_listen(&d->agent_addr)) < 0) {
-        e = errno;
-        wait = csy_agent_retry(&retry, e, csy_clock_mono(), &log_now);
-        if (log_now) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(e),
-                         d->s, CYLOGNO(00013) "CertSyncAgent %s:%d: cannot "
-                         "listen; trying again (every 100 ms while the port "
-                         "is taken, else every 5 s), meanwhile the "
-                         "load balancer's agent-check sees neither drain "
-                         "nor ready", d->conf->agent.host,
-                         d->conf->agent.port);
-        }
-        apr_sleep(wait);
-    }
-    if (fd < 0) {
-        return NULL;
-    }
-    if (csy_agent_listening_late(&retry, csy_clock_mono(), &notice)) {
-        ap_log_error(APLOG_MARK, notice ? APLOG_NOTICE : APLOG_INFO, 0, d->s,
-                     CYLOGNO(00040) "CertSyncAgent %s:%d: listening after "
-                     "%" APR_TIME_T_FMT " ms (the port was taken)",
-                     d->conf->agent.host, d->conf->agent.port,
-                     apr_time_as_msec(csy_clock_mono() - retry.since));
-    }
-    pfd.fd = fd;
-    pfd.events = POLLIN;
-    while (!csy_stop) {
-        char buf[CSY_AGENT_LINE];
-        const char *line;
-        int c;
-
-        pfd.revents = 0;
-        if (poll(&pfd, 1, 500) <= 0) {
-            continue;
-        }
-        if ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
-            continue;
-        }
-        pthread_mutex_lock(&d->agent_mu);
-        memcpy(buf, d->agent_line, sizeof(buf));
-        pthread_mutex_unlock(&d->agent_mu);
-        line = buf;
-        if (send(c, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
-            if (csy_agent_answer_is_ready(line)) {
-                apr_atomic_inc32(&d->agent_told_ready);
-            }
-            apr_atomic_inc32(&d->agent_told);
-        }
-        /* else HAProxy gave up already: it asks again. */
-        close(c);
-    }
-    close(fd);
-    return NULL;
-}
-
-static void csy_agent_open(csy_daemon_t *d)
-{
-    apr_threadattr_t *attr;
-    apr_thread_t *thread;
-    apr_sockaddr_t *sa;
-    apr_status_t rv;
-
-    if (!d->conf->agent.host) {
-        return;
-    }
-    if ((rv = apr_sockaddr_info_get(&sa, d->conf->agent.host, APR_UNSPEC,
-                                    (apr_port_t)d->conf->agent.port, 0,
-                                    d->pool)) == APR_SUCCESS) {
-        d->agent_addr = *sa;
-        d->agent_on = 1;
-    }
-    if (rv
-        || (rv = apr_threadattr_create(&attr, d->pool))
-        || (rv = apr_threadattr_detach_set(attr, 1))
-        || (rv = apr_thread_create(&thread, attr, csy_agent_main, d,
-                                   d->pool))) {
-        d->agent_on = 0;
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, CYLOGNO(00041)
-                     "CertSyncAgent %s:%d: cannot resolve the address or "
-                     "start the agent thread; the load balancer's "
-                     "agent-check will not see drain/ready",
-                     d->conf->agent.host, d->conf->agent.port);
-    }
-}
-
-/*
- * Which certificates does the listener present?  Handshakes with (up to
- * three of) the expected domains as SNI; if one presents another serial,
- * all of them are probed, and those that do not match go into mismatched
- * (domain -> the serial expected): CSY_PROBE_MISMATCH, *why says which.
- * A connection or handshake that fails means the restarted generation
- * does not answer yet (CSY_PROBE_NOT_READY: "scoreboard is full", the
- * listener still starting), never that a certificate is wrong.  With
- * nothing expected: does the listener answer at all?
- */
-static int csy_probe(void *baton, apr_pool_t *p, apr_hash_t *expected,
-                     apr_hash_t *mismatched, const char **why)
-{
-    csy_daemon_t *d = baton;
-    const csy_addr_t *at = &d->conf->probe;
-    const char *serial, *err;
-    apr_hash_index_t *hi;
-    int probed, pass;
-
-    *why = NULL;
-    if (!at->host) {
-        return CSY_PROBE_OK;
-    }
-    if (apr_hash_count(expected) == 0) {
-        if (csy_probe_serial(&serial, p, at->host, at->port, "localhost",
-                             apr_time_from_sec(5), &err)) {
-            *why = err;
-            return CSY_PROBE_NOT_READY;
-        }
-        return CSY_PROBE_OK;
-    }
-    for (pass = 0; pass < 2; pass++) {
-        probed = 0;
-        for (hi = apr_hash_first(p, expected);
-             hi && (pass || probed < 3); hi = apr_hash_next(hi), probed++) {
-            const char *domain = apr_hash_this_key(hi), *sni = domain;
-            const char *want = apr_hash_this_val(hi);
-
-            if (domain[0] == '*') {
-                sni = apr_pstrcat(p, "probe", domain + 1, NULL);
-            }
-            if (csy_probe_serial(&serial, p, at->host, at->port, sni,
-                                 apr_time_from_sec(5), &err)) {
-                *why = err;
-                return CSY_PROBE_NOT_READY;
-            }
-            if (strcmp(serial, want) != 0) {
-                if (!*why) {
-                    *why = apr_psprintf(p, "%s is served with serial %s, "
-                                        "not %s", domain, serial, want);
-                }
-                apr_hash_set(mismatched, domain, APR_HASH_KEY_STRING, want);
-            }
-        }
-        if (!*why) {
-            return CSY_PROBE_OK;
-        }
-        if (pass == 0) {
-            /* Which ones, of all of them? */
-            *why = NULL;
-            apr_hash_clear(mismatched);
-        }
-    }
-    return CSY_PROBE_MISMATCH;
-}
-
-/* The operations under the rollout state machine. */
-
-static int csy_op_running(void *baton)
-{
-    csy_daemon_t *d = baton;
-
-    return !csy_stop && getppid() == d->parent;
-}
-
-/* Intervals on the monotonic clock (csy_clock.h); the wall clock only
- * for the times saved in rollout.json and state.json. */
-static apr_time_t csy_op_now(void *baton)
-{
-    return csy_clock_mono();
-}
-
-static apr_time_t csy_op_wall(void *baton)
-{
-    return apr_time_now();
-}
-
-static void csy_op_sleep(void *baton, apr_interval_time_t t)
-{
-    apr_sleep(t);
-}
-
-static int csy_op_configtest(void *baton, apr_pool_t *p, const char **output)
-{
-    return csy_configtest(p, output);
-}
-
-static void csy_op_graceful(void *baton)
-{
-    csy_daemon_t *d = baton;
-
-    kill(d->parent, AP_SIG_GRACEFUL);
-}
-
-static void csy_op_set_health(void *baton, apr_pool_t *p, const char *health)
-{
-    csy_set_health(baton, p, health);
-}
-
-static void csy_op_report(void *baton, apr_pool_t *p, long long cursor,
-                          const char *state)
-{
-    csy_daemon_t *d = baton;
-
-    csy_report(d->client, p, cursor, state, d->failures);
-}
-
-static apr_status_t csy_op_lease_acquire(void *baton, apr_pool_t *p, int ttl,
-                                         const char **lease,
-                                         long *retry_after, const char **err)
-{
-    csy_daemon_t *d = baton;
-
-    return csy_lease_acquire(lease, retry_after, d->client, p, ttl, err);
-}
-
-static void csy_op_lease_release(void *baton, apr_pool_t *p,
-                                 const char *lease)
-{
-    csy_daemon_t *d = baton;
-
-    csy_lease_release(d->client, p, lease);
-}
-
-/* The previous version becomes current again; a new domain, with nothing
- * to go back to, leaves the manifest (csy_store_unserve).  A manifest
- * that cannot be written is logged and shown in the status. */
-static apr_status_t csy_op_rollback(void *baton, apr_pool_t *p,
-                                    const char *domain)
-{
-    csy_daemon_t *d = baton;
-    apr_status_t rv = csy_store_unserve(d->store, p, domain);
-
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, CYLOGNO(00044)
-                     "rollback: cannot take %s out of the manifest of %s; "
-                     "the next restart may still serve it", domain,
-                     d->conf->store_dir);
-        csy_store_status(d, p, "manifest", csy_path(d, p, "manifest"),
-                         apr_psprintf(p, "rollback of %s: %pm", domain,
-                                      &rv));
-    }
-    return rv;
-}
-
-static json_t *csy_op_read_json(void *baton, apr_pool_t *p, const char *name)
-{
-    return csy_read_json(baton, p, name);
-}
-
-static apr_status_t csy_op_write_json(void *baton, apr_pool_t *p,
-                                      const char *name, json_t *j)
-{
-    return csy_write_json(baton, p, name, j);
-}
-
-/* rollout.json left behind would make the next daemon carry a finished
- * rollout on: a removal that fails is logged and shown like a write. */
-static void csy_op_remove(void *baton, apr_pool_t *p, const char *name)
-{
-    csy_daemon_t *d = baton;
-    const char *path = csy_path(d, p, name);
-    apr_status_t rv = apr_file_remove(path, p);
-
-    if (rv != APR_SUCCESS && !APR_STATUS_IS_ENOENT(rv)) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, CYLOGNO(00180)
-                     "cannot remove %s", path);
-        csy_store_status(d, p, name, path,
-                         apr_psprintf(p, "cannot remove: %pm", &rv));
-    }
-    else {
-        csy_store_status(d, p, name, path, NULL);
-    }
-}
-
-static int csy_op_agent(void *baton, apr_uint32_t *told,
-                        apr_uint32_t *told_ready)
-{
-    csy_daemon_t *d = baton;
-
-    *told = apr_atomic_read32(&d->agent_told);
-    *told_ready = apr_atomic_read32(&d->agent_told_ready);
-    return d->agent_on;
-}
-
-/* The rollout's lines carry their own tags. */
-static void csy_op_log(void *baton, cs_log_level_t level, const char *msg)
-{
-    csy_daemon_t *d = baton;
-
-    ap_log_error(APLOG_MARK, (int)level, 0, d->s, "%s", msg);
-}
-
-static const csy_rollout_ops_t csy_rollout_ops = {
-    csy_op_running, csy_op_now, csy_op_wall, csy_op_sleep, csy_op_configtest,
-    csy_op_graceful, csy_probe, csy_op_set_health, csy_op_report,
-    csy_op_lease_acquire, csy_op_lease_release, csy_op_rollback,
-    csy_op_read_json, csy_op_write_json, csy_op_remove, csy_op_agent,
-    csy_op_log
-};
 
 /*
  * Dynamic mode: what the cycle installed or removed goes live now.  Prune
@@ -851,44 +228,6 @@ static void csy_daemon_open(csy_daemon_t *d, apr_pool_t *cycle)
     }
 }
 
-/*
- * The status the previous daemon left: in shared memory after a graceful
- * restart (current even when the store could not take state.json), else
- * in state.json (a full restart), else none.  Either is parsed as
- * untrusted bytes (csy_state_parse).
- */
-static json_t *csy_state_recall(csy_daemon_t *d, apr_pool_t *p)
-{
-    const char *path = csy_path(d, p, "state.json"), *err = NULL, *store;
-    apr_size_t len;
-    apr_status_t rv;
-    json_t *st;
-    char *text;
-
-    if (csy_status_shm
-        && (text = csy_state_shm_get(csy_status_shm, p, &len)) != NULL
-        && (st = csy_state_parse(text, len, &err)) != NULL) {
-        store = json_string_value(json_object_get(st, "store"));
-        if (store && strcmp(store, d->conf->store_dir) == 0
-            && !json_object_get(st, "failures_trimmed")) {
-            return st;
-        }
-        /* (trimmed: the skipped bundles, to retry, are in state.json) */
-        json_decref(st);        /* another store's (CertSyncStoreDir) */
-    }
-    rv = csy_store_read_file(&text, &len, p, path);
-    if (rv == APR_SUCCESS && (st = csy_state_parse(text, len, &err))) {
-        return st;
-    }
-    if (rv == APR_SUCCESS || !APR_STATUS_IS_ENOENT(rv)) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, d->s, CYLOGNO(00183)
-                     "cannot read %s (%s): the status starts empty; "
-                     "counters and skipped bundles start again", path,
-                     err ? err : "read error");
-    }
-    return json_object();
-}
-
 /* What the previous generation knew: the status, quarantine.json. */
 static void csy_daemon_recall(csy_daemon_t *d, apr_pool_t *keep,
                               apr_pool_t *cycle)
@@ -927,7 +266,7 @@ static void csy_daemon_recall(csy_daemon_t *d, apr_pool_t *keep,
                     : "(no CertSyncAgent)";
     rc.parent = apr_psprintf(d->pool, "pid %" APR_PID_T_FMT, d->parent);
     j = csy_read_json(d, cycle, "quarantine.json");
-    csy_rollout_init(&d->rollout, d->pool, &csy_rollout_ops, d, &rc,
+    csy_rollout_init(&d->rollout, d->pool, csy_daemon_ops(), d, &rc,
                      d->state, csy_json_hash(d->pool, j));
     json_decref(j);
     d->cfg.quarantine = d->rollout.quarantine;
@@ -936,25 +275,6 @@ static void csy_daemon_recall(csy_daemon_t *d, apr_pool_t *keep,
      * already moved past them. */
     d->failures = csy_json_hash(keep, json_object_get(d->state,
                                                       "failures"));
-}
-
-/* Files of the store whose last write failed and that nothing else would
- * write again soon: tried again every cycle, so that a store that takes
- * writes again does not keep stale copies (and the status its errors).
- * state.json is written at the end of every cycle anyway; rollout.json
- * and the sync's own files by what they are for. */
-static void csy_retry_writes(csy_daemon_t *d, apr_pool_t *p)
-{
-    json_t *errs = json_object_get(d->state, "store_errors"), *q;
-
-    if (json_object_get(errs, "health")) {
-        csy_write_file(d, p, "health", d->health);
-    }
-    if (json_object_get(errs, "quarantine.json")) {
-        q = csy_hash_json(p, d->rollout.quarantine);
-        csy_write_json(d, p, "quarantine.json", q);
-        json_decref(q);
-    }
 }
 
 /* One sync cycle and what follows it; the seconds until the next. */
@@ -1089,14 +409,14 @@ void csy_daemon_main(server_rec *s, const csy_conf_t *conf, pid_t parent)
                  conf->store_dir);
     if (conf->dynamic == 1) {
         /* A rollout.json left by vhost mode: nothing to restart for. */
-        csy_op_remove(&d, cycle, "rollout.json");
+        csy_daemon_ops()->remove(&d, cycle, "rollout.json");
         csy_set_health(&d, cycle, "ready");
     }
     else {
         csy_rollout_start(&d.rollout, cycle);
     }
 
-    while (csy_op_running(&d)) {
+    while (csy_daemon_ops()->running(&d)) {
         apr_time_t now = apr_time_now();
         int wait;
 

@@ -7,7 +7,8 @@
  *
  *   mod_certsync.c         module record, hooks, post_config
  *   mod_certsync_config.c  directives, defaults, merge
- *   mod_certsync_daemon.c  the sync daemon process
+ *   mod_certsync_daemon.c  the sync daemon process (with _state.c,
+ *                          _agent.c, _ops.c: mod_certsync_daemon.h)
  *   mod_certsync_dyn.c     dynamic activation (mod_ssl hooks)
  *   mod_certsync_status.c  status, health, metrics, mod_status
  */

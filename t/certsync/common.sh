@@ -1,8 +1,10 @@
 # shellcheck shell=bash
-# t/certsync/common.sh: what t/certsync/clock.sh and t/certsync/service-faults.sh
-# share: one CertService and one vhost-mode proxy on 127.0.0.1, as in
-# t/certsync/e2e.sh, and the helpers to drive them.  Sourced after
-# t/lib/certsuite.sh; sourcing only defines functions.
+# t/certsync/common.sh: what t/certsync/e2e.sh, t/certsync/clock.sh and
+# t/certsync/service-faults.sh share: one CertService and one vhost-mode
+# proxy on 127.0.0.1, and the helpers to drive them.  Sourced after
+# t/lib/certsuite.sh; sourcing only defines functions.  e2e.sh defines
+# its own on_cleanup (SIGCONT to a daemon it stopped, first), issue (one
+# kept-alive connection) and wait_served (handshakes in parallel) after.
 #
 #   csy_setup NAME PROG...   prerequisites (cs_need PROG... -- dbd macro),
 #                            modules, $tmp (cs_tmpdir NAME), the layout, the

@@ -69,20 +69,17 @@ export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 BIG=${E2E_DOMAINS_BIG:-200}
+# shellcheck source=t/lib/certsuite.sh
 . "$top/t/lib/certsuite.sh"
+# shellcheck source=t/certsync/common.sh
+. "$here/common.sh"
 tap_init
 
-# --- Prerequisites -----------------------------------------------------------
+# --- Prerequisites, temporary directory, PKI, cleanup ------------------------
 
-cs_need curl jq openssl sqlite3 -- dbd macro || bail "$need_why"
-
-cs_modules || bail "the modules are not built (make)"
-
-# --- Temporary directory, users, cleanup -------------------------------------
-
-cs_tmpdir certsync-e2e || bail "mktemp failed"
-# (as root the children, nobody, reach the tree and write the database)
-cs_layout || bail "cannot make the directories in $tmp"
+# (common.sh: the modules, $tmp and its layout, which the children reach
+# as nobody when run as root, the test PKI, the fallback certificate)
+csy_setup certsync-e2e sqlite3
 db=$csdir/db/cs.db
 # sqlite3 CLI as the user the CertService children run as, so that files
 # it creates (journal, WAL) stay theirs.
@@ -96,6 +93,8 @@ sql() {
 }
 
 stopped_pids=()
+# Not common.sh's: a daemon held with SIGSTOP is let go before the httpds
+# stop, and daemons whose parent had to be killed are stopped after.
 on_cleanup() {
     local pid
     # A daemon we stopped with SIGSTOP must be able to die.
@@ -115,16 +114,7 @@ on_cleanup() {
     done
 }
 
-# --- PKI ---------------------------------------------------------------------
-
-if ! "$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1; then
-    cat "$tmp/pki.log"
-    bail "make-pki.sh failed"
-fi
-chmod 755 "$pki"
-# The proxy's fallback certificate (what a name without a vhost gets).
-fallback_cert "$pki" fallback.e2e.invalid \
-    || bail "cannot make the fallback certificate"
+# --- A CA for step 4 ---------------------------------------------------------
 
 # Certificates made here with CertService's own local CA (step 4).
 cadir=$tmp/work/ca
@@ -169,34 +159,15 @@ utc() { # date offset in seconds -> YYYYMMDDHHMMSSZ
 
 # --- httpd instances ---------------------------------------------------------
 
-# write_cs / write_px: the configurations of CertService and the proxy on
-# ports picked now (for start_httpd_retry)
-write_cs() {
-    cs_port=$(pick_port)
-    listen_ports=$cs_port
-    write_cs_conf "$csdir" "$cs_port" log="warn certservice:notice"
-}
-write_px() {
-    px_port=$(pick_port)
-    st_port=$(pick_port)
-    while [ "$st_port" = "$px_port" ]; do st_port=$(pick_port); done
-    listen_ports="$st_port $px_port"
-    write_px_conf "$pxdir" "$px_port" "$st_port" "$cs_port" e2e
-}
-
-# req METHOD PATH [BODY]: as admin; sets code and body (cs_req)
-req() { cs_req admin "$cs_port" "$@"; }
-
-start_httpd_retry "$csdir" write_cs || bail "CertService did not start"
-# The schema is made by the first request.
-req GET "/v1/domains?limit=1"
-[ "$code" = 200 ] || bail "CertService answers GET /v1/domains with $code: $body"
+# common.sh: start_cs (its first request makes the schema), start_px, and
+# req METHOD PATH [BODY] (as admin; sets code and body), status,
+# count_lines, norm_serial, served, wait_for, $fallback_serial, $pxlog
+start_cs
 ok "CertService started on 127.0.0.1:$cs_port (SQLite, mutual TLS, local CA)"
 
-start_httpd_retry "$pxdir" write_px || bail "the proxy did not start"
+start_px || bail "the proxy did not start"
 ok "proxy started: TLS on 127.0.0.1:$px_port, status on 127.0.0.1:$st_port"
 
-pxlog=$pxdir/logs/error_log
 px_parent() { cat "$pxdir/httpd.pid" 2>/dev/null; }
 # The pids of the sync daemons that logged their start, newest last.
 daemon_pids() {
@@ -216,31 +187,8 @@ current_daemon() {
     done
     return 1
 }
-status() { # the proxy's certsync-status JSON
-    curl -sS --noproxy '*' --max-time 10 \
-        "http://127.0.0.1:$st_port/certsync-status" 2>/dev/null
-}
-count_lines() { # pattern: lines of the proxy's error log
-    grep -c -- "$1" "$pxlog" 2>/dev/null || true
-}
 
 # --- Probing what the proxy serves -------------------------------------------
-
-norm_serial() { # upper/lower hex, leading zeros -> lower, none
-    local s
-    s=$(tr 'A-F' 'a-f' <<<"$1" | sed 's/^0*//')
-    echo "${s:-0}"
-}
-# The serial presented for SNI name $1 ("none" if no handshake).
-served() {
-    local s
-    s=$(timeout 10 openssl s_client -connect "127.0.0.1:$px_port" \
-            -servername "$1" </dev/null 2>/dev/null \
-        | openssl x509 -noout -serial 2>/dev/null | sed 's/^serial=//')
-    if [ -n "$s" ]; then norm_serial "$s"; else echo none; fi
-}
-fallback_serial=$(norm_serial "$(openssl x509 -in "$pki/fallback.crt" \
-                                   -noout -serial | sed 's/^serial=//')")
 
 # A helper for many names at once: "domain serial" lines in, the domains
 # whose handshake presents another serial out (with what it presents).
@@ -294,7 +242,8 @@ probe_many() { # file of "domain serial": prints mismatches
 }
 # wait_served FILE TIMEOUT: until every domain serves its serial (only
 # those that did not are probed again); what is left, as "domain want
-# got", is in $tmp/work/mismatch
+# got", is in $tmp/work/mismatch.  Not common.sh's (one handshake after
+# the other): the batches here are up to $BIG domains.
 wait_served() {
     local end=$(($(date +%s) + $2))
     cp "$1" "$tmp/work/probe.todo"
@@ -304,16 +253,6 @@ wait_served() {
         [ "$(date +%s)" -lt "$end" ] || return 1
         cut -d' ' -f1,2 "$tmp/work/mismatch" >"$tmp/work/probe.todo"
         sleep 0.5
-    done
-}
-# wait_for TIMEOUT CMD...: until CMD succeeds (polled every 0.2 s)
-wait_for() {
-    local end=$(($(date +%s) + $1))
-    shift
-    while :; do
-        "$@" && return 0
-        [ "$(date +%s)" -lt "$end" ] || return 1
-        sleep 0.2
     done
 }
 # CertService's serial of a domain (normalised), "none" if it has none

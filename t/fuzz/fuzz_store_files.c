@@ -8,9 +8,10 @@
  * The first byte chooses and steers; the rest is the file.
  *
  * Even first byte: the rest is rollout.json.  A new daemon starts on it
- * (csy_rollout_start) in a fake world like t/unit/test_csy_rollout.c's: a
- * clock that moves when the machine sleeps, a listener, a CertService
- * whose lease answers, an agent and a parent steered by the first byte.
+ * (csy_rollout_start) in a fake world like t/unit/test_csy_rollout.c's
+ * (what they fake alike is t/unit/fake_world.c): a clock that moves when
+ * the machine sleeps, a listener, a CertService whose lease answers, an
+ * agent and a parent steered by the first byte.
  * The harness aborts unless:
  * - a journal that is not a JSON object changes nothing but the health
  *   ("ready"); one that is starts "drain";
@@ -53,6 +54,7 @@
 #include "csy_rollout.h"
 #include "csy_store.h"
 
+#include "fake_world.h"
 #include "fuzz.h"
 
 #define SEC(n)          apr_time_from_sec(n)
@@ -70,20 +72,13 @@ enum { PROBE_NEVER, PROBE_OK, PROBE_WRONG, PROBE_LATER };
 enum { LEASE_SAME, LEASE_NEW, LEASE_TAKEN, LEASE_ERROR };
 
 typedef struct {
-    apr_time_t now;
-    int running;
+    fake_world_t w;             /* clocks, parent, files, agent */
     int hit_limit;
     int probe;                  /* PROBE_* */
     int lease;                  /* LEASE_*: the first FAILING_ANSWERS */
     int lease_i;
     const char *lease_id;       /* the journal's, for LEASE_SAME */
-    int graceful_stops;
-    int gracefuls;
-    int agent_on;
-    apr_uint32_t told, told_ready;
-    const char *health;
-    int healths, writes, removes, leases, probes, rollbacks;
-    json_t *files;              /* name -> JSON */
+    int healths, writes, leases, probes, rollbacks;
 } fake_t;
 
 static fake_t f;
@@ -122,34 +117,20 @@ static void check_pairs(apr_pool_t *p, apr_hash_t *h)
 
 static int op_running(void *b)
 {
-    if (f.now > T0 + LIMIT) {
+    if (f.w.now > T0 + LIMIT) {
         f.hit_limit = 1;
-        f.running = 0;
+        f.w.running = 0;
     }
-    return f.running;
-}
-
-static apr_time_t op_now(void *b)
-{
-    return f.now;
-}
-
-/* The wall clock runs with the monotonic one here (no step). */
-static apr_time_t op_wall(void *b)
-{
-    return f.now;
+    return f.w.running;
 }
 
 static void op_sleep(void *b, apr_interval_time_t t)
 {
     REQUIRE(t > 0);
-    f.now += t;
+    f.w.now += t;
     /* A load balancer asking the agent every 2 s. */
-    if (f.agent_on && f.now % SEC(2) < t) {
-        f.told++;
-        if (f.health && strcmp(f.health, "ready") == 0) {
-            f.told_ready++;
-        }
+    if (f.w.agent_on && f.w.now % SEC(2) < t) {
+        fake_world_agent_asked(&f.w);
     }
 }
 
@@ -157,14 +138,6 @@ static int op_configtest(void *b, apr_pool_t *p, const char **output)
 {
     *output = "Syntax OK";
     return 0;
-}
-
-static void op_graceful(void *b)
-{
-    f.gracefuls++;
-    if (f.graceful_stops) {
-        f.running = 0;
-    }
 }
 
 static int op_probe(void *b, apr_pool_t *p, apr_hash_t *expected,
@@ -176,7 +149,7 @@ static int op_probe(void *b, apr_pool_t *p, apr_hash_t *expected,
     check_pairs(p, expected);
     *why = NULL;
     if (f.probe == PROBE_NEVER
-        || (f.probe == PROBE_LATER && f.now < T0 + SEC(5))) {
+        || (f.probe == PROBE_LATER && f.w.now < T0 + SEC(5))) {
         *why = "connection refused";
         return CSY_PROBE_NOT_READY;
     }
@@ -193,7 +166,7 @@ static int op_probe(void *b, apr_pool_t *p, apr_hash_t *expected,
 static void op_set_health(void *b, apr_pool_t *p, const char *health)
 {
     REQUIRE(strcmp(health, "ready") == 0 || strcmp(health, "drain") == 0);
-    f.health = health;
+    f.w.health = health;
     f.healths++;
 }
 
@@ -234,13 +207,6 @@ static apr_status_t op_rollback(void *b, apr_pool_t *p, const char *domain)
     REQUIRE(domain_ok(domain));
     f.rollbacks++;
     return APR_SUCCESS;
-}
-
-static json_t *op_read_json(void *b, apr_pool_t *p, const char *name)
-{
-    json_t *j = json_object_get(f.files, name);
-
-    return j ? json_deep_copy(j) : NULL;
 }
 
 /* A journal as the machine writes it: whole, nothing from garbage. */
@@ -284,23 +250,10 @@ static apr_status_t op_write_json(void *b, apr_pool_t *p, const char *name,
     /* What the daemon writes (csy_write_json) it can read back. */
     text = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS);
     REQUIRE(text != NULL);
-    json_object_set_new(f.files, name, json_loads(text, 0, NULL));
-    REQUIRE(json_object_get(f.files, name) != NULL);
+    json_object_set_new(f.w.files, name, json_loads(text, 0, NULL));
+    REQUIRE(json_object_get(f.w.files, name) != NULL);
     free(text);
     return APR_SUCCESS;
-}
-
-static void op_remove(void *b, apr_pool_t *p, const char *name)
-{
-    f.removes++;
-    json_object_del(f.files, name);
-}
-
-static int op_agent(void *b, apr_uint32_t *told, apr_uint32_t *ready)
-{
-    *told = f.told;
-    *ready = f.told_ready;
-    return f.agent_on;
 }
 
 static void op_log(void *b, cs_log_level_t level, const char *msg)
@@ -309,10 +262,12 @@ static void op_log(void *b, cs_log_level_t level, const char *msg)
             && msg[7] == ':');
 }
 
+/* The wall clock runs with the monotonic one here (w.wall_step 0). */
 static const csy_rollout_ops_t ops = {
-    op_running, op_now, op_wall, op_sleep, op_configtest, op_graceful, op_probe,
-    op_set_health, op_report, op_lease_acquire, op_lease_release,
-    op_rollback, op_read_json, op_write_json, op_remove, op_agent, op_log
+    op_running, fake_world_now, fake_world_wall, op_sleep, op_configtest,
+    fake_world_graceful, op_probe, op_set_health, op_report,
+    op_lease_acquire, op_lease_release, op_rollback, fake_world_read_json,
+    op_write_json, fake_world_remove, fake_world_agent, op_log
 };
 
 /* Short waits: every one is a loop of fake sleeps. */
@@ -331,8 +286,8 @@ static const csy_rollout_conf_t conf = {
 static void generation(apr_pool_t *p, int first)
 {
     csy_rollout_t r;
-    json_t *state = op_read_json(NULL, p, "state.json");
-    json_t *before = op_read_json(NULL, p, "rollout.json");
+    json_t *state = fake_world_read_json(&f.w, p, "state.json");
+    json_t *before = fake_world_read_json(&f.w, p, "rollout.json");
     int started_with = json_is_object(before);
     int wait;
 
@@ -340,30 +295,30 @@ static void generation(apr_pool_t *p, int first)
         json_decref(state);
         state = json_pack("{s:s, s:{}}", "state", "starting", "counters");
     }
-    f.running = 1;
-    f.health = NULL;
-    f.healths = f.writes = f.removes = f.leases = f.probes = 0;
+    f.w.running = 1;
+    f.w.health = NULL;
+    f.healths = f.writes = f.w.removes = f.leases = f.probes = 0;
     f.rollbacks = 0;
-    csy_rollout_init(&r, p, &ops, NULL, &conf, state, NULL);
+    csy_rollout_init(&r, p, &ops, &f.w, &conf, state, NULL);
     csy_rollout_start(&r, p);
     REQUIRE(!f.hit_limit);
     if (!started_with) {
         /* Nothing to carry on: ready, and nothing else touched. */
-        REQUIRE(f.healths == 1 && strcmp(f.health, "ready") == 0);
-        REQUIRE(f.writes == 0 && f.removes == 0 && f.leases == 0
+        REQUIRE(f.healths == 1 && strcmp(f.w.health, "ready") == 0);
+        REQUIRE(f.writes == 0 && f.w.removes == 0 && f.leases == 0
                 && f.probes == 0 && f.rollbacks == 0);
     }
     check_pairs(p, r.pending);
     check_pairs(p, r.quarantine);
-    if (f.running) {
+    if (f.w.running) {
         /* A journal carried on is gone (one that is not a JSON object
          * is left alone, read as none by every daemon). */
         REQUIRE(!started_with
-                || json_object_get(f.files, "rollout.json") == NULL);
+                || json_object_get(f.w.files, "rollout.json") == NULL);
         check_state(state);
         /* Back in rotation, unless even the rolled-back generation
          * failed its probe (then drained on purpose, and said so). */
-        REQUIRE(strcmp(f.health, "ready") == 0
+        REQUIRE(strcmp(f.w.health, "ready") == 0
                 || csy_phase_parse(json_string_value(json_object_get(
                        state, "state"))) == CSY_PHASE_FAILED);
         REQUIRE(r.lease == NULL);
@@ -375,13 +330,13 @@ static void generation(apr_pool_t *p, int first)
     }
     else {
         /* The parent restarts: the next generation carries it on. */
-        REQUIRE(f.gracefuls > 0);
-        check_journal(p, json_object_get(f.files, "rollout.json"));
+        REQUIRE(f.w.gracefuls > 0);
+        check_journal(p, json_object_get(f.w.files, "rollout.json"));
         REQUIRE(first);
-        json_object_set_new(f.files, "state.json", json_deep_copy(state));
+        json_object_set_new(f.w.files, "state.json", json_deep_copy(state));
         json_decref(state);
         json_decref(before);
-        f.graceful_stops = 0;
+        f.w.graceful_stops = 0;
         f.probe = PROBE_OK;
         f.lease = LEASE_SAME;
         generation(p, 0);
@@ -396,17 +351,17 @@ static void fuzz_rollout(apr_pool_t *p, unsigned c, const char *buf,
 {
     json_t *journal = json_loadb(buf, len, 0, NULL);
 
-    json_decref(f.files);
+    json_decref(f.w.files);
     memset(&f, 0, sizeof(f));
-    f.now = T0;
-    f.files = json_object();
+    f.w.now = T0;
+    f.w.files = json_object();
     f.probe = (int)((c >> 1) & 3);
     f.lease = (int)((c >> 3) & 3);
-    f.agent_on = (c >> 5) & 1;
-    f.graceful_stops = (c >> 6) & 1;
+    f.w.agent_on = (c >> 5) & 1;
+    f.w.graceful_stops = (c >> 6) & 1;
     if (journal) {
         /* As csy_read_json reads it: json_load_file, flags 0. */
-        json_object_set_new(f.files, "rollout.json", journal);
+        json_object_set_new(f.w.files, "rollout.json", journal);
         f.lease_id = json_string_value(json_object_get(journal, "lease"));
         f.lease_id = token_ok(f.lease_id) ? apr_pstrdup(p, f.lease_id)
                                           : NULL;

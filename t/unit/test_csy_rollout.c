@@ -10,7 +10,9 @@
  * script; a store whose files (rollout.json, state.json,
  * quarantine.json) are JSON values in memory, so that a "new generation"
  * (a second csy_rollout_t over the same files) resumes what the first
- * wrote; and a load balancer that asks the agent every so often.
+ * wrote; and a load balancer that asks the agent every so often.  What
+ * t/fuzz/fuzz_store_files.c fakes alike (the clocks, the parent, the
+ * files, the agent's counters) is t/unit/fake_world.c.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -23,29 +25,26 @@
 
 #include "csy_agent.h"
 #include "csy_rollout.h"
+#include "fake_world.h"
 #include "unit.h"
 
 #define SEC(n) apr_time_from_sec(n)
 #define T0     SEC(1000000)
 
 typedef struct {
+    fake_world_t w;                 /* clocks, parent, files, agent */
     apr_pool_t *pool;
-    apr_time_t now;                 /* the monotonic clock */
-    /* The wall clock is now + wall_step; once now reaches step_at (0:
-     * never), wall_step grows by step_by (a clock set by hand or NTP). */
-    apr_time_t wall_step, step_at, step_by;
-    int running;
+    /* Once w.now reaches step_at (0: never), w.wall_step grows by step_by
+     * (a clock set by hand or NTP). */
+    apr_time_t step_at, step_by;
     apr_time_t stop_at;             /* SIGTERM then (0: never) */
     int configtest_code;
     int configtests;
-    int gracefuls;
-    int graceful_stops;             /* the parent restarts (SIGTERM us) */
     /* The listener: answers from answer_at on (0: never); wrong holds
      * the domains it serves with another serial. */
     apr_time_t answer_at;
     apr_hash_t *wrong;
     int probes;
-    const char *health;
     char healths[512];
     char reports[512];
     /* Lease answers, one per request, then success with lease_id. */
@@ -56,15 +55,12 @@ typedef struct {
     char released[128];
     apr_time_t released_at;
     char rolled_back[128];
-    json_t *files;                  /* name -> JSON */
     /* Writes of rollout.json fail from the journal_fail_from'th on (1: the
      * first; 0: none), as on a full or read-only store. */
     int journal_writes, journal_fail_from;
     /* The load balancer's agent-check: asked every agent_every from
      * agent_from on (agent_every 0: never). */
-    int agent_on;
     apr_time_t agent_from, agent_every, agent_last;
-    apr_uint32_t told, told_ready;
     char logs[8192];
 } fake_t;
 
@@ -80,36 +76,23 @@ static void append(char *buf, size_t size, const char *s)
 static int op_running(void *b)
 {
     /* A machine that waits for ever fails its test instead of hanging. */
-    if ((f.stop_at && f.now >= f.stop_at) || f.now > T0 + SEC(3600)) {
-        f.running = 0;
+    if ((f.stop_at && f.w.now >= f.stop_at) || f.w.now > T0 + SEC(3600)) {
+        f.w.running = 0;
     }
-    return f.running;
-}
-
-static apr_time_t op_now(void *b)
-{
-    return f.now;
-}
-
-static apr_time_t op_wall(void *b)
-{
-    return f.now + f.wall_step;
+    return f.w.running;
 }
 
 static void op_sleep(void *b, apr_interval_time_t t)
 {
-    f.now += t;
-    if (f.step_at && f.now >= f.step_at) {
-        f.wall_step += f.step_by;
+    f.w.now += t;
+    if (f.step_at && f.w.now >= f.step_at) {
+        f.w.wall_step += f.step_by;
         f.step_at = 0;
     }
-    if (f.agent_on && f.agent_every && f.now >= f.agent_from
-        && f.now - f.agent_last >= f.agent_every) {
-        f.agent_last = f.now;
-        f.told++;
-        if (f.health && strcmp(f.health, "ready") == 0) {
-            f.told_ready++;
-        }
+    if (f.w.agent_on && f.agent_every && f.w.now >= f.agent_from
+        && f.w.now - f.agent_last >= f.agent_every) {
+        f.agent_last = f.w.now;
+        fake_world_agent_asked(&f.w);
     }
 }
 
@@ -120,14 +103,6 @@ static int op_configtest(void *b, apr_pool_t *p, const char **output)
     return f.configtest_code;
 }
 
-static void op_graceful(void *b)
-{
-    f.gracefuls++;
-    if (f.graceful_stops) {
-        f.running = 0;
-    }
-}
-
 static int op_probe(void *b, apr_pool_t *p, apr_hash_t *expected,
                     apr_hash_t *mismatched, const char **why)
 {
@@ -135,7 +110,7 @@ static int op_probe(void *b, apr_pool_t *p, apr_hash_t *expected,
 
     f.probes++;
     *why = NULL;
-    if (!f.answer_at || f.now < f.answer_at) {
+    if (!f.answer_at || f.w.now < f.answer_at) {
         *why = "connection refused";
         return CSY_PROBE_NOT_READY;
     }
@@ -153,7 +128,7 @@ static int op_probe(void *b, apr_pool_t *p, apr_hash_t *expected,
 
 static void op_set_health(void *b, apr_pool_t *p, const char *health)
 {
-    f.health = health;
+    f.w.health = health;
     append(f.healths, sizeof(f.healths), health);
 }
 
@@ -185,20 +160,13 @@ static apr_status_t op_lease_acquire(void *b, apr_pool_t *p, int ttl,
 static void op_lease_release(void *b, apr_pool_t *p, const char *lease)
 {
     append(f.released, sizeof(f.released), lease);
-    f.released_at = f.now;
+    f.released_at = f.w.now;
 }
 
 static apr_status_t op_rollback(void *b, apr_pool_t *p, const char *domain)
 {
     append(f.rolled_back, sizeof(f.rolled_back), domain);
     return APR_SUCCESS;
-}
-
-static json_t *op_read_json(void *b, apr_pool_t *p, const char *name)
-{
-    json_t *j = json_object_get(f.files, name);
-
-    return j ? json_deep_copy(j) : NULL;
 }
 
 static apr_status_t op_write_json(void *b, apr_pool_t *p, const char *name,
@@ -208,20 +176,8 @@ static apr_status_t op_write_json(void *b, apr_pool_t *p, const char *name,
         && ++f.journal_writes >= f.journal_fail_from) {
         return APR_ENOSPC;
     }
-    json_object_set_new(f.files, name, json_deep_copy(j));
+    json_object_set_new(f.w.files, name, json_deep_copy(j));
     return APR_SUCCESS;
-}
-
-static void op_remove(void *b, apr_pool_t *p, const char *name)
-{
-    json_object_del(f.files, name);
-}
-
-static int op_agent(void *b, apr_uint32_t *told, apr_uint32_t *ready)
-{
-    *told = f.told;
-    *ready = f.told_ready;
-    return f.agent_on;
 }
 
 /* Each line as "<LEVEL>CYnnnnn: text", the level's number in
@@ -235,9 +191,10 @@ static void op_log(void *b, cs_log_level_t level, const char *msg)
 }
 
 static const csy_rollout_ops_t ops = {
-    op_running, op_now, op_wall, op_sleep, op_configtest, op_graceful,
-    op_probe, op_set_health, op_report, op_lease_acquire, op_lease_release,
-    op_rollback, op_read_json, op_write_json, op_remove, op_agent, op_log
+    op_running, fake_world_now, fake_world_wall, op_sleep, op_configtest,
+    fake_world_graceful, op_probe, op_set_health, op_report,
+    op_lease_acquire, op_lease_release, op_rollback, fake_world_read_json,
+    op_write_json, fake_world_remove, fake_world_agent, op_log
 };
 
 static const csy_rollout_conf_t conf = {
@@ -256,14 +213,14 @@ static apr_pool_t *pool;
 /* A fresh world. */
 static void world(void)
 {
-    json_decref(f.files);
+    json_decref(f.w.files);
     memset(&f, 0, sizeof(f));
-    f.now = T0;
-    f.running = 1;
-    f.graceful_stops = 1;
+    f.w.now = T0;
+    f.w.running = 1;
+    f.w.graceful_stops = 1;
     f.lease_id = "L1";
     f.answer_at = T0;
-    f.files = json_object();
+    f.w.files = json_object();
     f.pool = pool;
 }
 
@@ -271,16 +228,16 @@ static void world(void)
  * new generation) or a new state. */
 static void generation(csy_rollout_t *r)
 {
-    json_t *state = op_read_json(NULL, pool, "state.json");
-    json_t *q = op_read_json(NULL, pool, "quarantine.json");
+    json_t *state = fake_world_read_json(&f.w, pool, "state.json");
+    json_t *q = fake_world_read_json(&f.w, pool, "quarantine.json");
 
     if (!state) {
         state = json_pack("{s:s, s:{}}", "state", "starting", "counters");
     }
-    f.running = 1;
+    f.w.running = 1;
     f.stop_at = 0;
-    f.health = "drain";         /* what a new daemon answers at first */
-    csy_rollout_init(r, pool, &ops, NULL, &conf, state,
+    f.w.health = "drain";         /* what a new daemon answers at first */
+    csy_rollout_init(r, pool, &ops, &f.w, &conf, state,
                      csy_json_hash(pool, q));
     json_decref(q);
 }
@@ -299,13 +256,13 @@ static json_int_t counter(csy_rollout_t *r, const char *name)
 static const char *journal(const char *key)
 {
     return json_string_value(json_object_get(json_object_get(
-               f.files, "rollout.json"), key));
+               f.w.files, "rollout.json"), key));
 }
 
 static const char *expected_of(const char *domain)
 {
     return json_string_value(json_object_get(json_object_get(
-               json_object_get(f.files, "rollout.json"), "expected"),
+               json_object_get(f.w.files, "rollout.json"), "expected"),
                domain));
 }
 
@@ -367,7 +324,7 @@ static void test_full_rollout(void)
     world();
     CHECK_EQ_INT(first_half(&r1), 0);
     CHECK_EQ_INT(f.configtests, 1);
-    CHECK_EQ_INT(f.gracefuls, 1);
+    CHECK_EQ_INT(f.w.gracefuls, 1);
     CHECK_STR(f.healths, "ready drain");
     CHECK_STR(f.reports, "draining restarting");
     CHECK(logged_at(CS_LOG_NOTICE, "CY00006"));
@@ -377,14 +334,14 @@ static void test_full_rollout(void)
     CHECK_STR(expected_of("a.example"), "0a");
     CHECK_STR(expected_of("b.example"), "0b");
     CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(
-                     f.files, "rollout.json"), "cursor")), 17);
+                     f.w.files, "rollout.json"), "cursor")), 17);
     CHECK(json_is_boolean(json_object_get(json_object_get(
-              f.files, "rollout.json"), "agent_used")));
+              f.w.files, "rollout.json"), "agent_used")));
     CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(
-                     f.files, "rollout.json"), "restart_at")),
+                     f.w.files, "rollout.json"), "restart_at")),
                  apr_time_sec(T0 + SEC(5)));
     CHECK_STR(json_string_value(json_object_get(json_object_get(
-                  f.files, "state.json"), "state")), "restarting");
+                  f.w.files, "state.json"), "state")), "restarting");
     CHECK_EQ_INT(counter(&r1, "restarts"), 1);
     CHECK_STR(f.released, "");
     done(&r1);
@@ -396,7 +353,7 @@ static void test_full_rollout(void)
     CHECK_STR(state_of(&r2), "idle");
     CHECK(logged_at(CS_LOG_NOTICE,
                     "CY00014: rollout complete: 2 new certificates"));
-    CHECK(!json_object_get(f.files, "rollout.json"));
+    CHECK(!json_object_get(f.w.files, "rollout.json"));
     CHECK_STR(f.healths, "drain ready");
     CHECK_STR(f.released, "L1");
     /* Back in rotation for CertSyncDrainTime before the lease went. */
@@ -422,7 +379,7 @@ static void test_restart_off_and_too_soon(void)
     CHECK_EQ_INT(f.configtests + f.acquires, 0);
     done(&r);
     /* The last restart 40 s ago, as the daemon reads it at its start. */
-    json_object_set_new(f.files, "state.json",
+    json_object_set_new(f.w.files, "state.json",
                         json_pack("{s:s, s:{}, s:I}", "state", "idle",
                                   "counters", "last_restart",
                                   (json_int_t)apr_time_sec(T0) - 40));
@@ -433,7 +390,7 @@ static void test_restart_off_and_too_soon(void)
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 1), 60);
     CHECK_STR(state_of(&r), "restart-pending");
     CHECK(json_is_true(json_object_get(r.state, "restart_pending")));
-    CHECK_EQ_INT(f.gracefuls, 0);
+    CHECK_EQ_INT(f.w.gracefuls, 0);
     done(&r);
 
     UNIT_CASE("CertSyncMinRestartInterval: a last restart in the future "
@@ -445,7 +402,7 @@ static void test_restart_off_and_too_soon(void)
                         json_integer(apr_time_sec(T0) + 7200));
     json_object_set_new(r.state, "restart_pending", json_true());
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 1), 0);
-    CHECK_EQ_INT(f.gracefuls, 1);
+    CHECK_EQ_INT(f.w.gracefuls, 1);
     world();
     generation(&r);
     r.conf.min_restart_interval = 100;
@@ -453,7 +410,7 @@ static void test_restart_off_and_too_soon(void)
                         json_integer((json_int_t)INT64_MIN));
     json_object_set_new(r.state, "restart_pending", json_true());
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 1), 0);
-    CHECK_EQ_INT(f.gracefuls, 1);
+    CHECK_EQ_INT(f.w.gracefuls, 1);
     done(&r);
 }
 
@@ -470,7 +427,7 @@ static void test_drain_interrupted(void)
     json_object_set_new(r1.state, "restart_pending", json_true());
     f.stop_at = T0 + SEC(2);        /* SIGTERM in the middle of the drain */
     CHECK_EQ_INT(csy_rollout_cycle(&r1, pool, 3, 1), 0);
-    CHECK_EQ_INT(f.gracefuls, 0);
+    CHECK_EQ_INT(f.w.gracefuls, 0);
     CHECK_STR(journal("phase"), "draining");
     CHECK_STR(f.released, "");
     done(&r1);
@@ -478,18 +435,18 @@ static void test_drain_interrupted(void)
     f.healths[0] = '\0';
     generation(&r2);
     csy_rollout_start(&r2, pool);
-    CHECK(!json_object_get(f.files, "rollout.json"));
+    CHECK(!json_object_get(f.w.files, "rollout.json"));
     CHECK_STR(apr_hash_get(r2.pending, "a.example", APR_HASH_KEY_STRING),
               "0a");
     CHECK(json_is_true(json_object_get(r2.state, "restart_pending")));
     CHECK_STR(f.healths, "drain ready");
     CHECK_STR(f.released, "L1");
-    CHECK_EQ_INT(f.gracefuls, 0);
+    CHECK_EQ_INT(f.w.gracefuls, 0);
     /* The next cycle rolls it out, configuration test included. */
     f.released[0] = '\0';
     CHECK_EQ_INT(csy_rollout_cycle(&r2, pool, 3, 1), 0);
     CHECK_EQ_INT(f.configtests, 2);     /* one per daemon */
-    CHECK_EQ_INT(f.gracefuls, 1);
+    CHECK_EQ_INT(f.w.gracefuls, 1);
     CHECK_STR(expected_of("a.example"), "0a");
     done(&r2);
 }
@@ -513,10 +470,10 @@ static void test_lease_lost_while_draining(void)
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 3, 1), 30);
     CHECK(logged_at(CS_LOG_WARN, "CY00020"));
     CHECK(logged_at(CS_LOG_WARN, "CY00024"));
-    CHECK_EQ_INT(f.gracefuls, 0);
+    CHECK_EQ_INT(f.w.gracefuls, 0);
     CHECK_STR(state_of(&r), "waiting-for-lease");
-    CHECK_STR(f.health, "ready");
-    CHECK(!json_object_get(f.files, "rollout.json"));
+    CHECK_STR(f.w.health, "ready");
+    CHECK(!json_object_get(f.w.files, "rollout.json"));
     CHECK(json_is_true(json_object_get(r.state, "restart_pending")));
     CHECK_STR(f.released, "");      /* nothing held to release */
     CHECK(!r.lease_wanted);
@@ -538,13 +495,13 @@ static void test_configtest_fails(void)
     CHECK(logged_at(CS_LOG_ERR, "CY00007"));
     CHECK_EQ_INT(counter(&r, "configtest_failures"), 1);
     CHECK_EQ_INT(f.acquires, 0);
-    CHECK_EQ_INT(f.gracefuls, 0);
+    CHECK_EQ_INT(f.w.gracefuls, 0);
     CHECK(json_is_true(json_object_get(r.state, "restart_pending")));
     /* Fixed: the next cycle tests again (same change set) and goes on. */
     f.configtest_code = 0;
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 3, 1), 0);
     CHECK_EQ_INT(f.configtests, 2);
-    CHECK_EQ_INT(f.gracefuls, 1);
+    CHECK_EQ_INT(f.w.gracefuls, 1);
     done(&r);
 }
 
@@ -571,7 +528,7 @@ static void test_lease_wait_coalesces(void)
     csy_rollout_add(&r, "a.example", "1a");     /* renewed meanwhile */
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 4, 1), 0);
     CHECK_EQ_INT(f.configtests, 2);
-    CHECK_EQ_INT(f.gracefuls, 1);
+    CHECK_EQ_INT(f.w.gracefuls, 1);
     CHECK_STR(expected_of("a.example"), "1a");
     CHECK_STR(expected_of("b.example"), "0b");
     CHECK_EQ_INT(apr_hash_count(r.pending), 0);
@@ -595,16 +552,16 @@ static void test_probe_old_serial(void)
     CHECK(logged_at(CS_LOG_CRIT, "CY00017"));
     CHECK_STR(f.rolled_back, "a.example");     /* b is served right */
     CHECK_STR(json_string_value(json_object_get(json_object_get(
-                  f.files, "quarantine.json"), "a.example")), "0a");
-    CHECK(!json_object_get(json_object_get(f.files, "quarantine.json"),
+                  f.w.files, "quarantine.json"), "a.example")), "0a");
+    CHECK(!json_object_get(json_object_get(f.w.files, "quarantine.json"),
                            "b.example"));
     CHECK_STR(journal("phase"), "rolling-back");
     CHECK(journal("failure") != NULL);
     CHECK(json_object_get(json_object_get(json_object_get(
-              f.files, "rollout.json"), "rolled_back"), "a.example"));
+              f.w.files, "rollout.json"), "rolled_back"), "a.example"));
     /* A mismatch counts only once it lasted CSY_PROBE_CONFIRM seconds. */
-    CHECK(f.now - (T0 + SEC(8)) >= SEC(3));
-    CHECK_EQ_INT(f.gracefuls, 2);
+    CHECK(f.w.now - (T0 + SEC(8)) >= SEC(3));
+    CHECK_EQ_INT(f.w.gracefuls, 2);
     CHECK_EQ_INT(counter(&r2, "rollbacks"), 1);
     CHECK_STR(f.released, "");
     done(&r2);
@@ -618,9 +575,9 @@ static void test_probe_old_serial(void)
     CHECK_STR(state_of(&r3), "rolled-back");
     CHECK(json_is_string(json_object_get(r3.state,
                                          "last_rollout_failure")));
-    CHECK(!json_object_get(f.files, "rollout.json"));
+    CHECK(!json_object_get(f.w.files, "rollout.json"));
     CHECK_STR(f.released, "L1");
-    CHECK_STR(f.health, "ready");
+    CHECK_STR(f.w.health, "ready");
     done(&r3);
 }
 
@@ -636,7 +593,7 @@ static void test_never_answers(void)
     generation(&r2);
     csy_rollout_start(&r2, pool);
     CHECK(logged_at(CS_LOG_CRIT, "CY00025"));
-    CHECK(f.now - T0 >= SEC(60));   /* CertSyncRestartTimeout */
+    CHECK(f.w.now - T0 >= SEC(60));   /* CertSyncRestartTimeout */
     CHECK(strstr(f.rolled_back, "a.example") != NULL);
     CHECK(strstr(f.rolled_back, "b.example") != NULL);
     CHECK_STR(journal("phase"), "rolling-back");
@@ -649,16 +606,16 @@ static void test_never_answers(void)
     CHECK_STR(state_of(&r3), "failed");
     CHECK_STR(f.reports, "failed");
     CHECK_STR(f.released, "L1");
-    CHECK_STR(f.health, "drain");
-    CHECK(!json_object_get(f.files, "rollout.json"));
+    CHECK_STR(f.w.health, "drain");
+    CHECK(!json_object_get(f.w.files, "rollout.json"));
     /* Later cycles: once the listener answers, back in rotation. */
     csy_rollout_recheck(&r3, pool);
     CHECK_STR(state_of(&r3), "failed");
-    f.answer_at = f.now;
+    f.answer_at = f.w.now;
     csy_rollout_recheck(&r3, pool);
     CHECK(logged_at(CS_LOG_NOTICE, "CY00026"));
     CHECK_STR(state_of(&r3), "rolled-back");
-    CHECK_STR(f.health, "ready");
+    CHECK_STR(f.w.health, "ready");
     done(&r3);
 }
 
@@ -668,9 +625,9 @@ static void test_parent_did_not_restart(void)
 
     UNIT_CASE("the parent did not restart: ready, pending, released");
     world();
-    f.graceful_stops = 0;
+    f.w.graceful_stops = 0;
     first_half(&r);
-    CHECK_EQ_INT(f.gracefuls, 1);
+    CHECK_EQ_INT(f.w.gracefuls, 1);
     CHECK(logged_at(CS_LOG_ERR,
                     "CY00023: the parent (pid 42) did not restart"));
     CHECK_STR(state_of(&r), "restart-failed");
@@ -678,8 +635,8 @@ static void test_parent_did_not_restart(void)
     CHECK_EQ_INT(counter(&r, "restart_failures"), 1);
     CHECK_STR(apr_hash_get(r.pending, "b.example", APR_HASH_KEY_STRING),
               "0b");
-    CHECK(!json_object_get(f.files, "rollout.json"));
-    CHECK_STR(f.health, "ready");
+    CHECK(!json_object_get(f.w.files, "rollout.json"));
+    CHECK_STR(f.w.health, "ready");
     CHECK_STR(f.released, "L1");
     /* The lease was kept alive over the restart timeout. */
     CHECK(f.acquires >= 1 + 60 / 10);
@@ -695,35 +652,35 @@ static void test_journal_not_written(void)
     f.journal_fail_from = 1;
     CHECK(first_half(&r) > 0);
     CHECK(logged_at(CS_LOG_ERR, "CY00172: cannot write rollout.json"));
-    CHECK_EQ_INT(f.gracefuls, 0);
+    CHECK_EQ_INT(f.w.gracefuls, 0);
     CHECK(!strstr(f.healths, "drain"));
     CHECK_STR(f.released, "L1");
     CHECK_STR(state_of(&r), "restart-pending");
     CHECK(json_is_true(json_object_get(r.state, "restart_pending")));
-    CHECK(!json_object_get(f.files, "rollout.json"));
+    CHECK(!json_object_get(f.w.files, "rollout.json"));
     /* The store takes writes again: the next cycle rolls out. */
     f.journal_fail_from = 0;
     f.released[0] = '\0';
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 17, 1), 0);
-    CHECK_EQ_INT(f.gracefuls, 1);
+    CHECK_EQ_INT(f.w.gracefuls, 1);
     CHECK_STR(journal("phase"), "restarting");
     done(&r);
 
     UNIT_CASE("no journal before the restart: not restarting, ready again");
     world();
     f.journal_fail_from = 2;
-    f.graceful_stops = 0;
+    f.w.graceful_stops = 0;
     first_half(&r);
     CHECK(logged_at(CS_LOG_ERR, "CY00173: cannot write rollout.json"));
-    CHECK_EQ_INT(f.gracefuls, 0);
+    CHECK_EQ_INT(f.w.gracefuls, 0);
     CHECK_STR(f.healths, "ready drain ready");
-    CHECK_STR(f.health, "ready");
+    CHECK_STR(f.w.health, "ready");
     CHECK_STR(f.released, "L1");
     CHECK_STR(state_of(&r), "restart-pending");
     CHECK(json_is_true(json_object_get(r.state, "restart_pending")));
     CHECK_STR(apr_hash_get(r.pending, "a.example", APR_HASH_KEY_STRING),
               "0a");
-    CHECK(!json_object_get(f.files, "rollout.json"));
+    CHECK(!json_object_get(f.w.files, "rollout.json"));
     done(&r);
 }
 
@@ -733,16 +690,16 @@ static void test_resume_phases(void)
 
     UNIT_CASE("journal without a lease, or without a phase: dropped");
     world();
-    json_object_set_new(f.files, "rollout.json",
+    json_object_set_new(f.w.files, "rollout.json",
                         json_pack("{s:s}", "phase", "restarting"));
     generation(&r);
     csy_rollout_start(&r, pool);
-    CHECK(!json_object_get(f.files, "rollout.json"));
+    CHECK(!json_object_get(f.w.files, "rollout.json"));
     CHECK_EQ_INT(f.probes, 0);
-    CHECK_EQ_INT(f.gracefuls, 0);
+    CHECK_EQ_INT(f.w.gracefuls, 0);
     /* Not left drained, and what the predecessor installed is restarted
      * for (fuzz_store_files: seed_rollout_empty_object). */
-    CHECK_STR(f.health, "ready");
+    CHECK_STR(f.w.health, "ready");
     CHECK(json_is_true(json_object_get(r.state, "restart_pending")));
     CHECK(logged_at(CS_LOG_ERR, "CY00170: rollout.json is not a journal "
                     "this daemon can carry on (no valid lease id)"));
@@ -750,14 +707,14 @@ static void test_resume_phases(void)
 
     UNIT_CASE("journal with a phase that is not a journal's: dropped");
     world();
-    json_object_set_new(f.files, "rollout.json",
+    json_object_set_new(f.w.files, "rollout.json",
                         json_pack("{s:s, s:s}", "phase", "idle", "lease",
                                   "L1"));
     generation(&r);
     csy_rollout_start(&r, pool);
-    CHECK(!json_object_get(f.files, "rollout.json"));
+    CHECK(!json_object_get(f.w.files, "rollout.json"));
     CHECK_EQ_INT(f.probes, 0);
-    CHECK_STR(f.health, "ready");
+    CHECK_STR(f.w.health, "ready");
     CHECK(logged_at(CS_LOG_ERR, "CY00170: rollout.json is not a journal "
                     "this daemon can carry on (phase 'idle')"));
     done(&r);
@@ -765,18 +722,18 @@ static void test_resume_phases(void)
     UNIT_CASE("journal with a lease id that is not one: dropped, never "
               "sent to CertService");
     world();
-    json_object_set_new(f.files, "rollout.json",
+    json_object_set_new(f.w.files, "rollout.json",
                         json_pack("{s:s, s:s, s:{s:s}}", "phase",
                                   "restarting", "lease",
                                   "../../../domains/a.example", "expected",
                                   "a.example", "0a"));
     generation(&r);
     csy_rollout_start(&r, pool);
-    CHECK(!json_object_get(f.files, "rollout.json"));
+    CHECK(!json_object_get(f.w.files, "rollout.json"));
     CHECK_EQ_INT(f.probes, 0);
     CHECK_EQ_INT(f.acquires, 0);
     CHECK_STR(f.released, "");
-    CHECK_STR(f.health, "ready");
+    CHECK_STR(f.w.health, "ready");
     done(&r);
 
     UNIT_CASE("journal: pairs that are not a domain and a serial are "
@@ -784,7 +741,7 @@ static void test_resume_phases(void)
     world();
     f.answer_at = 0;                /* never answers: all goes back */
     f.lease_id = "L9";
-    json_object_set_new(f.files, "rollout.json",
+    json_object_set_new(f.w.files, "rollout.json",
                         json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:i}}",
                                   "phase", "restarting", "lease", "L9",
                                   "expected", "a.example", "0a",
@@ -799,7 +756,7 @@ static void test_resume_phases(void)
     UNIT_CASE("journal: a restart_at in the future spaces no restart");
     world();
     f.lease_id = "L9";
-    json_object_set_new(f.files, "rollout.json",
+    json_object_set_new(f.w.files, "rollout.json",
                         json_pack("{s:s, s:s, s:{}, s:I}", "phase",
                                   "restarting", "lease", "L9", "expected",
                                   "restart_at", (json_int_t)INT64_MAX));
@@ -810,18 +767,18 @@ static void test_resume_phases(void)
     CHECK(json_integer_value(json_object_get(r.state, "last_restart"))
           >= apr_time_sec(T0));
     CHECK(json_integer_value(json_object_get(r.state, "last_restart"))
-          <= apr_time_sec(f.now));
+          <= apr_time_sec(f.w.now));
     done(&r);
 
     UNIT_CASE("a journal written by the old build (2,205-line glue)");
     world();
-    json_decref(f.files);
-    f.files = json_loads("{\"rollout.json\": {\"agent_used\": false, "
+    json_decref(f.w.files);
+    f.w.files = json_loads("{\"rollout.json\": {\"agent_used\": false, "
                          "\"cursor\": 17, \"expected\": {\"a.example\": "
                          "\"0a\"}, \"lease\": \"L9\", \"phase\": "
                          "\"restarting\", \"restart_at\": 999995}}",
                          0, NULL);
-    f.now = T0 + SEC(10);           /* 5 s after restart_at */
+    f.w.now = T0 + SEC(10);           /* 5 s after restart_at */
     f.lease_id = "L9";              /* CertService renews it */
     generation(&r);
     csy_rollout_start(&r, pool);
@@ -867,7 +824,7 @@ static void test_resume_phases(void)
     csy_rollout_start(&r, pool);
     CHECK(logged_at(CS_LOG_WARN, "CY00020"));
     CHECK(logged_at(CS_LOG_CRIT, "CY00017"));
-    CHECK_EQ_INT(f.gracefuls, 2);
+    CHECK_EQ_INT(f.w.gracefuls, 2);
     CHECK(f.lease_i > 8);           /* asked until it was granted */
     CHECK_STR(journal("phase"), "rolling-back");
     CHECK_STR(journal("lease"), "L1");
@@ -882,10 +839,10 @@ static void agent_half(csy_rollout_t *r, int used_before)
     first_half(r);
     done(r);
     if (used_before) {
-        json_object_set_new(json_object_get(f.files, "rollout.json"),
+        json_object_set_new(json_object_get(f.w.files, "rollout.json"),
                             "agent_used", json_true());
     }
-    f.agent_on = 1;
+    f.w.agent_on = 1;
 }
 
 static void test_agent_wait(void)
@@ -900,7 +857,7 @@ static void test_agent_wait(void)
     csy_rollout_start(&r, pool);
     CHECK_STR(f.released, "L1");
     CHECK(f.released_at >= T0 + SEC(15));
-    CHECK(f.told_ready >= 1);
+    CHECK(f.w.told_ready >= 1);
     CHECK(!logged("CY00039"));
     done(&r);
 
@@ -950,10 +907,10 @@ static void test_clock_steps(void)
     f.step_at = T0 + SEC(3);
     f.step_by = -HOURS(2);
     csy_rollout_idle(&r, 30);
-    CHECK(f.running);
-    CHECK(f.now - T0 >= SEC(30));
-    CHECK(f.now - T0 < SEC(31));
-    CHECK(f.wall_step == -HOURS(2));
+    CHECK(f.w.running);
+    CHECK(f.w.now - T0 >= SEC(30));
+    CHECK(f.w.now - T0 < SEC(31));
+    CHECK(f.w.wall_step == -HOURS(2));
     done(&r);
 
     UNIT_CASE("the wall clock stepped forward a day during a wait: it does "
@@ -963,7 +920,7 @@ static void test_clock_steps(void)
     f.step_at = T0 + SEC(3);
     f.step_by = HOURS(24);
     csy_rollout_idle(&r, 30);
-    CHECK(f.now - T0 >= SEC(30));
+    CHECK(f.w.now - T0 >= SEC(30));
     done(&r);
 
     UNIT_CASE("the clock stepped back 2 h while draining: the lease is "
@@ -977,19 +934,19 @@ static void test_clock_steps(void)
     csy_rollout_add(&r, "a.example", "0a");
     json_object_set_new(r.state, "restart_pending", json_true());
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 3, 1), 0);
-    CHECK_EQ_INT(f.gracefuls, 1);
+    CHECK_EQ_INT(f.w.gracefuls, 1);
     CHECK(f.acquires >= 3);         /* at 0, 10 and 20 s */
-    CHECK(f.now - T0 < SEC(60));
+    CHECK(f.w.now - T0 < SEC(60));
     /* restart_at is the wall clock's, for the next generation. */
     CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(
-                     f.files, "rollout.json"), "restart_at")),
-                 apr_time_sec(f.now + f.wall_step));
+                     f.w.files, "rollout.json"), "restart_at")),
+                 apr_time_sec(f.w.now + f.w.wall_step));
     done(&r);
 
     UNIT_CASE("a last_restart 2 h in the future in state.json (a full "
               "restart after the clock was set right): taken as now, once");
     world();
-    json_object_set_new(f.files, "state.json",
+    json_object_set_new(f.w.files, "state.json",
                         json_pack("{s:s, s:{}, s:I, s:b}", "state",
                                   "restart-pending", "counters",
                                   "last_restart", t0 + 7200,
@@ -1008,14 +965,14 @@ static void test_clock_steps(void)
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 1), 40);
     op_sleep(NULL, SEC(40));
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 1), 0);
-    CHECK_EQ_INT(f.gracefuls, 1);
+    CHECK_EQ_INT(f.w.gracefuls, 1);
     CHECK_EQ_INT(times_logged("CY00200"), 1);
     done(&r);
 
     UNIT_CASE("a last_restart in the past: CertSyncMinRestartInterval "
               "counts from it, on the monotonic clock");
     world();
-    json_object_set_new(f.files, "state.json",
+    json_object_set_new(f.w.files, "state.json",
                         json_pack("{s:s, s:{}, s:I}", "state", "idle",
                                   "counters", "last_restart", t0 - 30));
     generation(&r);
@@ -1023,7 +980,7 @@ static void test_clock_steps(void)
     csy_rollout_add(&r, "a.example", "0a");
     json_object_set_new(r.state, "restart_pending", json_true());
     /* The wall clock going back 2 h changes nothing: 70 s left. */
-    f.wall_step = -HOURS(2);
+    f.w.wall_step = -HOURS(2);
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 1), 70);
     CHECK(!logged("CY00200"));
     done(&r);
@@ -1031,13 +988,13 @@ static void test_clock_steps(void)
     UNIT_CASE("restart_at 2 h in the future in rollout.json (the previous "
               "generation's clock was ahead): taken as now");
     world();
-    f.wall_step = HOURS(2);         /* generation 1: the clock is ahead */
+    f.w.wall_step = HOURS(2);         /* generation 1: the clock is ahead */
     first_half(&r);
     done(&r);
     CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(
-                     f.files, "rollout.json"), "restart_at")),
+                     f.w.files, "rollout.json"), "restart_at")),
                  t0 + 7200 + 5);
-    f.wall_step = 0;                /* set right before generation 2 */
+    f.w.wall_step = 0;                /* set right before generation 2 */
     generation(&r2);
     csy_rollout_start(&r2, pool);
     CHECK_STR(state_of(&r2), "idle");
@@ -1108,7 +1065,7 @@ int main(void)
     test_clock_steps();
     test_journal_not_written();
     test_agent();
-    json_decref(f.files);
+    json_decref(f.w.files);
     apr_pool_destroy(pool);
     apr_terminate();
     return unit_summary();
