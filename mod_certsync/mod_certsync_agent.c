@@ -104,7 +104,7 @@ static void *APR_THREAD_FUNC csy_agent_main(apr_thread_t *thread, void *baton)
     return NULL;
 }
 
-void csy_agent_open(csy_daemon_t *d)
+void csy_daemon_agent_start(csy_daemon_t *d)
 {
     apr_threadattr_t *attr;
     apr_thread_t *thread;

@@ -236,7 +236,7 @@ static void csy_daemon_recall(csy_daemon_t *d, apr_pool_t *keep,
     csy_rollout_conf_t rc;
     json_t *j;
 
-    d->state = csy_state_recall(d, cycle);
+    d->state = csy_daemon_state_recall(d, cycle);
     if (!json_is_object(json_object_get(d->state, "counters"))) {
         json_object_set_new(d->state, "counters", json_object());
     }
@@ -301,15 +301,15 @@ static int csy_daemon_cycle(csy_daemon_t *d, apr_pool_t *cycle, int *backoff)
                             json_boolean(res.head_exact));
     }
     if (res.store_failed) {
-        csy_store_status(d, cycle, res.store_failed,
-                         strcmp(res.store_failed, "bundles")
-                         ? csy_path(d, cycle, res.store_failed)
-                         : conf->store_dir, res.store_error);
+        csy_daemon_store_status(d, cycle, res.store_failed,
+                                strcmp(res.store_failed, "bundles")
+                                ? csy_path(d, cycle, res.store_failed)
+                                : conf->store_dir, res.store_error);
     }
     else if (rv == APR_SUCCESS) {
-        csy_store_status(d, cycle, "manifest", NULL, NULL);
-        csy_store_status(d, cycle, "cursor", NULL, NULL);
-        csy_store_status(d, cycle, "bundles", NULL, NULL);
+        csy_daemon_store_status(d, cycle, "manifest", NULL, NULL);
+        csy_daemon_store_status(d, cycle, "cursor", NULL, NULL);
+        csy_daemon_store_status(d, cycle, "bundles", NULL, NULL);
     }
     json_object_set_new(d->state, "failures",
                         csy_hash_json(cycle, d->failures));
@@ -402,7 +402,7 @@ void csy_daemon_main(server_rec *s, const csy_conf_t *conf, pid_t parent)
     csy_daemon_open(&d, cycle);
     csy_daemon_recall(&d, keep, cycle);
     csy_publish(&d);
-    csy_agent_open(&d);
+    csy_daemon_agent_start(&d);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CYLOGNO(00003)
                  "sync daemon started (pid %" APR_PID_T_FMT "): %s every "
                  "%ds, store %s", getpid(), d.cfg.url, conf->interval,

@@ -82,20 +82,21 @@ extern volatile sig_atomic_t csy_stop;
 /* mod_certsync_state.c: the status and the files of the store. */
 const char *csy_path(csy_daemon_t *d, apr_pool_t *p, const char *name);
 void csy_publish(csy_daemon_t *d);
-void csy_store_status(csy_daemon_t *d, apr_pool_t *p, const char *name,
-                      const char *path, const char *why);
+void csy_daemon_store_status(csy_daemon_t *d, apr_pool_t *p,
+                             const char *name, const char *path,
+                             const char *why);
 apr_status_t csy_write_json(csy_daemon_t *d, apr_pool_t *p,
                             const char *name, json_t *j);
 json_t *csy_read_json(csy_daemon_t *d, apr_pool_t *p, const char *name);
 void csy_set_state(csy_daemon_t *d, csy_phase_t phase);
 void csy_count(json_t *state, const char *name, json_int_t add);
 void csy_set_health(csy_daemon_t *d, apr_pool_t *p, const char *health);
-json_t *csy_state_recall(csy_daemon_t *d, apr_pool_t *p);
+json_t *csy_daemon_state_recall(csy_daemon_t *d, apr_pool_t *p);
 void csy_retry_writes(csy_daemon_t *d, apr_pool_t *p);
 
 /* mod_certsync_agent.c: starts the agent-check thread when CertSyncAgent
  * is set (d->agent_on: it listens, or will once its port is free). */
-void csy_agent_open(csy_daemon_t *d);
+void csy_daemon_agent_start(csy_daemon_t *d);
 
 /* mod_certsync_ops.c: the operations table for csy_rollout_init(), whose
  * baton is the csy_daemon_t. */

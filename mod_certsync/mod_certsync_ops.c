@@ -245,9 +245,10 @@ static apr_status_t csy_op_rollback(void *baton, apr_pool_t *p,
                      "rollback: cannot take %s out of the manifest of %s; "
                      "the next restart may still serve it", domain,
                      d->conf->store_dir);
-        csy_store_status(d, p, "manifest", csy_path(d, p, "manifest"),
-                         apr_psprintf(p, "rollback of %s: %pm", domain,
-                                      &rv));
+        csy_daemon_store_status(d, p, "manifest",
+                                csy_path(d, p, "manifest"),
+                                apr_psprintf(p, "rollback of %s: %pm",
+                                             domain, &rv));
     }
     return rv;
 }
@@ -274,11 +275,11 @@ static void csy_op_remove(void *baton, apr_pool_t *p, const char *name)
     if (rv != APR_SUCCESS && !APR_STATUS_IS_ENOENT(rv)) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, CYLOGNO(00180)
                      "cannot remove %s", path);
-        csy_store_status(d, p, name, path,
+        csy_daemon_store_status(d, p, name, path,
                          apr_psprintf(p, "cannot remove: %pm", &rv));
     }
     else {
-        csy_store_status(d, p, name, path, NULL);
+        csy_daemon_store_status(d, p, name, path, NULL);
     }
 }
 

@@ -6,7 +6,7 @@
  * page show) is published to shared memory at every change, and the
  * agent-check's answer made again from it; state.json carries it across a
  * full restart and is read back, with the shared-memory copy, by the next
- * daemon (csy_state_recall).  health, rollout.json and quarantine.json
+ * daemon (csy_daemon_state_recall).  health, rollout.json and quarantine.json
  * are written here too, atomically; a write that fails is logged and kept
  * in the status ("store_errors") until the store takes it again.
  *
@@ -111,8 +111,9 @@ void csy_publish(csy_daemon_t *d)
  * The status keeps {"error", "path", "since", "last"} per name until
  * then: the status page, the metrics and the agent-check tell it.
  */
-void csy_store_status(csy_daemon_t *d, apr_pool_t *p, const char *name,
-                      const char *path, const char *why)
+void csy_daemon_store_status(csy_daemon_t *d, apr_pool_t *p,
+                             const char *name, const char *path,
+                             const char *why)
 {
     json_t *errs = json_object_get(d->state, "store_errors");
     json_t *e = json_object_get(errs, name);
@@ -164,10 +165,11 @@ static apr_status_t csy_write_file(csy_daemon_t *d, apr_pool_t *p,
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, CYLOGNO(00042)
                      "cannot write %s", path);
-        csy_store_status(d, p, name, path, apr_psprintf(p, "%pm", &rv));
+        csy_daemon_store_status(d, p, name, path,
+                                apr_psprintf(p, "%pm", &rv));
     }
     else {
-        csy_store_status(d, p, name, path, NULL);
+        csy_daemon_store_status(d, p, name, path, NULL);
     }
     return rv;
 }
@@ -187,7 +189,8 @@ apr_status_t csy_write_json(csy_daemon_t *d, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->s, CYLOGNO(00043)
                      "cannot write %s: no memory for its JSON",
                      csy_path(d, p, name));
-        csy_store_status(d, p, name, csy_path(d, p, name), "no memory");
+        csy_daemon_store_status(d, p, name, csy_path(d, p, name),
+                                "no memory");
         return APR_ENOMEM;
     }
     rv = csy_write_file(d, p, name, text);
@@ -232,7 +235,7 @@ void csy_set_health(csy_daemon_t *d, apr_pool_t *p, const char *health)
  * in state.json (a full restart), else none.  Either is parsed as
  * untrusted bytes (csy_state_parse).
  */
-json_t *csy_state_recall(csy_daemon_t *d, apr_pool_t *p)
+json_t *csy_daemon_state_recall(csy_daemon_t *d, apr_pool_t *p)
 {
     const char *path = csy_path(d, p, "state.json"), *err = NULL, *store;
     apr_size_t len;
