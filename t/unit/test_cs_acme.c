@@ -335,7 +335,7 @@ static void test_link_alternate(void)
     CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
                  APR_SUCCESS);
     CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
-                               NULL, &err), APR_SUCCESS);
+                               NULL, NULL, &err), APR_SUCCESS);
     if (CHECK(chain != NULL) && CHECK_EQ_INT(chain->nelts, 2)) {
         CHECK_STR(top_cn(chain), "Alternate Root X2");
     }
@@ -363,7 +363,7 @@ static void test_link_alternate(void)
         cs_acme_account(&kid, acme, account_key, NULL, &err);
         chain = NULL;
         CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key,
-                                   "www.example.com", NULL, &err),
+                                   "www.example.com", NULL, NULL, &err),
                      APR_SUCCESS);
         CHECK_STR(top_cn(chain), "Default Root X1");
         CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/cert/1/alt"), i);
