@@ -61,7 +61,6 @@ static void cs_acme_json(json_t *j, cs_req_t *q, const char *domain)
         return;
     }
     profile = job->profile ? job->profile : q->conf->acme_profile;
-
     json_object_set_new(j, "acme", json_pack(
         "{s:s, s:i, s:I, s:I, s:o, s:o, s:o}",
         "state", job->state, "attempts", job->attempts,
