@@ -14,7 +14,8 @@
  * long it asked to wait), APR_ECONNREFUSED when the CA could not be
  * reached at all, APR_TIMEUP when an order did not settle in time,
  * APR_EGENERAL when the CA answered with an error (its problem document is
- * in *err: type, detail, subproblems), APR_EINVAL for bad arguments (or
+ * in *err: type, detail, subproblems), APR_NOTFOUND when a profile asked
+ * for is not in the directory, APR_EINVAL for bad arguments (or
  * a URL from the CA that is not https and printable ASCII).  An error
  * text is one line of at most 1023 bytes, cut at a UTF-8 character, with
  * no control characters from the CA's documents; from the call's pool p
