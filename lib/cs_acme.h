@@ -97,7 +97,9 @@ const apr_table_t *cs_acme_profiles(cs_acme_t *acme);
 /**
  * Whether the CA offers profile (the directory is fetched first).
  * APR_NOTFOUND with *err naming the profile and what the directory
- * offers when it does not; the directory's own errors otherwise.
+ * offers when it does not (the text kept by the client until its next
+ * error); APR_EINVAL for a name that is not one; the directory's own
+ * errors otherwise.
  */
 apr_status_t cs_acme_profile_check(cs_acme_t *acme, const char *profile,
                                    const char **err);
