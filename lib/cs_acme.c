@@ -378,6 +378,87 @@ apr_status_t cs_acme_create(cs_acme_t **acme, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
+int cs_acme_profile_name_ok(const char *name)
+{
+    apr_size_t n = name ? strlen(name) : 0;
+
+    return n >= 1 && n <= CS_ACME_PROFILE_MAX
+           && name[strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn"
+                                "opqrstuvwxyz0123456789._-")] == '\0';
+}
+
+/* meta.profiles (draft-aaron-acme-profiles): an object of name ->
+ * description; what is not one gives no profiles. */
+static apr_table_t *read_profiles(apr_pool_t *p, json_t *o)
+{
+    apr_table_t *t;
+    const char *name;
+    json_t *v;
+
+    if (!json_is_object(o) || !json_object_size(o)) {
+        return NULL;
+    }
+    t = apr_table_make(p, (int)json_object_size(o));
+    json_object_foreach(o, name, v) {
+        if (cs_acme_profile_name_ok(name)) {
+            apr_table_set(t, name, json_is_string(v)
+                          ? acme_ca_text(p, json_string_value(v), 200) : "");
+        }
+    }
+    return apr_is_empty_table(t) ? NULL : t;
+}
+
+const apr_table_t *cs_acme_profiles(cs_acme_t *a)
+{
+    return a->have_dir ? a->profiles : NULL;
+}
+
+/* The names of a table, comma separated, into a buffer. */
+typedef struct {
+    char *buf;
+    apr_size_t size;
+} name_list_t;
+
+static int add_name(void *baton, const char *key, const char *value)
+{
+    name_list_t *l = baton;
+    apr_size_t len = strlen(l->buf);
+
+    apr_snprintf(l->buf + len, l->size - len, "%s%s", len ? ", " : "", key);
+    return 1;
+}
+
+apr_status_t cs_acme_profile_check(cs_acme_t *a, const char *profile,
+                                   const char **err)
+{
+    char list[512] = "";
+    name_list_t l;
+    apr_status_t rv;
+
+    if (!cs_acme_profile_name_ok(profile)) {
+        *err = "not a profile name (1 to 64 of A-Z a-z 0-9 . _ -)";
+        return APR_EINVAL;
+    }
+    if ((rv = cs_acme_directory(a, err))) {
+        return rv;
+    }
+    if (a->profiles && apr_table_get(a->profiles, profile)) {
+        return APR_SUCCESS;
+    }
+    /* Into the client's error buffer: a->pool must not grow with every
+     * refusal of a long-lived client. */
+    l.buf = list;
+    l.size = sizeof(list);
+    if (a->profiles) {
+        apr_table_do(add_name, &l, a->profiles, NULL);
+    }
+    apr_snprintf(a->err, sizeof(a->err), "the CA's directory does not offer "
+                 "the profile '%s' (%s%s)", profile,
+                 *list ? "it offers: " : "it lists no profiles", list);
+    *err = a->err;
+    return APR_NOTFOUND;
+}
+
 apr_status_t cs_acme_directory(cs_acme_t *a, const char **err)
 {
     apr_pool_t *p;
@@ -419,6 +500,8 @@ apr_status_t cs_acme_directory(cs_acme_t *a, const char **err)
     a->revoke_cert = acme_jstr(a->pool, j, "revokeCert");
     a->key_change = acme_jstr(a->pool, j, "keyChange");
     a->renewal_info = acme_jstr(a->pool, j, "renewalInfo");
+    a->profiles = read_profiles(a->pool, json_object_get(
+        json_object_get(j, "meta"), "profiles"));
     json_decref(j);
     a->have_dir = 1;
     rv = APR_SUCCESS;

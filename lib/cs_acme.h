@@ -14,7 +14,8 @@
  * long it asked to wait), APR_ECONNREFUSED when the CA could not be
  * reached at all, APR_TIMEUP when an order did not settle in time,
  * APR_EGENERAL when the CA answered with an error (its problem document is
- * in *err: type, detail, subproblems), APR_EINVAL for bad arguments (or
+ * in *err: type, detail, subproblems), APR_NOTFOUND when a profile asked
+ * for is not in the directory, APR_EINVAL for bad arguments (or
  * a URL from the CA that is not https and printable ASCII).  An error
  * text is one line of at most 1023 bytes, cut at a UTF-8 character, with
  * no control characters from the CA's documents; from the call's pool p
@@ -77,6 +78,32 @@ apr_status_t cs_acme_directory(cs_acme_t *acme, const char **err);
 /** Whether the directory offers renewalInfo (RFC 9773). */
 int cs_acme_has_ari(cs_acme_t *acme);
 
+/** Longest profile name the client keeps or sends. */
+#define CS_ACME_PROFILE_MAX 64
+
+/** Whether name is a profile name the client can use: 1 to
+ * CS_ACME_PROFILE_MAX characters of A-Z a-z 0-9 . _ - */
+int cs_acme_profile_name_ok(const char *name);
+
+/**
+ * The profiles the directory offers (draft-aaron-acme-profiles: its
+ * meta.profiles, name -> description), NULL when it lists none or was not
+ * fetched yet.  Names the client could not send (cs_acme_profile_name_ok)
+ * are left out; descriptions are cut to 200 bytes, control characters
+ * made spaces.  Owned by the client.
+ */
+const apr_table_t *cs_acme_profiles(cs_acme_t *acme);
+
+/**
+ * Whether the CA offers profile (the directory is fetched first).
+ * APR_NOTFOUND with *err naming the profile and what the directory
+ * offers when it does not (the text kept by the client until its next
+ * error); APR_EINVAL for a name that is not one; the directory's own
+ * errors otherwise.
+ */
+apr_status_t cs_acme_profile_check(cs_acme_t *acme, const char *profile,
+                                   const char **err);
+
 /**
  * Use key as the account key: newAccount with it, agreeing to the terms;
  * the CA returns the existing account for a key it knows (reuse), or
@@ -91,12 +118,15 @@ apr_status_t cs_acme_account(const char **kid, cs_acme_t *acme,
 /**
  * Order a certificate for domain with http-01 and the CSR of key; the
  * chain (array of X509 *, leaf first) from p.  replaces: the ARI
- * certificate id of the certificate this one renews, or NULL.
+ * certificate id of the certificate this one renews, or NULL.  profile:
+ * the ACME profile to ask for (newOrder "profile"), or NULL for the CA's
+ * default; one the directory does not offer fails with APR_NOTFOUND
+ * before any order is made (cs_acme_profile_check).
  */
 apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
                            cs_acme_t *acme, EVP_PKEY *key,
                            const char *domain, const char *replaces,
-                           const char **err);
+                           const char *profile, const char **err);
 
 /** Roll the account over to new_key (RFC 8555 7.3.5). */
 apr_status_t cs_acme_key_change(cs_acme_t *acme, EVP_PKEY *new_key,

@@ -207,7 +207,8 @@ static apr_status_t download(apr_array_header_t **chain,
 
 static apr_status_t issue(apr_array_header_t **chain, apr_pool_t *p,
                           cs_acme_t *a, EVP_PKEY *key, const char *domain,
-                          const char *replaces, const char **err)
+                          const char *replaces, const char *profile,
+                          const char **err)
 {
     acme_resp_t r;
     json_t *payload, *order = NULL, *authzs;
@@ -228,6 +229,11 @@ static apr_status_t issue(apr_array_header_t **chain, apr_pool_t *p,
         *err = "no ACME account (cs_acme_account() first)";
         return APR_EINVAL;
     }
+    /* A profile the CA does not offer: no order at all. */
+    if (profile && (rv = cs_acme_profile_check(a, profile, err))) {
+        *err = apr_pstrdup(p, *err);
+        return rv;
+    }
     if ((rv = cs_jwk_thumbprint(&thumb, p, a->key))) {
         *err = "cannot compute the account key's thumbprint";
         return rv;
@@ -236,6 +242,9 @@ static apr_status_t issue(apr_array_header_t **chain, apr_pool_t *p,
                         "value", domain);
     if (replaces && a->renewal_info) {
         json_object_set_new(payload, "replaces", json_string(replaces));
+    }
+    if (profile) {
+        json_object_set_new(payload, "profile", json_string(profile));
     }
     text = json_dumps(payload, JSON_COMPACT);
     json_decref(payload);
@@ -252,7 +261,8 @@ static apr_status_t issue(apr_array_header_t **chain, apr_pool_t *p,
         return APR_EGENERAL;
     }
     order_url = apr_pstrdup(p, r.location);
-    acme_log(a, CS_LOG_DEBUG, "order %s for %s", order_url, domain);
+    acme_log(a, CS_LOG_DEBUG, "order %s for %s%s%s", order_url, domain,
+             profile ? ", profile " : "", profile ? profile : "");
 
     /* Authorizations, one after the other (one name per order). */
     authzs = json_object_get(order, "authorizations");
@@ -333,9 +343,11 @@ static apr_status_t issue(apr_array_header_t **chain, apr_pool_t *p,
 
 apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
                            cs_acme_t *a, EVP_PKEY *key, const char *domain,
-                           const char *replaces, const char **err)
+                           const char *replaces, const char *profile,
+                           const char **err)
 {
-    apr_status_t rv = issue(chain, p, a, key, domain, replaces, err);
+    apr_status_t rv = issue(chain, p, a, key, domain, replaces, profile,
+                            err);
 
     /* Bounded like the other calls' errors (it goes to the log and the
      * store). */

@@ -29,6 +29,8 @@ struct cs_acme_t {
     int have_dir;
     const char *new_nonce, *new_account, *new_order, *revoke_cert,
                *key_change, *renewal_info;
+    apr_table_t *profiles;      /* meta.profiles: name -> description;
+                                 * NULL: the directory lists none */
     /* The account. */
     EVP_PKEY *key;
     const char *kid;

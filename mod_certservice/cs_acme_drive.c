@@ -3,7 +3,7 @@
  * time, limiter, account, pre-check, order, store, backoff.
  *
  * Log tags used here (mod_certservice_private.h keeps the next free one):
- * CS00013, CS00015 ... CS00018, CS00021, CS00031 ... CS00034.
+ * CS00013, CS00015 ... CS00018, CS00021, CS00031 ... CS00034, CS00040.
  */
 #include <stdarg.h>
 #include <string.h>
@@ -85,9 +85,16 @@ static apr_status_t op_account(const char **kid, void *c, EVP_PKEY *key,
 
 static apr_status_t op_issue(apr_array_header_t **chain, apr_pool_t *p,
                              void *c, EVP_PKEY *key, const char *domain,
-                             const char *replaces, const char **err)
+                             const char *replaces, const char *profile,
+                             const char **err)
 {
-    return cs_acme_issue(chain, p, c, key, domain, replaces, err);
+    return cs_acme_issue(chain, p, c, key, domain, replaces, profile, err);
+}
+
+static apr_status_t op_profile_check(void *c, const char *profile,
+                                     const char **err)
+{
+    return cs_acme_profile_check(c, profile, err);
 }
 
 static apr_status_t op_renewal_info(apr_int64_t *start, apr_int64_t *end,
@@ -113,8 +120,8 @@ static apr_int64_t op_retry_after(void *c)
 }
 
 const cs_acme_ops_t cs_acme_client_ops = {
-    op_directory, op_has_ari, op_account, op_issue, op_renewal_info,
-    op_precheck, op_retry_after
+    op_directory, op_has_ari, op_account, op_issue, op_profile_check,
+    op_renewal_info, op_precheck, op_retry_after
 };
 
 /* ------------------------------------------------------------------ */
@@ -380,6 +387,7 @@ static apr_status_t precheck(cs_acme_drive_t *d, const char *domain,
 typedef struct {
     cs_acme_drive_t *d;
     const char *replaces;
+    const char *profile;
 } drive_issuer_t;
 
 static apr_status_t drive_issue(apr_array_header_t **chain, apr_pool_t *p,
@@ -389,14 +397,14 @@ static apr_status_t drive_issue(apr_array_header_t **chain, apr_pool_t *p,
     const drive_issuer_t *di = issuer->baton;
 
     return di->d->ops->issue(chain, p, di->d->client, key, domain,
-                             di->replaces, err);
+                             di->replaces, di->profile, err);
 }
 
 /* The order itself: a fresh key, the chain from the CA, the key sealed. */
 static apr_status_t order(cs_bundle_t **b, cs_acme_drive_t *d,
                           const cs_bundle_t *old, int renewal,
                           const char *domain, const char *key_type,
-                          const char **err)
+                          const char *profile, const char **err)
 {
     cs_service_t svc;
     cs_issuer_t issuer;
@@ -408,6 +416,7 @@ static apr_status_t order(cs_bundle_t **b, cs_acme_drive_t *d,
     memset(&issuer, 0, sizeof(issuer));
     di.d = d;
     di.replaces = NULL;
+    di.profile = profile;
     /* ARI: name the certificate this one replaces. */
     if (renewal && old->chain_pem
         && !cs_pem_read_certs(&chain, d->jp, old->chain_pem,
@@ -458,9 +467,9 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
     cs_job_t *job;
     cs_bundle_t *old = NULL, *b = NULL;
     apr_int64_t now = drive_now(d), recheck, ra, when;
-    const char *err = NULL, *how;
+    const char *err = NULL, *how, *profile;
     apr_status_t rv;
-    int granted, renewal, precheck_failed = 0;
+    int granted, renewal, ca_not_involved = 0;
 
     if ((rv = cs_store_job_get(&job, d->db, p, domain))) {
         return APR_SUCCESS;
@@ -493,6 +502,22 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
             goto release;
         }
     }
+    /* The domain's profile, else the pool's: one the CA does not offer
+     * fails here, before the limiter counts an order. */
+    profile = job->profile ? job->profile : pol->profile;
+    if (profile
+        && (rv = d->ops->profile_check(d->client, profile, &err))) {
+        if (rv == APR_NOTFOUND) {
+            err = apr_psprintf(p, "profile '%s' (%s): %s", profile,
+                               job->profile ? "chosen for the domain"
+                                            : "CertServiceACMEProfile",
+                               err);
+            drive_log(d, CS_LOG_WARN, CSLOGNO(00040) "acme: %s: %s", domain,
+                      err);
+        }
+        ca_not_involved = rv == APR_NOTFOUND;
+        goto failed;
+    }
     /* The cluster-wide limiter, before anything is asked of the CA. */
     if ((rv = cs_store_rate_take(&granted, &ra, d->db, p, "orders", now,
                                  pol->window, pol->limit, 0))) {
@@ -515,10 +540,11 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
     rv = check_account(out, d, &err);
     if (rv == APR_SUCCESS && pol->precheck_port > 0) {
         rv = precheck(d, domain, now, &err);
-        precheck_failed = rv != APR_SUCCESS;
+        ca_not_involved = rv != APR_SUCCESS;
     }
     if (rv == APR_SUCCESS) {
-        rv = order(&b, d, old, renewal, domain, job->key_type, &err);
+        rv = order(&b, d, old, renewal, domain, job->key_type, profile,
+                   &err);
     }
     /* Deleted while the order ran: do not bring it back. */
     if (rv == APR_SUCCESS
@@ -549,11 +575,13 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
         out->how = how;
         goto release;
     }
+failed:
     /* Failed: back off per domain, and for a rate limit pause everyone.
      * The account is looked up again unless the CA was not involved (a
-     * domain failing the pre-check again and again would otherwise unseal
-     * the account key into the worker's pool each time). */
-    if (!precheck_failed) {
+     * domain failing the pre-check, or asking for a profile the CA does
+     * not offer, again and again would otherwise unseal the account key
+     * into the worker's pool each time). */
+    if (!ca_not_involved) {
         d->account_ok = 0;
     }
     job->attempts++;

@@ -46,7 +46,10 @@ typedef struct {
                             const char **err);
     apr_status_t (*issue)(apr_array_header_t **chain, apr_pool_t *p,
                           void *client, EVP_PKEY *key, const char *domain,
-                          const char *replaces, const char **err);
+                          const char *replaces, const char *profile,
+                          const char **err);
+    apr_status_t (*profile_check)(void *client, const char *profile,
+                                  const char **err);
     apr_status_t (*renewal_info)(apr_int64_t *start, apr_int64_t *end,
                                  apr_int64_t *retry_after, void *client,
                                  apr_pool_t *p, X509 *cert,
@@ -78,6 +81,8 @@ typedef struct {
     int ari;                    /* ask renewalInfo when the CA has it */
     int precheck_port;          /* <= 0: no pre-check */
     const char *precheck_dns;   /* NULL: the system's resolver */
+    const char *profile;        /* ACME profile of a domain that names
+                                 * none; NULL: the CA's default */
 } cs_acme_policy_t;
 
 typedef struct cs_acme_drive_t cs_acme_drive_t;

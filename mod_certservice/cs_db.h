@@ -41,6 +41,7 @@
 #define CS_MAX_ACTOR    255
 #define CS_MAX_VARCHAR  255     /* directory, kid, keyauth */
 #define CS_MAX_CHTOKEN  128     /* an http-01 token */
+#define CS_MAX_PROFILE  64      /* an ACME profile name */
 #define CS_MAX_TEXT     65535   /* TEXT */
 #define CS_MAX_ERROR    4000    /* last_error is truncated, not refused */
 /* MEDIUMTEXT holds 16 MiB, but apr_dbd_mysql reads at most 1 MiB of a

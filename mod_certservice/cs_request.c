@@ -345,12 +345,20 @@ int cs_req_report(cs_report_t *report, apr_pool_t *p, const char *buf,
     return 0;
 }
 
-int cs_req_put_domain(int *kt, apr_pool_t *p, const char *buf,
-                      apr_size_t len, int dflt, const char **err)
+int cs_req_profile_ok(const char *s)
 {
-    json_t *body, *jkt;
+    /* The same rule as a token's. */
+    return cs_req_token_ok(s);
+}
+
+int cs_req_put_domain(int *kt, const char **profile, apr_pool_t *p,
+                      const char *buf, apr_size_t len, int dflt,
+                      const char **err)
+{
+    json_t *body, *jkt, *jpr;
     int rc;
 
+    *profile = NULL;
     if ((rc = cs_req_json(&body, p, buf, len, err))) {
         return rc;
     }
@@ -361,6 +369,24 @@ int cs_req_put_domain(int *kt, apr_pool_t *p, const char *buf,
         json_decref(body);
         *err = "key_type must be \"ec-p256\" or \"rsa-2048\"";
         return CS_REQ_BAD;
+    }
+    jpr = json_object_get(body, "profile");
+    if (jpr && !json_is_null(jpr)) {
+        if (!json_is_string(jpr)) {
+            json_decref(body);
+            *err = "profile must be a string (an ACME profile name) or "
+                   "null";
+            return CS_REQ_BAD;
+        }
+        if (!cs_req_profile_ok(json_string_value(jpr))) {
+            *err = apr_psprintf(p, "profile '%s' is not a profile name "
+                                "(1 to 64 of A-Z a-z 0-9 . _ -)",
+                                cs_printable(p, json_string_value(jpr),
+                                             json_string_length(jpr), 64));
+            json_decref(body);
+            return CS_REQ_BAD;
+        }
+        *profile = apr_pstrdup(p, json_string_value(jpr));
     }
     json_decref(body);
     return 0;

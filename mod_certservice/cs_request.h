@@ -108,10 +108,19 @@ typedef struct {
 int cs_req_report(cs_report_t *report, apr_pool_t *p, const char *buf,
                   apr_size_t len, const char **err);
 
-/** PUT /v1/domains/DOMAIN {"key_type": "ec-p256" | "rsa-2048"}: *kt a
- * cs_key_type_t, dflt when absent. */
-int cs_req_put_domain(int *kt, apr_pool_t *p, const char *buf,
-                      apr_size_t len, int dflt, const char **err);
+/** An ACME profile name: 1 to 64 characters of A-Z a-z 0-9 . _ - (what
+ * lib/cs_acme.h's cs_acme_profile_name_ok() takes). */
+int cs_req_profile_ok(const char *s);
+
+/**
+ * PUT /v1/domains/DOMAIN {"key_type": "ec-p256" | "rsa-2048", "profile":
+ * NAME}: *kt a cs_key_type_t, dflt when absent; *profile the ACME profile
+ * (cs_req_profile_ok), NULL when absent or null.  400 `profile '...' is
+ * not a profile name ...` quotes it printable.
+ */
+int cs_req_put_domain(int *kt, const char **profile, apr_pool_t *p,
+                      const char *buf, apr_size_t len, int dflt,
+                      const char **err);
 
 /** PUT /v1/domains/DOMAIN/certificate {"chain_pem": s, "key_pem": s}.
  * The copy of the key in p is cleansed when p is cleared. */

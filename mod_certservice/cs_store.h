@@ -191,13 +191,16 @@ typedef struct {
     const char *last_error;
     apr_int64_t renew_at;       /* of the current certificate; 0: none */
     apr_int64_t updated;
+    const char *profile;        /* ACME profile chosen for the domain;
+                                 * NULL: the pool's (CertServiceACMEProfile) */
 } cs_job_t;
 
 /** Queue an order for domain now (a new row, or the existing one reset:
- * attempts 0, state "queued"). */
+ * attempts 0, state "queued", key_type and profile as given; profile
+ * NULL: none of its own). */
 apr_status_t cs_store_job_enqueue(cs_db_t *db, apr_pool_t *p,
                                   const char *domain, const char *key_type,
-                                  apr_int64_t now);
+                                  const char *profile, apr_int64_t now);
 /** One job, or APR_NOTFOUND. */
 apr_status_t cs_store_job_get(cs_job_t **job, cs_db_t *db, apr_pool_t *p,
                               const char *domain);

@@ -15,7 +15,7 @@
 
 apr_status_t cs_store_job_enqueue(cs_db_t *db, apr_pool_t *p,
                                   const char *domain, const char *key_type,
-                                  apr_int64_t now)
+                                  const char *profile, apr_int64_t now)
 {
     cs_db_row_t row;
     apr_status_t status;
@@ -23,19 +23,21 @@ apr_status_t cs_store_job_enqueue(cs_db_t *db, apr_pool_t *p,
     if ((status = cs_db_enter_domain(db, p, domain))
         || (status = cs_db_check_len(db, "key_type", key_type, CS_MAX_WORD,
                                      1))
+        || (status = cs_db_check_len(db, "profile", profile, CS_MAX_PROFILE,
+                                     0))
         || (status = cs_db_row(&row, db, p, CS_STMT_JOB_GET, domain))) {
         return status;
     }
     if (!row) {
         if (cs_db_exec(NULL, db, p, CS_STMT_JOB_INSERT, domain, key_type,
-                       &now, &now) == APR_SUCCESS) {
+                       profile, &now, &now) == APR_SUCCESS) {
             return APR_SUCCESS;
         }
         /* A racing PUT of the same domain inserted first. */
         cs_db_forget(db);
     }
-    return cs_db_exec(NULL, db, p, CS_STMT_JOB_REQUEUE, key_type, &now, &now,
-                      domain);
+    return cs_db_exec(NULL, db, p, CS_STMT_JOB_REQUEUE, key_type, profile,
+                      &now, &now, domain);
 }
 
 apr_status_t cs_store_job_get(cs_job_t **job, cs_db_t *db, apr_pool_t *p,
@@ -63,6 +65,7 @@ apr_status_t cs_store_job_get(cs_job_t **job, cs_db_t *db, apr_pool_t *p,
     j->last_error = r[7];
     j->renew_at = cs_db_int(r[8]);
     j->updated = cs_db_int(r[9]);
+    j->profile = r[10];
     *job = j;
     return APR_SUCCESS;
 }

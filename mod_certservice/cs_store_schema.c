@@ -1,8 +1,9 @@
 /*
  * cs_store_schema.c: the database's shape: the tables, which
- * cs_store_schema() creates (there are no migrations yet; they belong
- * here), and every statement the store runs on them, in one dialect for
- * the sqlite3 and mysql drivers (see cs_db.h).
+ * cs_store_schema() creates, the columns added since (schema_columns: a
+ * database made by an older version gains them), and every statement the
+ * store runs on them, in one dialect for the sqlite3 and mysql drivers
+ * (see cs_db.h).
  */
 #include <apr_dbd.h>
 #include <apr_time.h>
@@ -77,6 +78,7 @@ static const char *const schema_ddl[] = {
     " last_error TEXT,"
     " renew_at BIGINT NOT NULL,"
     " updated BIGINT NOT NULL,"
+    " profile VARCHAR(64),"
     " UNIQUE (next_at, domain))",
 
     "CREATE TABLE IF NOT EXISTS cs_acme_challenges ("
@@ -98,6 +100,22 @@ static const char *const schema_ddl[] = {
     " paused_until BIGINT NOT NULL)",
 
     NULL
+};
+
+/* Columns added to a table after it was first released: the CREATE TABLE
+ * above has them, a database made before gets them through ALTER TABLE
+ * ... ADD COLUMN (the same statement on SQLite and MariaDB; neither's
+ * "IF NOT EXISTS" is the other's, so a probe decides: a SELECT of the
+ * column that fails means it is missing).  Nullable, without a default:
+ * existing rows read NULL, which each column's users take as "not set". */
+static const struct {
+    const char *probe;
+    const char *add;
+} schema_columns[] = {
+    /* cs_job_t.profile: the domain's ACME profile (NULL: the pool's). */
+    { "SELECT profile FROM cs_acme_jobs WHERE 1 = 0",
+      "ALTER TABLE cs_acme_jobs ADD COLUMN profile VARCHAR(64)" },
+    { NULL, NULL }
 };
 
 /* ------------------------------------------------------------------ */
@@ -195,16 +213,16 @@ static const cs_statement_t statements[CS_STMT_COUNT + 1] = {
      * on MySQL too. */
     [CS_STMT_JOB_GET] = { "cs_job_get",
       "SELECT domain, key_type, state, attempts, next_at, owner,"
-      " lease_until, last_error, renew_at, updated"
+      " lease_until, last_error, renew_at, updated, profile"
       " FROM cs_acme_jobs WHERE domain = %s" },
     [CS_STMT_JOB_INSERT] = { "cs_job_insert",
-      "INSERT INTO cs_acme_jobs (domain, key_type, state, attempts, next_at,"
-      " owner, lease_until, last_error, renew_at, updated)"
-      " VALUES (%s, %s, 'queued', 0, %lld, NULL, 0, NULL, 0, %lld)" },
+      "INSERT INTO cs_acme_jobs (domain, key_type, profile, state, attempts,"
+      " next_at, owner, lease_until, last_error, renew_at, updated)"
+      " VALUES (%s, %s, %s, 'queued', 0, %lld, NULL, 0, NULL, 0, %lld)" },
     [CS_STMT_JOB_REQUEUE] = { "cs_job_requeue",
-      "UPDATE cs_acme_jobs SET key_type = %s, state = 'queued',"
-      " attempts = 0, next_at = %lld, last_error = NULL, updated = %lld"
-      " WHERE domain = %s" },
+      "UPDATE cs_acme_jobs SET key_type = %s, profile = %s,"
+      " state = 'queued', attempts = 0, next_at = %lld, last_error = NULL,"
+      " updated = %lld WHERE domain = %s" },
     [CS_STMT_JOB_DUE] = { "cs_job_due",
       "SELECT domain FROM cs_acme_jobs WHERE next_at <= %lld"
       " AND lease_until < %lld ORDER BY next_at, domain LIMIT %d" },
@@ -280,6 +298,37 @@ static apr_status_t counter_exists(int *exists, cs_db_t *db, apr_pool_t *p)
     return status;
 }
 
+/* Whether the probe of a column runs (the column exists). */
+static int column_exists(cs_db_t *db, apr_pool_t *p, const char *probe)
+{
+    apr_array_header_t *rows;
+
+    if (cs_db_select(&rows, db, p, probe, "schema: column") == APR_SUCCESS) {
+        return 1;
+    }
+    cs_db_forget(db);
+    return 0;
+}
+
+/* The columns of schema_columns a database made by an older version
+ * lacks.  Idempotent, and safe to race: when another process added the
+ * column first, the ALTER fails and the second probe finds it. */
+static apr_status_t add_columns(cs_db_t *db, apr_pool_t *p)
+{
+    int i, rv;
+
+    for (i = 0; schema_columns[i].probe; i++) {
+        if (column_exists(db, p, schema_columns[i].probe)) {
+            continue;
+        }
+        if ((rv = cs_db_run(db, schema_columns[i].add)) != 0
+            && !column_exists(db, p, schema_columns[i].probe)) {
+            return cs_db_driver_fail(db, rv, schema_columns[i].add);
+        }
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t cs_store_schema(cs_db_t *db, apr_pool_t *p)
 {
     apr_status_t status;
@@ -305,6 +354,9 @@ apr_status_t cs_store_schema(cs_db_t *db, apr_pool_t *p)
     }
     if (rv) {
         return cs_db_driver_fail(db, rv, "schema");
+    }
+    if ((status = add_columns(db, p)) != APR_SUCCESS) {
+        return status;
     }
     if ((status = counter_exists(&exists, db, p)) != APR_SUCCESS) {
         return status;

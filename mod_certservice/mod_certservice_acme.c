@@ -26,6 +26,10 @@ typedef struct {
     apr_pool_t *pool;           /* lives as long as the thread */
     cs_acme_t *acme;
     cs_acme_drive_t *drive;
+    /* CertServiceACMEProfile checked against the directory (worker 0);
+     * until then, when to try again after the CA did not answer. */
+    int profile_checked;
+    apr_time_t profile_retry;
 } cs_worker_t;
 
 /* The ACME client's own messages. */
@@ -105,6 +109,7 @@ static apr_status_t cs_worker_init(cs_worker_t *w)
     pol.ari = conf->acme_ari;
     pol.precheck_port = conf->acme_precheck_port;
     pol.precheck_dns = conf->acme_precheck_dns;
+    pol.profile = conf->acme_profile;
     owner = apr_psprintf(w->pool, "%.40s:%" APR_PID_T_FMT ":%d",
                          w->s->server_hostname ? w->s->server_hostname
                                                : "cs", getpid(), w->index);
@@ -124,6 +129,40 @@ static apr_status_t cs_worker_init(cs_worker_t *w)
     }
     cs_acme_drive_set_client(w->drive, &cs_acme_client_ops, w->acme);
     return APR_SUCCESS;
+}
+
+/* CertServiceACMEProfile against the directory, once it answers: a
+ * profile the CA does not offer is a configuration error for the
+ * operator (every order with it fails, naming it, too).  Worker 0 only:
+ * one line per configuration. */
+static void cs_check_profile(cs_worker_t *w)
+{
+    const char *err = NULL;
+    apr_status_t rv;
+
+    if (w->profile_checked || !w->conf->acme_profile || w->index != 0
+        || apr_time_now() < w->profile_retry) {
+        return;
+    }
+    rv = cs_acme_profile_check(w->acme, w->conf->acme_profile, &err);
+    if (rv == APR_SUCCESS || APR_STATUS_IS_NOTFOUND(rv)) {
+        w->profile_checked = 1;
+    }
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, w->s, CSLOGNO(00041)
+                     "CertServiceACMEProfile %s: %s; orders without a "
+                     "profile of their own fail until it is changed",
+                     w->conf->acme_profile, err);
+    }
+    else if (rv == APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, w->s, CSLOGNO(00042)
+                     "CertServiceACMEProfile %s: offered by %s",
+                     w->conf->acme_profile, w->conf->acme_url);
+    }
+    else {
+        /* The CA did not answer: again in a minute, not every second. */
+        w->profile_retry = apr_time_now() + apr_time_from_sec(60);
+    }
 }
 
 static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
@@ -149,6 +188,7 @@ static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
     if (!w->pool && cs_worker_init(w) != APR_SUCCESS) {
         return APR_SUCCESS;
     }
+    cs_check_profile(w);
     if (!(dbd = cs_dbd_open(wdp, w->s))) {
         return APR_SUCCESS;
     }

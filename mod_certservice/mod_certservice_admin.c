@@ -55,20 +55,27 @@ static int cs_store_and_reply(cs_req_t *q, cs_bundle_t *b,
 static void cs_acme_json(json_t *j, cs_req_t *q, const char *domain)
 {
     cs_job_t *job;
+    const char *profile;
 
     if (cs_store_job_get(&job, &q->db, q->r->pool, domain) != APR_SUCCESS) {
         return;
     }
+    profile = job->profile ? job->profile : q->conf->acme_profile;
     json_object_set_new(j, "acme", json_pack(
-        "{s:s, s:i, s:I, s:I, s:o}",
+        "{s:s, s:i, s:I, s:I, s:o, s:o, s:o}",
         "state", job->state, "attempts", job->attempts,
         "next_attempt", (json_int_t)job->next_at,
         "renew_at", (json_int_t)job->renew_at,
         "last_error", job->last_error ? json_string(job->last_error)
-                                      : json_null()));
+                                      : json_null(),
+        "profile", profile ? json_string(profile) : json_null(),
+        "profile_source", job->profile ? json_string("domain")
+                          : profile ? json_string("CertServiceACMEProfile")
+                          : json_null()));
 }
 
-static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt);
+static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt,
+                           const char *profile);
 
 /* An ACME client for one request, logged in with the stored account. */
 static cs_acme_t *cs_acme_request_client(cs_req_t *q, EVP_PKEY **key,
@@ -203,7 +210,8 @@ int cs_post_revoke(cs_req_t *q, const char *raw)
     EVP_PKEY *akey;
     cs_bundle_t *b;
     apr_array_header_t *chain;
-    const char *body;
+    const char *body, *profile = NULL;
+    cs_job_t *job;
     apr_size_t len;
     apr_status_t rv;
     int rc, reason = 0;
@@ -243,13 +251,18 @@ int cs_post_revoke(cs_req_t *q, const char *raw)
                   "admin '%s': revoked %s serial %s (reason %d); a new "
                   "certificate is queued", q->caller.who, domain, b->serial,
                   reason);
+    /* The replacement keeps the domain's own profile. */
+    if (cs_store_job_get(&job, &q->db, q->r->pool, domain) == APR_SUCCESS) {
+        profile = job->profile;
+    }
     return cs_acme_enqueue(q, domain, cs_key_type_parse(b->key_type) < 0
                            ? CS_KEY_EC_P256
-                           : cs_key_type_parse(b->key_type));
+                           : cs_key_type_parse(b->key_type), profile);
 }
 
 /* PUT /v1/domains/DOMAIN with ACME: queue the order, answer 202. */
-static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt)
+static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt,
+                           const char *profile)
 {
     cs_bundle_t *b;
     apr_status_t rv;
@@ -276,12 +289,14 @@ static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt)
     }
     if (rv || (rv = cs_store_job_enqueue(&q->db, q->r->pool, domain,
                                          cs_key_type_name((cs_key_type_t)kt),
+                                         profile,
                                          apr_time_sec(apr_time_now())))) {
         return cs_db_error(q, rv);
     }
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, q->r, CSLOGNO(00023)
-                  "admin '%s': %s queued for ACME issuance", q->caller.who,
-                  domain);
+                  "admin '%s': %s queued for ACME issuance%s%s",
+                  q->caller.who, domain, profile ? ", profile " : "",
+                  profile ? profile : "");
     j = cs_json_domain(b, NULL);
     cs_acme_json(j, q, domain);
     return cs_send_json(q->r, HTTP_ACCEPTED, j);
@@ -289,7 +304,7 @@ static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt)
 
 int cs_put_domain(cs_req_t *q, const char *raw)
 {
-    const char *domain, *why = NULL;
+    const char *domain, *why = NULL, *profile;
     cs_service_t *svc;
     cs_bundle_t *b;
     const char *body;
@@ -303,12 +318,17 @@ int cs_put_domain(cs_req_t *q, const char *raw)
     if ((rc = cs_read_body(q, &body, &len)) != DECLINED) {
         return rc;
     }
-    if ((rc = cs_req_put_domain(&kt, q->r->pool, body, len,
+    if ((rc = cs_req_put_domain(&kt, &profile, q->r->pool, body, len,
                                 q->conf->key_type, &why))) {
         return cs_req_fail(q, rc, why);
     }
     if (q->conf->acme_url) {
-        return cs_acme_enqueue(q, domain, kt);
+        return cs_acme_enqueue(q, domain, kt, profile);
+    }
+    if (profile) {
+        return cs_error(q->r, HTTP_BAD_REQUEST, "profile '%s': profiles are "
+                        "ACME's; this CertService issues with a local CA "
+                        "(no CertServiceACMEDirectory)", profile);
     }
     if (!(svc = cs_service(q, &why))) {
         return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "%s", why);

@@ -58,6 +58,7 @@ void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     CS_MERGE(acme_ari, -1);
     CS_MERGE(acme_workers, 0);
     CS_MERGE(acme_chain, NULL);
+    CS_MERGE(acme_profile, NULL);
     CS_MERGE(acme_precheck_port, 0);
     /* The DNS server goes with the port it was given with. */
     if (add->acme_precheck_port) {
@@ -489,6 +490,18 @@ static const char *cs_set_acme_chain(cmd_parms *cmd, void *dummy,
     return NULL;
 }
 
+static const char *cs_set_acme_profile(cmd_parms *cmd, void *dummy,
+                                       const char *arg)
+{
+    if (!cs_req_profile_ok(arg)) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a profile name (1 "
+                            "to 64 of A-Z a-z 0-9 . _ -)", cmd->cmd->name,
+                            arg);
+    }
+    cs_conf_raw(cmd->server)->acme_profile = arg;
+    return NULL;
+}
+
 static const char *cs_set_acme_precheck(cmd_parms *cmd, void *dummy,
                                         const char *arg, const char *dns)
 {
@@ -559,6 +572,9 @@ const command_rec cs_cmds[] = {
     AP_INIT_TAKE1("CertServiceACMEPreferredChain", cs_set_acme_chain, NULL,
                   RSRC_CONF, "Pick the alternate chain whose top names this "
                   "issuer"),
+    AP_INIT_TAKE1("CertServiceACMEProfile", cs_set_acme_profile, NULL,
+                  RSRC_CONF, "ACME profile to order certificates with when "
+                  "a domain names none (default: the CA's)"),
     AP_INIT_TAKE12("CertServiceACMEPreCheck", cs_set_acme_precheck, NULL,
                    RSRC_CONF, "Before ordering, check that the domain "
                    "reaches us over http: on|off|PORT [DNS-SERVER:PORT] "

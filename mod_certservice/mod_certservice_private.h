@@ -109,6 +109,7 @@ typedef struct {
     int acme_ari;                       /* -1: unset */
     int acme_workers;                   /* 0: unset */
     const char *acme_chain;             /* NULL: the default chain */
+    const char *acme_profile;           /* NULL: the CA's default */
     int acme_precheck_port;             /* 0: unset, -1: off */
     const char *acme_precheck_dns;      /* NULL: the system's resolver */
     int effective;              /* not merged: cs_config_get() sets it */

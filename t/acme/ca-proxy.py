@@ -15,6 +15,19 @@ talking to the proxy), and:
     when a window is set (POST /__fault/ari {"start": T, "end": T,
     "retry_after": S}, unix seconds): the directory gains "renewalInfo"
     and GET /renewal-info/ID answers the window;
+  * offers ACME profiles (draft-aaron-acme-profiles), which pebble 2.4
+    lacks: the directory gains meta.profiles (classic, tlsserver,
+    shortlived, as Let's Encrypt's); a newOrder's "profile" is checked
+    against them: an unknown one is answered here with
+    urn:ietf:params:acme:error:invalidProfile and never reaches pebble; a
+    known one is forwarded as it is (the payload is signed by the
+    account key, so the proxy cannot take the field out; pebble ignores
+    a member it does not know).  Which profile each order asked for is
+    in the stats ("profiles_for": name -> [profile or null, ...]).
+    POST /__fault/profiles {"offer": [...], "accept": [...]} sets what
+    the directory lists and what newOrder accepts (both default to the
+    three).  The certificate's lifetime stays pebble's
+    certificateValidityPeriod: the profile is not applied to it;
   * counts what went through: GET /__fault/stats (new orders per name
     in "orders_for", from the JWS payloads).
 
@@ -33,23 +46,36 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LISTEN, PEBBLE, CERT, KEY = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], \
     sys.argv[4]
 lock = threading.Lock()
-state = {"ratelimit": 0, "retry_after": 2, "ari": None}
+PROFILES = {"classic": "The same profile you know and love",
+            "tlsserver": "45 days, TLS server authentication only",
+            "shortlived": "160 hours, TLS server authentication only"}
+state = {"ratelimit": 0, "retry_after": 2, "ari": None,
+         "offer": sorted(PROFILES), "accept": sorted(PROFILES)}
 stats = {"requests": 0, "new_order": 0, "rate_limited": 0, "bad_nonce": 0,
          "renewal_info": 0, "new_account": 0, "finalize": 0,
-         "orders_for": {}, "orders_created": 0}
+         "orders_for": {}, "orders_created": 0, "profiles_for": {},
+         "invalid_profile": 0}
 client_ctx = ssl.create_default_context()
 client_ctx.check_hostname = False
 client_ctx.verify_mode = ssl.CERT_NONE
 
 
-def order_names(body):
-    """The identifiers of a newOrder JWS (flattened JSON)."""
+def order_payload(body):
+    """The payload of a newOrder JWS (flattened JSON), or {}."""
     try:
         pay = json.loads(body)["payload"]
         pay += "=" * (-len(pay) % 4)
-        ids = json.loads(base64.urlsafe_b64decode(pay))["identifiers"]
-        return [i["value"] for i in ids]
+        obj = json.loads(base64.urlsafe_b64decode(pay))
+        return obj if isinstance(obj, dict) else {}
     except (ValueError, KeyError, TypeError):
+        return {}
+
+
+def order_names(payload):
+    """The identifiers of a newOrder payload."""
+    try:
+        return [i["value"] for i in payload["identifiers"]]
+    except (KeyError, TypeError):
         return []
 
 
@@ -88,6 +114,9 @@ class Handler(BaseHTTPRequestHandler):
                 state["retry_after"] = int(req.get("retry_after", 2))
             elif self.path == "/__fault/ari":
                 state["ari"] = req if req.get("end") else None
+            elif self.path == "/__fault/profiles":
+                state["offer"] = req.get("offer", sorted(PROFILES))
+                state["accept"] = req.get("accept", sorted(PROFILES))
             else:
                 return self.reply(404, "{}")
         return self.reply(200, "{}")
@@ -111,11 +140,28 @@ class Handler(BaseHTTPRequestHandler):
                 "start": rfc3339(ari["start"]), "end": rfc3339(ari["end"])}}),
                 headers=[("Retry-After", str(ari.get("retry_after", 5)))])
         if method == "POST" and "order-plz" in self.path:
+            payload = order_payload(body)
+            profile = payload.get("profile")
             with lock:
                 stats["new_order"] += 1
-                for name in order_names(body):
+                for name in order_names(payload):
                     stats["orders_for"][name] = \
                         stats["orders_for"].get(name, 0) + 1
+                    stats["profiles_for"].setdefault(name, []).append(
+                        profile)
+                bad_profile = profile is not None \
+                    and profile not in state["accept"]
+                if bad_profile:
+                    stats["invalid_profile"] += 1
+            # draft-aaron-acme-profiles: an unknown profile is refused
+            # with invalidProfile (before pebble, which would ignore it).
+            if bad_profile:
+                return self.reply(400, json.dumps({
+                    "type": "urn:ietf:params:acme:error:invalidProfile",
+                    "detail": "profile %r is not offered (ca-proxy.py)"
+                              % profile}),
+                    "application/problem+json")
+            with lock:
                 limited = state["ratelimit"] > 0
                 if limited:
                     state["ratelimit"] -= 1
@@ -155,9 +201,16 @@ class Handler(BaseHTTPRequestHandler):
                 and resp.status == 201:
             with lock:
                 stats["orders_created"] += 1
-        if self.path == "/dir" and ari and resp.status == 200:
+        if self.path == "/dir" and resp.status == 200:
             d = json.loads(data)
-            d["renewalInfo"] = "https://%s/renewal-info/" % host
+            if ari:
+                d["renewalInfo"] = "https://%s/renewal-info/" % host
+            with lock:
+                offer = list(state["offer"])
+            if offer:
+                d.setdefault("meta", {})["profiles"] = {
+                    n: PROFILES.get(n, "ca-proxy.py test profile")
+                    for n in offer}
             data = json.dumps(d).encode()
         self.send_response(resp.status)
         for k, v in resp.getheaders():

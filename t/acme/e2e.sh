@@ -48,6 +48,17 @@
 #      /v1/domains/D/revoke: pebble reports the serial revoked, a new
 #      certificate replaces it), and an alternate chain
 #      (CertServiceACMEPreferredChain: pebble's second root)
+#   8. ACME profiles, through ca-proxy.py (pebble 2.4 has none; the proxy
+#      lists classic, tlsserver and shortlived in meta.profiles and sees
+#      each newOrder's "profile"): a domain PUT with {"profile":
+#      "shortlived"} is ordered with it and GET shows it; a name that is
+#      not one is a 400; a profile the directory does not list fails
+#      before any order, named in last_error; one the CA refuses at
+#      newOrder shows its invalidProfile problem; CertServiceACMEProfile
+#      is the default of domains without one, and a value the CA does not
+#      offer is logged (CS00041).  What the profile does to the lifetime
+#      is not seen here (pebble's lifetime is its own): the renewal of
+#      160-hour and 45-day certificates is in t/unit/test_cs_acme_drive.c.
 #
 # Step 2 also runs CertServiceACMEPreCheck: a domain that reaches the pool
 # is issued, one that does not fails before any order reaches the CA.
@@ -185,6 +196,7 @@ fault() { # path [json]: the ca-proxy's control API
         ${2:+-X POST -d "$2"} "https://127.0.0.1:$caproxy_port/__fault/$1"
 }
 castat() { fault stats | jq -r ".$1"; }
+castq() { fault stats | jq -r "$1"; }     # a whole jq expression
 ok "pebble (validation on, $NONCEREJECT% nonces refused), pebble-challtestsrv and ca-proxy.py started"
 
 # --- CertService -------------------------------------------------------------
@@ -603,6 +615,85 @@ n_certs=$(grep -c 'BEGIN CERT' "$tmp/work/alt-chain.pem")
 openssl verify -CAfile "$tmp/work/root1.pem" -untrusted "$tmp/work/alt-chain.pem" \
     "$tmp/work/alt-chain.pem" >/dev/null 2>&1
 okif $? "CertServiceACMEPreferredChain picks the alternate chain (verifies to pebble's second root; $n_certs certificates)"
+
+# =============================================================================
+section "8. ACME profiles (through ca-proxy.py: pebble 2.4 has none)"
+
+# ca-proxy.py lists classic, tlsserver and shortlived in meta.profiles and
+# records the "profile" of every newOrder; pebble issues as always.
+req PUT /v1/domains/short.acme.test '{"profile":"shortlived"}'
+is "$code/$(jqb .acme.profile)/$(jqb .acme.profile_source)" \
+    "202/shortlived/domain" \
+    "PUT /v1/domains/D {\"profile\":\"shortlived\"}: 202, the answer shows the domain's profile"
+if wait_for 60 domains_active short.acme.test; then
+    ok "a domain with profile shortlived is issued"
+else
+    req GET /v1/domains/short.acme.test
+    notok "a domain with profile shortlived is issued: $(jqb -c .acme)"
+fi
+is "$(castq '[.profiles_for["short.acme.test"][]] | unique | join(",")')" \
+    shortlived "its order asked the CA for profile shortlived (newOrder seen by ca-proxy.py)"
+req GET /v1/domains/short.acme.test
+is "$(jqb .acme.profile)" shortlived "GET /v1/domains/D shows profile shortlived"
+is "$(castq '.profiles_for["alt-chain.acme.test"] | (length > 0 and all(. == null))')" \
+    true "a domain without a profile was ordered without one (no \"profile\" in newOrder)"
+
+req PUT /v1/domains/syntax.acme.test '{"profile":"short lived"}'
+is "$code" 400 "a profile name that is not one: 400"
+grep -q "profile 'short lived' is not a profile name" <<<"$(jqb .error)"
+okif $? "the 400 names it: $(jqb .error)"
+
+req PUT /v1/domains/unoffered.acme.test '{"profile":"longlived"}'
+is "$code" 202 "a profile the directory does not list is queued (202) ..."
+wait_for 30 attempts_ge unoffered.acme.test 1
+req GET /v1/domains/unoffered.acme.test
+diag "last_error: $(jqb .last_error)"
+grep -q "profile 'longlived' (chosen for the domain): the CA's directory does not offer" \
+    <<<"$(jqb .last_error)" && [ "$(jqb .state)" = error ]
+okif $? "... and fails, last_error naming it and what the CA offers"
+is "$(castq '.orders_for["unoffered.acme.test"] // 0')" 0 \
+    "no order for it reached the CA"
+req DELETE /v1/domains/unoffered.acme.test
+
+# The CA refuses a profile its directory listed when CertService read it:
+# the CA's invalidProfile problem is what the domain shows.
+fault profiles '{"accept": ["classic", "shortlived"]}' >/dev/null
+req PUT /v1/domains/refused.acme.test '{"profile":"tlsserver"}'
+wait_for 30 attempts_ge refused.acme.test 1
+req GET /v1/domains/refused.acme.test
+diag "last_error: $(jqb .last_error)"
+grep -q 'urn:ietf:params:acme:error:invalidProfile' <<<"$(jqb .last_error)"
+okif $? "a profile the CA refuses at newOrder: its invalidProfile problem is in last_error"
+[ "$(castat invalid_profile)" -ge 1 ]
+okif $? "ca-proxy.py refused $(castat invalid_profile) order(s) with invalidProfile"
+fault profiles '{}' >/dev/null
+req DELETE /v1/domains/refused.acme.test
+
+# The pool's default, and one the CA does not offer.
+stop_httpd "$csdir"
+write_cs "$csdir" "$cs_port" 1000 60 "CertServiceACMEProfile tlsserver"
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart"
+req PUT /v1/domains/pooldefault.acme.test '{}'
+is "$(jqb .acme.profile)/$(jqb .acme.profile_source)" \
+    "tlsserver/CertServiceACMEProfile" \
+    "a domain without its own profile shows the pool's (CertServiceACMEProfile tlsserver)"
+wait_for 60 domains_active pooldefault.acme.test
+okif $? "... and is issued"
+is "$(castq '[.profiles_for["pooldefault.acme.test"][]] | unique | join(",")')" \
+    tlsserver "its order asked for profile tlsserver"
+stop_httpd "$csdir"
+write_cs "$csdir" "$cs_port" 1000 60 "CertServiceACMEProfile longlived"
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart"
+has_profile_error() {
+    grep -q "CS00041.*CertServiceACMEProfile longlived: the CA's directory does not offer" \
+        "$csdir/logs/error_log"
+}
+wait_for 20 has_profile_error
+okif $? "CertServiceACMEProfile longlived: the worker logs an error naming the directive and the value (CS00041)"
+grep -h CS00041 "$csdir/logs/error_log" | tail -1 | while read -r l; do diag "$l"; done
+stop_httpd "$csdir"
+write_cs "$csdir" "$cs_port" 1000 60
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart"
 
 # No unexpected errors in the logs.
 errs=$(grep -h -E '\[(crit|alert|emerg)\]|AH00052|Segmentation' \

@@ -9,7 +9,7 @@
  * Input: byte 0 picks a flow (directory, account, issue, key change,
  * revoke, renewal info, one answer's headers and error mapping, a JWS),
  * byte 1 holds flags (a preferred chain, an ARI "replaces", an http-01
- * responder that fails), then the CA's answers in order, separated by
+ * responder that fails, a profile), then the CA's answers in order, separated by
  * "\n@@\n".  An answer is a status line ("201"; "X": no answer at all;
  * "B": a body over the size limit), header lines as libcurl hands them to
  * cs_http_curl.c (parsed the same way), an empty line, the body (any
@@ -33,7 +33,10 @@
  *    issuer and an alternate does; every http-01 token published is taken
  *    down again, and its key authorization is token.thumbprint;
  *  - an ARI window has start < end, and was asked for at
- *    renewalInfo/<certificate id>.
+ *    renewalInfo/<certificate id>;
+ *  - the directory's profiles are names the client may send with texts
+ *    fit for a log line; an order with a profile succeeds only when the
+ *    directory offered it.
  *
  * apr_sleep() is replaced here (the poll's wait): the harness must not
  * sleep, and it checks what the client asked to wait.
@@ -70,6 +73,8 @@ enum {
 #define FL_PREFERRED    1
 #define FL_REPLACES     2
 #define FL_HTTP01_FAILS 4
+#define FL_PROFILE      8
+#define PROFILE         "shortlived"
 
 /* The leaf of t/fuzz/acme_pki (an AKI, a 16-byte serial). */
 static const char leaf_pem[] =
@@ -378,7 +383,7 @@ static void check_result(cs_acme_t *acme, apr_status_t rv, const char *err)
 
     REQUIRE(rv == APR_SUCCESS || rv == APR_EAGAIN || rv == APR_ECONNREFUSED
             || rv == APR_TIMEUP || rv == APR_EGENERAL || rv == APR_EINVAL
-            || rv == APR_ENOTIMPL);
+            || rv == APR_ENOTIMPL || rv == APR_NOTFOUND);
     if (rv != APR_SUCCESS) {
         check_text(err);
     }
@@ -453,6 +458,32 @@ static void check_issued(apr_pool_t *p, const apr_array_header_t *chain,
         found = same_chain(p, chain, &APR_ARRAY_IDX(ca->chains, i, body_t));
     }
     REQUIRE(found);
+}
+
+/* The directory's profiles: names the client may send, texts fit for a
+ * log line; none before the directory was read. */
+static void check_profiles(cs_acme_t *acme, apr_status_t dir_rv)
+{
+    const apr_table_t *t = cs_acme_profiles(acme);
+    const apr_array_header_t *e;
+    int i;
+
+    if (!acme->have_dir || dir_rv != APR_SUCCESS) {
+        REQUIRE(t == NULL || acme->have_dir);
+        return;
+    }
+    if (!t) {
+        return;
+    }
+    e = apr_table_elts(t);
+    REQUIRE(e->nelts > 0);
+    for (i = 0; i < e->nelts; i++) {
+        const apr_table_entry_t *en = &APR_ARRAY_IDX(e, i, apr_table_entry_t);
+
+        REQUIRE(cs_acme_profile_name_ok(en->key));
+        REQUIRE(en->val != NULL && strlen(en->val) <= 200);
+        check_text(en->val);
+    }
 }
 
 /* newAccount, as every flow past the directory needs one. */
@@ -605,6 +636,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         REQUIRE(cs_acme_has_ari(acme)
                 == (rv == APR_SUCCESS && acme->renewal_info != NULL));
+        check_profiles(acme, rv);
         break;
     case F_ACCOUNT:
         account(acme, &err);
@@ -614,12 +646,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         rv = cs_acme_issue(&chain, p, acme, fuzz_leaf_key, DOMAIN,
-                           (flags & FL_REPLACES) ? "AAAA.AQ" : NULL, &err);
+                           (flags & FL_REPLACES) ? "AAAA.AQ" : NULL,
+                           (flags & FL_PROFILE) ? PROFILE : NULL, &err);
         check_result(acme, rv, err);
         REQUIRE(ca->published == 0);
         if (rv == APR_SUCCESS) {
             check_issued(p, chain, conf.preferred_chain != NULL);
         }
+        /* Ordered with a profile only when the directory offered it;
+         * APR_NOTFOUND is that refusal only. */
+        REQUIRE(rv != APR_NOTFOUND || (flags & FL_PROFILE));
+        if (rv == APR_SUCCESS && (flags & FL_PROFILE)) {
+            REQUIRE(cs_acme_profiles(acme) != NULL
+                    && apr_table_get(cs_acme_profiles(acme), PROFILE));
+        }
+        check_profiles(acme, APR_SUCCESS);
         break;
     case F_KEY_CHANGE:
         if (account(acme, &err)) {

@@ -22,7 +22,8 @@
  *     changes it, or cs_name_check refuses it);
  *   - a body parser accepts what breaks its contract (batch size, token
  *     syntax, ttl range, seq < 0, a "failed" that is not a JSON object,
- *     a key type or revocation reason out of range), or a smaller batch
+ *     a key type or revocation reason out of range, an ACME profile that
+ *     is not 1 to 64 of A-Z a-z 0-9 . _ -), or a smaller batch
  *     limit accepts what a larger one refuses.
  */
 #include <stdint.h>
@@ -217,7 +218,7 @@ static void fuzz_query(apr_pool_t *p, const char *args)
 static void fuzz_bodies(apr_pool_t *p, const char *buf, size_t len)
 {
     apr_array_header_t *small, *big;
-    const char *err = NULL, *host, *chain, *key;
+    const char *err = NULL, *host, *chain, *key, *profile;
     cs_report_t rep;
     json_t *body, *f;
     int rc, rc_big, ttl, kt, reason, i;
@@ -270,10 +271,19 @@ static void fuzz_bodies(apr_pool_t *p, const char *buf, size_t len)
         json_decref(f);
     }
 
-    rc = cs_req_put_domain(&kt, p, buf, len, 0, &err);
+    rc = cs_req_put_domain(&kt, &profile, p, buf, len, 0, &err);
     check_err(rc, err, 0);
     if (rc == 0) {
         REQUIRE(kt == 0 || kt == 1);
+        /* Absent or null, or a name of the documented syntax. */
+        REQUIRE(profile == NULL
+                || (strlen(profile) >= 1 && strlen(profile) <= 64
+                    && profile[strspn(profile, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                               "abcdefghijklmnopqrstuvwxyz"
+                                               "0123456789._-")] == '\0'));
+    }
+    else {
+        REQUIRE(profile == NULL);
     }
 
     rc = cs_req_import(&chain, &key, p, buf, len, &err);

@@ -104,6 +104,7 @@ F_DIRECTORY, F_ACCOUNT, F_ISSUE, F_KEY_CHANGE, F_REVOKE, F_ARI, \
 PREFERRED = 1       # flag bits (byte 1)
 REPLACES = 2
 HTTP01_FAILS = 4
+PROFILE = 8
 
 
 def answer(status, headers=(), body=b""):
@@ -178,6 +179,17 @@ def acme_docs():
     w("directory_unreachable", doc(F_DIRECTORY, 0, b"X\n\n"))
     w("directory_too_big", doc(F_DIRECTORY, 0, b"B\n\n"))
 
+    # meta.profiles (draft-aaron-acme-profiles), with names the client
+    # cannot send and descriptions that are not strings or hold controls.
+    dir_profiles = DIR.replace(
+        b'"meta":{', b'"meta":{"profiles":{"classic":"The same profile",'
+        b'"shortlived":"6 days\u0007\n","bad name":"x","":"y",'
+        b'"tlsserver":7},')
+    w("directory_profiles", doc(F_DIRECTORY, 0, answer(200, [],
+                                                       dir_profiles)))
+    w("directory_profiles_not_object", doc(F_DIRECTORY, 0, answer(
+        200, [], DIR.replace(b'"meta":{', b'"meta":{"profiles":["a"],'))))
+
     w("account", doc(F_ACCOUNT, 0, DIR_OK, NONCE_OK, ACCT_OK))
     w("account_existing", doc(F_ACCOUNT, 0, DIR_OK, NONCE_OK, answer(
         200, [b"Location: " + CA + b"/acct/9"], b"{}")))
@@ -199,6 +211,9 @@ def acme_docs():
             CHALLENGE_OK, AUTHZ_VALID, ORDER_READY, FINALIZE_OK,
             ORDER_VALID, CERT_OK]
     w("issue", doc(F_ISSUE, 0, *full))
+    w("issue_profile", doc(F_ISSUE, PROFILE, answer(200, [], dir_profiles),
+                           *full[1:]))
+    w("issue_profile_not_offered", doc(F_ISSUE, PROFILE, *full))
     w("issue_preferred_alt", doc(F_ISSUE, PREFERRED | REPLACES,
                                  *(full + [CERT_ALT])))
     w("issue_preferred_none", doc(F_ISSUE, PREFERRED, *(full + [

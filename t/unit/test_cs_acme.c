@@ -335,7 +335,7 @@ static void test_link_alternate(void)
     CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
                  APR_SUCCESS);
     CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
-                               NULL, &err), APR_SUCCESS);
+                               NULL, NULL, &err), APR_SUCCESS);
     if (CHECK(chain != NULL) && CHECK_EQ_INT(chain->nelts, 2)) {
         CHECK_STR(top_cn(chain), "Alternate Root X2");
     }
@@ -363,11 +363,115 @@ static void test_link_alternate(void)
         cs_acme_account(&kid, acme, account_key, NULL, &err);
         chain = NULL;
         CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key,
-                                   "www.example.com", NULL, &err),
+                                   "www.example.com", NULL, NULL, &err),
                      APR_SUCCESS);
         CHECK_STR(top_cn(chain), "Default Root X1");
         CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/cert/1/alt"), i);
     }
+}
+
+/* The directory with meta.profiles: two names the client cannot send,
+ * a description that is not a string. */
+#define DIR_PROFILES_JSON \
+    "{\"newNonce\":\"" CA "/nonce\",\"newAccount\":\"" CA "/acct\"," \
+    "\"newOrder\":\"" CA "/order\",\"meta\":{\"profiles\":{" \
+    "\"classic\":\"The same profile\",\"tlsserver\":7," \
+    "\"shortlived\":\"160 hours\\u0007\",\"bad name\":\"x\",\"\":\"y\"}}}"
+
+/* The payload of the last POST to url, decoded; NULL if none. */
+static const char *posted_payload(fake_http_t *f, const char *url)
+{
+    const fake_http_request_t *r = NULL;
+    json_t *j;
+    unsigned char *raw;
+    apr_size_t len;
+    const char *out = NULL;
+    int i;
+
+    for (i = 0; i < fake_http_count(f); i++) {
+        if (strcmp(fake_http_request(f, i)->method, "POST") == 0
+            && strcmp(fake_http_request(f, i)->url, url) == 0) {
+            r = fake_http_request(f, i);
+        }
+    }
+    if (!r || !(j = json_loads(r->body, 0, NULL))) {
+        return NULL;
+    }
+    if (json_string_value(json_object_get(j, "payload"))
+        && cs_b64url_decode(&raw, &len, pool,
+                            json_string_value(json_object_get(j, "payload")))
+           == APR_SUCCESS) {
+        out = apr_pstrmemdup(pool, (const char *)raw, len);
+    }
+    json_decref(j);
+    return out;
+}
+
+static void test_profiles(void)
+{
+    fake_http_t *f = fake_http_create(pool);
+    cs_acme_conf_t conf;
+    cs_acme_t *acme;
+    const apr_table_t *t;
+    apr_array_header_t *chain = NULL;
+    const char *err = NULL, *kid, *pay, *leaf;
+    EVP_PKEY *key;
+
+    UNIT_CASE("profiles: meta.profiles read, names it cannot send left out");
+    fake_http_answer(f, "GET", CA "/dir", 200, NULL, DIR_PROFILES_JSON);
+    fake_http_answer(f, "HEAD", CA "/nonce", 200, "Replay-Nonce: head-1\n",
+                     NULL);
+    memset(&conf, 0, sizeof(conf));
+    conf.directory_url = CA "/dir";
+    conf.http = fake_http_transport(f);
+    if (!CHECK_EQ_INT(cs_acme_create(&acme, pool, &conf), APR_SUCCESS)) {
+        return;
+    }
+    CHECK(cs_acme_profiles(acme) == NULL);
+    CHECK_EQ_INT(cs_acme_directory(acme, &err), APR_SUCCESS);
+    t = cs_acme_profiles(acme);
+    if (CHECK(t != NULL)) {
+        CHECK_EQ_INT(apr_table_elts(t)->nelts, 3);
+        CHECK_STR(apr_table_get(t, "classic"), "The same profile");
+        CHECK_STR(apr_table_get(t, "tlsserver"), "");
+        CHECK_STR(apr_table_get(t, "shortlived"), "160 hours ");
+        CHECK(apr_table_get(t, "bad name") == NULL);
+    }
+    CHECK_EQ_INT(cs_acme_profile_check(acme, "shortlived", &err),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(cs_acme_profile_check(acme, "a b", &err), APR_EINVAL);
+
+    UNIT_CASE("profiles: one not offered fails before newOrder, named");
+    cs_key_generate(&key, pool, CS_KEY_EC_P256);
+    leaf = chain_pem("Default Root X1", key, "www.example.com");
+    script_order(f, leaf, leaf);
+    CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
+                               NULL, "longlived", &err), APR_NOTFOUND);
+    CHECK(err && strstr(err, "the CA's directory does not offer the "
+                             "profile 'longlived' (it offers: ")
+          && strstr(err, "classic") && strstr(err, "shortlived")
+          && strstr(err, "tlsserver"));
+    CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/order"), 0);
+
+    UNIT_CASE("profiles: newOrder carries the profile asked for");
+    CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
+                               NULL, "shortlived", &err), APR_SUCCESS);
+    pay = posted_payload(f, CA "/order");
+    CHECK(pay && strstr(pay, "\"profile\":\"shortlived\""));
+
+    UNIT_CASE("profiles: a directory without meta.profiles offers none");
+    acme = client(&f, NULL);
+    CHECK_EQ_INT(cs_acme_profile_check(acme, "classic", &err), APR_NOTFOUND);
+    CHECK(err && strstr(err, "'classic' (it lists no profiles)"));
+    CHECK(cs_acme_profiles(acme) == NULL);
+    script_order(f, leaf, leaf);
+    cs_acme_account(&kid, acme, account_key, NULL, &err);
+    CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
+                               NULL, NULL, &err), APR_SUCCESS);
+    pay = posted_payload(f, CA "/order");
+    CHECK(pay && !strstr(pay, "profile"));
 }
 
 static void test_renewal_info(void)
@@ -597,6 +701,7 @@ int main(void)
     test_retry_after();
     test_link_alternate();
     test_renewal_info();
+    test_profiles();
     test_directory_retries();
     test_precheck();
     test_precheck_dns();

@@ -24,7 +24,10 @@
  * rateLimited with Retry-After (the job and the cluster-wide limiter
  * wait); the renewal time by lifetime fraction without ARI for two
  * different lifetimes (nothing assumes 90 days), inside an ARI window, and
- * a renewal that names the certificate it replaces; account
+ * a renewal that names the certificate it replaces; ACME profiles (the
+ * newOrder carries the domain's or the pool's, a 160-hour shortlived and
+ * a 45-day tlsserver certificate renew at about 2/3 of their own
+ * lifetime, one the CA does not offer fails before any order); account
  * re-registration (the CA forgot the account; another instance rolled the
  * key over with keyChange); backoff growth and cap; the pre-check.
  */
@@ -99,6 +102,7 @@ typedef struct {
     const char *token;
     const char *error;          /* the challenge's problem type */
     const char *chain_pem;
+    apr_interval_time_t lifetime;   /* of its profile, or ca.lifetime */
 } ca_order_t;
 
 typedef struct {
@@ -120,6 +124,7 @@ typedef struct {
     int validated;              /* the key authorization was served */
     int bad_requests;           /* POSTs refused for a bad JWS */
     const char *replaces;       /* of the last newOrder */
+    const char *profile;        /* of the last newOrder; NULL: none */
     const char *last_key;       /* thumbprint of the last newAccount key */
     const char *last_account;   /* the URL it answered */
     int probes_served;          /* probes that found our token published */
@@ -380,10 +385,29 @@ static apr_status_t new_order(cs_http_resp_t *resp, apr_pool_t *p,
         json_array_get(json_object_get(j, "identifiers"), 0), "value"));
     const char *replaces = json_string_value(json_object_get(j,
                                                              "replaces"));
+    const char *profile = json_string_value(json_object_get(j, "profile"));
+    apr_interval_time_t lifetime = ca.lifetime;
     unsigned char raw[12];
     ca_order_t *o;
 
     ca.replaces = replaces ? apr_pstrdup(ca.pool, replaces) : NULL;
+    ca.profile = profile ? apr_pstrdup(ca.pool, profile) : NULL;
+    /* Let's Encrypt's profiles and their lifetimes. */
+    if (profile) {
+        if (strcmp(profile, "classic") == 0) {
+            lifetime = apr_time_from_sec(90 * DAY);
+        }
+        else if (strcmp(profile, "tlsserver") == 0) {
+            lifetime = apr_time_from_sec(45 * DAY);
+        }
+        else if (strcmp(profile, "shortlived") == 0) {
+            lifetime = apr_time_from_sec(160 * 3600);
+        }
+        else {
+            json_decref(j);
+            return problem(resp, p, 400, "invalidProfile", "no such profile");
+        }
+    }
     if (!domain) {
         json_decref(j);
         return problem(resp, p, 400, "malformed", "no identifier");
@@ -400,6 +424,7 @@ static apr_status_t new_order(cs_http_resp_t *resp, apr_pool_t *p,
     o->account = acct;
     o->status = "pending";
     o->authz = "pending";
+    o->lifetime = lifetime;
     apr_generate_random_bytes(raw, sizeof(raw));
     o->token = cs_b64url_encode(ca.pool, raw, sizeof(raw));
     apr_table_set(resp->headers, "Location",
@@ -466,7 +491,7 @@ static apr_status_t finalize(cs_http_resp_t *resp, apr_pool_t *p,
         X509_REQ_free(req);
         return problem(resp, p, 400, "badCSR", "bad CSR");
     }
-    rv = cs_ca_issue(&chain, p, ca.ca, pub, o->domain, ca.lifetime, &err);
+    rv = cs_ca_issue(&chain, p, ca.ca, pub, o->domain, o->lifetime, &err);
     X509_REQ_free(req);
     if (rv) {
         return problem(resp, p, 500, "serverInternal", err);
@@ -536,12 +561,17 @@ static apr_status_t ca_get(cs_http_resp_t *resp, const cs_http_req_t *req,
     const char *id;
 
     if (strcmp(req->url, DIR_URL) == 0 || strcmp(req->url, ARI_DIR_URL) == 0) {
-        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}",
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:{s:s, s:s, "
+                              "s:s}}}",
                               "newNonce", CA "/nonce",
                               "newAccount", CA "/new-acct",
                               "newOrder", CA "/new-order",
                               "revokeCert", CA "/revoke",
-                              "keyChange", CA "/key-change");
+                              "keyChange", CA "/key-change",
+                              "meta", "profiles",
+                              "classic", "The same profile you know",
+                              "tlsserver", "45 days, TLS server only",
+                              "shortlived", "160 hours");
 
         if (strcmp(req->url, ARI_DIR_URL) == 0) {
             json_object_set_new(j, "renewalInfo",
@@ -811,7 +841,7 @@ static const ca_order_t *last_order(void)
 static void enqueue(const char *domain)
 {
     CHECK_EQ_INT(cs_store_set_error(&db, root, domain, NULL), APR_SUCCESS);
-    CHECK_EQ_INT(cs_store_job_enqueue(&db, root, domain, "ec-p256",
+    CHECK_EQ_INT(cs_store_job_enqueue(&db, root, domain, "ec-p256", NULL,
                                       clock_now), APR_SUCCESS);
 }
 
@@ -1029,6 +1059,147 @@ static void check_lifetime_fraction(cs_acme_drive_t *d,
         CHECK(job->renew_at <= nb + life * 667 / 1000 + 1);
         CHECK_EQ_INT(job->next_at, job->renew_at);
     }
+    apr_pool_destroy(p);
+}
+
+/* A domain queued with profile (NULL: none of its own), ordered through
+ * d: the newOrder carries want (NULL: no "profile"), and the renewal
+ * without ARI falls between 61.7% and 66.7% of the lifetime the
+ * certificate states, which must be life_s. */
+static void check_profile_order(cs_acme_drive_t *d, const char *domain,
+                                const char *profile, const char *want,
+                                apr_int64_t life_s)
+{
+    apr_pool_t *p;
+    cs_acme_outcome_t out;
+    cs_job_t *job;
+    apr_int64_t nb, life;
+
+    apr_pool_create(&p, root);
+    CHECK_EQ_INT(cs_store_set_error(&db, p, domain, NULL), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_job_enqueue(&db, p, domain, "ec-p256", profile,
+                                      clock_now), APR_SUCCESS);
+    ca.profile = "(none yet)";
+    CHECK_EQ_INT(run(&out, d, p, domain), CS_ACME_JOB_ISSUED);
+    if (want) {
+        CHECK_STR(ca.profile, want);
+    }
+    else {
+        CHECK(ca.profile == NULL);
+    }
+    job = job_of(p, domain);
+    if (job && out.bundle) {
+        nb = out.bundle->not_before;
+        life = out.bundle->not_after - nb;
+        CHECK(life > life_s - 120 && life <= life_s + 60);
+        CHECK_STR(out.how, "lifetime");
+        CHECK(job->renew_at >= nb + life * 617 / 1000 - 1);
+        CHECK(job->renew_at <= nb + life * 667 / 1000 + 1);
+        CHECK_EQ_INT(job->next_at, job->renew_at);
+        if (profile) {
+            CHECK_STR(job->profile, profile);
+        }
+    }
+    apr_pool_destroy(p);
+}
+
+static void test_profiles(cs_acme_drive_t *d, const cs_acme_policy_t *pol)
+{
+    apr_pool_t *p;
+    cs_acme_outcome_t out;
+    cs_acme_policy_t ppol = *pol;
+    cs_acme_drive_t *pd;
+    cs_job_t *job;
+    cs_bundle_t *b;
+    apr_int64_t nb, first_renew;
+    int orders;
+
+    UNIT_CASE("profiles: shortlived (160 h) renews after about 2/3");
+    apr_pool_create(&p, root);
+    check_profile_order(d, "short.test", "shortlived", "shortlived",
+                        160 * 3600);
+    job = job_of(p, "short.test");
+    if (CHECK(job != NULL)
+        && CHECK_EQ_INT(cs_store_get(&b, &db, p, "short.test"),
+                        APR_SUCCESS)) {
+        /* About 4 days of the 6 and 2/3: 98.7 to 106.7 hours. */
+        nb = b->not_before;
+        CHECK(job->renew_at - nb >= 98 * 3600
+              && job->renew_at - nb <= 107 * 3600);
+        first_renew = job->renew_at;
+        /* Not before then; then renewed, with the same profile. */
+        clock_now = first_renew - 60;
+        CHECK(nothing_due(d, p));
+        clock_now = first_renew;
+        ca.profile = NULL;
+        CHECK_EQ_INT(run(&out, d, p, "short.test"), CS_ACME_JOB_RENEWED);
+        CHECK_STR(ca.profile, "shortlived");
+        job = job_of(p, "short.test");
+        if (job && out.bundle) {
+            CHECK(job->renew_at - out.bundle->not_before >= 98 * 3600
+                  && job->renew_at - out.bundle->not_before <= 107 * 3600);
+            CHECK(strcmp(out.bundle->serial, b->serial) != 0);
+        }
+    }
+    CHECK_EQ_INT(cs_store_job_delete(&db, p, "short.test"), APR_SUCCESS);
+
+    UNIT_CASE("profiles: tlsserver (45 days) as the pool's default");
+    ppol.profile = "tlsserver";
+    pd = make_drive(p, &ppol, "test:1:5");
+    check_profile_order(pd, "tls.test", NULL, "tlsserver", 45 * DAY);
+    job = job_of(p, "tls.test");
+    if (CHECK(job != NULL)
+        && CHECK_EQ_INT(cs_store_get(&b, &db, p, "tls.test"),
+                        APR_SUCCESS)) {
+        /* 27.8 to 30 days of the 45, not of 90. */
+        CHECK(job->renew_at - b->not_before >= 27 * DAY + 18 * 3600
+              && job->renew_at - b->not_before <= 30 * DAY + 60);
+        CHECK(job->profile == NULL);
+    }
+    CHECK_EQ_INT(cs_store_job_delete(&db, p, "tls.test"), APR_SUCCESS);
+    UNIT_CASE("profiles: the domain's own wins over the pool's");
+    check_profile_order(pd, "classic.test", "classic", "classic", 90 * DAY);
+    CHECK_EQ_INT(cs_store_job_delete(&db, p, "classic.test"), APR_SUCCESS);
+    UNIT_CASE("profiles: none anywhere: no \"profile\" in newOrder");
+    check_profile_order(d, "plain.test", NULL, NULL,
+                        apr_time_sec(ca.lifetime));
+    CHECK_EQ_INT(cs_store_job_delete(&db, p, "plain.test"), APR_SUCCESS);
+
+    UNIT_CASE("profiles: one the CA does not offer fails before any order");
+    orders = new_orders();
+    CHECK_EQ_INT(cs_store_set_error(&db, p, "nope.test", NULL), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_job_enqueue(&db, p, "nope.test", "ec-p256",
+                                      "bogus", clock_now), APR_SUCCESS);
+    CHECK_EQ_INT(run(&out, d, p, "nope.test"), CS_ACME_JOB_FAILED);
+    CHECK_EQ_INT(new_orders(), orders);
+    job = job_of(p, "nope.test");
+    if (job) {
+        CHECK_EQ_INT(job->attempts, 1);
+        CHECK_EQ_INT(job->next_at, clock_now + pol->backoff);
+        CHECK(job->last_error
+              && strstr(job->last_error, "profile 'bogus' (chosen for the "
+                                         "domain): the CA's directory does "
+                                         "not offer the profile 'bogus'")
+              && strstr(job->last_error, "shortlived"));
+    }
+    if (CHECK_EQ_INT(cs_store_get(&b, &db, p, "nope.test"), APR_SUCCESS)) {
+        CHECK(b->last_error && strstr(b->last_error, "'bogus'"));
+        CHECK_STR(b->state, "error");
+    }
+    CHECK_EQ_INT(cs_store_job_delete(&db, p, "nope.test"), APR_SUCCESS);
+    UNIT_CASE("profiles: a pool default the CA does not offer, named");
+    ppol.profile = "longlived";
+    pd = make_drive(p, &ppol, "test:1:6");
+    CHECK_EQ_INT(cs_store_set_error(&db, p, "dflt.test", NULL), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_job_enqueue(&db, p, "dflt.test", "ec-p256", NULL,
+                                      clock_now), APR_SUCCESS);
+    CHECK_EQ_INT(run(&out, pd, p, "dflt.test"), CS_ACME_JOB_FAILED);
+    CHECK_EQ_INT(new_orders(), orders);
+    job = job_of(p, "dflt.test");
+    CHECK(job && job->last_error
+          && strstr(job->last_error, "profile 'longlived' "
+                                     "(CertServiceACMEProfile)"));
+    CHECK_EQ_INT(cs_store_job_delete(&db, p, "dflt.test"), APR_SUCCESS);
     apr_pool_destroy(p);
 }
 
@@ -1443,6 +1614,7 @@ int main(void)
     test_invalid_challenge(d, &pol);
     test_rate_limited(d, &pol);
     test_ari(d, &pol);
+    test_profiles(d, &pol);
     test_account_again(d, &pol);
     test_backoff(d, &pol);
     test_store_failures(d, &pol);

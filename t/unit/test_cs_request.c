@@ -140,6 +140,7 @@ static int body(int (*f)(const char *, const char **), const char *json,
 
 static const char *host;
 static int ttl, kt, reason;
+static const char *profile;
 static apr_array_header_t *names;
 static cs_report_t rep;
 
@@ -160,7 +161,7 @@ static int report(const char *b, const char **err)
 
 static int put_domain(const char *b, const char **err)
 {
-    return cs_req_put_domain(&kt, p, b, strlen(b), 0, err);
+    return cs_req_put_domain(&kt, &profile, p, b, strlen(b), 0, err);
 }
 
 static int revoke_body(const char *b, const char **err)
@@ -186,7 +187,42 @@ static void test_bodies(void)
     CHECK_EQ_INT(body(put_domain, "{\"a\":1,\"a\":2}", &err), 400);
     CHECK(err && strncmp(err, "malformed JSON at line 1", 24) == 0);
     CHECK_EQ_INT(body(put_domain, "{\"x\":\"\\u0000\"}", &err), 400);
-    CHECK_EQ_INT(cs_req_put_domain(&kt, p, "{}\0", 3, 0, &err), 400);
+    CHECK_EQ_INT(cs_req_put_domain(&kt, &profile, p, "{}\0", 3, 0, &err),
+                 400);
+
+    UNIT_CASE("body: PUT /v1/domains/D with an ACME profile");
+    CHECK_EQ_INT(body(put_domain, "{}", &err), 0);
+    CHECK(profile == NULL);
+    CHECK_EQ_INT(body(put_domain, "{\"profile\":\"shortlived\"}", &err), 0);
+    CHECK_STR(profile, "shortlived");
+    CHECK_EQ_INT(kt, 0);
+    CHECK_EQ_INT(body(put_domain, "{\"profile\":\"tlsserver\","
+                      "\"key_type\":\"rsa-2048\"}", &err), 0);
+    CHECK_STR(profile, "tlsserver");
+    CHECK_EQ_INT(kt, 1);
+    CHECK_EQ_INT(body(put_domain, "{\"profile\":null}", &err), 0);
+    CHECK(profile == NULL);
+    CHECK_EQ_INT(body(put_domain, "{\"profile\":\"short lived\"}", &err),
+                 400);
+    CHECK_STR(err, "profile 'short lived' is not a profile name (1 to 64 "
+              "of A-Z a-z 0-9 . _ -)");
+    CHECK(profile == NULL);
+    CHECK_EQ_INT(body(put_domain, "{\"profile\":\"\"}", &err), 400);
+    CHECK(err && strstr(err, "profile '' is not"));
+    CHECK_EQ_INT(body(put_domain, "{\"profile\":\"a\\u0001\\u00e9\"}",
+                      &err), 400);
+    CHECK(err && strstr(err, "profile 'a\\x01\\xc3\\xa9' is not"));
+    CHECK_EQ_INT(body(put_domain, "{\"profile\":7}", &err), 400);
+    CHECK_STR(err, "profile must be a string (an ACME profile name) or "
+              "null");
+    memset(long_token, 'p', 65);
+    long_token[65] = '\0';
+    CHECK_EQ_INT(body(put_domain, apr_psprintf(p, "{\"profile\":\"%s\"}",
+                                               long_token), &err), 400);
+    long_token[64] = '\0';
+    CHECK_EQ_INT(body(put_domain, apr_psprintf(p, "{\"profile\":\"%s\"}",
+                                               long_token), &err), 0);
+    CHECK_STR(profile, long_token);
 
     UNIT_CASE("body: POST /v1/bundles");
     CHECK_EQ_INT(body(bundles, "{\"domains\":[\"A.example.\","

@@ -328,6 +328,55 @@ static void test_schema(void)
     conn_close(a);
 }
 
+/* A database made before cs_acme_jobs had its profile column: the
+ * schema adds it (the old DDL, verbatim), keeps the rows (profile NULL),
+ * and running it again, from another connection, changes nothing. */
+static void test_schema_add_column(void)
+{
+    conn_t *a, *b;
+    cs_job_t *job;
+    int nrows;
+
+    UNIT_CASE("schema: a column added to an older database (profile)");
+    a = conn_open();
+    drop_tables(a);
+    CHECK_EQ_INT(apr_dbd_query(a->db.driver, a->db.handle, &nrows,
+        "CREATE TABLE cs_acme_jobs ("
+        " domain VARCHAR(253) NOT NULL PRIMARY KEY,"
+        " key_type VARCHAR(16) NOT NULL,"
+        " state VARCHAR(16) NOT NULL,"
+        " attempts BIGINT NOT NULL,"
+        " next_at BIGINT NOT NULL,"
+        " owner VARCHAR(64),"
+        " lease_until BIGINT NOT NULL,"
+        " last_error TEXT,"
+        " renew_at BIGINT NOT NULL,"
+        " updated BIGINT NOT NULL,"
+        " UNIQUE (next_at, domain))"), 0);
+    CHECK_EQ_INT(apr_dbd_query(a->db.driver, a->db.handle, &nrows,
+        "INSERT INTO cs_acme_jobs VALUES ('old.example', 'ec-p256', 'valid',"
+        " 0, 5000, NULL, 0, NULL, 5000, 1000)"), 0);
+    CHECK_EQ_INT(cs_store_schema(&a->db, a->pool), APR_SUCCESS);
+    if (CHECK_EQ_INT(cs_store_job_get(&job, &a->db, a->pool, "old.example"),
+                     APR_SUCCESS)) {
+        CHECK_STR(job->state, "valid");
+        CHECK(job->profile == NULL);
+    }
+    b = conn_open();
+    CHECK_EQ_INT(cs_store_schema(&b->db, b->pool), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_job_enqueue(&b->db, b->pool, "old.example",
+                                      "ec-p256", "shortlived", 6000),
+                 APR_SUCCESS);
+    if (CHECK_EQ_INT(cs_store_job_get(&job, &a->db, a->pool, "old.example"),
+                     APR_SUCCESS)) {
+        CHECK_STR(job->profile, "shortlived");
+        CHECK_STR(job->state, "queued");
+    }
+    CHECK_EQ_INT(cs_store_schema(&a->db, a->pool), APR_SUCCESS);
+    conn_close(b);
+    conn_close(a);
+}
+
 static void test_statements(void)
 {
     const cs_statement_t *s;
@@ -1287,14 +1336,24 @@ static void test_acme(void)
     drop_tables(a);
     CHECK_EQ_INT(cs_store_schema(&a->db, p), APR_SUCCESS);
     CHECK_EQ_INT(cs_store_job_enqueue(&a->db, p, "a.example", "ec-p256",
-                                      1000), APR_SUCCESS);
+                                      "shortlived", 1000), APR_SUCCESS);
+    CHECK_EQ_INT(cs_store_job_get(&job, &a->db, p, "a.example"), APR_SUCCESS);
+    CHECK_STR(job->profile, "shortlived");
     CHECK_EQ_INT(cs_store_job_enqueue(&b->db, p, "a.example", "rsa-2048",
-                                      1000), APR_SUCCESS);
+                                      NULL, 1000), APR_SUCCESS);
     CHECK_EQ_INT(cs_store_job_enqueue(&b->db, p, "b.example", "ec-p256",
-                                      1001), APR_SUCCESS);
+                                      "tlsserver", 1001), APR_SUCCESS);
     CHECK_EQ_INT(cs_store_job_get(&job, &a->db, p, "a.example"), APR_SUCCESS);
     CHECK_STR(job->key_type, "rsa-2048");
     CHECK_STR(job->state, "queued");
+    /* A PUT without a profile goes back to the pool's. */
+    CHECK(job->profile == NULL);
+    CHECK_EQ_INT(cs_store_job_get(&job, &a->db, p, "b.example"), APR_SUCCESS);
+    CHECK_STR(job->profile, "tlsserver");
+    CHECK_EQ_INT(cs_store_job_enqueue(&a->db, p, "c.example", "ec-p256",
+                                      "a-profile-name-longer-than-the-sixty-"
+                                      "four-bytes-that-the-column-holds", 1000),
+                 APR_EINVAL);
     CHECK_EQ_INT(cs_store_job_get(&job, &a->db, p, "nope.example"),
                  APR_NOTFOUND);
     CHECK_EQ_INT(cs_store_job_due(&due, &b->db, p, 1000, 10), APR_SUCCESS);
@@ -1574,6 +1633,7 @@ int main(void)
     test_errors();
     test_schema_race();
     test_schema();
+    test_schema_add_column();
     test_prepared_upfront();
     test_domains();
     test_hosts();
