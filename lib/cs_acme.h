@@ -15,7 +15,9 @@
  * reached at all, APR_TIMEUP when an order did not settle in time,
  * APR_EGENERAL when the CA answered with an error (its problem document is
  * in *err: type, detail, subproblems), APR_EINVAL for bad arguments (or
- * a URL from the CA that is not https and printable ASCII).  An error
+ * a URL from the CA that is not https and printable ASCII), APR_EACCES
+ * when the CA requires an External Account Binding and the client has
+ * none (known from the directory, before any other request).  An error
  * text is one line of at most 1023 bytes, cut at a UTF-8 character, with
  * no control characters from the CA's documents; from the call's pool p
  * where it has one, else kept by the client until its next error.
@@ -30,6 +32,7 @@
 #include <openssl/x509.h>
 
 #include "cs_http.h"
+#include "cs_jws.h"
 #include "cs_log.h"
 
 typedef struct cs_acme_t cs_acme_t;
@@ -60,6 +63,9 @@ typedef struct {
     void *log_baton;
     cs_acme_http01_fn *http01;
     void *http01_baton;
+    /* External Account Binding sent with every newAccount; NULL: none.
+     * The caller keeps it (and its key) alive as long as the client. */
+    const cs_eab_t *eab;
 } cs_acme_conf_t;
 
 /** Once per process, before any thread makes a client: the transport's
@@ -81,7 +87,10 @@ int cs_acme_has_ari(cs_acme_t *acme);
  * Use key as the account key: newAccount with it, agreeing to the terms;
  * the CA returns the existing account for a key it knows (reuse), or
  * creates one.  contact: array of "mailto:..." (may be NULL).  *kid is
- * the account URL (from the client's pool).
+ * the account URL (from the client's pool).  With conf.eab the request
+ * carries the externalAccountBinding (RFC 8555 7.3.4); without it, a CA
+ * whose directory says meta.externalAccountRequired gets no request and
+ * the call fails with APR_EACCES.
  */
 apr_status_t cs_acme_account(const char **kid, cs_acme_t *acme,
                              EVP_PKEY *key,

@@ -29,6 +29,7 @@ struct cs_acme_t {
     int have_dir;
     const char *new_nonce, *new_account, *new_order, *revoke_cert,
                *key_change, *renewal_info;
+    int eab_required;           /* meta.externalAccountRequired */
     /* The account. */
     EVP_PKEY *key;
     const char *kid;
