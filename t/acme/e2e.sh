@@ -52,8 +52,9 @@
 #      (externalAccountBindingRequired, externalAccountMACKeys): without
 #      CertServiceACMEExternalAccountBinding the order fails naming the
 #      directive; with a wrong MAC key pebble refuses the account; with
-#      the right one an account is made and certificates are issued; the
-#      MAC key is in no log, API answer or database file; bad key files
+#      the right one an account is made and certificates are issued, and
+#      the admin API's key rollover works there; the MAC key is in no
+#      log, API answer or database file; bad key files
 #      fail httpd -t naming the directive and the file
 #
 # Step 2 also runs CertServiceACMEPreCheck: a domain that reaches the pool
@@ -739,10 +740,19 @@ cs_curl proxy "$cs_port" /v1/bundles/eab-ok.acme.test | jq -r .chain_pem \
 openssl verify -CAfile "$tmp/work/peb2-root.pem" -untrusted "$tmp/work/eab-chain.pem" \
     "$tmp/work/eab-chain.pem" >/dev/null 2>&1
 okif $? "eab-ok.acme.test's chain verifies to the EAB pebble's root"
+# The admin API's client binds too (it looks the account up first).
+acct2=$(jq -r .account <<<"$acct_answer")
+req POST /v1/acme/account/key-change '{}'
+is "$code" 200 "key rollover at the EAB pebble: 200 ($(jqb -c . | head -c 300))"
+is "$(jqb -r .account)" "$acct2" "same account after the rollover"
+answers_kc=$body
+req PUT /v1/domains/eab-rolled.acme.test '{}'
+wait_for 60 domains_active eab-rolled.acme.test
+okif $? "an order after the rollover at the EAB pebble succeeds"
 
 # The MAC keys are nowhere: logs, API answers, the database.
-answers=$acct_answer
-for d in eab-ok eab-none eab-wrong; do
+answers=$acct_answer$answers_kc
+for d in eab-ok eab-none eab-wrong eab-rolled; do
     req GET "/v1/domains/$d.acme.test"
     answers="$answers$body"
 done
