@@ -410,9 +410,19 @@ static const char *cs_set_acme_eab(cmd_parms *cmd, void *dummy,
                             "printable characters, as the CA gave it)",
                             cmd->cmd->name, kid);
     }
-    if (alg && !cs_eab_digest(alg)) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a MAC algorithm "
-                            "(HS256, HS384 or HS512)", cmd->cmd->name, alg);
+    if (alg) {
+        /* As the JWS header spells it, whatever the case given here. */
+        char *upper = apr_pstrdup(cmd->pool, alg), *u;
+
+        for (u = upper; *u; u++) {
+            *u = (char)apr_toupper(*u);
+        }
+        if (!cs_eab_digest(upper)) {
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a MAC "
+                                "algorithm (HS256, HS384 or HS512)",
+                                cmd->cmd->name, alg);
+        }
+        alg = upper;
     }
     if (!path) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a valid path",

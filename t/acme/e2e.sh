@@ -681,6 +681,13 @@ grep -q "eab-open.key.*group or others" <<<"$e"
 okif $? "a MAC key file others may read fails httpd -t: $e"
 grep -qF -- "$eab_key" <<<"$e"
 okif $((! $?)) "httpd -t's messages do not quote the key"
+e=$(conf_error "$tmp/work/eab-good.key RS256")
+grep -q "'RS256' is not a MAC algorithm" <<<"$e"
+okif $? "an algorithm that is not HS256/384/512 fails httpd -t: $e"
+write_cs_eab "CertServiceACMEExternalAccountBinding kid-e2e $tmp/work/eab-good.key hs512"
+e=$("$HTTPD" -t -f "$csdir/httpd.conf" 2>&1)
+grep -q "Syntax OK" <<<"$e"
+okif $? "a good MAC key file with hs512 passes httpd -t: $e"
 
 # Without a binding: the order fails, naming the directive.
 stop_httpd "$csdir"
