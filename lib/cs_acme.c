@@ -502,6 +502,8 @@ apr_status_t cs_acme_directory(cs_acme_t *a, const char **err)
     a->renewal_info = acme_jstr(a->pool, j, "renewalInfo");
     a->profiles = read_profiles(a->pool, json_object_get(
         json_object_get(j, "meta"), "profiles"));
+    a->eab_required = json_is_true(json_object_get(
+        json_object_get(j, "meta"), "externalAccountRequired"));
     json_decref(j);
     a->have_dir = 1;
     rv = APR_SUCCESS;
@@ -534,7 +536,8 @@ apr_status_t cs_acme_account(const char **kid, cs_acme_t *a, EVP_PKEY *key,
 {
     apr_pool_t *p;
     acme_resp_t r;
-    json_t *payload, *arr;
+    json_t *payload, *arr, *eab = NULL;
+    const char *eab_jws;
     char *text;
     apr_status_t rv;
     int i;
@@ -542,7 +545,23 @@ apr_status_t cs_acme_account(const char **kid, cs_acme_t *a, EVP_PKEY *key,
     if ((rv = cs_acme_directory(a, err))) {
         return rv;
     }
+    if (a->eab_required && !a->conf.eab) {
+        *err = "the CA requires an External Account Binding (its "
+               "directory's meta.externalAccountRequired) and none is "
+               "configured";
+        return APR_EACCES;
+    }
     apr_pool_create(&p, a->pool);
+    if (a->conf.eab) {
+        if ((rv = cs_jws_eab(&eab_jws, p, a->conf.eab, key, a->new_account,
+                             err))) {
+            *err = acme_keep_err(a, apr_pstrcat(p, "externalAccountBinding: ",
+                                                *err, NULL));
+            apr_pool_destroy(p);
+            return rv;
+        }
+        eab = json_loads(eab_jws, 0, NULL);
+    }
     arr = json_array();
     for (i = 0; contact && i < contact->nelts; i++) {
         json_array_append_new(arr, json_string(APR_ARRAY_IDX(contact, i,
@@ -550,6 +569,9 @@ apr_status_t cs_acme_account(const char **kid, cs_acme_t *a, EVP_PKEY *key,
     }
     payload = json_pack("{s:b, s:o}", "termsOfServiceAgreed", 1,
                         "contact", arr);
+    if (eab) {
+        json_object_set_new(payload, "externalAccountBinding", eab);
+    }
     text = json_dumps(payload, JSON_COMPACT);
     json_decref(payload);
     rv = acme_post(&r, a, p, a->new_account, text ? text : "{}", key, 1, NULL,
@@ -567,8 +589,10 @@ apr_status_t cs_acme_account(const char **kid, cs_acme_t *a, EVP_PKEY *key,
             a->kid = apr_pstrdup(a->pool, r.location);
         }
         *kid = a->kid;
-        acme_log(a, CS_LOG_INFO, "ACME account %s (%s)", a->kid,
-                 r.status == 201 ? "created" : "existing");
+        acme_log(a, CS_LOG_INFO, "ACME account %s (%s%s%s)", a->kid,
+                 r.status == 201 ? "created" : "existing",
+                 a->conf.eab ? ", external account binding key id " : "",
+                 a->conf.eab ? a->conf.eab->kid : "");
     }
     else {
         *err = acme_keep_err(a, *err);

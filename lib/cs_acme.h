@@ -16,7 +16,9 @@
  * APR_EGENERAL when the CA answered with an error (its problem document is
  * in *err: type, detail, subproblems), APR_NOTFOUND when a profile asked
  * for is not in the directory, APR_EINVAL for bad arguments (or
- * a URL from the CA that is not https and printable ASCII).  An error
+ * a URL from the CA that is not https and printable ASCII), APR_EACCES
+ * when the CA requires an External Account Binding and the client has
+ * none (known from the directory, before any other request).  An error
  * text is one line of at most 1023 bytes, cut at a UTF-8 character, with
  * no control characters from the CA's documents; from the call's pool p
  * where it has one, else kept by the client until its next error.
@@ -31,6 +33,7 @@
 #include <openssl/x509.h>
 
 #include "cs_http.h"
+#include "cs_jws.h"
 #include "cs_log.h"
 
 typedef struct cs_acme_t cs_acme_t;
@@ -61,6 +64,9 @@ typedef struct {
     void *log_baton;
     cs_acme_http01_fn *http01;
     void *http01_baton;
+    /* External Account Binding sent with every newAccount; NULL: none.
+     * The caller keeps it (and its key) alive as long as the client. */
+    const cs_eab_t *eab;
 } cs_acme_conf_t;
 
 /** Once per process, before any thread makes a client: the transport's
@@ -108,7 +114,10 @@ apr_status_t cs_acme_profile_check(cs_acme_t *acme, const char *profile,
  * Use key as the account key: newAccount with it, agreeing to the terms;
  * the CA returns the existing account for a key it knows (reuse), or
  * creates one.  contact: array of "mailto:..." (may be NULL).  *kid is
- * the account URL (from the client's pool).
+ * the account URL (from the client's pool).  With conf.eab the request
+ * carries the externalAccountBinding (RFC 8555 7.3.4); without it, a CA
+ * whose directory says meta.externalAccountRequired gets no request and
+ * the call fails with APR_EACCES.
  */
 apr_status_t cs_acme_account(const char **kid, cs_acme_t *acme,
                              EVP_PKEY *key,

@@ -31,6 +31,7 @@ struct cs_acme_t {
                *key_change, *renewal_info;
     apr_table_t *profiles;      /* meta.profiles: name -> description;
                                  * NULL: the directory lists none */
+    int eab_required;           /* meta.externalAccountRequired */
     /* The account. */
     EVP_PKEY *key;
     const char *kid;

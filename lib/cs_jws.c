@@ -4,13 +4,16 @@
  * ES256 signatures are the raw 64-byte R || S that JWS wants (RFC 7518
  * 3.4), not OpenSSL's DER; JWK members are emitted in lexicographic
  * order so that the same object serves as the RFC 7638 thumbprint input.
+ * The External Account Binding's HMAC is OpenSSL's (EVP_Q_mac).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_strings.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -348,4 +351,117 @@ done:
     json_decref(j);
     ERR_clear_error();
     return rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* External Account Binding (RFC 8555 7.3.4)                           */
+/* ------------------------------------------------------------------ */
+
+const char *cs_eab_digest(const char *alg)
+{
+    if (!alg || strcmp(alg, "HS256") == 0) {
+        return "SHA256";
+    }
+    if (strcmp(alg, "HS384") == 0) {
+        return "SHA384";
+    }
+    if (strcmp(alg, "HS512") == 0) {
+        return "SHA512";
+    }
+    return NULL;
+}
+
+apr_status_t cs_eab_key_decode(unsigned char **key, apr_size_t *key_len,
+                               apr_pool_t *p, const char *text,
+                               const char **err)
+{
+    static const char ws[] = " \t\r\n";
+    apr_size_t n;
+    unsigned char *out = NULL;
+    char *copy;
+    apr_status_t rv;
+
+    text += strspn(text, ws);
+    for (n = strlen(text); n > 0 && strchr(ws, text[n - 1]); n--) {
+    }
+    if (n == 0) {
+        *err = "the MAC key is empty";
+        return APR_EINVAL;
+    }
+    copy = apr_pstrmemdup(p, text, n);
+    rv = cs_b64url_decode(&out, key_len, p, copy);
+    OPENSSL_cleanse(copy, n);
+    if (rv != APR_SUCCESS) {
+        *err = "the MAC key is not base64url (A-Z a-z 0-9 - _, as the CA "
+               "hands it out)";
+        return APR_EINVAL;
+    }
+    if (*key_len == 0) {
+        *err = "the MAC key is empty";
+        return APR_EINVAL;
+    }
+    *key = out;
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_jws_eab(const char **jws, apr_pool_t *p,
+                        const cs_eab_t *eab, EVP_PKEY *account_key,
+                        const char *url, const char **err)
+{
+    const char *digest = cs_eab_digest(eab->alg), *prot64, *pay64, *input;
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    size_t mac_len = 0;
+    json_t *hdr, *jwk, *out;
+    char *text;
+
+    if (!digest) {
+        *err = "the EAB MAC algorithm is not HS256, HS384 or HS512";
+        return APR_EINVAL;
+    }
+    if (!eab->kid || !*eab->kid || !eab->key || !eab->key_len) {
+        *err = "the EAB has no key id or no MAC key";
+        return APR_EINVAL;
+    }
+    if (!(jwk = cs_jwk_public(account_key))) {
+        *err = "the account key is neither ECDSA P-256 nor RSA of 2048 "
+               "bits or more";
+        return APR_EINVAL;
+    }
+    text = json_dumps(jwk, JSON_COMPACT);
+    json_decref(jwk);
+    if (!text) {
+        *err = "cannot serialise the account's JWK";
+        return APR_ENOMEM;
+    }
+    pay64 = cs_b64url_encode(p, (const unsigned char *)text, strlen(text));
+    free(text);
+    hdr = json_pack("{s:s, s:s, s:s}", "alg", eab->alg ? eab->alg : "HS256",
+                    "kid", eab->kid, "url", url);
+    text = hdr ? json_dumps(hdr, JSON_COMPACT) : NULL;
+    json_decref(hdr);
+    if (!text) {
+        *err = "cannot serialise the EAB header";
+        return APR_ENOMEM;
+    }
+    prot64 = cs_b64url_encode(p, (const unsigned char *)text, strlen(text));
+    free(text);
+    input = apr_pstrcat(p, prot64, ".", pay64, NULL);
+    if (!EVP_Q_mac(NULL, "HMAC", NULL, digest, NULL, eab->key, eab->key_len,
+                   (const unsigned char *)input, strlen(input), mac,
+                   sizeof(mac), &mac_len)) {
+        ERR_clear_error();
+        *err = "the EAB HMAC failed";
+        return APR_EGENERAL;
+    }
+    out = json_pack("{s:s, s:s, s:s}", "protected", prot64, "payload", pay64,
+                    "signature", cs_b64url_encode(p, mac, mac_len));
+    text = out ? json_dumps(out, JSON_COMPACT) : NULL;
+    json_decref(out);
+    if (!text) {
+        *err = "cannot serialise the EAB JWS";
+        return APR_ENOMEM;
+    }
+    *jws = apr_pstrdup(p, text);
+    free(text);
+    return APR_SUCCESS;
 }

@@ -3,7 +3,8 @@
  * serialisation, RFC 7517 JWK, RFC 7638 thumbprints, RFC 8555 section 6.2).
  *
  * Pure code: APR, OpenSSL and jansson only, no httpd types.  Keys are
- * ECDSA P-256 (ES256) or RSA of at least 2048 bits (RS256).
+ * ECDSA P-256 (ES256) or RSA of at least 2048 bits (RS256); an External
+ * Account Binding (RFC 8555 7.3.4) is MACed with HS256, HS384 or HS512.
  */
 #ifndef CS_JWS_H
 #define CS_JWS_H
@@ -49,5 +50,41 @@ apr_status_t cs_jws_sign(const char **jws, apr_pool_t *p, EVP_PKEY *key,
 apr_status_t cs_jws_verify(const char **protected_hdr, const char **payload,
                            apr_pool_t *p, EVP_PKEY *key, const char *jws,
                            const char **err);
+
+/**
+ * An External Account Binding (RFC 8555 7.3.4): the key id and the MAC
+ * key a CA hands out with an external account, the key decoded.  The key
+ * is a secret: no error text or log line of this code carries it.
+ */
+typedef struct {
+    const char *kid;
+    const unsigned char *key;
+    apr_size_t key_len;
+    const char *alg;            /* "HS256", "HS384", "HS512"; NULL: HS256 */
+} cs_eab_t;
+
+/** The OpenSSL digest name of an EAB MAC algorithm ("HS256" ->
+ * "SHA256"), NULL for one this code does not do. */
+const char *cs_eab_digest(const char *alg);
+
+/**
+ * Decode an EAB MAC key as CAs hand it out: base64url (padding tolerated),
+ * white space around it ignored (a file's final newline).  The decoded
+ * bytes from p.  APR_EINVAL and *err (which never quotes the text) when it
+ * is empty or not base64url.  The copies made on the way are cleansed.
+ */
+apr_status_t cs_eab_key_decode(unsigned char **key, apr_size_t *key_len,
+                               apr_pool_t *p, const char *text,
+                               const char **err);
+
+/**
+ * The externalAccountBinding member of a newAccount payload for url: a
+ * flattened JWS (JSON text, from p) whose protected header is
+ * {"alg", "kid": eab->kid, "url"}, whose payload is account_key's public
+ * JWK and whose signature is the HMAC of the signing input with eab->key.
+ */
+apr_status_t cs_jws_eab(const char **jws, apr_pool_t *p,
+                        const cs_eab_t *eab, EVP_PKEY *account_key,
+                        const char *url, const char **err);
 
 #endif /* CS_JWS_H */

@@ -228,6 +228,11 @@ static apr_status_t use_key(const char **got, cs_acme_drive_t *d,
                                       d->policy.contact, err);
 
     if (rv != APR_SUCCESS) {
+        if (rv == APR_EACCES) {
+            *err = apr_pstrcat(d->jp, *err, ": set "
+                               "CertServiceACMEExternalAccountBinding KEY-ID "
+                               "MAC-KEY-FILE", NULL);
+        }
         apr_pool_destroy(kp);
         return rv;
     }

@@ -122,6 +122,7 @@ static apr_status_t cs_worker_init(cs_worker_t *w)
     ac.log_baton = w;
     ac.http01 = cs_acme_drive_http01;
     ac.http01_baton = w->drive;
+    ac.eab = conf->acme_eab;
     if ((rv = cs_acme_create(&w->acme, w->pool, &ac)) != APR_SUCCESS) {
         apr_pool_destroy(w->pool);
         w->pool = NULL;
@@ -263,6 +264,13 @@ static int cs_acme_start(apr_pool_t *pconf, server_rec *s,
                          "cannot start ACME worker %d", i);
             return !OK;
         }
+    }
+    if (conf->acme_eab) {
+        /* The key id only: the MAC key is never logged. */
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CSLOGNO(00050)
+                     "ACME External Account Binding for %s: key id %s, %s",
+                     conf->acme_url, conf->acme_eab->kid,
+                     conf->acme_eab->alg);
     }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CSLOGNO(00027)
                  "ACME issuance through %s: %d workers, %d orders per %"

@@ -108,6 +108,7 @@ static cs_acme_t *cs_acme_request_client(cs_req_t *q, EVP_PKEY **key,
     memset(&ac, 0, sizeof(ac));
     ac.directory_url = conf->acme_url;
     ac.ca_file = conf->acme_ca;
+    ac.eab = conf->acme_eab;
     if (cs_base64_decode(&der, &len, q->r->pool, cms)
         || cs_envelope_open(key, q->r->pool, der, len, conf->acme_seal_cert,
                             conf->acme_seal_key, &err)

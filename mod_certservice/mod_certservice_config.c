@@ -10,6 +10,7 @@
 #include "http_core.h"
 
 #include "cs_conf.h"
+#include "cs_file.h"
 #include "mod_certservice_private.h"
 
 #define CS_STR(x)       CS_STR2(x)
@@ -49,6 +50,10 @@ void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     CS_MERGE(acme_ca, NULL);
     CS_MERGE(acme_seal_cert, NULL);
     CS_MERGE(acme_seal_key, NULL);
+    /* An External Account Binding belongs to its CA: a virtual host that
+     * names a directory of its own does not inherit the main server's. */
+    conf->acme_eab = add->acme_eab ? add->acme_eab
+                     : add->acme_here ? NULL : base->acme_eab;
     CS_MERGE(acme_limit, 0);
     CS_MERGE(acme_window, 0);
     CS_MERGE(acme_backoff, 0);
@@ -373,6 +378,92 @@ static const char *cs_set_acme_seal(cmd_parms *cmd, void *dummy,
     return NULL;
 }
 
+static apr_status_t cs_eab_cleanse(void *data)
+{
+    cs_eab_t *eab = data;
+
+    OPENSSL_cleanse((void *)eab->key, eab->key_len);
+    return APR_SUCCESS;
+}
+
+/* KEY-ID KEY-FILE [HS256|HS384|HS512]: the MAC key is read here, at
+ * startup, as root, from a file only its owner can read; it lives in the
+ * configuration's memory (cleansed with it) and is written nowhere. */
+static const char *cs_set_acme_eab(cmd_parms *cmd, void *dummy,
+                                   const char *kid, const char *file,
+                                   const char *alg)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+    const char *path = ap_server_root_relative(cmd->pool, file), *err;
+    unsigned char *key;
+    apr_size_t key_len, len;
+    apr_finfo_t fi;
+    apr_status_t rv;
+    char *text;
+    cs_eab_t *eab;
+    const unsigned char *c;
+    char ebuf[120];
+
+    for (c = (const unsigned char *)kid; *c > 0x20 && *c < 0x7F; c++) {
+    }
+    if (!*kid || *c || strlen(kid) > 255 || strpbrk(kid, "\"'<>\\")) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a key id (1 to 255 "
+                            "printable characters, as the CA gave it)",
+                            cmd->cmd->name, kid);
+    }
+    if (alg) {
+        /* As the JWS header spells it, whatever the case given here. */
+        char *upper = apr_pstrdup(cmd->pool, alg), *u;
+
+        for (u = upper; *u; u++) {
+            *u = (char)apr_toupper(*u);
+        }
+        if (!cs_eab_digest(upper)) {
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a MAC "
+                                "algorithm (HS256, HS384 or HS512)",
+                                cmd->cmd->name, alg);
+        }
+        alg = upper;
+    }
+    if (!path) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a valid path",
+                            cmd->cmd->name, file);
+    }
+    if ((rv = apr_stat(&fi, path, APR_FINFO_PROT | APR_FINFO_TYPE,
+                       cmd->temp_pool)) != APR_SUCCESS
+        && !APR_STATUS_IS_INCOMPLETE(rv)) {
+        return apr_psprintf(cmd->pool, "%s: cannot read the MAC key file "
+                            "'%s': %s", cmd->cmd->name, path,
+                            apr_strerror(rv, ebuf, sizeof(ebuf)));
+    }
+    if (fi.protection & (APR_GREAD | APR_GWRITE | APR_WREAD | APR_WWRITE)) {
+        return apr_psprintf(cmd->pool, "%s: the MAC key file '%s' may be "
+                            "read or changed by its group or others: make "
+                            "it readable by its owner only (chmod 600 or "
+                            "400)", cmd->cmd->name, path);
+    }
+    if ((rv = cs_file_read(&text, &len, cmd->temp_pool, path, 4096))) {
+        return apr_psprintf(cmd->pool, "%s: cannot read the MAC key file "
+                            "'%s': %s", cmd->cmd->name, path,
+                            apr_strerror(rv, ebuf, sizeof(ebuf)));
+    }
+    rv = cs_eab_key_decode(&key, &key_len, cmd->pool, text, &err);
+    OPENSSL_cleanse(text, len);
+    if (rv != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: '%s': %s", cmd->cmd->name, path,
+                            err);
+    }
+    eab = apr_pcalloc(cmd->pool, sizeof(*eab));
+    eab->kid = kid;
+    eab->key = key;
+    eab->key_len = key_len;
+    eab->alg = alg ? alg : "HS256";
+    apr_pool_cleanup_register(cmd->pool, eab, cs_eab_cleanse,
+                              apr_pool_cleanup_null);
+    conf->acme_eab = eab;
+    return NULL;
+}
+
 /* A duration: seconds, or with a unit (ap_timeout_parameter_parse). */
 static const char *cs_parse_secs(cmd_parms *cmd, const char *arg,
                                  apr_int64_t min, apr_int64_t max,
@@ -553,6 +644,10 @@ const command_rec cs_cmds[] = {
     AP_INIT_TAKE2("CertServiceACMEAccountSeal", cs_set_acme_seal, NULL,
                   RSRC_CONF, "RSA certificate and key file that seal the "
                   "ACME account key in the database"),
+    AP_INIT_TAKE23("CertServiceACMEExternalAccountBinding", cs_set_acme_eab,
+                   NULL, RSRC_CONF, "External Account Binding for new "
+                   "ACME accounts: KEY-ID MAC-KEY-FILE [HS256|HS384|HS512] "
+                   "(the file holds the CA's base64url MAC key)"),
     AP_INIT_TAKE2("CertServiceACMELimit", cs_set_acme_limit, NULL, RSRC_CONF,
                   "New orders per window, for the whole cluster: N SECONDS "
                   "(default " CS_STR(CS_ACME_LIMIT) " "

@@ -29,6 +29,7 @@
 #include "apr_optional.h"
 
 #include "cs_crypto.h"
+#include "cs_jws.h"
 #include "cs_log.h"
 #include "cs_request.h"
 #include "cs_store.h"
@@ -100,6 +101,7 @@ typedef struct {
     const char *acme_ca;                /* NULL: the system's trust */
     X509 *acme_seal_cert;               /* NULL: unset */
     EVP_PKEY *acme_seal_key;
+    cs_eab_t *acme_eab;                 /* NULL: none; see the merge */
     int acme_limit;                     /* 0: unset */
     apr_int64_t acme_window;            /* 0: unset */
     apr_int64_t acme_backoff;           /* 0: unset */

@@ -59,6 +59,14 @@
 #      offer is logged (CS00041).  What the profile does to the lifetime
 #      is not seen here (pebble's lifetime is its own): the renewal of
 #      160-hour and 45-day certificates is in t/unit/test_cs_acme_drive.c.
+#   9. External Account Binding against a second pebble that requires it
+#      (externalAccountBindingRequired, externalAccountMACKeys): without
+#      CertServiceACMEExternalAccountBinding the order fails naming the
+#      directive; with a wrong MAC key pebble refuses the account; with
+#      the right one an account is made and certificates are issued, and
+#      the admin API's key rollover works there; the MAC key is in no
+#      log, API answer or database file; bad key files
+#      fail httpd -t naming the directive and the file
 #
 # Step 2 also runs CertServiceACMEPreCheck: a domain that reaches the pool
 # is issued, one that does not fails before any order reaches the CA.
@@ -103,11 +111,12 @@ cs2dir=$tmp/cs2
 pids=()         # challtestsrv
 pebble_pid=
 caproxy_pid=
+peb2_pid=
 on_cleanup() {
     stop_httpd "$pxdir"
     stop_httpd "$csdir"
     stop_httpd "$cs2dir"
-    stop_pids "${pids[@]}" "$pebble_pid" "$caproxy_pid"
+    stop_pids "${pids[@]}" "$pebble_pid" "$caproxy_pid" "$peb2_pid"
 }
 
 # --- PKI ---------------------------------------------------------------------
@@ -146,8 +155,11 @@ px_port=$(newport)
 st_port=$(newport)
 cs_port=$(newport)
 cs2_port=$(newport)
+peb2_port=$(newport)
+peb2_mgmt=$(newport)
+peb2_tls01=$(newport)
 for v in dns_port cts_port pebble_port pebble_mgmt caproxy_port http_port \
-         px_port st_port cs_port cs2_port; do
+         px_port st_port cs_port cs2_port peb2_port peb2_mgmt peb2_tls01; do
     used[${!v}]=1
 done
 diag "ports: dns $dns_port, pebble $pebble_port (mgmt $pebble_mgmt), ca-proxy $caproxy_port, proxy http $http_port https $px_port status $st_port, CertService $cs_port / $cs2_port"
@@ -694,6 +706,163 @@ grep -h CS00041 "$csdir/logs/error_log" | tail -1 | while read -r l; do diag "$l
 stop_httpd "$csdir"
 write_cs "$csdir" "$cs_port" 1000 60
 start_httpd "$csdir" "$cs_port" || bail "CertService did not restart"
+
+# =============================================================================
+section "9. External Account Binding (a second pebble that requires it)"
+
+# A base64url MAC key as CAs hand them out, and a wrong one.
+mac_key() { openssl rand 32 | base64 | tr '+/' '-_' | tr -d '=\n'; }
+eab_key=$(mac_key)
+eab_bad=$(mac_key)
+pebble_conf "$peb2_port" "$peb2_mgmt" "$http_port" "$peb2_tls01" "$pki" \
+    | jq --arg k "$eab_key" '.pebble.externalAccountBindingRequired = true
+        | .pebble.externalAccountMACKeys = {"kid-e2e": $k}' \
+    >"$tmp/pebble/eab.json"
+PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=$NONCEREJECT PEBBLE_AUTHZREUSE=0 \
+PEBBLE_VA_ALWAYS_VALID= \
+    pebble -config "$tmp/pebble/eab.json" -dnsserver "127.0.0.1:$dns_port" \
+    >>"$tmp/pebble/eab.log" 2>&1 &
+peb2_pid=$!
+wait_port "$peb2_port" || bail "the EAB pebble did not start: $(tail -5 "$tmp/pebble/eab.log")"
+dir2="https://127.0.0.1:$peb2_port/dir"
+d2=$(curl -sS --noproxy '*' --cacert "$pki/acme-tls-ca.crt" "$dir2")
+is "$(jq -r .meta.externalAccountRequired <<<"$d2")" true \
+    "the second pebble's directory says meta.externalAccountRequired"
+
+# write_cs_eab [LINE]: the first CertService, same database, issuing
+# through the EAB pebble (LINE: the binding)
+write_cs_eab() {
+    write_cs_conf "$csdir" "$cs_port" log="warn certservice:info" \
+        db="$csdir/db/cs.db" acme="$dir2" \
+        vhost="CertServiceACMEContact mailto:e2e@example.org
+CertServiceACMEWorkers 2
+CertServiceACMELimit 1000 60
+CertServiceACMEBackoff 2 8${1:+
+$1}"
+}
+# last_error_has DOMAIN TEXT: the domain's last_error contains TEXT
+last_error_has() {
+    req GET "/v1/domains/$1"
+    jqb '.last_error // ""' | grep -qF -- "$2"
+}
+install -m 600 /dev/null "$tmp/work/eab-good.key"
+printf '%s\n' "$eab_key" >"$tmp/work/eab-good.key"
+install -m 600 /dev/null "$tmp/work/eab-bad.key"
+printf '%s\n' "$eab_bad" >"$tmp/work/eab-bad.key"
+
+# Bad key files fail the configuration (httpd -t), naming directive and file.
+conf_error() { # FILE: httpd -t's complaint about a binding with FILE
+    write_cs_eab "CertServiceACMEExternalAccountBinding kid-e2e $1"
+    "$HTTPD" -t -f "$csdir/httpd.conf" 2>&1 | grep -F CertServiceACMEExternalAccountBinding
+}
+printf 'not/base64+url\n' >"$tmp/work/eab-b64.key"; chmod 600 "$tmp/work/eab-b64.key"
+: >"$tmp/work/eab-empty.key"; chmod 600 "$tmp/work/eab-empty.key"
+install -m 644 /dev/null "$tmp/work/eab-open.key"; printf '%s\n' "$eab_key" >"$tmp/work/eab-open.key"
+e=$(conf_error "$tmp/work/eab-b64.key")
+grep -q "eab-b64.key.*not base64url" <<<"$e"
+okif $? "a MAC key file that is not base64url fails httpd -t: $e"
+e=$(conf_error "$tmp/work/eab-empty.key")
+grep -q "eab-empty.key.*empty" <<<"$e"
+okif $? "an empty MAC key file fails httpd -t: $e"
+e=$(conf_error "$tmp/work/eab-missing.key")
+grep -q "cannot read the MAC key file.*eab-missing.key" <<<"$e"
+okif $? "a missing MAC key file fails httpd -t: $e"
+e=$(conf_error "$tmp/work/eab-open.key")
+grep -q "eab-open.key.*group or others" <<<"$e"
+okif $? "a MAC key file others may read fails httpd -t: $e"
+grep -qF -- "$eab_key" <<<"$e"
+okif $((! $?)) "httpd -t's messages do not quote the key"
+e=$(conf_error "$tmp/work/eab-good.key RS256")
+grep -q "'RS256' is not a MAC algorithm" <<<"$e"
+okif $? "an algorithm that is not HS256/384/512 fails httpd -t: $e"
+write_cs_eab "CertServiceACMEExternalAccountBinding kid-e2e $tmp/work/eab-good.key hs512"
+e=$("$HTTPD" -t -f "$csdir/httpd.conf" 2>&1)
+grep -q "Syntax OK" <<<"$e"
+okif $? "a good MAC key file with hs512 passes httpd -t: $e"
+
+# Without a binding: the order fails, naming the directive.
+stop_httpd "$csdir"
+write_cs_eab
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart: $(tail -5 "$csdir/logs/error_log")"
+req PUT /v1/domains/eab-none.acme.test '{}'
+if wait_for 60 last_error_has eab-none.acme.test CertServiceACMEExternalAccountBinding; then
+    ok "without a binding the order fails, naming the directive: $(jqb -r .last_error)"
+else
+    notok "without a binding the order fails, naming the directive: $(jqb -c '{last_error, acme}')"
+fi
+grep -q 'CS00020.*eab-none.acme.test.*External Account Binding.*CertServiceACMEExternalAccountBinding' \
+    "$csdir/logs/error_log"
+okif $? "CS00020 in the error log says so"
+
+# A wrong MAC key: pebble refuses the account.
+stop_httpd "$csdir"
+write_cs_eab "CertServiceACMEExternalAccountBinding kid-e2e $tmp/work/eab-bad.key"
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart: $(tail -5 "$csdir/logs/error_log")"
+req PUT /v1/domains/eab-wrong.acme.test '{}'
+if wait_for 60 last_error_has eab-wrong.acme.test newAccount; then
+    ok "with a wrong MAC key pebble refuses the account: $(jqb -r .last_error)"
+else
+    notok "with a wrong MAC key pebble refuses the account: $(jqb -c '{last_error, acme}')"
+fi
+req GET /v1/domains/eab-wrong.acme.test
+is "$(jqb -r '.serial // "none"')" none "no certificate with the wrong key"
+
+# The right key: an account at the EAB pebble, certificates issued (the
+# two failed domains too, on their next try).
+stop_httpd "$csdir"
+write_cs_eab "CertServiceACMEExternalAccountBinding kid-e2e $tmp/work/eab-good.key"
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart: $(tail -5 "$csdir/logs/error_log")"
+grep -q 'CS00050.*key id kid-e2e, HS256' "$csdir/logs/error_log"
+okif $? "CS00050 logs the binding's key id at startup"
+req PUT /v1/domains/eab-ok.acme.test '{}'
+if wait_for 90 domains_active eab-ok.acme.test eab-none.acme.test eab-wrong.acme.test; then
+    ok "with the right MAC key: account made, certificates issued by the EAB pebble"
+else
+    for d in eab-ok eab-none eab-wrong; do
+        req GET "/v1/domains/$d.acme.test"
+        diag "$d: $(jqb -c '{serial, last_error, acme}')"
+    done
+    notok "with the right MAC key: account made, certificates issued by the EAB pebble"
+fi
+req GET /v1/acme/account
+acct_answer=$body
+grep -q "127.0.0.1:$peb2_port/" <<<"$(jqb -r .account)"
+okif $? "the account is the EAB pebble's: $(jqb -r .account)"
+grep -q "acme: new account https://127.0.0.1:$peb2_port/" "$csdir/logs/error_log"
+okif $? "CS00014 logged the new account"
+# The chain is the EAB pebble's.
+curl -sS --noproxy '*' --cacert "$pki/acme-tls-ca.crt" \
+    "https://127.0.0.1:$peb2_mgmt/roots/0" >"$tmp/work/peb2-root.pem"
+cs_curl proxy "$cs_port" /v1/bundles/eab-ok.acme.test | jq -r .chain_pem \
+    >"$tmp/work/eab-chain.pem"
+openssl verify -CAfile "$tmp/work/peb2-root.pem" -untrusted "$tmp/work/eab-chain.pem" \
+    "$tmp/work/eab-chain.pem" >/dev/null 2>&1
+okif $? "eab-ok.acme.test's chain verifies to the EAB pebble's root"
+# The admin API's client binds too (it looks the account up first).
+acct2=$(jq -r .account <<<"$acct_answer")
+req POST /v1/acme/account/key-change '{}'
+is "$code" 200 "key rollover at the EAB pebble: 200 ($(jqb -c . | head -c 300))"
+is "$(jqb -r .account)" "$acct2" "same account after the rollover"
+answers_kc=$body
+req PUT /v1/domains/eab-rolled.acme.test '{}'
+wait_for 60 domains_active eab-rolled.acme.test
+okif $? "an order after the rollover at the EAB pebble succeeds"
+
+# The MAC keys are nowhere: logs, API answers, the database.
+answers=$acct_answer$answers_kc
+for d in eab-ok eab-none eab-wrong eab-rolled; do
+    req GET "/v1/domains/$d.acme.test"
+    answers="$answers$body"
+done
+req GET "/v1/domains?limit=1000"
+answers="$answers$body"
+leaks=
+for k in "$eab_key" "$eab_bad"; do
+    grep -rlF -- "$k" "$csdir/logs" "$pxdir/logs" "$cs2dir/logs" \
+        "$csdir/db" 2>/dev/null && leaks="$leaks files"
+    grep -qF -- "$k" <<<"$answers" && leaks="$leaks api"
+done
+is "$leaks" "" "the MAC keys appear in no log file, API answer or database file"
 
 # No unexpected errors in the logs.
 errs=$(grep -h -E '\[(crit|alert|emerg)\]|AH00052|Segmentation' \

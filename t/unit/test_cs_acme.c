@@ -5,8 +5,9 @@
  * brought, up to a limit), Retry-After (seconds, HTTP dates, bounds, the
  * rate limit's default), Link rel=alternate and the preferred chain, the
  * pre-check's probes pinned to each address, with the A records from a
- * small DNS server on loopback (c-ares); and the transport's Retry-After
- * grammar itself.
+ * small DNS server on loopback (c-ares); the transport's Retry-After
+ * grammar itself; and External Account Binding (sent in newAccount, and
+ * required by the directory: no request without one).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -688,6 +689,108 @@ static void test_directory_retries(void)
     apr_pool_destroy(cp);
 }
 
+#define DIR_EAB_JSON \
+    "{\"newNonce\":\"" CA "/nonce\",\"newAccount\":\"" CA "/acct\"," \
+    "\"newOrder\":\"" CA "/order\",\"meta\":{\"termsOfService\":" \
+    "\"" CA "/tos\",\"externalAccountRequired\":true}}"
+
+static cs_acme_t *eab_client(fake_http_t **pf, const cs_eab_t *eab)
+{
+    cs_acme_conf_t conf;
+    cs_acme_t *acme;
+    fake_http_t *f = fake_http_create(pool);
+
+    fake_http_answer(f, "GET", CA "/dir", 200, NULL, DIR_EAB_JSON);
+    fake_http_answer(f, "HEAD", CA "/nonce", 200, "Replay-Nonce: head-1\n",
+                     NULL);
+    memset(&conf, 0, sizeof(conf));
+    conf.directory_url = CA "/dir";
+    conf.http = fake_http_transport(f);
+    conf.eab = eab;
+    if (cs_acme_create(&acme, pool, &conf) != APR_SUCCESS) {
+        return NULL;
+    }
+    *pf = f;
+    return acme;
+}
+
+static void test_eab(void)
+{
+    static const unsigned char mac_key[32] = "0123456789abcdef0123456789abcde";
+    cs_eab_t eab = { "eab-kid-7", mac_key, sizeof(mac_key), NULL };
+    const char *kid = NULL, *err = NULL, *hdr, *payload, *b64, *ehdr;
+    const char *epay;
+    apr_size_t len;
+    unsigned char *raw;
+    cs_acme_stats_t st;
+    fake_http_t *f;
+    cs_acme_t *acme;
+    json_t *j, *b, *h, *jwk;
+
+    UNIT_CASE("EAB required, none configured: no request past the "
+              "directory");
+    acme = eab_client(&f, NULL);
+    if (!CHECK(acme != NULL)) {
+        return;
+    }
+    CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
+                 APR_EACCES);
+    CHECK(err && strstr(err, "External Account Binding")
+          && strstr(err, "externalAccountRequired"));
+    cs_acme_stats(&st, acme);
+    CHECK_EQ_INT(st.requests, 1);
+    CHECK_EQ_INT(fake_http_count(f), 1);
+
+    UNIT_CASE("EAB configured: newAccount carries the binding");
+    acme = eab_client(&f, &eab);
+    if (!CHECK(acme != NULL)) {
+        return;
+    }
+    fake_http_answer(f, "POST", CA "/acct", 201,
+                     "Replay-Nonce: after-acct\n"
+                     "Location: " CA "/acct/9\n", "{\"status\":\"valid\"}");
+    CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
+                 APR_SUCCESS);
+    CHECK_STR(kid, CA "/acct/9");
+    if (!CHECK(fake_http_request(f, 2) != NULL)
+        || !CHECK_EQ_INT(cs_jws_verify(&hdr, &payload, pool, account_key,
+                                       fake_http_request(f, 2)->body, &err),
+                         APR_SUCCESS)) {
+        return;
+    }
+    j = json_loads(payload, 0, NULL);
+    CHECK(json_is_true(json_object_get(j, "termsOfServiceAgreed")));
+    b = json_object_get(j, "externalAccountBinding");
+    CHECK_EQ_INT(json_object_size(b), 3);
+    b64 = json_string_value(json_object_get(b, "protected"));
+    if (CHECK(b64 != NULL)
+        && CHECK_EQ_INT(cs_b64url_decode(&raw, &len, pool, b64),
+                        APR_SUCCESS)) {
+        ehdr = apr_pstrndup(pool, (const char *)raw, len);
+        h = json_loads(ehdr, 0, NULL);
+        CHECK_STR(json_string_value(json_object_get(h, "alg")), "HS256");
+        CHECK_STR(json_string_value(json_object_get(h, "kid")), "eab-kid-7");
+        CHECK_STR(json_string_value(json_object_get(h, "url")), CA "/acct");
+        CHECK(json_object_get(h, "nonce") == NULL);
+        json_decref(h);
+    }
+    b64 = json_string_value(json_object_get(b, "payload"));
+    if (CHECK(b64 != NULL)
+        && CHECK_EQ_INT(cs_b64url_decode(&raw, &len, pool, b64),
+                        APR_SUCCESS)) {
+        epay = apr_pstrndup(pool, (const char *)raw, len);
+        h = json_loads(epay, 0, NULL);
+        jwk = cs_jwk_public(account_key);
+        CHECK(h && json_equal(h, jwk));
+        json_decref(jwk);
+        json_decref(h);
+    }
+    /* The MAC key itself is nowhere in the request. */
+    CHECK(strstr(fake_http_request(f, 2)->body,
+                 cs_b64url_encode(pool, mac_key, sizeof(mac_key))) == NULL);
+    json_decref(j);
+}
+
 int main(void)
 {
     apr_initialize();
@@ -705,6 +808,7 @@ int main(void)
     test_directory_retries();
     test_precheck();
     test_precheck_dns();
+    test_eab();
     apr_pool_destroy(pool);
     apr_terminate();
     return unit_summary();

@@ -67,6 +67,7 @@
 #define CA          "https://ca.test"
 #define DIR_URL     CA "/directory"         /* a CA without renewalInfo */
 #define ARI_DIR_URL CA "/ari/directory"     /* the same CA, with it */
+#define EAB_DIR_URL CA "/eab/directory"     /* requiring EAB */
 #define ACME_ERR    "urn:ietf:params:acme:error:"
 #define STARTS(s, prefix) (strncmp((s), (prefix), strlen(prefix)) == 0)
 
@@ -560,7 +561,8 @@ static apr_status_t ca_get(cs_http_resp_t *resp, const cs_http_req_t *req,
 {
     const char *id;
 
-    if (strcmp(req->url, DIR_URL) == 0 || strcmp(req->url, ARI_DIR_URL) == 0) {
+    if (strcmp(req->url, DIR_URL) == 0 || strcmp(req->url, ARI_DIR_URL) == 0
+        || strcmp(req->url, EAB_DIR_URL) == 0) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:{s:s, s:s, "
                               "s:s}}}",
                               "newNonce", CA "/nonce",
@@ -576,6 +578,10 @@ static apr_status_t ca_get(cs_http_resp_t *resp, const cs_http_req_t *req,
         if (strcmp(req->url, ARI_DIR_URL) == 0) {
             json_object_set_new(j, "renewalInfo",
                                 json_string(CA "/renewal-info/"));
+        }
+        if (strcmp(req->url, EAB_DIR_URL) == 0) {
+            json_object_set_new(json_object_get(j, "meta"),
+                                "externalAccountRequired", json_true());
         }
         return reply_json(resp, p, 200, j);
     }
@@ -1438,6 +1444,32 @@ static void test_store_failures(cs_acme_drive_t *d,
     apr_pool_destroy(p);
 }
 
+/* A CA that requires External Account Binding, and no binding: the job
+ * fails naming the directive, and the CA gets no account request. */
+static void test_eab_required(const cs_acme_policy_t *pol)
+{
+    cs_acme_policy_t epol = *pol;
+    cs_acme_outcome_t out;
+    cs_acme_drive_t *d;
+    apr_pool_t *p;
+    int regs = registrations(), orders = new_orders();
+
+    UNIT_CASE("EAB required, none configured");
+    apr_pool_create(&p, root);
+    epol.directory_url = EAB_DIR_URL;
+    d = make_drive(p, &epol, "test:eab:0");
+    enqueue("eab.test");
+    CHECK_EQ_INT(run(&out, d, p, "eab.test"), CS_ACME_JOB_FAILED);
+    CHECK(out.job && out.job->last_error
+          && strstr(out.job->last_error, "externalAccountRequired")
+          && strstr(out.job->last_error,
+                    "CertServiceACMEExternalAccountBinding"));
+    CHECK_EQ_INT(registrations(), regs);
+    CHECK_EQ_INT(new_orders(), orders);
+    CHECK_EQ_INT(cs_store_job_delete(&db, p, "eab.test"), APR_SUCCESS);
+    apr_pool_destroy(p);
+}
+
 static void test_backoff(cs_acme_drive_t *d, const cs_acme_policy_t *pol)
 {
     static const apr_int64_t want[] = { 60, 120, 240, 300, 300, 300 };
@@ -1619,6 +1651,7 @@ int main(void)
     test_backoff(d, &pol);
     test_store_failures(d, &pol);
     test_precheck(&pol);
+    test_eab_required(&pol);
 
     UNIT_CASE("the CA and the domains were asked nothing unexpected");
     CHECK_EQ_INT(fake_http_unanswered(ca.http), 0);

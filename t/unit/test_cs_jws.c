@@ -1,6 +1,7 @@
 /*
- * test_cs_jws.c: base64url, JWK and thumbprints (RFC 7638 vector), and
- * ES256 / RS256 JWS signatures checked by OpenSSL directly.
+ * test_cs_jws.c: base64url, JWK and thumbprints (RFC 7638 vector),
+ * ES256 / RS256 JWS signatures checked by OpenSSL directly, and External
+ * Account Binding JWSs whose HMAC is recomputed here with OpenSSL's HMAC().
  */
 #include <string.h>
 
@@ -11,6 +12,7 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/param_build.h>
 
 #include "cs_crypto.h"
@@ -193,6 +195,98 @@ static void sign_case(const char *name, cs_key_type_t kt, const char *alg,
     json_decref(hdr);
 }
 
+/* An EAB JWS for the RFC 7638 key, checked member by member, its MAC
+ * recomputed with HMAC() over the exact signing input it carries. */
+static void eab_case(const char *alg, const EVP_MD *md, apr_size_t mac_len,
+                     EVP_PKEY *account)
+{
+    /* The key text as a CA hands it out (a file's newline included). */
+    static const char key64[] =
+        "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n";
+    static const char url[] = "https://ca.test/acme/new-acct";
+    unsigned char *key, *sig, want[EVP_MAX_MD_SIZE];
+    unsigned int want_len = 0;
+    apr_size_t key_len = 0, sig_len;
+    const char *jws = NULL, *err = NULL, *prot64, *pay64;
+    unsigned char *prot, *pay;
+    apr_size_t plen, ylen;
+    json_t *j, *hdr, *jwk_sent, *jwk;
+    cs_eab_t eab;
+
+    UNIT_CASE(alg);
+    if (!CHECK_EQ_INT(cs_eab_key_decode(&key, &key_len, pool, key64, &err),
+                      APR_SUCCESS)) {
+        return;
+    }
+    CHECK_EQ_INT(key_len, 48);
+    eab.kid = "kid-1";
+    eab.key = key;
+    eab.key_len = key_len;
+    eab.alg = alg;
+    if (!CHECK_EQ_INT(cs_jws_eab(&jws, pool, &eab, account, url, &err),
+                      APR_SUCCESS)) {
+        return;
+    }
+    j = json_loads(jws, 0, NULL);
+    CHECK_EQ_INT(json_object_size(j), 3);
+    prot64 = json_string_value(json_object_get(j, "protected"));
+    pay64 = json_string_value(json_object_get(j, "payload"));
+    if (!CHECK(prot64 && pay64
+               && json_string_value(json_object_get(j, "signature")))
+        || !CHECK_EQ_INT(cs_b64url_decode(&sig, &sig_len, pool,
+                                          json_string_value(json_object_get(
+                                              j, "signature"))),
+                         APR_SUCCESS)) {
+        json_decref(j);
+        return;
+    }
+    /* Protected header: exactly alg, kid and url (no nonce, no jwk). */
+    CHECK_EQ_INT(cs_b64url_decode(&prot, &plen, pool, prot64), APR_SUCCESS);
+    hdr = json_loadb((const char *)prot, plen, 0, NULL);
+    CHECK_EQ_INT(json_object_size(hdr), 3);
+    CHECK_STR(json_string_value(json_object_get(hdr, "alg")),
+              alg ? alg : "HS256");
+    CHECK_STR(json_string_value(json_object_get(hdr, "kid")), "kid-1");
+    CHECK_STR(json_string_value(json_object_get(hdr, "url")), url);
+    json_decref(hdr);
+    /* Payload: the account's public JWK. */
+    CHECK_EQ_INT(cs_b64url_decode(&pay, &ylen, pool, pay64), APR_SUCCESS);
+    jwk_sent = json_loadb((const char *)pay, ylen, 0, NULL);
+    jwk = cs_jwk_public(account);
+    CHECK(jwk_sent && json_equal(jwk_sent, jwk));
+    CHECK_STR(json_string_value(json_object_get(jwk_sent, "e")), "AQAB");
+    json_decref(jwk_sent);
+    json_decref(jwk);
+    /* Signature: HMAC(key, protected "." payload), computed here. */
+    HMAC(md, key, (int)key_len,
+         (const unsigned char *)apr_pstrcat(pool, prot64, ".", pay64, NULL),
+         strlen(prot64) + 1 + strlen(pay64), want, &want_len);
+    CHECK_EQ_INT(sig_len, mac_len);
+    CHECK_EQ_INT(want_len, mac_len);
+    CHECK_MEM(sig, want, mac_len);
+    /* Another key gives another MAC. */
+    key[0] ^= 1;
+    CHECK_EQ_INT(cs_jws_eab(&jws, pool, &eab, account, url, &err),
+                 APR_SUCCESS);
+    CHECK(strstr(jws, json_string_value(json_object_get(j, "signature")))
+          == NULL);
+    json_decref(j);
+}
+
+/* A bad MAC key text: refused, and the error does not quote it. */
+static void eab_bad_key(const char *name, const char *text)
+{
+    unsigned char *key = NULL;
+    apr_size_t len = 0;
+    const char *err = NULL;
+
+    UNIT_CASE(name);
+    CHECK_EQ_INT(cs_eab_key_decode(&key, &len, pool, text, &err),
+                 APR_EINVAL);
+    CHECK(err != NULL);
+    CHECK(err && (!*text || strstr(err, text) == NULL));
+}
+
 int main(void)
 {
     EVP_PKEY *rsa, *p384 = NULL;
@@ -251,6 +345,38 @@ int main(void)
                              &err), APR_EINVAL);
     CHECK(err != NULL);
     EVP_PKEY_free(p384);
+
+    /* External Account Binding. */
+    rsa = rfc7638_key();
+    eab_case(NULL, EVP_sha256(), 32, rsa);
+    eab_case("HS256", EVP_sha256(), 32, rsa);
+    eab_case("HS384", EVP_sha384(), 48, rsa);
+    eab_case("HS512", EVP_sha512(), 64, rsa);
+    {
+        cs_eab_t eab = { "kid-1", bin, sizeof(bin), "RS256" };
+
+        UNIT_CASE("EAB: an algorithm that is not HMAC");
+        CHECK(cs_eab_digest("RS256") == NULL);
+        CHECK_EQ_INT(cs_jws_eab(&jws, pool, &eab, rsa, "https://x/", &err),
+                     APR_EINVAL);
+        UNIT_CASE("EAB: no key id");
+        eab.alg = NULL;
+        eab.kid = "";
+        CHECK_EQ_INT(cs_jws_eab(&jws, pool, &eab, rsa, "https://x/", &err),
+                     APR_EINVAL);
+    }
+    EVP_PKEY_free(rsa);
+    eab_bad_key("EAB key: empty", "");
+    eab_bad_key("EAB key: white space only", " \n\t\n");
+    eab_bad_key("EAB key: base64 alphabet, not base64url", "ab+/cdEF");
+    eab_bad_key("EAB key: a space inside", "abcd efgh");
+    eab_bad_key("EAB key: a lone trailing character", "abcde");
+    eab_bad_key("EAB key: only padding", "====");
+    UNIT_CASE("EAB key: padding and white space around are fine");
+    CHECK_EQ_INT(cs_eab_key_decode(&out, &len, pool, "\t Zm9vYg==\r\n",
+                                   &err), APR_SUCCESS);
+    CHECK_EQ_INT(len, 4);
+    CHECK_MEM(out, "foob", 4);
 
     apr_pool_destroy(pool);
     apr_terminate();
