@@ -29,7 +29,7 @@ static APR_OPTIONAL_FN_TYPE(ap_dbd_close) *cs_dbd_close;
 
 /* How often the thread looks at the outbox, scans, purges (seconds). */
 #define NOTIFY_TICK         1
-#define NOTIFY_SCAN_EVERY   60
+#define NOTIFY_SCAN_EVERY   30
 #define NOTIFY_PURGE_EVERY  3600
 #define NOTIFY_BATCH        16
 
@@ -273,7 +273,7 @@ static cs_delivery_t deliver_cmd(cs_notifier_t *n, apr_pool_t *p,
     if ((rv = apr_procattr_create(&attr, p))
         || (rv = apr_procattr_io_set(attr, APR_FULL_BLOCK, APR_NO_PIPE,
                                      APR_NO_PIPE))
-        || (rv = apr_procattr_cmdtype_set(attr, APR_PROGRAM))
+        || (rv = apr_procattr_cmdtype_set(attr, APR_PROGRAM_ENV))
         || (rv = apr_procattr_error_check_set(attr, 1))
         || (rv = apr_proc_create(&proc, argv[0], argv, NULL, attr, p))) {
         *err = apr_psprintf(p, "cannot run %s: %pm", argv[0], &rv);
