@@ -104,9 +104,11 @@ pebble_pid=
 caproxy_pid=
 nr_pid=         # notify-receiver.py
 on_cleanup() {
-    stop_httpd "$pxdir"
-    stop_httpd "$csdir"
-    stop_httpd "$cs2dir"
+    local stop=stop_httpd   # without waiting for the outbox (see below)
+    declare -F lib_stop_httpd >/dev/null && stop=lib_stop_httpd
+    $stop "$pxdir"
+    $stop "$csdir"
+    $stop "$cs2dir"
     stop_pids "${pids[@]}" "$pebble_pid" "$caproxy_pid" "$nr_pid"
 }
 
@@ -287,6 +289,21 @@ wait_for() {
         [ "$(date +%s)" -lt "$limit" ] || return 1
         sleep 1
     done
+}
+# The outbox has nothing left to deliver.
+drained() {
+    local n
+    n=$(sqlite3 "$csdir/db/cs.db" "SELECT COUNT(*) FROM cs_notify_events WHERE state <> 'sent'" 2>/dev/null)
+    [ "$n" = 0 ]
+}
+# A CertService stopped while its notification thread runs the command
+# runs it again after the claim expired (at least once, as documented):
+# the steps below stop an instance only when its outbox is drained, so
+# that step 8 can show every event delivered exactly once.
+eval "lib_$(declare -f stop_httpd)"
+stop_httpd() {
+    [ "$1" = "$pxdir" ] || wait_for 30 drained
+    lib_stop_httpd "$@"
 }
 # domains_active D...: every one has a serial at CertService
 domains_active() {
@@ -640,11 +657,6 @@ okif $? "CertServiceACMEPreferredChain picks the alternate chain (verifies to pe
 section "8. notifications"
 
 # Let the outbox drain (the 503's retry waits 30 s).
-drained() {
-    local n
-    n=$(sqlite3 "$csdir/db/cs.db" "SELECT COUNT(*) FROM cs_notify_events WHERE state <> 'sent'" 2>/dev/null)
-    [ "$n" = 0 ]
-}
 wait_for 90 drained
 okif $? "the outbox drained: every row sent ($(sqlite3 "$csdir/db/cs.db" "SELECT sink, state, COUNT(*) FROM cs_notify_events GROUP BY sink, state" | tr '\n' ' '))"
 wh=$tmp/notify/webhook.jsonl
