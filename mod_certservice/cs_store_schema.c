@@ -99,6 +99,29 @@ static const char *const schema_ddl[] = {
     " count BIGINT NOT NULL,"
     " paused_until BIGINT NOT NULL)",
 
+    /* Notifications: the outbox, one row per event and sink, due at
+     * next_at (cs_notify.h).  UNIQUE (domain, type, serial, id): the
+     * index of the expiry scan's "told already". */
+    "CREATE TABLE IF NOT EXISTS cs_notify_events ("
+    " id VARCHAR(64) NOT NULL,"
+    " sink VARCHAR(16) NOT NULL,"
+    " type VARCHAR(32) NOT NULL,"
+    " domain VARCHAR(253) NOT NULL,"
+    " serial VARCHAR(64),"
+    " not_after BIGINT NOT NULL,"
+    " body TEXT NOT NULL,"
+    " state VARCHAR(16) NOT NULL,"
+    " attempts BIGINT NOT NULL,"
+    " next_at BIGINT NOT NULL,"
+    " owner VARCHAR(64),"
+    " lease_until BIGINT NOT NULL,"
+    " last_error TEXT,"
+    " created BIGINT NOT NULL,"
+    " updated BIGINT NOT NULL,"
+    " PRIMARY KEY (id, sink),"
+    " UNIQUE (next_at, id, sink),"
+    " UNIQUE (domain, type, serial, id, sink))",
+
     NULL
 };
 
@@ -269,6 +292,45 @@ static const cs_statement_t statements[CS_STMT_COUNT + 1] = {
       "UPDATE cs_acme_limits SET window_start = %lld, count = %lld,"
       " paused_until = %lld WHERE name = %s" },
 
+    /* Notifications: the outbox.  A claim re-checks in its WHERE that the
+     * row is due and unclaimed, like a job's. */
+    [CS_STMT_NTF_INSERT] = { "cs_ntf_insert",
+      "INSERT INTO cs_notify_events (id, sink, type, domain, serial,"
+      " not_after, body, state, attempts, next_at, owner, lease_until,"
+      " last_error, created, updated) VALUES (%s, %s, %s, %s, %s, %lld,"
+      " %s, 'pending', 0, %lld, NULL, 0, NULL, %lld, %lld)" },
+    [CS_STMT_NTF_DUE] = { "cs_ntf_due",
+      "SELECT id, sink FROM cs_notify_events WHERE state = 'pending'"
+      " AND next_at <= %lld AND lease_until < %lld"
+      " ORDER BY next_at, id, sink LIMIT %d" },
+    [CS_STMT_NTF_CLAIM] = { "cs_ntf_claim",
+      "UPDATE cs_notify_events SET owner = %s, lease_until = %lld"
+      " WHERE id = %s AND sink = %s AND state = 'pending'"
+      " AND next_at <= %lld AND lease_until < %lld" },
+    [CS_STMT_NTF_GET] = { "cs_ntf_get",
+      "SELECT id, sink, type, domain, serial, not_after, body, state,"
+      " attempts, next_at, last_error, created FROM cs_notify_events"
+      " WHERE id = %s AND sink = %s" },
+    [CS_STMT_NTF_FINISH] = { "cs_ntf_finish",
+      "UPDATE cs_notify_events SET state = %s, attempts = %lld,"
+      " next_at = %lld, owner = NULL, lease_until = 0, last_error = %s,"
+      " updated = %lld WHERE id = %s AND sink = %s AND owner = %s" },
+    /* Certificates within the window (not_after <= now + window) or with
+     * at most percent % of their lifetime left, not told yet. */
+    [CS_STMT_NTF_EXPIRING] = { "cs_ntf_expiring",
+      "SELECT d.name, d.serial, d.not_after FROM cs_domains d"
+      " WHERE d.serial IS NOT NULL AND d.not_after > 0"
+      " AND (d.not_after <= %lld"
+      " OR 100 * (d.not_after - %lld) <= %lld * (d.not_after - d.not_before))"
+      " AND NOT EXISTS (SELECT 1 FROM cs_notify_events e"
+      " WHERE e.domain = d.name AND e.type = 'expiring'"
+      " AND e.serial = d.serial)"
+      " ORDER BY d.not_after, d.name LIMIT %d" },
+    [CS_STMT_NTF_PURGE] = { "cs_ntf_purge",
+      "DELETE FROM cs_notify_events WHERE state <> 'pending'"
+      " AND updated < %lld AND not_after < %lld" },
+    [CS_STMT_NTF_COUNT] = { "cs_ntf_count",
+      "SELECT COUNT(*) FROM cs_notify_events WHERE state = %s" },
 
     [CS_STMT_COUNT] = { NULL, NULL }
 };

@@ -41,7 +41,10 @@ static int cs_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                          "until a wrapping certificate is configured");
         }
     }
-    return cs_acme_post_config(pconf, main_s);
+    if (cs_acme_post_config(pconf, main_s) != OK) {
+        return !OK;
+    }
+    return cs_notify_post_config(pconf, main_s);
 }
 
 static void cs_register_hooks(apr_pool_t *p)

@@ -75,6 +75,41 @@ static void cs_log_outcome(cs_worker_t *w, const char *domain,
     }
 }
 
+/* The job's outcome as a lifecycle event in the outbox
+ * (mod_certservice_notify.c), for the webhook and the command. */
+static void cs_notify_outcome(cs_worker_t *w, cs_db_t *db, apr_pool_t *p,
+                              const char *domain,
+                              const cs_acme_outcome_t *o)
+{
+    cs_event_t ev;
+    const char *disc;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.domain = domain;
+    ev.ca = w->conf->acme_url;
+    ev.time = apr_time_sec(apr_time_now());
+    if (o->result == CS_ACME_JOB_ISSUED || o->result == CS_ACME_JOB_RENEWED) {
+        ev.type = o->result == CS_ACME_JOB_ISSUED ? CS_EVENT_ISSUED
+                                                  : CS_EVENT_RENEWED;
+        ev.serial = o->bundle->serial;
+        ev.not_after = o->bundle->not_after;
+        disc = ev.serial;
+    }
+    else if (o->result == CS_ACME_JOB_FAILED && o->job) {
+        ev.type = CS_EVENT_FAILED;
+        ev.error = o->job->last_error;
+        ev.problem = cs_notify_problem(p, ev.error);
+        ev.attempts = o->job->attempts;
+        /* One event per failed attempt: the attempt and when. */
+        disc = apr_psprintf(p, "%d@%" APR_INT64_T_FMT, o->job->attempts,
+                            ev.time);
+    }
+    else {
+        return;
+    }
+    cs_notify_emit(w->s, w->conf, db, p, &ev, disc);
+}
+
 /* The thread's pool, drive and client, on its first run. */
 static apr_status_t cs_worker_init(cs_worker_t *w)
 {
@@ -218,6 +253,7 @@ static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
         }
         cs_acme_drive_job(&out, w->drive, &db, jp, domain);
         cs_log_outcome(w, domain, &out);
+        cs_notify_outcome(w, &db, jp, domain, &out);
         apr_pool_destroy(jp);
     } while (apr_time_now() < until);
     cs_dbd_close(w->s, dbd);

@@ -303,6 +303,29 @@ static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt,
     return cs_send_json(q->r, HTTP_ACCEPTED, j);
 }
 
+/* A local CA's issue (or failure) as a lifecycle event
+ * (mod_certservice_notify.c). */
+static void cs_put_notify(cs_req_t *q, const char *type, const char *domain,
+                          const cs_bundle_t *b, const char *error)
+{
+    cs_event_t ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = type;
+    ev.domain = domain;
+    ev.ca = "local";
+    ev.time = apr_time_sec(apr_time_now());
+    ev.error = error;
+    if (b) {
+        ev.serial = b->serial;
+        ev.not_after = b->not_after;
+    }
+    cs_notify_emit(q->r->server, q->conf, &q->db, q->r->pool, &ev,
+                   b ? b->serial
+                     : apr_psprintf(q->r->pool, "local@%" APR_TIME_T_FMT,
+                                    apr_time_now()));
+}
+
 int cs_put_domain(cs_req_t *q, const char *raw)
 {
     const char *domain, *why = NULL, *profile;
@@ -337,11 +360,17 @@ int cs_put_domain(cs_req_t *q, const char *raw)
     if ((rv = cs_service_issue(&b, q->r->pool, svc, domain,
                                (cs_key_type_t)kt, &why))) {
         cs_store_set_error(&q->db, q->r->pool, domain, why);
+        cs_put_notify(q, CS_EVENT_FAILED, domain, NULL, why);
         return cs_error(q->r, rv == APR_ENOTIMPL ? HTTP_SERVICE_UNAVAILABLE
                                                  : HTTP_BAD_GATEWAY,
                         "issuing %s failed: %s", domain, why);
     }
-    return cs_store_and_reply(q, b, "issued", "reissued");
+    rc = cs_store_and_reply(q, b, "issued", "reissued");
+    if (b->seq) {
+        cs_put_notify(q, b->created ? CS_EVENT_ISSUED : CS_EVENT_RENEWED,
+                      domain, b, NULL);
+    }
+    return rc;
 }
 
 int cs_put_certificate(cs_req_t *q, const char *raw)

@@ -45,6 +45,16 @@ void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     CS_MERGE(lease_max_ttl, 0);
     CS_MERGE(max_body, 0);
     CS_MERGE(max_batch, 0);
+    CS_MERGE(notify_url, NULL);
+    /* The CA goes with the URL it was given with. */
+    conf->notify_ca = add->notify_url ? add->notify_ca : base->notify_ca;
+    CS_MERGE(notify_secret, NULL);
+    CS_MERGE(notify_cmd, NULL);
+    CS_MERGE(notify_expiring, 0);
+    conf->notify_expiring_pct = add->notify_expiring
+                                ? add->notify_expiring_pct
+                                : base->notify_expiring_pct;
+    conf->notify_here = add->notify_here;
     CS_MERGE(acme_url, NULL);
     CS_MERGE(acme_contact, NULL);
     CS_MERGE(acme_ca, NULL);
@@ -111,6 +121,10 @@ const cs_conf_t *cs_config_get(server_rec *s)
     CS_DEFAULT(acme_ari, -1, 1);
     CS_DEFAULT(acme_workers, 0, CS_ACME_WORKERS);
     CS_DEFAULT(acme_precheck_port, 0, -1);
+    if (!conf->notify_expiring) {
+        conf->notify_expiring = -1;
+        conf->notify_expiring_pct = CS_NOTIFY_EXPIRING_PCT;
+    }
     conf->effective = 1;
     return conf;
 }
@@ -702,6 +716,19 @@ const command_rec cs_cmds[] = {
                   &cs_slot_max_batch, RSRC_CONF,
                   "Most domains in one POST /v1/bundles (default "
                   CS_STR(CS_DEFAULT_MAX_BATCH) ")"),
+    AP_INIT_TAKE12("CertServiceNotifyURL", cs_set_notify_url, NULL,
+                   RSRC_CONF, "Webhook for lifecycle events (https:// or "
+                   "http:// URL) [and a CA file to trust for it]"),
+    AP_INIT_TAKE1("CertServiceNotifySecret", cs_set_notify_secret, NULL,
+                  RSRC_CONF, "File with the webhook's HMAC-SHA256 secret"),
+    AP_INIT_TAKE1("CertServiceNotifyCmd", cs_set_notify_cmd, NULL,
+                  RSRC_CONF, "Command run for each lifecycle event with "
+                  "the type and domain as arguments, the JSON on stdin"),
+    AP_INIT_TAKE1("CertServiceNotifyExpiring", cs_set_notify_expiring, NULL,
+                  RSRC_CONF, "Tell of a certificate this close to its end "
+                  "without a successor: a duration (7d), a share of its "
+                  "lifetime (default " CS_STR(CS_NOTIFY_EXPIRING_PCT)
+                  "%), or off"),
     { NULL }
 };
 

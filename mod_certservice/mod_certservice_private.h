@@ -31,6 +31,7 @@
 #include "cs_crypto.h"
 #include "cs_jws.h"
 #include "cs_log.h"
+#include "cs_notify.h"
 #include "cs_request.h"
 #include "cs_store.h"
 #include "cs_x509.h"
@@ -114,7 +115,18 @@ typedef struct {
     const char *acme_profile;           /* NULL: the CA's default */
     int acme_precheck_port;             /* 0: unset, -1: off */
     const char *acme_precheck_dns;      /* NULL: the system's resolver */
+    /* Notifications (mod_certservice_notify.c) */
+    const char *notify_url;             /* NULL: no webhook */
+    const char *notify_ca;              /* NULL: the system's trust */
+    const char *notify_secret;          /* NULL: unsigned */
+    const char *notify_cmd;             /* NULL: no command */
+    apr_int64_t notify_expiring;        /* seconds; 0: unset, -1: by
+                                         * notify_expiring_pct or off */
+    int notify_expiring_pct;            /* 0: unset (with the above) */
     int effective;              /* not merged: cs_config_get() sets it */
+    int notify_here;            /* not merged: a sink is named in this
+                                 * server's own context; only such servers
+                                 * start a notification worker */
     int acme_here;              /* not merged: the directory is named in
                                  * this server's own context; only such
                                  * servers start ACME workers */
@@ -211,5 +223,30 @@ int cs_trace_keep(request_rec *r);
 /* Start the ACME workers of every distinct ACME configuration once per
  * process (post_config, after cs_config_get() for every server). */
 int cs_acme_post_config(apr_pool_t *pconf, server_rec *main_s);
+
+/* --- mod_certservice_notify.c: notifications -------------------------- */
+
+/* Log tags CS00060 ... CS00069 are this file's. */
+#define CS_NOTIFY_EXPIRING_PCT  10      /* default: 10% of the lifetime */
+
+/* The directives' handlers (their entries are in cs_cmds). */
+const char *cs_set_notify_url(cmd_parms *cmd, void *dummy, const char *url,
+                              const char *ca);
+const char *cs_set_notify_secret(cmd_parms *cmd, void *dummy,
+                                 const char *file);
+const char *cs_set_notify_cmd(cmd_parms *cmd, void *dummy, const char *path);
+const char *cs_set_notify_expiring(cmd_parms *cmd, void *dummy,
+                                   const char *arg);
+
+/* Record an event in the outbox for every sink of conf (nothing when it
+ * names none); discriminator: see cs_notify_event_id().  Failures are
+ * logged, never returned: a notification never fails what it tells of. */
+void cs_notify_emit(server_rec *s, const cs_conf_t *conf, cs_db_t *db,
+                    apr_pool_t *p, const cs_event_t *ev,
+                    const char *discriminator);
+
+/* Start a notification worker for every server whose own configuration
+ * names a sink (post_config). */
+int cs_notify_post_config(apr_pool_t *pconf, server_rec *main_s);
 
 #endif /* MOD_CERTSERVICE_PRIVATE_H */

@@ -48,7 +48,16 @@
 #      /v1/domains/D/revoke: pebble reports the serial revoked, a new
 #      certificate replaces it), and an alternate chain
 #      (CertServiceACMEPreferredChain: pebble's second root)
-#   8. ACME profiles, through ca-proxy.py (pebble 2.4 has none; the proxy
+#   8. notifications (CertServiceNotifyURL, CertServiceNotifySecret,
+#      CertServiceNotifyCmd, CertServiceNotifyExpiring 80s) all through
+#      steps 1 to 7, into notify-receiver.py (which verifies every
+#      signature and answers its first request 503) and a command: every
+#      event arrives once, signed, at both; each domain of step 1 has
+#      exactly one "issued"; the failed order of step 2 carries the CA's
+#      problem document; the 503 was retried; the renewal of step 6 is
+#      "renewed", and its 90 s certificate "expiring" first; with two
+#      instances on one database (step 4) nothing came twice
+#   9. ACME profiles, through ca-proxy.py (pebble 2.4 has none; the proxy
 #      lists classic, tlsserver and shortlived in meta.profiles and sees
 #      each newOrder's "profile"): a domain PUT with {"profile":
 #      "shortlived"} is ordered with it and GET shows it; a name that is
@@ -59,7 +68,7 @@
 #      offer is logged (CS00041).  What the profile does to the lifetime
 #      is not seen here (pebble's lifetime is its own): the renewal of
 #      160-hour and 45-day certificates is in t/unit/test_cs_acme_drive.c.
-#   9. External Account Binding against a second pebble that requires it
+#  10. External Account Binding against a second pebble that requires it
 #      (externalAccountBindingRequired, externalAccountMACKeys): without
 #      CertServiceACMEExternalAccountBinding the order fails naming the
 #      directive; with a wrong MAC key pebble refuses the account; with
@@ -96,7 +105,7 @@ tap_init
 
 # --- Prerequisites -----------------------------------------------------------
 
-cs_need curl jq openssl python3 pebble pebble-challtestsrv \
+cs_need curl jq openssl python3 sqlite3 pebble pebble-challtestsrv \
     -- dbd macro proxy proxy_http watchdog || bail "$need_why"
 
 cs_modules || bail "the modules are not built (make)"
@@ -112,11 +121,14 @@ pids=()         # challtestsrv
 pebble_pid=
 caproxy_pid=
 peb2_pid=
+nr_pid=         # notify-receiver.py
 on_cleanup() {
-    stop_httpd "$pxdir"
-    stop_httpd "$csdir"
-    stop_httpd "$cs2dir"
-    stop_pids "${pids[@]}" "$pebble_pid" "$caproxy_pid" "$peb2_pid"
+    local stop=stop_httpd   # without waiting for the outbox (see below)
+    declare -F lib_stop_httpd >/dev/null && stop=lib_stop_httpd
+    $stop "$pxdir"
+    $stop "$csdir"
+    $stop "$cs2dir"
+    stop_pids "${pids[@]}" "$pebble_pid" "$caproxy_pid" "$peb2_pid" "$nr_pid"
 }
 
 # --- PKI ---------------------------------------------------------------------
@@ -158,8 +170,10 @@ cs2_port=$(newport)
 peb2_port=$(newport)
 peb2_mgmt=$(newport)
 peb2_tls01=$(newport)
+nr_port=$(newport)
 for v in dns_port cts_port pebble_port pebble_mgmt caproxy_port http_port \
-         px_port st_port cs_port cs2_port peb2_port peb2_mgmt peb2_tls01; do
+         px_port st_port cs_port cs2_port peb2_port peb2_mgmt peb2_tls01 \
+         nr_port; do
     used[${!v}]=1
 done
 diag "ports: dns $dns_port, pebble $pebble_port (mgmt $pebble_mgmt), ca-proxy $caproxy_port, proxy http $http_port https $px_port status $st_port, CertService $cs_port / $cs2_port"
@@ -211,6 +225,25 @@ castat() { fault stats | jq -r ".$1"; }
 castq() { fault stats | jq -r "$1"; }     # a whole jq expression
 ok "pebble (validation on, $NONCEREJECT% nonces refused), pebble-challtestsrv and ca-proxy.py started"
 
+# --- Notifications: the webhook receiver, the command ------------------------
+
+mkdir -p "$tmp/notify" && chmod 777 "$tmp/notify"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/notify.secret"
+python3 "$here/notify-receiver.py" "$nr_port" "$tmp/notify.secret" \
+    "$tmp/notify/webhook.jsonl" 1 >>"$tmp/notify-receiver.log" 2>&1 &
+nr_pid=$!
+wait_port "$nr_port" || bail "notify-receiver.py did not start: $(tail -5 "$tmp/notify-receiver.log")"
+# The command: one JSON line per run (its arguments, the event it read).
+cat >"$tmp/notify-cmd.sh" <<CMD
+#!/bin/sh
+jq -c --arg t "\$1" --arg d "\$2" '{arg_type: \$t, arg_domain: \$d, event: .}' >>"$tmp/notify/cmd.jsonl"
+CMD
+chmod 755 "$tmp/notify-cmd.sh"
+notify_conf="CertServiceNotifyURL http://127.0.0.1:$nr_port/hook
+CertServiceNotifySecret \"$tmp/notify.secret\"
+CertServiceNotifyCmd \"$tmp/notify-cmd.sh\"
+CertServiceNotifyExpiring 80s"
+
 # --- CertService -------------------------------------------------------------
 
 # write_cs DIR PORT LIMIT WINDOW [LINE]: a CertService on the database of
@@ -221,7 +254,8 @@ write_cs() {
         vhost="CertServiceACMEContact mailto:e2e@example.org
 CertServiceACMEWorkers 3
 CertServiceACMELimit $3 $4
-CertServiceACMEBackoff 2 16${5:+
+CertServiceACMEBackoff 2 16
+$notify_conf${5:+
 $5}"
 }
 write_cs "$csdir" "$cs_port" 1000 60
@@ -279,6 +313,21 @@ wait_for() {
         [ "$(date +%s)" -lt "$limit" ] || return 1
         sleep 1
     done
+}
+# The outbox has nothing left to deliver.
+drained() {
+    local n
+    n=$(sqlite3 "$csdir/db/cs.db" "SELECT COUNT(*) FROM cs_notify_events WHERE state <> 'sent'" 2>/dev/null)
+    [ "$n" = 0 ]
+}
+# A CertService stopped while its notification thread runs the command
+# runs it again after the claim expired (at least once, as documented):
+# the steps below stop an instance only when its outbox is drained, so
+# that step 8 can show every event delivered exactly once.
+eval "lib_$(declare -f stop_httpd)"
+stop_httpd() {
+    [ "$1" = "$pxdir" ] || wait_for 30 drained
+    lib_stop_httpd "$@"
 }
 # domains_active D...: every one has a serial at CertService
 domains_active() {
@@ -629,7 +678,53 @@ openssl verify -CAfile "$tmp/work/root1.pem" -untrusted "$tmp/work/alt-chain.pem
 okif $? "CertServiceACMEPreferredChain picks the alternate chain (verifies to pebble's second root; $n_certs certificates)"
 
 # =============================================================================
-section "8. ACME profiles (through ca-proxy.py: pebble 2.4 has none)"
+section "8. notifications"
+
+# Let the outbox drain (the 503's retry waits 30 s).
+wait_for 90 drained
+okif $? "the outbox drained: every row sent ($(sqlite3 "$csdir/db/cs.db" "SELECT sink, state, COUNT(*) FROM cs_notify_events GROUP BY sink, state" | tr '\n' ' '))"
+wh=$tmp/notify/webhook.jsonl
+cmdlog=$tmp/notify/cmd.jsonl
+diag "webhook: $(curl -s --noproxy '*' "http://127.0.0.1:$nr_port/stats")"
+diag "events: $(jq -r 'select(.status == 200) | .type' "$wh" | sort | uniq -c | tr '\n' ' ')"
+is "$(jq -s '[.[] | select((.sig_ok and .ts_ok and .id_ok) | not)] | length' "$wh")" 0 \
+    "every request was signed (HMAC-SHA256 over timestamp.body), fresh, and named its event"
+is "$(jq -s '[.[] | select(.dup)] | length' "$wh")" 0 \
+    "no event was delivered twice (two instances on one database in step 4)"
+first=$(jq -s -r '.[0] | "\(.status) \(.id)"' "$wh")
+fid=${first#* }
+[ "${first% *}" = 503 ] \
+    && [ "$(jq -s --arg i "$fid" '[.[] | select(.id == $i and .status == 200)] | length' "$wh")" = 1 ]
+okif $? "the first request got 503; the event was retried and delivered once"
+miss=0
+for d in "${domains[@]}"; do
+    [ "$(jq -s --arg d "$d" '[.[] | select(.status == 200 and .domain == $d and .type == "issued")] | length' "$wh")" = 1 ] \
+        || { miss=$((miss + 1)); diag "$d: $(jq -s -c --arg d "$d" '[.[] | select(.domain == $d) | [.type, .status]]' "$wh")"; }
+done
+is "$miss" 0 "each of the ${#domains[@]} domains of step 1 has exactly one issued event"
+is "$(jq -s '[.[] | select(.status == 200 and .domain == "down.acme.test" and .type == "renewed")] | length > 0' "$wh")" true \
+    "the renewal of step 6 is a renewed event"
+is "$(jq -s '[.[] | select(.status == 200 and .type == "expiring" and .domain == "down.acme.test")] | length > 0' "$wh")" true \
+    "a 90 s certificate within 80 s of its end, not renewed yet, is an expiring event"
+pf=$(jq -s -c '[.[] | select(.status == 200 and .type == "failed" and .domain == "elsewhere.acme.test")] | first | .event' "$wh")
+diag "failed: $(head -c 600 <<<"$pf")"
+grep -q '^urn:ietf:params:acme:error:' <<<"$(jq -r '.problem.type // ""' <<<"$pf")" \
+    && [ -n "$(jq -r '.problem.detail // ""' <<<"$pf")" ] \
+    && [ "$(jq -r '.attempts // 0' <<<"$pf")" -ge 1 ]
+okif $? "the failed order of step 2 carries the CA's problem document (type, detail)"
+is "$(jq -s '[.[] | select(.status == 200 and .type == "failed" and .domain == "pc-bad.acme.test" and .event.problem == null)] | length > 0' "$wh")" true \
+    "a pre-check failure is a failed event without a problem document (no CA involved)"
+is "$(jq -r '.event.id' "$cmdlog" | sort | uniq -d | wc -l)" 0 "the command ran once per event"
+is "$(jq -r '.event.id' "$cmdlog" | sort | tr '\n' ' ')" \
+   "$(jq -r 'select(.status == 200) | .id' "$wh" | sort | tr '\n' ' ')" \
+    "the command got the same events as the webhook ($(wc -l <"$cmdlog") runs)"
+is "$(jq -s '[.[] | select(.arg_type != .event.type or .arg_domain != .event.domain)] | length' "$cmdlog")" 0 \
+    "the command's arguments are the event's type and domain"
+is "$(cat "$csdir/logs/error_log" "$cs2dir/logs/error_log" 2>/dev/null | grep -c -F "$(cat "$tmp/notify.secret")")" 0 \
+    "the secret is in no log"
+
+# =============================================================================
+section "9. ACME profiles (through ca-proxy.py: pebble 2.4 has none)"
 
 # ca-proxy.py lists classic, tlsserver and shortlived in meta.profiles and
 # records the "profile" of every newOrder; pebble issues as always.
@@ -708,7 +803,7 @@ write_cs "$csdir" "$cs_port" 1000 60
 start_httpd "$csdir" "$cs_port" || bail "CertService did not restart"
 
 # =============================================================================
-section "9. External Account Binding (a second pebble that requires it)"
+section "10. External Account Binding (a second pebble that requires it)"
 
 # A base64url MAC key as CAs hand them out, and a wrong one.
 mac_key() { openssl rand 32 | base64 | tr '+/' '-_' | tr -d '=\n'; }
