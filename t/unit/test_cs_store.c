@@ -105,7 +105,7 @@ static void drop_tables(conn_t *c)
     static const char *const tables[] = {
         "cs_counter", "cs_domains", "cs_changes", "cs_pools", "cs_leases",
         "cs_hosts", "cs_acme_jobs", "cs_acme_challenges", "cs_acme_accounts",
-        "cs_acme_limits", NULL
+        "cs_acme_limits", "cs_notify_events", NULL
     };
     char sql[64];
     int i, nrows;
