@@ -19,16 +19,7 @@
 #include <openssl/evp.h>
 
 #include "cs_crypto.h"
-
-/* Not assert(): it must hold in builds with NDEBUG too. */
-#define REQUIRE(cond) \
-    do { \
-        if (!(cond)) { \
-            fprintf(stderr, "%s:%d: REQUIRE(%s) failed\n", __FILE__, \
-                    __LINE__, #cond); \
-            abort(); \
-        } \
-    } while (0)
+#include "fuzz.h"           /* REQUIRE, the entry point's prototype */
 
 /* The key of t/fuzz/acme_pki/leaf.pem (a test key, nothing else): the
  * seeds' chains are for it, so a chain can pass cs_bundle_verify. */

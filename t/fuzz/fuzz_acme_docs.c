@@ -58,8 +58,6 @@
 #include "cs_jws.h"
 #include "fuzz_acme_common.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 #define CA_DIR          "https://ca.test/dir"
 #define DOMAIN          "fuzz.example"
 #define PREFERRED       "Fuzz Alt Root"

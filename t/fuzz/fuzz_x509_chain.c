@@ -39,8 +39,6 @@
 #include "cs_x509.h"
 #include "fuzz_acme_common.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 /* The names a bundle is checked for: the leaf of the seeds lists the
  * first two. */
 static const char *const names[] = {
