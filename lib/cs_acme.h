@@ -1,6 +1,7 @@
 /*
  * cs_acme.h: an ACME client (RFC 8555) for CertService: directory, nonces,
- * accounts, orders with http-01 authorizations, finalization, certificate
+ * accounts, orders with their authorizations (a challenge of a type the
+ * caller's responder answers: http-01, dns-01, tls-alpn-01), finalization, certificate
  * chains (and alternates), account key rollover, revocation, and ACME
  * Renewal Information (RFC 9773).
  *
@@ -38,11 +39,30 @@
 
 typedef struct cs_acme_t cs_acme_t;
 
-/** http-01: publish the key authorization for token (setup 1) or take it
- * down again (setup 0).  Returning an error abandons the order. */
-typedef apr_status_t cs_acme_http01_fn(void *baton, const char *domain,
-                                       const char *token,
-                                       const char *keyauth, int setup);
+/* Challenge types, as bits of a set.  When an authorization offers
+ * several that are allowed, the first in this order is answered:
+ * http-01, tls-alpn-01, dns-01. */
+#define CS_ACME_HTTP01      0x1
+#define CS_ACME_TLSALPN01   0x2
+#define CS_ACME_DNS01       0x4
+
+/** One challenge to answer. */
+typedef struct {
+    int type;                   /* one CS_ACME_* bit */
+    const char *name;           /* its RFC 8555 name: "http-01", ... */
+    const char *domain;         /* the identifier, without a "*." */
+    int wildcard;               /* the order is for "*." domain */
+    const char *token;          /* base64url, checked */
+    /* token "." the account key's thumbprint.  http-01 serves it as is;
+     * dns-01 and tls-alpn-01 use its SHA-256 (RFC 8555 8.4, RFC 8737). */
+    const char *keyauth;
+} cs_acme_challenge_t;
+
+/** Publish what answers ch (setup 1) or take it down again (setup 0).
+ * Returning an error abandons the order. */
+typedef apr_status_t cs_acme_challenge_fn(void *baton,
+                                          const cs_acme_challenge_t *ch,
+                                          int setup);
 
 typedef struct {
     const char *directory_url;
@@ -62,8 +82,11 @@ typedef struct {
     cs_http_t *probe_http;
     cs_log_fn *log;
     void *log_baton;
-    cs_acme_http01_fn *http01;
-    void *http01_baton;
+    /* The responder and the challenge types it answers (CS_ACME_* bits;
+     * 0: CS_ACME_HTTP01). */
+    cs_acme_challenge_fn *challenge;
+    void *challenge_baton;
+    int challenges;
     /* External Account Binding sent with every newAccount; NULL: none.
      * The caller keeps it (and its key) alive as long as the client. */
     const cs_eab_t *eab;
@@ -124,18 +147,30 @@ apr_status_t cs_acme_account(const char **kid, cs_acme_t *acme,
                              const apr_array_header_t *contact,
                              const char **err);
 
+/** What an order asks for, beyond its domain. */
+typedef struct {
+    /* The ARI certificate id of the certificate this one renews; NULL. */
+    const char *replaces;
+    /* The ACME profile (newOrder "profile"); NULL: the CA's default. */
+    const char *profile;
+    /* The challenge types this order may use (CS_ACME_* bits, within
+     * conf.challenges); 0: every type the responder answers. */
+    int challenges;
+} cs_acme_order_t;
+
 /**
- * Order a certificate for domain with http-01 and the CSR of key; the
- * chain (array of X509 *, leaf first) from p.  replaces: the ARI
- * certificate id of the certificate this one renews, or NULL.  profile:
- * the ACME profile to ask for (newOrder "profile"), or NULL for the CA's
- * default; one the directory does not offer fails with APR_NOTFOUND
- * before any order is made (cs_acme_profile_check).
+ * Order a certificate for domain with the CSR of key; the chain (array of
+ * X509 *, leaf first) from p.  Each authorization is answered with the
+ * first challenge type (see CS_ACME_HTTP01) that the CA offers, the order
+ * allows and the responder answers; none: the order fails, naming the
+ * types offered.  o may be NULL (no replaces, no profile, any type).  A
+ * profile the directory does not offer fails with APR_NOTFOUND before
+ * any order is made (cs_acme_profile_check).
  */
 apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
                            cs_acme_t *acme, EVP_PKEY *key,
-                           const char *domain, const char *replaces,
-                           const char *profile, const char **err);
+                           const char *domain, const cs_acme_order_t *o,
+                           const char **err);
 
 /** Roll the account over to new_key (RFC 8555 7.3.5). */
 apr_status_t cs_acme_key_change(cs_acme_t *acme, EVP_PKEY *new_key,

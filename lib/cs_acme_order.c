@@ -1,6 +1,6 @@
 /*
  * cs_acme_order.c: orders (see cs_acme.h): newOrder, the authorizations
- * with their http-01 challenges, finalization with a CSR (cs_x509.h), the
+ * with the challenge chosen for each, finalization with a CSR (cs_x509.h), the
  * certificate download and the choice among alternate chains.
  */
 #include <stdlib.h>
@@ -86,16 +86,79 @@ static const char *authz_error(apr_pool_t *p, json_t *authz)
     return "the authorization is invalid (no challenge error given)";
 }
 
-/* One authorization: answer its http-01 challenge, wait until valid. */
+/* The challenge types, in the order of preference (cs_acme.h). */
+static const struct {
+    int type;
+    const char *name;
+} challenge_types[] = {
+    { CS_ACME_HTTP01, "http-01" },
+    { CS_ACME_TLSALPN01, "tls-alpn-01" },
+    { CS_ACME_DNS01, "dns-01" }
+};
+#define N_CHALLENGE_TYPES \
+    (sizeof(challenge_types) / sizeof(challenge_types[0]))
+
+static int token_ok(const char *token)
+{
+    return token && *token && strlen(token) <= 128
+           && !token[strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn"
+                                   "opqrstuvwxyz0123456789-_")];
+}
+
+/* The challenge of authz to answer: the most preferred type in allowed
+ * that it offers with a usable token and URL.  NULL (and *err naming what
+ * was offered) when there is none. */
+static json_t *choose_challenge(cs_acme_challenge_t *ch, const char **url,
+                                apr_pool_t *p, json_t *authz, int allowed,
+                                const char *domain, const char **err)
+{
+    json_t *list = json_object_get(authz, "challenges"), *c;
+    const char *offered = "", *type;
+    size_t i, k;
+
+    for (k = 0; k < N_CHALLENGE_TYPES; k++) {
+        if (!(allowed & challenge_types[k].type)) {
+            continue;
+        }
+        for (i = 0; json_is_array(list) && i < json_array_size(list); i++) {
+            c = json_array_get(list, i);
+            type = json_string_value(json_object_get(c, "type"));
+            if (!type || strcmp(type, challenge_types[k].name)
+                || !token_ok(json_string_value(json_object_get(c, "token")))
+                || !json_is_string(json_object_get(c, "url"))) {
+                continue;
+            }
+            ch->type = challenge_types[k].type;
+            ch->name = challenge_types[k].name;
+            ch->token = acme_jstr(p, c, "token");
+            *url = acme_jstr(p, c, "url");
+            return c;
+        }
+    }
+    for (i = 0; json_is_array(list) && i < json_array_size(list); i++) {
+        type = json_string_value(json_object_get(json_array_get(list, i),
+                                                 "type"));
+        if (type) {
+            offered = apr_pstrcat(p, offered, *offered ? ", " : "",
+                                  acme_ca_text(p, type, 32), NULL);
+        }
+    }
+    *err = apr_psprintf(p, "no usable challenge of a type this CertService "
+                        "answers for %s (offered: %s)", domain,
+                        *offered ? offered : "none");
+    return NULL;
+}
+
+/* One authorization: answer the challenge chosen, wait until valid. */
 static apr_status_t do_authz(cs_acme_t *a, apr_pool_t *p, const char *url,
                              const char *thumb, const char *domain,
-                             const char **err)
+                             int allowed, const char **err)
 {
     acme_resp_t r;
-    json_t *authz, *ch, *c, *done = NULL;
-    const char *st, *token = NULL, *curl_ = NULL, *keyauth;
+    json_t *authz, *done = NULL;
+    cs_acme_challenge_t ch;
+    const char *st, *curl_ = NULL;
     apr_status_t rv;
-    size_t i;
 
     if ((rv = acme_post(&r, a, p, url, "", a->key, 0, NULL, "authorization",
                         err))) {
@@ -116,33 +179,23 @@ static apr_status_t do_authz(cs_acme_t *a, apr_pool_t *p, const char *url,
         json_decref(authz);
         return APR_EGENERAL;
     }
-    ch = json_object_get(authz, "challenges");
-    for (i = 0; json_is_array(ch) && i < json_array_size(ch); i++) {
-        c = json_array_get(ch, i);
-        if (json_is_string(json_object_get(c, "type"))
-            && strcmp(json_string_value(json_object_get(c, "type")),
-                      "http-01") == 0) {
-            token = acme_jstr(p, c, "token");
-            curl_ = acme_jstr(p, c, "url");
-        }
-    }
-    json_decref(authz);
-    if (!token || !curl_ || strlen(token) > 128
-        || token[strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
-                               "qrstuvwxyz0123456789-_")]) {
-        *err = apr_psprintf(p, "no usable http-01 challenge offered for %s",
-                            domain);
-        return APR_EGENERAL;
-    }
-    keyauth = apr_pstrcat(p, token, ".", thumb, NULL);
-    if (!a->conf.http01) {
-        *err = "no http-01 responder configured";
+    if (!a->conf.challenge) {
+        json_decref(authz);
+        *err = "no challenge responder configured";
         return APR_EINVAL;
     }
-    if ((rv = a->conf.http01(a->conf.http01_baton, domain, token, keyauth,
-                             1))) {
-        *err = apr_psprintf(p, "cannot publish the http-01 token for %s",
-                            domain);
+    memset(&ch, 0, sizeof(ch));
+    ch.domain = domain[0] == '*' && domain[1] == '.' ? domain + 2 : domain;
+    ch.wildcard = json_is_true(json_object_get(authz, "wildcard"));
+    if (!choose_challenge(&ch, &curl_, p, authz, allowed, domain, err)) {
+        json_decref(authz);
+        return APR_EGENERAL;
+    }
+    json_decref(authz);
+    ch.keyauth = apr_pstrcat(p, ch.token, ".", thumb, NULL);
+    if ((rv = a->conf.challenge(a->conf.challenge_baton, &ch, 1))) {
+        *err = apr_psprintf(p, "cannot publish the %s answer for %s",
+                            ch.name, domain);
         return rv;
     }
     rv = acme_post(&r, a, p, curl_, "{}", a->key, 0, NULL, "challenge", err);
@@ -150,14 +203,14 @@ static apr_status_t do_authz(cs_acme_t *a, apr_pool_t *p, const char *url,
         rv = poll_status(&done, a, p, url, " pending processing ",
                          "authorization", err);
     }
-    a->conf.http01(a->conf.http01_baton, domain, token, keyauth, 0);
+    a->conf.challenge(a->conf.challenge_baton, &ch, 0);
     if (rv) {
         return rv;
     }
     st = acme_jstr(p, done, "status");
     if (!st || strcmp(st, "valid") != 0) {
-        *err = apr_psprintf(p, "validation of %s failed: %s", domain,
-                            authz_error(p, done));
+        *err = apr_psprintf(p, "validation of %s (%s) failed: %s", domain,
+                            ch.name, authz_error(p, done));
         rv = APR_EGENERAL;
     }
     json_decref(done);
@@ -207,9 +260,12 @@ static apr_status_t download(apr_array_header_t **chain,
 
 static apr_status_t issue(apr_array_header_t **chain, apr_pool_t *p,
                           cs_acme_t *a, EVP_PKEY *key, const char *domain,
-                          const char *replaces, const char *profile,
-                          const char **err)
+                          const cs_acme_order_t *o, const char **err)
 {
+    const char *replaces = o ? o->replaces : NULL;
+    const char *profile = o ? o->profile : NULL;
+    int answers = a->conf.challenges ? a->conf.challenges : CS_ACME_HTTP01;
+    int allowed = o && o->challenges ? o->challenges & answers : answers;
     acme_resp_t r;
     json_t *payload, *order = NULL, *authzs;
     const char *order_url, *thumb, *finalize, *cert_url, *csr, *st;
@@ -271,7 +327,8 @@ static apr_status_t issue(apr_array_header_t **chain, apr_pool_t *p,
         if (!u) {
             continue;
         }
-        if ((rv = do_authz(a, p, apr_pstrdup(p, u), thumb, domain, err))) {
+        if ((rv = do_authz(a, p, apr_pstrdup(p, u), thumb, domain,
+                             allowed, err))) {
             json_decref(order);
             return rv;
         }
@@ -343,11 +400,9 @@ static apr_status_t issue(apr_array_header_t **chain, apr_pool_t *p,
 
 apr_status_t cs_acme_issue(apr_array_header_t **chain, apr_pool_t *p,
                            cs_acme_t *a, EVP_PKEY *key, const char *domain,
-                           const char *replaces, const char *profile,
-                           const char **err)
+                           const cs_acme_order_t *o, const char **err)
 {
-    apr_status_t rv = issue(chain, p, a, key, domain, replaces, profile,
-                            err);
+    apr_status_t rv = issue(chain, p, a, key, domain, o, err);
 
     /* Bounded like the other calls' errors (it goes to the log and the
      * store). */

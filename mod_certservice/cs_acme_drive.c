@@ -33,7 +33,7 @@ struct cs_acme_drive_t {
     int account_ok;
     apr_pool_t *key_pool;
     const char *account_cms;
-    /* During a job, for the http-01 callback. */
+    /* During a job, for the challenge responder. */
     cs_db_t *db;
     apr_pool_t *jp;
 };
@@ -85,10 +85,9 @@ static apr_status_t op_account(const char **kid, void *c, EVP_PKEY *key,
 
 static apr_status_t op_issue(apr_array_header_t **chain, apr_pool_t *p,
                              void *c, EVP_PKEY *key, const char *domain,
-                             const char *replaces, const char *profile,
-                             const char **err)
+                             const cs_acme_order_t *o, const char **err)
 {
-    return cs_acme_issue(chain, p, c, key, domain, replaces, profile, err);
+    return cs_acme_issue(chain, p, c, key, domain, o, err);
 }
 
 static apr_status_t op_profile_check(void *c, const char *profile,
@@ -167,21 +166,24 @@ apr_int64_t cs_acme_retry_delay(const cs_acme_policy_t *policy,
     return retry_after > when ? retry_after : when;
 }
 
-apr_status_t cs_acme_drive_http01(void *baton, const char *domain,
-                                  const char *token, const char *keyauth,
-                                  int setup)
+apr_status_t cs_acme_drive_challenge(void *baton,
+                                     const cs_acme_challenge_t *ch, int setup)
 {
     cs_acme_drive_t *d = baton;
     apr_status_t rv;
 
-    if (!setup) {
-        return cs_store_challenge_delete(d->db, d->jp, token);
+    if (ch->type != CS_ACME_HTTP01) {
+        return APR_ENOTIMPL;
     }
-    rv = cs_store_challenge_put(d->db, d->jp, token, domain, keyauth,
+    if (!setup) {
+        return cs_store_challenge_delete(d->db, d->jp, ch->token);
+    }
+    rv = cs_store_challenge_put(d->db, d->jp, ch->token, ch->domain,
+                                ch->keyauth,
                                 drive_now(d) + CS_ACME_CHALLENGE_TTL);
     if (rv) {
         drive_log(d, CS_LOG_ERR, CSLOGNO(00013) "acme: cannot store the "
-                  "http-01 token for %s: %s", domain,
+                  "http-01 token for %s: %s", ch->domain,
                   cs_store_error(d->db, d->jp, rv));
     }
     return rv;
@@ -391,8 +393,7 @@ static apr_status_t precheck(cs_acme_drive_t *d, const char *domain,
 
 typedef struct {
     cs_acme_drive_t *d;
-    const char *replaces;
-    const char *profile;
+    cs_acme_order_t o;
 } drive_issuer_t;
 
 static apr_status_t drive_issue(apr_array_header_t **chain, apr_pool_t *p,
@@ -401,8 +402,8 @@ static apr_status_t drive_issue(apr_array_header_t **chain, apr_pool_t *p,
 {
     const drive_issuer_t *di = issuer->baton;
 
-    return di->d->ops->issue(chain, p, di->d->client, key, domain,
-                             di->replaces, di->profile, err);
+    return di->d->ops->issue(chain, p, di->d->client, key, domain, &di->o,
+                             err);
 }
 
 /* The order itself: a fresh key, the chain from the CA, the key sealed. */
@@ -419,15 +420,15 @@ static apr_status_t order(cs_bundle_t **b, cs_acme_drive_t *d,
 
     memset(&svc, 0, sizeof(svc));
     memset(&issuer, 0, sizeof(issuer));
+    memset(&di, 0, sizeof(di));
     di.d = d;
-    di.replaces = NULL;
-    di.profile = profile;
+    di.o.profile = profile;
     /* ARI: name the certificate this one replaces. */
     if (renewal && old->chain_pem
         && !cs_pem_read_certs(&chain, d->jp, old->chain_pem,
                               strlen(old->chain_pem), err)
         && chain->nelts) {
-        cs_acme_cert_id(&di.replaces, d->jp, APR_ARRAY_IDX(chain, 0, X509 *));
+        cs_acme_cert_id(&di.o.replaces, d->jp, APR_ARRAY_IDX(chain, 0, X509 *));
     }
     *err = NULL;
     issuer.name = "acme";

@@ -46,8 +46,7 @@ typedef struct {
                             const char **err);
     apr_status_t (*issue)(apr_array_header_t **chain, apr_pool_t *p,
                           void *client, EVP_PKEY *key, const char *domain,
-                          const char *replaces, const char *profile,
-                          const char **err);
+                          const cs_acme_order_t *o, const char **err);
     apr_status_t (*profile_check)(void *client, const char *profile,
                                   const char **err);
     apr_status_t (*renewal_info)(apr_int64_t *start, apr_int64_t *end,
@@ -103,11 +102,13 @@ void cs_acme_drive_set_client(cs_acme_drive_t *d, const cs_acme_ops_t *ops,
 void cs_acme_drive_set_clock(cs_acme_drive_t *d,
                              apr_int64_t (*now)(void *baton), void *baton);
 
-/** The http-01 callback (cs_acme_http01_fn) with the drive as baton: the
- * key authorization goes into the store, for any instance to answer. */
-apr_status_t cs_acme_drive_http01(void *baton, const char *domain,
-                                  const char *token, const char *keyauth,
-                                  int setup);
+/** The challenge responder (cs_acme_challenge_fn) with the drive as
+ * baton.  http-01: the key authorization goes into the store, for any
+ * instance to answer through the proxies' relay.  Other types:
+ * APR_ENOTIMPL (the client is configured for http-01 only). */
+apr_status_t cs_acme_drive_challenge(void *baton,
+                                     const cs_acme_challenge_t *ch,
+                                     int setup);
 
 /**
  * The next due job, claimed for this worker for CS_ACME_CLAIM seconds;

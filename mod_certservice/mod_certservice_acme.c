@@ -155,8 +155,9 @@ static apr_status_t cs_worker_init(cs_worker_t *w)
     ac.preferred_chain = conf->acme_chain;
     ac.log = cs_acme_log;
     ac.log_baton = w;
-    ac.http01 = cs_acme_drive_http01;
-    ac.http01_baton = w->drive;
+    ac.challenge = cs_acme_drive_challenge;
+    ac.challenge_baton = w->drive;
+    ac.challenges = CS_ACME_HTTP01;
     ac.eab = conf->acme_eab;
     if ((rv = cs_acme_create(&w->acme, w->pool, &ac)) != APR_SUCCESS) {
         apr_pool_destroy(w->pool);

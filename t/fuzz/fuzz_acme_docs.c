@@ -30,7 +30,7 @@
  *    lines likewise;
  *  - an issued chain is a chain the CA sent (DER for DER) with its leaf
  *    first; the default one unless it does not match the preferred
- *    issuer and an alternate does; every http-01 token published is taken
+ *    issuer and an alternate does; every challenge answer published is taken
  *    down again, and its key authorization is token.thumbprint;
  *  - an ARI window has start < end, and was asked for at
  *    renewalInfo/<certificate id>;
@@ -107,7 +107,7 @@ typedef struct {
     const char *location;       /* of the last answer */
     const char *last_url;
     apr_array_header_t *chains; /* bodies served as a chain: body_t */
-    int published;              /* http-01 tokens up */
+    int published;              /* challenge answers up */
     int waits;
 } ca_t;
 
@@ -330,12 +330,18 @@ static apr_status_t ca_send(void *baton, cs_http_resp_t *resp,
     return APR_SUCCESS;
 }
 
-static apr_status_t http01(void *baton, const char *domain,
-                           const char *token, const char *keyauth, int setup)
+static apr_status_t answer(void *baton, const cs_acme_challenge_t *ch,
+                           int setup)
 {
     int fails = *(const int *)baton;
+    const char *token = ch->token, *keyauth = ch->keyauth;
 
-    REQUIRE(strcmp(domain, DOMAIN) == 0);
+    REQUIRE(strcmp(ch->domain, DOMAIN) == 0);
+    /* One type, named as RFC 8555 / 8737 name it. */
+    REQUIRE((ch->type == CS_ACME_HTTP01 && !strcmp(ch->name, "http-01"))
+            || (ch->type == CS_ACME_TLSALPN01
+                && !strcmp(ch->name, "tls-alpn-01"))
+            || (ch->type == CS_ACME_DNS01 && !strcmp(ch->name, "dns-01")));
     REQUIRE(strlen(token) >= 1 && strlen(token) <= 128
             && fuzz_b64url_only(token, strlen(token)));
     REQUIRE(strncmp(keyauth, token, strlen(token)) == 0
@@ -588,6 +594,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cs_acme_t *acme;
     ca_t state;
     apr_array_header_t *chain = NULL;
+    cs_acme_order_t order;
     const char *err = NULL, *id;
     apr_int64_t start, end, ra;
     apr_status_t rv;
@@ -620,8 +627,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     conf.directory_url = CA_DIR;
     conf.http = &http;
     conf.log = on_log;
-    conf.http01 = http01;
-    conf.http01_baton = &fails;
+    conf.challenge = answer;
+    conf.challenge_baton = &fails;
+    conf.challenges = CS_ACME_HTTP01 | CS_ACME_TLSALPN01 | CS_ACME_DNS01;
     conf.preferred_chain = (flags & FL_PREFERRED) ? PREFERRED : NULL;
     REQUIRE(cs_acme_create(&acme, p, &conf) == APR_SUCCESS);
 
@@ -643,9 +651,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (account(acme, &err)) {
             break;
         }
-        rv = cs_acme_issue(&chain, p, acme, fuzz_leaf_key, DOMAIN,
-                           (flags & FL_REPLACES) ? "AAAA.AQ" : NULL,
-                           (flags & FL_PROFILE) ? PROFILE : NULL, &err);
+        memset(&order, 0, sizeof(order));
+        order.replaces = (flags & FL_REPLACES) ? "AAAA.AQ" : NULL;
+        order.profile = (flags & FL_PROFILE) ? PROFILE : NULL;
+        rv = cs_acme_issue(&chain, p, acme, fuzz_leaf_key, DOMAIN, &order,
+                           &err);
         check_result(acme, rv, err);
         REQUIRE(ca->published == 0);
         if (rv == APR_SUCCESS) {

@@ -336,7 +336,7 @@ static void test_link_alternate(void)
     CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
                  APR_SUCCESS);
     CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
-                               NULL, NULL, &err), APR_SUCCESS);
+                               NULL, &err), APR_SUCCESS);
     if (CHECK(chain != NULL) && CHECK_EQ_INT(chain->nelts, 2)) {
         CHECK_STR(top_cn(chain), "Alternate Root X2");
     }
@@ -364,7 +364,7 @@ static void test_link_alternate(void)
         cs_acme_account(&kid, acme, account_key, NULL, &err);
         chain = NULL;
         CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key,
-                                   "www.example.com", NULL, NULL, &err),
+                                   "www.example.com", NULL, &err),
                      APR_SUCCESS);
         CHECK_STR(top_cn(chain), "Default Root X1");
         CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/cert/1/alt"), i);
@@ -449,7 +449,8 @@ static void test_profiles(void)
     CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
                  APR_SUCCESS);
     CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
-                               NULL, "longlived", &err), APR_NOTFOUND);
+                               &(cs_acme_order_t){ NULL, "longlived", 0 },
+                               &err), APR_NOTFOUND);
     CHECK(err && strstr(err, "the CA's directory does not offer the "
                              "profile 'longlived' (it offers: ")
           && strstr(err, "classic") && strstr(err, "shortlived")
@@ -458,7 +459,8 @@ static void test_profiles(void)
 
     UNIT_CASE("profiles: newOrder carries the profile asked for");
     CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
-                               NULL, "shortlived", &err), APR_SUCCESS);
+                               &(cs_acme_order_t){ NULL, "shortlived", 0 },
+                               &err), APR_SUCCESS);
     pay = posted_payload(f, CA "/order");
     CHECK(pay && strstr(pay, "\"profile\":\"shortlived\""));
 
@@ -470,7 +472,7 @@ static void test_profiles(void)
     script_order(f, leaf, leaf);
     cs_acme_account(&kid, acme, account_key, NULL, &err);
     CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
-                               NULL, NULL, &err), APR_SUCCESS);
+                               NULL, &err), APR_SUCCESS);
     pay = posted_payload(f, CA "/order");
     CHECK(pay && !strstr(pay, "profile"));
 }
@@ -791,6 +793,168 @@ static void test_eab(void)
     json_decref(j);
 }
 
+/* ------------------------------------------------------------------ */
+/* The challenge chosen for an authorization                           */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    int setups, teardowns;
+    int type;
+    const char *domain, *token, *keyauth;
+    int wildcard;
+    apr_status_t fail;          /* answered to a setup */
+} responder_t;
+
+static apr_status_t respond(void *baton, const cs_acme_challenge_t *ch,
+                            int setup)
+{
+    responder_t *r = baton;
+
+    if (!setup) {
+        r->teardowns++;
+        return APR_SUCCESS;
+    }
+    r->setups++;
+    r->type = ch->type;
+    r->domain = apr_pstrdup(pool, ch->domain);
+    r->token = apr_pstrdup(pool, ch->token);
+    r->keyauth = apr_pstrdup(pool, ch->keyauth);
+    r->wildcard = ch->wildcard;
+    return r->fail;
+}
+
+/* A client answering the types in answers through r, over a fake whose
+ * authorization is pending once with authz_json, then valid. */
+static cs_acme_t *challenge_client(fake_http_t **pf, responder_t *r,
+                                   int answers, const char *authz_json,
+                                   const char *leaf_pem)
+{
+    cs_acme_conf_t conf;
+    cs_acme_t *acme;
+    const char *kid, *err;
+    fake_http_t *f = fake_http_create(pool);
+
+    fake_http_answer(f, "GET", CA "/dir", 200, NULL, DIR_JSON);
+    fake_http_answer(f, "HEAD", CA "/nonce", 200, "Replay-Nonce: head-1\n",
+                     NULL);
+    memset(&conf, 0, sizeof(conf));
+    conf.directory_url = CA "/dir";
+    conf.http = fake_http_transport(f);
+    conf.challenge = respond;
+    conf.challenge_baton = r;
+    conf.challenges = answers;
+    if (cs_acme_create(&acme, pool, &conf) != APR_SUCCESS) {
+        return NULL;
+    }
+    /* Pending once, then script_order's valid authorization. */
+    fake_http_answer_n(f, "POST", CA "/authz/1", 200, "Replay-Nonce: z0\n",
+                       authz_json, 1);
+    script_order(f, leaf_pem, leaf_pem);
+    fake_http_answer(f, "POST", CA "/chal/h", 200, "Replay-Nonce: h1\n",
+                     "{}");
+    fake_http_answer(f, "POST", CA "/chal/d", 200, "Replay-Nonce: d1\n",
+                     "{}");
+    fake_http_answer(f, "POST", CA "/chal/t", 200, "Replay-Nonce: t1\n",
+                     "{}");
+    cs_acme_account(&kid, acme, account_key, NULL, &err);
+    *pf = f;
+    return acme;
+}
+
+#define CH_HTTP "{\"type\":\"http-01\",\"url\":\"" CA "/chal/h\"," \
+                "\"token\":\"tokH\"}"
+#define CH_DNS "{\"type\":\"dns-01\",\"url\":\"" CA "/chal/d\"," \
+               "\"token\":\"tokD\"}"
+#define CH_ALPN "{\"type\":\"tls-alpn-01\",\"url\":\"" CA "/chal/t\"," \
+                "\"token\":\"tokT\"}"
+#define PENDING(list) "{\"status\":\"pending\",\"identifier\":{\"type\":" \
+    "\"dns\",\"value\":\"www.example.com\"},\"challenges\":[" list "]}"
+
+static void test_challenge_choice(void)
+{
+    fake_http_t *f;
+    cs_acme_t *acme;
+    apr_array_header_t *chain = NULL;
+    responder_t r;
+    EVP_PKEY *key;
+    const char *err = NULL, *leaf;
+    cs_acme_order_t o;
+
+    cs_key_generate(&key, pool, CS_KEY_EC_P256);
+    leaf = chain_pem("Default Root X1", key, "www.example.com");
+
+    UNIT_CASE("challenge: http-01 preferred among the types answered");
+    memset(&r, 0, sizeof(r));
+    acme = challenge_client(&f, &r, CS_ACME_HTTP01 | CS_ACME_DNS01,
+                            PENDING(CH_DNS "," CH_ALPN "," CH_HTTP), leaf);
+    CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
+                               NULL, &err), APR_SUCCESS);
+    CHECK_EQ_INT(r.type, CS_ACME_HTTP01);
+    CHECK_STR(r.token, "tokH");
+    CHECK(r.keyauth && strncmp(r.keyauth, "tokH.", 5) == 0);
+    CHECK_EQ_INT(r.setups, 1);
+    CHECK_EQ_INT(r.teardowns, 1);
+    CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/chal/h"), 1);
+    CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/chal/d"), 0);
+
+    UNIT_CASE("challenge: the order narrows the types (dns-01 only)");
+    memset(&r, 0, sizeof(r));
+    acme = challenge_client(&f, &r, CS_ACME_HTTP01 | CS_ACME_DNS01,
+                            PENDING(CH_HTTP "," CH_DNS), leaf);
+    memset(&o, 0, sizeof(o));
+    o.challenges = CS_ACME_DNS01;
+    CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
+                               &o, &err), APR_SUCCESS);
+    CHECK_EQ_INT(r.type, CS_ACME_DNS01);
+    CHECK_STR(r.token, "tokD");
+    CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/chal/d"), 1);
+    CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/chal/h"), 0);
+
+    UNIT_CASE("challenge: tls-alpn-01 before dns-01");
+    memset(&r, 0, sizeof(r));
+    acme = challenge_client(&f, &r, CS_ACME_TLSALPN01 | CS_ACME_DNS01,
+                            PENDING(CH_DNS "," CH_HTTP "," CH_ALPN), leaf);
+    CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
+                               NULL, &err), APR_SUCCESS);
+    CHECK_EQ_INT(r.type, CS_ACME_TLSALPN01);
+
+    UNIT_CASE("challenge: none of the types offered is answered: named");
+    memset(&r, 0, sizeof(r));
+    acme = challenge_client(&f, &r, CS_ACME_HTTP01,
+                            PENDING(CH_DNS "," CH_ALPN), leaf);
+    CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
+                               NULL, &err), APR_EGENERAL);
+    CHECK(err && strstr(err, "offered: dns-01, tls-alpn-01"));
+    CHECK_EQ_INT(r.setups, 0);
+    CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/chal/d")
+                 + fake_http_count_of(f, "POST", CA "/chal/t"), 0);
+
+    UNIT_CASE("challenge: an order allowing no type answered fails");
+    memset(&r, 0, sizeof(r));
+    acme = challenge_client(&f, &r, CS_ACME_HTTP01,
+                            PENDING(CH_HTTP "," CH_DNS), leaf);
+    o.challenges = CS_ACME_DNS01;
+    CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "www.example.com",
+                               &o, &err), APR_EGENERAL);
+    CHECK_EQ_INT(r.setups, 0);
+
+    UNIT_CASE("challenge: a wildcard's identifier and flag; a failed "
+              "setup abandons the order");
+    memset(&r, 0, sizeof(r));
+    r.fail = APR_EGENERAL;
+    acme = challenge_client(&f, &r, CS_ACME_DNS01,
+                            "{\"status\":\"pending\",\"wildcard\":true,"
+                            "\"identifier\":{\"type\":\"dns\",\"value\":"
+                            "\"example.com\"},\"challenges\":[" CH_DNS "]}",
+                            leaf);
+    CHECK_EQ_INT(cs_acme_issue(&chain, pool, acme, key, "*.example.com",
+                               NULL, &err), APR_EGENERAL);
+    CHECK_STR(r.domain, "example.com");
+    CHECK_EQ_INT(r.wildcard, 1);
+    CHECK(err && strstr(err, "cannot publish the dns-01 answer"));
+    CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/chal/d"), 0);
+}
+
 int main(void)
 {
     apr_initialize();
@@ -809,6 +973,7 @@ int main(void)
     test_precheck();
     test_precheck_dns();
     test_eab();
+    test_challenge_choice();
     apr_pool_destroy(pool);
     apr_terminate();
     return unit_summary();

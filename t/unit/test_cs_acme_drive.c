@@ -803,8 +803,8 @@ static cs_acme_t *acme_client(apr_pool_t *p, const char *directory_url,
     conf.http = fake_http_transport(ca.http);
     conf.probe_http = fake_http_transport(ca.probe);
     conf.log = test_log;
-    conf.http01 = d ? cs_acme_drive_http01 : NULL;
-    conf.http01_baton = d;
+    conf.challenge = d ? cs_acme_drive_challenge : NULL;
+    conf.challenge_baton = d;
     if (cs_acme_create(&acme, p, &conf) != APR_SUCCESS) {
         fprintf(stderr, "cannot create an ACME client\n");
         exit(2);
