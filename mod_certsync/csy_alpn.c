@@ -173,9 +173,6 @@ apr_status_t csy_alpn_create(csy_alpn_t **pa, apr_pool_t *p,
     if (!a->conf.ttl) {
         a->conf.ttl = apr_time_from_sec(5);
     }
-    if (!a->conf.miss_ttl) {
-        a->conf.miss_ttl = apr_time_from_sec(1);
-    }
     if (!a->conf.capacity) {
         a->conf.capacity = 64;
     }
@@ -319,7 +316,9 @@ apr_status_t csy_alpn_get(csy_alpn_cred_t **cred, csy_alpn_t *a,
         *cred = got;
     }
     else if (rv == APR_NOTFOUND) {
-        cache_put(a, domain, NULL, now + a->conf.miss_ttl, now);
+        if (a->conf.miss_ttl > 0) {
+            cache_put(a, domain, NULL, now + a->conf.miss_ttl, now);
+        }
         a->stats.misses++;
     }
     else {

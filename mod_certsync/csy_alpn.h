@@ -10,9 +10,11 @@
  * the domain; the critical acmeIdentifier; the key pair; the validity:
  * cs_tlsalpn_cert_check) and keeps it a few seconds: a CA validates from
  * several places within seconds.  A name CertService has no challenge for
- * is remembered for a second, so a flood of acme-tls/1 handshakes costs
- * CertService little; at most max_fetches requests run at once in one
- * process, and the handshakes beyond them are refused.
+ * is not remembered by default (miss_ttl 0): anyone can send acme-tls/1
+ * handshakes, and a remembered "none" would refuse the CA's validation
+ * that follows within the same moment.  What bounds a flood of them is
+ * max_fetches: at most that many requests run at once in one process, and
+ * the handshakes beyond them are refused.
  *
  * Pure code: APR, OpenSSL, jansson and the cs_http transport; no httpd
  * types (mod_certsync_alpn.c is the glue).  Thread-safe.
@@ -68,7 +70,7 @@ typedef struct {
     const apr_array_header_t *wrap_certs;
     const apr_array_header_t *wrap_keys;
     apr_interval_time_t ttl;        /* a certificate is reused; 0: 5 s */
-    apr_interval_time_t miss_ttl;   /* a 404 is remembered; 0: 1 s */
+    apr_interval_time_t miss_ttl;   /* a 404 is remembered; 0: not */
     unsigned capacity;              /* names kept; 0: 64 */
     unsigned max_fetches;           /* at once; 0: 4 */
 } csy_alpn_conf_t;
