@@ -163,7 +163,7 @@ static void test_cache(void)
     csy_alpn_cred_t *c1, *c2;
     csy_alpn_stats_t st;
     char err[256];
-    apr_time_t t = apr_time_now();
+    apr_time_t t = apr_time_now(), u = t + 20 * SEC;
     const char *url = CS "/v1/acme-tls/" DOMAIN;
 
     UNIT_CASE("cache: one fetch, then hits until the TTL");
@@ -238,15 +238,15 @@ static void test_cache(void)
     }
     fake_http_reset(fake);
     fake_http_answer(fake, "GET", CS "/v1/acme-tls/*", 404, NULL, "{}");
-    csy_alpn_get(&c2, a, "a.example.org", t + 20 * SEC, err, sizeof(err));
-    csy_alpn_get(&c2, a, "b.example.org", t + 20 * SEC + SEC / 4, err, sizeof(err));
-    csy_alpn_get(&c2, a, "c.example.org", t + 20 * SEC + SEC / 2, err, sizeof(err));
-    /* The earlier entries have ended: two places, three names. */
+    csy_alpn_get(&c2, a, "a.example.org", u, err, sizeof(err));
+    csy_alpn_get(&c2, a, "b.example.org", u + SEC / 4, err, sizeof(err));
+    csy_alpn_get(&c2, a, "c.example.org", u + SEC / 2, err, sizeof(err));
+    /* Two places, three names. */
     CHECK_EQ_INT(fake_http_count(fake), 3);
     /* a went for c; b is still remembered. */
-    csy_alpn_get(&c2, a, "b.example.org", t + 20 * SEC + SEC / 2, err, sizeof(err));
+    csy_alpn_get(&c2, a, "b.example.org", u + SEC / 2, err, sizeof(err));
     CHECK_EQ_INT(fake_http_count(fake), 3);
-    csy_alpn_get(&c2, a, "a.example.org", t + 20 * SEC + SEC / 2, err, sizeof(err));
+    csy_alpn_get(&c2, a, "a.example.org", u + SEC / 2, err, sizeof(err));
     CHECK_EQ_INT(fake_http_count(fake), 4);
     csy_alpn_stats(&st, a);
     CHECK_EQ_INT(st.hits, 0);
