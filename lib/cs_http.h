@@ -54,6 +54,11 @@ typedef struct {
     const char *ca_file;        /* trust for the server; NULL: system */
     const char *client_cert;    /* PEM files for mutual TLS; or NULL */
     const char *client_key;
+    /* The same in memory (PEM text), for a process that cannot read the
+     * files (an httpd worker: the parent read them); used instead of the
+     * files when set; not copied: the caller keeps them alive). */
+    const char *client_cert_pem;
+    const char *client_key_pem;
     const char *user_agent;     /* NULL: curl's */
     apr_interval_time_t timeout;            /* whole request; 0: 30 s */
     apr_interval_time_t connect_timeout;    /* 0: 10 s */

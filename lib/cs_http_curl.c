@@ -165,10 +165,26 @@ static apr_status_t curl_send(void *baton, cs_http_resp_t *resp,
     if (c->ca_file) {
         curl_easy_setopt(curl, CURLOPT_CAINFO, c->ca_file);
     }
-    if (c->client_cert) {
+    if (c->client_cert_pem) {
+        struct curl_blob blob;
+
+        blob.data = (void *)c->client_cert_pem;
+        blob.len = strlen(c->client_cert_pem);
+        blob.flags = CURL_BLOB_COPY;
+        curl_easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &blob);
+    }
+    else if (c->client_cert) {
         curl_easy_setopt(curl, CURLOPT_SSLCERT, c->client_cert);
     }
-    if (c->client_key) {
+    if (c->client_key_pem) {
+        struct curl_blob blob;
+
+        blob.data = (void *)c->client_key_pem;
+        blob.len = strlen(c->client_key_pem);
+        blob.flags = CURL_BLOB_COPY;
+        curl_easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &blob);
+    }
+    else if (c->client_key) {
         curl_easy_setopt(curl, CURLOPT_SSLKEY, c->client_key);
     }
     if (req->resolve) {

@@ -483,3 +483,148 @@ done:
     ERR_clear_error();
     return rv;
 }
+
+/* ------------------------------------------------------------------ */
+/* tls-alpn-01 (RFC 8737)                                              */
+/* ------------------------------------------------------------------ */
+
+/* The extension: extnValue is the DER of Authorization ::= OCTET STRING
+ * (SIZE (32)), so its bytes are 04 20 and the digest. */
+static X509_EXTENSION *acme_id_ext(const unsigned char *digest)
+{
+    ASN1_OBJECT *obj = OBJ_txt2obj(CS_ACME_ID_OID, 1);
+    ASN1_OCTET_STRING *value = ASN1_OCTET_STRING_new();
+    X509_EXTENSION *ext = NULL;
+    unsigned char der[CS_ACME_ID_LEN];
+
+    der[0] = V_ASN1_OCTET_STRING;
+    der[1] = 32;
+    memcpy(der + 2, digest, 32);
+    if (obj && value && ASN1_OCTET_STRING_set(value, der, sizeof(der))) {
+        ext = X509_EXTENSION_create_by_OBJ(NULL, obj, 1, value);
+    }
+    ASN1_OBJECT_free(obj);
+    ASN1_OCTET_STRING_free(value);
+    return ext;
+}
+
+apr_status_t cs_tlsalpn_cert_make(X509 **cert, apr_pool_t *p, EVP_PKEY *key,
+                                  const char *domain, const char *keyauth,
+                                  apr_interval_time_t lifetime,
+                                  const char **err)
+{
+    unsigned char digest[32];
+    X509_EXTENSION *ext = NULL;
+    X509_NAME *subject;
+    X509 *x = NULL;
+    time_t now = time(NULL);
+    int with_cn;
+
+    *cert = NULL;
+    *err = NULL;
+    if (!key || !keyauth || !issue_name_ok(domain) || domain[0] == '*') {
+        *err = "tls-alpn-01: not a host name";
+        return APR_EINVAL;
+    }
+    if (lifetime < apr_time_from_sec(60)) {
+        *err = "tls-alpn-01: lifetime shorter than a minute";
+        return APR_EINVAL;
+    }
+    if (!EVP_Digest(keyauth, strlen(keyauth), digest, NULL, EVP_sha256(),
+                    NULL)) {
+        goto failed;
+    }
+    with_cn = strlen(domain) <= CS_CN_MAX;
+    if ((x = X509_new()) == NULL
+        || !X509_set_version(x, X509_VERSION_3)
+        || !set_serial(x)
+        || (subject = X509_get_subject_name(x)) == NULL
+        || (with_cn
+            && !X509_NAME_add_entry_by_NID(subject, NID_commonName,
+                                           MBSTRING_UTF8,
+                                           (const unsigned char *)domain,
+                                           -1, -1, 0))
+        || !X509_set_issuer_name(x, subject)
+        || !ASN1_TIME_set(X509_getm_notBefore(x), now - 60)
+        || !ASN1_TIME_set(X509_getm_notAfter(x),
+                          now + (time_t)apr_time_sec(lifetime))
+        || !X509_set_pubkey(x, key)
+        || !add_san(x, domain, !with_cn)
+        || (ext = acme_id_ext(digest)) == NULL
+        || !X509_add_ext(x, ext, -1)
+        || X509_sign(x, key, EVP_sha256()) <= 0) {
+        goto failed;
+    }
+    X509_EXTENSION_free(ext);
+    apr_pool_cleanup_register(p, x, x509_cleanup, apr_pool_cleanup_null);
+    *cert = x;
+    return APR_SUCCESS;
+
+failed:
+    *err = "tls-alpn-01: cannot make the certificate";
+    X509_EXTENSION_free(ext);
+    X509_free(x);
+    ERR_clear_error();
+    return APR_EGENERAL;
+}
+
+apr_status_t cs_tlsalpn_cert_check(unsigned char *digest, X509 *cert,
+                                   EVP_PKEY *key, const char *domain,
+                                   apr_time_t now, const char **err)
+{
+    ASN1_OBJECT *obj = OBJ_txt2obj(CS_ACME_ID_OID, 1);
+    GENERAL_NAMES *gens;
+    const GENERAL_NAME *gen;
+    X509_EXTENSION *ext;
+    const ASN1_OCTET_STRING *value;
+    const unsigned char *v;
+    EVP_PKEY *pub;
+    time_t t = (time_t)apr_time_sec(now);
+    int at, names;
+
+    *err = NULL;
+    gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    names = gens ? sk_GENERAL_NAME_num(gens) : 0;
+    gen = names == 1 ? sk_GENERAL_NAME_value(gens, 0) : NULL;
+    if (!gen || gen->type != GEN_DNS
+        || (size_t)ASN1_STRING_length(gen->d.dNSName) != strlen(domain)
+        || apr_cstr_casecmpn((const char *)
+                             ASN1_STRING_get0_data(gen->d.dNSName), domain,
+                             strlen(domain))) {
+        *err = "tls-alpn-01: the certificate's SAN is not exactly the "
+               "domain";
+    }
+    GENERAL_NAMES_free(gens);
+    at = obj ? X509_get_ext_by_OBJ(cert, obj, -1) : -1;
+    ext = at >= 0 ? X509_get_ext(cert, at) : NULL;
+    value = ext ? X509_EXTENSION_get_data(ext) : NULL;
+    v = value ? ASN1_STRING_get0_data(value) : NULL;
+    if (*err) {
+        /* said */
+    }
+    else if (!ext || X509_get_ext_by_OBJ(cert, obj, at) >= 0) {
+        *err = "tls-alpn-01: not exactly one acmeIdentifier extension";
+    }
+    else if (!X509_EXTENSION_get_critical(ext)) {
+        *err = "tls-alpn-01: the acmeIdentifier extension is not critical";
+    }
+    else if (ASN1_STRING_length(value) != CS_ACME_ID_LEN
+             || v[0] != V_ASN1_OCTET_STRING || v[1] != 32) {
+        *err = "tls-alpn-01: the acmeIdentifier is not an OCTET STRING of "
+               "32 bytes";
+    }
+    else if (!key || !(pub = X509_get0_pubkey(cert))
+             || !cs_key_belongs(key, pub)) {
+        *err = "tls-alpn-01: the key does not belong to the certificate";
+    }
+    else if (X509_cmp_time(X509_get0_notBefore(cert), &t) > 0
+             || X509_cmp_time(X509_get0_notAfter(cert), &t) < 0) {
+        *err = "tls-alpn-01: the certificate is not valid now";
+    }
+    else if (digest) {
+        memcpy(digest, v + 2, 32);
+    }
+    ASN1_OBJECT_free(obj);
+    ERR_clear_error();
+    return *err ? APR_EINVAL : APR_SUCCESS;
+}

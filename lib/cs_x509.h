@@ -69,4 +69,35 @@ apr_status_t cs_csr_make(const unsigned char **csr, apr_size_t *csr_len,
                          apr_pool_t *p, EVP_PKEY *key, const char *domain,
                          const char **err);
 
+/* --- tls-alpn-01 (RFC 8737) ------------------------------------------- */
+
+/** The id-pe-acmeIdentifier extension (RFC 8737 3). */
+#define CS_ACME_ID_OID      "1.3.6.1.5.5.7.1.31"
+/** Bytes of its extnValue: the DER of an OCTET STRING of 32 bytes. */
+#define CS_ACME_ID_LEN      34
+
+/**
+ * The tls-alpn-01 challenge certificate for domain: self-signed with key,
+ * one DNS SAN (domain), the critical id-pe-acmeIdentifier extension
+ * holding SHA-256(keyauth) as an ASN.1 OCTET STRING, a random serial,
+ * valid from now - 1 minute for lifetime.  The certificate is freed with
+ * p.  APR_EINVAL (and *err) for a name that is not an LDH host name.
+ */
+apr_status_t cs_tlsalpn_cert_make(X509 **cert, apr_pool_t *p, EVP_PKEY *key,
+                                  const char *domain, const char *keyauth,
+                                  apr_interval_time_t lifetime,
+                                  const char **err);
+
+/**
+ * What a proxy checks before it answers an acme-tls/1 handshake with
+ * cert and key: exactly one SAN, the DNS name domain; the
+ * id-pe-acmeIdentifier extension present once, critical, an OCTET STRING
+ * of 32 bytes (copied to digest when not NULL); key is the certificate's
+ * key pair; now within its validity.  APR_EINVAL and *err naming the
+ * first failure otherwise.
+ */
+apr_status_t cs_tlsalpn_cert_check(unsigned char *digest, X509 *cert,
+                                   EVP_PKEY *key, const char *domain,
+                                   apr_time_t now, const char **err);
+
 #endif /* CS_X509_H */

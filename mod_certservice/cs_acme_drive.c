@@ -3,7 +3,8 @@
  * time, limiter, account, pre-check, order, store, backoff.
  *
  * Log tags used here (mod_certservice_private.h keeps the next free one):
- * CS00013, CS00015 ... CS00018, CS00021, CS00031 ... CS00034, CS00040.
+ * CS00013, CS00015 ... CS00018, CS00021, CS00031 ... CS00034, CS00040;
+ * tls-alpn-01: CS00100 ... CS00102.
  */
 #include <stdarg.h>
 #include <string.h>
@@ -166,12 +167,65 @@ apr_int64_t cs_acme_retry_delay(const cs_acme_policy_t *policy,
     return retry_after > when ? retry_after : when;
 }
 
+/* tls-alpn-01 (RFC 8737): the challenge certificate with a fresh key,
+ * the key sealed to the wrapping certificates like a bundle's, in the
+ * store for any instance to hand to the proxies (GET /v1/acme-tls/D). */
+static apr_status_t tlsalpn_challenge(cs_acme_drive_t *d,
+                                      const cs_acme_challenge_t *ch,
+                                      int setup)
+{
+    cs_tlsalpn_t t;
+    apr_array_header_t *certs;
+    unsigned char *der;
+    apr_size_t len;
+    EVP_PKEY *key;
+    X509 *cert;
+    const char *err = NULL;
+    apr_status_t rv;
+
+    if (!setup) {
+        return cs_store_tlsalpn_delete(d->db, d->jp, ch->domain);
+    }
+    if ((rv = cs_key_generate(&key, d->jp, CS_KEY_EC_P256))
+        || (rv = cs_tlsalpn_cert_make(&cert, d->jp, key, ch->domain,
+                                      ch->keyauth,
+                                      apr_time_from_sec(CS_ACME_TLSALPN_LIFE),
+                                      &err))
+        || (rv = cs_envelope_seal(&der, &len, d->jp, key,
+                                  d->policy.wrap_certs, &err))) {
+        drive_log(d, CS_LOG_ERR, CSLOGNO(00100) "acme: cannot make the "
+                  "tls-alpn-01 certificate for %s: %s", ch->domain,
+                  err ? err : "no key");
+        return rv;
+    }
+    certs = apr_array_make(d->jp, 1, sizeof(X509 *));
+    APR_ARRAY_PUSH(certs, X509 *) = cert;
+    memset(&t, 0, sizeof(t));
+    t.domain = ch->domain;
+    t.cert_pem = cs_pem_write_certs(d->jp, certs);
+    t.key_cms = cs_base64_encode(d->jp, der, len);
+    t.expires = drive_now(d) + CS_ACME_CHALLENGE_TTL;
+    if ((rv = cs_store_tlsalpn_put(d->db, d->jp, &t))) {
+        drive_log(d, CS_LOG_ERR, CSLOGNO(00101) "acme: cannot store the "
+                  "tls-alpn-01 certificate for %s: %s", ch->domain,
+                  cs_store_error(d->db, d->jp, rv));
+        return rv;
+    }
+    drive_log(d, CS_LOG_DEBUG, CSLOGNO(00102) "acme: %s: tls-alpn-01 "
+              "certificate published (%s)", ch->domain,
+              cs_cert_fingerprint(d->jp, cert));
+    return APR_SUCCESS;
+}
+
 apr_status_t cs_acme_drive_challenge(void *baton,
                                      const cs_acme_challenge_t *ch, int setup)
 {
     cs_acme_drive_t *d = baton;
     apr_status_t rv;
 
+    if (ch->type == CS_ACME_TLSALPN01) {
+        return tlsalpn_challenge(d, ch, setup);
+    }
     if (ch->type != CS_ACME_HTTP01) {
         return APR_ENOTIMPL;
     }

@@ -34,6 +34,9 @@
 #define CS_ACME_CLAIM           900
 /* How long an http-01 key authorization stays answerable. */
 #define CS_ACME_CHALLENGE_TTL   600
+/* How long a tls-alpn-01 challenge certificate is valid (seconds; it
+ * is answerable CS_ACME_CHALLENGE_TTL). */
+#define CS_ACME_TLSALPN_LIFE    86400
 /* Ask renewalInfo again after this when the CA gave no Retry-After. */
 #define CS_ACME_ARI_RECHECK     21600
 
@@ -104,8 +107,11 @@ void cs_acme_drive_set_clock(cs_acme_drive_t *d,
 
 /** The challenge responder (cs_acme_challenge_fn) with the drive as
  * baton.  http-01: the key authorization goes into the store, for any
- * instance to answer through the proxies' relay.  Other types:
- * APR_ENOTIMPL (the client is configured for http-01 only). */
+ * instance to answer through the proxies' relay.  tls-alpn-01: a
+ * challenge certificate (cs_tlsalpn_cert_make) with a fresh key sealed
+ * to policy.wrap_certs goes into the store (cs_store_tlsalpn_put), for
+ * the proxies to fetch (GET /v1/acme-tls/DOMAIN).  Other types:
+ * APR_ENOTIMPL. */
 apr_status_t cs_acme_drive_challenge(void *baton,
                                      const cs_acme_challenge_t *ch,
                                      int setup);

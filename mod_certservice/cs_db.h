@@ -74,6 +74,8 @@ typedef enum {
     CS_STMT_NTF_INSERT, CS_STMT_NTF_DUE, CS_STMT_NTF_CLAIM, CS_STMT_NTF_GET,
     CS_STMT_NTF_FINISH, CS_STMT_NTF_EXPIRING, CS_STMT_NTF_PURGE,
     CS_STMT_NTF_COUNT,
+    /* tls-alpn-01 challenge certificates in progress. */
+    CS_STMT_ALPN_INSERT, CS_STMT_ALPN_GET, CS_STMT_ALPN_DELETE,
     CS_STMT_COUNT
 } cs_stmt_e;
 

@@ -234,6 +234,26 @@ apr_status_t cs_store_challenge_get(const char **keyauth, cs_db_t *db,
 apr_status_t cs_store_challenge_delete(cs_db_t *db, apr_pool_t *p,
                                        const char *token);
 
+/** A tls-alpn-01 challenge certificate in progress for domain, for any
+ * instance to hand to the proxies: the certificate (PEM) and its key
+ * sealed to the wrapping certificates (base64 CMS, like a bundle's).
+ * One per domain: put replaces the domain's earlier one. */
+typedef struct {
+    const char *domain;
+    const char *cert_pem;
+    const char *key_cms;
+    apr_int64_t expires;        /* unix seconds */
+} cs_tlsalpn_t;
+apr_status_t cs_store_tlsalpn_put(cs_db_t *db, apr_pool_t *p,
+                                  const cs_tlsalpn_t *t);
+/** APR_NOTFOUND unless domain has one in progress (not expired at now). */
+apr_status_t cs_store_tlsalpn_get(cs_tlsalpn_t **t, cs_db_t *db,
+                                  apr_pool_t *p, const char *domain,
+                                  apr_int64_t now);
+/** Remove domain's (and every expired one). */
+apr_status_t cs_store_tlsalpn_delete(cs_db_t *db, apr_pool_t *p,
+                                     const char *domain);
+
 /** The ACME account of a directory: its URL and its key, sealed (base64
  * CMS); APR_NOTFOUND if none yet. */
 apr_status_t cs_store_account_get(const char **kid, const char **key_cms,

@@ -8,6 +8,7 @@
  * limiter's row is its lock, like a pool's for leases.
  */
 #include <apr_dbd.h>
+#include <apr_strings.h>
 
 #include "cs_db.h"
 #include "cs_sched.h"
@@ -304,4 +305,68 @@ apr_status_t cs_store_rate_take(int *granted, apr_int64_t *retry_after,
         *granted = 0;
     }
     return status;
+}
+
+/* ------------------------------------------------------------------ */
+/* tls-alpn-01 challenge certificates                                  */
+/* ------------------------------------------------------------------ */
+
+apr_status_t cs_store_tlsalpn_put(cs_db_t *db, apr_pool_t *p,
+                                  const cs_tlsalpn_t *t)
+{
+    apr_status_t status;
+    apr_int64_t now = cs_db_now();
+
+    if ((status = cs_db_enter_domain(db, p, t->domain))
+        || (status = cs_db_check_len(db, "cert_pem", t->cert_pem,
+                                     CS_MAX_TEXT, 1))
+        || (status = cs_db_check_len(db, "key_cms", t->key_cms,
+                                     CS_MAX_TEXT, 1))) {
+        return status;
+    }
+    /* The domain's earlier one (a retried order), and stale ones. */
+    if ((status = cs_db_exec(NULL, db, p, CS_STMT_ALPN_DELETE, t->domain,
+                             &now))) {
+        return status;
+    }
+    return cs_db_exec(NULL, db, p, CS_STMT_ALPN_INSERT, t->domain,
+                      t->cert_pem, t->key_cms, &t->expires);
+}
+
+apr_status_t cs_store_tlsalpn_get(cs_tlsalpn_t **t, cs_db_t *db,
+                                  apr_pool_t *p, const char *domain,
+                                  apr_int64_t now)
+{
+    cs_db_row_t row;
+    cs_tlsalpn_t *out;
+    apr_status_t status;
+
+    if ((status = cs_db_enter_domain(db, p, domain))
+        || (status = cs_db_row(&row, db, p, CS_STMT_ALPN_GET, domain,
+                               &now))) {
+        return status;
+    }
+    if (!row || !row[0] || !row[1]) {
+        return cs_db_fail(db, APR_NOTFOUND, "no tls-alpn-01 challenge in "
+                          "progress");
+    }
+    out = apr_pcalloc(p, sizeof(*out));
+    out->domain = apr_pstrdup(p, domain);
+    out->cert_pem = row[0];
+    out->key_cms = row[1];
+    out->expires = cs_db_int(row[2]);
+    *t = out;
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_tlsalpn_delete(cs_db_t *db, apr_pool_t *p,
+                                     const char *domain)
+{
+    apr_status_t status;
+    apr_int64_t now = cs_db_now();
+
+    if ((status = cs_db_enter_domain(db, p, domain)) != APR_SUCCESS) {
+        return status;
+    }
+    return cs_db_exec(NULL, db, p, CS_STMT_ALPN_DELETE, domain, &now);
 }

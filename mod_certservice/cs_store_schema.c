@@ -87,6 +87,14 @@ static const char *const schema_ddl[] = {
     " keyauth VARCHAR(255) NOT NULL,"
     " expires BIGINT NOT NULL)",
 
+    /* tls-alpn-01: the challenge certificate of a domain's order in
+     * progress, its key sealed to the wrapping certificates. */
+    "CREATE TABLE IF NOT EXISTS cs_acme_tlsalpn ("
+    " domain VARCHAR(253) NOT NULL PRIMARY KEY,"
+    " cert_pem TEXT NOT NULL,"
+    " key_cms TEXT NOT NULL,"
+    " expires BIGINT NOT NULL)",
+
     "CREATE TABLE IF NOT EXISTS cs_acme_accounts ("
     " directory VARCHAR(255) NOT NULL PRIMARY KEY,"
     " kid VARCHAR(255),"
@@ -269,6 +277,15 @@ static const cs_statement_t statements[CS_STMT_COUNT + 1] = {
       " AND expires > %lld" },
     [CS_STMT_CHAL_DELETE] = { "cs_chal_delete",
       "DELETE FROM cs_acme_challenges WHERE token = %s OR expires <= %lld" },
+
+    [CS_STMT_ALPN_INSERT] = { "cs_alpn_insert",
+      "INSERT INTO cs_acme_tlsalpn (domain, cert_pem, key_cms, expires)"
+      " VALUES (%s, %s, %s, %lld)" },
+    [CS_STMT_ALPN_GET] = { "cs_alpn_get",
+      "SELECT cert_pem, key_cms, expires FROM cs_acme_tlsalpn"
+      " WHERE domain = %s AND expires > %lld" },
+    [CS_STMT_ALPN_DELETE] = { "cs_alpn_delete",
+      "DELETE FROM cs_acme_tlsalpn WHERE domain = %s OR expires <= %lld" },
 
     [CS_STMT_ACCT_GET] = { "cs_acct_get",
       "SELECT kid, key_cms FROM cs_acme_accounts WHERE directory = %s" },

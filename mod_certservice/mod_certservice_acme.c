@@ -157,7 +157,7 @@ static apr_status_t cs_worker_init(cs_worker_t *w)
     ac.log_baton = w;
     ac.challenge = cs_acme_drive_challenge;
     ac.challenge_baton = w->drive;
-    ac.challenges = CS_ACME_HTTP01;
+    ac.challenges = conf->acme_challenges;
     ac.eab = conf->acme_eab;
     if ((rv = cs_acme_create(&w->acme, w->pool, &ac)) != APR_SUCCESS) {
         apr_pool_destroy(w->pool);

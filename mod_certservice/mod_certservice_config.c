@@ -9,6 +9,7 @@
 #include "apr_strings.h"
 #include "http_core.h"
 
+#include "cs_acme.h"
 #include "cs_conf.h"
 #include "cs_file.h"
 #include "mod_certservice_private.h"
@@ -75,6 +76,7 @@ void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     CS_MERGE(acme_chain, NULL);
     CS_MERGE(acme_profile, NULL);
     CS_MERGE(acme_precheck_port, 0);
+    CS_MERGE(acme_challenges, 0);
     /* The DNS server goes with the port it was given with. */
     if (add->acme_precheck_port) {
         conf->acme_precheck_dns = add->acme_precheck_dns;
@@ -121,6 +123,7 @@ const cs_conf_t *cs_config_get(server_rec *s)
     CS_DEFAULT(acme_ari, -1, 1);
     CS_DEFAULT(acme_workers, 0, CS_ACME_WORKERS);
     CS_DEFAULT(acme_precheck_port, 0, -1);
+    CS_DEFAULT(acme_challenges, 0, CS_ACME_HTTP01);
     if (!conf->notify_expiring) {
         conf->notify_expiring = -1;
         conf->notify_expiring_pct = CS_NOTIFY_EXPIRING_PCT;
@@ -607,6 +610,28 @@ static const char *cs_set_acme_profile(cmd_parms *cmd, void *dummy,
     return NULL;
 }
 
+/* CertServiceACMEChallenges TYPE...: the challenge types the workers
+ * answer (in the client's order of preference, whatever the order
+ * here). */
+static const char *cs_set_acme_challenges(cmd_parms *cmd, void *dummy,
+                                          const char *arg)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+
+    if (strcasecmp(arg, "http-01") == 0) {
+        conf->acme_challenges |= CS_ACME_HTTP01;
+    }
+    else if (strcasecmp(arg, "tls-alpn-01") == 0) {
+        conf->acme_challenges |= CS_ACME_TLSALPN01;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a challenge type "
+                            "this CertService answers (http-01, "
+                            "tls-alpn-01)", cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
 static const char *cs_set_acme_precheck(cmd_parms *cmd, void *dummy,
                                         const char *arg, const char *dns)
 {
@@ -684,6 +709,9 @@ const command_rec cs_cmds[] = {
     AP_INIT_TAKE1("CertServiceACMEProfile", cs_set_acme_profile, NULL,
                   RSRC_CONF, "ACME profile to order certificates with when "
                   "a domain names none (default: the CA's)"),
+    AP_INIT_ITERATE("CertServiceACMEChallenges", cs_set_acme_challenges,
+                    NULL, RSRC_CONF, "ACME challenge types to answer: "
+                    "http-01, tls-alpn-01 (default http-01)"),
     AP_INIT_TAKE12("CertServiceACMEPreCheck", cs_set_acme_precheck, NULL,
                    RSRC_CONF, "Before ordering, check that the domain "
                    "reaches us over http: on|off|PORT [DNS-SERVER:PORT] "

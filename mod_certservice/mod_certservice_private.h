@@ -115,6 +115,8 @@ typedef struct {
     const char *acme_profile;           /* NULL: the CA's default */
     int acme_precheck_port;             /* 0: unset, -1: off */
     const char *acme_precheck_dns;      /* NULL: the system's resolver */
+    int acme_challenges;                /* CS_ACME_* bits; 0: unset
+                                         * (http-01) */
     /* Notifications (mod_certservice_notify.c) */
     const char *notify_url;             /* NULL: no webhook */
     const char *notify_ca;              /* NULL: the system's trust */
@@ -193,6 +195,7 @@ void cs_identify(cs_caller_t *caller, request_rec *r, const cs_conf_t *conf);
 
 int cs_get_changes(cs_req_t *q);
 int cs_get_bundle(cs_req_t *q, const char *raw);
+int cs_get_acme_tls(cs_req_t *q, const char *raw);
 int cs_post_bundles(cs_req_t *q);
 int cs_post_lease(cs_req_t *q, const char *pool);
 int cs_delete_lease(cs_req_t *q, const char *pool, const char *lease);

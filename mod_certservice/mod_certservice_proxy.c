@@ -176,3 +176,35 @@ int cs_post_report(cs_req_t *q, const char *host)
     q->r->status = HTTP_NO_CONTENT;
     return OK;
 }
+
+/* GET /v1/acme-tls/DOMAIN: the tls-alpn-01 challenge certificate of an
+ * order in progress for DOMAIN, its key sealed to the wrapping
+ * certificates (only a proxy opens it).  404 when none is in progress:
+ * the proxy then refuses the acme-tls/1 handshake. */
+int cs_get_acme_tls(cs_req_t *q, const char *raw)
+{
+    const char *domain;
+    cs_tlsalpn_t *t;
+    apr_status_t rv;
+    int rc;
+
+    if (!(domain = cs_domain(q, raw, &rc))) {
+        return rc;
+    }
+    rv = cs_store_tlsalpn_get(&t, &q->db, q->r->pool, domain,
+                              apr_time_sec(apr_time_now()));
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "no tls-alpn-01 challenge in "
+                        "progress for %s", domain);
+    }
+    if (rv) {
+        return cs_db_error(q, rv);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r, CSLOGNO(00103)
+                  "proxy '%s': tls-alpn-01 certificate of %s",
+                  q->caller.who, domain);
+    apr_table_setn(q->r->headers_out, "Cache-Control", "no-store");
+    return cs_send_json(q->r, HTTP_OK, json_pack(
+        "{s:s, s:s, s:s, s:I}", "domain", domain, "cert_pem", t->cert_pem,
+        "key_cms", t->key_cms, "expires", (json_int_t)t->expires));
+}

@@ -217,6 +217,7 @@ static void csy_register_hooks(apr_pool_t *p)
 
     ap_hook_post_config(csy_post_config, NULL, before_ssl, APR_HOOK_MIDDLE);
     csy_dyn_register_hooks(p);
+    csy_alpn_register_hooks(p);
     csy_status_register_hooks(p);
 }
 

@@ -19,6 +19,7 @@
 
 #include <openssl/ssl.h>
 
+#include "csy_alpn.h"
 #include "csy_dyn.h"
 #include "mod_certsync_private.h"
 
@@ -100,10 +101,24 @@ static int csy_cert_cb(SSL *ssl, void *arg)
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     conn_rec *c = SSL_get_app_data(ssl);
     csy_bundle_t *b;
+    csy_alpn_cred_t *chal;
     char name[CSY_NAME_SIZE], err[512];
     apr_status_t rv;
     int ok;
 
+    /* tls-alpn-01: where ALPN came first (TLS 1.3), an acme-tls/1
+     * connection has its challenge certificate already: that one, never
+     * the store's or the default (mod_certsync_alpn.c).  In TLS 1.2 this
+     * callback runs first, and mod_ssl's answer replaces what it sets. */
+    if (c && (chal = csy_alpn_conn_cred(c)) != NULL) {
+        ok = SSL_use_cert_and_key(ssl, chal->cert, chal->key, NULL, 1) == 1;
+        if (!ok) {
+            ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, c, CYLOGNO(00198)
+                          "dynamic: OpenSSL refused the tls-alpn-01 "
+                          "certificate");
+        }
+        return ok;
+    }
     if (!csy_cache) {
         return 1;       /* not a worker (or no cache): default */
     }

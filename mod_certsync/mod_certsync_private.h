@@ -10,6 +10,7 @@
  *   mod_certsync_daemon.c  the sync daemon process (with _state.c,
  *                          _agent.c, _ops.c: mod_certsync_daemon.h)
  *   mod_certsync_dyn.c     dynamic activation (mod_ssl hooks)
+ *   mod_certsync_alpn.c    tls-alpn-01 (acme-tls/1 handshakes)
  *   mod_certsync_status.c  status, health, metrics, mod_status
  */
 #ifndef MOD_CERTSYNC_PRIVATE_H
@@ -120,6 +121,11 @@ void csy_daemon_main(server_rec *s, const csy_conf_t *conf, pid_t parent)
 /* mod_certsync_dyn.c */
 int csy_dyn_check(apr_pool_t *pconf, server_rec *s);
 void csy_dyn_register_hooks(apr_pool_t *p);
+
+/* mod_certsync_alpn.c: tls-alpn-01; the challenge certificate chosen
+ * for a connection (NULL: not an acme-tls/1 one). */
+void csy_alpn_register_hooks(apr_pool_t *p);
+struct csy_alpn_cred_t *csy_alpn_conn_cred(const conn_rec *c);
 
 /* mod_certsync_status.c */
 void csy_status_register_hooks(apr_pool_t *p);

@@ -37,6 +37,8 @@ my @endpoints = (
     ['GET',    '/v1/changes?since=0&limit=1',      undef, 0, 200],
     ['GET',    "/v1/bundles/$dom",                 undef, 0, 200],
     ['POST',   '/v1/bundles', { domains => [$dom] },     0, 200],
+    # tls-alpn-01 (role proxy): no challenge in progress.
+    ['GET',    "/v1/acme-tls/$dom",                undef, 0, 404],
     ['POST',   "/v1/pools/$lease_pool/leases",
                { host => 'acc-h1', ttl => 30 },         0, 201],
     ['DELETE', "/v1/pools/$lease_pool/leases/nolease", undef, 0, 404],
@@ -107,7 +109,13 @@ for my $who (qw(proxy proxy2)) {
     is($r->{status}, 200, "$who: GET /v1/changes is 200");
     $r = cs_req($who, 'GET', "/v1/bundles/$dom");
     is($r->{status}, 200, "$who: GET /v1/bundles/DOMAIN is 200");
+    # tls-alpn-01: a proxy may ask; none in progress is 404 JSON.
+    cs_json_error(cs_req($who, 'GET', "/v1/acme-tls/$dom"), 404,
+                  "$who: GET /v1/acme-tls/DOMAIN without a challenge is "
+                  . "404 JSON", qr/no tls-alpn-01 challenge/);
 }
+cs_json_error(cs_req('proxy', 'GET', '/v1/acme-tls/not..a.domain'), 400,
+              'GET /v1/acme-tls/ with a bad name is 400 JSON');
 
 # --- The admin may call every endpoint --------------------------------------
 for my $e (@endpoints) {
@@ -168,6 +176,7 @@ my @methods = (
     ['proxy', 'POST',   '/v1/pools/p1/leases/x1',       'DELETE'],
     ['proxy', 'GET',    '/v1/hosts/h1/report',          'POST'],
     ['proxy', 'PUT',    '/v1/hosts/h1/report',          'POST'],
+    ['proxy', 'POST',   "/v1/acme-tls/$d2",             'GET'],
 );
 for my $m (@methods) {
     my ($who, $method, $path, $allow) = @$m;

@@ -93,7 +93,11 @@
 # proxy_protocol:info"), POOL_ACTIVATION (vhost; "dynamic": one catch-all
 # virtual host, certificates per handshake, no restarts), and in dynamic
 # mode POOL_CACHE_SIZE (CertSyncCacheSize, 10000) and POOL_PROCS (worker
-# processes of 8 threads each, 2).
+# processes of 8 threads each, 2).  Configuration lines to add:
+# POOL_CS_EXTRA (CertService's virtual host), POOL_PX_EXTRA (each proxy's
+# server config); before pool_start_acme: POOL_PEBBLE_TLS_PORT, where
+# pebble sends its tls-alpn-01 validations (default B+8, nothing there;
+# t/acme/tlsalpn.sh points it at HAProxy's TLS frontend).
 
 POOL_LIB_SOURCE=${BASH_SOURCE[0]}
 # shellcheck source=certsuite.sh
@@ -176,7 +180,8 @@ pool_start_acme() {
         return 1
     }
     pebble_conf $((POOL_BASE + 4)) $((POOL_BASE + 5)) $((POOL_BASE + 9)) \
-        $((POOL_BASE + 8)) "$POOL_PKI" >"$d/pebble.json"
+        "${POOL_PEBBLE_TLS_PORT:-$((POOL_BASE + 8))}" "$POOL_PKI" \
+        >"$d/pebble.json"
     start_challtestsrv $((POOL_BASE + 6)) $((POOL_BASE + 7)) \
         "$d/challtestsrv.log"
     echo $! >"$d/challtestsrv.pid"
@@ -373,7 +378,8 @@ pool_start_certservice() {
     write_cs_conf "$d" "$POOL_CS_PORT" pki="$POOL_PKI" common=_pool_cs_common \
         db="$d/db/certservice.db" acme="$acme" vhost="$(
             [ -z "$acme" ] || echo "CertServiceACMEContact mailto:demo@example.org"
-            echo "CertServiceMaxUnavailable 1")" || return 1
+            echo "CertServiceMaxUnavailable 1"
+            [ -z "${POOL_CS_EXTRA:-}" ] || echo "$POOL_CS_EXTRA")" || return 1
     _pool_start_httpd "$d" "$POOL_CS_PORT" || return 1
     # The first request makes the schema.
     if [ "$(pool_cs_curl admin "/v1/domains?limit=1" -o /dev/null \
@@ -451,7 +457,9 @@ pool_start_proxy() { # N
         lb="$POOL_LB_ADDR" backend="$POOL_BACKEND_PORT" status=full \
         activation="${POOL_ACTIVATION:-vhost}" procs="${POOL_PROCS:-2}" \
         cache="${POOL_CACHE_SIZE:-10000}" \
-        extra="$(_pool_relay_conf "$n" "$cert")" || return 1
+        extra="$(_pool_relay_conf "$n" "$cert"
+                 [ -z "${POOL_PX_EXTRA:-}" ] || echo "$POOL_PX_EXTRA")" \
+        || return 1
     _pool_start_httpd "$d" "$status" "$tls"
 }
 

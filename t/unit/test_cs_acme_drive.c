@@ -130,6 +130,12 @@ typedef struct {
     const char *last_account;   /* the URL it answered */
     int probes_served;          /* probes that found our token published */
     int precheck_fail;          /* the domain does not reach us */
+    /* tls-alpn-01: offer it instead of http-01, and open the challenge
+     * certificate's key with this wrapping certificate and key. */
+    int alpn;
+    X509 *alpn_wrap_cert;
+    EVP_PKEY *alpn_wrap_key;
+    int alpn_validated;         /* certificates that passed RFC 8737 */
 } fake_ca_t;
 
 static fake_ca_t ca;
@@ -339,7 +345,8 @@ static json_t *order_json(const ca_order_t *o)
 
 static json_t *challenge_json(const ca_order_t *o)
 {
-    json_t *c = json_pack("{s:s, s:s, s:s, s:s}", "type", "http-01", "url",
+    json_t *c = json_pack("{s:s, s:s, s:s, s:s}", "type",
+                          ca.alpn ? "tls-alpn-01" : "http-01", "url",
                           apr_psprintf(ca.pool, CA "/chall/%d", o->id),
                           "token", o->token, "status", o->authz);
 
@@ -433,6 +440,37 @@ static apr_status_t new_order(cs_http_resp_t *resp, apr_pool_t *p,
     return reply_json(resp, p, 201, order_json(o));
 }
 
+/* tls-alpn-01 as a CA checks it (RFC 8737 3), on what a proxy would
+ * hand out: the domain's certificate from the store, its key opened with
+ * the wrapping key, the acmeIdentifier equal to SHA-256(want). */
+static int alpn_validate(apr_pool_t *p, const char *domain,
+                         const char *want)
+{
+    cs_tlsalpn_t *t;
+    apr_array_header_t *certs;
+    unsigned char *der, digest[32], expect[32];
+    apr_size_t len;
+    EVP_PKEY *key;
+    const char *err = NULL;
+
+    if (cs_store_tlsalpn_get(&t, &db, p, domain, clock_now)
+        || cs_pem_read_certs(&certs, p, t->cert_pem, strlen(t->cert_pem),
+                             &err) || certs->nelts != 1
+        || cs_base64_decode(&der, &len, p, t->key_cms)
+        || cs_envelope_open(&key, p, der, len, ca.alpn_wrap_cert,
+                            ca.alpn_wrap_key, &err)
+        || cs_tlsalpn_cert_check(digest, APR_ARRAY_IDX(certs, 0, X509 *),
+                                 key, domain, apr_time_now(), &err)
+        || !EVP_Digest(want, strlen(want), expect, NULL, EVP_sha256(), NULL)
+        || memcmp(digest, expect, 32) != 0) {
+        fprintf(stderr, "# tls-alpn-01 of %s refused: %s\n", domain,
+                err ? err : "not in the store, or another digest");
+        return 0;
+    }
+    ca.alpn_validated++;
+    return 1;
+}
+
 /* The challenge: the CA fetches the key authorization at once (here
  * from the store, as GET /.well-known/acme-challenge/TOKEN would). */
 static apr_status_t challenge(cs_http_resp_t *resp, apr_pool_t *p,
@@ -442,7 +480,10 @@ static apr_status_t challenge(cs_http_resp_t *resp, apr_pool_t *p,
 
     if (strcmp(o->authz, "pending") == 0) {
         want = apr_pstrcat(p, o->token, ".", o->account->thumb, NULL);
-        if (cs_store_challenge_get(&got, &db, p, o->token, clock_now)
+        if (ca.alpn) {
+            got = alpn_validate(p, o->domain, want) ? want : NULL;
+        }
+        else if (cs_store_challenge_get(&got, &db, p, o->token, clock_now)
             == APR_SUCCESS && strcmp(got, want) == 0) {
             ca.validated++;
         }
@@ -1470,6 +1511,59 @@ static void test_eab_required(const cs_acme_policy_t *pol)
     apr_pool_destroy(p);
 }
 
+/* tls-alpn-01: a client that answers it and a CA that offers only it;
+ * the challenge certificate is in the store while the order runs and
+ * gone after. */
+static void test_tlsalpn(const cs_acme_policy_t *pol)
+{
+    cs_acme_outcome_t out;
+    cs_acme_drive_t *d;
+    cs_acme_conf_t conf;
+    cs_acme_t *acme;
+    cs_tlsalpn_t *t;
+    apr_pool_t *p;
+
+    UNIT_CASE("tls-alpn-01: the challenge certificate through the store");
+    apr_pool_create(&p, root);
+    cs_acme_drive_create(&d, p, pol, "test:alpn:0", test_log, NULL);
+    memset(&conf, 0, sizeof(conf));
+    conf.directory_url = pol->directory_url;
+    conf.http = fake_http_transport(ca.http);
+    conf.log = test_log;
+    conf.challenge = cs_acme_drive_challenge;
+    conf.challenge_baton = d;
+    conf.challenges = CS_ACME_HTTP01 | CS_ACME_TLSALPN01;
+    if (!CHECK_EQ_INT(cs_acme_create(&acme, p, &conf), APR_SUCCESS)) {
+        return;
+    }
+    cs_acme_drive_set_client(d, &cs_acme_client_ops, acme);
+    cs_acme_drive_set_clock(d, test_clock, NULL);
+    ca.alpn = 1;
+    ca.alpn_wrap_cert = pol->seal_cert;
+    ca.alpn_wrap_key = pol->seal_key;
+    ca.alpn_validated = 0;
+    enqueue("alpn.test");
+    CHECK_EQ_INT(run(&out, d, p, "alpn.test"), CS_ACME_JOB_ISSUED);
+    CHECK_EQ_INT(ca.alpn_validated, 1);
+    CHECK_EQ_INT(cs_store_tlsalpn_get(&t, &db, p, "alpn.test", clock_now),
+                 APR_NOTFOUND);
+
+    UNIT_CASE("tls-alpn-01 offered, the client answers http-01 only");
+    {
+        cs_acme_drive_t *d2 = make_drive(p, pol, "test:alpn:1");
+
+        CHECK_EQ_INT(cs_store_job_enqueue(&db, p, "alpn.test", "ec-p256",
+                                          NULL, clock_now), APR_SUCCESS);
+        CHECK_EQ_INT(run(&out, d2, p, "alpn.test"), CS_ACME_JOB_FAILED);
+        CHECK(out.job && out.job->last_error
+              && strstr(out.job->last_error, "offered: tls-alpn-01"));
+        CHECK_EQ_INT(ca.alpn_validated, 1);
+    }
+    ca.alpn = 0;
+    CHECK_EQ_INT(cs_store_job_delete(&db, p, "alpn.test"), APR_SUCCESS);
+    apr_pool_destroy(p);
+}
+
 static void test_backoff(cs_acme_drive_t *d, const cs_acme_policy_t *pol)
 {
     static const apr_int64_t want[] = { 60, 120, 240, 300, 300, 300 };
@@ -1648,6 +1742,7 @@ int main(void)
     test_ari(d, &pol);
     test_profiles(d, &pol);
     test_account_again(d, &pol);
+    test_tlsalpn(&pol);
     test_backoff(d, &pol);
     test_store_failures(d, &pol);
     test_precheck(&pol);

@@ -105,7 +105,7 @@ static void drop_tables(conn_t *c)
     static const char *const tables[] = {
         "cs_counter", "cs_domains", "cs_changes", "cs_pools", "cs_leases",
         "cs_hosts", "cs_acme_jobs", "cs_acme_challenges", "cs_acme_accounts",
-        "cs_acme_limits", "cs_notify_events", NULL
+        "cs_acme_limits", "cs_notify_events", "cs_acme_tlsalpn", NULL
     };
     char sql[64];
     int i, nrows;
@@ -1411,6 +1411,33 @@ static void test_acme(void)
     CHECK_EQ_INT(cs_store_challenge_delete(&b->db, p, "tok-1"), APR_SUCCESS);
     CHECK_EQ_INT(cs_store_challenge_get(&v, &a->db, p, "tok-1", 1000),
                  APR_NOTFOUND);
+
+    UNIT_CASE("acme: tls-alpn-01 certificates");
+    {
+        cs_tlsalpn_t t = { "a.example", "-----BEGIN CERTIFICATE-----\n",
+                           "c2VhbGVk", APR_INT64_MAX / 2 }, *got;
+
+        CHECK_EQ_INT(cs_store_tlsalpn_get(&got, &b->db, p, "a.example", 1000),
+                     APR_NOTFOUND);
+        CHECK_EQ_INT(cs_store_tlsalpn_put(&a->db, p, &t), APR_SUCCESS);
+        /* A retried order replaces it. */
+        t.key_cms = "c2VhbGVkMg==";
+        CHECK_EQ_INT(cs_store_tlsalpn_put(&a->db, p, &t), APR_SUCCESS);
+        if (CHECK_EQ_INT(cs_store_tlsalpn_get(&got, &b->db, p, "a.example",
+                                              1000), APR_SUCCESS)) {
+            CHECK_STR(got->cert_pem, t.cert_pem);
+            CHECK_STR(got->key_cms, "c2VhbGVkMg==");
+            CHECK(got->expires == APR_INT64_MAX / 2);
+        }
+        CHECK_EQ_INT(cs_store_tlsalpn_get(&got, &b->db, p, "a.example",
+                                          APR_INT64_MAX / 2), APR_NOTFOUND);
+        CHECK_EQ_INT(cs_store_tlsalpn_get(&got, &b->db, p, "b.example",
+                                          1000), APR_NOTFOUND);
+        CHECK_EQ_INT(cs_store_tlsalpn_delete(&b->db, p, "a.example"),
+                     APR_SUCCESS);
+        CHECK_EQ_INT(cs_store_tlsalpn_get(&got, &a->db, p, "a.example",
+                                          1000), APR_NOTFOUND);
+    }
 
     UNIT_CASE("acme: accounts");
     CHECK_EQ_INT(cs_store_account_get(&kid, &cms, &a->db, p,

@@ -514,6 +514,134 @@ static void test_cert_info(void)
     CHECK_EQ_INT(info.not_after, 0);
 }
 
+/* tls-alpn-01 (RFC 8737 3): the challenge certificate, its extension
+ * byte for byte, and the checks a proxy makes before answering with it. */
+static const char alpn_keyauth[] =
+    "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA."
+    "nP1qzpXGymHBrUEepNY9HCsQk7K8KhOypzEt62jcerQ";
+/* SHA-256 of alpn_keyauth (sha256sum). */
+static const unsigned char alpn_digest[32] =
+    "\x34\x6c\x0a\xa1\x70\x60\x09\x3f\x09\x84\x46\xb4\x6c\xae\xc0\xc1"
+    "\xf4\xaa\x1f\x2b\xbf\x65\x67\xae\x81\x5d\x3b\x7c\xb1\x88\x56\xad";
+
+/* The extension as DER: SEQUENCE { OID 1.3.6.1.5.5.7.1.31, BOOLEAN TRUE,
+ * OCTET STRING { OCTET STRING (32) digest } }. */
+static void check_alpn_ext_der(X509 *x)
+{
+    static const unsigned char head[] = {
+        0x30, 0x31,
+        0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x1f,
+        0x01, 0x01, 0xff,
+        0x04, 0x22, 0x04, 0x20
+    };
+    ASN1_OBJECT *obj = OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1);
+    int at = X509_get_ext_by_OBJ(x, obj, -1);
+    unsigned char *der = NULL;
+    int len;
+
+    ASN1_OBJECT_free(obj);
+    if (!CHECK(at >= 0)) {
+        return;
+    }
+    len = i2d_X509_EXTENSION(X509_get_ext(x, at), &der);
+    if (CHECK_EQ_INT(len, (int)sizeof(head) + 32)) {
+        CHECK_MEM(der, head, sizeof(head));
+        CHECK_MEM(der + sizeof(head), alpn_digest, 32);
+    }
+    OPENSSL_free(der);
+}
+
+static void test_tlsalpn(EVP_PKEY *ec, EVP_PKEY *rsa)
+{
+    X509 *x, *y;
+    GENERAL_NAMES *gens;
+    unsigned char digest[32];
+    const char *err;
+    apr_time_t now = apr_time_now();
+    char cn[256];
+    X509V3_CTX ctx;
+    cs_cert_info_t info;
+
+    UNIT_CASE("tls-alpn-01: the challenge certificate");
+    if (!CHECK_EQ_INT(cs_tlsalpn_cert_make(&x, pool, ec, "alpn.example.org",
+                                           alpn_keyauth, DAY, &err),
+                      APR_SUCCESS)) {
+        return;
+    }
+    check_alpn_ext_der(x);
+    /* Self-signed by the key, one DNS SAN, the CN for people. */
+    CHECK_EQ_INT(X509_verify(x, ec), 1);
+    CHECK_EQ_INT(X509_NAME_cmp(X509_get_subject_name(x),
+                               X509_get_issuer_name(x)), 0);
+    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn,
+                              sizeof(cn));
+    CHECK_STR(cn, "alpn.example.org");
+    gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    if (CHECK(gens && sk_GENERAL_NAME_num(gens) == 1)) {
+        CHECK_EQ_INT(sk_GENERAL_NAME_value(gens, 0)->type, GEN_DNS);
+    }
+    GENERAL_NAMES_free(gens);
+    cs_cert_info(&info, pool, x);
+    CHECK(info.not_before <= now && info.not_after > now + DAY - 60 * 1000000LL
+          && info.not_after <= now + DAY + apr_time_from_sec(5));
+
+    UNIT_CASE("tls-alpn-01: what a proxy checks");
+    memset(digest, 0, sizeof(digest));
+    CHECK_EQ_INT(cs_tlsalpn_cert_check(digest, x, ec, "alpn.example.org",
+                                       now, &err), APR_SUCCESS);
+    CHECK_MEM(digest, alpn_digest, 32);
+    CHECK_EQ_INT(cs_tlsalpn_cert_check(NULL, x, ec, "ALPN.example.org",
+                                       now, &err), APR_SUCCESS);
+    CHECK_EQ_INT(cs_tlsalpn_cert_check(NULL, x, ec, "other.example.org",
+                                       now, &err), APR_EINVAL);
+    CHECK(err && strstr(err, "SAN"));
+    CHECK_EQ_INT(cs_tlsalpn_cert_check(NULL, x, rsa, "alpn.example.org",
+                                       now, &err), APR_EINVAL);
+    CHECK(err && strstr(err, "key"));
+    CHECK_EQ_INT(cs_tlsalpn_cert_check(NULL, x, ec, "alpn.example.org",
+                                       now + 2 * DAY, &err), APR_EINVAL);
+    CHECK(err && strstr(err, "valid"));
+    /* A certificate without the extension, and one with it not
+     * critical. */
+    y = testkit_cert(pool, ec, "alpn.example.org", 7, -60, 86400);
+    X509V3_set_ctx(&ctx, y, y, NULL, NULL, 0);
+    add_ext(y, &ctx, NID_subject_alt_name, "DNS:alpn.example.org");
+    CHECK_EQ_INT(cs_tlsalpn_cert_check(NULL, y, ec, "alpn.example.org",
+                                       now, &err), APR_EINVAL);
+    CHECK(err && strstr(err, "one acmeIdentifier"));
+    {
+        ASN1_OBJECT *obj = OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1);
+        ASN1_OCTET_STRING *v = ASN1_OCTET_STRING_new();
+        unsigned char der[34] = { 0x04, 0x20 };
+        X509_EXTENSION *e;
+
+        memcpy(der + 2, alpn_digest, 32);
+        ASN1_OCTET_STRING_set(v, der, sizeof(der));
+        e = X509_EXTENSION_create_by_OBJ(NULL, obj, 0, v);
+        X509_add_ext(y, e, -1);
+        X509_EXTENSION_free(e);
+        ASN1_OCTET_STRING_free(v);
+        ASN1_OBJECT_free(obj);
+    }
+    CHECK_EQ_INT(cs_tlsalpn_cert_check(NULL, y, ec, "alpn.example.org",
+                                       now, &err), APR_EINVAL);
+    CHECK(err && strstr(err, "not critical"));
+
+    UNIT_CASE("tls-alpn-01: names and lifetimes refused");
+    CHECK_EQ_INT(cs_tlsalpn_cert_make(&y, pool, ec, "*.example.org",
+                                      alpn_keyauth, DAY, &err), APR_EINVAL);
+    CHECK_EQ_INT(cs_tlsalpn_cert_make(&y, pool, ec, "a b.example.org",
+                                      alpn_keyauth, DAY, &err), APR_EINVAL);
+    CHECK_EQ_INT(cs_tlsalpn_cert_make(&y, pool, ec, "a.example.org",
+                                      alpn_keyauth, 0, &err), APR_EINVAL);
+    /* An RSA key works too; another key authorization, another digest. */
+    CHECK_EQ_INT(cs_tlsalpn_cert_make(&y, pool, rsa, "r.example.org",
+                                      "tok.thumb", DAY, &err), APR_SUCCESS);
+    CHECK_EQ_INT(cs_tlsalpn_cert_check(digest, y, rsa, "r.example.org",
+                                       now, &err), APR_SUCCESS);
+    CHECK(memcmp(digest, alpn_digest, 32) != 0);
+}
+
 int main(void)
 {
     cs_ca_t *ca, *foreign;
@@ -551,6 +679,7 @@ int main(void)
 
     test_verify_failures(ca, foreign, ec, rsa);
     test_cert_info();
+    test_tlsalpn(ec, rsa);
 
     UNIT_CASE("error queue");
     CHECK(ERR_peek_error() == 0);
