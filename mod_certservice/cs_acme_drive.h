@@ -25,6 +25,7 @@
 #include <openssl/x509.h>
 
 #include "cs_acme.h"
+#include "cs_dns.h"
 #include "cs_log.h"
 #include "cs_store.h"
 
@@ -82,6 +83,10 @@ typedef struct {
     const char *precheck_dns;   /* NULL: the system's resolver */
     const char *profile;        /* ACME profile of a domain that names
                                  * none; NULL: the CA's default */
+    /* dns-01 (CertServiceDNSUpdate, CertServiceDNSHook); NULL: none. */
+    const cs_dns_conf_t *dns;
+    int dns_all;                /* dns-01 for every domain, not only
+                                 * wildcards (CertServiceDNSChallenge) */
 } cs_acme_policy_t;
 
 typedef struct cs_acme_drive_t cs_acme_drive_t;
@@ -104,8 +109,10 @@ void cs_acme_drive_set_clock(cs_acme_drive_t *d,
 
 /** The challenge responder (cs_acme_challenge_fn) with the drive as
  * baton.  http-01: the key authorization goes into the store, for any
- * instance to answer through the proxies' relay.  Other types:
- * APR_ENOTIMPL (the client is configured for http-01 only). */
+ * instance to answer through the proxies' relay.  dns-01 (with
+ * policy.dns): the TXT record through lib/cs_dns.c, published on every
+ * authoritative server before the CA is told.  Other types:
+ * APR_ENOTIMPL. */
 apr_status_t cs_acme_drive_challenge(void *baton,
                                      const cs_acme_challenge_t *ch,
                                      int setup);
