@@ -233,8 +233,12 @@ static apr_status_t ask(ldns_pkt **ans, apr_pool_t *p, ldns_resolver *r,
     ldns_rdf_deep_free(dn);
     if (s != LDNS_STATUS_OK || !pkt) {
         ldns_pkt_free(pkt);
+        /* ldns says "no (valid) nameservers" when the only one did not
+         * answer: say what happened. */
         *err = apr_psprintf(p, "no answer for %s: %s", name,
-                            ldns_get_errorstr_by_id(s));
+                            s == LDNS_STATUS_RES_NO_NS
+                            ? "refused or timed out"
+                            : ldns_get_errorstr_by_id(s));
         return APR_EGENERAL;
     }
     apr_pool_cleanup_register(p, pkt, pkt_cleanup, apr_pool_cleanup_null);
@@ -562,7 +566,7 @@ static int has_value(auth_t *a, apr_pool_t *p, apr_pool_t *tp,
     size_t i, vl = strlen(value), others = 0;
 
     if (ask(&ans, tp, a->r, name, LDNS_RR_TYPE_TXT, &err)) {
-        a->state = "no answer";
+        a->state = apr_pstrdup(p, err ? err : "no answer");
         return 0;
     }
     if ((rc = ldns_pkt_get_rcode(ans)) != LDNS_RCODE_NOERROR) {

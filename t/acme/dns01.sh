@@ -60,11 +60,13 @@ cs2dir=$tmp/cs2
 pebble_pid=
 ns1_pid=
 ns2_pid=
+added_lo=
 on_cleanup() {
     stop_httpd "$pxdir"
     stop_httpd "$csdir"
     stop_httpd "$cs2dir"
     stop_pids "$pebble_pid" "$ns1_pid" "$ns2_pid"
+    [ -z "$added_lo" ] || ip addr del 127.0.0.2/32 dev lo
 }
 
 # --- PKI, ports ---------------------------------------------------------------
@@ -114,8 +116,23 @@ zone_file() { # ZONE EXTRA: SOA, NS ns1 (127.0.0.1), EXTRA lines
     printf '$TTL 30\n@ SOA ns1.%s. admin.%s. 1 30 10 600 30\n@ NS ns1.%s.\nns1 A 127.0.0.1\n%s\n' \
         "$1" "$1" "$1" "$2"
 }
-zone_file wild.test "@ NS ns2.wild.test.
+# named listens only on addresses of an interface: the secondary needs
+# 127.0.0.2 on lo (added as root for the run, removed after; nothing
+# else changes: 127.0.0.0/8 is routed to lo anyway).  Without it, no
+# secondary (and one check says so).
+nservers=1
+if ip -4 addr show dev lo 2>/dev/null | grep -q 'inet 127\.0\.0\.2/'; then
+    nservers=2
+elif [ "$(id -u)" = 0 ] && ip addr add 127.0.0.2/32 dev lo 2>/dev/null; then
+    added_lo=1
+    nservers=2
+fi
+if [ "$nservers" = 2 ]; then
+    zone_file wild.test "@ NS ns2.wild.test.
 ns2 A 127.0.0.2" >"$tmp/ns1/wild.test.db"
+else
+    zone_file wild.test "" >"$tmp/ns1/wild.test.db"
+fi
 zone_file customer.test "_acme-challenge CNAME customer-test.acme.pool.test." \
     >"$tmp/ns1/customer.test.db"
 zone_file acme.pool.test "" >"$tmp/ns1/acme.pool.test.db"
@@ -142,6 +159,7 @@ EOF
 zone "wild.test" { type primary; file "wild.test.db";
     update-policy { grant cs-key zonesub TXT; };
     notify explicit; also-notify { 127.0.0.2 port $dns_port; };
+    notify-source 127.0.0.1;
     allow-transfer { 127.0.0.2; }; };
 zone "customer.test" { type primary; file "customer.test.db"; };
 zone "acme.pool.test" { type primary; file "acme.pool.test.db";
@@ -156,7 +174,7 @@ EOF
     named_opts "$tmp/ns2" 127.0.0.2
     cat <<EOF
 zone "wild.test" { type secondary; file "wild.test.db";
-    primaries { 127.0.0.1 port $dns_port; }; };
+    primaries { 127.0.0.1 port $dns_port; }; transfer-source 127.0.0.2; };
 EOF
 } >"$tmp/ns2/named.conf"
 # As a user of its own when we are root (the journal and the
@@ -173,15 +191,25 @@ start_named() { # DIR
 chmod 755 "$tmp/ns1" "$tmp/ns2"
 start_named "$tmp/ns1"
 ns1_pid=$!
-start_named "$tmp/ns2"
-ns2_pid=$!
+if [ "$nservers" = 2 ]; then
+    start_named "$tmp/ns2"
+    ns2_pid=$!
+fi
 dq() { # SERVER NAME TYPE [+opts]: dig's short answer
     dig +time=2 +tries=1 -p "$dns_port" "@$1" "$2" "$3" +short "${@:4}" 2>/dev/null
 }
-ns_up() { [ -n "$(dq 127.0.0.1 ns1.wild.test A)" ] && [ "$(dq 127.0.0.2 wild.test SOA +norec)" != "" ]; }
+ns_up() {
+    grep -q '^127.0.0.1$' <<<"$(dq 127.0.0.1 ns1.wild.test A)" \
+    && { [ "$nservers" = 1 ] \
+         || grep -q '^ns1.wild.test' <<<"$(dq 127.0.0.2 wild.test SOA +norec)"; }
+}
 for _ in $(seq 1 100); do ns_up && break; sleep 0.2; done
 ns_up || bail "named did not start: $(tail -n 5 "$tmp/ns1/named.log" "$tmp/ns2/named.log")"
-ok "BIND 9 started: primary 127.0.0.1:$dns_port, secondary of wild.test 127.0.0.2:$dns_port ($(named -v))"
+if [ "$nservers" = 2 ]; then
+    ok "BIND 9 started: primary 127.0.0.1:$dns_port, secondary of wild.test 127.0.0.2:$dns_port ($(named -v))"
+else
+    notok "BIND 9 started with a secondary (127.0.0.2 is not on lo and we are not root to add it)"
+fi
 
 # --- pebble -------------------------------------------------------------------
 
@@ -292,16 +320,19 @@ else
     show '*.wild.test'
 fi
 grep -E 'CS0009[01]:.*wild\.test' "$csdir/logs/error_log" | sed 's/^/# /' | head -4
-grep -q 'CS00091: dns-01: TXT _acme-challenge.wild.test is answered by all 2 servers of zone wild.test' \
+grep -q "CS00091: dns-01: TXT _acme-challenge.wild.test is answered by all $nservers servers of zone wild.test" \
     "$csdir/logs/error_log"
 okif $? "the record was answered by both servers of wild.test (primary, secondary) before pebble was told"
-grep -q "Adding TXT for _acme-challenge.wild.test\|_acme-challenge.wild.test" "$tmp/pebble/pebble.log" \
-    || diag "pebble's log does not name the record"
 grep -q 'deleted TXT _acme-challenge.wild.test from zone wild.test' "$csdir/logs/error_log"
 okif $? "CertService deleted the record after the validation"
-gone() { [ -z "$(dq "$1" "$2" TXT +norec)" ]; }
+gone() { # SERVER NAME: it answers, without a TXT for NAME
+    local a
+    a=$(dig +time=2 +tries=1 -p "$dns_port" "@$1" "$2" TXT +norec 2>/dev/null)
+    grep -qE 'status: (NOERROR|NXDOMAIN)' <<<"$a" \
+        && [ -z "$(dq "$1" "$2" TXT +norec)" ]
+}
 wait_for 10 gone 127.0.0.1 _acme-challenge.wild.test \
-    && wait_for 10 gone 127.0.0.2 _acme-challenge.wild.test
+    && { [ "$nservers" = 1 ] || wait_for 10 gone 127.0.0.2 _acme-challenge.wild.test; }
 okif $? "the record is gone from both servers"
 serial=$(norm_serial "$(cs_serial '*.wild.test')")
 pserved() { [ "$(served a.wild.test)" = "$serial" ] && [ "$(served b.wild.test)" = "$serial" ]; }
