@@ -36,7 +36,9 @@
 #      naming that server (ns2.lag.test (127.0.0.3)); a name the hook
 #      refuses fails with its exit status; both leave no record behind
 #   5. a wildcard on a CertService without dns-01 is a 400 naming the
-#      directives; bad CertServiceDNSUpdate key files fail httpd -t
+#      directives; with CertServiceDNSChallenge all a name that is not a
+#      wildcard and has no address is issued over dns-01; bad
+#      CertServiceDNSUpdate key files fail httpd -t
 #
 # Output: "ok N - ..." / "not ok N - ...", "# ..." diagnostics, and one last
 # line "N passed, M failed"; non-zero exit status if any failed.
@@ -426,6 +428,29 @@ if start_httpd "$cs2dir" "$cs2_port"; then
     stop_httpd "$cs2dir"
 else
     notok "the second CertService (no dns-01) started"
+fi
+# CertServiceDNSChallenge all: a name that is not a wildcard, whose port 80
+# reaches nobody (www.wild.test has no address at all), over dns-01.
+write_cs_conf "$cs2dir" "$cs2_port" log="warn certservice:info" \
+    acme="https://127.0.0.1:$pebble_port/dir" db="$cs2dir/cs.db" \
+    vhost="CertServiceDNSUpdate wild.test 127.0.0.1:$dns_port cs-key \"$tmp/cs-key.conf\"
+CertServiceDNSResolver 127.0.0.1:$dns_port
+CertServiceDNSPropagation 15 $dns_port
+CertServiceDNSChallenge all"
+if start_httpd "$cs2dir" "$cs2_port"; then
+    PORT=$cs2_port req PUT '/v1/domains/www.wild.test' '{}'
+    is "$code" 202 "with CertServiceDNSChallenge all, PUT www.wild.test is queued"
+    if PORT=$cs2_port wait_for 60 has_cert www.wild.test; then
+        ok "www.wild.test (no address, port 80 reaches nobody) is issued over dns-01"
+    else
+        notok "www.wild.test is issued over dns-01"
+        PORT=$cs2_port show www.wild.test
+    fi
+    grep -q 'CS00090: dns-01: added TXT _acme-challenge.www.wild.test' "$cs2dir/logs/error_log"
+    okif $? "... through its TXT record _acme-challenge.www.wild.test"
+    stop_httpd "$cs2dir"
+else
+    notok "the second CertService (CertServiceDNSChallenge all) started"
 fi
 chmod 644 "$tmp/cs-key.secret"
 write_cs_conf "$cs2dir" "$cs2_port" acme="https://127.0.0.1:$pebble_port/dir" \
