@@ -12,6 +12,7 @@ PACKAGES="
     build-essential autoconf automake libtool pkg-config
     apache2 apache2-dev
     libssl-dev libcurl4-openssl-dev libjansson-dev libidn2-dev libc-ares-dev
+    libldns-dev bind9 bind9-utils bind9-dnsutils
     mariadb-server libaprutil1-dbd-mysql
     libaprutil1-dbd-sqlite3 sqlite3
     libapache2-mod-perl2 libio-socket-ssl-perl
@@ -27,7 +28,7 @@ apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
 # The suite starts its own servers; the packaged ones stay stopped.
-for svc in apache2 haproxy; do
+for svc in apache2 haproxy named; do
     if command -v systemctl >/dev/null 2>&1; then
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi

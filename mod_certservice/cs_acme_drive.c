@@ -5,6 +5,7 @@
  * Log tags used here (mod_certservice_private.h keeps the next free one):
  * CS00013, CS00015 ... CS00018, CS00021, CS00031 ... CS00034, CS00040;
  * tls-alpn-01: CS00100 ... CS00102.
+ * dns-01: CS00095 ... CS00097.
  */
 #include <stdarg.h>
 #include <string.h>
@@ -37,6 +38,7 @@ struct cs_acme_drive_t {
     /* During a job, for the challenge responder. */
     cs_db_t *db;
     apr_pool_t *jp;
+    const char *dns_err;        /* why dns-01 could not be published */
 };
 
 static void drive_log(cs_acme_drive_t *d, cs_log_level_t level,
@@ -217,6 +219,29 @@ static apr_status_t tlsalpn_challenge(cs_acme_drive_t *d,
     return APR_SUCCESS;
 }
 
+/* dns-01: the TXT record through lib/cs_dns.c, with the drive's log. */
+static apr_status_t drive_dns01(cs_acme_drive_t *d,
+                                const cs_acme_challenge_t *ch, int setup)
+{
+    cs_dns_conf_t dc = *d->policy.dns;
+    const char *err = NULL;
+    apr_status_t rv;
+
+    dc.log = d->log;
+    dc.log_baton = d->log_baton;
+    rv = cs_dns01_publish(d->jp, &dc, ch->domain, ch->keyauth, setup, &err);
+    if (rv && setup) {
+        drive_log(d, CS_LOG_ERR, CSLOGNO(00095) "acme: dns-01 for %s%s: %s",
+                  ch->wildcard ? "*." : "", ch->domain, err);
+        d->dns_err = apr_pstrcat(d->jp, "dns-01: ", err, NULL);
+    }
+    else if (rv) {
+        drive_log(d, CS_LOG_WARN, CSLOGNO(00096) "acme: dns-01 for %s: "
+                  "cannot remove the TXT record: %s", ch->domain, err);
+    }
+    return rv;
+}
+
 apr_status_t cs_acme_drive_challenge(void *baton,
                                      const cs_acme_challenge_t *ch, int setup)
 {
@@ -225,6 +250,9 @@ apr_status_t cs_acme_drive_challenge(void *baton,
 
     if (ch->type == CS_ACME_TLSALPN01) {
         return tlsalpn_challenge(d, ch, setup);
+    }
+    if (ch->type == CS_ACME_DNS01 && d->policy.dns) {
+        return drive_dns01(d, ch, setup);
     }
     if (ch->type != CS_ACME_HTTP01) {
         return APR_ENOTIMPL;
@@ -417,14 +445,39 @@ static apr_int64_t renew_time(cs_acme_drive_t *d, const cs_bundle_t *b,
     return ari;
 }
 
+/* The dns-01 pre-check: _acme-challenge.DOMAIN, its CNAMEs followed,
+ * ends in a zone we update (or the hook takes it). */
+static apr_status_t precheck_dns01(cs_acme_drive_t *d, const char *domain,
+                                   const char **err)
+{
+    const char *base = strncmp(domain, "*.", 2) == 0 ? domain + 2 : domain;
+    const char *target, *where;
+    apr_status_t rv;
+
+    rv = cs_dns01_check(&target, &where, d->jp, d->policy.dns, base, err);
+    if (rv) {
+        *err = apr_pstrcat(d->jp, "dns-01 pre-check: ", *err, NULL);
+        return rv;
+    }
+    drive_log(d, CS_LOG_DEBUG, CSLOGNO(00097) "acme: %s: dns-01 answer "
+              "goes to TXT %s (%s)", domain, target, where);
+    return APR_SUCCESS;
+}
+
 /* Pre-check: a probe token of ours must come back through
- * http://DOMAIN:PORT/.well-known/acme-challenge/. */
+ * http://DOMAIN:PORT/.well-known/acme-challenge/ (dns-01 names: the
+ * record's place instead). */
 static apr_status_t precheck(cs_acme_drive_t *d, const char *domain,
                              apr_int64_t now, const char **err)
 {
     unsigned char raw[16];
     const char *token, *expect;
     apr_status_t rv;
+
+    if (d->policy.dns
+        && (d->policy.dns_all || strncmp(domain, "*.", 2) == 0)) {
+        return precheck_dns01(d, domain, err);
+    }
 
     apr_generate_random_bytes(raw, sizeof(raw));
     token = apr_pstrcat(d->jp, "cs-precheck-",
@@ -477,6 +530,11 @@ static apr_status_t order(cs_bundle_t **b, cs_acme_drive_t *d,
     memset(&di, 0, sizeof(di));
     di.d = d;
     di.o.profile = profile;
+    /* CertServiceDNSChallenge all: dns-01 for every name (a wildcard
+     * gets it anyway: the CA offers nothing else for one). */
+    if (d->policy.dns && d->policy.dns_all) {
+        di.o.challenges = CS_ACME_DNS01;
+    }
     /* ARI: name the certificate this one replaces. */
     if (renewal && old->chain_pem
         && !cs_pem_read_certs(&chain, d->jp, old->chain_pem,
@@ -603,8 +661,15 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
         ca_not_involved = rv != APR_SUCCESS;
     }
     if (rv == APR_SUCCESS) {
+        d->dns_err = NULL;
         rv = order(&b, d, old, renewal, domain, job->key_type, profile,
                    &err);
+        /* Why the dns-01 answer could not be published, with the
+         * client's "cannot publish". */
+        if (rv != APR_SUCCESS && d->dns_err) {
+            err = apr_pstrcat(p, err ? err : "order failed", ": ",
+                              d->dns_err, NULL);
+        }
     }
     /* Deleted while the order ran: do not bring it back. */
     if (rv == APR_SUCCESS

@@ -25,6 +25,7 @@
 #include <openssl/x509.h>
 
 #include "cs_acme.h"
+#include "cs_dns.h"
 #include "cs_log.h"
 #include "cs_store.h"
 
@@ -85,6 +86,10 @@ typedef struct {
     const char *precheck_dns;   /* NULL: the system's resolver */
     const char *profile;        /* ACME profile of a domain that names
                                  * none; NULL: the CA's default */
+    /* dns-01 (CertServiceDNSUpdate, CertServiceDNSHook); NULL: none. */
+    const cs_dns_conf_t *dns;
+    int dns_all;                /* dns-01 for every domain, not only
+                                 * wildcards (CertServiceDNSChallenge) */
 } cs_acme_policy_t;
 
 typedef struct cs_acme_drive_t cs_acme_drive_t;
@@ -110,7 +115,9 @@ void cs_acme_drive_set_clock(cs_acme_drive_t *d,
  * instance to answer through the proxies' relay.  tls-alpn-01: a
  * challenge certificate (cs_tlsalpn_cert_make) with a fresh key sealed
  * to policy.wrap_certs goes into the store (cs_store_tlsalpn_put), for
- * the proxies to fetch (GET /v1/acme-tls/DOMAIN).  Other types:
+ * the proxies to fetch (GET /v1/acme-tls/DOMAIN).  dns-01 (with
+ * policy.dns): the TXT record through lib/cs_dns.c, published on every
+ * authoritative server before the CA is told.  Other types:
  * APR_ENOTIMPL. */
 apr_status_t cs_acme_drive_challenge(void *baton,
                                      const cs_acme_challenge_t *ch,

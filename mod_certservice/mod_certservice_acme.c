@@ -145,6 +145,8 @@ static apr_status_t cs_worker_init(cs_worker_t *w)
     pol.precheck_port = conf->acme_precheck_port;
     pol.precheck_dns = conf->acme_precheck_dns;
     pol.profile = conf->acme_profile;
+    pol.dns = conf->dns;
+    pol.dns_all = conf->dns_all == 2;
     owner = apr_psprintf(w->pool, "%.40s:%" APR_PID_T_FMT ":%d",
                          w->s->server_hostname ? w->s->server_hostname
                                                : "cs", getpid(), w->index);
@@ -158,6 +160,9 @@ static apr_status_t cs_worker_init(cs_worker_t *w)
     ac.challenge = cs_acme_drive_challenge;
     ac.challenge_baton = w->drive;
     ac.challenges = conf->acme_challenges;
+    if (conf->dns) {
+        ac.challenges |= CS_ACME_DNS01;
+    }
     ac.eab = conf->acme_eab;
     if ((rv = cs_acme_create(&w->acme, w->pool, &ac)) != APR_SUCCESS) {
         apr_pool_destroy(w->pool);

@@ -269,10 +269,12 @@ static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt,
     apr_status_t rv;
     json_t *j;
 
-    if (domain[0] == '*') {
+    /* A wildcard is validated over dns-01 only (RFC 8555 7.1.3). */
+    if (domain[0] == '*' && !q->conf->dns) {
         return cs_error(q->r, HTTP_BAD_REQUEST, "%s: a wildcard needs a "
-                        "dns-01 challenge; this CertService answers "
-                        "http-01 only", domain);
+                        "dns-01 challenge, and this CertService has none "
+                        "(CertServiceDNSUpdate or CertServiceDNSHook)",
+                        domain);
     }
     if (!q->conf->wrap_certs || !q->conf->wrap_certs->nelts
         || !q->conf->acme_seal_cert) {

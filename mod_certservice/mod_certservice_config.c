@@ -84,6 +84,14 @@ void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     else {
         conf->acme_precheck_dns = base->acme_precheck_dns;
     }
+    /* dns-01 (mod_certservice_dns.c) */
+    CS_MERGE(dns_zones, NULL);
+    CS_MERGE(dns_hook, NULL);
+    CS_MERGE(dns_hook_timeout, 0);
+    CS_MERGE(dns_resolver, NULL);
+    CS_MERGE(dns_wait, 0);
+    CS_MERGE(dns_auth_port, 0);
+    CS_MERGE(dns_all, 0);
     conf->acme_here = add->acme_here;
     /* conf->effective stays 0: defaults are applied after merging; the
      * schema flag is this server's own. */
@@ -124,6 +132,7 @@ const cs_conf_t *cs_config_get(server_rec *s)
     CS_DEFAULT(acme_workers, 0, CS_ACME_WORKERS);
     CS_DEFAULT(acme_precheck_port, 0, -1);
     CS_DEFAULT(acme_challenges, 0, CS_ACME_HTTP01);
+    cs_dns_config_apply(conf);
     if (!conf->notify_expiring) {
         conf->notify_expiring = -1;
         conf->notify_expiring_pct = CS_NOTIFY_EXPIRING_PCT;
@@ -716,6 +725,25 @@ const command_rec cs_cmds[] = {
                    RSRC_CONF, "Before ordering, check that the domain "
                    "reaches us over http: on|off|PORT [DNS-SERVER:PORT] "
                    "(default off)"),
+    AP_INIT_TAKE_ARGV("CertServiceDNSUpdate", cs_set_dns_update, NULL,
+                      RSRC_CONF, "dns-01 through RFC 2136 updates of a zone: "
+                      "ZONE SERVER[:PORT] KEY-NAME KEY-FILE [ALGORITHM] "
+                      "(TSIG; the file owner-only, BIND's key format or "
+                      "the base64 secret)"),
+    AP_INIT_TAKE12("CertServiceDNSHook", cs_set_dns_hook, NULL, RSRC_CONF,
+                   "dns-01 through a command for names in no "
+                   "CertServiceDNSUpdate zone: PATH [TIMEOUT] (run as PATH "
+                   "set|unset DOMAIN VALUE NAME)"),
+    AP_INIT_TAKE1("CertServiceDNSResolver", cs_set_dns_resolver, NULL,
+                  RSRC_CONF, "Resolver for dns-01's lookups (CNAMEs, NS "
+                  "sets): ADDRESS[:PORT] (default: /etc/resolv.conf)"),
+    AP_INIT_TAKE12("CertServiceDNSPropagation", cs_set_dns_propagation,
+                   NULL, RSRC_CONF, "Wait this long for every "
+                   "authoritative server to answer a dns-01 record, asking "
+                   "them on PORT: TIMEOUT [PORT] (default 120 53)"),
+    AP_INIT_TAKE1("CertServiceDNSChallenge", cs_set_dns_challenge, NULL,
+                  RSRC_CONF, "Which domains are validated over dns-01: "
+                  "wildcard (default) or all"),
     AP_INIT_TAKE1("CertServiceWrapCertificate", cs_set_wrap_cert, NULL,
                   RSRC_CONF, "PEM file of a wrapping certificate (RSA): "
                   "private keys are sealed to every one configured"),

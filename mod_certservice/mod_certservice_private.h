@@ -29,6 +29,7 @@
 #include "apr_optional.h"
 
 #include "cs_crypto.h"
+#include "cs_dns.h"
 #include "cs_jws.h"
 #include "cs_log.h"
 #include "cs_notify.h"
@@ -117,6 +118,18 @@ typedef struct {
     const char *acme_precheck_dns;      /* NULL: the system's resolver */
     int acme_challenges;                /* CS_ACME_* bits; 0: unset
                                          * (http-01) */
+    /* dns-01 (mod_certservice_dns.c) */
+    apr_array_header_t *dns_zones;      /* cs_dns_zone_t; NULL: unset */
+    const char *dns_hook;               /* NULL: unset */
+    apr_interval_time_t dns_hook_timeout; /* 0: unset (lib default) */
+    const char *dns_resolver;           /* NULL: the system's */
+    apr_interval_time_t dns_wait;       /* 0: unset (lib default) */
+    int dns_auth_port;                  /* 0: unset (53) */
+    int dns_all;                        /* 0: unset, 1: wildcards, 2: all */
+    cs_dns_conf_t dns_conf;     /* not merged: made from the dns_ fields
+                                 * by cs_config_get() */
+    const cs_dns_conf_t *dns;   /* not merged: &dns_conf, or NULL when
+                                 * dns-01 is not configured */
     /* Notifications (mod_certservice_notify.c) */
     const char *notify_url;             /* NULL: no webhook */
     const char *notify_ca;              /* NULL: the system's trust */
@@ -226,6 +239,23 @@ int cs_trace_keep(request_rec *r);
 /* Start the ACME workers of every distinct ACME configuration once per
  * process (post_config, after cs_config_get() for every server). */
 int cs_acme_post_config(apr_pool_t *pconf, server_rec *main_s);
+
+/* --- mod_certservice_dns.c: dns-01 ------------------------------------ */
+
+/* Log tags CS00051 ... CS00059 are this file's; lib/cs_dns.c uses
+ * CS00090 ... CS00094, the drive's dns-01 lines CS00095 ... CS00097. */
+const char *cs_set_dns_update(cmd_parms *cmd, void *dummy, int argc,
+                              char *const argv[]);
+const char *cs_set_dns_hook(cmd_parms *cmd, void *dummy, const char *path,
+                            const char *timeout);
+const char *cs_set_dns_resolver(cmd_parms *cmd, void *dummy,
+                                const char *arg);
+const char *cs_set_dns_propagation(cmd_parms *cmd, void *dummy,
+                                   const char *timeout, const char *port);
+const char *cs_set_dns_challenge(cmd_parms *cmd, void *dummy,
+                                 const char *arg);
+/* conf->dns from the dns_ fields (cs_config_get()). */
+void cs_dns_config_apply(cs_conf_t *conf);
 
 /* --- mod_certservice_notify.c: notifications -------------------------- */
 

@@ -1663,6 +1663,37 @@ static void test_precheck(const cs_acme_policy_t *base)
     apr_pool_destroy(p);
 }
 
+/* dns-01's pre-check: a wildcard whose _acme-challenge place cannot be
+ * found (here: the resolver does not answer) is not ordered, and no
+ * http probe is made for it. */
+static void test_precheck_dns01(const cs_acme_policy_t *base)
+{
+    apr_pool_t *p;
+    cs_acme_outcome_t out;
+    cs_acme_policy_t pol = *base;
+    cs_dns_conf_t dc;
+    cs_acme_drive_t *d;
+    int orders = new_orders(), probes = fake_http_count(ca.probe);
+
+    UNIT_CASE("dns-01 pre-check: a wildcard whose record has no place");
+    apr_pool_create(&p, root);
+    memset(&dc, 0, sizeof(dc));
+    dc.resolver = "127.0.0.1:1";        /* nothing answers there */
+    dc.hook = NULL;
+    pol.dns = &dc;
+    pol.precheck_port = 80;
+    d = make_drive(p, &pol, "test:1:2");
+    enqueue("*.wild.test");
+    CHECK_EQ_INT(run(&out, d, p, "*.wild.test"), CS_ACME_JOB_FAILED);
+    CHECK_EQ_INT(new_orders(), orders);
+    CHECK_EQ_INT(fake_http_count(ca.probe), probes);
+    CHECK(out.job && out.job->last_error
+          && strstr(out.job->last_error, "dns-01 pre-check: ")
+          && strstr(out.job->last_error, "_acme-challenge.wild.test"));
+    CHECK_EQ_INT(cs_store_job_delete(&db, p, "*.wild.test"), APR_SUCCESS);
+    apr_pool_destroy(p);
+}
+
 int main(void)
 {
     const char *tmpdir;
@@ -1746,6 +1777,7 @@ int main(void)
     test_backoff(d, &pol);
     test_store_failures(d, &pol);
     test_precheck(&pol);
+    test_precheck_dns01(&pol);
     test_eab_required(&pol);
 
     UNIT_CASE("the CA and the domains were asked nothing unexpected");
