@@ -24,6 +24,8 @@
 #                            CertServiceMaxUnavailable 1)
 #   pool_start_backend       the internal web server: a page (SSI) echoing
 #                            REMOTE_ADDR, Host, X-Proxy, X-Forwarded-For, ...
+#   (POOL_CS_VHOST: more lines for CertService's virtual host;
+#   POOL_PX_EXTRA: more lines at the end of each proxy's httpd.conf)
 #   pool_start_proxy N       proxy N (1..3), configured by write_px_conf:
 #                            mod_proxy_protocol, mod_ssl, mod_macro_gen TLS
 #                            vhosts proxying to the backend, mod_certsync
@@ -373,7 +375,8 @@ pool_start_certservice() {
     write_cs_conf "$d" "$POOL_CS_PORT" pki="$POOL_PKI" common=_pool_cs_common \
         db="$d/db/certservice.db" acme="$acme" vhost="$(
             [ -z "$acme" ] || echo "CertServiceACMEContact mailto:demo@example.org"
-            echo "CertServiceMaxUnavailable 1")" || return 1
+            echo "CertServiceMaxUnavailable 1"
+            [ -z "${POOL_CS_VHOST:-}" ] || echo "$POOL_CS_VHOST")" || return 1
     _pool_start_httpd "$d" "$POOL_CS_PORT" || return 1
     # The first request makes the schema.
     if [ "$(pool_cs_curl admin "/v1/domains?limit=1" -o /dev/null \
@@ -451,7 +454,8 @@ pool_start_proxy() { # N
         lb="$POOL_LB_ADDR" backend="$POOL_BACKEND_PORT" status=full \
         activation="${POOL_ACTIVATION:-vhost}" procs="${POOL_PROCS:-2}" \
         cache="${POOL_CACHE_SIZE:-10000}" \
-        extra="$(_pool_relay_conf "$n" "$cert")" || return 1
+        extra="$(_pool_relay_conf "$n" "$cert")${POOL_PX_EXTRA:+
+$POOL_PX_EXTRA}" || return 1
     _pool_start_httpd "$d" "$status" "$tls"
 }
 
