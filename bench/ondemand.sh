@@ -15,6 +15,9 @@
 #   off       random names, CertSyncOnDemand off (default certificate)
 #   on        random names, CertSyncOnDemand on (rate OD_RATE/s, burst
 #             OD_BURST per proxy)
+#   off-direct, on-direct   the same two, to proxy 1 directly (no HAProxy:
+#             the client and one proxy share the cores; a higher offered
+#             rate, about 1,000 names per second on 2 vCPUs)
 #
 # For each: handshakes per second, p50/p99 latency, failed handshakes;
 # the proxies' on-demand counters (names queued, rate-limited, sent);
@@ -113,10 +116,12 @@ clk=$(getconf CLK_TCK)
 echo "| case | handshakes/s | p50 ms | p99 ms | failed | names queued | rate-limited | sent to CertService | POST /v1/on-demand | asks | domains added | CertService CPU s/s |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 first=1
-for c in known off on; do
+for c in known off on off-direct on-direct; do
     extra=''
-    [ "$c" = on ] && extra="CertSyncOnDemand On
-CertSyncOnDemandRate $RATE $BURST"
+    port=$POOL_LB_PORT
+    case $c in *-direct) port=$(pool_proxy_port 1 tls) ;; esac
+    case $c in on*) extra="CertSyncOnDemand On
+CertSyncOnDemandRate $RATE $BURST" ;; esac
     proxies start "$extra"
     [ "$first" = 1 ] && { pool_start_haproxy >/dev/null || die "HAProxy"; }
     first=0
@@ -127,7 +132,7 @@ CertSyncOnDemandRate $RATE $BURST"
     r0=$(grep -c 'POST /v1/on-demand' "$work/cs_access" 2>/dev/null)
     cpu0=$(cs_cpu)
     say "$c: $N handshakes"
-    out=$("$HS" -p "$POOL_LB_PORT" -f "$f" -r -n "$N" -c "$CONC")
+    out=$("$HS" -p "$port" -f "$f" -r -n "$N" -c "$CONC")
     sleep 2     # what the daemons still had queued goes out
     cpu1=$(cs_cpu)
     secs=$(sed -n 's/.* seconds \([0-9.]*\) .*/\1/p' <<<"$out")
