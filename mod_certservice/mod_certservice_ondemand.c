@@ -330,6 +330,11 @@ static json_t *od_one(od_ctx_t *x, const cs_od_item_t *it)
         od_event(x, it->name, why);
         return od_result(it->name, "limited", retry, why);
     }
+    /* Another proxy's request may have added it meanwhile. */
+    if (cs_store_get(&b, &q->db, p, it->name) == APR_SUCCESS) {
+        return od_result(it->name, b->serial ? "exists" : "pending", 0,
+                         NULL);
+    }
     if ((rc = cs_domain_add(q, it->name, conf->key_type, &what, &why))) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, q->r, CSLOGNO(00074)
                       "on-demand: %s allowed, but adding it failed (HTTP "
