@@ -76,6 +76,9 @@ typedef enum {
     CS_STMT_NTF_COUNT,
     /* tls-alpn-01 challenge certificates in progress. */
     CS_STMT_ALPN_INSERT, CS_STMT_ALPN_GET, CS_STMT_ALPN_DELETE,
+    /* On-demand verdicts (cs_store_ondemand.c). */
+    CS_STMT_OD_GET, CS_STMT_OD_INSERT, CS_STMT_OD_UPDATE, CS_STMT_OD_PURGE,
+    CS_STMT_OD_COUNT,
     CS_STMT_COUNT
 } cs_stmt_e;
 

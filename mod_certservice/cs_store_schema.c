@@ -130,6 +130,16 @@ static const char *const schema_ddl[] = {
     " UNIQUE (next_at, id, sink),"
     " UNIQUE (domain, type, serial, id, sink))",
 
+    /* On-demand issuance: the verdict on each name a proxy asked for
+     * (cs_ondemand.h), until it expires. */
+    "CREATE TABLE IF NOT EXISTS cs_ondemand ("
+    " name VARCHAR(253) NOT NULL PRIMARY KEY,"
+    " verdict VARCHAR(16) NOT NULL,"
+    " expires BIGINT NOT NULL,"
+    " reason VARCHAR(255),"
+    " asked BIGINT NOT NULL,"
+    " UNIQUE (expires, name))",
+
     NULL
 };
 
@@ -348,6 +358,20 @@ static const cs_statement_t statements[CS_STMT_COUNT + 1] = {
       " AND updated < %lld AND not_after < %lld" },
     [CS_STMT_NTF_COUNT] = { "cs_ntf_count",
       "SELECT COUNT(*) FROM cs_notify_events WHERE state = %s" },
+
+    [CS_STMT_OD_GET] = { "cs_od_get",
+      "SELECT name, verdict, expires, reason, asked FROM cs_ondemand"
+      " WHERE name = %s" },
+    [CS_STMT_OD_INSERT] = { "cs_od_insert",
+      "INSERT INTO cs_ondemand (verdict, expires, reason, asked, name)"
+      " VALUES (%s, %lld, %s, %lld, %s)" },
+    [CS_STMT_OD_UPDATE] = { "cs_od_update",
+      "UPDATE cs_ondemand SET verdict = %s, expires = %lld, reason = %s,"
+      " asked = %lld WHERE name = %s" },
+    [CS_STMT_OD_PURGE] = { "cs_od_purge",
+      "DELETE FROM cs_ondemand WHERE expires < %lld" },
+    [CS_STMT_OD_COUNT] = { "cs_od_count",
+      "SELECT COUNT(*) FROM cs_ondemand WHERE verdict = %s" },
 
     [CS_STMT_COUNT] = { NULL, NULL }
 };

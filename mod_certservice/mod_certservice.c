@@ -41,6 +41,7 @@ static int cs_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                          "until a wrapping certificate is configured");
         }
     }
+    cs_od_post_config(main_s);
     if (cs_acme_post_config(pconf, main_s) != OK) {
         return !OK;
     }

@@ -261,40 +261,62 @@ int cs_post_revoke(cs_req_t *q, const char *raw)
                            : cs_key_type_parse(b->key_type), profile);
 }
 
-/* PUT /v1/domains/DOMAIN with ACME: queue the order, answer 202. */
-static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt,
-                           const char *profile)
+/* The queue part of PUT /v1/domains/DOMAIN with ACME: the domain known
+ * from now on (state "pending" if it is new) and its order queued.  0;
+ * an HTTP status with *why; or -1 for a database error *dbrv. */
+static int cs_acme_queue(cs_req_t *q, const char *domain, int kt,
+                         const char *profile, cs_bundle_t **b,
+                         apr_status_t *dbrv, const char **why)
 {
-    cs_bundle_t *b;
     apr_status_t rv;
-    json_t *j;
 
     /* A wildcard is validated over dns-01 only (RFC 8555 7.1.3). */
     if (domain[0] == '*' && !q->conf->dns) {
-        return cs_error(q->r, HTTP_BAD_REQUEST, "%s: a wildcard needs a "
-                        "dns-01 challenge, and this CertService has none "
-                        "(CertServiceDNSUpdate or CertServiceDNSHook)",
-                        domain);
+        *why = apr_psprintf(q->r->pool, "%s: a wildcard needs a dns-01 "
+                            "challenge, and this CertService has none "
+                            "(CertServiceDNSUpdate or CertServiceDNSHook)",
+                            domain);
+        return HTTP_BAD_REQUEST;
     }
     if (!q->conf->wrap_certs || !q->conf->wrap_certs->nelts
         || !q->conf->acme_seal_cert) {
-        return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "ACME needs "
-                        "CertServiceWrapCertificate and "
-                        "CertServiceACMEAccountSeal");
+        *why = "ACME needs CertServiceWrapCertificate and "
+               "CertServiceACMEAccountSeal";
+        return HTTP_SERVICE_UNAVAILABLE;
     }
-    rv = cs_store_get(&b, &q->db, q->r->pool, domain);
+    rv = cs_store_get(b, &q->db, q->r->pool, domain);
     if (APR_STATUS_IS_NOTFOUND(rv)) {
         /* Known from now on, without a certificate: state "pending". */
         rv = cs_store_set_error(&q->db, q->r->pool, domain, NULL);
         if (rv == APR_SUCCESS) {
-            rv = cs_store_get(&b, &q->db, q->r->pool, domain);
+            rv = cs_store_get(b, &q->db, q->r->pool, domain);
         }
     }
     if (rv || (rv = cs_store_job_enqueue(&q->db, q->r->pool, domain,
                                          cs_key_type_name((cs_key_type_t)kt),
                                          profile,
                                          apr_time_sec(apr_time_now())))) {
+        *dbrv = rv;
+        return -1;
+    }
+    return 0;
+}
+
+/* PUT /v1/domains/DOMAIN with ACME: queue the order, answer 202. */
+static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt,
+                           const char *profile)
+{
+    cs_bundle_t *b;
+    apr_status_t rv = APR_SUCCESS;
+    const char *why = NULL;
+    json_t *j;
+    int rc;
+
+    if ((rc = cs_acme_queue(q, domain, kt, profile, &b, &rv, &why)) < 0) {
         return cs_db_error(q, rv);
+    }
+    if (rc) {
+        return cs_error(q->r, rc, "%s", why);
     }
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, q->r, CSLOGNO(00023)
                   "admin '%s': %s queued for ACME issuance%s%s",
@@ -524,3 +546,41 @@ int cs_get_challenge(cs_req_t *q, const char *token)
     return OK;
 }
 
+
+int cs_domain_add(cs_req_t *q, const char *domain, int kt,
+                  const char **what, const char **why)
+{
+    cs_service_t *svc;
+    cs_bundle_t *b;
+    apr_status_t rv = APR_SUCCESS;
+    int rc;
+
+    if (q->conf->acme_url) {
+        if ((rc = cs_acme_queue(q, domain, kt, NULL, &b, &rv, why)) < 0) {
+            *why = cs_store_error(&q->db, q->r->pool, rv);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        *what = "queued";
+        return rc;
+    }
+    if (!(svc = cs_service(q, why))) {
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    if ((rv = cs_service_issue(&b, q->r->pool, svc, domain,
+                               (cs_key_type_t)kt, why))) {
+        cs_store_set_error(&q->db, q->r->pool, domain, *why);
+        cs_put_notify(q, CS_EVENT_FAILED, domain, NULL, *why);
+        return rv == APR_ENOTIMPL ? HTTP_SERVICE_UNAVAILABLE
+                                  : HTTP_BAD_GATEWAY;
+    }
+    if ((rv = cs_store_put_bundle(&q->db, q->r->pool, b, q->caller.who))) {
+        *why = cs_store_error(&q->db, q->r->pool, rv);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (b->seq) {
+        cs_put_notify(q, b->created ? CS_EVENT_ISSUED : CS_EVENT_RENEWED,
+                      domain, b, NULL);
+    }
+    *what = "issued";
+    return 0;
+}

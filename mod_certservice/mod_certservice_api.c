@@ -122,6 +122,13 @@ static int cs_route(cs_req_t *q)
         }
         return cs_get_acme_tls(q, s[2]);
     }
+    if (n == 2 && strcmp(s[1], "on-demand") == 0) {
+        if ((rc = cs_method(q, M(M_POST), "POST")) != DECLINED
+            || (rc = cs_open_db(q)) != DECLINED) {
+            return rc;
+        }
+        return cs_post_on_demand(q);
+    }
     if (n == 4 && strcmp(s[1], "hosts") == 0 && strcmp(s[3], "report") == 0) {
         if ((rc = cs_method(q, M(M_POST), "POST")) != DECLINED
             || (rc = cs_open_db(q)) != DECLINED) {

@@ -56,6 +56,15 @@ void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv)
                                 ? add->notify_expiring_pct
                                 : base->notify_expiring_pct;
     conf->notify_here = add->notify_here;
+    CS_MERGE(od_ask, NULL);
+    /* The CA and timeout go with the URL they were given with. */
+    conf->od_ask_ca = add->od_ask ? add->od_ask_ca : base->od_ask_ca;
+    CS_MERGE(od_ask_timeout, 0);
+    CS_MERGE(od_limit, 0);
+    CS_MERGE(od_window, 0);
+    CS_MERGE(od_ask_limit, 0);
+    CS_MERGE(od_ask_window, 0);
+    CS_MERGE(od_refused_ttl, 0);
     CS_MERGE(acme_url, NULL);
     CS_MERGE(acme_contact, NULL);
     CS_MERGE(acme_ca, NULL);
@@ -133,6 +142,12 @@ const cs_conf_t *cs_config_get(server_rec *s)
     CS_DEFAULT(acme_precheck_port, 0, -1);
     CS_DEFAULT(acme_challenges, 0, CS_ACME_HTTP01);
     cs_dns_config_apply(conf);
+    CS_DEFAULT(od_ask_timeout, 0, CS_OD_ASK_TIMEOUT);
+    CS_DEFAULT(od_limit, 0, CS_OD_LIMIT);
+    CS_DEFAULT(od_window, 0, CS_OD_WINDOW);
+    CS_DEFAULT(od_ask_limit, 0, CS_OD_ASK_LIMIT);
+    CS_DEFAULT(od_ask_window, 0, CS_OD_ASK_WINDOW);
+    CS_DEFAULT(od_refused_ttl, 0, CS_OD_REFUSED_TTL);
     if (!conf->notify_expiring) {
         conf->notify_expiring = -1;
         conf->notify_expiring_pct = CS_NOTIFY_EXPIRING_PCT;
@@ -785,6 +800,23 @@ const command_rec cs_cmds[] = {
                   "without a successor: a duration (7d), a share of its "
                   "lifetime (default " CS_STR(CS_NOTIFY_EXPIRING_PCT)
                   "%), or off"),
+    AP_INIT_TAKE123("CertServiceOnDemandAsk", cs_set_od_ask, NULL,
+                    RSRC_CONF, "On-demand issuance: URL asked about each new "
+                    "name (GET URL?domain=NAME, 200 = yes) [timeout seconds "
+                    "(default " CS_STR(CS_OD_ASK_TIMEOUT) ")] [CA file]; "
+                    "unset: every on-demand name is refused"),
+    AP_INIT_TAKE2("CertServiceOnDemandLimit", cs_set_od_limit,
+                  (void *)"limit", RSRC_CONF, "On-demand issuance: domains "
+                  "added per window of seconds, fleet-wide (default "
+                  CS_STR(CS_OD_LIMIT) " " CS_STR(CS_OD_WINDOW) ")"),
+    AP_INIT_TAKE2("CertServiceOnDemandAskLimit", cs_set_od_limit,
+                  (void *)"ask", RSRC_CONF, "On-demand issuance: asks per "
+                  "window of seconds, fleet-wide (default "
+                  CS_STR(CS_OD_ASK_LIMIT) " " CS_STR(CS_OD_ASK_WINDOW) ")"),
+    AP_INIT_TAKE1("CertServiceOnDemandRefusedTTL", cs_set_od_refused_ttl,
+                  NULL, RSRC_CONF, "On-demand issuance: seconds a refused "
+                  "name is not asked about again (default "
+                  CS_STR(CS_OD_REFUSED_TTL) ")"),
     { NULL }
 };
 

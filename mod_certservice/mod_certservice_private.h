@@ -138,6 +138,15 @@ typedef struct {
     apr_int64_t notify_expiring;        /* seconds; 0: unset, -1: by
                                          * notify_expiring_pct or off */
     int notify_expiring_pct;            /* 0: unset (with the above) */
+    /* On-demand issuance (mod_certservice_ondemand.c) */
+    const char *od_ask;                 /* NULL: on-demand refused */
+    const char *od_ask_ca;              /* NULL: the system's trust */
+    int od_ask_timeout;                 /* seconds; 0: unset */
+    int od_limit;                       /* 0: unset */
+    apr_int64_t od_window;              /* seconds; 0: unset */
+    int od_ask_limit;                   /* 0: unset */
+    apr_int64_t od_ask_window;          /* seconds; 0: unset */
+    apr_int64_t od_refused_ttl;         /* seconds; 0: unset */
     int effective;              /* not merged: cs_config_get() sets it */
     int notify_here;            /* not merged: a sink is named in this
                                  * server's own context; only such servers
@@ -281,5 +290,35 @@ void cs_notify_emit(server_rec *s, const cs_conf_t *conf, cs_db_t *db,
 /* Start a notification worker for every server whose own configuration
  * names a sink (post_config). */
 int cs_notify_post_config(apr_pool_t *pconf, server_rec *main_s);
+
+/* --- mod_certservice_admin.c, for on-demand ---------------------------- */
+
+/* Add domain as PUT /v1/domains/DOMAIN does, without answering the
+ * request: queued for ACME, or issued now by the local CA (notified like
+ * a PUT).  *what: "queued" or "issued"; else an HTTP status with *why. */
+int cs_domain_add(cs_req_t *q, const char *domain, int kt,
+                  const char **what, const char **why);
+
+/* --- mod_certservice_ondemand.c: on-demand issuance ------------------- */
+
+/* Log tags CS00070 ... CS00079 are this file's. */
+#define CS_OD_ASK_TIMEOUT       5
+#define CS_OD_LIMIT             100     /* domains added on demand ... */
+#define CS_OD_WINDOW            3600    /* ... per hour, fleet-wide */
+#define CS_OD_ASK_LIMIT         600     /* asks ... */
+#define CS_OD_ASK_WINDOW        60      /* ... per minute, fleet-wide */
+#define CS_OD_REFUSED_TTL       3600    /* a refusal holds an hour */
+#define CS_OD_EVENTS            100     /* refusal events per hour */
+
+const char *cs_set_od_ask(cmd_parms *cmd, void *dummy, const char *url,
+                          const char *timeout, const char *ca);
+const char *cs_set_od_limit(cmd_parms *cmd, void *dummy, const char *n,
+                            const char *seconds);
+const char *cs_set_od_refused_ttl(cmd_parms *cmd, void *dummy,
+                                  const char *seconds);
+/* POST /v1/on-demand (role proxy). */
+int cs_post_on_demand(cs_req_t *q);
+/* Says at startup whether on-demand issuance is on, and how. */
+void cs_od_post_config(server_rec *main_s);
 
 #endif /* MOD_CERTSERVICE_PRIVATE_H */

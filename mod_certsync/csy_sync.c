@@ -155,6 +155,14 @@ static apr_status_t request(json_t **json, long *status, csy_client_t *cl,
     return APR_SUCCESS;
 }
 
+apr_status_t csy_request_json(json_t **json, long *status,
+                              csy_client_t *client, apr_pool_t *p,
+                              const char *method, const char *path,
+                              json_t *body, const char **err)
+{
+    return request(json, status, client, p, method, path, body, NULL, err);
+}
+
 /* ------------------------------------------------------------------ */
 /* One bundle                                                          */
 /* ------------------------------------------------------------------ */

@@ -21,6 +21,8 @@
 #include <apr_pools.h>
 #include <apr_tables.h>
 
+#include <jansson.h>
+
 #include "cs_http.h"
 #include "cs_log.h"
 #include "csy_store.h"
@@ -121,6 +123,17 @@ apr_status_t csy_lease_release(csy_client_t *client, apr_pool_t *p,
  */
 int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
                       apr_pool_t *p, int *pos, int max, int *done);
+
+/**
+ * One request to CertService over the client's connection (on-demand's
+ * POST /v1/on-demand): *json the parsed answer of a 2xx (may be NULL),
+ * *status its HTTP status; an error with *err otherwise (a non-2xx
+ * included).  The caller frees *json.
+ */
+apr_status_t csy_request_json(json_t **json, long *status,
+                              csy_client_t *client, apr_pool_t *p,
+                              const char *method, const char *path,
+                              json_t *body, const char **err);
 
 /** POST /v1/hosts/HOST/report: seq served, rollout state, failures. */
 apr_status_t csy_report(csy_client_t *client, apr_pool_t *p, long long seq,

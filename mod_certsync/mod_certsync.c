@@ -171,7 +171,8 @@ static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     csy_main_conf = conf;
     csy_shared = NULL;          /* the last generation's went with pconf */
     csy_status_shm = NULL;
-    if (csy_dyn_check(pconf, s) != OK) {
+    csy_ondemand = NULL;
+    if (csy_dyn_check(pconf, s) != OK || csy_od_check(s) != OK) {
         return !OK;
     }
     if (!conf->url) {
@@ -201,6 +202,9 @@ static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         }
         csy_shared = apr_shm_baseaddr_get(shm);
         memset(csy_shared, 0, sizeof(*csy_shared));
+        if (csy_od_post_config(pconf, s) != OK) {
+            return !OK;
+        }
     }
     if (csy_start_daemon(s, pconf) != APR_SUCCESS) {
         return !OK;

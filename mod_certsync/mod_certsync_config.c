@@ -34,6 +34,8 @@ void *csy_create_server_config(apr_pool_t *p, server_rec *s)
     conf->min_restart_interval = -1;
     conf->catch_all = -1;
     conf->refuse_unknown = -1;
+    conf->ondemand = -1;
+    conf->ondemand_wait = -1;
     return conf;
 }
 
@@ -71,6 +73,10 @@ void *csy_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     CSY_MERGE_INT(cache_size, 0);
     CSY_MERGE_INT(catch_all, -1);
     CSY_MERGE_INT(refuse_unknown, -1);
+    CSY_MERGE_INT(ondemand, -1);
+    CSY_MERGE_INT(ondemand_wait, -1);
+    CSY_MERGE_INT(ondemand_rate, 0);
+    CSY_MERGE_INT(ondemand_burst, 0);
     return conf;
 }
 
@@ -132,6 +138,19 @@ void csy_conf_effective(csy_conf_t *conf, apr_pool_t *p)
     }
     if (conf->refuse_unknown < 0) {
         conf->refuse_unknown = 0;
+    }
+    if (conf->ondemand < 0) {
+        conf->ondemand = 0;
+    }
+    if (conf->ondemand_wait < 0) {
+        conf->ondemand_wait = CSY_DEFAULT_OD_WAIT;
+    }
+    if (!conf->ondemand_rate) {
+        conf->ondemand_rate = CSY_DEFAULT_OD_RATE;
+    }
+    if (!conf->ondemand_burst) {
+        conf->ondemand_burst = conf->ondemand_rate > CSY_DEFAULT_OD_BURST
+                               ? conf->ondemand_rate : CSY_DEFAULT_OD_BURST;
     }
 }
 
@@ -333,6 +352,31 @@ static const char *csy_set_catch_all(cmd_parms *cmd, void *dummy, int on)
     return NULL;
 }
 
+static const char *csy_set_flag(cmd_parms *cmd, void *dummy, int on)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    *CSY_FIELD(csy_conf(cmd->server), (apr_size_t)cmd->info, int) = on;
+    return NULL;
+}
+
+/* CertSyncOnDemandRate names [burst]. */
+static const char *csy_set_od_rate(cmd_parms *cmd, void *dummy,
+                                   const char *rate, const char *burst)
+{
+    csy_conf_t *conf = csy_conf(cmd->server);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err || (err = csy_int(cmd, rate, 1, 100000, &conf->ondemand_rate))) {
+        return err;
+    }
+    return burst ? csy_int(cmd, burst, 1, 100000, &conf->ondemand_burst)
+                 : NULL;
+}
+
 /* host:port (cmd->info: the offset of a csy_addr_t). */
 static const char *csy_set_addr(cmd_parms *cmd, void *dummy, const char *arg)
 {
@@ -377,6 +421,9 @@ static csy_int_slot_t csy_restart_timeout_slot = {
 };
 static csy_int_slot_t csy_cache_size_slot = {
     APR_OFFSETOF(csy_conf_t, cache_size), 1, 10000000
+};
+static csy_int_slot_t csy_od_wait_slot = {
+    APR_OFFSETOF(csy_conf_t, ondemand_wait), 0, 30
 };
 static csy_choice_slot_t csy_activation_slot = {
     APR_OFFSETOF(csy_conf_t, dynamic), "dynamic", "vhost"
@@ -456,5 +503,19 @@ const command_rec csy_cmds[] = {
                   RSRC_CONF, "dynamic mode: a name the store does not have "
                   "(or no SNI) gets the virtual host's own certificate "
                   "('default') or no handshake ('refuse')"),
+    AP_INIT_FLAG("CertSyncOnDemand", csy_set_flag, CSY_OFF(ondemand),
+                 RSRC_CONF, "dynamic mode: ask CertService for a certificate "
+                 "when a handshake names a domain the store does not have "
+                 "(default Off)"),
+    AP_INIT_TAKE1("CertSyncOnDemandWait", csy_set_int, &csy_od_wait_slot,
+                  RSRC_CONF, "dynamic mode, on demand: seconds a handshake "
+                  "for a new name may wait for its certificate (0 to 30; "
+                  "default " CSY_STR(CSY_DEFAULT_OD_WAIT) ": the default "
+                  "certificate at once)"),
+    AP_INIT_TAKE12("CertSyncOnDemandRate", csy_set_od_rate, NULL, RSRC_CONF,
+                   "dynamic mode, on demand: new names per second this "
+                   "proxy sends to CertService (default "
+                   CSY_STR(CSY_DEFAULT_OD_RATE) "), and the burst (default "
+                   CSY_STR(CSY_DEFAULT_OD_BURST) ")"),
     { NULL }
 };

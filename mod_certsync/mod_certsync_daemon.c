@@ -360,6 +360,7 @@ static int csy_daemon_cycle(csy_daemon_t *d, apr_pool_t *cycle, int *backoff)
     }
     if (res.changed && conf->dynamic == 1) {
         csy_dyn_activate(d, cycle, &res);
+        csy_daemon_od_served(d, res.made_current);
     }
     else if (res.changed) {
         json_object_set_new(d->state, "restart_pending", json_true());
@@ -434,7 +435,12 @@ void csy_daemon_main(server_rec *s, const csy_conf_t *conf, pid_t parent)
         json_object_set_new(d.state, "next_sync",
                             json_integer(apr_time_sec(now) + wait));
         csy_write_json(&d, cycle, "state.json", d.state);
-        csy_rollout_idle(&d.rollout, wait);
+        if (csy_ondemand) {
+            csy_daemon_od_idle(&d, cycle, wait);
+        }
+        else {
+            csy_rollout_idle(&d.rollout, wait);
+        }
     }
     json_decref(d.state);
     csy_stop = 1;       /* the agent thread must not outlive the pool */

@@ -14,6 +14,8 @@
  *   mod_certsync_agent.c   the thread that answers HAProxy's agent-check
  *   mod_certsync_ops.c     the real operations under the rollout state
  *                          machine (csy_rollout.c)
+ *   mod_certsync_ondemand.c  on-demand issuance: the names handshakes
+ *                          queued, sent to CertService between cycles
  *
  * Nothing in them calls back up into mod_certsync_daemon.c, and
  * mod_certsync_ops.c is the only one that calls into another one
@@ -101,5 +103,12 @@ void csy_daemon_agent_start(csy_daemon_t *d);
 /* mod_certsync_ops.c: the operations table for csy_rollout_init(), whose
  * baton is the csy_daemon_t. */
 const csy_rollout_ops_t *csy_daemon_ops(void);
+
+/* mod_certsync_ondemand.c: on-demand issuance (csy_ondemand set).  The
+ * wait between two cycles, sending queued names to CertService (it ends
+ * early, after a second, while an accepted name is not in the store yet);
+ * and the names a cycle made current, which stop being pending. */
+void csy_daemon_od_idle(csy_daemon_t *d, apr_pool_t *p, int seconds);
+void csy_daemon_od_served(csy_daemon_t *d, apr_hash_t *made_current);
 
 #endif /* MOD_CERTSYNC_DAEMON_H */

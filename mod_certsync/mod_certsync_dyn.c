@@ -131,6 +131,10 @@ static int csy_cert_cb(SSL *ssl, void *arg)
                       "dynamic: %s%s", err, rv == APR_SUCCESS
                       ? "; the version loaded before keeps serving" : "");
     }
+    if (APR_STATUS_IS_NOTFOUND(rv) && csy_ondemand
+        && csy_od_handshake(&b, c, name)) {
+        rv = APR_SUCCESS;       /* on demand: it came while we waited */
+    }
     if (rv != APR_SUCCESS) {
         return csy_unknown(ssl, s, name);
     }

@@ -25,8 +25,11 @@
 #include "apr_hash.h"
 #include "apr_tables.h"
 
+#include <jansson.h>
+
 #include "cs_log.h"
 #include "csy_dyn.h"
+#include "csy_ondemand.h"
 
 APLOG_USE_MODULE(certsync);
 
@@ -78,6 +81,11 @@ typedef struct csy_conf_t {
     int cache_size;                     /* bundles per process; 0: unset */
     int catch_all;                      /* per virtual host; -1: unset */
     int refuse_unknown;                 /* per virtual host; -1: unset */
+    /* On-demand issuance (dynamic mode; mod_certsync_ondemand.c). */
+    int ondemand;                       /* -1: unset */
+    int ondemand_wait;                  /* seconds; -1: unset */
+    int ondemand_rate;                  /* names per second; 0: unset */
+    int ondemand_burst;                 /* 0: unset */
 } csy_conf_t;
 
 /* The defaults (csy_conf_effective; the directives' help strings quote
@@ -91,6 +99,9 @@ typedef struct csy_conf_t {
 #define CSY_DEFAULT_RESTART_TIMEOUT 120
 #define CSY_DEFAULT_CACHE_SIZE      10000
 #define CSY_DEFAULT_POOL            "default"
+#define CSY_DEFAULT_OD_WAIT         0
+#define CSY_DEFAULT_OD_RATE         5
+#define CSY_DEFAULT_OD_BURST        20
 #define CSY_STR(n)                  APR_STRINGIFY(n)
 
 /* Set by post_config for the generation that runs: the main server's
@@ -126,6 +137,17 @@ void csy_dyn_register_hooks(apr_pool_t *p);
  * for a connection (NULL: not an acme-tls/1 one). */
 void csy_alpn_register_hooks(apr_pool_t *p);
 struct csy_alpn_cred_t *csy_alpn_conn_cred(const conn_rec *c);
+/* mod_certsync_ondemand.c: on-demand issuance (log tags CY00174 ...
+ * CY00179, CY00185 ... CY00189).  csy_ondemand: the shared table (NULL
+ * unless CertSyncOnDemand on in dynamic mode), made by post_config. */
+extern csy_od_t *csy_ondemand;
+int csy_od_check(server_rec *s);
+int csy_od_post_config(apr_pool_t *pconf, server_rec *s);
+/* The certificate callback: name (a store name) is not in the store;
+ * records it and, with CertSyncOnDemandWait, waits for it.  1 and *b set
+ * (a reference the caller releases) if the store got it meanwhile. */
+int csy_od_handshake(csy_bundle_t **b, conn_rec *c, const char *name);
+json_t *csy_od_status_json(void);
 
 /* mod_certsync_status.c */
 void csy_status_register_hooks(apr_pool_t *p);

@@ -274,6 +274,9 @@ static void csy_dyn_status(request_rec *r, json_t *state)
                     "errors", CSY_SHARED(errors),
                     "changes", CSY_SHARED(changes));
 #undef CSY_SHARED
+    if (csy_ondemand) {
+        json_object_set_new(dyn, "on_demand", csy_od_status_json());
+    }
     if (r->args && !strncmp(r->args, "domain=", 7)) {
         one = r->args + 7;
     }

@@ -24,6 +24,8 @@
 #                            CertServiceMaxUnavailable 1)
 #   pool_start_backend       the internal web server: a page (SSI) echoing
 #                            REMOTE_ADDR, Host, X-Proxy, X-Forwarded-For, ...
+#   (POOL_CS_EXTRA: more lines for CertService's virtual host;
+#   POOL_PX_EXTRA: more lines at the end of each proxy's httpd.conf)
 #   pool_start_proxy N       proxy N (1..3), configured by write_px_conf:
 #                            mod_proxy_protocol, mod_ssl, mod_macro_gen TLS
 #                            vhosts proxying to the backend, mod_certsync
