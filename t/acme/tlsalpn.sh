@@ -257,5 +257,5 @@ done
 okif $? "normal handshakes for $D2 get its certificate (serial $served)"
 
 echo "1..$n"
-echo "# tls-alpn-01 e2e: $npass passed, $nfail failed"
+echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]

@@ -279,5 +279,5 @@ grep -qF "CY00174" <<<"$out"
 okif $? "CertSyncOnDemand On without dynamic activation: httpd does not start (CY00174)"
 
 echo "1..$n"
-echo "# on-demand e2e: $npass passed, $nfail failed"
+echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]
