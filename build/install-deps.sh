@@ -11,7 +11,7 @@ fi
 PACKAGES="
     build-essential autoconf automake libtool pkg-config
     apache2 apache2-dev
-    libssl-dev libcurl4-openssl-dev libjansson-dev libidn2-dev libc-ares-dev
+    libssl-dev libcurl4-openssl-dev libjansson-dev libidn2-dev libc-ares-dev libpsl-dev
     mariadb-server libaprutil1-dbd-mysql
     libaprutil1-dbd-sqlite3 sqlite3
     libapache2-mod-perl2 libio-socket-ssl-perl

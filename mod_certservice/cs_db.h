@@ -74,6 +74,11 @@ typedef enum {
     CS_STMT_NTF_INSERT, CS_STMT_NTF_DUE, CS_STMT_NTF_CLAIM, CS_STMT_NTF_GET,
     CS_STMT_NTF_FINISH, CS_STMT_NTF_EXPIRING, CS_STMT_NTF_PURGE,
     CS_STMT_NTF_COUNT,
+    /* ACME, several CAs: each CA's health, the job's CA and priority,
+     * the limiters as a list (cs_store_acme.c). */
+    CS_STMT_CA_GET, CS_STMT_CA_INSERT, CS_STMT_CA_UPDATE, CS_STMT_CA_LIST,
+    CS_STMT_JOB_CA_GET, CS_STMT_JOB_CA_SET, CS_STMT_JOB_DUE_PRIO,
+    CS_STMT_LIM_LIST,
     CS_STMT_COUNT
 } cs_stmt_e;
 

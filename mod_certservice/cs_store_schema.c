@@ -122,6 +122,18 @@ static const char *const schema_ddl[] = {
     " UNIQUE (next_at, id, sink),"
     " UNIQUE (domain, type, serial, id, sink))",
 
+    /* ACME, several CAs: the health of each CA of the issuer, by the name
+     * the configuration gives it, as every instance last saw it. */
+    "CREATE TABLE IF NOT EXISTS cs_acme_cas ("
+    " name VARCHAR(32) NOT NULL PRIMARY KEY,"
+    " url VARCHAR(255) NOT NULL,"
+    " state VARCHAR(16) NOT NULL,"
+    " failures BIGINT NOT NULL,"
+    " last_error TEXT,"
+    " next_retry BIGINT NOT NULL,"
+    " last_ok BIGINT NOT NULL,"
+    " updated BIGINT NOT NULL)",
+
     NULL
 };
 
@@ -138,6 +150,15 @@ static const struct {
     /* cs_job_t.profile: the domain's ACME profile (NULL: the pool's). */
     { "SELECT profile FROM cs_acme_jobs WHERE 1 = 0",
       "ALTER TABLE cs_acme_jobs ADD COLUMN profile VARCHAR(64)" },
+    /* cs_job_ca_t: the CA that issued the domain's certificate, the CAs
+     * that refused the domain, and its place in the queue (a deadline:
+     * NULL until the scheduler set one, then next_at counts). */
+    { "SELECT ca FROM cs_acme_jobs WHERE 1 = 0",
+      "ALTER TABLE cs_acme_jobs ADD COLUMN ca VARCHAR(32)" },
+    { "SELECT ca_refused FROM cs_acme_jobs WHERE 1 = 0",
+      "ALTER TABLE cs_acme_jobs ADD COLUMN ca_refused VARCHAR(255)" },
+    { "SELECT prio FROM cs_acme_jobs WHERE 1 = 0",
+      "ALTER TABLE cs_acme_jobs ADD COLUMN prio BIGINT" },
     { NULL, NULL }
 };
 
@@ -331,6 +352,36 @@ static const cs_statement_t statements[CS_STMT_COUNT + 1] = {
       " AND updated < %lld AND not_after < %lld" },
     [CS_STMT_NTF_COUNT] = { "cs_ntf_count",
       "SELECT COUNT(*) FROM cs_notify_events WHERE state = %s" },
+
+    /* ACME, several CAs. */
+    [CS_STMT_CA_GET] = { "cs_ca_get",
+      "SELECT name, url, state, failures, last_error, next_retry, last_ok,"
+      " updated FROM cs_acme_cas WHERE name = %s" },
+    [CS_STMT_CA_INSERT] = { "cs_ca_insert",
+      "INSERT INTO cs_acme_cas (url, state, failures, last_error,"
+      " next_retry, last_ok, updated, name)"
+      " VALUES (%s, %s, %lld, %s, %lld, %lld, %lld, %s)" },
+    [CS_STMT_CA_UPDATE] = { "cs_ca_update",
+      "UPDATE cs_acme_cas SET url = %s, state = %s, failures = %lld,"
+      " last_error = %s, next_retry = %lld, last_ok = %lld, updated = %lld"
+      " WHERE name = %s" },
+    [CS_STMT_CA_LIST] = { "cs_ca_list",
+      "SELECT name, url, state, failures, last_error, next_retry, last_ok,"
+      " updated FROM cs_acme_cas ORDER BY name" },
+    [CS_STMT_JOB_CA_GET] = { "cs_job_ca_get",
+      "SELECT ca, ca_refused, prio FROM cs_acme_jobs WHERE domain = %s" },
+    [CS_STMT_JOB_CA_SET] = { "cs_job_ca_set",
+      "UPDATE cs_acme_jobs SET ca = %s, ca_refused = %s, prio = %lld"
+      " WHERE domain = %s" },
+    /* The scheduler's order: earliest deadline first (cs_sched_deadline);
+     * a job without one yet (new) by the time it was queued. */
+    [CS_STMT_JOB_DUE_PRIO] = { "cs_job_due_prio",
+      "SELECT domain FROM cs_acme_jobs WHERE next_at <= %lld"
+      " AND lease_until < %lld ORDER BY COALESCE(prio, next_at), next_at,"
+      " domain LIMIT %d" },
+    [CS_STMT_LIM_LIST] = { "cs_lim_list",
+      "SELECT name, window_start, count, paused_until FROM cs_acme_limits"
+      " ORDER BY name" },
 
     [CS_STMT_COUNT] = { NULL, NULL }
 };
