@@ -156,6 +156,85 @@ int cs_get_acme_account(cs_req_t *q)
         kid ? json_string(kid) : json_null(), "key_thumbprint", thumb));
 }
 
+/* One CA of the configuration with its health row (NULL: never used
+ * yet). */
+static json_t *cs_json_ca(const char *name, const char *url, int order,
+                          int accounts, const cs_ca_health_t *h)
+{
+    return json_pack("{s:s, s:s, s:i, s:i, s:s, s:i, s:o, s:I, s:I, s:I}",
+                     "name", name, "directory", url, "order", order,
+                     "accounts", accounts,
+                     "state", h ? h->state : "unknown",
+                     "failures", h ? h->failures : 0,
+                     "last_error", h && h->last_error
+                                   ? json_string(h->last_error) : json_null(),
+                     "next_retry", (json_int_t)(h ? h->next_retry : 0),
+                     "last_ok", (json_int_t)(h ? h->last_ok : 0),
+                     "updated", (json_int_t)(h ? h->updated : 0));
+}
+
+static const cs_ca_health_t *cs_health_of(const apr_array_header_t *hl,
+                                          const char *name)
+{
+    int i;
+
+    for (i = 0; i < hl->nelts; i++) {
+        if (strcmp(APR_ARRAY_IDX(hl, i, cs_ca_health_t).name, name) == 0) {
+            return &APR_ARRAY_IDX(hl, i, cs_ca_health_t);
+        }
+    }
+    return NULL;
+}
+
+/* GET /v1/acme/cas: the CAs in the order orders try them, each with its
+ * health as the instances recorded it, and every order budget's row. */
+int cs_get_acme_cas(cs_req_t *q)
+{
+    const cs_conf_t *conf = q->conf;
+    apr_array_header_t *health, *rates;
+    json_t *cas, *budgets;
+    apr_status_t rv;
+    int i;
+
+    if (!conf->acme_url) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "ACME is not configured "
+                        "(CertServiceACMEDirectory)");
+    }
+    if ((rv = cs_store_ca_list(&health, &q->db, q->r->pool))
+        || (rv = cs_store_rate_list(&rates, &q->db, q->r->pool))) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, q->r, CSLOGNO(00083)
+                      "GET /v1/acme/cas: %s",
+                      cs_store_error(&q->db, q->r->pool, rv));
+        return cs_db_error(q, rv);
+    }
+    cas = json_array();
+    json_array_append_new(cas, cs_json_ca("default", conf->acme_url, 1,
+                                          conf->acme_accounts,
+                                          cs_health_of(health, "default")));
+    for (i = 0; conf->acme_issuers && i < conf->acme_issuers->nelts; i++) {
+        const cs_acme_issuer_conf_t *is =
+            APR_ARRAY_IDX(conf->acme_issuers, i,
+                          const cs_acme_issuer_conf_t *);
+
+        json_array_append_new(cas, cs_json_ca(is->name, is->url, i + 2,
+                                              is->accounts ? is->accounts : 1,
+                                              cs_health_of(health,
+                                                           is->name)));
+    }
+    budgets = json_array();
+    for (i = 0; i < rates->nelts; i++) {
+        const cs_rate_row_t *r = &APR_ARRAY_IDX(rates, i, cs_rate_row_t);
+
+        json_array_append_new(budgets, json_pack(
+            "{s:s, s:I, s:I, s:I}", "name", r->name,
+            "window_start", (json_int_t)r->window_start,
+            "count", (json_int_t)r->count,
+            "paused_until", (json_int_t)r->paused_until));
+    }
+    return cs_send_json(q->r, HTTP_OK, json_pack("{s:o, s:o}", "cas", cas,
+                                                 "budgets", budgets));
+}
+
 /* POST /v1/acme/account/key-change: roll the account over to a new key
  * (RFC 8555 7.3.5) and store it sealed; workers pick it up. */
 int cs_post_acme_key_change(cs_req_t *q)
