@@ -51,6 +51,24 @@ static int cs_store_and_reply(cs_req_t *q, cs_bundle_t *b,
                         cs_json_domain(b, NULL));
 }
 
+/* Several CAs: the CA that issued the domain's certificate, and those
+ * that refused it (tried last). */
+static void cs_acme_ca_json(json_t *acme, cs_req_t *q, const char *domain)
+{
+    cs_job_ca_t jc;
+
+    if (!acme
+        || cs_store_job_ca_get(&jc, &q->db, q->r->pool, domain)
+           != APR_SUCCESS) {
+        return;
+    }
+    json_object_set_new(acme, "ca", jc.ca ? json_string(jc.ca)
+                                          : json_null());
+    json_object_set_new(acme, "ca_refused", jc.ca_refused
+                                            ? json_string(jc.ca_refused)
+                                            : json_null());
+}
+
 /* The domain's place in the ACME queue, for GET /v1/domains/DOMAIN. */
 static void cs_acme_json(json_t *j, cs_req_t *q, const char *domain)
 {
@@ -72,6 +90,7 @@ static void cs_acme_json(json_t *j, cs_req_t *q, const char *domain)
         "profile_source", job->profile ? json_string("domain")
                           : profile ? json_string("CertServiceACMEProfile")
                           : json_null()));
+    cs_acme_ca_json(json_object_get(j, "acme"), q, domain);
 }
 
 static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt,
