@@ -860,8 +860,10 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
                           drive_acct_t *);
         use_acct(d, a);
         err = NULL;
-        /* The directory: whether the CA answers, and has ARI. */
+        /* The directory: whether the CA answers, and has ARI.  A CA
+         * without a usable one is down, whatever the reason. */
         if ((rv = d->ops->directory(d->client, &err))) {
+            rv = rv == APR_EAGAIN ? rv : APR_ECONNREFUSED;
             goto ca_failed;
         }
         /* The domain's profile, else the CA's, else the pool's: one the

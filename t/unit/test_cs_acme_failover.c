@@ -43,7 +43,8 @@ typedef enum {
     CA_DOWN,            /* unreachable: APR_ECONNREFUSED */
     CA_RATE_LIMITED,    /* rateLimited, Retry-After 600 */
     CA_CAA,             /* refuses every order: caa */
-    CA_INVALID          /* the challenge fails: the domain's fault */
+    CA_INVALID,         /* the challenge fails: the domain's fault */
+    CA_BAD_DIRECTORY    /* the directory is not one */
 } ca_mode_t;
 
 typedef struct {
@@ -76,6 +77,10 @@ static apr_status_t f_directory(void *c, const char **err)
     if (ca->mode == CA_DOWN) {
         *err = "CA unreachable: connection refused";
         return APR_ECONNREFUSED;
+    }
+    if (ca->mode == CA_BAD_DIRECTORY) {
+        *err = "directory: not a JSON object";
+        return APR_EGENERAL;
     }
     return APR_SUCCESS;
 }
@@ -125,6 +130,7 @@ static apr_status_t f_issue(apr_array_header_t **chain, apr_pool_t *p,
                "authorization (HTTP 403)";
         return APR_EGENERAL;
     case CA_UP:
+    case CA_BAD_DIRECTORY:
         break;
     }
     ca->orders++;
@@ -453,6 +459,17 @@ static void test_failover(const cs_acme_policy_t *pol)
     CHECK(out.delay > 0 && out.delay <= pol->backoff);
     job = job_of("f.example.com");
     CHECK(job && job->attempts == 0);
+
+    UNIT_CASE("a directory that is not one: the CA counts as down");
+    cas[0].mode = CA_BAD_DIRECTORY;
+    cas[1].mode = CA_UP;
+    clock_now += pol->backoff_cap;
+    enqueue("bd.example.com");
+    CHECK_EQ_INT(run(&out, d, "bd.example.com"), CS_ACME_JOB_ISSUED);
+    CHECK_STR(out.ca, "two");
+    h = health("one");
+    CHECK(h && strcmp(h->state, "down") == 0
+          && strstr(h->last_error, "not a JSON object"));
 
     UNIT_CASE("a failed challenge is the domain's: no failover");
     cas[0].mode = CA_INVALID;
