@@ -768,7 +768,8 @@ static const char *cs_issuer_section(cmd_parms *cmd, void *dummy,
         || *ap_getword_conf(cmd->temp_pool, &args)) {
         return apr_psprintf(cmd->pool, "%s>: '%s' is not a CA name (one "
                             "word of 1 to 16 of a-z 0-9 -, not 'default')",
-                            cmd->cmd->name, arg);
+                            cmd->cmd->name,
+                            apr_pstrndup(cmd->pool, arg, endp - arg));
     }
     if (cs_issuer_open) {
         return apr_psprintf(cmd->pool, "%s %s>: inside <CertServiceACMEIssuer "
