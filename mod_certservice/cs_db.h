@@ -78,6 +78,7 @@ typedef enum {
      * the limiters as a list (cs_store_acme.c). */
     CS_STMT_CA_GET, CS_STMT_CA_INSERT, CS_STMT_CA_UPDATE, CS_STMT_CA_LIST,
     CS_STMT_JOB_CA_GET, CS_STMT_JOB_CA_SET, CS_STMT_JOB_DUE_PRIO,
+    CS_STMT_JOB_PRIO_SET,
     CS_STMT_LIM_LIST,
     CS_STMT_COUNT
 } cs_stmt_e;

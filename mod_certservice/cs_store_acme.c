@@ -15,6 +15,14 @@
 #include "cs_sched.h"
 #include "cs_store.h"
 
+/* A job queued (again) goes by the time it was: its deadline
+ * (cs_sched_deadline()). */
+static apr_status_t job_prio_now(cs_db_t *db, apr_pool_t *p,
+                                 const char *domain, apr_int64_t now)
+{
+    return cs_db_exec(NULL, db, p, CS_STMT_JOB_PRIO_SET, &now, domain);
+}
+
 apr_status_t cs_store_job_enqueue(cs_db_t *db, apr_pool_t *p,
                                   const char *domain, const char *key_type,
                                   const char *profile, apr_int64_t now)
@@ -33,13 +41,16 @@ apr_status_t cs_store_job_enqueue(cs_db_t *db, apr_pool_t *p,
     if (!row) {
         if (cs_db_exec(NULL, db, p, CS_STMT_JOB_INSERT, domain, key_type,
                        profile, &now, &now) == APR_SUCCESS) {
-            return APR_SUCCESS;
+            return job_prio_now(db, p, domain, now);
         }
         /* A racing PUT of the same domain inserted first. */
         cs_db_forget(db);
     }
-    return cs_db_exec(NULL, db, p, CS_STMT_JOB_REQUEUE, key_type, profile,
-                      &now, &now, domain);
+    if ((status = cs_db_exec(NULL, db, p, CS_STMT_JOB_REQUEUE, key_type,
+                             profile, &now, &now, domain))) {
+        return status;
+    }
+    return job_prio_now(db, p, domain, now);
 }
 
 apr_status_t cs_store_job_get(cs_job_t **job, cs_db_t *db, apr_pool_t *p,

@@ -373,12 +373,15 @@ static const cs_statement_t statements[CS_STMT_COUNT + 1] = {
     [CS_STMT_JOB_CA_SET] = { "cs_job_ca_set",
       "UPDATE cs_acme_jobs SET ca = %s, ca_refused = %s, prio = %lld"
       " WHERE domain = %s" },
-    /* The scheduler's order: earliest deadline first (cs_sched_deadline);
-     * a job without one yet (new) by the time it was queued. */
+    /* The scheduler's order: earliest deadline first (cs_sched_deadline),
+     * along the index cs_acme_jobs_prio (a sort of every due job per
+     * claim took 0.4 s with 100,000 queued). */
     [CS_STMT_JOB_DUE_PRIO] = { "cs_job_due_prio",
       "SELECT domain FROM cs_acme_jobs WHERE next_at <= %lld"
-      " AND lease_until < %lld ORDER BY COALESCE(prio, next_at), next_at,"
-      " domain LIMIT %d" },
+      " AND lease_until < %lld ORDER BY prio, domain LIMIT %d" },
+    /* A job queued (again): its deadline is now. */
+    [CS_STMT_JOB_PRIO_SET] = { "cs_job_prio_set",
+      "UPDATE cs_acme_jobs SET prio = %lld WHERE domain = %s" },
     [CS_STMT_LIM_LIST] = { "cs_lim_list",
       "SELECT name, window_start, count, paused_until FROM cs_acme_limits"
       " ORDER BY name" },
@@ -442,6 +445,27 @@ static apr_status_t add_columns(cs_db_t *db, apr_pool_t *p)
     return APR_SUCCESS;
 }
 
+/* Indexes on columns added later (schema_columns), which the CREATE
+ * TABLE cannot declare for a table that exists: CREATE INDEX, the same on
+ * SQLite and MariaDB; it fails when the index exists (or another process
+ * made it first), which is fine: the queries only run slower without
+ * it.  Jobs from before the scheduler get a deadline: their due time. */
+static const char *const schema_indexes[] = {
+    "CREATE INDEX cs_acme_jobs_prio ON cs_acme_jobs (prio, domain)",
+    "UPDATE cs_acme_jobs SET prio = next_at WHERE prio IS NULL",
+    NULL
+};
+
+static void add_indexes(cs_db_t *db, apr_pool_t *p)
+{
+    int i;
+
+    for (i = 0; schema_indexes[i]; i++) {
+        cs_db_run(db, schema_indexes[i]);
+    }
+    cs_db_forget(db);
+}
+
 apr_status_t cs_store_schema(cs_db_t *db, apr_pool_t *p)
 {
     apr_status_t status;
@@ -471,6 +495,7 @@ apr_status_t cs_store_schema(cs_db_t *db, apr_pool_t *p)
     if ((status = add_columns(db, p)) != APR_SUCCESS) {
         return status;
     }
+    add_indexes(db, p);
     if ((status = counter_exists(&exists, db, p)) != APR_SUCCESS) {
         return status;
     }
