@@ -96,17 +96,21 @@ static void cs_acme_json(json_t *j, cs_req_t *q, const char *domain)
 static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt,
                            const char *profile);
 
-/* An ACME client for one request, logged in with the stored account. */
-static cs_acme_t *cs_acme_request_client(cs_req_t *q, EVP_PKEY **key,
-                                         const char **kid, int *status)
+/* An ACME client for one request, logged in with the stored account:
+ * the first account of the CA named ca (NULL: the first CA). */
+static cs_acme_t *cs_acme_request_client_at(cs_req_t *q, const char *ca,
+                                            EVP_PKEY **key, const char **kid,
+                                            int *status)
 {
     const cs_conf_t *conf = q->conf;
+    const cs_acme_issuer_conf_t *is = NULL;
     cs_acme_conf_t ac;
     cs_acme_t *acme;
     const char *cms, *err = NULL;
     unsigned char *der;
     apr_size_t len;
     apr_status_t rv;
+    int i;
 
     *status = HTTP_SERVICE_UNAVAILABLE;
     if (!conf->acme_url || !conf->acme_seal_cert) {
@@ -114,7 +118,17 @@ static cs_acme_t *cs_acme_request_client(cs_req_t *q, EVP_PKEY **key,
                            "(CertServiceACMEDirectory)");
         return NULL;
     }
-    rv = cs_store_account_get(kid, &cms, &q->db, q->r->pool, conf->acme_url);
+    for (i = 0; ca && conf->acme_issuers && i < conf->acme_issuers->nelts;
+         i++) {
+        is = APR_ARRAY_IDX(conf->acme_issuers, i,
+                           const cs_acme_issuer_conf_t *);
+        if (strcmp(is->name, ca) == 0) {
+            break;
+        }
+        is = NULL;
+    }
+    rv = cs_store_account_get(kid, &cms, &q->db, q->r->pool,
+                              is ? is->url : conf->acme_url);
     if (APR_STATUS_IS_NOTFOUND(rv)) {
         *status = cs_error(q->r, HTTP_NOT_FOUND, "no ACME account yet (it "
                            "is made with the first order)");
@@ -125,9 +139,9 @@ static cs_acme_t *cs_acme_request_client(cs_req_t *q, EVP_PKEY **key,
         return NULL;
     }
     memset(&ac, 0, sizeof(ac));
-    ac.directory_url = conf->acme_url;
-    ac.ca_file = conf->acme_ca;
-    ac.eab = conf->acme_eab;
+    ac.directory_url = is ? is->url : conf->acme_url;
+    ac.ca_file = is ? is->ca_file : conf->acme_ca;
+    ac.eab = is ? is->eab : conf->acme_eab;
     if (cs_base64_decode(&der, &len, q->r->pool, cms)
         || cs_envelope_open(key, q->r->pool, der, len, conf->acme_seal_cert,
                             conf->acme_seal_key, &err)
@@ -139,6 +153,12 @@ static cs_acme_t *cs_acme_request_client(cs_req_t *q, EVP_PKEY **key,
         return NULL;
     }
     return acme;
+}
+
+static cs_acme_t *cs_acme_request_client(cs_req_t *q, EVP_PKEY **key,
+                                         const char **kid, int *status)
+{
+    return cs_acme_request_client_at(q, NULL, key, kid, status);
 }
 
 /* GET /v1/acme/account: the account's URL and key thumbprint. */
@@ -311,6 +331,7 @@ int cs_post_revoke(cs_req_t *q, const char *raw)
     apr_array_header_t *chain;
     const char *body, *profile = NULL;
     cs_job_t *job;
+    cs_job_ca_t jc;
     apr_size_t len;
     apr_status_t rv;
     int rc, reason = 0;
@@ -338,7 +359,12 @@ int cs_post_revoke(cs_req_t *q, const char *raw)
         return cs_error(q->r, HTTP_INTERNAL_SERVER_ERROR, "stored chain "
                         "unreadable: %s", err ? err : "empty");
     }
-    if (!(acme = cs_acme_request_client(q, &akey, &kid, &rc))) {
+    /* At the CA that issued it (several CAs), with its first account. */
+    if (cs_store_job_ca_get(&jc, &q->db, q->r->pool, domain)
+        != APR_SUCCESS) {
+        jc.ca = NULL;
+    }
+    if (!(acme = cs_acme_request_client_at(q, jc.ca, &akey, &kid, &rc))) {
         return rc;
     }
     if ((rv = cs_acme_revoke(acme, APR_ARRAY_IDX(chain, 0, X509 *), reason,
