@@ -11,7 +11,7 @@ fi
 PACKAGES="
     build-essential autoconf automake libtool pkg-config
     apache2 apache2-dev
-    libssl-dev libcurl4-openssl-dev libjansson-dev libidn2-dev libc-ares-dev
+    libssl-dev libcurl4-openssl-dev libjansson-dev libidn2-dev libc-ares-dev libpsl-dev
     libldns-dev bind9 bind9-utils bind9-dnsutils
     mariadb-server libaprutil1-dbd-mysql
     libaprutil1-dbd-sqlite3 sqlite3

@@ -1,6 +1,7 @@
 /*
  * cs_sched.c: renewal times, backoff and the order limiter (cs_sched.h).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_lib.h>
@@ -164,4 +165,65 @@ apr_status_t cs_sched_parse_time(apr_int64_t *t, const char *s)
     *t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se
          - sign * (oh * 3600 + om * 60);
     return APR_SUCCESS;
+}
+
+apr_int64_t cs_sched_deadline(const cs_sched_job_t *job)
+{
+    apr_int64_t life = job->not_after - job->not_before;
+
+    if (job->not_after <= 0 || life <= 0) {
+        return job->queued_at;
+    }
+    return job->not_before + life / 1000 * CS_SCHED_URGENT_PM
+           + life % 1000 * CS_SCHED_URGENT_PM / 1000;
+}
+
+typedef struct {
+    apr_int64_t deadline;
+    int index;
+} sched_key_t;
+
+static int key_cmp(const void *a, const void *b)
+{
+    const sched_key_t *x = a, *y = b;
+
+    if (x->deadline != y->deadline) {
+        return x->deadline < y->deadline ? -1 : 1;
+    }
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+void cs_sched_order(int *idx, const cs_sched_job_t *jobs, int n)
+{
+    sched_key_t *k;
+    int i;
+
+    if (n <= 0) {
+        return;
+    }
+    if (!(k = malloc((size_t)n * sizeof(*k)))) {
+        /* No memory: the queue's own order. */
+        for (i = 0; i < n; i++) {
+            idx[i] = i;
+        }
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        k[i].deadline = cs_sched_deadline(&jobs[i]);
+        k[i].index = i;
+    }
+    qsort(k, (size_t)n, sizeof(*k), key_cmp);
+    for (i = 0; i < n; i++) {
+        idx[i] = k[i].index;
+    }
+    free(k);
+}
+
+int cs_sched_budgets(int ari_replaces)
+{
+    if (ari_replaces) {
+        return CS_SCHED_BUDGET_GLOBAL;
+    }
+    return CS_SCHED_BUDGET_GLOBAL | CS_SCHED_BUDGET_ACCOUNT
+           | CS_SCHED_BUDGET_DOMAIN;
 }

@@ -57,4 +57,42 @@ void cs_sched_rate_take(cs_rate_t *r, int *granted, apr_int64_t *retry_after,
  * allowed) to unix seconds; APR_EINVAL if it is not one. */
 apr_status_t cs_sched_parse_time(apr_int64_t *t, const char *s);
 
+/* --- The queue's order and the budgets an order takes ------------------ */
+
+/** A job as the scheduler sees it. */
+typedef struct {
+    apr_int64_t queued_at;      /* when it was queued (new jobs) */
+    apr_int64_t not_before;     /* the current certificate's; */
+    apr_int64_t not_after;      /* 0: none (a new domain) */
+} cs_sched_job_t;
+
+/* A renewal's deadline, per mille of its certificate's lifetime: past it
+ * the renewal goes before every new domain queued after it. */
+#define CS_SCHED_URGENT_PM  833
+
+/**
+ * The job's deadline, the queue's order (earliest first): a new domain's
+ * is the time it was queued, a renewal's CS_SCHED_URGENT_PM of its
+ * certificate's lifetime (its renewal point, two thirds, plus a sixth of
+ * slack).  New domains therefore go first while renewals are not urgent,
+ * renewals by the time their certificates have left, and a job's deadline
+ * never moves while it waits: whatever is queued later comes later, so
+ * nothing starves.
+ */
+apr_int64_t cs_sched_deadline(const cs_sched_job_t *job);
+
+/** idx[0 .. n-1]: the jobs' indexes, earliest deadline first (ties: the
+ * lower index first). */
+void cs_sched_order(int *idx, const cs_sched_job_t *jobs, int n);
+
+/* The budgets an order takes (bits). */
+#define CS_SCHED_BUDGET_GLOBAL  0x1     /* all CAs, all accounts */
+#define CS_SCHED_BUDGET_ACCOUNT 0x2     /* new orders per account */
+#define CS_SCHED_BUDGET_DOMAIN  0x4     /* per registered domain */
+
+/** Which budgets an order takes: an ARI renewal (one that names the
+ * certificate it replaces) only the global one, as Let's Encrypt exempts
+ * those from its new-order and per-domain limits; others all three. */
+int cs_sched_budgets(int ari_replaces);
+
 #endif /* CS_SCHED_H */

@@ -3,8 +3,8 @@
  * time, limiter, account, pre-check, order, store, backoff.
  *
  * Log tags used here (mod_certservice_private.h keeps the next free one):
- * CS00013, CS00015 ... CS00018, CS00021, CS00031 ... CS00034, CS00040;
- * tls-alpn-01: CS00100 ... CS00102.
+ * CS00013, CS00015 ... CS00018, CS00021, CS00031 ... CS00034, CS00040,
+ * CS00043 ... CS00049 (several CAs); tls-alpn-01: CS00100 ... CS00102;
  * dns-01: CS00095 ... CS00097.
  */
 #include <stdarg.h>
@@ -12,13 +12,36 @@
 
 #include <apr_strings.h>
 #include <apr_time.h>
+#include <openssl/sha.h>
 
 #include "cs_acme_drive.h"
 #include "cs_crypto.h"
 #include "cs_jws.h"
+#include "cs_psl.h"
 #include "cs_sched.h"
 #include "cs_service.h"
 #include "cs_x509.h"
+
+/* One account at one CA: its client, its rows in the database, and
+ * whether it is registered since the last failure (the key in use and
+ * the sealed form it came from, both in key_pool, under the drive's
+ * pool). */
+typedef struct {
+    const cs_acme_ops_t *ops;
+    void *client;
+    const char *key;            /* its cs_acme_accounts row */
+    const char *limiter;        /* its new-order budget's row */
+    int account_ok;
+    apr_pool_t *key_pool;
+    const char *account_cms;
+} drive_acct_t;
+
+typedef struct {
+    cs_acme_ca_t conf;
+    int index;
+    apr_array_header_t *accts;  /* drive_acct_t * */
+    int next_acct;              /* the next order's first try */
+} drive_ca_t;
 
 struct cs_acme_drive_t {
     apr_pool_t *pool;           /* the worker's */
@@ -30,11 +53,10 @@ struct cs_acme_drive_t {
     void *log_baton;
     apr_int64_t (*now)(void *baton);
     void *now_baton;
-    /* The account: registered since the last failure; the key in use and
-     * the sealed form it came from, both in key_pool (under pool). */
-    int account_ok;
-    apr_pool_t *key_pool;
-    const char *account_cms;
+    /* The CAs in order (drive_ca_t), each with its accounts; the account
+     * in use (d->ops and d->client are its). */
+    apr_array_header_t *cas;
+    drive_acct_t *acct;
     /* During a job, for the challenge responder. */
     cs_db_t *db;
     apr_pool_t *jp;
@@ -146,11 +168,90 @@ apr_status_t cs_acme_drive_create(cs_acme_drive_t **pd, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
+int cs_acme_ca_name_ok(const char *name)
+{
+    const char *c;
+
+    if (!name || !*name || strlen(name) > 16) {
+        return 0;
+    }
+    for (c = name; *c; c++) {
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9')
+              || *c == '-')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int cs_acme_drive_add_ca(cs_acme_drive_t *d, const cs_acme_ca_t *ca)
+{
+    drive_ca_t *c;
+
+    if (!d->cas) {
+        d->cas = apr_array_make(d->pool, 2, sizeof(drive_ca_t *));
+    }
+    if (d->cas->nelts >= CS_ACME_MAX_CAS) {
+        return -1;
+    }
+    c = apr_pcalloc(d->pool, sizeof(*c));
+    c->conf = *ca;
+    c->index = d->cas->nelts;
+    c->accts = apr_array_make(d->pool, 1, sizeof(drive_acct_t *));
+    APR_ARRAY_PUSH(d->cas, drive_ca_t *) = c;
+    return c->index;
+}
+
+static void use_acct(cs_acme_drive_t *d, drive_acct_t *a)
+{
+    d->acct = a;
+    d->ops = a->ops;
+    d->client = a->client;
+}
+
+apr_status_t cs_acme_drive_add_account(cs_acme_drive_t *d, int ca,
+                                       const cs_acme_ops_t *ops,
+                                       void *client)
+{
+    drive_ca_t *c;
+    drive_acct_t *a;
+    int n;
+
+    if (!d->cas || ca < 0 || ca >= d->cas->nelts) {
+        return APR_EINVAL;
+    }
+    c = APR_ARRAY_IDX(d->cas, ca, drive_ca_t *);
+    if ((n = c->accts->nelts) >= CS_ACME_MAX_ACCOUNTS) {
+        return APR_EINVAL;
+    }
+    a = apr_pcalloc(d->pool, sizeof(*a));
+    a->ops = ops;
+    a->client = client;
+    a->key = n ? apr_psprintf(d->pool, "%s#%d", c->conf.directory_url,
+                              n + 1)
+               : c->conf.directory_url;
+    a->limiter = ca == 0 && n == 0
+                 ? "orders"
+                 : apr_psprintf(d->pool, "orders:%s:%d", c->conf.name, n + 1);
+    APR_ARRAY_PUSH(c->accts, drive_acct_t *) = a;
+    if (!d->acct) {
+        use_acct(d, a);
+    }
+    return APR_SUCCESS;
+}
+
 void cs_acme_drive_set_client(cs_acme_drive_t *d, const cs_acme_ops_t *ops,
                               void *client)
 {
-    d->ops = ops;
-    d->client = client;
+    cs_acme_ca_t ca;
+
+    if (!d->cas || !d->cas->nelts) {
+        memset(&ca, 0, sizeof(ca));
+        ca.name = "default";
+        ca.directory_url = d->policy.directory_url;
+        cs_acme_drive_add_ca(d, &ca);
+    }
+    cs_acme_drive_add_account(d, 0, ops, client);
 }
 
 void cs_acme_drive_set_clock(cs_acme_drive_t *d,
@@ -279,7 +380,8 @@ apr_status_t cs_acme_drive_claim(const char **domain, cs_acme_drive_t *d,
     int i, claimed;
 
     *domain = NULL;
-    if ((rv = cs_store_job_due(&due, db, p, drive_now(d), 8))) {
+    /* Earliest deadline first (cs_sched_deadline()). */
+    if ((rv = cs_store_job_due_prio(&due, db, p, drive_now(d), 8))) {
         return rv;
     }
     for (i = 0; i < due->nelts; i++) {
@@ -320,11 +422,11 @@ static apr_status_t use_key(const char **got, cs_acme_drive_t *d,
         apr_pool_destroy(kp);
         return rv;
     }
-    if (d->key_pool) {
-        apr_pool_destroy(d->key_pool);
+    if (d->acct->key_pool) {
+        apr_pool_destroy(d->acct->key_pool);
     }
-    d->key_pool = kp;
-    d->account_cms = apr_pstrdup(kp, cms);
+    d->acct->key_pool = kp;
+    d->acct->account_cms = apr_pstrdup(kp, cms);
     return APR_SUCCESS;
 }
 
@@ -345,8 +447,7 @@ static apr_status_t ensure_account(cs_acme_drive_t *d, const char **made,
 
     *made = NULL;
     for (attempt = 0; attempt < 2; attempt++) {
-        rv = cs_store_account_get(&kid, &cms, d->db, d->jp,
-                                  pol->directory_url);
+        rv = cs_store_account_get(&kid, &cms, d->db, d->jp, d->acct->key);
         if (rv == APR_SUCCESS) {
             apr_pool_create(&kp, d->pool);
             if ((rv = cs_base64_decode(&der, &len, d->jp, cms))
@@ -364,9 +465,8 @@ static apr_status_t ensure_account(cs_acme_drive_t *d, const char **made,
             /* The CA forgot the account and made a new one for the key
              * (a test CA restarted): remember its URL. */
             if ((!kid || strcmp(kid, got) != 0)
-                && (rv = cs_store_account_put(d->db, d->jp,
-                                              pol->directory_url, got, cms,
-                                              0))) {
+                && (rv = cs_store_account_put(d->db, d->jp, d->acct->key,
+                                              got, cms, 0))) {
                 drive_log(d, CS_LOG_WARN, CSLOGNO(00032) "acme: account "
                           "%s registered again, but its URL could not be "
                           "stored: %s", got,
@@ -393,8 +493,8 @@ static apr_status_t ensure_account(cs_acme_drive_t *d, const char **made,
         if ((rv = use_key(&got, d, kp, key, cms, err))) {
             return rv;
         }
-        if (cs_store_account_put(d->db, d->jp, pol->directory_url, got, cms,
-                                 1) == APR_SUCCESS) {
+        if (cs_store_account_put(d->db, d->jp, d->acct->key, got, cms, 1)
+            == APR_SUCCESS) {
             *made = got;
             return APR_SUCCESS;
         }
@@ -495,6 +595,212 @@ static apr_status_t precheck(cs_acme_drive_t *d, const char *domain,
 }
 
 /* ------------------------------------------------------------------ */
+/* Several CAs: order, health, budgets                                 */
+/* ------------------------------------------------------------------ */
+
+/* What a failed attempt at one CA means for the job. */
+typedef enum {
+    FAIL_DOMAIN,                /* the domain's: another CA fails too */
+    FAIL_DOWN,                  /* the CA is down: mark it, next CA */
+    FAIL_LIMITED,               /* the CA said rateLimited: next CA */
+    FAIL_REFUSED,               /* caa, rejectedIdentifier: next CA, and
+                                 * this CA goes last for the domain */
+    FAIL_UNUSABLE               /* not for us (EAB missing, no such
+                                 * profile): next CA */
+} fail_kind_t;
+
+static fail_kind_t fail_kind(apr_status_t rv, const char *err)
+{
+    if (rv == APR_ECONNREFUSED) {
+        return FAIL_DOWN;
+    }
+    if (rv == APR_EAGAIN) {
+        return FAIL_LIMITED;
+    }
+    if (rv == APR_EACCES || rv == APR_NOTFOUND) {
+        return FAIL_UNUSABLE;
+    }
+    if (err && (strstr(err, "urn:ietf:params:acme:error:caa")
+                || strstr(err, "urn:ietf:params:acme:error:"
+                               "rejectedIdentifier"))) {
+        return FAIL_REFUSED;
+    }
+    return FAIL_DOMAIN;
+}
+
+static drive_ca_t *ca_at(cs_acme_drive_t *d, int i)
+{
+    return APR_ARRAY_IDX(d->cas, i, drive_ca_t *);
+}
+
+static drive_ca_t *ca_by_name(cs_acme_drive_t *d, const char *name)
+{
+    int i;
+
+    for (i = 0; name && i < d->cas->nelts; i++) {
+        if (strcmp(ca_at(d, i)->conf.name, name) == 0) {
+            return ca_at(d, i);
+        }
+    }
+    return NULL;
+}
+
+/* Whether name is a word of the space-separated list. */
+static int in_list(const char *list, const char *name)
+{
+    apr_size_t n = strlen(name);
+    const char *s = list;
+
+    while (s && (s = strstr(s, name))) {
+        if ((s == list || s[-1] == ' ') && (s[n] == ' ' || !s[n])) {
+            return 1;
+        }
+        s += n;
+    }
+    return 0;
+}
+
+static cs_ca_health_t *health_of(const apr_array_header_t *hl,
+                                 const char *name)
+{
+    int i;
+
+    for (i = 0; hl && i < hl->nelts; i++) {
+        cs_ca_health_t *h = &APR_ARRAY_IDX(hl, i, cs_ca_health_t);
+
+        if (strcmp(h->name, name) == 0) {
+            return h;
+        }
+    }
+    return NULL;
+}
+
+/* Record an attempt at c in its health row: a success (a change of
+ * state, or a minute since the last one written), a CA that is down
+ * (one more failure, retried after the backoff), or a refusal (its
+ * error only). */
+static void health_record(cs_acme_drive_t *d, drive_ca_t *c,
+                          const cs_ca_health_t *h, apr_int64_t now,
+                          int ok, int down, const char *err)
+{
+    cs_ca_health_t n;
+    apr_status_t rv;
+
+    memset(&n, 0, sizeof(n));
+    n.name = c->conf.name;
+    n.url = c->conf.directory_url;
+    n.updated = now;
+    if (ok) {
+        if (h && strcmp(h->state, "up") == 0 && !h->failures
+            && now - h->last_ok < 60) {
+            return;
+        }
+        if (h && strcmp(h->state, "down") == 0) {
+            drive_log(d, CS_LOG_NOTICE, CSLOGNO(00048) "acme: CA %s (%s) "
+                      "answers again after %d failures", n.name, n.url,
+                      h->failures);
+        }
+        n.state = "up";
+        n.last_error = h ? h->last_error : NULL;
+        n.last_ok = now;
+    }
+    else if (down) {
+        n.state = "down";
+        n.failures = (h ? h->failures : 0) + 1;
+        n.last_error = err;
+        n.last_ok = h ? h->last_ok : 0;
+        n.next_retry = now + cs_sched_backoff(n.failures,
+                                              d->policy.backoff,
+                                              d->policy.backoff_cap);
+        drive_log(d, CS_LOG_WARN, CSLOGNO(00047) "acme: CA %s (%s) is down "
+                  "(failure %d): %s; next try in %" APR_INT64_T_FMT " s",
+                  n.name, n.url, n.failures, err ? err : "?",
+                  n.next_retry - now);
+    }
+    else {
+        n.state = h ? h->state : "up";
+        n.failures = h ? h->failures : 0;
+        n.last_error = err;
+        n.next_retry = h ? h->next_retry : 0;
+        n.last_ok = h ? h->last_ok : 0;
+    }
+    if ((rv = cs_store_ca_put(d->db, d->jp, &n))) {
+        drive_log(d, CS_LOG_WARN, CSLOGNO(00045) "acme: cannot record the "
+                  "health of CA %s: %s", n.name,
+                  cs_store_error(d->db, d->jp, rv));
+    }
+}
+
+/* The row of the registered domain's budget at c: its name hashed, as
+ * a row name holds 32 bytes. */
+static const char *domain_budget_row(cs_acme_drive_t *d, drive_ca_t *c,
+                                     const char *domain)
+{
+    unsigned char md[32];
+    const char *reg = cs_psl_registered(d->jp, domain);
+
+    SHA256((const unsigned char *)reg, strlen(reg), md);
+    return apr_psprintf(d->jp, "rd:%s:%s", c->conf.name,
+                        apr_pstrndup(d->jp, cs_b64url_encode(d->jp, md,
+                                                             sizeof(md)),
+                                     12));
+}
+
+/* Take an order from the budgets of account a at c: the global one, the
+ * account's new orders, the registered domain's (the latter two not for
+ * an ARI renewal; the account's pause counts always).  *which: the
+ * CS_SCHED_BUDGET_* that said no. */
+static apr_status_t take_budget(int *granted, apr_int64_t *ra, int *which,
+                                cs_acme_drive_t *d, drive_ca_t *c,
+                                drive_acct_t *a, const char *domain,
+                                int ari, apr_int64_t now)
+{
+    const cs_acme_policy_t *pol = &d->policy;
+    cs_budget_t b[3];
+    int kind[3], n = 0, mask = cs_sched_budgets(ari), i;
+    apr_status_t rv;
+
+    if (pol->global_limit > 0) {
+        b[n].name = "orders:all";
+        b[n].window = pol->global_window;
+        b[n].limit = pol->global_limit;
+        kind[n++] = CS_SCHED_BUDGET_GLOBAL;
+    }
+    b[n].name = a->limiter;
+    b[n].window = c->conf.limit ? c->conf.window : pol->window;
+    b[n].limit = !(mask & CS_SCHED_BUDGET_ACCOUNT) ? 0
+                 : c->conf.limit ? c->conf.limit : pol->limit;
+    kind[n++] = CS_SCHED_BUDGET_ACCOUNT;
+    if ((mask & CS_SCHED_BUDGET_DOMAIN) && c->conf.domain_limit > 0) {
+        b[n].name = domain_budget_row(d, c, domain);
+        b[n].window = c->conf.domain_window;
+        b[n].limit = c->conf.domain_limit;
+        kind[n++] = CS_SCHED_BUDGET_DOMAIN;
+    }
+    rv = cs_store_budget_take(granted, ra, &i, d->db, d->jp, b, n, now);
+    *which = rv == APR_SUCCESS && !*granted && i >= 0 ? kind[i] : 0;
+    return rv;
+}
+
+/* The CAs in the order a job tries them: as configured, those that
+ * refused the domain last. */
+static apr_array_header_t *ca_order(cs_acme_drive_t *d, const char *refused)
+{
+    apr_array_header_t *o = apr_array_make(d->jp, d->cas->nelts,
+                                           sizeof(drive_ca_t *));
+    int i, pass;
+
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < d->cas->nelts; i++) {
+            if (in_list(refused, ca_at(d, i)->conf.name) == pass) {
+                APR_ARRAY_PUSH(o, drive_ca_t *) = ca_at(d, i);
+            }
+        }
+    }
+    return o;
+}
+
+/* ------------------------------------------------------------------ */
 /* The job                                                             */
 /* ------------------------------------------------------------------ */
 
@@ -562,17 +868,19 @@ static apr_status_t check_account(cs_acme_outcome_t *out, cs_acme_drive_t *d,
     const char *kid, *cms;
     apr_status_t rv;
 
-    if (d->account_ok && d->account_cms
-        && cs_store_account_get(&kid, &cms, d->db, d->jp,
-                                d->policy.directory_url) == APR_SUCCESS
-        && strcmp(cms, d->account_cms) != 0) {
-        d->account_ok = 0;
+    drive_acct_t *a = d->acct;
+
+    if (a->account_ok && a->account_cms
+        && cs_store_account_get(&kid, &cms, d->db, d->jp, a->key)
+           == APR_SUCCESS
+        && strcmp(cms, a->account_cms) != 0) {
+        a->account_ok = 0;
     }
-    if (d->account_ok) {
+    if (a->account_ok) {
         return APR_SUCCESS;
     }
     if ((rv = ensure_account(d, &out->new_account, err)) == APR_SUCCESS) {
-        d->account_ok = 1;
+        a->account_ok = 1;
     }
     return rv;
 }
@@ -583,16 +891,31 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
     const cs_acme_policy_t *pol = &d->policy;
     apr_pool_t *p = d->jp;
     cs_job_t *job;
+    cs_job_ca_t jc;
+    cs_sched_job_t sj;
     cs_bundle_t *old = NULL, *b = NULL;
-    apr_int64_t now = drive_now(d), recheck, ra, when;
-    const char *err = NULL, *how, *profile;
+    const cs_bundle_t *cur;
+    apr_array_header_t *health = NULL, *cas;
+    drive_ca_t *c, *issuer = NULL;
+    drive_acct_t *a;
+    cs_ca_health_t *h;
+    apr_int64_t now = drive_now(d), recheck, ra, when, claimed_at;
+    apr_int64_t down_wait = 0, budget_wait = 0, pause = 0;
+    const char *err = NULL, *how, *profile, *errs = NULL;
     apr_status_t rv;
-    int granted, renewal, ca_not_involved = 0;
+    apr_status_t srv;
+    int granted, renewal = 0, i, k, which, ari, tried = 0, prechecked = 0;
+    int several = d->cas->nelts > 1, all_limited = 0;
+    fail_kind_t kind;
 
     if ((rv = cs_store_job_get(&job, d->db, p, domain))) {
         return APR_SUCCESS;
     }
     out->job = job;
+    claimed_at = job->next_at;
+    if (cs_store_job_ca_get(&jc, d->db, p, domain) != APR_SUCCESS) {
+        memset(&jc, 0, sizeof(jc));
+    }
     rv = cs_store_get(&old, d->db, p, domain);
     if (APR_STATUS_IS_NOTFOUND(rv)) {
         /* Deleted meanwhile. */
@@ -604,6 +927,11 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
         goto release;
     }
     renewal = old->serial && old->key_cms;
+    /* The CA that issued the certificate answers ARI for it (a job from
+     * before several CAs: the first). */
+    issuer = renewal ? (jc.ca ? ca_by_name(d, jc.ca) : ca_at(d, 0)) : NULL;
+    c = issuer && issuer->accts->nelts ? issuer : ca_at(d, 0);
+    use_acct(d, APR_ARRAY_IDX(c->accts, 0, drive_acct_t *));
     /* A scheduled look at a certificate we have: renew only when due.
      * A queued (forced) or failed job is due already: a forced re-issue
      * that failed once must not wait for the old certificate's renewal. */
@@ -620,61 +948,188 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
             goto release;
         }
     }
-    /* The domain's profile, else the pool's: one the CA does not offer
-     * fails here, before the limiter counts an order. */
-    profile = job->profile ? job->profile : pol->profile;
-    if (profile
-        && (rv = d->ops->profile_check(d->client, profile, &err))) {
-        if (rv == APR_NOTFOUND) {
-            err = apr_psprintf(p, "profile '%s' (%s): %s", profile,
-                               job->profile ? "chosen for the domain"
-                                            : "CertServiceACMEProfile",
-                               err);
-            drive_log(d, CS_LOG_WARN, CSLOGNO(00040) "acme: %s: %s", domain,
-                      err);
+    if (cs_store_ca_list(&health, d->db, p) != APR_SUCCESS) {
+        health = NULL;
+    }
+    cas = ca_order(d, jc.ca_refused);
+    for (i = 0; i < cas->nelts; i++) {
+        c = APR_ARRAY_IDX(cas, i, drive_ca_t *);
+        if (!c->accts->nelts) {
+            continue;
         }
-        ca_not_involved = rv == APR_NOTFOUND;
-        goto failed;
-    }
-    /* The cluster-wide limiter, before anything is asked of the CA. */
-    if ((rv = cs_store_rate_take(&granted, &ra, d->db, p, "orders", now,
-                                 pol->window, pol->limit, 0))) {
-        drive_log(d, CS_LOG_WARN, CSLOGNO(00017) "acme: limiter: %s",
-                  cs_store_error(d->db, p, rv));
-        job->next_at = now + 5;
-        goto release;
-    }
-    if (!granted) {
-        drive_log(d, CS_LOG_INFO, CSLOGNO(00018) "acme: %s waits %"
-                  APR_INT64_T_FMT " s for the order limit (%d per %"
-                  APR_INT64_T_FMT " s)", domain, ra, pol->limit,
-                  pol->window);
-        job->next_at = now + ra;
-        out->result = CS_ACME_JOB_LIMITED;
-        out->delay = ra;
-        goto release;
-    }
+        h = health_of(health, c->conf.name);
+        if (h && strcmp(h->state, "down") == 0 && h->next_retry > now) {
+            drive_log(d, CS_LOG_DEBUG, CSLOGNO(00043) "acme: %s: CA %s is "
+                      "down, not asked for %" APR_INT64_T_FMT " s", domain,
+                      c->conf.name, h->next_retry - now);
+            if (!down_wait || h->next_retry - now < down_wait) {
+                down_wait = h->next_retry - now;
+            }
+            continue;
+        }
+        a = APR_ARRAY_IDX(c->accts, c->next_acct % c->accts->nelts,
+                          drive_acct_t *);
+        use_acct(d, a);
+        err = NULL;
+        /* The directory: whether the CA answers, and has ARI.  A CA
+         * without a usable one is down, whatever the reason. */
+        if ((rv = d->ops->directory(d->client, &err))) {
+            rv = rv == APR_EAGAIN ? rv : APR_ECONNREFUSED;
+            goto ca_failed;
+        }
+        /* The domain's profile, else the CA's, else the pool's: one the
+         * CA does not offer fails here, before a budget counts it. */
+        profile = job->profile ? job->profile
+                  : c->conf.profile ? c->conf.profile : pol->profile;
+        if (profile
+            && (rv = d->ops->profile_check(d->client, profile, &err))) {
+            if (rv == APR_NOTFOUND) {
+                err = apr_psprintf(p, "profile '%s' (%s): %s", profile,
+                                   job->profile ? "chosen for the domain"
+                                                : "CertServiceACMEProfile",
+                                   err);
+                drive_log(d, CS_LOG_WARN, CSLOGNO(00040) "acme: %s: %s",
+                          domain, err);
+            }
+            goto ca_failed;
+        }
+        ari = issuer == c && pol->ari && d->ops->has_ari(d->client);
+        /* The budgets, the accounts in turn. */
+        granted = 0;
+        which = 0;
+        for (k = 0; k < c->accts->nelts && !granted; k++) {
+            int n = (c->next_acct + k) % c->accts->nelts;
 
-    rv = check_account(out, d, &err);
-    if (rv == APR_SUCCESS && pol->precheck_port > 0) {
-        rv = precheck(d, domain, now, &err);
-        ca_not_involved = rv != APR_SUCCESS;
-    }
-    if (rv == APR_SUCCESS) {
-        d->dns_err = NULL;
-        rv = order(&b, d, old, renewal, domain, job->key_type, profile,
-                   &err);
-        /* Why the dns-01 answer could not be published, with the
-         * client's "cannot publish". */
-        if (rv != APR_SUCCESS && d->dns_err) {
-            err = apr_pstrcat(p, err ? err : "order failed", ": ",
-                              d->dns_err, NULL);
+            a = APR_ARRAY_IDX(c->accts, n, drive_acct_t *);
+            if ((rv = take_budget(&granted, &ra, &which, d, c, a, domain,
+                                  ari, now))) {
+                drive_log(d, CS_LOG_WARN, CSLOGNO(00017) "acme: limiter: %s",
+                          cs_store_error(d->db, p, rv));
+                job->next_at = now + 5;
+                goto release;
+            }
+            if (granted) {
+                c->next_acct = n + 1;
+                use_acct(d, a);
+            }
+            else if (which != CS_SCHED_BUDGET_ACCOUNT) {
+                break;
+            }
+        }
+        if (!granted) {
+            drive_log(d, CS_LOG_INFO, CSLOGNO(00046) "acme: %s: no %s "
+                      "budget left at CA %s for %" APR_INT64_T_FMT " s",
+                      domain, which == CS_SCHED_BUDGET_GLOBAL ? "global"
+                      : which == CS_SCHED_BUDGET_DOMAIN ? "registered domain"
+                      : "account", c->conf.name, ra);
+            if (!budget_wait || ra < budget_wait) {
+                budget_wait = ra;
+            }
+            if (which == CS_SCHED_BUDGET_GLOBAL) {
+                /* Every CA counts against it: none can help. */
+                all_limited = 1;
+                break;
+            }
+            continue;
+        }
+        tried++;
+        rv = check_account(out, d, &err);
+        if (rv == APR_SUCCESS && pol->precheck_port > 0 && !prechecked) {
+            /* The domain's, whichever CA: a failure is its own. */
+            prechecked = 1;
+            if ((rv = precheck(d, domain, now, &err))) {
+                goto failed;
+            }
+        }
+        if (rv == APR_SUCCESS) {
+            d->dns_err = NULL;
+            rv = order(&b, d, old, ari, domain, job->key_type, profile,
+                       &err);
+            /* Why the dns-01 answer could not be published, with the
+             * client's "cannot publish". */
+            if (rv != APR_SUCCESS && d->dns_err) {
+                err = apr_pstrcat(p, err ? err : "order failed", ": ",
+                                  d->dns_err, NULL);
+            }
+        }
+        if (rv == APR_SUCCESS) {
+            health_record(d, c, h, now, 1, 0, NULL);
+            out->ca = c->conf.name;
+            if (renewal && issuer && issuer != c) {
+                out->moved_from = issuer->conf.name;
+            }
+            jc.ca = c->conf.name;
+            goto issued;
+        }
+        /* The CA may have forgotten the account (a test CA restarted):
+         * look it up again next time. */
+        a->account_ok = 0;
+ca_failed:
+        kind = fail_kind(rv, err);
+        if (kind == FAIL_LIMITED) {
+            /* This account waits as the CA asked; everyone using it. */
+            ra = d->ops->retry_after(d->client);
+            if (ra > 0
+                && (srv = cs_store_rate_take(&granted, &when, d->db, p,
+                                             d->acct->limiter, now, 0, 0,
+                                             now + ra))) {
+                drive_log(d, CS_LOG_WARN, CSLOGNO(00033) "acme: cannot "
+                          "pause the order limiter for the CA's "
+                          "Retry-After of %" APR_INT64_T_FMT " s: %s", ra,
+                          cs_store_error(d->db, p, srv));
+            }
+            pause = ra > pause ? ra : pause;
+        }
+        if (kind == FAIL_REFUSED && !in_list(jc.ca_refused, c->conf.name)) {
+            jc.ca_refused = jc.ca_refused
+                ? apr_pstrcat(p, jc.ca_refused, " ", c->conf.name, NULL)
+                : c->conf.name;
+        }
+        if (kind == FAIL_DOMAIN) {
+            /* It answered. */
+            health_record(d, c, h, now, 1, 0, NULL);
+        }
+        else if (kind != FAIL_UNUSABLE || rv == APR_EACCES) {
+            health_record(d, c, h, now, 0, kind == FAIL_DOWN, err);
+        }
+        err = err ? err : "unknown error";
+        errs = !several ? err
+               : errs ? apr_psprintf(p, "%s; CA %s: %s", errs, c->conf.name,
+                                     err)
+               : apr_psprintf(p, "CA %s: %s", c->conf.name, err);
+        if (kind == FAIL_DOMAIN) {
+            err = errs;
+            goto failed;
+        }
+        if (i + 1 < cas->nelts) {
+            drive_log(d, CS_LOG_NOTICE, CSLOGNO(00044) "acme: %s: CA %s "
+                      "failed (%s); trying the next CA", domain,
+                      c->conf.name, err);
         }
     }
+    if (!errs && (all_limited || budget_wait)) {
+        drive_log(d, CS_LOG_INFO, CSLOGNO(00018) "acme: %s waits %"
+                  APR_INT64_T_FMT " s for the order budgets (%d per %"
+                  APR_INT64_T_FMT " s per account)", domain, budget_wait,
+                  pol->limit, pol->window);
+        job->next_at = now + budget_wait;
+        out->result = CS_ACME_JOB_LIMITED;
+        out->delay = budget_wait;
+        goto release;
+    }
+    if (!errs && down_wait) {
+        /* Every CA is down: not the domain's failure. */
+        job->next_at = now + down_wait;
+        out->result = CS_ACME_JOB_LIMITED;
+        out->delay = down_wait;
+        goto release;
+    }
+    err = errs;
+    goto failed;
+
+issued:
     /* Deleted while the order ran: do not bring it back. */
-    if (rv == APR_SUCCESS
-        && APR_STATUS_IS_NOTFOUND(cs_store_job_get(&job, d->db, p,
-                                                   domain))) {
+    if (APR_STATUS_IS_NOTFOUND(cs_store_job_get(&job, d->db, p, domain))) {
         out->result = CS_ACME_JOB_DROPPED;
         out->bundle = b;
         out->job = NULL;
@@ -684,47 +1139,28 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
         return APR_SUCCESS;
     }
     out->job = job;
-    if (rv == APR_SUCCESS
-        && (rv = cs_store_put_bundle(d->db, p, b, "acme")) != APR_SUCCESS) {
+    if ((rv = cs_store_put_bundle(d->db, p, b, "acme")) != APR_SUCCESS) {
         err = apr_pstrcat(p, "storing the certificate: ",
                           cs_store_error(d->db, p, rv), NULL);
+        goto failed;
     }
-    if (rv == APR_SUCCESS) {
-        job->state = "valid";
-        job->attempts = 0;
-        job->last_error = NULL;
-        job->renew_at = renew_time(d, b, now, &recheck, &how);
-        job->next_at = recheck;
-        out->result = renewal ? CS_ACME_JOB_RENEWED : CS_ACME_JOB_ISSUED;
-        out->bundle = b;
-        out->how = how;
-        goto release;
-    }
+    job->state = "valid";
+    job->attempts = 0;
+    job->last_error = NULL;
+    job->renew_at = renew_time(d, b, now, &recheck, &how);
+    job->next_at = recheck;
+    out->result = renewal ? CS_ACME_JOB_RENEWED : CS_ACME_JOB_ISSUED;
+    out->bundle = b;
+    out->how = how;
+    goto release;
+
 failed:
-    /* Failed: back off per domain, and for a rate limit pause everyone.
-     * The account is looked up again unless the CA was not involved (a
-     * domain failing the pre-check, or asking for a profile the CA does
-     * not offer, again and again would otherwise unseal the account key
-     * into the worker's pool each time). */
-    if (!ca_not_involved) {
-        d->account_ok = 0;
-    }
+    /* Failed: back off per domain (never sooner than a CA's
+     * Retry-After). */
     job->attempts++;
     job->state = "failed";
     job->last_error = err ? err : "unknown error";
-    ra = 0;
-    if (rv == APR_EAGAIN) {
-        ra = d->ops->retry_after(d->client);
-        if (ra > 0
-            && (rv = cs_store_rate_take(&granted, &when, d->db, p, "orders",
-                                        now, 0, 0, now + ra))) {
-            drive_log(d, CS_LOG_WARN, CSLOGNO(00033) "acme: cannot pause "
-                      "the order limiter for the CA's Retry-After of %"
-                      APR_INT64_T_FMT " s: %s", ra,
-                      cs_store_error(d->db, p, rv));
-        }
-    }
-    when = cs_acme_retry_delay(pol, job->attempts, ra);
+    when = cs_acme_retry_delay(pol, job->attempts, pause);
     job->next_at = now + when;
     out->result = CS_ACME_JOB_FAILED;
     out->delay = when;
@@ -737,8 +1173,24 @@ release:
     if ((rv = cs_store_job_finish(d->db, p, job, d->owner))) {
         drive_log(d, CS_LOG_ERR, CSLOGNO(00021) "acme: cannot record the "
                   "outcome for %s: %s", domain, cs_store_error(d->db, p, rv));
+        return rv;
     }
-    return rv;
+    /* Its place in the queue: a certificate's deadline, else the time
+     * it was first queued. */
+    cur = b ? b : renewal ? old : NULL;
+    memset(&sj, 0, sizeof(sj));
+    sj.queued_at = jc.has_prio ? jc.prio : claimed_at;
+    if (cur) {
+        sj.not_before = cur->not_before;
+        sj.not_after = cur->not_after;
+    }
+    jc.prio = cs_sched_deadline(&sj);
+    if ((rv = cs_store_job_ca_set(d->db, p, domain, &jc))) {
+        drive_log(d, CS_LOG_WARN, CSLOGNO(00049) "acme: cannot record the "
+                  "CA and queue place of %s: %s", domain,
+                  cs_store_error(d->db, p, rv));
+    }
+    return APR_SUCCESS;
 }
 
 apr_status_t cs_acme_drive_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,

@@ -90,7 +90,32 @@ typedef struct {
     const cs_dns_conf_t *dns;
     int dns_all;                /* dns-01 for every domain, not only
                                  * wildcards (CertServiceDNSChallenge) */
+    /* Orders across every CA and account, fleet-wide; 0: no such
+     * budget. */
+    int global_limit;
+    apr_int64_t global_window;
 } cs_acme_policy_t;
+
+/* How many CAs and accounts per CA a drive takes at most. */
+#define CS_ACME_MAX_CAS         8
+#define CS_ACME_MAX_ACCOUNTS    16
+
+/** One CA of the issuer; a drive tries them in the order added
+ * (failover: cs_acme_drive_job()). */
+typedef struct {
+    const char *name;           /* 1 to 16 of a-z 0-9 - (its rows) */
+    const char *directory_url;
+    const char *profile;        /* NULL: the policy's */
+    int limit;                  /* new orders per account per window;
+                                 * 0: the policy's limit and window */
+    apr_int64_t window;
+    int domain_limit;           /* certificates per registered domain per
+                                 * domain_window at this CA; 0: none */
+    apr_int64_t domain_window;
+} cs_acme_ca_t;
+
+/** Whether name can name a CA (1 to 16 of a-z 0-9 -). */
+int cs_acme_ca_name_ok(const char *name);
 
 typedef struct cs_acme_drive_t cs_acme_drive_t;
 
@@ -106,6 +131,25 @@ apr_status_t cs_acme_drive_create(cs_acme_drive_t **d, apr_pool_t *p,
                                   void *log_baton);
 void cs_acme_drive_set_client(cs_acme_drive_t *d, const cs_acme_ops_t *ops,
                               void *client);
+/**
+ * Add a CA (copied; its strings must live as long as the drive): the
+ * first one added is the preferred.  Returns its index, or -1 when there
+ * are CS_ACME_MAX_CAS already.  A drive that was given no CA when its
+ * first client is set (cs_acme_drive_set_client()) gets one from the
+ * policy, named "default".
+ */
+int cs_acme_drive_add_ca(cs_acme_drive_t *d, const cs_acme_ca_t *ca);
+/**
+ * Add an account to CA number ca: ops and client speak to that CA
+ * (a client per account: it holds the account's key).  The first account
+ * of a CA keeps its key in the row of the directory URL, the n-th in
+ * "URL#n"; the first account of the first CA counts its orders in the
+ * limiter row "orders", the others in "orders:CA:n".  APR_EINVAL for a
+ * CA that does not exist or a full one.
+ */
+apr_status_t cs_acme_drive_add_account(cs_acme_drive_t *d, int ca,
+                                       const cs_acme_ops_t *ops,
+                                       void *client);
 /** The clock (unix seconds); NULL: the real one.  For tests. */
 void cs_acme_drive_set_clock(cs_acme_drive_t *d,
                              apr_int64_t (*now)(void *baton), void *baton);
@@ -148,11 +192,25 @@ typedef struct {
     const char *how;            /* renewal time: "lifetime", "ARI window" */
     apr_int64_t delay;          /* FAILED, LIMITED: seconds until retry */
     const char *new_account;    /* an account made by this job: its URL */
+    const char *ca;             /* the CA that issued; NULL */
+    const char *moved_from;     /* ISSUED, RENEWED: the CA that issued the
+                                 * previous certificate, when another */
 } cs_acme_outcome_t;
 
 /**
  * Work on the claimed job of domain (everything from p) and record its
- * outcome in the queue, releasing the claim.  The outcome says what
+ * outcome in the queue, releasing the claim.
+ *
+ * Several CAs: the job tries them in the order added, the CAs that
+ * refused the domain before last, and skips a CA marked down until its
+ * next retry.  It moves on to the next CA when a CA is down (unreachable,
+ * HTTP 5xx: marked down, retried after the backoff), refuses the order
+ * (rateLimited, caa, rejectedIdentifier: the latter two remembered for
+ * the domain) or has no budget left for it; any other failure is the
+ * domain's (an invalid challenge fails at every CA).  The job records
+ * the CA that issued the certificate: ARI is asked of it, and a renewal
+ * at it names the certificate it replaces.  The health of every CA is in
+ * the database (cs_store_ca_list()).  The outcome says what
  * happened, for the glue's log lines; APR_SUCCESS unless the outcome could
  * not be recorded.
  */

@@ -79,6 +79,12 @@ typedef enum {
     /* On-demand verdicts (cs_store_ondemand.c). */
     CS_STMT_OD_GET, CS_STMT_OD_INSERT, CS_STMT_OD_UPDATE, CS_STMT_OD_PURGE,
     CS_STMT_OD_COUNT,
+    /* ACME, several CAs: each CA's health, the job's CA and priority,
+     * the limiters as a list (cs_store_acme.c). */
+    CS_STMT_CA_GET, CS_STMT_CA_INSERT, CS_STMT_CA_UPDATE, CS_STMT_CA_LIST,
+    CS_STMT_JOB_CA_GET, CS_STMT_JOB_CA_SET, CS_STMT_JOB_DUE_PRIO,
+    CS_STMT_JOB_PRIO_SET,
+    CS_STMT_LIM_LIST,
     CS_STMT_COUNT
 } cs_stmt_e;
 

@@ -277,6 +277,80 @@ apr_status_t cs_store_rate_take(int *granted, apr_int64_t *retry_after,
                                 apr_int64_t window, int limit,
                                 apr_int64_t pause_until);
 
+/* --- ACME: several CAs: health, the job's CA, budgets ---------------- */
+
+/** A CA's health as the instances saw it last (one row per CA name). */
+typedef struct {
+    const char *name;
+    const char *url;
+    const char *state;          /* "up", "down" */
+    int failures;               /* consecutive failures */
+    const char *last_error;
+    apr_int64_t next_retry;     /* down: not asked again before */
+    apr_int64_t last_ok;        /* last success; 0: none */
+    apr_int64_t updated;
+} cs_ca_health_t;
+
+/** One CA's row; APR_NOTFOUND if none yet. */
+apr_status_t cs_store_ca_get(cs_ca_health_t **h, cs_db_t *db, apr_pool_t *p,
+                             const char *name);
+/** Write h (a new row or the existing one). */
+apr_status_t cs_store_ca_put(cs_db_t *db, apr_pool_t *p,
+                             const cs_ca_health_t *h);
+/** Every CA's row, by name (array of cs_ca_health_t). */
+apr_status_t cs_store_ca_list(apr_array_header_t **cas, cs_db_t *db,
+                              apr_pool_t *p);
+
+/** A job's CA columns. */
+typedef struct {
+    const char *ca;             /* issued the current certificate; NULL */
+    const char *ca_refused;     /* CAs that refused the domain, space
+                                 * separated; NULL: none */
+    apr_int64_t prio;           /* its deadline (cs_sched_deadline()) */
+    int has_prio;               /* 0: none yet (a new job) */
+} cs_job_ca_t;
+
+apr_status_t cs_store_job_ca_get(cs_job_ca_t *jc, cs_db_t *db,
+                                 apr_pool_t *p, const char *domain);
+apr_status_t cs_store_job_ca_set(cs_db_t *db, apr_pool_t *p,
+                                 const char *domain, const cs_job_ca_t *jc);
+/** Like cs_store_job_due(), earliest deadline first (the scheduler's
+ * order: cs_sched.h). */
+apr_status_t cs_store_job_due_prio(apr_array_header_t **domains,
+                                   cs_db_t *db, apr_pool_t *p,
+                                   apr_int64_t now, int limit);
+
+/** One budget of an order: a limiter row (cs_store_rate_take()). */
+typedef struct {
+    const char *name;           /* the row: at most 32 bytes */
+    apr_int64_t window;         /* seconds */
+    int limit;                  /* per window; 0: none (only a pause of
+                                 * the row counts) */
+} cs_budget_t;
+
+/**
+ * Take one order from every budget of b[0 .. n-1] at now, or from none:
+ * in one transaction, the rows locked in the order given (every caller
+ * gives them in the same order).  *granted 0: *which is the index of the
+ * first budget that said no and *retry_after its wait (seconds).
+ */
+apr_status_t cs_store_budget_take(int *granted, apr_int64_t *retry_after,
+                                  int *which, cs_db_t *db, apr_pool_t *p,
+                                  const cs_budget_t *b, int n,
+                                  apr_int64_t now);
+
+/** A limiter row, for the admin API. */
+typedef struct {
+    const char *name;
+    apr_int64_t window_start;
+    apr_int64_t count;
+    apr_int64_t paused_until;
+} cs_rate_row_t;
+
+/** Every limiter row, by name (array of cs_rate_row_t). */
+apr_status_t cs_store_rate_list(apr_array_header_t **rows, cs_db_t *db,
+                                apr_pool_t *p);
+
 /** A short text for the last failure on db (from p).  The calls return
  * APR_EGENERAL when the database failed, APR_EAGAIN when it stayed locked
  * or found a deadlock (worth a retry), APR_EINVAL for a value the schema

@@ -7,12 +7,22 @@
  * unclaimed, so two workers (of any instance) never both get it.  A
  * limiter's row is its lock, like a pool's for leases.
  */
+#include <string.h>
+
 #include <apr_dbd.h>
 #include <apr_strings.h>
 
 #include "cs_db.h"
 #include "cs_sched.h"
 #include "cs_store.h"
+
+/* A job queued (again) goes by the time it was: its deadline
+ * (cs_sched_deadline()). */
+static apr_status_t job_prio_now(cs_db_t *db, apr_pool_t *p,
+                                 const char *domain, apr_int64_t now)
+{
+    return cs_db_exec(NULL, db, p, CS_STMT_JOB_PRIO_SET, &now, domain);
+}
 
 apr_status_t cs_store_job_enqueue(cs_db_t *db, apr_pool_t *p,
                                   const char *domain, const char *key_type,
@@ -32,13 +42,16 @@ apr_status_t cs_store_job_enqueue(cs_db_t *db, apr_pool_t *p,
     if (!row) {
         if (cs_db_exec(NULL, db, p, CS_STMT_JOB_INSERT, domain, key_type,
                        profile, &now, &now) == APR_SUCCESS) {
-            return APR_SUCCESS;
+            return job_prio_now(db, p, domain, now);
         }
         /* A racing PUT of the same domain inserted first. */
         cs_db_forget(db);
     }
-    return cs_db_exec(NULL, db, p, CS_STMT_JOB_REQUEUE, key_type, profile,
-                      &now, &now, domain);
+    if ((status = cs_db_exec(NULL, db, p, CS_STMT_JOB_REQUEUE, key_type,
+                             profile, &now, &now, domain))) {
+        return status;
+    }
+    return job_prio_now(db, p, domain, now);
 }
 
 apr_status_t cs_store_job_get(cs_job_t **job, cs_db_t *db, apr_pool_t *p,
@@ -369,4 +382,242 @@ apr_status_t cs_store_tlsalpn_delete(cs_db_t *db, apr_pool_t *p,
         return status;
     }
     return cs_db_exec(NULL, db, p, CS_STMT_ALPN_DELETE, domain, &now);
+}
+
+/* ------------------------------------------------------------------ */
+/* Several CAs: health, the job's CA, budgets                          */
+/* ------------------------------------------------------------------ */
+
+static void ca_from_row(void *item, cs_db_row_t r)
+{
+    cs_ca_health_t *h = item;
+
+    h->name = r[0];
+    h->url = r[1];
+    h->state = r[2];
+    h->failures = (int)cs_db_int(r[3]);
+    h->last_error = r[4];
+    h->next_retry = cs_db_int(r[5]);
+    h->last_ok = cs_db_int(r[6]);
+    h->updated = cs_db_int(r[7]);
+}
+
+apr_status_t cs_store_ca_get(cs_ca_health_t **h, cs_db_t *db, apr_pool_t *p,
+                             const char *name)
+{
+    cs_db_row_t row;
+    apr_status_t status;
+
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "CA name", name, CS_MAX_NAME, 1))
+        || (status = cs_db_row(&row, db, p, CS_STMT_CA_GET, name))) {
+        return status;
+    }
+    if (!row) {
+        return cs_db_fail(db, APR_NOTFOUND, "no health row for CA %s",
+                          name);
+    }
+    *h = apr_pcalloc(p, sizeof(**h));
+    ca_from_row(*h, row);
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_ca_put(cs_db_t *db, apr_pool_t *p,
+                             const cs_ca_health_t *h)
+{
+    cs_db_row_t row;
+    apr_status_t status;
+    apr_int64_t failures = h->failures;
+    const char *err = cs_db_cut(p, h->last_error, CS_MAX_ERROR);
+
+    if ((status = cs_db_enter(db, p))
+        || (status = cs_db_check_len(db, "CA name", h->name, CS_MAX_NAME,
+                                     1))
+        || (status = cs_db_check_len(db, "CA url", h->url, CS_MAX_VARCHAR,
+                                     1))
+        || (status = cs_db_check_len(db, "CA state", h->state, CS_MAX_WORD,
+                                     1))
+        || (status = cs_db_row(&row, db, p, CS_STMT_CA_GET, h->name))) {
+        return status;
+    }
+    if (!row) {
+        if (cs_db_exec(NULL, db, p, CS_STMT_CA_INSERT, h->url, h->state,
+                       &failures, err, &h->next_retry, &h->last_ok,
+                       &h->updated, h->name) == APR_SUCCESS) {
+            return APR_SUCCESS;
+        }
+        /* Another instance inserted it first. */
+        cs_db_forget(db);
+    }
+    return cs_db_exec(NULL, db, p, CS_STMT_CA_UPDATE, h->url, h->state,
+                      &failures, err, &h->next_retry, &h->last_ok,
+                      &h->updated, h->name);
+}
+
+apr_status_t cs_store_ca_list(apr_array_header_t **cas, cs_db_t *db,
+                              apr_pool_t *p)
+{
+    apr_status_t status;
+
+    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    return cs_db_rows(cas, db, p, sizeof(cs_ca_health_t), ca_from_row,
+                      CS_STMT_CA_LIST);
+}
+
+apr_status_t cs_store_job_ca_get(cs_job_ca_t *jc, cs_db_t *db,
+                                 apr_pool_t *p, const char *domain)
+{
+    cs_db_row_t r;
+    apr_status_t status;
+
+    memset(jc, 0, sizeof(*jc));
+    if ((status = cs_db_enter_domain(db, p, domain))
+        || (status = cs_db_row(&r, db, p, CS_STMT_JOB_CA_GET, domain))) {
+        return status;
+    }
+    if (!r) {
+        return cs_db_fail(db, APR_NOTFOUND, "no ACME job for %s", domain);
+    }
+    jc->ca = r[0];
+    jc->ca_refused = r[1];
+    jc->has_prio = r[2] != NULL;
+    jc->prio = cs_db_int(r[2]);
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_job_ca_set(cs_db_t *db, apr_pool_t *p,
+                                 const char *domain, const cs_job_ca_t *jc)
+{
+    apr_status_t status;
+
+    if ((status = cs_db_enter_domain(db, p, domain))
+        || (status = cs_db_check_len(db, "ca", jc->ca, CS_MAX_NAME, 0))
+        || (status = cs_db_check_len(db, "ca_refused", jc->ca_refused,
+                                     CS_MAX_VARCHAR, 0))) {
+        return status;
+    }
+    return cs_db_exec(NULL, db, p, CS_STMT_JOB_CA_SET, jc->ca,
+                      jc->ca_refused, &jc->prio, domain);
+}
+
+apr_status_t cs_store_job_due_prio(apr_array_header_t **domains,
+                                   cs_db_t *db, apr_pool_t *p,
+                                   apr_int64_t now, int limit)
+{
+    apr_status_t status;
+
+    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    return cs_db_rows(domains, db, p, sizeof(const char *), domain_from_row,
+                      CS_STMT_JOB_DUE_PRIO, &now, &now, &limit);
+}
+
+/* Inside the transaction: lock and read every row, decide, and write
+ * them all back only when every budget had room. */
+static apr_status_t budget_decide(int *granted, apr_int64_t *retry_after,
+                                  int *which, cs_db_t *db, apr_pool_t *p,
+                                  const cs_budget_t *b, int n,
+                                  apr_int64_t now)
+{
+    cs_rate_t *r = apr_pcalloc(p, n * sizeof(*r));
+    cs_db_row_t row;
+    apr_status_t status;
+    int i, ok;
+
+    for (i = 0; i < n; i++) {
+        if ((status = cs_db_exec(NULL, db, p, CS_STMT_LIM_LOCK, b[i].name))
+            || (status = cs_db_row(&row, db, p, CS_STMT_LIM_GET,
+                                   b[i].name))) {
+            return status;
+        }
+        if (!row) {
+            return cs_db_fail(db, APR_EGENERAL, "limiter %s has no row",
+                              b[i].name);
+        }
+        r[i].window_start = cs_db_int(row[0]);
+        r[i].count = cs_db_int(row[1]);
+        r[i].paused_until = cs_db_int(row[2]);
+    }
+    for (i = 0; i < n; i++) {
+        if (b[i].limit > 0) {
+            cs_sched_rate_take(&r[i], &ok, retry_after, now, b[i].window,
+                               b[i].limit);
+        }
+        else {
+            ok = r[i].paused_until <= now;
+            *retry_after = ok ? 0 : r[i].paused_until - now;
+        }
+        if (!ok) {
+            *which = i;
+            return APR_SUCCESS;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        if (b[i].limit > 0
+            && (status = cs_db_exec(NULL, db, p, CS_STMT_LIM_SET,
+                                    &r[i].window_start, &r[i].count,
+                                    &r[i].paused_until, b[i].name))) {
+            return status;
+        }
+    }
+    *granted = 1;
+    return APR_SUCCESS;
+}
+
+apr_status_t cs_store_budget_take(int *granted, apr_int64_t *retry_after,
+                                  int *which, cs_db_t *db, apr_pool_t *p,
+                                  const cs_budget_t *b, int n,
+                                  apr_int64_t now)
+{
+    apr_dbd_transaction_t *t;
+    apr_status_t status;
+    int i;
+
+    *granted = 0;
+    *retry_after = 1;
+    *which = -1;
+    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    for (i = 0; i < n; i++) {
+        if ((status = cs_db_check_len(db, "limiter", b[i].name, CS_MAX_NAME,
+                                      1))
+            || (status = cs_db_ensure_row(db, p, CS_STMT_LIM_GET,
+                                          CS_STMT_LIM_INSERT, b[i].name))) {
+            return status;
+        }
+    }
+    if ((status = cs_db_tx_begin(&t, db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    status = budget_decide(granted, retry_after, which, db, p, b, n, now);
+    if ((status = cs_db_tx_end(t, db, p, status)) != APR_SUCCESS) {
+        *granted = 0;
+    }
+    return status;
+}
+
+static void rate_from_row(void *item, cs_db_row_t r)
+{
+    cs_rate_row_t *x = item;
+
+    x->name = r[0];
+    x->window_start = cs_db_int(r[1]);
+    x->count = cs_db_int(r[2]);
+    x->paused_until = cs_db_int(r[3]);
+}
+
+apr_status_t cs_store_rate_list(apr_array_header_t **rows, cs_db_t *db,
+                                apr_pool_t *p)
+{
+    apr_status_t status;
+
+    if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
+        return status;
+    }
+    return cs_db_rows(rows, db, p, sizeof(cs_rate_row_t), rate_from_row,
+                      CS_STMT_LIM_LIST);
 }

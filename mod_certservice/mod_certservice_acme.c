@@ -49,6 +49,24 @@ static void cs_drive_log(void *baton, cs_log_level_t level, const char *msg)
     ap_log_error(APLOG_MARK, (int)level, 0, w->s, "%s", msg);
 }
 
+/* The directory URL of the CA named name, for log lines and events. */
+static const char *cs_ca_url(const cs_conf_t *conf, const char *name)
+{
+    int i;
+
+    for (i = 0; name && conf->acme_issuers && i < conf->acme_issuers->nelts;
+         i++) {
+        const cs_acme_issuer_conf_t *is =
+            APR_ARRAY_IDX(conf->acme_issuers, i,
+                          const cs_acme_issuer_conf_t *);
+
+        if (strcmp(is->name, name) == 0) {
+            return is->url;
+        }
+    }
+    return conf->acme_url;
+}
+
 /* The job's outcome in the error log (the drive logged the details). */
 static void cs_log_outcome(cs_worker_t *w, const char *domain,
                            const cs_acme_outcome_t *o)
@@ -56,7 +74,12 @@ static void cs_log_outcome(cs_worker_t *w, const char *domain,
     if (o->new_account) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, w->s, CSLOGNO(00014)
                      "acme: new account %s at %s", o->new_account,
-                     w->conf->acme_url);
+                     cs_ca_url(w->conf, o->ca));
+    }
+    if (o->moved_from) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, w->s, CSLOGNO(00080)
+                     "acme: %s moved from CA %s to CA %s (%s)", domain,
+                     o->moved_from, o->ca, cs_ca_url(w->conf, o->ca));
     }
     if (o->result == CS_ACME_JOB_ISSUED || o->result == CS_ACME_JOB_RENEWED) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, w->s, CSLOGNO(00019)
@@ -86,7 +109,21 @@ static void cs_notify_outcome(cs_worker_t *w, cs_db_t *db, apr_pool_t *p,
 
     memset(&ev, 0, sizeof(ev));
     ev.domain = domain;
-    ev.ca = w->conf->acme_url;
+    ev.ca = cs_ca_url(w->conf, o->ca);
+    if (o->moved_from) {
+        /* Moved to another CA: its own event, then the renewal's. */
+        ev.type = CS_EVENT_MOVED;
+        ev.time = apr_time_sec(apr_time_now());
+        ev.serial = o->bundle ? o->bundle->serial : NULL;
+        ev.not_after = o->bundle ? o->bundle->not_after : 0;
+        ev.detail = apr_psprintf(p, "from CA %s to CA %s", o->moved_from,
+                                 o->ca);
+        cs_notify_emit(w->s, w->conf, db, p, &ev,
+                       apr_pstrcat(p, "moved:", ev.serial, NULL));
+        ev.serial = NULL;
+        ev.not_after = 0;
+        ev.detail = NULL;
+    }
     ev.time = apr_time_sec(apr_time_now());
     if (o->result == CS_ACME_JOB_ISSUED || o->result == CS_ACME_JOB_RENEWED) {
         ev.type = o->result == CS_ACME_JOB_ISSUED ? CS_EVENT_ISSUED
@@ -110,15 +147,43 @@ static void cs_notify_outcome(cs_worker_t *w, cs_db_t *db, apr_pool_t *p,
     cs_notify_emit(w->s, w->conf, db, p, &ev, disc);
 }
 
-/* The thread's pool, drive and client, on its first run. */
+/* A client for one account at one CA: conf's CA file, chain and EAB. */
+static apr_status_t cs_worker_client(cs_acme_t **acme, cs_worker_t *w,
+                                     const char *url, const char *ca_file,
+                                     const char *chain, const cs_eab_t *eab)
+{
+    cs_acme_conf_t ac;
+
+    memset(&ac, 0, sizeof(ac));
+    ac.directory_url = url;
+    ac.ca_file = ca_file;
+    ac.preferred_chain = chain;
+    ac.log = cs_acme_log;
+    ac.log_baton = w;
+    ac.challenge = cs_acme_drive_challenge;
+    ac.challenge_baton = w->drive;
+    ac.challenges = w->conf->acme_challenges;
+    if (w->conf->dns) {
+        ac.challenges |= CS_ACME_DNS01;
+    }
+    ac.eab = eab;
+    return cs_acme_create(acme, w->pool, &ac);
+}
+
+/* The thread's pool, drive and clients, on its first run: the CA of
+ * CertServiceACMEDirectory first, then each <CertServiceACMEIssuer>, a
+ * client per account. */
 static apr_status_t cs_worker_init(cs_worker_t *w)
 {
     const cs_conf_t *conf = w->conf;
+    const cs_acme_issuer_conf_t *is;
     apr_allocator_t *alloc;
     cs_acme_policy_t pol;
-    cs_acme_conf_t ac;
+    cs_acme_ca_t ca;
+    cs_acme_t *acme;
     const char *owner;
     apr_status_t rv;
+    int i, k, n, accounts;
 
     if ((rv = apr_allocator_create(&alloc)) != APR_SUCCESS) {
         return rv;
@@ -147,29 +212,45 @@ static apr_status_t cs_worker_init(cs_worker_t *w)
     pol.profile = conf->acme_profile;
     pol.dns = conf->dns;
     pol.dns_all = conf->dns_all == 2;
+    pol.global_limit = conf->acme_global_limit;
+    pol.global_window = conf->acme_global_window;
     owner = apr_psprintf(w->pool, "%.40s:%" APR_PID_T_FMT ":%d",
                          w->s->server_hostname ? w->s->server_hostname
                                                : "cs", getpid(), w->index);
     cs_acme_drive_create(&w->drive, w->pool, &pol, owner, cs_drive_log, w);
-    memset(&ac, 0, sizeof(ac));
-    ac.directory_url = conf->acme_url;
-    ac.ca_file = conf->acme_ca;
-    ac.preferred_chain = conf->acme_chain;
-    ac.log = cs_acme_log;
-    ac.log_baton = w;
-    ac.challenge = cs_acme_drive_challenge;
-    ac.challenge_baton = w->drive;
-    ac.challenges = conf->acme_challenges;
-    if (conf->dns) {
-        ac.challenges |= CS_ACME_DNS01;
+    n = conf->acme_issuers ? conf->acme_issuers->nelts : 0;
+    for (i = -1; i < n; i++) {
+        is = i < 0 ? NULL : APR_ARRAY_IDX(conf->acme_issuers, i,
+                                          const cs_acme_issuer_conf_t *);
+        memset(&ca, 0, sizeof(ca));
+        ca.name = is ? is->name : "default";
+        ca.directory_url = is ? is->url : conf->acme_url;
+        ca.profile = is ? is->profile : NULL;
+        ca.limit = is ? is->limit : 0;
+        ca.window = is ? is->window : 0;
+        ca.domain_limit = is ? is->domain_limit : conf->acme_domain_limit;
+        ca.domain_window = is ? is->domain_window : conf->acme_domain_window;
+        accounts = is ? (is->accounts ? is->accounts : 1)
+                      : conf->acme_accounts;
+        cs_acme_drive_add_ca(w->drive, &ca);
+        for (k = 0; k < accounts; k++) {
+            rv = is ? cs_worker_client(&acme, w, is->url, is->ca_file,
+                                       is->chain, is->eab)
+                    : cs_worker_client(&acme, w, conf->acme_url,
+                                       conf->acme_ca, conf->acme_chain,
+                                       conf->acme_eab);
+            if (rv != APR_SUCCESS) {
+                apr_pool_destroy(w->pool);
+                w->pool = NULL;
+                return rv;
+            }
+            if (!w->acme) {
+                w->acme = acme;
+            }
+            cs_acme_drive_add_account(w->drive, i + 1, &cs_acme_client_ops,
+                                      acme);
+        }
     }
-    ac.eab = conf->acme_eab;
-    if ((rv = cs_acme_create(&w->acme, w->pool, &ac)) != APR_SUCCESS) {
-        apr_pool_destroy(w->pool);
-        w->pool = NULL;
-        return rv;
-    }
-    cs_acme_drive_set_client(w->drive, &cs_acme_client_ops, w->acme);
     return APR_SUCCESS;
 }
 
@@ -314,6 +395,18 @@ static int cs_acme_start(apr_pool_t *pconf, server_rec *s,
                      conf->acme_url, conf->acme_eab->kid,
                      conf->acme_eab->alg);
     }
+    for (i = 0; conf->acme_issuers && i < conf->acme_issuers->nelts; i++) {
+        const cs_acme_issuer_conf_t *is =
+            APR_ARRAY_IDX(conf->acme_issuers, i,
+                          const cs_acme_issuer_conf_t *);
+
+        /* The key id only: the MAC key is never logged. */
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CSLOGNO(00082)
+                     "ACME CA %d, %s: %s, %d account(s)%s%s", i + 2,
+                     is->name, is->url, is->accounts ? is->accounts : 1,
+                     is->eab ? ", External Account Binding key id "
+                             : "", is->eab ? is->eab->kid : "");
+    }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CSLOGNO(00027)
                  "ACME issuance through %s: %d workers, %d orders per %"
                  APR_INT64_T_FMT " s", conf->acme_url, conf->acme_workers,
@@ -344,6 +437,15 @@ int cs_acme_post_config(apr_pool_t *pconf, server_rec *main_s)
     cs_dbd_close = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close);
     for (s = main_s; s; s = s->next) {
         conf = cs_config_get(s);
+        if (!conf->acme_url && conf->acme_issuers && conf->acme_here) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, CSLOGNO(00081)
+                         "<CertServiceACMEIssuer %s> needs "
+                         "CertServiceACMEDirectory in the same server: the "
+                         "first CA, which the sections follow",
+                         APR_ARRAY_IDX(conf->acme_issuers, 0,
+                                       const cs_acme_issuer_conf_t *)->name);
+            return !OK;
+        }
         if (!conf->acme_url || !conf->acme_here) {
             continue;
         }

@@ -51,6 +51,24 @@ static int cs_store_and_reply(cs_req_t *q, cs_bundle_t *b,
                         cs_json_domain(b, NULL));
 }
 
+/* Several CAs: the CA that issued the domain's certificate, and those
+ * that refused it (tried last). */
+static void cs_acme_ca_json(json_t *acme, cs_req_t *q, const char *domain)
+{
+    cs_job_ca_t jc;
+
+    if (!acme
+        || cs_store_job_ca_get(&jc, &q->db, q->r->pool, domain)
+           != APR_SUCCESS) {
+        return;
+    }
+    json_object_set_new(acme, "ca", jc.ca ? json_string(jc.ca)
+                                          : json_null());
+    json_object_set_new(acme, "ca_refused", jc.ca_refused
+                                            ? json_string(jc.ca_refused)
+                                            : json_null());
+}
+
 /* The domain's place in the ACME queue, for GET /v1/domains/DOMAIN. */
 static void cs_acme_json(json_t *j, cs_req_t *q, const char *domain)
 {
@@ -72,22 +90,27 @@ static void cs_acme_json(json_t *j, cs_req_t *q, const char *domain)
         "profile_source", job->profile ? json_string("domain")
                           : profile ? json_string("CertServiceACMEProfile")
                           : json_null()));
+    cs_acme_ca_json(json_object_get(j, "acme"), q, domain);
 }
 
 static int cs_acme_enqueue(cs_req_t *q, const char *domain, int kt,
                            const char *profile);
 
-/* An ACME client for one request, logged in with the stored account. */
-static cs_acme_t *cs_acme_request_client(cs_req_t *q, EVP_PKEY **key,
-                                         const char **kid, int *status)
+/* An ACME client for one request, logged in with the stored account:
+ * the first account of the CA named ca (NULL: the first CA). */
+static cs_acme_t *cs_acme_request_client_at(cs_req_t *q, const char *ca,
+                                            EVP_PKEY **key, const char **kid,
+                                            int *status)
 {
     const cs_conf_t *conf = q->conf;
+    const cs_acme_issuer_conf_t *is = NULL;
     cs_acme_conf_t ac;
     cs_acme_t *acme;
     const char *cms, *err = NULL;
     unsigned char *der;
     apr_size_t len;
     apr_status_t rv;
+    int i;
 
     *status = HTTP_SERVICE_UNAVAILABLE;
     if (!conf->acme_url || !conf->acme_seal_cert) {
@@ -95,7 +118,17 @@ static cs_acme_t *cs_acme_request_client(cs_req_t *q, EVP_PKEY **key,
                            "(CertServiceACMEDirectory)");
         return NULL;
     }
-    rv = cs_store_account_get(kid, &cms, &q->db, q->r->pool, conf->acme_url);
+    for (i = 0; ca && conf->acme_issuers && i < conf->acme_issuers->nelts;
+         i++) {
+        is = APR_ARRAY_IDX(conf->acme_issuers, i,
+                           const cs_acme_issuer_conf_t *);
+        if (strcmp(is->name, ca) == 0) {
+            break;
+        }
+        is = NULL;
+    }
+    rv = cs_store_account_get(kid, &cms, &q->db, q->r->pool,
+                              is ? is->url : conf->acme_url);
     if (APR_STATUS_IS_NOTFOUND(rv)) {
         *status = cs_error(q->r, HTTP_NOT_FOUND, "no ACME account yet (it "
                            "is made with the first order)");
@@ -106,9 +139,9 @@ static cs_acme_t *cs_acme_request_client(cs_req_t *q, EVP_PKEY **key,
         return NULL;
     }
     memset(&ac, 0, sizeof(ac));
-    ac.directory_url = conf->acme_url;
-    ac.ca_file = conf->acme_ca;
-    ac.eab = conf->acme_eab;
+    ac.directory_url = is ? is->url : conf->acme_url;
+    ac.ca_file = is ? is->ca_file : conf->acme_ca;
+    ac.eab = is ? is->eab : conf->acme_eab;
     if (cs_base64_decode(&der, &len, q->r->pool, cms)
         || cs_envelope_open(key, q->r->pool, der, len, conf->acme_seal_cert,
                             conf->acme_seal_key, &err)
@@ -120,6 +153,12 @@ static cs_acme_t *cs_acme_request_client(cs_req_t *q, EVP_PKEY **key,
         return NULL;
     }
     return acme;
+}
+
+static cs_acme_t *cs_acme_request_client(cs_req_t *q, EVP_PKEY **key,
+                                         const char **kid, int *status)
+{
+    return cs_acme_request_client_at(q, NULL, key, kid, status);
 }
 
 /* GET /v1/acme/account: the account's URL and key thumbprint. */
@@ -154,6 +193,85 @@ int cs_get_acme_account(cs_req_t *q)
     return cs_send_json(q->r, HTTP_OK, json_pack(
         "{s:s, s:o, s:s}", "directory", q->conf->acme_url, "account",
         kid ? json_string(kid) : json_null(), "key_thumbprint", thumb));
+}
+
+/* One CA of the configuration with its health row (NULL: never used
+ * yet). */
+static json_t *cs_json_ca(const char *name, const char *url, int order,
+                          int accounts, const cs_ca_health_t *h)
+{
+    return json_pack("{s:s, s:s, s:i, s:i, s:s, s:i, s:o, s:I, s:I, s:I}",
+                     "name", name, "directory", url, "order", order,
+                     "accounts", accounts,
+                     "state", h ? h->state : "unknown",
+                     "failures", h ? h->failures : 0,
+                     "last_error", h && h->last_error
+                                   ? json_string(h->last_error) : json_null(),
+                     "next_retry", (json_int_t)(h ? h->next_retry : 0),
+                     "last_ok", (json_int_t)(h ? h->last_ok : 0),
+                     "updated", (json_int_t)(h ? h->updated : 0));
+}
+
+static const cs_ca_health_t *cs_health_of(const apr_array_header_t *hl,
+                                          const char *name)
+{
+    int i;
+
+    for (i = 0; i < hl->nelts; i++) {
+        if (strcmp(APR_ARRAY_IDX(hl, i, cs_ca_health_t).name, name) == 0) {
+            return &APR_ARRAY_IDX(hl, i, cs_ca_health_t);
+        }
+    }
+    return NULL;
+}
+
+/* GET /v1/acme/cas: the CAs in the order orders try them, each with its
+ * health as the instances recorded it, and every order budget's row. */
+int cs_get_acme_cas(cs_req_t *q)
+{
+    const cs_conf_t *conf = q->conf;
+    apr_array_header_t *health, *rates;
+    json_t *cas, *budgets;
+    apr_status_t rv;
+    int i;
+
+    if (!conf->acme_url) {
+        return cs_error(q->r, HTTP_NOT_FOUND, "ACME is not configured "
+                        "(CertServiceACMEDirectory)");
+    }
+    if ((rv = cs_store_ca_list(&health, &q->db, q->r->pool))
+        || (rv = cs_store_rate_list(&rates, &q->db, q->r->pool))) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, q->r, CSLOGNO(00083)
+                      "GET /v1/acme/cas: %s",
+                      cs_store_error(&q->db, q->r->pool, rv));
+        return cs_db_error(q, rv);
+    }
+    cas = json_array();
+    json_array_append_new(cas, cs_json_ca("default", conf->acme_url, 1,
+                                          conf->acme_accounts,
+                                          cs_health_of(health, "default")));
+    for (i = 0; conf->acme_issuers && i < conf->acme_issuers->nelts; i++) {
+        const cs_acme_issuer_conf_t *is =
+            APR_ARRAY_IDX(conf->acme_issuers, i,
+                          const cs_acme_issuer_conf_t *);
+
+        json_array_append_new(cas, cs_json_ca(is->name, is->url, i + 2,
+                                              is->accounts ? is->accounts : 1,
+                                              cs_health_of(health,
+                                                           is->name)));
+    }
+    budgets = json_array();
+    for (i = 0; i < rates->nelts; i++) {
+        const cs_rate_row_t *r = &APR_ARRAY_IDX(rates, i, cs_rate_row_t);
+
+        json_array_append_new(budgets, json_pack(
+            "{s:s, s:I, s:I, s:I}", "name", r->name,
+            "window_start", (json_int_t)r->window_start,
+            "count", (json_int_t)r->count,
+            "paused_until", (json_int_t)r->paused_until));
+    }
+    return cs_send_json(q->r, HTTP_OK, json_pack("{s:o, s:o}", "cas", cas,
+                                                 "budgets", budgets));
 }
 
 /* POST /v1/acme/account/key-change: roll the account over to a new key
@@ -213,6 +331,7 @@ int cs_post_revoke(cs_req_t *q, const char *raw)
     apr_array_header_t *chain;
     const char *body, *profile = NULL;
     cs_job_t *job;
+    cs_job_ca_t jc;
     apr_size_t len;
     apr_status_t rv;
     int rc, reason = 0;
@@ -240,7 +359,12 @@ int cs_post_revoke(cs_req_t *q, const char *raw)
         return cs_error(q->r, HTTP_INTERNAL_SERVER_ERROR, "stored chain "
                         "unreadable: %s", err ? err : "empty");
     }
-    if (!(acme = cs_acme_request_client(q, &akey, &kid, &rc))) {
+    /* At the CA that issued it (several CAs), with its first account. */
+    if (cs_store_job_ca_get(&jc, &q->db, q->r->pool, domain)
+        != APR_SUCCESS) {
+        jc.ca = NULL;
+    }
+    if (!(acme = cs_acme_request_client_at(q, jc.ca, &akey, &kid, &rc))) {
         return rc;
     }
     if ((rv = cs_acme_revoke(acme, APR_ARRAY_IDX(chain, 0, X509 *), reason,

@@ -70,6 +70,14 @@ static int cs_route(cs_req_t *q)
         return cs_error(q->r, HTTP_NOT_FOUND, "no such endpoint");
     }
 
+    if (strcmp(s[1], "acme") == 0 && n == 3 && strcmp(s[2], "cas") == 0) {
+        if ((rc = cs_need(q, CS_ROLE_ADMIN)) != DECLINED
+            || (rc = cs_method(q, M(M_GET), "GET")) != DECLINED
+            || (rc = cs_open_db(q)) != DECLINED) {
+            return rc;
+        }
+        return cs_get_acme_cas(q);
+    }
     if (strcmp(s[1], "acme") == 0 && n >= 3 && n <= 4
         && strcmp(s[2], "account") == 0) {
         if ((rc = cs_need(q, CS_ROLE_ADMIN)) != DECLINED

@@ -10,6 +10,7 @@
 #include "http_core.h"
 
 #include "cs_acme.h"
+#include "cs_acme_drive.h"
 #include "cs_conf.h"
 #include "cs_file.h"
 #include "mod_certservice_private.h"
@@ -101,6 +102,18 @@ void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     CS_MERGE(dns_wait, 0);
     CS_MERGE(dns_auth_port, 0);
     CS_MERGE(dns_all, 0);
+    CS_MERGE(acme_accounts, 0);
+    CS_MERGE(acme_domain_limit, 0);
+    conf->acme_domain_window = add->acme_domain_limit
+                               ? add->acme_domain_window
+                               : base->acme_domain_window;
+    CS_MERGE(acme_global_limit, 0);
+    conf->acme_global_window = add->acme_global_limit
+                               ? add->acme_global_window
+                               : base->acme_global_window;
+    /* Further CAs go with the first one, like its EAB. */
+    conf->acme_issuers = add->acme_issuers ? add->acme_issuers
+                         : add->acme_here ? NULL : base->acme_issuers;
     conf->acme_here = add->acme_here;
     /* conf->effective stays 0: defaults are applied after merging; the
      * schema flag is this server's own. */
@@ -148,6 +161,7 @@ const cs_conf_t *cs_config_get(server_rec *s)
     CS_DEFAULT(od_ask_limit, 0, CS_OD_ASK_LIMIT);
     CS_DEFAULT(od_ask_window, 0, CS_OD_ASK_WINDOW);
     CS_DEFAULT(od_refused_ttl, 0, CS_OD_REFUSED_TTL);
+    CS_DEFAULT(acme_accounts, 0, 1);
     if (!conf->notify_expiring) {
         conf->notify_expiring = -1;
         conf->notify_expiring_pct = CS_NOTIFY_EXPIRING_PCT;
@@ -339,6 +353,10 @@ static const char *cs_set_int_slot(cmd_parms *cmd, void *dummy,
 
 /* --- ACME directives ------------------------------------------------ */
 
+/* The <CertServiceACMEIssuer> section being read: its directives go to
+ * it instead of the server (configuration is read by one thread). */
+static cs_acme_issuer_conf_t *cs_issuer_open;
+
 static const char *cs_set_acme_url(cmd_parms *cmd, void *dummy,
                                    const char *arg)
 {
@@ -347,6 +365,10 @@ static const char *cs_set_acme_url(cmd_parms *cmd, void *dummy,
         return apr_psprintf(cmd->pool, "%s: '%s' is not an https:// URL of "
                             "an ACME directory (at most 255 characters)",
                             cmd->cmd->name, arg);
+    }
+    if (cs_issuer_open) {
+        cs_issuer_open->url = arg;
+        return NULL;
     }
     cs_conf_raw(cmd->server)->acme_url = arg;
     cs_conf_raw(cmd->server)->acme_here = 1;
@@ -383,6 +405,10 @@ static const char *cs_set_acme_ca(cmd_parms *cmd, void *dummy,
         return apr_psprintf(cmd->pool, "%s: cannot read certificates from "
                             "'%s': %s", cmd->cmd->name, arg,
                             path ? err : "bad path");
+    }
+    if (cs_issuer_open) {
+        cs_issuer_open->ca_file = path;
+        return NULL;
     }
     cs_conf_raw(cmd->server)->acme_ca = path;
     return NULL;
@@ -501,6 +527,10 @@ static const char *cs_set_acme_eab(cmd_parms *cmd, void *dummy,
     eab->alg = alg ? alg : "HS256";
     apr_pool_cleanup_register(cmd->pool, eab, cs_eab_cleanse,
                               apr_pool_cleanup_null);
+    if (cs_issuer_open) {
+        cs_issuer_open->eab = eab;
+        return NULL;
+    }
     conf->acme_eab = eab;
     return NULL;
 }
@@ -529,6 +559,14 @@ static const char *cs_set_acme_limit(cmd_parms *cmd, void *dummy,
     cs_conf_t *conf = cs_conf_raw(cmd->server);
     const char *err;
 
+    if (cs_issuer_open) {
+        if ((err = cs_parse_int(cmd, n, 1, 1000000,
+                                &cs_issuer_open->limit))) {
+            return err;
+        }
+        return cs_parse_secs(cmd, window, 1, 30 * 86400,
+                             &cs_issuer_open->window);
+    }
     if ((err = cs_parse_int(cmd, n, 1, 1000000, &conf->acme_limit))) {
         return err;
     }
@@ -618,6 +656,10 @@ static const char *cs_set_acme_chain(cmd_parms *cmd, void *dummy,
                             "in the chain's issuer (1 to 200 characters)",
                             cmd->cmd->name, arg);
     }
+    if (cs_issuer_open) {
+        cs_issuer_open->chain = arg;
+        return NULL;
+    }
     cs_conf_raw(cmd->server)->acme_chain = arg;
     return NULL;
 }
@@ -629,6 +671,10 @@ static const char *cs_set_acme_profile(cmd_parms *cmd, void *dummy,
         return apr_psprintf(cmd->pool, "%s: '%s' is not a profile name (1 "
                             "to 64 of A-Z a-z 0-9 . _ -)", cmd->cmd->name,
                             arg);
+    }
+    if (cs_issuer_open) {
+        cs_issuer_open->profile = arg;
+        return NULL;
     }
     cs_conf_raw(cmd->server)->acme_profile = arg;
     return NULL;
@@ -692,6 +738,143 @@ static const char *cs_set_acme_precheck(cmd_parms *cmd, void *dummy,
         }
     }
     conf->acme_precheck_dns = dns;
+    return NULL;
+}
+
+/* --- Several CAs ------------------------------------------------------ */
+
+static const char *cs_set_acme_accounts(cmd_parms *cmd, void *dummy,
+                                        const char *arg)
+{
+    return cs_parse_int(cmd, arg, 1, CS_ACME_MAX_ACCOUNTS,
+                        cs_issuer_open ? &cs_issuer_open->accounts
+                                       : &cs_conf_raw(cmd->server)
+                                             ->acme_accounts);
+}
+
+static const char *cs_set_acme_domain_limit(cmd_parms *cmd, void *dummy,
+                                            const char *n,
+                                            const char *window)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+    int *limit = cs_issuer_open ? &cs_issuer_open->domain_limit
+                                : &conf->acme_domain_limit;
+    apr_int64_t *win = cs_issuer_open ? &cs_issuer_open->domain_window
+                                      : &conf->acme_domain_window;
+    const char *err;
+
+    if ((err = cs_parse_int(cmd, n, 1, 1000000, limit))) {
+        return err;
+    }
+    return cs_parse_secs(cmd, window, 1, 30 * 86400, win);
+}
+
+static const char *cs_set_acme_global_limit(cmd_parms *cmd, void *dummy,
+                                            const char *n,
+                                            const char *window)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+    const char *err;
+
+    if (cs_issuer_open) {
+        return apr_psprintf(cmd->pool, "%s: counts across every CA: not "
+                            "inside <CertServiceACMEIssuer %s>",
+                            cmd->cmd->name, cs_issuer_open->name);
+    }
+    if ((err = cs_parse_int(cmd, n, 1, 1000000, &conf->acme_global_limit))) {
+        return err;
+    }
+    return cs_parse_secs(cmd, window, 1, 30 * 86400,
+                         &conf->acme_global_window);
+}
+
+/* What a <CertServiceACMEIssuer> section may hold: the CA's own. */
+static const char *const cs_issuer_directives[] = {
+    "CertServiceACMEDirectory", "CertServiceACMECA",
+    "CertServiceACMEExternalAccountBinding", "CertServiceACMEProfile",
+    "CertServiceACMEPreferredChain", "CertServiceACMEAccounts",
+    "CertServiceACMELimit", "CertServiceACMEDomainLimit", NULL
+};
+
+/* <CertServiceACMEIssuer NAME>: the directives inside go to the section
+ * (cs_issuer_open) while they are walked. */
+static const char *cs_issuer_section(cmd_parms *cmd, void *dummy,
+                                     const char *arg)
+{
+    cs_conf_t *conf = cs_conf_raw(cmd->server);
+    const char *endp = ap_strrchr_c(arg, '>'), *args, *name, *err;
+    cs_acme_issuer_conf_t *is;
+    ap_directive_t *dir;
+    int i;
+
+    if (!endp) {
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, "> directive missing "
+                           "closing '>'", NULL);
+    }
+    args = apr_pstrndup(cmd->temp_pool, arg, endp - arg);
+    name = ap_getword_conf(cmd->pool, &args);
+    if (!cs_acme_ca_name_ok(name) || strcmp(name, "default") == 0
+        || *ap_getword_conf(cmd->temp_pool, &args)) {
+        return apr_psprintf(cmd->pool, "%s>: '%s' is not a CA name (one "
+                            "word of 1 to 16 of a-z 0-9 -, not 'default')",
+                            cmd->cmd->name,
+                            apr_pstrndup(cmd->pool, arg, endp - arg));
+    }
+    if (cs_issuer_open) {
+        return apr_psprintf(cmd->pool, "%s %s>: inside <CertServiceACMEIssuer "
+                            "%s>; sections do not nest", cmd->cmd->name, name,
+                            cs_issuer_open->name);
+    }
+    for (i = 0; conf->acme_issuers && i < conf->acme_issuers->nelts; i++) {
+        if (strcmp(APR_ARRAY_IDX(conf->acme_issuers, i,
+                                 cs_acme_issuer_conf_t *)->name, name) == 0) {
+            return apr_psprintf(cmd->pool, "%s %s>: a CA of that name is "
+                                "configured already", cmd->cmd->name, name);
+        }
+    }
+    if (conf->acme_issuers
+        && conf->acme_issuers->nelts + 1 >= CS_ACME_MAX_CAS) {
+        return apr_psprintf(cmd->pool, "%s %s>: at most %d CAs",
+                            cmd->cmd->name, name, CS_ACME_MAX_CAS);
+    }
+    for (dir = cmd->directive->first_child; dir; dir = dir->next) {
+        for (i = 0; cs_issuer_directives[i]; i++) {
+            if (strcasecmp(dir->directive, cs_issuer_directives[i]) == 0) {
+                break;
+            }
+        }
+        if (!cs_issuer_directives[i]) {
+            return apr_psprintf(cmd->pool, "%s is not allowed inside "
+                                "<CertServiceACMEIssuer %s> (only the CA's "
+                                "own: CertServiceACMEDirectory, ...CA, "
+                                "...ExternalAccountBinding, ...Profile, "
+                                "...PreferredChain, ...Accounts, ...Limit, "
+                                "...DomainLimit)", dir->directive, name);
+        }
+    }
+    is = apr_pcalloc(cmd->pool, sizeof(*is));
+    is->name = name;
+    cs_issuer_open = is;
+    err = ap_walk_config(cmd->directive->first_child, cmd, cmd->context);
+    cs_issuer_open = NULL;
+    if (err) {
+        return err;
+    }
+    if (!is->url) {
+        return apr_psprintf(cmd->pool, "<CertServiceACMEIssuer %s> needs a "
+                            "CertServiceACMEDirectory", name);
+    }
+    if (is->accounts > 1 && strlen(is->url) > 250) {
+        return apr_psprintf(cmd->pool, "<CertServiceACMEIssuer %s>: with "
+                            "several accounts the directory URL '%s' must "
+                            "be at most 250 characters", name, is->url);
+    }
+    if (!conf->acme_issuers) {
+        conf->acme_issuers = apr_array_make(cmd->pool, 2,
+                                            sizeof(cs_acme_issuer_conf_t *));
+    }
+    APR_ARRAY_PUSH(conf->acme_issuers, cs_acme_issuer_conf_t *) = is;
+    conf->acme_here = 1;
     return NULL;
 }
 
@@ -759,6 +942,20 @@ const command_rec cs_cmds[] = {
     AP_INIT_TAKE1("CertServiceDNSChallenge", cs_set_dns_challenge, NULL,
                   RSRC_CONF, "Which domains are validated over dns-01: "
                   "wildcard (default) or all"),
+    AP_INIT_RAW_ARGS("<CertServiceACMEIssuer", cs_issuer_section, NULL,
+                     RSRC_CONF, "A further ACME CA, tried after the ones "
+                     "before it: <CertServiceACMEIssuer NAME> with "
+                     "CertServiceACMEDirectory and the CA's own directives "
+                     "inside"),
+    AP_INIT_TAKE1("CertServiceACMEAccounts", cs_set_acme_accounts, NULL,
+                  RSRC_CONF, "ACME accounts to spread orders over at this "
+                  "CA: 1 to " CS_STR(CS_ACME_MAX_ACCOUNTS) " (default 1)"),
+    AP_INIT_TAKE2("CertServiceACMEDomainLimit", cs_set_acme_domain_limit,
+                  NULL, RSRC_CONF, "Certificates per registered domain per "
+                  "window at this CA: N DURATION (default none)"),
+    AP_INIT_TAKE2("CertServiceACMEGlobalLimit", cs_set_acme_global_limit,
+                  NULL, RSRC_CONF, "Orders per window across every CA and "
+                  "account, fleet-wide: N DURATION (default none)"),
     AP_INIT_TAKE1("CertServiceWrapCertificate", cs_set_wrap_cert, NULL,
                   RSRC_CONF, "PEM file of a wrapping certificate (RSA): "
                   "private keys are sealed to every one configured"),

@@ -58,6 +58,22 @@ extern module AP_MODULE_DECLARE_DATA certservice_module;
 #define CS_DEFAULT_LEASE_TTL    900
 #define CS_DEFAULT_FEED_LIMIT   100
 #define CS_MAX_FEED_LIMIT       1000
+/* One <CertServiceACMEIssuer NAME> section: a further CA, tried in the
+ * order of the sections after the one of CertServiceACMEDirectory. */
+typedef struct {
+    const char *name;
+    const char *url;
+    const char *ca_file;        /* NULL: the system's trust */
+    cs_eab_t *eab;              /* NULL: none */
+    const char *profile;        /* NULL: CertServiceACMEProfile's */
+    const char *chain;          /* NULL: the default chain */
+    int accounts;               /* 0: one */
+    int limit;                  /* 0: CertServiceACMELimit's */
+    apr_int64_t window;
+    int domain_limit;           /* 0: none */
+    apr_int64_t domain_window;
+} cs_acme_issuer_conf_t;
+
 /* ACME defaults: Let's Encrypt's 300 new orders per account per 3 hours;
  * retries from 1 minute doubling to 6 hours; renewal between 61.7% and
  * 66.7% of the lifetime. */
@@ -130,6 +146,15 @@ typedef struct {
                                  * by cs_config_get() */
     const cs_dns_conf_t *dns;   /* not merged: &dns_conf, or NULL when
                                  * dns-01 is not configured */
+    /* Several CAs: the first CA's accounts and per-domain budget, the
+     * global budget, and the further CAs (<CertServiceACMEIssuer>). */
+    int acme_accounts;                  /* 0: unset */
+    int acme_domain_limit;              /* 0: unset (none) */
+    apr_int64_t acme_domain_window;     /* 0: unset */
+    int acme_global_limit;              /* 0: unset (none) */
+    apr_int64_t acme_global_window;     /* 0: unset */
+    apr_array_header_t *acme_issuers;   /* cs_acme_issuer_conf_t *; NULL:
+                                         * none; see the merge */
     /* Notifications (mod_certservice_notify.c) */
     const char *notify_url;             /* NULL: no webhook */
     const char *notify_ca;              /* NULL: the system's trust */
@@ -232,6 +257,7 @@ int cs_delete_domain(cs_req_t *q, const char *raw);
 int cs_put_certificate(cs_req_t *q, const char *raw);
 int cs_post_revoke(cs_req_t *q, const char *raw);
 int cs_get_acme_account(cs_req_t *q);
+int cs_get_acme_cas(cs_req_t *q);
 int cs_post_acme_key_change(cs_req_t *q);
 int cs_get_challenge(cs_req_t *q, const char *token);
 

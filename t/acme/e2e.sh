@@ -76,6 +76,13 @@
 #      the admin API's key rollover works there; the MAC key is in no
 #      log, API answer or database file; bad key files
 #      fail httpd -t naming the directive and the file
+#  11. several CAs: pebble (through ca-proxy.py) first, the EAB pebble of
+#      step 10 second (<CertServiceACMEIssuer backup>, two accounts): with
+#      CA 1 stopped a new order and a renewal of CA 1's certificate go to
+#      CA 2 (its chain verifies to the EAB pebble's root), GET
+#      /v1/acme/cas shows CA 1 down with its error and retry; with CA 1
+#      back, renewals return to it; bad sections fail httpd -t naming the
+#      directive and the value
 #
 # Step 2 also runs CertServiceACMEPreCheck: a domain that reaches the pool
 # is issued, one that does not fails before any order reaches the CA.
@@ -960,6 +967,135 @@ for k in "$eab_key" "$eab_bad"; do
     grep -qF -- "$k" <<<"$answers" && leaks="$leaks api"
 done
 is "$leaks" "" "the MAC keys appear in no log file, API answer or database file"
+
+# =============================================================================
+section "11. Several CAs: failover to the EAB pebble and back"
+
+# CA 1 is pebble through ca-proxy.py ("default"), CA 2 the EAB pebble of
+# step 10 in a <CertServiceACMEIssuer backup> section.  CA 1 "stops" as
+# ca-proxy.py stops (connection refused) and returns as it starts again.
+# job_ca DOMAIN: the CA that issued the domain's certificate
+job_ca() {
+    sqlite3 "$csdir/db/cs.db" "SELECT ca FROM cs_acme_jobs WHERE domain = '$1'"
+}
+job_ca_is() { [ "$(job_ca "$1")" = "$2" ]; }
+# issued_at DOMAIN CA: a certificate (a new serial, when OLD is set) from CA
+issued_at() {
+    local s
+    s=$(cs_serial "$1")
+    [ -n "$s" ] && [ "$s" != "${3:-}" ] && job_ca_is "$1" "$2"
+}
+write_cs_multi() { # [LINE]: both CAs (LINE: one more directive)
+    write_cs_conf "$csdir" "$cs_port" log="warn certservice:info" \
+        db="$csdir/db/cs.db" acme="https://127.0.0.1:$caproxy_port/dir" \
+        vhost="CertServiceACMEContact mailto:e2e@example.org
+CertServiceACMEWorkers 2
+CertServiceACMELimit 1000 60
+CertServiceACMEBackoff 2 8
+<CertServiceACMEIssuer backup>
+    CertServiceACMEDirectory $dir2
+    CertServiceACMECA \"$pki/acme-tls-ca.crt\"
+    CertServiceACMEExternalAccountBinding kid-e2e \"$tmp/work/eab-good.key\"
+    CertServiceACMEAccounts 2
+</CertServiceACMEIssuer>${1:+
+$1}"
+}
+# Configuration errors name the directive and the value.
+multi_error() { # LINE: httpd -t's complaint
+    write_cs_multi "$1"
+    "$HTTPD" -t -f "$csdir/httpd.conf" 2>&1 | grep -v "Syntax OK"
+}
+e=$(multi_error "<CertServiceACMEIssuer Bad_Name>
+CertServiceACMEDirectory $dir2
+</CertServiceACMEIssuer>")
+grep -q "'Bad_Name' is not a CA name" <<<"$e"
+okif $? "a CA name that is not one fails httpd -t: $e"
+e=$(multi_error "<CertServiceACMEIssuer third>
+CertServiceACMEWorkers 4
+</CertServiceACMEIssuer>")
+grep -q "CertServiceACMEWorkers is not allowed inside <CertServiceACMEIssuer third>" <<<"$e"
+okif $? "a directive that is not the CA's own fails inside the section: $e"
+e=$(multi_error "<CertServiceACMEIssuer third>
+CertServiceACMEProfile shortlived
+</CertServiceACMEIssuer>")
+grep -q "<CertServiceACMEIssuer third> needs a CertServiceACMEDirectory" <<<"$e"
+okif $? "a section without a directory fails httpd -t: $e"
+e=$(multi_error "<CertServiceACMEIssuer backup>
+CertServiceACMEDirectory $dir2
+</CertServiceACMEIssuer>")
+grep -q "a CA of that name is configured already" <<<"$e"
+okif $? "two sections of one name fail httpd -t: $e"
+e=$(multi_error "CertServiceACMEAccounts 0")
+grep -q "CertServiceACMEAccounts" <<<"$e"
+okif $? "CertServiceACMEAccounts 0 fails httpd -t: $e"
+
+stop_httpd "$csdir"
+write_cs_multi
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart: $(tail -5 "$csdir/logs/error_log")"
+grep -q 'CS00082.*CA 2, backup: https://127.0.0.1:'"$peb2_port"'/dir, 2 account(s), External Account Binding key id kid-e2e' \
+    "$csdir/logs/error_log"
+okif $? "CS00082 logs the second CA, its accounts and its binding's key id at startup"
+
+# Both up: a new domain goes to CA 1.
+req PUT /v1/domains/mc-a.acme.test '{}'
+wait_for 60 issued_at mc-a.acme.test default
+okif $? "both CAs up: mc-a.acme.test issued by CA 1 (default)"
+serial_a=$(cs_serial mc-a.acme.test)
+
+# CA 1 down: new orders and renewals go to CA 2.
+stop_caproxy
+req PUT /v1/domains/mc-b.acme.test '{}'
+if wait_for 90 issued_at mc-b.acme.test backup; then
+    ok "CA 1 down: the new mc-b.acme.test issued by CA 2 (backup, EAB)"
+else
+    req GET /v1/domains/mc-b.acme.test
+    notok "CA 1 down: the new mc-b.acme.test issued by CA 2: $(jqb -c '{serial, last_error, acme}') ca=$(job_ca mc-b.acme.test)"
+fi
+cs_curl proxy "$cs_port" /v1/bundles/mc-b.acme.test | jq -r .chain_pem \
+    >"$tmp/work/mc-b-chain.pem"
+openssl verify -CAfile "$tmp/work/peb2-root.pem" -untrusted "$tmp/work/mc-b-chain.pem" \
+    "$tmp/work/mc-b-chain.pem" >/dev/null 2>&1
+okif $? "... its chain verifies to the EAB pebble's root"
+req PUT /v1/domains/mc-a.acme.test '{}'
+wait_for 90 issued_at mc-a.acme.test backup "$serial_a"
+okif $? "CA 1 down: the renewal of mc-a.acme.test (issued by CA 1) goes to CA 2"
+grep -q "CS00080.*mc-a.acme.test moved from CA default to CA backup" "$csdir/logs/error_log"
+okif $? "CS00080 logs the move"
+grep -q "CS00047.*CA default (https://127.0.0.1:$caproxy_port/dir) is down" "$csdir/logs/error_log"
+okif $? "CS00047 logs CA 1 down"
+req GET /v1/acme/cas
+is "$code" 200 "GET /v1/acme/cas: 200"
+is "$(jqb -r '[.cas[] | "\(.order):\(.name):\(.state)"] | join(" ")')" \
+    "1:default:down 2:backup:up" "... CA 1 down, CA 2 up, in their order"
+jqb -e '.cas[0].failures >= 1 and (.cas[0].last_error | test("unreachable"))
+        and .cas[0].next_retry > 0 and .cas[1].accounts == 2' >/dev/null
+okif $? "... with CA 1's failures, last error and next retry: $(jqb -c '.cas[0] | {failures, last_error, next_retry}')"
+jqb -e '[.budgets[].name] | index("orders:backup:1") != null' >/dev/null
+okif $? "... and the budgets' rows (orders:backup:1 among them)"
+serial_b=$(cs_serial mc-b.acme.test)
+serial_a=$(cs_serial mc-a.acme.test)
+
+# CA 1 back: renewals return to it once its retry time has come.
+start_caproxy || bail "ca-proxy.py did not restart"
+sleep 9
+req PUT /v1/domains/mc-b.acme.test '{}'
+if wait_for 90 issued_at mc-b.acme.test default "$serial_b"; then
+    ok "CA 1 back: the renewal of mc-b.acme.test (issued by CA 2) returns to CA 1"
+else
+    req GET /v1/domains/mc-b.acme.test
+    notok "CA 1 back: the renewal of mc-b.acme.test returns to CA 1: $(jqb -c '{serial, last_error}') ca=$(job_ca mc-b.acme.test)"
+fi
+req PUT /v1/domains/mc-a.acme.test '{}'
+wait_for 90 issued_at mc-a.acme.test default "$serial_a"
+okif $? "CA 1 back: mc-a.acme.test renewed at CA 1 again"
+grep -q "CS00048.*CA default .* answers again" "$csdir/logs/error_log"
+okif $? "CS00048 logs CA 1 back"
+req GET /v1/acme/cas
+is "$(jqb -r '[.cas[] | "\(.name):\(.state)"] | join(" ")')" \
+    "default:up backup:up" "GET /v1/acme/cas: both up again"
+stop_httpd "$csdir"
+write_cs "$csdir" "$cs_port" 1000 60
+start_httpd "$csdir" "$cs_port" || bail "CertService did not restart"
 
 # No unexpected errors in the logs.
 errs=$(grep -h -E '\[(crit|alert|emerg)\]|AH00052|Segmentation' \

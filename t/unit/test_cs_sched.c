@@ -44,6 +44,130 @@ static void spread(const char *name, apr_int64_t life)
     CHECK(worst <= 150);
 }
 
+/* The queue's order under budgets, simulated minute by minute: 1,000
+ * queued domains (700 new, 300 renewals of 6-day certificates whose
+ * deadlines fall in the next 100 minutes, 50 of them ARI renewals), 40
+ * more new domains a minute for an hour (more than the budget), a
+ * budget of 30 new orders a minute per account and 60 in all. */
+#define SIM_T0      1700000000
+#define SIM_JOBS    (1000 + 60 * 40)
+#define SIM_LIFE    (6 * 86400)
+
+static void queue_sim(void)
+{
+    static cs_sched_job_t jobs[SIM_JOBS];
+    static int ari[SIM_JOBS], idx[SIM_JOBS], waiting[SIM_JOBS];
+    static apr_int64_t served[SIM_JOBS];
+    cs_sched_job_t wait_jobs[SIM_JOBS];
+    cs_rate_t account = { 0, 0, 0 }, global = { 0, 0, 0 };
+    apr_int64_t now, ra, last_deadline = 0, worst_new = 0, worst_late = 0;
+    int n = 0, i, k, m, granted, in_minute, ari_minute, first_new = 0;
+    int budget_ok = 1, order_ok = 1, all_served = 1, ari_last = 0;
+
+    for (i = 0; i < 700; i++, n++) {
+        jobs[n].queued_at = SIM_T0 - 700 + i;
+    }
+    for (i = 0; i < 300; i++, n++) {
+        /* Deadline (5/6 of the lifetime) at SIM_T0 + 20 s * i. */
+        jobs[n].not_before = SIM_T0 + 20 * i - SIM_LIFE / 6 * 5;
+        jobs[n].not_after = jobs[n].not_before + SIM_LIFE;
+        jobs[n].queued_at = jobs[n].not_before + SIM_LIFE / 3 * 2;
+        ari[n] = i % 6 == 0;
+    }
+    for (i = 0; i < SIM_JOBS; i++) {
+        served[i] = -1;
+    }
+    for (m = 0; m < 150; m++) {
+        now = SIM_T0 + 60 * m;
+        if (m < 60) {
+            for (i = 0; i < 40; i++, n++) {
+                jobs[n].queued_at = now + i;
+            }
+        }
+        /* The waiting jobs, in the scheduler's order. */
+        for (i = k = 0; i < n; i++) {
+            if (served[i] < 0 && jobs[i].queued_at <= now + 59) {
+                waiting[k] = i;
+                wait_jobs[k++] = jobs[i];
+            }
+        }
+        cs_sched_order(idx, wait_jobs, k);
+        in_minute = ari_minute = 0;
+        for (i = 0; i < k; i++) {
+            int j = waiting[idx[i]], mask = cs_sched_budgets(ari[j]);
+
+            if (mask & CS_SCHED_BUDGET_ACCOUNT) {
+                if (account.window_start + 60 > now
+                    && account.count >= 30) {
+                    continue;
+                }
+            }
+            cs_sched_rate_take(&global, &granted, &ra, now, 60, 60);
+            if (!granted) {
+                break;
+            }
+            if (mask & CS_SCHED_BUDGET_ACCOUNT) {
+                cs_sched_rate_take(&account, &granted, &ra, now, 60, 30);
+                in_minute++;
+            }
+            else {
+                ari_minute++;
+                ari_last = m;
+            }
+            served[j] = now;
+            if (m == 0 && i < 30 && jobs[j].not_after == 0) {
+                first_new++;
+            }
+            if (jobs[j].not_after == 0 && now - jobs[j].queued_at
+                                           > worst_new) {
+                worst_new = now - jobs[j].queued_at;
+            }
+            if (jobs[j].not_after && !ari[j]) {
+                /* Its deadline by the test's own reckoning. */
+                apr_int64_t dl = jobs[j].not_before + SIM_LIFE / 6 * 5;
+
+                /* Renewals go in the order of their deadlines. */
+                if (dl < last_deadline) {
+                    order_ok = 0;
+                }
+                last_deadline = dl;
+                if (now - dl > worst_late) {
+                    worst_late = now - dl;
+                }
+                if (now >= jobs[j].not_after) {
+                    all_served = 0;
+                }
+            }
+        }
+        if (in_minute > 30 || in_minute + ari_minute > 60) {
+            budget_ok = 0;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        if (served[i] < 0) {
+            all_served = 0;
+        }
+    }
+    UNIT_CASE("queue: 3,400 domains, 30 new orders a minute: budget held");
+    CHECK(budget_ok);
+    UNIT_CASE("queue: new domains first while no renewal is urgent");
+    CHECK_EQ_INT(first_new, 30);
+    UNIT_CASE("queue: renewals by their deadlines, none late past expiry");
+    CHECK(order_ok);
+    CHECK(all_served);
+    /* A renewal waits only for the new domains queued before its
+     * deadline: 700 + 10 more a minute of backlog, at most 43 minutes
+     * (new domains strictly first: 103). */
+    CHECK(worst_late < 50 * 60);
+    UNIT_CASE("queue: nothing starves (every new domain within 2.5 h)");
+    CHECK(worst_new < 150 * 60);
+    UNIT_CASE("queue: ARI renewals outside the new-order budget");
+    /* All 50 were due at the start: 30 beside the 30 new orders of the
+     * first minute (60 in all), 20 in the second, while new domains use
+     * up the account's budget. */
+    CHECK_EQ_INT(ari_last, 1);
+}
+
 int main(void)
 {
     static const struct {
@@ -141,6 +265,21 @@ int main(void)
     CHECK_EQ_INT(cs_sched_parse_time(&t, "2025-01-02T03:04:05Zjunk"),
                  APR_EINVAL);
     CHECK_EQ_INT(cs_sched_parse_time(&t, NULL), APR_EINVAL);
+
+    queue_sim();
+
+    UNIT_CASE("deadline: new by queue time, renewals at 5/6 of lifetime");
+    {
+        cs_sched_job_t j = { 123, 0, 0 };
+
+        CHECK_EQ_INT(cs_sched_deadline(&j), 123);
+        j.not_before = 1000;
+        j.not_after = 1000 + 6000;
+        CHECK_EQ_INT(cs_sched_deadline(&j), 1000 + 4998);
+        CHECK_EQ_INT(cs_sched_budgets(1), CS_SCHED_BUDGET_GLOBAL);
+        CHECK_EQ_INT(cs_sched_budgets(0), CS_SCHED_BUDGET_GLOBAL
+                     | CS_SCHED_BUDGET_ACCOUNT | CS_SCHED_BUDGET_DOMAIN);
+    }
 
     apr_pool_destroy(pool);
     apr_terminate();
