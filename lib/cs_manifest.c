@@ -419,7 +419,7 @@ apr_status_t cs_manifest_reader_create(cs_manifest_reader_t **pr,
     }
     else {
         *why = "not a certsync manifest (the first line must be '"
-               CS_MANIFEST_HEADER "')";
+               CS_MANIFEST_HEADER_V2 "' or '" CS_MANIFEST_HEADER_V1 "')";
         return APR_EINVAL;
     }
     *pr = r;
