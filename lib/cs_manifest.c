@@ -34,13 +34,25 @@
 #define CS_MANIFEST_READ_BUF    (64 * 1024)
 
 struct cs_manifest_reader_t {
-    apr_pool_t *p;              /* the names and the duplicate index */
+    apr_pool_t *p;              /* the duplicate index, when there is one */
     apr_pool_t *scratch;        /* what one cs_manifest_next returns */
     cs_manifest_read_fn *read;
+    cs_manifest_seek_fn *seek;
     void *baton;
+    apr_off_t consumed;         /* bytes read from the source */
     const char *base;           /* for relative certdirs, or NULL */
     int version;
-    apr_hash_t *seen;           /* lower-case name -> first line */
+    /* The duplicate rule without a name per line in memory: while the
+     * names come in increasing order (as mod_certsync writes them) a
+     * duplicate can only be the previous name.  The first name out of
+     * order builds the index of every name before it (a second pass over
+     * that part, through seek), and from then on every name goes in. */
+    char prev[CS_NAME_MAX + 1]; /* the last accepted name */
+    int prev_line;              /* its line; 0: none yet */
+    apr_hash_t *seen;           /* lower-case name -> first line, or NULL
+                                 * while the names are in order */
+    int index_to;               /* building the index: stop after this
+                                 * line (0: not) */
     char *buf;
     apr_size_t start, end;      /* unread bytes: buf[start, end) */
     int eof;
@@ -109,6 +121,7 @@ static apr_status_t fill(cs_manifest_reader_t *r)
         r->eof = 1;
     }
     r->end += n;
+    r->consumed += (apr_off_t)n;
     return APR_SUCCESS;
 }
 
@@ -240,12 +253,15 @@ static const cs_manifest_problem_t *long_line(cs_manifest_reader_t *r,
  * One line after the header: an entry (r->e, returns 1), a problem (*pr,
  * returns 0) or nothing (blank, comment: returns 0, *pr NULL).
  */
+static apr_status_t build_index(cs_manifest_reader_t *r);
+
 static int parse_line(const cs_manifest_problem_t **pr,
                       cs_manifest_reader_t *r, const line_t *l)
 {
     const char *s = l->s, *rest, *why;
     apr_size_t i, dlen, rlen, len = l->len;
     apr_pool_t *p = r->scratch;
+    apr_status_t rv;
     char *key;
     void *first;
 
@@ -324,20 +340,66 @@ static int parse_line(const cs_manifest_problem_t **pr,
             key[i] = (char)(key[i] - 'A' + 'a');
         }
     }
-    if ((first = apr_hash_get(r->seen, key, (apr_ssize_t)dlen)) != NULL) {
+    if (r->seen == NULL && r->prev_line && strcmp(key, r->prev) < 0
+        && (rv = build_index(r)) != APR_SUCCESS) {
+        *pr = problem(r, s, dlen, apr_psprintf(p, "cannot check for an "
+                                               "earlier line of this domain: "
+                                               "%pm", &rv));
+        return 0;
+    }
+    first = r->seen ? apr_hash_get(r->seen, key, (apr_ssize_t)dlen)
+          : (r->prev_line && strcmp(key, r->prev) == 0)
+            ? (void *)(apr_uintptr_t)r->prev_line : NULL;
+    if (first != NULL) {
         *pr = problem(r, s, dlen,
                       apr_psprintf(p, "duplicate domain, first listed on "
                                    "line %d", (int)(apr_uintptr_t)first));
         return 0;
     }
-    /* The one copy a reader keeps per entry; the line as the value. */
-    key = apr_pstrmemdup(r->p, key, dlen);
-    apr_hash_set(r->seen, key, (apr_ssize_t)dlen,
-                 (void *)(apr_uintptr_t)r->line);
+    if (r->seen) {
+        apr_hash_set(r->seen, apr_pstrmemdup(r->p, key, dlen),
+                     (apr_ssize_t)dlen, (void *)(apr_uintptr_t)r->line);
+    }
+    memcpy(r->prev, key, dlen + 1);
+    r->prev_line = r->line;
     r->e.domain = apr_pstrmemdup(p, s, dlen);
     r->e.name = key;
     r->e.line = r->line;
     return 1;
+}
+
+/*
+ * The first name out of order: index every accepted name before this
+ * line with a second reader over the same source from its start (the
+ * same parse, so the same names), then put the source back where this
+ * reader was.
+ */
+static apr_status_t build_index(cs_manifest_reader_t *r)
+{
+    const cs_manifest_entry_t *e;
+    const cs_manifest_problem_t *pr;
+    cs_manifest_reader_t *sub;
+    const char *why;
+    apr_status_t rv, rv2;
+
+    if ((rv = r->seek(r->baton, 0)) != APR_SUCCESS) {
+        return rv;
+    }
+    /* In r's pool: the index stays when sub's scratch goes. */
+    rv = cs_manifest_reader_create(&sub, &why, r->p, r->read, NULL,
+                                   r->baton, NULL);
+    if (rv == APR_SUCCESS) {
+        sub->index_to = r->line - 1;
+        while ((rv = cs_manifest_next(&e, &pr, sub)) == APR_SUCCESS) {
+        }
+        apr_pool_destroy(sub->scratch);
+        if (rv == APR_EOF) {
+            r->seen = sub->seen;
+            rv = APR_SUCCESS;
+        }
+    }
+    rv2 = r->seek(r->baton, r->consumed);
+    return rv != APR_SUCCESS ? rv : rv2;
 }
 
 apr_status_t cs_manifest_next(const cs_manifest_entry_t **e,
@@ -351,6 +413,9 @@ apr_status_t cs_manifest_next(const cs_manifest_entry_t **e,
     *pr = NULL;
     apr_pool_clear(r->scratch);
     for (;;) {
+        if (r->index_to && r->line >= r->index_to) {
+            return APR_EOF;
+        }
         if ((rv = get_line(&l, r)) != APR_SUCCESS) {
             return rv;
         }
@@ -376,6 +441,7 @@ int cs_manifest_version(const cs_manifest_reader_t *r)
 apr_status_t cs_manifest_reader_create(cs_manifest_reader_t **pr,
                                        const char **why, apr_pool_t *p,
                                        cs_manifest_read_fn *read,
+                                       cs_manifest_seek_fn *seek,
                                        void *baton, const char *base)
 {
     cs_manifest_reader_t *r = apr_pcalloc(p, sizeof(*r));
@@ -387,9 +453,11 @@ apr_status_t cs_manifest_reader_create(cs_manifest_reader_t **pr,
     r->p = p;
     apr_pool_create(&r->scratch, p);
     r->read = read;
+    r->seek = seek;
     r->baton = baton;
     r->base = (base && *base) ? apr_pstrdup(p, base) : NULL;
-    r->seen = apr_hash_make(p);
+    /* Without seek, no second pass: the index from the start. */
+    r->seen = seek ? NULL : apr_hash_make(p);
     r->buf = apr_palloc(p, CS_MANIFEST_READ_BUF);
 
     rv = get_line(&l, r);
@@ -453,6 +521,19 @@ static apr_status_t file_read(void *baton, char *buf, apr_size_t *len)
     return APR_SUCCESS;
 }
 
+static apr_status_t file_seek(void *baton, apr_off_t offset)
+{
+    file_src_t *src = baton;
+    apr_off_t at = offset;
+    apr_status_t rv = apr_file_seek(src->f, APR_SET, &at);
+
+    if (rv == APR_SUCCESS && at != offset) {
+        rv = APR_EAGAIN;
+    }
+    src->got = offset;
+    return rv;
+}
+
 apr_status_t cs_manifest_open(cs_manifest_reader_t **r, const char **why,
                               apr_pool_t *p, const char *path)
 {
@@ -477,7 +558,7 @@ apr_status_t cs_manifest_open(cs_manifest_reader_t **r, const char **why,
     }
     src->size = fi.size;
     slash = strrchr(path, '/');
-    return cs_manifest_reader_create(r, why, p, file_read, src,
+    return cs_manifest_reader_create(r, why, p, file_read, file_seek, src,
                                      slash == NULL ? "."
                                      : slash == path ? "/"
                                      : apr_pstrmemdup(p, path,
@@ -505,6 +586,17 @@ static apr_status_t mem_read(void *baton, char *buf, apr_size_t *len)
     return APR_SUCCESS;
 }
 
+static apr_status_t mem_seek(void *baton, apr_off_t offset)
+{
+    mem_src_t *src = baton;
+
+    if (offset < 0 || (apr_uint64_t)offset > src->len) {
+        return APR_EINVAL;
+    }
+    src->pos = (apr_size_t)offset;
+    return APR_SUCCESS;
+}
+
 const char *cs_manifest_parse(cs_manifest_t **pm, apr_pool_t *p,
                               const char *buf, apr_size_t len)
 {
@@ -523,7 +615,8 @@ const char *cs_manifest_parse(cs_manifest_t **pm, apr_pool_t *p,
     src.len = len;
     src.pos = 0;
     apr_pool_create(&rp, p);
-    if (cs_manifest_reader_create(&r, &why, rp, mem_read, &src, NULL)
+    if (cs_manifest_reader_create(&r, &why, rp, mem_read, mem_seek, &src,
+                                  NULL)
         != APR_SUCCESS) {
         why = apr_pstrdup(p, why);
         apr_pool_destroy(rp);

@@ -16,8 +16,9 @@
  *
  * The manifest is read as a stream (cs_manifest_open, cs_manifest_next):
  * one line at a time through a fixed buffer, so there is no size limit
- * and no copy of the whole file in memory.  What a reader keeps is one
- * lower-case name per accepted entry (for the duplicate rule).
+ * and no copy of the whole file in memory.  For the duplicate rule a
+ * reader keeps the last name while the names are in increasing order,
+ * and an index of every name only for a file that is not.
  *
  * The policy (docs/manifest.md, "What readers do"): a file whose first
  * line is not a known header is refused as a whole; a bad line (or a
@@ -79,7 +80,17 @@ typedef apr_status_t cs_manifest_read_fn(void *baton, char *buf,
                                          apr_size_t *len);
 
 /**
- * A reader over any source; reads the header.
+ * Put the source at offset (bytes from its start), for a second pass over
+ * the part already read.  @return APR_SUCCESS or why not.
+ */
+typedef apr_status_t cs_manifest_seek_fn(void *baton, apr_off_t offset);
+
+/**
+ * A reader over any source; reads the header.  With seek, the reader
+ * keeps no name per line while the names come in increasing order (as
+ * mod_certsync writes them) and reads the part before the first name out
+ * of order a second time to index it; without seek (NULL), it indexes
+ * every name from the start.
  * @param base  the directory relative certdirs (v2) are resolved against,
  *              or NULL to leave them as written
  * @param why   set when the source is refused as a whole (not a v1 or v2
@@ -89,6 +100,7 @@ typedef apr_status_t cs_manifest_read_fn(void *baton, char *buf,
 apr_status_t cs_manifest_reader_create(cs_manifest_reader_t **r,
                                        const char **why, apr_pool_t *p,
                                        cs_manifest_read_fn *read,
+                                       cs_manifest_seek_fn *seek,
                                        void *baton, const char *base);
 
 /**
@@ -103,8 +115,7 @@ apr_status_t cs_manifest_open(cs_manifest_reader_t **r, const char **why,
 
 /**
  * The next entry or skipped line, in file order: exactly one of *e and
- * *pr is set.  Their strings stay valid until the next call, except
- * e->name, which lives as long as the reader's pool.
+ * *pr is set.  Their strings stay valid until the next call.
  * @return APR_SUCCESS; APR_EOF after the last line; a read error
  */
 apr_status_t cs_manifest_next(const cs_manifest_entry_t **e,

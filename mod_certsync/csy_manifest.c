@@ -7,9 +7,9 @@
  *
  * Both directions stream: the reader holds one buffer of the file, the
  * writer writes a line at a time into a buffered temp file, so the size
- * of the store sets no limit (a store of 1,000,000 domains has a 40 MB
- * manifest, 10,000,000 one of 440 MB).  What stays in memory is one
- * lower-case name per domain (the list the caller asked for).
+ * of the store sets no limit.  What stays in memory is one lower-case
+ * name per domain of the list the caller asked for (the reader itself
+ * keeps none for a sorted manifest, which is what this file writes).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +59,7 @@ apr_status_t csy_store_manifest_load(cs_manifest_t **pm, const char **why,
             *x = *e;
             x->domain = apr_pstrdup(p, e->domain);
             x->certdir = apr_pstrdup(p, e->certdir);
+            x->name = apr_pstrdup(p, e->name);
         }
         else {
             cs_manifest_problem_t *x = apr_array_push(m->problems);
@@ -103,8 +104,8 @@ apr_status_t csy_store_manifest_read(apr_array_header_t **domains,
     apr_pool_create(&tmp, p);
     while ((rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
         if (e) {
-            /* The reader's own lower-case copy, kept as long as p. */
-            APR_ARRAY_PUSH(*domains, const char *) = e->name;
+            APR_ARRAY_PUSH(*domains, const char *) =
+                apr_pstrdup(p, e->name);
             continue;
         }
         /* docs/manifest.md: a skipped line is named, never silent. */

@@ -244,6 +244,7 @@ static const char *mg_read_manifest(apr_array_header_t **usable,
             *x = *e;
             x->domain = apr_pstrdup(cmd->temp_pool, e->domain);
             x->certdir = apr_pstrdup(cmd->temp_pool, e->certdir);
+            x->name = apr_pstrdup(cmd->temp_pool, e->name);
         }
     }
     if (rv != APR_EOF) {

@@ -222,6 +222,15 @@ static apr_status_t pieces_read(void *baton, char *out, apr_size_t *len)
     return APR_SUCCESS;
 }
 
+static apr_status_t pieces_seek(void *baton, apr_off_t offset)
+{
+    pieces_t *src = baton;
+
+    REQUIRE(offset >= 0 && (apr_size_t)offset <= src->len);
+    src->pos = (apr_size_t)offset;
+    return APR_SUCCESS;
+}
+
 /* The streamed reader in small pieces, with a base, against the parse. */
 static void check_stream(apr_pool_t *p, const cs_manifest_t *m,
                          const char *buf, apr_size_t len, int accepted)
@@ -238,7 +247,8 @@ static void check_stream(apr_pool_t *p, const cs_manifest_t *m,
     src.len = len;
     src.pos = 0;
     src.chunk = 1 + (len ? (unsigned char)buf[len - 1] % 64 : 0);
-    rv = cs_manifest_reader_create(&r, &why, p, pieces_read, &src, "/b");
+    rv = cs_manifest_reader_create(&r, &why, p, pieces_read, pieces_seek,
+                                   &src, "/b");
     if (!accepted) {
         REQUIRE(rv == APR_EINVAL && why != NULL);
         return;

@@ -330,7 +330,7 @@ static void test_stream(void)
     g.n = 900000;
     g.chunk = 65521;
     apr_pool_create(&p, pool);
-    rv = cs_manifest_reader_create(&r, &why, p, gen_read, &g, NULL);
+    rv = cs_manifest_reader_create(&r, &why, p, gen_read, NULL, &g, NULL);
     CHECK_EQ_INT(rv, APR_SUCCESS);
     CHECK_EQ_INT(rv == APR_SUCCESS ? cs_manifest_version(r) : 0, 1);
     while (rv == APR_SUCCESS
@@ -354,7 +354,7 @@ static void test_stream(void)
     g.chunk = 1;
     apr_pool_create(&p, pool);
     n = 0;
-    rv = cs_manifest_reader_create(&r, &why, p, gen_read, &g, NULL);
+    rv = cs_manifest_reader_create(&r, &why, p, gen_read, NULL, &g, NULL);
     while (rv == APR_SUCCESS
            && (rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
         n += e != NULL;
@@ -464,6 +464,42 @@ static void test_v2(void)
         while ((rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
         }
         CHECK_EQ_INT(rv, APR_EAGAIN);
+    }
+
+    /* Sorted (as mod_certsync writes): no index; the first name out of
+     * order indexes what came before in a second pass (seek), and the
+     * reader goes on where it was. */
+    UNIT_CASE("v2: duplicates after the names go out of order (file)");
+    f = fopen(path, "w");
+    fputs(HDR2 "b.example.com /c\nc.example.com /c\nc.example.com /c2\n"
+          "a.example.com /c\nB.example.com /c\nc.example.com /c\n"
+          "d.example.com /c\n", f);
+    fclose(f);
+    rv = cs_manifest_open(&r, &err, pool, path);
+    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        const char *got = "";
+
+        while ((rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
+            got = e ? apr_psprintf(pool, "%s %d:%s", got, e->line, e->name)
+                    : apr_psprintf(pool, "%s %d!%s", got, pr->line,
+                                   pr->reason);
+        }
+        CHECK_EQ_INT(rv, APR_EOF);
+        CHECK_STR(got, " 2:b.example.com 3:c.example.com"
+                  " 4!duplicate domain, first listed on line 3"
+                  " 5:a.example.com"
+                  " 6!duplicate domain, first listed on line 2"
+                  " 7!duplicate domain, first listed on line 3"
+                  " 8:d.example.com");
+    }
+    UNIT_CASE("v2: duplicates after the names go out of order (memory)");
+    m = parse(HDR2 "b.example.com /c\nc.example.com /c\nc.example.com /c2\n"
+              "a.example.com /c\nB.example.com /c\nc.example.com /c\n"
+              "d.example.com /c\n", &err);
+    CHECK_EQ_INT(m->entries->nelts, 4);
+    if (CHECK_EQ_INT(m->problems->nelts, 3)) {
+        CHECK_EQ_INT(problem(m, 1)->line, 6);
+        CHECK(strstr(problem(m, 1)->reason, "line 2") != NULL);
     }
 
     UNIT_CASE("v2: not a regular file, missing");
