@@ -254,6 +254,23 @@ static void check_stream(apr_pool_t *p, const cs_manifest_t *m,
         return;
     }
     REQUIRE(rv == APR_SUCCESS && why == NULL);
+    /* A relative certdir that the base makes longer than the limit is a
+     * problem in the stream only (and may change which line of a name
+     * counts): then only a clean end is required. */
+    for (ne = 0; ne < m->entries->nelts; ne++) {
+        const char *c = APR_ARRAY_IDX(m->entries, ne,
+                                      cs_manifest_entry_t).certdir;
+
+        if (c[0] != '/' && strlen(c) + 3 > CS_MANIFEST_CERTDIR_MAX) {
+            while ((rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
+                REQUIRE((e == NULL) != (pr == NULL));
+                REQUIRE(!e || strlen(e->certdir) <= CS_MANIFEST_CERTDIR_MAX);
+            }
+            REQUIRE(rv == APR_EOF);
+            return;
+        }
+    }
+    ne = 0;
     while ((rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
         REQUIRE((e == NULL) != (pr == NULL));
         if (e) {

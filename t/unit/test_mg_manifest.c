@@ -502,6 +502,22 @@ static void test_v2(void)
         CHECK(strstr(problem(m, 1)->reason, "line 2") != NULL);
     }
 
+    UNIT_CASE("v2: a relative certdir too long once made absolute");
+    {
+        char rel[1011];
+
+        memset(rel, 'r', sizeof(rel) - 1);
+        rel[sizeof(rel) - 1] = '\0';
+        f = fopen(path, "w");
+        fprintf(f, HDR2 "a.example.com %s\n", rel);
+        fclose(f);
+        rv = cs_manifest_open(&r, &err, pool, path);
+        if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+            CHECK_EQ_INT(cs_manifest_next(&e, &pr, r), APR_SUCCESS);
+            CHECK(e == NULL && pr && strstr(pr->reason, "once made absolute"));
+        }
+    }
+
     UNIT_CASE("v2: not a regular file, missing");
     CHECK_EQ_INT(cs_manifest_open(&r, &err, pool, dir), APR_EINVAL);
     CHECK(err == NULL);
