@@ -320,18 +320,6 @@ static int parse_line(const cs_manifest_problem_t **pr,
         *pr = problem(r, s, dlen, why);
         return 0;
     }
-    r->e.certdir = apr_pstrmemdup(p, rest, rlen);
-    if (rest[0] != '/' && r->base) {
-        r->e.certdir = apr_pstrcat(p, r->base,
-                                   r->base[strlen(r->base) - 1] == '/'
-                                   ? "" : "/", r->e.certdir, NULL);
-        if (strlen(r->e.certdir) > CS_MANIFEST_CERTDIR_MAX) {
-            *pr = problem(r, s, dlen, "certdir longer than 1024 bytes "
-                          "once made absolute");
-            return 0;
-        }
-    }
-
     /* Names are case-insensitive; a second vhost for the same name would
      * never be chosen, so only the first line counts. */
     key = apr_pstrmemdup(p, s, dlen);
@@ -355,6 +343,19 @@ static int parse_line(const cs_manifest_problem_t **pr,
                       apr_psprintf(p, "duplicate domain, first listed on "
                                    "line %d", (int)(apr_uintptr_t)first));
         return 0;
+    }
+    /* After the duplicate rule, so that a line's reason does not depend
+     * on the base (fuzz_manifest compares the two). */
+    r->e.certdir = apr_pstrmemdup(p, rest, rlen);
+    if (rest[0] != '/' && r->base) {
+        r->e.certdir = apr_pstrcat(p, r->base,
+                                   r->base[strlen(r->base) - 1] == '/'
+                                   ? "" : "/", r->e.certdir, NULL);
+        if (strlen(r->e.certdir) > CS_MANIFEST_CERTDIR_MAX) {
+            *pr = problem(r, s, dlen, "certdir longer than 1024 bytes "
+                          "once made absolute");
+            return 0;
+        }
     }
     if (r->seen) {
         apr_hash_set(r->seen, apr_pstrmemdup(r->p, key, dlen),
@@ -386,8 +387,9 @@ static apr_status_t build_index(cs_manifest_reader_t *r)
         return rv;
     }
     /* In r's pool: the index stays when sub's scratch goes. */
+    /* The same base: a line it makes too long is not an entry. */
     rv = cs_manifest_reader_create(&sub, &why, r->p, r->read, NULL,
-                                   r->baton, NULL);
+                                   r->baton, r->base);
     if (rv == APR_SUCCESS) {
         sub->index_to = r->line - 1;
         while ((rv = cs_manifest_next(&e, &pr, sub)) == APR_SUCCESS) {
