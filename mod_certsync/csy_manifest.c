@@ -133,6 +133,7 @@ typedef struct {
     csy_store_t *store;
     const apr_array_header_t *sorted;
     apr_pool_t *p;
+    int known;                  /* every domain has a current version */
 } write_ctx_t;
 
 /* The lines, one domain at a time: only what can be served (a domain
@@ -157,7 +158,7 @@ static apr_status_t fill_manifest(apr_file_t *f, void *baton)
         }
         last = domain;
         apr_pool_clear(one);
-        if (csy_store_current(w->store, one, domain) == NULL) {
+        if (!w->known && csy_store_current(w->store, one, domain) == NULL) {
             continue;
         }
         rv = cs_manifest_write_entry(&why, f, one, domain,
@@ -167,8 +168,9 @@ static apr_status_t fill_manifest(apr_file_t *f, void *baton)
     return rv;
 }
 
-apr_status_t csy_store_manifest_write(csy_store_t *store, apr_pool_t *p,
-                                      const apr_array_header_t *domains)
+static apr_status_t manifest_write(csy_store_t *store, apr_pool_t *p,
+                                   const apr_array_header_t *domains,
+                                   int known)
 {
     apr_array_header_t *sorted;
     write_ctx_t w;
@@ -187,6 +189,20 @@ apr_status_t csy_store_manifest_write(csy_store_t *store, apr_pool_t *p,
     w.store = store;
     w.sorted = sorted;
     w.p = p;
+    w.known = known;
     return cs_file_write_atomic_fn(csy_store_manifest_path(store, p),
                                    CSY_PERMS_PUBLIC, fill_manifest, &w, p);
+}
+
+apr_status_t csy_store_manifest_write(csy_store_t *store, apr_pool_t *p,
+                                      const apr_array_header_t *domains)
+{
+    return manifest_write(store, p, domains, 0);
+}
+
+apr_status_t csy_store_manifest_write_known(csy_store_t *store,
+                                            apr_pool_t *p,
+                                            const apr_array_header_t *domains)
+{
+    return manifest_write(store, p, domains, 1);
 }

@@ -524,7 +524,9 @@ static apr_status_t write_manifest(cycle_t *cy, apr_pool_t *p)
     for (hi = apr_hash_first(p, cy->servable); hi; hi = apr_hash_next(hi)) {
         APR_ARRAY_PUSH(list, const char *) = apr_hash_this_key(hi);
     }
-    return csy_store_manifest_write(cy->store, p, list);
+    /* Each has a current version: the manifest listed it (checked when it
+     * was written) or this cycle applied its bundle. */
+    return csy_store_manifest_write_known(cy->store, p, list);
 }
 
 /* The manifest, then the cursor: what the pages applied so far made
