@@ -639,7 +639,8 @@ static void test_gen_slots(void)
     CHECK_EQ_INT((int)csy_gen_slots_for(0), CSY_GEN_SLOTS_MIN);
     CHECK_EQ_INT((int)csy_gen_slots_for(1000), CSY_GEN_SLOTS_MIN);
     CHECK(csy_gen_slots_for((apr_uint64_t)1 << 40) == CSY_GEN_SLOTS_MAX);
-    /* The manifest mod_certsync writes for n names: "NAME live/NAME/current\n" */
+    /* The manifest mod_certsync writes for n names:
+     * "NAME live/NAME/current\n" a line. */
     bytes = sizeof("# certsync manifest v2\n") - 1;
     for (i = 1; i <= n; i++) {
         bytes += 2 * (apr_uint64_t)snprintf(name, sizeof(name),
