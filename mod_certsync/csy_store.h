@@ -156,7 +156,7 @@ apr_status_t csy_store_manifest_load(cs_manifest_t **pm, const char **why,
  * that the caller knows the list is not the whole manifest
  * (csy_store_manifest_load says which lines and why; the next
  * csy_store_manifest_write leaves them out).  APR_EINVAL if the first line
- * is not the v1 header; *domains is then empty.
+ * is neither the v1 nor the v2 header; *domains is then empty.
  */
 apr_status_t csy_store_manifest_read(apr_array_header_t **domains,
                                      csy_store_t *store, apr_pool_t *p);
