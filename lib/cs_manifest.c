@@ -66,7 +66,8 @@ typedef struct {
     const char *s;
     apr_size_t len;             /* without LF and one CR before it */
     int too_long;               /* s holds only the first LINE_MAX bytes */
-    int long_blank;             /* too long, and only spaces, tabs, CRs */
+    int long_blank;             /* too long, and only spaces and tabs (and
+                                 * a CR at its end) */
 } line_t;
 
 static int is_space(char c)
@@ -125,22 +126,33 @@ static apr_status_t fill(cs_manifest_reader_t *r)
     return APR_SUCCESS;
 }
 
+/* Whether a line is blank, over its pieces: spaces and tabs, and one CR
+ * at its very end (as for a short line, whose CR before the LF is
+ * dropped).  *cr: the last byte seen was a CR. */
+static void blank_scan(const char *s, apr_size_t n, int *blank, int *cr)
+{
+    apr_size_t i;
+
+    for (i = 0; *blank && i < n; i++) {
+        if (*cr || (!is_space(s[i]) && s[i] != '\r')) {
+            *blank = 0;
+        }
+        *cr = s[i] == '\r';
+    }
+}
+
 /* The rest of a line too long to hold: read up to its LF (or the end),
  * noting whether it is blank. */
-static apr_status_t skip_rest(cs_manifest_reader_t *r, int *blank)
+static apr_status_t skip_rest(cs_manifest_reader_t *r, int *blank, int *cr)
 {
     apr_status_t rv;
     char *lf;
-    apr_size_t i, stop;
+    apr_size_t stop;
 
     for (;;) {
         lf = memchr(r->buf + r->start, '\n', r->end - r->start);
         stop = lf ? (apr_size_t)(lf - r->buf) : r->end;
-        for (i = r->start; *blank && i < stop; i++) {
-            if (!is_space(r->buf[i]) && r->buf[i] != '\r') {
-                *blank = 0;
-            }
-        }
+        blank_scan(r->buf + r->start, stop - r->start, blank, cr);
         if (lf) {
             r->start = stop + 1;
             return APR_SUCCESS;
@@ -160,7 +172,8 @@ static apr_status_t get_line(line_t *l, cs_manifest_reader_t *r)
 {
     apr_status_t rv;
     char *lf;
-    apr_size_t n, i;
+    apr_size_t n;
+    int cr = 0;
 
     for (;;) {
         n = r->end - r->start;
@@ -183,14 +196,10 @@ static apr_status_t get_line(line_t *l, cs_manifest_reader_t *r)
             l->len = CS_MANIFEST_LINE_MAX;
             l->too_long = 1;
             l->long_blank = 1;
-            for (i = 0; i < l->len; i++) {
-                if (!is_space(prefix[i]) && prefix[i] != '\r') {
-                    l->long_blank = 0;
-                }
-            }
+            blank_scan(prefix, l->len, &l->long_blank, &cr);
             r->start += CS_MANIFEST_LINE_MAX;
             r->line++;
-            return skip_rest(r, &l->long_blank);
+            return skip_rest(r, &l->long_blank, &cr);
         }
         if (r->eof) {
             if (n == 0) {
