@@ -233,8 +233,10 @@ measure() {
     for mode in "$@"; do
         local n=$(proxy_of "$mode") log dpid st
         log=$POOL_DIR/proxy$n/logs/error_log
-        dpid=$(sed -n 's/.*CY00003: sync daemon started (pid \([0-9]*\)).*/\1/p' \
-               "$log" | tail -n 1)
+        # the daemon: the parent's child that runs as root (the workers
+        # do not; CY00003 is not logged at POOL_LOGLEVEL=warn)
+        dpid=$(ps -o pid=,user= --ppid "$(cat "$POOL_DIR/proxy$n/run/httpd.pid")" \
+               | awk '$2 == "root" {print $1; exit}')
         st=$(pool_proxy_status "$n" 2>/dev/null)
         say "  $mode sync: CY00004 $(grep -c CY00004 "$log"), CY00011" \
             "$(grep -c CY00011 "$log"), CY00027 $(grep -c CY00027 "$log");" \
