@@ -150,9 +150,9 @@ child_rss() {
     d=$POOL_DIR/proxy$n
     pid=$(cat "$d/run/httpd.pid")
     for c in $(pgrep -P "$pid"); do
-        # the sync daemon is a child too
-        grep -q "CY00003: sync daemon started (pid $c)" "$d/logs/error_log" \
-            && continue
+        # the sync daemon is a child too, the one that runs as root
+        # (CY00003 names it, but is not logged at POOL_LOGLEVEL=warn)
+        [ "$(ps -o user= -p "$c")" = root ] && continue
         r=$(rss_mb "$c")
         [ "${r:-0}" -gt "$max" ] && max=$r
     done
