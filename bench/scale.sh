@@ -150,9 +150,9 @@ child_rss() {
     d=$POOL_DIR/proxy$n
     pid=$(cat "$d/run/httpd.pid")
     for c in $(pgrep -P "$pid"); do
-        # the sync daemon is a child too
-        grep -q "CY00003: sync daemon started (pid $c)" "$d/logs/error_log" \
-            && continue
+        # the sync daemon is a child too, the one that runs as root
+        # (CY00003 names it, but is not logged at POOL_LOGLEVEL=warn)
+        [ "$(ps -o user= -p "$c")" = root ] && continue
         r=$(rss_mb "$c")
         [ "${r:-0}" -gt "$max" ] && max=$r
     done
@@ -226,6 +226,28 @@ measure() {
     sleep 1
     touch "$work/stop"
     wait
+
+    # The sync daemon at this size (issue 18: at 1,000,000 it failed every
+    # cycle): its errors, its memory, what the status page and the agent
+    # say, and a page of ?domains.
+    for mode in "$@"; do
+        local n=$(proxy_of "$mode") log dpid st
+        log=$POOL_DIR/proxy$n/logs/error_log
+        # the daemon: the parent's child that runs as root (the workers
+        # do not; CY00003 is not logged at POOL_LOGLEVEL=warn)
+        dpid=$(ps -o pid=,user= --ppid "$(cat "$POOL_DIR/proxy$n/run/httpd.pid")" \
+               | awk '$2 == "root" {print $1; exit}')
+        st=$(pool_proxy_status "$n" 2>/dev/null)
+        say "  $mode sync: CY00004 $(grep -c CY00004 "$log"), CY00011" \
+            "$(grep -c CY00011 "$log"), CY00027 $(grep -c CY00027 "$log");" \
+            "daemon RSS $(rss_mb "${dpid:-0}") MB; status health" \
+            "$(jq -r '.health + " / lb " + .load_balancer + " / degraded " + (.degraded|tostring)' <<<"$st" 2>/dev/null);" \
+            "manifest $(stat -c %s "$POOL_DIR/proxy$n/store/manifest") bytes;" \
+            "generation slots $(jq -r '.dynamic.generation_slots // "-"' <<<"$st" 2>/dev/null)"
+        [ "$mode" = dynamic ] && say "  ?domains&limit=3: $(pool_proxy_status "$n" 'domains&limit=3' \
+            | jq -c '.dynamic | {served, next}' 2>/dev/null)"
+        grep -h 'CY00004\|CY00011\|CY00027' "$log" | tail -n 3 | sed 's/^/#   /' >&2
+    done
 
     for mode in "$@"; do
         local n=$(proxy_of "$mode") cold pone phot prnd rone rhot rrnd loop

@@ -273,6 +273,76 @@ apr_status_t cs_file_write_atomic(const char *path, const void *data,
     return cs_file_replace(dir, path, data, len, perms, -1, p);
 }
 
+/* cs_file_write_new for a fill function, buffered. */
+static apr_status_t write_new_fn(const char *path, mode_t mode,
+                                 apr_fileperms_t perms, cs_file_fill_fn *fill,
+                                 void *baton, apr_pool_t *p)
+{
+    apr_file_t *f;
+    apr_os_file_t fd;
+    apr_status_t rv, rv2;
+
+    rv = apr_file_open(&f, path, APR_FOPEN_WRITE | APR_FOPEN_CREATE
+                       | APR_FOPEN_EXCL | APR_FOPEN_BINARY
+                       | APR_FOPEN_BUFFERED, perms, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = apr_os_file_get(&fd, f);
+    if (rv == APR_SUCCESS && fchmod(fd, mode) != 0) {
+        rv = os_error();
+    }
+    if (rv == APR_SUCCESS) {
+        rv = fill(f, baton);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_flush(f);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_sync(f);
+    }
+    rv2 = apr_file_close(f);
+    if (rv == APR_SUCCESS) {
+        rv = rv2;
+    }
+    if (rv != APR_SUCCESS) {
+        apr_file_remove(path, p);
+    }
+    return rv;
+}
+
+apr_status_t cs_file_write_atomic_fn(const char *path, apr_fileperms_t perms,
+                                     cs_file_fill_fn *fill, void *baton,
+                                     apr_pool_t *p)
+{
+    const char *dir, *tmp = NULL;
+    apr_status_t rv = APR_EEXIST;
+    mode_t mode;
+    int i;
+
+    if (path == NULL || *path == '\0' || fill == NULL
+        || perms_mode(&mode, perms) != APR_SUCCESS) {
+        return APR_EINVAL;
+    }
+    if ((rv = cs_file_parent(&dir, path, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    rv = APR_EEXIST;
+    for (i = 0; i < CS_FILE_TMP_TRIES && APR_STATUS_IS_EEXIST(rv); i++) {
+        tmp = cs_file_tmp_path(dir, p);
+        rv = write_new_fn(tmp, mode, perms, fill, baton, p);
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = apr_file_rename(tmp, path, p);
+    if (rv != APR_SUCCESS) {
+        apr_file_remove(tmp, p);
+        return rv;
+    }
+    return cs_file_sync_dir(dir);
+}
+
 int cs_file_type(apr_filetype_e *type, const char *path, apr_pool_t *p)
 {
     apr_finfo_t fi;

@@ -17,6 +17,7 @@
 #define CS_FILE_H
 
 #include <apr_file_info.h>
+#include <apr_file_io.h>
 #include <apr_pools.h>
 #include <apr_tables.h>
 
@@ -43,6 +44,19 @@ apr_status_t cs_file_read(char **buf, apr_size_t *len, apr_pool_t *p,
 apr_status_t cs_file_write_atomic(const char *path, const void *data,
                                   apr_size_t len, apr_fileperms_t perms,
                                   apr_pool_t *p);
+
+/** Writes a file's contents to f (cs_file_write_atomic_fn). */
+typedef apr_status_t cs_file_fill_fn(apr_file_t *f, void *baton);
+
+/**
+ * cs_file_write_atomic for contents too large to hold in memory: fill
+ * writes them to a buffered temp file (created with exactly perms) that
+ * is then flushed, synced and renamed over path.  If fill fails, nothing
+ * is left behind and its error is returned.
+ */
+apr_status_t cs_file_write_atomic_fn(const char *path, apr_fileperms_t perms,
+                                     cs_file_fill_fn *fill, void *baton,
+                                     apr_pool_t *p);
 
 /**
  * The same in a directory the caller knows (dir is path's parent), and

@@ -48,6 +48,12 @@ const char *cs_layout_path(apr_pool_t *p, const char *store,
                        file ? "/" : NULL, file, NULL);
 }
 
+const char *cs_layout_certdir(apr_pool_t *p, const char *domain)
+{
+    return apr_pstrcat(p, CS_LAYOUT_LIVE "/", domain, "/" CS_LAYOUT_CURRENT,
+                       NULL);
+}
+
 const char *cs_layout_top(apr_pool_t *p, const char *store,
                           const char *name)
 {

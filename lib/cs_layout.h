@@ -17,7 +17,9 @@
  *   .tmp-*                        anywhere: a write in progress (cs_file.h)
  *
  * DOMAIN passes cs_name_check (lower case); SERIAL is 1 to 64 hex digits.
- * The manifest's certdir for DOMAIN is STORE/live/DOMAIN/current.
+ * The manifest's certdir for DOMAIN is STORE/live/DOMAIN/current, written
+ * relative to the store (live/DOMAIN/current, cs_layout_certdir) since
+ * manifest version 2.
  *
  * Pure code: APR only.
  */
@@ -56,6 +58,10 @@ const char *cs_layout_path(apr_pool_t *p, const char *store,
 apr_size_t cs_layout_path_buf(char *buf, apr_size_t size, const char *store,
                               const char *domain, const char *entry,
                               const char *file);
+
+/** The manifest's certdir for domain, relative to the store:
+ *  "live/DOMAIN/current". */
+const char *cs_layout_certdir(apr_pool_t *p, const char *domain);
 
 /** A file at the top of the store (CS_LAYOUT_MANIFEST, CS_LAYOUT_CURSOR). */
 const char *cs_layout_top(apr_pool_t *p, const char *store,

@@ -69,15 +69,42 @@ static apr_uint32_t fnv1a(const char *s)
         } \
     } while (0)
 
+apr_uint32_t csy_gen_slots_for(apr_uint64_t manifest_bytes)
+{
+    apr_uint64_t want = manifest_bytes / CSY_GEN_MANIFEST_BYTES_PER_DOMAIN;
+    apr_uint32_t slots = CSY_GEN_SLOTS_MIN;
+
+    while (slots < want && slots < CSY_GEN_SLOTS_MAX) {
+        slots <<= 1;
+    }
+    return slots;
+}
+
+apr_size_t csy_shared_size(apr_uint32_t slots)
+{
+    return sizeof(csy_shared_t) + (apr_size_t)slots * sizeof(apr_uint32_t);
+}
+
+void csy_shared_init(csy_shared_t *sh, apr_uint32_t slots)
+{
+    memset(sh, 0, csy_shared_size(slots));
+    sh->mask = slots - 1;
+}
+
+apr_uint32_t csy_gen_slot(const csy_shared_t *sh, const char *name)
+{
+    return fnv1a(name) & sh->mask;
+}
+
 apr_uint32_t csy_gen_get(const csy_shared_t *sh, const char *name)
 {
-    return __atomic_load_n(&sh->slot[fnv1a(name) & (CSY_GEN_SLOTS - 1)],
+    return __atomic_load_n(&sh->slot[csy_gen_slot(sh, name)],
                            __ATOMIC_ACQUIRE);
 }
 
 void csy_gen_bump(csy_shared_t *sh, const char *name)
 {
-    __atomic_add_fetch(&sh->slot[fnv1a(name) & (CSY_GEN_SLOTS - 1)], 1,
+    __atomic_add_fetch(&sh->slot[csy_gen_slot(sh, name)], 1,
                        __ATOMIC_RELEASE);
     __atomic_add_fetch(&sh->changes, 1, __ATOMIC_RELAXED);
 }
@@ -86,7 +113,7 @@ void csy_gen_bump_all(csy_shared_t *sh)
 {
     apr_size_t i;
 
-    for (i = 0; i < CSY_GEN_SLOTS; i++) {
+    for (i = 0; i <= sh->mask; i++) {
         __atomic_add_fetch(&sh->slot[i], 1, __ATOMIC_RELEASE);
     }
     __atomic_add_fetch(&sh->changes, 1, __ATOMIC_RELAXED);

@@ -39,11 +39,21 @@
 #define CSY_NAME_SIZE   (CS_NAME_MAX + 1)
 #define CSY_SERIAL_SIZE (CS_LAYOUT_SERIAL_MAX + 1)
 
-/** Generation slots (a power of two); 256 KiB of shared memory. */
-#define CSY_GEN_SLOTS 65536
+/*
+ * Generation slots: a power of two, sized at each start from the store
+ * (csy_gen_slots_for).  A bump tells every name of its slot that it may
+ * have changed; a cached name that did not costs its worker one readlink
+ * (a "revalidated" count), never a reload.  With as many slots as domains
+ * a bump reaches on average one other name; the table costs 4 bytes a
+ * slot of shared memory (1,000,000 domains: 2^21 slots, 8 MiB).
+ */
+#define CSY_GEN_SLOTS_MIN   65536
+#define CSY_GEN_SLOTS_MAX   (1u << 24)
+/* The manifest's bytes per domain assumed for sizing: lines are the name
+ * twice and 14 bytes, so this errs toward more slots. */
+#define CSY_GEN_MANIFEST_BYTES_PER_DOMAIN 32
 
 typedef struct {
-    apr_uint32_t slot[CSY_GEN_SLOTS];
     apr_uint64_t changes;           /* bumps by the daemon */
     apr_uint64_t hits;              /* counters of every worker */
     apr_uint64_t misses;            /* versions read and decrypted */
@@ -53,7 +63,23 @@ typedef struct {
     apr_uint64_t evictions;
     apr_uint64_t unknown;           /* names the store does not have */
     apr_uint64_t errors;            /* a version that could not be read */
+    apr_uint32_t mask;              /* slots - 1 */
+    apr_uint32_t slot[];            /* the generations */
 } csy_shared_t;
+
+/** The slots for a store whose manifest has manifest_bytes bytes (0: none
+ *  yet): the power of two at or above the domains it may list, within
+ *  CSY_GEN_SLOTS_MIN and CSY_GEN_SLOTS_MAX. */
+apr_uint32_t csy_gen_slots_for(apr_uint64_t manifest_bytes);
+
+/** The bytes of a csy_shared_t with slots (a power of two) slots. */
+apr_size_t csy_shared_size(apr_uint32_t slots);
+
+/** Zero sh (csy_shared_size(slots) bytes) and give it slots slots. */
+void csy_shared_init(csy_shared_t *sh, apr_uint32_t slots);
+
+/** The slot of a store name: names with the same slot share notices. */
+apr_uint32_t csy_gen_slot(const csy_shared_t *sh, const char *name);
 
 /** Slot value for a store name (a domain or "*.parent"). */
 apr_uint32_t csy_gen_get(const csy_shared_t *sh, const char *name);

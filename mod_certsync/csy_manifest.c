@@ -1,8 +1,15 @@
 /*
  * csy_manifest.c: the store's manifest, written after every change and
  * read back by the sync daemon (prune, rollback, key.seal backfill, the
- * status page).  The grammar and the bad-line policy are lib/cs_manifest.h;
- * this file only says where the manifest is and which domains go in it.
+ * status page).  The format, its reader and writer, and the bad-line
+ * policy are lib/cs_manifest.h; this file only says where the manifest
+ * is and which domains go in it.
+ *
+ * Both directions stream: the reader holds one buffer of the file, the
+ * writer writes a line at a time into a buffered temp file, so the size
+ * of the store sets no limit.  What stays in memory is one lower-case
+ * name per domain of the list the caller asked for (the reader itself
+ * keeps none for a sorted manifest, which is what this file writes).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,71 +26,102 @@ const char *csy_store_manifest_path(const csy_store_t *store, apr_pool_t *p)
     return cs_layout_top(p, store->dir, CS_LAYOUT_MANIFEST);
 }
 
+apr_status_t csy_store_manifest_open(cs_manifest_reader_t **r,
+                                     const char **why, csy_store_t *store,
+                                     apr_pool_t *p)
+{
+    return cs_manifest_open(r, why, p, csy_store_manifest_path(store, p));
+}
+
 apr_status_t csy_store_manifest_load(cs_manifest_t **pm, const char **why,
                                      csy_store_t *store, apr_pool_t *p)
 {
+    const cs_manifest_entry_t *e;
+    const cs_manifest_problem_t *pr;
+    cs_manifest_reader_t *r;
+    cs_manifest_t *m;
     apr_status_t rv;
-    apr_size_t len;
-    char *buf;
 
-    *why = NULL;
-    rv = cs_file_read(&buf, &len, p, csy_store_manifest_path(store, p),
-                      CS_MANIFEST_MAX);
+    m = apr_palloc(p, sizeof(*m));
+    m->entries = apr_array_make(p, 16, sizeof(cs_manifest_entry_t));
+    m->problems = apr_array_make(p, 1, sizeof(cs_manifest_problem_t));
+    *pm = m;
+    rv = csy_store_manifest_open(&r, why, store, p);
     if (APR_STATUS_IS_ENOENT(rv)) {
-        rv = APR_SUCCESS;
+        return APR_SUCCESS;     /* none yet: no entries */
     }
-    else if (rv == APR_SUCCESS) {
-        /* Refused as a whole: another version, or not a manifest. */
-        *why = cs_manifest_parse(pm, p, buf, len);
-        return *why ? APR_EINVAL : APR_SUCCESS;
+    /* Refused as a whole (*why), or one that cannot be read: no entries. */
+    while (rv == APR_SUCCESS
+           && (rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
+        if (e) {
+            cs_manifest_entry_t *x = apr_array_push(m->entries);
+
+            *x = *e;
+            x->domain = apr_pstrdup(p, e->domain);
+            x->certdir = apr_pstrdup(p, e->certdir);
+            x->name = apr_pstrdup(p, e->name);
+        }
+        else {
+            cs_manifest_problem_t *x = apr_array_push(m->problems);
+
+            *x = *pr;
+            x->domain = pr->domain ? apr_pstrdup(p, pr->domain) : NULL;
+            x->reason = apr_pstrdup(p, pr->reason);
+        }
     }
-    /* None (yet), or one that cannot be read: no entries. */
-    *pm = apr_palloc(p, sizeof(**pm));
-    (*pm)->entries = apr_array_make(p, 1, sizeof(cs_manifest_entry_t));
-    (*pm)->problems = apr_array_make(p, 1, sizeof(cs_manifest_problem_t));
-    return rv;
+    if (rv != APR_EOF) {
+        apr_array_clear(m->entries);
+        apr_array_clear(m->problems);
+        return rv;
+    }
+    return APR_SUCCESS;
 }
 
 apr_status_t csy_store_manifest_read(apr_array_header_t **domains,
                                      csy_store_t *store, apr_pool_t *p)
 {
     const cs_manifest_entry_t *e;
-    cs_manifest_t *m;
-    const char *why;
+    const cs_manifest_problem_t *pr;
+    cs_manifest_reader_t *r;
+    const char *why, *path = csy_store_manifest_path(store, p);
     apr_status_t rv;
-    char *name, *c;
-    int i;
+    apr_pool_t *tmp;
+    int skipped = 0;
 
-    rv = csy_store_manifest_load(&m, &why, store, p);
-    *domains = apr_array_make(p, m->entries->nelts + 1, sizeof(const char *));
+    *domains = apr_array_make(p, 1024, sizeof(const char *));
+    rv = cs_manifest_open(&r, &why, p, path);
+    if (APR_STATUS_IS_ENOENT(rv)) {
+        return APR_SUCCESS;
+    }
     if (rv != APR_SUCCESS) {
         if (why && store->log) {
             store->log(store->log_baton, CS_LOG_WARN,
-                       apr_psprintf(p, "manifest %s refused: %s",
-                                    csy_store_manifest_path(store, p), why));
+                       apr_psprintf(p, "manifest %s refused: %s", path,
+                                    why));
         }
         return rv;
     }
-    /* docs/manifest.md: a skipped line is named, never silent. */
-    for (i = 0; store->log && i < m->problems->nelts; i++) {
-        store->log(store->log_baton, CS_LOG_WARN,
-                   cs_manifest_problem_text(
-                       p, csy_store_manifest_path(store, p),
-                       &APR_ARRAY_IDX(m->problems, i,
-                                      cs_manifest_problem_t)));
-    }
-    for (i = 0; i < m->entries->nelts; i++) {
-        e = &APR_ARRAY_IDX(m->entries, i, cs_manifest_entry_t);
-        /* Names compare case-insensitively; the store keeps lower case. */
-        name = apr_pstrdup(p, e->domain);
-        for (c = name; *c; c++) {
-            if (*c >= 'A' && *c <= 'Z') {
-                *c = (char)(*c - 'A' + 'a');
-            }
+    apr_pool_create(&tmp, p);
+    while ((rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
+        if (e) {
+            APR_ARRAY_PUSH(*domains, const char *) =
+                apr_pstrdup(p, e->name);
+            continue;
         }
-        APR_ARRAY_PUSH(*domains, const char *) = name;
+        /* docs/manifest.md: a skipped line is named, never silent. */
+        skipped++;
+        if (store->log) {
+            apr_pool_clear(tmp);
+            store->log(store->log_baton, CS_LOG_WARN,
+                       cs_manifest_problem_text(tmp, path, pr));
+        }
     }
-    return m->problems->nelts ? APR_INCOMPLETE : APR_SUCCESS;
+    apr_pool_destroy(tmp);
+    if (rv != APR_EOF) {
+        apr_array_clear(*domains);
+        return rv;
+    }
+    return skipped ? APR_INCOMPLETE : APR_SUCCESS;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -91,47 +129,80 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-apr_status_t csy_store_manifest_write(csy_store_t *store, apr_pool_t *p,
-                                      const apr_array_header_t *domains)
+typedef struct {
+    csy_store_t *store;
+    const apr_array_header_t *sorted;
+    apr_pool_t *p;
+    int known;                  /* every domain has a current version */
+} write_ctx_t;
+
+/* The lines, one domain at a time: only what can be served (a domain
+ * without a complete current version would make httpd's configuration
+ * fail to load), each once, relative to the store. */
+static apr_status_t fill_manifest(apr_file_t *f, void *baton)
 {
-    apr_array_header_t *sorted, *entries;
-    cs_manifest_entry_t *e;
-    const char *domain, *last = NULL, *text, *why;
+    write_ctx_t *w = baton;
+    const char *domain, *last = NULL, *why;
+    apr_pool_t *one;
+    apr_status_t rv;
+    int i;
+
+    if ((rv = cs_manifest_write_header(f)) != APR_SUCCESS) {
+        return rv;
+    }
+    apr_pool_create(&one, w->p);
+    for (i = 0; rv == APR_SUCCESS && i < w->sorted->nelts; i++) {
+        domain = APR_ARRAY_IDX(w->sorted, i, const char *);
+        if (last && strcmp(last, domain) == 0) {
+            continue;
+        }
+        last = domain;
+        apr_pool_clear(one);
+        if (!w->known && csy_store_current(w->store, one, domain) == NULL) {
+            continue;
+        }
+        rv = cs_manifest_write_entry(&why, f, one, domain,
+                                     cs_layout_certdir(one, domain));
+    }
+    apr_pool_destroy(one);
+    return rv;
+}
+
+static apr_status_t manifest_write(csy_store_t *store, apr_pool_t *p,
+                                   const apr_array_header_t *domains,
+                                   int known)
+{
+    apr_array_header_t *sorted;
+    write_ctx_t w;
     int i;
 
     if (domains == NULL || domains->elt_size != sizeof(const char *)) {
         return APR_EINVAL;
     }
-    sorted = apr_array_copy(p, domains);
-    for (i = 0; i < sorted->nelts; i++) {
-        if (!csy_store_domain_ok(APR_ARRAY_IDX(sorted, i, const char *))) {
+    for (i = 0; i < domains->nelts; i++) {
+        if (!csy_store_domain_ok(APR_ARRAY_IDX(domains, i, const char *))) {
             return APR_EINVAL;
         }
     }
+    sorted = apr_array_copy(p, domains);
     qsort(sorted->elts, sorted->nelts, sorted->elt_size, cmp_str);
+    w.store = store;
+    w.sorted = sorted;
+    w.p = p;
+    w.known = known;
+    return cs_file_write_atomic_fn(csy_store_manifest_path(store, p),
+                                   CSY_PERMS_PUBLIC, fill_manifest, &w, p);
+}
 
-    entries = apr_array_make(p, sorted->nelts + 1,
-                             sizeof(cs_manifest_entry_t));
-    for (i = 0; i < sorted->nelts; i++) {
-        domain = APR_ARRAY_IDX(sorted, i, const char *);
-        if (last && strcmp(last, domain) == 0) {
-            continue;
-        }
-        last = domain;
-        /* Only what can be served: a domain without a complete current
-         * version would make httpd's configuration fail to load. */
-        if (csy_store_current(store, p, domain) == NULL) {
-            continue;
-        }
-        e = apr_array_push(entries);
-        e->domain = domain;
-        e->certdir = cs_layout_path(p, store->dir, domain, CS_LAYOUT_CURRENT,
-                                    NULL);
-        e->line = 0;
-    }
-    if ((text = cs_manifest_text(&why, p, entries)) == NULL) {
-        return APR_EINVAL;
-    }
-    return cs_file_write_atomic(csy_store_manifest_path(store, p), text,
-                                strlen(text), CSY_PERMS_PUBLIC, p);
+apr_status_t csy_store_manifest_write(csy_store_t *store, apr_pool_t *p,
+                                      const apr_array_header_t *domains)
+{
+    return manifest_write(store, p, domains, 0);
+}
+
+apr_status_t csy_store_manifest_write_known(csy_store_t *store,
+                                            apr_pool_t *p,
+                                            const apr_array_header_t *domains)
+{
+    return manifest_write(store, p, domains, 1);
 }

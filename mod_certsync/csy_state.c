@@ -28,7 +28,7 @@ static const struct {
 } members[] = {
     { "state", T_STRING }, { "health", T_STRING }, { "host", T_STRING },
     { "pool", T_STRING }, { "service", T_STRING }, { "store", T_STRING },
-    { "last_error", T_STRING_OR_NULL },
+    { "last_error", T_STRING_OR_NULL }, { "prune_error", T_STRING_OR_NULL },
     { "last_rollout_failure", T_STRING },
     { "cursor", T_INTEGER }, { "service_cursor", T_INTEGER },
     { "last_sync", T_INTEGER }, { "last_success", T_INTEGER },
@@ -179,6 +179,10 @@ json_t *csy_state_degraded(json_t *state)
         reason(reasons, "cannot write %s: %s", k,
                json_string_value(json_object_get(v, "error")));
     }
+    err = json_string_value(json_object_get(state, "prune_error"));
+    if (err) {
+        reason(reasons, "%s", err);
+    }
     phase = csy_phase_parse(json_string_value(json_object_get(state,
                                                               "state")));
     err = json_string_value(json_object_get(state, "last_error"));
@@ -213,10 +217,19 @@ void csy_state_annotate(json_t *state)
 {
     json_t *reasons = csy_state_degraded(state);
     json_t *head = json_object_get(state, "service_cursor");
+    const char *health = json_string_value(json_object_get(state,
+                                                           "health"));
+    int degraded = json_array_size(reasons) > 0;
     json_int_t behind;
 
-    json_object_set_new(state, "degraded",
-                        json_boolean(json_array_size(reasons) > 0));
+    /* What the load balancer is told stays ready while the host serves
+     * (degraded is not down); the page says degraded. */
+    health = health && !strcmp(health, "drain") ? "drain" : "ready";
+    json_object_set_new(state, "load_balancer", json_string(health));
+    json_object_set_new(state, "health",
+                        json_string(degraded && !strcmp(health, "ready")
+                                    ? "degraded" : health));
+    json_object_set_new(state, "degraded", json_boolean(degraded));
     json_object_set_new(state, "degraded_reasons", reasons);
     if (json_is_integer(head)) {
         behind = json_integer_value(head)

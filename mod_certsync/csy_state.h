@@ -26,6 +26,7 @@
  *
  *   strings   state (a csy_phase_name()), health ("ready" or "drain"),
  *             host, pool, service, store, last_error (or null),
+ *             prune_error (or null: why the store could not be pruned),
  *             last_rollout_failure
  *   integers  cursor, service_cursor, last_sync, last_success,
  *             last_error_time, next_sync, last_restart, last_activation,
@@ -56,8 +57,11 @@ json_t *csy_state_degraded(json_t *state);
 
 /**
  * Adds what the readers derive to a parsed status: "degraded" (boolean),
- * "degraded_reasons" (array) and "behind" (changes CertService has that
- * the host has not, when the service cursor is known).
+ * "degraded_reasons" (array), "behind" (changes CertService has that the
+ * host has not, when the service cursor is known), "load_balancer" (what
+ * the load balancer is told: "ready", or "drain" while a rollout drains
+ * the host) and "health" for people: "degraded" when the host serves but
+ * is degraded, else the load balancer's word.
  */
 void csy_state_annotate(json_t *state);
 

@@ -173,7 +173,7 @@ apr_status_t csy_store_open(csy_store_t **pstore, apr_pool_t *p,
     }
     /* The store's path ends up in the manifest's certdirs and, through
      * mod_macro_gen, in httpd's configuration. */
-    if (cs_manifest_certdir_check(p, trim, strlen(trim)) != NULL) {
+    if (cs_manifest_certdir_check(p, trim, strlen(trim), 0) != NULL) {
         return APR_EINVAL;
     }
 

@@ -130,7 +130,17 @@ const char *csy_store_current_dir(csy_store_t *store, apr_pool_t *p,
 const char *csy_store_manifest_path(const csy_store_t *store, apr_pool_t *p);
 
 /**
- * The manifest as parsed (lib/cs_manifest.h): entries and the lines that
+ * A reader over the manifest (lib/cs_manifest.h: cs_manifest_next), for a
+ * caller that goes through it once without keeping it: certdirs come
+ * back absolute.  APR_ENOENT if there is none yet; APR_EINVAL with *why
+ * if it is refused as a whole.
+ */
+apr_status_t csy_store_manifest_open(cs_manifest_reader_t **r,
+                                     const char **why, csy_store_t *store,
+                                     apr_pool_t *p);
+
+/**
+ * The whole manifest in memory (lib/cs_manifest.h): entries and the lines that
  * were skipped, for a caller that reports them.  None yet: no entries,
  * APR_SUCCESS.  Refused as a whole (another version, not a manifest):
  * APR_EINVAL, *why says why.  Unreadable: that error.  *pm is always set.
@@ -146,17 +156,28 @@ apr_status_t csy_store_manifest_load(cs_manifest_t **pm, const char **why,
  * that the caller knows the list is not the whole manifest
  * (csy_store_manifest_load says which lines and why; the next
  * csy_store_manifest_write leaves them out).  APR_EINVAL if the first line
- * is not the v1 header; *domains is then empty.
+ * is neither the v1 nor the v2 header; *domains is then empty.
  */
 apr_status_t csy_store_manifest_read(apr_array_header_t **domains,
                                      csy_store_t *store, apr_pool_t *p);
 
 /**
  * Write the manifest for domains (array of const char *, each with a
- * current version; others are left out), sorted, atomically.
+ * current version; others are left out), sorted, atomically, a line at a
+ * time (version 2: certdirs relative to the store).
  */
 apr_status_t csy_store_manifest_write(csy_store_t *store, apr_pool_t *p,
                                       const apr_array_header_t *domains);
+
+/**
+ * The same for a caller that knows every domain has a current version
+ * (the sync: the manifest's own domains and those it has just made
+ * current), without reading each domain's link again: at 1,000,000
+ * domains that is a million readlink() calls a write.
+ */
+apr_status_t csy_store_manifest_write_known(csy_store_t *store,
+                                            apr_pool_t *p,
+                                            const apr_array_header_t *domains);
 
 /**
  * With a domain: remove its versions other than current and previous, and

@@ -19,6 +19,13 @@
 /* Largest response accepted: a page of bundles with long chains. */
 #define CSY_MAX_RESPONSE    (64 * 1024 * 1024)
 #define CSY_FEED_PAGE       1000
+/* Feed pages applied between two saves of the manifest and the cursor.
+ * Saving after every page rewrote the whole manifest (and read every
+ * domain's current link) once a page: a cold sync of N domains cost
+ * N / 1000 rewrites of N lines.  A crash loses at most this many pages'
+ * cursor, which the next cycle applies again (an install of the serial
+ * already current is a no-op). */
+#define CSY_CHECKPOINT_PAGES 50
 
 /* How apply_bundle's answer starts when the store refused the install. */
 #define CSY_STORE_WHY       "store: "
@@ -525,7 +532,34 @@ static apr_status_t write_manifest(cycle_t *cy, apr_pool_t *p)
     for (hi = apr_hash_first(p, cy->servable); hi; hi = apr_hash_next(hi)) {
         APR_ARRAY_PUSH(list, const char *) = apr_hash_this_key(hi);
     }
-    return csy_store_manifest_write(cy->store, p, list);
+    /* Each has a current version: the manifest listed it (checked when it
+     * was written) or this cycle applied its bundle. */
+    return csy_store_manifest_write_known(cy->store, p, list);
+}
+
+/* The manifest, then the cursor: what the pages applied so far made
+ * durable (their data already is). */
+static apr_status_t checkpoint(cycle_t *cy, apr_pool_t *p, long long cursor,
+                               long long *saved, const char **err)
+{
+    csy_result_t *res = cy->res;
+    apr_status_t rv;
+
+    if (res->changed && (rv = write_manifest(cy, p))) {
+        *err = apr_psprintf(cy->p, "cannot write the manifest: %pm", &rv);
+        res->store_failed = "manifest";
+        res->store_error = apr_psprintf(cy->p, "%pm", &rv);
+        return rv;
+    }
+    if (cursor != *saved
+        && (rv = csy_store_cursor_set(cy->store, cursor, p))) {
+        *err = apr_psprintf(cy->p, "cannot save the cursor: %pm", &rv);
+        res->store_failed = "cursor";
+        res->store_error = apr_psprintf(cy->p, "%pm", &rv);
+        return rv;
+    }
+    *saved = res->cursor_after = cursor;
+    return APR_SUCCESS;
 }
 
 /* Reads one page of the feed into upserts/deletes (latest op wins). */
@@ -591,10 +625,10 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
     apr_hash_t *upserts, *deletes, *retry;
     apr_hash_index_t *hi;
     apr_pool_t *page;
-    long long cursor, next;
-    const char *err = NULL;
+    long long cursor, next, saved;
+    const char *err = NULL, *ckpt_err = NULL;
     apr_status_t rv;
-    int more = 1, i;
+    int more = 1, i, pending = 0;
 
     memset(res, 0, sizeof(*res));
     memset(&cy, 0, sizeof(cy));
@@ -614,7 +648,7 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         res->error = apr_psprintf(p, "cannot read the store: %pm", &rv);
         return rv;
     }
-    res->cursor_before = res->cursor_after = cursor;
+    res->cursor_before = res->cursor_after = saved = cursor;
     for (i = 0; i < served->nelts; i++) {
         apr_hash_set(cy.servable, APR_ARRAY_IDX(served, i, const char *),
                      APR_HASH_KEY_STRING, "");
@@ -647,24 +681,25 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
                 csy_log(cl->config, CS_LOG_INFO, page, "removed %s", d);
             }
         }
-        /* Durable data first, then the manifest, then the cursor. */
+        /* Durable data first, then the manifest, then the cursor: every
+         * CSY_CHECKPOINT_PAGES pages and at the end. */
         if (next > res->head) {
             res->head = next;
         }
         res->head_exact = !more;
-        if (res->changed && (rv = write_manifest(&cy, page))) {
-            err = apr_psprintf(p, "cannot write the manifest: %pm", &rv);
-            res->store_failed = "manifest";
-            res->store_error = apr_psprintf(p, "%pm", &rv);
-            break;
+        cursor = next;
+        if (++pending >= CSY_CHECKPOINT_PAGES || !more) {
+            if ((rv = checkpoint(&cy, page, cursor, &saved, &err))) {
+                pending = 0;
+                break;
+            }
+            pending = 0;
         }
-        if (next != cursor && (rv = csy_store_cursor_set(store, next, page))) {
-            err = apr_psprintf(p, "cannot save the cursor: %pm", &rv);
-            res->store_failed = "cursor";
-            res->store_error = apr_psprintf(p, "%pm", &rv);
-            break;
-        }
-        cursor = res->cursor_after = next;
+    }
+    /* A page failed: the ones applied before it are saved all the same. */
+    if (rv && pending && checkpoint(&cy, page, cursor, &saved,
+                                    &ckpt_err) != APR_SUCCESS) {
+        csy_log(cl->config, CS_LOG_WARN, page, "%s", ckpt_err);
     }
 
     /* Earlier failures: try their latest bundle again. */

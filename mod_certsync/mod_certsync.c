@@ -39,6 +39,7 @@
 #include "ap_mpm.h"
 
 #include "apr_shm.h"
+#include "apr_strings.h"
 #include "apr_thread_proc.h"
 
 #include "cs_http.h"
@@ -192,16 +193,30 @@ static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     cs_http_global_init();
     csy_status_shm = csy_status_segment(s);
     if (conf->dynamic == 1) {
-        /* Anonymous: the daemon and the workers inherit the mapping. */
-        if ((rv = apr_shm_create(&shm, sizeof(csy_shared_t), NULL, pconf))) {
+        /* Anonymous: the daemon and the workers inherit the mapping.  The
+         * generation table is sized for the store as it is now, at each
+         * start (csy_dyn.h: about one slot per domain). */
+        apr_finfo_t fi;
+        apr_uint32_t slots = csy_gen_slots_for(
+            apr_stat(&fi, apr_pstrcat(ptemp, conf->store_dir, "/manifest",
+                                      NULL), APR_FINFO_SIZE, ptemp)
+            == APR_SUCCESS ? (apr_uint64_t)fi.size : 0);
+
+        if ((rv = apr_shm_create(&shm, csy_shared_size(slots), NULL,
+                                 pconf))) {
             ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, rv, s,
                          CYLOGNO(00031) "dynamic: cannot create shared "
                          "memory (%" APR_SIZE_T_FMT " bytes)",
-                         sizeof(csy_shared_t));
+                         csy_shared_size(slots));
             return !OK;
         }
         csy_shared = apr_shm_baseaddr_get(shm);
-        memset(csy_shared, 0, sizeof(*csy_shared));
+        csy_shared_init(csy_shared, slots);
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CYLOGNO(00201)
+                     "dynamic: %u generation slots (%" APR_SIZE_T_FMT
+                     " bytes of shared memory) for the store %s",
+                     (unsigned)slots, csy_shared_size(slots),
+                     conf->store_dir);
         if (csy_od_post_config(pconf, s) != OK) {
             return !OK;
         }

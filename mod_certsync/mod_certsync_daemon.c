@@ -72,6 +72,19 @@ static void csy_on_term(int sig)
     csy_stop = 1;
 }
 
+/* A prune that failed shows in the status (degraded, with why) until one
+ * succeeds: the store keeps what it cannot remove, and at worst fills. */
+static void csy_daemon_prune_status(csy_daemon_t *d, apr_pool_t *p,
+                                    apr_status_t rv)
+{
+    json_object_set_new(d->state, "prune_error", rv == APR_SUCCESS
+                        ? json_null()
+                        : json_string(apr_psprintf(p, "cannot prune the "
+                                                   "store %s: %pm",
+                                                   d->conf->store_dir,
+                                                   &rv)));
+}
+
 /*
  * Dynamic mode: what the cycle installed or removed goes live now.  Prune
  * first (a deleted domain's directory goes), then bump each changed
@@ -117,6 +130,7 @@ static void csy_dyn_activate(csy_daemon_t *d, apr_pool_t *p,
                      "dynamic: cannot prune the store %s",
                      d->conf->store_dir);
     }
+    csy_daemon_prune_status(d, p, rv);
     for (hi = apr_hash_first(p, res->made_current); hi;
          hi = apr_hash_next(hi)) {
         csy_gen_bump(csy_shared, apr_hash_this_key(hi));
@@ -221,6 +235,7 @@ static void csy_daemon_open(csy_daemon_t *d, apr_pool_t *cycle)
                      "sync daemon: cannot prune the store %s",
                      conf->store_dir);
     }
+    d->prune_rv = rv;
     if (conf->dynamic == 1 && csy_shared) {
         /* A daemon before this one may have died between a cycle and its
          * activation: let the workers check everything they cache. */
@@ -402,6 +417,7 @@ void csy_daemon_main(server_rec *s, const csy_conf_t *conf, pid_t parent)
                 sizeof(d.agent_line));
     csy_daemon_open(&d, cycle);
     csy_daemon_recall(&d, keep, cycle);
+    csy_daemon_prune_status(&d, cycle, d.prune_rv);
     csy_publish(&d);
     csy_daemon_agent_start(&d);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CYLOGNO(00003)

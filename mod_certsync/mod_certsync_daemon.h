@@ -71,6 +71,7 @@ typedef struct {
     csy_rollout_t rollout;      /* the staggered restarts (vhost mode) */
     int seal_pos;               /* key.seal backfill: manifest position */
     int seals_done;             /* ... every version checked */
+    apr_status_t prune_rv;      /* the start's prune (CY00011) */
     int shm_trimmed;            /* CY00182 was logged */
     long seals_written;
     apr_hash_t *failures;       /* domain -> why its bundle was skipped */

@@ -210,7 +210,9 @@ static int csy_health_handler(request_rec *r)
         return DECLINED;
     }
     state = csy_read_state(r, conf, &from);
-    health = json_string_value(json_object_get(state, "health"));
+    /* "health" on the page may say degraded; this is the word for the
+     * load balancer (csy_state_annotate). */
+    health = json_string_value(json_object_get(state, "load_balancer"));
     if (health && from && !strcmp(from, "shared memory")) {
         drain = strcmp(health, "drain") == 0;
     }
@@ -238,21 +240,82 @@ static int csy_health_handler(request_rec *r)
     return OK;
 }
 
+/* ?domains lists at most this many domains a page (default
+ * CSY_DOMAINS_PAGE): the page costs a readlink per domain listed and one
+ * pass over the manifest up to it, never memory per domain of the store. */
+#define CSY_DOMAINS_PAGE        100
+#define CSY_DOMAINS_PAGE_MAX    1000
+
+/* ?domains[&after=NAME][&limit=N]: one page of the manifest's domains in
+ * its order (sorted, as the daemon writes it), after NAME; "next" names
+ * the last one listed when more follow. */
+static void csy_domains_page(request_rec *r, json_t *dyn, csy_store_t *store,
+                             json_t *served)
+{
+    const cs_manifest_entry_t *e;
+    const cs_manifest_problem_t *pr;
+    cs_manifest_reader_t *rd;
+    const char *why, *after = "", *last = NULL;
+    char *args = apr_pstrdup(r->pool, r->args), *tok, *state;
+    long limit = CSY_DOMAINS_PAGE;
+    int n = 0, more = 0;
+    apr_pool_t *one;
+
+    for (tok = apr_strtok(args, "&", &state); tok;
+         tok = apr_strtok(NULL, "&", &state)) {
+        if (!strncmp(tok, "after=", 6)) {
+            after = tok + 6;
+            ap_unescape_url((char *)after);
+        }
+        else if (!strncmp(tok, "limit=", 6)) {
+            limit = strtol(tok + 6, NULL, 10);
+        }
+    }
+    if (limit < 1 || limit > CSY_DOMAINS_PAGE_MAX) {
+        limit = limit < 1 ? CSY_DOMAINS_PAGE : CSY_DOMAINS_PAGE_MAX;
+    }
+    if (csy_store_manifest_open(&rd, &why, store, r->pool) != APR_SUCCESS) {
+        return;
+    }
+    apr_pool_create(&one, r->pool);
+    while (cs_manifest_next(&e, &pr, rd) == APR_SUCCESS) {
+        const char *cur;
+
+        if (!e || strcmp(e->name, after) <= 0) {
+            continue;
+        }
+        if (n == limit) {
+            more = 1;
+            break;
+        }
+        apr_pool_clear(one);
+        cur = csy_store_current(store, one, e->name);
+        json_object_set_new(served, e->name, json_pack(
+            "{s:o, s:o}", "store", cur ? json_string(cur) : json_null(),
+            "cached_here", json_null()));
+        last = apr_pstrdup(r->pool, e->name);
+        n++;
+    }
+    apr_pool_destroy(one);
+    json_object_set_new(dyn, "next", more && last ? json_string(last)
+                                                  : json_null());
+    json_object_set_new(dyn, "limit", json_integer(limit));
+}
+
 /*
  * Dynamic mode's part of the status: the cache counters of every process
  * (shared memory), this process's cache, and what a domain is served
- * with: ?domain=NAME for one, ?domains for every domain of the manifest.
+ * with: ?domain=NAME for one, ?domains for a page of the manifest's
+ * domains (csy_domains_page).
  */
 static void csy_dyn_status(request_rec *r, json_t *state)
 {
     const csy_conf_t *conf = csy_main_conf;
     csy_cache_info_t info = { 0, 0 };
     csy_store_t *store;
-    apr_array_header_t *domains = NULL;
-    json_t *dyn, *served;
-    const char *one = NULL;
+    json_t *dyn, *served, *v;
+    const char *one = NULL, *k;
     char name[CSY_NAME_SIZE], serial[CSY_SERIAL_SIZE];
-    int i;
 
     if (!csy_main_conf || csy_main_conf->dynamic != 1 || !csy_shared) {
         return;
@@ -263,7 +326,7 @@ static void csy_dyn_status(request_rec *r, json_t *state)
 #define CSY_SHARED(f) json_integer((json_int_t)__atomic_load_n( \
                           &csy_shared->f, __ATOMIC_RELAXED))
     dyn = json_pack("{s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
-                    "s:o}",
+                    "s:o, s:i}",
                     "pid", (int)getpid(), "cache_capacity", info.capacity,
                     "cache_entries", info.entries,
                     "hits", CSY_SHARED(hits), "misses", CSY_SHARED(misses),
@@ -272,7 +335,8 @@ static void csy_dyn_status(request_rec *r, json_t *state)
                     "evictions", CSY_SHARED(evictions),
                     "unknown", CSY_SHARED(unknown),
                     "errors", CSY_SHARED(errors),
-                    "changes", CSY_SHARED(changes));
+                    "changes", CSY_SHARED(changes),
+                    "generation_slots", (int)(csy_shared->mask + 1));
 #undef CSY_SHARED
     if (csy_ondemand) {
         json_object_set_new(dyn, "on_demand", csy_od_status_json());
@@ -280,29 +344,28 @@ static void csy_dyn_status(request_rec *r, json_t *state)
     if (r->args && !strncmp(r->args, "domain=", 7)) {
         one = r->args + 7;
     }
-    if ((one || (r->args && !strcmp(r->args, "domains")))
+    if ((one || (r->args && (!strcmp(r->args, "domains")
+                             || !strncmp(r->args, "domains&", 8))))
         && csy_store_open(&store, r->pool, conf->store_dir) == APR_SUCCESS) {
         served = json_object();
         if (!one) {
-            csy_store_manifest_read(&domains, store, r->pool);
+            csy_domains_page(r, dyn, store, served);
         }
-        for (i = 0; one ? i < 1 : domains && i < domains->nelts; i++) {
-            const char *d = one ? one : APR_ARRAY_IDX(domains, i,
-                                                      const char *);
+        else if (csy_sni_name(name, one) || !strncmp(one, "*.", 2)) {
             const char *cur;
 
-            if (!csy_sni_name(name, d) && strncmp(d, "*.", 2)) {
-                continue;
-            }
-            if (!strncmp(d, "*.", 2)) {
-                apr_cpystrn(name, d, sizeof(name));
+            if (!strncmp(one, "*.", 2)) {
+                apr_cpystrn(name, one, sizeof(name));
             }
             cur = csy_store_current(store, r->pool, name);
             json_object_set_new(served, name, json_pack(
                 "{s:o, s:o}", "store", cur ? json_string(cur) : json_null(),
-                "cached_here", csy_cache && csy_cache_serial(csy_cache, name,
-                                                             serial)
-                               ? json_string(serial) : json_null()));
+                "cached_here", json_null()));
+        }
+        json_object_foreach(served, k, v) {
+            if (csy_cache && csy_cache_serial(csy_cache, k, serial)) {
+                json_object_set_new(v, "cached_here", json_string(serial));
+            }
         }
         json_object_set_new(dyn, "served", served);
     }

@@ -180,17 +180,30 @@ static const char *mg_check_macro(cmd_parms *cmd, void *mconfig,
 }
 
 /*
- * Read the whole manifest.  One that does not exist yields no entries with
- * a warning, so that a new proxy, before mod_certsync's first run, starts;
- * one that exists but cannot be read is an error, since going on would
- * silently drop every domain it lists.
+ * The entries whose files can be served, in manifest order, read as a
+ * stream (lib/cs_manifest.h: no size limit, one buffer of the file in
+ * memory).  Malformed lines and entries with unusable files are logged
+ * once each, in line order.  A manifest that does not exist yields no
+ * entries with a warning, so that a new proxy, before mod_certsync's
+ * first run, starts; one that exists but cannot be read (or is refused
+ * as a whole) is an error, since going on would silently drop every
+ * domain it lists.
  */
-static const char *mg_read_manifest(char **buf, apr_size_t *len,
-                                    cmd_parms *cmd, const char *path)
+static const char *mg_read_manifest(apr_array_header_t **usable,
+                                    int *skipped, cmd_parms *cmd,
+                                    const char *path)
 {
+    const cs_manifest_entry_t *e;
+    const cs_manifest_problem_t *pr;
+    cs_manifest_reader_t *r;
+    cs_manifest_entry_t *x;
+    const char *why, *file;
     apr_status_t rv;
 
-    rv = cs_file_read(buf, len, cmd->temp_pool, path, CS_MANIFEST_MAX);
+    *usable = apr_array_make(cmd->temp_pool, 64,
+                             sizeof(cs_manifest_entry_t));
+    *skipped = 0;
+    rv = cs_manifest_open(&r, &why, cmd->temp_pool, path);
     if (APR_STATUS_IS_ENOENT(rv)) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, NULL,
                      MGLOGNO(00001) "%s: manifest %s does not exist: no "
@@ -198,61 +211,47 @@ static const char *mg_read_manifest(char **buf, apr_size_t *len,
                      cmd->config_file->line_number, cmd->config_file->name);
         return NULL;
     }
+    if (rv == APR_EINVAL && why) {
+        return apr_psprintf(cmd->pool, "%s: manifest %s refused: %s",
+                            cmd->cmd->name, path, why);
+    }
     if (rv == APR_EINVAL) {
         return apr_psprintf(cmd->pool, "%s: manifest %s is not a regular "
                             "file", cmd->cmd->name, path);
     }
-    if (rv != APR_SUCCESS) {
-        return apr_psprintf(cmd->pool, "%s: cannot read manifest %s: %pm",
-                            cmd->cmd->name, path, &rv);
-    }
-    return NULL;
-}
-
-/*
- * The entries whose files can be served, in manifest order.  Malformed
- * lines and entries with unusable files are logged once each, in line
- * order.
- */
-static apr_array_header_t *mg_usable(int *skipped, cmd_parms *cmd,
-                                     const char *path,
-                                     const cs_manifest_t *m)
-{
-    const cs_manifest_entry_t *e =
-        (const cs_manifest_entry_t *)m->entries->elts;
-    const cs_manifest_problem_t *pr =
-        (const cs_manifest_problem_t *)m->problems->elts;
-    int ne = m->entries->nelts, np = m->problems->nelts, i = 0, j = 0;
-    apr_array_header_t *usable = apr_array_make(cmd->temp_pool, ne ? ne : 1,
-                                                sizeof(cs_manifest_entry_t));
-    const char *why, *file;
-
-    *skipped = 0;
-    while (i < ne || j < np) {
-        if (j < np && (i == ne || pr[j].line < e[i].line)) {
+    while (rv == APR_SUCCESS
+           && (rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
+        if (pr) {
             /* docs/manifest.md: each skipped line once, in line order,
              * and counted in MG00004. */
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, NULL,
                          MGLOGNO(00002) "%s: %s", cmd->cmd->name,
                          cs_manifest_problem_text(cmd->temp_pool, path,
-                                                  &pr[j]));
+                                                  pr));
             ++*skipped;
-            j++;
         }
-        else if ((why = mg_entry_check_files(&file, cmd->temp_pool, &e[i]))
+        else if ((why = mg_entry_check_files(&file, cmd->temp_pool, e))
                  != NULL) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, NULL,
                          MGLOGNO(00003) "%s: skipping %s (line %d of %s): "
-                         "%s: %s", cmd->cmd->name, e[i].domain, e[i].line,
+                         "%s: %s", cmd->cmd->name, e->domain, e->line,
                          path, file, why);
             ++*skipped;
-            i++;
         }
         else {
-            *(cs_manifest_entry_t *)apr_array_push(usable) = e[i++];
+            /* The reader's strings last until its next line. */
+            x = apr_array_push(*usable);
+            *x = *e;
+            x->domain = apr_pstrdup(cmd->temp_pool, e->domain);
+            x->certdir = apr_pstrdup(cmd->temp_pool, e->certdir);
+            x->name = apr_pstrdup(cmd->temp_pool, e->name);
         }
     }
-    return usable;
+    if (rv != APR_EOF) {
+        return apr_psprintf(cmd->pool, "%s: cannot read manifest %s: %pm",
+                            cmd->cmd->name, path, &rv);
+    }
+    return NULL;
 }
 
 /* -t -D DUMP_MACRO_GEN: print what is generated, as configuration (the
@@ -278,10 +277,9 @@ static const char *mg_generate(cmd_parms *cmd, void *mconfig,
 {
     const char *macro, *path, *extra, *err;
     apr_array_header_t *usable;
-    cs_manifest_t *m = NULL;
     mg_stream_t *st;
-    apr_size_t len = 0, llen = 0;
-    char *buf, *lines;
+    apr_size_t llen = 0;
+    char *lines;
     int skipped = 0;
 
     macro = ap_getword_conf(cmd->temp_pool, &args);
@@ -304,19 +302,8 @@ static const char *mg_generate(cmd_parms *cmd, void *mconfig,
                             cmd->cmd->name);
     }
 
-    if ((err = mg_read_manifest(&buf, &len, cmd, path)) != NULL) {
+    if ((err = mg_read_manifest(&usable, &skipped, cmd, path)) != NULL) {
         return err;
-    }
-    if (buf) {
-        if ((err = cs_manifest_parse(&m, cmd->temp_pool, buf, len))
-            != NULL) {
-            return apr_psprintf(cmd->pool, "%s: manifest %s refused: %s",
-                                cmd->cmd->name, path, err);
-        }
-        usable = mg_usable(&skipped, cmd, path, m);
-    }
-    else {
-        usable = apr_array_make(cmd->temp_pool, 1, sizeof(cs_manifest_entry_t));
     }
     lines = mg_expand_use_lines(&llen, cmd->temp_pool, macro, extra, usable);
 

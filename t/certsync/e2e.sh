@@ -633,8 +633,9 @@ c=$(openssl x509 -in "$2/fullchain.pem" -noout -pubkey 2>/dev/null)
 EOF
 chmod 755 "$tmp/work/keymatch.sh"
 store_consistent() {
-    grep -v '^#' "$store/manifest" | xargs -P 4 -n 2 "$tmp/work/keymatch.sh" \
-        >"$tmp/work/keymatch.out"
+    # certdirs are relative to the store (manifest v2)
+    (cd "$store" && grep -v '^#' manifest \
+        | xargs -P 4 -n 2 "$tmp/work/keymatch.sh") >"$tmp/work/keymatch.out"
     cat "$tmp/work/keymatch.out"
     [ ! -s "$tmp/work/keymatch.out" ]
 }

@@ -4,11 +4,18 @@
  * it (mod_macro_gen/mg_expand.c).
  *
  * The input is a whole manifest file.  The harness aborts unless:
- * - it is refused exactly when its first line (without one CR) is not the
- *   v1 header, and a refused file yields no entry and no problem;
+ * - it is refused exactly when its first line (without one CR) is neither
+ *   the v1 nor the v2 header, and a refused file yields no entry and no
+ *   problem;
  * - every accepted entry is a valid name (cs_name_check in any case, and
- *   in lower case as the store keeps it), an allowed certdir, listed once
- *   (case-insensitively), and is exactly "DOMAIN SEP CERTDIR" on its line;
+ *   in lower case as the store keeps it, which is e->name), an allowed
+ *   certdir (absolute in v1), listed once (case-insensitively), and is
+ *   exactly "DOMAIN SEP CERTDIR" on its line (lines longer than
+ *   CS_MANIFEST_LINE_MAX are never entries);
+ * - the streamed reader, fed in pieces of 1 to 64 bytes (a size taken
+ *   from the input) and given a base directory, yields the same entries
+ *   and problems as the whole-buffer parse, with relative certdirs under
+ *   the base and absolute ones unchanged;
  * - entries plus skipped lines are the lines that are neither blank nor
  *   comments, each counted once, in order; every problem has a reason and
  *   a printable domain, and its warning text names its line;
@@ -109,7 +116,7 @@ static void same_entries(const apr_array_header_t *a,
 
 /* The accepted entries against the lines of the file. */
 static void check_entries(apr_pool_t *p, const cs_manifest_t *m,
-                          const char *buf, apr_size_t len)
+                          const char *buf, apr_size_t len, int v2)
 {
     const char *s = buf, *end = buf + len;
     apr_hash_t *seen = apr_hash_make(p);
@@ -139,18 +146,21 @@ static void check_entries(apr_pool_t *p, const cs_manifest_t *m,
             char *key;
 
             REQUIRE(x->line > prev);
+            REQUIRE(n <= CS_MANIFEST_LINE_MAX);
             REQUIRE(n == dl + 1 + cl);
             REQUIRE(memcmp(l, x->domain, dl) == 0);
             REQUIRE(l[dl] == ' ' || l[dl] == '\t');
             REQUIRE(memcmp(l + dl + 1, x->certdir, cl) == 0);
             REQUIRE(cs_name_check(p, x->domain, dl, CS_NAME_ANY_CASE)
                     == NULL);
-            REQUIRE(cs_manifest_certdir_check(p, x->certdir, cl) == NULL);
+            REQUIRE(cs_manifest_certdir_check(p, x->certdir, cl, v2)
+                    == NULL);
             REQUIRE(strpbrk(x->certdir, " \t\"'\\$<>") == NULL);
             /* As mod_certsync keeps it: the store's own rule. */
             key = apr_pstrdup(p, x->domain);
             lower(key);
             REQUIRE(cs_name_check(NULL, key, dl, 0) == NULL);
+            REQUIRE(strcmp(key, x->name) == 0);
             REQUIRE(apr_hash_get(seen, key, APR_HASH_KEY_STRING) == NULL);
             apr_hash_set(seen, key, APR_HASH_KEY_STRING, "");
             prev = x->line;
@@ -187,6 +197,114 @@ static void check_entries(apr_pool_t *p, const cs_manifest_t *m,
     }
     REQUIRE(e == m->entries->nelts);
     REQUIRE(pr == m->problems->nelts);
+}
+
+/* A source handing out the input in pieces of at most chunk bytes. */
+typedef struct {
+    const char *buf;
+    apr_size_t len, pos, chunk;
+} pieces_t;
+
+static apr_status_t pieces_read(void *baton, char *out, apr_size_t *len)
+{
+    pieces_t *src = baton;
+    apr_size_t n = src->len - src->pos;
+
+    if (n > src->chunk) {
+        n = src->chunk;
+    }
+    if (n > *len) {
+        n = *len;
+    }
+    memcpy(out, src->buf + src->pos, n);
+    src->pos += n;
+    *len = n;
+    return APR_SUCCESS;
+}
+
+static apr_status_t pieces_seek(void *baton, apr_off_t offset)
+{
+    pieces_t *src = baton;
+
+    REQUIRE(offset >= 0 && (apr_size_t)offset <= src->len);
+    src->pos = (apr_size_t)offset;
+    return APR_SUCCESS;
+}
+
+/* The streamed reader in small pieces, with a base, against the parse. */
+static void check_stream(apr_pool_t *p, const cs_manifest_t *m,
+                         const char *buf, apr_size_t len, int accepted)
+{
+    const cs_manifest_entry_t *e;
+    const cs_manifest_problem_t *pr;
+    cs_manifest_reader_t *r;
+    pieces_t src;
+    const char *why;
+    apr_status_t rv;
+    int ne = 0, np = 0;
+
+    src.buf = buf;
+    src.len = len;
+    src.pos = 0;
+    src.chunk = 1 + (len ? (unsigned char)buf[len - 1] % 64 : 0);
+    rv = cs_manifest_reader_create(&r, &why, p, pieces_read, pieces_seek,
+                                   &src, "/b");
+    if (!accepted) {
+        REQUIRE(rv == APR_EINVAL && why != NULL);
+        return;
+    }
+    REQUIRE(rv == APR_SUCCESS && why == NULL);
+    /* A relative certdir that the base makes longer than the limit is a
+     * problem in the stream only (and may change which line of a name
+     * counts): then only a clean end is required. */
+    for (ne = 0; ne < m->entries->nelts; ne++) {
+        const char *c = APR_ARRAY_IDX(m->entries, ne,
+                                      cs_manifest_entry_t).certdir;
+
+        if (c[0] != '/' && strlen(c) + 3 > CS_MANIFEST_CERTDIR_MAX) {
+            while ((rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
+                REQUIRE((e == NULL) != (pr == NULL));
+                REQUIRE(!e || strlen(e->certdir) <= CS_MANIFEST_CERTDIR_MAX);
+            }
+            REQUIRE(rv == APR_EOF);
+            return;
+        }
+    }
+    ne = 0;
+    while ((rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
+        REQUIRE((e == NULL) != (pr == NULL));
+        if (e) {
+            const cs_manifest_entry_t *x;
+
+            REQUIRE(ne < m->entries->nelts);
+            x = &APR_ARRAY_IDX(m->entries, ne, cs_manifest_entry_t);
+            REQUIRE(e->line == x->line);
+            REQUIRE(strcmp(e->domain, x->domain) == 0);
+            REQUIRE(strcmp(e->name, x->name) == 0);
+            if (x->certdir[0] == '/') {
+                REQUIRE(strcmp(e->certdir, x->certdir) == 0);
+            }
+            else {
+                REQUIRE(cs_manifest_version(r) == 2);
+                REQUIRE(strncmp(e->certdir, "/b/", 3) == 0);
+                REQUIRE(strcmp(e->certdir + 3, x->certdir) == 0);
+            }
+            ne++;
+        }
+        else {
+            const cs_manifest_problem_t *y;
+
+            REQUIRE(np < m->problems->nelts);
+            y = &APR_ARRAY_IDX(m->problems, np, cs_manifest_problem_t);
+            REQUIRE(pr->line == y->line);
+            REQUIRE(strcmp(pr->reason, y->reason) == 0);
+            REQUIRE((pr->domain == NULL) == (y->domain == NULL));
+            REQUIRE(!pr->domain || strcmp(pr->domain, y->domain) == 0);
+            np++;
+        }
+    }
+    REQUIRE(rv == APR_EOF);
+    REQUIRE(ne == m->entries->nelts && np == m->problems->nelts);
 }
 
 /* What MacroGenerate feeds to httpd for the entries. */
@@ -260,7 +378,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     apr_size_t n;
     cs_manifest_t *m;
     apr_pool_t *p;
-    int header;
+    int header, v2;
 
     if (!root) {
         REQUIRE(apr_initialize() == APR_SUCCESS);
@@ -269,8 +387,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     apr_pool_create(&p, root);
 
     next_line(buf, buf + size, &n);
-    header = n == sizeof(CS_MANIFEST_HEADER) - 1
-             && memcmp(buf, CS_MANIFEST_HEADER, n) == 0;
+    header = n == sizeof(CS_MANIFEST_HEADER_V1) - 1
+             && (memcmp(buf, CS_MANIFEST_HEADER_V1, n) == 0
+                 || memcmp(buf, CS_MANIFEST_HEADER_V2, n) == 0);
+    v2 = header && memcmp(buf, CS_MANIFEST_HEADER_V2, n) == 0;
 
     why = cs_manifest_parse(&m, p, buf, size);
     REQUIRE(m != NULL && m->entries && m->problems);
@@ -281,12 +401,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     else {
         REQUIRE(why == NULL);
-        check_entries(p, m, buf, size);
+        check_entries(p, m, buf, size, v2);
         check_round_trip(p, m);
         /* The reader's piece size, as a long line meets the
          * configuration reader's buffer: 2 to 257 bytes. */
         check_expand(p, m->entries, 2 + size % 256);
     }
+    check_stream(p, m, buf, size, header);
     apr_pool_destroy(p);
     return 0;
 }

@@ -452,7 +452,7 @@ static void serves(csy_cache_t *c, const char *name, const char *serial)
 
 static void test_cache(void)
 {
-    csy_shared_t *sh = calloc(1, sizeof(*sh));
+    csy_shared_t *sh = calloc(1, csy_shared_size(CSY_GEN_SLOTS_MIN));
     csy_cache_t *c;
     csy_cache_info_t info;
     csy_bundle_t *b, *held;
@@ -460,6 +460,7 @@ static void test_cache(void)
     char err[256], serial[CSY_SERIAL_SIZE];
     apr_status_t rv;
 
+    csy_shared_init(sh, CSY_GEN_SLOTS_MIN);
     UNIT_CASE("cache: hit, renewal, revalidation");
     CHECK_EQ_INT(csy_cache_create(&c, pool, 3, sh, base, wrap_certs,
                                   wrap_keys), APR_SUCCESS);
@@ -598,15 +599,77 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/*
+ * False change notices (issue 18): a bump reaches every name of its slot.
+ * Over the 1,000,000 names bench/mkstore makes, the names a bump reaches
+ * besides its own, on average: sum over slots of n(n - 1), divided by N.
+ * 65,536 slots for any store (before): about 15; sized from the manifest
+ * (csy_gen_slots_for): at most about 1.
+ */
+static double false_notices(apr_uint32_t slots, long n)
+{
+    csy_shared_t *sh = calloc(1, csy_shared_size(slots));
+    apr_uint32_t *count = calloc(slots, sizeof(*count));
+    char name[64];
+    double sum = 0;
+    long i;
+
+    csy_shared_init(sh, slots);
+    for (i = 1; i <= n; i++) {
+        snprintf(name, sizeof(name), "d%ld.scale.test", i);
+        count[csy_gen_slot(sh, name)]++;
+    }
+    for (i = 0; i < (long)slots; i++) {
+        sum += (double)count[i] * (count[i] ? count[i] - 1 : 0);
+    }
+    free(count);
+    free(sh);
+    return sum / (double)n;
+}
+
+static void test_gen_slots(void)
+{
+    apr_uint64_t bytes = 0;
+    apr_uint32_t slots;
+    double before, after;
+    char name[64];
+    long i, n = 1000000;
+
+    UNIT_CASE("generation slots: sized from the manifest");
+    CHECK_EQ_INT((int)csy_gen_slots_for(0), CSY_GEN_SLOTS_MIN);
+    CHECK_EQ_INT((int)csy_gen_slots_for(1000), CSY_GEN_SLOTS_MIN);
+    CHECK(csy_gen_slots_for((apr_uint64_t)1 << 40) == CSY_GEN_SLOTS_MAX);
+    /* The manifest mod_certsync writes for n names:
+     * "NAME live/NAME/current\n" a line. */
+    bytes = sizeof("# certsync manifest v2\n") - 1;
+    for (i = 1; i <= n; i++) {
+        bytes += 2 * (apr_uint64_t)snprintf(name, sizeof(name),
+                                            "d%ld.scale.test", i) + 15;
+    }
+    slots = csy_gen_slots_for(bytes);
+    CHECK(slots >= (apr_uint32_t)n && (slots & (slots - 1)) == 0);
+
+    UNIT_CASE("generation slots: false notices per bump at 1,000,000");
+    before = false_notices(CSY_GEN_SLOTS_MIN, n);
+    after = false_notices(slots, n);
+    printf("# false change notices per bump, 1,000,000 domains: %.2f with "
+           "%u slots, %.2f with %u (manifest %llu bytes)\n", before,
+           (unsigned)CSY_GEN_SLOTS_MIN, after, (unsigned)slots,
+           (unsigned long long)bytes);
+    CHECK(before > 10);
+    CHECK(after <= 1.0);
+}
+
 static void test_threads(void)
 {
-    csy_shared_t *sh = calloc(1, sizeof(*sh));
+    csy_shared_t *sh = calloc(1, csy_shared_size(CSY_GEN_SLOTS_MIN));
     worker_t w[T_THREADS];
     pthread_t t[T_THREADS];
     csy_cache_t *c;
     char name[32];
     int i, renewals = 0, failures = 0, mismatches = 0;
 
+    csy_shared_init(sh, CSY_GEN_SLOTS_MIN);
     UNIT_CASE("cache: threads, eviction and renewals at once");
     for (i = 0; i < T_NAMES; i++) {
         snprintf(name, sizeof(name), "c%d.test", i);
@@ -666,6 +729,7 @@ int main(void)
     test_bundle();
     test_bundle_seal();
     test_cache();
+    test_gen_slots();
     test_threads();
 
     testkit_rm_tree(base);

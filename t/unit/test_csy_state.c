@@ -131,6 +131,64 @@ static void test_degraded(void)
     json_decref(st);
 }
 
+/*
+ * issue 18: at 1,000,000 domains every cycle failed ("cannot read the
+ * store") and the start's prune too (CY00011), while the status page said
+ * "health": "ready".  A sync that cannot proceed, or a store that cannot
+ * be pruned, is degraded, with the reason, and the page's health says
+ * "degraded"; what the load balancer is told ("load_balancer") stays
+ * "ready", so that a pool whose proxies all fail alike keeps serving.
+ */
+static void test_degraded_sync(void)
+{
+    json_t *st, *r;
+
+    UNIT_CASE("degraded: the store cannot be pruned");
+    st = parse("{\"state\": \"idle\", \"health\": \"ready\", "
+               "\"prune_error\": \"cannot prune the store /s: Invalid "
+               "argument\"}");
+    r = csy_state_degraded(st);
+    if (CHECK_EQ_INT(json_array_size(r), 1)) {
+        CHECK_STR(json_string_value(json_array_get(r, 0)),
+                  "cannot prune the store /s: Invalid argument");
+    }
+    json_decref(r);
+    json_decref(st);
+    st = parse("{\"state\": \"idle\", \"prune_error\": null}");
+    r = csy_state_degraded(st);
+    CHECK_EQ_INT(json_array_size(r), 0);
+    json_decref(r);
+    json_decref(st);
+
+    UNIT_CASE("degraded: health on the status page, the load balancer's");
+    st = parse("{\"state\": \"backoff\", \"health\": \"ready\", "
+               "\"last_error\": \"cannot read the store: Invalid "
+               "argument\"}");
+    csy_state_annotate(st);
+    CHECK(json_is_true(json_object_get(st, "degraded")));
+    CHECK_STR(json_string_value(json_object_get(st, "health")), "degraded");
+    CHECK_STR(json_string_value(json_object_get(st, "load_balancer")),
+              "ready");
+    CHECK_STR(json_string_value(json_array_get(
+                  json_object_get(st, "degraded_reasons"), 0)),
+              "sync failing: cannot read the store: Invalid argument");
+    json_decref(st);
+    st = parse("{\"state\": \"idle\", \"health\": \"ready\"}");
+    csy_state_annotate(st);
+    CHECK_STR(json_string_value(json_object_get(st, "health")), "ready");
+    CHECK_STR(json_string_value(json_object_get(st, "load_balancer")),
+              "ready");
+    json_decref(st);
+    /* Drained by a rollout: drain, degraded or not. */
+    st = parse("{\"state\": \"draining\", \"health\": \"drain\", "
+               "\"last_error\": \"x\"}");
+    csy_state_annotate(st);
+    CHECK_STR(json_string_value(json_object_get(st, "health")), "drain");
+    CHECK_STR(json_string_value(json_object_get(st, "load_balancer")),
+              "drain");
+    json_decref(st);
+}
+
 static void test_agent_line(void)
 {
     char buf[128], small[40];
@@ -218,6 +276,7 @@ int main(void)
     apr_pool_create(&pool, NULL);
     test_parse();
     test_degraded();
+    test_degraded_sync();
     test_agent_line();
     test_shm();
     apr_pool_destroy(pool);

@@ -534,22 +534,70 @@ static void test_manifest(void)
                                                "a.example", "half.example",
                                                "*.w.example", "a.example",
                                                NULL)), APR_SUCCESS);
-    want = apr_pstrcat(pool, "# certsync manifest v1\n",
-                       "*.w.example ", dir, "/live/*.w.example/current\n",
-                       "a.example ", dir, "/live/a.example/current\n",
-                       "b.example ", dir, "/live/b.example/current\n", NULL);
+    /* Version 2: certdirs relative to the store, not its path on every
+     * line (docs/manifest.md). */
+    want = apr_pstrcat(pool, "# certsync manifest v2\n",
+                       "*.w.example live/*.w.example/current\n",
+                       "a.example live/a.example/current\n",
+                       "b.example live/b.example/current\n", NULL);
     CHECK_STR(slurp(at("man/manifest"), pool, NULL), want);
     CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_SUCCESS);
     CHECK_STR(joined(got), "*.w.example,a.example,b.example");
+
+    /* The sync's write: the caller vouches for a current version, no
+     * link is read again. */
+    UNIT_CASE("manifest written for known domains");
+    CHECK_EQ_INT(csy_store_manifest_write_known(store, pool,
+                                                list("b.example",
+                                                     "a.example", NULL)),
+                 APR_SUCCESS);
+    CHECK_STR(slurp(at("man/manifest"), pool, NULL),
+              "# certsync manifest v2\na.example live/a.example/current\n"
+              "b.example live/b.example/current\n");
 
     UNIT_CASE("manifest empty");
     CHECK_EQ_INT(csy_store_manifest_write(store, pool,
                                           list("none.example", NULL)),
                  APR_SUCCESS);
     CHECK_STR(slurp(at("man/manifest"), pool, NULL),
-              "# certsync manifest v1\n");
+              "# certsync manifest v2\n");
     CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_SUCCESS);
     CHECK_EQ_INT(got->nelts, 0);
+
+    /* A store written before version 2 keeps working: its v1 manifest
+     * (absolute certdirs) is read as it is, and the next write is v2. */
+    UNIT_CASE("manifest v1 of an upgraded store");
+    spit(at("man/manifest"), apr_pstrcat(pool, "# certsync manifest v1\n",
+                                         "a.example ", dir,
+                                         "/live/a.example/current\n",
+                                         "b.example ", dir,
+                                         "/live/b.example/current\n",
+                                         NULL));
+    CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_SUCCESS);
+    CHECK_STR(joined(got), "a.example,b.example");
+    {
+        cs_manifest_t *m = NULL;
+        const char *why;
+
+        CHECK_EQ_INT(csy_store_manifest_load(&m, &why, store, pool),
+                     APR_SUCCESS);
+        if (CHECK_EQ_INT(m->entries->nelts, 2)) {
+            CHECK_STR(APR_ARRAY_IDX(m->entries, 1, cs_manifest_entry_t)
+                      .certdir, apr_pstrcat(pool, dir,
+                                            "/live/b.example/current",
+                                            NULL));
+        }
+        spit(at("man/manifest"), "# certsync manifest v2\n"
+             "a.example live/a.example/current\n");
+        CHECK_EQ_INT(csy_store_manifest_load(&m, &why, store, pool),
+                     APR_SUCCESS);
+        if (CHECK_EQ_INT(m->entries->nelts, 1)) {
+            CHECK_STR(APR_ARRAY_IDX(m->entries, 0, cs_manifest_entry_t)
+                      .certdir, apr_pstrcat(pool, dir,
+                                            "/live/a.example/current",
+                                            NULL));
+        }
+    }
 
     UNIT_CASE("manifest comments");
     spit(at("man/manifest"), "# certsync manifest v1\n\n# a comment\n"
@@ -559,7 +607,7 @@ static void test_manifest(void)
     CHECK_STR(joined(got), "a.example,b.example");
 
     UNIT_CASE("manifest refused");
-    spit(at("man/manifest"), "# certsync manifest v2\na.example /x\n");
+    spit(at("man/manifest"), "# certsync manifest v3\na.example /x\n");
     CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_EINVAL);
     spit(at("man/manifest"), "a.example /x\n");
     CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_EINVAL);
@@ -606,7 +654,7 @@ static void test_manifest(void)
             CHECK_EQ_INT(APR_ARRAY_IDX(m->problems, 2,
                                        cs_manifest_problem_t).line, 6);
         }
-        spit(at("man/manifest"), "# certsync manifest v2\n");
+        spit(at("man/manifest"), "# certsync manifest v3\n");
         CHECK_EQ_INT(csy_store_manifest_load(&m, &why, store, pool),
                      APR_EINVAL);
         CHECK(why != NULL && strstr(why, "unsupported") != NULL);
@@ -664,6 +712,58 @@ static void test_unserve(void)
                  APR_SUCCESS);
     CHECK_EQ_INT(csy_store_manifest_read(&served, store, pool), APR_SUCCESS);
     CHECK_STR(joined(served), "old.example");
+}
+
+/*
+ * issue 18: at 1,000,000 domains the manifest (93 bytes a line in v1) was
+ * larger than the 64 MiB the reader accepted, so every cycle failed with
+ * "cannot prune the store" and "cannot read the store".  A v1 manifest of
+ * 800,000 lines (74 MB, written in large blocks: a second) is read whole
+ * and pruned against.
+ */
+static void test_manifest_large(void)
+{
+    csy_store_t *store = open_store("large");
+    apr_array_header_t *served = NULL;
+    const char *dir;
+    struct stat st;
+    FILE *f;
+    long i, n = 800000;
+
+    if (!store) {
+        return;
+    }
+    dir = csy_store_dir(store);
+    CHECK_EQ_INT(put(store, "d1.big.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "gone.example", "02"), APR_SUCCESS);
+    f = fopen(at("large/manifest"), "w");
+    if (!CHECK(f != NULL)) {
+        return;
+    }
+    setvbuf(f, NULL, _IOFBF, 1 << 20);
+    fputs("# certsync manifest v1\n", f);
+    for (i = 1; i <= n; i++) {
+        fprintf(f, "d%ld.big.example %s/live/d%ld.big.example/current\n", i,
+                dir, i);
+    }
+    CHECK(fclose(f) == 0);
+    UNIT_CASE("manifest larger than 64 MiB: read");
+    CHECK(stat(at("large/manifest"), &st) == 0
+          && st.st_size > 64 * 1024 * 1024);
+    CHECK_EQ_INT(csy_store_manifest_read(&served, store, pool), APR_SUCCESS);
+    if (CHECK_EQ_INT(served->nelts, (int)n)) {
+        CHECK_STR(APR_ARRAY_IDX(served, n - 1, const char *),
+                  "d800000.big.example");
+    }
+    UNIT_CASE("manifest larger than 64 MiB: prune goes by it");
+    CHECK_EQ_INT(csy_store_prune(store, pool, NULL), APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "d1.big.example"), "01");
+    CHECK(csy_store_current(store, pool, "gone.example") == NULL);
+    UNIT_CASE("manifest larger than 64 MiB: written again as v2");
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool, served), APR_SUCCESS);
+    CHECK_STR(slurp(at("large/manifest"), pool, NULL),
+              "# certsync manifest v2\n"
+              "d1.big.example live/d1.big.example/current\n");
 }
 
 static void test_cursor(void)
@@ -1371,6 +1471,7 @@ int main(void)
     test_manifest();
     test_cursor();
     test_unserve();
+    test_manifest_large();
     test_prune();
     test_validation();
     test_crash_random(at("crash"));

@@ -203,6 +203,15 @@ static void script(int status, const char *feed, int bundles_status,
 #define UPSERT_B8 "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\"," \
                   "\"op\":\"upsert\"}],\"next\":8,\"more\":false}"
 
+/* A handler that only notes the saved cursor at each request. */
+static apr_status_t watch_cursor(void *baton, cs_http_resp_t *resp,
+                                 const cs_http_req_t *req, apr_pool_t *p,
+                                 const char **err)
+{
+    APR_ARRAY_PUSH((apr_array_header_t *)baton, long) = (long)cursor();
+    return FAKE_HTTP_DECLINED;
+}
+
 static void test_bad_answers(void)
 {
     /* Each a failing cycle: what, the answers, what the error says. */
@@ -316,6 +325,37 @@ static void test_bad_answers(void)
         CHECK_STR(manifest(), "www.example.com");
         CHECK_EQ_INT(fake_http_count(fake), 2);
         CHECK_EQ_INT(fake_http_unanswered(fake), 0);
+    }
+
+    /* issue 18: the manifest and the cursor were saved after every page:
+     * a cold sync of N domains rewrote the whole manifest N / 1000 times.
+     * Now every CSY_CHECKPOINT_PAGES pages and at the end: the cursor on
+     * disk does not move while the pages of one cycle are read. */
+    UNIT_CASE("pages: the cursor is saved at the end, not after each page");
+    {
+        csy_result_t res;
+        apr_array_header_t *seen = apr_array_make(pool, 4, sizeof(long));
+        int k;
+
+        fake_http_reset(fake);
+        fake_http_handler(fake, watch_cursor, seen);
+        for (k = 9; k <= 11; k++) {
+            fake_http_answer(fake, "GET",
+                             apr_psprintf(pool, CS_URL "/v1/changes?since=%d"
+                                          "&limit=1000", k), 200, NULL,
+                             apr_psprintf(pool, "{\"changes\":[{\"seq\":%d,"
+                                          "\"domain\":\"gone%d.example.com\","
+                                          "\"op\":\"delete\"}],\"next\":%d,"
+                                          "\"more\":%s}", k + 1, k, k + 1,
+                                          k < 11 ? "true" : "false"));
+        }
+        CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+        CHECK_EQ_INT(cursor(), 12);
+        CHECK_EQ_INT(res.cursor_after, 12);
+        if (CHECK_EQ_INT(seen->nelts, 3)) {
+            CHECK_EQ_INT((int)APR_ARRAY_IDX(seen, 1, long), 9);
+            CHECK_EQ_INT((int)APR_ARRAY_IDX(seen, 2, long), 9);
+        }
     }
     (void)i;
 }

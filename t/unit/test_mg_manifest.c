@@ -16,7 +16,10 @@
 #include "mg_manifest.h"
 #include "unit.h"
 
-#define HDR CS_MANIFEST_HEADER "\n"
+/* Version 1: the same grammar as 2, but absolute certdirs only; most
+ * cases below hold for both. */
+#define HDR CS_MANIFEST_HEADER_V1 "\n"
+#define HDR2 CS_MANIFEST_HEADER_V2 "\n"
 
 static apr_pool_t *pool;
 
@@ -81,12 +84,12 @@ static void test_header(void)
     CHECK_EQ_INT(m->problems->nelts, 0);
 
     UNIT_CASE("header without newline");
-    m = parse(CS_MANIFEST_HEADER, &err);
+    m = parse(CS_MANIFEST_HEADER_V1, &err);
     CHECK_STR(err, NULL);
     CHECK_EQ_INT(m->entries->nelts, 0);
 
     UNIT_CASE("header with CRLF");
-    m = parse(CS_MANIFEST_HEADER "\r\na.example.com /c/a\r\n", &err);
+    m = parse(CS_MANIFEST_HEADER_V1 "\r\na.example.com /c/a\r\n", &err);
     CHECK_STR(err, NULL);
     if (CHECK_EQ_INT(m->entries->nelts, 1)) {
         CHECK_STR(entry(m, 0)->certdir, "/c/a");
@@ -98,9 +101,9 @@ static void test_header(void)
     CHECK_EQ_INT(m->entries->nelts, 0);
 
     UNIT_CASE("other version");
-    m = parse("# certsync manifest v2\na.example.com /c/a\n", &err);
+    m = parse("# certsync manifest v3\na.example.com /c/a\n", &err);
     CHECK(err && strstr(err, "unsupported manifest version "
-                        "'# certsync manifest v2'"));
+                        "'# certsync manifest v3'"));
     CHECK_EQ_INT(m->entries->nelts, 0);
 
     UNIT_CASE("no header");
@@ -117,7 +120,7 @@ static void test_header(void)
     CHECK(err && strstr(err, "not a certsync manifest"));
 
     UNIT_CASE("header with trailing space");
-    m = parse(CS_MANIFEST_HEADER " \n", &err);
+    m = parse(CS_MANIFEST_HEADER_V1 " \n", &err);
     CHECK(err != NULL);
 }
 
@@ -253,6 +256,293 @@ static void test_entries(void)
     bad_line("path in domain", "a/b.example.com /c", "'/'");
     bad_line("dotdot domain", "../etc /c", "empty label");
     bad_line("colon in domain", "a.example.com:443 /c", "':'");
+}
+
+/* A source of n generated v1 lines of about 100 bytes each, never held
+ * in memory: a manifest as large as one likes, cheaply. */
+typedef struct {
+    long n, next;
+    char line[160];
+    apr_size_t len, pos;
+    int header;
+    apr_size_t chunk;           /* most bytes per read */
+    apr_uint64_t bytes;
+} gen_t;
+
+static apr_status_t gen_read(void *baton, char *buf, apr_size_t *len)
+{
+    gen_t *g = baton;
+    apr_size_t got = 0, k;
+
+    if (g->chunk && *len > g->chunk) {
+        *len = g->chunk;
+    }
+    while (got < *len) {
+        if (g->pos == g->len) {
+            if (!g->header) {
+                g->len = (apr_size_t)apr_snprintf(g->line, sizeof(g->line),
+                                                  "%s\n",
+                                                  CS_MANIFEST_HEADER_V1);
+                g->header = 1;
+            }
+            else if (g->next < g->n) {
+                g->next++;
+                g->len = (apr_size_t)apr_snprintf(
+                    g->line, sizeof(g->line), "d%ld.big.example /var/lib/"
+                    "certsync/store-of-a-proxy/live/d%ld.big.example/"
+                    "current\n", g->next, g->next);
+            }
+            else {
+                break;
+            }
+            g->pos = 0;
+        }
+        k = g->len - g->pos;
+        if (k > *len - got) {
+            k = *len - got;
+        }
+        memcpy(buf + got, g->line + g->pos, k);
+        g->pos += k;
+        got += k;
+    }
+    g->bytes += got;
+    *len = got;
+    return APR_SUCCESS;
+}
+
+static void test_stream(void)
+{
+    const cs_manifest_entry_t *e;
+    const cs_manifest_problem_t *pr;
+    cs_manifest_reader_t *r;
+    apr_status_t rv;
+    apr_pool_t *p;
+    const char *why;
+    gen_t g;
+    long n = 0, bad = 0;
+    char *big, *text;
+
+    /* The old reader refused a file over 64 MiB as a whole: about 720,000
+     * store lines.  The stream has no limit: 900,000 lines of 86 to 88
+     * bytes (78 MB), in reads of odd sizes. */
+    UNIT_CASE("stream: a manifest larger than 64 MiB");
+    memset(&g, 0, sizeof(g));
+    g.n = 900000;
+    g.chunk = 65521;
+    apr_pool_create(&p, pool);
+    rv = cs_manifest_reader_create(&r, &why, p, gen_read, NULL, &g, NULL);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    CHECK_EQ_INT(rv == APR_SUCCESS ? cs_manifest_version(r) : 0, 1);
+    while (rv == APR_SUCCESS
+           && (rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
+        if (e && e->line == n + 2) {
+            n++;
+        }
+        else {
+            bad++;
+        }
+    }
+    CHECK_EQ_INT(rv, APR_EOF);
+    CHECK_EQ_INT(n, 900000);
+    CHECK_EQ_INT(bad, 0);
+    CHECK(g.bytes > (apr_uint64_t)64 * 1024 * 1024);
+    apr_pool_destroy(p);
+
+    UNIT_CASE("stream: one byte at a time is the same parse");
+    memset(&g, 0, sizeof(g));
+    g.n = 300;
+    g.chunk = 1;
+    apr_pool_create(&p, pool);
+    n = 0;
+    rv = cs_manifest_reader_create(&r, &why, p, gen_read, NULL, &g, NULL);
+    while (rv == APR_SUCCESS
+           && (rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
+        n += e != NULL;
+        if (e && e->line == 301) {
+            CHECK_STR(e->certdir, "/var/lib/certsync/store-of-a-proxy/live/"
+                      "d300.big.example/current");
+        }
+    }
+    CHECK_EQ_INT(rv, APR_EOF);
+    CHECK_EQ_INT(n, 300);
+    apr_pool_destroy(p);
+
+    /* A line over CS_MANIFEST_LINE_MAX is skipped without being held:
+     * a problem unless it is a comment or blank; the next line reads. */
+    UNIT_CASE("stream: lines longer than 4096 bytes");
+    big = apr_palloc(pool, 10000);
+    memset(big, 'x', 9999);
+    big[9999] = '\0';
+    memcpy(big, "long.example.com /", 18);
+    text = apr_pstrcat(pool, HDR2, big, "\n#", big, "\n", NULL);
+    memset(big, ' ', 9999);
+    text = apr_pstrcat(pool, text, big, "\r\nok.example.com /c/ok\n",
+                       NULL);
+    {
+        cs_manifest_t *m;
+
+        CHECK_STR(cs_manifest_parse(&m, pool, text, strlen(text)), NULL);
+        if (CHECK_EQ_INT(m->problems->nelts, 1)) {
+            CHECK_EQ_INT(problem(m, 0)->line, 2);
+            CHECK_STR(problem(m, 0)->domain, "long.example.com");
+            CHECK(strstr(problem(m, 0)->reason, "longer than 4096"));
+        }
+        if (CHECK_EQ_INT(m->entries->nelts, 1)) {
+            CHECK_STR(entry(m, 0)->domain, "ok.example.com");
+            CHECK_EQ_INT(entry(m, 0)->line, 5);
+        }
+    }
+}
+
+/* Version 2: certdirs relative to the manifest's directory. */
+static void test_v2(void)
+{
+    const cs_manifest_entry_t *e;
+    const cs_manifest_problem_t *pr;
+    cs_manifest_reader_t *r;
+    cs_manifest_t *m;
+    apr_array_header_t *list;
+    cs_manifest_entry_t *x;
+    const char *err, *dir, *path, *text;
+    apr_status_t rv;
+    FILE *f;
+
+    UNIT_CASE("v2: relative and absolute certdirs");
+    m = parse(HDR2 "a.example.com live/a.example.com/current\n"
+              "b.example.com /abs/b\n"
+              "c.example.com ./c\n", &err);
+    CHECK_STR(err, NULL);
+    CHECK_EQ_INT(m->problems->nelts, 0);
+    if (CHECK_EQ_INT(m->entries->nelts, 3)) {
+        /* In memory there is no directory: left as written. */
+        CHECK_STR(entry(m, 0)->certdir, "live/a.example.com/current");
+        CHECK_STR(entry(m, 1)->certdir, "/abs/b");
+        CHECK_STR(entry(m, 0)->name, "a.example.com");
+    }
+
+    UNIT_CASE("v2: a file's relative certdirs are under its directory");
+    dir = apr_psprintf(pool, "/tmp/test_mg_manifest.%ld", (long)getpid());
+    mkdir(dir, 0700);
+    path = apr_pstrcat(pool, dir, "/manifest", NULL);
+    f = fopen(path, "w");
+    fputs(HDR2 "A.Example.com live/a.example.com/current\n"
+          "b.example.com /abs/b\n"
+          "bad_name live/x\n", f);
+    fclose(f);
+    rv = cs_manifest_open(&r, &err, pool, path);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    if (rv == APR_SUCCESS) {
+        CHECK_EQ_INT(cs_manifest_version(r), 2);
+        CHECK_EQ_INT(cs_manifest_next(&e, &pr, r), APR_SUCCESS);
+        if (CHECK(e != NULL)) {
+            CHECK_STR(e->certdir, apr_pstrcat(pool, dir,
+                                              "/live/a.example.com/current",
+                                              NULL));
+            CHECK_STR(e->domain, "A.Example.com");
+            CHECK_STR(e->name, "a.example.com");
+        }
+        CHECK_EQ_INT(cs_manifest_next(&e, &pr, r), APR_SUCCESS);
+        if (CHECK(e != NULL)) {
+            CHECK_STR(e->certdir, "/abs/b");
+        }
+        CHECK_EQ_INT(cs_manifest_next(&e, &pr, r), APR_SUCCESS);
+        CHECK(e == NULL && pr != NULL && pr->line == 4);
+        CHECK_EQ_INT(cs_manifest_next(&e, &pr, r), APR_EOF);
+    }
+
+    UNIT_CASE("v2: a file that changes size while read");
+    f = fopen(path, "w");
+    fputs(HDR2 "a.example.com live/a\n", f);
+    fclose(f);
+    rv = cs_manifest_open(&r, &err, pool, path);
+    f = fopen(path, "a");
+    fputs("b.example.com live/b\n", f);
+    fclose(f);
+    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        /* The first read had the whole (small) file; its next read sees
+         * more than the size it was opened with. */
+        while ((rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
+        }
+        CHECK_EQ_INT(rv, APR_EAGAIN);
+    }
+
+    /* Sorted (as mod_certsync writes): no index; the first name out of
+     * order indexes what came before in a second pass (seek), and the
+     * reader goes on where it was. */
+    UNIT_CASE("v2: duplicates after the names go out of order (file)");
+    f = fopen(path, "w");
+    fputs(HDR2 "b.example.com /c\nc.example.com /c\nc.example.com /c2\n"
+          "a.example.com /c\nB.example.com /c\nc.example.com /c\n"
+          "d.example.com /c\n", f);
+    fclose(f);
+    rv = cs_manifest_open(&r, &err, pool, path);
+    if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        const char *got = "";
+
+        while ((rv = cs_manifest_next(&e, &pr, r)) == APR_SUCCESS) {
+            got = e ? apr_psprintf(pool, "%s %d:%s", got, e->line, e->name)
+                    : apr_psprintf(pool, "%s %d!%s", got, pr->line,
+                                   pr->reason);
+        }
+        CHECK_EQ_INT(rv, APR_EOF);
+        CHECK_STR(got, " 2:b.example.com 3:c.example.com"
+                  " 4!duplicate domain, first listed on line 3"
+                  " 5:a.example.com"
+                  " 6!duplicate domain, first listed on line 2"
+                  " 7!duplicate domain, first listed on line 3"
+                  " 8:d.example.com");
+    }
+    UNIT_CASE("v2: duplicates after the names go out of order (memory)");
+    m = parse(HDR2 "b.example.com /c\nc.example.com /c\nc.example.com /c2\n"
+              "a.example.com /c\nB.example.com /c\nc.example.com /c\n"
+              "d.example.com /c\n", &err);
+    CHECK_EQ_INT(m->entries->nelts, 4);
+    if (CHECK_EQ_INT(m->problems->nelts, 3)) {
+        CHECK_EQ_INT(problem(m, 1)->line, 6);
+        CHECK(strstr(problem(m, 1)->reason, "line 2") != NULL);
+    }
+
+    UNIT_CASE("v2: a relative certdir too long once made absolute");
+    {
+        char rel[1011];
+
+        memset(rel, 'r', sizeof(rel) - 1);
+        rel[sizeof(rel) - 1] = '\0';
+        f = fopen(path, "w");
+        fprintf(f, HDR2 "a.example.com %s\n", rel);
+        fclose(f);
+        rv = cs_manifest_open(&r, &err, pool, path);
+        if (CHECK_EQ_INT(rv, APR_SUCCESS)) {
+            CHECK_EQ_INT(cs_manifest_next(&e, &pr, r), APR_SUCCESS);
+            CHECK(e == NULL && pr && strstr(pr->reason, "once made absolute"));
+        }
+    }
+
+    UNIT_CASE("v2: not a regular file, missing");
+    CHECK_EQ_INT(cs_manifest_open(&r, &err, pool, dir), APR_EINVAL);
+    CHECK(err == NULL);
+    CHECK(APR_STATUS_IS_ENOENT(cs_manifest_open(&r, &err, pool,
+                                                apr_pstrcat(pool, dir,
+                                                            "/none",
+                                                            NULL))));
+    unlink(path);
+    rmdir(dir);
+
+    UNIT_CASE("v2: the writer writes v2, relative certdirs allowed");
+    list = apr_array_make(pool, 2, sizeof(cs_manifest_entry_t));
+    x = apr_array_push(list);
+    memset(x, 0, sizeof(*x));
+    x->domain = "a.example.com";
+    x->certdir = "live/a.example.com/current";
+    text = cs_manifest_text(&err, pool, list);
+    CHECK_STR(text, CS_MANIFEST_HEADER_V2 "\n"
+              "a.example.com live/a.example.com/current\n");
+    x = apr_array_push(list);
+    memset(x, 0, sizeof(*x));
+    x->domain = "b.example.com";
+    x->certdir = "live/b c";
+    CHECK(cs_manifest_text(&err, pool, list) == NULL);
+    CHECK(err && strstr(err, "entry 2"));
 }
 
 static void test_domains(void)
@@ -433,6 +723,8 @@ int main(void)
 
     test_header();
     test_entries();
+    test_v2();
+    test_stream();
     test_domains();
     test_printable();
     test_files();
