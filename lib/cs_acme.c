@@ -151,6 +151,10 @@ apr_status_t acme_http(acme_resp_t *r, cs_acme_t *a, apr_pool_t *p,
     req.headers = hdrs;
     req.body = body;
     req.body_len = body ? strlen(body) : 0;
+    if (acme_stopping(a)) {
+        *err = "stopped (the server is shutting down)";
+        return APR_EINTR;
+    }
     a->stats.requests++;
     rv = cs_http_send(a->http, &resp, &req, p, err);
     if (rv == APR_EINVAL) {

@@ -27,7 +27,10 @@ static void wait_for(cs_acme_t *a, apr_int64_t retry_after)
     if (s > 10) {
         s = 10;
     }
-    apr_sleep(apr_time_from_sec(s));
+    /* In slices, so that a stop (conf.stop) is not kept waiting. */
+    for (s *= 10; s > 0 && !acme_stopping(a); s--) {
+        apr_sleep(apr_time_from_msec(100));
+    }
 }
 
 /* POST-as-GET url until its status is not one of the waiting ones. */

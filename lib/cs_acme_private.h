@@ -63,6 +63,12 @@ int acme_url_ok(const char *url);
  * p.  NULL for NULL. */
 const char *acme_ca_text(apr_pool_t *p, const char *s, apr_size_t max);
 
+/* Whether the caller asked the client to stop (conf.stop). */
+static APR_INLINE int acme_stopping(const cs_acme_t *a)
+{
+    return a->conf.stop && *a->conf.stop;
+}
+
 /* err cut to ACME_ERR_TEXT_MAX bytes at a character (a copy from p if
  * it must be cut); NULL for NULL. */
 const char *acme_cut_err(apr_pool_t *p, const char *err);

@@ -12,6 +12,7 @@
 #include "mod_certservice_private.h"
 
 #include "http_core.h"
+#include "apr_atomic.h"
 #include "http_request.h"
 
 static int cs_post_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -48,9 +49,61 @@ static int cs_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     return cs_notify_post_config(pconf, main_s);
 }
 
+/*
+ * Watchdog threads (the ACME workers, the notification sender) hold a
+ * mod_dbd connection while they work.  mod_watchdog joins its threads
+ * only when the process ends, after the child's pool, and mod_dbd's
+ * connection pool in it, is gone; destroying that pool while a
+ * connection is out aborts the child (apr_reslist's assertion).  So the
+ * child's pool first asks them to stop and waits, a bounded time, until
+ * every connection is given back.
+ */
+volatile apr_uint32_t cs_wd_stop;
+static volatile apr_uint32_t cs_wd_busy;
+
+int cs_wd_enter(void)
+{
+    apr_atomic_inc32(&cs_wd_busy);
+    if (apr_atomic_read32(&cs_wd_stop)) {
+        apr_atomic_dec32(&cs_wd_busy);
+        return 0;
+    }
+    return 1;
+}
+
+void cs_wd_leave(void)
+{
+    apr_atomic_dec32(&cs_wd_busy);
+}
+
+static apr_status_t cs_wd_child_exit(void *data)
+{
+    server_rec *s = data;
+    int i;
+
+    apr_atomic_set32(&cs_wd_stop, 1);
+    for (i = 0; i < CS_WD_EXIT_WAIT * 100 && apr_atomic_read32(&cs_wd_busy);
+         i++) {
+        apr_sleep(apr_time_from_msec(10));
+    }
+    if (apr_atomic_read32(&cs_wd_busy)) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, CSLOGNO(00035)
+                     "%u worker thread(s) still hold a database connection "
+                     "after %d s at the child's exit",
+                     apr_atomic_read32(&cs_wd_busy), CS_WD_EXIT_WAIT);
+    }
+    return APR_SUCCESS;
+}
+
+static void cs_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    apr_pool_pre_cleanup_register(pchild, s, cs_wd_child_exit);
+}
+
 static void cs_register_hooks(apr_pool_t *p)
 {
     ap_hook_post_config(cs_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(cs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(cs_handler, NULL, NULL, APR_HOOK_MIDDLE);
     /* TRACE on the API goes to the handler, not to http_core's echo
      * (mod_certservice_api.c). */

@@ -167,6 +167,7 @@ static apr_status_t cs_worker_client(cs_acme_t **acme, cs_worker_t *w,
         ac.challenges |= CS_ACME_DNS01;
     }
     ac.eab = eab;
+    ac.stop = &cs_wd_stop;     /* the child's exit (mod_certservice.c) */
     return cs_acme_create(acme, w->pool, &ac);
 }
 
@@ -312,7 +313,11 @@ static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
         return APR_SUCCESS;
     }
     cs_check_profile(w);
+    if (!cs_wd_enter()) {
+        return APR_SUCCESS;             /* the child is exiting */
+    }
     if (!(dbd = cs_dbd_open(wdp, w->s))) {
+        cs_wd_leave();
         return APR_SUCCESS;
     }
     memset(&db, 0, sizeof(db));
@@ -325,6 +330,7 @@ static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
                          "acme: database schema: %s",
                          cs_store_error(&db, wdp, rv));
             cs_dbd_close(w->s, dbd);
+            cs_wd_leave();
             return APR_SUCCESS;
         }
         *w->conf->schema_ready = 1;
@@ -342,8 +348,9 @@ static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
         cs_log_outcome(w, domain, &out);
         cs_notify_outcome(w, &db, jp, domain, &out);
         apr_pool_destroy(jp);
-    } while (apr_time_now() < until);
+    } while (apr_time_now() < until && !cs_wd_stop);
     cs_dbd_close(w->s, dbd);
+    cs_wd_leave();
     return APR_SUCCESS;
 }
 

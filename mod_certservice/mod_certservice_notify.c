@@ -449,7 +449,11 @@ static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
     if (!n->pool && cs_notify_init(n) != APR_SUCCESS) {
         return APR_SUCCESS;
     }
+    if (!cs_wd_enter()) {
+        return APR_SUCCESS;             /* the child is exiting */
+    }
     if (!(dbd = cs_dbd_open(wdp, n->s))) {
+        cs_wd_leave();
         return APR_SUCCESS;
     }
     memset(&db, 0, sizeof(db));
@@ -459,6 +463,7 @@ static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
     if (!*n->conf->schema_ready) {
         if ((rv = cs_store_schema(&db, wdp)) != APR_SUCCESS) {
             cs_dbd_close(n->s, dbd);
+            cs_wd_leave();
             return APR_SUCCESS;
         }
         *n->conf->schema_ready = 1;
@@ -476,7 +481,8 @@ static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
                          cs_store_error(&db, jp, rv));
             break;
         }
-        for (i = 0; i < due->nelts && apr_time_now() < until; i++) {
+        for (i = 0; i < due->nelts && apr_time_now() < until && !cs_wd_stop;
+             i++) {
             const cs_outbox_t *o = &APR_ARRAY_IDX(due, i, cs_outbox_t);
 
             if (cs_notify_claim(&claimed, &db, jp, o->id, o->sink, n->owner,
@@ -488,9 +494,10 @@ static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
             }
         }
         apr_pool_clear(jp);
-    } while (worked && apr_time_now() < until);
+    } while (worked && apr_time_now() < until && !cs_wd_stop);
     apr_pool_destroy(jp);
     cs_dbd_close(n->s, dbd);
+    cs_wd_leave();
     return APR_SUCCESS;
 }
 

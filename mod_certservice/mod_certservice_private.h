@@ -186,6 +186,18 @@ typedef struct {
     volatile int *schema_ready; /* not merged: per server, see above */
 } cs_conf_t;
 
+/* --- mod_certservice.c: watchdog threads at the child's exit ---------- */
+
+/** Seconds the child's exit waits for the watchdog threads' database
+ * connections. */
+#define CS_WD_EXIT_WAIT 10
+/** Non-zero once the child exits: the ACME client's stop flag. */
+extern volatile apr_uint32_t cs_wd_stop;
+/** Around a watchdog callback's use of a mod_dbd connection: 0 when the
+ * child is exiting (then do nothing, and no cs_wd_leave()). */
+int cs_wd_enter(void);
+void cs_wd_leave(void);
+
 /* --- mod_certservice_config.c ----------------------------------------- */
 
 extern const command_rec cs_cmds[];

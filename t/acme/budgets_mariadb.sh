@@ -137,7 +137,7 @@ okif $? "... each made some"
 cs_req admin "$port_A" GET /v1/acme/cas
 jqb -e '[.budgets[].name] | index("orders:all") != null' >/dev/null
 okif $? "GET /v1/acme/cas lists the budgets: $(jqb -c '[.budgets[] | {name, count}]' | head -c 300)"
-errs=$(grep -h -E '\[(crit|alert|emerg)\]|Segmentation' "$tmp/A/logs/error_log" \
+errs=$(grep -h -E '\[(crit|alert|emerg)\]|exit signal|Segmentation' "$tmp/A/logs/error_log" \
     "$tmp/B/logs/error_log" | head -5)
 is "$errs" "" "no crash or critical line in the error logs"
 echo "$npass passed, $nfail failed"

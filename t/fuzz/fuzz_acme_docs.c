@@ -24,7 +24,8 @@
  *  - the account URL (kid) is the newAccount answer's Location and an
  *    https URL; the client's nonce is empty or valid;
  *  - a Retry-After is within 0..7 days; a rate limit (APR_EAGAIN) has
- *    one of at least a second; waits between polls are 1..10 s;
+ *    one of at least a second; waits between polls are 1..10 s (slept
+ *    in slices of 100 ms, so that a stop is not kept waiting);
  *  - results are one of the documented statuses; an error has a text,
  *    valid UTF-8, without control characters, at most 1023 bytes; log
  *    lines likewise;
@@ -108,7 +109,8 @@ typedef struct {
     const char *last_url;
     apr_array_header_t *chains; /* bodies served as a chain: body_t */
     int published;              /* challenge answers up */
-    int waits;
+    int waits;                  /* 100 ms slices slept */
+    int slices;                 /* ... since the last request */
 } ca_t;
 
 static ca_t *ca;                /* the current input's (the sleep hook) */
@@ -116,9 +118,10 @@ static ca_t *ca;                /* the current input's (the sleep hook) */
 /* The client's poll waits come here (see the top of this file). */
 void apr_sleep(apr_interval_time_t t)
 {
-    REQUIRE(t >= apr_time_from_sec(1) && t <= apr_time_from_sec(10));
+    REQUIRE(t == apr_time_from_msec(100));
     if (ca) {
         ca->waits++;
+        ca->slices++;
     }
 }
 
@@ -262,6 +265,9 @@ static apr_status_t ca_send(void *baton, cs_http_resp_t *resp,
 
     (void)baton;
     ca->requests++;
+    /* A wait before this request: 1..10 s in all. */
+    REQUIRE(ca->slices == 0 || (ca->slices >= 10 && ca->slices <= 100));
+    ca->slices = 0;
     REQUIRE(url_ok(req->url));
     REQUIRE(strcmp(req->method, "GET") == 0
             || strcmp(req->method, "HEAD") == 0

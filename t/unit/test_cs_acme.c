@@ -955,6 +955,31 @@ static void test_challenge_choice(void)
     CHECK_EQ_INT(fake_http_count_of(f, "POST", CA "/chal/d"), 0);
 }
 
+static void test_stop(void)
+{
+    fake_http_t *f = fake_http_create(pool);
+    volatile apr_uint32_t stop = 0;
+    cs_acme_conf_t conf;
+    cs_acme_t *acme;
+    const char *err = NULL, *kid = NULL;
+
+    UNIT_CASE("stop: a client asked to stop sends nothing more (EINTR)");
+    fake_http_answer(f, "GET", CA "/dir", 200, NULL, DIR_JSON);
+    memset(&conf, 0, sizeof(conf));
+    conf.directory_url = CA "/dir";
+    conf.http = fake_http_transport(f);
+    conf.stop = &stop;
+    if (!CHECK_EQ_INT(cs_acme_create(&acme, pool, &conf), APR_SUCCESS)) {
+        return;
+    }
+    CHECK_EQ_INT(cs_acme_directory(acme, &err), APR_SUCCESS);
+    stop = 1;
+    CHECK_EQ_INT(cs_acme_account(&kid, acme, account_key, NULL, &err),
+                 APR_EINTR);
+    CHECK(err && strstr(err, "stopped"));
+    CHECK_EQ_INT(fake_http_count(f), 1);
+}
+
 int main(void)
 {
     apr_initialize();
@@ -974,6 +999,7 @@ int main(void)
     test_precheck_dns();
     test_eab();
     test_challenge_choice();
+    test_stop();
     apr_pool_destroy(pool);
     apr_terminate();
     return unit_summary();
