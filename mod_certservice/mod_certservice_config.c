@@ -453,6 +453,55 @@ static apr_status_t cs_eab_cleanse(void *data)
     return APR_SUCCESS;
 }
 
+static apr_status_t cs_cleanse_text(void *data)
+{
+    char *text = data;
+
+    OPENSSL_cleanse(text, strlen(text));
+    return APR_SUCCESS;
+}
+
+/* A secret (what: "MAC key", "TSIG key") from file, read at startup, as
+ * root, from a file only its owner may read or change; *text (at most
+ * 4 KiB, NUL-terminated) from cmd->temp_pool, which cleanses it when the
+ * configuration has been read.  NULL, or the error naming the directive
+ * and the file. */
+const char *cs_read_secret_file(cmd_parms *cmd, const char *what,
+                                const char *file, char **text,
+                                apr_size_t *len)
+{
+    const char *path = ap_server_root_relative(cmd->pool, file);
+    apr_finfo_t fi;
+    apr_status_t rv;
+    char ebuf[120];
+
+    if (!path) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a valid path",
+                            cmd->cmd->name, file);
+    }
+    if ((rv = apr_stat(&fi, path, APR_FINFO_PROT | APR_FINFO_TYPE,
+                       cmd->temp_pool)) != APR_SUCCESS
+        && !APR_STATUS_IS_INCOMPLETE(rv)) {
+        return apr_psprintf(cmd->pool, "%s: cannot read the %s file '%s': "
+                            "%s", cmd->cmd->name, what, path,
+                            apr_strerror(rv, ebuf, sizeof(ebuf)));
+    }
+    if (fi.protection & (APR_GREAD | APR_GWRITE | APR_WREAD | APR_WWRITE)) {
+        return apr_psprintf(cmd->pool, "%s: the %s file '%s' may be read or "
+                            "changed by its group or others: make it "
+                            "readable by its owner only (chmod 600 or 400)",
+                            cmd->cmd->name, what, path);
+    }
+    if ((rv = cs_file_read(text, len, cmd->temp_pool, path, 4096))) {
+        return apr_psprintf(cmd->pool, "%s: cannot read the %s file '%s': "
+                            "%s", cmd->cmd->name, what, path,
+                            apr_strerror(rv, ebuf, sizeof(ebuf)));
+    }
+    apr_pool_cleanup_register(cmd->temp_pool, *text, cs_cleanse_text,
+                              apr_pool_cleanup_null);
+    return NULL;
+}
+
 /* KEY-ID KEY-FILE [HS256|HS384|HS512]: the MAC key is read here, at
  * startup, as root, from a file only its owner can read; it lives in the
  * configuration's memory (cleansed with it) and is written nowhere. */
@@ -464,12 +513,10 @@ static const char *cs_set_acme_eab(cmd_parms *cmd, void *dummy,
     const char *path = ap_server_root_relative(cmd->pool, file), *err;
     unsigned char *key;
     apr_size_t key_len, len;
-    apr_finfo_t fi;
     apr_status_t rv;
     char *text;
     cs_eab_t *eab;
     const unsigned char *c;
-    char ebuf[120];
 
     for (c = (const unsigned char *)kid; *c > 0x20 && *c < 0x7F; c++) {
     }
@@ -492,27 +539,8 @@ static const char *cs_set_acme_eab(cmd_parms *cmd, void *dummy,
         }
         alg = upper;
     }
-    if (!path) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a valid path",
-                            cmd->cmd->name, file);
-    }
-    if ((rv = apr_stat(&fi, path, APR_FINFO_PROT | APR_FINFO_TYPE,
-                       cmd->temp_pool)) != APR_SUCCESS
-        && !APR_STATUS_IS_INCOMPLETE(rv)) {
-        return apr_psprintf(cmd->pool, "%s: cannot read the MAC key file "
-                            "'%s': %s", cmd->cmd->name, path,
-                            apr_strerror(rv, ebuf, sizeof(ebuf)));
-    }
-    if (fi.protection & (APR_GREAD | APR_GWRITE | APR_WREAD | APR_WWRITE)) {
-        return apr_psprintf(cmd->pool, "%s: the MAC key file '%s' may be "
-                            "read or changed by its group or others: make "
-                            "it readable by its owner only (chmod 600 or "
-                            "400)", cmd->cmd->name, path);
-    }
-    if ((rv = cs_file_read(&text, &len, cmd->temp_pool, path, 4096))) {
-        return apr_psprintf(cmd->pool, "%s: cannot read the MAC key file "
-                            "'%s': %s", cmd->cmd->name, path,
-                            apr_strerror(rv, ebuf, sizeof(ebuf)));
+    if ((err = cs_read_secret_file(cmd, "MAC key", file, &text, &len))) {
+        return err;
     }
     rv = cs_eab_key_decode(&key, &key_len, cmd->pool, text, &err);
     OPENSSL_cleanse(text, len);

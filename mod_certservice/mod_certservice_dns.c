@@ -60,39 +60,15 @@ static apr_status_t cs_dns_cleanse(void *data)
 static const char *cs_dns_read_key(cmd_parms *cmd, const char *file,
                                    const char **secret, const char **alg)
 {
-    const char *path = ap_server_root_relative(cmd->pool, file);
-    apr_finfo_t fi;
-    apr_status_t rv;
+    const char *path = ap_server_root_relative(cmd->pool, file), *err;
     apr_size_t len, n;
     unsigned char *raw;
     char *text, *s, *e, *a;
-    char ebuf[120];
 
     *alg = NULL;
-    if (!path) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a valid path",
-                            cmd->cmd->name, file);
+    if ((err = cs_read_secret_file(cmd, "TSIG key", file, &text, &len))) {
+        return err;
     }
-    if ((rv = apr_stat(&fi, path, APR_FINFO_PROT | APR_FINFO_TYPE,
-                       cmd->temp_pool)) != APR_SUCCESS
-        && !APR_STATUS_IS_INCOMPLETE(rv)) {
-        return apr_psprintf(cmd->pool, "%s: cannot read the TSIG key file "
-                            "'%s': %s", cmd->cmd->name, path,
-                            apr_strerror(rv, ebuf, sizeof(ebuf)));
-    }
-    if (fi.protection & (APR_GREAD | APR_GWRITE | APR_WREAD | APR_WWRITE)) {
-        return apr_psprintf(cmd->pool, "%s: the TSIG key file '%s' may be "
-                            "read or changed by its group or others: make "
-                            "it readable by its owner only (chmod 600 or "
-                            "400)", cmd->cmd->name, path);
-    }
-    if ((rv = cs_file_read(&text, &len, cmd->temp_pool, path, 4096))) {
-        return apr_psprintf(cmd->pool, "%s: cannot read the TSIG key file "
-                            "'%s': %s", cmd->cmd->name, path,
-                            apr_strerror(rv, ebuf, sizeof(ebuf)));
-    }
-    apr_pool_cleanup_register(cmd->temp_pool, text, cs_dns_cleanse,
-                              apr_pool_cleanup_null);
     s = text;
     if ((a = strstr(text, "secret"))) {
         /* key "name" { algorithm hmac-sha256; secret "..."; }; */

@@ -199,6 +199,10 @@ int cs_wd_enter(void);
 void cs_wd_leave(void);
 
 /* --- mod_certservice_config.c ----------------------------------------- */
+/** A secret from an owner-only file, for a directive (see there). */
+const char *cs_read_secret_file(cmd_parms *cmd, const char *what,
+                                const char *file, char **text,
+                                apr_size_t *len);
 
 extern const command_rec cs_cmds[];
 void *cs_create_server_config(apr_pool_t *p, server_rec *s);
