@@ -37,12 +37,20 @@ if [ "$(id -u)" = 0 ]; then
     if ! id -u "$TEST_USER" >/dev/null 2>&1; then
         useradd --create-home --shell /bin/bash "$TEST_USER"
     fi
+    # t/acme/dns01.sh's secondary name server listens on 127.0.0.2, and
+    # named listens only on an interface's addresses: on lo for the run
+    # (127.0.0.0/8 is routed to lo anyway), removed after.
+    added_lo=
+    if ! ip -4 addr show dev lo | grep -q 'inet 127\.0\.0\.2/'; then
+        ip addr add 127.0.0.2/32 dev lo && added_lo=1
+    fi
     work=$(mktemp -d /tmp/certsuite-test.XXXXXX)
     # The copy ends up holding keys (Apache-Test's t/certservice/pki, and
     # whatever a suite cut short leaves): removed on every way out, or
     # kept and named with CERTSUITE_KEEP (as each suite's own directory).
     # shellcheck disable=SC2154
     trap 'rc=$?; trap - EXIT; trap "" INT TERM HUP
+          [ -z "$added_lo" ] || ip addr del 127.0.0.2/32 dev lo
           if [ -n "${CERTSUITE_KEEP:-}" ]; then echo "== kept $work"
           else rm -rf "$work"; fi; exit $rc' EXIT
     trap 'exit 130' INT

@@ -121,7 +121,8 @@ zone_file() { # ZONE EXTRA: SOA, NS ns1 (127.0.0.1), EXTRA lines
 # named listens only on addresses of an interface: the secondary needs
 # 127.0.0.2 on lo (added as root for the run, removed after; nothing
 # else changes: 127.0.0.0/8 is routed to lo anyway).  Without it, no
-# secondary (and one check says so).
+# secondary (a check skipped says so; build/test.sh as root adds it for
+# the whole suite).
 nservers=1
 if ip -4 addr show dev lo 2>/dev/null | grep -q 'inet 127\.0\.0\.2/'; then
     nservers=2
@@ -210,7 +211,8 @@ ns_up || bail "named did not start: $(tail -n 5 "$tmp/ns1/named.log" "$tmp/ns2/n
 if [ "$nservers" = 2 ]; then
     ok "BIND 9 started: primary 127.0.0.1:$dns_port, secondary of wild.test 127.0.0.2:$dns_port ($(named -v))"
 else
-    notok "BIND 9 started with a secondary (127.0.0.2 is not on lo and we are not root to add it)"
+    # build/test.sh puts 127.0.0.2 on lo for the run: CI has the secondary.
+    ok "1: # SKIP no secondary: 127.0.0.2 is not on lo and we are not root to add it (ip addr add 127.0.0.2/32 dev lo)"
 fi
 
 # --- pebble -------------------------------------------------------------------

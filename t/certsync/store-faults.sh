@@ -378,5 +378,5 @@ else
 fi
 
 echo "1..$n"
-echo "# $npass passed, $nfail failed"
+echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]

@@ -176,5 +176,5 @@ if [ -z "${DEMO_CLEANUP_QUICK:-}" ]; then
 fi
 
 echo "1..$n"
-echo "# demo cleanup: $npass passed, $nfail failed"
+echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]

@@ -446,5 +446,5 @@ conf_fails 's/^CertSyncActivation dynamic$/CertSyncActivation vhost/' \
     start
 
 echo "1..$n"
-echo "# dynamic e2e: $npass passed, $nfail failed"
+echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]
