@@ -4,8 +4,9 @@
  *
  * Log tags used here (mod_certservice_private.h keeps the next free one):
  * CS00013, CS00015 ... CS00018, CS00021, CS00031 ... CS00034, CS00040,
- * CS00043 ... CS00049 (several CAs); tls-alpn-01: CS00100 ... CS00102;
- * dns-01: CS00095 ... CS00097.
+ * CS00043 ... CS00049 (several CAs) but those of cs_acme_cas.c.  The
+ * challenge responders are in cs_acme_challenge.c, the CAs' health and
+ * budgets in cs_acme_cas.c.
  */
 #include <stdarg.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 #include <apr_time.h>
 #include <openssl/sha.h>
 
-#include "cs_acme_drive.h"
+#include "cs_acme_drive_private.h"
 #include "cs_crypto.h"
 #include "cs_jws.h"
 #include "cs_psl.h"
@@ -22,53 +23,8 @@
 #include "cs_service.h"
 #include "cs_x509.h"
 
-/* One account at one CA: its client, its rows in the database, and
- * whether it is registered since the last failure (the key in use and
- * the sealed form it came from, both in key_pool, under the drive's
- * pool). */
-typedef struct {
-    const cs_acme_ops_t *ops;
-    void *client;
-    const char *key;            /* its cs_acme_accounts row */
-    const char *limiter;        /* its new-order budget's row */
-    int account_ok;
-    apr_pool_t *key_pool;
-    const char *account_cms;
-} drive_acct_t;
-
-typedef struct {
-    cs_acme_ca_t conf;
-    int index;
-    apr_array_header_t *accts;  /* drive_acct_t * */
-    int next_acct;              /* the next order's first try */
-} drive_ca_t;
-
-struct cs_acme_drive_t {
-    apr_pool_t *pool;           /* the worker's */
-    cs_acme_policy_t policy;
-    const char *owner;
-    const cs_acme_ops_t *ops;
-    void *client;
-    cs_log_fn *log;
-    void *log_baton;
-    apr_int64_t (*now)(void *baton);
-    void *now_baton;
-    /* The CAs in order (drive_ca_t), each with its accounts; the account
-     * in use (d->ops and d->client are its). */
-    apr_array_header_t *cas;
-    drive_acct_t *acct;
-    /* During a job, for the challenge responder. */
-    cs_db_t *db;
-    apr_pool_t *jp;
-    const char *dns_err;        /* why dns-01 could not be published */
-};
-
-static void drive_log(cs_acme_drive_t *d, cs_log_level_t level,
-                      const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void drive_log(cs_acme_drive_t *d, cs_log_level_t level,
-                      const char *fmt, ...)
+void cs_drive_log(cs_acme_drive_t *d, cs_log_level_t level,
+                  const char *fmt, ...)
 {
     char buf[1024];
     va_list ap;
@@ -82,7 +38,7 @@ static void drive_log(cs_acme_drive_t *d, cs_log_level_t level,
     d->log(d->log_baton, level, buf);
 }
 
-static apr_int64_t drive_now(cs_acme_drive_t *d)
+apr_int64_t cs_drive_now(cs_acme_drive_t *d)
 {
     return d->now ? d->now(d->now_baton) : apr_time_sec(apr_time_now());
 }
@@ -270,108 +226,6 @@ apr_int64_t cs_acme_retry_delay(const cs_acme_policy_t *policy,
     return retry_after > when ? retry_after : when;
 }
 
-/* tls-alpn-01 (RFC 8737): the challenge certificate with a fresh key,
- * the key sealed to the wrapping certificates like a bundle's, in the
- * store for any instance to hand to the proxies (GET /v1/acme-tls/D). */
-static apr_status_t tlsalpn_challenge(cs_acme_drive_t *d,
-                                      const cs_acme_challenge_t *ch,
-                                      int setup)
-{
-    cs_tlsalpn_t t;
-    apr_array_header_t *certs;
-    unsigned char *der;
-    apr_size_t len;
-    EVP_PKEY *key;
-    X509 *cert;
-    const char *err = NULL;
-    apr_status_t rv;
-
-    if (!setup) {
-        return cs_store_tlsalpn_delete(d->db, d->jp, ch->domain);
-    }
-    if ((rv = cs_key_generate(&key, d->jp, CS_KEY_EC_P256))
-        || (rv = cs_tlsalpn_cert_make(&cert, d->jp, key, ch->domain,
-                                      ch->keyauth,
-                                      apr_time_from_sec(CS_ACME_TLSALPN_LIFE),
-                                      &err))
-        || (rv = cs_envelope_seal(&der, &len, d->jp, key,
-                                  d->policy.wrap_certs, &err))) {
-        drive_log(d, CS_LOG_ERR, CSLOGNO(00100) "acme: cannot make the "
-                  "tls-alpn-01 certificate for %s: %s", ch->domain,
-                  err ? err : "no key");
-        return rv;
-    }
-    certs = apr_array_make(d->jp, 1, sizeof(X509 *));
-    APR_ARRAY_PUSH(certs, X509 *) = cert;
-    memset(&t, 0, sizeof(t));
-    t.domain = ch->domain;
-    t.cert_pem = cs_pem_write_certs(d->jp, certs);
-    t.key_cms = cs_base64_encode(d->jp, der, len);
-    t.expires = drive_now(d) + CS_ACME_CHALLENGE_TTL;
-    if ((rv = cs_store_tlsalpn_put(d->db, d->jp, &t))) {
-        drive_log(d, CS_LOG_ERR, CSLOGNO(00101) "acme: cannot store the "
-                  "tls-alpn-01 certificate for %s: %s", ch->domain,
-                  cs_store_error(d->db, d->jp, rv));
-        return rv;
-    }
-    drive_log(d, CS_LOG_DEBUG, CSLOGNO(00102) "acme: %s: tls-alpn-01 "
-              "certificate published (%s)", ch->domain,
-              cs_cert_fingerprint(d->jp, cert));
-    return APR_SUCCESS;
-}
-
-/* dns-01: the TXT record through lib/cs_dns.c, with the drive's log. */
-static apr_status_t drive_dns01(cs_acme_drive_t *d,
-                                const cs_acme_challenge_t *ch, int setup)
-{
-    cs_dns_conf_t dc = *d->policy.dns;
-    const char *err = NULL;
-    apr_status_t rv;
-
-    dc.log = d->log;
-    dc.log_baton = d->log_baton;
-    rv = cs_dns01_publish(d->jp, &dc, ch->domain, ch->keyauth, setup, &err);
-    if (rv && setup) {
-        drive_log(d, CS_LOG_ERR, CSLOGNO(00095) "acme: dns-01 for %s%s: %s",
-                  ch->wildcard ? "*." : "", ch->domain, err);
-        d->dns_err = apr_pstrcat(d->jp, "dns-01: ", err, NULL);
-    }
-    else if (rv) {
-        drive_log(d, CS_LOG_WARN, CSLOGNO(00096) "acme: dns-01 for %s: "
-                  "cannot remove the TXT record: %s", ch->domain, err);
-    }
-    return rv;
-}
-
-apr_status_t cs_acme_drive_challenge(void *baton,
-                                     const cs_acme_challenge_t *ch, int setup)
-{
-    cs_acme_drive_t *d = baton;
-    apr_status_t rv;
-
-    if (ch->type == CS_ACME_TLSALPN01) {
-        return tlsalpn_challenge(d, ch, setup);
-    }
-    if (ch->type == CS_ACME_DNS01 && d->policy.dns) {
-        return drive_dns01(d, ch, setup);
-    }
-    if (ch->type != CS_ACME_HTTP01) {
-        return APR_ENOTIMPL;
-    }
-    if (!setup) {
-        return cs_store_challenge_delete(d->db, d->jp, ch->token);
-    }
-    rv = cs_store_challenge_put(d->db, d->jp, ch->token, ch->domain,
-                                ch->keyauth,
-                                drive_now(d) + CS_ACME_CHALLENGE_TTL);
-    if (rv) {
-        drive_log(d, CS_LOG_ERR, CSLOGNO(00013) "acme: cannot store the "
-                  "http-01 token for %s: %s", ch->domain,
-                  cs_store_error(d->db, d->jp, rv));
-    }
-    return rv;
-}
-
 apr_status_t cs_acme_drive_claim(const char **domain, cs_acme_drive_t *d,
                                  cs_db_t *db, apr_pool_t *p)
 {
@@ -381,14 +235,14 @@ apr_status_t cs_acme_drive_claim(const char **domain, cs_acme_drive_t *d,
 
     *domain = NULL;
     /* Earliest deadline first (cs_sched_deadline()). */
-    if ((rv = cs_store_job_due_prio(&due, db, p, drive_now(d), 8))) {
+    if ((rv = cs_store_job_due_prio(&due, db, p, cs_drive_now(d), 8))) {
         return rv;
     }
     for (i = 0; i < due->nelts; i++) {
         const char *name = APR_ARRAY_IDX(due, i, const char *);
 
         if (cs_store_job_claim(&claimed, db, p, name, d->owner,
-                               drive_now(d), CS_ACME_CLAIM) == APR_SUCCESS
+                               cs_drive_now(d), CS_ACME_CLAIM) == APR_SUCCESS
             && claimed) {
             *domain = name;
             return APR_SUCCESS;
@@ -467,10 +321,10 @@ static apr_status_t ensure_account(cs_acme_drive_t *d, const char **made,
             if ((!kid || strcmp(kid, got) != 0)
                 && (rv = cs_store_account_put(d->db, d->jp, d->acct->key,
                                               got, cms, 0))) {
-                drive_log(d, CS_LOG_WARN, CSLOGNO(00032) "acme: account "
-                          "%s registered again, but its URL could not be "
-                          "stored: %s", got,
-                          cs_store_error(d->db, d->jp, rv));
+                cs_drive_log(d, CS_LOG_WARN, CSLOGNO(00032) "acme: account "
+                             "%s registered again, but its URL could not be "
+                             "stored: %s", got,
+                             cs_store_error(d->db, d->jp, rv));
             }
             return APR_SUCCESS;
         }
@@ -530,8 +384,8 @@ static apr_int64_t renew_time(cs_acme_drive_t *d, const cs_bundle_t *b,
     }
     if (d->ops->renewal_info(&start, &end, &ra, d->client, d->jp,
                              APR_ARRAY_IDX(chain, 0, X509 *), &err)) {
-        drive_log(d, CS_LOG_INFO, CSLOGNO(00015) "acme: renewalInfo for "
-                  "%s: %s; renewing by lifetime", b->domain, err);
+        cs_drive_log(d, CS_LOG_INFO, CSLOGNO(00015) "acme: renewalInfo for "
+                     "%s: %s; renewing by lifetime", b->domain, err);
         *recheck = now + 3600 < at ? now + 3600 : at;
         return at;
     }
@@ -559,8 +413,8 @@ static apr_status_t precheck_dns01(cs_acme_drive_t *d, const char *domain,
         *err = apr_pstrcat(d->jp, "dns-01 pre-check: ", *err, NULL);
         return rv;
     }
-    drive_log(d, CS_LOG_DEBUG, CSLOGNO(00097) "acme: %s: dns-01 answer "
-              "goes to TXT %s (%s)", domain, target, where);
+    cs_drive_log(d, CS_LOG_DEBUG, CSLOGNO(00097) "acme: %s: dns-01 answer "
+                 "goes to TXT %s (%s)", domain, target, where);
     return APR_SUCCESS;
 }
 
@@ -593,216 +447,6 @@ static apr_status_t precheck(cs_acme_drive_t *d, const char *domain,
     cs_store_challenge_delete(d->db, d->jp, token);
     return rv;
 }
-
-/* ------------------------------------------------------------------ */
-/* Several CAs: order, health, budgets                                 */
-/* ------------------------------------------------------------------ */
-
-/* What a failed attempt at one CA means for the job. */
-typedef enum {
-    FAIL_DOMAIN,                /* the domain's: another CA fails too */
-    FAIL_DOWN,                  /* the CA is down: mark it, next CA */
-    FAIL_LIMITED,               /* the CA said rateLimited: next CA */
-    FAIL_REFUSED,               /* caa, rejectedIdentifier: next CA, and
-                                 * this CA goes last for the domain */
-    FAIL_UNUSABLE               /* not for us (EAB missing, no such
-                                 * profile): next CA */
-} fail_kind_t;
-
-static fail_kind_t fail_kind(apr_status_t rv, const char *err)
-{
-    if (rv == APR_ECONNREFUSED) {
-        return FAIL_DOWN;
-    }
-    if (rv == APR_EAGAIN) {
-        return FAIL_LIMITED;
-    }
-    if (rv == APR_EACCES || rv == APR_NOTFOUND) {
-        return FAIL_UNUSABLE;
-    }
-    if (err && (strstr(err, "urn:ietf:params:acme:error:caa")
-                || strstr(err, "urn:ietf:params:acme:error:"
-                               "rejectedIdentifier"))) {
-        return FAIL_REFUSED;
-    }
-    return FAIL_DOMAIN;
-}
-
-static drive_ca_t *ca_at(cs_acme_drive_t *d, int i)
-{
-    return APR_ARRAY_IDX(d->cas, i, drive_ca_t *);
-}
-
-static drive_ca_t *ca_by_name(cs_acme_drive_t *d, const char *name)
-{
-    int i;
-
-    for (i = 0; name && i < d->cas->nelts; i++) {
-        if (strcmp(ca_at(d, i)->conf.name, name) == 0) {
-            return ca_at(d, i);
-        }
-    }
-    return NULL;
-}
-
-/* Whether name is a word of the space-separated list. */
-static int in_list(const char *list, const char *name)
-{
-    apr_size_t n = strlen(name);
-    const char *s = list;
-
-    while (s && (s = strstr(s, name))) {
-        if ((s == list || s[-1] == ' ') && (s[n] == ' ' || !s[n])) {
-            return 1;
-        }
-        s += n;
-    }
-    return 0;
-}
-
-static cs_ca_health_t *health_of(const apr_array_header_t *hl,
-                                 const char *name)
-{
-    int i;
-
-    for (i = 0; hl && i < hl->nelts; i++) {
-        cs_ca_health_t *h = &APR_ARRAY_IDX(hl, i, cs_ca_health_t);
-
-        if (strcmp(h->name, name) == 0) {
-            return h;
-        }
-    }
-    return NULL;
-}
-
-/* Record an attempt at c in its health row: a success (a change of
- * state, or a minute since the last one written), a CA that is down
- * (one more failure, retried after the backoff), or a refusal (its
- * error only). */
-static void health_record(cs_acme_drive_t *d, drive_ca_t *c,
-                          const cs_ca_health_t *h, apr_int64_t now,
-                          int ok, int down, const char *err)
-{
-    cs_ca_health_t n;
-    apr_status_t rv;
-
-    memset(&n, 0, sizeof(n));
-    n.name = c->conf.name;
-    n.url = c->conf.directory_url;
-    n.updated = now;
-    if (ok) {
-        if (h && strcmp(h->state, "up") == 0 && !h->failures
-            && now - h->last_ok < 60) {
-            return;
-        }
-        if (h && strcmp(h->state, "down") == 0) {
-            drive_log(d, CS_LOG_NOTICE, CSLOGNO(00048) "acme: CA %s (%s) "
-                      "answers again after %d failures", n.name, n.url,
-                      h->failures);
-        }
-        n.state = "up";
-        n.last_error = h ? h->last_error : NULL;
-        n.last_ok = now;
-    }
-    else if (down) {
-        n.state = "down";
-        n.failures = (h ? h->failures : 0) + 1;
-        n.last_error = err;
-        n.last_ok = h ? h->last_ok : 0;
-        n.next_retry = now + cs_sched_backoff(n.failures,
-                                              d->policy.backoff,
-                                              d->policy.backoff_cap);
-        drive_log(d, CS_LOG_WARN, CSLOGNO(00047) "acme: CA %s (%s) is down "
-                  "(failure %d): %s; next try in %" APR_INT64_T_FMT " s",
-                  n.name, n.url, n.failures, err ? err : "?",
-                  n.next_retry - now);
-    }
-    else {
-        n.state = h ? h->state : "up";
-        n.failures = h ? h->failures : 0;
-        n.last_error = err;
-        n.next_retry = h ? h->next_retry : 0;
-        n.last_ok = h ? h->last_ok : 0;
-    }
-    if ((rv = cs_store_ca_put(d->db, d->jp, &n))) {
-        drive_log(d, CS_LOG_WARN, CSLOGNO(00045) "acme: cannot record the "
-                  "health of CA %s: %s", n.name,
-                  cs_store_error(d->db, d->jp, rv));
-    }
-}
-
-/* The row of the registered domain's budget at c: its name hashed, as
- * a row name holds 32 bytes. */
-static const char *domain_budget_row(cs_acme_drive_t *d, drive_ca_t *c,
-                                     const char *domain)
-{
-    unsigned char md[32];
-    const char *reg = cs_psl_registered(d->jp, domain);
-
-    SHA256((const unsigned char *)reg, strlen(reg), md);
-    return apr_psprintf(d->jp, "rd:%s:%s", c->conf.name,
-                        apr_pstrndup(d->jp, cs_b64url_encode(d->jp, md,
-                                                             sizeof(md)),
-                                     12));
-}
-
-/* Take an order from the budgets of account a at c: the global one, the
- * account's new orders, the registered domain's (the latter two not for
- * an ARI renewal; the account's pause counts always).  *which: the
- * CS_SCHED_BUDGET_* that said no. */
-static apr_status_t take_budget(int *granted, apr_int64_t *ra, int *which,
-                                cs_acme_drive_t *d, drive_ca_t *c,
-                                drive_acct_t *a, const char *domain,
-                                int ari, apr_int64_t now)
-{
-    const cs_acme_policy_t *pol = &d->policy;
-    cs_budget_t b[3];
-    int kind[3], n = 0, mask = cs_sched_budgets(ari), i;
-    apr_status_t rv;
-
-    if (pol->global_limit > 0) {
-        b[n].name = "orders:all";
-        b[n].window = pol->global_window;
-        b[n].limit = pol->global_limit;
-        kind[n++] = CS_SCHED_BUDGET_GLOBAL;
-    }
-    b[n].name = a->limiter;
-    b[n].window = c->conf.limit ? c->conf.window : pol->window;
-    b[n].limit = !(mask & CS_SCHED_BUDGET_ACCOUNT) ? 0
-                 : c->conf.limit ? c->conf.limit : pol->limit;
-    kind[n++] = CS_SCHED_BUDGET_ACCOUNT;
-    if ((mask & CS_SCHED_BUDGET_DOMAIN) && c->conf.domain_limit > 0) {
-        b[n].name = domain_budget_row(d, c, domain);
-        b[n].window = c->conf.domain_window;
-        b[n].limit = c->conf.domain_limit;
-        kind[n++] = CS_SCHED_BUDGET_DOMAIN;
-    }
-    rv = cs_store_budget_take(granted, ra, &i, d->db, d->jp, b, n, now);
-    *which = rv == APR_SUCCESS && !*granted && i >= 0 ? kind[i] : 0;
-    return rv;
-}
-
-/* The CAs in the order a job tries them: as configured, those that
- * refused the domain last. */
-static apr_array_header_t *ca_order(cs_acme_drive_t *d, const char *refused)
-{
-    apr_array_header_t *o = apr_array_make(d->jp, d->cas->nelts,
-                                           sizeof(drive_ca_t *));
-    int i, pass;
-
-    for (pass = 0; pass < 2; pass++) {
-        for (i = 0; i < d->cas->nelts; i++) {
-            if (in_list(refused, ca_at(d, i)->conf.name) == pass) {
-                APR_ARRAY_PUSH(o, drive_ca_t *) = ca_at(d, i);
-            }
-        }
-    }
-    return o;
-}
-
-/* ------------------------------------------------------------------ */
-/* The job                                                             */
-/* ------------------------------------------------------------------ */
 
 typedef struct {
     cs_acme_drive_t *d;
@@ -846,7 +490,8 @@ static apr_status_t order(cs_bundle_t **b, cs_acme_drive_t *d,
         && !cs_pem_read_certs(&chain, d->jp, old->chain_pem,
                               strlen(old->chain_pem), err)
         && chain->nelts) {
-        cs_acme_cert_id(&di.o.replaces, d->jp, APR_ARRAY_IDX(chain, 0, X509 *));
+        cs_acme_cert_id(&di.o.replaces, d->jp,
+                        APR_ARRAY_IDX(chain, 0, X509 *));
     }
     *err = NULL;
     issuer.name = "acme";
@@ -899,7 +544,7 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
     drive_ca_t *c, *issuer = NULL;
     drive_acct_t *a;
     cs_ca_health_t *h;
-    apr_int64_t now = drive_now(d), recheck, ra, when, claimed_at;
+    apr_int64_t now = cs_drive_now(d), recheck, ra, when, claimed_at;
     apr_int64_t down_wait = 0, budget_wait = 0, pause = 0;
     const char *err = NULL, *how, *profile, *errs = NULL;
     apr_status_t rv;
@@ -929,8 +574,9 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
     renewal = old->serial && old->key_cms;
     /* The CA that issued the certificate answers ARI for it (a job from
      * before several CAs: the first). */
-    issuer = renewal ? (jc.ca ? ca_by_name(d, jc.ca) : ca_at(d, 0)) : NULL;
-    c = issuer && issuer->accts->nelts ? issuer : ca_at(d, 0);
+    issuer = !renewal ? NULL
+             : jc.ca ? cs_drive_ca_by_name(d, jc.ca) : cs_drive_ca_at(d, 0);
+    c = issuer && issuer->accts->nelts ? issuer : cs_drive_ca_at(d, 0);
     use_acct(d, APR_ARRAY_IDX(c->accts, 0, drive_acct_t *));
     /* A scheduled look at a certificate we have: renew only when due.
      * A queued (forced) or failed job is due already: a forced re-issue
@@ -942,26 +588,26 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
             job->renew_at = when;
             out->result = CS_ACME_JOB_NOT_DUE;
             out->how = how;
-            drive_log(d, CS_LOG_DEBUG, CSLOGNO(00016) "acme: %s: renewal "
-                      "at %" APR_INT64_T_FMT " (%s), next look at %"
-                      APR_INT64_T_FMT, domain, when, how, recheck);
+            cs_drive_log(d, CS_LOG_DEBUG, CSLOGNO(00016) "acme: %s: renewal "
+                         "at %" APR_INT64_T_FMT " (%s), next look at %"
+                         APR_INT64_T_FMT, domain, when, how, recheck);
             goto release;
         }
     }
     if (cs_store_ca_list(&health, d->db, p) != APR_SUCCESS) {
         health = NULL;
     }
-    cas = ca_order(d, jc.ca_refused);
+    cas = cs_drive_ca_order(d, jc.ca_refused);
     for (i = 0; i < cas->nelts; i++) {
         c = APR_ARRAY_IDX(cas, i, drive_ca_t *);
         if (!c->accts->nelts) {
             continue;
         }
-        h = health_of(health, c->conf.name);
+        h = cs_drive_health_of(health, c->conf.name);
         if (h && strcmp(h->state, "down") == 0 && h->next_retry > now) {
-            drive_log(d, CS_LOG_DEBUG, CSLOGNO(00043) "acme: %s: CA %s is "
-                      "down, not asked for %" APR_INT64_T_FMT " s", domain,
-                      c->conf.name, h->next_retry - now);
+            cs_drive_log(d, CS_LOG_DEBUG, CSLOGNO(00043) "acme: %s: CA %s is "
+                         "down, not asked for %" APR_INT64_T_FMT " s", domain,
+                         c->conf.name, h->next_retry - now);
             if (!down_wait || h->next_retry - now < down_wait) {
                 down_wait = h->next_retry - now;
             }
@@ -988,8 +634,8 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
                                    job->profile ? "chosen for the domain"
                                                 : "CertServiceACMEProfile",
                                    err);
-                drive_log(d, CS_LOG_WARN, CSLOGNO(00040) "acme: %s: %s",
-                          domain, err);
+                cs_drive_log(d, CS_LOG_WARN, CSLOGNO(00040) "acme: %s: %s",
+                             domain, err);
             }
             goto ca_failed;
         }
@@ -1001,10 +647,10 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
             int n = (c->next_acct + k) % c->accts->nelts;
 
             a = APR_ARRAY_IDX(c->accts, n, drive_acct_t *);
-            if ((rv = take_budget(&granted, &ra, &which, d, c, a, domain,
-                                  ari, now))) {
-                drive_log(d, CS_LOG_WARN, CSLOGNO(00017) "acme: limiter: %s",
-                          cs_store_error(d->db, p, rv));
+            if ((rv = cs_drive_take_budget(&granted, &ra, &which, d, c, a,
+                                           domain, ari, now))) {
+                cs_drive_log(d, CS_LOG_WARN, CSLOGNO(00017) "acme: limiter: "
+                             "%s", cs_store_error(d->db, p, rv));
                 job->next_at = now + 5;
                 goto release;
             }
@@ -1017,11 +663,13 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
             }
         }
         if (!granted) {
-            drive_log(d, CS_LOG_INFO, CSLOGNO(00046) "acme: %s: no %s "
-                      "budget left at CA %s for %" APR_INT64_T_FMT " s",
-                      domain, which == CS_SCHED_BUDGET_GLOBAL ? "global"
-                      : which == CS_SCHED_BUDGET_DOMAIN ? "registered domain"
-                      : "account", c->conf.name, ra);
+            cs_drive_log(d, CS_LOG_INFO, CSLOGNO(00046) "acme: %s: no %s "
+                         "budget left at CA %s for %" APR_INT64_T_FMT " s",
+                         domain,
+                         which == CS_SCHED_BUDGET_GLOBAL ? "global"
+                         : which == CS_SCHED_BUDGET_DOMAIN
+                         ? "registered domain" : "account",
+                         c->conf.name, ra);
             if (!budget_wait || ra < budget_wait) {
                 budget_wait = ra;
             }
@@ -1053,7 +701,7 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
             }
         }
         if (rv == APR_SUCCESS) {
-            health_record(d, c, h, now, 1, 0, NULL);
+            cs_drive_health_record(d, c, h, now, 1, 0, NULL);
             out->ca = c->conf.name;
             if (renewal && issuer && issuer != c) {
                 out->moved_from = issuer->conf.name;
@@ -1065,7 +713,7 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
          * look it up again next time. */
         a->account_ok = 0;
 ca_failed:
-        kind = fail_kind(rv, err);
+        kind = cs_drive_fail_kind(rv, err);
         if (kind == FAIL_LIMITED) {
             /* This account waits as the CA asked; everyone using it. */
             ra = d->ops->retry_after(d->client);
@@ -1073,24 +721,25 @@ ca_failed:
                 && (srv = cs_store_rate_take(&granted, &when, d->db, p,
                                              d->acct->limiter, now, 0, 0,
                                              now + ra))) {
-                drive_log(d, CS_LOG_WARN, CSLOGNO(00033) "acme: cannot "
-                          "pause the order limiter for the CA's "
-                          "Retry-After of %" APR_INT64_T_FMT " s: %s", ra,
-                          cs_store_error(d->db, p, srv));
+                cs_drive_log(d, CS_LOG_WARN, CSLOGNO(00033) "acme: cannot "
+                             "pause the order limiter for the CA's "
+                             "Retry-After of %" APR_INT64_T_FMT " s: %s", ra,
+                             cs_store_error(d->db, p, srv));
             }
             pause = ra > pause ? ra : pause;
         }
-        if (kind == FAIL_REFUSED && !in_list(jc.ca_refused, c->conf.name)) {
+        if (kind == FAIL_REFUSED
+            && !cs_drive_in_list(jc.ca_refused, c->conf.name)) {
             jc.ca_refused = jc.ca_refused
                 ? apr_pstrcat(p, jc.ca_refused, " ", c->conf.name, NULL)
                 : c->conf.name;
         }
         if (kind == FAIL_DOMAIN) {
             /* It answered. */
-            health_record(d, c, h, now, 1, 0, NULL);
+            cs_drive_health_record(d, c, h, now, 1, 0, NULL);
         }
         else if (kind != FAIL_UNUSABLE || rv == APR_EACCES) {
-            health_record(d, c, h, now, 0, kind == FAIL_DOWN, err);
+            cs_drive_health_record(d, c, h, now, 0, kind == FAIL_DOWN, err);
         }
         err = err ? err : "unknown error";
         errs = !several ? err
@@ -1102,16 +751,16 @@ ca_failed:
             goto failed;
         }
         if (i + 1 < cas->nelts) {
-            drive_log(d, CS_LOG_NOTICE, CSLOGNO(00044) "acme: %s: CA %s "
-                      "failed (%s); trying the next CA", domain,
-                      c->conf.name, err);
+            cs_drive_log(d, CS_LOG_NOTICE, CSLOGNO(00044) "acme: %s: CA %s "
+                         "failed (%s); trying the next CA", domain,
+                         c->conf.name, err);
         }
     }
     if (!errs && (all_limited || budget_wait)) {
-        drive_log(d, CS_LOG_INFO, CSLOGNO(00018) "acme: %s waits %"
-                  APR_INT64_T_FMT " s for the order budgets (%d per %"
-                  APR_INT64_T_FMT " s per account)", domain, budget_wait,
-                  pol->limit, pol->window);
+        cs_drive_log(d, CS_LOG_INFO, CSLOGNO(00018) "acme: %s waits %"
+                     APR_INT64_T_FMT " s for the order budgets (%d per %"
+                     APR_INT64_T_FMT " s per account)", domain, budget_wait,
+                     pol->limit, pol->window);
         job->next_at = now + budget_wait;
         out->result = CS_ACME_JOB_LIMITED;
         out->delay = budget_wait;
@@ -1133,9 +782,9 @@ issued:
         out->result = CS_ACME_JOB_DROPPED;
         out->bundle = b;
         out->job = NULL;
-        drive_log(d, CS_LOG_INFO, CSLOGNO(00031) "acme: %s was deleted "
-                  "during its order; certificate %s dropped", domain,
-                  b->serial);
+        cs_drive_log(d, CS_LOG_INFO, CSLOGNO(00031) "acme: %s was deleted "
+                     "during its order; certificate %s dropped", domain,
+                     b->serial);
         return APR_SUCCESS;
     }
     out->job = job;
@@ -1165,14 +814,15 @@ failed:
     out->result = CS_ACME_JOB_FAILED;
     out->delay = when;
     if ((rv = cs_store_set_error(d->db, p, domain, job->last_error))) {
-        drive_log(d, CS_LOG_ERR, CSLOGNO(00034) "acme: cannot record the "
-                  "error of %s on the domain: %s", domain,
-                  cs_store_error(d->db, p, rv));
+        cs_drive_log(d, CS_LOG_ERR, CSLOGNO(00034) "acme: cannot record the "
+                     "error of %s on the domain: %s", domain,
+                     cs_store_error(d->db, p, rv));
     }
 release:
     if ((rv = cs_store_job_finish(d->db, p, job, d->owner))) {
-        drive_log(d, CS_LOG_ERR, CSLOGNO(00021) "acme: cannot record the "
-                  "outcome for %s: %s", domain, cs_store_error(d->db, p, rv));
+        cs_drive_log(d, CS_LOG_ERR, CSLOGNO(00021) "acme: cannot record the "
+                     "outcome for %s: %s", domain,
+                     cs_store_error(d->db, p, rv));
         return rv;
     }
     /* Its place in the queue: a certificate's deadline, else the time
@@ -1186,9 +836,9 @@ release:
     }
     jc.prio = cs_sched_deadline(&sj);
     if ((rv = cs_store_job_ca_set(d->db, p, domain, &jc))) {
-        drive_log(d, CS_LOG_WARN, CSLOGNO(00049) "acme: cannot record the "
-                  "CA and queue place of %s: %s", domain,
-                  cs_store_error(d->db, p, rv));
+        cs_drive_log(d, CS_LOG_WARN, CSLOGNO(00049) "acme: cannot record the "
+                     "CA and queue place of %s: %s", domain,
+                     cs_store_error(d->db, p, rv));
     }
     return APR_SUCCESS;
 }
