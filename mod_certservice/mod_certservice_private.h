@@ -198,11 +198,56 @@ extern volatile apr_uint32_t cs_wd_stop;
 int cs_wd_enter(void);
 void cs_wd_leave(void);
 
+/* --- mod_certservice_acme_config.c: ACME directive handlers ---------- */
+const char *cs_set_acme_url(cmd_parms *cmd, void *dummy,
+                            const char *arg);
+const char *cs_add_acme_contact(cmd_parms *cmd, void *dummy,
+                                const char *arg);
+const char *cs_set_acme_ca(cmd_parms *cmd, void *dummy,
+                           const char *arg);
+const char *cs_set_acme_seal(cmd_parms *cmd, void *dummy,
+                             const char *cert, const char *key);
+const char *cs_set_acme_eab(cmd_parms *cmd, void *dummy,
+                            const char *kid, const char *file,
+                            const char *alg);
+const char *cs_set_acme_limit(cmd_parms *cmd, void *dummy,
+                              const char *n, const char *window);
+const char *cs_set_acme_backoff(cmd_parms *cmd, void *dummy,
+                                const char *base, const char *cap);
+const char *cs_set_acme_renewal(cmd_parms *cmd, void *dummy,
+                                const char *args);
+const char *cs_set_acme_chain(cmd_parms *cmd, void *dummy,
+                              const char *arg);
+const char *cs_set_acme_profile(cmd_parms *cmd, void *dummy,
+                                const char *arg);
+const char *cs_set_acme_challenges(cmd_parms *cmd, void *dummy,
+                                   const char *arg);
+const char *cs_set_acme_precheck(cmd_parms *cmd, void *dummy,
+                                 const char *arg, const char *dns);
+const char *cs_set_acme_accounts(cmd_parms *cmd, void *dummy,
+                                 const char *arg);
+const char *cs_set_acme_domain_limit(cmd_parms *cmd, void *dummy,
+                                     const char *n,
+                                     const char *window);
+const char *cs_set_acme_global_limit(cmd_parms *cmd, void *dummy,
+                                     const char *n,
+                                     const char *window);
+const char *cs_issuer_section(cmd_parms *cmd, void *dummy,
+                              const char *arg);
+
 /* --- mod_certservice_config.c ----------------------------------------- */
 /** A secret from an owner-only file, for a directive (see there). */
 const char *cs_read_secret_file(cmd_parms *cmd, const char *what,
                                 const char *file, char **text,
                                 apr_size_t *len);
+
+/** The configuration as the directives left it (fields unset until
+ * cs_config_get()); only for directive handlers. */
+cs_conf_t *cs_conf_raw(server_rec *s);
+/** An integer directive argument in [min, max], or the error naming the
+ * directive and the value. */
+const char *cs_parse_int(cmd_parms *cmd, const char *arg, int min, int max,
+                         int *out);
 
 extern const command_rec cs_cmds[];
 void *cs_create_server_config(apr_pool_t *p, server_rec *s);
