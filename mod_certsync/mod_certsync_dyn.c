@@ -107,7 +107,9 @@ static int csy_shares_port(server_rec *s, server_rec *v)
         }
         for (a = v->addrs; a; a = a->next) {
             for (b = o->addrs; b; b = b->next) {
-                if (a->host_port == b->host_port) {
+                /* Port 0: any port (<VirtualHost *:*>). */
+                if (a->host_port == b->host_port || !a->host_port
+                    || !b->host_port) {
                     return 1;
                 }
             }
