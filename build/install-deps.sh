@@ -22,6 +22,9 @@ PACKAGES="
     valgrind wrk
     passwd util-linux procps iproute2 e2fsprogs
 "
+# t/demo/tls.sh (make check-pool-tls): headless Chromium negotiates h2
+# through the pool (its checks are skipped without it).
+PACKAGES="$PACKAGES chromium"
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq

@@ -25,6 +25,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #include "cs_crypto.h"
 #include "cs_file.h"
@@ -124,6 +125,19 @@ int csy_sni_name(char *out, const char *sni)
     /* The suite's one rule, then: a client does not ask for "*.x" (the
      * wildcard entry is found from the name it covers). */
     return cs_name_lower(out, sni) && out[0] != '*';
+}
+
+int csy_cert_covers(X509 *leaf, const char *host)
+{
+    /* What a browser checks: the DNS names of subjectAltName (the subject
+     * only without any), a wildcard standing for one whole label.  An
+     * address literal is never covered: the store holds domains. */
+    if (!leaf || !host || !host[0]) {
+        return 0;
+    }
+    return X509_check_host(leaf, host, strlen(host),
+                           X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+                           NULL) == 1;
 }
 
 /* ------------------------------------------------------------------ */

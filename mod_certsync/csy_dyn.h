@@ -128,6 +128,15 @@ apr_status_t csy_bundle_load(csy_bundle_t **b, const char *store_dir,
  */
 int csy_sni_name(char *out, const char *sni);
 
+/**
+ * Whether a request's host name (lower case, no port, no trailing dot, as
+ * httpd gives it in r->hostname) is one of the names of leaf: its DNS
+ * subjectAltNames, a wildcard covering exactly one label.  0 for NULL, an
+ * empty name or an address.  The dynamic catch-all answers 421 to a
+ * request on a connection whose certificate does not cover its Host.
+ */
+int csy_cert_covers(X509 *leaf, const char *host);
+
 typedef struct csy_cache_t csy_cache_t;
 
 typedef struct {

@@ -601,6 +601,7 @@ write_px_conf() {
         echo "LoadModule macro_gen_module \"$MG_MODULE\""
         echo "LoadModule certsync_module \"$CSY_MODULE\""
         echo "LogLevel $o_log"
+        _px_tls_conf
         if [ -n "$o_lb" ]; then
             cat <<EOF
 LogFormat "%a (load balancer %{PROXY_PROTOCOL_PEER_ADDR}e) SNI %{SSL_TLS_SNI}x \"%r\" %>s" pool
@@ -639,6 +640,25 @@ EOF
     } >"$dir/httpd.conf"
 }
 # The parts of write_px_conf's configuration; they read its variables.
+# _px_tls_conf: HTTP/2 and the TLS settings of every TLS virtual host, as
+# docs/tls.md gives them (Mozilla's "intermediate" for Apache 2.4 and
+# OpenSSL 3.0, with the server's cipher order)
+_px_tls_conf() {
+    load http2_module mod_http2.so mod_http2.c
+    cat <<EOF
+
+# TLS as docs/tls.md recommends: HTTP/2 (ALPN h2) and HTTP/1.1, TLS 1.2
+# and 1.3, AEAD ciphers with forward secrecy only (no CBC), the server's
+# order.
+<IfModule http2_module>
+    Protocols h2 http/1.1
+</IfModule>
+SSLProtocol         -all +TLSv1.2 +TLSv1.3
+SSLOpenSSLConfCmd   Curves X25519:prime256v1:secp384r1
+SSLCipherSuite      ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305
+SSLHonorCipherOrder on
+EOF
+}
 # _px_to_backend INDENT: a TLS virtual host's way to backend=, with the
 # headers the pool's backend page shows (nothing without backend=)
 _px_to_backend() {
@@ -652,6 +672,8 @@ ProxyPass / http://127.0.0.1:$o_backend/ ttl=2
 RequestHeader set X-Proxy "$o_host"
 RequestHeader set X-Load-Balancer "%{PROXY_PROTOCOL_PEER_ADDR}e"
 RequestHeader set X-TLS "%{SSL_PROTOCOL}s, SNI %{SSL_TLS_SNI}s, certificate serial %{SSL_SERVER_M_SERIAL}s"
+# HSTS (docs/tls.md): browsers use HTTPS only for this name for 2 years.
+Header always set Strict-Transport-Security "max-age=63072000"
 EOF
 }
 # vhost activation: the fallback virtual host first (what a name without
@@ -693,12 +715,18 @@ EOF
 # the store; its own certificate is for names the store does not have
 _px_dynamic_vhost() {
     cat <<EOF
+# procs= worker processes, all started at once and never stopped for
+# being idle (MaxSpareThreads = MaxRequestWorkers: each keeps its cache);
+# MinSpareThreads well below MaxRequestWorkers (equal, every busy thread
+# was "within MinSpareThreads of MaxRequestWorkers", AH10159); ServerLimit
+# leaves room for a graceful restart's new generation.
 <IfModule mpm_event_module>
     StartServers $o_procs
-    ServerLimit $o_procs
-    MaxRequestWorkers $((o_procs * 8))
-    MinSpareThreads $((o_procs * 8))
-    MaxSpareThreads $((o_procs * 8))
+    ServerLimit $((o_procs * 2))
+    ThreadsPerChild 25
+    MaxRequestWorkers $((o_procs * 25))
+    MinSpareThreads 10
+    MaxSpareThreads $((o_procs * 25))
 </IfModule>
 CertSyncActivation dynamic
 CertSyncCacheSize  $o_cache

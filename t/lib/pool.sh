@@ -95,7 +95,7 @@
 # proxy_protocol:info"), POOL_ACTIVATION (vhost; "dynamic": one catch-all
 # virtual host, certificates per handshake, no restarts), and in dynamic
 # mode POOL_CACHE_SIZE (CertSyncCacheSize, 10000) and POOL_PROCS (worker
-# processes of 8 threads each, 2).  Configuration lines to add:
+# processes of 25 threads each, 2).  Configuration lines to add:
 # POOL_CS_EXTRA (CertService's virtual host), POOL_PX_EXTRA (each proxy's
 # server config); before pool_start_acme: POOL_PEBBLE_TLS_PORT, where
 # pebble sends its tls-alpn-01 validations (default B+8, nothing there;
@@ -293,13 +293,16 @@ EOF
 # graceful restart finds free scoreboard slots while the old generation's
 # processes finish their connections ("scoreboard is full" otherwise: the
 # new generation cannot start a child and does not answer).
+# 25 threads a process (httpd's default), two processes at most
+# (MaxRequestWorkers 50); MinSpareThreads 10 keeps AH10159 ("within
+# MinSpareThreads of MaxRequestWorkers") for real shortages.
 <IfModule mpm_event_module>
     StartServers 1
     ServerLimit 4
-    ThreadsPerChild 8
-    MaxRequestWorkers 16
-    MinSpareThreads 1
-    MaxSpareThreads 16
+    ThreadsPerChild 25
+    MaxRequestWorkers 50
+    MinSpareThreads 10
+    MaxSpareThreads 50
 </IfModule>
 <IfModule mpm_prefork_module>
     StartServers 2
@@ -412,6 +415,16 @@ HTML
         cat <<EOF
 LogLevel warn
 KeepAliveTimeout 15
+# The internal web pool of three proxies: each proxy process keeps up to
+# a thread's worth of kept-alive connections here.  Room for all of them
+# (the event MPM closes kept-alive connections when it runs short, and a
+# proxy reusing one at that moment answers 502).
+<IfModule mpm_event_module>
+    StartServers 2
+    ServerLimit 8
+    MaxRequestWorkers 200
+    MaxSpareThreads 200
+</IfModule>
 Listen 127.0.0.1:$POOL_BACKEND_PORT
 DocumentRoot "$d/htdocs"
 TypesConfig /dev/null

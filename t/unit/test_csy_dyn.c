@@ -353,6 +353,41 @@ static void test_bundle(void)
     CHECK(b == NULL && err[0] != '\0');
 }
 
+/* The 421 rule of the dynamic catch-all: which Host names a certificate
+ * covers. */
+static void test_cert_covers(void)
+{
+    csy_bundle_t *b = NULL, *w = NULL;
+    char err[256];
+
+    UNIT_CASE("csy_cert_covers");
+    CHECK(install("covers.test", 0) != NULL);
+    CHECK(install("*.wild.test", 0) != NULL);
+    CHECK_EQ_INT(csy_bundle_load(&b, base, "covers.test", wrap_certs,
+                                 wrap_keys, err, sizeof(err)), APR_SUCCESS);
+    CHECK_EQ_INT(csy_bundle_load(&w, base, "*.wild.test", wrap_certs,
+                                 wrap_keys, err, sizeof(err)), APR_SUCCESS);
+    if (!CHECK(b != NULL && w != NULL)) {
+        return;
+    }
+    CHECK_EQ_INT(csy_cert_covers(b->leaf, "covers.test"), 1);
+    CHECK_EQ_INT(csy_cert_covers(b->leaf, "COVERS.test"), 1);
+    CHECK_EQ_INT(csy_cert_covers(b->leaf, "other.test"), 0);
+    CHECK_EQ_INT(csy_cert_covers(b->leaf, "www.covers.test"), 0);
+    CHECK_EQ_INT(csy_cert_covers(b->leaf, "overs.test"), 0);
+    CHECK_EQ_INT(csy_cert_covers(b->leaf, "127.0.0.1"), 0);
+    CHECK_EQ_INT(csy_cert_covers(b->leaf, ""), 0);
+    CHECK_EQ_INT(csy_cert_covers(b->leaf, NULL), 0);
+    CHECK_EQ_INT(csy_cert_covers(NULL, "covers.test"), 0);
+    /* A wildcard: one label, not the parent itself, not two labels. */
+    CHECK_EQ_INT(csy_cert_covers(w->leaf, "a.wild.test"), 1);
+    CHECK_EQ_INT(csy_cert_covers(w->leaf, "wild.test"), 0);
+    CHECK_EQ_INT(csy_cert_covers(w->leaf, "a.b.wild.test"), 0);
+    CHECK_EQ_INT(csy_cert_covers(w->leaf, "covers.test"), 0);
+    csy_bundle_release(b);
+    csy_bundle_release(w);
+}
+
 /* Loads name: ok, the key matches the leaf, and it came from key.cms
  * (envelope 1) or from key.seal (0). */
 static void load_checked(const char *name, int envelope)
@@ -727,6 +762,7 @@ int main(void)
     test_sni_name();
     test_seal();
     test_bundle();
+    test_cert_covers();
     test_bundle_seal();
     test_cache();
     test_gen_slots();
