@@ -23,6 +23,7 @@
 # about 4 minutes on the 2-core CI machine, nearly all of it the build.
 # Its work folder (the build, its log, lintian's output) is removed after
 # a pass and named after a failure; CERTSUITE_KEEP=1 keeps it anyway.
+# CHECK_DEB_DEBS=DIR checks packages built before instead of building.
 set -u
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -90,6 +91,14 @@ trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+if [ -n "${CHECK_DEB_DEBS:-}" ]; then
+    # Packages built before (a directory with the .debs and the .changes):
+    # for rerunning the checks after the build, not for CI.
+    section "packages from $CHECK_DEB_DEBS (not built here)"
+    cp "$CHECK_DEB_DEBS"/*.deb "$CHECK_DEB_DEBS"/*.changes \
+        "$CHECK_DEB_DEBS"/*.buildinfo "$work/" 2>/dev/null
+    ok "packages copied from $CHECK_DEB_DEBS"
+else
 section "build (dpkg-buildpackage -us -uc -b, about 3-4 minutes)"
 src=$work/certsuite-0.1.0
 mkdir -p "$src"
@@ -109,11 +118,12 @@ while kill -0 "$bpid" 2>/dev/null; do
         sleep 1
     done
     kill -0 "$bpid" 2>/dev/null \
-        && echo "# ... building, $((SECONDS - t)) s: $(grep -E '^ *(CC|CCLD|dh_[a-z_]+|debian/rules [a-z_]+)' "$work/build.log" | tail -n 1 | sed 's/^ *//')"
+        && echo "# ... building, $((SECONDS - t)) s: at $(grep -oE '^ *(dh_[a-z_]+|debian/rules [a-z_]+)' "$work/build.log" | tail -n 1 | sed 's/^ *//'), $(grep -c '^libtool: compile' "$work/build.log") objects compiled"
 done
 wait "$bpid"
 okif $? "dpkg-buildpackage -us -uc -b ($((SECONDS - t)) s)" \
     || { tail -n 30 "$work/build.log" | sed 's/^/# /'; bail "no packages"; }
+fi
 for p in $PKGS; do
     f=$(ls "$work"/${p}_*.deb 2>/dev/null | head -n 1)
     [ -n "$f" ]
@@ -123,12 +133,16 @@ done
 changes=$(ls "$work"/certsuite_*.changes 2>/dev/null | head -n 1)
 
 section "lintian"
-lintian --fail-on error --no-tag-display-limit "$changes" >"$work/lintian.log" 2>&1
+# (Its note that it runs as root goes to stderr, kept apart.)
+lintian --fail-on error --tag-display-limit 0 "$changes" >"$work/lintian.log" \
+    2>"$work/lintian.err"
 lrc=$?
-okif $lrc "lintian: no error" || sed 's/^/# /' "$work/lintian.log"
-if [ "$lrc" = 0 ] && [ -s "$work/lintian.log" ]; then
+okif $lrc "lintian: no error" \
+    || sed 's/^/# /' "$work/lintian.log" "$work/lintian.err"
+tags=$(grep -E '^[EWIPX]: ' "$work/lintian.log")
+if [ "$lrc" = 0 ] && [ -n "$tags" ]; then
     echo "# lintian's other tags (warnings, info):"
-    sort "$work/lintian.log" | uniq -c | sed 's/^/#   /'
+    sort <<<"$tags" | uniq -c | sed 's/^/#   /'
 fi
 
 section "contents"
@@ -168,6 +182,8 @@ okif $? "nothing enabled by installing (the operator runs a2enmod)"
 
 section "a second Apache instance: a2enmod, configtest, a request"
 cp -a /etc/apache2 "$CONFDIR" || bail "cannot copy /etc/apache2"
+# What Debian's setup-instance script makes beside the configuration.
+install -d -m 750 -o root -g adm "/var/log/apache2-$INST"
 port=$(pick_port) || bail "no free port"
 pp_port=$(pick_port) || bail "no free port"
 while [ "$pp_port" = "$port" ]; do pp_port=$(pick_port); done
@@ -176,6 +192,7 @@ printf 'Listen 127.0.0.1:%s\nListen 127.0.0.1:%s\n' "$port" "$pp_port" \
 rm -f "$CONFDIR"/sites-enabled/*
 cat >"$CONFDIR/sites-available/certsuite-deb.conf" <<EOF
 # check-deb: mod_proxy_protocol on one address, a plain one beside it
+ServerName 127.0.0.1
 <VirtualHost 127.0.0.1:$port>
     DocumentRoot $work/htdocs
 </VirtualHost>
@@ -184,7 +201,7 @@ cat >"$CONFDIR/sites-available/certsuite-deb.conf" <<EOF
     ProxyProtocol On
     ProxyProtocolTrustedProxies 127.0.0.1
     Header always set X-Client-Addr "%{PROXY_PROTOCOL_SRC_ADDR}e"
-    Header always set X-Remote-Addr "%{REMOTE_ADDR}e"
+    CustomLog $work/pp_access.log "%a %{PROXY_PROTOCOL_PEER_ADDR}e"
 </VirtualHost>
 <Directory $work/htdocs>
     Require all granted
@@ -215,23 +232,30 @@ okif $? "... listening"
 is "$(curl -sS --noproxy '*' --max-time 5 "http://127.0.0.1:$port/")" \
    "certsuite-deb page" "a request"
 # A PROXY v1 header from the trusted 127.0.0.1, then the request.
-hdrs=$(exec 3<>"/dev/tcp/127.0.0.1/$pp_port" || exit 1
+hdrs=$(exec 3<>"/dev/tcp/127.0.0.1/$pp_port" 2>/dev/null || exit 1
        printf 'PROXY TCP4 192.0.2.7 127.0.0.1 40000 %s\r\nGET / HTTP/1.0\r\nHost: x\r\n\r\n' \
            "$pp_port" >&3
        timeout 5 cat <&3 | tr -d '\r')
-grep -qi '^X-Client-Addr: 192.0.2.7' <<<"$hdrs" \
-    && grep -qi '^X-Remote-Addr: 192.0.2.7' <<<"$hdrs"
-okif $? "a request through mod_proxy_protocol: the client address from its header" \
+grep -qi '^X-Client-Addr: 192.0.2.7' <<<"$hdrs"
+okif $? "a request through mod_proxy_protocol: PROXY_PROTOCOL_SRC_ADDR" \
     || diag "$hdrs"
-code=$(curl -sS --noproxy '*' --max-time 5 -o /dev/null -w '%{http_code}' \
-    "http://127.0.0.1:$pp_port/" 2>/dev/null)
-[ "$code" != 200 ]
-okif $? "... and no answer without the header (got '$code')"
-err=$(grep -E '\[(emerg|alert|crit|error)\]' "/var/log/apache2-$INST/error.log" 2>/dev/null)
-[ -z "$err" ] || grep -q 'PP000' <<<"$err"
-okif $? "no unexpected error in the instance's error log" || diag "$err"
+curl -sS --noproxy '*' --max-time 5 -o /dev/null "http://127.0.0.1:$pp_port/" \
+    2>/dev/null
+crc=$?
+# 52 or 56: the connection was accepted, then closed with no answer.
+[ "$crc" = 52 ] || [ "$crc" = 56 ]
+okif $? "... and no answer without the header (curl's exit $crc)"
+err=$(grep -E '\[(emerg|alert|crit|error)\]' "/var/log/apache2-$INST/error.log" 2>/dev/null \
+      | grep -v 'PP000')
+[ -f "/var/log/apache2-$INST/error.log" ] && [ -z "$err" ]
+okif $? "no error in the instance's error log but the refused header" \
+    || diag "$err"
 apache2ctl stop >/dev/null 2>&1
 okif $? "apache2ctl stop"
+# The connection's client address (%a) is the header's, its peer the
+# trusted 127.0.0.1.
+is "$(head -n 1 "$work/pp_access.log" 2>/dev/null)" "192.0.2.7 127.0.0.1" \
+   "the access log's client address (%a) is the PROXY header's"
 unset APACHE_CONFDIR
 v=$(certsuite version 2>&1)
 is "$v" "certsuite 0.1.0" "certsuite version"
