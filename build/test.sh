@@ -45,6 +45,8 @@ if [ "$(id -u)" = 0 ]; then
         ip addr add 127.0.0.2/32 dev lo && added_lo=1
     fi
     work=$(mktemp -d /tmp/certsuite-test.XXXXXX)
+    # Each suite's own folder likewise: kept and named ("# kept DIR")
+    # only when it failed (CERTSUITE_KEEP=failed, t/lib/certsuite.sh).
     # The copy ends up holding keys (Apache-Test's t/certservice/pki, and
     # whatever a suite cut short leaves): removed on every way out, or
     # kept and named with CERTSUITE_KEEP (as each suite's own directory).
@@ -67,7 +69,7 @@ if [ "$(id -u)" = 0 ]; then
     echo "== running the suite as $TEST_USER in $work/src"
     runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
         HOME="$(getent passwd "$TEST_USER" | cut -d: -f6)" LANG=C.UTF-8 \
-        ${CI:+CI="$CI"} ${CERTSUITE_KEEP:+CERTSUITE_KEEP="$CERTSUITE_KEEP"} \
+        ${CI:+CI="$CI"} CERTSUITE_KEEP="${CERTSUITE_KEEP:-failed}" \
         bash "$work/src/build/test.sh"
     # The one suite that needs root (it skips itself as the test user): a
     # proxy's store on loop-mounted ext4 made full and read-only, on the

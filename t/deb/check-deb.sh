@@ -80,7 +80,8 @@ on_exit() {
         flock /tmp/apt.lock dpkg --purge $PKGS >"$work/purge.log" 2>&1 \
             || { echo "# dpkg --purge failed:"; sed 's/^/# /' "$work/purge.log"; }
     fi
-    if [ "$rc" = 0 ] && [ "$nfail" = 0 ] && [ -z "${CERTSUITE_KEEP:-}" ]; then
+    if [ "$rc" = 0 ] && [ "$nfail" = 0 ] \
+       && { [ -z "${CERTSUITE_KEEP:-}" ] || [ "$CERTSUITE_KEEP" = failed ]; }; then
         rm -rf "$work"
     else
         echo "# the work folder is kept: $work (build.log, lintian.log)"

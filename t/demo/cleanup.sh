@@ -82,7 +82,9 @@ run_demo() {
     # SIGINT as a terminal leaves it: not ignored, even when this test
     # runs in the background (which ignores it for its children).
     # shellcheck disable=SC2016
-    env DEMO_INSTALL_DEPS=0 TMPDIR="$root" "$@" \
+    # (CERTSUITE_KEEP is the demo's way to keep its folder: not here,
+    # where what it leaves is the point.)
+    env -u CERTSUITE_KEEP DEMO_INSTALL_DEPS=0 TMPDIR="$root" "$@" \
         perl -e '$SIG{INT} = $SIG{TERM} = "DEFAULT"; exec @ARGV or die' \
         "$top/build/demo.sh" >"$root/$name.log" 2>&1 </dev/null &
     demo_pid=$!
