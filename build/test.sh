@@ -81,7 +81,7 @@ if [ "$(id -u)" = 0 ]; then
     # enabled in a second Apache instance, requested, purged.
     echo
     echo "== as root: make check-deb (build the packages, lintian, install," \
-         "a2enmod, configtest, a request, purge; about 4 minutes)"
+         "a2enmod, configtest, a request, purge; the build is the long part)"
     "$top/t/deb/check-deb.sh"
     echo "suites as root: 2 passed"
     exit 0
