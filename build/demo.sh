@@ -49,7 +49,12 @@ fi
 # The host name asked for a wildcard domain.
 wildcard_host=hello.apps.example
 
-bold() { printf '\033[1m%s\033[0m\n' "$*"; }
+# Bold only on a terminal: a log file or a pipe gets plain text.
+if [ -t 1 ]; then
+    bold() { printf '\033[1m%s\033[0m\n' "$*"; }
+else
+    bold() { printf '%s\n' "$*"; }
+fi
 say() { bold "== $*"; }
 t0=$(date +%s%N)
 elapsed() { # seconds since the start, one decimal
@@ -59,6 +64,25 @@ elapsed() { # seconds since the start, one decimal
 host_of() { # domain: the host name to request
     case $1 in \*.*) echo "${wildcard_host}" ;; *) echo "$1" ;; esac
 }
+
+# The ports first, before anything is installed, built or started: a
+# busy port is named with the way to move the whole range.
+# shellcheck source=t/lib/certsuite.sh
+. "$top/t/lib/certsuite.sh"
+if ! [ "$port" -ge 1025 ] 2>/dev/null || [ "$port" -gt 65500 ]; then
+    echo "demo: DEMO_PORT must be a number from 1025 to 65500 (the demo" \
+         "uses DEMO_PORT to DEMO_PORT+32), not '$port'" >&2
+    exit 1
+fi
+for ((p = port; p <= port + 32; p++)); do
+    if ! port_free "$p"; then
+        echo "demo: port $p (DEMO_PORT+$((p - port)), DEMO_PORT=$port) is" \
+             "in use on this machine; the demo needs $port to $((port + 32))" \
+             "free: pick another range, e.g. DEMO_PORT=$((port + 100))" \
+             "build/demo.sh" >&2
+        exit 1
+    fi
+done
 
 if [ "$(id -u)" = 0 ] && [ "${DEMO_INSTALL_DEPS:-1}" != 0 ]; then
     "$top/build/install-deps.sh"
@@ -71,7 +95,7 @@ built() { # every module is in the build tree
     done
 }
 if ! built; then
-    say "building"
+    say "building (a few minutes the first time)"
     [ -x configure ] || ./autogen.sh >/dev/null 2>&1
     [ -f Makefile ] || ./configure >/dev/null
     make -j2 >/dev/null

@@ -21,15 +21,45 @@ PACKAGES="
     clang libclang-rt-dev
     valgrind wrk
     passwd util-linux procps iproute2 e2fsprogs
+    dpkg-dev debhelper lintian man-db
 "
 # t/demo/tls.sh (make check-pool-tls): headless Chromium negotiates h2
 # through the pool (its checks are skipped without it).
 PACKAGES="$PACKAGES chromium"
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+start=$(date +%s)
 # shellcheck disable=SC2086
-apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
+set -- $PACKAGES
+echo "install-deps.sh: apt-get update, then $# packages (a few minutes on" \
+     "a fresh machine; seconds when they are installed)"
+apt-get update -qq
+# A line every 20 s while apt works (how many packages are set up so
+# far); its full output only if it fails.
+log=$(mktemp "${TMPDIR:-/tmp}/install-deps.XXXXXX")
+apt-get install -y --no-install-recommends "$@" >"$log" 2>&1 </dev/null &
+pid=$!
+while kill -0 "$pid" 2>/dev/null; do
+    i=0
+    while [ $i -lt 20 ] && kill -0 "$pid" 2>/dev/null; do
+        sleep 1
+        i=$((i + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "install-deps.sh: ... $(( $(date +%s) - start )) s," \
+             "$(grep -c '^Setting up ' "$log") packages set up so far"
+    fi
+done
+rc=0
+wait "$pid" || rc=$?
+if [ "$rc" != 0 ]; then
+    tail -n 30 "$log" >&2
+    echo "install-deps.sh: apt-get install failed; its output: $log" >&2
+    exit 1
+fi
+echo "install-deps.sh: $(grep -c '^Setting up ' "$log") packages set up" \
+     "in $(( $(date +%s) - start )) s"
+rm -f "$log"
 # The suite starts its own servers; the packaged ones stay stopped.
 for svc in apache2 haproxy named; do
     if command -v systemctl >/dev/null 2>&1; then

@@ -45,13 +45,20 @@ if [ "$(id -u)" = 0 ]; then
         ip addr add 127.0.0.2/32 dev lo && added_lo=1
     fi
     work=$(mktemp -d /tmp/certsuite-test.XXXXXX)
+    # Each suite's own folder likewise: kept and named ("# kept DIR")
+    # only when it failed (CERTSUITE_KEEP=failed, t/lib/certsuite.sh).
     # The copy ends up holding keys (Apache-Test's t/certservice/pki, and
     # whatever a suite cut short leaves): removed on every way out, or
     # kept and named with CERTSUITE_KEEP (as each suite's own directory).
     # shellcheck disable=SC2154
+    # After a pass it is removed; after a failure it is kept, and named,
+    # for the logs (CERTSUITE_KEEP=1 keeps it after a pass too).
     trap 'rc=$?; trap - EXIT; trap "" INT TERM HUP
           [ -z "$added_lo" ] || ip addr del 127.0.0.2/32 dev lo
-          if [ -n "${CERTSUITE_KEEP:-}" ]; then echo "== kept $work"
+          if [ "$rc" != 0 ]; then
+              echo "== FAILED (exit $rc): the work folder is kept for its" \
+                   "logs: $work (it holds test keys: rm -rf $work)"
+          elif [ -n "${CERTSUITE_KEEP:-}" ]; then echo "== kept $work"
           else rm -rf "$work"; fi; exit $rc' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
@@ -62,7 +69,7 @@ if [ "$(id -u)" = 0 ]; then
     echo "== running the suite as $TEST_USER in $work/src"
     runuser -u "$TEST_USER" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
         HOME="$(getent passwd "$TEST_USER" | cut -d: -f6)" LANG=C.UTF-8 \
-        ${CI:+CI="$CI"} ${CERTSUITE_KEEP:+CERTSUITE_KEEP="$CERTSUITE_KEEP"} \
+        ${CI:+CI="$CI"} CERTSUITE_KEEP="${CERTSUITE_KEEP:-failed}" \
         bash "$work/src/build/test.sh"
     # The one suite that needs root (it skips itself as the test user): a
     # proxy's store on loop-mounted ext4 made full and read-only, on the
@@ -70,7 +77,13 @@ if [ "$(id -u)" = 0 ]; then
     echo
     echo "== as root: make check-certsync-store (a full and a read-only store)"
     make -C "$work/src" -s check-certsync-store
-    echo "suites as root: 1 passed"
+    # The Debian packages: built from this tree (git's files), installed,
+    # enabled in a second Apache instance, requested, purged.
+    echo
+    echo "== as root: make check-deb (build the packages, lintian, install," \
+         "a2enmod, configtest, a request, purge; the build is the long part)"
+    "$top/t/deb/check-deb.sh"
+    echo "suites as root: 2 passed"
     exit 0
 fi
 
@@ -86,12 +99,42 @@ step() {
     echo
     echo "== $*"
 }
+# quietly LOG CMD...: CMD with its output in LOG, a line every 30 s while
+# it runs (a long step is seen to progress), the end of LOG if it fails.
+quietly() {
+    local log=$1 pid rc=0 t=$SECONDS i
+    shift
+    "$@" >"$log" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        for ((i = 0; i < 30; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "   ... $((SECONDS - t)) s"
+        fi
+    done
+    wait "$pid" || rc=$?
+    if [ "$rc" != 0 ]; then
+        tail -n 40 "$log"
+        echo "test.sh: '$*' failed (exit $rc); its whole output: $log" >&2
+        return "$rc"
+    fi
+    echo "   done in $((SECONDS - t)) s"
+    rm -f "$log"
+}
+logs=$(mktemp -d "${TMPDIR:-/tmp}/certsuite-build-logs.XXXXXX")
+# A step's log stays only when the step failed (quietly): named then.
+trap 'rc=$?; trap - EXIT
+      rmdir "$logs" 2>/dev/null || echo "== FAILED: the logs are kept in $logs"
+      exit $rc' EXIT
 
 cd "$top"
-step "build (-Werror)"
-./autogen.sh >/dev/null 2>&1
-./configure --enable-werror >/dev/null
-make -j2 >/dev/null
+step "build (-Werror; about 3 minutes on 2 cores)"
+quietly "$logs/autogen.log" ./autogen.sh
+quietly "$logs/configure.log" ./configure --enable-werror
+quietly "$logs/make.log" make -j2
 passed=$((passed + 1))
 
 step "make check: unit tests, fuzz-corpus replay, golden and source checks, Apache-Test"
@@ -105,12 +148,19 @@ passed=$((passed + 1))
 
 step "unit tests and fuzz replay under AddressSanitizer + UBSan"
 san=$(mktemp -d "${TMPDIR:-/tmp}/certsuite-asan.XXXXXX")
-trap 'rm -rf "$san"' EXIT
+# Removed after a pass, kept and named after a failure.
+trap 'rc=$?; trap - EXIT
+      if [ "$rc" = 0 ]; then rm -rf "$san"; rmdir "$logs" 2>/dev/null
+      else echo "== FAILED: kept $san (the sanitizer build)"
+           rmdir "$logs" 2>/dev/null || echo "== and the logs: $logs"; fi
+      exit $rc' EXIT
 copy_tree "$san"
 (
     cd "$san"
-    ./autogen.sh >/dev/null 2>&1
-    ./configure --enable-werror --enable-sanitizers >/dev/null
+    quietly "$logs/asan-autogen.log" ./autogen.sh
+    quietly "$logs/asan-configure.log" \
+        ./configure --enable-werror --enable-sanitizers
+    echo "   building with the sanitizers (about 3 minutes) and running"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         make -j2 check-unit VERBOSE=yes

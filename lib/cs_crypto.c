@@ -441,6 +441,28 @@ static int has_recipient(CMS_ContentInfo *cms, X509 *cert)
     return 0;
 }
 
+int cs_envelope_has_recipient(const unsigned char *der, apr_size_t der_len,
+                              X509 *cert)
+{
+    const unsigned char *q = der;
+    CMS_ContentInfo *cms;
+    int rc;
+
+    if (der == NULL || der_len == 0 || der_len > LONG_MAX) {
+        return -1;
+    }
+    cms = d2i_CMS_ContentInfo(NULL, &q, (long)der_len);
+    if (cms == NULL || q != der + der_len) {
+        CMS_ContentInfo_free(cms);
+        ERR_clear_error();
+        return -1;
+    }
+    rc = has_recipient(cms, cert);
+    CMS_ContentInfo_free(cms);
+    ERR_clear_error();
+    return rc;
+}
+
 apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
                               const unsigned char *der, apr_size_t der_len,
                               X509 *wrap_cert, EVP_PKEY *wrap_key,

@@ -106,6 +106,15 @@ apr_status_t cs_base64_decode(unsigned char **data, apr_size_t *len,
  */
 int cs_key_belongs(EVP_PKEY *key, EVP_PKEY *pub);
 
+/**
+ * Whether der (an envelope, as cs_envelope_seal makes it) has cert among
+ * its key transport recipients: 1 if it has, 0 if not, -1 if der is not
+ * a CMS structure.  Needs no private key (recipient identifiers are
+ * public): for checking a wrapping-key rotation, and sealed imports.
+ */
+int cs_envelope_has_recipient(const unsigned char *der, apr_size_t der_len,
+                              X509 *cert);
+
 /** SHA-256 fingerprint of a certificate's DER, lower-case hex, from p. */
 const char *cs_cert_fingerprint(apr_pool_t *p, X509 *cert);
 

@@ -327,9 +327,10 @@ static int san_has(X509 *leaf, const char *name)
     return found;
 }
 
-apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
-                              const char *name, apr_time_t now,
-                              const char **err)
+/* The checks of cs_bundle_verify; with check_key 0, no key at all. */
+static apr_status_t verify(const apr_array_header_t *chain, EVP_PKEY *key,
+                           int check_key, const char *name, apr_time_t now,
+                           const char **err)
 {
     X509 *leaf, *cert, *issuer;
     EVP_PKEY *pub;
@@ -367,7 +368,10 @@ apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
 
     leaf = APR_ARRAY_IDX(chain, 0, X509 *);
     pub = X509_get0_pubkey(leaf);
-    if (key == NULL || pub == NULL || EVP_PKEY_eq(pub, key) != 1) {
+    if (!check_key) {
+        /* no key here (sealed by its importer) */
+    }
+    else if (key == NULL || pub == NULL || EVP_PKEY_eq(pub, key) != 1) {
         ERR_clear_error();
         *err = "bundle: the key does not match the certificate";
         return APR_EINVAL;
@@ -375,7 +379,7 @@ apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
     /* EVP_PKEY_eq compares public keys only, and a decoder takes the
      * public key a PKCS#8 carries as it is: the private key must belong
      * to it too, or every handshake with this key fails. */
-    if (!cs_key_belongs(key, pub)) {
+    if (check_key && !cs_key_belongs(key, pub)) {
         *err = "bundle: the private key does not belong to the "
                "certificate's public key";
         return APR_EINVAL;
@@ -426,6 +430,20 @@ apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
         return APR_EINVAL;
     }
     return APR_SUCCESS;
+}
+
+apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
+                              const char *name, apr_time_t now,
+                              const char **err)
+{
+    return verify(chain, key, 1, name, now, err);
+}
+
+apr_status_t cs_chain_verify(const apr_array_header_t *chain,
+                             const char *name, apr_time_t now,
+                             const char **err)
+{
+    return verify(chain, NULL, 0, name, now, err);
 }
 
 /* ------------------------------------------------------------------ */

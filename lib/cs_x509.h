@@ -61,6 +61,15 @@ apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
                               const char **err);
 
 /**
+ * cs_bundle_verify's checks without the key: for an import whose key was
+ * sealed by the importer (certsuite import), which only the proxies can
+ * open (and check: mod_certsync verifies every key it opens).
+ */
+apr_status_t cs_chain_verify(const apr_array_header_t *chain,
+                             const char *name, apr_time_t now,
+                             const char **err);
+
+/**
  * A certificate signing request for one name, signed with key (SHA-256):
  * the name as a DNS SAN, and as the subject CN when it fits one (64
  * characters); DER from p.  For ACME's finalize (cs_acme_order.c).

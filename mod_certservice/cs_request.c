@@ -401,25 +401,44 @@ static apr_status_t cleanse(void *data)
 }
 
 int cs_req_import(const char **chain_pem, const char **key_pem,
-                  apr_pool_t *p, const char *buf, apr_size_t len,
-                  const char **err)
+                  const char **key_cms, apr_pool_t *p, const char *buf,
+                  apr_size_t len, const char **err)
 {
-    json_t *body, *jchain, *jkey;
+    json_t *body, *jchain, *jkey, *jcms;
     char *key;
     int rc;
 
+    *key_pem = NULL;
+    if (key_cms) {
+        *key_cms = NULL;
+    }
     if ((rc = cs_req_json(&body, p, buf, len, err))) {
         return rc;
     }
     jchain = json_object_get(body, "chain_pem");
     jkey = json_object_get(body, "key_pem");
-    if (!json_is_string(jchain) || !json_is_string(jkey)) {
+    jcms = key_cms ? json_object_get(body, "key_cms") : NULL;
+    if (!json_is_string(jchain)
+        || (jkey && jcms) || !(json_is_string(jkey) || json_is_string(jcms))) {
+        if (jkey) {
+            OPENSSL_cleanse((char *)json_string_value(jkey),
+                            json_string_length(jkey));
+        }
         json_decref(body);
-        *err = "body must be {\"chain_pem\": \"...\", \"key_pem\": "
-               "\"...\"}";
+        *err = key_cms
+               ? "body must be {\"chain_pem\": \"...\", \"key_pem\": "
+                 "\"...\"} or {\"chain_pem\": \"...\", \"key_cms\": "
+                 "\"...\"}"
+               : "body must be {\"chain_pem\": \"...\", \"key_pem\": "
+                 "\"...\"}";
         return CS_REQ_BAD;
     }
     *chain_pem = apr_pstrdup(p, json_string_value(jchain));
+    if (jcms) {
+        *key_cms = apr_pstrdup(p, json_string_value(jcms));
+        json_decref(body);
+        return 0;
+    }
     key = apr_pstrdup(p, json_string_value(jkey));
     apr_pool_cleanup_register(p, key, cleanse, apr_pool_cleanup_null);
     *key_pem = key;

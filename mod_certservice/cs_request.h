@@ -122,11 +122,13 @@ int cs_req_put_domain(int *kt, const char **profile, apr_pool_t *p,
                       const char *buf, apr_size_t len, int dflt,
                       const char **err);
 
-/** PUT /v1/domains/DOMAIN/certificate {"chain_pem": s, "key_pem": s}.
- * The copy of the key in p is cleansed when p is cleared. */
+/** PUT /v1/domains/DOMAIN/certificate {"chain_pem": s, "key_pem": s},
+ * or, with key_cms not NULL, {"chain_pem": s, "key_cms": s} (a key its
+ * importer sealed): exactly one of *key_pem and *key_cms is set.
+ * The copy of a plain key in p is cleansed when p is cleared. */
 int cs_req_import(const char **chain_pem, const char **key_pem,
-                  apr_pool_t *p, const char *buf, apr_size_t len,
-                  const char **err);
+                  const char **key_cms, apr_pool_t *p, const char *buf,
+                  apr_size_t len, const char **err);
 
 /** POST /v1/domains/DOMAIN/revoke {"reason": RFC 5280 code, not 7};
  * 0 when absent. */

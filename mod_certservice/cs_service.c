@@ -126,6 +126,73 @@ apr_status_t cs_service_import(cs_bundle_t **b, apr_pool_t *p,
     return make_bundle(b, p, svc, domain, chain, key, now, err);
 }
 
+apr_status_t cs_service_import_sealed(cs_bundle_t **pb, apr_pool_t *p,
+                                      const cs_service_t *svc,
+                                      const char *domain,
+                                      const char *chain_pem,
+                                      const char *key_cms, apr_time_t now,
+                                      const char **err)
+{
+    apr_array_header_t *chain;
+    cs_bundle_t *b;
+    cs_cert_info_t info;
+    unsigned char *der;
+    apr_size_t der_len;
+    apr_status_t rv;
+    const char *key_type;
+    X509 *leaf;
+    int i;
+
+    if ((rv = cs_pem_read_certs(&chain, p, chain_pem, strlen(chain_pem),
+                                err))) {
+        return rv;
+    }
+    if ((rv = cs_chain_verify(chain, domain, now, err))) {
+        return rv;
+    }
+    leaf = APR_ARRAY_IDX(chain, 0, X509 *);
+    if (!(key_type = cs_key_describe(p, X509_get0_pubkey(leaf)))) {
+        *err = "unsupported key type (ECDSA P-256/P-384 or RSA of at "
+               "least 2048 bits expected)";
+        return APR_EINVAL;
+    }
+    if (cs_base64_decode(&der, &der_len, p, key_cms) || der_len == 0) {
+        *err = "key_cms is not base64";
+        return APR_EINVAL;
+    }
+    /* Every proxy must be able to open it with the key it has: the
+     * envelope names every wrapping certificate configured here. */
+    for (i = 0; i < svc->wrap_certs->nelts; i++) {
+        X509 *w = APR_ARRAY_IDX(svc->wrap_certs, i, X509 *);
+        int has = cs_envelope_has_recipient(der, der_len, w);
+
+        if (has < 0) {
+            *err = "key_cms is not a CMS envelope";
+            return APR_EINVAL;
+        }
+        if (!has) {
+            *err = apr_psprintf(p, "key_cms is not sealed to the wrapping "
+                                "certificate %s (sealed keys must name "
+                                "every CertServiceWrapCertificate)",
+                                cs_cert_fingerprint(p, w));
+            return APR_EINVAL;
+        }
+    }
+    cs_cert_info(&info, p, leaf);
+    b = apr_pcalloc(p, sizeof(*b));
+    b->domain = domain;
+    b->state = "active";
+    b->serial = info.serial;
+    b->not_before = apr_time_sec(info.not_before);
+    b->not_after = apr_time_sec(info.not_after);
+    b->key_type = key_type;
+    b->chain_pem = cs_pem_write_certs(p, chain);
+    b->key_cms = cs_base64_encode(p, der, der_len);
+    b->updated = apr_time_sec(now);
+    *pb = b;
+    return APR_SUCCESS;
+}
+
 /* ------------------------------------------------------------------ */
 /* JSON                                                                */
 /* ------------------------------------------------------------------ */

@@ -57,6 +57,20 @@ apr_status_t cs_service_import(cs_bundle_t **b, apr_pool_t *p,
                                const char *chain_pem, const char *key_pem,
                                apr_time_t now, const char **err);
 
+/**
+ * Import a certificate chain whose key its importer sealed (certsuite
+ * import): key_cms, base64 of a CMS envelope as cs_envelope_seal makes
+ * it, must name every wrapping certificate of svc.  The chain is checked
+ * as for cs_service_import; the key cannot be (only the proxies can open
+ * it, and they check it before serving).
+ */
+apr_status_t cs_service_import_sealed(cs_bundle_t **b, apr_pool_t *p,
+                                      const cs_service_t *svc,
+                                      const char *domain,
+                                      const char *chain_pem,
+                                      const char *key_cms, apr_time_t now,
+                                      const char **err);
+
 /* --- JSON views (new references; the caller json_decref()s) ---------- */
 
 /** The bundle a proxy fetches (ARCHITECTURE.md section 3). */

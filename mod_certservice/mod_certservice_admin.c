@@ -526,7 +526,7 @@ int cs_put_certificate(cs_req_t *q, const char *raw)
     const char *domain, *why = NULL;
     cs_service_t *svc;
     cs_bundle_t *b;
-    const char *body, *chain_pem, *key_pem;
+    const char *body, *chain_pem, *key_pem, *key_cms;
     apr_size_t len;
     apr_status_t rv;
     int rc;
@@ -537,7 +537,8 @@ int cs_put_certificate(cs_req_t *q, const char *raw)
     if ((rc = cs_read_body(q, &body, &len)) != DECLINED) {
         return rc;
     }
-    rc = cs_req_import(&chain_pem, &key_pem, q->r->pool, body, len, &why);
+    rc = cs_req_import(&chain_pem, &key_pem, &key_cms, q->r->pool, body,
+                       len, &why);
     /* The body as read holds the key in plaintext too. */
     OPENSSL_cleanse((char *)body, len);
     if (rc) {
@@ -546,8 +547,17 @@ int cs_put_certificate(cs_req_t *q, const char *raw)
     if (!(svc = cs_service(q, &why))) {
         return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "%s", why);
     }
-    rv = cs_service_import(&b, q->r->pool, svc, domain, chain_pem, key_pem,
-                           apr_time_now(), &why);
+    if (key_cms) {
+        /* Sealed by the importer (certsuite import): never in plaintext
+         * here; the proxies check it when they open it. */
+        rv = cs_service_import_sealed(&b, q->r->pool, svc, domain,
+                                      chain_pem, key_cms, apr_time_now(),
+                                      &why);
+    }
+    else {
+        rv = cs_service_import(&b, q->r->pool, svc, domain, chain_pem,
+                               key_pem, apr_time_now(), &why);
+    }
     if (rv) {
         return cs_error(q->r, HTTP_BAD_REQUEST, "import refused, nothing "
                         "stored: %s", why);

@@ -5,7 +5,8 @@
 # The demo runs in a process group of its own (as from a terminal) with
 # TMPDIR set to a directory of this test, so that what it leaves behind is
 # told apart from anything else on the machine.  The ways out:
-#   1. a failure (DEMO_PORT out of range): exit 1
+#   1. a failure (DEMO_PORT out of range): exit 1; and a busy port in
+#      its range: exit 1 at once, the port and DEMO_PORT named
 #   2. Ctrl-C while it starts (SIGINT to the whole process group, pebble
 #      included, once pebble runs): exit 0
 #   3. SIGTERM to the demo alone while it starts (proxies running): exit 0
@@ -81,7 +82,9 @@ run_demo() {
     # SIGINT as a terminal leaves it: not ignored, even when this test
     # runs in the background (which ignores it for its children).
     # shellcheck disable=SC2016
-    env DEMO_INSTALL_DEPS=0 TMPDIR="$root" "$@" \
+    # (CERTSUITE_KEEP is the demo's way to keep its folder: not here,
+    # where what it leaves is the point.)
+    env -u CERTSUITE_KEEP DEMO_INSTALL_DEPS=0 TMPDIR="$root" "$@" \
         perl -e '$SIG{INT} = $SIG{TERM} = "DEFAULT"; exec @ARGV or die' \
         "$top/build/demo.sh" >"$root/$name.log" 2>&1 </dev/null &
     demo_pid=$!
@@ -157,6 +160,31 @@ section "1. a failure"
 run_demo failure DEMO_PORT=1 DEMO_ONESHOT=1
 wait_demo 60
 check failure $? 1
+
+section "1b. a busy port: named before anything starts"
+base=$(pool_pick_base) || bail "no free ports"
+# A listener on DEMO_PORT+7 (a proxy's status port would go there).
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); time.sleep(60)' \
+    $((base + 7)) &
+busy_pid=$!
+wait_port $((base + 7)) 5 || diag "the test's listener did not start"
+t_busy=$SECONDS
+run_demo busy-port DEMO_PORT="$base" DEMO_ONESHOT=1
+wait_demo 30
+rc=$?
+t_busy=$((SECONDS - t_busy))
+check busy-port "$rc" 1
+kill "$busy_pid" 2>/dev/null
+wait "$busy_pid" 2>/dev/null
+grep -q "demo: port $((base + 7)) (DEMO_PORT+7, DEMO_PORT=$base) is in use" \
+    "$root/busy-port.log"
+okif $? "busy-port: the port and DEMO_PORT are named" \
+    || diag "$(cat "$root/busy-port.log")"
+[ "$t_busy" -lt 10 ] && ! grep -q 'pebble\|CertService' "$root/busy-port.log"
+okif $? "busy-port: nothing was started first (the demo took $t_busy s)" \
+    || diag "$(cat "$root/busy-port.log")"
 
 section "2. Ctrl-C (SIGINT to the process group) while it starts"
 signal_case ctrl-c-starting INT group '^ *[0-9.]+s +CertService ' 90 \

@@ -218,7 +218,7 @@ static void fuzz_query(apr_pool_t *p, const char *args)
 static void fuzz_bodies(apr_pool_t *p, const char *buf, size_t len)
 {
     apr_array_header_t *small, *big;
-    const char *err = NULL, *host, *chain, *key, *profile;
+    const char *err = NULL, *host, *chain, *key, *cms, *profile;
     cs_report_t rep;
     json_t *body, *f;
     int rc, rc_big, ttl, kt, reason, i;
@@ -286,10 +286,10 @@ static void fuzz_bodies(apr_pool_t *p, const char *buf, size_t len)
         REQUIRE(profile == NULL);
     }
 
-    rc = cs_req_import(&chain, &key, p, buf, len, &err);
+    rc = cs_req_import(&chain, &key, &cms, p, buf, len, &err);
     check_err(rc, err, 0);
     if (rc == 0) {
-        REQUIRE(chain != NULL && key != NULL);
+        REQUIRE(chain != NULL && (key != NULL) != (cms != NULL));
     }
 
     rc = cs_req_revoke(&reason, p, buf, len, &err);

@@ -23,6 +23,7 @@ use POSIX ();
 use Test::More ();
 
 use Apache::Test ();
+use HttpdDefines ();   # no "Could not open configuration file" line
 
 our @EXPORT = qw(
     cs_ready cs_pki cs_port cs_req cs_json_error uniq_name

@@ -18,6 +18,7 @@ use Time::HiRes qw(time sleep);
 
 use Apache::Test qw(ok);
 use Apache::TestUtil qw(t_cmp t_debug);
+use HttpdDefines ();   # no "Could not open configuration file" line
 
 our @EXPORT = qw(
     pp_port pp_connect pp_exchange read_all parse_response http_get new_tag

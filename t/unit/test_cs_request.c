@@ -171,7 +171,7 @@ static int revoke_body(const char *b, const char **err)
 
 static void test_bodies(void)
 {
-    const char *err, *chain, *key;
+    const char *err, *chain, *key, *cms;
     static const char import_ok[] =
         "{\"chain_pem\":\"c\",\"key_pem\":\"k\"}";
     char long_token[66];
@@ -266,12 +266,27 @@ static void test_bodies(void)
     CHECK_EQ_INT(body(revoke_body, "{\"reason\":4}", &err), 0);
     CHECK_EQ_INT(reason, 4);
     CHECK_EQ_INT(body(revoke_body, "{\"reason\":7}", &err), 400);
-    CHECK_EQ_INT(cs_req_import(&chain, &key, p, import_ok,
+    CHECK_EQ_INT(cs_req_import(&chain, &key, &cms, p, import_ok,
                                sizeof(import_ok) - 1, &err), 0);
     CHECK_STR(chain, "c");
     CHECK_STR(key, "k");
-    CHECK_EQ_INT(cs_req_import(&chain, &key, p, "{\"chain_pem\":\"c\"}", 17,
-                               &err), 400);
+    CHECK(cms == NULL);
+    CHECK_EQ_INT(cs_req_import(&chain, &key, &cms, p,
+                               "{\"chain_pem\":\"c\"}", 17, &err), 400);
+    /* A key sealed by its importer instead of key_pem; not both. */
+    CHECK_EQ_INT(cs_req_import(&chain, &key, &cms, p,
+                               "{\"chain_pem\":\"c\",\"key_cms\":\"QUJD\"}",
+                               34, &err), 0);
+    CHECK_STR(cms, "QUJD");
+    CHECK(key == NULL);
+    CHECK_EQ_INT(cs_req_import(&chain, &key, &cms, p,
+                               "{\"chain_pem\":\"c\",\"key_cms\":\"Q\","
+                               "\"key_pem\":\"k\"}", 45, &err), 400);
+    CHECK(err && strstr(err, "key_cms"));
+    /* Callers that take no sealed key refuse one. */
+    CHECK_EQ_INT(cs_req_import(&chain, &key, NULL, p,
+                               "{\"chain_pem\":\"c\",\"key_cms\":\"QUJD\"}",
+                               34, &err), 400);
 
     UNIT_CASE("names");
     CHECK(cs_req_token_ok("edge-1.a_b"));
