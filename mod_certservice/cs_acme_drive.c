@@ -702,6 +702,7 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
         }
         if (rv == APR_SUCCESS) {
             cs_drive_health_record(d, c, h, now, 1, 0, NULL);
+            cs_drive_count_order(d, c, "valid");
             out->ca = c->conf.name;
             if (renewal && issuer && issuer != c) {
                 out->moved_from = issuer->conf.name;
@@ -714,6 +715,7 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
         a->account_ok = 0;
 ca_failed:
         kind = cs_drive_fail_kind(rv, err);
+        cs_drive_count_order(d, c, cs_drive_fail_result(kind));
         if (kind == FAIL_LIMITED) {
             /* This account waits as the CA asked; everyone using it. */
             ra = d->ops->retry_after(d->client);
