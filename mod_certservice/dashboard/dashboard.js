@@ -43,6 +43,16 @@
             .replace(/\.\d+Z$/, ' UTC');
     }
 
+    function day(sec) {
+        return sec ? new Date(sec * 1000).toISOString().slice(0, 10) : '';
+    }
+
+    /* A serial, cut for the table (the whole one in the title). */
+    function short(serial) {
+        return serial && serial.length > 16 ? serial.slice(0, 16) + '\u2026'
+            : serial || '';
+    }
+
     function duration(sec) {
         if (sec < 120) {
             return sec + ' s';
@@ -67,6 +77,9 @@
             if (c !== null && typeof c === 'object') {
                 td.textContent = c.text;
                 td.className = c.cls || '';
+                if (c.title) {
+                    td.title = c.title;
+                }
             } else {
                 td.textContent = c === null || c === undefined ? '' : c;
             }
@@ -221,12 +234,13 @@
         list.forEach(function (d) {
             var left = d.not_after ? Math.floor((d.not_after - now) / 86400) : null;
             var tr = row(tb, [d.domain, { text: d.state, cls: 'state-' + d.state },
-                              { text: d.serial || '', cls: 'mono' },
-                              d.not_after ? time(d.not_after) : '',
+                              { text: short(d.serial), cls: 'mono', title: d.serial || '' },
+                              { text: day(d.not_after), cls: 'nowrap',
+                                title: d.not_after ? time(d.not_after) : '' },
                               { text: left === null ? '' : left,
                                 cls: 'num' + (left !== null && left < 7 ? ' late'
                                               : left !== null && left < 14 ? ' soon' : '') },
-                              d.last_error || ''], 'domain');
+                              { text: d.last_error || '', cls: 'why' }], 'domain');
             tr.dataset.domain = d.domain;
         });
         if (!tb.rows.length) {
@@ -255,8 +269,9 @@
             clear(tb);
             $('detail-name').textContent = d.domain;
             (d.hosts || []).forEach(function (h) {
-                row(tb, [h.host, h.pool, { text: h.serial || 'none', cls: 'mono'
-                         + (h.serial === d.serial ? '' : ' soon') },
+                row(tb, [h.host, h.pool, { text: h.serial ? short(h.serial) : 'none',
+                         title: h.serial || '',
+                         cls: 'mono' + (h.serial === d.serial ? '' : ' soon') },
                          { text: h.seq, cls: 'num' }, h.state,
                          h.failed || '']);
             });

@@ -85,6 +85,14 @@ def state_button(state):
         By.CSS_SELECTOR, '#state-filter button[data-state="%s"]' % state)
 
 
+def shot(name):
+    """The whole page, not only the window."""
+    h = drv.execute_script("return document.documentElement.scrollHeight")
+    drv.set_window_size(1280, min(max(h + 140, 900), 4000))
+    drv.save_screenshot(shots + "/" + name)
+    drv.set_window_size(1280, 1600)
+
+
 def same(got, want, desc):
     check(sorted(got) == sorted(want), desc,
           "got:  %s\nwant: %s" % (sorted(got), sorted(want)))
@@ -123,7 +131,7 @@ try:
     summary = drv.find_element(By.ID, "sum-domains").text
     check("error\n%d" % len(expect["error"]) in summary,
           "summary: domains in error", summary)
-    drv.save_screenshot(shots + "/dashboard.png")
+    shot("dashboard.png")
 
     # The filters.
     after(lambda: state_button("error").click(), "the error filter")
@@ -139,7 +147,7 @@ try:
           "... with the last error naming both CAs", errors)
     check("on" in state_button("error").get_attribute("class"),
           "... the button shows it is on")
-    drv.save_screenshot(shots + "/dashboard-errors.png")
+    shot("dashboard-errors.png")
 
     after(lambda: state_button("active").click(), "the active filter")
     same(domains_shown(), expect["active"], "filter active")
@@ -176,7 +184,7 @@ try:
         rows = []
     check(len(rows) == 3 and all(r[2] and r[2] != "none" for r in rows[:2]),
           "a click on shop.example: the serial each host serves", rows)
-    drv.save_screenshot(shots + "/dashboard-domain.png")
+    shot("dashboard-domain.png")
 
     # Nothing blocked, nothing thrown.
     logs = [e for e in drv.get_log("browser")
