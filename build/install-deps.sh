@@ -22,6 +22,12 @@ PACKAGES="
     valgrind wrk
     passwd util-linux procps iproute2 e2fsprogs
 "
+# CertService's metrics and dashboard: promtool (t/certservice/85_metrics.t),
+# headless Chromium with a client certificate from an NSS database
+# (t/dashboard/e2e.sh).
+PACKAGES="$PACKAGES
+    prometheus chromium chromium-driver python3-selenium libnss3-tools
+"
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
