@@ -3,7 +3,8 @@
  * counts (cs_store_metrics() on a temporary SQLite file filled with known
  * domains, jobs, hosts, leases and orders), the Prometheus text made of
  * it, label escaping, the budgets' arithmetic, and the domain filters of
- * GET /v1/domains.
+ * GET /v1/domains.  With CS_TEST_MYSQL (as for test_cs_store.c) the same
+ * on MariaDB/MySQL: t/certservice/mariadb_test.sh runs it so.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,18 +27,39 @@
 
 static apr_pool_t *root;
 
+/* SQLite in file, or with CS_TEST_MYSQL set (t/db/mariadb.sh's
+ * parameters) that MariaDB/MySQL database. */
 static void open_db(cs_db_t *db, apr_pool_t *p, const char *file)
 {
-    const char *err = NULL;
+    const char *err = NULL, *mysql = getenv("CS_TEST_MYSQL");
+    const char *driver = mysql && *mysql ? "mysql" : "sqlite3";
 
     memset(db, 0, sizeof(*db));
-    if (apr_dbd_get_driver(p, "sqlite3", &db->driver) != APR_SUCCESS
-        || apr_dbd_open_ex(db->driver, p, file, &db->handle, &err)
-           != APR_SUCCESS) {
-        fprintf(stderr, "sqlite3: %s\n", err ? err : "no driver");
+    if (apr_dbd_get_driver(p, driver, &db->driver) != APR_SUCCESS
+        || apr_dbd_open_ex(db->driver, p, mysql && *mysql ? mysql : file,
+                           &db->handle, &err) != APR_SUCCESS) {
+        fprintf(stderr, "%s: %s\n", driver, err ? err : "no driver");
         exit(2);
     }
     db->prepared = apr_hash_make(p);
+}
+
+/* MySQL: a database of earlier runs loses its cs_* tables. */
+static void drop_tables(cs_db_t *db, apr_pool_t *p)
+{
+    apr_array_header_t *rows;
+    int i;
+
+    if (strcmp(apr_dbd_name(db->driver), "mysql") != 0
+        || cs_db_select(&rows, db, p, "SHOW TABLES LIKE 'cs\\_%'",
+                        "tables")) {
+        return;
+    }
+    for (i = 0; i < rows->nelts; i++) {
+        cs_db_run(db, apr_pstrcat(p, "DROP TABLE ",
+                                  APR_ARRAY_IDX(rows, i, cs_db_row_t)[0],
+                                  NULL));
+    }
 }
 
 /* A domain with a certificate expiring at not_after. */
@@ -94,6 +116,7 @@ static void test_store(apr_pool_t *p, const char *dir)
 
     UNIT_CASE("store: aggregates over known rows");
     open_db(&db, p, apr_pstrcat(p, dir, "/m.db", NULL));
+    drop_tables(&db, p);
     CHECK_EQ_INT(cs_store_schema(&db, p), APR_SUCCESS);
 
     /* Empty: every family present, all zero. */
