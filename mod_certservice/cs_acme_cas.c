@@ -137,6 +137,13 @@ void cs_drive_health_record(cs_acme_drive_t *d, drive_ca_t *c,
     }
 }
 
+const char *cs_acme_budget_row(apr_pool_t *p, int ca, const char *name,
+                               int n)
+{
+    return ca == 0 && n == 0 ? "orders"
+                             : apr_psprintf(p, "orders:%s:%d", name, n + 1);
+}
+
 const char *cs_drive_fail_result(fail_kind_t kind)
 {
     switch (kind) {

@@ -186,9 +186,7 @@ apr_status_t cs_acme_drive_add_account(cs_acme_drive_t *d, int ca,
     a->key = n ? apr_psprintf(d->pool, "%s#%d", c->conf.directory_url,
                               n + 1)
                : c->conf.directory_url;
-    a->limiter = ca == 0 && n == 0
-                 ? "orders"
-                 : apr_psprintf(d->pool, "orders:%s:%d", c->conf.name, n + 1);
+    a->limiter = cs_acme_budget_row(d->pool, ca, c->conf.name, n);
     APR_ARRAY_PUSH(c->accts, drive_acct_t *) = a;
     if (!d->acct) {
         use_acct(d, a);

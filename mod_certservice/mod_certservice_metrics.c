@@ -13,6 +13,7 @@
 #include "apr_strings.h"
 #include "http_protocol.h"
 
+#include "cs_acme_drive.h"
 #include "cs_metrics.h"
 #include "mod_certservice_private.h"
 
@@ -26,9 +27,9 @@ typedef struct {
 extern const cs_asset_t cs_dashboard_assets[];
 
 /* One budget of the configuration: its row and limits. */
-static void add_budget(cs_metrics_t *m, apr_pool_t *p, const char *scope,
-                       const char *ca, int account, const char *row,
-                       apr_int64_t limit, apr_int64_t window)
+static void add_budget(cs_metrics_t *m, const char *scope, const char *ca,
+                       int account, const char *row, apr_int64_t limit,
+                       apr_int64_t window)
 {
     cs_metric_budget_t *b = apr_array_push(m->budgets);
     const cs_rate_row_t *r = NULL;
@@ -48,7 +49,6 @@ static void add_budget(cs_metrics_t *m, apr_pool_t *p, const char *scope,
         }
     }
     cs_metrics_budget_left(b, r, m->now);
-    (void)p;
 }
 
 static void add_ca(cs_metrics_t *m, const char *name, int order)
@@ -74,9 +74,8 @@ static void add_ca(cs_metrics_t *m, const char *name, int order)
     }
 }
 
-/* The budgets and CAs as the drive names them (cs_acme_drive_add_account:
- * the first CA's first account counts in "orders", every other account
- * in "orders:CA:N"; the global budget in "orders:all"). */
+/* The budgets and CAs as the drive names them (cs_acme_budget_row(); the
+ * global budget in "orders:all"). */
 static void add_acme(cs_metrics_t *m, apr_pool_t *p, const cs_conf_t *conf)
 {
     int i, n;
@@ -87,14 +86,14 @@ static void add_acme(cs_metrics_t *m, apr_pool_t *p, const cs_conf_t *conf)
         return;
     }
     if (conf->acme_global_limit > 0) {
-        add_budget(m, p, "global", NULL, 0, "orders:all",
+        add_budget(m, "global", NULL, 0, "orders:all",
                    conf->acme_global_limit, conf->acme_global_window);
     }
     add_ca(m, "default", 1);
     for (n = 0; n < (conf->acme_accounts ? conf->acme_accounts : 1); n++) {
-        add_budget(m, p, "account", "default", n + 1,
-                   n ? apr_psprintf(p, "orders:default:%d", n + 1)
-                     : "orders", conf->acme_limit, conf->acme_window);
+        add_budget(m, "account", "default", n + 1,
+                   cs_acme_budget_row(p, 0, "default", n), conf->acme_limit,
+                   conf->acme_window);
     }
     for (i = 0; conf->acme_issuers && i < conf->acme_issuers->nelts; i++) {
         const cs_acme_issuer_conf_t *is =
@@ -103,8 +102,8 @@ static void add_acme(cs_metrics_t *m, apr_pool_t *p, const cs_conf_t *conf)
 
         add_ca(m, is->name, i + 2);
         for (n = 0; n < (is->accounts ? is->accounts : 1); n++) {
-            add_budget(m, p, "account", is->name, n + 1,
-                       apr_psprintf(p, "orders:%s:%d", is->name, n + 1),
+            add_budget(m, "account", is->name, n + 1,
+                       cs_acme_budget_row(p, i + 1, is->name, n),
                        is->limit ? is->limit : conf->acme_limit,
                        is->limit ? is->window : conf->acme_window);
         }
