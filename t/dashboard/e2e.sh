@@ -95,8 +95,11 @@ for spec in shop.example:3 blog.example:10 www.shop.example:20 \
            -H 'Content-Type: application/json' \
            --data-binary "@$work/$name.json" -o "$work/put.out" \
            -w '%{http_code}')
-    [ "$code" = 201 ] && imported=$((imported + 1)) \
-        || diag "import $name: $code $(cat "$work/put.out")"
+    if [ "$code" = 201 ]; then
+        imported=$((imported + 1))
+    else
+        diag "import $name: $code $(cat "$work/put.out")"
+    fi
 done
 is "$imported" 6 "six certificates imported"
 for name in new-shop.example broken.example; do
