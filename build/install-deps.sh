@@ -23,9 +23,13 @@ PACKAGES="
     passwd util-linux procps iproute2 e2fsprogs
     dpkg-dev debhelper lintian man-db
 "
-# t/demo/tls.sh (make check-pool-tls): headless Chromium negotiates h2
-# through the pool (its checks are skipped without it).
-PACKAGES="$PACKAGES chromium"
+# Headless Chromium: t/demo/tls.sh (make check-pool-tls: h2 through the
+# pool; its checks are skipped without it) and t/dashboard/e2e.sh (the
+# dashboard with a client certificate from an NSS database); promtool for
+# t/certservice/85_metrics.t.
+PACKAGES="$PACKAGES
+    prometheus chromium chromium-driver python3-selenium libnss3-tools
+"
 
 export DEBIAN_FRONTEND=noninteractive
 start=$(date +%s)

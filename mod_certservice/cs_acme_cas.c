@@ -4,13 +4,14 @@
  * budgets (per account, per registered domain, global), the order in
  * which a domain's CAs are tried.
  *
- * Log tags used here: CS00045, CS00047, CS00048.
+ * Log tags used here: CS00045, CS00047, CS00048, CS00160.
  */
 #include <string.h>
 
 #include <apr_strings.h>
 
 #include "cs_acme_drive_private.h"
+#include "cs_metrics.h"
 #include "cs_psl.h"
 #include "cs_sched.h"
 
@@ -133,6 +134,42 @@ void cs_drive_health_record(cs_acme_drive_t *d, drive_ca_t *c,
         cs_drive_log(d, CS_LOG_WARN, CSLOGNO(00045) "acme: cannot record the "
                      "health of CA %s: %s", n.name,
                      cs_store_error(d->db, d->jp, rv));
+    }
+}
+
+const char *cs_acme_budget_row(apr_pool_t *p, int ca, const char *name,
+                               int n)
+{
+    return ca == 0 && n == 0 ? "orders"
+                             : apr_psprintf(p, "orders:%s:%d", name, n + 1);
+}
+
+const char *cs_drive_fail_result(fail_kind_t kind)
+{
+    switch (kind) {
+    case FAIL_DOWN:
+        return "down";
+    case FAIL_LIMITED:
+        return "limited";
+    case FAIL_REFUSED:
+        return "refused";
+    case FAIL_UNUSABLE:
+        return "unusable";
+    default:
+        return "failed";
+    }
+}
+
+void cs_drive_count_order(cs_acme_drive_t *d, drive_ca_t *c,
+                          const char *result)
+{
+    apr_status_t rv = cs_store_order_count(d->db, d->jp, c->conf.name,
+                                           result);
+
+    if (rv) {
+        cs_drive_log(d, CS_LOG_WARN, CSLOGNO(00160) "acme: cannot count "
+                     "an order (%s) of CA %s in the metrics: %s", result,
+                     c->conf.name, cs_store_error(d->db, d->jp, rv));
     }
 }
 

@@ -186,9 +186,7 @@ apr_status_t cs_acme_drive_add_account(cs_acme_drive_t *d, int ca,
     a->key = n ? apr_psprintf(d->pool, "%s#%d", c->conf.directory_url,
                               n + 1)
                : c->conf.directory_url;
-    a->limiter = ca == 0 && n == 0
-                 ? "orders"
-                 : apr_psprintf(d->pool, "orders:%s:%d", c->conf.name, n + 1);
+    a->limiter = cs_acme_budget_row(d->pool, ca, c->conf.name, n);
     APR_ARRAY_PUSH(c->accts, drive_acct_t *) = a;
     if (!d->acct) {
         use_acct(d, a);
@@ -702,6 +700,7 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
         }
         if (rv == APR_SUCCESS) {
             cs_drive_health_record(d, c, h, now, 1, 0, NULL);
+            cs_drive_count_order(d, c, "valid");
             out->ca = c->conf.name;
             if (renewal && issuer && issuer != c) {
                 out->moved_from = issuer->conf.name;
@@ -714,6 +713,7 @@ static apr_status_t run_job(cs_acme_outcome_t *out, cs_acme_drive_t *d,
         a->account_ok = 0;
 ca_failed:
         kind = cs_drive_fail_kind(rv, err);
+        cs_drive_count_order(d, c, cs_drive_fail_result(kind));
         if (kind == FAIL_LIMITED) {
             /* This account waits as the CA asked; everyone using it. */
             ra = d->ops->retry_after(d->client);

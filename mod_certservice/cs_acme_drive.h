@@ -117,6 +117,12 @@ typedef struct {
 /** Whether name can name a CA (1 to 16 of a-z 0-9 -). */
 int cs_acme_ca_name_ok(const char *name);
 
+/** The row of the order budget of account n (0 ...) of the CA at place
+ * ca (0: the first) named name: "orders" for the first CA's first
+ * account, else "orders:NAME:N" (N from 1); the metrics read it too. */
+const char *cs_acme_budget_row(apr_pool_t *p, int ca, const char *name,
+                               int n);
+
 typedef struct cs_acme_drive_t cs_acme_drive_t;
 
 /**

@@ -74,6 +74,12 @@ drive_ca_t *cs_drive_ca_by_name(cs_acme_drive_t *d, const char *name);
 int cs_drive_in_list(const char *list, const char *name);
 cs_ca_health_t *cs_drive_health_of(const apr_array_header_t *hl,
                                    const char *name);
+/* Count an order tried at c (metrics): "valid", or the failure's kind
+ * (cs_drive_fail_result()); a failure to count is logged, never
+ * returned. */
+const char *cs_drive_fail_result(fail_kind_t kind);
+void cs_drive_count_order(cs_acme_drive_t *d, drive_ca_t *c,
+                          const char *result);
 void cs_drive_health_record(cs_acme_drive_t *d, drive_ca_t *c,
                             const cs_ca_health_t *h, apr_int64_t now,
                             int ok, int down, const char *err);

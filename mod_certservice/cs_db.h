@@ -85,6 +85,8 @@ typedef enum {
     CS_STMT_JOB_CA_GET, CS_STMT_JOB_CA_SET, CS_STMT_JOB_DUE_PRIO,
     CS_STMT_JOB_PRIO_SET,
     CS_STMT_LIM_LIST,
+    /* Metrics: the ACME order counters (cs_store_metrics.c). */
+    CS_STMT_ORD_ADD, CS_STMT_ORD_INSERT,
     CS_STMT_COUNT
 } cs_stmt_e;
 

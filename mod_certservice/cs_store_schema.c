@@ -151,6 +151,14 @@ static const char *const schema_ddl[] = {
     " last_ok BIGINT NOT NULL,"
     " updated BIGINT NOT NULL)",
 
+    /* Metrics: ACME orders tried, by CA and result, counted by every
+     * instance in one place (cs_store_order_count()). */
+    "CREATE TABLE IF NOT EXISTS cs_acme_order_counts ("
+    " ca VARCHAR(32) NOT NULL,"
+    " result VARCHAR(16) NOT NULL,"
+    " count BIGINT NOT NULL,"
+    " PRIMARY KEY (ca, result))",
+
     NULL
 };
 
@@ -425,6 +433,14 @@ static const cs_statement_t statements[CS_STMT_COUNT + 1] = {
       "SELECT name, window_start, count, paused_until FROM cs_acme_limits"
       " ORDER BY name" },
 
+    /* Metrics (cs_store_metrics.c). */
+    [CS_STMT_ORD_ADD] = { "cs_ord_add",
+      "UPDATE cs_acme_order_counts SET count = count + 1"
+      " WHERE ca = %s AND result = %s" },
+    [CS_STMT_ORD_INSERT] = { "cs_ord_insert",
+      "INSERT INTO cs_acme_order_counts (ca, result, count)"
+      " VALUES (%s, %s, 1)" },
+
     [CS_STMT_COUNT] = { NULL, NULL }
 };
 
@@ -492,6 +508,11 @@ static apr_status_t add_columns(cs_db_t *db, apr_pool_t *p)
 static const char *const schema_indexes[] = {
     "CREATE INDEX cs_acme_jobs_prio ON cs_acme_jobs (prio, domain)",
     "UPDATE cs_acme_jobs SET prio = next_at WHERE prio IS NULL",
+    /* Metrics (cs_store_metrics.c): domains by state, certificates by
+     * expiry, the jobs not valid, each counted along its index. */
+    "CREATE INDEX cs_domains_state ON cs_domains (state)",
+    "CREATE INDEX cs_domains_not_after ON cs_domains (not_after)",
+    "CREATE INDEX cs_acme_jobs_state ON cs_acme_jobs (state)",
     NULL
 };
 

@@ -10,6 +10,7 @@
 
 #include "cs_acme.h"
 #include "cs_jws.h"
+#include "cs_metrics.h"
 #include "cs_service.h"
 #include "mod_certservice_private.h"
 
@@ -620,14 +621,22 @@ int cs_get_domains(cs_req_t *q)
 {
     apr_array_header_t *list;
     const char *after, *why;
+    cs_domain_filter_t f;
     json_t *arr;
     apr_status_t rv;
-    int rc, i, limit;
+    int rc, i, limit, filtered;
 
-    if ((rc = cs_req_domains(&after, &limit, q->r->pool, q->params, &why))) {
+    if ((rc = cs_req_domains(&after, &limit, q->r->pool, q->params, &why))
+        || (rc = cs_metrics_filter_parse(&f, &filtered, q->r->pool,
+                                         q->params, &why))) {
         return cs_req_fail(q, rc, why);
     }
-    if ((rv = cs_store_list(&list, &q->db, q->r->pool, after, limit))) {
+    /* state=, q=, expiring= (the dashboard's filters: cs_metrics.h). */
+    rv = filtered ? cs_store_domain_search(&list, &q->db, q->r->pool, &f,
+                                           after, limit,
+                                           apr_time_sec(apr_time_now()))
+                  : cs_store_list(&list, &q->db, q->r->pool, after, limit);
+    if (rv) {
         return cs_db_error(q, rv);
     }
     arr = json_array();

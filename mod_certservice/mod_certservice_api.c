@@ -22,6 +22,8 @@ static int cs_method(cs_req_t *q, int allowed_mask, const char *allow)
                     "here (allowed: %s)", q->r->method, allow);
 }
 
+/* Roles are ordered: admin > proxy > metrics; the metrics role may
+ * only read GET /metrics (cs_need_metrics()). */
 static int cs_need(cs_req_t *q, cs_role_t role)
 {
     if (q->caller.role >= role) {
@@ -31,12 +33,44 @@ static int cs_need(cs_req_t *q, cs_role_t role)
                     role == CS_ROLE_ADMIN ? "admin" : "proxy");
 }
 
+static int cs_need_metrics(cs_req_t *q)
+{
+    if (q->caller.role == CS_ROLE_ADMIN
+        || q->caller.role == CS_ROLE_METRICS) {
+        return DECLINED;
+    }
+    return cs_error(q->r, HTTP_FORBIDDEN, "this endpoint needs the metrics "
+                    "or the admin role");
+}
+
 #define M(x) (AP_METHOD_BIT << (x))
 
 static int cs_route(cs_req_t *q)
 {
     const char **s = q->seg;
     int n = q->nseg, m = q->r->method_number, rc;
+
+    /* What an operator watches (mod_certservice_metrics.c). */
+    if (n == 1 && strcmp(s[0], "metrics") == 0) {
+        if ((rc = cs_need_metrics(q)) != DECLINED
+            || (rc = cs_method(q, M(M_GET), "GET")) != DECLINED
+            || (rc = cs_open_db(q)) != DECLINED) {
+            return rc;
+        }
+        return cs_get_metrics(q);
+    }
+    if (n >= 1 && n <= 2 && strcmp(s[0], "dashboard") == 0) {
+        if ((rc = cs_need(q, CS_ROLE_ADMIN)) != DECLINED
+            || (rc = cs_method(q, M(M_GET), "GET")) != DECLINED) {
+            return rc;
+        }
+        return cs_get_dashboard(q, n == 2 ? s[1]
+                                   : q->r->uri[strlen(q->r->uri) - 1] == '/'
+                                   ? "" : NULL);
+    }
+    if (q->caller.role == CS_ROLE_METRICS) {
+        return cs_need(q, CS_ROLE_PROXY);
+    }
 
     if (n < 2 || strcmp(s[0], "v1") != 0) {
         return cs_error(q->r, HTTP_NOT_FOUND, "no such endpoint");
@@ -68,6 +102,15 @@ static int cs_route(cs_req_t *q)
                    : cs_delete_domain(q, s[2]);
         }
         return cs_error(q->r, HTTP_NOT_FOUND, "no such endpoint");
+    }
+
+    if (n == 2 && strcmp(s[1], "overview") == 0) {
+        if ((rc = cs_need(q, CS_ROLE_ADMIN)) != DECLINED
+            || (rc = cs_method(q, M(M_GET), "GET")) != DECLINED
+            || (rc = cs_open_db(q)) != DECLINED) {
+            return rc;
+        }
+        return cs_get_overview(q);
     }
 
     if (strcmp(s[1], "acme") == 0 && n == 3 && strcmp(s[2], "cas") == 0) {

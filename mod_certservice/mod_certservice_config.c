@@ -269,9 +269,12 @@ static const char *cs_add_role(cmd_parms *cmd, void *dummy, const char *role,
     else if (strcasecmp(role, "admin") == 0) {
         rule->role = CS_ROLE_ADMIN;
     }
+    else if (strcasecmp(role, "metrics") == 0) {
+        rule->role = CS_ROLE_METRICS;
+    }
     else {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a role (proxy or "
-                            "admin)", cmd->cmd->name, role);
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a role (proxy, "
+                            "admin or metrics)", cmd->cmd->name, role);
     }
     if (strncasecmp(match, "dn:", 3) == 0 && match[3]) {
         rule->value = match + 3;
@@ -491,8 +494,8 @@ const command_rec cs_cmds[] = {
     AP_INIT_TAKE1("CertServiceKeyType", cs_set_key_type, NULL, RSRC_CONF,
                   "Default key type: ec-p256 (default) or rsa-2048"),
     AP_INIT_TAKE2("CertServiceRole", cs_add_role, NULL, RSRC_CONF,
-                  "Map a client certificate to a role: proxy|admin "
-                  "dn:<subject>|sha256:<fingerprint>"),
+                  "Map a client certificate to a role: "
+                  "proxy|admin|metrics dn:<subject>|sha256:<fingerprint>"),
     AP_INIT_TAKE12("CertServiceMaxUnavailable", cs_set_max_unavailable, NULL,
                    RSRC_CONF, "Restart leases granted at once: N [pool] "
                    "(default " CS_STR(CS_DEFAULT_MAX_UNAVAIL) ")"),

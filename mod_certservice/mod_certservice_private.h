@@ -87,10 +87,13 @@ typedef struct {
 #define CS_RENEW_DEFAULT_TEXT   "66.7% 5%"
 #define CS_ACME_WORKERS         2
 
+/* Ordered: a certificate that several rules match gets the highest.
+ * metrics may only read GET /metrics. */
 typedef enum {
     CS_ROLE_NONE = 0,
-    CS_ROLE_PROXY = 1,
-    CS_ROLE_ADMIN = 2
+    CS_ROLE_METRICS = 1,
+    CS_ROLE_PROXY = 2,
+    CS_ROLE_ADMIN = 3
 } cs_role_t;
 
 typedef struct {
@@ -321,6 +324,16 @@ int cs_get_acme_account(cs_req_t *q);
 int cs_get_acme_cas(cs_req_t *q);
 int cs_post_acme_key_change(cs_req_t *q);
 int cs_get_challenge(cs_req_t *q, const char *token);
+
+/* --- mod_certservice_metrics.c: metrics, overview, dashboard ---------- */
+
+/* Log tags CS00161 ... CS00169 are this file's (CS00160: cs_acme_cas.c's
+ * order counter). */
+int cs_get_metrics(cs_req_t *q);
+int cs_get_overview(cs_req_t *q);
+/* file: a name below /dashboard/, "" for the page, NULL for /dashboard
+ * itself (redirected to /dashboard/). */
+int cs_get_dashboard(cs_req_t *q, const char *file);
 
 /* --- mod_certservice_api.c -------------------------------------------- */
 

@@ -80,7 +80,9 @@
 #      step 10 second (<CertServiceACMEIssuer backup>, two accounts): with
 #      CA 1 stopped a new order and a renewal of CA 1's certificate go to
 #      CA 2 (its chain verifies to the EAB pebble's root), GET
-#      /v1/acme/cas shows CA 1 down with its error and retry; with CA 1
+#      /v1/acme/cas and GET /metrics show CA 1 down with its error and
+#      retry (the metrics: orders by CA and result, the budgets, promtool
+#      clean); with CA 1
 #      back, renewals return to it; bad sections fail httpd -t naming the
 #      directive and the value
 #
@@ -1104,6 +1106,24 @@ jqb -e '.cas[0].failures >= 1 and (.cas[0].last_error | test("unreachable"))
 okif $? "... with CA 1's failures, last error and next retry: $(jqb -c '.cas[0] | {failures, last_error, next_retry}')"
 jqb -e '[.budgets[].name] | index("orders:backup:1") != null' >/dev/null
 okif $? "... and the budgets' rows (orders:backup:1 among them)"
+# The same in the metrics (docs/mod_certservice.md, "Metrics").
+req GET /metrics
+metric() { grep -F "$1 " <<<"$body" | head -1 | awk '{print $NF}'; }
+is "$(metric 'certservice_acme_ca_up{ca="default",order="1"}')/$(metric \
+    'certservice_acme_ca_up{ca="backup",order="2"}')" "0/1" \
+    "GET /metrics: CA 1 down, CA 2 up"
+[ "$(metric 'certservice_acme_orders_total{ca="default",result="down"}')" -ge 1 ] \
+    && [ "$(metric 'certservice_acme_orders_total{ca="backup",result="valid"}')" -ge 2 ] \
+    && [ "$(metric 'certservice_acme_orders_total{ca="default",result="valid"}')" -ge 1 ] \
+    2>/dev/null
+okif $? "... orders by CA and result: $(grep '^certservice_acme_orders_total' <<<"$body" | tr '\n' ' ')"
+[ -n "$(metric 'certservice_acme_budget_remaining{scope="account",ca="backup",account="2"}')" ] \
+    && [ "$(metric 'certservice_acme_budget_limit{scope="account",ca="default",account="1"}')" = 1000 ]
+okif $? "... the accounts' budgets: $(grep '^certservice_acme_budget_remaining' <<<"$body" | tr '\n' ' ')"
+if command -v promtool >/dev/null 2>&1; then
+    out=$(promtool check metrics <<<"$body" 2>&1)
+    okif $? "... promtool check metrics: clean${out:+: $out}"
+fi
 serial_b=$(cs_serial mc-b.acme.test)
 serial_a=$(cs_serial mc-a.acme.test)
 

@@ -5,6 +5,7 @@
 #   clients-ca.{crt,key} CA of the client certificates
 #   admin, proxy, proxy2, norole .{crt,key}   client certificates
 #   proxy3.{crt,key}     a third proxy's client certificate (the demo pool)
+#   metrics.{crt,key}    a Prometheus server's (role metrics)
 #   wrap1, wrap2 .{crt,key}   wrapping certificates (RSA-2048)
 #   roles.conf           CertServiceRole lines (admin by fingerprint,
 #                        proxies by subject DN)
@@ -38,7 +39,7 @@ selfsigned clients-ca "/O=certsuite test/CN=certsuite test clients CA" \
 leaf tls "/CN=localhost" clients-ca \
     "subjectAltName=DNS:localhost,IP:127.0.0.1
 extendedKeyUsage=serverAuth"
-for c in admin proxy proxy2 norole proxy3; do
+for c in admin proxy proxy2 norole proxy3 metrics; do
     leaf "$c" "/O=certsuite test/CN=$c" clients-ca \
         "extendedKeyUsage=clientAuth"
 done
@@ -52,5 +53,6 @@ CertServiceRole admin sha256:$fp
 CertServiceRole proxy "dn:CN=proxy,O=certsuite test"
 CertServiceRole proxy "dn:CN=proxy2,O=certsuite test"
 CertServiceRole proxy "dn:CN=proxy3,O=certsuite test"
+CertServiceRole metrics "dn:CN=metrics,O=certsuite test"
 CONF
 chmod 644 ./*.crt ./*.key roles.conf

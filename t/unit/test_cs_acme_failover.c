@@ -26,6 +26,7 @@
 
 #include "cs_acme_drive.h"
 #include "cs_crypto.h"
+#include "cs_metrics.h"
 #include "cs_sched.h"
 #include "cs_store.h"
 #include "cs_x509.h"
@@ -321,6 +322,26 @@ static cs_ca_health_t *health(const char *name)
     return h;
 }
 
+/* The metrics' count of orders at ca with result (-1: no row). */
+static apr_int64_t orders_of(const char *ca, const char *result)
+{
+    cs_metrics_t m;
+    int i;
+
+    if (cs_store_metrics(&m, &db, root, clock_now) != APR_SUCCESS) {
+        return -2;
+    }
+    for (i = 0; i < m.orders->nelts; i++) {
+        const cs_metric_order_t *o = &APR_ARRAY_IDX(m.orders, i,
+                                                    cs_metric_order_t);
+
+        if (strcmp(o->ca, ca) == 0 && strcmp(o->result, result) == 0) {
+            return o->count;
+        }
+    }
+    return -1;
+}
+
 static cs_job_t *job_of(const char *domain)
 {
     cs_job_t *job = NULL;
@@ -516,6 +537,18 @@ static void test_failover(const cs_acme_policy_t *pol)
     CHECK_EQ_INT(run(&out, d, "k.example.com"), CS_ACME_JOB_ISSUED);
     CHECK_STR(out.ca, "one");
     (void)req;
+
+    UNIT_CASE("metrics: every order above counted per CA and result");
+    printf("# orders: one valid %d down %d refused %d limited %d failed %d;"
+           " two valid %d down %d\n", (int)orders_of("one", "valid"),
+           (int)orders_of("one", "down"), (int)orders_of("one", "refused"),
+           (int)orders_of("one", "limited"), (int)orders_of("one", "failed"),
+           (int)orders_of("two", "valid"), (int)orders_of("two", "down"));
+    CHECK_EQ_INT(orders_of("one", "refused"), 1);       /* caa */
+    CHECK_EQ_INT(orders_of("one", "limited"), 1);       /* rateLimited */
+    CHECK(orders_of("one", "down") >= 2);
+    CHECK(orders_of("one", "valid") >= 2);
+    CHECK(orders_of("two", "valid") >= 6);
 }
 
 static void test_budgets(const cs_acme_policy_t *base)
