@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <apr_general.h>
@@ -708,6 +709,149 @@ static void test_threads(void)
     free(sh);
 }
 
+/* ------------------------------------------------------------------ */
+/* Names the store does not have                                       */
+/* ------------------------------------------------------------------ */
+
+#define U_LOOKUPS 20000
+
+static double lookup_us(csy_cache_t *c, int distinct)
+{
+    apr_time_t t0 = apr_time_now();
+    csy_bundle_t *b;
+    apr_status_t rv;
+    char name[64], err[256];
+    int i, ok = 1;
+
+    for (i = 0; i < U_LOOKUPS; i++) {
+        snprintf(name, sizeof(name), "u%d.%s.unknown.test",
+                 distinct ? i : 7, distinct ? "r" : "s");
+        b = get(c, name, &rv, err);
+        ok &= b == NULL && APR_STATUS_IS_NOTFOUND(rv);
+    }
+    CHECK(ok);
+    return (double)(apr_time_now() - t0) / U_LOOKUPS;
+}
+
+static void test_unknown(void)
+{
+    csy_shared_t *sh = calloc(1, csy_shared_size(CSY_GEN_SLOTS_MIN));
+    csy_cache_t *c;
+    csy_bundle_t *b;
+    apr_status_t rv;
+    char err[256];
+    double random_us, same_us;
+
+    csy_shared_init(sh, CSY_GEN_SLOTS_MIN);
+    UNIT_CASE("negative cache: an unknown name, asked again");
+    CHECK_EQ_INT(csy_cache_create(&c, pool, 4, sh, base, wrap_certs,
+                                  wrap_keys), APR_SUCCESS);
+    b = get(c, "late.neg.test", &rv, err);
+    CHECK(b == NULL && APR_STATUS_IS_NOTFOUND(rv));
+    CHECK_EQ_INT((int)sh->unknown_cached, 0);
+    b = get(c, "late.neg.test", &rv, err);
+    CHECK(b == NULL && APR_STATUS_IS_NOTFOUND(rv));
+    /* The name and its wildcard parent, both remembered. */
+    CHECK_EQ_INT((int)sh->unknown_cached, 2);
+
+    UNIT_CASE("negative cache: a name added later is served at once");
+    CHECK(install("late.neg.test", 0) != NULL);
+    csy_gen_bump(sh, "late.neg.test");      /* as the daemon does */
+    b = get(c, "late.neg.test", &rv, err);
+    CHECK(rv == APR_SUCCESS && b && !strcmp(b->name, "late.neg.test"));
+    csy_bundle_release(b);
+
+    UNIT_CASE("negative cache: a wildcard added later");
+    b = get(c, "x.wneg.test", &rv, err);
+    CHECK(b == NULL && APR_STATUS_IS_NOTFOUND(rv));
+    CHECK(install("*.wneg.test", 0) != NULL);
+    csy_gen_bump(sh, "*.wneg.test");
+    b = get(c, "x.wneg.test", &rv, err);
+    CHECK(rv == APR_SUCCESS && b && !strcmp(b->name, "*.wneg.test"));
+    csy_bundle_release(b);
+
+    UNIT_CASE("negative cache: what an unknown name costs");
+    random_us = lookup_us(c, 1);
+    same_us = lookup_us(c, 0);
+    printf("unknown names: %.2f us a lookup for new random names, %.2f us "
+           "for one name asked again\n", random_us, same_us);
+    /* No readlink at all for a name seen before. */
+    CHECK(same_us < 2.0);
+    free(sh);
+}
+
+/* ------------------------------------------------------------------ */
+/* Bytes per cached domain                                             */
+/* ------------------------------------------------------------------ */
+
+#define M_DOMAINS 200
+
+static size_t heap_used(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+
+    return mi.uordblks + mi.hblkhd;
+}
+
+/* What a cache entry costs the heap, with its bundle as a handshake left
+ * it (SSL_use_cert_and_key checks the key against the certificate, and
+ * OpenSSL 3.0 keeps what that comparison exported). */
+static void test_memory(void)
+{
+    csy_shared_t *sh = calloc(1, csy_shared_size(CSY_GEN_SLOTS_MIN));
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    csy_cache_t *c;
+    csy_bundle_t *b;
+    apr_pool_t *p;
+    apr_status_t rv;
+    char name[64], err[256];
+    size_t before, loaded, used;
+    int i, ok = 1;
+
+    UNIT_CASE("cache: bytes per cached domain");
+    csy_shared_init(sh, CSY_GEN_SLOTS_MIN);
+    for (i = 0; i < M_DOMAINS; i++) {
+        snprintf(name, sizeof(name), "m%d.mem.test", i);
+        ok &= install(name, 0) != NULL;
+    }
+    CHECK(ok);
+    apr_pool_create(&p, pool);
+    CHECK_EQ_INT(csy_cache_create(&c, p, M_DOMAINS, sh, base, wrap_certs,
+                                  wrap_keys), APR_SUCCESS);
+    /* One name first: the intermediates, parsed once per process. */
+    b = get(c, "m0.mem.test", &rv, err);
+    csy_bundle_release(b);
+    before = heap_used();
+    for (i = 1; i < M_DOMAINS; i++) {
+        snprintf(name, sizeof(name), "m%d.mem.test", i);
+        b = get(c, name, &rv, err);
+        ok &= rv == APR_SUCCESS;
+        csy_bundle_release(b);
+    }
+    loaded = heap_used();
+    for (i = 1; i < M_DOMAINS; i++) {
+        SSL *ssl = SSL_new(ctx);
+
+        snprintf(name, sizeof(name), "m%d.mem.test", i);
+        b = get(c, name, &rv, err);
+        ok &= rv == APR_SUCCESS && ssl && csy_bundle_use(ssl, b);
+        csy_bundle_release(b);
+        SSL_free(ssl);
+    }
+    used = heap_used();
+    CHECK(ok);
+    CHECK_EQ_INT((int)sh->misses, M_DOMAINS);
+    printf("bytes per cached domain: %zu loaded, %zu after a handshake\n",
+           (loaded - before) / (M_DOMAINS - 1),
+           (used - before) / (M_DOMAINS - 1));
+    if (loaded > before) {
+        CHECK((used - before) / (M_DOMAINS - 1) <= CSY_CACHE_ENTRY_BYTES);
+    }
+    apr_pool_destroy(p);
+    SSL_CTX_free(ctx);
+    free(sh);
+}
+
 int main(void)
 {
     const char *err;
@@ -731,6 +875,8 @@ int main(void)
     test_cache();
     test_gen_slots();
     test_threads();
+    test_unknown();
+    test_memory();
 
     testkit_rm_tree(base);
     apr_pool_destroy(pool);
