@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <malloc.h>
 #include <unistd.h>
 
@@ -18,6 +19,8 @@
 #include <openssl/x509.h>
 
 #include "cs_crypto.h"
+#include "cs_file.h"
+#include "cs_layout.h"
 #include "cs_seal.h"
 #include "cs_x509.h"
 #include "csy_dyn.h"
@@ -852,6 +855,124 @@ static void test_memory(void)
     free(sh);
 }
 
+/* ------------------------------------------------------------------ */
+/* A miss, step by step                                                */
+/* ------------------------------------------------------------------ */
+
+#define S_ROUNDS 300
+
+static double cpu_us(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+/* CPU time of each step csy_dyn.c takes on a miss, the same calls in the
+ * same order, S_ROUNDS times on the domains of test_memory (informative:
+ * printed, not checked, apart from every step succeeding). */
+static void test_miss_steps(void)
+{
+    apr_array_header_t *seal_keys = cs_seal_keys_derive(pool, wrap_keys);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    double t[8] = { 0 }, t0;
+    csy_cache_t *c;
+    apr_pool_t *p;
+    int i, ok = 1;
+
+    UNIT_CASE("a miss, step by step");
+    apr_pool_create(&p, pool);
+    CHECK_EQ_INT(csy_cache_create(&c, pool, 1, NULL, base, wrap_certs,
+                                  wrap_keys), APR_SUCCESS);
+    for (i = 0; i < S_ROUNDS; i++) {
+        char name[64], serial[CSY_SERIAL_SIZE], err[256], *pem, *sealed;
+        const char *why, *b64, *e;
+        apr_size_t len, seal_len;
+        unsigned char *der;
+        const unsigned char *q;
+        EVP_ENCODE_CTX *ec;
+        EVP_PKEY *key = NULL;
+        X509 *leaf;
+        SSL *ssl;
+        csy_bundle_t *b;
+        apr_status_t rv;
+        ssize_t n;
+        int dn = 0, dm = 0;
+
+        snprintf(name, sizeof(name), "m%d.mem.test", i % M_DOMAINS);
+        t0 = cpu_us();
+        n = readlink(cs_layout_path(p, base, name, CS_LAYOUT_CURRENT, NULL),
+                     serial, sizeof(serial) - 1);
+        ok &= n > 0;
+        serial[n > 0 ? n : 0] = '\0';
+        t[0] += cpu_us() - t0;
+
+        t0 = cpu_us();
+        ok &= cs_file_read(&pem, &len, p, cs_layout_path(p, base, name,
+                           serial, CS_LAYOUT_CHAIN), 1 << 20) == APR_SUCCESS;
+        t[1] += cpu_us() - t0;
+
+        t0 = cpu_us();
+        b64 = strstr(pem, "-----BEGIN CERTIFICATE-----") + 27;
+        e = strstr(b64, "-----END CERTIFICATE-----");
+        der = malloc((size_t)(e - b64));
+        ec = EVP_ENCODE_CTX_new();
+        EVP_DecodeInit(ec);
+        EVP_DecodeUpdate(ec, der, &dn, (const unsigned char *)b64,
+                         (int)(e - b64));
+        EVP_DecodeFinal(ec, der + dn, &dm);
+        EVP_ENCODE_CTX_free(ec);
+        t[2] += cpu_us() - t0;
+
+        t0 = cpu_us();
+        q = der;
+        leaf = d2i_X509(NULL, &q, dn + dm);
+        ok &= leaf != NULL;
+        t[3] += cpu_us() - t0;
+        free(der);
+
+        t0 = cpu_us();
+        ok &= cs_file_read(&sealed, &seal_len, p, cs_layout_path(p, base,
+                           name, serial, CS_LAYOUT_SEAL), 1 << 16)
+              == APR_SUCCESS;
+        t[4] += cpu_us() - t0;
+
+        t0 = cpu_us();
+        ok &= cs_seal_open(&key, (unsigned char *)sealed, seal_len, leaf,
+                           &APR_ARRAY_IDX(seal_keys, 0, cs_seal_key_t), name,
+                           serial, &why) == APR_SUCCESS;
+        t[5] += cpu_us() - t0;
+
+        ssl = SSL_new(ctx);
+        t0 = cpu_us();
+        ok &= ssl && SSL_use_cert_and_key(ssl, leaf, key, NULL, 1) == 1;
+        t[6] += cpu_us() - t0;
+        SSL_free(ssl);
+        X509_free(leaf);
+        EVP_PKEY_free(key);
+
+        /* The whole miss through the cache (capacity 1: always a miss). */
+        t0 = cpu_us();
+        rv = csy_cache_lookup(&b, c, name, err, sizeof(err));
+        ok &= rv == APR_SUCCESS;
+        csy_bundle_release(b);
+        t[7] += cpu_us() - t0;
+        apr_pool_clear(p);
+    }
+    CHECK(ok);
+    printf("a miss, CPU us per step (%d rounds): readlink current %.1f, "
+           "read fullchain.pem %.1f, base64 of the leaf %.1f, d2i_X509 "
+           "%.1f, read key.seal %.1f, cs_seal_open (AES-GCM, fromdata, "
+           "check) %.1f, SSL_use_cert_and_key (every handshake) %.1f; "
+           "a whole miss through the cache %.1f\n", S_ROUNDS,
+           t[0] / S_ROUNDS, t[1] / S_ROUNDS, t[2] / S_ROUNDS,
+           t[3] / S_ROUNDS, t[4] / S_ROUNDS, t[5] / S_ROUNDS,
+           t[6] / S_ROUNDS, t[7] / S_ROUNDS);
+    apr_pool_destroy(p);
+    SSL_CTX_free(ctx);
+}
+
 int main(void)
 {
     const char *err;
@@ -877,6 +998,7 @@ int main(void)
     test_threads();
     test_unknown();
     test_memory();
+    test_miss_steps();
 
     testkit_rm_tree(base);
     apr_pool_destroy(pool);
