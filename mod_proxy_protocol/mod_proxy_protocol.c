@@ -645,6 +645,20 @@ static apr_status_t pp_insert_network_bucket(conn_rec *c,
     return APR_SUCCESS;
 }
 
+/* A connection closed before its first read (another pre_connection hook
+ * refused it): the bucket owns memory of c->bucket_alloc, which outlives
+ * c->pool. */
+static apr_status_t pp_rest_cleanup(void *data)
+{
+    pp_conn_t *cc = data;
+
+    if (cc->rest) {
+        apr_bucket_destroy(cc->rest);
+        cc->rest = NULL;
+    }
+    return APR_SUCCESS;
+}
+
 static int pp_pre_connection(conn_rec *c, void *csd)
 {
     const pp_conf_t *conf;
@@ -703,6 +717,8 @@ static int pp_pre_connection(conn_rec *c, void *csd)
                                           c->bucket_alloc);
         cc->rest->start = (apr_off_t)hdr.length;
         cc->rest->length = n - hdr.length;
+        apr_pool_cleanup_register(c->pool, cc, pp_rest_cleanup,
+                                  apr_pool_cleanup_null);
     }
     else {
         apr_bucket_free(buf);
