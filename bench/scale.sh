@@ -29,6 +29,14 @@
 # lib/cs_seal.h); SCALE_SEAL=0 leaves it out so that every miss opens
 # key.cms (RSA-OAEP and OpenSSL's decoders), for comparison.
 #
+# The dynamic proxy's cache and processes: SCALE_CACHE entries
+# (CertSyncCacheSize, default 10000) in each of SCALE_PROCS worker
+# processes (default 2); memory is about entries x bytes per entry x
+# processes (docs/mod_certsync.md, "Sizing the cache").  SCALE_WARM_ALL=1
+# makes one handshake on every name before the rounds, in every worker
+# (SCALE_PROCS passes), so that a cache sized for every name holds them
+# all when random names are measured.
+#
 # vhost mode runs up to SCALE_VHOST_MAX domains (10,000): at 100,000 its
 # start alone takes minutes (see the issue's figures for stock httpd).
 # Prints a Markdown table; with gnuplot, also writes SCALE_PLOT
@@ -64,7 +72,11 @@ chmod 755 "$work"
 on_cleanup() { pool_stop_all >/dev/null 2>&1; }
 
 base=$(pool_pick_base) || die "no free ports"
-export POOL_SYNC_INTERVAL="2 1" POOL_PROCS=2 POOL_LOGLEVEL=warn
+PROCS=${SCALE_PROCS:-2}
+CACHE=${SCALE_CACHE:-10000}
+WARM_ALL=${SCALE_WARM_ALL:-0}
+export POOL_SYNC_INTERVAL="2 1" POOL_PROCS=$PROCS POOL_LOGLEVEL=warn
+export POOL_CACHE_SIZE=$CACHE
 pool_init "$work/pool" "$base" >/dev/null || die "pool_init"
 pool_pki >/dev/null || die "pool_pki"
 pool_start_certservice || die "CertService"
@@ -159,6 +171,18 @@ child_rss() {
     echo "$max"
 }
 
+# total_rss MODE: the parent, the workers and the sync daemon of MODE's
+# proxy (MB)
+total_rss() {
+    local pid c sum
+    pid=$(cat "$POOL_DIR/proxy$(proxy_of "$1")/run/httpd.pid")
+    sum=$(rss_mb "$pid")
+    for c in $(pgrep -P "$pid"); do
+        sum=$((sum + $(rss_mb "$c")))
+    done
+    echo "$sum"
+}
+
 median() { sort -n | awk '{a[NR]=$1} END{print (NR ? a[int((NR+1)/2)] : "-")}'; }
 
 # measure SIZE MODE...: everything for the modes running side by side
@@ -172,6 +196,16 @@ measure() {
         # warm: the one domain, and the hot set in every worker
         hs "$mode" "$work/one" -n 200 >/dev/null
         hs "$mode" "$hot" -r -n $((HOT * 8)) >/dev/null
+        if [ "$WARM_ALL" = 1 ] && [ "$mode" = dynamic ]; then
+            local w t0
+            t0=$(now)
+            for ((w = 0; w < PROCS; w++)); do
+                hs "$mode" "$work/names-$size" >/dev/null
+            done
+            say "  warm-up: every name $PROCS times in $(since "$t0") s," \
+                "largest worker RSS $(child_rss "$mode") MB, whole httpd" \
+                "$(total_rss "$mode") MB"
+        fi
     done
     : >"$work/hs"
     for ((r = 1; r <= ROUNDS; r++)); do
@@ -261,6 +295,8 @@ measure() {
         loop=$(cat "$work/loop-$mode")
         act=$(eval echo "\${act_$mode}")
         say "  $mode activation ${act:-(not within 900 s)} s; loop: $loop"
+        say "  $mode: whole httpd RSS $(total_rss "$mode") MB (parent," \
+            "workers, sync daemon); cache $CACHE x $PROCS processes"
         printf '| %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %s | %s | %s | %s |\n' \
             "$size" "$mode" "$cold" \
             "$(rss_mb "$(cat "$POOL_DIR/proxy$n/run/httpd.pid")")" \

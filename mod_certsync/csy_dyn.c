@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <apr_allocator.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
 
@@ -39,6 +40,9 @@
 #define CSY_MAX_CMS     (64 * 1024)
 #define CSY_MAX_SEAL    (16 * 1024 + 64)
 #define CSY_LOAD_TRIES  3
+/* Scratch memory the cache's allocator keeps for misses: enough for a
+ * few threads missing at once. */
+#define CSY_SCRATCH_KEEP (512 * 1024)
 /* After a new version failed to load, the old one keeps serving and the
  * new one is tried again after this long, not at every handshake. */
 #define CSY_RETRY_AFTER apr_time_from_sec(5)
@@ -465,11 +469,16 @@ static apr_status_t load_version(csy_bundle_t *b, apr_pool_t *p,
                          why);
 }
 
+/* alloc: where the scratch pool's memory comes from (the cache's, which
+ * keeps what it freed for the next miss; NULL: an allocator of its own,
+ * whose memory goes back to the system, with Debian's APR by munmap). */
 static apr_status_t bundle_load(csy_bundle_t **pb, chains_t *chains,
+                                apr_allocator_t *alloc,
                                 const char *store_dir, const char *name,
                                 const wrapping_t *w, char *err,
                                 apr_size_t errlen)
 {
+    char serial[CSY_SERIAL_SIZE];
     csy_bundle_t *b;
     apr_pool_t *p;
     apr_status_t rv;
@@ -480,19 +489,30 @@ static apr_status_t bundle_load(csy_bundle_t **pb, chains_t *chains,
     if (strlen(name) > CS_NAME_MAX) {
         return APR_NOTFOUND;
     }
-    b = OPENSSL_zalloc(sizeof(*b));
+    /* A name the store does not have costs this one readlink, nothing
+     * allocated. */
+    if ((rv = current_serial(serial, store_dir, name))) {
+        if (!APR_STATUS_IS_NOTFOUND(rv) && err && errlen) {
+            apr_snprintf(err, errlen, "%s (serial -): no current version",
+                         name);
+        }
+        return rv;
+    }
+    b = OPENSSL_zalloc(sizeof(*b) + strlen(name) + 1);
     if (!b) {
         return APR_ENOMEM;
     }
     b->refs = 1;
-    apr_cpystrn(b->name, name, sizeof(b->name));
-    /* Its own allocator: workers call this from any thread. */
-    if ((rv = apr_pool_create_unmanaged_ex(&p, NULL, NULL))) {
+    strcpy(b->name, name);
+    memcpy(b->serial, serial, sizeof(serial));
+    /* Unmanaged: workers call this from any thread (the allocator has a
+     * mutex). */
+    if ((rv = apr_pool_create_unmanaged_ex(&p, NULL, alloc))) {
         OPENSSL_free(b);
         return rv;
     }
     for (tries = 0; tries < CSY_LOAD_TRIES; tries++) {
-        if ((rv = current_serial(b->serial, store_dir, name))) {
+        if (tries && (rv = current_serial(b->serial, store_dir, name))) {
             why = "no current version";
             break;
         }
@@ -538,7 +558,7 @@ apr_status_t csy_bundle_load(csy_bundle_t **pb, const char *store_dir,
         return rv;
     }
     wrapping_init(&w, p, wrap_certs, wrap_keys);
-    rv = bundle_load(pb, NULL, store_dir, name, &w, err, errlen);
+    rv = bundle_load(pb, NULL, NULL, store_dir, name, &w, err, errlen);
     apr_pool_destroy(p);
     return rv;
 }
@@ -567,8 +587,18 @@ struct entry_t {
                                      * (monotonic clock) */
 };
 
+/* A name the store did not have at generation gen of its slot. */
+typedef struct {
+    apr_uint32_t hash;
+    apr_uint32_t gen;
+    char name[CSY_NEG_NAME];        /* "": a free slot */
+} neg_t;
+
 struct csy_cache_t {
     apr_thread_mutex_t *mu;
+    apr_allocator_t *alloc;         /* misses' scratch memory, reused */
+    neg_t *neg;                     /* CSY_NEG_SLOTS, direct-mapped; NULL
+                                     * without change notices */
     entry_t **buckets;
     apr_uint32_t mask;
     unsigned capacity;
@@ -628,6 +658,8 @@ static apr_status_t cache_cleanup(void *data)
         drop(c, c->lru.next);
     }
     free(c->buckets);
+    free(c->neg);
+    apr_allocator_destroy(c->alloc);
     chains_free(&c->chains);
     return APR_SUCCESS;
 }
@@ -639,6 +671,7 @@ apr_status_t csy_cache_create(csy_cache_t **pc, apr_pool_t *p,
                               const apr_array_header_t *wrap_keys)
 {
     csy_cache_t *c = apr_pcalloc(p, sizeof(*c));
+    apr_thread_mutex_t *amu;
     apr_uint32_t n = 16;
     apr_status_t rv;
 
@@ -654,8 +687,20 @@ apr_status_t csy_cache_create(csy_cache_t **pc, apr_pool_t *p,
                                          APR_THREAD_MUTEX_DEFAULT, p))) {
         return rv;
     }
+    /* A miss's scratch pool: a few KB, kept for the next miss instead of
+     * a new allocator (an mmap and a munmap) each time. */
+    if ((rv = apr_allocator_create(&c->alloc))
+        || (rv = apr_thread_mutex_create(&amu, APR_THREAD_MUTEX_DEFAULT,
+                                         p))) {
+        return rv;
+    }
+    apr_allocator_mutex_set(c->alloc, amu);
+    apr_allocator_max_free_set(c->alloc, CSY_SCRATCH_KEEP);
     c->buckets = calloc(n, sizeof(*c->buckets));
-    if (!c->buckets) {
+    if (!c->buckets
+        || (sh && !(c->neg = calloc(CSY_NEG_SLOTS, sizeof(*c->neg))))) {
+        free(c->buckets);
+        apr_allocator_destroy(c->alloc);
         return APR_ENOMEM;
     }
     c->mask = n - 1;
@@ -698,6 +743,24 @@ static void store_entry(csy_cache_t *c, entry_t *e, apr_uint32_t h,
     }
 }
 
+/* Under the mutex: the negative slot of a name (NULL if too long to
+ * keep), and whether it says the store did not have it at gen. */
+static neg_t *neg_slot(csy_cache_t *c, apr_uint32_t h, const char *name)
+{
+    if (!c->neg || strlen(name) >= CSY_NEG_NAME) {
+        return NULL;
+    }
+    /* The high bits: the low ones pick the positive bucket. */
+    return &c->neg[(h >> 16 ^ h * 2654435761u) % CSY_NEG_SLOTS];
+}
+
+static int neg_known(const neg_t *n, apr_uint32_t h, const char *name,
+                     apr_uint32_t gen)
+{
+    return n && n->hash == h && n->gen == gen && n->name[0]
+           && strcmp(n->name, name) == 0;
+}
+
 /* The bundle for exactly this store name. */
 static apr_status_t lookup_exact(csy_bundle_t **pb, csy_cache_t *c,
                                  const char *name, char *err,
@@ -726,6 +789,12 @@ static apr_status_t lookup_exact(csy_bundle_t **pb, csy_cache_t *c,
     if (e) {
         memcpy(cached, e->b->serial, sizeof(cached));
     }
+    else if (neg_known(neg_slot(c, h, name), h, name, gen)) {
+        /* Not in the store when this slot value was current. */
+        apr_thread_mutex_unlock(c->mu);
+        COUNT(c, unknown_cached);
+        return APR_NOTFOUND;
+    }
     apr_thread_mutex_unlock(c->mu);
 
     /* The slot moved (the name, or another sharing its slot, changed):
@@ -745,7 +814,8 @@ static apr_status_t lookup_exact(csy_bundle_t **pb, csy_cache_t *c,
         apr_thread_mutex_unlock(c->mu);
     }
 
-    rv = bundle_load(&b, &c->chains, c->store_dir, name, &c->wrap, err,
+    rv = bundle_load(&b, &c->chains, c->alloc, c->store_dir, name, &c->wrap,
+                     err,
                      errlen);
     apr_thread_mutex_lock(c->mu);
     e = find(c, h, name);
@@ -759,8 +829,17 @@ static apr_status_t lookup_exact(csy_bundle_t **pb, csy_cache_t *c,
         *pb = b;
     }
     else if (APR_STATUS_IS_NOTFOUND(rv)) {
+        neg_t *n = neg_slot(c, h, name);
+
         if (e) {
             drop(c, e);         /* deleted: forget it */
+        }
+        if (n) {
+            /* gen was read before the store: a name added since has
+             * bumped its slot, and is looked up again. */
+            n->hash = h;
+            n->gen = gen;
+            strcpy(n->name, name);
         }
     }
     else {

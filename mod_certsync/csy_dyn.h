@@ -62,6 +62,7 @@ typedef struct {
     apr_uint64_t revalidated;       /* slot moved, same serial kept */
     apr_uint64_t evictions;
     apr_uint64_t unknown;           /* names the store does not have */
+    apr_uint64_t unknown_cached;    /* ... answered without a readlink */
     apr_uint64_t errors;            /* a version that could not be read */
     apr_uint32_t mask;              /* slots - 1 */
     apr_uint32_t slot[];            /* the generations */
@@ -99,9 +100,11 @@ struct csy_bundle_t {
     STACK_OF(X509) *chain;          /* intermediates, may be empty */
     EVP_PKEY *key;
     char serial[CSY_SERIAL_SIZE];   /* hex, as in the store */
-    char name[CSY_NAME_SIZE];       /* the store name it came from */
     int from_envelope;              /* key.cms opened, not key.seal */
     volatile apr_uint32_t refs;
+    char name[];                    /* the store name it came from (as
+                                     * long as it is: every byte of an
+                                     * entry counts, see csy_cache_t) */
 };
 
 /** Drop a reference (the last one frees the bundle and its key). */
@@ -145,10 +148,27 @@ typedef struct {
 } csy_cache_info_t;
 
 /**
- * A cache of at most capacity bundles for this process (freed with p).
- * sh may be NULL (no change notices: entries then live until evicted,
- * which only tests want).
+ * A cache of at most capacity bundles for this process (freed with p),
+ * shared by its threads.  sh may be NULL (no change notices: entries then
+ * live until evicted, which only tests want).
+ *
+ * Memory: at most CSY_CACHE_ENTRY_BYTES a cached domain with an EC P-256
+ * key (measured by t/unit/test_csy_dyn: OpenSSL 3.0's X509 with its
+ * decoded public key about 4.3 KB, the private EVP_PKEY 2.2 KB, each with
+ * its own copy of the curve's group), plus CSY_NEG_SLOTS x 80 bytes for
+ * the names the store does not have.  A pool of N domains that should
+ * never miss needs N x CSY_CACHE_ENTRY_BYTES in every worker process.
+ *
+ * Names the store does not have are remembered too (a negative cache of
+ * CSY_NEG_SLOTS names, each tagged with its generation slot, so a name
+ * the daemon adds is looked up again at once): a flood of handshakes for
+ * unknown names costs one readlink each for a new name and none for a
+ * name seen before, nor for its wildcard parent.
  */
+#define CSY_CACHE_ENTRY_BYTES   9000
+#define CSY_NEG_SLOTS           4096
+#define CSY_NEG_NAME            64      /* longer names are not kept */
+
 apr_status_t csy_cache_create(csy_cache_t **c, apr_pool_t *p,
                               unsigned capacity, csy_shared_t *sh,
                               const char *store_dir,

@@ -326,7 +326,7 @@ static void csy_dyn_status(request_rec *r, json_t *state)
 #define CSY_SHARED(f) json_integer((json_int_t)__atomic_load_n( \
                           &csy_shared->f, __ATOMIC_RELAXED))
     dyn = json_pack("{s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
-                    "s:o, s:i}",
+                    "s:o, s:o, s:i}",
                     "pid", (int)getpid(), "cache_capacity", info.capacity,
                     "cache_entries", info.entries,
                     "hits", CSY_SHARED(hits), "misses", CSY_SHARED(misses),
@@ -334,6 +334,7 @@ static void csy_dyn_status(request_rec *r, json_t *state)
                     "revalidated", CSY_SHARED(revalidated),
                     "evictions", CSY_SHARED(evictions),
                     "unknown", CSY_SHARED(unknown),
+                    "unknown_cached", CSY_SHARED(unknown_cached),
                     "errors", CSY_SHARED(errors),
                     "changes", CSY_SHARED(changes),
                     "generation_slots", (int)(csy_shared->mask + 1));

@@ -4,18 +4,16 @@
  * The header is read in a pre_connection hook that runs before any other
  * module's, straight from the socket: before core's filters exist, before
  * mod_ssl logs or handshakes, before mod_http2 and mod_reqtimeout start.
- * It peeks at the socket and consumes exactly as many bytes as the header
- * holds (the parser, pp_parse.c, says how many more bytes may be read
- * without touching what follows), so the TLS ClientHello or HTTP/2 preface
- * behind it reaches mod_ssl or mod_http2 intact.  The header's last bytes
- * are left in the socket and dropped by a filter at the connection's
- * first read (pp_skip_filter), which then reads the header
- * and what follows it with one system call, as without the PROXY
- * protocol.  The client address is then set on the connection itself,
- * so TLS, HTTP/2, access checks and every log line of the connection see
- * it.  (A process_connection hook reading through the filters below TLS
- * would also work, but would run after mod_ssl's pre_connection has logged
- * its first line with the load balancer's address.)
+ * That read is the one the core would make anyway: as many bytes as have
+ * arrived, up to the core's own buffer size.  The parser (pp_parse.c)
+ * takes the header off the front, and whatever followed it in the same
+ * read (a TLS ClientHello, an HTTP/2 preface, a request) is handed to the
+ * core's input filter through the insert_network_bucket hook, ahead of the
+ * socket: the connection's first reader gets it without a system call, so
+ * a connection with a PROXY header costs the same reads as one without.
+ * The client address is then set on the connection itself, so TLS,
+ * HTTP/2, access checks and every log line of the connection see it,
+ * mod_ssl's first line (its pre_connection) included.
  *
  * Settings apply per local address, like mod_remoteip's: the header arrives
  * before any name-based virtual host can be chosen.
@@ -62,6 +60,8 @@ typedef struct {
 /* What the header said, kept for the connection's requests. */
 typedef struct {
     apr_table_t *env;                   /* NULL: nothing to export */
+    apr_bucket *rest;                   /* read after the header, for the
+                                         * core's first read; NULL: none */
 } pp_conn_t;
 
 /* Rebuilt on every (re)start from the new configuration. */
@@ -457,85 +457,74 @@ static int pp_wait_readable(int fd, apr_time_t deadline)
 }
 
 /*
- * Reads the header from the socket into *pbuf (initially a buffer of *pcap
- * bytes; a larger v2 header gets one from c->pool).  Returns NULL, or why
- * it failed.  *unread is the number of the header's last bytes that were
- * peeked but are still in the socket (see pp_skip_filter).
+ * Reads the header from the socket into *pbuf (*pcap bytes, allocated
+ * from c->bucket_alloc; a larger v2 header gets a larger one).  Returns
+ * NULL, or why it failed; *pn is then the number of bytes read, the
+ * header (hdr->length bytes) and whatever followed it.
  *
- * The bytes are peeked (MSG_PEEK) and parsed: in the usual case, where the
- * whole header arrived in one segment, that is one system call, and the
- * socket's mode and timeout are never touched.  Bytes that are only a
- * prefix of a header are consumed before waiting for more, so the wait
- * sees new data only.
+ * Each recv() asks for as much as the buffer holds, like the core's read:
+ * in the usual case, where the header arrived with what follows it, that
+ * is the connection's only read until the client sends again.  The socket
+ * is read with MSG_DONTWAIT and waited on with poll(), so its mode and
+ * timeout are never touched.
  */
 static const char *pp_read_header(conn_rec *c, apr_socket_t *sock,
                                   const pp_conf_t *conf, pp_header_t *hdr,
-                                  unsigned char **pbuf, apr_size_t *pcap,
-                                  apr_size_t *unread)
+                                  char **pbuf, apr_size_t *pcap,
+                                  apr_size_t *pn)
 {
     apr_time_t deadline = apr_time_now() + conf->timeout;
-    apr_size_t n = 0, peeked = 0, need = 0, want;
+    apr_size_t n = 0, need = 0;
     apr_os_sock_t fd;
     ssize_t got;
 
     apr_os_sock_get(&fd, sock);
     for (;;) {
-        pp_result_t res = pp_header_parse(hdr, *pbuf, n + peeked,
-                                          conf->max_header, &need);
-        if (res == PP_ERROR) {
-            return hdr->error;
+        got = recv(fd, *pbuf + n, *pcap - n, MSG_DONTWAIT);
+        if (got > 0) {
+            pp_result_t res;
+
+            n += (apr_size_t)got;
+            *pn = n;
+            res = pp_header_parse(hdr, (unsigned char *)*pbuf, n,
+                                  conf->max_header, &need);
+            if (res == PP_ERROR) {
+                return hdr->error;
+            }
+            if (res == PP_OK) {
+                return NULL;
+            }
+            if (n + need > *pcap) {
+                /* A v2 header larger than the core's buffer (its length
+                 * is known, and within ProxyProtocolMaxHeaderSize). */
+                char *bigger = apr_bucket_alloc(n + need, c->bucket_alloc);
+
+                if (!bigger) {
+                    return "out of memory";
+                }
+                memcpy(bigger, *pbuf, n);
+                apr_bucket_free(*pbuf);
+                *pbuf = bigger;
+                *pcap = n + need;
+            }
+            continue;
         }
-        if (res == PP_OK) {
-            /* What was peeked holds the rest of the header. */
-            *unread = hdr->length - n;
-            return NULL;
+        if (got == 0) {
+            return apr_psprintf(c->pool, "connection closed after %"
+                                APR_SIZE_T_FMT " bytes of the header", n);
         }
-        /* A prefix: everything peeked belongs to the header. */
-        while (peeked) {
-            got = recv(fd, *pbuf + n, peeked, MSG_DONTWAIT);
-            if (got > 0) {
-                n += (apr_size_t)got;
-                peeked -= (apr_size_t)got;
-            }
-            else if (got == 0 || errno != EINTR) {
-                return "read error after peeking the header";
-            }
+        if (errno == EINTR) {
+            continue;
         }
-        /* Peek at as much as the header can still hold. */
-        want = hdr->version == 2 ? n + need
-                                 : (n + need > PP_V1_MAX_LEN ? n + need
-                                                             : PP_V1_MAX_LEN);
-        if (want > *pcap) {
-            unsigned char *bigger = apr_palloc(c->pool, want);
-            memcpy(bigger, *pbuf, n);
-            *pbuf = bigger;
-            *pcap = want;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            return apr_psprintf(c->pool, "read error: %s", strerror(errno));
         }
-        for (;;) {
-            got = recv(fd, *pbuf + n, want - n, MSG_PEEK | MSG_DONTWAIT);
-            if (got > 0) {
-                peeked = (apr_size_t)got;
-                break;
-            }
-            if (got == 0) {
-                return apr_psprintf(c->pool, "connection closed after %"
-                                    APR_SIZE_T_FMT " bytes of the header",
-                                    n);
-            }
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                return apr_psprintf(c->pool, "read error: %s",
-                                    strerror(errno));
-            }
-            /* One deadline for the whole header, however it is split. */
-            if (!pp_wait_readable(fd, deadline)) {
-                return apr_psprintf(c->pool, "header incomplete after %"
-                                    APR_TIME_T_FMT "ms (ProxyProtocolTimeout)"
-                                    ", %" APR_SIZE_T_FMT " bytes received",
-                                    apr_time_as_msec(conf->timeout), n);
-            }
+        /* One deadline for the whole header, however it is split. */
+        if (!pp_wait_readable(fd, deadline)) {
+            return apr_psprintf(c->pool, "header incomplete after %"
+                                APR_TIME_T_FMT "ms (ProxyProtocolTimeout)"
+                                ", %" APR_SIZE_T_FMT " bytes received",
+                                apr_time_as_msec(conf->timeout), n);
         }
     }
 }
@@ -629,58 +618,45 @@ static void pp_apply_header(conn_rec *c, pp_conn_t *cc,
 }
 
 /*
- * The header's last bytes, peeked in pre_connection but left in the
- * socket: the connection's first read, whoever makes it (mod_ssl, the
- * HTTP/1 or HTTP/2 reader), takes them off the front and then goes on as
- * it would have, so the header and what follows it in the same segment (a
- * ClientHello, a request) come in with one read of the socket, as without
- * the PROXY protocol.  Nothing after the header is touched: the core keeps
- * it for the reader.  Registered at AP_FTYPE_NETWORK and added before the
- * core's input filter (pre_connection, really first), so it sits directly
- * above the core: mod_logio's byte counts do not include the header.
- *
- * Once done it stays in the chain and passes every read through: removing
- * itself could leave a request pointing at it (when it heads the
- * connection's chain, a request made before the first read starts its own
- * chain there, and HTTP_IN added afterwards would be bypassed).
+ * What followed the header in the read of pre_connection goes into the
+ * core input filter's brigade ahead of the socket, when the core sets it
+ * up at the connection's first read (whoever makes it: mod_ssl, the
+ * HTTP/1 or HTTP/2 reader).  The core then serves every read mode from it
+ * as from any data it read itself, and reads the socket once it is used
+ * up.  mod_logio counts these bytes (it sits above the core), not the
+ * header's.
  */
-typedef struct {
-    apr_off_t left;
-} pp_skip_t;
-
-static ap_filter_rec_t *pp_skip_handle;
-
-static apr_status_t pp_skip_filter(ap_filter_t *f, apr_bucket_brigade *bb,
-                                   ap_input_mode_t mode,
-                                   apr_read_type_e block, apr_off_t readbytes)
+static apr_status_t pp_insert_network_bucket(conn_rec *c,
+                                             apr_bucket_brigade *bb,
+                                             apr_socket_t *socket)
 {
-    pp_skip_t *sk = f->ctx;
-    apr_bucket_brigade *tmp;
-    apr_status_t rv;
-    apr_off_t got;
+    pp_conn_t *cc;
+    apr_bucket *e;
 
-    if (sk->left > 0) {
-        tmp = apr_brigade_create(f->c->pool, f->c->bucket_alloc);
-        while (sk->left > 0) {
-            /* Peeked, so in the socket already: this does not wait. */
-            rv = ap_get_brigade(f->next, tmp, AP_MODE_READBYTES,
-                                APR_BLOCK_READ, sk->left);
-            if (rv == APR_SUCCESS) {
-                rv = apr_brigade_length(tmp, 1, &got);
-            }
-            apr_brigade_cleanup(tmp);
-            if (rv == APR_SUCCESS && got <= 0) {
-                rv = APR_EOF;
-            }
-            if (rv != APR_SUCCESS) {
-                apr_brigade_destroy(tmp);
-                return rv;
-            }
-            sk->left -= got;
-        }
-        apr_brigade_destroy(tmp);
+    if (c->master || !(cc = ap_get_module_config(c->conn_config,
+                                                 &proxy_protocol_module))
+        || !cc->rest) {
+        return AP_DECLINED;
     }
-    return ap_get_brigade(f->next, bb, mode, block, readbytes);
+    APR_BRIGADE_INSERT_TAIL(bb, cc->rest);
+    cc->rest = NULL;
+    e = apr_bucket_socket_create(socket, c->bucket_alloc);
+    APR_BRIGADE_INSERT_TAIL(bb, e);
+    return APR_SUCCESS;
+}
+
+/* A connection closed before its first read (another pre_connection hook
+ * refused it): the bucket owns memory of c->bucket_alloc, which outlives
+ * c->pool. */
+static apr_status_t pp_rest_cleanup(void *data)
+{
+    pp_conn_t *cc = data;
+
+    if (cc->rest) {
+        apr_bucket_destroy(cc->rest);
+        cc->rest = NULL;
+    }
+    return APR_SUCCESS;
 }
 
 static int pp_pre_connection(conn_rec *c, void *csd)
@@ -688,8 +664,8 @@ static int pp_pre_connection(conn_rec *c, void *csd)
     const pp_conf_t *conf;
     pp_conn_t *cc;
     pp_header_t hdr;
-    unsigned char small[512], *buf = small;
-    apr_size_t cap = sizeof(small), unread = 0;
+    char *buf;
+    apr_size_t cap = APR_BUCKET_BUFF_SIZE, n = 0;
     const unsigned char *peer;
     const char *why;
     int family;
@@ -722,8 +698,12 @@ static int pp_pre_connection(conn_rec *c, void *csd)
                               (size_t)conf->trusted->nelts, family, peer)) {
         return pp_reject(c, "peer is not in ProxyProtocolTrustedProxies");
     }
-    if ((why = pp_read_header(c, csd, conf, &hdr, &buf, &cap, &unread))
+    /* The buffer the core's first read would have used; the bucket that
+     * hands its rest on owns it. */
+    buf = apr_bucket_alloc(cap, c->bucket_alloc);
+    if ((why = pp_read_header(c, csd, conf, &hdr, &buf, &cap, &n))
         != NULL) {
+        apr_bucket_free(buf);
         if (hdr.version == 2 && hdr.length > conf->max_header) {
             why = apr_psprintf(c->pool, "%s (%" APR_SIZE_T_FMT " > %"
                                APR_SIZE_T_FMT ")", why, hdr.length,
@@ -732,10 +712,16 @@ static int pp_pre_connection(conn_rec *c, void *csd)
         return pp_reject(c, why);
     }
     pp_apply_header(c, cc, &hdr);
-    if (unread) {
-        pp_skip_t *sk = apr_palloc(c->pool, sizeof(*sk));
-        sk->left = (apr_off_t)unread;
-        ap_add_input_filter_handle(pp_skip_handle, sk, NULL, c);
+    if (n > hdr.length) {
+        cc->rest = apr_bucket_heap_create(buf, n, apr_bucket_free,
+                                          c->bucket_alloc);
+        cc->rest->start = (apr_off_t)hdr.length;
+        cc->rest->length = n - hdr.length;
+        apr_pool_cleanup_register(c->pool, cc, pp_rest_cleanup,
+                                  apr_pool_cleanup_null);
+    }
+    else {
+        apr_bucket_free(buf);
     }
     return DECLINED;
 }
@@ -768,9 +754,8 @@ static void pp_register_hooks(apr_pool_t *p)
                            APR_HOOK_REALLY_FIRST);
     ap_hook_post_read_request(pp_post_read_request, NULL, NULL,
                               APR_HOOK_REALLY_FIRST);
-    pp_skip_handle = ap_register_input_filter("PROXY_PROTOCOL_SKIP",
-                                              pp_skip_filter, NULL,
-                                              AP_FTYPE_NETWORK);
+    ap_hook_insert_network_bucket(pp_insert_network_bucket, NULL, NULL,
+                                  APR_HOOK_REALLY_FIRST);
 }
 
 AP_DECLARE_MODULE(proxy_protocol) = {

@@ -1,13 +1,14 @@
 #
-# When mod_proxy_protocol's input filter heads the connection's chain (an
-# httpd without mod_logio, mod_reqtimeout and mod_http2's h2c check;
-# t/c-modules/pp_bare removes the first two filters on the pp_bare host,
-# which speaks only http/1.1), requests and their bodies are still read
-# through HTTP_IN: pipelined requests after the header in the same write
-# are answered one by one, and a request body is consumed up to its
-# Content-Length, not beyond.  (A filter that removed itself after its
-# first read left the request's chain starting at it, past HTTP_IN: every
-# case here then hung until the Timeout.)
+# An httpd without mod_logio, mod_reqtimeout and mod_http2's h2c check
+# (t/c-modules/pp_bare removes the first two filters on the pp_bare host,
+# which speaks only http/1.1): mod_proxy_protocol adds no filter of its
+# own, so the core's input filter heads the connection's chain, and what
+# followed the header in the module's read is served from it: pipelined
+# requests after the header in the same write are answered one by one,
+# and a request body is consumed up to its Content-Length, not beyond.
+# (An earlier design's skip filter, removing itself after its first read,
+# left the request's chain starting at it, past HTTP_IN: every case here
+# then hung until the Timeout.)
 #
 use strict;
 use warnings FATAL => 'all';
@@ -33,15 +34,15 @@ sub statuses {
     return join ',', $raw =~ m{^HTTP/1\.1 (\d{3})}mg;
 }
 
-# The case meant: mod_proxy_protocol's filter heads the chain.
+# The case meant: nothing but the core's filter below HTTP_IN.
 {
     my $sock = pp_connect('pp_bare');
     syswrite $sock, $v1 . get('/pp/ok.txt', 1);
     my ($raw) = read_all($sock, 4);
     close $sock;
     my ($head) = $raw =~ m{^X-PP-Bare-Head: (\S+)}mi;
-    ok t_cmp(lc($head // '(none)'), 'proxy_protocol_skip',
-             "the skip filter heads the connection's input chain");
+    ok t_cmp(lc($head // '(none)'), 'core_in',
+             "the core's filter heads the connection's input chain");
 }
 
 # Header, two requests, one write.

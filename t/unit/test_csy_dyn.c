@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <apr_general.h>
@@ -17,6 +19,8 @@
 #include <openssl/x509.h>
 
 #include "cs_crypto.h"
+#include "cs_file.h"
+#include "cs_layout.h"
 #include "cs_seal.h"
 #include "cs_x509.h"
 #include "csy_dyn.h"
@@ -743,6 +747,269 @@ static void test_threads(void)
     free(sh);
 }
 
+/* ------------------------------------------------------------------ */
+/* Names the store does not have                                       */
+/* ------------------------------------------------------------------ */
+
+#define U_LOOKUPS 20000
+
+/* CPU time (user and system) of this process: what a handshake would
+ * pay, without the waits for the CPU that a loaded machine adds. */
+static double cpu_us(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+static double lookup_us(csy_cache_t *c, int distinct)
+{
+    double t0 = cpu_us();
+    csy_bundle_t *b;
+    apr_status_t rv;
+    char name[64], err[256];
+    int i, ok = 1;
+
+    for (i = 0; i < U_LOOKUPS; i++) {
+        snprintf(name, sizeof(name), "u%d.%s.unknown.test",
+                 distinct ? i : 7, distinct ? "r" : "s");
+        b = get(c, name, &rv, err);
+        ok &= b == NULL && APR_STATUS_IS_NOTFOUND(rv);
+    }
+    CHECK(ok);
+    return (cpu_us() - t0) / U_LOOKUPS;
+}
+
+static void test_unknown(void)
+{
+    csy_shared_t *sh = calloc(1, csy_shared_size(CSY_GEN_SLOTS_MIN));
+    csy_cache_t *c;
+    csy_bundle_t *b;
+    apr_status_t rv;
+    char err[256];
+    double random_us, same_us;
+
+    csy_shared_init(sh, CSY_GEN_SLOTS_MIN);
+    UNIT_CASE("negative cache: an unknown name, asked again");
+    CHECK_EQ_INT(csy_cache_create(&c, pool, 4, sh, base, wrap_certs,
+                                  wrap_keys), APR_SUCCESS);
+    b = get(c, "late.neg.test", &rv, err);
+    CHECK(b == NULL && APR_STATUS_IS_NOTFOUND(rv));
+    CHECK_EQ_INT((int)sh->unknown_cached, 0);
+    b = get(c, "late.neg.test", &rv, err);
+    CHECK(b == NULL && APR_STATUS_IS_NOTFOUND(rv));
+    /* The name and its wildcard parent, both remembered. */
+    CHECK_EQ_INT((int)sh->unknown_cached, 2);
+
+    UNIT_CASE("negative cache: a name added later is served at once");
+    CHECK(install("late.neg.test", 0) != NULL);
+    csy_gen_bump(sh, "late.neg.test");      /* as the daemon does */
+    b = get(c, "late.neg.test", &rv, err);
+    CHECK(rv == APR_SUCCESS && b && !strcmp(b->name, "late.neg.test"));
+    csy_bundle_release(b);
+
+    UNIT_CASE("negative cache: a wildcard added later");
+    b = get(c, "x.wneg.test", &rv, err);
+    CHECK(b == NULL && APR_STATUS_IS_NOTFOUND(rv));
+    CHECK(install("*.wneg.test", 0) != NULL);
+    csy_gen_bump(sh, "*.wneg.test");
+    b = get(c, "x.wneg.test", &rv, err);
+    CHECK(rv == APR_SUCCESS && b && !strcmp(b->name, "*.wneg.test"));
+    csy_bundle_release(b);
+
+    UNIT_CASE("negative cache: what an unknown name costs");
+    random_us = lookup_us(c, 1);
+    same_us = lookup_us(c, 0);
+    printf("unknown names: %.2f us of CPU a lookup for new random names, "
+           "%.2f us for one name asked again\n", random_us, same_us);
+    /* No readlink at all for a name seen before. */
+    CHECK(same_us < 2.0);
+    free(sh);
+}
+
+/* ------------------------------------------------------------------ */
+/* Bytes per cached domain                                             */
+/* ------------------------------------------------------------------ */
+
+#define M_DOMAINS 200
+
+static size_t heap_used(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+
+    return mi.uordblks + mi.hblkhd;
+}
+
+/* What a cache entry costs the heap, with its bundle as a handshake left
+ * it (SSL_use_cert_and_key checks the key against the certificate, and
+ * OpenSSL 3.0 keeps what that comparison exported). */
+static void test_memory(void)
+{
+    csy_shared_t *sh = calloc(1, csy_shared_size(CSY_GEN_SLOTS_MIN));
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    csy_cache_t *c;
+    csy_bundle_t *b;
+    apr_pool_t *p;
+    apr_status_t rv;
+    char name[64], err[256];
+    size_t before, loaded, used;
+    int i, ok = 1;
+
+    UNIT_CASE("cache: bytes per cached domain");
+    csy_shared_init(sh, CSY_GEN_SLOTS_MIN);
+    for (i = 0; i < M_DOMAINS; i++) {
+        snprintf(name, sizeof(name), "m%d.mem.test", i);
+        ok &= install(name, 0) != NULL;
+    }
+    CHECK(ok);
+    apr_pool_create(&p, pool);
+    CHECK_EQ_INT(csy_cache_create(&c, p, M_DOMAINS, sh, base, wrap_certs,
+                                  wrap_keys), APR_SUCCESS);
+    /* One name first: the intermediates, parsed once per process. */
+    b = get(c, "m0.mem.test", &rv, err);
+    csy_bundle_release(b);
+    before = heap_used();
+    for (i = 1; i < M_DOMAINS; i++) {
+        snprintf(name, sizeof(name), "m%d.mem.test", i);
+        b = get(c, name, &rv, err);
+        ok &= rv == APR_SUCCESS;
+        csy_bundle_release(b);
+    }
+    loaded = heap_used();
+    for (i = 1; i < M_DOMAINS; i++) {
+        SSL *ssl = SSL_new(ctx);
+
+        snprintf(name, sizeof(name), "m%d.mem.test", i);
+        b = get(c, name, &rv, err);
+        ok &= rv == APR_SUCCESS && ssl && csy_bundle_use(ssl, b);
+        csy_bundle_release(b);
+        SSL_free(ssl);
+    }
+    used = heap_used();
+    CHECK(ok);
+    CHECK_EQ_INT((int)sh->misses, M_DOMAINS);
+    printf("bytes per cached domain: %zu loaded, %zu after a handshake\n",
+           (loaded - before) / (M_DOMAINS - 1),
+           (used - before) / (M_DOMAINS - 1));
+    if (loaded > before) {
+        CHECK((used - before) / (M_DOMAINS - 1) <= CSY_CACHE_ENTRY_BYTES);
+    }
+    apr_pool_destroy(p);
+    SSL_CTX_free(ctx);
+    free(sh);
+}
+
+/* ------------------------------------------------------------------ */
+/* A miss, step by step                                                */
+/* ------------------------------------------------------------------ */
+
+#define S_ROUNDS 300
+
+/* CPU time of each step csy_dyn.c takes on a miss, the same calls in the
+ * same order, S_ROUNDS times on the domains of test_memory (informative:
+ * printed, not checked, apart from every step succeeding). */
+static void test_miss_steps(void)
+{
+    apr_array_header_t *seal_keys = cs_seal_keys_derive(pool, wrap_keys);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    double t[8] = { 0 }, t0;
+    csy_cache_t *c;
+    apr_pool_t *p;
+    int i, ok = 1;
+
+    UNIT_CASE("a miss, step by step");
+    apr_pool_create(&p, pool);
+    CHECK_EQ_INT(csy_cache_create(&c, pool, 1, NULL, base, wrap_certs,
+                                  wrap_keys), APR_SUCCESS);
+    for (i = 0; i < S_ROUNDS; i++) {
+        char name[64], serial[CSY_SERIAL_SIZE], err[256], *pem, *sealed;
+        const char *why, *b64, *e;
+        apr_size_t len, seal_len;
+        unsigned char *der;
+        const unsigned char *q;
+        EVP_ENCODE_CTX *ec;
+        EVP_PKEY *key = NULL;
+        X509 *leaf;
+        SSL *ssl;
+        csy_bundle_t *b;
+        apr_status_t rv;
+        ssize_t n;
+        int dn = 0, dm = 0;
+
+        snprintf(name, sizeof(name), "m%d.mem.test", i % M_DOMAINS);
+        t0 = cpu_us();
+        n = readlink(cs_layout_path(p, base, name, CS_LAYOUT_CURRENT, NULL),
+                     serial, sizeof(serial) - 1);
+        ok &= n > 0;
+        serial[n > 0 ? n : 0] = '\0';
+        t[0] += cpu_us() - t0;
+
+        t0 = cpu_us();
+        ok &= cs_file_read(&pem, &len, p, cs_layout_path(p, base, name,
+                           serial, CS_LAYOUT_CHAIN), 1 << 20) == APR_SUCCESS;
+        t[1] += cpu_us() - t0;
+
+        t0 = cpu_us();
+        b64 = strstr(pem, "-----BEGIN CERTIFICATE-----") + 27;
+        e = strstr(b64, "-----END CERTIFICATE-----");
+        der = malloc((size_t)(e - b64));
+        ec = EVP_ENCODE_CTX_new();
+        EVP_DecodeInit(ec);
+        EVP_DecodeUpdate(ec, der, &dn, (const unsigned char *)b64,
+                         (int)(e - b64));
+        EVP_DecodeFinal(ec, der + dn, &dm);
+        EVP_ENCODE_CTX_free(ec);
+        t[2] += cpu_us() - t0;
+
+        t0 = cpu_us();
+        q = der;
+        leaf = d2i_X509(NULL, &q, dn + dm);
+        ok &= leaf != NULL;
+        t[3] += cpu_us() - t0;
+        free(der);
+
+        t0 = cpu_us();
+        ok &= cs_file_read(&sealed, &seal_len, p, cs_layout_path(p, base,
+                           name, serial, CS_LAYOUT_SEAL), 1 << 16)
+              == APR_SUCCESS;
+        t[4] += cpu_us() - t0;
+
+        t0 = cpu_us();
+        ok &= cs_seal_open(&key, (unsigned char *)sealed, seal_len, leaf,
+                           &APR_ARRAY_IDX(seal_keys, 0, cs_seal_key_t), name,
+                           serial, &why) == APR_SUCCESS;
+        t[5] += cpu_us() - t0;
+
+        ssl = SSL_new(ctx);
+        t0 = cpu_us();
+        ok &= ssl && SSL_use_cert_and_key(ssl, leaf, key, NULL, 1) == 1;
+        t[6] += cpu_us() - t0;
+        SSL_free(ssl);
+        X509_free(leaf);
+        EVP_PKEY_free(key);
+
+        /* The whole miss through the cache (capacity 1: always a miss). */
+        t0 = cpu_us();
+        rv = csy_cache_lookup(&b, c, name, err, sizeof(err));
+        ok &= rv == APR_SUCCESS;
+        csy_bundle_release(b);
+        t[7] += cpu_us() - t0;
+        apr_pool_clear(p);
+    }
+    CHECK(ok);
+    printf("a miss, CPU us per step (%d rounds): readlink current %.1f, "
+           "read fullchain.pem %.1f, base64 of the leaf %.1f, d2i_X509 "
+           "%.1f, read key.seal %.1f, cs_seal_open (AES-GCM, fromdata, "
+           "check) %.1f, SSL_use_cert_and_key (every handshake) %.1f; "
+           "a whole miss through the cache %.1f\n", S_ROUNDS,
+           t[0] / S_ROUNDS, t[1] / S_ROUNDS, t[2] / S_ROUNDS,
+           t[3] / S_ROUNDS, t[4] / S_ROUNDS, t[5] / S_ROUNDS,
+           t[6] / S_ROUNDS, t[7] / S_ROUNDS);
+    apr_pool_destroy(p);
+    SSL_CTX_free(ctx);
+}
+
 int main(void)
 {
     const char *err;
@@ -767,6 +1034,9 @@ int main(void)
     test_cache();
     test_gen_slots();
     test_threads();
+    test_unknown();
+    test_memory();
+    test_miss_steps();
 
     testkit_rm_tree(base);
     apr_pool_destroy(pool);
