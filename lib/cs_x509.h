@@ -61,6 +61,17 @@ apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
                               const char **err);
 
 /**
+ * The same for a caller that verified part of the chain before: the
+ * signatures of the certificates from index checked on (each by the next)
+ * are not verified again (checked 1: only the leaf's; INT_MAX: all).  For
+ * the intermediates a batch of bundles shares.
+ */
+apr_status_t cs_bundle_verify_ex(const apr_array_header_t *chain,
+                                 EVP_PKEY *key, const char *name,
+                                 apr_time_t now, int checked,
+                                 const char **err);
+
+/**
  * A certificate signing request for one name, signed with key (SHA-256):
  * the name as a DNS SAN, and as the subject CN when it fits one (64
  * characters); DER from p.  For ACME's finalize (cs_acme_order.c).
