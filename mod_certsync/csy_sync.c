@@ -347,7 +347,6 @@ typedef struct {
  * what a worker made of it. */
 typedef struct {
     const char *want;           /* the domain asked for */
-    json_t *b;                  /* the bundle (read by the main thread) */
     const char *domain, *serial, *chain_pem, *key_cms;
     const char *why;            /* refused: why; NULL: fine */
     const char *warn;           /* for the log: no key.seal, and why */
@@ -592,6 +591,8 @@ typedef struct {
     apr_pool_t *p;              /* the cycle's results */
     worker_t *workers;          /* checking bundles; made at first need */
     int nworkers;
+    apr_array_header_t *staged; /* job_t: fetch_all's, to commit */
+    int links_unsynced;         /* switched since the last sync_links */
 } cycle_t;
 
 static void record_failure(cycle_t *cy, apr_pool_t *p, const char *domain,
@@ -665,47 +666,105 @@ static void check_all(cycle_t *cy, job_t *jobs, int njobs, apr_pool_t *p)
 }
 
 /*
- * The staged versions of a batch durable, made current, those links
- * durable: one sync before the switches, one after (then the manifest and
- * the cursor may count on them).  A sync that fails refuses the whole
- * batch; current then stays where it was for every one of them.
+ * What fetch_all's batches staged, made durable and current: one sync of
+ * the store, then the switches; a sync that fails refuses them all
+ * (current then stays where it was for every one).  The links are synced
+ * later, once before the manifest and the cursor count on them
+ * (sync_links): a sync costs 50 to 70 ms on this kind of disk whatever it
+ * flushes, so it is paid once a page of the feed, not once a batch.
+ * Then each bundle's outcome goes into the cycle's result.
  */
-static apr_status_t commit_batch(cycle_t *cy, job_t *jobs, int njobs,
-                                 apr_pool_t *p)
+static apr_status_t commit_staged(cycle_t *cy, apr_pool_t *p)
+{
+    apr_array_header_t *jobs = cy->staged;
+    apr_status_t rv = APR_SUCCESS, srv;
+    const char *why;
+    job_t *j;
+    int k, any = 0;
+
+    for (k = 0; k < jobs->nelts; k++) {
+        any |= APR_ARRAY_IDX(jobs, k, job_t).pending;
+    }
+    if (any && (rv = csy_store_sync(cy->store)) != APR_SUCCESS) {
+        why = apr_psprintf(p, CSY_STORE_WHY "cannot sync the batch: %pm",
+                           &rv);
+        for (k = 0; k < jobs->nelts; k++) {
+            j = &APR_ARRAY_IDX(jobs, k, job_t);
+            if (j->pending) {
+                j->pending = 0;
+                j->why = why;
+            }
+        }
+    }
+    for (k = 0; rv == APR_SUCCESS && k < jobs->nelts; k++) {
+        j = &APR_ARRAY_IDX(jobs, k, job_t);
+        if (j->pending
+            && (srv = csy_store_switch(cy->store, p, j->domain, j->serial))
+               != APR_SUCCESS) {
+            j->pending = 0;
+            j->why = apr_psprintf(p, CSY_STORE_WHY "%pm", &srv);
+        }
+        cy->links_unsynced |= j->pending;
+    }
+
+    for (k = 0; k < jobs->nelts; k++) {
+        j = &APR_ARRAY_IDX(jobs, k, job_t);
+        why = j->why;
+        if (j->warn) {
+            csy_log(cy->cl->config, CS_LOG_WARN, p, "%s", j->warn);
+        }
+        if (why && !strncmp(why, CSY_STORE_WHY, sizeof(CSY_STORE_WHY) - 1)) {
+            cy->res->store_failed = "bundles";
+            cy->res->store_error = apr_pstrdup(cy->p, why
+                                               + sizeof(CSY_STORE_WHY) - 1);
+        }
+        if (why) {
+            record_failure(cy, p, j->want, why);
+            continue;
+        }
+        apr_hash_set(cy->failures, j->want, APR_HASH_KEY_STRING, NULL);
+        if (j->pending) {
+            cy->res->installed++;
+            cy->res->changed = 1;
+            apr_hash_set(cy->res->made_current, apr_pstrdup(cy->p, j->want),
+                         APR_HASH_KEY_STRING, apr_pstrdup(cy->p, j->serial));
+            csy_log(cy->cl->config, CS_LOG_INFO, p, "installed %s serial %s",
+                    j->want, j->serial);
+        }
+        else {
+            cy->res->unchanged++;
+        }
+        if (!apr_hash_get(cy->servable, j->want, APR_HASH_KEY_STRING)) {
+            apr_hash_set(cy->servable, apr_pstrdup(cy->keep, j->want),
+                         APR_HASH_KEY_STRING, "");
+            cy->res->changed = 1;
+        }
+    }
+    apr_array_clear(jobs);
+    return rv;
+}
+
+/* The links switched since the last call, on disk: before the manifest
+ * or the cursor may say they are. */
+static apr_status_t sync_links(cycle_t *cy, const char **err)
 {
     apr_status_t rv;
-    const char *why;
-    int i, any = 0;
 
-    for (i = 0; i < njobs; i++) {
-        any |= jobs[i].pending;
-    }
-    if (!any) {
+    if (!cy->links_unsynced) {
         return APR_SUCCESS;
     }
     if ((rv = csy_store_sync(cy->store)) != APR_SUCCESS) {
-        why = apr_psprintf(p, CSY_STORE_WHY "cannot sync the batch: %pm",
-                           &rv);
-        for (i = 0; i < njobs; i++) {
-            if (jobs[i].pending) {
-                jobs[i].pending = 0;
-                jobs[i].why = why;
-            }
-        }
+        *err = apr_psprintf(cy->p, "cannot sync the store: %pm", &rv);
+        cy->res->store_failed = "bundles";
+        cy->res->store_error = apr_psprintf(cy->p, "%pm", &rv);
         return rv;
     }
-    for (i = 0; i < njobs; i++) {
-        if (jobs[i].pending
-            && (rv = csy_store_switch(cy->store, p, jobs[i].domain,
-                                      jobs[i].serial)) != APR_SUCCESS) {
-            jobs[i].pending = 0;
-            jobs[i].why = apr_psprintf(p, CSY_STORE_WHY "%pm", &rv);
-        }
-    }
-    return csy_store_sync(cy->store);
+    cy->links_unsynced = 0;
+    return APR_SUCCESS;
 }
 
-/* Fetches and applies the bundles of names (array of const char *). */
+/* Fetches the bundles of names (array of const char *), checks them and
+ * stages their installs; commit_staged finishes them. */
 static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
                                 apr_array_header_t *names, const char **err)
 {
@@ -713,7 +772,7 @@ static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
     json_t *arr = json_object_get(body, "domains");
     apr_hash_t *asked = apr_hash_make(p);
     apr_hash_index_t *hi;
-    job_t *jobs, *j;
+    job_t *jobs, *j, *keep;
     long status;
     apr_status_t rv;
     size_t i;
@@ -750,7 +809,6 @@ static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
         apr_hash_set(asked, want, APR_HASH_KEY_STRING, NULL);
         j = &jobs[njobs++];
         j->want = want;
-        j->b = v;
         if (json_unpack(v, "{s:s, s:s, s:s, s:s}", "domain", &j->domain,
                         "serial", &j->serial, "chain_pem", &j->chain_pem,
                         "key_cms", &j->key_cms) != 0) {
@@ -761,42 +819,19 @@ static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
         apr_pool_clear(cy->workers[k].batch);
     }
     check_all(cy, jobs, njobs, p);
-    rv = commit_batch(cy, jobs, njobs, p);
 
+    /* What commit_staged needs, out of the answer and the workers' pools
+     * (both go before it runs). */
     for (k = 0; k < njobs; k++) {
-        const char *why;
-
         j = &jobs[k];
-        why = j->why;
-        if (j->warn) {
-            csy_log(cy->cl->config, CS_LOG_WARN, p, "%s", j->warn);
-        }
-        if (why && !strncmp(why, CSY_STORE_WHY, sizeof(CSY_STORE_WHY) - 1)) {
-            cy->res->store_failed = "bundles";
-            cy->res->store_error = apr_pstrdup(cy->p, why
-                                               + sizeof(CSY_STORE_WHY) - 1);
-        }
-        if (why) {
-            record_failure(cy, p, j->want, why);
-            continue;
-        }
-        apr_hash_set(cy->failures, j->want, APR_HASH_KEY_STRING, NULL);
-        if (j->pending) {
-            cy->res->installed++;
-            cy->res->changed = 1;
-            apr_hash_set(cy->res->made_current, apr_pstrdup(cy->p, j->want),
-                         APR_HASH_KEY_STRING, apr_pstrdup(cy->p, j->serial));
-            csy_log(cy->cl->config, CS_LOG_INFO, p, "installed %s serial %s",
-                    j->want, j->serial);
-        }
-        else {
-            cy->res->unchanged++;
-        }
-        if (!apr_hash_get(cy->servable, j->want, APR_HASH_KEY_STRING)) {
-            apr_hash_set(cy->servable, apr_pstrdup(cy->keep, j->want),
-                         APR_HASH_KEY_STRING, "");
-            cy->res->changed = 1;
-        }
+        keep = &APR_ARRAY_PUSH(cy->staged, job_t);
+        memset(keep, 0, sizeof(*keep));
+        keep->want = j->want;
+        keep->domain = j->domain ? apr_pstrdup(p, j->domain) : NULL;
+        keep->serial = j->serial ? apr_pstrdup(p, j->serial) : NULL;
+        keep->why = j->why ? apr_pstrdup(p, j->why) : NULL;
+        keep->warn = j->warn ? apr_pstrdup(p, j->warn) : NULL;
+        keep->pending = j->pending;
     }
     json_decref(resp);
     /* Asked for but not answered: deleted meanwhile; the feed will say. */
@@ -804,35 +839,40 @@ static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
         const char *n = apr_hash_this_key(hi);
         csy_log(cy->cl->config, CS_LOG_DEBUG, p, "no bundle for %s", n);
     }
-    if (rv != APR_SUCCESS) {
-        /* The links of this batch may not be on disk: no checkpoint may
-         * count on them. */
-        *err = apr_psprintf(cy->p, "cannot sync the store: %pm", &rv);
-        cy->res->store_failed = "bundles";
-        cy->res->store_error = apr_psprintf(cy->p, "%pm", &rv);
-    }
-    return rv;
+    return APR_SUCCESS;
 }
 
+/* All the bundles of names, in batches of CertSyncBatchSize, made current
+ * together at the end (commit_staged), also when a batch failed: those
+ * before it were checked and are installed. */
 static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
                               const char **err)
 {
     apr_array_header_t *batch;
     apr_hash_index_t *hi;
     int size = cy->cl->config->batch_size;   /* > 0: csy_client_create */
-    apr_status_t rv;
+    apr_status_t rv = APR_SUCCESS, crv;
 
+    cy->staged = apr_array_make(p, size, sizeof(job_t));
     batch = apr_array_make(p, size, sizeof(const char *));
-    for (hi = apr_hash_first(p, names); hi; hi = apr_hash_next(hi)) {
+    for (hi = apr_hash_first(p, names); hi && rv == APR_SUCCESS;
+         hi = apr_hash_next(hi)) {
         APR_ARRAY_PUSH(batch, const char *) = apr_hash_this_key(hi);
         if (batch->nelts == size) {
-            if ((rv = fetch_batch(cy, p, batch, err))) {
-                return rv;
-            }
+            rv = fetch_batch(cy, p, batch, err);
             apr_array_clear(batch);
         }
     }
-    return batch->nelts ? fetch_batch(cy, p, batch, err) : APR_SUCCESS;
+    if (rv == APR_SUCCESS && batch->nelts) {
+        rv = fetch_batch(cy, p, batch, err);
+    }
+    crv = commit_staged(cy, p);
+    if (rv == APR_SUCCESS && crv != APR_SUCCESS) {
+        /* Nothing of this page became current; the cursor stays. */
+        *err = apr_psprintf(cy->p, "cannot sync the store: %pm", &crv);
+        rv = crv;
+    }
+    return rv;
 }
 
 static apr_status_t write_manifest(cycle_t *cy, apr_pool_t *p)
@@ -858,6 +898,9 @@ static apr_status_t checkpoint(cycle_t *cy, apr_pool_t *p, long long cursor,
     csy_result_t *res = cy->res;
     apr_status_t rv;
 
+    if ((rv = sync_links(cy, err))) {
+        return rv;
+    }
     if (res->changed && (rv = write_manifest(cy, p))) {
         *err = apr_psprintf(cy->p, "cannot write the manifest: %pm", &rv);
         res->store_failed = "manifest";
@@ -1020,11 +1063,17 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         apr_pool_clear(page);
         retry = apr_hash_copy(page, failures);
         if ((rv = fetch_all(&cy, page, retry, &err)) == APR_SUCCESS
+            && (rv = sync_links(&cy, &err)) == APR_SUCCESS
             && res->changed && (rv = write_manifest(&cy, page))) {
             err = apr_psprintf(p, "cannot write the manifest: %pm", &rv);
             res->store_failed = "manifest";
             res->store_error = apr_psprintf(p, "%pm", &rv);
         }
+    }
+    /* Links switched by a page that failed after them: on disk all the
+     * same (nothing counts on them yet; the next cycle would sync too). */
+    if (cy.links_unsynced && sync_links(&cy, &ckpt_err) != APR_SUCCESS) {
+        csy_log(cl->config, CS_LOG_WARN, page, "%s", ckpt_err);
     }
     apr_pool_destroy(page);
     if (rv) {
