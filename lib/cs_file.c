@@ -182,9 +182,9 @@ apr_status_t cs_file_parent(const char **parent, const char *path,
     return slash && slash[1] == '\0' ? APR_EINVAL : APR_SUCCESS;
 }
 
-apr_status_t cs_file_write_new(const char *path, const void *data,
-                               apr_size_t len, apr_fileperms_t perms,
-                               long gid, apr_pool_t *p)
+static apr_status_t write_new(const char *path, const void *data,
+                              apr_size_t len, apr_fileperms_t perms,
+                              long gid, int sync, apr_pool_t *p)
 {
     apr_file_t *f;
     apr_os_file_t fd;
@@ -217,7 +217,7 @@ apr_status_t cs_file_write_new(const char *path, const void *data,
     if (rv == APR_SUCCESS && len > 0) {
         rv = apr_file_write_full(f, data, len, NULL);
     }
-    if (rv == APR_SUCCESS) {
+    if (rv == APR_SUCCESS && sync) {
         rv = apr_file_sync(f);
     }
     rv2 = apr_file_close(f);
@@ -228,6 +228,45 @@ apr_status_t cs_file_write_new(const char *path, const void *data,
         apr_file_remove(path, p);
     }
     return rv;
+}
+
+apr_status_t cs_file_write_new(const char *path, const void *data,
+                               apr_size_t len, apr_fileperms_t perms,
+                               long gid, apr_pool_t *p)
+{
+    return write_new(path, data, len, perms, gid, 1, p);
+}
+
+apr_status_t cs_file_write_new_unsynced(const char *path, const void *data,
+                                        apr_size_t len,
+                                        apr_fileperms_t perms, long gid,
+                                        apr_pool_t *p)
+{
+    return write_new(path, data, len, perms, gid, 0, p);
+}
+
+apr_status_t cs_file_sync_fs(const char *dir)
+{
+#ifdef __linux__
+    apr_status_t rv = APR_SUCCESS;
+    int fd;
+
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return os_error();
+    }
+    /* Since Linux 5.8 it also reports a writeback error of any file of
+     * the file system since fd was opened. */
+    if (syncfs(fd) != 0) {
+        rv = os_error();
+    }
+    close(fd);
+    return rv;
+#else
+    (void)dir;
+    sync();
+    return APR_SUCCESS;
+#endif
 }
 
 apr_status_t cs_file_replace(const char *dir, const char *path,
@@ -354,6 +393,28 @@ int cs_file_type(apr_filetype_e *type, const char *path, apr_pool_t *p)
     }
     *type = fi.filetype;
     return 1;
+}
+
+apr_status_t cs_file_ensure_dir_unsynced(const char *dir,
+                                         apr_fileperms_t perms,
+                                         apr_pool_t *p)
+{
+    apr_filetype_e type;
+    apr_status_t rv;
+
+    if (cs_file_type(&type, dir, p)) {
+        return type == APR_DIR ? APR_SUCCESS : APR_ENOTDIR;
+    }
+    rv = apr_dir_make(dir, perms, p);
+    /* Another thread of a batch may have made it meanwhile. */
+    if (APR_STATUS_IS_EEXIST(rv)) {
+        return cs_file_type(&type, dir, p) && type == APR_DIR
+               ? APR_SUCCESS : APR_ENOTDIR;
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    return apr_file_perms_set(dir, perms);
 }
 
 apr_status_t cs_file_ensure_dir(const char *dir, const char *parent,

@@ -77,6 +77,23 @@ apr_status_t cs_file_write_new(const char *path, const void *data,
                                apr_size_t len, apr_fileperms_t perms,
                                long gid, apr_pool_t *p);
 
+/**
+ * The same without the sync, for a batch of files that the caller makes
+ * durable at once (cs_file_sync_fs) before anything refers to them.
+ */
+apr_status_t cs_file_write_new_unsynced(const char *path, const void *data,
+                                        apr_size_t len,
+                                        apr_fileperms_t perms, long gid,
+                                        apr_pool_t *p);
+
+/**
+ * Make everything written to the file system that holds dir durable: one
+ * syncfs() on Linux (sync() elsewhere).  Cheaper than one fsync() per
+ * file and directory of a batch; it also flushes other writers' data on
+ * that file system.
+ */
+apr_status_t cs_file_sync_fs(const char *dir);
+
 /** dir/CS_FILE_TMP_PREFIX + 16 random hex digits (a name, not a file). */
 const char *cs_file_tmp_path(const char *dir, apr_pool_t *p);
 
@@ -100,6 +117,11 @@ int cs_file_type(apr_filetype_e *type, const char *path, apr_pool_t *p);
  *  has the name. */
 apr_status_t cs_file_ensure_dir(const char *dir, const char *parent,
                                 apr_fileperms_t perms, apr_pool_t *p);
+
+/** The same without syncing parent (see cs_file_write_new_unsynced). */
+apr_status_t cs_file_ensure_dir_unsynced(const char *dir,
+                                         apr_fileperms_t perms,
+                                         apr_pool_t *p);
 
 /** The names in dir (array of const char *), without "." and "..". */
 apr_status_t cs_file_list_dir(apr_array_header_t **names, const char *dir,

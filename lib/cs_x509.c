@@ -4,6 +4,7 @@
  * Pure code: APR and OpenSSL 3.0 only.  Certificates handed out are freed
  * by a cleanup on the caller's pool.
  */
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 
@@ -332,6 +333,14 @@ static apr_status_t verify(const apr_array_header_t *chain, EVP_PKEY *key,
                            int check_key, const char *name, apr_time_t now,
                            const char **err)
 {
+    return cs_bundle_verify_ex(chain, key, name, now, INT_MAX, err);
+}
+
+apr_status_t cs_bundle_verify_ex(const apr_array_header_t *chain,
+                                 EVP_PKEY *key, const char *name,
+                                 apr_time_t now, int checked,
+                                 const char **err)
+{
     X509 *leaf, *cert, *issuer;
     EVP_PKEY *pub;
     time_t t;
@@ -348,7 +357,7 @@ static apr_status_t verify(const apr_array_header_t *chain, EVP_PKEY *key,
             return APR_EINVAL;
         }
     }
-    for (i = 0; i + 1 < chain->nelts; i++) {
+    for (i = 0; i + 1 < chain->nelts && i < checked; i++) {
         cert = APR_ARRAY_IDX(chain, i, X509 *);
         issuer = APR_ARRAY_IDX(chain, i + 1, X509 *);
         if (X509_check_issued(issuer, cert) != X509_V_OK) {

@@ -61,6 +61,17 @@ apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
                               const char **err);
 
 /**
+ * cs_bundle_verify for a caller that verified part of the chain before: the
+ * signatures of the certificates from index checked on (each by the next)
+ * are not verified again (checked 1: only the leaf's; INT_MAX: all).  For
+ * the intermediates a batch of bundles shares.
+ */
+apr_status_t cs_bundle_verify_ex(const apr_array_header_t *chain,
+                                 EVP_PKEY *key, const char *name,
+                                 apr_time_t now, int checked,
+                                 const char **err);
+
+/**
  * cs_bundle_verify's checks without the key: for an import whose key was
  * sealed by the importer (certsuite import), which only the proxies can
  * open (and check: mod_certsync verifies every key it opens).

@@ -63,10 +63,10 @@ static apr_fileperms_t key_perms(int sealed, long gid)
 
 static apr_status_t write_key(const char *path, const void *data,
                               apr_size_t len, int sealed, long gid,
-                              apr_pool_t *p)
+                              int durable, apr_pool_t *p)
 {
-    return cs_file_write_new(path, data, len, key_perms(sealed, gid),
-                             sealed ? gid : -1, p);
+    return (durable ? cs_file_write_new : cs_file_write_new_unsynced)(
+               path, data, len, key_perms(sealed, gid), sealed ? gid : -1, p);
 }
 
 /* The serial a link in ddir names, or NULL if there is no such link or it
@@ -101,9 +101,11 @@ static const char *link_version(const char *ddir, const char *name,
     return serial;
 }
 
-/* Point ddir/name at serial in one rename(), durably. */
-static apr_status_t link_set(const char *ddir, const char *name,
-                             const char *serial, apr_pool_t *p)
+/* Point ddir/name at serial in one rename(), durably unless the caller
+ * makes the whole batch durable (csy_store_sync). */
+static apr_status_t link_set_ex(const char *ddir, const char *name,
+                                const char *serial, int durable,
+                                apr_pool_t *p)
 {
     const char *tmp = NULL;
     apr_status_t rv = APR_EEXIST;
@@ -122,7 +124,13 @@ static apr_status_t link_set(const char *ddir, const char *name,
         apr_file_remove(tmp, p);
         return rv;
     }
-    return cs_file_sync_dir(ddir);
+    return durable ? cs_file_sync_dir(ddir) : APR_SUCCESS;
+}
+
+static apr_status_t link_set(const char *ddir, const char *name,
+                             const char *serial, apr_pool_t *p)
+{
+    return link_set_ex(ddir, name, serial, 1, p);
 }
 
 static const char *domain_dir(const csy_store_t *store, const char *domain,
@@ -238,7 +246,7 @@ static apr_status_t build_version(const char **pdir, const char *ddir,
                                   const char *chain_pem, const void *key,
                                   apr_size_t key_len, int key_is_envelope,
                                   const void *seal, apr_size_t seal_len,
-                                  long gid, apr_pool_t *p)
+                                  long gid, int durable, apr_pool_t *p)
 {
     const char *dir = NULL;
     apr_status_t rv = APR_EEXIST;
@@ -253,26 +261,27 @@ static apr_status_t build_version(const char **pdir, const char *ddir,
         return rv;
     }
     *pdir = dir;
-    rv = cs_file_write_new(apr_pstrcat(p, dir, "/" CS_LAYOUT_CHAIN, NULL),
-                           chain_pem, strlen(chain_pem), CSY_PERMS_PUBLIC, -1,
-                           p);
+    rv = (durable ? cs_file_write_new : cs_file_write_new_unsynced)(
+             apr_pstrcat(p, dir, "/" CS_LAYOUT_CHAIN, NULL), chain_pem,
+             strlen(chain_pem), CSY_PERMS_PUBLIC, -1, p);
     if (rv == APR_SUCCESS) {
         rv = write_key(apr_pstrcat(p, dir, "/", key_is_envelope
                                    ? CS_LAYOUT_ENVELOPE : CS_LAYOUT_KEY, NULL),
-                       key, key_len, key_is_envelope, gid, p);
+                       key, key_len, key_is_envelope, gid, durable, p);
     }
     if (rv == APR_SUCCESS && seal && key_is_envelope) {
         /* Optional: without it the workers open key.cms (and count it),
          * so a failure to write it does not stop the install. */
         const char *spath = apr_pstrcat(p, dir, "/" CS_LAYOUT_SEAL, NULL);
-        if (write_key(spath, seal, seal_len, 1, gid, p) != APR_SUCCESS) {
+        if (write_key(spath, seal, seal_len, 1, gid, durable, p)
+            != APR_SUCCESS) {
             apr_file_remove(spath, p);
         }
     }
     if (rv == APR_SUCCESS) {
         rv = apr_file_perms_set(dir, CSY_PERMS_DIR);
     }
-    if (rv == APR_SUCCESS) {
+    if (rv == APR_SUCCESS && durable) {
         rv = cs_file_sync_dir(dir);
     }
     return rv;
@@ -287,15 +296,25 @@ apr_status_t csy_store_install(csy_store_t *store, apr_pool_t *p,
                                     key_len, key_is_envelope, NULL, 0);
 }
 
-apr_status_t csy_store_install_sealed(csy_store_t *store, apr_pool_t *p,
-                                      const char *domain, const char *serial,
-                                      const char *chain_pem, const void *key,
-                                      apr_size_t key_len, int key_is_envelope,
-                                      const void *seal, apr_size_t seal_len)
+/*
+ * Everything of an install but the switch of current: the new version
+ * complete under its serial, previous on the old current.  *pending: 0 if
+ * serial is current already (nothing was done).  durable: every step
+ * synced; else the caller makes the batch durable (csy_store_sync) before
+ * it switches.
+ */
+static apr_status_t put_version(int *pending, csy_store_t *store,
+                                apr_pool_t *p, const char *domain,
+                                const char *serial, const char *chain_pem,
+                                const void *key, apr_size_t key_len,
+                                int key_is_envelope, const void *seal,
+                                apr_size_t seal_len, int durable)
 {
     const char *ddir, *cur, *prev, *target, *tmpdir, *trash = NULL;
     apr_filetype_e type;
     apr_status_t rv;
+
+    *pending = 0;
 
     if (!csy_store_domain_ok(domain) || !valid_serial(serial)
         || chain_pem == NULL
@@ -303,7 +322,8 @@ apr_status_t csy_store_install_sealed(csy_store_t *store, apr_pool_t *p,
         return APR_EINVAL;
     }
     ddir = domain_dir(store, domain, p);
-    rv = cs_file_ensure_dir(ddir, store->live, CSY_PERMS_DIR, p);
+    rv = durable ? cs_file_ensure_dir(ddir, store->live, CSY_PERMS_DIR, p)
+                 : cs_file_ensure_dir_unsynced(ddir, CSY_PERMS_DIR, p);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -314,7 +334,7 @@ apr_status_t csy_store_install_sealed(csy_store_t *store, apr_pool_t *p,
 
     rv = build_version(&tmpdir, ddir, chain_pem, key, key_len,
                        key_is_envelope, seal, seal_len, store->envelope_gid,
-                       p);
+                       durable, p);
     if (rv != APR_SUCCESS) {
         if (tmpdir) {
             cs_file_remove_tree(tmpdir, CSY_RM_DEPTH, p);
@@ -327,12 +347,12 @@ apr_status_t csy_store_install_sealed(csy_store_t *store, apr_pool_t *p,
      * directory about to be replaced below is referenced by nothing. */
     prev = link_serial(ddir, CS_LAYOUT_PREVIOUS, p);
     if (cur && (prev == NULL || strcmp(prev, cur) != 0)) {
-        rv = link_set(ddir, CS_LAYOUT_PREVIOUS, cur, p);
+        rv = link_set_ex(ddir, CS_LAYOUT_PREVIOUS, cur, durable, p);
     }
     else if (!cur && prev && strcmp(prev, serial) == 0) {
         rv = apr_file_remove(apr_pstrcat(p, ddir, "/" CS_LAYOUT_PREVIOUS,
                                          NULL), p);
-        if (rv == APR_SUCCESS) {
+        if (rv == APR_SUCCESS && durable) {
             rv = cs_file_sync_dir(ddir);
         }
     }
@@ -342,13 +362,21 @@ apr_status_t csy_store_install_sealed(csy_store_t *store, apr_pool_t *p,
      * aside; prune removes it if we die before we do. */
     target = apr_pstrcat(p, ddir, "/", serial, NULL);
     if (rv == APR_SUCCESS && cs_file_type(&type, target, p)) {
+        /* Staged: previous may have named it until just now; that change
+         * must be on disk before the directory is replaced by one whose
+         * files are not yet. */
+        if (!durable && prev && strcmp(prev, serial) == 0) {
+            rv = cs_file_sync_dir(ddir);
+        }
         trash = cs_file_tmp_path(ddir, p);
-        rv = apr_file_rename(target, trash, p);
+        if (rv == APR_SUCCESS) {
+            rv = apr_file_rename(target, trash, p);
+        }
     }
     if (rv == APR_SUCCESS) {
         rv = apr_file_rename(tmpdir, target, p);
     }
-    if (rv == APR_SUCCESS) {
+    if (rv == APR_SUCCESS && durable) {
         rv = cs_file_sync_dir(ddir);
     }
     if (rv != APR_SUCCESS) {
@@ -358,10 +386,61 @@ apr_status_t csy_store_install_sealed(csy_store_t *store, apr_pool_t *p,
     if (trash) {
         cs_file_remove_tree(trash, CSY_RM_DEPTH, p);
     }
-
-    /* The switch: one rename() of a symlink. */
-    return link_set(ddir, CS_LAYOUT_CURRENT, serial, p);
+    *pending = 1;
+    return APR_SUCCESS;
 }
+
+apr_status_t csy_store_install_sealed(csy_store_t *store, apr_pool_t *p,
+                                      const char *domain, const char *serial,
+                                      const char *chain_pem, const void *key,
+                                      apr_size_t key_len, int key_is_envelope,
+                                      const void *seal, apr_size_t seal_len)
+{
+    apr_status_t rv;
+    int pending;
+
+    rv = put_version(&pending, store, p, domain, serial, chain_pem, key,
+                     key_len, key_is_envelope, seal, seal_len, 1);
+    if (rv != APR_SUCCESS || !pending) {
+        return rv;
+    }
+    /* The switch: one rename() of a symlink. */
+    return link_set(domain_dir(store, domain, p), CS_LAYOUT_CURRENT, serial,
+                    p);
+}
+
+apr_status_t csy_store_stage(int *pending, csy_store_t *store,
+                             apr_pool_t *p, const char *domain,
+                             const char *serial, const char *chain_pem,
+                             const void *key, apr_size_t key_len,
+                             int key_is_envelope, const void *seal,
+                             apr_size_t seal_len)
+{
+    return put_version(pending, store, p, domain, serial, chain_pem, key,
+                       key_len, key_is_envelope, seal, seal_len, 0);
+}
+
+apr_status_t csy_store_sync(csy_store_t *store)
+{
+    return cs_file_sync_fs(store->dir);
+}
+
+apr_status_t csy_store_switch(csy_store_t *store, apr_pool_t *p,
+                              const char *domain, const char *serial)
+{
+    const char *ddir;
+
+    if (!csy_store_domain_ok(domain) || !valid_serial(serial)) {
+        return APR_EINVAL;
+    }
+    ddir = domain_dir(store, domain, p);
+    /* Only to a version that exists: current never dangles. */
+    if (!is_dir(apr_pstrcat(p, ddir, "/", serial, NULL), p)) {
+        return APR_ENOENT;
+    }
+    return link_set_ex(ddir, CS_LAYOUT_CURRENT, serial, 0, p);
+}
+
 
 apr_status_t csy_store_add_seal(csy_store_t *store, apr_pool_t *p,
                                 const char *domain, const char *serial,

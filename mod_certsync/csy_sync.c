@@ -1,11 +1,15 @@
 /*
  * csy_sync.c: one synchronisation cycle with CertService.  See csy_sync.h.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <apr_atomic.h>
 #include <apr_strings.h>
+#include <apr_thread_proc.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 
@@ -33,6 +37,8 @@
  * Retry-After longer than the longest lease is not believed. */
 #define CSY_LEASE_RETRY     5
 #define CSY_LEASE_RETRY_MAX 3600
+/* Threads that check bundles at most (csy_config_t.threads). */
+#define CSY_THREADS_MAX     16
 /* At most this much of an error text from CertService in ours. */
 #define CSY_MAX_ANSWER_TEXT 300
 
@@ -213,7 +219,7 @@ static unsigned char *seal_for_workers(apr_size_t *len,
                                        apr_pool_t *p, EVP_PKEY *key,
                                        X509 *leaf, int which,
                                        const char *domain,
-                                       const char *serial)
+                                       const char *serial, const char **warn)
 {
     unsigned char *seal;
     const char *err = "no sealing key for this wrapping key";
@@ -222,8 +228,8 @@ static unsigned char *seal_for_workers(apr_size_t *len,
         || cs_seal(&seal, len, p, key, leaf,
                    &APR_ARRAY_IDX(cfg->seal_keys, which, cs_seal_key_t),
                    domain, serial, &err)) {
-        csy_log(cfg, CS_LOG_WARN, p, "%s (serial %s): no key.seal, workers "
-                "will open key.cms: %s", domain, serial, err);
+        *warn = apr_psprintf(p, "%s (serial %s): no key.seal, workers "
+                             "will open key.cms: %s", domain, serial, err);
         return NULL;
     }
     return seal;
@@ -261,6 +267,7 @@ int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
 {
     apr_array_header_t *domains, *chain;
     const char *sdir = csy_store_dir(store), *domain, *serial, *err;
+    const char *warn = NULL;
     char *cms;
     apr_size_t cms_len, seal_len;
     unsigned char *seal;
@@ -298,10 +305,15 @@ int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
                                   &err) == APR_SUCCESS
             && (seal = seal_for_workers(&seal_len, cfg, one, key,
                                         APR_ARRAY_IDX(chain, 0, X509 *),
-                                        which, domain, serial)) != NULL
+                                        which, domain, serial, &warn))
+               != NULL
             && csy_store_add_seal(store, one, domain, serial, seal,
                                   seal_len) == APR_SUCCESS) {
             sealed++;
+        }
+        if (warn) {
+            csy_log(cfg, CS_LOG_WARN, one, "%s", warn);
+            warn = NULL;
         }
     }
     *done = *pos >= domains->nelts;
@@ -309,87 +321,260 @@ int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
     return sealed;
 }
 
-/*
- * Checks and installs one bundle.  Returns NULL, or why it was refused.
- * *installed says whether the served version changed.
- */
-static const char *apply_bundle(int *installed, const csy_config_t *cfg,
-                                csy_store_t *store, apr_pool_t *p,
-                                json_t *b, const char *want)
+/* ------------------------------------------------------------------ */
+/* Bundles, checked on several threads                                 */
+/* ------------------------------------------------------------------ */
+
+/* Chains whose intermediates a worker has parsed and verified: the text
+ * after the leaf -> inter_t.  A pool of 100,000 domains has a handful of
+ * distinct intermediates; parsing and verifying them once per bundle was
+ * a third of the checks. */
+#define CSY_INTER_MAX       64
+
+typedef struct {
+    apr_array_header_t *certs;  /* X509 *, the chain after the leaf */
+    const char *pem;            /* written out again (cs_pem_write_certs) */
+} inter_t;
+
+/* A worker's memory: its own allocator, so that threads never share one. */
+typedef struct {
+    apr_pool_t *root;           /* the cycle: the intermediates */
+    apr_pool_t *batch;          /* one batch's bundles */
+    apr_hash_t *inter;          /* chain text after the leaf -> inter_t */
+} worker_t;
+
+/* One bundle of a batch: what the main thread read from the answer, then
+ * what a worker made of it. */
+typedef struct {
+    const char *want;           /* the domain asked for */
+    const char *domain, *serial, *chain_pem, *key_cms;
+    const char *why;            /* refused: why; NULL: fine */
+    const char *warn;           /* for the log: no key.seal, and why */
+    int pending;                /* staged: to be made current */
+} job_t;
+
+/* The text of chain_pem after the leaf's PEM block (its END line and
+ * line end included), or NULL if there is none. */
+static const char *after_leaf(const char *chain_pem)
 {
-    const char *domain, *norm, *serial, *chain_pem, *key_cms, *err, *cur;
+    static const char end[] = "-----END CERTIFICATE-----";
+    const char *e = strstr(chain_pem, end);
+
+    if (!e) {
+        return NULL;
+    }
+    e += sizeof(end) - 1;
+    if (*e == '\r') {
+        e++;
+    }
+    if (*e == '\n') {
+        e++;
+    }
+    /* Only whitespace after the leaf: no intermediates to share. */
+    return e[strspn(e, " \t\r\n")] ? e : NULL;
+}
+
+/*
+ * The chain of a bundle, parsed, and its text written out again; *checked
+ * is the index from which the chain's signatures are known good
+ * (cs_bundle_verify_ex).  The intermediates come from the worker's cache
+ * when it has them: the leaf's text parsed alone then yields exactly what
+ * the whole text would (PEM blocks are read one after another).
+ */
+static const char *read_chain(apr_array_header_t **chain, const char **pem,
+                              int *checked, inter_t **fresh, worker_t *w,
+                              apr_pool_t *p, const char *chain_pem)
+{
+    const char *rest = after_leaf(chain_pem), *leaf_pem, *err;
+    apr_array_header_t *leaf;
+    inter_t *in = NULL;
+    int i;
+
+    *checked = INT_MAX;
+    *fresh = NULL;
+    if (rest) {
+        in = apr_hash_get(w->inter, rest, APR_HASH_KEY_STRING);
+    }
+    if (in && cs_pem_read_certs(&leaf, p, chain_pem, rest - chain_pem,
+                                &err) == APR_SUCCESS
+        && leaf->nelts == 1
+        && (leaf_pem = cs_pem_write_certs(p, leaf)) != NULL) {
+        *chain = apr_array_make(p, 1 + in->certs->nelts, sizeof(X509 *));
+        APR_ARRAY_PUSH(*chain, X509 *) = APR_ARRAY_IDX(leaf, 0, X509 *);
+        for (i = 0; i < in->certs->nelts; i++) {
+            APR_ARRAY_PUSH(*chain, X509 *) = APR_ARRAY_IDX(in->certs, i,
+                                                           X509 *);
+        }
+        *pem = apr_pstrcat(p, leaf_pem, in->pem, NULL);
+        *checked = 1;
+        return NULL;
+    }
+    if (cs_pem_read_certs(chain, p, chain_pem, strlen(chain_pem), &err)) {
+        return apr_pstrcat(p, "bad chain: ", err, NULL);
+    }
+    /* Store what was verified, written out again: CertService's text may
+     * hold lines the PEM reader skips, which a worker's reader of the
+     * leaf (csy_dyn.c) or another program need not skip alike. */
+    if ((*pem = cs_pem_write_certs(p, *chain)) == NULL) {
+        return "cannot encode the chain";
+    }
+    /* Remembered once the bundle verified (keep_inter). */
+    if (rest && !in && (*chain)->nelts > 1
+        && apr_hash_count(w->inter) < CSY_INTER_MAX) {
+        *fresh = apr_pcalloc(p, sizeof(inter_t));
+    }
+    return NULL;
+}
+
+/* The intermediates of a chain that verified, for the next bundles. */
+static void keep_inter(worker_t *w, const char *chain_pem)
+{
+    const char *rest = after_leaf(chain_pem), *err;
+    inter_t *in = apr_pcalloc(w->root, sizeof(*in));
+
+    if (!rest
+        || cs_pem_read_certs(&in->certs, w->root, rest, strlen(rest), &err)
+        || (in->pem = cs_pem_write_certs(w->root, in->certs)) == NULL) {
+        return;
+    }
+    apr_hash_set(w->inter, apr_pstrdup(w->root, rest), APR_HASH_KEY_STRING,
+                 in);
+}
+
+/*
+ * Checks one bundle and stages its install (csy_store_stage): on a worker
+ * thread, so it touches only its job, its worker's pools and what the
+ * cycle does not change meanwhile (the configuration, the store's
+ * handle).  j->why says why it was refused.
+ */
+static void check_bundle(job_t *j, const csy_config_t *cfg,
+                         csy_store_t *store, worker_t *w)
+{
+    apr_pool_t *p = w->batch;
+    const char *norm, *err, *cur, *chain_pem = NULL;
     apr_array_header_t *chain;
     unsigned char *der;
     apr_size_t der_len, pem_len = 0;
     EVP_PKEY *key;
     char *pem = NULL;
-    unsigned char *seal;
+    unsigned char *seal = NULL;
     apr_size_t seal_len = 0;
+    inter_t *fresh;
     apr_status_t rv;
-    int which = 0;
+    int which = 0, checked;
 
-    *installed = 0;
-    if (json_unpack(b, "{s:s, s:s, s:s, s:s}", "domain", &domain,
-                    "serial", &serial, "chain_pem", &chain_pem,
-                    "key_cms", &key_cms) != 0) {
-        return "bundle lacks domain, serial, chain_pem or key_cms";
+    if (j->why) {
+        return;         /* refused as it was read */
     }
-    if (cs_name_normalize(&norm, p, domain) || strcmp(norm, domain) != 0
-        || (want && strcmp(domain, want) != 0)) {
-        return "bundle names another or an invalid domain";
+    if (cs_name_normalize(&norm, p, j->domain)
+        || strcmp(norm, j->domain) != 0 || strcmp(j->domain, j->want) != 0) {
+        j->why = "bundle names another or an invalid domain";
+        return;
     }
-    if (!serial_ok(serial)) {
-        return "bundle has an invalid serial";
+    if (!serial_ok(j->serial)) {
+        j->why = "bundle has an invalid serial";
+        return;
     }
-    cur = csy_store_current(store, p, domain);
-    if (cur && strcmp(cur, serial) == 0) {
-        return NULL;    /* already served */
+    cur = csy_store_current(store, p, j->domain);
+    if (cur && strcmp(cur, j->serial) == 0) {
+        return;         /* already served */
     }
     if (cfg->quarantine
-        && (cur = apr_hash_get(cfg->quarantine, domain, APR_HASH_KEY_STRING))
-        && strcmp(cur, serial) == 0) {
-        return "this serial failed the probe after a restart and was "
-               "rolled back; waiting for a newer one";
+        && (cur = apr_hash_get(cfg->quarantine, j->domain,
+                               APR_HASH_KEY_STRING))
+        && strcmp(cur, j->serial) == 0) {
+        j->why = "this serial failed the probe after a restart and was "
+                 "rolled back; waiting for a newer one";
+        return;
     }
-    if (cs_base64_decode(&der, &der_len, p, key_cms) != APR_SUCCESS) {
-        return "key_cms is not base64";
+    if (cs_base64_decode(&der, &der_len, p, j->key_cms) != APR_SUCCESS) {
+        j->why = "key_cms is not base64";
+        return;
     }
     if ((rv = open_key(&key, &which, cfg, p, der, der_len, &err))) {
-        return apr_pstrcat(p, "cannot open the key envelope: ", err, NULL);
+        j->why = apr_pstrcat(p, "cannot open the key envelope: ", err, NULL);
+        return;
     }
-    if (cs_pem_read_certs(&chain, p, chain_pem, strlen(chain_pem), &err)) {
-        return apr_pstrcat(p, "bad chain: ", err, NULL);
+    if ((j->why = read_chain(&chain, &chain_pem, &checked, &fresh, w, p,
+                             j->chain_pem)) != NULL) {
+        return;
     }
-    if (cs_bundle_verify(chain, key, domain, apr_time_now(), &err)) {
-        return err;
+    if (cs_bundle_verify_ex(chain, key, j->domain, apr_time_now(), checked,
+                            &err)) {
+        j->why = err;
+        return;
     }
-    /* Store what was verified, written out again: CertService's text may
-     * hold lines the PEM reader skips, which a worker's reader of the
-     * leaf (csy_dyn.c) or another program need not skip alike. */
-    if ((chain_pem = cs_pem_write_certs(p, chain)) == NULL) {
-        return "cannot encode the chain";
+    if (fresh) {
+        keep_inter(w, j->chain_pem);
     }
     if (cfg->keep_envelopes) {
         seal = seal_for_workers(&seal_len, cfg, p, key,
                                 APR_ARRAY_IDX(chain, 0, X509 *), which,
-                                domain, serial);
-        rv = csy_store_install_sealed(store, p, domain, serial, chain_pem,
-                                      der, der_len, 1, seal, seal_len);
+                                j->domain, j->serial, &j->warn);
+        rv = csy_store_stage(&j->pending, store, p, j->domain, j->serial,
+                             chain_pem, der, der_len, 1, seal, seal_len);
     }
     else {
         pem = cs_pem_write_key(p, key, &pem_len);
         if (!pem) {
-            return "cannot encode the private key";
+            j->why = "cannot encode the private key";
+            return;
         }
-        rv = csy_store_install(store, p, domain, serial, chain_pem, pem,
-                               pem_len, 0);
+        rv = csy_store_stage(&j->pending, store, p, j->domain, j->serial,
+                             chain_pem, pem, pem_len, 0, NULL, 0);
         OPENSSL_cleanse(pem, pem_len);
     }
     if (rv != APR_SUCCESS) {
-        return apr_psprintf(p, CSY_STORE_WHY "%pm", &rv);
+        j->pending = 0;
+        j->why = apr_psprintf(p, CSY_STORE_WHY "%pm", &rv);
     }
-    *installed = 1;
+}
+
+/* The workers of a batch take the next job until none is left. */
+typedef struct {
+    job_t *jobs;
+    int njobs;
+    volatile apr_uint32_t next;
+    const csy_config_t *cfg;
+    csy_store_t *store;
+} batch_t;
+
+static void run_jobs(batch_t *b, worker_t *w)
+{
+    apr_uint32_t i;
+
+    while ((i = apr_atomic_inc32(&b->next)) < (apr_uint32_t)b->njobs) {
+        check_bundle(&b->jobs[i], b->cfg, b->store, w);
+    }
+}
+
+typedef struct {
+    batch_t *b;
+    worker_t *w;
+} thread_arg_t;
+
+static void *APR_THREAD_FUNC worker_main(apr_thread_t *t, void *data)
+{
+    thread_arg_t *a = data;
+
+    (void)t;
+    /* No apr_thread_exit(): it would destroy the thread's pool, a child
+     * of the caller's, from this thread while the caller allocates. */
+    run_jobs(a->b, a->w);
     return NULL;
+}
+
+/* How many threads check bundles: the configuration's, or one per CPU. */
+static int worker_count(const csy_config_t *cfg)
+{
+    long n = cfg->threads;
+
+    if (n < 1) {
+#ifdef _SC_NPROCESSORS_ONLN
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    }
+    return n < 1 ? 1 : n > CSY_THREADS_MAX ? CSY_THREADS_MAX : (int)n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -404,6 +589,10 @@ typedef struct {
     apr_hash_t *failures;       /* domain -> reason */
     apr_pool_t *keep;           /* where failure texts live */
     apr_pool_t *p;              /* the cycle's results */
+    worker_t *workers;          /* checking bundles; made at first need */
+    int nworkers;
+    apr_array_header_t *staged; /* job_t: fetch_all's, to commit */
+    int links_unsynced;         /* switched since the last sync_links */
 } cycle_t;
 
 static void record_failure(cycle_t *cy, apr_pool_t *p, const char *domain,
@@ -421,18 +610,173 @@ static void record_failure(cycle_t *cy, apr_pool_t *p, const char *domain,
                  APR_HASH_KEY_STRING, apr_pstrdup(cy->keep, why));
 }
 
-/* Fetches and applies the bundles of names (array of const char *). */
+/* Workers for this cycle, made at its first batch. */
+static void workers_make(cycle_t *cy)
+{
+    apr_allocator_t *alloc;
+    int i;
+
+    cy->nworkers = worker_count(cy->cl->config);
+    cy->workers = apr_pcalloc(cy->p, cy->nworkers * sizeof(worker_t));
+    for (i = 0; i < cy->nworkers; i++) {
+        worker_t *w = &cy->workers[i];
+
+        apr_allocator_create(&alloc);
+        apr_pool_create_ex(&w->root, cy->p, NULL, alloc);
+        apr_allocator_owner_set(alloc, w->root);
+        apr_pool_create(&w->batch, w->root);
+        w->inter = apr_hash_make(w->root);
+    }
+}
+
+/* Checks and stages the jobs on the cycle's workers: the calling thread
+ * is one of them. */
+static void check_all(cycle_t *cy, job_t *jobs, int njobs, apr_pool_t *p)
+{
+    batch_t b;
+    thread_arg_t *args;
+    apr_thread_t **threads;
+    apr_status_t trv;
+    int i;
+
+    if (!cy->workers) {
+        workers_make(cy);
+    }
+    memset(&b, 0, sizeof(b));
+    b.jobs = jobs;
+    b.njobs = njobs;
+    b.cfg = cy->cl->config;
+    b.store = cy->store;
+    args = apr_pcalloc(p, cy->nworkers * sizeof(*args));
+    threads = apr_pcalloc(p, cy->nworkers * sizeof(*threads));
+    for (i = 1; i < cy->nworkers && i < njobs; i++) {
+        args[i].b = &b;
+        args[i].w = &cy->workers[i];
+        if (apr_thread_create(&threads[i], NULL, worker_main, &args[i], p)
+            != APR_SUCCESS) {
+            threads[i] = NULL;  /* the others do its share */
+        }
+    }
+    run_jobs(&b, &cy->workers[0]);
+    for (i = 1; i < cy->nworkers; i++) {
+        if (threads[i]) {
+            apr_thread_join(&trv, threads[i]);
+        }
+    }
+}
+
+/*
+ * What fetch_all's batches staged, made durable and current: one sync of
+ * the store, then the switches; a sync that fails refuses them all
+ * (current then stays where it was for every one).  The links are synced
+ * later, once before the manifest and the cursor count on them
+ * (sync_links): a sync costs 50 to 70 ms on this kind of disk whatever it
+ * flushes, so it is paid once a page of the feed, not once a batch.
+ * Then each bundle's outcome goes into the cycle's result.
+ */
+static apr_status_t commit_staged(cycle_t *cy, apr_pool_t *p)
+{
+    apr_array_header_t *jobs = cy->staged;
+    apr_status_t rv = APR_SUCCESS, srv;
+    const char *why;
+    job_t *j;
+    int k, any = 0;
+
+    for (k = 0; k < jobs->nelts; k++) {
+        any |= APR_ARRAY_IDX(jobs, k, job_t).pending;
+    }
+    if (any && (rv = csy_store_sync(cy->store)) != APR_SUCCESS) {
+        why = apr_psprintf(p, CSY_STORE_WHY "cannot sync the batch: %pm",
+                           &rv);
+        for (k = 0; k < jobs->nelts; k++) {
+            j = &APR_ARRAY_IDX(jobs, k, job_t);
+            if (j->pending) {
+                j->pending = 0;
+                j->why = why;
+            }
+        }
+    }
+    for (k = 0; rv == APR_SUCCESS && k < jobs->nelts; k++) {
+        j = &APR_ARRAY_IDX(jobs, k, job_t);
+        if (j->pending
+            && (srv = csy_store_switch(cy->store, p, j->domain, j->serial))
+               != APR_SUCCESS) {
+            j->pending = 0;
+            j->why = apr_psprintf(p, CSY_STORE_WHY "%pm", &srv);
+        }
+        cy->links_unsynced |= j->pending;
+    }
+
+    for (k = 0; k < jobs->nelts; k++) {
+        j = &APR_ARRAY_IDX(jobs, k, job_t);
+        why = j->why;
+        if (j->warn) {
+            csy_log(cy->cl->config, CS_LOG_WARN, p, "%s", j->warn);
+        }
+        if (why && !strncmp(why, CSY_STORE_WHY, sizeof(CSY_STORE_WHY) - 1)) {
+            cy->res->store_failed = "bundles";
+            cy->res->store_error = apr_pstrdup(cy->p, why
+                                               + sizeof(CSY_STORE_WHY) - 1);
+        }
+        if (why) {
+            record_failure(cy, p, j->want, why);
+            continue;
+        }
+        apr_hash_set(cy->failures, j->want, APR_HASH_KEY_STRING, NULL);
+        if (j->pending) {
+            cy->res->installed++;
+            cy->res->changed = 1;
+            apr_hash_set(cy->res->made_current, apr_pstrdup(cy->p, j->want),
+                         APR_HASH_KEY_STRING, apr_pstrdup(cy->p, j->serial));
+            csy_log(cy->cl->config, CS_LOG_INFO, p, "installed %s serial %s",
+                    j->want, j->serial);
+        }
+        else {
+            cy->res->unchanged++;
+        }
+        if (!apr_hash_get(cy->servable, j->want, APR_HASH_KEY_STRING)) {
+            apr_hash_set(cy->servable, apr_pstrdup(cy->keep, j->want),
+                         APR_HASH_KEY_STRING, "");
+            cy->res->changed = 1;
+        }
+    }
+    apr_array_clear(jobs);
+    return rv;
+}
+
+/* The links switched since the last call, on disk: before the manifest
+ * or the cursor may say they are. */
+static apr_status_t sync_links(cycle_t *cy, const char **err)
+{
+    apr_status_t rv;
+
+    if (!cy->links_unsynced) {
+        return APR_SUCCESS;
+    }
+    if ((rv = csy_store_sync(cy->store)) != APR_SUCCESS) {
+        *err = apr_psprintf(cy->p, "cannot sync the store: %pm", &rv);
+        cy->res->store_failed = "bundles";
+        cy->res->store_error = apr_psprintf(cy->p, "%pm", &rv);
+        return rv;
+    }
+    cy->links_unsynced = 0;
+    return APR_SUCCESS;
+}
+
+/* Fetches the bundles of names (array of const char *), checks them and
+ * stages their installs; commit_staged finishes them. */
 static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
                                 apr_array_header_t *names, const char **err)
 {
-    json_t *body = json_pack("{s:[]}", "domains"), *resp, *v;
+    json_t *body = json_pack("{s:[]}", "domains"), *resp, *v, *bundles;
     json_t *arr = json_object_get(body, "domains");
     apr_hash_t *asked = apr_hash_make(p);
     apr_hash_index_t *hi;
+    job_t *jobs, *j, *keep;
     long status;
     apr_status_t rv;
     size_t i;
-    int k;
+    int k, njobs = 0;
 
     for (k = 0; k < names->nelts; k++) {
         const char *n = APR_ARRAY_IDX(names, k, const char *);
@@ -445,15 +789,17 @@ static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
     if (rv) {
         return rv;
     }
-    if (!json_is_array(json_object_get(resp, "bundles"))) {
+    bundles = json_object_get(resp, "bundles");
+    if (!json_is_array(bundles)) {
         json_decref(resp);
         *err = "POST /v1/bundles: answer has no bundles array";
         return APR_EGENERAL;
     }
-    json_array_foreach(json_object_get(resp, "bundles"), i, v) {
+    /* Read here; the workers do not touch the JSON. */
+    jobs = apr_pcalloc(p, (json_array_size(bundles) + 1) * sizeof(job_t));
+    json_array_foreach(bundles, i, v) {
         const char *domain = json_string_value(json_object_get(v, "domain"));
-        const char *why, *want;
-        int installed;
+        const char *want;
 
         want = domain ? apr_hash_get(asked, domain, APR_HASH_KEY_STRING)
                       : NULL;
@@ -461,36 +807,31 @@ static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
             continue;   /* not asked for: ignore, never trust */
         }
         apr_hash_set(asked, want, APR_HASH_KEY_STRING, NULL);
-        why = apply_bundle(&installed, cy->cl->config, cy->store, p, v,
-                           want);
-        if (why && !strncmp(why, CSY_STORE_WHY, sizeof(CSY_STORE_WHY) - 1)) {
-            cy->res->store_failed = "bundles";
-            cy->res->store_error = apr_pstrdup(cy->p, why
-                                               + sizeof(CSY_STORE_WHY) - 1);
+        j = &jobs[njobs++];
+        j->want = want;
+        if (json_unpack(v, "{s:s, s:s, s:s, s:s}", "domain", &j->domain,
+                        "serial", &j->serial, "chain_pem", &j->chain_pem,
+                        "key_cms", &j->key_cms) != 0) {
+            j->why = "bundle lacks domain, serial, chain_pem or key_cms";
         }
-        if (why) {
-            record_failure(cy, p, want, why);
-            continue;
-        }
-        apr_hash_set(cy->failures, want, APR_HASH_KEY_STRING, NULL);
-        if (installed) {
-            cy->res->installed++;
-            cy->res->changed = 1;
-            apr_hash_set(cy->res->made_current, apr_pstrdup(cy->p, want),
-                         APR_HASH_KEY_STRING, apr_pstrdup(cy->p,
-                             json_string_value(json_object_get(v,
-                                                               "serial"))));
-            csy_log(cy->cl->config, CS_LOG_INFO, p, "installed %s serial %s",
-                    want, json_string_value(json_object_get(v, "serial")));
-        }
-        else {
-            cy->res->unchanged++;
-        }
-        if (!apr_hash_get(cy->servable, want, APR_HASH_KEY_STRING)) {
-            apr_hash_set(cy->servable, apr_pstrdup(cy->keep, want),
-                         APR_HASH_KEY_STRING, "");
-            cy->res->changed = 1;
-        }
+    }
+    for (k = 0; k < cy->nworkers; k++) {
+        apr_pool_clear(cy->workers[k].batch);
+    }
+    check_all(cy, jobs, njobs, p);
+
+    /* What commit_staged needs, out of the answer and the workers' pools
+     * (both go before it runs). */
+    for (k = 0; k < njobs; k++) {
+        j = &jobs[k];
+        keep = &APR_ARRAY_PUSH(cy->staged, job_t);
+        memset(keep, 0, sizeof(*keep));
+        keep->want = j->want;
+        keep->domain = j->domain ? apr_pstrdup(p, j->domain) : NULL;
+        keep->serial = j->serial ? apr_pstrdup(p, j->serial) : NULL;
+        keep->why = j->why ? apr_pstrdup(p, j->why) : NULL;
+        keep->warn = j->warn ? apr_pstrdup(p, j->warn) : NULL;
+        keep->pending = j->pending;
     }
     json_decref(resp);
     /* Asked for but not answered: deleted meanwhile; the feed will say. */
@@ -501,25 +842,37 @@ static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
+/* All the bundles of names, in batches of CertSyncBatchSize, made current
+ * together at the end (commit_staged), also when a batch failed: those
+ * before it were checked and are installed. */
 static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
                               const char **err)
 {
     apr_array_header_t *batch;
     apr_hash_index_t *hi;
     int size = cy->cl->config->batch_size;   /* > 0: csy_client_create */
-    apr_status_t rv;
+    apr_status_t rv = APR_SUCCESS, crv;
 
+    cy->staged = apr_array_make(p, size, sizeof(job_t));
     batch = apr_array_make(p, size, sizeof(const char *));
-    for (hi = apr_hash_first(p, names); hi; hi = apr_hash_next(hi)) {
+    for (hi = apr_hash_first(p, names); hi && rv == APR_SUCCESS;
+         hi = apr_hash_next(hi)) {
         APR_ARRAY_PUSH(batch, const char *) = apr_hash_this_key(hi);
         if (batch->nelts == size) {
-            if ((rv = fetch_batch(cy, p, batch, err))) {
-                return rv;
-            }
+            rv = fetch_batch(cy, p, batch, err);
             apr_array_clear(batch);
         }
     }
-    return batch->nelts ? fetch_batch(cy, p, batch, err) : APR_SUCCESS;
+    if (rv == APR_SUCCESS && batch->nelts) {
+        rv = fetch_batch(cy, p, batch, err);
+    }
+    crv = commit_staged(cy, p);
+    if (rv == APR_SUCCESS && crv != APR_SUCCESS) {
+        /* Nothing of this page became current; the cursor stays. */
+        *err = apr_psprintf(cy->p, "cannot sync the store: %pm", &crv);
+        rv = crv;
+    }
+    return rv;
 }
 
 static apr_status_t write_manifest(cycle_t *cy, apr_pool_t *p)
@@ -545,6 +898,9 @@ static apr_status_t checkpoint(cycle_t *cy, apr_pool_t *p, long long cursor,
     csy_result_t *res = cy->res;
     apr_status_t rv;
 
+    if ((rv = sync_links(cy, err))) {
+        return rv;
+    }
     if (res->changed && (rv = write_manifest(cy, p))) {
         *err = apr_psprintf(cy->p, "cannot write the manifest: %pm", &rv);
         res->store_failed = "manifest";
@@ -707,11 +1063,17 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         apr_pool_clear(page);
         retry = apr_hash_copy(page, failures);
         if ((rv = fetch_all(&cy, page, retry, &err)) == APR_SUCCESS
+            && (rv = sync_links(&cy, &err)) == APR_SUCCESS
             && res->changed && (rv = write_manifest(&cy, page))) {
             err = apr_psprintf(p, "cannot write the manifest: %pm", &rv);
             res->store_failed = "manifest";
             res->store_error = apr_psprintf(p, "%pm", &rv);
         }
+    }
+    /* Links switched by a page that failed after them: on disk all the
+     * same (nothing counts on them yet; the next cycle would sync too). */
+    if (cy.links_unsynced && sync_links(&cy, &ckpt_err) != APR_SUCCESS) {
+        csy_log(cl->config, CS_LOG_WARN, page, "%s", ckpt_err);
     }
     apr_pool_destroy(page);
     if (rv) {

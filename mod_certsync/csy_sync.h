@@ -45,6 +45,9 @@ typedef struct {
      * csy_conf_effective). */
     int batch_size;
     int keep_envelopes;                 /* store key.cms, not privkey.pem */
+    /* Threads that open envelopes and check bundles, the caller's among
+     * them; 0: one per online CPU (at most 16). */
+    int threads;
     long timeout;       /* seconds per HTTP request, > 0 (with http NULL) */
     const char *pool_name;              /* for reports and leases */
     const char *host_name;

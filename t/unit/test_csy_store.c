@@ -991,6 +991,41 @@ static apr_status_t crash_put(csy_store_t *store, apr_pool_t *p,
                              strlen(key), 0);
 }
 
+/* Set by the batched crash tests (inherited by their children): installs
+ * go through csy_store_stage, one sync, csy_store_switch, one sync, as
+ * the sync's batches do. */
+static int crash_batched;
+
+/* One batch: version j of every domain staged, synced, switched, synced. */
+static int crash_batch(csy_store_t *store, apr_pool_t *p, long long n,
+                       int j, int scripted)
+{
+    const char *nonce, *key, *serials[CRASH_NDOMAINS];
+    int i, pending[CRASH_NDOMAINS];
+
+    nonce = apr_psprintf(p, "%ld.%" APR_INT64_T_FMT ".%d", (long)getpid(),
+                         (apr_int64_t)n, j);
+    for (i = 0; i < CRASH_NDOMAINS; i++) {
+        serials[i] = crash_serials[scripted ? j % 2 : rand() % 3];
+        key = body(p, "key", serials[i], nonce);
+        if (csy_store_stage(&pending[i], store, p, crash_domains[i],
+                            serials[i], body(p, "chain", serials[i], nonce),
+                            key, strlen(key), 0, NULL, 0) != APR_SUCCESS) {
+            return 1;
+        }
+    }
+    if (csy_store_sync(store) != APR_SUCCESS) {
+        return 1;
+    }
+    for (i = 0; i < CRASH_NDOMAINS; i++) {
+        if (pending[i] && csy_store_switch(store, p, crash_domains[i],
+                                           serials[i]) != APR_SUCCESS) {
+            return 1;
+        }
+    }
+    return csy_store_sync(store) == APR_SUCCESS ? 0 : 1;
+}
+
 /* One round of what the sync loop does.  Serials are random, or with
  * scripted: per domain two fresh versions, then the first again, which
  * replaces the directory that is the rollback target until previous
@@ -1002,7 +1037,12 @@ static int crash_cycle(csy_store_t *store, apr_pool_t *p, long long n,
     int i, j;
     apr_status_t rv;
 
-    for (i = 0; i < CRASH_NDOMAINS; i++) {
+    for (j = 0; crash_batched && j < (scripted ? 3 : 1); j++) {
+        if (crash_batch(store, p, n, j, scripted)) {
+            return 1;
+        }
+    }
+    for (i = 0; !crash_batched && i < CRASH_NDOMAINS; i++) {
         for (j = 0; j < (scripted ? 3 : 1); j++) {
             nonce = apr_psprintf(p, "%ld.%" APR_INT64_T_FMT ".%d",
                                  (long)getpid(), (apr_int64_t)n, j);
@@ -1287,7 +1327,8 @@ static void test_crash_random(const char *dir)
     csy_store_t *store;
     pid_t pid;
 
-    UNIT_CASE("crash safety, random kills");
+    UNIT_CASE(crash_batched ? "crash safety, random kills mid-batch"
+                            : "crash safety, random kills");
     apr_pool_create(&p, pool);
     /* A first complete cycle, timed: the kills must land anywhere in a
      * cycle, and a slow file system (or ASan) makes cycles longer. */
@@ -1408,7 +1449,9 @@ static void test_crash_syscalls(const char *dir)
     int bad = 0, child_errors = 0;
     apr_pool_t *p;
 
-    UNIT_CASE("crash safety, a kill at every system call");
+    UNIT_CASE(crash_batched
+              ? "crash safety, a kill at every system call of batches"
+              : "crash safety, a kill at every system call");
     apr_pool_create(&p, pool);
     total = traced_run(dir, 0);
     if (total == -1) {
@@ -1474,6 +1517,11 @@ int main(void)
     test_manifest_large();
     test_prune();
     test_validation();
+    test_crash_random(at("crash"));
+    test_crash_syscalls(at("crash"));
+    /* The same kills in the middle of batches (csy_store_stage ...). */
+    crash_batched = 1;
+    remove_all(at("crash"));
     test_crash_random(at("crash"));
     test_crash_syscalls(at("crash"));
 

@@ -79,6 +79,43 @@ static const char *make_bundle(const char **serial, const char *name,
     return copy;
 }
 
+/* A bundle for name issued by issuer whose chain text is its leaf
+ * followed by tail (the issuer's certificate when NULL). */
+static const char *make_bundle_tail(const char **serial, const char *name,
+                                    const cs_ca_t *issuer, const char *tail)
+{
+    apr_array_header_t *chain, *leaf;
+    cs_cert_info_t info;
+    EVP_PKEY *key;
+    unsigned char *der;
+    apr_size_t len;
+    const char *err;
+    json_t *j;
+    char *text, *copy;
+
+    if (cs_key_generate(&key, pool, CS_KEY_EC_P256)
+        || cs_ca_issue(&chain, pool, issuer, key, name,
+                       apr_time_from_sec(3600), &err)
+        || cs_envelope_seal(&der, &len, pool, key, wrap_certs, &err)) {
+        return NULL;
+    }
+    cs_cert_info(&info, pool, APR_ARRAY_IDX(chain, 0, X509 *));
+    *serial = info.serial;
+    leaf = apr_array_make(pool, 1, sizeof(X509 *));
+    APR_ARRAY_PUSH(leaf, X509 *) = APR_ARRAY_IDX(chain, 0, X509 *);
+    j = json_pack("{s:s, s:s, s:s, s:s}", "domain", name, "serial",
+                  info.serial, "chain_pem",
+                  tail ? apr_pstrcat(pool, cs_pem_write_certs(pool, leaf),
+                                     tail, NULL)
+                       : cs_pem_write_certs(pool, chain),
+                  "key_cms", cs_base64_encode(pool, der, len));
+    text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    copy = apr_pstrdup(pool, text);
+    free(text);
+    return copy;
+}
+
 static void test_log(void *baton, cs_log_level_t level, const char *msg)
 {
     if (level <= CS_LOG_WARN) {
@@ -468,6 +505,86 @@ static void test_chain_as_verified(void)
     }
 }
 
+/*
+ * One batch of bundles checked on several threads, with the
+ * intermediates parsed once per thread: the good ones installed, a wrong
+ * key refused, and a leaf from another CA followed by the text of the
+ * intermediate the others share (the one a worker has cached) refused
+ * too: the cache spares the intermediate's parsing, never the leaf's
+ * signature.  Then every bundle of a batch refused: nothing is synced or
+ * switched, the cursor moves on.
+ */
+static void test_threads(int threads)
+{
+    csy_config_t c = cfg;
+    csy_client_t *cl;
+    csy_result_t res;
+    cs_ca_t other;
+    apr_array_header_t *wc, *wk, *mine;
+    const char *serial, *b, *bundles = "", *feed = "", *name, *ca_pem;
+    const char *serials[10], *why;
+    long long next = cursor();
+    int i, ok = 1;
+
+    UNIT_CASE(apr_psprintf(pool, "a batch on %d thread(s): good bundles in, "
+                           "a forged chain and a wrong key out", threads));
+    c.threads = threads;
+    if (!CHECK_EQ_INT(csy_client_create(&cl, pool, &c), APR_SUCCESS)
+        || !CHECK_EQ_INT(testkit_ca_and_wrap(pool, &other, &wc, &wk), 0)) {
+        return;
+    }
+    mine = apr_array_make(pool, 1, sizeof(X509 *));
+    APR_ARRAY_PUSH(mine, X509 *) = ca.cert;
+    ca_pem = cs_pem_write_certs(pool, mine);
+    for (i = 0; i < 12; i++) {
+        name = apr_psprintf(pool, "t%d-%02d.example.com", threads, i);
+        b = i < 10 ? make_bundle(&serials[i], name, 0)
+          : i == 10 ? make_bundle_tail(&serial, name, &other, ca_pem)
+          : make_bundle(&serial, name, 1);
+        ok &= b != NULL;
+        bundles = apr_pstrcat(pool, bundles, i ? "," : "", b, NULL);
+        feed = apr_psprintf(pool, "%s%s{\"seq\":%" APR_INT64_T_FMT
+                            ",\"domain\":\"%s\",\"op\":\"upsert\"}", feed,
+                            i ? "," : "", (apr_int64_t)(next + 1 + i), name);
+    }
+    if (!CHECK(ok)) {
+        return;
+    }
+    script(200, apr_psprintf(pool, "{\"changes\":[%s],\"next\":%"
+                             APR_INT64_T_FMT ",\"more\":false}", feed,
+                             (apr_int64_t)(next + 12)),
+           200, apr_pstrcat(pool, "{\"bundles\":[", bundles, "]}", NULL));
+    if (!CHECK_EQ_INT(csy_sync_once(&res, cl, store, failures, pool),
+                      APR_SUCCESS)) {
+        printf("  error: %s\n", res.error);
+    }
+    CHECK_EQ_INT(res.installed, 10);
+    CHECK(res.store_failed == NULL);
+    CHECK_EQ_INT((int)cursor(), (int)(next + 12));
+    for (i = 0; i < 10; i++) {
+        name = apr_psprintf(pool, "t%d-%02d.example.com", threads, i);
+        if (!CHECK_STR(csy_store_current(store, pool, name), serials[i])) {
+            printf("  %s\n", name);
+        }
+        CHECK(apr_hash_get(failures, name, APR_HASH_KEY_STRING) == NULL);
+    }
+    name = apr_psprintf(pool, "t%d-10.example.com", threads);
+    why = apr_hash_get(failures, name, APR_HASH_KEY_STRING);
+    CHECK(csy_store_current(store, pool, name) == NULL);
+    if (!CHECK(why && strstr(why, "not in order"))) {
+        printf("  forged chain: %s\n", why ? why : "(accepted)");
+    }
+    name = apr_psprintf(pool, "t%d-11.example.com", threads);
+    why = apr_hash_get(failures, name, APR_HASH_KEY_STRING);
+    CHECK(csy_store_current(store, pool, name) == NULL);
+    CHECK(why && strstr(why, "key does not match"));
+    CHECK(strstr(manifest(), apr_psprintf(pool, "t%d-09.example.com",
+                                          threads)) != NULL);
+    CHECK(strstr(manifest(), apr_psprintf(pool, "t%d-10.example.com",
+                                          threads)) == NULL);
+    apr_hash_clear(failures);
+}
+
 static void test_batch_size(void)
 {
     csy_config_t c = cfg;
@@ -589,6 +706,8 @@ int main(void)
     test_lease();
     test_store_full();
     test_chain_as_verified();
+    test_threads(1);
+    test_threads(4);
 
     testkit_rm_tree(base);
     apr_pool_destroy(pool);
