@@ -328,18 +328,10 @@ static int san_has(X509 *leaf, const char *name)
     return found;
 }
 
-/* The checks of cs_bundle_verify; with check_key 0, no key at all. */
+/* The checks of cs_bundle_verify_ex; with check_key 0, no key at all. */
 static apr_status_t verify(const apr_array_header_t *chain, EVP_PKEY *key,
                            int check_key, const char *name, apr_time_t now,
-                           const char **err)
-{
-    return cs_bundle_verify_ex(chain, key, name, now, INT_MAX, err);
-}
-
-apr_status_t cs_bundle_verify_ex(const apr_array_header_t *chain,
-                                 EVP_PKEY *key, const char *name,
-                                 apr_time_t now, int checked,
-                                 const char **err)
+                           int checked, const char **err)
 {
     X509 *leaf, *cert, *issuer;
     EVP_PKEY *pub;
@@ -445,14 +437,22 @@ apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
                               const char *name, apr_time_t now,
                               const char **err)
 {
-    return verify(chain, key, 1, name, now, err);
+    return verify(chain, key, 1, name, now, INT_MAX, err);
+}
+
+apr_status_t cs_bundle_verify_ex(const apr_array_header_t *chain,
+                                 EVP_PKEY *key, const char *name,
+                                 apr_time_t now, int checked,
+                                 const char **err)
+{
+    return verify(chain, key, 1, name, now, checked, err);
 }
 
 apr_status_t cs_chain_verify(const apr_array_header_t *chain,
                              const char *name, apr_time_t now,
                              const char **err)
 {
-    return verify(chain, NULL, 0, name, now, err);
+    return verify(chain, NULL, 0, name, now, INT_MAX, err);
 }
 
 /* ------------------------------------------------------------------ */
