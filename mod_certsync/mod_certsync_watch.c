@@ -93,8 +93,9 @@ static void *APR_THREAD_FUNC watch_main(apr_thread_t *t, void *data)
         j = NULL;
         err = NULL;
         if (csy_request_json(&j, &status, cl, p, "GET",
-                             apr_psprintf(p, "/v1/changes?since=%lld&"
-                                          "limit=1&wait=%d", since, wait),
+                             apr_psprintf(p, "/v1/changes?since=%"
+                                          APR_INT64_T_FMT "&limit=1&wait=%d",
+                                          (apr_int64_t)since, wait),
                              NULL, &err) != APR_SUCCESS
             || !json_is_integer(json_object_get(j, "next"))) {
             retry = retry ? retry * 2 : WATCH_RETRY_MIN;
