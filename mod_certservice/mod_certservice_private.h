@@ -193,7 +193,7 @@ typedef struct {
 
 /** CertServiceChangesWait's defaults: the longest wait a GET /v1/changes
  * may ask for, and how many such requests one process holds at once
- * (never more than a quarter of its threads). */
+ * (never more than half of its threads). */
 #define CS_FEED_WAIT            30
 #define CS_FEED_WAITERS         8
 const char *cs_set_feed_wait(cmd_parms *cmd, void *dummy, const char *secs,

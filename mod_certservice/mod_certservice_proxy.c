@@ -10,8 +10,8 @@
  * without wait.  A proxy's sync daemon (CertSyncWatch) keeps one such
  * request open, so a new certificate reaches every proxy within a moment
  * instead of within one CertSyncInterval.  Bounded: at most
- * CertServiceChangesWait's second number of requests (and a quarter of
- * the process's threads) are held at once in one process; beyond that,
+ * CertServiceChangesWait's second number of requests (and half of the
+ * process's threads) are held at once in one process; beyond that,
  * and while httpd stops, the request is answered at once.
  *
  * Log tags: CS00104 ... CS00105.
@@ -69,8 +69,8 @@ static int feed_hold(const cs_conf_t *conf)
     int threads = 0, stopping = 0, max = conf->feed_waiters;
 
     if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) == APR_SUCCESS
-        && threads / 4 < max) {
-        max = threads / 4 > 0 ? threads / 4 : 1;
+        && threads / 2 < max) {
+        max = threads / 2 > 0 ? threads / 2 : 1;
     }
     if (ap_mpm_query(AP_MPMQ_MPM_STATE, &stopping) == APR_SUCCESS
         && stopping == AP_MPMQ_STOPPING) {
