@@ -29,6 +29,14 @@
 # FAIL: ..." at the end.  Skips without MariaDB or pebble.  Takes 4 to 6
 # minutes (not in CI): run it under flock /tmp/bench.lock.
 #
+# STATUS (2026-12-05, 23:15): not yet validated.  Its one complete smoke
+# run (BUDGET_NEW=200 BUDGET_RENEW=20) issued all 240 certificates over
+# both instances and never saw more than 30 orders in the limiter's row,
+# but its watch loop counted 240 done for 220 expected and the limiter's
+# window_start never changed in 250 samples: the loop's bookkeeping (and
+# what 'orders:all' holds between windows) must be checked before its
+# figures are used.
+#
 set -u
 export LC_ALL=C
 
@@ -99,22 +107,17 @@ done
 echo "# budget $LIMIT orders per ${WINDOW}s, fleet-wide; CertService A" \
     "($port_A) and B ($port_B), 2 workers each, one MariaDB, pebble"
 
-# A bulk PUT: one curl per domain is the client's cost, not CertService's.
+# A bulk PUT, 8 at once: one curl per domain is the client's cost, not
+# CertService's.
 put_all() { # FILE: one domain per line, alternating A and B
-    local i=0 d port
-    while read -r d; do
-        port=$port_A
-        [ $((i % 2)) = 0 ] || port=$port_B
-        echo "url = \"https://127.0.0.1:$port/v1/domains/$d\""
-        echo 'request = "PUT"'
-        echo 'data = "{}"'
-        echo 'output = "/dev/null"'
-        i=$((i + 1))
-    done <"$1" >"$1.curl"
-    curl -sS --noproxy '*' --parallel --parallel-max 8 \
-        --cacert "$pki/clients-ca.crt" --cert "$pki/admin.crt" \
-        --key "$pki/admin.key" -H 'Content-Type: application/json' \
-        -K "$1.curl"
+    echo '{}' >"$tmp/empty.json"
+    awk -v a="$port_A" -v b="$port_B" '{ print (NR % 2 ? a : b), $1 }' "$1" \
+        | xargs -P 8 -n 2 sh -c 'curl -sS --noproxy "*" --max-time 60 \
+            --cacert "$0/clients-ca.crt" --cert "$0/admin.crt" \
+            --key "$0/admin.key" -H "Content-Type: application/json" \
+            -X PUT --data-binary @"$1" -o /dev/null -w "%{http_code}\n" \
+            "https://127.0.0.1:$2/v1/domains/$3"' "$pki" "$tmp/empty.json" \
+        | sort | uniq -c | sed 's/^/# PUT answers: /'
 }
 
 # --- 2. the domains that will renew ------------------------------------
@@ -135,15 +138,15 @@ sleep "$WINDOW"
 for i in $(seq 1 "$NEW"); do echo "n$i.new$i.example"; done >"$tmp/new"
 t0=$(date +%s.%N)
 put_all "$tmp/new" &
+put_pid=$!
 put_all "$tmp/renew"
-wait
+wait "$put_pid"
 t_queued=$(echo "$(date +%s.%N) - $t0" | bc)
 echo "# queued $NEW new domains and $RENEW renewals in ${t_queued}s"
 
 # --- 4. watch ------------------------------------------------------------
 : >"$tmp/limits"
 : >"$tmp/seen"           # name serial seconds-after-t0
-declare -A done_at
 total=$((NEW + RENEW))
 ndone=0
 end=$(($(date +%s) + TIMEOUT))
@@ -151,15 +154,14 @@ while [ "$ndone" -lt "$total" ] && [ "$(date +%s)" -lt "$end" ]; do
     now=$(echo "$(date +%s.%N) - $t0" | bc)
     sql "SELECT window_start, count FROM cs_acme_limits WHERE name = 'orders:all'" \
         >>"$tmp/limits"
-    while read -r name serial; do
-        [ -n "${done_at[$name]:-}" ] && continue
-        old=$(awk -v n="$name" '$1 == n {print $2}' "$tmp/before")
-        if [ -n "$serial" ] && [ "$serial" != NULL ] && [ "$serial" != "$old" ]; then
-            done_at[$name]=$now
-            echo "$name $serial $now" >>"$tmp/seen"
-            ndone=$((ndone + 1))
-        fi
-    done < <(sql "SELECT name, serial FROM cs_domains")
+    # Names with a new serial, not seen before: stamped now.
+    sql "SELECT name, serial FROM cs_domains" \
+        | awk -v now="$now" 'FILENAME == ARGV[1] { old[$1] = $2; next }
+              FILENAME == ARGV[2] { seen[$1] = 1; next }
+              $2 != "NULL" && $2 != "" && $2 != old[$1] && !seen[$1] {
+                  print $1, $2, now }' "$tmp/before" "$tmp/seen" - \
+        >>"$tmp/seen"
+    ndone=$(wc -l <"$tmp/seen")
     sleep 0.5
 done
 elapsed=$(echo "$(date +%s.%N) - $t0" | bc)
