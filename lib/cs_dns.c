@@ -23,6 +23,9 @@
 #define DNS_TIMEOUT     5       /* one query, seconds */
 #define DNS_MAX_CNAME   8
 #define DNS_MAX_SERVERS 32
+#define DNS_MAX_NS      16      /* NS names of a zone looked up */
+/* exchange(): an answer to another query (ldns has no status for it). */
+#define DNS_NOT_OURS    ((ldns_status)-1)
 
 static void dns_log(const cs_dns_conf_t *c, cs_log_level_t level,
                     const char *fmt, ...)
@@ -214,34 +217,114 @@ static apr_status_t res_lookup(ldns_resolver **res, apr_pool_t *p,
     return res_to(res, p, addr, port, 1, err);
 }
 
+/* Sends q to r's name server, through conf->xfer when set (tests,
+ * fuzzers), and parses the answer the way ldns does on the network: a
+ * TSIG on q (an update) must come back verified.  *ans freed with p.
+ * Then, whoever sent it: the answer must be to q (its ID, QR set, and
+ * q's question when it echoes one). */
+static ldns_status exchange(ldns_pkt **ans, apr_pool_t *p,
+                            const cs_dns_conf_t *conf, ldns_resolver *r,
+                            ldns_pkt *q)
+{
+    ldns_pkt *a = NULL;
+    ldns_status s;
+
+    *ans = NULL;
+    if (!conf->xfer) {
+        s = ldns_resolver_send_pkt(&a, r, q);
+    }
+    else {
+        uint8_t *qw = NULL;
+        size_t qn = 0;
+        unsigned char *aw = NULL;
+        apr_size_t an = 0;
+        const ldns_rr *tsig = ldns_pkt_tsig(q);
+        char *server;
+
+        if (ldns_pkt2wire(&qw, q, &qn) != LDNS_STATUS_OK) {
+            return LDNS_STATUS_ERR;
+        }
+        server = ldns_rdf2str(ldns_resolver_nameservers(r)[0]);
+        s = conf->xfer(conf->xfer_baton, &aw, &an, p, server ? server : "",
+                       ldns_resolver_port(r), qw, qn)
+            ? LDNS_STATUS_NETWORK_ERR : ldns_wire2pkt(&a, aw, an);
+        free(server);
+        free(qw);
+        if (s == LDNS_STATUS_OK && tsig && ldns_rr_rd_count(tsig) > 3
+            && !ldns_pkt_tsig_verify(a, aw, an,
+                                     ldns_resolver_tsig_keyname(r),
+                                     ldns_resolver_tsig_keydata(r),
+                                     ldns_rr_rdf(tsig, 3))) {
+            s = LDNS_STATUS_CRYPTO_TSIG_BOGUS;
+        }
+    }
+    if (a) {
+        apr_pool_cleanup_register(p, a, pkt_cleanup, apr_pool_cleanup_null);
+    }
+    if (s == LDNS_STATUS_OK && a) {
+        const ldns_rr_list *qq = ldns_pkt_question(q);
+        const ldns_rr_list *aq = ldns_pkt_question(a);
+
+        if (ldns_pkt_id(a) != ldns_pkt_id(q) || !ldns_pkt_qr(a)) {
+            return DNS_NOT_OURS;
+        }
+        if (aq && ldns_rr_list_rr_count(aq) > 0
+            && (!qq || ldns_rr_list_rr_count(qq) < 1
+                || ldns_dname_compare(
+                       ldns_rr_owner(ldns_rr_list_rr(aq, 0)),
+                       ldns_rr_owner(ldns_rr_list_rr(qq, 0))) != 0
+                || ldns_rr_get_type(ldns_rr_list_rr(aq, 0))
+                   != ldns_rr_get_type(ldns_rr_list_rr(qq, 0)))) {
+            return DNS_NOT_OURS;
+        }
+    }
+    *ans = a;
+    return s;
+}
+
+static const char *status_text(ldns_status s)
+{
+    const char *t;
+
+    if (s == DNS_NOT_OURS) {
+        return "an answer to another query (ID or question)";
+    }
+    t = ldns_get_errorstr_by_id(s);
+    return t ? t : "unknown error";
+}
+
 /* One question; *ans freed with p.  Transport failures only: the rcode
  * is the caller's to judge. */
-static apr_status_t ask(ldns_pkt **ans, apr_pool_t *p, ldns_resolver *r,
+static apr_status_t ask(ldns_pkt **ans, apr_pool_t *p,
+                        const cs_dns_conf_t *conf, ldns_resolver *r,
                         const char *name, ldns_rr_type type,
                         const char **err)
 {
     ldns_rdf *dn = ldns_dname_new_frm_str(name);
     ldns_status s;
-    ldns_pkt *pkt = NULL;
+    ldns_pkt *q = NULL, *pkt = NULL;
 
     if (!dn) {
         *err = apr_psprintf(p, "'%s' is not a DNS name", name);
         return APR_EINVAL;
     }
-    s = ldns_resolver_send(&pkt, r, dn, type, LDNS_RR_CLASS_IN,
-                           ldns_resolver_recursive(r) ? LDNS_RD : 0);
+    s = ldns_resolver_prepare_query_pkt(&q, r, dn, type, LDNS_RR_CLASS_IN,
+                                        ldns_resolver_recursive(r)
+                                        ? LDNS_RD : 0);
     ldns_rdf_deep_free(dn);
+    if (s == LDNS_STATUS_OK) {
+        s = exchange(&pkt, p, conf, r, q);
+    }
+    ldns_pkt_free(q);
     if (s != LDNS_STATUS_OK || !pkt) {
-        ldns_pkt_free(pkt);
         /* ldns says "no (valid) nameservers" when the only one did not
          * answer: say what happened. */
         *err = apr_psprintf(p, "no answer for %s: %s", name,
                             s == LDNS_STATUS_RES_NO_NS
                             ? "refused or timed out"
-                            : ldns_get_errorstr_by_id(s));
+                            : status_text(s));
         return APR_EGENERAL;
     }
-    apr_pool_cleanup_register(p, pkt, pkt_cleanup, apr_pool_cleanup_null);
     *ans = pkt;
     return APR_SUCCESS;
 }
@@ -266,8 +349,8 @@ static ldns_rr *find_rr(const ldns_rr_list *list, const char *name,
 /* --- CNAME delegation ----------------------------------------------- */
 
 static apr_status_t follow(const char **target, apr_pool_t *p,
-                           ldns_resolver *r, const char *name,
-                           const char **err)
+                           const cs_dns_conf_t *conf, ldns_resolver *r,
+                           const char *name, const char **err)
 {
     const char *cur = name, *seen = apr_pstrcat(p, " ", name, " ", NULL);
     ldns_pkt *ans;
@@ -277,7 +360,7 @@ static apr_status_t follow(const char **target, apr_pool_t *p,
     int i;
 
     for (i = 0; i <= DNS_MAX_CNAME; i++) {
-        if ((rv = ask(&ans, p, r, cur, LDNS_RR_TYPE_CNAME, err))) {
+        if ((rv = ask(&ans, p, conf, r, cur, LDNS_RR_TYPE_CNAME, err))) {
             return rv;
         }
         rc = ldns_pkt_get_rcode(ans);
@@ -312,7 +395,7 @@ apr_status_t cs_dns_follow(const char **target, apr_pool_t *p,
     if ((rv = res_lookup(&r, p, conf, err))) {
         return rv;
     }
-    return follow(target, p, r, name, err);
+    return follow(target, p, conf, r, name, err);
 }
 
 /* --- RFC 2136 update ------------------------------------------------ */
@@ -366,7 +449,7 @@ static apr_status_t make_update(ldns_pkt **pkt, apr_pool_t *p,
         ldns_pkt_free(u);
         *err = apr_psprintf(p, "cannot sign the update with key %s (%s): "
                             "%s", z->key_name, z->key_alg,
-                            ldns_get_errorstr_by_id(s));
+                            status_text(s));
         return APR_EINVAL;
     }
     apr_pool_cleanup_register(p, u, pkt_cleanup,
@@ -424,10 +507,7 @@ apr_status_t cs_dns_update(apr_pool_t *p, const cs_dns_conf_t *conf,
     ldns_resolver_set_tsig_algorithm(r, apr_pstrcat(p, z->key_alg, ".",
                                                     NULL));
     ldns_resolver_set_usevc(r, true);
-    s = ldns_resolver_send_pkt(&ans, r, u);
-    if (ans) {
-        apr_pool_cleanup_register(p, ans, pkt_cleanup, apr_pool_cleanup_null);
-    }
+    s = exchange(&ans, p, conf, r, u);
     if (s == LDNS_STATUS_CRYPTO_TSIG_BOGUS) {
         *err = apr_psprintf(p, "update of %s at %s: the answer (%s) is not "
                             "signed with key %s: the server does not know "
@@ -438,7 +518,7 @@ apr_status_t cs_dns_update(apr_pool_t *p, const cs_dns_conf_t *conf,
     }
     if (s != LDNS_STATUS_OK || !ans) {
         *err = apr_psprintf(p, "update of %s at %s: %s", z->zone, where,
-                            ldns_get_errorstr_by_id(s));
+                            status_text(s));
         return APR_EGENERAL;
     }
     if ((rc = ldns_pkt_get_rcode(ans)) != LDNS_RCODE_NOERROR) {
@@ -460,8 +540,8 @@ apr_status_t cs_dns_update(apr_pool_t *p, const cs_dns_conf_t *conf,
 /* The zone of name: the owner of the SOA the resolver gives for it or,
  * walking up, for its parents. */
 static apr_status_t zone_of(const char **zone, apr_pool_t *p,
-                            ldns_resolver *r, const char *name,
-                            const char **err)
+                            const cs_dns_conf_t *conf, ldns_resolver *r,
+                            const char *name, const char **err)
 {
     const char *cur = name;
     ldns_pkt *ans;
@@ -469,14 +549,20 @@ static apr_status_t zone_of(const char **zone, apr_pool_t *p,
     apr_status_t rv;
 
     while (cur && *cur) {
-        if ((rv = ask(&ans, p, r, cur, LDNS_RR_TYPE_SOA, err))) {
+        if ((rv = ask(&ans, p, conf, r, cur, LDNS_RR_TYPE_SOA, err))) {
             return rv;
         }
         if ((rr = find_rr(ldns_pkt_answer(ans), cur, LDNS_RR_TYPE_SOA))
             || (rr = find_rr(ldns_pkt_authority(ans), NULL,
                              LDNS_RR_TYPE_SOA))) {
-            *zone = rdf_name(p, ldns_rr_owner(rr));
-            return APR_SUCCESS;
+            /* Only a zone that holds name: a SOA of another zone would
+             * send the wait to that zone's servers. */
+            const char *owner = rdf_name(p, ldns_rr_owner(rr));
+
+            if (name_in(name, owner)) {
+                *zone = owner;
+                return APR_SUCCESS;
+            }
         }
         cur = strchr(cur, '.');
         cur = cur ? cur + 1 : NULL;
@@ -507,21 +593,26 @@ static apr_status_t auth_servers(apr_array_header_t **out, apr_pool_t *p,
     auth_t *a;
     apr_status_t rv;
     size_t i, j, t;
+    int asked;
 
-    if ((rv = ask(&ans, p, r, zone, LDNS_RR_TYPE_NS, err))) {
+    if ((rv = ask(&ans, p, conf, r, zone, LDNS_RR_TYPE_NS, err))) {
         return rv;
     }
     nsl = ldns_pkt_answer(ans);
-    for (i = 0; nsl && i < ldns_rr_list_rr_count(nsl); i++) {
+    /* Bounded: a long NS set must not cost two lookups per name. */
+    for (i = 0, asked = 0; nsl && i < ldns_rr_list_rr_count(nsl)
+                           && asked < DNS_MAX_NS
+                           && list->nelts < DNS_MAX_SERVERS; i++) {
         rr = ldns_rr_list_rr(nsl, i);
         if (ldns_rr_get_type(rr) != LDNS_RR_TYPE_NS
             || ldns_rr_rd_count(rr) < 1) {
             continue;
         }
+        asked++;
         ns = rdf_name(p, ldns_rr_rdf(rr, 0));
         for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
             ldns_pkt *aa;
-            if (ask(&aa, p, r, ns, types[t], err)) {
+            if (ask(&aa, p, conf, r, ns, types[t], err)) {
                 continue;
             }
             al = ldns_pkt_answer(aa);
@@ -555,7 +646,8 @@ static apr_status_t auth_servers(apr_array_header_t **out, apr_pool_t *p,
 /* Whether the server of a answers TXT name with value; a->state says
  * what it answered when not. */
 static int has_value(auth_t *a, apr_pool_t *p, apr_pool_t *tp,
-                     const char *name, const char *value)
+                     const cs_dns_conf_t *conf, const char *name,
+                     const char *value)
 {
     const ldns_rr_list *al;
     const ldns_rdf *rd;
@@ -565,7 +657,7 @@ static int has_value(auth_t *a, apr_pool_t *p, apr_pool_t *tp,
     ldns_pkt_rcode rc;
     size_t i, vl = strlen(value), others = 0;
 
-    if (ask(&ans, tp, a->r, name, LDNS_RR_TYPE_TXT, &err)) {
+    if (ask(&ans, tp, conf, a->r, name, LDNS_RR_TYPE_TXT, &err)) {
         a->state = apr_pstrdup(p, err ? err : "no answer");
         return 0;
     }
@@ -610,7 +702,7 @@ apr_status_t cs_dns_wait(apr_pool_t *p, const cs_dns_conf_t *conf,
     int i, missing;
 
     if ((rv = res_lookup(&r, p, conf, err))
-        || (rv = zone_of(&zone, p, r, name, err))
+        || (rv = zone_of(&zone, p, conf, r, name, err))
         || (rv = auth_servers(&servers, p, conf, r, zone, err))) {
         *err = apr_psprintf(p, "cannot find the authoritative servers of "
                             "%s: %s", name, *err);
@@ -622,7 +714,7 @@ apr_status_t cs_dns_wait(apr_pool_t *p, const cs_dns_conf_t *conf,
         apr_pool_clear(rp);
         for (i = 0; i < servers->nelts; i++) {
             a = &APR_ARRAY_IDX(servers, i, auth_t);
-            if (a->state && !has_value(a, p, rp, name, value)) {
+            if (a->state && !has_value(a, p, rp, conf, name, value)) {
                 missing++;
             }
         }

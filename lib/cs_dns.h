@@ -30,6 +30,16 @@ typedef struct {
     const char *key_secret;     /* base64, as BIND's key files hold it */
 } cs_dns_zone_t;
 
+/**
+ * One exchange with a name server: the query's wire form q, the answer's
+ * wire form back in *a (from p).  APR_SUCCESS or a transport error.  For
+ * tests and fuzzers (cs_dns_conf_t.xfer); the network is ldns's.
+ */
+typedef apr_status_t cs_dns_xfer_fn(void *baton, unsigned char **a,
+                                    apr_size_t *alen, apr_pool_t *p,
+                                    const char *server, int port,
+                                    const unsigned char *q, apr_size_t qlen);
+
 typedef struct {
     const apr_array_header_t *zones;    /* cs_dns_zone_t; may be NULL */
     /* CertServiceDNSHook: run as HOOK set|unset DOMAIN VALUE NAME (argv,
@@ -46,6 +56,10 @@ typedef struct {
     int ttl;                            /* of the TXT record; 0: 60 */
     cs_log_fn *log;
     void *log_baton;
+    /* Instead of the network (tests, fuzzers); NULL: ldns's sockets.
+     * Every answer is parsed and checked the same way either way. */
+    cs_dns_xfer_fn *xfer;
+    void *xfer_baton;
 } cs_dns_conf_t;
 
 /** The TXT value of a dns-01 challenge: base64url(SHA-256(keyauth)),

@@ -644,9 +644,11 @@ apr_status_t cs_tlsalpn_cert_check(unsigned char *digest, X509 *cert,
              || !cs_key_belongs(key, pub)) {
         *err = "tls-alpn-01: the key does not belong to the certificate";
     }
-    else if (X509_cmp_time(X509_get0_notBefore(cert), &t) > 0
-             || X509_cmp_time(X509_get0_notAfter(cert), &t) < 0) {
-        *err = "tls-alpn-01: the certificate is not valid now";
+    /* X509_cmp_time is 0 for a time it cannot read: not valid either. */
+    else if (X509_cmp_time(X509_get0_notBefore(cert), &t) >= 0
+             || X509_cmp_time(X509_get0_notAfter(cert), &t) <= 0) {
+        *err = "tls-alpn-01: the certificate is not valid now (or its "
+               "validity does not read)";
     }
     else if (digest) {
         memcpy(digest, v + 2, 32);

@@ -60,6 +60,8 @@ void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv)
                                 : base->notify_expiring_pct;
     conf->notify_here = add->notify_here;
     CS_MERGE(od_ask, NULL);
+    CS_MERGE(feed_wait, 0);
+    CS_MERGE(feed_waiters, 0);
     /* The CA and timeout go with the URL they were given with. */
     conf->od_ask_ca = add->od_ask ? add->od_ask_ca : base->od_ask_ca;
     CS_MERGE(od_ask_timeout, 0);
@@ -163,6 +165,8 @@ const cs_conf_t *cs_config_get(server_rec *s)
     CS_DEFAULT(od_ask_limit, 0, CS_OD_ASK_LIMIT);
     CS_DEFAULT(od_ask_window, 0, CS_OD_ASK_WINDOW);
     CS_DEFAULT(od_refused_ttl, 0, CS_OD_REFUSED_TTL);
+    CS_DEFAULT(feed_wait, 0, CS_FEED_WAIT);
+    CS_DEFAULT(feed_waiters, 0, CS_FEED_WAITERS);
     CS_DEFAULT(acme_accounts, 0, 1);
     if (!conf->notify_expiring) {
         conf->notify_expiring = -1;
@@ -541,6 +545,12 @@ const command_rec cs_cmds[] = {
                   NULL, RSRC_CONF, "On-demand issuance: seconds a refused "
                   "name is not asked about again (default "
                   CS_STR(CS_OD_REFUSED_TTL) ")"),
+    AP_INIT_TAKE12("CertServiceChangesWait", cs_set_feed_wait, NULL,
+                   RSRC_CONF, "Longest wait in seconds a GET /v1/changes "
+                   "may ask for (wait=N: answered as soon as the feed "
+                   "moves), or off (default " CS_STR(CS_FEED_WAIT) ") "
+                   "[such requests held at once per process (default "
+                   CS_STR(CS_FEED_WAITERS) ")]"),
     { NULL }
 };
 

@@ -175,6 +175,9 @@ typedef struct {
     int od_ask_limit;                   /* 0: unset */
     apr_int64_t od_ask_window;          /* seconds; 0: unset */
     apr_int64_t od_refused_ttl;         /* seconds; 0: unset */
+    /* The change feed's long poll (mod_certservice_proxy.c) */
+    int feed_wait;                      /* seconds; 0: unset, -1: off */
+    int feed_waiters;                   /* per process; 0: unset */
     int effective;              /* not merged: cs_config_get() sets it */
     int notify_here;            /* not merged: a sink is named in this
                                  * server's own context; only such servers
@@ -188,6 +191,16 @@ typedef struct {
      * different databases (DBDParams). */
     volatile int *schema_ready; /* not merged: per server, see above */
 } cs_conf_t;
+
+/* --- mod_certservice_proxy.c: the change feed's long poll ----------- */
+
+/** CertServiceChangesWait's defaults: the longest wait a GET /v1/changes
+ * may ask for, and how many such requests one process holds at once
+ * (never more than half of its threads). */
+#define CS_FEED_WAIT            30
+#define CS_FEED_WAITERS         8
+const char *cs_set_feed_wait(cmd_parms *cmd, void *dummy, const char *secs,
+                             const char *waiters);
 
 /* --- mod_certservice.c: watchdog threads at the child's exit ---------- */
 

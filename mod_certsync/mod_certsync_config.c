@@ -77,6 +77,7 @@ void *csy_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     CSY_MERGE_INT(ondemand_wait, -1);
     CSY_MERGE_INT(ondemand_rate, 0);
     CSY_MERGE_INT(ondemand_burst, 0);
+    CSY_MERGE_INT(watch, 0);
     return conf;
 }
 
@@ -147,6 +148,9 @@ void csy_conf_effective(csy_conf_t *conf, apr_pool_t *p)
     }
     if (!conf->ondemand_rate) {
         conf->ondemand_rate = CSY_DEFAULT_OD_RATE;
+    }
+    if (!conf->watch) {
+        conf->watch = -1;       /* off unless asked for */
     }
     if (!conf->ondemand_burst) {
         conf->ondemand_burst = conf->ondemand_rate > CSY_DEFAULT_OD_BURST
@@ -363,6 +367,31 @@ static const char *csy_set_flag(cmd_parms *cmd, void *dummy, int on)
     return NULL;
 }
 
+/* CertSyncWatch on|off|seconds. */
+static const char *csy_set_watch(cmd_parms *cmd, void *dummy,
+                                 const char *arg)
+{
+    csy_conf_t *conf = csy_conf(cmd->server);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dummy;
+    if (err) {
+        return err;
+    }
+    if (strcasecmp(arg, "off") == 0) {
+        conf->watch = -1;
+        return NULL;
+    }
+    if (strcasecmp(arg, "on") == 0) {
+        conf->watch = CSY_DEFAULT_WATCH;
+        return NULL;
+    }
+    if ((err = csy_int(cmd, arg, 1, 300, &conf->watch))) {
+        return apr_psprintf(cmd->pool, "%s (or on, off)", err);
+    }
+    return NULL;
+}
+
 /* CertSyncOnDemandRate names [burst]. */
 static const char *csy_set_od_rate(cmd_parms *cmd, void *dummy,
                                    const char *rate, const char *burst)
@@ -512,6 +541,11 @@ const command_rec csy_cmds[] = {
                   "for a new name may wait for its certificate (0 to 30; "
                   "default " CSY_STR(CSY_DEFAULT_OD_WAIT) ": the default "
                   "certificate at once)"),
+    AP_INIT_TAKE1("CertSyncWatch", csy_set_watch, NULL, RSRC_CONF,
+                  "dynamic mode: keep a long-poll request on CertService's "
+                  "change feed open and sync as soon as it moves: on (a "
+                  "wait of " CSY_STR(CSY_DEFAULT_WATCH) " s), a wait in "
+                  "seconds, or off (the default)"),
     AP_INIT_TAKE12("CertSyncOnDemandRate", csy_set_od_rate, NULL, RSRC_CONF,
                    "dynamic mode, on demand: new names per second this "
                    "proxy sends to CertService (default "

@@ -420,6 +420,7 @@ void csy_daemon_main(server_rec *s, const csy_conf_t *conf, pid_t parent)
     csy_daemon_prune_status(&d, cycle, d.prune_rv);
     csy_publish(&d);
     csy_daemon_agent_start(&d);
+    csy_daemon_watch_start(&d);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, CYLOGNO(00003)
                  "sync daemon started (pid %" APR_PID_T_FMT "): %s every "
                  "%ds, store %s", getpid(), d.cfg.url, conf->interval,
@@ -439,6 +440,9 @@ void csy_daemon_main(server_rec *s, const csy_conf_t *conf, pid_t parent)
 
         apr_pool_clear(cycle);
         wait = csy_daemon_cycle(&d, cycle, &backoff);
+        csy_daemon_watch_cycled(&d, (long long)json_integer_value(
+                                        json_object_get(d.state, "cursor")),
+                                backoff != 0);
         if (!wait) {
             wait = conf->interval;
         }
@@ -454,8 +458,14 @@ void csy_daemon_main(server_rec *s, const csy_conf_t *conf, pid_t parent)
         if (csy_ondemand) {
             csy_daemon_od_idle(&d, cycle, wait);
         }
+        else if (d.watching) {
+            csy_daemon_watch_idle(&d, wait);
+        }
         else {
             csy_rollout_idle(&d.rollout, wait);
+        }
+        if (csy_daemon_watch_moved(&d)) {
+            csy_count(d.state, "watch_wakeups", 1);
         }
     }
     json_decref(d.state);

@@ -16,6 +16,7 @@
  *                          machine (csy_rollout.c)
  *   mod_certsync_ondemand.c  on-demand issuance: the names handshakes
  *                          queued, sent to CertService between cycles
+ *   mod_certsync_watch.c   the thread that long-polls the change feed
  *
  * Nothing in them calls back up into mod_certsync_daemon.c, and
  * mod_certsync_ops.c is the only one that calls into another one
@@ -75,6 +76,7 @@ typedef struct {
     int shm_trimmed;            /* CY00182 was logged */
     long seals_written;
     apr_hash_t *failures;       /* domain -> why its bundle was skipped */
+    int watching;               /* CertSyncWatch's thread runs */
 } csy_daemon_t;
 
 /* Set by SIGTERM or SIGINT (mod_certsync_daemon.c), and by the main
@@ -111,5 +113,15 @@ const csy_rollout_ops_t *csy_daemon_ops(void);
  * and the names a cycle made current, which stop being pending. */
 void csy_daemon_od_idle(csy_daemon_t *d, apr_pool_t *p, int seconds);
 void csy_daemon_od_served(csy_daemon_t *d, apr_hash_t *made_current);
+
+/* mod_certsync_watch.c: CertSyncWatch, a long poll on CertService's
+ * change feed.  _start: the thread (dynamic mode; d->watching); _cycled:
+ * after each cycle, the cursor it reached and whether it failed; _moved:
+ * the feed moved past the cursor (a cycle is due now); _idle: the wait
+ * between two cycles, ended early when it moved. */
+void csy_daemon_watch_start(csy_daemon_t *d);
+void csy_daemon_watch_cycled(csy_daemon_t *d, long long cursor, int failed);
+int csy_daemon_watch_moved(csy_daemon_t *d);
+void csy_daemon_watch_idle(csy_daemon_t *d, int seconds);
 
 #endif /* MOD_CERTSYNC_DAEMON_H */

@@ -282,6 +282,9 @@ void csy_daemon_od_idle(csy_daemon_t *d, apr_pool_t *p, int seconds)
         if (pending && apr_time_now() - start >= apr_time_from_sec(1)) {
             break;      /* a sync now brings what CertService issued */
         }
+        if (csy_daemon_watch_moved(d)) {
+            break;      /* the feed moved (CertSyncWatch) */
+        }
         apr_sleep(CSY_OD_TICK);
     }
     apr_pool_destroy(sp);

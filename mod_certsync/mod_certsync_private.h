@@ -86,11 +86,16 @@ typedef struct csy_conf_t {
     int ondemand_wait;                  /* seconds; -1: unset */
     int ondemand_rate;                  /* names per second; 0: unset */
     int ondemand_burst;                 /* 0: unset */
+    /* The feed watch (dynamic mode; mod_certsync_watch.c). */
+    int watch;                          /* seconds; 0: unset, -1: off */
 } csy_conf_t;
 
 /* The defaults (csy_conf_effective; the directives' help strings quote
  * them through CSY_STR). */
 #define CSY_DEFAULT_INTERVAL        30
+/* CertSyncWatch on: the wait asked of CertService (below its default
+ * CertServiceChangesWait of 30 s). */
+#define CSY_DEFAULT_WATCH           25
 #define CSY_DEFAULT_BATCH_SIZE      100
 #define CSY_DEFAULT_TIMEOUT         30
 #define CSY_DEFAULT_DRAIN_TIME      5

@@ -12,9 +12,11 @@
 #      may call it, a client without a role may not.
 #   2. The first handshake for an allowed name, through HAProxy, gets the
 #      default certificate; every proxy then serves CertService's
-#      certificate for it within one sync interval of CertService having
-#      issued it (issued within a second of that first handshake), and
-#      the proxy that saw the handshake within a few seconds.
+#      certificate for it within one sync interval of that FIRST
+#      HANDSHAKE (the proxies watch the change feed: CertSyncWatch on,
+#      OD_WATCH=off to see the suite without it), the proxies that did
+#      not see the handshake woken by their watch, and the proxy that saw
+#      it within a few seconds.
 #   3. A refused name is asked about once: later handshakes (every proxy,
 #      again and again) are answered from the proxies' negative caches
 #      and CertService's verdicts, the ask server sees one request; one
@@ -37,6 +39,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 . "$top/t/lib/pool.sh"   # and t/lib/certsuite.sh
 
 INTERVAL=${OD_INTERVAL:-6}
+WATCH=${OD_WATCH:-on}
 FLOOD=${OD_FLOOD:-3000}
 RATE=5
 BURST=20
@@ -77,14 +80,15 @@ store_has() { # N NAME: proxy N's store serves NAME (its current version)
     [ -e "$POOL_DIR/proxy$1/store/live/$2/current" ]
 }
 
-echo "# on-demand issuance, 3 proxies, sync interval ${INTERVAL}s"
+echo "# on-demand issuance, 3 proxies, sync interval ${INTERVAL}s, CertSyncWatch $WATCH"
 base=$(pool_pick_base) || bail "no free ports"
 ask_port=$((base + 5))
 rcv_port=$((base + 6))
 export POOL_ACTIVATION=dynamic POOL_PROCS=2
 export POOL_SYNC_INTERVAL="$INTERVAL 0"
 export POOL_PX_EXTRA="CertSyncOnDemand On
-CertSyncOnDemandRate $RATE $BURST"
+CertSyncOnDemandRate $RATE $BURST
+CertSyncWatch $WATCH"
 pool_init "$work/pool" "$base" || bail "pool_init"
 pool_pki >/dev/null || bail "pool_pki"
 fallback=$(openssl x509 -in "$POOL_PKI/fallback.crt" -noout -serial \
@@ -139,6 +143,11 @@ okif $? "each proxy logs on-demand on at startup (CY00176)"
 # --- 2. one allowed name ---------------------------------------------------------
 section "2. the first handshake for an allowed name"
 name=ok-first.od.test
+wake0=0
+for p in 1 2 3; do
+    w=$(pool_proxy_status "$p" | jq '.counters.watch_wakeups // 0')
+    wake0=$((wake0 + ${w:-0}))
+done
 t0=$(date +%s.%N)
 s=$(lb_serial "$name")
 is "$s" "$fallback" "the first handshake (through HAProxy) gets the default certificate"
@@ -163,6 +172,17 @@ okif $? "the proxy that saw the handshake has it within 4 s (${first:-never} s)"
 [ -n "$all" ] && [ -n "$issued" ] \
     && [ "$(echo "$all - $issued <= $INTERVAL + 1" | bc)" = 1 ]
 okif $? "all three have it within one sync interval of its issue ($all s - $issued s <= ${INTERVAL}s + 1s of work)"
+[ -n "$all" ] && [ "$(echo "$all <= $INTERVAL" | bc)" = 1 ]
+okif $? "all three have it within one sync interval of its FIRST HANDSHAKE (${all:-never} s <= ${INTERVAL}s)"
+wake1=0
+for p in 1 2 3; do
+    w=$(pool_proxy_status "$p" | jq '.counters.watch_wakeups // 0')
+    wake1=$((wake1 + ${w:-0}))
+done
+diag "the proxies' watches started $((wake1 - wake0)) cycles early meanwhile;" \
+    "all three served it $(echo "${all:-0} - ${issued:-0}" | bc) s after its issue"
+[ $((wake1 - wake0)) -ge 1 ]
+okif $? "the watch woke the proxies that did not see the handshake (watch_wakeups +$((wake1 - wake0)) >= 1)"
 want=$(pool_cs_serial "$name")
 for p in 1 2 3; do
     is "$(pool_served_serial "$p" "$name")" "$want" \
