@@ -85,6 +85,8 @@ typedef enum {
     CS_STMT_JOB_CA_GET, CS_STMT_JOB_CA_SET, CS_STMT_JOB_DUE_PRIO,
     CS_STMT_JOB_PRIO_SET,
     CS_STMT_LIM_LIST,
+    /* The pool's TLS session ticket keys (cs_store_tkeys.c). */
+    CS_STMT_TK_LIST, CS_STMT_TK_INSERT, CS_STMT_TK_PURGE,
     CS_STMT_COUNT
 } cs_stmt_e;
 
