@@ -62,7 +62,8 @@ const char *cs_set_ticket_keys(cmd_parms *cmd, void *dummy,
                             "duration (N, Ns, Nm, Nh, Nd; up to 30d)",
                             cmd->cmd->name, rotate);
     }
-    a = accept ? tk_duration(accept) : 2 * r;
+    a = !accept ? 2 * r : strcmp(accept, "0") == 0 ? 0
+                                : tk_duration(accept);
     if (a < 0) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a duration (N, Ns, "
                             "Nm, Nh, Nd; up to 30d)", cmd->cmd->name,

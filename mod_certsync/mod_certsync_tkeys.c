@@ -23,9 +23,11 @@
 #include "apr_optional.h"
 #include "apr_optional_hooks.h"
 #include "apr_shm.h"
+#include "apr_lib.h"
 #include "apr_strings.h"
 
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 
 #include "cs_tkey.h"
@@ -93,6 +95,95 @@ static int csy_tk_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
     return rc;
 }
 
+/*
+ * The session id context.  mod_ssl gives each connection one made from
+ * its virtual host's name and port (and OpenSSL refuses to resume a
+ * session of another context).  Proxies of one pool may listen on
+ * different ports (behind the load balancer, or several on one host), so
+ * a ticket another proxy issued would never resume.  Instead, a ticket
+ * carries the binding of its session (the name of the virtual host that
+ * issued it, as ticket app data); a ticket that decrypts under the pool's
+ * keys resumes only in a virtual host of the same name, and then gets this
+ * connection's context (a digest of that binding).  So isolation stays per
+ * virtual host, as mod_ssl means it, without the port.  (The SNI is not
+ * part of it: OpenSSL has not parsed it yet when a TLS 1.2 ticket is
+ * decrypted.  In dynamic mode every name is served by the catch-all
+ * virtual host, one context on each proxy already.)
+ */
+static int csy_tk_ctx_index = -1;
+
+/* The binding of a connection: the virtual host its context belongs to
+ * (lower case); NULL if unknown. */
+static const char *csy_tk_binding(SSL *ssl, char *buf, apr_size_t size)
+{
+    SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+    server_rec *s = ctx && csy_tk_ctx_index >= 0
+                    ? SSL_CTX_get_ex_data(ctx, csy_tk_ctx_index) : NULL;
+    apr_size_t i;
+
+    if (!s || !s->server_hostname) {
+        return NULL;
+    }
+    apr_snprintf(buf, size, "certsync-ticket|%s", s->server_hostname);
+    for (i = 0; buf[i]; i++) {
+        buf[i] = apr_tolower(buf[i]);
+    }
+    return buf;
+}
+
+static int csy_tk_gen_cb(SSL *ssl, void *arg)
+{
+    char buf[512];
+    const char *b = csy_tk_binding(ssl, buf, sizeof(buf));
+    SSL_SESSION *sess = SSL_get_session(ssl);
+
+    (void)arg;
+    if (b && sess) {
+        SSL_SESSION_set1_ticket_appdata(sess, b, strlen(b));
+    }
+    return 1;
+}
+
+static SSL_TICKET_RETURN csy_tk_dec_cb(SSL *ssl, SSL_SESSION *sess,
+                                       const unsigned char *keyname,
+                                       size_t keyname_len,
+                                       SSL_TICKET_STATUS status, void *arg)
+{
+    char buf[512];
+    const char *b;
+    void *data = NULL;
+    size_t len = 0;
+    unsigned char sid[SHA256_DIGEST_LENGTH];
+
+    (void)keyname;
+    (void)keyname_len;
+    (void)arg;
+    switch (status) {
+    case SSL_TICKET_SUCCESS:
+    case SSL_TICKET_SUCCESS_RENEW:
+        break;
+    case SSL_TICKET_EMPTY:
+    case SSL_TICKET_NO_DECRYPT:
+        return SSL_TICKET_RETURN_IGNORE_RENEW;  /* a full handshake */
+    case SSL_TICKET_NONE:
+        return SSL_TICKET_RETURN_IGNORE;
+    default:
+        return SSL_TICKET_RETURN_ABORT;
+    }
+    b = csy_tk_binding(ssl, buf, sizeof(buf));
+    if (!b || !sess || !SSL_SESSION_get0_ticket_appdata(sess, &data, &len)
+        || len != strlen(b) || memcmp(data, b, len) != 0) {
+        return SSL_TICKET_RETURN_IGNORE_RENEW;  /* another host or name */
+    }
+    SHA256((const unsigned char *)b, len, sid);
+    if (!SSL_set_session_id_context(ssl, sid, sizeof(sid))
+        || !SSL_SESSION_set1_id_context(sess, sid, sizeof(sid))) {
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    }
+    return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE
+                                        : SSL_TICKET_RETURN_USE_RENEW;
+}
+
 /* Every TLS virtual host's context (not the proxy client's): the pool's
  * keys replace OpenSSL's per-context ones, and mod_ssl's
  * SSLSessionTicketKeyFile (this callback takes precedence). */
@@ -102,10 +193,19 @@ static int csy_tk_init_server(server_rec *s, apr_pool_t *p, int is_proxy,
     if (is_proxy || !csy_tk_table) {
         return DECLINED;
     }
-    if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, csy_tk_cb) != 1) {
+    if (csy_tk_ctx_index < 0) {
+        csy_tk_ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
+                                                    NULL);
+    }
+    if (csy_tk_ctx_index < 0
+        || !SSL_CTX_set_ex_data(ctx, csy_tk_ctx_index, s)
+        || SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, csy_tk_cb) != 1
+        || SSL_CTX_set_session_ticket_cb(ctx, csy_tk_gen_cb, csy_tk_dec_cb,
+                                         NULL) != 1) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, CYLOGNO(00261)
-                     "ticket keys: OpenSSL refused the ticket callback for "
+                     "ticket keys: OpenSSL refused the ticket callbacks for "
                      "%s; its tickets stay per proxy", s->server_hostname);
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, NULL);
         return DECLINED;
     }
     return DECLINED;    /* others' hooks run too */
