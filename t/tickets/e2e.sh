@@ -3,9 +3,10 @@
 # t/tickets/e2e.sh: pool-wide TLS session resumption (issue 16, part 1),
 # through HAProxy round-robin over the demo pool's three proxies
 # (t/lib/pool.sh), in vhost mode and then in dynamic mode.  CertService
-# rotates its ticket keys fast (CertServiceTicketKeys $ROTATE $ACCEPT:
-# a new key issues every ROTATE seconds and is accepted ACCEPT seconds
-# after it stops), so rotations happen during every step.
+# rotates its ticket keys fast: CertServiceTicketKeys $LONG_ROTATE
+# $LONG_ACCEPT (30 s, 180 s) for steps 1 and 2, so several rotations fall
+# in the reconnects but every ticket stays accepted; then (a graceful
+# restart of CertService) $ROTATE $ACCEPT (10 s, 4 s) for step 3.
 #
 # For each mode:
 #   1. every proxy holds the pool's keys (status "ticket_keys"), all the
@@ -34,6 +35,8 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 
 ROTATE=${TK_ROTATE:-10}
 ACCEPT=${TK_ACCEPT:-4}
+LONG_ROTATE=${TK_LONG_ROTATE:-30}
+LONG_ACCEPT=${TK_LONG_ACCEPT:-180}
 RECONNECTS=${TK_RECONNECTS:-300}
 MODES=${TK_MODES:-vhost dynamic}
 DOMAIN=shop.tickets.test
@@ -54,11 +57,15 @@ on_cleanup() {
     fi
 }
 
-# s_client through HAProxy (SNI $DOMAIN, verified against the pool's CA)
+# s_client through HAProxy (SNI $DOMAIN, verified against the pool's
+# CA), one HTTP/1.0 request read to its end: the TLS 1.3 tickets arrive
+# before the answer (without reading, s_client may close first and keep
+# no ticket)
 sclient() {
-    openssl s_client -connect "127.0.0.1:$POOL_LB_PORT" \
+    printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$DOMAIN" \
+    | openssl s_client -connect "127.0.0.1:$POOL_LB_PORT" \
         -servername "$DOMAIN" -verify_hostname "$DOMAIN" \
-        -CAfile "$POOL_TRUST_CA" -verify_return_error "$@" </dev/null 2>&1
+        -CAfile "$POOL_TRUST_CA" -verify_return_error -ign_eof "$@" 2>&1
 }
 # reconnects VERSION COUNT: a first connection, then COUNT more, each
 # offering the session the one before left (-sess_in/-sess_out: a client
@@ -70,8 +77,13 @@ reconnects() {
     rm -f "$work/chain"
     sclient "-$v" -sess_out "$work/chain" >/dev/null
     for ((i = 0; i < count; i++)); do
-        out=$(sclient "-$v" -sess_in "$work/chain" \
-                  -sess_out "$work/chain.next")
+        rm -f "$work/chain.next"
+        if [ -s "$work/chain" ]; then
+            out=$(sclient "-$v" -sess_in "$work/chain" \
+                      -sess_out "$work/chain.next")
+        else    # no ticket kept from the last one: a new session
+            out=$(sclient "-$v" -sess_out "$work/chain.next")
+        fi
         if grep -q '^Reused, ' <<<"$out"; then
             reused=$((reused + 1))
         else    # when (seconds into the rotation period), for the diag
@@ -123,11 +135,22 @@ rotation() {
     local v=$1 now start until tries=0 reused=0 out last
     # A ticket taken early in a key's issuing window: that key (of the
     # period at start) is accepted until start + ROTATE + ACCEPT.
-    while [ $(( $(date +%s) % ROTATE )) != 0 ]; do sleep 0.2; done
-    start=$(date +%s)
+    # (Not a start the long schedule shares: its key has that period.)
+    while now=$(date +%s); [ $((now % ROTATE)) != 0 ] \
+          || [ $((now % LONG_ROTATE)) = 0 ]; do
+        sleep 0.2
+    done
+    start=$now
     sclient "-$v" -sess_out "$work/sess.$v" >/dev/null
-    [ -s "$work/sess.$v" ] || { notok "$v: a session to resume"; return; }
-    until=$((start + ROTATE + ACCEPT))
+    [ -s "$work/sess.$v" ] || { notok "$MODE, $v: a session to resume"; return; }
+    # The key that issued it: the one issuing at start whose window
+    # started last (as the proxies choose); accepted until its end.
+    until=$(pool_cs_curl proxy /v1/ticket-keys | jq --argjson t "$start" \
+        '[.keys[] | select(.issue_from <= $t and $t < .issue_until)]
+         | max_by(.issue_from) | .accept_until')
+    [ -n "$until" ] && [ "$until" != null ] \
+        && [ "$until" -le $((start + ROTATE + ACCEPT)) ] \
+        || { notok "$MODE, $v: the key of the ticket ($until)"; return; }
     while now=$(date +%s); [ "$now" -lt $((until - 1)) ]; do
         out=$(sclient "-$v" -sess_in "$work/sess.$v")
         tries=$((tries + 1))
@@ -136,8 +159,7 @@ rotation() {
     done
     is "$reused/$tries" "$tries/$tries" "$MODE, $v: a ticket resumes on" \
         "every proxy while its key is accepted ($tries tries over" \
-        "$((until - 1 - start)) s, through $(((until - 1 - start) / ROTATE))" \
-        "rotations)"
+        "$((until - 1 - start)) s, rotate ${ROTATE} s)"
     while [ "$(date +%s)" -le "$until" ]; do sleep 0.2; done
     out=$(sclient "-$v" -sess_in "$work/sess.$v")
     last=$(grep -E '^(New|Reused), ' <<<"$out" | head -n 1)
@@ -156,7 +178,7 @@ for MODE in $MODES; do
     section "$MODE mode"
     base=$(pool_pick_base) || bail "no free ports"
     export POOL_ACTIVATION=$MODE POOL_SYNC_INTERVAL="2 1"
-    export POOL_CS_EXTRA="CertServiceTicketKeys $ROTATE $ACCEPT"
+    export POOL_CS_EXTRA="CertServiceTicketKeys $LONG_ROTATE $LONG_ACCEPT"
     pool_init "$work/$MODE" "$base" || bail "pool_init"
     pool_pki >/dev/null || bail "pool_pki"
     pool_start_certservice || bail "CertService did not start"
@@ -243,6 +265,22 @@ PY
             "($spread)"
     done
 
+    # The short schedule: CertService restarted gracefully, the proxies
+    # take it at their next cycle.
+    sed -i "s/^ *CertServiceTicketKeys .*/    CertServiceTicketKeys $ROTATE $ACCEPT/" \
+        "$POOL_DIR/cs/httpd.conf"
+    "$POOL_HTTPD" -f "$POOL_DIR/cs/httpd.conf" -k graceful >/dev/null 2>&1
+    for ((i = 0; i < 60; i++)); do
+        r=0
+        for px in 1 2 3; do
+            [ "$(tk_status "$px" | jq -r .rotate)" = "$ROTATE" ] && r=$((r + 1))
+        done
+        [ $r = 3 ] && break
+        sleep 0.5
+    done
+    is "$r" 3 "$MODE: every proxy took the short schedule (rotate $ROTATE s)"
+    # one full short period, so the key of the period is a short one
+    sleep "$ROTATE"
     rotation tls1_3
     rotation tls1_2
 
