@@ -126,5 +126,5 @@ for v in $VERSIONS; do
     printf '%-8s %-7s %12s %9s %14s\n' "$v" new "$hn" "$rn" "$cn"
     printf '%-8s %-7s %12s %9s %14s\n' "$v" resume "$hr" "$rr" "$cr"
     awk -v v="$v" -v a="$hn" -v b="$hr" -v c="$cn" -v d="$cr" 'BEGIN {
-        printf "# %s: resuming %.1fx the handshakes/s of new clients, %.1fx less proxy CPU each\n", v, a ? b / a : 0, d > 0 ? c / d : 0 }'
+        printf "# %s: resuming %.1fx the handshakes/s of new clients, %.1fx less proxy CPU each\n", v, (a ? b / a : 0), (d > 0 ? c / d : 0) }'
 done
