@@ -214,39 +214,19 @@ static int has_private(EVP_PKEY *key)
     return ok && bn != NULL;
 }
 
-apr_status_t cs_envelope_seal(unsigned char **der, apr_size_t *der_len,
-                              apr_pool_t *p, EVP_PKEY *key,
-                              const apr_array_header_t *recipients,
-                              const char **err)
+/* The recipients' check: RSA-OAEP key transport needs an RSA key; less
+ * than 2048 bits would be the weakest link of the envelope. */
+static apr_status_t check_recipients(const apr_array_header_t *recipients,
+                                     const char **err)
 {
-    PKCS8_PRIV_KEY_INFO *p8 = NULL;
-    unsigned char *plain = NULL, *q;
-    int plain_len = 0, len, i;
-    BIO *in = NULL;
-    CMS_ContentInfo *cms = NULL;
-    CMS_RecipientInfo *ri;
-    EVP_PKEY_CTX *pctx;
     X509 *cert;
     EVP_PKEY *pub;
-    apr_status_t rv = APR_EGENERAL;
+    int i;
 
-    *der = NULL;
-    *der_len = 0;
-    *err = NULL;
-    if (key == NULL) {
-        *err = "envelope: no key to seal";
-        return APR_EINVAL;
-    }
-    if (!has_private(key)) {
-        *err = "envelope: the key has no private half";
-        return APR_EINVAL;
-    }
     if (recipients == NULL || recipients->nelts == 0) {
         *err = "envelope: no wrapping certificate";
         return APR_EINVAL;
     }
-    /* RSA-OAEP key transport needs an RSA key; less than 2048 bits would
-     * be the weakest link of the envelope. */
     for (i = 0; i < recipients->nelts; i++) {
         cert = APR_ARRAY_IDX(recipients, i, X509 *);
         pub = cert ? X509_get0_pubkey(cert) : NULL;
@@ -258,14 +238,25 @@ apr_status_t cs_envelope_seal(unsigned char **der, apr_size_t *der_len,
             return APR_EINVAL;
         }
     }
+    return APR_SUCCESS;
+}
 
-    if ((p8 = EVP_PKEY2PKCS8(key)) == NULL
-        || (plain_len = i2d_PKCS8_PRIV_KEY_INFO(p8, &plain)) <= 0) {
-        plain_len = 0;
-        *err = ssl_error(p, "envelope: cannot encode the private key "
-                            "as PKCS#8");
-        goto leave;
-    }
+/* The AuthEnvelopedData of plain (checked recipients). */
+static apr_status_t seal_bytes(unsigned char **der, apr_size_t *der_len,
+                               apr_pool_t *p, const unsigned char *plain,
+                               int plain_len,
+                               const apr_array_header_t *recipients,
+                               const char **err)
+{
+    unsigned char *q;
+    int len, i;
+    BIO *in = NULL;
+    CMS_ContentInfo *cms = NULL;
+    CMS_RecipientInfo *ri;
+    EVP_PKEY_CTX *pctx;
+    X509 *cert;
+    apr_status_t rv = APR_EGENERAL;
+
     /* not detached: the encrypted content travels inside the CMS */
     if ((in = BIO_new_mem_buf(plain, plain_len)) == NULL
         || (cms = CMS_AuthEnvelopedData_create(EVP_aes_256_gcm())) == NULL
@@ -307,9 +298,67 @@ apr_status_t cs_envelope_seal(unsigned char **der, apr_size_t *der_len,
 leave:
     BIO_free(in);
     CMS_ContentInfo_free(cms);
+    return rv;
+}
+
+apr_status_t cs_envelope_seal(unsigned char **der, apr_size_t *der_len,
+                              apr_pool_t *p, EVP_PKEY *key,
+                              const apr_array_header_t *recipients,
+                              const char **err)
+{
+    PKCS8_PRIV_KEY_INFO *p8 = NULL;
+    unsigned char *plain = NULL;
+    int plain_len = 0;
+    apr_status_t rv;
+
+    *der = NULL;
+    *der_len = 0;
+    *err = NULL;
+    if (key == NULL) {
+        *err = "envelope: no key to seal";
+        return APR_EINVAL;
+    }
+    if (!has_private(key)) {
+        *err = "envelope: the key has no private half";
+        return APR_EINVAL;
+    }
+    if ((rv = check_recipients(recipients, err)) != APR_SUCCESS) {
+        return rv;
+    }
+    if ((p8 = EVP_PKEY2PKCS8(key)) == NULL
+        || (plain_len = i2d_PKCS8_PRIV_KEY_INFO(p8, &plain)) <= 0) {
+        plain_len = 0;
+        *err = ssl_error(p, "envelope: cannot encode the private key "
+                            "as PKCS#8");
+        rv = APR_EGENERAL;
+    }
+    else {
+        rv = seal_bytes(der, der_len, p, plain, plain_len, recipients, err);
+    }
     OPENSSL_clear_free(plain, (size_t)plain_len);
     PKCS8_PRIV_KEY_INFO_free(p8);   /* cleanses the key octets */
     return rv;
+}
+
+apr_status_t cs_envelope_seal_data(unsigned char **der, apr_size_t *der_len,
+                                   apr_pool_t *p, const unsigned char *data,
+                                   apr_size_t len,
+                                   const apr_array_header_t *recipients,
+                                   const char **err)
+{
+    apr_status_t rv;
+
+    *der = NULL;
+    *der_len = 0;
+    *err = NULL;
+    if (data == NULL || len == 0 || len > 65536) {
+        *err = "envelope: no data, or too much, to seal";
+        return APR_EINVAL;
+    }
+    if ((rv = check_recipients(recipients, err)) != APR_SUCCESS) {
+        return rv;
+    }
+    return seal_bytes(der, der_len, p, data, (int)len, recipients, err);
 }
 
 /*
@@ -463,21 +512,33 @@ int cs_envelope_has_recipient(const unsigned char *der, apr_size_t der_len,
     return rc;
 }
 
-apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
-                              const unsigned char *der, apr_size_t der_len,
-                              X509 *wrap_cert, EVP_PKEY *wrap_key,
-                              const char **err)
+/* Free a secure-memory BIO, its content cleansed first. */
+static void bio_cleanse_free(BIO *out)
+{
+    char *plain = NULL;
+    long plain_len;
+
+    if (out != NULL) {
+        plain_len = BIO_get_mem_data(out, &plain);
+        if (plain_len > 0) {
+            OPENSSL_cleanse(plain, (size_t)plain_len);
+        }
+        BIO_free(out);
+    }
+}
+
+/* Decrypt an envelope into *out (a secure-memory BIO the caller cleanses
+ * and frees; NULL on failure). */
+static apr_status_t open_bytes(BIO **out, apr_pool_t *p,
+                               const unsigned char *der, apr_size_t der_len,
+                               X509 *wrap_cert, EVP_PKEY *wrap_key,
+                               const char **err)
 {
     CMS_ContentInfo *cms = NULL;
-    PKCS8_PRIV_KEY_INFO *p8 = NULL;
-    EVP_PKEY *pk = NULL;
-    BIO *out = NULL;
     const unsigned char *q = der;
-    char *plain = NULL;
-    long plain_len = 0;
     apr_status_t rv = APR_EINVAL;
 
-    *key = NULL;
+    *out = NULL;
     *err = NULL;
     if (der == NULL || der_len == 0 || der_len > LONG_MAX) {
         *err = "envelope: empty or oversized input";
@@ -509,7 +570,7 @@ apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
     }
 
     /* A secure-memory BIO: its buffer is cleansed when freed. */
-    if ((out = BIO_new(BIO_s_secmem())) == NULL) {
+    if ((*out = BIO_new(BIO_s_secmem())) == NULL) {
         *err = ssl_error(p, "envelope: out of memory");
         rv = APR_ENOMEM;
         goto leave;
@@ -518,11 +579,41 @@ apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
      * the content.  OpenSSL does not say which, on purpose (a wrong key
      * decrypts to a random content key, against Bleichenbacher-style
      * oracles), so neither do we. */
-    if (CMS_decrypt(cms, wrap_key, wrap_cert, NULL, out, CMS_BINARY) != 1) {
+    if (CMS_decrypt(cms, wrap_key, wrap_cert, NULL, *out, CMS_BINARY) != 1) {
         ERR_clear_error();
         *err = "envelope: cannot decrypt (wrong key or damaged envelope)";
         rv = APR_EGENERAL;
         goto leave;
+    }
+    rv = APR_SUCCESS;
+
+leave:
+    if (rv != APR_SUCCESS) {
+        bio_cleanse_free(*out);
+        *out = NULL;
+    }
+    CMS_ContentInfo_free(cms);
+    ERR_clear_error();
+    return rv;
+}
+
+apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
+                              const unsigned char *der, apr_size_t der_len,
+                              X509 *wrap_cert, EVP_PKEY *wrap_key,
+                              const char **err)
+{
+    PKCS8_PRIV_KEY_INFO *p8 = NULL;
+    EVP_PKEY *pk = NULL;
+    BIO *out = NULL;
+    const unsigned char *q;
+    char *plain = NULL;
+    long plain_len = 0;
+    apr_status_t rv;
+
+    *key = NULL;
+    if ((rv = open_bytes(&out, p, der, der_len, wrap_cert, wrap_key, err))
+        != APR_SUCCESS) {
+        return rv;
     }
     plain_len = BIO_get_mem_data(out, &plain);
     q = (const unsigned char *)plain;
@@ -533,23 +624,43 @@ apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
         *err = ssl_error(p, "envelope: the content is not a PKCS#8 "
                             "private key");
         rv = APR_EGENERAL;
-        goto leave;
     }
-    pkey_own(p, pk);
-    *key = pk;
-    rv = APR_SUCCESS;
-
-leave:
-    if (out != NULL) {
-        plain_len = BIO_get_mem_data(out, &plain);
-        if (plain_len > 0) {
-            OPENSSL_cleanse(plain, (size_t)plain_len);
-        }
-        BIO_free(out);
+    else {
+        pkey_own(p, pk);
+        *key = pk;
     }
+    bio_cleanse_free(out);
     PKCS8_PRIV_KEY_INFO_free(p8);
-    CMS_ContentInfo_free(cms);
     ERR_clear_error();
+    return rv;
+}
+
+apr_status_t cs_envelope_open_data(unsigned char *data, apr_size_t size,
+                                   apr_size_t *len, apr_pool_t *p,
+                                   const unsigned char *der,
+                                   apr_size_t der_len, X509 *wrap_cert,
+                                   EVP_PKEY *wrap_key, const char **err)
+{
+    BIO *out = NULL;
+    char *plain = NULL;
+    long plain_len;
+    apr_status_t rv;
+
+    *len = 0;
+    if ((rv = open_bytes(&out, p, der, der_len, wrap_cert, wrap_key, err))
+        != APR_SUCCESS) {
+        return rv;
+    }
+    plain_len = BIO_get_mem_data(out, &plain);
+    if (plain_len <= 0 || (apr_size_t)plain_len > size) {
+        *err = "envelope: the content does not have the expected size";
+        rv = APR_EGENERAL;
+    }
+    else {
+        memcpy(data, plain, (size_t)plain_len);
+        *len = (apr_size_t)plain_len;
+    }
+    bio_cleanse_free(out);
     return rv;
 }
 

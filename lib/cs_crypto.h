@@ -68,6 +68,27 @@ apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
                               X509 *wrap_cert, EVP_PKEY *wrap_key,
                               const char **err);
 
+/**
+ * The same envelope around any secret bytes (1 to 65536 of them): the
+ * pool's TLS session ticket keys (cs_tkey.h).  The caller cleanses data.
+ */
+apr_status_t cs_envelope_seal_data(unsigned char **der, apr_size_t *der_len,
+                                   apr_pool_t *p, const unsigned char *data,
+                                   apr_size_t len,
+                                   const apr_array_header_t *recipients,
+                                   const char **err);
+
+/**
+ * Open what cs_envelope_seal_data() made into data (size bytes; *len the
+ * content's length).  Errors as cs_envelope_open(); APR_EGENERAL too if
+ * the content is larger than size.  Only data holds the plaintext after.
+ */
+apr_status_t cs_envelope_open_data(unsigned char *data, apr_size_t size,
+                                   apr_size_t *len, apr_pool_t *p,
+                                   const unsigned char *der,
+                                   apr_size_t der_len, X509 *wrap_cert,
+                                   EVP_PKEY *wrap_key, const char **err);
+
 /* --- PEM/DER helpers (results owned by the pool) ---------------------- */
 
 /** Read every certificate of a PEM text, in order. Array of X509 *. */

@@ -87,6 +87,8 @@ typedef enum {
     CS_STMT_LIM_LIST,
     /* Metrics: the ACME order counters (cs_store_metrics.c). */
     CS_STMT_ORD_ADD, CS_STMT_ORD_INSERT,
+    /* The pool's TLS session ticket keys (cs_store_tkeys.c). */
+    CS_STMT_TK_LIST, CS_STMT_TK_INSERT, CS_STMT_TK_PURGE,
     CS_STMT_COUNT
 } cs_stmt_e;
 

@@ -357,4 +357,34 @@ apr_status_t cs_store_rate_list(apr_array_header_t **rows, cs_db_t *db,
  * cannot hold, APR_NOTFOUND where said. */
 const char *cs_store_error(cs_db_t *db, apr_pool_t *p, int rv);
 
+/* --- The pool's TLS session ticket keys (cs_store_tkeys.c) ------------ */
+
+/* One key as stored and published: its name (hex), its schedule (unix
+ * seconds, cs_tkey.h), its secret sealed to the wrapping certificates
+ * (base64 DER CMS, as a bundle's key_cms). */
+typedef struct {
+    apr_int64_t issue_from;
+    apr_int64_t issue_until;
+    apr_int64_t accept_until;
+    const char *name;
+    const char *key_cms;
+} cs_tkey_row_t;
+
+/** Keys still accepted at now (array of cs_tkey_row_t), by issue_from. */
+apr_status_t cs_store_tkeys(apr_array_header_t **keys, cs_db_t *db,
+                            apr_pool_t *p, apr_int64_t now);
+
+/**
+ * The keys proxies need at now: that of the period issuing now and of the
+ * next one (made, sealed to recipients and stored when missing; another
+ * instance's that won a race is kept), and the older ones still accepted
+ * (keys no longer accepted are deleted).  *keys: cs_tkey_row_t, by
+ * issue_from.  rotate, accept: seconds (cs_tkey.h).  On failure *err.
+ */
+apr_status_t cs_tkeys_current(apr_array_header_t **keys, int *made,
+                              cs_db_t *db, apr_pool_t *p,
+                              const apr_array_header_t *recipients,
+                              apr_int64_t rotate, apr_int64_t accept,
+                              apr_int64_t now, const char **err);
+
 #endif /* CS_STORE_H */

@@ -158,6 +158,15 @@ static const char *const schema_ddl[] = {
     " result VARCHAR(16) NOT NULL,"
     " count BIGINT NOT NULL,"
     " PRIMARY KEY (ca, result))",
+    /* The pool's TLS session ticket keys (cs_store_tkeys.c): the secret
+     * sealed to the wrapping certificates like a private key. */
+    "CREATE TABLE IF NOT EXISTS cs_ticket_keys ("
+    " issue_from BIGINT NOT NULL PRIMARY KEY,"
+    " name VARCHAR(32) NOT NULL,"
+    " issue_until BIGINT NOT NULL,"
+    " accept_until BIGINT NOT NULL,"
+    " key_cms TEXT NOT NULL,"
+    " created BIGINT NOT NULL)",
 
     NULL
 };
@@ -440,6 +449,19 @@ static const cs_statement_t statements[CS_STMT_COUNT + 1] = {
     [CS_STMT_ORD_INSERT] = { "cs_ord_insert",
       "INSERT INTO cs_acme_order_counts (ca, result, count)"
       " VALUES (%s, %s, 1)" },
+    /* The pool's TLS session ticket keys: one per rotation period, by
+     * the start of its issuing window (a racing instance's duplicate
+     * fails on the primary key). */
+    [CS_STMT_TK_LIST] = { "cs_tk_list",
+      "SELECT issue_from, name, issue_until, accept_until, key_cms"
+      " FROM cs_ticket_keys WHERE accept_until > %lld"
+      " ORDER BY issue_from" },
+    [CS_STMT_TK_INSERT] = { "cs_tk_insert",
+      "INSERT INTO cs_ticket_keys (issue_from, name, issue_until,"
+      " accept_until, key_cms, created) VALUES (%lld, %s, %lld, %lld, %s,"
+      " %lld)" },
+    [CS_STMT_TK_PURGE] = { "cs_tk_purge",
+      "DELETE FROM cs_ticket_keys WHERE accept_until <= %lld" },
 
     [CS_STMT_COUNT] = { NULL, NULL }
 };

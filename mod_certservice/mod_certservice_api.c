@@ -148,6 +148,13 @@ static int cs_route(cs_req_t *q)
         }
         return cs_get_changes(q);
     }
+    if (n == 2 && strcmp(s[1], "ticket-keys") == 0) {
+        if ((rc = cs_method(q, M(M_GET), "GET")) != DECLINED
+            || (rc = cs_open_db(q)) != DECLINED) {
+            return rc;
+        }
+        return cs_get_ticket_keys(q);
+    }
     if (strcmp(s[1], "bundles") == 0 && (n == 2 || n == 3)) {
         if ((rc = cs_method(q, n == 2 ? M(M_POST) : M(M_GET),
                             n == 2 ? "POST" : "GET")) != DECLINED

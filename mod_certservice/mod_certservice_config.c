@@ -70,6 +70,8 @@ void *cs_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     CS_MERGE(od_ask_limit, 0);
     CS_MERGE(od_ask_window, 0);
     CS_MERGE(od_refused_ttl, 0);
+    CS_MERGE(tk_rotate, 0);
+    CS_MERGE(tk_accept, 0);
     CS_MERGE(acme_url, NULL);
     CS_MERGE(acme_contact, NULL);
     CS_MERGE(acme_ca, NULL);
@@ -167,6 +169,8 @@ const cs_conf_t *cs_config_get(server_rec *s)
     CS_DEFAULT(od_refused_ttl, 0, CS_OD_REFUSED_TTL);
     CS_DEFAULT(feed_wait, 0, CS_FEED_WAIT);
     CS_DEFAULT(feed_waiters, 0, CS_FEED_WAITERS);
+    CS_DEFAULT(tk_rotate, 0, CS_TK_ROTATE);
+    CS_DEFAULT(tk_accept, 0, CS_TK_ACCEPT);
     CS_DEFAULT(acme_accounts, 0, 1);
     if (!conf->notify_expiring) {
         conf->notify_expiring = -1;
@@ -551,6 +555,10 @@ const command_rec cs_cmds[] = {
                    "moves), or off (default " CS_STR(CS_FEED_WAIT) ") "
                    "[such requests held at once per process (default "
                    CS_STR(CS_FEED_WAITERS) ")]"),
+    AP_INIT_TAKE12("CertServiceTicketKeys", cs_set_ticket_keys, NULL,
+                   RSRC_CONF, "The pool's TLS session ticket keys: 'off', "
+                   "or how often a new key starts issuing [and how long "
+                   "it is accepted after] (default 12h 24h)"),
     { NULL }
 };
 

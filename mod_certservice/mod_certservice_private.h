@@ -178,6 +178,9 @@ typedef struct {
     /* The change feed's long poll (mod_certservice_proxy.c) */
     int feed_wait;                      /* seconds; 0: unset, -1: off */
     int feed_waiters;                   /* per process; 0: unset */
+    /* The pool's TLS session ticket keys (mod_certservice_tkeys.c) */
+    apr_int64_t tk_rotate;              /* seconds; 0: unset, -1: off */
+    apr_int64_t tk_accept;              /* seconds; 0: unset, -1: off */
     int effective;              /* not merged: cs_config_get() sets it */
     int notify_here;            /* not merged: a sink is named in this
                                  * server's own context; only such servers
@@ -433,5 +436,16 @@ const char *cs_set_od_refused_ttl(cmd_parms *cmd, void *dummy,
 int cs_post_on_demand(cs_req_t *q);
 /* Says at startup whether on-demand issuance is on, and how. */
 void cs_od_post_config(server_rec *main_s);
+
+/* --- mod_certservice_tkeys.c: the pool's TLS session ticket keys ------ */
+
+/* Log tags CS00140 ... CS00149 are this file's. */
+#define CS_TK_ROTATE            (12 * 3600)     /* a new key every 12 h */
+#define CS_TK_ACCEPT            (24 * 3600)     /* accepted 24 h more */
+
+const char *cs_set_ticket_keys(cmd_parms *cmd, void *dummy,
+                               const char *rotate, const char *accept);
+/* GET /v1/ticket-keys (role proxy). */
+int cs_get_ticket_keys(cs_req_t *q);
 
 #endif /* MOD_CERTSERVICE_PRIVATE_H */

@@ -19,7 +19,7 @@
 
 typedef enum {
     T_STRING, T_STRING_OR_NULL, T_INTEGER, T_BOOLEAN, T_COUNTERS,
-    T_FAILURES, T_STORE_ERRORS
+    T_FAILURES, T_STORE_ERRORS, T_TICKET_KEYS
 } member_type_t;
 
 static const struct {
@@ -37,8 +37,36 @@ static const struct {
     { "failures_trimmed", T_INTEGER },
     { "restart_pending", T_BOOLEAN }, { "service_cursor_exact", T_BOOLEAN },
     { "counters", T_COUNTERS }, { "failures", T_FAILURES },
-    { "store_errors", T_STORE_ERRORS }
+    { "store_errors", T_STORE_ERRORS },
+    /* The pool's TLS session ticket keys (mod_certsync_tkeys.c). */
+    { "ticket_keys", T_TICKET_KEYS }
 };
+
+/* "ticket_keys": its numbers, and the issuing key's name and the last
+ * error as text (or null). */
+static json_t *ticket_keys_of(json_t *o)
+{
+    static const char *const ints[] = { "keys", "issuing_until", "rotate",
+                                        "accept", "updated" };
+    static const char *const strs[] = { "issuing", "error" };
+    json_t *out = json_object(), *v;
+    size_t i;
+
+    for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        if (json_is_integer(v = json_object_get(o, ints[i]))) {
+            json_object_set(out, ints[i], v);
+        }
+    }
+    for (i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        v = json_object_get(o, strs[i]);
+        if (json_is_null(v) || (json_is_string(v)
+                                && strlen(json_string_value(v))
+                                   == json_string_length(v))) {
+            json_object_set(out, strs[i], v);
+        }
+    }
+    return out;
+}
 
 /* The members of o that are of type want (a json_type), copied. */
 static json_t *object_of(json_t *o, json_type want)
@@ -144,6 +172,12 @@ json_t *csy_state_parse(const char *text, size_t len, const char **err)
             if (json_is_object(v)) {
                 json_object_set_new(out, members[i].name,
                                     store_errors_of(v));
+            }
+            break;
+        case T_TICKET_KEYS:
+            if (json_is_object(v)) {
+                json_object_set_new(out, members[i].name,
+                                    ticket_keys_of(v));
             }
             break;
         }

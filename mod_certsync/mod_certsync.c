@@ -173,6 +173,7 @@ static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     csy_shared = NULL;          /* the last generation's went with pconf */
     csy_status_shm = NULL;
     csy_ondemand = NULL;
+    csy_tk_table = NULL;
     if (csy_dyn_check(pconf, s) != OK || csy_od_check(s) != OK) {
         return !OK;
     }
@@ -192,6 +193,7 @@ static int csy_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     cs_http_global_init();
     csy_status_shm = csy_status_segment(s);
+    csy_tk_post_config(pconf, s);
     if (conf->dynamic == 1) {
         /* Anonymous: the daemon and the workers inherit the mapping.  The
          * generation table is sized for the store as it is now, at each
@@ -236,6 +238,7 @@ static void csy_register_hooks(apr_pool_t *p)
 
     ap_hook_post_config(csy_post_config, NULL, before_ssl, APR_HOOK_MIDDLE);
     csy_dyn_register_hooks(p);
+    csy_tk_register_hooks(p);
     csy_alpn_register_hooks(p);
     csy_status_register_hooks(p);
 }

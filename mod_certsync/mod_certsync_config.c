@@ -36,6 +36,7 @@ void *csy_create_server_config(apr_pool_t *p, server_rec *s)
     conf->refuse_unknown = -1;
     conf->ondemand = -1;
     conf->ondemand_wait = -1;
+    conf->tickets = -1;
     return conf;
 }
 
@@ -74,6 +75,7 @@ void *csy_merge_server_config(apr_pool_t *p, void *basev, void *addv)
     CSY_MERGE_INT(catch_all, -1);
     CSY_MERGE_INT(refuse_unknown, -1);
     CSY_MERGE_INT(ondemand, -1);
+    CSY_MERGE_INT(tickets, -1);
     CSY_MERGE_INT(ondemand_wait, -1);
     CSY_MERGE_INT(ondemand_rate, 0);
     CSY_MERGE_INT(ondemand_burst, 0);
@@ -142,6 +144,9 @@ void csy_conf_effective(csy_conf_t *conf, apr_pool_t *p)
     }
     if (conf->ondemand < 0) {
         conf->ondemand = 0;
+    }
+    if (conf->tickets < 0) {
+        conf->tickets = 1;
     }
     if (conf->ondemand_wait < 0) {
         conf->ondemand_wait = CSY_DEFAULT_OD_WAIT;
@@ -551,5 +556,8 @@ const command_rec csy_cmds[] = {
                    "proxy sends to CertService (default "
                    CSY_STR(CSY_DEFAULT_OD_RATE) "), and the burst (default "
                    CSY_STR(CSY_DEFAULT_OD_BURST) ")"),
+    AP_INIT_FLAG("CertSyncTicketKeys", csy_set_flag, CSY_OFF(tickets),
+                 RSRC_CONF, "TLS session tickets under the pool's keys from "
+                 "CertService, on every TLS virtual host (default On)"),
     { NULL }
 };

@@ -303,6 +303,9 @@ static int csy_daemon_cycle(csy_daemon_t *d, apr_pool_t *cycle, int *backoff)
     apr_status_t rv;
 
     csy_retry_writes(d, cycle);
+    /* The ticket keys first: a cycle that fails for the bundles may
+     * still bring the key that is about to issue. */
+    csy_tk_sync(d->s, conf, d->client, d->state, cycle);
     rv = csy_sync_once(&res, d->client, d->store, d->failures, cycle);
     json_object_set_new(d->state, "last_sync",
                         json_integer(apr_time_sec(now)));

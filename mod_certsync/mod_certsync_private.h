@@ -88,6 +88,8 @@ typedef struct csy_conf_t {
     int ondemand_burst;                 /* 0: unset */
     /* The feed watch (dynamic mode; mod_certsync_watch.c). */
     int watch;                          /* seconds; 0: unset, -1: off */
+    /* The pool's TLS session ticket keys (mod_certsync_tkeys.c). */
+    int tickets;                        /* -1: unset */
 } csy_conf_t;
 
 /* The defaults (csy_conf_effective; the directives' help strings quote
@@ -153,6 +155,21 @@ int csy_od_post_config(apr_pool_t *pconf, server_rec *s);
  * (a reference the caller releases) if the store got it meanwhile. */
 int csy_od_handshake(csy_bundle_t **b, conn_rec *c, const char *name);
 json_t *csy_od_status_json(void);
+
+/* mod_certsync_tkeys.c: the pool's TLS session ticket keys (log tags
+ * CY00260 ... CY00269).  csy_tk_table: the keys in shared memory, made by
+ * post_config (NULL: CertSyncTicketKeys off, or no CertService); the
+ * daemon writes it (csy_tk_sync, each cycle), every TLS virtual host's
+ * ticket callback reads it. */
+extern struct cs_tk_table_t *csy_tk_table;
+int csy_tk_post_config(apr_pool_t *pconf, server_rec *s);
+void csy_tk_register_hooks(apr_pool_t *p);
+/* The daemon: fetch and open the keys, publish them to the table; what
+ * it did goes into state (the status's "ticket_keys"). */
+struct csy_client_t;
+void csy_tk_sync(server_rec *s, const csy_conf_t *conf,
+                 struct csy_client_t *client, json_t *state,
+                 apr_pool_t *p);
 
 /* mod_certsync_status.c */
 void csy_status_register_hooks(apr_pool_t *p);
