@@ -6,7 +6,10 @@
  *     CS_TEST_MYSQL="host=127.0.0.1;port=N;user=U;pass=P;dbname=D"
  * it runs the same tests through apr_dbd's mysql driver instead (the
  * database's cs_* tables are dropped first); t/db/mariadb.sh starts a
- * private MariaDB and prints such a string.
+ * private MariaDB and prints such a string.  CS_TEST_MYSQL2, a second
+ * such string (another node of a Galera cluster: t/db/galera_cluster.sh),
+ * sends the forked writers of odd pid to it, so the races run between
+ * two nodes, where conflicts are certification failures, not lock waits.
  *
  * The key property is the change feed's: a reader paging from any cursor
  * while several processes write sees every seq exactly once, in order,
@@ -40,6 +43,7 @@
 
 static const char *driver_name;
 static const char *params;
+static const char *params2;     /* CS_TEST_MYSQL2: odd pids use it */
 static const char *sqlite_path;
 static apr_pool_t *root;
 
@@ -81,7 +85,9 @@ static conn_t *conn_open(void)
         fprintf(stderr, "apr_dbd driver %s: error %d\n", driver_name, rv);
         exit(2);
     }
-    rv = apr_dbd_open_ex(driver, p, params, &c->db.handle, &err);
+    rv = apr_dbd_open_ex(driver, p, params2 && (getpid() & 1) ? params2
+                                                              : params,
+                         &c->db.handle, &err);
     if (rv != APR_SUCCESS) {
         fprintf(stderr, "apr_dbd_open %s: %s\n", driver_name,
                 err ? err : "failed");
@@ -1740,6 +1746,62 @@ static void test_tx_retry(void)
     conn_close(c);
 }
 
+/* Budgets: forked processes take orders from two budgets at once; the
+ * rows' locks (on Galera: certification) must keep the grants within the
+ * tighter budget, whichever node each process writes through. */
+static void test_budgets_concurrent(void)
+{
+    enum { CHILDREN = 6, TRIES = 12, LIMIT = 9 };
+    volatile int *granted;
+    cs_budget_t b[2];
+    pid_t pids[CHILDREN];
+    int i, total = 0, fails = 0, retries = 0;
+
+    UNIT_CASE("budgets: never over-granted across processes");
+    granted = mmap(NULL, 3 * CHILDREN * sizeof(int), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (!CHECK(granted != MAP_FAILED)) {
+        return;
+    }
+    b[0].name = "race-global";
+    b[0].window = 3600;
+    b[0].limit = 1000;
+    b[1].name = "race-account";
+    b[1].window = 3600;
+    b[1].limit = LIMIT;
+    for (i = 0; i < CHILDREN; i++) {
+        if ((pids[i] = fork()) == 0) {
+            conn_t *k = conn_open();
+            apr_int64_t ra;
+            int j, g, which;
+
+            for (j = 0; j < TRIES; j++) {
+                if (cs_store_budget_take(&g, &ra, &which, &k->db, k->pool, b,
+                                         2, now_sec()) != APR_SUCCESS) {
+                    granted[CHILDREN + i]++;
+                    continue;
+                }
+                granted[i] += g;
+            }
+            granted[2 * CHILDREN + i] = (int)k->db.retries;
+            conn_close(k);
+            _exit(0);
+        }
+    }
+    CHECK(child_wait_all(pids, CHILDREN));
+    for (i = 0; i < CHILDREN; i++) {
+        total += granted[i];
+        fails += granted[CHILDREN + i];
+        retries += granted[2 * CHILDREN + i];
+    }
+    CHECK_EQ_INT(fails, 0);
+    CHECK_EQ_INT(total, LIMIT);
+    printf("# budgets: %d granted of %d asked, limit %d, %d failed,"
+           " %d conflicts run again\n", total, CHILDREN * TRIES, LIMIT,
+           fails, retries);
+    munmap((void *)granted, 3 * CHILDREN * sizeof(int));
+}
+
 #define DUE_JOBS 700
 
 /* jobs i: due (next_at <= 2000) when due(i); deadline prio(i). */
@@ -1918,6 +1980,10 @@ int main(void)
     if (mysql && *mysql) {
         driver_name = "mysql";
         params = mysql;
+        params2 = getenv("CS_TEST_MYSQL2");
+        if (params2 && !*params2) {
+            params2 = NULL;
+        }
     }
     else {
         driver_name = "sqlite3";
@@ -1946,6 +2012,7 @@ int main(void)
     test_acme();
     test_put_created();
     test_tx_retry();
+    test_budgets_concurrent();
     test_due_prio();
 
     rc = unit_summary();
