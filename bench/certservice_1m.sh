@@ -30,8 +30,10 @@
 #   size     bytes of the database per domain (SQLite: the file after a
 #            checkpoint; MariaDB: data + indexes of the cs_ tables)
 #
-# Usage: bench/certservice_1m.sh     (build first: make; it builds
-#        bench/cs_scan_bench).  Run under flock /tmp/bench.lock.
+# Usage: LOCK=/tmp/bench.lock bench/certservice_1m.sh   (build first:
+#        make; it builds bench/cs_scan_bench).  With LOCK, each measured
+#        phase runs under flock LOCK (one benchmark at a time on a shared
+#        machine); filling the database does not wait for it.
 # Environment [defaults]: N [1000000], ISSUE [2000], BUNDLES [20000],
 #   BATCH [100], FEED_LIMIT [1000], LIST_PAGES [50], BACKENDS
 #   [sqlite mariadb], MARIADB_N (N for MariaDB) [N],
@@ -183,7 +185,16 @@ Timeout 300" vhost="CertServiceMaxBatch $BATCH"
     done
     die "httpd does not answer"
 }
-client() { local m=$1; shift; perl "$tmp/client.pl" "$m" "$port" "$pki" "$@"; }
+# locked CMD...: CMD under flock $LOCK when set: the measurements wait for
+# other benchmarks, the setup (filling the database) does not
+locked() {
+    if [ -n "${LOCK:-}" ]; then flock "$LOCK" "$@"; else "$@"; fi
+}
+client() {
+    local m=$1
+    shift
+    locked perl "$tmp/client.pl" "$m" "$port" "$pki" "$@"
+}
 
 # fill_sql DIALECT N: SQL that adds N - ISSUE copies (see the header)
 fill_sql() {
@@ -292,7 +303,7 @@ bench() { # NAME DRIVER PARAMS N WORKERS SQLCMD...
     echo "   list from the middle: $out" >&2
     l2=$(awk -v o="$out" 'BEGIN{split(o,a," "); printf "%.1f", a[1]*1000/a[3]}')
     stop_httpd "$tmp/httpd"
-    "$top/bench/cs_scan_bench" "$drv" "$params" 9 | tee "$tmp/scan.$name" >&2
+    locked "$top/bench/cs_scan_bench" "$drv" "$params" 9 | tee "$tmp/scan.$name" >&2
     if [ "$name" = sqlite ]; then
         sz=$(stat -c %s "$tmp/sqlite/cs.db")
     else
