@@ -6,9 +6,9 @@
 # For each backend: one httpd with mod_certservice (local CA) on a fresh
 # database, then
 #
-#   issue    PUT /v1/domains for $ISSUE new domains (real issuance: key
+#   setup    PUT /v1/domains for $ISSUE new domains (real issuance: key
 #            pair, certificate from CertServiceLocalCA, key sealed to the
-#            RSA-2048 wrapping certificate, one transaction each) -> /s
+#            RSA-2048 wrapping certificate, one transaction each)
 #   fill     the database brought to $N domains by SQL, each new row a
 #            copy of an issued one's certificate and sealed key under a new
 #            name, with its change in the feed and an ACME job whose renewal
@@ -23,6 +23,7 @@
 #            batches of $BATCH -> bundles/s
 #   list     GET /v1/domains?limit=1000, $LIST_PAGES pages from the start
 #            and as many from the middle (after=) -> ms a page
+#   issue    $ISSUE_MEASURE more PUTs with N domains stored -> /s
 #   scan     bench/cs_scan_bench: the renewal scheduler's query with 0,
 #            100 and 10,000 jobs due (its store call, and the statement it
 #            ran before), the query plans, the store's listing and feed
@@ -34,7 +35,8 @@
 #        make; it builds bench/cs_scan_bench).  With LOCK, each measured
 #        phase runs under flock LOCK (one benchmark at a time on a shared
 #        machine); filling the database does not wait for it.
-# Environment [defaults]: N [1000000], ISSUE [2000], BUNDLES [20000],
+# Environment [defaults]: N [1000000], ISSUE [2000], ISSUE_MEASURE [1000],
+#   BUNDLES [20000],
 #   BATCH [100], FEED_LIMIT [1000], LIST_PAGES [50], BACKENDS
 #   [sqlite mariadb], MARIADB_N (N for MariaDB) [N],
 #   CERTSUITE_KEEP=1 keeps the directory.
@@ -45,6 +47,7 @@ export LC_ALL=C
 N=${N:-1000000}
 MARIADB_N=${MARIADB_N:-$N}
 ISSUE=${ISSUE:-2000}
+ISSUE_MEASURE=${ISSUE_MEASURE:-1000}
 BUNDLES=${BUNDLES:-20000}
 BATCH=${BATCH:-100}
 FEED_LIMIT=${FEED_LIMIT:-1000}
@@ -91,8 +94,8 @@ sub ua {
     setsockopt($ua->{handle}{fh}, IPPROTO_TCP, TCP_NODELAY, 1);
     return $ua;
 }
-if ($mode eq 'issue') {             # issue N WORKERS: "seconds failed"
-    my ($n, $workers) = @a;
+if ($mode eq 'issue') {     # issue FIRST LAST WORKERS: "seconds failed"
+    my ($first, $n, $workers) = @a;
     my $t0 = time;
     my @kids;
     for my $w (0 .. $workers - 1) {
@@ -100,7 +103,7 @@ if ($mode eq 'issue') {             # issue N WORKERS: "seconds failed"
         if ($pid) { push @kids, $pid; next }
         my $ua = ua('admin');
         my $bad = 0;
-        for (my $i = 1 + $w; $i <= $n; $i += $workers) {
+        for (my $i = $first + $w; $i <= $n; $i += $workers) {
             my $r;
             for (1 .. 5) {
                 $r = $ua->request('PUT', "$base/v1/domains/i$i.bench.example");
@@ -275,10 +278,11 @@ bench() { # NAME DRIVER PARAMS N WORKERS SQLCMD...
     shift 5
     echo "== $name: $n domains" >&2
     start_cs "$drv" "$params"
-    out=$(client issue "$ISSUE" "$workers")
+    # Setup: the issued domains the copies are made of (not timed).
+    out=$(perl "$tmp/client.pl" issue "$port" "$pki" 1 "$ISSUE" "$workers")
     read -r s f <<<"$out"
     [ "$f" = 0 ] || die "$name: issuing failed"
-    echo "   issue: $ISSUE in $s s ($(awk -v n="$ISSUE" -v s="$s" 'BEGIN{printf "%.0f", n/s}')/s, $workers clients)" >&2
+    echo "   setup: $ISSUE issued in $s s" >&2
     t0=$(date +%s.%N)
     fill_sql "$name" "$n" | "$@" >/dev/null || die "$name: fill failed"
     tf=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", b-a}')
@@ -302,6 +306,12 @@ bench() { # NAME DRIVER PARAMS N WORKERS SQLCMD...
     out=$(client list "f$((n / 2)).fill.bench.example" "$LIST_PAGES")
     echo "   list from the middle: $out" >&2
     l2=$(awk -v o="$out" 'BEGIN{split(o,a," "); printf "%.1f", a[1]*1000/a[3]}')
+    # Issuance with N domains in the database.
+    out=$(client issue "$((ISSUE + 1))" "$((ISSUE + ISSUE_MEASURE))" \
+          "$workers")
+    read -r s f <<<"$out"
+    [ "$f" = 0 ] || die "$name: issuing at $n failed"
+    echo "   issue at $n: $ISSUE_MEASURE in $s s ($workers clients)" >&2
     stop_httpd "$tmp/httpd"
     locked "$top/bench/cs_scan_bench" "$drv" "$params" 9 | tee "$tmp/scan.$name" >&2
     if [ "$name" = sqlite ]; then
@@ -317,7 +327,7 @@ bench() { # NAME DRIVER PARAMS N WORKERS SQLCMD...
     echo "   size: $sz bytes, $((sz / n)) per domain" >&2
     sc() { awk -v k="$1" -v d="$2" '$1 == k && $2 == d { print $3 }' "$tmp/scan.$name"; }
     printf '| %s | %d | %.0f /s | %.1f s (%.0f /s) | %.0f /s | %s / %s ms | %s / %s / %s ms | %s / %s / %s ms | %d B |\n' \
-        "$name" "$n" "$(awk -v n="$ISSUE" -v s="$s" 'BEGIN{print n/s}')" \
+        "$name" "$n" "$(awk -v n="$ISSUE_MEASURE" -v s="$s" 'BEGIN{print n/s}')" \
         "$f" "$(awk -v n="$n" -v f="$f" 'BEGIN{print n/f}')" \
         "$(awk -v n="$BUNDLES" -v b="$b" 'BEGIN{print n/b}')" "$l1" "$l2" \
         "$(sc due_prio 0)" "$(sc due_prio 100)" "$(sc due_prio 10000)" \
@@ -347,7 +357,8 @@ for be in $BACKENDS; do
 done
 
 echo
-echo "CertService at N domains ($ISSUE issued, the rest copies);" \
+echo "CertService at N domains ($ISSUE issued, the rest copies; issue:" \
+     "$ISSUE_MEASURE more PUTs at N);" \
      "$(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
 echo
 echo "| backend | N | issue | feed 0..end (limit $FEED_LIMIT) | bundles (POST x$BATCH, $BUNDLES random) | list page (start / middle) | scheduler due_prio (0 / 100 / 10k due) | before: old statement (0 / 100 / 10k due) | bytes per domain |"
