@@ -10,7 +10,10 @@
  * transaction, and the counter row stays locked until commit.  So sequence
  * numbers are committed in order: a reader that has seen seq N can never
  * later find a change below N appear (no gaps filled in behind a cursor),
- * with one CertService or several on one database.
+ * with one CertService or several on one database, or on the nodes of a
+ * Galera cluster: there the row is not locked across nodes, but every
+ * writer writes it, so two nodes' writers conflict at certification and
+ * the loser's transaction is run again from the start (cs_db_tx_run()).
  */
 #ifndef CS_STORE_H
 #define CS_STORE_H
