@@ -505,6 +505,13 @@ static apr_status_t add_columns(cs_db_t *db, apr_pool_t *p)
  * it.  Jobs from before the scheduler get a deadline: their due time. */
 static const char *const schema_indexes[] = {
     "CREATE INDEX cs_acme_jobs_prio ON cs_acme_jobs (prio, domain)",
+    /* The scheduler's window (cs_job_due_window) read from the index
+     * alone: with the row lookups, 257 due jobs cost 12 ms on a MariaDB
+     * of 1M jobs whose buffer pool held a fraction of the table.  Built
+     * on the first start of a version that has it (a minute or so at 1M
+     * jobs). */
+    "CREATE INDEX cs_acme_jobs_due ON cs_acme_jobs"
+    " (next_at, domain, lease_until, prio)",
     "UPDATE cs_acme_jobs SET prio = next_at WHERE prio IS NULL",
     NULL
 };
