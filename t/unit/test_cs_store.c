@@ -1920,6 +1920,41 @@ static int plan_ok(conn_t *c, apr_pool_t *p, const char *sql,
     return ok && seen;
 }
 
+/* A new SQLite file gets 8 KiB pages (three domains' rows to a page, not
+ * one to a 4 KiB page). */
+static void test_page_size(void)
+{
+    apr_pool_t *p;
+    apr_dbd_t *h = NULL;
+    const apr_dbd_driver_t *driver;
+    const char *path, *err = NULL;
+    apr_array_header_t *rows;
+    cs_db_t db;
+
+    if (strcmp(driver_name, "sqlite3") != 0) {
+        return;
+    }
+    UNIT_CASE("schema: a new SQLite file has 8 KiB pages");
+    apr_pool_create(&p, root);
+    path = testkit_tmpfile(p, "cs_store_pages_");
+    if (!CHECK(path != NULL)
+        || !CHECK_EQ_INT(apr_dbd_get_driver(p, "sqlite3", &driver), 0)
+        || !CHECK_EQ_INT(apr_dbd_open_ex(driver, p, path, &h, &err), 0)) {
+        return;
+    }
+    memset(&db, 0, sizeof(db));
+    db.driver = driver;
+    db.handle = h;
+    CHECK_EQ_INT(cs_store_schema(&db, p), APR_SUCCESS);
+    if (CHECK_EQ_INT(cs_db_select(&rows, &db, p, "PRAGMA page_size", "ps"),
+                     APR_SUCCESS) && CHECK(rows->nelts == 1)) {
+        CHECK_STR(APR_ARRAY_IDX(rows, 0, cs_db_row_t)[0], "8192");
+    }
+    apr_dbd_close(driver, h);
+    apr_file_remove(path, p);
+    apr_pool_destroy(p);
+}
+
 static void test_due_prio(void)
 {
     conn_t *c = conn_open();
@@ -2013,6 +2048,7 @@ int main(void)
     test_put_created();
     test_tx_retry();
     test_budgets_concurrent();
+    test_page_size();
     test_due_prio();
 
     rc = unit_summary();
