@@ -22,6 +22,9 @@ PACKAGES="
     valgrind wrk
     passwd util-linux procps iproute2 e2fsprogs
 "
+# make check-galera (t/db/galera.sh): the Galera provider for mariadbd, and
+# rsync for a node's state transfer when it rejoins.
+PACKAGES="$PACKAGES galera-4 rsync"
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
