@@ -44,7 +44,8 @@
 # when no mariadbd or no Galera library is installed.  6 to 9 minutes on
 # the loaded 2-core test machine (most of it starting the cluster and
 # rejoining node 2).  With the module from before the retries
-# (9cf53c5^), checks 3 and 4 fail: PUTs answered 503 on conflicts.
+# (d160f5b, before c2f016a), checks 3 and 4 fail: PUTs answered 503 on
+# conflicts.
 #
 # Environment: CS_MODULE, HTTPD, APXS as for t/certservice/mariadb_test.sh;
 # CS_GALERA_PORT (first of 40 ports, default 35306); CERTSUITE_KEEP=1
