@@ -309,8 +309,8 @@ bench() { # NAME DRIVER PARAMS N WORKERS SQLCMD...
     # Issuance with N domains in the database.
     out=$(client issue "$((ISSUE + 1))" "$((ISSUE + ISSUE_MEASURE))" \
           "$workers")
-    read -r s f <<<"$out"
-    [ "$f" = 0 ] || die "$name: issuing at $n failed"
+    read -r s fails <<<"$out"
+    [ "$fails" = 0 ] || die "$name: issuing at $n failed"
     echo "   issue at $n: $ISSUE_MEASURE in $s s ($workers clients)" >&2
     stop_httpd "$tmp/httpd"
     locked "$top/bench/cs_scan_bench" "$drv" "$params" 9 | tee "$tmp/scan.$name" >&2
