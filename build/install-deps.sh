@@ -30,6 +30,9 @@ PACKAGES="
 PACKAGES="$PACKAGES
     prometheus chromium chromium-driver python3-selenium libnss3-tools
 "
+# make check-galera (t/db/galera.sh): the Galera provider for mariadbd, and
+# rsync for a node's state transfer when it rejoins.
+PACKAGES="$PACKAGES galera-4 rsync"
 
 export DEBIAN_FRONTEND=noninteractive
 start=$(date +%s)

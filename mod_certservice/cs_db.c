@@ -22,6 +22,7 @@
 #include <apr_time.h>
 
 #include "cs_db.h"
+#include "cs_log.h"
 #include "cs_name.h"
 
 /* SQLite: how long one statement waits for another connection's lock
@@ -54,6 +55,22 @@ static int is_conflict(const cs_db_t *db, int rv, const char *msg)
                || (msg && strstr(msg, "database is locked"));
     }
     return rv == 1205 || rv == 1213 || rv == 1020;
+}
+
+/* A conflict that rolled the whole transaction back, so that running it
+ * again from the start is the cure: InnoDB's deadlock, MariaDB's
+ * snapshot-isolation conflict, and on a Galera cluster the certification
+ * failure of a transaction whose write set collided with another node's
+ * (at COMMIT, or at the next statement of a transaction that a replicated
+ * write set aborted), which the server reports as a deadlock too.  Not a
+ * lock wait timeout (1205): that one waited its 50 s already. */
+static int is_deadlock(const cs_db_t *db, int rv, const char *msg)
+{
+    if (is_sqlite(db)) {
+        return 0;
+    }
+    return rv == 1213 || rv == 1020
+           || (msg && strstr(msg, "Deadlock found") != NULL);
 }
 
 /* Prepared statements can die under the store:
@@ -92,6 +109,7 @@ static int is_stale(cs_db_t *db, int rv)
 apr_status_t cs_db_enter(cs_db_t *db, apr_pool_t *p)
 {
     db->error[0] = '\0';
+    db->conflict = 0;
     if (!db->driver || !db->handle) {
         return cs_db_fail(db, APR_EINVAL, "no database connection");
     }
@@ -110,6 +128,13 @@ apr_status_t cs_db_enter(cs_db_t *db, apr_pool_t *p)
 void cs_db_setup_file(cs_db_t *db)
 {
     if (is_sqlite(db)) {
+        /* 8 KiB pages, for a new file only (a file's page size is fixed
+         * when its first page is written): a domain's row (certificate
+         * chain and sealed key, about 2.4 KB) fits one to a 4 KiB page
+         * with the rest wasted, three to an 8 KiB one: 4.1 KB a domain
+         * became 2.8 KB (100,000 domains, bench/certservice_1m.sh).  Must
+         * come before the switch to WAL, which writes the first page. */
+        cs_db_run(db, "PRAGMA page_size = 8192");
         /* Readers never wait for the writer, nor it for them, and the
          * setting stays with the file.  Returns a row: nothing to check. */
         cs_db_run(db, "PRAGMA journal_mode = WAL");
@@ -127,6 +152,9 @@ apr_status_t cs_db_driver_fail(cs_db_t *db, int rv, const char *what)
     if (!db->error[0]) {
         apr_snprintf(db->error, sizeof(db->error), "%s: %s (%d)", what,
                      msg && *msg ? msg : "unknown error", rv);
+    }
+    if (is_deadlock(db, rv, msg)) {
+        db->conflict = 1;
     }
     return is_conflict(db, rv, msg) ? APR_EAGAIN : APR_EGENERAL;
 }
@@ -147,6 +175,7 @@ apr_status_t cs_db_fail(cs_db_t *db, apr_status_t status, const char *fmt,
 void cs_db_forget(cs_db_t *db)
 {
     db->error[0] = '\0';
+    db->conflict = 0;
 }
 
 const char *cs_store_error(cs_db_t *db, apr_pool_t *p, int rv)
@@ -428,6 +457,17 @@ apr_status_t cs_db_tx_end(apr_dbd_transaction_t *t, cs_db_t *db,
     int rv;
 
     db->in_tx = 0;
+    /* MySQL: COMMIT as a statement of its own, whose error code the
+     * driver returns: apr_dbd's end of a transaction returns only whether
+     * mysql_commit() failed, and the SET autocommit after it wipes the
+     * message, so a certification conflict at commit (Galera: 1213) would
+     * look like any failure.  The driver's own commit then has nothing
+     * left to do.  A connection lost during the COMMIT (2013) may have
+     * committed: that one is no conflict, never retried. */
+    if (status == APR_SUCCESS && !is_sqlite(db)
+        && (rv = cs_db_run(db, "COMMIT")) != 0) {
+        status = cs_db_driver_fail(db, rv, "commit");
+    }
     if (status != APR_SUCCESS) {
         apr_dbd_transaction_mode_set(db->driver, t,
                                      APR_DBD_TRANSACTION_ROLLBACK);
@@ -443,6 +483,64 @@ apr_status_t cs_db_tx_end(apr_dbd_transaction_t *t, cs_db_t *db,
         cs_db_run(db, "ROLLBACK");
     }
     return status;
+}
+
+/* How often a transaction runs at most when it keeps conflicting, and
+ * the first pause between runs (doubled each time, with jitter: two
+ * writers that collided must not collide again in step).  Eight runs
+ * wait at most about 1.3 s in all. */
+#define CS_DB_TX_TRIES   8
+#define CS_DB_TX_PAUSE_MS 5
+
+static void tx_log(cs_db_t *db, cs_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void tx_log(cs_db_t *db, cs_log_level_t level, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    if (!db->log) {
+        return;
+    }
+    va_start(ap, fmt);
+    apr_vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    db->log(db->log_baton, level, msg);
+}
+
+apr_status_t cs_db_tx_run(cs_db_t *db, apr_pool_t *p, const char *what,
+                          cs_db_tx_fn *body, void *baton)
+{
+    apr_dbd_transaction_t *t;
+    apr_status_t status;
+    apr_uint32_t r;
+    int attempt, ms;
+
+    for (attempt = 1; ; attempt++) {
+        cs_db_forget(db);
+        if ((status = cs_db_tx_begin(&t, db, p)) == APR_SUCCESS) {
+            status = body(db, p, baton);
+            status = cs_db_tx_end(t, db, p, status);
+        }
+        if (status == APR_SUCCESS || !db->conflict) {
+            return status;
+        }
+        if (attempt == CS_DB_TX_TRIES) {
+            tx_log(db, CS_LOG_WARN, CSLOGNO(00121) "database: %s: still "
+                   "conflicting after %d attempts, given up: %s", what,
+                   attempt, db->error);
+            return APR_EAGAIN;
+        }
+        apr_generate_random_bytes((unsigned char *)&r, sizeof(r));
+        ms = CS_DB_TX_PAUSE_MS << (attempt - 1);
+        ms = ms / 2 + (int)(r % (apr_uint32_t)(ms + 1));
+        tx_log(db, CS_LOG_INFO, CSLOGNO(00120) "database: %s: conflict "
+               "(%s), attempt %d of %d, again in %d ms", what, db->error,
+               attempt, CS_DB_TX_TRIES, ms);
+        db->retries++;
+        apr_sleep(apr_time_from_msec(ms));
+    }
 }
 
 /* ------------------------------------------------------------------ */

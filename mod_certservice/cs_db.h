@@ -89,6 +89,8 @@ typedef enum {
     CS_STMT_ORD_ADD, CS_STMT_ORD_INSERT,
     /* The pool's TLS session ticket keys (cs_store_tkeys.c). */
     CS_STMT_TK_LIST, CS_STMT_TK_INSERT, CS_STMT_TK_PURGE,
+    /* The scheduler at 1M jobs (cs_store_job_due_prio()). */
+    CS_STMT_JOB_DUE_WINDOW,
     CS_STMT_COUNT
 } cs_stmt_e;
 
@@ -145,6 +147,20 @@ apr_status_t cs_db_tx_begin(apr_dbd_transaction_t **t, cs_db_t *db,
                             apr_pool_t *p);
 apr_status_t cs_db_tx_end(apr_dbd_transaction_t *t, cs_db_t *db,
                           apr_pool_t *p, apr_status_t status);
+
+/*
+ * A transaction that is run again when it conflicts: begin, body, end,
+ * and if the database rolled it back as a deadlock or (Galera) a
+ * certification conflict (db->conflict), again from the start, after a
+ * short random pause, at most a few times (logged: CS00120 each time,
+ * CS00121 when it gives up and returns APR_EAGAIN).  body runs inside the
+ * transaction and must set every output afresh each time, as a run that
+ * was rolled back leaves nothing behind.  Any other failure, and success,
+ * return at once.
+ */
+typedef apr_status_t cs_db_tx_fn(cs_db_t *db, apr_pool_t *p, void *baton);
+apr_status_t cs_db_tx_run(cs_db_t *db, apr_pool_t *p, const char *what,
+                          cs_db_tx_fn *body, void *baton);
 
 /* SQL without parameters and without a prepared statement, for the
  * schema, which runs before the tables exist: cs_db_run() returns the

@@ -10,7 +10,10 @@
  * transaction, and the counter row stays locked until commit.  So sequence
  * numbers are committed in order: a reader that has seen seq N can never
  * later find a change below N appear (no gaps filled in behind a cursor),
- * with one CertService or several on one database.
+ * with one CertService or several on one database, or on the nodes of a
+ * Galera cluster: there the row is not locked across nodes, but every
+ * writer writes it, so two nodes' writers conflict at certification and
+ * the loser's transaction is run again from the start (cs_db_tx_run()).
  */
 #ifndef CS_STORE_H
 #define CS_STORE_H
@@ -20,6 +23,8 @@
 #include <apr_pools.h>
 #include <apr_tables.h>
 #include <apr_time.h>
+
+#include "cs_log.h"
 
 typedef struct {
     const apr_dbd_driver_t *driver;
@@ -37,6 +42,18 @@ typedef struct {
     /* The last failure's text (for cs_store_error()), kept here because
      * rolling back clears the driver's own message. */
     char error[256];
+    /* The last failure was a deadlock or, on a Galera cluster, a
+     * certification conflict: the transaction was rolled back and running
+     * it again is the cure (cs_db_tx_run() does, a bounded number of
+     * times). */
+    int conflict;
+    /* Transactions run again after a conflict, since the handle was set
+     * up (a count for tests and benchmarks). */
+    apr_uint64_t retries;
+    /* Where the store logs such retries (NULL: nowhere); the messages
+     * carry their own CSnnnnn tags. */
+    cs_log_fn *log;
+    void *log_baton;
 } cs_db_t;
 
 /** One SQL statement the store uses, for mod_dbd's ap_dbd_prepare(). */

@@ -7,6 +7,7 @@
  * unclaimed, so two workers (of any instance) never both get it.  A
  * limiter's row is its lock, like a pool's for leases.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_dbd.h>
@@ -41,8 +42,8 @@ apr_status_t cs_store_job_enqueue(cs_db_t *db, apr_pool_t *p,
     }
     if (!row) {
         if (cs_db_exec(NULL, db, p, CS_STMT_JOB_INSERT, domain, key_type,
-                       profile, &now, &now) == APR_SUCCESS) {
-            return job_prio_now(db, p, domain, now);
+                       profile, &now, &now, &now) == APR_SUCCESS) {
+            return APR_SUCCESS;
         }
         /* A racing PUT of the same domain inserted first. */
         cs_db_forget(db);
@@ -294,28 +295,50 @@ static apr_status_t rate_decide(int *granted, apr_int64_t *retry_after,
                       &r.count, &r.paused_until, name);
 }
 
+/* cs_store_rate_take()'s transaction (cs_db_tx_run()). */
+typedef struct {
+    const char *name;
+    apr_int64_t now, window, pause_until, retry_after;
+    int limit, granted;
+} rate_tx_t;
+
+static apr_status_t rate_tx(cs_db_t *db, apr_pool_t *p, void *baton)
+{
+    rate_tx_t *x = baton;
+
+    x->granted = 0;
+    x->retry_after = 1;
+    return rate_decide(&x->granted, &x->retry_after, db, p, x->name, x->now,
+                       x->window, x->limit, x->pause_until);
+}
+
 apr_status_t cs_store_rate_take(int *granted, apr_int64_t *retry_after,
                                 cs_db_t *db, apr_pool_t *p,
                                 const char *name, apr_int64_t now,
                                 apr_int64_t window, int limit,
                                 apr_int64_t pause_until)
 {
-    apr_dbd_transaction_t *t;
     apr_status_t status;
+    rate_tx_t x;
 
     *granted = 0;
     *retry_after = 1;
     if ((status = cs_db_enter(db, p))
         || (status = cs_db_check_len(db, "limiter", name, CS_MAX_NAME, 1))
         || (status = cs_db_ensure_row(db, p, CS_STMT_LIM_GET,
-                                      CS_STMT_LIM_INSERT, name))
-        || (status = cs_db_tx_begin(&t, db, p))) {
+                                      CS_STMT_LIM_INSERT, name))) {
         return status;
     }
-    status = rate_decide(granted, retry_after, db, p, name, now, window,
-                         limit, pause_until);
-    if ((status = cs_db_tx_end(t, db, p, status)) != APR_SUCCESS) {
-        *granted = 0;
+    memset(&x, 0, sizeof(x));
+    x.name = name;
+    x.now = now;
+    x.window = window;
+    x.limit = limit;
+    x.pause_until = pause_until;
+    if ((status = cs_db_tx_run(db, p, "limiter", rate_tx, &x))
+        == APR_SUCCESS) {
+        *granted = x.granted;
+        *retry_after = x.retry_after;
     }
     return status;
 }
@@ -502,17 +525,86 @@ apr_status_t cs_store_job_ca_set(cs_db_t *db, apr_pool_t *p,
                       jc->ca_refused, &jc->prio, domain);
 }
 
+/* How many due jobs cs_store_job_due_prio() looks at by due time first:
+ * when no more are due, they are all of them and the answer; when more
+ * are, they bound the deadline of the answer. */
+#define CS_DUE_WINDOW 256
+
+/* A due job as the window reads it: its deadline, or its due time when
+ * it has none (a job of an old version, until cs_store_schema() gave it
+ * one: SQL sorts the NULL first, so does this). */
+typedef struct {
+    const char *domain;
+    apr_int64_t prio;
+    int no_prio;
+} due_t;
+
+static void due_from_row(void *item, cs_db_row_t r)
+{
+    due_t *d = item;
+
+    d->domain = r[0];
+    d->no_prio = r[1] == NULL;
+    d->prio = cs_db_int(r[1] ? r[1] : r[2]);
+}
+
+/* ORDER BY prio, domain (NULLs first; names are ASCII, compared as the
+ * binary collations of both databases do). */
+static int due_cmp(const void *a, const void *b)
+{
+    const due_t *x = a, *y = b;
+
+    if (x->no_prio != y->no_prio) {
+        return x->no_prio ? -1 : 1;
+    }
+    if (x->prio != y->prio) {
+        return x->prio < y->prio ? -1 : 1;
+    }
+    return strcmp(x->domain, y->domain);
+}
+
+/* The scheduler's question, at a cost that grows with what is due rather
+ * than with the queue: the first CS_DUE_WINDOW due jobs by due time
+ * (index next_at; nothing is read when nothing is due).  If that was all
+ * of them, sorting them by deadline is the answer.  If more are due, the
+ * limit-th smallest deadline among them bounds the answer's (at least
+ * limit due jobs have a deadline no later), and the walk along the
+ * deadline index stops there. */
 apr_status_t cs_store_job_due_prio(apr_array_header_t **domains,
                                    cs_db_t *db, apr_pool_t *p,
                                    apr_int64_t now, int limit)
 {
+    apr_array_header_t *win;
     apr_status_t status;
+    apr_int64_t bound;
+    due_t *d;
+    int fetch, i;
 
     if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
         return status;
     }
+    if (limit < 1) {
+        return cs_db_fail(db, APR_EINVAL, "limit must be at least 1");
+    }
+    fetch = (limit > CS_DUE_WINDOW ? limit : CS_DUE_WINDOW) + 1;
+    if ((status = cs_db_rows(&win, db, p, sizeof(due_t), due_from_row,
+                             CS_STMT_JOB_DUE_WINDOW, &now, &now, &fetch))) {
+        return status;
+    }
+    d = (due_t *)win->elts;
+    qsort(d, win->nelts, sizeof(*d), due_cmp);
+    if (win->nelts < fetch || d[limit - 1].no_prio) {
+        /* All that is due (or the answer has jobs without a deadline,
+         * which the walk below would not find). */
+        *domains = apr_array_make(p, limit, sizeof(const char *));
+        for (i = 0; i < win->nelts && i < limit; i++) {
+            APR_ARRAY_PUSH(*domains, const char *) = d[i].domain;
+        }
+        return APR_SUCCESS;
+    }
+    bound = d[limit - 1].prio;
     return cs_db_rows(domains, db, p, sizeof(const char *), domain_from_row,
-                      CS_STMT_JOB_DUE_PRIO, &now, &now, &limit);
+                      CS_STMT_JOB_DUE_PRIO, &bound, &now, &now, &limit);
 }
 
 /* Inside the transaction: lock and read every row, decide, and write
@@ -567,13 +659,31 @@ static apr_status_t budget_decide(int *granted, apr_int64_t *retry_after,
     return APR_SUCCESS;
 }
 
+/* cs_store_budget_take()'s transaction (cs_db_tx_run()). */
+typedef struct {
+    const cs_budget_t *b;
+    int n, granted, which;
+    apr_int64_t now, retry_after;
+} budget_tx_t;
+
+static apr_status_t budget_tx(cs_db_t *db, apr_pool_t *p, void *baton)
+{
+    budget_tx_t *x = baton;
+
+    x->granted = 0;
+    x->retry_after = 1;
+    x->which = -1;
+    return budget_decide(&x->granted, &x->retry_after, &x->which, db, p,
+                         x->b, x->n, x->now);
+}
+
 apr_status_t cs_store_budget_take(int *granted, apr_int64_t *retry_after,
                                   int *which, cs_db_t *db, apr_pool_t *p,
                                   const cs_budget_t *b, int n,
                                   apr_int64_t now)
 {
-    apr_dbd_transaction_t *t;
     apr_status_t status;
+    budget_tx_t x;
     int i;
 
     *granted = 0;
@@ -590,12 +700,15 @@ apr_status_t cs_store_budget_take(int *granted, apr_int64_t *retry_after,
             return status;
         }
     }
-    if ((status = cs_db_tx_begin(&t, db, p)) != APR_SUCCESS) {
-        return status;
-    }
-    status = budget_decide(granted, retry_after, which, db, p, b, n, now);
-    if ((status = cs_db_tx_end(t, db, p, status)) != APR_SUCCESS) {
-        *granted = 0;
+    memset(&x, 0, sizeof(x));
+    x.b = b;
+    x.n = n;
+    x.now = now;
+    if ((status = cs_db_tx_run(db, p, "budgets", budget_tx, &x))
+        == APR_SUCCESS) {
+        *granted = x.granted;
+        *retry_after = x.retry_after;
+        *which = x.which;
     }
     return status;
 }

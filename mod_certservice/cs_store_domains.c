@@ -6,6 +6,8 @@
  * next value of the counter row, in the same transaction; the counter
  * row stays locked until commit, so seqs commit in order (cs_store.h).
  */
+#include <string.h>
+
 #include <apr_dbd.h>
 
 #include "cs_db.h"
@@ -70,14 +72,46 @@ static apr_status_t change_add(cs_db_t *db, apr_pool_t *p, apr_int64_t seq,
                       serial, &not_after, actor, &at);
 }
 
+/* cs_store_put_bundle()'s transaction (cs_db_tx_run()). */
+typedef struct {
+    cs_bundle_t *b;
+    const char *state, *error, *actor;
+    apr_int64_t updated, seq;
+    int created;
+} put_tx_t;
+
+static apr_status_t put_tx(cs_db_t *db, apr_pool_t *p, void *baton)
+{
+    put_tx_t *x = baton;
+    cs_bundle_t *b = x->b;
+    cs_db_row_t row = NULL;
+    apr_status_t status;
+
+    if ((status = seq_next(&x->seq, db, p)) == APR_SUCCESS) {
+        status = cs_db_row(&row, db, p, CS_STMT_DOM_SERIAL, b->domain);
+    }
+    if (status == APR_SUCCESS) {
+        /* Insert and update take the same arguments. */
+        status = cs_db_exec(NULL, db, p, row ? CS_STMT_DOM_UPDATE
+                                             : CS_STMT_DOM_INSERT,
+                            x->state, b->key_type, &x->seq, b->serial,
+                            &b->not_before, &b->not_after, b->chain_pem,
+                            b->key_cms, x->error, &x->updated, x->actor,
+                            b->domain);
+    }
+    if (status == APR_SUCCESS) {
+        status = change_add(db, p, x->seq, b->domain, "upsert", b->serial,
+                            b->not_after, x->actor, x->updated);
+    }
+    x->created = row == NULL;
+    return status;
+}
+
 apr_status_t cs_store_put_bundle(cs_db_t *db, apr_pool_t *p, cs_bundle_t *b,
                                  const char *actor)
 {
-    apr_dbd_transaction_t *t;
-    cs_db_row_t row = NULL;
     apr_status_t status;
-    apr_int64_t seq = 0, updated;
-    const char *state, *error;
+    put_tx_t x;
 
     if ((status = cs_db_enter(db, p)) != APR_SUCCESS) {
         return status;
@@ -88,32 +122,52 @@ apr_status_t cs_store_put_bundle(cs_db_t *db, apr_pool_t *p, cs_bundle_t *b,
     if ((status = check_bundle(db, b)) != APR_SUCCESS) {
         return status;
     }
-    state = b->state ? b->state : "active";
-    error = cs_db_cut(p, b->last_error, CS_MAX_ERROR);
-    actor = cs_db_cut(p, actor, CS_MAX_ACTOR);
-    updated = b->updated ? b->updated : cs_db_now();
+    memset(&x, 0, sizeof(x));
+    x.b = b;
+    x.state = b->state ? b->state : "active";
+    x.error = cs_db_cut(p, b->last_error, CS_MAX_ERROR);
+    x.actor = cs_db_cut(p, actor, CS_MAX_ACTOR);
+    x.updated = b->updated ? b->updated : cs_db_now();
 
-    if ((status = cs_db_tx_begin(&t, db, p)) != APR_SUCCESS) {
-        return status;
+    if ((status = cs_db_tx_run(db, p, "put bundle", put_tx, &x))
+        == APR_SUCCESS) {
+        b->seq = x.seq;
+        b->created = x.created;
     }
-    if ((status = seq_next(&seq, db, p)) == APR_SUCCESS) {
-        status = cs_db_row(&row, db, p, CS_STMT_DOM_SERIAL, b->domain);
+    return status;
+}
+
+typedef struct {
+    const char *domain, *error, *actor;
+    apr_int64_t now, seq;
+} dom_tx_t;
+
+static apr_status_t set_error_tx(cs_db_t *db, apr_pool_t *p, void *baton)
+{
+    dom_tx_t *x = baton;
+    cs_db_row_t row = NULL;
+    apr_status_t status;
+    apr_int64_t zero = 0;
+    const char *state;
+
+    /* The counter's lock without a new seq: this is no change to what
+     * proxies serve, but it must not race put_bundle's insert. */
+    if ((status = cs_db_exec(NULL, db, p, CS_STMT_SEQ_LOCK))
+        == APR_SUCCESS) {
+        status = cs_db_row(&row, db, p, CS_STMT_DOM_SERIAL, x->domain);
     }
     if (status == APR_SUCCESS) {
-        /* Insert and update take the same arguments. */
-        status = cs_db_exec(NULL, db, p, row ? CS_STMT_DOM_UPDATE
-                                             : CS_STMT_DOM_INSERT,
-                            state, b->key_type, &seq, b->serial,
-                            &b->not_before, &b->not_after, b->chain_pem,
-                            b->key_cms, error, &updated, actor, b->domain);
-    }
-    if (status == APR_SUCCESS) {
-        status = change_add(db, p, seq, b->domain, "upsert", b->serial,
-                            b->not_after, actor, updated);
-    }
-    if ((status = cs_db_tx_end(t, db, p, status)) == APR_SUCCESS) {
-        b->seq = seq;
-        b->created = row == NULL;
+        /* No error: back to what the domain's certificate says. */
+        state = x->error ? "error" : row && row[0] ? "active" : "pending";
+        if (row) {
+            status = cs_db_exec(NULL, db, p, CS_STMT_DOM_ERROR, state,
+                                x->error, &x->now, x->domain);
+        }
+        else {
+            status = cs_db_exec(NULL, db, p, CS_STMT_DOM_INSERT, state, NULL,
+                                &zero, NULL, &zero, &zero, NULL, NULL,
+                                x->error, &x->now, NULL, x->domain);
+        }
     }
     return status;
 }
@@ -121,71 +175,56 @@ apr_status_t cs_store_put_bundle(cs_db_t *db, apr_pool_t *p, cs_bundle_t *b,
 apr_status_t cs_store_set_error(cs_db_t *db, apr_pool_t *p,
                                 const char *domain, const char *error)
 {
-    apr_dbd_transaction_t *t;
-    cs_db_row_t row = NULL;
     apr_status_t status;
-    apr_int64_t now = cs_db_now(), zero = 0;
-    const char *state;
+    dom_tx_t x;
 
     if ((status = cs_db_enter_domain(db, p, domain))) {
         return status;
     }
-    error = cs_db_cut(p, error, CS_MAX_ERROR);
+    memset(&x, 0, sizeof(x));
+    x.domain = domain;
+    x.error = cs_db_cut(p, error, CS_MAX_ERROR);
+    x.now = cs_db_now();
+    return cs_db_tx_run(db, p, "set error", set_error_tx, &x);
+}
 
-    if ((status = cs_db_tx_begin(&t, db, p)) != APR_SUCCESS) {
-        return status;
+static apr_status_t delete_tx(cs_db_t *db, apr_pool_t *p, void *baton)
+{
+    dom_tx_t *x = baton;
+    apr_status_t status;
+    int nrows = 0;
+
+    if ((status = seq_next(&x->seq, db, p)) == APR_SUCCESS) {
+        status = cs_db_exec(&nrows, db, p, CS_STMT_DOM_DELETE, x->domain);
     }
-    /* The counter's lock without a new seq: this is no change to what
-     * proxies serve, but it must not race put_bundle's insert. */
-    if ((status = cs_db_exec(NULL, db, p, CS_STMT_SEQ_LOCK))
-        == APR_SUCCESS) {
-        status = cs_db_row(&row, db, p, CS_STMT_DOM_SERIAL, domain);
+    if (status == APR_SUCCESS && nrows == 0) {
+        /* Rolling back returns the seq too: no gap in the feed. */
+        status = cs_db_fail(db, APR_NOTFOUND, "unknown domain %s",
+                            x->domain);
     }
     if (status == APR_SUCCESS) {
-        /* No error: back to what the domain's certificate says. */
-        state = error ? "error" : row && row[0] ? "active" : "pending";
-        if (row) {
-            status = cs_db_exec(NULL, db, p, CS_STMT_DOM_ERROR, state, error,
-                                &now, domain);
-        }
-        else {
-            status = cs_db_exec(NULL, db, p, CS_STMT_DOM_INSERT, state, NULL,
-                                &zero, NULL, &zero, &zero, NULL, NULL, error,
-                                &now, NULL, domain);
-        }
+        status = change_add(db, p, x->seq, x->domain, "delete", NULL, 0,
+                            x->actor, x->now);
     }
-    return cs_db_tx_end(t, db, p, status);
+    return status;
 }
 
 apr_status_t cs_store_delete(cs_db_t *db, apr_pool_t *p, const char *domain,
                              const char *actor, apr_int64_t *seq)
 {
-    apr_dbd_transaction_t *t;
     apr_status_t status;
-    apr_int64_t s = 0, now = cs_db_now();
-    int nrows = 0;
+    dom_tx_t x;
 
     if ((status = cs_db_enter_domain(db, p, domain))) {
         return status;
     }
-    actor = cs_db_cut(p, actor, CS_MAX_ACTOR);
-
-    if ((status = cs_db_tx_begin(&t, db, p)) != APR_SUCCESS) {
-        return status;
-    }
-    if ((status = seq_next(&s, db, p)) == APR_SUCCESS) {
-        status = cs_db_exec(&nrows, db, p, CS_STMT_DOM_DELETE, domain);
-    }
-    if (status == APR_SUCCESS && nrows == 0) {
-        /* Rolling back returns the seq too: no gap in the feed. */
-        status = cs_db_fail(db, APR_NOTFOUND, "unknown domain %s", domain);
-    }
-    if (status == APR_SUCCESS) {
-        status = change_add(db, p, s, domain, "delete", NULL, 0, actor,
-                            now);
-    }
-    if ((status = cs_db_tx_end(t, db, p, status)) == APR_SUCCESS && seq) {
-        *seq = s;
+    memset(&x, 0, sizeof(x));
+    x.domain = domain;
+    x.actor = cs_db_cut(p, actor, CS_MAX_ACTOR);
+    x.now = cs_db_now();
+    if ((status = cs_db_tx_run(db, p, "delete", delete_tx, &x))
+        == APR_SUCCESS && seq) {
+        *seq = x.seq;
     }
     return status;
 }

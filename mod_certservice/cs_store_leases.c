@@ -5,6 +5,8 @@
  *
  * A pool's row is the lock its lease decisions serialise on (cs_db.c).
  */
+#include <string.h>
+
 #include <apr_dbd.h>
 #include <apr_general.h>
 
@@ -71,6 +73,42 @@ static apr_status_t lease_decide(const char **id, apr_int64_t *first,
                       &until);
 }
 
+/* cs_store_lease_acquire()'s transaction (cs_db_tx_run()). */
+typedef struct {
+    const char *pool, *host, *id;
+    apr_int64_t until, now, first;
+    int max;
+} lease_tx_t;
+
+static apr_status_t lease_tx(cs_db_t *db, apr_pool_t *p, void *baton)
+{
+    lease_tx_t *x = baton;
+    apr_status_t status;
+    int nrows = 0;
+
+    x->id = NULL;
+    x->first = 0;
+    /* Lock the pool's row first: every read below then sees every lease
+     * committed before us, and nobody else decides until we commit.  On
+     * a Galera cluster the lock is local to a node, but every decision
+     * writes the row, so two nodes' decisions conflict at certification
+     * and one of them runs again (cs_db_tx_run()). */
+    if ((status = cs_db_exec(&nrows, db, p, CS_STMT_POOL_LOCK, x->pool))
+        == APR_SUCCESS && nrows != 1) {
+        status = cs_db_fail(db, APR_EGENERAL, "pool %s has no row",
+                            x->pool);
+    }
+    if (status == APR_SUCCESS) {
+        status = cs_db_exec(NULL, db, p, CS_STMT_LEASE_EXPIRE, x->pool,
+                            &x->now);
+    }
+    if (status == APR_SUCCESS) {
+        status = lease_decide(&x->id, &x->first, db, p, x->pool, x->host,
+                              x->until, x->max);
+    }
+    return status;
+}
+
 apr_status_t cs_store_lease_acquire(const char **lease_id,
                                     apr_int64_t *expires, int *granted,
                                     apr_int64_t *retry_after, cs_db_t *db,
@@ -78,11 +116,10 @@ apr_status_t cs_store_lease_acquire(const char **lease_id,
                                     const char *host, int ttl,
                                     int max_unavailable, apr_int64_t now)
 {
-    apr_dbd_transaction_t *t;
     apr_status_t status;
     apr_int64_t until = now + ttl, first = 0;
     const char *id = NULL;
-    int nrows = 0;
+    lease_tx_t x;
 
     if ((status = cs_db_enter(db, p))
         || (status = cs_db_check_len(db, "pool", pool, CS_MAX_TOKEN, 1))
@@ -98,25 +135,18 @@ apr_status_t cs_store_lease_acquire(const char **lease_id,
         return status;
     }
 
-    if ((status = cs_db_tx_begin(&t, db, p)) != APR_SUCCESS) {
+    memset(&x, 0, sizeof(x));
+    x.pool = pool;
+    x.host = host;
+    x.until = until;
+    x.now = now;
+    x.max = max_unavailable;
+    if ((status = cs_db_tx_run(db, p, "lease", lease_tx, &x))
+        != APR_SUCCESS) {
         return status;
     }
-    /* Lock the pool's row first: every read below then sees every lease
-     * committed before us, and nobody else decides until we commit. */
-    if ((status = cs_db_exec(&nrows, db, p, CS_STMT_POOL_LOCK, pool))
-        == APR_SUCCESS && nrows != 1) {
-        status = cs_db_fail(db, APR_EGENERAL, "pool %s has no row", pool);
-    }
-    if (status == APR_SUCCESS) {
-        status = cs_db_exec(NULL, db, p, CS_STMT_LEASE_EXPIRE, pool, &now);
-    }
-    if (status == APR_SUCCESS) {
-        status = lease_decide(&id, &first, db, p, pool, host, until,
-                              max_unavailable);
-    }
-    if ((status = cs_db_tx_end(t, db, p, status)) != APR_SUCCESS) {
-        return status;
-    }
+    id = x.id;
+    first = x.first;
     *granted = id != NULL;
     *lease_id = id;
     if (id) {

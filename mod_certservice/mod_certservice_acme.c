@@ -324,6 +324,8 @@ static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
     db.driver = dbd->driver;
     db.handle = dbd->handle;
     db.prepared = dbd->prepared;
+    db.log = cs_db_log_server;
+    db.log_baton = w->s;
     if (!*w->conf->schema_ready) {
         if ((rv = cs_store_schema(&db, wdp)) != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, w->s, CSLOGNO(00022)

@@ -147,6 +147,20 @@ void cs_identify(cs_caller_t *caller, request_rec *r,
     }
 }
 
+/* The store's messages (conflicts run again: cs_db_tx_run()); they carry
+ * their own tags. */
+static void cs_db_log_request(void *baton, cs_log_level_t level,
+                              const char *msg)
+{
+    ap_log_rerror(APLOG_MARK, (int)level, 0, (request_rec *)baton, "%s",
+                  msg);
+}
+
+void cs_db_log_server(void *baton, cs_log_level_t level, const char *msg)
+{
+    ap_log_error(APLOG_MARK, (int)level, 0, (server_rec *)baton, "%s", msg);
+}
+
 int cs_open_db(cs_req_t *q)
 {
     ap_dbd_t *dbd = cs_dbd_acquire ? cs_dbd_acquire(q->r) : NULL;
@@ -163,6 +177,8 @@ int cs_open_db(cs_req_t *q)
     q->db.driver = dbd->driver;
     q->db.handle = dbd->handle;
     q->db.prepared = dbd->prepared;
+    q->db.log = cs_db_log_request;
+    q->db.log_baton = q->r;
     if (!*q->conf->schema_ready) {
         if ((rv = cs_store_schema(&q->db, q->r->pool)) != APR_SUCCESS) {
             return cs_error(q->r, HTTP_SERVICE_UNAVAILABLE, "database "

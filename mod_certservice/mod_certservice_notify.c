@@ -460,6 +460,8 @@ static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
     db.driver = dbd->driver;
     db.handle = dbd->handle;
     db.prepared = dbd->prepared;
+    db.log = cs_db_log_server;
+    db.log_baton = n->s;
     if (!*n->conf->schema_ready) {
         if ((rv = cs_store_schema(&db, wdp)) != APR_SUCCESS) {
             cs_dbd_close(n->s, dbd);

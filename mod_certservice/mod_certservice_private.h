@@ -313,6 +313,9 @@ int cs_req_fail(cs_req_t *q, int status, const char *why);
 /* These return DECLINED to go on, anything else is the response sent. */
 int cs_read_body(cs_req_t *q, const char **body, apr_size_t *len);
 int cs_open_db(cs_req_t *q);
+/* A cs_log_fn for the store (cs_db_t.log) outside a request; baton: the
+ * server_rec. */
+void cs_db_log_server(void *baton, cs_log_level_t level, const char *msg);
 int cs_query(cs_req_t *q);
 /* Domain from a path segment, normalised; NULL after a 400. */
 const char *cs_domain(cs_req_t *q, const char *raw, int *rc);

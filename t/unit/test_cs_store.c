@@ -6,7 +6,10 @@
  *     CS_TEST_MYSQL="host=127.0.0.1;port=N;user=U;pass=P;dbname=D"
  * it runs the same tests through apr_dbd's mysql driver instead (the
  * database's cs_* tables are dropped first); t/db/mariadb.sh starts a
- * private MariaDB and prints such a string.
+ * private MariaDB and prints such a string.  CS_TEST_MYSQL2, a second
+ * such string (another node of a Galera cluster: t/db/galera_cluster.sh),
+ * sends the forked writers of odd pid to it, so the races run between
+ * two nodes, where conflicts are certification failures, not lock waits.
  *
  * The key property is the change feed's: a reader paging from any cursor
  * while several processes write sees every seq exactly once, in order,
@@ -40,6 +43,7 @@
 
 static const char *driver_name;
 static const char *params;
+static const char *params2;     /* CS_TEST_MYSQL2: odd pids use it */
 static const char *sqlite_path;
 static apr_pool_t *root;
 
@@ -81,7 +85,9 @@ static conn_t *conn_open(void)
         fprintf(stderr, "apr_dbd driver %s: error %d\n", driver_name, rv);
         exit(2);
     }
-    rv = apr_dbd_open_ex(driver, p, params, &c->db.handle, &err);
+    rv = apr_dbd_open_ex(driver, p, params2 && (getpid() & 1) ? params2
+                                                              : params,
+                         &c->db.handle, &err);
     if (rv != APR_SUCCESS) {
         fprintf(stderr, "apr_dbd_open %s: %s\n", driver_name,
                 err ? err : "failed");
@@ -1634,6 +1640,370 @@ static void test_put_created(void)
     munmap(sh, sizeof(*sh));
 }
 
+/* ------------------------------------------------------------------ */
+/* Conflicts run again (cs_db_tx_run), the scheduler's scan            */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    int runs, conflicts;        /* runs so far; how many conflict */
+    int plain;                  /* fail without a conflict instead */
+    int logged[2];              /* CS00120, CS00121 lines */
+} tx_probe_t;
+
+static void probe_log(void *baton, cs_log_level_t level, const char *msg)
+{
+    tx_probe_t *t = baton;
+
+    if (strncmp(msg, "CS00120: ", 9) == 0 && level == CS_LOG_INFO) {
+        t->logged[0]++;
+    }
+    if (strncmp(msg, "CS00121: ", 9) == 0 && level == CS_LOG_WARN) {
+        t->logged[1]++;
+    }
+}
+
+/* A body that writes (the counter: its effect must not survive a run
+ * that conflicted) and then, the first t->conflicts times, reports a
+ * conflict the way cs_db_driver_fail() does for a Galera certification
+ * failure. */
+static apr_status_t probe_body(cs_db_t *db, apr_pool_t *p, void *baton)
+{
+    tx_probe_t *t = baton;
+    apr_status_t status;
+
+    t->runs++;
+    if ((status = cs_db_exec(NULL, db, p, CS_STMT_SEQ_NEXT))) {
+        return status;
+    }
+    if (t->runs <= t->conflicts) {
+        if (t->plain) {
+            return cs_db_fail(db, APR_EGENERAL, "plain failure");
+        }
+        db->conflict = 1;
+        return cs_db_fail(db, APR_EAGAIN, "Deadlock found (test)");
+    }
+    return APR_SUCCESS;
+}
+
+static apr_int64_t seq_now(conn_t *c, apr_pool_t *p)
+{
+    cs_db_row_t row = NULL;
+
+    cs_db_enter(&c->db, p);
+    if (cs_db_row(&row, &c->db, p, CS_STMT_SEQ_GET) || !row) {
+        return -1;
+    }
+    return cs_db_int(row[0]);
+}
+
+static void test_tx_retry(void)
+{
+    conn_t *c = conn_open();
+    apr_pool_t *p;
+    apr_status_t rv;
+    apr_int64_t before;
+    tx_probe_t t;
+
+    apr_pool_create(&p, c->pool);
+    c->db.log = probe_log;
+    c->db.log_baton = &t;
+
+    UNIT_CASE("tx retry: two conflicts, the third run commits, once");
+    memset(&t, 0, sizeof(t));
+    t.conflicts = 2;
+    before = seq_now(c, p);
+    c->db.retries = 0;
+    rv = cs_db_tx_run(&c->db, p, "probe", probe_body, &t);
+    CHECK_EQ_INT(rv, APR_SUCCESS);
+    CHECK_EQ_INT(t.runs, 3);
+    CHECK_EQ_INT((int)c->db.retries, 2);
+    CHECK_EQ_INT(t.logged[0], 2);
+    CHECK_EQ_INT(t.logged[1], 0);
+    /* The runs that conflicted were rolled back: one increment. */
+    CHECK_EQ_INT((int)(seq_now(c, p) - before), 1);
+
+    UNIT_CASE("tx retry: bounded, logged when it gives up, nothing kept");
+    memset(&t, 0, sizeof(t));
+    t.conflicts = 1000;
+    before = seq_now(c, p);
+    rv = cs_db_tx_run(&c->db, p, "probe", probe_body, &t);
+    CHECK_EQ_INT(rv, APR_EAGAIN);
+    CHECK_EQ_INT(t.runs, 8);
+    CHECK_EQ_INT(t.logged[0], 7);
+    CHECK_EQ_INT(t.logged[1], 1);
+    CHECK_EQ_INT((int)(seq_now(c, p) - before), 0);
+
+    UNIT_CASE("tx retry: a failure that is no conflict is not run again");
+    memset(&t, 0, sizeof(t));
+    t.conflicts = 1;
+    t.plain = 1;
+    rv = cs_db_tx_run(&c->db, p, "probe", probe_body, &t);
+    CHECK_EQ_INT(rv, APR_EGENERAL);
+    CHECK_EQ_INT(t.runs, 1);
+    CHECK_EQ_INT(t.logged[0] + t.logged[1], 0);
+
+    c->db.log = NULL;
+    conn_close(c);
+}
+
+/* Budgets: forked processes take orders from two budgets at once; the
+ * rows' locks (on Galera: certification) must keep the grants within the
+ * tighter budget, whichever node each process writes through. */
+static void test_budgets_concurrent(void)
+{
+    enum { CHILDREN = 6, TRIES = 12, LIMIT = 9 };
+    volatile int *granted;
+    cs_budget_t b[2];
+    pid_t pids[CHILDREN];
+    int i, total = 0, fails = 0, retries = 0;
+
+    UNIT_CASE("budgets: never over-granted across processes");
+    granted = mmap(NULL, 3 * CHILDREN * sizeof(int), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (!CHECK(granted != MAP_FAILED)) {
+        return;
+    }
+    b[0].name = "race-global";
+    b[0].window = 3600;
+    b[0].limit = 1000;
+    b[1].name = "race-account";
+    b[1].window = 3600;
+    b[1].limit = LIMIT;
+    for (i = 0; i < CHILDREN; i++) {
+        if ((pids[i] = fork()) == 0) {
+            conn_t *k = conn_open();
+            apr_int64_t ra;
+            int j, g, which;
+
+            for (j = 0; j < TRIES; j++) {
+                if (cs_store_budget_take(&g, &ra, &which, &k->db, k->pool, b,
+                                         2, now_sec()) != APR_SUCCESS) {
+                    granted[CHILDREN + i]++;
+                    continue;
+                }
+                granted[i] += g;
+            }
+            granted[2 * CHILDREN + i] = (int)k->db.retries;
+            conn_close(k);
+            _exit(0);
+        }
+    }
+    CHECK(child_wait_all(pids, CHILDREN));
+    for (i = 0; i < CHILDREN; i++) {
+        total += granted[i];
+        fails += granted[CHILDREN + i];
+        retries += granted[2 * CHILDREN + i];
+    }
+    CHECK_EQ_INT(fails, 0);
+    CHECK_EQ_INT(total, LIMIT);
+    printf("# budgets: %d granted of %d asked, limit %d, %d failed,"
+           " %d conflicts run again\n", total, CHILDREN * TRIES, LIMIT,
+           fails, retries);
+    munmap((void *)granted, 3 * CHILDREN * sizeof(int));
+}
+
+#define DUE_JOBS 700
+
+/* jobs i: due (next_at <= 2000) when due(i); deadline prio(i). */
+static int due_a(int i) { return i % 3 == 0; }         /* 234 due */
+static int due_b(int i) { return i % 3 != 2; }         /* 467 due */
+static apr_int64_t prio_of(int i) { return 100000 - 7 * (i % 101) - i; }
+
+static void jobs_fill(conn_t *c, apr_pool_t *p, int (*due)(int))
+{
+    apr_dbd_transaction_t *t = NULL;
+    int i, nrows;
+
+    apr_dbd_query(c->db.driver, c->db.handle, &nrows,
+                  "DELETE FROM cs_acme_jobs");
+    apr_dbd_transaction_start(c->db.driver, p, c->db.handle, &t);
+    for (i = 0; i < DUE_JOBS; i++) {
+        CHECK_EQ_INT(apr_dbd_query(c->db.driver, c->db.handle, &nrows,
+            apr_psprintf(p, "INSERT INTO cs_acme_jobs (domain, key_type,"
+                         " state, attempts, next_at, owner, lease_until,"
+                         " last_error, renew_at, updated, prio) VALUES"
+                         " ('j%03d.example', 'ec-p256', 'valid', 0, %d,"
+                         " NULL, 0, NULL, 0, 0, %" APR_INT64_T_FMT ")", i,
+                         due(i) ? 1000 + i : 3000 + i, prio_of(i))), 0);
+    }
+    apr_dbd_transaction_end(c->db.driver, p, t);
+}
+
+/* The answer worked out here: the due, unclaimed jobs by (prio, name). */
+static int due_expect(const char **want, apr_pool_t *p, int (*due)(int),
+                      int skip, int limit)
+{
+    int i, j, n = 0, best;
+    char used[DUE_JOBS];
+
+    memset(used, 0, sizeof(used));
+    while (n < limit) {
+        best = -1;
+        for (i = 0; i < DUE_JOBS; i++) {
+            if (!due(i) || used[i] || i == skip) {
+                continue;
+            }
+            if (best < 0 || prio_of(i) < prio_of(best)
+                || (prio_of(i) == prio_of(best) && i < best)) {
+                best = i;
+            }
+        }
+        if (best < 0) {
+            break;
+        }
+        used[best] = 1;
+        want[n++] = apr_psprintf(p, "j%03d.example", best);
+    }
+    for (j = n; j < limit; j++) {
+        want[j] = NULL;
+    }
+    return n;
+}
+
+static void due_check(conn_t *c, apr_pool_t *p, int (*due)(int), int skip,
+                      int limit)
+{
+    const char *want[16];
+    apr_array_header_t *got = NULL;
+    apr_status_t rv;
+    int n, i, same = 1;
+
+    n = due_expect(want, p, due, skip, limit);
+    rv = cs_store_job_due_prio(&got, &c->db, p, 2000, limit);
+    if (!CHECK_EQ_INT(rv, APR_SUCCESS)) {
+        return;
+    }
+    CHECK_EQ_INT(got->nelts, n);
+    for (i = 0; i < n && i < got->nelts; i++) {
+        same &= strcmp(APR_ARRAY_IDX(got, i, const char *), want[i]) == 0;
+    }
+    CHECK(same);
+}
+
+/* The statements the scheduler runs at every turn must reach their rows
+ * through an index range, never walk the table or a whole index (a walk
+ * costs the same with nothing due as with everything). */
+static int plan_ok(conn_t *c, apr_pool_t *p, const char *sql,
+                   const char *want)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    const char *detail, *s;
+    char *q, *o;
+    int ok = 1, seen = 0;
+
+    /* The placeholders as numbers, for EXPLAIN. */
+    q = o = apr_palloc(p, strlen(sql) * 2 + 1);
+    for (s = sql; *s; s++) {
+        if (*s == '%') {
+            while (*s && *s != 's' && *s != 'd') {
+                s++;
+            }
+            *o++ = '1';
+            continue;
+        }
+        *o++ = *s;
+    }
+    *o = '\0';
+    if (apr_dbd_select(c->db.driver, p, c->db.handle, &res,
+                       apr_pstrcat(p, "EXPLAIN QUERY PLAN ", q, NULL), 0)) {
+        return 0;
+    }
+    while (apr_dbd_get_row(c->db.driver, p, res, &row, -1) == 0) {
+        detail = apr_dbd_get_entry(c->db.driver, row, 3);
+        printf("# plan: %s\n", detail ? detail : "(null)");
+        if (!detail || strncmp(detail, "SEARCH", 6) != 0) {
+            ok = 0;
+        }
+        seen |= detail && strstr(detail, want) != NULL;
+    }
+    return ok && seen;
+}
+
+/* A new SQLite file gets 8 KiB pages (three domains' rows to a page, not
+ * one to a 4 KiB page). */
+static void test_page_size(void)
+{
+    apr_pool_t *p;
+    apr_dbd_t *h = NULL;
+    const apr_dbd_driver_t *driver;
+    const char *path, *err = NULL;
+    apr_array_header_t *rows;
+    cs_db_t db;
+
+    if (strcmp(driver_name, "sqlite3") != 0) {
+        return;
+    }
+    UNIT_CASE("schema: a new SQLite file has 8 KiB pages");
+    apr_pool_create(&p, root);
+    path = testkit_tmpfile(p, "cs_store_pages_");
+    if (!CHECK(path != NULL)
+        || !CHECK_EQ_INT(apr_dbd_get_driver(p, "sqlite3", &driver), 0)
+        || !CHECK_EQ_INT(apr_dbd_open_ex(driver, p, path, &h, &err), 0)) {
+        return;
+    }
+    memset(&db, 0, sizeof(db));
+    db.driver = driver;
+    db.handle = h;
+    CHECK_EQ_INT(cs_store_schema(&db, p), APR_SUCCESS);
+    if (CHECK_EQ_INT(cs_db_select(&rows, &db, p, "PRAGMA page_size", "ps"),
+                     APR_SUCCESS) && CHECK(rows->nelts == 1)) {
+        CHECK_STR(APR_ARRAY_IDX(rows, 0, cs_db_row_t)[0], "8192");
+    }
+    apr_dbd_close(driver, h);
+    apr_file_remove(path, p);
+    apr_pool_destroy(p);
+}
+
+static void test_due_prio(void)
+{
+    conn_t *c = conn_open();
+    apr_array_header_t *got = NULL;
+    apr_pool_t *p;
+    const char *want[16];
+    int nrows;
+
+    apr_pool_create(&p, c->pool);
+    cs_db_enter(&c->db, p);
+
+    UNIT_CASE("due by deadline: fewer due than the window: exact order");
+    jobs_fill(c, p, due_a);
+    due_check(c, p, due_a, -1, 8);
+    due_check(c, p, due_a, -1, 1);
+
+    UNIT_CASE("due by deadline: more due than the window: exact order");
+    jobs_fill(c, p, due_b);
+    due_check(c, p, due_b, -1, 8);
+    due_check(c, p, due_b, -1, 16);
+
+    UNIT_CASE("due by deadline: a claimed job is skipped");
+    due_expect(want, p, due_b, -1, 1);
+    apr_dbd_query(c->db.driver, c->db.handle, &nrows,
+                  apr_psprintf(p, "UPDATE cs_acme_jobs SET lease_until ="
+                               " 99999 WHERE domain = '%s'", want[0]));
+    due_check(c, p, due_b, atoi(want[0] + 1), 8);
+
+    UNIT_CASE("due by deadline: nothing due, nothing found");
+    CHECK_EQ_INT(cs_store_job_due_prio(&got, &c->db, p, 10, 8),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(got->nelts, 0);
+    CHECK_EQ_INT(cs_store_job_due_prio(&got, &c->db, p, 10, 0), APR_EINVAL);
+
+    if (strcmp(driver_name, "sqlite3") == 0) {
+        UNIT_CASE("scheduler statements: index ranges, no walk (SQLite)");
+        CHECK(plan_ok(c, p,
+                      cs_store_statements()[CS_STMT_JOB_DUE_WINDOW].sql,
+                      "(next_at<?)"));
+        CHECK(plan_ok(c, p, cs_store_statements()[CS_STMT_JOB_DUE_PRIO].sql,
+                      "(prio<?)"));
+        CHECK(plan_ok(c, p, cs_store_statements()[CS_STMT_JOB_DUE].sql,
+                      "(next_at<?)"));
+    }
+    apr_dbd_query(c->db.driver, c->db.handle, &nrows,
+                  "DELETE FROM cs_acme_jobs");
+    conn_close(c);
+}
+
 int main(void)
 {
     const char *mysql = getenv("CS_TEST_MYSQL");
@@ -1645,6 +2015,10 @@ int main(void)
     if (mysql && *mysql) {
         driver_name = "mysql";
         params = mysql;
+        params2 = getenv("CS_TEST_MYSQL2");
+        if (params2 && !*params2) {
+            params2 = NULL;
+        }
     }
     else {
         driver_name = "sqlite3";
@@ -1672,6 +2046,10 @@ int main(void)
     test_leases_concurrent();
     test_acme();
     test_put_created();
+    test_tx_retry();
+    test_budgets_concurrent();
+    test_page_size();
+    test_due_prio();
 
     rc = unit_summary();
     cleanup_sqlite();
