@@ -71,19 +71,29 @@ if [ "$(id -u)" = 0 ]; then
         HOME="$(getent passwd "$TEST_USER" | cut -d: -f6)" LANG=C.UTF-8 \
         ${CI:+CI="$CI"} CERTSUITE_KEEP="${CERTSUITE_KEEP:-failed}" \
         bash "$work/src/build/test.sh"
-    # The one suite that needs root (it skips itself as the test user): a
-    # proxy's store on loop-mounted ext4 made full and read-only, on the
-    # tree the test user just built.
+    # The suites that need root (they skip themselves as the test user),
+    # on the tree the test user just built.  The Debian packages (built
+    # from this tree's files, installed, enabled in a second Apache
+    # instance, requested, purged) are mostly a build: in the background
+    # meanwhile, their output shown at the end.
     echo
+    echo "== as root: make check-deb in the background (build the packages," \
+         "lintian, install, a2enmod, configtest, a request, purge)"
+    "$top/t/deb/check-deb.sh" >"$work/check-deb.log" 2>&1 &
+    deb_pid=$!
+    # A proxy's store on loop-mounted ext4 made full and read-only.
     echo "== as root: make check-certsync-store (a full and a read-only store)"
     make -C "$work/src" -s check-certsync-store
-    # The Debian packages: built from this tree (git's files), installed,
-    # enabled in a second Apache instance, requested, purged.
-    echo
-    echo "== as root: make check-deb (build the packages, lintian, install," \
-         "a2enmod, configtest, a request, purge; the build is the long part)"
-    "$top/t/deb/check-deb.sh"
-    echo "suites as root: 2 passed"
+    # The dashboard in headless Chromium (a policy file in /etc gives it
+    # the admin's client certificate).
+    echo "== as root: make check-dashboard (headless Chromium)"
+    make -C "$work/src" -s check-dashboard
+    echo "== as root: check-deb's output"
+    deb_rc=0
+    wait "$deb_pid" || deb_rc=$?
+    cat "$work/check-deb.log"
+    [ "$deb_rc" = 0 ] || exit "$deb_rc"
+    echo "suites as root: 3 passed"
     exit 0
 fi
 
