@@ -44,33 +44,19 @@ cs_issuer_t *cs_issuer_local_ca(apr_pool_t *p, const cs_ca_t *ca,
 /* Bundles                                                             */
 /* ------------------------------------------------------------------ */
 
-/* Checks a chain and key, seals the key and fills a bundle. */
-static apr_status_t make_bundle(cs_bundle_t **pb, apr_pool_t *p,
-                                const cs_service_t *svc, const char *domain,
-                                apr_array_header_t *chain, EVP_PKEY *key,
-                                apr_time_t now, const char **err)
-{
-    cs_bundle_t *b;
-    cs_cert_info_t info;
-    unsigned char *der;
-    apr_size_t der_len;
-    apr_status_t rv;
-    const char *key_type;
+#define UNSUPPORTED_KEY "unsupported key type (ECDSA P-256/P-384 or RSA " \
+                        "of at least 2048 bits expected)"
 
-    if ((rv = cs_bundle_verify(chain, key, domain, now, err))) {
-        return rv;
-    }
-    if (!(key_type = cs_key_describe(p, key))) {
-        *err = "unsupported key type (ECDSA P-256/P-384 or RSA of at "
-               "least 2048 bits expected)";
-        return APR_EINVAL;
-    }
-    if ((rv = cs_envelope_seal(&der, &der_len, p, key, svc->wrap_certs,
-                               err))) {
-        return rv;
-    }
+/* An active bundle of a checked chain and its sealed key (DER). */
+static cs_bundle_t *bundle_of(apr_pool_t *p, const char *domain,
+                              const apr_array_header_t *chain,
+                              const char *key_type, const unsigned char *der,
+                              apr_size_t der_len, apr_time_t now)
+{
+    cs_bundle_t *b = apr_pcalloc(p, sizeof(*b));
+    cs_cert_info_t info;
+
     cs_cert_info(&info, p, APR_ARRAY_IDX(chain, 0, X509 *));
-    b = apr_pcalloc(p, sizeof(*b));
     b->domain = domain;
     b->state = "active";
     b->serial = info.serial;
@@ -80,7 +66,32 @@ static apr_status_t make_bundle(cs_bundle_t **pb, apr_pool_t *p,
     b->chain_pem = cs_pem_write_certs(p, chain);
     b->key_cms = cs_base64_encode(p, der, der_len);
     b->updated = apr_time_sec(now);
-    *pb = b;
+    return b;
+}
+
+/* Checks a chain and key, seals the key and fills a bundle. */
+static apr_status_t make_bundle(cs_bundle_t **pb, apr_pool_t *p,
+                                const cs_service_t *svc, const char *domain,
+                                apr_array_header_t *chain, EVP_PKEY *key,
+                                apr_time_t now, const char **err)
+{
+    unsigned char *der;
+    apr_size_t der_len;
+    apr_status_t rv;
+    const char *key_type;
+
+    if ((rv = cs_bundle_verify(chain, key, domain, now, err))) {
+        return rv;
+    }
+    if (!(key_type = cs_key_describe(p, key))) {
+        *err = UNSUPPORTED_KEY;
+        return APR_EINVAL;
+    }
+    if ((rv = cs_envelope_seal(&der, &der_len, p, key, svc->wrap_certs,
+                               err))) {
+        return rv;
+    }
+    *pb = bundle_of(p, domain, chain, key_type, der, der_len, now);
     return APR_SUCCESS;
 }
 
@@ -134,8 +145,6 @@ apr_status_t cs_service_import_sealed(cs_bundle_t **pb, apr_pool_t *p,
                                       const char **err)
 {
     apr_array_header_t *chain;
-    cs_bundle_t *b;
-    cs_cert_info_t info;
     unsigned char *der;
     apr_size_t der_len;
     apr_status_t rv;
@@ -152,8 +161,7 @@ apr_status_t cs_service_import_sealed(cs_bundle_t **pb, apr_pool_t *p,
     }
     leaf = APR_ARRAY_IDX(chain, 0, X509 *);
     if (!(key_type = cs_key_describe(p, X509_get0_pubkey(leaf)))) {
-        *err = "unsupported key type (ECDSA P-256/P-384 or RSA of at "
-               "least 2048 bits expected)";
+        *err = UNSUPPORTED_KEY;
         return APR_EINVAL;
     }
     if (cs_base64_decode(&der, &der_len, p, key_cms) || der_len == 0) {
@@ -178,18 +186,7 @@ apr_status_t cs_service_import_sealed(cs_bundle_t **pb, apr_pool_t *p,
             return APR_EINVAL;
         }
     }
-    cs_cert_info(&info, p, leaf);
-    b = apr_pcalloc(p, sizeof(*b));
-    b->domain = domain;
-    b->state = "active";
-    b->serial = info.serial;
-    b->not_before = apr_time_sec(info.not_before);
-    b->not_after = apr_time_sec(info.not_after);
-    b->key_type = key_type;
-    b->chain_pem = cs_pem_write_certs(p, chain);
-    b->key_cms = cs_base64_encode(p, der, der_len);
-    b->updated = apr_time_sec(now);
-    *pb = b;
+    *pb = bundle_of(p, domain, chain, key_type, der, der_len, now);
     return APR_SUCCESS;
 }
 
