@@ -131,17 +131,37 @@ void cs_tk_table_init(cs_tk_table_t *t)
     memset(t, 0, sizeof(*t));
 }
 
+/* Tries before a writer takes over an odd sequence (a writer killed in
+ * the middle, which a new sync daemon must not wait for) and before a
+ * reader gives up (then: no keys, a full handshake).  A write is a copy
+ * of a few hundred bytes: far fewer tries than these. */
+#define CS_TK_WRITER_SPINS 1000000
+#define CS_TK_READER_SPINS 100000
+
 void cs_tk_table_put(cs_tk_table_t *t, const cs_tk_key_t *keys, int n,
                      apr_int64_t rotate, apr_int64_t accept,
                      apr_int64_t now)
 {
-    apr_uint32_t s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+    apr_uint32_t s = 0, w = 0;
+    int i;
 
     if (n > CS_TK_MAX) {
         n = CS_TK_MAX;
     }
-    /* Odd while writing; the release fence orders it before the data. */
-    __atomic_store_n(&t->seq, s + 1, __ATOMIC_RELAXED);
+    /* Make seq odd (ours) from an even value, so that two writers (an old
+     * daemon finishing while a new one starts) never interleave; an odd
+     * value that stays (its writer died) is taken over, still odd.  The
+     * release fence orders the odd value before the data. */
+    for (i = 0; ; i++) {
+        s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+        w = (s & 1) ? s + 2 : s + 1;
+        if (((s & 1) == 0 || i >= CS_TK_WRITER_SPINS)
+            && __atomic_compare_exchange_n(&t->seq, &s, w, 0,
+                                           __ATOMIC_RELAXED,
+                                           __ATOMIC_RELAXED)) {
+            break;
+        }
+    }
     __atomic_thread_fence(__ATOMIC_RELEASE);
     if (n > 0) {
         memcpy(t->keys, keys, (size_t)n * sizeof(*keys));
@@ -154,14 +174,15 @@ void cs_tk_table_put(cs_tk_table_t *t, const cs_tk_key_t *keys, int n,
     t->rotate = rotate;
     t->accept = accept;
     t->updated = now;
-    __atomic_store_n(&t->seq, s + 2, __ATOMIC_RELEASE);
+    __atomic_store_n(&t->seq, w + 1, __ATOMIC_RELEASE);
 }
 
 void cs_tk_table_get(cs_tk_table_t *out, const cs_tk_table_t *t)
 {
     apr_uint32_t s1, s2;
+    int i;
 
-    for (;;) {
+    for (i = 0; i < CS_TK_READER_SPINS; i++) {
         s1 = __atomic_load_n(&t->seq, __ATOMIC_ACQUIRE);
         if (s1 & 1) {
             continue;   /* the writer is in the middle: a few µs */
@@ -177,6 +198,8 @@ void cs_tk_table_get(cs_tk_table_t *out, const cs_tk_table_t *t)
             return;
         }
     }
+    /* A writer stuck in the middle: no keys rather than a hung handshake. */
+    memset(out, 0, sizeof(*out));
 }
 
 const cs_tk_key_t *cs_tk_issuing(const cs_tk_table_t *t, apr_int64_t now)

@@ -91,7 +91,11 @@ apr_status_t cs_tk_name_parse(unsigned char name[CS_TK_NAME_LEN],
  * readers (every worker thread's handshakes).  A sequence lock: the
  * writer makes seq odd, writes, makes it even; a reader copies and tries
  * again if seq was odd or moved.  Readers never block the writer, and the
- * writer never waits for a reader.
+ * writer never waits for a reader.  Two writers (an old daemon finishing
+ * while a new one starts) take turns (compare-and-swap from even); an odd
+ * seq left by a writer that died is taken over by the next writer, and a
+ * reader that finds it odd for too long gets an empty table (no tickets,
+ * full handshakes) instead of spinning in a handshake.
  */
 typedef struct cs_tk_table_t {
     volatile apr_uint32_t seq;

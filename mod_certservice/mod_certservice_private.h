@@ -201,7 +201,7 @@ typedef struct {
  * may ask for, and how many such requests one process holds at once
  * (never more than half of its threads). */
 #define CS_FEED_WAIT            30
-#define CS_FEED_WAITERS         8
+#define CS_FEED_WAITERS         4   /* each holds a DBD connection */
 const char *cs_set_feed_wait(cmd_parms *cmd, void *dummy, const char *secs,
                              const char *waiters);
 

@@ -701,6 +701,9 @@ static int pp_pre_connection(conn_rec *c, void *csd)
     /* The buffer the core's first read would have used; the bucket that
      * hands its rest on owns it. */
     buf = apr_bucket_alloc(cap, c->bucket_alloc);
+    /* Read below when no byte came (the parser zeroes it on its first
+     * call, which a close or a timeout before any byte never makes). */
+    memset(&hdr, 0, sizeof(hdr));
     if ((why = pp_read_header(c, csd, conf, &hdr, &buf, &cap, &n))
         != NULL) {
         apr_bucket_free(buf);
