@@ -113,7 +113,10 @@ static int csy_tk_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
 static int csy_tk_ctx_index = -1;
 
 /* The binding of a connection: the virtual host its context belongs to
- * (lower case); NULL if unknown. */
+ * (lower case) and the context's client verification (a session made
+ * where no client certificate was asked for never resumes where one is
+ * required: that was the port's part in mod_ssl's context); NULL if
+ * unknown. */
 static const char *csy_tk_binding(SSL *ssl, char *buf, apr_size_t size)
 {
     SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
@@ -124,7 +127,8 @@ static const char *csy_tk_binding(SSL *ssl, char *buf, apr_size_t size)
     if (!s || !s->server_hostname) {
         return NULL;
     }
-    apr_snprintf(buf, size, "certsync-ticket|%s", s->server_hostname);
+    apr_snprintf(buf, size, "certsync-ticket|%s|verify=%d",
+                 s->server_hostname, SSL_CTX_get_verify_mode(ctx));
     for (i = 0; buf[i]; i++) {
         buf[i] = apr_tolower(buf[i]);
     }
