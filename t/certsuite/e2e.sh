@@ -285,5 +285,6 @@ grep -q "CertService answered 404" <<<"$err"
 okif $? "... CertService's 404 is shown" || diag "$err"
 
 echo "1..$n"
-echo "$npass passed, $nfail failed ($((SECONDS - T0)) s)"
+echo "# $((SECONDS - T0)) s"
+echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]

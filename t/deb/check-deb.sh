@@ -295,5 +295,6 @@ left=$(dpkg-query -W -f '${Package} ${Status}\n' $PKGS 2>/dev/null \
 okif $? "nothing left installed" || diag "$left"
 
 echo "1..$n"
-echo "$npass passed, $nfail failed ($((SECONDS - T0)) s)"
+echo "# $((SECONDS - T0)) s"
+echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]
