@@ -403,6 +403,7 @@ static void test_restart_off_and_too_soon(void)
     json_object_set_new(r.state, "restart_pending", json_true());
     CHECK_EQ_INT(csy_rollout_cycle(&r, pool, 1, 1), 0);
     CHECK_EQ_INT(f.w.gracefuls, 1);
+    done(&r);
     world();
     generation(&r);
     r.conf.min_restart_interval = 100;
