@@ -1,5 +1,7 @@
 /*
- * csy_sync.c: one synchronisation cycle with CertService.  See csy_sync.h.
+ * csy_sync.c: one synchronisation cycle with CertService (the feed, the
+ * bundles checked on several threads, the store's batches).  Its requests
+ * go through csy_client.c.  See csy_sync.h.
  */
 #include <limits.h>
 #include <stdarg.h>
@@ -18,10 +20,9 @@
 #include "cs_name.h"
 #include "cs_seal.h"
 #include "cs_x509.h"
+#include "csy_client_private.h"
 #include "csy_sync.h"
 
-/* Largest response accepted: a page of bundles with long chains. */
-#define CSY_MAX_RESPONSE    (64 * 1024 * 1024)
 #define CSY_FEED_PAGE       1000
 /* Feed pages applied between two saves of the manifest and the cursor.
  * Saving after every page rewrote the whole manifest (and read every
@@ -33,148 +34,8 @@
 
 /* How apply_bundle's answer starts when the store refused the install. */
 #define CSY_STORE_WHY       "store: "
-/* A lease refused without a Retry-After: ask again after this; one with a
- * Retry-After longer than the longest lease is not believed. */
-#define CSY_LEASE_RETRY     5
-#define CSY_LEASE_RETRY_MAX 3600
 /* Threads that check bundles at most (csy_config_t.threads). */
 #define CSY_THREADS_MAX     16
-/* At most this much of an error text from CertService in ours. */
-#define CSY_MAX_ANSWER_TEXT 300
-
-struct csy_client_t {
-    const csy_config_t *config;
-    cs_http_t *http;
-};
-
-static void csy_log(const csy_config_t *cfg, cs_log_level_t level,
-                    apr_pool_t *p, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void csy_log(const csy_config_t *cfg, cs_log_level_t level,
-                    apr_pool_t *p, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!cfg->log) {
-        return;
-    }
-    va_start(ap, fmt);
-    cfg->log(cfg->log_baton, level, apr_pvsprintf(p, fmt, ap));
-    va_end(ap);
-}
-
-apr_status_t csy_client_create(csy_client_t **pclient, apr_pool_t *p,
-                               const csy_config_t *config)
-{
-    csy_client_t *client = apr_pcalloc(p, sizeof(*client));
-    cs_http_conf_t hc;
-    apr_status_t rv;
-
-    /* The defaults are the glue's (csy_conf_effective, CertSyncTimeout),
-     * not second ones here. */
-    if (config->batch_size < 1 || (!config->http && config->timeout < 1)) {
-        return APR_EINVAL;
-    }
-    client->config = config;
-    if (config->http) {
-        client->http = config->http;
-    }
-    else {
-        memset(&hc, 0, sizeof(hc));
-        hc.protocols = "https,http";
-        hc.ca_file = config->ca_file;
-        hc.client_cert = config->client_cert;
-        hc.client_key = config->client_key;
-        hc.timeout = apr_time_from_sec(config->timeout);
-        hc.connect_timeout = apr_time_from_sec(10);
-        hc.max_body = CSY_MAX_RESPONSE;
-        if ((rv = cs_http_curl_create(&client->http, p, &hc))) {
-            return rv;
-        }
-    }
-    *pclient = client;
-    return APR_SUCCESS;
-}
-
-/*
- * One request.  On success *json holds the parsed body (for 2xx with a
- * body) and *status the HTTP status; *err says what went wrong otherwise.
- * resp, if not NULL, receives the whole answer (its headers).
- */
-static apr_status_t request(json_t **json, long *status, csy_client_t *cl,
-                            apr_pool_t *p, const char *method,
-                            const char *path, json_t *body,
-                            cs_http_resp_t *resp, const char **err)
-{
-    static const char *const headers[] = {
-        "Accept: application/json", "Content-Type: application/json", NULL
-    };
-    cs_http_req_t req;
-    cs_http_resp_t r;
-    char *text = NULL;
-    json_error_t jerr;
-    apr_status_t rv;
-
-    *json = NULL;
-    *status = 0;
-    if (!resp) {
-        resp = &r;
-    }
-    memset(&req, 0, sizeof(req));
-    req.method = method;
-    req.url = apr_pstrcat(p, cl->config->url, path, NULL);
-    req.headers = headers;
-    if (body) {
-        text = json_dumps(body, JSON_COMPACT);
-        req.body = text ? text : "{}";
-        req.body_len = strlen(req.body);
-    }
-    rv = cs_http_send(cl->http, resp, &req, p, err);
-    free(text);
-    if (rv != APR_SUCCESS) {
-        /* The transport's error names the method and the URL. */
-        if (rv == APR_ENOSPC) {
-            *err = apr_psprintf(p, "%s %s: response too large", method,
-                                path);
-        }
-        return APR_EGENERAL;
-    }
-    *status = resp->status;
-    /* Text from the answer goes into the error log and the status page:
-     * one printable line (cs_printable), whatever CertService sent. */
-    if (resp->len) {
-        *json = json_loadb(resp->body, resp->len, 0, &jerr);
-        if (!*json && *status < 300) {
-            *err = apr_psprintf(p, "%s %s: malformed JSON: %s", method, path,
-                                cs_printable(p, jerr.text, strlen(jerr.text),
-                                             CSY_MAX_ANSWER_TEXT));
-            return APR_EGENERAL;
-        }
-    }
-    if (*status < 200 || *status >= 300) {
-        json_t *msg = *json ? json_object_get(*json, "error") : NULL;
-        *err = apr_psprintf(p, "%s %s: HTTP %ld%s%s", method, path, *status,
-                            json_is_string(msg) ? ": " : "",
-                            json_is_string(msg)
-                            ? cs_printable(p, json_string_value(msg),
-                                           json_string_length(msg),
-                                           CSY_MAX_ANSWER_TEXT)
-                            : "");
-        json_decref(*json);
-        *json = NULL;
-        return APR_EGENERAL;
-    }
-    return APR_SUCCESS;
-}
-
-apr_status_t csy_request_json(json_t **json, long *status,
-                              csy_client_t *client, apr_pool_t *p,
-                              const char *method, const char *path,
-                              json_t *body, const char **err)
-{
-    return request(json, status, client, p, method, path, body, NULL, err);
-}
 
 /* ------------------------------------------------------------------ */
 /* One bundle                                                          */
@@ -783,8 +644,8 @@ static apr_status_t fetch_batch(cycle_t *cy, apr_pool_t *p,
         json_array_append_new(arr, json_string(n));
         apr_hash_set(asked, n, APR_HASH_KEY_STRING, n);
     }
-    rv = request(&resp, &status, cy->cl, p, "POST", "/v1/bundles", body,
-                 NULL, err);
+    rv = csy_request_json(&resp, &status, cy->cl, p, "POST", "/v1/bundles",
+                          body, err);
     json_decref(body);
     if (rv) {
         return rv;
@@ -930,10 +791,11 @@ static apr_status_t read_page(cycle_t *cy, apr_pool_t *p, long long since,
     size_t i;
     int jmore;
 
-    rv = request(&resp, &status, cy->cl, p, "GET",
-                 apr_psprintf(p, "/v1/changes?since=%" APR_INT64_T_FMT
-                              "&limit=%d", (apr_int64_t)since,
-                              CSY_FEED_PAGE), NULL, NULL, err);
+    rv = csy_request_json(&resp, &status, cy->cl, p, "GET",
+                          apr_psprintf(p, "/v1/changes?since=%"
+                                       APR_INT64_T_FMT "&limit=%d",
+                                       (apr_int64_t)since, CSY_FEED_PAGE),
+                          NULL, err);
     if (rv) {
         return rv;
     }
@@ -1079,112 +941,6 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
     if (rv) {
         res->error = err ? apr_pstrdup(p, err)
                          : apr_psprintf(p, "store error: %pm", &rv);
-    }
-    return rv;
-}
-
-static int lease_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    return n >= 1 && n <= 64
-           && s[strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                          "0123456789._-")] == '\0';
-}
-
-apr_status_t csy_lease_acquire(const char **lease, long *retry_after,
-                               csy_client_t *cl, apr_pool_t *p, int ttl,
-                               const char **err)
-{
-    const csy_config_t *cfg = cl->config;
-    json_t *body, *resp = NULL;
-    cs_http_resp_t answer;
-    const char *id;
-    long status;
-    apr_int64_t ra;
-    apr_status_t rv;
-
-    *lease = NULL;
-    *retry_after = 0;
-    body = json_pack("{s:s, s:i}", "host", cfg->host_name, "ttl", ttl);
-    rv = request(&resp, &status, cl, p, "POST",
-                 apr_pstrcat(p, "/v1/pools/", cfg->pool_name, "/leases",
-                             NULL), body, &answer, err);
-    json_decref(body);
-    if (rv && status == 409) {
-        ra = cs_http_retry_after(apr_table_get(answer.headers, "Retry-After"),
-                                 apr_time_now(), CSY_LEASE_RETRY_MAX);
-        *retry_after = ra > 0 ? (long)ra : CSY_LEASE_RETRY;
-        return APR_EAGAIN;
-    }
-    if (rv) {
-        return rv;
-    }
-    id = json_string_value(json_object_get(resp, "lease"));
-    if (!id) {
-        json_decref(resp);
-        *err = "lease answer without a lease id";
-        return APR_EGENERAL;
-    }
-    /* It goes into the URL of its release: a lease name as the API
-     * defines it (1 to 64 of A-Z a-z 0-9 . _ -), nothing that could
-     * point elsewhere ("../") or break the URL. */
-    if (!lease_name_ok(id)) {
-        *err = apr_pstrcat(p, "lease answer with an invalid lease id '",
-                           cs_printable(p, id, strlen(id), 64), "'", NULL);
-        json_decref(resp);
-        return APR_EGENERAL;
-    }
-    *lease = apr_pstrdup(p, id);
-    json_decref(resp);
-    return APR_SUCCESS;
-}
-
-apr_status_t csy_lease_release(csy_client_t *cl, apr_pool_t *p,
-                               const char *lease)
-{
-    json_t *resp;
-    const char *err;
-    long status;
-    apr_status_t rv;
-
-    rv = request(&resp, &status, cl, p, "DELETE",
-                 apr_pstrcat(p, "/v1/pools/", cl->config->pool_name,
-                             "/leases/", lease, NULL), NULL, NULL, &err);
-    json_decref(resp);
-    if (rv && status != 404) {
-        csy_log(cl->config, CS_LOG_WARN, p, "releasing lease %s failed: %s",
-                lease, err);
-        return rv;
-    }
-    return APR_SUCCESS;
-}
-
-apr_status_t csy_report(csy_client_t *cl, apr_pool_t *p, long long seq,
-                        const char *state, apr_hash_t *failures)
-{
-    const csy_config_t *cfg = cl->config;
-    json_t *failed = json_object(), *body, *resp;
-    apr_hash_index_t *hi;
-    const char *err;
-    long status;
-    apr_status_t rv;
-
-    for (hi = apr_hash_first(p, failures); hi; hi = apr_hash_next(hi)) {
-        json_object_set_new(failed, apr_hash_this_key(hi),
-                            json_string(apr_hash_this_val(hi)));
-    }
-    body = json_pack("{s:s, s:I, s:s, s:o}", "pool", cfg->pool_name,
-                     "seq", (json_int_t)seq, "state", state,
-                     "failed", failed);
-    rv = request(&resp, &status, cl, p, "POST",
-                 apr_pstrcat(p, "/v1/hosts/", cfg->host_name, "/report",
-                             NULL), body, NULL, &err);
-    json_decref(body);
-    json_decref(resp);
-    if (rv) {
-        csy_log(cfg, CS_LOG_WARN, p, "report to CertService failed: %s",
-                err);
     }
     return rv;
 }
