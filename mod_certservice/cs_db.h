@@ -98,6 +98,10 @@ typedef enum {
  * call's pool. */
 typedef const char **cs_db_row_t;
 
+/** A cs_domains row without the bulky columns (DOMAIN_COLS of
+ * cs_store_domains.c) into the cs_bundle_t at item. */
+void cs_db_summary_from_row(void *item, cs_db_row_t r);
+
 /* Every public call starts here: clears db->error, makes the statement
  * hash if there is none, and sets the connection up for this driver
  * (SQLite: a busy timeout; mod_dbd may have opened it without one). */

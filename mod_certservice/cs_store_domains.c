@@ -229,8 +229,7 @@ apr_status_t cs_store_delete(cs_db_t *db, apr_pool_t *p, const char *domain,
     return status;
 }
 
-/* A cs_domains row without the bulky columns (DOMAIN_COLS). */
-static void summary_from_row(void *item, cs_db_row_t r)
+void cs_db_summary_from_row(void *item, cs_db_row_t r)
 {
     cs_bundle_t *b = item;
 
@@ -270,7 +269,7 @@ apr_status_t cs_store_get(cs_bundle_t **b, cs_db_t *db, apr_pool_t *p,
         return cs_db_fail(db, APR_NOTFOUND, "unknown domain %s", domain);
     }
     *b = apr_pcalloc(p, sizeof(**b));
-    summary_from_row(*b, row);
+    cs_db_summary_from_row(*b, row);
     (*b)->chain_pem = row[9];
     (*b)->key_cms = row[10];
     return APR_SUCCESS;
@@ -288,7 +287,7 @@ apr_status_t cs_store_list(apr_array_header_t **domains, cs_db_t *db,
         return cs_db_fail(db, APR_EINVAL, "limit must be at least 1");
     }
     /* Every name sorts after "". */
-    return cs_db_rows(domains, db, p, sizeof(cs_bundle_t), summary_from_row,
+    return cs_db_rows(domains, db, p, sizeof(cs_bundle_t), cs_db_summary_from_row,
                       CS_STMT_DOM_LIST, after ? after : "", &limit);
 }
 

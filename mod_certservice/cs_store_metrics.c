@@ -224,21 +224,6 @@ apr_status_t cs_store_order_count(cs_db_t *db, apr_pool_t *p,
                       ca);
 }
 
-static void summary_from_row(void *item, cs_db_row_t r)
-{
-    cs_bundle_t *b = item;
-
-    b->domain = r[0];
-    b->seq = cs_db_int(r[1]);
-    b->state = r[2];
-    b->serial = r[3];
-    b->not_before = cs_db_int(r[4]);
-    b->not_after = cs_db_int(r[5]);
-    b->key_type = r[6];
-    b->last_error = r[7];
-    b->updated = cs_db_int(r[8]);
-}
-
 static const char *quote(cs_db_t *db, apr_pool_t *p, const char *s)
 {
     return apr_pstrcat(p, "'", apr_dbd_escape(db->driver, p, s, db->handle),
@@ -289,7 +274,7 @@ apr_status_t cs_store_domain_search(apr_array_header_t **domains,
     }
     *domains = apr_array_make(p, rows->nelts + 1, sizeof(cs_bundle_t));
     for (i = 0; i < rows->nelts; i++) {
-        summary_from_row(apr_array_push(*domains),
+        cs_db_summary_from_row(apr_array_push(*domains),
                          APR_ARRAY_IDX(rows, i, cs_db_row_t));
     }
     return APR_SUCCESS;
