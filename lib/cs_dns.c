@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <apr_strings.h>
 #include <apr_thread_proc.h>
@@ -400,6 +401,20 @@ apr_status_t cs_dns_follow(const char **target, apr_pool_t *p,
 
 /* --- RFC 2136 update ------------------------------------------------ */
 
+const char *cs_dns_tsig_alg(const char *alg)
+{
+    static const char *const known[] = { "hmac-sha256", "hmac-sha384",
+                                         "hmac-sha512", "hmac-sha1", NULL };
+    int i;
+
+    for (i = 0; alg && known[i]; i++) {
+        if (strcasecmp(alg, known[i]) == 0) {
+            return known[i];
+        }
+    }
+    return NULL;
+}
+
 static apr_status_t make_update(ldns_pkt **pkt, apr_pool_t *p,
                                 const cs_dns_zone_t *z, const char *name,
                                 const char *value, int add, int ttl,
@@ -442,6 +457,16 @@ static apr_status_t make_update(ldns_pkt **pkt, apr_pool_t *p,
     }
     ldns_pkt_set_rd(u, false);
     ldns_pkt_set_random_id(u);
+    /* Refused here rather than by ldns: its error path for an algorithm
+     * it does not know frees the record's fields shallowly (13 small
+     * allocations lost per call, LeakSanitizer in test_cs_dns). */
+    if (!cs_dns_tsig_alg(z->key_alg)) {
+        ldns_pkt_free(u);
+        *err = apr_psprintf(p, "cannot sign the update with key %s: '%s' "
+                            "is not a TSIG algorithm", z->key_name,
+                            z->key_alg);
+        return APR_EINVAL;
+    }
     s = ldns_pkt_tsig_sign(u, apr_pstrcat(p, z->key_name, ".", NULL),
                            z->key_secret, 300,
                            apr_pstrcat(p, z->key_alg, ".", NULL), NULL);

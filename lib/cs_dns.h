@@ -62,6 +62,11 @@ typedef struct {
     void *xfer_baton;
 } cs_dns_conf_t;
 
+/** The TSIG algorithm alg names, case-insensitively, in the form the
+ * zone keeps ("hmac-sha256"; hmac-sha384, hmac-sha512, hmac-sha1), or NULL
+ * if it is not one CertService signs with. */
+const char *cs_dns_tsig_alg(const char *alg);
+
 /** The TXT value of a dns-01 challenge: base64url(SHA-256(keyauth)),
  * 43 characters. */
 const char *cs_dns01_value(apr_pool_t *p, const char *keyauth);

@@ -102,24 +102,6 @@ static const char *cs_dns_read_key(cmd_parms *cmd, const char *file,
     return NULL;
 }
 
-static const char *cs_dns_alg(apr_pool_t *p, const char *alg)
-{
-    static const char *const ok[] = { "hmac-sha256", "hmac-sha384",
-                                      "hmac-sha512", "hmac-sha1", NULL };
-    char *a = apr_pstrdup(p, alg), *c;
-    int i;
-
-    for (c = a; *c; c++) {
-        *c = (char)apr_tolower(*c);
-    }
-    for (i = 0; ok[i]; i++) {
-        if (strcmp(a, ok[i]) == 0) {
-            return ok[i];
-        }
-    }
-    return NULL;
-}
-
 /* An address and optional port: "192.0.2.1", "192.0.2.1:5353",
  * "[2001:db8::1]:53", "2001:db8::1". */
 static int cs_dns_addr(apr_pool_t *p, const char *arg, const char **addr,
@@ -202,12 +184,12 @@ const char *cs_set_dns_update(cmd_parms *cmd, void *dummy, int argc,
         return err;
     }
     z->key_alg = argc == 5 ? argv[4] : file_alg ? file_alg : "hmac-sha256";
-    if (!cs_dns_alg(cmd->pool, z->key_alg)) {
+    if (!cs_dns_tsig_alg(z->key_alg)) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a TSIG algorithm "
                             "(hmac-sha256, hmac-sha384, hmac-sha512, "
                             "hmac-sha1)", cmd->cmd->name, z->key_alg);
     }
-    z->key_alg = cs_dns_alg(cmd->pool, z->key_alg);
+    z->key_alg = cs_dns_tsig_alg(z->key_alg);
     return NULL;
 }
 
