@@ -10,6 +10,7 @@
 
 #include "mg_expand.h"
 #include "cs_manifest.h"
+#include "cs_name.h"
 
 #define MG_USE  "Use "
 
@@ -56,6 +57,29 @@ char *mg_expand_use_lines(apr_size_t *len, apr_pool_t *p, const char *macro,
     *o = '\0';
     *len = total;
     return buf;
+}
+
+const char *mg_server_names(const char **name, const char **alias,
+                            apr_pool_t *p, const char *domain)
+{
+    const char *why;
+    char *lower;
+
+    *name = *alias = NULL;
+    why = cs_name_check(p, domain, strlen(domain), CS_NAME_ANY_CASE);
+    if (why) {
+        return why;
+    }
+    lower = apr_palloc(p, CS_NAME_MAX + 1);
+    cs_name_lower(lower, domain);       /* passes: checked above */
+    if (lower[0] == '*') {
+        *alias = lower;
+        *name = apr_pstrcat(p, "_", lower + 1, NULL);
+    }
+    else {
+        *name = lower;
+    }
+    return NULL;
 }
 
 void mg_reader_init(mg_reader_t *r, const char *buf, apr_size_t len)

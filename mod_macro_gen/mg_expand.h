@@ -27,6 +27,23 @@ char *mg_expand_use_lines(apr_size_t *len, apr_pool_t *p, const char *macro,
                           const char *extra,
                           const apr_array_header_t *entries);
 
+/**
+ * The names a virtual host serving domain's certificate goes by
+ * (MacroGenerateServerName): its ServerName is a name the certificate
+ * covers, so that mod_ssl's startup check finds it (no AH01909).  For a
+ * name, the name itself.  For a wildcard "*.parent", which httpd refuses
+ * as a ServerName, the name "_.parent": the certificate covers it (one
+ * label), and no domain of the suite can be it (the domain rule has no
+ * '_'), so it never takes a name from another virtual host; the wildcard
+ * itself is then the alias.
+ * @param name   the ServerName, from p (in lower case)
+ * @param alias  the wildcard to add as ServerAlias, from p; NULL if none
+ * @param domain a domain under the suite's rule, in any case
+ * @return NULL, or why domain is refused (from p)
+ */
+const char *mg_server_names(const char **name, const char **alias,
+                            apr_pool_t *p, const char *domain);
+
 /** Reads a buffer the way the configuration reader reads a file. */
 typedef struct {
     const char *buf;

@@ -340,12 +340,48 @@ static const char *mg_generate(cmd_parms *cmd, void *mconfig,
     return NULL;
 }
 
+/*
+ * MacroGenerateServerName domain: in a <VirtualHost>, ServerName and, for a
+ * wildcard, ServerAlias for the certificate of domain (mg_server_names).
+ * A macro that named its virtual host with "ServerAlias $domain" (httpd
+ * refuses a wildcard ServerName) left it the main server's name, or the
+ * reverse lookup of its address, and mod_ssl warned at every start, once
+ * per virtual host, that the certificate does not match it (AH01909).
+ * Sets the fields core's ServerName and ServerAlias set.
+ */
+static const char *mg_server_name(cmd_parms *cmd, void *mconfig,
+                                  const char *domain)
+{
+    server_rec *s = cmd->server;
+    const char *name, *alias, *why;
+
+    if (!s->is_virtual || !s->wild_names) {
+        return apr_psprintf(cmd->pool, "%s only used in <VirtualHost>",
+                            cmd->cmd->name);
+    }
+    why = mg_server_names(&name, &alias, cmd->pool, domain);
+    if (why) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a domain name: %s",
+                            cmd->cmd->name, domain, why);
+    }
+    s->server_hostname = apr_pstrdup(cmd->pool, name);
+    if (alias) {
+        *(const char **)apr_array_push(s->wild_names) = alias;
+    }
+    return NULL;
+}
+
 static const command_rec mg_cmds[] = {
     AP_INIT_RAW_ARGS("MacroGenerate", mg_generate, NULL,
                      EXEC_ON_READ | RSRC_CONF,
                      "A mod_macro macro and a certsync manifest: "
                      "'Use macro <domain> <certdir> [args...]' for each "
                      "entry"),
+    AP_INIT_TAKE1("MacroGenerateServerName", mg_server_name, NULL,
+                  RSRC_CONF,
+                  "A domain: the virtual host's ServerName (for a "
+                  "wildcard *.parent, _.parent, with the wildcard as "
+                  "ServerAlias)"),
     { NULL }
 };
 

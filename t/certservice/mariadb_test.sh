@@ -72,66 +72,24 @@ export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$top/t/lib/certsuite.sh"
+# csdb_need, csdb_setup, csdb_start, csdb_sql, req, port_of, other, check
+. "$top/t/lib/csdb.sh"
 
-# --- Prerequisites -----------------------------------------------------------
+# --- Prerequisites, test output, temporary directory, PKI ---------------------
 
-if ! find_prog mariadbd mysqld >/dev/null; then
-    echo "SKIP: no MariaDB server installed (mariadbd/mysqld not found;" \
-         "apt-get install mariadb-server)"
-    exit 0
-fi
-
-cs_need curl jq openssl -- dbd || bail "$need_why"
-MYSQL=$(find_prog mariadb mysql) || bail "no mariadb/mysql client"
-
-CS_MODULE=${CS_MODULE:-$(cs_build_module certservice)}
-[ -n "${CS_MODULE:-}" ] && [ -f "$CS_MODULE" ] \
-    || bail "mod_certservice.so is not built (run make, or set CS_MODULE)"
-CS_MODULE=$(cd "$(dirname "$CS_MODULE")" && pwd)/$(basename "$CS_MODULE")
-
-# --- Test output -------------------------------------------------------------
-
+csdb_need
 tap_init
-# check DESC... [ TEST ]: ok if the test succeeds; the description is
-# every argument before the "[".
-check() {
-    local desc=()
-    while [ $# -gt 0 ] && [ "$1" != "[" ]; do
-        desc+=("$1")
-        shift
-    done
-    if "$@"; then ok "${desc[*]}"; else notok "${desc[*]}"; fi
-}
-
-# --- Temporary directory and cleanup ---------------------------------------
-
-cs_tmpdir cs-mariadb-test || bail "mktemp failed"
-pki=$tmp/pki
+csdb_setup cs-mariadb-test
 dbdir=$tmp/db
-bg_pids=()
 
 on_cleanup() {
-    stop_pids "${bg_pids[@]}"
-    stop_httpd "$tmp/A"
-    stop_httpd "$tmp/B"
+    csdb_cleanup
     if [ -d "$dbdir" ]; then
         "$top/t/db/mariadb.sh" stop "$dbdir" >/dev/null 2>&1
     fi
 }
 
-# As root the httpd children run as nobody: they must reach the tree.
-cs_run_user
-if [ -n "$run_user" ]; then
-    chmod 755 "$tmp"
-fi
-
-# --- PKI and database --------------------------------------------------------
-
-if ! "$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1; then
-    cat "$tmp/pki.log"
-    bail "make-pki.sh failed"
-fi
-chmod 755 "$pki"
+# --- Database ----------------------------------------------------------------
 
 t0=$(date +%s)
 if ! params=$("$top/t/db/mariadb.sh" start "$dbdir" 2>"$tmp/mariadb.log"); then
@@ -141,69 +99,25 @@ fi
 ok "private MariaDB started in $(($(date +%s) - t0)) s"
 diag "apr_dbd params: $(sed 's/pass=[^;]*/pass=.../' <<<"$params")"
 
-param() { # name: a value from the apr_dbd parameter string
-    tr ';' '\n' <<<"$params" | sed -n "s/^$1=//p"
-}
-db_port=$(param port)
-db_user=$(param user)
-db_pass=$(param pass)
-db_name=$(param dbname)
 sql() { # SQL: rows, tab-separated, no header
-    MYSQL_PWD=$db_pass "$MYSQL" --no-defaults -h 127.0.0.1 -P "$db_port" \
-        -u "$db_user" -N -B "$db_name" -e "$1"
+    csdb_sql "$params" "$1"
 }
 
 # --- httpd instances ---------------------------------------------------------
 
-# write_conf NAME: $tmp/NAME/httpd.conf for instance NAME on a port picked
-# now (port_NAME, listen_ports: start_httpd_retry): one of two CertServices
-# on the MariaDB, local CA
-write_conf() {
-    local dir=$tmp/$1 port
-    mkdir -p "$dir/logs"
-    port=$(pick_port)
-    printf -v "port_$1" %s "$port"
-    listen_ports=$port
-    write_cs_conf "$dir" "$port" log="warn ssl:warn certservice:info dbd:info" \
-        dbd=mysql db="$params" server="<IfModule mpm_event_module>
-    StartServers 2
-    ServerLimit 4
-    ThreadsPerChild 25
-    MaxRequestWorkers 100
-    MaxSpareThreads 100
-</IfModule>
-<IfModule mpm_worker_module>
-    StartServers 2
-    ServerLimit 4
-    ThreadsPerChild 25
-    MaxRequestWorkers 100
-</IfModule>" vhost="CertServiceCertificateLifetime 240h
+# Two CertServices on the one MariaDB, local CA.
+csdb_start "$params" "$params" "CertServiceCertificateLifetime 240h
 CertServiceMaxUnavailable 1
 CertServiceMaxUnavailable 2 pool2
 CertServiceLeaseMaxTTL 120
 CertServiceMaxBatch 100"
-}
-
-port_A=
-port_B=
-port_of() { # INST (A or B): its port
-    if [ "$1" = A ]; then echo "$port_A"; else echo "$port_B"; fi
-}
-
-for inst in A B; do
-    start_httpd_retry "$tmp/$inst" write_conf "$inst" \
-        || bail "httpd instance $inst did not start"
-done
 ok "httpd instances A (port $port_A) and B (port $port_B) started," \
    "both on one MariaDB"
 
-# req WHO INST METHOD PATH [BODY]: cs_req on instance INST (A or B)
-req() { cs_req "$1" "$(port_of "$2")" "${@:3}"; }
 header() { # NAME: from the last req's response headers
     tr -d '\r' <"$last_rf.hdr" 2>/dev/null \
         | sed -n "s/^$1: *//Ip" | head -1
 }
-other() { if [ "$1" = A ]; then echo B; else echo A; fi; }
 
 # --- 1. Schema, created by both at once --------------------------------------
 

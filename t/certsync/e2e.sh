@@ -12,7 +12,7 @@
 #                graceful), mod_macro, mod_macro_gen, mod_ssl: one TLS
 #                listener whose default virtual host has a self-signed
 #                fallback certificate, and `MacroGenerate` of a TLS macro
-#                (ServerAlias $domain) over the store's manifest; a plain
+#                (MacroGenerateServerName $domain) over the store's manifest; a plain
 #                HTTP listener with `SetHandler certsync-status`
 #
 # and shows, with curl (admin client certificate), openssl s_client (SNI)

@@ -57,45 +57,26 @@ export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$top/t/lib/certsuite.sh"
+# csdb_need, csdb_setup, csdb_start, csdb_sql, req, port_of, check
+. "$top/t/lib/csdb.sh"
 
-if ! find_prog mariadbd mysqld >/dev/null; then
-    echo "SKIP: no MariaDB server (apt-get install mariadb-server)"
-    exit 0
-fi
 if ! ls /usr/lib/galera/libgalera_smm.so /usr/lib/libgalera_smm.so \
         >/dev/null 2>&1; then
     echo "SKIP: no Galera library (apt-get install galera-4)"
     exit 0
 fi
-cs_need curl jq openssl rsync -- dbd || bail "$need_why"
-MYSQL=$(find_prog mariadb mysql) || bail "no mariadb/mysql client"
-CS_MODULE=${CS_MODULE:-$(cs_build_module certservice)}
-[ -n "${CS_MODULE:-}" ] && [ -f "$CS_MODULE" ] \
-    || bail "mod_certservice.so is not built (run make, or set CS_MODULE)"
-CS_MODULE=$(cd "$(dirname "$CS_MODULE")" && pwd)/$(basename "$CS_MODULE")
+csdb_need rsync
 
 tap_init
 t_start=$(date +%s)
 
-cs_tmpdir cs-galera-test || bail "mktemp failed"
-pki=$tmp/pki
+csdb_setup cs-galera-test
 gdir=$tmp/galera
-bg_pids=()
 
 on_cleanup() {
-    stop_pids "${bg_pids[@]}"
-    stop_httpd "$tmp/A"
-    stop_httpd "$tmp/B"
+    csdb_cleanup
     "$top/t/db/galera_cluster.sh" stop "$gdir" >/dev/null 2>&1
 }
-cs_run_user
-if [ -n "$run_user" ]; then
-    chmod 755 "$tmp"
-fi
-
-"$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1 \
-    || bail "make-pki.sh failed: $(tail -3 "$tmp/pki.log")"
-chmod 755 "$pki"
 
 t0=$(date +%s)
 if ! "$top/t/db/galera_cluster.sh" start "$gdir" >"$tmp/params" \
@@ -107,12 +88,8 @@ ok "three-node Galera cluster started in $(($(date +%s) - t0)) s"
 params1=$(sed -n 1p "$tmp/params")
 params2=$(sed -n 2p "$tmp/params")
 params3=$(sed -n 3p "$tmp/params")
-param() { tr ';' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
 sql() { # NODE SQL: rows, tab-separated
-    local p
-    p=$(sed -n "${1}p" "$tmp/params")
-    MYSQL_PWD=$(param "$p" pass) "$MYSQL" --no-defaults -h 127.0.0.1 \
-        -P "$(param "$p" port)" -u cs -N -B certservice -e "$2"
+    csdb_sql "$(sed -n "${1}p" "$tmp/params")" "$2"
 }
 wsrep() { # NODE VAR
     sql "$1" "SHOW GLOBAL STATUS LIKE '$2'" 2>/dev/null | cut -f2
@@ -120,37 +97,12 @@ wsrep() { # NODE VAR
 
 # --- Two CertService instances, A on node 1, B on node 2 ----------------------
 
-write_conf() { # NAME PARAMS
-    local dir=$tmp/$1 port
-    mkdir -p "$dir/logs"
-    port=$(pick_port)
-    printf -v "port_$1" %s "$port"
-    listen_ports=$port
-    write_cs_conf "$dir" "$port" log="warn ssl:warn certservice:info dbd:info" \
-        dbd=mysql db="$2" server="<IfModule mpm_event_module>
-    StartServers 2
-    ServerLimit 4
-    ThreadsPerChild 25
-    MaxRequestWorkers 100
-    MaxSpareThreads 100
-</IfModule>" vhost="CertServiceCertificateLifetime 240h
+csdb_start "$params1" "$params2" "CertServiceCertificateLifetime 240h
 CertServiceMaxUnavailable 1
 CertServiceMaxUnavailable 2 pool2
 CertServiceLeaseMaxTTL 600"
-}
-port_A=
-port_B=
-start_httpd_retry "$tmp/A" write_conf A "$params1" || bail "A did not start"
-start_httpd_retry "$tmp/B" write_conf B "$params2" || bail "B did not start"
 ok "CertService A (port $port_A, node 1) and B (port $port_B, node 2)"
-port_of() { if [ "$1" = A ]; then echo "$port_A"; else echo "$port_B"; fi; }
-req() { cs_req "$1" "$(port_of "$2")" "${@:3}"; }
-# check DESC... [ TEST ]: ok if the test (every argument from "[") holds
-check() {
-    local desc=()
-    while [ $# -gt 0 ] && [ "$1" != "[" ]; do desc+=("$1"); shift; done
-    if "$@"; then ok "${desc[*]}"; else notok "${desc[*]}"; fi
-}
+
 # all COND...: 1 if every command (one an argument, run by eval) holds
 all() {
     local c

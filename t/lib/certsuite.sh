@@ -699,7 +699,7 @@ EOF
 # One virtual host per domain of the store's manifest.
 <Macro TLSHost \$domain \$certdir>
     <VirtualHost 127.0.0.1:$tls>
-        ServerAlias \$domain
+        MacroGenerateServerName \$domain
         SSLEngine on
         SSLCertificateFile    \$certdir/fullchain.pem
         SSLCertificateKeyFile \$certdir/privkey.pem

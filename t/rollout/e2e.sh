@@ -720,6 +720,14 @@ bad=$(grep -h -E 'CY000(13|39):' "$POOL_DIR"/proxy[123]/logs/error_log)
 [ -z "$bad" ]
 okif $? "every agent listened and was asked after ready (no CY00013, CY00039)" \
     || diag "$(cut -c1-240 <<<"$bad")"
+# Every generated virtual host is named after its certificate
+# (MacroGenerateServerName): mod_ssl warned at every start, once per
+# virtual host, when the macro gave them only a ServerAlias (AH01909).
+bad=$(grep -h 'AH01909:' "$POOL_DIR"/proxy[123]/logs/error_log)
+[ -z "$bad" ]
+okif $? "no AH01909 (certificate does not match the ServerName) in any" \
+    "proxy's error log ($(grep -c . <<<"$bad") lines)" \
+    || diag "$(head -3 <<<"$bad" | cut -c1-240)"
 rt_load_stop
 rt_sampler_stop
 c=($(rt_load_counts))

@@ -64,6 +64,36 @@ static void test_render(void)
                       == 0);
 }
 
+static void test_server_names(void)
+{
+    const char *name, *alias, *why;
+
+    UNIT_CASE("server name: a name is its own");
+    why = mg_server_names(&name, &alias, pool, "shop.example.com");
+    CHECK(why == NULL);
+    CHECK_STR(name, "shop.example.com");
+    CHECK(alias == NULL);
+
+    UNIT_CASE("server name: lower case");
+    why = mg_server_names(&name, &alias, pool, "Shop.Example.COM");
+    CHECK(why == NULL);
+    CHECK_STR(name, "shop.example.com");
+
+    UNIT_CASE("server name: a wildcard is '_' under it, and the alias");
+    why = mg_server_names(&name, &alias, pool, "*.Example.org");
+    CHECK(why == NULL);
+    CHECK_STR(name, "_.example.org");
+    CHECK_STR(alias, "*.example.org");
+
+    UNIT_CASE("server name: refused names");
+    CHECK(mg_server_names(&name, &alias, pool, "www*.example.com") != NULL);
+    CHECK(mg_server_names(&name, &alias, pool, "*.*.example.com") != NULL);
+    CHECK(mg_server_names(&name, &alias, pool, "_.example.com") != NULL);
+    CHECK(mg_server_names(&name, &alias, pool, "localhost") != NULL);
+    CHECK(mg_server_names(&name, &alias, pool, "") != NULL);
+    CHECK(name == NULL && alias == NULL);
+}
+
 /* The reader gives the next piece, want, from line (unless NO_LINE). */
 #define NO_LINE (-2)
 static void next_piece(mg_reader_t *r, char *buf, apr_size_t size,
@@ -145,6 +175,7 @@ int main(void)
 
     test_render();
     test_reader();
+    test_server_names();
 
     apr_pool_destroy(pool);
     apr_terminate();
