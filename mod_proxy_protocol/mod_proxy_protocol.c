@@ -745,7 +745,15 @@ static int pp_post_read_request(request_rec *r)
     }
     cc = ap_get_module_config(c->conn_config, &proxy_protocol_module);
     if (cc && cc->env) {
-        apr_table_do(pp_set_request_env, r->subprocess_env, cc->env, NULL);
+        if (apr_is_empty_table(r->subprocess_env)) {
+            /* As it is this early (REALLY_FIRST): the connection's
+             * table copied whole, without a lookup per variable. */
+            r->subprocess_env = apr_table_copy(r->pool, cc->env);
+        }
+        else {
+            apr_table_do(pp_set_request_env, r->subprocess_env, cc->env,
+                         NULL);
+        }
     }
     return DECLINED;
 }

@@ -1579,9 +1579,73 @@ static void test_cidr(void)
     CHECK(p == a);
 }
 
+/* The v1 IPv4 reader against the C library's inet_pton plus the rule
+ * against leading zeros, over every string of up to 7 characters from
+ * "0129.5", and a few longer ones: the same verdict and address each. */
+static void test_v1_addr4_oracle(void)
+{
+    static const char alpha[] = "0129.5";
+    static const char *const longer[] = {
+        "255.255.255.255", "256.255.255.255", "1.2.3.4", "01.2.3.4",
+        "1.2.3.04", "0.0.0.0", "1.2.3.4.", ".1.2.3.4", "1..2.3",
+        "1.2.3.1000", "192.168.100.200", "1.2.3.-4", "1.2.3.4a", NULL
+    };
+    char cand[16], line[96];
+    int len, k, bad = 0, cases = 0;
+
+    UNIT_CASE("v1 IPv4 addresses agree with inet_pton (no leading zeros)");
+    for (len = 1; len <= 7 + 1; len++) {
+        long total = 1, idx;
+
+        for (k = 0; k < len && len <= 7; k++) {
+            total *= (long)(sizeof(alpha) - 1);
+        }
+        for (idx = 0; idx < (len <= 7 ? total : 0) || (len > 7 && idx < 13);
+             idx++) {
+            pp_header_t hdr;
+            unsigned char want[4];
+            int ok, lz = 0, got;
+            long x = idx;
+
+            if (len <= 7) {
+                for (k = 0; k < len; k++) {
+                    cand[k] = alpha[x % (long)(sizeof(alpha) - 1)];
+                    x /= (long)(sizeof(alpha) - 1);
+                }
+                cand[len] = '\0';
+            }
+            else {
+                strcpy(cand, longer[idx]);
+            }
+            ok = inet_pton(AF_INET, cand, want) == 1;
+            for (k = 0; cand[k]; k++) {
+                if (cand[k] == '0' && (k == 0 || cand[k - 1] == '.')
+                    && cand[k + 1] && cand[k + 1] != '.') {
+                    lz = 1;
+                }
+            }
+            ok = ok && !lz;
+            snprintf(line, sizeof(line),
+                     "PROXY TCP4 %s 198.51.100.2 80 443\r\n", cand);
+            got = parse(&hdr, line, strlen(line)) == PP_OK;
+            cases++;
+            if (got != ok || (ok && memcmp(hdr.src_addr, want, 4) != 0)) {
+                if (bad++ < 5) {
+                    printf("    '%s': parser %s, inet_pton %s\n", cand,
+                           got ? "accepts" : "refuses",
+                           ok ? "accepts" : "refuses");
+                }
+            }
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK(cases > 300000);
+}
+
 int main(void)
 {
     test_v1_valid();
+    test_v1_addr4_oracle();
     test_v1_invalid();
     test_v2_basic();
     test_v2_families();
