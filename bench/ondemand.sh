@@ -9,7 +9,7 @@
 # proxies in dynamic mode behind HAProxy (fallback certificate and the
 # store's certificates EC P-256).  t/dynamic/hsclient, paced (-R): OD_HS
 # (1,000) new TLS connections per second for OD_SECS (20) seconds, each
-# started at its time whatever the others take (OD_CONC, 64, client
+# started at its time whatever the others take (OD_CONC, 128, client
 # threads), each for a name picked at random from OD_NAMES (200,000)
 # random names (so almost every handshake names a new domain), and with
 # -1: the client sends its ClientHello and reads the server's whole first
@@ -49,7 +49,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 
 HSRATE=${OD_HS:-1000}
 SECS=${OD_SECS:-20}
-CONC=${OD_CONC:-64}
+CONC=${OD_CONC:-128}
 NAMES=${OD_NAMES:-200000}
 RATE=${OD_RATE:-5}
 BURST=${OD_BURST:-20}
