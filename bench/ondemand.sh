@@ -1,29 +1,41 @@
 #!/bin/bash
 #
 # bench/ondemand.sh: what a flood of random server names costs the pool
-# with on-demand issuance on (CertSyncOnDemand, CertServiceOnDemandAsk).
+# with on-demand issuance on (CertSyncOnDemand, CertServiceOnDemandAsk),
+# at an offered 1,000 names per second.
 #
 # The demo pool (t/lib/pool.sh): CertService (SQLite, local CA) with an
 # ask server (t/ondemand/ask-server.py) that refuses every flood name, three
-# proxies in dynamic mode behind HAProxy.  t/dynamic/hsclient runs
-# OD_N (20,000) TLS handshakes through HAProxy, OD_CONC (8) client
-# threads, each for a name picked at random from OD_NAMES (200,000)
-# random names (so almost every handshake names a new domain), in three
-# cases, the proxies restarted between them:
+# proxies in dynamic mode behind HAProxy (fallback certificate and the
+# store's certificates EC P-256).  t/dynamic/hsclient, paced (-R): OD_HS
+# (1,000) new TLS connections per second for OD_SECS (20) seconds, each
+# started at its time whatever the others take (OD_CONC, 128, client
+# threads), each for a name picked at random from OD_NAMES (200,000)
+# random names (so almost every handshake names a new domain), and with
+# -1: the client sends its ClientHello and reads the server's whole first
+# flight (ServerHello to Finished: the certificate chosen, on-demand's
+# note taken, the signature made and sent), then closes, so the client's
+# own key agreement, signature check and Finished do not compete with the
+# proxies for the cores.  The cases, the proxies restarted between them:
 #
-#   known     every handshake for a domain the store has (the baseline)
-#   off       random names, CertSyncOnDemand off (default certificate)
-#   on        random names, CertSyncOnDemand on (rate OD_RATE/s, burst
-#             OD_BURST per proxy)
-#   off-direct, on-direct   the same two, to proxy 1 directly (no HAProxy:
-#             the client and one proxy share the cores; a higher offered
-#             rate, about 1,000 names per second on 2 vCPUs)
+#   known       every handshake for a domain the store has (the baseline)
+#   off         random names, CertSyncOnDemand off (default certificate)
+#   on          random names, CertSyncOnDemand on (rate OD_RATE/s, burst
+#               OD_BURST per proxy)
+#   off-direct, on-direct   the same two to the three proxies directly,
+#               round robin (no HAProxy: its CPU is the client's then)
 #
-# For each: handshakes per second, p50/p99 latency, failed handshakes;
-# the proxies' on-demand counters (names queued, rate-limited, sent);
-# what reached CertService: POST /v1/on-demand requests (its access log),
-# asks made, domains added, and CertService's CPU seconds (every httpd
-# process of its instance, from /proc) per second of the run.
+# For each: the offered and achieved rates, the starts that were late
+# (more than 10 ms after their time: the client or the machine could not
+# keep the rate), p50/p99 time to the server's flight, failed handshakes;
+# CPU per handshake (user + system, /proc) of the three proxies (every
+# process of each httpd instance: children and certsync daemon), of
+# HAProxy and of the client; the proxies' on-demand counters (names
+# queued, rate-limited, sent); what reached CertService: POST
+# /v1/on-demand requests (its access log), asks made, domains added,
+# certificates made (the change feed's new entries: the orders), and
+# CertService's CPU seconds per second of the run (plus 2 s).  The load
+# average at the start of each case is printed too.
 #
 # Prints one Markdown table.  Needs the build tree (make), curl, jq,
 # openssl, python3, haproxy.  The machine's cores are shared by the
@@ -35,8 +47,9 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../t/lib/pool.sh
 . "$top/t/lib/pool.sh"
 
-N=${OD_N:-20000}
-CONC=${OD_CONC:-8}
+HSRATE=${OD_HS:-1000}
+SECS=${OD_SECS:-20}
+CONC=${OD_CONC:-128}
 NAMES=${OD_NAMES:-200000}
 RATE=${OD_RATE:-5}
 BURST=${OD_BURST:-20}
@@ -74,15 +87,23 @@ od -An -v -tx4 -N$((NAMES * 4)) /dev/urandom | tr -s ' ' '\n' | grep . \
     | awk '{ printf "r%s-%d.flood.test\n", $1, NR }' >"$work/random"
 yes known.od.test | head -n 1000 >"$work/known"
 
-cs_cpu() { # CPU seconds (user + system) of CertService's httpd processes
-    local ppid pid t=0 f
-    ppid=$(cat "$POOL_DIR/cs/run/httpd.pid")
-    for pid in $ppid $(pgrep -P "$ppid"); do
+tree_cpu() { # PID: CPU ticks (user + system) of PID and its children
+    local pid t=0 f
+    for pid in $1 $(pgrep -P "$1"); do
         f=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || continue
         t=$((t + ${f:-0}))
     done
     echo "$t"
 }
+cs_cpu() { tree_cpu "$(cat "$POOL_DIR/cs/run/httpd.pid")"; }
+px_cpu() { # the three proxies
+    local i t=0
+    for i in 1 2 3; do
+        t=$((t + $(tree_cpu "$(cat "$POOL_DIR/proxy$i/run/httpd.pid")")))
+    done
+    echo "$t"
+}
+lb_cpu() { tree_cpu "$(cat "$POOL_DIR/haproxy/haproxy.pid")"; }
 proxies() { # start|stop [EXTRA]
     local i
     for i in 1 2 3; do
@@ -111,15 +132,31 @@ od_sum() { # FIELD: the on-demand counter summed over the three proxies
     done
     echo "$t"
 }
+feed_head() { # the change feed's last sequence number
+    local since=0 out
+    while :; do
+        out=$(pool_cs_curl proxy "/v1/changes?since=$since&limit=1000")
+        since=$(jq '.next' <<<"$out")
+        [ "$(jq '.more' <<<"$out")" = true ] || break
+    done
+    echo "$since"
+}
+field() { # NAME: the number after NAME in hsclient's line ($out)
+    sed -n "s/^\(.* \)\{0,1\}$1 \([0-9.]*\).*/\2/p" <<<"$out"
+}
 clk=$(getconf CLK_TCK)
+per_hs() { # TICKS HANDSHAKES: microseconds of CPU per handshake
+    echo "scale=0; $1 * 1000000 / $clk / $2" | bc
+}
 
-echo "| case | handshakes/s | p50 ms | p99 ms | failed | names queued | rate-limited | sent to CertService | POST /v1/on-demand | asks | domains added | CertService CPU s/s |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| case | load | offered/s | achieved/s | late starts | p50 ms | p99 ms | failed | proxies' CPU µs/handshake | HAProxy µs/hs | client µs/hs | names queued | rate-limited | sent to CertService | POST /v1/on-demand | asks | domains added | certificates made | CertService CPU s/s |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 first=1
-for c in known off on off-direct on-direct; do
+direct=$(pool_proxy_port 1 tls),$(pool_proxy_port 2 tls),$(pool_proxy_port 3 tls)
+for c in ${OD_CASES:-known off on off-direct on-direct}; do
     extra=''
     port=$POOL_LB_PORT
-    case $c in *-direct) port=$(pool_proxy_port 1 tls) ;; esac
+    case $c in *-direct) port=$direct ;; esac
     case $c in on*) extra="CertSyncOnDemand On
 CertSyncOnDemandRate $RATE $BURST" ;; esac
     proxies start "$extra"
@@ -130,20 +167,25 @@ CertSyncOnDemandRate $RATE $BURST" ;; esac
     d0=$(pool_cs_curl admin "/v1/domains?limit=1000" | jq '.domains | length')
     a0=$(curl -sS "http://127.0.0.1:$ask_port/stats" | jq .asks)
     r0=$(grep -c 'POST /v1/on-demand' "$work/cs_access" 2>/dev/null)
-    cpu0=$(cs_cpu)
-    say "$c: $N handshakes"
-    out=$("$HS" -p "$port" -f "$f" -r -n "$N" -c "$CONC")
+    s0=$(feed_head)
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    cpu0=$(cs_cpu) px0=$(px_cpu) lb0=$(lb_cpu)
+    say "$c: $HSRATE/s for $SECS s, load $load"
+    out=$("$HS" -p "$port" -f "$f" -r -1 -R "$HSRATE" -t "$SECS" -c "$CONC")
+    px1=$(px_cpu) lb1=$(lb_cpu)
     sleep 2     # what the daemons still had queued goes out
     cpu1=$(cs_cpu)
-    secs=$(sed -n 's/.* seconds \([0-9.]*\) .*/\1/p' <<<"$out")
-    rate=$(sed -n 's/.* rate \([0-9.]*\)\/s.*/\1/p' <<<"$out")
-    p50=$(sed -n 's/.* p50 \([0-9.]*\) ms.*/\1/p' <<<"$out")
-    p99=$(sed -n 's/.* p99 \([0-9.]*\) ms.*/\1/p' <<<"$out")
-    failed=$(sed -n 's/.* failed \([0-9]*\) .*/\1/p' <<<"$out")
+    say "$out"
+    n=$(field handshakes)
+    secs=$(field seconds)
     a1=$(curl -sS "http://127.0.0.1:$ask_port/stats" | jq .asks)
     r1=$(grep -c 'POST /v1/on-demand' "$work/cs_access" 2>/dev/null)
     d1=$(pool_cs_curl admin "/v1/domains?limit=1000" | jq '.domains | length')
-    load=$(echo "scale=3; ($cpu1 - $cpu0) / $clk / ($secs + 2)" | bc)
-    echo "| $c | $rate | $p50 | $p99 | $failed | $(od_sum noted) | $(od_sum limited) | $(od_sum sent) | $((r1 - r0)) | $((a1 - a0)) | $((d1 - d0)) | $load |"
+    s1=$(feed_head)
+    lbcol=$(per_hs $((lb1 - lb0)) "$n")
+    case $c in *-direct) lbcol="($lbcol)" ;; esac
+    cs_load=$(echo "scale=3; ($cpu1 - $cpu0) / $clk / ($secs + 2)" | bc)
+    client_us=$(echo "scale=0; $(field cpu) * 1000000 / $n" | bc)
+    echo "| $c | $load | $(field offered) | $(field rate) | $(field late) | $(field p50) | $(field p99) | $(field failed) | $(per_hs $((px1 - px0)) "$n") | $lbcol | $client_us | $(od_sum noted) | $(od_sum limited) | $(od_sum sent) | $((r1 - r0)) | $((a1 - a0)) | $((d1 - d0)) | $((s1 - s0)) | $cs_load |"
     proxies stop
 done

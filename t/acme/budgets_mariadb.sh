@@ -3,10 +3,10 @@
 # t/acme/budgets_mariadb.sh: the ACME order budgets held in the database,
 # across two CertService instances on one MariaDB, against real pebble.
 #
-# Starts a private MariaDB (t/db/mariadb.sh), pebble (PEBBLE_VA_ALWAYS_VALID:
-# this test is about who orders when, not about validation, which
-# t/acme/e2e.sh covers) and two CertService instances, A and B, with two
-# ACME workers each, on that database, with
+# Starts a private MariaDB, pebble (every validation valid: this test is
+# about who orders when) and two CertService instances, A and B, with two
+# ACME workers each, on that database (t/lib/twocs.sh, shared with
+# bench/budgets.sh), with
 #
 #   CertServiceACMEGlobalLimit 6 20s    six orders per 20 s, fleet-wide
 #   CertServiceACMEDomainLimit 2 168h     two per registered domain a week
@@ -32,67 +32,14 @@ export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$top/t/lib/certsuite.sh"
+. "$top/t/lib/twocs.sh"
 
-if ! find_prog mariadbd mysqld >/dev/null; then
-    echo "SKIP: no MariaDB server installed"
-    exit 0
-fi
 tap_init
-cs_need curl jq openssl pebble -- dbd watchdog || bail "$need_why"
-cs_modules || bail "the modules are not built (make)"
-MYSQL=$(find_prog mariadb mysql) || bail "no mariadb/mysql client"
-
-cs_tmpdir acme-budgets || bail "mktemp failed"
-cs_layout A/logs B/logs pebble || bail "cannot make the directories in $tmp"
-dbdir=$tmp/db
-pebble_pid=
-on_cleanup() {
-    stop_httpd "$tmp/A"
-    stop_httpd "$tmp/B"
-    stop_pids "$pebble_pid"
-    [ -d "$dbdir" ] && "$top/t/db/mariadb.sh" stop "$dbdir" >/dev/null 2>&1
-}
-[ -z "$run_user" ] || chmod 755 "$tmp/A" "$tmp/B"
-
-"$top/t/certservice/make-pki.sh" "$pki" >"$tmp/pki.log" 2>&1 \
-    && "$top/t/certservice/make-acme-pki.sh" "$pki" budgets >>"$tmp/pki.log" 2>&1 \
-    || bail "cannot make the test PKI: $(tail -5 "$tmp/pki.log")"
-chmod 755 "$pki"
-
-params=$("$top/t/db/mariadb.sh" start "$dbdir" 2>"$tmp/mariadb.log") \
-    || bail "t/db/mariadb.sh start failed: $(tail -5 "$tmp/mariadb.log")"
-param() { tr ';' '\n' <<<"$params" | sed -n "s/^$1=//p"; }
-sql() {
-    MYSQL_PWD=$(param pass) "$MYSQL" --no-defaults -h 127.0.0.1 \
-        -P "$(param port)" -u "$(param user)" -N -B "$(param dbname)" -e "$1"
-}
-
-peb_port=$(pick_port)
-peb_mgmt=$(pick_port)
-pebble_conf "$peb_port" "$peb_mgmt" 1 2 "$pki" >"$tmp/pebble/config.json"
-PEBBLE_VA_ALWAYS_VALID=1 PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 \
-    pebble -config "$tmp/pebble/config.json" >"$tmp/pebble/pebble.log" 2>&1 &
-pebble_pid=$!
-wait_port "$peb_port" || bail "pebble did not start: $(tail -5 "$tmp/pebble/pebble.log")"
-ok "MariaDB and pebble started"
-
-write_conf() { # NAME: instance NAME on a port picked now (port_NAME)
-    local dir=$tmp/$1 port
-    port=$(pick_port)
-    printf -v "port_$1" %s "$port"
-    listen_ports=$port
-    write_cs_conf "$dir" "$port" log="warn certservice:info" dbd=mysql \
-        db="$params" acme="https://127.0.0.1:$peb_port/dir" \
-        vhost="CertServiceACMEWorkers 2
+twocs_start acme-budgets "warn certservice:info" "CertServiceACMEWorkers 2
 CertServiceACMEBackoff 2 8
 CertServiceACMEGlobalLimit 6 20s
 CertServiceACMEDomainLimit 2 168h"
-}
-for inst in A B; do
-    start_httpd_retry "$tmp/$inst" write_conf "$inst" \
-        || bail "CertService $inst did not start"
-done
-ok "CertService A ($port_A) and B ($port_B) on one MariaDB"
+ok "MariaDB, pebble and CertService A ($port_A) and B ($port_B) on it"
 
 domains=()
 for i in $(seq 1 12); do domains+=("d$i.own$i.example"); done

@@ -3,7 +3,9 @@
 # demo scripts (t/*/e2e.sh, t/certservice/mariadb_test.sh, bench/*.sh, and,
 # through t/lib/pool.sh, build/demo.sh).  The base of the tree's one shell
 # library: t/lib/pool.sh (the demo pool) builds on it, t/lib/rollout.sh
-# (load, sampler, for the rollout test and benchmark) on pool.sh.
+# (load, sampler, for the rollout test and benchmark) on pool.sh, and
+# t/lib/twocs.sh (two CertService instances on MariaDB against pebble,
+# for the budgets' test and benchmark).
 #
 # Source it from bash:   . "$top/t/lib/certsuite.sh"
 #
