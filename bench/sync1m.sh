@@ -82,7 +82,8 @@ seq 1 "$REAL" | sed "s|.*|$d/store/live/d&.scale.test|" \
 say "key files of d1..d$REAL: $(stat -c '%A %G' "$(readlink -f "$d/store/live/d1.scale.test/current")/key.seal" 2>/dev/null)"
 say "manifest $(stat -c %s "$d/store/manifest") bytes, $(($(wc -l <"$d/store/manifest") - 1)) lines"
 t0=$(now)
-POOL_ACTIVATION=dynamic pool_start_proxy 2 >/dev/null 2>&1 || die "proxy 2"
+POOL_ACTIVATION=dynamic pool_start_proxy 2 >/dev/null 2>"$work/start.err" \
+    || { cat "$work/start.err" >&2; die "proxy 2"; }
 log=$d/logs/error_log
 # the daemon: the parent's child that is not a worker (root)
 dpid() { ps -o pid=,user= --ppid "$(cat "$d/run/httpd.pid")" | awk '$2 == "root" {print $1; exit}'; }
