@@ -197,10 +197,11 @@ CREATE TEMP TABLE b AS SELECT (SELECT MAX(seq) FROM cs_changes) AS s,
 INSERT INTO cs_domains (name, state, key_type, seq, serial, not_before,
   not_after, chain_pem, key_cms, last_error, updated, actor)
   SELECT f.name, b.st, b.kt, b.s + f.rowid, f.serial, f.nb, f.na, f.chain,
-  f.cms, NULL, b.now, 'scale-fill' FROM f, b;
+  f.cms, NULL, b.now, 'scale-fill' FROM f, b
+  WHERE f.name NOT IN (SELECT name FROM cs_domains);
 INSERT INTO cs_changes (seq, domain, op, serial, not_after, actor, at)
   SELECT seq, name, 'upsert', serial, not_after, actor, updated
-  FROM cs_domains WHERE actor = 'scale-fill';
+  FROM cs_domains WHERE actor = 'scale-fill' AND seq > (SELECT s FROM b);
 UPDATE cs_counter SET value = (SELECT MAX(seq) FROM cs_changes)
   WHERE name = 'seq';
 COMMIT;
@@ -212,6 +213,7 @@ SQL
         else
             sqlite3 "$db" <"$work/fill.sql" || die "fill"
         fi
+        # what CertService holds now (an earlier size's names included)
         sqlite3 "$db" "SELECT name || ' ' || serial FROM cs_domains
                        WHERE actor = 'scale-fill'" >>"$work/all.want"
         issued=$(wc -l <"$work/all.want")
