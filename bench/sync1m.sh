@@ -140,7 +140,7 @@ if [ -n "${SYNC1M_PRUNE_WAIT:-}" ]; then
         grep -q 'CY00230\|CY00231' "$log" && break
         sleep 1
     done
-    say "start's prune: $(grep -h 'CY00230\|CY00231' "$log" | cut -c1-400 || echo "not done within $SYNC1M_PRUNE_WAIT s")"
+    say "start's prune: $( (grep -h 'CY00230\|CY00231' "$log" || echo "not done within $SYNC1M_PRUNE_WAIT s") | cut -c1-400)"
     say "daemon RSS $(rss_mb "$(dpid)") MB, CPU $(ps -o times= -p "$(dpid)") s; status $(pool_proxy_status 2 | jq -c '{state, prune_error, cursor}')"
 fi
-say "workers RSS at the end: $(for c in $(pgrep -P "$(cat "$d/run/httpd.pid")"); do echo -n "$c:$(rss_mb "$c") "; done)"
+say "RSS at the end (the daemon first): $(for c in $(pgrep -P "$(cat "$d/run/httpd.pid")"); do echo -n "$c:$(rss_mb "$c") "; done)"
