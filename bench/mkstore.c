@@ -17,6 +17,15 @@
  * lib/cs_seal.h), the `current` link.  The versions are written without
  * fsync (a benchmark's scratch store); the store itself, the manifest and
  * the cursor (0) are mod_certsync's own code (csy_store.h).
+ *
+ *   mkstore -c OUT CA.crt CA.key WRAP.crt COUNT PREFIX [WORKERS [FIRST]]
+ *
+ * writes the same certificates as CSV rows for CertService's database
+ * instead (bench/scale.sh's sync phase: issuing 100,000 domains through
+ * the API takes hours on 2 cores): "name,serial,not_before,not_after,
+ * chain_pem,key_cms" (seconds; key_cms base64, the one envelope of the
+ * shared key, valid for every row since the key is the same), for
+ * I = FIRST (1) .. COUNT, into OUT.0 .. OUT.(WORKERS-1).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +97,84 @@ static int one(apr_pool_t *p, const char *store, const cs_ca_t *ca,
     return 0;
 }
 
+/* One domain as a CSV row of CertService's cs_domains (see the header). */
+static int one_row(FILE *out, apr_pool_t *p, const cs_ca_t *ca,
+                   EVP_PKEY *key, const char *cms64, const char *name)
+{
+    apr_array_header_t *chain;
+    cs_cert_info_t info;
+    const char *err;
+
+    if (cs_ca_issue(&chain, p, ca, key, name,
+                    apr_time_from_sec(30 * 86400), &err)) {
+        fprintf(stderr, "%s: %s\n", name, err);
+        return -1;
+    }
+    cs_cert_info(&info, p, APR_ARRAY_IDX(chain, 0, X509 *));
+    return fprintf(out, "%s,%s,%" APR_INT64_T_FMT ",%" APR_INT64_T_FMT
+                   ",\"%s\",%s\n", name, info.serial,
+                   (apr_int64_t)apr_time_sec(info.not_before),
+                   (apr_int64_t)apr_time_sec(info.not_after),
+                   cs_pem_write_certs(p, chain), cms64) < 0 ? -1 : 0;
+}
+
+static int csv_main(int argc, char **argv)
+{
+    apr_pool_t *pool, *p;
+    apr_array_header_t *wrap;
+    cs_ca_t *ca;
+    EVP_PKEY *key;
+    const char *err = NULL, *prefix, *cms64;
+    unsigned char *der;
+    apr_size_t der_len;
+    long count, first, i;
+    int workers, w, status, bad = 0;
+    FILE *out;
+
+    if (argc < 7) {
+        fprintf(stderr, "usage: mkstore -c OUT CA.crt CA.key WRAP.crt COUNT "
+                "PREFIX [WORKERS [FIRST]]\n");
+        return 2;
+    }
+    count = atol(argv[5]);
+    prefix = argv[6];
+    workers = argc > 7 ? atoi(argv[7]) : 2;
+    first = argc > 8 ? atol(argv[8]) : 1;
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    if (cs_ca_load(&ca, pool, argv[2], argv[3], &err)
+        || cs_file_read_certs(&wrap, pool, argv[4], &err)
+        || cs_key_generate(&key, pool, CS_KEY_EC_P256)
+        || cs_envelope_seal(&der, &der_len, pool, key, wrap, &err)) {
+        fprintf(stderr, "mkstore: %s\n", err ? err : "key generation");
+        return 1;
+    }
+    cms64 = cs_base64_encode(pool, der, der_len);
+    for (w = 0; w < workers; w++) {
+        if (fork() == 0) {
+            out = fopen(apr_psprintf(pool, "%s.%d", argv[1], w), "w");
+            if (!out) {
+                perror(argv[1]);
+                _exit(1);
+            }
+            apr_pool_create(&p, pool);
+            for (i = first + w; i <= count; i += workers) {
+                apr_pool_clear(p);
+                if (one_row(out, p, ca, key, cms64,
+                            apr_psprintf(p, "d%ld.%s", i, prefix))) {
+                    _exit(1);
+                }
+            }
+            _exit(fclose(out) == 0 ? 0 : 1);
+        }
+    }
+    for (w = 0; w < workers; w++) {
+        wait(&status);
+        bad |= !WIFEXITED(status) || WEXITSTATUS(status);
+    }
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     apr_pool_t *pool, *p;
@@ -104,6 +191,9 @@ int main(int argc, char **argv)
     long count, i;
     int workers, w, status, bad = 0;
 
+    if (argc > 1 && strcmp(argv[1], "-c") == 0) {
+        return csv_main(argc - 1, argv + 1);
+    }
     if (argc < 8) {
         fprintf(stderr, "usage: mkstore STORE CA.crt CA.key WRAP.crt "
                 "WRAP.key|- COUNT PREFIX [WORKERS]\n");

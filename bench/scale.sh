@@ -37,6 +37,29 @@
 # (SCALE_PROCS passes), so that a cache sized for every name holds them
 # all when random names are measured.
 #
+# The sync phase (SCALE_SYNC=1, the default; issue 18, part 7): before
+# the store is filled, CertService issues the SIZE domains dN.scale.test
+# (PUT /v1/domains, SCALE_PUT_CLIENTS connections, 4), and a cold proxy
+# (proxy 2, dynamic mode, an empty store) syncs them from cursor 0: the
+# time from its start until its cursor reaches CertService's last change
+# and the last domain presents the serial CertService issued ("time to
+# serve all"), with its bundles/s and the daemon's RSS.  The later phases
+# then run on mkstore's store as before (its cursor past these changes;
+# the activation's PUTs are renewals of names CertService holds).
+# Issuing through the API runs at 8 to 300 domains a second on 2 loaded
+# cores, so only the first SCALE_SYNC_PUT (100) are PUT; the rest are
+# rows that bench/mkstore -c makes (a certificate of the pool's CA for
+# each name, one key for all and its one envelope: what CertService's
+# local CA would store, less the key generation) and sqlite3 inserts into
+# CertService's database with their changes in the feed (state and
+# key_type copied from the PUT rows); the proxy fetches and verifies each
+# as any bundle.  SCALE_SYNC_MAX (100000): larger sizes skip the sync
+# phase (the table says so).
+#
+# Results are kept in SCALE_SAVE (/tmp/scale-results): the tables
+# (rows.md, sync.md) and plot.dat/sync.dat, from which
+# bench/scale_plot.sh makes the plot again.
+#
 # vhost mode runs up to SCALE_VHOST_MAX domains (10,000): at 100,000 its
 # start alone takes minutes (see the issue's figures for stock httpd).
 # Prints a Markdown table; with gnuplot, also writes SCALE_PLOT
@@ -60,6 +83,11 @@ HS=$top/t/dynamic/hsclient
 # store of a daemon without it (every miss opens key.cms)
 SEAL=${SCALE_SEAL:-1}
 MK=$top/bench/mkstore
+SYNC=${SCALE_SYNC:-1}
+SYNC_MAX=${SCALE_SYNC_MAX:-100000}
+PUTC=${SCALE_PUT_CLIENTS:-4}
+SYNC_PUT=${SCALE_SYNC_PUT:-100}
+SAVE=${SCALE_SAVE:-/tmp/scale-results}
 
 say() { echo "# $*" >&2; }
 
@@ -110,6 +138,125 @@ cs_put() {
     | while read -r name s; do
         echo "$name $(tr 'A-F' 'a-f' <<<"$s" | sed 's/^0*//')"
     done
+}
+
+# put_all NAMES: PUT every name on PUTC connections at once; "NAME SERIAL"
+# lines in $work/all.want, the highest seq in $work/seq
+put_all() {
+    local f i
+    rm -f "$work"/part.*
+    split -n "r/$PUTC" -d "$1" "$work/part."
+    i=0
+    for f in "$work"/part.[0-9]*; do
+        sed 's|.*|url = "'"$POOL_CS_URL"'/v1/domains/&"|' "$f" >"$f.cfg"
+        curl -sS --noproxy '*' --max-time 7200 \
+            --cacert "$POOL_PKI/clients-ca.crt" \
+            --cert "$POOL_PKI/admin.crt" --key "$POOL_PKI/admin.key" -X PUT \
+            -H 'Content-Type: application/json' --data-binary '{}' -w '\n' \
+            -K "$f.cfg" >"$f.json" &
+        i=$((i + 1))
+    done
+    wait
+    cat "$work"/part.[0-9]*.json >"$work/all.json"
+    jq -r 'select(.seq != null) | .seq' "$work/all.json" | sort -n \
+        | tail -n 1 >"$work/seq"
+    jq -r 'select(.serial != null) | "\(.domain) \(.serial)"' "$work/all.json" \
+    | while read -r name s; do
+        echo "$name $(tr 'A-F' 'a-f' <<<"$s" | sed 's/^0*//')"
+    done >"$work/all.want"
+}
+
+# sync_phase SIZE: CertService issues the SIZE domains, a cold proxy 2
+# (dynamic, empty store) syncs them; a row of sync.md and sync.dat
+sync_phase() {
+    local size=$1 d t0 fill last want sync= st cur issued dpid drss fails
+    local nput=$SYNC_PUT db=$POOL_DIR/cs/db/certservice.db
+    [ "$nput" -gt "$size" ] && nput=$size
+    say "sync phase, $size domains: CertService issues $nput ($PUTC clients)"
+    t0=$(now)
+    head -n "$nput" "$work/names-$size" >"$work/names-put"
+    put_all "$work/names-put"
+    issued=$(wc -l <"$work/all.want")
+    say "  $issued issued by PUT in $(since "$t0") s"
+    if [ "$size" -gt "$nput" ]; then
+        rm -f "$work"/rows.*
+        "$MK" -c "$work/rows" "$POOL_PKI/ca.crt" "$POOL_PKI/ca.key" \
+            "$POOL_PKI/wrap1.crt" "$size" scale.test 2 $((nput + 1)) \
+            || die "mkstore -c"
+        chmod 644 "$work"/rows.*
+        {
+            echo ".bail on"
+            echo "CREATE TEMP TABLE f(name TEXT, serial TEXT, nb INTEGER, na INTEGER, chain TEXT, cms TEXT);"
+            for f in "$work"/rows.[0-9]*; do echo ".import --csv $f f"; done
+            cat <<'SQL'
+BEGIN IMMEDIATE;
+CREATE TEMP TABLE b AS SELECT (SELECT MAX(seq) FROM cs_changes) AS s,
+  (SELECT state FROM cs_domains LIMIT 1) AS st,
+  (SELECT key_type FROM cs_domains LIMIT 1) AS kt,
+  CAST(strftime('%s', 'now') AS INTEGER) AS now;
+INSERT INTO cs_domains (name, state, key_type, seq, serial, not_before,
+  not_after, chain_pem, key_cms, last_error, updated, actor)
+  SELECT f.name, b.st, b.kt, b.s + f.rowid, f.serial, f.nb, f.na, f.chain,
+  f.cms, NULL, b.now, 'scale-fill' FROM f, b
+  WHERE f.name NOT IN (SELECT name FROM cs_domains);
+INSERT INTO cs_changes (seq, domain, op, serial, not_after, actor, at)
+  SELECT seq, name, 'upsert', serial, not_after, actor, updated
+  FROM cs_domains WHERE actor = 'scale-fill' AND seq > (SELECT s FROM b);
+UPDATE cs_counter SET value = (SELECT MAX(seq) FROM cs_changes)
+  WHERE name = 'seq';
+COMMIT;
+SQL
+        } >"$work/fill.sql"
+        if [ -n "$POOL_USER" ]; then
+            runuser -u "$POOL_USER" -- sqlite3 "$db" <"$work/fill.sql" \
+                || die "fill"
+        else
+            sqlite3 "$db" <"$work/fill.sql" || die "fill"
+        fi
+        # what CertService holds now (an earlier size's names included)
+        sqlite3 "$db" "SELECT name || ' ' || serial FROM cs_domains
+                       WHERE actor = 'scale-fill'" >>"$work/all.want"
+        issued=$(wc -l <"$work/all.want")
+    fi
+    cs_seq=$(sqlite3 "$db" "SELECT value FROM cs_counter WHERE name = 'seq'")
+    fill=$(since "$t0")
+    say "  CertService holds $issued domains after $fill s; its last seq $cs_seq"
+    last=d$size.scale.test
+    want=$(awk -v n="$last" '$1 == n {print $2}' "$work/all.want")
+    echo "$last" >"$work/last"
+    d=$POOL_DIR/proxy2
+    pool_stop_proxy 2 >/dev/null 2>&1
+    rm -rf "$d"
+    mkdir -p "$d/logs" "$d/run" "$d/store"
+    t0=$(now)
+    POOL_ACTIVATION=dynamic pool_start_proxy 2 >/dev/null 2>&1
+    while [ "$(since "$t0" | cut -d. -f1)" -lt 7200 ]; do
+        st=$(pool_proxy_status 2 2>/dev/null)
+        cur=$(jq -r '.cursor // 0' <<<"$st" 2>/dev/null)
+        if [ "${cur:-0}" -ge "$cs_seq" ]; then
+            "$HS" -p "$(pool_proxy_port 2 tls)" -f "$work/last" \
+                -o "$work/last.out" >/dev/null
+            if [ "$(awk '{print $2}' "$work/last.out")" = "$want" ]; then
+                sync=$(since "$t0")
+                break
+            fi
+        fi
+        sleep 0.5
+    done
+    dpid=$(ps -o pid=,user= --ppid "$(cat "$d/run/httpd.pid")" \
+           | awk '$2 == "root" {print $1; exit}')
+    drss=$(rss_mb "${dpid:-0}")
+    fails=$(jq -r '.failures | length' <<<"$st" 2>/dev/null)
+    say "  cold sync: ${sync:-not within 7200 s} s; daemon RSS $drss MB;" \
+        "failed bundles ${fails:-?}; $(grep -c CY00004 "$d/logs/error_log") CY00004"
+    printf '| %s | %s (%s /s) | %s | %s | %s | %s |\n' "$size" "$fill" \
+        "$(awk -v n="$issued" -v t="$fill" 'BEGIN{printf "%.0f", n/t}')" \
+        "${sync:-not within 7200 s}" \
+        "$(awk -v n="$size" -v t="${sync:-0}" 'BEGIN{if (t > 0) printf "%.0f", n/t; else print "-"}')" \
+        "$drss" "${fails:-?}" >>"$work/sync.md"
+    echo "$size ${sync:-0}" >>"$work/sync.dat"
+    pool_stop_proxy 2 >/dev/null 2>&1
+    rm -rf "$d"
 }
 
 # Proxy N runs MODE: proxy 1 vhost, proxy 2 dynamic.
@@ -305,7 +452,8 @@ measure() {
             "$(awk '{s+=$5} END{print s+0}' <(grep "^$mode " "$work/hs"))/$(field failed "$loop")" \
             "$(grep -c 'AH00493' "$POOL_DIR/proxy$n/logs/error_log")" \
             >>"$work/rows"
-        echo "$size $mode $cold $(child_rss "$mode") $pone $phot $prnd ${act:-0}" \
+        # size mode cold rss p99(one hot random) activation rate(one hot random)
+        echo "$size $mode $cold $(child_rss "$mode") $pone $phot $prnd ${act:-0} $rone $rhot $rrnd" \
             >>"$work/plot.dat"
     done
     pool_stop_proxy 1 >/dev/null 2>&1
@@ -314,7 +462,16 @@ measure() {
 
 : >"$work/rows"
 : >"$work/plot.dat"
+: >"$work/sync.md"
+: >"$work/sync.dat"
 for size in $SIZES; do
+    seq 1 "$size" | sed 's/.*/d&.scale.test/' >"$work/names-$size"
+    if [ "$SYNC" = 1 ] && [ "$size" -le "$SYNC_MAX" ]; then
+        sync_phase "$size"
+    elif [ "$SYNC" = 1 ]; then
+        printf '| %s | not run (SCALE_SYNC_MAX %s) | | | | |\n' "$size" \
+            "$SYNC_MAX" >>"$work/sync.md"
+    fi
     say "filling a store with $size domains"
     seal_key=$POOL_PKI/wrap1.key
     [ "$SEAL" = 0 ] && seal_key=-
@@ -330,7 +487,6 @@ for size in $SIZES; do
         find "$work/store-$size" -name 'key.[cs]*' \
             -exec chgrp "$POOL_GROUP" {} +
     fi
-    seq 1 "$size" | sed 's/.*/d&.scale.test/' >"$work/names-$size"
     modes=dynamic
     [ "$size" -le "$VHOST_MAX" ] && modes="vhost dynamic"
     for mode in $modes; do
@@ -354,27 +510,23 @@ echo "| domains | mode | cold start s | parent RSS MB | largest worker RSS MB | 
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 cat "$work/rows"
 
+if [ -s "$work/sync.md" ]; then
+    echo
+    echo "Sync phase: CertService issues N domains (PUT, $PUTC clients), then a"
+    echo "cold proxy (dynamic mode, empty store) syncs them from cursor 0."
+    echo
+    echo "CertService: the first $SYNC_PUT PUT, the rest rows of bench/mkstore -c"
+    echo "inserted by sqlite3 (see the header)."
+    echo
+    echo "| domains | CertService: N held after s (/s) | cold sync until every domain is served, s | bundles/s | sync daemon RSS MB | failed bundles |"
+    echo "|---|---|---|---|---|---|"
+    cat "$work/sync.md"
+fi
+
+mkdir -p "$SAVE"
+cp "$work/rows" "$SAVE/rows.md"
+cp "$work/sync.md" "$work/plot.dat" "$work/sync.dat" "$SAVE/"
 if command -v gnuplot >/dev/null 2>&1 && [ -s "$work/plot.dat" ]; then
-    gnuplot <<EOF 2>/dev/null && echo && echo "plot: $PLOT"
-set terminal pngcairo size 1200,420 font ",10" noenhanced
-set output "$PLOT"
-set multiplot layout 1,3 title "vhost vs dynamic activation (bench/scale.sh)"
-set logscale x
-set xlabel "domains"
-set key top left
-set style data linespoints
-set title "cold start (s)"
-plot "< grep ' vhost ' $work/plot.dat" using 1:3 title "vhost" lw 2, \
-     "< grep ' dynamic ' $work/plot.dat" using 1:3 title "dynamic" lw 2
-set title "largest worker RSS (MB)"
-plot "< grep ' vhost ' $work/plot.dat" using 1:4 title "vhost" lw 2, \
-     "< grep ' dynamic ' $work/plot.dat" using 1:4 title "dynamic" lw 2
-set title "handshake p99 (ms)"
-plot "< grep ' vhost ' $work/plot.dat" using 1:7 title "vhost, random" lw 2, \
-     "< grep ' dynamic ' $work/plot.dat" using 1:7 title "dynamic, random" lw 2, \
-     "< grep ' vhost ' $work/plot.dat" using 1:6 title "vhost, hot" lw 1 dt 2, \
-     "< grep ' dynamic ' $work/plot.dat" using 1:6 title "dynamic, hot" lw 1 dt 2, \
-     "< grep ' dynamic ' $work/plot.dat" using 1:5 title "dynamic, 1 domain" lw 1 dt 3
-unset multiplot
-EOF
+    "$top/bench/scale_plot.sh" "$SAVE/plot.dat" "$SAVE/sync.dat" "$PLOT" \
+        && echo && echo "plot: $PLOT (data in $SAVE)"
 fi

@@ -33,6 +33,8 @@ PACKAGES="$PACKAGES
 # make check-galera (t/db/galera.sh): the Galera provider for mariadbd, and
 # rsync for a node's state transfer when it rejoins.
 PACKAGES="$PACKAGES galera-4 rsync"
+# bench/scale_plot.sh (bench/scale.sh's plot in docs/): gnuplot without X.
+PACKAGES="$PACKAGES gnuplot-nox"
 
 export DEBIAN_FRONTEND=noninteractive
 start=$(date +%s)

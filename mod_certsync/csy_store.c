@@ -12,6 +12,7 @@
  * live/DOMAIN/current, which always names a complete version.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -138,6 +139,8 @@ static const char *domain_dir(const csy_store_t *store, const char *domain,
 {
     return cs_layout_path(p, store->dir, domain, NULL, NULL);
 }
+
+static void prune_note(csy_store_t *store, const char *domain);
 
 /* ------------------------------------------------------------------ */
 /* Public API                                                          */
@@ -405,8 +408,12 @@ apr_status_t csy_store_install_sealed(csy_store_t *store, apr_pool_t *p,
         return rv;
     }
     /* The switch: one rename() of a symlink. */
-    return link_set(domain_dir(store, domain, p), CS_LAYOUT_CURRENT, serial,
-                    p);
+    rv = link_set(domain_dir(store, domain, p), CS_LAYOUT_CURRENT, serial,
+                  p);
+    if (rv == APR_SUCCESS) {
+        prune_note(store, domain);
+    }
+    return rv;
 }
 
 apr_status_t csy_store_stage(int *pending, csy_store_t *store,
@@ -429,6 +436,7 @@ apr_status_t csy_store_switch(csy_store_t *store, apr_pool_t *p,
                               const char *domain, const char *serial)
 {
     const char *ddir;
+    apr_status_t rv;
 
     if (!csy_store_domain_ok(domain) || !valid_serial(serial)) {
         return APR_EINVAL;
@@ -438,7 +446,11 @@ apr_status_t csy_store_switch(csy_store_t *store, apr_pool_t *p,
     if (!is_dir(apr_pstrcat(p, ddir, "/", serial, NULL), p)) {
         return APR_ENOENT;
     }
-    return link_set_ex(ddir, CS_LAYOUT_CURRENT, serial, 0, p);
+    rv = link_set_ex(ddir, CS_LAYOUT_CURRENT, serial, 0, p);
+    if (rv == APR_SUCCESS) {
+        prune_note(store, domain);
+    }
+    return rv;
 }
 
 
@@ -481,6 +493,9 @@ apr_status_t csy_store_rollback(csy_store_t *store, apr_pool_t *p,
     /* current first: a crash between the two leaves the rollback done and
      * both links on the same complete version, never a dangling one. */
     rv = link_set(ddir, CS_LAYOUT_CURRENT, prev, p);
+    if (rv == APR_SUCCESS) {
+        prune_note(store, domain);
+    }
     if (rv == APR_SUCCESS && cur) {
         rv = link_set(ddir, CS_LAYOUT_PREVIOUS, cur, p);
     }
@@ -623,16 +638,217 @@ apr_status_t csy_store_remove(csy_store_t *store, apr_pool_t *p,
     return remove_domain(store, domain, p);
 }
 
+/*
+ * The whole store's prune, in steps (csy_store_prune_begin).  keep: the
+ * manifest's names when the pass began, sorted (NULL: no domain directory
+ * is removed); made: the domains made current since, which the snapshot
+ * cannot list; dir: live/, read an entry at a time across the steps.
+ */
+struct csy_prune_t {
+    csy_store_t *store;
+    apr_pool_t *pool;
+    apr_pool_t *sub;            /* one entry's allocations */
+    const char **keep;
+    int nkeep;
+    apr_hash_t *made;
+    apr_dir_t *dir;
+    apr_status_t damaged;       /* APR_INCOMPLETE: a skipped line */
+    apr_status_t rv;            /* the pass's outcome, once done */
+    int done;
+    long checked;               /* domain directories looked at */
+    long removed;               /* ... removed (not in the manifest) */
+};
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int kept(const csy_prune_t *pr, const char *name)
+{
+    return bsearch(&name, pr->keep, (size_t)pr->nkeep, sizeof(*pr->keep),
+                   name_cmp) != NULL
+           || apr_hash_get(pr->made, name, APR_HASH_KEY_STRING) != NULL;
+}
+
+/* A domain made current: a pass under way must not take it for a
+ * deleted one because the manifest it began with did not list it. */
+static void prune_note(csy_store_t *store, const char *domain)
+{
+    csy_prune_t *pr = store->prune;
+
+    if (pr && !pr->done
+        && !apr_hash_get(pr->made, domain, APR_HASH_KEY_STRING)) {
+        apr_hash_set(pr->made, apr_pstrdup(pr->pool, domain),
+                     APR_HASH_KEY_STRING, "");
+    }
+}
+
+static apr_status_t prune_cleanup(void *data)
+{
+    csy_prune_t *pr = data;
+
+    if (pr->store->prune == pr) {
+        pr->store->prune = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t csy_store_prune_begin(csy_prune_t **ppr, csy_store_t *store,
+                                   apr_pool_t *p)
+{
+    apr_array_header_t *listed;
+    apr_filetype_e type;
+    apr_status_t rv;
+    apr_pool_t *pp;
+    csy_prune_t *pr;
+    int i, sorted = 1;
+
+    *ppr = NULL;
+    apr_pool_create(&pp, p);
+    pr = apr_pcalloc(pp, sizeof(*pr));
+    pr->store = store;
+    pr->pool = pp;
+    pr->made = apr_hash_make(pp);
+    apr_pool_create(&pr->sub, pp);
+
+    /* Domains are removed only against a manifest that exists and is
+     * whole: without one (never written) nothing says what is unused, and
+     * a line that was skipped may be a domain still served (old versions
+     * are pruned all the same; the status says why the domains were
+     * not). */
+    if (cs_file_type(&type, cs_layout_top(pp, store->dir,
+                                          CS_LAYOUT_MANIFEST), pp)) {
+        pr->damaged = csy_store_manifest_read(&listed, store, pp);
+        if (pr->damaged != APR_SUCCESS && pr->damaged != APR_INCOMPLETE) {
+            rv = pr->damaged;
+            apr_pool_destroy(pp);
+            return rv;
+        }
+        if (pr->damaged == APR_SUCCESS) {
+            pr->keep = (const char **)listed->elts;
+            pr->nkeep = listed->nelts;
+            /* Sorted as mod_certsync writes it; another writer's order
+             * is sorted here, once. */
+            for (i = 1; sorted && i < pr->nkeep; i++) {
+                sorted = strcmp(pr->keep[i - 1], pr->keep[i]) <= 0;
+            }
+            if (!sorted) {
+                qsort(pr->keep, (size_t)pr->nkeep, sizeof(*pr->keep),
+                      name_cmp);
+            }
+        }
+        else if (store->log) {
+            store->log(store->log_baton, CS_LOG_WARN,
+                       apr_psprintf(pp, "%s has skipped lines: no domain "
+                                    "directory is removed until it is "
+                                    "whole again",
+                                    csy_store_manifest_path(store, pp)));
+        }
+    }
+    if ((rv = apr_dir_open(&pr->dir, store->live, pp)) != APR_SUCCESS) {
+        apr_pool_destroy(pp);
+        return rv;
+    }
+    store->prune = pr;
+    apr_pool_cleanup_register(pp, pr, prune_cleanup, apr_pool_cleanup_null);
+    *ppr = pr;
+    return APR_SUCCESS;
+}
+
+/* One entry of live/, as the whole prune treats it. */
+static apr_status_t prune_one(csy_prune_t *pr, const char *name)
+{
+    csy_store_t *store = pr->store;
+    apr_pool_t *sub = pr->sub;
+    apr_status_t rv;
+
+    apr_pool_clear(sub);
+    if (cs_file_is_tmp(name)) {
+        return cs_file_remove_tree(apr_pstrcat(sub, store->live, "/", name,
+                                               NULL), CSY_RM_DEPTH, sub);
+    }
+    if (!csy_store_domain_ok(name)
+        || !is_dir(domain_dir(store, name, sub), sub)) {
+        return APR_SUCCESS;     /* not ours */
+    }
+    pr->checked++;
+    if (pr->keep && !kept(pr, name)) {
+        rv = remove_domain(store, name, sub);
+        pr->removed += rv == APR_SUCCESS;
+        return rv;
+    }
+    return prune_domain(domain_dir(store, name, sub), sub);
+}
+
+apr_status_t csy_store_prune_step(csy_prune_t *pr,
+                                  apr_interval_time_t budget)
+{
+    csy_store_t *store = pr->store;
+    apr_time_t until;
+    apr_finfo_t fi;
+    apr_status_t rv, rv2;
+
+    if (pr->done) {
+        return pr->rv;
+    }
+    until = budget < 0 ? 0 : apr_time_now() + budget;
+    for (;;) {
+        rv = apr_dir_read(&fi, APR_FINFO_NAME, pr->dir);
+        if (APR_STATUS_IS_ENOENT(rv)) {
+            rv = APR_SUCCESS;   /* the end of the listing */
+            break;
+        }
+        if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {
+            break;
+        }
+        if (!strcmp(fi.name, ".") || !strcmp(fi.name, "..")) {
+            continue;
+        }
+        if ((rv = prune_one(pr, fi.name)) != APR_SUCCESS) {
+            break;
+        }
+        if (until && apr_time_now() >= until) {
+            return APR_EAGAIN;
+        }
+    }
+    /* The end of the pass, or its first error: the rest as before. */
+    apr_dir_close(pr->dir);
+    pr->dir = NULL;
+    apr_pool_clear(pr->sub);
+    rv2 = cs_file_sync_dir(store->live);
+    if (rv == APR_SUCCESS) {
+        rv = rv2;
+    }
+    rv2 = prune_tmp(store->dir, pr->sub);
+    if (rv == APR_SUCCESS) {
+        rv = rv2;
+    }
+    pr->done = 1;
+    pr->rv = rv == APR_SUCCESS ? pr->damaged : rv;
+    prune_cleanup(pr);
+    return pr->rv;
+}
+
+void csy_store_prune_counts(const csy_prune_t *pr, long *checked,
+                            long *removed)
+{
+    *checked = pr->checked;
+    *removed = pr->removed;
+}
+
+void csy_store_prune_end(csy_prune_t *pr)
+{
+    if (pr) {
+        apr_pool_destroy(pr->pool);
+    }
+}
+
 apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
                              const char *domain)
 {
-    apr_array_header_t *names, *listed;
-    apr_hash_t *keep = NULL;
-    apr_pool_t *sub;
-    apr_status_t rv, rv2, damaged = APR_SUCCESS;
-    const char *name;
-    apr_filetype_e type;
-    int i;
+    csy_prune_t *pr;
+    apr_status_t rv;
 
     if (domain) {
         if (!csy_store_domain_ok(domain)) {
@@ -640,65 +856,11 @@ apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
         }
         return prune_domain(domain_dir(store, domain, p), p);
     }
-
-    /* The whole store.  Domains are removed only against a manifest that
-     * exists and is whole: without one (never written) nothing says what
-     * is unused, and a line that was skipped may be a domain still served
-     * (old versions are pruned all the same; the status says why the
-     * domains were not). */
-    if (cs_file_type(&type, cs_layout_top(p, store->dir, CS_LAYOUT_MANIFEST),
-                     p)) {
-        damaged = csy_store_manifest_read(&listed, store, p);
-        if (damaged != APR_SUCCESS && damaged != APR_INCOMPLETE) {
-            return damaged;
-        }
-        keep = apr_hash_make(p);
-        for (i = 0; damaged == APR_SUCCESS && i < listed->nelts; i++) {
-            apr_hash_set(keep, APR_ARRAY_IDX(listed, i, const char *),
-                         APR_HASH_KEY_STRING, "");
-        }
-        if (damaged != APR_SUCCESS) {
-            keep = NULL;
-            if (store->log) {
-                store->log(store->log_baton, CS_LOG_WARN,
-                           apr_psprintf(p, "%s has skipped lines: no domain "
-                                        "directory is removed until it is "
-                                        "whole again",
-                                        csy_store_manifest_path(store, p)));
-            }
-        }
-    }
-    rv = cs_file_list_dir(&names, store->live, p);
-    if (rv != APR_SUCCESS) {
+    /* The whole store in one step. */
+    if ((rv = csy_store_prune_begin(&pr, store, p)) != APR_SUCCESS) {
         return rv;
     }
-    apr_pool_create(&sub, p);
-    for (i = 0; rv == APR_SUCCESS && i < names->nelts; i++) {
-        name = APR_ARRAY_IDX(names, i, const char *);
-        apr_pool_clear(sub);
-        if (cs_file_is_tmp(name)) {
-            rv = cs_file_remove_tree(apr_pstrcat(sub, store->live, "/", name,
-                                                 NULL), CSY_RM_DEPTH, sub);
-        }
-        else if (!csy_store_domain_ok(name)
-                 || !is_dir(domain_dir(store, name, sub), sub)) {
-            continue;           /* not ours */
-        }
-        else if (keep && !apr_hash_get(keep, name, APR_HASH_KEY_STRING)) {
-            rv = remove_domain(store, name, sub);
-        }
-        else {
-            rv = prune_domain(domain_dir(store, name, sub), sub);
-        }
-    }
-    apr_pool_destroy(sub);
-    rv2 = cs_file_sync_dir(store->live);
-    if (rv == APR_SUCCESS) {
-        rv = rv2;
-    }
-    rv2 = prune_tmp(store->dir, p);
-    if (rv == APR_SUCCESS) {
-        rv = rv2;
-    }
-    return rv == APR_SUCCESS ? damaged : rv;
+    rv = csy_store_prune_step(pr, -1);
+    csy_store_prune_end(pr);
+    return rv;
 }

@@ -34,6 +34,7 @@
 
 #include <apr_file_info.h>
 #include <apr_pools.h>
+#include <apr_time.h>
 #include <apr_tables.h>
 
 #include "cs_log.h"
@@ -227,6 +228,41 @@ apr_status_t csy_store_manifest_write_known(csy_store_t *store,
  */
 apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
                              const char *domain);
+
+/**
+ * The prune of the whole store (csy_store_prune with NULL) in steps, so
+ * that a large store does not hold up the sync: at 1,000,000 domains the
+ * walk of every domain directory takes minutes.
+ *
+ * csy_store_prune_begin takes the manifest as it is now as the list of
+ * domains to keep (the one the running configuration was built from:
+ * call it where csy_store_prune(NULL) would be called) and opens live/.
+ * Each csy_store_prune_step then goes through live/'s entries for about
+ * budget (at least one entry; a negative budget: to the end) and returns
+ * APR_EAGAIN while entries remain; at the end, the pass's outcome as
+ * csy_store_prune's (APR_SUCCESS, APR_INCOMPLETE, or the first error,
+ * which ends the pass), and again on every later call.
+ *
+ * Between steps the store may change (sync cycles), on the same thread
+ * as the steps, never during one.  A domain made current since the pass
+ * began (install, switch, rollback) is kept by it even if the manifest
+ * of the beginning does not list it; one taken out of the manifest since
+ * stays until the next pass (vhost mode serves it until the restart).
+ * Each removal is crash-safe as csy_store_prune's: a pass abandoned at
+ * any point (csy_store_prune_end, an exit, kill -9) leaves the store as
+ * a whole prune stopped there would.  The pass belongs to a pool made
+ * from p; csy_store_prune_end frees it (at most one pass at a time).
+ */
+typedef struct csy_prune_t csy_prune_t;
+
+apr_status_t csy_store_prune_begin(csy_prune_t **pr, csy_store_t *store,
+                                   apr_pool_t *p);
+apr_status_t csy_store_prune_step(csy_prune_t *pr,
+                                  apr_interval_time_t budget);
+/** Domain directories the pass has looked at, and removed, so far. */
+void csy_store_prune_counts(const csy_prune_t *pr, long *checked,
+                            long *removed);
+void csy_store_prune_end(csy_prune_t *pr);
 
 /**
  * Envelopes (key.cms, key.seal) installed from now on belong to group gid and are

@@ -28,6 +28,7 @@ struct csy_store_t {
     long envelope_gid;          /* group that may read key.cms; -1: none */
     cs_log_fn *log;             /* csy_store_set_log; NULL: none */
     void *log_baton;
+    csy_prune_t *prune;         /* a pass under way (csy_store_prune_begin) */
 };
 
 /* A domain the store accepts as a path component: cs_name_check, lower

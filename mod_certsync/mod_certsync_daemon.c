@@ -46,6 +46,12 @@
  * held up by more than a batch. */
 #define CSY_SEAL_BATCH 500
 
+/* The start's prune of the whole store runs between cycles, a step of at
+ * most this long at a time (csy_daemon_wait): a cycle that is due waits
+ * for one step at most, instead of the whole walk (minutes at 1,000,000
+ * domains). */
+#define CSY_PRUNE_STEP apr_time_from_msec(200)
+
 volatile sig_atomic_t csy_stop;
 
 static void csy_daemon_log(void *baton, cs_log_level_t level,
@@ -229,8 +235,13 @@ static void csy_daemon_open(csy_daemon_t *d, apr_pool_t *cycle)
         exit(APEXIT_CHILDFATAL);
     }
     /* This generation's configuration was built from the manifest as it
-     * is now: versions and deleted domains it does not use can go. */
-    if ((rv = csy_store_prune(d->store, cycle, NULL)) != APR_SUCCESS) {
+     * is now: versions and deleted domains it does not use can go.  The
+     * manifest is read now; the walk of the domain directories goes in
+     * steps between the cycles (csy_daemon_wait), so that the first
+     * cycle does not wait for it. */
+    d->started = apr_time_now();
+    if ((rv = csy_store_prune_begin(&d->prune, d->store, d->pool))
+        != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, d->s, CYLOGNO(00011)
                      "sync daemon: cannot prune the store %s",
                      conf->store_dir);
@@ -290,6 +301,80 @@ static void csy_daemon_recall(csy_daemon_t *d, apr_pool_t *keep,
      * already moved past them. */
     d->failures = csy_json_hash(keep, json_object_get(d->state,
                                                       "failures"));
+}
+
+/* A step of the start's prune; at its end, what it did (CY00230), or
+ * why it stopped (CY00231, and the status's prune_error). */
+static void csy_daemon_prune_step(csy_daemon_t *d, apr_pool_t *p)
+{
+    apr_status_t rv = csy_store_prune_step(d->prune, CSY_PRUNE_STEP);
+    long checked, removed;
+
+    d->prune_steps++;
+    if (APR_STATUS_IS_EAGAIN(rv)) {
+        return;
+    }
+    csy_store_prune_counts(d->prune, &checked, &removed);
+    csy_store_prune_end(d->prune);
+    d->prune = NULL;
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, d->s, CYLOGNO(00231)
+                     "sync daemon: cannot prune the store %s (%ld domain "
+                     "directories checked, %ld removed)",
+                     d->conf->store_dir, checked, removed);
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, CYLOGNO(00230)
+                     "store %s pruned between cycles: %ld domain "
+                     "directories checked, %ld removed, in %d steps; done "
+                     "%" APR_TIME_T_FMT " s after the daemon's start",
+                     d->conf->store_dir, checked, removed, d->prune_steps,
+                     apr_time_sec(apr_time_now() - d->started));
+    }
+    d->prune_rv = rv;
+    csy_daemon_prune_status(d, p, rv);
+    csy_publish(d);
+}
+
+/* The wait of the mode (on-demand issuance, CertSyncWatch, a rollout's
+ * leases). */
+static void csy_daemon_idle(csy_daemon_t *d, apr_pool_t *p, int seconds)
+{
+    if (csy_ondemand) {
+        csy_daemon_od_idle(d, p, seconds);
+    }
+    else if (d->watching) {
+        csy_daemon_watch_idle(d, seconds);
+    }
+    else {
+        csy_rollout_idle(&d->rollout, seconds);
+    }
+}
+
+/*
+ * The wait between two cycles.  While the start's prune is not done, its
+ * steps fill the wait: back to back in dynamic mode (a change that
+ * CertSyncWatch sees ends the wait, as before, a step later at most);
+ * with on-demand issuance or in vhost mode (a rollout's leases to renew)
+ * a second of the mode's own wait after each step.
+ */
+static void csy_daemon_wait(csy_daemon_t *d, apr_pool_t *p, int seconds)
+{
+    apr_time_t until = apr_time_now() + apr_time_from_sec(seconds);
+    apr_time_t left;
+
+    while (d->prune && csy_daemon_ops()->running(d)
+           && !csy_daemon_watch_moved(d) && apr_time_now() < until) {
+        csy_daemon_prune_step(d, p);
+        if (d->prune && (csy_ondemand || d->conf->dynamic != 1)) {
+            csy_daemon_idle(d, p, 1);
+        }
+    }
+    left = until - apr_time_now();
+    if (left > 0 && !csy_daemon_watch_moved(d)) {
+        csy_daemon_idle(d, p, (int)apr_time_sec(left + APR_USEC_PER_SEC
+                                                 - 1));
+    }
 }
 
 /* One sync cycle and what follows it; the seconds until the next. */
@@ -458,15 +543,7 @@ void csy_daemon_main(server_rec *s, const csy_conf_t *conf, pid_t parent)
         json_object_set_new(d.state, "next_sync",
                             json_integer(apr_time_sec(now) + wait));
         csy_write_json(&d, cycle, "state.json", d.state);
-        if (csy_ondemand) {
-            csy_daemon_od_idle(&d, cycle, wait);
-        }
-        else if (d.watching) {
-            csy_daemon_watch_idle(&d, wait);
-        }
-        else {
-            csy_rollout_idle(&d.rollout, wait);
-        }
+        csy_daemon_wait(&d, cycle, wait);
         if (csy_daemon_watch_moved(&d)) {
             csy_count(d.state, "watch_wakeups", 1);
         }

@@ -73,6 +73,9 @@ typedef struct {
     int seal_pos;               /* key.seal backfill: manifest position */
     int seals_done;             /* ... every version checked */
     apr_status_t prune_rv;      /* the start's prune (CY00011) */
+    csy_prune_t *prune;         /* ... in steps between cycles; NULL: done */
+    apr_time_t started;         /* the daemon's start */
+    int prune_steps;
     int shm_trimmed;            /* CY00182 was logged */
     long seals_written;
     apr_hash_t *failures;       /* domain -> why its bundle was skipped */

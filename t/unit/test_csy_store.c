@@ -874,6 +874,168 @@ static void test_prune(void)
     CHECK_STR(csy_store_current(store, pool, "ex.com"), "07");
 }
 
+/* Steps to the end of a pass; the number of steps in *steps. */
+static apr_status_t prune_all_steps(csy_prune_t *pr, int *steps)
+{
+    apr_status_t rv;
+
+    *steps = 0;
+    do {
+        rv = csy_store_prune_step(pr, 0);       /* one entry a step */
+        ++*steps;
+    } while (APR_STATUS_IS_EAGAIN(rv) && *steps < 1000);
+    return rv;
+}
+
+/* The start's prune in steps between cycles (issue 18: at 1,000,000
+ * domains the whole walk held the first cycle up for minutes). */
+static void test_prune_steps(void)
+{
+    csy_store_t *store = open_store("steps");
+    const char *live = at("steps/live");
+    csy_prune_t *pr;
+    apr_pool_t *pp;
+    long checked, removed;
+    int i, steps, pending;
+
+    if (!store) {
+        return;
+    }
+    apr_pool_create(&pp, pool);
+
+    UNIT_CASE("prune in steps: what a whole prune removes");
+    for (i = 1; i <= 4; i++) {
+        CHECK_EQ_INT(put(store, "a.example", apr_psprintf(pool, "%02d", i)),
+                     APR_SUCCESS);
+    }
+    CHECK_EQ_INT(put(store, "gone.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "b.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool,
+                                          list("b.example", "a.example",
+                                               NULL)), APR_SUCCESS);
+    spit(at("steps/.tmp-cursor"), "1");
+    spit(at("steps/live/.tmp-x"), "1");
+    CHECK(mkdir(at("steps/live/a.example/.tmp-0123"), 0700) == 0);
+    CHECK_EQ_INT(csy_store_prune_begin(&pr, store, pp), APR_SUCCESS);
+    /* nothing goes before the steps do */
+    CHECK(exists(at("steps/live/gone.example")));
+    CHECK_EQ_INT(prune_all_steps(pr, &steps), APR_SUCCESS);
+    /* a step an entry: a.example, b.example, gone.example, .tmp-x, and
+     * the one that finds the end */
+    CHECK_EQ_INT(steps, 5);
+    csy_store_prune_counts(pr, &checked, &removed);
+    CHECK_EQ_INT(checked, 3);
+    CHECK_EQ_INT(removed, 1);
+    CHECK(!exists(at("steps/live/gone.example")));
+    CHECK(!exists(at("steps/live/a.example/01")));
+    CHECK(!exists(at("steps/live/a.example/02")));
+    CHECK(exists(at("steps/live/a.example/03")));
+    CHECK_STR(csy_store_current(store, pool, "a.example"), "04");
+    CHECK_STR(csy_store_current(store, pool, "b.example"), "01");
+    CHECK_EQ_INT(count_tmp(at("steps")), 0);
+    /* done: the same answer again, nothing more */
+    CHECK_EQ_INT(csy_store_prune_step(pr, 0), APR_SUCCESS);
+    csy_store_prune_end(pr);
+    apr_pool_clear(pp);
+
+    /* Cycles run between the steps: what they make current after the
+     * manifest the pass began with was read is served, and must stay. */
+    UNIT_CASE("prune in steps: a domain made current meanwhile stays");
+    CHECK_EQ_INT(put(store, "old.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_prune_begin(&pr, store, pp), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "new.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_stage(&pending, store, pool, "staged.example",
+                                 "0a", "chain\n", "key\n", 4, 0, NULL, 0),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(pending, 1);
+    CHECK_EQ_INT(csy_store_sync(store), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_switch(store, pool, "staged.example", "0a"),
+                 APR_SUCCESS);
+    /* a new version of a listed domain between two steps */
+    CHECK_EQ_INT(csy_store_prune_step(pr, 0), APR_EAGAIN);
+    CHECK_EQ_INT(put(store, "b.example", "02"), APR_SUCCESS);
+    CHECK_EQ_INT(prune_all_steps(pr, &steps), APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "new.example"), "01");
+    CHECK_STR(csy_store_current(store, pool, "staged.example"), "0a");
+    CHECK_STR(csy_store_current(store, pool, "b.example"), "02");
+    CHECK(exists(at("steps/live/b.example/01")));
+    CHECK(!exists(at("steps/live/old.example")));
+    csy_store_prune_counts(pr, &checked, &removed);
+    CHECK_EQ_INT(removed, 1);
+    csy_store_prune_end(pr);
+    apr_pool_clear(pp);
+
+    /* vhost mode serves a domain taken out of the manifest until the
+     * restart: the pass that began before goes by the manifest it read. */
+    UNIT_CASE("prune in steps: a domain deleted meanwhile waits a pass");
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool,
+                                          list("a.example", "b.example",
+                                               "new.example",
+                                               "staged.example", NULL)),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_prune_begin(&pr, store, pp), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool,
+                                          list("a.example", "b.example",
+                                               "staged.example", NULL)),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(prune_all_steps(pr, &steps), APR_SUCCESS);
+    CHECK(exists(at("steps/live/new.example/current")));
+    csy_store_prune_end(pr);
+    apr_pool_clear(pp);
+    CHECK_EQ_INT(csy_store_prune_begin(&pr, store, pp), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_prune_step(pr, -1), APR_SUCCESS);
+    CHECK(!exists(at("steps/live/new.example")));
+    csy_store_prune_end(pr);
+    apr_pool_clear(pp);
+
+    /* Unsorted (another writer): the lookups still find every name. */
+    UNIT_CASE("prune in steps: an unsorted manifest");
+    spit(at("steps/manifest"), "# certsync manifest v2\n"
+         "staged.example live/staged.example/current\n"
+         "a.example live/a.example/current\n"
+         "b.example live/b.example/current\n");
+    CHECK_EQ_INT(csy_store_prune_begin(&pr, store, pp), APR_SUCCESS);
+    CHECK_EQ_INT(prune_all_steps(pr, &steps), APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "a.example"), "04");
+    CHECK_STR(csy_store_current(store, pool, "b.example"), "02");
+    CHECK_STR(csy_store_current(store, pool, "staged.example"), "0a");
+    csy_store_prune_counts(pr, &checked, &removed);
+    CHECK_EQ_INT(checked, 3);
+    CHECK_EQ_INT(removed, 0);
+    csy_store_prune_end(pr);
+    apr_pool_clear(pp);
+
+    UNIT_CASE("prune in steps: a damaged manifest removes no domain");
+    CHECK_EQ_INT(put(store, "keep.example", "01"), APR_SUCCESS);
+    spit(at("steps/manifest"), "# certsync manifest v2\n"
+         "a.example live/a.example/current\nbad line here\n");
+    CHECK_EQ_INT(csy_store_prune_begin(&pr, store, pp), APR_SUCCESS);
+    CHECK_EQ_INT(prune_all_steps(pr, &steps), APR_INCOMPLETE);
+    CHECK_EQ_INT(csy_store_prune_step(pr, 0), APR_INCOMPLETE);
+    CHECK(exists(at("steps/live/keep.example/current")));
+    csy_store_prune_end(pr);
+    apr_pool_clear(pp);
+
+    /* Abandoned halfway (the daemon stopped): nothing half-done, and a
+     * later pass (or install) works with no pass left registered. */
+    UNIT_CASE("prune in steps: abandoned halfway");
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool,
+                                          list("a.example", NULL)),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_prune_begin(&pr, store, pp), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_prune_step(pr, 0), APR_EAGAIN);
+    csy_store_prune_end(pr);
+    apr_pool_clear(pp);
+    CHECK_EQ_INT(put(store, "later.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_prune(store, pool, NULL), APR_SUCCESS);
+    CHECK(!exists(at("steps/live/later.example")));
+    CHECK(!exists(at("steps/live/b.example")));
+    CHECK_STR(csy_store_current(store, pool, "a.example"), "04");
+    CHECK_EQ_INT(count_tmp(at("steps")), 0);
+    (void)live;
+    apr_pool_destroy(pp);
+}
+
 static void test_validation(void)
 {
     static const char *bad_domains[] = {
@@ -1026,6 +1188,40 @@ static int crash_batch(csy_store_t *store, apr_pool_t *p, long long n,
     return csy_store_sync(store) == APR_SUCCESS ? 0 : 1;
 }
 
+/* The sync daemon's start prune runs in steps between its cycles: one
+ * pass at a time, a step (one entry of live/) a cycle. */
+static csy_prune_t *crash_pass;
+static csy_store_t *crash_pass_store;
+static apr_pool_t *crash_pass_pool;
+
+static int crash_prune_step(csy_store_t *store)
+{
+    apr_status_t rv;
+
+    if (crash_pass && crash_pass_store != store) {
+        csy_store_prune_end(crash_pass);        /* another run's store */
+        crash_pass = NULL;
+    }
+    if (!crash_pass_pool) {
+        apr_pool_create(&crash_pass_pool, pool);
+    }
+    if (!crash_pass) {
+        apr_pool_clear(crash_pass_pool);
+        if (csy_store_prune_begin(&crash_pass, store, crash_pass_pool)
+            != APR_SUCCESS) {
+            return 1;
+        }
+        crash_pass_store = store;
+    }
+    rv = csy_store_prune_step(crash_pass, 0);
+    if (APR_STATUS_IS_EAGAIN(rv)) {
+        return 0;
+    }
+    csy_store_prune_end(crash_pass);
+    crash_pass = NULL;
+    return rv != APR_SUCCESS;
+}
+
 /* One round of what the sync loop does.  Serials are random, or with
  * scripted: per domain two fresh versions, then the first again, which
  * replaces the directory that is the rollback target until previous
@@ -1071,6 +1267,9 @@ static int crash_cycle(csy_store_t *store, apr_pool_t *p, long long n,
     if (n % 5 == 0 && csy_store_prune(store, p, NULL) != APR_SUCCESS) {
         return 6;
     }
+    if (crash_prune_step(store)) {
+        return 7;
+    }
     return 0;
 }
 
@@ -1103,6 +1302,8 @@ static void crash_child(const char *dir, unsigned seed, int traced)
     }
 #endif
     srand(seed);
+    crash_pass = NULL;          /* the parent's, if any */
+    crash_pass_pool = NULL;
     apr_pool_create(&cp, NULL);
     apr_pool_create(&iter, cp);
     domains = crash_list(cp);
@@ -1516,6 +1717,7 @@ int main(void)
     test_unserve();
     test_manifest_large();
     test_prune();
+    test_prune_steps();
     test_validation();
     test_crash_random(at("crash"));
     test_crash_syscalls(at("crash"));
