@@ -49,21 +49,21 @@ static int serial_ok(const char *s)
 }
 
 /* Opens the envelope with whichever wrapping key it was sealed to; *which
- * is that key's index. */
-static apr_status_t open_key(EVP_PKEY **key, int *which,
-                             const csy_config_t *cfg, apr_pool_t *p,
-                             const unsigned char *der, apr_size_t len,
-                             const char **err)
+ * is that key's index.  pem: as cs_envelope_open_pem (NULL: none). */
+static apr_status_t open_key(EVP_PKEY **key, char **pem, apr_size_t *pem_len,
+                             int *which, const csy_config_t *cfg,
+                             apr_pool_t *p, const unsigned char *der,
+                             apr_size_t len, const char **err)
 {
     apr_status_t rv = APR_ENOENT;
     int i;
 
     *err = "no wrapping key configured (CertSyncWrappingKey)";
     for (i = 0; i < cfg->wrap_keys->nelts; i++) {
-        rv = cs_envelope_open(key, p, der, len,
-                              APR_ARRAY_IDX(cfg->wrap_certs, i, X509 *),
-                              APR_ARRAY_IDX(cfg->wrap_keys, i, EVP_PKEY *),
-                              err);
+        rv = cs_envelope_open_pem(key, pem, pem_len, p, der, len,
+                                  APR_ARRAY_IDX(cfg->wrap_certs, i, X509 *),
+                                  APR_ARRAY_IDX(cfg->wrap_keys, i,
+                                                EVP_PKEY *), err);
         if (rv != APR_ENOENT) {
             *which = i;
             return rv;
@@ -158,8 +158,8 @@ int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
                                                   CS_LAYOUT_ENVELOPE))) {
             continue;           /* sealed, gone, or not an envelope */
         }
-        if (open_key(&key, &which, cfg, one, (unsigned char *)cms, cms_len,
-                     &err) == APR_SUCCESS
+        if (open_key(&key, NULL, NULL, &which, cfg, one,
+                     (unsigned char *)cms, cms_len, &err) == APR_SUCCESS
             && cs_file_read_certs(&chain, one,
                                   cs_layout_path(one, sdir, domain, serial,
                                                  CS_LAYOUT_CHAIN),
@@ -352,17 +352,19 @@ static void check_bundle(job_t *j, const csy_config_t *cfg,
         j->why = "key_cms is not base64";
         return;
     }
-    if ((rv = open_key(&key, &which, cfg, p, der, der_len, &err))) {
+    /* vhost mode: the key file is the envelope's PKCS#8, as PEM. */
+    if ((rv = open_key(&key, cfg->keep_envelopes ? NULL : &pem, &pem_len,
+                       &which, cfg, p, der, der_len, &err))) {
         j->why = apr_pstrcat(p, "cannot open the key envelope: ", err, NULL);
         return;
     }
     if ((j->why = read_chain(&chain, &chain_pem, &checked, &fresh, w, p,
-                             j->chain_pem)) != NULL) {
-        return;
-    }
-    if (cs_bundle_verify_ex(chain, key, j->domain, apr_time_now(), checked,
-                            &err)) {
-        j->why = err;
+                             j->chain_pem)) != NULL
+        || cs_bundle_verify_ex(chain, key, j->domain, apr_time_now(), checked,
+                               &j->why)) {
+        if (pem) {
+            OPENSSL_cleanse(pem, pem_len);
+        }
         return;
     }
     if (fresh) {
@@ -376,7 +378,6 @@ static void check_bundle(job_t *j, const csy_config_t *cfg,
                              chain_pem, der, der_len, 1, seal, seal_len);
     }
     else {
-        pem = cs_pem_write_key(p, key, &pem_len);
         if (!pem) {
             j->why = "cannot encode the private key";
             return;
