@@ -34,6 +34,10 @@
 #   INCR           changes of the incremental sync [100]
 #   ISSUE_WORKERS  parallel issuing connections [2; more gain nothing on
 #                  2 CPUs: SQLite commits one writer at a time]
+#   ACTIVATION     vhost or dynamic [vhost]; dynamic: no restart, the
+#                  initial sync ends at "sync done" (CY00005) and every
+#                  name is then served from the store; INCR=0 skips the
+#                  incremental part
 #   HTTPD, APXS    the httpd binary / apxs to find it and its modules
 #   CERTSUITE_KEEP=1  keep the temporary directory
 #
@@ -46,6 +50,8 @@ export LC_ALL=C
 DOMAINS=${DOMAINS:-10000}
 INCR=${INCR:-100}
 ISSUE_WORKERS=${ISSUE_WORKERS:-2}
+ACTIVATION=${ACTIVATION:-vhost}
+case $ACTIVATION in vhost | dynamic) ;; *) echo "ACTIVATION=vhost|dynamic" >&2; exit 2 ;; esac
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -93,7 +99,18 @@ write_px() {
     while [ "$st_port" = "$px_port" ]; do st_port=$(pick_port); done
     listen_ports="$px_port $st_port"
     write_px_conf "$pxdir" "$px_port" "$st_port" "$cs_port" bench timeout=60 \
-        restart=600
+        restart=600 activation="$ACTIVATION"
+}
+# cpu DIR: CPU seconds (user + system) of the httpd of DIR/httpd.pid and
+# its processes (the sync daemon, the workers), with its children that
+# exited; CertService's or the proxy's share of a cold sync
+cpu() {
+    local parent p
+    parent=$(cat "$1/httpd.pid" 2>/dev/null) || { echo 0; return; }
+    for p in "$parent" $(pgrep -P "$parent"); do
+        cut -d' ' -f14-17 "/proc/$p/stat" 2>/dev/null
+    done | awk -v hz="$(getconf CLK_TCK)" \
+        '{ s += $1 + $2 + $3 + $4 } END { printf "%.2f", s / hz }'
 }
 # start NAME (cs or px): started on free ports, 300 x 0.1 s to start
 start() {
@@ -175,23 +192,34 @@ say "issue:       $DOMAINS domains in $(secs "$t1" "$t2") s:" \
 
 # --- Initial sync ----------------------------------------------------------------
 
+cs_cpu0=$(cpu "$csdir")
 t0=$(now)
 start px || die "the proxy did not start"
 t_started=$(now)
 t_manifest=
 first=
+cpu_done=
 deadline=$(($(date +%s) + 3600))
 while [ "$(date +%s)" -lt "$deadline" ]; do
     if [ -z "$t_manifest" ] && [ -s "$store/manifest" ]; then
         first=$(grep -m1 -v '^#' "$store/manifest" | cut -d' ' -f1)
         [ -n "$first" ] && t_manifest=$(now)
     fi
+    # CPU at the end of the sync (before vhost mode's restart)
+    if [ -z "$cpu_done" ] && grep -q 'CY00005' "$pxlog"; then
+        cpu_done=1 px_cpu=$(cpu "$pxdir") cs_cpu1=$(cpu "$csdir")
+        [ "$ACTIVATION" = dynamic ] && break
+    fi
     grep -q 'CY00014' "$pxlog" && break
     grep -q 'CY0001[5-7]' "$pxlog" && die "rollout failed: $(grep \
         'CY0001[5-7]' "$pxlog" | head -2)"
     sleep 0.1
 done
-t_done=$(log_first CY00014)
+if [ "$ACTIVATION" = dynamic ]; then
+    t_done=$(log_first CY00005)
+else
+    t_done=$(log_first CY00014)
+fi
 [ -n "$t_done" ] || die "no rollout complete within an hour"
 t_first_served=$(now)
 [ -n "$first" ] || first=$(grep -m1 -v '^#' "$store/manifest" | cut -d' ' -f1)
@@ -208,6 +236,21 @@ want_last=$(norm "$(grep -o "\"domain\":\"$last\"[^}]*" \
 [ "$(served "$last")" = "$want_last" ] || die "last domain $last not served"
 entries=$(grep -vc '^#' "$store/manifest")
 [ "$entries" = "$DOMAINS" ] || die "the manifest lists $entries of $DOMAINS"
+if [ "$ACTIVATION" = dynamic ]; then
+    # SAMPLE names spread over the manifest, each with its serial (a
+    # handshake each: all of them would take longer than the sync)
+    sample=${SAMPLE:-50}
+    bad=0
+    while read -r d; do
+        w=$(norm "$(grep -o "\"domain\":\"$d\"[^}]*" \
+            "$tmp/work/domains.raw" | sed 's/.*"serial":"\([0-9a-f]*\)".*/\1/' \
+            | tail -1)")
+        [ "$(served "$d")" = "$w" ] || bad=$((bad + 1))
+    done < <(grep -v '^#' "$store/manifest" | cut -d' ' -f1 \
+        | awk -v n="$DOMAINS" -v k="$sample" 'NR % int(n / k + 1) == 0')
+    t_sample=$(now)
+    [ "$bad" = 0 ] || die "dynamic: $bad of the sample not served"
+fi
 
 t_inst1=$(log_first 'CY00001: installed')
 t_instN=$(log_last 'CY00001: installed')
@@ -232,9 +275,22 @@ say "  bundles:   $ninst installed in $(secs "$t_inst1" "$t_instN") s:" \
 say "  bundles:   $DOMAINS from the proxy's start to sync done (CY00005) in" \
     "$(secs "$t0" "$t_synced") s: $(rate "$DOMAINS" "$t0" "$t_synced")" \
     "bundles/s"
+say "  CPU during the sync (proxy start to CY00005): proxy $px_cpu s" \
+    "(its sync daemon), CertService $(awk -v a="$cs_cpu0" -v b="$cs_cpu1" \
+    'BEGIN { printf "%.2f", b - a }') s: $(awk -v p="$px_cpu" \
+    -v a="$cs_cpu0" -v b="$cs_cpu1" -v n="$DOMAINS" 'BEGIN {
+        c = (p + b - a) / n; printf "%.3f ms a bundle, %.0f bundles/s on 2 idle CPUs", 1000 * c, 2 / c }')"
 say "  first domain in the manifest ($first): $(secs "$t0" "$t_manifest") s" \
     "after the proxy's start"
 say "  sync done (CY00005):            $(secs "$t0" "$t_synced") s"
+if [ "$ACTIVATION" = dynamic ]; then
+    say "  dynamic: every name in the manifest at CY00005; first, last and" \
+        "${sample} spread over the manifest served with their serials, checked" \
+        "by $(secs "$t0" "$t_sample") s after the proxy's start"
+    say "  memory:    parent RSS $((rss_parent / 1024)) MB, largest child" \
+        "$((${rss_child:-0} / 1024)) MB; store $store_mb MB"
+    [ "$INCR" -gt 0 ] || exit 0
+fi
 say "  configtest + lease (CY00006):   $(secs "$t0" "$t_rollout") s" \
     "($(secs "$t_synced" "$t_rollout") s)"
 say "  graceful restart, $DOMAINS TLS vhosts: SIGUSR1 at $(secs "$t0" \
@@ -249,6 +305,8 @@ say "  memory:    parent RSS $((rss_parent / 1024)) MB, largest child" \
     "$((${rss_child:-0} / 1024)) MB; store $store_mb MB"
 
 # --- Incremental sync ------------------------------------------------------------
+
+[ "$INCR" -gt 0 ] || exit 0
 
 sleep 2
 lines0=$(wc -l <"$pxlog")

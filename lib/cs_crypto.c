@@ -21,6 +21,7 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -597,10 +598,173 @@ leave:
     return rv;
 }
 
-apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
-                              const unsigned char *der, apr_size_t der_len,
-                              X509 *wrap_cert, EVP_PKEY *wrap_key,
-                              const char **err)
+/* One DER element at *pp (before end): its tag, class, whether it is
+ * constructed, its contents; *pp moves past it.  0 if malformed (an
+ * indefinite length too: DER has none).  der_next() without a limit
+ * pointer, and saying whether the element is constructed. */
+static int der_elem(const unsigned char **pp, const unsigned char *end,
+                    int *tag, int *xclass, int *constructed,
+                    const unsigned char **body, long *len)
+{
+    const unsigned char *q = *pp;
+    int r;
+
+    if (q >= end) {
+        return 0;
+    }
+    r = ASN1_get_object(&q, len, tag, xclass, (long)(end - q));
+    if ((r & 0x80) || r == 0x21 || *len < 0 || *len > end - q) {
+        return 0;
+    }
+    *constructed = (r & V_ASN1_CONSTRUCTED) != 0;
+    *body = q;
+    *pp = q + *len;
+    return 1;
+}
+
+/*
+ * An EC key of a PKCS#8 PrivateKeyInfo built from data (EVP_PKEY_fromdata)
+ * when it has a named curve and its public point (RFC 5915's publicKey,
+ * which OpenSSL always writes): EVP_PKCS82PKEY sets up an OpenSSL 3.0
+ * decoder context for every key, which cost a cold sync more CPU per
+ * bundle than the RSA operation that opened the envelope (docs/
+ * benchmarks.md).  NULL for anything else (the caller then decodes it
+ * the general way, which also says what is wrong with it).  Whether the
+ * scalar belongs to the point is not checked here, as the decoder does
+ * not either (cs_key_belongs).
+ */
+static EVP_PKEY *pkcs8_ec_from_data(const PKCS8_PRIV_KEY_INFO *p8)
+{
+    const ASN1_OBJECT *alg_obj;
+    const X509_ALGOR *alg;
+    const void *pval;
+    const unsigned char *der, *q, *end, *body, *scalar = NULL;
+    const unsigned char *point = NULL, *pq;
+    const char *group;
+    unsigned char native[72];
+    long len, slen = 0, plen = 0;
+    int der_len, ptype, tag, xclass, cons, nid, i, params_seen = 0;
+    static const int one = 1;
+    const int little = *(const char *)&one;
+    OSSL_PARAM params[4];
+    EVP_PKEY_CTX *ctx;
+    EVP_PKEY *key = NULL;
+    ASN1_OBJECT *inner;
+
+    if (!PKCS8_pkey_get0(&alg_obj, &der, &der_len, &alg, p8)
+        || OBJ_obj2nid(alg_obj) != NID_X9_62_id_ecPublicKey) {
+        return NULL;
+    }
+    X509_ALGOR_get0(NULL, &ptype, &pval, alg);
+    if (ptype != V_ASN1_OBJECT
+        || (nid = OBJ_obj2nid(pval)) == NID_undef
+        || (group = OBJ_nid2sn(nid)) == NULL) {
+        return NULL;
+    }
+    /* ECPrivateKey ::= SEQUENCE { version INTEGER (1), privateKey OCTET
+     * STRING, parameters [0] ECParameters OPTIONAL, publicKey [1] BIT
+     * STRING OPTIONAL } */
+    q = der;
+    end = der + der_len;
+    if (!der_elem(&q, end, &tag, &xclass, &cons, &body, &len)
+        || tag != V_ASN1_SEQUENCE || xclass != V_ASN1_UNIVERSAL || !cons
+        || q != end) {
+        return NULL;
+    }
+    q = body;
+    end = body + len;
+    if (!der_elem(&q, end, &tag, &xclass, &cons, &body, &len)
+        || tag != V_ASN1_INTEGER || xclass != V_ASN1_UNIVERSAL || cons
+        || len != 1 || body[0] != 1
+        || !der_elem(&q, end, &tag, &xclass, &cons, &scalar, &slen)
+        || tag != V_ASN1_OCTET_STRING || xclass != V_ASN1_UNIVERSAL || cons
+        || slen < 1 || slen > (long)sizeof(native)) {
+        return NULL;
+    }
+    while (q < end) {
+        if (!der_elem(&q, end, &tag, &xclass, &cons, &body, &len)
+            || xclass != V_ASN1_CONTEXT_SPECIFIC || !cons) {
+            return NULL;
+        }
+        pq = body;
+        if (tag == 0 && !point && !params_seen++) {
+            /* The curve again: only the same one. */
+            inner = d2i_ASN1_OBJECT(NULL, &pq, len);
+            i = inner != NULL && pq == body + len && OBJ_cmp(inner, pval) == 0;
+            ASN1_OBJECT_free(inner);
+            if (!i) {
+                ERR_clear_error();
+                return NULL;
+            }
+        }
+        else if (tag == 1 && !point) {
+            if (!der_elem(&pq, body + len, &tag, &xclass, &cons, &point,
+                          &plen)
+                || tag != V_ASN1_BIT_STRING || xclass != V_ASN1_UNIVERSAL
+                || cons || pq != body + len || plen < 2 || point[0] != 0) {
+                return NULL;
+            }
+            point++;            /* no unused bits */
+            plen--;
+        }
+        else {
+            return NULL;
+        }
+    }
+    if (!point) {
+        return NULL;            /* the decoder computes it */
+    }
+    /* OSSL_PARAM integers are unsigned in the host's byte order. */
+    for (i = 0; i < slen; i++) {
+        native[i] = little ? scalar[slen - 1 - i] : scalar[i];
+    }
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+                                                 (char *)group, 0);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+                                                  (void *)point,
+                                                  (size_t)plen);
+    params[2] = OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_PRIV_KEY, native,
+                                        (size_t)slen);
+    params[3] = OSSL_PARAM_construct_end();
+    if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL
+        || EVP_PKEY_fromdata_init(ctx) != 1
+        || EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_KEYPAIR, params) != 1) {
+        key = NULL;
+    }
+    EVP_PKEY_CTX_free(ctx);
+    OPENSSL_cleanse(native, sizeof(native));
+    ERR_clear_error();
+    return key;
+}
+
+/* PEM ("PRIVATE KEY": 64 characters a line) of PKCS#8 DER, from p. */
+static char *pkcs8_pem(apr_size_t *pem_len, apr_pool_t *p,
+                       const unsigned char *der, apr_size_t len)
+{
+    static const char head[] = "-----BEGIN PRIVATE KEY-----\n";
+    static const char tail[] = "-----END PRIVATE KEY-----\n";
+    apr_size_t lines = (len + 47) / 48, off, n;
+    char *pem = apr_palloc(p, sizeof(head) + lines * 65 + sizeof(tail));
+    char *w = pem;
+
+    memcpy(w, head, sizeof(head) - 1);
+    w += sizeof(head) - 1;
+    for (off = 0; off < len; off += n) {
+        n = len - off < 48 ? len - off : 48;
+        /* EVP_EncodeBlock NUL-terminates: the newline overwrites it. */
+        w += EVP_EncodeBlock((unsigned char *)w, der + off, (int)n);
+        *w++ = '\n';
+    }
+    memcpy(w, tail, sizeof(tail));
+    *pem_len = (apr_size_t)(w - pem) + sizeof(tail) - 1;
+    return pem;
+}
+
+apr_status_t cs_envelope_open_pem(EVP_PKEY **key, char **pem,
+                                  apr_size_t *pem_len, apr_pool_t *p,
+                                  const unsigned char *der,
+                                  apr_size_t der_len, X509 *wrap_cert,
+                                  EVP_PKEY *wrap_key, const char **err)
 {
     PKCS8_PRIV_KEY_INFO *p8 = NULL;
     EVP_PKEY *pk = NULL;
@@ -611,6 +775,10 @@ apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
     apr_status_t rv;
 
     *key = NULL;
+    if (pem) {
+        *pem = NULL;
+        *pem_len = 0;
+    }
     if ((rv = open_bytes(&out, p, der, der_len, wrap_cert, wrap_key, err))
         != APR_SUCCESS) {
         return rv;
@@ -620,7 +788,8 @@ apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
     if (plain_len <= 0
         || (p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &q, plain_len)) == NULL
         || q != (const unsigned char *)plain + plain_len
-        || (pk = EVP_PKCS82PKEY(p8)) == NULL) {
+        || ((pk = pkcs8_ec_from_data(p8)) == NULL
+            && (pk = EVP_PKCS82PKEY(p8)) == NULL)) {
         *err = ssl_error(p, "envelope: the content is not a PKCS#8 "
                             "private key");
         rv = APR_EGENERAL;
@@ -628,11 +797,26 @@ apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
     else {
         pkey_own(p, pk);
         *key = pk;
+        if (pem) {
+            /* The bytes just parsed, not the key encoded again (an
+             * OpenSSL 3.0 encoder context a key). */
+            *pem = pkcs8_pem(pem_len, p, (const unsigned char *)plain,
+                             (apr_size_t)plain_len);
+        }
     }
     bio_cleanse_free(out);
     PKCS8_PRIV_KEY_INFO_free(p8);
     ERR_clear_error();
     return rv;
+}
+
+apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
+                              const unsigned char *der, apr_size_t der_len,
+                              X509 *wrap_cert, EVP_PKEY *wrap_key,
+                              const char **err)
+{
+    return cs_envelope_open_pem(key, NULL, NULL, p, der, der_len, wrap_cert,
+                                wrap_key, err);
 }
 
 apr_status_t cs_envelope_open_data(unsigned char *data, apr_size_t size,

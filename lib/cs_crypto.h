@@ -69,6 +69,18 @@ apr_status_t cs_envelope_open(EVP_PKEY **key, apr_pool_t *p,
                               const char **err);
 
 /**
+ * cs_envelope_open(), and if pem is not NULL the envelope's PKCS#8 key as
+ * PEM text ("PRIVATE KEY"), from p, in memory the caller must cleanse
+ * (*pem_len bytes): the very bytes that were decrypted and parsed, where
+ * cs_pem_write_key() would encode the key again.  For key files.
+ */
+apr_status_t cs_envelope_open_pem(EVP_PKEY **key, char **pem,
+                                  apr_size_t *pem_len, apr_pool_t *p,
+                                  const unsigned char *der,
+                                  apr_size_t der_len, X509 *wrap_cert,
+                                  EVP_PKEY *wrap_key, const char **err);
+
+/**
  * The same envelope around any secret bytes (1 to 65536 of them): the
  * pool's TLS session ticket keys (cs_tkey.h).  The caller cleanses data.
  */

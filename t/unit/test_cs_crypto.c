@@ -20,6 +20,7 @@
 #include <apr_strings.h>
 
 #include <openssl/cms.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -630,6 +631,153 @@ static void test_pem(const wrap_t *w1, const wrap_t *w2)
     unlink(tmp_path("k.pem"));
 }
 
+/* key's PKCS#8 DER (i2d), from pool; with_public 0: an EC key without
+ * RFC 5915's publicKey. */
+static unsigned char *pkcs8_der(apr_size_t *len, EVP_PKEY *key,
+                                int with_public)
+{
+    PKCS8_PRIV_KEY_INFO *p8;
+    unsigned char *der = NULL, *copy;
+    int n;
+
+    if (!with_public
+        && !EVP_PKEY_set_utf8_string_param(key,
+                                           OSSL_PKEY_PARAM_EC_INCLUDE_PUBLIC,
+                                           "no")
+        && !EVP_PKEY_set_int_param(key, OSSL_PKEY_PARAM_EC_INCLUDE_PUBLIC,
+                                   0)) {
+        return NULL;
+    }
+    if ((p8 = EVP_PKEY2PKCS8(key)) == NULL
+        || (n = i2d_PKCS8_PRIV_KEY_INFO(p8, &der)) <= 0) {
+        PKCS8_PRIV_KEY_INFO_free(p8);
+        return NULL;
+    }
+    PKCS8_PRIV_KEY_INFO_free(p8);
+    copy = apr_pmemdup(pool, der, (apr_size_t)n);
+    OPENSSL_clear_free(der, (size_t)n);
+    *len = (apr_size_t)n;
+    return copy;
+}
+
+/* cs_envelope_open_pem on an envelope around the PKCS#8 bytes p8: the
+ * same key as key, and as PEM exactly those bytes (what OpenSSL's own PEM
+ * writer makes of them: PEM_write_bio). */
+static void open_pem_case(const char *what, const wrap_t *w, EVP_PKEY *key,
+                          const unsigned char *p8, apr_size_t p8_len)
+{
+    apr_array_header_t *r = recips(1, w, NULL);
+    unsigned char *der;
+    apr_size_t len, pem_len = 0;
+    EVP_PKEY *got = NULL, *back = NULL;
+    const char *err = NULL;
+    char *pem = NULL, *want;
+    BIO *b;
+    long n;
+
+    UNIT_CASE(apr_pstrcat(pool, "open as PEM: ", what, NULL));
+    if (!CHECK(p8 != NULL)
+        || !CHECK_EQ_INT(cs_envelope_seal_data(&der, &len, pool, p8, p8_len,
+                                               r, &err), APR_SUCCESS)) {
+        return;
+    }
+    if (!CHECK_EQ_INT(cs_envelope_open_pem(&got, &pem, &pem_len, pool, der,
+                                           len, w->cert, w->key, &err),
+                      APR_SUCCESS)) {
+        printf("# %s\n", err);
+    }
+    CHECK(same_key(got, key));
+    CHECK(got && EVP_PKEY_eq(got, key) == 1);
+    CHECK(got && cs_key_belongs(got, key));
+    b = BIO_new(BIO_s_mem());
+    PEM_write_bio(b, "PRIVATE KEY", "", p8, (long)p8_len);
+    n = BIO_get_mem_data(b, &want);
+    CHECK(pem != NULL && (apr_size_t)n == pem_len
+          && memcmp(pem, want, pem_len) == 0);
+    BIO_free(b);
+    CHECK(pem && strlen(pem) == pem_len);
+    CHECK_EQ_INT(cs_pem_read_key(&back, pool, pem ? pem : "", pem_len,
+                                 &err), APR_SUCCESS);
+    CHECK(same_key(back, key));
+    /* Without pem: the same key. */
+    got = NULL;
+    CHECK_EQ_INT(cs_envelope_open_pem(&got, NULL, NULL, pool, der, len,
+                                      w->cert, w->key, &err), APR_SUCCESS);
+    CHECK(same_key(got, key));
+    CHECK(ERR_peek_error() == 0);
+}
+
+/* An EC key's PKCS#8 with its ECPrivateKey's bytes changed at offset off
+ * from the end of the whole DER: must open to the decoder's answer (the
+ * key built from data only when nothing is unusual). */
+static void open_pem_refused(const char *what, const wrap_t *w,
+                             const unsigned char *p8, apr_size_t p8_len)
+{
+    apr_array_header_t *r = recips(1, w, NULL);
+    unsigned char *der;
+    apr_size_t len, pem_len;
+    EVP_PKEY *got = (EVP_PKEY *)1;
+    const char *err = NULL;
+    char *pem = (char *)1;
+
+    UNIT_CASE(apr_pstrcat(pool, "open as PEM, refused: ", what, NULL));
+    if (!CHECK_EQ_INT(cs_envelope_seal_data(&der, &len, pool, p8, p8_len,
+                                            r, &err), APR_SUCCESS)) {
+        return;
+    }
+    CHECK(cs_envelope_open_pem(&got, &pem, &pem_len, pool, der, len,
+                               w->cert, w->key, &err) != APR_SUCCESS);
+    CHECK(got == NULL && pem == NULL && err != NULL);
+    CHECK(ERR_peek_error() == 0);
+}
+
+static void test_open_pem(const wrap_t *w1)
+{
+    EVP_PKEY *ec, *p384, *rsa, *bare;
+    unsigned char *d, *bad;
+    apr_size_t n;
+
+    if (cs_key_generate(&ec, pool, CS_KEY_EC_P256) != APR_SUCCESS
+        || cs_key_generate(&rsa, pool, CS_KEY_RSA_2048) != APR_SUCCESS
+        || cs_key_generate(&bare, pool, CS_KEY_EC_P256) != APR_SUCCESS) {
+        CHECK(0);
+        return;
+    }
+    p384 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
+    d = pkcs8_der(&n, ec, 1);
+    open_pem_case("EC P-256 (built from data)", w1, ec, d, n);
+    /* The envelope CertService makes (cs_envelope_seal) gives the same. */
+    UNIT_CASE("open as PEM: cs_envelope_seal's envelope");
+    {
+        unsigned char *der;
+        apr_size_t len, pem_len;
+        EVP_PKEY *got;
+        const char *err;
+        char *pem, *want;
+
+        CHECK_EQ_INT(cs_envelope_seal(&der, &len, pool, ec,
+                                      recips(1, w1, NULL), &err),
+                     APR_SUCCESS);
+        CHECK_EQ_INT(cs_envelope_open_pem(&got, &pem, &pem_len, pool, der,
+                                          len, w1->cert, w1->key, &err),
+                     APR_SUCCESS);
+        want = cs_pem_write_key(pool, ec, NULL);
+        CHECK(want && pem && strcmp(pem, want) == 0);
+    }
+    d = pkcs8_der(&n, p384, 1);
+    open_pem_case("EC P-384 (built from data)", w1, p384, d, n);
+    d = pkcs8_der(&n, rsa, 1);
+    open_pem_case("RSA-2048 (decoded)", w1, rsa, d, n);
+    d = pkcs8_der(&n, bare, 0);
+    open_pem_case("EC without its public key (decoded)", w1, bare, d, n);
+    /* A point not on the curve: refused, as the decoder refuses it. */
+    d = pkcs8_der(&n, ec, 1);
+    bad = apr_pmemdup(pool, d, n);
+    bad[n - 1] ^= 0x01;
+    open_pem_refused("EC point off the curve", w1, bad, n);
+    EVP_PKEY_free(p384);
+}
+
 static void test_base64(void)
 {
     static const char *const vec[][2] = {
@@ -719,6 +867,7 @@ int main(void)
     test_rotation(&w1, &w2);
     test_cli(&w1, &w2);
     test_pem(&w1, &w2);
+    test_open_pem(&w1);
     test_base64();
     test_fingerprint(&w1);
 

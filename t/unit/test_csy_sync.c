@@ -585,6 +585,78 @@ static void test_threads(int threads)
     apr_hash_clear(failures);
 }
 
+/*
+ * Batches fetched while the one before is checked (fetch_all): a page of
+ * 10 in batches of 4, the second POST answered 500.  The first batch,
+ * checked while the second was asked for, is installed; the third is not
+ * asked for; the cursor stays.  The next cycle installs the other 6.
+ */
+static void test_pipeline(void)
+{
+    csy_config_t c = cfg;
+    csy_client_t *cl;
+    csy_result_t res;
+    const char *b, *bundles = "", *feed = "", *name, *serials[10], *page;
+    long long next = cursor();
+    int i, ok = 1, current = 0;
+
+    UNIT_CASE("batches asked for while the one before is checked: a "
+              "failed batch keeps the ones before it");
+    c.threads = 2;
+    c.batch_size = 4;
+    if (!CHECK_EQ_INT(csy_client_create(&cl, pool, &c), APR_SUCCESS)) {
+        return;
+    }
+    for (i = 0; i < 10; i++) {
+        name = apr_psprintf(pool, "pipe-%02d.example.com", i);
+        b = make_bundle(&serials[i], name, 0);
+        ok &= b != NULL;
+        bundles = apr_pstrcat(pool, bundles, i ? "," : "", b, NULL);
+        feed = apr_psprintf(pool, "%s%s{\"seq\":%" APR_INT64_T_FMT
+                            ",\"domain\":\"%s\",\"op\":\"upsert\"}", feed,
+                            i ? "," : "", (apr_int64_t)(next + 1 + i), name);
+    }
+    if (!CHECK(ok)) {
+        return;
+    }
+    page = apr_psprintf(pool, "{\"changes\":[%s],\"next\":%" APR_INT64_T_FMT
+                        ",\"more\":false}", feed, (apr_int64_t)(next + 10));
+    bundles = apr_pstrcat(pool, "{\"bundles\":[", bundles, "]}", NULL);
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", CHANGES, 200, NULL, page);
+    /* Every bundle in each answer: only those asked for are taken. */
+    fake_http_answer_n(fake, "POST", BUNDLES, 200, NULL, bundles, 1);
+    fake_http_answer_n(fake, "POST", BUNDLES, 500, NULL,
+                       "{\"error\":\"down\"}", 1);
+    CHECK(csy_sync_once(&res, cl, store, failures, pool) != APR_SUCCESS);
+    CHECK(res.error && strstr(res.error, "HTTP 500"));
+    CHECK_EQ_INT(fake_http_count_of(fake, "POST", BUNDLES), 2);
+    CHECK_EQ_INT(res.installed, 4);
+    for (i = 0; i < 10; i++) {
+        name = apr_psprintf(pool, "pipe-%02d.example.com", i);
+        current += csy_store_current(store, pool, name) != NULL;
+    }
+    CHECK_EQ_INT(current, 4);
+    CHECK_EQ_INT((int)cursor(), (int)next);
+
+    UNIT_CASE("batches asked for while the one before is checked: the "
+              "next cycle installs the rest");
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", CHANGES, 200, NULL, page);
+    fake_http_answer(fake, "POST", BUNDLES, 200, NULL, bundles);
+    CHECK_EQ_INT(csy_sync_once(&res, cl, store, failures, pool),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(fake_http_count_of(fake, "POST", BUNDLES), 3);
+    CHECK_EQ_INT(res.installed, 6);
+    CHECK_EQ_INT(res.unchanged, 4);
+    for (i = 0; i < 10; i++) {
+        name = apr_psprintf(pool, "pipe-%02d.example.com", i);
+        CHECK_STR(csy_store_current(store, pool, name), serials[i]);
+    }
+    CHECK_EQ_INT((int)cursor(), (int)(next + 10));
+    apr_hash_clear(failures);
+}
+
 static void test_batch_size(void)
 {
     csy_config_t c = cfg;
@@ -708,6 +780,7 @@ int main(void)
     test_chain_as_verified();
     test_threads(1);
     test_threads(4);
+    test_pipeline();
 
     testkit_rm_tree(base);
     apr_pool_destroy(pool);
