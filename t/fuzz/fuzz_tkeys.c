@@ -10,16 +10,19 @@
  * Input: byte 0 chooses (bit 0) whether the proxy already holds keys (a
  * table with K0, under another secret, and K1, both at their usual
  * times) and (bits 1-2) the time now; the rest is the document.  A
- * "key_cms" that is exactly "@0" ... "@7" is replaced before the call by
- * an envelope the harness made at start (a fuzzer cannot make one: it
- * would need an RSA-OAEP encryption to the wrapping certificate):
+ * "key_cms" that is exactly "@0" ... "@7" or "@A" ... "@P" is replaced
+ * before the call by an envelope the harness made at start (a fuzzer
+ * cannot make one: it would need an RSA-OAEP encryption to the wrapping
+ * certificate):
  *
  *   @0 ... @3  the secret of K0 ... K3 (names N0 ... N3, fixed bytes),
  *              sealed to the wrapping certificate: valid;
  *   @4         the secret of N4 with all-zero HMAC and AES keys;
  *   @5         K0's secret sealed to another certificate (not a recipient);
  *   @6         K0's envelope with one byte of its ciphertext flipped;
- *   @7         79 bytes instead of 80.
+ *   @7         79 bytes instead of 80;
+ *   @A ... @P  K5 ... K20, valid (so that a list can fill the table:
+ *              CS_TK_MAX keys).
  *
  * Invariants (abort otherwise):
  *   - APR_EINVAL exactly when the document is not an object with an
@@ -65,15 +68,15 @@
 
 #include "fuzz.h"
 
-#define NKNOWN      5           /* K0 ... K4 */
-#define NENV        8           /* @0 ... @7 */
+#define NKNOWN      21          /* K0 ... K20 */
+#define NENV        24          /* @0 ... @7, @A ... @P */
 #define ROTATE      100
 #define ACCEPT      50
 #define T0          APR_INT64_C(1000000)
 
 static apr_pool_t *root;
 static fuzz_pki_t pki;
-static cs_tk_key_t known[NKNOWN];      /* K0 ... K3 valid, K4 zero */
+static cs_tk_key_t known[NKNOWN];      /* K4 zero, the others valid */
 static cs_tk_key_t held_k0;             /* K0's name, another secret */
 static const char *env_b64[NENV];
 static int env_key[NENV];               /* which known key, or -1 */
@@ -90,9 +93,10 @@ static void make_known(cs_tk_key_t *k, int i)
 
     memset(k, 0, sizeof(*k));
     for (j = 0; j < CS_TK_NAME_LEN; j++) {
-        k->name[j] = (unsigned char)(0x10 * (i + 1) + j);
+        k->name[j] = i < 5 ? (unsigned char)(0x10 * (i + 1) + j)
+                           : (unsigned char)(j ? 0x60 + j : 0xc0 + i);
     }
-    if (i < 4) {
+    if (i != 4) {
         for (j = 0; j < CS_TK_HMAC_LEN; j++) {
             k->hmac[j] = (unsigned char)(0xa0 + i + j);
         }
@@ -100,7 +104,7 @@ static void make_known(cs_tk_key_t *k, int i)
             k->aes[j] = (unsigned char)(0x50 + i * 7 + j);
         }
     }
-    /* K0 issued before T0, K1 issues at T0, K2 next, K3 after that. */
+    /* K0 issued before T0, K1 issues at T0, K2 next, K3 after that... */
     cs_tk_window(k, T0 - ROTATE + i * ROTATE, ROTATE, ACCEPT);
 }
 
@@ -152,6 +156,12 @@ static void init(void)
     env_b64[6] = seal_b64(secret, sizeof(secret), pki.wrap_certs, 1);
     env_b64[7] = seal_b64(secret, sizeof(secret) - 1, pki.wrap_certs, 0);
     env_key[5] = env_key[6] = env_key[7] = -1;
+    for (i = 5; i < NKNOWN; i++) {
+        cs_tk_secret_pack(secret, &known[i]);
+        env_b64[8 + i - 5] = seal_b64(secret, sizeof(secret),
+                                      pki.wrap_certs, 0);
+        env_key[8 + i - 5] = i;
+    }
     OPENSSL_cleanse(secret, sizeof(secret));
 }
 
@@ -206,9 +216,11 @@ static void substitute(json_t *doc, int *refs, size_t max)
     json_array_foreach(list, i, e) {
         cms = json_object_get(e, "key_cms");
         s = json_string_value(cms);
-        if (i < max && s && s[0] == '@' && s[1] >= '0' && s[1] < '0' + NENV
-            && s[2] == '\0' && json_string_length(cms) == 2) {
-            refs[i] = s[1] - '0';
+        if (i < max && s && s[0] == '@' && s[1] && s[2] == '\0'
+            && json_string_length(cms) == 2
+            && ((s[1] >= '0' && s[1] <= '7')
+                || (s[1] >= 'A' && s[1] < 'A' + NENV - 8))) {
+            refs[i] = s[1] <= '7' ? s[1] - '0' : 8 + s[1] - 'A';
             json_object_set_new(e, "key_cms", json_string(env_b64[refs[i]]));
         }
     }
@@ -405,7 +417,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* Only the harness can seal: a secret is a known one, or the
          * one the proxy held for that name. */
         ki = known_index(k->name);
-        REQUIRE(ki >= 0 && ki < 4);
+        REQUIRE(ki >= 0 && ki != 4);
         REQUIRE((memcmp(k->hmac, known[ki].hmac, CS_TK_HMAC_LEN) == 0
                  && memcmp(k->aes, known[ki].aes, CS_TK_AES_LEN) == 0)
                 || ((data[0] & 1) && ki == 0
