@@ -425,17 +425,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     && memcmp(k->aes, held_k0.aes, CS_TK_AES_LEN) == 0));
     }
 
-    /* Again, holding the result: the same keys, none opened again. */
+    /* Again, holding the result: the same keys, none opened again.  The
+     * same set, not always in the same order, nor with the same count of
+     * bad entries: a held key is taken from the first entry of its name
+     * and times, even one whose key_cms does not open, and the entries
+     * after the table is full are not looked at (the table has no order:
+     * cs_tk_issuing and cs_tk_find do not depend on it). */
     cs_tk_table_init(&table);
     cs_tk_table_put(&table, keys, n, rotate, accept, now);
     cs_tk_table_get(&snap, &table);
     REQUIRE(snap.n == (apr_uint32_t)n);
     rv = csy_tk_open(again, &n2, &bad2, &r2, &a2, doc, &snap, NULL, NULL,
                      now, p, &err2);
-    REQUIRE(rv == APR_SUCCESS && n2 == n && bad2 == bad && r2 == rotate
-            && a2 == accept);
+    REQUIRE(rv == APR_SUCCESS && n2 == n && r2 == rotate && a2 == accept);
     for (i = 0; i < n; i++) {
-        REQUIRE(same_key(&again[i], &keys[i]));
+        int j, found = 0;
+
+        for (j = 0; j < n && !found; j++) {
+            found = same_key(&again[i], &keys[j]);
+        }
+        REQUIRE(found);
     }
     ticket_roundtrip(&snap, now);
     ticket_roundtrip(&snap, now + ROTATE);
