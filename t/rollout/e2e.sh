@@ -10,7 +10,9 @@
 # agent-check on CertSyncAgent, a stats socket).  A client load runs
 # through HAProxy the whole time: curl with SNI for many domains, the demo
 # CA verified, part on a new connection per request, part on kept-alive
-# connections (t/lib/rollout.sh).  A sampler records every
+# connections, over HTTP/2 (RT_LOAD_HTTP; a request a graceful restart's
+# GOAWAY refused is sent again once, as RFC 9113 allows: t/lib/rollout.sh,
+# docs/tls.md).  A sampler records every
 # RT_SAMPLE_MS HAProxy's `show stat` and each proxy's /certsync-status.
 #
 #   1. Full rollout under load: RT_CHANGES domains change on CertService

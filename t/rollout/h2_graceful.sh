@@ -33,7 +33,9 @@
 # Knobs: H2G_SECONDS [120], H2G_EVERY [2], H2G_WORKERS [4], H2G_REQS
 # [20], H2G_RATE [10/s], H2G_DOMAINS [4], H2G_LOGLEVEL (the proxies'
 # LogLevel), CERTSUITE_KEEP=1 keeps the directory.
-# Root or not; ports from pool_pick_base.
+# Root or not; ports from pool_pick_base.  It runs a pool like make
+# check-rollout: run it under `flock /tmp/e2e-rollout.lock` on a shared
+# machine.  About 4 minutes with the defaults (pool start, 120 s of load).
 set -u
 export LC_ALL=C
 
