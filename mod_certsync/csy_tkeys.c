@@ -22,6 +22,17 @@ static int get_time(apr_int64_t *out, json_t *o, const char *field)
     return 1;
 }
 
+static int all_zero(const unsigned char *b, apr_size_t len)
+{
+    unsigned char acc = 0;
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        acc |= b[i];
+    }
+    return acc == 0;
+}
+
 /* The secret of the entry e into k (name and times already set). */
 static apr_status_t open_one(cs_tk_key_t *k, json_t *e,
                              const apr_array_header_t *wrap_certs,
@@ -64,6 +75,13 @@ static apr_status_t open_one(cs_tk_key_t *k, json_t *e,
         *err = "the sealed secret belongs to another key name";
         rv = APR_EINVAL;
     }
+    else if (all_zero(opened.hmac, CS_TK_HMAC_LEN)
+             || all_zero(opened.aes, CS_TK_AES_LEN)) {
+        /* A key CertService never made (cs_tk_generate draws them): every
+         * ticket under it could be read and forged by anyone. */
+        *err = "the sealed secret is all zero";
+        rv = APR_EINVAL;
+    }
     else {
         memcpy(k->hmac, opened.hmac, CS_TK_HMAC_LEN);
         memcpy(k->aes, opened.aes, CS_TK_AES_LEN);
@@ -82,6 +100,7 @@ apr_status_t csy_tk_open(cs_tk_key_t *keys, int *n, int *bad,
     json_t *list = json_object_get(answer, "keys"), *e;
     const cs_tk_key_t *old;
     size_t i;
+    int j;
     cs_tk_key_t *k;
     const char *why;
 
@@ -113,6 +132,21 @@ apr_status_t csy_tk_open(cs_tk_key_t *keys, int *n, int *bad,
             continue;
         }
         if (now >= k->accept_until) {
+            continue;
+        }
+        for (j = 0; j < *n; j++) {
+            if (memcmp(keys[j].name, k->name, CS_TK_NAME_LEN) == 0) {
+                break;
+            }
+        }
+        if (j < *n) {
+            /* Listed twice: one name, one key (a ticket names its key);
+             * a copy would also take the place of another key. */
+            (*bad)++;
+            *err = apr_psprintf(p, "key %.8s... listed twice",
+                                json_string_value(json_object_get(e,
+                                                                  "name")));
+            memset(k, 0, sizeof(*k));
             continue;
         }
         old = prev ? cs_tk_find(prev, k->name, now) : NULL;

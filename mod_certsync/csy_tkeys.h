@@ -20,8 +20,9 @@
  * CS_TK_MAX; *n set), with the wrapping keys (X509 *, EVP_PKEY *, same
  * order).  A key prev (may be NULL) holds already, same name and times,
  * is copied from it instead of opened again (an RSA operation each).
- * Keys no longer accepted at now are left out; a key that does not open
- * or is malformed is skipped, counted in *bad, and *err says why (the
+ * Keys no longer accepted at now are left out; a key that does not open,
+ * is malformed, has an all-zero HMAC or AES secret, or whose name was
+ * listed before is skipped, counted in *bad, and *err says why (the
  * last one).  *rotate, *accept: the schedule published.  APR_EINVAL
  * (with *err) if the answer is not such a document at all.
  */

@@ -56,6 +56,12 @@
 # (a name served with the fallback certificate is a failure).  A request
 # fails if it does not end with a 200 (curl error, reset, timeout:
 # status 000).  Bounded: RT_LOAD_MAX requests per worker, RT_LOAD_SECONDS.
+# HTTP/2 (RT_LOAD_HTTP=--http2, or --http1.1).  A request that a graceful
+# restart's GOAWAY refused (RFC 9113 6.8: sent on a stream above the
+# GOAWAY's last_stream, so not processed) is sent again once on a new
+# connection, as the RFC allows and as browsers and curl >= 8.4 do (curl
+# 7.88 does not, docs/tls.md): rt_load_refused counts those; the retry
+# counts as a request, and fails like any other.
 
 # shellcheck source=pool.sh
 . "$(dirname "${BASH_SOURCE[0]}")/pool.sh"
@@ -70,6 +76,8 @@ RT_LOAD_MAX=${RT_LOAD_MAX:-100000}
 RT_LOAD_SECONDS=${RT_LOAD_SECONDS:-600}
 RT_SAMPLE_MS=${RT_SAMPLE_MS:-200}
 RT_LOAD_PIDS=()
+# --http2 (what the proxies offer first) or --http1.1
+RT_LOAD_HTTP=${RT_LOAD_HTTP:---http2}
 
 rt_now() { date +%s.%N | cut -c1-14; }
 
@@ -279,17 +287,65 @@ _rt_load_worker() { # kind id domainfile outfile
         fi
         # One line per request: status, connections opened, URL, error.
         echo "T $(date +%s)" >>"$out"
-        # HTTP/1.1: the proxies offer h2 too (docs/tls.md), and an h2
-        # request on a kept-alive connection of a proxy restarting
-        # gracefully failed once (curl 7.88: "Error in the HTTP2 framing
-        # layer"): an open point of docs/tls.md, not what this load checks.
-        curl -s --http1.1 --noproxy '*' --cacert "$POOL_PKI/ca.crt" --max-time 30 \
-            --connect-timeout 10 -o /dev/null \
+        # HTTP/2 by default (the proxies offer h2 first, docs/tls.md).
+        # curl 7.88 (Debian 12) does not retry a request that a graceful
+        # restart's GOAWAY refused (its stream id above the GOAWAY's
+        # last_stream: the server says it did not process it, and RFC 9113
+        # 6.8 lets the client send it again): it fails with "Error in the
+        # HTTP2 framing layer" (curl 8.4.0 retries, browsers do).  So -v
+        # says which stream and GOAWAY each request had, and such a request
+        # is sent once more on a new connection, as RFC 9113 allows: a "G"
+        # line records the refusal, the retry's "R" line counts.  Every
+        # other failure stays a failure (t/rollout/h2_graceful.sh).
+        curl -s -v "$RT_LOAD_HTTP" --noproxy '*' --cacert "$POOL_PKI/ca.crt" \
+            --max-time 30 --connect-timeout 10 -o /dev/null \
             -w '%{stderr}R %{http_code} %{num_connects} %{url_effective} %{errormsg}\n' \
-            "${args[@]}" >/dev/null 2>>"$out"
+            "${args[@]}" >/dev/null 2>"$out.v"
+        _rt_load_refused "$out.v" "$out" "$port" "$kind"
         i=$((i + 1))
         sleep "$RT_LOAD_PAUSE"
     done
+}
+
+# _rt_load_refused VLOG OUT PORT KIND: the R lines of a batch's curl -v
+# log to OUT; a failed request whose stream id is above the last_stream
+# of a GOAWAY its connection got first becomes a G line, and is sent
+# again, once, on a new connection (its R line then counts).
+_rt_load_refused() {
+    local v=$1 out=$2 port=$3 kind=$4 url host extra=()
+    # refused-by-GOAWAY, in the awk below: a failed request sent on a
+    # stream above the last_stream of a GOAWAY received while it ran
+    local prog='
+        /Using Stream ID: / { for (i = 1; i <= NF; i++) if ($i == "ID:") sid = $(i + 1) + 0 }
+        /GOAWAY, error=/ { g = $0; sub(/.*GOAWAY, /, "", g)
+                           split(g, a, /[=,]/); glast = a[4] + 0; have = 1 }
+        /^R / { refused = $2 != "200" && have && sid > glast
+                if (mode == "urls") { if (refused) print $4 }
+                else if (refused) print "G", substr($0, 3), "(stream " sid ", GOAWAY last_stream " glast ")"
+                else print
+                have = 0; sid = 0 }'
+    awk -v mode=lines "$prog" "$v" >>"$out"
+    [ "$kind" = new ] && extra=(-H 'Connection: close')
+    while read -r url; do
+        host=${url#https://}
+        host=${host%%[:/]*}
+        curl -s "$RT_LOAD_HTTP" --noproxy '*' --cacert "$POOL_PKI/ca.crt" \
+            --max-time 30 --connect-timeout 10 -o /dev/null \
+            --resolve "$host:$port:127.0.0.1" "${extra[@]}" \
+            -w 'R %{http_code} %{num_connects} %{url_effective} %{errormsg}\n' \
+            "$url" >>"$out" 2>/dev/null
+    done < <(awk -v mode=urls "$prog" "$v")
+    rm -f "$v"
+}
+
+# rt_load_refused [SINCE [UNTIL]]: requests a GOAWAY refused and that were
+# sent again (G lines), in batches started in [SINCE, UNTIL)
+rt_load_refused() {
+    cat "$RT_LOAD_DIR"/*.log 2>/dev/null | awk -v since="${1:-0}" \
+        -v until="${2:-9999999999}" '
+        $1 == "T" { t = $2; next }
+        $1 == "G" && t >= since && t < until { g++ }
+        END { print g + 0 }'
 }
 
 rt_load_start() { # DIR DOMAINFILE

@@ -10,7 +10,9 @@
 # agent-check on CertSyncAgent, a stats socket).  A client load runs
 # through HAProxy the whole time: curl with SNI for many domains, the demo
 # CA verified, part on a new connection per request, part on kept-alive
-# connections (t/lib/rollout.sh).  A sampler records every
+# connections, over HTTP/2 (RT_LOAD_HTTP; a request a graceful restart's
+# GOAWAY refused is sent again once, as RFC 9113 allows: t/lib/rollout.sh,
+# docs/tls.md).  A sampler records every
 # RT_SAMPLE_MS HAProxy's `show stat` and each proxy's /certsync-status.
 #
 #   1. Full rollout under load: RT_CHANGES domains change on CertService
@@ -202,7 +204,7 @@ dump() { # on a failed wait
 s_counts() {
     local c
     c=($(rt_load_counts "$1" "$2"))
-    diag "$3: ${c[0]} requests (${c[2]} on new connections, ${c[3]} kept alive), ${c[1]} failed"
+    diag "$3: ${c[0]} requests (${c[2]} on new connections, ${c[3]} kept alive), ${c[1]} failed; $(rt_load_refused "$1" "$2") refused by a GOAWAY and sent again (RFC 9113 6.8)"
     [ "${c[0]}" -gt 0 ] && [ "${c[1]}" = 0 ]
     okif $? "$3: every request through HAProxy succeeded (${c[0]} requests, ${c[1]} failed)" \
         || diag "$(rt_load_failures "$1" "$2" | head -n 10)"
@@ -731,5 +733,5 @@ okif $? "no AH01909 (certificate does not match the ServerName) in any" \
 rt_load_stop
 rt_sampler_stop
 c=($(rt_load_counts))
-diag "all scenarios: ${c[0]} requests through HAProxy (${c[2]} on new connections, ${c[3]} kept alive), ${c[1]} failed; $(wc -l <"$work/samples") samples; $(elapsed)"
+diag "all scenarios: ${c[0]} requests through HAProxy (${c[2]} on new connections, ${c[3]} kept alive, $RT_LOAD_HTTP), ${c[1]} failed, $(rt_load_refused) refused by a GOAWAY and sent again; $(wc -l <"$work/samples") samples; $(elapsed)"
 finish

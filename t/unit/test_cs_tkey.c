@@ -21,6 +21,32 @@
 static apr_pool_t *pool;
 static cs_tk_table_t table;     /* what the daemon writes */
 static apr_int64_t clock_now;   /* the callback's idea of the time */
+/* connect_to's last connection: whether application data went both ways
+ * after the handshake (TLS 1.3 sends its tickets then: a malformed one
+ * breaks the connection there, not in the handshake). */
+static int last_data_ok;
+/* ... and the NewSessionTicket messages the client got on it: how many,
+ * and how many carried a ticket (TLS 1.2's may be empty). */
+static int last_nst, last_nst_ticket;
+
+static void count_nst(int write_p, int version, int content_type,
+                      const void *buf, size_t len, SSL *ssl, void *arg)
+{
+    const unsigned char *m = buf;
+
+    (void)ssl;
+    (void)arg;
+    if (write_p || content_type != SSL3_RT_HANDSHAKE || len < 4
+        || m[0] != SSL3_MT_NEWSESSION_TICKET) {
+        return;
+    }
+    last_nst++;
+    /* TLS 1.2: type, length(3), lifetime(4), ticket length(2), ticket;
+     * TLS 1.3 has no empty ticket (its ticket field is 1 byte at least) */
+    if (version != TLS1_2_VERSION || len < 10 || m[8] != 0 || m[9] != 0) {
+        last_nst_ticket++;
+    }
+}
 
 static int tk_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
                  EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx, int enc)
@@ -88,6 +114,8 @@ static SSL_SESSION *connect_to(SSL_CTX *cctx, SSL_CTX *sctx, int version,
     char buf[16];
 
     *resumed = -1;
+    last_data_ok = last_nst = last_nst_ticket = 0;
+    SSL_set_msg_callback(c, count_nst);
     BIO_new_bio_pair(&bc, 0, &bs, 0);
     SSL_set_bio(c, bc, bc);
     SSL_set_bio(s, bs, bs);
@@ -100,9 +128,14 @@ static SSL_SESSION *connect_to(SSL_CTX *cctx, SSL_CTX *sctx, int version,
     }
     if (handshake(c, s)) {
         *resumed = SSL_session_reused(c);
-        /* Let the server's NewSessionTicket reach the client. */
-        SSL_write(s, "x", 1);
-        SSL_read(c, buf, sizeof(buf));
+        /* Let the server's NewSessionTicket reach the client (the
+         * client reads them before the byte), then a byte back. */
+        last_data_ok = SSL_write(s, "x", 1) == 1
+                       && SSL_read(c, buf, sizeof(buf)) == 1
+                       && buf[0] == 'x'
+                       && SSL_write(c, "y", 1) == 1
+                       && SSL_read(s, buf, sizeof(buf)) == 1
+                       && buf[0] == 'y';
         out = SSL_get1_session(c);
         /* A clean close: OpenSSL marks the session of a connection freed
          * without one not resumable. */
@@ -113,6 +146,86 @@ static SSL_SESSION *connect_to(SSL_CTX *cctx, SSL_CTX *sctx, int version,
     SSL_free(s);
     ERR_clear_error();
     return out;
+}
+
+/*
+ * An EMPTY table, as a proxy has it before its first sync (the segment
+ * as cs_tk_table_init left it) and once every key expired (the daemon
+ * put no key, or the keys it holds are all past accept_until): the
+ * callback must make OpenSSL send no ticket (or one nobody can resume),
+ * never fail the handshake or the connection after it, and never encrypt
+ * with a zero key.  old: a ticket of a key gone.
+ */
+static void empty_table(SSL_CTX *cctx, SSL_CTX *a, int version,
+                        const char *label, SSL_SESSION *old)
+{
+    cs_tk_key_t zero, keys[1];
+    SSL_SESSION *s2, *s3;
+    int resumed, i, how;
+    static const char *const hows[] = {
+        "before the first sync (zeroed segment)",
+        "every key expired",
+        "the reader gave up on a stuck writer"
+    };
+
+    for (how = 0; how < 3; how++) {
+        UNIT_CASE(apr_psprintf(pool, "%s, empty table %s: a new client and "
+                               "a returning one complete the handshake, "
+                               "data flows after it, no ticket", label,
+                               hows[how]));
+        if (how == 0) {
+            cs_tk_table_init(&table);
+        }
+        else if (how == 1) {
+            cs_tk_generate(&keys[0], 900, 100, 50);
+            cs_tk_table_put(&table, keys, 1, 100, 50, 2000);
+        }
+        else {
+            cs_tk_table_put(&table, NULL, 0, 100, 50, 2000);
+            table.seq |= 1;     /* a writer died in the middle */
+        }
+        clock_now = 2000;
+        for (i = 0; i < 2; i++) {
+            s2 = connect_to(cctx, a, version, i ? old : NULL, &resumed);
+            CHECK(s2 != NULL);
+            CHECK_EQ_INT(resumed, 0);
+            CHECK(last_data_ok);
+            if (!s2) {
+                continue;
+            }
+            CHECK(!SSL_SESSION_has_ticket(s2));
+            /* OpenSSL 3.0: TLS 1.3 sends no NewSessionTicket at all when
+             * the callback has no key (returns 0); TLS 1.2, having
+             * announced the extension, sends one with an empty ticket,
+             * which the client ignores. */
+            CHECK_EQ_INT(last_nst_ticket, 0);
+            if (version == TLS1_3_VERSION) {
+                CHECK_EQ_INT(last_nst, 0);
+            }
+            /* Had it a ticket after all, no proxy whose table holds an
+             * all-zero key (name, HMAC and AES) of any time may resume
+             * it: it was not encrypted with a zero key. */
+            memset(&zero, 0, sizeof(zero));
+            cs_tk_window(&zero, 1900, 200, 100);
+            cs_tk_table_put(&table, &zero, 1, 200, 100, 2000);
+            s3 = connect_to(cctx, a, version, s2, &resumed);
+            CHECK_EQ_INT(resumed, 0);
+            SSL_SESSION_free(s3);
+            /* back to the empty table of this case */
+            if (how == 0) {
+                cs_tk_table_init(&table);
+            }
+            else if (how == 1) {
+                cs_tk_table_put(&table, keys, 1, 100, 50, 2000);
+            }
+            else {
+                cs_tk_table_put(&table, NULL, 0, 100, 50, 2000);
+                table.seq |= 1;
+            }
+            SSL_SESSION_free(s2);
+        }
+    }
+    table.seq &= ~1u;
 }
 
 static void handshakes(SSL_CTX *cctx, SSL_CTX *a, SSL_CTX *b, int version,
@@ -136,7 +249,9 @@ static void handshakes(SSL_CTX *cctx, SSL_CTX *a, SSL_CTX *b, int version,
     if (!CHECK(s1 != NULL) || !CHECK_EQ_INT(resumed, 0)) {
         return;
     }
+    CHECK(last_data_ok);
     CHECK(SSL_SESSION_has_ticket(s1));
+    CHECK(last_nst_ticket > 0);     /* the message counter works */
     s2 = connect_to(cctx, b, version, s1, &resumed);
     CHECK_EQ_INT(resumed, 1);
     SSL_SESSION_free(s2);
@@ -175,10 +290,13 @@ static void handshakes(SSL_CTX *cctx, SSL_CTX *a, SSL_CTX *b, int version,
     s2 = connect_to(cctx, a, version, s1, &resumed);
     CHECK(s2 != NULL);
     CHECK_EQ_INT(resumed, 0);
+    CHECK(last_data_ok);
     if (s2) {
         CHECK(!SSL_SESSION_has_ticket(s2));
         SSL_SESSION_free(s2);
     }
+
+    empty_table(cctx, a, version, label, s1);
     SSL_SESSION_free(s1);
 }
 
