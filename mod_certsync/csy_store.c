@@ -684,6 +684,11 @@ static void prune_note(csy_store_t *store, const char *domain)
     }
 }
 
+void csy_store_prune_keep(csy_store_t *store, const char *domain)
+{
+    prune_note(store, domain);
+}
+
 static apr_status_t prune_cleanup(void *data)
 {
     csy_prune_t *pr = data;
@@ -847,7 +852,7 @@ void csy_store_prune_end(csy_prune_t *pr)
 apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
                              const char *domain)
 {
-    csy_prune_t *pr;
+    csy_prune_t *pr, *outer;
     apr_status_t rv;
 
     if (domain) {
@@ -856,11 +861,16 @@ apr_status_t csy_store_prune(csy_store_t *store, apr_pool_t *p,
         }
         return prune_domain(domain_dir(store, domain, p), p);
     }
-    /* The whole store in one step. */
+    /* The whole store in one step.  A pass under way (the start's, in
+     * steps) gets its registration back after: what is made current
+     * later must still reach it. */
+    outer = store->prune;
     if ((rv = csy_store_prune_begin(&pr, store, p)) != APR_SUCCESS) {
+        store->prune = outer;
         return rv;
     }
     rv = csy_store_prune_step(pr, -1);
     csy_store_prune_end(pr);
+    store->prune = outer;
     return rv;
 }

@@ -265,6 +265,16 @@ void csy_store_prune_counts(const csy_prune_t *pr, long *checked,
 void csy_store_prune_end(csy_prune_t *pr);
 
 /**
+ * Tells the pass under way, if any, that domain is served now although
+ * the manifest it began with may not list it (a bundle a cycle found
+ * already current on disk and puts back in the manifest: the daemon
+ * stopped after switching it, before the manifest said so).  Install,
+ * switch and rollback tell it themselves.  The sync process's main
+ * thread only.
+ */
+void csy_store_prune_keep(csy_store_t *store, const char *domain);
+
+/**
  * Envelopes (key.cms, key.seal) installed from now on belong to group gid and are
  * readable by it (0640): in dynamic mode the workers, running as that
  * group, read them and decrypt in memory.  -1 (the default): 0600.

@@ -599,6 +599,9 @@ static apr_status_t commit_staged(cycle_t *cy, apr_pool_t *p)
             continue;
         }
         apr_hash_set(cy->failures, j->want, APR_HASH_KEY_STRING, NULL);
+        /* Served, whether installed now or found current on disk: the
+         * start's prune must not take it for a deleted domain. */
+        csy_store_prune_keep(cy->store, j->want);
         if (j->pending) {
             cy->res->installed++;
             cy->res->changed = 1;

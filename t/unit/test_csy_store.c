@@ -965,6 +965,40 @@ static void test_prune_steps(void)
     csy_store_prune_end(pr);
     apr_pool_clear(pp);
 
+    /* A whole prune between two steps (dynamic mode's, for a domain
+     * deleted and added again in one cycle) must leave the pass able to
+     * hear of what is made current after it. */
+    UNIT_CASE("prune in steps: a whole prune meanwhile, then a new domain");
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool,
+                                          list("a.example", "b.example",
+                                               "new.example",
+                                               "staged.example", NULL)),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_prune_begin(&pr, store, pp), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_prune(store, pool, NULL), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "after.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(prune_all_steps(pr, &steps), APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "after.example"), "01");
+    csy_store_prune_end(pr);
+    apr_pool_clear(pp);
+
+    /* A cycle finds a domain current on disk that the manifest the pass
+     * began with does not list (the daemon was stopped after switching
+     * it, before its manifest was written): it says so, and it stays. */
+    UNIT_CASE("prune in steps: a domain found current and kept by a cycle");
+    CHECK_EQ_INT(csy_store_prune_begin(&pr, store, pp), APR_SUCCESS);
+    csy_store_prune_keep(store, "after.example");
+    CHECK_EQ_INT(prune_all_steps(pr, &steps), APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "after.example"), "01");
+    csy_store_prune_end(pr);
+    apr_pool_clear(pp);
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool,
+                                          list("a.example", "b.example",
+                                               "new.example",
+                                               "staged.example",
+                                               "after.example", NULL)),
+                 APR_SUCCESS);
+
     /* vhost mode serves a domain taken out of the manifest until the
      * restart: the pass that began before goes by the manifest it read. */
     UNIT_CASE("prune in steps: a domain deleted meanwhile waits a pass");
