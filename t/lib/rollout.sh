@@ -313,13 +313,17 @@ _rt_load_worker() { # kind id domainfile outfile
 # again, once, on a new connection (its R line then counts).
 _rt_load_refused() {
     local v=$1 out=$2 port=$3 kind=$4 url host extra=()
-    # refused-by-GOAWAY, in the awk below: a failed request sent on a
-    # stream above the last_stream of a GOAWAY received while it ran
+    # refused-by-GOAWAY, in the awk below: a request with no answer at
+    # all (000), sent on a stream above the last_stream of a GOAWAY
+    # received while it ran that said NO_ERROR (a graceful stop); a
+    # GOAWAY with an error, or an answer such as 421 or 5xx, stays a
+    # failure
     local prog='
         /Using Stream ID: / { for (i = 1; i <= NF; i++) if ($i == "ID:") sid = $(i + 1) + 0 }
         /GOAWAY, error=/ { g = $0; sub(/.*GOAWAY, /, "", g)
-                           split(g, a, /[=,]/); glast = a[4] + 0; have = 1 }
-        /^R / { refused = $2 != "200" && have && sid > glast
+                           split(g, a, /[=,]/); gerr = a[2] + 0
+                           glast = a[4] + 0; have = 1 }
+        /^R / { refused = $2 == "000" && have && gerr == 0 && sid > glast
                 if (mode == "urls") { if (refused) print $4 }
                 else if (refused) print "G", substr($0, 3), "(stream " sid ", GOAWAY last_stream " glast ")"
                 else print
