@@ -761,21 +761,27 @@ live_in_group() { # PGID: "pid args" of its processes, zombies left out
 journal_restarting() {
     grep -qs '"phase": *"restarting"' "$store/rollout.json"
 }
-end=$(($(date +%s) + 30))
+group=
+end=$(($(date +%s) + 60))
 while [ "$(date +%s)" -lt "$end" ]; do
     if [ "$(count_lines 'AH00493')" -gt "$ah0" ] && journal_restarting; then
         # only our httpd's processes: each live one names this
         # configuration (a zombie names nothing)
+        # (a process that does not name it yet, e.g. one just forked,
+        # is waited out: looked at again on the next round)
         group=$(live_in_group "$p0")
         if [ -n "$group" ] && ! grep -vqF -- "$pxdir/httpd.conf" <<<"$group"
         then
             kill -KILL -- "-$p0"
             killed="$(wc -l <<<"$group") processes"
+            break
         fi
-        break
     fi
     sleep 0.01
 done
+[ -n "$killed" ] || diag "not killed within 60 s: AH00493 $ah0 ->" \
+    "$(count_lines 'AH00493'), journal $(tr -d ' \n' <"$store/rollout.json" \
+    2>/dev/null | cut -c1-120), its group last: ${group:-none}"
 done_at_kill=$(count_lines 'CY00014')
 [ -n "$killed" ]
 okif $? "8: SIGKILL to httpd's parent and its group (${killed:-none}) once" \
