@@ -737,26 +737,22 @@ static EVP_PKEY *pkcs8_ec_from_data(const PKCS8_PRIV_KEY_INFO *p8)
     return key;
 }
 
-/* PEM ("PRIVATE KEY": 64 characters a line) of PKCS#8 DER, from p. */
+/* PEM of PKCS#8 DER ("PRIVATE KEY", PEM_STRING_PKCS8INF), NUL-terminated,
+ * from p; NULL if OpenSSL cannot write it.  PEM_write_bio only encodes
+ * the bytes (no key encoder); its buffer is cleansed. */
 static char *pkcs8_pem(apr_size_t *pem_len, apr_pool_t *p,
                        const unsigned char *der, apr_size_t len)
 {
-    static const char head[] = "-----BEGIN PRIVATE KEY-----\n";
-    static const char tail[] = "-----END PRIVATE KEY-----\n";
-    apr_size_t lines = (len + 47) / 48, off, n;
-    char *pem = apr_palloc(p, sizeof(head) + lines * 65 + sizeof(tail));
-    char *w = pem;
+    BIO *b = BIO_new(BIO_s_secmem());
+    char *data = NULL, *pem = NULL;
+    long n;
 
-    memcpy(w, head, sizeof(head) - 1);
-    w += sizeof(head) - 1;
-    for (off = 0; off < len; off += n) {
-        n = len - off < 48 ? len - off : 48;
-        /* EVP_EncodeBlock NUL-terminates: the newline overwrites it. */
-        w += EVP_EncodeBlock((unsigned char *)w, der + off, (int)n);
-        *w++ = '\n';
+    if (b && PEM_write_bio(b, PEM_STRING_PKCS8INF, "", der, (long)len) > 0
+        && (n = BIO_get_mem_data(b, &data)) > 0) {
+        pem = apr_pstrmemdup(p, data, (apr_size_t)n);
+        *pem_len = (apr_size_t)n;
     }
-    memcpy(w, tail, sizeof(tail));
-    *pem_len = (apr_size_t)(w - pem) + sizeof(tail) - 1;
+    bio_cleanse_free(b);
     return pem;
 }
 
@@ -802,6 +798,12 @@ apr_status_t cs_envelope_open_pem(EVP_PKEY **key, char **pem,
              * OpenSSL 3.0 encoder context a key). */
             *pem = pkcs8_pem(pem_len, p, (const unsigned char *)plain,
                              (apr_size_t)plain_len);
+            if (!*pem) {
+                *key = NULL;
+                *pem_len = 0;
+                *err = ssl_error(p, "envelope: cannot write the key as PEM");
+                rv = APR_ENOMEM;
+            }
         }
     }
     bio_cleanse_free(out);
