@@ -506,11 +506,19 @@ apr_status_t csy_store_unserve(csy_store_t *store, apr_pool_t *p,
                                const char *domain)
 {
     apr_array_header_t *served, *keep;
+    csy_served_t *sv;
     apr_status_t rv;
     int i;
 
     if (csy_store_rollback(store, p, domain) == APR_SUCCESS) {
         return APR_SUCCESS;
+    }
+    if ((rv = csy_store_served_open(&sv, store, p)) == APR_SUCCESS) {
+        csy_served_remove(sv, domain);
+        return csy_served_write(sv, p);
+    }
+    if (rv != APR_INCOMPLETE) {
+        return rv;
     }
     /* With skipped lines (APR_INCOMPLETE, logged) the other domains are
      * still the list: the rewrite leaves the bad lines out, as every
@@ -627,6 +635,24 @@ static apr_status_t remove_domain(csy_store_t *store, const char *name,
         rv = cs_file_remove_tree(to, CSY_RM_DEPTH, p);
     }
     return rv;
+}
+
+apr_status_t csy_store_prune_settle(csy_store_t *store, apr_pool_t *p,
+                                    const char *domain)
+{
+    csy_served_t *sv;
+    apr_status_t rv;
+
+    if (!csy_store_domain_ok(domain)) {
+        return APR_EINVAL;
+    }
+    if ((rv = csy_store_served_open(&sv, store, p)) != APR_SUCCESS) {
+        return rv;      /* removes nothing the manifest may still list */
+    }
+    if (csy_served_has(sv, domain)) {
+        return prune_domain(domain_dir(store, domain, p), p);
+    }
+    return remove_domain(store, domain, p);
 }
 
 apr_status_t csy_store_remove(csy_store_t *store, apr_pool_t *p,
