@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -739,6 +740,121 @@ static void test_store_full(void)
     apr_hash_clear(failures);
 }
 
+/* The manifest file's inode (0: none): a rewrite is a new file. */
+static unsigned long manifest_ino(void)
+{
+    struct stat st;
+
+    if (stat(apr_pstrcat(pool, base, "/store/manifest", NULL), &st) != 0) {
+        return 0;
+    }
+    return (unsigned long)st.st_ino;
+}
+
+/* A feed of one page from the saved cursor; changes: "op domain" pairs
+ * separated by ','. */
+static const char *feed_page(long long since, const char *changes,
+                             int more)
+{
+    apr_array_header_t *parts = apr_array_make(pool, 4, sizeof(char *));
+    char *list = apr_pstrdup(pool, changes), *tok, *last;
+    long long seq = since;
+
+    for (tok = apr_strtok(list, ",", &last); tok;
+         tok = apr_strtok(NULL, ",", &last)) {
+        char *sp = strchr(tok, ' ');
+        const char *sep = parts->nelts ? "," : "";
+
+        *sp = '\0';
+        APR_ARRAY_PUSH(parts, const char *) =
+            apr_psprintf(pool, "%s{\"seq\":%" APR_INT64_T_FMT ",\"domain\":"
+                         "\"%s\",\"op\":\"%s\"}", sep, (apr_int64_t)++seq,
+                         sp + 1, tok);
+    }
+    return apr_psprintf(pool, "{\"changes\":[%s],\"next\":%"
+                        APR_INT64_T_FMT ",\"more\":%s}",
+                        apr_array_pstrcat(pool, parts, 0), (apr_int64_t)seq,
+                        more ? "true" : "false");
+}
+
+/*
+ * Issue 18: at 1,000,000 domains every cycle read the 50.8 MB manifest
+ * and every renewal rewrote it.  Now only a change of the servable set
+ * writes it (a new file, so a new inode), and a cycle reads none of it
+ * when its file is the one the last cycle left.
+ */
+static void test_manifest_writes(void)
+{
+    csy_result_t res;
+    const char *serial, *b1, *b2;
+    unsigned long ino;
+    long long c;
+
+    UNIT_CASE("an idle cycle leaves the manifest as it was");
+    b1 = make_bundle(&serial, "m1.example.com", 0);
+    c = cursor();
+    script(200, feed_page(c, "upsert m1.example.com", 0), 200,
+           apr_psprintf(pool, "{\"bundles\":[%s]}", b1));
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.installed, 1);
+    ino = manifest_ino();
+    CHECK(ino != 0);
+    c = cursor();
+    script(200, feed_page(c, "", 0), 200, NULL);
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.changed, 0);
+    CHECK(manifest_ino() == ino);
+
+    UNIT_CASE("a renewal leaves the manifest as it was");
+    b1 = make_bundle(&serial, "m1.example.com", 0);
+    script(200, feed_page(c, "upsert m1.example.com", 0), 200,
+           apr_psprintf(pool, "{\"bundles\":[%s]}", b1));
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.installed, 1);
+    CHECK(res.changed);         /* served changed: vhost mode restarts */
+    CHECK_STR(csy_store_current(store, pool, "m1.example.com"), serial);
+    CHECK(manifest_ino() == ino);
+
+    UNIT_CASE("a new domain patches the manifest, in order");
+    b2 = make_bundle(&serial, "m0.example.com", 0);
+    c = cursor();
+    script(200, feed_page(c, "upsert m0.example.com", 0), 200,
+           apr_psprintf(pool, "{\"bundles\":[%s]}", b2));
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK(manifest_ino() != ino);
+    CHECK(strstr(manifest(), "m0.example.com m1.example.com") != NULL);
+
+    UNIT_CASE("deleted and added again in one cycle: the manifest stays");
+    ino = manifest_ino();
+    b1 = make_bundle(&serial, "m1.example.com", 0);
+    c = cursor();
+    fake_http_reset(fake);
+    fake_http_answer_n(fake, "GET", CHANGES, 200, NULL,
+                       feed_page(c, "delete m1.example.com", 1), 1);
+    fake_http_answer_n(fake, "GET", CHANGES, 200, NULL,
+                       feed_page(c + 1, "upsert m1.example.com", 0), 1);
+    fake_http_answer(fake, "POST", BUNDLES, 200, NULL,
+                     apr_psprintf(pool, "{\"bundles\":[%s]}", b1));
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.removed, 1);
+    CHECK_EQ_INT(res.installed, 1);
+    CHECK(apr_hash_get(res.removed_set, "m1.example.com",
+                       APR_HASH_KEY_STRING) != NULL);
+    CHECK(apr_hash_get(res.made_current, "m1.example.com",
+                       APR_HASH_KEY_STRING) != NULL);
+    CHECK(manifest_ino() == ino);
+    CHECK(strstr(manifest(), "m0.example.com m1.example.com") != NULL);
+
+    UNIT_CASE("a deleted domain leaves the manifest");
+    c = cursor();
+    script(200, feed_page(c, "delete m0.example.com", 0), 200, NULL);
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.removed, 1);
+    CHECK(manifest_ino() != ino);
+    CHECK(strstr(manifest(), "m0.example.com") == NULL);
+    CHECK(strstr(manifest(), "m1.example.com") != NULL);
+}
+
 int main(void)
 {
     const char *tmp = getenv("CSY_TEST_TMPDIR");
@@ -781,6 +897,7 @@ int main(void)
     test_threads(1);
     test_threads(4);
     test_pipeline();
+    test_manifest_writes();
 
     testkit_rm_tree(base);
     apr_pool_destroy(pool);
