@@ -528,3 +528,37 @@ apr_status_t csy_served_write(csy_served_t *sv, apr_pool_t *p)
     apr_hash_clear(sv->removed);
     return served_map(sv, 0);
 }
+
+apr_status_t csy_store_manifest_slice(apr_array_header_t **domains,
+                                      int *end, csy_store_t *store,
+                                      apr_pool_t *p, int from, int max)
+{
+    csy_served_t *sv;
+    const char *at, *stop, *nl;
+    apr_status_t rv;
+    int i;
+
+    *domains = apr_array_make(p, max > 0 ? max : 1, sizeof(const char *));
+    *end = 1;
+    if ((rv = csy_store_served_open(&sv, store, p)) != APR_SUCCESS
+        || !sv->buf) {
+        return rv;
+    }
+    /* The sorted form: a line per entry after the header (a memchr a
+     * line to reach from: milliseconds at 1,000,000). */
+    at = sv->buf;
+    stop = sv->buf + sv->len;
+    for (i = -1; at < stop && i < from; i++) {
+        nl = memchr(at, '\n', (apr_size_t)(stop - at));
+        at = nl + 1;    /* the form ends every line */
+    }
+    while (at < stop && (*domains)->nelts < max) {
+        nl = memchr(at, '\n', (apr_size_t)(stop - at));
+        APR_ARRAY_PUSH(*domains, const char *) =
+            apr_pstrmemdup(p, at, (apr_size_t)((const char *)memchr(
+                               at, ' ', (apr_size_t)(nl - at)) - at));
+        at = nl + 1;
+    }
+    *end = at >= stop;
+    return APR_SUCCESS;
+}

@@ -254,6 +254,16 @@ int csy_served_dirty(const csy_served_t *sv);
 apr_status_t csy_served_write(csy_served_t *sv, apr_pool_t *p);
 
 /**
+ * The servable domains of entries from to from + max - 1 of the manifest,
+ * in its order (array of const char *), for a pass over every domain in
+ * slices (the key.seal backfill): the file mapped, not read whole.
+ * *end: no entry after them.  Errors as csy_store_served_open's.
+ */
+apr_status_t csy_store_manifest_slice(apr_array_header_t **domains,
+                                      int *end, csy_store_t *store,
+                                      apr_pool_t *p, int from, int max);
+
+/**
  * A domain both removed and made current in one cycle (deleted and added
  * again, or the other way round): the manifest, written by now, decides.
  * Listed: its unused versions go (csy_store_prune with domain); not

@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "cs_crypto.h"
+#include "cs_seal.h"
 #include "cs_x509.h"
 #include "csy_store.h"
 #include "csy_sync.h"
@@ -855,6 +856,66 @@ static void test_manifest_writes(void)
     CHECK(strstr(manifest(), "m1.example.com") != NULL);
 }
 
+/*
+ * The key.seal backfill goes through the manifest in slices, reading
+ * only the slice (csy_store_manifest_slice), not the whole file at every
+ * cycle: versions installed without key.seal get one, max a call, and
+ * the pass ends at the manifest's end.
+ */
+static void test_seal_backfill(void)
+{
+    csy_config_t dcfg = cfg;
+    apr_array_header_t *chain, *names;
+    const char *err, *name, *sdir = csy_store_dir(store);
+    cs_cert_info_t info;
+    unsigned char *der;
+    apr_size_t len;
+    EVP_PKEY *key;
+    int i, pos = 0, done = 0, n, calls = 0, sealed = 0, have;
+
+    UNIT_CASE("key.seal backfill: in slices, to the manifest's end");
+    names = apr_array_make(pool, 5, sizeof(const char *));
+    for (i = 0; i < 5; i++) {
+        name = apr_psprintf(pool, "seal%d.example.com", i);
+        APR_ARRAY_PUSH(names, const char *) = name;
+        if (!CHECK(cs_key_generate(&key, pool, CS_KEY_EC_P256) == 0
+                   && cs_ca_issue(&chain, pool, &ca, key, name,
+                                  apr_time_from_sec(3600), &err) == 0
+                   && cs_envelope_seal(&der, &len, pool, key, wrap_certs,
+                                       &err) == 0)) {
+            return;
+        }
+        cs_cert_info(&info, pool, APR_ARRAY_IDX(chain, 0, X509 *));
+        CHECK_EQ_INT(csy_store_install(store, pool, name, info.serial,
+                                       cs_pem_write_certs(pool, chain), der,
+                                       len, 1), APR_SUCCESS);
+    }
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool, names), APR_SUCCESS);
+    dcfg.keep_envelopes = 1;
+    dcfg.seal_keys = cs_seal_keys_derive(pool, wrap_keys);
+    while (!done && calls < 10) {
+        n = csy_seal_backfill(&dcfg, store, pool, &pos, 2, &done);
+        CHECK(n <= 2);
+        sealed += n;
+        calls++;
+    }
+    CHECK(done);
+    CHECK_EQ_INT(sealed, 5);
+    CHECK_EQ_INT(pos, 5);
+    CHECK_EQ_INT(calls, 3);
+    for (i = 0, have = 0; i < 5; i++) {
+        name = APR_ARRAY_IDX(names, i, const char *);
+        have += access(apr_psprintf(pool, "%s/live/%s/current/key.seal",
+                                    sdir, name), F_OK) == 0;
+    }
+    CHECK_EQ_INT(have, 5);
+    /* Again from the start: every one sealed, nothing to write. */
+    pos = 0;
+    CHECK_EQ_INT(csy_seal_backfill(&dcfg, store, pool, &pos, 2, &done), 0);
+    CHECK(done);
+    CHECK_EQ_INT(pos, 5);
+}
+
 int main(void)
 {
     const char *tmp = getenv("CSY_TEST_TMPDIR");
@@ -898,6 +959,7 @@ int main(void)
     test_threads(4);
     test_pipeline();
     test_manifest_writes();
+    test_seal_backfill();
 
     testkit_rm_tree(base);
     apr_pool_destroy(pool);
