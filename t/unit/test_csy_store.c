@@ -1422,6 +1422,8 @@ static const char *crash_domains[] = {
 };
 static const char *crash_serials[] = { "0a", "1b", "2c" };
 #define CRASH_NDOMAINS 3
+/* Put in and taken out of the manifest by patches (csy_served_*). */
+#define CRASH_EXTRA "t.example"
 
 /* Contents that name their version, padded so that a torn file cannot
  * pass for a whole one. */
@@ -1549,8 +1551,33 @@ static int crash_cycle(csy_store_t *store, apr_pool_t *p, long long n,
             return 2;
         }
     }
-    if (csy_store_manifest_write(store, p, domains) != APR_SUCCESS) {
+    /* The whole list, or the sync's patches (csy_served_*): a fourth
+     * domain put in (installed first) and taken out again. */
+    if (n % 4 == 0
+        && csy_store_manifest_write(store, p, domains) != APR_SUCCESS) {
         return 3;
+    }
+    if (n % 4 != 0) {
+        csy_served_t *sv;
+
+        if (n % 2 && crash_put(store, p, CRASH_EXTRA, crash_serials[0],
+                               apr_psprintf(p, "%" APR_INT64_T_FMT,
+                                            (apr_int64_t)n))
+                     != APR_SUCCESS) {
+            return 8;
+        }
+        if (csy_store_served_open(&sv, store, p) != APR_SUCCESS) {
+            return 9;
+        }
+        if (n % 2) {
+            csy_served_add(sv, CRASH_EXTRA);
+        }
+        else {
+            csy_served_remove(sv, CRASH_EXTRA);
+        }
+        if (csy_served_write(sv, p) != APR_SUCCESS) {
+            return 10;
+        }
     }
     if (csy_store_cursor_set(store, n, p) != APR_SUCCESS) {
         return 4;
@@ -1681,9 +1708,17 @@ static const char *check_store(const char *dir, long long min_seq,
     if (csy_store_manifest_read(&domains, store, p) != APR_SUCCESS) {
         return "manifest does not parse";
     }
-    /* every cycle lists all domains, all of which have a version */
-    if (strcmp(joined(domains), "*.b.example,a.example,c.example")) {
+    /* every cycle lists all domains, all of which have a version; the
+     * extra one, if listed, has a whole one too */
+    if (strcmp(joined(domains), "*.b.example,a.example,c.example")
+        && strcmp(joined(domains),
+                  "*.b.example,a.example,c.example," CRASH_EXTRA)) {
         return apr_psprintf(p, "manifest lists \"%s\"", joined(domains));
+    }
+    if (domains->nelts == CRASH_NDOMAINS + 1
+        && (why = check_version(apr_pstrcat(p, dir, "/live/" CRASH_EXTRA,
+                                            NULL), "current", p))) {
+        return apr_pstrcat(p, CRASH_EXTRA ": ", why, NULL);
     }
     for (i = 0; i < CRASH_NDOMAINS; i++) {
         ddir = apr_pstrcat(p, dir, "/live/", crash_domains[i], NULL);
