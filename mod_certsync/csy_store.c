@@ -666,16 +666,16 @@ apr_status_t csy_store_remove(csy_store_t *store, apr_pool_t *p,
 
 /*
  * The whole store's prune, in steps (csy_store_prune_begin).  keep: the
- * manifest's names when the pass began, sorted (NULL: no domain directory
- * is removed); made: the domains made current since, which the snapshot
+ * manifest when the pass began, mapped (the file a later write renames
+ * over stays as it was while mapped), or NULL: no domain directory is
+ * removed; made: the domains made current since, which the snapshot
  * cannot list; dir: live/, read an entry at a time across the steps.
  */
 struct csy_prune_t {
     csy_store_t *store;
     apr_pool_t *pool;
     apr_pool_t *sub;            /* one entry's allocations */
-    const char **keep;
-    int nkeep;
+    csy_served_t *keep;
     apr_hash_t *made;
     apr_dir_t *dir;
     apr_status_t damaged;       /* APR_INCOMPLETE: a skipped line */
@@ -685,15 +685,9 @@ struct csy_prune_t {
     long removed;               /* ... removed (not in the manifest) */
 };
 
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static int kept(const csy_prune_t *pr, const char *name)
 {
-    return bsearch(&name, pr->keep, (size_t)pr->nkeep, sizeof(*pr->keep),
-                   name_cmp) != NULL
+    return csy_served_has(pr->keep, name)
            || apr_hash_get(pr->made, name, APR_HASH_KEY_STRING) != NULL;
 }
 
@@ -728,12 +722,10 @@ static apr_status_t prune_cleanup(void *data)
 apr_status_t csy_store_prune_begin(csy_prune_t **ppr, csy_store_t *store,
                                    apr_pool_t *p)
 {
-    apr_array_header_t *listed;
     apr_filetype_e type;
     apr_status_t rv;
     apr_pool_t *pp;
     csy_prune_t *pr;
-    int i, sorted = 1;
 
     *ppr = NULL;
     apr_pool_create(&pp, p);
@@ -750,26 +742,19 @@ apr_status_t csy_store_prune_begin(csy_prune_t **ppr, csy_store_t *store,
      * not). */
     if (cs_file_type(&type, cs_layout_top(pp, store->dir,
                                           CS_LAYOUT_MANIFEST), pp)) {
-        pr->damaged = csy_store_manifest_read(&listed, store, pp);
+        /* Mapped, not read into memory: 1,000,000 names were 100 MB of
+         * the daemon's heap for the whole pass.  A manifest not in the
+         * sorted form is rewritten in it first (csy_store_served_open). */
+        pr->damaged = csy_store_served_open(&pr->keep, store, pp);
         if (pr->damaged != APR_SUCCESS && pr->damaged != APR_INCOMPLETE) {
             rv = pr->damaged;
             apr_pool_destroy(pp);
             return rv;
         }
-        if (pr->damaged == APR_SUCCESS) {
-            pr->keep = (const char **)listed->elts;
-            pr->nkeep = listed->nelts;
-            /* Sorted as mod_certsync writes it; another writer's order
-             * is sorted here, once. */
-            for (i = 1; sorted && i < pr->nkeep; i++) {
-                sorted = strcmp(pr->keep[i - 1], pr->keep[i]) <= 0;
-            }
-            if (!sorted) {
-                qsort(pr->keep, (size_t)pr->nkeep, sizeof(*pr->keep),
-                      name_cmp);
-            }
+        if (pr->damaged != APR_SUCCESS) {
+            pr->keep = NULL;
         }
-        else if (store->log) {
+        if (pr->damaged != APR_SUCCESS && store->log) {
             store->log(store->log_baton, CS_LOG_WARN,
                        apr_psprintf(pp, "%s has skipped lines: no domain "
                                     "directory is removed until it is "

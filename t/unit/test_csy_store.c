@@ -1551,13 +1551,14 @@ static int crash_cycle(csy_store_t *store, apr_pool_t *p, long long n,
             return 2;
         }
     }
-    /* The whole list, or the sync's patches (csy_served_*): a fourth
-     * domain put in (installed first) and taken out again. */
-    if (n % 4 == 0
+    /* The whole list (always at the first cycle: a patch of no manifest
+     * would be the whole set), or the sync's patches (csy_served_*): a
+     * fourth domain put in (installed first) and taken out again. */
+    if ((n % 4 == 0 || n == 1)
         && csy_store_manifest_write(store, p, domains) != APR_SUCCESS) {
         return 3;
     }
-    if (n % 4 != 0) {
+    if (n % 4 != 0 && n != 1) {
         csy_served_t *sv;
 
         if (n % 2 && crash_put(store, p, CRASH_EXTRA, crash_serials[0],
