@@ -1327,6 +1327,24 @@ static void test_served(void)
     CHECK(exists(at("served/live/n.example")));
     CHECK_STR(slurp(mpath, pool, NULL), MAN_HEAD MAN_LINE("a.example")
               MAN_LINE("b.example") MAN_LINE("n.example"));
+
+    UNIT_CASE("served: the manifest in slices");
+    {
+        apr_array_header_t *names;
+        int end;
+
+        CHECK_EQ_INT(csy_store_manifest_slice(&names, &end, store, pool, 0,
+                                              2), APR_SUCCESS);
+        CHECK_STR(joined(names), "a.example,b.example");
+        CHECK(!end);
+        CHECK_EQ_INT(csy_store_manifest_slice(&names, &end, store, pool, 2,
+                                              2), APR_SUCCESS);
+        CHECK_STR(joined(names), "n.example");
+        CHECK(end);
+        CHECK_EQ_INT(csy_store_manifest_slice(&names, &end, store, pool, 9,
+                                              2), APR_SUCCESS);
+        CHECK(names->nelts == 0 && end);
+    }
     apr_pool_destroy(pp);
 }
 
