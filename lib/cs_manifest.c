@@ -786,3 +786,95 @@ const char *cs_manifest_problem_text(apr_pool_t *p, const char *path,
                         pr->domain ? pr->domain : "",
                         pr->domain ? "')" : "", pr->reason);
 }
+
+/* ------------------------------------------------------------------ */
+/* The sorted form: lookups by binary search                           */
+/* ------------------------------------------------------------------ */
+
+/* strcmp's order for names that are not NUL-terminated. */
+static int name_order(const char *a, apr_size_t alen, const char *b,
+                      apr_size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+
+    if (c != 0) {
+        return c;
+    }
+    return alen < blen ? -1 : alen > blen;
+}
+
+const char *cs_manifest_sorted_check(const char *buf, apr_size_t len,
+                                     const char *prefix, const char *suffix)
+{
+    apr_size_t plen = strlen(prefix), slen = strlen(suffix);
+    apr_size_t off, nlen, prev_len = 0;
+    const char *line, *sp, *nl, *dir, *prev = NULL;
+
+    if (len < HEADER_LEN + 1
+        || memcmp(buf, CS_MANIFEST_HEADER_V2 "\n", HEADER_LEN + 1) != 0) {
+        return "the first line is not the version 2 header";
+    }
+    for (off = HEADER_LEN + 1; off < len; off = (apr_size_t)(nl - buf) + 1) {
+        line = buf + off;
+        if ((nl = memchr(line, '\n', len - off)) == NULL) {
+            return "the last line has no line end";
+        }
+        if ((sp = memchr(line, ' ', (apr_size_t)(nl - line))) == NULL) {
+            return "a line is not a name and a certdir";
+        }
+        nlen = (apr_size_t)(sp - line);
+        if (nlen > CS_NAME_MAX || cs_name_check(NULL, line, nlen, 0)) {
+            return "a name is not a lower-case domain name";
+        }
+        dir = sp + 1;
+        if ((apr_size_t)(nl - dir) != plen + nlen + slen
+            || memcmp(dir, prefix, plen) != 0
+            || memcmp(dir + plen, line, nlen) != 0
+            || memcmp(dir + plen + nlen, suffix, slen) != 0) {
+            return "a certdir is not the store's for its name";
+        }
+        if (prev && name_order(prev, prev_len, line, nlen) >= 0) {
+            return "the names are not in increasing order";
+        }
+        prev = line;
+        prev_len = nlen;
+    }
+    return NULL;
+}
+
+apr_size_t cs_manifest_sorted_find(int *found, const char *buf,
+                                   apr_size_t len, const char *name)
+{
+    apr_size_t nlen = strlen(name), lo = HEADER_LEN + 1, hi = len;
+    apr_size_t mid, ls, le;
+    const char *nl, *sp;
+    int c;
+
+    *found = 0;
+    if (len < lo) {
+        return len;
+    }
+    /* lo and hi are line starts (or len): the lines before lo hold
+     * smaller names, those from hi on larger ones. */
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        for (ls = mid; ls > lo && buf[ls - 1] != '\n'; ls--) {
+        }
+        nl = memchr(buf + ls, '\n', hi - ls);
+        le = nl ? (apr_size_t)(nl - buf) + 1 : hi;
+        sp = memchr(buf + ls, ' ', le - ls);
+        c = name_order(buf + ls, sp ? (apr_size_t)(sp - buf) - ls : le - ls,
+                       name, nlen);
+        if (c == 0) {
+            *found = 1;
+            return ls;
+        }
+        if (c < 0) {
+            lo = le;
+        }
+        else {
+            hi = ls;
+        }
+    }
+    return lo;
+}

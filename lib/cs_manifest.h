@@ -179,6 +179,35 @@ apr_status_t cs_manifest_write(const char **why, apr_file_t *f,
 const char *cs_manifest_text(const char **why, apr_pool_t *p,
                              const apr_array_header_t *entries);
 
+/*
+ * A manifest in memory in the one form mod_certsync writes, which answers
+ * a lookup without being read: the version 2 header, then for each domain
+ * exactly "NAME PREFIX NAME SUFFIX\n" (NAME lower case, cs_name_check),
+ * the names strictly increasing as bytes (strcmp's order), nothing else
+ * (no comment, blank line or CR).  The sync daemon maps the file and
+ * checks it once (cs_manifest_sorted_check), then finds names by binary
+ * search (cs_manifest_sorted_find): a cycle with k changes looks at about
+ * k * log2(lines) lines, not the whole file.
+ */
+
+/**
+ * Is buf (len bytes, a whole manifest) in that form?  One pass, nothing
+ * allocated.
+ * @param prefix, suffix  what the certdir holds around the name
+ *              ("live/" and "/current": cs_layout_certdir)
+ * @return NULL, or why not (static text)
+ */
+const char *cs_manifest_sorted_check(const char *buf, apr_size_t len,
+                                     const char *prefix, const char *suffix);
+
+/**
+ * In a manifest cs_manifest_sorted_check accepted: the offset of the line
+ * of name (lower case) and *found 1, or the offset of the line it would go
+ * before and *found 0 (len: after the last).
+ */
+apr_size_t cs_manifest_sorted_find(int *found, const char *buf,
+                                   apr_size_t len, const char *name);
+
 /**
  * One problem as the words of a warning:
  * "skipping line N of PATH (domain 'D'): REASON".

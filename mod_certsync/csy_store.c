@@ -506,11 +506,19 @@ apr_status_t csy_store_unserve(csy_store_t *store, apr_pool_t *p,
                                const char *domain)
 {
     apr_array_header_t *served, *keep;
+    csy_served_t *sv;
     apr_status_t rv;
     int i;
 
     if (csy_store_rollback(store, p, domain) == APR_SUCCESS) {
         return APR_SUCCESS;
+    }
+    if ((rv = csy_store_served_open(&sv, store, p)) == APR_SUCCESS) {
+        csy_served_remove(sv, domain);
+        return csy_served_write(sv, p);
+    }
+    if (rv != APR_INCOMPLETE) {
+        return rv;
     }
     /* With skipped lines (APR_INCOMPLETE, logged) the other domains are
      * still the list: the rewrite leaves the bad lines out, as every
@@ -629,6 +637,24 @@ static apr_status_t remove_domain(csy_store_t *store, const char *name,
     return rv;
 }
 
+apr_status_t csy_store_prune_settle(csy_store_t *store, apr_pool_t *p,
+                                    const char *domain)
+{
+    csy_served_t *sv;
+    apr_status_t rv;
+
+    if (!csy_store_domain_ok(domain)) {
+        return APR_EINVAL;
+    }
+    if ((rv = csy_store_served_open(&sv, store, p)) != APR_SUCCESS) {
+        return rv;      /* removes nothing the manifest may still list */
+    }
+    if (csy_served_has(sv, domain)) {
+        return prune_domain(domain_dir(store, domain, p), p);
+    }
+    return remove_domain(store, domain, p);
+}
+
 apr_status_t csy_store_remove(csy_store_t *store, apr_pool_t *p,
                               const char *domain)
 {
@@ -640,16 +666,16 @@ apr_status_t csy_store_remove(csy_store_t *store, apr_pool_t *p,
 
 /*
  * The whole store's prune, in steps (csy_store_prune_begin).  keep: the
- * manifest's names when the pass began, sorted (NULL: no domain directory
- * is removed); made: the domains made current since, which the snapshot
+ * manifest when the pass began, mapped (the file a later write renames
+ * over stays as it was while mapped), or NULL: no domain directory is
+ * removed; made: the domains made current since, which the snapshot
  * cannot list; dir: live/, read an entry at a time across the steps.
  */
 struct csy_prune_t {
     csy_store_t *store;
     apr_pool_t *pool;
     apr_pool_t *sub;            /* one entry's allocations */
-    const char **keep;
-    int nkeep;
+    csy_served_t *keep;
     apr_hash_t *made;
     apr_dir_t *dir;
     apr_status_t damaged;       /* APR_INCOMPLETE: a skipped line */
@@ -659,15 +685,9 @@ struct csy_prune_t {
     long removed;               /* ... removed (not in the manifest) */
 };
 
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static int kept(const csy_prune_t *pr, const char *name)
 {
-    return bsearch(&name, pr->keep, (size_t)pr->nkeep, sizeof(*pr->keep),
-                   name_cmp) != NULL
+    return csy_served_has(pr->keep, name)
            || apr_hash_get(pr->made, name, APR_HASH_KEY_STRING) != NULL;
 }
 
@@ -702,12 +722,10 @@ static apr_status_t prune_cleanup(void *data)
 apr_status_t csy_store_prune_begin(csy_prune_t **ppr, csy_store_t *store,
                                    apr_pool_t *p)
 {
-    apr_array_header_t *listed;
     apr_filetype_e type;
     apr_status_t rv;
     apr_pool_t *pp;
     csy_prune_t *pr;
-    int i, sorted = 1;
 
     *ppr = NULL;
     apr_pool_create(&pp, p);
@@ -724,26 +742,19 @@ apr_status_t csy_store_prune_begin(csy_prune_t **ppr, csy_store_t *store,
      * not). */
     if (cs_file_type(&type, cs_layout_top(pp, store->dir,
                                           CS_LAYOUT_MANIFEST), pp)) {
-        pr->damaged = csy_store_manifest_read(&listed, store, pp);
+        /* Mapped, not read into memory: 1,000,000 names were 100 MB of
+         * the daemon's heap for the whole pass.  A manifest not in the
+         * sorted form is rewritten in it first (csy_store_served_open). */
+        pr->damaged = csy_store_served_open(&pr->keep, store, pp);
         if (pr->damaged != APR_SUCCESS && pr->damaged != APR_INCOMPLETE) {
             rv = pr->damaged;
             apr_pool_destroy(pp);
             return rv;
         }
-        if (pr->damaged == APR_SUCCESS) {
-            pr->keep = (const char **)listed->elts;
-            pr->nkeep = listed->nelts;
-            /* Sorted as mod_certsync writes it; another writer's order
-             * is sorted here, once. */
-            for (i = 1; sorted && i < pr->nkeep; i++) {
-                sorted = strcmp(pr->keep[i - 1], pr->keep[i]) <= 0;
-            }
-            if (!sorted) {
-                qsort(pr->keep, (size_t)pr->nkeep, sizeof(*pr->keep),
-                      name_cmp);
-            }
+        if (pr->damaged != APR_SUCCESS) {
+            pr->keep = NULL;
         }
-        else if (store->log) {
+        if (pr->damaged != APR_SUCCESS && store->log) {
             store->log(store->log_baton, CS_LOG_WARN,
                        apr_psprintf(pp, "%s has skipped lines: no domain "
                                     "directory is removed until it is "

@@ -215,6 +215,63 @@ apr_status_t csy_store_manifest_write_known(csy_store_t *store,
                                             apr_pool_t *p,
                                             const apr_array_header_t *domains);
 
+/*
+ * The servable set as a sync cycle changes it, without reading the
+ * manifest: the file is mapped and looked up by binary search
+ * (cs_manifest_sorted_find), the cycle's additions and removals are kept
+ * beside it, and csy_served_write writes the new manifest as a copy of the
+ * old one's bytes with those lines put in or left out (memory: the
+ * changes; CPU: k binary searches and a copy), only when the set changed.
+ *
+ * The store handle remembers the manifest it last checked or wrote (its
+ * inode, size, times): a cycle that finds that file again trusts it
+ * (a stat); any other file (a daemon's start, a manifest from an older
+ * version, one another program wrote) is checked once, in one pass.  One
+ * that is not in the sorted form but reads whole (a version 1 manifest,
+ * names out of order) is rewritten in it at once, the same domains; one
+ * with skipped lines (csy_store_manifest_read: APR_INCOMPLETE) or refused
+ * (APR_EINVAL) is refused again, without reading it, until it changes.
+ */
+typedef struct csy_served_t csy_served_t;
+
+/** The servable set of the manifest as it is now (none yet: empty);
+ *  errors as csy_store_manifest_read's. */
+apr_status_t csy_store_served_open(csy_served_t **sv, csy_store_t *store,
+                                   apr_pool_t *p);
+/** Is domain (lower case) servable, with the changes so far? */
+int csy_served_has(const csy_served_t *sv, const char *domain);
+/** Add domain (which has a current version); 1 if it was not servable. */
+int csy_served_add(csy_served_t *sv, const char *domain);
+/** Take domain out; 1 if it was servable. */
+int csy_served_remove(csy_served_t *sv, const char *domain);
+/** Does the set differ from the manifest on disk? */
+int csy_served_dirty(const csy_served_t *sv);
+/**
+ * Write the manifest with the changes (atomically, durably; nothing if
+ * none), then go on from the new one.  On error the changes stay, for
+ * the next call.  APR_EINVAL if an added name is not a store domain.
+ */
+apr_status_t csy_served_write(csy_served_t *sv, apr_pool_t *p);
+
+/**
+ * The servable domains of entries from to from + max - 1 of the manifest,
+ * in its order (array of const char *), for a pass over every domain in
+ * slices (the key.seal backfill): the file mapped, not read whole.
+ * *end: no entry after them.  Errors as csy_store_served_open's.
+ */
+apr_status_t csy_store_manifest_slice(apr_array_header_t **domains,
+                                      int *end, csy_store_t *store,
+                                      apr_pool_t *p, int from, int max);
+
+/**
+ * A domain both removed and made current in one cycle (deleted and added
+ * again, or the other way round): the manifest, written by now, decides.
+ * Listed: its unused versions go (csy_store_prune with domain); not
+ * listed: its directory (csy_store_remove).  A lookup, not a walk.
+ */
+apr_status_t csy_store_prune_settle(csy_store_t *store, apr_pool_t *p,
+                                    const char *domain);
+
 /**
  * With a domain: remove its versions other than current and previous, and
  * the .tmp-* entries a crash left in its directory.  With NULL: that for

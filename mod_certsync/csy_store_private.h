@@ -21,6 +21,18 @@
 #define CSY_PERMS_BUILD  (APR_FPROT_UREAD | APR_FPROT_UWRITE \
                           | APR_FPROT_UEXECUTE)
 
+/* The manifest this process last checked or wrote, by identity: found
+ * again unchanged, it is trusted without a read (csy_store_served_open). */
+typedef struct {
+    int known;
+    apr_ino_t ino;
+    apr_dev_t dev;
+    apr_off_t size;
+    apr_time_t mtime, ctime;
+    apr_status_t rv;            /* APR_SUCCESS: sorted (cs_manifest_sorted_
+                                 * check); else why it was refused */
+} csy_manifest_seen_t;
+
 struct csy_store_t {
     apr_pool_t *pool;
     const char *dir;            /* absolute, no trailing '/' */
@@ -29,6 +41,7 @@ struct csy_store_t {
     cs_log_fn *log;             /* csy_store_set_log; NULL: none */
     void *log_baton;
     csy_prune_t *prune;         /* a pass under way (csy_store_prune_begin) */
+    csy_manifest_seen_t seen;   /* the manifest as last seen (csy_manifest.c) */
 };
 
 /* A domain the store accepts as a path component: cs_name_check, lower

@@ -134,10 +134,14 @@ int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
     unsigned char *seal;
     EVP_PKEY *key;
     apr_pool_t *one;
-    int sealed = 0, which = 0, checked = 0;
+    int sealed = 0, which = 0, k, end;
 
     *done = 0;
-    if (!cfg->seal_keys || csy_store_manifest_read(&domains, store, p)) {
+    /* Only the slice this call may check, not the whole manifest (a
+     * cycle's worth of 50 MB at 1,000,000 domains). */
+    if (!cfg->seal_keys
+        || csy_store_manifest_slice(&domains, &end, store, p, *pos,
+                                    20 * max)) {
         *done = 1;
         return 0;
     }
@@ -145,10 +149,9 @@ int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
     /* Checking a version that has its key.seal is cheap (a link, a small
      * file, one AES-GCM pass), but a store of 100,000 domains is still a
      * second or two: checked in slices too, so that no cycle waits long. */
-    for (; *pos < domains->nelts && sealed < max && checked < 20 * max;
-         (*pos)++, checked++) {
+    for (k = 0; k < domains->nelts && sealed < max; k++, (*pos)++) {
         apr_pool_clear(one);
-        domain = APR_ARRAY_IDX(domains, *pos, const char *);
+        domain = APR_ARRAY_IDX(domains, k, const char *);
         /* The version's own directory, not "current": a switch meanwhile
          * cannot pair one version's files with another's serial. */
         if (!(serial = csy_store_current(store, one, domain))
@@ -177,7 +180,7 @@ int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
             warn = NULL;
         }
     }
-    *done = *pos >= domains->nelts;
+    *done = end && k == domains->nelts;
     apr_pool_destroy(one);
     return sealed;
 }
@@ -447,7 +450,7 @@ typedef struct {
     csy_client_t *cl;
     csy_store_t *store;
     csy_result_t *res;
-    apr_hash_t *servable;       /* domain -> "" */
+    csy_served_t *served;       /* the manifest's set, and its changes */
     apr_hash_t *failures;       /* domain -> reason */
     apr_pool_t *keep;           /* where failure texts live */
     apr_pool_t *p;              /* the cycle's results */
@@ -613,9 +616,7 @@ static apr_status_t commit_staged(cycle_t *cy, apr_pool_t *p)
         else {
             cy->res->unchanged++;
         }
-        if (!apr_hash_get(cy->servable, j->want, APR_HASH_KEY_STRING)) {
-            apr_hash_set(cy->servable, apr_pstrdup(cy->keep, j->want),
-                         APR_HASH_KEY_STRING, "");
+        if (csy_served_add(cy->served, j->want)) {
             cy->res->changed = 1;
         }
     }
@@ -802,21 +803,6 @@ static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
     return rv;
 }
 
-static apr_status_t write_manifest(cycle_t *cy, apr_pool_t *p)
-{
-    apr_array_header_t *list = apr_array_make(p, apr_hash_count(
-                                                  cy->servable),
-                                              sizeof(const char *));
-    apr_hash_index_t *hi;
-
-    for (hi = apr_hash_first(p, cy->servable); hi; hi = apr_hash_next(hi)) {
-        APR_ARRAY_PUSH(list, const char *) = apr_hash_this_key(hi);
-    }
-    /* Each has a current version: the manifest listed it (checked when it
-     * was written) or this cycle applied its bundle. */
-    return csy_store_manifest_write_known(cy->store, p, list);
-}
-
 /* The manifest, then the cursor: what the pages applied so far made
  * durable (their data already is). */
 static apr_status_t checkpoint(cycle_t *cy, apr_pool_t *p, long long cursor,
@@ -828,7 +814,9 @@ static apr_status_t checkpoint(cycle_t *cy, apr_pool_t *p, long long cursor,
     if ((rv = sync_links(cy, err))) {
         return rv;
     }
-    if (res->changed && (rv = write_manifest(cy, p))) {
+    /* Only when the set of servable domains changed (a renewal leaves
+     * its line as it was), and then as a patch of the old one. */
+    if ((rv = csy_served_write(cy->served, p))) {
         *err = apr_psprintf(cy->p, "cannot write the manifest: %pm", &rv);
         res->store_failed = "manifest";
         res->store_error = apr_psprintf(cy->p, "%pm", &rv);
@@ -905,14 +893,13 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
                            apr_pool_t *p)
 {
     cycle_t cy;
-    apr_array_header_t *served;
     apr_hash_t *upserts, *deletes, *retry;
     apr_hash_index_t *hi;
     apr_pool_t *page;
     long long cursor, next, saved;
     const char *err = NULL, *ckpt_err = NULL;
     apr_status_t rv;
-    int more = 1, i, pending = 0;
+    int more = 1, pending = 0;
 
     memset(res, 0, sizeof(*res));
     memset(&cy, 0, sizeof(cy));
@@ -921,22 +908,20 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
     cy.res = res;
     cy.failures = failures;
     cy.keep = apr_hash_pool_get(failures);
-    cy.servable = apr_hash_make(p);
     cy.p = p;
     res->failures = failures;
     res->made_current = apr_hash_make(p);
     res->removed_set = apr_hash_make(p);
 
+    /* The manifest is not read: a stat when it is the one the last cycle
+     * left (csy_store_served_open), so that an idle cycle costs the same
+     * for 10 domains and for 10,000,000. */
     if ((rv = csy_store_cursor_get(&cursor, store, p))
-        || (rv = csy_store_manifest_read(&served, store, p))) {
+        || (rv = csy_store_served_open(&cy.served, store, p))) {
         res->error = apr_psprintf(p, "cannot read the store: %pm", &rv);
         return rv;
     }
     res->cursor_before = res->cursor_after = saved = cursor;
-    for (i = 0; i < served->nelts; i++) {
-        apr_hash_set(cy.servable, APR_ARRAY_IDX(served, i, const char *),
-                     APR_HASH_KEY_STRING, "");
-    }
 
     apr_pool_create(&page, p);
     while (more) {
@@ -956,8 +941,7 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         for (hi = apr_hash_first(page, deletes); hi; hi = apr_hash_next(hi)) {
             const char *d = apr_hash_this_key(hi);
             apr_hash_set(failures, d, APR_HASH_KEY_STRING, NULL);
-            if (apr_hash_get(cy.servable, d, APR_HASH_KEY_STRING)) {
-                apr_hash_set(cy.servable, d, APR_HASH_KEY_STRING, NULL);
+            if (csy_served_remove(cy.served, d)) {
                 d = apr_pstrdup(p, d);
                 apr_hash_set(res->removed_set, d, APR_HASH_KEY_STRING, d);
                 res->removed++;
@@ -992,7 +976,7 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         retry = apr_hash_copy(page, failures);
         if ((rv = fetch_all(&cy, page, retry, &err)) == APR_SUCCESS
             && (rv = sync_links(&cy, &err)) == APR_SUCCESS
-            && res->changed && (rv = write_manifest(&cy, page))) {
+            && (rv = csy_served_write(cy.served, page))) {
             err = apr_psprintf(p, "cannot write the manifest: %pm", &rv);
             res->store_failed = "manifest";
             res->store_error = apr_psprintf(p, "%pm", &rv);

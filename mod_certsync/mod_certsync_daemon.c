@@ -101,35 +101,29 @@ static void csy_dyn_activate(csy_daemon_t *d, apr_pool_t *p,
                              const csy_result_t *res)
 {
     apr_hash_index_t *hi;
-    apr_status_t rv = APR_SUCCESS;
-    int whole = 0;
+    apr_status_t rv = APR_SUCCESS, rv2;
+    const char *name;
 
     /* Only what changed: a pass over 100,000 domains per change would
      * cost seconds.  A domain both removed and made current in one cycle
-     * (deleted, then added again, or the other way round) leaves the
-     * manifest to decide: prune the whole store then. */
+     * (deleted, then added again, or the other way round) is settled by
+     * the manifest the cycle wrote: one lookup, not a walk of the store. */
     for (hi = apr_hash_first(p, res->removed_set); hi;
          hi = apr_hash_next(hi)) {
-        const char *name = apr_hash_this_key(hi);
-
-        whole |= apr_hash_get(res->made_current, name,
-                              APR_HASH_KEY_STRING) != NULL;
-    }
-    if (whole) {
-        rv = csy_store_prune(d->store, p, NULL);
-    }
-    for (hi = apr_hash_first(p, res->removed_set); hi && !whole;
-         hi = apr_hash_next(hi)) {
-        apr_status_t rv2 = csy_store_remove(d->store, p,
-                                            apr_hash_this_key(hi));
-
+        name = apr_hash_this_key(hi);
+        rv2 = apr_hash_get(res->made_current, name, APR_HASH_KEY_STRING)
+              ? csy_store_prune_settle(d->store, p, name)
+              : csy_store_remove(d->store, p, name);
         if (rv2 != APR_SUCCESS && rv == APR_SUCCESS) {
             rv = rv2;           /* go on with the others */
         }
     }
-    for (hi = apr_hash_first(p, res->made_current); hi && !whole;
+    for (hi = apr_hash_first(p, res->made_current); hi;
          hi = apr_hash_next(hi)) {
-        csy_store_prune(d->store, p, apr_hash_this_key(hi));
+        name = apr_hash_this_key(hi);
+        if (!apr_hash_get(res->removed_set, name, APR_HASH_KEY_STRING)) {
+            csy_store_prune(d->store, p, name);
+        }
     }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, d->s, CYLOGNO(00027)

@@ -1070,6 +1070,284 @@ static void test_prune_steps(void)
     apr_pool_destroy(pp);
 }
 
+/*
+ * The sorted form (lib/cs_manifest.h) and the servable set of a cycle
+ * (csy_served_*, issue 18): lookups by binary search in the mapped file,
+ * the changes written as a patch of its bytes, only when the set changed;
+ * a file this process checked or wrote is not read again, any other is
+ * checked once (a start, an older version's manifest, a torn one).
+ */
+#define MAN_HEAD "# certsync manifest v2\n"
+#define MAN_LINE(d) d " live/" d "/current\n"
+
+static void test_sorted_form(void)
+{
+    const char *m = MAN_HEAD MAN_LINE("a.example") MAN_LINE("b.example")
+                    MAN_LINE("b.example.net") MAN_LINE("c.example");
+    apr_size_t len = strlen(m), off;
+    const char *names[] = { "0.example", "a.example", "aa.example",
+                            "b.example", "b.example.net", "b.examplf",
+                            "c.example", "d.example" };
+    /* found or not, and the line it is or goes before (0: after all) */
+    const int found[] = { 0, 1, 0, 1, 1, 0, 1, 0 };
+    const char *at_line[] = { "a.example", "a.example", "b.example",
+                              "b.example", "b.example.net", "c.example",
+                              "c.example", NULL };
+    int i, f;
+
+    UNIT_CASE("sorted form: accepted");
+    CHECK_STR(cs_manifest_sorted_check(m, len, "live/", "/current"), NULL);
+    CHECK_STR(cs_manifest_sorted_check(MAN_HEAD, strlen(MAN_HEAD), "live/",
+                                       "/current"), NULL);
+
+    UNIT_CASE("sorted form: anything else refused");
+    {
+        const char *bad[] = {
+            "# certsync manifest v1\n" MAN_LINE("a.example"),
+            MAN_HEAD MAN_LINE("b.example") MAN_LINE("a.example"),
+            MAN_HEAD MAN_LINE("a.example") MAN_LINE("a.example"),
+            MAN_HEAD "A.example live/A.example/current\n",
+            MAN_HEAD "a.example live/b.example/current\n",
+            MAN_HEAD "a.example /s/live/a.example/current\n",
+            MAN_HEAD "# a comment\n" MAN_LINE("a.example"),
+            MAN_HEAD "\n" MAN_LINE("a.example"),
+            MAN_HEAD "a.example live/a.example/current\r\n",
+            MAN_HEAD "a.example\n",
+            /* torn: the last line cut */
+            MAN_HEAD MAN_LINE("a.example") "b.example live/b.exa",
+            MAN_HEAD MAN_LINE("a.example") "b.exam",
+            "# certsync manifest v2",
+            "",
+        };
+
+        for (i = 0; i < (int)(sizeof(bad) / sizeof(bad[0])); i++) {
+            if (!CHECK(cs_manifest_sorted_check(bad[i], strlen(bad[i]),
+                                                "live/", "/current")
+                       != NULL)) {
+                printf("  accepted: %s\n", bad[i]);
+            }
+        }
+    }
+
+    UNIT_CASE("sorted form: lookups");
+    for (i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
+        off = cs_manifest_sorted_find(&f, m, len, names[i]);
+        CHECK_EQ_INT(f, found[i]);
+        if (at_line[i]) {
+            CHECK(off < len && strncmp(m + off, at_line[i],
+                                       strlen(at_line[i])) == 0
+                  && m[off + strlen(at_line[i])] == ' ');
+        }
+        else {
+            CHECK(off == len);
+        }
+    }
+    off = cs_manifest_sorted_find(&f, MAN_HEAD, strlen(MAN_HEAD),
+                                  "a.example");
+    CHECK(f == 0 && off == strlen(MAN_HEAD));
+}
+
+/* The manifest's inode: a rewrite is a new file. */
+static unsigned long ino_of(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 ? (unsigned long)st.st_ino : 0;
+}
+
+static void test_served(void)
+{
+    csy_store_t *store = open_store("served");
+    const char *mpath = at("served/manifest"), *dir;
+    apr_array_header_t *logged;
+    csy_served_t *sv;
+    csy_prune_t *pr;
+    apr_pool_t *pp;
+    unsigned long ino;
+    int steps;
+
+    if (!store) {
+        return;
+    }
+    dir = csy_store_dir(store);
+    apr_pool_create(&pp, pool);
+
+    UNIT_CASE("served: no manifest yet, the first write makes it");
+    CHECK_EQ_INT(put(store, "b.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "d.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_served_open(&sv, store, pool), APR_SUCCESS);
+    CHECK(!csy_served_has(sv, "b.example"));
+    CHECK(!csy_served_dirty(sv));
+    CHECK_EQ_INT(csy_served_write(sv, pool), APR_SUCCESS);
+    CHECK(!exists(mpath));
+    CHECK_EQ_INT(csy_served_add(sv, "d.example"), 1);
+    CHECK_EQ_INT(csy_served_add(sv, "b.example"), 1);
+    CHECK_EQ_INT(csy_served_add(sv, "b.example"), 0);
+    CHECK(csy_served_dirty(sv));
+    CHECK_EQ_INT(csy_served_write(sv, pool), APR_SUCCESS);
+    CHECK_STR(slurp(mpath, pool, NULL), MAN_HEAD MAN_LINE("b.example")
+              MAN_LINE("d.example"));
+    CHECK(!csy_served_dirty(sv));
+    CHECK(csy_served_has(sv, "b.example") && csy_served_has(sv, "d.example")
+          && !csy_served_has(sv, "c.example"));
+
+    UNIT_CASE("served: adds and removes patched in, in order");
+    CHECK_EQ_INT(put(store, "a.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "c.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "e.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_served_open(&sv, store, pool), APR_SUCCESS);
+    CHECK_EQ_INT(csy_served_add(sv, "e.example"), 1);
+    CHECK_EQ_INT(csy_served_add(sv, "a.example"), 1);
+    CHECK_EQ_INT(csy_served_add(sv, "c.example"), 1);
+    CHECK_EQ_INT(csy_served_remove(sv, "d.example"), 1);
+    CHECK_EQ_INT(csy_served_remove(sv, "d.example"), 0);
+    CHECK_EQ_INT(csy_served_remove(sv, "x.example"), 0);
+    CHECK_EQ_INT(csy_served_write(sv, pool), APR_SUCCESS);
+    CHECK_STR(slurp(mpath, pool, NULL), MAN_HEAD MAN_LINE("a.example")
+              MAN_LINE("b.example") MAN_LINE("c.example")
+              MAN_LINE("e.example"));
+    /* the first and the last line out */
+    CHECK_EQ_INT(csy_served_remove(sv, "a.example"), 1);
+    CHECK_EQ_INT(csy_served_remove(sv, "e.example"), 1);
+    CHECK_EQ_INT(csy_served_write(sv, pool), APR_SUCCESS);
+    CHECK_STR(slurp(mpath, pool, NULL), MAN_HEAD MAN_LINE("b.example")
+              MAN_LINE("c.example"));
+    CHECK_EQ_INT(count_tmp(at("served")), 0);
+
+    UNIT_CASE("served: a renewal, a removal undone: nothing written");
+    ino = ino_of(mpath);
+    CHECK_EQ_INT(csy_store_served_open(&sv, store, pool), APR_SUCCESS);
+    CHECK_EQ_INT(csy_served_add(sv, "b.example"), 0);
+    CHECK_EQ_INT(csy_served_remove(sv, "c.example"), 1);
+    CHECK_EQ_INT(csy_served_add(sv, "c.example"), 1);
+    CHECK_EQ_INT(csy_served_add(sv, "a.example"), 1);
+    CHECK_EQ_INT(csy_served_remove(sv, "a.example"), 1);
+    CHECK(!csy_served_dirty(sv));
+    CHECK_EQ_INT(csy_served_write(sv, pool), APR_SUCCESS);
+    CHECK(ino_of(mpath) == ino);
+
+    UNIT_CASE("served: an added name that is not a store domain");
+    CHECK_EQ_INT(csy_served_add(sv, "../x"), 1);
+    CHECK_EQ_INT(csy_served_write(sv, pool), APR_EINVAL);
+    CHECK(ino_of(mpath) == ino);
+
+    /* A daemon's start, or an older version's manifest: checked once,
+     * rewritten sorted with the same domains. */
+    UNIT_CASE("served: a version 1 manifest of an older run");
+    spit(mpath, apr_pstrcat(pool, "# certsync manifest v1\n",
+                            "c.example ", dir, "/live/c.example/current\n",
+                            "a.example ", dir, "/live/a.example/current\n",
+                            NULL));
+    CHECK_EQ_INT(csy_store_served_open(&sv, store, pool), APR_SUCCESS);
+    CHECK_STR(slurp(mpath, pool, NULL), MAN_HEAD MAN_LINE("a.example")
+              MAN_LINE("c.example"));
+    CHECK(csy_served_has(sv, "a.example") && csy_served_has(sv, "c.example")
+          && !csy_served_has(sv, "b.example"));
+
+    UNIT_CASE("served: a manifest another program wrote is read again");
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool,
+                                          list("b.example", NULL)),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_served_open(&sv, store, pool), APR_SUCCESS);
+    CHECK(csy_served_has(sv, "b.example") && !csy_served_has(sv, "a.example"));
+    /* replaced behind the handle's back, a new file */
+    spit(at("served/.tmp-m"), MAN_HEAD MAN_LINE("e.example"));
+    CHECK(rename(at("served/.tmp-m"), mpath) == 0);
+    CHECK_EQ_INT(csy_store_served_open(&sv, store, pool), APR_SUCCESS);
+    CHECK(csy_served_has(sv, "e.example") && !csy_served_has(sv, "b.example"));
+
+    /* A torn manifest: skipped lines are refused, as before, and logged
+     * once, not at every cycle: the same file is not read again. */
+    UNIT_CASE("served: a torn manifest is refused until it is whole");
+    spit(at("served/.tmp-m"), MAN_HEAD MAN_LINE("a.example") "b.exam");
+    CHECK(rename(at("served/.tmp-m"), mpath) == 0);
+    logged = apr_array_make(pool, 4, sizeof(const char *));
+    csy_store_set_log(store, collect, logged);
+    CHECK_EQ_INT(csy_store_served_open(&sv, store, pool), APR_INCOMPLETE);
+    CHECK_EQ_INT(logged->nelts, 1);
+    CHECK_EQ_INT(csy_store_served_open(&sv, store, pool), APR_INCOMPLETE);
+    CHECK_EQ_INT(logged->nelts, 1);
+    csy_store_set_log(store, NULL, NULL);
+    CHECK_STR(slurp(mpath, pool, NULL), MAN_HEAD MAN_LINE("a.example")
+              "b.exam");
+    spit(at("served/.tmp-m"), "# certsync manifest v9\n");
+    CHECK(rename(at("served/.tmp-m"), mpath) == 0);
+    CHECK_EQ_INT(csy_store_served_open(&sv, store, pool), APR_EINVAL);
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool,
+                                          list("a.example", "b.example",
+                                               NULL)), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_served_open(&sv, store, pool), APR_SUCCESS);
+    CHECK(csy_served_has(sv, "a.example") && csy_served_has(sv, "b.example"));
+
+    /* Deleted and added again in one cycle (or the other way round): the
+     * manifest decides, for that domain only. */
+    UNIT_CASE("settle: listed, its unused versions go");
+    CHECK_EQ_INT(put(store, "a.example", "02"), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "a.example", "03"), APR_SUCCESS);
+    CHECK(exists(at("served/live/a.example/01")));
+    CHECK_EQ_INT(csy_store_prune_settle(store, pool, "a.example"),
+                 APR_SUCCESS);
+    CHECK(!exists(at("served/live/a.example/01")));
+    CHECK_STR(csy_store_current(store, pool, "a.example"), "03");
+
+    UNIT_CASE("settle: not listed, its directory goes");
+    CHECK(exists(at("served/live/e.example")));
+    CHECK_EQ_INT(csy_store_prune_settle(store, pool, "e.example"),
+                 APR_SUCCESS);
+    CHECK(!exists(at("served/live/e.example")));
+    CHECK(exists(at("served/live/b.example")));
+    CHECK_EQ_INT(csy_store_prune_settle(store, pool, "../x"), APR_EINVAL);
+
+    UNIT_CASE("settle: a refused manifest removes nothing");
+    spit(at("served/.tmp-m"), MAN_HEAD "c.exam");
+    CHECK(rename(at("served/.tmp-m"), mpath) == 0);
+    CHECK(csy_store_prune_settle(store, pool, "c.example") != APR_SUCCESS);
+    CHECK(exists(at("served/live/c.example")));
+
+    /* The start's prune in steps goes by the manifest it began with; the
+     * served set's writes between its steps are what cycles do. */
+    UNIT_CASE("served: writes between the steps of the start's prune");
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool,
+                                          list("a.example", "b.example",
+                                               "c.example", NULL)),
+                 APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_prune_begin(&pr, store, pp), APR_SUCCESS);
+    CHECK_EQ_INT(put(store, "n.example", "01"), APR_SUCCESS);
+    CHECK_EQ_INT(csy_store_served_open(&sv, store, pool), APR_SUCCESS);
+    CHECK_EQ_INT(csy_served_add(sv, "n.example"), 1);
+    CHECK_EQ_INT(csy_served_remove(sv, "c.example"), 1);
+    CHECK_EQ_INT(csy_served_write(sv, pool), APR_SUCCESS);
+    CHECK_EQ_INT(prune_all_steps(pr, &steps), APR_SUCCESS);
+    csy_store_prune_end(pr);
+    CHECK(exists(at("served/live/n.example")));
+    /* taken out since the pass began: waits for the next pass */
+    CHECK(exists(at("served/live/c.example")));
+    CHECK_EQ_INT(csy_store_prune(store, pool, NULL), APR_SUCCESS);
+    CHECK(!exists(at("served/live/c.example")));
+    CHECK(exists(at("served/live/n.example")));
+    CHECK_STR(slurp(mpath, pool, NULL), MAN_HEAD MAN_LINE("a.example")
+              MAN_LINE("b.example") MAN_LINE("n.example"));
+
+    UNIT_CASE("served: the manifest in slices");
+    {
+        apr_array_header_t *names;
+        int end;
+
+        CHECK_EQ_INT(csy_store_manifest_slice(&names, &end, store, pool, 0,
+                                              2), APR_SUCCESS);
+        CHECK_STR(joined(names), "a.example,b.example");
+        CHECK(!end);
+        CHECK_EQ_INT(csy_store_manifest_slice(&names, &end, store, pool, 2,
+                                              2), APR_SUCCESS);
+        CHECK_STR(joined(names), "n.example");
+        CHECK(end);
+        CHECK_EQ_INT(csy_store_manifest_slice(&names, &end, store, pool, 9,
+                                              2), APR_SUCCESS);
+        CHECK(names->nelts == 0 && end);
+    }
+    apr_pool_destroy(pp);
+}
+
 static void test_validation(void)
 {
     static const char *bad_domains[] = {
@@ -1162,6 +1440,8 @@ static const char *crash_domains[] = {
 };
 static const char *crash_serials[] = { "0a", "1b", "2c" };
 #define CRASH_NDOMAINS 3
+/* Put in and taken out of the manifest by patches (csy_served_*). */
+#define CRASH_EXTRA "t.example"
 
 /* Contents that name their version, padded so that a torn file cannot
  * pass for a whole one. */
@@ -1289,8 +1569,34 @@ static int crash_cycle(csy_store_t *store, apr_pool_t *p, long long n,
             return 2;
         }
     }
-    if (csy_store_manifest_write(store, p, domains) != APR_SUCCESS) {
+    /* The whole list (always at the first cycle: a patch of no manifest
+     * would be the whole set), or the sync's patches (csy_served_*): a
+     * fourth domain put in (installed first) and taken out again. */
+    if ((n % 4 == 0 || n == 1)
+        && csy_store_manifest_write(store, p, domains) != APR_SUCCESS) {
         return 3;
+    }
+    if (n % 4 != 0 && n != 1) {
+        csy_served_t *sv;
+
+        if (n % 2 && crash_put(store, p, CRASH_EXTRA, crash_serials[0],
+                               apr_psprintf(p, "%" APR_INT64_T_FMT,
+                                            (apr_int64_t)n))
+                     != APR_SUCCESS) {
+            return 8;
+        }
+        if (csy_store_served_open(&sv, store, p) != APR_SUCCESS) {
+            return 9;
+        }
+        if (n % 2) {
+            csy_served_add(sv, CRASH_EXTRA);
+        }
+        else {
+            csy_served_remove(sv, CRASH_EXTRA);
+        }
+        if (csy_served_write(sv, p) != APR_SUCCESS) {
+            return 10;
+        }
     }
     if (csy_store_cursor_set(store, n, p) != APR_SUCCESS) {
         return 4;
@@ -1421,9 +1727,17 @@ static const char *check_store(const char *dir, long long min_seq,
     if (csy_store_manifest_read(&domains, store, p) != APR_SUCCESS) {
         return "manifest does not parse";
     }
-    /* every cycle lists all domains, all of which have a version */
-    if (strcmp(joined(domains), "*.b.example,a.example,c.example")) {
+    /* every cycle lists all domains, all of which have a version; the
+     * extra one, if listed, has a whole one too */
+    if (strcmp(joined(domains), "*.b.example,a.example,c.example")
+        && strcmp(joined(domains),
+                  "*.b.example,a.example,c.example," CRASH_EXTRA)) {
         return apr_psprintf(p, "manifest lists \"%s\"", joined(domains));
+    }
+    if (domains->nelts == CRASH_NDOMAINS + 1
+        && (why = check_version(apr_pstrcat(p, dir, "/live/" CRASH_EXTRA,
+                                            NULL), "current", p))) {
+        return apr_pstrcat(p, CRASH_EXTRA ": ", why, NULL);
     }
     for (i = 0; i < CRASH_NDOMAINS; i++) {
         ddir = apr_pstrcat(p, dir, "/live/", crash_domains[i], NULL);
@@ -1752,6 +2066,8 @@ int main(void)
     test_manifest_large();
     test_prune();
     test_prune_steps();
+    test_sorted_form();
+    test_served();
     test_validation();
     test_crash_random(at("crash"));
     test_crash_syscalls(at("crash"));

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "cs_crypto.h"
+#include "cs_seal.h"
 #include "cs_x509.h"
 #include "csy_store.h"
 #include "csy_sync.h"
@@ -739,6 +741,181 @@ static void test_store_full(void)
     apr_hash_clear(failures);
 }
 
+/* The manifest file's inode (0: none): a rewrite is a new file. */
+static unsigned long manifest_ino(void)
+{
+    struct stat st;
+
+    if (stat(apr_pstrcat(pool, base, "/store/manifest", NULL), &st) != 0) {
+        return 0;
+    }
+    return (unsigned long)st.st_ino;
+}
+
+/* A feed of one page from the saved cursor; changes: "op domain" pairs
+ * separated by ','. */
+static const char *feed_page(long long since, const char *changes,
+                             int more)
+{
+    apr_array_header_t *parts = apr_array_make(pool, 4, sizeof(char *));
+    char *list = apr_pstrdup(pool, changes), *tok, *last;
+    long long seq = since;
+
+    for (tok = apr_strtok(list, ",", &last); tok;
+         tok = apr_strtok(NULL, ",", &last)) {
+        char *sp = strchr(tok, ' ');
+        const char *sep = parts->nelts ? "," : "";
+
+        *sp = '\0';
+        APR_ARRAY_PUSH(parts, const char *) =
+            apr_psprintf(pool, "%s{\"seq\":%" APR_INT64_T_FMT ",\"domain\":"
+                         "\"%s\",\"op\":\"%s\"}", sep, (apr_int64_t)++seq,
+                         sp + 1, tok);
+    }
+    return apr_psprintf(pool, "{\"changes\":[%s],\"next\":%"
+                        APR_INT64_T_FMT ",\"more\":%s}",
+                        apr_array_pstrcat(pool, parts, 0), (apr_int64_t)seq,
+                        more ? "true" : "false");
+}
+
+/*
+ * Issue 18: at 1,000,000 domains every cycle read the 50.8 MB manifest
+ * and every renewal rewrote it.  Now only a change of the servable set
+ * writes it (a new file, so a new inode), and a cycle reads none of it
+ * when its file is the one the last cycle left.
+ */
+static void test_manifest_writes(void)
+{
+    csy_result_t res;
+    const char *serial, *b1, *b2;
+    unsigned long ino;
+    long long c;
+
+    UNIT_CASE("an idle cycle leaves the manifest as it was");
+    b1 = make_bundle(&serial, "m1.example.com", 0);
+    c = cursor();
+    script(200, feed_page(c, "upsert m1.example.com", 0), 200,
+           apr_psprintf(pool, "{\"bundles\":[%s]}", b1));
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.installed, 1);
+    ino = manifest_ino();
+    CHECK(ino != 0);
+    c = cursor();
+    script(200, feed_page(c, "", 0), 200, NULL);
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.changed, 0);
+    CHECK(manifest_ino() == ino);
+
+    UNIT_CASE("a renewal leaves the manifest as it was");
+    b1 = make_bundle(&serial, "m1.example.com", 0);
+    script(200, feed_page(c, "upsert m1.example.com", 0), 200,
+           apr_psprintf(pool, "{\"bundles\":[%s]}", b1));
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.installed, 1);
+    CHECK(res.changed);         /* served changed: vhost mode restarts */
+    CHECK_STR(csy_store_current(store, pool, "m1.example.com"), serial);
+    CHECK(manifest_ino() == ino);
+
+    UNIT_CASE("a new domain patches the manifest, in order");
+    b2 = make_bundle(&serial, "m0.example.com", 0);
+    c = cursor();
+    script(200, feed_page(c, "upsert m0.example.com", 0), 200,
+           apr_psprintf(pool, "{\"bundles\":[%s]}", b2));
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK(manifest_ino() != ino);
+    CHECK(strstr(manifest(), "m0.example.com m1.example.com") != NULL);
+
+    UNIT_CASE("deleted and added again in one cycle: the manifest stays");
+    ino = manifest_ino();
+    b1 = make_bundle(&serial, "m1.example.com", 0);
+    c = cursor();
+    fake_http_reset(fake);
+    fake_http_answer_n(fake, "GET", CHANGES, 200, NULL,
+                       feed_page(c, "delete m1.example.com", 1), 1);
+    fake_http_answer_n(fake, "GET", CHANGES, 200, NULL,
+                       feed_page(c + 1, "upsert m1.example.com", 0), 1);
+    fake_http_answer(fake, "POST", BUNDLES, 200, NULL,
+                     apr_psprintf(pool, "{\"bundles\":[%s]}", b1));
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.removed, 1);
+    CHECK_EQ_INT(res.installed, 1);
+    CHECK(apr_hash_get(res.removed_set, "m1.example.com",
+                       APR_HASH_KEY_STRING) != NULL);
+    CHECK(apr_hash_get(res.made_current, "m1.example.com",
+                       APR_HASH_KEY_STRING) != NULL);
+    CHECK(manifest_ino() == ino);
+    CHECK(strstr(manifest(), "m0.example.com m1.example.com") != NULL);
+
+    UNIT_CASE("a deleted domain leaves the manifest");
+    c = cursor();
+    script(200, feed_page(c, "delete m0.example.com", 0), 200, NULL);
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.removed, 1);
+    CHECK(manifest_ino() != ino);
+    CHECK(strstr(manifest(), "m0.example.com") == NULL);
+    CHECK(strstr(manifest(), "m1.example.com") != NULL);
+}
+
+/*
+ * The key.seal backfill goes through the manifest in slices, reading
+ * only the slice (csy_store_manifest_slice), not the whole file at every
+ * cycle: versions installed without key.seal get one, max a call, and
+ * the pass ends at the manifest's end.
+ */
+static void test_seal_backfill(void)
+{
+    csy_config_t dcfg = cfg;
+    apr_array_header_t *chain, *names;
+    const char *err, *name, *sdir = csy_store_dir(store);
+    cs_cert_info_t info;
+    unsigned char *der;
+    apr_size_t len;
+    EVP_PKEY *key;
+    int i, pos = 0, done = 0, n, calls = 0, sealed = 0, have;
+
+    UNIT_CASE("key.seal backfill: in slices, to the manifest's end");
+    names = apr_array_make(pool, 5, sizeof(const char *));
+    for (i = 0; i < 5; i++) {
+        name = apr_psprintf(pool, "seal%d.example.com", i);
+        APR_ARRAY_PUSH(names, const char *) = name;
+        if (!CHECK(cs_key_generate(&key, pool, CS_KEY_EC_P256) == 0
+                   && cs_ca_issue(&chain, pool, &ca, key, name,
+                                  apr_time_from_sec(3600), &err) == 0
+                   && cs_envelope_seal(&der, &len, pool, key, wrap_certs,
+                                       &err) == 0)) {
+            return;
+        }
+        cs_cert_info(&info, pool, APR_ARRAY_IDX(chain, 0, X509 *));
+        CHECK_EQ_INT(csy_store_install(store, pool, name, info.serial,
+                                       cs_pem_write_certs(pool, chain), der,
+                                       len, 1), APR_SUCCESS);
+    }
+    CHECK_EQ_INT(csy_store_manifest_write(store, pool, names), APR_SUCCESS);
+    dcfg.keep_envelopes = 1;
+    dcfg.seal_keys = cs_seal_keys_derive(pool, wrap_keys);
+    while (!done && calls < 10) {
+        n = csy_seal_backfill(&dcfg, store, pool, &pos, 2, &done);
+        CHECK(n <= 2);
+        sealed += n;
+        calls++;
+    }
+    CHECK(done);
+    CHECK_EQ_INT(sealed, 5);
+    CHECK_EQ_INT(pos, 5);
+    CHECK_EQ_INT(calls, 3);
+    for (i = 0, have = 0; i < 5; i++) {
+        name = APR_ARRAY_IDX(names, i, const char *);
+        have += access(apr_psprintf(pool, "%s/live/%s/current/key.seal",
+                                    sdir, name), F_OK) == 0;
+    }
+    CHECK_EQ_INT(have, 5);
+    /* Again from the start: every one sealed, nothing to write. */
+    pos = 0;
+    CHECK_EQ_INT(csy_seal_backfill(&dcfg, store, pool, &pos, 2, &done), 0);
+    CHECK(done);
+    CHECK_EQ_INT(pos, 5);
+}
+
 int main(void)
 {
     const char *tmp = getenv("CSY_TEST_TMPDIR");
@@ -781,6 +958,8 @@ int main(void)
     test_threads(1);
     test_threads(4);
     test_pipeline();
+    test_manifest_writes();
+    test_seal_backfill();
 
     testkit_rm_tree(base);
     apr_pool_destroy(pool);
