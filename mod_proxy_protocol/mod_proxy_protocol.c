@@ -570,6 +570,14 @@ static void pp_export_env(void *baton, const char *name, pp_format_t fmt,
     }
 }
 
+/* The texts of a header's addresses and ports, in one allocation. */
+typedef struct {
+    char src_ip[INET6_ADDRSTRLEN];
+    char dst_ip[INET6_ADDRSTRLEN];
+    char src_port[PP_PORT_TEXT_LEN];
+    char dst_port[PP_PORT_TEXT_LEN];
+} pp_text_t;
+
 /* Records what the header says and sets the client address. */
 static void pp_apply_header(conn_rec *c, pp_conn_t *cc,
                             const pp_header_t *hdr)
@@ -583,27 +591,38 @@ static void pp_apply_header(conn_rec *c, pp_conn_t *cc,
     if (hdr->has_addresses) {
         apr_sockaddr_t *src = pp_make_sockaddr(c->pool, hdr->family,
                                                hdr->src_addr, hdr->src_port);
-        apr_sockaddr_t *dst = pp_make_sockaddr(c->pool, hdr->family,
-                                               hdr->dst_addr, hdr->dst_port);
-        char *src_ip = apr_palloc(c->pool, INET6_ADDRSTRLEN);
-        char *dst_ip = apr_palloc(c->pool, INET6_ADDRSTRLEN);
+        pp_text_t *t = apr_palloc(c->pool, sizeof(*t));
 
-        apr_sockaddr_ip_getbuf(src_ip, INET6_ADDRSTRLEN, src);
-        apr_sockaddr_ip_getbuf(dst_ip, INET6_ADDRSTRLEN, dst);
-        apr_table_addn(env, "PROXY_PROTOCOL_SRC_ADDR", src_ip);
-        apr_table_addn(env, "PROXY_PROTOCOL_SRC_PORT",
-                       apr_itoa(c->pool, hdr->src_port));
-        apr_table_addn(env, "PROXY_PROTOCOL_DST_ADDR", dst_ip);
-        apr_table_addn(env, "PROXY_PROTOCOL_DST_PORT",
-                       apr_itoa(c->pool, hdr->dst_port));
+        if (hdr->family == PP_FAM_INET) {
+            /* Written here, the same text as inet_ntop's: APR's writer
+             * wants a sockaddr, which the destination needs for nothing
+             * else. */
+            pp_addr4_text(t->src_ip, hdr->src_addr);
+            pp_addr4_text(t->dst_ip, hdr->dst_addr);
+        }
+        else {
+            /* APR's text, as c->client_ip always had: an IPv4-mapped
+             * address is written as IPv4. */
+            apr_sockaddr_ip_getbuf(t->src_ip, sizeof(t->src_ip), src);
+            apr_sockaddr_ip_getbuf(t->dst_ip, sizeof(t->dst_ip),
+                                   pp_make_sockaddr(c->pool, hdr->family,
+                                                    hdr->dst_addr,
+                                                    hdr->dst_port));
+        }
+        pp_port_text(t->src_port, hdr->src_port);
+        pp_port_text(t->dst_port, hdr->dst_port);
+        apr_table_addn(env, "PROXY_PROTOCOL_SRC_ADDR", t->src_ip);
+        apr_table_addn(env, "PROXY_PROTOCOL_SRC_PORT", t->src_port);
+        apr_table_addn(env, "PROXY_PROTOCOL_DST_ADDR", t->dst_ip);
+        apr_table_addn(env, "PROXY_PROTOCOL_DST_PORT", t->dst_port);
 
         ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, PPLOGNO(00005)
                       "PROXY v%d from %s: client %s%s%s:%u", hdr->version,
                       c->client_ip, src->family == APR_INET6 ? "[" : "",
-                      src_ip, src->family == APR_INET6 ? "]" : "",
+                      t->src_ip, src->family == APR_INET6 ? "]" : "",
                       hdr->src_port);
         c->client_addr = src;
-        c->client_ip = src_ip;
+        c->client_ip = t->src_ip;
     }
     else {
         ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, PPLOGNO(00006)
