@@ -57,9 +57,21 @@ typedef struct {
     server_rec *s;                      /* where the settings come from */
 } pp_rule_t;
 
-/* What the header said, kept for the connection's requests. */
+/* The texts of a header's addresses and ports, in one allocation. */
 typedef struct {
-    apr_table_t *env;                   /* NULL: nothing to export */
+    char src_ip[INET6_ADDRSTRLEN];
+    char dst_ip[INET6_ADDRSTRLEN];
+    char src_port[PP_PORT_TEXT_LEN];
+    char dst_port[PP_PORT_TEXT_LEN];
+} pp_text_t;
+
+/* What the header said, kept for the connection's requests (their
+ * PROXY_PROTOCOL_* variables). */
+typedef struct {
+    const char *version;                /* NULL: nothing to export */
+    const char *peer_ip;                /* the proxy's address */
+    const pp_text_t *text;              /* NULL: no addresses */
+    apr_table_t *tlvs;                  /* NULL: no TLV exported */
     apr_bucket *rest;                   /* read after the header, for the
                                          * core's first read; NULL: none */
 } pp_conn_t;
@@ -574,36 +586,40 @@ static void pp_export_env(void *baton, const char *name, pp_format_t fmt,
 static void pp_apply_header(conn_rec *c, pp_conn_t *cc,
                             const pp_header_t *hdr)
 {
-    /* A fresh table and distinct names: added without a lookup. */
-    apr_table_t *env = apr_table_make(c->pool, 12);
-
-    apr_table_addn(env, "PROXY_PROTOCOL_VERSION",
-                   hdr->version == 1 ? "1" : "2");
-    apr_table_addn(env, "PROXY_PROTOCOL_PEER_ADDR", c->client_ip);
+    cc->version = hdr->version == 1 ? "1" : "2";
+    cc->peer_ip = c->client_ip;
     if (hdr->has_addresses) {
         apr_sockaddr_t *src = pp_make_sockaddr(c->pool, hdr->family,
                                                hdr->src_addr, hdr->src_port);
-        apr_sockaddr_t *dst = pp_make_sockaddr(c->pool, hdr->family,
-                                               hdr->dst_addr, hdr->dst_port);
-        char *src_ip = apr_palloc(c->pool, INET6_ADDRSTRLEN);
-        char *dst_ip = apr_palloc(c->pool, INET6_ADDRSTRLEN);
+        pp_text_t *t = apr_palloc(c->pool, sizeof(*t));
 
-        apr_sockaddr_ip_getbuf(src_ip, INET6_ADDRSTRLEN, src);
-        apr_sockaddr_ip_getbuf(dst_ip, INET6_ADDRSTRLEN, dst);
-        apr_table_addn(env, "PROXY_PROTOCOL_SRC_ADDR", src_ip);
-        apr_table_addn(env, "PROXY_PROTOCOL_SRC_PORT",
-                       apr_itoa(c->pool, hdr->src_port));
-        apr_table_addn(env, "PROXY_PROTOCOL_DST_ADDR", dst_ip);
-        apr_table_addn(env, "PROXY_PROTOCOL_DST_PORT",
-                       apr_itoa(c->pool, hdr->dst_port));
+        if (hdr->family == PP_FAM_INET) {
+            /* Written here, the same text as inet_ntop's: APR's writer
+             * wants a sockaddr, which the destination needs for nothing
+             * else. */
+            pp_addr4_text(t->src_ip, hdr->src_addr);
+            pp_addr4_text(t->dst_ip, hdr->dst_addr);
+        }
+        else {
+            /* APR's text, as c->client_ip always had: an IPv4-mapped
+             * address is written as IPv4. */
+            apr_sockaddr_ip_getbuf(t->src_ip, sizeof(t->src_ip), src);
+            apr_sockaddr_ip_getbuf(t->dst_ip, sizeof(t->dst_ip),
+                                   pp_make_sockaddr(c->pool, hdr->family,
+                                                    hdr->dst_addr,
+                                                    hdr->dst_port));
+        }
+        pp_port_text(t->src_port, hdr->src_port);
+        pp_port_text(t->dst_port, hdr->dst_port);
+        cc->text = t;
 
         ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, PPLOGNO(00005)
                       "PROXY v%d from %s: client %s%s%s:%u", hdr->version,
                       c->client_ip, src->family == APR_INET6 ? "[" : "",
-                      src_ip, src->family == APR_INET6 ? "]" : "",
+                      t->src_ip, src->family == APR_INET6 ? "]" : "",
                       hdr->src_port);
         c->client_addr = src;
-        c->client_ip = src_ip;
+        c->client_ip = t->src_ip;
     }
     else {
         ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, PPLOGNO(00006)
@@ -612,9 +628,9 @@ static void pp_apply_header(conn_rec *c, pp_conn_t *cc,
                       hdr->version, c->client_ip);
     }
     if (hdr->tlvs_len) {
-        pp_header_export_tlvs(hdr, pp_export_env, env);
+        cc->tlvs = apr_table_make(c->pool, 4);
+        pp_header_export_tlvs(hdr, pp_export_env, cc->tlvs);
     }
-    cc->env = env;
 }
 
 /*
@@ -738,22 +754,32 @@ static int pp_set_request_env(void *rec, const char *key, const char *value)
 static int pp_post_read_request(request_rec *r)
 {
     conn_rec *c = r->connection;
-    pp_conn_t *cc;
+    const pp_conn_t *cc;
+    apr_table_t *env;
+    void (*put)(apr_table_t *, const char *, const char *);
 
     while (c->master) {
         c = c->master;
     }
     cc = ap_get_module_config(c->conn_config, &proxy_protocol_module);
-    if (cc && cc->env) {
-        if (apr_is_empty_table(r->subprocess_env)) {
-            /* As it is this early (REALLY_FIRST): the connection's
-             * table copied whole, without a lookup per variable. */
-            r->subprocess_env = apr_table_copy(r->pool, cc->env);
-        }
-        else {
-            apr_table_do(pp_set_request_env, r->subprocess_env, cc->env,
-                         NULL);
-        }
+    if (!cc || !cc->version) {
+        return DECLINED;
+    }
+    env = r->subprocess_env;
+    /* As early as this (REALLY_FIRST) the request's table is empty but
+     * for another module's doing: then the names, which are distinct,
+     * are added without a lookup each. */
+    put = apr_is_empty_table(env) ? apr_table_addn : apr_table_setn;
+    put(env, "PROXY_PROTOCOL_VERSION", cc->version);
+    put(env, "PROXY_PROTOCOL_PEER_ADDR", cc->peer_ip);
+    if (cc->text) {
+        put(env, "PROXY_PROTOCOL_SRC_ADDR", cc->text->src_ip);
+        put(env, "PROXY_PROTOCOL_SRC_PORT", cc->text->src_port);
+        put(env, "PROXY_PROTOCOL_DST_ADDR", cc->text->dst_ip);
+        put(env, "PROXY_PROTOCOL_DST_PORT", cc->text->dst_port);
+    }
+    if (cc->tlvs) {
+        apr_table_do(pp_set_request_env, env, cc->tlvs, NULL);
     }
     return DECLINED;
 }

@@ -286,23 +286,110 @@ static pp_result_t v1_line(pp_header_t *hdr, const unsigned char *s, size_t n,
     return PP_OK;
 }
 
+/*
+ * The line nearly every proxy sends, "PROXY TCP4 a.b.c.d e.f.g.h sport
+ * dport" (CRLF excluded), read in one pass once it has arrived whole.
+ * It accepts exactly the TCP4 lines v1_line() accepts, with the same
+ * result; anything else returns 0 and v1_line() decides, with its error
+ * messages.  v1_line() visits each byte four times (the token scan, the
+ * character check, the field reader, the CR scan before it): callgrind
+ * put it at most of the module's cost per connection.
+ */
+
+/* A decimal number of 1 to max_digits digits without a leading zero at
+ * *pp (moved past it), not followed by a digit. */
+static int v1_number(unsigned int *out, const unsigned char **pp,
+                     const unsigned char *end, unsigned int max_digits)
+{
+    const unsigned char *p = *pp;
+    unsigned int v, digits = 1;
+
+    if (p == end || *p < '0' || *p > '9') {
+        return 0;
+    }
+    v = (unsigned int)(*p++ - '0');
+    if (v != 0) {
+        while (p < end && *p >= '0' && *p <= '9' && digits++ < max_digits) {
+            v = v * 10 + (unsigned int)(*p++ - '0');
+        }
+    }
+    if (p < end && *p >= '0' && *p <= '9') {
+        return 0;
+    }
+    *out = v;
+    *pp = p;
+    return 1;
+}
+
+static int v1_quad(unsigned char *out, const unsigned char **pp,
+                   const unsigned char *end)
+{
+    unsigned int v;
+    int k;
+
+    for (k = 0; k < 4; k++) {
+        if (k > 0 && (*pp == end || *(*pp)++ != '.')) {
+            return 0;
+        }
+        if (!v1_number(&v, pp, end, 3) || v > 255) {
+            return 0;
+        }
+        out[k] = (unsigned char)v;
+    }
+    return 1;
+}
+
+/* A single space at *pp, moved past it. */
+static int v1_space(const unsigned char **pp, const unsigned char *end)
+{
+    return *pp < end && *(*pp)++ == ' ';
+}
+
+static int v1_tcp4_line(pp_header_t *hdr, const unsigned char *s, size_t n)
+{
+    const unsigned char *p = s + 11, *end = s + n;
+    unsigned int sport, dport;
+
+    if (n < 11 || memcmp(s, "PROXY TCP4 ", 11) != 0) {
+        return 0;
+    }
+    if (!v1_quad(hdr->src_addr, &p, end) || !v1_space(&p, end)
+        || !v1_quad(hdr->dst_addr, &p, end) || !v1_space(&p, end)
+        || !v1_number(&sport, &p, end, 5) || sport > 65535
+        || !v1_space(&p, end)
+        || !v1_number(&dport, &p, end, 5) || dport > 65535 || p != end) {
+        memset(hdr->src_addr, 0, sizeof(hdr->src_addr));
+        memset(hdr->dst_addr, 0, sizeof(hdr->dst_addr));
+        return 0;
+    }
+    hdr->version = 1;
+    hdr->command = PP_CMD_PROXY;
+    hdr->family = PP_FAM_INET;
+    hdr->transport = PP_TRANS_STREAM;
+    hdr->src_port = (uint16_t)sport;
+    hdr->dst_port = (uint16_t)dport;
+    hdr->has_addresses = 1;
+    return 1;
+}
+
 static pp_result_t parse_v1(pp_header_t *hdr, const unsigned char *buf,
                             size_t len, size_t *need)
 {
     size_t scan = len < PP_V1_MAX_LEN ? len : PP_V1_MAX_LEN;
+    const unsigned char *cr;
     size_t i;
     pp_result_t rv;
 
     if (memcmp(buf, v1_prefix, len < V1_PREFIX_LEN ? len : V1_PREFIX_LEN)) {
         return fail(hdr, "not a PROXY protocol header");
     }
-    for (i = 0; i < scan; i++) {
-        if (buf[i] == '\n') {
-            return fail(hdr, "v1: LF without CR");
-        }
-        if (buf[i] == '\r') {
-            break;
-        }
+    /* The line ends at the first CR; an LF before it is an error.  Two
+     * memchr() instead of a loop over every byte: the C library's are
+     * vectorised. */
+    cr = memchr(buf, '\r', scan);
+    i = cr ? (size_t)(cr - buf) : scan;
+    if (memchr(buf, '\n', i)) {
+        return fail(hdr, "v1: LF without CR");
     }
     if (i == scan) {
         if (len >= PP_V1_MAX_LEN) {
@@ -315,6 +402,10 @@ static pp_result_t parse_v1(pp_header_t *hdr, const unsigned char *buf,
     }
     if (i + 1 < len && buf[i + 1] != '\n') {
         return fail(hdr, "v1: CR not followed by LF");
+    }
+    if (i + 1 < len && v1_tcp4_line(hdr, buf, i)) {
+        hdr->length = i + 2;
+        return PP_OK;
     }
     rv = v1_line(hdr, buf, i, 1, need);
     if (rv != PP_OK) {
@@ -648,6 +739,50 @@ size_t pp_format_value(char *out, pp_format_t fmt, const unsigned char *value,
     }
     *o = '\0';
     return (size_t)(o - out);
+}
+
+size_t pp_addr4_text(char *out, const unsigned char *addr)
+{
+    char *o = out;
+    int k;
+
+    for (k = 0; k < 4; k++) {
+        unsigned int v = addr[k];
+
+        if (k > 0) {
+            *o++ = '.';
+        }
+        if (v >= 100) {
+            *o++ = (char)('0' + v / 100);
+            v %= 100;
+            *o++ = (char)('0' + v / 10);
+            v %= 10;
+        }
+        else if (v >= 10) {
+            *o++ = (char)('0' + v / 10);
+            v %= 10;
+        }
+        *o++ = (char)('0' + v);
+    }
+    *o = '\0';
+    return (size_t)(o - out);
+}
+
+size_t pp_port_text(char *out, uint16_t port)
+{
+    char digits[5];
+    unsigned int v = port;
+    size_t n = 0, i;
+
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (i = 0; i < n; i++) {
+        out[i] = digits[n - 1 - i];
+    }
+    out[n] = '\0';
+    return n;
 }
 
 /* Bit sets of names already exported: the first occurrence wins. */

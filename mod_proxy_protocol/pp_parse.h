@@ -150,4 +150,18 @@ size_t pp_format_len(pp_format_t fmt, size_t len);
 size_t pp_format_value(char *out, pp_format_t fmt, const unsigned char *value,
                        size_t len);
 
+/** Bytes for the text of an IPv4 address ("255.255.255.255"), NUL included. */
+#define PP_ADDR4_TEXT_LEN 16
+/** Bytes for the text of a port ("65535"), NUL included. */
+#define PP_PORT_TEXT_LEN 6
+
+/**
+ * The dotted-quad text of a 4-byte address in network order, as
+ * inet_ntop() writes it, into out (PP_ADDR4_TEXT_LEN bytes); returns strlen.
+ */
+size_t pp_addr4_text(char *out, const unsigned char *addr);
+
+/** A port in decimal into out (PP_PORT_TEXT_LEN bytes); returns strlen. */
+size_t pp_port_text(char *out, uint16_t port);
+
 #endif /* PP_PARSE_H */

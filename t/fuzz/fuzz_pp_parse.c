@@ -62,6 +62,24 @@ static void check_ok(const pp_header_t *h, const uint8_t *data, size_t size)
     if (h->tlvs_len) {
         REQUIRE(h->tlvs > data && h->tlvs + h->tlvs_len == data + h->length);
     }
+    if (h->version == 1 && h->family == PP_FAM_INET) {
+        /* A TCP4 line is accepted only in its one canonical spelling (no
+         * leading zeros, single spaces), which is what the address and
+         * port writers give back. */
+        char src[PP_ADDR4_TEXT_LEN], dst[PP_ADDR4_TEXT_LEN];
+        char sport[PP_PORT_TEXT_LEN], dport[PP_PORT_TEXT_LEN];
+        char line[PP_V1_MAX_LEN + 1];
+        int n;
+
+        pp_addr4_text(src, h->src_addr);
+        pp_addr4_text(dst, h->dst_addr);
+        pp_port_text(sport, h->src_port);
+        pp_port_text(dport, h->dst_port);
+        n = snprintf(line, sizeof(line), "PROXY TCP4 %s %s %s %s\r\n", src,
+                     dst, sport, dport);
+        REQUIRE(n > 0 && (size_t)n == h->length);
+        REQUIRE(memcmp(line, data, h->length) == 0);
+    }
 }
 
 static void export_one(void *baton, const char *name, pp_format_t fmt,

@@ -1642,10 +1642,222 @@ static void test_v1_addr4_oracle(void)
     CHECK(cases > 300000);
 }
 
+/* The reference for a v1 IPv4 address: inet_pton, and no octet with a
+ * leading zero (haproxy's doc leaves octal out; the parser refuses it). */
+static int ref_addr4(const char *text, unsigned char *out)
+{
+    int k;
+
+    if (inet_pton(AF_INET, text, out) != 1) {
+        return 0;
+    }
+    for (k = 0; text[k]; k++) {
+        if (text[k] == '0' && (k == 0 || text[k - 1] == '.')
+            && text[k + 1] && text[k + 1] != '.') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The reference for a v1 port: 1 to 5 digits, no leading zero, <= 65535. */
+static int ref_port(const char *text, unsigned *out)
+{
+    size_t n = strlen(text), i;
+    unsigned long v = 0;
+
+    if (n < 1 || n > 5 || (n > 1 && text[0] == '0')) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        if (text[i] < '0' || text[i] > '9') {
+            return 0;
+        }
+        v = v * 10 + (unsigned long)(text[i] - '0');
+    }
+    *out = (unsigned)v;
+    return v <= 65535;
+}
+
+/* The reference for a whole TCP4 line (CRLF excluded): six fields
+ * separated by single spaces. */
+static int ref_tcp4(const char *line, unsigned char *src, unsigned char *dst,
+                    unsigned *sport, unsigned *dport)
+{
+    char copy[128], *field[7];
+    int nf = 0;
+    char *p = copy;
+
+    snprintf(copy, sizeof(copy), "%s", line);
+    field[nf++] = p;
+    while ((p = strchr(p, ' ')) != NULL) {
+        *p++ = '\0';
+        if (nf == 7) {
+            return 0;
+        }
+        field[nf++] = p;
+    }
+    return nf == 6 && strcmp(field[0], "PROXY") == 0
+           && strcmp(field[1], "TCP4") == 0 && ref_addr4(field[2], src)
+           && ref_addr4(field[3], dst) && ref_port(field[4], sport)
+           && ref_port(field[5], dport);
+}
+
+/* A small deterministic generator, so that a failure can be replayed. */
+static unsigned long rng_state = 12345;
+
+static unsigned rng(unsigned n)
+{
+    rng_state = rng_state * 6364136223846793005UL + 1442695040888963407UL;
+    return (unsigned)((rng_state >> 33) % n);
+}
+
+/* One of the first valid entries of list three times in four, else any. */
+static const char *pick(const char *const *list, unsigned valid, unsigned n)
+{
+    return list[rng(4) ? rng(valid) : rng(n)];
+}
+
+/*
+ * Whole TCP4 lines, valid and near-valid (octets and ports at and past
+ * their bounds, leading zeros, doubled or missing separators, one byte
+ * substituted, inserted or deleted), against the reference above: the
+ * same verdict, addresses and ports each.  The line nearly every proxy
+ * sends is read by its own one-pass reader; this checks it accepts
+ * exactly what the general reader and the reference accept.
+ */
+static void test_v1_tcp4_oracle(void)
+{
+    static const char *const octets[] = {
+        "0", "1", "9", "10", "99", "100", "199", "249", "250", "255", "256",
+        "260", "300", "999", "00", "01", "010", "1000", "", "2555"
+    };
+    static const char *const ports[] = {
+        "0", "1", "80", "443", "6553", "65535", "65536", "65539", "70000",
+        "99999", "080", "00", "123456", "", "8O"
+    };
+    static const char *const keywords[] = {
+        "TCP4", "TCP6", "tcp4", "TCP44", "TCP"
+    };
+    static const char mutate[] = "0123456789. :aT4-";
+    const unsigned no = sizeof(octets) / sizeof(octets[0]);
+    const unsigned np = sizeof(ports) / sizeof(ports[0]);
+    int i, bad = 0, accepted = 0, refused = 0;
+
+    UNIT_CASE("v1 TCP4 lines agree with the reference (inet_pton, ports)");
+    for (i = 0; i < 200000; i++) {
+        char line[128], crlf[132];
+        unsigned char want_src[4], want_dst[4];
+        unsigned want_sport = 0, want_dport = 0;
+        pp_header_t hdr;
+        int ok, got, same;
+        size_t n;
+
+        snprintf(line, sizeof(line), "PROXY %s %s.%s.%s.%s%s%s.%s.%s.%s %s %s",
+                 pick(keywords, 1, 5), pick(octets, 10, no),
+                 pick(octets, 10, no), pick(octets, 10, no),
+                 pick(octets, 10, no), rng(16) ? " " : "  ",
+                 pick(octets, 10, no), pick(octets, 10, no),
+                 pick(octets, 10, no), pick(octets, 10, no),
+                 pick(ports, 6, np), pick(ports, 6, np));
+        n = strlen(line);
+        switch (rng(6)) {
+        case 0:     /* substitute */
+            line[rng((unsigned)n)] = mutate[rng(sizeof(mutate) - 1)];
+            break;
+        case 1:     /* delete */
+            {
+                size_t at = rng((unsigned)n);
+
+                memmove(line + at, line + at + 1, n - at);
+            }
+            break;
+        case 2:     /* insert */
+            {
+                size_t at = rng((unsigned)n + 1);
+
+                memmove(line + at + 1, line + at, n - at + 1);
+                line[at] = mutate[rng(sizeof(mutate) - 1)];
+            }
+            break;
+        default:
+            break;
+        }
+        ok = ref_tcp4(line, want_src, want_dst, &want_sport, &want_dport);
+        snprintf(crlf, sizeof(crlf), "%s\r\n", line);
+        got = parse(&hdr, crlf, strlen(crlf)) == PP_OK;
+        same = got && ok && hdr.version == 1 && hdr.family == PP_FAM_INET
+               && hdr.has_addresses && hdr.transport == PP_TRANS_STREAM
+               && hdr.length == strlen(crlf)
+               && memcmp(hdr.src_addr, want_src, 4) == 0
+               && memcmp(hdr.dst_addr, want_dst, 4) == 0
+               && hdr.src_port == want_sport && hdr.dst_port == want_dport;
+        accepted += ok;
+        refused += !ok;
+        if (got != ok || (ok && !same)) {
+            if (bad++ < 5) {
+                printf("    '%s': parser %s, reference %s\n", line,
+                       !got ? "refuses" : same ? "accepts"
+                                        : "accepts with other values",
+                       ok ? "accepts" : "refuses");
+            }
+        }
+    }
+    printf("    %d accepted, %d refused\n", accepted, refused);
+    CHECK_EQ_INT(bad, 0);
+    /* Both verdicts well represented, or the test shows little. */
+    CHECK(accepted > 10000);
+    CHECK(refused > 10000);
+}
+
+/* The address and port writers against inet_ntop and printf. */
+static void test_addr_port_text(void)
+{
+    unsigned char a[4];
+    char got[PP_ADDR4_TEXT_LEN], want[INET_ADDRSTRLEN];
+    char pgot[PP_PORT_TEXT_LEN], pwant[8];
+    unsigned v, k;
+    int bad = 0;
+
+    UNIT_CASE("pp_addr4_text writes what inet_ntop writes");
+    for (k = 0; k < 4; k++) {
+        for (v = 0; v < 256; v++) {
+            a[0] = (unsigned char)rng(256);
+            a[1] = (unsigned char)rng(256);
+            a[2] = (unsigned char)rng(256);
+            a[3] = (unsigned char)rng(256);
+            a[k] = (unsigned char)v;
+            inet_ntop(AF_INET, a, want, sizeof(want));
+            if (pp_addr4_text(got, a) != strlen(want)
+                || strcmp(got, want) != 0) {
+                if (bad++ < 5) {
+                    printf("    '%s' for '%s'\n", got, want);
+                }
+            }
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+
+    UNIT_CASE("pp_port_text writes every port as printf's %u");
+    bad = 0;
+    for (v = 0; v <= 65535; v++) {
+        snprintf(pwant, sizeof(pwant), "%u", v);
+        if (pp_port_text(pgot, (uint16_t)v) != strlen(pwant)
+            || strcmp(pgot, pwant) != 0) {
+            if (bad++ < 5) {
+                printf("    '%s' for '%s'\n", pgot, pwant);
+            }
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
 int main(void)
 {
     test_v1_valid();
     test_v1_addr4_oracle();
+    test_v1_tcp4_oracle();
+    test_addr_port_text();
     test_v1_invalid();
     test_v2_basic();
     test_v2_families();
