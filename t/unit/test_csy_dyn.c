@@ -1,6 +1,6 @@
 /*
  * Unit tests of csy_dyn.c: server names, bundles read from a real store
- * (csy_store.c) with sealed keys (cs_crypto.c), the per-process cache
+ * (csy_store.c) with sealed keys (cs_envelope.c), the per-process cache
  * (hits, generation slots, renewal, deletion, wildcards, eviction, a bad
  * new version) and many threads looking up while versions change.
  */
@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_file.h"
 #include "cs_layout.h"
 #include "cs_seal.h"
