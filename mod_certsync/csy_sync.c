@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <apr_strings.h>
+#include <apr_thread_proc.h>
 #include <jansson.h>
 
 #include "cs_name.h"
@@ -27,6 +28,32 @@
 /* The cycle                                                           */
 /* ------------------------------------------------------------------ */
 
+/*
+ * A page's staged bundles made durable and current on a thread of their
+ * own (commit_run) while the cycle reads and checks the next page: one
+ * sync of the store, then the switches; a sync that fails refuses them
+ * all (current then stays where it was for every one).  The sync costs
+ * 50 to 70 ms on this kind of disk whatever it flushes and the switches
+ * a symlink and a rename each: on the cycle's thread they left every CPU
+ * but one idle at each page's end.  One page's commit at a time;
+ * commit_join waits for it and takes each bundle's outcome into the
+ * cycle's result, on the cycle's thread.  The links are synced later,
+ * once before the manifest and the cursor count on them (sync_links).
+ */
+typedef struct {
+    apr_array_header_t *jobs;   /* csy_job_t, from the page's pool */
+    apr_hash_t *domains;        /* their names (a later page naming one
+                                 * waits for the commit) */
+    csy_store_t *store;
+    apr_pool_t *pool;           /* the thread's: own allocator */
+    apr_thread_t *thread;       /* NULL: ran on the cycle's thread */
+    int unjoined;               /* begun, not yet joined */
+    apr_status_t rv;            /* the store's sync */
+    int switched;               /* any link switched */
+    long long next;             /* the feed after the page; -1: the page
+                                 * was not applied whole */
+} commit_t;
+
 typedef struct {
     csy_client_t *cl;
     csy_store_t *store;
@@ -37,6 +64,8 @@ typedef struct {
     apr_pool_t *p;              /* the cycle's results */
     csy_checker_t *checker;     /* checking bundles; made at first need */
     apr_array_header_t *staged; /* csy_job_t: fetch_all's, to commit */
+    commit_t commit;            /* the previous page's, maybe in flight */
+    long long cursor_ok;        /* the feed after the pages committed */
     int links_unsynced;         /* switched since the last sync_links */
 } cycle_t;
 
@@ -55,47 +84,102 @@ static void record_failure(cycle_t *cy, apr_pool_t *p, const char *domain,
                  APR_HASH_KEY_STRING, apr_pstrdup(cy->keep, why));
 }
 
-/*
- * What fetch_all's batches staged, made durable and current: one sync of
- * the store, then the switches; a sync that fails refuses them all
- * (current then stays where it was for every one).  The links are synced
- * later, once before the manifest and the cursor count on them
- * (sync_links): a sync costs 50 to 70 ms on this kind of disk whatever it
- * flushes, so it is paid once a page of the feed, not once a batch.
- * Then each bundle's outcome goes into the cycle's result.
- */
-static apr_status_t commit_staged(cycle_t *cy, apr_pool_t *p)
+static void *APR_THREAD_FUNC commit_run(apr_thread_t *t, void *data)
 {
-    apr_array_header_t *jobs = cy->staged;
-    apr_status_t rv = APR_SUCCESS, srv;
+    commit_t *c = data;
+    apr_status_t srv;
     const char *why;
     csy_job_t *j;
     int k, any = 0;
 
-    for (k = 0; k < jobs->nelts; k++) {
-        any |= APR_ARRAY_IDX(jobs, k, csy_job_t).pending;
+    (void)t;
+    for (k = 0; k < c->jobs->nelts; k++) {
+        any |= APR_ARRAY_IDX(c->jobs, k, csy_job_t).pending;
     }
-    if (any && (rv = csy_store_sync(cy->store)) != APR_SUCCESS) {
-        why = apr_psprintf(p, CSY_STORE_WHY "cannot sync the batch: %pm",
-                           &rv);
-        for (k = 0; k < jobs->nelts; k++) {
-            j = &APR_ARRAY_IDX(jobs, k, csy_job_t);
+    c->rv = any ? csy_store_sync(c->store) : APR_SUCCESS;
+    if (c->rv != APR_SUCCESS) {
+        why = apr_psprintf(c->pool, CSY_STORE_WHY "cannot sync the batch: "
+                           "%pm", &c->rv);
+        for (k = 0; k < c->jobs->nelts; k++) {
+            j = &APR_ARRAY_IDX(c->jobs, k, csy_job_t);
             if (j->pending) {
                 j->pending = 0;
                 j->why = why;
             }
         }
+        return NULL;
     }
-    for (k = 0; rv == APR_SUCCESS && k < jobs->nelts; k++) {
-        j = &APR_ARRAY_IDX(jobs, k, csy_job_t);
+    for (k = 0; k < c->jobs->nelts; k++) {
+        j = &APR_ARRAY_IDX(c->jobs, k, csy_job_t);
+        /* bare: the prune's notes are commit_join's (csy_store_prune_keep),
+         * on the thread that runs the prune */
         if (j->pending
-            && (srv = csy_store_switch(cy->store, p, j->domain, j->serial))
-               != APR_SUCCESS) {
+            && (srv = csy_store_switch_bare(c->store, c->pool, j->domain,
+                                            j->serial)) != APR_SUCCESS) {
             j->pending = 0;
-            j->why = apr_psprintf(p, CSY_STORE_WHY "%pm", &srv);
+            j->why = apr_psprintf(c->pool, CSY_STORE_WHY "%pm", &srv);
         }
-        cy->links_unsynced |= j->pending;
+        c->switched |= j->pending;
     }
+    return NULL;
+}
+
+/* Starts committing what fetch_all staged (cy->staged, from p) on its own
+ * thread; commit_join must come before p is cleared.  next: the feed
+ * position once this page is done (-1: none). */
+static void commit_begin(cycle_t *cy, apr_pool_t *p, long long next)
+{
+    commit_t *c = &cy->commit;
+    apr_allocator_t *alloc;
+    int k;
+
+    if (!c->pool) {
+        apr_allocator_create(&alloc);
+        apr_pool_create_ex(&c->pool, cy->p, NULL, alloc);
+        apr_allocator_owner_set(alloc, c->pool);
+    }
+    apr_pool_clear(c->pool);
+    c->jobs = cy->staged;
+    c->store = cy->store;
+    c->rv = APR_SUCCESS;
+    c->switched = 0;
+    c->next = next;
+    c->domains = apr_hash_make(p);
+    for (k = 0; k < c->jobs->nelts; k++) {
+        const char *d = APR_ARRAY_IDX(c->jobs, k, csy_job_t).want;
+        apr_hash_set(c->domains, d, APR_HASH_KEY_STRING, d);
+    }
+    cy->staged = NULL;
+    c->unjoined = 1;
+    if (apr_thread_create(&c->thread, NULL, commit_run, c, p)
+        != APR_SUCCESS) {
+        c->thread = NULL;
+        commit_run(NULL, c);    /* here, then */
+    }
+}
+
+/* Waits for the page's commit in flight, if any, and takes each bundle's
+ * outcome into the cycle's result.  Its sync's status; *err set if it
+ * failed.  Then cy->cursor_ok is the feed after the pages made current. */
+static apr_status_t commit_join(cycle_t *cy, const char **err)
+{
+    commit_t *c = &cy->commit;
+    apr_array_header_t *jobs = c->jobs;
+    apr_pool_t *p = c->pool;
+    apr_status_t trv;
+    const char *why;
+    csy_job_t *j;
+    int k;
+
+    if (!c->unjoined) {
+        return APR_SUCCESS;
+    }
+    if (c->thread) {
+        apr_thread_join(&trv, c->thread);
+        c->thread = NULL;
+    }
+    c->unjoined = 0;
+    cy->links_unsynced |= c->switched;
 
     for (k = 0; k < jobs->nelts; k++) {
         j = &APR_ARRAY_IDX(jobs, k, csy_job_t);
@@ -133,8 +217,15 @@ static apr_status_t commit_staged(cycle_t *cy, apr_pool_t *p)
             cy->res->changed = 1;
         }
     }
-    apr_array_clear(jobs);
-    return rv;
+    if (c->rv != APR_SUCCESS) {
+        /* Nothing of that page became current; the cursor stays. */
+        *err = apr_psprintf(cy->p, "cannot sync the store: %pm", &c->rv);
+        return c->rv;
+    }
+    if (c->next >= 0) {
+        cy->cursor_ok = c->next;
+    }
+    return APR_SUCCESS;
 }
 
 /* The links switched since the last call, on disk: before the manifest
@@ -143,6 +234,9 @@ static apr_status_t sync_links(cycle_t *cy, const char **err)
 {
     apr_status_t rv;
 
+    if ((rv = commit_join(cy, err)) != APR_SUCCESS) {
+        return rv;
+    }
     if (!cy->links_unsynced) {
         return APR_SUCCESS;
     }
@@ -258,19 +352,25 @@ static void keep_jobs(cycle_t *cy, apr_pool_t *p, answer_t *a,
 
 /*
  * All the bundles of names, in batches of CertSyncBatchSize, made current
- * together at the end (commit_staged), also when a batch failed: those
- * before it were checked and are installed.  While the workers check a
- * batch, this thread asks for the next one: CertService's part of a batch
- * (its reads, its JSON, TLS) then costs the cold sync no waiting, which
- * before took a tenth to a fifth of it with the workers idle.
+ * together at the end (commit_begin: on their own thread, while the cycle
+ * goes on with the next page), also when a batch failed: those before it
+ * were checked and are installed.  While the workers check a batch, this
+ * thread asks for the next one: CertService's part of a batch (its reads,
+ * its JSON, TLS) then costs the cold sync no waiting, which before took a
+ * tenth to a fifth of it with the workers idle.  The previous page's
+ * commit is joined first if it names one of names (the two would work in
+ * one domain's directory at once), else at the end, before this one's
+ * begins; an error of its sync is returned.  next: the feed position once
+ * names are all current (-1: none, the cursor stays).
  */
 static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
-                              const char **err)
+                              long long next_pos, const char **err)
 {
     apr_array_header_t *batches, *batch = NULL;
     apr_hash_index_t *hi;
     int size = cy->cl->config->batch_size;   /* > 0: csy_client_create */
     apr_status_t rv = APR_SUCCESS, crv;
+    const char *cerr = NULL;
     answer_t cur, next;
     csy_checking_t *c;
     csy_job_t *jobs;
@@ -280,6 +380,12 @@ static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
     batches = apr_array_make(p, apr_hash_count(names) / size + 1,
                              sizeof(apr_array_header_t *));
     for (hi = apr_hash_first(p, names); hi; hi = apr_hash_next(hi)) {
+        if (cy->commit.unjoined
+            && apr_hash_get(cy->commit.domains, apr_hash_this_key(hi),
+                            APR_HASH_KEY_STRING)
+            && (rv = commit_join(cy, err)) != APR_SUCCESS) {
+            return rv;
+        }
         if (!batch || batch->nelts == size) {
             batch = apr_array_make(p, size, sizeof(const char *));
             APR_ARRAY_PUSH(batches, apr_array_header_t *) = batch;
@@ -306,12 +412,13 @@ static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
         keep_jobs(cy, p, &cur, jobs, njobs);
         cur = next;
     }
-    crv = commit_staged(cy, p);
-    if (rv == APR_SUCCESS && crv != APR_SUCCESS) {
-        /* Nothing of this page became current; the cursor stays. */
-        *err = apr_psprintf(cy->p, "cannot sync the store: %pm", &crv);
-        rv = crv;
+    if ((crv = commit_join(cy, &cerr)) != APR_SUCCESS) {
+        /* What this page staged waits for the next cycle (the cursor
+         * stays before the page that failed). */
+        *err = cerr;
+        return crv;
     }
+    commit_begin(cy, p, rv == APR_SUCCESS ? next_pos : -1);
     return rv;
 }
 
@@ -330,17 +437,19 @@ static apr_status_t write_manifest(cycle_t *cy, apr_pool_t *p)
     return csy_store_manifest_write_known(cy->store, p, list);
 }
 
-/* The manifest, then the cursor: what the pages applied so far made
- * durable (their data already is). */
-static apr_status_t checkpoint(cycle_t *cy, apr_pool_t *p, long long cursor,
-                               long long *saved, const char **err)
+/* The manifest, then the cursor: what the pages applied and committed so
+ * far made durable (their data already is). */
+static apr_status_t checkpoint(cycle_t *cy, apr_pool_t *p, long long *saved,
+                               const char **err)
 {
     csy_result_t *res = cy->res;
+    long long cursor;
     apr_status_t rv;
 
     if ((rv = sync_links(cy, err))) {
         return rv;
     }
+    cursor = cy->cursor_ok;
     if (res->changed && (rv = write_manifest(cy, p))) {
         *err = apr_psprintf(cy->p, "cannot write the manifest: %pm", &rv);
         res->store_failed = "manifest";
@@ -421,11 +530,11 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
     apr_array_header_t *served;
     apr_hash_t *upserts, *deletes, *retry;
     apr_hash_index_t *hi;
-    apr_pool_t *page;
+    apr_pool_t *pages[2], *page;
     long long cursor, next, saved;
     const char *err = NULL, *ckpt_err = NULL;
     apr_status_t rv;
-    int more = 1, i, pending = 0;
+    int more = 1, i, pending = 0, npages = 0;
 
     memset(res, 0, sizeof(*res));
     memset(&cy, 0, sizeof(cy));
@@ -445,20 +554,25 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         res->error = apr_psprintf(p, "cannot read the store: %pm", &rv);
         return rv;
     }
-    res->cursor_before = res->cursor_after = saved = cursor;
+    res->cursor_before = res->cursor_after = saved = cy.cursor_ok = cursor;
     for (i = 0; i < served->nelts; i++) {
         apr_hash_set(cy.servable, APR_ARRAY_IDX(served, i, const char *),
                      APR_HASH_KEY_STRING, "");
     }
 
-    apr_pool_create(&page, p);
+    /* Two pages' pools in turn: a page's commit runs on while the next
+     * page is read and checked, and is joined before the page after. */
+    apr_pool_create(&pages[0], p);
+    apr_pool_create(&pages[1], p);
+    page = pages[0];
     while (more) {
+        page = pages[npages++ % 2];
         apr_pool_clear(page);
         upserts = apr_hash_make(page);
         deletes = apr_hash_make(page);
         if ((rv = read_page(&cy, page, cursor, upserts, deletes, &next,
                             &more, &err))
-            || (rv = fetch_all(&cy, page, upserts, &err))) {
+            || (rv = fetch_all(&cy, page, upserts, next, &err))) {
             break;
         }
         if (more && next == cursor) {
@@ -486,7 +600,7 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         res->head_exact = !more;
         cursor = next;
         if (++pending >= CSY_CHECKPOINT_PAGES || !more) {
-            if ((rv = checkpoint(&cy, page, cursor, &saved, &err))) {
+            if ((rv = checkpoint(&cy, page, &saved, &err))) {
                 pending = 0;
                 break;
             }
@@ -494,16 +608,17 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         }
     }
     /* A page failed: the ones applied before it are saved all the same. */
-    if (rv && pending && checkpoint(&cy, page, cursor, &saved,
+    if (rv && pending && checkpoint(&cy, page, &saved,
                                     &ckpt_err) != APR_SUCCESS) {
         csy_log(cl->config, CS_LOG_WARN, page, "%s", ckpt_err);
     }
 
     /* Earlier failures: try their latest bundle again. */
     if (!rv && apr_hash_count(failures)) {
+        page = pages[npages++ % 2];     /* the other one's commit is joined */
         apr_pool_clear(page);
         retry = apr_hash_copy(page, failures);
-        if ((rv = fetch_all(&cy, page, retry, &err)) == APR_SUCCESS
+        if ((rv = fetch_all(&cy, page, retry, -1, &err)) == APR_SUCCESS
             && (rv = sync_links(&cy, &err)) == APR_SUCCESS
             && res->changed && (rv = write_manifest(&cy, page))) {
             err = apr_psprintf(p, "cannot write the manifest: %pm", &rv);
@@ -511,12 +626,15 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
             res->store_error = apr_psprintf(p, "%pm", &rv);
         }
     }
-    /* Links switched by a page that failed after them: on disk all the
-     * same (nothing counts on them yet; the next cycle would sync too). */
-    if (cy.links_unsynced && sync_links(&cy, &ckpt_err) != APR_SUCCESS) {
+    /* A page's commit still running, links switched by a page that failed
+     * after them: on disk all the same (nothing counts on them yet; the
+     * next cycle would sync too). */
+    if ((cy.commit.unjoined || cy.links_unsynced)
+        && sync_links(&cy, &ckpt_err) != APR_SUCCESS) {
         csy_log(cl->config, CS_LOG_WARN, page, "%s", ckpt_err);
     }
-    apr_pool_destroy(page);
+    apr_pool_destroy(pages[0]);
+    apr_pool_destroy(pages[1]);
     if (rv) {
         res->error = err ? apr_pstrdup(p, err)
                          : apr_psprintf(p, "store error: %pm", &rv);
