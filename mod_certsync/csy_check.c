@@ -63,11 +63,12 @@ static apr_status_t open_key(EVP_PKEY **key, char **pem, apr_size_t *pem_len,
 
 /* key.seal for dynamic mode's workers (lib/cs_seal.h), sealed with the
  * key derived from the wrapping key that opened the envelope; NULL
- * (workers then open key.cms) if there is none. */
+ * (workers then open key.cms) if there is none.  verified: key and leaf
+ * passed cs_bundle_verify_ex, their pair is not checked again. */
 static unsigned char *seal_for_workers(apr_size_t *len,
                                        const csy_config_t *cfg,
                                        apr_pool_t *p, EVP_PKEY *key,
-                                       X509 *leaf, int which,
+                                       X509 *leaf, int which, int verified,
                                        const char *domain,
                                        const char *serial, const char **warn)
 {
@@ -75,9 +76,10 @@ static unsigned char *seal_for_workers(apr_size_t *len,
     const char *err = "no sealing key for this wrapping key";
 
     if (!cfg->seal_keys || which >= cfg->seal_keys->nelts
-        || cs_seal(&seal, len, p, key, leaf,
-                   &APR_ARRAY_IDX(cfg->seal_keys, which, cs_seal_key_t),
-                   domain, serial, &err)) {
+        || (verified ? cs_seal_verified : cs_seal)(
+               &seal, len, p, key, leaf,
+               &APR_ARRAY_IDX(cfg->seal_keys, which, cs_seal_key_t),
+               domain, serial, &err)) {
         *warn = apr_psprintf(p, "%s (serial %s): no key.seal, workers "
                              "will open key.cms: %s", domain, serial, err);
         return NULL;
@@ -155,7 +157,7 @@ int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
                                   &err) == APR_SUCCESS
             && (seal = seal_for_workers(&seal_len, cfg, one, key,
                                         APR_ARRAY_IDX(chain, 0, X509 *),
-                                        which, domain, serial, &warn))
+                                        which, 0, domain, serial, &warn))
                != NULL
             && csy_store_add_seal(store, one, domain, serial, seal,
                                   seal_len) == APR_SUCCESS) {
@@ -351,7 +353,7 @@ static void check_bundle(csy_job_t *j, const csy_config_t *cfg,
     }
     if (cfg->keep_envelopes) {
         seal = seal_for_workers(&seal_len, cfg, p, key,
-                                APR_ARRAY_IDX(chain, 0, X509 *), which,
+                                APR_ARRAY_IDX(chain, 0, X509 *), which, 1,
                                 j->domain, j->serial, &j->warn);
         rv = csy_store_stage(&j->pending, store, p, j->domain, j->serial,
                              chain_pem, der, der_len, 1, seal, seal_len);

@@ -239,6 +239,19 @@ static void test_seal(void)
     CHECK(got && signs_for(got, leaf));
     EVP_PKEY_free(got);
 
+    UNIT_CASE("cs_seal_verified: a pair already verified, round trip");
+    if (CHECK_EQ_INT(cs_seal_verified(&copy, &rlen, pool, key, leaf, &sk,
+                                      "seal.test", "0a1b", &err), 0)) {
+        CHECK_EQ_INT(rlen, len);
+        CHECK_EQ_INT(cs_seal_open(&got, copy, rlen, leaf, &sk, "seal.test",
+                                  "0a1b", &err), 0);
+        CHECK(got && EVP_PKEY_eq(got, key) == 1);
+        CHECK(got && signs_for(got, leaf));
+        EVP_PKEY_free(got);
+    }
+    CHECK_EQ_INT(cs_seal_verified(&copy, &rlen, pool, key, NULL, &sk,
+                                  "seal.test", "0a1b", &err), APR_EINVAL);
+
     UNIT_CASE("cs_seal: a sealing key that was not derived");
     other.ok = 0;
     CHECK_EQ_INT(cs_seal(&copy, &rlen, pool, key, leaf, &other, "seal.test",
