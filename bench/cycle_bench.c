@@ -38,6 +38,7 @@
 #include <jansson.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_http.h"
 #include "cs_seal.h"
 #include "cs_x509.h"

@@ -4,8 +4,9 @@
  * flood of random server names against a store.
  *
  *   cc -O2 -o /tmp/dyn_unknown bench/dyn_unknown.c mod_certsync/csy_dyn.c \
- *      lib/cs_crypto.c lib/cs_file.c lib/cs_layout.c lib/cs_name.c \
- *      lib/cs_name_idn.c lib/cs_seal.c lib/cs_x509.c -Imod_certsync -Ilib \
+ *      lib/cs_crypto.c lib/cs_envelope.c lib/cs_file.c lib/cs_layout.c \
+ *      lib/cs_name.c lib/cs_name_idn.c lib/cs_seal.c lib/cs_x509.c \
+ *      -Imod_certsync -Ilib \
  *      $(pkg-config --cflags --libs apr-1) -lssl -lcrypto -lidn2 -lpsl \
  *      -ljansson
  *   /tmp/dyn_unknown STORE_DIR [LOOKUPS]

@@ -31,6 +31,7 @@
 #include <openssl/x509.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_x509.h"
 
 typedef struct {

@@ -38,6 +38,7 @@
 #include <apr_strings.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_layout.h"
 #include "cs_seal.h"
 #include "cs_x509.h"

@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_file.h"
 #include "cs_http.h"
 #include "cs_x509.h"

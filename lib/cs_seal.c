@@ -243,33 +243,18 @@ static unsigned char *plain_pkcs8(apr_size_t *len, apr_pool_t *p,
     return buf;
 }
 
-apr_status_t cs_seal(unsigned char **out, apr_size_t *out_len,
-                     apr_pool_t *p, EVP_PKEY *key, X509 *leaf,
-                     const cs_seal_key_t *sk, const char *name,
-                     const char *serial, const char **err)
+/* cs_seal once key and leaf are known to be a pair. */
+static apr_status_t seal_pair(unsigned char **out, apr_size_t *out_len,
+                              apr_pool_t *p, EVP_PKEY *key, X509 *leaf,
+                              const cs_seal_key_t *sk, const char *name,
+                              const char *serial, const char **err)
 {
     unsigned char *plain, *buf;
     apr_size_t plain_len = 0, ad_len;
     char *ad;
 
-    *out = NULL;
-    *err = NULL;
-    if (key == NULL || leaf == NULL || X509_check_private_key(leaf, key)
-                                       != 1) {
-        ERR_clear_error();
-        *err = "key.seal: the key does not match the certificate";
-        return APR_EINVAL;
-    }
     if (sk == NULL || !sk->ok) {
         *err = "key.seal: no sealing key";
-        return APR_EINVAL;
-    }
-    /* The opener rebuilds the key from its scalar and the certificate's
-     * point without checking they belong together: check here, once
-     * (cs_key_belongs, not EVP_PKEY_pairwise_check, which spends about
-     * 100 ms testing the primes of an RSA key). */
-    if (!cs_key_belongs(key, X509_get0_pubkey(leaf))) {
-        *err = "key.seal: the private key fails its pairwise check";
         return APR_EINVAL;
     }
     plain = plain_ec(&plain_len, p, key, leaf);
@@ -295,6 +280,45 @@ apr_status_t cs_seal(unsigned char **out, apr_size_t *out_len,
     *out = buf;
     *out_len = MAGIC_LEN + NONCE_LEN + plain_len + TAG_LEN;
     return APR_SUCCESS;
+}
+
+apr_status_t cs_seal(unsigned char **out, apr_size_t *out_len,
+                     apr_pool_t *p, EVP_PKEY *key, X509 *leaf,
+                     const cs_seal_key_t *sk, const char *name,
+                     const char *serial, const char **err)
+{
+    *out = NULL;
+    *err = NULL;
+    if (key == NULL || leaf == NULL || X509_check_private_key(leaf, key)
+                                       != 1) {
+        ERR_clear_error();
+        *err = "key.seal: the key does not match the certificate";
+        return APR_EINVAL;
+    }
+    /* The opener rebuilds the key from its scalar and the certificate's
+     * point without checking they belong together: check here, once
+     * (cs_key_belongs, not EVP_PKEY_pairwise_check, which spends about
+     * 100 ms testing the primes of an RSA key). */
+    if (sk != NULL && sk->ok
+        && !cs_key_belongs(key, X509_get0_pubkey(leaf))) {
+        *err = "key.seal: the private key fails its pairwise check";
+        return APR_EINVAL;
+    }
+    return seal_pair(out, out_len, p, key, leaf, sk, name, serial, err);
+}
+
+apr_status_t cs_seal_verified(unsigned char **out, apr_size_t *out_len,
+                              apr_pool_t *p, EVP_PKEY *key, X509 *leaf,
+                              const cs_seal_key_t *sk, const char *name,
+                              const char *serial, const char **err)
+{
+    *out = NULL;
+    *err = NULL;
+    if (key == NULL || leaf == NULL) {
+        *err = "key.seal: no key or no certificate";
+        return APR_EINVAL;
+    }
+    return seal_pair(out, out_len, p, key, leaf, sk, name, serial, err);
 }
 
 /* An EC key from its plaintext; NULL if malformed or not leaf's. */

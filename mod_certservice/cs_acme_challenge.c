@@ -13,6 +13,7 @@
 
 #include "cs_acme_drive_private.h"
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_x509.h"
 
 /* tls-alpn-01 (RFC 8737): the challenge certificate with a fresh key,

@@ -17,6 +17,7 @@
 
 #include "cs_acme_drive_private.h"
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_jws.h"
 #include "cs_psl.h"
 #include "cs_sched.h"

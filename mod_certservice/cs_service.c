@@ -6,6 +6,7 @@
 #include <apr_strings.h>
 #include <openssl/x509.h>
 
+#include "cs_envelope.h"
 #include "cs_service.h"
 
 /* ------------------------------------------------------------------ */

@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_db.h"
 #include "cs_store.h"
 #include "cs_tkey.h"

@@ -9,6 +9,7 @@
 #include "http_protocol.h"
 
 #include "cs_acme.h"
+#include "cs_envelope.h"
 #include "cs_jws.h"
 #include "cs_metrics.h"
 #include "cs_service.h"

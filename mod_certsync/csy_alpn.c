@@ -18,6 +18,7 @@
 #include <openssl/err.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_x509.h"
 #include "csy_alpn.h"
 #include "csy_dyn.h"

@@ -29,6 +29,7 @@
 #include <openssl/x509v3.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_file.h"
 #include "cs_layout.h"
 #include "cs_name.h"

@@ -432,11 +432,10 @@ apr_status_t csy_store_sync(csy_store_t *store)
     return cs_file_sync_fs(store->dir);
 }
 
-apr_status_t csy_store_switch(csy_store_t *store, apr_pool_t *p,
-                              const char *domain, const char *serial)
+apr_status_t csy_store_switch_bare(csy_store_t *store, apr_pool_t *p,
+                                   const char *domain, const char *serial)
 {
     const char *ddir;
-    apr_status_t rv;
 
     if (!csy_store_domain_ok(domain) || !valid_serial(serial)) {
         return APR_EINVAL;
@@ -446,7 +445,14 @@ apr_status_t csy_store_switch(csy_store_t *store, apr_pool_t *p,
     if (!is_dir(apr_pstrcat(p, ddir, "/", serial, NULL), p)) {
         return APR_ENOENT;
     }
-    rv = link_set_ex(ddir, CS_LAYOUT_CURRENT, serial, 0, p);
+    return link_set_ex(ddir, CS_LAYOUT_CURRENT, serial, 0, p);
+}
+
+apr_status_t csy_store_switch(csy_store_t *store, apr_pool_t *p,
+                              const char *domain, const char *serial)
+{
+    apr_status_t rv = csy_store_switch_bare(store, p, domain, serial);
+
     if (rv == APR_SUCCESS) {
         prune_note(store, domain);
     }

@@ -123,6 +123,14 @@ apr_status_t csy_store_sync(csy_store_t *store);
 apr_status_t csy_store_switch(csy_store_t *store, apr_pool_t *p,
                               const char *domain, const char *serial);
 
+/** csy_store_switch() without telling a prune in progress that the
+ *  domain is served: for a thread other than the one that runs the
+ *  store's prune and its other calls, which then calls
+ *  csy_store_prune_keep() itself.  Safe from several threads at once for
+ *  different domains (the sync daemon's page commits). */
+apr_status_t csy_store_switch_bare(csy_store_t *store, apr_pool_t *p,
+                                   const char *domain, const char *serial);
+
 /** A whole file of the store (at most 1 MiB), NUL-terminated, from p;
  *  APR_ENOENT if it does not exist (cs_file_read's other errors). */
 apr_status_t csy_store_read_file(char **buf, apr_size_t *len, apr_pool_t *p,

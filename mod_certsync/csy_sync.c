@@ -1,25 +1,17 @@
 /*
  * csy_sync.c: one synchronisation cycle with CertService (the feed, the
- * bundles checked on several threads, the store's batches).  Its requests
- * go through csy_client.c.  See csy_sync.h.
+ * batches of bundles, made durable and current together).  Its requests
+ * go through csy_client.c, the bundles are checked on several threads by
+ * csy_check.c.  See csy_sync.h.
  */
-#include <limits.h>
-#include <stdarg.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <apr_atomic.h>
 #include <apr_strings.h>
 #include <apr_thread_proc.h>
 #include <jansson.h>
-#include <openssl/crypto.h>
 
-#include "cs_crypto.h"
-#include "cs_layout.h"
 #include "cs_name.h"
-#include "cs_seal.h"
-#include "cs_x509.h"
+#include "csy_check.h"
 #include "csy_client_private.h"
 #include "csy_sync.h"
 
@@ -32,419 +24,35 @@
  * already current is a no-op). */
 #define CSY_CHECKPOINT_PAGES 50
 
-/* How apply_bundle's answer starts when the store refused the install. */
-#define CSY_STORE_WHY       "store: "
-/* Threads that check bundles at most (csy_config_t.threads). */
-#define CSY_THREADS_MAX     16
-
-/* ------------------------------------------------------------------ */
-/* One bundle                                                          */
-/* ------------------------------------------------------------------ */
-
-static int serial_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    return n >= 1 && n <= 64 && s[strspn(s, "0123456789abcdef")] == '\0';
-}
-
-/* Opens the envelope with whichever wrapping key it was sealed to; *which
- * is that key's index.  pem: as cs_envelope_open_pem (NULL: none). */
-static apr_status_t open_key(EVP_PKEY **key, char **pem, apr_size_t *pem_len,
-                             int *which, const csy_config_t *cfg,
-                             apr_pool_t *p, const unsigned char *der,
-                             apr_size_t len, const char **err)
-{
-    apr_status_t rv = APR_ENOENT;
-    int i;
-
-    *err = "no wrapping key configured (CertSyncWrappingKey)";
-    for (i = 0; i < cfg->wrap_keys->nelts; i++) {
-        rv = cs_envelope_open_pem(key, pem, pem_len, p, der, len,
-                                  APR_ARRAY_IDX(cfg->wrap_certs, i, X509 *),
-                                  APR_ARRAY_IDX(cfg->wrap_keys, i,
-                                                EVP_PKEY *), err);
-        if (rv != APR_ENOENT) {
-            *which = i;
-            return rv;
-        }
-    }
-    return rv;
-}
-
-/* key.seal for dynamic mode's workers (lib/cs_seal.h), sealed with the
- * key derived from the wrapping key that opened the envelope; NULL
- * (workers then open key.cms) if there is none. */
-static unsigned char *seal_for_workers(apr_size_t *len,
-                                       const csy_config_t *cfg,
-                                       apr_pool_t *p, EVP_PKEY *key,
-                                       X509 *leaf, int which,
-                                       const char *domain,
-                                       const char *serial, const char **warn)
-{
-    unsigned char *seal;
-    const char *err = "no sealing key for this wrapping key";
-
-    if (!cfg->seal_keys || which >= cfg->seal_keys->nelts
-        || cs_seal(&seal, len, p, key, leaf,
-                   &APR_ARRAY_IDX(cfg->seal_keys, which, cs_seal_key_t),
-                   domain, serial, &err)) {
-        *warn = apr_psprintf(p, "%s (serial %s): no key.seal, workers "
-                             "will open key.cms: %s", domain, serial, err);
-        return NULL;
-    }
-    return seal;
-}
-
-/* Does the version's key.seal open with one of this daemon's sealing
- * keys?  (After the wrapping key that sealed it was removed, it no longer
- * does.) */
-static int seal_opens(const csy_config_t *cfg, apr_pool_t *p,
-                      const char *store_dir, const char *domain,
-                      const char *serial)
-{
-    const char *err;
-    apr_size_t len;
-    char *seal;
-    int i;
-
-    if (csy_store_read_file(&seal, &len, p,
-                            cs_layout_path(p, store_dir, domain, serial,
-                                           CS_LAYOUT_SEAL))) {
-        return 0;
-    }
-    for (i = 0; i < cfg->seal_keys->nelts; i++) {
-        if (cs_seal_open(NULL, (unsigned char *)seal, len, NULL,
-                         &APR_ARRAY_IDX(cfg->seal_keys, i, cs_seal_key_t),
-                         domain, serial, &err) == APR_SUCCESS) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-int csy_seal_backfill(const csy_config_t *cfg, csy_store_t *store,
-                      apr_pool_t *p, int *pos, int max, int *done)
-{
-    apr_array_header_t *domains, *chain;
-    const char *sdir = csy_store_dir(store), *domain, *serial, *err;
-    const char *warn = NULL;
-    char *cms;
-    apr_size_t cms_len, seal_len;
-    unsigned char *seal;
-    EVP_PKEY *key;
-    apr_pool_t *one;
-    int sealed = 0, which = 0, k, end;
-
-    *done = 0;
-    /* Only the slice this call may check, not the whole manifest (a
-     * cycle's worth of 50 MB at 1,000,000 domains). */
-    if (!cfg->seal_keys
-        || csy_store_manifest_slice(&domains, &end, store, p, *pos,
-                                    20 * max)) {
-        *done = 1;
-        return 0;
-    }
-    apr_pool_create(&one, p);
-    /* Checking a version that has its key.seal is cheap (a link, a small
-     * file, one AES-GCM pass), but a store of 100,000 domains is still a
-     * second or two: checked in slices too, so that no cycle waits long. */
-    for (k = 0; k < domains->nelts && sealed < max; k++, (*pos)++) {
-        apr_pool_clear(one);
-        domain = APR_ARRAY_IDX(domains, k, const char *);
-        /* The version's own directory, not "current": a switch meanwhile
-         * cannot pair one version's files with another's serial. */
-        if (!(serial = csy_store_current(store, one, domain))
-            || seal_opens(cfg, one, sdir, domain, serial)
-            || csy_store_read_file(&cms, &cms_len, one,
-                                   cs_layout_path(one, sdir, domain, serial,
-                                                  CS_LAYOUT_ENVELOPE))) {
-            continue;           /* sealed, gone, or not an envelope */
-        }
-        if (open_key(&key, NULL, NULL, &which, cfg, one,
-                     (unsigned char *)cms, cms_len, &err) == APR_SUCCESS
-            && cs_file_read_certs(&chain, one,
-                                  cs_layout_path(one, sdir, domain, serial,
-                                                 CS_LAYOUT_CHAIN),
-                                  &err) == APR_SUCCESS
-            && (seal = seal_for_workers(&seal_len, cfg, one, key,
-                                        APR_ARRAY_IDX(chain, 0, X509 *),
-                                        which, domain, serial, &warn))
-               != NULL
-            && csy_store_add_seal(store, one, domain, serial, seal,
-                                  seal_len) == APR_SUCCESS) {
-            sealed++;
-        }
-        if (warn) {
-            csy_log(cfg, CS_LOG_WARN, one, "%s", warn);
-            warn = NULL;
-        }
-    }
-    *done = end && k == domains->nelts;
-    apr_pool_destroy(one);
-    return sealed;
-}
-
-/* ------------------------------------------------------------------ */
-/* Bundles, checked on several threads                                 */
-/* ------------------------------------------------------------------ */
-
-/* Chains whose intermediates a worker has parsed and verified: the text
- * after the leaf -> inter_t.  A pool of 100,000 domains has a handful of
- * distinct intermediates; parsing and verifying them once per bundle was
- * a third of the checks. */
-#define CSY_INTER_MAX       64
-
-typedef struct {
-    apr_array_header_t *certs;  /* X509 *, the chain after the leaf */
-    const char *pem;            /* written out again (cs_pem_write_certs) */
-} inter_t;
-
-/* A worker's memory: its own allocator, so that threads never share one. */
-typedef struct {
-    apr_pool_t *root;           /* the cycle: the intermediates */
-    apr_pool_t *batch;          /* one batch's bundles */
-    apr_hash_t *inter;          /* chain text after the leaf -> inter_t */
-} worker_t;
-
-/* One bundle of a batch: what the main thread read from the answer, then
- * what a worker made of it. */
-typedef struct {
-    const char *want;           /* the domain asked for */
-    const char *domain, *serial, *chain_pem, *key_cms;
-    const char *why;            /* refused: why; NULL: fine */
-    const char *warn;           /* for the log: no key.seal, and why */
-    int pending;                /* staged: to be made current */
-} job_t;
-
-/* The text of chain_pem after the leaf's PEM block (its END line and
- * line end included), or NULL if there is none. */
-static const char *after_leaf(const char *chain_pem)
-{
-    static const char end[] = "-----END CERTIFICATE-----";
-    const char *e = strstr(chain_pem, end);
-
-    if (!e) {
-        return NULL;
-    }
-    e += sizeof(end) - 1;
-    if (*e == '\r') {
-        e++;
-    }
-    if (*e == '\n') {
-        e++;
-    }
-    /* Only whitespace after the leaf: no intermediates to share. */
-    return e[strspn(e, " \t\r\n")] ? e : NULL;
-}
-
-/*
- * The chain of a bundle, parsed, and its text written out again; *checked
- * is the index from which the chain's signatures are known good
- * (cs_bundle_verify_ex).  The intermediates come from the worker's cache
- * when it has them: the leaf's text parsed alone then yields exactly what
- * the whole text would (PEM blocks are read one after another).
- */
-static const char *read_chain(apr_array_header_t **chain, const char **pem,
-                              int *checked, inter_t **fresh, worker_t *w,
-                              apr_pool_t *p, const char *chain_pem)
-{
-    const char *rest = after_leaf(chain_pem), *leaf_pem, *err;
-    apr_array_header_t *leaf;
-    inter_t *in = NULL;
-    int i;
-
-    *checked = INT_MAX;
-    *fresh = NULL;
-    if (rest) {
-        in = apr_hash_get(w->inter, rest, APR_HASH_KEY_STRING);
-    }
-    if (in && cs_pem_read_certs(&leaf, p, chain_pem, rest - chain_pem,
-                                &err) == APR_SUCCESS
-        && leaf->nelts == 1
-        && (leaf_pem = cs_pem_write_certs(p, leaf)) != NULL) {
-        *chain = apr_array_make(p, 1 + in->certs->nelts, sizeof(X509 *));
-        APR_ARRAY_PUSH(*chain, X509 *) = APR_ARRAY_IDX(leaf, 0, X509 *);
-        for (i = 0; i < in->certs->nelts; i++) {
-            APR_ARRAY_PUSH(*chain, X509 *) = APR_ARRAY_IDX(in->certs, i,
-                                                           X509 *);
-        }
-        *pem = apr_pstrcat(p, leaf_pem, in->pem, NULL);
-        *checked = 1;
-        return NULL;
-    }
-    if (cs_pem_read_certs(chain, p, chain_pem, strlen(chain_pem), &err)) {
-        return apr_pstrcat(p, "bad chain: ", err, NULL);
-    }
-    /* Store what was verified, written out again: CertService's text may
-     * hold lines the PEM reader skips, which a worker's reader of the
-     * leaf (csy_dyn.c) or another program need not skip alike. */
-    if ((*pem = cs_pem_write_certs(p, *chain)) == NULL) {
-        return "cannot encode the chain";
-    }
-    /* Remembered once the bundle verified (keep_inter). */
-    if (rest && !in && (*chain)->nelts > 1
-        && apr_hash_count(w->inter) < CSY_INTER_MAX) {
-        *fresh = apr_pcalloc(p, sizeof(inter_t));
-    }
-    return NULL;
-}
-
-/* The intermediates of a chain that verified, for the next bundles. */
-static void keep_inter(worker_t *w, const char *chain_pem)
-{
-    const char *rest = after_leaf(chain_pem), *err;
-    inter_t *in = apr_pcalloc(w->root, sizeof(*in));
-
-    if (!rest
-        || cs_pem_read_certs(&in->certs, w->root, rest, strlen(rest), &err)
-        || (in->pem = cs_pem_write_certs(w->root, in->certs)) == NULL) {
-        return;
-    }
-    apr_hash_set(w->inter, apr_pstrdup(w->root, rest), APR_HASH_KEY_STRING,
-                 in);
-}
-
-/*
- * Checks one bundle and stages its install (csy_store_stage): on a worker
- * thread, so it touches only its job, its worker's pools and what the
- * cycle does not change meanwhile (the configuration, the store's
- * handle).  j->why says why it was refused.
- */
-static void check_bundle(job_t *j, const csy_config_t *cfg,
-                         csy_store_t *store, worker_t *w)
-{
-    apr_pool_t *p = w->batch;
-    const char *norm, *err, *cur, *chain_pem = NULL;
-    apr_array_header_t *chain;
-    unsigned char *der;
-    apr_size_t der_len, pem_len = 0;
-    EVP_PKEY *key;
-    char *pem = NULL;
-    unsigned char *seal = NULL;
-    apr_size_t seal_len = 0;
-    inter_t *fresh;
-    apr_status_t rv;
-    int which = 0, checked;
-
-    if (j->why) {
-        return;         /* refused as it was read */
-    }
-    if (cs_name_normalize(&norm, p, j->domain)
-        || strcmp(norm, j->domain) != 0 || strcmp(j->domain, j->want) != 0) {
-        j->why = "bundle names another or an invalid domain";
-        return;
-    }
-    if (!serial_ok(j->serial)) {
-        j->why = "bundle has an invalid serial";
-        return;
-    }
-    cur = csy_store_current(store, p, j->domain);
-    if (cur && strcmp(cur, j->serial) == 0) {
-        return;         /* already served */
-    }
-    if (cfg->quarantine
-        && (cur = apr_hash_get(cfg->quarantine, j->domain,
-                               APR_HASH_KEY_STRING))
-        && strcmp(cur, j->serial) == 0) {
-        j->why = "this serial failed the probe after a restart and was "
-                 "rolled back; waiting for a newer one";
-        return;
-    }
-    if (cs_base64_decode(&der, &der_len, p, j->key_cms) != APR_SUCCESS) {
-        j->why = "key_cms is not base64";
-        return;
-    }
-    /* vhost mode: the key file is the envelope's PKCS#8, as PEM. */
-    if ((rv = open_key(&key, cfg->keep_envelopes ? NULL : &pem, &pem_len,
-                       &which, cfg, p, der, der_len, &err))) {
-        j->why = apr_pstrcat(p, "cannot open the key envelope: ", err, NULL);
-        return;
-    }
-    if ((j->why = read_chain(&chain, &chain_pem, &checked, &fresh, w, p,
-                             j->chain_pem)) != NULL
-        || cs_bundle_verify_ex(chain, key, j->domain, apr_time_now(), checked,
-                               &j->why)) {
-        if (pem) {
-            OPENSSL_cleanse(pem, pem_len);
-        }
-        return;
-    }
-    if (fresh) {
-        keep_inter(w, j->chain_pem);
-    }
-    if (cfg->keep_envelopes) {
-        seal = seal_for_workers(&seal_len, cfg, p, key,
-                                APR_ARRAY_IDX(chain, 0, X509 *), which,
-                                j->domain, j->serial, &j->warn);
-        rv = csy_store_stage(&j->pending, store, p, j->domain, j->serial,
-                             chain_pem, der, der_len, 1, seal, seal_len);
-    }
-    else {
-        if (!pem) {
-            j->why = "cannot encode the private key";
-            return;
-        }
-        rv = csy_store_stage(&j->pending, store, p, j->domain, j->serial,
-                             chain_pem, pem, pem_len, 0, NULL, 0);
-        OPENSSL_cleanse(pem, pem_len);
-    }
-    if (rv != APR_SUCCESS) {
-        j->pending = 0;
-        j->why = apr_psprintf(p, CSY_STORE_WHY "%pm", &rv);
-    }
-}
-
-/* The workers of a batch take the next job until none is left. */
-typedef struct {
-    job_t *jobs;
-    int njobs;
-    volatile apr_uint32_t next;
-    const csy_config_t *cfg;
-    csy_store_t *store;
-} batch_t;
-
-static void run_jobs(batch_t *b, worker_t *w)
-{
-    apr_uint32_t i;
-
-    while ((i = apr_atomic_inc32(&b->next)) < (apr_uint32_t)b->njobs) {
-        check_bundle(&b->jobs[i], b->cfg, b->store, w);
-    }
-}
-
-typedef struct {
-    batch_t *b;
-    worker_t *w;
-} thread_arg_t;
-
-static void *APR_THREAD_FUNC worker_main(apr_thread_t *t, void *data)
-{
-    thread_arg_t *a = data;
-
-    (void)t;
-    /* No apr_thread_exit(): it would destroy the thread's pool, a child
-     * of the caller's, from this thread while the caller allocates. */
-    run_jobs(a->b, a->w);
-    return NULL;
-}
-
-/* How many threads check bundles: the configuration's, or one per CPU. */
-static int worker_count(const csy_config_t *cfg)
-{
-    long n = cfg->threads;
-
-    if (n < 1) {
-#ifdef _SC_NPROCESSORS_ONLN
-        n = sysconf(_SC_NPROCESSORS_ONLN);
-#endif
-    }
-    return n < 1 ? 1 : n > CSY_THREADS_MAX ? CSY_THREADS_MAX : (int)n;
-}
-
 /* ------------------------------------------------------------------ */
 /* The cycle                                                           */
 /* ------------------------------------------------------------------ */
+
+/*
+ * A page's staged bundles made durable and current on a thread of their
+ * own (commit_run) while the cycle reads and checks the next page: one
+ * sync of the store, then the switches; a sync that fails refuses them
+ * all (current then stays where it was for every one).  The sync costs
+ * 50 to 70 ms on this kind of disk whatever it flushes and the switches
+ * a symlink and a rename each: on the cycle's thread they left every CPU
+ * but one idle at each page's end.  One page's commit at a time;
+ * commit_join waits for it and takes each bundle's outcome into the
+ * cycle's result, on the cycle's thread.  The links are synced later,
+ * once before the manifest and the cursor count on them (sync_links).
+ */
+typedef struct {
+    apr_array_header_t *jobs;   /* csy_job_t, from the page's pool */
+    apr_hash_t *domains;        /* their names (a later page naming one
+                                 * waits for the commit) */
+    csy_store_t *store;
+    apr_pool_t *pool;           /* the thread's: own allocator */
+    apr_thread_t *thread;       /* NULL: ran on the cycle's thread */
+    int unjoined;               /* begun, not yet joined */
+    apr_status_t rv;            /* the store's sync */
+    int switched;               /* any link switched */
+    long long next;             /* the feed after the page; -1: the page
+                                 * was not applied whole */
+} commit_t;
 
 typedef struct {
     csy_client_t *cl;
@@ -454,9 +62,10 @@ typedef struct {
     apr_hash_t *failures;       /* domain -> reason */
     apr_pool_t *keep;           /* where failure texts live */
     apr_pool_t *p;              /* the cycle's results */
-    worker_t *workers;          /* checking bundles; made at first need */
-    int nworkers;
-    apr_array_header_t *staged; /* job_t: fetch_all's, to commit */
+    csy_checker_t *checker;     /* checking bundles; made at first need */
+    apr_array_header_t *staged; /* csy_job_t: fetch_all's, to commit */
+    commit_t commit;            /* the previous page's, maybe in flight */
+    long long cursor_ok;        /* the feed after the pages committed */
     int links_unsynced;         /* switched since the last sync_links */
 } cycle_t;
 
@@ -475,119 +84,105 @@ static void record_failure(cycle_t *cy, apr_pool_t *p, const char *domain,
                  APR_HASH_KEY_STRING, apr_pstrdup(cy->keep, why));
 }
 
-/* Workers for this cycle, made at its first batch. */
-static void workers_make(cycle_t *cy)
+static void *APR_THREAD_FUNC commit_run(apr_thread_t *t, void *data)
 {
-    apr_allocator_t *alloc;
-    int i;
-
-    cy->nworkers = worker_count(cy->cl->config);
-    cy->workers = apr_pcalloc(cy->p, cy->nworkers * sizeof(worker_t));
-    for (i = 0; i < cy->nworkers; i++) {
-        worker_t *w = &cy->workers[i];
-
-        apr_allocator_create(&alloc);
-        apr_pool_create_ex(&w->root, cy->p, NULL, alloc);
-        apr_allocator_owner_set(alloc, w->root);
-        apr_pool_create(&w->batch, w->root);
-        w->inter = apr_hash_make(w->root);
-    }
-}
-
-/* A batch being checked: its jobs and the threads that help the calling
- * one (check_start, check_finish). */
-typedef struct {
-    batch_t b;
-    apr_thread_t **threads;
-    thread_arg_t *args;
-} checking_t;
-
-/* Starts checking and staging the jobs on the cycle's workers but the
- * first: the calling thread is free meanwhile (it fetches the next batch)
- * and joins them in check_finish. */
-static void check_start(checking_t *c, cycle_t *cy, job_t *jobs, int njobs,
-                        apr_pool_t *p)
-{
-    int i;
-
-    if (!cy->workers) {
-        workers_make(cy);
-    }
-    memset(c, 0, sizeof(*c));
-    c->b.jobs = jobs;
-    c->b.njobs = njobs;
-    c->b.cfg = cy->cl->config;
-    c->b.store = cy->store;
-    c->args = apr_pcalloc(p, cy->nworkers * sizeof(*c->args));
-    c->threads = apr_pcalloc(p, cy->nworkers * sizeof(*c->threads));
-    for (i = 1; i < cy->nworkers && i < njobs; i++) {
-        c->args[i].b = &c->b;
-        c->args[i].w = &cy->workers[i];
-        if (apr_thread_create(&c->threads[i], NULL, worker_main, &c->args[i],
-                              p) != APR_SUCCESS) {
-            c->threads[i] = NULL;  /* the others do its share */
-        }
-    }
-}
-
-/* The calling thread checks what is left, then waits for the others. */
-static void check_finish(checking_t *c, cycle_t *cy)
-{
-    apr_status_t trv;
-    int i;
-
-    run_jobs(&c->b, &cy->workers[0]);
-    for (i = 1; i < cy->nworkers; i++) {
-        if (c->threads[i]) {
-            apr_thread_join(&trv, c->threads[i]);
-        }
-    }
-}
-
-/*
- * What fetch_all's batches staged, made durable and current: one sync of
- * the store, then the switches; a sync that fails refuses them all
- * (current then stays where it was for every one).  The links are synced
- * later, once before the manifest and the cursor count on them
- * (sync_links): a sync costs 50 to 70 ms on this kind of disk whatever it
- * flushes, so it is paid once a page of the feed, not once a batch.
- * Then each bundle's outcome goes into the cycle's result.
- */
-static apr_status_t commit_staged(cycle_t *cy, apr_pool_t *p)
-{
-    apr_array_header_t *jobs = cy->staged;
-    apr_status_t rv = APR_SUCCESS, srv;
+    commit_t *c = data;
+    apr_status_t srv;
     const char *why;
-    job_t *j;
+    csy_job_t *j;
     int k, any = 0;
 
-    for (k = 0; k < jobs->nelts; k++) {
-        any |= APR_ARRAY_IDX(jobs, k, job_t).pending;
+    (void)t;
+    for (k = 0; k < c->jobs->nelts; k++) {
+        any |= APR_ARRAY_IDX(c->jobs, k, csy_job_t).pending;
     }
-    if (any && (rv = csy_store_sync(cy->store)) != APR_SUCCESS) {
-        why = apr_psprintf(p, CSY_STORE_WHY "cannot sync the batch: %pm",
-                           &rv);
-        for (k = 0; k < jobs->nelts; k++) {
-            j = &APR_ARRAY_IDX(jobs, k, job_t);
+    c->rv = any ? csy_store_sync(c->store) : APR_SUCCESS;
+    if (c->rv != APR_SUCCESS) {
+        why = apr_psprintf(c->pool, CSY_STORE_WHY "cannot sync the batch: "
+                           "%pm", &c->rv);
+        for (k = 0; k < c->jobs->nelts; k++) {
+            j = &APR_ARRAY_IDX(c->jobs, k, csy_job_t);
             if (j->pending) {
                 j->pending = 0;
                 j->why = why;
             }
         }
+        return NULL;
     }
-    for (k = 0; rv == APR_SUCCESS && k < jobs->nelts; k++) {
-        j = &APR_ARRAY_IDX(jobs, k, job_t);
+    for (k = 0; k < c->jobs->nelts; k++) {
+        j = &APR_ARRAY_IDX(c->jobs, k, csy_job_t);
+        /* bare: the prune's notes are commit_join's (csy_store_prune_keep),
+         * on the thread that runs the prune */
         if (j->pending
-            && (srv = csy_store_switch(cy->store, p, j->domain, j->serial))
-               != APR_SUCCESS) {
+            && (srv = csy_store_switch_bare(c->store, c->pool, j->domain,
+                                            j->serial)) != APR_SUCCESS) {
             j->pending = 0;
-            j->why = apr_psprintf(p, CSY_STORE_WHY "%pm", &srv);
+            j->why = apr_psprintf(c->pool, CSY_STORE_WHY "%pm", &srv);
         }
-        cy->links_unsynced |= j->pending;
+        c->switched |= j->pending;
     }
+    return NULL;
+}
+
+/* Starts committing what fetch_all staged (cy->staged, from p) on its own
+ * thread; commit_join must come before p is cleared.  next: the feed
+ * position once this page is done (-1: none). */
+static void commit_begin(cycle_t *cy, apr_pool_t *p, long long next)
+{
+    commit_t *c = &cy->commit;
+    apr_allocator_t *alloc;
+    int k;
+
+    if (!c->pool) {
+        apr_allocator_create(&alloc);
+        apr_pool_create_ex(&c->pool, cy->p, NULL, alloc);
+        apr_allocator_owner_set(alloc, c->pool);
+    }
+    apr_pool_clear(c->pool);
+    c->jobs = cy->staged;
+    c->store = cy->store;
+    c->rv = APR_SUCCESS;
+    c->switched = 0;
+    c->next = next;
+    c->domains = apr_hash_make(p);
+    for (k = 0; k < c->jobs->nelts; k++) {
+        const char *d = APR_ARRAY_IDX(c->jobs, k, csy_job_t).want;
+        apr_hash_set(c->domains, d, APR_HASH_KEY_STRING, d);
+    }
+    cy->staged = NULL;
+    c->unjoined = 1;
+    if (apr_thread_create(&c->thread, NULL, commit_run, c, p)
+        != APR_SUCCESS) {
+        c->thread = NULL;
+        commit_run(NULL, c);    /* here, then */
+    }
+}
+
+/* Waits for the page's commit in flight, if any, and takes each bundle's
+ * outcome into the cycle's result.  Its sync's status; *err set if it
+ * failed.  Then cy->cursor_ok is the feed after the pages made current. */
+static apr_status_t commit_join(cycle_t *cy, const char **err)
+{
+    commit_t *c = &cy->commit;
+    apr_array_header_t *jobs = c->jobs;
+    apr_pool_t *p = c->pool;
+    apr_status_t trv;
+    const char *why;
+    csy_job_t *j;
+    int k;
+
+    if (!c->unjoined) {
+        return APR_SUCCESS;
+    }
+    if (c->thread) {
+        apr_thread_join(&trv, c->thread);
+        c->thread = NULL;
+    }
+    c->unjoined = 0;
+    cy->links_unsynced |= c->switched;
 
     for (k = 0; k < jobs->nelts; k++) {
-        j = &APR_ARRAY_IDX(jobs, k, job_t);
+        j = &APR_ARRAY_IDX(jobs, k, csy_job_t);
         why = j->why;
         if (j->warn) {
             csy_log(cy->cl->config, CS_LOG_WARN, p, "%s", j->warn);
@@ -620,8 +215,15 @@ static apr_status_t commit_staged(cycle_t *cy, apr_pool_t *p)
             cy->res->changed = 1;
         }
     }
-    apr_array_clear(jobs);
-    return rv;
+    if (c->rv != APR_SUCCESS) {
+        /* Nothing of that page became current; the cursor stays. */
+        *err = apr_psprintf(cy->p, "cannot sync the store: %pm", &c->rv);
+        return c->rv;
+    }
+    if (c->next >= 0) {
+        cy->cursor_ok = c->next;
+    }
+    return APR_SUCCESS;
 }
 
 /* The links switched since the last call, on disk: before the manifest
@@ -630,6 +232,9 @@ static apr_status_t sync_links(cycle_t *cy, const char **err)
 {
     apr_status_t rv;
 
+    if ((rv = commit_join(cy, err)) != APR_SUCCESS) {
+        return rv;
+    }
     if (!cy->links_unsynced) {
         return APR_SUCCESS;
     }
@@ -684,14 +289,15 @@ static apr_status_t ask_batch(answer_t *a, cycle_t *cy, apr_pool_t *p,
 }
 
 /* The jobs of an answer (read here: the workers do not touch the JSON). */
-static job_t *read_jobs(int *njobs, answer_t *a, apr_pool_t *p)
+static csy_job_t *read_jobs(int *njobs, answer_t *a, apr_pool_t *p)
 {
     json_t *bundles = json_object_get(a->resp, "bundles"), *v;
-    job_t *jobs, *j;
+    csy_job_t *jobs, *j;
     size_t i;
 
     *njobs = 0;
-    jobs = apr_pcalloc(p, (json_array_size(bundles) + 1) * sizeof(job_t));
+    jobs = apr_pcalloc(p, (json_array_size(bundles) + 1)
+                          * sizeof(csy_job_t));
     json_array_foreach(bundles, i, v) {
         const char *domain = json_string_value(json_object_get(v, "domain"));
         const char *want;
@@ -715,16 +321,16 @@ static job_t *read_jobs(int *njobs, answer_t *a, apr_pool_t *p)
 
 /* What commit_staged needs of checked jobs, out of the answer and the
  * workers' pools (both go before it runs); then the answer goes. */
-static void keep_jobs(cycle_t *cy, apr_pool_t *p, answer_t *a, job_t *jobs,
-                      int njobs)
+static void keep_jobs(cycle_t *cy, apr_pool_t *p, answer_t *a,
+                      csy_job_t *jobs, int njobs)
 {
     apr_hash_index_t *hi;
-    job_t *j, *keep;
+    csy_job_t *j, *keep;
     int k;
 
     for (k = 0; k < njobs; k++) {
         j = &jobs[k];
-        keep = &APR_ARRAY_PUSH(cy->staged, job_t);
+        keep = &APR_ARRAY_PUSH(cy->staged, csy_job_t);
         memset(keep, 0, sizeof(*keep));
         keep->want = j->want;
         keep->domain = j->domain ? apr_pstrdup(p, j->domain) : NULL;
@@ -744,28 +350,40 @@ static void keep_jobs(cycle_t *cy, apr_pool_t *p, answer_t *a, job_t *jobs,
 
 /*
  * All the bundles of names, in batches of CertSyncBatchSize, made current
- * together at the end (commit_staged), also when a batch failed: those
- * before it were checked and are installed.  While the workers check a
- * batch, this thread asks for the next one: CertService's part of a batch
- * (its reads, its JSON, TLS) then costs the cold sync no waiting, which
- * before took a tenth to a fifth of it with the workers idle.
+ * together at the end (commit_begin: on their own thread, while the cycle
+ * goes on with the next page), also when a batch failed: those before it
+ * were checked and are installed.  While the workers check a batch, this
+ * thread asks for the next one: CertService's part of a batch (its reads,
+ * its JSON, TLS) then costs the cold sync no waiting, which before took a
+ * tenth to a fifth of it with the workers idle.  The previous page's
+ * commit is joined first if it names one of names (the two would work in
+ * one domain's directory at once), else at the end, before this one's
+ * begins; an error of its sync is returned.  next: the feed position once
+ * names are all current (-1: none, the cursor stays).
  */
 static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
-                              const char **err)
+                              long long next_pos, const char **err)
 {
     apr_array_header_t *batches, *batch = NULL;
     apr_hash_index_t *hi;
     int size = cy->cl->config->batch_size;   /* > 0: csy_client_create */
     apr_status_t rv = APR_SUCCESS, crv;
+    const char *cerr = NULL;
     answer_t cur, next;
-    checking_t c;
-    job_t *jobs;
-    int k, w, njobs;
+    csy_checking_t *c;
+    csy_job_t *jobs;
+    int k, njobs;
 
-    cy->staged = apr_array_make(p, size, sizeof(job_t));
+    cy->staged = apr_array_make(p, size, sizeof(csy_job_t));
     batches = apr_array_make(p, apr_hash_count(names) / size + 1,
                              sizeof(apr_array_header_t *));
     for (hi = apr_hash_first(p, names); hi; hi = apr_hash_next(hi)) {
+        if (cy->commit.unjoined
+            && apr_hash_get(cy->commit.domains, apr_hash_this_key(hi),
+                            APR_HASH_KEY_STRING)
+            && (rv = commit_join(cy, err)) != APR_SUCCESS) {
+            return rv;
+        }
         if (!batch || batch->nelts == size) {
             batch = apr_array_make(p, size, sizeof(const char *));
             APR_ARRAY_PUSH(batches, apr_array_header_t *) = batch;
@@ -777,43 +395,44 @@ static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
                                                   apr_array_header_t *), err);
     }
     for (k = 0; rv == APR_SUCCESS && k < batches->nelts; k++) {
-        if (cy->workers) {
-            for (w = 0; w < cy->nworkers; w++) {
-                apr_pool_clear(cy->workers[w].batch);
-            }
+        if (!cy->checker) {
+            cy->checker = csy_checker_make(cy->p, cy->cl->config, cy->store);
         }
         jobs = read_jobs(&njobs, &cur, p);
-        check_start(&c, cy, jobs, njobs, p);
+        c = csy_check_start(cy->checker, jobs, njobs, p);
         memset(&next, 0, sizeof(next));
         if (k + 1 < batches->nelts) {
             rv = ask_batch(&next, cy, p, APR_ARRAY_IDX(batches, k + 1,
                                                        apr_array_header_t *),
                            err);
         }
-        check_finish(&c, cy);
+        csy_check_finish(c);
         keep_jobs(cy, p, &cur, jobs, njobs);
         cur = next;
     }
-    crv = commit_staged(cy, p);
-    if (rv == APR_SUCCESS && crv != APR_SUCCESS) {
-        /* Nothing of this page became current; the cursor stays. */
-        *err = apr_psprintf(cy->p, "cannot sync the store: %pm", &crv);
-        rv = crv;
+    if ((crv = commit_join(cy, &cerr)) != APR_SUCCESS) {
+        /* What this page staged waits for the next cycle (the cursor
+         * stays before the page that failed). */
+        *err = cerr;
+        return crv;
     }
+    commit_begin(cy, p, rv == APR_SUCCESS ? next_pos : -1);
     return rv;
 }
 
-/* The manifest, then the cursor: what the pages applied so far made
- * durable (their data already is). */
-static apr_status_t checkpoint(cycle_t *cy, apr_pool_t *p, long long cursor,
-                               long long *saved, const char **err)
+/* The manifest, then the cursor: what the pages applied and committed so
+ * far made durable (their data already is). */
+static apr_status_t checkpoint(cycle_t *cy, apr_pool_t *p, long long *saved,
+                               const char **err)
 {
     csy_result_t *res = cy->res;
+    long long cursor;
     apr_status_t rv;
 
     if ((rv = sync_links(cy, err))) {
         return rv;
     }
+    cursor = cy->cursor_ok;
     /* Only when the set of servable domains changed (a renewal leaves
      * its line as it was), and then as a patch of the old one. */
     if ((rv = csy_served_write(cy->served, p))) {
@@ -895,11 +514,11 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
     cycle_t cy;
     apr_hash_t *upserts, *deletes, *retry;
     apr_hash_index_t *hi;
-    apr_pool_t *page;
+    apr_pool_t *pages[2], *page;
     long long cursor, next, saved;
     const char *err = NULL, *ckpt_err = NULL;
     apr_status_t rv;
-    int more = 1, pending = 0;
+    int more = 1, pending = 0, npages = 0;
 
     memset(res, 0, sizeof(*res));
     memset(&cy, 0, sizeof(cy));
@@ -921,16 +540,21 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         res->error = apr_psprintf(p, "cannot read the store: %pm", &rv);
         return rv;
     }
-    res->cursor_before = res->cursor_after = saved = cursor;
+    res->cursor_before = res->cursor_after = saved = cy.cursor_ok = cursor;
 
-    apr_pool_create(&page, p);
+    /* Two pages' pools in turn: a page's commit runs on while the next
+     * page is read and checked, and is joined before the page after. */
+    apr_pool_create(&pages[0], p);
+    apr_pool_create(&pages[1], p);
+    page = pages[0];
     while (more) {
+        page = pages[npages++ % 2];
         apr_pool_clear(page);
         upserts = apr_hash_make(page);
         deletes = apr_hash_make(page);
         if ((rv = read_page(&cy, page, cursor, upserts, deletes, &next,
                             &more, &err))
-            || (rv = fetch_all(&cy, page, upserts, &err))) {
+            || (rv = fetch_all(&cy, page, upserts, next, &err))) {
             break;
         }
         if (more && next == cursor) {
@@ -957,7 +581,7 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         res->head_exact = !more;
         cursor = next;
         if (++pending >= CSY_CHECKPOINT_PAGES || !more) {
-            if ((rv = checkpoint(&cy, page, cursor, &saved, &err))) {
+            if ((rv = checkpoint(&cy, page, &saved, &err))) {
                 pending = 0;
                 break;
             }
@@ -965,16 +589,17 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         }
     }
     /* A page failed: the ones applied before it are saved all the same. */
-    if (rv && pending && checkpoint(&cy, page, cursor, &saved,
+    if (rv && pending && checkpoint(&cy, page, &saved,
                                     &ckpt_err) != APR_SUCCESS) {
         csy_log(cl->config, CS_LOG_WARN, page, "%s", ckpt_err);
     }
 
     /* Earlier failures: try their latest bundle again. */
     if (!rv && apr_hash_count(failures)) {
+        page = pages[npages++ % 2];     /* the other one's commit is joined */
         apr_pool_clear(page);
         retry = apr_hash_copy(page, failures);
-        if ((rv = fetch_all(&cy, page, retry, &err)) == APR_SUCCESS
+        if ((rv = fetch_all(&cy, page, retry, -1, &err)) == APR_SUCCESS
             && (rv = sync_links(&cy, &err)) == APR_SUCCESS
             && (rv = csy_served_write(cy.served, page))) {
             err = apr_psprintf(p, "cannot write the manifest: %pm", &rv);
@@ -982,12 +607,15 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
             res->store_error = apr_psprintf(p, "%pm", &rv);
         }
     }
-    /* Links switched by a page that failed after them: on disk all the
-     * same (nothing counts on them yet; the next cycle would sync too). */
-    if (cy.links_unsynced && sync_links(&cy, &ckpt_err) != APR_SUCCESS) {
+    /* A page's commit still running, links switched by a page that failed
+     * after them: on disk all the same (nothing counts on them yet; the
+     * next cycle would sync too). */
+    if ((cy.commit.unjoined || cy.links_unsynced)
+        && sync_links(&cy, &ckpt_err) != APR_SUCCESS) {
         csy_log(cl->config, CS_LOG_WARN, page, "%s", ckpt_err);
     }
-    apr_pool_destroy(page);
+    apr_pool_destroy(pages[0]);
+    apr_pool_destroy(pages[1]);
     if (rv) {
         res->error = err ? apr_pstrdup(p, err)
                          : apr_psprintf(p, "store error: %pm", &rv);

@@ -9,6 +9,7 @@
 #include <openssl/x509.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "csy_tkeys.h"
 
 static int get_time(apr_int64_t *out, json_t *o, const char *field)

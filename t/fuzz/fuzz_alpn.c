@@ -40,6 +40,7 @@
 #include <openssl/x509v3.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_x509.h"
 #include "csy_alpn.h"
 #include "fuzz.h"

@@ -55,6 +55,7 @@
 #include <openssl/err.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_layout.h"
 #include "cs_name.h"
 #include "cs_seal.h"

@@ -1,7 +1,7 @@
 /*
  * fuzz_seal.c: libFuzzer harness for a proxy's private keys as it receives
  * and stores them: the CMS envelope (key_cms, cs_envelope_open in
- * lib/cs_crypto.c), key.seal (cs_seal_open, lib/cs_seal.c), the bundle
+ * lib/cs_envelope.c), key.seal (cs_seal_open, lib/cs_seal.c), the bundle
  * verification before a bundle is installed (cs_bundle_verify,
  * lib/cs_x509.c) and dynamic mode's read of a version back from the store
  * (csy_bundle_load, mod_certsync/csy_dyn.c).
@@ -59,6 +59,7 @@
 #include <openssl/x509v3.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_layout.h"
 #include "cs_seal.h"
 #include "cs_x509.h"

@@ -62,6 +62,7 @@
 #include <openssl/evp.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_tkey.h"
 #include "csy_tkeys.h"
 #include "fuzz_pki.h"

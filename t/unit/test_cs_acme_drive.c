@@ -55,6 +55,7 @@
 
 #include "cs_acme_drive.h"
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_http.h"
 #include "cs_jws.h"
 #include "cs_store.h"

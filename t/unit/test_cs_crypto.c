@@ -1,6 +1,7 @@
 /*
- * test_cs_crypto.c: unit tests of cs_crypto.c: key pairs, the private-key
- * envelope (CMS AuthEnvelopedData) and the PEM/base64 helpers.
+ * test_cs_crypto.c: unit tests of cs_crypto.c and cs_envelope.c: key
+ * pairs, the private-key envelope (CMS AuthEnvelopedData) and the
+ * PEM/base64 helpers.
  *
  * The wrapping certificates are made here at run time.  The envelope is
  * checked against the openssl command line both ways: what we seal, the
@@ -27,6 +28,7 @@
 #include <openssl/x509.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "testkit.h"
 #include "unit.h"
 

@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_tkey.h"
 #include "testkit.h"
 #include "unit.h"

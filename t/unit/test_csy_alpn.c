@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_x509.h"
 #include "csy_alpn.h"
 #include "fake_http.h"

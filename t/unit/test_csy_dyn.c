@@ -1,6 +1,6 @@
 /*
  * Unit tests of csy_dyn.c: server names, bundles read from a real store
- * (csy_store.c) with sealed keys (cs_crypto.c), the per-process cache
+ * (csy_store.c) with sealed keys (cs_envelope.c), the per-process cache
  * (hits, generation slots, renewal, deletion, wildcards, eviction, a bad
  * new version) and many threads looking up while versions change.
  */
@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 
 #include "cs_crypto.h"
+#include "cs_envelope.h"
 #include "cs_file.h"
 #include "cs_layout.h"
 #include "cs_seal.h"
@@ -237,6 +238,19 @@ static void test_seal(void)
      * what the certificate's key verifies. */
     CHECK(got && signs_for(got, leaf));
     EVP_PKEY_free(got);
+
+    UNIT_CASE("cs_seal_verified: a pair already verified, round trip");
+    if (CHECK_EQ_INT(cs_seal_verified(&copy, &rlen, pool, key, leaf, &sk,
+                                      "seal.test", "0a1b", &err), 0)) {
+        CHECK_EQ_INT(rlen, len);
+        CHECK_EQ_INT(cs_seal_open(&got, copy, rlen, leaf, &sk, "seal.test",
+                                  "0a1b", &err), 0);
+        CHECK(got && EVP_PKEY_eq(got, key) == 1);
+        CHECK(got && signs_for(got, leaf));
+        EVP_PKEY_free(got);
+    }
+    CHECK_EQ_INT(cs_seal_verified(&copy, &rlen, pool, key, NULL, &sk,
+                                  "seal.test", "0a1b", &err), APR_EINVAL);
 
     UNIT_CASE("cs_seal: a sealing key that was not derived");
     other.ok = 0;

@@ -24,6 +24,7 @@
 
 #include "cs_crypto.h"
 #include "cs_seal.h"
+#include "cs_envelope.h"
 #include "cs_x509.h"
 #include "csy_store.h"
 #include "csy_sync.h"
@@ -916,6 +917,67 @@ static void test_seal_backfill(void)
     CHECK_EQ_INT(pos, 5);
 }
 
+/*
+ * A page's bundles are made durable and current on a thread of their own
+ * while the cycle reads and checks the next page (issue 18).  A domain on
+ * two pages in a row: the second page waits for the first one's commit
+ * before it checks; every install is counted once, the later serial is
+ * current, the cursor is the last page's.
+ */
+static void test_page_commits(void)
+{
+    csy_result_t res;
+    const char *s1, *s2, *s3, *b1, *b2, *b3;
+    apr_int64_t c0 = cursor();
+    int k;
+
+    UNIT_CASE("pages committed on their own thread: a domain on two pages "
+              "in a row");
+    b1 = make_bundle(&s1, "twice.example.com", 0);
+    b2 = make_bundle(&s2, "twice.example.com", 0);
+    b3 = make_bundle(&s3, "once.example.com", 0);
+    fake_http_reset(fake);
+    for (k = 0; k < 2; k++) {
+        fake_http_answer(fake, "GET",
+                         apr_psprintf(pool, CS_URL "/v1/changes?since=%"
+                                      APR_INT64_T_FMT "&limit=1000", c0 + k),
+                         200, NULL,
+                         apr_psprintf(pool, "{\"changes\":[{\"seq\":%"
+                                      APR_INT64_T_FMT ","
+                                      "\"domain\":\"twice.example.com\","
+                                      "\"op\":\"upsert\"}%s],\"next\":%"
+                                      APR_INT64_T_FMT ","
+                                      "\"more\":%s}", c0 + k + 1,
+                                      k ? ",{\"seq\":0,\"domain\":"
+                                          "\"once.example.com\",\"op\":"
+                                          "\"upsert\"}" : "",
+                                      c0 + k + 1, k ? "false" : "true"));
+    }
+    fake_http_answer_n(fake, "POST", BUNDLES, 200, NULL,
+                       apr_psprintf(pool, "{\"bundles\":[%s]}", b1), 1);
+    fake_http_answer_n(fake, "POST", BUNDLES, 200, NULL,
+                       apr_psprintf(pool, "{\"bundles\":[%s,%s]}", b2, b3),
+                       1);
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.installed, 3);
+    CHECK_EQ_INT(apr_hash_count(failures), 0);
+    CHECK_STR(csy_store_current(store, pool, "twice.example.com"), s2);
+    CHECK_STR(csy_store_current(store, pool, "once.example.com"), s3);
+    CHECK_STR(apr_hash_get(res.made_current, "twice.example.com",
+                           APR_HASH_KEY_STRING), s2);
+    /* previous is the first page's serial: its commit had switched
+     * current before the second page staged over it */
+    CHECK_EQ_INT(csy_store_rollback(store, pool, "twice.example.com"),
+                 APR_SUCCESS);
+    CHECK_STR(csy_store_current(store, pool, "twice.example.com"), s1);
+    CHECK_EQ_INT(cursor(), c0 + 2);
+    CHECK_EQ_INT(res.cursor_after, c0 + 2);
+    CHECK(strstr(manifest(), "twice.example.com") != NULL);
+    CHECK(strstr(manifest(), "once.example.com") != NULL);
+    CHECK_EQ_INT(fake_http_count(fake), 4);
+    CHECK_EQ_INT(fake_http_unanswered(fake), 0);
+}
+
 int main(void)
 {
     const char *tmp = getenv("CSY_TEST_TMPDIR");
@@ -960,6 +1022,7 @@ int main(void)
     test_pipeline();
     test_manifest_writes();
     test_seal_backfill();
+    test_page_commits();
 
     testkit_rm_tree(base);
     apr_pool_destroy(pool);
