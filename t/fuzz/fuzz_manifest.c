@@ -26,6 +26,12 @@
  *   back in pieces the way the configuration reader does, are one
  *   "Use M DOMAIN CERTDIR\n" line per entry, with nothing the reader
  *   would interpret (quotes, backslash, "${").
+ * - a file the sync daemon's sorted form accepts (cs_manifest_sorted_check
+ *   with the store's certdirs) is one the parser reads whole: an entry per
+ *   line, no problem, the names strictly increasing; the binary search
+ *   (cs_manifest_sorted_find) finds each name at its own line, and a name
+ *   not listed (each name with a byte appended, and two extremes) at the
+ *   line it would go before, between smaller and larger names.
  *
  * Built with -fsanitize=fuzzer for fuzzing (t/fuzz/run.sh), or linked with
  * replay.c to run the corpus in `make check` without libFuzzer.
@@ -372,6 +378,89 @@ static void check_round_trip(apr_pool_t *p, const cs_manifest_t *m)
     same_entries(m2->entries, m3->entries);
 }
 
+/* The name at line start off of an accepted sorted manifest (up to its
+ * space), or NULL at the end. */
+static const char *sorted_name_at(apr_pool_t *p, const char *buf,
+                                  apr_size_t size, apr_size_t off)
+{
+    const char *sp;
+
+    if (off >= size) {
+        return NULL;
+    }
+    REQUIRE(off > 0 && buf[off - 1] == '\n');
+    sp = memchr(buf + off, ' ', size - off);
+    REQUIRE(sp != NULL);
+    return apr_pstrmemdup(p, buf + off, (apr_size_t)(sp - (buf + off)));
+}
+
+/* Where a name not listed is placed: before a larger name (or at the
+ * end), after a smaller one (or after the header). */
+static void check_sorted_miss(apr_pool_t *p, const char *buf,
+                              apr_size_t size, apr_hash_t *names,
+                              const char *probe)
+{
+    apr_size_t off, back;
+    const char *at, *before;
+    int found;
+
+    off = cs_manifest_sorted_find(&found, buf, size, probe);
+    if (apr_hash_get(names, probe, APR_HASH_KEY_STRING)) {
+        REQUIRE(found);
+        REQUIRE(strcmp(sorted_name_at(p, buf, size, off), probe) == 0);
+        return;
+    }
+    REQUIRE(!found && off <= size);
+    at = sorted_name_at(p, buf, size, off);
+    REQUIRE(at == NULL || strcmp(at, probe) > 0);
+    REQUIRE(off > sizeof(CS_MANIFEST_HEADER_V2) - 1);
+    if (off > sizeof(CS_MANIFEST_HEADER_V2)) {
+        for (back = off - 1; buf[back - 1] != '\n'; back--) {
+        }
+        before = sorted_name_at(p, buf, size, back);
+        REQUIRE(before != NULL && strcmp(before, probe) < 0);
+    }
+}
+
+static void check_sorted(apr_pool_t *p, const cs_manifest_t *m,
+                         const char *buf, apr_size_t size)
+{
+    const char *why = cs_manifest_sorted_check(buf, size, "live/",
+                                               "/current");
+    apr_hash_t *names = apr_hash_make(p);
+    apr_size_t off, lines = 0, k;
+    const char *prev = NULL, *name;
+    int i, found;
+
+    if (why) {
+        REQUIRE(*why && printable(why));
+        return;
+    }
+    for (k = 0; k < size; k++) {
+        lines += buf[k] == '\n';
+    }
+    REQUIRE(m->problems->nelts == 0);
+    REQUIRE((apr_size_t)m->entries->nelts == lines - 1);
+    for (i = 0; i < m->entries->nelts; i++) {
+        name = APR_ARRAY_IDX(m->entries, i, cs_manifest_entry_t).name;
+        REQUIRE(prev == NULL || strcmp(prev, name) < 0);
+        apr_hash_set(names, name, APR_HASH_KEY_STRING, name);
+        off = cs_manifest_sorted_find(&found, buf, size, name);
+        REQUIRE(found);
+        REQUIRE(strcmp(sorted_name_at(p, buf, size, off), name) == 0);
+        prev = name;
+    }
+    for (i = 0; i < m->entries->nelts; i++) {
+        name = APR_ARRAY_IDX(m->entries, i, cs_manifest_entry_t).name;
+        check_sorted_miss(p, buf, size, names,
+                          apr_pstrcat(p, name, "-", NULL));
+        check_sorted_miss(p, buf, size, names,
+                          apr_pstrmemdup(p, name, strlen(name) - 1));
+    }
+    check_sorted_miss(p, buf, size, names, "-");
+    check_sorted_miss(p, buf, size, names, "~");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *buf = (const char *)data, *why;
@@ -408,6 +497,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_expand(p, m->entries, 2 + size % 256);
     }
     check_stream(p, m, buf, size, header);
+    check_sorted(p, m, buf, size);
     apr_pool_destroy(p);
     return 0;
 }
