@@ -247,6 +247,8 @@ struct csy_served_t {
     apr_size_t len;
     apr_hash_t *added;          /* name -> name: servable, not listed */
     apr_hash_t *removed;        /* name -> name: listed, not servable */
+    apr_status_t broken;        /* written, then not mapped again: the set
+                                 * is unknown, every later write refused */
 };
 
 #define SERVED_PREFIX   CS_LAYOUT_LIVE "/"
@@ -476,8 +478,13 @@ static apr_status_t fill_merge(apr_file_t *f, void *baton)
                                          cs_layout_certdir(one, name));
         }
         else if (!add && found) {
-            nl = memchr(buf + off, '\n', len - off);
-            at = (apr_size_t)(nl - buf) + 1;  /* the form ends lines */
+            /* The form ends every line, unless the file was changed in
+             * place under the map (only a rename may replace it). */
+            if (!(nl = memchr(buf + off, '\n', len - off))) {
+                rv = APR_EINVAL;
+                break;
+            }
+            at = (apr_size_t)(nl - buf) + 1;
         }
     }
     if (rv == APR_SUCCESS) {
@@ -495,6 +502,9 @@ apr_status_t csy_served_write(csy_served_t *sv, apr_pool_t *p)
     apr_status_t rv;
     int i;
 
+    if (sv->broken) {
+        return sv->broken;
+    }
     if (!csy_served_dirty(sv)) {
         return APR_SUCCESS;
     }
@@ -526,7 +536,10 @@ apr_status_t csy_served_write(csy_served_t *sv, apr_pool_t *p)
     }
     apr_hash_clear(sv->added);
     apr_hash_clear(sv->removed);
-    return served_map(sv, 0);
+    /* Not mapped again (EMFILE, ENOMEM): the changes are on disk but no
+     * longer here, so a later patch would be of nothing.  The next
+     * cycle's csy_store_served_open starts afresh. */
+    return sv->broken = served_map(sv, 0);
 }
 
 apr_status_t csy_store_manifest_slice(apr_array_header_t **domains,
@@ -534,7 +547,7 @@ apr_status_t csy_store_manifest_slice(apr_array_header_t **domains,
                                       apr_pool_t *p, int from, int max)
 {
     csy_served_t *sv;
-    const char *at, *stop, *nl;
+    const char *at, *stop, *nl, *sp;
     apr_status_t rv;
     int i;
 
@@ -548,15 +561,22 @@ apr_status_t csy_store_manifest_slice(apr_array_header_t **domains,
      * line to reach from: milliseconds at 1,000,000). */
     at = sv->buf;
     stop = sv->buf + sv->len;
+    /* The form ends every line with a name and a space before it, unless
+     * the file was changed in place under the map (only a rename may
+     * replace it): then EINVAL. */
     for (i = -1; at < stop && i < from; i++) {
-        nl = memchr(at, '\n', (apr_size_t)(stop - at));
-        at = nl + 1;    /* the form ends every line */
+        if (!(nl = memchr(at, '\n', (apr_size_t)(stop - at)))) {
+            return APR_EINVAL;
+        }
+        at = nl + 1;
     }
     while (at < stop && (*domains)->nelts < max) {
-        nl = memchr(at, '\n', (apr_size_t)(stop - at));
+        if (!(nl = memchr(at, '\n', (apr_size_t)(stop - at)))
+            || !(sp = memchr(at, ' ', (apr_size_t)(nl - at)))) {
+            return APR_EINVAL;
+        }
         APR_ARRAY_PUSH(*domains, const char *) =
-            apr_pstrmemdup(p, at, (apr_size_t)((const char *)memchr(
-                               at, ' ', (apr_size_t)(nl - at)) - at));
+            apr_pstrmemdup(p, at, (apr_size_t)(sp - at));
         at = nl + 1;
     }
     *end = at >= stop;
