@@ -427,9 +427,23 @@ static apr_status_t cs_notify_init(cs_notifier_t *n)
     return APR_SUCCESS;
 }
 
-static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
+/* Everything the sender made for itself: at its STOPPING, or at the
+ * child's exit (cs_wd_own()). */
+static apr_status_t cs_notify_release(void *data)
 {
     cs_notifier_t *n = data;
+
+    if (n->pool) {
+        apr_pool_destroy(n->pool);
+        n->pool = NULL;
+        n->http = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+/* Housekeeping, then due rows, with a database connection, for a while. */
+static void cs_notify_run(cs_notifier_t *n, apr_pool_t *wdp)
+{
     apr_array_header_t *due;
     apr_pool_t *jp;
     ap_dbd_t *dbd;
@@ -438,23 +452,8 @@ static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
     apr_time_t until = apr_time_now() + apr_time_from_sec(20);
     int i, claimed, worked;
 
-    if (state == AP_WATCHDOG_STATE_STOPPING) {
-        if (n->pool) {
-            apr_pool_destroy(n->pool);
-            n->pool = NULL;
-            n->http = NULL;
-        }
-        return APR_SUCCESS;
-    }
-    if (!n->pool && cs_notify_init(n) != APR_SUCCESS) {
-        return APR_SUCCESS;
-    }
-    if (!cs_wd_enter()) {
-        return APR_SUCCESS;             /* the child is exiting */
-    }
     if (!(dbd = cs_dbd_open(wdp, n->s))) {
-        cs_wd_leave();
-        return APR_SUCCESS;
+        return;
     }
     memset(&db, 0, sizeof(db));
     db.driver = dbd->driver;
@@ -465,8 +464,7 @@ static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
     if (!*n->conf->schema_ready) {
         if ((rv = cs_store_schema(&db, wdp)) != APR_SUCCESS) {
             cs_dbd_close(n->s, dbd);
-            cs_wd_leave();
-            return APR_SUCCESS;
+            return;
         }
         *n->conf->schema_ready = 1;
     }
@@ -499,6 +497,23 @@ static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
     } while (worked && apr_time_now() < until && !cs_wd_stop);
     apr_pool_destroy(jp);
     cs_dbd_close(n->s, dbd);
+}
+
+static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
+{
+    cs_notifier_t *n = data;
+
+    /* Nothing of the sender is touched outside enter and leave: once the
+     * child exits, it releases the sender itself (mod_certservice.c). */
+    if (!cs_wd_enter()) {
+        return APR_SUCCESS;
+    }
+    if (state == AP_WATCHDOG_STATE_STOPPING) {
+        cs_notify_release(n);
+    }
+    else if (n->pool || cs_notify_init(n) == APR_SUCCESS) {
+        cs_notify_run(n, wdp);
+    }
     cs_wd_leave();
     return APR_SUCCESS;
 }
@@ -541,6 +556,7 @@ int cs_notify_post_config(apr_pool_t *pconf, server_rec *main_s)
                          "needs mod_watchdog and mod_dbd)");
             return !OK;
         }
+        cs_wd_own(cs_notify_release, n);
     }
     return OK;
 }
