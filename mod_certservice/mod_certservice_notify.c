@@ -253,7 +253,8 @@ static cs_delivery_t deliver_webhook(cs_notifier_t *n, apr_pool_t *p,
 }
 
 /* The command: cmd TYPE DOMAIN, the JSON on stdin, CS_NOTIFY_CMD_TIMEOUT
- * seconds at most. */
+ * seconds at most, and no longer than until the child exits (then it is
+ * killed, and the row retried like any failed run). */
 static cs_delivery_t deliver_cmd(cs_notifier_t *n, apr_pool_t *p,
                                  const cs_outbox_t *o, const char **err)
 {
@@ -286,11 +287,14 @@ static cs_delivery_t deliver_cmd(cs_notifier_t *n, apr_pool_t *p,
     until = apr_time_now() + apr_time_from_sec(CS_NOTIFY_CMD_TIMEOUT);
     while ((rv = apr_proc_wait(&proc, &code, &why, APR_NOWAIT))
            == APR_CHILD_NOTDONE) {
-        if (apr_time_now() > until) {
+        if (apr_time_now() > until || cs_wd_stop) {
             apr_proc_kill(&proc, SIGKILL);
             apr_proc_wait(&proc, &code, &why, APR_WAIT);
-            *err = apr_psprintf(p, "%s did not end within %d s", argv[0],
-                                CS_NOTIFY_CMD_TIMEOUT);
+            *err = cs_wd_stop
+                   ? apr_psprintf(p, "%s killed: the server is stopping",
+                                  argv[0])
+                   : apr_psprintf(p, "%s did not end within %d s", argv[0],
+                                  CS_NOTIFY_CMD_TIMEOUT);
             return CS_DELIVERY_EXIT;
         }
         apr_sleep(apr_time_from_msec(20));
@@ -418,6 +422,7 @@ static apr_status_t cs_notify_init(cs_notifier_t *n)
         hc.ca_file = n->conf->notify_ca;
         hc.user_agent = "certservice-notify/1";
         hc.max_body = 64 * 1024;
+        hc.stop = &cs_wd_stop;      /* the child's exit */
         if ((rv = cs_http_curl_create(&n->http, n->pool, &hc))) {
             apr_pool_destroy(n->pool);
             n->pool = NULL;

@@ -20,6 +20,9 @@
 #      cleanup (no "exit_linger:" line), and no child died of a signal
 #   2. the workers did work in the rounds (certificates issued, events
 #      delivered), so that the stops came while they were busy
+#   3. a stop while the notification command hangs kills it at once (the
+#      run is a failed attempt, retried later) instead of holding the
+#      child's exit for 10 s (CS00035)
 #
 # Environment:
 #   HTTPD, APXS         the httpd binary / apxs to find it and its modules
@@ -147,6 +150,43 @@ sent=$(wc -l <"$tmp/notify/cmd.log" 2>/dev/null || echo 0)
 diag "certificates issued: $got of $ndom domains; events run by the command: $sent"
 [ "$got" -gt 0 ] && [ "$sent" -gt 0 ]
 okif $? "the workers were busy: certificates issued and events delivered"
+
+# --- A stop while the notification command hangs -----------------------------
+
+# The command hangs on its first run: the child's exit kills it instead of
+# waiting for it (or giving up after 10 s with CS00035), and the row is
+# retried like any failed run.
+cat >"$tmp/notify-cmd.sh" <<CMD
+#!/bin/sh
+cat >/dev/null
+if mkdir "$tmp/notify/hung" 2>/dev/null; then
+    echo "\$2" >"$tmp/notify/hung/domain"
+    sleep 60
+fi
+echo "\$1 \$2" >>"$tmp/notify/cmd.log"
+CMD
+: >"$csdir/logs/error_log"
+EXIT_LINGER_MS=$LINGER LD_PRELOAD="$tmp/exit_linger.so" \
+    start_httpd "$csdir" "$cs_port" \
+    || bail "CertService did not start: $(tail -5 "$csdir/logs/error_log")"
+cs_req admin "$cs_port" PUT /v1/domains/hang.exit.test '{}'
+for i in $(seq 1 300); do
+    [ -s "$tmp/notify/hung/domain" ] && break
+    sleep 0.1
+done
+[ -s "$tmp/notify/hung/domain" ] || bail "the command did not run: $(tail -5 "$csdir/logs/error_log")"
+t0=$(date +%s%N)
+stop_httpd "$csdir" 300
+ms=$((($(date +%s%N) - t0) / 1000000))
+diag "stopped in $ms ms while the command ran"
+[ "$ms" -lt 5000 ]
+okif $? "a stop does not wait for a hanging notification command (under 5 s)"
+is "$(grep -c 'CS00035' "$csdir/logs/error_log")" 0 \
+    "no worker thread left busy at the child's exit (no CS00035)"
+row=$(sqlite3 "$csdir/db/cs.db" "SELECT state, attempts, last_error FROM cs_notify_events WHERE sink = 'cmd' AND domain = '$(cat "$tmp/notify/hung/domain")'" 2>/dev/null)
+diag "its row: $row"
+grep -q '^pending|1|.*killed: the server is stopping' <<<"$row"
+okif $? "the killed run is a failed attempt, retried later"
 
 echo "# $((SECONDS - T0)) s"
 echo "$npass passed, $nfail failed"
