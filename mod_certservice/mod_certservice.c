@@ -11,6 +11,8 @@
  */
 #include "mod_certservice_private.h"
 
+#include <openssl/crypto.h>
+
 #include "http_core.h"
 #include "apr_atomic.h"
 #include "http_request.h"
@@ -104,6 +106,12 @@ int cs_wd_enter(void)
 
 void cs_wd_leave(void)
 {
+    /* The thread's own OpenSSL state (error queue, random generator) is
+     * freed now, not when the thread ends: mod_watchdog may end it during
+     * exit(), and freeing it after OpenSSL's cleanup is a double free
+     * (free(): invalid pointer in the thread's TSD destructor).  The next
+     * callback makes it again. */
+    OPENSSL_thread_stop();
     apr_atomic_dec32(&cs_wd_busy);
 }
 
