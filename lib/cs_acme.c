@@ -157,6 +157,10 @@ apr_status_t acme_http(acme_resp_t *r, cs_acme_t *a, apr_pool_t *p,
     }
     a->stats.requests++;
     rv = cs_http_send(a->http, &resp, &req, p, err);
+    if (rv == APR_EINTR || acme_stopping(a)) {
+        *err = "stopped (the server is shutting down)";
+        return APR_EINTR;
+    }
     if (rv == APR_EINVAL) {
         return rv;
     }
@@ -374,6 +378,7 @@ apr_status_t cs_acme_create(cs_acme_t **acme, apr_pool_t *p,
         hc.timeout = a->conf.timeout;
         hc.connect_timeout = a->conf.timeout;
         hc.max_body = ACME_MAX_BODY;
+        hc.stop = a->conf.stop;
         if ((rv = cs_http_curl_create(&a->http, p, &hc))) {
             return rv;
         }

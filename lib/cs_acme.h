@@ -91,8 +91,8 @@ typedef struct {
      * The caller keeps it (and its key) alive as long as the client. */
     const cs_eab_t *eab;
     /* Set non-zero (by another thread) when the caller must stop: an
-     * order gives up at its next wait or request, APR_EINTR.  NULL: no
-     * such flag. */
+     * order gives up at its next wait or request, or within about a
+     * second of the request in flight, APR_EINTR.  NULL: no such flag. */
     const volatile apr_uint32_t *stop;
 } cs_acme_conf_t;
 

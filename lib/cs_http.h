@@ -12,7 +12,8 @@
  *
  * Errors of cs_http_send: APR_ECONNREFUSED when no answer came (refused,
  * timeout, TLS failure: *err says which), APR_ENOSPC when the body was
- * larger than max_body, APR_EINVAL for a URL whose scheme is not allowed.
+ * larger than max_body, APR_EINVAL for a URL whose scheme is not allowed,
+ * APR_EINTR when conf.stop ended it.
  * Any HTTP status is an answer: APR_SUCCESS with resp->status set.
  */
 #ifndef CS_HTTP_H
@@ -63,6 +64,9 @@ typedef struct {
     apr_interval_time_t timeout;            /* whole request; 0: 30 s */
     apr_interval_time_t connect_timeout;    /* 0: 10 s */
     apr_size_t max_body;                    /* 0: 1 MiB */
+    /* Set non-zero by another thread: the request in flight ends within
+     * about a second ("stopped"); NULL: never. */
+    const volatile apr_uint32_t *stop;
 } cs_http_conf_t;
 
 /** Once per process, before any thread makes a transport (curl). */

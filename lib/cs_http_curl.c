@@ -120,6 +120,15 @@ static int scheme_allowed(apr_pool_t *p, const char *url,
     return 0;
 }
 
+/* curl calls it about once a second even while nothing moves. */
+static int on_progress(void *baton, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+    const volatile apr_uint32_t *stop = baton;
+
+    return *stop != 0;
+}
+
 static apr_status_t curl_send(void *baton, cs_http_resp_t *resp,
                               const cs_http_req_t *req, apr_pool_t *p,
                               const char **err)
@@ -159,6 +168,11 @@ static apr_status_t curl_send(void *baton, cs_http_resp_t *resp,
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r);
+    if (c->stop) {
+        curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, (void *)c->stop);
+    }
     if (c->user_agent) {
         curl_easy_setopt(curl, CURLOPT_USERAGENT, c->user_agent);
     }
@@ -231,6 +245,10 @@ static apr_status_t curl_send(void *baton, cs_http_resp_t *resp,
                             APR_SIZE_T_FMT " bytes)", req->method, req->url,
                             c->max_body);
         return APR_ENOSPC;
+    }
+    if (rc == CURLE_ABORTED_BY_CALLBACK) {
+        *err = apr_psprintf(p, "%s %s: stopped", req->method, req->url);
+        return APR_EINTR;
     }
     if (rc != CURLE_OK) {
         *err = apr_psprintf(p, "%s %s: %s", req->method, req->url,

@@ -11,9 +11,21 @@
  */
 #include "mod_certservice_private.h"
 
+#include <openssl/crypto.h>
+
 #include "http_core.h"
 #include "apr_atomic.h"
 #include "http_request.h"
+
+/* What the watchdog workers of this generation made for themselves, to
+ * release at the child's exit (cs_wd_own(), below); post_config makes it
+ * in pconf. */
+typedef struct {
+    apr_status_t (*release)(void *);
+    void *data;
+} cs_wd_owned_t;
+
+static apr_array_header_t *cs_wd_owned;
 
 static int cs_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                           apr_pool_t *ptemp, server_rec *main_s)
@@ -43,6 +55,7 @@ static int cs_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         }
     }
     cs_od_post_config(main_s);
+    cs_wd_owned = apr_array_make(pconf, 4, sizeof(cs_wd_owned_t));
     if (cs_acme_post_config(pconf, main_s) != OK) {
         return !OK;
     }
@@ -50,16 +63,36 @@ static int cs_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 }
 
 /*
- * Watchdog threads (the ACME workers, the notification sender) hold a
- * mod_dbd connection while they work.  mod_watchdog joins its threads
- * only when the process ends, after the child's pool, and mod_dbd's
- * connection pool in it, is gone; destroying that pool while a
- * connection is out aborts the child (apr_reslist's assertion).  So the
- * child's pool first asks them to stop and waits, a bounded time, until
- * every connection is given back.
+ * Watchdog threads (the ACME workers, the notification sender) at the
+ * child's exit.  httpd 2.4's mod_watchdog never joins them in a child:
+ * the child destroys its pool and calls exit() while they may still run.
+ * Two things go wrong when a thread is still at work then:
+ *
+ * - mod_dbd's connection pool is in the child's pool; destroying it while
+ *   a thread holds a connection aborts the child (apr_reslist's
+ *   assertion);
+ * - exit() runs OpenSSL's atexit cleanup; a thread that then frees its
+ *   ACME clients or webhook transport (libcurl connections, OpenSSL keys
+ *   and contexts, when mod_watchdog calls it with STOPPING) frees into a
+ *   library that is gone and may corrupt the heap (a child aborted in
+ *   malloc at its exit; t/acme/exit.sh makes it visible every time).
+ *
+ * So every callback runs between cs_wd_enter() and cs_wd_leave(), and
+ * touches nothing of its worker outside them.  The child's pool, first of
+ * all, asks them to stop and waits, a bounded time, until none runs; then,
+ * since none will run again, it releases what each worker made for itself
+ * (cs_wd_own()), before the pool and exit() go on.
  */
 volatile apr_uint32_t cs_wd_stop;
 static volatile apr_uint32_t cs_wd_busy;
+
+void cs_wd_own(apr_status_t (*release)(void *), void *data)
+{
+    cs_wd_owned_t *o = apr_array_push(cs_wd_owned);
+
+    o->release = release;
+    o->data = data;
+}
 
 int cs_wd_enter(void)
 {
@@ -73,12 +106,19 @@ int cs_wd_enter(void)
 
 void cs_wd_leave(void)
 {
+    /* The thread's own OpenSSL state (error queue, random generator) is
+     * freed now, not when the thread ends: mod_watchdog may end it during
+     * exit(), and freeing it after OpenSSL's cleanup is a double free
+     * (free(): invalid pointer in the thread's TSD destructor).  The next
+     * callback makes it again. */
+    OPENSSL_thread_stop();
     apr_atomic_dec32(&cs_wd_busy);
 }
 
 static apr_status_t cs_wd_child_exit(void *data)
 {
     server_rec *s = data;
+    const cs_wd_owned_t *o;
     int i;
 
     apr_atomic_set32(&cs_wd_stop, 1);
@@ -87,11 +127,20 @@ static apr_status_t cs_wd_child_exit(void *data)
         apr_sleep(apr_time_from_msec(10));
     }
     if (apr_atomic_read32(&cs_wd_busy)) {
+        /* Still in use: left to the process's end. */
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, CSLOGNO(00035)
-                     "%u worker thread(s) still hold a database connection "
-                     "after %d s at the child's exit",
-                     apr_atomic_read32(&cs_wd_busy), CS_WD_EXIT_WAIT);
+                     "%u worker thread(s) still busy after %d s at the "
+                     "child's exit", apr_atomic_read32(&cs_wd_busy),
+                     CS_WD_EXIT_WAIT);
+        return APR_SUCCESS;
     }
+    for (i = 0; cs_wd_owned && i < cs_wd_owned->nelts; i++) {
+        o = &APR_ARRAY_IDX(cs_wd_owned, i, cs_wd_owned_t);
+        o->release(o->data);
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, CSLOGNO(00106)
+                 "child exit: %d worker thread(s) stopped, their clients "
+                 "released", cs_wd_owned ? cs_wd_owned->nelts : 0);
     return APR_SUCCESS;
 }
 

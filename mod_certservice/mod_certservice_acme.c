@@ -289,9 +289,25 @@ static void cs_check_profile(cs_worker_t *w)
     }
 }
 
-static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
+/* Everything the worker made for itself: at its STOPPING, or at the
+ * child's exit (cs_wd_own()). */
+static apr_status_t cs_worker_release(void *data)
 {
-    cs_worker_t *w = (cs_worker_t *)data;
+    cs_worker_t *w = data;
+
+    if (w->pool) {
+        apr_pool_destroy(w->pool);
+        w->pool = NULL;
+        w->drive = NULL;
+        w->acme = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+/* Due jobs, with a database connection, for a while: then the watchdog
+ * gets its thread back (it checks for stopping between calls). */
+static void cs_acme_run(cs_worker_t *w, apr_pool_t *wdp)
+{
     cs_acme_outcome_t out;
     const char *domain;
     apr_pool_t *jp;
@@ -300,25 +316,8 @@ static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
     apr_status_t rv;
     apr_time_t until = apr_time_now() + apr_time_from_sec(20);
 
-    if (state == AP_WATCHDOG_STATE_STOPPING) {
-        if (w->pool) {
-            apr_pool_destroy(w->pool);
-            w->pool = NULL;
-            w->drive = NULL;
-            w->acme = NULL;
-        }
-        return APR_SUCCESS;
-    }
-    if (!w->pool && cs_worker_init(w) != APR_SUCCESS) {
-        return APR_SUCCESS;
-    }
-    cs_check_profile(w);
-    if (!cs_wd_enter()) {
-        return APR_SUCCESS;             /* the child is exiting */
-    }
     if (!(dbd = cs_dbd_open(wdp, w->s))) {
-        cs_wd_leave();
-        return APR_SUCCESS;
+        return;
     }
     memset(&db, 0, sizeof(db));
     db.driver = dbd->driver;
@@ -332,13 +331,10 @@ static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
                          "acme: database schema: %s",
                          cs_store_error(&db, wdp, rv));
             cs_dbd_close(w->s, dbd);
-            cs_wd_leave();
-            return APR_SUCCESS;
+            return;
         }
         *w->conf->schema_ready = 1;
     }
-    /* Work while jobs are due, for a while: then give the watchdog its
-     * thread back (it checks for stopping between calls). */
     do {
         apr_pool_create(&jp, wdp);
         if (cs_acme_drive_claim(&domain, w->drive, &db, jp) != APR_SUCCESS
@@ -352,6 +348,24 @@ static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
         apr_pool_destroy(jp);
     } while (apr_time_now() < until && !cs_wd_stop);
     cs_dbd_close(w->s, dbd);
+}
+
+static apr_status_t cs_acme_wd(int state, void *data, apr_pool_t *wdp)
+{
+    cs_worker_t *w = (cs_worker_t *)data;
+
+    /* Nothing of the worker is touched outside enter and leave: once the
+     * child exits, it releases the worker itself (mod_certservice.c). */
+    if (!cs_wd_enter()) {
+        return APR_SUCCESS;
+    }
+    if (state == AP_WATCHDOG_STATE_STOPPING) {
+        cs_worker_release(w);
+    }
+    else if (w->pool || cs_worker_init(w) == APR_SUCCESS) {
+        cs_check_profile(w);
+        cs_acme_run(w, wdp);
+    }
     cs_wd_leave();
     return APR_SUCCESS;
 }
@@ -396,6 +410,7 @@ static int cs_acme_start(apr_pool_t *pconf, server_rec *s,
                          "cannot start ACME worker %d", i);
             return !OK;
         }
+        cs_wd_own(cs_worker_release, w);
     }
     if (conf->acme_eab) {
         /* The key id only: the MAC key is never logged. */

@@ -253,7 +253,8 @@ static cs_delivery_t deliver_webhook(cs_notifier_t *n, apr_pool_t *p,
 }
 
 /* The command: cmd TYPE DOMAIN, the JSON on stdin, CS_NOTIFY_CMD_TIMEOUT
- * seconds at most. */
+ * seconds at most, and no longer than until the child exits (then it is
+ * killed, and the row retried like any failed run). */
 static cs_delivery_t deliver_cmd(cs_notifier_t *n, apr_pool_t *p,
                                  const cs_outbox_t *o, const char **err)
 {
@@ -286,11 +287,14 @@ static cs_delivery_t deliver_cmd(cs_notifier_t *n, apr_pool_t *p,
     until = apr_time_now() + apr_time_from_sec(CS_NOTIFY_CMD_TIMEOUT);
     while ((rv = apr_proc_wait(&proc, &code, &why, APR_NOWAIT))
            == APR_CHILD_NOTDONE) {
-        if (apr_time_now() > until) {
+        if (apr_time_now() > until || cs_wd_stop) {
             apr_proc_kill(&proc, SIGKILL);
             apr_proc_wait(&proc, &code, &why, APR_WAIT);
-            *err = apr_psprintf(p, "%s did not end within %d s", argv[0],
-                                CS_NOTIFY_CMD_TIMEOUT);
+            *err = cs_wd_stop
+                   ? apr_psprintf(p, "%s killed: the server is stopping",
+                                  argv[0])
+                   : apr_psprintf(p, "%s did not end within %d s", argv[0],
+                                  CS_NOTIFY_CMD_TIMEOUT);
             return CS_DELIVERY_EXIT;
         }
         apr_sleep(apr_time_from_msec(20));
@@ -418,6 +422,7 @@ static apr_status_t cs_notify_init(cs_notifier_t *n)
         hc.ca_file = n->conf->notify_ca;
         hc.user_agent = "certservice-notify/1";
         hc.max_body = 64 * 1024;
+        hc.stop = &cs_wd_stop;      /* the child's exit */
         if ((rv = cs_http_curl_create(&n->http, n->pool, &hc))) {
             apr_pool_destroy(n->pool);
             n->pool = NULL;
@@ -427,9 +432,23 @@ static apr_status_t cs_notify_init(cs_notifier_t *n)
     return APR_SUCCESS;
 }
 
-static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
+/* Everything the sender made for itself: at its STOPPING, or at the
+ * child's exit (cs_wd_own()). */
+static apr_status_t cs_notify_release(void *data)
 {
     cs_notifier_t *n = data;
+
+    if (n->pool) {
+        apr_pool_destroy(n->pool);
+        n->pool = NULL;
+        n->http = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+/* Housekeeping, then due rows, with a database connection, for a while. */
+static void cs_notify_run(cs_notifier_t *n, apr_pool_t *wdp)
+{
     apr_array_header_t *due;
     apr_pool_t *jp;
     ap_dbd_t *dbd;
@@ -438,23 +457,8 @@ static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
     apr_time_t until = apr_time_now() + apr_time_from_sec(20);
     int i, claimed, worked;
 
-    if (state == AP_WATCHDOG_STATE_STOPPING) {
-        if (n->pool) {
-            apr_pool_destroy(n->pool);
-            n->pool = NULL;
-            n->http = NULL;
-        }
-        return APR_SUCCESS;
-    }
-    if (!n->pool && cs_notify_init(n) != APR_SUCCESS) {
-        return APR_SUCCESS;
-    }
-    if (!cs_wd_enter()) {
-        return APR_SUCCESS;             /* the child is exiting */
-    }
     if (!(dbd = cs_dbd_open(wdp, n->s))) {
-        cs_wd_leave();
-        return APR_SUCCESS;
+        return;
     }
     memset(&db, 0, sizeof(db));
     db.driver = dbd->driver;
@@ -465,8 +469,7 @@ static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
     if (!*n->conf->schema_ready) {
         if ((rv = cs_store_schema(&db, wdp)) != APR_SUCCESS) {
             cs_dbd_close(n->s, dbd);
-            cs_wd_leave();
-            return APR_SUCCESS;
+            return;
         }
         *n->conf->schema_ready = 1;
     }
@@ -499,6 +502,23 @@ static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
     } while (worked && apr_time_now() < until && !cs_wd_stop);
     apr_pool_destroy(jp);
     cs_dbd_close(n->s, dbd);
+}
+
+static apr_status_t cs_notify_wd(int state, void *data, apr_pool_t *wdp)
+{
+    cs_notifier_t *n = data;
+
+    /* Nothing of the sender is touched outside enter and leave: once the
+     * child exits, it releases the sender itself (mod_certservice.c). */
+    if (!cs_wd_enter()) {
+        return APR_SUCCESS;
+    }
+    if (state == AP_WATCHDOG_STATE_STOPPING) {
+        cs_notify_release(n);
+    }
+    else if (n->pool || cs_notify_init(n) == APR_SUCCESS) {
+        cs_notify_run(n, wdp);
+    }
     cs_wd_leave();
     return APR_SUCCESS;
 }
@@ -541,6 +561,7 @@ int cs_notify_post_config(apr_pool_t *pconf, server_rec *main_s)
                          "needs mod_watchdog and mod_dbd)");
             return !OK;
         }
+        cs_wd_own(cs_notify_release, n);
     }
     return OK;
 }

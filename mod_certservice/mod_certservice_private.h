@@ -212,10 +212,15 @@ const char *cs_set_feed_wait(cmd_parms *cmd, void *dummy, const char *secs,
 #define CS_WD_EXIT_WAIT 10
 /** Non-zero once the child exits: the ACME client's stop flag. */
 extern volatile apr_uint32_t cs_wd_stop;
-/** Around a watchdog callback's use of a mod_dbd connection: 0 when the
+/** Around the whole of a watchdog callback (STOPPING too): 0 when the
  * child is exiting (then do nothing, and no cs_wd_leave()). */
 int cs_wd_enter(void);
 void cs_wd_leave(void);
+/** At post_config, for each watchdog worker: what it makes for itself
+ * (its pool, clients, transport) is released by release(data) at the
+ * child's exit, once no callback runs; release also serves the worker's
+ * own STOPPING, so it must leave the worker as never started. */
+void cs_wd_own(apr_status_t (*release)(void *), void *data);
 
 /* --- mod_certservice_acme_config.c: ACME directive handlers ---------- */
 const char *cs_set_acme_url(cmd_parms *cmd, void *dummy,

@@ -126,6 +126,12 @@ static void serve_conn(server_t *s, int fd)
         else if (strcmp(path, "/huge") == 0) {
             answer(fd, head, "200 OK", "", big, HUGE);
         }
+        else if (strcmp(path, "/hang") == 0) {
+            /* No answer, until the client gives up. */
+            while (recv_or_stop(s, fd, buf, sizeof(buf)) > 0) {
+            }
+            return;
+        }
         else if (strcmp(path, "/echo") == 0) {
             cl = strcasestr(buf, "\r\nX-Req:");
             snprintf(echo, sizeof(echo), "%s [%.*s] %s", method, (int)need,
@@ -221,6 +227,16 @@ static const char *all_of(apr_table_t *t, const char *name)
 
     apr_table_do(join_cb, &s, t, name, NULL);
     return s;
+}
+
+/* The flag of the conf.stop case, set by another thread. */
+static volatile apr_uint32_t stop_flag;
+
+static void *set_stop_later(void *arg)
+{
+    usleep(300000);
+    stop_flag = 1;
+    return arg;
 }
 
 int main(void)
@@ -347,6 +363,27 @@ int main(void)
         CHECK_EQ_INT(get(https_only, &resp, "GET", "file:///etc/passwd",
                          NULL, &err), APR_EINVAL);
         CHECK_EQ_INT(s.requests, 11);
+    }
+
+    UNIT_CASE("conf.stop set during a request: APR_EINTR within ~1 s");
+    {
+        cs_http_t *stoppable;
+        pthread_t setter;
+        apr_time_t t0;
+
+        conf.protocols = "http";
+        conf.stop = &stop_flag;
+        CHECK_EQ_INT(cs_http_curl_create(&stoppable, pool, &conf),
+                     APR_SUCCESS);
+        t0 = apr_time_now();
+        CHECK_EQ_INT(pthread_create(&setter, NULL, set_stop_later, NULL), 0);
+        CHECK_EQ_INT(get(stoppable, &resp, "GET", "/hang", NULL, &err),
+                     APR_EINTR);
+        pthread_join(setter, NULL);
+        CHECK(err && strstr(err, "stopped"));
+        /* Set after 0.3 s; the timeout is 10 s. */
+        CHECK(apr_time_now() - t0 < apr_time_from_msec(2500));
+        conf.stop = NULL;
     }
 
     UNIT_CASE("nobody listening: APR_ECONNREFUSED");
