@@ -157,7 +157,10 @@ apr_status_t acme_http(acme_resp_t *r, cs_acme_t *a, apr_pool_t *p,
     }
     a->stats.requests++;
     rv = cs_http_send(a->http, &resp, &req, p, err);
-    if (rv == APR_EINTR || acme_stopping(a)) {
+    /* An answer that came is kept even when the child is stopping (a new
+     * order the CA made is recorded, not orphaned against its limits); a
+     * failure then is the stop's, not the CA's. */
+    if (rv == APR_EINTR || (rv != APR_SUCCESS && acme_stopping(a))) {
         *err = "stopped (the server is shutting down)";
         return APR_EINTR;
     }
