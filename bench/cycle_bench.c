@@ -28,9 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <apr_general.h>
@@ -58,23 +56,6 @@ typedef struct {
     apr_array_header_t *feed;   /* change_t; seq = index + 1 */
     apr_hash_t *bundles;        /* name -> bundle JSON text */
 } world_t;
-
-static double now(void)
-{
-    struct timeval tv;
-
-    gettimeofday(&tv, NULL);
-    return tv.tv_sec + tv.tv_usec / 1e6;
-}
-
-static double cpu(void)
-{
-    struct rusage ru;
-
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6
-           + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
 
 static apr_status_t serve(void *baton, cs_http_resp_t *resp,
                           const cs_http_req_t *req, apr_pool_t *p,
@@ -179,7 +160,7 @@ static int fill(csy_store_t *store, apr_pool_t *p, const char *dir, long n)
                                                sizeof(const char *));
     const char *mpath = apr_pstrcat(p, dir, "/manifest", NULL);
     struct stat st;
-    double t0 = now();
+    double t0 = testkit_now();
     char path[512];
     long i;
 
@@ -213,7 +194,7 @@ static int fill(csy_store_t *store, apr_pool_t *p, const char *dir, long n)
         fprintf(stderr, "cannot write the manifest\n");
         return -1;
     }
-    printf("cycle_bench: %ld stub domains made in %.1f s\n", n, now() - t0);
+    printf("cycle_bench: %ld stub domains made in %.1f s\n", n, testkit_now() - t0);
     return 0;
 }
 
@@ -226,14 +207,14 @@ static int cycle(double *c_ms, double *w_ms, csy_result_t *res,
     double t0, c0;
 
     apr_pool_create(&run, p);
-    t0 = now();
-    c0 = cpu();
+    t0 = testkit_now();
+    c0 = testkit_cpu();
     if (csy_sync_once(res, cl, store, failures, run) != APR_SUCCESS) {
         fprintf(stderr, "cycle failed: %s\n", res->error);
         return -1;
     }
-    *c_ms = 1000 * (cpu() - c0);
-    *w_ms = 1000 * (now() - t0);
+    *c_ms = 1000 * (testkit_cpu() - c0);
+    *w_ms = 1000 * (testkit_now() - t0);
     apr_pool_destroy(run);
     return 0;
 }

@@ -20,8 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/time.h>
 
 #include <apr_general.h>
 #include <apr_strings.h>
@@ -44,24 +42,6 @@ typedef struct {
     const char **bundles;       /* JSON objects, as text */
     apr_hash_t *by_name;        /* name -> bundle text */
 } world_t;
-
-static double now(void)
-{
-    struct timeval tv;
-
-    gettimeofday(&tv, NULL);
-    return tv.tv_sec + tv.tv_usec / 1e6;
-}
-
-/* CPU seconds of this process so far (every thread, user and system). */
-static double cpu(void)
-{
-    struct rusage ru;
-
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6
-           + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
 
 static apr_status_t serve(void *baton, cs_http_resp_t *resp,
                           const cs_http_req_t *req, apr_pool_t *p,
@@ -167,7 +147,7 @@ int main(int argc, char **argv)
     w.names = apr_pcalloc(pool, w.n * sizeof(char *));
     w.bundles = apr_pcalloc(pool, w.n * sizeof(char *));
     w.by_name = apr_hash_make(pool);
-    t0 = now();
+    t0 = testkit_now();
     for (i = 0; i < w.n; i++) {
         w.names[i] = apr_psprintf(pool, "s%d.bench.test", i + 1);
         if (cs_key_generate(&key, pool, CS_KEY_EC_P256)
@@ -190,7 +170,7 @@ int main(int argc, char **argv)
                      w.bundles[i]);
     }
     printf("sync_bench: %d bundles made in %.1f s; store under %s; %s "
-           "mode\n", w.n, now() - t0, dir, dyn ? "dynamic" : "vhost");
+           "mode\n", w.n, testkit_now() - t0, dir, dyn ? "dynamic" : "vhost");
 
     for (a = argc > 3 ? 3 : 2; a < argc || a == 2; a++) {
         apr_pool_create(&run, pool);
@@ -217,15 +197,15 @@ int main(int argc, char **argv)
             fprintf(stderr, "cannot open a store under %s\n", dir);
             return 1;
         }
-        t0 = now();
-        c0 = cpu();
+        t0 = testkit_now();
+        c0 = testkit_cpu();
         if (csy_sync_once(&res, client, store, apr_hash_make(run), run)
             != APR_SUCCESS) {
             fprintf(stderr, "cycle failed: %s\n", res.error);
             return 1;
         }
-        t1 = now();
-        c1 = cpu();
+        t1 = testkit_now();
+        c1 = testkit_cpu();
         printf("threads %s: %d installed in %.2f s: %.0f bundles/s; "
                "CPU %.3f ms a bundle (%.0f/s on 2 idle CPUs)\n",
 #ifndef SYNC_BENCH_OLD

@@ -7,6 +7,8 @@
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/time.h>
 
 #include <apr_file_io.h>
 #include <apr_strings.h>
@@ -112,4 +114,21 @@ static int rm_cb(const char *path, const struct stat *st, int flag,
 void testkit_rm_tree(const char *path)
 {
     nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+double testkit_now(void)
+{
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    return tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+double testkit_cpu(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6
+           + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }

@@ -39,4 +39,10 @@ char *testkit_tmpfile(apr_pool_t *pool, const char *prefix);
 /* Remove path and all below it. */
 void testkit_rm_tree(const char *path);
 
+/** Wall-clock seconds (for benches). */
+double testkit_now(void);
+
+/** CPU seconds of this process so far: every thread, user and system. */
+double testkit_cpu(void);
+
 #endif
