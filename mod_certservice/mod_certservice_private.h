@@ -40,7 +40,8 @@
 APLOG_USE_MODULE(certservice);
 extern module AP_MODULE_DECLARE_DATA certservice_module;
 
-/* Log tags "CSnnnnn": never reused; the next free one is 00035.  The
+/* Log tags "CSnnnnn": never reused; take a number above every one in use
+ * (t/lint/logtags.pl fails on a number used twice or not in the docs).  The
  * pure ACME drive puts its own tags in its messages (cs_acme_drive.c:
  * CS00013, CS00015 ... CS00018, CS00021, CS00031 ... CS00034).  The
  * macro CSLOGNO is lib/cs_log.h's. */

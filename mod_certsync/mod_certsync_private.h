@@ -34,8 +34,8 @@
 APLOG_USE_MODULE(certsync);
 
 /*
- * Log tags "CYnnnnn": never reused, each used by one message only; the
- * next free one is 00046.  The pure rollout and agent code
+ * Log tags "CYnnnnn": never reused, each used by one message only; take a
+ * number above every one in use (t/lint/logtags.pl checks).  The pure rollout and agent code
  * (csy_rollout.c, csy_agent.c) spell their tags the same way and share
  * the numbering; docs/mod_certsync.md lists every tag.  The macro
  * CYLOGNO is lib/cs_log.h's.

@@ -6,7 +6,8 @@
 
 /*
  * Log tags: every message carries "PPnnnnn: ", grep-able from the log to the
- * line in the code.  Numbers are never reused; the next free one is 00016.
+ * line in the code.  Numbers are never reused: take one above every one in
+ * use (t/lint/logtags.pl checks).
  */
 #define PPLOGNO(n) "PP" #n ": "
 
