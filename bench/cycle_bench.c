@@ -190,7 +190,7 @@ static int fill(csy_store_t *store, apr_pool_t *p, const char *dir, long n)
             return -1;
         }
     }
-    if (csy_store_manifest_write_known(store, p, names) != APR_SUCCESS) {
+    if (csy_store_manifest_write(store, p, names) != APR_SUCCESS) {
         fprintf(stderr, "cannot write the manifest\n");
         return -1;
     }

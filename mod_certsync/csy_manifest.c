@@ -228,13 +228,6 @@ apr_status_t csy_store_manifest_write(csy_store_t *store, apr_pool_t *p,
     return manifest_write(store, p, domains, 0);
 }
 
-apr_status_t csy_store_manifest_write_known(csy_store_t *store,
-                                            apr_pool_t *p,
-                                            const apr_array_header_t *domains)
-{
-    return manifest_write(store, p, domains, 1);
-}
-
 /* ------------------------------------------------------------------ */
 /* The servable set of a cycle                                         */
 /* ------------------------------------------------------------------ */

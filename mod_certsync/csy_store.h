@@ -213,16 +213,6 @@ apr_status_t csy_store_manifest_read(apr_array_header_t **domains,
 apr_status_t csy_store_manifest_write(csy_store_t *store, apr_pool_t *p,
                                       const apr_array_header_t *domains);
 
-/**
- * The same for a caller that knows every domain has a current version
- * (the sync: the manifest's own domains and those it has just made
- * current), without reading each domain's link again: at 1,000,000
- * domains that is a million readlink() calls a write.
- */
-apr_status_t csy_store_manifest_write_known(csy_store_t *store,
-                                            apr_pool_t *p,
-                                            const apr_array_header_t *domains);
-
 /*
  * The servable set as a sync cycle changes it, without reading the
  * manifest: the file is mapped and looked up by binary search

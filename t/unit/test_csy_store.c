@@ -544,17 +544,6 @@ static void test_manifest(void)
     CHECK_EQ_INT(csy_store_manifest_read(&got, store, pool), APR_SUCCESS);
     CHECK_STR(joined(got), "*.w.example,a.example,b.example");
 
-    /* The sync's write: the caller vouches for a current version, no
-     * link is read again. */
-    UNIT_CASE("manifest written for known domains");
-    CHECK_EQ_INT(csy_store_manifest_write_known(store, pool,
-                                                list("b.example",
-                                                     "a.example", NULL)),
-                 APR_SUCCESS);
-    CHECK_STR(slurp(at("man/manifest"), pool, NULL),
-              "# certsync manifest v2\na.example live/a.example/current\n"
-              "b.example live/b.example/current\n");
-
     UNIT_CASE("manifest empty");
     CHECK_EQ_INT(csy_store_manifest_write(store, pool,
                                           list("none.example", NULL)),
