@@ -5,20 +5,19 @@
  *
  * Log tags used here: CS00090 ... CS00094.
  */
-#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <apr_strings.h>
-#include <apr_thread_proc.h>
 
 #include <ldns/ldns.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
 #include "cs_dns.h"
+#include "cs_run.h"
 #include "cs_jws.h"
 
 #define DNS_TIMEOUT     5       /* one query, seconds */
@@ -781,12 +780,9 @@ apr_status_t cs_dns_hook(apr_pool_t *p, const cs_dns_conf_t *conf,
                                 ? conf->hook_timeout
                                 : apr_time_from_sec(60);
     const char *argv[6];
-    apr_procattr_t *attr;
-    apr_proc_t proc;
-    apr_exit_why_e why;
-    apr_time_t until;
+    cs_run_t run;
     apr_status_t rv;
-    int code;
+    int exited, code;
 
     argv[0] = conf->hook;
     argv[1] = set ? "set" : "unset";
@@ -794,35 +790,25 @@ apr_status_t cs_dns_hook(apr_pool_t *p, const cs_dns_conf_t *conf,
     argv[3] = value;
     argv[4] = name;
     argv[5] = NULL;
-    if ((rv = apr_procattr_create(&attr, p))
-        || (rv = apr_procattr_io_set(attr, APR_NO_PIPE, APR_NO_PIPE,
-                                     APR_NO_PIPE))
-        || (rv = apr_procattr_cmdtype_set(attr, APR_PROGRAM_ENV))
-        || (rv = apr_procattr_error_check_set(attr, 1))
-        || (rv = apr_proc_create(&proc, argv[0], argv, NULL, attr, p))) {
-        *err = apr_psprintf(p, "cannot run the DNS hook %s: %pm", argv[0],
-                            &rv);
+    memset(&run, 0, sizeof(run));
+    run.argv = argv;
+    run.limit = limit;
+    rv = cs_run(&exited, &code, &run, p, err);
+    if (rv == APR_TIMEUP) {
+        *err = apr_psprintf(p, "the DNS hook %s %s %s did not end "
+                            "within %" APR_TIME_T_FMT " s (killed)",
+                            argv[0], argv[1], domain,
+                            apr_time_sec(limit));
+        return APR_TIMEUP;
+    }
+    if (rv != APR_SUCCESS) {
+        *err = apr_pstrcat(p, "the DNS hook: ", *err, NULL);
         return rv;
     }
-    until = apr_time_now() + limit;
-    while ((rv = apr_proc_wait(&proc, &code, &why, APR_NOWAIT))
-           == APR_CHILD_NOTDONE) {
-        if (apr_time_now() > until) {
-            apr_proc_kill(&proc, SIGKILL);
-            apr_proc_wait(&proc, &code, &why, APR_WAIT);
-            *err = apr_psprintf(p, "the DNS hook %s %s %s did not end "
-                                "within %" APR_TIME_T_FMT " s (killed)",
-                                argv[0], argv[1], domain,
-                                apr_time_sec(limit));
-            return APR_TIMEUP;
-        }
-        apr_sleep(apr_time_from_msec(20));
-    }
-    if (!APR_PROC_CHECK_EXIT(why) || code != 0) {
+    if (!exited || code != 0) {
         *err = apr_psprintf(p, "the DNS hook %s %s %s failed: %s %d",
                             argv[0], argv[1], domain,
-                            APR_PROC_CHECK_EXIT(why) ? "exit status"
-                                                     : "signal", code);
+                            exited ? "exit status" : "signal", code);
         return APR_EGENERAL;
     }
     dns_log(conf, CS_LOG_INFO, CSLOGNO(00092) "dns-01: the hook %s %s %s "

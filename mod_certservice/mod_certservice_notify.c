@@ -9,19 +9,18 @@
  *
  * Log tags: CS00060 ... CS00069.
  */
-#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "apr_lib.h"
 #include "apr_strings.h"
-#include "apr_thread_proc.h"
 #include "http_core.h"
 #include "mod_watchdog.h"
 
 #include "cs_file.h"
 #include "cs_http.h"
 #include "cs_notify.h"
+#include "cs_run.h"
 #include "mod_certservice_private.h"
 
 static APR_OPTIONAL_FN_TYPE(ap_dbd_open) *cs_dbd_open;
@@ -254,56 +253,43 @@ static cs_delivery_t deliver_webhook(cs_notifier_t *n, apr_pool_t *p,
 
 /* The command: cmd TYPE DOMAIN, the JSON on stdin, CS_NOTIFY_CMD_TIMEOUT
  * seconds at most, and no longer than until the child exits (then it is
- * killed, and the row retried like any failed run). */
+ * killed with what it started, and the row retried like any failed run). */
 static cs_delivery_t deliver_cmd(cs_notifier_t *n, apr_pool_t *p,
                                  const cs_outbox_t *o, const char **err)
 {
     const char *argv[4];
-    apr_procattr_t *attr;
-    apr_proc_t proc;
-    apr_exit_why_e why;
-    apr_size_t len;
+    cs_run_t run;
     apr_status_t rv;
-    apr_time_t until;
-    int code;
+    int exited, code;
 
     argv[0] = n->conf->notify_cmd;
     argv[1] = o->type;
     argv[2] = o->domain;
     argv[3] = NULL;
-    if ((rv = apr_procattr_create(&attr, p))
-        || (rv = apr_procattr_io_set(attr, APR_FULL_BLOCK, APR_NO_PIPE,
-                                     APR_NO_PIPE))
-        || (rv = apr_procattr_cmdtype_set(attr, APR_PROGRAM_ENV))
-        || (rv = apr_procattr_error_check_set(attr, 1))
-        || (rv = apr_proc_create(&proc, argv[0], argv, NULL, attr, p))) {
-        *err = apr_psprintf(p, "cannot run %s: %pm", argv[0], &rv);
+    memset(&run, 0, sizeof(run));
+    run.argv = argv;
+    run.input = o->body;
+    run.input_len = strlen(o->body);
+    run.limit = apr_time_from_sec(CS_NOTIFY_CMD_TIMEOUT);
+    run.stop = &cs_wd_stop;
+    rv = cs_run(&exited, &code, &run, p, err);
+    if (rv == APR_INCOMPLETE) {
+        *err = apr_psprintf(p, "%s killed: the server is stopping", argv[0]);
         return CS_DELIVERY_EXIT;
     }
-    len = strlen(o->body);
-    /* A command that does not read its input gets EPIPE: not a failure. */
-    apr_file_write_full(proc.in, o->body, len, NULL);
-    apr_file_close(proc.in);
-    until = apr_time_now() + apr_time_from_sec(CS_NOTIFY_CMD_TIMEOUT);
-    while ((rv = apr_proc_wait(&proc, &code, &why, APR_NOWAIT))
-           == APR_CHILD_NOTDONE) {
-        if (apr_time_now() > until || cs_wd_stop) {
-            apr_proc_kill(&proc, SIGKILL);
-            apr_proc_wait(&proc, &code, &why, APR_WAIT);
-            *err = cs_wd_stop
-                   ? apr_psprintf(p, "%s killed: the server is stopping",
-                                  argv[0])
-                   : apr_psprintf(p, "%s did not end within %d s", argv[0],
-                                  CS_NOTIFY_CMD_TIMEOUT);
-            return CS_DELIVERY_EXIT;
-        }
-        apr_sleep(apr_time_from_msec(20));
+    if (rv == APR_TIMEUP) {
+        *err = apr_psprintf(p, "%s did not end within %d s (killed)",
+                            argv[0], CS_NOTIFY_CMD_TIMEOUT);
+        return CS_DELIVERY_EXIT;
     }
-    if (APR_PROC_CHECK_EXIT(why) && code == 0) {
+    if (rv != APR_SUCCESS) {
+        return CS_DELIVERY_EXIT;        /* *err: could not run it */
+    }
+    if (exited && code == 0) {
         return CS_DELIVERY_OK;
     }
     *err = apr_psprintf(p, "%s %s %s: %s %d", argv[0], o->type, o->domain,
-                        APR_PROC_CHECK_EXIT(why) ? "exit" : "signal", code);
+                        exited ? "exit" : "signal", code);
     return CS_DELIVERY_EXIT;
 }
 
