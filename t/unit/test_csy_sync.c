@@ -8,6 +8,8 @@
  * cursor, the manifest and what is served are as before.  Then the lease
  * (Retry-After) and the requests' shape.
  */
+#include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -238,6 +240,25 @@ static void script(int status, const char *feed, int bundles_status,
         fake_http_answer(fake, "POST", BUNDLES, bundles_status, NULL,
                          bundles);
     }
+}
+
+/* syncfs() as the store calls it (cs_file_sync_fs, compiled into this
+ * program): this definition comes before libc's, so that a case can make
+ * the store's sync fail, as a disk's writeback error would. */
+static volatile int syncfs_errno;       /* 0: the real syncfs */
+
+int syncfs(int fd)
+{
+    static int (*real)(int);
+
+    if (syncfs_errno) {
+        errno = syncfs_errno;
+        return -1;
+    }
+    if (!real) {
+        real = (int (*)(int))dlsym(RTLD_NEXT, "syncfs");
+    }
+    return real ? real(fd) : 0;
 }
 
 #define UPSERT_B8 "{\"changes\":[{\"seq\":8,\"domain\":\"b.example.com\"," \
@@ -918,6 +939,54 @@ static void test_seal_backfill(void)
 }
 
 /*
+ * The page's commit: one syncfs() of the store, then the switches.  When
+ * the sync fails (EIO: a writeback error), nothing of the page becomes
+ * current, each bundle is a failure that names the sync, and the cursor
+ * stays before the page; the next cycle installs it.
+ */
+static void test_sync_fails(void)
+{
+    csy_result_t res;
+    const char *serial, *b, *why;
+    apr_int64_t c0 = cursor(), next = c0 + 3;
+    const char *feed;
+
+    UNIT_CASE("the page's sync fails: nothing current, the cursor stays");
+    b = make_bundle(&serial, "syncfail.example.com", 0);
+    feed = apr_psprintf(pool, "{\"changes\":[{\"seq\":%" APR_INT64_T_FMT
+                        ",\"domain\":\"syncfail.example.com\","
+                        "\"op\":\"upsert\"}],\"next\":%" APR_INT64_T_FMT
+                        ",\"more\":false}", next, next);
+    script(200, feed, 200, apr_psprintf(pool, "{\"bundles\":[%s]}", b));
+    syncfs_errno = EIO;
+    CHECK(cycle(&res) != APR_SUCCESS);
+    syncfs_errno = 0;
+    if (!CHECK(res.error && strstr(res.error, "cannot sync the store"))) {
+        printf("  error was: %s\n", res.error ? res.error : "(none)");
+    }
+    CHECK_STR(res.store_failed, "bundles");
+    CHECK_EQ_INT(res.installed, 0);
+    CHECK_STR(csy_store_current(store, pool, "syncfail.example.com"), NULL);
+    CHECK(strstr(manifest(), "syncfail.example.com") == NULL);
+    CHECK_EQ_INT(cursor(), c0);
+    CHECK_EQ_INT(res.cursor_after, c0);
+    why = apr_hash_get(failures, "syncfail.example.com", APR_HASH_KEY_STRING);
+    if (!CHECK(why && strstr(why, "cannot sync the batch"))) {
+        printf("  failure was: %s\n", why ? why : "(none)");
+    }
+
+    UNIT_CASE("the page's sync works again: the next cycle installs it");
+    script(200, feed, 200, apr_psprintf(pool, "{\"bundles\":[%s]}", b));
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.installed, 1);
+    CHECK_STR(csy_store_current(store, pool, "syncfail.example.com"), serial);
+    CHECK(strstr(manifest(), "syncfail.example.com") != NULL);
+    CHECK_EQ_INT(cursor(), next);
+    CHECK(apr_hash_get(failures, "syncfail.example.com",
+                       APR_HASH_KEY_STRING) == NULL);
+}
+
+/*
  * A page's bundles are made durable and current on a thread of their own
  * while the cycle reads and checks the next page (issue 18).  A domain on
  * two pages in a row: the second page waits for the first one's commit
@@ -1023,6 +1092,7 @@ int main(void)
     test_manifest_writes();
     test_seal_backfill();
     test_page_commits();
+    test_sync_fails();
 
     testkit_rm_tree(base);
     apr_pool_destroy(pool);
