@@ -17,6 +17,7 @@
  * tree from before csy_config_t.threads (issue 18's side-by-side run):
  * THREADS is then ignored.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,8 @@ int main(int argc, char **argv)
     apr_size_t len;
     const char *err, *dir;
     double t0, t1, c0, c1;
+    struct mallinfo2 m0, m1;
+    apr_allocator_t *alloc;
     int i, a, dyn = getenv("SYNC_BENCH_DYNAMIC") != NULL;
     json_t *j;
     char *text;
@@ -173,7 +176,10 @@ int main(int argc, char **argv)
            "mode\n", w.n, testkit_now() - t0, dir, dyn ? "dynamic" : "vhost");
 
     for (a = argc > 3 ? 3 : 2; a < argc || a == 2; a++) {
-        apr_pool_create(&run, pool);
+        /* its own allocator: the heap figures below are the cycle's */
+        apr_allocator_create(&alloc);
+        apr_pool_create_ex(&run, NULL, NULL, alloc);
+        apr_allocator_owner_set(alloc, run);
         memset(&cfg, 0, sizeof(cfg));
         http.send = serve;
         http.baton = &w;
@@ -199,6 +205,7 @@ int main(int argc, char **argv)
         }
         t0 = testkit_now();
         c0 = testkit_cpu();
+        m0 = mallinfo2();
         if (csy_sync_once(&res, client, store, apr_hash_make(run), run)
             != APR_SUCCESS) {
             fprintf(stderr, "cycle failed: %s\n", res.error);
@@ -206,6 +213,7 @@ int main(int argc, char **argv)
         }
         t1 = testkit_now();
         c1 = testkit_cpu();
+        m1 = mallinfo2();
         printf("threads %s: %d installed in %.2f s: %.0f bundles/s; "
                "CPU %.3f ms a bundle (%.0f/s on 2 idle CPUs)\n",
 #ifndef SYNC_BENCH_OLD
@@ -216,6 +224,16 @@ int main(int argc, char **argv)
                res.installed, t1 - t0, res.installed / (t1 - t0),
                res.installed ? 1000 * (c1 - c0) / res.installed : 0.0,
                c1 > c0 ? 2 * res.installed / (c1 - c0) : 0.0);
+        /* What the cycle's result (and its pool) holds at its end, which
+         * the daemon keeps until its next cycle clears the pool. */
+        printf("  heap in use after the cycle: %+.1f MB (%.0f bytes a "
+               "bundle); from the system: %+.1f MB\n",
+               ((double)m1.uordblks - (double)m0.uordblks) / 1048576,
+               res.installed ? ((double)m1.uordblks - (double)m0.uordblks)
+                               / res.installed : 0.0,
+               ((double)(m1.arena + m1.hblkhd) - (double)(m0.arena
+                                                           + m0.hblkhd))
+               / 1048576);
         if (res.installed != w.n) {
             fprintf(stderr, "only %d of %d installed\n", res.installed,
                     w.n);

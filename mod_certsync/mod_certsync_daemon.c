@@ -103,17 +103,23 @@ static void csy_dyn_activate(csy_daemon_t *d, apr_pool_t *p,
     apr_hash_index_t *hi;
     apr_status_t rv = APR_SUCCESS, rv2;
     const char *name;
+    apr_pool_t *one;
 
     /* Only what changed: a pass over 100,000 domains per change would
      * cost seconds.  A domain both removed and made current in one cycle
      * (deleted, then added again, or the other way round) is settled by
-     * the manifest the cycle wrote: one lookup, not a walk of the store. */
+     * the manifest the cycle wrote: one lookup, not a walk of the store.
+     * Each domain's paths and directory reads in a pool cleared for the
+     * next: in p they stayed until the next cycle, about 700 bytes a
+     * domain (792 MB of the daemon after a cold sync of 1,000,000). */
+    apr_pool_create(&one, p);
     for (hi = apr_hash_first(p, res->removed_set); hi;
          hi = apr_hash_next(hi)) {
         name = apr_hash_this_key(hi);
+        apr_pool_clear(one);
         rv2 = apr_hash_get(res->made_current, name, APR_HASH_KEY_STRING)
-              ? csy_store_prune_settle(d->store, p, name)
-              : csy_store_remove(d->store, p, name);
+              ? csy_store_prune_settle(d->store, one, name)
+              : csy_store_remove(d->store, one, name);
         if (rv2 != APR_SUCCESS && rv == APR_SUCCESS) {
             rv = rv2;           /* go on with the others */
         }
@@ -122,9 +128,11 @@ static void csy_dyn_activate(csy_daemon_t *d, apr_pool_t *p,
          hi = apr_hash_next(hi)) {
         name = apr_hash_this_key(hi);
         if (!apr_hash_get(res->removed_set, name, APR_HASH_KEY_STRING)) {
-            csy_store_prune(d->store, p, name);
+            apr_pool_clear(one);
+            csy_store_prune(d->store, one, name);
         }
     }
+    apr_pool_destroy(one);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, d->s, CYLOGNO(00027)
                      "dynamic: cannot prune the store %s",
