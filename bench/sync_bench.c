@@ -178,6 +178,7 @@ int main(int argc, char **argv)
     for (a = argc > 3 ? 3 : 2; a < argc || a == 2; a++) {
         /* its own allocator: the heap figures below are the cycle's */
         apr_allocator_create(&alloc);
+        apr_allocator_max_free_set(alloc, 1);   /* freed nodes to malloc */
         apr_pool_create_ex(&run, NULL, NULL, alloc);
         apr_allocator_owner_set(alloc, run);
         memset(&cfg, 0, sizeof(cfg));

@@ -754,6 +754,12 @@ apr_status_t cs_dns_wait(apr_pool_t *p, const cs_dns_conf_t *conf,
             break;
         }
         apr_sleep(apr_time_from_sec(1));
+        if (conf->stop && *conf->stop) {
+            apr_pool_destroy(rp);
+            *err = apr_psprintf(p, "gave up waiting for TXT %s: stopping",
+                                name);
+            return APR_EINTR;
+        }
     }
     apr_pool_destroy(rp);
     lag = "";
@@ -793,7 +799,13 @@ apr_status_t cs_dns_hook(apr_pool_t *p, const cs_dns_conf_t *conf,
     memset(&run, 0, sizeof(run));
     run.argv = argv;
     run.limit = limit;
+    run.stop = conf->stop;
     rv = cs_run(&exited, &code, &run, p, err);
+    if (rv == APR_INCOMPLETE) {
+        *err = apr_psprintf(p, "the DNS hook %s %s %s killed: stopping",
+                            argv[0], argv[1], domain);
+        return APR_EINTR;
+    }
     if (rv == APR_TIMEUP) {
         *err = apr_psprintf(p, "the DNS hook %s %s %s did not end "
                             "within %" APR_TIME_T_FMT " s (killed)",

@@ -60,6 +60,11 @@ typedef struct {
      * Every answer is parsed and checked the same way either way. */
     cs_dns_xfer_fn *xfer;
     void *xfer_baton;
+    /* Set non-zero (by another thread) when the caller must stop: the
+     * hook is killed (its process group) and the wait for the
+     * authoritative servers given up within a second, APR_EINTR.  NULL:
+     * no such flag. */
+    const volatile apr_uint32_t *stop;
 } cs_dns_conf_t;
 
 /** The TSIG algorithm alg names, case-insensitively, in the form the

@@ -91,8 +91,21 @@ apr_status_t cs_run(int *exited, int *code, const cs_run_t *r,
         return APR_FROM_OS_ERROR(rc);
     }
     if ((rc = posix_spawn_file_actions_init(&fa)) == 0) {
-        if (r->input
-            && (rc = posix_spawn_file_actions_adddup2(&fa, fds[0], 0)) != 0) {
+        if (r->input) {
+            rc = posix_spawn_file_actions_adddup2(&fa, fds[0], 0);
+        }
+#if defined(__GLIBC__) && defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 34)
+        /* Nothing of the server's beyond stdin, stdout and stderr: a
+         * descriptor some library opened without O_CLOEXEC (a socket, a
+         * pipe of APR's) would stay open in what the command leaves
+         * running. */
+        if (rc == 0) {
+            rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+        }
+#endif
+#endif
+        if (rc != 0) {
             posix_spawn_file_actions_destroy(&fa);
         }
     }
@@ -138,8 +151,17 @@ apr_status_t cs_run(int *exited, int *code, const cs_run_t *r,
         }
         late = w == 0 && apr_time_now() > until;
         if (late || (w == 0 && r->stop && *r->stop)) {
+            /* Ended meanwhile: what it left running is left alone. */
+            if (waitpid(pid, &st, WNOHANG) == pid) {
+                break;
+            }
             killed = late ? APR_TIMEUP : APR_INCOMPLETE;
-            kill(-pid, SIGKILL);
+            /* The group it leads; itself at least if that fails (it
+             * moved to a group of its own: what it started there is out
+             * of reach, as after a setsid()). */
+            if (kill(-pid, SIGKILL) != 0) {
+                kill(pid, SIGKILL);
+            }
             while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
             }
             break;

@@ -8,8 +8,10 @@
  * APR's apr_proc_create() has no process-group option (its "detach" forks
  * once more, and the child's pid is lost), so a hung `sh -c 'x; sleep 60'`
  * killed through APR left its `sleep` behind.  Here the command is its own
- * group's leader and the kill reaches the whole group.  A command that ends
- * by itself is not touched, nor what it left running on purpose.
+ * group's leader and the kill reaches the whole group (not what moved to a
+ * session of its own with setsid).  A command that ends by itself is not
+ * touched, nor what it left running on purpose.  It inherits standard
+ * input, output and error only (glibc 2.34 and later close the rest).
  */
 #ifndef CS_RUN_H
 #define CS_RUN_H
@@ -26,10 +28,10 @@ typedef struct {
      * input, output and error are the caller's. */
     const char *input;
     apr_size_t input_len;
-    apr_interval_time_t limit;  /* > 0: killed after this long */
+    apr_interval_time_t limit;  /* killed after this long; must be > 0 */
     /* Checked every 20 ms while the command runs: once non-zero, the
      * command is killed (the server is stopping).  May be NULL. */
-    volatile apr_uint32_t *stop;
+    const volatile apr_uint32_t *stop;
 } cs_run_t;
 
 /**

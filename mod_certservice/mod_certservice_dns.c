@@ -292,5 +292,6 @@ void cs_dns_config_apply(cs_conf_t *conf)
     dc->resolver = conf->dns_resolver;
     dc->auth_port = conf->dns_auth_port;
     dc->wait = conf->dns_wait;
+    dc->stop = &cs_wd_stop;     /* the child's exit (mod_certservice.c) */
     conf->dns = dc;
 }

@@ -485,6 +485,21 @@ static void test_bind(void)
                           &err), APR_TIMEUP);
     CHECK(apr_time_now() - t0 < apr_time_from_sec(5));
     CHECK(err && strstr(err, "did not end within 1 s"));
+    /* A stop (the child's exit) kills the hook within a poll, whatever its
+     * timeout. */
+    {
+        volatile apr_uint32_t stop = 1;
+
+        c.hook_timeout = apr_time_from_sec(30);
+        c.stop = &stop;
+        t0 = apr_time_now();
+        err = NULL;
+        CHECK_EQ_INT(cs_dns_hook(pool, &c, 1, "slow.example.test", "v", "n",
+                                 &err), APR_EINTR);
+        CHECK(apr_time_now() - t0 < apr_time_from_sec(5));
+        CHECK(err && strstr(err, "killed: stopping"));
+        c.stop = NULL;
+    }
     c.hook = "/nonexistent/hook";
     err = NULL;
     CHECK(cs_dns_hook(pool, &c, 1, "x.example.test", "v", "n", &err)

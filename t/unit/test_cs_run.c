@@ -3,6 +3,7 @@
  * process group of its own, run for real through /bin/sh.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <apr_file_io.h>
 #include <apr_general.h>
 #include <apr_strings.h>
+#include <apr_thread_proc.h>
 
 #include "cs_run.h"
 #include "unit.h"
@@ -63,13 +65,33 @@ static int alive(pid_t pid)
     }
     snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
     if (!(f = fopen(path, "r"))) {
-        return 0;
+        return 1;       /* cannot tell a zombie: count it as running */
     }
     n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
     state = strrchr(buf, ')');
     return state && state[1] == ' ' && state[2] != 'Z' && state[2] != 'X';
+}
+
+/* Sets *stop once the file dir/ready exists (the script started all its
+ * processes), so that the kill comes after them however slow the machine. */
+typedef struct {
+    volatile apr_uint32_t *stop;
+    const char *ready;
+} stopper_t;
+
+static void *APR_THREAD_FUNC stop_when_ready(apr_thread_t *t, void *data)
+{
+    stopper_t *s = data;
+    int i;
+
+    (void)t;
+    for (i = 0; i < 3000 && access(s->ready, F_OK) != 0; i++) {
+        apr_sleep(apr_time_from_msec(10));
+    }
+    *s->stop = 1;
+    return NULL;
 }
 
 int main(void)
@@ -109,53 +131,87 @@ int main(void)
     CHECK_EQ_INT(exited, 0);
     CHECK_EQ_INT(code, SIGTERM);
 
-    UNIT_CASE("a large input the command never reads: no hang, no error");
+    UNIT_CASE("a large input the command never reads: its deadline holds");
     {
         char *big = apr_palloc(pool, 1 << 20);
 
         memset(big, 'x', (1 << 20) - 1);
         big[(1 << 20) - 1] = '\0';
+        /* The pipe takes 64 KiB; a blocking write of the rest would wait
+         * for a reader forever, past the deadline. */
         t0 = apr_time_now();
-        /* the pipe takes 64 KiB; the rest waits, written as it drains */
-        CHECK_EQ_INT(sh(&exited, &code, "sleep 0.2; exit 0", big,
+        CHECK_EQ_INT(sh(&exited, &code, "sleep 60", big,
+                        apr_time_from_msec(500), NULL, &err), APR_TIMEUP);
+        CHECK(apr_time_now() - t0 < apr_time_from_sec(5));
+        /* one that exits without reading it: EPIPE, not an error */
+        CHECK_EQ_INT(sh(&exited, &code, "exit 0", big,
                         apr_time_from_sec(10), NULL, &err), APR_SUCCESS);
         CHECK(exited && code == 0);
-        CHECK(apr_time_now() - t0 < apr_time_from_sec(5));
-        /* and read whole by one that does */
+        /* and read whole by one that reads */
         CHECK_EQ_INT(sh(&exited, &code, "[ $(wc -c) = 1048575 ]", big,
                         apr_time_from_sec(10), NULL, &err), APR_SUCCESS);
         CHECK(exited && code == 0);
     }
 
-    UNIT_CASE("the deadline kills the command and what it started");
-    script = apr_psprintf(pool, "sleep 60 & echo $! > %s/bg; "
-                          "sh -c 'sleep 60' & echo $! > %s/bg2; wait",
-                          dir, dir);
+    UNIT_CASE("the deadline kills the command");
     t0 = apr_time_now();
-    CHECK_EQ_INT(sh(&exited, &code, script, NULL, apr_time_from_msec(500),
-                    NULL, &err), APR_TIMEUP);
+    CHECK_EQ_INT(sh(&exited, &code, "sleep 60", NULL,
+                    apr_time_from_msec(300), NULL, &err), APR_TIMEUP);
     CHECK(apr_time_now() - t0 < apr_time_from_sec(5));
     CHECK_EQ_INT(exited, 0);
     CHECK_EQ_INT(code, SIGKILL);
-    bg = pid_in("bg");
-    CHECK(bg > 0);
-    /* SIGKILL is delivered at once, but give the kernel a moment */
-    for (i = 0; i < 50 && bg > 0 && alive(bg); i++) {
-        apr_sleep(apr_time_from_msec(20));
-    }
-    CHECK(bg > 0 && !alive(bg));
-    bg = pid_in("bg2");
-    for (i = 0; i < 50 && bg > 0 && alive(bg); i++) {
-        apr_sleep(apr_time_from_msec(20));
-    }
-    CHECK(bg > 0 && !alive(bg));
 
-    UNIT_CASE("the stop flag kills it too, within a poll");
+    UNIT_CASE("a kill reaches what the command started");
+    {
+        stopper_t st;
+        apr_thread_t *thr;
+        apr_status_t trv;
+
+        script = apr_psprintf(pool, "sleep 60 & echo $! > %s/bg; "
+                              "sh -c 'sleep 60' & echo $! > %s/bg2; "
+                              ": > %s/ready; wait", dir, dir, dir);
+        stop = 0;
+        st.stop = &stop;
+        st.ready = apr_pstrcat(pool, dir, "/ready", NULL);
+        CHECK(apr_thread_create(&thr, NULL, stop_when_ready, &st, pool)
+              == APR_SUCCESS);
+        CHECK_EQ_INT(sh(&exited, &code, script, NULL, apr_time_from_sec(60),
+                        &stop, &err), APR_INCOMPLETE);
+        apr_thread_join(&trv, thr);
+        CHECK(access(st.ready, F_OK) == 0);
+        CHECK_EQ_INT(code, SIGKILL);
+        bg = pid_in("bg");
+        /* SIGKILL is delivered at once, but give the kernel a moment */
+        for (i = 0; i < 100 && bg > 0 && alive(bg); i++) {
+            apr_sleep(apr_time_from_msec(20));
+        }
+        CHECK(bg > 0 && !alive(bg));
+        bg = pid_in("bg2");
+        for (i = 0; i < 100 && bg > 0 && alive(bg); i++) {
+            apr_sleep(apr_time_from_msec(20));
+        }
+        CHECK(bg > 0 && !alive(bg));
+    }
+
+    UNIT_CASE("the stop flag kills it within a poll");
     stop = 1;
     t0 = apr_time_now();
     CHECK_EQ_INT(sh(&exited, &code, "sleep 60", NULL, apr_time_from_sec(30),
                     &stop, &err), APR_INCOMPLETE);
     CHECK(apr_time_now() - t0 < apr_time_from_sec(2));
+
+    UNIT_CASE("only standard input, output and error are inherited");
+    {
+        int fd = open("/dev/null", O_RDONLY);   /* no O_CLOEXEC */
+
+        CHECK(fd > 2);
+        CHECK_EQ_INT(sh(&exited, &code,
+                        apr_psprintf(pool, "[ ! -e /proc/$$/fd/%d ]", fd),
+                        NULL, apr_time_from_sec(10), NULL, &err),
+                     APR_SUCCESS);
+        CHECK(exited && code == 0);
+        close(fd);
+    }
 
     UNIT_CASE("a command that cannot run");
     {
@@ -172,6 +228,7 @@ int main(void)
 
     unlink(apr_pstrcat(pool, dir, "/bg", NULL));
     unlink(apr_pstrcat(pool, dir, "/bg2", NULL));
+    unlink(apr_pstrcat(pool, dir, "/ready", NULL));
     rmdir(dir);
     apr_pool_destroy(pool);
     apr_terminate();
