@@ -416,14 +416,20 @@ HTML
 LogLevel warn
 KeepAliveTimeout 15
 # The internal web pool of three proxies: each proxy process keeps up to
-# a thread's worth of kept-alive connections here.  Room for all of them
-# (the event MPM closes kept-alive connections when it runs short, and a
-# proxy reusing one at that moment answers 502).
+# a thread's worth of kept-alive connections here.  Room for all of them,
+# in every process and from the start: a process of the event MPM whose
+# workers are all busy closes its kept-alive connections ("All workers are
+# busy or dying, will close N keep-alive connections"), and a proxy reusing
+# one at that moment answers 502.  With 2 processes of 25 threads at the
+# start, h2load's 40 concurrent requests (t/demo/tls.sh) filled one, and 2
+# of 2,000 requests got a 502 (AH01102); 64 threads a process, all
+# processes started at once and none stopped for being idle.
 <IfModule mpm_event_module>
-    StartServers 2
-    ServerLimit 8
-    MaxRequestWorkers 200
-    MaxSpareThreads 200
+    StartServers 4
+    ServerLimit 4
+    ThreadsPerChild 64
+    MaxRequestWorkers 256
+    MaxSpareThreads 256
 </IfModule>
 Listen 127.0.0.1:$POOL_BACKEND_PORT
 DocumentRoot "$d/htdocs"
