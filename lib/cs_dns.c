@@ -17,8 +17,8 @@
 #include <openssl/sha.h>
 
 #include "cs_dns.h"
-#include "cs_run.h"
 #include "cs_jws.h"
+#include "cs_run.h"
 
 #define DNS_TIMEOUT     5       /* one query, seconds */
 #define DNS_MAX_CNAME   8

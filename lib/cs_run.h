@@ -1,5 +1,5 @@
 /*
- * cs_run.h: a helper command (CertServiceNotifyCommand, the dns-01 hook)
+ * cs_run.h: a helper command (CertServiceNotifyCmd, CertServiceDNSHook)
  * run with a deadline, in a process group of its own so that a command
  * that hangs is killed with everything it started.
  *
@@ -24,8 +24,8 @@ typedef struct {
      * environment is the caller's */
     const char *const *argv;
     /* Written to the command's standard input, which is then closed; a
-     * command that does not read it is not an error.  NULL: standard
-     * input, output and error are the caller's. */
+     * command that does not read it is not an error.  NULL: its standard
+     * input is the caller's (its output and error always are). */
     const char *input;
     apr_size_t input_len;
     apr_interval_time_t limit;  /* killed after this long; must be > 0 */
