@@ -734,6 +734,14 @@ apr_status_t cs_dns_wait(apr_pool_t *p, const cs_dns_conf_t *conf,
     }
     apr_pool_create(&rp, p);
     for (;;) {
+        /* A stop waits at most for the queries of a pass (DNS_TIMEOUT
+         * each, for a server that does not answer). */
+        if (conf->stop && *conf->stop) {
+            apr_pool_destroy(rp);
+            *err = apr_psprintf(p, "gave up waiting for TXT %s: stopping",
+                                name);
+            return APR_EINTR;
+        }
         missing = 0;
         apr_pool_clear(rp);
         for (i = 0; i < servers->nelts; i++) {
@@ -754,12 +762,6 @@ apr_status_t cs_dns_wait(apr_pool_t *p, const cs_dns_conf_t *conf,
             break;
         }
         apr_sleep(apr_time_from_sec(1));
-        if (conf->stop && *conf->stop) {
-            apr_pool_destroy(rp);
-            *err = apr_psprintf(p, "gave up waiting for TXT %s: stopping",
-                                name);
-            return APR_EINTR;
-        }
     }
     apr_pool_destroy(rp);
     lag = "";

@@ -62,8 +62,9 @@ typedef struct {
     void *xfer_baton;
     /* Set non-zero (by another thread) when the caller must stop: the
      * hook is killed (its process group) and the wait for the
-     * authoritative servers given up within a second, APR_EINTR.  NULL:
-     * no such flag. */
+     * authoritative servers given up at its next pass (at most a second,
+     * or the queries in flight: 5 s each), APR_EINTR.  NULL: no
+     * such flag. */
     const volatile apr_uint32_t *stop;
 } cs_dns_conf_t;
 

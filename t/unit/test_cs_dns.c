@@ -446,6 +446,23 @@ static void test_bind(void)
     printf("# lag: %s\n", err ? err : "");
     /* Removed again after the failed wait. */
     CHECK_STR(txt_at_bind("_acme-challenge.a.lag.test"), "");
+    /* A stop (the child's exit) ends the wait within a second, whatever
+     * its length, and the record is removed all the same. */
+    {
+        volatile apr_uint32_t stop = 1;
+
+        c.wait = apr_time_from_sec(60);
+        c.stop = &stop;
+        t0 = apr_time_now();
+        err = NULL;
+        CHECK_EQ_INT(cs_dns01_publish(pool, &c, "b.lag.test", "tok.thumb", 1,
+                                      &err), APR_EINTR);
+        CHECK(apr_time_now() - t0 < apr_time_from_sec(10));
+        CHECK(err && strstr(err, "stopping"));
+        CHECK_STR(txt_at_bind("_acme-challenge.b.lag.test"), "");
+        c.stop = NULL;
+        c.wait = apr_time_from_sec(2);
+    }
 
     unit_case("hook");
     hook = apr_pstrcat(pool, bind_dir, "/hook.sh", NULL);
