@@ -41,6 +41,9 @@
 #                  incremental part
 #   HTTPD, APXS    the httpd binary / apxs to find it and its modules
 #   CERTSUITE_KEEP=1  keep the temporary directory
+#   PX_LOG=LEVELS     the proxy's LogLevel [warn certsync:info]; with
+#                  certsync:debug the sync daemon logs each feed page's
+#                  time and what it waited for
 #
 # Works as a normal user and as root (httpd's children then run as
 # nobody).  Talks only to 127.0.0.1; everything is stopped on exit.
@@ -52,6 +55,7 @@ DOMAINS=${DOMAINS:-10000}
 INCR=${INCR:-100}
 ISSUE_WORKERS=${ISSUE_WORKERS:-2}
 ACTIVATION=${ACTIVATION:-vhost}
+PX_LOG=${PX_LOG:-warn certsync:info}
 case $ACTIVATION in vhost | dynamic) ;; *) echo "ACTIVATION=vhost|dynamic" >&2; exit 2 ;; esac
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -100,7 +104,7 @@ write_px() {
     while [ "$st_port" = "$px_port" ]; do st_port=$(pick_port); done
     listen_ports="$px_port $st_port"
     write_px_conf "$pxdir" "$px_port" "$st_port" "$cs_port" bench timeout=60 \
-        restart=600 activation="$ACTIVATION"
+        restart=600 activation="$ACTIVATION" log="$PX_LOG"
 }
 # cpu DIR: CPU seconds (user + system) of the httpd of DIR/httpd.pid and
 # its processes (the sync daemon, the workers), with its children that

@@ -13,7 +13,11 @@
  * feed request to the cycle's end (manifest and cursor written).  With
  * SYNC_BENCH_DYNAMIC=1 the store keeps envelopes and key.seal (dynamic
  * mode) instead of privkey.pem (vhost mode, the default, as
- * bench/certsync.sh).  Built with -DSYNC_BENCH_OLD it compiles against a
+ * bench/certsync.sh); then, as in the daemon, the changes are handed over
+ * at each checkpoint (csy_config_t.checkpointed; SYNC_BENCH_CHECKPOINTED=0:
+ * kept to the cycle's end).  In both modes the start's prune is under way,
+ * as in the daemon's first cycle, and the process's RSS is printed before
+ * and after the cycle.  Built with -DSYNC_BENCH_OLD it compiles against a
  * tree from before csy_config_t.threads (issue 18's side-by-side run):
  * THREADS is then ignored.
  */
@@ -43,6 +47,34 @@ typedef struct {
     const char **bundles;       /* JSON objects, as text */
     apr_hash_t *by_name;        /* name -> bundle text */
 } world_t;
+
+/* A line of /proc/self/status (VmRSS, VmHWM) in MB; -1 if absent. */
+static double proc_mb(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = -1;
+    size_t n = strlen(field);
+
+    while (f && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, field, n) == 0 && line[n] == ':') {
+            kb = atof(line + n + 1);
+            break;
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    return kb < 0 ? -1 : kb / 1024;
+}
+
+/* Dynamic mode's activation stands in here: the changes are counted. */
+static void on_checkpoint(void *baton, const csy_result_t *res,
+                          apr_pool_t *p)
+{
+    (void)p;
+    *(long *)baton += (long)apr_hash_count(res->made_current);
+}
 
 static apr_status_t serve(void *baton, cs_http_resp_t *resp,
                           const cs_http_req_t *req, apr_pool_t *p,
@@ -129,7 +161,9 @@ int main(int argc, char **argv)
     unsigned char *der;
     apr_size_t len;
     const char *err, *dir;
-    double t0, t1, c0, c1;
+    double t0, t1, c0, c1, r0;
+    csy_prune_t *prune;
+    long handed = 0;
     struct mallinfo2 m0, m1;
     apr_allocator_t *alloc;
     int i, a, dyn = getenv("SYNC_BENCH_DYNAMIC") != NULL;
@@ -191,6 +225,15 @@ int main(int argc, char **argv)
         cfg.batch_size = 100;
         cfg.keep_envelopes = dyn;
         cfg.seal_keys = dyn ? cs_seal_keys_derive(run, wrap_keys) : NULL;
+#ifndef SYNC_BENCH_OLD
+        /* As the daemon: dynamic mode's activation at each checkpoint
+         * (SYNC_BENCH_CHECKPOINTED=0: none, the changes kept whole). */
+        if (dyn && !(getenv("SYNC_BENCH_CHECKPOINTED")
+                     && !strcmp(getenv("SYNC_BENCH_CHECKPOINTED"), "0"))) {
+            cfg.checkpointed = on_checkpoint;
+            cfg.checkpointed_baton = &handed;
+        }
+#endif
         cfg.pool_name = "bench";
         cfg.host_name = "bench";
         cfg.log = log_none;
@@ -204,9 +247,16 @@ int main(int argc, char **argv)
             fprintf(stderr, "cannot open a store under %s\n", dir);
             return 1;
         }
+        /* As the daemon: the start's prune under way during the first
+         * cycle (its steps run between cycles). */
+        if (csy_store_prune_begin(&prune, store, run) != APR_SUCCESS) {
+            fprintf(stderr, "cannot begin a prune under %s\n", dir);
+            return 1;
+        }
         t0 = testkit_now();
         c0 = testkit_cpu();
         m0 = mallinfo2();
+        r0 = proc_mb("VmRSS");
         if (csy_sync_once(&res, client, store, apr_hash_make(run), run)
             != APR_SUCCESS) {
             fprintf(stderr, "cycle failed: %s\n", res.error);
@@ -235,6 +285,13 @@ int main(int argc, char **argv)
                ((double)(m1.arena + m1.hblkhd) - (double)(m0.arena
                                                            + m0.hblkhd))
                / 1048576);
+        printf("  RSS: %.1f MB before the cycle, %.1f MB after it, "
+               "%.1f MB at the process's peak; %ld changes handed over at "
+               "checkpoints, %d left to the cycle's end\n", r0,
+               proc_mb("VmRSS"), proc_mb("VmHWM"), handed,
+               (int)apr_hash_count(res.made_current));
+        handed = 0;
+        csy_store_prune_end(prune);
         if (res.installed != w.n) {
             fprintf(stderr, "only %d of %d installed\n", res.installed,
                     w.n);

@@ -703,7 +703,10 @@ static void prune_note(csy_store_t *store, const char *domain)
 {
     csy_prune_t *pr = store->prune;
 
-    if (pr && !pr->done
+    /* Without a snapshot the pass removes no domain, so it needs no
+     * notes: a cold sync of 1,000,000 domains into an empty store took
+     * 70 bytes of the daemon's heap a domain for them. */
+    if (pr && !pr->done && pr->keep
         && !apr_hash_get(pr->made, domain, APR_HASH_KEY_STRING)) {
         apr_hash_set(pr->made, apr_pstrdup(pr->pool, domain),
                      APR_HASH_KEY_STRING, "");

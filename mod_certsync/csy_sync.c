@@ -16,7 +16,8 @@
 #include "csy_sync.h"
 
 #define CSY_FEED_PAGE       1000
-/* Feed pages applied between two saves of the manifest and the cursor.
+/* Feed pages applied between two saves of the manifest and the cursor
+ * (csy_config_t.checkpoint_pages, 0: this).
  * Saving after every page rewrote the whole manifest (and read every
  * domain's current link) once a page: a cold sync of N domains cost
  * N / 1000 rewrites of N lines.  A crash loses at most this many pages'
@@ -62,10 +63,14 @@ typedef struct {
     apr_hash_t *failures;       /* domain -> reason */
     apr_pool_t *keep;           /* where failure texts live */
     apr_pool_t *p;              /* the cycle's results */
+    apr_pool_t *changes;        /* res->made_current and removed_set */
+    int checkpoint_pages;
     csy_checker_t *checker;     /* checking bundles; made at first need */
     apr_array_header_t *staged; /* csy_job_t: fetch_all's, to commit */
     commit_t commit;            /* the previous page's, maybe in flight */
     long long cursor_ok;        /* the feed after the pages committed */
+    apr_interval_time_t first_wait; /* this page's: its first batch asked */
+    apr_interval_time_t join_wait;  /* ... the previous commit joined */
     int links_unsynced;         /* switched since the last sync_links */
 } cycle_t;
 
@@ -203,8 +208,10 @@ static apr_status_t commit_join(cycle_t *cy, const char **err)
         if (j->pending) {
             cy->res->installed++;
             cy->res->changed = 1;
-            apr_hash_set(cy->res->made_current, apr_pstrdup(cy->p, j->want),
-                         APR_HASH_KEY_STRING, apr_pstrdup(cy->p, j->serial));
+            apr_hash_set(cy->res->made_current,
+                         apr_pstrdup(cy->changes, j->want),
+                         APR_HASH_KEY_STRING,
+                         apr_pstrdup(cy->changes, j->serial));
             csy_log(cy->cl->config, CS_LOG_INFO, p, "installed %s serial %s",
                     j->want, j->serial);
         }
@@ -390,10 +397,12 @@ static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
         }
         APR_ARRAY_PUSH(batch, const char *) = apr_hash_this_key(hi);
     }
+    cy->first_wait = apr_time_now();
     if (batches->nelts) {
         rv = ask_batch(&cur, cy, p, APR_ARRAY_IDX(batches, 0,
                                                   apr_array_header_t *), err);
     }
+    cy->first_wait = apr_time_now() - cy->first_wait;
     for (k = 0; rv == APR_SUCCESS && k < batches->nelts; k++) {
         if (!cy->checker) {
             cy->checker = csy_checker_make(cy->p, cy->cl->config, cy->store);
@@ -410,7 +419,10 @@ static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
         keep_jobs(cy, p, &cur, jobs, njobs);
         cur = next;
     }
-    if ((crv = commit_join(cy, &cerr)) != APR_SUCCESS) {
+    cy->join_wait = apr_time_now();
+    crv = commit_join(cy, &cerr);
+    cy->join_wait = apr_time_now() - cy->join_wait;
+    if (crv != APR_SUCCESS) {
         /* What this page staged waits for the next cycle (the cursor
          * stays before the page that failed). */
         *err = cerr;
@@ -420,8 +432,28 @@ static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
     return rv;
 }
 
+/* What the pages before a checkpoint changed, handed to the caller
+ * (csy_config_t.checkpointed), then forgotten. */
+static void changes_flush(cycle_t *cy, apr_pool_t *p)
+{
+    const csy_config_t *cfg = cy->cl->config;
+    csy_result_t *res = cy->res;
+
+    if (!cfg->checkpointed) {
+        return;
+    }
+    if (apr_hash_count(res->made_current)
+        || apr_hash_count(res->removed_set)) {
+        cfg->checkpointed(cfg->checkpointed_baton, res, p);
+    }
+    apr_pool_clear(cy->changes);
+    res->made_current = apr_hash_make(cy->changes);
+    res->removed_set = apr_hash_make(cy->changes);
+}
+
 /* The manifest, then the cursor: what the pages applied and committed so
- * far made durable (their data already is). */
+ * far made durable (their data already is); then the caller hears of
+ * what they changed. */
 static apr_status_t checkpoint(cycle_t *cy, apr_pool_t *p, long long *saved,
                                const char **err)
 {
@@ -449,6 +481,7 @@ static apr_status_t checkpoint(cycle_t *cy, apr_pool_t *p, long long *saved,
         return rv;
     }
     *saved = res->cursor_after = cursor;
+    changes_flush(cy, p);
     return APR_SUCCESS;
 }
 
@@ -519,6 +552,7 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
     const char *err = NULL, *ckpt_err = NULL;
     apr_status_t rv;
     int more = 1, pending = 0, npages = 0;
+    apr_time_t t0, t1, t2;
 
     memset(res, 0, sizeof(*res));
     memset(&cy, 0, sizeof(cy));
@@ -529,8 +563,12 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
     cy.keep = apr_hash_pool_get(failures);
     cy.p = p;
     res->failures = failures;
-    res->made_current = apr_hash_make(p);
-    res->removed_set = apr_hash_make(p);
+    cy.checkpoint_pages = cl->config->checkpoint_pages > 0
+                          ? cl->config->checkpoint_pages
+                          : CSY_CHECKPOINT_PAGES;
+    apr_pool_create(&cy.changes, p);
+    res->made_current = apr_hash_make(cy.changes);
+    res->removed_set = apr_hash_make(cy.changes);
 
     /* The manifest is not read: a stat when it is the one the last cycle
      * left (csy_store_served_open), so that an idle cycle costs the same
@@ -552,11 +590,25 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         apr_pool_clear(page);
         upserts = apr_hash_make(page);
         deletes = apr_hash_make(page);
+        t0 = apr_time_now();
         if ((rv = read_page(&cy, page, cursor, upserts, deletes, &next,
-                            &more, &err))
-            || (rv = fetch_all(&cy, page, upserts, next, &err))) {
+                            &more, &err))) {
             break;
         }
+        t1 = apr_time_now();
+        if ((rv = fetch_all(&cy, page, upserts, next, &err))) {
+            break;
+        }
+        t2 = apr_time_now();
+        /* Where a page's time goes: what the checking threads wait for
+         * (the feed, the first batch, the previous page's commit). */
+        csy_log(cl->config, CS_LOG_DEBUG, page, "page after %" APR_INT64_T_FMT
+                ": %d upserts, %d deletes in %.1f ms: the feed %.1f ms, its "
+                "first batch %.1f ms, the previous page's commit waited for "
+                "%.1f ms", (apr_int64_t)cursor, (int)apr_hash_count(upserts),
+                (int)apr_hash_count(deletes), (t2 - t0) / 1000.0,
+                (t1 - t0) / 1000.0, cy.first_wait / 1000.0,
+                cy.join_wait / 1000.0);
         if (more && next == cursor) {
             err = "GET /v1/changes: more without progress";
             rv = APR_EGENERAL;
@@ -566,7 +618,7 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
             const char *d = apr_hash_this_key(hi);
             apr_hash_set(failures, d, APR_HASH_KEY_STRING, NULL);
             if (csy_served_remove(cy.served, d)) {
-                d = apr_pstrdup(p, d);
+                d = apr_pstrdup(cy.changes, d);
                 apr_hash_set(res->removed_set, d, APR_HASH_KEY_STRING, d);
                 res->removed++;
                 res->changed = 1;
@@ -580,7 +632,7 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         }
         res->head_exact = !more;
         cursor = next;
-        if (++pending >= CSY_CHECKPOINT_PAGES || !more) {
+        if (++pending >= cy.checkpoint_pages || !more) {
             if ((rv = checkpoint(&cy, page, &saved, &err))) {
                 pending = 0;
                 break;

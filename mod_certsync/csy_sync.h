@@ -27,6 +27,12 @@
 #include "cs_log.h"
 #include "csy_store.h"
 
+struct csy_result_t;
+
+/* See csy_config_t.checkpointed. */
+typedef void csy_checkpointed_fn(void *baton, const struct csy_result_t *res,
+                                 apr_pool_t *p);
+
 typedef struct {
     const char *url;                    /* base URL, no trailing '/' */
     /* The transport to CertService; NULL: a libcurl one (https or http)
@@ -54,11 +60,23 @@ typedef struct {
     /* domain -> serial that failed its post-restart probe and was rolled
      * back: never installed again (a newer serial is).  May be NULL. */
     apr_hash_t *quarantine;
+    /* Called on the cycle's thread after each checkpoint (every
+     * checkpoint_pages feed pages, and at the end) made what the pages
+     * before it installed or removed durable and listed in the manifest,
+     * cursor saved: res->made_current and res->removed_set then hold what
+     * changed since the previous call, and are emptied when it returns,
+     * so that a cold sync of N domains holds a checkpoint's pages of
+     * them, not N (dynamic mode's activation).  NULL: they hold the whole
+     * cycle's (vhost mode's rollout takes them all at its end). */
+    csy_checkpointed_fn *checkpointed;
+    void *checkpointed_baton;
+    /* Feed pages between two checkpoints; 0: the default (50). */
+    int checkpoint_pages;
     cs_log_fn *log;
     void *log_baton;
 } csy_config_t;
 
-typedef struct {
+typedef struct csy_result_t {
     long long cursor_before;
     long long cursor_after;
     int changed;                /* what is servable or served changed */
@@ -66,8 +84,11 @@ typedef struct {
     int installed;
     int removed;
     int unchanged;
-    apr_hash_t *made_current;   /* domain -> serial made current (from p) */
-    apr_hash_t *removed_set;    /* domain -> domain no longer servable */
+    /* domain -> serial made current, and domain -> domain no longer
+     * servable: the whole cycle's, or what the last checkpointed call
+     * left (csy_config_t.checkpointed); from a subpool of p */
+    apr_hash_t *made_current;
+    apr_hash_t *removed_set;
     apr_hash_t *failures;       /* domain -> reason, after this cycle */
     const char *error;          /* the cycle stopped early: why */
     /* CertService's feed as far as this cycle read it: the "next" of the

@@ -52,6 +52,10 @@
  * domains). */
 #define CSY_PRUNE_STEP apr_time_from_msec(200)
 
+/* Bytes of freed pool memory the daemon keeps for its next cycle; the
+ * rest goes back to the system. */
+#define CSY_DAEMON_MAX_FREE (8 * 1024 * 1024)
+
 volatile sig_atomic_t csy_stop;
 
 static void csy_daemon_log(void *baton, cs_log_level_t level,
@@ -156,6 +160,19 @@ static void csy_dyn_activate(csy_daemon_t *d, apr_pool_t *p,
                  (int)apr_hash_count(res->removed_set));
 }
 
+/* Dynamic mode: a checkpoint of the cycle made its pages durable and
+ * listed; what they changed goes live now, not at the cycle's end (a cold
+ * sync of 1,000,000 domains held every name until then). */
+static void csy_daemon_checkpointed(void *baton, const csy_result_t *res,
+                                    apr_pool_t *p)
+{
+    csy_daemon_t *d = baton;
+
+    csy_dyn_activate(d, p, res);
+    csy_daemon_od_served(d, res->made_current);
+    d->activated = 1;
+}
+
 static void csy_backfill_seals(csy_daemon_t *d, apr_pool_t *p)
 {
     int n = csy_seal_backfill(&d->cfg, d->store, p, &d->seal_pos,
@@ -207,6 +224,10 @@ static void csy_daemon_open(csy_daemon_t *d, apr_pool_t *cycle)
     d->cfg.host_name = conf->host_name;
     d->cfg.log = csy_daemon_log;
     d->cfg.log_baton = d;
+    if (conf->dynamic == 1) {
+        d->cfg.checkpointed = csy_daemon_checkpointed;
+        d->cfg.checkpointed_baton = d;
+    }
 
     if ((rv = csy_store_open(&d->store, d->pool, conf->store_dir))
         || (rv = csy_client_create(&d->client, d->pool, &d->cfg))) {
@@ -393,6 +414,7 @@ static int csy_daemon_cycle(csy_daemon_t *d, apr_pool_t *cycle, int *backoff)
     /* The ticket keys first: a cycle that fails for the bundles may
      * still bring the key that is about to issue. */
     csy_tk_sync(d->s, conf, d->client, d->state, cycle);
+    d->activated = 0;
     rv = csy_sync_once(&res, d->client, d->store, d->failures, cycle);
     json_object_set_new(d->state, "last_sync",
                         json_integer(apr_time_sec(now)));
@@ -463,11 +485,15 @@ static int csy_daemon_cycle(csy_daemon_t *d, apr_pool_t *cycle, int *backoff)
                      res.installed, res.removed,
                      (int)apr_hash_count(d->failures));
     }
-    if (res.changed && conf->dynamic == 1) {
+    if (conf->dynamic == 1
+        && (apr_hash_count(res.made_current)
+            || apr_hash_count(res.removed_set)
+            || (res.changed && !d->activated))) {
+        /* What no checkpoint made live (the retry of earlier failures) */
         csy_dyn_activate(d, cycle, &res);
         csy_daemon_od_served(d, res.made_current);
     }
-    else if (res.changed) {
+    else if (res.changed && conf->dynamic != 1) {
         json_object_set_new(d->state, "restart_pending", json_true());
         /* Durable before the rollout starts: a daemon that dies before
          * rollout.json is written (in the configuration test, say)
@@ -489,9 +515,17 @@ void csy_daemon_main(server_rec *s, const csy_conf_t *conf, pid_t parent)
 {
     csy_daemon_t d;
     apr_pool_t *pool, *cycle, *keep;
+    apr_allocator_t *alloc;
     int backoff = 0;
 
-    apr_pool_create(&pool, NULL);
+    /* Its own allocator, which gives back what a cycle freed beyond
+     * CSY_DAEMON_MAX_FREE: the global one keeps every block it ever
+     * handed out, so the daemon stayed at its largest cycle's size (a cold
+     * sync) for good. */
+    apr_allocator_create(&alloc);
+    apr_allocator_max_free_set(alloc, CSY_DAEMON_MAX_FREE);
+    apr_pool_create_ex(&pool, NULL, NULL, alloc);
+    apr_allocator_owner_set(alloc, pool);
     apr_pool_create(&keep, pool);
     apr_pool_create(&cycle, pool);
     memset(&d, 0, sizeof(d));

@@ -80,6 +80,8 @@ typedef struct {
     long seals_written;
     apr_hash_t *failures;       /* domain -> why its bundle was skipped */
     int watching;               /* CertSyncWatch's thread runs */
+    int activated;              /* dynamic: a checkpoint of this cycle's
+                                 * made its changes live */
 } csy_daemon_t;
 
 /* Set by SIGTERM or SIGINT (mod_certsync_daemon.c), and by the main

@@ -1047,6 +1047,102 @@ static void test_page_commits(void)
     CHECK_EQ_INT(fake_http_unanswered(fake), 0);
 }
 
+/* What each checkpointed call saw: the changes handed over, and the store
+ * at that moment. */
+typedef struct {
+    int calls;
+    const char *seen[4];        /* "made:NAME@SERIAL removed:NAME" */
+    const char *manifest[4];
+    long long cursor[4];
+} ckpt_log_t;
+
+static void on_checkpoint(void *baton, const csy_result_t *res,
+                          apr_pool_t *p)
+{
+    ckpt_log_t *l = baton;
+    apr_hash_index_t *hi;
+    const char *s = "";
+
+    (void)p;
+    for (hi = apr_hash_first(pool, res->made_current); hi;
+         hi = apr_hash_next(hi)) {
+        s = apr_pstrcat(pool, s, "made:", apr_hash_this_key(hi), "@",
+                        apr_hash_this_val(hi), " ", NULL);
+    }
+    for (hi = apr_hash_first(pool, res->removed_set); hi;
+         hi = apr_hash_next(hi)) {
+        s = apr_pstrcat(pool, s, "removed:", apr_hash_this_key(hi), " ",
+                        NULL);
+    }
+    if (l->calls < 4) {
+        l->seen[l->calls] = s;
+        l->manifest[l->calls] = manifest();
+        l->cursor[l->calls] = cursor();
+    }
+    l->calls++;
+}
+
+static void test_checkpointed(void)
+{
+    static const char *names[] = { "cp1.example.com", "cp2.example.com",
+                                   "cp1.example.com" };
+    static const char *ops[] = { "upsert", "upsert", "delete" };
+    csy_result_t res;
+    ckpt_log_t log;
+    const char *s1, *s2, *b1, *b2;
+    apr_int64_t c0 = cursor();
+    int k;
+
+    UNIT_CASE("each checkpoint hands over what its pages changed, once "
+              "durable and listed, then forgets it");
+    memset(&log, 0, sizeof(log));
+    b1 = make_bundle(&s1, "cp1.example.com", 0);
+    b2 = make_bundle(&s2, "cp2.example.com", 0);
+    fake_http_reset(fake);
+    for (k = 0; k < 3; k++) {
+        fake_http_answer(fake, "GET",
+                         apr_psprintf(pool, CS_URL "/v1/changes?since=%"
+                                      APR_INT64_T_FMT "&limit=1000", c0 + k),
+                         200, NULL,
+                         apr_psprintf(pool, "{\"changes\":[{\"seq\":%"
+                                      APR_INT64_T_FMT ",\"domain\":\"%s\","
+                                      "\"op\":\"%s\"}],\"next\":%"
+                                      APR_INT64_T_FMT ",\"more\":%s}",
+                                      c0 + k + 1, names[k], ops[k],
+                                      c0 + k + 1, k < 2 ? "true" : "false"));
+    }
+    fake_http_answer_n(fake, "POST", BUNDLES, 200, NULL,
+                       apr_psprintf(pool, "{\"bundles\":[%s]}", b1), 1);
+    fake_http_answer_n(fake, "POST", BUNDLES, 200, NULL,
+                       apr_psprintf(pool, "{\"bundles\":[%s]}", b2), 1);
+    cfg.checkpoint_pages = 1;
+    cfg.checkpointed = on_checkpoint;
+    cfg.checkpointed_baton = &log;
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    cfg.checkpoint_pages = 0;
+    cfg.checkpointed = NULL;
+    cfg.checkpointed_baton = NULL;
+    CHECK_EQ_INT(res.installed, 2);
+    CHECK_EQ_INT(res.removed, 1);
+    if (CHECK_EQ_INT(log.calls, 3)) {
+        CHECK_STR(log.seen[0], apr_psprintf(pool, "made:cp1.example.com@%s ",
+                                            s1));
+        CHECK(strstr(log.manifest[0], "cp1.example.com") != NULL);
+        CHECK_EQ_INT(log.cursor[0], c0 + 1);
+        CHECK_STR(log.seen[1], apr_psprintf(pool, "made:cp2.example.com@%s ",
+                                            s2));
+        CHECK(strstr(log.manifest[1], "cp2.example.com") != NULL);
+        CHECK_EQ_INT(log.cursor[1], c0 + 2);
+        CHECK_STR(log.seen[2], "removed:cp1.example.com ");
+        CHECK(strstr(log.manifest[2], "cp1.example.com") == NULL);
+        CHECK_EQ_INT(log.cursor[2], c0 + 3);
+    }
+    /* handed over, not kept for the cycle's end */
+    CHECK_EQ_INT(apr_hash_count(res.made_current), 0);
+    CHECK_EQ_INT(apr_hash_count(res.removed_set), 0);
+    CHECK_EQ_INT(fake_http_unanswered(fake), 0);
+}
+
 int main(void)
 {
     const char *tmp = getenv("CSY_TEST_TMPDIR");
@@ -1092,6 +1188,7 @@ int main(void)
     test_manifest_writes();
     test_seal_backfill();
     test_page_commits();
+    test_checkpointed();
     test_sync_fails();
 
     testkit_rm_tree(base);
