@@ -69,8 +69,8 @@ typedef struct {
     apr_array_header_t *staged; /* csy_job_t: fetch_all's, to commit */
     commit_t commit;            /* the previous page's, maybe in flight */
     long long cursor_ok;        /* the feed after the pages committed */
-    apr_interval_time_t first_wait; /* this page's: its first batch asked */
-    apr_interval_time_t join_wait;  /* ... the previous commit joined */
+    apr_interval_time_t join_wait;  /* this page's wait for the previous
+                                     * page's commit */
     int links_unsynced;         /* switched since the last sync_links */
 } cycle_t;
 
@@ -355,54 +355,192 @@ static void keep_jobs(cycle_t *cy, apr_pool_t *p, answer_t *a,
     }
 }
 
+/* Reads one page of the feed into upserts/deletes (latest op wins). */
+static apr_status_t read_page(cycle_t *cy, apr_pool_t *p, long long since,
+                              apr_hash_t *upserts, apr_hash_t *deletes,
+                              long long *next, int *more, const char **err)
+{
+    json_t *resp, *changes, *c;
+    json_int_t jnext;
+    long status;
+    apr_status_t rv;
+    size_t i;
+    int jmore;
+
+    rv = csy_request_json(&resp, &status, cy->cl, p, "GET",
+                          apr_psprintf(p, "/v1/changes?since=%"
+                                       APR_INT64_T_FMT "&limit=%d",
+                                       (apr_int64_t)since, CSY_FEED_PAGE),
+                          NULL, err);
+    if (rv) {
+        return rv;
+    }
+    if (json_unpack(resp, "{s:o, s:I, s:b}", "changes", &changes, "next",
+                    &jnext, "more", &jmore) != 0 || !json_is_array(changes)
+        || jnext < since) {
+        json_decref(resp);
+        *err = "GET /v1/changes: malformed answer";
+        return APR_EGENERAL;
+    }
+    json_array_foreach(changes, i, c) {
+        const char *domain = json_string_value(json_object_get(c, "domain"));
+        const char *op = json_string_value(json_object_get(c, "op"));
+        const char *norm;
+
+        if (!domain || !op || cs_name_normalize(&norm, p, domain)
+            || strcmp(norm, domain) != 0) {
+            json_decref(resp);
+            *err = "GET /v1/changes: a change lacks a valid domain or op";
+            return APR_EGENERAL;
+        }
+        domain = apr_pstrdup(p, domain);
+        if (strcmp(op, "delete") == 0) {
+            apr_hash_set(upserts, domain, APR_HASH_KEY_STRING, NULL);
+            apr_hash_set(deletes, domain, APR_HASH_KEY_STRING, domain);
+        }
+        else if (strcmp(op, "upsert") == 0) {
+            apr_hash_set(deletes, domain, APR_HASH_KEY_STRING, NULL);
+            apr_hash_set(upserts, domain, APR_HASH_KEY_STRING, domain);
+        }
+        cy->res->changes++;
+    }
+    *next = (long long)jnext;
+    *more = jmore;
+    json_decref(resp);
+    return APR_SUCCESS;
+}
+
 /*
- * All the bundles of names, in batches of CertSyncBatchSize, made current
- * together at the end (commit_begin: on their own thread, while the cycle
- * goes on with the next page), also when a batch failed: those before it
- * were checked and are installed.  While the workers check a batch, this
- * thread asks for the next one: CertService's part of a batch (its reads,
- * its JSON, TLS) then costs the cold sync no waiting, which before took a
- * tenth to a fifth of it with the workers idle.  The previous page's
- * commit is joined first if it names one of names (the two would work in
- * one domain's directory at once), else at the end, before this one's
- * begins; an error of its sync is returned.  next: the feed position once
+ * A page of work: the names to fetch (a feed page's upserts, or the
+ * earlier failures) in batches, the first batch asked for already.  The
+ * next feed page is read and its first batch asked for while the threads
+ * check the last batch of the page before (fetch_all): at a page's start
+ * the threads waited for both, 30 to 40 ms of a page's 650 to 900.
+ */
+typedef struct {
+    apr_pool_t *pool;           /* the page's */
+    apr_hash_t *upserts;        /* name -> name: what to fetch */
+    apr_hash_t *deletes;        /* name -> name */
+    long long since, next;      /* the feed page's */
+    int more;
+    apr_status_t read_rv;       /* reading the feed page failed */
+    apr_array_header_t *batches;    /* apr_array_header_t * of names */
+    answer_t first;             /* batch 0's answer, resp NULL if none */
+    apr_status_t first_rv;      /* asking for it failed */
+    const char *err;            /* why either failed */
+    int ahead;                  /* read during the page before's checks */
+    apr_interval_time_t feed_t, first_t;
+} page_t;
+
+static void page_reset(page_t *pg)
+{
+    if (pg->first.resp) {
+        json_decref(pg->first.resp);
+    }
+    apr_pool_clear(pg->pool);
+    memset(&pg->first, 0, sizeof(pg->first));
+    pg->upserts = apr_hash_make(pg->pool);
+    pg->deletes = apr_hash_make(pg->pool);
+    pg->since = pg->next = -1;
+    pg->more = pg->ahead = 0;
+    pg->read_rv = pg->first_rv = APR_SUCCESS;
+    pg->err = NULL;
+    pg->batches = NULL;
+    pg->feed_t = pg->first_t = 0;
+}
+
+/* pg's upserts in batches of CertSyncBatchSize; the first asked for. */
+static void page_ask(cycle_t *cy, page_t *pg)
+{
+    int size = cy->cl->config->batch_size;  /* > 0: csy_client_create */
+    apr_array_header_t *batch = NULL;
+    apr_hash_index_t *hi;
+    apr_time_t t = apr_time_now();
+
+    pg->batches = apr_array_make(pg->pool,
+                                 apr_hash_count(pg->upserts) / size + 1,
+                                 sizeof(apr_array_header_t *));
+    for (hi = apr_hash_first(pg->pool, pg->upserts); hi;
+         hi = apr_hash_next(hi)) {
+        if (!batch || batch->nelts == size) {
+            batch = apr_array_make(pg->pool, size, sizeof(const char *));
+            APR_ARRAY_PUSH(pg->batches, apr_array_header_t *) = batch;
+        }
+        APR_ARRAY_PUSH(batch, const char *) = apr_hash_this_key(hi);
+    }
+    if (pg->batches->nelts) {
+        pg->first_rv = ask_batch(&pg->first, cy, pg->pool,
+                                 APR_ARRAY_IDX(pg->batches, 0,
+                                               apr_array_header_t *),
+                                 &pg->err);
+    }
+    pg->first_t = apr_time_now() - t;
+}
+
+/* The feed page after since, into pg (emptied first); its first batch
+ * asked for. */
+static void page_read(cycle_t *cy, page_t *pg, long long since)
+{
+    apr_time_t t = apr_time_now();
+
+    page_reset(pg);
+    pg->since = since;
+    pg->read_rv = read_page(cy, pg->pool, since, pg->upserts, pg->deletes,
+                            &pg->next, &pg->more, &pg->err);
+    pg->feed_t = apr_time_now() - t;
+    if (pg->read_rv == APR_SUCCESS) {
+        page_ask(cy, pg);
+    }
+}
+
+/*
+ * All the bundles of pg, in its batches, made current together at the
+ * end (commit_begin: on their own thread, while the cycle goes on with
+ * the next page), also when a batch failed: those before it were checked
+ * and are installed.  While the workers check a batch, this thread asks
+ * for the next one, and during the last one reads the feed page after pg
+ * into ahead (if not NULL): CertService's part (its reads, its JSON, TLS)
+ * then costs the cold sync no waiting.  The previous page's commit is
+ * joined first if it names one of pg's names (the two would work in one
+ * domain's directory at once), else at the end, before this one's begins;
+ * an error of its sync is returned.  next_pos: the feed position once the
  * names are all current (-1: none, the cursor stays).
  */
-static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
+static apr_status_t fetch_all(cycle_t *cy, page_t *pg, page_t *ahead,
                               long long next_pos, const char **err)
 {
-    apr_array_header_t *batches, *batch = NULL;
+    apr_pool_t *p = pg->pool;
+    apr_array_header_t *batches = pg->batches;
     apr_hash_index_t *hi;
-    int size = cy->cl->config->batch_size;   /* > 0: csy_client_create */
-    apr_status_t rv = APR_SUCCESS, crv;
+    apr_status_t rv = pg->first_rv, crv;
     const char *cerr = NULL;
     answer_t cur, next;
     csy_checking_t *c;
     csy_job_t *jobs;
+    apr_time_t t;
     int k, njobs;
 
-    cy->staged = apr_array_make(p, size, sizeof(csy_job_t));
-    batches = apr_array_make(p, apr_hash_count(names) / size + 1,
-                             sizeof(apr_array_header_t *));
-    for (hi = apr_hash_first(p, names); hi; hi = apr_hash_next(hi)) {
-        if (cy->commit.unjoined
-            && apr_hash_get(cy->commit.domains, apr_hash_this_key(hi),
-                            APR_HASH_KEY_STRING)
-            && (rv = commit_join(cy, err)) != APR_SUCCESS) {
-            return rv;
-        }
-        if (!batch || batch->nelts == size) {
-            batch = apr_array_make(p, size, sizeof(const char *));
-            APR_ARRAY_PUSH(batches, apr_array_header_t *) = batch;
-        }
-        APR_ARRAY_PUSH(batch, const char *) = apr_hash_this_key(hi);
+    cy->staged = apr_array_make(p, cy->cl->config->batch_size,
+                                sizeof(csy_job_t));
+    cur = pg->first;
+    memset(&pg->first, 0, sizeof(pg->first));   /* cur's now */
+    if (rv != APR_SUCCESS) {
+        *err = pg->err;
     }
-    cy->first_wait = apr_time_now();
-    if (batches->nelts) {
-        rv = ask_batch(&cur, cy, p, APR_ARRAY_IDX(batches, 0,
-                                                  apr_array_header_t *), err);
+    t = apr_time_now();
+    for (hi = apr_hash_first(p, pg->upserts); hi && cy->commit.unjoined;
+         hi = apr_hash_next(hi)) {
+        if (apr_hash_get(cy->commit.domains, apr_hash_this_key(hi),
+                         APR_HASH_KEY_STRING)
+            && (crv = commit_join(cy, &cerr)) != APR_SUCCESS) {
+            if (cur.resp) {
+                json_decref(cur.resp);
+            }
+            *err = cerr;
+            return crv;
+        }
     }
-    cy->first_wait = apr_time_now() - cy->first_wait;
+    cy->join_wait = apr_time_now() - t;
     for (k = 0; rv == APR_SUCCESS && k < batches->nelts; k++) {
         if (!cy->checker) {
             cy->checker = csy_checker_make(cy->p, cy->cl->config, cy->store);
@@ -415,13 +553,20 @@ static apr_status_t fetch_all(cycle_t *cy, apr_pool_t *p, apr_hash_t *names,
                                                        apr_array_header_t *),
                            err);
         }
+        else if (ahead) {
+            page_read(cy, ahead, pg->next);
+            ahead->ahead = 1;
+        }
         csy_check_finish(c);
         keep_jobs(cy, p, &cur, jobs, njobs);
         cur = next;
     }
-    cy->join_wait = apr_time_now();
+    if (cur.resp) {
+        json_decref(cur.resp);      /* a batch failed before it was used */
+    }
+    t = apr_time_now();
     crv = commit_join(cy, &cerr);
-    cy->join_wait = apr_time_now() - cy->join_wait;
+    cy->join_wait += apr_time_now() - t;
     if (crv != APR_SUCCESS) {
         /* What this page staged waits for the next cycle (the cursor
          * stays before the page that failed). */
@@ -485,74 +630,18 @@ static apr_status_t checkpoint(cycle_t *cy, apr_pool_t *p, long long *saved,
     return APR_SUCCESS;
 }
 
-/* Reads one page of the feed into upserts/deletes (latest op wins). */
-static apr_status_t read_page(cycle_t *cy, apr_pool_t *p, long long since,
-                              apr_hash_t *upserts, apr_hash_t *deletes,
-                              long long *next, int *more, const char **err)
-{
-    json_t *resp, *changes, *c;
-    json_int_t jnext;
-    long status;
-    apr_status_t rv;
-    size_t i;
-    int jmore;
-
-    rv = csy_request_json(&resp, &status, cy->cl, p, "GET",
-                          apr_psprintf(p, "/v1/changes?since=%"
-                                       APR_INT64_T_FMT "&limit=%d",
-                                       (apr_int64_t)since, CSY_FEED_PAGE),
-                          NULL, err);
-    if (rv) {
-        return rv;
-    }
-    if (json_unpack(resp, "{s:o, s:I, s:b}", "changes", &changes, "next",
-                    &jnext, "more", &jmore) != 0 || !json_is_array(changes)
-        || jnext < since) {
-        json_decref(resp);
-        *err = "GET /v1/changes: malformed answer";
-        return APR_EGENERAL;
-    }
-    json_array_foreach(changes, i, c) {
-        const char *domain = json_string_value(json_object_get(c, "domain"));
-        const char *op = json_string_value(json_object_get(c, "op"));
-        const char *norm;
-
-        if (!domain || !op || cs_name_normalize(&norm, p, domain)
-            || strcmp(norm, domain) != 0) {
-            json_decref(resp);
-            *err = "GET /v1/changes: a change lacks a valid domain or op";
-            return APR_EGENERAL;
-        }
-        domain = apr_pstrdup(p, domain);
-        if (strcmp(op, "delete") == 0) {
-            apr_hash_set(upserts, domain, APR_HASH_KEY_STRING, NULL);
-            apr_hash_set(deletes, domain, APR_HASH_KEY_STRING, domain);
-        }
-        else if (strcmp(op, "upsert") == 0) {
-            apr_hash_set(deletes, domain, APR_HASH_KEY_STRING, NULL);
-            apr_hash_set(upserts, domain, APR_HASH_KEY_STRING, domain);
-        }
-        cy->res->changes++;
-    }
-    *next = (long long)jnext;
-    *more = jmore;
-    json_decref(resp);
-    return APR_SUCCESS;
-}
-
 apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
                            csy_store_t *store, apr_hash_t *failures,
                            apr_pool_t *p)
 {
     cycle_t cy;
-    apr_hash_t *upserts, *deletes, *retry;
     apr_hash_index_t *hi;
-    apr_pool_t *pages[2], *page;
-    long long cursor, next, saved;
+    page_t pages[3], *pg = &pages[0], *ahead;
+    long long cursor, saved;
     const char *err = NULL, *ckpt_err = NULL;
-    apr_status_t rv;
-    int more = 1, pending = 0, npages = 0;
-    apr_time_t t0, t1, t2;
+    apr_status_t rv = APR_SUCCESS;
+    int more = 1, pending = 0, n, k;
+    apr_time_t t0;
 
     memset(res, 0, sizeof(*res));
     memset(&cy, 0, sizeof(cy));
@@ -580,41 +669,49 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
     }
     res->cursor_before = res->cursor_after = saved = cy.cursor_ok = cursor;
 
-    /* Two pages' pools in turn: a page's commit runs on while the next
-     * page is read and checked, and is joined before the page after. */
-    apr_pool_create(&pages[0], p);
-    apr_pool_create(&pages[1], p);
-    page = pages[0];
-    while (more) {
-        page = pages[npages++ % 2];
-        apr_pool_clear(page);
-        upserts = apr_hash_make(page);
-        deletes = apr_hash_make(page);
+    /* Three pages' pools in turn: a page's commit runs on while the next
+     * page is checked and the one after it read; a commit is joined
+     * before its page's pool is read into again. */
+    memset(pages, 0, sizeof(pages));
+    for (k = 0; k < 3; k++) {
+        apr_pool_create(&pages[k].pool, p);
+    }
+    for (n = 0; more; n++) {
+        pg = &pages[n % 3];
+        ahead = &pages[(n + 1) % 3];
         t0 = apr_time_now();
-        if ((rv = read_page(&cy, page, cursor, upserts, deletes, &next,
-                            &more, &err))) {
+        if (!pg->ahead) {
+            page_read(&cy, pg, cursor);
+        }
+        if ((rv = pg->read_rv) != APR_SUCCESS) {
+            err = pg->err;
             break;
         }
-        t1 = apr_time_now();
-        if ((rv = fetch_all(&cy, page, upserts, next, &err))) {
-            break;
-        }
-        t2 = apr_time_now();
+        ahead->ahead = 0;
+        rv = fetch_all(&cy, pg, pg->more && pg->next > pg->since ? ahead
+                                                                 : NULL,
+                       pg->next, &err);
         /* Where a page's time goes: what the checking threads wait for
          * (the feed, the first batch, the previous page's commit). */
-        csy_log(cl->config, CS_LOG_DEBUG, page, "page after %" APR_INT64_T_FMT
-                ": %d upserts, %d deletes in %.1f ms: the feed %.1f ms, its "
-                "first batch %.1f ms, the previous page's commit waited for "
-                "%.1f ms", (apr_int64_t)cursor, (int)apr_hash_count(upserts),
-                (int)apr_hash_count(deletes), (t2 - t0) / 1000.0,
-                (t1 - t0) / 1000.0, cy.first_wait / 1000.0,
-                cy.join_wait / 1000.0);
-        if (more && next == cursor) {
+        csy_log(cl->config, CS_LOG_DEBUG, pg->pool, "page after %"
+                APR_INT64_T_FMT ": %d upserts, %d deletes in %.1f ms; the "
+                "feed %.1f ms and its first batch %.1f ms %s; the previous "
+                "page's commit waited for %.1f ms", (apr_int64_t)cursor,
+                (int)apr_hash_count(pg->upserts),
+                (int)apr_hash_count(pg->deletes),
+                (apr_time_now() - t0) / 1000.0, pg->feed_t / 1000.0,
+                pg->first_t / 1000.0, pg->ahead ? "read during the page "
+                "before's checks" : "waited for", cy.join_wait / 1000.0);
+        if (rv != APR_SUCCESS) {
+            break;
+        }
+        if (pg->more && pg->next == cursor) {
             err = "GET /v1/changes: more without progress";
             rv = APR_EGENERAL;
             break;
         }
-        for (hi = apr_hash_first(page, deletes); hi; hi = apr_hash_next(hi)) {
+        for (hi = apr_hash_first(pg->pool, pg->deletes); hi;
+             hi = apr_hash_next(hi)) {
             const char *d = apr_hash_this_key(hi);
             apr_hash_set(failures, d, APR_HASH_KEY_STRING, NULL);
             if (csy_served_remove(cy.served, d)) {
@@ -622,38 +719,40 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
                 apr_hash_set(res->removed_set, d, APR_HASH_KEY_STRING, d);
                 res->removed++;
                 res->changed = 1;
-                csy_log(cl->config, CS_LOG_INFO, page, "removed %s", d);
+                csy_log(cl->config, CS_LOG_INFO, pg->pool, "removed %s", d);
             }
         }
         /* Durable data first, then the manifest, then the cursor: every
-         * CSY_CHECKPOINT_PAGES pages and at the end. */
-        if (next > res->head) {
-            res->head = next;
+         * checkpoint_pages pages and at the end. */
+        if (pg->next > res->head) {
+            res->head = pg->next;
         }
+        more = pg->more;
         res->head_exact = !more;
-        cursor = next;
+        cursor = pg->next;
         if (++pending >= cy.checkpoint_pages || !more) {
-            if ((rv = checkpoint(&cy, page, &saved, &err))) {
-                pending = 0;
+            pending = 0;
+            if ((rv = checkpoint(&cy, pg->pool, &saved, &err))) {
                 break;
             }
-            pending = 0;
         }
     }
     /* A page failed: the ones applied before it are saved all the same. */
-    if (rv && pending && checkpoint(&cy, page, &saved,
+    if (rv && pending && checkpoint(&cy, pg->pool, &saved,
                                     &ckpt_err) != APR_SUCCESS) {
-        csy_log(cl->config, CS_LOG_WARN, page, "%s", ckpt_err);
+        csy_log(cl->config, CS_LOG_WARN, pg->pool, "%s", ckpt_err);
     }
 
-    /* Earlier failures: try their latest bundle again. */
+    /* Earlier failures: try their latest bundle again, in the pool of the
+     * page after the last (none was read: the feed had no more). */
     if (!rv && apr_hash_count(failures)) {
-        page = pages[npages++ % 2];     /* the other one's commit is joined */
-        apr_pool_clear(page);
-        retry = apr_hash_copy(page, failures);
-        if ((rv = fetch_all(&cy, page, retry, -1, &err)) == APR_SUCCESS
+        pg = &pages[n % 3];
+        page_reset(pg);
+        pg->upserts = apr_hash_copy(pg->pool, failures);
+        page_ask(&cy, pg);
+        if ((rv = fetch_all(&cy, pg, NULL, -1, &err)) == APR_SUCCESS
             && (rv = sync_links(&cy, &err)) == APR_SUCCESS
-            && (rv = csy_served_write(cy.served, page))) {
+            && (rv = csy_served_write(cy.served, pg->pool))) {
             err = apr_psprintf(p, "cannot write the manifest: %pm", &rv);
             res->store_failed = "manifest";
             res->store_error = apr_psprintf(p, "%pm", &rv);
@@ -664,13 +763,15 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
      * next cycle would sync too). */
     if ((cy.commit.unjoined || cy.links_unsynced)
         && sync_links(&cy, &ckpt_err) != APR_SUCCESS) {
-        csy_log(cl->config, CS_LOG_WARN, page, "%s", ckpt_err);
+        csy_log(cl->config, CS_LOG_WARN, pg->pool, "%s", ckpt_err);
     }
-    apr_pool_destroy(pages[0]);
-    apr_pool_destroy(pages[1]);
     if (rv) {
         res->error = err ? apr_pstrdup(p, err)
                          : apr_psprintf(p, "store error: %pm", &rv);
+    }
+    for (k = 0; k < 3; k++) {
+        page_reset(&pages[k]);      /* an answer read ahead, not used */
+        apr_pool_destroy(pages[k].pool);
     }
     return rv;
 }

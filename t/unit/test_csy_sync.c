@@ -1143,6 +1143,72 @@ static void test_checkpointed(void)
     CHECK_EQ_INT(fake_http_unanswered(fake), 0);
 }
 
+/* At the second feed page's request: what the manifest listed. */
+static apr_status_t note_manifest(void *baton, cs_http_resp_t *resp,
+                                  const cs_http_req_t *req, apr_pool_t *p,
+                                  const char **err)
+{
+    const char **note = baton;
+
+    (void)resp;
+    (void)p;
+    (void)err;
+    if (!strcmp(req->method, "GET") && strstr(req->url, *note)) {
+        *note = manifest();
+    }
+    return FAKE_HTTP_DECLINED;
+}
+
+static void test_read_ahead(void)
+{
+    csy_result_t res;
+    const char *s1, *s2, *b1, *b2, *listed;
+    apr_int64_t c0 = cursor();
+    char since[64];
+    int k;
+
+    UNIT_CASE("the next feed page is read while the page before is "
+              "checked, not after its checkpoint");
+    b1 = make_bundle(&s1, "ahead1.example.com", 0);
+    b2 = make_bundle(&s2, "ahead2.example.com", 0);
+    fake_http_reset(fake);
+    for (k = 0; k < 2; k++) {
+        fake_http_answer(fake, "GET",
+                         apr_psprintf(pool, CS_URL "/v1/changes?since=%"
+                                      APR_INT64_T_FMT "&limit=1000", c0 + k),
+                         200, NULL,
+                         apr_psprintf(pool, "{\"changes\":[{\"seq\":%"
+                                      APR_INT64_T_FMT ",\"domain\":"
+                                      "\"ahead%d.example.com\",\"op\":"
+                                      "\"upsert\"}],\"next\":%"
+                                      APR_INT64_T_FMT ",\"more\":%s}",
+                                      c0 + k + 1, k + 1, c0 + k + 1,
+                                      k ? "false" : "true"));
+    }
+    fake_http_answer_n(fake, "POST", BUNDLES, 200, NULL,
+                       apr_psprintf(pool, "{\"bundles\":[%s]}", b1), 1);
+    fake_http_answer_n(fake, "POST", BUNDLES, 200, NULL,
+                       apr_psprintf(pool, "{\"bundles\":[%s]}", b2), 1);
+    /* the handler's baton: the second page's "since=", then what the
+     * manifest was when that page was asked for */
+    apr_snprintf(since, sizeof(since), "since=%" APR_INT64_T_FMT "&",
+                 c0 + 1);
+    listed = since;
+    fake_http_handler(fake, note_manifest, &listed);
+    cfg.checkpoint_pages = 1;
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    cfg.checkpoint_pages = 0;
+    CHECK_EQ_INT(res.installed, 2);
+    /* before the first page's checkpoint: not listed yet */
+    CHECK(listed != since);
+    CHECK(strstr(listed, "ahead1.example.com") == NULL);
+    CHECK(strstr(manifest(), "ahead1.example.com") != NULL);
+    CHECK(strstr(manifest(), "ahead2.example.com") != NULL);
+    CHECK_EQ_INT(cursor(), c0 + 2);
+    CHECK_EQ_INT(fake_http_count(fake), 4);
+    CHECK_EQ_INT(fake_http_unanswered(fake), 0);
+}
+
 int main(void)
 {
     const char *tmp = getenv("CSY_TEST_TMPDIR");
@@ -1189,6 +1255,7 @@ int main(void)
     test_seal_backfill();
     test_page_commits();
     test_checkpointed();
+    test_read_ahead();
     test_sync_fails();
 
     testkit_rm_tree(base);
