@@ -174,7 +174,7 @@ static apr_status_t commit_join(cycle_t *cy, const char **err)
     apr_status_t trv;
     const char *why;
     csy_job_t *j;
-    int k;
+    int k, listed;
 
     if (!c->unjoined) {
         return APR_SUCCESS;
@@ -205,21 +205,25 @@ static apr_status_t commit_join(cycle_t *cy, const char **err)
         /* Served, whether installed now or found current on disk: the
          * start's prune must not take it for a deleted domain. */
         csy_store_prune_keep(cy->store, j->want);
+        listed = csy_served_add(cy->served, j->want);
         if (j->pending) {
             cy->res->installed++;
-            cy->res->changed = 1;
-            apr_hash_set(cy->res->made_current,
-                         apr_pstrdup(cy->changes, j->want),
-                         APR_HASH_KEY_STRING,
-                         apr_pstrdup(cy->changes, j->serial));
             csy_log(cy->cl->config, CS_LOG_INFO, p, "installed %s serial %s",
                     j->want, j->serial);
         }
         else {
             cy->res->unchanged++;
         }
-        if (csy_served_add(cy->served, j->want)) {
+        /* Current already but listed only now (a cycle that failed after
+         * its commit, before a manifest listed it): made live as if
+         * installed now, or dynamic mode's workers would keep the name as
+         * unknown. */
+        if (j->pending || listed) {
             cy->res->changed = 1;
+            apr_hash_set(cy->res->made_current,
+                         apr_pstrdup(cy->changes, j->want),
+                         APR_HASH_KEY_STRING,
+                         apr_pstrdup(cy->changes, j->serial));
         }
     }
     if (c->rv != APR_SUCCESS) {
@@ -640,7 +644,7 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
     long long cursor, saved;
     const char *err = NULL, *ckpt_err = NULL;
     apr_status_t rv = APR_SUCCESS;
-    int more = 1, pending = 0, n, k;
+    int more = 1, pending = 0, ckpt_failed = 0, n, k;
     apr_time_t t0;
 
     memset(res, 0, sizeof(*res));
@@ -731,15 +735,18 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
         res->head_exact = !more;
         cursor = pg->next;
         if (++pending >= cy.checkpoint_pages || !more) {
-            pending = 0;
             if ((rv = checkpoint(&cy, pg->pool, &saved, &err))) {
+                ckpt_failed = 1;
                 break;
             }
+            pending = 0;
         }
     }
-    /* A page failed: the ones applied before it are saved all the same. */
-    if (rv && pending && checkpoint(&cy, pg->pool, &saved,
-                                    &ckpt_err) != APR_SUCCESS) {
+    /* A page failed: the ones applied before it are saved all the same,
+     * and so are the batches it committed itself (current, listed now;
+     * the cursor stays before it). */
+    if (rv && !ckpt_failed
+        && checkpoint(&cy, pg->pool, &saved, &ckpt_err) != APR_SUCCESS) {
         csy_log(cl->config, CS_LOG_WARN, pg->pool, "%s", ckpt_err);
     }
 
@@ -756,6 +763,18 @@ apr_status_t csy_sync_once(csy_result_t *res, csy_client_t *cl,
             err = apr_psprintf(p, "cannot write the manifest: %pm", &rv);
             res->store_failed = "manifest";
             res->store_error = apr_psprintf(p, "%pm", &rv);
+        }
+        /* Not listed: a failure still, retried next cycle (no feed page
+         * will name it again). */
+        for (hi = apr_hash_first(pg->pool, pg->upserts);
+             rv != APR_SUCCESS && hi; hi = apr_hash_next(hi)) {
+            const char *d = apr_hash_this_key(hi);
+
+            if (!apr_hash_get(failures, d, APR_HASH_KEY_STRING)) {
+                apr_hash_set(failures, apr_pstrdup(cy.keep, d),
+                             APR_HASH_KEY_STRING,
+                             apr_pstrdup(cy.keep, err ? err : "not listed"));
+            }
         }
     }
     /* A page's commit still running, links switched by a page that failed

@@ -454,8 +454,10 @@ static int csy_daemon_cycle(csy_daemon_t *d, apr_pool_t *cycle, int *backoff)
             *backoff = CSY_MAX_BACKOFF;
         }
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->s, CYLOGNO(00004)
-                     "sync failed: %s; nothing served changed; next try "
-                     "in about %ds", res.error, *backoff);
+                     "sync failed: %s; %s; next try in about %ds", res.error,
+                     d->activated ? "what its checkpoints made durable "
+                     "before is live, nothing else served changed"
+                     : "nothing served changed", *backoff);
         json_object_set_new(d->state, "last_error", json_string(res.error));
         json_object_set_new(d->state, "last_error_time",
                             json_integer(apr_time_sec(now)));

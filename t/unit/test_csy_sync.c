@@ -1209,6 +1209,117 @@ static void test_read_ahead(void)
     CHECK_EQ_INT(fake_http_unanswered(fake), 0);
 }
 
+/* A feed page of one upsert, seq since + 1, more or not. */
+static const char *one_change(apr_int64_t since, const char *name, int more)
+{
+    return apr_psprintf(pool, "{\"changes\":[{\"seq\":%" APR_INT64_T_FMT
+                        ",\"domain\":\"%s\",\"op\":\"upsert\"}],"
+                        "\"next\":%" APR_INT64_T_FMT ",\"more\":%s}",
+                        since + 1, name, since + 1, more ? "true" : "false");
+}
+
+static const char *changes_url(apr_int64_t since)
+{
+    return apr_psprintf(pool, CS_URL "/v1/changes?since=%" APR_INT64_T_FMT
+                        "&limit=1000", since);
+}
+
+static void test_failures_listed(void)
+{
+    csy_result_t res;
+    const char *s1, *s2, *s3, *s4, *b1, *b2, *b3, *b4, *first;
+    apr_array_header_t *list;
+    apr_int64_t c0 = cursor();
+    int i;
+
+    UNIT_CASE("a feed page read ahead that fails: the page before is "
+              "applied and saved");
+    b1 = make_bundle(&s1, "ra1.example.com", 0);
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", changes_url(c0), 200, NULL,
+                     one_change(c0, "ra1.example.com", 1));
+    fake_http_answer(fake, "GET", changes_url(c0 + 1), 503, NULL, "busy");
+    fake_http_answer_n(fake, "POST", BUNDLES, 200, NULL,
+                       apr_psprintf(pool, "{\"bundles\":[%s]}", b1), 1);
+    CHECK(cycle(&res) != APR_SUCCESS);
+    CHECK(res.error && strstr(res.error, "GET /v1/changes") != NULL);
+    CHECK_EQ_INT(res.installed, 1);
+    CHECK_EQ_INT(cursor(), c0 + 1);
+    CHECK(strstr(manifest(), "ra1.example.com") != NULL);
+
+    UNIT_CASE("a page that fails after a batch: that batch is current and "
+              "listed, the cursor stays");
+    c0 = cursor();
+    b2 = make_bundle(&s2, "mid1.example.com", 0);
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", changes_url(c0), 200, NULL,
+                     apr_psprintf(pool, "{\"changes\":[{\"seq\":%"
+                                  APR_INT64_T_FMT ",\"domain\":"
+                                  "\"mid1.example.com\",\"op\":"
+                                  "\"upsert\"},{\"seq\":%" APR_INT64_T_FMT
+                                  ",\"domain\":\"mid2.example.com\","
+                                  "\"op\":\"upsert\"}],\"next\":%"
+                                  APR_INT64_T_FMT ",\"more\":false}",
+                                  c0 + 1, c0 + 2, c0 + 2));
+    /* one name a batch, in the hash's order: the first answer has both
+     * (the one not asked for is ignored), the second batch fails */
+    b4 = make_bundle(&s4, "mid2.example.com", 0);
+    fake_http_answer_n(fake, "POST", BUNDLES, 200, NULL,
+                       apr_psprintf(pool, "{\"bundles\":[%s,%s]}", b2, b4),
+                       1);
+    fake_http_answer(fake, "POST", BUNDLES, 500, NULL, "oops");
+    cfg.batch_size = 1;
+    CHECK(cycle(&res) != APR_SUCCESS);
+    cfg.batch_size = 100;
+    CHECK_EQ_INT(cursor(), c0);
+    CHECK_EQ_INT(res.installed, 1);
+    first = csy_store_current(store, pool, "mid1.example.com")
+            ? "mid1.example.com" : "mid2.example.com";
+    CHECK(csy_store_current(store, pool, first) != NULL);
+    CHECK(strstr(manifest(), first) != NULL);
+    CHECK(apr_hash_get(res.made_current, first, APR_HASH_KEY_STRING)
+          != NULL);
+
+    UNIT_CASE("a domain current already but listed only now goes live as "
+              "if installed");
+    c0 = cursor();
+    b3 = make_bundle(&s3, "relisted.example.com", 0);
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", changes_url(c0), 200, NULL,
+                     one_change(c0, "relisted.example.com", 0));
+    fake_http_answer(fake, "POST", BUNDLES, 200, NULL,
+                     apr_psprintf(pool, "{\"bundles\":[%s]}", b3));
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.installed, 1);
+    /* the manifest without it, as a crash before the write would leave */
+    if (CHECK_EQ_INT(csy_store_manifest_read(&list, store, pool),
+                     APR_SUCCESS)) {
+        apr_array_header_t *rest = apr_array_make(pool, list->nelts,
+                                                  sizeof(const char *));
+        for (i = 0; i < list->nelts; i++) {
+            const char *d = APR_ARRAY_IDX(list, i, const char *);
+            if (strcmp(d, "relisted.example.com")) {
+                APR_ARRAY_PUSH(rest, const char *) = d;
+            }
+        }
+        CHECK_EQ_INT(csy_store_manifest_write(store, pool, rest),
+                     APR_SUCCESS);
+    }
+    CHECK(strstr(manifest(), "relisted.example.com") == NULL);
+    fake_http_reset(fake);
+    fake_http_answer(fake, "GET", changes_url(c0 + 1), 200, NULL,
+                     one_change(c0 + 1, "relisted.example.com", 0));
+    fake_http_answer(fake, "POST", BUNDLES, 200, NULL,
+                     apr_psprintf(pool, "{\"bundles\":[%s]}", b3));
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.installed, 0);
+    CHECK_EQ_INT(res.unchanged, 1);
+    CHECK(res.changed);
+    CHECK_STR(apr_hash_get(res.made_current, "relisted.example.com",
+                           APR_HASH_KEY_STRING), s3);
+    CHECK(strstr(manifest(), "relisted.example.com") != NULL);
+}
+
 int main(void)
 {
     const char *tmp = getenv("CSY_TEST_TMPDIR");
@@ -1256,6 +1367,7 @@ int main(void)
     test_page_commits();
     test_checkpointed();
     test_read_ahead();
+    test_failures_listed();
     test_sync_fails();
 
     testkit_rm_tree(base);
