@@ -1272,23 +1272,53 @@ perconn_sender() {
     fi
 }
 
-# One run of V; appends "round variant us_per_connection" to
-# $WORK/perconn.
+# The listener threads of V's children ("/proc/PID/task/TID" each): the
+# thread of each child that waits in epoll_wait while the server is idle
+# (the workers wait on a futex).
+declare -A LISTENERS=()
+find_listeners() {   # find_listeners V
+    local p t found
+    LISTENERS[$1]=""
+    for p in $(pgrep -P "${APACHE_PID[$1]}"); do
+        found=0
+        for t in /proc/"$p"/task/*; do
+            if [ "$(cat "$t/wchan" 2>/dev/null)" = do_epoll_wait ]; then
+                LISTENERS[$1]="${LISTENERS[$1]} $t"
+                found=$((found + 1))
+            fi
+        done
+        [ "$found" = 1 ] || die "${LABEL[$1]}: $found threads in" \
+            "epoll_wait in child $p, expected the listener alone"
+    done
+}
+
+# CPU time so far of V's listener threads, in ns.
+listener_cpu_ns() {
+    local t
+    for t in ${LISTENERS[$1]}; do
+        cat "$t/schedstat" 2>/dev/null || true
+    done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# One run of V; appends "round variant us_per_connection
+# listener_us_per_connection" to $WORK/perconn.
 perconn_run() {   # perconn_run V ROUND
-    local v=$1 round=$2 out=$WORK/perconn.ab.$1.$2 c0 c1 w0 w1 r0 r1
+    local v=$1 round=$2 out=$WORK/perconn.ab.$1.$2 c0 c1 w0 w1 r0 r1 l0 l1
     read -r w0 r0 < <(error_log_counts "$v")
+    l0=$(listener_cpu_ns "$v")
     c0=$(children_cpu_ns "$v")
     perconn_ab "$v" "$PERCONN_CONNECTIONS" "$PERCONN_CONCURRENCY" "$out" \
         || die "${LABEL[$v]}: errors in round $round, see $out"
     c1=$(children_cpu_ns "$v")
+    l1=$(listener_cpu_ns "$v")
     read -r w1 r1 < <(error_log_counts "$v")
     [ "$w1" = "$w0" ] && [ "$r1" = "$r0" ] \
         || die "${LABEL[$v]}: warnings or refused connections in round" \
             "$round, see $WORK/httpd-$v/error.log"
-    awk -v r="$round" -v v="$v" -v c="$((c1 - c0))" \
+    awk -v r="$round" -v v="$v" -v c="$((c1 - c0))" -v l="$((l1 - l0))" \
         -v n="$PERCONN_CONNECTIONS" \
-        'BEGIN { printf "%d %s %.3f\n", r, v, c / 1000 / n }' \
-        >>"$WORK/perconn"
+        'BEGIN { printf "%d %s %.3f %.3f\n", r, v, c / 1000 / n,
+                 l / 1000 / n }' >>"$WORK/perconn"
 }
 
 # strace -c -f attached to V's children while ab makes N connections:
@@ -1335,6 +1365,8 @@ per_connection_cpu() {
     fi
     echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     : >"$WORK/perconn"
+    find_listeners a
+    find_listeners c
     # Warm-up, not counted.
     for v in a c; do
         perconn_ab "$v" "$PERCONN_CONNECTIONS" "$PERCONN_CONCURRENCY" \
@@ -1368,6 +1400,23 @@ per_connection_cpu() {
     awk '{ print $4 }' "$WORK/perconn.rounds" | quartiles \
         | awk '{ printf "  %-24s %10.4f %10.4f %10.4f %7.1f%%\n",
                  "ratio (c)/(a)", $1, $2, $3, 100 * ($3 - $1) / $2 }'
+    # The listener threads' share (accepts, lingering closes, the
+    # handing of connections to workers), and the per-round difference
+    # (c) - (a) of the listener and of the rest.
+    for v in a c; do
+        awk -v v="$v" '$2 == v { print $4 }' "$WORK/perconn" | quartiles \
+            | awk -v l="${LABEL[$v]:0:3} listener us/conn" '{
+                printf "  %-24s %10.2f %10.2f %10.2f\n", l, $1, $2, $3 }'
+    done
+    awk '{ t[$1, $2] = $3; l[$1, $2] = $4; if ($1 > n) n = $1 }
+         END { for (r = 1; r <= n; r++)
+                   print l[r, "c"] - l[r, "a"],
+                         (t[r, "c"] - l[r, "c"]) - (t[r, "a"] - l[r, "a"]) }' \
+        "$WORK/perconn" >"$WORK/perconn.split"
+    printf '  (c) - (a) per round, median us/conn: listener %+.2f,' \
+        "$(awk '{ print $1 }' "$WORK/perconn.split" | median)"
+    printf ' other threads %+.2f\n' \
+        "$(awk '{ print $2 }' "$WORK/perconn.split" | median)"
     # The median's 95 % confidence interval, by bootstrap over the rounds
     # (2,000 resamples, fixed seed): settled when it lies wholly inside
     # or wholly outside 0.98-1.02.
