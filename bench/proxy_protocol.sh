@@ -1274,22 +1274,27 @@ perconn_sender() {
 
 # The listener threads of V's children ("/proc/PID/task/TID" each): the
 # thread of each child that waits in epoll_wait while the server is idle
-# (the workers wait on a futex).
+# (the workers wait on a futex).  Looked for again for up to 2 s while a
+# listener is still busy with the last connections.
 declare -A LISTENERS=()
 find_listeners() {   # find_listeners V
-    local p t found
-    LISTENERS[$1]=""
-    for p in $(pgrep -P "${APACHE_PID[$1]}"); do
-        found=0
-        for t in /proc/"$p"/task/*; do
-            if [ "$(cat "$t/wchan" 2>/dev/null)" = do_epoll_wait ]; then
-                LISTENERS[$1]="${LISTENERS[$1]} $t"
-                found=$((found + 1))
-            fi
+    local p t found try
+    for try in $(seq 20); do
+        LISTENERS[$1]=""
+        for p in $(pgrep -P "${APACHE_PID[$1]}"); do
+            found=0
+            for t in /proc/"$p"/task/*; do
+                if [ "$(cat "$t/wchan" 2>/dev/null)" = do_epoll_wait ]; then
+                    LISTENERS[$1]="${LISTENERS[$1]} $t"
+                    found=$((found + 1))
+                fi
+            done
+            [ "$found" = 1 ] || continue 2
         done
-        [ "$found" = 1 ] || die "${LABEL[$1]}: $found threads in" \
-            "epoll_wait in child $p, expected the listener alone"
+        return 0
     done
+    die "${LABEL[$1]}: no child with exactly one thread in epoll_wait" \
+        "(the listener) after $try tries"
 }
 
 # CPU time so far of V's listener threads, in ns.
