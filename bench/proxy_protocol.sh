@@ -75,6 +75,29 @@
 #    per syscall, (a) beside (c)).  The load average before and after is
 #    printed: the ratio is what counts, absolute figures are low on a
 #    shared machine.
+#    PERCONN_SENDER=direct replaces ab and haproxy by bench/pp_conn_client.c
+#    (built here): it connects straight to Apache and sends, in one
+#    write(), the PROXY v1 header and the request to (c), the request
+#    alone to (a), so that both get one segment from a sender doing the
+#    same work.  haproxy 2.6 in TCP mode writes the header in a segment
+#    of its own as soon as it has connected (also with
+#    HAPROXY_WAIT_DATA=1: 2 segments more per connection, counted with
+#    nstat), and spends more CPU per connection on it.
+# 5. (PATHTIME=1; not in the default run) The time of a connection's
+#    path through Apache, measured inside it by bench/mod_pp_path_timing.c
+#    (built here and loaded into every variant, so that parts 2-4 of the
+#    same run include its small cost equally): per connection, from the
+#    first pre_connection hook to the end of the post_read_request hooks
+#    ("read": all of mod_proxy_protocol's work, and the core's reading of
+#    the request), and from there to log_transaction ("serve").  (a) and
+#    (c) alternate for PATHTIME_ROUNDS rounds of PATHTIME_CONNECTIONS
+#    connections, one at a time (so the worker has the CPU to itself and
+#    the wall time is its CPU time), sent as part 4 sends them
+#    (PERCONN_SENDER).  Reported: each round's median of "read" and
+#    "serve" per variant, their medians over the rounds, the per-round
+#    difference (c) - (a), and the CPU of the children per connection in
+#    the same runs, for scale.  Unlike part 4, a median over thousands of
+#    connections hardly moves with the machine's other load.
 #
 # Targets (from the issue): (c) req/s within 2% of (a), and not below (b).
 #
@@ -159,6 +182,11 @@
 #   PERCONN       1 runs part 4 [0]
 #   PERCONN_ROUNDS [41]  PERCONN_CONNECTIONS [1000]
 #   PERCONN_CONCURRENCY [4]  PERCONN_STRACE_CONNECTIONS [500]
+#   PERCONN_SENDER  haproxy: ab through haproxy; direct: pp_conn_client
+#                 straight to Apache (see part 4), for parts 4 and 5
+#                 [haproxy]
+#   PATHTIME      1 runs part 5 [0]
+#   PATHTIME_ROUNDS [10]  PATHTIME_CONNECTIONS [2000]
 #   PERCONN_NICE  N: renice Apache's threads (both instances) to N for
 #                 part 4, e.g. -10, so that the other jobs of a shared
 #                 machine preempt them less [unset]
@@ -191,6 +219,10 @@ PERCONN_CONNECTIONS=${PERCONN_CONNECTIONS:-1000}
 PERCONN_CONCURRENCY=${PERCONN_CONCURRENCY:-4}
 PERCONN_STRACE_CONNECTIONS=${PERCONN_STRACE_CONNECTIONS:-500}
 PERCONN_NICE=${PERCONN_NICE:-}
+PERCONN_SENDER=${PERCONN_SENDER:-haproxy}
+PATHTIME=${PATHTIME:-0}
+PATHTIME_ROUNDS=${PATHTIME_ROUNDS:-10}
+PATHTIME_CONNECTIONS=${PATHTIME_CONNECTIONS:-2000}
 HTTPD=${HTTPD:-/usr/sbin/apache2}
 MODULES_DIR=${MODULES_DIR:-/usr/lib/apache2/modules}
 HAPROXY=${HAPROXY:-haproxy}
@@ -208,6 +240,11 @@ esac
 case $HAPROXY_WAIT_DATA in
 0|1) ;;
 *) echo "proxy_protocol.sh: HAPROXY_WAIT_DATA must be 0 or 1" >&2; exit 1 ;;
+esac
+case $PERCONN_SENDER in
+haproxy|direct) ;;
+*) echo "proxy_protocol.sh: PERCONN_SENDER must be haproxy or direct" >&2
+   exit 1 ;;
 esac
 
 # APACHE_CPU_QUOTA: checked before anything starts.
@@ -477,6 +514,7 @@ $(user_directives)
 
 LoadModule mpm_event_module "$MODULES_DIR/mod_mpm_event.so"
 LoadModule authz_core_module "$MODULES_DIR/mod_authz_core.so"
+$([ "$PATHTIME" = 0 ] || echo "LoadModule pp_path_timing_module \"$WORK/mod_pp_path_timing.so\"")
 
 # The same MPM configuration for all three: every worker started up front,
 # none stopped or replaced while measuring, and far more workers than wrk
@@ -644,7 +682,12 @@ start_servers() {
         "$HTTPD" -t -f "$WORK/httpd-$v/httpd.conf" 2>"$WORK/httpd-$v/t.log" \
             || { cat "$WORK/httpd-$v/t.log" >&2; die "bad config for $v"; }
         [ -z "$APACHE_CPU_QUOTA" ] || cgroup_create "$v"
-        "${ON_APACHE_CPUS[@]}" "$HTTPD" -f "$WORK/httpd-$v/httpd.conf" \
+        # PATHTIME: the children append to this file (opened after they
+        # have switched user).
+        : >"$WORK/pathtime.$v"
+        chmod 666 "$WORK/pathtime.$v"
+        PP_PATH_TIMING_FILE=$WORK/pathtime.$v \
+            "${ON_APACHE_CPUS[@]}" "$HTTPD" -f "$WORK/httpd-$v/httpd.conf" \
             -DFOREGROUND &
         APACHE_PID[$v]=$!
         PIDS="$PIDS $!"
@@ -1200,9 +1243,19 @@ bootstrap_median() {
          }'
 }
 
-# ab through haproxy to V: N requests, one per connection, C at a time.
-# Prints nothing; fails unless every request got a 200.
+# N requests to V, one per connection, C at a time: ab through haproxy,
+# or with PERCONN_SENDER=direct pp_conn_client straight to Apache (the
+# PROXY header and the request in one write for (b) and (c)).  Prints
+# nothing; fails unless every request got a 200.
 perconn_ab() {   # perconn_ab V N C OUT
+    if [ "$PERCONN_SENDER" = direct ]; then
+        local opt=()
+        [ "$1" = a ] || opt=(--proxy)
+        "${ON_CLIENT_CPUS[@]}" "$WORK/pp_conn_client" "${opt[@]}" \
+            "${APACHE_PORT[$1]}" "$2" "$3" >"$4" 2>&1 || true
+        grep -q "^$2 0 " "$4"
+        return
+    fi
     "${ON_CLIENT_CPUS[@]}" ab -n "$2" -c "$3" \
         "http://127.0.0.1:${FRONT_PORT[$1]}/index.html" >"$4" 2>&1 || true
     grep -q "^Complete requests: *$2\$" "$4" \
@@ -1210,23 +1263,67 @@ perconn_ab() {   # perconn_ab V N C OUT
         && ! grep -q "^Non-2xx" "$4"
 }
 
-# One run of V; appends "round variant us_per_connection" to
-# $WORK/perconn.
+# The sender of parts 4 and 5, for the headings.
+perconn_sender() {
+    if [ "$PERCONN_SENDER" = direct ]; then
+        echo "pp_conn_client straight to Apache, header and request in one write"
+    else
+        echo "ab via haproxy"
+    fi
+}
+
+# The listener threads of V's children ("/proc/PID/task/TID" each): the
+# thread of each child that waits in epoll_wait while the server is idle
+# (the workers wait on a futex).  Looked for again for up to 2 s while a
+# listener is still busy with the last connections.
+declare -A LISTENERS=()
+find_listeners() {   # find_listeners V
+    local p t found try
+    for try in $(seq 20); do
+        LISTENERS[$1]=""
+        for p in $(pgrep -P "${APACHE_PID[$1]}"); do
+            found=0
+            for t in /proc/"$p"/task/*; do
+                if [ "$(cat "$t/wchan" 2>/dev/null)" = do_epoll_wait ]; then
+                    LISTENERS[$1]="${LISTENERS[$1]} $t"
+                    found=$((found + 1))
+                fi
+            done
+            [ "$found" = 1 ] || continue 2
+        done
+        return 0
+    done
+    die "${LABEL[$1]}: no child with exactly one thread in epoll_wait" \
+        "(the listener) after $try tries"
+}
+
+# CPU time so far of V's listener threads, in ns.
+listener_cpu_ns() {
+    local t
+    for t in ${LISTENERS[$1]}; do
+        cat "$t/schedstat" 2>/dev/null || true
+    done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# One run of V; appends "round variant us_per_connection
+# listener_us_per_connection" to $WORK/perconn.
 perconn_run() {   # perconn_run V ROUND
-    local v=$1 round=$2 out=$WORK/perconn.ab.$1.$2 c0 c1 w0 w1 r0 r1
+    local v=$1 round=$2 out=$WORK/perconn.ab.$1.$2 c0 c1 w0 w1 r0 r1 l0 l1
     read -r w0 r0 < <(error_log_counts "$v")
+    l0=$(listener_cpu_ns "$v")
     c0=$(children_cpu_ns "$v")
     perconn_ab "$v" "$PERCONN_CONNECTIONS" "$PERCONN_CONCURRENCY" "$out" \
         || die "${LABEL[$v]}: errors in round $round, see $out"
     c1=$(children_cpu_ns "$v")
+    l1=$(listener_cpu_ns "$v")
     read -r w1 r1 < <(error_log_counts "$v")
     [ "$w1" = "$w0" ] && [ "$r1" = "$r0" ] \
         || die "${LABEL[$v]}: warnings or refused connections in round" \
             "$round, see $WORK/httpd-$v/error.log"
-    awk -v r="$round" -v v="$v" -v c="$((c1 - c0))" \
+    awk -v r="$round" -v v="$v" -v c="$((c1 - c0))" -v l="$((l1 - l0))" \
         -v n="$PERCONN_CONNECTIONS" \
-        'BEGIN { printf "%d %s %.3f\n", r, v, c / 1000 / n }' \
-        >>"$WORK/perconn"
+        'BEGIN { printf "%d %s %.3f %.3f\n", r, v, c / 1000 / n,
+                 l / 1000 / n }' >>"$WORK/perconn"
 }
 
 # strace -c -f attached to V's children while ab makes N connections:
@@ -1258,7 +1355,7 @@ per_connection_cpu() {
     echo
     echo "== 4. Apache's CPU per connection, (a) and (c) interleaved:" \
         "$PERCONN_ROUNDS rounds of $PERCONN_CONNECTIONS connections each" \
-        "(ab -c $PERCONN_CONCURRENCY via haproxy, PROXY v$PROXY_VERSION," \
+        "($(perconn_sender), $PERCONN_CONCURRENCY at a time, PROXY v$PROXY_VERSION," \
         "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA), CPU of the httpd children" \
         "only =="
     command -v ab >/dev/null || die "part 4 needs ab (apache2-utils)"
@@ -1273,6 +1370,8 @@ per_connection_cpu() {
     fi
     echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     : >"$WORK/perconn"
+    find_listeners a
+    find_listeners c
     # Warm-up, not counted.
     for v in a c; do
         perconn_ab "$v" "$PERCONN_CONNECTIONS" "$PERCONN_CONCURRENCY" \
@@ -1306,6 +1405,23 @@ per_connection_cpu() {
     awk '{ print $4 }' "$WORK/perconn.rounds" | quartiles \
         | awk '{ printf "  %-24s %10.4f %10.4f %10.4f %7.1f%%\n",
                  "ratio (c)/(a)", $1, $2, $3, 100 * ($3 - $1) / $2 }'
+    # The listener threads' share (accepts, lingering closes, the
+    # handing of connections to workers), and the per-round difference
+    # (c) - (a) of the listener and of the rest.
+    for v in a c; do
+        awk -v v="$v" '$2 == v { print $4 }' "$WORK/perconn" | quartiles \
+            | awk -v l="${LABEL[$v]:0:3} listener us/conn" '{
+                printf "  %-24s %10.2f %10.2f %10.2f\n", l, $1, $2, $3 }'
+    done
+    awk '{ t[$1, $2] = $3; l[$1, $2] = $4; if ($1 > n) n = $1 }
+         END { for (r = 1; r <= n; r++)
+                   print l[r, "c"] - l[r, "a"],
+                         (t[r, "c"] - l[r, "c"]) - (t[r, "a"] - l[r, "a"]) }' \
+        "$WORK/perconn" >"$WORK/perconn.split"
+    printf '  (c) - (a) per round, median us/conn: listener %+.2f,' \
+        "$(awk '{ print $1 }' "$WORK/perconn.split" | median)"
+    printf ' other threads %+.2f\n' \
+        "$(awk '{ print $2 }' "$WORK/perconn.split" | median)"
     # The median's 95 % confidence interval, by bootstrap over the rounds
     # (2,000 resamples, fixed seed): settled when it lies wholly inside
     # or wholly outside 0.98-1.02.
@@ -1334,8 +1450,106 @@ per_connection_cpu() {
         | sort -k2,2gr
 }
 
+# ---------------------------------------------------------------------------
+# 5. The connection's path through Apache, timed inside it (PATHTIME=1)
+# ---------------------------------------------------------------------------
+
+# Builds the helpers that parts 4 and 5 need.
+build_perconn_tools() {
+    if [ "$PERCONN_SENDER" = direct ]; then
+        "$CC" -O2 -pthread "$TOP/bench/pp_conn_client.c" \
+            -o "$WORK/pp_conn_client" || die "cannot build pp_conn_client"
+        [ "$PROXY_VERSION" = 1 ] \
+            || die "PERCONN_SENDER=direct sends PROXY v1 only"
+    fi
+    if [ "$PATHTIME" != 0 ]; then
+        command -v apxs >/dev/null && command -v apr-1-config >/dev/null \
+            || die "PATHTIME=1 needs apxs and apr-1-config (apache2-dev)"
+        # shellcheck disable=SC2046
+        "$CC" -O2 -shared -fPIC -I"$(apxs -q INCLUDEDIR)" \
+            $(apr-1-config --includes --cppflags) \
+            "$TOP/bench/mod_pp_path_timing.c" \
+            -o "$WORK/mod_pp_path_timing.so" \
+            || die "cannot build mod_pp_path_timing.so"
+    fi
+}
+
+# "N MEDIAN_READ MEDIAN_SERVE" (us) of the lines in V's timing file.
+path_medians() {   # path_medians V
+    awk '{ print $1 }' "$WORK/pathtime.$1" | median >"$WORK/pathtime.r"
+    awk '{ print $2 }' "$WORK/pathtime.$1" | median >"$WORK/pathtime.s"
+    awk -v r="$(cat "$WORK/pathtime.r")" -v s="$(cat "$WORK/pathtime.s")" \
+        'END { printf "%d %.3f %.3f\n", NR, r / 1000, s / 1000 }' \
+        "$WORK/pathtime.$1"
+}
+
+path_timing() {
+    local round v n r s c0 c1 out
+    echo
+    echo "== 5. The connection's path through Apache, timed inside it" \
+        "(mod_pp_path_timing): $PATHTIME_ROUNDS rounds of" \
+        "$PATHTIME_CONNECTIONS connections, one at a time" \
+        "($(perconn_sender), PROXY v$PROXY_VERSION) =="
+    echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    : >"$WORK/pathtime"
+    for v in a c; do
+        perconn_ab "$v" "$PATHTIME_CONNECTIONS" 1 "$WORK/pathtime.warmup.$v" \
+            || die "${LABEL[$v]}: errors in part 5's warm-up"
+    done
+    for round in $(seq "$PATHTIME_ROUNDS"); do
+        for v in $([ $((round % 2)) = 1 ] && echo a c || echo c a); do
+            out=$WORK/pathtime.ab.$v.$round
+            : >"$WORK/pathtime.$v"
+            c0=$(children_cpu_ns "$v")
+            perconn_ab "$v" "$PATHTIME_CONNECTIONS" 1 "$out" \
+                || die "${LABEL[$v]}: errors in part 5, round $round, see $out"
+            c1=$(children_cpu_ns "$v")
+            read -r n r s < <(path_medians "$v")
+            [ "$n" -ge "$PATHTIME_CONNECTIONS" ] \
+                || die "${LABEL[$v]}: $n timed connections of" \
+                    "$PATHTIME_CONNECTIONS in part 5, round $round"
+            awk -v round="$round" -v v="$v" -v r="$r" -v s="$s" \
+                -v c="$((c1 - c0))" -v n="$PATHTIME_CONNECTIONS" \
+                'BEGIN { printf "%d %s %.3f %.3f %.3f\n", round, v, r, s,
+                         c / 1000 / n }' >>"$WORK/pathtime"
+        done
+    done
+    echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "per round: round, variant, median us of read and serve," \
+        "children's CPU us/connection:"
+    sed -e 's/^/  /' "$WORK/pathtime"
+    printf '  %-30s %10s %10s %10s\n' "medians over the rounds" read serve \
+        "CPU/conn"
+    for v in a c; do
+        printf '  %-30s %10.3f %10.3f %10.2f\n' "${LABEL[$v]}" \
+            "$(awk -v v="$v" '$2 == v { print $3 }' "$WORK/pathtime" | median)" \
+            "$(awk -v v="$v" '$2 == v { print $4 }' "$WORK/pathtime" | median)" \
+            "$(awk -v v="$v" '$2 == v { print $5 }' "$WORK/pathtime" | median)"
+    done
+    # Per round, (c) - (a) of each median; then their median and range.
+    awk '{ x[$1, $2, 3] = $3; x[$1, $2, 4] = $4; if ($1 > n) n = $1 }
+         END { for (r = 1; r <= n; r++)
+                   printf "%.3f %.3f\n", x[r, "c", 3] - x[r, "a", 3],
+                          x[r, "c", 4] - x[r, "a", 4] }' "$WORK/pathtime" \
+        >"$WORK/pathtime.diff"
+    for col in 1 2; do
+        awk -v c="$col" '{ print $c }' "$WORK/pathtime.diff" | sort -g \
+            >"$WORK/pathtime.col"
+        printf '  (c) - (a), %-5s us: median %+.3f, rounds %+.3f to %+.3f\n' \
+            "$([ "$col" = 1 ] && echo read || echo serve)" \
+            "$(median <"$WORK/pathtime.col")" \
+            "$(head -1 "$WORK/pathtime.col")" "$(tail -1 "$WORK/pathtime.col")"
+    done
+    awk -v d="$(awk '{ print $1 + $2 }' "$WORK/pathtime.diff" | median)" \
+        -v a="$(awk '$2 == "a" { print $5 }' "$WORK/pathtime" | median)" \
+        'BEGIN { printf "  the path, read + serve, (c) - (a): %+.3f us a" \
+                        " connection, %+.2f %% of (a)'"'"'s CPU per" \
+                        " connection in these runs\n", d, 100 * d / a }'
+}
+
 [ "$MICRO" = 0 ] || micro_benchmark
-if [ "$MACRO" != 0 ] || [ "$COUNTS" != 0 ] || [ "$PERCONN" != 0 ]; then
+if [ "$MACRO" != 0 ] || [ "$COUNTS" != 0 ] || [ "$PERCONN" != 0 ] \
+    || [ "$PATHTIME" != 0 ]; then
     echo "== HTTP benchmark: wrk -> haproxy (TCP) -> Apache event MPM =="
     echo "$(nproc) CPUs; PIN=$PIN (Apache on CPU $APACHE_CPUS," \
         "wrk+haproxy on CPU $CLIENT_CPUS); $($HTTPD -v | head -1);" \
@@ -1344,8 +1558,10 @@ if [ "$MACRO" != 0 ] || [ "$COUNTS" != 0 ] || [ "$PERCONN" != 0 ]; then
             || echo "; APACHE_CPU_QUOTA=$APACHE_CPU_QUOTA (% of one CPU)")"
     check_tools
     write_wrk_script
+    build_perconn_tools
     start_servers
     [ "$MACRO" = 0 ] || macro_benchmark
     [ "$COUNTS" = 0 ] || count_per_connection
     [ "$PERCONN" = 0 ] || per_connection_cpu
+    [ "$PATHTIME" = 0 ] || path_timing
 fi
