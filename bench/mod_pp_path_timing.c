@@ -1,6 +1,6 @@
 /*
  * mod_pp_path_timing.c: a measuring module for bench/proxy_protocol.sh
- * (PATH=1), loaded into the variants compared, never into a server.
+ * (PATHTIME=1), loaded into the variants compared, never into a server.
  *
  * For each connection's first request it takes three clock readings:
  *

@@ -1047,6 +1047,24 @@ static void test_page_commits(void)
     CHECK_EQ_INT(fake_http_unanswered(fake), 0);
 }
 
+/* A feed page of one change (op: "upsert" or "delete"), seq since + 1,
+ * more or not. */
+static const char *one_change(apr_int64_t since, const char *name,
+                              const char *op, int more)
+{
+    return apr_psprintf(pool, "{\"changes\":[{\"seq\":%" APR_INT64_T_FMT
+                        ",\"domain\":\"%s\",\"op\":\"%s\"}],"
+                        "\"next\":%" APR_INT64_T_FMT ",\"more\":%s}",
+                        since + 1, name, op, since + 1,
+                        more ? "true" : "false");
+}
+
+static const char *changes_url(apr_int64_t since)
+{
+    return apr_psprintf(pool, CS_URL "/v1/changes?since=%" APR_INT64_T_FMT
+                        "&limit=1000", since);
+}
+
 /* What each checkpointed call saw: the changes handed over, and the store
  * at that moment. */
 typedef struct {
@@ -1100,16 +1118,8 @@ static void test_checkpointed(void)
     b2 = make_bundle(&s2, "cp2.example.com", 0);
     fake_http_reset(fake);
     for (k = 0; k < 3; k++) {
-        fake_http_answer(fake, "GET",
-                         apr_psprintf(pool, CS_URL "/v1/changes?since=%"
-                                      APR_INT64_T_FMT "&limit=1000", c0 + k),
-                         200, NULL,
-                         apr_psprintf(pool, "{\"changes\":[{\"seq\":%"
-                                      APR_INT64_T_FMT ",\"domain\":\"%s\","
-                                      "\"op\":\"%s\"}],\"next\":%"
-                                      APR_INT64_T_FMT ",\"more\":%s}",
-                                      c0 + k + 1, names[k], ops[k],
-                                      c0 + k + 1, k < 2 ? "true" : "false"));
+        fake_http_answer(fake, "GET", changes_url(c0 + k), 200, NULL,
+                         one_change(c0 + k, names[k], ops[k], k < 2));
     }
     fake_http_answer_n(fake, "POST", BUNDLES, 200, NULL,
                        apr_psprintf(pool, "{\"bundles\":[%s]}", b1), 1);
@@ -1173,17 +1183,10 @@ static void test_read_ahead(void)
     b2 = make_bundle(&s2, "ahead2.example.com", 0);
     fake_http_reset(fake);
     for (k = 0; k < 2; k++) {
-        fake_http_answer(fake, "GET",
-                         apr_psprintf(pool, CS_URL "/v1/changes?since=%"
-                                      APR_INT64_T_FMT "&limit=1000", c0 + k),
-                         200, NULL,
-                         apr_psprintf(pool, "{\"changes\":[{\"seq\":%"
-                                      APR_INT64_T_FMT ",\"domain\":"
-                                      "\"ahead%d.example.com\",\"op\":"
-                                      "\"upsert\"}],\"next\":%"
-                                      APR_INT64_T_FMT ",\"more\":%s}",
-                                      c0 + k + 1, k + 1, c0 + k + 1,
-                                      k ? "false" : "true"));
+        fake_http_answer(fake, "GET", changes_url(c0 + k), 200, NULL,
+                         one_change(c0 + k, k ? "ahead2.example.com"
+                                               : "ahead1.example.com",
+                                    "upsert", !k));
     }
     fake_http_answer_n(fake, "POST", BUNDLES, 200, NULL,
                        apr_psprintf(pool, "{\"bundles\":[%s]}", b1), 1);
@@ -1209,21 +1212,6 @@ static void test_read_ahead(void)
     CHECK_EQ_INT(fake_http_unanswered(fake), 0);
 }
 
-/* A feed page of one upsert, seq since + 1, more or not. */
-static const char *one_change(apr_int64_t since, const char *name, int more)
-{
-    return apr_psprintf(pool, "{\"changes\":[{\"seq\":%" APR_INT64_T_FMT
-                        ",\"domain\":\"%s\",\"op\":\"upsert\"}],"
-                        "\"next\":%" APR_INT64_T_FMT ",\"more\":%s}",
-                        since + 1, name, since + 1, more ? "true" : "false");
-}
-
-static const char *changes_url(apr_int64_t since)
-{
-    return apr_psprintf(pool, CS_URL "/v1/changes?since=%" APR_INT64_T_FMT
-                        "&limit=1000", since);
-}
-
 static void test_failures_listed(void)
 {
     csy_result_t res;
@@ -1237,7 +1225,7 @@ static void test_failures_listed(void)
     b1 = make_bundle(&s1, "ra1.example.com", 0);
     fake_http_reset(fake);
     fake_http_answer(fake, "GET", changes_url(c0), 200, NULL,
-                     one_change(c0, "ra1.example.com", 1));
+                     one_change(c0, "ra1.example.com", "upsert", 1));
     fake_http_answer(fake, "GET", changes_url(c0 + 1), 503, NULL, "busy");
     fake_http_answer_n(fake, "POST", BUNDLES, 200, NULL,
                        apr_psprintf(pool, "{\"bundles\":[%s]}", b1), 1);
@@ -1286,7 +1274,7 @@ static void test_failures_listed(void)
     b3 = make_bundle(&s3, "relisted.example.com", 0);
     fake_http_reset(fake);
     fake_http_answer(fake, "GET", changes_url(c0), 200, NULL,
-                     one_change(c0, "relisted.example.com", 0));
+                     one_change(c0, "relisted.example.com", "upsert", 0));
     fake_http_answer(fake, "POST", BUNDLES, 200, NULL,
                      apr_psprintf(pool, "{\"bundles\":[%s]}", b3));
     CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
@@ -1308,7 +1296,7 @@ static void test_failures_listed(void)
     CHECK(strstr(manifest(), "relisted.example.com") == NULL);
     fake_http_reset(fake);
     fake_http_answer(fake, "GET", changes_url(c0 + 1), 200, NULL,
-                     one_change(c0 + 1, "relisted.example.com", 0));
+                     one_change(c0 + 1, "relisted.example.com", "upsert", 0));
     fake_http_answer(fake, "POST", BUNDLES, 200, NULL,
                      apr_psprintf(pool, "{\"bundles\":[%s]}", b3));
     CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
