@@ -246,12 +246,16 @@ static void script(int status, const char *feed, int bundles_status,
  * program): this definition comes before libc's, so that a case can make
  * the store's sync fail, as a disk's writeback error would. */
 static volatile int syncfs_errno;       /* 0: the real syncfs */
+static volatile int syncfs_ok_first;    /* ... after this many real ones */
 
 int syncfs(int fd)
 {
     static int (*real)(int);
 
-    if (syncfs_errno) {
+    if (syncfs_errno && syncfs_ok_first > 0) {
+        syncfs_ok_first--;
+    }
+    else if (syncfs_errno) {
         errno = syncfs_errno;
         return -1;
     }
@@ -987,6 +991,47 @@ static void test_sync_fails(void)
 }
 
 /*
+ * The retry of an earlier failure: its commit syncs, but the sync of the
+ * links before the manifest fails.  It is current and not listed: a
+ * failure still, retried (and listed, made live) by the next cycle, as
+ * no feed page will name it again.
+ */
+static void test_retry_unlisted(void)
+{
+    csy_result_t res;
+    const char *serial, *b, *empty;
+    apr_int64_t c0 = cursor();
+
+    UNIT_CASE("a retried bundle committed but not listed stays a failure");
+    b = make_bundle(&serial, "retried.example.com", 0);
+    apr_hash_set(failures, "retried.example.com", APR_HASH_KEY_STRING,
+                 "an earlier failure");
+    empty = apr_psprintf(pool, "{\"changes\":[],\"next\":%" APR_INT64_T_FMT
+                         ",\"more\":false}", c0);
+    script(200, empty, 200, apr_psprintf(pool, "{\"bundles\":[%s]}", b));
+    syncfs_ok_first = 1;        /* the commit's; then sync_links' fails */
+    syncfs_errno = EIO;
+    CHECK(cycle(&res) != APR_SUCCESS);
+    syncfs_errno = 0;
+    syncfs_ok_first = 0;
+    CHECK_STR(csy_store_current(store, pool, "retried.example.com"), serial);
+    CHECK(strstr(manifest(), "retried.example.com") == NULL);
+    CHECK(apr_hash_get(failures, "retried.example.com",
+                       APR_HASH_KEY_STRING) != NULL);
+
+    UNIT_CASE("... and the next cycle lists it and makes it live");
+    script(200, empty, 200, apr_psprintf(pool, "{\"bundles\":[%s]}", b));
+    CHECK_EQ_INT(cycle(&res), APR_SUCCESS);
+    CHECK_EQ_INT(res.unchanged, 1);
+    CHECK(strstr(manifest(), "retried.example.com") != NULL);
+    CHECK_STR(apr_hash_get(res.made_current, "retried.example.com",
+                           APR_HASH_KEY_STRING), serial);
+    CHECK(apr_hash_get(failures, "retried.example.com",
+                       APR_HASH_KEY_STRING) == NULL);
+    CHECK_EQ_INT(cursor(), c0);
+}
+
+/*
  * A page's bundles are made durable and current on a thread of their own
  * while the cycle reads and checks the next page (issue 18).  A domain on
  * two pages in a row: the second page waits for the first one's commit
@@ -1357,6 +1402,7 @@ int main(void)
     test_read_ahead();
     test_failures_listed();
     test_sync_fails();
+    test_retry_unlisted();
 
     testkit_rm_tree(base);
     apr_pool_destroy(pool);
