@@ -204,22 +204,37 @@ t_started=$(now)
 t_manifest=
 first=
 cpu_done=
-deadline=$(($(date +%s) + 3600))
-while [ "$(date +%s)" -lt "$deadline" ]; do
+# The wait forks nothing while the proxy syncs: the log's new lines are
+# read from a descriptor kept open, the clock is bash's and the pause a
+# read with a timeout.  It used to run date, three greps over the whole
+# log and sleep ten times a second: 10 to 14 % of the two CPUs
+# (perf record -a), taken from the sync daemon it measures.
+exec {logfd}<"$pxlog" {pausefd}<> <(:)
+partial=
+ended=
+deadline=$((EPOCHSECONDS + 3600))
+while [ -z "$ended" ] && ((EPOCHSECONDS < deadline)); do
     if [ -z "$t_manifest" ] && [ -s "$store/manifest" ]; then
         first=$(grep -m1 -v '^#' "$store/manifest" | cut -d' ' -f1)
-        [ -n "$first" ] && t_manifest=$(now)
+        [ -n "$first" ] && t_manifest=$EPOCHREALTIME
     fi
-    # CPU at the end of the sync (before vhost mode's restart)
-    if [ -z "$cpu_done" ] && grep -q 'CY00005' "$pxlog"; then
-        cpu_done=1 px_cpu=$(cpu "$pxdir") cs_cpu1=$(cpu "$csdir")
-        [ "$ACTIVATION" = dynamic ] && break
-    fi
-    grep -q 'CY00014' "$pxlog" && break
-    grep -q 'CY0001[5-7]' "$pxlog" && die "rollout failed: $(grep \
-        'CY0001[5-7]' "$pxlog" | head -2)"
-    sleep 0.1
+    while true; do
+        IFS= read -r -u "$logfd" line || { partial+=$line; break; }
+        line=$partial$line partial=
+        case $line in
+        *CY00005*)
+            # CPU at the end of the sync (before vhost mode's restart)
+            if [ -z "$cpu_done" ]; then
+                cpu_done=1 px_cpu=$(cpu "$pxdir") cs_cpu1=$(cpu "$csdir")
+                [ "$ACTIVATION" = dynamic ] && ended=1
+            fi ;;
+        *CY00014*) ended=1 ;;
+        *CY0001[5-7]*) die "rollout failed: $line" ;;
+        esac
+    done
+    [ -n "$ended" ] || read -r -t 0.1 -u "$pausefd"
 done
+exec {logfd}<&- {pausefd}<&-
 if [ "$ACTIVATION" = dynamic ]; then
     t_done=$(log_first CY00005)
 else

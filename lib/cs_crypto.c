@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <apr_cstr.h>
@@ -22,6 +23,7 @@
 #include <openssl/objects.h>
 #include <openssl/params.h>
 #include <openssl/pem.h>
+#include <openssl/provider.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
@@ -195,8 +197,46 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
-apr_status_t cs_pem_read_certs(apr_array_header_t **certs, apr_pool_t *p,
-                               const char *pem, apr_size_t len,
+/* A library context with the null provider alone: a certificate read in
+ * it keeps its public key undecoded (cs_pem_read_certs_bare).  One for
+ * the process, never freed: what was read in it may live as long. */
+static OSSL_LIB_CTX *bare_ctx;
+static pthread_once_t bare_once = PTHREAD_ONCE_INIT;
+
+static void bare_make(void)
+{
+    OSSL_LIB_CTX *ctx = OSSL_LIB_CTX_new();
+
+    /* Without a provider loaded, a fetch would load the default one. */
+    if (ctx != NULL && OSSL_PROVIDER_load(ctx, "null") == NULL) {
+        OSSL_LIB_CTX_free(ctx);
+        ctx = NULL;
+    }
+    bare_ctx = ctx;
+}
+
+/* The next certificate of bio, read in the bare context if bare. */
+static X509 *read_cert(BIO *bio, int bare)
+{
+    X509 *x = NULL, *got;
+
+    if (bare) {
+        pthread_once(&bare_once, bare_make);
+        /* d2i fills this object, whose public key carries the context. */
+        if (bare_ctx == NULL || (x = X509_new_ex(bare_ctx, NULL)) == NULL) {
+            ERR_raise(ERR_LIB_X509, ERR_R_MALLOC_FAILURE);
+            return NULL;
+        }
+    }
+    got = PEM_read_bio_X509(bio, bare ? &x : NULL, NULL, NULL);
+    if (got == NULL) {
+        X509_free(x);   /* no block read; a failed d2i freed it: NULL */
+    }
+    return got;
+}
+
+static apr_status_t read_certs(apr_array_header_t **certs, apr_pool_t *p,
+                               const char *pem, apr_size_t len, int bare,
                                const char **err)
 {
     apr_array_header_t *a;
@@ -217,7 +257,7 @@ apr_status_t cs_pem_read_certs(apr_array_header_t **certs, apr_pool_t *p,
         return APR_ENOMEM;
     }
     a = apr_array_make(p, 3, sizeof(X509 *));
-    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+    while ((x = read_cert(bio, bare)) != NULL) {
         x509_own(p, x);
         APR_ARRAY_PUSH(a, X509 *) = x;
     }
@@ -237,6 +277,20 @@ apr_status_t cs_pem_read_certs(apr_array_header_t **certs, apr_pool_t *p,
     }
     *certs = a;
     return APR_SUCCESS;
+}
+
+apr_status_t cs_pem_read_certs(apr_array_header_t **certs, apr_pool_t *p,
+                               const char *pem, apr_size_t len,
+                               const char **err)
+{
+    return read_certs(certs, p, pem, len, 0, err);
+}
+
+apr_status_t cs_pem_read_certs_bare(apr_array_header_t **certs,
+                                    apr_pool_t *p, const char *pem,
+                                    apr_size_t len, const char **err)
+{
+    return read_certs(certs, p, pem, len, 1, err);
 }
 
 apr_status_t cs_pem_read_key(EVP_PKEY **key, apr_pool_t *p, const char *pem,
@@ -442,13 +496,29 @@ apr_status_t cs_base64_decode(unsigned char **data, apr_size_t *len,
     return APR_SUCCESS;
 }
 
+int cs_ec_key_whole(EVP_PKEY *key)
+{
+    EVP_PKEY_CTX *pctx;
+    int ok;
+
+    if (key == NULL || !EVP_PKEY_is_a(key, "EC")) {
+        return 0;
+    }
+    /* The scalar times the generator is the point: one multiplication,
+     * cheaper than a signature and its check. */
+    pctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+    ok = pctx != NULL && EVP_PKEY_pairwise_check(pctx) == 1;
+    EVP_PKEY_CTX_free(pctx);
+    ERR_clear_error();
+    return ok;
+}
+
 int cs_key_belongs(EVP_PKEY *key, EVP_PKEY *pub)
 {
     static const unsigned char msg[] = "cs_key_belongs";
     unsigned char sig[1024], *big = NULL;     /* 1024: RSA-8192 */
     size_t sig_len = 0;
     EVP_MD_CTX *md = NULL;
-    EVP_PKEY_CTX *pctx;
     int ok = 0;
 
     if (key == NULL || pub == NULL || EVP_PKEY_eq(pub, key) != 1) {
@@ -456,13 +526,7 @@ int cs_key_belongs(EVP_PKEY *key, EVP_PKEY *pub)
         return 0;
     }
     if (EVP_PKEY_is_a(key, "EC")) {
-        /* The scalar times the generator is the point: one
-         * multiplication, cheaper than a signature and its check. */
-        pctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
-        ok = pctx != NULL && EVP_PKEY_pairwise_check(pctx) == 1;
-        EVP_PKEY_CTX_free(pctx);
-        ERR_clear_error();
-        return ok;
+        return cs_ec_key_whole(key);
     }
     if ((md = EVP_MD_CTX_new()) != NULL
         && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1

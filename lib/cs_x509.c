@@ -14,6 +14,8 @@
 
 #include <openssl/asn1.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -328,10 +330,127 @@ static int san_has(X509 *leaf, const char *name)
     return found;
 }
 
-/* The checks of cs_bundle_verify_ex; with check_key 0, no key at all. */
+/*
+ * The signature of a leaf read bare (cs_pem_read_certs_bare) by its
+ * issuer's key: what X509_verify() does, over the leaf's to-be-signed
+ * bytes as they were read, with the algorithms fetched from the default
+ * context (the leaf's has none).  ECDSA, or RSA PKCS#1 v1.5, with a
+ * digest; any other algorithm does not verify here.
+ */
+static int bare_signature_ok(X509 *leaf, EVP_PKEY *issuer_key)
+{
+    const ASN1_BIT_STRING *sig;
+    const X509_ALGOR *alg;
+    const ASN1_OBJECT *obj;
+    const unsigned char *q, *tbs;
+    unsigned char *der = NULL;
+    EVP_MD_CTX *md = NULL;
+    long len;
+    int der_len, tag, cls, mdnid, pknid, ok = 0;
+
+    X509_get0_signature(&sig, &alg, leaf);
+    X509_ALGOR_get0(&obj, NULL, NULL, alg);
+    if (sig == NULL || X509_ALGOR_cmp(alg, X509_get0_tbs_sigalg(leaf)) != 0
+        || !OBJ_find_sigid_algs(OBJ_obj2nid(obj), &mdnid, &pknid)
+        || mdnid == NID_undef
+        || (pknid != EVP_PKEY_EC && pknid != EVP_PKEY_RSA)
+        || EVP_PKEY_get_base_id(issuer_key) != pknid
+        || (sig->flags & 0x07) != 0     /* unused bits: not a signature */
+        || (der_len = i2d_X509(leaf, &der)) <= 0) {
+        return 0;
+    }
+    /* Certificate ::= SEQUENCE { tbsCertificate SEQUENCE, ... }: the
+     * first element, header and all (i2d writes it as it was read). */
+    q = der;
+    if (ASN1_get_object(&q, &len, &tag, &cls, der_len) == V_ASN1_CONSTRUCTED
+        && tag == V_ASN1_SEQUENCE && cls == V_ASN1_UNIVERSAL
+        && (tbs = q,
+            ASN1_get_object(&q, &len, &tag, &cls, der_len - (q - der))
+            == V_ASN1_CONSTRUCTED)
+        && tag == V_ASN1_SEQUENCE && cls == V_ASN1_UNIVERSAL
+        && len <= der_len - (q - der)
+        && (md = EVP_MD_CTX_new()) != NULL
+        && EVP_DigestVerifyInit_ex(md, NULL, OBJ_nid2sn(mdnid), NULL, NULL,
+                                   issuer_key, NULL) == 1) {
+        ok = EVP_DigestVerify(md, ASN1_STRING_get0_data(sig),
+                              (size_t)ASN1_STRING_length(sig), tbs,
+                              (size_t)(q - tbs) + (size_t)len) == 1;
+    }
+    EVP_MD_CTX_free(md);
+    OPENSSL_free(der);
+    return ok;
+}
+
+/*
+ * X509_check_issued(issuer, leaf) for a leaf read bare, which that call
+ * refuses: OpenSSL marks the leaf's cached extensions invalid when it
+ * cannot fetch SHA-1 to fingerprint it.  The same tests: the issuer's
+ * subject is the leaf's issuer, the leaf's authority key identifier (if
+ * any, once) names the issuer, and the issuer may sign certificates.  The
+ * signature algorithm against the issuer's key: bare_signature_ok.
+ */
+static int bare_issued_ok(X509 *issuer, X509 *leaf)
+{
+    AUTHORITY_KEYID *akid;
+    int crit = 0, ok;
+
+    if (X509_NAME_cmp(X509_get_subject_name(issuer),
+                      X509_get_issuer_name(leaf)) != 0
+        || ((X509_get_extension_flags(issuer) & EXFLAG_KUSAGE)
+            && !(X509_get_key_usage(issuer) & KU_KEY_CERT_SIGN))) {
+        return 0;
+    }
+    akid = X509_get_ext_d2i(leaf, NID_authority_key_identifier, &crit, NULL);
+    ok = akid ? X509_check_akid(issuer, akid) == X509_V_OK : crit == -1;
+    AUTHORITY_KEYID_free(akid);
+    return ok;
+}
+
+/*
+ * Whether key is the pair of a leaf read bare, whose public key is only
+ * bytes: an EC key on the curve the leaf names, whose public point
+ * encodes to exactly the leaf's bytes (EVP_PKEY_eq would also take the
+ * point compressed) and whose private scalar gives that point.
+ */
+static int bare_key_matches(X509 *leaf, EVP_PKEY *key)
+{
+    unsigned char point[256];
+    char group[64];
+    const unsigned char *bits;
+    const ASN1_OBJECT *obj;
+    const void *param;
+    X509_ALGOR *alg;
+    size_t plen = 0, glen = 0;
+    int bits_len, ptype, gnid;
+
+    if (key == NULL || !EVP_PKEY_is_a(key, "EC")
+        || !X509_PUBKEY_get0_param(NULL, &bits, &bits_len, &alg,
+                                   X509_get_X509_PUBKEY(leaf))) {
+        return 0;
+    }
+    X509_ALGOR_get0(&obj, &ptype, &param, alg);
+    if (OBJ_obj2nid(obj) != NID_X9_62_id_ecPublicKey
+        || ptype != V_ASN1_OBJECT
+        || !EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME,
+                                           group, sizeof(group), &glen)
+        || !EVP_PKEY_get_octet_string_param(
+               key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point, sizeof(point),
+               &plen)) {
+        return 0;
+    }
+    if ((gnid = OBJ_txt2nid(group)) == NID_undef) {
+        gnid = EC_curve_nist2nid(group);
+    }
+    return gnid != NID_undef && OBJ_obj2nid(param) == gnid
+           && bits_len > 0 && (size_t)bits_len == plen
+           && memcmp(bits, point, plen) == 0 && cs_ec_key_whole(key);
+}
+
+/* The checks of cs_bundle_verify_ex; with check_key 0, no key at all;
+ * bare: the leaf was read by cs_pem_read_certs_bare. */
 static apr_status_t verify(const apr_array_header_t *chain, EVP_PKEY *key,
-                           int check_key, const char *name, apr_time_t now,
-                           int checked, const char **err)
+                           int check_key, int bare, const char *name,
+                           apr_time_t now, int checked, const char **err)
 {
     X509 *leaf, *cert, *issuer;
     EVP_PKEY *pub;
@@ -352,14 +471,17 @@ static apr_status_t verify(const apr_array_header_t *chain, EVP_PKEY *key,
     for (i = 0; i + 1 < chain->nelts && i < checked; i++) {
         cert = APR_ARRAY_IDX(chain, i, X509 *);
         issuer = APR_ARRAY_IDX(chain, i + 1, X509 *);
-        if (X509_check_issued(issuer, cert) != X509_V_OK) {
+        if ((i == 0 && bare) ? !bare_issued_ok(issuer, cert)
+                             : X509_check_issued(issuer, cert) != X509_V_OK) {
             ERR_clear_error();
             *err = "bundle: the chain is not in order (a certificate is "
                    "not issued by the next one)";
             return APR_EINVAL;
         }
         pub = X509_get0_pubkey(issuer);
-        if (pub == NULL || X509_verify(cert, pub) != 1) {
+        if (pub == NULL
+            || !((i == 0 && bare) ? bare_signature_ok(cert, pub)
+                                  : X509_verify(cert, pub) == 1)) {
             ERR_clear_error();
             *err = "bundle: a certificate's signature does not verify with "
                    "the next certificate's key";
@@ -368,9 +490,17 @@ static apr_status_t verify(const apr_array_header_t *chain, EVP_PKEY *key,
     }
 
     leaf = APR_ARRAY_IDX(chain, 0, X509 *);
-    pub = X509_get0_pubkey(leaf);
+    pub = bare ? NULL : X509_get0_pubkey(leaf);
     if (!check_key) {
         /* no key here (sealed by its importer) */
+    }
+    else if (bare) {
+        if (!bare_key_matches(leaf, key)) {
+            ERR_clear_error();
+            *err = "bundle: the key does not match the certificate, or its "
+                   "private key does not belong to it";
+            return APR_EINVAL;
+        }
     }
     else if (key == NULL || pub == NULL || EVP_PKEY_eq(pub, key) != 1) {
         ERR_clear_error();
@@ -380,7 +510,7 @@ static apr_status_t verify(const apr_array_header_t *chain, EVP_PKEY *key,
     /* EVP_PKEY_eq compares public keys only, and a decoder takes the
      * public key a PKCS#8 carries as it is: the private key must belong
      * to it too, or every handshake with this key fails. */
-    if (check_key && !cs_key_belongs(key, pub)) {
+    if (check_key && !bare && !cs_key_belongs(key, pub)) {
         *err = "bundle: the private key does not belong to the "
                "certificate's public key";
         return APR_EINVAL;
@@ -437,7 +567,7 @@ apr_status_t cs_bundle_verify(const apr_array_header_t *chain, EVP_PKEY *key,
                               const char *name, apr_time_t now,
                               const char **err)
 {
-    return verify(chain, key, 1, name, now, INT_MAX, err);
+    return verify(chain, key, 1, 0, name, now, INT_MAX, err);
 }
 
 apr_status_t cs_bundle_verify_ex(const apr_array_header_t *chain,
@@ -445,14 +575,22 @@ apr_status_t cs_bundle_verify_ex(const apr_array_header_t *chain,
                                  apr_time_t now, int checked,
                                  const char **err)
 {
-    return verify(chain, key, 1, name, now, checked, err);
+    return verify(chain, key, 1, 0, name, now, checked, err);
+}
+
+apr_status_t cs_bundle_verify_bare(const apr_array_header_t *chain,
+                                   EVP_PKEY *key, const char *name,
+                                   apr_time_t now, int checked,
+                                   const char **err)
+{
+    return verify(chain, key, 1, 1, name, now, checked, err);
 }
 
 apr_status_t cs_chain_verify(const apr_array_header_t *chain,
                              const char *name, apr_time_t now,
                              const char **err)
 {
-    return verify(chain, NULL, 0, name, now, INT_MAX, err);
+    return verify(chain, NULL, 0, 0, name, now, INT_MAX, err);
 }
 
 /* ------------------------------------------------------------------ */

@@ -72,6 +72,22 @@ apr_status_t cs_bundle_verify_ex(const apr_array_header_t *chain,
                                  const char **err);
 
 /**
+ * cs_bundle_verify_ex for a chain whose leaf was read by
+ * cs_pem_read_certs_bare, for the sync daemon's cold sync: the leaf's
+ * signature is verified over its to-be-signed bytes (ECDSA or RSA
+ * PKCS#1 v1.5 with a digest, as public CAs sign), and key must be an EC
+ * key whose public point encodes to the leaf's key bytes and whose
+ * private scalar gives that point.  A refusal may be this path's only (a
+ * compressed point, another algorithm): the caller reads the leaf again
+ * with cs_pem_read_certs and asks cs_bundle_verify_ex, whose answer and
+ * reason stand.
+ */
+apr_status_t cs_bundle_verify_bare(const apr_array_header_t *chain,
+                                   EVP_PKEY *key, const char *name,
+                                   apr_time_t now, int checked,
+                                   const char **err);
+
+/**
  * cs_bundle_verify's checks without the key: for an import whose key was
  * sealed by the importer (certsuite import), which only the proxies can
  * open (and check: mod_certsync verifies every key it opens).

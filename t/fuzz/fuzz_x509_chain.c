@@ -17,6 +17,10 @@
  *  - an ARI id is base64url "." base64url: the AKI key identifier and the
  *    serial's DER content octets, exactly; no id only without a key
  *    identifier or for a serial too long for a short DER length;
+ *  - the bare read (cs_pem_read_certs_bare) fails where the usual one
+ *    does, and otherwise reads the same certificates, DER for DER; the
+ *    bare leaf's checks (cs_bundle_verify_bare) never pass a chain that
+ *    cs_bundle_verify refuses;
  *  - a chain that passes cs_bundle_verify has the key's leaf first, and
  *    its validity (as cs_cert_info reads it for the store and the renewal
  *    schedule) contains the time it was checked at;
@@ -26,6 +30,7 @@
  * Built with -fsanitize=fuzzer for fuzzing, or linked with replay.c to run
  * the corpus in `make check` without libFuzzer.
  */
+#include <limits.h>
 #include <stdint.h>
 
 #include <apr_strings.h>
@@ -146,11 +151,11 @@ static void check_verified(apr_pool_t *p, const apr_array_header_t *chain,
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     apr_pool_t *p;
-    apr_array_header_t *chain, *again;
+    apr_array_header_t *chain, *again, *bare = NULL;
     const char *err = NULL, *pem, *fp;
     apr_time_t now = apr_time_from_sec(FUZZ_NOW_SEC);
     cs_cert_info_t info;
-    apr_status_t rv;
+    apr_status_t rv, brv;
     int i;
 
     fuzz_init();
@@ -159,11 +164,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     rv = cs_pem_read_certs(&chain, p, (const char *)data, size, &err);
     REQUIRE_NO_SSL_ERROR();
+    brv = cs_pem_read_certs_bare(&bare, p, (const char *)data, size, &err);
+    REQUIRE_NO_SSL_ERROR();
     if (rv != APR_SUCCESS) {
         REQUIRE(rv == APR_EINVAL || rv == APR_ENOENT);
         REQUIRE(chain == NULL && err != NULL);
+        REQUIRE(brv != APR_SUCCESS && bare == NULL);
         apr_pool_destroy(p);
         return 0;
+    }
+    /* The sync daemon's bare read: the same certificates, DER for DER. */
+    if (brv == APR_SUCCESS) {
+        REQUIRE(bare->nelts == chain->nelts);
+        for (i = 0; i < chain->nelts; i++) {
+            REQUIRE(same_der(APR_ARRAY_IDX(chain, i, X509 *),
+                             APR_ARRAY_IDX(bare, i, X509 *)));
+        }
+        ERR_clear_error();
     }
     REQUIRE(chain != NULL && chain->nelts >= 1);
     REQUIRE((size_t)chain->nelts <= count_begin(data, size));
@@ -205,6 +222,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     else {
         REQUIRE(rv == APR_EINVAL && err != NULL);
+    }
+
+    /* The bare leaf's checks, with the usual issuers (as the daemon has
+     * them cached), pass nothing that cs_bundle_verify refuses. */
+    if (brv == APR_SUCCESS) {
+        apr_array_header_t *mixed = apr_array_copy(p, chain);
+
+        APR_ARRAY_IDX(mixed, 0, X509 *) = APR_ARRAY_IDX(bare, 0, X509 *);
+        brv = cs_bundle_verify_bare(
+            mixed, fuzz_leaf_key,
+            names[size % (sizeof(names) / sizeof(names[0]))], now, INT_MAX,
+            &err);
+        REQUIRE_NO_SSL_ERROR();
+        REQUIRE(brv != APR_SUCCESS || rv == APR_SUCCESS);
+        REQUIRE(brv == APR_SUCCESS || err != NULL);
     }
 
     apr_pool_destroy(p);

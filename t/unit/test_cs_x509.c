@@ -468,6 +468,157 @@ static void test_verify_failures(const cs_ca_t *ca, const cs_ca_t *foreign,
     }
 }
 
+/* leaf as the sync daemon reads it when it knows the issuer: bare, from
+ * its PEM (cs_pem_read_certs_bare); then issuer, if any. */
+static apr_array_header_t *bare_chain(X509 *leaf, X509 *issuer)
+{
+    const char *pem = cs_pem_write_certs(pool, chain_of(leaf, NULL, NULL));
+    apr_array_header_t *certs;
+    const char *err;
+
+    if (pem == NULL
+        || cs_pem_read_certs_bare(&certs, pool, pem, strlen(pem), &err)
+           != APR_SUCCESS
+        || certs->nelts != 1) {
+        return NULL;
+    }
+    return chain_of(LEAF(certs), issuer, NULL);
+}
+
+static int bare_passes(const apr_array_header_t *chain, EVP_PKEY *key,
+                       const char *name)
+{
+    const char *err = NULL;
+
+    if (chain == NULL
+        || cs_bundle_verify_bare(chain, key, name, apr_time_now(), 1, &err)
+           != APR_SUCCESS) {
+        printf("# %s: %s\n", name, chain ? err : "no chain");
+        return 0;
+    }
+    return ERR_peek_error() == 0;
+}
+
+static int bare_fails(const apr_array_header_t *chain, EVP_PKEY *key,
+                      const char *name, apr_time_t now, const char *what)
+{
+    const char *err = NULL;
+    apr_status_t rv = chain ? cs_bundle_verify_bare(chain, key, name, now, 1,
+                                                    &err)
+                            : APR_SUCCESS;
+
+    if (rv == APR_SUCCESS || err == NULL || !strstr(err, what)) {
+        printf("# %s: rv %d, err %s\n", name, rv, err ? err : "NULL");
+        return 0;
+    }
+    return ERR_peek_error() == 0;
+}
+
+static void test_verify_bare(const cs_ca_t *ca, const cs_ca_t *foreign,
+                             EVP_PKEY *ec, EVP_PKEY *rsa)
+{
+    apr_array_header_t *chain, *bare, *fchain;
+    cs_ca_t *fake;
+    const char *err, *pem, *again;
+    cs_cert_info_t info;
+    char *skid;
+    X509 *cacert;
+
+    UNIT_CASE("bare: the leaf read without its public key");
+    cs_ca_issue(&chain, pool, ca, ec, "www.example.com", 30 * DAY, &err);
+    cacert = APR_ARRAY_IDX(chain, 1, X509 *);
+    bare = bare_chain(LEAF(chain), cacert);
+    if (!CHECK(bare != NULL)) {
+        return;
+    }
+    CHECK(X509_get0_pubkey(LEAF(bare)) == NULL);
+    ERR_clear_error();
+    CHECK(X509_get0_pubkey_bitstr(LEAF(bare)) != NULL);
+    pem = cs_pem_write_certs(pool, chain_of(LEAF(chain), NULL, NULL));
+    again = cs_pem_write_certs(pool, chain_of(LEAF(bare), NULL, NULL));
+    CHECK(pem && again && strcmp(pem, again) == 0);
+
+    UNIT_CASE("bare: signed with RSA PKCS#1 v1.5 and with ECDSA");
+    CHECK(bare_passes(bare, ec, "www.example.com"));
+    CHECK(cs_ca_issue(&fchain, pool, foreign, ec, "e.example.net", DAY,
+                      &err) == APR_SUCCESS);
+    CHECK(bare_passes(bare_chain(LEAF(fchain), foreign->cert), ec,
+                      "e.example.net"));
+    CHECK(bare_passes(bare_chain(LEAF(chain), NULL), ec, "www.example.com"));
+
+    UNIT_CASE("bare: another key, or a private key of another");
+    CHECK(bare_fails(bare, foreign->key, "www.example.com", apr_time_now(),
+                     "key does not match"));
+    CHECK(bare_fails(bare, mixed_ec(ec, foreign->key), "www.example.com",
+                     apr_time_now(), "does not belong"));
+    CHECK(bare_fails(bare, NULL, "www.example.com", apr_time_now(),
+                     "key does not match"));
+    /* Not EC: the bare path does not say; the usual one does. */
+    CHECK(bare_fails(bare, rsa, "www.example.com", apr_time_now(),
+                     "key does not match"));
+    CHECK(cs_ca_issue(&fchain, pool, ca, rsa, "r.example.net", DAY, &err)
+          == APR_SUCCESS);
+    CHECK(bare_fails(bare_chain(LEAF(fchain), cacert), rsa, "r.example.net",
+                     apr_time_now(), "key does not match"));
+    CHECK(passes(fchain, rsa, "r.example.net", apr_time_now()));
+
+    UNIT_CASE("bare: same issuer name and key id, another signer");
+    skid = i2s_ASN1_OCTET_STRING(NULL, X509_get0_subject_key_id(ca->cert));
+    fake = make_ca("Unit Test CA", CS_KEY_RSA_2048, 0, skid);
+    OPENSSL_free(skid);
+    CHECK(cs_ca_issue(&fchain, pool, fake, ec, "www.example.com", DAY,
+                      &err) == APR_SUCCESS);
+    CHECK(bare_passes(bare_chain(LEAF(fchain), fake->cert), ec,
+                      "www.example.com"));
+    CHECK(bare_fails(bare_chain(LEAF(fchain), cacert), ec, "www.example.com",
+                     apr_time_now(), "signature does not verify"));
+    skid = i2s_ASN1_OCTET_STRING(NULL,
+                                 X509_get0_subject_key_id(foreign->cert));
+    fake = make_ca("Foreign CA", CS_KEY_EC_P256, 0, skid);
+    OPENSSL_free(skid);
+    CHECK(cs_ca_issue(&fchain, pool, fake, ec, "e.example.net", DAY,
+                      &err) == APR_SUCCESS);
+    CHECK(bare_fails(bare_chain(LEAF(fchain), foreign->cert), ec,
+                     "e.example.net", apr_time_now(),
+                     "signature does not verify"));
+
+    UNIT_CASE("bare: another issuer");
+    /* The same issuer name, another key and key identifier. */
+    fake = make_ca("Unit Test CA", CS_KEY_RSA_2048, 0, NULL);
+    CHECK(cs_ca_issue(&fchain, pool, fake, ec, "www.example.com", DAY,
+                      &err) == APR_SUCCESS);
+    CHECK(bare_fails(bare_chain(LEAF(fchain), cacert), ec, "www.example.com",
+                     apr_time_now(), "not in order"));
+    CHECK(bare_fails(bare_chain(LEAF(chain), foreign->cert), ec,
+                     "www.example.com", apr_time_now(), "not in order"));
+    CHECK(bare_fails(bare_chain(LEAF(chain), LEAF(chain)), ec,
+                     "www.example.com", apr_time_now(), "not in order"));
+
+    UNIT_CASE("bare: names and times as the usual checks");
+    cs_cert_info(&info, pool, LEAF(chain));
+    CHECK(bare_fails(bare, ec, "other.example.com", apr_time_now(),
+                     "not valid for the name"));
+    CHECK(bare_fails(bare, ec, "www.example.com",
+                     info.not_after + apr_time_from_sec(1), "has expired"));
+    CHECK(bare_fails(bare, ec, "www.example.com",
+                     info.not_before - apr_time_from_sec(1),
+                     "not yet valid"));
+
+    UNIT_CASE("bare: a block that is no certificate");
+    {
+        static const char junk[] = "-----BEGIN CERTIFICATE-----\n"
+                                   "MIIBAAAAAAAA\n"
+                                   "-----END CERTIFICATE-----\n";
+        apr_array_header_t *certs;
+
+        CHECK(cs_pem_read_certs_bare(&certs, pool, junk, strlen(junk), &err)
+              == APR_EINVAL);
+        CHECK(cs_pem_read_certs_bare(&certs, pool, "", 0, &err)
+              == APR_ENOENT);
+        CHECK(ERR_peek_error() == 0);
+    }
+}
+
 static void test_cert_info(void)
 {
     static const struct {
@@ -678,6 +829,7 @@ int main(void)
     }
 
     test_verify_failures(ca, foreign, ec, rsa);
+    test_verify_bare(ca, foreign, ec, rsa);
     test_cert_info();
     test_tlsalpn(ec, rsa);
 
