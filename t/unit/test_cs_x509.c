@@ -591,6 +591,14 @@ static void test_verify_bare(const cs_ca_t *ca, const cs_ca_t *foreign,
                      apr_time_now(), "not in order"));
     CHECK(bare_fails(bare_chain(LEAF(chain), foreign->cert), ec,
                      "www.example.com", apr_time_now(), "not in order"));
+    /* Another name claiming the issuer's key identifier. */
+    skid = i2s_ASN1_OCTET_STRING(NULL, X509_get0_subject_key_id(ca->cert));
+    fake = make_ca("Renamed CA", CS_KEY_RSA_2048, 0, skid);
+    OPENSSL_free(skid);
+    CHECK(fails(chain_of(LEAF(chain), fake->cert, NULL), ec,
+                "www.example.com", apr_time_now(), "not in order"));
+    CHECK(bare_fails(bare_chain(LEAF(chain), fake->cert), ec,
+                     "www.example.com", apr_time_now(), "not in order"));
     CHECK(bare_fails(bare_chain(LEAF(chain), LEAF(chain)), ec,
                      "www.example.com", apr_time_now(), "not in order"));
 
