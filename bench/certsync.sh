@@ -209,13 +209,16 @@ cpu_done=
 # read with a timeout.  It used to run date, three greps over the whole
 # log and sleep ten times a second: 10 to 14 % of the two CPUs
 # (perf record -a), taken from the sync daemon it measures.
+[ -r "$pxlog" ] || die "no proxy log: $pxlog"
 exec {logfd}<"$pxlog" {pausefd}<> <(:)
 partial=
 ended=
 deadline=$((EPOCHSECONDS + 3600))
 while [ -z "$ended" ] && ((EPOCHSECONDS < deadline)); do
     if [ -z "$t_manifest" ] && [ -s "$store/manifest" ]; then
-        first=$(grep -m1 -v '^#' "$store/manifest" | cut -d' ' -f1)
+        while IFS=' ' read -r first _; do
+            case $first in '#'* | '') first= ;; *) break ;; esac
+        done <"$store/manifest"
         [ -n "$first" ] && t_manifest=$EPOCHREALTIME
     fi
     while true; do
@@ -228,7 +231,7 @@ while [ -z "$ended" ] && ((EPOCHSECONDS < deadline)); do
                 cpu_done=1 px_cpu=$(cpu "$pxdir") cs_cpu1=$(cpu "$csdir")
                 [ "$ACTIVATION" = dynamic ] && ended=1
             fi ;;
-        *CY00014*) ended=1 ;;
+        *CY00014*) ended=1; break ;;
         *CY0001[5-7]*) die "rollout failed: $line" ;;
         esac
     done

@@ -383,8 +383,10 @@ static int bare_signature_ok(X509 *leaf, EVP_PKEY *issuer_key)
 
 /*
  * X509_check_issued(issuer, leaf) for a leaf read bare, which that call
- * refuses: OpenSSL marks the leaf's cached extensions invalid when it
- * cannot fetch SHA-1 to fingerprint it.  The same tests: the issuer's
+ * refuses: OpenSSL cannot fetch SHA-1 in the leaf's context to
+ * fingerprint it (EXFLAG_NO_FINGERPRINT), and takes that as a failure to
+ * read the leaf's extensions.  The same tests: the extensions of both
+ * read (none twice, each decodes: no EXFLAG_INVALID), the issuer's
  * subject is the leaf's issuer, the leaf's authority key identifier (if
  * any, once) names the issuer, and the issuer may sign certificates.  The
  * signature algorithm against the issuer's key: bare_signature_ok.
@@ -394,8 +396,10 @@ static int bare_issued_ok(X509 *issuer, X509 *leaf)
     AUTHORITY_KEYID *akid;
     int crit = 0, ok;
 
-    if (X509_NAME_cmp(X509_get_subject_name(issuer),
-                      X509_get_issuer_name(leaf)) != 0
+    if (((X509_get_extension_flags(leaf) | X509_get_extension_flags(issuer))
+         & EXFLAG_INVALID)
+        || X509_NAME_cmp(X509_get_subject_name(issuer),
+                         X509_get_issuer_name(leaf)) != 0
         || ((X509_get_extension_flags(issuer) & EXFLAG_KUSAGE)
             && !(X509_get_key_usage(issuer) & KU_KEY_CERT_SIGN))) {
         return 0;

@@ -602,6 +602,46 @@ static void test_verify_bare(const cs_ca_t *ca, const cs_ca_t *foreign,
     CHECK(bare_fails(bare_chain(LEAF(chain), LEAF(chain)), ec,
                      "www.example.com", apr_time_now(), "not in order"));
 
+    UNIT_CASE("bare: extensions that do not read, and the issuer's usage");
+    {
+        X509 *dup = X509_dup(LEAF(chain)), *noaki = X509_dup(LEAF(chain));
+        X509 *signer = X509_dup(ca->cert);
+        X509V3_CTX ctx;
+        int at;
+
+        /* An extension twice: OpenSSL takes the leaf's extensions for
+         * unreadable, and X509_check_issued refuses it. */
+        X509V3_set_ctx(&ctx, cacert, dup, NULL, NULL, 0);
+        add_ext(dup, &ctx, NID_ext_key_usage, "serverAuth");
+        X509_sign(dup, ca->key, EVP_sha256());
+        CHECK(fails(chain_of(dup, cacert, NULL), ec, "www.example.com",
+                    apr_time_now(), "not in order"));
+        CHECK(bare_fails(bare_chain(dup, cacert), ec, "www.example.com",
+                         apr_time_now(), "not in order"));
+        /* No authority key identifier at all: fine either way. */
+        at = X509_get_ext_by_NID(noaki, NID_authority_key_identifier, -1);
+        X509_EXTENSION_free(X509_delete_ext(noaki, at));
+        X509_sign(noaki, ca->key, EVP_sha256());
+        CHECK(at >= 0 && passes(chain_of(noaki, cacert, NULL), ec,
+                                "www.example.com", apr_time_now()));
+        CHECK(bare_passes(bare_chain(noaki, cacert), ec, "www.example.com"));
+        /* The CA's key and name, with a key usage without keyCertSign. */
+        at = X509_get_ext_by_NID(signer, NID_key_usage, -1);
+        X509_EXTENSION_free(X509_delete_ext(signer, at));
+        X509V3_set_ctx(&ctx, signer, signer, NULL, NULL, 0);
+        add_ext(signer, &ctx, NID_key_usage, "critical,digitalSignature");
+        X509_sign(signer, ca->key, EVP_sha256());
+        CHECK(at >= 0 && fails(chain_of(LEAF(chain), signer, NULL), ec,
+                               "www.example.com", apr_time_now(),
+                               "not in order"));
+        CHECK(bare_fails(bare_chain(LEAF(chain), signer), ec,
+                         "www.example.com", apr_time_now(), "not in order"));
+        X509_free(signer);
+        X509_free(noaki);
+        X509_free(dup);
+        ERR_clear_error();
+    }
+
     UNIT_CASE("bare: names and times as the usual checks");
     cs_cert_info(&info, pool, LEAF(chain));
     CHECK(bare_fails(bare, ec, "other.example.com", apr_time_now(),
