@@ -350,7 +350,7 @@ static void check_bundle(csy_job_t *j, const csy_config_t *cfg,
         return;
     }
     /* An EC leaf whose intermediates are known is read bare, and checked
-     * without OpenSSL's decoder of its public key (80 us).  What the bare
+     * without OpenSSL's decoder of its public key (88 us).  What the bare
      * checks refuse is read and checked again the usual way, whose answer
      * and reason stand. */
     bare = EVP_PKEY_is_a(key, "EC");
