@@ -71,6 +71,18 @@ static cs_ca_t *make_ca(const char *cn, cs_key_type_t kt, int leaf,
     return ca;
 }
 
+/* A CA named cn, with a new key of type kt, that claims of's subject key
+ * identifier: an impostor for the checks that match issuers. */
+static cs_ca_t *impostor(const char *cn, cs_key_type_t kt, const cs_ca_t *of)
+{
+    char *skid = i2s_ASN1_OCTET_STRING(NULL,
+                                       X509_get0_subject_key_id(of->cert));
+    cs_ca_t *fake = make_ca(cn, kt, 0, skid);
+
+    OPENSSL_free(skid);
+    return fake;
+}
+
 static apr_array_header_t *chain_of(X509 *a, X509 *b, X509 *c)
 {
     apr_array_header_t *r = apr_array_make(pool, 3, sizeof(X509 *));
@@ -376,7 +388,6 @@ static void test_verify_failures(const cs_ca_t *ca, const cs_ca_t *foreign,
     cs_cert_info_t info;
     apr_time_t now = apr_time_now();
     cs_ca_t *fake;
-    char *skid;
 
     cs_ca_issue(&chain, pool, ca, ec, "www.example.com", 30 * DAY, &err);
     leaf = LEAF(chain);
@@ -445,10 +456,8 @@ static void test_verify_failures(const cs_ca_t *ca, const cs_ca_t *foreign,
                 "www.example.com", now, "not in order"));
 
     UNIT_CASE("verify: same issuer name and key id, wrong signature");
-    skid = i2s_ASN1_OCTET_STRING(NULL, X509_get0_subject_key_id(ca->cert));
     /* RSA like the real CA: X509_check_issued also matches key types */
-    fake = make_ca("Unit Test CA", CS_KEY_RSA_2048, 0, skid);
-    OPENSSL_free(skid);
+    fake = impostor("Unit Test CA", CS_KEY_RSA_2048, ca);
     CHECK(cs_ca_issue(&fchain, pool, fake, ec, "www.example.com", DAY,
                       &err) == APR_SUCCESS);
     fake_leaf = LEAF(fchain);
@@ -521,7 +530,6 @@ static void test_verify_bare(const cs_ca_t *ca, const cs_ca_t *foreign,
     cs_ca_t *fake;
     const char *err, *pem, *again;
     cs_cert_info_t info;
-    char *skid;
     X509 *cacert;
 
     UNIT_CASE("bare: the leaf read without its public key");
@@ -563,19 +571,14 @@ static void test_verify_bare(const cs_ca_t *ca, const cs_ca_t *foreign,
     CHECK(passes(fchain, rsa, "r.example.net", apr_time_now()));
 
     UNIT_CASE("bare: same issuer name and key id, another signer");
-    skid = i2s_ASN1_OCTET_STRING(NULL, X509_get0_subject_key_id(ca->cert));
-    fake = make_ca("Unit Test CA", CS_KEY_RSA_2048, 0, skid);
-    OPENSSL_free(skid);
+    fake = impostor("Unit Test CA", CS_KEY_RSA_2048, ca);
     CHECK(cs_ca_issue(&fchain, pool, fake, ec, "www.example.com", DAY,
                       &err) == APR_SUCCESS);
     CHECK(bare_passes(bare_chain(LEAF(fchain), fake->cert), ec,
                       "www.example.com"));
     CHECK(bare_fails(bare_chain(LEAF(fchain), cacert), ec, "www.example.com",
                      apr_time_now(), "signature does not verify"));
-    skid = i2s_ASN1_OCTET_STRING(NULL,
-                                 X509_get0_subject_key_id(foreign->cert));
-    fake = make_ca("Foreign CA", CS_KEY_EC_P256, 0, skid);
-    OPENSSL_free(skid);
+    fake = impostor("Foreign CA", CS_KEY_EC_P256, foreign);
     CHECK(cs_ca_issue(&fchain, pool, fake, ec, "e.example.net", DAY,
                       &err) == APR_SUCCESS);
     CHECK(bare_fails(bare_chain(LEAF(fchain), foreign->cert), ec,
@@ -592,9 +595,7 @@ static void test_verify_bare(const cs_ca_t *ca, const cs_ca_t *foreign,
     CHECK(bare_fails(bare_chain(LEAF(chain), foreign->cert), ec,
                      "www.example.com", apr_time_now(), "not in order"));
     /* Another name claiming the issuer's key identifier. */
-    skid = i2s_ASN1_OCTET_STRING(NULL, X509_get0_subject_key_id(ca->cert));
-    fake = make_ca("Renamed CA", CS_KEY_RSA_2048, 0, skid);
-    OPENSSL_free(skid);
+    fake = impostor("Renamed CA", CS_KEY_RSA_2048, ca);
     CHECK(fails(chain_of(LEAF(chain), fake->cert, NULL), ec,
                 "www.example.com", apr_time_now(), "not in order"));
     CHECK(bare_fails(bare_chain(LEAF(chain), fake->cert), ec,
