@@ -243,9 +243,6 @@ static const char *read_chain(apr_array_header_t **chain, const char **pem,
     if (rest) {
         in = apr_hash_get(w->inter, rest, APR_HASH_KEY_STRING);
     }
-    if (!in) {
-        *bare = 0;
-    }
     if (in && (*bare ? cs_pem_read_certs_bare : cs_pem_read_certs)(
                   &leaf, p, chain_pem, rest - chain_pem, &err) == APR_SUCCESS
         && leaf->nelts == 1
