@@ -105,9 +105,7 @@ fi
 . "$top/t/lib/pool.sh"
 cs_tmpdir certsuite-demo || exit 1
 dir=$tmp
-sleeper=
 on_cleanup() {
-    stop_pids "$sleeper"
     pool_stop_all
 }
 trap 'echo; say "stopping"; exit 0' INT TERM
@@ -254,10 +252,12 @@ if [ -n "$oneshot" ]; then
 fi
 echo
 say "running: try the commands above; Ctrl-C stops everything"
-# (wait returns at once on a signal, so TERM stops the demo too)
+# Idle on a pipe nobody writes to: read returns at once on INT or TERM, and
+# there is no child to stop.  (A "sleep & wait" here, with a wait for that
+# sleep in the cleanup, once left the pool running after Ctrl-C.)
+if ! mkfifo "$dir/idle" || ! exec {idle}<>"$dir/idle"; then
+    fail "cannot open $dir/idle"
+fi
 while :; do
-    sleep 3600 &
-    sleeper=$!
-    wait "$sleeper" || true
-    sleeper=
+    read -r -t 3600 -u "$idle" || true
 done

@@ -306,18 +306,28 @@ stop_pid() {
     return 0
 }
 # stop_pids PID...: SIGTERM to each PID that is set (the empty and the
-# dead are skipped without error), then waits for our children among them
+# dead are skipped without error), SIGKILL to any still there after 10 s;
+# returns once all are gone (at most 12 s).  It polls (bash reaps its
+# children as they end) rather than calling the wait builtin, which cannot
+# be bounded: the demo's cleanup once hung after Ctrl-C, before stopping
+# anything, at its only wait (check-demo, the pool left running).
 stop_pids() {
-    local pid
+    local pid i left
     for pid in "$@"; do
         if [ -n "$pid" ]; then
             kill -TERM "$pid" 2>/dev/null || true
         fi
     done
-    for pid in "$@"; do
-        if [ -n "$pid" ]; then
-            wait "$pid" 2>/dev/null || true
-        fi
+    for ((i = 0; i < 120; i++)); do
+        left=()
+        for pid in "$@"; do
+            if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+                left+=("$pid")
+            fi
+        done
+        [ "${#left[@]}" != 0 ] || return 0
+        [ "$i" != 100 ] || kill -KILL "${left[@]}" 2>/dev/null || true
+        sleep 0.1
     done
     return 0
 }
