@@ -259,5 +259,5 @@ if ! mkfifo "$dir/idle" || ! exec {idle}<>"$dir/idle"; then
     fail "cannot open $dir/idle"
 fi
 while :; do
-    read -r -t 3600 -u "$idle" || true
+    read -r -t 3600 -u "$idle" || [ $? -gt 128 ] || fail "cannot read $dir/idle"
 done

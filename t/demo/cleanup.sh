@@ -153,6 +153,12 @@ signal_case() {
     fi
     wait_demo 60
     rc=$?
+    if [ "$rc" = 124 ]; then # where it is stuck, before check stops it
+        diag "the demo still runs 60 s after SIG$sig; it and its children:"
+        diag "$(ps -o pid,stat,wchan:24,args -p "$demo_pid" \
+                   --ppid "$demo_pid" 2>/dev/null)"
+        diag "$(cat "/proc/$demo_pid/stack" 2>/dev/null)"
+    fi
     check "$name" "$rc" 0
 }
 
