@@ -187,6 +187,11 @@
 #                 [haproxy]
 #   PATHTIME      1 runs part 5 [0]
 #   PATHTIME_ROUNDS [10]  PATHTIME_CONNECTIONS [2000]
+#   PERCONN_PERF  1: with PERCONN=1, after part 4: perf records the
+#                 listener threads of (a) and (c) (task-clock, kernel and
+#                 user) during PERCONN_PERF_CONNECTIONS [20000]
+#                 connections each, and prints their CPU a connection by
+#                 symbol, side by side [0]
 #   PERCONN_NICE  N: renice Apache's threads (both instances) to N for
 #                 part 4, e.g. -10, so that the other jobs of a shared
 #                 machine preempt them less [unset]
@@ -219,6 +224,8 @@ PERCONN_CONNECTIONS=${PERCONN_CONNECTIONS:-1000}
 PERCONN_CONCURRENCY=${PERCONN_CONCURRENCY:-4}
 PERCONN_STRACE_CONNECTIONS=${PERCONN_STRACE_CONNECTIONS:-500}
 PERCONN_NICE=${PERCONN_NICE:-}
+PERCONN_PERF=${PERCONN_PERF:-0}
+PERCONN_PERF_CONNECTIONS=${PERCONN_PERF_CONNECTIONS:-20000}
 PERCONN_SENDER=${PERCONN_SENDER:-haproxy}
 PATHTIME=${PATHTIME:-0}
 PATHTIME_ROUNDS=${PATHTIME_ROUNDS:-10}
@@ -310,6 +317,12 @@ declare -A APACHE_PID=()
 declare -A CGROUP=()    # APACHE_CPU_QUOTA: each instance's cgroup directory
 HAPROXY_PID=""
 PIDS=""
+# forget_pid PID: off PIDS once waited for (the cleanup must not signal
+# whatever process gets the number next)
+forget_pid() {
+    PIDS=" $PIDS "
+    PIDS=${PIDS// $1 / }
+}
 
 # die, cs_tmpdir, cs_cleanup, stop_pids
 # shellcheck source=../t/lib/certsuite.sh
@@ -1093,6 +1106,7 @@ callgrind_instance() {
 
     kill "${APACHE_PID[$v]}"
     wait "${APACHE_PID[$v]}" 2>/dev/null || true
+    forget_pid "${APACHE_PID[$v]}"
     # Callgrind writes its file at exit, after Apache has switched user.
     : >"$out"
     chmod 666 "$out"
@@ -1118,6 +1132,7 @@ callgrind_instance() {
         || true
     kill "$pid"
     wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
     if ! grep -q "^Complete requests: *$COUNT_CONNECTIONS\$" "$ab_out" \
         || ! grep -q "^Failed requests: *0\$" "$ab_out" \
         || grep -q "^Non-2xx" "$ab_out"; then
@@ -1450,6 +1465,62 @@ per_connection_cpu() {
         | sort -k2,2gr
 }
 
+# perf on V's listener threads while the sender makes
+# PERCONN_PERF_CONNECTIONS connections.  The samples give each symbol's
+# share only (task-clock every 100 us of the threads' CPU: at shorter
+# periods this VM drops ticks and counts about half the time); the
+# listeners' CPU over the same connections (schedstat) scales them.
+# Writes "symbol us_per_connection" lines to $WORK/perf.V.syms.
+perconn_perf() {   # perconn_perf V
+    local v=$1 tids ppid l0 l1 ok=1
+    tids=$(for t in ${LISTENERS[$v]}; do basename "$t"; done | paste -sd,)
+    perf record -q -e task-clock -c 100000 -t "$tids" \
+        -o "$WORK/perf.$v.data" 2>"$WORK/perf.$v.log" &
+    ppid=$!
+    sleep 1
+    kill -0 "$ppid" 2>/dev/null \
+        || die "perf record did not start: $(cat "$WORK/perf.$v.log")"
+    l0=$(listener_cpu_ns "$v")
+    perconn_ab "$v" "$PERCONN_PERF_CONNECTIONS" "$PERCONN_CONCURRENCY" \
+        "$WORK/perf.ab.$v" || ok=
+    l1=$(listener_cpu_ns "$v")
+    kill -INT "$ppid" 2>/dev/null || true
+    wait "$ppid" 2>/dev/null || true
+    [ -n "$ok" ] || die "${LABEL[$v]}: errors under perf, see $WORK/perf.ab.$v"
+    perf report -i "$WORK/perf.$v.data" --stdio --no-children \
+        --sort sym -F sample,sym 2>>"$WORK/perf.$v.log" \
+        | awk -v us="$(( (l1 - l0) / 1000 ))" -v n="$PERCONN_PERF_CONNECTIONS" '
+            $1 ~ /^[0-9]+$/ { c = $1; $1 = ""; sub(/^ +/, ""); gsub(/ /, "_")
+                              k[$0] += c; total += c }
+            END { for (s in k) printf "%s %.3f\n", s, us / n * k[s] / total }' \
+        | LC_ALL=C sort -k1,1 >"$WORK/perf.$v.syms"
+    [ -s "$WORK/perf.$v.syms" ] \
+        || die "perf report gave nothing, see $WORK/perf.$v.log"
+}
+
+# The listener threads of (a) and (c) by symbol (PERCONN_PERF=1).
+listener_profile() {
+    local v
+    command -v perf >/dev/null || die "PERCONN_PERF=1 needs perf (linux-perf)"
+    echo
+    echo "== 4b. The listener threads by symbol, perf task-clock," \
+        "$PERCONN_PERF_CONNECTIONS connections each ($(perconn_sender)) =="
+    find_listeners a
+    find_listeners c
+    for v in a c; do
+        perconn_perf "$v"
+    done
+    printf '  %-48s %8s %8s %8s\n' "us/connection" "(a)" "(c)" "(c)-(a)"
+    LC_ALL=C join -a1 -a2 -e0 -o 0,1.2,2.2 "$WORK/perf.a.syms" \
+        "$WORK/perf.c.syms" >"$WORK/perf.joined"
+    awk '$2 >= 0.05 || $3 >= 0.05 {
+             printf "  %-48s %8.2f %8.2f %+8.2f\n", $1, $2, $3, $3 - $2 }' \
+        "$WORK/perf.joined" | sort -k4,4gr
+    awk '{ a += $2; c += $3 }
+         END { printf "  %-48s %8.2f %8.2f %+8.2f\n", "total (every symbol)",
+                      a, c, c - a }' "$WORK/perf.joined"
+}
+
 # ---------------------------------------------------------------------------
 # 5. The connection's path through Apache, timed inside it (PATHTIME=1)
 # ---------------------------------------------------------------------------
@@ -1563,5 +1634,6 @@ if [ "$MACRO" != 0 ] || [ "$COUNTS" != 0 ] || [ "$PERCONN" != 0 ] \
     [ "$MACRO" = 0 ] || macro_benchmark
     [ "$COUNTS" = 0 ] || count_per_connection
     [ "$PERCONN" = 0 ] || per_connection_cpu
+    [ "$PERCONN" = 0 ] || [ "$PERCONN_PERF" = 0 ] || listener_profile
     [ "$PATHTIME" = 0 ] || path_timing
 fi
