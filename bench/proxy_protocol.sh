@@ -192,6 +192,14 @@
 #                 user) during PERCONN_PERF_CONNECTIONS [20000]
 #                 connections each, and prints their CPU a connection by
 #                 symbol, side by side [0]
+#   SAME_INSTANCE 1: (a) and (c) are two ports of one Apache, the PROXY
+#                 protocol on in a <VirtualHost> of (c)'s port only, so that
+#                 part 4 compares them on the same processes and threads
+#                 (two identical instances differ by 1 to 2.6 % in part 4
+#                 on this kind of machine); parts 4 and 4b only, without
+#                 (b) and TLS.  aa: the same, but (c)'s port without the
+#                 PROXY protocol either (haproxy sends no header to it): an
+#                 A/A control of the method, its ratio should be 1 [0]
 #   PERCONN_NICE  N: renice Apache's threads (both instances) to N for
 #                 part 4, e.g. -10, so that the other jobs of a shared
 #                 machine preempt them less [unset]
@@ -225,6 +233,7 @@ PERCONN_CONCURRENCY=${PERCONN_CONCURRENCY:-4}
 PERCONN_STRACE_CONNECTIONS=${PERCONN_STRACE_CONNECTIONS:-500}
 PERCONN_NICE=${PERCONN_NICE:-}
 PERCONN_PERF=${PERCONN_PERF:-0}
+SAME_INSTANCE=${SAME_INSTANCE:-0}
 PERCONN_PERF_CONNECTIONS=${PERCONN_PERF_CONNECTIONS:-20000}
 PERCONN_SENDER=${PERCONN_SENDER:-haproxy}
 PATHTIME=${PATHTIME:-0}
@@ -252,6 +261,17 @@ case $PERCONN_SENDER in
 haproxy|direct) ;;
 *) echo "proxy_protocol.sh: PERCONN_SENDER must be haproxy or direct" >&2
    exit 1 ;;
+esac
+case $SAME_INSTANCE in
+0) ;;
+1|aa) if [ "$MICRO$MACRO$COUNTS$PATHTIME" != 0000 ] || [ "$PERCONN" != 1 ] \
+       || [ "$WORKLOADS" != close ]; then
+       echo "proxy_protocol.sh: SAME_INSTANCE=1 is for part 4 only:" \
+           "MICRO=0 MACRO=0 COUNTS=0 PATHTIME=0 PERCONN=1" \
+           "WORKLOADS=close" >&2
+       exit 1
+   fi ;;
+*) echo "proxy_protocol.sh: SAME_INSTANCE must be 0, 1 or aa" >&2; exit 1 ;;
 esac
 
 # APACHE_CPU_QUOTA: checked before anything starts.
@@ -303,8 +323,10 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 MODULE_SO=${MODULE_SO:-$TOP/mod_proxy_protocol/.libs/mod_proxy_protocol.so}
 
 VARIANTS="a b c"
+[ "$SAME_INSTANCE" = 0 ] || VARIANTS="a c"
 declare -A LABEL=([a]="(a) no PROXY" [b]="(b) mod_remoteip"
                   [c]="(c) mod_proxy_protocol")
+[ "$SAME_INSTANCE" != aa ] || LABEL[c]="(c) no PROXY, 2nd port"
 declare -A APACHE_PORT=([a]=$((BASE_PORT + 1)) [b]=$((BASE_PORT + 2))
                         [c]=$((BASE_PORT + 3)))
 declare -A FRONT_PORT=([a]=$((BASE_PORT + 11)) [b]=$((BASE_PORT + 12))
@@ -585,6 +607,19 @@ ProxyProtocolTrustedProxies 127.0.0.1
 LogLevel warn proxy_protocol:info
 EOF
             ;;
+        a)
+            # SAME_INSTANCE=1: (c) is this instance's second port.
+            [ "$SAME_INSTANCE" = 0 ] || cat <<EOF
+
+LoadModule proxy_protocol_module "$MODULE_SO"
+Listen 127.0.0.1:${APACHE_PORT[c]}
+<VirtualHost 127.0.0.1:${APACHE_PORT[c]}>
+    ProxyProtocol $([ "$SAME_INSTANCE" = aa ] && echo Off || echo On)
+    ProxyProtocolTrustedProxies 127.0.0.1
+</VirtualHost>
+LogLevel warn proxy_protocol:info
+EOF
+            ;;
         esac
     } >"$dir/httpd.conf"
 }
@@ -618,7 +653,7 @@ listen remoteip
 
 listen module
     bind 127.0.0.1:${FRONT_PORT[c]}$wait_data
-    server apache 127.0.0.1:${APACHE_PORT[c]} $send_proxy
+    server apache 127.0.0.1:${APACHE_PORT[c]} $([ "$SAME_INSTANCE" = aa ] || echo "$send_proxy")
 EOF
     [ "$TLS" = 0 ] || cat >>"$WORK/haproxy.cfg" <<EOF
 
@@ -691,6 +726,13 @@ start_servers() {
     [ "$TLS" = 0 ] || make_certificate
 
     for v in $VARIANTS; do
+        if [ "$SAME_INSTANCE" != 0 ] && [ "$v" = c ]; then
+            # (a)'s instance, its second port: the same processes, log and
+            # listener threads
+            APACHE_PID[c]=${APACHE_PID[a]}
+            ln -s httpd-a "$WORK/httpd-c"
+            continue
+        fi
         write_apache_conf "$v"
         "$HTTPD" -t -f "$WORK/httpd-$v/httpd.conf" 2>"$WORK/httpd-$v/t.log" \
             || { cat "$WORK/httpd-$v/t.log" >&2; die "bad config for $v"; }
@@ -740,12 +782,21 @@ start_servers() {
     # and (a) must serve it.
     [ "$(http_code "http://127.0.0.1:${APACHE_PORT[a]}/index.html")" = 200 ] \
         || die "(a) does not answer directly"
-    for v in b c; do
+    for v in ${VARIANTS#a }; do
+        [ "$SAME_INSTANCE" != aa ] || break
         code=$(http_code "http://127.0.0.1:${APACHE_PORT[$v]}/index.html")
         [ "$code" != 200 ] \
             || die "${LABEL[$v]} served a request without a PROXY header"
     done
-    echo "servers up; (b) and (c) refuse connections without a PROXY header"
+    if [ "$SAME_INSTANCE" = aa ]; then
+        echo "servers up: (a) and (c) are two ports of one Apache, neither" \
+            "with the PROXY protocol (SAME_INSTANCE=aa: an A/A control)"
+    elif [ "$SAME_INSTANCE" = 1 ]; then
+        echo "servers up: (a) and (c) are two ports of one Apache" \
+            "(SAME_INSTANCE=1); (c) refuses connections without a PROXY header"
+    else
+        echo "servers up; (b) and (c) refuse connections without a PROXY header"
+    fi
     [ "$TLS" = 1 ] || return 0
 
     # The same over TLS, and no session resumption.
@@ -1265,7 +1316,7 @@ bootstrap_median() {
 perconn_ab() {   # perconn_ab V N C OUT
     if [ "$PERCONN_SENDER" = direct ]; then
         local opt=()
-        [ "$1" = a ] || opt=(--proxy)
+        [ "$1" = a ] || [ "$SAME_INSTANCE" = aa ] || opt=(--proxy)
         "${ON_CLIENT_CPUS[@]}" "$WORK/pp_conn_client" "${opt[@]}" \
             "${APACHE_PORT[$1]}" "$2" "$3" >"$4" 2>&1 || true
         grep -q "^$2 0 " "$4"
