@@ -199,9 +199,9 @@
 #                 on this kind of machine); (a) then has the module loaded,
 #                 its hooks declining on (a)'s port (tens of ns); parts 4
 #                 and 4b only, without (b) and TLS.  aa: the same, but
-#                 (c)'s port without the
-#                 PROXY protocol either (haproxy sends no header to it): an
-#                 A/A control of the method, its ratio should be 1 [0]
+#                 (c)'s port without the PROXY protocol either (no header
+#                 is sent to it): an A/A control of the method, its ratio
+#                 should be 1 [0]
 #   PERCONN_NICE  N: renice Apache's threads (both instances) to N for
 #                 part 4, e.g. -10, so that the other jobs of a shared
 #                 machine preempt them less [unset]
