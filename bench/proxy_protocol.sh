@@ -1373,6 +1373,16 @@ listener_cpu_ns() {
     done | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
+# Times V's listener threads have gone to sleep so far (voluntary
+# context switches: each is a wake-up to come).
+listener_sleeps() {
+    local t
+    for t in ${LISTENERS[$1]}; do
+        awk '$1 == "voluntary_ctxt_switches:" { print $2 }' "$t/status" \
+            2>/dev/null || true
+    done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
 # V's children's CPU once the last connections' work is done (no growth
 # over 20 ms, at most 1 s): with SAME_INSTANCE the next run reads the same
 # counters, and would be charged what this one left running.
@@ -1389,24 +1399,28 @@ settled_cpu_ns() {   # settled_cpu_ns V
 }
 
 # One run of V; appends "round variant us_per_connection
-# listener_us_per_connection" to $WORK/perconn.
+# listener_us_per_connection listener_wakeups_per_connection" to
+# $WORK/perconn.
 perconn_run() {   # perconn_run V ROUND
-    local v=$1 round=$2 out=$WORK/perconn.ab.$1.$2 c0 c1 w0 w1 r0 r1 l0 l1
+    local v=$1 round=$2 out=$WORK/perconn.ab.$1.$2 c0 c1 w0 w1 r0 r1 l0 l1 \
+        s0 s1
     read -r w0 r0 < <(error_log_counts "$v")
+    s0=$(listener_sleeps "$v")
     l0=$(listener_cpu_ns "$v")
     c0=$(children_cpu_ns "$v")
     perconn_ab "$v" "$PERCONN_CONNECTIONS" "$PERCONN_CONCURRENCY" "$out" \
         || die "${LABEL[$v]}: errors in round $round, see $out"
     c1=$(settled_cpu_ns "$v")
     l1=$(listener_cpu_ns "$v")
+    s1=$(listener_sleeps "$v")
     read -r w1 r1 < <(error_log_counts "$v")
     [ "$w1" = "$w0" ] && [ "$r1" = "$r0" ] \
         || die "${LABEL[$v]}: warnings or refused connections in round" \
             "$round, see $WORK/httpd-$v/error.log"
     awk -v r="$round" -v v="$v" -v c="$((c1 - c0))" -v l="$((l1 - l0))" \
-        -v n="$PERCONN_CONNECTIONS" \
-        'BEGIN { printf "%d %s %.3f %.3f\n", r, v, c / 1000 / n,
-                 l / 1000 / n }' >>"$WORK/perconn"
+        -v s="$((s1 - s0))" -v n="$PERCONN_CONNECTIONS" \
+        'BEGIN { printf "%d %s %.3f %.3f %.3f\n", r, v, c / 1000 / n,
+                 l / 1000 / n, s / n }' >>"$WORK/perconn"
 }
 
 # strace -c -f attached to V's children while ab makes N connections:
@@ -1495,6 +1509,13 @@ per_connection_cpu() {
         awk -v v="$v" '$2 == v { print $4 }' "$WORK/perconn" | quartiles \
             | awk -v l="${LABEL[$v]:0:3} listener us/conn" '{
                 printf "  %-24s %10.2f %10.2f %10.2f\n", l, $1, $2, $3 }'
+    done
+    # How often the listeners woke: one wake-up for several events when
+    # they come together, one each when they come apart.
+    for v in a c; do
+        awk -v v="$v" '$2 == v { print $5 }' "$WORK/perconn" | quartiles \
+            | awk -v l="${LABEL[$v]:0:3} listener wake-ups/conn" '{
+                printf "  %-24s %10.3f %10.3f %10.3f\n", l, $1, $2, $3 }'
     done
     awk '{ t[$1, $2] = $3; l[$1, $2] = $4; if ($1 > n) n = $1 }
          END { for (r = 1; r <= n; r++)
