@@ -13,10 +13,13 @@
  * pays for it on the sender's CPU: getsockname(), a second send().)
  *
  * --split writes the header and the request with two write()s on a
- * TCP_NODELAY socket, two segments as haproxy sends them.
+ * TCP_NODELAY socket, two segments as haproxy sends them.  --split-bare
+ * sends no header and writes the request in two pieces, the first as
+ * long as the header: the same two segments without the PROXY protocol.
  *
  * Build:  cc -O2 -pthread bench/pp_conn_client.c -o pp_conn_client
- * Usage:  pp_conn_client [--proxy | --split] PORT CONNECTIONS CONCURRENCY
+ * Usage:  pp_conn_client [--proxy | --split | --split-bare] PORT
+ *                        CONNECTIONS CONCURRENCY
  * Prints "CONNECTIONS ERRORS CONNECTIONS_PER_SECOND"; exits 1 on any
  * error (a failed connect, or a response that is not a 200 with the
  * 1 KiB body).  127.0.0.1 only.
@@ -40,7 +43,11 @@ static const char request[] =
     "GET /index.html HTTP/1.0\r\nHost: 127.0.0.1\r\n"
     "User-Agent: pp_conn_client\r\nAccept: */*\r\n\r\n";
 
-enum { SEND_BARE, SEND_PROXY, SEND_SPLIT };
+/* --split-bare cuts the request where the header would end. */
+_Static_assert(sizeof(request) > sizeof(proxy_line),
+               "the request is longer than the header");
+
+enum { SEND_BARE, SEND_PROXY, SEND_SPLIT, SEND_SPLIT_BARE };
 
 static int send_mode;
 static struct sockaddr_in server;
@@ -83,9 +90,17 @@ static int one_connection(const char *both, size_t both_len)
         r = write_all(fd, both, both_len);
     }
     else {
-        r = write_all(fd, proxy_line, sizeof(proxy_line) - 1);
-        if (r == 0) {
+        /* Two segments: the header and the request, or the request cut
+         * where the header would end. */
+        const char *first = send_mode == SEND_SPLIT ? proxy_line : request;
+        size_t cut = sizeof(proxy_line) - 1;
+
+        r = write_all(fd, first, cut);
+        if (r == 0 && send_mode == SEND_SPLIT) {
             r = write_all(fd, request, sizeof(request) - 1);
+        }
+        else if (r == 0) {
+            r = write_all(fd, request + cut, sizeof(request) - 1 - cut);
         }
     }
     if (r != 0) {
@@ -145,11 +160,16 @@ int main(int argc, char **argv)
         send_mode = SEND_SPLIT;
         arg++;
     }
+    else if (argc > 1 && strcmp(argv[1], "--split-bare") == 0) {
+        send_mode = SEND_SPLIT_BARE;
+        arg++;
+    }
     if (argc - arg != 3 || (total = atol(argv[arg + 1])) <= 0
         || (concurrency = atoi(argv[arg + 2])) <= 0
         || concurrency > MAX_THREADS) {
-        fprintf(stderr, "usage: pp_conn_client [--proxy | --split] PORT "
-                "CONNECTIONS CONCURRENCY(1-%d)\n", MAX_THREADS);
+        fprintf(stderr, "usage: pp_conn_client [--proxy | --split | "
+                "--split-bare] PORT CONNECTIONS CONCURRENCY(1-%d)\n",
+                MAX_THREADS);
         return 2;
     }
     memset(&server, 0, sizeof(server));

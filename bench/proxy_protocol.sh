@@ -83,6 +83,11 @@
 #    of its own as soon as it has connected (also with
 #    HAPROXY_WAIT_DATA=1: 2 segments more per connection, counted with
 #    nstat), and spends more CPU per connection on it.
+#    DIRECT_SEGMENTS=as-haproxy makes the direct sender do the same (the
+#    header, then the request, two segments to (c), one to (a));
+#    DIRECT_SEGMENTS=two gives either port two segments.  The listener
+#    threads' wake-ups a connection are reported with their CPU: with
+#    several connections in flight one wake-up can serve several.
 # 5. (PATHTIME=1; not in the default run) The time of a connection's
 #    path through Apache, measured inside it by bench/mod_pp_path_timing.c
 #    (built here and loaded into every variant, so that parts 2-4 of the
@@ -185,6 +190,12 @@
 #   PERCONN_SENDER  haproxy: ab through haproxy; direct: pp_conn_client
 #                 straight to Apache (see part 4), for parts 4 and 5
 #                 [haproxy]
+#   DIRECT_SEGMENTS with PERCONN_SENDER=direct, what Apache receives: one:
+#                 one segment on either port, the header and the request
+#                 written together; two: two on either port, the header
+#                 then the request to (c), the request cut where the
+#                 header would end to (a); as-haproxy: two to (c), one to
+#                 (a), the segments haproxy sends [one]
 #   PATHTIME      1 runs part 5 [0]
 #   PATHTIME_ROUNDS [10]  PATHTIME_CONNECTIONS [2000]
 #   PERCONN_PERF  1: with PERCONN=1, after part 4: perf records the
@@ -192,6 +203,11 @@
 #                 user) during PERCONN_PERF_CONNECTIONS [20000]
 #                 connections each, and prints their CPU a connection by
 #                 symbol, side by side [0]
+#   PERCONN_TRACE 1: with PERCONN=1, after part 4: perf stat counts, over
+#                 PERCONN_PERF_CONNECTIONS connections each, what the
+#                 kernel does in the listener threads of (a) and (c):
+#                 packets received and sent in their context, their
+#                 context switches and system calls [0]
 #   SAME_INSTANCE 1: (a) and (c) are two ports of one Apache, the PROXY
 #                 protocol on in a <VirtualHost> of (c)'s port only, so that
 #                 part 4 compares them on the same processes and threads
@@ -235,9 +251,11 @@ PERCONN_CONCURRENCY=${PERCONN_CONCURRENCY:-4}
 PERCONN_STRACE_CONNECTIONS=${PERCONN_STRACE_CONNECTIONS:-500}
 PERCONN_NICE=${PERCONN_NICE:-}
 PERCONN_PERF=${PERCONN_PERF:-0}
+PERCONN_TRACE=${PERCONN_TRACE:-0}
 SAME_INSTANCE=${SAME_INSTANCE:-0}
 PERCONN_PERF_CONNECTIONS=${PERCONN_PERF_CONNECTIONS:-20000}
 PERCONN_SENDER=${PERCONN_SENDER:-haproxy}
+DIRECT_SEGMENTS=${DIRECT_SEGMENTS:-one}
 PATHTIME=${PATHTIME:-0}
 PATHTIME_ROUNDS=${PATHTIME_ROUNDS:-10}
 PATHTIME_CONNECTIONS=${PATHTIME_CONNECTIONS:-2000}
@@ -262,6 +280,15 @@ esac
 case $PERCONN_SENDER in
 haproxy|direct) ;;
 *) echo "proxy_protocol.sh: PERCONN_SENDER must be haproxy or direct" >&2
+   exit 1 ;;
+esac
+case $DIRECT_SEGMENTS in
+one) ;;
+two|as-haproxy)
+    [ "$PERCONN_SENDER" = direct ] || {
+        echo "proxy_protocol.sh: DIRECT_SEGMENTS=$DIRECT_SEGMENTS needs" \
+            "PERCONN_SENDER=direct" >&2; exit 1; } ;;
+*) echo "proxy_protocol.sh: DIRECT_SEGMENTS must be one, two or as-haproxy" >&2
    exit 1 ;;
 esac
 case $SAME_INSTANCE in
@@ -1311,14 +1338,28 @@ bootstrap_median() {
          }'
 }
 
+# pp_conn_client's option for V: what it writes, in how many segments
+# (DIRECT_SEGMENTS).
+direct_option() {   # direct_option V
+    local header=1
+    [ "$1" != a ] && [ "$SAME_INSTANCE" != aa ] || header=
+    case $DIRECT_SEGMENTS,$header in
+    one,1) echo --proxy ;;
+    two,1|as-haproxy,1) echo --split ;;
+    two,) echo --split-bare ;;
+    esac
+}
+
 # N requests to V, one per connection, C at a time: ab through haproxy,
 # or with PERCONN_SENDER=direct pp_conn_client straight to Apache (the
-# PROXY header and the request in one write for (b) and (c)).  Prints
-# nothing; fails unless every request got a 200.
+# PROXY header and the request in one write for (b) and (c), unless
+# DIRECT_SEGMENTS says otherwise).  Prints nothing; fails unless every
+# request got a 200.
 perconn_ab() {   # perconn_ab V N C OUT
     if [ "$PERCONN_SENDER" = direct ]; then
         local opt=()
-        [ "$1" = a ] || [ "$SAME_INSTANCE" = aa ] || opt=(--proxy)
+        # shellcheck disable=SC2207
+        opt=($(direct_option "$1"))
         "${ON_CLIENT_CPUS[@]}" "$WORK/pp_conn_client" "${opt[@]}" \
             "${APACHE_PORT[$1]}" "$2" "$3" >"$4" 2>&1 || true
         grep -q "^$2 0 " "$4"
@@ -1334,7 +1375,14 @@ perconn_ab() {   # perconn_ab V N C OUT
 # The sender of parts 4 and 5, for the headings.
 perconn_sender() {
     if [ "$PERCONN_SENDER" = direct ]; then
-        echo "pp_conn_client straight to Apache, header and request in one write"
+        case $DIRECT_SEGMENTS in
+        one) echo "pp_conn_client straight to Apache, header and request" \
+                "in one write" ;;
+        two) echo "pp_conn_client straight to Apache, two segments to" \
+                "either port" ;;
+        as-haproxy) echo "pp_conn_client straight to Apache, the header" \
+                "and the request in two segments, the request alone in one" ;;
+        esac
     else
         echo "ab via haproxy"
     fi
@@ -1612,6 +1660,57 @@ listener_profile() {
                       a, c, c - a }' "$WORK/perf.joined"
 }
 
+# The kernel's events in the listener threads (PERCONN_TRACE=1).  Counted
+# per thread, so a packet counts where it is processed: a segment that
+# arrives while its socket is locked waits in the socket's backlog and is
+# processed by the thread that holds the lock, when it lets go.
+TRACE_EVENTS=net:netif_receive_skb,net:net_dev_xmit,sched:sched_switch
+for call in epoll_wait epoll_ctl accept4 read close futex; do
+    TRACE_EVENTS=$TRACE_EVENTS,syscalls:sys_enter_$call
+done
+
+# Writes "event per_connection" lines to $WORK/trace.V.per.
+perconn_trace() {   # perconn_trace V
+    local v=$1 tids ppid ok=1
+    tids=$(for t in ${LISTENERS[$v]}; do basename "$t"; done | paste -sd,)
+    perf stat -x, -e "$TRACE_EVENTS" -t "$tids" -o "$WORK/trace.$v" \
+        2>"$WORK/trace.$v.log" &
+    ppid=$!
+    sleep 1
+    kill -0 "$ppid" 2>/dev/null \
+        || die "perf stat did not start: $(cat "$WORK/trace.$v.log")"
+    perconn_ab "$v" "$PERCONN_PERF_CONNECTIONS" "$PERCONN_CONCURRENCY" \
+        "$WORK/trace.ab.$v" || ok=
+    settled_cpu_ns "$v" >/dev/null
+    kill -INT "$ppid" 2>/dev/null || true
+    wait "$ppid" 2>/dev/null || true
+    [ -n "$ok" ] || die "${LABEL[$v]}: errors under perf stat, see $WORK/trace.ab.$v"
+    # perf stat -x, lines: "count,unit,event,...".
+    awk -F, -v n="$PERCONN_PERF_CONNECTIONS" '$3 ~ /:/ && $1 ~ /^[0-9]+$/ {
+            printf "%s %.3f\n", $3, $1 / n }' "$WORK/trace.$v" \
+        | LC_ALL=C sort -k1,1 >"$WORK/trace.$v.per"
+    [ -s "$WORK/trace.$v.per" ] \
+        || die "perf stat counted nothing, see $WORK/trace.$v and $WORK/trace.$v.log"
+}
+
+# The listener threads' kernel events of (a) and (c) (PERCONN_TRACE=1).
+listener_trace() {
+    local v
+    command -v perf >/dev/null || die "PERCONN_TRACE=1 needs perf (linux-perf)"
+    echo
+    echo "== 4c. The kernel's events in the listener threads, a connection," \
+        "$PERCONN_PERF_CONNECTIONS connections each ($(perconn_sender)) =="
+    find_listeners a
+    find_listeners c
+    for v in a c; do
+        perconn_trace "$v"
+    done
+    printf '  %-28s %8s %8s %8s\n' "per connection" "(a)" "(c)" "(c)-(a)"
+    LC_ALL=C join -a1 -a2 -e0 -o 0,1.2,2.2 "$WORK/trace.a.per" \
+        "$WORK/trace.c.per" \
+        | awk '{ printf "  %-28s %8.3f %8.3f %+8.3f\n", $1, $2, $3, $3 - $2 }'
+}
+
 # ---------------------------------------------------------------------------
 # 5. The connection's path through Apache, timed inside it (PATHTIME=1)
 # ---------------------------------------------------------------------------
@@ -1726,5 +1825,6 @@ if [ "$MACRO" != 0 ] || [ "$COUNTS" != 0 ] || [ "$PERCONN" != 0 ] \
     [ "$COUNTS" = 0 ] || count_per_connection
     [ "$PERCONN" = 0 ] || per_connection_cpu
     [ "$PERCONN" = 0 ] || [ "$PERCONN_PERF" = 0 ] || listener_profile
+    [ "$PERCONN" = 0 ] || [ "$PERCONN_TRACE" = 0 ] || listener_trace
     [ "$PATHTIME" = 0 ] || path_timing
 fi
