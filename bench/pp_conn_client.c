@@ -16,10 +16,13 @@
  * TCP_NODELAY socket, two segments as haproxy sends them.  --split-bare
  * sends no header and writes the request in two pieces, the first as
  * long as the header: the same two segments without the PROXY protocol.
+ * --hold-us N keeps each connection open N microseconds after the
+ * server's close before closing it, as a proxy that closes its side only
+ * once its client has: Apache's lingering close then waits for it.
  *
  * Build:  cc -O2 -pthread bench/pp_conn_client.c -o pp_conn_client
- * Usage:  pp_conn_client [--proxy | --split | --split-bare] PORT
- *                        CONNECTIONS CONCURRENCY
+ * Usage:  pp_conn_client [--proxy | --split | --split-bare] [--hold-us N]
+ *                        PORT CONNECTIONS CONCURRENCY
  * Prints "CONNECTIONS ERRORS CONNECTIONS_PER_SECOND"; exits 1 on any
  * error (a failed connect, or a response that is not a 200 with the
  * 1 KiB body).  127.0.0.1 only.
@@ -50,6 +53,7 @@ _Static_assert(sizeof(request) > sizeof(proxy_line),
 enum { SEND_BARE, SEND_PROXY, SEND_SPLIT, SEND_SPLIT_BARE };
 
 static int send_mode;
+static long hold_us;
 static struct sockaddr_in server;
 static long total, next_conn, errors;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -117,6 +121,11 @@ static int one_connection(const char *both, size_t both_len)
     /* The status line and at least the 1 KiB body. */
     rc = r == 0 && got > 1024 && strncmp(head, "HTTP/1.1 200", 12) == 0
          ? 0 : -1;
+    if (hold_us > 0) {
+        struct timespec hold = { hold_us / 1000000, hold_us % 1000000 * 1000 };
+
+        nanosleep(&hold, NULL);
+    }
 out:
     close(fd);
     return rc;
@@ -164,12 +173,21 @@ int main(int argc, char **argv)
         send_mode = SEND_SPLIT_BARE;
         arg++;
     }
+    if (argc > arg + 1 && strcmp(argv[arg], "--hold-us") == 0) {
+        hold_us = atol(argv[arg + 1]);
+        arg += 2;
+        if (hold_us <= 0) {
+            fprintf(stderr, "pp_conn_client: --hold-us wants a positive "
+                    "number of microseconds\n");
+            return 2;
+        }
+    }
     if (argc - arg != 3 || (total = atol(argv[arg + 1])) <= 0
         || (concurrency = atoi(argv[arg + 2])) <= 0
         || concurrency > MAX_THREADS) {
         fprintf(stderr, "usage: pp_conn_client [--proxy | --split | "
-                "--split-bare] PORT CONNECTIONS CONCURRENCY(1-%d)\n",
-                MAX_THREADS);
+                "--split-bare] [--hold-us N] PORT CONNECTIONS "
+                "CONCURRENCY(1-%d)\n", MAX_THREADS);
         return 2;
     }
     memset(&server, 0, sizeof(server));

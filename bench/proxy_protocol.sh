@@ -196,6 +196,10 @@
 #                 then the request to (c), the request cut where the
 #                 header would end to (a); as-haproxy: two to (c), one to
 #                 (a), the segments haproxy sends [one]
+#   DIRECT_HOLD_US  with PERCONN_SENDER=direct, how long the sender keeps
+#                 each connection open after Apache's close, as haproxy
+#                 does until its client has closed (Apache's lingering
+#                 close then goes to the listener thread) [0]
 #   PATHTIME      1 runs part 5 [0]
 #   PATHTIME_ROUNDS [10]  PATHTIME_CONNECTIONS [2000]
 #   PERCONN_PERF  1: with PERCONN=1, after part 4: perf records the
@@ -256,6 +260,7 @@ SAME_INSTANCE=${SAME_INSTANCE:-0}
 PERCONN_PERF_CONNECTIONS=${PERCONN_PERF_CONNECTIONS:-20000}
 PERCONN_SENDER=${PERCONN_SENDER:-haproxy}
 DIRECT_SEGMENTS=${DIRECT_SEGMENTS:-one}
+DIRECT_HOLD_US=${DIRECT_HOLD_US:-0}
 PATHTIME=${PATHTIME:-0}
 PATHTIME_ROUNDS=${PATHTIME_ROUNDS:-10}
 PATHTIME_CONNECTIONS=${PATHTIME_CONNECTIONS:-2000}
@@ -290,6 +295,14 @@ two|as-haproxy)
             "PERCONN_SENDER=direct" >&2; exit 1; } ;;
 *) echo "proxy_protocol.sh: DIRECT_SEGMENTS must be one, two or as-haproxy" >&2
    exit 1 ;;
+esac
+case $DIRECT_HOLD_US in
+0) ;;
+*[!0-9]*|'') echo "proxy_protocol.sh: DIRECT_HOLD_US must be a number of" \
+        "microseconds" >&2; exit 1 ;;
+*) [ "$PERCONN_SENDER" = direct ] || {
+        echo "proxy_protocol.sh: DIRECT_HOLD_US needs PERCONN_SENDER=direct" >&2
+        exit 1; } ;;
 esac
 case $SAME_INSTANCE in
 0) ;;
@@ -1360,6 +1373,7 @@ perconn_ab() {   # perconn_ab V N C OUT
         local opt=()
         # shellcheck disable=SC2207
         opt=($(direct_option "$1"))
+        [ "$DIRECT_HOLD_US" = 0 ] || opt+=(--hold-us "$DIRECT_HOLD_US")
         "${ON_CLIENT_CPUS[@]}" "$WORK/pp_conn_client" "${opt[@]}" \
             "${APACHE_PORT[$1]}" "$2" "$3" >"$4" 2>&1 || true
         grep -q "^$2 0 " "$4"
