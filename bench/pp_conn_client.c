@@ -174,9 +174,11 @@ int main(int argc, char **argv)
         arg++;
     }
     if (argc > arg + 1 && strcmp(argv[arg], "--hold-us") == 0) {
-        hold_us = atol(argv[arg + 1]);
+        char *end;
+
+        hold_us = strtol(argv[arg + 1], &end, 10);
         arg += 2;
-        if (hold_us <= 0) {
+        if (hold_us <= 0 || *end != '\0') {
             fprintf(stderr, "pp_conn_client: --hold-us wants a positive "
                     "number of microseconds\n");
             return 2;
