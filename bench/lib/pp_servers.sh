@@ -7,7 +7,7 @@
 # build_perconn_tools (the helpers that parts 4 and 5 build).
 #
 # Sourced by bench/proxy_protocol.sh, which defines the globals read here:
-# its settings (HTTPD, HAPROXY, OPENSSL, CC, MODULES_DIR, MODULE_SO,
+# its settings (HTTPD, HAPROXY, WRK, OPENSSL, CC, MODULES_DIR, MODULE_SO,
 # PROXY_VERSION, HAPROXY_WAIT_DATA, APACHE_CPU_QUOTA, CGROUP_CPU, PIN,
 # CLIENT_CPUS, SAME_INSTANCE, PATHTIME, PERCONN_SENDER, TLS), TOP, WORK,
 # VARIANTS, LABEL, APACHE_PORT, FRONT_PORT, APACHE_TLS_PORT, FRONT_TLS_PORT,
