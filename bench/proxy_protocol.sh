@@ -184,7 +184,8 @@
 #   APACHE_CPUS   [1]       CLIENT_CPUS [0]      WRK_THREADS [1]
 #   MICRO, MACRO, COUNTS
 #                 0 skips part 1, part 2, part 3 [1]
-#   PERCONN       1 runs part 4 [0]
+#   PERCONN       1 runs part 4 [0] (with COUNTS=0, as PATHTIME=1: part 3
+#                 leaves the Apache instances stopped)
 #   PERCONN_ROUNDS [41]  PERCONN_CONNECTIONS [1000]
 #   PERCONN_CONCURRENCY [4]  PERCONN_STRACE_CONNECTIONS [500]
 #   PERCONN_SENDER  haproxy: ab through haproxy; direct: pp_conn_client
@@ -305,6 +306,13 @@ case $DIRECT_HOLD_US in
         echo "proxy_protocol.sh: DIRECT_HOLD_US needs PERCONN_SENDER=direct" >&2
         exit 1; } ;;
 esac
+# Part 3 ends with the Apache instances stopped (its callgrind runs
+# replace them one by one): parts 4 and 5 need them running.
+if [ "$COUNTS" != 0 ] && { [ "$PERCONN" != 0 ] || [ "$PATHTIME" != 0 ]; }; then
+    echo "proxy_protocol.sh: part 3 (COUNTS) leaves Apache stopped: run" \
+        "PERCONN=1 or PATHTIME=1 with COUNTS=0" >&2
+    exit 1
+fi
 case $SAME_INSTANCE in
 0) ;;
 1|aa) if [ "$MICRO$MACRO$COUNTS$PATHTIME" != 0000 ] || [ "$PERCONN" != 1 ] \
