@@ -299,8 +299,9 @@ two|as-haproxy)
    exit 1 ;;
 esac
 case $DIRECT_HOLD_US in
-*[!0-9]*|'') echo "proxy_protocol.sh: DIRECT_HOLD_US must be a number of" \
-        "microseconds" >&2; exit 1 ;;
+*[!0-9]*|''|??????????*)
+    echo "proxy_protocol.sh: DIRECT_HOLD_US must be a number of" \
+        "microseconds, at most 9 digits" >&2; exit 1 ;;
 *) DIRECT_HOLD_US=$((10#$DIRECT_HOLD_US))
    [ "$DIRECT_HOLD_US" = 0 ] || [ "$PERCONN_SENDER" = direct ] || {
         echo "proxy_protocol.sh: DIRECT_HOLD_US needs PERCONN_SENDER=direct" >&2
