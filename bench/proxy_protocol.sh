@@ -135,6 +135,11 @@
 #                 request at a time; under this script's load it happens
 #                 on fewer than 1 connection in 200: docs/benchmarks.md.)
 #                 [0]
+#   LISTEN_BUCKETS_RATIO
+#                 N: "ListenCoresBucketsRatio N" in every Apache instance
+#                 (1 on 2 CPUs: each child its own SO_REUSEPORT listening
+#                 socket, so a connection wakes one listener thread, not
+#                 every child's) [unset: one socket shared by the children]
 #   APACHE_CPU_QUOTA
 #                 N (an integer, percent of one CPU, e.g. 40): cap each
 #                 Apache instance, (a), (b) and (c) alike, at N % of one CPU
@@ -273,6 +278,7 @@ WRK=${WRK:-wrk}
 CC=${CC:-cc}
 OPENSSL=${OPENSSL:-openssl}
 APACHE_CPU_QUOTA=${APACHE_CPU_QUOTA:-}
+LISTEN_BUCKETS_RATIO=${LISTEN_BUCKETS_RATIO:-}
 ORDER=${ORDER:-rotate}
 CGROUP_CPU=/sys/fs/cgroup/cpu
 
@@ -314,6 +320,12 @@ if [ "$COUNTS" != 0 ] && { [ "$PERCONN" != 0 ] || [ "$PATHTIME" != 0 ]; }; then
         "PERCONN=1 or PATHTIME=1 with COUNTS=0" >&2
     exit 1
 fi
+case $LISTEN_BUCKETS_RATIO in
+''|[1-9]|[1-9][0-9]) ;;
+*) echo "proxy_protocol.sh: LISTEN_BUCKETS_RATIO must be 1 to 99, not" \
+       "'$LISTEN_BUCKETS_RATIO'" >&2
+   exit 1 ;;
+esac
 case $SAME_INSTANCE in
 0) ;;
 1|aa) if [ "$MICRO$MACRO$COUNTS$PATHTIME" != 0000 ] || [ "$PERCONN" != 1 ] \

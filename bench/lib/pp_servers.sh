@@ -8,7 +8,8 @@
 #
 # Sourced by bench/proxy_protocol.sh, which defines the globals read here:
 # its settings (HTTPD, HAPROXY, WRK, OPENSSL, CC, MODULES_DIR, MODULE_SO,
-# PROXY_VERSION, HAPROXY_WAIT_DATA, APACHE_CPU_QUOTA, CGROUP_CPU, PIN,
+# PROXY_VERSION, HAPROXY_WAIT_DATA, APACHE_CPU_QUOTA, LISTEN_BUCKETS_RATIO,
+# CGROUP_CPU, PIN,
 # CLIENT_CPUS, SAME_INSTANCE, PATHTIME, PERCONN_SENDER, TLS), TOP, WORK,
 # VARIANTS, LABEL, APACHE_PORT, FRONT_PORT, APACHE_TLS_PORT, FRONT_TLS_PORT,
 # the prefixes ON_APACHE_CPUS and ON_CLIENT_CPUS, and die (t/lib/certsuite.sh).
@@ -163,6 +164,7 @@ KeepAlive               On
 MaxKeepAliveRequests    0
 KeepAliveTimeout        30
 Timeout                 30
+$([ -z "$LISTEN_BUCKETS_RATIO" ] || echo "ListenCoresBucketsRatio $LISTEN_BUCKETS_RATIO")
 
 DocumentRoot "$WORK/htdocs"
 <Directory "$WORK/htdocs">

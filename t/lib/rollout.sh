@@ -339,7 +339,14 @@ _rt_load_refused() {
             -w 'R %{http_code} %{num_connects} %{url_effective} %{errormsg}\n' \
             "$url" >>"$out" 2>/dev/null
     done < <(awk -v mode=urls "$prog" "$v")
-    rm -f "$v"
+    # A failure that was not a refusal keeps the batch's curl -v log (the
+    # streams and GOAWAYs its connections got) beside OUT, to explain it.
+    if awk -v mode=lines "$prog" "$v" \
+        | awk '$1 == "R" && $2 != "200" { f = 1 } END { exit !f }'; then
+        mv "$v" "$out.failed.$(date +%s.%N).v"
+    else
+        rm -f "$v"
+    fi
 }
 
 # rt_load_refused [SINCE [UNTIL]]: requests a GOAWAY refused and that were

@@ -207,7 +207,8 @@ s_counts() {
     diag "$3: ${c[0]} requests (${c[2]} on new connections, ${c[3]} kept alive), ${c[1]} failed; $(rt_load_refused "$1" "$2") refused by a GOAWAY and sent again (RFC 9113 6.8)"
     [ "${c[0]}" -gt 0 ] && [ "${c[1]}" = 0 ]
     okif $? "$3: every request through HAProxy succeeded (${c[0]} requests, ${c[1]} failed)" \
-        || diag "$(rt_load_failures "$1" "$2" | head -n 10)"
+        || diag "$(rt_load_failures "$1" "$2" | head -n 10)
+curl -v logs of the batches with a failure: $(ls "$RT_LOAD_DIR"/*.failed.*.v 2>/dev/null | tr '\n' ' ')"
 }
 # s_max_out FROM TO LABEL [SKIP]
 s_max_out() {
