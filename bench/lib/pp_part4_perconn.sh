@@ -318,18 +318,24 @@ perconn_perf() {   # perconn_perf V
         || die "perf report gave nothing, see $WORK/perf.$v.log"
 }
 
-# The listener threads of (a) and (c) by symbol (PERCONN_PERF=1).
-listener_profile() {
+# The heading of 4b or 4c, then FN a and FN c, each on the listener
+# threads of its variant under perf during PERCONN_PERF_CONNECTIONS.
+on_listeners() {   # on_listeners SWITCH HEADING FN
     local v
-    command -v perf >/dev/null || die "PERCONN_PERF=1 needs perf (linux-perf)"
+    command -v perf >/dev/null || die "$1 needs perf (linux-perf)"
     echo
-    echo "== 4b. The listener threads by symbol, perf task-clock," \
-        "$PERCONN_PERF_CONNECTIONS connections each ($(perconn_sender)) =="
+    echo "$2, $PERCONN_PERF_CONNECTIONS connections each ($(perconn_sender)) =="
     find_listeners a
     find_listeners c
     for v in a c; do
-        perconn_perf "$v"
+        "$3" "$v"
     done
+}
+
+# The listener threads of (a) and (c) by symbol (PERCONN_PERF=1).
+listener_profile() {
+    on_listeners PERCONN_PERF=1 \
+        "== 4b. The listener threads by symbol, perf task-clock" perconn_perf
     printf '  %-48s %8s %8s %8s\n' "us/connection" "(a)" "(c)" "(c)-(a)"
     LC_ALL=C join -a1 -a2 -e0 -o 0,1.2,2.2 "$WORK/perf.a.syms" \
         "$WORK/perf.c.syms" >"$WORK/perf.joined"
@@ -378,16 +384,9 @@ perconn_trace() {   # perconn_trace V
 
 # The listener threads' kernel events of (a) and (c) (PERCONN_TRACE=1).
 listener_trace() {
-    local v
-    command -v perf >/dev/null || die "PERCONN_TRACE=1 needs perf (linux-perf)"
-    echo
-    echo "== 4c. The kernel's events in the listener threads, a connection," \
-        "$PERCONN_PERF_CONNECTIONS connections each ($(perconn_sender)) =="
-    find_listeners a
-    find_listeners c
-    for v in a c; do
-        perconn_trace "$v"
-    done
+    on_listeners PERCONN_TRACE=1 \
+        "== 4c. The kernel's events in the listener threads, a connection" \
+        perconn_trace
     printf '  %-28s %8s %8s %8s\n' "per connection" "(a)" "(c)" "(c)-(a)"
     LC_ALL=C join -a1 -a2 -e0 -o 0,1.2,2.2 "$WORK/trace.a.per" \
         "$WORK/trace.c.per" \
