@@ -206,6 +206,18 @@
 #                 each connection open after Apache's close, as haproxy
 #                 does until its client has closed (Apache's lingering
 #                 close then goes to the listener thread) [0]
+#   HAPROXY_SPIN  V:N[,V:N], e.g. a:13,c:1: haproxy runs a Lua action
+#                 on each connection to V (a or c) that spends N us (0 to
+#                 999) of its CPU before it connects to Apache (in every
+#                 part), Apache receiving the same bytes: it sets the
+#                 sender's pace without changing Apache's work.  The
+#                 action itself costs haproxy about 10 to 15 us, so give
+#                 both variants one to compare paces.  With
+#                 SAME_INSTANCE=aa and a:1,c:13 it asks whether a slower
+#                 sender alone makes Apache's CPU per connection dearer;
+#                 with SAME_INSTANCE=1 and a:13,c:1 (12 us: what (c)'s
+#                 header costs haproxy, which part 4 reports) it compares
+#                 (a) and (c) at the same pace [unset]
 #   PATHTIME      1 runs part 5 [0]
 #   PATHTIME_ROUNDS [10]  PATHTIME_CONNECTIONS [2000]
 #   PERCONN_PERF  1: with PERCONN=1, after part 4: perf records the
@@ -246,6 +258,7 @@ WARMUP=${WARMUP:-2}
 WORKLOADS=${WORKLOADS:-close keepalive tls}
 PROXY_VERSION=${PROXY_VERSION:-1}
 HAPROXY_WAIT_DATA=${HAPROXY_WAIT_DATA:-0}
+HAPROXY_SPIN=${HAPROXY_SPIN:-}
 BASE_PORT=${BASE_PORT:-18080}
 PIN=${PIN:-$([ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}
 APACHE_CPUS=${APACHE_CPUS:-1}
@@ -290,6 +303,13 @@ case $HAPROXY_WAIT_DATA in
 0|1) ;;
 *) echo "proxy_protocol.sh: HAPROXY_WAIT_DATA must be 0 or 1" >&2; exit 1 ;;
 esac
+[[ $HAPROXY_SPIN =~ ^(([ac]):(0|[1-9][0-9]{0,2}))?(,([ac]):(0|[1-9][0-9]{0,2}))?$ ]] \
+    && [ "${HAPROXY_SPIN:0:1}" != , ] \
+    && [ "${BASH_REMATCH[2]}" != "${BASH_REMATCH[5]:-none}" ] || {
+    echo "proxy_protocol.sh: HAPROXY_SPIN must be V:N or V:N,V:N, V a or c" \
+        "(each at most once), N from 0 to 999 microseconds, not" \
+        "'$HAPROXY_SPIN'" >&2
+    exit 1; }
 case $PERCONN_SENDER in
 haproxy|direct) ;;
 *) echo "proxy_protocol.sh: PERCONN_SENDER must be haproxy or direct" >&2
@@ -458,7 +478,7 @@ if [ "$MACRO" != 0 ] || [ "$COUNTS" != 0 ] || [ "$PERCONN" != 0 ] \
     echo "$(nproc) CPUs; PIN=$PIN (Apache on CPU $APACHE_CPUS," \
         "wrk+haproxy on CPU $CLIENT_CPUS); $($HTTPD -v | head -1);" \
         "$($HAPROXY -v | head -1 | cut -d' ' -f1-3); PROXY v$PROXY_VERSION;" \
-        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA$([ -z "$APACHE_CPU_QUOTA" ] \
+        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA${HAPROXY_SPIN:+; HAPROXY_SPIN=$HAPROXY_SPIN}$([ -z "$APACHE_CPU_QUOTA" ] \
             || echo "; APACHE_CPU_QUOTA=$APACHE_CPU_QUOTA (% of one CPU)")"
     check_tools
     write_wrk_script

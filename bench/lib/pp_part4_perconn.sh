@@ -127,19 +127,26 @@ settled_cpu_ns() {   # settled_cpu_ns V
     echo "$now"
 }
 
+# haproxy's CPU so far in ns (0 with the direct sender).
+sender_cpu_ns() {
+    if [ "$PERCONN_SENDER" = haproxy ]; then haproxy_cpu_ns; else echo 0; fi
+}
+
 # One run of V; appends "round variant us_per_connection
-# listener_us_per_connection listener_wakeups_per_connection" to
-# $WORK/perconn.
+# listener_us_per_connection listener_wakeups_per_connection
+# haproxy_us_per_connection" to $WORK/perconn.
 perconn_run() {   # perconn_run V ROUND
     local v=$1 round=$2 out=$WORK/perconn.ab.$1.$2 c0 c1 w0 w1 r0 r1 l0 l1 \
-        s0 s1
+        s0 s1 h0 h1
     read -r w0 r0 < <(error_log_counts "$v")
     s0=$(listener_sleeps "$v")
     l0=$(listener_cpu_ns "$v")
+    h0=$(sender_cpu_ns)
     c0=$(children_cpu_ns "$v")
     perconn_ab "$v" "$PERCONN_CONNECTIONS" "$PERCONN_CONCURRENCY" "$out" \
         || die "${LABEL[$v]}: errors in round $round, see $out"
     c1=$(settled_cpu_ns "$v")
+    h1=$(sender_cpu_ns)
     l1=$(listener_cpu_ns "$v")
     s1=$(listener_sleeps "$v")
     read -r w1 r1 < <(error_log_counts "$v")
@@ -147,9 +154,9 @@ perconn_run() {   # perconn_run V ROUND
         || die "${LABEL[$v]}: warnings or refused connections in round" \
             "$round, see $WORK/httpd-$v/error.log"
     awk -v r="$round" -v v="$v" -v c="$((c1 - c0))" -v l="$((l1 - l0))" \
-        -v s="$((s1 - s0))" -v n="$PERCONN_CONNECTIONS" \
-        'BEGIN { printf "%d %s %.3f %.3f %.3f\n", r, v, c / 1000 / n,
-                 l / 1000 / n, s / n }' >>"$WORK/perconn"
+        -v s="$((s1 - s0))" -v h="$((h1 - h0))" -v n="$PERCONN_CONNECTIONS" \
+        'BEGIN { printf "%d %s %.3f %.3f %.3f %.3f\n", r, v, c / 1000 / n,
+                 l / 1000 / n, s / n, h / 1000 / n }' >>"$WORK/perconn"
 }
 
 # strace -c -f attached to V's children while ab makes N connections:
@@ -182,7 +189,8 @@ per_connection_cpu() {
     echo "== 4. Apache's CPU per connection, (a) and (c) interleaved:" \
         "$PERCONN_ROUNDS rounds of $PERCONN_CONNECTIONS connections each" \
         "($(perconn_sender), $PERCONN_CONCURRENCY at a time, PROXY v$PROXY_VERSION," \
-        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA), CPU of the httpd children" \
+        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA${HAPROXY_SPIN:+, HAPROXY_SPIN=$HAPROXY_SPIN})," \
+        "CPU of the httpd children" \
         "only =="
     command -v ab >/dev/null || die "part 4 needs ab (apache2-utils)"
     if [ -n "$PERCONN_NICE" ]; then
@@ -255,6 +263,21 @@ per_connection_cpu() {
         "$(awk '{ print $1 }' "$WORK/perconn.split" | median)"
     printf ' other threads %+.2f\n' \
         "$(awk '{ print $2 }' "$WORK/perconn.split" | median)"
+    # The sender's pace: haproxy's CPU a connection (ab's connection and
+    # Apache's, the header for (c), HAPROXY_SPIN's spin).
+    if [ "$PERCONN_SENDER" = haproxy ]; then
+        for v in a c; do
+            awk -v v="$v" '$2 == v { print $6 }' "$WORK/perconn" | quartiles \
+                | awk -v l="${LABEL[$v]:0:3} haproxy us/conn" '{
+                    printf "  %-24s %10.2f %10.2f %10.2f\n", l, $1, $2, $3 }'
+        done
+        printf '  (c) - (a) per round, median haproxy us/conn: %+.2f%s\n' \
+            "$(awk '{ h[$1, $2] = $6; if ($1 > n) n = $1 }
+                   END { for (r = 1; r <= n; r++)
+                             print h[r, "c"] - h[r, "a"] }' "$WORK/perconn" \
+               | median)" \
+            "${HAPROXY_SPIN:+ (HAPROXY_SPIN=$HAPROXY_SPIN)}"
+    fi
     # The median's 95 % confidence interval, by bootstrap over the rounds
     # (2,000 resamples, fixed seed): settled when it lies wholly inside
     # or wholly outside 0.98-1.02.

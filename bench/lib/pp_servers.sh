@@ -8,7 +8,7 @@
 #
 # Sourced by bench/proxy_protocol.sh, which defines the globals read here:
 # its settings (HTTPD, HAPROXY, WRK, OPENSSL, CC, MODULES_DIR, MODULE_SO,
-# PROXY_VERSION, HAPROXY_WAIT_DATA, APACHE_CPU_QUOTA, LISTEN_BUCKETS_RATIO,
+# PROXY_VERSION, HAPROXY_WAIT_DATA, HAPROXY_SPIN, APACHE_CPU_QUOTA, LISTEN_BUCKETS_RATIO,
 # CGROUP_CPU, PIN,
 # CLIENT_CPUS, SAME_INSTANCE, PATHTIME, PERCONN_SENDER, TLS), TOP, WORK,
 # VARIANTS, LABEL, APACHE_PORT, FRONT_PORT, APACHE_TLS_PORT, FRONT_TLS_PORT,
@@ -230,10 +230,28 @@ write_haproxy_conf() {
     [ "$HAPROXY_WAIT_DATA" != 1 ] || wait_data='
     tcp-request inspect-delay 5s
     tcp-request content accept if { req.len gt 0 }'
+    # HAPROXY_SPIN=V:N[,V:N]: N us of haproxy's CPU on each connection
+    # to V, before it connects (os.clock() is the process's CPU time).
+    local -A spin=([a]="" [c]="")
+    local lua_load="" one
+    if [ -n "$HAPROXY_SPIN" ]; then
+        for one in ${HAPROXY_SPIN//,/ }; do
+            spin[${one%%:*}]="
+    tcp-request content lua.pp_spin ${one#*:}"
+        done
+        lua_load="
+    lua-load $WORK/pp_spin.lua"
+        cat >"$WORK/pp_spin.lua" <<'EOF'
+core.register_action("pp_spin", { "tcp-req" }, function(txn, us)
+    local stop = os.clock() + tonumber(us) / 1e6
+    while os.clock() < stop do end
+end, 1)
+EOF
+    fi
     cat >"$WORK/haproxy.cfg" <<EOF
 global
     maxconn 4096
-    nbthread 1
+    nbthread 1$lua_load
 
 defaults
     mode tcp
@@ -242,7 +260,7 @@ defaults
     timeout server 30s
 
 listen plain
-    bind 127.0.0.1:${FRONT_PORT[a]}$wait_data
+    bind 127.0.0.1:${FRONT_PORT[a]}${spin[a]}$wait_data
     server apache 127.0.0.1:${APACHE_PORT[a]}
 
 listen remoteip
@@ -250,7 +268,7 @@ listen remoteip
     server apache 127.0.0.1:${APACHE_PORT[b]} $send_proxy
 
 listen module
-    bind 127.0.0.1:${FRONT_PORT[c]}$wait_data
+    bind 127.0.0.1:${FRONT_PORT[c]}${spin[c]}$wait_data
     server apache 127.0.0.1:${APACHE_PORT[c]} $([ "$SAME_INSTANCE" = aa ] || echo "$send_proxy")
 EOF
     [ "$TLS" = 0 ] || cat >>"$WORK/haproxy.cfg" <<EOF
