@@ -88,6 +88,11 @@
 #    DIRECT_SEGMENTS=two gives either port two segments.  The listener
 #    threads' wake-ups a connection are reported with their CPU: with
 #    several connections in flight one wake-up can serve several.
+#    Through haproxy, its CPU per connection is reported too: the
+#    header costs it about 12 us more on (c), and a sender that slow on
+#    one port alone makes Apache's listener dearer there by about 2 %
+#    (an A/A control with HAPROXY_SPIN); HAPROXY_SPIN gives (a) the same
+#    pace.
 # 5. (PATHTIME=1; not in the default run) The time of a connection's
 #    path through Apache, measured inside it by bench/mod_pp_path_timing.c
 #    (built here and loaded into every variant, so that parts 2-4 of the
