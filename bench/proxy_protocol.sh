@@ -211,18 +211,19 @@
 #                 each connection open after Apache's close, as haproxy
 #                 does until its client has closed (Apache's lingering
 #                 close then goes to the listener thread) [0]
-#   HAPROXY_SPIN  V:N[,V:N], e.g. a:13,c:1: haproxy runs a Lua action
+#   HAPROXY_SPIN  V:N[,V:N], e.g. a:12,c:0: haproxy runs a Lua action
 #                 on each connection to V (a or c) that spends N us (0 to
 #                 999) of its CPU before it connects to Apache (in every
 #                 part), Apache receiving the same bytes: it sets the
 #                 sender's pace without changing Apache's work.  The
 #                 action itself costs haproxy about 10 to 15 us, so give
-#                 both variants one to compare paces.  With
-#                 SAME_INSTANCE=aa and a:1,c:13 it asks whether a slower
+#                 it to both variants when comparing paces.  With
+#                 SAME_INSTANCE=aa and a:0,c:12 it asks whether a slower
 #                 sender alone makes Apache's CPU per connection dearer;
-#                 with SAME_INSTANCE=1 and a:13,c:1 (12 us: what (c)'s
+#                 with SAME_INSTANCE=1 and a:12,c:0 (12 us: what (c)'s
 #                 header costs haproxy, which part 4 reports) it compares
-#                 (a) and (c) at the same pace [unset]
+#                 (a) and (c) at the same pace; a:0,c:0 is the control
+#                 [unset]
 #   PATHTIME      1 runs part 5 [0]
 #   PATHTIME_ROUNDS [10]  PATHTIME_CONNECTIONS [2000]
 #   PERCONN_PERF  1: with PERCONN=1, after part 4: perf records the
