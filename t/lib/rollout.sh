@@ -60,8 +60,9 @@
 # restart's GOAWAY refused (RFC 9113 6.8: sent on a stream above the
 # GOAWAY's last_stream, so not processed) is sent again once on a new
 # connection, as the RFC allows and as browsers and curl >= 8.4 do (curl
-# 7.88 does not, docs/tls.md): rt_load_refused counts those; the retry
-# counts as a request, and fails like any other.
+# 7.88 does not, docs/tls.md), whatever the GOAWAY's error code (mod_http2
+# sends -902 when a stopping session gets a new stream): rt_load_refused
+# counts those; the retry counts as a request, and fails like any other.
 
 # shellcheck source=pool.sh
 . "$(dirname "${BASH_SOURCE[0]}")/pool.sh"
@@ -314,18 +315,21 @@ _rt_load_worker() { # kind id domainfile outfile
 _rt_load_refused() {
     local v=$1 out=$2 port=$3 kind=$4 url host extra=()
     # refused-by-GOAWAY, in the awk below: a request with no answer at
-    # all (000), sent on a stream above the last_stream of a GOAWAY
-    # received while it ran that said NO_ERROR (a graceful stop); a
-    # GOAWAY with an error, or an answer such as 421 or 5xx, stays a
-    # failure
+    # all (000), sent on a stream above the last_stream of the last
+    # GOAWAY received while it ran.  Whatever that GOAWAY's error code,
+    # such a stream was not processed (RFC 9113 6.8): NO_ERROR in a
+    # graceful stop, or mod_http2's -902 when a stopping session is
+    # sent a new stream (docs/tls.md), which the G line shows.  An
+    # answer such as 421 or 5xx, or a stream at or below last_stream,
+    # stays a failure.
     local prog='
         /Using Stream ID: / { for (i = 1; i <= NF; i++) if ($i == "ID:") sid = $(i + 1) + 0 }
         /GOAWAY, error=/ { g = $0; sub(/.*GOAWAY, /, "", g)
                            split(g, a, /[=,]/); gerr = a[2] + 0
                            glast = a[4] + 0; have = 1 }
-        /^R / { refused = $2 == "000" && have && gerr == 0 && sid > glast
+        /^R / { refused = $2 == "000" && have && sid > glast
                 if (mode == "urls") { if (refused) print $4 }
-                else if (refused) print "G", substr($0, 3), "(stream " sid ", GOAWAY last_stream " glast ")"
+                else if (refused) print "G", substr($0, 3), "(stream " sid ", GOAWAY error " gerr " last_stream " glast ")"
                 else print
                 have = 0; sid = 0 }'
     awk -v mode=lines "$prog" "$v" >>"$out"
@@ -349,14 +353,24 @@ _rt_load_refused() {
     fi
 }
 
-# rt_load_refused [SINCE [UNTIL]]: requests a GOAWAY refused and that were
-# sent again (G lines), in batches started in [SINCE, UNTIL)
+# rt_load_refused [SINCE [UNTIL]]: "N E": the requests a GOAWAY refused and
+# that were sent again (G lines), in batches started in [SINCE, UNTIL), and
+# how many of them a GOAWAY with an error code other than NO_ERROR refused
 rt_load_refused() {
     cat "$RT_LOAD_DIR"/*.log 2>/dev/null | awk -v since="${1:-0}" \
         -v until="${2:-9999999999}" '
         $1 == "T" { t = $2; next }
-        $1 == "G" && t >= since && t < until { g++ }
-        END { print g + 0 }'
+        $1 == "G" && t >= since && t < until {
+            g++; if ($0 !~ /GOAWAY error 0 /) e++ }
+        END { print g + 0, e + 0 }'
+}
+
+# rt_load_refused_text [SINCE [UNTIL]]: rt_load_refused for a diagnostic
+rt_load_refused_text() {
+    local n e
+    read -r n e < <(rt_load_refused "$@")
+    echo "$n refused by a GOAWAY and sent again (RFC 9113 6.8; $e by a" \
+        "GOAWAY with an error code: mod_http2's -902, docs/tls.md)"
 }
 
 rt_load_start() { # DIR DOMAINFILE

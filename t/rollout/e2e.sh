@@ -204,7 +204,7 @@ dump() { # on a failed wait
 s_counts() {
     local c
     c=($(rt_load_counts "$1" "$2"))
-    diag "$3: ${c[0]} requests (${c[2]} on new connections, ${c[3]} kept alive), ${c[1]} failed; $(rt_load_refused "$1" "$2") refused by a GOAWAY and sent again (RFC 9113 6.8)"
+    diag "$3: ${c[0]} requests (${c[2]} on new connections, ${c[3]} kept alive), ${c[1]} failed; $(rt_load_refused_text "$1" "$2")"
     [ "${c[0]}" -gt 0 ] && [ "${c[1]}" = 0 ]
     okif $? "$3: every request through HAProxy succeeded (${c[0]} requests, ${c[1]} failed)" \
         || diag "$(rt_load_failures "$1" "$2" | head -n 10)
@@ -743,5 +743,5 @@ okif $? "no AH01909 (certificate does not match the ServerName) in any" \
 rt_load_stop
 rt_sampler_stop
 c=($(rt_load_counts))
-diag "all scenarios: ${c[0]} requests through HAProxy (${c[2]} on new connections, ${c[3]} kept alive, $RT_LOAD_HTTP), ${c[1]} failed, $(rt_load_refused) refused by a GOAWAY and sent again; $(wc -l <"$work/samples") samples; $(elapsed)"
+diag "all scenarios: ${c[0]} requests through HAProxy (${c[2]} on new connections, ${c[3]} kept alive, $RT_LOAD_HTTP), ${c[1]} failed, $(rt_load_refused_text); $(wc -l <"$work/samples") samples; $(elapsed)"
 finish

@@ -153,7 +153,7 @@ if [ "$H2G_CLIENT" = rollout ]; then
     wait "$restarter" 2>/dev/null
     restarter=
     c=($(rt_load_counts))
-    echo "requests ${c[0]}, failed ${c[1]}; refused by a GOAWAY and sent again: $(rt_load_refused); $(wc -l <"$work/restarts") graceful restarts"
+    echo "requests ${c[0]}, failed ${c[1]}; $(rt_load_refused_text); $(wc -l <"$work/restarts") graceful restarts"
     grep -h '^G ' "$work"/rload/*.log | head -n 10 | sed 's/^/#   /'
     rt_load_failures | head -n 10 | sed 's/^/#   failed: /'
     exit 0
