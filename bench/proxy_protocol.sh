@@ -88,11 +88,12 @@
 #    DIRECT_SEGMENTS=two gives either port two segments.  The listener
 #    threads' wake-ups a connection are reported with their CPU: with
 #    several connections in flight one wake-up can serve several.
-#    Through haproxy, its CPU per connection is reported too: the
-#    header costs it about 12 us more on (c), and a sender that slow on
-#    one port alone makes Apache's listener dearer there by about 2 %
-#    (an A/A control with HAPROXY_SPIN); HAPROXY_SPIN gives (a) the same
-#    pace.
+#    Through haproxy, its CPU per connection is reported too, and each
+#    variant's connections a second (the sender's pace): the header
+#    costs haproxy about 12 us more on (c), and a sender that slow on
+#    one port alone makes Apache's CPU per connection dearer there by
+#    1.5 to 2 % (an A/A control with HAPROXY_SPIN); HAPROXY_SPIN gives
+#    (a) the same pace.
 # 5. (PATHTIME=1; not in the default run) The time of a connection's
 #    path through Apache, measured inside it by bench/mod_pp_path_timing.c
 #    (built here and loaded into every variant, so that parts 2-4 of the
@@ -212,12 +213,13 @@
 #                 does until its client has closed (Apache's lingering
 #                 close then goes to the listener thread) [0]
 #   HAPROXY_SPIN  V:N[,V:N], e.g. a:12,c:0: haproxy runs a Lua action
-#                 on each connection to V (a or c) that spends N us (0 to
-#                 999) of its CPU before it connects to Apache (in every
-#                 part), Apache receiving the same bytes: it sets the
-#                 sender's pace without changing Apache's work.  The
-#                 action itself costs haproxy about 10 to 15 us, so give
-#                 it to both variants when comparing paces.  With
+#                 on each plain HTTP connection to V (a or c) that spends
+#                 N us (0 to 999) of its CPU before it connects to Apache
+#                 (in parts 2, 4 and 5; not on the TLS ports), Apache
+#                 receiving the same bytes: it sets the sender's pace
+#                 without changing Apache's work.  The action itself
+#                 costs haproxy about 13 to 25 us, so give it to both
+#                 variants when comparing paces.  With
 #                 SAME_INSTANCE=aa and a:0,c:12 it asks whether a slower
 #                 sender alone makes Apache's CPU per connection dearer;
 #                 with SAME_INSTANCE=1 and a:12,c:0 (12 us: what (c)'s

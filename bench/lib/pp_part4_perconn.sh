@@ -277,15 +277,29 @@ per_connection_cpu() {
                | median)
         printf '  (c) - (a) per round, median haproxy us/conn: %+.2f%s\n' \
             "$pace" "${HAPROXY_SPIN:+ (HAPROXY_SPIN=$HAPROXY_SPIN)}"
-        # A sender slower on one port makes Apache's listener dearer there
-        # with nothing else changed (docs/benchmarks.md, "The sender's
-        # pace"): say so when the paces differ.
-        awk -v p="$pace" 'BEGIN { exit !(p > 2 || p < -2) }' \
-            && echo "  note: haproxy's pace differs ($(printf '%+.2f' "$pace") us" \
-                "a connection):" \
-                "a slower sender alone costs Apache's listener more (A/A" \
-                "with 12 us: about 2 %); HAPROXY_SPIN compares at one pace"
+        # A sender slower on one port makes Apache dearer there with
+        # nothing else changed (docs/benchmarks.md, "The sender's pace"):
+        # say so when the paces differ, unless HAPROXY_SPIN set them.
+        [ -n "$HAPROXY_SPIN" ] \
+            || ! awk -v p="$pace" 'BEGIN { exit !(p > 2 || p < -2) }' \
+            || echo "  note: haproxy's pace differs ($(printf '%+.2f' \
+                "$pace") us a connection): a slower sender alone costs" \
+                "Apache more CPU a connection (A/A with 12 us: 1.5 to 2 %);" \
+                "HAPROXY_SPIN compares at one pace"
     fi
+    # Each variant's connections a second, as the sender counted them.
+    for v in a c; do
+        for round in $(seq "$PERCONN_ROUNDS"); do
+            if [ "$PERCONN_SENDER" = direct ]; then
+                awk '{ print $3 }' "$WORK/perconn.ab.$v.$round"
+            else
+                awk '/^Requests per second:/ { print $4 }' \
+                    "$WORK/perconn.ab.$v.$round"
+            fi
+        done | quartiles \
+            | awk -v l="${LABEL[$v]:0:3} connections/s" '{
+                printf "  %-24s %10.0f %10.0f %10.0f\n", l, $1, $2, $3 }'
+    done
     # The median's 95 % confidence interval, by bootstrap over the rounds
     # (2,000 resamples, fixed seed): settled when it lies wholly inside
     # or wholly outside 0.98-1.02.

@@ -235,9 +235,13 @@ write_haproxy_conf() {
     local -A spin=([a]="" [c]="")
     local lua_load="" one
     if [ -n "$HAPROXY_SPIN" ]; then
+        # With HAPROXY_WAIT_DATA=1 haproxy evaluates the rules again from
+        # the first once data comes: the spin waits for it too, so that
+        # it runs once.
         for one in ${HAPROXY_SPIN//,/ }; do
             spin[${one%%:*}]="
-    tcp-request content lua.pp_spin ${one#*:}"
+    tcp-request content lua.pp_spin ${one#*:}$([ "$HAPROXY_WAIT_DATA" != 1 ] \
+                || echo " if { req.len gt 0 }")"
         done
         lua_load="
     lua-load $WORK/pp_spin.lua"
