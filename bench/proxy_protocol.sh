@@ -92,8 +92,8 @@
 #    variant's connections a second (the sender's pace): the header
 #    costs haproxy about 12 us more on (c), and a sender that slow on
 #    one port alone makes Apache's CPU per connection dearer there by
-#    1.5 to 2 % (an A/A control with HAPROXY_SPIN); HAPROXY_SPIN gives
-#    (a) the same pace.
+#    1.5 to 2 % with PIN=1, 0.4 % unpinned (an A/A control with
+#    HAPROXY_SPIN); HAPROXY_SPIN gives (a) the same pace.
 # 5. (PATHTIME=1; not in the default run) The time of a connection's
 #    path through Apache, measured inside it by bench/mod_pp_path_timing.c
 #    (built here and loaded into every variant, so that parts 2-4 of the
@@ -483,8 +483,9 @@ fi
 if [ "$MACRO" != 0 ] || [ "$COUNTS" != 0 ] || [ "$PERCONN" != 0 ] \
     || [ "$PATHTIME" != 0 ]; then
     echo "== HTTP benchmark: wrk -> haproxy (TCP) -> Apache event MPM =="
-    echo "$(nproc) CPUs; PIN=$PIN (Apache on CPU $APACHE_CPUS," \
-        "wrk+haproxy on CPU $CLIENT_CPUS); $($HTTPD -v | head -1);" \
+    echo "$(nproc) CPUs; PIN=$PIN ($([ "$PIN" = 1 ] \
+        && echo "Apache on CPU $APACHE_CPUS, wrk+haproxy on CPU $CLIENT_CPUS" \
+        || echo "not pinned")); $($HTTPD -v | head -1);" \
         "$($HAPROXY -v | head -1 | cut -d' ' -f1-3); PROXY v$PROXY_VERSION;" \
         "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA${HAPROXY_SPIN:+; HAPROXY_SPIN=$HAPROXY_SPIN}$([ -z "$APACHE_CPU_QUOTA" ] \
             || echo "; APACHE_CPU_QUOTA=$APACHE_CPU_QUOTA (% of one CPU)")"

@@ -284,7 +284,8 @@ per_connection_cpu() {
             || ! awk -v p="$pace" 'BEGIN { exit !(p > 2 || p < -2) }' \
             || echo "  note: haproxy's pace differs ($(printf '%+.2f' \
                 "$pace") us a connection): a slower sender alone costs" \
-                "Apache more CPU a connection (A/A with 12 us: 1.5 to 2 %);" \
+                "Apache more CPU a connection (A/A with 12 us: 1.5 to 2 %" \
+                "pinned, 0.4 % not);" \
                 "HAPROXY_SPIN compares at one pace"
     fi
     # Each variant's connections a second, as the sender counted them.
