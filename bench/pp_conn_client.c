@@ -19,10 +19,14 @@
  * --hold-us N keeps each connection open N microseconds after the
  * server's close before closing it, as a proxy that closes its side only
  * once its client has: Apache's lingering close then waits for it.
+ * --gap-us N spends N microseconds (a busy wait) between the two writes
+ * of --split or --split-bare, as a proxy that writes the header on
+ * connecting and the request once it has it; with one write, before
+ * it, so that the sender's pace is the same either way.
  *
  * Build:  cc -O2 -pthread bench/pp_conn_client.c -o pp_conn_client
  * Usage:  pp_conn_client [--proxy | --split | --split-bare] [--hold-us N]
- *                        PORT CONNECTIONS CONCURRENCY
+ *                        [--gap-us N] PORT CONNECTIONS CONCURRENCY
  * Prints "CONNECTIONS ERRORS CONNECTIONS_PER_SECOND"; exits 1 on any
  * error (a failed connect, or a response that is not a 200 with the
  * 1 KiB body).  127.0.0.1 only.
@@ -53,7 +57,7 @@ _Static_assert(sizeof(request) > sizeof(proxy_line),
 enum { SEND_BARE, SEND_PROXY, SEND_SPLIT, SEND_SPLIT_BARE };
 
 static int send_mode;
-static long hold_us;
+static long hold_us, gap_us;
 static struct sockaddr_in server;
 static long total, next_conn, errors;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -72,6 +76,22 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* --gap-us: a busy wait, for a gap of a few microseconds (a sleep would
+ * take the timer's slack, tens of them). */
+static void gap(void)
+{
+    struct timespec t0, t;
+
+    if (gap_us <= 0) {
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while ((t.tv_sec - t0.tv_sec) * 1000000L
+             + (t.tv_nsec - t0.tv_nsec) / 1000 < gap_us);
+}
+
 /* One connection; 0 when the whole 200 response came. */
 static int one_connection(const char *both, size_t both_len)
 {
@@ -88,9 +108,11 @@ static int one_connection(const char *both, size_t both_len)
         goto out;
     }
     if (send_mode == SEND_BARE) {
+        gap();
         r = write_all(fd, request, sizeof(request) - 1);
     }
     else if (send_mode == SEND_PROXY) {
+        gap();
         r = write_all(fd, both, both_len);
     }
     else {
@@ -100,6 +122,7 @@ static int one_connection(const char *both, size_t both_len)
         size_t cut = sizeof(proxy_line) - 1;
 
         r = write_all(fd, first, cut);
+        gap();
         if (r == 0 && send_mode == SEND_SPLIT) {
             r = write_all(fd, request, sizeof(request) - 1);
         }
@@ -137,6 +160,7 @@ static void *worker(void *unused)
     size_t both_len = sizeof(proxy_line) - 1 + sizeof(request) - 1;
     long mine;
 
+    (void)unused;
     memcpy(both, proxy_line, sizeof(proxy_line) - 1);
     memcpy(both + sizeof(proxy_line) - 1, request, sizeof(request) - 1);
     for (;;) {
@@ -173,22 +197,24 @@ int main(int argc, char **argv)
         send_mode = SEND_SPLIT_BARE;
         arg++;
     }
-    if (argc > arg + 1 && strcmp(argv[arg], "--hold-us") == 0) {
+    while (argc > arg + 1 && (strcmp(argv[arg], "--hold-us") == 0
+                              || strcmp(argv[arg], "--gap-us") == 0)) {
+        long *us = argv[arg][2] == 'h' ? &hold_us : &gap_us;
         char *end;
 
-        hold_us = strtol(argv[arg + 1], &end, 10);
-        arg += 2;
-        if (hold_us <= 0 || *end != '\0') {
-            fprintf(stderr, "pp_conn_client: --hold-us wants a positive "
-                    "number of microseconds\n");
+        *us = strtol(argv[arg + 1], &end, 10);
+        if (*us <= 0 || *end != '\0') {
+            fprintf(stderr, "pp_conn_client: %s wants a positive "
+                    "number of microseconds\n", argv[arg]);
             return 2;
         }
+        arg += 2;
     }
     if (argc - arg != 3 || (total = atol(argv[arg + 1])) <= 0
         || (concurrency = atoi(argv[arg + 2])) <= 0
         || concurrency > MAX_THREADS) {
         fprintf(stderr, "usage: pp_conn_client [--proxy | --split | "
-                "--split-bare] [--hold-us N] PORT CONNECTIONS "
+                "--split-bare] [--hold-us N] [--gap-us N] PORT CONNECTIONS "
                 "CONCURRENCY(1-%d)\n", MAX_THREADS);
         return 2;
     }

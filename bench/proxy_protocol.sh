@@ -212,6 +212,12 @@
 #                 each connection open after Apache's close, as haproxy
 #                 does until its client has closed (Apache's lingering
 #                 close then goes to the listener thread) [0]
+#   DIRECT_GAP_US  with PERCONN_SENDER=direct, a busy wait of N us in
+#                 the sender before the request: between the header and
+#                 the request when they are two segments (as haproxy
+#                 writes the request some time after the header), before
+#                 the one write otherwise, so that the sender's pace is
+#                 the same for (a) and (c) [0]
 #   HAPROXY_SPIN  V:N[,V:N], e.g. a:12,c:0: haproxy runs a Lua action
 #                 on each plain HTTP connection to V (a or c) that spends
 #                 N us (0 to 999) of its CPU before it connects to Apache
@@ -289,6 +295,7 @@ PERCONN_PERF_CONNECTIONS=${PERCONN_PERF_CONNECTIONS:-20000}
 PERCONN_SENDER=${PERCONN_SENDER:-haproxy}
 DIRECT_SEGMENTS=${DIRECT_SEGMENTS:-one}
 DIRECT_HOLD_US=${DIRECT_HOLD_US:-0}
+DIRECT_GAP_US=${DIRECT_GAP_US:-0}
 PATHTIME=${PATHTIME:-0}
 PATHTIME_ROUNDS=${PATHTIME_ROUNDS:-10}
 PATHTIME_CONNECTIONS=${PATHTIME_CONNECTIONS:-2000}
@@ -339,6 +346,15 @@ case $DIRECT_HOLD_US in
 *) DIRECT_HOLD_US=$((10#$DIRECT_HOLD_US))
    [ "$DIRECT_HOLD_US" = 0 ] || [ "$PERCONN_SENDER" = direct ] || {
         echo "proxy_protocol.sh: DIRECT_HOLD_US needs PERCONN_SENDER=direct" >&2
+        exit 1; } ;;
+esac
+case $DIRECT_GAP_US in
+*[!0-9]*|''|???????*)
+    echo "proxy_protocol.sh: DIRECT_GAP_US must be a number of" \
+        "microseconds, at most 6 digits" >&2; exit 1 ;;
+*) DIRECT_GAP_US=$((10#$DIRECT_GAP_US))
+   [ "$DIRECT_GAP_US" = 0 ] || [ "$PERCONN_SENDER" = direct ] || {
+        echo "proxy_protocol.sh: DIRECT_GAP_US needs PERCONN_SENDER=direct" >&2
         exit 1; } ;;
 esac
 # Part 3 ends with the Apache instances stopped (its callgrind runs

@@ -8,7 +8,7 @@
 # perconn_sender (their description).
 #
 # Expects from the caller: the PERCONN_* settings, DIRECT_SEGMENTS,
-# DIRECT_HOLD_US,
+# DIRECT_HOLD_US, DIRECT_GAP_US,
 # SAME_INSTANCE, PROXY_VERSION, HAPROXY_WAIT_DATA; WORK, LABEL, APACHE_PID,
 # APACHE_PORT, FRONT_PORT, ON_CLIENT_CPUS, die; running servers and
 # children_cpu_ns, error_log_counts (pp_servers.sh); median, quartiles,
@@ -37,6 +37,7 @@ perconn_ab() {   # perconn_ab V N C OUT
         # shellcheck disable=SC2207
         opt=($(direct_option "$1"))
         [ "$DIRECT_HOLD_US" = 0 ] || opt+=(--hold-us "$DIRECT_HOLD_US")
+        [ "$DIRECT_GAP_US" = 0 ] || opt+=(--gap-us "$DIRECT_GAP_US")
         "${ON_CLIENT_CPUS[@]}" "$WORK/pp_conn_client" "${opt[@]}" \
             "${APACHE_PORT[$1]}" "$2" "$3" >"$4" 2>&1 || true
         grep -q "^$2 0 " "$4"
@@ -54,6 +55,8 @@ perconn_sender() {
     local held=""
     [ "$DIRECT_HOLD_US" = 0 ] \
         || held=", held open $DIRECT_HOLD_US us after Apache's close"
+    [ "$DIRECT_GAP_US" = 0 ] \
+        || held="$held, $DIRECT_GAP_US us before the request"
     if [ "$PERCONN_SENDER" = direct ]; then
         case $DIRECT_SEGMENTS in
         one) echo "pp_conn_client straight to Apache, header and request" \
