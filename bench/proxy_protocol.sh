@@ -92,7 +92,7 @@
 #    variant's connections a second (the sender's pace): the header
 #    costs haproxy about 12 us more on (c), and a sender that slow on
 #    one port alone makes Apache's CPU per connection dearer there by
-#    1.5 to 2 % with PIN=1, 0.4 % unpinned (an A/A control with
+#    1.5 to 2 % with PIN=1, 0.4 % in one unpinned run (an A/A control with
 #    HAPROXY_SPIN); HAPROXY_SPIN gives (a) the same pace.
 # 5. (PATHTIME=1; not in the default run) The time of a connection's
 #    path through Apache, measured inside it by bench/mod_pp_path_timing.c

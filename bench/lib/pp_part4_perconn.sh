@@ -288,7 +288,7 @@ per_connection_cpu() {
             || echo "  note: haproxy's pace differs ($(printf '%+.2f' \
                 "$pace") us a connection): a slower sender alone costs" \
                 "Apache more CPU a connection (A/A with 12 us: 1.5 to 2 %" \
-                "pinned, 0.4 % not);" \
+                "pinned, 0.4 % in one run unpinned);" \
                 "HAPROXY_SPIN compares at one pace"
     fi
     # Each variant's connections a second, as the sender counted them.

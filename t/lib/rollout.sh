@@ -60,9 +60,10 @@
 # restart's GOAWAY refused (RFC 9113 6.8: sent on a stream above the
 # GOAWAY's last_stream, so not processed) is sent again once on a new
 # connection, as the RFC allows and as browsers and curl >= 8.4 do (curl
-# 7.88 does not, docs/tls.md), whatever the GOAWAY's error code (mod_http2
-# sends -902 when a stopping session gets a new stream): rt_load_refused
-# counts those; the retry counts as a request, and fails like any other.
+# 7.88 does not, docs/tls.md), also when an error GOAWAY follows the
+# graceful one (mod_http2 sends -902 when a stopping session gets a new
+# stream): rt_load_refused counts those; the retry counts as a request, and
+# fails like any other.
 
 # shellcheck source=pool.sh
 . "$(dirname "${BASH_SOURCE[0]}")/pool.sh"
@@ -316,22 +317,25 @@ _rt_load_refused() {
     local v=$1 out=$2 port=$3 kind=$4 url host extra=()
     # refused-by-GOAWAY, in the awk below: a request with no answer at
     # all (000), sent on a stream above the last_stream of the last
-    # GOAWAY received while it ran.  Whatever that GOAWAY's error code,
-    # such a stream was not processed (RFC 9113 6.8): NO_ERROR in a
-    # graceful stop, or mod_http2's -902 when a stopping session is
-    # sent a new stream (docs/tls.md), which the G line shows.  An
-    # answer such as 421 or 5xx, or a stream at or below last_stream,
-    # stays a failure.
+    # GOAWAY received while it ran, when that GOAWAY said NO_ERROR (a
+    # graceful stop), or came after one that did (mod_http2's -902 when
+    # a stopping session, its shutdown notice sent, is sent a new
+    # stream: docs/tls.md; the G line shows the code).  Such a stream
+    # was not processed (RFC 9113 6.8).  An error GOAWAY without a
+    # graceful one first, an answer such as 421 or 5xx, or a stream at
+    # or below last_stream stays a failure.
     local prog='
         /Using Stream ID: / { for (i = 1; i <= NF; i++) if ($i == "ID:") sid = $(i + 1) + 0 }
         /GOAWAY, error=/ { g = $0; sub(/.*GOAWAY, /, "", g)
                            split(g, a, /[=,]/); gerr = a[2] + 0
-                           glast = a[4] + 0; have = 1 }
-        /^R / { refused = $2 == "000" && have && sid > glast
+                           glast = a[4] + 0; have = 1
+                           if (gerr == 0) notice = 1 }
+        /^R / { refused = $2 == "000" && have && sid > glast \
+                          && (gerr == 0 || notice)
                 if (mode == "urls") { if (refused) print $4 }
                 else if (refused) print "G", substr($0, 3), "(stream " sid ", GOAWAY error " gerr " last_stream " glast ")"
                 else print
-                have = 0; sid = 0 }'
+                have = 0; notice = 0; sid = 0 }'
     awk -v mode=lines "$prog" "$v" >>"$out"
     [ "$kind" = new ] && extra=(-H 'Connection: close')
     while read -r url; do
@@ -343,10 +347,12 @@ _rt_load_refused() {
             -w 'R %{http_code} %{num_connects} %{url_effective} %{errormsg}\n' \
             "$url" >>"$out" 2>/dev/null
     done < <(awk -v mode=urls "$prog" "$v")
-    # A failure that was not a refusal keeps the batch's curl -v log (the
-    # streams and GOAWAYs its connections got) beside OUT, to explain it.
+    # A failure that was not a refusal, or a refusal by a GOAWAY with an
+    # error code, keeps the batch's curl -v log (the streams and GOAWAYs
+    # its connections got) beside OUT, to explain it.
     if awk -v mode=lines "$prog" "$v" \
-        | awk '$1 == "R" && $2 != "200" { f = 1 } END { exit !f }'; then
+        | awk '($1 == "R" && $2 != "200") || ($1 == "G" && !/GOAWAY error 0 /) {
+                   f = 1 } END { exit !f }'; then
         mv "$v" "$out.failed.$(date +%s.%N).v"
     else
         rm -f "$v"
@@ -356,6 +362,7 @@ _rt_load_refused() {
 # rt_load_refused [SINCE [UNTIL]]: "N E": the requests a GOAWAY refused and
 # that were sent again (G lines), in batches started in [SINCE, UNTIL), and
 # how many of them a GOAWAY with an error code other than NO_ERROR refused
+# (after a graceful one: _rt_load_refused)
 rt_load_refused() {
     cat "$RT_LOAD_DIR"/*.log 2>/dev/null | awk -v since="${1:-0}" \
         -v until="${2:-9999999999}" '
@@ -369,8 +376,9 @@ rt_load_refused() {
 rt_load_refused_text() {
     local n e
     read -r n e < <(rt_load_refused "$@")
-    echo "$n refused by a GOAWAY and sent again (RFC 9113 6.8; $e by a" \
-        "GOAWAY with an error code: mod_http2's -902, docs/tls.md)"
+    echo "$n refused by a GOAWAY and sent again (RFC 9113 6.8; $e by an" \
+        "error GOAWAY after the graceful one, as mod_http2's -902:" \
+        "docs/tls.md)"
 }
 
 rt_load_start() { # DIR DOMAINFILE
