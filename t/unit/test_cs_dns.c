@@ -265,6 +265,18 @@ static int start_named(void)
     return 0;
 }
 
+/* CERTSUITE_KEEP as the scripts read it (t/lib/certsuite.sh): "failed"
+ * keeps the directory only when a check failed, any other value always. */
+static int keep_bind_dir(void)
+{
+    const char *keep = getenv("CERTSUITE_KEEP");
+
+    if (!keep || !*keep) {
+        return 0;
+    }
+    return strcmp(keep, "failed") != 0 || unit_state()->failed > 0;
+}
+
 static void stop_named(void)
 {
     int st;
@@ -273,10 +285,14 @@ static void stop_named(void)
         kill(named_pid, SIGTERM);
         waitpid(named_pid, &st, 0);
     }
-    if (bind_dir && !getenv("CERTSUITE_KEEP")) {
-        if (system(apr_psprintf(pool, "rm -rf '%s'", bind_dir)) != 0) {
-            printf("# could not remove %s\n", bind_dir);
-        }
+    if (!bind_dir) {
+        return;
+    }
+    if (keep_bind_dir()) {
+        printf("# kept %s\n", bind_dir);
+    }
+    else if (system(apr_psprintf(pool, "rm -rf '%s'", bind_dir)) != 0) {
+        printf("# could not remove %s\n", bind_dir);
     }
 }
 
