@@ -339,24 +339,24 @@ two|as-haproxy)
 *) echo "proxy_protocol.sh: DIRECT_SEGMENTS must be one, two or as-haproxy" >&2
    exit 1 ;;
 esac
-case $DIRECT_HOLD_US in
-*[!0-9]*|''|??????????*)
-    echo "proxy_protocol.sh: DIRECT_HOLD_US must be a number of" \
-        "microseconds, at most 9 digits" >&2; exit 1 ;;
-*) DIRECT_HOLD_US=$((10#$DIRECT_HOLD_US))
-   [ "$DIRECT_HOLD_US" = 0 ] || [ "$PERCONN_SENDER" = direct ] || {
-        echo "proxy_protocol.sh: DIRECT_HOLD_US needs PERCONN_SENDER=direct" >&2
-        exit 1; } ;;
-esac
-case $DIRECT_GAP_US in
-*[!0-9]*|''|???????*)
-    echo "proxy_protocol.sh: DIRECT_GAP_US must be a number of" \
-        "microseconds, at most 6 digits" >&2; exit 1 ;;
-*) DIRECT_GAP_US=$((10#$DIRECT_GAP_US))
-   [ "$DIRECT_GAP_US" = 0 ] || [ "$PERCONN_SENDER" = direct ] || {
-        echo "proxy_protocol.sh: DIRECT_GAP_US needs PERCONN_SENDER=direct" >&2
-        exit 1; } ;;
-esac
+# direct_us NAME DIGITS: the setting NAME is a number of microseconds of
+# at most DIGITS digits (leading zeros dropped), and unless 0 needs the
+# direct sender.
+direct_us() {
+    local v=${!1}
+    if ! [[ $v =~ ^[0-9]+$ ]] || [ "${#v}" -gt "$2" ]; then
+        echo "proxy_protocol.sh: $1 must be a number of microseconds," \
+            "at most $2 digits" >&2
+        exit 1
+    fi
+    v=$((10#$v))
+    [ "$v" = 0 ] || [ "$PERCONN_SENDER" = direct ] || {
+        echo "proxy_protocol.sh: $1 needs PERCONN_SENDER=direct" >&2
+        exit 1; }
+    printf -v "$1" %s "$v"
+}
+direct_us DIRECT_HOLD_US 9
+direct_us DIRECT_GAP_US 6
 # Part 3 ends with the Apache instances stopped (its callgrind runs
 # replace them one by one): parts 4 and 5 need them running.
 if [ "$COUNTS" != 0 ] && { [ "$PERCONN" != 0 ] || [ "$PATHTIME" != 0 ]; }; then
