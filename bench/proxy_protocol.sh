@@ -234,16 +234,18 @@
 #                 [unset]
 #   PATHTIME      1 runs part 5 [0]
 #   PATHTIME_ROUNDS [10]  PATHTIME_CONNECTIONS [2000]
-#   PERCONN_PERF  1: with PERCONN=1, after part 4: perf records the
-#                 listener threads of (a) and (c) (task-clock, kernel and
-#                 user) during PERCONN_PERF_CONNECTIONS [20000]
+#   PERCONN_PERF  1 or listeners: with PERCONN=1, after part 4: perf
+#                 records the listener threads of (a) and (c) (task-clock,
+#                 kernel and user) during PERCONN_PERF_CONNECTIONS [20000]
 #                 connections each, and prints their CPU a connection by
-#                 symbol, side by side [0]
-#   PERCONN_TRACE 1: with PERCONN=1, after part 4: perf stat counts, over
-#                 PERCONN_PERF_CONNECTIONS connections each, what the
-#                 kernel does in the listener threads of (a) and (c):
-#                 packets received and sent in their context, their
-#                 context switches and system calls [0]
+#                 symbol, side by side; workers: the children's other
+#                 threads instead [0]
+#   PERCONN_TRACE 1 or listeners: with PERCONN=1, after part 4: perf stat
+#                 counts, over PERCONN_PERF_CONNECTIONS connections each,
+#                 what the kernel does in the listener threads of (a) and
+#                 (c): packets received and sent in their context, their
+#                 context switches and system calls; workers: in the
+#                 children's other threads instead [0]
 #   SAME_INSTANCE 1: (a) and (c) are two ports of one Apache, the PROXY
 #                 protocol on in a <VirtualHost> of (c)'s port only, so that
 #                 part 4 compares them on the same processes and threads
@@ -325,6 +327,14 @@ esac
         "(each at most once), N from 0 to 999 microseconds, not" \
         "'$HAPROXY_SPIN'" >&2
     exit 1; }
+for setting in PERCONN_PERF PERCONN_TRACE; do
+    case ${!setting} in
+    0|1|listeners|workers) ;;
+    *) echo "proxy_protocol.sh: $setting must be 0, 1, listeners or" \
+            "workers, not '${!setting}'" >&2
+       exit 1 ;;
+    esac
+done
 case $PERCONN_SENDER in
 haproxy|direct) ;;
 *) echo "proxy_protocol.sh: PERCONN_SENDER must be haproxy or direct" >&2
@@ -512,7 +522,7 @@ if [ "$MACRO" != 0 ] || [ "$COUNTS" != 0 ] || [ "$PERCONN" != 0 ] \
     [ "$MACRO" = 0 ] || macro_benchmark
     [ "$COUNTS" = 0 ] || count_per_connection
     [ "$PERCONN" = 0 ] || per_connection_cpu
-    [ "$PERCONN" = 0 ] || [ "$PERCONN_PERF" = 0 ] || listener_profile
-    [ "$PERCONN" = 0 ] || [ "$PERCONN_TRACE" = 0 ] || listener_trace
+    [ "$PERCONN" = 0 ] || [ "$PERCONN_PERF" = 0 ] || threads_profile
+    [ "$PERCONN" = 0 ] || [ "$PERCONN_TRACE" = 0 ] || threads_trace
     [ "$PATHTIME" = 0 ] || path_timing
 fi

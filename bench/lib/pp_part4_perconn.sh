@@ -1,9 +1,9 @@
 # shellcheck shell=bash
 # bench/lib/pp_part4_perconn.sh: part 4 of bench/proxy_protocol.sh
 # (PERCONN=1), Apache's CPU per connection of (a) and (c) in alternating
-# rounds (per_connection_cpu), with 4b, the listener threads by symbol
-# (PERCONN_PERF=1, listener_profile), and 4c, the kernel's events in the
-# listener threads (PERCONN_TRACE=1, listener_trace).  Also the senders
+# rounds (per_connection_cpu), with 4b, the listener (or worker) threads
+# by symbol (PERCONN_PERF, threads_profile), and 4c, the kernel's events
+# in them (PERCONN_TRACE, threads_trace).  Also the senders
 # that part 5 uses: perconn_ab (ab via haproxy, or pp_conn_client) and
 # perconn_sender (their description).
 #
@@ -12,7 +12,8 @@
 # SAME_INSTANCE, PROXY_VERSION, HAPROXY_WAIT_DATA; WORK, LABEL, APACHE_PID,
 # APACHE_PORT, FRONT_PORT, ON_CLIENT_CPUS, die; running servers and
 # children_cpu_ns, error_log_counts (pp_servers.sh); median, quartiles,
-# bootstrap_median (stats.sh).  Defines LISTENERS and TRACE_EVENTS.
+# bootstrap_median (stats.sh).  Defines LISTENERS, WORKERS, TRACED and
+# TRACE_EVENTS.
 
 # pp_conn_client's option for V: what it writes, in how many segments
 # (DIRECT_SEGMENTS).
@@ -97,6 +98,31 @@ find_listeners() {   # find_listeners V
         "(the listener) after $try tries"
 }
 
+# The other threads of V's children (workers, and the few that sleep):
+# sets WORKERS[V] like LISTENERS[V].  After find_listeners V.
+declare -A WORKERS=()
+find_workers() {   # find_workers V
+    local p t
+    WORKERS[$1]=""
+    for p in $(pgrep -P "${APACHE_PID[$1]}"); do
+        for t in /proc/"$p"/task/*; do
+            case " ${LISTENERS[$1]} " in
+            *" $t "*) ;;
+            *) WORKERS[$1]="${WORKERS[$1]} $t" ;;
+            esac
+        done
+    done
+}
+
+# The thread ids (comma-separated) that 4b and 4c look at in V: the
+# listeners, or with PERCONN_PERF or PERCONN_TRACE set to workers, the
+# other threads.
+traced_tids() {   # traced_tids V
+    local t list=${LISTENERS[$1]}
+    [ "$TRACED" = listeners ] || list=${WORKERS[$1]}
+    for t in $list; do basename "$t"; done | paste -sd,
+}
+
 # CPU time so far of V's listener threads, in ns.
 listener_cpu_ns() {
     local t
@@ -113,6 +139,19 @@ listener_sleeps() {
         awk '$1 == "voluntary_ctxt_switches:" { print $2 }' "$t/status" \
             2>/dev/null || true
     done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# Scheduler counts so far of every thread of V's children, from
+# /proc/PID/task/TID/sched: "voluntary involuntary migrations" (a thread
+# that slept, one that was preempted, one moved to another CPU).
+children_sched() {   # children_sched V
+    local p
+    for p in $(pgrep -P "${APACHE_PID[$1]}"); do
+        cat /proc/"$p"/task/*/sched 2>/dev/null || true
+    done | awk '$1 == "nr_voluntary_switches" { v += $3 }
+                $1 == "nr_involuntary_switches" { i += $3 }
+                $1 == "se.nr_migrations" { m += $3 }
+                END { printf "%.0f %.0f %.0f\n", v, i, m }'
 }
 
 # V's children's CPU once the last connections' work is done (no growth
@@ -137,11 +176,13 @@ sender_cpu_ns() {
 
 # One run of V; appends "round variant us_per_connection
 # listener_us_per_connection listener_wakeups_per_connection
-# haproxy_us_per_connection" to $WORK/perconn.
+# haproxy_us_per_connection, and of every thread: wakeups, preemptions,
+# migrations per connection" to $WORK/perconn.
 perconn_run() {   # perconn_run V ROUND
     local v=$1 round=$2 out=$WORK/perconn.ab.$1.$2 c0 c1 w0 w1 r0 r1 l0 l1 \
-        s0 s1 h0 h1
+        s0 s1 h0 h1 x0 x1
     read -r w0 r0 < <(error_log_counts "$v")
+    x0=$(children_sched "$v")
     s0=$(listener_sleeps "$v")
     l0=$(listener_cpu_ns "$v")
     h0=$(sender_cpu_ns)
@@ -152,14 +193,19 @@ perconn_run() {   # perconn_run V ROUND
     h1=$(sender_cpu_ns)
     l1=$(listener_cpu_ns "$v")
     s1=$(listener_sleeps "$v")
+    x1=$(children_sched "$v")
     read -r w1 r1 < <(error_log_counts "$v")
     [ "$w1" = "$w0" ] && [ "$r1" = "$r0" ] \
         || die "${LABEL[$v]}: warnings or refused connections in round" \
             "$round, see $WORK/httpd-$v/error.log"
     awk -v r="$round" -v v="$v" -v c="$((c1 - c0))" -v l="$((l1 - l0))" \
         -v s="$((s1 - s0))" -v h="$((h1 - h0))" -v n="$PERCONN_CONNECTIONS" \
-        'BEGIN { printf "%d %s %.3f %.3f %.3f %.3f\n", r, v, c / 1000 / n,
-                 l / 1000 / n, s / n, h / 1000 / n }' >>"$WORK/perconn"
+        -v x0="$x0" -v x1="$x1" \
+        'BEGIN { split(x0, a); split(x1, b)
+                 printf "%d %s %.3f %.3f %.3f %.3f %.3f %.3f %.3f\n", r, v,
+                        c / 1000 / n, l / 1000 / n, s / n, h / 1000 / n,
+                        (b[1] - a[1]) / n, (b[2] - a[2]) / n,
+                        (b[3] - a[3]) / n }' >>"$WORK/perconn"
 }
 
 # strace -c -f attached to V's children while ab makes N connections:
@@ -187,7 +233,7 @@ perconn_strace() {   # perconn_strace V
 }
 
 per_connection_cpu() {
-    local round v s_a s_c pace
+    local round v s_a s_c pace col
     echo
     echo "== 4. Apache's CPU per connection, (a) and (c) interleaved:" \
         "$PERCONN_ROUNDS rounds of $PERCONN_CONNECTIONS connections each" \
@@ -256,6 +302,18 @@ per_connection_cpu() {
         awk -v v="$v" '$2 == v { print $5 }' "$WORK/perconn" | quartiles \
             | awk -v l="${LABEL[$v]:0:3} listener wakes/conn" '{
                 printf "  %-24s %10.3f %10.3f %10.3f\n", l, $1, $2, $3 }'
+    done
+    # Every thread's (listener and workers) scheduler counts: a worker
+    # that waits for its connection's next bytes sleeps once more.
+    printf '  %-24s %10s %10s %10s\n' "median a connection" wake-ups \
+        preemptions migrations
+    for v in a c; do
+        printf '  %-24s' "${LABEL[$v]:0:3} all threads"
+        for col in 7 8 9; do
+            printf ' %10.3f' "$(awk -v v="$v" -v k="$col" '$2 == v { print $k }' \
+                "$WORK/perconn" | median)"
+        done
+        echo
     done
     awk '{ t[$1, $2] = $3; l[$1, $2] = $4; if ($1 > n) n = $1 }
          END { for (r = 1; r <= n; r++)
@@ -342,17 +400,17 @@ per_connection_cpu() {
 # Writes "symbol us_per_connection" lines to $WORK/perf.V.syms.
 perconn_perf() {   # perconn_perf V
     local v=$1 tids ppid l0 l1 ok=1
-    tids=$(for t in ${LISTENERS[$v]}; do basename "$t"; done | paste -sd,)
+    tids=$(traced_tids "$v")
     perf record -q -e task-clock -c 100000 -t "$tids" \
         -o "$WORK/perf.$v.data" 2>"$WORK/perf.$v.log" &
     ppid=$!
     sleep 1
     kill -0 "$ppid" 2>/dev/null \
         || die "perf record did not start: $(cat "$WORK/perf.$v.log")"
-    l0=$(listener_cpu_ns "$v")
+    l0=$(traced_cpu_ns "$v")
     perconn_ab "$v" "$PERCONN_PERF_CONNECTIONS" "$PERCONN_CONCURRENCY" \
         "$WORK/perf.ab.$v" || ok=
-    l1=$(listener_cpu_ns "$v")
+    l1=$(traced_cpu_ns "$v")
     kill -INT "$ppid" 2>/dev/null || true
     wait "$ppid" 2>/dev/null || true
     [ -n "$ok" ] || die "${LABEL[$v]}: errors under perf, see $WORK/perf.ab.$v"
@@ -367,24 +425,43 @@ perconn_perf() {   # perconn_perf V
         || die "perf report gave nothing, see $WORK/perf.$v.log"
 }
 
-# The heading of 4b or 4c, then FN a and FN c, each on the listener
-# threads of its variant under perf during PERCONN_PERF_CONNECTIONS.
-on_listeners() {   # on_listeners SWITCH HEADING FN
+# CPU time so far of the threads that 4b looks at in V, in ns.
+traced_cpu_ns() {   # traced_cpu_ns V
+    local t list=${LISTENERS[$1]}
+    [ "$TRACED" = listeners ] || list=${WORKERS[$1]}
+    for t in $list; do
+        cat "$t/schedstat" 2>/dev/null || true
+    done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# The heading of 4b or 4c, then FN a and FN c, each on the threads of its
+# variant that SETTING (listeners, or workers: the other threads) names,
+# under perf during PERCONN_PERF_CONNECTIONS.  Sets TRACED.
+TRACED=listeners
+on_threads() {   # on_threads SWITCH SETTING HEADING FN
     local v
     command -v perf >/dev/null || die "$1 needs perf (linux-perf)"
+    case $2 in
+    1|listeners) TRACED=listeners ;;
+    *) TRACED=workers ;;
+    esac
     echo
-    echo "$2, $PERCONN_PERF_CONNECTIONS connections each ($(perconn_sender)) =="
-    find_listeners a
-    find_listeners c
+    echo "$3, the $TRACED, $PERCONN_PERF_CONNECTIONS connections each" \
+        "($(perconn_sender)) =="
     for v in a c; do
-        "$3" "$v"
+        find_listeners "$v"
+        find_workers "$v"
+    done
+    for v in a c; do
+        "$4" "$v"
     done
 }
 
-# The listener threads of (a) and (c) by symbol (PERCONN_PERF=1).
-listener_profile() {
-    on_listeners PERCONN_PERF=1 \
-        "== 4b. The listener threads by symbol, perf task-clock" perconn_perf
+# The listener (or worker) threads of (a) and (c) by symbol
+# (PERCONN_PERF=1|listeners|workers).
+threads_profile() {
+    on_threads PERCONN_PERF "$PERCONN_PERF" \
+        "== 4b. The threads by symbol, perf task-clock" perconn_perf
     printf '  %-48s %8s %8s %8s\n' "us/connection" "(a)" "(c)" "(c)-(a)"
     LC_ALL=C join -a1 -a2 -e0 -o 0,1.2,2.2 "$WORK/perf.a.syms" \
         "$WORK/perf.c.syms" >"$WORK/perf.joined"
@@ -396,19 +473,20 @@ listener_profile() {
                       a, c, c - a }' "$WORK/perf.joined"
 }
 
-# The kernel's events in the listener threads (PERCONN_TRACE=1).  Counted
+# The kernel's events in the traced threads (PERCONN_TRACE).  Counted
 # per thread, so a packet counts where it is processed: a segment that
 # arrives while its socket is locked waits in the socket's backlog and is
 # processed by the thread that holds the lock, when it lets go.
 TRACE_EVENTS=net:netif_receive_skb,net:net_dev_xmit,sched:sched_switch
-for call in epoll_wait epoll_ctl accept4 read close futex; do
+for call in epoll_wait epoll_ctl accept4 read recvfrom poll writev \
+    shutdown close futex; do
     TRACE_EVENTS=$TRACE_EVENTS,syscalls:sys_enter_$call
 done
 
 # Writes "event per_connection" lines to $WORK/trace.V.per.
 perconn_trace() {   # perconn_trace V
     local v=$1 tids ppid ok=1
-    tids=$(for t in ${LISTENERS[$v]}; do basename "$t"; done | paste -sd,)
+    tids=$(traced_tids "$v")
     perf stat -x, -e "$TRACE_EVENTS" -t "$tids" -o "$WORK/trace.$v" \
         2>"$WORK/trace.$v.log" &
     ppid=$!
@@ -431,10 +509,11 @@ perconn_trace() {   # perconn_trace V
         || die "perf stat did not count every event, see $WORK/trace.$v and $WORK/trace.$v.log"
 }
 
-# The listener threads' kernel events of (a) and (c) (PERCONN_TRACE=1).
-listener_trace() {
-    on_listeners PERCONN_TRACE=1 \
-        "== 4c. The kernel's events in the listener threads, a connection" \
+# The listener (or worker) threads' kernel events of (a) and (c)
+# (PERCONN_TRACE=1|listeners|workers).
+threads_trace() {
+    on_threads PERCONN_TRACE "$PERCONN_TRACE" \
+        "== 4c. The kernel's events in the threads, a connection" \
         perconn_trace
     printf '  %-28s %8s %8s %8s\n' "per connection" "(a)" "(c)" "(c)-(a)"
     LC_ALL=C join -a1 -a2 -e0 -o 0,1.2,2.2 "$WORK/trace.a.per" \
