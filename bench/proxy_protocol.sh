@@ -87,7 +87,10 @@
 #    header, then the request, two segments to (c), one to (a));
 #    DIRECT_SEGMENTS=two gives either port two segments.  The listener
 #    threads' wake-ups a connection are reported with their CPU: with
-#    several connections in flight one wake-up can serve several.
+#    several connections in flight one wake-up can serve several; so
+#    are every thread's wake-ups, preemptions and migrations (medians a
+#    connection, from /proc/PID/task/TID/sched): a worker that waits for
+#    a request that is not there yet wakes once more.
 #    Through haproxy, its CPU per connection is reported too, and each
 #    variant's connections a second (the sender's pace): the header
 #    costs haproxy about 12 us more on (c), and a sender that slow on
@@ -138,9 +141,16 @@
 #                 Apache's accept (TCP_DEFER_ACCEPT) can wake on the
 #                 header alone and a worker then waits for the request,
 #                 which (a), without a header, never does.  (Seen with one
-#                 request at a time; under this script's load it happens
-#                 on fewer than 1 connection in 200: docs/benchmarks.md.)
-#                 [0]
+#                 request at a time; under part 4's load, on fewer than 1
+#                 connection in 200 with PIN=1, on about 1 in 4 with PIN=0:
+#                 PERCONN_TRACE=workers counts the workers' poll() calls,
+#                 docs/benchmarks.md.) [0]
+#   ACCEPT_FILTER none or data: "AcceptFilter http|https VALUE" in every
+#                 Apache instance.  none: httpd accepts a connection as
+#                 soon as it is made, with or without data, so (a) too
+#                 waits in a worker for a request that is not there yet
+#                 (a control for the above) [unset: httpd's default, data
+#                 on Linux: TCP_DEFER_ACCEPT]
 #   LISTEN_BUCKETS_RATIO
 #                 N: "ListenCoresBucketsRatio N" in every Apache instance
 #                 (1 on 2 CPUs: each child its own SO_REUSEPORT listening
@@ -309,6 +319,7 @@ CC=${CC:-cc}
 OPENSSL=${OPENSSL:-openssl}
 APACHE_CPU_QUOTA=${APACHE_CPU_QUOTA:-}
 LISTEN_BUCKETS_RATIO=${LISTEN_BUCKETS_RATIO:-}
+ACCEPT_FILTER=${ACCEPT_FILTER:-}
 ORDER=${ORDER:-rotate}
 CGROUP_CPU=/sys/fs/cgroup/cpu
 
@@ -374,6 +385,12 @@ if [ "$COUNTS" != 0 ] && { [ "$PERCONN" != 0 ] || [ "$PATHTIME" != 0 ]; }; then
         "PERCONN=1 or PATHTIME=1 with COUNTS=0" >&2
     exit 1
 fi
+case $ACCEPT_FILTER in
+''|none|data) ;;
+*) echo "proxy_protocol.sh: ACCEPT_FILTER must be none or data, not" \
+       "'$ACCEPT_FILTER'" >&2
+   exit 1 ;;
+esac
 case $LISTEN_BUCKETS_RATIO in
 ''|[1-9]|[1-9][0-9]) ;;
 *) echo "proxy_protocol.sh: LISTEN_BUCKETS_RATIO must be 1 to 99, not" \
@@ -513,7 +530,7 @@ if [ "$MACRO" != 0 ] || [ "$COUNTS" != 0 ] || [ "$PERCONN" != 0 ] \
         && echo "Apache on CPU $APACHE_CPUS, wrk+haproxy on CPU $CLIENT_CPUS" \
         || echo "not pinned")); $($HTTPD -v | head -1);" \
         "$($HAPROXY -v | head -1 | cut -d' ' -f1-3); PROXY v$PROXY_VERSION;" \
-        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA${HAPROXY_SPIN:+; HAPROXY_SPIN=$HAPROXY_SPIN}$([ -z "$APACHE_CPU_QUOTA" ] \
+        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA${HAPROXY_SPIN:+; HAPROXY_SPIN=$HAPROXY_SPIN}${ACCEPT_FILTER:+; AcceptFilter $ACCEPT_FILTER}$([ -z "$APACHE_CPU_QUOTA" ] \
             || echo "; APACHE_CPU_QUOTA=$APACHE_CPU_QUOTA (% of one CPU)")"
     check_tools
     write_wrk_script

@@ -9,7 +9,7 @@
 # Sourced by bench/proxy_protocol.sh, which defines the globals read here:
 # its settings (HTTPD, HAPROXY, WRK, OPENSSL, CC, MODULES_DIR, MODULE_SO,
 # PROXY_VERSION, HAPROXY_WAIT_DATA, HAPROXY_SPIN, APACHE_CPU_QUOTA, LISTEN_BUCKETS_RATIO,
-# CGROUP_CPU, PIN,
+# ACCEPT_FILTER, CGROUP_CPU, PIN,
 # CLIENT_CPUS, SAME_INSTANCE, PATHTIME, PERCONN_SENDER, TLS), TOP, WORK,
 # VARIANTS, LABEL, APACHE_PORT, FRONT_PORT, APACHE_TLS_PORT, FRONT_TLS_PORT,
 # the prefixes ON_APACHE_CPUS and ON_CLIENT_CPUS, and die (t/lib/certsuite.sh).
@@ -165,6 +165,7 @@ MaxKeepAliveRequests    0
 KeepAliveTimeout        30
 Timeout                 30
 $([ -z "$LISTEN_BUCKETS_RATIO" ] || echo "ListenCoresBucketsRatio $LISTEN_BUCKETS_RATIO")
+$([ -z "$ACCEPT_FILTER" ] || printf 'AcceptFilter http %s\nAcceptFilter https %s\n' "$ACCEPT_FILTER" "$ACCEPT_FILTER")
 
 DocumentRoot "$WORK/htdocs"
 <Directory "$WORK/htdocs">
