@@ -134,17 +134,17 @@
 #                 1: every haproxy frontend, (a), (b) and (c) alike, waits
 #                 for the client's first bytes before it connects to Apache
 #                 ("tcp-request inspect-delay 5s" and "tcp-request content
-#                 accept if { req.len gt 0 }"), so the PROXY header and the
-#                 request (or ClientHello) reach Apache back to back.  By
-#                 default (0) haproxy in TCP mode connects as soon as the
-#                 client does and writes the PROXY header at once, so
+#                 accept if { req.len gt 0 }").  Either way haproxy 2.6
+#                 writes the PROXY header in a segment of its own as soon
+#                 as it has connected, and the request after it, so
 #                 Apache's accept (TCP_DEFER_ACCEPT) can wake on the
 #                 header alone and a worker then waits for the request,
 #                 which (a), without a header, never does.  (Seen with one
 #                 request at a time; under part 4's load, on fewer than 1
-#                 connection in 200 with PIN=1, on about 1 in 4 with PIN=0:
-#                 PERCONN_TRACE=workers counts the workers' poll() calls,
-#                 docs/benchmarks.md.) [0]
+#                 connection in 200 with PIN=1, on about 1 in 4 with PIN=0,
+#                 also with HAPROXY_WAIT_DATA=1: PERCONN_TRACE=workers
+#                 counts the workers' poll() calls, docs/benchmarks.md.)
+#                 [0]
 #   ACCEPT_FILTER none or data: "AcceptFilter http|https VALUE" in every
 #                 Apache instance.  none: httpd accepts a connection as
 #                 soon as it is made, with or without data, so (a) too

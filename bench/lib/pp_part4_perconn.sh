@@ -392,11 +392,13 @@ per_connection_cpu() {
         | sort -k2,2gr
 }
 
-# perf on V's listener threads while the sender makes
-# PERCONN_PERF_CONNECTIONS connections.  The samples give each symbol's
-# share only (task-clock every 100 us of the threads' CPU: at shorter
-# periods this VM drops ticks and counts about half the time); the
-# listeners' CPU over the same connections (schedstat) scales them.
+# perf on V's listener (or worker: TRACED) threads while the sender
+# makes PERCONN_PERF_CONNECTIONS connections.  The samples give each
+# symbol's share only (task-clock every 100 us of the threads' CPU: at
+# shorter periods this VM drops ticks and counts about half the time);
+# the same threads' CPU over the same connections (schedstat) scales
+# them, perf's own cost included (with 128 worker threads recorded their
+# total exceeds part 4's CPU a connection: compare symbols, not totals).
 # Writes "symbol us_per_connection" lines to $WORK/perf.V.syms.
 perconn_perf() {   # perconn_perf V
     local v=$1 tids ppid l0 l1 ok=1

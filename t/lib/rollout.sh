@@ -36,6 +36,9 @@
 #                             kept-alive" of the batches started in
 #                             [SINCE, UNTIL) (epoch seconds)
 #   rt_load_failures [SINCE [UNTIL]]  the failed requests
+#   rt_load_backend_twice     the load's requests that reached the backend
+#                             more than once since rt_load_start
+#   rt_load_backend_seen      how many of the load's requests it logged
 #   rt_sampler_start FILE     sample HAProxy's `show stat` and each
 #                             proxy's /certsync-status every RT_SAMPLE_MS
 #   rt_sampler_stop
@@ -63,7 +66,12 @@
 # 7.88 does not, docs/tls.md), also when an error GOAWAY follows the
 # graceful one (mod_http2 sends -902 when a stopping session gets a new
 # stream): rt_load_refused counts those; the retry counts as a request, and
-# fails like any other.
+# fails like any other.  That the refused request was indeed not processed
+# is checked where it would show: every load URL is unique, and the
+# backend logs each request it serves, so one sent again after a GOAWAY
+# that had been processed after all would be there twice (check-rollout
+# checks it with rt_load_backend_twice; t/rollout/h2_graceful.sh prints
+# it).
 
 # shellcheck source=pool.sh
 . "$(dirname "${BASH_SOURCE[0]}")/pool.sh"
@@ -385,6 +393,9 @@ rt_load_start() { # DIR DOMAINFILE
     local w
     RT_LOAD_DIR=$1
     RT_LOAD_PIDS=()
+    # Where the backend's access log stood: rt_load_backend_twice reads on.
+    RT_LOAD_BACKEND_FROM=$(stat -c %s "$POOL_DIR/backend/logs/access_log" \
+                           2>/dev/null || echo 0)
     mkdir -p "$RT_LOAD_DIR"
     rm -f "$RT_LOAD_DIR/stop"
     for ((w = 1; w <= RT_LOAD_NEW; w++)); do
@@ -422,6 +433,29 @@ rt_load_counts() {
             if ($4 ~ /\/new\?/) nw++; else ka++
         }
         END { printf "%d %d %d %d\n", r, f, nw, ka }'
+}
+
+# rt_load_backend_twice: the load's request lines ("GET /new?w=..." or
+# "GET /ka?w=...", each URL sent once, or twice when a GOAWAY refused it)
+# that the backend logged more than once since rt_load_start, with the
+# count; nothing when each reached it at most once.
+rt_load_backend_twice() {
+    _rt_load_backend_lines \
+        | awk '{ n[$0]++ } END { for (r in n) if (n[r] > 1) print n[r], r }'
+}
+
+# rt_load_backend_seen: how many of the load's requests the backend logged
+# since rt_load_start (at least the 200s of rt_load_counts, or the check
+# above looked at nothing).
+rt_load_backend_seen() {
+    _rt_load_backend_lines | wc -l
+}
+
+# The load's request lines in the backend's access log since rt_load_start.
+_rt_load_backend_lines() {
+    tail -c +"$((RT_LOAD_BACKEND_FROM + 1))" \
+        "$POOL_DIR/backend/logs/access_log" 2>/dev/null \
+        | awk -F'"' '$2 ~ /^GET \/(new|ka)\?w=/ { print $2 }'
 }
 
 # rt_load_failures [SINCE [UNTIL]]: the failed requests (for diagnosis)

@@ -742,6 +742,21 @@ okif $? "no AH01909 (certificate does not match the ServerName) in any" \
     || diag "$(head -3 <<<"$bad" | cut -c1-240)"
 rt_load_stop
 rt_sampler_stop
+# A request sent again after a GOAWAY refused it must not have been
+# processed the first time (RFC 9113 6.8): the backend saw it once.
 c=($(rt_load_counts))
+# (The backend logs a request just after its response: give the last
+# lines a moment.)
+for _ in $(seq 20); do
+    seen=$(rt_load_backend_seen)
+    [ "$seen" -lt $((c[0] - c[1])) ] || break
+    sleep 0.1
+done
+twice=$(rt_load_backend_twice)
+[ -z "$twice" ] && [ "$seen" -ge $((c[0] - c[1])) ]
+okif $? "no request of the load reached the backend twice" \
+    "($(rt_load_refused | cut -d' ' -f1) sent again after a GOAWAY;" \
+    "$seen logged by the backend, $((c[0] - c[1])) answered 200)" \
+    || diag "$(head -5 <<<"$twice")"
 diag "all scenarios: ${c[0]} requests through HAProxy (${c[2]} on new connections, ${c[3]} kept alive, $RT_LOAD_HTTP), ${c[1]} failed, $(rt_load_refused_text); $(wc -l <"$work/samples") samples; $(elapsed)"
 finish

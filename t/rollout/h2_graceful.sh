@@ -156,6 +156,7 @@ if [ "$H2G_CLIENT" = rollout ]; then
     echo "requests ${c[0]}, failed ${c[1]}; $(rt_load_refused_text); $(wc -l <"$work/restarts") graceful restarts"
     grep -h '^G ' "$work"/rload/*.log | head -n 10 | sed 's/^/#   /'
     rt_load_failures | head -n 10 | sed 's/^/#   failed: /'
+    rt_load_backend_twice | head -n 10 | sed 's/^/#   reached the backend twice: /'
     exit 0
 fi
 pids=()
