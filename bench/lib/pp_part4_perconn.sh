@@ -114,21 +114,35 @@ find_workers() {   # find_workers V
     done
 }
 
-# The thread ids (comma-separated) that 4b and 4c look at in V: the
-# listeners, or with PERCONN_PERF or PERCONN_TRACE set to workers, the
-# other threads.
+# The threads ("/proc/PID/task/TID" each) that 4b and 4c look at in V:
+# the listeners, or with PERCONN_PERF or PERCONN_TRACE set to workers,
+# the other threads (TRACED).
+traced_threads() {   # traced_threads V
+    if [ "$TRACED" = listeners ]; then
+        echo "${LISTENERS[$1]}"
+    else
+        echo "${WORKERS[$1]}"
+    fi
+}
+
+# Their thread ids, comma-separated, for perf -t.
 traced_tids() {   # traced_tids V
-    local t list=${LISTENERS[$1]}
-    [ "$TRACED" = listeners ] || list=${WORKERS[$1]}
-    for t in $list; do basename "$t"; done | paste -sd,
+    local t
+    for t in $(traced_threads "$1"); do basename "$t"; done | paste -sd,
+}
+
+# CPU time so far of these threads ("/proc/PID/task/TID" each), in ns.
+threads_cpu_ns() {   # threads_cpu_ns THREAD...
+    local t
+    for t in "$@"; do
+        cat "$t/schedstat" 2>/dev/null || true
+    done | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
 # CPU time so far of V's listener threads, in ns.
 listener_cpu_ns() {
-    local t
-    for t in ${LISTENERS[$1]}; do
-        cat "$t/schedstat" 2>/dev/null || true
-    done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+    # shellcheck disable=SC2086
+    threads_cpu_ns ${LISTENERS[$1]}
 }
 
 # Times V's listener threads have gone to sleep so far (voluntary
@@ -429,11 +443,8 @@ perconn_perf() {   # perconn_perf V
 
 # CPU time so far of the threads that 4b looks at in V, in ns.
 traced_cpu_ns() {   # traced_cpu_ns V
-    local t list=${LISTENERS[$1]}
-    [ "$TRACED" = listeners ] || list=${WORKERS[$1]}
-    for t in $list; do
-        cat "$t/schedstat" 2>/dev/null || true
-    done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+    # shellcheck disable=SC2046
+    threads_cpu_ns $(traced_threads "$1")
 }
 
 # The heading of 4b or 4c, then FN a and FN c, each on the threads of its
