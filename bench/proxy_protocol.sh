@@ -5,8 +5,9 @@
 # 1. Parser micro-benchmark (bench/pp_parse_bench.c): ns per header for a v1
 #    header, a v2 IPv4 header and a v2 header with TLVs, then instructions
 #    per header counted by callgrind.
-# 2. The same HTTP workload through HAProxy (TCP mode) to three Apache
-#    instances that differ only in how they learn the client address:
+# 2. The same HTTP workload through HAProxy (TCP mode; or nginx's stream
+#    module, BALANCER=nginx) to three Apache instances that differ only in
+#    how they learn the client address:
 #      (a) plain      haproxy without send-proxy, Apache without PROXY support
 #      (b) remoteip   haproxy send-proxy, mod_remoteip RemoteIPProxyProtocol On
 #      (c) module     haproxy send-proxy, mod_proxy_protocol (ProxyProtocol On,
@@ -130,6 +131,16 @@
 #   WORKLOADS     any of close, keepalive, direct, tls, tls-keepalive
 #                 [close keepalive tls]
 #   PROXY_VERSION 1 (send-proxy) or 2 (send-proxy-v2) [1]
+#   BALANCER      haproxy or nginx: the TCP balancer in front of Apache
+#                 in parts 2 to 5.  nginx: nginx's stream module (Debian:
+#                 nginx-light and libnginx-mod-stream), one worker, on the
+#                 same ports, "proxy_protocol on" for (b) and (c), and
+#                 "ssl_preread on" in every server, so that nginx connects
+#                 to Apache once the client's first bytes are there and
+#                 writes the PROXY header and those bytes in one writev()
+#                 (haproxy 2.6 writes the header and the request in two
+#                 send() calls, see HAPROXY_WAIT_DATA).  PROXY v1 only;
+#                 the HAPROXY_* settings do not apply [haproxy]
 #   HAPROXY_WAIT_DATA
 #                 1: every haproxy frontend, (a), (b) and (c) alike, waits
 #                 for the client's first bytes before it connects to Apache
@@ -198,9 +209,9 @@
 #                 b c a, c a b, ...), so that none is always the first or
 #                 the last of a round; fixed: a b c in every round (runs
 #                 before the fifth session) [rotate]
-#   BASE_PORT     Apache on BASE_PORT+1..3 (TLS: +21..23), haproxy on
+#   BASE_PORT     Apache on BASE_PORT+1..3 (TLS: +21..23), the balancer on
 #                 BASE_PORT+11..13 (TLS: +31..33) [18080]
-#   PIN           1: Apache on APACHE_CPUS, wrk+haproxy on CLIENT_CPUS
+#   PIN           1: Apache on APACHE_CPUS, wrk+balancer on CLIENT_CPUS
 #                 [1 if there are 2 CPUs or more]
 #   APACHE_CPUS   [1]       CLIENT_CPUS [0]      WRK_THREADS [1]
 #   MICRO, MACRO, COUNTS
@@ -209,9 +220,10 @@
 #                 leaves the Apache instances stopped)
 #   PERCONN_ROUNDS [41]  PERCONN_CONNECTIONS [1000]
 #   PERCONN_CONCURRENCY [4]  PERCONN_STRACE_CONNECTIONS [500]
-#   PERCONN_SENDER  haproxy: ab through haproxy; direct: pp_conn_client
-#                 straight to Apache (see part 4), for parts 4 and 5
-#                 [haproxy]
+#   PERCONN_SENDER  balancer: ab through the balancer (BALANCER);
+#                 direct: pp_conn_client straight to Apache (see part 4),
+#                 for parts 4 and 5 (haproxy: the same as balancer, its
+#                 name before BALANCER) [balancer]
 #   DIRECT_SEGMENTS with PERCONN_SENDER=direct, what Apache receives: one:
 #                 one segment on either port, the header and the request
 #                 written together; two: two on either port, the header
@@ -271,7 +283,8 @@
 #                 machine preempt them less [unset]
 #   COUNT_CONNECTIONS  connections per instance in part 3 [2000]
 #   HTTPD [/usr/sbin/apache2]  MODULES_DIR [/usr/lib/apache2/modules]
-#   HAPROXY [haproxy]  WRK [wrk]  CC [cc]  OPENSSL [openssl]
+#   HAPROXY [haproxy]  NGINX [nginx]  WRK [wrk]  CC [cc]  OPENSSL [openssl]
+#   NGINX_STREAM_MODULE [/usr/lib/nginx/modules/ngx_stream_module.so]
 #   CERTSUITE_KEEP=1 keeps the temporary dir
 #
 # shellcheck source-path=SCRIPTDIR
@@ -304,7 +317,8 @@ PERCONN_PERF=${PERCONN_PERF:-0}
 PERCONN_TRACE=${PERCONN_TRACE:-0}
 SAME_INSTANCE=${SAME_INSTANCE:-0}
 PERCONN_PERF_CONNECTIONS=${PERCONN_PERF_CONNECTIONS:-20000}
-PERCONN_SENDER=${PERCONN_SENDER:-haproxy}
+BALANCER=${BALANCER:-haproxy}
+PERCONN_SENDER=${PERCONN_SENDER:-balancer}
 DIRECT_SEGMENTS=${DIRECT_SEGMENTS:-one}
 DIRECT_HOLD_US=${DIRECT_HOLD_US:-0}
 DIRECT_GAP_US=${DIRECT_GAP_US:-0}
@@ -314,6 +328,8 @@ PATHTIME_CONNECTIONS=${PATHTIME_CONNECTIONS:-2000}
 HTTPD=${HTTPD:-/usr/sbin/apache2}
 MODULES_DIR=${MODULES_DIR:-/usr/lib/apache2/modules}
 HAPROXY=${HAPROXY:-haproxy}
+NGINX=${NGINX:-nginx}
+NGINX_STREAM_MODULE=${NGINX_STREAM_MODULE:-/usr/lib/nginx/modules/ngx_stream_module.so}
 WRK=${WRK:-wrk}
 CC=${CC:-cc}
 OPENSSL=${OPENSSL:-openssl}
@@ -346,9 +362,26 @@ for setting in PERCONN_PERF PERCONN_TRACE; do
        exit 1 ;;
     esac
 done
+case $BALANCER in
+haproxy) ;;
+nginx)
+    # nginx's stream module writes PROXY v1 only, and the HAPROXY_*
+    # settings would not apply.
+    if [ "$PROXY_VERSION" != 1 ] || [ "$HAPROXY_WAIT_DATA" != 0 ] \
+        || [ -n "$HAPROXY_SPIN" ]; then
+        echo "proxy_protocol.sh: BALANCER=nginx needs PROXY_VERSION=1" \
+            "and neither HAPROXY_WAIT_DATA nor HAPROXY_SPIN" >&2
+        exit 1
+    fi ;;
+*) echo "proxy_protocol.sh: BALANCER must be haproxy or nginx, not" \
+       "'$BALANCER'" >&2
+   exit 1 ;;
+esac
 case $PERCONN_SENDER in
-haproxy|direct) ;;
-*) echo "proxy_protocol.sh: PERCONN_SENDER must be haproxy or direct" >&2
+balancer|direct) ;;
+haproxy) PERCONN_SENDER=balancer ;;     # its name before BALANCER
+*) echo "proxy_protocol.sh: PERCONN_SENDER must be balancer or direct," \
+       "not '$PERCONN_SENDER'" >&2
    exit 1 ;;
 esac
 case $DIRECT_SEGMENTS in
@@ -458,7 +491,7 @@ declare -A FRONT_TLS_PORT=([a]=$((BASE_PORT + 31)) [b]=$((BASE_PORT + 32))
                            [c]=$((BASE_PORT + 33)))
 declare -A APACHE_PID=()
 declare -A CGROUP=()    # APACHE_CPU_QUOTA: each instance's cgroup directory
-HAPROXY_PID=""
+BALANCER_PID=""
 PIDS=""
 # forget_pid PID: off PIDS once waited for (the cleanup must not signal
 # whatever process gets the number next)
@@ -474,7 +507,7 @@ forget_pid() {
 # The parts, and what they share, are in bench/lib/ (each file's head says
 # what it holds and which globals it expects from this script):
 #   stats.sh              median, quartiles, bootstrap_median (generic)
-#   pp_servers.sh         cgroups, Apache and haproxy configurations, TLS,
+#   pp_servers.sh         cgroups, Apache and balancer configurations, TLS,
 #                         start_servers, CPU readers, build_perconn_tools
 #   pp_part1_micro.sh     part 1, the parser micro-benchmark
 #   pp_part2_http.sh      part 2, wrk runs and their summary
@@ -498,6 +531,22 @@ forget_pid() {
 . "$TOP/bench/lib/pp_part4_perconn.sh"
 # shellcheck source=lib/pp_part5_pathtime.sh
 . "$TOP/bench/lib/pp_part5_pathtime.sh"
+
+# The balancer in headings: its version, and how it is set up.
+balancer_version() {
+    if [ "$BALANCER" = nginx ]; then
+        "$NGINX" -v 2>&1 | sed 's/^nginx version: //'
+    else
+        $HAPROXY -v | head -1 | cut -d' ' -f1-3
+    fi
+}
+balancer_settings() {
+    if [ "$BALANCER" = nginx ]; then
+        echo "nginx stream, ssl_preread on"
+    else
+        echo "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA${HAPROXY_SPIN:+, HAPROXY_SPIN=$HAPROXY_SPIN}"
+    fi
+}
 
 # ---------------------------------------------------------------------------
 # Setup and cleanup
@@ -525,12 +574,12 @@ fi
 [ "$MICRO" = 0 ] || micro_benchmark
 if [ "$MACRO" != 0 ] || [ "$COUNTS" != 0 ] || [ "$PERCONN" != 0 ] \
     || [ "$PATHTIME" != 0 ]; then
-    echo "== HTTP benchmark: wrk -> haproxy (TCP) -> Apache event MPM =="
+    echo "== HTTP benchmark: wrk -> $BALANCER (TCP) -> Apache event MPM =="
     echo "$(nproc) CPUs; PIN=$PIN ($([ "$PIN" = 1 ] \
-        && echo "Apache on CPU $APACHE_CPUS, wrk+haproxy on CPU $CLIENT_CPUS" \
+        && echo "Apache on CPU $APACHE_CPUS, wrk+$BALANCER on CPU $CLIENT_CPUS" \
         || echo "not pinned")); $($HTTPD -v | head -1);" \
-        "$($HAPROXY -v | head -1 | cut -d' ' -f1-3); PROXY v$PROXY_VERSION;" \
-        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA${HAPROXY_SPIN:+; HAPROXY_SPIN=$HAPROXY_SPIN}${ACCEPT_FILTER:+; AcceptFilter $ACCEPT_FILTER}$([ -z "$APACHE_CPU_QUOTA" ] \
+        "$(balancer_version); PROXY v$PROXY_VERSION;" \
+        "$(balancer_settings)${ACCEPT_FILTER:+; AcceptFilter $ACCEPT_FILTER}$([ -z "$APACHE_CPU_QUOTA" ] \
             || echo "; APACHE_CPU_QUOTA=$APACHE_CPU_QUOTA (% of one CPU)")"
     check_tools
     write_wrk_script

@@ -35,6 +35,9 @@ PACKAGES="$PACKAGES
 PACKAGES="$PACKAGES galera-4 rsync"
 # bench/scale_plot.sh (bench/scale.sh's plot in docs/): gnuplot without X.
 PACKAGES="$PACKAGES gnuplot-nox"
+# bench/proxy_protocol.sh BALANCER=nginx: nginx's stream module as the
+# balancer that writes the PROXY header with the client's first bytes.
+PACKAGES="$PACKAGES nginx-light libnginx-mod-stream"
 
 export DEBIAN_FRONTEND=noninteractive
 start=$(date +%s)
@@ -70,7 +73,7 @@ echo "install-deps.sh: $(grep -c '^Setting up ' "$log") packages set up" \
      "in $(( $(date +%s) - start )) s"
 rm -f "$log"
 # The suite starts its own servers; the packaged ones stay stopped.
-for svc in apache2 haproxy named; do
+for svc in apache2 haproxy named nginx; do
     if command -v systemctl >/dev/null 2>&1; then
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi

@@ -1,12 +1,12 @@
 # shellcheck shell=bash
 # bench/lib/pp_part2_http.sh: part 2 of bench/proxy_protocol.sh, the HTTP
-# benchmark: wrk through haproxy (or direct) to (a), (b) and (c), in
+# benchmark: wrk through the balancer (or direct) to (a), (b) and (c), in
 # interleaved rounds (round_order), each run measured (measure) and
 # appended to $WORK/results, then the summary with the medians, ratios
 # and verdicts.  Entry point: macro_benchmark (write_wrk_script first).
 #
 # Expects from the caller: the settings WORKLOADS, ROUNDS, DURATION, WARMUP,
-# CONNECTIONS, WRK, WRK_THREADS, PROXY_VERSION, HAPROXY_WAIT_DATA, ORDER,
+# CONNECTIONS, WRK, WRK_THREADS, PROXY_VERSION, BALANCER, ORDER,
 # APACHE_CPU_QUOTA; WORK, VARIANTS, LABEL, APACHE_PORT, FRONT_PORT,
 # FRONT_TLS_PORT, ON_CLIENT_CPUS; running servers (pp_servers.sh, whose CPU
 # and error-log readers it uses) and median (stats.sh).
@@ -108,9 +108,9 @@ parse_wrk() {
 
 # One measured run; appends to $WORK/results:
 #   workload variant round req/s p99_ms errors httpd_us_per_req httpd_cpu%
-#   haproxy_us_per_req client_cpu_busy% throttled%
-# (haproxy's CPU time per request, and how busy the CPU that wrk and
-# haproxy share was: near 100 %, the client side limits req/s; with
+#   balancer_us_per_req client_cpu_busy% throttled%
+# (the balancer's CPU time per request, and how busy the CPU that wrk
+# and the balancer share was: near 100 %, the client side limits req/s; with
 # APACHE_CPU_QUOTA, the share of the instance's cgroup periods in which
 # the quota ran out, else "-")
 measure() {
@@ -120,14 +120,14 @@ measure() {
     local per0 thr0 per1 thr1 thr=- thr_text=""
     out=$WORK/wrk.$workload.$v.$round
     cpu0=$(apache_cpu_ns "$v")
-    hcpu0=$(haproxy_cpu_ns)
+    hcpu0=$(balancer_cpu_ns)
     read -r busy0 tot0 < <(client_cpu_ticks)
     read -r warn0 ref0 < <(error_log_counts "$v")
     read -r per0 thr0 < <(cgroup_throttling "$v")
     run_wrk "$v" "$workload" "$DURATION" "$out"
     read -r per1 thr1 < <(cgroup_throttling "$v")
     cpu1=$(apache_cpu_ns "$v")
-    hcpu1=$(haproxy_cpu_ns)
+    hcpu1=$(balancer_cpu_ns)
     read -r busy1 tot1 < <(client_cpu_ticks)
     read -r warn1 ref1 < <(error_log_counts "$v")
     read -r req rps p99 err < <(parse_wrk "$out")
@@ -152,9 +152,9 @@ measure() {
         thr_text="  throttled $thr%"
     fi
     [ "$err" = 0 ] || flag="  <-- ERRORS, see $out"
-    printf '%-13s %-24s round %d: %9.0f req/s  p99 %7.2f ms  httpd %6.1f us/req %4s%%  haproxy %5.1f us/req  client CPU %3s%%%s  errors %s%s\n' \
+    printf '%-13s %-24s round %d: %9.0f req/s  p99 %7.2f ms  httpd %6.1f us/req %4s%%  %s %5.1f us/req  client CPU %3s%%%s  errors %s%s\n' \
         "$workload" "${LABEL[$v]}" "$round" "$rps" "$p99" "$us" "$pct" \
-        "$hus" "$cbusy" "$thr_text" "$err" "$flag"
+        "$BALANCER" "$hus" "$cbusy" "$thr_text" "$err" "$flag"
     echo "$workload $v $round $rps $p99 $err $us $pct $hus $cbusy $thr" \
         >>"$WORK/results"
 }
@@ -201,25 +201,25 @@ summary() {
     echo
     echo "== Summary: medians of interleaved rounds of ${DURATION}s," \
         "$CONNECTIONS connections, PROXY v$PROXY_VERSION," \
-        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA, ORDER=$ORDER$quota =="
+        "$(balancer_settings), ORDER=$ORDER$quota =="
     for w in $WORKLOADS; do
         echo
         case $w in
-        close)     echo "workload: close (via haproxy, new connection per request)" ;;
-        keepalive) echo "workload: keepalive (via haproxy, $CONNECTIONS persistent connections)" ;;
-        direct)    echo "workload: direct (no haproxy, new connection per request, wrk sends the header)" ;;
-        tls)       echo "workload: tls (via haproxy, TLS terminated by Apache, new connection and full handshake per request)" ;;
-        tls-keepalive) echo "workload: tls-keepalive (via haproxy, TLS terminated by Apache, $CONNECTIONS persistent connections)" ;;
+        close)     echo "workload: close (via $BALANCER, new connection per request)" ;;
+        keepalive) echo "workload: keepalive (via $BALANCER, $CONNECTIONS persistent connections)" ;;
+        direct)    echo "workload: direct (no balancer, new connection per request, wrk sends the header)" ;;
+        tls)       echo "workload: tls (via $BALANCER, TLS terminated by Apache, new connection and full handshake per request)" ;;
+        tls-keepalive) echo "workload: tls-keepalive (via $BALANCER, TLS terminated by Apache, $CONNECTIONS persistent connections)" ;;
         esac
         echo "  medians of $(rounds_for "$w") rounds:"
         if [ -n "$APACHE_CPU_QUOTA" ]; then
             printf '  %-24s %10s %10s %12s %9s %14s %10s %9s %7s\n' variant \
                 "req/s" "p99 ms" "httpd us/req" "httpd CPU" \
-                "haproxy us/req" "client CPU" throttled errors
+                "$BALANCER us/req" "client CPU" throttled errors
         else
             printf '  %-24s %10s %10s %12s %9s %14s %10s %7s\n' variant \
                 "req/s" "p99 ms" "httpd us/req" "httpd CPU" \
-                "haproxy us/req" "client CPU" errors
+                "$BALANCER us/req" "client CPU" errors
         fi
         for v in $VARIANTS; do
             rps=$(field "$w" "$v" 4 | median)
@@ -251,7 +251,7 @@ summary() {
         printf '    httpd us/req (c)/(a) %.3f (%s)   (c)/(b) %.3f (%s)\n' \
             "$(paired_ratio "$w" c a 7)" "$(ratio_range "$w" c a 7)" \
             "$(paired_ratio "$w" c b 7)" "$(ratio_range "$w" c b 7)"
-        printf '    haproxy us/req (c)/(a) %.3f (%s)   (c)/(b) %.3f (%s)\n' \
+        printf '    %s us/req (c)/(a) %.3f (%s)   (c)/(b) %.3f (%s)\n' "$BALANCER" \
             "$(paired_ratio "$w" c a 9)" "$(ratio_range "$w" c a 9)" \
             "$(paired_ratio "$w" c b 9)" "$(ratio_range "$w" c b 9)"
         echo "  target: (c) req/s >= 0.98 x (a): $(verdict "$ca" 0.98)"

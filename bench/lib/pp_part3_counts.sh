@@ -11,7 +11,7 @@
 
 # Replaces the running instance V by one under callgrind (same
 # configuration and port, one process), sends COUNT_CONNECTIONS
-# requests through haproxy, and prints the instructions per connection.
+# requests through the balancer, and prints the instructions per connection.
 callgrind_instance() {
     local v=$1 dir=$WORK/httpd-$1 out=$WORK/callgrind.httpd.$1
     local pid ab_out
@@ -31,7 +31,7 @@ callgrind_instance() {
     pid=$!
     PIDS="$PIDS $pid"
     # Ready when one request succeeds: that connection is counted too (a
-    # probe that fails never reached Apache: haproxy's connect was refused).
+    # probe that fails never reached Apache: the balancer's connect was refused).
     for _ in $(seq 100); do
         [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 60 \
             "http://127.0.0.1:${FRONT_PORT[$v]}/index.html")" = 200 ] && break
@@ -58,7 +58,7 @@ callgrind_instance() {
 
 # Syscalls per connection of the running instance V (every thread of every
 # process), counted by perf while ab sends COUNT_CONNECTIONS requests
-# through haproxy; "-" where perf cannot count them (not installed, or not
+# through the balancer; "-" where perf cannot count them (not installed, or not
 # allowed: tracepoints need root or kernel.perf_event_paranoid <= -1).
 count_syscalls() {
     local v=$1 out=$WORK/perf.$1 pids perf_pid n
@@ -102,7 +102,7 @@ count_per_connection() {
     echo "   pre_connection and process_connection hooks) and syscalls" \
         "(perf, all"
     echo "   threads); ab: $COUNT_CONNECTIONS requests, one per" \
-        "connection, via haproxy, PROXY v$PROXY_VERSION =="
+        "connection, via $BALANCER, PROXY v$PROXY_VERSION =="
     if ! command -v valgrind >/dev/null || ! command -v ab >/dev/null; then
         echo "(needs valgrind and ab, from apache2-utils: skipped)"
         return

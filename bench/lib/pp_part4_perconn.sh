@@ -4,12 +4,12 @@
 # rounds (per_connection_cpu), with 4b, the listener (or worker) threads
 # by symbol (PERCONN_PERF, threads_profile), and 4c, the kernel's events
 # in them (PERCONN_TRACE, threads_trace).  Also the senders
-# that part 5 uses: perconn_ab (ab via haproxy, or pp_conn_client) and
+# that part 5 uses: perconn_ab (ab via the balancer, or pp_conn_client) and
 # perconn_sender (their description).
 #
 # Expects from the caller: the PERCONN_* settings, DIRECT_SEGMENTS,
 # DIRECT_HOLD_US, DIRECT_GAP_US,
-# SAME_INSTANCE, PROXY_VERSION, HAPROXY_WAIT_DATA; WORK, LABEL, APACHE_PID,
+# SAME_INSTANCE, PROXY_VERSION, BALANCER; WORK, LABEL, APACHE_PID,
 # APACHE_PORT, FRONT_PORT, ON_CLIENT_CPUS, die; running servers and
 # children_cpu_ns, error_log_counts (pp_servers.sh); median, quartiles,
 # bootstrap_median (stats.sh).  Defines LISTENERS, WORKERS, TRACED and
@@ -27,7 +27,7 @@ direct_option() {   # direct_option V
     esac
 }
 
-# N requests to V, one per connection, C at a time: ab through haproxy,
+# N requests to V, one per connection, C at a time: ab through the balancer,
 # or with PERCONN_SENDER=direct pp_conn_client straight to Apache (the
 # PROXY header and the request in one write for (b) and (c), unless
 # DIRECT_SEGMENTS says otherwise).  Prints nothing; fails unless every
@@ -69,7 +69,7 @@ perconn_sender() {
                 "one$held" ;;
         esac
     else
-        echo "ab via haproxy"
+        echo "ab via $BALANCER"
     fi
 }
 
@@ -183,14 +183,14 @@ settled_cpu_ns() {   # settled_cpu_ns V
     echo "$now"
 }
 
-# haproxy's CPU so far in ns (0 with the direct sender).
+# The balancer's CPU so far in ns (0 with the direct sender).
 sender_cpu_ns() {
-    if [ "$PERCONN_SENDER" = haproxy ]; then haproxy_cpu_ns; else echo 0; fi
+    if [ "$PERCONN_SENDER" = balancer ]; then balancer_cpu_ns; else echo 0; fi
 }
 
 # One run of V; appends "round variant us_per_connection
 # listener_us_per_connection listener_wakeups_per_connection
-# haproxy_us_per_connection, and of every thread: wakeups, preemptions,
+# balancer_us_per_connection, and of every thread: wakeups, preemptions,
 # migrations per connection" to $WORK/perconn.
 perconn_run() {   # perconn_run V ROUND
     local v=$1 round=$2 out=$WORK/perconn.ab.$1.$2 c0 c1 w0 w1 r0 r1 l0 l1 \
@@ -252,7 +252,7 @@ per_connection_cpu() {
     echo "== 4. Apache's CPU per connection, (a) and (c) interleaved:" \
         "$PERCONN_ROUNDS rounds of $PERCONN_CONNECTIONS connections each" \
         "($(perconn_sender), $PERCONN_CONCURRENCY at a time, PROXY v$PROXY_VERSION," \
-        "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA${HAPROXY_SPIN:+, HAPROXY_SPIN=$HAPROXY_SPIN})," \
+        "$(balancer_settings))," \
         "CPU of the httpd children" \
         "only =="
     command -v ab >/dev/null || die "part 4 needs ab (apache2-utils)"
@@ -338,30 +338,30 @@ per_connection_cpu() {
         "$(awk '{ print $1 }' "$WORK/perconn.split" | median)"
     printf ' other threads %+.2f\n' \
         "$(awk '{ print $2 }' "$WORK/perconn.split" | median)"
-    # The sender's pace: haproxy's CPU a connection (ab's connection and
-    # Apache's, the header for (c), HAPROXY_SPIN's spin).
-    if [ "$PERCONN_SENDER" = haproxy ]; then
+    # The sender's pace: the balancer's CPU a connection (ab's connection
+    # and Apache's, the header for (c), HAPROXY_SPIN's spin).
+    if [ "$PERCONN_SENDER" = balancer ]; then
         for v in a c; do
             awk -v v="$v" '$2 == v { print $6 }' "$WORK/perconn" | quartiles \
-                | awk -v l="${LABEL[$v]:0:3} haproxy us/conn" '{
+                | awk -v l="${LABEL[$v]:0:3} $BALANCER us/conn" '{
                     printf "  %-24s %10.2f %10.2f %10.2f\n", l, $1, $2, $3 }'
         done
         pace=$(awk '{ h[$1, $2] = $6; if ($1 > n) n = $1 }
                     END { for (r = 1; r <= n; r++)
                               print h[r, "c"] - h[r, "a"] }' "$WORK/perconn" \
                | median)
-        printf '  (c) - (a) per round, median haproxy us/conn: %+.2f%s\n' \
-            "$pace" "${HAPROXY_SPIN:+ (HAPROXY_SPIN=$HAPROXY_SPIN)}"
+        printf '  (c) - (a) per round, median %s us/conn: %+.2f%s\n' \
+            "$BALANCER" "$pace" "${HAPROXY_SPIN:+ (HAPROXY_SPIN=$HAPROXY_SPIN)}"
         # A sender slower on one port makes Apache dearer there with
         # nothing else changed (docs/benchmarks.md, "The sender's pace"):
         # say so when the paces differ, unless HAPROXY_SPIN set them.
         [ -n "$HAPROXY_SPIN" ] \
             || ! awk -v p="$pace" 'BEGIN { exit !(p > 2 || p < -2) }' \
-            || echo "  note: haproxy's pace differs ($(printf '%+.2f' \
+            || echo "  note: $BALANCER's pace differs ($(printf '%+.2f' \
                 "$pace") us a connection): a slower sender alone costs" \
                 "Apache more CPU a connection (A/A with 12 us: 1.5 to 2 %" \
-                "pinned, 0.4 % in one run unpinned);" \
-                "HAPROXY_SPIN compares at one pace"
+                "pinned, 0.4 % in one run unpinned)$([ "$BALANCER" != haproxy ] \
+                || echo "; HAPROXY_SPIN compares at one pace")"
     fi
     # Each variant's connections a second, as the sender counted them.
     for v in a c; do

@@ -1,19 +1,20 @@
 # shellcheck shell=bash
 # bench/lib/pp_servers.sh: the servers of bench/proxy_protocol.sh, parts 2
 # to 5: the cgroups of APACHE_CPU_QUOTA, the configurations of the Apache
-# instances (a), (b), (c) and of haproxy, the TLS certificate and checks,
-# check_tools, start_servers, the readers of CPU time (Apache, its
-# children, haproxy, the client CPU) and of the error logs, and
-# build_perconn_tools (the helpers that parts 4 and 5 build).
+# instances (a), (b), (c) and of the balancer (haproxy or nginx), the TLS
+# certificate and checks, check_tools, start_servers, the readers of CPU
+# time (Apache, its children, the balancer, the client CPU) and of the
+# error logs, and build_perconn_tools (the helpers that parts 4 and 5
+# build).
 #
 # Sourced by bench/proxy_protocol.sh, which defines the globals read here:
-# its settings (HTTPD, HAPROXY, WRK, OPENSSL, CC, MODULES_DIR, MODULE_SO,
-# PROXY_VERSION, HAPROXY_WAIT_DATA, HAPROXY_SPIN, APACHE_CPU_QUOTA, LISTEN_BUCKETS_RATIO,
+# its settings (HTTPD, BALANCER, HAPROXY, NGINX, NGINX_STREAM_MODULE, WRK,
+# OPENSSL, CC, MODULES_DIR, MODULE_SO, PROXY_VERSION, HAPROXY_WAIT_DATA, HAPROXY_SPIN, APACHE_CPU_QUOTA, LISTEN_BUCKETS_RATIO,
 # ACCEPT_FILTER, CGROUP_CPU, PIN,
 # CLIENT_CPUS, SAME_INSTANCE, PATHTIME, PERCONN_SENDER, TLS), TOP, WORK,
 # VARIANTS, LABEL, APACHE_PORT, FRONT_PORT, APACHE_TLS_PORT, FRONT_TLS_PORT,
 # the prefixes ON_APACHE_CPUS and ON_CLIENT_CPUS, and die (t/lib/certsuite.sh).
-# Sets APACHE_PID, HAPROXY_PID, CGROUP, CGROUP_NPROCS, TLS_PARAMS and adds
+# Sets APACHE_PID, BALANCER_PID, CGROUP, CGROUP_NPROCS, TLS_PARAMS and adds
 # to PIDS (which the caller's cleanup stops).
 
 # APACHE_CPU_QUOTA: one cgroup v1 cpu cgroup per Apache instance.
@@ -83,14 +84,17 @@ remove_cgroups() {
 }
 
 # ---------------------------------------------------------------------------
-# Apache and haproxy: configuration
+# Apache and the balancer: configuration
 # ---------------------------------------------------------------------------
 
 check_tools() {
     local t v port ports
-    for t in "$HTTPD" "$HAPROXY" "$WRK" curl taskset awk ss; do
+    for t in "$HTTPD" "$(balancer_command)" "$WRK" curl taskset awk ss; do
         command -v "$t" >/dev/null || die "$t not found"
     done
+    [ "$BALANCER" != nginx ] || [ -f "$NGINX_STREAM_MODULE" ] \
+        || die "$NGINX_STREAM_MODULE not found (Debian: libnginx-mod-stream;" \
+            "or set NGINX_STREAM_MODULE)"
     [ -f "$MODULE_SO" ] || die "$MODULE_SO not found: run make first"
     [ -f "$MODULES_DIR/mod_remoteip.so" ] \
         || die "$MODULES_DIR/mod_remoteip.so not found"
@@ -293,6 +297,73 @@ listen tls-module
 EOF
 }
 
+# BALANCER=nginx: nginx's stream module in front of the same ports, one
+# worker (as haproxy's one thread).  ssl_preread makes every server wait
+# for the client's first bytes before it connects to Apache (on plain
+# HTTP it finds no ClientHello and lets them through), and nginx then
+# writes the PROXY header and those bytes in one writev(): Apache's
+# deferred accept wakes once, with the request there, on every port.
+write_nginx_conf() {
+    local v proxy
+    {
+        cat <<EOF
+load_module $NGINX_STREAM_MODULE;
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.log warn;
+events {
+    worker_connections 4096;
+}
+stream {
+    ssl_preread on;
+EOF
+        for v in a b c; do
+            proxy=""
+            [ "$v" = a ] || { [ "$v" = c ] && [ "$SAME_INSTANCE" = aa ]; } \
+                || proxy="
+        proxy_protocol on;"
+            cat <<EOF
+    server {
+        listen 127.0.0.1:${FRONT_PORT[$v]};
+        proxy_pass 127.0.0.1:${APACHE_PORT[$v]};$proxy
+    }
+EOF
+            [ "$TLS" = 0 ] || cat <<EOF
+    server {
+        listen 127.0.0.1:${FRONT_TLS_PORT[$v]};
+        proxy_pass 127.0.0.1:${APACHE_TLS_PORT[$v]};$proxy
+    }
+EOF
+        done
+        echo "}"
+    } >"$WORK/nginx.conf"
+}
+
+# The balancer's command, for check_tools and the heading.
+balancer_command() {
+    if [ "$BALANCER" = nginx ]; then echo "$NGINX"; else echo "$HAPROXY"; fi
+}
+
+# Starts the balancer in the foreground of a background job (pinned with
+# the client): sets BALANCER_PID.
+start_balancer() {
+    if [ "$BALANCER" = nginx ]; then
+        write_nginx_conf
+        "$NGINX" -t -q -e "$WORK/nginx.log" -c "$WORK/nginx.conf" \
+            2>"$WORK/nginx.t.log" \
+            || { cat "$WORK/nginx.t.log" >&2; die "bad nginx configuration"; }
+        "${ON_CLIENT_CPUS[@]}" "$NGINX" -e "$WORK/nginx.log" \
+            -c "$WORK/nginx.conf" >"$WORK/nginx.out" 2>&1 &
+    else
+        write_haproxy_conf
+        "${ON_CLIENT_CPUS[@]}" "$HAPROXY" -db -f "$WORK/haproxy.cfg" \
+            >"$WORK/haproxy.log" 2>&1 &
+    fi
+    BALANCER_PID=$!
+    PIDS="$PIDS $!"
+}
+
 # A self-signed ECDSA P-256 certificate for 127.0.0.1 (not a CA
 # certificate, which mod_ssl would warn about).
 make_certificate() {
@@ -315,22 +386,22 @@ s_client() {
             "$@" 2>&1 || true
 }
 
-# Checks that a TLS session through haproxy to V is a full handshake and
-# cannot be resumed: a second connection offering the first one's session
+# Checks that a TLS session through the balancer to V is a full handshake
+# and cannot be resumed: a second connection offering the first one's session
 # (and ticket, read with the response) must be "New".  Prints the
 # protocol and cipher.
 check_tls() {
     local v=$1 port=${FRONT_TLS_PORT[$1]} sess=$WORK/tls/session.$1 first
     first=$(s_client "$port" -sess_out "$sess")
     grep -q '^HTTP/1.1 200' <<<"$first" \
-        || die "${LABEL[$v]}: no 200 over TLS through haproxy"
+        || die "${LABEL[$v]}: no 200 over TLS through $BALANCER"
     grep -q '^New, TLSv1.3' <<<"$(s_client "$port" -sess_in "$sess")" \
         || die "${LABEL[$v]}: TLS session resumed (or not TLS 1.3)"
     sed -n 's/^New, \(.*\)$/\1/p' <<<"$first" | head -1
 }
 
 # ---------------------------------------------------------------------------
-# Apache and haproxy: starting and checking; CPU readers
+# Apache and the balancer: starting and checking; CPU readers
 # ---------------------------------------------------------------------------
 
 http_code() {   # http_code [-k] URL
@@ -372,13 +443,9 @@ start_servers() {
         # inside; all of them are moved and checked once it answers.
         [ -z "$APACHE_CPU_QUOTA" ] || cgroup_add "$v" "${APACHE_PID[$v]}"
     done
-    write_haproxy_conf
-    "${ON_CLIENT_CPUS[@]}" "$HAPROXY" -db -f "$WORK/haproxy.cfg" \
-        >"$WORK/haproxy.log" 2>&1 &
-    HAPROXY_PID=$!
-    PIDS="$PIDS $!"
+    start_balancer
 
-    # Ready when each answers through haproxy.
+    # Ready when each answers through the balancer.
     for v in $VARIANTS; do
         for _ in $(seq 50); do
             code=$(http_code "http://127.0.0.1:${FRONT_PORT[$v]}/index.html")
@@ -387,7 +454,7 @@ start_servers() {
                 || { cat "$WORK/httpd-$v/error.log" >&2; die "$v died"; }
             sleep 0.2
         done
-        [ "$code" = 200 ] || die "${LABEL[$v]} does not answer through haproxy"
+        [ "$code" = 200 ] || die "${LABEL[$v]} does not answer through $BALANCER"
     done
     if [ -n "$APACHE_CPU_QUOTA" ]; then
         for v in $VARIANTS; do
@@ -426,7 +493,7 @@ start_servers() {
         code=$(http_code -k \
             "https://127.0.0.1:${FRONT_TLS_PORT[$v]}/index.html")
         [ "$code" = 200 ] \
-            || die "${LABEL[$v]} does not answer over TLS through haproxy"
+            || die "${LABEL[$v]} does not answer over TLS through $BALANCER"
     done
     [ "$(http_code -k \
         "https://127.0.0.1:${APACHE_TLS_PORT[a]}/index.html")" = 200 ] \
@@ -460,12 +527,14 @@ apache_cpu_ns() {
     cpu_ns_of "$parent" $(pgrep -P "$parent")
 }
 
-# CPU time used so far by haproxy (all its threads), in ns.
-haproxy_cpu_ns() {
-    cpu_ns_of "$HAPROXY_PID"
+# CPU time used so far by the balancer (every thread of haproxy, or of
+# nginx's master and worker), in ns.
+balancer_cpu_ns() {
+    # shellcheck disable=SC2046
+    cpu_ns_of "$BALANCER_PID" $(pgrep -P "$BALANCER_PID")
 }
 
-# "BUSY TOTAL" jiffies so far of the CPU wrk and haproxy run on
+# "BUSY TOTAL" jiffies so far of the CPU wrk and the balancer run on
 # (CLIENT_CPUS when pinned to one CPU, else all CPUs), from /proc/stat.
 client_cpu_ticks() {
     local line=cpu
