@@ -2,7 +2,7 @@ package PPTest;
 #
 # Helpers for the mod_proxy_protocol tests: PROXY headers (v1, v2 with TLVs
 # and CRC32C), raw loopback connections from a chosen source address, the
-# server's logs, and an HAProxy started for one test file.
+# server's logs, and an HAProxy or nginx started for one test file.
 #
 use strict;
 use warnings FATAL => 'all';
@@ -26,7 +26,8 @@ our @EXPORT = qw(
     error_log_mark error_log_since wait_error_log rejections
     expect_rejected REJECTED_TESTS
     access_entry access_entries log_fields seen_as logged_as
-    haproxy_bin free_port start_haproxy stop_haproxy curl_headers
+    haproxy_bin nginx_bin nginx_stream_module free_port
+    start_haproxy start_nginx stop_balancer curl_headers
 );
 
 use constant PP2_SIG => "\x0D\x0A\x0D\x0A\x00\x0D\x0A\x51\x55\x49\x54\x0A";
@@ -378,15 +379,27 @@ sub logged_as {
 }
 
 # ------------------------------------------------------------------------
-# HAProxy and curl
+# HAProxy, nginx and curl
 
-sub haproxy_bin {
-    my @try = grep { defined && length } $ENV{HAPROXY},
-        (map { "$_/haproxy" } split(/:/, $ENV{PATH} || ''), '/usr/sbin');
+# The first executable NAME: $ENV{VAR}, then on PATH, then in /usr/sbin.
+sub find_bin {
+    my ($var, $name) = @_;
+    my @try = grep { defined && length } $ENV{$var},
+        (map { "$_/$name" } split(/:/, $ENV{PATH} || ''), '/usr/sbin');
     for (@try) {
         return $_ if -f $_ && -x _;
     }
     return undef;
+}
+
+sub haproxy_bin { find_bin('HAPROXY', 'haproxy') }
+sub nginx_bin { find_bin('NGINX', 'nginx') }
+
+# nginx's stream module (Debian: libnginx-mod-stream), or undef.
+sub nginx_stream_module {
+    my $so = $ENV{NGINX_STREAM_MODULE}
+        || '/usr/lib/nginx/modules/ngx_stream_module.so';
+    return -f $so ? $so : undef;
 }
 
 # A loopback port nobody listens on right now.
@@ -399,7 +412,7 @@ sub free_port {
     return $port;
 }
 
-our @HAPROXIES;
+our @BALANCERS;
 
 # The start of a configuration without a "global" section of its own: TCP
 # mode, short timeouts.
@@ -413,63 +426,107 @@ defaults
     timeout server 10s
 EOF
 
-# Starts haproxy (a daemon) in a temporary directory under t/logs.
-# Options: cfg, the configuration text, where %DIR% stands for that
-# directory (without a "global" section it follows the TCP defaults
-# above); files, more files to write there ({name => content}); ports, the
-# ports to wait for.  Returns a handle for stop_haproxy, or dies.
-sub start_haproxy {
-    my %opt = @_;
-    my $bin = haproxy_bin() or die "haproxy not found";
-    my $dir = tempdir('haproxy-XXXXXX', DIR => Apache::Test::vars('t_logs'),
+# The files of a balancer in a new temporary directory under t/logs
+# ({name => content}, where %DIR% stands for that directory); returns the
+# directory.
+sub balancer_dir {
+    my ($prefix, %files) = @_;
+    my $dir = tempdir("$prefix-XXXXXX", DIR => Apache::Test::vars('t_logs'),
                       CLEANUP => 1);
-    my $hp = { dir => $dir, pidfile => "$dir/haproxy.pid" };
-    (my $cfg = $opt{cfg}) =~ s/%DIR%/$dir/g;
-    $cfg = $HAPROXY_TCP_DEFAULTS . $cfg unless $cfg =~ /^global\b/m;
-    my %files = (%{ $opt{files} || {} }, 'haproxy.cfg' => $cfg);
     for my $name (keys %files) {
+        (my $text = $files{$name}) =~ s/%DIR%/$dir/g;
         open my $fh, '>', "$dir/$name" or die "$dir/$name: $!";
-        print $fh $files{$name};
+        print $fh $text;
         close $fh;
     }
+    return $dir;
+}
 
-    my $out = `'$bin' -D -p '$hp->{pidfile}' -f '$dir/haproxy.cfg' 2>&1`;
-    die "haproxy failed to start ($?): $out" if $?;
+# Runs COMMAND (a daemon that writes PIDFILE), then waits for PIDFILE and
+# for each of PORTS to accept.  Returns a handle for stop_balancer, or dies.
+sub start_daemon {
+    my ($what, $command, $pidfile, $ports) = @_;
+    my $out = `$command 2>&1`;
+    die "$what failed to start ($?): $out" if $?;
+    my $h = { what => $what };
     my $until = time + 5;
-    until (-s $hp->{pidfile}) {
-        die "haproxy wrote no pid file" if time > $until;
+    until (-s $pidfile) {
+        die "$what wrote no pid file" if time > $until;
         sleep 0.05;
     }
-    open my $fh, '<', $hp->{pidfile} or die "$hp->{pidfile}: $!";
-    ($hp->{pid}) = <$fh> =~ /(\d+)/;
+    open my $fh, '<', $pidfile or die "$pidfile: $!";
+    ($h->{pid}) = <$fh> =~ /(\d+)/;
     close $fh;
-    for my $port (@{ $opt{ports} || [] }) {
+    push @BALANCERS, $h;
+    for my $port (@{ $ports || [] }) {
         until (IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                      PeerPort => $port)) {
             if (time > $until) {
-                stop_haproxy($hp);
-                die "haproxy is not listening on $port";
+                stop_balancer($h);
+                die "$what is not listening on $port";
             }
             sleep 0.05;
         }
     }
-    push @HAPROXIES, $hp;
-    return $hp;
+    return $h;
 }
 
-# HAProxies still running when the test ends (it died) are stopped too.
-END { stop_haproxy($_) for @HAPROXIES }
+# Starts haproxy (a daemon) in a temporary directory under t/logs.
+# Options: cfg, the configuration text, where %DIR% stands for that
+# directory (without a "global" section it follows the TCP defaults
+# above); files, more files to write there ({name => content}); ports, the
+# ports to wait for.  Returns a handle for stop_balancer, or dies.
+sub start_haproxy {
+    my %opt = @_;
+    my $bin = haproxy_bin() or die "haproxy not found";
+    my $cfg = $opt{cfg};
+    $cfg = $HAPROXY_TCP_DEFAULTS . $cfg unless $cfg =~ /^global\b/m;
+    my $dir = balancer_dir('haproxy', %{ $opt{files} || {} },
+                           'haproxy.cfg' => $cfg);
+    return start_daemon('haproxy',
+        "'$bin' -D -p '$dir/haproxy.pid' -f '$dir/haproxy.cfg'",
+        "$dir/haproxy.pid", $opt{ports});
+}
 
-sub stop_haproxy {
-    my $hp = shift;
-    return unless $hp && $hp->{pid};
-    kill 'TERM', $hp->{pid};
+# Starts nginx (a daemon, one worker, its stream module loaded) in a
+# temporary directory under t/logs, its error log there.  Options: stream,
+# the text of the "stream" block (%DIR% as above); ports, as above.
+# Returns a handle for stop_balancer, or dies.
+sub start_nginx {
+    my %opt = @_;
+    my $bin = nginx_bin() or die "nginx not found";
+    my $so = nginx_stream_module() or die "nginx's stream module not found";
+    my $dir = balancer_dir('nginx', 'nginx.conf' => <<EOF);
+load_module $so;
+worker_processes 1;
+pid %DIR%/nginx.pid;
+error_log %DIR%/error.log warn;
+events {
+    worker_connections 64;
+}
+stream {
+$opt{stream}}
+EOF
+    return start_daemon('nginx',
+        "'$bin' -e '$dir/error.log' -c '$dir/nginx.conf'",
+        "$dir/nginx.pid", $opt{ports});
+}
+
+# Balancers still running when the test ends (it died) are stopped too.
+END { stop_balancer($_) for @BALANCERS }
+
+# Stops a balancer started by start_haproxy or start_nginx: TERM, then
+# KILL after 5 s.
+sub stop_balancer {
+    my $h = shift;
+    return unless $h && $h->{pid};
+    kill 'TERM', $h->{pid};
     my $until = time + 5;
-    while (kill(0, $hp->{pid}) && time < $until) {
+    while (kill(0, $h->{pid}) && time < $until) {
         sleep 0.05;
     }
-    kill 'KILL', $hp->{pid} if kill 0, $hp->{pid};
-    delete $hp->{pid};
+    kill 'KILL', $h->{pid} if kill 0, $h->{pid};
+    delete $h->{pid};
 }
 
 # Runs curl with @args and returns (status, headers with lower-case names,
@@ -483,7 +540,7 @@ sub curl_headers {
     my $pid = fork;
     die "fork: $!" unless defined $pid;
     if (!$pid) {
-        # _exit, never die: no END blocks (stop_haproxy) in the child.
+        # _exit, never die: no END blocks (stop_balancer) in the child.
         open(STDOUT, '>', "$dir/headers") or POSIX::_exit(126);
         open(STDERR, '>', "$dir/stderr") or POSIX::_exit(126);
         exec('curl', '-sS', '--max-time', '10', '-D', '-', '-o', '/dev/null',

@@ -59,7 +59,7 @@ for my $case (@via_haproxy) {
              "$name: access log %H %a %{c}a of every stream");
 }
 
-stop_haproxy($hp);
+stop_balancer($hp);
 
 # Straight to httpd with curl's v1 header (its real addresses).
 my @direct = (

@@ -130,7 +130,7 @@ sub from_haproxy {
              "$name, no client certificate: REMOTE_ADDR");
 }
 
-stop_haproxy($hp);
+stop_balancer($hp);
 
 # curl's own --haproxy-protocol (v1, its real addresses) straight to httpd.
 {
