@@ -8,9 +8,10 @@
 # 2. The same HTTP workload through HAProxy (TCP mode; or nginx's stream
 #    module, BALANCER=nginx) to three Apache instances that differ only in
 #    how they learn the client address:
-#      (a) plain      haproxy without send-proxy, Apache without PROXY support
-#      (b) remoteip   haproxy send-proxy, mod_remoteip RemoteIPProxyProtocol On
-#      (c) module     haproxy send-proxy, mod_proxy_protocol (ProxyProtocol On,
+#      (a) plain      no PROXY header (haproxy without send-proxy, nginx
+#                     without proxy_protocol), Apache without PROXY support
+#      (b) remoteip   a PROXY header, mod_remoteip RemoteIPProxyProtocol On
+#      (c) module     a PROXY header, mod_proxy_protocol (ProxyProtocol On,
 #                     ProxyProtocolTrustedProxies 127.0.0.1)
 #    Workloads:
 #      close      Connection: close, so every request is a new connection and
@@ -43,12 +44,12 @@
 #    shared.  Besides wrk's
 #    req/s and p99, the CPU time Apache used per request is reported (from
 #    /proc/PID/task/*/schedstat): the least noisy of the three.  So are
-#    haproxy's CPU time per request (the same way) and how busy the CPU
-#    that wrk and haproxy share was (client CPU, from /proc/stat): near
+#    the balancer's CPU time per request (the same way) and how busy the
+#    CPU that wrk and the balancer share was (client CPU, /proc/stat): near
 #    100 %, req/s is limited by the client side, not by Apache.
 # 3. Cost per connection in Apache, counted rather than timed, so not
 #    disturbed by the noise that part 2 suffers from.  ab sends
-#    COUNT_CONNECTIONS requests through haproxy, one per connection:
+#    COUNT_CONNECTIONS requests through the balancer, one per connection:
 #    - syscalls: perf counts raw_syscalls:sys_enter of every Apache thread
 #      (needs perf, and root or kernel.perf_event_paranoid=-1; else "-");
 #    - instructions: each instance in turn runs as a single process (-X)
@@ -63,7 +64,7 @@
 #    PERCONN_ROUNDS rounds, each running (a) and (c) back to back, in
 #    alternating order ((a) (c), then (c) (a), ...), each run ab sending
 #    PERCONN_CONNECTIONS requests, one per connection, PERCONN_CONCURRENCY
-#    at a time, through haproxy.  The CPU time is that of the httpd
+#    at a time, through the balancer.  The CPU time is that of the httpd
 #    children only (every thread of each child, from
 #    /proc/PID/task/TID/schedstat: nanoseconds on a CPU), not the parent's
 #    (its once-a-second maintenance is not per connection).  Reported: the
@@ -76,14 +77,16 @@
 #    per syscall, (a) beside (c)).  The load average before and after is
 #    printed: the ratio is what counts, absolute figures are low on a
 #    shared machine.
-#    PERCONN_SENDER=direct replaces ab and haproxy by bench/pp_conn_client.c
+#    PERCONN_SENDER=direct replaces ab and the balancer by
+#    bench/pp_conn_client.c
 #    (built here): it connects straight to Apache and sends, in one
 #    write(), the PROXY v1 header and the request to (c), the request
 #    alone to (a), so that both get one segment from a sender doing the
 #    same work.  haproxy 2.6 in TCP mode writes the header in a segment
 #    of its own as soon as it has connected (also with
 #    HAPROXY_WAIT_DATA=1: 2 segments more per connection, counted with
-#    nstat), and spends more CPU per connection on it.
+#    nstat), and spends more CPU per connection on it; nginx
+#    (BALANCER=nginx, with ssl_preread) writes both in one writev().
 #    DIRECT_SEGMENTS=as-haproxy makes the direct sender do the same (the
 #    header, then the request, two segments to (c), one to (a));
 #    DIRECT_SEGMENTS=two gives either port two segments.  The listener
@@ -92,12 +95,12 @@
 #    are every thread's wake-ups, preemptions and migrations (medians a
 #    connection, from /proc/PID/task/TID/sched): a worker that waits for
 #    a request that is not there yet wakes once more.
-#    Through haproxy, its CPU per connection is reported too, and each
+#    Through a balancer, its CPU per connection is reported too, and each
 #    variant's connections a second (the sender's pace): the header
-#    costs haproxy about 12 us more on (c), and a sender that slow on
-#    one port alone makes Apache's CPU per connection dearer there by
-#    1.5 to 2 % with PIN=1, 0.4 % in one unpinned run (an A/A control with
-#    HAPROXY_SPIN); HAPROXY_SPIN gives (a) the same pace.
+#    costs haproxy about 8 to 15 us more on (c), nginx under 1 us, and a
+#    sender that slow on one port alone makes Apache's CPU per connection
+#    dearer there by 1.5 to 2 % with PIN=1, 0.4 % in one unpinned run (an
+#    A/A control with HAPROXY_SPIN); HAPROXY_SPIN gives (a) the same pace.
 # 5. (PATHTIME=1; not in the default run) The time of a connection's
 #    path through Apache, measured inside it by bench/mod_pp_path_timing.c
 #    (built here and loaded into every variant, so that parts 2-4 of the
@@ -133,7 +136,7 @@
 #   PROXY_VERSION 1 (send-proxy) or 2 (send-proxy-v2) [1]
 #   BALANCER      haproxy or nginx: the TCP balancer in front of Apache
 #                 in parts 2 to 5.  nginx: nginx's stream module (Debian:
-#                 nginx-light and libnginx-mod-stream), one worker, on the
+#                 nginx and libnginx-mod-stream), one worker, on the
 #                 same ports, "proxy_protocol on" for (b) and (c), and
 #                 "ssl_preread on" in every server, so that nginx connects
 #                 to Apache once the client's first bytes are there and

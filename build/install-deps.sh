@@ -35,9 +35,9 @@ PACKAGES="$PACKAGES
 PACKAGES="$PACKAGES galera-4 rsync"
 # bench/scale_plot.sh (bench/scale.sh's plot in docs/): gnuplot without X.
 PACKAGES="$PACKAGES gnuplot-nox"
-# bench/proxy_protocol.sh BALANCER=nginx: nginx's stream module as the
-# balancer that writes the PROXY header with the client's first bytes.
-PACKAGES="$PACKAGES nginx-light libnginx-mod-stream"
+# t/proxy_protocol/85_nginx.t and bench/proxy_protocol.sh BALANCER=nginx:
+# nginx's stream module in front of the PROXY module.
+PACKAGES="$PACKAGES nginx libnginx-mod-stream"
 
 export DEBIAN_FRONTEND=noninteractive
 start=$(date +%s)
