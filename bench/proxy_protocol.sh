@@ -144,6 +144,11 @@
 #                 (haproxy 2.6 writes the header and the request in two
 #                 send() calls, see HAPROXY_WAIT_DATA).  PROXY v1 only;
 #                 the HAPROXY_* settings do not apply [haproxy]
+#   NGINX_PREREAD 0: with BALANCER=nginx, no ssl_preread: nginx connects
+#                 to Apache as soon as the client has connected and
+#                 writes the header at once, the client's bytes when they
+#                 come (a control: the header then comes ahead of the
+#                 request, as from haproxy) [1]
 #   HAPROXY_WAIT_DATA
 #                 1: every haproxy frontend, (a), (b) and (c) alike, waits
 #                 for the client's first bytes before it connects to Apache
@@ -332,6 +337,7 @@ HTTPD=${HTTPD:-/usr/sbin/apache2}
 MODULES_DIR=${MODULES_DIR:-/usr/lib/apache2/modules}
 HAPROXY=${HAPROXY:-haproxy}
 NGINX=${NGINX:-nginx}
+NGINX_PREREAD=${NGINX_PREREAD:-1}
 NGINX_STREAM_MODULE=${NGINX_STREAM_MODULE:-/usr/lib/nginx/modules/ngx_stream_module.so}
 WRK=${WRK:-wrk}
 CC=${CC:-cc}
@@ -378,6 +384,15 @@ nginx)
     fi ;;
 *) echo "proxy_protocol.sh: BALANCER must be haproxy or nginx, not" \
        "'$BALANCER'" >&2
+   exit 1 ;;
+esac
+case $NGINX_PREREAD in
+1) ;;
+0) [ "$BALANCER" = nginx ] || {
+       echo "proxy_protocol.sh: NGINX_PREREAD=0 needs BALANCER=nginx" >&2
+       exit 1; } ;;
+*) echo "proxy_protocol.sh: NGINX_PREREAD must be 0 or 1, not" \
+       "'$NGINX_PREREAD'" >&2
    exit 1 ;;
 esac
 case $PERCONN_SENDER in
@@ -545,7 +560,7 @@ balancer_version() {
 }
 balancer_settings() {
     if [ "$BALANCER" = nginx ]; then
-        echo "nginx stream, ssl_preread on"
+        echo "nginx stream, ssl_preread $([ "$NGINX_PREREAD" = 1 ] && echo on || echo off)"
     else
         echo "HAPROXY_WAIT_DATA=$HAPROXY_WAIT_DATA${HAPROXY_SPIN:+, HAPROXY_SPIN=$HAPROXY_SPIN}"
     fi

@@ -8,10 +8,11 @@
 # build).
 #
 # Sourced by bench/proxy_protocol.sh, which defines the globals read here:
-# its settings (HTTPD, BALANCER, HAPROXY, NGINX, NGINX_STREAM_MODULE, WRK,
-# OPENSSL, CC, MODULES_DIR, MODULE_SO, PROXY_VERSION, HAPROXY_WAIT_DATA, HAPROXY_SPIN, APACHE_CPU_QUOTA, LISTEN_BUCKETS_RATIO,
-# ACCEPT_FILTER, CGROUP_CPU, PIN,
-# CLIENT_CPUS, SAME_INSTANCE, PATHTIME, PERCONN_SENDER, TLS), TOP, WORK,
+# its settings (HTTPD, BALANCER, HAPROXY, NGINX, NGINX_STREAM_MODULE,
+# NGINX_PREREAD, WRK, OPENSSL, CC, MODULES_DIR, MODULE_SO, PROXY_VERSION,
+# HAPROXY_WAIT_DATA, HAPROXY_SPIN, APACHE_CPU_QUOTA, LISTEN_BUCKETS_RATIO,
+# ACCEPT_FILTER, CGROUP_CPU, PIN, CLIENT_CPUS, SAME_INSTANCE, PATHTIME,
+# PERCONN_SENDER, TLS), TOP, WORK,
 # VARIANTS, LABEL, APACHE_PORT, FRONT_PORT, APACHE_TLS_PORT, FRONT_TLS_PORT,
 # the prefixes ON_APACHE_CPUS and ON_CLIENT_CPUS, and die (t/lib/certsuite.sh).
 # Sets APACHE_PID, BALANCER_PID, CGROUP, CGROUP_NPROCS, TLS_PARAMS and adds
@@ -303,6 +304,7 @@ EOF
 # HTTP it finds no ClientHello and lets them through), and nginx then
 # writes the PROXY header and those bytes in one writev(): Apache's
 # deferred accept wakes once, with the request there, on every port.
+# NGINX_PREREAD=0 leaves ssl_preread off.
 write_nginx_conf() {
     local v proxy
     {
@@ -316,7 +318,7 @@ events {
     worker_connections 4096;
 }
 stream {
-    ssl_preread on;
+    ssl_preread $([ "$NGINX_PREREAD" = 1 ] && echo on || echo off);
 EOF
         for v in a b c; do
             proxy=""
