@@ -448,7 +448,7 @@ sub start_daemon {
     my ($what, $command, $pidfile, $ports) = @_;
     my $out = `$command 2>&1`;
     die "$what failed to start ($?): $out" if $?;
-    my $h = { what => $what };
+    my $h = {};
     my $until = time + 5;
     until (-s $pidfile) {
         die "$what wrote no pid file" if time > $until;
