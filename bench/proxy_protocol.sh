@@ -138,9 +138,10 @@
 #                 in parts 2 to 5.  nginx: nginx's stream module (Debian:
 #                 nginx and libnginx-mod-stream), one worker, on the
 #                 same ports, "proxy_protocol on" for (b) and (c), and
-#                 "ssl_preread on" in every server, so that nginx connects
-#                 to Apache once the client's first bytes are there and
-#                 writes the PROXY header and those bytes in one writev()
+#                 "ssl_preread on" in every server (unless NGINX_PREREAD
+#                 is 0), so that nginx connects to Apache once the
+#                 client's first bytes are there and writes the PROXY
+#                 header and those bytes in one writev()
 #                 (haproxy 2.6 writes the header and the request in two
 #                 send() calls, see HAPROXY_WAIT_DATA).  PROXY v1 only;
 #                 the HAPROXY_* settings do not apply [haproxy]
